@@ -1,0 +1,107 @@
+"""Static geometry tables: fibre thresholds and SFAP weights on a grid of CSF thickness.
+
+The volume conductor is a homogeneous anisotropic medium with point sources (shared/domain.md
+section 3). A fibre runs along the cord (x) at depth ``d`` below the cord surface and lateral
+position ``y``; the lead lies on the dura, ``csf`` above the cord. The drive on a fibre is the
+largest second difference of the extracellular potential over its nodes of Ranvier (internode
+100 x diameter), divided by the internode squared: a discrete activating function in mV/mm² per
+mA. Its threshold at rheobase is ``af_threshold * (10 µm / D)^diameter_exponent / drive``.
+
+Tables are tabulated on a uniform CSF grid, so that moving the cord costs one linear
+interpolation per fibre per pulse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+CSF_GRID_MM = (0.5, 12.0, 80)
+"""Lowest and highest tabulated CSF thickness (mm) and the number of grid points."""
+REF_DIAMETER_UM = 10.0
+REF_DISTANCE_MM = 4.0
+REF_FIBRES = 2048
+
+
+def csf_grid() -> np.ndarray:
+    """The CSF thickness grid (mm)."""
+    lo, hi, n = CSF_GRID_MM
+    return np.linspace(lo, hi, n)
+
+
+@njit(cache=True, inline="always")
+def _potential(x, y, z, src_x, src_w, y_lead, sl, st):
+    """Extracellular potential (mV per mA) at (x, y, z) from weighted point sources."""
+    v = 0.0
+    for k in range(src_x.size):
+        dx = x - src_x[k]
+        dy = y - y_lead
+        r = math.sqrt(st * st * dx * dx + sl * st * dy * dy + sl * st * z * z)
+        v += src_w[k] / (4.0 * math.pi * r)
+    return v
+
+
+@njit(cache=True)
+def fibre_drive(diameter_um, lateral_mm, depth_mm, phase, csf_mm, src_x, src_w, y_lead, sl, st,
+                span_mm):
+    """Peak discrete activating function of one fibre (mV/mm² per mA of cathodic current).
+
+    Args:
+        diameter_um: Fibre diameter (µm); internode length is 0.1 * diameter mm.
+        lateral_mm: Mediolateral position of the fibre (mm).
+        depth_mm: Depth below the cord surface (mm).
+        phase: Node offset from the cathode, in internodes [0, 1).
+        csf_mm: Dorsal CSF thickness (mm).
+        src_x: Source positions along the cord (mm), cathode at 0.
+        src_w: Source weights per mA (negative = cathodic).
+        y_lead: Lead mediolateral position (mm).
+        sl: Longitudinal conductivity (S/mm).
+        st: Transverse conductivity (S/mm).
+        span_mm: Half length of fibre examined on either side of the cathode (mm).
+
+    Returns:
+        The largest depolarising second difference divided by internode² (>= 1e-12).
+    """
+    length = 0.1 * diameter_um
+    n_half = int(math.ceil(span_mm / length))
+    z = -(csf_mm + depth_mm)
+    best = 1e-12
+    v_prev = _potential((phase - n_half - 1) * length, lateral_mm, z, src_x, src_w, y_lead, sl, st)
+    v_mid = _potential((phase - n_half) * length, lateral_mm, z, src_x, src_w, y_lead, sl, st)
+    for n in range(-n_half, n_half + 1):
+        v_next = _potential((phase + n + 1) * length, lateral_mm, z, src_x, src_w, y_lead, sl, st)
+        af = (v_prev - 2.0 * v_mid + v_next) / (length * length)
+        if af > best:
+            best = af
+        v_prev = v_mid
+        v_mid = v_next
+    return best
+
+
+@njit(cache=True, parallel=True)
+def threshold_table(diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w, y_lead, sl,
+                    st, span_mm, af_threshold, diameter_exponent):
+    """Rheobase threshold (mA) of every fibre at every grid CSF thickness, shape (G, N)."""
+    out = np.empty((grid_mm.size, diameter_um.size))
+    for i in prange(diameter_um.size):
+        scale = af_threshold * (REF_DIAMETER_UM / diameter_um[i]) ** diameter_exponent
+        for g in range(grid_mm.size):
+            drive = fibre_drive(diameter_um[i], lateral_mm[i], depth_mm[i], phase[i], grid_mm[g],
+                                src_x, src_w, y_lead, sl, st, span_mm)
+            out[g, i] = scale / drive
+    return out
+
+
+def sfap_weight_table(diameter_um: np.ndarray, lateral_mm: np.ndarray, depth_mm: np.ndarray,
+                      grid_mm: np.ndarray, y_lead: float, sfap_uv: float, d_exp: float,
+                      r_exp: float) -> np.ndarray:
+    """N1 depth (µV) each fibre adds to the ECAP at every grid CSF thickness, shape (G, N).
+
+    The SFAP grows as D^d_exp, falls as distance^-r_exp from the recording contact, and is
+    scaled by ``REF_FIBRES / N`` so that the ECAP does not depend on the modelled fibre count.
+    """
+    r = np.hypot(grid_mm[:, None] + depth_mm[None, :], lateral_mm[None, :] - y_lead)
+    per_fibre = sfap_uv * (diameter_um / REF_DIAMETER_UM) ** d_exp * (REF_FIBRES / diameter_um.size)
+    return per_fibre[None, :] * (REF_DISTANCE_MM / r) ** r_exp

@@ -1,0 +1,199 @@
+"""``NeuralModel``: one patient's neural response model, built from parameters and a seed.
+
+Example:
+    >>> from closedloop.neural import NeuralModel
+    >>> model = NeuralModel(seed=0)                      # default patient, fibres from seed 0
+    >>> rec = model.pulse_train(current_ma=5.0, rate_hz=50.0, n_pulses=100)
+    >>> rec["ecap_uv"].mean()                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from closedloop._config import ConfigError
+from closedloop.neural import geometry
+from closedloop.neural.kernels import (
+    PULSE_DTYPE,
+    KernelParams,
+    KernelState,
+    KernelTables,
+    PulseInputs,
+    run_pulses,
+)
+from closedloop.neural.params import ModelParams
+from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
+from closedloop.neural.rng import fmix32_np, seed_words
+from closedloop.neural.validation import check_inputs
+
+MIX_RECRUITED_FRACTION = 0.15
+"""Recruited fraction whose ECAP shape defines the matched-filter template."""
+
+
+class NeuralModel:
+    """One patient's dorsal-column response to SCS pulses.
+
+    The fibre population is drawn once from ``seed``; ``reset(seed)`` restores the resting
+    fibre state and keys the per-pulse jitter and amplifier noise.
+
+    Args:
+        params: Model parameters (default patient if omitted).
+        seed: Seed of the fibre population (anatomy). The same seed gives the same patient.
+    """
+
+    def __init__(self, params: ModelParams | None = None, seed: int = 0) -> None:
+        self.params = params if params is not None else ModelParams()
+        ss = np.random.SeedSequence(seed)
+        pop_ss, noise_ss = ss.spawn(2)
+        self.fibres: Fibres = draw_fibres(self.params.population, np.random.default_rng(pop_ss))
+        self.tables = build_tables(self.params, self.fibres, seed_words(pop_ss)[2:])
+        self._base_kp = build_kernel_params(self.params)
+        self.kp = self._base_kp
+        self.state: KernelState = self.initial_state()
+        self.reset(noise_ss)
+
+    @property
+    def n_fibres(self) -> int:
+        """Number of modelled fibres."""
+        return self.tables.chronaxie_us.size
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per recorded sweep."""
+        return self.tables.sample_hash.size
+
+    @property
+    def sample_times_ms(self) -> np.ndarray:
+        """Time of every sweep sample after pulse onset (ms)."""
+        return np.arange(self.n_samples) * 1e3 / self.params.recording.fs_hz
+
+    @property
+    def tail_fraction(self) -> float:
+        """Fraction of all dorsal-column fibres that the modelled population stands for."""
+        return tail_fraction(self.params.population)
+
+    def initial_state(self) -> KernelState:
+        """A resting fibre state (no recent spikes, no adaptation)."""
+        n, (n_cls, n_s) = self.n_fibres, (self.params.population.n_classes, self.n_samples)
+        return KernelState(
+            t_since_ms=np.full(n, 1e9), x_rel=np.zeros(n), x_sn=np.zeros(n),
+            adapt=np.zeros((3, n)), pulse_count=np.zeros(1, np.int64),
+            templates=np.zeros((n_cls, n_s)), mf=np.zeros(n_s), cache=np.full(4, np.nan))
+
+    def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
+        """Return every fibre to rest and key the jitter and noise streams from ``seed``.
+
+        Args:
+            seed: Seed of the per-pulse randomness; None keeps the current stream and restarts
+                it from pulse 0.
+        """
+        if seed is not None:
+            words = seed_words(seed)
+            self.kp = self._base_kp._replace(seed_pulse_a=words[0], seed_pulse_b=words[1])
+        fresh = self.initial_state()
+        for mine, new in zip(self.state, fresh, strict=True):
+            mine[...] = new
+
+    def stimulate(self, current_ma, pw_us, csf_mm, interval_s, waveforms: bool = False):
+        """Deliver pulses with per-pulse parameters (arrays or scalars broadcast together).
+
+        Args:
+            current_ma: Cathodic current of each pulse (mA), in [0, 25.5].
+            pw_us: Pulse width per phase (µs), in [20, 1000].
+            csf_mm: Dorsal CSF thickness at each pulse (mm), inside the tabulated grid.
+            interval_s: Time since the previous pulse (s), > 0.
+            waveforms: Also return the recorded sweeps, shape (P, n_samples), µV.
+
+        Returns:
+            The per-pulse records (``PULSE_DTYPE``), and the sweeps if ``waveforms``.
+        """
+        inputs = PulseInputs(*check_inputs(current_ma, pw_us, csf_mm, interval_s))
+        n = inputs.current_ma.size
+        out = np.empty(n, PULSE_DTYPE)
+        wave = np.empty((n if waveforms else 0, self.n_samples))
+        run_pulses(self.state, self.tables, self.kp, inputs, out, wave)
+        return (out, wave) if waveforms else out
+
+    def pulse_train(self, current_ma: float, rate_hz: float = 50.0, n_pulses: int = 50,
+                    pw_us: float = 250.0, csf_mm: float | None = None, waveforms: bool = False):
+        """Deliver a regular train of identical pulses.
+
+        Args:
+            current_ma: Cathodic current (mA).
+            rate_hz: Pulse rate (Hz), in [1, 10000].
+            n_pulses: Number of pulses.
+            pw_us: Pulse width per phase (µs).
+            csf_mm: CSF thickness (mm); the model's default if None.
+            waveforms: Also return the sweeps.
+
+        Returns:
+            As :meth:`stimulate`.
+        """
+        from closedloop.neural.validation import check_rate
+
+        interval = 1.0 / check_rate(rate_hz)
+        csf = self.default_csf_mm if csf_mm is None else csf_mm
+        n = int(n_pulses)
+        if n < 1:
+            raise ConfigError(f"n_pulses={n_pulses} is out of range; valid range [1, inf)")
+        return self.stimulate(np.full(n, float(current_ma)), pw_us, csf, interval, waveforms)
+
+    default_csf_mm: float = 3.5
+    """CSF thickness used when none is given (mm): T11 supine, Holsheimer 1994 (2-6 mm)."""
+
+
+def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray) -> KernelTables:
+    """Compute the patient's static tables from its parameters and fibres."""
+    lead, pop, exc, resp, recp = (params.lead, params.population, params.excitability,
+                                  params.response, params.recording)
+    grid = geometry.csf_grid()
+    src_x, src_w = contact_sources(lead)
+    span = 2.0 * lead.pitch_mm + lead.contact_length_mm
+    rheo = geometry.threshold_table(
+        fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, fibres.node_phase, grid, src_x,
+        src_w, lead.lateral_offset_mm, exc.sigma_long_s_per_mm, exc.sigma_trans_s_per_mm, span,
+        exc.af_threshold_mv_per_mm2, exc.diameter_exponent)
+    sfap = geometry.sfap_weight_table(
+        fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
+        resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent)
+    chron = exc.chronaxie_us * (geometry.REF_DIAMETER_UM / fibres.diameter_um) ** (
+        exc.chronaxie_diameter_exponent)
+    edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
+    cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    delay = lead.recording_distance_mm / (resp.cv_per_um * centres)  # mm / (mm/ms) = ms
+    n_s = int(round(recp.window_ms * recp.fs_hz * 1e-3))
+    idx = np.arange(max(fibres.diameter_um.size, n_s), dtype=np.uint64)
+    g_ref = int(np.argmin(np.abs(grid - NeuralModel.default_csf_mm)))
+    first = np.argsort(rheo[g_ref] * (1.0 + chron / 250.0))
+    first = first[: max(1, int(MIX_RECRUITED_FRACTION * first.size))]
+    mix = np.bincount(cls[first], weights=sfap[g_ref, first], minlength=pop.n_classes)
+    return KernelTables(
+        rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.int64),
+        fibre_hash=fmix32_np(idx[: fibres.diameter_um.size] ^ words[0]),
+        class_delay_ms=delay, class_mix=mix / mix.sum(),
+        sample_hash=fmix32_np(idx[:n_s] * np.uint64(0x27D4EB2F) ^ words[1]))
+
+
+def build_kernel_params(params: ModelParams) -> KernelParams:
+    """Flatten the parameters the kernel needs into a ``KernelParams`` tuple."""
+    exc, resp, rec = params.excitability, params.response, params.recording
+    lo, hi, n = geometry.CSF_GRID_MM
+    return KernelParams(
+        csf0_mm=lo, dcsf_mm=(hi - lo) / (n - 1), jitter_rel=exc.jitter_rel,
+        t_abs_ms=exc.t_abs_ms, rel_amplitude=exc.rel_amplitude, tau_rel_ms=exc.tau_rel_ms,
+        sn_amplitude=exc.sn_amplitude, tau_sn_ms=exc.tau_sn_ms,
+        adapt_tau0_s=exc.adapt_tau_s[0], adapt_tau1_s=exc.adapt_tau_s[1],
+        adapt_tau2_s=exc.adapt_tau_s[2], adapt_inc0=exc.adapt_increment[0],
+        adapt_inc1=exc.adapt_increment[1], adapt_inc2=exc.adapt_increment[2],
+        adapt_gain0=exc.adapt_gain[0], adapt_gain1=exc.adapt_gain[1],
+        adapt_gain2=exc.adapt_gain[2], onset_ms=resp.onset_ms, sfap_width_ms=resp.sfap_width_ms,
+        sfap_asymmetry=resp.sfap_asymmetry, motor_fraction=resp.motor_fraction,
+        emg_uv_per_fraction=resp.emg_uv_per_fraction, emg_latency_ms=resp.emg_latency_ms,
+        emg_width_ms=resp.emg_width_ms, fs_hz=rec.fs_hz, interphase_us=rec.interphase_us,
+        blank_ms=rec.blank_ms, est_end_ms=rec.est_end_ms, noise_uv_rms=rec.noise_uv_rms,
+        artefact_uv_per_ma=rec.artefact_uv_per_ma, artefact_offset_uv=rec.artefact_offset_uv,
+        artefact_tau_ms=rec.artefact_tau_ms, adc_range_uv=rec.adc_range_uv,
+        adc_lsb_uv=2.0 * rec.adc_range_uv / 2.0**rec.adc_bits,
+        use_template=1.0 if rec.estimator == "template" else 0.0, detect_snr=rec.detect_snr,
+        seed_pulse_a=np.uint64(0), seed_pulse_b=np.uint64(0))

@@ -1,0 +1,251 @@
+"""Parameters of the neural response model: lead, fibre population, excitability, recording.
+
+Each field carries its unit, valid range and source (see :func:`closedloop._config.param`);
+``closedloop model-card`` prints them all. Sources refer to ``shared/domain.md``: [C] a figure seen
+in the cited source, [M] a commonly quoted value; "calibrated" values were fitted so that the
+default patient reproduces the published growth-curve and frequency figures (docs/model_card.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from closedloop._config import ConfigError, from_dict, param, validate
+
+PLATINUM_SHANNON = "Shannon criterion for platinum, ~30 µC/cm² [M]"
+
+
+@dataclasses.dataclass(frozen=True)
+class LeadParams:
+    """Percutaneous lead: contacts along the cord axis, stimulation and recording contacts."""
+
+    n_contacts: int = param(8, "1", "8-16 contacts per lead [M]", 2, 32, doc="contacts on the lead")
+    contact_length_mm: float = param(3.0, "mm", "typical percutaneous lead [M]", 0.5, 10.0,
+                                     doc="length of one contact along the lead")
+    pitch_mm: float = param(7.0, "mm", "recording 2-6 contacts at 15-50 mm [C Parker 2012]", 1.0,
+                            15.0, doc="centre-to-centre contact spacing")
+    configuration: str = param("tripolar", "1", "guarded cathode common in ECAP systems [M]",
+                               choices=("monopolar", "bipolar", "tripolar"),
+                               doc="stimulation polarity pattern around the cathode")
+    cathode: int = param(2, "1", "assumption: third contact", 0, 31, doc="index of the cathode")
+    recording_contact: int = param(7, "1", "5 contacts = 35 mm, inside 15-50 mm [C]", 0, 31,
+                                   doc="index of the recording contact")
+    lateral_offset_mm: float = param(0.0, "mm", "assumption: lead on the midline", -3.0, 3.0,
+                                     doc="mediolateral offset of the lead from the cord midline")
+
+    def __post_init__(self) -> None:  # noqa: D105
+        validate(self, "lead.")
+        for name in ("cathode", "recording_contact"):
+            if getattr(self, name) >= self.n_contacts:
+                raise ConfigError(f"lead.{name}={getattr(self, name)} is out of range; valid "
+                                  f"range [0, {self.n_contacts - 1}] for {self.n_contacts} contacts")
+        idx = [c for c, _ in self.stim_weights()]
+        if min(idx) < 0 or max(idx) >= self.n_contacts:
+            raise ConfigError(f"lead.cathode={self.cathode}: a {self.configuration} configuration "
+                              f"needs anodes inside [0, {self.n_contacts - 1}]")
+        if self.recording_contact in idx:
+            raise ConfigError(f"lead.recording_contact={self.recording_contact} is a stimulating "
+                              f"contact; choose one outside {idx}")
+
+    def stim_weights(self) -> list[tuple[int, float]]:
+        """(contact index, weight) pairs; the cathode carries weight -1 (per mA of current)."""
+        c = self.cathode
+        if self.configuration == "monopolar":
+            return [(c, -1.0)]
+        if self.configuration == "bipolar":
+            return [(c, -1.0), (c + 1, 1.0)]
+        return [(c - 1, 0.5), (c, -1.0), (c + 1, 0.5)]
+
+    @property
+    def recording_distance_mm(self) -> float:
+        """Distance along the lead from the cathode to the recording contact (mm)."""
+        return abs(self.recording_contact - self.cathode) * self.pitch_mm
+
+
+@dataclasses.dataclass(frozen=True)
+class PopulationParams:
+    """The modelled dorsal-column fibre population (importance-sampled large-fibre tail)."""
+
+    n_fibres: int = param(2048, "1", "chosen by convergence study (docs/model_card.md)", 16,
+                          1_000_000, doc="modelled fibres")
+    diameter_median_um: float = param(3.0, "µm", "Feirabend 2002: skewed to small fibres [C]", 1.0,
+                                      10.0, doc="median of the lognormal diameter distribution")
+    diameter_sigma_ln: float = param(0.49, "1", "calibrated: 0.5 % of fibres > 10.7 µm [C Feirabend]",
+                                     0.05, 1.5, doc="log-space spread of fibre diameters")
+    diameter_min_um: float = param(6.0, "µm", "assumption: smaller fibres never reach threshold "
+                                   "below 25.5 mA", 1.0, 15.0, doc="smallest modelled diameter")
+    diameter_max_um: float = param(16.0, "µm", "assumption: largest dorsal-column fibres", 5.0, 25.0,
+                                   doc="largest modelled diameter")
+    depth_max_mm: float = param(1.0, "mm", "Feirabend: large fibres activated to ~0.25 mm [C]; "
+                                "modelled deeper so the limit emerges", 0.1, 3.0,
+                                doc="deepest modelled fibre below the cord surface")
+    half_width_mm: float = param(2.5, "mm", "assumption: dorsal-column half width", 0.5, 5.0,
+                                 doc="mediolateral half width of the modelled population")
+    n_classes: int = param(48, "1", "assumption: 0.2 µm bins; delay error < 1 sample", 4, 256,
+                           doc="diameter classes for ECAP synthesis")
+
+    def __post_init__(self) -> None:  # noqa: D105
+        validate(self, "population.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExcitabilityParams:
+    """Thresholds, strength-duration, stochasticity, refractoriness and adaptation."""
+
+    sigma_long_s_per_mm: float = param(1 / 3000, "S/mm", "Grill-lab DC model, ModelDB 267728 [C]",
+                                       0.0, 1.0, lo_open=True, doc="conductivity along fibres")
+    sigma_trans_s_per_mm: float = param(1 / 12000, "S/mm", "Grill-lab DC model, ModelDB 267728 [C]",
+                                        0.0, 1.0, lo_open=True, doc="conductivity across fibres")
+    af_threshold_mv_per_mm2: float = param(1.25, "mV/mm²", "calibrated: 4 mA threshold [C Pilitsis "
+                                           "2021]", 0.0, 1e4, lo_open=True,
+                                           doc="rheobase d²V/dx² threshold of a 10 µm fibre")
+    diameter_exponent: float = param(1.0, "1", "threshold ∝ 1/D in MRG models [C McIntyre 2002]",
+                                     0.0, 3.0, doc="threshold ∝ D^-exponent")
+    chronaxie_us: float = param(200.0, "µs", "chronaxie 150-400 µs [M]", 10.0, 2000.0,
+                                doc="chronaxie of a 10 µm fibre")
+    chronaxie_diameter_exponent: float = param(0.5, "1", "assumption: small fibres have longer "
+                                               "chronaxie [C Chakravarthy 2020, qualitative]",
+                                               0.0, 2.0, doc="chronaxie ∝ D^-exponent")
+    jitter_rel: float = param(0.03, "1", "relative spread a few % [M Verveen]", 0.0, 0.3,
+                              doc="relative sd of the per-pulse threshold jitter")
+    t_abs_ms: float = param(0.7, "ms", "absolute refractory 0.5-1 ms [M]", 0.0, 5.0,
+                            doc="absolute refractory period")
+    rel_amplitude: float = param(3.6, "1", "assumption: 3x threshold at end of absolute period",
+                                 0.0, 100.0, doc="relative-refractory threshold gain")
+    tau_rel_ms: float = param(1.2, "ms", "relative refractory to 3-5 ms [M]", 0.01, 50.0,
+                              doc="relative-refractory time constant")
+    sn_amplitude: float = param(0.1, "1", "assumption: ~5 % supernormality near 10 ms [M]",
+                                0.0, 0.9, doc="supernormal excitability gain")
+    tau_sn_ms: float = param(15.0, "ms", "supernormal period after relative refractory [M]",
+                             0.01, 500.0, doc="supernormal time constant")
+    adapt_tau_s: tuple = param((0.02, 0.3, 4.0), "s", "calibrated: log-frequency ECAP fall "
+                               "2-455 Hz [C Gmel 2021]", 1e-4, 1e4, lo_open=True,
+                               doc="time constants of the slow adaptation processes")
+    adapt_increment: tuple = param((0.25, 0.05, 0.006), "1", "calibrated: Gmel 2021 [C]", 0.0, 1.0,
+                                   doc="saturating increment of each process per spike")
+    adapt_gain: tuple = param((0.35, 0.35, 0.35), "1", "calibrated: Gmel 2021 [C]", 0.0, 10.0,
+                              doc="threshold gain of each adaptation process")
+
+    def __post_init__(self) -> None:  # noqa: D105
+        validate(self, "excitability.")
+        n = {len(self.adapt_tau_s), len(self.adapt_increment), len(self.adapt_gain)}
+        if n != {3}:
+            raise ConfigError("excitability.adapt_tau_s/adapt_increment/adapt_gain must each "
+                              "have exactly 3 entries")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseParams:
+    """Conduction, single-fibre action potentials and late muscle responses."""
+
+    cv_per_um: float = param(6.0, "m/s per µm", "Hursh factor [M]", 1.0, 10.0,
+                             doc="conduction velocity per µm of diameter")
+    onset_ms: float = param(0.1, "ms", "assumption: utilisation time after the cathodic phase",
+                            0.0, 2.0, doc="spike initiation delay after the cathodic phase")
+    sfap_width_ms: float = param(0.10, "ms", "assumption: ~0.3 ms triphasic SFAP at the contact",
+                                 0.01, 2.0, doc="time scale of the SFAP")
+    sfap_asymmetry: float = param(0.35, "1", "assumption: P2 larger than P1 [C Parker 2012 shape]",
+                                  0.0, 1.0, doc="odd (first-derivative) part of the SFAP")
+    sfap_uv: float = param(0.5, "µV", "calibrated: 15 µV/mA slope [C Pilitsis 2021]", 0.0, 1e4,
+                           lo_open=True, doc="N1 depth of one 10 µm fibre at 4 mm (per 2048)")
+    sfap_diameter_exponent: float = param(1.5, "1", "SFAP ∝ D¹-D² [M]", 0.0, 3.0,
+                                          doc="SFAP amplitude ∝ D^exponent")
+    sfap_distance_exponent: float = param(2.0, "1", "assumption: dipole-like fall-off", 0.0, 4.0,
+                                          doc="SFAP amplitude ∝ distance^-exponent")
+    motor_fraction: float = param(0.35, "1", "assumption: reflex at high recruitment [C Parker "
+                                  "2012, qualitative]", 0.0, 1.0, doc="recruited fraction above "
+                                  "which muscle responses appear")
+    emg_uv_per_fraction: float = param(800.0, "µV", "assumption: EMG hundreds of µV", 0.0, 1e5,
+                                       doc="EMG amplitude per recruited fraction above motor")
+    emg_latency_ms: float = param(6.0, "ms", "late responses 3-13 ms [C Bioelectron Med 2024]",
+                                  2.0, 20.0, doc="EMG peak latency")
+    emg_width_ms: float = param(1.0, "ms", "assumption", 0.1, 5.0, doc="EMG time scale")
+
+    def __post_init__(self) -> None:  # noqa: D105
+        validate(self, "response.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingParams:
+    """Recording chain: sampling, artefact, amplifier noise, ADC and the amplitude estimators."""
+
+    fs_hz: float = param(30_000.0, "Hz", "issue: >= 20 kHz", 20_000.0, 200_000.0,
+                         doc="sampling rate")
+    window_ms: float = param(7.0, "ms", "issue: covers 0-5 ms and late responses", 5.0, 20.0,
+                             doc="length of the recorded sweep after pulse onset")
+    interphase_us: float = param(30.0, "µs", "assumption: typical interphase gap", 0.0, 1000.0,
+                                 doc="gap between the two phases of the biphasic pulse")
+    blank_ms: float = param(0.1, "ms", "assumption: amplifier blanking after the pulse", 0.0, 2.0,
+                            doc="time after the pulse before the estimator window opens")
+    est_end_ms: float = param(3.0, "ms", "ECAP window 1-2.5 ms [C Bioelectron Med 2024]", 1.0,
+                              10.0, doc="end of the ECAP estimator window")
+    noise_uv_rms: float = param(3.0, "µV", "a few µV rms single sweep [M]", 0.0, 100.0,
+                                doc="amplifier noise, input referred")
+    artefact_uv_per_ma: float = param(25.0, "µV/mA", "assumption: artefact linear in current "
+                                      "[C Chakravarthy 2022]", 0.0, 1e4,
+                                      doc="artefact at pulse end per mA")
+    artefact_offset_uv: float = param(2.0, "µV", "assumption", -1e4, 1e4,
+                                      doc="current-independent artefact at pulse end")
+    artefact_tau_ms: float = param(0.35, "ms", "assumption: decaying exponential [C]", 0.01, 10.0,
+                                   doc="artefact decay time constant")
+    adc_range_uv: float = param(2000.0, "µV", "assumption", 10.0, 1e6,
+                                doc="ADC full scale (±), input referred")
+    adc_bits: int = param(14, "1", "assumption", 4, 24, doc="ADC resolution")
+    estimator: str = param("template", "1", "assumption; both are reported",
+                           choices=("template", "n1p2"), doc="amplitude the loop sees")
+    detect_snr: float = param(3.0, "1", "assumption: 3 sd above noise", 0.0, 100.0,
+                              doc="detection threshold in estimator noise sd")
+
+    def __post_init__(self) -> None:  # noqa: D105
+        validate(self, "recording.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    """All parameters of one patient's neural response model."""
+
+    lead: LeadParams = dataclasses.field(default_factory=LeadParams)
+    population: PopulationParams = dataclasses.field(default_factory=PopulationParams)
+    excitability: ExcitabilityParams = dataclasses.field(default_factory=ExcitabilityParams)
+    response: ResponseParams = dataclasses.field(default_factory=ResponseParams)
+    recording: RecordingParams = dataclasses.field(default_factory=RecordingParams)
+
+    def __post_init__(self) -> None:  # noqa: D105
+        for f in dataclasses.fields(self):
+            part = getattr(self, f.name)
+            if not isinstance(part, _SECTIONS[f.name]):
+                raise ConfigError(f"{f.name} must be a {_SECTIONS[f.name].__name__}")
+            validate(part, f.name + ".")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "") -> ModelParams:
+        """Build from nested dicts ``{"lead": {...}, "population": {...}, ...}``."""
+        unknown = sorted(set(data) - set(_SECTIONS))
+        if unknown:
+            raise ConfigError(f"unknown section(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(_SECTIONS)}")
+        return cls(**{k: from_dict(_SECTIONS[k], v, where=f"{where}{k}") for k, v in data.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict of every parameter (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: dict[str, Any]) -> ModelParams:
+        """Copy with some fields changed, e.g. ``replace(lead={"cathode": 3})``."""
+        data = self.to_dict()
+        for name, changes in sections.items():
+            if name not in _SECTIONS:
+                raise ConfigError(f"unknown section {name!r}; known: {', '.join(_SECTIONS)}")
+            from_dict(_SECTIONS[name], changes, where=name)  # rejects unknown keys early
+            data[name].update(changes)
+        return ModelParams.from_dict(data)
+
+
+_SECTIONS = {
+    "lead": LeadParams,
+    "population": PopulationParams,
+    "excitability": ExcitabilityParams,
+    "response": ResponseParams,
+    "recording": RecordingParams,
+}

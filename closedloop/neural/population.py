@@ -1,0 +1,78 @@
+"""Drawing a dorsal-column fibre population and laying out the lead.
+
+The population is an importance sample of the large-fibre tail of the dorsal-column diameter
+distribution: diameters follow a lognormal law (Feirabend et al. 2002: skewed to small fibres,
+0.5 % above 10.7 µm) truncated to ``[diameter_min_um, diameter_max_um]``; depth below the cord
+surface and mediolateral position are uniform. Fibres smaller than ``diameter_min_um`` are left
+out because their thresholds exceed the 25.5 mA hardware limit at any realistic depth.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from closedloop.neural.params import LeadParams, PopulationParams
+
+
+class Fibres(NamedTuple):
+    """One patient's modelled fibres (arrays of length ``n_fibres``)."""
+
+    diameter_um: np.ndarray
+    depth_mm: np.ndarray
+    lateral_mm: np.ndarray
+    node_phase: np.ndarray
+    """Position of the nearest node relative to the cathode, in internodes, in [0, 1)."""
+
+
+def draw_fibres(pop: PopulationParams, rng: np.random.Generator) -> Fibres:
+    """Draw a fibre population.
+
+    Args:
+        pop: Population parameters.
+        rng: The generator every draw comes from.
+
+    Returns:
+        The fibres, sorted by diameter (descending) so that the largest, lowest-threshold
+        fibres come first in memory.
+    """
+    if pop.diameter_min_um >= pop.diameter_max_um:
+        raise ValueError(f"population.diameter_min_um={pop.diameter_min_um} must be below "
+                         f"diameter_max_um={pop.diameter_max_um}")
+    n = pop.n_fibres
+    mu, sig = np.log(pop.diameter_median_um), pop.diameter_sigma_ln
+    lo, hi = ndtr((np.log([pop.diameter_min_um, pop.diameter_max_um]) - mu) / sig)
+    u = rng.uniform(lo, hi, n)
+    diameter = np.sort(np.exp(mu + sig * ndtri(u)))[::-1].copy()
+    depth = rng.uniform(0.0, pop.depth_max_mm, n)
+    lateral = rng.uniform(-pop.half_width_mm, pop.half_width_mm, n)
+    phase = rng.uniform(0.0, 1.0, n)
+    return Fibres(diameter, depth, lateral, phase)
+
+
+def tail_fraction(pop: PopulationParams) -> float:
+    """Fraction of all dorsal-column fibres that the modelled diameter range represents."""
+    mu, sig = np.log(pop.diameter_median_um), pop.diameter_sigma_ln
+    lo, hi = ndtr((np.log([pop.diameter_min_um, pop.diameter_max_um]) - mu) / sig)
+    return float(hi - lo)
+
+
+def contact_sources(lead: LeadParams, n_sub: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Point sources that stand for the stimulating contacts.
+
+    Each contact is a line of ``n_sub`` equal point sources along its length; the cathode lies
+    at x = 0.
+
+    Returns:
+        ``(x_mm, weight)``: source positions along the cord and weights per mA of cathodic
+        current (negative for cathodic current).
+    """
+    xs, ws = [], []
+    offsets = (np.arange(n_sub) + 0.5) / n_sub - 0.5
+    for contact, w in lead.stim_weights():
+        x0 = (contact - lead.cathode) * lead.pitch_mm
+        xs.extend(x0 + offsets * lead.contact_length_mm)
+        ws.extend([w / n_sub] * n_sub)
+    return np.asarray(xs), np.asarray(ws)

@@ -1,0 +1,136 @@
+"""Numba kernels of the recording chain: ECAP synthesis, artefact, noise, ADC and estimators.
+
+A sweep sample at time t after pulse onset (ms) is::
+
+    neural(t)   = sum_b acc_b * sfap((t - onset - PW - delay_b) / width)     # ECAP, µV
+    emg(t)      = E * max(0, frac - motor_fraction) * u e^((1 - u²)/2),  u = (t - t_emg)/w_emg
+    artefact(t) = (offset + k * I) * exp(-(t - t_end) / tau)   for t >= t_end = 2 PW + gap
+    recorded(t) = ADC(neural + emg + artefact + noise)        (clip to ±range, round to LSB)
+
+During the pulse itself (t < t_end) the amplifier is saturated. Amplitudes are estimated in the
+window from ``t_end + blank`` to ``est_end``: N1-P2 (the minimum, then the maximum after it) and
+a matched-filter (template) estimate scaled to the template's N1-P2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from closedloop.neural.rng import fmix32, hash_normal
+
+NOISE_SALT = np.uint64(0x5BD1E995)
+
+@njit(cache=True, inline="always")
+def sfap_shape(u, asym):
+    """Triphasic SFAP (P1-N1-P2) at normalised time ``u``; N1 = -1 at u = 0."""
+    g = math.exp(-0.5 * u * u)
+    return -(1.0 - u * u) * g + asym * u * g
+
+
+@njit(cache=True)
+def window_bounds(pw_us, kp, n_samples):
+    """First and one-past-last sample of the estimator window for a pulse width."""
+    t_end_ms = (2.0 * pw_us + kp.interphase_us) * 1e-3
+    lo = int(math.ceil((t_end_ms + kp.blank_ms) * kp.fs_hz * 1e-3))
+    hi = int(math.floor(kp.est_end_ms * kp.fs_hz * 1e-3)) + 1
+    return min(lo, n_samples - 2), max(min(hi, n_samples), min(lo, n_samples - 2) + 2)
+
+
+@njit(cache=True)
+def refresh_templates(state, tables, kp, pw_us):
+    """Recompute the class templates and the matched filter for a new pulse width."""
+    n_cls, n_s = state.templates.shape
+    dt_ms = 1e3 / kp.fs_hz
+    shift = kp.onset_ms + pw_us * 1e-3
+    for b in range(n_cls):
+        c = shift + tables.class_delay_ms[b]
+        for s in range(n_s):
+            state.templates[b, s] = sfap_shape((s * dt_ms - c) / kp.sfap_width_ms, kp.sfap_asymmetry)
+    lo, hi = window_bounds(pw_us, kp, n_s)
+    mf = state.mf
+    mf[:] = 0.0
+    for b in range(n_cls):
+        mf += tables.class_mix[b] * state.templates[b]
+    ss, mn, mx, i_min = 0.0, 1e300, -1e300, lo
+    for s in range(lo, hi):
+        ss += mf[s] * mf[s]
+        if mf[s] < mn:
+            mn, i_min = mf[s], s
+    for s in range(i_min, hi):
+        mx = max(mx, mf[s])
+    state.cache[0] = pw_us
+    state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
+    state.cache[2] = mx - mn
+    state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+
+
+@njit(cache=True)
+def synthesise(state, tables, kp, acc, frac, current_ma, pw_us, key, lo, hi, neural, rec):
+    """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded sweep ``rec``.
+
+    Returns:
+        ``(emg_peak_uv, saturated)`` where ``saturated`` tells whether any sample clipped.
+    """
+    n_cls = acc.size
+    dt_ms = 1e3 / kp.fs_hz
+    t_end = (2.0 * pw_us + kp.interphase_us) * 1e-3
+    emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
+    art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
+    key2 = fmix32(key ^ NOISE_SALT)
+    sat = False
+    for s in range(lo, hi):
+        v = 0.0
+        for b in range(n_cls):
+            if acc[b] != 0.0:
+                v += acc[b] * state.templates[b, s]
+        neural[s] = v
+        t = s * dt_ms
+        if emg > 0.0:
+            u = (t - kp.emg_latency_ms) / kp.emg_width_ms
+            v += emg * u * math.exp(0.5 * (1.0 - u * u))
+        if t < t_end:
+            v = kp.adc_range_uv if current_ma > 0.0 else v
+        else:
+            v += art * math.exp(-(t - t_end) / kp.artefact_tau_ms)
+        v += kp.noise_uv_rms * hash_normal(fmix32(tables.sample_hash[s] ^ key2))
+        if v >= kp.adc_range_uv or v <= -kp.adc_range_uv:
+            sat = True
+            v = min(max(v, -kp.adc_range_uv), kp.adc_range_uv)
+        rec[s] = round(v / kp.adc_lsb_uv) * kp.adc_lsb_uv
+    return emg, sat
+
+
+@njit(cache=True)
+def n1p2(x, lo, hi):
+    """N1-P2 amplitude in ``x[lo:hi]`` and the index of N1 (the minimum)."""
+    i_min, mn = lo, x[lo]
+    for s in range(lo + 1, hi):
+        if x[s] < mn:
+            mn, i_min = x[s], s
+    mx = mn
+    for s in range(i_min, hi):
+        mx = max(mx, x[s])
+    return mx - mn, i_min
+
+
+@njit(cache=True)
+def template_estimate(state, x, lo, hi):
+    """Matched-filter amplitude of ``x[lo:hi]`` in µV (the template's N1-P2 scale)."""
+    dot = 0.0
+    for s in range(lo, hi):
+        dot += x[s] * state.mf[s]
+    return dot * state.cache[1] * state.cache[2]
+
+
+@njit(cache=True)
+def n1_latency(neural, i_min, lo, hi, dt_ms):
+    """N1 time (ms) by parabolic refinement around sample ``i_min`` inside ``lo:hi``."""
+    if i_min <= lo or i_min >= hi - 1:
+        return i_min * dt_ms
+    a, b, c = neural[i_min - 1], neural[i_min], neural[i_min + 1]
+    den = a - 2.0 * b + c
+    off = 0.5 * (a - c) / den if den > 0.0 else 0.0
+    return (i_min + off) * dt_ms
