@@ -88,6 +88,7 @@ class KernelParams(NamedTuple):
     adc_range_uv: float
     adc_lsb_uv: float
     use_template: float
+    template_lag: int
     detect_snr: float
     seed_pulse_a: np.uint64
     seed_pulse_b: np.uint64
@@ -209,7 +210,7 @@ def run_pulses(state, tables, kp, inputs, out, wave):
             wave[p, :] = rec
         r = out[p]
         r.ecap_n1p2_uv = n1p2(rec, lo, hi)[0]
-        r.ecap_template_uv = template_estimate(state, rec, lo, hi)
+        r.ecap_template_uv = template_estimate(state, rec, lo, hi, kp.template_lag)
         r.ecap_uv = r.ecap_template_uv if kp.use_template > 0.5 else r.ecap_n1p2_uv
         true_amp, i_min = n1p2(neural, lo, hi)
         r.ecap_true_uv = true_amp

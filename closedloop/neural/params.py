@@ -73,16 +73,16 @@ class PopulationParams:
                                       10.0, doc="median of the lognormal diameter distribution")
     diameter_sigma_ln: float = param(0.49, "1", "calibrated: 0.5 % of fibres > 10.7 µm [C Feirabend]",
                                      0.05, 1.5, doc="log-space spread of fibre diameters")
-    diameter_min_um: float = param(6.0, "µm", "assumption: smaller fibres never reach threshold "
-                                   "below 25.5 mA", 1.0, 15.0, doc="smallest modelled diameter")
-    diameter_max_um: float = param(16.0, "µm", "assumption: largest dorsal-column fibres", 5.0, 25.0,
-                                   doc="largest modelled diameter")
-    depth_max_mm: float = param(1.0, "mm", "Feirabend: large fibres activated to ~0.25 mm [C]; "
+    diameter_min_um: float = param(7.5, "µm", "ECAP CV >= 45 m/s [C] at 6 m/s per µm [M]", 1.0,
+                                   15.0, doc="smallest modelled diameter")
+    diameter_max_um: float = param(13.5, "µm", "ECAP CV <= 80 m/s [C] at 6 m/s per µm [M]", 5.0,
+                                   25.0, doc="largest modelled diameter")
+    depth_max_mm: float = param(2.0, "mm", "Feirabend: large fibres activated to ~0.25 mm [C]; "
                                 "modelled deeper so the limit emerges", 0.1, 3.0,
                                 doc="deepest modelled fibre below the cord surface")
-    half_width_mm: float = param(2.5, "mm", "assumption: dorsal-column half width", 0.5, 5.0,
+    half_width_mm: float = param(3.0, "mm", "assumption: dorsal-column half width", 0.5, 5.0,
                                  doc="mediolateral half width of the modelled population")
-    n_classes: int = param(48, "1", "assumption: 0.2 µm bins; delay error < 1 sample", 4, 256,
+    n_classes: int = param(32, "1", "assumption: 0.2 µm bins; delay error < 1 sample", 4, 256,
                            doc="diameter classes for ECAP synthesis")
 
     def __post_init__(self) -> None:  # noqa: D105
@@ -97,7 +97,7 @@ class ExcitabilityParams:
                                        0.0, 1.0, lo_open=True, doc="conductivity along fibres")
     sigma_trans_s_per_mm: float = param(1 / 12000, "S/mm", "Grill-lab DC model, ModelDB 267728 [C]",
                                         0.0, 1.0, lo_open=True, doc="conductivity across fibres")
-    af_threshold_mv_per_mm2: float = param(1.25, "mV/mm²", "calibrated: 4 mA threshold [C Pilitsis "
+    af_threshold_mv_per_mm2: float = param(5.6, "mV/mm²", "calibrated: 4 mA threshold [C Pilitsis "
                                            "2021]", 0.0, 1e4, lo_open=True,
                                            doc="rheobase d²V/dx² threshold of a 10 µm fibre")
     diameter_exponent: float = param(1.0, "1", "threshold ∝ 1/D in MRG models [C McIntyre 2002]",
@@ -141,13 +141,13 @@ class ResponseParams:
 
     cv_per_um: float = param(6.0, "m/s per µm", "Hursh factor [M]", 1.0, 10.0,
                              doc="conduction velocity per µm of diameter")
-    onset_ms: float = param(0.1, "ms", "assumption: utilisation time after the cathodic phase",
+    onset_ms: float = param(0.2, "ms", "assumption: utilisation time after the cathodic phase",
                             0.0, 2.0, doc="spike initiation delay after the cathodic phase")
     sfap_width_ms: float = param(0.10, "ms", "assumption: ~0.3 ms triphasic SFAP at the contact",
                                  0.01, 2.0, doc="time scale of the SFAP")
     sfap_asymmetry: float = param(0.35, "1", "assumption: P2 larger than P1 [C Parker 2012 shape]",
                                   0.0, 1.0, doc="odd (first-derivative) part of the SFAP")
-    sfap_uv: float = param(0.5, "µV", "calibrated: 15 µV/mA slope [C Pilitsis 2021]", 0.0, 1e4,
+    sfap_uv: float = param(0.32, "µV", "calibrated: 15 µV/mA slope [C Pilitsis 2021]", 0.0, 1e4,
                            lo_open=True, doc="N1 depth of one 10 µm fibre at 4 mm (per 2048)")
     sfap_diameter_exponent: float = param(1.5, "1", "SFAP ∝ D¹-D² [M]", 0.0, 3.0,
                                           doc="SFAP amplitude ∝ D^exponent")
@@ -182,19 +182,21 @@ class RecordingParams:
                               10.0, doc="end of the ECAP estimator window")
     noise_uv_rms: float = param(3.0, "µV", "a few µV rms single sweep [M]", 0.0, 100.0,
                                 doc="amplifier noise, input referred")
-    artefact_uv_per_ma: float = param(25.0, "µV/mA", "assumption: artefact linear in current "
+    artefact_uv_per_ma: float = param(10.0, "µV/mA", "assumption: artefact linear in current "
                                       "[C Chakravarthy 2022]", 0.0, 1e4,
                                       doc="artefact at pulse end per mA")
     artefact_offset_uv: float = param(2.0, "µV", "assumption", -1e4, 1e4,
                                       doc="current-independent artefact at pulse end")
-    artefact_tau_ms: float = param(0.35, "ms", "assumption: decaying exponential [C]", 0.01, 10.0,
+    artefact_tau_ms: float = param(0.15, "ms", "assumption: decaying exponential [C]", 0.01, 10.0,
                                    doc="artefact decay time constant")
     adc_range_uv: float = param(2000.0, "µV", "assumption", 10.0, 1e6,
                                 doc="ADC full scale (±), input referred")
     adc_bits: int = param(14, "1", "assumption", 4, 24, doc="ADC resolution")
+    template_lag_ms: float = param(0.25, "ms", "assumption: N1 latency varies with recruitment",
+                                   0.0, 1.0, doc="largest shift searched by the template estimator")
     estimator: str = param("template", "1", "assumption; both are reported",
                            choices=("template", "n1p2"), doc="amplitude the loop sees")
-    detect_snr: float = param(3.0, "1", "assumption: 3 sd above noise", 0.0, 100.0,
+    detect_snr: float = param(4.0, "1", "assumption: 3 sd above noise", 0.0, 100.0,
                               doc="detection threshold in estimator noise sd")
 
     def __post_init__(self) -> None:  # noqa: D105

@@ -54,6 +54,10 @@ def refresh_templates(state, tables, kp, pw_us):
     mf[:] = 0.0
     for b in range(n_cls):
         mf += tables.class_mix[b] * state.templates[b]
+    mean = mf[lo:hi].mean()
+    mf[:lo] = 0.0
+    mf[lo:hi] -= mean
+    mf[hi:] = 0.0
     ss, mn, mx, i_min = 0.0, 1e300, -1e300, lo
     for s in range(lo, hi):
         ss += mf[s] * mf[s]
@@ -117,12 +121,20 @@ def n1p2(x, lo, hi):
 
 
 @njit(cache=True)
-def template_estimate(state, x, lo, hi):
-    """Matched-filter amplitude of ``x[lo:hi]`` in µV (the template's N1-P2 scale)."""
-    dot = 0.0
-    for s in range(lo, hi):
-        dot += x[s] * state.mf[s]
-    return dot * state.cache[1] * state.cache[2]
+def template_estimate(state, x, lo, hi, max_lag):
+    """Sliding matched-filter amplitude of ``x`` in µV (the template's N1-P2 scale).
+
+    The zero-mean template over ``lo:hi`` is slid by up to ``max_lag`` samples either way (the
+    ECAP arrives later as smaller fibres join) and the largest projection is kept.
+    """
+    best = -1e300
+    for lag in range(-max_lag, max_lag + 1):
+        a, b = max(lo, -lag), min(hi, x.size - lag)
+        dot = 0.0
+        for s in range(a, b):
+            dot += x[s + lag] * state.mf[s]
+        best = max(best, dot)
+    return best * state.cache[1] * state.cache[2]
 
 
 @njit(cache=True)

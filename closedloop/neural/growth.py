@@ -1,0 +1,127 @@
+"""Growth curves: ECAP amplitude against current, and the soft-knee fit of threshold and slope.
+
+The protocol mirrors a clinical sweep: the current steps up through ``currents_ma``; at each
+level ``pulses_per_level`` pulses are delivered at ``rate_hz`` (the fibre state carries over
+from level to level, as in a real ramp) and the ECAP is averaged over the last half of them.
+
+The fit is ``a(I) = slope * k * log(1 + exp((I - threshold) / k))``: zero well below
+threshold, linear with ``slope`` well above it, with a knee of width ``k`` (mA). Only the
+rising part of the curve (up to half of its maximum) enters the fit, so that saturation at
+full recruitment does not bend the slope.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.optimize import curve_fit
+
+from closedloop._config import ConfigError
+from closedloop.neural.model import NeuralModel
+from closedloop.neural.validation import CURRENT_RANGE_MA, check_array
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowthCurve:
+    """A measured growth curve and its fit (currents in mA, amplitudes in µV)."""
+
+    currents_ma: np.ndarray
+    ecap_uv: np.ndarray
+    """Mean estimated ECAP per level (the configured estimator)."""
+    ecap_sd_uv: np.ndarray
+    """Pulse-to-pulse sd of the estimate per level."""
+    ecap_true_uv: np.ndarray
+    """Mean noise-free N1-P2 per level."""
+    n1_latency_ms: np.ndarray
+    """Mean N1 latency per level (NaN where no fibre fired)."""
+    frac_recruited: np.ndarray
+    threshold_ma: float
+    slope_uv_per_ma: float
+    knee_ma: float
+    pw_us: float
+    rate_hz: float
+    csf_mm: float
+    waveforms_uv: np.ndarray | None = None
+    """One recorded sweep per level (levels x samples) if requested."""
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (arrays as lists, NaN as None)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                v = [None if not np.isfinite(x) else float(x) for x in v.ravel()]
+            out[f.name] = v
+        if self.waveforms_uv is None:
+            out.pop("waveforms_uv")
+        return out
+
+
+def soft_knee(i_ma, threshold_ma, slope_uv_per_ma, knee_ma):
+    """The soft-knee growth model (µV)."""
+    z = (np.asarray(i_ma) - threshold_ma) / knee_ma
+    return slope_uv_per_ma * knee_ma * np.logaddexp(0.0, z)
+
+
+def fit_growth(currents_ma: np.ndarray, ecap_uv: np.ndarray) -> tuple[float, float, float]:
+    """Fit threshold (mA), slope (µV/mA) and knee width (mA) to a growth curve.
+
+    Raises:
+        ConfigError: If fewer than 4 levels are given.
+    """
+    i, a = np.asarray(currents_ma, float), np.asarray(ecap_uv, float)
+    if i.size < 4:
+        raise ConfigError(f"a growth curve needs at least 4 current levels, got {i.size}")
+    peak = int(np.argmax(a >= 0.5 * a.max())) if a.max() > 0 else i.size - 1
+    use = slice(0, max(peak + 1, 4))
+    i, a = i[use], a[use]
+    top = max(a.max(), 1e-9)
+    slope0 = top / max(i[-1] - i[0], 1e-9)
+    p0 = (i[np.argmax(a > 0.2 * top)] if np.any(a > 0.2 * top) else i.mean(), slope0,
+          0.05 * (i[-1] - i[0]) + 1e-3)
+    lo, hi = (0.0, 0.0, 1e-3), (2 * CURRENT_RANGE_MA[1], np.inf, CURRENT_RANGE_MA[1])
+    p0 = tuple(min(max(p, lo_), hi_ * 0.999 if np.isfinite(hi_) else p)
+               for p, lo_, hi_ in zip(p0, lo, hi, strict=True))
+    (th, sl, kn), _ = curve_fit(soft_knee, i, a, p0=p0, bounds=(lo, hi), maxfev=20000)
+    return float(th), float(sl), float(kn)
+
+
+def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
+                 rate_hz: float = 50.0, csf_mm: float | None = None, pulses_per_level: int = 50,
+                 waveforms: bool = False) -> GrowthCurve:
+    """Sweep the current upwards and fit the growth curve.
+
+    Args:
+        model: The patient's model; it is reset before the sweep.
+        currents_ma: Ascending current levels (mA); default 0-15 mA in 0.5 mA steps.
+        pw_us: Pulse width (µs).
+        rate_hz: Pulse rate (Hz).
+        csf_mm: CSF thickness (mm); the model default if None.
+        pulses_per_level: Pulses at each level (>= 2); the last half are averaged.
+        waveforms: Keep the last recorded sweep of each level.
+
+    Returns:
+        The :class:`GrowthCurve`.
+    """
+    cur = check_array("currents_ma", np.arange(0.0, 15.01, 0.5) if currents_ma is None
+                      else currents_ma, *CURRENT_RANGE_MA, "mA")
+    if pulses_per_level < 2:
+        raise ConfigError(f"pulses_per_level={pulses_per_level} is out of range; valid [2, inf)")
+    csf = model.default_csf_mm if csf_mm is None else float(csf_mm)
+    model.reset()
+    rows, sweeps = [], []
+    for level in cur:
+        got = model.pulse_train(level, rate_hz, pulses_per_level, pw_us, csf, waveforms=waveforms)
+        rec, wave = got if waveforms else (got, None)
+        tail = rec[pulses_per_level // 2:]
+        lat = tail["n1_latency_ms"]
+        rows.append((tail["ecap_uv"].mean(), tail["ecap_uv"].std(), tail["ecap_true_uv"].mean(),
+                     np.nanmean(lat) if np.isfinite(lat).any() else np.nan,
+                     tail["frac_recruited"].mean()))
+        if waveforms:
+            sweeps.append(wave[-1])
+    ecap, sd, true, lat, frac = (np.array(c) for c in zip(*rows, strict=True))
+    th, sl, kn = fit_growth(cur, ecap)
+    return GrowthCurve(cur, ecap, sd, true, lat, frac, th, sl, kn, pw_us, rate_hz, csf,
+                       np.array(sweeps) if waveforms else None)
