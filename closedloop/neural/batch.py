@@ -1,0 +1,131 @@
+"""Batched kernels: many patients at once, in parallel, by wrapping the scalar kernel.
+
+Every array of the scalar kernel's ``KernelState``, ``KernelTables``, ``KernelParams`` and
+``PulseInputs`` gains a leading patient axis; ``run_pulses_batch`` slices patient ``p`` and calls
+:func:`closedloop.neural.kernels.run_pulses` on it inside a ``prange`` loop. There is no second
+copy of the dynamics. Use :func:`stack` to build the stacked tuples from per-patient ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from closedloop.neural.kernels import (
+    KernelParams,
+    KernelState,
+    KernelTables,
+    PulseInputs,
+    run_pulses,
+)
+
+
+def stack(items: list):
+    """Stack a list of same-type NamedTuples field by field along a new leading axis."""
+    cls = type(items[0])
+    return cls(*(np.ascontiguousarray(np.stack([np.asarray(getattr(it, f)) for it in items]))
+                 for f in cls._fields))
+
+
+@njit(cache=True, inline="always")
+def _params_at(kp, p):
+    """Patient ``p`` of a stacked ``KernelParams``."""
+    return KernelParams(
+        kp.csf0_mm[p],
+        kp.dcsf_mm[p],
+        kp.jitter_rel[p],
+        kp.t_abs_ms[p],
+        kp.rel_amplitude[p],
+        kp.tau_rel_ms[p],
+        kp.sn_amplitude[p],
+        kp.tau_sn_ms[p],
+        kp.adapt_tau0_s[p],
+        kp.adapt_tau1_s[p],
+        kp.adapt_tau2_s[p],
+        kp.adapt_inc0[p],
+        kp.adapt_inc1[p],
+        kp.adapt_inc2[p],
+        kp.adapt_gain0[p],
+        kp.adapt_gain1[p],
+        kp.adapt_gain2[p],
+        kp.onset_ms[p],
+        kp.sfap_width_ms[p],
+        kp.sfap_asymmetry[p],
+        kp.motor_fraction[p],
+        kp.emg_uv_per_fraction[p],
+        kp.emg_latency_ms[p],
+        kp.emg_width_ms[p],
+        kp.fs_hz[p],
+        kp.interphase_us[p],
+        kp.blank_ms[p],
+        kp.est_end_ms[p],
+        kp.noise_uv_rms[p],
+        kp.artefact_uv_per_ma[p],
+        kp.artefact_offset_uv[p],
+        kp.artefact_tau_ms[p],
+        kp.adc_range_uv[p],
+        kp.adc_lsb_uv[p],
+        kp.use_template[p],
+        kp.template_lag[p],
+        kp.detect_snr[p],
+        kp.seed_pulse_a[p],
+        kp.seed_pulse_b[p],
+    )
+
+
+@njit(cache=True, inline="always")
+def _tables_at(tb, p):
+    """Patient ``p`` of a stacked ``KernelTables``."""
+    return KernelTables(
+        tb.rheo_ma[p],
+        tb.sfap_uv[p],
+        tb.chronaxie_us[p],
+        tb.fibre_class[p],
+        tb.fibre_hash[p],
+        tb.class_delay_ms[p],
+        tb.class_mix[p],
+        tb.sample_hash[p],
+    )
+
+
+@njit(cache=True, inline="always")
+def _state_at(st, p):
+    """Patient ``p`` of a stacked ``KernelState``."""
+    return KernelState(
+        st.t_since_ms[p],
+        st.x_rel[p],
+        st.x_sn[p],
+        st.adapt[p],
+        st.pulse_count[p],
+        st.templates[p],
+        st.mf[p],
+        st.cache[p],
+    )
+
+
+@njit(cache=True, inline="always")
+def _inputs_at(inp, p):
+    """Patient ``p`` of a stacked ``PulseInputs``."""
+    return PulseInputs(
+        inp.current_ma[p],
+        inp.pw_us[p],
+        inp.csf_mm[p],
+        inp.interval_s[p],
+    )
+
+
+@njit(cache=True, parallel=True)
+def run_pulses_batch(state, tables, kp, inputs, out, wave):
+    """Deliver pulses to many patients in parallel.
+
+    Args:
+        state: Stacked ``KernelState`` (leading axis: patient), updated in place.
+        tables: Stacked ``KernelTables``.
+        kp: Stacked ``KernelParams`` (each field an array over patients).
+        inputs: Stacked ``PulseInputs``, arrays of shape (n_patients, P).
+        out: Structured array (n_patients, P) of ``PULSE_DTYPE``.
+        wave: (n_patients, P, S) sweeps, or (n_patients, 0, S) to skip them.
+    """
+    for p in prange(out.shape[0]):
+        run_pulses(_state_at(state, p), _tables_at(tables, p), _params_at(kp, p),
+                   _inputs_at(inputs, p), out[p], wave[p])
