@@ -99,6 +99,7 @@ def _state_at(st, p):
         st.pulse_count[p],
         st.templates[p],
         st.mf[p],
+        st.shapes[p],
         st.cache[p],
     )
 

@@ -33,7 +33,7 @@ from closedloop.neural.recording import (
     template_estimate,
     window_bounds,
 )
-from closedloop.neural.rng import fmix32, hash_normal, pulse_key
+from closedloop.neural.rng import Z_MAX, fmix32, hash_normal, pulse_key
 
 PULSE_DTYPE = np.dtype([
     ("ecap_uv", "f8"),           # amplitude the loop sees (the configured estimator), µV
@@ -117,6 +117,7 @@ class KernelState(NamedTuple):
     pulse_count: np.ndarray   # (1,) int64 pulses delivered so far
     templates: np.ndarray     # (B, S) class SFAP templates at the cached pulse width, µV
     mf: np.ndarray            # (S,) matched-filter template at the cached pulse width
+    shapes: np.ndarray        # (2, S) artefact decay (NaN during the pulse) and EMG shape
     cache: np.ndarray         # (4,) cached pw_us, 1/sum(mf²) in window, mf N1-P2, noise sd
 
 
@@ -130,10 +131,12 @@ class PulseInputs(NamedTuple):
 
 
 @njit(cache=True)
-def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc):
-    """Advance fibre state over one interval and fire one pulse; return the recruited count.
+def decay_and_threshold(state, tables, kp, pw_us, interval_s, j, f, th0):
+    """Pass 1, branch-free: decay every fibre's state over the interval, write its threshold.
 
-    Adds each recruited fibre's SFAP weight (µV) into ``acc[class]``.
+    ``th0[i]`` is fibre i's threshold (mA) at this pulse before jitter: rheobase interpolated
+    at grid cell ``j`` + fraction ``f``, times strength-duration, refractory and adaptation
+    factors.
     """
     dt_ms = interval_s * 1e3
     d_rel = math.exp(-dt_ms / kp.tau_rel_ms)
@@ -141,36 +144,51 @@ def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc):
     d0 = math.exp(-interval_s / kp.adapt_tau0_s)
     d1 = math.exp(-interval_s / kp.adapt_tau1_s)
     d2 = math.exp(-interval_s / kp.adapt_tau2_s)
+    inv_pw = 1.0 / pw_us
+    r0, r1, chron = tables.rheo_ma[j], tables.rheo_ma[j + 1], tables.chronaxie_us
+    ts, x_rel, x_sn = state.t_since_ms, state.x_rel, state.x_sn
+    a0, a1, a2 = state.adapt[0], state.adapt[1], state.adapt[2]
+    for i in range(r0.size):
+        ts[i] += dt_ms
+        xr = x_rel[i] * d_rel
+        xs = x_sn[i] * d_sn
+        b0, b1, b2 = a0[i] * d0, a1[i] * d1, a2[i] * d2
+        x_rel[i], x_sn[i], a0[i], a1[i], a2[i] = xr, xs, b0, b1, b2
+        m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * xs
+        m = m + kp.adapt_gain0 * b0 + kp.adapt_gain1 * b1 + kp.adapt_gain2 * b2
+        th0[i] = (r0[i] + f * (r1[i] - r0[i])) * (1.0 + chron[i] * inv_pw) * m
+
+
+@njit(cache=True)
+def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc, th0):
+    """Advance fibre state over one interval and fire one pulse; return the recruited count.
+
+    Fibre i fires if it is out of its absolute refractory period and
+    ``current >= th0[i] * (1 + jitter_rel * z_i)`` with z_i the pulse's jitter draw. Fibres
+    whose threshold exceeds the current even at the most negative possible draw are skipped
+    without drawing (the result is the same). Adds each recruited fibre's SFAP weight (µV)
+    into ``acc[class]``; ``th0`` is scratch space of length N.
+    """
     n_grid = tables.rheo_ma.shape[0]
     g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), n_grid - 1.000001)
     j = int(g)
     f = g - j
-    inv_pw = 1.0 / pw_us
-    r0, r1 = tables.rheo_ma[j], tables.rheo_ma[j + 1]
+    decay_and_threshold(state, tables, kp, pw_us, interval_s, j, f, th0)
+    low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
     a0, a1, a2 = state.adapt[0], state.adapt[1], state.adapt[2]
     n_rec = 0
-    for i in range(r0.size):
-        ts = state.t_since_ms[i] + dt_ms
-        xr = state.x_rel[i] * d_rel
-        xs = state.x_sn[i] * d_sn
-        b0, b1, b2 = a0[i] * d0, a1[i] * d1, a2[i] * d2
-        m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * xs
-        m = m + kp.adapt_gain0 * b0 + kp.adapt_gain1 * b1 + kp.adapt_gain2 * b2
-        rheo = r0[i] + f * (r1[i] - r0[i])
+    for i in range(th0.size):
+        if th0[i] * low > current_ma or state.t_since_ms[i] < kp.t_abs_ms:
+            continue
         z = hash_normal(fmix32(tables.fibre_hash[i] ^ key))
-        th = rheo * (1.0 + tables.chronaxie_us[i] * inv_pw) * m * (1.0 + kp.jitter_rel * z)
-        if current_ma >= th and ts >= kp.t_abs_ms:
-            ts, xr, xs = 0.0, 1.0, 1.0
-            b0 += kp.adapt_inc0 * (1.0 - b0)
-            b1 += kp.adapt_inc1 * (1.0 - b1)
-            b2 += kp.adapt_inc2 * (1.0 - b2)
+        if current_ma >= th0[i] * (1.0 + kp.jitter_rel * z):
+            state.t_since_ms[i], state.x_rel[i], state.x_sn[i] = 0.0, 1.0, 1.0
+            a0[i] += kp.adapt_inc0 * (1.0 - a0[i])
+            a1[i] += kp.adapt_inc1 * (1.0 - a1[i])
+            a2[i] += kp.adapt_inc2 * (1.0 - a2[i])
             w0, w1 = tables.sfap_uv[j, i], tables.sfap_uv[j + 1, i]
             acc[tables.fibre_class[i]] += w0 + f * (w1 - w0)
             n_rec += 1
-        state.t_since_ms[i] = ts
-        state.x_rel[i] = xr
-        state.x_sn[i] = xs
-        a0[i], a1[i], a2[i] = b0, b1, b2
     return n_rec
 
 
@@ -191,6 +209,7 @@ def run_pulses(state, tables, kp, inputs, out, wave):
     acc = np.zeros(n_cls)
     neural = np.zeros(n_s)
     rec = np.zeros(n_s)
+    th0 = np.empty(n_fib)
     dt_ms = 1e3 / kp.fs_hz
     for p in range(inputs.current_ma.size):
         cur, pw = inputs.current_ma[p], inputs.pw_us[p]
@@ -200,11 +219,11 @@ def run_pulses(state, tables, kp, inputs, out, wave):
         state.pulse_count[0] += 1
         acc[:] = 0.0
         n_rec = recruit(state, tables, kp, cur, pw, inputs.csf_mm[p], inputs.interval_s[p], key,
-                        acc)
+                        acc, th0)
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
         full = wave.shape[0] > 0
-        emg, sat = synthesise(state, tables, kp, acc, frac, cur, pw, key, 0 if full else lo,
+        emg, sat = synthesise(state, tables, kp, acc, frac, cur, key, 0 if full else lo,
                               n_s if full else hi, neural, rec)
         if full:
             wave[p, :] = rec

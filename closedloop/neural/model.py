@@ -78,7 +78,8 @@ class NeuralModel:
         return KernelState(
             t_since_ms=np.full(n, 1e9), x_rel=np.zeros(n), x_sn=np.zeros(n),
             adapt=np.zeros((3, n)), pulse_count=np.zeros(1, np.int64),
-            templates=np.zeros((n_cls, n_s)), mf=np.zeros(n_s), cache=np.full(4, np.nan))
+            templates=np.zeros((n_cls, n_s)), mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
+            cache=np.full(4, np.nan))
 
     def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Return every fibre to rest and key the jitter and noise streams from ``seed``.

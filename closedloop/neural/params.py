@@ -107,24 +107,24 @@ class ExcitabilityParams:
     chronaxie_diameter_exponent: float = param(0.5, "1", "assumption: small fibres have longer "
                                                "chronaxie [C Chakravarthy 2020, qualitative]",
                                                0.0, 2.0, doc="chronaxie ∝ D^-exponent")
-    jitter_rel: float = param(0.03, "1", "relative spread a few % [M Verveen]", 0.0, 0.3,
+    jitter_rel: float = param(0.03, "1", "relative spread a few % [M Verveen]", 0.0, 0.25,
                               doc="relative sd of the per-pulse threshold jitter")
     t_abs_ms: float = param(0.7, "ms", "absolute refractory 0.5-1 ms [M]", 0.0, 5.0,
                             doc="absolute refractory period")
-    rel_amplitude: float = param(3.6, "1", "assumption: 3x threshold at end of absolute period",
+    rel_amplitude: float = param(2.0, "1", "calibrated: Gmel 2021 fall at 455 Hz; x1.5 at 0.7 ms",
                                  0.0, 100.0, doc="relative-refractory threshold gain")
-    tau_rel_ms: float = param(1.2, "ms", "relative refractory to 3-5 ms [M]", 0.01, 50.0,
+    tau_rel_ms: float = param(1.0, "ms", "relative refractory to 3-5 ms [M]", 0.01, 50.0,
                               doc="relative-refractory time constant")
     sn_amplitude: float = param(0.1, "1", "assumption: ~5 % supernormality near 10 ms [M]",
                                 0.0, 0.9, doc="supernormal excitability gain")
     tau_sn_ms: float = param(15.0, "ms", "supernormal period after relative refractory [M]",
                              0.01, 500.0, doc="supernormal time constant")
-    adapt_tau_s: tuple = param((0.02, 0.3, 4.0), "s", "calibrated: log-frequency ECAP fall "
+    adapt_tau_s: tuple = param((0.05, 0.5, 5.0), "s", "calibrated: log-frequency ECAP fall "
                                "2-455 Hz [C Gmel 2021]", 1e-4, 1e4, lo_open=True,
                                doc="time constants of the slow adaptation processes")
-    adapt_increment: tuple = param((0.25, 0.05, 0.006), "1", "calibrated: Gmel 2021 [C]", 0.0, 1.0,
+    adapt_increment: tuple = param((0.1, 0.05, 0.02), "1", "calibrated: Gmel 2021 [C]", 0.0, 1.0,
                                    doc="saturating increment of each process per spike")
-    adapt_gain: tuple = param((0.35, 0.35, 0.35), "1", "calibrated: Gmel 2021 [C]", 0.0, 10.0,
+    adapt_gain: tuple = param((0.08, 0.15, 0.25), "1", "calibrated: Gmel 2021 [C]", 0.0, 10.0,
                               doc="threshold gain of each adaptation process")
 
     def __post_init__(self) -> None:  # noqa: D105

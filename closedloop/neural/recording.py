@@ -65,6 +65,12 @@ def refresh_templates(state, tables, kp, pw_us):
             mn, i_min = mf[s], s
     for s in range(i_min, hi):
         mx = max(mx, mf[s])
+    t_end = (2.0 * pw_us + kp.interphase_us) * 1e-3
+    for s in range(n_s):
+        t = s * dt_ms
+        state.shapes[0, s] = math.exp(-(t - t_end) / kp.artefact_tau_ms) if t >= t_end else np.nan
+        u = (t - kp.emg_latency_ms) / kp.emg_width_ms
+        state.shapes[1, s] = u * math.exp(0.5 * (1.0 - u * u))
     state.cache[0] = pw_us
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
     state.cache[2] = mx - mn
@@ -72,38 +78,36 @@ def refresh_templates(state, tables, kp, pw_us):
 
 
 @njit(cache=True)
-def synthesise(state, tables, kp, acc, frac, current_ma, pw_us, key, lo, hi, neural, rec):
+def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, rec):
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded sweep ``rec``.
 
     Returns:
         ``(emg_peak_uv, saturated)`` where ``saturated`` tells whether any sample clipped.
     """
-    n_cls = acc.size
-    dt_ms = 1e3 / kp.fs_hz
-    t_end = (2.0 * pw_us + kp.interphase_us) * 1e-3
+    neural[lo:hi] = 0.0
+    for b in range(acc.size):
+        a = acc[b]
+        if a != 0.0:
+            row = state.templates[b]
+            for s in range(lo, hi):
+                neural[s] += a * row[s]
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
+    art_shape, emg_shape = state.shapes[0], state.shapes[1]
     key2 = fmix32(key ^ NOISE_SALT)
+    top = kp.adc_range_uv
+    inv_lsb = 1.0 / kp.adc_lsb_uv
     sat = False
     for s in range(lo, hi):
-        v = 0.0
-        for b in range(n_cls):
-            if acc[b] != 0.0:
-                v += acc[b] * state.templates[b, s]
-        neural[s] = v
-        t = s * dt_ms
-        if emg > 0.0:
-            u = (t - kp.emg_latency_ms) / kp.emg_width_ms
-            v += emg * u * math.exp(0.5 * (1.0 - u * u))
-        if t < t_end:
-            v = kp.adc_range_uv if current_ma > 0.0 else v
+        if math.isnan(art_shape[s]):  # during the pulse: the amplifier is saturated
+            v = top if current_ma > 0.0 else neural[s]
         else:
-            v += art * math.exp(-(t - t_end) / kp.artefact_tau_ms)
+            v = neural[s] + art * art_shape[s] + emg * emg_shape[s]
         v += kp.noise_uv_rms * hash_normal(fmix32(tables.sample_hash[s] ^ key2))
-        if v >= kp.adc_range_uv or v <= -kp.adc_range_uv:
+        if v >= top or v <= -top:
             sat = True
-            v = min(max(v, -kp.adc_range_uv), kp.adc_range_uv)
-        rec[s] = round(v / kp.adc_lsb_uv) * kp.adc_lsb_uv
+            v = min(max(v, -top), top)
+        rec[s] = round(v * inv_lsb) * kp.adc_lsb_uv
     return emg, sat
 
 

@@ -26,6 +26,8 @@ S8 = np.uint64(8)
 S24 = np.uint64(24)
 # Irwin-Hall(4) of (b + 0.5)/256: mean 2, variance 4 * (256² - 1) / (12 * 256²).
 IH_SCALE = 1.0 / (256.0 * np.sqrt(4.0 * (256.0**2 - 1.0) / (12.0 * 256.0**2)))
+Z_MAX = 510.0 * IH_SCALE
+"""Largest |deviate| :func:`hash_normal` can return (about 3.46)."""
 
 
 @njit(cache=True, inline="always")
