@@ -117,8 +117,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         )
     kwargs = {}
     for key, value in data.items():
-        default = known[key].default
-        kwargs[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+        as_tuple = isinstance(known[key].default, tuple) and isinstance(value, list)
+        kwargs[key] = tuple(value) if as_tuple else value
     return cls(**kwargs)
 
 

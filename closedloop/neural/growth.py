@@ -5,9 +5,9 @@ level ``pulses_per_level`` pulses are delivered at ``rate_hz`` (the fibre state 
 from level to level, as in a real ramp) and the ECAP is averaged over the last half of them.
 
 The fit is ``a(I) = slope * k * log(1 + exp((I - threshold) / k))``: zero well below
-threshold, linear with ``slope`` well above it, with a knee of width ``k`` (mA). Only the
-rising part of the curve (up to half of its maximum) enters the fit, so that saturation at
-full recruitment does not bend the slope.
+threshold, linear with ``slope`` well above it, with a knee of width ``k`` (mA). Only levels up to
+``FIT_SPAN`` times the first clearly detected one enter the fit, so that saturation at full
+recruitment does not bend the slope and the result does not depend on the sweep's extent.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ from scipy.optimize import curve_fit
 from closedloop._config import ConfigError
 from closedloop.neural.model import NeuralModel
 from closedloop.neural.validation import CURRENT_RANGE_MA, check_array
+
+DETECT_UV = 10.0
+"""ECAP (µV) taken as clearly above the noise when locating the threshold region."""
+FIT_SPAN = 2.2
+"""The fit covers currents up to this multiple of the first clearly detected level."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +69,17 @@ def soft_knee(i_ma, threshold_ma, slope_uv_per_ma, knee_ma):
     return slope_uv_per_ma * knee_ma * np.logaddexp(0.0, z)
 
 
-def fit_growth(currents_ma: np.ndarray, ecap_uv: np.ndarray) -> tuple[float, float, float]:
+def fit_growth(currents_ma: np.ndarray, ecap_uv: np.ndarray,
+               detect_uv: float = DETECT_UV) -> tuple[float, float, float]:
     """Fit threshold (mA), slope (µV/mA) and knee width (mA) to a growth curve.
+
+    The fit uses the levels up to ``FIT_SPAN`` times the first current whose ECAP exceeds
+    ``detect_uv``, the clinically used range from threshold to about discomfort, so that the
+    result does not depend on how far past saturation a sweep goes.
+
+    Returns:
+        ``(threshold_ma, slope_uv_per_ma, knee_ma)``; all NaN if no level exceeds
+        ``detect_uv`` or the fitted threshold lies beyond the sweep (no measurable growth).
 
     Raises:
         ConfigError: If fewer than 4 levels are given.
@@ -73,17 +87,18 @@ def fit_growth(currents_ma: np.ndarray, ecap_uv: np.ndarray) -> tuple[float, flo
     i, a = np.asarray(currents_ma, float), np.asarray(ecap_uv, float)
     if i.size < 4:
         raise ConfigError(f"a growth curve needs at least 4 current levels, got {i.size}")
-    peak = int(np.argmax(a >= 0.5 * a.max())) if a.max() > 0 else i.size - 1
-    use = slice(0, max(peak + 1, 4))
+    if not np.any(a > detect_uv):
+        return float("nan"), float("nan"), float("nan")
+    i_detect = i[np.argmax(a > detect_uv)]
+    use = i <= max(FIT_SPAN * i_detect, i[min(3, i.size - 1)])
     i, a = i[use], a[use]
-    top = max(a.max(), 1e-9)
-    slope0 = top / max(i[-1] - i[0], 1e-9)
-    p0 = (i[np.argmax(a > 0.2 * top)] if np.any(a > 0.2 * top) else i.mean(), slope0,
-          0.05 * (i[-1] - i[0]) + 1e-3)
-    lo, hi = (0.0, 0.0, 1e-3), (2 * CURRENT_RANGE_MA[1], np.inf, CURRENT_RANGE_MA[1])
-    p0 = tuple(min(max(p, lo_), hi_ * 0.999 if np.isfinite(hi_) else p)
-               for p, lo_, hi_ in zip(p0, lo, hi, strict=True))
+    top = a.max()
+    p0 = (0.9 * i_detect, top / max(i[-1] - 0.9 * i_detect, 1e-3), 0.5)
+    lo, hi = (0.0, 0.0, 1e-3), (2 * CURRENT_RANGE_MA[1], 1e4, CURRENT_RANGE_MA[1])
+    p0 = tuple(float(np.clip(p, lo_, 0.999 * hi_)) for p, lo_, hi_ in zip(p0, lo, hi, strict=True))
     (th, sl, kn), _ = curve_fit(soft_knee, i, a, p0=p0, bounds=(lo, hi), maxfev=20000)
+    if th > i[-1]:  # the knee lies beyond the sweep: no threshold can be claimed
+        return float("nan"), float("nan"), float("nan")
     return float(th), float(sl), float(kn)
 
 

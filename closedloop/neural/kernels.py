@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from closedloop.neural.recording import (
+    clipped,
     n1_latency,
     n1p2,
     refresh_templates,
@@ -223,7 +224,7 @@ def run_pulses(state, tables, kp, inputs, out, wave):
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
         full = wave.shape[0] > 0
-        emg, sat = synthesise(state, tables, kp, acc, frac, cur, key, 0 if full else lo,
+        emg = synthesise(state, tables, kp, acc, frac, cur, key, 0 if full else lo,
                               n_s if full else hi, neural, rec)
         if full:
             wave[p, :] = rec
@@ -235,7 +236,7 @@ def run_pulses(state, tables, kp, inputs, out, wave):
         r.ecap_true_uv = true_amp
         r.n1_latency_ms = n1_latency(neural, i_min, lo, hi, dt_ms) if n_rec > 0 else np.nan
         r.detected = r.ecap_template_uv > kp.detect_snr * state.cache[3]
-        r.saturated = sat
+        r.saturated = clipped(rec, lo, hi, kp.adc_range_uv)
         r.n_recruited = n_rec
         r.frac_recruited = frac
         r.charge_uc = cur * pw * 1e-3

@@ -38,8 +38,9 @@ class LeadParams:
         validate(self, "lead.")
         for name in ("cathode", "recording_contact"):
             if getattr(self, name) >= self.n_contacts:
-                raise ConfigError(f"lead.{name}={getattr(self, name)} is out of range; valid "
-                                  f"range [0, {self.n_contacts - 1}] for {self.n_contacts} contacts")
+                raise ConfigError(
+                    f"lead.{name}={getattr(self, name)} is out of range; valid range "
+                    f"[0, {self.n_contacts - 1}] for {self.n_contacts} contacts")
         idx = [c for c, _ in self.stim_weights()]
         if min(idx) < 0 or max(idx) >= self.n_contacts:
             raise ConfigError(f"lead.cathode={self.cathode}: a {self.configuration} configuration "
@@ -71,7 +72,7 @@ class PopulationParams:
                           1_000_000, doc="modelled fibres")
     diameter_median_um: float = param(3.0, "µm", "Feirabend 2002: skewed to small fibres [C]", 1.0,
                                       10.0, doc="median of the lognormal diameter distribution")
-    diameter_sigma_ln: float = param(0.49, "1", "calibrated: 0.5 % of fibres > 10.7 µm [C Feirabend]",
+    diameter_sigma_ln: float = param(0.49, "1", "calibrated: 0.5 % > 10.7 µm [C Feirabend 2002]",
                                      0.05, 1.5, doc="log-space spread of fibre diameters")
     diameter_min_um: float = param(7.5, "µm", "ECAP CV >= 45 m/s [C] at 6 m/s per µm [M]", 1.0,
                                    15.0, doc="smallest modelled diameter")

@@ -48,7 +48,8 @@ def refresh_templates(state, tables, kp, pw_us):
     for b in range(n_cls):
         c = shift + tables.class_delay_ms[b]
         for s in range(n_s):
-            state.templates[b, s] = sfap_shape((s * dt_ms - c) / kp.sfap_width_ms, kp.sfap_asymmetry)
+            u = (s * dt_ms - c) / kp.sfap_width_ms
+            state.templates[b, s] = sfap_shape(u, kp.sfap_asymmetry)
     lo, hi = window_bounds(pw_us, kp, n_s)
     mf = state.mf
     mf[:] = 0.0
@@ -82,7 +83,7 @@ def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, re
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded sweep ``rec``.
 
     Returns:
-        ``(emg_peak_uv, saturated)`` where ``saturated`` tells whether any sample clipped.
+        The peak of the late muscle response (µV).
     """
     neural[lo:hi] = 0.0
     for b in range(acc.size):
@@ -97,18 +98,24 @@ def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, re
     key2 = fmix32(key ^ NOISE_SALT)
     top = kp.adc_range_uv
     inv_lsb = 1.0 / kp.adc_lsb_uv
-    sat = False
     for s in range(lo, hi):
         if math.isnan(art_shape[s]):  # during the pulse: the amplifier is saturated
             v = top if current_ma > 0.0 else neural[s]
         else:
             v = neural[s] + art * art_shape[s] + emg * emg_shape[s]
         v += kp.noise_uv_rms * hash_normal(fmix32(tables.sample_hash[s] ^ key2))
-        if v >= top or v <= -top:
-            sat = True
-            v = min(max(v, -top), top)
+        v = min(max(v, -top), top)
         rec[s] = round(v * inv_lsb) * kp.adc_lsb_uv
-    return emg, sat
+    return emg
+
+
+@njit(cache=True)
+def clipped(x, lo, hi, top):
+    """Whether any sample of ``x[lo:hi]`` sits at the ADC rails ``±top``."""
+    for s in range(lo, hi):  # noqa: SIM110 (a loop numba compiles)
+        if x[s] >= top or x[s] <= -top:
+            return True
+    return False
 
 
 @njit(cache=True)
@@ -129,11 +136,12 @@ def template_estimate(state, x, lo, hi, max_lag):
     """Sliding matched-filter amplitude of ``x`` in µV (the template's N1-P2 scale).
 
     The zero-mean template over ``lo:hi`` is slid by up to ``max_lag`` samples either way (the
-    ECAP arrives later as smaller fibres join) and the largest projection is kept.
+    ECAP arrives later as smaller fibres join) and the largest projection is kept. Only
+    samples inside ``lo:hi`` are read, so the sweep outside the window does not matter.
     """
     best = -1e300
     for lag in range(-max_lag, max_lag + 1):
-        a, b = max(lo, -lag), min(hi, x.size - lag)
+        a, b = max(lo, lo - lag), min(hi, hi - lag)  # x is read only inside lo:hi
         dot = 0.0
         for s in range(a, b):
             dot += x[s + lag] * state.mf[s]

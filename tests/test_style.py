@@ -1,0 +1,16 @@
+"""The linter holds the style: ruff must pass on the whole repository."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed (pip install .[test])")
+def test_ruff_clean():
+    proc = subprocess.run(["ruff", "check", "closedloop", "tests", "benchmarks"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
