@@ -97,3 +97,12 @@ def test_reset_without_seed_replays_the_stream(model):
     first = model.pulse_train(6.0, 50, 50)
     model.reset()
     assert same_records(model.pulse_train(6.0, 50, 50), first)
+
+
+def test_keeping_sweeps_does_not_change_the_records(model):
+    model.reset(7)
+    plain = model.pulse_train(9.0, 50, 30, pw_us=300.0)
+    model.reset(7)
+    rec, sweeps = model.pulse_train(9.0, 50, 30, pw_us=300.0, waveforms=True)
+    assert same_records(plain, rec)
+    assert not rec["saturated"].any()  # the saturated pulse itself lies outside the window

@@ -1,0 +1,272 @@
+"""Command-line interface: ``closedloop growth-curve`` and ``closedloop model-card``.
+
+The CLI calls only the public Python API (:func:`closedloop.patients.get_patient`,
+:func:`closedloop.neural.growth_curve`), so the numbers it prints are the numbers the API
+returns for the same arguments.
+
+Examples:
+    $ closedloop growth-curve --patient thin-csf --posture sitting --currents 0:10:0.5
+    $ closedloop growth-curve --json > curve.json
+    $ closedloop growth-curve --plot curve.png --waveform-currents 3,5,8
+    $ closedloop model-card --output docs/model_card_params.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from closedloop._config import ConfigError, describe
+from closedloop.neural import GrowthCurve, ModelParams, growth_curve
+from closedloop.patients import NAMED_PATIENTS, POSTURES, get_patient
+
+PROG = "closedloop"
+MAX_LEVELS = 1001
+"""Most current levels a sweep may have."""
+
+
+def parse_currents(text: str) -> np.ndarray:
+    """Parse ``START:STOP:STEP`` (mA) into levels from START to STOP inclusive.
+
+    Args:
+        text: E.g. ``"0:15:0.5"``.
+
+    Returns:
+        The current levels (mA).
+
+    Raises:
+        ConfigError: If the text is malformed, the step is not positive or STOP < START.
+    """
+    form = f"--currents={text!r} must be START:STOP:STEP in mA with STEP > 0 and STOP >= START"
+    try:
+        start, stop, step = (float(p) for p in text.split(":"))
+    except ValueError:
+        raise ConfigError(form) from None
+    if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop < start:
+        raise ConfigError(form)
+    n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if n > MAX_LEVELS:
+        raise ConfigError(f"--currents={text!r} gives {n} levels; valid: at most {MAX_LEVELS}")
+    return start + step * np.arange(n)
+
+
+def parse_float_list(name: str, text: str) -> list[float]:
+    """Parse a comma-separated list of finite numbers, naming ``name`` in errors."""
+    try:
+        values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(map(math.isfinite, values)):
+        raise ConfigError(f"{name}={text!r} must be a comma-separated list of finite numbers")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Closed-loop spinal cord stimulation: "
+                                     "the neural response model from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_growth_parser(sub)
+    card = sub.add_parser("model-card", help="print the parameter model card (Markdown)",
+                          description="Print every model parameter with its unit, valid range "
+                                      "and source as Markdown.")
+    card.add_argument("--output", metavar="PATH", help="write to PATH (atomically) instead")
+    card.set_defaults(run=run_model_card)
+    return parser
+
+
+def _add_growth_parser(sub) -> None:
+    """Add the ``growth-curve`` subcommand."""
+    p = sub.add_parser("growth-curve", help="sweep the current and fit the ECAP growth curve",
+                       description="Sweep the current upwards through a patient's model, "
+                                   "average the ECAP per level and fit threshold and slope.")
+    p.add_argument("--patient", choices=NAMED_PATIENTS, default="default")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--posture", choices=POSTURES, default=None,
+                       help="posture setting the CSF thickness (default supine)")
+    where.add_argument("--csf-mm", type=float, default=None, metavar="MM",
+                       help="dorsal CSF thickness (mm) instead of a posture")
+    p.add_argument("--pw-us", type=float, default=250.0, help="pulse width (µs; default 250)")
+    p.add_argument("--rate-hz", type=float, default=50.0, help="pulse rate (Hz; default 50)")
+    p.add_argument("--currents", default="0:15:0.5", metavar="START:STOP:STEP",
+                   help="current levels in mA, STOP included (default 0:15:0.5)")
+    p.add_argument("--pulses-per-level", type=int, default=50, metavar="N",
+                   help="pulses per level; the last half are averaged (default 50)")
+    p.add_argument("--json", action="store_true", help="print a JSON document instead")
+    p.add_argument("--plot", metavar="PATH.png", help="also save a figure to PATH.png")
+    p.add_argument("--waveform-currents", metavar="LIST",
+                   help="comma list of mA whose sweeps the plot shows (needs --plot)")
+    p.set_defaults(run=run_growth_curve)
+
+
+def run_growth_curve(args: argparse.Namespace) -> int:
+    """Run the ``growth-curve`` subcommand."""
+    if args.waveform_currents is not None and args.plot is None:
+        raise ConfigError("--waveform-currents needs --plot")
+    if args.plot is not None and not Path(args.plot).resolve().parent.is_dir():
+        raise ConfigError(f"--plot={args.plot!r}: the directory does not exist")
+    patient = get_patient(args.patient)
+    posture = None if args.csf_mm is not None else (args.posture or "supine")
+    csf = args.csf_mm if args.csf_mm is not None else patient.csf_mm(posture)
+    kwargs = dict(pw_us=args.pw_us, rate_hz=args.rate_hz, csf_mm=csf,
+                  pulses_per_level=args.pulses_per_level)
+    currents = parse_currents(args.currents)
+    wanted = (None if args.waveform_currents is None
+              else parse_float_list("--waveform-currents", args.waveform_currents))
+    model = patient.model()
+    curve = growth_curve(model, currents, waveforms=args.plot is not None, **kwargs)
+    for warning in fit_warnings(curve):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if args.json:
+        doc = {"patient": patient.patient_id, "posture": posture,
+               "pulses_per_level": args.pulses_per_level,
+               "estimator": patient.params.recording.estimator,
+               **dataclasses.replace(curve, waveforms_uv=None).to_dict()}
+        print(json.dumps(_nan_to_none(doc), indent=2, allow_nan=False))
+    else:
+        print(format_table(curve, patient.patient_id, posture))
+    if args.plot is not None:
+        _plot(curve, model, patient, posture, args, wanted)
+    return 0
+
+
+def _plot(curve: GrowthCurve, model, patient, posture, args, wanted) -> None:
+    """Save the growth-curve figure for ``run_growth_curve``."""
+    from closedloop.plots import plot_growth_curve
+
+    rec = patient.params.recording
+    start = (2.0 * curve.pw_us + rec.interphase_us) * 1e-3 + rec.blank_ms
+    where = posture if posture is not None else "custom CSF"
+    title = f"Patient {patient.patient_id}, {where}: ECAP growth curve"
+    path = plot_growth_curve(curve, args.plot, model.sample_times_ms, title,
+                             waveform_currents_ma=wanted, window_ms=(start, rec.est_end_ms))
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def fit_warnings(curve: GrowthCurve) -> list[str]:
+    """Reasons not to trust the fitted threshold and slope (empty if none)."""
+    lo, hi = float(curve.currents_ma[0]), float(curve.currents_ma[-1])
+    if not np.any(curve.frac_recruited > 0):
+        return ["no fibre fired at any level; the fit describes noise and artefact only"]
+    if not lo <= curve.threshold_ma <= hi:
+        return [f"fitted threshold {curve.threshold_ma:.3g} mA lies outside the swept range "
+                f"[{lo:g}, {hi:g}] mA; it is an extrapolation"]
+    return []
+
+
+def format_table(curve: GrowthCurve, patient_id: str, posture: str | None) -> str:
+    """A readable table of the growth curve and a line with its fit."""
+    where = f"posture {posture}, " if posture else ""
+    lines = [f"patient {patient_id}, {where}CSF {curve.csf_mm:g} mm, "
+             f"PW {curve.pw_us:g} µs, rate {curve.rate_hz:g} Hz",
+             f"{'current mA':>10} | {'ECAP µV':>8} | {'sd µV':>6} | {'true µV':>8} | "
+             f"{'recruited %':>11} | {'N1 ms':>6}"]
+    lines.append("-" * len(lines[-1]))
+    for row in zip(curve.currents_ma, curve.ecap_uv, curve.ecap_sd_uv, curve.ecap_true_uv,
+                   100.0 * curve.frac_recruited, curve.n1_latency_ms, strict=True):
+        i, ecap, sd, true, pct, lat = (float(v) for v in row)
+        n1 = f"{lat:6.3f}" if math.isfinite(lat) else f"{'-':>6}"
+        lines.append(f"{i:10.2f} | {ecap:8.2f} | {sd:6.2f} | {true:8.2f} | {pct:11.2f} | {n1}")
+    lines.append(f"fit: threshold {curve.threshold_ma:.3f} mA, slope "
+                 f"{curve.slope_uv_per_ma:.2f} µV/mA, knee {curve.knee_ma:.3f} mA")
+    return "\n".join(lines)
+
+
+def _nan_to_none(obj):
+    """Replace non-finite floats by None, recursively (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def model_card() -> str:
+    """The parameter model card as Markdown, one table per section of ``ModelParams``."""
+    out = ["# closedloop neural response model: parameters", "",
+           "Generated by `closedloop model-card` from the parameter declarations "
+           "(`closedloop/neural/params.py`); sources refer to `shared/domain.md`. "
+           "Unit `1` means dimensionless.", ""]
+    for section in dataclasses.fields(ModelParams):
+        cls = section.default_factory
+        out += [f"## {section.name} ({cls.__name__})", "", (cls.__doc__ or "").strip(), "",
+                "| name | default | unit | valid range | source | meaning |",
+                "|---|---|---|---|---|---|"]
+        for row in describe(cls):
+            cells = (f"`{row['name']}`", _fmt_default(row["default"]), row["unit"],
+                     row["range"], row["source"], row["doc"])
+            out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _fmt_default(value) -> str:
+    """Format a default value for the card."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_fmt_default(v) for v in value) + ")"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _cell(text) -> str:
+    """Escape a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def run_model_card(args: argparse.Namespace) -> int:
+    """Run the ``model-card`` subcommand."""
+    text = model_card()
+    if args.output is None:
+        print(text)
+    else:
+        write_text_atomic(Path(args.output), text + "\n")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``closedloop`` command.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` if None.
+
+    Returns:
+        0 on success, 2 for invalid input (a :class:`ConfigError`), 1 if a file cannot be
+        written. Argparse usage errors exit with status 2 directly.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
