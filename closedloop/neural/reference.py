@@ -1,0 +1,368 @@
+"""Slow pure-NumPy reference implementation of the neural response model, for testing.
+
+This is a second, independent implementation of :mod:`closedloop.neural.geometry`,
+:mod:`closedloop.neural.kernels` and :mod:`closedloop.neural.recording`: it calls no
+numba-compiled function. Pulses are processed in a Python loop; fibres, nodes and samples are
+vectorised with NumPy. Floating-point expressions are evaluated in the same order as in the
+kernels, sums that the kernels accumulate in a loop are accumulated sequentially here
+(``np.cumsum``, ``np.bincount``), and exponentials use ``math.exp`` (libm, as in the kernels)
+rather than NumPy's SIMD ``exp``, so that recruitment and the ADC rounding agree exactly.
+
+Without ``waveforms`` only the estimator window of each sweep is synthesised; every estimate
+reads that window alone, so the records do not depend on ``waveforms`` or on how a train is
+split into calls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from closedloop.neural.geometry import REF_DIAMETER_UM, csf_grid, sfap_weight_table
+from closedloop.neural.kernels import (
+    PULSE_DTYPE,
+    KernelParams,
+    KernelState,
+    KernelTables,
+    PulseInputs,
+)
+from closedloop.neural.model import MIX_RECRUITED_FRACTION, NeuralModel
+from closedloop.neural.params import ModelParams
+from closedloop.neural.population import Fibres, contact_sources
+from closedloop.neural.recording import NOISE_SALT
+from closedloop.neural.rng import fmix32_np, hash_normal_np, pulse_key_np
+
+__all__ = [
+    "build_tables_reference",
+    "n1_latency_reference",
+    "n1p2_reference",
+    "recruit_reference",
+    "refresh_templates_reference",
+    "run_pulses_reference",
+    "synthesise_reference",
+    "template_estimate_reference",
+    "threshold_table_reference",
+    "window_bounds_reference",
+]
+
+
+def _exp(x) -> np.ndarray:
+    """Elementwise ``math.exp`` (libm, like the kernels), as a float64 array of ``x``'s shape."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([math.exp(v) for v in x.ravel().tolist()]).reshape(x.shape)
+
+
+def _seq_sum(x: np.ndarray) -> float:
+    """Left-to-right sum of a 1-D array (the kernels' loop order, not pairwise), 0 if empty."""
+    return float(np.cumsum(x)[-1]) if x.size else 0.0
+
+
+# --- geometry --------------------------------------------------------------------------------
+
+
+def _node_positions(phase: np.ndarray, n_half: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Node positions (mm) along each fibre, shape (N, 2 * max(n_half) + 3), padded at the end.
+
+    Column ``j`` is node ``j - n_half - 1``; the expressions mirror the kernel's bit for bit.
+    """
+    j = np.arange(2 * int(n_half.max()) + 3)[None, :]
+    h, ph = n_half[:, None], phase[:, None]
+    n = j - 2 - h
+    x = np.where(j == 0, ph - h - 1, np.where(j == 1, ph - h, ph + n + 1))
+    return x * length[:, None]
+
+
+def _potential(x, y, z, src_x, src_w, y_lead, sl, st) -> np.ndarray:
+    """Extracellular potential (mV per mA) at (x, y, z) (mm, broadcast) from point sources."""
+    v = 0.0
+    dy = y - y_lead
+    for k in range(src_x.size):
+        dx = x - src_x[k]
+        r = np.sqrt(st * st * dx * dx + sl * st * dy * dy + sl * st * z * z)
+        v = v + src_w[k] / (4.0 * math.pi * r)
+    return v
+
+
+def threshold_table_reference(fibres: Fibres, params: ModelParams) -> np.ndarray:
+    """Rheobase threshold (mA) of every fibre at every grid CSF thickness, shape (G, N).
+
+    The drive on a fibre is the largest second difference of the potential over its nodes
+    (internode 0.1 * diameter mm, within ``2 * pitch + contact length`` mm of the cathode)
+    divided by the internode squared (mV/mm² per mA, at least 1e-12); the threshold is
+    ``af_threshold * (10 µm / D)^diameter_exponent / drive``.
+
+    Args:
+        fibres: The patient's fibres (diameters µm, depths and lateral positions mm).
+        params: Model parameters (lead layout and excitability).
+
+    Returns:
+        Thresholds in mA, rows on :func:`closedloop.neural.geometry.csf_grid`.
+    """
+    lead, exc = params.lead, params.excitability
+    src_x, src_w = contact_sources(lead)
+    span = 2.0 * lead.pitch_mm + lead.contact_length_mm
+    length = 0.1 * fibres.diameter_um
+    n_half = np.ceil(span / length).astype(np.int64)
+    x = _node_positions(fibres.node_phase, n_half, length)
+    valid = np.arange(x.shape[1] - 2)[None, :] <= 2 * n_half[:, None]
+    scale = exc.af_threshold_mv_per_mm2 * (REF_DIAMETER_UM / fibres.diameter_um) ** (
+        exc.diameter_exponent)
+    grid = csf_grid()
+    out = np.empty((grid.size, length.size))
+    for g, csf in enumerate(grid):
+        z = -(csf + fibres.depth_mm)
+        v = _potential(x, fibres.lateral_mm[:, None], z[:, None], src_x, src_w,
+                       lead.lateral_offset_mm, exc.sigma_long_s_per_mm, exc.sigma_trans_s_per_mm)
+        af = (v[:, :-2] - 2.0 * v[:, 1:-1] + v[:, 2:]) / (length * length)[:, None]
+        drive = np.maximum(np.where(valid, af, -np.inf).max(axis=1), 1e-12)
+        out[g] = scale / drive
+    return out
+
+
+def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarray
+                           ) -> KernelTables:
+    """The patient's static tables, as :func:`closedloop.neural.model.build_tables`.
+
+    Args:
+        params: Model parameters.
+        fibres: The patient's fibres.
+        words: Two uint64 seed words (fibre hashes, sample hashes).
+
+    Returns:
+        ``KernelTables`` (thresholds mA, SFAP weights µV, chronaxies µs, delays ms).
+    """
+    lead, pop, exc, resp, recp = (params.lead, params.population, params.excitability,
+                                  params.response, params.recording)
+    grid = csf_grid()
+    rheo = threshold_table_reference(fibres, params)
+    sfap = sfap_weight_table(
+        fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
+        resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent)
+    chron = exc.chronaxie_us * (REF_DIAMETER_UM / fibres.diameter_um) ** (
+        exc.chronaxie_diameter_exponent)
+    edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
+    cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
+    delay = lead.recording_distance_mm / (resp.cv_per_um * 0.5 * (edges[:-1] + edges[1:]))
+    n_fib, n_s = fibres.diameter_um.size, int(round(recp.window_ms * recp.fs_hz * 1e-3))
+    g_ref = int(np.argmin(np.abs(grid - NeuralModel.default_csf_mm)))
+    first = np.argsort(rheo[g_ref] * (1.0 + chron / 250.0))
+    first = first[: max(1, int(MIX_RECRUITED_FRACTION * n_fib))]
+    mix = np.bincount(cls[first], weights=sfap[g_ref, first], minlength=pop.n_classes)
+    return KernelTables(
+        rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.int64),
+        fibre_hash=fmix32_np(np.arange(n_fib, dtype=np.uint64) ^ words[0]),
+        class_delay_ms=delay, class_mix=mix / mix.sum(),
+        sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
+                              ^ words[1]))
+
+
+# --- fibre dynamics --------------------------------------------------------------------------
+
+
+def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
+                      current_ma: float, pw_us: float, csf_mm: float, interval_s: float,
+                      key: np.uint64) -> tuple[int, np.ndarray]:
+    """Decay the fibre state over ``interval_s`` (s) and fire one pulse (mA, µs, at mm CSF).
+
+    Returns:
+        ``(n_recruited, acc)``: the count and the summed SFAP weight (µV) per class.
+    """
+    dt_ms = float(interval_s) * 1e3
+    d_rel, d_sn = math.exp(-dt_ms / kp.tau_rel_ms), math.exp(-dt_ms / kp.tau_sn_ms)
+    taus = (kp.adapt_tau0_s, kp.adapt_tau1_s, kp.adapt_tau2_s)
+    decay = np.array([math.exp(-float(interval_s) / tau) for tau in taus])
+    g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), tables.rheo_ma.shape[0] - 1.000001)
+    j = int(g)
+    f = g - j
+    ts = state.t_since_ms + dt_ms
+    xr, xs = state.x_rel * d_rel, state.x_sn * d_sn
+    b = state.adapt * decay[:, None]
+    m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * xs
+    m = m + kp.adapt_gain0 * b[0] + kp.adapt_gain1 * b[1] + kp.adapt_gain2 * b[2]
+    r0, r1 = tables.rheo_ma[j], tables.rheo_ma[j + 1]
+    rheo = r0 + f * (r1 - r0)
+    z = hash_normal_np(fmix32_np(tables.fibre_hash ^ key))
+    th = rheo * (1.0 + tables.chronaxie_us * (1.0 / pw_us)) * m * (1.0 + kp.jitter_rel * z)
+    fire = (current_ma >= th) & (ts >= kp.t_abs_ms)
+    ts[fire], xr[fire], xs[fire] = 0.0, 1.0, 1.0
+    for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
+        b[k, fire] += inc * (1.0 - b[k, fire])
+    w0, w1 = tables.sfap_uv[j], tables.sfap_uv[j + 1]
+    w = w0 + f * (w1 - w0)
+    acc = np.bincount(tables.fibre_class[fire], weights=w[fire],
+                      minlength=state.templates.shape[0]).astype(np.float64)
+    state.t_since_ms[:], state.x_rel[:], state.x_sn[:], state.adapt[:] = ts, xr, xs, b
+    return int(fire.sum()), acc
+
+
+# --- recording chain -------------------------------------------------------------------------
+
+
+def window_bounds_reference(pw_us: float, kp: KernelParams, n_samples: int) -> tuple[int, int]:
+    """First and one-past-last sample of the estimator window for a pulse width (µs)."""
+    t_end_ms = (2.0 * pw_us + kp.interphase_us) * 1e-3
+    lo = min(int(math.ceil((t_end_ms + kp.blank_ms) * kp.fs_hz * 1e-3)), n_samples - 2)
+    hi = int(math.floor(kp.est_end_ms * kp.fs_hz * 1e-3)) + 1
+    return lo, max(min(hi, n_samples), lo + 2)
+
+
+def _sfap_shape(u: np.ndarray, asym: float) -> np.ndarray:
+    """Triphasic SFAP at normalised times ``u``; N1 = -1 at u = 0."""
+    g = _exp(-0.5 * u * u)
+    return -(1.0 - u * u) * g + asym * u * g
+
+
+def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
+                                pw_us: float) -> None:
+    """Recompute the templates, matched filter, artefact/EMG shapes and cache for ``pw_us`` (µs).
+
+    The class templates are unit-N1 SFAPs delayed by onset + pulse width + conduction; the
+    artefact shape is ``exp(-(t - t_end) / tau)`` after the pulse end ``t_end`` (NaN before
+    it) and the EMG shape ``u exp((1 - u²) / 2)`` with ``u = (t - latency) / width`` (t in ms).
+    """
+    n_s = state.templates.shape[1]
+    t = np.arange(n_s) * (1e3 / kp.fs_hz)
+    c = kp.onset_ms + pw_us * 1e-3 + tables.class_delay_ms
+    state.templates[:] = _sfap_shape((t[None, :] - c[:, None]) / kp.sfap_width_ms,
+                                     kp.sfap_asymmetry)
+    lo, hi = window_bounds_reference(pw_us, kp, n_s)
+    mf = np.zeros(n_s)
+    for b in range(c.size):
+        mf += tables.class_mix[b] * state.templates[b]
+    mf[lo:hi] -= _seq_sum(mf[lo:hi]) / (hi - lo)
+    mf[:lo], mf[hi:] = 0.0, 0.0
+    ss = _seq_sum(mf[lo:hi] * mf[lo:hi])
+    i_min = lo + int(np.argmin(mf[lo:hi]))
+    state.mf[:] = mf
+    t_end = (2.0 * pw_us + kp.interphase_us) * 1e-3
+    after = t >= t_end
+    state.shapes[0] = np.nan
+    state.shapes[0, after] = _exp(-(t[after] - t_end) / kp.artefact_tau_ms)
+    u = (t - kp.emg_latency_ms) / kp.emg_width_ms
+    state.shapes[1] = u * _exp(0.5 * (1.0 - u * u))
+    state.cache[0] = pw_us
+    state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
+    state.cache[2] = max(mf[i_min:hi].max(), -1e300) - mf[i_min]
+    state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+
+
+def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
+                         acc: np.ndarray, frac: float, current_ma: float, key: np.uint64,
+                         lo: int, hi: int, neural: np.ndarray, rec: np.ndarray
+                         ) -> float:
+    """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded ``rec`` (µV).
+
+    The recorded sample is ECAP + artefact + EMG (the ADC full scale during a nonzero pulse)
+    plus amplifier noise, clipped to the ADC range and rounded to its LSB.
+
+    Returns:
+        The peak of the late muscle response (µV).
+    """
+    neural[lo:hi] = 0.0
+    for b in np.flatnonzero(acc != 0.0):
+        neural[lo:hi] += acc[b] * state.templates[b, lo:hi]
+    emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
+    art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
+    top = kp.adc_range_uv
+    art_shape, emg_shape = state.shapes[0, lo:hi], state.shapes[1, lo:hi]
+    during = np.isnan(art_shape)
+    v = neural[lo:hi] + art * art_shape + emg * emg_shape
+    v[during] = top if current_ma > 0.0 else neural[lo:hi][during]
+    key2 = fmix32_np(key ^ NOISE_SALT)
+    v = v + kp.noise_uv_rms * hash_normal_np(fmix32_np(tables.sample_hash[lo:hi] ^ key2))
+    rec[lo:hi] = np.round(np.clip(v, -top, top) * (1.0 / kp.adc_lsb_uv)) * kp.adc_lsb_uv
+    return emg
+
+
+def n1p2_reference(x: np.ndarray, lo: int, hi: int) -> tuple[float, int]:
+    """N1-P2 amplitude of ``x[lo:hi]`` and the index of N1 (the first minimum)."""
+    i_min = lo + int(np.argmin(x[lo:hi]))
+    return float(x[i_min:hi].max() - x[i_min]), i_min
+
+
+def template_estimate_reference(state: KernelState, x: np.ndarray, lo: int, hi: int,
+                                max_lag: int) -> float:
+    """Sliding matched-filter amplitude of the sweep ``x`` (µV, template N1-P2 scale).
+
+    For every lag in ``[-max_lag, max_lag]`` the projection ``sum_s x[s + lag] * mf[s]`` over
+    the ``s`` for which both ``s`` and ``s + lag`` lie in ``lo:hi`` is formed; the largest is
+    kept and scaled by ``cache[1] * cache[2]`` (1 / sum mf², template N1-P2).
+    """
+    best = -1e300
+    for lag in range(-max_lag, max_lag + 1):
+        a, b = max(lo, lo - lag), min(hi, hi - lag)
+        dot = _seq_sum(x[a + lag:b + lag] * state.mf[a:b]) if b > a else 0.0
+        best = max(best, dot)
+    return best * state.cache[1] * state.cache[2]
+
+
+def n1_latency_reference(neural: np.ndarray, i_min: int, lo: int, hi: int, dt_ms: float
+                         ) -> float:
+    """N1 time (ms) by parabolic refinement around sample ``i_min`` inside ``lo:hi``."""
+    if i_min <= lo or i_min >= hi - 1:
+        return i_min * dt_ms
+    a, b, c = neural[i_min - 1], neural[i_min], neural[i_min + 1]
+    den = a - 2.0 * b + c
+    off = 0.5 * (a - c) / den if den > 0.0 else 0.0
+    return float((i_min + off) * dt_ms)
+
+
+# --- pulse loop ------------------------------------------------------------------------------
+
+
+def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
+    """Deliver pulse ``p`` of ``inputs`` and write its ``PULSE_DTYPE`` record into ``r``."""
+    cur, pw = float(inputs.current_ma[p]), float(inputs.pw_us[p])
+    n_s = state.templates.shape[1]
+    if pw != state.cache[0]:
+        refresh_templates_reference(state, tables, kp, pw)
+    key = pulse_key_np(kp.seed_pulse_a, kp.seed_pulse_b, int(state.pulse_count[0]))
+    state.pulse_count[0] += 1
+    n_rec, acc = recruit_reference(state, tables, kp, cur, pw, float(inputs.csf_mm[p]),
+                                   float(inputs.interval_s[p]), key)
+    frac = n_rec / tables.chronaxie_us.size
+    lo, hi = window_bounds_reference(pw, kp, n_s)
+    emg = synthesise_reference(state, tables, kp, acc, frac, cur, key, 0 if full else lo,
+                               n_s if full else hi, neural, rec)
+    true_amp, i_min = n1p2_reference(neural, lo, hi)
+    r["ecap_n1p2_uv"] = n1p2_reference(rec, lo, hi)[0]
+    r["ecap_template_uv"] = template_estimate_reference(state, rec, lo, hi, int(kp.template_lag))
+    r["ecap_uv"] = r["ecap_template_uv"] if kp.use_template > 0.5 else r["ecap_n1p2_uv"]
+    r["ecap_true_uv"] = true_amp
+    r["n1_latency_ms"] = (n1_latency_reference(neural, i_min, lo, hi, 1e3 / kp.fs_hz)
+                          if n_rec > 0 else np.nan)
+    r["detected"] = r["ecap_template_uv"] > kp.detect_snr * state.cache[3]
+    r["saturated"] = bool(np.any(np.abs(rec[lo:hi]) >= kp.adc_range_uv))
+    r["n_recruited"] = n_rec
+    r["frac_recruited"] = frac
+    r["charge_uc"] = cur * pw * 1e-3
+    r["emg_uv"] = emg
+
+
+def run_pulses_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
+                         inputs: PulseInputs, waveforms: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Deliver ``P`` pulses to one patient, as :func:`closedloop.neural.kernels.run_pulses`.
+
+    Args:
+        state: ``KernelState`` of NumPy arrays, updated in place.
+        tables: ``KernelTables`` of the patient.
+        kp: ``KernelParams``.
+        inputs: ``PulseInputs`` with arrays of length P (mA, µs, mm, s).
+        waveforms: Also return the recorded sweeps.
+
+    Returns:
+        ``(out, wave)``: ``PULSE_DTYPE`` records of length P, and the sweeps (µV) of shape
+        (P, S), or (0, S) without ``waveforms``.
+    """
+    n_s = state.templates.shape[1]
+    n_p = np.asarray(inputs.current_ma).size
+    out = np.zeros(n_p, PULSE_DTYPE)
+    wave = np.zeros((n_p if waveforms else 0, n_s))
+    neural, rec = np.zeros(n_s), np.zeros(n_s)  # scratch sweeps, kept across pulses
+    for p in range(n_p):
+        _one_pulse(state, tables, kp, inputs, p, waveforms, neural, rec, out[p])
+        if waveforms:
+            wave[p] = rec
+    return out, wave
