@@ -24,7 +24,7 @@ from closedloop.neural.kernels import (
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
 from closedloop.neural.rng import fmix32_np, seed_words
-from closedloop.neural.validation import check_inputs
+from closedloop.neural.validation import check_inputs, check_rate
 
 MIX_RECRUITED_FRACTION = 0.15
 """Recruited fraction whose ECAP shape defines the matched-filter template."""
@@ -40,6 +40,9 @@ class NeuralModel:
         params: Model parameters (default patient if omitted).
         seed: Seed of the fibre population (anatomy). The same seed gives the same patient.
     """
+
+    default_csf_mm: float = 3.5
+    """CSF thickness used when none is given (mm): T11 supine, Holsheimer 1994 (2-6 mm)."""
 
     def __init__(self, params: ModelParams | None = None, seed: int = 0) -> None:
         self.params = params if params is not None else ModelParams()
@@ -130,17 +133,12 @@ class NeuralModel:
         Returns:
             As :meth:`stimulate`.
         """
-        from closedloop.neural.validation import check_rate
-
         interval = 1.0 / check_rate(rate_hz)
         csf = self.default_csf_mm if csf_mm is None else csf_mm
         n = int(n_pulses)
         if n < 1:
             raise ConfigError(f"n_pulses={n_pulses} is out of range; valid range [1, inf)")
         return self.stimulate(np.full(n, float(current_ma)), pw_us, csf, interval, waveforms)
-
-    default_csf_mm: float = 3.5
-    """CSF thickness used when none is given (mm): T11 supine, Holsheimer 1994 (2-6 mm)."""
 
 
 def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray) -> KernelTables:
