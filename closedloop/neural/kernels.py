@@ -212,6 +212,7 @@ def run_pulses(state, tables, kp, inputs, out, wave):
     rec = np.zeros(n_s)
     th0 = np.empty(n_fib)
     dt_ms = 1e3 / kp.fs_hz
+    full = wave.shape[0] > 0
     for p in range(inputs.current_ma.size):
         cur, pw = inputs.current_ma[p], inputs.pw_us[p]
         if pw != state.cache[0]:
@@ -223,9 +224,8 @@ def run_pulses(state, tables, kp, inputs, out, wave):
                         acc, th0)
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
-        full = wave.shape[0] > 0
         emg = synthesise(state, tables, kp, acc, frac, cur, key, 0 if full else lo,
-                              n_s if full else hi, neural, rec)
+                         n_s if full else hi, neural, rec)
         if full:
             wave[p, :] = rec
         r = out[p]

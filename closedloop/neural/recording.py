@@ -30,18 +30,23 @@ def sfap_shape(u, asym):
     return -(1.0 - u * u) * g + asym * u * g
 
 
+@njit(cache=True, inline="always")
+def pulse_end_ms(pw_us, kp):
+    """End of the biphasic pulse after its onset (ms): two phases and the interphase gap."""
+    return (2.0 * pw_us + kp.interphase_us) * 1e-3
+
+
 @njit(cache=True)
 def window_bounds(pw_us, kp, n_samples):
     """First and one-past-last sample of the estimator window for a pulse width."""
-    t_end_ms = (2.0 * pw_us + kp.interphase_us) * 1e-3
-    lo = int(math.ceil((t_end_ms + kp.blank_ms) * kp.fs_hz * 1e-3))
+    lo = int(math.ceil((pulse_end_ms(pw_us, kp) + kp.blank_ms) * kp.fs_hz * 1e-3))
     hi = int(math.floor(kp.est_end_ms * kp.fs_hz * 1e-3)) + 1
     return min(lo, n_samples - 2), max(min(hi, n_samples), min(lo, n_samples - 2) + 2)
 
 
 @njit(cache=True)
 def refresh_templates(state, tables, kp, pw_us):
-    """Recompute the class templates and the matched filter for a new pulse width."""
+    """Recompute the class templates, matched filter and sweep shapes for a new pulse width."""
     n_cls, n_s = state.templates.shape
     dt_ms = 1e3 / kp.fs_hz
     shift = kp.onset_ms + pw_us * 1e-3
@@ -59,23 +64,26 @@ def refresh_templates(state, tables, kp, pw_us):
     mf[:lo] = 0.0
     mf[lo:hi] -= mean
     mf[hi:] = 0.0
-    ss, mn, mx, i_min = 0.0, 1e300, -1e300, lo
+    ss = 0.0
     for s in range(lo, hi):
         ss += mf[s] * mf[s]
-        if mf[s] < mn:
-            mn, i_min = mf[s], s
-    for s in range(i_min, hi):
-        mx = max(mx, mf[s])
-    t_end = (2.0 * pw_us + kp.interphase_us) * 1e-3
-    for s in range(n_s):
+    refresh_shapes(state, kp, pw_us)
+    state.cache[0] = pw_us
+    state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
+    state.cache[2] = n1p2(mf, lo, hi)[0]
+    state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+
+
+@njit(cache=True)
+def refresh_shapes(state, kp, pw_us):
+    """Artefact decay (NaN while the pulse saturates the amplifier) and EMG shape per sample."""
+    dt_ms = 1e3 / kp.fs_hz
+    t_end = pulse_end_ms(pw_us, kp)
+    for s in range(state.shapes.shape[1]):
         t = s * dt_ms
         state.shapes[0, s] = math.exp(-(t - t_end) / kp.artefact_tau_ms) if t >= t_end else np.nan
         u = (t - kp.emg_latency_ms) / kp.emg_width_ms
         state.shapes[1, s] = u * math.exp(0.5 * (1.0 - u * u))
-    state.cache[0] = pw_us
-    state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
-    state.cache[2] = mx - mn
-    state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
 
 
 @njit(cache=True)
