@@ -17,14 +17,13 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from closedloop._config import ConfigError, describe
+from closedloop._io import write_text_atomic
 from closedloop.neural import GrowthCurve, ModelParams, growth_curve
 from closedloop.patients import NAMED_PATIENTS, POSTURES, get_patient
 
@@ -233,18 +232,6 @@ def run_model_card(args: argparse.Namespace) -> int:
         write_text_atomic(Path(args.output), text + "\n")
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,12 +6,11 @@ saving one neither needs a display nor changes the backend of an interactive ses
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from closedloop._io import write_atomic
 from closedloop.neural.growth import GrowthCurve, soft_knee
 from closedloop.neural.params import RecordingParams
 
@@ -132,13 +131,5 @@ def _draw_sweeps(ax, curve: GrowthCurve, rows, sample_times_ms, window_ms) -> No
 
 
 def _save_atomic(fig, path: Path) -> Path:
-    """Save ``fig`` as PNG to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Save ``fig`` as PNG to ``path`` atomically."""
+    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)

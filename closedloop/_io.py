@@ -1,0 +1,39 @@
+"""Atomic file output: a crash or interruption never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False
+                 ) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place.
+
+    Args:
+        path: Destination; its directory must exist.
+        write: Writes the content to the open file object.
+        binary: Open the temporary file in binary mode.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+                       ) as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_atomic(path, lambda fh: fh.write(text))
