@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -27,6 +28,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], binary: b
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
                        ) as fh:
             write(fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -37,3 +41,17 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], binary: b
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return write_atomic(path, lambda fh: fh.write(text))
+
+
+def nan_to_none(obj):
+    """Replace non-finite floats by None, recursively through dicts, lists and tuples.
+
+    JSON has no NaN; result files store a missing value as ``null``.
+    """
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,11 +1,14 @@
-"""Patients: a neural response model plus posture-dependent anatomy.
+"""Virtual patients: anatomy per posture, contact impedance, perception and the neural model.
 
-This module holds the named patients used before cohorts exist. A patient is data (a frozen
-dataclass); :meth:`Patient.model` builds its :class:`~closedloop.neural.NeuralModel`.
+A :class:`Patient` is data (a frozen dataclass) that saves to and loads from a human-readable
+JSON file; :meth:`Patient.model` builds its :class:`~closedloop.neural.NeuralModel`. Cohort
+patients (``train-000`` ... ``test-019``) come from :mod:`closedloop.cohort`; a few named
+patients are kept for examples and tests.
 
-Posture CSF offsets (added to the supine dorsal CSF thickness):
+Default posture CSF offsets, added to the supine dorsal CSF thickness (cohort patients draw their
+own, see :mod:`closedloop.cohort`):
 
-* prone +2.2 mm: Holsheimer et al., AJNR 1994, T11 [C].
+* prone +2.2 mm: Holsheimer et al., AJNR 1994, T11 [C] (T12: +3.4 mm).
 * sitting +0.45 mm, standing +0.5 mm, walking +0.5 mm, side-lying +0.25 mm: assumptions
   calibrated so that the threshold charge rises by about 0.5 µC from lying to sitting/standing,
   as Cameron & Alo (Neuromodulation 1998) report for thoracic leads (0.49 ± 0.30 µC) [C].
@@ -14,22 +17,41 @@ Posture CSF offsets (added to the supine dorsal CSF thickness):
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, check_value, from_dict
+from closedloop._io import write_text_atomic
 from closedloop.neural.model import NeuralModel
 from closedloop.neural.params import ModelParams
+from closedloop.perception import PerceptionParams, derive_perception
+from closedloop.postures import POSTURES
 
 POSTURE_CSF_OFFSET_MM = MappingProxyType({
-    "supine": 0.0,
-    "prone": 2.2,
-    "side": 0.25,
-    "sitting": 0.45,
-    "standing": 0.5,
-    "walking": 0.5,
+    "supine": 0.0, "prone": 2.2, "side": 0.25, "sitting": 0.45, "standing": 0.5, "walking": 0.5,
 })
-"""Dorsal CSF thickness change from supine, per posture (mm)."""
-POSTURES = tuple(POSTURE_CSF_OFFSET_MM)
+"""Default dorsal CSF thickness change from supine, per posture (mm)."""
+VERTEBRAL_LEVELS = ("T11", "T12")
+"""Lead levels with published CSF thickness (Holsheimer 1994 [C])."""
+CSF_RANGE_MM = (0.5, 12.0)
+"""Valid CSF thickness (mm): the neural model's tabulated range."""
+IMPEDANCE_RANGE_OHM = (100.0, 10_000.0)
+"""Valid contact impedance (Ω); typical 500-1500 Ω [M]."""
+REFERENCE_POSTURE = "sitting"
+"""Posture of the programming session, in which perception and discomfort are defined."""
+FILE_FORMAT = "closedloop.patient/1"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def default_posture_csf(csf_supine_mm: float) -> dict[str, float]:
+    """Per-posture CSF thickness (mm) from the supine value and the default offsets."""
+    return {p: float(csf_supine_mm) + POSTURE_CSF_OFFSET_MM[p] for p in POSTURES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,43 +59,160 @@ class Patient:
     """A virtual patient.
 
     Attributes:
-        patient_id: Stable identifier.
-        seed: Seed of the fibre population.
-        csf_supine_mm: Dorsal CSF thickness lying supine (mm); Holsheimer 1994 T11: 2-6 mm.
+        patient_id: Stable identifier (letters, digits, ``_.-``).
+        seed: Seed of the fibre population (anatomy).
+        vertebral_level: Level of the stimulating cathode, one of :data:`VERTEBRAL_LEVELS`.
+        posture_csf_mm: Dorsal CSF thickness per posture (mm), every posture of
+            :data:`closedloop.postures.POSTURES`; Holsheimer 1994: T11 supine 2-6 mm.
+        impedance_ohm: Contact impedance (Ω), typical 500-1500 Ω [M].
+        perception: The perception model (thresholds of sensation).
         params: Neural response model parameters.
     """
 
     patient_id: str
     seed: int = 0
-    csf_supine_mm: float = 3.5
+    vertebral_level: str = "T11"
+    posture_csf_mm: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: default_posture_csf(3.5))
+    impedance_ohm: float = 900.0
+    perception: PerceptionParams = dataclasses.field(default_factory=PerceptionParams)
     params: ModelParams = dataclasses.field(default_factory=ModelParams)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.patient_id, str) or not _ID.match(self.patient_id):
+            raise ConfigError(f"patient_id={self.patient_id!r} must be 1-64 characters of "
+                              "letters, digits and _.- starting with a letter or digit")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r} must be an integer in [0, inf)")
+        check_value("vertebral_level", self.vertebral_level, {"choices": VERTEBRAL_LEVELS})
+        csf = dict(self.posture_csf_mm)
+        if set(csf) != set(POSTURES):
+            raise ConfigError(f"posture_csf_mm must have exactly the keys {', '.join(POSTURES)}; "
+                              f"got {', '.join(sorted(csf))}")
+        meta = {"lo": CSF_RANGE_MM[0], "hi": CSF_RANGE_MM[1], "unit": "mm"}
+        for posture in POSTURES:
+            check_value(f"posture_csf_mm.{posture}", csf[posture], meta)
+        object.__setattr__(self, "posture_csf_mm",
+                           MappingProxyType({p: float(csf[p]) for p in POSTURES}))
+        check_value("impedance_ohm", self.impedance_ohm,
+                    {"lo": IMPEDANCE_RANGE_OHM[0], "hi": IMPEDANCE_RANGE_OHM[1], "unit": "Ω"})
+        for name, cls in (("perception", PerceptionParams), ("params", ModelParams)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}")
+
+    def __reduce__(self):
+        """Pickle through :meth:`to_dict` (the posture mapping is a read-only proxy)."""
+        return (Patient.from_dict, (self.to_dict(),))
+
+    @property
+    def csf_supine_mm(self) -> float:
+        """Dorsal CSF thickness lying supine (mm)."""
+        return self.posture_csf_mm["supine"]
 
     def csf_mm(self, posture: str = "supine") -> float:
         """Dorsal CSF thickness in ``posture`` (mm)."""
-        if posture not in POSTURE_CSF_OFFSET_MM:
+        if posture not in self.posture_csf_mm:
             raise ConfigError(f"posture={posture!r} is unknown; valid: {', '.join(POSTURES)}")
-        return self.csf_supine_mm + POSTURE_CSF_OFFSET_MM[posture]
+        return self.posture_csf_mm[posture]
 
     def model(self) -> NeuralModel:
-        """Build this patient's neural response model."""
+        """Build this patient's neural response model (about 0.3 s)."""
         model = NeuralModel(self.params, seed=self.seed)
         model.default_csf_mm = self.csf_supine_mm
         return model
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready dict; model parameters only where they differ from the defaults."""
+        return {
+            "format": FILE_FORMAT, "patient_id": self.patient_id, "seed": self.seed,
+            "vertebral_level": self.vertebral_level,
+            "posture_csf_mm": dict(self.posture_csf_mm), "impedance_ohm": self.impedance_ohm,
+            "perception": dataclasses.asdict(self.perception),
+            "model_overrides": model_overrides(self.params),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "patient") -> Patient:
+        """Build from :meth:`to_dict` output; unknown keys are errors naming the key."""
+        data = dict(data)
+        fmt = data.pop("format", FILE_FORMAT)
+        if fmt != FILE_FORMAT:
+            raise ConfigError(f"{where}: format={fmt!r} is not supported; valid: {FILE_FORMAT!r}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"perception", "params"}
+        unknown = sorted(set(data) - known - {"perception", "model_overrides"})
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; known: "
+                              f"{', '.join(sorted(known | {'perception', 'model_overrides'}))}")
+        perception = from_dict(PerceptionParams, data.pop("perception", {}), f"{where}.perception")
+        params = ModelParams.from_dict(data.pop("model_overrides", {}), f"{where}.")
+        return cls(perception=perception, params=params, **data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write this patient as indented JSON to ``path`` (atomically)."""
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def load_patient(path: str | Path) -> Patient:
+    """Read a patient saved by :meth:`Patient.save`."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    return Patient.from_dict(data, where=str(path))
+
+
+def model_overrides(params: ModelParams) -> dict[str, dict[str, Any]]:
+    """The fields of ``params`` that differ from :class:`ModelParams` defaults, by section."""
+    base, mine = ModelParams().to_dict(), params.to_dict()
+    out: dict[str, dict[str, Any]] = {}
+    for section, fields in mine.items():
+        diff = {k: v for k, v in fields.items() if not _same(v, base[section][k])}
+        if diff:
+            out[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in diff.items()}
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values (floats compared exactly, NaN-safe)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
 
 _NAMED = {
-    "default": Patient("default"),
-    "thin-csf": Patient("thin-csf", seed=1, csf_supine_mm=2.5),
-    "thick-csf": Patient("thick-csf", seed=2, csf_supine_mm=4.5),
-    "lateral-lead": Patient("lateral-lead", seed=3,
-                            params=ModelParams().replace(lead={"lateral_offset_mm": 1.0})),
+    "default": dict(seed=0, csf_supine_mm=3.5),
+    "thin-csf": dict(seed=1, csf_supine_mm=2.5),
+    "thick-csf": dict(seed=2, csf_supine_mm=4.5),
+    "lateral-lead": dict(seed=3, csf_supine_mm=3.5,
+                         params=ModelParams().replace(lead={"lateral_offset_mm": 1.0})),
 }
 NAMED_PATIENTS = tuple(_NAMED)
 
 
+@functools.cache
+def _named(name: str) -> Patient:
+    """Build a named patient, deriving its perception thresholds (cached)."""
+    spec = dict(_NAMED[name])
+    csf = default_posture_csf(spec.pop("csf_supine_mm"))
+    draft = Patient(name, posture_csf_mm=csf, **spec)
+    perception = derive_perception(draft.model(), csf[REFERENCE_POSTURE])
+    if perception is None:
+        raise ConfigError(f"patient {name!r} has no measurable ECAP threshold")
+    return dataclasses.replace(draft, perception=perception)
+
+
 def get_patient(name: str) -> Patient:
-    """A named patient; raises :class:`ConfigError` naming the valid choices."""
-    try:
-        return _NAMED[name]
-    except KeyError:
-        raise ConfigError(f"patient={name!r} is unknown; valid: {', '.join(_NAMED)}") from None
+    """A named patient or a cohort patient id such as ``train-007``.
+
+    Raises:
+        ConfigError: Naming the valid choices if ``name`` is unknown.
+    """
+    if name in _NAMED:
+        return _named(name)
+    from closedloop.cohort import SPLITS, cohort_patient
+
+    split = name.rsplit("-", 1)[0]
+    if split in SPLITS:
+        return cohort_patient(name)
+    raise ConfigError(f"patient={name!r} is unknown; valid: {', '.join(_NAMED)} or a cohort id "
+                      f"<split>-<NNN> with split in {', '.join(SPLITS)}")

@@ -115,7 +115,6 @@ def test_bad_value_exits_2_with_one_line_naming_the_parameter(capsys, argv, name
 
 
 @pytest.mark.parametrize(("argv", "name"), [
-    (["--patient", "nobody"], "--patient"),
     (["--posture", "upside-down"], "--posture"),
     (["--posture", "prone", "--csf-mm", "3"], "--csf-mm"),
     (["--pw-us", "wide"], "--pw-us"),
@@ -149,3 +148,9 @@ def test_warns_when_no_fibre_fires(capsys):
                          *FAST)
     assert code == 0 and "fit:" in out
     assert "closedloop: warning: no fibre fired" in err
+
+
+def test_unknown_patient_exits_2_naming_the_valid_ids(capsys):
+    code, out, err = run(capsys, "growth-curve", *FAST, "--patient", "nobody")
+    assert code == 2 and out == ""
+    assert "patient='nobody' is unknown; valid: default" in err

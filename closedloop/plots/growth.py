@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from closedloop._io import write_atomic
 from closedloop.neural.growth import GrowthCurve, soft_knee
 from closedloop.neural.params import RecordingParams
+from closedloop.plots._save import save_png
 
 SWEEP_COLOURS = ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:olive")
 
@@ -72,7 +72,7 @@ def plot_growth_curve(curve: GrowthCurve, path, sample_times_ms=None, title=None
     _draw_sweeps(ax_w, curve, rows, sample_times_ms, window_ms)
     if title:
         fig.suptitle(title)
-    return _save_atomic(fig, Path(path))
+    return save_png(fig, path)
 
 
 def _draw_growth(ax, curve: GrowthCurve, rows: list[int]) -> None:
@@ -128,8 +128,3 @@ def _draw_sweeps(ax, curve: GrowthCurve, rows, sample_times_ms, window_ms) -> No
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlim(t[0], t[-1])
     ax.legend(loc="upper right", fontsize=8)
-
-
-def _save_atomic(fig, path: Path) -> Path:
-    """Save ``fig`` as PNG to ``path`` atomically."""
-    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)

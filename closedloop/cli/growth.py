@@ -1,15 +1,4 @@
-"""Command-line interface: ``closedloop growth-curve`` and ``closedloop model-card``.
-
-The CLI calls only the public Python API (:func:`closedloop.patients.get_patient`,
-:func:`closedloop.neural.growth_curve`), so the numbers it prints are the numbers the API
-returns for the same arguments.
-
-Examples:
-    $ closedloop growth-curve --patient thin-csf --posture sitting --currents 0:10:0.5
-    $ closedloop growth-curve --json > curve.json
-    $ closedloop growth-curve --plot curve.png --waveform-currents 3,5,8
-    $ closedloop model-card --output docs/model_card_params.md
-"""
+"""``closedloop growth-curve`` and ``closedloop model-card``."""
 
 from __future__ import annotations
 
@@ -23,63 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from closedloop._config import ConfigError, describe
-from closedloop._io import write_text_atomic
+from closedloop._io import nan_to_none, write_text_atomic
+from closedloop.cli._common import PROG, parse_currents, parse_float_list
 from closedloop.neural import GrowthCurve, ModelParams, growth_curve
-from closedloop.patients import NAMED_PATIENTS, POSTURES, get_patient
-
-PROG = "closedloop"
-MAX_LEVELS = 1001
-"""Most current levels a sweep may have."""
+from closedloop.patients import NAMED_PATIENTS, get_patient
+from closedloop.postures import POSTURES
 
 
-def parse_currents(text: str) -> np.ndarray:
-    """Parse ``START:STOP:STEP`` (mA) into levels from START to STOP inclusive.
-
-    Args:
-        text: E.g. ``"0:15:0.5"``.
-
-    Returns:
-        The current levels (mA).
-
-    Raises:
-        ConfigError: If the text is malformed, the step is not positive or STOP < START.
-    """
-    form = f"--currents={text!r} must be START:STOP:STEP in mA with STEP > 0 and STOP >= START"
-    try:
-        start, stop, step = (float(p) for p in text.split(":"))
-    except ValueError:
-        raise ConfigError(form) from None
-    if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop < start:
-        raise ConfigError(form)
-    n = int(math.floor((stop - start) / step + 1e-9)) + 1
-    if n > MAX_LEVELS:
-        raise ConfigError(f"--currents={text!r} gives {n} levels; valid: at most {MAX_LEVELS}")
-    return start + step * np.arange(n)
-
-
-def parse_float_list(name: str, text: str) -> list[float]:
-    """Parse a comma-separated list of finite numbers, naming ``name`` in errors."""
-    try:
-        values = [float(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        values = []
-    if not values or not all(map(math.isfinite, values)):
-        raise ConfigError(f"{name}={text!r} must be a comma-separated list of finite numbers")
-    return values
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Closed-loop spinal cord stimulation: "
-                                     "the neural response model from the command line.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_parsers(sub) -> None:
+    """Add the ``growth-curve`` and ``model-card`` subcommands."""
     _add_growth_parser(sub)
     card = sub.add_parser("model-card", help="print the parameter model card (Markdown)",
                           description="Print every model parameter with its unit, valid range "
                                       "and source as Markdown.")
     card.add_argument("--output", metavar="PATH", help="write to PATH (atomically) instead")
     card.set_defaults(run=run_model_card)
-    return parser
 
 
 def _add_growth_parser(sub) -> None:
@@ -87,7 +34,9 @@ def _add_growth_parser(sub) -> None:
     p = sub.add_parser("growth-curve", help="sweep the current and fit the ECAP growth curve",
                        description="Sweep the current upwards through a patient's model, "
                                    "average the ECAP per level and fit threshold and slope.")
-    p.add_argument("--patient", choices=NAMED_PATIENTS, default="default")
+    p.add_argument("--patient", default="default", metavar="ID",
+                   help=f"a named patient ({', '.join(NAMED_PATIENTS)}) or a cohort id such as "
+                        "train-007 (default: default)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--posture", choices=POSTURES, default=None,
                        help="posture setting the CSF thickness (default supine)")
@@ -129,7 +78,7 @@ def run_growth_curve(args: argparse.Namespace) -> int:
                "pulses_per_level": args.pulses_per_level,
                "estimator": patient.params.recording.estimator,
                **dataclasses.replace(curve, waveforms_uv=None).to_dict()}
-        print(json.dumps(_nan_to_none(doc), indent=2, allow_nan=False))
+        print(json.dumps(nan_to_none(doc), indent=2, allow_nan=False))
     else:
         print(format_table(curve, patient.patient_id, posture))
     if args.plot is not None:
@@ -179,17 +128,6 @@ def format_table(curve: GrowthCurve, patient_id: str, posture: str | None) -> st
     return "\n".join(lines)
 
 
-def _nan_to_none(obj):
-    """Replace non-finite floats by None, recursively (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def model_card() -> str:
     """The parameter model card as Markdown, one table per section of ``ModelParams``."""
     out = ["# closedloop neural response model: parameters", "",
@@ -232,28 +170,3 @@ def run_model_card(args: argparse.Namespace) -> int:
         write_text_atomic(Path(args.output), text + "\n")
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``closedloop`` command.
-
-    Args:
-        argv: Arguments without the program name; ``sys.argv[1:]`` if None.
-
-    Returns:
-        0 on success, 2 for invalid input (a :class:`ConfigError`), 1 if a file cannot be
-        written. Argparse usage errors exit with status 2 directly.
-    """
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""Helpers shared by the subcommands: argument parsing of lists and ranges."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from closedloop._config import ConfigError
+
+PROG = "closedloop"
+MAX_LEVELS = 1001
+"""Most current levels a sweep may have."""
+
+
+def parse_currents(text: str) -> np.ndarray:
+    """Parse ``START:STOP:STEP`` (mA) into levels from START to STOP inclusive.
+
+    Args:
+        text: E.g. ``"0:15:0.5"``.
+
+    Returns:
+        The current levels (mA).
+
+    Raises:
+        ConfigError: If the text is malformed, the step is not positive or STOP < START.
+    """
+    form = f"--currents={text!r} must be START:STOP:STEP in mA with STEP > 0 and STOP >= START"
+    try:
+        start, stop, step = (float(p) for p in text.split(":"))
+    except ValueError:
+        raise ConfigError(form) from None
+    if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop < start:
+        raise ConfigError(form)
+    n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if n > MAX_LEVELS:
+        raise ConfigError(f"--currents={text!r} gives {n} levels; valid: at most {MAX_LEVELS}")
+    return start + step * np.arange(n)
+
+
+def parse_float_list(name: str, text: str) -> list[float]:
+    """Parse a comma-separated list of finite numbers, naming ``name`` in errors."""
+    try:
+        values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(map(math.isfinite, values)):
+        raise ConfigError(f"{name}={text!r} must be a comma-separated list of finite numbers")
+    return values
+
+
+
+
+def check_out_path(option: str, path: str | None) -> None:
+    """Raise ConfigError early if ``path``'s directory does not exist (None is fine)."""
+    from pathlib import Path
+
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise ConfigError(f"{option}={path!r}: the directory does not exist")

@@ -1,0 +1,116 @@
+"""Patients: validation, save/load, pickling, named and cohort ids; the perception model."""
+
+import dataclasses
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from closedloop import ConfigError
+from closedloop.patients import NAMED_PATIENTS, Patient, get_patient, load_patient
+from closedloop.perception import PerceptionParams, sensation
+
+
+def test_save_load_round_trip_gives_the_same_patient_and_responses(tmp_path):
+    patient = get_patient("train-004")
+    path = patient.save(tmp_path / "p.json")
+    back = load_patient(path)
+    assert back == patient
+    assert json.loads(path.read_text())["patient_id"] == "train-004"
+    a = patient.model().pulse_train(6.0, n_pulses=20)
+    b = back.model().pulse_train(6.0, n_pulses=20)
+    assert np.array_equal(a, b)
+
+
+def test_pickle_round_trip():
+    patient = get_patient("lateral-lead")
+    assert pickle.loads(pickle.dumps(patient)) == patient
+
+
+def test_file_is_readable_and_lists_only_changed_model_parameters():
+    doc = get_patient("lateral-lead").to_dict()
+    assert doc["model_overrides"] == {"lead": {"lateral_offset_mm": 1.0}}
+    assert set(doc["posture_csf_mm"]) == {"supine", "prone", "side", "sitting", "standing",
+                                          "walking"}
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"posture_csf_mm": {"supine": 3.0}}, "posture_csf_mm must have exactly the keys"),
+    ({"impedance_ohm": 50.0}, "impedance_ohm=50.0 is out of range; valid range [100, 10000]"),
+    ({"vertebral_level": "L1"}, "vertebral_level='L1' is invalid; valid: one of 'T11', 'T12'"),
+    ({"patient_id": "a b"}, "patient_id='a b'"),
+    ({"seed": -1}, "seed=-1 must be an integer in [0, inf)"),
+])
+def test_bad_patient_fields_are_named(change, needle):
+    with pytest.raises(ConfigError) as err:
+        dataclasses.replace(get_patient("default"), **change)
+    assert needle in str(err.value)
+
+
+def test_csf_out_of_range_names_the_posture():
+    csf = dict(get_patient("default").posture_csf_mm, sitting=13.0)
+    with pytest.raises(ConfigError, match=r"posture_csf_mm.sitting=13.0 is out of range; "
+                                          r"valid range \[0.5, 12\] mm"):
+        dataclasses.replace(get_patient("default"), posture_csf_mm=csf)
+
+
+def test_unknown_key_in_file_is_named(tmp_path):
+    doc = get_patient("default").to_dict() | {"colour": "red"}
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="unknown key.*colour"):
+        load_patient(tmp_path / "p.json")
+    doc = get_patient("default").to_dict()
+    doc["model_overrides"] = {"lead": {"pitch": 3}}
+    with pytest.raises(ConfigError, match="pitch"):
+        Patient.from_dict(doc)
+
+
+@pytest.mark.parametrize("name, needle", [
+    ("nobody", "patient='nobody' is unknown; valid: default, thin-csf"),
+    ("train-100", "cohort train has ids train-000 to train-099"),
+    ("holdout-001", "patient='holdout-001' is unknown"),
+])
+def test_unknown_patient_ids_are_named(name, needle):
+    with pytest.raises(ConfigError) as err:
+        get_patient(name)
+    assert needle in str(err.value)
+
+
+def test_named_patients_have_a_window_above_the_ecap_threshold():
+    for name in NAMED_PATIENTS:
+        perception = get_patient(name).perception
+        assert 0 < perception.perception_fraction < perception.discomfort_fraction < 1
+        assert perception.discomfort_level > 2
+
+
+def test_sensation_steady_state_rate_factor_and_smoothing():
+    params = PerceptionParams(perception_fraction=0.01, discomfort_fraction=0.1, tau_s=0.1,
+                              rate_exponent=0.25)
+    t = np.arange(500) / 50.0
+    steady = sensation(np.full(500, 0.02), t, 50.0, params)
+    assert np.allclose(steady, 2.0)
+    assert np.allclose(sensation(np.full(500, 0.02), t, 800.0, params), 2.0 * 16 ** 0.25)
+    step = np.where(t >= 2.0, 0.02, 0.0)
+    out = sensation(step, t, 50.0, params)
+    k = np.searchsorted(t, 2.0 + 0.1)     # one time constant after the step
+    assert out[k] == pytest.approx(2.0 * (1 - np.exp(-1.0 - 0.02 / 0.1)), rel=0.02)
+    assert out[np.searchsorted(t, 2.0) - 1] == 0.0
+    with pytest.raises(ConfigError, match="frac_recruited must lie in"):
+        sensation(np.full(3, 1.5), t[:3], 50.0, params)
+
+
+def test_sensation_rises_with_rate_while_the_ecap_falls():
+    """Gmel 2021: from 2 to 455 Hz the ECAP falls and the sensation rises [C]."""
+    patient = get_patient("default")
+    model = patient.model()
+    out = {}
+    for rate in (2.0, 50.0, 455.0):
+        rec = model.pulse_train(8.0, rate, n_pulses=int(max(40, rate * 2)),
+                                csf_mm=patient.csf_mm("sitting"))
+        tail = rec[len(rec) // 2:]
+        feel = patient.perception.steady_sensation(tail["frac_recruited"].mean(), rate)
+        out[rate] = (tail["ecap_true_uv"].mean(), feel)
+        model.reset()
+    assert out[2.0][0] > out[50.0][0] > out[455.0][0]
+    assert out[2.0][1] < out[50.0][1] < out[455.0][1]
