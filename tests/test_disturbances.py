@@ -17,6 +17,7 @@ from closedloop.disturbances import (
     list_scenarios,
     load_scenario,
 )
+from closedloop.disturbances.periodic import CardiacSpec, GaitSpec, RespirationSpec
 from closedloop.postures import POSTURES, posture_code
 
 CSF = {"supine": 3.0, "prone": 5.2, "side": 3.25, "sitting": 3.45, "standing": 3.5,
@@ -243,9 +244,10 @@ def test_respiration_and_cardiac_frequencies_and_amplitudes():
         resp, card = tr.parts["respiration"], tr.parts["cardiac"]
         breaths.append(peak_hz(resp, 50.0))
         beats.append(peak_hz(card, 50.0))
-        assert np.max(np.abs(resp)) == pytest.approx(0.04, rel=0.01)
-        assert np.ptp(card) == pytest.approx(0.04, rel=0.05)
-        assert abs(card.mean()) < 1e-3 and card.min() < -0.03  # zero mean, systolic dip
+        assert np.max(np.abs(resp)) == pytest.approx(RespirationSpec().amplitude_mm, rel=0.01)
+        assert np.ptp(card) == pytest.approx(2 * CardiacSpec().amplitude_mm, rel=0.05)
+        amp = CardiacSpec().amplitude_mm
+        assert abs(card.mean()) < 0.05 * amp and card.min() < -1.5 * amp  # zero mean, dip
     assert all(0.2 - 0.005 <= f <= 0.33 + 0.005 for f in breaths)
     assert all(1.0 - 0.005 <= f <= 1.5 + 0.005 for f in beats)
     assert len({round(f, 3) for f in breaths}) > 4  # drawn per trace
@@ -257,7 +259,7 @@ def test_gait_only_while_walking():
     gait, t = tr.parts["gait"], tr.t_s
     assert not gait[(t < 20.0) | (t >= 51.0)].any()
     walking = (t >= 21.0) & (t < 50.0)
-    assert np.max(np.abs(gait[walking])) == pytest.approx(0.05, rel=0.02)
+    assert np.max(np.abs(gait[walking])) == pytest.approx(GaitSpec().amplitude_mm, rel=0.02)
     assert 0.85 - 0.04 <= peak_hz(gait[walking], 50.0) <= 0.95 + 0.04
 
 
