@@ -18,7 +18,7 @@ The thresholds are recruited fractions, not currents or ECAP amplitudes. The ECA
 contact sees per recruited fibre falls as the cord moves away, so the ECAP at discomfort differs
 between postures (Pilitsis 2021: up to 3x [C]) although the felt discomfort does not.
 
-How each patient's two fractions are set is in :func:`closedloop.cohort.derive_perception`: the
+How each patient's two fractions are set is in :func:`derive_perception`: the
 perception threshold sits ``perception_db`` from the ECAP threshold in the reference posture
 (Pilitsis 2021: median error 0.5 dB [C]), and discomfort lies ``discomfort_ratio`` times the
 perception current above it.
@@ -38,7 +38,7 @@ from closedloop._config import ConfigError, param, validate
 class PerceptionParams:
     """A patient's perception model (recruited fractions are of the modelled fibres)."""
 
-    perception_fraction: float = param(0.003, "1", "derived per patient (cohort.derive_"
+    perception_fraction: float = param(0.003, "1", "derived per patient (perception.derive_"
                                        "perception); ECAP threshold ~ perception [C Pilitsis]",
                                        0.0, 1.0, lo_open=True,
                                        doc="recruited fraction felt as paresthesia")
