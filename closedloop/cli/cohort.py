@@ -86,7 +86,7 @@ def format_summary(split: str, records: list[CalibrationRecord], patients) -> st
             f"target {_stat([r.target_uv for r in records])} µV, comfort current "
             f"{_stat([r.comfort_ma for r in records])} mA, clinician max "
             f"{_stat([r.max_ma for r in records])} mA")
-    widths = [9] + [22] * len(COLUMNS)
+    widths = [9] + [24] * len(COLUMNS)
     lines = [head, " | ".join(h.ljust(w) for h, w in
                               zip(["posture", *(c[1] for c in COLUMNS)], widths, strict=True))]
     lines.append("-" * len(lines[-1]))

@@ -10,6 +10,8 @@ from closedloop.plots._save import new_figure, save_png
 from closedloop.postures import POSTURES
 
 EVENT_COLOURS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+PART_COLOURS = {"respiration": "tab:blue", "cardiac": "tab:red", "gait": "tab:green",
+                "events": "tab:brown", "drift": "tab:purple"}
 POSTURE_COLOURS = ("tab:blue", "tab:cyan", "tab:green", "tab:orange", "tab:red", "tab:purple")
 
 
@@ -67,10 +69,10 @@ def plot_scenario(trace, path, title: str | None = None) -> Path:
     ax_c.set_ylabel("dorsal CSF thickness (mm)")
     ax_c.grid(alpha=0.3)
     ax_c.legend(loc="upper right", fontsize=8)
-    for k, (name, part) in enumerate(sorted(trace.parts.items())):
+    for name, part in trace.parts.items():
         part = np.asarray(part)
         if name != "posture" and np.any(part != 0):
-            ax_d.plot(t, part, lw=0.8, label=name, color=EVENT_COLOURS[k % len(EVENT_COLOURS)])
+            ax_d.plot(t, part, lw=0.8, label=name, color=PART_COLOURS.get(name, "0.3"))
     ax_d.set_ylabel("CSF change (mm)")
     ax_d.grid(alpha=0.3)
     scale = np.asarray(trace.impedance_scale)
@@ -79,7 +81,7 @@ def plot_scenario(trace, path, title: str | None = None) -> Path:
         ax_z.plot(t, scale, color="tab:gray", ls="--", lw=1.0, label="impedance ×")
         ax_z.set_ylabel("impedance scale")
     if ax_d.get_legend_handles_labels()[0]:
-        ax_d.legend(loc="upper left", fontsize=8, ncol=3)
+        ax_d.legend(loc="lower left", fontsize=8, ncol=5)
     ax_d.set_xlabel(xlabel)
     fig.suptitle(title or f"Scenario {trace.scenario}: {t.size} pulses at {trace.rate_hz:g} Hz")
     return save_png(fig, path)
