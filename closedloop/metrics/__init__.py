@@ -11,16 +11,29 @@ naming the argument and its valid range.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError, check_value, param, range_text, validate
+from closedloop._config import ConfigError
+from closedloop.metrics._checks import _frac, _per_pulse, _scalar, _sensation, _time, time_weights_s
+from closedloop.metrics.energy import (
+    DEFAULT_BATTERY,
+    HOURS_PER_YEAR,
+    BatterySpec,
+    battery_life_years,
+    charge_metrics,
+    energy_metrics,
+)
+from closedloop.metrics.posture import posture_response
 
-HOURS_PER_YEAR = 8766.0
-"""Mean hours per year (365.25 d), for battery-life projections."""
+__all__ = [
+    "DEFAULT_BATTERY", "HOURS_PER_YEAR", "METRIC_DIRECTION", "METRIC_DOCS", "BatterySpec",
+    "battery_life_years", "charge_metrics", "clinical_metrics", "energy_metrics",
+    "episodes_above", "overstimulation", "posture_response", "time_weights_s",
+    "tracking_error", "understimulation", "window_occupancy",
+]
 
 METRIC_DOCS: dict[str, str] = {
     "scored_duration_s": "scored time after warm-up, sum of pulse time weights (s)",
@@ -63,103 +76,6 @@ METRIC_DIRECTION: dict[str, int] = {
     "time_in_window_frac": 1, "time_in_window_s": 1, "battery_life_years": 1,
 }
 """Key -> +1 (higher is better), -1 (lower is better) or 0 (neutral), for leaderboards."""
-
-
-@dataclasses.dataclass(frozen=True)
-class BatterySpec:
-    """Implanted pulse generator battery and power budget for battery-life projections."""
-
-    capacity_mah: float = param(4000.0, "mAh", "assumption: primary-cell IPG ~3-4.5 Ah", 0.0,
-                                1e5, lo_open=True, doc="usable battery capacity")
-    voltage_v: float = param(3.2, "V", "assumption: Li/CFx-type cell", 0.0, 10.0, lo_open=True,
-                             doc="mean cell voltage over discharge")
-    efficiency: float = param(0.5, "1", "assumption: conversion and compliance-drive efficiency "
-                              "of the output stage", 0.0, 1.0, lo_open=True,
-                              doc="tissue energy / battery energy spent on stimulation")
-    quiescent_uw: float = param(30.0, "µW", "assumption: electronics incl. ECAP sensing", 0.0,
-                                1e5, doc="battery power drawn besides stimulation")
-
-    def __post_init__(self) -> None:
-        validate(self, "battery.")
-
-    @property
-    def capacity_wh(self) -> float:
-        """Usable energy of the cell (Wh)."""
-        return self.capacity_mah * 1e-3 * self.voltage_v
-
-
-DEFAULT_BATTERY = BatterySpec()
-"""The default :class:`BatterySpec` (immutable, safe as an argument default)."""
-
-
-def _scalar(name: str, value: Any, lo: float | None = None, lo_open: bool = False,
-            unit: str = "1") -> float:
-    """Check a finite scalar against ``[lo, inf)`` and return it as float."""
-    if isinstance(value, (np.integer, np.floating)):
-        value = value.item()
-    check_value(name, value, {"lo": lo, "hi": None, "lo_open": lo_open, "unit": unit})
-    return float(value)
-
-
-def _per_pulse(name: str, x: Any, n: int | None = None, lo: float | None = None,
-               lo_open: bool = False, unit: str = "1", scalar_ok: bool = False) -> np.ndarray:
-    """Check a per-pulse array (or a scalar if ``scalar_ok``): finite, >= lo, length ``n``."""
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be numeric, got {type(x).__name__}") from None
-    if arr.ndim == 0 and scalar_ok:
-        _scalar(name, float(arr), lo, lo_open, unit)
-        return np.full(1 if n is None else n, float(arr))
-    if arr.ndim != 1 or arr.size == 0 or (n is not None and arr.size != n):
-        kind = "a scalar or " if scalar_ok else ""
-        raise ConfigError(f"{name} must be {kind}a 1-D array with one entry per pulse "
-                          f"({n or 'at least 1'}), got shape {arr.shape}")
-    bad = ~np.isfinite(arr)
-    if lo is not None:
-        bad |= (arr <= lo) if lo_open else (arr < lo)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        meta = {"lo": lo, "hi": None, "lo_open": lo_open, "unit": unit}
-        raise ConfigError(f"{name}[{i}]={float(arr[i])!r} is out of range; valid range "
-                          f"{range_text(meta)}, finite")
-    return arr
-
-
-def _time(t_s: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validated pulse times and their time weights (s)."""
-    t = _per_pulse("t_s", t_s, unit="s")
-    if t.size < 2:
-        raise ConfigError(f"t_s has {t.size} pulse; at least 2 are needed to measure time")
-    dt = np.diff(t)
-    if np.any(dt <= 0):
-        i = int(np.flatnonzero(dt <= 0)[0]) + 1
-        raise ConfigError(f"t_s must be strictly increasing (s); t_s[{i}]={float(t[i])!r} <= "
-                          f"t_s[{i - 1}]={float(t[i - 1])!r}")
-    return t, np.append(dt, np.median(dt))
-
-
-def _sensation(sensation: Any, discomfort: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validated sensation (>= 0) and discomfort level (> 1), per pulse."""
-    s = _per_pulse("sensation", sensation, n, lo=0.0, unit="× perception threshold")
-    d = _per_pulse("discomfort", discomfort, n, lo=1.0, lo_open=True,
-                   unit="× perception threshold", scalar_ok=True)
-    return s, d
-
-
-def _frac(mask: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Time (s) and fraction of total time where ``mask`` holds."""
-    time_s = float(np.sum(w[mask]))
-    return time_s, time_s / float(np.sum(w))
-
-
-def time_weights_s(t_s: Any) -> np.ndarray:
-    """Per-pulse time weights (s): ``t_{i+1} - t_i``, the median of those for the last pulse.
-
-    Args:
-        t_s: Pulse times (s), strictly increasing, at least 2 pulses.
-    """
-    return _time(t_s)[1]
 
 
 def tracking_error(ecap_uv: Any, target_uv: Any, weights: Any = None) -> dict[str, float]:
@@ -279,143 +195,6 @@ def understimulation(t_s: Any, sensation: Any) -> dict[str, float]:
     s = _per_pulse("sensation", sensation, w.size, lo=0.0, unit="× perception threshold")
     time_s, frac = _frac(s < 1.0, w)
     return {"understim_time_s": time_s, "understim_frac": frac}
-
-
-def charge_metrics(t_s: Any, charge_uc: Any) -> dict[str, float]:
-    """Charge delivered by charge-balanced biphasic pulses (counted per phase).
-
-    Args:
-        t_s: Pulse times (s), strictly increasing.
-        charge_uc: Charge per phase per pulse (µC), finite, >= 0.
-
-    Returns:
-        ``charge_per_pulse_uc`` (mean, µC), ``total_charge_uc`` and ``charge_rate_uc_per_s``.
-    """
-    _, w = _time(t_s)
-    q = _per_pulse("charge_uc", charge_uc, w.size, lo=0.0, unit="µC")
-    total = float(np.sum(q))
-    return {"charge_per_pulse_uc": float(np.mean(q)), "total_charge_uc": total,
-            "charge_rate_uc_per_s": total / float(np.sum(w))}
-
-
-def battery_life_years(stim_power_uw: float, battery: BatterySpec = DEFAULT_BATTERY) -> float:
-    """Projected battery life: ``capacity_wh / (stim_power / efficiency + quiescent) / 8766 h``.
-
-    Args:
-        stim_power_uw: Mean stimulation power into the tissue (µW), >= 0.
-        battery: Battery and power budget.
-
-    Returns:
-        Life in years (inf if nothing draws power).
-    """
-    if not isinstance(battery, BatterySpec):
-        raise ConfigError(f"battery must be a BatterySpec, got {type(battery).__name__}")
-    p_uw = _scalar("stim_power_uw", stim_power_uw, lo=0.0, unit="µW")
-    draw_w = (p_uw / battery.efficiency + battery.quiescent_uw) * 1e-6
-    return math.inf if draw_w == 0 else battery.capacity_wh / draw_w / HOURS_PER_YEAR
-
-
-def energy_metrics(t_s: Any, current_ma: Any, pw_us: Any, impedance_ohm: Any,
-                   battery: BatterySpec = DEFAULT_BATTERY) -> dict[str, float]:
-    """Energy into the tissue, ``E = 2 I^2 R PW`` per biphasic pulse, and battery life.
-
-    Args:
-        t_s: Pulse times (s), strictly increasing.
-        current_ma: Current amplitude per pulse (mA), finite, >= 0.
-        pw_us: Pulse width per phase (µs), >= 0: scalar or per pulse.
-        impedance_ohm: Electrode-tissue impedance (Ω), > 0: scalar or per pulse.
-        battery: Battery and power budget for :func:`battery_life_years`.
-
-    Returns:
-        ``energy_per_pulse_uj`` (mean), ``total_energy_mj``, ``stim_power_uw`` (total energy
-        / scored duration) and ``battery_life_years``.
-    """
-    _, w = _time(t_s)
-    n = w.size
-    i_ma = _per_pulse("current_ma", current_ma, n, lo=0.0, unit="mA")
-    pw = _per_pulse("pw_us", pw_us, n, lo=0.0, unit="µs", scalar_ok=True)
-    r = _per_pulse("impedance_ohm", impedance_ohm, n, lo=0.0, lo_open=True, unit="Ω",
-                   scalar_ok=True)
-    e_uj = 2.0 * (i_ma * 1e-3) ** 2 * r * pw  # A^2 * Ω * µs = µJ
-    total_uj = float(np.sum(e_uj))
-    power_uw = total_uj / float(np.sum(w))
-    return {"energy_per_pulse_uj": float(np.mean(e_uj)), "total_energy_mj": total_uj * 1e-3,
-            "stim_power_uw": power_uw, "battery_life_years": battery_life_years(power_uw,
-                                                                                battery)}
-
-
-def _one_change(t: np.ndarray, rel: np.ndarray, k: int, stop: int, band_rel: float,
-                horizon_s: float) -> tuple[float, float]:
-    """Settling time (s, NaN if unsettled) and overshoot of the change at pulse ``k``."""
-    h_end = k + int(np.searchsorted(t[k:], t[k] + horizon_s, side="left"))
-    overshoot = max(0.0, float(np.max(rel[k:h_end])))
-    seg_end = min(h_end, stop)
-    out = np.flatnonzero(np.abs(rel[k:seg_end]) > band_rel)
-    if out.size == 0:
-        return 0.0, overshoot
-    if k + out[-1] + 1 >= seg_end:
-        return math.nan, overshoot
-    return float(t[k + out[-1] + 1] - t[k]), overshoot
-
-
-def _summarise_changes(per_change: list[dict[str, Any]]) -> dict[str, Any]:
-    settle = np.array([c["settling_time_s"] for c in per_change], dtype=float)
-    over = np.array([c["overshoot_rel"] for c in per_change], dtype=float)
-    done = settle[~np.isnan(settle)]
-    return {"n_changes": len(per_change),
-            "settling_time_s_mean": float(np.mean(done)) if done.size else math.nan,
-            "settling_time_s_max": float(np.max(done)) if done.size else math.nan,
-            "unsettled_changes": int(settle.size - done.size),
-            "overshoot_rel_mean": float(np.mean(over)) if over.size else math.nan,
-            "overshoot_rel_max": float(np.max(over)) if over.size else math.nan,
-            "per_change": per_change}
-
-
-def posture_response(t_s: Any, ecap_uv: Any, target_uv: Any, posture: Any,
-                     band_rel: float = 0.2, horizon_s: float = 10.0) -> dict[str, Any]:
-    """Settling time and overshoot of the ECAP after each posture change.
-
-    A change happens at pulse ``k`` where ``posture[k] != posture[k-1]``. Its settling time is
-    the time from ``t_k`` until the ECAP enters the band ``|ecap - target| <= band_rel * target``
-    and stays in it up to the end of the horizon, ``min(t_k + horizon_s, next change, end)``:
-    0 if it never left the band, NaN if it is still outside at the horizon's last pulse.
-    Overshoot is ``max(0, max((ecap - target) / target))`` over ``[t_k, t_k + horizon_s)``.
-
-    Measurement noise alone can leave the band and adds its peak to the overshoot: pass the
-    noise-free ECAP where the simulator records it, or a ``band_rel`` well above the noise.
-
-    Args:
-        t_s: Pulse times (s), strictly increasing.
-        ecap_uv: ECAP amplitude per pulse (µV), finite.
-        target_uv: ECAP target (µV), > 0: scalar or per pulse.
-        posture: Posture per pulse (codes of :data:`closedloop.postures.POSTURES`, or names).
-        band_rel: Half-width of the settling band relative to the target, > 0.
-        horizon_s: Time after each change that is examined (s), > 0.
-
-    Returns:
-        ``n_changes``, ``settling_time_s_mean``/``_max`` (settled changes; NaN if none),
-        ``unsettled_changes``, ``overshoot_rel_mean``/``_max`` and ``per_change``: dicts with
-        ``t_s``, ``from``, ``to``, ``settling_time_s`` and ``overshoot_rel``.
-    """
-    t, _ = _time(t_s)
-    ecap = _per_pulse("ecap_uv", ecap_uv, t.size, unit="µV")
-    target = _per_pulse("target_uv", target_uv, t.size, lo=0.0, lo_open=True, unit="µV",
-                        scalar_ok=True)
-    pose = np.asarray(posture)
-    if pose.shape != t.shape or (pose.dtype.kind == "f" and not np.all(np.isfinite(pose))):
-        raise ConfigError(f"posture must be a finite 1-D array of length {t.size} (one posture "
-                          f"code or name per pulse), got shape {pose.shape}")
-    band = _scalar("band_rel", band_rel, lo=0.0, lo_open=True)
-    horizon = _scalar("horizon_s", horizon_s, lo=0.0, lo_open=True, unit="s")
-    rel = (ecap - target) / target
-    changes = list(np.flatnonzero(pose[1:] != pose[:-1]) + 1) + [t.size]
-    per_change = []
-    for k, stop in zip(changes[:-1], changes[1:], strict=True):
-        settle, over = _one_change(t, rel, int(k), int(stop), band, horizon)
-        per_change.append({"t_s": float(t[k]), "from": pose[k - 1].item(),
-                           "to": pose[k].item(), "settling_time_s": settle,
-                           "overshoot_rel": over})
-    return _summarise_changes(per_change)
 
 
 def _scored(name: str, x: Any, n: int, keep: np.ndarray) -> Any:
