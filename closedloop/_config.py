@@ -36,7 +36,7 @@ def param(
 
     Args:
         default: Default value.
-        unit: Physical unit ("mA", "µs", "1" for dimensionless, ...).
+        unit: Physical unit ("mA", "µs", "1" for dimensionless, "text" for free strings).
         source: Where the default comes from: a citation from shared/domain.md tagged [C] or
             [M], or "assumption: ..." / "calibrated: ...".
         lo: Lowest valid value (inclusive unless ``lo_open``), or None.
@@ -71,6 +71,10 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     if meta.get("choices"):
         if value not in meta["choices"]:
             raise ConfigError(f"{name}={value!r} is invalid; valid: {range_text(meta)}")
+        return
+    if meta.get("unit") == "text":
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}={value!r} must be a string")
         return
     if isinstance(value, (tuple, list)):
         for i, v in enumerate(value):

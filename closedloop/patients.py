@@ -100,6 +100,9 @@ class Patient:
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}")
 
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
     def __reduce__(self):
         """Pickle through :meth:`to_dict` (the posture mapping is a read-only proxy)."""
         return (Patient.from_dict, (self.to_dict(),))

@@ -89,6 +89,32 @@ def _smooth(drive, t_s, tau_s, out):  # pragma: no cover - compiled
         out[i] = y
 
 
+def sensation_update(level: float, frac_recruited: np.ndarray, dt_s: float, rate_hz: float,
+                     params: PerceptionParams) -> tuple[np.ndarray, float]:
+    """Continue the smoothed sensation over new pulses (for step-by-step simulation).
+
+    Args:
+        level: Smoothed drive before these pulses (``sensation * perception_fraction``); NaN
+            to start from the first pulse's drive, as :func:`sensation` does.
+        frac_recruited: Recruited fraction of each new pulse.
+        dt_s: Interval between pulses (s).
+        rate_hz: Pulse rate (Hz).
+        params: The perception model.
+
+    Returns:
+        Sensation of each new pulse (perception units) and the new ``level``.
+    """
+    drive = np.asarray(frac_recruited, float) * (rate_hz / params.reference_rate_hz) ** (
+        params.rate_exponent)
+    keep = 0.0 if params.tau_s == 0.0 else float(np.exp(-dt_s / params.tau_s))
+    out = np.empty_like(drive)
+    y = drive[0] if level != level else level
+    for i, d in enumerate(drive):
+        y = d + keep * (y - d) if (i > 0 or level == level) else y
+        out[i] = y
+    return out / params.perception_fraction, float(y)
+
+
 def sensation(frac_recruited, t_s, rate_hz, params: PerceptionParams) -> np.ndarray:
     """Sensation per pulse in perception-threshold units.
 

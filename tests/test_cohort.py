@@ -103,3 +103,19 @@ def test_tuning_entry_points_never_touch_the_test_cohort(monkeypatch):
 def test_unknown_split_is_named():
     with pytest.raises(ConfigError, match="split='holdout' is unknown; valid: train, validation"):
         load_cohort("holdout")
+
+
+@pytest.mark.parametrize("patient_id", ["train-000", "test-001"])
+def test_shipped_calibration_matches_a_fresh_programming_session(patient_id):
+    from closedloop.calibration import calibrate
+    from closedloop.calibration_cache import patient_calibration
+
+    patient = get_patient(patient_id)
+    shipped = patient_calibration(patient)
+    fresh = calibrate(patient)
+    assert shipped.to_dict().keys() == fresh.to_dict().keys()
+    assert shipped.target_uv == pytest.approx(fresh.target_uv, rel=1e-9)
+    assert shipped.comfort_ma == pytest.approx(fresh.comfort_ma, rel=1e-9)
+    held_out = load_cohort("test")[0]
+    with tuning_session("x"), pytest.raises(HeldOutError):
+        patient_calibration(held_out)

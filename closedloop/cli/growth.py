@@ -137,10 +137,11 @@ def model_card() -> str:
     for section in dataclasses.fields(ModelParams):
         out += _table(f"{section.name} ({section.default_factory.__name__})",
                       section.default_factory)
-    out += ["# Patients, perception, battery and disturbances: parameters", "",
+    out += ["# Patients, perception, battery, disturbances and device: parameters", "",
             "Generated from `closedloop/perception.py`, `closedloop/cohort.py`, "
-            "`closedloop/metrics.py` and `closedloop/disturbances/`. Scenario files in "
-            "`closedloop/disturbances/library/` override the disturbance defaults.", ""]
+            "`closedloop/metrics/`, `closedloop/disturbances/` and `closedloop/device.py`. "
+            "Scenario files in `closedloop/disturbances/library/` override the disturbance "
+            "defaults.", ""]
     for cls in _clinic_classes():
         out += _table(cls.__name__, cls)
     return "\n".join(out)
@@ -149,13 +150,14 @@ def model_card() -> str:
 def _clinic_classes() -> list[type]:
     """Parameter classes of patients, perception, battery and disturbances, in card order."""
     from closedloop.cohort import CohortDistribution
+    from closedloop.device import DeviceParams
     from closedloop.disturbances import drift, events, periodic, posture
     from closedloop.metrics import BatterySpec
     from closedloop.perception import PerceptionParams
 
     return [PerceptionParams, CohortDistribution, BatterySpec, posture.PostureSpec,
             periodic.RespirationSpec, periodic.CardiacSpec, periodic.GaitSpec,
-            events.CoughSpec, events.SneezeSpec, events.BendSpec, drift.DriftSpec]
+            events.CoughSpec, events.SneezeSpec, events.BendSpec, drift.DriftSpec, DeviceParams]
 
 
 def _table(title: str, cls: type) -> list[str]:

@@ -1,0 +1,243 @@
+"""Safety model of the implanted pulse generator: every requested current passes through it.
+
+Each controller action passes through :func:`apply_limits` before it reaches the tissue. The
+limits act in this order, so that a later limit overrides an earlier one and the two tissue-safety
+limits (charge density, compliance) always hold:
+
+1. **bounds** (hardware): the output stage delivers 0-25.5 mA (``max_current_ma``;
+   shared/domain.md §1 [M]). Negative requests become 0.
+2. **clinician**: the programmed per-patient window ``[min_ma, max_ma]``
+   (:class:`~closedloop.calibration.CalibrationRecord`). It is intersected with the hardware
+   range, so a clinician limit can never lift the current above ``max_current_ma``.
+3. **slew**: the current changes by at most ``max_step_ma`` per pulse, i.e. by
+   ``max_step_ma * n_pulses`` over a control step of ``n_pulses`` pulses, from the previously
+   delivered current (assumption: gradual ramps avoid jolts; a per-pulse figure is not
+   published). Slew overrides the clinician window: after the window narrows the current ramps
+   into it rather than jumping.
+4. **charge_density**: charge per phase ``I · PW`` may not exceed the Shannon-criterion limit
+   ``charge_density_limit_uc_per_cm2 · A`` (about 30 µC/cm² for platinum; domain.md Safety row
+   [M]), with ``A = π · contact_diameter_mm · contact_length_mm`` the lateral area of the
+   cylindrical cathode (assumption: the whole contact surface counts). Pulses are charge-balanced
+   and biphasic, so the limit applies to each phase; in a tripolar configuration the cathode
+   carries the full current and is the binding contact. ``I ≤ q_max / PW``.
+5. **compliance**: the generator cannot drive more than ``compliance_v`` across the electrode
+   impedance, ``I · Z ≤ V`` (impedance 0.5-1.5 kΩ [M]; compliance 10-18 V in current IPGs is an
+   assumption). ``I ≤ V / Z``.
+
+Limits 4 and 5 only lower the current and come last, so they win over the clinician minimum and
+over the slew limit: a safety cut is applied at once, never ramped. Limits 1-3 keep the current
+inside ``[0, max_current_ma]`` and 4-5 only lower it, so the hardware range always holds too.
+
+Every call also returns a bitmask (:data:`LIMIT_FLAGS`) of the limits that changed the current.
+:func:`limit_report` counts interventions per limit over an array of flags, and
+:class:`InterventionCounter` accumulates those counts over an episode; the environments report
+them in their ``info`` dict, so that a controller that leans on the safety model is visible.
+
+Everything is vectorised NumPy: inputs broadcast (shape ``()``, ``(1,)`` or ``(N,)`` patients)
+and no input array is modified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from closedloop._config import ConfigError, param, validate
+from closedloop.neural.params import PLATINUM_SHANNON
+
+LIMIT_FLAGS: dict[str, int] = {"bounds": 1, "clinician": 2, "slew": 4, "charge_density": 8,
+                               "compliance": 16}
+"""Bit of each limit in the flags returned by :func:`apply_limits`, in the order applied."""
+
+_NAMES = tuple(LIMIT_FLAGS)
+_BITS = np.array(list(LIMIT_FLAGS.values()), dtype=np.int8)
+# _BIT_TABLE[f, k] is 1 when flag value f (0-31) has the bit of limit k set.
+_BIT_TABLE = np.array([[(f >> k) & 1 for k in range(len(_NAMES))] for f in range(32)],
+                      dtype=np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceParams:
+    """Hardware and tissue-safety limits of the implanted pulse generator."""
+
+    max_current_ma: float = param(25.5, "mA", "hardware 0-25.5 mA [M domain.md §1]", 0.0, 100.0,
+                                  lo_open=True, doc="largest current the output stage delivers")
+    max_step_ma: float = param(1.0, "mA", "assumption: ramp limit per pulse, not published", 0.0,
+                               100.0, lo_open=True, doc="largest change of current per pulse")
+    charge_density_limit_uc_per_cm2: float = param(30.0, "µC/cm²", PLATINUM_SHANNON, 0.0, 1000.0,
+                                                   lo_open=True,
+                                                   doc="charge per phase per contact area")
+    contact_diameter_mm: float = param(1.3, "mm", "percutaneous lead diameter 1.3 mm [M]", 0.1,
+                                       10.0, doc="contact diameter; area = π · d · length")
+    compliance_v: float = param(12.0, "V", "assumption: IPG compliance ~10-18 V", 0.0, 100.0,
+                                lo_open=True, doc="largest voltage across the electrode impedance")
+
+    def __post_init__(self) -> None:
+        validate(self, "device.")
+
+    def contact_area_cm2(self, contact_length_mm: float | np.ndarray) -> float | np.ndarray:
+        """Lateral area π · d · length of the cylindrical contact (cm²)."""
+        return math.pi * self.contact_diameter_mm * contact_length_mm * 1e-2
+
+    def max_charge_uc(self, contact_length_mm: float | np.ndarray) -> float | np.ndarray:
+        """Charge per phase allowed by the charge-density limit (µC).
+
+        Args:
+            contact_length_mm: Length of the stimulating contact along the lead (mm); a float or
+                an array of per-patient lengths.
+
+        Returns:
+            ``charge_density_limit_uc_per_cm2 · π · contact_diameter_mm · contact_length_mm``.
+        """
+        return self.charge_density_limit_uc_per_cm2 * self.contact_area_cm2(contact_length_mm)
+
+
+def _index_text(bad: np.ndarray) -> str:
+    """``[i]`` / ``[i, j]`` of the first True entry of ``bad``, or ``""`` for a 0-d array."""
+    if bad.ndim == 0:
+        return ""
+    return str(list(np.argwhere(bad)[0].tolist()))
+
+
+def _checked(name: str, value, lo: float = -math.inf, lo_open: bool = False,
+             need: str = "must be finite") -> float | np.ndarray:
+    """``value`` as a float or float64 array; ConfigError naming the first bad entry.
+
+    An entry is bad if it is not finite or lies below ``lo`` (at ``lo`` too if ``lo_open``).
+    Python numbers take a fast scalar path; for arrays NaN propagates through the ``min`` and
+    ``max`` reductions, so two reductions screen the whole array.
+    """
+    if type(value) in (float, int):
+        mn = mx = float(value)
+        a = None
+    else:
+        a = np.asarray(value, dtype=np.float64)
+        if a.size == 0:
+            return a
+        mn, mx = np.minimum.reduce(a, axis=None), np.maximum.reduce(a, axis=None)
+    if (mn > lo if lo_open else mn >= lo) and -math.inf < mn and mx < math.inf:
+        return mn if a is None else a
+    a = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(a) | ((a <= lo) if lo_open else (a < lo))
+    v = float(a[tuple(np.argwhere(bad)[0])]) if a.ndim else float(a)
+    raise ConfigError(f"{name}{_index_text(bad)}={v!r} {need}")
+
+
+def _check_inputs(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params,
+                  contact_length_mm, n_pulses) -> tuple:
+    """Validate and convert the inputs of :func:`apply_limits` (see there)."""
+    if not isinstance(params, DeviceParams):
+        raise ConfigError(f"params must be a DeviceParams, got {type(params).__name__}")
+    checked = (
+        _checked("requested_ma", requested_ma),
+        _checked("previous_ma", previous_ma),
+        _checked("pw_us", pw_us, 0.0, True, "must be finite and > 0 µs"),
+        _checked("impedance_ohm", impedance_ohm, 0.0, True, "must be finite and > 0 Ω"),
+        _checked("min_ma", min_ma, 0.0, False, "must be finite and >= 0 mA"),
+        _checked("max_ma", max_ma, 0.0, False, "must be finite and >= 0 mA"),
+        _checked("contact_length_mm", contact_length_mm, 0.0, True, "must be finite and > 0 mm"),
+        _checked("n_pulses", n_pulses, 0.0, True, "must be finite and > 0"),
+    )
+    lo, hi = checked[4], checked[5]
+    if (hi < lo) if type(lo) is type(hi) is float else np.less(hi, lo).any():
+        raise ConfigError(f"max_ma < min_ma at {_index_text(np.less(hi, lo)) or 'scalar'}: "
+                          "the clinician window [min_ma, max_ma] is empty")
+    return checked
+
+
+def apply_limits(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma,
+                 params: DeviceParams, contact_length_mm=3.0,
+                 n_pulses=1) -> tuple[np.ndarray, np.ndarray]:
+    """Limit requested currents to what the device may deliver (see the module docstring).
+
+    All array arguments broadcast against each other (scalars, shape ``(1,)`` or ``(N,)``
+    patients); none is modified.
+
+    Args:
+        requested_ma: Current the controller asks for (mA); must be finite.
+        previous_ma: Current delivered in the previous step (mA); finite. It is first brought into
+            the hardware range, so the slew window is always anchored inside it.
+        pw_us: Pulse width per phase (µs), > 0.
+        impedance_ohm: Electrode impedance (Ω), > 0.
+        min_ma: Clinician minimum current (mA), >= 0.
+        max_ma: Clinician maximum current (mA), >= ``min_ma``.
+        params: The device limits.
+        contact_length_mm: Length of the stimulating contact (mm), > 0; sets the contact area.
+        n_pulses: Pulses in this control step, > 0; the current may change by
+            ``params.max_step_ma * n_pulses``.
+
+    Returns:
+        ``(delivered_ma, flags)``: the delivered current (float64 array of the broadcast shape)
+        and an int8 bitmask of the limits that changed it (:data:`LIMIT_FLAGS`).
+
+    Raises:
+        ConfigError: If an input is non-finite or out of range; the message names the argument
+            and, for arrays, the first offending index.
+    """
+    req, prev, pw, imp, lo, hi, length, n = _check_inputs(
+        requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params,
+        contact_length_mm, n_pulses)
+    top = params.max_current_ma
+    try:
+        shape = np.broadcast(req, prev, pw, imp, lo, hi, length, n).shape
+    except ValueError as err:
+        raise ConfigError(f"apply_limits: input shapes do not broadcast ({err})") from None
+    stages = np.empty((len(_BITS) + 1,) + shape)  # the request, then the output of each limit
+    r = [stages[k, ...] for k in range(len(_BITS) + 1)]
+    r[0][...] = req
+    np.minimum(np.maximum(r[0], 0.0, out=r[1]), top, out=r[1])                    # bounds
+    np.minimum(np.maximum(r[1], np.minimum(lo, top), out=r[2]), hi, out=r[2])      # clinician
+    anchor = np.minimum(np.maximum(prev, 0.0), top)
+    step = params.max_step_ma * n
+    np.minimum(np.maximum(r[2], anchor - step, out=r[3]), anchor + step, out=r[3])  # slew
+    np.minimum(r[3], params.max_charge_uc(length) * 1e3 / pw, out=r[4])  # charge density
+    np.minimum(r[4], params.compliance_v * 1e3 / imp, out=r[5])          # compliance
+    changed = np.not_equal(stages[:-1], stages[1:]).view(np.int8)
+    flags = np.bitwise_or.reduce(changed * _BITS.reshape((-1,) + (1,) * len(shape)), axis=0)
+    return r[-1].copy(), np.asarray(flags, dtype=np.int8)
+
+
+def limit_report(flags) -> dict[str, int]:
+    """Count, per limit name, the entries of ``flags`` in which that limit acted.
+
+    Args:
+        flags: Flags from :func:`apply_limits` (any shape, including ``()`` and empty).
+
+    Returns:
+        ``{name: count}`` for every name in :data:`LIMIT_FLAGS`, in order.
+    """
+    f = np.asarray(flags)
+    if f.size and (f.min() < 0 or f.max() > 31):
+        raise ConfigError(f"flags must lie in [0, 31], got [{f.min()}, {f.max()}]")
+    hist = np.bincount(f.ravel().astype(np.intp, copy=False), minlength=32)
+    return dict(zip(_NAMES, (int(c) for c in hist @ _BIT_TABLE), strict=True))
+
+
+class InterventionCounter:
+    """Running count of the safety model's interventions, per limit, e.g. over an episode.
+
+    Example:
+        >>> counter = InterventionCounter()
+        >>> _, flags = apply_limits(30.0, 25.0, 250.0, 1000.0, 0.0, 25.5, DeviceParams())
+        >>> counter.update(flags)["compliance"]
+        1
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(_NAMES, 0)
+        self.n_seen = 0
+        """Number of flag entries counted so far (control steps x patients)."""
+
+    def update(self, flags) -> dict[str, int]:
+        """Add the interventions in ``flags``; return a copy of the running counts."""
+        for name, count in limit_report(flags).items():
+            self.counts[name] += count
+        self.n_seen += int(np.size(flags))
+        return dict(self.counts)
+
+    def reset(self) -> None:
+        """Set all counts to zero (call at the start of an episode)."""
+        self.counts = dict.fromkeys(_NAMES, 0)
+        self.n_seen = 0

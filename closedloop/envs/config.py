@@ -1,0 +1,131 @@
+"""Environment configuration and the suite of registered ids, read from ``envs/*.toml``.
+
+One spec file per registered Gymnasium id. A spec has ``id``, ``description`` and ``[env]``
+(fields of :class:`EnvConfig`), optionally ``[reward]`` (:class:`RewardWeights`) and ``[device]``
+(:class:`~closedloop.device.DeviceParams`). ``gymnasium.make(id, **overrides)`` takes the same
+keys as keyword arguments (``reward`` and ``device`` as dicts); unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from closedloop._config import ConfigError, from_dict, param, validate
+from closedloop._specdirs import spec_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ACTION_MODES = ("absolute", "incremental", "multiplicative")
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the reward terms (see :mod:`closedloop.envs.ecap_env`)."""
+
+    tracking: float = param(1.0, "1", "design choice", 0.0, 1e3,
+                            doc="weight of |true ECAP - target| / target")
+    discomfort: float = param(1.0, "1", "design choice", 0.0, 1e3,
+                              doc="penalty per control step spent above discomfort")
+    charge: float = param(0.05, "1", "design choice", 0.0, 1e3,
+                          doc="weight of charge per pulse / the comfort charge per pulse")
+
+    def __post_init__(self) -> None:
+        validate(self, "reward.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """What an ECAP-tracking environment simulates and exposes."""
+
+    scenario: str = param("daily-living", "text", "scenario library id",
+                          doc="disturbance scenario (closedloop scenario)")
+    split: str = param("train", "1", "cohort split", choices=("train", "validation", "test"),
+                       doc="cohort the patients are drawn from")
+    patient: str = param("", "text", "empty: a new cohort patient each reset",
+                         doc="fixed patient id (named or cohort)")
+    rate_hz: float = param(50.0, "Hz", "2-1200 Hz tonic [M]", 1.0, 10_000.0,
+                           doc="pulse rate")
+    pw_us: float = param(250.0, "µs", "20-1000 µs [M]", 20.0, 1000.0, doc="pulse width")
+    pulses_per_step: int = param(1, "1", "one control period per pulse by default", 1, 10_000,
+                                 doc="pulses per env step")
+    episode_s: float = param(180.0, "s", "a few minutes", 0.0, 86_400.0, lo_open=True,
+                             doc="simulated episode length (truncation)")
+    action_mode: str = param("incremental", "1", "design choice", choices=ACTION_MODES,
+                             doc="how the normalised action sets the current")
+    max_delta_ma: float = param(0.5, "mA", "design choice", 0.0, 25.5, lo_open=True,
+                                doc="incremental mode: current change at action ±1")
+    max_log_step: float = param(0.2, "1", "design choice", 0.0, 5.0, lo_open=True,
+                                doc="multiplicative mode: log-current change at action ±1")
+    history: int = param(4, "1", "design choice", 1, 1000,
+                         doc="control steps of ECAP, detection and current observed")
+    observe_waveform: bool = param(False, "1", "variant", choices=(False, True),
+                                   doc="append the last recorded sweep to the observation")
+    control_pw_rate: bool = param(False, "1", "variant", choices=(False, True),
+                                  doc="actions also set pulse width and rate")
+
+    def __post_init__(self) -> None:
+        validate(self, "env.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """One registered environment: id, description and its configuration."""
+
+    env_id: str
+    description: str
+    config: EnvConfig
+    reward: RewardWeights
+    device: Any
+
+
+def parse_spec(doc: Mapping[str, Any], where: str) -> EnvSpec:
+    """Build an :class:`EnvSpec` from a parsed spec document."""
+    from closedloop.device import DeviceParams
+
+    unknown = sorted(set(doc) - {"id", "description", "env", "reward", "device"})
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; known: id, "
+                          "description, env, reward, device")
+    if "id" not in doc:
+        raise ConfigError(f"{where}: missing 'id'")
+    return EnvSpec(doc["id"], str(doc.get("description", "")).strip(),
+                   from_dict(EnvConfig, doc.get("env", {}), f"{where} [env]"),
+                   from_dict(RewardWeights, doc.get("reward", {}), f"{where} [reward]"),
+                   from_dict(DeviceParams, doc.get("device", {}), f"{where} [device]"))
+
+
+def load_suite(folder: Path | None = None) -> dict[str, EnvSpec]:
+    """Every spec in ``envs/`` (or ``folder``), by id."""
+    folder = spec_dir("envs") if folder is None else folder
+    suite: dict[str, EnvSpec] = {}
+    for path in sorted(folder.glob("*.toml")):
+        with open(path, "rb") as fh:
+            spec = parse_spec(tomllib.load(fh), path.name)
+        if spec.env_id in suite:
+            raise ConfigError(f"{path.name}: duplicate id {spec.env_id!r}")
+        suite[spec.env_id] = spec
+    return suite
+
+
+def with_overrides(spec: EnvSpec, overrides: Mapping[str, Any]) -> EnvSpec:
+    """Apply ``gymnasium.make`` keyword overrides; unknown keys are errors naming the key."""
+    env_keys = {f.name for f in dataclasses.fields(EnvConfig)}
+    unknown = sorted(set(overrides) - env_keys - {"reward", "device"})
+    if unknown:
+        raise ConfigError(f"unknown keyword(s) {', '.join(unknown)} for {spec.env_id}; known: "
+                          f"{', '.join(sorted(env_keys | {'reward', 'device'}))}")
+    config = from_dict(EnvConfig, {**dataclasses.asdict(spec.config),
+                                   **{k: v for k, v in overrides.items() if k in env_keys}},
+                       spec.env_id)
+    reward = from_dict(RewardWeights, {**dataclasses.asdict(spec.reward),
+                                       **overrides.get("reward", {})}, spec.env_id)
+    device = from_dict(type(spec.device), {**dataclasses.asdict(spec.device),
+                                           **overrides.get("device", {})}, spec.env_id)
+    return dataclasses.replace(spec, config=config, reward=reward, device=device)

@@ -1,0 +1,289 @@
+"""The ECAP-tracking environment: hold a patient's ECAP at its target through a scenario."""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from closedloop._config import ConfigError
+from closedloop.device import InterventionCounter, apply_limits
+from closedloop.envs.config import EnvSpec, load_suite, with_overrides
+from closedloop.perception import sensation_update
+from closedloop.postures import POSTURES
+
+DEFAULT_ID = "closedloop/ECAPTracking-v0"
+PW_RANGE_US = (60.0, 500.0)
+"""Pulse widths reachable by the pulse-shape variant (µs)."""
+RATE_RANGE_HZ = (20.0, 200.0)
+"""Pulse rates reachable by the pulse-shape variant (Hz)."""
+ECAP_BOUND_UV = 2000.0
+RESET_OPTIONS = ("patient", "split", "scenario", "target_uv")
+MODEL_CACHE = 8
+
+
+@functools.lru_cache(maxsize=1)
+def _suite() -> dict[str, EnvSpec]:
+    return load_suite()
+
+
+class ECAPTrackingEnv(gym.Env):
+    """Closed-loop SCS: choose each pulse's current so the patient's ECAP stays at target.
+
+    ## Description
+    A virtual patient (a cohort patient drawn at each reset, or a fixed one) is stimulated
+    through a disturbance scenario (posture changes, breathing, heartbeat, coughs, drift) that
+    moves the spinal cord relative to the lead. The agent sees what an implanted device sees
+    (the estimated ECAP and whether it was detected, the target and the current) and sets the
+    next current. Every requested current passes through the device safety model
+    (:mod:`closedloop.device`) before it reaches the tissue.
+
+    ## Action Space
+    ``Box(-1, 1, (1,))`` (``(3,)`` with ``control_pw_rate``), float32. ``a[0]`` sets the
+    current: ``absolute``: ``I = min_ma + (a+1)/2 (max_ma - min_ma)`` over the clinician limits;
+    ``incremental`` (default): ``I = I_prev + a max_delta_ma``; ``multiplicative``:
+    ``I = max(I_prev, 0.1 mA) exp(a max_log_step)``. With ``control_pw_rate``, ``a[1]`` and
+    ``a[2]`` map linearly to 60-500 µs and 20-200 Hz. NaN or infinite actions raise
+    :class:`~closedloop.ConfigError`.
+
+    ## Observation Space
+    ``Box`` float32 of length ``3 H + 1`` (+ the sweep's samples with ``observe_waveform``):
+    the estimated ECAP (µV, mean over the step's pulses) of the last ``H = history`` steps,
+    newest first; the detection flags (fraction of the step's pulses detected); the delivered
+    current (mA); the target ECAP (µV). Ground truth (true ECAP, sensation, CSF thickness,
+    posture, events) is only in ``info``.
+
+    ## Rewards
+    Per step, with weights from the spec's ``[reward]``::
+
+        r = - tracking * mean|ECAP_true - target| / target
+            - discomfort * (fraction of the step's pulses above discomfort)
+            - charge * charge_per_pulse / comfort_charge_per_pulse
+
+    ## Starting State
+    The device delivers the calibrated comfort current; the fibres are at rest; the ECAP
+    history is zero (not detected). The patient's calibration record sets target and limits.
+
+    ## Episode End
+    Truncation when the episode's simulated time (``episode_s``) is used up. There is no
+    termination.
+
+    ## Arguments
+    ``gymnasium.make(id, render_mode=None, **overrides)``: any field of
+    :class:`~closedloop.envs.config.EnvConfig`, plus ``reward={...}`` and ``device={...}``.
+    ``reset(options=...)`` accepts ``patient``, ``split``, ``scenario`` and ``target_uv``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, env_id: str = DEFAULT_ID, render_mode: str | None = None,
+                 **overrides: Any) -> None:
+        suite = _suite()
+        if env_id not in suite:
+            raise ConfigError(f"env_id={env_id!r} is unknown; valid: {', '.join(suite)}")
+        self.spec_ = with_overrides(suite[env_id], overrides)
+        if render_mode not in (None, "rgb_array"):
+            raise ConfigError(f"render_mode={render_mode!r} is invalid; valid: None, 'rgb_array'")
+        self.render_mode = render_mode
+        cfg = self.spec_.config
+        n_act = 3 if cfg.control_pw_rate else 1
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (n_act,), np.float32)
+        h, extra = cfg.history, 0
+        if cfg.observe_waveform:
+            from closedloop.neural.params import RecordingParams
+
+            rec = RecordingParams()
+            extra = int(round(rec.window_ms * rec.fs_hz * 1e-3))
+        low = np.r_[np.full(h, -ECAP_BOUND_UV), np.zeros(2 * h), 0.0, np.full(extra, -1e4)]
+        high = np.r_[np.full(h, ECAP_BOUND_UV), np.ones(h), np.full(h, 25.5), ECAP_BOUND_UV,
+                     np.full(extra, 1e4)]
+        self.observation_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32),
+                                                dtype=np.float32)
+        self._models: collections.OrderedDict = collections.OrderedDict()
+        self._render_buf: collections.deque = collections.deque(maxlen=500)
+
+    # -- reset ------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Draw a patient and a scenario trace; see the class docstring."""
+        super().reset(seed=seed)
+        opts = dict(options or {})
+        unknown = sorted(set(opts) - set(RESET_OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown reset option(s) {', '.join(unknown)}; valid: "
+                              f"{', '.join(RESET_OPTIONS)}")
+        cfg = self.spec_.config
+        self.patient = self._choose_patient(opts.get("patient", cfg.patient),
+                                            opts.get("split", cfg.split))
+        self.model = self._model(self.patient)
+        self.calibration = _calibration(self.patient, cfg.pw_us, cfg.rate_hz)
+        self.target_uv = float(opts.get("target_uv", self.calibration.target_uv))
+        if not 0.0 < self.target_uv <= ECAP_BOUND_UV:
+            raise ConfigError(f"target_uv={self.target_uv!r} is out of range; valid range "
+                              f"(0, {ECAP_BOUND_UV:g}] µV")
+        from closedloop.disturbances import load_scenario
+
+        scenario = load_scenario(opts.get("scenario", cfg.scenario), duration_s=cfg.episode_s)
+        trace_ss, noise_ss = np.random.SeedSequence(
+            int(self.np_random.integers(2**63))).spawn(2)
+        self.trace = scenario.sample(self.patient.posture_csf_mm, cfg.rate_hz, trace_ss)
+        self.model.reset(noise_ss)
+        self._init_state()
+        return self._obs(), self._reset_info()
+
+    def _choose_patient(self, patient_id: str, split: str):
+        from closedloop.cohort import load_cohort
+        from closedloop.patients import get_patient
+
+        if patient_id:
+            return get_patient(patient_id)
+        cohort = load_cohort(split)
+        return cohort[int(self.np_random.integers(len(cohort)))]
+
+    def _model(self, patient):
+        key = patient.patient_id
+        if key in self._models and self._models[key][0] == patient:
+            self._models.move_to_end(key)
+            return self._models[key][1]
+        model = patient.model()
+        self._models[key] = (patient, model)
+        while len(self._models) > MODEL_CACHE:
+            self._models.popitem(last=False)
+        return model
+
+    def _init_state(self) -> None:
+        h = self.spec_.config.history
+        self._t_s, self._k = 0.0, 0
+        self._current = float(self.calibration.comfort_ma)
+        self._ecap = np.zeros(h)
+        self._det = np.zeros(h)
+        self._cur = np.full(h, self._current)
+        self._wave = None
+        self._level = float("nan")
+        self._limits = InterventionCounter()
+        self._render_buf.clear()
+
+    def _reset_info(self) -> dict:
+        return {"patient_id": self.patient.patient_id, "target_uv": self.target_uv,
+                "comfort_ma": self.calibration.comfort_ma, "min_ma": self.calibration.min_ma,
+                "max_ma": self.calibration.max_ma}
+
+    # -- step -------------------------------------------------------------------------------
+    def step(self, action):
+        """Deliver one control period of pulses; see the class docstring."""
+        cfg, cal = self.spec_.config, self.calibration
+        a = _check_action(action, self.action_space.shape)
+        pw, rate = cfg.pw_us, cfg.rate_hz
+        if cfg.control_pw_rate:
+            pw = _lerp(a[1], PW_RANGE_US)
+            rate = _lerp(a[2], RATE_RANGE_HZ)
+        requested = self._requested_ma(a[0])
+        n = cfg.pulses_per_step
+        k = np.minimum(((self._t_s + np.arange(n) / rate) * cfg.rate_hz).astype(np.int64),
+                       self.trace.t_s.size - 1)
+        imp = self.patient.impedance_ohm * float(self.trace.impedance_scale[k[0]])
+        delivered, flags = apply_limits(requested, self._current, pw, imp, cal.min_ma,
+                                        cal.max_ma, self.spec_.device,
+                                        self.patient.params.lead.contact_length_mm, n)
+        self._current = float(delivered)
+        got = self.model.stimulate(np.full(n, self._current), pw, self.trace.csf_mm[k],
+                                   1.0 / rate, waveforms=cfg.observe_waveform)
+        rec, wave = got if cfg.observe_waveform else (got, None)
+        feel, self._level = sensation_update(self._level, rec["frac_recruited"], 1.0 / rate,
+                                             rate, self.patient.perception)
+        self._t_s += n / rate
+        self._push(rec, wave)
+        self._limits.update(flags)
+        reward, info = self._reward_info(rec, feel, k, pw, rate, imp)
+        truncated = self._t_s * cfg.rate_hz >= self.trace.t_s.size - 0.5
+        if self.render_mode == "rgb_array":
+            self._render_buf.append((self._t_s, float(rec["ecap_uv"].mean()),
+                                     info["ecap_true_uv"], self._current))
+        return self._obs(), reward, False, bool(truncated), info
+
+    def _requested_ma(self, a: float) -> float:
+        cfg, cal = self.spec_.config, self.calibration
+        if cfg.action_mode == "absolute":
+            return cal.min_ma + 0.5 * (a + 1.0) * (cal.max_ma - cal.min_ma)
+        if cfg.action_mode == "incremental":
+            return self._current + a * cfg.max_delta_ma
+        return max(self._current, 0.1) * float(np.exp(a * cfg.max_log_step))
+
+    def _push(self, rec, wave) -> None:
+        self._ecap = np.roll(self._ecap, 1)
+        self._det = np.roll(self._det, 1)
+        self._cur = np.roll(self._cur, 1)
+        self._ecap[0] = np.clip(rec["ecap_uv"].mean(), -ECAP_BOUND_UV, ECAP_BOUND_UV)
+        self._det[0] = rec["detected"].mean()
+        self._cur[0] = self._current
+        if wave is not None:
+            self._wave = wave[-1]
+
+    def _reward_info(self, rec, feel, k, pw, rate, imp) -> tuple[float, dict]:
+        w, cal = self.spec_.reward, self.calibration
+        true = float(rec["ecap_true_uv"].mean())
+        level = self.patient.perception.discomfort_level
+        above = float(np.mean(feel >= level))
+        charge = float(rec["charge_uc"].mean())
+        comfort_charge = max(cal.comfort_ma * cal.pw_us * 1e-3, 1e-6)
+        reward = (-w.tracking * float(np.mean(np.abs(rec["ecap_true_uv"] - self.target_uv)))
+                  / self.target_uv - w.discomfort * above - w.charge * charge / comfort_charge)
+        info = {
+            "ecap_true_uv": true, "sensation": float(feel[-1]),
+            "in_window": bool(1.0 <= feel[-1] < level), "overstim": above > 0,
+            "understim": bool(feel[-1] < 1.0), "current_ma": self._current, "pw_us": pw,
+            "rate_hz": rate, "charge_uc": charge, "impedance_ohm": imp,
+            "csf_mm": float(self.trace.csf_mm[k[-1]]),
+            "posture": POSTURES[int(self.trace.posture[k[-1]])],
+            "event": int(self.trace.event[k[-1]]), "t_s": self._t_s,
+            "device_limits": dict(self._limits.counts),
+        }
+        return float(reward), info
+
+    def _obs(self) -> np.ndarray:
+        parts = [self._ecap, self._det, self._cur, [self.target_uv]]
+        if self.spec_.config.observe_waveform:
+            n = self.observation_space.shape[0] - 3 * self.spec_.config.history - 1
+            parts.append(np.zeros(n) if self._wave is None else np.clip(self._wave, -1e4, 1e4))
+        return np.concatenate(parts).astype(np.float32)
+
+    def render(self):
+        """An RGB array: the recent ECAP trace with the target, and the last current."""
+        if self.render_mode != "rgb_array":
+            return None
+        from closedloop.envs.render import draw
+
+        return draw(self)
+
+
+def _check_action(action, shape) -> np.ndarray:
+    """The action as float64 of ``shape``; ConfigError if malformed or not finite."""
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != shape:
+        a = a.reshape(-1)
+        if a.shape != shape:
+            raise ConfigError(f"action has shape {np.shape(action)}; expected {shape}")
+    if not np.all(np.isfinite(a)):
+        raise ConfigError(f"action={a.tolist()} must be finite; valid range [-1, 1]")
+    return np.clip(a, -1.0, 1.0)
+
+
+def _lerp(a: float, bounds: tuple[float, float]) -> float:
+    """Map ``a`` in [-1, 1] linearly onto ``bounds``."""
+    return bounds[0] + 0.5 * (a + 1.0) * (bounds[1] - bounds[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _calibration(patient, pw_us: float, rate_hz: float):
+    """The patient's calibration at the env's pulse width and rate (shipped if default)."""
+    from closedloop.calibration import calibrate
+    from closedloop.calibration_cache import patient_calibration
+
+    if (pw_us, rate_hz) == (250.0, 50.0):
+        return patient_calibration(patient)
+    return calibrate(patient, pw_us=pw_us, rate_hz=rate_hz)

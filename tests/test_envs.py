@@ -1,0 +1,150 @@
+"""The Gymnasium suite: API conformance, determinism, options, bad input, pickling, rendering."""
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+
+import closedloop
+from closedloop import ConfigError
+from closedloop.envs.config import load_suite
+
+IDS = list(load_suite())
+
+
+def test_import_registers_the_whole_suite():
+    assert "closedloop/ECAPTracking-v0" in IDS and len(IDS) >= 10
+    assert closedloop.register_suite() == IDS
+    for env_id in IDS:
+        assert env_id in gym.registry
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_every_id_passes_gymnasium_and_sb3_checks(env_id):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(env_id, episode_s=2.0)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=True)
+    env.close()
+
+
+def _rollout(env, seed, n=60, action=0.2):
+    obs, info = env.reset(seed=seed)
+    out = [obs]
+    rewards = []
+    for _ in range(n):
+        obs, r, term, trunc, info = env.step(np.array([action], np.float32))
+        out.append(obs)
+        rewards.append(r)
+    return np.array(out), np.array(rewards), info
+
+
+def test_same_seed_same_trajectory_and_different_seed_differs():
+    env = gym.make("closedloop/ECAPTracking-v0")
+    a, ra, ia = _rollout(env, 7)
+    b, rb, ib = _rollout(env, 7)
+    c, _, ic = _rollout(env, 8)
+    assert np.array_equal(a, b) and np.array_equal(ra, rb)
+    assert not np.array_equal(a, c)
+    env2 = gym.make("closedloop/ECAPTracking-v0")
+    d, rd, _ = _rollout(env2, 7)
+    assert np.array_equal(a, d) and np.array_equal(ra, rd)
+
+
+def test_observation_layout_and_ground_truth_only_in_info():
+    env = gym.make("closedloop/ECAPClinic-v0", history=3)
+    obs, info = env.reset(seed=0, options={"patient": "default"})
+    assert obs.shape == (10,) and info["patient_id"] == "default"
+    assert obs[-1] == pytest.approx(info["target_uv"])
+    assert np.all(obs[6:9] == np.float32(info["comfort_ma"]))
+    obs, r, term, trunc, info = env.step(np.zeros(1, np.float32))
+    for key in ("ecap_true_uv", "sensation", "csf_mm", "posture", "event", "device_limits"):
+        assert key in info
+    assert r <= 0.0 and not term and not trunc
+
+
+def test_reset_options_select_patient_scenario_and_target():
+    env = gym.make("closedloop/ECAPTracking-v0")
+    _, info = env.reset(seed=1, options={"patient": "validation-002", "scenario": "clinic",
+                                         "target_uv": 30.0})
+    assert info["patient_id"] == "validation-002" and info["target_uv"] == 30.0
+    _, info = env.reset(seed=1, options={"split": "validation"})
+    assert info["patient_id"].startswith("validation-")
+    with pytest.raises(ConfigError, match="unknown reset option.*colour"):
+        env.reset(options={"colour": 1})
+
+
+def test_episode_truncates_after_its_simulated_duration():
+    env = gym.make("closedloop/ECAPTracking-v0", episode_s=1.0)
+    env.reset(seed=0)
+    steps, trunc = 0, False
+    while not trunc:
+        *_, term, trunc, _ = env.step(np.zeros(1, np.float32))
+        steps += 1
+    assert steps == 50
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"colour": "red"}, "unknown keyword(s) colour"),
+    ({"rate_hz": -5.0}, "rate_hz=-5.0 is out of range"),
+    ({"action_mode": "sideways"}, "action_mode='sideways' is invalid"),
+    ({"reward": {"speed": 1}}, "speed"),
+    ({"device": {"compliance_v": -1}}, "compliance_v"),
+])
+def test_bad_make_arguments_name_the_key(kwargs, needle):
+    with pytest.raises(ConfigError) as err:
+        gym.make("closedloop/ECAPTracking-v0", **kwargs)
+    assert needle in str(err.value)
+
+
+def test_nan_action_raises_and_device_limits_are_counted():
+    env = gym.make("closedloop/ECAPTracking-v0", action_mode="absolute")
+    env.reset(seed=0)
+    with pytest.raises(ConfigError, match="must be finite"):
+        env.step(np.array([np.nan], np.float32))
+    _, _, _, _, info = env.step(np.array([1.0], np.float32))   # asks for the clinician maximum
+    assert info["current_ma"] <= info["current_ma"] + 1e-12
+    limits = info["device_limits"]
+    assert sum(limits.values()) >= 1
+    env = gym.make("closedloop/ECAPTracking-v0", device={"compliance_v": 2.0})
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([1.0], np.float32))
+    assert info["device_limits"]["compliance"] == 1
+    assert info["current_ma"] * info["impedance_ohm"] * 1e-3 <= 2.0 + 1e-9
+
+
+def test_env_pickles_and_runs_in_async_vector_env():
+    env = gym.make("closedloop/ECAPTracking-v0", episode_s=2.0)
+    env.reset(seed=0)
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.reset(seed=3)[0].shape == env.observation_space.shape
+    venv = gym.vector.AsyncVectorEnv(
+        [lambda: gym.make("closedloop/ECAPTracking-v0", episode_s=2.0)] * 2)
+    obs, _ = venv.reset(seed=[1, 2])
+    for _ in range(5):
+        obs, r, term, trunc, info = venv.step(np.zeros((2, 1), np.float32))
+    assert obs.shape == (2, env.observation_space.shape[0])
+    venv.close()
+
+
+def test_render_rgb_array():
+    env = gym.make("closedloop/ECAPWaveform-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    for _ in range(20):
+        env.step(np.zeros(1, np.float32))
+    img = env.render()
+    assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+    assert img.std() > 5
+
+
+def test_sb3_ppo_trains_a_few_thousand_steps():
+    from stable_baselines3 import PPO
+
+    env = gym.make("closedloop/ECAPTracking-v0", episode_s=20.0)
+    model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=2048)
+    action, _ = model.predict(env.reset(seed=0)[0], deterministic=True)
+    assert env.action_space.contains(action)
