@@ -33,8 +33,12 @@ Every call also returns a bitmask (:data:`LIMIT_FLAGS`) of the limits that chang
 :class:`InterventionCounter` accumulates those counts over an episode; the environments report
 them in their ``info`` dict, so that a controller that leans on the safety model is visible.
 
-Everything is vectorised NumPy: inputs broadcast (shape ``()``, ``(1,)`` or ``(N,)`` patients)
-and no input array is modified.
+The limit logic is written once, as the numba kernel :func:`limit_one` (scalars in, scalars
+out, no validation). :func:`limit_many` loops it over per-patient arrays and is what the batched
+environments' kernels and :func:`apply_limits` call; kernels may also call :func:`limit_one`
+directly. :func:`apply_limits` is the validated NumPy front end: inputs broadcast (shape ``()``,
+``(1,)`` or ``(N,)`` patients) and no input array is modified. :func:`apply_limits_scalar` is a
+validation-free scalar entry for a single environment whose inputs are already checked.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numba
 import numpy as np
 
 from closedloop._config import ConfigError, param, validate
@@ -52,7 +57,7 @@ LIMIT_FLAGS: dict[str, int] = {"bounds": 1, "clinician": 2, "slew": 4, "charge_d
 """Bit of each limit in the flags returned by :func:`apply_limits`, in the order applied."""
 
 _NAMES = tuple(LIMIT_FLAGS)
-_BITS = np.array(list(LIMIT_FLAGS.values()), dtype=np.int8)
+_B, _C, _S, _Q, _V = LIMIT_FLAGS.values()  # numba freezes these globals as constants
 # _BIT_TABLE[f, k] is 1 when flag value f (0-31) has the bit of limit k set.
 _BIT_TABLE = np.array([[(f >> k) & 1 for k in range(len(_NAMES))] for f in range(32)],
                       dtype=np.int64)
@@ -147,13 +152,111 @@ def _check_inputs(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_m
     return checked
 
 
+@numba.njit(cache=True)
+def limit_one(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_current_ma,
+              max_change_ma, max_charge_uc, compliance_v):
+    """The five limits, in order, for one patient and one control step (the one copy of them).
+
+    Scalar kernel, callable from Python and from other numba kernels. It does no validation:
+    callers guarantee finite inputs, ``pw_us > 0``, ``impedance_ohm > 0`` and
+    ``0 <= min_ma <= max_ma`` (as :func:`apply_limits` checks).
+
+    Args:
+        requested_ma: Current the controller asks for (mA).
+        previous_ma: Current delivered in the previous step (mA); brought into
+            ``[0, max_current_ma]`` before it anchors the slew window.
+        pw_us: Pulse width per phase (µs).
+        impedance_ohm: Electrode impedance (Ω).
+        min_ma: Clinician minimum current (mA); capped at ``max_current_ma``.
+        max_ma: Clinician maximum current (mA).
+        max_current_ma: Hardware maximum current (mA), ``DeviceParams.max_current_ma``.
+        max_change_ma: Largest change of current over this step (mA),
+            ``DeviceParams.max_step_ma * n_pulses``.
+        max_charge_uc: Largest charge per phase (µC), ``DeviceParams.max_charge_uc(length)``.
+        compliance_v: Compliance voltage (V), ``DeviceParams.compliance_v``.
+
+    Returns:
+        ``(delivered_ma, flags)``: the delivered current (mA, float64) and the int64 bitmask of
+        the limits that changed it (:data:`LIMIT_FLAGS`).
+    """
+    flags = 0
+    # 1. bounds: hardware range [0, max_current_ma]
+    out = min(max(requested_ma, 0.0), max_current_ma)
+    if out != requested_ma:
+        flags |= _B
+    # 2. clinician window, intersected with the hardware range
+    new = min(max(out, min(min_ma, max_current_ma)), max_ma)
+    if new != out:
+        flags |= _C
+    out = new
+    # 3. slew from the previous current, anchored inside the hardware range
+    anchor = min(max(previous_ma, 0.0), max_current_ma)
+    new = min(max(out, anchor - max_change_ma), anchor + max_change_ma)
+    if new != out:
+        flags |= _S
+    out = new
+    # 4. charge density: I * PW <= q_max
+    new = min(out, max_charge_uc / (pw_us * 1e-3))
+    if new != out:
+        flags |= _Q
+    out = new
+    # 5. compliance: I * Z <= V
+    new = min(out, compliance_v / impedance_ohm * 1e3)
+    if new != out:
+        flags |= _V
+    return new, flags
+
+
+@numba.njit(cache=True)
+def limit_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max_change_ma,
+               max_charge_uc, compliance_v, out_delivered, out_flags):
+    """:func:`limit_one` for each patient of a batch, written into ``out_delivered``/``out_flags``.
+
+    No validation and no broadcasting: every per-patient argument is a 1-D array of the same
+    length ``N`` (the caller broadcasts and validates, as :func:`apply_limits` does).
+
+    Args:
+        requested: Requested currents (mA), shape ``(N,)``.
+        previous: Previously delivered currents (mA), ``(N,)``.
+        pw: Pulse widths per phase (µs), ``(N,)``.
+        imp: Electrode impedances (Ω), ``(N,)``.
+        min_ma: Clinician minimum currents (mA), ``(N,)``.
+        max_ma: Clinician maximum currents (mA), ``(N,)``.
+        max_current_ma: Hardware maximum current (mA), a scalar.
+        max_change_ma: Largest change of current over the step (mA), ``(N,)``.
+        max_charge_uc: Largest charge per phase (µC), ``(N,)``.
+        compliance_v: Compliance voltage (V), a scalar.
+        out_delivered: Output, delivered currents (mA), float ``(N,)``; overwritten.
+        out_flags: Output, limit bitmasks (:data:`LIMIT_FLAGS`), integer ``(N,)``; overwritten.
+    """
+    for i in range(requested.size):
+        out_delivered[i], out_flags[i] = limit_one(
+            requested[i], previous[i], pw[i], imp[i], min_ma[i], max_ma[i], max_current_ma,
+            max_change_ma[i], max_charge_uc[i], compliance_v)
+
+
+def _flat(value, shape: tuple, size: int) -> np.ndarray:
+    """``value`` (float or float64 array) broadcast to ``shape``, as a 1-D float64 array.
+
+    A writable C-contiguous array of the full shape is used as is (a view; :func:`limit_many`
+    does not write to its inputs); anything else is copied into a new array. Either way
+    :func:`limit_many` sees one array type, hence a single compiled specialisation.
+    """
+    if (type(value) is np.ndarray and value.shape == shape and value.flags.c_contiguous
+            and value.flags.writeable):
+        return value if value.ndim == 1 else value.reshape(size)
+    out = np.empty(size)
+    out.reshape(shape)[...] = value
+    return out
+
+
 def apply_limits(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma,
                  params: DeviceParams, contact_length_mm=3.0,
                  n_pulses=1) -> tuple[np.ndarray, np.ndarray]:
     """Limit requested currents to what the device may deliver (see the module docstring).
 
-    All array arguments broadcast against each other (scalars, shape ``(1,)`` or ``(N,)``
-    patients); none is modified.
+    All array arguments broadcast against each other (scalars, shape ``()``, ``(1,)`` or
+    ``(N,)`` patients); none is modified. Validates, broadcasts, then calls :func:`limit_many`.
 
     Args:
         requested_ma: Current the controller asks for (mA); must be finite.
@@ -179,24 +282,61 @@ def apply_limits(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma
     req, prev, pw, imp, lo, hi, length, n = _check_inputs(
         requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params,
         contact_length_mm, n_pulses)
-    top = params.max_current_ma
     try:
         shape = np.broadcast(req, prev, pw, imp, lo, hi, length, n).shape
     except ValueError as err:
         raise ConfigError(f"apply_limits: input shapes do not broadcast ({err})") from None
-    stages = np.empty((len(_BITS) + 1,) + shape)  # the request, then the output of each limit
-    r = [stages[k, ...] for k in range(len(_BITS) + 1)]
-    r[0][...] = req
-    np.minimum(np.maximum(r[0], 0.0, out=r[1]), top, out=r[1])                    # bounds
-    np.minimum(np.maximum(r[1], np.minimum(lo, top), out=r[2]), hi, out=r[2])      # clinician
-    anchor = np.minimum(np.maximum(prev, 0.0), top)
-    step = params.max_step_ma * n
-    np.minimum(np.maximum(r[2], anchor - step, out=r[3]), anchor + step, out=r[3])  # slew
-    np.minimum(r[3], params.max_charge_uc(length) * 1e3 / pw, out=r[4])  # charge density
-    np.minimum(r[4], params.compliance_v * 1e3 / imp, out=r[5])          # compliance
-    changed = np.not_equal(stages[:-1], stages[1:]).view(np.int8)
-    flags = np.bitwise_or.reduce(changed * _BITS.reshape((-1,) + (1,) * len(shape)), axis=0)
-    return r[-1].copy(), np.asarray(flags, dtype=np.int8)
+    if not shape:  # one patient: the scalar kernel directly, skipping the array set-up
+        d, f = limit_one(float(req), float(prev), float(pw), float(imp), float(lo), float(hi),
+                         float(params.max_current_ma), float(params.max_step_ma * n),
+                         float(params.max_charge_uc(length)), float(params.compliance_v))
+        return np.array(d), np.array(f, dtype=np.int8)
+    size = math.prod(shape)
+    flat = [_flat(v, shape, size) for v in (req, prev, pw, imp, lo, hi, params.max_step_ma * n,
+                                            params.max_charge_uc(length))]
+    delivered = np.empty(size)
+    flags = np.empty(size, dtype=np.int8)
+    limit_many(flat[0], flat[1], flat[2], flat[3], flat[4], flat[5],
+               float(params.max_current_ma), flat[6], flat[7], float(params.compliance_v),
+               delivered, flags)
+    return delivered.reshape(shape), flags.reshape(shape)
+
+
+def apply_limits_scalar(requested_ma: float, previous_ma: float, pw_us: float,
+                        impedance_ohm: float, min_ma: float, max_ma: float,
+                        params: DeviceParams, contact_length_mm: float,
+                        n_pulses: float) -> tuple[float, int]:
+    """Fast scalar :func:`apply_limits` for one patient whose inputs are already validated.
+
+    Only ``requested_ma`` is checked (it must be finite, a cheap ``math.isfinite`` test); the
+    other inputs must satisfy the conditions listed in :func:`apply_limits`, which are not
+    checked here. Every argument is converted to ``float``, so one compiled specialisation of
+    :func:`limit_one` serves all callers.
+
+    Args:
+        requested_ma: Current the controller asks for (mA); must be finite.
+        previous_ma: Current delivered in the previous step (mA); finite.
+        pw_us: Pulse width per phase (µs), > 0.
+        impedance_ohm: Electrode impedance (Ω), > 0.
+        min_ma: Clinician minimum current (mA), >= 0.
+        max_ma: Clinician maximum current (mA), >= ``min_ma``.
+        params: The device limits.
+        contact_length_mm: Length of the stimulating contact (mm), > 0.
+        n_pulses: Pulses in this control step, > 0.
+
+    Returns:
+        ``(delivered_ma, flags)``: the delivered current (mA) as a float and the bitmask of the
+        limits that changed it (:data:`LIMIT_FLAGS`) as an int; equal to :func:`apply_limits`.
+
+    Raises:
+        ConfigError: If ``requested_ma`` is not finite.
+    """
+    if not math.isfinite(requested_ma):
+        raise ConfigError(f"requested_ma={float(requested_ma)!r} must be finite")
+    return limit_one(float(requested_ma), float(previous_ma), float(pw_us), float(impedance_ohm),
+                     float(min_ma), float(max_ma), float(params.max_current_ma),
+                     float(params.max_step_ma * n_pulses),
+                     float(params.max_charge_uc(contact_length_mm)), float(params.compliance_v))
 
 
 def limit_report(flags) -> dict[str, int]:

@@ -27,6 +27,7 @@ perception current above it.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numba
 import numpy as np
@@ -104,9 +105,13 @@ def sensation_update(level: float, frac_recruited: np.ndarray, dt_s: float, rate
     Returns:
         Sensation of each new pulse (perception units) and the new ``level``.
     """
-    drive = np.asarray(frac_recruited, float) * (rate_hz / params.reference_rate_hz) ** (
-        params.rate_exponent)
-    keep = 0.0 if params.tau_s == 0.0 else float(np.exp(-dt_s / params.tau_s))
+    factor = (rate_hz / params.reference_rate_hz) ** params.rate_exponent
+    keep = 0.0 if params.tau_s == 0.0 else math.exp(-dt_s / params.tau_s)
+    if len(frac_recruited) == 1:                     # one pulse per step: scalar fast path
+        d = float(frac_recruited[0]) * factor
+        y = d if level != level else d + keep * (level - d)
+        return np.array([y / params.perception_fraction]), y
+    drive = np.asarray(frac_recruited, float) * factor
     out = np.empty_like(drive)
     y = drive[0] if level != level else level
     for i, d in enumerate(drive):

@@ -12,6 +12,9 @@ from closedloop.device import (
     DeviceParams,
     InterventionCounter,
     apply_limits,
+    apply_limits_scalar,
+    limit_many,
+    limit_one,
     limit_report,
 )
 
@@ -226,6 +229,99 @@ def test_property_delivered_current_never_violates_a_limit():
         assert np.all((d == x["requested_ma"]) == (f == 0))
 
 
+# -- the numba kernels and the scalar entry ------------------------------------------------
+KEYS = ("requested_ma", "previous_ma", "pw_us", "impedance_ohm", "min_ma", "max_ma")
+
+
+def _random_params(rng):
+    return DeviceParams(max_current_ma=rng.uniform(5.0, 30.0), max_step_ma=rng.uniform(0.05, 3.0),
+                        charge_density_limit_uc_per_cm2=rng.uniform(10.0, 60.0),
+                        contact_diameter_mm=rng.uniform(0.8, 2.0),
+                        compliance_v=rng.uniform(5.0, 18.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_apply_limits_scalar_equals_apply_limits(seed):
+    rng = np.random.default_rng(seed)
+    params = P if seed == 0 else _random_params(rng)
+    x = _random_inputs(rng, 500)
+    x["previous_ma"] = rng.uniform(-5.0, 35.0, 500)  # also outside the hardware range
+    x["requested_ma"][::7] = x["previous_ma"][::7]   # ties with the slew anchor
+    d, f = apply_limits(params=params, **x)
+    for i in range(500):
+        args = [float(x[k][i]) for k in KEYS]
+        di, fi = apply_limits_scalar(*args, params, float(x["contact_length_mm"][i]),
+                                     int(x["n_pulses"][i]))
+        assert type(di) is float and type(fi) is int
+        assert (di, fi) == (d[i], f[i])
+        rd, rf = reference(*args, params, x["contact_length_mm"][i], x["n_pulses"][i])
+        assert di == pytest.approx(rd, rel=1e-12, abs=1e-12) and fi == rf
+    assert len(np.unique(f)) > 8
+
+
+def test_apply_limits_scalar_accepts_ints_and_numpy_scalars():
+    want = apply_limits_scalar(30.0, 22.0, 250.0, 1000.0, 0.0, 24.0, P, 3.0, 1.0)
+    assert want[1] == 31
+    assert apply_limits_scalar(30, 22, 250, 1000, 0, 24, P, 3, 1) == want
+    assert apply_limits_scalar(np.float32(30.0), np.float64(22.0), 250.0, 1000.0, 0.0, 24.0, P,
+                               3.0, np.int64(1)) == want
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_apply_limits_scalar_rejects_non_finite_request(bad):
+    with pytest.raises(ConfigError, match=r"requested_ma=.* must be finite"):
+        apply_limits_scalar(bad, 1.0, 250.0, 1000.0, 0.0, 10.0, P, 3.0, 1)
+
+
+@pytest.mark.parametrize("flag_dtype", [np.int8, np.int64])
+def test_limit_many_equals_loop_of_limit_one(flag_dtype):
+    rng = np.random.default_rng(7)
+    n = 300
+    x = _random_inputs(rng, n)
+    cols = [np.ascontiguousarray(x[k], dtype=np.float64) for k in KEYS]
+    change = P.max_step_ma * x["n_pulses"].astype(np.float64)
+    charge = P.max_charge_uc(x["contact_length_mm"])
+    copies = [c.copy() for c in (*cols, change, charge)]
+    d = np.full(n, np.nan)
+    f = np.full(n, -1, dtype=flag_dtype)
+    limit_many(*cols, P.max_current_ma, change, charge, P.compliance_v, d, f)
+    for i in range(n):
+        di, fi = limit_one(*(c[i] for c in cols), P.max_current_ma, change[i], charge[i],
+                           P.compliance_v)
+        assert (di, fi) == (d[i], f[i])
+    for c, orig in zip((*cols, change, charge), copies, strict=True):
+        np.testing.assert_array_equal(c, orig)  # inputs untouched
+    d_api, f_api = apply_limits(params=P, **x)
+    np.testing.assert_array_equal(d, d_api)
+    np.testing.assert_array_equal(f, f_api)
+    empty = np.zeros(0)
+    limit_many(*[empty] * 6, 25.5, empty, empty, 12.0, empty, np.zeros(0, dtype=flag_dtype))
+
+
+def test_apply_limits_any_layout_gives_same_result_and_one_kernel_type():
+    rng = np.random.default_rng(11)
+    x = _random_inputs(rng, 24)
+    d, f = apply_limits(params=P, **x)
+    readonly = {k: v.astype(np.float64) for k, v in x.items()}
+    for v in readonly.values():
+        v.flags.writeable = False
+    strided = {k: np.repeat(v, 2)[::2] for k, v in x.items()}
+    square = {k: v.reshape(4, 6) for k, v in x.items()}
+    fortran = {k: np.asfortranarray(v.reshape(4, 6)) for k, v in x.items()}
+    for variant in (readonly, strided):
+        dv, fv = apply_limits(params=P, **variant)
+        np.testing.assert_array_equal(dv, d)
+        np.testing.assert_array_equal(fv, f)
+    for variant in (square, fortran):
+        dv, fv = apply_limits(params=P, **variant)
+        assert dv.shape == fv.shape == (4, 6) and fv.dtype == np.int8
+        np.testing.assert_array_equal(dv.ravel(), d)
+        np.testing.assert_array_equal(fv.ravel(), f)
+    for sig in limit_many.signatures:  # read-only or strided inputs never reach the kernel
+        for t in sig[:6] + sig[7:9]:
+            assert (t.dtype.name, t.ndim, t.layout, t.mutable) == ("float64", 1, "C", True)
+
+
 # -- validation ---------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_request_raises(bad):
@@ -258,6 +354,10 @@ def test_bad_inputs_raise_config_error_naming_them(kwargs, message):
 
 
 # -- counting -------------------------------------------------------------------------------
+def test_limit_flags_are_distinct_bits_in_order():
+    assert list(LIMIT_FLAGS.values()) == [1, 2, 4, 8, 16]  # limit_one sets these bits
+
+
 def test_limit_report_counts_each_bit():
     flags = np.array([0, B, B | C, S, Q | V, Q, 31], dtype=np.int8)
     assert limit_report(flags) == {"bounds": 3, "clinician": 2, "slew": 2, "charge_density": 3,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from closedloop._config import ConfigError
-from closedloop.device import InterventionCounter, apply_limits
+from closedloop.device import InterventionCounter, apply_limits_scalar
 from closedloop.envs.config import EnvSpec, load_suite, with_overrides
+from closedloop.neural.runner import PulseRunner
 from closedloop.perception import sensation_update
 from closedloop.postures import POSTURES
 
@@ -107,6 +109,7 @@ class ECAPTrackingEnv(gym.Env):
                                                 dtype=np.float32)
         self._models: collections.OrderedDict = collections.OrderedDict()
         self._render_buf: collections.deque = collections.deque(maxlen=500)
+        self._runners: dict = {}
 
     # -- reset ------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -157,16 +160,24 @@ class ECAPTrackingEnv(gym.Env):
         return model
 
     def _init_state(self) -> None:
-        h = self.spec_.config.history
-        self._t_s, self._k = 0.0, 0
+        cfg = self.spec_.config
+        self._t_s = 0.0
         self._current = float(self.calibration.comfort_ma)
-        self._ecap = np.zeros(h)
-        self._det = np.zeros(h)
-        self._cur = np.full(h, self._current)
+        self._hist = np.zeros((3, cfg.history))
+        self._hist[2] = self._current
+        self._obs_buf = np.zeros(self.observation_space.shape, np.float32)
         self._wave = None
         self._level = float("nan")
         self._limits = InterventionCounter()
         self._render_buf.clear()
+        self._runner = self._runners.get(id(self.model))
+        if self._runner is None or self._runner.model is not self.model:
+            self._runner = PulseRunner(self.model, cfg.pulses_per_step, cfg.observe_waveform)
+            self._runners = {id(self.model): self._runner}
+        self._impedance = self.patient.impedance_ohm
+        self._contact_mm = self.patient.params.lead.contact_length_mm
+        self._comfort_charge = max(self.calibration.comfort_ma * self.calibration.pw_us * 1e-3,
+                                   1e-6)
 
     def _reset_info(self) -> dict:
         return {"patient_id": self.patient.patient_id, "target_uv": self.target_uv,
@@ -182,25 +193,29 @@ class ECAPTrackingEnv(gym.Env):
         if cfg.control_pw_rate:
             pw = _lerp(a[1], PW_RANGE_US)
             rate = _lerp(a[2], RATE_RANGE_HZ)
-        requested = self._requested_ma(a[0])
-        n = cfg.pulses_per_step
-        k = np.minimum(((self._t_s + np.arange(n) / rate) * cfg.rate_hz).astype(np.int64),
-                       self.trace.t_s.size - 1)
-        imp = self.patient.impedance_ohm * float(self.trace.impedance_scale[k[0]])
-        delivered, flags = apply_limits(requested, self._current, pw, imp, cal.min_ma,
-                                        cal.max_ma, self.spec_.device,
-                                        self.patient.params.lead.contact_length_mm, n)
-        self._current = float(delivered)
-        got = self.model.stimulate(np.full(n, self._current), pw, self.trace.csf_mm[k],
-                                   1.0 / rate, waveforms=cfg.observe_waveform)
-        rec, wave = got if cfg.observe_waveform else (got, None)
+        n, last = cfg.pulses_per_step, self.trace.t_s.size - 1
+        if n == 1:
+            k = min(int(self._t_s * cfg.rate_hz + 1e-9), last)
+            k0 = k_end = k
+            csf = self.trace.csf_mm[k]
+        else:
+            k = np.minimum(((self._t_s + np.arange(n) / rate) * cfg.rate_hz + 1e-9)
+                           .astype(np.int64), last)
+            k0, k_end = int(k[0]), int(k[-1])
+            csf = self.trace.csf_mm[k]
+        imp = self._impedance * float(self.trace.impedance_scale[k0])
+        self._current, flags = apply_limits_scalar(
+            self._requested_ma(a[0]), self._current, pw, imp, cal.min_ma, cal.max_ma,
+            self.spec_.device, self._contact_mm, n)
+        rec = self._runner.run(self._current, pw, csf, 1.0 / rate)
         feel, self._level = sensation_update(self._level, rec["frac_recruited"], 1.0 / rate,
                                              rate, self.patient.perception)
         self._t_s += n / rate
-        self._push(rec, wave)
-        self._limits.update(flags)
-        reward, info = self._reward_info(rec, feel, k, pw, rate, imp)
-        truncated = self._t_s * cfg.rate_hz >= self.trace.t_s.size - 0.5
+        self._push(rec)
+        if flags:
+            self._limits.update(flags)
+        reward, info = self._reward_info(rec, feel, k_end, pw, rate, imp)
+        truncated = self._t_s * cfg.rate_hz >= last + 0.5
         if self.render_mode == "rgb_array":
             self._render_buf.append((self._t_s, float(rec["ecap_uv"].mean()),
                                      info["ecap_true_uv"], self._current))
@@ -214,43 +229,50 @@ class ECAPTrackingEnv(gym.Env):
             return self._current + a * cfg.max_delta_ma
         return max(self._current, 0.1) * float(np.exp(a * cfg.max_log_step))
 
-    def _push(self, rec, wave) -> None:
-        self._ecap = np.roll(self._ecap, 1)
-        self._det = np.roll(self._det, 1)
-        self._cur = np.roll(self._cur, 1)
-        self._ecap[0] = np.clip(rec["ecap_uv"].mean(), -ECAP_BOUND_UV, ECAP_BOUND_UV)
-        self._det[0] = rec["detected"].mean()
-        self._cur[0] = self._current
-        if wave is not None:
-            self._wave = wave[-1]
+    def _push(self, rec) -> None:
+        h = self._hist
+        h[:, 1:] = h[:, :-1]
+        one = rec.size == 1
+        ecap = float(rec["ecap_uv"][0]) if one else float(rec["ecap_uv"].mean())
+        h[0, 0] = min(max(ecap, -ECAP_BOUND_UV), ECAP_BOUND_UV)
+        h[1, 0] = float(rec["detected"][0]) if one else float(rec["detected"].mean())
+        h[2, 0] = self._current
+        if self._runner.wave.shape[0]:
+            self._wave = self._runner.wave[-1].copy()
 
     def _reward_info(self, rec, feel, k, pw, rate, imp) -> tuple[float, dict]:
-        w, cal = self.spec_.reward, self.calibration
-        true = float(rec["ecap_true_uv"].mean())
+        w = self.spec_.reward
+        true = rec["ecap_true_uv"]
         level = self.patient.perception.discomfort_level
-        above = float(np.mean(feel >= level))
-        charge = float(rec["charge_uc"].mean())
-        comfort_charge = max(cal.comfort_ma * cal.pw_us * 1e-3, 1e-6)
-        reward = (-w.tracking * float(np.mean(np.abs(rec["ecap_true_uv"] - self.target_uv)))
-                  / self.target_uv - w.discomfort * above - w.charge * charge / comfort_charge)
+        last_feel = float(feel[-1])
+        if true.size == 1:
+            mean_true = float(true[0])
+            err, above = abs(mean_true - self.target_uv), float(last_feel >= level)
+            charge = float(rec["charge_uc"][0])
+        else:
+            mean_true = float(true.mean())
+            err = float(np.mean(np.abs(true - self.target_uv)))
+            above, charge = float(np.mean(feel >= level)), float(rec["charge_uc"].mean())
+        reward = (-w.tracking * err / self.target_uv - w.discomfort * above
+                  - w.charge * charge / self._comfort_charge)
         info = {
-            "ecap_true_uv": true, "sensation": float(feel[-1]),
-            "in_window": bool(1.0 <= feel[-1] < level), "overstim": above > 0,
-            "understim": bool(feel[-1] < 1.0), "current_ma": self._current, "pw_us": pw,
+            "ecap_true_uv": mean_true, "sensation": last_feel,
+            "in_window": 1.0 <= last_feel < level, "overstim": above > 0,
+            "understim": last_feel < 1.0, "current_ma": self._current, "pw_us": pw,
             "rate_hz": rate, "charge_uc": charge, "impedance_ohm": imp,
-            "csf_mm": float(self.trace.csf_mm[k[-1]]),
-            "posture": POSTURES[int(self.trace.posture[k[-1]])],
-            "event": int(self.trace.event[k[-1]]), "t_s": self._t_s,
-            "device_limits": dict(self._limits.counts),
+            "csf_mm": float(self.trace.csf_mm[k]), "posture": POSTURES[self.trace.posture[k]],
+            "event": int(self.trace.event[k]), "t_s": self._t_s,
+            "device_limits": self._limits.counts.copy(),
         }
-        return float(reward), info
+        return reward, info
 
     def _obs(self) -> np.ndarray:
-        parts = [self._ecap, self._det, self._cur, [self.target_uv]]
-        if self.spec_.config.observe_waveform:
-            n = self.observation_space.shape[0] - 3 * self.spec_.config.history - 1
-            parts.append(np.zeros(n) if self._wave is None else np.clip(self._wave, -1e4, 1e4))
-        return np.concatenate(parts).astype(np.float32)
+        obs, h = self._obs_buf, self._hist.shape[1]
+        obs[: 3 * h] = self._hist.ravel()
+        obs[3 * h] = self.target_uv
+        if self._wave is not None:
+            obs[3 * h + 1:] = np.clip(self._wave, -1e4, 1e4)
+        return obs.copy()
 
     def render(self):
         """An RGB array: the recent ECAP trace with the target, and the last current."""
@@ -262,20 +284,21 @@ class ECAPTrackingEnv(gym.Env):
 
 
 def _check_action(action, shape) -> np.ndarray:
-    """The action as float64 of ``shape``; ConfigError if malformed or not finite."""
+    """The action as float64 of ``shape``, clipped to [-1, 1]; ConfigError if malformed."""
     a = np.asarray(action, dtype=np.float64)
     if a.shape != shape:
-        a = a.reshape(-1)
-        if a.shape != shape:
+        if a.size != shape[0]:
             raise ConfigError(f"action has shape {np.shape(action)}; expected {shape}")
-    if not np.all(np.isfinite(a)):
+        a = a.reshape(shape)
+    lo, hi = a.min(), a.max()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ConfigError(f"action={a.tolist()} must be finite; valid range [-1, 1]")
-    return np.clip(a, -1.0, 1.0)
+    return a if (lo >= -1.0 and hi <= 1.0) else np.clip(a, -1.0, 1.0)
 
 
 def _lerp(a: float, bounds: tuple[float, float]) -> float:
     """Map ``a`` in [-1, 1] linearly onto ``bounds``."""
-    return bounds[0] + 0.5 * (a + 1.0) * (bounds[1] - bounds[0])
+    return float(bounds[0] + 0.5 * (a + 1.0) * (bounds[1] - bounds[0]))
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,0 +1,70 @@
+"""A preallocated, validation-free path into the pulse kernel for step-by-step simulation.
+
+:meth:`NeuralModel.stimulate` checks its inputs and allocates its outputs on every call, which
+costs more than the kernel itself when a controller delivers one pulse at a time. A
+:class:`PulseRunner` allocates once, and calls the compiled kernel's entry point for the exact
+argument types (skipping numba's per-call type dispatch). It runs the same kernel,
+:func:`closedloop.neural.kernels.run_pulses`, so results are bit-identical to ``stimulate``.
+The caller guarantees valid inputs (currents 0-25.5 mA, pulse width 20-1000 µs, CSF inside the
+tabulated grid, positive intervals), e.g. because they passed the device model.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from closedloop.neural.kernels import PULSE_DTYPE, PulseInputs, run_pulses
+
+
+class PulseRunner:
+    """Deliver ``n_pulses`` pulses per call into one :class:`NeuralModel`.
+
+    Args:
+        model: The patient's model (its state is advanced in place).
+        n_pulses: Pulses per call.
+        waveforms: Also record the sweeps (``self.wave``, shape (n_pulses, n_samples)).
+    """
+
+    def __init__(self, model, n_pulses: int, waveforms: bool = False) -> None:
+        self.model = model
+        self.inputs = PulseInputs(*(np.zeros(n_pulses) for _ in range(4)))
+        self.out = np.empty(n_pulses, PULSE_DTYPE)
+        self.wave = np.empty((n_pulses if waveforms else 0, model.n_samples))
+        self._kernel = self._bind()
+
+    def _bind(self):
+        """The compiled kernel for these argument types (normal dispatch if unavailable)."""
+        m = self.model
+        args = (m.state, m.tables, m.kp, self.inputs, self.out, self.wave)
+        try:
+            return run_pulses.compile(tuple(numba.typeof(a) for a in args))
+        except Exception:  # pragma: no cover - an unusual numba build
+            return run_pulses
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_kernel"]           # a compiled entry point does not pickle
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._kernel = self._bind()
+
+    def run(self, current_ma: float, pw_us: float, csf_mm, interval_s: float) -> np.ndarray:
+        """Deliver the pulses; returns the records (a view reused by the next call).
+
+        Args:
+            current_ma: Current of every pulse (mA).
+            pw_us: Pulse width (µs).
+            csf_mm: CSF thickness per pulse (mm), scalar or array of ``n_pulses``.
+            interval_s: Interval before each pulse (s).
+        """
+        inp = self.inputs
+        inp.current_ma[:] = current_ma
+        inp.pw_us[:] = pw_us
+        inp.csf_mm[:] = csf_mm
+        inp.interval_s[:] = interval_s
+        m = self.model
+        self._kernel(m.state, m.tables, m.kp, inp, self.out, self.wave)
+        return self.out

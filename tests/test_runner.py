@@ -1,0 +1,35 @@
+"""The preallocated pulse runner runs the same kernel as NeuralModel.stimulate, bit for bit."""
+
+import pickle
+
+import numpy as np
+
+from closedloop.neural.runner import PulseRunner
+from closedloop.patients import get_patient
+
+
+def test_runner_equals_stimulate_bit_for_bit():
+    model = get_patient("thin-csf").model()
+    currents = np.linspace(1.0, 6.0, 40)
+    csf = np.linspace(2.4, 3.2, 40)
+    model.reset(5)
+    ref, ref_wave = model.stimulate(currents, 300.0, csf, 0.01, waveforms=True)
+    model.reset(5)
+    runner = PulseRunner(model, 1, waveforms=True)
+    got, waves = [], []
+    for i, c in zip(currents, csf, strict=True):
+        got.append(runner.run(i, 300.0, c, 0.01).copy())
+        waves.append(runner.wave[0].copy())
+    assert np.array_equal(np.concatenate(got), ref)
+    assert np.array_equal(np.array(waves), ref_wave)
+
+
+def test_runner_with_several_pulses_and_pickling():
+    model = get_patient("default").model()
+    model.reset(1)
+    ref = model.stimulate(np.full(20, 6.0), 250.0, 3.9, 0.001)
+    model.reset(1)
+    runner = pickle.loads(pickle.dumps(PulseRunner(model, 10)))
+    model = runner.model
+    out = np.concatenate([runner.run(6.0, 250.0, 3.9, 0.001).copy() for _ in range(2)])
+    assert np.array_equal(out, ref)
