@@ -114,6 +114,34 @@ def section_ppo(total: int) -> dict:
     return out
 
 
+def section_vector(sizes, steps: int, repeats: int) -> dict:
+    """Native vector env throughput (env-steps/s) and memory for each batch size."""
+    import resource
+
+    from closedloop.envs.vector import ECAPVectorEnv
+
+    out = {}
+    for n in sizes:
+        t0 = time.perf_counter()
+        venv = ECAPVectorEnv(n)
+        venv.reset(seed=0)
+        reset_s = time.perf_counter() - t0
+        act = np.zeros((n, 1), np.float32)
+        for _ in range(10):
+            venv.step(act)
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                venv.step(act)
+            best = max(best, steps * n / (time.perf_counter() - t0))
+        out[n] = {"env_steps_per_s": best, "reset_s": reset_s, "table_slots": len(venv._slots),
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        del venv
+        gc.collect()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -133,6 +161,11 @@ def main(argv=None) -> int:
     p = res["ppo"]
     print(f"PPO ({ppo} steps): ours {p['ours']:,.0f} fps, null env {p['null']:,.0f} fps, ratio "
           f"{p['ratio']:.3f} (target >= 0.9)")
+    res["vector"] = section_vector((256, 1024), 10 if args.quick else 50, 2 if args.quick else 3)
+    for n, r in res["vector"].items():
+        print(f"native vector env, {n} patients: {r['env_steps_per_s']:,.0f} env-steps/s "
+              f"(target >= 250,000; goal 1,000,000), reset {r['reset_s']:.1f} s, "
+              f"{r['table_slots']} table slots, process max RSS {r['max_rss_mb']:.0f} MB")
     if args.json:
         write_text_atomic(Path(args.json), json.dumps(res, indent=1) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)

@@ -24,7 +24,8 @@ RATE_RANGE_HZ = (20.0, 200.0)
 """Pulse rates reachable by the pulse-shape variant (Hz)."""
 ECAP_BOUND_UV = 2000.0
 RESET_OPTIONS = ("patient", "split", "scenario", "target_uv")
-MODEL_CACHE = 8
+MODEL_CACHE = 128
+"""Patients whose models (about 2.6 MB of tables each) stay cached per process."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,7 +108,7 @@ class ECAPTrackingEnv(gym.Env):
                      np.full(extra, 1e4)]
         self.observation_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32),
                                                 dtype=np.float32)
-        self._models: collections.OrderedDict = collections.OrderedDict()
+        self._model_of = self._model_obj = None
         self._render_buf: collections.deque = collections.deque(maxlen=500)
         self._runners: dict = {}
 
@@ -149,15 +150,10 @@ class ECAPTrackingEnv(gym.Env):
         return cohort[int(self.np_random.integers(len(cohort)))]
 
     def _model(self, patient):
-        key = patient.patient_id
-        if key in self._models and self._models[key][0] == patient:
-            self._models.move_to_end(key)
-            return self._models[key][1]
-        model = patient.model()
-        self._models[key] = (patient, model)
-        while len(self._models) > MODEL_CACHE:
-            self._models.popitem(last=False)
-        return model
+        """This env's model of ``patient``: a clone sharing the process-wide cached tables."""
+        if self._model_of is not patient:
+            self._model_of, self._model_obj = patient, _base_model(patient).clone()
+        return self._model_obj
 
     def _init_state(self) -> None:
         cfg = self.spec_.config
@@ -299,6 +295,12 @@ def _check_action(action, shape) -> np.ndarray:
 def _lerp(a: float, bounds: tuple[float, float]) -> float:
     """Map ``a`` in [-1, 1] linearly onto ``bounds``."""
     return float(bounds[0] + 0.5 * (a + 1.0) * (bounds[1] - bounds[0]))
+
+
+@functools.lru_cache(maxsize=MODEL_CACHE)
+def _base_model(patient):
+    """The patient's neural model, built once per process (tables are read-only)."""
+    return patient.model()
 
 
 @functools.lru_cache(maxsize=256)

@@ -116,8 +116,28 @@ def _inputs_at(inp, p):
 
 
 @njit(cache=True, parallel=True)
+def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave):
+    """Deliver pulses to many patients in parallel, patient ``p`` using tables ``table_index[p]``.
+
+    Patients that share anatomy (the same cohort patient in several environments) then share
+    one copy of the tables.
+
+    Args:
+        state: Stacked ``KernelState`` (leading axis: patient), updated in place.
+        tables: Stacked ``KernelTables`` (leading axis: table slot).
+        table_index: Table slot of each patient (int64, shape (n_patients,)).
+        kp: Stacked ``KernelParams`` (each field an array over patients).
+        inputs: Stacked ``PulseInputs``, arrays of shape (n_patients, P).
+        out: Structured array (n_patients, P) of ``PULSE_DTYPE``.
+        wave: (n_patients, P, S) sweeps, or (n_patients, 0, S) to skip them.
+    """
+    for p in prange(out.shape[0]):
+        run_pulses(_state_at(state, p), _tables_at(tables, table_index[p]), _params_at(kp, p),
+                   _inputs_at(inputs, p), out[p], wave[p])
+
+
 def run_pulses_batch(state, tables, kp, inputs, out, wave):
-    """Deliver pulses to many patients in parallel.
+    """Deliver pulses to many patients in parallel, each with its own tables.
 
     Args:
         state: Stacked ``KernelState`` (leading axis: patient), updated in place.
@@ -127,6 +147,5 @@ def run_pulses_batch(state, tables, kp, inputs, out, wave):
         out: Structured array (n_patients, P) of ``PULSE_DTYPE``.
         wave: (n_patients, P, S) sweeps, or (n_patients, 0, S) to skip them.
     """
-    for p in prange(out.shape[0]):
-        run_pulses(_state_at(state, p), _tables_at(tables, p), _params_at(kp, p),
-                   _inputs_at(inputs, p), out[p], wave[p])
+    index = np.arange(out.shape[0], dtype=np.int64)
+    run_pulses_batch_indexed(state, tables, index, kp, inputs, out, wave)

@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from closedloop._config import ConfigError
@@ -74,6 +76,15 @@ class NeuralModel:
     def tail_fraction(self) -> float:
         """Fraction of all dorsal-column fibres that the modelled population stands for."""
         return tail_fraction(self.params.population)
+
+    def clone(self) -> NeuralModel:
+        """A model of the same patient sharing its (read-only) tables, with its own state.
+
+        The clone starts at rest with the same noise keys; ``reset(seed)`` re-keys it.
+        """
+        twin = copy.copy(self)
+        twin.state = self.initial_state()
+        return twin
 
     def initial_state(self) -> KernelState:
         """A resting fibre state (no recent spikes, no adaptation)."""

@@ -1,0 +1,85 @@
+"""Stable-Baselines3 adapter: SB3 trains on the native vector env without Dummy/SubprocVecEnv.
+
+SB3's ``VecEnv`` resets a finished sub-environment within the same step and returns the final
+observation in ``info["terminal_observation"]``; the native env resets on the next step
+(Gymnasium 1.x). :class:`SB3VecEnv` converts between the two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from closedloop.envs.vector import ECAPVectorEnv
+
+
+class SB3VecEnv(VecEnv):
+    """An SB3 ``VecEnv`` over an :class:`~closedloop.envs.vector.ECAPVectorEnv`.
+
+    Args:
+        venv: The native vector env.
+        info_keywords: Per-step info keys copied into each sub-env's info dict (for
+            ``VecMonitor(info_keywords=...)``).
+    """
+
+    def __init__(self, venv: ECAPVectorEnv, info_keywords=("ecap_true_uv", "in_window",
+                                                           "overstim", "current_ma")) -> None:
+        self.venv = venv
+        self.info_keywords = tuple(info_keywords)
+        super().__init__(venv.num_envs, venv.single_observation_space,
+                         venv.single_action_space)
+        self._actions = None
+        self._seed = None
+
+    def reset(self) -> np.ndarray:
+        """Reset every sub-env (seeded by :meth:`seed` if called before)."""
+        obs, _ = self.venv.reset(seed=self._seed)
+        self._seed = None
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Remember the actions for :meth:`step_wait`."""
+        self._actions = actions
+
+    def step_wait(self):
+        """Step, and reset finished sub-envs at once (SB3 semantics)."""
+        venv = self.venv
+        obs, reward, term, trunc, info = venv.step(self._actions)
+        done = term | trunc
+        infos = [{k: info[k][i].item() for k in self.info_keywords if k in info}
+                 for i in range(self.num_envs)]
+        for i in np.flatnonzero(done):
+            infos[i]["terminal_observation"] = obs[i].copy()
+            infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
+            venv._reset_one(int(i))
+            venv._autoreset[i] = False
+        if done.any():
+            obs = venv._obs()
+        return obs, reward.astype(np.float32), done, infos
+
+    def close(self) -> None:
+        """Close the native env."""
+        self.venv.close()
+
+    def seed(self, seed: int | None = None):
+        """Seed the next :meth:`reset` (sub-env ``i`` gets ``seed + i``)."""
+        self._seed = seed
+        return [None if seed is None else seed + i for i in range(self.num_envs)]
+
+    def get_attr(self, attr_name, indices=None):
+        """Attribute of the scalar sub-environments."""
+        return [getattr(self.venv.envs[i], attr_name) for i in self._get_indices(indices)]
+
+    def set_attr(self, attr_name, value, indices=None) -> None:
+        """Set an attribute on the scalar sub-environments."""
+        for i in self._get_indices(indices):
+            setattr(self.venv.envs[i], attr_name, value)
+
+    def env_method(self, method_name, *args, indices=None, **kwargs):
+        """Call a method of the scalar sub-environments."""
+        return [getattr(self.venv.envs[i], method_name)(*args, **kwargs)
+                for i in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None):
+        """The sub-environments are never wrapped."""
+        return [False for _ in self._get_indices(indices)]

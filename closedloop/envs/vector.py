@@ -1,0 +1,226 @@
+"""A native vector environment: N patients stepped in one numba call of the same kernel.
+
+:class:`ECAPVectorEnv` is a :class:`gymnasium.vector.VectorEnv` whose sub-environments are
+:class:`~closedloop.envs.ecap_env.ECAPTrackingEnv` instances used only for their resets
+(patient draw, calibration, scenario trace). Their fibre states, tables and kernel parameters
+are copied into stacked arrays, and every step delivers all patients' pulses with
+:func:`closedloop.neural.batch.run_pulses_batch_indexed`, which wraps the scalar kernel;
+sub-environments with the same patient share one copy of its tables. Device limits
+(:func:`closedloop.device.limit_many`), sensation, observation and reward follow the scalar
+environment's formulas element by element, so sub-environment ``i`` reproduces a scalar env
+reset with ``seed + i``, bit for bit.
+
+Autoreset follows Gymnasium 1.x's default ``NEXT_STEP`` mode: the step after an episode ends
+resets that sub-environment, ignores its action and returns its first observation with reward 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from closedloop._config import ConfigError
+from closedloop.device import limit_many
+from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
+from closedloop.neural.batch import run_pulses_batch_indexed, stack
+from closedloop.neural.kernels import PULSE_DTYPE, PulseInputs
+
+
+class ECAPVectorEnv(VectorEnv):
+    """``num_envs`` ECAP-tracking environments stepped together (see the module docstring).
+
+    Args:
+        num_envs: Number of patients simulated in parallel.
+        env_id: A registered suite id (its spec sets the configuration).
+        **overrides: As for ``gymnasium.make(env_id, ...)``; ``control_pw_rate`` and
+            ``observe_waveform`` variants are not supported here.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int, env_id: str = DEFAULT_ID, **overrides) -> None:
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ConfigError(f"num_envs={num_envs!r} is out of range; valid range [1, inf)")
+        self.envs = [ECAPTrackingEnv(env_id, **overrides) for _ in range(num_envs)]
+        cfg = self.envs[0].spec_.config
+        if cfg.control_pw_rate or cfg.observe_waveform:
+            raise ConfigError(f"{env_id}: the native vector env does not support "
+                              "control_pw_rate or observe_waveform; use gymnasium.vector")
+        self.cfg = cfg
+        self.num_envs = num_envs
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._autoreset = np.zeros(num_envs, bool)
+
+    # -- reset ------------------------------------------------------------------------------
+    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
+        """Reset every sub-environment (sub-env ``i`` gets ``seed + i``)."""
+        seeds = ([None] * self.num_envs if seed is None else
+                 [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else seed)
+        if len(seeds) != self.num_envs:
+            raise ConfigError(f"seed has {len(seeds)} entries; expected {self.num_envs}")
+        for i, env in enumerate(self.envs):
+            env.reset(seed=seeds[i], options=options)
+        self._stack_all()
+        self._autoreset[:] = False
+        return self._obs(), {"patient_id": np.array([e.patient.patient_id for e in self.envs])}
+
+    def _stack_all(self) -> None:
+        """Build the stacked kernel arrays and per-env vectors from the sub-environments."""
+        models = [e.model for e in self.envs]
+        self._state = stack([m.state for m in models])
+        self._kp = stack([m.kp for m in models])
+        self._slots: dict = {}
+        self._tables = None
+        self._table_index = np.zeros(self.num_envs, np.int64)
+        n, p = self.num_envs, self.cfg.pulses_per_step
+        self._inputs = PulseInputs(*(np.zeros((n, p)) for _ in range(4)))
+        self._out = np.empty((n, p), PULSE_DTYPE)
+        self._wave = np.empty((n, 0, models[0].n_samples))
+        self._vec = {k: np.zeros(n) for k in (
+            "target", "min", "max", "current", "level", "t", "imp", "contact", "comfort",
+            "perc", "disc", "keep", "factor")}
+        self._hist = np.zeros((n, 3, self.cfg.history))
+        size = max(e.trace.t_s.size for e in self.envs)
+        self._csf, self._scale = np.zeros((n, size)), np.ones((n, size))
+        self._last = np.zeros(n, np.int64)
+        for i in range(n):
+            self._load_vectors(i)
+
+    def _slot(self, model) -> int:
+        """Table slot of ``model``'s patient, adding its tables to the stack if new."""
+        key = id(model.tables)
+        if key not in self._slots:
+            one = stack([model.tables])
+            self._tables = one if self._tables is None else type(one)(*(
+                np.concatenate([old, new]) for old, new in zip(self._tables, one, strict=True)))
+            self._slots[key] = (len(self._slots), model.tables)   # keep the tables alive
+        return self._slots[key][0]
+
+    def _load_vectors(self, i: int) -> None:
+        """Per-env scalars (limits, target, current, history) of sub-environment ``i``."""
+        e, v = self.envs[i], self._vec
+        cal, per = e.calibration, e.patient.perception
+        v["target"][i], v["min"][i], v["max"][i] = e.target_uv, cal.min_ma, cal.max_ma
+        v["current"][i], v["level"][i], v["t"][i] = e._current, np.nan, 0.0
+        v["imp"][i], v["contact"][i], v["comfort"][i] = (e._impedance, e._contact_mm,
+                                                         e._comfort_charge)
+        v["perc"][i], v["disc"][i] = per.perception_fraction, per.discomfort_level
+        v["keep"][i] = 0.0 if per.tau_s == 0.0 else math.exp(-(1.0 / self.cfg.rate_hz)
+                                                             / per.tau_s)
+        v["factor"][i] = (self.cfg.rate_hz / per.reference_rate_hz) ** per.rate_exponent
+        self._hist[i] = e._hist
+        self._table_index[i] = self._slot(e.model)
+        m = e.trace.t_s.size
+        self._csf[i, :m], self._scale[i, :m], self._last[i] = (e.trace.csf_mm,
+                                                               e.trace.impedance_scale, m - 1)
+
+    def _reset_one(self, i: int) -> None:
+        """Reset sub-environment ``i`` (continuing its own random stream) into the stack."""
+        env = self.envs[i]
+        env.reset()
+        for stacked, mine in ((self._state, env.model.state), (self._kp, env.model.kp)):
+            for dst, src in zip(stacked, mine, strict=True):
+                dst[i] = src
+        self._load_vectors(i)
+
+    # -- step -------------------------------------------------------------------------------
+    def step(self, actions):
+        """Step every sub-environment; see the module docstring for autoreset."""
+        a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
+        if not np.all(np.isfinite(a)):
+            bad = int(np.flatnonzero(~np.all(np.isfinite(a), axis=1))[0])
+            raise ConfigError(f"actions[{bad}]={a[bad].tolist()} must be finite; valid range "
+                              "[-1, 1]")
+        a = np.clip(a[:, 0], -1.0, 1.0)
+        v, cfg, n_p = self._vec, self.cfg, self.cfg.pulses_per_step
+        rate = cfg.rate_hz
+        k = np.minimum((v["t"][:, None] + np.arange(n_p) / rate) * rate + 1e-9,
+                       self._last[:, None]).astype(np.int64)
+        rows = np.arange(self.num_envs)
+        csf = self._csf[rows[:, None], k]
+        scale = self._scale[rows, k[:, 0]]
+        delivered, flags = self._limits(self._requested(a), v["imp"] * scale, n_p)
+        inp = self._inputs
+        inp.current_ma[:] = delivered[:, None]
+        inp.pw_us[:] = cfg.pw_us
+        inp.csf_mm[:] = csf
+        inp.interval_s[:] = 1.0 / rate
+        run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp, inp,
+                                 self._out, self._wave)
+        v["current"][:] = delivered
+        reward, info = self._advance(flags)
+        truncated = v["t"] * rate >= self._last + 0.5
+        reward[self._autoreset] = 0.0
+        for i in np.flatnonzero(self._autoreset):
+            self._reset_one(int(i))
+            truncated[i] = False
+        self._autoreset = truncated.copy()
+        return self._obs(), reward, np.zeros(self.num_envs, bool), truncated, info
+
+    def _requested(self, a: np.ndarray) -> np.ndarray:
+        cfg, v = self.cfg, self._vec
+        if cfg.action_mode == "absolute":
+            return v["min"] + 0.5 * (a + 1.0) * (v["max"] - v["min"])
+        if cfg.action_mode == "incremental":
+            return v["current"] + a * cfg.max_delta_ma
+        return np.maximum(v["current"], 0.1) * np.exp(a * cfg.max_log_step)
+
+    def _limits(self, requested, imp, n_pulses):
+        dev, v, n = self.envs[0].spec_.device, self._vec, self.num_envs
+        out, flags = np.empty(n), np.zeros(n, np.int64)
+        q_max = np.asarray(dev.max_charge_uc(v["contact"]), float) * np.ones(n)
+        limit_many(requested, v["current"].copy(), np.full(n, self.cfg.pw_us), imp, v["min"],
+                   v["max"], dev.max_current_ma, np.full(n, dev.max_step_ma * n_pulses), q_max,
+                   dev.compliance_v, out, flags)
+        return out, flags
+
+    def _advance(self, flags) -> tuple[np.ndarray, dict]:
+        """Sensation, history, clock, reward and info after the kernel call."""
+        v, cfg, out = self._vec, self.cfg, self._out
+        feel_hits = np.zeros(self.num_envs)
+        for j in range(cfg.pulses_per_step):
+            d = out["frac_recruited"][:, j] * v["factor"]
+            lvl = v["level"]
+            v["level"] = np.where(np.isnan(lvl), d, d + v["keep"] * (lvl - d))
+            feel = v["level"] / v["perc"]
+            feel_hits += feel >= v["disc"]
+        v["t"] += cfg.pulses_per_step / cfg.rate_hz
+        h = self._hist
+        h[:, :, 1:] = h[:, :, :-1]
+        h[:, 0, 0] = np.clip(out["ecap_uv"].mean(axis=1), -ECAP_BOUND_UV, ECAP_BOUND_UV)
+        h[:, 1, 0] = out["detected"].mean(axis=1)
+        h[:, 2, 0] = v["current"]
+        true = out["ecap_true_uv"]
+        err = np.abs(true - v["target"][:, None]).mean(axis=1)
+        above = feel_hits / cfg.pulses_per_step
+        charge = out["charge_uc"].mean(axis=1)
+        w = self.envs[0].spec_.reward
+        reward = (-w.tracking * err / v["target"] - w.discomfort * above
+                  - w.charge * charge / v["comfort"])
+        info = {"ecap_true_uv": true.mean(axis=1), "sensation": feel,
+                "in_window": (feel >= 1.0) & (feel < v["disc"]), "overstim": above > 0,
+                "current_ma": v["current"].copy(), "charge_uc": charge, "limit_flags": flags}
+        return reward, info
+
+    def _obs(self) -> np.ndarray:
+        n, h = self.num_envs, self.cfg.history
+        obs = np.empty((n, 3 * h + 1), np.float32)
+        obs[:, : 3 * h] = self._hist.reshape(n, 3 * h)
+        obs[:, 3 * h] = self._vec["target"]
+        return obs
+
+    def close_extras(self, **kwargs) -> None:
+        """Nothing to release (no processes or files)."""
+
+
+def make_vector_env(env_id: str = DEFAULT_ID, num_envs: int = 8, **overrides
+                    ) -> gym.vector.VectorEnv:
+    """Build the native vector env for a suite id (same overrides as ``gymnasium.make``)."""
+    return ECAPVectorEnv(num_envs, env_id, **overrides)

@@ -1,0 +1,79 @@
+"""The native vector env equals N scalar envs seeded alike, including next-step autoreset."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from closedloop import ConfigError
+from closedloop.envs.vector import ECAPVectorEnv
+
+
+def _scalar_rollout(n_envs, seed, actions, **kw):
+    envs = [gym.make("closedloop/ECAPTracking-v0", **kw).unwrapped for _ in range(n_envs)]
+    obs = [np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])]
+    rewards, truncs, pending = [], [], np.zeros(n_envs, bool)
+    for a in actions:
+        o, r, t = [], [], []
+        for i, e in enumerate(envs):
+            if pending[i]:
+                oi, _ = e.reset()
+                ri, ti = 0.0, False
+            else:
+                oi, ri, _, ti, _ = e.step(a[i])
+            o.append(oi)
+            r.append(ri)
+            t.append(ti)
+        pending = np.array(t)
+        obs.append(np.stack(o))
+        rewards.append(r)
+        truncs.append(t)
+    return np.array(obs), np.array(rewards), np.array(truncs)
+
+
+def test_vector_env_equals_scalar_envs_bit_for_bit():
+    n, steps = 3, 120
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (steps, n, 1)).astype(np.float32)
+    kw = {"episode_s": 1.0, "scenario": "cough-storm"}
+    ref_obs, ref_r, ref_t = _scalar_rollout(n, 11, actions, **kw)
+    venv = ECAPVectorEnv(n, **kw)
+    obs = [venv.reset(seed=11)[0]]
+    rewards, truncs = [], []
+    for a in actions:
+        o, r, term, t, info = venv.step(a)
+        obs.append(o)
+        rewards.append(r)
+        truncs.append(t)
+        assert not term.any()
+    assert np.array(truncs).sum() >= n            # every sub-env reached its end
+    assert np.array_equal(np.array(truncs), ref_t)
+    assert np.array_equal(np.array(rewards), ref_r)
+    assert np.array_equal(np.array(obs), ref_obs)
+
+
+def test_vector_env_spaces_and_bad_input():
+    venv = ECAPVectorEnv(4)
+    assert venv.observation_space.shape == (4, 13)
+    assert venv.action_space.shape == (4, 1)
+    venv.reset(seed=0)
+    with pytest.raises(ConfigError, match=r"actions\[2\]"):
+        venv.step(np.array([[0.0], [0.0], [np.nan], [0.0]]))
+    with pytest.raises(ConfigError, match="num_envs=0"):
+        ECAPVectorEnv(0)
+    with pytest.raises(ConfigError, match="observe_waveform"):
+        ECAPVectorEnv(2, "closedloop/ECAPWaveform-v0")
+
+
+def test_sb3_ppo_trains_on_the_native_vector_env():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from closedloop.envs.sb3 import SB3VecEnv
+
+    venv = VecMonitor(SB3VecEnv(ECAPVectorEnv(8, episode_s=5.0)),
+                      info_keywords=("in_window",))
+    model = PPO("MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=2, seed=0,
+                device="cpu")
+    model.learn(total_timesteps=4096)
+    assert model.num_timesteps >= 4096
+    assert len(model.ep_info_buffer) > 0 and "in_window" in model.ep_info_buffer[0]
