@@ -101,7 +101,11 @@ class Patient:
                 raise ConfigError(f"{name} must be a {cls.__name__}")
 
     def __hash__(self) -> int:
-        return hash(json.dumps(self.to_dict(), sort_keys=True))
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(json.dumps(self.to_dict(), sort_keys=True))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     def __reduce__(self):
         """Pickle through :meth:`to_dict` (the posture mapping is a read-only proxy)."""

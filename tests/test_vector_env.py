@@ -77,3 +77,12 @@ def test_sb3_ppo_trains_on_the_native_vector_env():
     model.learn(total_timesteps=4096)
     assert model.num_timesteps >= 4096
     assert len(model.ep_info_buffer) > 0 and "in_window" in model.ep_info_buffer[0]
+
+
+def test_make_vec_builds_the_native_vector_env():
+    venv = gym.make_vec("closedloop/ECAPClinic-v0", num_envs=2,
+                        vectorization_mode="vector_entry_point", episode_s=2.0)
+    assert isinstance(venv, ECAPVectorEnv)
+    assert venv.cfg.scenario == "clinic" and venv.cfg.episode_s == 2.0
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (2, 13)
