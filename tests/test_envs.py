@@ -61,7 +61,7 @@ def test_observation_layout_and_ground_truth_only_in_info():
     assert obs[-1] == pytest.approx(info["target_uv"])
     assert np.all(obs[6:9] == np.float32(info["comfort_ma"]))
     obs, r, term, trunc, info = env.step(np.zeros(1, np.float32))
-    for key in ("ecap_true_uv", "sensation", "csf_mm", "posture", "event", "device_limits"):
+    for key in ("ecap_true_uv", "sensation", "csf_mm", "posture", "event", "device_flags"):
         assert key in info
     assert r <= 0.0 and not term and not trunc
 
@@ -101,19 +101,26 @@ def test_bad_make_arguments_name_the_key(kwargs, needle):
 
 
 def test_nan_action_raises_and_device_limits_are_counted():
-    env = gym.make("closedloop/ECAPTracking-v0", action_mode="absolute")
+    from closedloop.device import LIMIT_FLAGS
+
+    env = gym.make("closedloop/ECAPTracking-v0", action_mode="absolute", episode_s=0.2)
     env.reset(seed=0)
     with pytest.raises(ConfigError, match="must be finite"):
         env.step(np.array([np.nan], np.float32))
-    _, _, _, _, info = env.step(np.array([1.0], np.float32))   # asks for the clinician maximum
-    assert info["current_ma"] <= info["current_ma"] + 1e-12
-    limits = info["device_limits"]
-    assert sum(limits.values()) >= 1
+    flags = []
+    trunc = False
+    while not trunc:                      # ask for the clinician maximum at every step
+        _, _, _, trunc, info = env.step(np.array([1.0], np.float32))
+        flags.append(info["device_flags"])
+        assert info["current_ma"] <= env.unwrapped.calibration.max_ma + 1e-12
+    assert flags[0] & LIMIT_FLAGS["slew"]               # the first jump is slew-limited
+    for name, bit in LIMIT_FLAGS.items():
+        assert info["device_limits"][name] == sum(bool(f & bit) for f in flags), name
     env = gym.make("closedloop/ECAPTracking-v0", device={"compliance_v": 2.0})
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([1.0], np.float32))
-    assert info["device_limits"]["compliance"] == 1
-    assert info["current_ma"] * info["impedance_ohm"] * 1e-3 <= 2.0 + 1e-9
+    assert info["device_flags"] & LIMIT_FLAGS["compliance"]
+    assert info["current_ma"] * env.unwrapped._impedance * 1e-3 <= 2.0 + 1e-9
 
 
 def test_env_pickles_and_runs_in_async_vector_env():

@@ -57,7 +57,12 @@ class ECAPTrackingEnv(gym.Env):
     the estimated ECAP (µV, mean over the step's pulses) of the last ``H = history`` steps,
     newest first; the detection flags (fraction of the step's pulses detected); the delivered
     current (mA); the target ECAP (µV). Ground truth (true ECAP, sensation, CSF thickness,
-    posture, events) is only in ``info``.
+    posture, events) is only in ``info``: per step ``ecap_true_uv``, ``sensation``,
+    ``in_window``, ``overstim``, ``understim``, ``current_ma`` (delivered), ``charge_uc``,
+    ``csf_mm``, ``posture``, ``event`` and ``device_flags`` (bitmask of the device limits that
+    changed this step's request, :data:`closedloop.device.LIMIT_FLAGS`); at the episode's end
+    also ``device_limits``, the interventions counted per limit. The info is kept flat and
+    small because SB3's ``DummyVecEnv`` deep-copies it every step.
 
     ## Rewards
     Per step, with weights from the spec's ``[reward]``::
@@ -210,8 +215,10 @@ class ECAPTrackingEnv(gym.Env):
         self._push(rec)
         if flags:
             self._limits.update(flags)
-        reward, info = self._reward_info(rec, feel, k_end, pw, rate, imp)
+        reward, info = self._reward_info(rec, feel, k_end, pw, rate, flags)
         truncated = self._t_s * cfg.rate_hz >= last + 0.5
+        if truncated:
+            info["device_limits"] = self._limits.counts.copy()
         if self.render_mode == "rgb_array":
             self._render_buf.append((self._t_s, float(rec["ecap_uv"].mean()),
                                      info["ecap_true_uv"], self._current))
@@ -236,7 +243,7 @@ class ECAPTrackingEnv(gym.Env):
         if self._runner.wave.shape[0]:
             self._wave = self._runner.wave[-1].copy()
 
-    def _reward_info(self, rec, feel, k, pw, rate, imp) -> tuple[float, dict]:
+    def _reward_info(self, rec, feel, k, pw, rate, flags) -> tuple[float, dict]:
         w = self.spec_.reward
         true = rec["ecap_true_uv"]
         level = self.patient.perception.discomfort_level
@@ -254,12 +261,12 @@ class ECAPTrackingEnv(gym.Env):
         info = {
             "ecap_true_uv": mean_true, "sensation": last_feel,
             "in_window": 1.0 <= last_feel < level, "overstim": above > 0,
-            "understim": last_feel < 1.0, "current_ma": self._current, "pw_us": pw,
-            "rate_hz": rate, "charge_uc": charge, "impedance_ohm": imp,
+            "understim": last_feel < 1.0, "current_ma": self._current, "charge_uc": charge,
             "csf_mm": float(self.trace.csf_mm[k]), "posture": POSTURES[self.trace.posture[k]],
-            "event": int(self.trace.event[k]), "t_s": self._t_s,
-            "device_limits": self._limits.counts.copy(),
+            "event": int(self.trace.event[k]), "device_flags": flags,
         }
+        if self.spec_.config.control_pw_rate:
+            info["pw_us"], info["rate_hz"] = pw, rate
         return reward, info
 
     def _obs(self) -> np.ndarray:
