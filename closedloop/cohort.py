@@ -195,8 +195,10 @@ def write_cohort(split: str, patients: list[Patient], path: str | Path | None = 
     doc = {"format": FORMAT, "split": split, "seed": SPLITS[split][1],
            "distribution": dataclasses.asdict(CohortDistribution()),
            "patients": [p.to_dict() for p in patients]}
-    return write_text_atomic(cohort_path(split) if path is None else path,
-                             json.dumps(doc, indent=1) + "\n")
+    written = write_text_atomic(cohort_path(split) if path is None else path,
+                                json.dumps(doc, indent=1) + "\n")
+    _read.cache_clear()
+    return written
 
 
 @functools.cache

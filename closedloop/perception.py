@@ -79,15 +79,43 @@ class PerceptionParams:
 
 
 @numba.njit(cache=True)
-def _smooth(drive, t_s, tau_s, out):  # pragma: no cover - compiled
-    """First-order low-pass of ``drive`` sampled at ``t_s`` (s), starting at its first value."""
-    y = drive[0]
+def smooth_step(level, drive, keep):  # pragma: no cover - compiled
+    """One pulse of the sensation's first-order filter, the only copy of its dynamics.
+
+    Args:
+        level: Filtered drive before the pulse; NaN starts the filter at ``drive``.
+        drive: This pulse's drive (recruited fraction times the rate factor).
+        keep: ``exp(-dt / tau_s)`` for the interval before the pulse (0 if ``tau_s`` is 0).
+    """
+    return drive if level != level else drive + keep * (level - drive)
+
+
+@numba.njit(cache=True)
+def _filter_in_time(level, drive, keep, out):  # pragma: no cover - compiled
+    """Run :func:`smooth_step` along one patient's pulses; returns the last level."""
     for i in range(drive.size):
-        if tau_s == 0.0:
-            y = drive[i]
-        elif i > 0:
-            y += (1.0 - np.exp(-(t_s[i] - t_s[i - 1]) / tau_s)) * (drive[i] - y)
-        out[i] = y
+        level = smooth_step(level, drive[i], keep[i])
+        out[i] = level
+    return level
+
+
+@numba.njit(cache=True)
+def smooth_many(level, drive, keep, out):  # pragma: no cover - compiled
+    """Run :func:`smooth_step` for one pulse of many patients (arrays of one length)."""
+    for i in range(level.size):
+        out[i] = smooth_step(level[i], drive[i], keep[i])
+
+
+def keep_factor(dt_s, tau_s: float):
+    """``exp(-dt / tau)``, the filter's memory over an interval (0 when ``tau_s`` is 0).
+
+    Args:
+        dt_s: Interval(s) before the pulse(s) (s), scalar or array.
+        tau_s: The filter's time constant (s).
+    """
+    if np.ndim(dt_s) == 0:
+        return 0.0 if tau_s == 0.0 else math.exp(-dt_s / tau_s)
+    return np.zeros(np.shape(dt_s)) if tau_s == 0.0 else np.exp(-np.asarray(dt_s) / tau_s)
 
 
 def sensation_update(level: float, frac_recruited: np.ndarray, dt_s: float, rate_hz: float,
@@ -106,17 +134,13 @@ def sensation_update(level: float, frac_recruited: np.ndarray, dt_s: float, rate
         Sensation of each new pulse (perception units) and the new ``level``.
     """
     factor = (rate_hz / params.reference_rate_hz) ** params.rate_exponent
-    keep = 0.0 if params.tau_s == 0.0 else math.exp(-dt_s / params.tau_s)
+    keep = keep_factor(dt_s, params.tau_s)
     if len(frac_recruited) == 1:                     # one pulse per step: scalar fast path
-        d = float(frac_recruited[0]) * factor
-        y = d if level != level else d + keep * (level - d)
+        y = smooth_step(level, float(frac_recruited[0]) * factor, keep)
         return np.array([y / params.perception_fraction]), y
     drive = np.asarray(frac_recruited, float) * factor
     out = np.empty_like(drive)
-    y = drive[0] if level != level else level
-    for i, d in enumerate(drive):
-        y = d + keep * (y - d) if (i > 0 or level == level) else y
-        out[i] = y
+    y = _filter_in_time(level, drive, np.full(drive.size, keep), out)
     return out / params.perception_fraction, float(y)
 
 
@@ -145,7 +169,8 @@ def sensation(frac_recruited, t_s, rate_hz, params: PerceptionParams) -> np.ndar
         raise ConfigError("rate_hz must be finite and > 0 (Hz)")
     drive = frac * (rate / params.reference_rate_hz) ** params.rate_exponent
     out = np.empty_like(drive)
-    _smooth(drive, t, params.tau_s, out)
+    keep = keep_factor(np.diff(t, prepend=t[0]), params.tau_s)
+    _filter_in_time(np.nan, drive, keep, out)
     return out / params.perception_fraction
 
 

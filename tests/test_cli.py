@@ -8,25 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from closedloop.cli import main, parse_currents
+from closedloop.cli import parse_currents
 from closedloop.neural import LeadParams, growth_curve
 from closedloop.patients import get_patient
 
 FAST = ["--currents", "0:10:1", "--pulses-per-level", "10"]
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run the CLI; argparse usage errors (SystemExit) are turned into return codes."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_table_has_rows_and_fit_line(capsys):
-    code, out, _ = run(capsys, "growth-curve", *FAST)
+def test_table_has_rows_and_fit_line(cli):
+    code, out, _ = cli("growth-curve", *FAST)
     assert code == 0
     assert "current mA" in out and "ECAP µV" in out and "N1 ms" in out
     fit = [line for line in out.splitlines() if line.startswith("fit:")]
@@ -37,8 +27,8 @@ def test_table_has_rows_and_fit_line(capsys):
 
 @pytest.mark.parametrize(("cli_args", "posture"), [([], "supine"), (["--posture", "sitting"],
                                                                    "sitting")])
-def test_json_agrees_with_api(capsys, cli_args, posture):
-    code, out, _ = run(capsys, "growth-curve", "--json", "--patient", "thin-csf", *cli_args,
+def test_json_agrees_with_api(cli, cli_args, posture):
+    code, out, _ = cli("growth-curve", "--json", "--patient", "thin-csf", *cli_args,
                        *FAST)
     assert code == 0
     doc = json.loads(out)
@@ -58,8 +48,8 @@ def test_json_agrees_with_api(capsys, cli_args, posture):
     assert doc["n1_latency_ms"][0] is None and np.isnan(api.n1_latency_ms[0])
 
 
-def test_json_with_csf_and_stimulus_options(capsys):
-    code, out, _ = run(capsys, "growth-curve", "--json", "--csf-mm", "4.2", "--pw-us", "120",
+def test_json_with_csf_and_stimulus_options(cli):
+    code, out, _ = cli("growth-curve", "--json", "--csf-mm", "4.2", "--pw-us", "120",
                        "--rate-hz", "30", *FAST)
     assert code == 0
     doc = json.loads(out)
@@ -67,14 +57,14 @@ def test_json_with_csf_and_stimulus_options(capsys):
     assert (doc["csf_mm"], doc["pw_us"], doc["rate_hz"]) == (4.2, 120.0, 30.0)
 
 
-def test_plot_writes_png_and_keeps_the_numbers(capsys, tmp_path):
+def test_plot_writes_png_and_keeps_the_numbers(cli, tmp_path):
     path = tmp_path / "curve.png"
-    code, out, err = run(capsys, "growth-curve", "--json", "--plot", str(path),
+    code, out, err = cli("growth-curve", "--json", "--plot", str(path),
                          "--waveform-currents", "2,5,9", *FAST)
     assert code == 0 and str(path) in err
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]  # no temp file left
-    code, plain, _ = run(capsys, "growth-curve", "--json", *FAST)
+    code, plain, _ = cli("growth-curve", "--json", *FAST)
     assert json.loads(out) == json.loads(plain)
 
 
@@ -107,8 +97,8 @@ def fast_args(argv: list[str]) -> list[str]:
     (["--currents", "0:30:1"], "currents_ma"),
     (["--waveform-currents", "1,2"], "--waveform-currents"),
 ])
-def test_bad_value_exits_2_with_one_line_naming_the_parameter(capsys, argv, name):
-    code, out, err = run(capsys, "growth-curve", *fast_args(argv), *argv)
+def test_bad_value_exits_2_with_one_line_naming_the_parameter(cli, argv, name):
+    code, out, err = cli("growth-curve", *fast_args(argv), *argv)
     assert code == 2 and out == ""
     assert err.startswith("closedloop: error: ") and err.count("\n") == 1
     assert name in err and ("range" in err or "must" in err or "needs" in err)
@@ -119,8 +109,8 @@ def test_bad_value_exits_2_with_one_line_naming_the_parameter(capsys, argv, name
     (["--posture", "prone", "--csf-mm", "3"], "--csf-mm"),
     (["--pw-us", "wide"], "--pw-us"),
 ])
-def test_usage_error_exits_2_naming_the_option(capsys, argv, name):
-    code, out, err = run(capsys, "growth-curve", *FAST, *argv)
+def test_usage_error_exits_2_naming_the_option(cli, argv, name):
+    code, out, err = cli("growth-curve", *FAST, *argv)
     assert code == 2 and out == ""
     assert f"error: argument {name}" in err
 
@@ -130,27 +120,27 @@ def test_parse_currents_includes_stop():
     assert parse_currents("1:2:0.3").tolist() == pytest.approx([1.0, 1.3, 1.6, 1.9])
 
 
-def test_model_card_lists_every_lead_field(capsys, tmp_path):
-    code, out, _ = run(capsys, "model-card")
+def test_model_card_lists_every_lead_field(cli, tmp_path):
+    code, out, _ = cli("model-card")
     assert code == 0
     for f in dataclasses.fields(LeadParams):
         assert f"`{f.name}`" in out
     for section in ("lead", "population", "excitability", "response", "recording"):
         assert f"## {section} (" in out
     path = tmp_path / "card.md"
-    code, _, _ = run(capsys, "model-card", "--output", str(path))
+    code, _, _ = cli("model-card", "--output", str(path))
     assert code == 0 and path.read_text(encoding="utf-8").strip() == out.strip()
     assert [p.name for p in tmp_path.iterdir()] == ["card.md"]
 
 
-def test_warns_when_no_fibre_fires(capsys):
-    code, out, err = run(capsys, "growth-curve", "--patient", "thick-csf", "--posture", "prone",
+def test_warns_when_no_fibre_fires(cli):
+    code, out, err = cli("growth-curve", "--patient", "thick-csf", "--posture", "prone",
                          *FAST)
     assert code == 0 and "fit:" in out
     assert "closedloop: warning: no fibre fired" in err
 
 
-def test_unknown_patient_exits_2_naming_the_valid_ids(capsys):
-    code, out, err = run(capsys, "growth-curve", *FAST, "--patient", "nobody")
+def test_unknown_patient_exits_2_naming_the_valid_ids(cli):
+    code, out, err = cli("growth-curve", *FAST, "--patient", "nobody")
     assert code == 2 and out == ""
     assert "patient='nobody' is unknown; valid: default" in err

@@ -7,23 +7,13 @@ import json
 import pytest
 
 from closedloop.calibration import CalibrationRecord, calibrate
-from closedloop.cli import main
 from closedloop.disturbances import list_scenarios
 from closedloop.patients import get_patient
 from closedloop.simulate import open_loop
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cohort_summary_table(capsys):
-    code, out, _ = run(capsys, "cohort", "--split", "validation", "--n", "2", "--workers", "1",
+def test_cohort_summary_table(cli):
+    code, out, _ = cli("cohort", "--split", "validation", "--n", "2", "--workers", "1",
                        "--patients")
     assert code == 0
     assert "cohort validation: 2 patients" in out
@@ -32,8 +22,8 @@ def test_cohort_summary_table(capsys):
     assert "validation-001" in out and "ECAP thr mA" in out and "window hi µV" in out
 
 
-def test_cohort_json_agrees_with_the_api(capsys):
-    code, out, _ = run(capsys, "cohort", "--split", "test", "--n", "1", "--workers", "1",
+def test_cohort_json_agrees_with_the_api(cli):
+    code, out, _ = cli("cohort", "--split", "test", "--n", "1", "--workers", "1",
                        "--json")
     assert code == 0
     doc = json.loads(out)
@@ -43,17 +33,17 @@ def test_cohort_json_agrees_with_the_api(capsys):
     assert rec.to_dict() == calibrate(get_patient("test-000"), postures=POSTURES).to_dict()
 
 
-def test_scenario_list_and_show(capsys, tmp_path):
-    code, out, _ = run(capsys, "scenario")
+def test_scenario_list_and_show(cli, tmp_path):
+    code, out, _ = cli("scenario")
     assert code == 0
     assert [line.split()[0] for line in out.splitlines()] == list_scenarios()
-    code, out, err = run(capsys, "scenario", "cough-storm", "--duration-s", "60",
+    code, out, err = cli("scenario", "cough-storm", "--duration-s", "60",
                          "--plot", str(tmp_path / "s.png"))
     assert code == 0 and "coughs" in out and (tmp_path / "s.png").stat().st_size > 10_000
 
 
-def test_calibrate_writes_a_record_the_api_reads(capsys, tmp_path):
-    code, out, _ = run(capsys, "calibrate", "--patient", "thin-csf", "--output",
+def test_calibrate_writes_a_record_the_api_reads(cli, tmp_path):
+    code, out, _ = cli("calibrate", "--patient", "thin-csf", "--output",
                        str(tmp_path / "c.json"), "--plot", str(tmp_path / "g.png"))
     assert code == 0 and "target" in out
     rec = CalibrationRecord.load(tmp_path / "c.json")
@@ -61,8 +51,8 @@ def test_calibrate_writes_a_record_the_api_reads(capsys, tmp_path):
     assert (tmp_path / "g.png").stat().st_size > 10_000
 
 
-def test_open_loop_json_agrees_with_the_api(capsys):
-    code, out, _ = run(capsys, "open-loop", "--scenario", "clinic", "--duration-s", "40",
+def test_open_loop_json_agrees_with_the_api(cli):
+    code, out, _ = cli("open-loop", "--scenario", "clinic", "--duration-s", "40",
                        "--seed", "3", "--json")
     assert code == 0
     doc = json.loads(out)
@@ -83,7 +73,7 @@ def test_open_loop_json_agrees_with_the_api(capsys):
     (["calibrate", "--postures", "supine,upside"], "unknown ['upside']"),
     (["cohort", "--n", "0"], "--n=0 is out of range"),
 ])
-def test_bad_input_exits_2_naming_the_field(capsys, argv, needle):
-    code, out, err = run(capsys, *argv)
+def test_bad_input_exits_2_naming_the_field(cli, argv, needle):
+    code, out, err = cli(*argv)
     assert code == 2, err
     assert needle in err

@@ -14,7 +14,7 @@ from closedloop._io import nan_to_none
 from closedloop.calibration import CalibrationRecord, calibrate_many
 from closedloop.calibration_cache import write_calibrations
 from closedloop.cli._common import PROG
-from closedloop.cohort import SPLITS, _read, generate_cohort, load_cohort, write_cohort
+from closedloop.cohort import SPLITS, generate_cohort, load_cohort, write_cohort
 from closedloop.postures import POSTURES
 
 COLUMNS = (("ecap_threshold_ma", "ECAP thr mA"), ("slope_uv_per_ma", "slope µV/mA"),
@@ -55,7 +55,6 @@ def run_cohort(args: argparse.Namespace) -> int:
         if args.regenerate:
             path = write_cohort(split, generate_cohort(split, workers=args.workers,
                                                        progress=True))
-            _read.cache_clear()
             print(f"wrote {path}", file=sys.stderr)
             print(f"wrote {write_calibrations(split, args.workers, True)}", file=sys.stderr)
         patients = load_cohort(split)[: args.n]

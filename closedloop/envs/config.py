@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from closedloop._config import ConfigError, from_dict, param, validate
 from closedloop._specdirs import spec_dir
 
@@ -38,6 +40,19 @@ class RewardWeights:
 
     def __post_init__(self) -> None:
         validate(self, "reward.")
+
+    def reward(self, err_uv, target_uv, above, charge_uc, comfort_charge_uc):
+        """The step reward (floats or arrays over patients), the formula of the env docstring.
+
+        Args:
+            err_uv: Mean |true ECAP - target| over the step's pulses (µV).
+            target_uv: Target ECAP (µV).
+            above: Fraction of the step's pulses above discomfort.
+            charge_uc: Mean charge per phase per pulse (µC).
+            comfort_charge_uc: Charge per phase at the comfort current (µC).
+        """
+        return (-self.tracking * err_uv / target_uv - self.discomfort * above
+                - self.charge * charge_uc / comfort_charge_uc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +87,21 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         validate(self, "env.")
+
+    def requested_ma(self, a, current_ma, min_ma, max_ma):
+        """Current asked for by normalised action ``a`` (floats or arrays over patients).
+
+        Args:
+            a: Action component 0, in [-1, 1].
+            current_ma: Current delivered at the previous step (mA).
+            min_ma: Clinician lower limit (mA).
+            max_ma: Clinician upper limit (mA).
+        """
+        if self.action_mode == "absolute":
+            return min_ma + 0.5 * (a + 1.0) * (max_ma - min_ma)
+        if self.action_mode == "incremental":
+            return current_ma + a * self.max_delta_ma
+        return np.maximum(current_ma, 0.1) * np.exp(a * self.max_log_step)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -205,9 +205,10 @@ class ECAPTrackingEnv(gym.Env):
             k0, k_end = int(k[0]), int(k[-1])
             csf = self.trace.csf_mm[k]
         imp = self._impedance * float(self.trace.impedance_scale[k0])
-        self._current, flags = apply_limits_scalar(
-            self._requested_ma(a[0]), self._current, pw, imp, cal.min_ma, cal.max_ma,
-            self.spec_.device, self._contact_mm, n)
+        requested = cfg.requested_ma(a[0], self._current, cal.min_ma, cal.max_ma)
+        self._current, flags = apply_limits_scalar(requested, self._current, pw, imp,
+                                                   cal.min_ma, cal.max_ma, self.spec_.device,
+                                                   self._contact_mm, n)
         rec = self._runner.run(self._current, pw, csf, 1.0 / rate)
         feel, self._level = sensation_update(self._level, rec["frac_recruited"], 1.0 / rate,
                                              rate, self.patient.perception)
@@ -223,14 +224,6 @@ class ECAPTrackingEnv(gym.Env):
             self._render_buf.append((self._t_s, float(rec["ecap_uv"].mean()),
                                      info["ecap_true_uv"], self._current))
         return self._obs(), reward, False, bool(truncated), info
-
-    def _requested_ma(self, a: float) -> float:
-        cfg, cal = self.spec_.config, self.calibration
-        if cfg.action_mode == "absolute":
-            return cal.min_ma + 0.5 * (a + 1.0) * (cal.max_ma - cal.min_ma)
-        if cfg.action_mode == "incremental":
-            return self._current + a * cfg.max_delta_ma
-        return max(self._current, 0.1) * float(np.exp(a * cfg.max_log_step))
 
     def _push(self, rec) -> None:
         h = self._hist
@@ -256,8 +249,7 @@ class ECAPTrackingEnv(gym.Env):
             mean_true = float(true.mean())
             err = float(np.mean(np.abs(true - self.target_uv)))
             above, charge = float(np.mean(feel >= level)), float(rec["charge_uc"].mean())
-        reward = (-w.tracking * err / self.target_uv - w.discomfort * above
-                  - w.charge * charge / self._comfort_charge)
+        reward = float(w.reward(err, self.target_uv, above, charge, self._comfort_charge))
         info = {
             "ecap_true_uv": mean_true, "sensation": last_feel,
             "in_window": 1.0 <= last_feel < level, "overstim": above > 0,

@@ -16,8 +16,6 @@ resets that sub-environment, ignores its action and returns its first observatio
 
 from __future__ import annotations
 
-import math
-
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -28,6 +26,7 @@ from closedloop.device import limit_many
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
 from closedloop.neural.batch import run_pulses_batch_indexed, stack
 from closedloop.neural.kernels import PULSE_DTYPE, PulseInputs
+from closedloop.perception import keep_factor, smooth_many
 
 
 class ECAPVectorEnv(VectorEnv):
@@ -85,7 +84,10 @@ class ECAPVectorEnv(VectorEnv):
         self._wave = np.empty((n, 0, models[0].n_samples))
         self._vec = {k: np.zeros(n) for k in (
             "target", "min", "max", "current", "level", "t", "imp", "contact", "comfort",
-            "perc", "disc", "keep", "factor")}
+            "perc", "disc", "keep", "factor", "qmax")}
+        dev = self.envs[0].spec_.device
+        self._pw = np.full(n, self.cfg.pw_us)
+        self._max_change = np.full(n, dev.max_step_ma * p)
         self._hist = np.zeros((n, 3, self.cfg.history))
         size = max(e.trace.t_s.size for e in self.envs)
         self._csf, self._scale = np.zeros((n, size)), np.ones((n, size))
@@ -112,8 +114,8 @@ class ECAPVectorEnv(VectorEnv):
         v["imp"][i], v["contact"][i], v["comfort"][i] = (e._impedance, e._contact_mm,
                                                          e._comfort_charge)
         v["perc"][i], v["disc"][i] = per.perception_fraction, per.discomfort_level
-        v["keep"][i] = 0.0 if per.tau_s == 0.0 else math.exp(-(1.0 / self.cfg.rate_hz)
-                                                             / per.tau_s)
+        v["keep"][i] = keep_factor(1.0 / self.cfg.rate_hz, per.tau_s)
+        v["qmax"][i] = e.spec_.device.max_charge_uc(e._contact_mm)
         v["factor"][i] = (self.cfg.rate_hz / per.reference_rate_hz) ** per.rate_exponent
         self._hist[i] = e._hist
         self._table_index[i] = self._slot(e.model)
@@ -147,7 +149,8 @@ class ECAPVectorEnv(VectorEnv):
         rows = np.arange(self.num_envs)
         csf = self._csf[rows[:, None], k]
         scale = self._scale[rows, k[:, 0]]
-        delivered, flags = self._limits(self._requested(a), v["imp"] * scale, n_p)
+        requested = cfg.requested_ma(a, v["current"], v["min"], v["max"])
+        delivered, flags = self._limits(requested, v["imp"] * scale)
         inp = self._inputs
         inp.current_ma[:] = delivered[:, None]
         inp.pw_us[:] = cfg.pw_us
@@ -165,21 +168,13 @@ class ECAPVectorEnv(VectorEnv):
         self._autoreset = truncated.copy()
         return self._obs(), reward, np.zeros(self.num_envs, bool), truncated, info
 
-    def _requested(self, a: np.ndarray) -> np.ndarray:
-        cfg, v = self.cfg, self._vec
-        if cfg.action_mode == "absolute":
-            return v["min"] + 0.5 * (a + 1.0) * (v["max"] - v["min"])
-        if cfg.action_mode == "incremental":
-            return v["current"] + a * cfg.max_delta_ma
-        return np.maximum(v["current"], 0.1) * np.exp(a * cfg.max_log_step)
-
-    def _limits(self, requested, imp, n_pulses):
-        dev, v, n = self.envs[0].spec_.device, self._vec, self.num_envs
-        out, flags = np.empty(n), np.zeros(n, np.int64)
-        q_max = np.asarray(dev.max_charge_uc(v["contact"]), float) * np.ones(n)
-        limit_many(requested, v["current"].copy(), np.full(n, self.cfg.pw_us), imp, v["min"],
-                   v["max"], dev.max_current_ma, np.full(n, dev.max_step_ma * n_pulses), q_max,
-                   dev.compliance_v, out, flags)
+    def _limits(self, requested, imp):
+        """Pass the requests through the device model (:func:`closedloop.device.limit_many`)."""
+        v, dev = self._vec, self.envs[0].spec_.device
+        out, flags = np.empty(self.num_envs), np.zeros(self.num_envs, np.int64)
+        limit_many(requested, v["current"].copy(), self._pw, imp, v["min"], v["max"],
+                   dev.max_current_ma, self._max_change, v["qmax"], dev.compliance_v, out,
+                   flags)
         return out, flags
 
     def _advance(self, flags) -> tuple[np.ndarray, dict]:
@@ -188,8 +183,7 @@ class ECAPVectorEnv(VectorEnv):
         feel_hits = np.zeros(self.num_envs)
         for j in range(cfg.pulses_per_step):
             d = out["frac_recruited"][:, j] * v["factor"]
-            lvl = v["level"]
-            v["level"] = np.where(np.isnan(lvl), d, d + v["keep"] * (lvl - d))
+            smooth_many(v["level"].copy(), d, v["keep"], v["level"])
             feel = v["level"] / v["perc"]
             feel_hits += feel >= v["disc"]
         v["t"] += cfg.pulses_per_step / cfg.rate_hz
@@ -202,9 +196,7 @@ class ECAPVectorEnv(VectorEnv):
         err = np.abs(true - v["target"][:, None]).mean(axis=1)
         above = feel_hits / cfg.pulses_per_step
         charge = out["charge_uc"].mean(axis=1)
-        w = self.envs[0].spec_.reward
-        reward = (-w.tracking * err / v["target"] - w.discomfort * above
-                  - w.charge * charge / v["comfort"])
+        reward = self.envs[0].spec_.reward.reward(err, v["target"], above, charge, v["comfort"])
         info = {"ecap_true_uv": true.mean(axis=1), "sensation": feel,
                 "in_window": (feel >= 1.0) & (feel < v["disc"]), "overstim": above > 0,
                 "current_ma": v["current"].copy(), "charge_uc": charge, "limit_flags": flags}
