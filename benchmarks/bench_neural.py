@@ -415,7 +415,7 @@ def run_loop(patients: list, inputs: PulseInputs, n_s: int) -> np.ndarray:
 def run_batch(stacked: tuple, inputs: PulseInputs, n_s: int) -> np.ndarray:
     """Batched kernel over all patients (prange), from the resting states."""
     state, tables, kp = stacked
-    n_pat, n_p = state.t_since_ms.shape[0], inputs.current_ma.shape[1]
+    n_pat, n_p = state.decay_ref.shape[0], inputs.current_ma.shape[1]
     out = np.empty((n_pat, n_p), PULSE_DTYPE)
     run_pulses_batch(copy_state(state), tables, kp, inputs, out, np.empty((n_pat, 0, n_s)))
     return out

@@ -22,7 +22,7 @@ from closedloop.neural.rng import seed_words
 
 N_FIBRES = 256
 SMALL = ModelParams().replace(population={"n_fibres": N_FIBRES})
-FIBRE_STATE = ("t_since_ms", "x_rel", "x_sn", "adapt")
+FIBRE_STATE = ("decay_ref", "clock_ms")
 
 
 def _train(seed: int = 0) -> PulseInputs:
@@ -111,13 +111,14 @@ def test_pulse_train_matches_reference(waveforms, variant):
         assert_allclose(getattr(k_state, name), getattr(r_state, name), rtol=1e-12, atol=0.0,
                         equal_nan=True, err_msg=name)
     assert k_state.pulse_count[0] == r_state.pulse_count[0] == inputs.current_ma.size
+    assert (k_state.clock_ms[1:3] > 0.0).all()  # the fast processes were rebased on the way
     # The train exercises what it is meant to: recruitment from none to all fibres, absolute
     # refractoriness (15 mA pulses at 10 kHz right after a weaker pulse recruit far fewer),
     # adaptation, late muscle responses and, in the variant, ADC clipping.
     n_rec = k_out["n_recruited"]
     assert n_rec.min() == 0 and n_rec.max() == N_FIBRES
     assert inputs.current_ma[89] <= 15.0 and n_rec[90:96].max() < n_rec[89] // 4
-    assert k_state.adapt.min(axis=1).max() > 0.0 and (k_out["emg_uv"] > 0.0).any()
+    assert k_state.decay_ref[2:].min(axis=1).max() > 0.0 and (k_out["emg_uv"] > 0.0).any()
     assert k_out["saturated"].any() == bool(variant)
 
 
@@ -207,3 +208,10 @@ def test_estimates_do_not_depend_on_call_chunking():
     single = np.concatenate([m.stimulate(args[0][i], args[1][i], args[2], args[3])
                              for i in range(args[0].size)])
     assert_records_identical(whole, single)
+
+
+def test_absolute_refractory_period_must_fit_the_lazy_processes():
+    from closedloop._config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"t_abs_ms=5.0 is out of range; valid range \[0, 80"):
+        ModelParams().replace(excitability={"t_abs_ms": 5.0, "tau_rel_ms": 0.05})

@@ -85,6 +85,8 @@ def _tables_at(tb, p):
         tb.class_delay_ms[p],
         tb.class_mix[p],
         tb.sample_hash[p],
+        tb.cell_key[p],
+        tb.chronaxie_range_us[p],
     )
 
 
@@ -92,15 +94,15 @@ def _tables_at(tb, p):
 def _state_at(st, p):
     """Patient ``p`` of a stacked ``KernelState``."""
     return KernelState(
-        st.t_since_ms[p],
-        st.x_rel[p],
-        st.x_sn[p],
-        st.adapt[p],
+        st.decay_ref[p],
+        st.clock_ms[p],
         st.pulse_count[p],
         st.templates[p],
         st.mf[p],
         st.shapes[p],
         st.cache[p],
+        st.work[p],
+        st.work_idx[p],
     )
 
 

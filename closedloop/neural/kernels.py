@@ -1,9 +1,10 @@
 """The numba kernels of the neural response model: the one copy of the dynamics.
 
-``run_pulses`` advances one patient through a sequence of pulses. Per pulse and fibre it
-decays the refractory and adaptation state over the inter-pulse interval, interpolates the
-rheobase threshold at the current CSF thickness, applies strength-duration, refractoriness,
-adaptation and a jittered draw, and decides recruitment. Recruited fibres add their SFAP weight
+``run_pulses`` advances one patient through a sequence of pulses. Per pulse it advances the
+clock of the fibres' decaying refractory and adaptation processes (stored lazily, so resting
+fibres cost nothing), and for every fibre that might fire it interpolates the rheobase
+threshold at the current CSF thickness, applies strength-duration, refractoriness, adaptation
+and a jittered draw, and decides recruitment. Recruited fibres add their SFAP weight
 to their diameter class; the recorded sweep is synthesised from the class templates, the late
 muscle response, the stimulus artefact, amplifier noise and the ADC, and the ECAP amplitude is
 estimated from it.
@@ -106,20 +107,28 @@ class KernelTables(NamedTuple):
     class_delay_ms: np.ndarray  # (B,) conduction time to the recording contact, ms
     class_mix: np.ndarray     # (B,) class weights of the matched-filter template
     sample_hash: np.ndarray   # (S,) uint64 per-sample hash base of the amplifier noise
+    cell_key: np.ndarray      # (G-1, N) float32 screening key per grid cell, mA (model.cell_keys)
+    chronaxie_range_us: np.ndarray  # (2,) smallest and largest chronaxie, µs
 
 
 class KernelState(NamedTuple):
-    """Mutable per-patient state."""
+    """Mutable per-patient state.
 
-    t_since_ms: np.ndarray    # (N,) time since the fibre last fired, ms
-    x_rel: np.ndarray         # (N,) relative-refractory variable, exp(-t/tau_rel)
-    x_sn: np.ndarray          # (N,) supernormal variable, exp(-t/tau_sn)
-    adapt: np.ndarray         # (3, N) slow adaptation processes in [0, 1)
+    Each fibre carries five exponentially decaying processes (k = 0 relative refractoriness,
+    1 supernormality, 2-4 the slow adaptation processes). They are stored lazily: process k of
+    fibre i is ``decay_ref[k, i] * exp(-(clock_ms[0] - clock_ms[1 + k]) / tau_k)``, so a pulse
+    touches only the fibres that might fire (see :func:`recruit`).
+    """
+
+    decay_ref: np.ndarray     # (5, N) process values at the reference times clock_ms[1:]
+    clock_ms: np.ndarray      # (6,) time of the last pulse, then each process's reference time
     pulse_count: np.ndarray   # (1,) int64 pulses delivered so far
     templates: np.ndarray     # (B, S) class SFAP templates at the cached pulse width, µV
     mf: np.ndarray            # (S,) matched-filter template at the cached pulse width
     shapes: np.ndarray        # (2, S) artefact decay (NaN during the pulse) and EMG shape
     cache: np.ndarray         # (4,) cached pw_us, 1/sum(mf²) in window, mf N1-P2, noise sd
+    work: np.ndarray          # (2 S + B + 10,) scratch: sweeps, class sums, process factors
+    work_idx: np.ndarray      # (N,) int64 scratch: indices of the fibres that might fire
 
 
 class PulseInputs(NamedTuple):
@@ -131,65 +140,132 @@ class PulseInputs(NamedTuple):
     interval_s: np.ndarray   # time since the previous pulse, s
 
 
-@njit(cache=True)
-def decay_and_threshold(state, tables, kp, pw_us, interval_s, j, f, th0):
-    """Pass 1, branch-free: decay every fibre's state over the interval, write its threshold.
+ORDER_PW_US = 250.0
+"""Pulse width (µs) of the strength-duration factor in the fibres' screening key."""
+REBASE_ARG = 575.0
+"""A process is rebased once exp(-(t - t_ref) / tau) falls below exp(-575) (about 1e-250)."""
+FLUSH = 1e-50
+"""Process values below this are set to zero when rebased: with factors >= exp(-REBASE_ARG) no
+product can then be subnormal (subnormal arithmetic is about 100 times slower), and 1e-50 is far
+below anything that changes a threshold."""
 
-    ``th0[i]`` is fibre i's threshold (mA) at this pulse before jitter: rheobase interpolated
-    at grid cell ``j`` + fraction ``f``, times strength-duration, refractory and adaptation
-    factors.
+
+@njit(cache=True, inline="always")
+def sd_ratio_min(chronaxie_range_us, pw_us):
+    """Lower bound over fibres of ``(1 + c / pw) / (1 + c / 250 µs)`` (monotone in c).
+
+    With it, no fibre in grid cell j can have a threshold below
+    ``cell_key[j, i] * ratio * (1 - sn_amplitude)``.
     """
-    dt_ms = interval_s * 1e3
-    d_rel = math.exp(-dt_ms / kp.tau_rel_ms)
-    d_sn = math.exp(-dt_ms / kp.tau_sn_ms)
-    d0 = math.exp(-interval_s / kp.adapt_tau0_s)
-    d1 = math.exp(-interval_s / kp.adapt_tau1_s)
-    d2 = math.exp(-interval_s / kp.adapt_tau2_s)
-    inv_pw = 1.0 / pw_us
-    r0, r1, chron = tables.rheo_ma[j], tables.rheo_ma[j + 1], tables.chronaxie_us
-    ts, x_rel, x_sn = state.t_since_ms, state.x_rel, state.x_sn
-    a0, a1, a2 = state.adapt[0], state.adapt[1], state.adapt[2]
-    for i in range(r0.size):
-        ts[i] += dt_ms
-        xr = x_rel[i] * d_rel
-        xs = x_sn[i] * d_sn
-        b0, b1, b2 = a0[i] * d0, a1[i] * d1, a2[i] * d2
-        x_rel[i], x_sn[i], a0[i], a1[i], a2[i] = xr, xs, b0, b1, b2
-        m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * xs
-        m = m + kp.adapt_gain0 * b0 + kp.adapt_gain1 * b1 + kp.adapt_gain2 * b2
-        th0[i] = (r0[i] + f * (r1[i] - r0[i])) * (1.0 + chron[i] * inv_pw) * m
+    lo, hi = chronaxie_range_us[0], chronaxie_range_us[1]
+    a = (1.0 + lo / pw_us) / (1.0 + lo / ORDER_PW_US)
+    b = (1.0 + hi / pw_us) / (1.0 + hi / ORDER_PW_US)
+    return min(a, b)
 
 
 @njit(cache=True)
-def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc, th0):
-    """Advance fibre state over one interval and fire one pulse; return the recruited count.
+def split_work(state):
+    """Views of ``state.work``: noise-free sweep, recorded sweep, class sums, process factors."""
+    n_cls, n_s = state.templates.shape
+    w = state.work
+    return (w[:n_s], w[n_s:2 * n_s], w[2 * n_s:2 * n_s + n_cls],
+            w[2 * n_s + n_cls:2 * n_s + n_cls + 5], w[2 * n_s + n_cls + 5:2 * n_s + n_cls + 10])
 
-    Fibre i fires if it is out of its absolute refractory period and
-    ``current >= th0[i] * (1 + jitter_rel * z_i)`` with z_i the pulse's jitter draw. Fibres
-    whose threshold exceeds the current even at the most negative possible draw are skipped
-    without drawing (the result is the same). Adds each recruited fibre's SFAP weight (µV)
-    into ``acc[class]``; ``th0`` is scratch space of length N.
+
+@njit(cache=True)
+def advance_clock(state, kp, interval_s, decay, gain):
+    """Advance the clock by the interval; ``decay[k]``, ``gain[k]``: exp(∓(t - t_ref_k) / tau_k).
+
+    A process whose factor would fall below exp(-REBASE_ARG) is rebased first: every fibre's
+    value is multiplied by the factor (values under ``FLUSH`` become 0) and its reference time
+    moves to now.
     """
-    n_grid = tables.rheo_ma.shape[0]
-    g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), n_grid - 1.000001)
+    clock = state.clock_ms
+    clock[0] += interval_s * 1e3
+    taus = (kp.tau_rel_ms, kp.tau_sn_ms, kp.adapt_tau0_s * 1e3, kp.adapt_tau1_s * 1e3,
+            kp.adapt_tau2_s * 1e3)
+    for k in range(5):
+        arg = (clock[0] - clock[1 + k]) / taus[k]
+        if arg > REBASE_ARG:
+            e = math.exp(-arg)
+            row = state.decay_ref[k]
+            for i in range(row.size):
+                v = row[i] * e
+                row[i] = v if v >= FLUSH else 0.0
+            clock[1 + k] = clock[0]
+            arg = 0.0
+        decay[k] = math.exp(-arg)
+        gain[k] = 1.0 / decay[k]
+
+
+@njit(cache=True)
+def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc, decay, gain):
+    """Advance the fibre state over one interval and fire one pulse; return the recruited count.
+
+    Fibre i's threshold (mA) is its rheobase interpolated at the CSF thickness (grid cell ``j``
+    + fraction ``f``), times strength-duration ``1 + chronaxie / pw``, times
+    ``m = 1 + rel x_rel - sn x_sn + sum_k gain_k a_k`` (refractory, supernormal and adaptation
+    processes). It fires if ``x_rel <= exp(-t_abs / tau_rel)`` (out of its absolute refractory
+    period) and ``current >= threshold * (1 + jitter_rel * z_i)``, z_i the pulse's jitter draw.
+    Only fibres whose ``tables.cell_key`` allows a threshold below the current are examined,
+    and fibres that cannot fire (or must fire) at any draw get none (the result is the same).
+    Adds each recruited fibre's SFAP weight (µV) into ``acc[class]``; ``decay`` and ``gain``
+    receive the processes' factors (5 each).
+    """
+    advance_clock(state, kp, interval_s, decay, gain)
+    rheo = tables.rheo_ma
+    g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), rheo.shape[0] - 1.000001)
     j = int(g)
     f = g - j
-    decay_and_threshold(state, tables, kp, pw_us, interval_s, j, f, th0)
     low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
-    a0, a1, a2 = state.adapt[0], state.adapt[1], state.adapt[2]
+    m_min = 1.0 - kp.sn_amplitude * (1.0 + 1e-12)
+    limit = current_ma / (low * m_min * sd_ratio_min(tables.chronaxie_range_us, pw_us))
+    n_cand = candidates(tables.cell_key[j], limit * (1.0 + 1e-9), state.work_idx)
+    return fire(state, tables, kp, current_ma, pw_us, j, f, key, acc, decay, gain,
+                state.work_idx[:n_cand])
+
+
+@njit(cache=True)
+def candidates(cell_key, limit, out):
+    """Write the indices ``i`` with ``cell_key[i] <= limit`` into ``out``; return their count."""
+    n = 0
+    for i in range(cell_key.size):
+        out[n] = i
+        n += cell_key[i] <= limit
+    return n
+
+
+@njit(cache=True)
+def fire(state, tables, kp, current_ma, pw_us, j, f, key, acc, decay, gain, idx):
+    """Decide recruitment of the fibres ``idx`` (ascending); update those that fire."""
+    low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
+    high = 1.0 + kp.jitter_rel * Z_MAX
+    x_abs = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
+    inv_pw = 1.0 / pw_us
+    r0, r1, chron = tables.rheo_ma[j], tables.rheo_ma[j + 1], tables.chronaxie_us
+    w0, w1 = tables.sfap_uv[j], tables.sfap_uv[j + 1]
+    ref = state.decay_ref
     n_rec = 0
-    for i in range(th0.size):
-        if th0[i] * low > current_ma or state.t_since_ms[i] < kp.t_abs_ms:
+    for i in idx:
+        xr = ref[0, i] * decay[0]
+        if xr > x_abs:
             continue
-        z = hash_normal(fmix32(tables.fibre_hash[i] ^ key))
-        if current_ma >= th0[i] * (1.0 + kp.jitter_rel * z):
-            state.t_since_ms[i], state.x_rel[i], state.x_sn[i] = 0.0, 1.0, 1.0
-            a0[i] += kp.adapt_inc0 * (1.0 - a0[i])
-            a1[i] += kp.adapt_inc1 * (1.0 - a1[i])
-            a2[i] += kp.adapt_inc2 * (1.0 - a2[i])
-            w0, w1 = tables.sfap_uv[j, i], tables.sfap_uv[j + 1, i]
-            acc[tables.fibre_class[i]] += w0 + f * (w1 - w0)
-            n_rec += 1
+        b0, b1, b2 = ref[2, i] * decay[2], ref[3, i] * decay[3], ref[4, i] * decay[4]
+        m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * (ref[1, i] * decay[1])
+        m = m + kp.adapt_gain0 * b0 + kp.adapt_gain1 * b1 + kp.adapt_gain2 * b2
+        th = (r0[i] + f * (r1[i] - r0[i])) * (1.0 + chron[i] * inv_pw) * m
+        if th * low > current_ma:
+            continue
+        if th * high > current_ma:  # otherwise it fires whatever the draw
+            z = hash_normal(fmix32(tables.fibre_hash[i] ^ key))
+            if current_ma < th * (1.0 + kp.jitter_rel * z):
+                continue
+        ref[0, i], ref[1, i] = gain[0], gain[1]
+        ref[2, i] = (b0 + kp.adapt_inc0 * (1.0 - b0)) * gain[2]
+        ref[3, i] = (b1 + kp.adapt_inc1 * (1.0 - b1)) * gain[3]
+        ref[4, i] = (b2 + kp.adapt_inc2 * (1.0 - b2)) * gain[4]
+        acc[tables.fibre_class[i]] += w0[i] + f * (w1[i] - w0[i])
+        n_rec += 1
     return n_rec
 
 
@@ -205,12 +281,9 @@ def run_pulses(state, tables, kp, inputs, out, wave):
         out: Structured array of length P, dtype ``PULSE_DTYPE``.
         wave: (P, S) array for the recorded sweeps (µV), or shape (0, S) to skip them.
     """
-    n_cls, n_s = state.templates.shape
+    n_s = state.templates.shape[1]
     n_fib = tables.chronaxie_us.size
-    acc = np.zeros(n_cls)
-    neural = np.zeros(n_s)
-    rec = np.zeros(n_s)
-    th0 = np.empty(n_fib)
+    neural, rec, acc, decay, gain = split_work(state)
     dt_ms = 1e3 / kp.fs_hz
     full = wave.shape[0] > 0
     for p in range(inputs.current_ma.size):
@@ -221,7 +294,7 @@ def run_pulses(state, tables, kp, inputs, out, wave):
         state.pulse_count[0] += 1
         acc[:] = 0.0
         n_rec = recruit(state, tables, kp, cur, pw, inputs.csf_mm[p], inputs.interval_s[p], key,
-                        acc, th0)
+                        acc, decay, gain)
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
         emg = synthesise(state, tables, kp, acc, frac, cur, key, 0 if full else lo,

@@ -16,6 +16,7 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop.neural import geometry
 from closedloop.neural.kernels import (
+    ORDER_PW_US,
     PULSE_DTYPE,
     KernelParams,
     KernelState,
@@ -90,10 +91,10 @@ class NeuralModel:
         """A resting fibre state (no recent spikes, no adaptation)."""
         n, (n_cls, n_s) = self.n_fibres, (self.params.population.n_classes, self.n_samples)
         return KernelState(
-            t_since_ms=np.full(n, 1e9), x_rel=np.zeros(n), x_sn=np.zeros(n),
-            adapt=np.zeros((3, n)), pulse_count=np.zeros(1, np.int64),
+            decay_ref=np.zeros((5, n)), clock_ms=np.zeros(6), pulse_count=np.zeros(1, np.int64),
             templates=np.zeros((n_cls, n_s)), mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
-            cache=np.full(4, np.nan))
+            cache=np.full(4, np.nan), work=np.zeros(2 * n_s + n_cls + 10),
+            work_idx=np.zeros(n, np.int64))
 
     def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Return every fibre to rest and key the jitter and noise streams from ``seed``.
@@ -182,7 +183,28 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray) -> Kern
         rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.int64),
         fibre_hash=fmix32_np(idx[: fibres.diameter_um.size] ^ words[0]),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
-        sample_hash=fmix32_np(idx[:n_s] * np.uint64(0x27D4EB2F) ^ words[1]))
+        sample_hash=fmix32_np(idx[:n_s] * np.uint64(0x27D4EB2F) ^ words[1]),
+        cell_key=cell_keys(rheo, chron), chronaxie_range_us=np.array([chron.min(), chron.max()]))
+
+
+def cell_keys(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray:
+    """Screening key of every fibre in every grid cell, float32 rounded down.
+
+    The key is the lower corner rheobase times the strength-duration factor at 250 µs:
+    ``min(r_j, r_j+1) * (1 + chronaxie / 250 µs)`` (mA); rounding down keeps it a lower bound
+    of the float64 key. The kernel examines a fibre only if its key allows a threshold below
+    the current (:func:`closedloop.neural.kernels.recruit`).
+
+    Args:
+        rheo_ma: (G, N) rheobase thresholds on the CSF grid (mA).
+        chronaxie_us: (N,) chronaxies (µs).
+
+    Returns:
+        (G - 1, N) float32, row ``j`` for the cell between grid points j and j+1.
+    """
+    key = np.minimum(rheo_ma[:-1], rheo_ma[1:]) * (1.0 + chronaxie_us * (1.0 / ORDER_PW_US))
+    k32 = key.astype(np.float32)
+    return np.where(k32 > key, np.nextafter(k32, np.float32(-np.inf)), k32)
 
 
 def build_kernel_params(params: ModelParams) -> KernelParams:

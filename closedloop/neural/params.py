@@ -90,6 +90,10 @@ class PopulationParams:
         validate(self, "population.")
 
 
+MAX_ABS_OVER_TAU_REL = 80.0
+"""Largest ``t_abs_ms / tau_rel_ms``: exp(-80) = 2e-35 stays far above the kernel's flush level."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ExcitabilityParams:
     """Thresholds, strength-duration, stochasticity, refractoriness and adaptation."""
@@ -134,6 +138,11 @@ class ExcitabilityParams:
         if n != {3}:
             raise ConfigError("excitability.adapt_tau_s/adapt_increment/adapt_gain must each "
                               "have exactly 3 entries")
+        if self.t_abs_ms > MAX_ABS_OVER_TAU_REL * self.tau_rel_ms:
+            raise ConfigError(f"excitability.t_abs_ms={self.t_abs_ms} is out of range; valid "
+                              f"range [0, {MAX_ABS_OVER_TAU_REL:g} * tau_rel_ms = "
+                              f"{MAX_ABS_OVER_TAU_REL * self.tau_rel_ms:g}] ms (the kernel "
+                              "tests absolute refractoriness on exp(-t / tau_rel))")
 
 
 @dataclasses.dataclass(frozen=True)

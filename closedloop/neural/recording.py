@@ -147,13 +147,18 @@ def template_estimate(state, x, lo, hi, max_lag):
     ECAP arrives later as smaller fibres join) and the largest projection is kept. Only
     samples inside ``lo:hi`` are read, so the sweep outside the window does not matter.
     """
+    n_lag = 2 * max_lag + 1
+    dots = np.zeros(n_lag)
+    mf = state.mf
+    for s in range(lo, hi):  # per lag, the same left-to-right sum as a loop over s
+        w = mf[s]
+        first = max(-max_lag, lo - s)          # lags with lo <= s + lag < hi
+        last = min(max_lag, hi - 1 - s)
+        for lag in range(first, last + 1):
+            dots[lag + max_lag] += x[s + lag] * w
     best = -1e300
-    for lag in range(-max_lag, max_lag + 1):
-        a, b = max(lo, lo - lag), min(hi, hi - lag)  # x is read only inside lo:hi
-        dot = 0.0
-        for s in range(a, b):
-            dot += x[s + lag] * state.mf[s]
-        best = max(best, dot)
+    for q in range(n_lag):
+        best = max(best, dots[q])
     return best * state.cache[1] * state.cache[2]
 
 

@@ -21,7 +21,10 @@ import numpy as np
 
 from closedloop.neural.geometry import REF_DIAMETER_UM, csf_grid, sfap_weight_table
 from closedloop.neural.kernels import (
+    FLUSH,
+    ORDER_PW_US,
     PULSE_DTYPE,
+    REBASE_ARG,
     KernelParams,
     KernelState,
     KernelTables,
@@ -154,10 +157,42 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
         fibre_hash=fmix32_np(np.arange(n_fib, dtype=np.uint64) ^ words[0]),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
-                              ^ words[1]))
+                              ^ words[1]),
+        cell_key=_cell_keys_reference(rheo, chron),
+        chronaxie_range_us=np.array([chron.min(), chron.max()]))
+
+
+def _cell_keys_reference(rheo: np.ndarray, chron: np.ndarray) -> np.ndarray:
+    """Per grid cell, lowest corner rheobase x strength-duration at 250 µs, float32 rounded down."""
+    sd = 1.0 + chron * (1.0 / ORDER_PW_US)
+    out = np.empty((rheo.shape[0] - 1, rheo.shape[1]), np.float32)
+    for j in range(out.shape[0]):
+        key = np.minimum(rheo[j], rheo[j + 1]) * sd
+        k32 = key.astype(np.float32)
+        out[j] = np.where(k32.astype(np.float64) <= key, k32,  # round half-way down, not up
+                          np.nextafter(k32, np.float32(-np.inf)))
+    return out
 
 
 # --- fibre dynamics --------------------------------------------------------------------------
+
+
+def _advance_clock_reference(state: KernelState, kp: KernelParams, interval_s: float
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Advance the lazy processes' clock (rebasing as needed); their decay and gain factors."""
+    clock = state.clock_ms
+    clock[0] += float(interval_s) * 1e3
+    taus = (kp.tau_rel_ms, kp.tau_sn_ms, kp.adapt_tau0_s * 1e3, kp.adapt_tau1_s * 1e3,
+            kp.adapt_tau2_s * 1e3)
+    decay = np.empty(5)
+    for k, tau in enumerate(taus):
+        arg = (clock[0] - clock[1 + k]) / tau
+        if arg > REBASE_ARG:
+            v = state.decay_ref[k] * math.exp(-arg)
+            state.decay_ref[k] = np.where(v >= FLUSH, v, 0.0)
+            clock[1 + k], arg = clock[0], 0.0
+        decay[k] = math.exp(-arg)
+    return decay, 1.0 / decay
 
 
 def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
@@ -165,34 +200,31 @@ def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams
                       key: np.uint64) -> tuple[int, np.ndarray]:
     """Decay the fibre state over ``interval_s`` (s) and fire one pulse (mA, µs, at mm CSF).
 
+    Every fibre's threshold is evaluated (no pruning), from the lazily stored processes.
+
     Returns:
         ``(n_recruited, acc)``: the count and the summed SFAP weight (µV) per class.
     """
-    dt_ms = float(interval_s) * 1e3
-    d_rel, d_sn = math.exp(-dt_ms / kp.tau_rel_ms), math.exp(-dt_ms / kp.tau_sn_ms)
-    taus = (kp.adapt_tau0_s, kp.adapt_tau1_s, kp.adapt_tau2_s)
-    decay = np.array([math.exp(-float(interval_s) / tau) for tau in taus])
+    decay, gain = _advance_clock_reference(state, kp, interval_s)
     g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), tables.rheo_ma.shape[0] - 1.000001)
     j = int(g)
     f = g - j
-    ts = state.t_since_ms + dt_ms
-    xr, xs = state.x_rel * d_rel, state.x_sn * d_sn
-    b = state.adapt * decay[:, None]
+    x = state.decay_ref * decay[:, None]
+    xr, xs, b = x[0], x[1], x[2:]
     m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * xs
     m = m + kp.adapt_gain0 * b[0] + kp.adapt_gain1 * b[1] + kp.adapt_gain2 * b[2]
     r0, r1 = tables.rheo_ma[j], tables.rheo_ma[j + 1]
     rheo = r0 + f * (r1 - r0)
     z = hash_normal_np(fmix32_np(tables.fibre_hash ^ key))
     th = rheo * (1.0 + tables.chronaxie_us * (1.0 / pw_us)) * m * (1.0 + kp.jitter_rel * z)
-    fire = (current_ma >= th) & (ts >= kp.t_abs_ms)
-    ts[fire], xr[fire], xs[fire] = 0.0, 1.0, 1.0
+    fire = (current_ma >= th) & (xr <= math.exp(-kp.t_abs_ms / kp.tau_rel_ms))
+    state.decay_ref[0, fire], state.decay_ref[1, fire] = gain[0], gain[1]
     for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
-        b[k, fire] += inc * (1.0 - b[k, fire])
+        state.decay_ref[2 + k, fire] = (b[k, fire] + inc * (1.0 - b[k, fire])) * gain[2 + k]
     w0, w1 = tables.sfap_uv[j], tables.sfap_uv[j + 1]
     w = w0 + f * (w1 - w0)
     acc = np.bincount(tables.fibre_class[fire], weights=w[fire],
                       minlength=state.templates.shape[0]).astype(np.float64)
-    state.t_since_ms[:], state.x_rel[:], state.x_sn[:], state.adapt[:] = ts, xr, xs, b
     return int(fire.sum()), acc
 
 

@@ -46,7 +46,7 @@ def fmix32(h):
 def hash_normal(h):
     """Approximately standard-normal deviate from a 32-bit hash ``h``."""
     s = (h & BYTE) + ((h >> S8) & BYTE) + ((h >> S16) & BYTE) + ((h >> S24) & BYTE)
-    return (np.float64(s) + 2.0 - 512.0) * IH_SCALE
+    return (np.float64(np.int64(s)) + 2.0 - 512.0) * IH_SCALE  # via int64: a fast, exact cast
 
 
 @njit(cache=True)
