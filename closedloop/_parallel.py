@@ -7,12 +7,15 @@ from typing import Any
 
 
 def parallel_map(fn: Callable[[Any], Any], items: Iterable, workers: int = 1,
-                 progress: bool = False, desc: str = "") -> Iterator:
-    """``map(fn, items)`` over ``workers`` processes, in order, with an optional progress bar."""
+                 progress: bool = False, desc: str = "", unit: str = "patient") -> Iterator:
+    """``map(fn, items)`` over ``workers`` processes, in order, with an optional progress bar.
+
+    ``desc`` and ``unit`` label the bar (e.g. ``"episodes"``, ``"episode"``).
+    """
     from tqdm.auto import tqdm
 
     items = list(items)
-    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="patient")
+    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit=unit)
     if workers <= 1:
         for item in items:
             yield fn(item)

@@ -1,0 +1,48 @@
+"""The evaluation path: play controllers, score the runs, summarise across patients and seeds.
+
+* :mod:`~closedloop.evaluation.runner`: :func:`run_episode` plays one controller through one
+  episode, records a :class:`~closedloop.trajectory.Trajectory` and scores it after warm-up.
+* :mod:`~closedloop.evaluation.grid`: :func:`run_grid` plays controllers x env ids x patients x
+  fixed seeds in worker processes, resumably.
+* :mod:`~closedloop.evaluation.stats`: IQM, CVaR, worst, bootstrap CIs on arrays.
+* :mod:`~closedloop.evaluation.summary`: :func:`summarize` and :func:`compare` on result rows.
+* :mod:`~closedloop.evaluation.report` and :mod:`~closedloop.evaluation.folder`: leaderboard,
+  per-patient report card, result files with :data:`SCHEMA`, plots (:func:`write_report`).
+
+Example::
+
+    from closedloop.evaluation import run_grid, write_report
+    rows = run_grid({"open-loop": "open-loop", "pid": "pid"},
+                    ["closedloop/ECAPClinic-Test-v0"], "test", seeds=[0, 1], workers=4,
+                    out_dir="runs/demo")
+    print(write_report(rows, "runs/demo", baseline="open-loop").text)
+"""
+
+from closedloop.evaluation.folder import Report, write_report
+from closedloop.evaluation.grid import EpisodeSpec, grid_specs, play_spec, run_grid
+from closedloop.evaluation.report import (
+    LEADERBOARD_METRICS,
+    RATIO_SCHEMA,
+    SCHEMA,
+    SUMMARY_SCHEMA,
+    leaderboard,
+    leaderboard_markdown,
+    leaderboard_text,
+    report_card,
+)
+from closedloop.evaluation.runner import (
+    DIRECTION,
+    EPISODE_METRICS,
+    EpisodeResult,
+    run_episode,
+)
+from closedloop.evaluation.stats import bootstrap_ci, cvar, describe, iqm, paired_ratio, worst
+from closedloop.evaluation.summary import compare, summarize
+
+__all__ = [
+    "DIRECTION", "EPISODE_METRICS", "LEADERBOARD_METRICS", "RATIO_SCHEMA", "SCHEMA",
+    "SUMMARY_SCHEMA", "EpisodeResult", "EpisodeSpec", "Report", "bootstrap_ci", "compare",
+    "cvar", "describe", "grid_specs", "iqm", "leaderboard", "leaderboard_markdown",
+    "leaderboard_text", "paired_ratio", "play_spec", "report_card", "run_episode", "run_grid",
+    "summarize", "worst", "write_report",
+]

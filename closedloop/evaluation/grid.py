@@ -1,0 +1,258 @@
+"""Play controllers on env ids x patients x fixed seeds, in parallel, resumably.
+
+Each cell of the grid is an :class:`EpisodeSpec`. :func:`run_grid` plays the cells in local worker
+processes (:func:`closedloop._parallel.parallel_map`) and returns one result row per episode
+(:meth:`~closedloop.evaluation.runner.EpisodeResult.row`). Controllers are built inside the
+workers from something picklable: a spec name handed to ``make_controller`` (by default
+``closedloop.controllers.registry.make_controller``), or a zero-argument factory (a class or a
+top-level function).
+
+With ``out_dir``, every finished episode is written atomically to
+``out_dir/episodes/<key>.json`` (and its trajectory to ``out_dir/trajectories/<key>.npz`` if
+asked), and a re-run skips the episodes already there: an interrupted run resumes where it
+stopped. The key hashes the cell (controller label and source, env id, patient, seed, env
+overrides), so use a new ``out_dir`` after changing what a spec name means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from closedloop._config import ConfigError
+from closedloop._io import nan_to_none, write_text_atomic
+from closedloop.evaluation.runner import check_env_id, check_seed, run_episode
+
+EPISODE_FORMAT = "closedloop.episode/1"
+EPISODES_DIR = "episodes"
+TRAJECTORIES_DIR = "trajectories"
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeSpec:
+    """One cell of an evaluation grid.
+
+    Attributes:
+        controller: Row label of the controller.
+        env_id: Registered Gymnasium id.
+        patient: Patient id.
+        seed: Seed of ``env.reset``.
+        source: What builds the controller: a spec name for ``make_controller`` or a
+            zero-argument factory; None means the spec name ``controller``.
+        env_overrides: ``gymnasium.make`` overrides as sorted ``(key, value)`` pairs.
+    """
+
+    controller: str
+    env_id: str
+    patient: str
+    seed: int
+    source: str | Callable[[], Any] | None = None
+    env_overrides: tuple[tuple[str, Any], ...] = ()
+
+    def source_id(self) -> str:
+        """A stable text naming the source (spec name or ``module:qualname`` of a factory)."""
+        src = self.controller if self.source is None else self.source
+        if isinstance(src, str):
+            return src
+        return f"{getattr(src, '__module__', '?')}:{getattr(src, '__qualname__', repr(src))}"
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-ready description of the cell (what the key hashes)."""
+        return {"controller": self.controller, "source": self.source_id(),
+                "env_id": self.env_id, "patient": self.patient, "seed": self.seed,
+                "env_overrides": dict(self.env_overrides)}
+
+    def key(self) -> str:
+        """Hex digest identifying the cell: the name of its files in a run folder."""
+        text = json.dumps(self.identity(), sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def build(self, make_controller: Callable[[str], Any] | None = None) -> Any:
+        """A fresh controller for this cell."""
+        src = self.controller if self.source is None else self.source
+        if not isinstance(src, str):
+            return src()
+        if make_controller is None:
+            from closedloop.controllers.registry import make_controller
+        return make_controller(src)
+
+
+def resolve_patients(patients: str | Iterable[str]) -> list[str]:
+    """Patient ids from a split name (``train``, ``validation``, ``test``) or a list of ids.
+
+    Every id is looked up here, in the calling process, so that the held-out guard of
+    :func:`closedloop.cohort.tuning_session` applies even when the episodes run in workers.
+    """
+    from closedloop.cohort import SPLITS, load_cohort
+    from closedloop.patients import get_patient
+
+    if isinstance(patients, str):
+        if patients not in SPLITS:
+            raise ConfigError(f"patients={patients!r} is unknown; valid: a split "
+                              f"({', '.join(SPLITS)}) or a list of patient ids")
+        return [p.patient_id for p in load_cohort(patients)]
+    ids = [str(p) for p in patients]
+    if not ids:
+        raise ConfigError("patients is empty; valid: a split name or a non-empty list of ids")
+    for pid in ids:
+        get_patient(pid)
+    return ids
+
+
+def grid_specs(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
+               env_ids: Sequence[str], patients: str | Iterable[str], seeds: Sequence[int],
+               env_overrides: Mapping[str, Any] | None = None) -> list[EpisodeSpec]:
+    """The cells of a grid, validated, ordered controller x env x patient x seed.
+
+    Args:
+        controllers: Label -> spec name or zero-argument factory; a list of spec names means
+            each is its own label.
+        env_ids: Registered ids.
+        patients: A split name or patient ids (:func:`resolve_patients`).
+        seeds: Fixed, distinct seeds (>= 0).
+        env_overrides: ``gymnasium.make`` overrides for every env.
+
+    Raises:
+        ConfigError: Naming the argument if any is empty, unknown or malformed.
+    """
+    ctrl = _controllers(controllers)
+    env_ids = _non_empty("env_ids", env_ids, "registered ids such as "
+                         "closedloop/ECAPClinic-Test-v0")
+    for env_id in env_ids:
+        check_env_id(env_id)
+    seeds = [check_seed(s) for s in _non_empty("seeds", seeds, "a list of integers >= 0")]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={seeds!r} has duplicates; valid: distinct integers >= 0")
+    over = tuple(sorted(dict(env_overrides or {}).items()))
+    return [EpisodeSpec(name, env_id, pid, seed, src, over)
+            for (name, src), env_id, pid, seed in itertools.product(
+                ctrl.items(), env_ids, resolve_patients(patients), seeds)]
+
+
+def _controllers(controllers) -> dict[str, str | Callable[[], Any]]:
+    """Normalise the ``controllers`` argument of :func:`grid_specs`."""
+    if isinstance(controllers, str):
+        controllers = [controllers]
+    ctrl = dict(controllers) if isinstance(controllers, Mapping) else {
+        str(c): str(c) for c in controllers}
+    if not ctrl:
+        raise ConfigError("controllers is empty; valid: a dict label -> spec name or factory")
+    for name, src in ctrl.items():
+        if not (isinstance(src, str) or callable(src)):
+            raise ConfigError(f"controllers[{name!r}]={src!r} is invalid; valid: a spec name or "
+                              "a zero-argument factory")
+    return ctrl
+
+
+def _non_empty(name: str, values, valid: str) -> list:
+    """``values`` as a list; ConfigError naming ``name`` if it is a string or empty."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ConfigError(f"{name}={values!r} must be a list; valid: {valid}")
+    out = list(values)
+    if not out:
+        raise ConfigError(f"{name} is empty; valid: {valid}")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What a worker process needs to play one cell (picklable)."""
+
+    spec: EpisodeSpec
+    make_controller: Callable[[str], Any] | None
+    out_dir: str | None
+    save_trajectory: bool
+
+
+def play_spec(spec: EpisodeSpec, make_controller: Callable[[str], Any] | None = None):
+    """Build the cell's controller and play its episode; the :class:`EpisodeResult`."""
+    return run_episode(spec.build(make_controller), spec.env_id, spec.patient, spec.seed,
+                       dict(spec.env_overrides), name=spec.controller)
+
+
+def _run_job(job: _Job) -> dict[str, Any]:
+    """Worker entry point: play one cell, write its files, return its row."""
+    result = play_spec(job.spec, job.make_controller)
+    row = {"episode": job.spec.key(), **result.row()}
+    if job.out_dir is not None:
+        out = Path(job.out_dir)
+        if job.save_trajectory:
+            result.trajectory.save(out / TRAJECTORIES_DIR / f"{job.spec.key()}.npz")
+        doc = {"format": EPISODE_FORMAT, "spec": job.spec.identity(), "row": row}
+        write_text_atomic(episode_path(out, job.spec),
+                          json.dumps(nan_to_none(doc), indent=1, default=repr) + "\n")
+    return row
+
+
+def episode_path(out_dir: str | Path, spec: EpisodeSpec) -> Path:
+    """Where a run folder keeps the result of ``spec``."""
+    return Path(out_dir) / EPISODES_DIR / f"{spec.key()}.json"
+
+
+def trajectory_path(out_dir: str | Path, episode: str) -> Path:
+    """Where a run folder keeps the trajectory of episode key ``episode`` (if saved)."""
+    return Path(out_dir) / TRAJECTORIES_DIR / f"{episode}.npz"
+
+
+def finished_row(out_dir: str | Path, spec: EpisodeSpec) -> dict[str, Any] | None:
+    """The stored row of ``spec`` in ``out_dir``, or None if it has not finished."""
+    path = episode_path(out_dir, spec)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if doc.get("format") != EPISODE_FORMAT or doc.get("spec") != json.loads(
+            json.dumps(spec.identity(), default=repr)):
+        return None
+    return {k: float("nan") if v is None else v for k, v in doc["row"].items()}
+
+
+def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
+             env_ids: Sequence[str], patients: str | Iterable[str], seeds: Sequence[int], *,
+             workers: int = 1, progress: bool = True, out_dir: str | Path | None = None,
+             env_overrides: Mapping[str, Any] | None = None,
+             make_controller: Callable[[str], Any] | None = None,
+             save_trajectories: bool = False) -> list[dict[str, Any]]:
+    """Play every controller on every env, patient and seed; one result row per episode.
+
+    Args:
+        controllers: Label -> spec name or zero-argument factory (see :func:`grid_specs`).
+        env_ids: Registered ids.
+        patients: A split name (``test`` for the held-out cohort) or patient ids.
+        seeds: Fixed, distinct seeds.
+        workers: Local worker processes (1: in this process).
+        progress: Show a progress bar.
+        out_dir: Run folder: finished episodes are written there and skipped when re-run.
+        env_overrides: ``gymnasium.make`` overrides for every env (e.g. ``{"episode_s": 20}``).
+        make_controller: Spec name -> controller, picklable (a top-level function); by default
+            ``closedloop.controllers.registry.make_controller``.
+        save_trajectories: With ``out_dir``, also save each trajectory as ``.npz``.
+
+    Returns:
+        Rows in grid order (controller, env, patient, seed): ``episode`` (the key), then the
+        columns of :data:`closedloop.evaluation.report.SCHEMA`.
+    """
+    from closedloop._parallel import parallel_map
+
+    specs = grid_specs(controllers, env_ids, patients, seeds, env_overrides)
+    if int(workers) < 1:
+        raise ConfigError(f"workers={workers!r} is invalid; valid: an integer >= 1")
+    if save_trajectories and out_dir is None:
+        raise ConfigError("save_trajectories=True needs out_dir (where the .npz files go)")
+    rows: list[dict | None] = [None] * len(specs)
+    if out_dir is not None:
+        for sub in (EPISODES_DIR, TRAJECTORIES_DIR):
+            (Path(out_dir) / sub).mkdir(parents=True, exist_ok=True)
+        rows = [finished_row(out_dir, s) for s in specs]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    jobs = [_Job(specs[i], make_controller, None if out_dir is None else str(out_dir),
+                 save_trajectories) for i in todo]
+    played = parallel_map(_run_job, jobs, int(workers), progress, "episodes", "episode")
+    for i, row in zip(todo, played, strict=True):
+        rows[i] = row
+    return rows

@@ -1,0 +1,267 @@
+"""Leaderboard, per-patient report card and result files with a documented schema.
+
+Everything here is a function of result rows (:func:`closedloop.evaluation.run_grid`) and their
+summary (:func:`closedloop.evaluation.summarize`). Files are written atomically. The column
+meanings are data: :data:`SCHEMA` (one row per episode, ``results.csv``/``results.json``),
+:data:`SUMMARY_SCHEMA` (``summary.csv``/``summary.json``) and :data:`RATIO_SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from closedloop._config import ConfigError
+from closedloop._io import nan_to_none, write_text_atomic
+from closedloop.evaluation.runner import DIRECTION, EPISODE_METRICS
+from closedloop.evaluation.stats import DEFAULT_ALPHA, STATISTICS
+
+RESULTS_FORMAT = "closedloop.results/1"
+SUMMARY_FORMAT = "closedloop.summary/1"
+
+SCHEMA: dict[str, str] = {
+    "episode": "episode key, a hash of the grid cell; names its files in the run folder (text)",
+    "controller": "controller label (text)",
+    "env_id": "registered Gymnasium id (text)",
+    "scenario": "disturbance scenario of the env (text)",
+    "patient": "patient id (text)",
+    "seed": "seed of env.reset: scenario draws and recording noise (integer)",
+    "target_uv": "target ECAP of the episode, from the calibration (µV)",
+    "n_steps": "env steps played, warm-up included (count)",
+    **EPISODE_METRICS,
+    "wall_s": "wall-clock time of the episode, env construction included (s)",
+}
+"""Episode result column -> meaning with unit (``results.csv``, ``results.json``)."""
+
+SUMMARY_SCHEMA: dict[str, str] = {
+    "controller": "controller label (text)",
+    "env_id": "registered Gymnasium id (text)",
+    "scenario": "disturbance scenario of the env (text)",
+    "metric": "the summarised column of SCHEMA (text)",
+    "direction": "+1 higher is better, -1 lower is better, 0 neutral (1)",
+    "n_patients": "patients in the group (count)",
+    "n_episodes": "episodes with a finite value (count)",
+    **{k: f"{doc} over all episodes (metric's unit)" for k, doc in (
+        ("mean", "mean"), ("median", "median"),
+        ("iqm", "interquartile mean (mean of the middle 50 %)"))},
+    **{f"{s}_{end}": f"{word} end of the bootstrap CI of {s} (metric's unit)"
+       for s in STATISTICS for end, word in (("lo", "lower"), ("hi", "upper"))},
+    "worst": "worst patient's mean over seeds, in the metric's direction (metric's unit)",
+    "worst_patient": "id of that patient (text)",
+    "cvar": "mean of the worst ceil(alpha x patients) patient means (metric's unit)",
+    "alpha": "CVaR fraction of patients (1)",
+}
+"""Summary column -> meaning with unit (``summary.csv``, ``summary.json``)."""
+
+RATIO_SCHEMA: dict[str, str] = {
+    "controller": "controller label (text)", "baseline": "baseline controller label (text)",
+    "env_id": "registered Gymnasium id (text)", "scenario": "disturbance scenario (text)",
+    "metric": "column of SCHEMA (text)", "stat": "statistic compared: mean, median or iqm",
+    "direction": "+1 higher is better, -1 lower is better (1)",
+    "value": "the controller's statistic (metric's unit)",
+    "baseline_value": "the baseline's statistic (metric's unit)",
+    "ratio": "value / baseline_value (1)",
+    "ratio_lo": "lower end of the paired bootstrap CI of the ratio (1)",
+    "ratio_hi": "upper end of the paired bootstrap CI of the ratio (1)",
+    "better": "the controller beats the baseline in the metric's direction (bool)",
+}
+"""Baseline-ratio column -> meaning (``summary.json`` under ``ratios``)."""
+
+LEADERBOARD_METRICS = ("time_in_window_frac", "mad_uv", "time_above_discomfort_frac",
+                       "overstim_events", "time_below_perception_frac", "charge_per_pulse_uc",
+                       "device_interventions")
+"""Columns of the leaderboard; the first is the default ranking metric."""
+
+
+def _fmt(value: Any) -> str:
+    """A number with 3 significant digits ('-' for missing)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _index(summary: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], Mapping]:
+    return {(s["env_id"], s["controller"], s["metric"]): s for s in summary}
+
+
+def leaderboard(summary: Sequence[Mapping[str, Any]], primary: str = LEADERBOARD_METRICS[0],
+                stat: str = "iqm", metrics: Sequence[str] = LEADERBOARD_METRICS
+                ) -> dict[str, list[dict[str, Any]]]:
+    """Controllers ranked by ``stat`` of ``primary``, per env, best first.
+
+    Args:
+        summary: Output of :func:`~closedloop.evaluation.summarize` covering ``metrics``.
+        primary: Ranking metric (its direction decides the order).
+        stat: ``mean``, ``median`` or ``iqm``, shown with its CI for every metric.
+        metrics: Columns.
+
+    Returns:
+        ``env_id -> rows`` with ``rank``, ``controller``, and per metric ``<metric>``,
+        ``<metric>_lo`` and ``<metric>_hi``.
+    """
+    if stat not in STATISTICS:
+        raise ConfigError(f"stat={stat!r} is unknown; valid: {', '.join(STATISTICS)}")
+    at = _index(summary)
+    have = sorted({m for _, _, m in at})
+    for metric in (primary, *metrics):
+        if metric not in have:
+            raise ConfigError(f"metric {metric!r} is not in the summary; valid: "
+                              f"{', '.join(have)}")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for env_id, controller, _ in at:
+        out.setdefault(env_id, [])
+        if controller in (r["controller"] for r in out[env_id]):
+            continue
+        row: dict[str, Any] = {"controller": controller}
+        for metric in metrics:
+            s = at[(env_id, controller, metric)]
+            row |= {metric: s[stat], f"{metric}_lo": s[f"{stat}_lo"],
+                    f"{metric}_hi": s[f"{stat}_hi"]}
+        row["_key"] = at[(env_id, controller, primary)][stat]
+        out[env_id].append(row)
+    sign = DIRECTION[primary] or -1
+    for rows in out.values():
+        rows.sort(key=lambda r: -sign * r["_key"] if math.isfinite(r["_key"]) else math.inf)
+        for rank, r in enumerate(rows, 1):
+            r.pop("_key")
+            r["rank"] = rank
+    return out
+
+
+def _cells(board: Mapping[str, list[dict]], metrics: Sequence[str]
+           ) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Header and string cells of each env's leaderboard."""
+    head = ["#", "controller", *metrics]
+    return {env_id: (head, [[str(r["rank"]), r["controller"], *(
+        f"{_fmt(r[m])} [{_fmt(r[m + '_lo'])}, {_fmt(r[m + '_hi'])}]" for m in metrics)]
+        for r in rows]) for env_id, rows in board.items()}
+
+
+def _md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def leaderboard_markdown(board: Mapping[str, list[dict]], metrics: Sequence[str] =
+                         LEADERBOARD_METRICS, stat: str = "iqm", scenarios: Mapping | None = None
+                         ) -> str:
+    """The leaderboard as Markdown: one table per env, cells ``stat [CI low, CI high]``."""
+    parts = [f"Cells: {stat} across patients and seeds [95 % bootstrap CI]. Units: see the "
+             "schema in results.json.\n"]
+    for env_id, (head, body) in _cells(board, metrics).items():
+        scen = f" (scenario {scenarios[env_id]})" if scenarios and env_id in scenarios else ""
+        parts.append(f"## {env_id}{scen}\n\n{_md_table(head, body)}\n")
+    return "\n".join(parts)
+
+
+def leaderboard_text(board: Mapping[str, list[dict]], metrics: Sequence[str] =
+                     LEADERBOARD_METRICS, stat: str = "iqm") -> str:
+    """The leaderboard as aligned plain text for the terminal."""
+    parts = []
+    for env_id, (head, body) in _cells(board, metrics).items():
+        widths = [max(len(c) for c in col) for col in zip(head, *body, strict=True)]
+        line = "  ".join
+        parts.append(f"{env_id}  ({stat} [95 % CI])")
+        parts.append(line(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+        parts += [line(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def ratios_markdown(ratios: Sequence[Mapping[str, Any]]) -> str:
+    """Ratios to the baseline as a Markdown table."""
+    if not ratios:
+        return ""
+    head = ["env", "controller", "metric", "stat", "ratio [95 % CI]", "better"]
+    body = [[r["env_id"], r["controller"], r["metric"], r["stat"],
+             f"{_fmt(r['ratio'])} [{_fmt(r['ratio_lo'])}, {_fmt(r['ratio_hi'])}]",
+             "yes" if r["better"] else "no"] for r in ratios]
+    return f"## Ratio to {ratios[0]['baseline']}\n\n{_md_table(head, body)}\n"
+
+
+def report_card(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] =
+                LEADERBOARD_METRICS, alpha: float = DEFAULT_ALPHA) -> str:
+    """Per-patient report card (Markdown): per env and patient, each controller's key metrics.
+
+    Values are means over seeds. A cell is flagged ``⚠`` when the patient is among that
+    controller's worst ``ceil(alpha x patients)`` patients on that metric (its CVaR tail) and
+    strictly worse than the controller's median patient.
+    """
+    from closedloop.evaluation.summary import groups, score_matrix
+
+    flagged, means, order = {}, {}, {}
+    for (controller, env_id), group in groups(rows).items():
+        order.setdefault(env_id, []).append(controller)
+        for metric in metrics:
+            m, patients, _ = score_matrix(group, metric)
+            for pid, value, bad in zip(patients, *_tail_flags(m, metric, alpha), strict=True):
+                means[(env_id, pid, controller, metric)] = value
+                flagged[(env_id, pid, controller, metric)] = bad
+    parts = [f"# Per-patient report card\n\nMeans over seeds. ⚠: among the controller's worst "
+             f"{alpha:.0%} of patients on that metric, and worse than its median patient.\n"]
+    for env_id, controllers in order.items():
+        parts.append(f"## {env_id}\n")
+        pids = dict.fromkeys(p for e, p, _, _ in means if e == env_id)
+        for pid in pids:
+            body = [[c, *(_fmt(means[(env_id, pid, c, m)]) + (
+                " ⚠" if flagged[(env_id, pid, c, m)] else "") for m in metrics)]
+                for c in controllers if (env_id, pid, c, metrics[0]) in means]
+            parts.append(f"### {pid}\n\n{_md_table(['controller', *metrics], body)}\n")
+    return "\n".join(parts)
+
+
+def _tail_flags(m, metric: str, alpha: float) -> tuple[list[float], list[bool]]:
+    """Per-patient means of a score matrix and whether each is in the worst-alpha tail."""
+    import numpy as np
+
+    from closedloop.evaluation.stats import row_statistic
+
+    per = row_statistic(m, "mean")
+    direction = DIRECTION[metric]
+    bad = np.zeros(per.size, bool)
+    ok = np.flatnonzero(np.isfinite(per))
+    if direction and ok.size:
+        k = math.ceil(alpha * ok.size - 1e-9)
+        order = ok[np.argsort(direction * per[ok], kind="stable")]
+        bad[order[:k]] = True
+        bad &= direction * (per - np.median(per[ok])) < 0      # ties with the median: no flag
+    return [float(v) for v in per], [bool(b) for b in bad]
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path,
+              schema: Mapping[str, str] = SCHEMA) -> Path:
+    """Write rows as CSV (atomically): the schema's columns first, then any others; NaN empty."""
+    columns = list(schema) + sorted({k for r in rows for k in r} - set(schema))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                         for k, v in row.items()})
+    return write_text_atomic(path, buf.getvalue())
+
+
+def write_json(doc: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a JSON document atomically (NaN as null)."""
+    return write_text_atomic(path, json.dumps(nan_to_none(dict(doc)), indent=1,
+                                              ensure_ascii=False) + "\n")
+
+
+def results_doc(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """The ``results.json`` document: format, schema, free-form meta and the rows."""
+    return {"format": RESULTS_FORMAT, "schema": SCHEMA, "meta": dict(meta or {}),
+            "rows": list(rows)}
+
+
+def summary_doc(summary: Sequence[Mapping[str, Any]], ratios: Sequence[Mapping[str, Any]] = (),
+                meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``summary.json`` document: schemas, meta, the summary and the baseline ratios."""
+    return {"format": SUMMARY_FORMAT, "schema": SUMMARY_SCHEMA, "ratio_schema": RATIO_SCHEMA,
+            "meta": dict(meta or {}), "summary": list(summary), "ratios": list(ratios)}
