@@ -4,6 +4,8 @@ Every subcommand calls only the public Python API, so the numbers it prints are 
 API returns for the same arguments.
 
 Examples:
+    $ closedloop benchmark --quick
+    $ closedloop tune pid --budget 40
     $ closedloop growth-curve --patient thin-csf --posture sitting --currents 0:10:0.5
     $ closedloop model-card --output docs/model_card_params.md
     $ closedloop cohort --split test
@@ -17,7 +19,7 @@ import argparse
 import sys
 
 from closedloop._config import ConfigError
-from closedloop.cli import cohort, growth, scenario, simulate
+from closedloop.cli import benchmark, cohort, growth, scenario, simulate, train, tune
 from closedloop.cli._common import PROG, parse_currents
 
 __all__ = ["build_parser", "main", "parse_currents"]
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Closed-loop spinal cord stimulation: "
                                      "virtual patients, scenarios and the neural response model.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (growth, cohort, scenario, simulate):
+    for module in (benchmark, tune, train, growth, cohort, scenario, simulate):
         module.add_parsers(sub)
     return parser
 

@@ -51,6 +51,23 @@ def parse_float_list(name: str, text: str) -> list[float]:
 
 
 
+def parse_names(option: str, text: str) -> list[str]:
+    """Parse a comma-separated list of names, naming ``option`` in errors."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ConfigError(f"{option}={text!r} must be a comma-separated list of names")
+    return names
+
+
+def parse_int_list(option: str, text: str) -> list[int]:
+    """Parse a comma-separated list of integers, naming ``option`` in errors."""
+    try:
+        return [int(t) for t in parse_names(option, text)]
+    except ValueError:
+        raise ConfigError(f"{option}={text!r} must be a comma-separated list of integers") \
+            from None
+
+
 def check_out_path(option: str, path: str | None) -> None:
     """Raise ConfigError early if ``path``'s directory does not exist (None is fine)."""
     from pathlib import Path

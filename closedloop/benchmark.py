@@ -1,0 +1,202 @@
+"""The controller benchmark: every controller on the held-out test cohort, ranked.
+
+A :class:`Suite` names the controllers, env ids, patients and seeds. :data:`DEFAULT` is the
+embedded default suite that ``closedloop benchmark`` runs; :data:`QUICK` is a cut-down version
+that finishes in about a minute on a 2-core machine. A suite can also come from a TOML file
+(``closedloop benchmark --suite my.toml``) with the fields of :class:`Suite`.
+
+:func:`run_benchmark` plays the grid with :func:`closedloop.evaluation.run_grid` in local worker
+processes, writing every finished episode atomically into the run folder so that an interrupted
+run resumes where it stopped, and then writes the report (results, summary, leaderboard,
+report card, plots) with :func:`closedloop.evaluation.write_report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from closedloop._config import ConfigError
+from closedloop._io import write_text_atomic
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SUITE_FILE = "suite.json"
+TEST_ENVS = ("closedloop/ECAPClinic-Test-v0", "closedloop/ECAPTracking-Test-v0",
+             "closedloop/ECAPCoughStorm-Test-v0")
+"""The held-out versions of the clinic posture sequence, daily living and the cough storm."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """What a benchmark plays.
+
+    Attributes:
+        name: Suite name (the default run folder is ``runs/benchmark-<name>``).
+        controllers: Agent spec names (``agents/``), or ``("all",)`` for every spec and every
+            trained policy of the agent zoo.
+        env_ids: Registered env ids.
+        patients: A cohort split (``test`` is the held-out cohort) or a list of patient ids.
+        n_patients: Only the first N patients of the split (0: all).
+        seeds: Fixed episode seeds; every patient is played with each.
+        baseline: Controller the ratios compare against.
+        env_overrides: ``gymnasium.make`` overrides for every env (e.g. ``episode_s``).
+    """
+
+    name: str = "default"
+    controllers: tuple[str, ...] = ("all",)
+    env_ids: tuple[str, ...] = TEST_ENVS
+    patients: str | tuple[str, ...] = "test"
+    n_patients: int = 0
+    seeds: tuple[int, ...] = (0, 1)
+    baseline: str = "open-loop"
+    env_overrides: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.controllers or not self.env_ids or not self.seeds:
+            raise ConfigError(f"suite {self.name!r}: controllers, env_ids and seeds must be "
+                              "non-empty")
+        if not isinstance(self.n_patients, int) or self.n_patients < 0:
+            raise ConfigError(f"suite {self.name!r}: n_patients={self.n_patients!r} is out of "
+                              "range; valid range [0, inf) (0: all)")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"suite {self.name!r}: seeds={list(self.seeds)} must be distinct")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "suite") -> Suite:
+        """Build a suite from a mapping of its fields; unknown keys are errors."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; known: "
+                              f"{', '.join(sorted(fields))}")
+        d = dict(data)
+        for key in ("controllers", "env_ids", "seeds"):
+            if key in d:
+                d[key] = tuple(d[key]) if isinstance(d[key], list | tuple) else (d[key],)
+        if isinstance(d.get("patients"), list):
+            d["patients"] = tuple(d["patients"])
+        if "env_overrides" in d:
+            d["env_overrides"] = tuple(sorted(dict(d["env_overrides"]).items()))
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (inverse of :meth:`from_dict`)."""
+        d = dataclasses.asdict(self)
+        d["env_overrides"] = dict(self.env_overrides)
+        return json.loads(json.dumps(d))
+
+
+DEFAULT = Suite()
+QUICK = Suite(name="quick", n_patients=5, seeds=(0,))
+SUITES = {"default": DEFAULT, "quick": QUICK}
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read a suite from a TOML file with the fields of :class:`Suite`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--suite={str(path)!r}: no such file")
+    with open(p, "rb") as fh:
+        try:
+            doc = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p.name}: malformed TOML ({exc})") from None
+    return Suite.from_dict(doc, p.name)
+
+
+def controllers_of(suite: Suite) -> list[str]:
+    """The suite's controller names, with ``all`` expanded to every agent spec."""
+    from closedloop.controllers.registry import list_agents
+
+    known = list_agents()
+    names: list[str] = []
+    for name in suite.controllers:
+        for n in (known if name == "all" else [name]):
+            if n not in known:
+                raise ConfigError(f"controller {n!r} is unknown; valid: all, {', '.join(known)}")
+            if n not in names:
+                names.append(n)
+    if suite.baseline not in names:
+        raise ConfigError(f"suite {suite.name!r}: baseline={suite.baseline!r} is not one of its "
+                          f"controllers ({', '.join(names)})")
+    return names
+
+
+def patients_of(suite: Suite) -> list[str]:
+    """The suite's patient ids (the first ``n_patients`` of a split, if set)."""
+    from closedloop.evaluation.grid import resolve_patients
+
+    ids = resolve_patients(suite.patients)
+    return ids[: suite.n_patients] if suite.n_patients else ids
+
+
+def machine() -> dict[str, Any]:
+    """The machine and package versions a run used (stored with its results)."""
+    import numba
+    import numpy
+
+    import closedloop
+
+    return {"platform": platform.platform(), "processor": platform.processor() or
+            platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "closedloop": closedloop.__version__, "numpy": numpy.__version__,
+            "numba": numba.__version__}
+
+
+def _claim_folder(out: Path, suite: Suite, fresh: bool) -> None:
+    """Record the suite in the run folder; refuse to resume a different suite there."""
+    path = out / SUITE_FILE
+    if path.exists() and not fresh:
+        old = json.loads(path.read_text())
+        if old != suite.to_dict():
+            raise ConfigError(f"{out} holds a run of a different suite ({old.get('name')!r}); "
+                              "use another --out, or --fresh to start over there")
+    elif fresh and out.exists():
+        import shutil
+
+        for sub in ("episodes", "trajectories", "plots"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(suite.to_dict(), indent=2) + "\n")
+
+
+def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
+                  workers: int | None = None, progress: bool = True, plots: bool = True,
+                  fresh: bool = False):
+    """Play a suite and write its report; resumes an interrupted run in the same folder.
+
+    Args:
+        suite: What to play.
+        out_dir: Run folder; ``runs/benchmark-<suite name>`` if None.
+        workers: Local worker processes; all CPUs if None.
+        progress: Show a progress bar.
+        plots: Write per-controller PNGs.
+        fresh: Discard finished episodes in the folder instead of resuming.
+
+    Returns:
+        The :class:`closedloop.evaluation.Report` (leaderboard text in ``.text``).
+    """
+    from closedloop.evaluation import run_grid, write_report
+
+    out = Path(out_dir if out_dir is not None else f"runs/benchmark-{suite.name}")
+    controllers = controllers_of(suite)
+    patients = patients_of(suite)
+    n_workers = (os.cpu_count() or 1) if workers is None else workers
+    if n_workers < 1:
+        raise ConfigError(f"workers={workers} is out of range; valid range [1, inf)")
+    _claim_folder(out, suite, fresh)
+    rows = run_grid(controllers, list(suite.env_ids), patients, list(suite.seeds),
+                    workers=n_workers, progress=progress, out_dir=out,
+                    env_overrides=dict(suite.env_overrides) or None)
+    meta = {"suite": suite.to_dict(), "machine": machine(), "workers": n_workers}
+    return write_report(rows, out, baseline=suite.baseline, plots=plots, meta=meta)

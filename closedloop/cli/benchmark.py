@@ -1,0 +1,74 @@
+"""``closedloop benchmark``: rank every controller on the held-out test cohort."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from closedloop.cli._common import PROG, parse_int_list, parse_names
+
+
+def add_parsers(sub) -> None:
+    """Add the ``benchmark`` subcommand."""
+    p = sub.add_parser(
+        "benchmark", help="rank the controllers on the held-out test cohort",
+        description="Play every controller (agents/ and the agent zoo) on the test cohort in "
+                    "the clinic posture sequence, daily living and the cough storm, in local "
+                    "worker processes; print the leaderboard and write a run folder (results "
+                    "JSON/CSV, summary, leaderboard.md, report_card.md, plots). Finished "
+                    "episodes are kept, so an interrupted run resumes when started again.")
+    p.add_argument("--quick", action="store_true",
+                   help="the quick suite: 5 test patients, one seed (about a minute)")
+    p.add_argument("--suite", metavar="FILE", help="a suite TOML file (fields of "
+                   "closedloop.benchmark.Suite) instead of the embedded default")
+    p.add_argument("--controllers", metavar="A,B", help="only these agent specs (comma list)")
+    p.add_argument("--envs", metavar="ID,ID", help="only these env ids (comma list)")
+    p.add_argument("--patients", type=int, metavar="N", help="only the first N patients")
+    p.add_argument("--seeds", metavar="S,S", help="episode seeds (comma list of integers)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default: one per CPU)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/benchmark-<suite>)")
+    p.add_argument("--fresh", action="store_true",
+                   help="discard finished episodes in the run folder instead of resuming")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_benchmark_cli)
+
+
+def suite_from_args(args: argparse.Namespace):
+    """The suite the arguments select (embedded default, quick, or a file, then overrides)."""
+    import dataclasses
+
+    from closedloop.benchmark import DEFAULT, QUICK, load_suite
+
+    suite = load_suite(args.suite) if args.suite else QUICK if args.quick else DEFAULT
+    changes: dict = {}
+    if args.controllers:
+        changes["controllers"] = tuple(parse_names("--controllers", args.controllers))
+    if args.envs:
+        changes["env_ids"] = tuple(parse_names("--envs", args.envs))
+    if args.patients is not None:
+        from closedloop._config import ConfigError
+
+        if args.patients < 1:
+            raise ConfigError(f"--patients={args.patients} is out of range; valid range [1, inf)")
+        changes["n_patients"] = args.patients
+    if args.seeds:
+        changes["seeds"] = tuple(parse_int_list("--seeds", args.seeds))
+    return dataclasses.replace(suite, **changes) if changes else suite
+
+
+def run_benchmark_cli(args: argparse.Namespace) -> int:
+    """Run the ``benchmark`` subcommand."""
+    from closedloop.benchmark import run_benchmark
+
+    suite = suite_from_args(args)
+    report = run_benchmark(suite, args.out, workers=args.workers,
+                           progress=not args.no_progress, plots=not args.no_plots,
+                           fresh=args.fresh)
+    print(report.text)
+    folder = report.paths["leaderboard.md"].parent
+    print(f"\nrun folder: {folder} (leaderboard.md, report_card.md, results.csv, plots/)",
+          file=sys.stderr)
+    print(f"{PROG} benchmark: done", file=sys.stderr)
+    return 0

@@ -1,0 +1,200 @@
+"""Auto-tuning of controller gains on the training cohort, never the held-out test cohort.
+
+:func:`tune` searches a controller spec's gains in log space with Nelder-Mead
+(:func:`scipy.optimize.minimize`, bounded) for a fixed budget of objective evaluations. One
+evaluation plays the controller with the candidate gains on a fixed set of training patients,
+scenarios and seeds through :func:`closedloop.evaluation.run_grid`, and scores
+
+    J = mean over episodes of ( mean_rel_error
+                                + w_over * time_above_discomfort_frac
+                                + w_under * time_below_perception_frac )
+
+The whole search runs inside :func:`closedloop.cohort.tuning_session`, so asking for the test
+cohort raises :class:`~closedloop.cohort.HeldOutError`. The result is a new agent spec whose
+``[tuning]`` table records the budget, the evaluations used, the objective before and after,
+the patients, scenarios and seeds, and the wall-clock time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from closedloop._config import ConfigError
+
+DEFAULT_GAINS: Mapping[str, Mapping[str, tuple[float, float]]] = {
+    "pid": {"kp_ma_per_uv": (1e-4, 0.05), "ki_ma_per_uv_s": (0.01, 5.0)},
+    "clinical-loop": {"loop_gain_per_s": (0.5, 50.0), "backoff_gain": (1.0, 10.0)},
+}
+"""Gains searched per base spec, with (low, high) bounds in the params' own units."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningProblem:
+    """What :func:`tune` optimises.
+
+    Attributes:
+        agent: Base agent spec (``agents/<agent>.toml``); its other params stay fixed.
+        gains: Param name -> (low, high) bounds (> 0; searched in log space).
+        env_ids: Training-cohort env ids the gains are scored on.
+        split: ``train`` or ``validation`` (never ``test``).
+        n_patients: First N patients of the split.
+        seeds: Fixed episode seeds.
+        budget: Objective evaluations allowed.
+        w_over: Weight of the fraction of time above discomfort.
+        w_under: Weight of the fraction of time below perception.
+    """
+
+    agent: str
+    gains: Mapping[str, tuple[float, float]]
+    env_ids: tuple[str, ...] = ("closedloop/ECAPClinic-v0", "closedloop/ECAPCoughStorm-v0")
+    split: str = "train"
+    n_patients: int = 6
+    seeds: tuple[int, ...] = (0,)
+    budget: int = 40
+    w_over: float = 2.0
+    w_under: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "validation"):
+            raise ConfigError(f"split={self.split!r} is invalid for tuning; valid: train, "
+                              "validation (the test cohort is held out)")
+        if not self.gains:
+            raise ConfigError("gains is empty; name at least one param with (low, high) bounds")
+        for key, (lo, hi) in self.gains.items():
+            if not (0.0 < lo < hi and math.isfinite(hi)):
+                raise ConfigError(f"gains[{key!r}]=({lo}, {hi}) is out of range; valid: "
+                                  "0 < low < high < inf")
+        if self.budget < 2 or self.n_patients < 1:
+            raise ConfigError(f"budget={self.budget} and n_patients={self.n_patients} are out "
+                              "of range; valid: budget >= 2, n_patients >= 1")
+
+
+def objective(rows: list[Mapping[str, Any]], w_over: float, w_under: float) -> float:
+    """The tuning objective of a set of result rows (lower is better)."""
+    return float(np.mean([r["mean_rel_error"] + w_over * r["time_above_discomfort_frac"]
+                          + w_under * r["time_below_perception_frac"] for r in rows]))
+
+
+def _candidate(agent: str, params: Mapping[str, float]):
+    """A controller of spec ``agent`` with ``params`` overridden (picklable via partial)."""
+    from closedloop.controllers.registry import make_controller
+
+    return make_controller(agent, **params)
+
+
+class _Evaluator:
+    """Counts and caches objective evaluations of log-gain vectors."""
+
+    def __init__(self, problem: TuningProblem, patients: list[str], workers: int) -> None:
+        self.problem, self.patients, self.workers = problem, patients, workers
+        self.names = list(problem.gains)
+        self.history: list[tuple[dict[str, float], float]] = []
+
+    def params(self, x: np.ndarray) -> dict[str, float]:
+        return {k: float(math.exp(v)) for k, v in zip(self.names, x, strict=True)}
+
+    def __call__(self, x: np.ndarray) -> float:
+        from closedloop.evaluation import run_grid
+
+        p = self.problem
+        params = self.params(x)
+        factory = functools.partial(_candidate, p.agent, params)
+        rows = run_grid({p.agent: factory}, list(p.env_ids), self.patients, list(p.seeds),
+                        workers=self.workers, progress=False)
+        value = objective(rows, p.w_over, p.w_under)
+        self.history.append((params, value))
+        return value
+
+
+def tune(problem: TuningProblem, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Search the gains; returns the tuned spec as a dict with its ``[tuning]`` record.
+
+    Args:
+        problem: What to tune and on what.
+        workers: Local worker processes per evaluation.
+        progress: Print one line per evaluation.
+    """
+    from scipy.optimize import minimize
+
+    from closedloop.cohort import load_cohort, tuning_session
+    from closedloop.controllers.registry import load_agent_spec
+
+    base = load_agent_spec(problem.agent)
+    fields = dataclasses.asdict(base.params)
+    unknown = sorted(set(problem.gains) - set(fields))
+    if unknown:
+        raise ConfigError(f"gains {', '.join(unknown)} are not params of {problem.agent!r}; "
+                          f"valid: {', '.join(fields)}")
+    t0 = time.perf_counter()
+    with tuning_session(f"tuning {problem.agent}"):
+        patients = [p.patient_id for p in load_cohort(problem.split)[: problem.n_patients]]
+        ev = _Evaluator(problem, patients, workers)
+        bounds = [(math.log(lo), math.log(hi)) for lo, hi in problem.gains.values()]
+        x0 = np.array([_start(fields[k], lo, hi) for k, (lo, hi) in problem.gains.items()])
+        before = ev(x0)
+        fun = _verbose(ev) if progress else ev
+        res = minimize(fun, x0, method="Nelder-Mead", bounds=bounds,
+                       options={"maxfev": problem.budget - 1, "xatol": 1e-2, "fatol": 1e-4})
+    best_params, best = min(ev.history, key=lambda h: h[1])
+    return _tuned_spec(base, fields, best_params, problem, patients, {
+        "evaluations": len(ev.history), "objective_before": before, "objective_after": best,
+        "optimizer": f"scipy.optimize.minimize Nelder-Mead (log gains), {res.message}",
+        "wall_s": round(time.perf_counter() - t0, 1)})
+
+
+def _start(value: Any, lo: float, hi: float) -> float:
+    """Log of the base spec's value clipped into the bounds (geometric mid if not positive)."""
+    v = float(value) if isinstance(value, int | float) and value > 0 else math.sqrt(lo * hi)
+    return math.log(min(max(v, lo), hi))
+
+
+def _verbose(ev: _Evaluator):
+    def fun(x):
+        value = ev(x)
+        print(f"  eval {len(ev.history):3d}: J={value:.4f} {ev.params(x)}", flush=True)
+        return value
+    return fun
+
+
+def _tuned_spec(base, fields, best_params, problem, patients, record) -> dict[str, Any]:
+    """The tuned agent spec document."""
+    params = {**{k: v for k, v in fields.items() if v is not None}, **best_params}
+    return {
+        "name": f"{base.name}-tuned", "controller": base.controller,
+        "description": f"{base.name} with gains auto-tuned on the {problem.split} cohort "
+                       f"({', '.join(problem.gains)}).",
+        "params": params,
+        "tuning": {"base": base.name, "budget": problem.budget, "split": problem.split,
+                   "patients": patients, "env_ids": list(problem.env_ids),
+                   "seeds": list(problem.seeds), "w_over": problem.w_over,
+                   "w_under": problem.w_under, **record},
+    }
+
+
+def write_spec(doc: Mapping[str, Any], path: str | Path) -> Path:
+    """Write an agent spec document as TOML, atomically."""
+    from closedloop._io import write_text_atomic
+
+    lines = [f"{k} = {_toml(doc[k])}" for k in ("name", "description", "controller")]
+    for table in ("params", "tuning"):
+        lines += ["", f"[{table}]"] + [f"{k} = {_toml(v)}" for k, v in doc[table].items()]
+    return write_text_atomic(Path(path), "\n".join(lines) + "\n")
+
+
+def _toml(v: Any) -> str:
+    """A TOML literal for a str, bool, number or list of those."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return repr(float(v)) if isinstance(v, float) else str(v)

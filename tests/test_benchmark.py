@@ -1,0 +1,90 @@
+"""``closedloop benchmark``: suites, the run folder, resume, and CLI/API agreement."""
+
+import json
+import re
+
+import pytest
+
+from closedloop._config import ConfigError
+from closedloop.benchmark import DEFAULT, QUICK, Suite, controllers_of, load_suite, run_benchmark
+
+TINY = """
+name = "tiny"
+controllers = ["open-loop", "clinical-loop"]
+env_ids = ["closedloop/ECAPClinic-Test-v0"]
+patients = "test"
+n_patients = 1
+seeds = [0]
+env_overrides = {episode_s = 20.0}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_default_suite_is_every_agent_on_the_held_out_cohort():
+    assert DEFAULT.patients == "test" and DEFAULT.n_patients == 0
+    assert {e.split("/")[1] for e in DEFAULT.env_ids} == {
+        "ECAPClinic-Test-v0", "ECAPTracking-Test-v0", "ECAPCoughStorm-Test-v0"}
+    names = controllers_of(DEFAULT)
+    assert {"open-loop", "pid", "clinical-loop", "mpc"} <= set(names)
+    assert QUICK.env_ids == DEFAULT.env_ids and QUICK.n_patients == 5
+
+
+def test_cli_and_api_agree_and_a_rerun_resumes(cli, tiny, tmp_path):
+    out = tmp_path / "run"
+    code, text, err = cli("benchmark", "--suite", str(tiny), "--out", str(out), "--no-plots",
+                          "--no-progress", "--workers", "1")
+    assert code == 0, err
+    assert "clinical-loop" in text and "open-loop" in text
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["controller"] for r in rows} == {"open-loop", "clinical-loop"}
+    assert {r["patient"] for r in rows} == {"test-000"}
+    for name in ("results.csv", "summary.json", "leaderboard.md", "report_card.md",
+                 "suite.json"):
+        assert (out / name).is_file(), name
+    episodes = sorted((out / "episodes").glob("*.json"))
+    assert len(episodes) == 2
+    stamps = [p.stat().st_mtime_ns for p in episodes]
+    report = run_benchmark(load_suite(tiny), out, workers=1, progress=False, plots=False)
+    assert [p.stat().st_mtime_ns for p in episodes] == stamps    # nothing replayed
+    api_rows = json.loads(report.paths["results.json"].read_text())["rows"]
+    assert [r["mad_uv"] for r in api_rows] == [r["mad_uv"] for r in rows]
+
+
+def test_a_different_suite_does_not_resume_into_the_same_folder(tiny, tmp_path):
+    out = tmp_path / "run"
+    suite = load_suite(tiny)
+    run_benchmark(suite, out, workers=1, progress=False, plots=False)
+    other = Suite.from_dict({**suite.to_dict(), "seeds": [1]})
+    with pytest.raises(ConfigError, match="different suite"):
+        run_benchmark(other, out, workers=1, progress=False, plots=False)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--controllers", "pid,bogus"), "controller 'bogus' is unknown; valid: all,"),
+    (("--envs", "closedloop/Nope-v0"), "Nope-v0"),
+    (("--patients", "0"), r"--patients=0 is out of range; valid range \[1, inf\)"),
+    (("--seeds", "a,b"), "--seeds='a,b' must be a comma-separated list of integers"),
+    (("--suite", "/nonexistent.toml"), "no such file"),
+])
+def test_bad_input_is_named(cli, tmp_path, argv, message):
+    code, _, err = cli("benchmark", "--out", str(tmp_path / "x"), "--no-progress", *argv)
+    assert code == 2
+    assert re.search(message, err), err
+
+
+def test_malformed_suite_files_are_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY + "colour = 'red'\n")
+    with pytest.raises(ConfigError, match="unknown key.*colour.*in bad.toml"):
+        load_suite(bad)
+    bad.write_text("name = [")
+    with pytest.raises(ConfigError, match="bad.toml: malformed TOML"):
+        load_suite(bad)
+    with pytest.raises(ConfigError, match="seeds=.*must be distinct"):
+        Suite(seeds=(1, 1))
