@@ -1,0 +1,454 @@
+"""Hyperparameter search (optuna) for stable-baselines3 agents, scored on the validation cohort.
+
+Each trial samples hyperparameters from the ranges, trains the algorithm for a small budget on
+the native vector env (:class:`~closedloop.envs.vector.ECAPVectorEnv` through the SB3 adapter
+:class:`~closedloop.envs.sb3.SB3VecEnv`, training-cohort patients), then plays the trained
+policy as a controller (:class:`~closedloop.controllers.SB3Policy`) with
+:func:`closedloop.evaluation.run_episode` on the first validation patients and scores the mean
+time in the therapeutic window (``time_in_window_frac``, higher is better). The whole search
+runs inside :func:`closedloop.cohort.tuning_session`, so the held-out test cohort can never be
+used: an env or split that needs it raises :class:`~closedloop.cohort.HeldOutError`.
+
+Ranges come from a TOML file or a dict in the ``[search]`` format of the RL agent specs in
+``agents/rl/``::
+
+    n_envs = 8                       # optional: parallel patients (default 8)
+    normalize_obs = true             # optional: VecNormalize on observations (default true)
+    normalize_reward = false         # optional: VecNormalize on rewards (on-policy only)
+
+    [hyperparams.default]            # optional: fixed constructor arguments
+    policy_kwargs = { net_arch = [64, 64], activation_fn = "tanh" }
+
+    [search]
+    learning_rate = { low = 1e-5, high = 1e-3, log = true }   # log-uniform float
+    gamma = { low = 0.9, high = 0.999 }                       # uniform float
+    n_epochs = { low = 3, high = 20 }                         # integers: uniform int
+    n_steps = { choices = [128, 256, 512] }                   # categorical
+
+The best parameters are returned and written as a TOML fragment (``[hyperparams."<env id>"]``)
+ready to paste into a spec, with every trial in ``trials.json``. Needs optuna
+(``pip install 'closedloop[rl]'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from closedloop._config import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EXTRA = "rl"
+"""The ``closedloop`` extra that installs optuna."""
+ALGOS: Mapping[str, tuple[str, str]] = {
+    "ppo": ("stable_baselines3", "PPO"), "a2c": ("stable_baselines3", "A2C"),
+    "sac": ("stable_baselines3", "SAC"), "td3": ("stable_baselines3", "TD3"),
+    "recurrentppo": ("sb3_contrib", "RecurrentPPO"),
+}
+"""``--algo`` name -> (module, class)."""
+ON_POLICY = ("ppo", "a2c", "recurrentppo")
+RANGE_KEYS = ("low", "high", "log", "choices")
+FILE_KEYS = ("name", "description", "algorithm", "policy", "n_envs", "normalize_obs",
+             "normalize_reward", "clip_obs", "hyperparams", "search")
+"""Keys of a ranges file: those of an RL agent spec (``agents/rl/*.toml``)."""
+RESERVED = ("self", "policy", "env", "seed", "device", "verbose", "tensorboard_log",
+            "_init_setup_model")
+OBJECTIVE = "time_in_window_frac"
+REPORTED = ("time_in_window_frac", "time_above_discomfort_frac", "time_below_perception_frac",
+            "mean_rel_error", "charge_per_pulse_uc", "env_return")
+"""Clinical metrics averaged over the validation episodes of each trial."""
+ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """What a search samples and what it keeps fixed.
+
+    Attributes:
+        ranges: Hyperparameter -> ``{low, high[, log]}`` or ``{choices}``.
+        fixed: Constructor arguments kept fixed (``[hyperparams.default]``).
+        n_envs: Patients simulated in parallel while training.
+        normalize_obs: Normalise observations with running statistics (VecNormalize).
+        normalize_reward: Normalise rewards (on-policy algorithms only).
+        algorithm: Algorithm named by the file (``""`` if none), checked against ``--algo``.
+    """
+
+    ranges: Mapping[str, Mapping[str, Any]]
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    n_envs: int = 8
+    normalize_obs: bool = True
+    normalize_reward: bool = False
+    algorithm: str = ""
+
+
+def load_ranges(source: str | Path | Mapping[str, Any]) -> SearchSpace:
+    """Parse a ranges TOML file (or an already parsed dict) into a :class:`SearchSpace`.
+
+    Raises:
+        ConfigError: On an unknown key, a malformed range or an unreadable file.
+    """
+    doc, where = source, "ranges"
+    if not isinstance(source, Mapping):
+        path, where = Path(source), str(source)
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"--ranges={where!r}: cannot read a TOML file ({exc})") from None
+    unknown = sorted(set(doc) - set(FILE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid: "
+                          f"{', '.join(FILE_KEYS)}")
+    ranges = doc.get("search", {})
+    if not isinstance(ranges, Mapping) or not ranges:
+        raise ConfigError(f"{where}: [search] must be a non-empty table of ranges")
+    for key, rng in ranges.items():
+        _check_range(key, rng, where)
+    fixed = doc.get("hyperparams", {}).get("default", {})
+    n_envs = doc.get("n_envs", 8)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ConfigError(f"{where}: n_envs={n_envs!r} is out of range; valid range [1, inf)")
+    return SearchSpace(dict(ranges), dict(fixed), n_envs, bool(doc.get("normalize_obs", True)),
+                       bool(doc.get("normalize_reward", False)),
+                       str(doc.get("algorithm", "")).lower())
+
+
+def _check_range(key: str, rng: Any, where: str) -> None:
+    """Raise ConfigError naming ``key`` unless ``rng`` is ``{low, high[, log]}`` or choices."""
+    if not isinstance(rng, Mapping) or set(rng) - set(RANGE_KEYS):
+        raise ConfigError(f"{where}: [search] {key} must be a table with keys "
+                          f"{', '.join(RANGE_KEYS)}")
+    if "choices" in rng:
+        if not isinstance(rng["choices"], list) or not rng["choices"]:
+            raise ConfigError(f"{where}: [search] {key}.choices must be a non-empty list")
+        return
+    low, high = rng.get("low"), rng.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) \
+            or not low < high:
+        raise ConfigError(f"{where}: [search] {key} needs numbers low < high (or choices)")
+    if rng.get("log") and low <= 0:
+        raise ConfigError(f"{where}: [search] {key} has log = true; needs low > 0")
+
+
+def algorithm_class(algo: str) -> type:
+    """The SB3 class of ``algo`` (a key of :data:`ALGOS`), imported lazily."""
+    if algo not in ALGOS:
+        raise ConfigError(f"algo={algo!r} is unknown; valid: {', '.join(ALGOS)}")
+    module, name = ALGOS[algo]
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        raise ConfigError(f"algo={algo!r} needs the {module} package; install it with "
+                          f"pip install 'closedloop[{EXTRA}]'") from None
+
+
+def check_space(algo: str, space: SearchSpace) -> None:
+    """Raise ConfigError naming a key that is not a constructor argument of ``algo``."""
+    if space.algorithm and space.algorithm != algo:
+        raise ConfigError(f"the ranges are for algorithm={space.algorithm!r}, not algo={algo!r}")
+    params = inspect.signature(algorithm_class(algo).__init__).parameters
+    valid = sorted(n for n in params if n not in RESERVED)
+    unknown = sorted((set(space.ranges) | set(space.fixed)) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown hyperparameter(s) {', '.join(unknown)} for {algo}; "
+                          f"valid: {', '.join(valid)}")
+    if space.normalize_reward and algo not in ON_POLICY:
+        raise ConfigError(f"normalize_reward=true is only valid for {', '.join(ON_POLICY)}")
+
+
+def sample(trial: Any, ranges: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Draw one value per range with an optuna ``trial`` (int if both bounds are integers)."""
+    out = {}
+    for key, rng in ranges.items():
+        if "choices" in rng:
+            out[key] = trial.suggest_categorical(key, list(rng["choices"]))
+        elif isinstance(rng["low"], int) and isinstance(rng["high"], int):
+            out[key] = trial.suggest_int(key, rng["low"], rng["high"], log=bool(rng.get("log")))
+        else:
+            out[key] = trial.suggest_float(key, float(rng["low"]), float(rng["high"]),
+                                           log=bool(rng.get("log")))
+    return out
+
+
+def sb3_kwargs(algo: str, hp: Mapping[str, Any], n_envs: int) -> dict[str, Any]:
+    """Constructor keyword arguments from plain values.
+
+    ``"lin_<x>"`` learning rates and clip ranges become linear decays (as in rl-baselines3-zoo),
+    ``policy_kwargs.activation_fn`` names become torch modules, and a PPO ``batch_size`` is
+    capped at the rollout size ``n_steps * n_envs``.
+    """
+    import torch.nn as nn
+
+    kw = dict(hp)
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(kw.get(key), str):
+            kw[key] = _linear(kw[key], key)
+    pk = dict(kw.get("policy_kwargs", {}))
+    if "activation_fn" in pk:
+        if pk["activation_fn"] not in ACTIVATIONS:
+            raise ConfigError(f"policy_kwargs.activation_fn={pk['activation_fn']!r} is invalid; "
+                              f"valid: {', '.join(ACTIVATIONS)}")
+        pk["activation_fn"] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU,
+                               "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}[pk["activation_fn"]]
+        kw["policy_kwargs"] = pk
+    if "batch_size" in kw and algo in ("ppo", "recurrentppo"):
+        n_steps = inspect.signature(algorithm_class(algo).__init__).parameters["n_steps"].default
+        kw["batch_size"] = min(int(kw["batch_size"]), int(kw.get("n_steps", n_steps)) * n_envs)
+    return kw
+
+
+def _linear(text: str, key: str):
+    """``"lin_<x>"``: a schedule decaying linearly from ``x`` to 0 over training."""
+    try:
+        start = float(text.removeprefix("lin_")) if text.startswith("lin_") else math.nan
+    except ValueError:
+        start = math.nan
+    if not math.isfinite(start):
+        raise ConfigError(f"{key}={text!r} is invalid; valid: a number or 'lin_<number>'")
+    return lambda progress_remaining: progress_remaining * start
+
+
+class NormalizedPredictor:
+    """An SB3 model whose ``predict`` sees observations normalised by frozen VecNormalize stats.
+
+    Args:
+        model: The trained SB3 model.
+        vecnorm: The training ``VecNormalize`` (or None: observations pass unchanged).
+    """
+
+    def __init__(self, model: Any, vecnorm: Any = None) -> None:
+        self.model, self.vecnorm = model, vecnorm
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        """``model.predict`` on the normalised observation."""
+        if self.vecnorm is not None:
+            obs = self.vecnorm.normalize_obs(obs)
+        return self.model.predict(obs, state=state, episode_start=episode_start,
+                                  deterministic=deterministic)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSetup:
+    """Everything one trial needs besides its sampled hyperparameters.
+
+    Attributes:
+        algo: Key of :data:`ALGOS`.
+        env_id: Registered env id trained on (its spec's cohort, normally ``train``).
+        steps: Env steps of training per trial (over all sub-envs).
+        space: The search space (fixed values, n_envs, normalisation).
+        env_overrides: ``gymnasium.make`` overrides of the training env, e.g. ``episode_s``.
+        eval_patients: Patient ids the policy is scored on.
+        eval_seeds: Episode seeds of the scoring.
+        eval_overrides: ``gymnasium.make`` overrides of the scoring episodes.
+    """
+
+    algo: str
+    env_id: str
+    steps: int
+    space: SearchSpace
+    env_overrides: Mapping[str, Any]
+    eval_patients: tuple[str, ...]
+    eval_seeds: tuple[int, ...]
+    eval_overrides: Mapping[str, Any]
+
+
+def train_trial(setup: TrialSetup, hp: Mapping[str, Any], seed: int) -> NormalizedPredictor:
+    """Train ``setup.algo`` with ``hp`` for ``setup.steps`` steps; the trained predictor."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from closedloop.envs.sb3 import SB3VecEnv
+    from closedloop.envs.vector import ECAPVectorEnv
+
+    space = setup.space
+    venv = SB3VecEnv(ECAPVectorEnv(space.n_envs, setup.env_id, **setup.env_overrides))
+    venv.seed(seed)
+    vecnorm = None
+    if space.normalize_obs or space.normalize_reward:
+        gamma = float(hp.get("gamma", 0.99))
+        venv = vecnorm = VecNormalize(venv, norm_obs=space.normalize_obs,
+                                      norm_reward=space.normalize_reward, gamma=gamma)
+    cls = algorithm_class(setup.algo)
+    policy = "MlpLstmPolicy" if setup.algo == "recurrentppo" else "MlpPolicy"
+    model = cls(policy, venv, seed=seed, verbose=0, device="cpu",
+                **sb3_kwargs(setup.algo, hp, space.n_envs))
+    model.learn(total_timesteps=setup.steps)
+    if vecnorm is not None:
+        vecnorm.training = False
+    venv.close()
+    return NormalizedPredictor(model, vecnorm if space.normalize_obs else None)
+
+
+def score(predictor: NormalizedPredictor, setup: TrialSetup) -> dict[str, float]:
+    """Mean clinical metrics (:data:`REPORTED`) of ``predictor`` over the scoring episodes."""
+    from closedloop.controllers import SB3Policy
+    from closedloop.evaluation import run_episode
+
+    controller = SB3Policy(predictor)
+    rows = [run_episode(controller, setup.env_id, patient, seed, setup.eval_overrides).metrics
+            for patient in setup.eval_patients for seed in setup.eval_seeds]
+    return {k: float(sum(r[k] for r in rows) / len(rows)) for k in REPORTED}
+
+
+def _import_optuna():
+    """optuna, or a ConfigError naming the extra that installs it."""
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("the hyperparameter search needs optuna; install it with "
+                          f"pip install 'closedloop[{EXTRA}]' (or pip install optuna)") from None
+    return optuna
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """The outcome of :func:`search`.
+
+    Attributes:
+        algo: Algorithm searched.
+        env_id: Env id trained on.
+        study_name: Optuna study name.
+        best_params: Sampled hyperparameters of the best trial.
+        best_value: Its objective: mean ``time_in_window_frac`` on validation (1).
+        best_metrics: Its mean clinical metrics on validation.
+        trials: One dict per completed trial (number, params, value, metrics, wall_s).
+        eval_patients: Validation patients scored.
+        wall_s: Wall-clock time of the search (s).
+    """
+
+    algo: str
+    env_id: str
+    study_name: str
+    best_params: dict[str, Any]
+    best_value: float
+    best_metrics: dict[str, float]
+    trials: list[dict[str, Any]]
+    eval_patients: tuple[str, ...]
+    wall_s: float
+
+    def to_toml(self) -> str:
+        """The best parameters as a ``[hyperparams."<env id>"]`` fragment of an RL spec."""
+        lines = [f"# closedloop hpsearch: best of {len(self.trials)} trial(s) of "
+                 f"{self.algo} on {self.env_id} (study {self.study_name})",
+                 f"# objective: mean {OBJECTIVE} on {', '.join(self.eval_patients)} = "
+                 f"{self.best_value:.4f}",
+                 f'[hyperparams."{self.env_id}"]']
+        lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(self.best_params.items())]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    """A TOML literal for a scalar sampled by optuna."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))
+
+
+def search(agent_algo: str, env_id: str, n_trials: int, steps_per_trial: int,
+           ranges: str | Path | Mapping[str, Any] | SearchSpace, seed: int = 0,
+           storage: str | None = None, *, study_name: str | None = None,
+           eval_split: str = "validation", eval_patients: int = 4,
+           eval_seeds: tuple[int, ...] = (0,), env_overrides: Mapping[str, Any] | None = None,
+           eval_overrides: Mapping[str, Any] | None = None,
+           out_dir: str | Path | None = None) -> SearchResult:
+    """Search ``agent_algo``'s hyperparameters over ``ranges`` with optuna (TPE sampler).
+
+    Args:
+        agent_algo: Key of :data:`ALGOS`, e.g. ``ppo``.
+        env_id: Registered env id to train on (training-cohort ids; a ``-Test`` id raises).
+        n_trials: Trials to run (added to a resumed study's).
+        steps_per_trial: Env steps of training per trial (over all sub-envs).
+        ranges: A ranges file, its parsed dict, or a :class:`SearchSpace`.
+        seed: Seed of the sampler; trial ``k`` trains with seed ``seed + k``.
+        storage: Optuna storage URL (e.g. ``sqlite:///hp.db``) to resume a study; None: memory.
+        study_name: Study name; default ``hpsearch-<algo>-<env id>``.
+        eval_split: Cohort scored: ``validation`` (default) or ``train``; ``test`` raises.
+        eval_patients: The first N patients of ``eval_split`` are scored.
+        eval_seeds: Episode seeds of the scoring.
+        env_overrides: ``gymnasium.make`` overrides of the training env (e.g. ``episode_s``).
+        eval_overrides: ``gymnasium.make`` overrides of the scoring episodes.
+        out_dir: If given, ``best.toml`` and ``trials.json`` are written there.
+
+    Returns:
+        The :class:`SearchResult`.
+
+    Raises:
+        ConfigError: On invalid arguments or ranges, or if optuna is missing.
+        HeldOutError: If anything asks for the test cohort.
+    """
+    from closedloop.cohort import load_cohort, tuning_session
+    from closedloop.evaluation.runner import check_env_id
+
+    optuna = _import_optuna()
+    space = ranges if isinstance(ranges, SearchSpace) else load_ranges(ranges)
+    check_space(agent_algo, space)
+    check_env_id(env_id)
+    for name, value in (("n_trials", n_trials), ("steps_per_trial", steps_per_trial),
+                        ("eval_patients", eval_patients)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}={value!r} is out of range; valid range [1, inf)")
+    start = time.perf_counter()
+    with tuning_session("hpsearch"):
+        patients = tuple(p.patient_id for p in load_cohort(eval_split)[:eval_patients])
+        setup = TrialSetup(agent_algo, env_id, steps_per_trial, space, dict(env_overrides or {}),
+                           patients, tuple(eval_seeds), dict(eval_overrides or {}))
+        study = optuna.create_study(
+            study_name=study_name or f"hpsearch-{agent_algo}-{env_id}", storage=storage,
+            direction="maximize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=seed))
+        study.optimize(lambda trial: _objective(trial, setup, seed), n_trials=n_trials)
+    result = _result(study, setup, time.perf_counter() - start)
+    if out_dir is not None:
+        write_result(result, out_dir)
+    return result
+
+
+def _objective(trial: Any, setup: TrialSetup, seed: int) -> float:
+    """Train and score one trial; the mean validation time in window."""
+    start = time.perf_counter()
+    hp = {**setup.space.fixed, **sample(trial, setup.space.ranges)}
+    metrics = score(train_trial(setup, hp, seed + trial.number), setup)
+    trial.set_user_attr("metrics", metrics)
+    trial.set_user_attr("wall_s", time.perf_counter() - start)
+    return metrics[OBJECTIVE]
+
+
+def _result(study: Any, setup: TrialSetup, wall_s: float) -> SearchResult:
+    """Collect a finished study into a :class:`SearchResult`."""
+    done = [t for t in study.trials if t.value is not None]
+    trials = [{"number": t.number, "params": t.params, "value": t.value,
+               "metrics": t.user_attrs.get("metrics", {}), "wall_s": t.user_attrs.get("wall_s")}
+              for t in done]
+    best = study.best_trial
+    return SearchResult(setup.algo, setup.env_id, study.study_name, dict(best.params),
+                        float(best.value), dict(best.user_attrs.get("metrics", {})), trials,
+                        setup.eval_patients, wall_s)
+
+
+def write_result(result: SearchResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``best.toml`` (the spec fragment) and ``trials.json`` into ``out_dir``."""
+    from closedloop._io import nan_to_none, write_text_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"algo": result.algo, "env_id": result.env_id, "study_name": result.study_name,
+           "objective": OBJECTIVE, "eval_patients": list(result.eval_patients),
+           "best_params": result.best_params, "best_value": result.best_value,
+           "best_metrics": result.best_metrics, "wall_s": result.wall_s,
+           "trials": result.trials}
+    return (write_text_atomic(out / "best.toml", result.to_toml()),
+            write_text_atomic(out / "trials.json",
+                              json.dumps(nan_to_none(doc), indent=1, allow_nan=False) + "\n"))

@@ -1,0 +1,164 @@
+"""Model folders and checkpoints on disk, written so that an interruption never leaves half a one.
+
+A folder is filled under a temporary name beside its destination and renamed into place at the
+end. A checkpoint (``<out>/checkpoints/step-<steps>/``) holds ``model.zip``,
+``vecnormalize.pkl``, ``replay_buffer.pkl`` (off-policy algorithms) and, written last,
+``state.json``: a checkpoint without it is incomplete and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from closedloop._io import nan_to_none, write_text_atomic
+from closedloop.training.policy import MODEL_FILE, NORM_FILE, OBS_NORM_FILE, ObsNormalizer
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "state.json"
+REPLAY_FILE = "replay_buffer.pkl"
+
+
+def replace_dir(tmp: Path, dst: Path) -> Path:
+    """Move the finished folder ``tmp`` to ``dst``, replacing an existing ``dst``."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def save_model_dir(dst: Path, model: Any, norm: Any, texts: Mapping[str, str] | None = None,
+                   replay: bool = False) -> Path:
+    """Write a model folder: model, VecNormalize statistics (pickle and JSON), text files.
+
+    Args:
+        dst: The folder to (re)place.
+        model: The SB3 model.
+        norm: Its ``VecNormalize``.
+        texts: File name -> text, written after the binary files (e.g. ``card.json``).
+        replay: Also save the replay buffer (off-policy checkpoints).
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        model.save(str(tmp / MODEL_FILE))
+        norm.save(str(tmp / NORM_FILE))
+        (tmp / OBS_NORM_FILE).write_text(ObsNormalizer.from_vecnormalize(norm).to_json(),
+                                         encoding="utf-8")
+        if replay:
+            model.save_replay_buffer(str(tmp / REPLAY_FILE))
+        for name, text in (texts or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        return replace_dir(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def to_json(doc: Any) -> str:
+    """Indented JSON without NaN (stored as null)."""
+    return json.dumps(nan_to_none(doc), indent=1, allow_nan=False, default=str) + "\n"
+
+
+def save_checkpoint(out_dir: Path, model: Any, norm: Any, state: Mapping[str, Any],
+                    replay: bool, keep: int) -> Path:
+    """Write ``<out>/checkpoints/step-<steps>/`` and delete all but the ``keep`` newest."""
+    steps = int(state["num_timesteps"])
+    dst = Path(out_dir) / CHECKPOINTS / f"step-{steps:012d}"
+    save_model_dir(dst, model, norm, {STATE_FILE: to_json(state)}, replay=replay)
+    for _, old in list_checkpoints(out_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run folder as ``(steps, folder)``, oldest first."""
+    folder = Path(out_dir) / CHECKPOINTS
+    found = []
+    for path in folder.glob("step-*") if folder.is_dir() else ():
+        suffix = path.name.removeprefix("step-")
+        if suffix.isdigit() and (path / STATE_FILE).is_file() and (path / MODEL_FILE).is_file():
+            found.append((int(suffix), path))
+    return sorted(found)
+
+
+def latest_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest complete checkpoint and its state, or None."""
+    found = list_checkpoints(out_dir)
+    if not found:
+        return None
+    path = found[-1][1]
+    return path, json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+
+
+class RunLock:
+    """``<out>/.lock`` holding this process's id while a run uses the folder.
+
+    A lock left by a process that no longer exists is taken over.
+
+    Raises:
+        ConfigError: On entry, if a live process holds the folder.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = Path(out_dir) / ".lock"
+
+    def __enter__(self) -> RunLock:
+        from closedloop._config import ConfigError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pid = _read_pid(self.path)
+                if pid is not None and _alive(pid):
+                    raise ConfigError(f"{self.path.parent} is in use by another training run "
+                                      f"(process {pid}); wait for it or use another --out") \
+                        from None
+                self.path.unlink(missing_ok=True)           # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return self
+        raise ConfigError(f"could not lock {self.path}")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 only checks)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_json(path: Path, doc: Any) -> Path:
+    """Write ``doc`` as JSON atomically."""
+    return write_text_atomic(path, to_json(doc))

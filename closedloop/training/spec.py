@@ -1,0 +1,330 @@
+"""RL agent specs from ``agents/rl/*.toml``: algorithm, policy and hyperparameters per env id.
+
+A spec is one TOML file (kept in ``agents/rl/``, apart from the controller specs of
+``agents/*.toml``)::
+
+    name = "ppo"                         # unique; by convention the file's stem
+    description = "PPO with an MLP policy"
+    algorithm = "PPO"                    # PPO, SAC, TD3 (stable-baselines3), RecurrentPPO
+    policy = "MlpPolicy"                 # a policy alias of the algorithm
+    n_envs = 8                           # patients simulated in parallel
+    normalize_obs = true                 # VecNormalize on observations
+    normalize_reward = true              # VecNormalize on rewards (on-policy only)
+
+    [hyperparams.default]                # keyword arguments of the algorithm's constructor
+    learning_rate = 3e-4                 # a float, or "lin_3e-4" for a linear decay to 0
+    policy_kwargs = { net_arch = [64, 64], activation_fn = "tanh" }
+
+    [hyperparams."closedloop/ECAPHighRate-v0"]   # per-env values, merged over the default
+    n_steps = 128
+
+    [search]                             # ranges for a hyperparameter search
+    learning_rate = { low = 1e-5, high = 1e-3, log = true }
+    n_steps = { choices = [128, 256, 512] }
+    "policy_kwargs.log_std_init" = { low = -3.0, high = 0.0 }
+
+A search key is a hyperparameter or ``policy_kwargs.<key>``; :func:`with_values` applies a set of
+searched values to the hyperparameters (``train(..., hyperparams=...)`` takes the result).
+
+Off-policy algorithms also take ``action_noise_sigma`` (Gaussian exploration noise on the
+normalised action, std per action dimension). Every error is a :class:`~closedloop.ConfigError`
+naming the offending key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from closedloop._config import ConfigError, param, validate
+from closedloop._specdirs import spec_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ALGORITHMS: Mapping[str, tuple[str, str]] = {
+    "PPO": ("stable_baselines3", "stable-baselines3"),
+    "SAC": ("stable_baselines3", "stable-baselines3"),
+    "TD3": ("stable_baselines3", "stable-baselines3"),
+    "RecurrentPPO": ("sb3_contrib", "sb3-contrib"),
+}
+"""Algorithm name -> (module it is imported from, distribution that provides it)."""
+ON_POLICY = ("PPO", "RecurrentPPO")
+SPEC_KEYS = ("name", "description", "algorithm", "policy", "n_envs", "normalize_obs",
+             "normalize_reward", "clip_obs", "hyperparams", "search")
+RESERVED = ("self", "policy", "env", "seed", "device", "verbose", "tensorboard_log",
+            "_init_setup_model", "rollout_buffer_class", "replay_buffer_class", "action_noise")
+"""Constructor arguments that training sets itself (not allowed in a spec)."""
+POLICY_RESERVED = ("self", "observation_space", "action_space", "lr_schedule",
+                   "features_extractor_class", "optimizer_class", "normalize_images")
+ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu")
+SEARCH_KEYS = ("low", "high", "log", "choices")
+DEFAULT_SECTION = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class RLAgentSpec:
+    """One RL agent configuration (see the module docstring for the file format).
+
+    Attributes:
+        name: Unique name (``closedloop train --agent NAME``).
+        description: One paragraph for cards and reports.
+        algorithm: Key of :data:`ALGORITHMS`.
+        policy: Policy alias of the algorithm, e.g. ``MlpPolicy`` or ``MlpLstmPolicy``.
+        n_envs: Patients simulated in parallel by the native vector env.
+        normalize_obs: Normalise observations with running statistics (VecNormalize).
+        normalize_reward: Scale rewards by the running std of the discounted return.
+        clip_obs: Clip normalised observations to ``[-clip_obs, clip_obs]``.
+        hyperparams: Section (``default`` or an env id) -> constructor keyword arguments.
+        search: Hyperparameter -> search range (``low``/``high``/``log`` or ``choices``).
+    """
+
+    name: str = param("", "text", "spec file", doc="agent name")
+    description: str = param("", "text", "spec file", doc="one paragraph")
+    algorithm: str = param("PPO", "1", "spec file", choices=tuple(ALGORITHMS),
+                           doc="training algorithm")
+    policy: str = param("MlpPolicy", "text", "spec file", doc="policy alias")
+    n_envs: int = param(8, "1", "design choice", 1, 4096, doc="parallel patients")
+    normalize_obs: bool = param(True, "1", "design choice", choices=(True, False),
+                                doc="normalise observations (VecNormalize)")
+    normalize_reward: bool = param(False, "1", "design choice", choices=(True, False),
+                                   doc="normalise rewards (VecNormalize, on-policy only)")
+    clip_obs: float = param(10.0, "1", "SB3 default", 0.0, 1e6, lo_open=True,
+                            doc="clip of normalised observations")
+    hyperparams: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate(self, f"{self.name or 'spec'}: ")
+        if not self.name:
+            raise ConfigError("spec: name must be a non-empty string")
+        if self.normalize_reward and self.algorithm not in ON_POLICY:
+            raise ConfigError(f"{self.name}: normalize_reward=true is only valid for "
+                              f"{', '.join(ON_POLICY)} (algorithm={self.algorithm})")
+
+    @property
+    def on_policy(self) -> bool:
+        """Whether the algorithm learns from fresh rollouts only (no replay buffer)."""
+        return self.algorithm in ON_POLICY
+
+    def hyperparams_for(self, env_id: str, overrides: Mapping[str, Any] | None = None
+                        ) -> dict[str, Any]:
+        """The default section, then ``env_id``'s section, then ``overrides``, validated."""
+        merged = {**self.hyperparams.get(DEFAULT_SECTION, {}),
+                  **self.hyperparams.get(env_id, {}), **(overrides or {})}
+        check_hyperparams(self.algorithm, self.policy, merged, f"{self.name} hyperparams")
+        return merged
+
+
+def algorithm_class(algorithm: str) -> type:
+    """The SB3 class of ``algorithm``, imported lazily.
+
+    Raises:
+        ConfigError: If the algorithm is unknown, or its package is not installed (naming the
+            ``rl`` extra that provides it).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"algorithm={algorithm!r} is unknown; valid: {', '.join(ALGORITHMS)}")
+    module, dist = ALGORITHMS[algorithm]
+    try:
+        return getattr(importlib.import_module(module), algorithm)
+    except ImportError:
+        raise ConfigError(f"algorithm={algorithm!r} needs the {dist} package; install it with "
+                          "pip install 'closedloop[rl]'") from None
+
+
+def valid_hyperparams(algorithm: str) -> list[str]:
+    """Keys a spec may set for ``algorithm`` (constructor arguments, minus reserved ones)."""
+    names = inspect.signature(algorithm_class(algorithm).__init__).parameters
+    extra = [] if algorithm in ON_POLICY else ["action_noise_sigma"]
+    return sorted([n for n in names if n not in RESERVED] + extra)
+
+
+def valid_policy_kwargs(algorithm: str, policy: str) -> list[str]:
+    """Keys of ``policy_kwargs`` for the algorithm's ``policy`` alias."""
+    aliases = algorithm_class(algorithm).policy_aliases
+    if policy not in aliases:
+        raise ConfigError(f"policy={policy!r} is unknown for {algorithm}; valid: "
+                          f"{', '.join(aliases)}")
+    names = inspect.signature(aliases[policy].__init__).parameters
+    return sorted(n for n in names if n not in POLICY_RESERVED)
+
+
+def check_hyperparams(algorithm: str, policy: str, hp: Mapping[str, Any], where: str) -> None:
+    """Raise ConfigError naming the key if ``hp`` has an unknown or malformed entry."""
+    valid = valid_hyperparams(algorithm)
+    unknown = sorted(set(hp) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown hyperparameter(s) {', '.join(unknown)} in {where} for "
+                          f"{algorithm}; valid: {', '.join(valid)}")
+    pk = hp.get("policy_kwargs", {})
+    if not isinstance(pk, Mapping):
+        raise ConfigError(f"{where}: policy_kwargs={pk!r} must be a table")
+    pvalid = valid_policy_kwargs(algorithm, policy)
+    unknown = sorted(set(pk) - set(pvalid))
+    if unknown:
+        raise ConfigError(f"unknown policy_kwargs key(s) {', '.join(unknown)} in {where} for "
+                          f"{algorithm} {policy}; valid: {', '.join(pvalid)}")
+    if "activation_fn" in pk and pk["activation_fn"] not in ACTIVATIONS:
+        raise ConfigError(f"{where}: policy_kwargs.activation_fn={pk['activation_fn']!r} is "
+                          f"invalid; valid: {', '.join(ACTIVATIONS)}")
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(hp.get(key), str):
+            parse_schedule(hp[key], f"{where}: {key}")
+
+
+def parse_schedule(value: float | str, name: str) -> Any:
+    """A float, or ``"lin_<float>"`` (rl-baselines3-zoo): a linear decay to 0 over training."""
+    if isinstance(value, str):
+        try:
+            start = float(value.removeprefix("lin_")) if value.startswith("lin_") else None
+        except ValueError:
+            start = None
+        if start is None:
+            raise ConfigError(f"{name}={value!r} is invalid; valid: a number or 'lin_<number>'")
+        from stable_baselines3.common.utils import LinearSchedule
+
+        return LinearSchedule(start, 0.0, 1.0)
+    return value
+
+
+def sb3_kwargs(spec: RLAgentSpec, hp: Mapping[str, Any], n_actions: int) -> dict[str, Any]:
+    """Constructor keyword arguments for SB3 from validated spec hyperparameters."""
+    import numpy as np
+    import torch.nn as nn
+
+    kw = {k: v for k, v in hp.items() if k != "action_noise_sigma"}
+    for key in ("learning_rate", "clip_range"):
+        if key in kw:
+            kw[key] = parse_schedule(kw[key], key)
+    if isinstance(kw.get("train_freq"), list):
+        kw["train_freq"] = tuple(kw["train_freq"])
+    pk = dict(kw.pop("policy_kwargs", {}))
+    if "activation_fn" in pk:
+        pk["activation_fn"] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU,
+                               "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}[pk["activation_fn"]]
+    if pk:
+        kw["policy_kwargs"] = pk
+    sigma = hp.get("action_noise_sigma")
+    if sigma:
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        kw["action_noise"] = NormalActionNoise(np.zeros(n_actions), np.full(n_actions, sigma))
+    return kw
+
+
+def parse_rl_spec(doc: Mapping[str, Any], where: str = "spec") -> RLAgentSpec:
+    """Validate a parsed spec document (see the module docstring).
+
+    Raises:
+        ConfigError: On an unknown key, a value out of range, an unknown algorithm, policy,
+            hyperparameter or env section, or a malformed search range.
+    """
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: a spec must be a table with keys {', '.join(SPEC_KEYS)}")
+    unknown = sorted(set(doc) - set(SPEC_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid: "
+                          f"{', '.join(SPEC_KEYS)}")
+    fields = {k: v for k, v in doc.items() if k not in ("hyperparams", "search")}
+    fields["description"] = str(fields.get("description", "")).strip()
+    if not isinstance(fields.get("name"), str):
+        raise ConfigError(f"{where}: name must be a non-empty string")
+    spec = RLAgentSpec(**fields, hyperparams=_sections(doc.get("hyperparams", {}), where),
+                       search=dict(doc.get("search", {})))
+    algorithm_class(spec.algorithm)
+    for section, hp in spec.hyperparams.items():
+        check_hyperparams(spec.algorithm, spec.policy, hp, f"{where} [hyperparams.{section}]")
+    _check_search(spec, where)
+    return spec
+
+
+def _sections(hyperparams: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The ``[hyperparams.*]`` tables; sections must be ``default`` or registered env ids."""
+    import gymnasium as gym
+
+    import closedloop  # noqa: F401  (registers the suite)
+
+    if not isinstance(hyperparams, Mapping):
+        raise ConfigError(f"{where}: hyperparams must be a table of sections")
+    valid = [DEFAULT_SECTION, *sorted(k for k in gym.registry if k.startswith("closedloop/"))]
+    for section, table in hyperparams.items():
+        if section not in valid:
+            raise ConfigError(f"{where}: [hyperparams.{section!r}] is unknown; valid sections: "
+                              f"{', '.join(valid)}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: [hyperparams.{section}] must be a table")
+    return {k: dict(v) for k, v in hyperparams.items()}
+
+
+def with_values(hyperparams: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``hyperparams`` updated with searched ``values``.
+
+    A ``policy_kwargs.<key>`` entry of ``values`` goes into ``policy_kwargs``.
+    """
+    out = dict(hyperparams)
+    for key, value in values.items():
+        head, _, sub = key.partition(".")
+        if head == "policy_kwargs" and sub:
+            out["policy_kwargs"] = {**out.get("policy_kwargs", {}), sub: value}
+        else:
+            out[key] = value
+    return out
+
+
+def _check_search(spec: RLAgentSpec, where: str) -> None:
+    """Each search entry names a hyperparameter and gives low/high (and log) or choices."""
+    valid = valid_hyperparams(spec.algorithm) + [
+        f"policy_kwargs.{k}" for k in valid_policy_kwargs(spec.algorithm, spec.policy)]
+    for key, rng in spec.search.items():
+        if key not in valid:
+            raise ConfigError(f"{where}: [search] key {key!r} is not a hyperparameter of "
+                              f"{spec.algorithm}; valid: {', '.join(valid)}")
+        if not isinstance(rng, Mapping) or set(rng) - set(SEARCH_KEYS):
+            raise ConfigError(f"{where}: [search] {key} must be a table with keys "
+                              f"{', '.join(SEARCH_KEYS)}")
+        if "choices" in rng:
+            if not isinstance(rng["choices"], list) or not rng["choices"]:
+                raise ConfigError(f"{where}: [search] {key}.choices must be a non-empty list")
+        elif not ({"low", "high"} <= set(rng) and rng["low"] < rng["high"]):
+            raise ConfigError(f"{where}: [search] {key} needs low < high (or choices)")
+
+
+def _spec_files(folder: Path | None = None) -> dict[str, Path]:
+    """RL spec files in ``agents/rl/`` (or ``folder``) by file stem."""
+    folder = spec_dir("agents") / "rl" if folder is None else folder
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def list_rl_agents(folder: Path | None = None) -> list[str]:
+    """Names of the RL agent specs in ``agents/rl/`` (or ``folder``), sorted."""
+    return sorted(_spec_files(folder))
+
+
+def load_rl_spec(name_or_path: str | Path, folder: Path | None = None) -> RLAgentSpec:
+    """The spec called ``name`` in ``agents/rl/`` (or ``folder``), or a spec file's path.
+
+    Raises:
+        ConfigError: If no spec has that name (the message lists the valid names), or the spec
+            is malformed.
+    """
+    files = _spec_files(folder)
+    path = Path(name_or_path)
+    if str(name_or_path) in files:
+        path = files[str(name_or_path)]
+    elif path.suffix != ".toml" or not path.is_file():
+        raise ConfigError(f"agent={str(name_or_path)!r} is unknown; valid: "
+                          f"{', '.join(sorted(files))} or a path to a spec .toml file")
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: malformed TOML: {exc}") from exc
+    return parse_rl_spec(doc, path.name)

@@ -1,0 +1,254 @@
+"""``train``: one reproducible, observable, resumable RL training run.
+
+Example::
+
+    from closedloop.training import train
+
+    result = train("ppo", "closedloop/ECAPTracking-v0", 1_000_000, "runs/train-ppo", seed=0)
+    result.model_dir                     # runs/train-ppo/best (model.zip, card.json, ...)
+
+A run folder holds::
+
+    run.json            what the run is (agent, env, seed, n_envs, hyperparameters, overrides)
+    checkpoints/step-N/ model, VecNormalize statistics, replay buffer (off-policy), state.json
+    best/               the model with the best validation time in window (ties: lower mad_uv)
+    final/              the model at the end of training
+    evaluations.json    every validation (step, wall-clock, mean clinical metrics)
+    logs/               progress-<start step>.csv per segment, TensorBoard events
+
+**Resuming.** By default (``resume=None``, no ``--resume``/``--fresh`` flag) a run whose folder
+has a checkpoint continues from the newest one until ``total_steps`` (which may be raised); the
+agent, env, seed, n_envs, hyperparameters and env overrides must be those of the checkpoint.
+``resume=True`` requires a checkpoint; ``resume=False`` (``--fresh``) deletes the run's files
+(:data:`RUN_PARTS`, nothing else) and starts again, as does a folder without a checkpoint. A
+finished run asked for no more steps returns at once. A resumed run reaches the requested
+total (on-policy runs in whole rollouts, as uninterrupted ones). Its env episodes restart at the
+checkpoint (reseeded with ``seed + steps``), so it is not bit-identical to an uninterrupted run;
+the card lists the steps it was resumed at. Training time after the last checkpoint is lost on
+interruption, and is not counted in the wall-clock; a best model saved in that time is kept (the
+resumed run replaces it only with a better one). A lock file (``.lock``) keeps two processes
+from training in one folder.
+
+Training and model selection run inside :func:`closedloop.cohort.tuning_session`: the held-out
+test cohort cannot be touched (training on a ``*-Test-v0`` env raises
+:class:`~closedloop.cohort.HeldOutError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from closedloop._config import ConfigError, param, validate
+from closedloop.training.spec import RLAgentSpec, load_rl_spec
+
+RUN_FILE = "run.json"
+EVALUATIONS_FILE = "evaluations.json"
+RUN_PARTS = ("checkpoints", "best", "final", "logs", RUN_FILE, EVALUATIONS_FILE)
+"""What ``resume=False`` deletes from a run folder (nothing else is touched)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """How a run is observed, checkpointed and validated (not what is learned).
+
+    Env-step counts are summed over the parallel patients.
+    """
+
+    eval_every: int = param(200_000, "steps", "measured: ~10 % of PPO's time at 5 patients", 0,
+                            None, doc="validation period (0: only at the end)")
+    eval_patients: int = param(5, "1", "design choice", 1, 20,
+                               doc="first N validation-cohort patients")
+    eval_seeds: tuple[int, ...] = param((0,), "1", "design choice", 0, None,
+                                        doc="episode seeds of the validation")
+    eval_episode_s: float = param(0.0, "s", "design choice", 0.0, 86_400.0,
+                                  doc="validation episode length (0: the env's)")
+    checkpoint_every: int = param(100_000, "steps", "design choice", 0, None,
+                                  doc="checkpoint period (0: only at the end)")
+    keep_checkpoints: int = param(2, "1", "design choice", 1, 1000,
+                                  doc="newest checkpoints kept")
+    log_every: int = param(10_000, "steps", "design choice", 1, None,
+                           doc="off-policy: period of the clinical-metrics logs")
+    max_wall_s: float = param(0.0, "s", "design choice", 0.0, None,
+                              doc="stop after this wall-clock time (0: no limit; such a run "
+                                  "is not reproduced exactly by its command)")
+    progress: bool = param(True, "1", "design choice", choices=(True, False),
+                           doc="show a progress bar")
+    tensorboard: bool = param(True, "1", "design choice", choices=(True, False),
+                              doc="write TensorBoard logs (if tensorboard is installed)")
+    torch_threads: int = param(1, "1", "measured: small MLPs are fastest on one thread", 0,
+                               256, doc="torch CPU threads of the process (0: torch's default)")
+
+    def __post_init__(self) -> None:
+        validate(self, "options.")
+        if not self.eval_seeds:
+            raise ConfigError("options.eval_seeds is empty; give at least one seed >= 0")
+
+    def changed(self) -> dict[str, Any]:
+        """Fields that affect the result and differ from the defaults (for the command)."""
+        quiet = ("progress", "tensorboard", "torch_threads")
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in quiet and getattr(self, f.name) != f.default}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run, validated (built by :func:`train`)."""
+
+    spec: RLAgentSpec
+    agent: str
+    env_id: str
+    total_steps: int
+    out_dir: Path
+    seed: int
+    n_envs: int
+    hp_overrides: Mapping[str, Any]
+    hyperparams: Mapping[str, Any]
+    env_overrides: Mapping[str, Any]
+    name: str
+    options: TrainOptions
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run must share with the checkpointed one (``run.json``)."""
+        return {"agent": self.spec.name, "algorithm": self.spec.algorithm,
+                "policy": self.spec.policy, "env_id": self.env_id, "seed": self.seed,
+                "n_envs": self.n_envs, "hyperparams": dict(self.hyperparams),
+                "env_overrides": dict(self.env_overrides)}
+
+    def command(self) -> str:
+        """The ``closedloop train`` command that reproduces this run."""
+        import shlex
+
+        argv = ["closedloop", "train", "--agent", self.agent, "--env", self.env_id,
+                "--steps", str(self.total_steps), "--seed", str(self.seed),
+                "--n-envs", str(self.n_envs), "--out", str(self.out_dir)]
+        for key, value in self.hp_overrides.items():
+            argv += ["--set", f"{key}={toml_value(value)}"]
+        for key, value in self.env_overrides.items():
+            argv += ["--env-kw", f"{key}={toml_value(value)}"]
+        for key, value in self.options.changed().items():
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            argv += [f"--{key.replace('_', '-')}", text]
+        return shlex.join(argv)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        out_dir: The run folder.
+        model_dir: The selected model (``best/``, else ``final/``); load with
+            :func:`~closedloop.training.load_trained`.
+        steps: Env steps trained (summed over the parallel patients).
+        wall_clock_s: Training wall-clock time over all segments (s).
+        card: The selected model's card.
+        evaluations: Every validation of the run (step, mean clinical metrics).
+    """
+
+    out_dir: Path
+    model_dir: Path
+    steps: int
+    wall_clock_s: float
+    card: dict
+    evaluations: list
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML inline value (what ``--set`` and ``--env-kw`` parse)."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def train(agent: str | Path | RLAgentSpec, env_id: str, total_steps: int,
+          out_dir: str | Path, seed: int = 0, *, n_envs: int | None = None,
+          resume: bool | None = None, hyperparams: Mapping[str, Any] | None = None,
+          env_overrides: Mapping[str, Any] | None = None, name: str | None = None,
+          options: TrainOptions | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train an RL agent on the native vector env, checkpointing and validating as it goes.
+
+    Args:
+        agent: A spec name in ``agents/rl/`` (``ppo``, ``sac``, ``td3``, ``recurrent-ppo``),
+            a spec file path, or an :class:`~closedloop.training.spec.RLAgentSpec` (the card's
+            command then names it by ``spec.name``: save it as a file to reproduce the run).
+        env_id: A registered training env id, e.g. ``closedloop/ECAPTracking-v0``.
+        total_steps: Env steps to train for, summed over the parallel patients (> 0).
+        out_dir: The run folder (see the module docstring).
+        seed: Seed of every random draw (SB3, torch, env resets), >= 0.
+        n_envs: Parallel patients (default: the spec's).
+        resume: None: continue from a checkpoint if there is one; True: require one;
+            False: delete the run's files and start again.
+        hyperparams: Hyperparameters overriding the spec's (validated the same way).
+        env_overrides: ``gymnasium.make`` overrides for training and validation.
+        name: Controller label of the trained models (default: the agent's name).
+        options: Logging, checkpoint and validation settings (:class:`TrainOptions`).
+        callbacks: Extra SB3 callbacks.
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        ConfigError: On an unknown agent, env id, hyperparameter or override, steps <= 0, a
+            negative seed, a resume that does not match the checkpointed run, or a run folder
+            in use by another live process.
+    """
+    from closedloop.cohort import tuning_session
+    from closedloop.training.checkpoints import RunLock
+    from closedloop.training.runner import Run
+
+    cfg = _config(agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams,
+                  env_overrides, name, options)
+    with RunLock(cfg.out_dir), tuning_session(f"training {cfg.spec.name} on {env_id}"):
+        return Run(cfg).execute(resume, list(callbacks))
+
+
+def _config(agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides,
+            name, options) -> RunConfig:
+    """Validate the arguments of :func:`train` into a :class:`RunConfig`."""
+    from closedloop.evaluation.runner import check_seed
+    from closedloop.training.env import check_env_id
+
+    spec = agent if isinstance(agent, RLAgentSpec) else load_rl_spec(agent)
+    agent_arg = spec.name if isinstance(agent, RLAgentSpec) else str(agent)
+    check_env_id(env_id)
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+        raise ConfigError(f"total_steps={total_steps!r} is out of range; valid range [1, inf)")
+    n = spec.n_envs if n_envs is None else n_envs
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n_envs={n!r} is out of range; valid range [1, inf)")
+    overrides = dict(env_overrides or {})
+    _check_env_overrides(env_id, overrides)
+    hp_over = dict(hyperparams or {})
+    return RunConfig(spec, agent_arg, env_id, total_steps, Path(out_dir), check_seed(seed), n,
+                     hp_over, spec.hyperparams_for(env_id, hp_over), overrides,
+                     name or spec.name, options or TrainOptions())
+
+
+def _check_env_overrides(env_id: str, overrides: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming a bad override (the env's own validation), or ``patient``."""
+    from closedloop.envs.config import load_suite, with_overrides
+
+    if "patient" in overrides:
+        raise ConfigError("env_overrides key 'patient' is not allowed: training draws cohort "
+                          "patients and validation sets its own")
+    with_overrides(load_suite()[env_id], overrides)
+
+
+def clear_run(out_dir: Path) -> None:
+    """Delete a run's files (:data:`RUN_PARTS`) from ``out_dir``; nothing else."""
+    for part in RUN_PARTS:
+        path = Path(out_dir) / part
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -1,0 +1,65 @@
+"""Validation of a policy during training: clinical metrics on validation-cohort patients.
+
+The current policy is wrapped with a frozen copy of the observation normalisation
+(:class:`~closedloop.training.policy.TrainedPolicy`) and played deterministically through
+:func:`closedloop.evaluation.run_episode` on the first ``n`` patients of the validation cohort
+with fixed seeds, so that successive evaluations of a run (and of different runs) see the same
+episodes. Models are ranked by mean time in the therapeutic window, ties broken by the lower
+mean absolute ECAP error (:func:`is_better`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from closedloop._config import ConfigError
+
+SPLIT = "validation"
+PRIMARY = "time_in_window_frac"
+"""Selection metric (higher is better)."""
+TIE_BREAK = "mad_uv"
+"""Tie-break metric (lower is better)."""
+
+
+def validation_patients(n: int) -> list[str]:
+    """Ids of the first ``n`` validation-cohort patients."""
+    from closedloop.cohort import load_cohort
+
+    cohort = load_cohort(SPLIT)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(cohort):
+        raise ConfigError(f"eval_patients={n!r} is out of range; valid range [1, {len(cohort)}]")
+    return [p.patient_id for p in cohort[:n]]
+
+
+def evaluate(model: Any, norm: Any, name: str, env_id: str, patients: Sequence[str],
+             seeds: Sequence[int], overrides: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Play the model (deterministic actions) on every patient x seed; the result rows.
+
+    Args:
+        model: The SB3 model being trained.
+        norm: Its ``VecNormalize`` (statistics copied, not updated by the evaluation).
+        name: Controller label of the rows.
+        env_id: Env id of the episodes (each with a fixed validation patient).
+        patients: Patient ids.
+        seeds: Episode seeds.
+        overrides: ``gymnasium.make`` overrides, e.g. ``{"episode_s": 60.0}`` (s).
+    """
+    from closedloop.evaluation.runner import run_episode
+    from closedloop.training.policy import ObsNormalizer, TrainedPolicy
+
+    controller = TrainedPolicy(model, ObsNormalizer.from_vecnormalize(norm), name=name)
+    return [run_episode(controller, env_id, patient, seed, dict(overrides)).row()
+            for patient in patients for seed in seeds]
+
+
+def _key(metrics: Mapping[str, float]) -> tuple[float, float]:
+    """Sort key, larger is better; NaN ranks last."""
+    tiw, mad = metrics.get(PRIMARY, math.nan), metrics.get(TIE_BREAK, math.nan)
+    return (tiw if math.isfinite(tiw) else -math.inf, -mad if math.isfinite(mad) else -math.inf)
+
+
+def is_better(candidate: Mapping[str, float], best: Mapping[str, float] | None) -> bool:
+    """Whether validation metrics ``candidate`` beat ``best`` (None: nothing yet)."""
+    return best is None or _key(candidate) > _key(best)
