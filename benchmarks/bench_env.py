@@ -57,7 +57,67 @@ def section_step(n_steps: int, repeats: int) -> dict:
         res["ours"].append(steps_per_second(ours, n_steps, rng))
         res["cartpole"].append(steps_per_second(cart, n_steps, rng))
     best = {k: max(v) for k, v in res.items()}
-    return {"steps_per_s": res, "best": best, "ratio": best["ours"] / best["cartpole"]}
+    return {"steps_per_s": res, "best": best, "ratio": best["ours"] / best["cartpole"],
+            "breakdown_us": step_breakdown(min(n_steps, 8000), repeats)}
+
+
+def step_breakdown(n_steps: int, repeats: int) -> dict:
+    """µs per step of one fixed patient's episode (process CPU time, round-robin, best).
+
+    ``step_wrapped`` is ``gymnasium.make``'s env, ``step`` the unwrapped env; ``kernel`` is
+    ``step`` minus the same episode with the pulse kernel replaced by a compiled no-op of the
+    same signature, plus that no-op's call (``kernel_call``: unboxing the kernel's arguments);
+    ``python`` is the rest of ``step``, and ``wrappers`` what ``gymnasium.make`` adds.
+    """
+    env, cart = gym.make(ENV_ID), gym.make("CartPole-v1")
+    env.action_space.seed(1)
+    cart.action_space.seed(1)
+    acts = [env.action_space.sample() for _ in range(256)]
+    cart_acts = [cart.action_space.sample() for _ in range(256)]
+    env.reset(seed=0)
+    runner = env.unwrapped._runner
+    real, stub = runner._kernel, _stub_kernel(runner)
+
+    def run(e, actions, kernel=None) -> float:
+        e.reset(seed=0)                  # our patient's episode is longer than n_steps
+        runner._kernel = kernel or real
+        elapsed, done = 0.0, 0
+        while done < n_steps:            # CartPole's resets are not timed
+            t0 = time.process_time()
+            while done < n_steps:
+                _, _, term, trunc, _ = e.step(actions[done & 255])
+                done += 1
+                if term or trunc:
+                    break
+            elapsed += time.process_time() - t0
+            if term or trunc:
+                e.reset()
+        runner._kernel = real
+        return elapsed / n_steps * 1e6
+
+    m = runner.model
+    args = (m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave)
+    jobs = {"step_wrapped": lambda: run(env, acts), "step": lambda: run(env.unwrapped, acts),
+            "step_stub": lambda: run(env.unwrapped, acts, stub),
+            "kernel_call": lambda: timeit_us(lambda: stub(*args), n_steps),
+            "cartpole": lambda: run(cart, cart_acts)}
+    best = {k: min(f() for _ in range(repeats)) for k, f in jobs.items()}
+    best["kernel"] = best["step"] - best["step_stub"] + best["kernel_call"]
+    best["python"] = best["step_stub"] - best["kernel_call"]
+    best["wrappers"] = best["step_wrapped"] - best["step"]
+    best["patient"] = env.unwrapped.patient.patient_id
+    return best
+
+
+def _stub_kernel(runner):
+    """A compiled no-op with the signature of ``runner``'s kernel (a stub to time around)."""
+    import numba
+
+    m = runner.model
+    args = (m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave)
+    runner.out[...] = np.zeros(1, runner.out.dtype)    # the records the stub leaves behind
+    return numba.njit(lambda state, tables, kp, inputs, out, wave: 0).compile(
+        tuple(numba.typeof(a) for a in args))
 
 
 def section_memory() -> dict:
@@ -99,24 +159,94 @@ class NullEnv(gym.Env):
         return self._obs, 0.0, False, self._t >= 9000, {}
 
 
-def section_ppo(total: int) -> dict:
+def section_ppo(total: int, chunk: int = 2048) -> dict:
     """Steady-state PPO (SB3, CPU) frames/s on our env and on a null env with the same spaces.
 
     One untimed ``learn`` of 2048 steps first warms both up (torch, the JIT caches and the first
-    patient's model build); the timed ``learn`` continues from there.
+    patient's model build). The timed ``learn`` calls then alternate between the two, ``chunk``
+    steps at a time, so that background load falls on both alike; episode ends (and so a new
+    patient's model build) inside the timed steps count. Torch runs one thread: with two, its
+    threads spin-wait whenever the other is descheduled, and on a shared 2-core machine that
+    made both figures swing several-fold between runs (one thread is no slower for this MLP).
     """
+    import torch
     from stable_baselines3 import PPO
 
-    out = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _ppo_rounds(PPO, total, chunk)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ppo_rounds(PPO, total: int, chunk: int) -> dict:
+    models = {}
     for name, env in (("ours", gym.make(ENV_ID)), ("null", NullEnv(gym.make(ENV_ID)))):
-        model = PPO("MlpPolicy", env, n_steps=1024, batch_size=256, n_epochs=4, seed=0,
-                    device="cpu", verbose=0)
-        model.learn(total_timesteps=2048)
-        t0 = time.perf_counter()
-        model.learn(total_timesteps=total, reset_num_timesteps=False)
-        out[name] = total / (time.perf_counter() - t0)
+        models[name] = PPO("MlpPolicy", env, n_steps=1024, batch_size=256, n_epochs=4, seed=0,
+                           device="cpu", verbose=0)
+        models[name].learn(total_timesteps=2048)
+    episodes0 = len(models["ours"].get_env().envs[0].get_episode_lengths())
+    elapsed = dict.fromkeys(models, 0.0)
+    for _ in range(max(1, total // chunk)):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            model.learn(total_timesteps=chunk, reset_num_timesteps=False)
+            elapsed[name] += time.perf_counter() - t0
+    steps = max(1, total // chunk) * chunk
+    out = {name: steps / elapsed[name] for name in models}
     out["ratio"] = out["ours"] / out["null"]
+    out["steps"] = steps
+    out["episodes_ours"] = len(models["ours"].get_env().envs[0].get_episode_lengths()) - episodes0
     return out
+
+
+def ppo_breakdown(ppo: dict, step: dict) -> dict:
+    """Where PPO's extra time per step on our env goes (µs per step; resets in s), estimated.
+
+    ``env_step`` is our wrapped step (:func:`step_breakdown`'s patient) minus a null step,
+    ``info_deepcopy`` the extra cost of ``DummyVecEnv`` deep-copying our info rather than the
+    null env's, ``resets`` the episode ends inside the timed steps times the cost of a reset
+    with a new patient (the model build; an upper bound if the patient was already cached: a
+    cached patient's reset takes ``reset_cached_s``); ``other`` is the rest.
+    """
+    import copy
+
+    from closedloop.envs import ecap_env
+
+    env, null = gym.make(ENV_ID), NullEnv(gym.make(ENV_ID))
+    env.reset(seed=0)
+    null.reset(seed=0)
+    infos = [[dict(env.step(env.action_space.sample())[4], **{"TimeLimit.truncated": False})],
+             [{"TimeLimit.truncated": False}]]
+    cost = [min(timeit_us(lambda x=x: copy.deepcopy(x), 2000) for _ in range(5)) for x in infos]
+    ecap_env._base_model.cache_clear()           # time a reset that builds a new model
+    env = gym.make(ENV_ID)
+    t0 = time.perf_counter()
+    env.reset(seed=0)
+    new_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    env.reset(seed=0)
+    cached_s = time.perf_counter() - t0
+    null_step = min(timeit_us(lambda: null.step(null.action_space.sample()), 5000)
+                    for _ in range(5))
+    sample = min(timeit_us(null.action_space.sample, 5000) for _ in range(5))
+    out = {"ours_per_step": 1e6 / ppo["ours"], "null_per_step": 1e6 / ppo["null"],
+           "env_step": step["breakdown_us"]["step_wrapped"] - (null_step - sample),
+           "info_deepcopy": cost[0] - cost[1],
+           "resets": ppo["episodes_ours"] * new_s * 1e6 / ppo["steps"],
+           "reset_new_patient_s": new_s, "reset_cached_s": cached_s}
+    out["extra"] = out["ours_per_step"] - out["null_per_step"]
+    out["other"] = out["extra"] - out["env_step"] - out["info_deepcopy"] - out["resets"]
+    return out
+
+
+def timeit_us(fn, n: int) -> float:
+    """Mean µs per call of ``fn`` over ``n`` calls (process CPU time)."""
+    t0 = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t0) / n * 1e6
 
 
 def section_vector(sizes, steps: int, repeats: int) -> dict:
@@ -158,6 +288,11 @@ def main(argv=None) -> int:
     s = res["step"]
     print(f"single env step, best of {reps}: ours {s['best']['ours']:,.0f} steps/s, CartPole-v1 "
           f"{s['best']['cartpole']:,.0f} steps/s, ratio {s['ratio']:.3f} (target >= 0.5, goal 1)")
+    b = s["breakdown_us"]
+    print(f"  per step, {b['patient']} (µs): gymnasium.make env {b['step_wrapped']:.2f} = pulse "
+          f"kernel {b['kernel']:.2f} (of which argument unboxing {b['kernel_call']:.2f}) + env "
+          f"Python {b['python']:.2f} + make's wrappers {b['wrappers']:.2f}; CartPole-v1 "
+          f"{b['cartpole']:.2f} (ratio {b['cartpole'] / b['step_wrapped']:.3f})")
     res["memory"] = section_memory()
     m = res["memory"]
     print(f"memory: {m['rss_per_env_mb']:.1f} MB resident per env after reset; the patient's "
@@ -166,6 +301,12 @@ def main(argv=None) -> int:
     p = res["ppo"]
     print(f"PPO ({ppo} steps): ours {p['ours']:,.0f} fps, null env {p['null']:,.0f} fps, ratio "
           f"{p['ratio']:.3f} (target >= 0.9)")
+    p["breakdown_us"] = d = ppo_breakdown(p, s)
+    print(f"  per step (µs): ours {d['ours_per_step']:.0f}, null {d['null_per_step']:.0f}, extra "
+          f"{d['extra']:.0f} = env step {d['env_step']:.0f} + info deep copy "
+          f"{d['info_deepcopy']:.1f} + resets {d['resets']:.0f} ({p['episodes_ours']} new "
+          f"patient(s) x {d['reset_new_patient_s']:.2f} s; cached patient "
+          f"{d['reset_cached_s'] * 1e3:.0f} ms) + other {d['other']:.0f}")
     res["vector"] = section_vector((256, 1024), 10 if args.quick else 50, 2 if args.quick else 3)
     for n, r in res["vector"].items():
         print(f"native vector env, {n} patients: {r['env_steps_per_s']:,.0f} env-steps/s "

@@ -155,3 +155,78 @@ def test_sb3_ppo_trains_a_few_thousand_steps():
     model.learn(total_timesteps=2048)
     action, _ = model.predict(env.reset(seed=0)[0], deterministic=True)
     assert env.action_space.contains(action)
+
+
+def _trajectory(env, seed, actions):
+    """Every step's (obs bytes, reward, terminated, truncated, info) for ``actions``."""
+    env.reset(seed=seed)
+    out = []
+    for a in actions:
+        obs, r, term, trunc, info = env.step(a)
+        out.append((obs.tobytes(), r, term, trunc, {k: (type(v), v) for k, v in info.items()}))
+    return out
+
+
+@pytest.mark.parametrize("env_id, kwargs", [
+    ("closedloop/ECAPTracking-v0", {"episode_s": 0.5}),
+    ("closedloop/ECAPTracking-v0", {"episode_s": 0.5, "action_mode": "multiplicative"}),
+    ("closedloop/ECAPWaveform-v0", {"episode_s": 0.3, "render_mode": "rgb_array"}),
+])
+def test_one_pulse_fast_path_equals_the_general_path(env_id, kwargs):
+    rng = np.random.default_rng(0)
+    actions = [rng.uniform(-1.3, 1.3, 1).astype(np.float32) for _ in range(30)]
+    actions += [rng.uniform(-1.0, 1.0, 1).astype(np.float32) for _ in range(20)]
+    fast, general = gym.make(env_id, **kwargs), gym.make(env_id, **kwargs)
+    general.unwrapped._one_pulse = False          # every step through _step_pulses
+    want = _trajectory(general, 4, actions)
+    assert _trajectory(fast, 4, actions) == want
+    assert want[-1][3] and "device_limits" in want[-1][4]
+    if kwargs.get("render_mode"):
+        assert np.array_equal(fast.render(), general.render())
+
+
+@pytest.mark.parametrize("action", [
+    np.array([0.25], np.float32), np.array([-1.0]), np.array([1.7], np.float32),
+    np.array([-3.0]), np.array([0.5], np.float16), [0.3], 0.3, np.array([[0.2]]),
+    np.array([1], np.int64), np.array([-0.0], np.float32),
+])
+def test_check_action_fast_path_equals_numpy(action):
+    from closedloop.envs.ecap_env import _check_action
+
+    want = np.clip(np.asarray(action, np.float64).reshape(1), -1.0, 1.0)
+    got = _check_action(action, (1,))
+    assert type(got[0]) is float and np.array_equal(np.array(got), want)
+    assert np.float64(got[0]).tobytes() == want[0].tobytes()
+
+
+def test_step_after_pickling_mid_episode_continues_identically():
+    env = gym.make("closedloop/ECAPTracking-v0", episode_s=0.6)
+    env.reset(seed=2)
+    for _ in range(10):
+        env.step(np.array([0.4], np.float32))
+    clone = pickle.loads(pickle.dumps(env))
+    actions = [np.array([a], np.float32) for a in np.linspace(-1, 1, 25)]
+    for a in actions:                              # past the end: truncated every step
+        got, want = clone.step(a), env.step(a)
+        assert got[0].tobytes() == want[0].tobytes() and got[1:] == want[1:]
+
+
+def test_pulse_runner_record_equals_item():
+    from closedloop.envs.ecap_env import _PULSE_FIELDS
+    from closedloop.neural.kernels import PULSE_DTYPE
+    from closedloop.neural.runner import PulseRunner, record_struct
+    from closedloop.patients import get_patient
+
+    assert record_struct(PULSE_DTYPE).size == PULSE_DTYPE.itemsize
+    model = get_patient("default").model()
+    model.reset(3)
+    runner = PulseRunner(model, 1)
+    for current in (0.0, 4.0, 9.0):                # NaN latency when nothing fires
+        runner.run_one(current, 250.0, 3.0, 0.02)
+        rec, want = runner.record(), runner.out.item(0)
+        assert repr(rec) == repr(want) and list(map(type, rec)) == list(map(type, want))
+        assert _PULSE_FIELDS(rec)[1] == float(runner.fields["ecap_uv"][0])
+    clone = pickle.loads(pickle.dumps(runner))
+    clone.run_one(5.0, 250.0, 3.0, 0.02)
+    assert repr(clone.record()) == repr(clone.out.item(0))
+    assert clone.fields["ecap_uv"][0] == clone.out["ecap_uv"][0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import operator
 from typing import Any
 
 import gymnasium as gym
@@ -13,8 +14,9 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop.device import InterventionCounter, apply_limits_scalar
 from closedloop.envs.config import EnvSpec, load_suite, with_overrides
+from closedloop.neural.kernels import PULSE_DTYPE
 from closedloop.neural.runner import PulseRunner
-from closedloop.perception import sensation_update
+from closedloop.perception import drive_factors, sensation_update, smooth_step_f64
 from closedloop.postures import POSTURES
 
 DEFAULT_ID = "closedloop/ECAPTracking-v0"
@@ -26,6 +28,9 @@ ECAP_BOUND_UV = 2000.0
 RESET_OPTIONS = ("patient", "split", "scenario", "target_uv")
 MODEL_CACHE = 128
 """Patients whose models (about 2.6 MB of tables each) stay cached per process."""
+_PULSE_FIELDS = operator.itemgetter(*(PULSE_DTYPE.names.index(name) for name in (
+    "frac_recruited", "ecap_uv", "ecap_true_uv", "detected", "charge_uc")))
+"""The fields the env reads, from a record as ``PulseRunner.record`` returns it."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -113,6 +118,9 @@ class ECAPTrackingEnv(gym.Env):
                      np.full(extra, 1e4)]
         self.observation_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32),
                                                 dtype=np.float32)
+        self._one_pulse = cfg.pulses_per_step == 1 and not cfg.control_pw_rate
+        self._pw_rate, self._dt = cfg.control_pw_rate, 1.0 / cfg.rate_hz
+        self._history, self._waves = h, cfg.observe_waveform
         self._model_of = self._model_obj = None
         self._render_buf: collections.deque = collections.deque(maxlen=500)
         self._runners: dict = {}
@@ -143,7 +151,8 @@ class ECAPTrackingEnv(gym.Env):
         self.trace = scenario.sample(self.patient.posture_csf_mm, cfg.rate_hz, trace_ss)
         self.model.reset(noise_ss)
         self._init_state()
-        return self._obs(), self._reset_info()
+        self._obs_buf[3 * self.spec_.config.history] = self.target_uv
+        return self._obs_buf.copy(), self._reset_info()
 
     def _choose_patient(self, patient_id: str, split: str):
         from closedloop.cohort import load_cohort
@@ -164,12 +173,14 @@ class ECAPTrackingEnv(gym.Env):
         cfg = self.spec_.config
         self._t_s = 0.0
         self._current = float(self.calibration.comfort_ma)
-        self._hist = np.zeros((3, cfg.history))
-        self._hist[2] = self._current
         self._obs_buf = np.zeros(self.observation_space.shape, np.float32)
+        self._obs_buf[2 * cfg.history: 3 * cfg.history] = self._current
         self._wave = None
+        self._last = self.trace.t_s.size - 1
+        self._fast = None
         self._level = float("nan")
         self._limits = InterventionCounter()
+        self._flag_log: list[int] = []
         self._render_buf.clear()
         self._runner = self._runners.get(id(self.model))
         if self._runner is None or self._runner.model is not self.model:
@@ -179,6 +190,33 @@ class ECAPTrackingEnv(gym.Env):
         self._contact_mm = self.patient.params.lead.contact_length_mm
         self._comfort_charge = max(self.calibration.comfort_ma * self.calibration.pw_us * 1e-3,
                                    1e-6)
+        per = self.patient.perception
+        self._factor, self._keep = drive_factors(self._dt, cfg.rate_hz, per)
+        self._perception_fraction, self._discomfort = (per.perception_fraction,
+                                                       per.discomfort_level)
+
+    @property
+    def _hist(self) -> np.ndarray:
+        """The observed history (rows ECAP, detection, current; newest first), float64 copy."""
+        h = self._history
+        return self._obs_buf[: 3 * h].reshape(3, h).astype(np.float64)
+
+    def _make_fast(self) -> tuple:
+        """Handles for the steps: memoryviews and a compiled entry point (neither pickles).
+
+        Memoryviews of the trace's columns and of the observation buffer (their ``[i]`` costs
+        about half NumPy's scalar indexing), and :func:`~closedloop.perception.smooth_step_f64`.
+        Made at the episode's first step: the views would keep alive the trace that
+        :class:`~closedloop.envs.vector.ECAPVectorEnv` drops after reset.
+        """
+        trace = self.trace
+        self._fast = (*(memoryview(a) for a in (trace.csf_mm, trace.impedance_scale,
+                                                 trace.posture, trace.event, self._obs_buf)),
+                      smooth_step_f64())
+        return self._fast
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fast": None}
 
     def _reset_info(self) -> dict:
         return {"patient_id": self.patient.patient_id, "target_uv": self.target_uv,
@@ -188,22 +226,45 @@ class ECAPTrackingEnv(gym.Env):
     # -- step -------------------------------------------------------------------------------
     def step(self, action):
         """Deliver one control period of pulses; see the class docstring."""
-        cfg, cal = self.spec_.config, self.calibration
         a = _check_action(action, self.action_space.shape)
+        if self._one_pulse:
+            return self._step_pulse(a[0])
+        return self._step_pulses(a)
+
+    def _step_pulse(self, a: float):
+        """:meth:`step` for one pulse per step at the spec's width and rate (the default).
+
+        The same computation as :meth:`_step_pulses` with scalars only (tests check both agree
+        bit for bit): it is the per-step cost an RL loop pays.
+        """
+        cfg, cal, runner = self.spec_.config, self.calibration, self._runner
+        csf_of, scale_of, _, _, _, smooth = self._fast or self._make_fast()
+        k = min(int(self._t_s * cfg.rate_hz + 1e-9), self._last)
+        requested = cfg.requested_ma(a, self._current, cal.min_ma, cal.max_ma)
+        self._current, flags = apply_limits_scalar(
+            requested, self._current, cfg.pw_us, self._impedance * scale_of[k], cal.min_ma,
+            cal.max_ma, self.spec_.device, self._contact_mm, 1)
+        runner.run_one(self._current, cfg.pw_us, csf_of[k], self._dt)
+        frac, ecap, true, detected, charge = _PULSE_FIELDS(runner.record())
+        self._level = smooth(self._level, frac * self._factor, self._keep)
+        feel = self._level / self._perception_fraction
+        self._t_s += self._dt
+        return self._conclude(ecap, detected, true, abs(true - self.target_uv),
+                              float(feel >= self._discomfort), feel, charge, k, cfg.pw_us,
+                              cfg.rate_hz, flags)
+
+    def _step_pulses(self, a: list[float]):
+        """:meth:`step` in general: several pulses per step, or pulse width and rate set."""
+        cfg, cal = self.spec_.config, self.calibration
         pw, rate = cfg.pw_us, cfg.rate_hz
         if cfg.control_pw_rate:
             pw = _lerp(a[1], PW_RANGE_US)
             rate = _lerp(a[2], RATE_RANGE_HZ)
-        n, last = cfg.pulses_per_step, self.trace.t_s.size - 1
-        if n == 1:
-            k = min(int(self._t_s * cfg.rate_hz + 1e-9), last)
-            k0 = k_end = k
-            csf = self.trace.csf_mm[k]
-        else:
-            k = np.minimum(((self._t_s + np.arange(n) / rate) * cfg.rate_hz + 1e-9)
-                           .astype(np.int64), last)
-            k0, k_end = int(k[0]), int(k[-1])
-            csf = self.trace.csf_mm[k]
+        n = cfg.pulses_per_step
+        k = np.minimum(((self._t_s + np.arange(n) / rate) * cfg.rate_hz + 1e-9)
+                       .astype(np.int64), self._last)
+        k0, k_end = int(k[0]), int(k[-1])
+        csf = self.trace.csf_mm[k]
         imp = self._impedance * float(self.trace.impedance_scale[k0])
         requested = cfg.requested_ma(a[0], self._current, cal.min_ma, cal.max_ma)
         self._current, flags = apply_limits_scalar(requested, self._current, pw, imp,
@@ -213,61 +274,51 @@ class ECAPTrackingEnv(gym.Env):
         feel, self._level = sensation_update(self._level, rec["frac_recruited"], 1.0 / rate,
                                              rate, self.patient.perception)
         self._t_s += n / rate
-        self._push(rec)
+        true = rec["ecap_true_uv"]
+        return self._conclude(float(rec["ecap_uv"].mean()), rec["detected"].mean(),
+                              float(true.mean()), float(np.mean(np.abs(true - self.target_uv))),
+                              float(np.mean(feel >= self._discomfort)), float(feel[-1]),
+                              float(rec["charge_uc"].mean()), k_end, pw, rate, flags)
+
+    def _conclude(self, ecap, detected, mean_true, err, above, feel, charge, k, pw, rate, flags):
+        """History, reward, info, truncation and observation after the pulses; the step's result.
+
+        Args are the step's mean estimated ECAP, fraction of pulses detected, mean true ECAP,
+        mean |true - target|, fraction of pulses above discomfort, last sensation, mean charge
+        per pulse, trace index of the last pulse, pulse width and rate, and device flags.
+        """
+        csf_of, _, posture_of, event_of, obs, _ = self._fast or self._make_fast()
+        h = self._history
+        obs[1: 3 * h] = obs[: 3 * h - 1]     # each row's oldest value lands on the next row's
+        obs[0] = min(max(ecap, -ECAP_BOUND_UV), ECAP_BOUND_UV)     # newest, overwritten here
+        obs[h] = float(detected)
+        obs[2 * h] = self._current
+        obs[3 * h] = self.target_uv
+        if self._waves:
+            self._wave = self._runner.wave[-1].copy()
+            self._obs_buf[3 * h + 1:] = np.clip(self._wave, -1e4, 1e4)
+        reward = float(self.spec_.reward.reward(err, self.target_uv, above, charge,
+                                                self._comfort_charge))
+        info = {
+            "ecap_true_uv": mean_true, "sensation": feel,
+            "in_window": 1.0 <= feel < self._discomfort, "overstim": above > 0,
+            "understim": feel < 1.0, "current_ma": self._current, "charge_uc": charge,
+            "csf_mm": csf_of[k], "posture": POSTURES[posture_of[k]], "event": event_of[k],
+            "device_flags": flags,
+        }
+        if self._pw_rate:
+            info["pw_us"], info["rate_hz"] = pw, rate
         if flags:
-            self._limits.update(flags)
-        reward, info = self._reward_info(rec, feel, k_end, pw, rate, flags)
-        truncated = self._t_s * cfg.rate_hz >= last + 0.5
+            self._flag_log.append(flags)
+        truncated = self._t_s * self.spec_.config.rate_hz >= self._last + 0.5
         if truncated:
+            if self._flag_log:                # the episode's flags, counted once at its end
+                self._limits.update(np.array(self._flag_log, np.int64))
+                self._flag_log.clear()
             info["device_limits"] = self._limits.counts.copy()
         if self.render_mode == "rgb_array":
-            self._render_buf.append((self._t_s, float(rec["ecap_uv"].mean()),
-                                     info["ecap_true_uv"], self._current))
-        return self._obs(), reward, False, bool(truncated), info
-
-    def _push(self, rec) -> None:
-        h = self._hist
-        h[:, 1:] = h[:, :-1]
-        one = rec.size == 1
-        ecap = float(rec["ecap_uv"][0]) if one else float(rec["ecap_uv"].mean())
-        h[0, 0] = min(max(ecap, -ECAP_BOUND_UV), ECAP_BOUND_UV)
-        h[1, 0] = float(rec["detected"][0]) if one else float(rec["detected"].mean())
-        h[2, 0] = self._current
-        if self._runner.wave.shape[0]:
-            self._wave = self._runner.wave[-1].copy()
-
-    def _reward_info(self, rec, feel, k, pw, rate, flags) -> tuple[float, dict]:
-        w = self.spec_.reward
-        true = rec["ecap_true_uv"]
-        level = self.patient.perception.discomfort_level
-        last_feel = float(feel[-1])
-        if true.size == 1:
-            mean_true = float(true[0])
-            err, above = abs(mean_true - self.target_uv), float(last_feel >= level)
-            charge = float(rec["charge_uc"][0])
-        else:
-            mean_true = float(true.mean())
-            err = float(np.mean(np.abs(true - self.target_uv)))
-            above, charge = float(np.mean(feel >= level)), float(rec["charge_uc"].mean())
-        reward = float(w.reward(err, self.target_uv, above, charge, self._comfort_charge))
-        info = {
-            "ecap_true_uv": mean_true, "sensation": last_feel,
-            "in_window": 1.0 <= last_feel < level, "overstim": above > 0,
-            "understim": last_feel < 1.0, "current_ma": self._current, "charge_uc": charge,
-            "csf_mm": float(self.trace.csf_mm[k]), "posture": POSTURES[self.trace.posture[k]],
-            "event": int(self.trace.event[k]), "device_flags": flags,
-        }
-        if self.spec_.config.control_pw_rate:
-            info["pw_us"], info["rate_hz"] = pw, rate
-        return reward, info
-
-    def _obs(self) -> np.ndarray:
-        obs, h = self._obs_buf, self._hist.shape[1]
-        obs[: 3 * h] = self._hist.ravel()
-        obs[3 * h] = self.target_uv
-        if self._wave is not None:
-            obs[3 * h + 1:] = np.clip(self._wave, -1e4, 1e4)
-        return obs.copy()
+            self._render_buf.append((self._t_s, ecap, mean_true, self._current))
+        return self._obs_buf.copy(), reward, False, truncated, info
 
     def render(self):
         """An RGB array: the recent ECAP trace with the target, and the last current."""
@@ -278,8 +329,15 @@ class ECAPTrackingEnv(gym.Env):
         return draw(self)
 
 
-def _check_action(action, shape) -> np.ndarray:
-    """The action as float64 of ``shape``, clipped to [-1, 1]; ConfigError if malformed."""
+def _check_action(action, shape) -> list[float]:
+    """The action as floats of ``shape``, clipped to [-1, 1]; ConfigError if malformed."""
+    if type(action) is np.ndarray and action.shape == shape:
+        a = action.tolist()              # the usual case: float32/64 values inside [-1, 1]
+        for x in a:
+            if type(x) is not float or not -1.0 <= x <= 1.0:
+                break
+        else:
+            return a
     a = np.asarray(action, dtype=np.float64)
     if a.shape != shape:
         if a.size != shape[0]:
@@ -288,7 +346,7 @@ def _check_action(action, shape) -> np.ndarray:
     lo, hi = a.min(), a.max()
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ConfigError(f"action={a.tolist()} must be finite; valid range [-1, 1]")
-    return a if (lo >= -1.0 and hi <= 1.0) else np.clip(a, -1.0, 1.0)
+    return (a if (lo >= -1.0 and hi <= 1.0) else np.clip(a, -1.0, 1.0)).tolist()
 
 
 def _lerp(a: float, bounds: tuple[float, float]) -> float:
