@@ -114,11 +114,23 @@ def load_suite(path: str | Path) -> Suite:
     return Suite.from_dict(doc, p.name)
 
 
+ZOO_DIR = "zoo"
+"""Sub-folder of ``agents/`` holding the trained policies (one folder each, with its card)."""
+
+
+def zoo_policies() -> dict[str, Path]:
+    """Trained policies of the agent zoo: ``agents/zoo/<name>/`` folders holding a model card."""
+    from closedloop._specdirs import spec_dir
+
+    root = spec_dir("agents") / ZOO_DIR
+    return {p.name: p for p in sorted(root.glob("*")) if (p / "card.json").is_file()}
+
+
 def controllers_of(suite: Suite) -> list[str]:
-    """The suite's controller names, with ``all`` expanded to every agent spec."""
+    """The suite's controller names, ``all`` expanded to every agent spec and zoo policy."""
     from closedloop.controllers.registry import list_agents
 
-    known = list_agents()
+    known = list_agents() + [z for z in zoo_policies() if z not in list_agents()]
     names: list[str] = []
     for name in suite.controllers:
         for n in (known if name == "all" else [name]):
@@ -195,6 +207,12 @@ def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
     if n_workers < 1:
         raise ConfigError(f"workers={workers} is out of range; valid range [1, inf)")
     _claim_folder(out, suite, fresh)
+    zoo = zoo_policies()
+    if any(c in zoo for c in controllers):
+        from closedloop.training import TrainedPolicyFactory
+
+        controllers = {c: TrainedPolicyFactory(str(zoo[c])) if c in zoo else c
+                       for c in controllers}
     rows = run_grid(controllers, list(suite.env_ids), patients, list(suite.seeds),
                     workers=n_workers, progress=progress, out_dir=out,
                     env_overrides=dict(suite.env_overrides) or None)

@@ -88,3 +88,17 @@ def test_malformed_suite_files_are_named(tmp_path):
         load_suite(bad)
     with pytest.raises(ConfigError, match="seeds=.*must be distinct"):
         Suite(seeds=(1, 1))
+
+
+def test_every_agent_plays_through_the_one_runner(tmp_path):
+    """Each spec in agents/ runs a short clinic episode through run_benchmark's path."""
+    from closedloop.controllers.registry import list_agents
+
+    suite = Suite(name="all-short", env_ids=("closedloop/ECAPClinic-Test-v0",), n_patients=1,
+                  seeds=(3,), env_overrides=(("episode_s", 30.0),))
+    report = run_benchmark(suite, tmp_path / "run", workers=2, progress=False, plots=False)
+    rows = json.loads(report.paths["results.json"].read_text())["rows"]
+    assert sorted(r["controller"] for r in rows) == sorted(list_agents())
+    for r in rows:
+        assert r["n_steps"] == 1500 and 0.0 <= r["time_in_window_frac"] <= 1.0, r["controller"]
+        assert r["mad_uv"] >= 0.0
