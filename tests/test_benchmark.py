@@ -6,7 +6,15 @@ import re
 import pytest
 
 from closedloop._config import ConfigError
-from closedloop.benchmark import DEFAULT, QUICK, Suite, controllers_of, load_suite, run_benchmark
+from closedloop.benchmark import (
+    DEFAULT,
+    QUICK,
+    Suite,
+    controllers_of,
+    load_suite,
+    run_benchmark,
+    zoo_policies,
+)
 
 TINY = """
 name = "tiny"
@@ -98,7 +106,7 @@ def test_every_agent_plays_through_the_one_runner(tmp_path):
                   seeds=(3,), env_overrides=(("episode_s", 30.0),))
     report = run_benchmark(suite, tmp_path / "run", workers=2, progress=False, plots=False)
     rows = json.loads(report.paths["results.json"].read_text())["rows"]
-    assert sorted(r["controller"] for r in rows) == sorted(list_agents())
+    assert sorted(r["controller"] for r in rows) == sorted(list_agents() + list(zoo_policies()))
     for r in rows:
         assert r["n_steps"] == 1500 and 0.0 <= r["time_in_window_frac"] <= 1.0, r["controller"]
         assert r["mad_uv"] >= 0.0

@@ -149,6 +149,18 @@ def test_pid_controller_starts_from_the_delivered_current():
     assert action[0] > 0.0 and ctl.t_s == pytest.approx(2 * DT)
 
 
+def test_slope_scheduled_gains_scale_with_the_calibrated_slope():
+    params = PIDParams(kp_ma_per_uv=0.015, ki_ma_per_uv_s=1.0, kd_ma_s_per_uv=0.001,
+                       slope_scheduled=True)
+    steep = params.scheduled(60.0)
+    assert (steep.kp_ma_per_uv, steep.ki_ma_per_uv_s, steep.kd_ma_s_per_uv) == pytest.approx(
+        (0.015 / 4, 0.25, 0.001 / 4))
+    assert PIDParams(ki_ma_per_uv_s=1.0).scheduled(60.0).ki_ma_per_uv_s == 1.0
+    ctl = PID(params)
+    ctl.reset(_context(slope=60.0, threshold=1.0))
+    assert ctl.core.params.ki_ma_per_uv_s == pytest.approx(0.25)
+
+
 # -- synthetic growth curve -------------------------------------------------------------------
 
 def _calibration(slope=15.0, threshold=4.0, target=30.0, max_ma=9.0, discomfort_uv=60.0):
@@ -197,8 +209,8 @@ def _posture_change(k):
     return 4.0 if k < 100 else 2.5               # cord moves closer: threshold falls
 
 
-@pytest.mark.parametrize("spec", ["pi", "clinical-loop", "clinical-loop-log", "adaptive-inverse",
-                                  "mpc"])
+@pytest.mark.parametrize("spec", ["pi", "pid", "clinical-loop", "clinical-loop-log",
+                                  "adaptive-inverse", "mpc"])
 def test_controllers_return_to_target_after_a_posture_change(spec):
     ecap, _ = _play(make_controller(spec), _context(), 300, _posture_change, noise_uv=1.0)
     assert ecap[90:100].mean() == pytest.approx(30.0, abs=2.0)
@@ -409,6 +421,14 @@ def test_every_parameter_has_unit_range_and_doc():
         assert rows and all(r["unit"] and r["doc"] and r["source"] for r in rows), cls
 
 
+def test_a_tuning_record_is_kept():
+    spec = parse_agent_spec({"name": "pi-tuned", "controller": "pid",
+                             "params": {"ki_ma_per_uv_s": 0.3},
+                             "tuning": {"budget": 40, "split": "train"}})
+    assert spec.tuning == {"budget": 40, "split": "train"} and spec.params.ki_ma_per_uv_s == 0.3
+    assert load_agent_spec("pi").tuning is None
+
+
 def test_overrides_replace_spec_values():
     ctl = make_controller("pi", ki_ma_per_uv_s=0.5)
     assert ctl.params.ki_ma_per_uv_s == 0.5
@@ -422,6 +442,7 @@ def test_overrides_replace_spec_values():
     ({"name": 3, "controller": "pid"}, r"name=3 must be a non-empty string"),
     ({"name": "x", "controller": "pid", "gains": {}}, r"unknown key\(s\) gains.*valid: name"),
     ({"name": "x", "controller": "pid", "params": 1.0}, r"params=1.0 must be a table"),
+    ({"name": "x", "controller": "pid", "tuning": 3}, r"tuning=3 must be a table"),
     ({"name": "x", "controller": "pid", "params": {"kp": 1.0}},
      r"unknown parameter\(s\) kp .*known: .*kp_ma_per_uv"),
     ({"name": "x", "controller": "pid", "params": {"kp_ma_per_uv": -0.1}},

@@ -27,9 +27,11 @@ import dataclasses
 import math
 
 from closedloop._config import ConfigError, param, validate
-from closedloop.controllers.base import Controller, Observation, current_limits
+from closedloop.controllers.base import Controller, GrowthPrior, Observation, current_limits
 
 ANTI_WINDUP = ("back-calculation", "clamp", "none")
+NOMINAL_SLOPE_UV_PER_MA = 15.0
+"""Slope at which scheduled gains hold as written (µV/mA; Pilitsis 2021 example [C])."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +54,21 @@ class PIDParams:
                                        doc="largest change of the output per second")
     clinician_limits: bool = param(True, "1", "clinical practice", choices=(True, False),
                                    doc="clip the output to the clinician limits (else 0-25.5 mA)")
+    slope_scheduled: bool = param(False, "1", "gain scheduling on the calibration",
+                                  choices=(False, True),
+                                  doc="gains hold at 15 µV/mA; scaled by 15 / calibrated slope")
 
     def __post_init__(self) -> None:
         validate(self)
+
+    def scheduled(self, slope_uv_per_ma: float) -> PIDParams:
+        """The gains for a patient of growth-curve slope ``slope_uv_per_ma`` (if scheduled)."""
+        if not self.slope_scheduled:
+            return self
+        k = NOMINAL_SLOPE_UV_PER_MA / slope_uv_per_ma
+        return dataclasses.replace(self, kp_ma_per_uv=self.kp_ma_per_uv * k,
+                                   ki_ma_per_uv_s=self.ki_ma_per_uv_s * k,
+                                   kd_ma_s_per_uv=self.kd_ma_s_per_uv * k, slope_scheduled=False)
 
 
 class PIDCore:
@@ -168,7 +182,9 @@ class PID(Controller):
     def reset(self, context) -> None:
         """Start an episode; the first step continues the delivered current (bumpless)."""
         super().reset(context)
-        self.core = PIDCore(self.params, *current_limits(context, self.params.clinician_limits))
+        gains = self.params.scheduled(GrowthPrior.from_calibration(context.calibration)
+                                      .slope_uv_per_ma)
+        self.core = PIDCore(gains, *current_limits(context, self.params.clinician_limits))
 
     def current_ma(self, obs: Observation) -> float:
         """PID update on ``target - ECAP``."""

@@ -7,6 +7,8 @@ A spec is one TOML file::
     controller = "pid"                    # a key of CONTROLLER_TYPES
     [params]                              # fields of that type's params dataclass
     ki_ma_per_uv_s = 0.25
+    [tuning]                              # optional: how the gains were tuned (budget, cohort)
+    budget = 40
 
 Example:
     >>> from closedloop.controllers.registry import make_controller
@@ -43,7 +45,7 @@ CONTROLLER_TYPES: Mapping[str, type[Controller]] = {
     cls.name: cls for cls in (OpenLoop, PID, ClinicalLoop, Ceiling, AdaptiveInverse, MPC)}
 """Controller type name -> class; each class has a frozen ``params_type`` dataclass."""
 
-SPEC_KEYS = ("name", "description", "controller", "params")
+SPEC_KEYS = ("name", "description", "controller", "params", "tuning")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +57,15 @@ class AgentSpec:
         description: One paragraph for tables and reports.
         controller: Key of :data:`CONTROLLER_TYPES`.
         params: The validated params dataclass of that type.
+        tuning: The ``[tuning]`` record of an auto-tuned spec (budget, cohort, objective), or
+            None; kept as written, for provenance.
     """
 
     name: str
     description: str
     controller: str
     params: Any
+    tuning: Mapping[str, Any] | None = None
 
     def build(self) -> Controller:
         """A new controller of this configuration."""
@@ -71,7 +76,8 @@ def parse_agent_spec(doc: Mapping[str, Any], where: str = "spec") -> AgentSpec:
     """Validate a parsed spec document.
 
     Args:
-        doc: The spec's keys (``name``, ``description``, ``controller``, ``params``).
+        doc: The spec's keys (``name``, ``description``, ``controller``, ``params`` and the
+            optional ``tuning`` record).
         where: Where it came from, for error messages.
 
     Raises:
@@ -95,12 +101,15 @@ def parse_agent_spec(doc: Mapping[str, Any], where: str = "spec") -> AgentSpec:
     if kind not in CONTROLLER_TYPES:
         raise ConfigError(f"{where}: controller={kind!r} is unknown; valid: "
                           f"{', '.join(CONTROLLER_TYPES)}")
-    params = doc.get("params", {})
+    params, tuning = doc.get("params", {}), doc.get("tuning")
     if not isinstance(params, Mapping):
         raise ConfigError(f"{where}: params={params!r} must be a table of parameters")
+    if tuning is not None and not isinstance(tuning, Mapping):
+        raise ConfigError(f"{where}: tuning={tuning!r} must be a table (the tuning record)")
     cls = CONTROLLER_TYPES[kind].params_type
     return AgentSpec(doc["name"], str(doc.get("description", "")).strip(), kind,
-                     from_dict(cls, params, f"{where} [params]"))
+                     from_dict(cls, params, f"{where} [params]"),
+                     None if tuning is None else dict(tuning))
 
 
 def _spec_files(folder: Path | None = None) -> dict[str, Path]:
