@@ -164,7 +164,9 @@ def test_default_ranges_file_is_valid_for_ppo():
     from closedloop.hpsearch import check_space, load_ranges
 
     path = resolve_ranges("ppo", None)
-    assert path == ROOT / "agents" / "rl" / "search-ranges-ppo.toml"
+    from closedloop._specdirs import spec_dir
+
+    assert path == spec_dir("agents") / "rl" / "search-ranges-ppo.toml"
     space = load_ranges(path)
     check_space("ppo", space)
     assert {"learning_rate", "n_steps", "gamma"} <= set(space.ranges)
