@@ -246,7 +246,7 @@ def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
         raise ConfigError("save_trajectories=True needs out_dir (where the .npz files go)")
     rows: list[dict | None] = [None] * len(specs)
     if out_dir is not None:
-        for sub in (EPISODES_DIR, TRAJECTORIES_DIR):
+        for sub in (EPISODES_DIR, TRAJECTORIES_DIR) if save_trajectories else (EPISODES_DIR,):
             (Path(out_dir) / sub).mkdir(parents=True, exist_ok=True)
         rows = [finished_row(out_dir, s) for s in specs]
     todo = [i for i, row in enumerate(rows) if row is None]
