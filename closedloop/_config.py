@@ -97,6 +97,16 @@ def validate(obj: Any, prefix: str = "") -> None:
             check_value(prefix + f.name, getattr(obj, f.name), f.metadata)
 
 
+def check_table(doc: Any, keys: tuple[str, ...], where: str) -> None:
+    """Raise ConfigError unless ``doc`` is a mapping whose keys are all in ``keys``."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where}: a spec must be a table with keys {', '.join(keys)}")
+    unknown = sorted(set(doc) - set(keys))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid: "
+                          f"{', '.join(keys)}")
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name.
 

@@ -55,3 +55,21 @@ def nan_to_none(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def toml_literal(value) -> str:
+    """A TOML literal for a bool, number, string or list of those (for the spec files we write).
+
+    Floats keep their shortest round-trip ``repr``; strings use JSON escaping, which is valid in
+    TOML basic strings.
+    """
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_literal(x) for x in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+

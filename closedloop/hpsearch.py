@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError
+from closedloop._io import toml_literal
 from closedloop.hpsearch_space import (  # noqa: F401  (re-exported: the public API)
     ACTIVATIONS,
     ALGOS,
@@ -235,17 +236,8 @@ class SearchResult:
                  f"# objective: mean {OBJECTIVE} on {', '.join(self.eval_patients)} = "
                  f"{self.best_value:.4f}",
                  f'[hyperparams."{self.env_id}"]']
-        lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(self.best_params.items())]
+        lines += [f"{k} = {toml_literal(v)}" for k, v in sorted(self.best_params.items())]
         return "\n".join(lines) + "\n"
-
-
-def _toml_value(v: Any) -> str:
-    """A TOML literal for a scalar sampled by optuna."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return json.dumps(str(v))
 
 
 def search(agent_algo: str, env_id: str, n_trials: int, steps_per_trial: int,

@@ -6,7 +6,6 @@ See :mod:`closedloop.hpsearch` for the format (the ``[search]`` table of an RL a
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import sys
 from collections.abc import Mapping
@@ -22,12 +21,9 @@ else:  # pragma: no cover
 
 EXTRA = "rl"
 """The ``closedloop`` extra that installs optuna."""
-ALGOS: Mapping[str, tuple[str, str]] = {
-    "ppo": ("stable_baselines3", "PPO"), "a2c": ("stable_baselines3", "A2C"),
-    "sac": ("stable_baselines3", "SAC"), "td3": ("stable_baselines3", "TD3"),
-    "recurrentppo": ("sb3_contrib", "RecurrentPPO"),
-}
-"""``--algo`` name -> (module, class)."""
+ALGOS: Mapping[str, str] = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3",
+                            "recurrentppo": "RecurrentPPO"}
+"""``--algo`` name -> algorithm name of :data:`closedloop.training.spec.ALGORITHMS`."""
 ON_POLICY = ("ppo", "a2c", "recurrentppo")
 RANGE_KEYS = ("low", "high", "log", "choices")
 FILE_KEYS = ("name", "description", "algorithm", "policy", "n_envs", "normalize_obs",
@@ -114,14 +110,11 @@ def _check_range(key: str, rng: Any, where: str) -> None:
 
 def algorithm_class(algo: str) -> type:
     """The SB3 class of ``algo`` (a key of :data:`ALGOS`), imported lazily."""
+    from closedloop.training.spec import algorithm_class as by_name
+
     if algo not in ALGOS:
         raise ConfigError(f"algo={algo!r} is unknown; valid: {', '.join(ALGOS)}")
-    module, name = ALGOS[algo]
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError:
-        raise ConfigError(f"algo={algo!r} needs the {module} package; install it with "
-                          f"pip install 'closedloop[{EXTRA}]'") from None
+    return by_name(ALGOS[algo])
 
 
 def check_space(algo: str, space: SearchSpace) -> None:

@@ -181,20 +181,10 @@ def _tuned_spec(base, fields, best_params, problem, patients, record) -> dict[st
 
 def write_spec(doc: Mapping[str, Any], path: str | Path) -> Path:
     """Write an agent spec document as TOML, atomically."""
-    from closedloop._io import write_text_atomic
+    from closedloop._io import toml_literal, write_text_atomic
 
-    lines = [f"{k} = {_toml(doc[k])}" for k in ("name", "description", "controller")]
+    lines = [f"{k} = {toml_literal(doc[k])}" for k in ("name", "description", "controller")]
     for table in ("params", "tuning"):
-        lines += ["", f"[{table}]"] + [f"{k} = {_toml(v)}" for k, v in doc[table].items()]
+        lines += ["", f"[{table}]"]
+        lines += [f"{k} = {toml_literal(v)}" for k, v in doc[table].items()]
     return write_text_atomic(Path(path), "\n".join(lines) + "\n")
-
-
-def _toml(v: Any) -> str:
-    """A TOML literal for a str, bool, number or list of those."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    return repr(float(v)) if isinstance(v, float) else str(v)

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from closedloop._config import ConfigError, from_dict
+from closedloop._config import ConfigError, check_table, from_dict
 from closedloop._specdirs import spec_dir
 from closedloop.controllers.adaptive import AdaptiveInverse
 from closedloop.controllers.base import Controller
@@ -84,12 +84,7 @@ def parse_agent_spec(doc: Mapping[str, Any], where: str = "spec") -> AgentSpec:
         ConfigError: On unknown or missing keys, wrong types, an unknown controller type or
             parameter, or a parameter out of range.
     """
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{where}: a spec must be a table with keys {', '.join(SPEC_KEYS)}")
-    unknown = sorted(set(doc) - set(SPEC_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid: "
-                          f"{', '.join(SPEC_KEYS)}")
+    check_table(doc, SPEC_KEYS, where)
     for key in ("name", "controller"):
         if key not in doc:
             raise ConfigError(f"{where}: missing key {key!r} (a string)")

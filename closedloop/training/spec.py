@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from closedloop._config import ConfigError, param, validate
+from closedloop._config import ConfigError, check_table, param, validate
 from closedloop._specdirs import spec_dir
 
 if sys.version_info >= (3, 11):
@@ -54,9 +54,10 @@ ALGORITHMS: Mapping[str, tuple[str, str]] = {
     "SAC": ("stable_baselines3", "stable-baselines3"),
     "TD3": ("stable_baselines3", "stable-baselines3"),
     "RecurrentPPO": ("sb3_contrib", "sb3-contrib"),
+    "A2C": ("stable_baselines3", "stable-baselines3"),
 }
 """Algorithm name -> (module it is imported from, distribution that provides it)."""
-ON_POLICY = ("PPO", "RecurrentPPO")
+ON_POLICY = ("PPO", "A2C", "RecurrentPPO")
 SPEC_KEYS = ("name", "description", "algorithm", "policy", "n_envs", "normalize_obs",
              "normalize_reward", "clip_obs", "hyperparams", "search")
 RESERVED = ("self", "policy", "env", "seed", "device", "verbose", "tensorboard_log",
@@ -227,12 +228,7 @@ def parse_rl_spec(doc: Mapping[str, Any], where: str = "spec") -> RLAgentSpec:
         ConfigError: On an unknown key, a value out of range, an unknown algorithm, policy,
             hyperparameter or env section, or a malformed search range.
     """
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{where}: a spec must be a table with keys {', '.join(SPEC_KEYS)}")
-    unknown = sorted(set(doc) - set(SPEC_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid: "
-                          f"{', '.join(SPEC_KEYS)}")
+    check_table(doc, SPEC_KEYS, where)
     fields = {k: v for k, v in doc.items() if k not in ("hyperparams", "search")}
     fields["description"] = str(fields.get("description", "")).strip()
     if not isinstance(fields.get("name"), str):
