@@ -72,9 +72,9 @@ class TuningProblem:
             if not (0.0 < lo < hi and math.isfinite(hi)):
                 raise ConfigError(f"gains[{key!r}]=({lo}, {hi}) is out of range; valid: "
                                   "0 < low < high < inf")
-        if self.budget < 2 or self.n_patients < 1:
-            raise ConfigError(f"budget={self.budget} and n_patients={self.n_patients} are out "
-                              "of range; valid: budget >= 2, n_patients >= 1")
+        for name, value, low in (("budget", self.budget, 2), ("n_patients", self.n_patients, 1)):
+            if value < low:
+                raise ConfigError(f"{name}={value} is out of range; valid range [{low}, inf)")
 
 
 def objective(rows: list[Mapping[str, Any]], w_over: float, w_under: float) -> float:
