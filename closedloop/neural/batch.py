@@ -85,7 +85,7 @@ def _tables_at(tb, p):
         tb.class_delay_ms[p],
         tb.class_mix[p],
         tb.sample_hash[p],
-        tb.cell_key[p],
+        tb.cell_floor[p],
         tb.chronaxie_range_us[p],
     )
 
@@ -102,6 +102,7 @@ def _state_at(st, p):
         st.shapes[p],
         st.cache[p],
         st.work[p],
+        st.work_th[p],
         st.work_idx[p],
     )
 

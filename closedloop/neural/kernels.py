@@ -2,12 +2,12 @@
 
 ``run_pulses`` advances one patient through a sequence of pulses. Per pulse it advances the
 clock of the fibres' decaying refractory and adaptation processes (stored lazily, so resting
-fibres cost nothing), and for every fibre that might fire it interpolates the rheobase
-threshold at the current CSF thickness, applies strength-duration, refractoriness, adaptation
-and a jittered draw, and decides recruitment. Recruited fibres add their SFAP weight
-to their diameter class; the recorded sweep is synthesised from the class templates, the late
-muscle response, the stimulus artefact, amplifier noise and the ADC, and the ECAP amplitude is
-estimated from it.
+fibres cost nothing). For the leading fibres (stored in screening order) that might fire it
+interpolates the rheobase threshold at the current CSF thickness, applies strength-duration,
+refractoriness, adaptation and a jittered draw, and decides recruitment. Recruited fibres add
+their SFAP weight to their diameter class; the recorded sweep is synthesised from the class
+templates, the late muscle response, the stimulus artefact, amplifier noise and the ADC, and
+the ECAP amplitude is estimated from it.
 
 Layout (see :mod:`closedloop.neural.model` for the Python side that builds these):
     state:   ``KernelState``  (mutable fibre state, pulse counter, template cache)
@@ -107,7 +107,7 @@ class KernelTables(NamedTuple):
     class_delay_ms: np.ndarray  # (B,) conduction time to the recording contact, ms
     class_mix: np.ndarray     # (B,) class weights of the matched-filter template
     sample_hash: np.ndarray   # (S,) uint64 per-sample hash base of the amplifier noise
-    cell_key: np.ndarray      # (G-1, N) float32 screening key per grid cell, mA (model.cell_keys)
+    cell_floor: np.ndarray    # (G-1, NB) float32 screening floor per grid cell and block, mA
     chronaxie_range_us: np.ndarray  # (2,) smallest and largest chronaxie, µs
 
 
@@ -128,7 +128,8 @@ class KernelState(NamedTuple):
     shapes: np.ndarray        # (2, S) artefact decay (NaN during the pulse) and EMG shape
     cache: np.ndarray         # (4,) cached pw_us, 1/sum(mf²) in window, mf N1-P2, noise sd
     work: np.ndarray          # (2 S + B + 10,) scratch: sweeps, class sums, process factors
-    work_idx: np.ndarray      # (N,) int64 scratch: indices of the fibres that might fire
+    work_th: np.ndarray       # (N,) scratch: jittered thresholds of the examined fibres, mA
+    work_idx: np.ndarray      # (N,) int64 scratch: indices of the recruited fibres
 
 
 class PulseInputs(NamedTuple):
@@ -142,6 +143,8 @@ class PulseInputs(NamedTuple):
 
 ORDER_PW_US = 250.0
 """Pulse width (µs) of the strength-duration factor in the fibres' screening key."""
+FLOOR_BLOCK = 32
+"""Fibres per block of ``KernelTables.cell_floor``: the kernel examines whole blocks."""
 REBASE_ARG = 575.0
 """A process is rebased once exp(-(t - t_ref) / tau) falls below exp(-575) (about 1e-250)."""
 FLUSH = 1e-50
@@ -154,8 +157,8 @@ below anything that changes a threshold."""
 def sd_ratio_min(chronaxie_range_us, pw_us):
     """Lower bound over fibres of ``(1 + c / pw) / (1 + c / 250 µs)`` (monotone in c).
 
-    With it, no fibre in grid cell j can have a threshold below
-    ``cell_key[j, i] * ratio * (1 - sn_amplitude)``.
+    With it, no fibre in grid cell j can have a threshold below its screening key
+    (:func:`closedloop.neural.model.cell_floors`) times ``ratio * (1 - sn_amplitude)``.
     """
     lo, hi = chronaxie_range_us[0], chronaxie_range_us[1]
     a = (1.0 + lo / pw_us) / (1.0 + lo / ORDER_PW_US)
@@ -207,10 +210,10 @@ def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc, 
     ``m = 1 + rel x_rel - sn x_sn + sum_k gain_k a_k`` (refractory, supernormal and adaptation
     processes). It fires if ``x_rel <= exp(-t_abs / tau_rel)`` (out of its absolute refractory
     period) and ``current >= threshold * (1 + jitter_rel * z_i)``, z_i the pulse's jitter draw.
-    Only fibres whose ``tables.cell_key`` allows a threshold below the current are examined,
-    and fibres that cannot fire (or must fire) at any draw get none (the result is the same).
-    Adds each recruited fibre's SFAP weight (µV) into ``acc[class]``; ``decay`` and ``gain``
-    receive the processes' factors (5 each).
+    The fibres are stored in screening order (:func:`closedloop.neural.model.screening_order`),
+    and only the leading ones that ``tables.cell_floor`` allows a threshold below the current
+    are examined (the others cannot fire at any draw). Adds each recruited fibre's SFAP weight
+    (µV) into ``acc[class]``; ``decay`` and ``gain`` receive the processes' factors (5 each).
     """
     advance_clock(state, kp, interval_s, decay, gain)
     rheo = tables.rheo_ma
@@ -220,52 +223,69 @@ def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc, 
     low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
     m_min = 1.0 - kp.sn_amplitude * (1.0 + 1e-12)
     limit = current_ma / (low * m_min * sd_ratio_min(tables.chronaxie_range_us, pw_us))
-    n_cand = candidates(tables.cell_key[j], limit * (1.0 + 1e-9), state.work_idx)
-    return fire(state, tables, kp, current_ma, pw_us, j, f, key, acc, decay, gain,
-                state.work_idx[:n_cand])
+    n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
+    thresholds(state, tables, kp, pw_us, j, f, key, decay, n_exam)
+    return fire(state, tables, kp, current_ma, j, f, acc, decay, gain, n_exam)
 
 
 @njit(cache=True)
-def candidates(cell_key, limit, out):
-    """Write the indices ``i`` with ``cell_key[i] <= limit`` into ``out``; return their count."""
-    n = 0
-    for i in range(cell_key.size):
-        out[n] = i
-        n += cell_key[i] <= limit
-    return n
+def exam_count(floor, limit, n_fibres):
+    """Number of leading fibres to examine: blocks up to the first whose floor exceeds ``limit``.
+
+    ``floor[b]`` is the smallest screening key of the fibres from block ``b`` on (non-decreasing
+    in ``b``), so no fibre after that block can have a threshold below the current.
+    """
+    b = 0
+    while b < floor.size and floor[b] <= limit:
+        b += 1
+    return min(b * FLOOR_BLOCK, n_fibres)
 
 
 @njit(cache=True)
-def fire(state, tables, kp, current_ma, pw_us, j, f, key, acc, decay, gain, idx):
-    """Decide recruitment of the fibres ``idx`` (ascending); update those that fire."""
-    low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
-    high = 1.0 + kp.jitter_rel * Z_MAX
+def thresholds(state, tables, kp, pw_us, j, f, key, decay, n):
+    """Write the jittered thresholds (mA) of fibres ``0:n`` into ``state.work_th``.
+
+    The threshold (see :func:`recruit`) times ``1 + jitter_rel * z`` with the fibre's draw z for
+    this pulse; infinite during the absolute refractory period. A branch-free loop over
+    contiguous arrays, so that the compiler vectorises it.
+    """
     x_abs = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
     inv_pw = 1.0 / pw_us
-    r0, r1, chron = tables.rheo_ma[j], tables.rheo_ma[j + 1], tables.chronaxie_us
+    r0, r1, chron, fh = tables.rheo_ma[j], tables.rheo_ma[j + 1], tables.chronaxie_us, \
+        tables.fibre_hash
+    ref = state.decay_ref
+    p0, p1, p2, p3, p4 = ref[0], ref[1], ref[2], ref[3], ref[4]
+    d0, d1, d2, d3, d4 = decay[0], decay[1], decay[2], decay[3], decay[4]
+    rel, sn, jit = kp.rel_amplitude, kp.sn_amplitude, kp.jitter_rel
+    g0, g1, g2 = kp.adapt_gain0, kp.adapt_gain1, kp.adapt_gain2
+    th = state.work_th
+    for i in range(n):
+        xr = p0[i] * d0
+        m = 1.0 + rel * xr - sn * (p1[i] * d1)
+        m = m + g0 * (p2[i] * d2) + g1 * (p3[i] * d3) + g2 * (p4[i] * d4)
+        t = (r0[i] + f * (r1[i] - r0[i])) * (1.0 + chron[i] * inv_pw) * m
+        t = t * (1.0 + jit * hash_normal(fmix32(fh[i] ^ key)))
+        th[i] = t if xr <= x_abs else np.inf
+
+
+@njit(cache=True)
+def fire(state, tables, kp, current_ma, j, f, acc, decay, gain, n):
+    """Fire the fibres among ``0:n`` whose ``state.work_th`` is at most the current."""
+    th, idx = state.work_th, state.work_idx
+    n_rec = 0
+    for i in range(n):  # branch-free compaction of the recruited fibres
+        idx[n_rec] = i
+        n_rec += current_ma >= th[i]
     w0, w1 = tables.sfap_uv[j], tables.sfap_uv[j + 1]
     ref = state.decay_ref
-    n_rec = 0
-    for i in idx:
-        xr = ref[0, i] * decay[0]
-        if xr > x_abs:
-            continue
+    for q in range(n_rec):
+        i = idx[q]
         b0, b1, b2 = ref[2, i] * decay[2], ref[3, i] * decay[3], ref[4, i] * decay[4]
-        m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * (ref[1, i] * decay[1])
-        m = m + kp.adapt_gain0 * b0 + kp.adapt_gain1 * b1 + kp.adapt_gain2 * b2
-        th = (r0[i] + f * (r1[i] - r0[i])) * (1.0 + chron[i] * inv_pw) * m
-        if th * low > current_ma:
-            continue
-        if th * high > current_ma:  # otherwise it fires whatever the draw
-            z = hash_normal(fmix32(tables.fibre_hash[i] ^ key))
-            if current_ma < th * (1.0 + kp.jitter_rel * z):
-                continue
         ref[0, i], ref[1, i] = gain[0], gain[1]
         ref[2, i] = (b0 + kp.adapt_inc0 * (1.0 - b0)) * gain[2]
         ref[3, i] = (b1 + kp.adapt_inc1 * (1.0 - b1)) * gain[3]
         ref[4, i] = (b2 + kp.adapt_inc2 * (1.0 - b2)) * gain[4]
         acc[tables.fibre_class[i]] += w0[i] + f * (w1[i] - w0[i])
-        n_rec += 1
     return n_rec
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop.neural import geometry
 from closedloop.neural.kernels import (
+    FLOOR_BLOCK,
     ORDER_PW_US,
     PULSE_DTYPE,
     KernelParams,
@@ -51,8 +52,9 @@ class NeuralModel:
         self.params = params if params is not None else ModelParams()
         ss = np.random.SeedSequence(seed)
         pop_ss, noise_ss = ss.spawn(2)
-        self.fibres: Fibres = draw_fibres(self.params.population, np.random.default_rng(pop_ss))
-        self.tables = build_tables(self.params, self.fibres, seed_words(pop_ss)[2:])
+        drawn = draw_fibres(self.params.population, np.random.default_rng(pop_ss))
+        self.fibres: Fibres
+        self.fibres, self.tables = build_tables(self.params, drawn, seed_words(pop_ss)[2:])
         self._base_kp = build_kernel_params(self.params)
         self.kp = self._base_kp
         self.state: KernelState = self.initial_state()
@@ -94,7 +96,7 @@ class NeuralModel:
             decay_ref=np.zeros((5, n)), clock_ms=np.zeros(6), pulse_count=np.zeros(1, np.int64),
             templates=np.zeros((n_cls, n_s)), mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
             cache=np.full(4, np.nan), work=np.zeros(2 * n_s + n_cls + 10),
-            work_idx=np.zeros(n, np.int64))
+            work_th=np.zeros(n), work_idx=np.zeros(n, np.int64))
 
     def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Return every fibre to rest and key the jitter and noise streams from ``seed``.
@@ -153,8 +155,19 @@ class NeuralModel:
         return self.stimulate(np.full(n, float(current_ma)), pw_us, csf, interval, waveforms)
 
 
-def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray) -> KernelTables:
-    """Compute the patient's static tables from its parameters and fibres."""
+def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
+                 ) -> tuple[Fibres, KernelTables]:
+    """Put the fibres in screening order and compute the patient's static tables.
+
+    Args:
+        params: Model parameters.
+        fibres: The drawn fibres (any order).
+        words: Two uint64 seed words (fibre hashes, sample hashes).
+
+    Returns:
+        ``(fibres, tables)``: the fibres in screening order (:func:`screening_order`) and the
+        tables, one column per fibre in that order.
+    """
     lead, pop, exc, resp, recp = (params.lead, params.population, params.excitability,
                                   params.response, params.recording)
     grid = geometry.csf_grid()
@@ -164,47 +177,77 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray) -> Kern
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, fibres.node_phase, grid, src_x,
         src_w, lead.lateral_offset_mm, exc.sigma_long_s_per_mm, exc.sigma_trans_s_per_mm, span,
         exc.af_threshold_mv_per_mm2, exc.diameter_exponent)
+    chron = exc.chronaxie_us * (geometry.REF_DIAMETER_UM / fibres.diameter_um) ** (
+        exc.chronaxie_diameter_exponent)
+    order = screening_order(rheo, chron)
+    fibres, rheo, chron = fibres.take(order), rheo[:, order], chron[order]
     sfap = geometry.sfap_weight_table(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
         resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent)
-    chron = exc.chronaxie_us * (geometry.REF_DIAMETER_UM / fibres.diameter_um) ** (
-        exc.chronaxie_diameter_exponent)
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
     centres = 0.5 * (edges[:-1] + edges[1:])
     delay = lead.recording_distance_mm / (resp.cv_per_um * centres)  # mm / (mm/ms) = ms
     n_s = int(round(recp.window_ms * recp.fs_hz * 1e-3))
-    idx = np.arange(max(fibres.diameter_um.size, n_s), dtype=np.uint64)
-    g_ref = int(np.argmin(np.abs(grid - NeuralModel.default_csf_mm)))
-    first = np.argsort(rheo[g_ref] * (1.0 + chron / 250.0))
-    first = first[: max(1, int(MIX_RECRUITED_FRACTION * first.size))]
-    mix = np.bincount(cls[first], weights=sfap[g_ref, first], minlength=pop.n_classes)
-    return KernelTables(
+    first = slice(0, max(1, int(MIX_RECRUITED_FRACTION * order.size)))  # lowest reference keys
+    mix = np.bincount(cls[first], weights=sfap[_reference_cell(), first], minlength=pop.n_classes)
+    return fibres, KernelTables(
         rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.int64),
-        fibre_hash=fmix32_np(idx[: fibres.diameter_um.size] ^ words[0]),
+        fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
-        sample_hash=fmix32_np(idx[:n_s] * np.uint64(0x27D4EB2F) ^ words[1]),
-        cell_key=cell_keys(rheo, chron), chronaxie_range_us=np.array([chron.min(), chron.max()]))
+        sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
+                              ^ words[1]),
+        cell_floor=cell_floors(rheo, chron), chronaxie_range_us=np.array([chron.min(),
+                                                                           chron.max()]))
 
 
-def cell_keys(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray:
-    """Screening key of every fibre in every grid cell, float32 rounded down.
+def _reference_cell() -> int:
+    """Grid point nearest the default CSF thickness, where the screening order is set."""
+    return int(np.argmin(np.abs(geometry.csf_grid() - NeuralModel.default_csf_mm)))
 
-    The key is the lower corner rheobase times the strength-duration factor at 250 µs:
-    ``min(r_j, r_j+1) * (1 + chronaxie / 250 µs)`` (mA); rounding down keeps it a lower bound
-    of the float64 key. The kernel examines a fibre only if its key allows a threshold below
-    the current (:func:`closedloop.neural.kernels.recruit`).
+
+def screening_order(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray:
+    """Fibre order by threshold at 250 µs and the default CSF thickness (stable argsort).
+
+    The kernel examines only a leading run of fibres in this order, so the fibres likely to
+    fire are contiguous in memory; at other CSF thicknesses the order is nearly kept.
 
     Args:
         rheo_ma: (G, N) rheobase thresholds on the CSF grid (mA).
         chronaxie_us: (N,) chronaxies (µs).
 
     Returns:
-        (G - 1, N) float32, row ``j`` for the cell between grid points j and j+1.
+        (N,) indices into the fibres.
+    """
+    key = rheo_ma[_reference_cell()] * (1.0 + chronaxie_us / ORDER_PW_US)
+    return np.argsort(key, kind="stable")
+
+
+def cell_floors(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray:
+    """Screening floor of every grid cell and block of ``FLOOR_BLOCK`` fibres, float32.
+
+    A fibre's screening key in cell j is its lower corner rheobase times the strength-duration
+    factor at 250 µs, ``min(r_j, r_j+1) * (1 + chronaxie / 250 µs)`` (mA), rounded down to
+    float32 (so it stays a lower bound of the float64 key). ``floor[j, b]`` is the smallest key
+    of the fibres from block ``b`` on, so it is non-decreasing in ``b``; the kernel examines
+    the blocks before the first whose floor forbids a threshold below the current
+    (:func:`closedloop.neural.kernels.exam_count`).
+
+    Args:
+        rheo_ma: (G, N) rheobase thresholds on the CSF grid (mA).
+        chronaxie_us: (N,) chronaxies (µs), in the same fibre order.
+
+    Returns:
+        (G - 1, ceil(N / FLOOR_BLOCK)) float32.
     """
     key = np.minimum(rheo_ma[:-1], rheo_ma[1:]) * (1.0 + chronaxie_us * (1.0 / ORDER_PW_US))
     k32 = key.astype(np.float32)
-    return np.where(k32 > key, np.nextafter(k32, np.float32(-np.inf)), k32)
+    k32 = np.where(k32 > key, np.nextafter(k32, np.float32(-np.inf)), k32)
+    n_blocks = -(-k32.shape[1] // FLOOR_BLOCK)
+    pad = np.full((k32.shape[0], n_blocks * FLOOR_BLOCK), np.inf, np.float32)
+    pad[:, : k32.shape[1]] = k32
+    block_min = pad.reshape(k32.shape[0], n_blocks, FLOOR_BLOCK).min(axis=2)
+    return np.minimum.accumulate(block_min[:, ::-1], axis=1)[:, ::-1].copy()
 
 
 def build_kernel_params(params: ModelParams) -> KernelParams:

@@ -25,6 +25,12 @@ class Fibres(NamedTuple):
     lateral_mm: np.ndarray
     node_phase: np.ndarray
     """Position of the nearest node relative to the cathode, in internodes, in [0, 1)."""
+    fibre_id: np.ndarray
+    """Index of the fibre in the draw (int64): keys its per-pulse jitter, whatever the order."""
+
+    def take(self, order: np.ndarray) -> Fibres:
+        """The same fibres in the order ``order`` (indices into these)."""
+        return Fibres(*(a[order] for a in self))
 
 
 def draw_fibres(pop: PopulationParams, rng: np.random.Generator) -> Fibres:
@@ -35,8 +41,7 @@ def draw_fibres(pop: PopulationParams, rng: np.random.Generator) -> Fibres:
         rng: The generator every draw comes from.
 
     Returns:
-        The fibres, sorted by diameter (descending) so that the largest, lowest-threshold
-        fibres come first in memory.
+        The fibres, sorted by diameter (descending), with ``fibre_id`` 0, 1, ...
     """
     if pop.diameter_min_um >= pop.diameter_max_um:
         raise ValueError(f"population.diameter_min_um={pop.diameter_min_um} must be below "
@@ -49,7 +54,7 @@ def draw_fibres(pop: PopulationParams, rng: np.random.Generator) -> Fibres:
     depth = rng.uniform(0.0, pop.depth_max_mm, n)
     lateral = rng.uniform(-pop.half_width_mm, pop.half_width_mm, n)
     phase = rng.uniform(0.0, 1.0, n)
-    return Fibres(diameter, depth, lateral, phase)
+    return Fibres(diameter, depth, lateral, phase, np.arange(n, dtype=np.int64))
 
 
 def tail_fraction(pop: PopulationParams) -> float:

@@ -93,13 +93,14 @@ def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, re
     Returns:
         The peak of the late muscle response (µV).
     """
-    neural[lo:hi] = 0.0
+    out = neural[lo:hi]  # loops over views from 0 vectorise; the same sums, in the same order
+    out[:] = 0.0
     for b in range(acc.size):
         a = acc[b]
         if a != 0.0:
-            row = state.templates[b]
-            for s in range(lo, hi):
-                neural[s] += a * row[s]
+            row = state.templates[b, lo:hi]
+            for s in range(out.size):
+                out[s] += a * row[s]
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
     art_shape, emg_shape = state.shapes[0], state.shapes[1]
@@ -154,8 +155,10 @@ def template_estimate(state, x, lo, hi, max_lag):
         w = mf[s]
         first = max(-max_lag, lo - s)          # lags with lo <= s + lag < hi
         last = min(max_lag, hi - 1 - s)
-        for lag in range(first, last + 1):
-            dots[lag + max_lag] += x[s + lag] * w
+        d = dots[first + max_lag:last + max_lag + 1]   # views: the inner loop vectorises
+        xs = x[s + first:s + last + 1]
+        for q in range(d.size):
+            d[q] += xs[q] * w
     best = -1e300
     for q in range(n_lag):
         best = max(best, dots[q])

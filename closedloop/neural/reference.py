@@ -21,6 +21,7 @@ import numpy as np
 
 from closedloop.neural.geometry import REF_DIAMETER_UM, csf_grid, sfap_weight_table
 from closedloop.neural.kernels import (
+    FLOOR_BLOCK,
     FLUSH,
     ORDER_PW_US,
     PULSE_DTYPE,
@@ -154,23 +155,30 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
     mix = np.bincount(cls[first], weights=sfap[g_ref, first], minlength=pop.n_classes)
     return KernelTables(
         rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.int64),
-        fibre_hash=fmix32_np(np.arange(n_fib, dtype=np.uint64) ^ words[0]),
+        fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
                               ^ words[1]),
-        cell_key=_cell_keys_reference(rheo, chron),
+        cell_floor=_cell_floors_reference(rheo, chron),
         chronaxie_range_us=np.array([chron.min(), chron.max()]))
 
 
-def _cell_keys_reference(rheo: np.ndarray, chron: np.ndarray) -> np.ndarray:
-    """Per grid cell, lowest corner rheobase x strength-duration at 250 µs, float32 rounded down."""
+def _cell_floors_reference(rheo: np.ndarray, chron: np.ndarray) -> np.ndarray:
+    """Per grid cell and block of fibres, the smallest screening key of the fibres from there on.
+
+    The key is the lowest corner rheobase x strength-duration at 250 µs, float32 rounded down.
+    """
     sd = 1.0 + chron * (1.0 / ORDER_PW_US)
-    out = np.empty((rheo.shape[0] - 1, rheo.shape[1]), np.float32)
-    for j in range(out.shape[0]):
+    n_cells, n_fib = rheo.shape[0] - 1, rheo.shape[1]
+    n_blocks = -(-n_fib // FLOOR_BLOCK)
+    out = np.empty((n_cells, n_blocks), np.float32)
+    for j in range(n_cells):
         key = np.minimum(rheo[j], rheo[j + 1]) * sd
         k32 = key.astype(np.float32)
-        out[j] = np.where(k32.astype(np.float64) <= key, k32,  # round half-way down, not up
-                          np.nextafter(k32, np.float32(-np.inf)))
+        k32 = np.where(k32.astype(np.float64) <= key, k32,  # round half-way down, not up
+                       np.nextafter(k32, np.float32(-np.inf)))
+        for b in range(n_blocks):
+            out[j, b] = k32[b * FLOOR_BLOCK:].min()
     return out
 
 
