@@ -114,9 +114,9 @@ def _stub_kernel(runner):
     import numba
 
     m = runner.model
-    args = (m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave)
+    args = (m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave, m.work)
     runner.out[...] = np.zeros(1, runner.out.dtype)    # the records the stub leaves behind
-    return numba.njit(lambda state, tables, kp, inputs, out, wave: 0).compile(
+    return numba.njit(lambda state, tables, kp, inputs, out, wave, work: 0).compile(
         tuple(numba.typeof(a) for a in args))
 
 

@@ -33,7 +33,13 @@ import numpy as np
 
 from closedloop.neural import ModelParams, NeuralModel
 from closedloop.neural.batch import run_pulses_batch, stack
-from closedloop.neural.kernels import PULSE_DTYPE, KernelState, PulseInputs, run_pulses
+from closedloop.neural.kernels import (
+    PULSE_DTYPE,
+    KernelState,
+    PulseInputs,
+    new_work,
+    run_pulses,
+)
 from closedloop.neural.validation import check_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,7 +246,7 @@ def reference_jobs(model: NeuralModel, inputs: PulseInputs, ref_fn: Callable) ->
     def ker() -> np.ndarray:
         for state in box["ker_states"]:
             out = np.empty(n, PULSE_DTYPE)
-            run_pulses(state, model.tables, model.kp, inputs, out, wave)
+            run_pulses(state, model.tables, model.kp, inputs, out, wave, model.work)
         return out
 
     return {"reference": (ref, setup_ref), "kernel": (ker, setup_ker)}
@@ -407,8 +413,9 @@ def run_loop(patients: list, inputs: PulseInputs, n_s: int) -> np.ndarray:
     """Scalar kernel called once per patient, from each patient's resting state."""
     out = np.empty((len(patients), inputs.current_ma.size), PULSE_DTYPE)
     wave = np.empty((0, n_s))
+    work = new_work(patients[0][1].chronaxie_us.size, *patients[0][0].templates.shape)
     for p, (state, tables, kp) in enumerate(patients):
-        run_pulses(copy_state(state), tables, kp, inputs, out[p], wave)
+        run_pulses(copy_state(state), tables, kp, inputs, out[p], wave, work)
     return out
 
 

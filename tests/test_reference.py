@@ -53,7 +53,7 @@ def _kernel(state, model, inputs, waveforms):
     n = inputs.current_ma.size
     out = np.empty(n, PULSE_DTYPE)
     wave = np.empty((n if waveforms else 0, model.n_samples))
-    run_pulses(state, model.tables, model.kp, inputs, out, wave)
+    run_pulses(state, model.tables, model.kp, inputs, out, wave, model.work)
     return out, wave
 
 

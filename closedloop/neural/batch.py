@@ -2,20 +2,22 @@
 
 Every array of the scalar kernel's ``KernelState``, ``KernelTables``, ``KernelParams`` and
 ``PulseInputs`` gains a leading patient axis; ``run_pulses_batch`` slices patient ``p`` and calls
-:func:`closedloop.neural.kernels.run_pulses` on it inside a ``prange`` loop. There is no second
+:func:`closedloop.neural.kernels.run_pulses` on it inside a ``prange`` loop, with one scratch
+``KernelWork`` per thread. There is no second
 copy of the dynamics. Use :func:`stack` to build the stacked tuples from per-patient ones.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from closedloop.neural.kernels import (
     KernelParams,
     KernelState,
     KernelTables,
     PulseInputs,
+    new_work,
     run_pulses,
 )
 
@@ -101,9 +103,6 @@ def _state_at(st, p):
         st.mf[p],
         st.shapes[p],
         st.cache[p],
-        st.work[p],
-        st.work_th[p],
-        st.work_idx[p],
     )
 
 
@@ -118,12 +117,12 @@ def _inputs_at(inp, p):
     )
 
 
-@njit(cache=True, parallel=True)
 def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave):
     """Deliver pulses to many patients in parallel, patient ``p`` using tables ``table_index[p]``.
 
     Patients that share anatomy (the same cohort patient in several environments) then share
-    one copy of the tables.
+    one copy of the tables. The patients are split into one contiguous chunk per thread, each
+    with one scratch ``KernelWork`` (which then stays in cache).
 
     Args:
         state: Stacked ``KernelState`` (leading axis: patient), updated in place.
@@ -134,9 +133,20 @@ def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave):
         out: Structured array (n_patients, P) of ``PULSE_DTYPE``.
         wave: (n_patients, P, S) sweeps, or (n_patients, 0, S) to skip them.
     """
-    for p in prange(out.shape[0]):
-        run_pulses(_state_at(state, p), _tables_at(tables, table_index[p]), _params_at(kp, p),
-                   _inputs_at(inputs, p), out[p], wave[p])
+    _batch(state, tables, table_index, kp, inputs, out, wave, get_num_threads())
+
+
+@njit(cache=True, parallel=True)
+def _batch(state, tables, table_index, kp, inputs, out, wave, n_threads):
+    """:func:`run_pulses_batch_indexed` with ``min(n_patients, n_threads)`` chunks."""
+    n = out.shape[0]
+    n_chunks = min(n, n_threads)
+    n_fib, (n_cls, n_s) = tables.chronaxie_us.shape[1], state.templates.shape[1:]
+    for c in prange(n_chunks):
+        work = new_work(n_fib, n_cls, n_s)
+        for p in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            run_pulses(_state_at(state, p), _tables_at(tables, table_index[p]),
+                       _params_at(kp, p), _inputs_at(inputs, p), out[p], wave[p], work)
 
 
 def run_pulses_batch(state, tables, kp, inputs, out, wave):

@@ -11,6 +11,7 @@ the ECAP amplitude is estimated from it.
 
 Layout (see :mod:`closedloop.neural.model` for the Python side that builds these):
     state:   ``KernelState``  (mutable fibre state, pulse counter, template cache)
+    work:    ``KernelWork``   (scratch of one call)
     tables:  ``KernelTables`` (immutable per-patient arrays)
     kp:      ``KernelParams`` (immutable scalars, a NamedTuple of floats)
     inputs:  ``PulseInputs``  (per-pulse current, pulse width, CSF thickness, interval)
@@ -127,9 +128,23 @@ class KernelState(NamedTuple):
     mf: np.ndarray            # (S,) matched-filter template at the cached pulse width
     shapes: np.ndarray        # (2, S) artefact decay (NaN during the pulse) and EMG shape
     cache: np.ndarray         # (4,) cached pw_us, 1/sum(mf²) in window, mf N1-P2, noise sd
-    work: np.ndarray          # (2 S + B + 10,) scratch: sweeps, class sums, process factors
-    work_th: np.ndarray       # (N,) scratch: jittered thresholds of the examined fibres, mA
-    work_idx: np.ndarray      # (N,) int64 scratch: indices of the recruited fibres
+
+
+class KernelWork(NamedTuple):
+    """Scratch arrays of one call (no state: any contents on entry); see :func:`new_work`."""
+
+    sweeps: np.ndarray        # (2, S) noise-free and recorded sweep, µV
+    class_acc: np.ndarray     # (B,) summed SFAP weight per diameter class, µV
+    factors: np.ndarray       # (2, 5) the processes' decay and gain factors
+    th: np.ndarray            # (N,) jittered thresholds of the examined fibres, mA
+    idx: np.ndarray           # (N,) int64 indices of the recruited fibres
+
+
+@njit(cache=True)
+def new_work(n_fibres, n_classes, n_samples):
+    """A ``KernelWork`` for a patient with these sizes (fibres, diameter classes, samples)."""
+    return KernelWork(np.zeros((2, n_samples)), np.zeros(n_classes), np.zeros((2, 5)),
+                      np.zeros(n_fibres), np.zeros(n_fibres, np.int64))
 
 
 class PulseInputs(NamedTuple):
@@ -167,15 +182,6 @@ def sd_ratio_min(chronaxie_range_us, pw_us):
 
 
 @njit(cache=True)
-def split_work(state):
-    """Views of ``state.work``: noise-free sweep, recorded sweep, class sums, process factors."""
-    n_cls, n_s = state.templates.shape
-    w = state.work
-    return (w[:n_s], w[n_s:2 * n_s], w[2 * n_s:2 * n_s + n_cls],
-            w[2 * n_s + n_cls:2 * n_s + n_cls + 5], w[2 * n_s + n_cls + 5:2 * n_s + n_cls + 10])
-
-
-@njit(cache=True)
 def advance_clock(state, kp, interval_s, decay, gain):
     """Advance the clock by the interval; ``decay[k]``, ``gain[k]``: exp(∓(t - t_ref_k) / tau_k).
 
@@ -202,7 +208,7 @@ def advance_clock(state, kp, interval_s, decay, gain):
 
 
 @njit(cache=True)
-def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc, decay, gain):
+def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key):
     """Advance the fibre state over one interval and fire one pulse; return the recruited count.
 
     Fibre i's threshold (mA) is its rheobase interpolated at the CSF thickness (grid cell ``j``
@@ -213,8 +219,9 @@ def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc, 
     The fibres are stored in screening order (:func:`closedloop.neural.model.screening_order`),
     and only the leading ones that ``tables.cell_floor`` allows a threshold below the current
     are examined (the others cannot fire at any draw). Adds each recruited fibre's SFAP weight
-    (µV) into ``acc[class]``; ``decay`` and ``gain`` receive the processes' factors (5 each).
+    (µV) into ``work.class_acc`` (zeroed first).
     """
+    decay, gain = work.factors[0], work.factors[1]
     advance_clock(state, kp, interval_s, decay, gain)
     rheo = tables.rheo_ma
     g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), rheo.shape[0] - 1.000001)
@@ -224,8 +231,8 @@ def recruit(state, tables, kp, current_ma, pw_us, csf_mm, interval_s, key, acc, 
     m_min = 1.0 - kp.sn_amplitude * (1.0 + 1e-12)
     limit = current_ma / (low * m_min * sd_ratio_min(tables.chronaxie_range_us, pw_us))
     n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
-    thresholds(state, tables, kp, pw_us, j, f, key, decay, n_exam)
-    return fire(state, tables, kp, current_ma, j, f, acc, decay, gain, n_exam)
+    thresholds(state, work, tables, kp, pw_us, j, f, key, n_exam)
+    return fire(state, work, tables, kp, current_ma, j, f, n_exam)
 
 
 @njit(cache=True)
@@ -242,8 +249,8 @@ def exam_count(floor, limit, n_fibres):
 
 
 @njit(cache=True)
-def thresholds(state, tables, kp, pw_us, j, f, key, decay, n):
-    """Write the jittered thresholds (mA) of fibres ``0:n`` into ``state.work_th``.
+def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
+    """Write the jittered thresholds (mA) of fibres ``0:n`` into ``work.th``.
 
     The threshold (see :func:`recruit`) times ``1 + jitter_rel * z`` with the fibre's draw z for
     this pulse; infinite during the absolute refractory period. A branch-free loop over
@@ -255,10 +262,11 @@ def thresholds(state, tables, kp, pw_us, j, f, key, decay, n):
         tables.fibre_hash
     ref = state.decay_ref
     p0, p1, p2, p3, p4 = ref[0], ref[1], ref[2], ref[3], ref[4]
+    decay = work.factors[0]
     d0, d1, d2, d3, d4 = decay[0], decay[1], decay[2], decay[3], decay[4]
     rel, sn, jit = kp.rel_amplitude, kp.sn_amplitude, kp.jitter_rel
     g0, g1, g2 = kp.adapt_gain0, kp.adapt_gain1, kp.adapt_gain2
-    th = state.work_th
+    th = work.th
     for i in range(n):
         xr = p0[i] * d0
         m = 1.0 + rel * xr - sn * (p1[i] * d1)
@@ -269,9 +277,11 @@ def thresholds(state, tables, kp, pw_us, j, f, key, decay, n):
 
 
 @njit(cache=True)
-def fire(state, tables, kp, current_ma, j, f, acc, decay, gain, n):
-    """Fire the fibres among ``0:n`` whose ``state.work_th`` is at most the current."""
-    th, idx = state.work_th, state.work_idx
+def fire(state, work, tables, kp, current_ma, j, f, n):
+    """Fire the fibres among ``0:n`` whose ``work.th`` is at most the current; return the count."""
+    th, idx, acc = work.th, work.idx, work.class_acc
+    decay, gain = work.factors[0], work.factors[1]
+    acc[:] = 0.0
     n_rec = 0
     for i in range(n):  # branch-free compaction of the recruited fibres
         idx[n_rec] = i
@@ -290,7 +300,7 @@ def fire(state, tables, kp, current_ma, j, f, acc, decay, gain, n):
 
 
 @njit(cache=True)
-def run_pulses(state, tables, kp, inputs, out, wave):
+def run_pulses(state, tables, kp, inputs, out, wave, work):
     """Deliver ``P`` pulses to one patient, writing one ``PULSE_DTYPE`` record per pulse.
 
     Args:
@@ -300,10 +310,11 @@ def run_pulses(state, tables, kp, inputs, out, wave):
         inputs: ``PulseInputs`` with arrays of length P (mA, µs, mm, s).
         out: Structured array of length P, dtype ``PULSE_DTYPE``.
         wave: (P, S) array for the recorded sweeps (µV), or shape (0, S) to skip them.
+        work: ``KernelWork`` scratch for this patient's sizes (:func:`new_work`).
     """
     n_s = state.templates.shape[1]
     n_fib = tables.chronaxie_us.size
-    neural, rec, acc, decay, gain = split_work(state)
+    neural, rec, acc = work.sweeps[0], work.sweeps[1], work.class_acc
     dt_ms = 1e3 / kp.fs_hz
     full = wave.shape[0] > 0
     for p in range(inputs.current_ma.size):
@@ -312,9 +323,8 @@ def run_pulses(state, tables, kp, inputs, out, wave):
             refresh_templates(state, tables, kp, pw)
         key = pulse_key(kp.seed_pulse_a, kp.seed_pulse_b, state.pulse_count[0])
         state.pulse_count[0] += 1
-        acc[:] = 0.0
-        n_rec = recruit(state, tables, kp, cur, pw, inputs.csf_mm[p], inputs.interval_s[p], key,
-                        acc, decay, gain)
+        n_rec = recruit(state, work, tables, kp, cur, pw, inputs.csf_mm[p], inputs.interval_s[p],
+                        key)
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
         emg = synthesise(state, tables, kp, acc, frac, cur, key, 0 if full else lo,

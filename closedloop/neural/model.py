@@ -22,7 +22,9 @@ from closedloop.neural.kernels import (
     KernelParams,
     KernelState,
     KernelTables,
+    KernelWork,
     PulseInputs,
+    new_work,
     run_pulses,
 )
 from closedloop.neural.params import ModelParams
@@ -58,6 +60,8 @@ class NeuralModel:
         self._base_kp = build_kernel_params(self.params)
         self.kp = self._base_kp
         self.state: KernelState = self.initial_state()
+        self.work: KernelWork = new_work(self.n_fibres, self.params.population.n_classes,
+                                         self.n_samples)
         self.reset(noise_ss)
 
     @property
@@ -87,6 +91,7 @@ class NeuralModel:
         """
         twin = copy.copy(self)
         twin.state = self.initial_state()
+        twin.work = KernelWork(*(a.copy() for a in self.work))
         return twin
 
     def initial_state(self) -> KernelState:
@@ -95,8 +100,7 @@ class NeuralModel:
         return KernelState(
             decay_ref=np.zeros((5, n)), clock_ms=np.zeros(6), pulse_count=np.zeros(1, np.int64),
             templates=np.zeros((n_cls, n_s)), mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
-            cache=np.full(4, np.nan), work=np.zeros(2 * n_s + n_cls + 10),
-            work_th=np.zeros(n), work_idx=np.zeros(n, np.int64))
+            cache=np.full(4, np.nan))
 
     def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Return every fibre to rest and key the jitter and noise streams from ``seed``.
@@ -129,7 +133,7 @@ class NeuralModel:
         n = inputs.current_ma.size
         out = np.empty(n, PULSE_DTYPE)
         wave = np.empty((n if waveforms else 0, self.n_samples))
-        run_pulses(self.state, self.tables, self.kp, inputs, out, wave)
+        run_pulses(self.state, self.tables, self.kp, inputs, out, wave, self.work)
         return (out, wave) if waveforms else out
 
     def pulse_train(self, current_ma: float, rate_hz: float = 50.0, n_pulses: int = 50,

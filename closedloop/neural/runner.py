@@ -77,7 +77,7 @@ class PulseRunner:
     def _bind(self):
         """The compiled kernel for these argument types (normal dispatch if unavailable)."""
         m = self.model
-        args = (m.state, m.tables, m.kp, self.inputs, self.out, self.wave)
+        args = (m.state, m.tables, m.kp, self.inputs, self.out, self.wave, m.work)
         try:
             return run_pulses.compile(tuple(numba.typeof(a) for a in args))
         except Exception:  # pragma: no cover - an unusual numba build
@@ -109,7 +109,7 @@ class PulseRunner:
         inp.csf_mm[:] = csf_mm
         inp.interval_s[:] = interval_s
         m = self.model
-        self._kernel(m.state, m.tables, m.kp, inp, self.out, self.wave)
+        self._kernel(m.state, m.tables, m.kp, inp, self.out, self.wave, m.work)
         return self.out
 
     def run_one(self, current_ma: float, pw_us: float, csf_mm: float, interval_s: float) -> None:
@@ -124,4 +124,4 @@ class PulseRunner:
         csf[0] = csf_mm
         interval[0] = interval_s
         m = self.model
-        self._kernel(m.state, m.tables, m.kp, self.inputs, self.out, self.wave)
+        self._kernel(m.state, m.tables, m.kp, self.inputs, self.out, self.wave, m.work)
