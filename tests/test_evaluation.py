@@ -102,7 +102,9 @@ def test_episode_records_every_step_and_skips_warmup():
     assert res.metrics["n_pulses"] == 500                      # 10 s warm-up at 50 Hz excluded
     assert res.metrics["scored_duration_s"] == pytest.approx(10.0)
     assert set(EPISODE_METRICS) <= set(res.row())
-    np.testing.assert_allclose(traj.current_ma[1:], traj.current_ma[1])   # open loop: fixed
+    # open loop: fixed, up to the float32 rounding of the observed current (~6e-8 relative) that
+    # its incremental actions correct
+    np.testing.assert_allclose(traj.current_ma[1:], traj.current_ma[1], rtol=5e-7)
     assert res.row()["scenario"] == "clinic" and res.row()["patient"] == "test-000"
 
 

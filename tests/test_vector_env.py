@@ -86,3 +86,26 @@ def test_make_vec_builds_the_native_vector_env():
     assert venv.cfg.scenario == "clinic" and venv.cfg.episode_s == 2.0
     obs, _ = venv.reset(seed=0)
     assert obs.shape == (2, 13)
+
+
+def _short_rollout(seed: int) -> tuple[np.ndarray, bool]:
+    from closedloop.neural import batch
+
+    venv = ECAPVectorEnv(2, episode_s=1.0)
+    obs = [venv.reset(seed=seed)[0]]
+    obs += [venv.step(np.zeros((2, 1), np.float32))[0] for _ in range(5)]
+    return np.array(obs), batch._SERIAL
+
+
+def test_vector_env_works_in_a_process_forked_after_its_threads_started():
+    import multiprocessing
+
+    import numba
+
+    parent, serial = _short_rollout(3)       # starts the threading layer's threads here
+    assert not serial
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child, child_serial = pool.apply_async(_short_rollout, (3,)).get(timeout=120)
+    assert np.array_equal(child, parent)
+    # GNU OpenMP cannot start threads in the child: the batch kernel then runs serially
+    assert child_serial == (numba.threading_layer() == "omp")

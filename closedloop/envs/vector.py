@@ -5,10 +5,10 @@
 (patient draw, calibration, scenario trace). Their fibre states, tables and kernel parameters
 are copied into stacked arrays, and every step delivers all patients' pulses with
 :func:`closedloop.neural.batch.run_pulses_batch_indexed`, which wraps the scalar kernel;
-sub-environments with the same patient share one copy of its tables. Device limits
-(:func:`closedloop.device.limit_many`), sensation, observation and reward follow the scalar
-environment's formulas element by element, so sub-environment ``i`` reproduces a scalar env
-reset with ``seed + i``, bit for bit.
+sub-environments with the same patient share one copy of its tables and recording cache.
+Device limits (:func:`closedloop.device.limit_many`), sensation, observation and reward follow
+the scalar environment's formulas element by element, so sub-environment ``i`` reproduces a
+scalar env reset with ``seed + i``, bit for bit.
 
 Autoreset follows Gymnasium 1.x's default ``NEXT_STEP`` mode: the step after an episode ends
 resets that sub-environment, ignores its action and returns its first observation with reward 0.
@@ -24,8 +24,9 @@ from gymnasium.vector.utils import batch_space
 from closedloop._config import ConfigError
 from closedloop.device import limit_many
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
-from closedloop.neural.batch import run_pulses_batch_indexed, stack
-from closedloop.neural.kernels import PULSE_DTYPE, PulseInputs
+from closedloop.neural.batch import RECORDING_CACHE, run_pulses_batch_indexed, stack
+from closedloop.neural.kernels import PULSE_DTYPE, KernelState, PulseInputs
+from closedloop.neural.recording import refresh_templates
 from closedloop.perception import keep_factor, smooth_many
 
 
@@ -73,10 +74,12 @@ class ECAPVectorEnv(VectorEnv):
     def _stack_all(self) -> None:
         """Build the stacked kernel arrays and per-env vectors from the sub-environments."""
         models = [e.model for e in self.envs]
-        self._state = stack([m.state for m in models])
+        self._fibres = stack([KernelState(*(a[:0] if f in RECORDING_CACHE else a for f, a in
+                                            zip(KernelState._fields, m.state, strict=True)))
+                              for m in models])   # the recording cache is kept per slot
         self._kp = stack([m.kp for m in models])
         self._slots: dict = {}
-        self._tables = None
+        self._tables = self._rec = None
         self._table_index = np.zeros(self.num_envs, np.int64)
         n, p = self.num_envs, self.cfg.pulses_per_step
         self._inputs = PulseInputs(*(np.zeros((n, p)) for _ in range(4)))
@@ -96,13 +99,23 @@ class ECAPVectorEnv(VectorEnv):
             self._load_vectors(i)
 
     def _slot(self, model) -> int:
-        """Table slot of ``model``'s patient, adding its tables to the stack if new."""
+        """Slot of ``model``'s patient, adding its tables and recording cache if new.
+
+        The recording cache (class templates, matched filter and sweep shapes at the spec's
+        pulse width) depends only on the patient, so the patient's sub-environments share it;
+        it is filled here, so the kernel only reads it.
+        """
         key = id(model.tables)
         if key not in self._slots:
-            one = stack([model.tables])
-            self._tables = one if self._tables is None else type(one)(*(
-                np.concatenate([old, new]) for old, new in zip(self._tables, one, strict=True)))
+            rec = model.initial_state()
+            refresh_templates(rec, model.tables, model.kp, self.cfg.pw_us)
+            for name, one in (("_tables", stack([model.tables])), ("_rec", stack([rec]))):
+                old = getattr(self, name)
+                setattr(self, name, one if old is None else type(one)(*(
+                    np.concatenate([a, b]) for a, b in zip(old, one, strict=True))))
             self._slots[key] = (len(self._slots), model.tables)   # keep the tables alive
+            self._state = KernelState(*(getattr(self._rec if f in RECORDING_CACHE else
+                                                self._fibres, f) for f in KernelState._fields))
         return self._slots[key][0]
 
     def _load_vectors(self, i: int) -> None:
@@ -128,9 +141,10 @@ class ECAPVectorEnv(VectorEnv):
         """Reset sub-environment ``i`` (continuing its own random stream) into the stack."""
         env = self.envs[i]
         env.reset()
-        for stacked, mine in ((self._state, env.model.state), (self._kp, env.model.kp)):
-            for dst, src in zip(stacked, mine, strict=True):
-                dst[i] = src
+        for stacked, mine in ((self._fibres, env.model.state), (self._kp, env.model.kp)):
+            for f, dst, src in zip(stacked._fields, stacked, mine, strict=True):
+                if f not in RECORDING_CACHE:
+                    dst[i] = src
         self._load_vectors(i)
 
     # -- step -------------------------------------------------------------------------------
@@ -157,7 +171,7 @@ class ECAPVectorEnv(VectorEnv):
         inp.csf_mm[:] = csf
         inp.interval_s[:] = 1.0 / rate
         run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp, inp,
-                                 self._out, self._wave)
+                                 self._out, self._wave, self._table_index)
         v["current"][:] = delivered
         reward, info = self._advance(flags)
         truncated = v["t"] * rate >= self._last + 0.5

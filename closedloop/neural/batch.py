@@ -5,10 +5,19 @@ Every array of the scalar kernel's ``KernelState``, ``KernelTables``, ``KernelPa
 :func:`closedloop.neural.kernels.run_pulses` on it inside a ``prange`` loop, with one scratch
 ``KernelWork`` per thread. There is no second
 copy of the dynamics. Use :func:`stack` to build the stacked tuples from per-patient ones.
+
+Threads come from numba's threading layer (``NUMBA_THREADING_LAYER``; by default TBB, else
+OpenMP, else numba's workqueue). OpenMP threads spin between the calls of a stepping loop, which
+on small virtual machines is steadier than the workqueue's sleeping threads, but GNU OpenMP
+cannot run a parallel region in a process forked after its threads started: such a child runs
+the batch kernels serially (same results), so ``fork`` after a vector env still works.
 """
 
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -93,17 +102,22 @@ def _tables_at(tb, p):
 
 
 @njit(cache=True, inline="always")
-def _state_at(st, p):
-    """Patient ``p`` of a stacked ``KernelState``."""
+def _state_at(st, p, q):
+    """Patient ``p`` of a stacked ``KernelState`` whose recording cache is slot ``q``."""
     return KernelState(
         st.decay_ref[p],
         st.clock_ms[p],
         st.pulse_count[p],
-        st.templates[p],
-        st.mf[p],
-        st.shapes[p],
-        st.cache[p],
+        st.templates[q],
+        st.mf[q],
+        st.shapes[q],
+        st.cache[q],
     )
+
+
+RECORDING_CACHE = ("templates", "mf", "shapes", "cache")
+"""The ``KernelState`` fields that depend only on the patient's parameters and the pulse width
+(refreshed when the width changes): patients may share them (``cache_index``)."""
 
 
 @njit(cache=True, inline="always")
@@ -117,36 +131,77 @@ def _inputs_at(inp, p):
     )
 
 
-def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave):
+def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave,
+                             cache_index=None):
     """Deliver pulses to many patients in parallel, patient ``p`` using tables ``table_index[p]``.
 
     Patients that share anatomy (the same cohort patient in several environments) then share
-    one copy of the tables. The patients are split into one contiguous chunk per thread, each
-    with one scratch ``KernelWork`` (which then stays in cache).
+    one copy of the tables, and may share one recording cache (``RECORDING_CACHE`` fields of
+    ``state``, slot ``cache_index[p]``) if they use the pulse width it holds: the kernel then
+    only reads it. The patients are split into one contiguous chunk per thread, each with one
+    scratch ``KernelWork`` (which then stays in cache).
 
     Args:
-        state: Stacked ``KernelState`` (leading axis: patient), updated in place.
+        state: Stacked ``KernelState`` (leading axis: patient; cache slot for the
+            ``RECORDING_CACHE`` fields), updated in place.
         tables: Stacked ``KernelTables`` (leading axis: table slot).
         table_index: Table slot of each patient (int64, shape (n_patients,)).
         kp: Stacked ``KernelParams`` (each field an array over patients).
         inputs: Stacked ``PulseInputs``, arrays of shape (n_patients, P).
         out: Structured array (n_patients, P) of ``PULSE_DTYPE``.
         wave: (n_patients, P, S) sweeps, or (n_patients, 0, S) to skip them.
+        cache_index: Recording-cache slot of each patient (int64), or None: patient p's own.
+
+    Raises:
+        ValueError: A shared cache slot holds another pulse width than its patients use.
     """
-    _batch(state, tables, table_index, kp, inputs, out, wave, get_num_threads())
+    if cache_index is None:
+        cache_index = np.arange(out.shape[0], dtype=np.int64)
+    elif np.any(inputs.pw_us != state.cache[cache_index, :1]):
+        raise ValueError("a shared recording cache must hold its patients' pulse width "
+                         "(refresh it first: closedloop.neural.recording.refresh_templates)")
+    if _SERIAL:
+        _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, 0, out.shape[0])
+    else:
+        _batch(state, tables, table_index, cache_index, kp, inputs, out, wave,
+               get_num_threads())
 
 
 @njit(cache=True, parallel=True)
-def _batch(state, tables, table_index, kp, inputs, out, wave, n_threads):
+def _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads):
     """:func:`run_pulses_batch_indexed` with ``min(n_patients, n_threads)`` chunks."""
     n = out.shape[0]
     n_chunks = min(n, n_threads)
-    n_fib, (n_cls, n_s) = tables.chronaxie_us.shape[1], state.templates.shape[1:]
     for c in prange(n_chunks):
-        work = new_work(n_fib, n_cls, n_s)
-        for p in range(c * n // n_chunks, (c + 1) * n // n_chunks):
-            run_pulses(_state_at(state, p), _tables_at(tables, table_index[p]),
-                       _params_at(kp, p), _inputs_at(inputs, p), out[p], wave[p], work)
+        _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave,
+               c * n // n_chunks, (c + 1) * n // n_chunks)
+
+
+@njit(cache=True)
+def _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, lo, hi):
+    """Patients ``lo:hi`` of :func:`run_pulses_batch_indexed`, one after another."""
+    work = new_work(tables.chronaxie_us.shape[1], state.templates.shape[1],
+                    state.templates.shape[2])
+    for p in range(lo, hi):
+        run_pulses(_state_at(state, p, cache_index[p]), _tables_at(tables, table_index[p]),
+                   _params_at(kp, p), _inputs_at(inputs, p), out[p], wave[p], work)
+
+
+_SERIAL = False
+"""True in a process forked after this one ran a parallel region on OpenMP (see the module
+docstring): the batch kernels then run serially."""
+
+
+def _after_fork_in_child() -> None:
+    global _SERIAL
+    try:
+        layer = numba.threading_layer()
+    except ValueError:          # no parallel region ran: the child may start its own threads
+        return
+    _SERIAL = _SERIAL or layer == "omp"
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def run_pulses_batch(state, tables, kp, inputs, out, wave):

@@ -14,9 +14,11 @@ interpolation per fibre per pulse.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 CSF_GRID_MM = (0.5, 12.0, 80)
 """Lowest and highest tabulated CSF thickness (mm) and the number of grid points."""
@@ -80,18 +82,42 @@ def fibre_drive(diameter_um, lateral_mm, depth_mm, phase, csf_mm, src_x, src_w, 
     return best
 
 
-@njit(cache=True, parallel=True)
 def threshold_table(diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w, y_lead, sl,
                     st, span_mm, af_threshold, diameter_exponent):
-    """Rheobase threshold (mA) of every fibre at every grid CSF thickness, shape (G, N)."""
+    """Rheobase threshold (mA) of every fibre at every grid CSF thickness, shape (G, N).
+
+    The fibres are split among ``NUMBA_NUM_THREADS`` Python threads running the compiled,
+    GIL-free :func:`_threshold_columns` (not numba's threading layer, which stays free for the
+    batch kernel; see :mod:`closedloop.neural.batch`).
+    """
     out = np.empty((grid_mm.size, diameter_um.size))
-    for i in prange(diameter_um.size):
+    n_parts = max(1, min(int(numba.config.NUMBA_NUM_THREADS), diameter_um.size // 256))
+    bounds = np.linspace(0, diameter_um.size, n_parts + 1).astype(np.int64)
+
+    def part(k: int) -> None:
+        sl_k = slice(bounds[k], bounds[k + 1])
+        _threshold_columns(diameter_um[sl_k], lateral_mm[sl_k], depth_mm[sl_k], phase[sl_k],
+                           grid_mm, src_x, src_w, y_lead, sl, st, span_mm, af_threshold,
+                           diameter_exponent, out[:, sl_k])
+
+    if n_parts == 1:
+        part(0)
+    else:
+        with ThreadPoolExecutor(n_parts) as pool:
+            list(pool.map(part, range(n_parts)))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _threshold_columns(diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w, y_lead,
+                       sl, st, span_mm, af_threshold, diameter_exponent, out):
+    """Fill ``out`` (G, n): the thresholds (mA) of the n given fibres on the CSF grid."""
+    for i in range(diameter_um.size):
         scale = af_threshold * (REF_DIAMETER_UM / diameter_um[i]) ** diameter_exponent
         for g in range(grid_mm.size):
             drive = fibre_drive(diameter_um[i], lateral_mm[i], depth_mm[i], phase[i], grid_mm[g],
                                 src_x, src_w, y_lead, sl, st, span_mm)
             out[g, i] = scale / drive
-    return out
 
 
 def sfap_weight_table(diameter_um: np.ndarray, lateral_mm: np.ndarray, depth_mm: np.ndarray,

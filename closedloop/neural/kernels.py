@@ -100,14 +100,14 @@ class KernelParams(NamedTuple):
 class KernelTables(NamedTuple):
     """Immutable per-patient arrays."""
 
-    rheo_ma: np.ndarray       # (G, N) rheobase threshold on the CSF grid, mA
-    sfap_uv: np.ndarray       # (G, N) SFAP N1 depth on the CSF grid, µV
-    chronaxie_us: np.ndarray  # (N,) strength-duration chronaxie, µs
+    rheo_ma: np.ndarray       # (G, N) float32 rheobase threshold on the CSF grid, mA
+    sfap_uv: np.ndarray       # (G, N) float32 SFAP N1 depth on the CSF grid, µV
+    chronaxie_us: np.ndarray  # (N,) float32 strength-duration chronaxie, µs
     fibre_class: np.ndarray   # (N,) int64 diameter class
-    fibre_hash: np.ndarray    # (N,) uint64 per-fibre hash base
+    fibre_hash: np.ndarray    # (N,) uint32 per-fibre hash base
     class_delay_ms: np.ndarray  # (B,) conduction time to the recording contact, ms
     class_mix: np.ndarray     # (B,) class weights of the matched-filter template
-    sample_hash: np.ndarray   # (S,) uint64 per-sample hash base of the amplifier noise
+    sample_hash: np.ndarray   # (S,) uint32 per-sample hash base of the amplifier noise
     cell_floor: np.ndarray    # (G-1, NB) float32 screening floor per grid cell and block, mA
     chronaxie_range_us: np.ndarray  # (2,) smallest and largest chronaxie, µs
 
@@ -121,10 +121,10 @@ class KernelState(NamedTuple):
     touches only the fibres that might fire (see :func:`recruit`).
     """
 
-    decay_ref: np.ndarray     # (5, N) process values at the reference times clock_ms[1:]
+    decay_ref: np.ndarray     # (5, N) float32 process values at the reference times clock_ms[1:]
     clock_ms: np.ndarray      # (6,) time of the last pulse, then each process's reference time
     pulse_count: np.ndarray   # (1,) int64 pulses delivered so far
-    templates: np.ndarray     # (B, S) class SFAP templates at the cached pulse width, µV
+    templates: np.ndarray     # (B, S) float32 class SFAP templates at the cached pulse width
     mf: np.ndarray            # (S,) matched-filter template at the cached pulse width
     shapes: np.ndarray        # (2, S) artefact decay (NaN during the pulse) and EMG shape
     cache: np.ndarray         # (4,) cached pw_us, 1/sum(mf²) in window, mf N1-P2, noise sd
@@ -160,12 +160,13 @@ ORDER_PW_US = 250.0
 """Pulse width (µs) of the strength-duration factor in the fibres' screening key."""
 FLOOR_BLOCK = 32
 """Fibres per block of ``KernelTables.cell_floor``: the kernel examines whole blocks."""
-REBASE_ARG = 575.0
-"""A process is rebased once exp(-(t - t_ref) / tau) falls below exp(-575) (about 1e-250)."""
-FLUSH = 1e-50
-"""Process values below this are set to zero when rebased: with factors >= exp(-REBASE_ARG) no
-product can then be subnormal (subnormal arithmetic is about 100 times slower), and 1e-50 is far
-below anything that changes a threshold."""
+REBASE_ARG = 80.0
+"""A process is rebased once exp(-(t - t_ref) / tau) falls below exp(-80) (about 2e-35), so a
+stored value (at most exp(80), about 6e34) fits float32 (up to 3.4e38)."""
+FLUSH = 1e-30
+"""Process values below this are set to zero when rebased: every stored value is then a normal
+float32 (above 1.2e-38), no float64 product is subnormal (subnormal arithmetic is about 100
+times slower), and 1e-30 is far below anything that changes a threshold."""
 
 
 @njit(cache=True, inline="always")
@@ -173,7 +174,7 @@ def sd_ratio_min(chronaxie_range_us, pw_us):
     """Lower bound over fibres of ``(1 + c / pw) / (1 + c / 250 µs)`` (monotone in c).
 
     With it, no fibre in grid cell j can have a threshold below its screening key
-    (:func:`closedloop.neural.model.cell_floors`) times ``ratio * (1 - sn_amplitude)``.
+    (:func:`closedloop.neural.model.cell_floors`) times ``ratio * m_min`` (see :func:`recruit`).
     """
     lo, hi = chronaxie_range_us[0], chronaxie_range_us[1]
     a = (1.0 + lo / pw_us) / (1.0 + lo / ORDER_PW_US)
@@ -218,8 +219,10 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     period) and ``current >= threshold * (1 + jitter_rel * z_i)``, z_i the pulse's jitter draw.
     The fibres are stored in screening order (:func:`closedloop.neural.model.screening_order`),
     and only the leading ones that ``tables.cell_floor`` allows a threshold below the current
-    are examined (the others cannot fire at any draw). Adds each recruited fibre's SFAP weight
-    (µV) into ``work.class_acc`` (zeroed first).
+    are examined (the others cannot fire at any draw). The screen's bound on ``m`` is
+    ``1 - sn exp(-interval / tau_sn)``: a fibre fired at the previous pulse at the latest, and
+    every other term of ``m`` is positive. Adds each recruited fibre's SFAP weight (µV) into
+    ``work.class_acc`` (zeroed first).
     """
     decay, gain = work.factors[0], work.factors[1]
     advance_clock(state, kp, interval_s, decay, gain)
@@ -228,7 +231,7 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     j = int(g)
     f = g - j
     low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
-    m_min = 1.0 - kp.sn_amplitude * (1.0 + 1e-12)
+    m_min = 1.0 - kp.sn_amplitude * math.exp(-interval_s * 1e3 / kp.tau_sn_ms) * (1.0 + 1e-6)
     limit = current_ma / (low * m_min * sd_ratio_min(tables.chronaxie_range_us, pw_us))
     n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
     thresholds(state, work, tables, kp, pw_us, j, f, key, n_exam)
@@ -271,7 +274,8 @@ def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
         xr = p0[i] * d0
         m = 1.0 + rel * xr - sn * (p1[i] * d1)
         m = m + g0 * (p2[i] * d2) + g1 * (p3[i] * d3) + g2 * (p4[i] * d4)
-        t = (r0[i] + f * (r1[i] - r0[i])) * (1.0 + chron[i] * inv_pw) * m
+        a, b = np.float64(r0[i]), np.float64(r1[i])  # float32 tables, float64 arithmetic
+        t = (a + f * (b - a)) * (1.0 + chron[i] * inv_pw) * m
         t = t * (1.0 + jit * hash_normal(fmix32(fh[i] ^ key)))
         th[i] = t if xr <= x_abs else np.inf
 
@@ -295,7 +299,8 @@ def fire(state, work, tables, kp, current_ma, j, f, n):
         ref[2, i] = (b0 + kp.adapt_inc0 * (1.0 - b0)) * gain[2]
         ref[3, i] = (b1 + kp.adapt_inc1 * (1.0 - b1)) * gain[3]
         ref[4, i] = (b2 + kp.adapt_inc2 * (1.0 - b2)) * gain[4]
-        acc[tables.fibre_class[i]] += w0[i] + f * (w1[i] - w0[i])
+        a, b = np.float64(w0[i]), np.float64(w1[i])
+        acc[tables.fibre_class[i]] += a + f * (b - a)
     return n_rec
 
 

@@ -98,8 +98,9 @@ class NeuralModel:
         """A resting fibre state (no recent spikes, no adaptation)."""
         n, (n_cls, n_s) = self.n_fibres, (self.params.population.n_classes, self.n_samples)
         return KernelState(
-            decay_ref=np.zeros((5, n)), clock_ms=np.zeros(6), pulse_count=np.zeros(1, np.int64),
-            templates=np.zeros((n_cls, n_s)), mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
+            decay_ref=np.zeros((5, n), np.float32), clock_ms=np.zeros(6),
+            pulse_count=np.zeros(1, np.int64), templates=np.zeros((n_cls, n_s), np.float32),
+            mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
             cache=np.full(4, np.nan))
 
     def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
@@ -183,26 +184,29 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
         exc.af_threshold_mv_per_mm2, exc.diameter_exponent)
     chron = exc.chronaxie_us * (geometry.REF_DIAMETER_UM / fibres.diameter_um) ** (
         exc.chronaxie_diameter_exponent)
+    rheo, chron = rheo.astype(np.float32), chron.astype(np.float32)   # stored as float32
     order = screening_order(rheo, chron)
     fibres, rheo, chron = fibres.take(order), rheo[:, order], chron[order]
     sfap = geometry.sfap_weight_table(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
-        resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent)
+        resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent
+    ).astype(np.float32)
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
     centres = 0.5 * (edges[:-1] + edges[1:])
     delay = lead.recording_distance_mm / (resp.cv_per_um * centres)  # mm / (mm/ms) = ms
     n_s = int(round(recp.window_ms * recp.fs_hz * 1e-3))
     first = slice(0, max(1, int(MIX_RECRUITED_FRACTION * order.size)))  # lowest reference keys
-    mix = np.bincount(cls[first], weights=sfap[_reference_cell(), first], minlength=pop.n_classes)
+    mix = np.bincount(cls[first], weights=sfap[_reference_cell(), first].astype(np.float64),
+                      minlength=pop.n_classes)
     return fibres, KernelTables(
         rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.int64),
-        fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]),
+        fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
-                              ^ words[1]),
-        cell_floor=cell_floors(rheo, chron), chronaxie_range_us=np.array([chron.min(),
-                                                                           chron.max()]))
+                              ^ words[1]).astype(np.uint32),
+        cell_floor=cell_floors(rheo, chron),
+        chronaxie_range_us=np.array([chron.min(), chron.max()], np.float64))
 
 
 def _reference_cell() -> int:
@@ -223,7 +227,8 @@ def screening_order(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray
     Returns:
         (N,) indices into the fibres.
     """
-    key = rheo_ma[_reference_cell()] * (1.0 + chronaxie_us / ORDER_PW_US)
+    key = rheo_ma[_reference_cell()].astype(np.float64) * (
+        1.0 + chronaxie_us.astype(np.float64) / ORDER_PW_US)
     return np.argsort(key, kind="stable")
 
 
@@ -244,7 +249,8 @@ def cell_floors(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray:
     Returns:
         (G - 1, ceil(N / FLOOR_BLOCK)) float32.
     """
-    key = np.minimum(rheo_ma[:-1], rheo_ma[1:]) * (1.0 + chronaxie_us * (1.0 / ORDER_PW_US))
+    r, c = rheo_ma.astype(np.float64), chronaxie_us.astype(np.float64)
+    key = np.minimum(r[:-1], r[1:]) * (1.0 + c * (1.0 / ORDER_PW_US))
     k32 = key.astype(np.float32)
     k32 = np.where(k32 > key, np.nextafter(k32, np.float32(-np.inf)), k32)
     n_blocks = -(-k32.shape[1] // FLOOR_BLOCK)

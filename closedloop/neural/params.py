@@ -90,8 +90,8 @@ class PopulationParams:
         validate(self, "population.")
 
 
-MAX_ABS_OVER_TAU_REL = 80.0
-"""Largest ``t_abs_ms / tau_rel_ms``: exp(-80) = 2e-35 stays far above the kernel's flush level."""
+MAX_ABS_OVER_TAU_REL = 60.0
+"""Largest ``t_abs_ms / tau_rel_ms``: exp(-60) = 9e-27 stays far above the kernel's flush level."""
 
 
 @dataclasses.dataclass(frozen=True)

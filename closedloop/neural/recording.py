@@ -59,7 +59,9 @@ def refresh_templates(state, tables, kp, pw_us):
     mf = state.mf
     mf[:] = 0.0
     for b in range(n_cls):
-        mf += tables.class_mix[b] * state.templates[b]
+        w, row = tables.class_mix[b], state.templates[b]
+        for s in range(n_s):
+            mf[s] += w * np.float64(row[s])
     mean = mf[lo:hi].mean()
     mf[:lo] = 0.0
     mf[lo:hi] -= mean

@@ -139,28 +139,30 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
     lead, pop, exc, resp, recp = (params.lead, params.population, params.excitability,
                                   params.response, params.recording)
     grid = csf_grid()
-    rheo = threshold_table_reference(fibres, params)
+    f32 = np.float32  # the tables are stored in float32 (values computed in float64)
+    rheo = threshold_table_reference(fibres, params).astype(f32)
     sfap = sfap_weight_table(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
-        resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent)
-    chron = exc.chronaxie_us * (REF_DIAMETER_UM / fibres.diameter_um) ** (
-        exc.chronaxie_diameter_exponent)
+        resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent).astype(f32)
+    chron = (exc.chronaxie_us * (REF_DIAMETER_UM / fibres.diameter_um) ** (
+        exc.chronaxie_diameter_exponent)).astype(f32)
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
     delay = lead.recording_distance_mm / (resp.cv_per_um * 0.5 * (edges[:-1] + edges[1:]))
     n_fib, n_s = fibres.diameter_um.size, int(round(recp.window_ms * recp.fs_hz * 1e-3))
     g_ref = int(np.argmin(np.abs(grid - NeuralModel.default_csf_mm)))
-    first = np.argsort(rheo[g_ref] * (1.0 + chron / 250.0))
+    first = np.argsort(rheo[g_ref].astype(np.float64) * (1.0 + chron.astype(np.float64) / 250.0))
     first = first[: max(1, int(MIX_RECRUITED_FRACTION * n_fib))]
-    mix = np.bincount(cls[first], weights=sfap[g_ref, first], minlength=pop.n_classes)
+    mix = np.bincount(cls[first], weights=sfap[g_ref, first].astype(np.float64),
+                      minlength=pop.n_classes)
     return KernelTables(
         rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.int64),
-        fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]),
+        fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
-                              ^ words[1]),
+                              ^ words[1]).astype(np.uint32),
         cell_floor=_cell_floors_reference(rheo, chron),
-        chronaxie_range_us=np.array([chron.min(), chron.max()]))
+        chronaxie_range_us=np.array([chron.min(), chron.max()], np.float64))
 
 
 def _cell_floors_reference(rheo: np.ndarray, chron: np.ndarray) -> np.ndarray:
@@ -168,7 +170,8 @@ def _cell_floors_reference(rheo: np.ndarray, chron: np.ndarray) -> np.ndarray:
 
     The key is the lowest corner rheobase x strength-duration at 250 µs, float32 rounded down.
     """
-    sd = 1.0 + chron * (1.0 / ORDER_PW_US)
+    rheo = rheo.astype(np.float64)
+    sd = 1.0 + chron.astype(np.float64) * (1.0 / ORDER_PW_US)
     n_cells, n_fib = rheo.shape[0] - 1, rheo.shape[1]
     n_blocks = -(-n_fib // FLOOR_BLOCK)
     out = np.empty((n_cells, n_blocks), np.float32)
@@ -196,7 +199,7 @@ def _advance_clock_reference(state: KernelState, kp: KernelParams, interval_s: f
     for k, tau in enumerate(taus):
         arg = (clock[0] - clock[1 + k]) / tau
         if arg > REBASE_ARG:
-            v = state.decay_ref[k] * math.exp(-arg)
+            v = state.decay_ref[k].astype(np.float64) * math.exp(-arg)  # float32 storage
             state.decay_ref[k] = np.where(v >= FLUSH, v, 0.0)
             clock[1 + k], arg = clock[0], 0.0
         decay[k] = math.exp(-arg)
@@ -221,15 +224,17 @@ def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams
     xr, xs, b = x[0], x[1], x[2:]
     m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * xs
     m = m + kp.adapt_gain0 * b[0] + kp.adapt_gain1 * b[1] + kp.adapt_gain2 * b[2]
-    r0, r1 = tables.rheo_ma[j], tables.rheo_ma[j + 1]
+    f64 = np.float64  # float32 tables, float64 arithmetic
+    r0, r1 = tables.rheo_ma[j].astype(f64), tables.rheo_ma[j + 1].astype(f64)
     rheo = r0 + f * (r1 - r0)
-    z = hash_normal_np(fmix32_np(tables.fibre_hash ^ key))
-    th = rheo * (1.0 + tables.chronaxie_us * (1.0 / pw_us)) * m * (1.0 + kp.jitter_rel * z)
+    z = hash_normal_np(fmix32_np(tables.fibre_hash.astype(np.uint64) ^ key))
+    sd = 1.0 + tables.chronaxie_us.astype(f64) * (1.0 / pw_us)
+    th = rheo * sd * m * (1.0 + kp.jitter_rel * z)
     fire = (current_ma >= th) & (xr <= math.exp(-kp.t_abs_ms / kp.tau_rel_ms))
     state.decay_ref[0, fire], state.decay_ref[1, fire] = gain[0], gain[1]
     for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
         state.decay_ref[2 + k, fire] = (b[k, fire] + inc * (1.0 - b[k, fire])) * gain[2 + k]
-    w0, w1 = tables.sfap_uv[j], tables.sfap_uv[j + 1]
+    w0, w1 = tables.sfap_uv[j].astype(f64), tables.sfap_uv[j + 1].astype(f64)
     w = w0 + f * (w1 - w0)
     acc = np.bincount(tables.fibre_class[fire], weights=w[fire],
                       minlength=state.templates.shape[0]).astype(np.float64)
@@ -269,7 +274,7 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     lo, hi = window_bounds_reference(pw_us, kp, n_s)
     mf = np.zeros(n_s)
     for b in range(c.size):
-        mf += tables.class_mix[b] * state.templates[b]
+        mf += tables.class_mix[b] * state.templates[b].astype(np.float64)
     mf[lo:hi] -= _seq_sum(mf[lo:hi]) / (hi - lo)
     mf[:lo], mf[hi:] = 0.0, 0.0
     ss = _seq_sum(mf[lo:hi] * mf[lo:hi])
@@ -301,7 +306,7 @@ def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelPar
     """
     neural[lo:hi] = 0.0
     for b in np.flatnonzero(acc != 0.0):
-        neural[lo:hi] += acc[b] * state.templates[b, lo:hi]
+        neural[lo:hi] += acc[b] * state.templates[b, lo:hi].astype(np.float64)
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
     top = kp.adc_range_uv
@@ -310,7 +315,8 @@ def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelPar
     v = neural[lo:hi] + art * art_shape + emg * emg_shape
     v[during] = top if current_ma > 0.0 else neural[lo:hi][during]
     key2 = fmix32_np(key ^ NOISE_SALT)
-    v = v + kp.noise_uv_rms * hash_normal_np(fmix32_np(tables.sample_hash[lo:hi] ^ key2))
+    v = v + kp.noise_uv_rms * hash_normal_np(
+        fmix32_np(tables.sample_hash[lo:hi].astype(np.uint64) ^ key2))
     rec[lo:hi] = np.round(np.clip(v, -top, top) * (1.0 / kp.adc_lsb_uv)) * kp.adc_lsb_uv
     return emg
 
