@@ -96,7 +96,7 @@ def step_breakdown(n_steps: int, repeats: int) -> dict:
         return elapsed / n_steps * 1e6
 
     m = runner.model
-    args = (m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave)
+    args = (m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave, m.work)
     jobs = {"step_wrapped": lambda: run(env, acts), "step": lambda: run(env.unwrapped, acts),
             "step_stub": lambda: run(env.unwrapped, acts, stub),
             "kernel_call": lambda: timeit_us(lambda: stub(*args), n_steps),
