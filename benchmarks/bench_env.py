@@ -307,7 +307,7 @@ def main(argv=None) -> int:
           f"{d['info_deepcopy']:.1f} + resets {d['resets']:.0f} ({p['episodes_ours']} new "
           f"patient(s) x {d['reset_new_patient_s']:.2f} s; cached patient "
           f"{d['reset_cached_s'] * 1e3:.0f} ms) + other {d['other']:.0f}")
-    res["vector"] = section_vector((256, 1024), 10 if args.quick else 50, 2 if args.quick else 3)
+    res["vector"] = section_vector((256, 1024), 10 if args.quick else 50, 2 if args.quick else 6)
     for n, r in res["vector"].items():
         print(f"native vector env, {n} patients: {r['env_steps_per_s']:,.0f} env-steps/s "
               f"(target >= 250,000; goal 1,000,000), reset {r['reset_s']:.1f} s, "
