@@ -230,3 +230,23 @@ def test_pulse_runner_record_equals_item():
     clone.run_one(5.0, 250.0, 3.0, 0.02)
     assert repr(clone.record()) == repr(clone.out.item(0))
     assert clone.fields["ecap_uv"][0] == clone.out["ecap_uv"][0]
+
+
+def test_step_info_deep_copies_cheaply_and_correctly():
+    import copy
+
+    from closedloop.envs.step_info import StepInfo
+
+    env = gym.make("closedloop/ECAPTracking-v0")
+    env.reset(seed=0)
+    info = env.step(env.action_space.sample())[4]
+    assert type(info) is StepInfo
+    info["episode"] = {"r": 1.0, "l": [1, 2]}            # what Monitor adds at an episode end
+    info["device_limits"] = np.arange(3)
+    dup = copy.deepcopy(info)
+    assert type(dup) is StepInfo and dup.keys() == info.keys()
+    assert dup["episode"] == info["episode"] and dup["episode"] is not info["episode"]
+    assert dup["episode"]["l"] is not info["episode"]["l"]
+    assert np.array_equal(dup["device_limits"], info["device_limits"])
+    assert dup["device_limits"] is not info["device_limits"]
+    assert all(dup[k] is info[k] for k in info if isinstance(info[k], (float, int, bool, str)))

@@ -11,40 +11,47 @@ from closedloop.envs.vector import ECAPVectorEnv
 def _scalar_rollout(n_envs, seed, actions, **kw):
     envs = [gym.make("closedloop/ECAPTracking-v0", **kw).unwrapped for _ in range(n_envs)]
     obs = [np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])]
-    rewards, truncs, pending = [], [], np.zeros(n_envs, bool)
+    rewards, truncs, infos, pending = [], [], [], np.zeros(n_envs, bool)
     for a in actions:
-        o, r, t = [], [], []
+        o, r, t, inf = [], [], [], []
         for i, e in enumerate(envs):
             if pending[i]:
                 oi, _ = e.reset()
-                ri, ti = 0.0, False
+                ri, ti, info = 0.0, False, None
             else:
-                oi, ri, _, ti, _ = e.step(a[i])
+                oi, ri, _, ti, info = e.step(a[i])
             o.append(oi)
             r.append(ri)
             t.append(ti)
+            inf.append(info)
         pending = np.array(t)
         obs.append(np.stack(o))
         rewards.append(r)
         truncs.append(t)
-    return np.array(obs), np.array(rewards), np.array(truncs)
+        infos.append(inf)
+    return np.array(obs), np.array(rewards), np.array(truncs), infos
 
 
-def test_vector_env_equals_scalar_envs_bit_for_bit():
-    n, steps = 3, 120
+@pytest.mark.parametrize("pulses_per_step", [1, 3])   # compiled and NumPy step paths
+def test_vector_env_equals_scalar_envs_bit_for_bit(pulses_per_step):
+    n, steps = 3, 120 // pulses_per_step
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (steps, n, 1)).astype(np.float32)
-    kw = {"episode_s": 1.0, "scenario": "cough-storm"}
-    ref_obs, ref_r, ref_t = _scalar_rollout(n, 11, actions, **kw)
+    kw = {"episode_s": 1.0, "scenario": "cough-storm", "pulses_per_step": pulses_per_step}
+    ref_obs, ref_r, ref_t, ref_info = _scalar_rollout(n, 11, actions, **kw)
     venv = ECAPVectorEnv(n, **kw)
     obs = [venv.reset(seed=11)[0]]
     rewards, truncs = [], []
-    for a in actions:
+    for a, infos in zip(actions, ref_info, strict=True):
         o, r, term, t, info = venv.step(a)
         obs.append(o)
         rewards.append(r)
         truncs.append(t)
         assert not term.any()
+        for i, ref in enumerate(infos):      # per-step clinical quantities, where a step ran
+            for key in ("ecap_true_uv", "sensation", "in_window", "overstim", "current_ma",
+                        "charge_uc") if ref is not None else ():
+                assert info[key][i] == ref[key], key
     assert np.array(truncs).sum() >= n            # every sub-env reached its end
     assert np.array_equal(np.array(truncs), ref_t)
     assert np.array_equal(np.array(rewards), ref_r)

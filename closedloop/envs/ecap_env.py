@@ -14,6 +14,7 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop.device import InterventionCounter, apply_limits_scalar
 from closedloop.envs.config import EnvSpec, load_suite, with_overrides
+from closedloop.envs.step_info import StepInfo
 from closedloop.neural.kernels import PULSE_DTYPE
 from closedloop.neural.runner import PulseRunner
 from closedloop.perception import drive_factors, sensation_update, smooth_step_f64
@@ -299,13 +300,13 @@ class ECAPTrackingEnv(gym.Env):
             self._obs_buf[3 * h + 1:] = np.clip(self._wave, -1e4, 1e4)
         reward = float(self.spec_.reward.reward(err, self.target_uv, above, charge,
                                                 self._comfort_charge))
-        info = {
+        info = StepInfo({
             "ecap_true_uv": mean_true, "sensation": feel,
             "in_window": 1.0 <= feel < self._discomfort, "overstim": above > 0,
             "understim": feel < 1.0, "current_ma": self._current, "charge_uc": charge,
             "csf_mm": csf_of[k], "posture": POSTURES[posture_of[k]], "event": event_of[k],
             "device_flags": flags,
-        }
+        })
         if self._pw_rate:
             info["pw_us"], info["rate_hz"] = pw, rate
         if flags:

@@ -24,6 +24,7 @@ from gymnasium.vector.utils import batch_space
 from closedloop._config import ConfigError
 from closedloop.device import limit_many
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
+from closedloop.envs.vector_step import after_pulse, before_pulse
 from closedloop.neural.batch import RECORDING_CACHE, run_pulses_batch_indexed, stack
 from closedloop.neural.kernels import PULSE_DTYPE, KernelState, PulseInputs
 from closedloop.neural.recording import refresh_templates
@@ -95,6 +96,11 @@ class ECAPVectorEnv(VectorEnv):
         size = max(e.trace.t_s.size for e in self.envs)
         self._csf, self._scale = np.zeros((n, size)), np.ones((n, size))
         self._last = np.zeros(n, np.int64)
+        v = self._vec
+        self._before_vec = (v["current"], v["imp"], v["min"], v["max"], v["qmax"])
+        self._after_vec = (v["level"], v["factor"], v["keep"], v["perc"], v["disc"],
+                           v["current"], v["target"])
+        self._res = tuple(np.zeros(n) for _ in range(5))
         for i in range(n):
             self._load_vectors(i)
 
@@ -158,6 +164,42 @@ class ECAPVectorEnv(VectorEnv):
         a = np.clip(a[:, 0], -1.0, 1.0)
         v, cfg, n_p = self._vec, self.cfg, self.cfg.pulses_per_step
         rate = cfg.rate_hz
+        if n_p == 1:
+            reward, info = self._step_one_pulse(a)
+        else:
+            reward, info = self._step_pulses(a)
+        truncated = v["t"] * rate >= self._last + 0.5
+        reward[self._autoreset] = 0.0
+        for i in np.flatnonzero(self._autoreset):
+            self._reset_one(int(i))
+            truncated[i] = False
+        self._autoreset = truncated.copy()
+        return self._obs(), reward, np.zeros(self.num_envs, bool), truncated, info
+
+    def _step_one_pulse(self, a) -> tuple[np.ndarray, dict]:
+        """One pulse per step: compiled loops around the kernel (:mod:`.vector_step`)."""
+        v, cfg, dev = self._vec, self.cfg, self.envs[0].spec_.device
+        requested = cfg.requested_ma(a, v["current"], v["min"], v["max"])
+        flags = np.empty(self.num_envs, np.int64)
+        before_pulse(requested, v["t"], cfg.rate_hz, self._last, self._csf, self._scale,
+                     self._before_vec, cfg.pw_us, dev.max_current_ma, dev.compliance_v,
+                     self._max_change, self._inputs, flags)
+        run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp,
+                                 self._inputs, self._out, self._wave, self._table_index)
+        res = self._res
+        after_pulse(self._out, self._after_vec, self._hist, v["t"], 1.0 / cfg.rate_hz,
+                    ECAP_BOUND_UV, res)
+        feel, above, err, charge, true = (x.copy() for x in res)
+        reward = self.envs[0].spec_.reward.reward(err, v["target"], above, charge, v["comfort"])
+        info = {"ecap_true_uv": true, "sensation": feel,
+                "in_window": (feel >= 1.0) & (feel < v["disc"]), "overstim": above > 0,
+                "current_ma": v["current"].copy(), "charge_uc": charge, "limit_flags": flags}
+        return reward, info
+
+    def _step_pulses(self, a) -> tuple[np.ndarray, dict]:
+        """Several pulses per step: NumPy around the kernel."""
+        v, cfg, n_p = self._vec, self.cfg, self.cfg.pulses_per_step
+        rate = cfg.rate_hz
         k = np.minimum((v["t"][:, None] + np.arange(n_p) / rate) * rate + 1e-9,
                        self._last[:, None]).astype(np.int64)
         rows = np.arange(self.num_envs)
@@ -173,14 +215,7 @@ class ECAPVectorEnv(VectorEnv):
         run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp, inp,
                                  self._out, self._wave, self._table_index)
         v["current"][:] = delivered
-        reward, info = self._advance(flags)
-        truncated = v["t"] * rate >= self._last + 0.5
-        reward[self._autoreset] = 0.0
-        for i in np.flatnonzero(self._autoreset):
-            self._reset_one(int(i))
-            truncated[i] = False
-        self._autoreset = truncated.copy()
-        return self._obs(), reward, np.zeros(self.num_envs, bool), truncated, info
+        return self._advance(flags)
 
     def _limits(self, requested, imp):
         """Pass the requests through the device model (:func:`closedloop.device.limit_many`)."""
