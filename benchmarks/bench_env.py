@@ -217,8 +217,9 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
     env, null = gym.make(ENV_ID), NullEnv(gym.make(ENV_ID))
     env.reset(seed=0)
     null.reset(seed=0)
-    infos = [[dict(env.step(env.action_space.sample())[4], **{"TimeLimit.truncated": False})],
-             [{"TimeLimit.truncated": False}]]
+    info = env.step(env.action_space.sample())[4]   # our StepInfo, as DummyVecEnv keeps it
+    info["TimeLimit.truncated"] = False
+    infos = [[info], [{"TimeLimit.truncated": False}]]
     cost = [min(timeit_us(lambda x=x: copy.deepcopy(x), 2000) for _ in range(5)) for x in infos]
     ecap_env._base_model.cache_clear()           # time a reset that builds a new model
     env = gym.make(ENV_ID)
