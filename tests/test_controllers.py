@@ -471,3 +471,13 @@ def test_unknown_names_and_bad_files(tmp_path):
     (tmp_path / "other.toml").write_text("name = 'a'\ncontroller = 'mpc'\n")
     with pytest.raises(ConfigError, match=r"duplicate agent name 'a'"):
         list_agents(tmp_path)
+
+
+def test_controller_params_default_and_wrong_type_is_named():
+    from closedloop.controllers.mpc import MPC, MPCParams
+    from closedloop.controllers.pid import PID, PIDParams
+
+    assert MPC().params == MPCParams()
+    assert PID(PIDParams(kp_ma_per_uv=0.01)).params.kp_ma_per_uv == 0.01
+    with pytest.raises(ConfigError, match="params=PIDParams is not valid for MPC; expected MPC"):
+        MPC(PIDParams())

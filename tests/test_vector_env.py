@@ -116,3 +116,14 @@ def test_vector_env_works_in_a_process_forked_after_its_threads_started():
     assert np.array_equal(child, parent)
     # GNU OpenMP cannot start threads in the child: the batch kernel then runs serially
     assert child_serial == (numba.threading_layer() == "omp")
+
+
+def test_shared_recording_cache_with_another_pulse_width_is_refused():
+    venv = ECAPVectorEnv(2)
+    venv.reset(seed=0)
+    venv._inputs.pw_us[:] = 300.0            # the slots hold the spec's 250 µs
+    from closedloop.neural.batch import run_pulses_batch_indexed
+
+    with pytest.raises(ValueError, match=r"inputs.pw_us\[0\] must equal .* holds, 250 µs"):
+        run_pulses_batch_indexed(venv._state, venv._tables, venv._table_index, venv._kp,
+                                 venv._inputs, venv._out, venv._wave, venv._table_index)

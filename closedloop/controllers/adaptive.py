@@ -79,10 +79,6 @@ class AdaptiveInverse(Controller):
     name = "adaptive-inverse"
     params_type = AdaptiveInverseParams
 
-    def __init__(self, params: AdaptiveInverseParams | None = None) -> None:
-        super().__init__()
-        self.params = AdaptiveInverseParams() if params is None else params
-
     def reset(self, context) -> None:
         """Start an episode from the calibrated growth curve."""
         super().reset(context)

@@ -104,11 +104,24 @@ class Controller:
 
     The base class keeps the simulated clock (:attr:`t_s`), parses observations, and turns the
     requested current into the env's normalised action. Single observations only (no batch).
+
+    Args:
+        params: For a controller with a :attr:`params_type`, an instance of it (its defaults
+            if None); kept as :attr:`params`.
     """
 
     name = "controller"
+    params_type: type | None = None
+    """The frozen parameter dataclass of a parametrised controller (None: no parameters)."""
 
-    def __init__(self) -> None:
+    def __init__(self, params: Any = None) -> None:
+        if self.params_type is not None:
+            if params is None:
+                params = self.params_type()
+            elif not isinstance(params, self.params_type):
+                raise ConfigError(f"params={type(params).__name__} is not valid for "
+                                  f"{type(self).__name__}; expected {self.params_type.__name__}")
+            self.params = params
         self.context: ControlContext | None = None
         self.t_s = 0.0
         self.steps = 0

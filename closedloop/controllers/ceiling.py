@@ -46,10 +46,6 @@ class Ceiling(Controller):
     name = "ceiling"
     params_type = CeilingParams
 
-    def __init__(self, params: CeilingParams | None = None) -> None:
-        super().__init__()
-        self.params = CeilingParams() if params is None else params
-
     def reset(self, context) -> None:
         """Start an episode at the comfort current."""
         super().reset(context)

@@ -71,10 +71,6 @@ class ClinicalLoop(Controller):
     name = "clinical-loop"
     params_type = ClinicalLoopParams
 
-    def __init__(self, params: ClinicalLoopParams | None = None) -> None:
-        super().__init__()
-        self.params = ClinicalLoopParams() if params is None else params
-
     def reset(self, context) -> None:
         """Start an episode: prior slope from the calibration, fallback disarmed."""
         super().reset(context)

@@ -73,10 +73,6 @@ class MPC(Controller):
     name = "mpc"
     params_type = MPCParams
 
-    def __init__(self, params: MPCParams | None = None) -> None:
-        super().__init__()
-        self.params = MPCParams() if params is None else params
-
     def reset(self, context) -> None:
         """Start an episode: model from the calibration, disturbance zero."""
         super().reset(context)

@@ -29,10 +29,6 @@ class OpenLoop(Controller):
     name = "open-loop"
     params_type = OpenLoopParams
 
-    def __init__(self, params: OpenLoopParams | None = None) -> None:
-        super().__init__()
-        self.params = OpenLoopParams() if params is None else params
-
     def current_ma(self, obs: Observation) -> float:
         """The comfort current (mA), scaled."""
         return self.params.comfort_fraction * float(self.context.calibration.comfort_ma)

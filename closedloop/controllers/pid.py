@@ -175,8 +175,7 @@ class PID(Controller):
     params_type = PIDParams
 
     def __init__(self, params: PIDParams | None = None) -> None:
-        super().__init__()
-        self.params = PIDParams() if params is None else params
+        super().__init__(params)
         self.core = PIDCore(self.params)
 
     def reset(self, context) -> None:

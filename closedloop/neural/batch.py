@@ -157,9 +157,15 @@ def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave,
     """
     if cache_index is None:
         cache_index = np.arange(out.shape[0], dtype=np.int64)
-    elif np.any(inputs.pw_us != state.cache[cache_index, :1]):
-        raise ValueError("a shared recording cache must hold its patients' pulse width "
-                         "(refresh it first: closedloop.neural.recording.refresh_templates)")
+    else:
+        held = state.cache[cache_index, :1]
+        bad = np.flatnonzero(np.any(inputs.pw_us != held, axis=1))
+        if bad.size:
+            p = int(bad[0])
+            raise ValueError(
+                f"inputs.pw_us[{p}] must equal the pulse width its shared recording cache "
+                f"(cache_index[{p}]={int(cache_index[p])}) holds, {float(held[p, 0]):g} µs; "
+                "refresh the slot first (closedloop.neural.recording.refresh_templates)")
     if _SERIAL:
         _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, 0, out.shape[0])
     else:

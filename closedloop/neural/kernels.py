@@ -261,8 +261,8 @@ def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
     """
     x_abs = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
     inv_pw = 1.0 / pw_us
-    r0, r1, chron, fh = tables.rheo_ma[j], tables.rheo_ma[j + 1], tables.chronaxie_us, \
-        tables.fibre_hash
+    r0, r1 = tables.rheo_ma[j], tables.rheo_ma[j + 1]
+    chron, fh = tables.chronaxie_us, tables.fibre_hash
     ref = state.decay_ref
     p0, p1, p2, p3, p4 = ref[0], ref[1], ref[2], ref[3], ref[4]
     decay = work.factors[0]
