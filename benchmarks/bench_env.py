@@ -64,23 +64,24 @@ def section_step(n_steps: int, repeats: int) -> dict:
 def step_breakdown(n_steps: int, repeats: int) -> dict:
     """µs per step of one fixed patient's episode (process CPU time, round-robin, best).
 
-    ``step_wrapped`` is ``gymnasium.make``'s env, ``step`` the unwrapped env; ``kernel`` is
-    ``step`` minus the same episode with the pulse kernel replaced by a compiled no-op of the
-    same signature, plus that no-op's call (``kernel_call``: unboxing the kernel's arguments);
-    ``python`` is the rest of ``step``, and ``wrappers`` what ``gymnasium.make`` adds.
+    ``step_wrapped`` is ``gymnasium.make``'s env, ``step`` the unwrapped env; ``compiled`` is
+    the compiled part of the step (:func:`closedloop.envs.step_kernels.pulse_step`: device
+    limits, pulse kernel, sensation, history): ``step`` minus the same episode with it replaced
+    by a compiled no-op of the same signature, plus that no-op's call (``compiled_call``:
+    unboxing the arguments); ``python`` is the rest of ``step``, and ``wrappers`` what
+    ``gymnasium.make`` adds.
     """
     env, cart = gym.make(ENV_ID), gym.make("CartPole-v1")
     env.action_space.seed(1)
     cart.action_space.seed(1)
     acts = [env.action_space.sample() for _ in range(256)]
     cart_acts = [cart.action_space.sample() for _ in range(256)]
-    env.reset(seed=0)
-    runner = env.unwrapped._runner
-    real, stub = runner._kernel, _stub_kernel(runner)
+    inner = env.unwrapped
 
-    def run(e, actions, kernel=None) -> float:
+    def run(e, actions, stub=None) -> float:
         e.reset(seed=0)                  # our patient's episode is longer than n_steps
-        runner._kernel = kernel or real
+        if stub is not None:
+            inner._fast = (*inner._make_fast()[:-1], stub)
         elapsed, done = 0.0, 0
         while done < n_steps:            # CartPole's resets are not timed
             t0 = time.process_time()
@@ -92,32 +93,31 @@ def step_breakdown(n_steps: int, repeats: int) -> dict:
             elapsed += time.process_time() - t0
             if term or trunc:
                 e.reset()
-        runner._kernel = real
         return elapsed / n_steps * 1e6
 
-    m = runner.model
-    args = (m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave, m.work)
-    jobs = {"step_wrapped": lambda: run(env, acts), "step": lambda: run(env.unwrapped, acts),
-            "step_stub": lambda: run(env.unwrapped, acts, stub),
-            "kernel_call": lambda: timeit_us(lambda: stub(*args), n_steps),
+    env.reset(seed=0)
+    args = (1.0, inner._make_fast()[-2])
+    stub = _stub_step(args)
+    jobs = {"step_wrapped": lambda: run(env, acts), "step": lambda: run(inner, acts),
+            "step_stub": lambda: run(inner, acts, stub),
+            "compiled_call": lambda: timeit_us(lambda: stub(*args), n_steps),
             "cartpole": lambda: run(cart, cart_acts)}
     best = {k: min(f() for _ in range(repeats)) for k, f in jobs.items()}
-    best["kernel"] = best["step"] - best["step_stub"] + best["kernel_call"]
-    best["python"] = best["step_stub"] - best["kernel_call"]
+    best["compiled"] = best["step"] - best["step_stub"] + best["compiled_call"]
+    best["python"] = best["step_stub"] - best["compiled_call"]
     best["wrappers"] = best["step_wrapped"] - best["step"]
-    best["patient"] = env.unwrapped.patient.patient_id
+    best["patient"] = inner.patient.patient_id
     return best
 
 
-def _stub_kernel(runner):
-    """A compiled no-op with the signature of ``runner``'s kernel (a stub to time around)."""
+def _stub_step(args: tuple):
+    """A compiled no-op with the signature and result types of the env's compiled step."""
     import numba
 
-    m = runner.model
-    args = (m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave, m.work)
-    runner.out[...] = np.zeros(1, runner.out.dtype)    # the records the stub leaves behind
-    return numba.njit(lambda state, tables, kp, inputs, out, wave, work: 0).compile(
-        tuple(numba.typeof(a) for a in args))
+    def noop(requested, step_args):
+        return 0, 0, 0.5, 0.0, 0.0, 0.0, 0.0, False
+
+    return numba.njit(noop).compile(tuple(numba.typeof(a) for a in args))
 
 
 def section_memory() -> dict:
@@ -180,13 +180,30 @@ def section_ppo(total: int, chunk: int = 2048) -> dict:
         torch.set_num_threads(threads)
 
 
+class ResetTimer(gym.Wrapper):
+    """Times the wrapped env's resets (``reset_s``, ``resets``); steps pass straight through."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.reset_s, self.resets = 0.0, 0
+
+    def reset(self, **kwargs):
+        t0 = time.perf_counter()
+        out = self.env.reset(**kwargs)
+        self.reset_s += time.perf_counter() - t0
+        self.resets += 1
+        return out
+
+
 def _ppo_rounds(PPO, total: int, chunk: int) -> dict:
-    models = {}
+    models, timers = {}, {}
     for name, env in (("ours", gym.make(ENV_ID)), ("null", NullEnv(gym.make(ENV_ID)))):
+        timers[name] = env = ResetTimer(env)
         models[name] = PPO("MlpPolicy", env, n_steps=1024, batch_size=256, n_epochs=4, seed=0,
                            device="cpu", verbose=0)
         models[name].learn(total_timesteps=2048)
     episodes0 = len(models["ours"].get_env().envs[0].get_episode_lengths())
+    reset0 = (timers["ours"].reset_s, timers["ours"].resets)
     elapsed = dict.fromkeys(models, 0.0)
     for _ in range(max(1, total // chunk)):
         for name, model in models.items():
@@ -198,6 +215,8 @@ def _ppo_rounds(PPO, total: int, chunk: int) -> dict:
     out["ratio"] = out["ours"] / out["null"]
     out["steps"] = steps
     out["episodes_ours"] = len(models["ours"].get_env().envs[0].get_episode_lengths()) - episodes0
+    out["reset_s_ours"] = timers["ours"].reset_s - reset0[0]
+    out["resets_ours"] = timers["ours"].resets - reset0[1]
     return out
 
 
@@ -206,13 +225,14 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
 
     ``env_step`` is our wrapped step (:func:`step_breakdown`'s patient) minus a null step,
     ``info_deepcopy`` the extra cost of ``DummyVecEnv`` deep-copying our info rather than the
-    null env's, ``resets`` the episode ends inside the timed steps times the cost of a reset
-    with a new patient (the model build; an upper bound if the patient was already cached: a
-    cached patient's reset takes ``reset_cached_s``); ``other`` is the rest.
+    null env's, ``resets`` the time our env spent in reset inside the timed steps (measured;
+    the next patient's model is prefetched in the background, so a reset costs about
+    ``reset_cached_s`` rather than ``reset_new_patient_s``, the reset that builds a new
+    patient's model); ``other`` is the rest.
     """
     import copy
 
-    from closedloop.envs import ecap_env
+    from closedloop.envs import model_store
 
     env, null = gym.make(ENV_ID), NullEnv(gym.make(ENV_ID))
     env.reset(seed=0)
@@ -221,8 +241,9 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
     info["TimeLimit.truncated"] = False
     infos = [[info], [{"TimeLimit.truncated": False}]]
     cost = [min(timeit_us(lambda x=x: copy.deepcopy(x), 2000) for _ in range(5)) for x in infos]
-    ecap_env._base_model.cache_clear()           # time a reset that builds a new model
+    model_store.clear()                          # time a reset that builds a new model
     env = gym.make(ENV_ID)
+    env.unwrapped.prefetch_next_patient = False
     t0 = time.perf_counter()
     env.reset(seed=0)
     new_s = time.perf_counter() - t0
@@ -235,7 +256,7 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
     out = {"ours_per_step": 1e6 / ppo["ours"], "null_per_step": 1e6 / ppo["null"],
            "env_step": step["breakdown_us"]["step_wrapped"] - (null_step - sample),
            "info_deepcopy": cost[0] - cost[1],
-           "resets": ppo["episodes_ours"] * new_s * 1e6 / ppo["steps"],
+           "resets": ppo["reset_s_ours"] * 1e6 / ppo["steps"],
            "reset_new_patient_s": new_s, "reset_cached_s": cached_s}
     out["extra"] = out["ours_per_step"] - out["null_per_step"]
     out["other"] = out["extra"] - out["env_step"] - out["info_deepcopy"] - out["resets"]
@@ -290,8 +311,9 @@ def main(argv=None) -> int:
     print(f"single env step, best of {reps}: ours {s['best']['ours']:,.0f} steps/s, CartPole-v1 "
           f"{s['best']['cartpole']:,.0f} steps/s, ratio {s['ratio']:.3f} (target >= 0.5, goal 1)")
     b = s["breakdown_us"]
-    print(f"  per step, {b['patient']} (µs): gymnasium.make env {b['step_wrapped']:.2f} = pulse "
-          f"kernel {b['kernel']:.2f} (of which argument unboxing {b['kernel_call']:.2f}) + env "
+    print(f"  per step, {b['patient']} (µs): gymnasium.make env {b['step_wrapped']:.2f} = "
+          f"compiled step {b['compiled']:.2f} (of which argument unboxing "
+          f"{b['compiled_call']:.2f}) + env "
           f"Python {b['python']:.2f} + make's wrappers {b['wrappers']:.2f}; CartPole-v1 "
           f"{b['cartpole']:.2f} (ratio {b['cartpole'] / b['step_wrapped']:.3f})")
     res["memory"] = section_memory()
@@ -305,9 +327,10 @@ def main(argv=None) -> int:
     p["breakdown_us"] = d = ppo_breakdown(p, s)
     print(f"  per step (µs): ours {d['ours_per_step']:.0f}, null {d['null_per_step']:.0f}, extra "
           f"{d['extra']:.0f} = env step {d['env_step']:.0f} + info deep copy "
-          f"{d['info_deepcopy']:.1f} + resets {d['resets']:.0f} ({p['episodes_ours']} new "
-          f"patient(s) x {d['reset_new_patient_s']:.2f} s; cached patient "
-          f"{d['reset_cached_s'] * 1e3:.0f} ms) + other {d['other']:.0f}")
+          f"{d['info_deepcopy']:.1f} + resets {d['resets']:.1f} ({p['resets_ours']} reset(s) "
+          f"in {p['reset_s_ours']:.3f} s; a reset building a new patient's model takes "
+          f"{d['reset_new_patient_s']:.2f} s, with it built {d['reset_cached_s'] * 1e3:.0f} ms)"
+          f" + other {d['other']:.0f}")
     res["vector"] = section_vector((256, 1024), 10 if args.quick else 50, 2 if args.quick else 6)
     for n, r in res["vector"].items():
         print(f"native vector env, {n} patients: {r['env_steps_per_s']:,.0f} env-steps/s "

@@ -211,25 +211,14 @@ def test_step_after_pickling_mid_episode_continues_identically():
         assert got[0].tobytes() == want[0].tobytes() and got[1:] == want[1:]
 
 
-def test_pulse_runner_record_equals_item():
-    from closedloop.envs.ecap_env import _PULSE_FIELDS
-    from closedloop.neural.kernels import PULSE_DTYPE
-    from closedloop.neural.runner import PulseRunner, record_struct
-    from closedloop.patients import get_patient
+def test_step_array_names_its_fields():
+    from closedloop.envs.step_kernels import S_CURRENT, S_T, STEP_FIELDS, step_array
 
-    assert record_struct(PULSE_DTYPE).size == PULSE_DTYPE.itemsize
-    model = get_patient("default").model()
-    model.reset(3)
-    runner = PulseRunner(model, 1)
-    for current in (0.0, 4.0, 9.0):                # NaN latency when nothing fires
-        runner.run_one(current, 250.0, 3.0, 0.02)
-        rec, want = runner.record(), runner.out.item(0)
-        assert repr(rec) == repr(want) and list(map(type, rec)) == list(map(type, want))
-        assert _PULSE_FIELDS(rec)[1] == float(runner.fields["ecap_uv"][0])
-    clone = pickle.loads(pickle.dumps(runner))
-    clone.run_one(5.0, 250.0, 3.0, 0.02)
-    assert repr(clone.record()) == repr(clone.out.item(0))
-    assert clone.fields["ecap_uv"][0] == clone.out["ecap_uv"][0]
+    values = {name: float(i) for i, name in enumerate(STEP_FIELDS)}
+    s = step_array(**values)
+    assert s[S_T] == values["t_s"] and s[S_CURRENT] == values["current_ma"]
+    with pytest.raises(ValueError, match="current_ma"):
+        step_array(**{k: v for k, v in values.items() if k != "current_ma"})
 
 
 def test_step_info_deep_copies_cheaply_and_correctly():

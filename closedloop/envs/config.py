@@ -51,8 +51,19 @@ class RewardWeights:
             charge_uc: Mean charge per phase per pulse (µC).
             comfort_charge_uc: Charge per phase at the comfort current (µC).
         """
-        return (-self.tracking * err_uv / target_uv - self.discomfort * above
-                - self.charge * charge_uc / comfort_charge_uc)
+        return reward_formula(self.tracking, self.discomfort, self.charge, err_uv, target_uv,
+                              above, charge_uc, comfort_charge_uc)
+
+
+def reward_formula(w_tracking, w_discomfort, w_charge, err_uv, target_uv, above, charge_uc,
+                   comfort_charge_uc):
+    """:meth:`RewardWeights.reward` with the weights as arguments: the one copy of the formula.
+
+    Plain arithmetic, so that NumPy arrays, Python floats and compiled code
+    (:mod:`closedloop.envs.step_kernels`) share it.
+    """
+    return (-w_tracking * err_uv / target_uv - w_discomfort * above
+            - w_charge * charge_uc / comfort_charge_uc)
 
 
 @dataclasses.dataclass(frozen=True)

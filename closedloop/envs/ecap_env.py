@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 import math
-import operator
 from typing import Any
 
 import gymnasium as gym
@@ -13,11 +13,12 @@ import numpy as np
 
 from closedloop._config import ConfigError
 from closedloop.device import InterventionCounter, apply_limits_scalar
+from closedloop.envs import model_store
+from closedloop.envs import step_kernels as sk
 from closedloop.envs.config import EnvSpec, load_suite, with_overrides
 from closedloop.envs.step_info import StepInfo
-from closedloop.neural.kernels import PULSE_DTYPE
-from closedloop.neural.runner import PulseRunner
-from closedloop.perception import drive_factors, sensation_update, smooth_step_f64
+from closedloop.neural.runner import PulseRunner, entry_point
+from closedloop.perception import drive_factors, sensation_update
 from closedloop.postures import POSTURES
 
 DEFAULT_ID = "closedloop/ECAPTracking-v0"
@@ -27,11 +28,6 @@ RATE_RANGE_HZ = (20.0, 200.0)
 """Pulse rates reachable by the pulse-shape variant (Hz)."""
 ECAP_BOUND_UV = 2000.0
 RESET_OPTIONS = ("patient", "split", "scenario", "target_uv")
-MODEL_CACHE = 128
-"""Patients whose models (about 2.6 MB of tables each) stay cached per process."""
-_PULSE_FIELDS = operator.itemgetter(*(PULSE_DTYPE.names.index(name) for name in (
-    "frac_recruited", "ecap_uv", "ecap_true_uv", "detected", "charge_uc")))
-"""The fields the env reads, from a record as ``PulseRunner.record`` returns it."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,6 +91,9 @@ class ECAPTrackingEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    prefetch_next_patient = True
+    """After a reset that drew a cohort patient, build the model of the patient the next unseeded
+    reset will draw, in the background (:mod:`closedloop.envs.model_store`)."""
 
     def __init__(self, env_id: str = DEFAULT_ID, render_mode: str | None = None,
                  **overrides: Any) -> None:
@@ -151,35 +150,38 @@ class ECAPTrackingEnv(gym.Env):
             int(self.np_random.integers(2**63))).spawn(2)
         self.trace = scenario.sample(self.patient.posture_csf_mm, cfg.rate_hz, trace_ss)
         self.model.reset(noise_ss)
+        if self.prefetch_next_patient and not cfg.patient:     # what an unseeded reset draws
+            model_store.prefetch(self._choose_patient("", cfg.split,
+                                                      copy.deepcopy(self.np_random)))
         self._init_state()
-        self._obs_buf[3 * self.spec_.config.history] = self.target_uv
+        self._obs_buf[3 * self.spec_.config.history] = self._s[sk.S_TARGET] = self.target_uv
         return self._obs_buf.copy(), self._reset_info()
 
-    def _choose_patient(self, patient_id: str, split: str):
+    def _choose_patient(self, patient_id: str, split: str, rng=None):
+        """The named patient, or a draw from the split's cohort with ``rng`` (the env's)."""
         from closedloop.cohort import load_cohort
         from closedloop.patients import get_patient
 
         if patient_id:
             return get_patient(patient_id)
         cohort = load_cohort(split)
-        return cohort[int(self.np_random.integers(len(cohort)))]
+        return cohort[int((rng or self.np_random).integers(len(cohort)))]
 
     def _model(self, patient):
         """This env's model of ``patient``: a clone sharing the process-wide cached tables."""
         if self._model_of is not patient:
-            self._model_of, self._model_obj = patient, _base_model(patient).clone()
+            self._model_of, self._model_obj = patient, model_store.get(patient).clone()
         return self._model_obj
 
     def _init_state(self) -> None:
-        cfg = self.spec_.config
-        self._t_s = 0.0
-        self._current = float(self.calibration.comfort_ma)
+        cfg, cal, dev, rw = (self.spec_.config, self.calibration, self.spec_.device,
+                             self.spec_.reward)
+        per = self.patient.perception
         self._obs_buf = np.zeros(self.observation_space.shape, np.float32)
-        self._obs_buf[2 * cfg.history: 3 * cfg.history] = self._current
+        self._obs_buf[2 * cfg.history: 3 * cfg.history] = cal.comfort_ma
         self._wave = None
         self._last = self.trace.t_s.size - 1
         self._fast = None
-        self._level = float("nan")
         self._limits = InterventionCounter()
         self._flag_log: list[int] = []
         self._render_buf.clear()
@@ -189,12 +191,27 @@ class ECAPTrackingEnv(gym.Env):
             self._runners = {id(self.model): self._runner}
         self._impedance = self.patient.impedance_ohm
         self._contact_mm = self.patient.params.lead.contact_length_mm
-        self._comfort_charge = max(self.calibration.comfort_ma * self.calibration.pw_us * 1e-3,
-                                   1e-6)
-        per = self.patient.perception
+        self._comfort_charge = max(cal.comfort_ma * cal.pw_us * 1e-3, 1e-6)
         self._factor, self._keep = drive_factors(self._dt, cfg.rate_hz, per)
         self._perception_fraction, self._discomfort = (per.perception_fraction,
                                                        per.discomfort_level)
+        self._s = sk.step_array(      # the compiled step's numbers
+            t_s=0.0, current_ma=cal.comfort_ma, level=np.nan, rate_hz=cfg.rate_hz,
+            last=self._last, pw_us=cfg.pw_us, impedance_ohm=self._impedance, min_ma=cal.min_ma,
+            max_ma=cal.max_ma, max_current_ma=dev.max_current_ma, max_change_ma=dev.max_step_ma,
+            max_charge_uc=dev.max_charge_uc(self._contact_mm), compliance_v=dev.compliance_v,
+            factor=self._factor, keep=self._keep, perception_fraction=self._perception_fraction,
+            bound_uv=ECAP_BOUND_UV, discomfort_level=self._discomfort, target_uv=np.nan,
+            w_tracking=rw.tracking, w_discomfort=rw.discomfort, w_charge=rw.charge,
+            comfort_charge_uc=self._comfort_charge)
+
+    # The episode's time (s), delivered current (mA) and filtered drive live in ``_s``.
+    _t_s = property(lambda self: self._s[sk.S_T].item(),
+                    lambda self, v: self._s.__setitem__(sk.S_T, v))
+    _current = property(lambda self: self._s[sk.S_CURRENT].item(),
+                        lambda self, v: self._s.__setitem__(sk.S_CURRENT, v))
+    _level = property(lambda self: self._s[sk.S_LEVEL].item(),
+                      lambda self, v: self._s.__setitem__(sk.S_LEVEL, v))
 
     @property
     def _hist(self) -> np.ndarray:
@@ -203,17 +220,24 @@ class ECAPTrackingEnv(gym.Env):
         return self._obs_buf[: 3 * h].reshape(3, h).astype(np.float64)
 
     def _make_fast(self) -> tuple:
-        """Handles for the steps: memoryviews and a compiled entry point (neither pickles).
+        """Handles for the steps: memoryviews and compiled objects (none of them pickle).
 
-        Memoryviews of the trace's columns and of the observation buffer (their ``[i]`` costs
-        about half NumPy's scalar indexing), and :func:`~closedloop.perception.smooth_step_f64`.
-        Made at the episode's first step: the views would keep alive the trace that
-        :class:`~closedloop.envs.vector.ECAPVectorEnv` drops after reset.
+        Memoryviews of the trace's columns and of the step array (their ``[i]`` costs about
+        half NumPy's scalar indexing), and with one pulse per step the
+        :class:`~closedloop.envs.step_kernels.StepArgs` and the compiled entry point of
+        :func:`~closedloop.envs.step_kernels.pulse_step`. Made at the episode's first step: they
+        would keep alive the trace that :class:`~closedloop.envs.vector.ECAPVectorEnv` drops
+        after reset.
         """
-        trace = self.trace
-        self._fast = (*(memoryview(a) for a in (trace.csf_mm, trace.impedance_scale,
-                                                 trace.posture, trace.event, self._obs_buf)),
-                      smooth_step_f64())
+        trace, runner, m, h = self.trace, self._runner, self.model, self._history
+        views = tuple(memoryview(a) for a in (trace.csf_mm, trace.posture, trace.event, self._s))
+        args = step = None
+        if self._one_pulse:
+            args = sk.step_args(self._s, trace.csf_mm, trace.impedance_scale,
+                             self._obs_buf[: 3 * h].reshape(3, h), m.state, m.tables, m.kp,
+                             runner.inputs, runner.out, runner.wave, m.work)
+            step = entry_point(sk.pulse_step, (1.0, args))
+        self._fast = (*views, args, step)
         return self._fast
 
     def __getstate__(self) -> dict:
@@ -226,33 +250,27 @@ class ECAPTrackingEnv(gym.Env):
 
     # -- step -------------------------------------------------------------------------------
     def step(self, action):
-        """Deliver one control period of pulses; see the class docstring."""
-        a = _check_action(action, self.action_space.shape)
-        if self._one_pulse:
-            return self._step_pulse(a[0])
-        return self._step_pulses(a)
+        """Deliver one control period of pulses; see the class docstring.
 
-    def _step_pulse(self, a: float):
-        """:meth:`step` for one pulse per step at the spec's width and rate (the default).
-
-        The same computation as :meth:`_step_pulses` with scalars only (tests check both agree
-        bit for bit): it is the per-step cost an RL loop pays.
+        With one pulse per step at the spec's width and rate (the default), the step is one
+        compiled call (:func:`~closedloop.envs.step_kernels.pulse_step`), the same computation
+        as :meth:`_step_pulses` (tests check both agree bit for bit): the per-step cost an RL
+        loop pays.
         """
-        cfg, cal, runner = self.spec_.config, self.calibration, self._runner
-        csf_of, scale_of, _, _, _, smooth = self._fast or self._make_fast()
-        k = min(int(self._t_s * cfg.rate_hz + 1e-9), self._last)
-        requested = cfg.requested_ma(a, self._current, cal.min_ma, cal.max_ma)
-        self._current, flags = apply_limits_scalar(
-            requested, self._current, cfg.pw_us, self._impedance * scale_of[k], cal.min_ma,
-            cal.max_ma, self.spec_.device, self._contact_mm, 1)
-        runner.run_one(self._current, cfg.pw_us, csf_of[k], self._dt)
-        frac, ecap, true, detected, charge = _PULSE_FIELDS(runner.record())
-        self._level = smooth(self._level, frac * self._factor, self._keep)
-        feel = self._level / self._perception_fraction
-        self._t_s += self._dt
-        return self._conclude(ecap, detected, true, abs(true - self.target_uv),
-                              float(feel >= self._discomfort), feel, charge, k, cfg.pw_us,
-                              cfg.rate_hz, flags)
+        a = _check_action(action, self.action_space.shape)
+        if not self._one_pulse:
+            return self._step_pulses(a)
+        cfg, cal = self.spec_.config, self.calibration
+        s, args, compiled_step = (self._fast or self._make_fast())[3:]
+        requested = cfg.requested_ma(a[0], s[sk.S_CURRENT], cal.min_ma, cal.max_ma)
+        if not math.isfinite(requested):
+            raise ConfigError(f"requested_ma={float(requested)!r} must be finite")
+        k, flags, feel, ecap, true, charge, reward, truncated = compiled_step(float(requested),
+                                                                               args)
+        if self._waves:
+            self._observe_wave()
+        return self._conclude(ecap, true, feel >= self._discomfort, feel, charge, k, cfg.pw_us,
+                              cfg.rate_hz, flags, reward, truncated)
 
     def _step_pulses(self, a: list[float]):
         """:meth:`step` in general: several pulses per step, or pulse width and rate set."""
@@ -276,34 +294,43 @@ class ECAPTrackingEnv(gym.Env):
                                              rate, self.patient.perception)
         self._t_s += n / rate
         true = rec["ecap_true_uv"]
-        return self._conclude(float(rec["ecap_uv"].mean()), rec["detected"].mean(),
-                              float(true.mean()), float(np.mean(np.abs(true - self.target_uv))),
-                              float(np.mean(feel >= self._discomfort)), float(feel[-1]),
-                              float(rec["charge_uc"].mean()), k_end, pw, rate, flags)
+        ecap = float(rec["ecap_uv"].mean())
+        self._push_history(ecap, rec["detected"].mean())
+        above, charge = float(np.mean(feel >= self._discomfort)), float(rec["charge_uc"].mean())
+        reward = float(self.spec_.reward.reward(float(np.mean(np.abs(true - self.target_uv))),
+                                                self.target_uv, above, charge,
+                                                self._comfort_charge))
+        truncated = self._t_s * cfg.rate_hz >= self._last + 0.5
+        return self._conclude(ecap, float(true.mean()), above, float(feel[-1]), charge, k_end,
+                              pw, rate, flags, reward, truncated)
 
-    def _conclude(self, ecap, detected, mean_true, err, above, feel, charge, k, pw, rate, flags):
-        """History, reward, info, truncation and observation after the pulses; the step's result.
-
-        Args are the step's mean estimated ECAP, fraction of pulses detected, mean true ECAP,
-        mean |true - target|, fraction of pulses above discomfort, last sensation, mean charge
-        per pulse, trace index of the last pulse, pulse width and rate, and device flags.
-        """
-        csf_of, _, posture_of, event_of, obs, _ = self._fast or self._make_fast()
-        h = self._history
+    def _push_history(self, ecap: float, detected: float) -> None:
+        """Shift the observed history and add the step's ECAP, detection and current."""
+        obs, h = self._obs_buf, self._history
         obs[1: 3 * h] = obs[: 3 * h - 1]     # each row's oldest value lands on the next row's
         obs[0] = min(max(ecap, -ECAP_BOUND_UV), ECAP_BOUND_UV)     # newest, overwritten here
-        obs[h] = float(detected)
+        obs[h] = detected
         obs[2 * h] = self._current
-        obs[3 * h] = self.target_uv
         if self._waves:
-            self._wave = self._runner.wave[-1].copy()
-            self._obs_buf[3 * h + 1:] = np.clip(self._wave, -1e4, 1e4)
-        reward = float(self.spec_.reward.reward(err, self.target_uv, above, charge,
-                                                self._comfort_charge))
+            self._observe_wave()
+
+    def _observe_wave(self) -> None:
+        self._wave = self._runner.wave[-1].copy()
+        self._obs_buf[3 * self._history + 1:] = np.clip(self._wave, -1e4, 1e4)
+
+    def _conclude(self, ecap, mean_true, above, feel, charge, k, pw, rate, flags, reward,
+                  truncated):
+        """Info and device-limit counts after the pulses; the step's result.
+
+        Args are the step's mean estimated ECAP, mean true ECAP, fraction of pulses above
+        discomfort, last sensation, mean charge per pulse, trace index of the last pulse, pulse
+        width and rate, device flags, reward and truncation.
+        """
+        csf_of, posture_of, event_of, s = (self._fast or self._make_fast())[:4]
         info = StepInfo({
             "ecap_true_uv": mean_true, "sensation": feel,
             "in_window": 1.0 <= feel < self._discomfort, "overstim": above > 0,
-            "understim": feel < 1.0, "current_ma": self._current, "charge_uc": charge,
+            "understim": feel < 1.0, "current_ma": s[sk.S_CURRENT], "charge_uc": charge,
             "csf_mm": csf_of[k], "posture": POSTURES[posture_of[k]], "event": event_of[k],
             "device_flags": flags,
         })
@@ -311,14 +338,13 @@ class ECAPTrackingEnv(gym.Env):
             info["pw_us"], info["rate_hz"] = pw, rate
         if flags:
             self._flag_log.append(flags)
-        truncated = self._t_s * self.spec_.config.rate_hz >= self._last + 0.5
         if truncated:
             if self._flag_log:                # the episode's flags, counted once at its end
                 self._limits.update(np.array(self._flag_log, np.int64))
                 self._flag_log.clear()
             info["device_limits"] = self._limits.counts.copy()
         if self.render_mode == "rgb_array":
-            self._render_buf.append((self._t_s, ecap, mean_true, self._current))
+            self._render_buf.append((s[sk.S_T], ecap, mean_true, s[sk.S_CURRENT]))
         return self._obs_buf.copy(), reward, False, truncated, info
 
     def render(self):
@@ -353,12 +379,6 @@ def _check_action(action, shape) -> list[float]:
 def _lerp(a: float, bounds: tuple[float, float]) -> float:
     """Map ``a`` in [-1, 1] linearly onto ``bounds``."""
     return float(bounds[0] + 0.5 * (a + 1.0) * (bounds[1] - bounds[0]))
-
-
-@functools.lru_cache(maxsize=MODEL_CACHE)
-def _base_model(patient):
-    """The patient's neural model, built once per process (tables are read-only)."""
-    return patient.model()
 
 
 @functools.lru_cache(maxsize=256)

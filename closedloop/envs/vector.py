@@ -24,7 +24,7 @@ from gymnasium.vector.utils import batch_space
 from closedloop._config import ConfigError
 from closedloop.device import limit_many
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
-from closedloop.envs.vector_step import after_pulse, before_pulse
+from closedloop.envs.step_kernels import after_pulse, before_pulse
 from closedloop.neural.batch import RECORDING_CACHE, run_pulses_batch_indexed, stack
 from closedloop.neural.kernels import PULSE_DTYPE, KernelState, PulseInputs
 from closedloop.neural.recording import refresh_templates
@@ -47,6 +47,8 @@ class ECAPVectorEnv(VectorEnv):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ConfigError(f"num_envs={num_envs!r} is out of range; valid range [1, inf)")
         self.envs = [ECAPTrackingEnv(env_id, **overrides) for _ in range(num_envs)]
+        for env in self.envs:      # a thousand sub-envs' next patients would flood the store
+            env.prefetch_next_patient = False
         cfg = self.envs[0].spec_.config
         if cfg.control_pw_rate or cfg.observe_waveform:
             raise ConfigError(f"{env_id}: the native vector env does not support "
@@ -177,7 +179,7 @@ class ECAPVectorEnv(VectorEnv):
         return self._obs(), reward, np.zeros(self.num_envs, bool), truncated, info
 
     def _step_one_pulse(self, a) -> tuple[np.ndarray, dict]:
-        """One pulse per step: compiled loops around the kernel (:mod:`.vector_step`)."""
+        """One pulse per step: compiled loops around the kernel (:mod:`.step_kernels`)."""
         v, cfg, dev = self._vec, self.cfg, self.envs[0].spec_.device
         requested = cfg.requested_ma(a, v["current"], v["min"], v["max"])
         flags = np.empty(self.num_envs, np.int64)
