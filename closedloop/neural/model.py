@@ -186,7 +186,7 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
         exc.chronaxie_diameter_exponent)
     rheo, chron = rheo.astype(np.float32), chron.astype(np.float32)   # stored as float32
     order = screening_order(rheo, chron)
-    fibres, rheo, chron = fibres.take(order), rheo[:, order], chron[order]
+    fibres, rheo, chron = fibres.take(order), np.ascontiguousarray(rheo[:, order]), chron[order]
     sfap = geometry.sfap_weight_table(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
         resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent
