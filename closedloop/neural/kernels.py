@@ -103,7 +103,7 @@ class KernelTables(NamedTuple):
     rheo_ma: np.ndarray       # (G, N) float32 rheobase threshold on the CSF grid, mA
     sfap_uv: np.ndarray       # (G, N) float32 SFAP N1 depth on the CSF grid, µV
     chronaxie_us: np.ndarray  # (N,) float32 strength-duration chronaxie, µs
-    fibre_class: np.ndarray   # (N,) int64 diameter class
+    fibre_class: np.ndarray   # (N,) uint8 diameter class (n_classes <= 256)
     fibre_hash: np.ndarray    # (N,) uint32 per-fibre hash base
     class_delay_ms: np.ndarray  # (B,) conduction time to the recording contact, ms
     class_mix: np.ndarray     # (B,) class weights of the matched-filter template
@@ -282,26 +282,55 @@ def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
 
 @njit(cache=True)
 def fire(state, work, tables, kp, current_ma, j, f, n):
-    """Fire the fibres among ``0:n`` whose ``work.th`` is at most the current; return the count."""
+    """Fire the fibres among ``0:n`` whose ``work.th`` is at most the current; return the count.
+
+    The recruited fibres' processes are reset in one branch-free pass over the span from the
+    first to the last of them (selects, so that the compiler vectorises it; the others keep
+    their values), and their SFAP weights are added per class in fibre order.
+    """
     th, idx, acc = work.th, work.idx, work.class_acc
-    decay, gain = work.factors[0], work.factors[1]
     acc[:] = 0.0
     n_rec = 0
     for i in range(n):  # branch-free compaction of the recruited fibres
         idx[n_rec] = i
         n_rec += current_ma >= th[i]
-    w0, w1 = tables.sfap_uv[j], tables.sfap_uv[j + 1]
-    ref = state.decay_ref
+    if n_rec == 0:
+        return 0
+    _reset_processes(state.decay_ref, work.factors, kp, current_ma, th, idx[0],
+                     idx[n_rec - 1] + 1)
+    w0, w1, cls = tables.sfap_uv[j], tables.sfap_uv[j + 1], tables.fibre_class
     for q in range(n_rec):
         i = idx[q]
-        b0, b1, b2 = ref[2, i] * decay[2], ref[3, i] * decay[3], ref[4, i] * decay[4]
-        ref[0, i], ref[1, i] = gain[0], gain[1]
-        ref[2, i] = (b0 + kp.adapt_inc0 * (1.0 - b0)) * gain[2]
-        ref[3, i] = (b1 + kp.adapt_inc1 * (1.0 - b1)) * gain[3]
-        ref[4, i] = (b2 + kp.adapt_inc2 * (1.0 - b2)) * gain[4]
         a, b = np.float64(w0[i]), np.float64(w1[i])
-        acc[tables.fibre_class[i]] += a + f * (b - a)
+        acc[cls[i]] += a + f * (b - a)
     return n_rec
+
+
+@njit(cache=True)
+def _reset_processes(ref, factors, kp, current_ma, th, lo, hi):
+    """Reset the processes of the fibres in ``lo:hi`` that fire (``current >= th``).
+
+    Refractoriness and supernormality restart (stored as the gains ``exp(+(t - t_ref) / tau)``
+    of the lazy storage); each adaptation process ``a`` becomes ``a + inc (1 - a)``.
+    """
+    decay, gain = factors[0], factors[1]
+    p0, p1, p2, p3, p4 = ref[0, lo:hi], ref[1, lo:hi], ref[2, lo:hi], ref[3, lo:hi], ref[4, lo:hi]
+    t = th[lo:hi]       # views from 0, and loads before the selects: the loop vectorises
+    r0, r1 = np.float32(gain[0]), np.float32(gain[1])
+    d2, d3, d4, e2, e3, e4 = decay[2], decay[3], decay[4], gain[2], gain[3], gain[4]
+    i0, i1, i2 = kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2
+    for i in range(t.size):
+        hit = current_ma >= t[i]
+        o0, o1, o2, o3, o4 = p0[i], p1[i], p2[i], p3[i], p4[i]
+        b0, b1, b2 = o2 * d2, o3 * d3, o4 * d4
+        a0 = np.float32((b0 + i0 * (1.0 - b0)) * e2)
+        a1 = np.float32((b1 + i1 * (1.0 - b1)) * e3)
+        a2 = np.float32((b2 + i2 * (1.0 - b2)) * e4)
+        p0[i] = r0 if hit else o0
+        p1[i] = r1 if hit else o1
+        p2[i] = a0 if hit else o2
+        p3[i] = a1 if hit else o3
+        p4[i] = a2 if hit else o4
 
 
 @njit(cache=True)

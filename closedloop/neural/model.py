@@ -200,7 +200,7 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
     mix = np.bincount(cls[first], weights=sfap[_reference_cell(), first].astype(np.float64),
                       minlength=pop.n_classes)
     return fibres, KernelTables(
-        rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.int64),
+        rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.uint8),
         fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
