@@ -105,18 +105,18 @@ def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, re
                 out[s] += a * row[s]
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
-    art_shape, emg_shape = state.shapes[0], state.shapes[1]
+    art_shape, emg_shape = state.shapes[0, lo:hi], state.shapes[1, lo:hi]
+    sample_hash, sweep = tables.sample_hash[lo:hi], rec[lo:hi]
     key2 = fmix32(key ^ NOISE_SALT)
-    top = kp.adc_range_uv
-    inv_lsb = 1.0 / kp.adc_lsb_uv
-    for s in range(lo, hi):
-        if math.isnan(art_shape[s]):  # during the pulse: the amplifier is saturated
-            v = top if current_ma > 0.0 else neural[s]
-        else:
-            v = neural[s] + art * art_shape[s] + emg * emg_shape[s]
-        v += kp.noise_uv_rms * hash_normal(fmix32(tables.sample_hash[s] ^ key2))
+    top, lsb, noise = kp.adc_range_uv, kp.adc_lsb_uv, kp.noise_uv_rms
+    inv_lsb = 1.0 / lsb
+    for s in range(out.size):  # branch-free over views from 0: the loop vectorises
+        x = art_shape[s]        # NaN during the pulse: the amplifier is saturated
+        v = out[s] + art * x + emg * emg_shape[s]
+        v = (top if current_ma > 0.0 else out[s]) if math.isnan(x) else v
+        v += noise * hash_normal(fmix32(sample_hash[s] ^ key2))
         v = min(max(v, -top), top)
-        rec[s] = round(v * inv_lsb) * kp.adc_lsb_uv
+        sweep[s] = round(v * inv_lsb) * lsb
     return emg
 
 
