@@ -114,8 +114,8 @@ def _stub_step(args: tuple):
     """A compiled no-op with the signature and result types of the env's compiled step."""
     import numba
 
-    def noop(requested, step_args):
-        return 0, 0, 0.5, 0.0, 0.0, 0.0, 0.0, False
+    def noop(action, step_args):
+        return 0.0, 0.0, 0.5, 0.0, 0.0, 0, 0.0, 0, 0, 0.0, False
 
     return numba.njit(noop).compile(tuple(numba.typeof(a) for a in args))
 

@@ -9,11 +9,13 @@ keys as keyword arguments (``reward`` and ``device`` as dicts); unknown keys are
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 from closedloop._config import ConfigError, from_dict, param, validate
@@ -108,11 +110,42 @@ class EnvConfig:
             min_ma: Clinician lower limit (mA).
             max_ma: Clinician upper limit (mA).
         """
-        if self.action_mode == "absolute":
-            return min_ma + 0.5 * (a + 1.0) * (max_ma - min_ma)
-        if self.action_mode == "incremental":
-            return current_ma + a * self.max_delta_ma
-        return np.maximum(current_ma, 0.1) * np.exp(a * self.max_log_step)
+        mode = ACTION_MODES.index(self.action_mode)
+        if np.ndim(a) == 0:
+            return requested_current(mode, float(a), float(current_ma), float(min_ma),
+                                     float(max_ma), self.max_delta_ma, self.max_log_step)
+        out = np.empty(np.shape(a))
+        _requested_many(mode, np.asarray(a, np.float64), np.asarray(current_ma, np.float64),
+                        np.asarray(min_ma, np.float64), np.asarray(max_ma, np.float64),
+                        self.max_delta_ma, self.max_log_step, out)
+        return out
+
+
+@numba.njit(cache=True)
+def requested_current(mode, a, current_ma, min_ma, max_ma, max_delta_ma, max_log_step):
+    """The action mapping (the one copy of it): current (mA) asked for by action ``a``.
+
+    Args:
+        mode: Index of the action mode in :data:`ACTION_MODES`.
+        a: Action component 0, in [-1, 1].
+        current_ma: Current delivered at the previous step (mA).
+        min_ma: Clinician lower limit (mA).
+        max_ma: Clinician upper limit (mA).
+        max_delta_ma: Incremental mode: change at ``a = ±1`` (mA).
+        max_log_step: Multiplicative mode: log-current change at ``a = ±1``.
+    """
+    if mode == 0:
+        return min_ma + 0.5 * (a + 1.0) * (max_ma - min_ma)
+    if mode == 1:
+        return current_ma + a * max_delta_ma
+    return max(current_ma, 0.1) * math.exp(a * max_log_step)
+
+
+@numba.njit(cache=True)
+def _requested_many(mode, a, current_ma, min_ma, max_ma, max_delta_ma, max_log_step, out):
+    for i in range(a.size):
+        out[i] = requested_current(mode, a[i], current_ma[i], min_ma[i], max_ma[i],
+                                   max_delta_ma, max_log_step)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from closedloop._config import ConfigError
 from closedloop.device import InterventionCounter, apply_limits_scalar
 from closedloop.envs import model_store
 from closedloop.envs import step_kernels as sk
-from closedloop.envs.config import EnvSpec, load_suite, with_overrides
+from closedloop.envs.config import ACTION_MODES, EnvSpec, load_suite, with_overrides
 from closedloop.envs.step_info import StepInfo
 from closedloop.neural.runner import PulseRunner, entry_point
 from closedloop.perception import drive_factors, sensation_update
@@ -196,6 +196,8 @@ class ECAPTrackingEnv(gym.Env):
         self._perception_fraction, self._discomfort = (per.perception_fraction,
                                                        per.discomfort_level)
         self._s = sk.step_array(      # the compiled step's numbers
+            action_mode=ACTION_MODES.index(cfg.action_mode), max_delta_ma=cfg.max_delta_ma,
+            max_log_step=cfg.max_log_step,
             t_s=0.0, current_ma=cal.comfort_ma, level=np.nan, rate_hz=cfg.rate_hz,
             last=self._last, pw_us=cfg.pw_us, impedance_ohm=self._impedance, min_ma=cal.min_ma,
             max_ma=cal.max_ma, max_current_ma=dev.max_current_ma, max_change_ma=dev.max_step_ma,
@@ -220,24 +222,18 @@ class ECAPTrackingEnv(gym.Env):
         return self._obs_buf[: 3 * h].reshape(3, h).astype(np.float64)
 
     def _make_fast(self) -> tuple:
-        """Handles for the steps: memoryviews and compiled objects (none of them pickle).
+        """The one-pulse step's compiled objects (they do not pickle).
 
-        Memoryviews of the trace's columns and of the step array (their ``[i]`` costs about
-        half NumPy's scalar indexing), and with one pulse per step the
-        :class:`~closedloop.envs.step_kernels.StepArgs` and the compiled entry point of
-        :func:`~closedloop.envs.step_kernels.pulse_step`. Made at the episode's first step: they
-        would keep alive the trace that :class:`~closedloop.envs.vector.ECAPVectorEnv` drops
-        after reset.
+        The :class:`~closedloop.envs.step_kernels.StepArgs` and the compiled entry point of
+        :func:`~closedloop.envs.step_kernels.pulse_step`. Made at the episode's first step:
+        they would keep alive the trace that :class:`~closedloop.envs.vector.ECAPVectorEnv`
+        drops after reset.
         """
         trace, runner, m, h = self.trace, self._runner, self.model, self._history
-        views = tuple(memoryview(a) for a in (trace.csf_mm, trace.posture, trace.event, self._s))
-        args = step = None
-        if self._one_pulse:
-            args = sk.step_args(self._s, trace.csf_mm, trace.impedance_scale,
-                             self._obs_buf[: 3 * h].reshape(3, h), m.state, m.tables, m.kp,
-                             runner.inputs, runner.out, runner.wave, m.work)
-            step = entry_point(sk.pulse_step, (1.0, args))
-        self._fast = (*views, args, step)
+        args = sk.step_args(self._s, trace.csf_mm, trace.impedance_scale, trace.posture,
+                            trace.event, self._obs_buf[: 3 * h].reshape(3, h), m.state,
+                            m.tables, m.kp, runner.inputs, runner.out, runner.wave, m.work)
+        self._fast = (args, entry_point(sk.pulse_step, (1.0, args)))
         return self._fast
 
     def __getstate__(self) -> dict:
@@ -257,20 +253,17 @@ class ECAPTrackingEnv(gym.Env):
         as :meth:`_step_pulses` (tests check both agree bit for bit): the per-step cost an RL
         loop pays.
         """
-        a = _check_action(action, self.action_space.shape)
         if not self._one_pulse:
-            return self._step_pulses(a)
-        cfg, cal = self.spec_.config, self.calibration
-        s, args, compiled_step = (self._fast or self._make_fast())[3:]
-        requested = cfg.requested_ma(a[0], s[sk.S_CURRENT], cal.min_ma, cal.max_ma)
-        if not math.isfinite(requested):
-            raise ConfigError(f"requested_ma={float(requested)!r} must be finite")
-        k, flags, feel, ecap, true, charge, reward, truncated = compiled_step(float(requested),
-                                                                               args)
+            return self._step_pulses(_check_action(action, self.action_space.shape))
+        args, compiled_step = self._fast or self._make_fast()
+        a = action.item() if type(action) is np.ndarray and action.shape == (1,) else None
+        if type(a) is not float or not -1.0 <= a <= 1.0:      # not the usual case: checked
+            a = _check_action(action, (1,))[0]
         if self._waves:
+            out = compiled_step(a, args)
             self._observe_wave()
-        return self._conclude(ecap, true, feel >= self._discomfort, feel, charge, k, cfg.pw_us,
-                              cfg.rate_hz, flags, reward, truncated)
+            return self._conclude(*out)
+        return self._conclude(*compiled_step(a, args))
 
     def _step_pulses(self, a: list[float]):
         """:meth:`step` in general: several pulses per step, or pulse width and rate set."""
@@ -300,9 +293,14 @@ class ECAPTrackingEnv(gym.Env):
         reward = float(self.spec_.reward.reward(float(np.mean(np.abs(true - self.target_uv))),
                                                 self.target_uv, above, charge,
                                                 self._comfort_charge))
-        truncated = self._t_s * cfg.rate_hz >= self._last + 0.5
-        return self._conclude(ecap, float(true.mean()), above, float(feel[-1]), charge, k_end,
-                              pw, rate, flags, reward, truncated)
+        trace = self.trace
+        out = self._conclude(ecap, float(true.mean()), float(feel[-1]), charge, self._current,
+                             flags, float(trace.csf_mm[k_end]), int(trace.posture[k_end]),
+                             int(trace.event[k_end]), reward,
+                             self._t_s * cfg.rate_hz >= self._last + 0.5, above)
+        if self._pw_rate:
+            out[4]["pw_us"], out[4]["rate_hz"] = pw, rate
+        return out
 
     def _push_history(self, ecap: float, detected: float) -> None:
         """Shift the observed history and add the step's ECAP, detection and current."""
@@ -318,24 +316,22 @@ class ECAPTrackingEnv(gym.Env):
         self._wave = self._runner.wave[-1].copy()
         self._obs_buf[3 * self._history + 1:] = np.clip(self._wave, -1e4, 1e4)
 
-    def _conclude(self, ecap, mean_true, above, feel, charge, k, pw, rate, flags, reward,
-                  truncated):
-        """Info and device-limit counts after the pulses; the step's result.
+    def _conclude(self, ecap, mean_true, feel, charge, current, flags, csf, posture, event,
+                  reward, truncated, above=None):
+        """Info and device-limit counts after the pulses and the history; the step's result.
 
-        Args are the step's mean estimated ECAP, mean true ECAP, fraction of pulses above
-        discomfort, last sensation, mean charge per pulse, trace index of the last pulse, pulse
-        width and rate, device flags, reward and truncation.
+        Args are the step's mean estimated and true ECAP (µV), last sensation, mean charge per
+        pulse (µC), delivered current (mA), device flags, the trace's CSF thickness (mm),
+        posture and event codes at the last pulse, reward, truncation, and the fraction of
+        pulses above discomfort (None: the one pulse's sensation decides).
         """
-        csf_of, posture_of, event_of, s = (self._fast or self._make_fast())[:4]
+        disc = self._discomfort
         info = StepInfo({
-            "ecap_true_uv": mean_true, "sensation": feel,
-            "in_window": 1.0 <= feel < self._discomfort, "overstim": above > 0,
-            "understim": feel < 1.0, "current_ma": s[sk.S_CURRENT], "charge_uc": charge,
-            "csf_mm": csf_of[k], "posture": POSTURES[posture_of[k]], "event": event_of[k],
-            "device_flags": flags,
+            "ecap_true_uv": mean_true, "sensation": feel, "in_window": 1.0 <= feel < disc,
+            "overstim": feel >= disc if above is None else above > 0, "understim": feel < 1.0,
+            "current_ma": current, "charge_uc": charge, "csf_mm": csf,
+            "posture": POSTURES[posture], "event": event, "device_flags": flags,
         })
-        if self._pw_rate:
-            info["pw_us"], info["rate_hz"] = pw, rate
         if flags:
             self._flag_log.append(flags)
         if truncated:
@@ -344,7 +340,7 @@ class ECAPTrackingEnv(gym.Env):
                 self._flag_log.clear()
             info["device_limits"] = self._limits.counts.copy()
         if self.render_mode == "rgb_array":
-            self._render_buf.append((s[sk.S_T], ecap, mean_true, s[sk.S_CURRENT]))
+            self._render_buf.append((self._t_s, ecap, mean_true, current))
         return self._obs_buf.copy(), reward, False, truncated, info
 
     def render(self):

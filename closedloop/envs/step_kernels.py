@@ -25,7 +25,7 @@ from numba.core import types
 from numba.experimental import structref
 
 from closedloop.device import limit_one
-from closedloop.envs.config import reward_formula
+from closedloop.envs.config import requested_current, reward_formula
 from closedloop.neural.kernels import run_pulses
 from closedloop.perception import smooth_step
 
@@ -33,15 +33,17 @@ STEP_FIELDS = ("t_s", "current_ma", "level", "rate_hz", "last", "pw_us", "impeda
                "min_ma", "max_ma", "max_current_ma", "max_change_ma", "max_charge_uc",
                "compliance_v", "factor", "keep", "perception_fraction", "bound_uv",
                "discomfort_level", "target_uv", "w_tracking", "w_discomfort", "w_charge",
-               "comfort_charge_uc")
+               "comfort_charge_uc", "action_mode", "max_delta_ma", "max_log_step")
 """The scalar env's step array, in order: simulated time (s), delivered current (mA), filtered
 drive, pulse rate (Hz), last trace index, pulse width (µs), impedance (Ω), clinician limits
 (mA), hardware maximum (mA), largest change per step (mA), charge limit per phase (µC),
 compliance (V), sensation rate factor, filter keep factor, perception fraction, ECAP bound (µV),
-discomfort level (x perception), target ECAP (µV), reward weights, comfort charge (µC)."""
+discomfort level (x perception), target ECAP (µV), reward weights, comfort charge (µC), action
+mode (index in :data:`~closedloop.envs.config.ACTION_MODES`) and its scales (mA; log-current)."""
 (S_T, S_CURRENT, S_LEVEL, S_RATE, S_LAST, S_PW, S_IMP, S_MIN, S_MAX, S_HW_MAX, S_MAX_CHANGE,
  S_QMAX, S_COMPLIANCE, S_FACTOR, S_KEEP, S_PERC, S_BOUND, S_DISC, S_TARGET, S_W_TRACKING,
- S_W_DISCOMFORT, S_W_CHARGE, S_COMFORT_CHARGE) = range(len(STEP_FIELDS))
+ S_W_DISCOMFORT, S_W_CHARGE, S_COMFORT_CHARGE, S_MODE, S_DELTA, S_LOG_STEP) = range(
+    len(STEP_FIELDS))
 
 
 def step_array(**values: float) -> np.ndarray:
@@ -124,42 +126,49 @@ class StepArgs(structref.StructRefProxy):
     """The arguments of :func:`pulse_step` after the requested current, as one object.
 
     Fields: ``s`` (the step array), ``csf_trace`` (mm), ``scale_trace`` (impedance scale),
-    ``hist`` (observation history (3, H), a view of the observation), ``state``, ``tables``
-    and ``kp`` (the patient's kernel state, tables and parameters), ``inputs``, ``out`` and
-    ``wave`` (a one-pulse :class:`~closedloop.neural.runner.PulseRunner`'s inputs, records
-    and sweeps) and ``work`` (the model's kernel scratch). It holds references, not copies.
+    ``posture_trace`` and ``event_trace`` (codes), ``hist`` (observation history (3, H), a view
+    of the observation), ``state``, ``tables`` and ``kp`` (the patient's kernel state, tables
+    and parameters), ``inputs``, ``out`` and ``wave`` (a one-pulse
+    :class:`~closedloop.neural.runner.PulseRunner`'s inputs, records and sweeps) and ``work``
+    (the model's kernel scratch). It holds references, not copies.
     """
 
 
-STEP_ARGS = ("s", "csf_trace", "scale_trace", "hist", "state", "tables", "kp", "inputs", "out",
-             "wave", "work")
+STEP_ARGS = ("s", "csf_trace", "scale_trace", "posture_trace", "event_trace", "hist", "state",
+             "tables", "kp", "inputs", "out", "wave", "work")
 structref.define_proxy(StepArgs, StepArgsType, list(STEP_ARGS))
 
 
 @njit(cache=True)
-def step_args(s, csf_trace, scale_trace, hist, state, tables, kp, inputs, out, wave, work):
+def step_args(s, csf_trace, scale_trace, posture_trace, event_trace, hist, state, tables, kp,
+              inputs, out, wave, work):
     """A :class:`StepArgs` of these (compiled once and cached, unlike the proxy's own maker)."""
-    return StepArgs(s, csf_trace, scale_trace, hist, state, tables, kp, inputs, out, wave, work)
+    return StepArgs(s, csf_trace, scale_trace, posture_trace, event_trace, hist, state, tables,
+                    kp, inputs, out, wave, work)
 
 
 _reward = njit(cache=True)(reward_formula)
 
 
 @njit(cache=True)
-def pulse_step(requested, a):
-    """One step of the scalar env with one pulse: limits, pulse kernel, sensation, reward.
+def pulse_step(action, a):
+    """One step of the scalar env with one pulse: action mapping, limits, pulse kernel, reward.
 
     Args:
-        requested: Requested current (mA), finite.
+        action: Action component 0, in [-1, 1].
         a: The :class:`StepArgs`; the step array's time, current and level, the patient's
             state, the history and the runner's records are updated.
 
     Returns:
-        ``(k, flags, feel, ecap_uv, ecap_true_uv, charge_uc, reward, truncated)``: the trace
-        index, the device flags, the sensation (x perception), the pulse's estimated and true
-        ECAP (µV) and charge (µC), the reward and whether the episode's time is used up.
+        ``(ecap_uv, ecap_true_uv, feel, charge_uc, current_ma, flags, csf_mm, posture, event,
+        reward, truncated)``: the pulse's estimated and true ECAP (µV), the sensation (x
+        perception), the charge (µC) and delivered current (mA), the device flags, the trace's
+        CSF thickness (mm), posture and event codes, the reward and whether the episode's time
+        is used up.
     """
     s = a.s
+    requested = requested_current(int(s[S_MODE]), action, s[S_CURRENT], s[S_MIN], s[S_MAX],
+                                  s[S_DELTA], s[S_LOG_STEP])
     k, cur, flags, csf = limit_pulse(
         requested, s[S_T], s[S_RATE], int(s[S_LAST]), a.csf_trace, a.scale_trace, s[S_CURRENT],
         s[S_PW], s[S_IMP], s[S_MIN], s[S_MAX], s[S_HW_MAX], s[S_MAX_CHANGE], s[S_QMAX],
@@ -180,16 +189,19 @@ def pulse_step(requested, a):
                      s[S_TARGET], 1.0 if feel >= s[S_DISC] else 0.0, r.charge_uc,
                      s[S_COMFORT_CHARGE])
     truncated = s[S_T] * s[S_RATE] >= s[S_LAST] + 0.5
-    return k, flags, feel, r.ecap_uv, true, r.charge_uc, reward, truncated
+    return (r.ecap_uv, true, feel, r.charge_uc, cur, flags, csf, int(a.posture_trace[k]),
+            int(a.event_trace[k]), reward, truncated)
 
 
 @njit(cache=True)
-def before_pulse(requested, t_s, rate_hz, last, csf_trace, scale_trace, v, pw_us, max_current_ma,
-                 compliance_v, max_change, inputs, flags):
-    """:func:`limit_pulse` for every patient; fills the batch kernel's inputs.
+def before_pulse(actions, mode, scales, t_s, rate_hz, last, csf_trace, scale_trace, v, pw_us,
+                 max_current_ma, compliance_v, max_change, inputs, flags):
+    """Action mapping and :func:`limit_pulse` for every patient; fills the kernel's inputs.
 
     Args:
-        requested: Requested currents (mA), (N,).
+        actions: Action component 0 of each patient, in [-1, 1], (N,).
+        mode: Index of the action mode in :data:`~closedloop.envs.config.ACTION_MODES`.
+        scales: ``(max_delta_ma, max_log_step)`` of the action mapping.
         t_s: Simulated time of each patient (s), (N,).
         rate_hz: Pulse rate (Hz).
         last: Last trace index of each patient, (N,).
@@ -205,9 +217,11 @@ def before_pulse(requested, t_s, rate_hz, last, csf_trace, scale_trace, v, pw_us
         flags: Output, device limit bitmasks, (N,).
     """
     current, imp, min_ma, max_ma, qmax = v
-    for i in range(requested.size):
+    for i in range(actions.size):
+        requested = requested_current(mode, actions[i], current[i], min_ma[i], max_ma[i],
+                                      scales[0], scales[1])
         _, current[i], flags[i], csf = limit_pulse(
-            requested[i], t_s[i], rate_hz, last[i], csf_trace[i], scale_trace[i], current[i],
+            requested, t_s[i], rate_hz, last[i], csf_trace[i], scale_trace[i], current[i],
             pw_us, imp[i], min_ma[i], max_ma[i], max_current_ma, max_change[i], qmax[i],
             compliance_v)
         inputs.current_ma[i, 0] = current[i]

@@ -23,6 +23,7 @@ from gymnasium.vector.utils import batch_space
 
 from closedloop._config import ConfigError
 from closedloop.device import limit_many
+from closedloop.envs.config import ACTION_MODES
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
 from closedloop.envs.step_kernels import after_pulse, before_pulse
 from closedloop.neural.batch import RECORDING_CACHE, run_pulses_batch_indexed, stack
@@ -181,9 +182,9 @@ class ECAPVectorEnv(VectorEnv):
     def _step_one_pulse(self, a) -> tuple[np.ndarray, dict]:
         """One pulse per step: compiled loops around the kernel (:mod:`.step_kernels`)."""
         v, cfg, dev = self._vec, self.cfg, self.envs[0].spec_.device
-        requested = cfg.requested_ma(a, v["current"], v["min"], v["max"])
         flags = np.empty(self.num_envs, np.int64)
-        before_pulse(requested, v["t"], cfg.rate_hz, self._last, self._csf, self._scale,
+        before_pulse(a, ACTION_MODES.index(cfg.action_mode), (cfg.max_delta_ma, cfg.max_log_step),
+                     v["t"], cfg.rate_hz, self._last, self._csf, self._scale,
                      self._before_vec, cfg.pw_us, dev.max_current_ma, dev.compliance_v,
                      self._max_change, self._inputs, flags)
         run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp,
