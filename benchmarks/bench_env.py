@@ -24,6 +24,9 @@ import numpy as np
 import closedloop  # noqa: F401  (registers the suite)
 from closedloop._io import write_text_atomic
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ppo_speed import null_env, section_ppo  # noqa: E402  (a sibling script)
+
 ENV_ID = "closedloop/ECAPTracking-v0"
 
 
@@ -141,85 +144,6 @@ def section_memory() -> dict:
     return {"rss_per_env_mb": per_env, "model_tables_mb": tables_mb}
 
 
-class NullEnv(gym.Env):
-    """Same spaces as ours, no simulation: the cost floor of the training loop."""
-
-    def __init__(self, like):
-        self.observation_space, self.action_space = like.observation_space, like.action_space
-        self._obs = np.zeros(like.observation_space.shape, np.float32)
-        self._t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._t = 0
-        return self._obs, {}
-
-    def step(self, action):
-        self._t += 1
-        return self._obs, 0.0, False, self._t >= 9000, {}
-
-
-def section_ppo(total: int, chunk: int = 2048) -> dict:
-    """Steady-state PPO (SB3, CPU) frames/s on our env and on a null env with the same spaces.
-
-    One untimed ``learn`` of 2048 steps first warms both up (torch, the JIT caches and the first
-    patient's model build). The timed ``learn`` calls then alternate between the two, ``chunk``
-    steps at a time, so that background load falls on both alike; episode ends (and so a new
-    patient's model build) inside the timed steps count. Torch runs one thread: with two, its
-    threads spin-wait whenever the other is descheduled, and on a shared 2-core machine that
-    made both figures swing several-fold between runs (one thread is no slower for this MLP).
-    """
-    import torch
-    from stable_baselines3 import PPO
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _ppo_rounds(PPO, total, chunk)
-    finally:
-        torch.set_num_threads(threads)
-
-
-class ResetTimer(gym.Wrapper):
-    """Times the wrapped env's resets (``reset_s``, ``resets``); steps pass straight through."""
-
-    def __init__(self, env):
-        super().__init__(env)
-        self.reset_s, self.resets = 0.0, 0
-
-    def reset(self, **kwargs):
-        t0 = time.perf_counter()
-        out = self.env.reset(**kwargs)
-        self.reset_s += time.perf_counter() - t0
-        self.resets += 1
-        return out
-
-
-def _ppo_rounds(PPO, total: int, chunk: int) -> dict:
-    models, timers = {}, {}
-    for name, env in (("ours", gym.make(ENV_ID)), ("null", NullEnv(gym.make(ENV_ID)))):
-        timers[name] = env = ResetTimer(env)
-        models[name] = PPO("MlpPolicy", env, n_steps=1024, batch_size=256, n_epochs=4, seed=0,
-                           device="cpu", verbose=0)
-        models[name].learn(total_timesteps=2048)
-    episodes0 = len(models["ours"].get_env().envs[0].get_episode_lengths())
-    reset0 = (timers["ours"].reset_s, timers["ours"].resets)
-    elapsed = dict.fromkeys(models, 0.0)
-    for _ in range(max(1, total // chunk)):
-        for name, model in models.items():
-            t0 = time.perf_counter()
-            model.learn(total_timesteps=chunk, reset_num_timesteps=False)
-            elapsed[name] += time.perf_counter() - t0
-    steps = max(1, total // chunk) * chunk
-    out = {name: steps / elapsed[name] for name in models}
-    out["ratio"] = out["ours"] / out["null"]
-    out["steps"] = steps
-    out["episodes_ours"] = len(models["ours"].get_env().envs[0].get_episode_lengths()) - episodes0
-    out["reset_s_ours"] = timers["ours"].reset_s - reset0[0]
-    out["resets_ours"] = timers["ours"].resets - reset0[1]
-    return out
-
-
 def ppo_breakdown(ppo: dict, step: dict) -> dict:
     """Where PPO's extra time per step on our env goes (µs per step; resets in s), estimated.
 
@@ -234,7 +158,7 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
 
     from closedloop.envs import model_store
 
-    env, null = gym.make(ENV_ID), NullEnv(gym.make(ENV_ID))
+    env, null = gym.make(ENV_ID), null_env(gym.make(ENV_ID))
     env.reset(seed=0)
     null.reset(seed=0)
     info = env.step(env.action_space.sample())[4]   # our StepInfo, as DummyVecEnv keeps it
@@ -253,7 +177,7 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
     null_step = min(timeit_us(lambda: null.step(null.action_space.sample()), 5000)
                     for _ in range(5))
     sample = min(timeit_us(null.action_space.sample, 5000) for _ in range(5))
-    out = {"ours_per_step": 1e6 / ppo["ours"], "null_per_step": 1e6 / ppo["null"],
+    out = {"ours_per_step": 1e6 / ppo["ours"], "null_per_step": 1e6 / ppo["null"],  # µs
            "env_step": step["breakdown_us"]["step_wrapped"] - (null_step - sample),
            "info_deepcopy": cost[0] - cost[1],
            "resets": ppo["reset_s_ours"] * 1e6 / ppo["steps"],
@@ -304,7 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
-    n, reps, ppo = (2000, 2, 2048) if args.quick else (20000, 5, 8192)
+    n, reps = (2000, 2) if args.quick else (20000, 5)
     res = {"machine": os.uname().machine, "cpus": os.cpu_count()}
     res["step"] = section_step(n, reps)
     s = res["step"]
@@ -320,17 +244,20 @@ def main(argv=None) -> int:
     m = res["memory"]
     print(f"memory: {m['rss_per_env_mb']:.1f} MB resident per env after reset; the patient's "
           f"model tables {m['model_tables_mb']:.1f} MB")
-    res["ppo"] = section_ppo(ppo)
-    p = res["ppo"]
-    print(f"PPO ({ppo} steps): ours {p['ours']:,.0f} fps, null env {p['null']:,.0f} fps, ratio "
-          f"{p['ratio']:.3f} (target >= 0.9)")
+    res["ppo"] = section_ppo(args.quick)
+    for name, p in res["ppo"].items():
+        r = np.array(p["round_ratios"])
+        print(f"PPO {name} ({p['n_envs']} env(s), {p['steps']} steps): ours {p['ours']:,.0f} "
+              f"env-steps/s, null env {p['null']:,.0f}, ratio {p['ratio']:.3f} (target >= 0.9;"
+              f" rounds: median {np.median(r):.3f}, range {r.min():.3f}-{r.max():.3f})")
+    p = res["ppo"]["single_lean"]
     p["breakdown_us"] = d = ppo_breakdown(p, s)
-    print(f"  per step (µs): ours {d['ours_per_step']:.0f}, null {d['null_per_step']:.0f}, extra "
-          f"{d['extra']:.0f} = env step {d['env_step']:.0f} + info deep copy "
-          f"{d['info_deepcopy']:.1f} + resets {d['resets']:.1f} ({p['resets_ours']} reset(s) "
-          f"in {p['reset_s_ours']:.3f} s; a reset building a new patient's model takes "
-          f"{d['reset_new_patient_s']:.2f} s, with it built {d['reset_cached_s'] * 1e3:.0f} ms)"
-          f" + other {d['other']:.0f}")
+    print(f"  single_lean per step (µs): ours {d['ours_per_step']:.0f}, null "
+          f"{d['null_per_step']:.0f}, extra {d['extra']:.0f} = env step {d['env_step']:.0f} + "
+          f"info deep copy {d['info_deepcopy']:.1f} + resets {d['resets']:.1f} "
+          f"({p['resets_ours']} reset(s) in {p['reset_s_ours']:.3f} s; a reset building a new "
+          f"patient's model takes {d['reset_new_patient_s']:.2f} s, with it built "
+          f"{d['reset_cached_s'] * 1e3:.0f} ms) + other {d['other']:.0f}")
     res["vector"] = section_vector((256, 1024), 10 if args.quick else 50, 2 if args.quick else 6)
     for n, r in res["vector"].items():
         print(f"native vector env, {n} patients: {r['env_steps_per_s']:,.0f} env-steps/s "

@@ -46,8 +46,10 @@ class SB3VecEnv(VecEnv):
         venv = self.venv
         obs, reward, term, trunc, info = venv.step(self._actions)
         done = term | trunc
-        infos = [{k: info[k][i].item() for k in self.info_keywords if k in info}
-                 for i in range(self.num_envs)]
+        keys = [k for k in self.info_keywords if k in info]
+        infos = ([dict(zip(keys, values, strict=True))       # Python scalars, one dict per env
+                  for values in zip(*(info[k].tolist() for k in keys), strict=True)] if keys
+                 else [{} for _ in range(self.num_envs)])
         for i in np.flatnonzero(done):
             infos[i]["terminal_observation"] = obs[i].copy()
             infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])

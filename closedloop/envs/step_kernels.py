@@ -231,28 +231,62 @@ def before_pulse(actions, mode, scales, t_s, rate_hz, last, csf_trace, scale_tra
 
 
 @njit(cache=True)
-def after_pulse(out, v, hist, t_s, dt_s, ecap_bound_uv, res):
-    """:func:`sense_and_observe` for every patient, the clock, and the reward's terms.
+def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
+    """:func:`sense_and_observe` for every patient, the clock, reward, truncation, observation.
 
     Args:
         out: The batch kernel's records, (N, 1).
-        v: ``(level, factor, keep, perc, disc, current, target)`` arrays (N,); ``level`` (the
-            filtered drive) is updated.
+        v: ``(level, factor, keep, perc, disc, current, target, comfort)`` arrays (N,):
+            filtered drive (updated), sensation factors, discomfort level, delivered current
+            (mA), target ECAP (µV), comfort charge (µC).
+        weights: Reward weights ``(tracking, discomfort, charge)``.
         hist: Observation history (N, 3, H), newest first; shifted and filled here.
         t_s: Simulated time of each patient (s), advanced by ``dt_s``.
         dt_s: Control period (s).
+        rate_hz: Pulse rate of the traces (Hz).
+        last: Last trace index of each patient, (N,).
         ecap_bound_uv: Bound of the observed ECAP (µV).
-        res: Output ``(feel, above, err, charge, true)`` arrays (N,): sensation, 1.0 above
-            discomfort, |true ECAP - target| (µV), charge per phase (µC), true ECAP (µV).
+
+    Returns:
+        New arrays ``(obs, reward, truncated, feel, true, charge, in_window, overstim)``: the
+        observations (N, 3 H + 1) float32, rewards, truncation flags, sensations, true ECAPs
+        (µV), charges per phase (µC) and the clinical flags.
     """
-    level, factor, keep, perc, disc, current, target = v
-    feel, above, err, charge, true = res
-    for i in range(level.size):
+    level, factor, keep, perc, disc, current, target, comfort = v
+    n, h = level.size, hist.shape[2]
+    obs = np.empty((n, 3 * h + 1), np.float32)
+    reward, feel, true, charge = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    truncated, in_window, overstim = (np.empty(n, np.bool_), np.empty(n, np.bool_),
+                                      np.empty(n, np.bool_))
+    for i in range(n):
         r = out[i, 0]
         level[i], feel[i] = sense_and_observe(r, level[i], factor[i], keep[i], perc[i],
                                               current[i], ecap_bound_uv, hist[i])
-        above[i] = 1.0 if feel[i] >= disc[i] else 0.0
+        above = 1.0 if feel[i] >= disc[i] else 0.0
         t_s[i] += dt_s
-        true[i] = r.ecap_true_uv
-        err[i] = np.abs(true[i] - target[i])
-        charge[i] = r.charge_uc
+        true[i], charge[i] = r.ecap_true_uv, r.charge_uc
+        reward[i] = _reward(weights[0], weights[1], weights[2], np.abs(true[i] - target[i]),
+                            target[i], above, charge[i], comfort[i])
+        truncated[i] = t_s[i] * rate_hz >= last[i] + 0.5
+        in_window[i] = feel[i] >= 1.0 and feel[i] < disc[i]
+        overstim[i] = above > 0
+        for row in range(3):
+            for c in range(h):
+                obs[i, row * h + c] = hist[i, row, c]
+        obs[i, 3 * h] = target[i]
+    return obs, reward, truncated, feel, true, charge, in_window, overstim
+
+
+@njit(cache=True)
+def checked_actions(actions, out):
+    """Clip column 0 of ``actions`` (N, A) to [-1, 1] into ``out``.
+
+    Returns:
+        The first row holding a NaN or infinite value, or -1.
+    """
+    for i in range(actions.shape[0]):
+        for j in range(actions.shape[1]):
+            if not np.isfinite(actions[i, j]):
+                return i
+        out[i] = min(max(actions[i, 0], -1.0), 1.0)
+    return -1

@@ -23,13 +23,18 @@ from gymnasium.vector.utils import batch_space
 
 from closedloop._config import ConfigError
 from closedloop.device import limit_many
+from closedloop.envs import model_store
 from closedloop.envs.config import ACTION_MODES
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
-from closedloop.envs.step_kernels import after_pulse, before_pulse
+from closedloop.envs.step_kernels import after_pulse, before_pulse, checked_actions
 from closedloop.neural.batch import RECORDING_CACHE, run_pulses_batch_indexed, stack
 from closedloop.neural.kernels import PULSE_DTYPE, KernelState, PulseInputs
 from closedloop.neural.recording import refresh_templates
 from closedloop.perception import keep_factor, smooth_many
+
+PREFETCH_MAX_ENVS = model_store.CAPACITY // 4
+"""Up to this many sub-environments, each one's next patient's model is built ahead in the
+background (:mod:`closedloop.envs.model_store`); with more, the store could not hold them."""
 
 
 class ECAPVectorEnv(VectorEnv):
@@ -49,7 +54,7 @@ class ECAPVectorEnv(VectorEnv):
             raise ConfigError(f"num_envs={num_envs!r} is out of range; valid range [1, inf)")
         self.envs = [ECAPTrackingEnv(env_id, **overrides) for _ in range(num_envs)]
         for env in self.envs:      # a thousand sub-envs' next patients would flood the store
-            env.prefetch_next_patient = False
+            env.prefetch_next_patient = num_envs <= PREFETCH_MAX_ENVS
         cfg = self.envs[0].spec_.config
         if cfg.control_pw_rate or cfg.observe_waveform:
             raise ConfigError(f"{env_id}: the native vector env does not support "
@@ -102,8 +107,9 @@ class ECAPVectorEnv(VectorEnv):
         v = self._vec
         self._before_vec = (v["current"], v["imp"], v["min"], v["max"], v["qmax"])
         self._after_vec = (v["level"], v["factor"], v["keep"], v["perc"], v["disc"],
-                           v["current"], v["target"])
-        self._res = tuple(np.zeros(n) for _ in range(5))
+                           v["current"], v["target"], v["comfort"])
+        rw = self.envs[0].spec_.reward
+        self._weights = np.array([rw.tracking, rw.discomfort, rw.charge])
         for i in range(n):
             self._load_vectors(i)
 
@@ -118,11 +124,18 @@ class ECAPVectorEnv(VectorEnv):
         if key not in self._slots:
             rec = model.initial_state()
             refresh_templates(rec, model.tables, model.kp, self.cfg.pw_us)
+            n_slots = len(self._slots)
             for name, one in (("_tables", stack([model.tables])), ("_rec", stack([rec]))):
-                old = getattr(self, name)
-                setattr(self, name, one if old is None else type(one)(*(
-                    np.concatenate([a, b]) for a, b in zip(old, one, strict=True))))
-            self._slots[key] = (len(self._slots), model.tables)   # keep the tables alive
+                stacked = getattr(self, name)
+                if stacked is None or n_slots == stacked[0].shape[0]:   # full: double it
+                    grown = type(one)(*(np.zeros((max(4, 2 * n_slots), *b.shape[1:]), b.dtype)
+                                        for b in one))
+                    for a, b in zip(grown, stacked or (), strict=False):
+                        a[:n_slots] = b
+                    setattr(self, name, stacked := grown)
+                for a, b in zip(stacked, one, strict=True):
+                    a[n_slots] = b[0]
+            self._slots[key] = (n_slots, model.tables)   # keep the tables alive
             self._state = KernelState(*(getattr(self._rec if f in RECORDING_CACHE else
                                                 self._fibres, f) for f in KernelState._fields))
         return self._slots[key][0]
@@ -160,26 +173,28 @@ class ECAPVectorEnv(VectorEnv):
     def step(self, actions):
         """Step every sub-environment; see the module docstring for autoreset."""
         a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
-        if not np.all(np.isfinite(a)):
-            bad = int(np.flatnonzero(~np.all(np.isfinite(a), axis=1))[0])
+        a0 = np.empty(self.num_envs)
+        bad = checked_actions(a, a0)
+        if bad >= 0:
             raise ConfigError(f"actions[{bad}]={a[bad].tolist()} must be finite; valid range "
                               "[-1, 1]")
-        a = np.clip(a[:, 0], -1.0, 1.0)
-        v, cfg, n_p = self._vec, self.cfg, self.cfg.pulses_per_step
-        rate = cfg.rate_hz
-        if n_p == 1:
-            reward, info = self._step_one_pulse(a)
+        if self.cfg.pulses_per_step == 1:
+            obs, reward, truncated, info = self._step_one_pulse(a0)
         else:
-            reward, info = self._step_pulses(a)
-        truncated = v["t"] * rate >= self._last + 0.5
-        reward[self._autoreset] = 0.0
-        for i in np.flatnonzero(self._autoreset):
-            self._reset_one(int(i))
-            truncated[i] = False
+            reward, info = self._step_pulses(a0)
+            truncated = self._vec["t"] * self.cfg.rate_hz >= self._last + 0.5
+            obs = None
+        if self._autoreset.any():
+            reward[self._autoreset] = 0.0
+            for i in np.flatnonzero(self._autoreset):
+                self._reset_one(int(i))
+                truncated[i] = False
+            obs = None
         self._autoreset = truncated.copy()
-        return self._obs(), reward, np.zeros(self.num_envs, bool), truncated, info
+        return (self._obs() if obs is None else obs), reward, np.zeros(self.num_envs, bool), \
+            truncated, info
 
-    def _step_one_pulse(self, a) -> tuple[np.ndarray, dict]:
+    def _step_one_pulse(self, a) -> tuple:
         """One pulse per step: compiled loops around the kernel (:mod:`.step_kernels`)."""
         v, cfg, dev = self._vec, self.cfg, self.envs[0].spec_.device
         flags = np.empty(self.num_envs, np.int64)
@@ -189,15 +204,13 @@ class ECAPVectorEnv(VectorEnv):
                      self._max_change, self._inputs, flags)
         run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp,
                                  self._inputs, self._out, self._wave, self._table_index)
-        res = self._res
-        after_pulse(self._out, self._after_vec, self._hist, v["t"], 1.0 / cfg.rate_hz,
-                    ECAP_BOUND_UV, res)
-        feel, above, err, charge, true = (x.copy() for x in res)
-        reward = self.envs[0].spec_.reward.reward(err, v["target"], above, charge, v["comfort"])
-        info = {"ecap_true_uv": true, "sensation": feel,
-                "in_window": (feel >= 1.0) & (feel < v["disc"]), "overstim": above > 0,
-                "current_ma": v["current"].copy(), "charge_uc": charge, "limit_flags": flags}
-        return reward, info
+        obs, reward, truncated, feel, true, charge, in_window, overstim = after_pulse(
+            self._out, self._after_vec, self._weights, self._hist, v["t"], 1.0 / cfg.rate_hz,
+            cfg.rate_hz, self._last, ECAP_BOUND_UV)
+        info = {"ecap_true_uv": true, "sensation": feel, "in_window": in_window,
+                "overstim": overstim, "current_ma": v["current"].copy(), "charge_uc": charge,
+                "limit_flags": flags}
+        return obs, reward, truncated, info
 
     def _step_pulses(self, a) -> tuple[np.ndarray, dict]:
         """Several pulses per step: NumPy around the kernel."""

@@ -158,10 +158,9 @@ def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave,
     if cache_index is None:
         cache_index = np.arange(out.shape[0], dtype=np.int64)
     else:
-        held = state.cache[cache_index, :1]
-        bad = np.flatnonzero(np.any(inputs.pw_us != held, axis=1))
-        if bad.size:
-            p = int(bad[0])
+        p = _pw_mismatch(state.cache, cache_index, inputs.pw_us)
+        if p >= 0:
+            held = state.cache[cache_index, :1]
             raise ValueError(
                 f"inputs.pw_us[{p}] must equal the pulse width its shared recording cache "
                 f"(cache_index[{p}]={int(cache_index[p])}) holds, {float(held[p, 0]):g} µs; "
@@ -171,6 +170,16 @@ def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave,
     else:
         _batch(state, tables, table_index, cache_index, kp, inputs, out, wave,
                get_num_threads())
+
+
+@njit(cache=True)
+def _pw_mismatch(cache, cache_index, pw_us):
+    """First patient whose pulse widths differ from its recording cache's, or -1."""
+    for p in range(pw_us.shape[0]):
+        for q in range(pw_us.shape[1]):
+            if pw_us[p, q] != cache[cache_index[p], 0]:
+                return p
+    return -1
 
 
 @njit(cache=True, parallel=True)
