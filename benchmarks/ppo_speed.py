@@ -149,13 +149,16 @@ def setups(quick: bool) -> dict:
 def measure(make_envs, rounds: int, chunk: int) -> dict:
     """PPO env-steps/s on ours and on the null twin, timed round-robin in ``chunk`` steps.
 
-    One untimed ``learn`` of one chunk first warms both up (torch, the JIT caches and the first
-    patient's model build). The timed ``learn`` calls then alternate, so that background load
-    falls on both alike; episode ends inside the timed steps count. Returns both rates, their
-    ratio over all rounds, each round's ratio, and the time our single env spent in resets.
+    One untimed ``learn`` of one chunk first warms both up (torch, the JIT caches, the first
+    patients' model builds and the background builds of their successors). The timed ``learn``
+    calls then alternate, so that background load falls on both alike; episode ends inside the
+    timed steps count. Returns both rates, their ratio over all rounds, each round's ratio, and
+    the time our single env spent in resets.
     """
     import torch
     from stable_baselines3 import PPO
+
+    from closedloop.envs import model_store
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -166,6 +169,7 @@ def measure(make_envs, rounds: int, chunk: int) -> dict:
                   for name, env in envs.items()}
         for model in models.values():
             model.learn(total_timesteps=chunk)
+        model_store.wait_idle()      # the first resets' prefetches: part of the warm-up
         reset0 = getattr(ours, "reset_s", 0.0), getattr(ours, "resets", 0)
         times = {name: [] for name in models}
         for _ in range(rounds):

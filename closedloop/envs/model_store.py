@@ -62,6 +62,14 @@ def prefetch(patient) -> None:
             _worker.start()
 
 
+def wait_idle() -> None:
+    """Return when no build is queued or running (e.g. before timing a training loop)."""
+    with _lock:
+        worker = _worker
+    if worker is not None:
+        worker.join()
+
+
 def clear() -> None:
     """Forget every stored model (queued builds still complete and are stored)."""
     with _lock:
