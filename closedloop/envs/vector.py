@@ -20,14 +20,17 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+from numba import get_num_threads
 
 from closedloop._config import ConfigError
 from closedloop.device import limit_many
 from closedloop.envs import model_store
+from closedloop.envs.batch_step import BatchArgs, batch_args, vector_step
 from closedloop.envs.config import ACTION_MODES
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
-from closedloop.envs.step_kernels import after_pulse, before_pulse, checked_actions
+from closedloop.envs.step_kernels import checked_actions
 from closedloop.neural.batch import RECORDING_CACHE, run_pulses_batch_indexed, stack
+from closedloop.neural.batch import serial as _serial
 from closedloop.neural.kernels import PULSE_DTYPE, KernelState, PulseInputs
 from closedloop.neural.recording import refresh_templates
 from closedloop.perception import keep_factor, smooth_many
@@ -88,7 +91,7 @@ class ECAPVectorEnv(VectorEnv):
                               for m in models])   # the recording cache is kept per slot
         self._kp = stack([m.kp for m in models])
         self._slots: dict = {}
-        self._tables = self._rec = None
+        self._tables = self._rec = self._args = None
         self._table_index = np.zeros(self.num_envs, np.int64)
         n, p = self.num_envs, self.cfg.pulses_per_step
         self._inputs = PulseInputs(*(np.zeros((n, p)) for _ in range(4)))
@@ -138,6 +141,7 @@ class ECAPVectorEnv(VectorEnv):
             self._slots[key] = (n_slots, model.tables)   # keep the tables alive
             self._state = KernelState(*(getattr(self._rec if f in RECORDING_CACHE else
                                                 self._fibres, f) for f in KernelState._fields))
+            self._args = None             # made again from the new arrays at the next step
         return self._slots[key][0]
 
     def _load_vectors(self, i: int) -> None:
@@ -195,22 +199,29 @@ class ECAPVectorEnv(VectorEnv):
             truncated, info
 
     def _step_one_pulse(self, a) -> tuple:
-        """One pulse per step: compiled loops around the kernel (:mod:`.step_kernels`)."""
-        v, cfg, dev = self._vec, self.cfg, self.envs[0].spec_.device
-        flags = np.empty(self.num_envs, np.int64)
-        before_pulse(a, ACTION_MODES.index(cfg.action_mode), (cfg.max_delta_ma, cfg.max_log_step),
-                     v["t"], cfg.rate_hz, self._last, self._csf, self._scale,
-                     self._before_vec, cfg.pw_us, dev.max_current_ma, dev.compliance_v,
-                     self._max_change, self._inputs, flags)
-        run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp,
-                                 self._inputs, self._out, self._wave, self._table_index)
-        obs, reward, truncated, feel, true, charge, in_window, overstim = after_pulse(
-            self._out, self._after_vec, self._weights, self._hist, v["t"], 1.0 / cfg.rate_hz,
-            cfg.rate_hz, self._last, ECAP_BOUND_UV)
+        """One pulse per step: one compiled call (:func:`.batch_step.vector_step`)."""
+        obs, reward, truncated, feel, true, charge, in_window, overstim, flags, current = (
+            vector_step(a, self._args or self._make_args(), 1 if _serial() else
+                        get_num_threads()))
         info = {"ecap_true_uv": true, "sensation": feel, "in_window": in_window,
-                "overstim": overstim, "current_ma": v["current"].copy(), "charge_uc": charge,
+                "overstim": overstim, "current_ma": current, "charge_uc": charge,
                 "limit_flags": flags}
         return obs, reward, truncated, info
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_args": None}       # compiled objects do not pickle
+
+    def _make_args(self) -> BatchArgs:
+        """The :class:`~.batch_step.BatchArgs` of the current stacked arrays."""
+        cfg, dev = self.cfg, self.envs[0].spec_.device
+        consts = np.array([ACTION_MODES.index(cfg.action_mode), cfg.max_delta_ma,
+                           cfg.max_log_step, cfg.rate_hz, cfg.pw_us, dev.max_current_ma,
+                           dev.compliance_v, ECAP_BOUND_UV])
+        self._args = batch_args(self._state, self._tables, self._table_index, self._kp,
+                                self._inputs, self._out, self._wave, self._vec["t"], self._last,
+                                self._csf, self._scale, self._max_change, self._before_vec,
+                                self._after_vec, self._hist, self._weights, consts)
+        return self._args
 
     def _step_pulses(self, a) -> tuple[np.ndarray, dict]:
         """Several pulses per step: NumPy around the kernel."""

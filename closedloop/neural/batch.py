@@ -202,6 +202,11 @@ def _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, lo, h
                    _params_at(kp, p), _inputs_at(inputs, p), out[p], wave[p], work)
 
 
+def serial() -> bool:
+    """Whether batch kernels must run serially here (a child forked from an OpenMP parent)."""
+    return _SERIAL
+
+
 _SERIAL = False
 """True in a process forked after this one ran a parallel region on OpenMP (see the module
 docstring): the batch kernels then run serially."""
