@@ -124,7 +124,11 @@ def _stub_step(args: tuple):
 
 
 def section_memory() -> dict:
-    """Resident memory added by one env after reset (MB), read from /proc (Linux)."""
+    """Resident memory added by one env after reset (MB), read from /proc (Linux).
+
+    Without the background build of the next patient's model, which adds one model's tables
+    per env (``model_tables_mb``) until that patient's reset.
+    """
     def rss_mb() -> float:
         with open(f"/proc/{os.getpid()}/status") as fh:
             for line in fh:
@@ -136,6 +140,7 @@ def section_memory() -> dict:
     before = rss_mb()
     envs = [gym.make(ENV_ID) for _ in range(4)]
     for i, e in enumerate(envs):
+        e.unwrapped.prefetch_next_patient = False
         e.reset(seed=i)
     gc.collect()
     per_env = (rss_mb() - before) / len(envs)
@@ -243,7 +248,8 @@ def main(argv=None) -> int:
     res["memory"] = section_memory()
     m = res["memory"]
     print(f"memory: {m['rss_per_env_mb']:.1f} MB resident per env after reset; the patient's "
-          f"model tables {m['model_tables_mb']:.1f} MB")
+          f"model tables {m['model_tables_mb']:.1f} MB (the next patient's, built ahead, as "
+          "much again)")
     res["ppo"] = section_ppo(args.quick)
     for name, p in res["ppo"].items():
         r = np.array(p["round_ratios"])

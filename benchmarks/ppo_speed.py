@@ -140,9 +140,9 @@ def setups(quick: bool) -> dict:
         return lambda: (ResetTimer(gym.make(ENV_ID)), ResetTimer(null_env(gym.make(ENV_ID))),
                         dict(hp), 1)
 
-    rounds = 2 if quick else 8
+    rounds = 2 if quick else 12
     return {"single_lean": (single(LEAN), rounds, 2048),
-            "single_default": (single({}), max(1, rounds // 2), 2048),
+            "single_default": (single({}), rounds, 2048),
             "training": (_training_pair, rounds, 4096)}
 
 
