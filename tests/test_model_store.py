@@ -93,3 +93,23 @@ def test_prefetch_predicts_the_next_patient_and_changes_no_trajectory():
     assert known                                   # the next unseeded reset's patient
     env.reset()
     assert env.patient is predicted
+
+
+def test_exit_drops_queued_builds(tmp_path):
+    """At interpreter exit only the running build finishes, not the whole queue."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "builds.txt"
+    script = (
+        "import time\n"
+        "from closedloop.envs import model_store\n"
+        "class P:\n"
+        "    def model(self):\n"
+        f"        open({str(log)!r}, 'a').write('x')\n"
+        "        time.sleep(0.3)\n"
+        "        return object()\n"
+        "for _ in range(5):\n"
+        "    model_store.prefetch(P())\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert 1 <= len(log.read_text()) <= 2

@@ -11,6 +11,7 @@ whether it was prefetched.
 
 The background thread holds no state across a ``fork``: a fork handler drops queued builds and
 waits for the running one, so ``AsyncVectorEnv`` and ``multiprocessing`` children start clean.
+At exit, queued builds are dropped too, so the interpreter waits for one build at most.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def _work() -> None:
     with contextlib.suppress(AttributeError, OSError):      # not Linux: normal priority
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)   # this thread only
     while True:
+        if not threading.main_thread().is_alive():       # the interpreter is exiting
+            _drop_queued()
         with _lock:
             if not _queue:
                 _worker = None
@@ -110,11 +113,17 @@ def _work() -> None:
         future.set_result(model)
 
 
-def _before_fork() -> None:
-    """Drop queued builds and wait for the running one, so no thread is alive at the fork."""
+def _drop_queued() -> None:
+    """Cancel the builds that have not started."""
     with _lock:
         while _queue:
             _pending.pop(_queue.popleft()).cancel()
+
+
+def _before_fork() -> None:
+    """Drop queued builds and wait for the running one, so no thread is alive at the fork."""
+    _drop_queued()
+    with _lock:
         worker = _worker
     if worker is not None:
         worker.join()

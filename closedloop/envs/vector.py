@@ -3,12 +3,14 @@
 :class:`ECAPVectorEnv` is a :class:`gymnasium.vector.VectorEnv` whose sub-environments are
 :class:`~closedloop.envs.ecap_env.ECAPTrackingEnv` instances used only for their resets
 (patient draw, calibration, scenario trace). Their fibre states, tables and kernel parameters
-are copied into stacked arrays, and every step delivers all patients' pulses with
-:func:`closedloop.neural.batch.run_pulses_batch_indexed`, which wraps the scalar kernel;
-sub-environments with the same patient share one copy of its tables and recording cache.
-Device limits (:func:`closedloop.device.limit_many`), sensation, observation and reward follow
-the scalar environment's formulas element by element, so sub-environment ``i`` reproduces a
-scalar env reset with ``seed + i``, bit for bit.
+are copied into stacked arrays, and every step delivers all patients' pulses with the batch
+kernel of :mod:`closedloop.neural.batch`, which wraps the scalar kernel; sub-environments with
+the same patient share one copy of its tables and recording cache. With one pulse per step (the
+default) the whole step is one compiled call (:func:`closedloop.envs.batch_step.vector_step`:
+the scalar env's action mapping, device limits, sensation, reward and observation, patient by
+patient); with several, NumPy around :func:`~closedloop.neural.batch.run_pulses_batch_indexed`
+applies the same formulas (:func:`closedloop.device.limit_many`, the sensation filter). Either
+way sub-environment ``i`` reproduces a scalar env reset with ``seed + i``, bit for bit.
 
 Autoreset follows Gymnasium 1.x's default ``NEXT_STEP`` mode: the step after an episode ends
 resets that sub-environment, ignores its action and returns its first observation with reward 0.

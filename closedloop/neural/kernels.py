@@ -284,9 +284,9 @@ def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
 def fire(state, work, tables, kp, current_ma, j, f, n):
     """Fire the fibres among ``0:n`` whose ``work.th`` is at most the current; return the count.
 
-    The recruited fibres' processes are reset in one branch-free pass over the span from the
-    first to the last of them (selects, so that the compiler vectorises it; the others keep
-    their values), and their SFAP weights are added per class in fibre order.
+    The recruited fibres' processes are reset in one pass over the span from the first to the
+    last of them (contiguous, so that the compiler vectorises it with masked loads and stores),
+    and their SFAP weights are added per class in fibre order.
     """
     th, idx, acc = work.th, work.idx, work.class_acc
     acc[:] = 0.0
@@ -315,22 +315,18 @@ def _reset_processes(ref, factors, kp, current_ma, th, lo, hi):
     """
     decay, gain = factors[0], factors[1]
     p0, p1, p2, p3, p4 = ref[0, lo:hi], ref[1, lo:hi], ref[2, lo:hi], ref[3, lo:hi], ref[4, lo:hi]
-    t = th[lo:hi]       # views from 0, and loads before the selects: the loop vectorises
+    t = th[lo:hi]       # views from 0: the loop vectorises (masked loads and stores)
     r0, r1 = np.float32(gain[0]), np.float32(gain[1])
     d2, d3, d4, e2, e3, e4 = decay[2], decay[3], decay[4], gain[2], gain[3], gain[4]
     i0, i1, i2 = kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2
     for i in range(t.size):
-        hit = current_ma >= t[i]
-        o0, o1, o2, o3, o4 = p0[i], p1[i], p2[i], p3[i], p4[i]
-        b0, b1, b2 = o2 * d2, o3 * d3, o4 * d4
-        a0 = np.float32((b0 + i0 * (1.0 - b0)) * e2)
-        a1 = np.float32((b1 + i1 * (1.0 - b1)) * e3)
-        a2 = np.float32((b2 + i2 * (1.0 - b2)) * e4)
-        p0[i] = r0 if hit else o0
-        p1[i] = r1 if hit else o1
-        p2[i] = a0 if hit else o2
-        p3[i] = a1 if hit else o3
-        p4[i] = a2 if hit else o4
+        if current_ma >= t[i]:
+            b0, b1, b2 = p2[i] * d2, p3[i] * d3, p4[i] * d4
+            p0[i] = r0
+            p1[i] = r1
+            p2[i] = np.float32((b0 + i0 * (1.0 - b0)) * e2)
+            p3[i] = np.float32((b1 + i1 * (1.0 - b1)) * e3)
+            p4[i] = np.float32((b2 + i2 * (1.0 - b2)) * e4)
 
 
 @njit(cache=True)
