@@ -27,7 +27,6 @@ perception current above it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import numba
@@ -133,19 +132,6 @@ def drive_factors(dt_s: float, rate_hz: float, params: PerceptionParams) -> tupl
     """
     return ((rate_hz / params.reference_rate_hz) ** params.rate_exponent,
             keep_factor(dt_s, params.tau_s))
-
-
-@functools.cache
-def smooth_step_f64():
-    """:func:`smooth_step`'s entry point compiled for three floats (the dispatcher if unavailable).
-
-    Calling it skips numba's per-call type dispatch, about half the cost of a call, for a caller
-    that filters one pulse at a time (an entry point does not pickle: keep the function).
-    """
-    try:
-        return smooth_step.compile((numba.float64,) * 3)
-    except Exception:  # pragma: no cover - an unusual numba build
-        return smooth_step
 
 
 def sensation_update(level: float, frac_recruited: np.ndarray, dt_s: float, rate_hz: float,
