@@ -86,6 +86,35 @@ def test_sb3_ppo_trains_on_the_native_vector_env():
     assert len(model.ep_info_buffer) > 0 and "in_window" in model.ep_info_buffer[0]
 
 
+@pytest.mark.parametrize("pulses_per_step", [1, 2])
+def test_sb3_adapter_resets_in_the_same_step_as_gymnasium_does_in_the_next(pulses_per_step):
+    from closedloop.envs.sb3 import SB3VecEnv
+
+    kw = {"episode_s": 0.12, "pulses_per_step": pulses_per_step}    # 6 pulses per episode
+    gym_env, sb3_env = ECAPVectorEnv(2, **kw), SB3VecEnv(ECAPVectorEnv(2, **kw))
+    sb3_env.seed(5)
+    first = gym_env.reset(seed=5)[0]
+    assert np.array_equal(sb3_env.reset(), first)
+    rng, ended = np.random.default_rng(1), False
+    for _ in range(12 // pulses_per_step):
+        a = rng.uniform(-1, 1, (2, 1)).astype(np.float32)
+        obs, r, _, trunc, info = gym_env.step(a)
+        sb3_env.step_async(a)
+        s_obs, s_r, done, infos = sb3_env.step_wait()
+        assert np.array_equal(s_r, r.astype(np.float32)) and np.array_equal(done, trunc)
+        for i in np.flatnonzero(trunc):
+            assert np.array_equal(infos[i]["terminal_observation"], obs[i])
+            assert infos[i]["TimeLimit.truncated"] is True
+        assert infos[0]["in_window"] == bool(info["in_window"][0])
+        if trunc.any():                         # Gymnasium resets on the next step
+            obs, r = gym_env.step(a)[:2]
+            assert np.all(r[trunc] == 0.0)
+            assert np.array_equal(s_obs[trunc], obs[trunc])
+            ended = True
+            break
+    assert ended, "no episode ended"
+
+
 def test_make_vec_builds_the_native_vector_env():
     venv = gym.make_vec("closedloop/ECAPClinic-v0", num_envs=2,
                         vectorization_mode="vector_entry_point", episode_s=2.0)

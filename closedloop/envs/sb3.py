@@ -42,20 +42,20 @@ class SB3VecEnv(VecEnv):
         self._actions = actions
 
     def step_wait(self):
-        """Step, and reset finished sub-envs at once (SB3 semantics)."""
+        """Step, and reset finished sub-envs at once (SB3 semantics; no env terminates)."""
         venv = self.venv
-        obs, reward, term, trunc, info = venv.step(self._actions)
-        done = term | trunc
+        obs, reward, done, info = venv._step_arrays(self._actions)
         keys = [k for k in self.info_keywords if k in info]
         infos = ([dict(zip(keys, values, strict=True))       # Python scalars, one dict per env
                   for values in zip(*(info[k].tolist() for k in keys), strict=True)] if keys
                  else [{} for _ in range(self.num_envs)])
-        for i in np.flatnonzero(done):
-            infos[i]["terminal_observation"] = obs[i].copy()
-            infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
-            venv._reset_one(int(i))
-            venv._autoreset[i] = False
+        if obs is None:                     # several pulses per step: built here
+            obs = venv._obs()
         if done.any():
+            for i in np.flatnonzero(done):
+                infos[i]["terminal_observation"] = obs[i].copy()
+                infos[i]["TimeLimit.truncated"] = True
+                venv._reset_one(int(i))
             obs = venv._obs()
         return obs, reward.astype(np.float32), done, infos
 

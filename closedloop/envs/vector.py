@@ -178,18 +178,7 @@ class ECAPVectorEnv(VectorEnv):
     # -- step -------------------------------------------------------------------------------
     def step(self, actions):
         """Step every sub-environment; see the module docstring for autoreset."""
-        a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
-        a0 = np.empty(self.num_envs)
-        bad = checked_actions(a, a0)
-        if bad >= 0:
-            raise ConfigError(f"actions[{bad}]={a[bad].tolist()} must be finite; valid range "
-                              "[-1, 1]")
-        if self.cfg.pulses_per_step == 1:
-            obs, reward, truncated, info = self._step_one_pulse(a0)
-        else:
-            reward, info = self._step_pulses(a0)
-            truncated = self._vec["t"] * self.cfg.rate_hz >= self._last + 0.5
-            obs = None
+        obs, reward, truncated, info = self._step_arrays(actions)
         if self._autoreset.any():
             reward[self._autoreset] = 0.0
             for i in np.flatnonzero(self._autoreset):
@@ -199,6 +188,32 @@ class ECAPVectorEnv(VectorEnv):
         self._autoreset = truncated.copy()
         return (self._obs() if obs is None else obs), reward, np.zeros(self.num_envs, bool), \
             truncated, info
+
+    def _step_arrays(self, actions) -> tuple:
+        """One control period for every patient, without autoreset bookkeeping.
+
+        For adapters with their own reset rule (:class:`~closedloop.envs.sb3.SB3VecEnv` resets
+        a finished patient at once, with :meth:`_reset_one`); :meth:`step` is this plus
+        Gymnasium's next-step autoreset.
+
+        Args:
+            actions: (num_envs, action_dim) actions; NaN or infinite values raise
+                :class:`~closedloop.ConfigError`, others are clipped to [-1, 1].
+
+        Returns:
+            ``(obs, reward, truncated, info)``; ``obs`` is None with several pulses per step
+            (read it with :meth:`_obs`).
+        """
+        a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
+        a0 = np.empty(self.num_envs)
+        bad = checked_actions(a, a0)
+        if bad >= 0:
+            raise ConfigError(f"actions[{bad}]={a[bad].tolist()} must be finite; valid range "
+                              "[-1, 1]")
+        if self.cfg.pulses_per_step == 1:
+            return self._step_one_pulse(a0)
+        reward, info = self._step_pulses(a0)
+        return None, reward, self._vec["t"] * self.cfg.rate_hz >= self._last + 0.5, info
 
     def _step_one_pulse(self, a) -> tuple:
         """One pulse per step: one compiled call (:func:`.batch_step.vector_step`)."""
