@@ -6,7 +6,8 @@ device limits before the pulse, through :func:`closedloop.device.limit_one`) and
 clock and observation history after it). :func:`pulse_step` runs them around the pulse kernel
 for the scalar :class:`~closedloop.envs.ecap_env.ECAPTrackingEnv`, in one call from Python;
 :func:`before_pulse` and :func:`after_pulse` loop them over the patients around the batch
-kernel for :class:`~closedloop.envs.vector.ECAPVectorEnv`. Tests check the compiled steps
+kernel for :class:`~closedloop.envs.vector.ECAPVectorEnv`, all three in one call
+(:func:`closedloop.envs.batch_step.vector_step`). Tests check the compiled steps
 against the env's NumPy path (several pulses per step) and the vector env against scalar envs,
 bit for bit.
 
