@@ -18,7 +18,7 @@ from numba.core import types
 from numba.experimental import structref
 
 from closedloop.envs.step_kernels import after_pulse, before_pulse
-from closedloop.neural.batch import _batch, _chunk
+from closedloop.neural.batch import run_batch
 
 CONSTS = ("action_mode", "max_delta_ma", "max_log_step", "rate_hz", "pw_us", "max_current_ma",
           "compliance_v", "bound_uv")
@@ -68,7 +68,7 @@ def vector_step(actions, a, n_threads):
     Args:
         actions: Action component 0 of each patient, finite, in [-1, 1], (N,).
         a: The :class:`BatchArgs`; states, clocks, currents, levels and histories are updated.
-        n_threads: Threads of the batch kernel; 1 runs it in the calling thread.
+        n_threads: Threads of the batch kernel (:func:`closedloop.neural.batch.batch_threads`).
 
     Returns:
         New arrays ``(obs, reward, truncated, feel, true, charge, in_window, overstim, flags,
@@ -79,12 +79,8 @@ def vector_step(actions, a, n_threads):
     flags = np.empty(actions.size, np.int64)
     before_pulse(actions, int(c[0]), (c[1], c[2]), a.t_s, c[3], a.last, a.csf, a.scale,
                  a.before, c[4], c[5], c[6], a.max_change, a.inputs, flags)
-    if n_threads > 1:
-        _batch(a.state, a.tables, a.table_index, a.table_index, a.kp, a.inputs, a.out, a.wave,
-               n_threads)
-    else:
-        _chunk(a.state, a.tables, a.table_index, a.table_index, a.kp, a.inputs, a.out, a.wave,
-               0, actions.size)
+    run_batch(a.state, a.tables, a.table_index, a.table_index, a.kp, a.inputs, a.out, a.wave,
+              n_threads)
     obs, reward, truncated, feel, true, charge, in_window, overstim = after_pulse(
         a.out, a.after, a.weights, a.hist, a.t_s, 1.0 / c[3], c[3], a.last, c[7])
     return (obs, reward, truncated, feel, true, charge, in_window, overstim, flags,

@@ -192,9 +192,8 @@ class ECAPTrackingEnv(gym.Env):
         self._impedance = self.patient.impedance_ohm
         self._contact_mm = self.patient.params.lead.contact_length_mm
         self._comfort_charge = max(cal.comfort_ma * cal.pw_us * 1e-3, 1e-6)
-        self._factor, self._keep = drive_factors(self._dt, cfg.rate_hz, per)
-        self._perception_fraction, self._discomfort = (per.perception_fraction,
-                                                       per.discomfort_level)
+        factor, keep = drive_factors(self._dt, cfg.rate_hz, per)
+        self._discomfort = per.discomfort_level
         self._s = sk.step_array(      # the compiled step's numbers
             action_mode=ACTION_MODES.index(cfg.action_mode), max_delta_ma=cfg.max_delta_ma,
             max_log_step=cfg.max_log_step,
@@ -202,7 +201,7 @@ class ECAPTrackingEnv(gym.Env):
             last=self._last, pw_us=cfg.pw_us, impedance_ohm=self._impedance, min_ma=cal.min_ma,
             max_ma=cal.max_ma, max_current_ma=dev.max_current_ma, max_change_ma=dev.max_step_ma,
             max_charge_uc=dev.max_charge_uc(self._contact_mm), compliance_v=dev.compliance_v,
-            factor=self._factor, keep=self._keep, perception_fraction=self._perception_fraction,
+            factor=factor, keep=keep, perception_fraction=per.perception_fraction,
             bound_uv=ECAP_BOUND_UV, discomfort_level=self._discomfort, target_uv=np.nan,
             w_tracking=rw.tracking, w_discomfort=rw.discomfort, w_charge=rw.charge,
             comfort_charge_uc=self._comfort_charge)
@@ -304,11 +303,9 @@ class ECAPTrackingEnv(gym.Env):
 
     def _push_history(self, ecap: float, detected: float) -> None:
         """Shift the observed history and add the step's ECAP, detection and current."""
-        obs, h = self._obs_buf, self._history
-        obs[1: 3 * h] = obs[: 3 * h - 1]     # each row's oldest value lands on the next row's
-        obs[0] = min(max(ecap, -ECAP_BOUND_UV), ECAP_BOUND_UV)     # newest, overwritten here
-        obs[h] = detected
-        obs[2 * h] = self._current
+        h = self._history
+        sk.push_history(self._obs_buf[: 3 * h].reshape(3, h), ecap, float(detected),
+                        self._current, ECAP_BOUND_UV)
         if self._waves:
             self._observe_wave()
 

@@ -105,13 +105,28 @@ def sense_and_observe(r, level, factor, keep, perc, current, bound_uv, hist):
         ``(level, feel)``: the updated filtered drive and the sensation (x perception).
     """
     level = smooth_step(level, r.frac_recruited * factor, keep)
+    push_history(hist, r.ecap_uv, 1.0 if r.detected else 0.0, current, bound_uv)
+    return level, level / perc
+
+
+@njit(cache=True)
+def push_history(hist, ecap_uv, detected, current_ma, bound_uv):
+    """Shift the observation history (3, H) one step and put the newest values first.
+
+    Args:
+        hist: Rows estimated ECAP (µV, clipped to ``±bound_uv``), detection (fraction of the
+            step's pulses) and delivered current (mA), newest first; any float dtype.
+        ecap_uv: The step's estimated ECAP (µV).
+        detected: Fraction of the step's pulses detected.
+        current_ma: The delivered current (mA).
+        bound_uv: Bound of the observed ECAP (µV).
+    """
     for row in range(3):
         for c in range(hist.shape[1] - 1, 0, -1):
             hist[row, c] = hist[row, c - 1]
-    hist[0, 0] = min(max(r.ecap_uv, -bound_uv), bound_uv)
-    hist[1, 0] = 1.0 if r.detected else 0.0
-    hist[2, 0] = current
-    return level, level / perc
+    hist[0, 0] = min(max(ecap_uv, -bound_uv), bound_uv)
+    hist[1, 0] = detected
+    hist[2, 0] = current_ma
 
 
 @structref.register

@@ -22,24 +22,36 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from numba import get_num_threads
 
 from closedloop._config import ConfigError
 from closedloop.device import limit_many
 from closedloop.envs import model_store
+from closedloop.envs import step_kernels as sk
 from closedloop.envs.batch_step import BatchArgs, batch_args, vector_step
 from closedloop.envs.config import ACTION_MODES
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
 from closedloop.envs.step_kernels import checked_actions
-from closedloop.neural.batch import RECORDING_CACHE, run_pulses_batch_indexed, stack
-from closedloop.neural.batch import serial as _serial
+from closedloop.neural.batch import (
+    RECORDING_CACHE,
+    batch_threads,
+    run_pulses_batch_indexed,
+    stack,
+)
 from closedloop.neural.kernels import PULSE_DTYPE, KernelState, PulseInputs
 from closedloop.neural.recording import refresh_templates
-from closedloop.perception import keep_factor, smooth_many
+from closedloop.perception import smooth_many
 
 PREFETCH_MAX_ENVS = model_store.CAPACITY // 4
 """Up to this many sub-environments, each one's next patient's model is built ahead in the
 background (:mod:`closedloop.envs.model_store`); with more, the store could not hold them."""
+
+
+_FROM_STEP_ARRAY = (
+    ("target", sk.S_TARGET), ("min", sk.S_MIN), ("max", sk.S_MAX), ("current", sk.S_CURRENT),
+    ("level", sk.S_LEVEL), ("t", sk.S_T), ("imp", sk.S_IMP), ("comfort", sk.S_COMFORT_CHARGE),
+    ("perc", sk.S_PERC), ("disc", sk.S_DISC), ("keep", sk.S_KEEP), ("qmax", sk.S_QMAX),
+    ("factor", sk.S_FACTOR))
+"""Per-env vectors and the fields of the scalar env's step array they are loaded from."""
 
 
 class ECAPVectorEnv(VectorEnv):
@@ -100,8 +112,8 @@ class ECAPVectorEnv(VectorEnv):
         self._out = np.empty((n, p), PULSE_DTYPE)
         self._wave = np.empty((n, 0, models[0].n_samples))
         self._vec = {k: np.zeros(n) for k in (
-            "target", "min", "max", "current", "level", "t", "imp", "contact", "comfort",
-            "perc", "disc", "keep", "factor", "qmax")}
+            "target", "min", "max", "current", "level", "t", "imp", "comfort", "perc",
+            "disc", "keep", "factor", "qmax")}
         dev = self.envs[0].spec_.device
         self._pw = np.full(n, self.cfg.pw_us)
         self._max_change = np.full(n, dev.max_step_ma * p)
@@ -149,15 +161,8 @@ class ECAPVectorEnv(VectorEnv):
     def _load_vectors(self, i: int) -> None:
         """Per-env scalars (limits, target, current, history) of sub-environment ``i``."""
         e, v = self.envs[i], self._vec
-        cal, per = e.calibration, e.patient.perception
-        v["target"][i], v["min"][i], v["max"][i] = e.target_uv, cal.min_ma, cal.max_ma
-        v["current"][i], v["level"][i], v["t"][i] = e._current, np.nan, 0.0
-        v["imp"][i], v["contact"][i], v["comfort"][i] = (e._impedance, e._contact_mm,
-                                                         e._comfort_charge)
-        v["perc"][i], v["disc"][i] = per.perception_fraction, per.discomfort_level
-        v["keep"][i] = keep_factor(1.0 / self.cfg.rate_hz, per.tau_s)
-        v["qmax"][i] = e.spec_.device.max_charge_uc(e._contact_mm)
-        v["factor"][i] = (self.cfg.rate_hz / per.reference_rate_hz) ** per.rate_exponent
+        for key, field in _FROM_STEP_ARRAY:          # as the scalar env computed them
+            v[key][i] = e._s[field]
         self._hist[i] = e._hist
         self._table_index[i] = self._slot(e.model)
         m = e.trace.t_s.size
@@ -218,8 +223,7 @@ class ECAPVectorEnv(VectorEnv):
     def _step_one_pulse(self, a) -> tuple:
         """One pulse per step: one compiled call (:func:`.batch_step.vector_step`)."""
         obs, reward, truncated, feel, true, charge, in_window, overstim, flags, current = (
-            vector_step(a, self._args or self._make_args(), 1 if _serial() else
-                        get_num_threads()))
+            vector_step(a, self._args or self._make_args(), batch_threads()))
         info = {"ecap_true_uv": true, "sensation": feel, "in_window": in_window,
                 "overstim": overstim, "current_ma": current, "charge_uc": charge,
                 "limit_flags": flags}

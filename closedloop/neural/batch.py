@@ -165,11 +165,7 @@ def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave,
                 f"inputs.pw_us[{p}] must equal the pulse width its shared recording cache "
                 f"(cache_index[{p}]={int(cache_index[p])}) holds, {float(held[p, 0]):g} µs; "
                 "refresh the slot first (closedloop.neural.recording.refresh_templates)")
-    if _SERIAL:
-        _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, 0, out.shape[0])
-    else:
-        _batch(state, tables, table_index, cache_index, kp, inputs, out, wave,
-               get_num_threads())
+    run_batch(state, tables, table_index, cache_index, kp, inputs, out, wave, batch_threads())
 
 
 @njit(cache=True)
@@ -180,6 +176,19 @@ def _pw_mismatch(cache, cache_index, pw_us):
             if pw_us[p, q] != cache[cache_index[p], 0]:
                 return p
     return -1
+
+
+@njit(cache=True)
+def run_batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads):
+    """:func:`run_pulses_batch_indexed` without its check, for compiled callers.
+
+    ``n_threads`` comes from :func:`batch_threads`; with 1 the patients run in the calling
+    thread, with no parallel region.
+    """
+    if n_threads > 1:
+        _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads)
+    else:
+        _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, 0, out.shape[0])
 
 
 @njit(cache=True, parallel=True)
@@ -202,9 +211,9 @@ def _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, lo, h
                    _params_at(kp, p), _inputs_at(inputs, p), out[p], wave[p], work)
 
 
-def serial() -> bool:
-    """Whether batch kernels must run serially here (a child forked from an OpenMP parent)."""
-    return _SERIAL
+def batch_threads() -> int:
+    """Threads for :func:`run_batch`: numba's, or 1 in a child forked from an OpenMP parent."""
+    return 1 if _SERIAL else get_num_threads()
 
 
 _SERIAL = False
