@@ -306,12 +306,12 @@ def apply_limits_scalar(requested_ma: float, previous_ma: float, pw_us: float,
                         impedance_ohm: float, min_ma: float, max_ma: float,
                         params: DeviceParams, contact_length_mm: float,
                         n_pulses: float) -> tuple[float, int]:
-    """Fast scalar :func:`apply_limits` for one patient whose inputs are already validated.
+    """Scalar :func:`apply_limits` for one patient whose inputs are already validated.
 
     Only ``requested_ma`` is checked (it must be finite, a cheap ``math.isfinite`` test); the
     other inputs must satisfy the conditions listed in :func:`apply_limits`, which are not
     checked here. Every argument is converted to ``float``, so one compiled specialisation of
-    :func:`limit_one` serves all callers, called through its entry point.
+    :func:`limit_one` serves all callers.
 
     Args:
         requested_ma: Current the controller asks for (mA); must be finite.
@@ -333,25 +333,11 @@ def apply_limits_scalar(requested_ma: float, previous_ma: float, pw_us: float,
     """
     if not math.isfinite(requested_ma):
         raise ConfigError(f"requested_ma={float(requested_ma)!r} must be finite")
-    return (_limit_one_f64 or _bind_limit_one())(
+    return limit_one(
         float(requested_ma), float(previous_ma), float(pw_us), float(impedance_ohm),
         float(min_ma), float(max_ma), float(params.max_current_ma),
         float(params.max_step_ma * n_pulses), float(params.max_charge_uc(contact_length_mm)),
         float(params.compliance_v))
-
-
-_limit_one_f64 = None
-"""The entry point of :func:`limit_one` compiled for ten floats, bound at the first call of
-:func:`apply_limits_scalar`: calling it skips numba's per-call type dispatch."""
-
-
-def _bind_limit_one():
-    global _limit_one_f64
-    try:
-        _limit_one_f64 = limit_one.compile((numba.float64,) * 10)
-    except Exception:  # pragma: no cover - an unusual numba build
-        _limit_one_f64 = limit_one
-    return _limit_one_f64
 
 
 def limit_report(flags) -> dict[str, int]:
