@@ -55,7 +55,7 @@ def step_array(**values: float) -> np.ndarray:
     return np.array([float(values[name]) for name in STEP_FIELDS])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def limit_pulse(requested, t_s, rate_hz, last, csf_trace, scale_trace, current, pw_us, imp,
                 min_ma, max_ma, max_current_ma, max_change, qmax, compliance_v):
     """Trace index, delivered current and device flags of one patient's next pulse.
@@ -86,7 +86,7 @@ def limit_pulse(requested, t_s, rate_hz, last, csf_trace, scale_trace, current, 
     return k, delivered, flags, csf_trace[k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sense_and_observe(r, level, factor, keep, perc, current, bound_uv, hist):
     """Sensation after the pulse whose record is ``r``; pushes the observation history.
 
@@ -109,7 +109,7 @@ def sense_and_observe(r, level, factor, keep, perc, current, bound_uv, hist):
     return level, level / perc
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def push_history(hist, ecap_uv, detected, current_ma, bound_uv):
     """Shift the observation history (3, H) one step and put the newest values first.
 
@@ -209,7 +209,7 @@ def pulse_step(action, a):
             int(a.event_trace[k]), reward, truncated)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def before_pulse(actions, mode, scales, t_s, rate_hz, last, csf_trace, scale_trace, v, pw_us,
                  max_current_ma, compliance_v, max_change, inputs, flags):
     """Action mapping and :func:`limit_pulse` for every patient; fills the kernel's inputs.
@@ -246,7 +246,7 @@ def before_pulse(actions, mode, scales, t_s, rate_hz, last, csf_trace, scale_tra
         inputs.interval_s[i, 0] = 1.0 / rate_hz
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
     """:func:`sense_and_observe` for every patient, the clock, reward, truncation, observation.
 

@@ -182,7 +182,7 @@ def sd_ratio_min(chronaxie_range_us, pw_us):
     return min(a, b)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def advance_clock(state, kp, interval_s, decay, gain):
     """Advance the clock by the interval; ``decay[k]``, ``gain[k]``: exp(∓(t - t_ref_k) / tau_k).
 
@@ -208,7 +208,7 @@ def advance_clock(state, kp, interval_s, decay, gain):
         gain[k] = 1.0 / decay[k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key):
     """Advance the fibre state over one interval and fire one pulse; return the recruited count.
 
@@ -238,7 +238,7 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     return fire(state, work, tables, kp, current_ma, j, f, n_exam)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exam_count(floor, limit, n_fibres):
     """Number of leading fibres to examine: blocks up to the first whose floor exceeds ``limit``.
 
@@ -251,7 +251,7 @@ def exam_count(floor, limit, n_fibres):
     return min(b * FLOOR_BLOCK, n_fibres)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
     """Write the jittered thresholds (mA) of fibres ``0:n`` into ``work.th``.
 
@@ -280,7 +280,7 @@ def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
         th[i] = t if xr <= x_abs else np.inf
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fire(state, work, tables, kp, current_ma, j, f, n):
     """Fire the fibres among ``0:n`` whose ``work.th`` is at most the current; return the count.
 
@@ -306,7 +306,7 @@ def fire(state, work, tables, kp, current_ma, j, f, n):
     return n_rec
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _reset_processes(ref, factors, kp, current_ma, th, lo, hi):
     """Reset the processes of the fibres in ``lo:hi`` that fire (``current >= th``).
 
@@ -329,7 +329,7 @@ def _reset_processes(ref, factors, kp, current_ma, th, lo, hi):
             p4[i] = np.float32((b2 + i2 * (1.0 - b2)) * e4)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def run_pulses(state, tables, kp, inputs, out, wave, work):
     """Deliver ``P`` pulses to one patient, writing one ``PULSE_DTYPE`` record per pulse.
 

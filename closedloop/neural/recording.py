@@ -36,7 +36,7 @@ def pulse_end_ms(pw_us, kp):
     return (2.0 * pw_us + kp.interphase_us) * 1e-3
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def window_bounds(pw_us, kp, n_samples):
     """First and one-past-last sample of the estimator window for a pulse width."""
     lo = int(math.ceil((pulse_end_ms(pw_us, kp) + kp.blank_ms) * kp.fs_hz * 1e-3))
@@ -88,7 +88,7 @@ def refresh_shapes(state, kp, pw_us):
         state.shapes[1, s] = u * math.exp(0.5 * (1.0 - u * u))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, rec):
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded sweep ``rec``.
 
@@ -120,7 +120,7 @@ def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, re
     return emg
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def clipped(x, lo, hi, top):
     """Whether any sample of ``x[lo:hi]`` sits at the ADC rails ``±top``."""
     for s in range(lo, hi):  # noqa: SIM110 (a loop numba compiles)
@@ -129,7 +129,7 @@ def clipped(x, lo, hi, top):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def n1p2(x, lo, hi):
     """N1-P2 amplitude in ``x[lo:hi]`` and the index of N1 (the minimum)."""
     i_min, mn = lo, x[lo]
@@ -142,7 +142,7 @@ def n1p2(x, lo, hi):
     return mx - mn, i_min
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def template_estimate(state, x, lo, hi, max_lag):
     """Sliding matched-filter amplitude of ``x`` in µV (the template's N1-P2 scale).
 
@@ -167,7 +167,7 @@ def template_estimate(state, x, lo, hi, max_lag):
     return best * state.cache[1] * state.cache[2]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def n1_latency(neural, i_min, lo, hi, dt_ms):
     """N1 time (ms) by parabolic refinement around sample ``i_min`` inside ``lo:hi``."""
     if i_min <= lo or i_min >= hi - 1:
