@@ -115,6 +115,28 @@ def test_sb3_adapter_resets_in_the_same_step_as_gymnasium_does_in_the_next(pulse
     assert ended, "no episode ended"
 
 
+def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
+    from closedloop.envs.sb3 import SB3VecEnv, dict_rows
+
+    keys = ("ecap_true_uv", "in_window", "overstim", "current_ma", "charge_uc")
+    gym_env, sb3_env = ECAPVectorEnv(3), SB3VecEnv(ECAPVectorEnv(3), info_keywords=keys)
+    sb3_env.seed(2)
+    gym_env.reset(seed=2), sb3_env.reset()
+    a = np.full((3, 1), 0.3, np.float32)
+    info = gym_env.step(a)[4]
+    sb3_env.step_async(a)
+    infos = sb3_env.step_wait()[3]
+    assert [sorted(d) for d in infos] == [sorted(keys)] * 3
+    for i, d in enumerate(infos):
+        for k in keys:
+            assert d[k] == info[k][i] and type(d[k]) is type(info[k][i].item())
+    assert dict_rows(())([], 2) == [{}, {}]
+    assert dict_rows(("a'b", 'c"d'))([[1, 2], [3, 4]], 2) == [{"a'b": 1, 'c"d': 3},
+                                                              {"a'b": 2, 'c"d': 4}]
+    with pytest.raises(ConfigError, match="info_keywords"):
+        SB3VecEnv(ECAPVectorEnv(1), info_keywords=(3,))
+
+
 def test_make_vec_builds_the_native_vector_env():
     venv = gym.make_vec("closedloop/ECAPClinic-v0", num_envs=2,
                         vectorization_mode="vector_entry_point", episode_s=2.0)

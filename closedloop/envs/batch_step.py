@@ -71,9 +71,9 @@ def vector_step(actions, a, n_threads):
         n_threads: Threads of the batch kernel (:func:`closedloop.neural.batch.batch_threads`).
 
     Returns:
-        New arrays ``(obs, reward, truncated, feel, true, charge, in_window, overstim, flags,
-        current)`` (see :func:`~closedloop.envs.step_kernels.after_pulse`), the device flags
-        and the delivered currents (mA).
+        New arrays ``(obs, values, flags, limit_flags)``: the first three as
+        :func:`~closedloop.envs.step_kernels.after_pulse` returns them, then the device's limit
+        bitmasks.
     """
     c = a.consts
     flags = np.empty(actions.size, np.int64)
@@ -81,7 +81,6 @@ def vector_step(actions, a, n_threads):
                  a.before, c[4], c[5], c[6], a.max_change, a.inputs, flags)
     run_batch(a.state, a.tables, a.table_index, a.table_index, a.kp, a.inputs, a.out, a.wave,
               n_threads)
-    obs, reward, truncated, feel, true, charge, in_window, overstim = after_pulse(
-        a.out, a.after, a.weights, a.hist, a.t_s, 1.0 / c[3], c[3], a.last, c[7])
-    return (obs, reward, truncated, feel, true, charge, in_window, overstim, flags,
-            a.before[0].copy())
+    obs, values, step_flags = after_pulse(a.out, a.after, a.weights, a.hist, a.t_s,
+                                          1.0 / c[3], c[3], a.last, c[7])
+    return obs, values, step_flags, flags

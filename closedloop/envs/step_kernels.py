@@ -246,6 +246,13 @@ def before_pulse(actions, mode, scales, t_s, rate_hz, last, csf_trace, scale_tra
         inputs.interval_s[i, 0] = 1.0 / rate_hz
 
 
+STEP_VALUES = ("reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma")
+"""Rows of the values :func:`after_pulse` returns: reward, sensation (1: perception), true ECAP
+(µV), charge per phase (µC), delivered current (mA)."""
+STEP_FLAGS = ("truncated", "in_window", "overstim")
+"""Rows of the flags :func:`after_pulse` returns."""
+
+
 @njit(cache=True, inline="always")
 def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
     """:func:`sense_and_observe` for every patient, the clock, reward, truncation, observation.
@@ -264,16 +271,16 @@ def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
         ecap_bound_uv: Bound of the observed ECAP (µV).
 
     Returns:
-        New arrays ``(obs, reward, truncated, feel, true, charge, in_window, overstim)``: the
-        observations (N, 3 H + 1) float32, rewards, truncation flags, sensations, true ECAPs
-        (µV), charges per phase (µC) and the clinical flags.
+        New arrays ``(obs, values, flags)``: the observations (N, 3 H + 1) float32, the rows
+        of :data:`STEP_VALUES` (5, N) and of :data:`STEP_FLAGS` (3, N) bool (three arrays
+        instead of nine: each array a compiled function returns costs about 0.3 µs).
     """
     level, factor, keep, perc, disc, current, target, comfort = v
     n, h = level.size, hist.shape[2]
     obs = np.empty((n, 3 * h + 1), np.float32)
-    reward, feel, true, charge = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    truncated, in_window, overstim = (np.empty(n, np.bool_), np.empty(n, np.bool_),
-                                      np.empty(n, np.bool_))
+    values, flags = np.empty((5, n)), np.empty((3, n), np.bool_)
+    reward, feel, true, charge, delivered = values
+    truncated, in_window, overstim = flags
     for i in range(n):
         r = out[i, 0]
         level[i], feel[i] = sense_and_observe(r, level[i], factor[i], keep[i], perc[i],
@@ -290,7 +297,8 @@ def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
             for c in range(h):
                 obs[i, row * h + c] = hist[i, row, c]
         obs[i, 3 * h] = target[i]
-    return obs, reward, truncated, feel, true, charge, in_window, overstim
+        delivered[i] = current[i]
+    return obs, values, flags
 
 
 @njit(cache=True)

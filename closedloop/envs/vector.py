@@ -222,11 +222,13 @@ class ECAPVectorEnv(VectorEnv):
 
     def _step_one_pulse(self, a) -> tuple:
         """One pulse per step: one compiled call (:func:`.batch_step.vector_step`)."""
-        obs, reward, truncated, feel, true, charge, in_window, overstim, flags, current = (
-            vector_step(a, self._args or self._make_args(), batch_threads()))
+        obs, values, flags, limits = vector_step(a, self._args or self._make_args(),
+                                                 batch_threads())
+        reward, feel, true, charge, current = values
+        truncated, in_window, overstim = flags
         info = {"ecap_true_uv": true, "sensation": feel, "in_window": in_window,
                 "overstim": overstim, "current_ma": current, "charge_uc": charge,
-                "limit_flags": flags}
+                "limit_flags": limits}
         return obs, reward, truncated, info
 
     def __getstate__(self) -> dict:
