@@ -138,7 +138,8 @@ def n1p2(x, lo, hi):
             mn, i_min = x[s], s
     mx = mn
     for s in range(i_min, hi):
-        mx = max(mx, x[s])
+        if x[s] > mx:
+            mx = x[s]
     return mx - mn, i_min
 
 
@@ -149,21 +150,27 @@ def template_estimate(state, x, lo, hi, max_lag):
     The zero-mean template over ``lo:hi`` is slid by up to ``max_lag`` samples either way (the
     ECAP arrives later as smaller fibres join) and the largest projection is kept. Only
     samples inside ``lo:hi`` are read, so the sweep outside the window does not matter.
+
+    The window is copied between zeros, so that every sample adds to every lag (a whole number
+    of vectors of them, a fixed-length loop that vectorises): a sample outside the window adds
+    an exact zero, which leaves each lag's left-to-right sum bit for bit as it was.
     """
     n_lag = 2 * max_lag + 1
-    dots = np.zeros(n_lag)
-    mf = state.mf
-    for s in range(lo, hi):  # per lag, the same left-to-right sum as a loop over s
+    n = hi - lo
+    width = (n_lag + 7) // 8 * 8
+    padded = np.zeros(n + width)
+    padded[max_lag:max_lag + n] = x[lo:hi]
+    dots = np.zeros(width)
+    mf = state.mf[lo:hi]
+    for s in range(n):
         w = mf[s]
-        first = max(-max_lag, lo - s)          # lags with lo <= s + lag < hi
-        last = min(max_lag, hi - 1 - s)
-        d = dots[first + max_lag:last + max_lag + 1]   # views: the inner loop vectorises
-        xs = x[s + first:s + last + 1]
-        for q in range(d.size):
-            d[q] += xs[q] * w
-    best = -1e300
-    for q in range(n_lag):
-        best = max(best, dots[q])
+        xs = padded[s:s + width]
+        for q in range(width):
+            dots[q] += xs[q] * w
+    best = dots[0]
+    for q in range(1, n_lag):
+        if dots[q] > best:
+            best = dots[q]
     return best * state.cache[1] * state.cache[2]
 
 
