@@ -183,14 +183,18 @@ def sd_ratio_min(chronaxie_range_us, pw_us):
 
 
 @njit(cache=True, inline="always")
-def advance_clock(state, kp, interval_s, decay, gain):
-    """Advance the clock by the interval; ``decay[k]``, ``gain[k]``: exp(∓(t - t_ref_k) / tau_k).
+def advance_clock(decay_ref, clock, kp, interval_s, decay, gain):
+    """Advance ``clock`` (``KernelState.clock_ms``) by the interval; ``decay[k]``, ``gain[k]``:
+    exp(∓(t - t_ref_k) / tau_k).
+
+    The kernels pass single arrays, not the state tuple, to their helpers: numba counts a
+    reference to every array of a tuple an inlined helper takes, with atomic operations that
+    cost more than some of the helpers' work.
 
     A process whose factor would fall below exp(-REBASE_ARG) is rebased first: every fibre's
     value is multiplied by the factor (values under ``FLUSH`` become 0) and its reference time
     moves to now.
     """
-    clock = state.clock_ms
     clock[0] += interval_s * 1e3
     taus = (kp.tau_rel_ms, kp.tau_sn_ms, kp.adapt_tau0_s * 1e3, kp.adapt_tau1_s * 1e3,
             kp.adapt_tau2_s * 1e3)
@@ -198,7 +202,7 @@ def advance_clock(state, kp, interval_s, decay, gain):
         arg = (clock[0] - clock[1 + k]) / taus[k]
         if arg > REBASE_ARG:
             e = math.exp(-arg)
-            row = state.decay_ref[k]
+            row = decay_ref[k]
             for i in range(row.size):
                 v = row[i] * e
                 row[i] = v if v >= FLUSH else 0.0
@@ -225,7 +229,7 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     ``work.class_acc`` (zeroed first).
     """
     decay, gain = work.factors[0], work.factors[1]
-    advance_clock(state, kp, interval_s, decay, gain)
+    advance_clock(state.decay_ref, state.clock_ms, kp, interval_s, decay, gain)
     rheo = tables.rheo_ma
     g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), rheo.shape[0] - 1.000001)
     j = int(g)
@@ -357,13 +361,15 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
                         key)
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
-        emg = synthesise(state, tables, kp, acc, frac, cur, key, 0 if full else lo,
+        emg = synthesise(state.templates, state.shapes, tables.sample_hash, kp, acc, frac, cur,
+                         key, 0 if full else lo,
                          n_s if full else hi, neural, rec)
         if full:
             wave[p, :] = rec
         r = out[p]
         r.ecap_n1p2_uv = n1p2(rec, lo, hi)[0]
-        r.ecap_template_uv = template_estimate(state, rec, lo, hi, kp.template_lag)
+        r.ecap_template_uv = template_estimate(state.mf, state.cache, rec, lo, hi,
+                                               kp.template_lag)
         r.ecap_uv = r.ecap_template_uv if kp.use_template > 0.5 else r.ecap_n1p2_uv
         true_amp, i_min = n1p2(neural, lo, hi)
         r.ecap_true_uv = true_amp

@@ -89,8 +89,12 @@ def refresh_shapes(state, kp, pw_us):
 
 
 @njit(cache=True, inline="always")
-def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, rec):
+def synthesise(templates, shapes, sample_hash, kp, acc, frac, current_ma, key, lo, hi, neural,
+               rec):
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded sweep ``rec``.
+
+    ``templates``, ``shapes`` and ``sample_hash`` are the ``KernelState`` and ``KernelTables``
+    fields of those names.
 
     Returns:
         The peak of the late muscle response (µV).
@@ -100,13 +104,13 @@ def synthesise(state, tables, kp, acc, frac, current_ma, key, lo, hi, neural, re
     for b in range(acc.size):
         a = acc[b]
         if a != 0.0:
-            row = state.templates[b, lo:hi]
+            row = templates[b, lo:hi]
             for s in range(out.size):
                 out[s] += a * row[s]
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
-    art_shape, emg_shape = state.shapes[0, lo:hi], state.shapes[1, lo:hi]
-    sample_hash, sweep = tables.sample_hash[lo:hi], rec[lo:hi]
+    art_shape, emg_shape = shapes[0, lo:hi], shapes[1, lo:hi]
+    sample_hash, sweep = sample_hash[lo:hi], rec[lo:hi]
     key2 = fmix32(key ^ NOISE_SALT)
     top, lsb, noise = kp.adc_range_uv, kp.adc_lsb_uv, kp.noise_uv_rms
     inv_lsb = 1.0 / lsb
@@ -144,8 +148,10 @@ def n1p2(x, lo, hi):
 
 
 @njit(cache=True, inline="always")
-def template_estimate(state, x, lo, hi, max_lag):
+def template_estimate(mf, cache, x, lo, hi, max_lag):
     """Sliding matched-filter amplitude of ``x`` in µV (the template's N1-P2 scale).
+
+    ``mf`` and ``cache`` are the ``KernelState`` fields of those names.
 
     The zero-mean template over ``lo:hi`` is slid by up to ``max_lag`` samples either way (the
     ECAP arrives later as smaller fibres join) and the largest projection is kept. Only
@@ -161,7 +167,7 @@ def template_estimate(state, x, lo, hi, max_lag):
     padded = np.zeros(n + width)
     padded[max_lag:max_lag + n] = x[lo:hi]
     dots = np.zeros(width)
-    mf = state.mf[lo:hi]
+    mf = mf[lo:hi]
     for s in range(n):
         w = mf[s]
         xs = padded[s:s + width]
@@ -171,7 +177,7 @@ def template_estimate(state, x, lo, hi, max_lag):
     for q in range(1, n_lag):
         if dots[q] > best:
             best = dots[q]
-    return best * state.cache[1] * state.cache[2]
+    return best * cache[1] * cache[2]
 
 
 @njit(cache=True, inline="always")
