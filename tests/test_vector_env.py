@@ -178,3 +178,17 @@ def test_shared_recording_cache_with_another_pulse_width_is_refused():
     with pytest.raises(ValueError, match=r"inputs.pw_us\[0\] must equal .* holds, 250 µs"):
         run_pulses_batch_indexed(venv._state, venv._tables, venv._table_index, venv._kp,
                                  venv._inputs, venv._out, venv._wave, venv._table_index)
+
+
+def test_sb3_adapter_pickles_and_steps_after_unpickling():
+    import pickle
+
+    from closedloop.envs.sb3 import SB3VecEnv
+
+    env = SB3VecEnv(ECAPVectorEnv(2, episode_s=1.0))
+    env.reset()
+    env.step(np.zeros((2, 1), np.float32))
+    clone = pickle.loads(pickle.dumps(env))
+    a = np.full((2, 1), 0.2, np.float32)
+    out, copy = env.step(a), clone.step(a)
+    assert np.array_equal(out[0], copy[0]) and out[3] == copy[3]

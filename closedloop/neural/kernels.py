@@ -184,12 +184,11 @@ def sd_ratio_min(chronaxie_range_us, pw_us):
 
 @njit(cache=True, inline="always")
 def advance_clock(decay_ref, clock, kp, interval_s, decay, gain):
-    """Advance ``clock`` (``KernelState.clock_ms``) by the interval; ``decay[k]``, ``gain[k]``:
-    exp(∓(t - t_ref_k) / tau_k).
+    """Advance ``clock`` (``KernelState.clock_ms``); ``decay[k]``, ``gain[k]``: exp(∓Δt/tau_k).
 
-    The kernels pass single arrays, not the state tuple, to their helpers: numba counts a
-    reference to every array of a tuple an inlined helper takes, with atomic operations that
-    cost more than some of the helpers' work.
+    Like :func:`~closedloop.neural.recording.synthesise`, it takes the arrays it uses rather
+    than the state tuple: numba adds a reference-count operation per array of a tuple an
+    inlined helper takes.
 
     A process whose factor would fall below exp(-REBASE_ARG) is rebased first: every fibre's
     value is multiplied by the factor (values under ``FLUSH`` become 0) and its reference time
