@@ -9,6 +9,11 @@ their SFAP weight to their diameter class; the recorded sweep is synthesised fro
 templates, the late muscle response, the stimulus artefact, amplifier noise and the ADC, and
 the ECAP amplitude is estimated from it.
 
+The helpers of a pulse, and ``run_pulses`` itself, are inlined at numba's IR level
+(``inline="always"``) into their callers (the batch kernel, the environments' compiled steps):
+as separate compiled functions, every call took its tuples of arrays with a reference-count
+operation per array, and the whole took about a quarter more time per pulse.
+
 Layout (see :mod:`closedloop.neural.model` for the Python side that builds these):
     state:   ``KernelState``  (mutable fibre state, pulse counter, template cache)
     work:    ``KernelWork``   (scratch of one call)
