@@ -140,7 +140,7 @@ def setups(quick: bool) -> dict:
         return lambda: (ResetTimer(gym.make(ENV_ID)), ResetTimer(null_env(gym.make(ENV_ID))),
                         dict(hp), 1)
 
-    rounds = 2 if quick else 12
+    rounds = 2 if quick else 36
     return {"single_lean": (single(LEAN), rounds, 2048),
             "single_default": (single({}), rounds, 2048),
             "training": (_training_pair, rounds, 4096)}
