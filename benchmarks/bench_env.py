@@ -264,6 +264,13 @@ def main(argv=None) -> int:
           f"({p['resets_ours']} reset(s) in {p['reset_s_ours']:.3f} s; a reset building a new "
           f"patient's model takes {d['reset_new_patient_s']:.2f} s, with it built "
           f"{d['reset_cached_s'] * 1e3:.0f} ms) + other {d['other']:.0f}")
+    p = res["ppo"]["training"]
+    w, a = p["step_wait_us"], p["step_wait_alone_us"]
+    per = {k: 1e6 * p["n_envs"] / p[k] for k in ("ours", "null")}
+    print(f"  training per step of {p['n_envs']} (µs): ours {per['ours']:.0f}, null "
+          f"{per['null']:.0f}, extra {per['ours'] - per['null']:.0f}; the vec env's step_wait "
+          f"inside PPO: ours {w['ours']:.0f}, null {w['null']:.0f} (alone, median: ours "
+          f"{a['ours']:.0f}, null {a['null']:.0f})")
     res["vector"] = section_vector((256, 1024), 10 if args.quick else 50, 2 if args.quick else 6)
     for n, r in res["vector"].items():
         print(f"native vector env, {n} patients: {r['env_steps_per_s']:,.0f} env-steps/s "

@@ -146,6 +146,47 @@ def setups(quick: bool) -> dict:
             "training": (_training_pair, rounds, 4096)}
 
 
+class StepWaitTimer:
+    """Times the ``step_wait`` of the innermost SB3 ``VecEnv`` under ``env``'s wrappers.
+
+    For the training set-up that is our :class:`~closedloop.envs.sb3.SB3VecEnv` (the native
+    vector env's step) or the null twin's; for the single set-ups, ``DummyVecEnv`` (our env's
+    step and the copy of its info).
+    """
+
+    def __init__(self, env) -> None:
+        from stable_baselines3.common.vec_env import VecEnv
+
+        while isinstance(getattr(env, "venv", None), VecEnv):
+            env = env.venv
+        self.env, self.seconds, self.calls = env, 0.0, 0
+        inner = env.step_wait
+
+        def timed():
+            t0 = time.perf_counter()
+            out = inner()
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+            return out
+
+        env.step_wait = timed
+
+    def mean_us(self) -> float:
+        """Mean µs per call so far."""
+        return self.seconds / max(self.calls, 1) * 1e6
+
+    def alone_us(self, steps: int = 400) -> float:
+        """Median µs of ``step_wait`` over ``steps`` back-to-back steps outside PPO."""
+        env, times = self.env, []
+        actions = np.zeros((env.num_envs, *env.action_space.shape), env.action_space.dtype)
+        for _ in range(steps):
+            env.step_async(actions)
+            t0 = time.perf_counter()
+            env.step_wait()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times)) * 1e6
+
+
 def measure(make_envs, rounds: int, chunk: int) -> dict:
     """PPO env-steps/s on ours and on the null twin, timed round-robin in ``chunk`` steps.
 
@@ -153,7 +194,8 @@ def measure(make_envs, rounds: int, chunk: int) -> dict:
     patients' model builds and the background builds of their successors). The timed ``learn``
     calls then alternate, so that background load falls on both alike; episode ends inside the
     timed steps count. Returns both rates, their ratio over all rounds, each round's ratio, and
-    the time our single env spent in resets.
+    the time our single env spent in resets, and the mean ``step_wait`` of each side's
+    innermost ``VecEnv`` inside the timed rounds and (median) alone (:class:`StepWaitTimer`).
     """
     import torch
     from stable_baselines3 import PPO
@@ -171,12 +213,15 @@ def measure(make_envs, rounds: int, chunk: int) -> dict:
             model.learn(total_timesteps=chunk)
         model_store.wait_idle()      # the first resets' prefetches: part of the warm-up
         reset0 = getattr(ours, "reset_s", 0.0), getattr(ours, "resets", 0)
+        timers = {name: StepWaitTimer(model.get_env()) for name, model in models.items()}
         times = {name: [] for name in models}
         for _ in range(rounds):
             for name, model in models.items():
                 t0 = time.perf_counter()
                 model.learn(total_timesteps=chunk, reset_num_timesteps=False)
                 times[name].append(time.perf_counter() - t0)
+        inside = {name: t.mean_us() for name, t in timers.items()}
+        alone = {name: t.alone_us() for name, t in timers.items()}
     finally:
         torch.set_num_threads(threads)
     steps = rounds * chunk
@@ -184,7 +229,8 @@ def measure(make_envs, rounds: int, chunk: int) -> dict:
     out.update(ratio=out["ours"] / out["null"], steps=steps, n_envs=n_envs,
                round_ratios=[n / o for o, n in zip(times["ours"], times["null"], strict=True)],
                reset_s_ours=getattr(ours, "reset_s", 0.0) - reset0[0],
-               resets_ours=getattr(ours, "resets", 0) - reset0[1])
+               resets_ours=getattr(ours, "resets", 0) - reset0[1],
+               step_wait_us=inside, step_wait_alone_us=alone)
     return out
 
 
