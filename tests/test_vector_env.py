@@ -133,8 +133,20 @@ def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
     assert dict_rows(())([], 2) == [{}, {}]
     assert dict_rows(("a'b", 'c"d'))([[1, 2], [3, 4]], 2) == [{"a'b": 1, 'c"d': 3},
                                                               {"a'b": 2, 'c"d': 4}]
-    with pytest.raises(ConfigError, match="info_keywords"):
-        SB3VecEnv(ECAPVectorEnv(1), info_keywords=(3,))
+    for bad in ((3,), ("in_windw",)):
+        with pytest.raises(ConfigError, match="info_keywords.*valid keys: ecap_true_uv"):
+            SB3VecEnv(ECAPVectorEnv(1), info_keywords=bad)
+
+
+@pytest.mark.parametrize("pulses_per_step", [1, 2])
+def test_vector_env_info_has_the_documented_keys(pulses_per_step):
+    from closedloop.envs.vector import INFO_KEYS
+
+    env = ECAPVectorEnv(2, pulses_per_step=pulses_per_step)
+    env.reset(seed=0)
+    info = env.step(np.zeros((2, 1), np.float32))[4]
+    assert sorted(info) == sorted(INFO_KEYS)
+    assert all(np.shape(info[k]) == (2,) for k in INFO_KEYS)
 
 
 def test_make_vec_builds_the_native_vector_env():

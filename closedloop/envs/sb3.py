@@ -11,7 +11,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from closedloop._config import ConfigError
-from closedloop.envs.vector import ECAPVectorEnv
+from closedloop.envs.vector import INFO_KEYS, ECAPVectorEnv
 
 
 def dict_rows(keys: tuple):
@@ -33,8 +33,9 @@ class SB3VecEnv(VecEnv):
 
     Args:
         venv: The native vector env.
-        info_keywords: Per-step info keys copied into each sub-env's info dict (for
-            ``VecMonitor(info_keywords=...)``).
+        info_keywords: Per-step info keys (of :data:`~closedloop.envs.vector.INFO_KEYS`;
+            others raise :class:`~closedloop.ConfigError`) copied into each sub-env's info dict
+            (for ``VecMonitor(info_keywords=...)``).
     """
 
     def __init__(self, venv: ECAPVectorEnv, info_keywords=("ecap_true_uv", "in_window",
@@ -42,16 +43,17 @@ class SB3VecEnv(VecEnv):
         self.venv = venv
         self.info_keywords = tuple(info_keywords)
         for key in self.info_keywords:
-            if not isinstance(key, str):
-                raise ConfigError(f"info_keywords entry {key!r} must be a str (an info key)")
-        self._keys = self._dicts = None     # info keys present, and their dicts' maker
+            if key not in INFO_KEYS:
+                raise ConfigError(f"info_keywords entry {key!r} is not an info key of the "
+                                  f"vector env; valid keys: {', '.join(INFO_KEYS)}")
+        self._dicts = None                  # maker of the per-env info dicts, made at a step
         super().__init__(venv.num_envs, venv.single_observation_space,
                          venv.single_action_space)
         self._actions = None
         self._seed = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_keys": None, "_dicts": None}     # made again at a step
+        return {**self.__dict__, "_dicts": None}     # made again at the next step
 
     def reset(self) -> np.ndarray:
         """Reset every sub-env (seeded by :meth:`seed` if called before)."""
@@ -67,10 +69,9 @@ class SB3VecEnv(VecEnv):
         """Step, and reset finished sub-envs at once (SB3 semantics; no env terminates)."""
         venv = self.venv
         obs, reward, done, info = venv._step_arrays(self._actions)
-        if self._keys is None:              # the info keys are the same at every step
-            self._keys = tuple(k for k in self.info_keywords if k in info)
-            self._dicts = dict_rows(self._keys)
-        infos = self._dicts([info[k].tolist() for k in self._keys], self.num_envs)
+        if self._dicts is None:
+            self._dicts = dict_rows(self.info_keywords)
+        infos = self._dicts([info[k].tolist() for k in self.info_keywords], self.num_envs)
         if obs is None:                     # several pulses per step: built here
             obs = venv._obs()
         if any(done.tolist()):              # a sixth of the time of done.any() for a few envs

@@ -46,6 +46,11 @@ PREFETCH_MAX_ENVS = model_store.CAPACITY // 4
 background (:mod:`closedloop.envs.model_store`); with more, the store could not hold them."""
 
 
+INFO_KEYS = ("ecap_true_uv", "sensation", "in_window", "overstim", "current_ma", "charge_uc",
+             "limit_flags")
+"""Keys of the ``info`` dict of :meth:`ECAPVectorEnv.step`, each an array over the patients."""
+
+
 _FROM_STEP_ARRAY = (
     ("target", sk.S_TARGET), ("min", sk.S_MIN), ("max", sk.S_MAX), ("current", sk.S_CURRENT),
     ("level", sk.S_LEVEL), ("t", sk.S_T), ("imp", sk.S_IMP), ("comfort", sk.S_COMFORT_CHARGE),

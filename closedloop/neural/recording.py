@@ -164,9 +164,9 @@ def template_estimate(mf, cache, x, lo, hi, max_lag):
     n_lag = 2 * max_lag + 1
     n = hi - lo
     width = (n_lag + 7) // 8 * 8
-    padded = np.zeros(n + width)
+    scratch = np.zeros(n + 2 * width)      # one allocation per pulse, as before the padding
+    padded, dots = scratch[:n + width], scratch[n + width:]
     padded[max_lag:max_lag + n] = x[lo:hi]
-    dots = np.zeros(width)
     mf = mf[lo:hi]
     for s in range(n):
         w = mf[s]
