@@ -38,7 +38,7 @@ from closedloop.neural.kernels import (
     KernelState,
     PulseInputs,
     new_work,
-    run_pulses,
+    run_pulses_unshared,
 )
 from closedloop.neural.validation import check_inputs
 
@@ -246,7 +246,7 @@ def reference_jobs(model: NeuralModel, inputs: PulseInputs, ref_fn: Callable) ->
     def ker() -> np.ndarray:
         for state in box["ker_states"]:
             out = np.empty(n, PULSE_DTYPE)
-            run_pulses(state, model.tables, model.kp, inputs, out, wave, model.work)
+            run_pulses_unshared(state, model.tables, model.kp, inputs, out, wave, model.work)
         return out
 
     return {"reference": (ref, setup_ref), "kernel": (ker, setup_ker)}
@@ -413,9 +413,10 @@ def run_loop(patients: list, inputs: PulseInputs, n_s: int) -> np.ndarray:
     """Scalar kernel called once per patient, from each patient's resting state."""
     out = np.empty((len(patients), inputs.current_ma.size), PULSE_DTYPE)
     wave = np.empty((0, n_s))
-    work = new_work(patients[0][1].chronaxie_us.size, *patients[0][0].templates.shape)
+    work = new_work(patients[0][1].chronaxie_us.size, *patients[0][0].templates.shape,
+                    max(kp.template_lag for _, _, kp in patients))
     for p, (state, tables, kp) in enumerate(patients):
-        run_pulses(copy_state(state), tables, kp, inputs, out[p], wave, work)
+        run_pulses_unshared(copy_state(state), tables, kp, inputs, out[p], wave, work)
     return out
 
 

@@ -6,14 +6,17 @@ kernel's order, so recruitment must agree exactly and the recorded sweeps to rou
 
 import copy
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from closedloop.neural import PULSE_DTYPE, ModelParams, NeuralModel
-from closedloop.neural.batch import run_pulses_batch, stack
-from closedloop.neural.kernels import FLUSH, PulseInputs, run_pulses
+from closedloop.neural.batch import run_batch, run_pulses_batch, stack
+from closedloop.neural.kernels import FLUSH, PulseInputs, run_pulses, run_pulses_unshared
 from closedloop.neural.params import MAX_ABS_OVER_TAU_REL
 from closedloop.neural.reference import (
     build_tables_reference,
@@ -126,8 +129,8 @@ def test_pulse_train_matches_reference(waveforms, variant):
     assert k_out["saturated"].any() == bool(variant)
 
 
-def _batch_setup(seeds=(0, 1, 2), reset_seeds=(10, 11, 12)):
-    models = [NeuralModel(SMALL, seed=s) for s in seeds]
+def _batch_setup(seeds=(0, 1, 2), reset_seeds=(10, 11, 12), params=(SMALL,) * 3):
+    models = [NeuralModel(p, seed=s) for s, p in zip(seeds, params, strict=True)]
     for m, r in zip(models, reset_seeds, strict=True):
         m.reset(r)
     rng = np.random.default_rng(1)
@@ -157,6 +160,62 @@ def test_batch_equals_loop_of_scalar_calls(waveforms):
         for name in m.state._fields:
             assert_array_equal(getattr(state, name)[i], getattr(m.state, name), err_msg=name)
     assert len({int(o["n_recruited"].sum()) for o in out}) == len(models)  # patients differ
+
+
+@pytest.mark.parametrize("waveforms", [False, True])
+def test_kernel_without_reference_counting_is_the_same_kernel(waveforms):
+    inputs = _train(3)
+    models = [NeuralModel(SMALL, seed=7) for _ in range(2)]
+    for m in models:
+        m.reset(8)
+    n = inputs.current_ma.size
+    out = [np.empty(n, PULSE_DTYPE) for _ in models]
+    wave = [np.empty((n if waveforms else 0, m.n_samples)) for m in models]
+    for m, fn, o, w in zip(models, (run_pulses, run_pulses_unshared), out, wave, strict=True):
+        fn(m.state, m.tables, m.kp, inputs, o, w, m.work)
+    assert_records_identical(out[0], out[1])
+    assert_array_equal(wave[0], wave[1])
+    for name in models[0].state._fields:
+        assert_array_equal(getattr(models[0].state, name), getattr(models[1].state, name))
+    assert out[0]["n_recruited"].max() > 0
+
+
+COLD_FIRST_CALL = """
+import numpy as np
+from closedloop.neural import NeuralModel
+out = NeuralModel(seed=0).stimulate(np.full(3, 5.0), 250.0, 3.0, 0.02)
+assert out["n_recruited"].min() > 0
+"""
+
+
+def test_kernels_without_reference_counting_compile_from_a_cold_cache(tmp_path):
+    # numba compiles a callee (refresh_templates) with its caller's reference-counting setting:
+    # compiled first from a kernel without it, on an empty cache, it must allocate nothing
+    # (the batch kernel's loop over patients calls it the same way).
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", COLD_FIRST_CALL], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_batch_of_patients_with_different_template_lags(n_threads):
+    # The batch kernel allocates nothing (it runs without reference counting): its one scratch
+    # per thread must fit the largest lag of its patients, in the serial and parallel paths.
+    lags_ms = (0.0, 1.0, 0.25)
+    params = [SMALL.replace(recording={"template_lag_ms": lag}) for lag in lags_ms]
+    models, per = _batch_setup(params=params)
+    assert [m.kp.template_lag for m in models] == [0, 30, 8]
+    state = stack([m.state for m in models])
+    tables = stack([m.tables for m in models])
+    n_p = per[0].current_ma.size
+    out = np.empty((len(models), n_p), PULSE_DTYPE)
+    index = np.arange(len(models))
+    run_batch(state, tables, index, index, stack([m.kp for m in models]), stack(per), out,
+              np.empty((len(models), 0, models[0].n_samples)), n_threads)
+    for i, (m, inp) in enumerate(zip(models, per, strict=True)):
+        assert_records_identical(out[i], m.stimulate(*inp))
+    assert not np.array_equal(out[0]["ecap_template_uv"], out[1]["ecap_template_uv"])
 
 
 def test_same_seed_reproduces_and_reset_seed_changes_noise():

@@ -27,7 +27,7 @@ from numba.experimental import structref
 
 from closedloop.device import limit_one
 from closedloop.envs.config import requested_current, reward_formula
-from closedloop.neural.kernels import run_pulses
+from closedloop.neural.kernels import run_pulses_unshared
 from closedloop.perception import smooth_step
 
 STEP_FIELDS = ("t_s", "current_ma", "level", "rate_hz", "last", "pw_us", "impedance_ohm",
@@ -195,7 +195,7 @@ def pulse_step(action, a):
     inputs.pw_us[0] = s[S_PW]
     inputs.csf_mm[0] = csf
     inputs.interval_s[0] = 1.0 / s[S_RATE]
-    run_pulses(a.state, a.tables, a.kp, inputs, a.out, a.wave, a.work)
+    run_pulses_unshared(a.state, a.tables, a.kp, inputs, a.out, a.wave, a.work)
     r = a.out[0]
     s[S_LEVEL], feel = sense_and_observe(r, s[S_LEVEL], s[S_FACTOR], s[S_KEEP], s[S_PERC], cur,
                                          s[S_BOUND], a.hist)

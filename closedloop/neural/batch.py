@@ -182,13 +182,16 @@ def _pw_mismatch(cache, cache_index, pw_us):
 def run_batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads):
     """:func:`run_pulses_batch_indexed` without its check, for compiled callers.
 
-    ``n_threads`` comes from :func:`batch_threads`; with 1 the patients run in the calling
-    thread, with no parallel region.
+    ``n_threads`` comes from :func:`batch_threads`; with 1 (or one patient) the patients run
+    in the calling thread, with no parallel region.
     """
-    if n_threads > 1:
+    if out.shape[0] == 0:
+        return
+    if n_threads > 1 and out.shape[0] > 1:
         _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads)
     else:
-        _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, 0, out.shape[0])
+        _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, 0, out.shape[0],
+               _work_for(state, tables, kp))
 
 
 @njit(cache=True, parallel=True)
@@ -198,14 +201,27 @@ def _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_thr
     n_chunks = min(n, n_threads)
     for c in prange(n_chunks):
         _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave,
-               c * n // n_chunks, (c + 1) * n // n_chunks)
+               c * n // n_chunks, (c + 1) * n // n_chunks, _work_for(state, tables, kp))
 
 
-@njit(cache=True)
-def _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, lo, hi):
-    """Patients ``lo:hi`` of :func:`run_pulses_batch_indexed`, one after another."""
-    work = new_work(tables.chronaxie_us.shape[1], state.templates.shape[1],
-                    state.templates.shape[2])
+@njit(cache=True, inline="always")
+def _work_for(state, tables, kp):
+    """A ``KernelWork`` for every patient of a batch."""
+    return new_work(tables.chronaxie_us.shape[1], state.templates.shape[1],
+                    state.templates.shape[2], kp.template_lag.max())
+
+
+@njit(cache=True, _nrt=False)
+def _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, lo, hi, work):
+    """Patients ``lo:hi`` of :func:`run_pulses_batch_indexed`, one after another.
+
+    Compiled without numba's reference counting (``_nrt=False``): the caller holds every array
+    for the whole call, and each patient's views of them (rows, slices, the named tuples of
+    :func:`_state_at` and the others) would otherwise cost an atomic increment and decrement
+    each: perf put a quarter of an 8-patient step's compiled time in them. It therefore
+    allocates nothing (numba refuses to compile an allocation here): ``work`` comes from the
+    caller.
+    """
     for p in range(lo, hi):
         run_pulses(_state_at(state, p, cache_index[p]), _tables_at(tables, table_index[p]),
                    _params_at(kp, p), _inputs_at(inputs, p), out[p], wave[p], work)

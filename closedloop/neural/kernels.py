@@ -12,7 +12,10 @@ the ECAP amplitude is estimated from it.
 The helpers of a pulse, and ``run_pulses`` itself, are inlined at numba's IR level
 (``inline="always"``) into their callers (the batch kernel, the environments' compiled steps):
 as separate compiled functions, every call took its tuples of arrays with a reference-count
-operation per array, and the whole took about a quarter more time per pulse.
+operation per array, and the whole took about a quarter more time per pulse. Nothing in a
+pulse allocates (the template estimator's scratch is in ``KernelWork``), so the batch kernel's
+loop over patients can be compiled without reference counting at all
+(:func:`closedloop.neural.batch._chunk`).
 
 Layout (see :mod:`closedloop.neural.model` for the Python side that builds these):
     state:   ``KernelState``  (mutable fibre state, pulse counter, template cache)
@@ -143,13 +146,23 @@ class KernelWork(NamedTuple):
     factors: np.ndarray       # (2, 5) the processes' decay and gain factors
     th: np.ndarray            # (N,) jittered thresholds of the examined fibres, mA
     idx: np.ndarray           # (N,) int64 indices of the recruited fibres
+    scratch: np.ndarray       # (S + 4 L + 16,) template estimator's window and lag sums
 
 
 @njit(cache=True)
-def new_work(n_fibres, n_classes, n_samples):
-    """A ``KernelWork`` for a patient with these sizes (fibres, diameter classes, samples)."""
+def new_work(n_fibres, n_classes, n_samples, max_lag):
+    """A ``KernelWork`` for these sizes.
+
+    Args:
+        n_fibres: Fibres of the patient.
+        n_classes: Diameter classes.
+        n_samples: Samples per sweep.
+        max_lag: The template estimator's largest lag L (``KernelParams.template_lag``),
+            samples.
+    """
     return KernelWork(np.zeros((2, n_samples)), np.zeros(n_classes), np.zeros((2, 5)),
-                      np.zeros(n_fibres), np.zeros(n_fibres, np.int64))
+                      np.zeros(n_fibres), np.zeros(n_fibres, np.int64),
+                      np.zeros(n_samples + 4 * max_lag + 16))
 
 
 class PulseInputs(NamedTuple):
@@ -369,11 +382,13 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
                          key, 0 if full else lo,
                          n_s if full else hi, neural, rec)
         if full:
-            wave[p, :] = rec
+            row = wave[p]
+            for s in range(n_s):      # a loop: slice assignment may allocate a copy
+                row[s] = rec[s]
         r = out[p]
         r.ecap_n1p2_uv = n1p2(rec, lo, hi)[0]
         r.ecap_template_uv = template_estimate(state.mf, state.cache, rec, lo, hi,
-                                               kp.template_lag)
+                                               kp.template_lag, work.scratch)
         r.ecap_uv = r.ecap_template_uv if kp.use_template > 0.5 else r.ecap_n1p2_uv
         true_amp, i_min = n1p2(neural, lo, hi)
         r.ecap_true_uv = true_amp
@@ -384,3 +399,14 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
         r.frac_recruited = frac
         r.charge_uc = cur * pw * 1e-3
         r.emg_uv = emg
+
+
+@njit(cache=True, _nrt=False)
+def run_pulses_unshared(state, tables, kp, inputs, out, wave, work):
+    """:func:`run_pulses` compiled without numba's reference counting.
+
+    For callers that hold every array for the whole call (a Python caller, or compiled code
+    that passes its own arrays): the views of a pulse then cost no atomic increment and
+    decrement each. The same dynamics (``run_pulses`` is inlined here), bit for bit.
+    """
+    run_pulses(state, tables, kp, inputs, out, wave, work)

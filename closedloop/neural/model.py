@@ -25,7 +25,7 @@ from closedloop.neural.kernels import (
     KernelWork,
     PulseInputs,
     new_work,
-    run_pulses,
+    run_pulses_unshared,
 )
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
@@ -61,7 +61,7 @@ class NeuralModel:
         self.kp = self._base_kp
         self.state: KernelState = self.initial_state()
         self.work: KernelWork = new_work(self.n_fibres, self.params.population.n_classes,
-                                         self.n_samples)
+                                         self.n_samples, self.kp.template_lag)
         self.reset(noise_ss)
 
     @property
@@ -134,7 +134,7 @@ class NeuralModel:
         n = inputs.current_ma.size
         out = np.empty(n, PULSE_DTYPE)
         wave = np.empty((n if waveforms else 0, self.n_samples))
-        run_pulses(self.state, self.tables, self.kp, inputs, out, wave, self.work)
+        run_pulses_unshared(self.state, self.tables, self.kp, inputs, out, wave, self.work)
         return (out, wave) if waveforms else out
 
     def pulse_train(self, current_ma: float, rate_hz: float = 50.0, n_pulses: int = 50,

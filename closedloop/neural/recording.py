@@ -46,7 +46,11 @@ def window_bounds(pw_us, kp, n_samples):
 
 @njit(cache=True)
 def refresh_templates(state, tables, kp, pw_us):
-    """Recompute the class templates, matched filter and sweep shapes for a new pulse width."""
+    """Recompute the class templates, matched filter and sweep shapes for a new pulse width.
+
+    Allocates nothing: the kernels compiled without reference counting call it, and numba
+    compiles a callee with its caller's setting.
+    """
     n_cls, n_s = state.templates.shape
     dt_ms = 1e3 / kp.fs_hz
     shift = kp.onset_ms + pw_us * 1e-3
@@ -64,7 +68,8 @@ def refresh_templates(state, tables, kp, pw_us):
             mf[s] += w * np.float64(row[s])
     mean = mf[lo:hi].mean()
     mf[:lo] = 0.0
-    mf[lo:hi] -= mean
+    for s in range(lo, hi):     # a loop: ``mf[lo:hi] -= mean`` allocates a temporary
+        mf[s] -= mean
     mf[hi:] = 0.0
     ss = 0.0
     for s in range(lo, hi):
@@ -148,10 +153,11 @@ def n1p2(x, lo, hi):
 
 
 @njit(cache=True, inline="always")
-def template_estimate(mf, cache, x, lo, hi, max_lag):
+def template_estimate(mf, cache, x, lo, hi, max_lag, scratch):
     """Sliding matched-filter amplitude of ``x`` in µV (the template's N1-P2 scale).
 
-    ``mf`` and ``cache`` are the ``KernelState`` fields of those names.
+    ``mf`` and ``cache`` are the ``KernelState`` fields of those names; ``scratch`` is
+    ``KernelWork.scratch`` (at least ``hi - lo + 4 max_lag + 16`` long).
 
     The zero-mean template over ``lo:hi`` is slid by up to ``max_lag`` samples either way (the
     ECAP arrives later as smaller fibres join) and the largest projection is kept. Only
@@ -164,9 +170,11 @@ def template_estimate(mf, cache, x, lo, hi, max_lag):
     n_lag = 2 * max_lag + 1
     n = hi - lo
     width = (n_lag + 7) // 8 * 8
-    scratch = np.zeros(n + 2 * width)      # one allocation per pulse, as before the padding
+    scratch = scratch[:n + 2 * width]
+    scratch[:] = 0.0
     padded, dots = scratch[:n + width], scratch[n + width:]
-    padded[max_lag:max_lag + n] = x[lo:hi]
+    for s in range(n):      # a loop: slice assignment may allocate a copy
+        padded[max_lag + s] = x[lo + s]
     mf = mf[lo:hi]
     for s in range(n):
         w = mf[s]

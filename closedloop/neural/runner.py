@@ -4,7 +4,8 @@
 costs more than the kernel itself when a controller delivers one pulse at a time. A
 :class:`PulseRunner` allocates once, and calls the compiled kernel's entry point for the exact
 argument types (skipping numba's per-call type dispatch). It runs the same kernel,
-:func:`closedloop.neural.kernels.run_pulses`, so results are bit-identical to ``stimulate``.
+:func:`closedloop.neural.kernels.run_pulses` (as ``stimulate`` does, through
+:func:`~closedloop.neural.kernels.run_pulses_unshared`), so results are bit-identical.
 The caller guarantees valid inputs (currents 0-25.5 mA, pulse width 20-1000 µs, CSF inside the
 tabulated grid, positive intervals), e.g. because they passed the device model.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from closedloop.neural.kernels import PULSE_DTYPE, PulseInputs, run_pulses
+from closedloop.neural.kernels import PULSE_DTYPE, PulseInputs, run_pulses_unshared
 
 
 def entry_point(dispatcher, args: tuple):
@@ -52,7 +53,7 @@ class PulseRunner:
     def _bind(self):
         """The compiled kernel for these argument types (normal dispatch if unavailable)."""
         m = self.model
-        return entry_point(run_pulses, (m.state, m.tables, m.kp, self.inputs, self.out,
+        return entry_point(run_pulses_unshared, (m.state, m.tables, m.kp, self.inputs, self.out,
                                         self.wave, m.work))
 
     def __getstate__(self) -> dict:
