@@ -39,11 +39,11 @@ class NullEnv(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self._t = 0
-        return self._obs, {}
+        return self._obs.copy(), {}
 
-    def step(self, action):
+    def step(self, action):     # a new observation array per call, as Gymnasium asks (and ours)
         self._t += 1
-        return self._obs, 0.0, False, self._t >= EPISODE_STEPS, {}
+        return self._obs.copy(), 0.0, False, self._t >= EPISODE_STEPS, {}
 
 
 def null_env(like):
