@@ -13,9 +13,10 @@ The helpers of a pulse, and ``run_pulses`` itself, are inlined at numba's IR lev
 (``inline="always"``) into their callers (the batch kernel, the environments' compiled steps):
 as separate compiled functions, every call took its tuples of arrays with a reference-count
 operation per array, and the whole took about a quarter more time per pulse. Nothing in a
-pulse allocates (the template estimator's scratch is in ``KernelWork``), so the batch kernel's
-loop over patients can be compiled without reference counting at all
-(:func:`closedloop.neural.batch._chunk`).
+pulse allocates (the template estimator's scratch is in ``KernelWork``, which must come from
+:func:`new_work` for the patient's sizes and lag), so the batch kernel's loop over patients
+(:func:`closedloop.neural.batch._chunk`) and :func:`run_pulses_unshared` are compiled without
+reference counting at all.
 
 Layout (see :mod:`closedloop.neural.model` for the Python side that builds these):
     state:   ``KernelState``  (mutable fibre state, pulse counter, template cache)
