@@ -180,6 +180,19 @@ def test_kernel_without_reference_counting_is_the_same_kernel(waveforms):
     assert out[0]["n_recruited"].max() > 0
 
 
+@pytest.mark.parametrize("kernel", [run_pulses, run_pulses_unshared])
+def test_kernel_rejects_a_scratch_too_short_for_the_template_lag(kernel):
+    # The kernels run without bounds checks: a KernelWork not made by new_work for the
+    # patient's lag must raise, not write past its scratch.
+    m = NeuralModel(SMALL, seed=1)
+    work = m.work._replace(scratch=np.zeros(2 * m.kp.template_lag + 1))
+    inputs = _train(4)
+    n = inputs.current_ma.size
+    with pytest.raises(ValueError, match="KernelWork.scratch is too short"):
+        kernel(m.state, m.tables, m.kp, inputs, np.empty(n, PULSE_DTYPE),
+               np.empty((0, m.n_samples)), work)
+
+
 COLD_FIRST_CALL = """
 import numpy as np
 from closedloop.neural import NeuralModel

@@ -46,14 +46,18 @@ class SB3VecEnv(VecEnv):
             if key not in INFO_KEYS:
                 raise ConfigError(f"info_keywords entry {key!r} is not an info key of the "
                                   f"vector env; valid keys: {', '.join(INFO_KEYS)}")
-        self._dicts = None                  # maker of the per-env info dicts, made at a step
+        self._dicts = dict_rows(self.info_keywords)     # maker of the per-env info dicts
         super().__init__(venv.num_envs, venv.single_observation_space,
                          venv.single_action_space)
         self._actions = None
         self._seed = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_dicts": None}     # made again at the next step
+        return {**self.__dict__, "_dicts": None}     # a compiled lambda does not pickle
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._dicts = dict_rows(self.info_keywords)
 
     def reset(self) -> np.ndarray:
         """Reset every sub-env (seeded by :meth:`seed` if called before)."""
@@ -69,8 +73,6 @@ class SB3VecEnv(VecEnv):
         """Step, and reset finished sub-envs at once (SB3 semantics; no env terminates)."""
         venv = self.venv
         obs, reward, done, info = venv._step_arrays(self._actions)
-        if self._dicts is None:
-            self._dicts = dict_rows(self.info_keywords)
         infos = self._dicts([info[k].tolist() for k in self.info_keywords], self.num_envs)
         if obs is None:                     # several pulses per step: built here
             obs = venv._obs()

@@ -380,8 +380,7 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
         emg = synthesise(state.templates, state.shapes, tables.sample_hash, kp, acc, frac, cur,
-                         key, 0 if full else lo,
-                         n_s if full else hi, neural, rec)
+                         key, 0 if full else lo, n_s if full else hi, neural, rec)
         if full:
             row = wave[p]
             for s in range(n_s):      # a loop: slice assignment may allocate a copy
