@@ -58,13 +58,33 @@ def test_vector_env_equals_scalar_envs_bit_for_bit(pulses_per_step):
     assert np.array_equal(np.array(obs), ref_obs)
 
 
-def test_vector_env_spaces_and_bad_input():
-    venv = ECAPVectorEnv(4)
+@pytest.mark.parametrize("pulses_per_step", [1, 2])   # compiled and NumPy step paths
+def test_vector_env_spaces_and_bad_input(pulses_per_step):
+    venv = ECAPVectorEnv(4, pulses_per_step=pulses_per_step)
     assert venv.observation_space.shape == (4, 13)
     assert venv.action_space.shape == (4, 1)
     venv.reset(seed=0)
-    with pytest.raises(ConfigError, match=r"actions\[2\]"):
-        venv.step(np.array([[0.0], [0.0], [np.nan], [0.0]]))
+    before = venv._obs()
+    for dtype in (np.float64, np.float32):
+        with pytest.raises(ConfigError, match=r"actions\[2\]=\[nan\] must be finite; valid range"):
+            venv.step(np.array([[0.0], [0.0], [np.nan], [0.0]], dtype))
+    with pytest.raises(ConfigError, match=r"actions\[0\]=\[inf\]"):
+        venv.step([np.inf, 0.0, 0.0, 0.0])
+    for bad in (np.zeros((3, 1)), np.zeros((8, 1), np.float32), np.zeros((4, 0)), np.zeros(6), []):
+        with pytest.raises(ConfigError, match=r"actions has shape .*; expected \(4, 1\): one row"):
+            venv.step(bad)
+    assert np.array_equal(venv._obs(), before)          # nothing was stepped
+    # Every accepted form of the same actions steps alike.
+    a = np.array([[-2.0], [-0.5], [0.25], [3.0]])
+    strided = np.asfortranarray(np.hstack([a, a]))[:, :1]
+    ints = np.array([[-2], [0], [1], [3]])
+    for forms in ((a, a.astype(np.float32), a.ravel().tolist(), strided), (ints, ints * 1.0)):
+        steps = []
+        for form in forms:
+            venv.reset(seed=0)
+            steps.append(venv.step(form))
+        for other in steps[1:]:
+            assert all(np.array_equal(x, y) for x, y in zip(steps[0][:4], other[:4], strict=True))
     with pytest.raises(ConfigError, match="num_envs=0"):
         ECAPVectorEnv(0)
     with pytest.raises(ConfigError, match="observe_waveform"):
@@ -117,6 +137,7 @@ def test_sb3_adapter_resets_in_the_same_step_as_gymnasium_does_in_the_next(pulse
 
 def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
     from closedloop.envs.sb3 import SB3VecEnv, dict_rows
+    from closedloop.envs.vector import INFO_KEYS, info_dict
 
     keys = ("ecap_true_uv", "in_window", "overstim", "current_ma", "charge_uc")
     gym_env, sb3_env = ECAPVectorEnv(3), SB3VecEnv(ECAPVectorEnv(3), info_keywords=keys)
@@ -130,9 +151,12 @@ def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
     for i, d in enumerate(infos):
         for k in keys:
             assert d[k] == info[k][i] and type(d[k]) is type(info[k][i].item())
-    assert dict_rows(())([], 2) == [{}, {}]
-    assert dict_rows(("a'b", 'c"d'))([[1, 2], [3, 4]], 2) == [{"a'b": 1, 'c"d': 3},
-                                                              {"a'b": 2, 'c"d': 4}]
+    values, flags = np.arange(10.0).reshape(5, 2), np.eye(3, 2, dtype=bool)
+    limits = np.array([5, 6])
+    assert dict_rows(())(values, flags, limits) == [{}, {}]
+    info = info_dict(values, flags, limits)
+    assert dict_rows(INFO_KEYS)(values, flags, limits) == [
+        {k: info[k][i].item() for k in INFO_KEYS} for i in range(2)]
     for bad in ((3,), ("in_windw",)):
         with pytest.raises(ConfigError, match="info_keywords.*valid keys: ecap_true_uv"):
             SB3VecEnv(ECAPVectorEnv(1), info_keywords=bad)

@@ -2,12 +2,14 @@
 
 :func:`vector_step` runs :func:`~closedloop.envs.step_kernels.before_pulse`, the batch kernel
 (:mod:`closedloop.neural.batch`, which wraps the scalar kernel) and
-:func:`~closedloop.envs.step_kernels.after_pulse` for every patient. Its arguments live in one
-:class:`BatchArgs` (a numba StructRef, made when the env's stacked arrays change): numba
-unboxes it as one object, where the stacked named tuples (some 70 arrays) took several µs per
-call. The env fills every table slot's recording cache at its own pulse width, so the shared
-cache needs no check here (:func:`~closedloop.neural.batch.run_pulses_batch_indexed` checks it
-for other callers).
+:func:`~closedloop.envs.step_kernels.after_pulse` for every patient; :func:`checked_step`
+checks and clips the raw actions first, in the same call (each NumPy call and compiled call
+from Python costs a few µs when PPO's network has just run between two steps). Their
+arguments live in one :class:`BatchArgs` (a numba StructRef, made when the env's stacked arrays
+change): numba unboxes it as one object, where the stacked named tuples (some 70 arrays) took
+several µs per call. The env fills every table slot's recording cache at its own pulse width,
+so the shared cache needs no check here
+(:func:`~closedloop.neural.batch.run_pulses_batch_indexed` checks it for other callers).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from numba import njit
 from numba.core import types
 from numba.experimental import structref
 
-from closedloop.envs.step_kernels import after_pulse, before_pulse
+from closedloop.envs.step_kernels import after_pulse, before_pulse, checked_actions
 from closedloop.neural.batch import run_batch
 
 CONSTS = ("action_mode", "max_delta_ma", "max_log_step", "rate_hz", "pw_us", "max_current_ma",
@@ -84,3 +86,29 @@ def vector_step(actions, a, n_threads):
     obs, values, step_flags = after_pulse(a.out, a.after, a.weights, a.hist, a.t_s,
                                           1.0 / c[3], c[3], a.last, c[7])
     return obs, values, step_flags, flags
+
+
+@njit(cache=True)
+def checked_step(actions, a, n_threads):
+    """:func:`vector_step` after checking and clipping the raw actions.
+
+    Compiled for each float dtype and layout of ``actions``; the step itself
+    (:func:`vector_step`) is compiled once, for all of them.
+
+    Args:
+        actions: (N, A) actions; column 0 is clipped to [-1, 1].
+        a: The :class:`BatchArgs`.
+        n_threads: Threads of the batch kernel.
+
+    Returns:
+        ``(bad, obs, values, flags, limit_flags)``: ``bad`` is -1 after a step; otherwise
+        nothing was stepped (the arrays are empty) and ``bad`` is what
+        :func:`~closedloop.envs.step_kernels.checked_actions` returned.
+    """
+    clipped = np.empty(a.t_s.size)
+    bad = checked_actions(actions, clipped)
+    if bad != -1:
+        return (bad, np.empty((0, 0), np.float32), np.empty((0, 0)),
+                np.empty((0, 0), np.bool_), np.empty(0, np.int64))
+    obs, values, flags, limits = vector_step(clipped, a, n_threads)
+    return bad, obs, values, flags, limits

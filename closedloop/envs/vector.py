@@ -27,7 +27,7 @@ from closedloop._config import ConfigError
 from closedloop.device import limit_many
 from closedloop.envs import model_store
 from closedloop.envs import step_kernels as sk
-from closedloop.envs.batch_step import BatchArgs, batch_args, vector_step
+from closedloop.envs.batch_step import BatchArgs, batch_args, checked_step
 from closedloop.envs.config import ACTION_MODES
 from closedloop.envs.ecap_env import DEFAULT_ID, ECAP_BOUND_UV, ECAPTrackingEnv
 from closedloop.envs.step_kernels import checked_actions
@@ -49,6 +49,19 @@ background (:mod:`closedloop.envs.model_store`); with more, the store could not 
 INFO_KEYS = ("ecap_true_uv", "sensation", "in_window", "overstim", "current_ma", "charge_uc",
              "limit_flags")
 """Keys of the ``info`` dict of :meth:`ECAPVectorEnv.step`, each an array over the patients."""
+
+INFO_ROWS = {key: ("values", sk.STEP_VALUES.index(key)) if key in sk.STEP_VALUES else
+             ("flags", sk.STEP_FLAGS.index(key)) if key in sk.STEP_FLAGS else ("limits", None)
+             for key in INFO_KEYS}
+"""Where each info key is in a step's raw arrays (:meth:`ECAPVectorEnv._step_raw`): a row of
+``values`` or ``flags``, or the ``limits`` array itself."""
+
+
+def info_dict(values, flags, limits) -> dict:
+    """The ``info`` dict of a step from its raw arrays (see :data:`INFO_ROWS`)."""
+    arrays = {"values": values, "flags": flags, "limits": limits}
+    return {key: arrays[name] if row is None else arrays[name][row]
+            for key, (name, row) in INFO_ROWS.items()}
 
 
 _FROM_STEP_ARRAY = (
@@ -200,6 +213,11 @@ class ECAPVectorEnv(VectorEnv):
             truncated, info
 
     def _step_arrays(self, actions) -> tuple:
+        """:meth:`_step_raw` with the info dict: ``(obs, reward, truncated, info)``."""
+        obs, values, flags, limits = self._step_raw(actions)
+        return obs, values[0], flags[0], info_dict(values, flags, limits)
+
+    def _step_raw(self, actions) -> tuple:
         """One control period for every patient, without autoreset bookkeeping.
 
         For adapters with their own reset rule (:class:`~closedloop.envs.sb3.SB3VecEnv` resets
@@ -207,34 +225,43 @@ class ECAPVectorEnv(VectorEnv):
         Gymnasium's next-step autoreset.
 
         Args:
-            actions: (num_envs, action_dim) actions; NaN or infinite values raise
-                :class:`~closedloop.ConfigError`, others are clipped to [-1, 1].
+            actions: (num_envs, action_dim) actions (a float array is used as it is, anything
+                else converted); NaN or infinite values raise :class:`~closedloop.ConfigError`,
+                others are clipped to [-1, 1].
 
         Returns:
-            ``(obs, reward, truncated, info)``; ``obs`` is None with several pulses per step
-            (read it with :meth:`_obs`).
+            ``(obs, values, flags, limit_flags)``: ``obs`` is None with several pulses per step
+            (read it with :meth:`_obs`); the rows of ``values`` are
+            :data:`~closedloop.envs.step_kernels.STEP_VALUES`, those of ``flags``
+            :data:`~closedloop.envs.step_kernels.STEP_FLAGS` (see :data:`INFO_ROWS`);
+            ``limit_flags`` holds the device's limit bitmasks.
         """
-        a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
-        a0 = np.empty(self.num_envs)
-        bad = checked_actions(a, a0)
-        if bad >= 0:
-            raise ConfigError(f"actions[{bad}]={a[bad].tolist()} must be finite; valid range "
-                              "[-1, 1]")
-        if self.cfg.pulses_per_step == 1:
-            return self._step_one_pulse(a0)
-        reward, info = self._step_pulses(a0)
-        return None, reward, self._vec["t"] * self.cfg.rate_hz >= self._last + 0.5, info
+        n = self.num_envs
+        if type(actions) is not np.ndarray or actions.ndim != 2 or actions.dtype.char not in "fd":
+            actions = np.asarray(actions, dtype=np.float64)
+            if actions.size % n or actions.size == 0:
+                self._bad_actions(actions, sk.ROWS_MISMATCH)
+            actions = actions.reshape(n, -1)
+        if self.cfg.pulses_per_step == 1:        # one compiled call (:mod:`.batch_step`)
+            bad, obs, values, flags, limits = checked_step(
+                actions, self._args or self._make_args(), batch_threads())
+        else:
+            a0, obs = np.empty(n), None
+            bad = checked_actions(actions, a0)
+            if bad == -1:
+                values, flags, limits = self._step_pulses(a0)
+        if bad != -1:
+            self._bad_actions(actions, bad)
+        return obs, values, flags, limits
 
-    def _step_one_pulse(self, a) -> tuple:
-        """One pulse per step: one compiled call (:func:`.batch_step.vector_step`)."""
-        obs, values, flags, limits = vector_step(a, self._args or self._make_args(),
-                                                 batch_threads())
-        reward, feel, true, charge, current = values
-        truncated, in_window, overstim = flags
-        info = {"ecap_true_uv": true, "sensation": feel, "in_window": in_window,
-                "overstim": overstim, "current_ma": current, "charge_uc": charge,
-                "limit_flags": limits}
-        return obs, reward, truncated, info
+    def _bad_actions(self, actions, bad: int):
+        """Raise the :class:`~closedloop.ConfigError` for the check's result ``bad``."""
+        if bad == sk.ROWS_MISMATCH:
+            raise ConfigError(f"actions has shape {actions.shape}; expected ({self.num_envs}, "
+                              f"{self.single_action_space.shape[0]}): one row per "
+                              "sub-environment")
+        raise ConfigError(f"actions[{bad}]={actions[bad].tolist()} must be finite; valid range "
+                          "[-1, 1]")
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_args": None}       # compiled objects do not pickle
@@ -251,8 +278,8 @@ class ECAPVectorEnv(VectorEnv):
                                 self._after_vec, self._hist, self._weights, consts)
         return self._args
 
-    def _step_pulses(self, a) -> tuple[np.ndarray, dict]:
-        """Several pulses per step: NumPy around the kernel."""
+    def _step_pulses(self, a) -> tuple:
+        """Several pulses per step: NumPy around the kernel; returns as :meth:`_step_raw`."""
         v, cfg, n_p = self._vec, self.cfg, self.cfg.pulses_per_step
         rate = cfg.rate_hz
         k = np.minimum((v["t"][:, None] + np.arange(n_p) / rate) * rate + 1e-9,
@@ -261,7 +288,7 @@ class ECAPVectorEnv(VectorEnv):
         csf = self._csf[rows[:, None], k]
         scale = self._scale[rows, k[:, 0]]
         requested = cfg.requested_ma(a, v["current"], v["min"], v["max"])
-        delivered, flags = self._limits(requested, v["imp"] * scale)
+        delivered, limits = self._limits(requested, v["imp"] * scale)
         inp = self._inputs
         inp.current_ma[:] = delivered[:, None]
         inp.pw_us[:] = cfg.pw_us
@@ -270,7 +297,7 @@ class ECAPVectorEnv(VectorEnv):
         run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp, inp,
                                  self._out, self._wave, self._table_index)
         v["current"][:] = delivered
-        return self._advance(flags)
+        return self._advance(limits)
 
     def _limits(self, requested, imp):
         """Pass the requests through the device model (:func:`closedloop.device.limit_many`)."""
@@ -281,8 +308,12 @@ class ECAPVectorEnv(VectorEnv):
                    flags)
         return out, flags
 
-    def _advance(self, flags) -> tuple[np.ndarray, dict]:
-        """Sensation, history, clock, reward and info after the kernel call."""
+    def _advance(self, limits) -> tuple:
+        """Sensation, history, clock, reward and flags after the kernel call.
+
+        Returns:
+            ``(values, flags, limit_flags)`` as :meth:`_step_raw` returns them.
+        """
         v, cfg, out = self._vec, self.cfg, self._out
         feel_hits = np.zeros(self.num_envs)
         for j in range(cfg.pulses_per_step):
@@ -301,10 +332,10 @@ class ECAPVectorEnv(VectorEnv):
         above = feel_hits / cfg.pulses_per_step
         charge = out["charge_uc"].mean(axis=1)
         reward = self.envs[0].spec_.reward.reward(err, v["target"], above, charge, v["comfort"])
-        info = {"ecap_true_uv": true.mean(axis=1), "sensation": feel,
-                "in_window": (feel >= 1.0) & (feel < v["disc"]), "overstim": above > 0,
-                "current_ma": v["current"].copy(), "charge_uc": charge, "limit_flags": flags}
-        return reward, info
+        values = np.stack((reward, feel, true.mean(axis=1), charge, v["current"]))
+        flags = np.stack((v["t"] * cfg.rate_hz >= self._last + 0.5,
+                          (feel >= 1.0) & (feel < v["disc"]), above > 0))
+        return values, flags, limits
 
     def _obs(self) -> np.ndarray:
         n, h = self.num_envs, self.cfg.history
