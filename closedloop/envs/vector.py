@@ -1,22 +1,24 @@
 """A native vector environment: N patients stepped in one numba call of the same kernel.
 
 :class:`ECAPVectorEnv` is a :class:`gymnasium.vector.VectorEnv` whose sub-environments are
-:class:`~closedloop.envs.ecap_env.ECAPTrackingEnv` instances used only for their resets
-(patient draw, calibration, scenario trace). Their fibre states, tables and kernel parameters
-are copied into stacked arrays, and every step delivers all patients' pulses with the batch
-kernel of :mod:`closedloop.neural.batch`, which wraps the scalar kernel; sub-environments with
-the same patient share one copy of its tables and recording cache. With one pulse per step (the
-default) the whole step is one compiled call (:func:`closedloop.envs.batch_step.vector_step`:
-the scalar env's action mapping, device limits, sensation, reward and observation, patient by
+:class:`~closedloop.envs.ecap_env.ECAPTrackingEnv` instances used only for their resets (patient
+draw, calibration, scenario trace). Their fibre states, tables and kernel parameters are copied into
+stacked arrays, and every step delivers all patients' pulses with the batch kernel of
+:mod:`closedloop.neural.batch`, which wraps the scalar kernel; sub-environments with the same
+patient share one copy of its tables and recording cache. With one pulse per step (the default) the
+whole step is one compiled call (:func:`closedloop.envs.batch_step.checked_step`: the action check,
+then the scalar env's action mapping, device limits, sensation, reward and observation, patient by
 patient); with several, NumPy around :func:`~closedloop.neural.batch.run_pulses_batch_indexed`
-applies the same formulas (:func:`closedloop.device.limit_many`, the sensation filter). Either
-way sub-environment ``i`` reproduces a scalar env reset with ``seed + i``, bit for bit.
+applies the same formulas (:func:`closedloop.device.limit_many`, the sensation filter). Either way
+sub-environment ``i`` reproduces a scalar env reset with ``seed + i``, bit for bit.
 
 Autoreset follows Gymnasium 1.x's default ``NEXT_STEP`` mode: the step after an episode ends
 resets that sub-environment, ignores its action and returns its first observation with reward 0.
 """
 
 from __future__ import annotations
+
+from typing import NoReturn
 
 import gymnasium as gym
 import numpy as np
@@ -254,7 +256,7 @@ class ECAPVectorEnv(VectorEnv):
             self._bad_actions(actions, bad)
         return obs, values, flags, limits
 
-    def _bad_actions(self, actions, bad: int):
+    def _bad_actions(self, actions, bad: int) -> NoReturn:
         """Raise the :class:`~closedloop.ConfigError` for the check's result ``bad``."""
         if bad == sk.ROWS_MISMATCH:
             raise ConfigError(f"actions has shape {actions.shape}; expected ({self.num_envs}, "
