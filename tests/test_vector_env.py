@@ -70,7 +70,8 @@ def test_vector_env_spaces_and_bad_input(pulses_per_step):
             venv.step(np.array([[0.0], [0.0], [np.nan], [0.0]], dtype))
     with pytest.raises(ConfigError, match=r"actions\[0\]=\[inf\]"):
         venv.step([np.inf, 0.0, 0.0, 0.0])
-    for bad in (np.zeros((3, 1)), np.zeros((8, 1), np.float32), np.zeros((4, 0)), np.zeros(6), []):
+    for bad in (np.zeros((3, 1)), np.zeros((8, 1), np.float32), np.zeros((4, 0)), np.zeros((4, 2)),
+                np.zeros((8, 1), np.int64), np.zeros(8), np.zeros(6), []):
         with pytest.raises(ConfigError, match=r"actions has shape .*; expected \(4, 1\): one row"):
             venv.step(bad)
     assert np.array_equal(venv._obs(), before)          # nothing was stepped

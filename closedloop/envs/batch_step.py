@@ -96,7 +96,7 @@ def checked_step(actions, a, n_threads):
     (:func:`vector_step`) is compiled once, for all of them.
 
     Args:
-        actions: (N, A) actions; column 0 is clipped to [-1, 1].
+        actions: (N, 1) actions, clipped to [-1, 1].
         a: The :class:`BatchArgs`.
         n_threads: Threads of the batch kernel.
 

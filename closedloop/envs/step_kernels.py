@@ -301,23 +301,22 @@ def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
     return obs, values, flags
 
 
-ROWS_MISMATCH = -2
-"""What :func:`checked_actions` returns for actions that are not one row per patient."""
+SHAPE_MISMATCH = -2
+"""What :func:`checked_actions` returns for actions that are not (N, 1)."""
 
 
 @njit(cache=True)
 def checked_actions(actions, out):
-    """Clip column 0 of ``actions`` (N, A) to [-1, 1] into ``out`` (N,).
+    """Clip the (N, 1) ``actions`` to [-1, 1] into ``out`` (N,).
 
     Returns:
-        -1; or the first row holding a NaN or infinite value; or :data:`ROWS_MISMATCH` if
-        ``actions`` has not ``out.size`` rows or has no column (nothing is written then).
+        -1; or the first row holding a NaN or infinite value; or :data:`SHAPE_MISMATCH` if
+        ``actions`` is not ``(out.size, 1)`` (nothing is written then).
     """
-    if actions.shape[0] != out.size or actions.shape[1] < 1:
-        return ROWS_MISMATCH
-    for i in range(actions.shape[0]):
-        for j in range(actions.shape[1]):
-            if not np.isfinite(actions[i, j]):
-                return i
+    if actions.shape[0] != out.size or actions.shape[1] != 1:
+        return SHAPE_MISMATCH
+    for i in range(out.size):
+        if not np.isfinite(actions[i, 0]):
+            return i
         out[i] = min(max(actions[i, 0], -1.0), 1.0)
     return -1

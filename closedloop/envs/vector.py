@@ -227,9 +227,9 @@ class ECAPVectorEnv(VectorEnv):
         Gymnasium's next-step autoreset.
 
         Args:
-            actions: (num_envs, action_dim) actions (a float array is used as it is, anything
-                else converted); NaN or infinite values raise :class:`~closedloop.ConfigError`,
-                others are clipped to [-1, 1].
+            actions: (num_envs, 1) actions, or num_envs of them flat (a float array is used
+                as it is, anything else converted); NaN or infinite values and other shapes raise
+                :class:`~closedloop.ConfigError`, others are clipped to [-1, 1].
 
         Returns:
             ``(obs, values, flags, limit_flags)``: ``obs`` is None with several pulses per step
@@ -241,9 +241,10 @@ class ECAPVectorEnv(VectorEnv):
         n = self.num_envs
         if type(actions) is not np.ndarray or actions.ndim != 2 or actions.dtype.char not in "fd":
             actions = np.asarray(actions, dtype=np.float64)
-            if actions.size % n or actions.size == 0:
-                self._bad_actions(actions, sk.ROWS_MISMATCH)
-            actions = actions.reshape(n, -1)
+            if actions.ndim != 2:           # one action per sub-environment, as a flat list
+                if actions.size != n:
+                    self._bad_actions(actions, sk.SHAPE_MISMATCH)
+                actions = actions.reshape(n, 1)
         if self.cfg.pulses_per_step == 1:        # one compiled call (:mod:`.batch_step`)
             bad, obs, values, flags, limits = checked_step(
                 actions, self._args or self._make_args(), batch_threads())
@@ -258,10 +259,9 @@ class ECAPVectorEnv(VectorEnv):
 
     def _bad_actions(self, actions, bad: int) -> NoReturn:
         """Raise the :class:`~closedloop.ConfigError` for the check's result ``bad``."""
-        if bad == sk.ROWS_MISMATCH:
-            raise ConfigError(f"actions has shape {actions.shape}; expected ({self.num_envs}, "
-                              f"{self.single_action_space.shape[0]}): one row per "
-                              "sub-environment")
+        if bad == sk.SHAPE_MISMATCH:
+            raise ConfigError(f"actions has shape {actions.shape}; expected ({self.num_envs}, 1):"
+                              " one row per sub-environment")
         raise ConfigError(f"actions[{bad}]={actions[bad].tolist()} must be finite; valid range "
                           "[-1, 1]")
 
