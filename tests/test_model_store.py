@@ -11,16 +11,24 @@ import pytest
 import closedloop  # noqa: F401  (registers the suite)
 from closedloop.envs import model_store
 
+WAIT_S = 60.0
+"""Upper bound on any wait for an event (a hung test fails instead of blocking forever)."""
+
 
 class _Patient:
-    """A stand-in patient whose model is a counter (or an error)."""
+    """A stand-in patient whose model is a counter (or an error).
+
+    ``started`` is set when a build begins; with a ``gate``, the build then waits for it.
+    """
 
     def __init__(self, fail: bool = False, gate: threading.Event | None = None):
         self.fail, self.gate, self.builds = fail, gate, 0
+        self.started = threading.Event()
 
     def model(self):
+        self.started.set()
         if self.gate is not None:
-            self.gate.wait(10.0)
+            assert self.gate.wait(WAIT_S)
         self.builds += 1
         if self.fail:
             raise ValueError("no model for this patient")
@@ -52,11 +60,19 @@ def _child_uses_store(conn) -> None:
 
 
 def test_fork_waits_for_the_running_build_and_the_child_starts_clean():
+    """The fork handler drops the queued build, then waits for the running one.
+
+    No timing: ``running`` is known to be building (its ``started`` event) before ``queued``
+    is queued, and its gate opens only when the fork handler cancels ``queued``, so the fork
+    happens while it is still building.
+    """
     gate = threading.Event()
     running, queued = _Patient(gate=gate), _Patient()
     model_store.prefetch(running)
+    assert running.started.wait(WAIT_S)            # the worker has taken it off the queue
     model_store.prefetch(queued)
-    threading.Timer(1.0, gate.set).start()         # the fork waits for this build
+    with model_store._lock:
+        model_store._pending[queued].add_done_callback(lambda _: gate.set())
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child_uses_store, args=(child,))
@@ -96,20 +112,30 @@ def test_prefetch_predicts_the_next_patient_and_changes_no_trajectory():
 
 
 def test_exit_drops_queued_builds(tmp_path):
-    """At interpreter exit only the running build finishes, not the whole queue."""
+    """At interpreter exit only the running build finishes, not the whole queue.
+
+    No timing: the first build starts before the main thread ends (an event) and lasts until
+    the interpreter is shutting down (it waits for the main thread to stop), so four builds
+    are still queued at exit, and the design says none of them may start.
+    """
     import subprocess
     import sys
 
     log = tmp_path / "builds.txt"
     script = (
-        "import time\n"
+        "import threading, time\n"
         "from closedloop.envs import model_store\n"
+        "started = threading.Event()\n"
         "class P:\n"
         "    def model(self):\n"
         f"        open({str(log)!r}, 'a').write('x')\n"
-        "        time.sleep(0.3)\n"
+        "        started.set()\n"
+        f"        deadline = time.monotonic() + {WAIT_S}\n"
+        "        while threading.main_thread().is_alive() and time.monotonic() < deadline:\n"
+        "            time.sleep(0.01)\n"
         "        return object()\n"
         "for _ in range(5):\n"
-        "    model_store.prefetch(P())\n")
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
-    assert 1 <= len(log.read_text()) <= 2
+        "    model_store.prefetch(P())\n"
+        f"assert started.wait({WAIT_S})\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=2 * WAIT_S)
+    assert log.read_text() == "x"
