@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from closedloop._config import ConfigError, check_value
+from closedloop._config import ConfigError, check_value, field_kind, is_real, short_repr
 from closedloop.postures import POSTURES
 
 
@@ -53,27 +53,26 @@ def check_fields(obj: Any, where: str, skip: tuple[str, ...] = ()) -> None:
         name, value, meta = f"{where}.{f.name}", getattr(obj, f.name), f.metadata
         if isinstance(value, Mapping):
             for key, item in value.items():
-                check_value(f"{name}.{key}", item, meta)
-        elif isinstance(value, tuple) and meta.get("choices"):
-            for i, item in enumerate(value):
-                check_value(f"{name}[{i}]", item, meta)
+                check_value(f"{name}.{key}", item, meta, "real")
         else:
-            check_value(name, value, meta)
+            check_value(name, value, meta, field_kind(f))
 
 
 def check_interval(name: str, value: Any) -> tuple[float, float]:
-    """Check a ``[low, high]`` pair (two numbers, low <= high) and return it as floats."""
+    """Check a ``[low, high]`` pair (two real numbers, low <= high) and return it as floats."""
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ConfigError(f"{name}={value!r} must be a [low, high] pair")
+        raise ConfigError(f"{name}={short_repr(value)} must be a [low, high] pair")
+    for i, item in enumerate(value):
+        check_value(f"{name}[{i}]", item, {}, "real")
     if value[0] > value[1]:
         raise ConfigError(f"{name}={list(value)!r} must have low <= high")
     return float(value[0]), float(value[1])
 
 
 def check_int(name: str, value: Any) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is an integer."""
-    if isinstance(value, bool) or not float(value).is_integer():
-        raise ConfigError(f"{name}={value!r} must be an integer")
+    """Raise :class:`ConfigError` unless ``value`` is a whole number (``3`` or ``3.0``)."""
+    if not (is_real(value) and math.isfinite(value) and float(value).is_integer()):
+        raise ConfigError(f"{name}={short_repr(value)} must be an integer")
 
 
 def as_table(name: str, value: Any) -> Mapping[str, Any]:
@@ -85,9 +84,18 @@ def as_table(name: str, value: Any) -> Mapping[str, Any]:
 
 def posture_mapping(name: str, value: Any) -> MappingProxyType:
     """Normalise a per-posture mapping (or tuple of pairs) and check its keys are postures."""
-    items = dict(value.items() if isinstance(value, Mapping) else value)
-    for key in items:
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2
+                                                 for p in value):
+        pairs = list(value)
+    else:
+        raise ConfigError(f"{name}={short_repr(value)} must be a table posture -> value, "
+                          f"postures among {', '.join(POSTURES)}")
+    items = {}
+    for key, item in pairs:
         check_value(f"{name} key", key, {"choices": POSTURES})
+        items[key] = item
     return MappingProxyType({p: items[p] for p in POSTURES if p in items})
 
 

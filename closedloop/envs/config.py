@@ -199,7 +199,17 @@ def with_overrides(spec: EnvSpec, overrides: Mapping[str, Any]) -> EnvSpec:
                                    **{k: v for k, v in overrides.items() if k in env_keys}},
                        spec.env_id)
     reward = from_dict(RewardWeights, {**dataclasses.asdict(spec.reward),
-                                       **overrides.get("reward", {})}, spec.env_id)
+                                       **_table(overrides, "reward", RewardWeights)}, spec.env_id)
     device = from_dict(type(spec.device), {**dataclasses.asdict(spec.device),
-                                           **overrides.get("device", {})}, spec.env_id)
+                                           **_table(overrides, "device", type(spec.device))},
+                       spec.env_id)
     return dataclasses.replace(spec, config=config, reward=reward, device=device)
+
+
+def _table(overrides: Mapping[str, Any], key: str, cls: type) -> Mapping[str, Any]:
+    """The ``reward`` or ``device`` override: a table of ``cls``'s fields, else ConfigError."""
+    value = overrides.get(key, {})
+    if not isinstance(value, Mapping):
+        fields = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"{key}={value!r} must be a table (dict) with keys among {fields}")
+    return value
