@@ -29,7 +29,13 @@ def test_cohort_sizes_and_stable_unique_ids():
 
 @pytest.mark.parametrize("split", list(SPLITS))
 def test_shipped_cohort_matches_its_seed(split):
-    """The files are what the generator draws from the fixed seeds (first patients)."""
+    """The files are what the generator draws from the fixed seeds (first patients).
+
+    Tolerance: NumPy picks its SIMD code for exp, log and the like by CPU (AVX2 or AVX-512),
+    and those differ in the last ulp; the perception fractions come out of a threshold search on
+    the growth curve, which amplifies that to about 1e-8 relative. 1e-6 still fails for any
+    change to the model or the draws.
+    """
     for i in range(2):
         fresh = generate_patient(split, i).to_dict()
         shipped = load_cohort(split)[i].to_dict()
@@ -41,7 +47,7 @@ def test_shipped_cohort_matches_its_seed(split):
             if isinstance(a[k], str):
                 assert a[k] == b[k], k
             else:
-                assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), k
+                assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-12), k
 
 
 def test_generation_is_bit_reproducible():
