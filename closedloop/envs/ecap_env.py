@@ -6,16 +6,17 @@ import collections
 import copy
 import functools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, as_real_array, check_value, short_repr
 from closedloop.device import InterventionCounter, apply_limits_scalar
 from closedloop.envs import model_store
 from closedloop.envs import step_kernels as sk
-from closedloop.envs.config import ACTION_MODES, EnvSpec, load_suite, with_overrides
+from closedloop.envs.config import ACTION_MODES, EnvConfig, EnvSpec, load_suite, with_overrides
 from closedloop.envs.step_info import StepInfo
 from closedloop.neural.runner import PulseRunner, entry_point
 from closedloop.perception import drive_factors, sensation_update
@@ -128,21 +129,16 @@ class ECAPTrackingEnv(gym.Env):
     # -- reset ------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Draw a patient and a scenario trace; see the class docstring."""
-        super().reset(seed=seed)
-        opts = dict(options or {})
-        unknown = sorted(set(opts) - set(RESET_OPTIONS))
-        if unknown:
-            raise ConfigError(f"unknown reset option(s) {', '.join(unknown)}; valid: "
-                              f"{', '.join(RESET_OPTIONS)}")
+        opts = _reset_options(options)
+        if seed is not None:
+            check_value("seed", seed, {"lo": 0, "unit": "1"}, "int")
+        super().reset(seed=None if seed is None else int(seed))
         cfg = self.spec_.config
         self.patient = self._choose_patient(opts.get("patient", cfg.patient),
                                             opts.get("split", cfg.split))
         self.model = self._model(self.patient)
         self.calibration = _calibration(self.patient, cfg.pw_us, cfg.rate_hz)
         self.target_uv = float(opts.get("target_uv", self.calibration.target_uv))
-        if not 0.0 < self.target_uv <= ECAP_BOUND_UV:
-            raise ConfigError(f"target_uv={self.target_uv!r} is out of range; valid range "
-                              f"(0, {ECAP_BOUND_UV:g}] µV")
         from closedloop.disturbances import load_scenario
 
         scenario = load_scenario(opts.get("scenario", cfg.scenario), duration_s=cfg.episode_s)
@@ -349,6 +345,31 @@ class ECAPTrackingEnv(gym.Env):
         return draw(self)
 
 
+_TARGET_META = {"lo": 0.0, "lo_open": True, "hi": ECAP_BOUND_UV, "unit": "µV"}
+
+
+def _reset_options(options: Any) -> dict:
+    """``reset``'s options checked: a dict of :data:`RESET_OPTIONS` with values of their types.
+
+    ``patient``, ``split`` and ``scenario`` are checked as the fields of
+    :class:`~closedloop.envs.config.EnvConfig`; ``target_uv`` is a real number in (0, 2000] µV.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"options={short_repr(options)} must be a dict with keys among "
+                          f"{', '.join(RESET_OPTIONS)}")
+    unknown = sorted(map(str, set(options) - set(RESET_OPTIONS)))
+    if unknown:
+        raise ConfigError(f"unknown reset option(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(RESET_OPTIONS)}")
+    fields = EnvConfig.__dataclass_fields__
+    for key, value in options.items():
+        meta = _TARGET_META if key == "target_uv" else fields[key].metadata
+        check_value(f"options[{key!r}]", value, meta, "real" if key == "target_uv" else None)
+    return dict(options)
+
+
 def _check_action(action, shape) -> list[float]:
     """The action as floats of ``shape``, clipped to [-1, 1]; ConfigError if malformed."""
     if type(action) is np.ndarray and action.shape == shape:
@@ -358,10 +379,10 @@ def _check_action(action, shape) -> list[float]:
                 break
         else:
             return a
-    a = np.asarray(action, dtype=np.float64)
+    a = as_real_array("action", action)
     if a.shape != shape:
         if a.size != shape[0]:
-            raise ConfigError(f"action has shape {np.shape(action)}; expected {shape}")
+            raise ConfigError(f"action has shape {a.shape}; expected {shape}")
         a = a.reshape(shape)
     lo, hi = a.min(), a.max()
     if not (math.isfinite(lo) and math.isfinite(hi)):

@@ -25,7 +25,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, as_real_array, check_value, is_integer, short_repr
 from closedloop.device import limit_many
 from closedloop.envs import model_store
 from closedloop.envs import step_kernels as sk
@@ -87,8 +87,8 @@ class ECAPVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int, env_id: str = DEFAULT_ID, **overrides) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
-            raise ConfigError(f"num_envs={num_envs!r} is out of range; valid range [1, inf)")
+        check_value("num_envs", num_envs, {"lo": 1, "unit": "1"}, "int")
+        num_envs = int(num_envs)
         self.envs = [ECAPTrackingEnv(env_id, **overrides) for _ in range(num_envs)]
         for env in self.envs:      # a thousand sub-envs' next patients would flood the store
             env.prefetch_next_patient = num_envs <= PREFETCH_MAX_ENVS
@@ -107,10 +107,7 @@ class ECAPVectorEnv(VectorEnv):
     # -- reset ------------------------------------------------------------------------------
     def reset(self, *, seed: int | list | None = None, options: dict | None = None):
         """Reset every sub-environment (sub-env ``i`` gets ``seed + i``)."""
-        seeds = ([None] * self.num_envs if seed is None else
-                 [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else seed)
-        if len(seeds) != self.num_envs:
-            raise ConfigError(f"seed has {len(seeds)} entries; expected {self.num_envs}")
+        seeds = _seeds(seed, self.num_envs)
         for i, env in enumerate(self.envs):
             env.reset(seed=seeds[i], options=options)
         self._stack_all()
@@ -240,7 +237,7 @@ class ECAPVectorEnv(VectorEnv):
         """
         n = self.num_envs
         if type(actions) is not np.ndarray or actions.ndim != 2 or actions.dtype.char not in "fd":
-            actions = np.asarray(actions, dtype=np.float64)
+            actions = as_real_array("actions", actions)     # ConfigError unless real numbers
             if actions.ndim != 2:           # one action per sub-environment, as a flat list
                 if actions.size != n:
                     self._bad_actions(actions, sk.SHAPE_MISMATCH)
@@ -348,6 +345,21 @@ class ECAPVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs) -> None:
         """Nothing to release (no processes or files)."""
+
+
+def _seeds(seed, n: int) -> list:
+    """Per-sub-environment seeds: None, ``seed + i`` for an int, or a list of ``n`` seeds."""
+    if seed is None:
+        return [None] * n
+    if is_integer(seed):
+        seed = [int(seed) + i for i in range(n)]
+    if not isinstance(seed, (list, tuple)) or len(seed) != n:
+        raise ConfigError(f"seed={short_repr(seed)} must be None, a non-negative int or a list "
+                          f"of {n} of them")
+    for i, s in enumerate(seed):
+        if s is not None:
+            check_value(f"seed[{i}]", s, {"lo": 0, "unit": "1"}, "int")
+    return list(seed)
 
 
 def make_vector_env(env_id: str = DEFAULT_ID, num_envs: int = 8, **overrides
