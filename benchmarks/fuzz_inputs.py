@@ -1,0 +1,343 @@
+"""Fuzz the public entry points with bad inputs and count how each one is answered.
+
+Every case is one bad input to one public entry point: ``gymnasium.make`` keyword arguments,
+reset options, actions of the scalar and the native vector env, controller and RL agent specs,
+controller observations, scenario, suite and patient files, and the options of every CLI
+subcommand (cases in ``fuzz_cases.py`` and ``fuzz_cli.py``, drawn by hypothesis with a fixed
+seed). The one acceptable answer to a bad input is ``closedloop.ConfigError`` (exit status 2 for
+the CLI). A case is counted as:
+
+- **ConfigError**: refused with ``ConfigError`` (or a subclass), or CLI exit status 2;
+- **accepted-ok**: an input the entry point may also accept (a finite action outside [-1, 1] is
+  clipped; a list holding one action), which it did, with a sane result;
+- **other exception**: any other exception (a raw ``TypeError``, ``KeyError``...), or a CLI exit
+  status other than 0 and 2;
+- **silent garbage**: accepted although it had to be refused (the call returned, exit status 0,
+  or it started the real work: a benchmark episode, training, a long pulse train), or a result
+  with NaN or a negative current, or a refusal that had already claimed a run folder.
+
+Real work is never done: :func:`guard` replaces the expensive calls (the process-pool map behind
+benchmarks, tuning and cohorts, SB3's ``learn``, hyperparameter trials, pulse trains longer than
+:data:`PULSE_BUDGET`) by a :class:`WorkStarted` exception, which counts as acceptance.
+
+Usage::
+
+    python benchmarks/fuzz_inputs.py                      # >= 2,000 cases, a few minutes
+    python benchmarks/fuzz_inputs.py --scale 0.1          # a tenth of each quota
+    python benchmarks/fuzz_inputs.py --only env.make,cli.train
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import math
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+PULSE_BUDGET = 20_000
+"""Largest pulse train (pulses in one call) a fuzz case may deliver; longer is real work."""
+
+KINDS = ("refused", "accepted-ok", "raw", "garbage")
+"""Outcome kinds, in the order of the printed table."""
+
+
+class WorkStarted(BaseException):  # noqa: N818 (a signal, not an error: BaseException on purpose)
+    """Raised by :func:`guard` where the real work of a command would start."""
+
+
+class Garbage(Exception):  # noqa: N818
+    """Raised by a case when it sees a silently wrong result (NaN, negative current...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One bad input to one entry point.
+
+    Attributes:
+        entry: Entry point (``env.make``, ``cli.train``...).
+        text: A minimal reproducer (Python call or command line).
+        call: Runs the case; returns the entry point's result.
+        refuse: The input must be refused; if False, it may also be accepted with a sane result.
+        check: For an accepted result: a description of what is wrong with it, or None.
+    """
+
+    entry: str
+    text: str
+    call: Callable[[], Any]
+    refuse: bool = True
+    check: Callable[[Any], str | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"{self.entry}: {self.text}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one case was answered: one of :data:`KINDS` and a detail text."""
+
+    case: Case
+    kind: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the answer was acceptable (refused, or allowed and sane)."""
+        return self.kind in ("refused", "accepted-ok")
+
+    def report(self) -> str:
+        """One line: the reproducer and what went wrong."""
+        return f"{self.case.entry}: {self.case.text}  ->  {self.kind}: {self.detail}"
+
+
+def is_config_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the documented answer to a bad input (``closedloop.ConfigError``)."""
+    from closedloop import ConfigError
+
+    return isinstance(exc, ConfigError)
+
+
+def run_case(case: Case) -> Outcome:
+    """Run one case with the real work guarded, output silenced; classify the answer."""
+    sink = io.StringIO()
+    try:
+        with guard(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = case.call()
+    except WorkStarted as exc:
+        return Outcome(case, "garbage", f"accepted: the real work started ({exc})")
+    except Garbage as exc:
+        return Outcome(case, "garbage", str(exc))
+    except Exception as exc:
+        if is_config_error(exc):
+            return Outcome(case, "refused", str(exc).splitlines()[0][:160])
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        return Outcome(case, "raw", f"{type(exc).__name__}: {first} "
+                       f"[{Path(where.filename).name}:{where.lineno}]")
+    if case.refuse:
+        return Outcome(case, "garbage", f"accepted, returned {summary(result)}")
+    problem = case.check(result) if case.check else None
+    if problem:
+        return Outcome(case, "garbage", problem)
+    return Outcome(case, "accepted-ok")
+
+
+def summary(value: Any) -> str:
+    """A short text of a result."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def _raise_work(what: str) -> Callable[..., Any]:
+    def stop(*args: Any, **kwargs: Any) -> Any:
+        raise WorkStarted(what)
+    return stop
+
+
+def _pulse_guard(original: Callable[..., Any], size_of: Callable[..., int]) -> Callable[..., Any]:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        n = size_of(*args, **kwargs)
+        if n > PULSE_BUDGET:
+            raise WorkStarted(f"a train of {n:,} pulses")
+        return original(*args, **kwargs)
+    return guarded
+
+
+def _train_size(self: Any, current_ma: Any = 0.0, rate_hz: Any = 50.0, n_pulses: Any = 50,
+                *args: Any, **kwargs: Any) -> int:
+    try:
+        return int(kwargs.get("n_pulses", n_pulses))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _stim_size(self: Any, current_ma: Any = 0.0, *args: Any, **kwargs: Any) -> int:
+    import numpy as np
+
+    try:
+        return int(np.size(kwargs.get("current_ma", current_ma)))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _patches() -> list[tuple[Any, str, Any]]:
+    """(object, attribute, replacement) of every guarded call."""
+    import closedloop._parallel
+    import closedloop.calibration
+    import closedloop.cli.cohort
+    import closedloop.cohort
+    import closedloop.hpsearch
+    from closedloop.neural.model import NeuralModel
+
+    pool = _raise_work("a process-pool map (episodes, trials or calibrations)")
+    out = [(closedloop._parallel, "parallel_map", pool),
+           (closedloop.calibration, "parallel_map", pool),
+           (closedloop.cohort, "parallel_map", pool),
+           (closedloop.hpsearch, "train_trial", _raise_work("an hpsearch trial")),
+           (NeuralModel, "pulse_train", _pulse_guard(NeuralModel.pulse_train, _train_size)),
+           (NeuralModel, "stimulate", _pulse_guard(NeuralModel.stimulate, _stim_size))]
+    for name in ("generate_cohort", "write_cohort", "write_calibrations"):
+        if hasattr(closedloop.cli.cohort, name):
+            out.append((closedloop.cli.cohort, name, _raise_work(name)))
+    try:
+        from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+        from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+    except ImportError:  # pragma: no cover - the rl extra is not installed
+        return out
+    learn = _raise_work("SB3 learn()")
+    return out + [(OnPolicyAlgorithm, "learn", learn), (OffPolicyAlgorithm, "learn", learn)]
+
+
+@contextlib.contextmanager
+def guard() -> Iterator[None]:
+    """Replace every expensive call by :class:`WorkStarted` for the duration of a case."""
+    patches = _patches()
+    saved = [(obj, name, obj.__dict__[name]) for obj, name, _ in patches]
+    try:
+        for obj, name, new in patches:
+            setattr(obj, name, new)
+        yield
+    finally:
+        for obj, name, old in saved:
+            setattr(obj, name, old)
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+def strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
+    """Entry point -> (hypothesis strategy of cases, quota of a full run)."""
+    import fuzz_cases
+    import fuzz_cli
+
+    return {**fuzz_cases.strategies(tmp), **fuzz_cli.strategies(tmp)}
+
+
+def sample(strategy: Any, n: int, visit: Callable[[Case], None], seed: int = 0) -> None:
+    """Draw up to ``n`` cases from ``strategy`` (reproducibly) and call ``visit`` on each."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hseed
+
+    @hseed(seed)
+    @settings(max_examples=n, deadline=None, database=None, derandomize=False,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def each(case: Case) -> None:
+        visit(case)
+
+    each()
+
+
+def fuzz(only: list[str] | None = None, scale: float = 1.0, seed: int = 0,
+         echo: Callable[[str], None] = print) -> dict[str, list[Outcome]]:
+    """Run every entry point's quota (times ``scale``); outcomes by entry point."""
+    results: dict[str, list[Outcome]] = {}
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
+        for entry, (strategy, quota) in strategies(Path(tmp)).items():
+            if only and entry not in only:
+                continue
+            t0, got = time.perf_counter(), results.setdefault(entry, [])
+            sample(strategy, max(1, round(quota * scale)),
+                   lambda case, got=got: got.append(run_case(case)), seed)
+            counts = {k: sum(o.kind == k for o in got) for k in KINDS}
+            echo(f"{entry:<20} {len(got):5d} cases {time.perf_counter() - t0:7.1f} s  "
+                 + "  ".join(f"{k} {v}" for k, v in counts.items()))
+    return results
+
+
+def table(results: dict[str, list[Outcome]]) -> str:
+    """Counts per entry point: tried, ConfigError, other exceptions, silent garbage."""
+    head = (f"{'entry point':<20} {'tried':>6} {'ConfigError':>12} {'accepted-ok':>12} "
+            f"{'other exc.':>11} {'garbage':>8}")
+    lines = [head, "-" * len(head)]
+    totals = dict.fromkeys(KINDS, 0)
+    for entry, outs in results.items():
+        c = {k: sum(o.kind == k for o in outs) for k in KINDS}
+        for k in KINDS:
+            totals[k] += c[k]
+        lines.append(f"{entry:<20} {len(outs):6d} {c['refused']:12d} {c['accepted-ok']:12d} "
+                     f"{c['raw']:11d} {c['garbage']:8d}")
+    lines.append("-" * len(head))
+    lines.append(f"{'total':<20} {sum(totals.values()):6d} {totals['refused']:12d} "
+                 f"{totals['accepted-ok']:12d} {totals['raw']:11d} {totals['garbage']:8d}")
+    return "\n".join(lines)
+
+
+def failures(results: dict[str, list[Outcome]]) -> str:
+    """Failures grouped by entry point and kind of failure, one minimal reproducer each."""
+    groups: dict[tuple[str, str], list[Outcome]] = {}
+    for entry, outs in results.items():
+        for o in outs:
+            if not o.ok:
+                key = o.detail.split(":")[0] if o.kind == "raw" else o.detail.split(",")[0]
+                groups.setdefault((entry, f"{o.kind}: {key}"), []).append(o)
+    lines = []
+    for (entry, kind), outs in sorted(groups.items()):
+        first = min(outs, key=lambda o: len(o.case.text))
+        lines.append(f"[{entry}] {kind} ({len(outs)} case(s)); e.g.\n    {first.case.text}\n"
+                     f"    -> {first.detail}")
+    return "\n".join(lines) if lines else "no failures"
+
+
+def _limit_memory(gib: float) -> None:
+    """Cap this process's address space, so that an accepted huge allocation fails fast."""
+    try:
+        import resource
+
+        limit = int(gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not on this platform
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fuzzer, print the counts and the failures; exit 1 if any case failed."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=float, default=1.0, help="fraction of each quota")
+    p.add_argument("--only", help="comma list of entry points")
+    p.add_argument("--seed", type=int, default=0, help="hypothesis seed")
+    p.add_argument("--memory-gib", type=float, default=10.0, help="address-space cap (GiB)")
+    args = p.parse_args(argv)
+    _limit_memory(args.memory_gib)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import closedloop
+
+    print(f"closedloop {closedloop.__version__}, seed {args.seed}, scale {args.scale:g}; "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    t0 = time.perf_counter()
+    results = fuzz(args.only.split(",") if args.only else None, args.scale, args.seed,
+                   echo=lambda s: print(s, flush=True))
+    print(f"\n{table(results)}\n\nwall {time.perf_counter() - t0:.0f} s\n\nFailures "
+          f"(grouped by entry point and kind):\n{failures(results)}")
+    bad = sum(not o.ok for outs in results.values() for o in outs)
+    return 1 if bad else 0
+
+
+def finite(value: Any) -> bool:
+    """Whether every number in ``value`` (scalar, array, nested list/dict) is finite."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return all(finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(finite(v) for v in value)
+    if isinstance(value, (bool, np.bool_, str)):
+        return True
+    if isinstance(value, (int, float, np.number)):
+        return math.isfinite(float(value))
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        return bool(np.isfinite(value).all())
+    return True
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
