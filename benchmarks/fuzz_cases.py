@@ -42,6 +42,7 @@ HARDWARE_MAX_MA = 25.5
 
 # -- envs ------------------------------------------------------------------------------------
 
+
 @functools.cache
 def env_ids() -> tuple[str, ...]:
     """Every registered ``closedloop/`` id."""
@@ -58,8 +59,13 @@ def vector_ids() -> tuple[str, ...]:
     from closedloop.envs.config import load_suite
 
     suite = load_suite()
-    return tuple(i for i in env_ids() if i in suite and not suite[i].config.control_pw_rate
-                 and not suite[i].config.observe_waveform)
+    return tuple(
+        i
+        for i in env_ids()
+        if i in suite
+        and not suite[i].config.control_pw_rate
+        and not suite[i].config.observe_waveform
+    )
 
 
 def fields_of(cls: type) -> list[tuple[str, Mapping[str, Any], Any]]:
@@ -98,8 +104,9 @@ def make_cases(draw: Any) -> Case:
     from closedloop.envs.config import EnvConfig, RewardWeights
 
     env_id = draw(st.sampled_from(env_ids()))
-    kind = draw(st.sampled_from(["env", "env", "env", "reward", "device", "loosen", "unknown",
-                                 "table"]))
+    kind = draw(
+        st.sampled_from(["env", "env", "env", "reward", "device", "loosen", "unknown", "table"])
+    )
     if kind == "env":
         name, meta, default = draw(st.sampled_from(fields_of(EnvConfig)))
         kwargs = {name: draw(bad_value(meta, default))}
@@ -107,18 +114,27 @@ def make_cases(draw: Any) -> Case:
         cls = RewardWeights if kind == "reward" else DeviceParams
         name, meta, default = draw(st.sampled_from(fields_of(cls)))
         kwargs = {kind: {name: draw(bad_value(meta, default))}}
-    elif kind == "loosen":       # the hardware and tissue limits can only be tightened
-        name, lo, hi = draw(st.sampled_from([("max_current_ma", 25.5, 100.0),
-                                             ("charge_density_limit_uc_per_cm2", 30.0, 1000.0),
-                                             ("compliance_v", 40.0, 100.0)]))
+    elif kind == "loosen":  # the hardware and tissue limits can only be tightened
+        name, lo, hi = draw(
+            st.sampled_from(
+                [
+                    ("max_current_ma", 25.5, 100.0),
+                    ("charge_density_limit_uc_per_cm2", 30.0, 1000.0),
+                    ("compliance_v", 40.0, 100.0),
+                ]
+            )
+        )
         kwargs = {"device": {name: draw(st.floats(lo, hi, exclude_min=True))}}
     elif kind == "unknown":
         known = {f[0] for f in fields_of(EnvConfig)} | {"reward", "device", "render_mode"}
         kwargs = {draw(TEXT.filter(lambda s: s not in known)): 1.0}
     else:
         kwargs = {draw(st.sampled_from(["reward", "device"])): draw(not_a_table())}
-    return Case("env.make", f"gym.make({env_id!r}, {kwargs_text(kwargs)})",
-                functools.partial(_make_and_run, env_id, kwargs))
+    return Case(
+        "env.make",
+        f"gym.make({env_id!r}, {kwargs_text(kwargs)})",
+        functools.partial(_make_and_run, env_id, kwargs),
+    )
 
 
 @functools.cache
@@ -148,26 +164,45 @@ def reset_cases(draw: Any) -> Case:
     from closedloop.disturbances import list_scenarios
 
     env_id = draw(st.sampled_from(env_ids()))
-    key = draw(st.sampled_from(["patient", "split", "scenario", "target_uv", "unknown",
-                                "not-a-dict"]))
+    key = draw(
+        st.sampled_from(["patient", "split", "scenario", "target_uv", "unknown", "not-a-dict"])
+    )
     values = {
         "patient": st.one_of(wrong_types(), st.integers(), TEXT.filter(_unknown_patient)),
-        "split": st.one_of(wrong_types(), TEXT.filter(
-            lambda s: s not in ("train", "validation", "test"))),
-        "scenario": st.one_of(wrong_types(), st.integers(), TEXT.filter(
-            lambda s: s not in list_scenarios()), st.just("missing.toml")),
-        "target_uv": st.one_of(wrong_types(), not_finite(), st.floats(max_value=0.0),
-                               st.floats(min_value=2000.0, exclude_min=True)),
+        "split": st.one_of(
+            wrong_types(), TEXT.filter(lambda s: s not in ("train", "validation", "test"))
+        ),
+        "scenario": st.one_of(
+            wrong_types(),
+            st.integers(),
+            TEXT.filter(lambda s: s not in list_scenarios()),
+            st.just("missing.toml"),
+        ),
+        "target_uv": st.one_of(
+            wrong_types(),
+            not_finite(),
+            st.floats(max_value=0.0),
+            st.floats(min_value=2000.0, exclude_min=True),
+        ),
     }
     if key == "unknown":
         options = {draw(TEXT.filter(lambda s: s not in values)): 1}
     elif key == "not-a-dict":
-        options = draw(st.one_of(TEXT, st.lists(st.integers(), min_size=1, max_size=2),
-                                 st.integers().filter(bool), st.just((("patient", "default"),))))
+        options = draw(
+            st.one_of(
+                TEXT,
+                st.lists(st.integers(), min_size=1, max_size=2),
+                st.integers().filter(bool),
+                st.just((("patient", "default"),)),
+            )
+        )
     else:
         options = {key: draw(values[key])}
-    return Case("env.reset", f"gym.make({env_id!r}).reset(seed=0, options={show(options)})",
-                functools.partial(_reset, env_id, options))
+    return Case(
+        "env.reset",
+        f"gym.make({env_id!r}).reset(seed=0, options={show(options)})",
+        functools.partial(_reset, env_id, options),
+    )
 
 
 def must_refuse_actions(shape: tuple[int, ...]) -> st.SearchStrategy:
@@ -175,15 +210,24 @@ def must_refuse_actions(shape: tuple[int, ...]) -> st.SearchStrategy:
     size = int(np.prod(shape))
     bad_size = st.integers(0, 5).filter(lambda n: n != size and n != 1 and n != shape[-1])
     return st.one_of(
-        TEXT, st.none(), st.dictionaries(TEXT, st.floats(-1, 1), min_size=1, max_size=2),
-        st.just(b"\x00"), st.just(np.array(["a"] * size, dtype=object).reshape(shape)),
+        TEXT,
+        st.none(),
+        st.dictionaries(TEXT, st.floats(-1, 1), min_size=1, max_size=2),
+        st.just(b"\x00"),
+        st.just(np.array(["a"] * size, dtype=object).reshape(shape)),
         st.just(np.array([None] * size, dtype=object).reshape(shape)),
-        st.builds(lambda z: np.full(shape, z), st.complex_numbers(
-            max_magnitude=1, allow_nan=False).filter(lambda z: z.imag != 0)),
-        st.builds(lambda v, i: _with(np.zeros(shape, np.float32), i, v), not_finite(),
-                  st.integers(0, size - 1)),
+        st.builds(
+            lambda z: np.full(shape, z),
+            st.complex_numbers(max_magnitude=1, allow_nan=False).filter(lambda z: z.imag != 0),
+        ),
+        st.builds(
+            lambda v, i: _with(np.zeros(shape, np.float32), i, v),
+            not_finite(),
+            st.integers(0, size - 1),
+        ),
         st.builds(lambda n: np.zeros(n, np.float32), bad_size),
-        st.just(np.zeros((2, 2, 2), np.float32)), st.just([[0.0], [0.0, 1.0]]),
+        st.just(np.zeros((2, 2, 2), np.float32)),
+        st.just([[0.0], [0.0, 1.0]]),
     )
 
 
@@ -198,7 +242,7 @@ def either_actions(shape: tuple[int, ...]) -> st.SearchStrategy:
     return st.one_of(
         st.builds(lambda v: np.full(shape, v, np.float64), floats),
         st.builds(lambda v: np.full(shape, v, np.float32), st.floats(-1, 1, width=32)),
-        st.builds(lambda v: np.full(shape, v, np.int64), st.integers(-10**6, 10**6)),
+        st.builds(lambda v: np.full(shape, v, np.int64), st.integers(-(10**6), 10**6)),
         st.builds(lambda v: np.full(shape, v), st.booleans()),
         st.builds(lambda v: np.full(shape, v).tolist(), st.floats(-5, 5)),
         st.builds(lambda v: np.full(shape, v, object), st.floats(-1, 1)),
@@ -221,9 +265,13 @@ def action_cases(draw: Any) -> Case:
     shape = (3,) if "PulseShape" in env_id else (1,)
     refuse = draw(st.booleans())
     action = draw(must_refuse_actions(shape) if refuse else either_actions(shape))
-    return Case("env.step", f"gym.make({env_id!r}).step({show(action)})",
-                functools.partial(_step, functools.partial(_env, env_id), action),
-                refuse, sane_step)
+    return Case(
+        "env.step",
+        f"gym.make({env_id!r}).step({show(action)})",
+        functools.partial(_step, functools.partial(_env, env_id), action),
+        refuse,
+        sane_step,
+    )
 
 
 @functools.cache
@@ -241,9 +289,13 @@ def vector_action_cases(draw: Any) -> Case:
     env_id = draw(st.sampled_from(vector_ids()))
     refuse = draw(st.booleans())
     action = draw(must_refuse_actions((2, 1)) if refuse else either_actions((2, 1)))
-    return Case("vector.step", f"ECAPVectorEnv(2, {env_id!r}).step({show(action)})",
-                functools.partial(_step, functools.partial(_vec, env_id), action),
-                refuse, sane_step)
+    return Case(
+        "vector.step",
+        f"ECAPVectorEnv(2, {env_id!r}).step({show(action)})",
+        functools.partial(_step, functools.partial(_vec, env_id), action),
+        refuse,
+        sane_step,
+    )
 
 
 def _vec_make_and_run(num_envs: Any, env_id: str, kwargs: Mapping[str, Any]) -> Any:
@@ -262,17 +314,27 @@ def vector_make_cases(draw: Any) -> Case:
     """``ECAPVectorEnv(bad num_envs)`` and bad overrides."""
     env_id = draw(st.sampled_from(vector_ids()))
     if draw(st.booleans()):
-        n = draw(st.one_of(wrong_types(), st.integers(max_value=0), not_finite(),
-                           st.floats(1.1, 3.9).filter(lambda x: not x.is_integer())))
+        n = draw(
+            st.one_of(
+                wrong_types(),
+                st.integers(max_value=0),
+                not_finite(),
+                st.floats(1.1, 3.9).filter(lambda x: not x.is_integer()),
+            )
+        )
         kwargs: dict = {}
     else:
         n = 2
         kwargs = draw(make_cases()).call.args[1]
-    return Case("vector.make", f"ECAPVectorEnv({show(n)}, {env_id!r}, {kwargs_text(kwargs)})",
-                functools.partial(_vec_make_and_run, n, env_id, kwargs))
+    return Case(
+        "vector.make",
+        f"ECAPVectorEnv({show(n)}, {env_id!r}, {kwargs_text(kwargs)})",
+        functools.partial(_vec_make_and_run, n, env_id, kwargs),
+    )
 
 
 # -- controllers -----------------------------------------------------------------------------
+
 
 @functools.cache
 def _agents() -> tuple[str, ...]:
@@ -296,17 +358,35 @@ def spec_docs(draw: Any) -> dict:
     from closedloop.controllers import CONTROLLER_TYPES
 
     kind = draw(st.sampled_from(sorted(CONTROLLER_TYPES)))
-    doc: dict[str, Any] = {"name": "fz", "description": "fuzz", "controller": kind,
-                           "params": {}}
-    what = draw(st.sampled_from(["params", "params", "name", "controller", "description",
-                                 "tuning", "unknown", "params-type"]))
+    doc: dict[str, Any] = {"name": "fz", "description": "fuzz", "controller": kind, "params": {}}
+    what = draw(
+        st.sampled_from(
+            [
+                "params",
+                "params",
+                "name",
+                "controller",
+                "description",
+                "tuning",
+                "unknown",
+                "params-type",
+            ]
+        )
+    )
     if what == "params":
         name, meta, default = draw(st.sampled_from(fields_of(CONTROLLER_TYPES[kind].params_type)))
         doc["params"] = {name: draw(bad_value(meta, default))}
     elif what in ("name", "controller"):
-        doc[what] = draw(st.one_of(wrong_types(), st.integers(), st.just(""),
-                                   TEXT.filter(lambda s: s not in CONTROLLER_TYPES)
-                                   if what == "controller" else st.just("")))
+        doc[what] = draw(
+            st.one_of(
+                wrong_types(),
+                st.integers(),
+                st.just(""),
+                TEXT.filter(lambda s: s not in CONTROLLER_TYPES)
+                if what == "controller"
+                else st.just(""),
+            )
+        )
     elif what == "description":
         doc["description"] = draw(st.one_of(st.integers(), st.lists(TEXT, min_size=1)))
     elif what == "tuning":
@@ -329,34 +409,57 @@ def controller_cases(draw: Any, tmp: Path) -> Case:
     """``make_controller(name, **bad)``, ``make_controller(bad spec)``, bad spec files."""
     from closedloop.controllers import load_agent_spec, make_controller
 
-    what = draw(st.sampled_from(["override", "override", "dict", "file", "garbage-file",
-                                 "not-a-spec"]))
+    what = draw(
+        st.sampled_from(["override", "override", "dict", "file", "garbage-file", "not-a-spec"])
+    )
     if what == "override":
         name = draw(st.sampled_from(_agents()))
         params = load_agent_spec(name).params
         field = draw(st.sampled_from(fields_of(type(params)) + [("zz_unknown", {}, 0.0)]))
         kwargs = {field[0]: draw(bad_value(field[1], field[2]))}
-        return Case("controller.make", f"make_controller({name!r}, {kwargs_text(kwargs)})",
-                    functools.partial(make_controller, name, **kwargs))
+        return Case(
+            "controller.make",
+            f"make_controller({name!r}, {kwargs_text(kwargs)})",
+            functools.partial(make_controller, name, **kwargs),
+        )
     if what == "not-a-spec":
-        spec = draw(st.one_of(st.none(), st.integers(), st.lists(st.integers(), min_size=1),
-                              st.just(1.5)))
-        return Case("controller.make", f"make_controller({show(spec)})",
-                    functools.partial(make_controller, spec))
+        spec = draw(
+            st.one_of(st.none(), st.integers(), st.lists(st.integers(), min_size=1), st.just(1.5))
+        )
+        return Case(
+            "controller.make",
+            f"make_controller({show(spec)})",
+            functools.partial(make_controller, spec),
+        )
     if what == "garbage-file":
-        text = draw(st.sampled_from(["name = = 1\n", "[params\n", "name = 'fz'\nname = 'x'\n",
-                                     "\x00\x01", "name = \"fz\"\ncontroller = \"pid\"\n"
-                                     "params = 5\n"]))
+        text = draw(
+            st.sampled_from(
+                [
+                    "name = = 1\n",
+                    "[params\n",
+                    "name = 'fz'\nname = 'x'\n",
+                    "\x00\x01",
+                    'name = "fz"\ncontroller = "pid"\nparams = 5\n',
+                ]
+            )
+        )
         path = _write(tmp, text, "fz")
-        return Case("controller.make", f"load_agent_spec('fz', folder=<dir with {text!r}>)",
-                    functools.partial(_load_agent, path))
+        return Case(
+            "controller.make",
+            f"load_agent_spec('fz', folder=<dir with {text!r}>)",
+            functools.partial(_load_agent, path),
+        )
     doc = draw(spec_docs())
     if what == "file" and representable(doc):
         text = toml_doc(doc)
-        return Case("controller.make", f"load_agent_spec('fz', folder=<dir with {text!r}>)",
-                    functools.partial(_load_agent, _write(tmp, text, "fz")))
-    return Case("controller.make", f"make_controller({show(doc)})",
-                functools.partial(make_controller, doc))
+        return Case(
+            "controller.make",
+            f"load_agent_spec('fz', folder=<dir with {text!r}>)",
+            functools.partial(_load_agent, _write(tmp, text, "fz")),
+        )
+    return Case(
+        "controller.make", f"make_controller({show(doc)})", functools.partial(make_controller, doc)
+    )
 
 
 @functools.cache
@@ -391,15 +494,22 @@ def sane_action(out: Any) -> str | None:
 def predict_cases(draw: Any) -> Case:
     """``controller.predict(bad observation)`` after ``reset(context)`` (or before it)."""
     name = draw(st.sampled_from(_agents()))
-    n = 13           # 3 * history + 1 with the default history of 4
+    n = 13  # 3 * history + 1 with the default history of 4
     refuse = draw(st.booleans())
     reset = True
     if refuse:
-        obs = draw(st.one_of(
-            TEXT, st.none(), st.dictionaries(TEXT, st.floats(), min_size=1, max_size=2),
-            st.builds(np.zeros, st.integers(0, n - 1)), st.just(np.zeros((2, n))),
-            st.just(np.array(["a"] * n, dtype=object)), st.just(np.full(n, 1 + 1j)),
-            st.just(0.0)))
+        obs = draw(
+            st.one_of(
+                TEXT,
+                st.none(),
+                st.dictionaries(TEXT, st.floats(), min_size=1, max_size=2),
+                st.builds(np.zeros, st.integers(0, n - 1)),
+                st.just(np.zeros((2, n))),
+                st.just(np.array(["a"] * n, dtype=object)),
+                st.just(np.full(n, 1 + 1j)),
+                st.just(0.0),
+            )
+        )
         reset = draw(st.integers(0, 5)) > 0
         if not reset:
             obs = np.zeros(n)
@@ -408,13 +518,20 @@ def predict_cases(draw: Any) -> Case:
         index = draw(st.integers(0, n - 1))
         obs = np.full(n, 5.0)
         obs[index] = value
-    text = (f"make_controller({name!r})" + (".reset(ctx)" if reset else "")
-            + f".predict({show(obs)})")
-    return Case("controller.predict", text, functools.partial(_predict, name, obs, reset),
-                refuse, sane_action)
+    text = (
+        f"make_controller({name!r})" + (".reset(ctx)" if reset else "") + f".predict({show(obs)})"
+    )
+    return Case(
+        "controller.predict",
+        text,
+        functools.partial(_predict, name, obs, reset),
+        refuse,
+        sane_action,
+    )
 
 
 # -- RL specs ----------------------------------------------------------------------------------
+
 
 @functools.cache
 def _ppo_doc() -> dict:
@@ -429,16 +546,24 @@ HYPER_BAD = {
     "n_steps": st.one_of(st.integers(max_value=0), st.floats(1.5, 99.5), TEXT),
     "batch_size": st.one_of(st.integers(max_value=0), st.just("abc"), st.floats(1.5, 9.5)),
     "n_epochs": st.one_of(st.integers(max_value=0), TEXT, st.just(2.5)),
-    "gamma": st.one_of(st.floats(min_value=1.0, exclude_min=True), st.floats(max_value=0.0,
-                                                                             exclude_max=True),
-                       not_finite(), TEXT),
+    "gamma": st.one_of(
+        st.floats(min_value=1.0, exclude_min=True),
+        st.floats(max_value=0.0, exclude_max=True),
+        not_finite(),
+        TEXT,
+    ),
     "gae_lambda": st.one_of(st.floats(min_value=1.0, exclude_min=True), not_finite(), TEXT),
     "clip_range": st.one_of(st.floats(max_value=0.0), not_finite(), st.just([0.2])),
     "ent_coef": st.one_of(not_finite(), st.just([0.0]), st.just({"a": 1})),
     "max_grad_norm": st.one_of(st.floats(max_value=0.0), not_finite(), TEXT),
-    "policy_kwargs": st.one_of(TEXT, st.integers(), st.just({"net_arch": "x"}),
-                               st.just({"activation_fn": "nope"}), st.just({"zz": 1}),
-                               st.just({"net_arch": [-4]})),
+    "policy_kwargs": st.one_of(
+        TEXT,
+        st.integers(),
+        st.just({"net_arch": "x"}),
+        st.just({"activation_fn": "nope"}),
+        st.just({"zz": 1}),
+        st.just({"net_arch": [-4]}),
+    ),
 }
 
 
@@ -448,28 +573,62 @@ def rl_docs(draw: Any) -> dict:
     doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _ppo_doc().items()}
     hyper = {s: dict(t) for s, t in doc["hyperparams"].items()}
     doc["hyperparams"] = hyper
-    what = draw(st.sampled_from(["hyper", "hyper", "hyper", "algorithm", "policy", "n_envs",
-                                 "normalize_obs", "section", "search", "unknown", "unknown-hp"]))
+    what = draw(
+        st.sampled_from(
+            [
+                "hyper",
+                "hyper",
+                "hyper",
+                "algorithm",
+                "policy",
+                "n_envs",
+                "normalize_obs",
+                "section",
+                "search",
+                "unknown",
+                "unknown-hp",
+            ]
+        )
+    )
     if what == "hyper":
         key = draw(st.sampled_from(sorted(HYPER_BAD)))
         hyper["default"][key] = draw(HYPER_BAD[key])
     elif what in ("algorithm", "policy"):
         doc[what] = draw(st.one_of(TEXT, st.integers(), st.lists(TEXT, min_size=1)))
     elif what == "n_envs":
-        doc["n_envs"] = draw(st.one_of(st.integers(max_value=0), st.floats(1.5, 7.5), TEXT,
-                                       st.just([8]), st.integers(min_value=10**7)))
+        doc["n_envs"] = draw(
+            st.one_of(
+                st.integers(max_value=0),
+                st.floats(1.5, 7.5),
+                TEXT,
+                st.just([8]),
+                st.integers(min_value=10**7),
+            )
+        )
     elif what == "normalize_obs":
         doc["normalize_obs"] = draw(st.one_of(TEXT, st.integers(2, 9), st.just([True])))
     elif what == "section":
-        doc["hyperparams"] = {draw(st.one_of(TEXT, st.just("CartPole-v1"))): {}} \
-            if draw(st.booleans()) else draw(not_a_table())
+        doc["hyperparams"] = (
+            {draw(st.one_of(TEXT, st.just("CartPole-v1"))): {}}
+            if draw(st.booleans())
+            else draw(not_a_table())
+        )
     elif what == "search":
-        doc["search"] = draw(st.sampled_from([
-            {"learning_rate": {"low": 1.0, "high": 0.0}}, {"zz": {"low": 0, "high": 1}},
-            {"n_steps": {"choices": []}}, {"n_steps": "abc"}, "abc",
-            {"learning_rate": {"low": "a", "high": 1.0}}, {"gamma": {"low": 0.9}},
-            {"learning_rate": {"low": -1.0, "high": 1.0, "log": True}},
-            {"n_steps": {"choices": [0, -1]}}]))
+        doc["search"] = draw(
+            st.sampled_from(
+                [
+                    {"learning_rate": {"low": 1.0, "high": 0.0}},
+                    {"zz": {"low": 0, "high": 1}},
+                    {"n_steps": {"choices": []}},
+                    {"n_steps": "abc"},
+                    "abc",
+                    {"learning_rate": {"low": "a", "high": 1.0}},
+                    {"gamma": {"low": 0.9}},
+                    {"learning_rate": {"low": -1.0, "high": 1.0, "log": True}},
+                    {"n_steps": {"choices": [0, -1]}},
+                ]
+            )
+        )
     elif what == "unknown":
         doc[draw(TEXT.filter(lambda s: s not in doc))] = 1
     else:
@@ -491,8 +650,9 @@ def rl_spec_cases(draw: Any, tmp: Path) -> Case:
     doc = draw(rl_docs())
     if draw(st.booleans()) and representable(doc):
         path = _write(tmp, toml_doc(doc), "fz")
-        return Case("rl_spec", f"load_rl_spec(<file of {show(doc)}>)",
-                    functools.partial(_load_rl, path))
+        return Case(
+            "rl_spec", f"load_rl_spec(<file of {show(doc)}>)", functools.partial(_load_rl, path)
+        )
     return Case("rl_spec", f"parse_rl_spec({show(doc)})", functools.partial(parse_rl_spec, doc))
 
 

@@ -33,90 +33,190 @@ COMMA_INTS = st.sampled_from(["a", "-1", "", ",", "0,0", "1.5", "0,-1", "0,,x"])
 BAD = {
     "benchmark": (
         ["--quick", "--no-plots", "--no-progress", "--workers", "1", "--out", "{out}"],
-        {"--controllers": st.one_of(st.sampled_from(["", ",", " , ", "open-loop,nope"]), TEXT),
-         "--envs": st.one_of(st.sampled_from(["CartPole-v1", "", ",",
-                                              "closedloop/ECAPTracking-v0,CartPole-v1"]), TEXT),
-         "--patients": st.one_of(NONPOS, NOT_INT), "--seeds": COMMA_INTS,
-         "--workers": st.one_of(NONPOS, NOT_INT),
-         "--suite": st.sampled_from(["{tmp}/missing.toml", "{tmp}", "{file:seeds = = 1}",
-                                     "{file:seeds = [-1]}", "{file:env_ids = ['CartPole-v1']}",
-                                     "{file:zz = 1}", "{file:env_overrides = 'abc'}"])}),
+        {
+            "--controllers": st.one_of(st.sampled_from(["", ",", " , ", "open-loop,nope"]), TEXT),
+            "--envs": st.one_of(
+                st.sampled_from(["CartPole-v1", "", ",", "closedloop/ECAPTracking-v0,CartPole-v1"]),
+                TEXT,
+            ),
+            "--patients": st.one_of(NONPOS, NOT_INT),
+            "--seeds": COMMA_INTS,
+            "--workers": st.one_of(NONPOS, NOT_INT),
+            "--suite": st.sampled_from(
+                [
+                    "{tmp}/missing.toml",
+                    "{tmp}",
+                    "{file:seeds = = 1}",
+                    "{file:seeds = [-1]}",
+                    "{file:env_ids = ['CartPole-v1']}",
+                    "{file:zz = 1}",
+                    "{file:env_overrides = 'abc'}",
+                ]
+            ),
+        },
+    ),
     "tune": (
         ["pid", "--out", "{out}/pid.toml", "--workers", "1", "--budget", "2", "--patients", "1"],
-        {"--budget": st.one_of(NONPOS, NOT_INT), "--patients": st.one_of(NONPOS, NOT_INT),
-         "--split": st.one_of(st.sampled_from(["test", "", "TRAIN"]), TEXT),
-         "--seeds": COMMA_INTS, "--workers": st.one_of(NONPOS, NOT_INT),
-         "--out": st.sampled_from(["{tmp}/missing/x.toml", "{tmp}"])}),
+        {
+            "--budget": st.one_of(NONPOS, NOT_INT),
+            "--patients": st.one_of(NONPOS, NOT_INT),
+            "--split": st.one_of(st.sampled_from(["test", "", "TRAIN"]), TEXT),
+            "--seeds": COMMA_INTS,
+            "--workers": st.one_of(NONPOS, NOT_INT),
+            "--out": st.sampled_from(["{tmp}/missing/x.toml", "{tmp}"]),
+        },
+    ),
     "train": (
         ["--steps", "64", "--n-envs", "1", "--out", "{out}", "--no-progress", "--no-tensorboard"],
-        {"--agent": st.one_of(TEXT, st.sampled_from(["{tmp}/missing.toml", "{file:name = 5}"])),
-         "--env": st.one_of(st.sampled_from(["CartPole-v1", "closedloop/Nope-v0", ""]), TEXT),
-         "--steps": st.one_of(NONPOS, NOT_INT), "--seed": st.one_of(NEG, NOT_INT),
-         "--n-envs": st.one_of(NONPOS, NOT_INT),
-         "--set": st.sampled_from(["learning_rate=-1", "n_steps=0", "batch_size=abc", "zz=1",
-                                   "gamma=2", "noequals", "=1", "policy_kwargs=abc",
-                                   "learning_rate=nan", "n_epochs=0", "learning_rate=[1]",
-                                   "n_steps=2.5"]),
-         "--env-kw": st.sampled_from(["rate_hz=-1", "zz=1", "episode_s=abc", "episode_s=0.01",
-                                      "pulses_per_step=2.5", "device={max_current_ma=100}",
-                                      "noequals", "history=[1]", "reward='abc'"]),
-         "--eval-every": NEG, "--eval-patients": st.sampled_from(["0", "-1", "999"]),
-         "--eval-seeds": COMMA_INTS, "--eval-episode-s": st.one_of(NEG, NOT_FINITE),
-         "--checkpoint-every": NEG, "--keep-checkpoints": NONPOS,
-         "--log-every": NONPOS, "--max-wall-s": st.one_of(NEG, st.just("nan")),
-         "--torch-threads": st.sampled_from(["-1", "100000"]), "--resume": st.just(None)}),
+        {
+            "--agent": st.one_of(TEXT, st.sampled_from(["{tmp}/missing.toml", "{file:name = 5}"])),
+            "--env": st.one_of(st.sampled_from(["CartPole-v1", "closedloop/Nope-v0", ""]), TEXT),
+            "--steps": st.one_of(NONPOS, NOT_INT),
+            "--seed": st.one_of(NEG, NOT_INT),
+            "--n-envs": st.one_of(NONPOS, NOT_INT),
+            "--set": st.sampled_from(
+                [
+                    "learning_rate=-1",
+                    "n_steps=0",
+                    "batch_size=abc",
+                    "zz=1",
+                    "gamma=2",
+                    "noequals",
+                    "=1",
+                    "policy_kwargs=abc",
+                    "learning_rate=nan",
+                    "n_epochs=0",
+                    "learning_rate=[1]",
+                    "n_steps=2.5",
+                ]
+            ),
+            "--env-kw": st.sampled_from(
+                [
+                    "rate_hz=-1",
+                    "zz=1",
+                    "episode_s=abc",
+                    "episode_s=0.01",
+                    "pulses_per_step=2.5",
+                    "device={max_current_ma=100}",
+                    "noequals",
+                    "history=[1]",
+                    "reward='abc'",
+                ]
+            ),
+            "--eval-every": NEG,
+            "--eval-patients": st.sampled_from(["0", "-1", "999"]),
+            "--eval-seeds": COMMA_INTS,
+            "--eval-episode-s": st.one_of(NEG, NOT_FINITE),
+            "--checkpoint-every": NEG,
+            "--keep-checkpoints": NONPOS,
+            "--log-every": NONPOS,
+            "--max-wall-s": st.one_of(NEG, st.just("nan")),
+            "--torch-threads": st.sampled_from(["-1", "100000"]),
+            "--resume": st.just(None),
+        },
+    ),
     "hpsearch": (
         ["--trials", "1", "--steps", "64", "--eval-patients", "1", "--out", "{out}"],
-        {"--env": st.one_of(st.sampled_from(["CartPole-v1", ""]), TEXT),
-         "--trials": NONPOS, "--steps": NONPOS, "--seed": NEG,
-         "--ranges": st.one_of(TEXT, st.sampled_from(["{tmp}/missing.toml", "{file:[search\n",
-                                                      "{file:zz = 1}"])),
-         "--storage": st.sampled_from(["nope://x", "sqlite:////nonexistent-dir/x.db", "abc",
-                                       ""]),
-         "--eval-patients": st.sampled_from(["0", "-1", "999"]), "--eval-seeds": COMMA_INTS,
-         "--episode-s": st.one_of(NONPOS, NOT_FINITE),
-         "--eval-episode-s": st.one_of(NONPOS, NOT_FINITE, st.just("0.01")),
-         "--threads": NONPOS, "--out": st.just("{file:x}")}),
+        {
+            "--env": st.one_of(st.sampled_from(["CartPole-v1", ""]), TEXT),
+            "--trials": NONPOS,
+            "--steps": NONPOS,
+            "--seed": NEG,
+            "--ranges": st.one_of(
+                TEXT, st.sampled_from(["{tmp}/missing.toml", "{file:[search\n", "{file:zz = 1}"])
+            ),
+            "--storage": st.sampled_from(
+                ["nope://x", "sqlite:////nonexistent-dir/x.db", "abc", ""]
+            ),
+            "--eval-patients": st.sampled_from(["0", "-1", "999"]),
+            "--eval-seeds": COMMA_INTS,
+            "--episode-s": st.one_of(NONPOS, NOT_FINITE),
+            "--eval-episode-s": st.one_of(NONPOS, NOT_FINITE, st.just("0.01")),
+            "--threads": NONPOS,
+            "--out": st.just("{file:x}"),
+        },
+    ),
     "growth-curve": (
         ["--pulses-per-level", "4", "--currents", "0:2:1"],
-        {"--patient": st.one_of(TEXT, st.just("train-99999")),
-         "--csf-mm": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
-         "--pw-us": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
-         "--rate-hz": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
-         "--currents": st.sampled_from(["a", "5:1:1", "0:1:0", "0:1:-1", "nan:1:1",
-                                        "0:1e9:1e-3", "0:100:1", "-5:1:1", "0:inf:1"]),
-         "--pulses-per-level": st.sampled_from(["0", "1", "-1", "100000000", "abc"]),
-         "--plot": st.just("{tmp}/missing/x.png"), "--waveform-currents": st.just("1")}),
+        {
+            "--patient": st.one_of(TEXT, st.just("train-99999")),
+            "--csf-mm": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
+            "--pw-us": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
+            "--rate-hz": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
+            "--currents": st.sampled_from(
+                [
+                    "a",
+                    "5:1:1",
+                    "0:1:0",
+                    "0:1:-1",
+                    "nan:1:1",
+                    "0:1e9:1e-3",
+                    "0:100:1",
+                    "-5:1:1",
+                    "0:inf:1",
+                ]
+            ),
+            "--pulses-per-level": st.sampled_from(["0", "1", "-1", "100000000", "abc"]),
+            "--plot": st.just("{tmp}/missing/x.png"),
+            "--waveform-currents": st.just("1"),
+        },
+    ),
     "model-card": ([], {"--output": st.sampled_from(["{tmp}/missing/x.md", "{tmp}"])}),
     "cohort": (
         ["--n", "1", "--split", "test"],
-        {"--n": st.one_of(NONPOS, NOT_INT), "--split": TEXT,
-         "--workers": st.one_of(NONPOS, NOT_INT)}),
+        {
+            "--n": st.one_of(NONPOS, NOT_INT),
+            "--split": TEXT,
+            "--workers": st.one_of(NONPOS, NOT_INT),
+        },
+    ),
     "scenario": (
         ["clinic", "--duration-s", "2"],
-        {"name": st.one_of(TEXT, st.just("{tmp}/missing.toml")), "--patient": TEXT,
-         "--seed": NEG, "--rate-hz": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
-         "--duration-s": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
-         "--plot": st.just("{tmp}/missing/x.png")}),
+        {
+            "name": st.one_of(TEXT, st.just("{tmp}/missing.toml")),
+            "--patient": TEXT,
+            "--seed": NEG,
+            "--rate-hz": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
+            "--duration-s": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
+            "--plot": st.just("{tmp}/missing/x.png"),
+        },
+    ),
     "calibrate": (
         ["--patient", "default"],
-        {"--patient": st.one_of(TEXT, st.sampled_from(["train-99999", ""])),
-         "--postures": st.sampled_from(["nope", "", "sitting", ",", "supine,nope"]),
-         "--output": st.sampled_from(["{tmp}/missing/x.json", "{tmp}"]),
-         "--plot": st.just("{tmp}/missing/x.png")}),
+        {
+            "--patient": st.one_of(TEXT, st.sampled_from(["train-99999", ""])),
+            "--postures": st.sampled_from(["nope", "", "sitting", ",", "supine,nope"]),
+            "--output": st.sampled_from(["{tmp}/missing/x.json", "{tmp}"]),
+            "--plot": st.just("{tmp}/missing/x.png"),
+        },
+    ),
     "open-loop": (
         ["--patient", "default", "--duration-s", "2"],
-        {"--patient": TEXT, "--scenario": st.one_of(TEXT, st.just("{tmp}/missing.toml")),
-         "--current-ma": st.one_of(NEG, NOT_FINITE, st.sampled_from(["30", "1e9"])),
-         "--seed": st.one_of(NEG, st.just("2.5")),
-         "--duration-s": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
-         "--plot": st.just("{tmp}/missing/x.png"),
-         "--save-trajectory": st.just("{tmp}/missing/x.npz")}),
+        {
+            "--patient": TEXT,
+            "--scenario": st.one_of(TEXT, st.just("{tmp}/missing.toml")),
+            "--current-ma": st.one_of(NEG, NOT_FINITE, st.sampled_from(["30", "1e9"])),
+            "--seed": st.one_of(NEG, st.just("2.5")),
+            "--duration-s": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
+            "--plot": st.just("{tmp}/missing/x.png"),
+            "--save-trajectory": st.just("{tmp}/missing/x.npz"),
+        },
+    ),
 }
 """Subcommand -> (cheap valid arguments, option -> strategy of bad values)."""
 
-QUOTAS = {"benchmark": 40, "tune": 30, "train": 60, "hpsearch": 40, "growth-curve": 40,
-          "model-card": 4, "cohort": 15, "scenario": 30, "calibrate": 20, "open-loop": 30}
+QUOTAS = {
+    "benchmark": 40,
+    "tune": 30,
+    "train": 60,
+    "hpsearch": 40,
+    "growth-curve": 40,
+    "model-card": 4,
+    "cohort": 15,
+    "scenario": 30,
+    "calibrate": 20,
+    "open-loop": 30,
+}
 
 
 def _fill(text: str, tmp: Path, out: Path) -> str:
@@ -124,7 +224,7 @@ def _fill(text: str, tmp: Path, out: Path) -> str:
     if text.startswith("{file:"):
         path = out / "input.toml"
         out.mkdir(parents=True, exist_ok=True)
-        path.write_text(text[len("{file:"):-1], encoding="utf-8")
+        path.write_text(text[len("{file:") : -1], encoding="utf-8")
         return str(path)
     return text.replace("{tmp}", str(tmp)).replace("{out}", str(out))
 
@@ -136,7 +236,7 @@ def with_option(base: list[str], option: str, value: str | None) -> list[str]:
     argv = list(base)
     if option in argv and value is not None:
         i = argv.index(option)
-        return argv[:i + 1] + [value] + argv[i + 2:]
+        return argv[: i + 1] + [value] + argv[i + 2 :]
     return argv + ([option] if value is None else [f"{option}={value}"])
 
 
@@ -168,8 +268,11 @@ def cli_cases(draw: Any, command: str, tmp: Path) -> Case:
     folder = tmp / f"{command}{next(RUNS)}"
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "out"
-    argv = [command] + with_option([_fill(a, tmp, out) for a in base], option,
-                                   None if value is None else _fill(value, tmp, folder))
+    argv = [command] + with_option(
+        [_fill(a, tmp, out) for a in base],
+        option,
+        None if value is None else _fill(value, tmp, folder),
+    )
     if not option.startswith("--"):
         argv = [command, _fill(value, tmp, folder), *[_fill(a, tmp, out) for a in base[1:]]]
     text = "closedloop " + shlex.join(argv[:1] + [a.replace(str(tmp), "$TMP") for a in argv[1:]])

@@ -64,11 +64,13 @@ def scenario_docs(draw: Any) -> dict:
         return _component_field(draw)[1]
     doc = json.loads(json.dumps(_clinic()))
     if what == "duration":
-        doc["duration_s"] = draw(st.one_of(wrong_types(), st.floats(max_value=0.0),
-                                           not_finite(), st.booleans()))
+        doc["duration_s"] = draw(
+            st.one_of(wrong_types(), st.floats(max_value=0.0), not_finite(), st.booleans())
+        )
     elif what == "name":
         doc[draw(st.sampled_from(["name", "description"]))] = draw(
-            st.one_of(st.integers(), st.lists(TEXT, min_size=1), st.none()))
+            st.one_of(st.integers(), st.lists(TEXT, min_size=1), st.none())
+        )
     else:
         doc[draw(TEXT.filter(lambda s: s not in doc))] = 1.0
     return doc
@@ -94,28 +96,49 @@ def scenario_cases(draw: Any, tmp: Path) -> Case:
     what = draw(st.sampled_from(["dict", "dict", "file", "file", "override", "name", "sample"]))
     if what == "dict":
         doc = draw(scenario_docs())
-        return Case("scenario", f"Scenario.from_dict(<clinic with {_diff(doc)}>)",
-                    functools.partial(Scenario.from_dict, doc))
+        return Case(
+            "scenario",
+            f"Scenario.from_dict(<clinic with {_diff(doc)}>)",
+            functools.partial(Scenario.from_dict, doc),
+        )
     if what == "file":
         doc = draw(scenario_docs().filter(representable))
         path = _write(tmp, toml_doc(doc), "fz")
-        return Case("scenario", f"load_scenario(<file: clinic with {_diff(doc)}>)",
-                    functools.partial(_from_file, path))
+        return Case(
+            "scenario",
+            f"load_scenario(<file: clinic with {_diff(doc)}>)",
+            functools.partial(_from_file, path),
+        )
     if what == "override":
         key = draw(st.sampled_from(["duration_s", *COMPONENTS, "zz_unknown"]))
-        value = draw(st.one_of(wrong_types(none_ok=key in COMPONENTS), not_finite(),
-                               st.floats(max_value=0.0)) if key == "duration_s"
-                     else st.one_of(TEXT, st.integers(), st.just({"zz": 1}), not_finite()))
+        value = draw(
+            st.one_of(
+                wrong_types(none_ok=key in COMPONENTS), not_finite(), st.floats(max_value=0.0)
+            )
+            if key == "duration_s"
+            else st.one_of(TEXT, st.integers(), st.just({"zz": 1}), not_finite())
+        )
         kwargs = {key: value}
-        return Case("scenario", f"load_scenario('clinic', {kwargs_text(kwargs)})",
-                    functools.partial(load_scenario, "clinic", **kwargs))
+        return Case(
+            "scenario",
+            f"load_scenario('clinic', {kwargs_text(kwargs)})",
+            functools.partial(load_scenario, "clinic", **kwargs),
+        )
     if what == "name":
-        name = draw(st.one_of(st.integers(), st.none(), st.lists(TEXT, min_size=1),
-                              TEXT.filter(lambda s: s not in list_scenarios()),
-                              st.just(str(tmp)), st.just(str(tmp / "missing.toml")),
-                              st.just(str(_write(tmp, "duration_s = = 1\n", "broken")))))
-        return Case("scenario", f"load_scenario({show(name)})",
-                    functools.partial(load_scenario, name))
+        name = draw(
+            st.one_of(
+                st.integers(),
+                st.none(),
+                st.lists(TEXT, min_size=1),
+                TEXT.filter(lambda s: s not in list_scenarios()),
+                st.just(str(tmp)),
+                st.just(str(tmp / "missing.toml")),
+                st.just(str(_write(tmp, "duration_s = = 1\n", "broken"))),
+            )
+        )
+        return Case(
+            "scenario", f"load_scenario({show(name)})", functools.partial(load_scenario, name)
+        )
     return _sample_case(draw)
 
 
@@ -125,17 +148,34 @@ def _sample_case(draw: Any) -> Case:
     posture, rate, seed = dict(get_patient("default").posture_csf_mm), 50.0, 0
     which = draw(st.sampled_from(["posture", "rate", "seed"]))
     if which == "posture":
-        posture = draw(st.one_of(
-            not_a_table(), st.just({}), st.just({**posture, "zz": 3.0}),
-            st.builds(lambda k, v: {**posture, k: v}, st.sampled_from(sorted(posture)),
-                      st.one_of(not_finite(), st.floats(max_value=0.0), TEXT, st.none()))))
+        posture = draw(
+            st.one_of(
+                not_a_table(),
+                st.just({}),
+                st.just({**posture, "zz": 3.0}),
+                st.builds(
+                    lambda k, v: {**posture, k: v},
+                    st.sampled_from(sorted(posture)),
+                    st.one_of(not_finite(), st.floats(max_value=0.0), TEXT, st.none()),
+                ),
+            )
+        )
     elif which == "rate":
         rate = draw(st.one_of(wrong_types(), not_finite(), st.floats(max_value=0.0)))
     else:
-        seed = draw(st.one_of(st.integers(max_value=-1), st.floats(0.5, 9.5), TEXT,
-                              st.lists(st.integers(0, 3), min_size=1).map(lambda v: [-1, *v])))
-    return Case("scenario", f"load_scenario('clinic').sample({show(posture)}, {show(rate)}, "
-                f"{show(seed)})", functools.partial(_sample, posture, rate, seed))
+        seed = draw(
+            st.one_of(
+                st.integers(max_value=-1),
+                st.floats(0.5, 9.5),
+                TEXT,
+                st.lists(st.integers(0, 3), min_size=1).map(lambda v: [-1, *v]),
+            )
+        )
+    return Case(
+        "scenario",
+        f"load_scenario('clinic').sample({show(posture)}, {show(rate)}, {show(seed)})",
+        functools.partial(_sample, posture, rate, seed),
+    )
 
 
 def _diff(doc: Mapping[str, Any]) -> str:
@@ -146,8 +186,11 @@ def _diff(doc: Mapping[str, Any]) -> str:
         if key not in base:
             parts.append(f"{key}={show(value)}")
         elif value != base[key] and isinstance(value, Mapping) and isinstance(base[key], Mapping):
-            parts += [f"{key}.{k}={show(v)}" for k, v in value.items()
-                      if k not in base[key] or base[key][k] != v]
+            parts += [
+                f"{key}.{k}={show(v)}"
+                for k, v in value.items()
+                if k not in base[key] or base[key][k] != v
+            ]
         elif value != base[key]:
             parts.append(f"{key}={show(value)}")
     return ", ".join(parts) or "no change"
@@ -157,26 +200,57 @@ def _diff(doc: Mapping[str, Any]) -> str:
 
 RUNS = itertools.count()
 """Numbers of the run folders of suite cases (each case gets a new folder)."""
-SUITE = {"name": "fz", "controllers": ["open-loop"], "env_ids": ["closedloop/ECAPTracking-Test-v0"],
-         "patients": "test", "n_patients": 1, "seeds": [0], "baseline": "open-loop",
-         "env_overrides": {"episode_s": 1.0}}
+SUITE = {
+    "name": "fz",
+    "controllers": ["open-loop"],
+    "env_ids": ["closedloop/ECAPTracking-Test-v0"],
+    "patients": "test",
+    "n_patients": 1,
+    "seeds": [0],
+    "baseline": "open-loop",
+    "env_overrides": {"episode_s": 1.0},
+}
 """A small valid suite; each case changes one of its entries."""
 
 SUITE_BAD = {
-    "controllers": st.one_of(st.just([]), st.just([""]), st.lists(TEXT, min_size=1, max_size=2),
-                             st.just([5]), st.just(5), st.just([["open-loop"]])),
-    "env_ids": st.one_of(st.just(["CartPole-v1"]), st.lists(TEXT, min_size=1, max_size=2),
-                         st.just([]), st.just(5), st.just([5])),
+    "controllers": st.one_of(
+        st.just([]),
+        st.just([""]),
+        st.lists(TEXT, min_size=1, max_size=2),
+        st.just([5]),
+        st.just(5),
+        st.just([["open-loop"]]),
+    ),
+    "env_ids": st.one_of(
+        st.just(["CartPole-v1"]),
+        st.lists(TEXT, min_size=1, max_size=2),
+        st.just([]),
+        st.just(5),
+        st.just([5]),
+    ),
     "patients": st.one_of(TEXT, st.just(5), st.just([]), st.just(["nope-1"]), st.just([5])),
-    "n_patients": st.one_of(st.integers(max_value=-1), st.floats(0.5, 9.5), TEXT, st.just([1]),
-                            st.just(True)),
-    "seeds": st.one_of(st.just([-1]), st.just(["a"]), st.just([]), st.just([0, 0]),
-                       st.just([2.5]), TEXT, st.just(-1)),
+    "n_patients": st.one_of(
+        st.integers(max_value=-1), st.floats(0.5, 9.5), TEXT, st.just([1]), st.just(True)
+    ),
+    "seeds": st.one_of(
+        st.just([-1]),
+        st.just(["a"]),
+        st.just([]),
+        st.just([0, 0]),
+        st.just([2.5]),
+        TEXT,
+        st.just(-1),
+    ),
     "baseline": st.one_of(TEXT.filter(lambda s: s != "open-loop"), st.just(5), st.just("")),
-    "env_overrides": st.one_of(not_a_table(), st.just({"rate_hz": -1.0}), st.just({"zz": 1}),
-                               st.just({"episode_s": "x"}), st.just({"episode_s": [1.0]}),
-                               st.just({"reward": "abc"}),
-                               st.just({"device": {"max_current_ma": 100.0}})),
+    "env_overrides": st.one_of(
+        not_a_table(),
+        st.just({"rate_hz": -1.0}),
+        st.just({"zz": 1}),
+        st.just({"episode_s": "x"}),
+        st.just({"episode_s": [1.0]}),
+        st.just({"reward": "abc"}),
+        st.just({"device": {"max_current_ma": 100.0}}),
+    ),
     "name": st.one_of(st.just(5), st.just([1]), st.just({"a": 1})),
 }
 
@@ -214,8 +288,11 @@ def suite_cases(draw: Any, tmp: Path) -> Case:
     if draw(st.integers(0, 6)) == 0:
         text = draw(st.sampled_from(["{not json", "[]", '{"name": 5}', "", "\x00", "null"]))
         folder = _corrupt(tmp / f"corrupt{n}", text)
-        return Case("suite", f"run_benchmark(<small suite>, out=<folder whose suite.json is "
-                    f"{text!r}>)", functools.partial(_run_suite, Suite.from_dict(SUITE), folder))
+        return Case(
+            "suite",
+            f"run_benchmark(<small suite>, out=<folder whose suite.json is {text!r}>)",
+            functools.partial(_run_suite, Suite.from_dict(SUITE), folder),
+        )
     key = draw(st.sampled_from([*SUITE_BAD, "unknown"]))
     doc = dict(SUITE)
     if key == "unknown":
@@ -225,10 +302,16 @@ def suite_cases(draw: Any, tmp: Path) -> Case:
     change = f"{key}={show(doc.get(key, 1))}"
     if representable(doc) and draw(st.booleans()):
         path = _write(tmp, toml_doc(doc), "suite")
-        return Case("suite", f"run_benchmark(load_suite(<file: small suite with {change}>))",
-                    functools.partial(_run_suite, path, out))
-    return Case("suite", f"run_benchmark(Suite.from_dict(<small suite with {change}>))",
-                functools.partial(_run_suite_dict, doc, out))
+        return Case(
+            "suite",
+            f"run_benchmark(load_suite(<file: small suite with {change}>))",
+            functools.partial(_run_suite, path, out),
+        )
+    return Case(
+        "suite",
+        f"run_benchmark(Suite.from_dict(<small suite with {change}>))",
+        functools.partial(_run_suite_dict, doc, out),
+    )
 
 
 def _run_suite_dict(doc: Mapping[str, Any], out: Path) -> Any:
@@ -238,6 +321,7 @@ def _run_suite_dict(doc: Mapping[str, Any], out: Path) -> Any:
 
 
 # -- patients ----------------------------------------------------------------------------------
+
 
 @functools.cache
 def _patient_doc() -> dict:
@@ -252,32 +336,72 @@ def patient_docs(draw: Any) -> dict:
     from closedloop.perception import PerceptionParams
 
     doc = json.loads(json.dumps(_patient_doc()))
-    what = draw(st.sampled_from(["seed", "vertebral_level", "posture_csf_mm", "impedance_ohm",
-                                 "perception", "model_overrides", "patient_id", "format",
-                                 "unknown"]))
+    what = draw(
+        st.sampled_from(
+            [
+                "seed",
+                "vertebral_level",
+                "posture_csf_mm",
+                "impedance_ohm",
+                "perception",
+                "model_overrides",
+                "patient_id",
+                "format",
+                "unknown",
+            ]
+        )
+    )
     if what == "seed":
-        doc["seed"] = draw(st.one_of(st.integers(max_value=-1), st.floats(0.5, 9.5), TEXT,
-                                     wrong_types(text_ok=True), not_finite()))
+        doc["seed"] = draw(
+            st.one_of(
+                st.integers(max_value=-1),
+                st.floats(0.5, 9.5),
+                TEXT,
+                wrong_types(text_ok=True),
+                not_finite(),
+            )
+        )
     elif what == "vertebral_level":
         doc[what] = draw(st.one_of(TEXT.filter(lambda s: not s.startswith("T")), st.integers()))
     elif what == "posture_csf_mm":
-        doc[what] = draw(st.one_of(not_a_table(), st.just({}), st.builds(
-            lambda k, v: {**doc[what], k: v}, st.sampled_from(sorted(doc[what])),
-            st.one_of(not_finite(), st.floats(max_value=0.0), TEXT))))
+        doc[what] = draw(
+            st.one_of(
+                not_a_table(),
+                st.just({}),
+                st.builds(
+                    lambda k, v: {**doc[what], k: v},
+                    st.sampled_from(sorted(doc[what])),
+                    st.one_of(not_finite(), st.floats(max_value=0.0), TEXT),
+                ),
+            )
+        )
     elif what == "impedance_ohm":
-        doc[what] = draw(st.one_of(st.floats(max_value=0.0), not_finite(), TEXT,
-                                   st.just([900.0])))
+        doc[what] = draw(st.one_of(st.floats(max_value=0.0), not_finite(), TEXT, st.just([900.0])))
     elif what == "perception":
         name, meta, default = draw(st.sampled_from(fields_of(PerceptionParams)))
-        doc[what] = draw(st.one_of(not_a_table(), st.just({"zz": 1}),
-                                   bad_value(meta, default).map(lambda v: {name: v})))
+        doc[what] = draw(
+            st.one_of(
+                not_a_table(), st.just({"zz": 1}), bad_value(meta, default).map(lambda v: {name: v})
+            )
+        )
     elif what == "model_overrides":
-        doc[what] = draw(st.sampled_from(["abc", 5, {"zz": {}}, {"lead": {"zz": 1}},
-                                          {"lead": "abc"}, {"lead": {"lateral_offset_mm": "x"}},
-                                          [1]]))
+        doc[what] = draw(
+            st.sampled_from(
+                [
+                    "abc",
+                    5,
+                    {"zz": {}},
+                    {"lead": {"zz": 1}},
+                    {"lead": "abc"},
+                    {"lead": {"lateral_offset_mm": "x"}},
+                    [1],
+                ]
+            )
+        )
     elif what == "patient_id":
-        doc[what] = draw(st.one_of(st.integers(), st.just(""), st.just("../x"), st.none(),
-                                   st.just("a b")))
+        doc[what] = draw(
+            st.one_of(st.integers(), st.just(""), st.just("../x"), st.none(), st.just("a b"))
+        )
     elif what == "format":
         doc[what] = draw(st.one_of(TEXT, st.integers()))
     else:
@@ -299,28 +423,49 @@ def patient_cases(draw: Any, tmp: Path) -> Case:
     what = draw(st.sampled_from(["dict", "dict", "file", "file", "not-a-dict", "path", "name"]))
     if what in ("dict", "file"):
         doc = draw(patient_docs())
-        change = ", ".join(f"{k}={show(v)}" for k, v in doc.items()
-                           if _patient_doc().get(k, object()) != v)
+        change = ", ".join(
+            f"{k}={show(v)}" for k, v in doc.items() if _patient_doc().get(k, object()) != v
+        )
         if what == "dict":
-            return Case("patient", f"Patient.from_dict(<default with {change}>)",
-                        functools.partial(Patient.from_dict, doc))
+            return Case(
+                "patient",
+                f"Patient.from_dict(<default with {change}>)",
+                functools.partial(Patient.from_dict, doc),
+            )
         path = _write(tmp, json.dumps(doc), "patient", ".json")
-        return Case("patient", f"load_patient(<file: default with {change}>)",
-                    functools.partial(_load_patient, path))
+        return Case(
+            "patient",
+            f"load_patient(<file: default with {change}>)",
+            functools.partial(_load_patient, path),
+        )
     if what == "not-a-dict":
-        doc = draw(st.one_of(st.lists(st.integers(), max_size=2), TEXT, st.integers(),
-                             st.none(), not_finite()))
-        return Case("patient", f"Patient.from_dict({show(doc)})",
-                    functools.partial(Patient.from_dict, doc))
+        doc = draw(
+            st.one_of(
+                st.lists(st.integers(), max_size=2), TEXT, st.integers(), st.none(), not_finite()
+            )
+        )
+        return Case(
+            "patient", f"Patient.from_dict({show(doc)})", functools.partial(Patient.from_dict, doc)
+        )
     if what == "path":
         text = draw(st.sampled_from(["", "{", "[1, 2]", "null", "\x00\x01", "5", '"x"']))
-        path = draw(st.sampled_from([tmp / "missing.json", tmp,
-                                     _write(tmp, text, "patient", ".json")]))
-        return Case("patient", f"load_patient(<{path.name}: {text!r}>)",
-                    functools.partial(_load_patient, path))
-    name = draw(st.one_of(TEXT.filter(lambda s: s not in ("default", "thin-csf", "thick-csf",
-                                                          "lateral-lead")),
-                          st.just("train-99999"), st.integers(), st.none(), st.just("")))
+        path = draw(
+            st.sampled_from([tmp / "missing.json", tmp, _write(tmp, text, "patient", ".json")])
+        )
+        return Case(
+            "patient",
+            f"load_patient(<{path.name}: {text!r}>)",
+            functools.partial(_load_patient, path),
+        )
+    name = draw(
+        st.one_of(
+            TEXT.filter(lambda s: s not in ("default", "thin-csf", "thick-csf", "lateral-lead")),
+            st.just("train-99999"),
+            st.integers(),
+            st.none(),
+            st.just(""),
+        )
+    )
     return Case("patient", f"get_patient({show(name)})", functools.partial(get_patient, name))
 
 
@@ -331,4 +476,3 @@ def file_strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
         "suite": (suite_cases(tmp / "suites"), 100),
         "patient": (patient_cases(tmp / "patients"), 150),
     }
-

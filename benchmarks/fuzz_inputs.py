@@ -109,8 +109,12 @@ def run_case(case: Case) -> Outcome:
     """Run one case with the real work guarded, output silenced; classify the answer."""
     sink = io.StringIO()
     try:
-        with guard(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
-                warnings.catch_warnings():
+        with (
+            guard(),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore")
             result = case.call()
     except WorkStarted as exc:
@@ -122,8 +126,11 @@ def run_case(case: Case) -> Outcome:
             return Outcome(case, "refused", str(exc).splitlines()[0][:160])
         where = traceback.extract_tb(exc.__traceback__)[-1]
         first = (str(exc).strip().splitlines() or [""])[0][:160]
-        return Outcome(case, "raw", f"{type(exc).__name__}: {first} "
-                       f"[{Path(where.filename).name}:{where.lineno}]")
+        return Outcome(
+            case,
+            "raw",
+            f"{type(exc).__name__}: {first} [{Path(where.filename).name}:{where.lineno}]",
+        )
     if case.refuse:
         return Outcome(case, "garbage", f"accepted, returned {summary(result)}")
     problem = case.check(result) if case.check else None
@@ -141,6 +148,7 @@ def summary(value: Any) -> str:
 def _raise_work(what: str) -> Callable[..., Any]:
     def stop(*args: Any, **kwargs: Any) -> Any:
         raise WorkStarted(what)
+
     return stop
 
 
@@ -150,11 +158,18 @@ def _pulse_guard(original: Callable[..., Any], size_of: Callable[..., int]) -> C
         if n > PULSE_BUDGET:
             raise WorkStarted(f"a train of {n:,} pulses")
         return original(*args, **kwargs)
+
     return guarded
 
 
-def _train_size(self: Any, current_ma: Any = 0.0, rate_hz: Any = 50.0, n_pulses: Any = 50,
-                *args: Any, **kwargs: Any) -> int:
+def _train_size(
+    self: Any,
+    current_ma: Any = 0.0,
+    rate_hz: Any = 50.0,
+    n_pulses: Any = 50,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
     try:
         return int(kwargs.get("n_pulses", n_pulses))
     except (TypeError, ValueError, OverflowError):
@@ -180,12 +195,14 @@ def _patches() -> list[tuple[Any, str, Any]]:
     from closedloop.neural.model import NeuralModel
 
     pool = _raise_work("a process-pool map (episodes, trials or calibrations)")
-    out = [(closedloop._parallel, "parallel_map", pool),
-           (closedloop.calibration, "parallel_map", pool),
-           (closedloop.cohort, "parallel_map", pool),
-           (closedloop.hpsearch, "train_trial", _raise_work("an hpsearch trial")),
-           (NeuralModel, "pulse_train", _pulse_guard(NeuralModel.pulse_train, _train_size)),
-           (NeuralModel, "stimulate", _pulse_guard(NeuralModel.stimulate, _stim_size))]
+    out = [
+        (closedloop._parallel, "parallel_map", pool),
+        (closedloop.calibration, "parallel_map", pool),
+        (closedloop.cohort, "parallel_map", pool),
+        (closedloop.hpsearch, "train_trial", _raise_work("an hpsearch trial")),
+        (NeuralModel, "pulse_train", _pulse_guard(NeuralModel.pulse_train, _train_size)),
+        (NeuralModel, "stimulate", _pulse_guard(NeuralModel.stimulate, _stim_size)),
+    ]
     for name in ("generate_cohort", "write_cohort", "write_calibrations"):
         if hasattr(closedloop.cli.cohort, name):
             out.append((closedloop.cli.cohort, name, _raise_work(name)))
@@ -214,6 +231,7 @@ def guard() -> Iterator[None]:
 
 # -- the run ---------------------------------------------------------------------------------
 
+
 def strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
     """Entry point -> (hypothesis strategy of cases, quota of a full run)."""
     import fuzz_cases
@@ -228,8 +246,14 @@ def sample(strategy: Any, n: int, visit: Callable[[Case], None], seed: int = 0) 
     from hypothesis import seed as hseed
 
     @hseed(seed)
-    @settings(max_examples=n, deadline=None, database=None, derandomize=False,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def each(case: Case) -> None:
         visit(case)
@@ -237,8 +261,12 @@ def sample(strategy: Any, n: int, visit: Callable[[Case], None], seed: int = 0) 
     each()
 
 
-def fuzz(only: list[str] | None = None, scale: float = 1.0, seed: int = 0,
-         echo: Callable[[str], None] = print) -> dict[str, list[Outcome]]:
+def fuzz(
+    only: list[str] | None = None,
+    scale: float = 1.0,
+    seed: int = 0,
+    echo: Callable[[str], None] = print,
+) -> dict[str, list[Outcome]]:
     """Run every entry point's quota (times ``scale``); outcomes by entry point."""
     results: dict[str, list[Outcome]] = {}
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
@@ -246,29 +274,41 @@ def fuzz(only: list[str] | None = None, scale: float = 1.0, seed: int = 0,
             if only and entry not in only:
                 continue
             t0, got = time.perf_counter(), results.setdefault(entry, [])
-            sample(strategy, max(1, round(quota * scale)),
-                   lambda case, got=got: got.append(run_case(case)), seed)
+            sample(
+                strategy,
+                max(1, round(quota * scale)),
+                lambda case, got=got: got.append(run_case(case)),
+                seed,
+            )
             counts = {k: sum(o.kind == k for o in got) for k in KINDS}
-            echo(f"{entry:<20} {len(got):5d} cases {time.perf_counter() - t0:7.1f} s  "
-                 + "  ".join(f"{k} {v}" for k, v in counts.items()))
+            echo(
+                f"{entry:<20} {len(got):5d} cases {time.perf_counter() - t0:7.1f} s  "
+                + "  ".join(f"{k} {v}" for k, v in counts.items())
+            )
     return results
 
 
 def table(results: dict[str, list[Outcome]]) -> str:
     """Counts per entry point: tried, ConfigError, other exceptions, silent garbage."""
-    head = (f"{'entry point':<20} {'tried':>6} {'ConfigError':>12} {'accepted-ok':>12} "
-            f"{'other exc.':>11} {'garbage':>8}")
+    head = (
+        f"{'entry point':<20} {'tried':>6} {'ConfigError':>12} {'accepted-ok':>12} "
+        f"{'other exc.':>11} {'garbage':>8}"
+    )
     lines = [head, "-" * len(head)]
     totals = dict.fromkeys(KINDS, 0)
     for entry, outs in results.items():
         c = {k: sum(o.kind == k for o in outs) for k in KINDS}
         for k in KINDS:
             totals[k] += c[k]
-        lines.append(f"{entry:<20} {len(outs):6d} {c['refused']:12d} {c['accepted-ok']:12d} "
-                     f"{c['raw']:11d} {c['garbage']:8d}")
+        lines.append(
+            f"{entry:<20} {len(outs):6d} {c['refused']:12d} {c['accepted-ok']:12d} "
+            f"{c['raw']:11d} {c['garbage']:8d}"
+        )
     lines.append("-" * len(head))
-    lines.append(f"{'total':<20} {sum(totals.values()):6d} {totals['refused']:12d} "
-                 f"{totals['accepted-ok']:12d} {totals['raw']:11d} {totals['garbage']:8d}")
+    lines.append(
+        f"{'total':<20} {sum(totals.values()):6d} {totals['refused']:12d} "
+        f"{totals['accepted-ok']:12d} {totals['raw']:11d} {totals['garbage']:8d}"
+    )
     return "\n".join(lines)
 
 
@@ -283,8 +323,10 @@ def failures(results: dict[str, list[Outcome]]) -> str:
     lines = []
     for (entry, kind), outs in sorted(groups.items()):
         first = min(outs, key=lambda o: len(o.case.text))
-        lines.append(f"[{entry}] {kind} ({len(outs)} case(s)); e.g.\n    {first.case.text}\n"
-                     f"    -> {first.detail}")
+        lines.append(
+            f"[{entry}] {kind} ({len(outs)} case(s)); e.g.\n    {first.case.text}\n"
+            f"    -> {first.detail}"
+        )
     return "\n".join(lines) if lines else "no failures"
 
 
@@ -311,13 +353,21 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import closedloop
 
-    print(f"closedloop {closedloop.__version__}, seed {args.seed}, scale {args.scale:g}; "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    print(
+        f"closedloop {closedloop.__version__}, seed {args.seed}, scale {args.scale:g}; "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
+    )
     t0 = time.perf_counter()
-    results = fuzz(args.only.split(",") if args.only else None, args.scale, args.seed,
-                   echo=lambda s: print(s, flush=True))
-    print(f"\n{table(results)}\n\nwall {time.perf_counter() - t0:.0f} s\n\nFailures "
-          f"(grouped by entry point and kind):\n{failures(results)}")
+    results = fuzz(
+        args.only.split(",") if args.only else None,
+        args.scale,
+        args.seed,
+        echo=lambda s: print(s, flush=True),
+    )
+    print(
+        f"\n{table(results)}\n\nwall {time.perf_counter() - t0:.0f} s\n\nFailures "
+        f"(grouped by entry point and kind):\n{failures(results)}"
+    )
     bad = sum(not o.ok for outs in results.values() for o in outs)
     return 1 if bad else 0
 

@@ -27,8 +27,9 @@ def wrong_types(text_ok: bool = False, none_ok: bool = False) -> st.SearchStrate
     parts = [
         st.lists(st.floats(-2, 2, allow_nan=False), min_size=1, max_size=2),
         st.dictionaries(st.sampled_from(["a", "x"]), st.integers(-2, 2), min_size=1, max_size=2),
-        st.complex_numbers(max_magnitude=10, allow_nan=False, allow_infinity=False)
-        .filter(lambda z: z.imag != 0),
+        st.complex_numbers(max_magnitude=10, allow_nan=False, allow_infinity=False).filter(
+            lambda z: z.imag != 0
+        ),
         st.sampled_from([[[1.0]], {"a": {"b": [None]}}, (1.0,), b"1", [None], [1.0, "a"]]),
     ]
     if not none_ok:
@@ -52,14 +53,21 @@ def out_of_range(meta: Mapping[str, Any], integer: bool) -> st.SearchStrategy:
             top = math.ceil(lo) if meta.get("lo_open") and lo == int(lo) else math.ceil(lo) - 1
             parts.append(st.integers(max_value=int(top)))
         else:
-            parts.append(st.floats(max_value=lo, exclude_max=not meta.get("lo_open"),
-                                   allow_nan=False, allow_infinity=False))
+            parts.append(
+                st.floats(
+                    max_value=lo,
+                    exclude_max=not meta.get("lo_open"),
+                    allow_nan=False,
+                    allow_infinity=False,
+                )
+            )
     if hi is not None:
         if integer:
             parts.append(st.integers(min_value=math.floor(hi) + 1))
         else:
-            parts.append(st.floats(min_value=hi, exclude_min=True, allow_nan=False,
-                                   allow_infinity=False))
+            parts.append(
+                st.floats(min_value=hi, exclude_min=True, allow_nan=False, allow_infinity=False)
+            )
     return st.one_of(parts)
 
 
@@ -76,13 +84,17 @@ def bad_value(meta: Mapping[str, Any] | None, default: Any) -> st.SearchStrategy
     if meta.get("choices"):
         choices = list(meta["choices"])
         if all(isinstance(c, bool) for c in choices):
-            return st.one_of(wrong_types(), st.integers().filter(lambda i: i not in (0, 1)),
-                             st.floats(0.1, 0.9), not_finite())
-        return st.one_of(wrong_types(), TEXT.filter(lambda s: s not in choices),
-                         st.integers(-5, 5), not_finite())
+            return st.one_of(
+                wrong_types(),
+                st.integers().filter(lambda i: i not in (0, 1)),
+                st.floats(0.1, 0.9),
+                not_finite(),
+            )
+        return st.one_of(
+            wrong_types(), TEXT.filter(lambda s: s not in choices), st.integers(-5, 5), not_finite()
+        )
     if meta.get("unit") == "text" or isinstance(default, str):
-        return st.one_of(wrong_types(text_ok=True), st.integers(-5, 5), not_finite(),
-                         st.booleans())
+        return st.one_of(wrong_types(text_ok=True), st.integers(-5, 5), not_finite(), st.booleans())
     if isinstance(default, bool):
         return st.one_of(wrong_types(), st.floats(0.1, 0.9), not_finite())
     if isinstance(default, (int, float)) and not isinstance(default, bool):
@@ -97,8 +109,13 @@ def bad_value(meta: Mapping[str, Any] | None, default: Any) -> st.SearchStrategy
 
 def not_a_table() -> st.SearchStrategy:
     """Values where a table (a dict) belongs."""
-    return st.one_of(TEXT, st.integers(-3, 3), not_finite(),
-                     st.lists(st.integers(0, 3), min_size=1, max_size=2), st.just([{"a": 1}]))
+    return st.one_of(
+        TEXT,
+        st.integers(-3, 3),
+        not_finite(),
+        st.lists(st.integers(0, 3), min_size=1, max_size=2),
+        st.just([{"a": 1}]),
+    )
 
 
 class UnrepresentableError(ValueError):
@@ -122,8 +139,11 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}"
-                               for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items())
+            + "}"
+        )
     raise UnrepresentableError(f"{type(value).__name__} has no TOML form")
 
 
