@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from closedloop._config import ConfigError, check_value, from_dict
+from closedloop._config import ConfigError, check_value, from_dict, short_repr
 from closedloop._io import write_text_atomic
 from closedloop.neural.model import NeuralModel
 from closedloop.neural.params import ModelParams
@@ -46,6 +46,9 @@ IMPEDANCE_RANGE_OHM = (100.0, 10_000.0)
 REFERENCE_POSTURE = "sitting"
 """Posture of the programming session, in which perception and discomfort are defined."""
 FILE_FORMAT = "closedloop.patient/1"
+PATIENT_KEYS = ("format", "patient_id", "seed", "vertebral_level", "posture_csf_mm",
+                "impedance_ohm", "perception", "model_overrides")
+"""Keys of a patient file (:meth:`Patient.to_dict`)."""
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -82,13 +85,16 @@ class Patient:
         if not isinstance(self.patient_id, str) or not _ID.match(self.patient_id):
             raise ConfigError(f"patient_id={self.patient_id!r} must be 1-64 characters of "
                               "letters, digits and _.- starting with a letter or digit")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r} must be an integer in [0, inf)")
+        check_value("seed", self.seed, {"lo": 0, "unit": "1"}, "int")
+        object.__setattr__(self, "seed", int(self.seed))
         check_value("vertebral_level", self.vertebral_level, {"choices": VERTEBRAL_LEVELS})
+        if not isinstance(self.posture_csf_mm, Mapping):
+            raise ConfigError(f"posture_csf_mm={short_repr(self.posture_csf_mm)} must be a "
+                              f"table posture -> CSF thickness (mm) over {', '.join(POSTURES)}")
         csf = dict(self.posture_csf_mm)
         if set(csf) != set(POSTURES):
             raise ConfigError(f"posture_csf_mm must have exactly the keys {', '.join(POSTURES)}; "
-                              f"got {', '.join(sorted(csf))}")
+                              f"got {', '.join(sorted(map(str, csf)))}")
         meta = {"lo": CSF_RANGE_MM[0], "hi": CSF_RANGE_MM[1], "unit": "mm"}
         for posture in POSTURES:
             check_value(f"posture_csf_mm.{posture}", csf[posture], meta)
@@ -141,17 +147,24 @@ class Patient:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "patient") -> Patient:
         """Build from :meth:`to_dict` output; unknown keys are errors naming the key."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: a patient must be a table (JSON object) with keys "
+                              f"{', '.join(PATIENT_KEYS)}; got {type(data).__name__}")
         data = dict(data)
         fmt = data.pop("format", FILE_FORMAT)
         if fmt != FILE_FORMAT:
             raise ConfigError(f"{where}: format={fmt!r} is not supported; valid: {FILE_FORMAT!r}")
         known = {f.name for f in dataclasses.fields(cls)} - {"perception", "params"}
-        unknown = sorted(set(data) - known - {"perception", "model_overrides"})
+        unknown = sorted(map(str, set(data) - known - {"perception", "model_overrides"}))
         if unknown:
             raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; known: "
                               f"{', '.join(sorted(known | {'perception', 'model_overrides'}))}")
         perception = from_dict(PerceptionParams, data.pop("perception", {}), f"{where}.perception")
-        params = ModelParams.from_dict(data.pop("model_overrides", {}), f"{where}.")
+        overrides = data.pop("model_overrides", {})
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"{where}.model_overrides={short_repr(overrides)} must be a table "
+                              "of model sections (lead, population, ...)")
+        params = ModelParams.from_dict(overrides, f"{where}.")
         return cls(perception=perception, params=params, **data)
 
     def save(self, path: str | Path) -> Path:
@@ -160,9 +173,18 @@ class Patient:
 
 
 def load_patient(path: str | Path) -> Patient:
-    """Read a patient saved by :meth:`Patient.save`."""
+    """Read a patient saved by :meth:`Patient.save`.
+
+    Raises:
+        ConfigError: If ``path`` is not a readable file of valid JSON, or the JSON is not a
+            patient (naming the offending key and its valid range).
+    """
+    if not isinstance(path, (str, Path)):
+        raise ConfigError(f"path={short_repr(path)} must be a file path (str or Path)")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"patient file {str(path)!r} cannot be read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     return Patient.from_dict(data, where=str(path))
@@ -214,6 +236,9 @@ def get_patient(name: str) -> Patient:
     Raises:
         ConfigError: Naming the valid choices if ``name`` is unknown.
     """
+    if not isinstance(name, str):
+        raise ConfigError(f"patient={short_repr(name)} must be a string: one of "
+                          f"{', '.join(_NAMED)} or a cohort id <split>-<NNN>")
     if name in _NAMED:
         return _named(name)
     from closedloop.cohort import SPLITS, cohort_patient

@@ -40,7 +40,12 @@ def test_file_is_readable_and_lists_only_changed_model_parameters():
     ({"impedance_ohm": 50.0}, "impedance_ohm=50.0 is out of range; valid range [100, 10000]"),
     ({"vertebral_level": "L1"}, "vertebral_level='L1' is invalid; valid: one of 'T11', 'T12'"),
     ({"patient_id": "a b"}, "patient_id='a b'"),
-    ({"seed": -1}, "seed=-1 must be an integer in [0, inf)"),
+    ({"seed": -1}, "seed=-1 is out of range; valid range [0, inf)"),
+    ({"seed": 2.5}, "seed=2.5 must be an integer in [0, inf)"),
+    ({"seed": True}, "seed=True must be an integer"),
+    ({"posture_csf_mm": [3.0] * 6}, "posture_csf_mm=[3.0, 3.0"),
+    ({"impedance_ohm": [900.0]}, "impedance_ohm=[900.0] must be a number in [100, 10000]"),
+    ({"impedance_ohm": 900 + 0j}, "impedance_ohm=(900+0j) must be a number"),
 ])
 def test_bad_patient_fields_are_named(change, needle):
     with pytest.raises(ConfigError) as err:
@@ -114,3 +119,51 @@ def test_sensation_rises_with_rate_while_the_ecap_falls():
         model.reset()
     assert out[2.0][0] > out[50.0][0] > out[455.0][0]
     assert out[2.0][1] < out[50.0][1] < out[455.0][1]
+
+
+def _patient_doc(**changes):
+    return get_patient("default").to_dict() | changes
+
+
+@pytest.mark.parametrize("text, needle", [
+    (None, "cannot be read"),                       # no such file
+    ("{", "not valid JSON"),
+    (b"\xff\xfe", "cannot be read"),                  # not UTF-8
+    ("[1, 2]", "a patient must be a table (JSON object)"),
+    ("null", "a patient must be a table (JSON object)"),
+    (json.dumps(_patient_doc(seed="1")), "seed='1' must be an integer"),
+    (json.dumps(_patient_doc(perception=[1])), "perception: must be a table"),
+    (json.dumps(_patient_doc(model_overrides=[1])), "model_overrides=[1] must be a table"),
+    (json.dumps(_patient_doc(model_overrides={"lead": 3})), "lead: must be a table"),
+    (json.dumps(_patient_doc(model_overrides={"lead": {"n_contacts": 8.5}})),
+     "lead.n_contacts=8.5 must be an integer in [2, 32]"),
+    (json.dumps(_patient_doc(posture_csf_mm=5)), "posture_csf_mm=5 must be a table"),
+])
+def test_bad_patient_files_raise_config_error(tmp_path, text, needle):
+    path = tmp_path / "p.json"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_patient(path)
+    assert needle in str(err.value)
+
+
+def test_a_directory_or_a_non_path_is_not_a_patient_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_patient(tmp_path)
+    with pytest.raises(ConfigError, match="must be a file path"):
+        load_patient(3)
+
+
+@pytest.mark.parametrize("data", [[1, 2], None, "default", 5, {1: 2}])
+def test_patient_from_dict_of_a_non_table_or_bad_keys(data):
+    with pytest.raises(ConfigError, match="a patient must be a table|unknown key"):
+        Patient.from_dict(data)
+
+
+@pytest.mark.parametrize("name", [5, None, ["default"], ("default",), {"a": 1}])
+def test_get_patient_of_a_non_string(name):
+    with pytest.raises(ConfigError, match="must be a string"):
+        get_patient(name)
