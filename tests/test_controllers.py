@@ -1,6 +1,7 @@
 """Controllers: the PID core on an analytic plant, each controller's mechanisms on a synthetic
 growth curve, every spec in a short closed loop on the real env, and the spec registry."""
 
+import dataclasses
 import math
 import time
 
@@ -481,3 +482,50 @@ def test_controller_params_default_and_wrong_type_is_named():
     assert PID(PIDParams(kp_ma_per_uv=0.01)).params.kp_ma_per_uv == 0.01
     with pytest.raises(ConfigError, match="params=PIDParams is not valid for MPC; expected MPC"):
         MPC(PIDParams())
+
+
+BAD_PARAM_VALUES = ([1.0], (1.0,), "1.0", None, 1 + 0j, True, {"a": 1}, np.array([1.0]), math.nan)
+
+
+@pytest.mark.parametrize("name", list_agents())
+def test_every_spec_parameter_refuses_values_of_the_wrong_type(name):
+    """kp_ma_per_uv=[1.0] ran on (or crashed mid-episode): every field is checked by its type."""
+    params = load_agent_spec(name).params
+    for f in dataclasses.fields(params):
+        kind = type(getattr(params, f.name))
+        for bad in BAD_PARAM_VALUES:
+            if kind is bool and bad is True:
+                continue
+            with pytest.raises(ConfigError, match=f.name) as err:
+                make_controller(name, **{f.name: bad})
+            assert "valid" in str(err.value) or "must be" in str(err.value)
+        if kind is int:
+            with pytest.raises(ConfigError, match=f"{f.name}=2.5 must be an integer"):
+                make_controller(name, **{f.name: 2.5})
+
+
+def test_integer_parameters_take_numpy_integers_and_refuse_floats():
+    assert make_controller("mpc", horizon_steps=np.int64(4)).params.horizon_steps == 4
+    with pytest.raises(ConfigError, match=r"horizon_steps=4.0 must be an integer in \[1, 100\]"):
+        make_controller("mpc", horizon_steps=4.0)
+
+
+@pytest.mark.parametrize("obs", [
+    "abc", {"ecap": 1.0}, None, np.array([0.0] * 13, dtype=object), [[1.0], [1.0, 2.0]],
+    np.zeros(13, complex), np.zeros(13, bool), np.zeros((2, 13)), np.zeros(5),
+])
+def test_predict_with_a_malformed_observation_raises_config_error(obs):
+    ctl = make_controller("pi")
+    ctl.reset(_context())
+    with pytest.raises(ConfigError, match="observation"):
+        ctl.predict(obs)
+
+
+@pytest.mark.parametrize("spec", [5, None, ["pi"], 1.5])
+def test_make_controller_of_a_non_spec_and_reset_of_a_non_context(spec):
+    with pytest.raises(ConfigError):
+        make_controller(spec)
+    with pytest.raises(ConfigError, match="unknown"):
+        load_agent_spec(spec)
+    with pytest.raises(ConfigError, match="expected a ControlContext"):
+        make_controller("pi").reset(spec)

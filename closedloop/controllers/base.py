@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, as_real_array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Observation:
     @classmethod
     def parse(cls, obs: Any, history: int) -> Observation:
         """Split an observation vector of an env with ``history`` steps."""
-        x = np.asarray(obs, dtype=np.float64)
+        x = as_real_array("observation", obs)
         if x.ndim != 1 or x.size < 3 * history + 1:
             raise ConfigError(f"observation has shape {x.shape}; expected (>= {3 * history + 1},) "
                               f"for history={history}")
@@ -128,6 +128,9 @@ class Controller:
 
     def reset(self, context: ControlContext) -> None:
         """Start an episode: remember the context, zero the clock and the internal state."""
+        if not isinstance(context, ControlContext):
+            raise ConfigError(f"context={type(context).__name__} is not valid for "
+                              f"{type(self).__name__}.reset; expected a ControlContext")
         self.context = context
         self.t_s = 0.0
         self.steps = 0

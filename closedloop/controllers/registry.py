@@ -142,7 +142,7 @@ def load_agent_spec(name: str, folder: Path | None = None) -> AgentSpec:
             is malformed.
     """
     files = _spec_files(folder)
-    if name not in files:
+    if not isinstance(name, str) or name not in files:
         raise ConfigError(f"controller={name!r} is unknown; valid: {', '.join(sorted(files))}")
     return parse_agent_spec(_read(files[name]), files[name].name)
 
