@@ -7,10 +7,7 @@ Files (spec, scenario, suite and patient files) are written under the run's temp
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,20 +17,14 @@ from fuzz_inputs import Case, finite
 from fuzz_values import (
     TEXT,
     bad_value,
+    fields_of,
     kwargs_text,
     not_a_table,
     not_finite,
-    representable,
     show,
-    toml_doc,
     wrong_types,
 )
 from hypothesis import strategies as st
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CHEAP = {"patient": "default", "episode_s": 0.2}
 """Overrides of every env a case builds: a fixed named patient, a 0.2 s episode."""
@@ -66,11 +57,6 @@ def vector_ids() -> tuple[str, ...]:
         and not suite[i].config.control_pw_rate
         and not suite[i].config.observe_waveform
     )
-
-
-def fields_of(cls: type) -> list[tuple[str, Mapping[str, Any], Any]]:
-    """(name, metadata, default) of every field of a dataclass."""
-    return [(f.name, f.metadata, f.default) for f in dataclasses.fields(cls)]
 
 
 def sane_step(out: Any) -> str | None:
@@ -333,332 +319,10 @@ def vector_make_cases(draw: Any) -> Case:
     )
 
 
-# -- controllers -----------------------------------------------------------------------------
-
-
-@functools.cache
-def _agents() -> tuple[str, ...]:
-    from closedloop.controllers import list_agents
-
-    return tuple(list_agents())
-
-
-def _write(tmp: Path, text: str, name: str, suffix: str = ".toml") -> Path:
-    """Write ``text`` to a new sub-folder of ``tmp`` (named by its hash) and return the path."""
-    folder = tmp / hashlib.sha1(text.encode()).hexdigest()[:12]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}{suffix}"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-@st.composite
-def spec_docs(draw: Any) -> dict:
-    """Controller spec documents with one bad key."""
-    from closedloop.controllers import CONTROLLER_TYPES
-
-    kind = draw(st.sampled_from(sorted(CONTROLLER_TYPES)))
-    doc: dict[str, Any] = {"name": "fz", "description": "fuzz", "controller": kind, "params": {}}
-    what = draw(
-        st.sampled_from(
-            [
-                "params",
-                "params",
-                "name",
-                "controller",
-                "description",
-                "tuning",
-                "unknown",
-                "params-type",
-            ]
-        )
-    )
-    if what == "params":
-        name, meta, default = draw(st.sampled_from(fields_of(CONTROLLER_TYPES[kind].params_type)))
-        doc["params"] = {name: draw(bad_value(meta, default))}
-    elif what in ("name", "controller"):
-        doc[what] = draw(
-            st.one_of(
-                wrong_types(),
-                st.integers(),
-                st.just(""),
-                TEXT.filter(lambda s: s not in CONTROLLER_TYPES)
-                if what == "controller"
-                else st.just(""),
-            )
-        )
-    elif what == "description":
-        doc["description"] = draw(st.one_of(st.integers(), st.lists(TEXT, min_size=1)))
-    elif what == "tuning":
-        doc["tuning"] = draw(st.one_of(TEXT, st.integers(), st.lists(st.integers(), min_size=1)))
-    elif what == "unknown":
-        doc[draw(TEXT.filter(lambda s: s not in doc and s != "tuning"))] = 1
-    else:
-        doc["params"] = draw(not_a_table())
-    return doc
-
-
-def _load_agent(path: Path) -> Any:
-    from closedloop.controllers import load_agent_spec
-
-    return load_agent_spec("fz", folder=path.parent)
-
-
-@st.composite
-def controller_cases(draw: Any, tmp: Path) -> Case:
-    """``make_controller(name, **bad)``, ``make_controller(bad spec)``, bad spec files."""
-    from closedloop.controllers import load_agent_spec, make_controller
-
-    what = draw(
-        st.sampled_from(["override", "override", "dict", "file", "garbage-file", "not-a-spec"])
-    )
-    if what == "override":
-        name = draw(st.sampled_from(_agents()))
-        params = load_agent_spec(name).params
-        field = draw(st.sampled_from(fields_of(type(params)) + [("zz_unknown", {}, 0.0)]))
-        kwargs = {field[0]: draw(bad_value(field[1], field[2]))}
-        return Case(
-            "controller.make",
-            f"make_controller({name!r}, {kwargs_text(kwargs)})",
-            functools.partial(make_controller, name, **kwargs),
-        )
-    if what == "not-a-spec":
-        spec = draw(
-            st.one_of(st.none(), st.integers(), st.lists(st.integers(), min_size=1), st.just(1.5))
-        )
-        return Case(
-            "controller.make",
-            f"make_controller({show(spec)})",
-            functools.partial(make_controller, spec),
-        )
-    if what == "garbage-file":
-        text = draw(
-            st.sampled_from(
-                [
-                    "name = = 1\n",
-                    "[params\n",
-                    "name = 'fz'\nname = 'x'\n",
-                    "\x00\x01",
-                    'name = "fz"\ncontroller = "pid"\nparams = 5\n',
-                ]
-            )
-        )
-        path = _write(tmp, text, "fz")
-        return Case(
-            "controller.make",
-            f"load_agent_spec('fz', folder=<dir with {text!r}>)",
-            functools.partial(_load_agent, path),
-        )
-    doc = draw(spec_docs())
-    if what == "file" and representable(doc):
-        text = toml_doc(doc)
-        return Case(
-            "controller.make",
-            f"load_agent_spec('fz', folder=<dir with {text!r}>)",
-            functools.partial(_load_agent, _write(tmp, text, "fz")),
-        )
-    return Case(
-        "controller.make", f"make_controller({show(doc)})", functools.partial(make_controller, doc)
-    )
-
-
-@functools.cache
-def _context() -> tuple[Any, int]:
-    from closedloop.controllers import ControlContext
-
-    env = _env("closedloop/ECAPTracking-v0").unwrapped
-    ctx = ControlContext.from_env(env.spec_.config, env.calibration, env.target_uv)
-    return ctx, 3 * ctx.history + 1
-
-
-def _predict(name: str, obs: Any, reset: bool = True) -> Any:
-    from closedloop.controllers import make_controller
-
-    ctl = make_controller(name)
-    if reset:
-        ctl.reset(_context()[0])
-    return ctl.predict(obs)
-
-
-def sane_action(out: Any) -> str | None:
-    """What is wrong with a controller's ``(action, state)``."""
-    action = np.asarray(out[0])
-    if action.dtype.kind not in "fi" or not np.isfinite(action).all():
-        return f"action {show(out[0])} is not finite"
-    if (np.abs(action) > 1.0).any():
-        return f"action {show(out[0])} outside [-1, 1]"
-    return None
-
-
-@st.composite
-def predict_cases(draw: Any) -> Case:
-    """``controller.predict(bad observation)`` after ``reset(context)`` (or before it)."""
-    name = draw(st.sampled_from(_agents()))
-    n = 13  # 3 * history + 1 with the default history of 4
-    refuse = draw(st.booleans())
-    reset = True
-    if refuse:
-        obs = draw(
-            st.one_of(
-                TEXT,
-                st.none(),
-                st.dictionaries(TEXT, st.floats(), min_size=1, max_size=2),
-                st.builds(np.zeros, st.integers(0, n - 1)),
-                st.just(np.zeros((2, n))),
-                st.just(np.array(["a"] * n, dtype=object)),
-                st.just(np.full(n, 1 + 1j)),
-                st.just(0.0),
-            )
-        )
-        reset = draw(st.integers(0, 5)) > 0
-        if not reset:
-            obs = np.zeros(n)
-    else:
-        value = draw(st.one_of(not_finite(), st.floats(-1e300, 1e300)))
-        index = draw(st.integers(0, n - 1))
-        obs = np.full(n, 5.0)
-        obs[index] = value
-    text = (
-        f"make_controller({name!r})" + (".reset(ctx)" if reset else "") + f".predict({show(obs)})"
-    )
-    return Case(
-        "controller.predict",
-        text,
-        functools.partial(_predict, name, obs, reset),
-        refuse,
-        sane_action,
-    )
-
-
-# -- RL specs ----------------------------------------------------------------------------------
-
-
-@functools.cache
-def _ppo_doc() -> dict:
-    from closedloop._specdirs import spec_dir
-
-    with open(spec_dir("agents") / "rl" / "ppo.toml", "rb") as fh:
-        return tomllib.load(fh)
-
-
-HYPER_BAD = {
-    "learning_rate": st.one_of(st.floats(max_value=0.0), not_finite(), TEXT, st.just([1e-3])),
-    "n_steps": st.one_of(st.integers(max_value=0), st.floats(1.5, 99.5), TEXT),
-    "batch_size": st.one_of(st.integers(max_value=0), st.just("abc"), st.floats(1.5, 9.5)),
-    "n_epochs": st.one_of(st.integers(max_value=0), TEXT, st.just(2.5)),
-    "gamma": st.one_of(
-        st.floats(min_value=1.0, exclude_min=True),
-        st.floats(max_value=0.0, exclude_max=True),
-        not_finite(),
-        TEXT,
-    ),
-    "gae_lambda": st.one_of(st.floats(min_value=1.0, exclude_min=True), not_finite(), TEXT),
-    "clip_range": st.one_of(st.floats(max_value=0.0), not_finite(), st.just([0.2])),
-    "ent_coef": st.one_of(not_finite(), st.just([0.0]), st.just({"a": 1})),
-    "max_grad_norm": st.one_of(st.floats(max_value=0.0), not_finite(), TEXT),
-    "policy_kwargs": st.one_of(
-        TEXT,
-        st.integers(),
-        st.just({"net_arch": "x"}),
-        st.just({"activation_fn": "nope"}),
-        st.just({"zz": 1}),
-        st.just({"net_arch": [-4]}),
-    ),
-}
-
-
-@st.composite
-def rl_docs(draw: Any) -> dict:
-    """RL agent spec documents (``agents/rl/ppo.toml`` with one bad key)."""
-    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _ppo_doc().items()}
-    hyper = {s: dict(t) for s, t in doc["hyperparams"].items()}
-    doc["hyperparams"] = hyper
-    what = draw(
-        st.sampled_from(
-            [
-                "hyper",
-                "hyper",
-                "hyper",
-                "algorithm",
-                "policy",
-                "n_envs",
-                "normalize_obs",
-                "section",
-                "search",
-                "unknown",
-                "unknown-hp",
-            ]
-        )
-    )
-    if what == "hyper":
-        key = draw(st.sampled_from(sorted(HYPER_BAD)))
-        hyper["default"][key] = draw(HYPER_BAD[key])
-    elif what in ("algorithm", "policy"):
-        doc[what] = draw(st.one_of(TEXT, st.integers(), st.lists(TEXT, min_size=1)))
-    elif what == "n_envs":
-        doc["n_envs"] = draw(
-            st.one_of(
-                st.integers(max_value=0),
-                st.floats(1.5, 7.5),
-                TEXT,
-                st.just([8]),
-                st.integers(min_value=10**7),
-            )
-        )
-    elif what == "normalize_obs":
-        doc["normalize_obs"] = draw(st.one_of(TEXT, st.integers(2, 9), st.just([True])))
-    elif what == "section":
-        doc["hyperparams"] = (
-            {draw(st.one_of(TEXT, st.just("CartPole-v1"))): {}}
-            if draw(st.booleans())
-            else draw(not_a_table())
-        )
-    elif what == "search":
-        doc["search"] = draw(
-            st.sampled_from(
-                [
-                    {"learning_rate": {"low": 1.0, "high": 0.0}},
-                    {"zz": {"low": 0, "high": 1}},
-                    {"n_steps": {"choices": []}},
-                    {"n_steps": "abc"},
-                    "abc",
-                    {"learning_rate": {"low": "a", "high": 1.0}},
-                    {"gamma": {"low": 0.9}},
-                    {"learning_rate": {"low": -1.0, "high": 1.0, "log": True}},
-                    {"n_steps": {"choices": [0, -1]}},
-                ]
-            )
-        )
-    elif what == "unknown":
-        doc[draw(TEXT.filter(lambda s: s not in doc))] = 1
-    else:
-        hyper["default"][draw(TEXT.filter(lambda s: s not in HYPER_BAD))] = 1
-    return doc
-
-
-def _load_rl(path: Path) -> Any:
-    from closedloop.training import load_rl_spec
-
-    return load_rl_spec(str(path))
-
-
-@st.composite
-def rl_spec_cases(draw: Any, tmp: Path) -> Case:
-    """``parse_rl_spec(bad)`` and ``load_rl_spec(<bad file>)``."""
-    from closedloop.training.spec import parse_rl_spec
-
-    doc = draw(rl_docs())
-    if draw(st.booleans()) and representable(doc):
-        path = _write(tmp, toml_doc(doc), "fz")
-        return Case(
-            "rl_spec", f"load_rl_spec(<file of {show(doc)}>)", functools.partial(_load_rl, path)
-        )
-    return Case("rl_spec", f"parse_rl_spec({show(doc)})", functools.partial(parse_rl_spec, doc))
-
-
 def strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
     """Entry point -> (strategy, quota of a full run) for the Python entry points."""
     from fuzz_files import file_strategies
+    from fuzz_specs import controller_cases, predict_cases, rl_spec_cases
 
     return {
         "env.make": (make_cases(), 300),

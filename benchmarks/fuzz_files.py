@@ -14,17 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fuzz_cases import _write, fields_of
 from fuzz_inputs import Case, Garbage
 from fuzz_values import (
     TEXT,
     bad_value,
+    fields_of,
     kwargs_text,
     not_a_table,
     not_finite,
     representable,
     show,
     toml_doc,
+    write_file,
     wrong_types,
 )
 from hypothesis import strategies as st
@@ -103,7 +104,7 @@ def scenario_cases(draw: Any, tmp: Path) -> Case:
         )
     if what == "file":
         doc = draw(scenario_docs().filter(representable))
-        path = _write(tmp, toml_doc(doc), "fz")
+        path = write_file(tmp, toml_doc(doc), "fz")
         return Case(
             "scenario",
             f"load_scenario(<file: clinic with {_diff(doc)}>)",
@@ -133,7 +134,7 @@ def scenario_cases(draw: Any, tmp: Path) -> Case:
                 TEXT.filter(lambda s: s not in list_scenarios()),
                 st.just(str(tmp)),
                 st.just(str(tmp / "missing.toml")),
-                st.just(str(_write(tmp, "duration_s = = 1\n", "broken"))),
+                st.just(str(write_file(tmp, "duration_s = = 1\n", "broken"))),
             )
         )
         return Case(
@@ -301,7 +302,7 @@ def suite_cases(draw: Any, tmp: Path) -> Case:
         doc[key] = draw(SUITE_BAD[key])
     change = f"{key}={show(doc.get(key, 1))}"
     if representable(doc) and draw(st.booleans()):
-        path = _write(tmp, toml_doc(doc), "suite")
+        path = write_file(tmp, toml_doc(doc), "suite")
         return Case(
             "suite",
             f"run_benchmark(load_suite(<file: small suite with {change}>))",
@@ -426,13 +427,13 @@ def patient_cases(draw: Any, tmp: Path) -> Case:
         change = ", ".join(
             f"{k}={show(v)}" for k, v in doc.items() if _patient_doc().get(k, object()) != v
         )
-        if what == "dict":
+        if what == "dict" or not representable(doc):  # JSON holds what TOML holds
             return Case(
                 "patient",
                 f"Patient.from_dict(<default with {change}>)",
                 functools.partial(Patient.from_dict, doc),
             )
-        path = _write(tmp, json.dumps(doc), "patient", ".json")
+        path = write_file(tmp, json.dumps(doc), "patient", ".json")
         return Case(
             "patient",
             f"load_patient(<file: default with {change}>)",
@@ -450,7 +451,7 @@ def patient_cases(draw: Any, tmp: Path) -> Case:
     if what == "path":
         text = draw(st.sampled_from(["", "{", "[1, 2]", "null", "\x00\x01", "5", '"x"']))
         path = draw(
-            st.sampled_from([tmp / "missing.json", tmp, _write(tmp, text, "patient", ".json")])
+            st.sampled_from([tmp / "missing.json", tmp, write_file(tmp, text, "patient", ".json")])
         )
         return Case(
             "patient",

@@ -7,10 +7,13 @@ name that is not among the choices.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import string
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -180,3 +183,17 @@ def kwargs_text(kwargs: Mapping[str, Any]) -> str:
     if rest:
         parts.append("**{" + ", ".join(f"{k!r}: {show(v)}" for k, v in rest.items()) + "}")
     return ", ".join(parts)
+
+
+def fields_of(cls: type) -> list[tuple[str, Mapping[str, Any], Any]]:
+    """(name, metadata, default) of every field of a dataclass."""
+    return [(f.name, f.metadata, f.default) for f in dataclasses.fields(cls)]
+
+
+def write_file(tmp: Path, text: str, name: str, suffix: str = ".toml") -> Path:
+    """Write ``text`` to a new sub-folder of ``tmp`` (named by its hash) and return the path."""
+    folder = tmp / hashlib.sha1(text.encode()).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}{suffix}"
+    path.write_text(text, encoding="utf-8")
+    return path
