@@ -1,4 +1,8 @@
-"""Atomic file output: a crash or interruption never leaves a half-written file behind."""
+"""Atomic file output, and the memory check that refuses work too big to fit.
+
+A crash or interruption never leaves a half-written file behind; work whose arrays would not fit
+in the available memory is refused before anything is allocated (:func:`check_memory`).
+"""
 
 from __future__ import annotations
 
@@ -73,3 +77,44 @@ def toml_literal(value) -> str:
         return "[" + ", ".join(toml_literal(x) for x in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)
 
+
+
+GIB = 2.0**30
+"""Bytes per GiB."""
+
+
+def available_memory_bytes() -> float:
+    """Memory the process can still allocate without swapping (bytes; inf if unknown).
+
+    ``MemAvailable`` of ``/proc/meminfo`` on Linux, else the free physical pages.
+    """
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return math.inf
+
+
+def check_memory(what: str, n_bytes: float, hint: str = "") -> None:
+    """Refuse work whose arrays would not fit in the available memory.
+
+    Args:
+        what: The work and its size, e.g. ``"duration_s=1e+09 (5e+10 pulses)"``.
+        n_bytes: Estimated peak bytes the work allocates.
+        hint: What to change, e.g. ``"shorten duration_s"``.
+
+    Raises:
+        ConfigError: Saying how much the work would need and how much is available.
+    """
+    from closedloop._config import ConfigError
+
+    free = available_memory_bytes()
+    if n_bytes > free:
+        raise ConfigError(f"{what} would need {n_bytes / GIB:.3g} GiB of memory; "
+                          f"{free / GIB:.3g} GiB is available" + (f"; {hint}" if hint else ""))

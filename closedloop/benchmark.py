@@ -17,12 +17,13 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, check_table, check_value, short_repr
 from closedloop._io import write_text_atomic
 
 if sys.version_info >= (3, 11):
@@ -62,23 +63,37 @@ class Suite:
     env_overrides: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.controllers or not self.env_ids or not self.seeds:
-            raise ConfigError(f"suite {self.name!r}: controllers, env_ids and seeds must be "
-                              "non-empty")
-        if not isinstance(self.n_patients, int) or self.n_patients < 0:
-            raise ConfigError(f"suite {self.name!r}: n_patients={self.n_patients!r} is out of "
-                              "range; valid range [0, inf) (0: all)")
+        """Check every field's type and range (not yet whether names exist: :func:`validate`)."""
+        from closedloop.evaluation.runner import check_seed
+
+        where = f"suite {short_repr(self.name)}"
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
+            raise ConfigError(f"{where}: name must be a non-empty string of letters, digits, "
+                              "'.', '_' and '-' (it names the run folder)")
+        for key in ("controllers", "env_ids"):
+            _check_names(where, key, getattr(self, key))
+        if not isinstance(self.patients, str):
+            _check_names(where, "patients", self.patients)
+        if not isinstance(self.baseline, str):
+            raise ConfigError(f"{where}: baseline={short_repr(self.baseline)} must be a "
+                              "controller name")
+        check_value(f"{where}: n_patients", self.n_patients, {"lo": 0, "unit": "1"}, "int")
+        if not isinstance(self.seeds, tuple) or not self.seeds:
+            raise ConfigError(f"{where}: seeds must be a non-empty list of integers >= 0")
+        for i, seed in enumerate(self.seeds):
+            check_seed(seed, f"{where}: seeds[{i}]")
         if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"suite {self.name!r}: seeds={list(self.seeds)} must be distinct")
+            raise ConfigError(f"{where}: seeds={list(self.seeds)} must be distinct")
+        if not isinstance(self.env_overrides, tuple) or not all(
+                isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str)
+                for kv in self.env_overrides):
+            raise ConfigError(f"{where}: env_overrides must be (key, value) pairs; in a suite "
+                              "file, a table of gymnasium.make keywords, e.g. {episode_s = 20}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "suite") -> Suite:
         """Build a suite from a mapping of its fields; unknown keys are errors."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; known: "
-                              f"{', '.join(sorted(fields))}")
+        check_table(data, tuple(f.name for f in dataclasses.fields(cls)), where)
         d = dict(data)
         for key in ("controllers", "env_ids", "seeds"):
             if key in d:
@@ -86,7 +101,11 @@ class Suite:
         if isinstance(d.get("patients"), list):
             d["patients"] = tuple(d["patients"])
         if "env_overrides" in d:
-            d["env_overrides"] = tuple(sorted(dict(d["env_overrides"]).items()))
+            if not isinstance(d["env_overrides"], Mapping):
+                raise ConfigError(f"{where}: env_overrides={short_repr(d['env_overrides'])} "
+                                  "must be a table of gymnasium.make keywords, e.g. "
+                                  "{episode_s = 20}")
+            d["env_overrides"] = tuple(sorted(d["env_overrides"].items()))
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +113,14 @@ class Suite:
         d = dataclasses.asdict(self)
         d["env_overrides"] = dict(self.env_overrides)
         return json.loads(json.dumps(d))
+
+
+def _check_names(where: str, key: str, names: Any) -> None:
+    """Raise ConfigError unless ``names`` is a non-empty tuple of non-empty strings."""
+    if not isinstance(names, tuple) or not names or not all(
+            isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{where}: {key}={short_repr(names)} must be a non-empty list of "
+                          "names")
 
 
 DEFAULT = Suite()
@@ -165,21 +192,62 @@ def machine() -> dict[str, Any]:
             "numba": numba.__version__}
 
 
+def validate(suite: Suite) -> tuple[list[str], list[str]]:
+    """Check that everything a suite names exists, before anything is played or written.
+
+    Controllers, the baseline, env ids (closedloop ids only), patients, and the env overrides
+    on every env id (every key and value, as ``gymnasium.make`` would check them).
+
+    Returns:
+        The controller names (``all`` expanded) and the patient ids.
+
+    Raises:
+        ConfigError: Naming the bad field and what is valid.
+    """
+    from closedloop.evaluation.runner import check_env_overrides
+
+    controllers, patients = controllers_of(suite), patients_of(suite)
+    for env_id in suite.env_ids:
+        check_env_overrides(env_id, dict(suite.env_overrides))
+    return controllers, patients
+
+
+def read_suite_file(out: Path) -> dict[str, Any] | None:
+    """The suite recorded in run folder ``out`` (None if there is none).
+
+    Raises:
+        ConfigError: Naming the file if it is not a JSON suite record (corrupted, or not
+            written by a benchmark).
+    """
+    path = out / SUITE_FILE
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        Suite.from_dict(doc, str(path))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a benchmark suite record ({exc}); the run folder "
+                          "is corrupted: use another --out, or --fresh to start over there"
+                          ) from None
+    return doc
+
+
 def _claim_folder(out: Path, suite: Suite, fresh: bool) -> None:
     """Record the suite in the run folder; refuse to resume a different suite there."""
-    path = out / SUITE_FILE
-    if path.exists() and not fresh:
-        old = json.loads(path.read_text())
-        if old != suite.to_dict():
-            raise ConfigError(f"{out} holds a run of a different suite ({old.get('name')!r}); "
-                              "use another --out, or --fresh to start over there")
-    elif fresh and out.exists():
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir={str(out)!r} is a file; valid: a folder (created if "
+                          "missing)")
+    old = None if fresh else read_suite_file(out)
+    if old is not None and old != suite.to_dict():
+        raise ConfigError(f"{out} holds a run of a different suite ({old.get('name')!r}); "
+                          "use another --out, or --fresh to start over there")
+    if fresh and out.exists():
         import shutil
 
         for sub in ("episodes", "trajectories", "plots"):
             shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(suite.to_dict(), indent=2) + "\n")
+    write_text_atomic(out / SUITE_FILE, json.dumps(suite.to_dict(), indent=2) + "\n")
 
 
 def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
@@ -187,25 +255,33 @@ def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
                   fresh: bool = False):
     """Play a suite and write its report; resumes an interrupted run in the same folder.
 
+    Everything is checked (:func:`validate`, ``workers``, the run folder's ``suite.json``)
+    before the run folder is claimed or any episode is played.
+
     Args:
         suite: What to play.
         out_dir: Run folder; ``runs/benchmark-<suite name>`` if None.
-        workers: Local worker processes; all CPUs if None.
+        workers: Local worker processes, in [1, 256]; all CPUs if None.
         progress: Show a progress bar.
         plots: Write per-controller PNGs.
         fresh: Discard finished episodes in the folder instead of resuming.
 
     Returns:
         The :class:`closedloop.evaluation.Report` (leaderboard text in ``.text``).
+
+    Raises:
+        ConfigError: If the suite, ``workers`` or the run folder is invalid.
     """
+    from closedloop._parallel import check_workers
     from closedloop.evaluation import run_grid, write_report
 
+    if not isinstance(suite, Suite):
+        raise ConfigError(f"suite={short_repr(suite)} must be a closedloop.benchmark.Suite")
+    if out_dir is not None and not isinstance(out_dir, str | os.PathLike):
+        raise ConfigError(f"out_dir={short_repr(out_dir)} must be a folder path")
     out = Path(out_dir if out_dir is not None else f"runs/benchmark-{suite.name}")
-    controllers = controllers_of(suite)
-    patients = patients_of(suite)
-    n_workers = (os.cpu_count() or 1) if workers is None else workers
-    if n_workers < 1:
-        raise ConfigError(f"workers={workers} is out of range; valid range [1, inf)")
+    controllers, patients = validate(suite)
+    n_workers = check_workers((os.cpu_count() or 1) if workers is None else workers)
     _claim_folder(out, suite, fresh)
     zoo = zoo_policies()
     if any(c in zoo for c in controllers):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from closedloop._config import check_value
+from closedloop._io import check_memory
 from closedloop.calibration import CalibrationRecord, calibrate, window_table
 from closedloop.patients import Patient
 from closedloop.perception import sensation
@@ -22,6 +23,10 @@ from closedloop.trajectory import Trajectory
 
 WINDOW_GRID_POINTS = 9
 """CSF thicknesses at which the ECAP window is measured for a trajectory (interpolated between)."""
+BYTES_PER_PULSE = 256
+"""Peak memory per pulse of a simulated run (bytes): the disturbance trace, the pulse records
+and the trajectory. Measured 206 bytes (tracemalloc, ``clinic``, 10,000 and 20,000 pulses);
+the window and a margin make 256."""
 
 
 def open_loop(patient: Patient, scenario, current_ma: float | None = None,
@@ -42,9 +47,15 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
 
     Returns:
         The :class:`Trajectory`.
+
+    Raises:
+        ConfigError: If an argument is invalid, or the run would not fit in the available
+            memory (:data:`BYTES_PER_PULSE` per pulse).
     """
     from closedloop.disturbances import load_scenario
+    from closedloop.evaluation.runner import check_seed
 
+    seed = check_seed(seed)
     if isinstance(scenario, str):
         scenario = load_scenario(scenario) if duration_s is None else load_scenario(
             scenario, duration_s=duration_s)
@@ -54,6 +65,7 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
     cal = calibrate(patient, model=model) if calibration is None else calibration
     current = cal.comfort_ma if current_ma is None else current_ma
     check_value("current_ma", current, {"lo": 0.0, "hi": 25.5, "unit": "mA"})
+    check_run_memory(scenario.duration_s, cal.rate_hz)
     scenario_ss, noise_ss = np.random.SeedSequence(seed).spawn(2)
     trace = scenario.sample(patient.posture_csf_mm, cal.rate_hz, scenario_ss)
     model.reset(noise_ss)
@@ -61,6 +73,18 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
     cur = np.full(n, float(current))
     rec = model.stimulate(cur, cal.pw_us, trace.csf_mm, 1.0 / cal.rate_hz)
     return make_trajectory(patient, scenario.name, cal, trace, cur, rec, model, with_window)
+
+
+def check_run_memory(duration_s: float, rate_hz: float) -> None:
+    """Refuse a run of ``duration_s`` at ``rate_hz`` whose arrays would not fit in memory.
+
+    Raises:
+        ConfigError: Saying how much memory the run would need (:data:`BYTES_PER_PULSE` per
+            pulse) and how much is available.
+    """
+    n = float(duration_s) * float(rate_hz)
+    check_memory(f"duration_s={duration_s:g} at {rate_hz:g} Hz ({n:.3g} pulses)",
+                 n * BYTES_PER_PULSE, "shorten duration_s")
 
 
 def make_trajectory(patient: Patient, scenario_name: str, cal: CalibrationRecord, trace,

@@ -26,7 +26,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--patients", type=int, metavar="N", help="only the first N patients")
     p.add_argument("--seeds", metavar="S,S", help="episode seeds (comma list of integers)")
     p.add_argument("--workers", type=int, default=None,
-                   help="local worker processes (default: one per CPU)")
+                   help="local worker processes, 1-256 (default: one per CPU)")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/benchmark-<suite>)")
     p.add_argument("--fresh", action="store_true",
                    help="discard finished episodes in the run folder instead of resuming")
@@ -36,24 +36,26 @@ def add_parsers(sub) -> None:
 
 
 def suite_from_args(args: argparse.Namespace):
-    """The suite the arguments select (embedded default, quick, or a file, then overrides)."""
+    """The suite the arguments select (embedded default, quick, or a file, then overrides).
+
+    An option given with an empty value (``--controllers ""``) is an error, not "all".
+    """
     import dataclasses
 
+    from closedloop._config import ConfigError
     from closedloop.benchmark import DEFAULT, QUICK, load_suite
 
-    suite = load_suite(args.suite) if args.suite else QUICK if args.quick else DEFAULT
+    suite = load_suite(args.suite) if args.suite is not None else QUICK if args.quick else DEFAULT
     changes: dict = {}
-    if args.controllers:
+    if args.controllers is not None:
         changes["controllers"] = tuple(parse_names("--controllers", args.controllers))
-    if args.envs:
+    if args.envs is not None:
         changes["env_ids"] = tuple(parse_names("--envs", args.envs))
     if args.patients is not None:
-        from closedloop._config import ConfigError
-
         if args.patients < 1:
             raise ConfigError(f"--patients={args.patients} is out of range; valid range [1, inf)")
         changes["n_patients"] = args.patients
-    if args.seeds:
+    if args.seeds is not None:
         changes["seeds"] = tuple(parse_int_list("--seeds", args.seeds))
     return dataclasses.replace(suite, **changes) if changes else suite
 

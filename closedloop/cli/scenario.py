@@ -30,6 +30,7 @@ def add_parsers(sub) -> None:
 def run_scenario(args: argparse.Namespace) -> int:
     """Run the ``scenario`` subcommand."""
     from closedloop.disturbances import EVENT_TYPES, list_scenarios, load_scenario
+    from closedloop.simulate import check_run_memory
 
     if args.name is None:
         for name in list_scenarios():
@@ -39,6 +40,7 @@ def run_scenario(args: argparse.Namespace) -> int:
     check_out_path("--plot", args.plot)
     overrides = {} if args.duration_s is None else {"duration_s": args.duration_s}
     sc = load_scenario(args.name, **overrides)
+    check_run_memory(sc.duration_s, args.rate_hz)
     patient = get_patient(args.patient)
     trace = sc.sample(patient.posture_csf_mm, args.rate_hz, args.seed)
     print(f"scenario {args.name}: {sc.description.strip()}")

@@ -26,7 +26,8 @@ from typing import Any
 
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
-from closedloop.evaluation.runner import check_env_id, check_seed, run_episode
+from closedloop.evaluation.report import SCHEMA
+from closedloop.evaluation.runner import check_env_overrides, check_seed, run_episode
 
 EPISODE_FORMAT = "closedloop.episode/1"
 EPISODES_DIR = "episodes"
@@ -123,12 +124,13 @@ def grid_specs(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str
     ctrl = _controllers(controllers)
     env_ids = _non_empty("env_ids", env_ids, "registered ids such as "
                          "closedloop/ECAPClinic-Test-v0")
+    overrides = {} if env_overrides is None else env_overrides
     for env_id in env_ids:
-        check_env_id(env_id)
+        overrides = check_env_overrides(env_id, overrides)
     seeds = [check_seed(s) for s in _non_empty("seeds", seeds, "a list of integers >= 0")]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds!r} has duplicates; valid: distinct integers >= 0")
-    over = tuple(sorted(dict(env_overrides or {}).items()))
+    over = tuple(sorted(overrides.items()))
     return [EpisodeSpec(name, env_id, pid, seed, src, over)
             for (name, src), env_id, pid, seed in itertools.product(
                 ctrl.items(), env_ids, resolve_patients(patients), seeds)]
@@ -200,16 +202,32 @@ def trajectory_path(out_dir: str | Path, episode: str) -> Path:
 
 
 def finished_row(out_dir: str | Path, spec: EpisodeSpec) -> dict[str, Any] | None:
-    """The stored row of ``spec`` in ``out_dir``, or None if it has not finished."""
+    """The stored row of ``spec`` in ``out_dir``, or None if it has not finished.
+
+    A record of another format or cell is not this episode's (None: it is played again).
+
+    Raises:
+        ConfigError: Naming the file if it is not an episode record at all (its files are
+            written atomically, so this means the folder was damaged by something else).
+    """
     path = episode_path(out_dir, spec)
+    if not path.exists():
+        return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if doc.get("format") != EPISODE_FORMAT or doc.get("spec") != json.loads(
-            json.dumps(spec.identity(), default=repr)):
-        return None
-    return {k: float("nan") if v is None else v for k, v in doc["row"].items()}
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        if doc.get("format") != EPISODE_FORMAT or doc.get("spec") != json.loads(
+                json.dumps(spec.identity(), default=repr)):
+            return None
+        row = doc["row"]
+        if not isinstance(row, dict) or not set(SCHEMA) <= set(row):
+            raise ValueError("its row lacks the result columns")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{path} is not a finished-episode record ({exc}); the run folder is "
+                          "damaged: delete that file to play the episode again, or start "
+                          "afresh") from None
+    return {k: float("nan") if v is None else v for k, v in row.items()}
 
 
 def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
@@ -237,11 +255,10 @@ def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
         Rows in grid order (controller, env, patient, seed): ``episode`` (the key), then the
         columns of :data:`closedloop.evaluation.report.SCHEMA`.
     """
-    from closedloop._parallel import parallel_map
+    from closedloop._parallel import check_workers, parallel_map
 
     specs = grid_specs(controllers, env_ids, patients, seeds, env_overrides)
-    if int(workers) < 1:
-        raise ConfigError(f"workers={workers!r} is invalid; valid: an integer >= 1")
+    workers = check_workers(workers)
     if save_trajectories and out_dir is None:
         raise ConfigError("save_trajectories=True needs out_dir (where the .npz files go)")
     rows: list[dict | None] = [None] * len(specs)
@@ -252,7 +269,7 @@ def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
     todo = [i for i, row in enumerate(rows) if row is None]
     jobs = [_Job(specs[i], make_controller, None if out_dir is None else str(out_dir),
                  save_trajectories) for i in todo]
-    played = parallel_map(_run_job, jobs, int(workers), progress, "episodes", "episode")
+    played = parallel_map(_run_job, jobs, workers, progress, "episodes", "episode")
     for i, row in zip(todo, played, strict=True):
         rows[i] = row
     return rows

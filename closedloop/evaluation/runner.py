@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, check_value, short_repr
 from closedloop.device import LIMIT_FLAGS, limit_report
 from closedloop.metrics import METRIC_DIRECTION, METRIC_DOCS, clinical_metrics
 from closedloop.postures import posture_code
@@ -97,22 +97,59 @@ class EpisodeResult:
                 "wall_s": self.wall_s}
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise ConfigError naming the registered closedloop ids if ``env_id`` is unknown."""
-    import gymnasium as gym
-
-    import closedloop  # noqa: F401  (registers the suite)
-
-    if env_id not in gym.registry:
-        valid = sorted(k for k in gym.registry if k.startswith("closedloop/"))
-        raise ConfigError(f"env_id={env_id!r} is unknown; valid: {', '.join(valid)}")
+MAX_SEED = 2**63 - 1
+"""Largest episode seed (a signed 64-bit integer)."""
 
 
-def check_seed(seed: Any) -> int:
-    """The seed as a non-negative int; ConfigError naming ``seed`` otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed={seed!r} is invalid; valid: an integer >= 0")
+def check_env_id(env_id: Any) -> str:
+    """``env_id`` if it is one of the closedloop ids; ConfigError listing them otherwise.
+
+    Ids registered by other packages (``CartPole-v1``) are refused too: the runner plays
+    closedloop envs only.
+    """
+    from closedloop.envs.config import load_suite
+
+    valid = sorted(load_suite())
+    if not isinstance(env_id, str) or env_id not in valid:
+        raise ConfigError(f"env_id={short_repr(env_id)} is unknown; valid: {', '.join(valid)}")
+    return env_id
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """The seed as an int in [0, :data:`MAX_SEED`]; ConfigError naming ``name`` otherwise."""
+    check_value(name, seed, {"lo": 0, "hi": MAX_SEED, "unit": "1"}, kind="int")
     return int(seed)
+
+
+def check_env_overrides(env_id: str, overrides: Any) -> dict[str, Any]:
+    """``overrides`` as a dict if ``gymnasium.make(env_id, **overrides)`` accepts them.
+
+    Checks everything a make would (every key and value, the ``reward`` and ``device``
+    tables, the scenario id) without building the env, so that a grid is refused before any
+    episode runs or any file is written.
+
+    Raises:
+        ConfigError: Naming the bad key or value and what is valid.
+    """
+    from closedloop._io import check_memory
+    from closedloop.disturbances import load_scenario
+    from closedloop.envs.config import load_suite, with_overrides
+    from closedloop.simulate import BYTES_PER_PULSE
+
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"env_overrides={short_repr(overrides)} must be a table of "
+                          "gymnasium.make keywords, e.g. {episode_s = 20}")
+    bad = sorted(repr(k) for k in overrides if not isinstance(k, str))
+    fixed = sorted(set(overrides) & set(FIXED_KEYS))
+    if bad or fixed:
+        raise ConfigError(f"env_overrides key(s) {', '.join(bad + fixed)} are invalid: keys "
+                          "must be strings, and the runner sets the patient itself")
+    cfg = with_overrides(load_suite()[check_env_id(env_id)], overrides).config
+    load_scenario(cfg.scenario, duration_s=cfg.episode_s)
+    n_pulses = cfg.episode_s * cfg.rate_hz
+    check_memory(f"{env_id} with episode_s={cfg.episode_s:g} at rate_hz={cfg.rate_hz:g} "
+                 f"({n_pulses:.3g} pulses)", n_pulses * BYTES_PER_PULSE, "shorten episode_s")
+    return dict(overrides)
 
 
 def controller_name(controller: Any) -> str:
@@ -143,13 +180,8 @@ def run_episode(controller: Any, env_id: str, patient_id: str, seed: int,
 
     from closedloop.controllers.base import ControlContext
 
-    check_env_id(env_id)
     seed = check_seed(seed)
-    overrides = dict(env_overrides or {})
-    fixed = sorted(set(overrides) & set(FIXED_KEYS))
-    if fixed:
-        raise ConfigError(f"env_overrides key(s) {', '.join(fixed)} are set by the runner; "
-                          "pass the patient as patient_id")
+    overrides = check_env_overrides(env_id, {} if env_overrides is None else env_overrides)
     start = time.perf_counter()
     env = gym.make(env_id, patient=patient_id, **overrides)
     try:

@@ -13,6 +13,7 @@ recruitment does not bend the slope and the result does not depend on the sweep'
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import numpy as np
 from scipy.optimize import curve_fit
@@ -113,16 +114,24 @@ def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
         pw_us: Pulse width (µs).
         rate_hz: Pulse rate (Hz).
         csf_mm: CSF thickness (mm); the model default if None.
-        pulses_per_level: Pulses at each level (>= 2); the last half are averaged.
+        pulses_per_level: Pulses at each level (>= 2); the last half are averaged. They are
+            delivered in chunks, so Ctrl-C stops a long sweep.
         waveforms: Keep the last recorded sweep of each level.
 
     Returns:
         The :class:`GrowthCurve`.
+
+    Raises:
+        ConfigError: If an argument is out of range, or one level's records would not fit in
+            the available memory.
     """
     cur = check_array("currents_ma", np.arange(0.0, 15.01, 0.5) if currents_ma is None
                       else currents_ma, *CURRENT_RANGE_MA, "mA")
-    if pulses_per_level < 2:
-        raise ConfigError(f"pulses_per_level={pulses_per_level} is out of range; valid [2, inf)")
+    if isinstance(pulses_per_level, bool) or not isinstance(pulses_per_level, numbers.Integral) \
+            or pulses_per_level < 2:
+        raise ConfigError(f"pulses_per_level={pulses_per_level!r} is invalid; valid: an integer "
+                          "in [2, inf), as many as fit in memory")
+    model.check_memory(int(pulses_per_level), waveforms)
     csf = model.default_csf_mm if csf_mm is None else float(csf_mm)
     model.reset()
     rows, sweeps = [], []

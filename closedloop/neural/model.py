@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import numbers
 
 import numpy as np
 
@@ -34,6 +35,12 @@ from closedloop.neural.validation import check_inputs, check_rate
 
 MIX_RECRUITED_FRACTION = 0.15
 """Recruited fraction whose ECAP shape defines the matched-filter template."""
+CHUNK_PULSES = 16_384
+"""Most pulses per call of the compiled kernel. Python handles Ctrl-C only between calls, so a
+long train is delivered in chunks (about 0.05 s each); the kernel state carries the pulse count
+and every process from chunk to chunk, so the records are the same, bit for bit."""
+INPUT_BYTES_PER_PULSE = 5 * 8
+"""Bytes per pulse of the per-pulse inputs (four float64 arrays, and the caller's current)."""
 
 
 class NeuralModel:
@@ -132,10 +139,40 @@ class NeuralModel:
         """
         inputs = PulseInputs(*check_inputs(current_ma, pw_us, csf_mm, interval_s))
         n = inputs.current_ma.size
+        self.check_memory(n, waveforms)
         out = np.empty(n, PULSE_DTYPE)
         wave = np.empty((n if waveforms else 0, self.n_samples))
-        run_pulses_unshared(self.state, self.tables, self.kp, inputs, out, wave, self.work)
+        if n <= CHUNK_PULSES:
+            run_pulses_unshared(self.state, self.tables, self.kp, inputs, out, wave, self.work)
+        else:
+            self._run_chunked(inputs, out, wave)
         return (out, wave) if waveforms else out
+
+    def _run_chunked(self, inputs: PulseInputs, out: np.ndarray, wave: np.ndarray) -> None:
+        """Run the kernel on :data:`CHUNK_PULSES` pulses at a time (Ctrl-C works between)."""
+        keep = wave.shape[0] > 0
+        for lo in range(0, inputs.current_ma.size, CHUNK_PULSES):
+            part = slice(lo, lo + CHUNK_PULSES)
+            run_pulses_unshared(self.state, self.tables, self.kp,
+                                PulseInputs(*(a[part] for a in inputs)), out[part],
+                                wave[part] if keep else wave, self.work)
+
+    def check_memory(self, n_pulses: int, waveforms: bool = False) -> None:
+        """Refuse ``n_pulses`` pulses whose records would not fit in the available memory.
+
+        Args:
+            n_pulses: Pulses of one call.
+            waveforms: Whether the sweeps are kept (``n_samples`` float64 per pulse).
+
+        Raises:
+            ConfigError: Saying how much memory the pulses would need.
+        """
+        from closedloop._io import check_memory
+
+        per_pulse = PULSE_DTYPE.itemsize + INPUT_BYTES_PER_PULSE + (
+            8 * self.n_samples if waveforms else 0)
+        check_memory(f"{n_pulses:g} pulses ({per_pulse} bytes each)", float(n_pulses) * per_pulse,
+                     "deliver fewer pulses per call")
 
     def pulse_train(self, current_ma: float, rate_hz: float = 50.0, n_pulses: int = 50,
                     pw_us: float = 250.0, csf_mm: float | None = None, waveforms: bool = False):
@@ -154,9 +191,11 @@ class NeuralModel:
         """
         interval = 1.0 / check_rate(rate_hz)
         csf = self.default_csf_mm if csf_mm is None else csf_mm
+        if isinstance(n_pulses, bool) or not isinstance(n_pulses, numbers.Integral) or (
+                n_pulses < 1):
+            raise ConfigError(f"n_pulses={n_pulses!r} is invalid; valid: an integer in [1, inf)")
         n = int(n_pulses)
-        if n < 1:
-            raise ConfigError(f"n_pulses={n_pulses} is out of range; valid range [1, inf)")
+        self.check_memory(n, waveforms)
         return self.stimulate(np.full(n, float(current_ma)), pw_us, csf, interval, waveforms)
 
 
