@@ -1,44 +1,57 @@
-"""Safety model of the implanted pulse generator: every requested current passes through it.
+"""Safety model of the implanted pulse generator: every pulse's current passes through it.
 
-Each controller action passes through :func:`apply_limits` before it reaches the tissue. The
-limits act in this order, so that a later limit overrides an earlier one and the two tissue-safety
-limits (charge density, compliance) always hold:
+Each controller action passes through the limits below before it reaches the tissue, **pulse by
+pulse**: a control step of several pulses (``pulses_per_step > 1``) is a ramp (:func:`ramp`)
+in which every pulse goes through :func:`limit_one` with the previous pulse's current as its
+slew anchor and the electrode impedance at that pulse. The limits act in this order, so that a
+later limit overrides an earlier one and the two tissue-safety limits (charge density,
+compliance) always hold:
 
 1. **bounds** (hardware): the output stage delivers 0-25.5 mA (``max_current_ma``;
    shared/domain.md §1 [M]). Negative requests become 0.
 2. **clinician**: the programmed per-patient window ``[min_ma, max_ma]``
    (:class:`~closedloop.calibration.CalibrationRecord`). It is intersected with the hardware
    range, so a clinician limit can never lift the current above ``max_current_ma``.
-3. **slew**: the current changes by at most ``max_step_ma`` per pulse, i.e. by
-   ``max_step_ma * n_pulses`` over a control step of ``n_pulses`` pulses, from the previously
-   delivered current (assumption: gradual ramps avoid jolts; a per-pulse figure is not
-   published). Slew overrides the clinician window: after the window narrows the current ramps
-   into it rather than jumping.
+3. **slew**: the current changes by at most ``max_step_ma`` from one pulse to the next, however
+   many pulses a control step holds (assumption: gradual ramps avoid jolts; a per-pulse figure
+   is not published). Slew overrides the clinician window: after the window narrows the current
+   ramps into it rather than jumping.
 4. **charge_density**: charge per phase ``I · PW`` may not exceed the Shannon-criterion limit
    ``charge_density_limit_uc_per_cm2 · A`` (about 30 µC/cm² for platinum; domain.md Safety row
    [M]), with ``A = π · contact_diameter_mm · contact_length_mm`` the lateral area of the
    cylindrical cathode (assumption: the whole contact surface counts). Pulses are charge-balanced
    and biphasic, so the limit applies to each phase; in a tripolar configuration the cathode
-   carries the full current and is the binding contact. ``I ≤ q_max / PW``.
+   carries the full current and is the binding contact. ``I ≤ q_max / PW``, at the width of the
+   pulse being delivered.
 5. **compliance**: the generator cannot drive more than ``compliance_v`` across the electrode
-   impedance, ``I · Z ≤ V`` (impedance 0.5-1.5 kΩ [M]; compliance 10-18 V in current IPGs is an
-   assumption). ``I ≤ V / Z``.
+   impedance, ``I · Z ≤ V`` (impedance 0.5-1.5 kΩ [M]; compliance 10-18 V in current IPGs, 12 V
+   modelled, is an assumption). ``I ≤ V / Z``, with the impedance at that pulse.
 
 Limits 4 and 5 only lower the current and come last, so they win over the clinician minimum and
 over the slew limit: a safety cut is applied at once, never ramped. Limits 1-3 keep the current
 inside ``[0, max_current_ma]`` and 4-5 only lower it, so the hardware range always holds too.
 
+**Hard ceilings.** :class:`DeviceParams` (the spec's ``[device]`` table, ``device={...}`` at
+make) can only tighten the limits, never loosen them: ``max_current_ma`` ≤ 25.5 mA (hardware),
+``max_step_ma`` ≤ 1 mA per pulse, ``charge_density_limit_uc_per_cm2`` ≤ 30 µC/cm² (Shannon),
+``compliance_v`` ≤ 12 V (the generator) and ``contact_diameter_mm`` ≤ 1.3 mm (a larger contact
+would loosen the charge limit). A larger value is a :class:`~closedloop.ConfigError` naming the
+field and its valid range.
+
 Every call also returns a bitmask (:data:`LIMIT_FLAGS`) of the limits that changed the current.
 :func:`limit_report` counts interventions per limit over an array of flags, and
 :class:`InterventionCounter` accumulates those counts over an episode; the environments report
-them in their ``info`` dict, so that a controller that leans on the safety model is visible.
+them in their ``info`` dict (one count per pulse at which a limit acted), so that a controller
+that leans on the safety model is visible.
 
 The limit logic is written once, as the numba kernel :func:`limit_one` (scalars in, scalars
-out, no validation). :func:`limit_many` loops it over per-patient arrays and is what the batched
-environments' kernels and :func:`apply_limits` call; kernels may also call :func:`limit_one`
-directly. :func:`apply_limits` is the validated NumPy front end: inputs broadcast (shape ``()``,
-``(1,)`` or ``(N,)`` patients) and no input array is modified. :func:`apply_limits_scalar` is a
-validation-free scalar entry for a single environment whose inputs are already checked.
+out, no validation), and the ramp once, as :func:`ramp` over it. :func:`limit_many` and
+:func:`ramp_many` loop them over per-patient arrays; the environments' compiled steps call
+:func:`limit_one` (one pulse per step) and :func:`ramp` / :func:`ramp_many` (several).
+:func:`apply_limits` is the validated NumPy front end: inputs broadcast (shape ``()``, ``(1,)``
+or ``(N,)`` patients), ``n_pulses`` gives every pulse of a ramp, and no input array is
+modified. :func:`apply_limits_scalar` is a validation-free one-pulse scalar entry whose inputs
+are already checked.
 """
 
 from __future__ import annotations
@@ -67,17 +80,24 @@ _BIT_TABLE = np.array([[(f >> k) & 1 for k in range(len(_NAMES))] for f in range
 class DeviceParams:
     """Hardware and tissue-safety limits of the implanted pulse generator."""
 
-    max_current_ma: float = param(25.5, "mA", "hardware 0-25.5 mA [M domain.md §1]", 0.0, 100.0,
-                                  lo_open=True, doc="largest current the output stage delivers")
-    max_step_ma: float = param(1.0, "mA", "assumption: ramp limit per pulse, not published", 0.0,
-                               100.0, lo_open=True, doc="largest change of current per pulse")
-    charge_density_limit_uc_per_cm2: float = param(30.0, "µC/cm²", PLATINUM_SHANNON, 0.0, 1000.0,
-                                                   lo_open=True,
-                                                   doc="charge per phase per contact area")
-    contact_diameter_mm: float = param(1.3, "mm", "percutaneous lead diameter 1.3 mm [M]", 0.1,
-                                       10.0, doc="contact diameter; area = π · d · length")
-    compliance_v: float = param(12.0, "V", "assumption: IPG compliance ~10-18 V", 0.0, 100.0,
-                                lo_open=True, doc="largest voltage across the electrode impedance")
+    max_current_ma: float = param(25.5, "mA", "hardware ceiling: the output stage delivers "
+                                  "0-25.5 mA [M domain.md §1]; settings may only lower it",
+                                  0.0, 25.5, lo_open=True,
+                                  doc="largest current the output stage delivers")
+    max_step_ma: float = param(1.0, "mA", "assumption: ramp limit per pulse, not published; a "
+                               "ceiling, settings may only lower it", 0.0, 1.0, lo_open=True,
+                               doc="largest change of current from one pulse to the next")
+    charge_density_limit_uc_per_cm2: float = param(
+        30.0, "µC/cm²", PLATINUM_SHANNON + "; a ceiling, settings may only lower it", 0.0, 30.0,
+        lo_open=True, doc="charge per phase per contact area")
+    contact_diameter_mm: float = param(1.3, "mm", "percutaneous lead diameter 1.3 mm [M]; a "
+                                       "larger value would enlarge the area and loosen the "
+                                       "charge limit, so 1.3 mm is the ceiling", 0.1, 1.3,
+                                       doc="contact diameter; area = π · d · length")
+    compliance_v: float = param(12.0, "V", "assumption: the modelled IPG's compliance 12 V "
+                                "(current IPGs 10-18 V); a ceiling, settings may only lower it",
+                                0.0, 12.0, lo_open=True,
+                                doc="largest voltage across the electrode impedance")
 
     def __post_init__(self) -> None:
         validate(self, "device.")
@@ -131,7 +151,7 @@ def _checked(name: str, value, lo: float = -math.inf, lo_open: bool = False,
 
 
 def _check_inputs(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params,
-                  contact_length_mm, n_pulses) -> tuple:
+                  contact_length_mm) -> tuple:
     """Validate and convert the inputs of :func:`apply_limits` (see there)."""
     if not isinstance(params, DeviceParams):
         raise ConfigError(f"params must be a DeviceParams, got {type(params).__name__}")
@@ -143,7 +163,6 @@ def _check_inputs(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_m
         _checked("min_ma", min_ma, 0.0, False, "must be finite and >= 0 mA"),
         _checked("max_ma", max_ma, 0.0, False, "must be finite and >= 0 mA"),
         _checked("contact_length_mm", contact_length_mm, 0.0, True, "must be finite and > 0 mm"),
-        _checked("n_pulses", n_pulses, 0.0, True, "must be finite and > 0"),
     )
     lo, hi = checked[4], checked[5]
     if (hi < lo) if type(lo) is type(hi) is float else np.less(hi, lo).any():
@@ -155,7 +174,7 @@ def _check_inputs(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_m
 @numba.njit(cache=True)
 def limit_one(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_current_ma,
               max_change_ma, max_charge_uc, compliance_v):
-    """The five limits, in order, for one patient and one control step (the one copy of them).
+    """The five limits, in order, for one patient and one pulse (the one copy of them).
 
     Scalar kernel, callable from Python and from other numba kernels. It does no validation:
     callers guarantee finite inputs, ``pw_us > 0``, ``impedance_ohm > 0`` and
@@ -163,15 +182,15 @@ def limit_one(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, m
 
     Args:
         requested_ma: Current the controller asks for (mA).
-        previous_ma: Current delivered in the previous step (mA); brought into
-            ``[0, max_current_ma]`` before it anchors the slew window.
+        previous_ma: Current of the previous pulse (mA); brought into ``[0, max_current_ma]``
+            before it anchors the slew window.
         pw_us: Pulse width per phase (µs).
         impedance_ohm: Electrode impedance (Ω).
         min_ma: Clinician minimum current (mA); capped at ``max_current_ma``.
         max_ma: Clinician maximum current (mA).
         max_current_ma: Hardware maximum current (mA), ``DeviceParams.max_current_ma``.
-        max_change_ma: Largest change of current over this step (mA),
-            ``DeviceParams.max_step_ma * n_pulses``.
+        max_change_ma: Largest change of current from the previous pulse (mA),
+            ``DeviceParams.max_step_ma``.
         max_charge_uc: Largest charge per phase (µC), ``DeviceParams.max_charge_uc(length)``.
         compliance_v: Compliance voltage (V), ``DeviceParams.compliance_v``.
 
@@ -223,7 +242,7 @@ def limit_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max
         min_ma: Clinician minimum currents (mA), ``(N,)``.
         max_ma: Clinician maximum currents (mA), ``(N,)``.
         max_current_ma: Hardware maximum current (mA), a scalar.
-        max_change_ma: Largest change of current over the step (mA), ``(N,)``.
+        max_change_ma: Largest change of current from the previous pulse (mA), ``(N,)``.
         max_charge_uc: Largest charge per phase (µC), ``(N,)``.
         compliance_v: Compliance voltage (V), a scalar.
         out_delivered: Output, delivered currents (mA), float ``(N,)``; overwritten.
@@ -233,6 +252,70 @@ def limit_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max
         out_delivered[i], out_flags[i] = limit_one(
             requested[i], previous[i], pw[i], imp[i], min_ma[i], max_ma[i], max_current_ma,
             max_change_ma[i], max_charge_uc[i], compliance_v)
+
+
+@numba.njit(cache=True)
+def ramp(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_current_ma,
+         max_step_ma, max_charge_uc, compliance_v, out_current, out_flags):
+    """One control step of ``P`` pulses: the device ramps pulse by pulse toward the request.
+
+    Pulse ``j`` passes through :func:`limit_one` with the current of pulse ``j - 1`` (of the
+    previous step for ``j = 0``) as its slew anchor and its own impedance, so no pulse changes by
+    more than ``max_step_ma`` from the one before (the one copy of the ramp; callers never scale
+    the slew limit by the pulse count). No validation (see :func:`limit_one`).
+
+    Args:
+        requested_ma: Current the controller asks for over the whole step (mA).
+        previous_ma: Current of the previous step's last pulse (mA).
+        pw_us: Pulse width per phase (µs).
+        impedance_ohm: Electrode impedance each pulse sees (Ω), ``(P,)``.
+        min_ma: Clinician minimum current (mA).
+        max_ma: Clinician maximum current (mA).
+        max_current_ma: Hardware maximum current (mA).
+        max_step_ma: Largest change of current from one pulse to the next (mA).
+        max_charge_uc: Largest charge per phase (µC).
+        compliance_v: Compliance voltage (V).
+        out_current: Output, each pulse's delivered current (mA), ``(P,)``; overwritten.
+        out_flags: Output, each pulse's limit bitmask (:data:`LIMIT_FLAGS`), ``(P,)``.
+
+    Returns:
+        The bitwise OR of the pulses' flags (int): the step's flags.
+    """
+    current = previous_ma
+    step_flags = 0
+    for j in range(out_current.size):
+        current, f = limit_one(requested_ma, current, pw_us, impedance_ohm[j], min_ma, max_ma,
+                               max_current_ma, max_step_ma, max_charge_uc, compliance_v)
+        out_current[j] = current
+        out_flags[j] = f
+        step_flags |= f
+    return step_flags
+
+
+@numba.njit(cache=True)
+def ramp_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max_step_ma,
+              max_charge_uc, compliance_v, out_current, out_flags, out_step_flags):
+    """:func:`ramp` for each patient of a batch (a loop over the scalar function).
+
+    Args:
+        requested: Requested currents (mA), ``(N,)``.
+        previous: Currents of each patient's previous pulse (mA), ``(N,)``.
+        pw: Pulse widths per phase (µs), ``(N,)``.
+        imp: Electrode impedance of each patient's pulses (Ω), ``(N, P)``.
+        min_ma: Clinician minimum currents (mA), ``(N,)``.
+        max_ma: Clinician maximum currents (mA), ``(N,)``.
+        max_current_ma: Hardware maximum current (mA), a scalar.
+        max_step_ma: Largest change of current from one pulse to the next (mA), a scalar.
+        max_charge_uc: Largest charge per phase (µC), ``(N,)``.
+        compliance_v: Compliance voltage (V), a scalar.
+        out_current: Output, delivered currents (mA), ``(N, P)``; overwritten.
+        out_flags: Output, per-pulse limit bitmasks, integer ``(N, P)``; overwritten.
+        out_step_flags: Output, each patient's OR over its pulses, integer ``(N,)``.
+    """
+    for i in range(requested.size):
+        out_step_flags[i] = ramp(requested[i], previous[i], pw[i], imp[i], min_ma[i], max_ma[i],
+                                 max_current_ma, max_step_ma, max_charge_uc[i], compliance_v,
+                                 out_current[i], out_flags[i])
 
 
 def _flat(value, shape: tuple, size: int) -> np.ndarray:
@@ -252,77 +335,98 @@ def _flat(value, shape: tuple, size: int) -> np.ndarray:
 
 def apply_limits(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma,
                  params: DeviceParams, contact_length_mm=3.0,
-                 n_pulses=1) -> tuple[np.ndarray, np.ndarray]:
+                 n_pulses: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Limit requested currents to what the device may deliver (see the module docstring).
 
     All array arguments broadcast against each other (scalars, shape ``()``, ``(1,)`` or
-    ``(N,)`` patients); none is modified. Validates, broadcasts, then calls :func:`limit_many`.
+    ``(N,)`` patients); none is modified. Validates, broadcasts, then calls :func:`limit_many`
+    (one pulse) or :func:`ramp_many` (several).
 
     Args:
         requested_ma: Current the controller asks for (mA); must be finite.
-        previous_ma: Current delivered in the previous step (mA); finite. It is first brought into
-            the hardware range, so the slew window is always anchored inside it.
+        previous_ma: Current of the previous pulse (mA); finite. It is first brought into the
+            hardware range, so the slew window is always anchored inside it.
         pw_us: Pulse width per phase (µs), > 0.
-        impedance_ohm: Electrode impedance (Ω), > 0.
+        impedance_ohm: Electrode impedance (Ω), > 0 (the same for every pulse of the step).
         min_ma: Clinician minimum current (mA), >= 0.
         max_ma: Clinician maximum current (mA), >= ``min_ma``.
         params: The device limits.
         contact_length_mm: Length of the stimulating contact (mm), > 0; sets the contact area.
-        n_pulses: Pulses in this control step, > 0; the current may change by
-            ``params.max_step_ma * n_pulses``.
+        n_pulses: Pulses delivered at this request, an int in [1, :data:`MAX_PULSES`]. The
+            device ramps pulse by pulse (:func:`ramp`): each pulse changes by at most
+            ``params.max_step_ma`` from the one before.
 
     Returns:
         ``(delivered_ma, flags)``: the delivered current (float64 array of the broadcast shape)
-        and an int8 bitmask of the limits that changed it (:data:`LIMIT_FLAGS`).
+        and an int8 bitmask of the limits that changed it (:data:`LIMIT_FLAGS`). With
+        ``n_pulses > 1`` both have a trailing axis of ``n_pulses``: every pulse's current and
+        flags.
 
     Raises:
         ConfigError: If an input is non-finite or out of range; the message names the argument
             and, for arrays, the first offending index.
     """
-    req, prev, pw, imp, lo, hi, length, n = _check_inputs(
+    req, prev, pw, imp, lo, hi, length = _check_inputs(
         requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params,
-        contact_length_mm, n_pulses)
+        contact_length_mm)
+    n = _check_n_pulses(n_pulses)
     try:
-        shape = np.broadcast(req, prev, pw, imp, lo, hi, length, n).shape
+        shape = np.broadcast(req, prev, pw, imp, lo, hi, length).shape
     except ValueError as err:
         raise ConfigError(f"apply_limits: input shapes do not broadcast ({err})") from None
-    if not shape:  # one patient: the scalar kernel directly, skipping the array set-up
+    if not shape and n == 1:  # one patient, one pulse: the scalar kernel directly
         d, f = limit_one(float(req), float(prev), float(pw), float(imp), float(lo), float(hi),
-                         float(params.max_current_ma), float(params.max_step_ma * n),
+                         float(params.max_current_ma), float(params.max_step_ma),
                          float(params.max_charge_uc(length)), float(params.compliance_v))
         return np.array(d), np.array(f, dtype=np.int8)
     size = math.prod(shape)
-    flat = [_flat(v, shape, size) for v in (req, prev, pw, imp, lo, hi, params.max_step_ma * n,
+    flat = [_flat(v, shape, size) for v in (req, prev, pw, imp, lo, hi,
                                             params.max_charge_uc(length))]
-    delivered = np.empty(size)
-    flags = np.empty(size, dtype=np.int8)
-    limit_many(flat[0], flat[1], flat[2], flat[3], flat[4], flat[5],
-               float(params.max_current_ma), flat[6], flat[7], float(params.compliance_v),
-               delivered, flags)
-    return delivered.reshape(shape), flags.reshape(shape)
+    if n == 1:
+        delivered, flags = np.empty(size), np.empty(size, dtype=np.int8)
+        limit_many(flat[0], flat[1], flat[2], flat[3], flat[4], flat[5],
+                   float(params.max_current_ma), np.full(size, float(params.max_step_ma)),
+                   flat[6], float(params.compliance_v), delivered, flags)
+        return delivered.reshape(shape), flags.reshape(shape)
+    delivered, flags = np.empty((size, n)), np.empty((size, n), dtype=np.int8)
+    ramp_many(flat[0], flat[1], flat[2], np.repeat(flat[3][:, None], n, axis=1), flat[4],
+              flat[5], float(params.max_current_ma), float(params.max_step_ma), flat[6],
+              float(params.compliance_v), delivered, flags, np.empty(size, dtype=np.int8))
+    return delivered.reshape(*shape, n), flags.reshape(*shape, n)
+
+
+MAX_PULSES = 1_000_000
+"""Largest ``n_pulses`` of :func:`apply_limits` (its outputs hold one entry per pulse)."""
+
+
+def _check_n_pulses(n_pulses) -> int:
+    """``n_pulses`` as an int; ConfigError unless it is an integer in [1, MAX_PULSES]."""
+    if (isinstance(n_pulses, (int, np.integer)) and not isinstance(n_pulses, bool)
+            and 1 <= n_pulses <= MAX_PULSES):
+        return int(n_pulses)
+    raise ConfigError(f"n_pulses={n_pulses!r} must be an integer in [1, {MAX_PULSES}]")
 
 
 def apply_limits_scalar(requested_ma: float, previous_ma: float, pw_us: float,
                         impedance_ohm: float, min_ma: float, max_ma: float,
-                        params: DeviceParams, contact_length_mm: float,
-                        n_pulses: float) -> tuple[float, int]:
-    """Scalar :func:`apply_limits` for one patient whose inputs are already validated.
+                        params: DeviceParams, contact_length_mm: float) -> tuple[float, int]:
+    """Scalar one-pulse :func:`apply_limits` for one patient whose inputs are already validated.
 
     Only ``requested_ma`` is checked (it must be finite, a cheap ``math.isfinite`` test); the
     other inputs must satisfy the conditions listed in :func:`apply_limits`, which are not
     checked here. Every argument is converted to ``float``, so one compiled specialisation of
-    :func:`limit_one` serves all callers.
+    :func:`limit_one` serves all callers. For several pulses call :func:`ramp`: there is no
+    scalar entry that applies a step-sized slew to one pulse.
 
     Args:
         requested_ma: Current the controller asks for (mA); must be finite.
-        previous_ma: Current delivered in the previous step (mA); finite.
+        previous_ma: Current of the previous pulse (mA); finite.
         pw_us: Pulse width per phase (µs), > 0.
         impedance_ohm: Electrode impedance (Ω), > 0.
         min_ma: Clinician minimum current (mA), >= 0.
         max_ma: Clinician maximum current (mA), >= ``min_ma``.
         params: The device limits.
         contact_length_mm: Length of the stimulating contact (mm), > 0.
-        n_pulses: Pulses in this control step, > 0.
 
     Returns:
         ``(delivered_ma, flags)``: the delivered current (mA) as a float and the bitmask of the
@@ -335,9 +439,8 @@ def apply_limits_scalar(requested_ma: float, previous_ma: float, pw_us: float,
         raise ConfigError(f"requested_ma={float(requested_ma)!r} must be finite")
     return limit_one(
         float(requested_ma), float(previous_ma), float(pw_us), float(impedance_ohm),
-        float(min_ma), float(max_ma), float(params.max_current_ma),
-        float(params.max_step_ma * n_pulses), float(params.max_charge_uc(contact_length_mm)),
-        float(params.compliance_v))
+        float(min_ma), float(max_ma), float(params.max_current_ma), float(params.max_step_ma),
+        float(params.max_charge_uc(contact_length_mm)), float(params.compliance_v))
 
 
 def limit_report(flags) -> dict[str, int]:

@@ -16,6 +16,8 @@ from closedloop.device import (
     limit_many,
     limit_one,
     limit_report,
+    ramp,
+    ramp_many,
 )
 
 P = DeviceParams()
@@ -32,12 +34,12 @@ def limit(requested, previous, params=P, n_pulses=1, contact_length_mm=3.0, **kw
     return d, f
 
 
-def reference(req, prev, pw, imp, lo, hi, p, length, n):
-    """Scalar pure-Python statement of the five limits, in order, with their flags."""
+def reference(req, prev, pw, imp, lo, hi, p, length):
+    """Scalar pure-Python statement of the five limits on one pulse, in order, with flags."""
     out, flags = req, 0
     top = p.max_current_ma
     anchor = min(max(prev, 0.0), top)
-    step = p.max_step_ma * n
+    step = p.max_step_ma
     q_max = p.charge_density_limit_uc_per_cm2 * math.pi * p.contact_diameter_mm * length / 100
     stages = [(0.0, top), (min(lo, top), hi), (anchor - step, anchor + step),
               (-math.inf, q_max / (pw * 1e-3)), (-math.inf, p.compliance_v / imp * 1e3)]
@@ -56,11 +58,20 @@ def test_default_contact_charge_and_area():
 
 
 @pytest.mark.parametrize(("field", "value", "range_text"), [
-    ("max_current_ma", 0.0, "(0, 100] mA"),
-    ("max_step_ma", -1.0, "(0, 100] mA"),
-    ("charge_density_limit_uc_per_cm2", float("nan"), "(0, 1000] µC/cm²"),
-    ("contact_diameter_mm", 20.0, "[0.1, 10] mm"),
-    ("compliance_v", 0.0, "(0, 100] V"),
+    ("max_current_ma", 0.0, "(0, 25.5] mA"),
+    ("max_step_ma", -1.0, "(0, 1] mA"),
+    ("charge_density_limit_uc_per_cm2", float("nan"), "(0, 30] µC/cm²"),
+    ("contact_diameter_mm", 20.0, "[0.1, 1.3] mm"),
+    ("compliance_v", 0.0, "(0, 12] V"),
+    # the hard ceilings: settings may only tighten the hardware and tissue-safety limits
+    ("max_current_ma", 100.0, "(0, 25.5] mA"),
+    ("max_current_ma", 25.6, "(0, 25.5] mA"),
+    ("max_step_ma", 2.0, "(0, 1] mA"),
+    ("charge_density_limit_uc_per_cm2", 1000.0, "(0, 30] µC/cm²"),
+    ("charge_density_limit_uc_per_cm2", 30.5, "(0, 30] µC/cm²"),
+    ("contact_diameter_mm", 1.4, "[0.1, 1.3] mm"),
+    ("compliance_v", 100.0, "(0, 12] V"),
+    ("compliance_v", 12.5, "(0, 12] V"),
 ])
 def test_bad_device_params_name_field_and_range(field, value, range_text):
     with pytest.raises(ConfigError, match=rf"device\.{field}=.*{re.escape(range_text)}"):
@@ -68,7 +79,7 @@ def test_bad_device_params_name_field_and_range(field, value, range_text):
 
 
 def test_device_params_from_dict_rejects_unknown_keys():
-    assert from_dict(DeviceParams, {"compliance_v": 15.0}).compliance_v == 15.0
+    assert from_dict(DeviceParams, {"compliance_v": 10.0}).compliance_v == 10.0
     with pytest.raises(ConfigError, match="compliance_volts"):
         from_dict(DeviceParams, {"compliance_volts": 15.0})
 
@@ -83,8 +94,7 @@ def test_no_limit_acts_inside_all_limits():
 
 @pytest.mark.parametrize(("requested", "expected"), [(30.0, 25.5), (-2.0, 0.0)])
 def test_hardware_bounds(requested, expected):
-    big = DeviceParams(max_step_ma=100.0)
-    d, f = limit(requested, expected, params=big)
+    d, f = limit(requested, expected)     # from the edge itself: the slew does not act
     assert d == expected and f == B
 
 
@@ -95,13 +105,15 @@ def test_clinician_window():
     assert d == 2.0 and f == C
 
 
-def test_slew_per_pulse_times_pulses():
+def test_slew_ramps_pulse_by_pulse():
     d, f = limit(10.0, 5.0)
     assert d == 6.0 and f == S
-    d, f = limit(0.0, 5.0, n_pulses=3)
-    assert d == 2.0 and f == S
-    d, f = limit(10.0, 5.0, n_pulses=5)  # a change of exactly max_step * n is allowed
-    assert d == 10.0 and f == 0
+    d, f = limit(0.0, 5.0, n_pulses=3)              # every pulse steps by max_step_ma
+    np.testing.assert_array_equal(d, [4.0, 3.0, 2.0])
+    np.testing.assert_array_equal(f, [S, S, S])
+    d, f = limit(10.0, 5.0, n_pulses=6)             # reaches the request on the fifth pulse
+    np.testing.assert_array_equal(d, [6.0, 7.0, 8.0, 9.0, 10.0, 10.0])
+    np.testing.assert_array_equal(f, [S, S, S, S, 0, 0])
 
 
 def test_charge_density_at_250_us():
@@ -160,7 +172,6 @@ def _random_inputs(rng, n):
         min_ma=lo,
         max_ma=lo + rng.uniform(0.0, 20.0, n),
         contact_length_mm=rng.uniform(1.0, 6.0, n),
-        n_pulses=rng.integers(1, 5, n),
     )
 
 
@@ -177,7 +188,7 @@ def test_batch_equals_loop_of_scalars_and_reference():
         assert one[0].shape == (1,) and (one[0][0], one[1][0]) == (d[i], f[i])
         args = [xi[k] for k in ("requested_ma", "previous_ma", "pw_us", "impedance_ohm",
                                 "min_ma", "max_ma")]
-        rd, rf = reference(*args, P, xi["contact_length_mm"], xi["n_pulses"])
+        rd, rf = reference(*args, P, xi["contact_length_mm"])
         assert d[i] == pytest.approx(rd, rel=1e-12, abs=1e-12) and f[i] == rf
     assert set(np.unique(f)) - {0} and len(np.unique(f)) > 8  # many limit combinations seen
 
@@ -206,16 +217,12 @@ def test_empty_batch():
 def test_property_delivered_current_never_violates_a_limit():
     rng = np.random.default_rng(12345)
     for _ in range(20):
-        params = DeviceParams(max_current_ma=rng.uniform(5.0, 30.0),
-                              max_step_ma=rng.uniform(0.05, 3.0),
-                              charge_density_limit_uc_per_cm2=rng.uniform(10.0, 60.0),
-                              contact_diameter_mm=rng.uniform(0.8, 2.0),
-                              compliance_v=rng.uniform(5.0, 18.0))
+        params = _random_params(rng)
         x = _random_inputs(rng, 1000)
         d, f = apply_limits(params=params, **x)
         tol = 1e-12
         anchor = np.clip(x["previous_ma"], 0.0, params.max_current_ma)
-        step = params.max_step_ma * x["n_pulses"]
+        step = params.max_step_ma
         q_uc = d * x["pw_us"] * 1e-3
         safety_cut = (f & (Q | V)) != 0
         assert np.all(d >= 0.0) and np.all(d <= params.max_current_ma + tol)
@@ -234,10 +241,10 @@ KEYS = ("requested_ma", "previous_ma", "pw_us", "impedance_ohm", "min_ma", "max_
 
 
 def _random_params(rng):
-    return DeviceParams(max_current_ma=rng.uniform(5.0, 30.0), max_step_ma=rng.uniform(0.05, 3.0),
-                        charge_density_limit_uc_per_cm2=rng.uniform(10.0, 60.0),
-                        contact_diameter_mm=rng.uniform(0.8, 2.0),
-                        compliance_v=rng.uniform(5.0, 18.0))
+    return DeviceParams(max_current_ma=rng.uniform(5.0, 25.5), max_step_ma=rng.uniform(0.05, 1.0),
+                        charge_density_limit_uc_per_cm2=rng.uniform(10.0, 30.0),
+                        contact_diameter_mm=rng.uniform(0.8, 1.3),
+                        compliance_v=rng.uniform(5.0, 12.0))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -250,27 +257,26 @@ def test_apply_limits_scalar_equals_apply_limits(seed):
     d, f = apply_limits(params=params, **x)
     for i in range(500):
         args = [float(x[k][i]) for k in KEYS]
-        di, fi = apply_limits_scalar(*args, params, float(x["contact_length_mm"][i]),
-                                     int(x["n_pulses"][i]))
+        di, fi = apply_limits_scalar(*args, params, float(x["contact_length_mm"][i]))
         assert type(di) is float and type(fi) is int
         assert (di, fi) == (d[i], f[i])
-        rd, rf = reference(*args, params, x["contact_length_mm"][i], x["n_pulses"][i])
+        rd, rf = reference(*args, params, x["contact_length_mm"][i])
         assert di == pytest.approx(rd, rel=1e-12, abs=1e-12) and fi == rf
     assert len(np.unique(f)) > 8
 
 
 def test_apply_limits_scalar_accepts_ints_and_numpy_scalars():
-    want = apply_limits_scalar(30.0, 22.0, 250.0, 1000.0, 0.0, 24.0, P, 3.0, 1.0)
+    want = apply_limits_scalar(30.0, 22.0, 250.0, 1000.0, 0.0, 24.0, P, 3.0)
     assert want[1] == 31
-    assert apply_limits_scalar(30, 22, 250, 1000, 0, 24, P, 3, 1) == want
+    assert apply_limits_scalar(30, 22, 250, 1000, 0, 24, P, 3) == want
     assert apply_limits_scalar(np.float32(30.0), np.float64(22.0), 250.0, 1000.0, 0.0, 24.0, P,
-                               3.0, np.int64(1)) == want
+                               np.int64(3)) == want
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_apply_limits_scalar_rejects_non_finite_request(bad):
     with pytest.raises(ConfigError, match=r"requested_ma=.* must be finite"):
-        apply_limits_scalar(bad, 1.0, 250.0, 1000.0, 0.0, 10.0, P, 3.0, 1)
+        apply_limits_scalar(bad, 1.0, 250.0, 1000.0, 0.0, 10.0, P, 3.0)
 
 
 @pytest.mark.parametrize("flag_dtype", [np.int8, np.int64])
@@ -279,7 +285,7 @@ def test_limit_many_equals_loop_of_limit_one(flag_dtype):
     n = 300
     x = _random_inputs(rng, n)
     cols = [np.ascontiguousarray(x[k], dtype=np.float64) for k in KEYS]
-    change = P.max_step_ma * x["n_pulses"].astype(np.float64)
+    change = np.full(n, P.max_step_ma)
     charge = P.max_charge_uc(x["contact_length_mm"])
     copies = [c.copy() for c in (*cols, change, charge)]
     d = np.full(n, np.nan)
@@ -342,7 +348,9 @@ def test_non_finite_request_raises(bad):
     ({"min_ma": 5.0, "max_ma": 4.0}, r"max_ma < min_ma"),
     ({"min_ma": np.array([1.0, 6.0]), "max_ma": 5.0}, r"max_ma < min_ma at \[1\]"),
     ({"contact_length_mm": 0.0}, r"contact_length_mm=0.0 must be finite and > 0"),
-    ({"n_pulses": 0}, r"n_pulses=0.0 must be finite and > 0"),
+    ({"n_pulses": 0}, r"n_pulses=0 must be an integer in \[1, 1000000\]"),
+    ({"n_pulses": 2.5}, r"n_pulses=2.5 must be an integer in \[1, 1000000\]"),
+    ({"n_pulses": True}, r"n_pulses=True must be an integer"),
     ({"requested_ma": np.ones(3), "previous_ma": np.ones(2)}, r"do not broadcast"),
     ({"params": {"max_current_ma": 25.5}}, r"params must be a DeviceParams"),
 ])
@@ -351,6 +359,67 @@ def test_bad_inputs_raise_config_error_naming_them(kwargs, message):
             "min_ma": 0.0, "max_ma": 10.0, "params": P, **kwargs}
     with pytest.raises(ConfigError, match=message):
         apply_limits(**args)
+
+
+# -- the pulse-by-pulse ramp ----------------------------------------------------------------
+def _reference_ramp(req, prev, pw, imps, lo, hi, p, length):
+    """Each pulse through :func:`reference` from the pulse before it."""
+    out, flags = [], []
+    for z in imps:
+        prev, f = reference(req, prev, pw, z, lo, hi, p, length)
+        out.append(prev)
+        flags.append(f)
+    return out, flags
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ramp_is_limit_one_pulse_by_pulse_and_never_jumps(seed):
+    rng = np.random.default_rng(seed)
+    params = P if seed == 0 else _random_params(rng)
+    n, n_p = 200, 20
+    x = _random_inputs(rng, n)
+    x["previous_ma"] = rng.uniform(-5.0, 35.0, n)
+    imp = rng.uniform(300.0, 2000.0, (n, n_p))
+    qmax = params.max_charge_uc(x["contact_length_mm"])
+    d, f = np.empty((n, n_p)), np.empty((n, n_p), np.int64)
+    step_flags = np.empty(n, np.int64)
+    cols = [np.ascontiguousarray(x[k]) for k in ("requested_ma", "previous_ma", "pw_us")]
+    ramp_many(*cols, imp, x["min_ma"], x["max_ma"], params.max_current_ma, params.max_step_ma,
+              qmax, params.compliance_v, d, f, step_flags)
+    for i in range(n):
+        args = [float(x[k][i]) for k in ("requested_ma", "previous_ma", "pw_us")]
+        di, fi = np.empty(n_p), np.empty(n_p, np.int64)
+        or_flags = ramp(*args, imp[i], x["min_ma"][i], x["max_ma"][i], params.max_current_ma,
+                        params.max_step_ma, qmax[i], params.compliance_v, di, fi)
+        np.testing.assert_array_equal(di, d[i])
+        np.testing.assert_array_equal(fi, f[i])
+        assert or_flags == step_flags[i] == np.bitwise_or.reduce(fi)
+        rd, rf = _reference_ramp(*args, imp[i], x["min_ma"][i], x["max_ma"][i], params,
+                                 x["contact_length_mm"][i])
+        np.testing.assert_allclose(di, rd, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(fi, rf)
+    # No pulse changes by more than the per-pulse slew, except a safety cut downwards.
+    anchor = np.clip(x["previous_ma"], 0.0, params.max_current_ma)[:, None]
+    change = np.diff(np.concatenate((anchor, d), axis=1), axis=1)
+    cut = (f & (Q | V)) != 0
+    assert np.all(change <= params.max_step_ma + 1e-12)
+    assert np.all((change >= -params.max_step_ma - 1e-12) | cut)
+    assert np.isclose(np.abs(change), params.max_step_ma).sum() > n   # the ramp was seen
+
+
+def test_apply_limits_with_several_pulses_gives_every_pulse():
+    rng = np.random.default_rng(3)
+    x = _random_inputs(rng, 50)
+    d, f = apply_limits(params=P, n_pulses=7, **x)
+    assert d.shape == f.shape == (50, 7) and f.dtype == np.int8
+    for i in range(50):
+        args = [float(x[k][i]) for k in KEYS]
+        rd, rf = _reference_ramp(*args[:3], [args[3]] * 7, *args[4:], P,
+                                 x["contact_length_mm"][i])
+        np.testing.assert_allclose(d[i], rd, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(f[i], rf)
+    one, _ = apply_limits(30.0, 0.0, 50.0, 100.0, 0.0, 25.5, P, n_pulses=30)
+    np.testing.assert_array_equal(one, np.minimum(np.arange(1.0, 31.0), 25.5))
 
 
 # -- counting -------------------------------------------------------------------------------

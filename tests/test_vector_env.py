@@ -32,12 +32,17 @@ def _scalar_rollout(n_envs, seed, actions, **kw):
     return np.array(obs), np.array(rewards), np.array(truncs), infos
 
 
-@pytest.mark.parametrize("pulses_per_step", [1, 3])   # compiled and NumPy step paths
-def test_vector_env_equals_scalar_envs_bit_for_bit(pulses_per_step):
+@pytest.mark.parametrize(("pulses_per_step", "scenario", "mode"), [    # both step paths
+    (1, "cough-storm", "incremental"), (3, "cough-storm", "incremental"),
+    (5, "chronic-drift", "absolute")])     # the ramp at a changing impedance
+def test_vector_env_equals_scalar_envs_bit_for_bit(pulses_per_step, scenario, mode):
     n, steps = 3, 120 // pulses_per_step
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (steps, n, 1)).astype(np.float32)
-    kw = {"episode_s": 1.0, "scenario": "cough-storm", "pulses_per_step": pulses_per_step}
+    if mode == "absolute":
+        actions[::2] = np.sign(actions[::2])          # full swings: the ramp acts
+    kw = {"episode_s": 1.0, "scenario": scenario, "pulses_per_step": pulses_per_step,
+          "action_mode": mode}
     ref_obs, ref_r, ref_t, ref_info = _scalar_rollout(n, 11, actions, **kw)
     venv = ECAPVectorEnv(n, **kw)
     obs = [venv.reset(seed=11)[0]]
@@ -50,8 +55,13 @@ def test_vector_env_equals_scalar_envs_bit_for_bit(pulses_per_step):
         assert not term.any()
         for i, ref in enumerate(infos):      # per-step clinical quantities, where a step ran
             for key in ("ecap_true_uv", "sensation", "in_window", "overstim", "current_ma",
-                        "charge_uc") if ref is not None else ():
+                        "charge_uc", "impedance_ohm", "csf_clipped") if ref is not None else ():
                 assert info[key][i] == ref[key], key
+            if ref is not None:
+                assert info["limit_flags"][i] == ref["device_flags"]
+            if ref is not None and pulses_per_step > 1:
+                for key in ("pulse_current_ma", "pulse_impedance_ohm", "pulse_flags"):
+                    assert np.array_equal(info[key][i], ref[key]), key
     assert np.array(truncs).sum() >= n            # every sub-env reached its end
     assert np.array_equal(np.array(truncs), ref_t)
     assert np.array_equal(np.array(rewards), ref_r)
@@ -152,7 +162,7 @@ def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
     for i, d in enumerate(infos):
         for k in keys:
             assert d[k] == info[k][i] and type(d[k]) is type(info[k][i].item())
-    values, flags = np.arange(10.0).reshape(5, 2), np.eye(3, 2, dtype=bool)
+    values, flags = np.arange(12.0).reshape(6, 2), np.eye(4, 2, dtype=bool)
     limits = np.array([5, 6])
     assert dict_rows(())(values, flags, limits) == [{}, {}]
     info = info_dict(values, flags, limits)
@@ -165,13 +175,15 @@ def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
 
 @pytest.mark.parametrize("pulses_per_step", [1, 2])
 def test_vector_env_info_has_the_documented_keys(pulses_per_step):
-    from closedloop.envs.vector import INFO_KEYS
+    from closedloop.envs.vector import INFO_KEYS, PULSE_INFO_KEYS
 
     env = ECAPVectorEnv(2, pulses_per_step=pulses_per_step)
     env.reset(seed=0)
     info = env.step(np.zeros((2, 1), np.float32))[4]
-    assert sorted(info) == sorted(INFO_KEYS)
+    pulse_keys = PULSE_INFO_KEYS if pulses_per_step > 1 else ()
+    assert sorted(info) == sorted(INFO_KEYS + pulse_keys)
     assert all(np.shape(info[k]) == (2,) for k in INFO_KEYS)
+    assert all(np.shape(info[k]) == (2, pulses_per_step) for k in pulse_keys)
 
 
 def test_make_vec_builds_the_native_vector_env():

@@ -12,7 +12,9 @@ from closedloop.disturbances.events import EVENT_TYPES
 from closedloop.postures import POSTURES
 
 CSF_RANGE_MM = (0.5, 12.0)
-"""The total CSF thickness is clipped into this range (mm): the neural model's valid range."""
+"""The total CSF thickness is clipped into this range (mm): the neural model's valid range
+(its tables span 0.5-12 mm, :data:`closedloop.neural.geometry.CSF_GRID_MM`). Every pulse at
+which the clip acted is flagged in :attr:`DisturbanceTrace.csf_clipped`."""
 
 PARTS = ("posture", "respiration", "cardiac", "gait", "events", "drift")
 """Component names, in the fixed order their seeds are spawned."""
@@ -35,6 +37,9 @@ class DisturbanceTrace:
             :data:`PARTS`; a disabled component contributes zeros.
         rate_hz: Pulse rate (Hz).
         scenario: Name of the scenario that produced the trace.
+        csf_clipped: int8, derived from ``parts``: +1 where their sum lay above
+            :data:`CSF_RANGE_MM` and ``csf_mm`` was clamped to its upper end (e.g. chronic drift
+            past 12 mm), -1 where it was raised to the lower end, else 0.
     """
 
     t_s: np.ndarray
@@ -45,6 +50,21 @@ class DisturbanceTrace:
     parts: Mapping[str, np.ndarray]
     rate_hz: float
     scenario: str
+    csf_clipped: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        total = np.zeros(len(self.t_s))
+        for key in PARTS:          # summed in the order the scenario sums them
+            if key in self.parts:
+                total = total + self.parts[key]
+        lo, hi = CSF_RANGE_MM
+        clipped = (total > hi).astype(np.int8) - (total < lo).astype(np.int8)
+        object.__setattr__(self, "csf_clipped", clipped)
+
+    @property
+    def csf_clipped_fraction(self) -> float:
+        """Fraction of the pulses whose CSF thickness was clamped into :data:`CSF_RANGE_MM`."""
+        return float(np.count_nonzero(self.csf_clipped)) / max(len(self.t_s), 1)
 
     def __len__(self) -> int:
         return len(self.t_s)
@@ -74,5 +94,6 @@ class DisturbanceTrace:
             "csf_mm": self.csf_mm.tolist(),
             "event": self.event.tolist(),
             "impedance_scale": self.impedance_scale.tolist(),
+            "csf_clipped": self.csf_clipped.tolist(),
             "parts": {k: v.tolist() for k, v in self.parts.items()},
         }

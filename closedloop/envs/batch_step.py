@@ -42,8 +42,9 @@ class BatchArgs(structref.StructRefProxy):
     """Everything :func:`vector_step` reads and writes (references to the env's arrays).
 
     Fields: the batch kernel's ``state``, ``tables``, ``table_index``, ``kp``, ``inputs``,
-    ``out`` and ``wave``; per patient ``t_s`` (s), ``last`` (trace index), the ``csf`` (mm)
-    and ``scale`` traces, ``max_change`` (mA), ``before`` and ``after`` (the tuples of
+    ``out`` and ``wave``; per patient ``t_s`` (s), ``last`` (trace index), the ``csf`` (mm),
+    ``scale`` (impedance) and ``clip`` (CSF clip code) traces, ``max_change`` (mA per
+    pulse), ``before`` and ``after`` (the tuples of
     :func:`~closedloop.envs.step_kernels.before_pulse` and
     :func:`~closedloop.envs.step_kernels.after_pulse`) and ``hist``; the reward ``weights``
     and the ``consts`` (:data:`CONSTS`).
@@ -51,16 +52,16 @@ class BatchArgs(structref.StructRefProxy):
 
 
 FIELDS = ("state", "tables", "table_index", "kp", "inputs", "out", "wave", "t_s", "last", "csf",
-          "scale", "max_change", "before", "after", "hist", "weights", "consts")
+          "scale", "clip", "max_change", "before", "after", "hist", "weights", "consts")
 structref.define_proxy(BatchArgs, BatchArgsType, list(FIELDS))
 
 
 @njit(cache=True)
-def batch_args(state, tables, table_index, kp, inputs, out, wave, t_s, last, csf, scale,
+def batch_args(state, tables, table_index, kp, inputs, out, wave, t_s, last, csf, scale, clip,
                max_change, before, after, hist, weights, consts):
     """A :class:`BatchArgs` of these (compiled once and cached)."""
     return BatchArgs(state, tables, table_index, kp, inputs, out, wave, t_s, last, csf, scale,
-                     max_change, before, after, hist, weights, consts)
+                     clip, max_change, before, after, hist, weights, consts)
 
 
 @njit(cache=True)
@@ -79,12 +80,14 @@ def vector_step(actions, a, n_threads):
     """
     c = a.consts
     flags = np.empty(actions.size, np.int64)
-    before_pulse(actions, int(c[0]), (c[1], c[2]), a.t_s, c[3], a.last, a.csf, a.scale,
-                 a.before, c[4], c[5], c[6], a.max_change, a.inputs, flags)
+    seen = np.empty((2, actions.size))
+    before_pulse(actions, int(c[0]), (c[1], c[2]), a.t_s, c[3], a.last,
+                 (a.csf, a.scale, a.clip), a.before, c[4], c[5], c[6], a.max_change, a.inputs,
+                 flags, seen)
     run_batch(a.state, a.tables, a.table_index, a.table_index, a.kp, a.inputs, a.out, a.wave,
               n_threads)
     obs, values, step_flags = after_pulse(a.out, a.after, a.weights, a.hist, a.t_s,
-                                          1.0 / c[3], c[3], a.last, c[7])
+                                          1.0 / c[3], c[3], a.last, c[7], seen)
     return obs, values, step_flags, flags
 
 

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from closedloop._config import ConfigError, as_real_array, check_value, short_repr
-from closedloop.device import InterventionCounter, apply_limits_scalar
+from closedloop.device import InterventionCounter, ramp
 from closedloop.envs import model_store
 from closedloop.envs import step_kernels as sk
 from closedloop.envs.config import ACTION_MODES, EnvConfig, EnvSpec, load_suite, with_overrides
@@ -62,10 +62,16 @@ class ECAPTrackingEnv(gym.Env):
     current (mA); the target ECAP (µV). Ground truth (true ECAP, sensation, CSF thickness,
     posture, events) is only in ``info``: per step ``ecap_true_uv``, ``sensation``,
     ``in_window``, ``overstim``, ``understim``, ``current_ma`` (delivered), ``charge_uc``,
-    ``csf_mm``, ``posture``, ``event`` and ``device_flags`` (bitmask of the device limits that
-    changed this step's request, :data:`closedloop.device.LIMIT_FLAGS`); at the episode's end
-    also ``device_limits``, the interventions counted per limit. The info is kept flat and
-    small because SB3's ``DummyVecEnv`` deep-copies it every step.
+    ``csf_mm``, ``posture``, ``event``, ``device_flags`` (bitmask of the device limits that
+    changed this step's request, OR over its pulses, :data:`closedloop.device.LIMIT_FLAGS`),
+    ``impedance_ohm`` (electrode impedance the last pulse saw, Ω) and ``csf_clipped`` (True
+    if a pulse's CSF thickness lay outside the model's 0.5-12 mm range and was clamped into it,
+    e.g. by chronic drift). With several pulses per step also ``pulse_current_ma``,
+    ``pulse_impedance_ohm`` and ``pulse_flags`` (arrays, one entry per pulse: the device ramps
+    pulse by pulse, each change at most ``max_step_ma``); with ``control_pw_rate`` also
+    ``pw_us`` and ``rate_hz``. At the episode's end also ``device_limits``, the pulses each
+    limit acted on. The one-pulse info is kept flat and small because SB3's ``DummyVecEnv``
+    deep-copies it every step.
 
     ## Rewards
     Per step, with weights from the spec's ``[reward]``::
@@ -226,8 +232,9 @@ class ECAPTrackingEnv(gym.Env):
         """
         trace, runner, m, h = self.trace, self._runner, self.model, self._history
         args = sk.step_args(self._s, trace.csf_mm, trace.impedance_scale, trace.posture,
-                            trace.event, self._obs_buf[: 3 * h].reshape(3, h), m.state,
-                            m.tables, m.kp, runner.inputs, runner.out, runner.wave, m.work)
+                            trace.event, trace.csf_clipped, self._obs_buf[: 3 * h].reshape(3, h),
+                            m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave,
+                            m.work)
         self._fast = (args, entry_point(sk.pulse_step, (1.0, args)))
         return self._fast
 
@@ -261,8 +268,12 @@ class ECAPTrackingEnv(gym.Env):
         return self._conclude(*compiled_step(a, args))
 
     def _step_pulses(self, a: list[float]):
-        """:meth:`step` in general: several pulses per step, or pulse width and rate set."""
-        cfg, cal = self.spec_.config, self.calibration
+        """:meth:`step` in general: several pulses per step, or pulse width and rate set.
+
+        The device ramps pulse by pulse toward the step's request (:meth:`_ramp`); each pulse
+        is delivered at its own current.
+        """
+        cfg = self.spec_.config
         pw, rate = cfg.pw_us, cfg.rate_hz
         if cfg.control_pw_rate:
             pw = _lerp(a[1], PW_RANGE_US)
@@ -270,14 +281,9 @@ class ECAPTrackingEnv(gym.Env):
         n = cfg.pulses_per_step
         k = np.minimum(((self._t_s + np.arange(n) / rate) * cfg.rate_hz + 1e-9)
                        .astype(np.int64), self._last)
-        k0, k_end = int(k[0]), int(k[-1])
-        csf = self.trace.csf_mm[k]
-        imp = self._impedance * float(self.trace.impedance_scale[k0])
-        requested = cfg.requested_ma(a[0], self._current, cal.min_ma, cal.max_ma)
-        self._current, flags = apply_limits_scalar(requested, self._current, pw, imp,
-                                                   cal.min_ma, cal.max_ma, self.spec_.device,
-                                                   self._contact_mm, n)
-        rec = self._runner.run(self._current, pw, csf, 1.0 / rate)
+        k_end, trace = int(k[-1]), self.trace
+        currents, pulse_flags, imp, flags = self._ramp(a[0], pw, k)
+        rec = self._runner.run(currents, pw, trace.csf_mm[k], 1.0 / rate)
         feel, self._level = sensation_update(self._level, rec["frac_recruited"], 1.0 / rate,
                                              rate, self.patient.perception)
         self._t_s += n / rate
@@ -288,14 +294,40 @@ class ECAPTrackingEnv(gym.Env):
         reward = float(self.spec_.reward.reward(float(np.mean(np.abs(true - self.target_uv))),
                                                 self.target_uv, above, charge,
                                                 self._comfort_charge))
-        trace = self.trace
         out = self._conclude(ecap, float(true.mean()), float(feel[-1]), charge, self._current,
                              flags, float(trace.csf_mm[k_end]), int(trace.posture[k_end]),
                              int(trace.event[k_end]), reward,
-                             self._t_s * cfg.rate_hz >= self._last + 0.5, above)
+                             self._t_s * cfg.rate_hz >= self._last + 0.5, float(imp[-1]),
+                             bool(trace.csf_clipped[k].any()), above,
+                             pulse_flags if n > 1 else None)
+        if n > 1:
+            out[4].update(pulse_current_ma=currents, pulse_impedance_ohm=imp,
+                          pulse_flags=pulse_flags)
         if self._pw_rate:
             out[4]["pw_us"], out[4]["rate_hz"] = pw, rate
         return out
+
+    def _ramp(self, a0: float, pw_us: float, k: np.ndarray) -> tuple:
+        """The device's ramp over the step's pulses at trace indices ``k``.
+
+        Every pulse passes through :func:`closedloop.device.ramp` (:func:`~closedloop.device.
+        limit_one` with the per-pulse slew) at the impedance the trace gives it at that pulse.
+
+        Returns:
+            ``(currents, pulse_flags, impedance, flags)``: each pulse's delivered current (mA)
+            and device flags, the impedance it saw (Ω), and the step's flags (OR over pulses).
+            ``self._current`` becomes the last pulse's current.
+        """
+        cal, dev = self.calibration, self.spec_.device
+        imp = self._impedance * self.trace.impedance_scale[k]
+        requested = self.spec_.config.requested_ma(a0, self._current, cal.min_ma, cal.max_ma)
+        currents, pulse_flags = np.empty(k.size), np.empty(k.size, np.int64)
+        flags = ramp(float(requested), self._current, float(pw_us), imp, float(cal.min_ma),
+                     float(cal.max_ma), float(dev.max_current_ma), float(dev.max_step_ma),
+                     float(dev.max_charge_uc(self._contact_mm)), float(dev.compliance_v),
+                     currents, pulse_flags)
+        self._current = float(currents[-1])
+        return currents, pulse_flags, imp, int(flags)
 
     def _push_history(self, ecap: float, detected: float) -> None:
         """Shift the observed history and add the step's ECAP, detection and current."""
@@ -310,13 +342,15 @@ class ECAPTrackingEnv(gym.Env):
         self._obs_buf[3 * self._history + 1:] = np.clip(self._wave, -1e4, 1e4)
 
     def _conclude(self, ecap, mean_true, feel, charge, current, flags, csf, posture, event,
-                  reward, truncated, above=None):
+                  reward, truncated, impedance, clipped, above=None, pulse_flags=None):
         """Info and device-limit counts after the pulses and the history; the step's result.
 
         Args are the step's mean estimated and true ECAP (µV), last sensation, mean charge per
         pulse (µC), delivered current (mA), device flags, the trace's CSF thickness (mm),
-        posture and event codes at the last pulse, reward, truncation, and the fraction of
-        pulses above discomfort (None: the one pulse's sensation decides).
+        posture and event codes at the last pulse, reward, truncation, the impedance the last
+        pulse saw (Ω), whether a pulse's CSF thickness was clamped into the model's range, the
+        fraction of pulses above discomfort (None: the one pulse's sensation decides) and, for
+        several pulses, each pulse's device flags (every pulse a limit acted on is counted).
         """
         disc = self._discomfort
         info = StepInfo({
@@ -324,9 +358,13 @@ class ECAPTrackingEnv(gym.Env):
             "overstim": feel >= disc if above is None else above > 0, "understim": feel < 1.0,
             "current_ma": current, "charge_uc": charge, "csf_mm": csf,
             "posture": POSTURES[posture], "event": event, "device_flags": flags,
+            "impedance_ohm": impedance, "csf_clipped": clipped,
         })
         if flags:
-            self._flag_log.append(flags)
+            if pulse_flags is None:
+                self._flag_log.append(flags)
+            else:
+                self._flag_log.extend(pulse_flags[pulse_flags != 0].tolist())
         if truncated:
             if self._flag_log:                # the episode's flags, counted once at its end
                 self._limits.update(np.array(self._flag_log, np.int64))

@@ -37,7 +37,7 @@ STEP_FIELDS = ("t_s", "current_ma", "level", "rate_hz", "last", "pw_us", "impeda
                "comfort_charge_uc", "action_mode", "max_delta_ma", "max_log_step")
 """The scalar env's step array, in order: simulated time (s), delivered current (mA), filtered
 drive, pulse rate (Hz), last trace index, pulse width (µs), impedance (Ω), clinician limits
-(mA), hardware maximum (mA), largest change per step (mA), charge limit per phase (µC),
+(mA), hardware maximum (mA), largest change per pulse (mA), charge limit per phase (µC),
 compliance (V), sensation rate factor, filter keep factor, perception fraction, ECAP bound (µV),
 discomfort level (x perception), target ECAP (µV), reward weights, comfort charge (µC), action
 mode (index in :data:`~closedloop.envs.config.ACTION_MODES`) and its scales (mA; log-current)."""
@@ -58,7 +58,7 @@ def step_array(**values: float) -> np.ndarray:
 @njit(cache=True, inline="always")
 def limit_pulse(requested, t_s, rate_hz, last, csf_trace, scale_trace, current, pw_us, imp,
                 min_ma, max_ma, max_current_ma, max_change, qmax, compliance_v):
-    """Trace index, delivered current and device flags of one patient's next pulse.
+    """Trace index, delivered current, device flags and impedance of one patient's next pulse.
 
     Args:
         requested: Requested current (mA).
@@ -73,17 +73,19 @@ def limit_pulse(requested, t_s, rate_hz, last, csf_trace, scale_trace, current, 
         min_ma: Clinician lower limit (mA).
         max_ma: Clinician upper limit (mA).
         max_current_ma: Hardware maximum (mA).
-        max_change: Largest change of current per step (mA).
+        max_change: Largest change of current per pulse (mA).
         qmax: Charge limit per phase (µC).
         compliance_v: Compliance voltage (V).
 
     Returns:
-        ``(k, delivered_ma, flags, csf_mm)``.
+        ``(k, delivered_ma, flags, csf_mm, impedance_ohm)``: the impedance is the one the pulse
+        sees (``imp`` times the trace's scale at ``k``).
     """
     k = min(int(t_s * rate_hz + 1e-9), last)
-    delivered, flags = limit_one(requested, current, pw_us, imp * scale_trace[k], min_ma,
-                                 max_ma, max_current_ma, max_change, qmax, compliance_v)
-    return k, delivered, flags, csf_trace[k]
+    z = imp * scale_trace[k]
+    delivered, flags = limit_one(requested, current, pw_us, z, min_ma, max_ma, max_current_ma,
+                                 max_change, qmax, compliance_v)
+    return k, delivered, flags, csf_trace[k], z
 
 
 @njit(cache=True, inline="always")
@@ -142,7 +144,8 @@ class StepArgs(structref.StructRefProxy):
     """The arguments of :func:`pulse_step` after the requested current, as one object.
 
     Fields: ``s`` (the step array), ``csf_trace`` (mm), ``scale_trace`` (impedance scale),
-    ``posture_trace`` and ``event_trace`` (codes), ``hist`` (observation history (3, H), a view
+    ``posture_trace``, ``event_trace`` and ``clip_trace`` (codes; the last is the trace's
+    ``csf_clipped``), ``hist`` (observation history (3, H), a view
     of the observation), ``state``, ``tables`` and ``kp`` (the patient's kernel state, tables
     and parameters), ``inputs``, ``out`` and ``wave`` (a one-pulse
     :class:`~closedloop.neural.runner.PulseRunner`'s inputs, records and sweeps) and ``work``
@@ -150,17 +153,17 @@ class StepArgs(structref.StructRefProxy):
     """
 
 
-STEP_ARGS = ("s", "csf_trace", "scale_trace", "posture_trace", "event_trace", "hist", "state",
-             "tables", "kp", "inputs", "out", "wave", "work")
+STEP_ARGS = ("s", "csf_trace", "scale_trace", "posture_trace", "event_trace", "clip_trace",
+             "hist", "state", "tables", "kp", "inputs", "out", "wave", "work")
 structref.define_proxy(StepArgs, StepArgsType, list(STEP_ARGS))
 
 
 @njit(cache=True)
-def step_args(s, csf_trace, scale_trace, posture_trace, event_trace, hist, state, tables, kp,
-              inputs, out, wave, work):
+def step_args(s, csf_trace, scale_trace, posture_trace, event_trace, clip_trace, hist, state,
+              tables, kp, inputs, out, wave, work):
     """A :class:`StepArgs` of these (compiled once and cached, unlike the proxy's own maker)."""
-    return StepArgs(s, csf_trace, scale_trace, posture_trace, event_trace, hist, state, tables,
-                    kp, inputs, out, wave, work)
+    return StepArgs(s, csf_trace, scale_trace, posture_trace, event_trace, clip_trace, hist,
+                    state, tables, kp, inputs, out, wave, work)
 
 
 _reward = njit(cache=True)(reward_formula)
@@ -177,15 +180,16 @@ def pulse_step(action, a):
 
     Returns:
         ``(ecap_uv, ecap_true_uv, feel, charge_uc, current_ma, flags, csf_mm, posture, event,
-        reward, truncated)``: the pulse's estimated and true ECAP (µV), the sensation (x
-        perception), the charge (µC) and delivered current (mA), the device flags, the trace's
-        CSF thickness (mm), posture and event codes, the reward and whether the episode's time
-        is used up.
+        reward, truncated, impedance_ohm, csf_clipped)``: the pulse's estimated and true ECAP
+        (µV), the sensation (x perception), the charge (µC) and delivered current (mA), the
+        device flags, the trace's CSF thickness (mm), posture and event codes, the reward,
+        whether the episode's time is used up, the impedance the pulse saw (Ω) and whether its
+        CSF thickness was clamped into the model's range.
     """
     s = a.s
     requested = requested_current(int(s[S_MODE]), action, s[S_CURRENT], s[S_MIN], s[S_MAX],
                                   s[S_DELTA], s[S_LOG_STEP])
-    k, cur, flags, csf = limit_pulse(
+    k, cur, flags, csf, z = limit_pulse(
         requested, s[S_T], s[S_RATE], int(s[S_LAST]), a.csf_trace, a.scale_trace, s[S_CURRENT],
         s[S_PW], s[S_IMP], s[S_MIN], s[S_MAX], s[S_HW_MAX], s[S_MAX_CHANGE], s[S_QMAX],
         s[S_COMPLIANCE])
@@ -206,12 +210,12 @@ def pulse_step(action, a):
                      s[S_COMFORT_CHARGE])
     truncated = s[S_T] * s[S_RATE] >= s[S_LAST] + 0.5
     return (r.ecap_uv, true, feel, r.charge_uc, cur, flags, csf, int(a.posture_trace[k]),
-            int(a.event_trace[k]), reward, truncated)
+            int(a.event_trace[k]), reward, truncated, z, a.clip_trace[k] != 0)
 
 
 @njit(cache=True, inline="always")
-def before_pulse(actions, mode, scales, t_s, rate_hz, last, csf_trace, scale_trace, v, pw_us,
-                 max_current_ma, compliance_v, max_change, inputs, flags):
+def before_pulse(actions, mode, scales, t_s, rate_hz, last, traces, v, pw_us, max_current_ma,
+                 compliance_v, max_change, inputs, flags, seen):
     """Action mapping and :func:`limit_pulse` for every patient; fills the kernel's inputs.
 
     Args:
@@ -221,40 +225,43 @@ def before_pulse(actions, mode, scales, t_s, rate_hz, last, csf_trace, scale_tra
         t_s: Simulated time of each patient (s), (N,).
         rate_hz: Pulse rate (Hz).
         last: Last trace index of each patient, (N,).
-        csf_trace: CSF thickness traces (mm), (N, T).
-        scale_trace: Impedance scale traces, (N, T).
+        traces: ``(csf, scale, clip)``: CSF thickness (mm), impedance scale and CSF clip code
+            (the trace's ``csf_clipped``) traces, each (N, T).
         v: ``(current, imp, min, max, qmax)`` arrays (N,): delivered current (mA, updated),
             impedance (Ω), clinician limits (mA), charge limit (µC).
         pw_us: Pulse width (µs).
         max_current_ma: Hardware maximum (mA).
         compliance_v: Compliance voltage (V).
-        max_change: Largest change of current per step (mA), (N,).
+        max_change: Largest change of current per pulse (mA), (N,).
         inputs: The batch kernel's ``PulseInputs``, arrays (N, 1), filled here.
         flags: Output, device limit bitmasks, (N,).
+        seen: Output, (2, N): the impedance each pulse saw (Ω) and its CSF clip code.
     """
     current, imp, min_ma, max_ma, qmax = v
+    csf_trace, scale_trace, clip_trace = traces
     for i in range(actions.size):
         requested = requested_current(mode, actions[i], current[i], min_ma[i], max_ma[i],
                                       scales[0], scales[1])
-        _, current[i], flags[i], csf = limit_pulse(
+        k, current[i], flags[i], csf, seen[0, i] = limit_pulse(
             requested, t_s[i], rate_hz, last[i], csf_trace[i], scale_trace[i], current[i],
             pw_us, imp[i], min_ma[i], max_ma[i], max_current_ma, max_change[i], qmax[i],
             compliance_v)
+        seen[1, i] = clip_trace[i, k]
         inputs.current_ma[i, 0] = current[i]
         inputs.pw_us[i, 0] = pw_us
         inputs.csf_mm[i, 0] = csf
         inputs.interval_s[i, 0] = 1.0 / rate_hz
 
 
-STEP_VALUES = ("reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma")
+STEP_VALUES = ("reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma", "impedance_ohm")
 """Rows of the values :func:`after_pulse` returns: reward, sensation (1: perception), true ECAP
-(µV), charge per phase (µC), delivered current (mA)."""
-STEP_FLAGS = ("truncated", "in_window", "overstim")
+(µV), charge per phase (µC), delivered current (mA), electrode impedance of the (last) pulse (Ω)."""
+STEP_FLAGS = ("truncated", "in_window", "overstim", "csf_clipped")
 """Rows of the flags :func:`after_pulse` returns."""
 
 
 @njit(cache=True, inline="always")
-def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
+def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv, seen):
     """:func:`sense_and_observe` for every patient, the clock, reward, truncation, observation.
 
     Args:
@@ -269,18 +276,20 @@ def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
         rate_hz: Pulse rate of the traces (Hz).
         last: Last trace index of each patient, (N,).
         ecap_bound_uv: Bound of the observed ECAP (µV).
+        seen: (2, N) from :func:`before_pulse`: impedance (Ω) and CSF clip code of each pulse.
 
     Returns:
         New arrays ``(obs, values, flags)``: the observations (N, 3 H + 1) float32, the rows
-        of :data:`STEP_VALUES` (5, N) and of :data:`STEP_FLAGS` (3, N) bool (three arrays
+        of :data:`STEP_VALUES` (6, N) and of :data:`STEP_FLAGS` (4, N) bool (three arrays
         instead of nine: each array a compiled function returns costs about 0.3 µs).
     """
     level, factor, keep, perc, disc, current, target, comfort = v
     n, h = level.size, hist.shape[2]
     obs = np.empty((n, 3 * h + 1), np.float32)
-    values, flags = np.empty((5, n)), np.empty((3, n), np.bool_)
-    reward, feel, true, charge, delivered = values
-    truncated, in_window, overstim = flags
+    values = np.empty((len(STEP_VALUES), n))
+    flags = np.empty((len(STEP_FLAGS), n), np.bool_)
+    reward, feel, true, charge, delivered, impedance = values
+    truncated, in_window, overstim, clipped = flags
     for i in range(n):
         r = out[i, 0]
         level[i], feel[i] = sense_and_observe(r, level[i], factor[i], keep[i], perc[i],
@@ -298,6 +307,8 @@ def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv):
                 obs[i, row * h + c] = hist[i, row, c]
         obs[i, 3 * h] = target[i]
         delivered[i] = current[i]
+        impedance[i] = seen[0, i]
+        clipped[i] = seen[1, i] != 0
     return obs, values, flags
 
 

@@ -9,7 +9,8 @@ patient share one copy of its tables and recording cache. With one pulse per ste
 whole step is one compiled call (:func:`closedloop.envs.batch_step.checked_step`: the action check,
 then the scalar env's action mapping, device limits, sensation, reward and observation, patient by
 patient); with several, NumPy around :func:`~closedloop.neural.batch.run_pulses_batch_indexed`
-applies the same formulas (:func:`closedloop.device.limit_many`, the sensation filter). Either way
+applies the same formulas (the device's pulse-by-pulse ramp :func:`closedloop.device.ramp_many`,
+a loop over the scalar env's :func:`closedloop.device.ramp`; the sensation filter). Either way
 sub-environment ``i`` reproduces a scalar env reset with ``seed + i``, bit for bit.
 
 Autoreset follows Gymnasium 1.x's default ``NEXT_STEP`` mode: the step after an episode ends
@@ -26,7 +27,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from closedloop._config import ConfigError, as_real_array, check_value, is_integer, short_repr
-from closedloop.device import limit_many
+from closedloop.device import ramp_many
 from closedloop.envs import model_store
 from closedloop.envs import step_kernels as sk
 from closedloop.envs.batch_step import BatchArgs, batch_args, checked_step
@@ -49,8 +50,15 @@ background (:mod:`closedloop.envs.model_store`); with more, the store could not 
 
 
 INFO_KEYS = ("ecap_true_uv", "sensation", "in_window", "overstim", "current_ma", "charge_uc",
-             "limit_flags")
-"""Keys of the ``info`` dict of :meth:`ECAPVectorEnv.step`, each an array over the patients."""
+             "impedance_ohm", "csf_clipped", "limit_flags")
+"""Keys of the ``info`` dict of :meth:`ECAPVectorEnv.step`, each an array over the patients:
+as in the scalar env (``current_ma`` and ``impedance_ohm`` of the step's last pulse,
+``csf_clipped`` if a pulse's CSF thickness was clamped into the model's range), and
+``limit_flags``, the device flags (OR over the step's pulses)."""
+
+PULSE_INFO_KEYS = ("pulse_current_ma", "pulse_impedance_ohm", "pulse_flags")
+"""Further keys with several pulses per step, arrays (num_envs, pulses_per_step): each pulse's
+delivered current (mA), electrode impedance (Ω) and device flags."""
 
 INFO_ROWS = {key: ("values", sk.STEP_VALUES.index(key)) if key in sk.STEP_VALUES else
              ("flags", sk.STEP_FLAGS.index(key)) if key in sk.STEP_FLAGS else ("limits", None)
@@ -133,10 +141,11 @@ class ECAPVectorEnv(VectorEnv):
             "disc", "keep", "factor", "qmax")}
         dev = self.envs[0].spec_.device
         self._pw = np.full(n, self.cfg.pw_us)
-        self._max_change = np.full(n, dev.max_step_ma * p)
+        self._max_change = np.full(n, dev.max_step_ma)      # per pulse, whatever p is
         self._hist = np.zeros((n, 3, self.cfg.history))
         size = max(e.trace.t_s.size for e in self.envs)
         self._csf, self._scale = np.zeros((n, size)), np.ones((n, size))
+        self._clip = np.zeros((n, size), np.int8)
         self._last = np.zeros(n, np.int64)
         v = self._vec
         self._before_vec = (v["current"], v["imp"], v["min"], v["max"], v["qmax"])
@@ -185,6 +194,7 @@ class ECAPVectorEnv(VectorEnv):
         m = e.trace.t_s.size
         self._csf[i, :m], self._scale[i, :m], self._last[i] = (e.trace.csf_mm,
                                                                e.trace.impedance_scale, m - 1)
+        self._clip[i, :m] = e.trace.csf_clipped
         e.trace = None          # the stacked copy is the one used; saves ~1 MB per patient
 
     def _reset_one(self, i: int) -> None:
@@ -214,7 +224,10 @@ class ECAPVectorEnv(VectorEnv):
     def _step_arrays(self, actions) -> tuple:
         """:meth:`_step_raw` with the info dict: ``(obs, reward, truncated, info)``."""
         obs, values, flags, limits = self._step_raw(actions)
-        return obs, values[0], flags[0], info_dict(values, flags, limits)
+        info = info_dict(values, flags, limits)
+        if self.cfg.pulses_per_step > 1:
+            info.update(self._pulse_info)
+        return obs, values[0], flags[0], info
 
     def _step_raw(self, actions) -> tuple:
         """One control period for every patient, without autoreset bookkeeping.
@@ -273,42 +286,58 @@ class ECAPVectorEnv(VectorEnv):
                            dev.compliance_v, ECAP_BOUND_UV])
         self._args = batch_args(self._state, self._tables, self._table_index, self._kp,
                                 self._inputs, self._out, self._wave, self._vec["t"], self._last,
-                                self._csf, self._scale, self._max_change, self._before_vec,
-                                self._after_vec, self._hist, self._weights, consts)
+                                self._csf, self._scale, self._clip, self._max_change,
+                                self._before_vec, self._after_vec, self._hist, self._weights,
+                                consts)
         return self._args
 
     def _step_pulses(self, a) -> tuple:
-        """Several pulses per step: NumPy around the kernel; returns as :meth:`_step_raw`."""
+        """Several pulses per step: NumPy around the kernel; returns as :meth:`_step_raw`.
+
+        The device ramps each patient's pulses toward its request (:meth:`_ramp`); the step's
+        per-pulse ground truth is kept in ``self._pulse_info`` (:data:`PULSE_INFO_KEYS`).
+        """
         v, cfg, n_p = self._vec, self.cfg, self.cfg.pulses_per_step
         rate = cfg.rate_hz
         k = np.minimum((v["t"][:, None] + np.arange(n_p) / rate) * rate + 1e-9,
                        self._last[:, None]).astype(np.int64)
-        rows = np.arange(self.num_envs)
-        csf = self._csf[rows[:, None], k]
-        scale = self._scale[rows, k[:, 0]]
+        rows = np.arange(self.num_envs)[:, None]
+        imp = v["imp"][:, None] * self._scale[rows, k]
         requested = cfg.requested_ma(a, v["current"], v["min"], v["max"])
-        delivered, limits = self._limits(requested, v["imp"] * scale)
+        delivered, pulse_flags, limits = self._ramp(requested, imp)
         inp = self._inputs
-        inp.current_ma[:] = delivered[:, None]
+        inp.current_ma[:] = delivered
         inp.pw_us[:] = cfg.pw_us
-        inp.csf_mm[:] = csf
+        inp.csf_mm[:] = self._csf[rows, k]
         inp.interval_s[:] = 1.0 / rate
         run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp, inp,
                                  self._out, self._wave, self._table_index)
-        v["current"][:] = delivered
-        return self._advance(limits)
+        v["current"][:] = delivered[:, -1]
+        self._pulse_info = dict(zip(PULSE_INFO_KEYS, (delivered, imp, pulse_flags), strict=True))
+        return self._advance(limits, imp[:, -1], (self._clip[rows, k] != 0).any(axis=1))
 
-    def _limits(self, requested, imp):
-        """Pass the requests through the device model (:func:`closedloop.device.limit_many`)."""
+    def _ramp(self, requested, imp):
+        """The device's pulse-by-pulse ramp of every patient (:func:`closedloop.device.ramp_many`).
+
+        Returns:
+            ``(delivered, pulse_flags, step_flags)``: each pulse's current (mA) and device flags,
+            (num_envs, pulses_per_step), and each step's flags (OR over its pulses).
+        """
         v, dev = self._vec, self.envs[0].spec_.device
-        out, flags = np.empty(self.num_envs), np.zeros(self.num_envs, np.int64)
-        limit_many(requested, v["current"].copy(), self._pw, imp, v["min"], v["max"],
-                   dev.max_current_ma, self._max_change, v["qmax"], dev.compliance_v, out,
-                   flags)
-        return out, flags
+        delivered, pulse_flags = np.empty(imp.shape), np.empty(imp.shape, np.int64)
+        flags = np.empty(self.num_envs, np.int64)
+        ramp_many(requested, v["current"].copy(), self._pw, imp, v["min"], v["max"],
+                  float(dev.max_current_ma), float(dev.max_step_ma), v["qmax"],
+                  float(dev.compliance_v), delivered, pulse_flags, flags)
+        return delivered, pulse_flags, flags
 
-    def _advance(self, limits) -> tuple:
+    def _advance(self, limits, impedance, clipped) -> tuple:
         """Sensation, history, clock, reward and flags after the kernel call.
+
+        Args:
+            limits: The step's device flags, (num_envs,).
+            impedance: Impedance the last pulse saw (Ω), (num_envs,).
+            clipped: Whether a pulse's CSF thickness was clamped into range, (num_envs,).
 
         Returns:
             ``(values, flags, limit_flags)`` as :meth:`_step_raw` returns them.
@@ -331,9 +360,9 @@ class ECAPVectorEnv(VectorEnv):
         above = feel_hits / cfg.pulses_per_step
         charge = out["charge_uc"].mean(axis=1)
         reward = self.envs[0].spec_.reward.reward(err, v["target"], above, charge, v["comfort"])
-        values = np.stack((reward, feel, true.mean(axis=1), charge, v["current"]))
+        values = np.stack((reward, feel, true.mean(axis=1), charge, v["current"], impedance))
         flags = np.stack((v["t"] * cfg.rate_hz >= self._last + 0.5,
-                          (feel >= 1.0) & (feel < v["disc"]), above > 0))
+                          (feel >= 1.0) & (feel < v["disc"]), above > 0, clipped))
         return values, flags, limits
 
     def _obs(self) -> np.ndarray:
