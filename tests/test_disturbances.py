@@ -461,3 +461,76 @@ def test_bad_posture_csf_is_rejected(csf, message):
 def test_bad_sampling_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_scenario("clinic").sample(CSF, **kwargs)
+
+
+@pytest.mark.parametrize("name, message", [
+    (5, "scenario=5 must be a scenario id"),
+    (None, "scenario=None must be a scenario id"),
+    (["clinic"], "must be a scenario id"),
+    ("nope.toml", "scenario file 'nope.toml' cannot be read"),
+    ("clinic.yaml", "scenario='clinic.yaml' is unknown; valid: chronic-drift"),
+])
+def test_load_scenario_of_a_bad_name_or_path(name, message):
+    with pytest.raises(ConfigError) as err:
+        load_scenario(name)
+    assert message in str(err.value)
+
+
+def test_load_scenario_from_a_path_object_a_table_or_an_unreadable_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("duration_s = 12.0\n[respiration]\n")
+    assert load_scenario(path).name == "mine" and load_scenario(path).duration_s == 12.0
+    assert load_scenario({"duration_s": 5.0}, name="t").name == "t"
+    with pytest.raises(ConfigError, match="is unknown; valid: .* or the path of a .toml file"):
+        load_scenario(tmp_path)              # a directory is not a .toml file
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_scenario(tmp_path / "bin.toml")
+    (tmp_path / "dir.toml").mkdir()
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_scenario(tmp_path / "dir.toml")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"duration_s": [10.0]}, "duration_s=[10.0] must be a number in (0, inf) s"),
+    ({"duration_s": "10"}, "duration_s='10' must be a number"),
+    ({"duration_s": 10 + 0j}, "duration_s=(10+0j) must be a number"),
+    ({"duration_s": True}, "duration_s=True must be a number"),
+    ({"duration_s": None}, "duration_s=None must be a number"),
+    ({"events": {"scheduled": 5}}, "events.scheduled must be a list"),
+    ({"events": {"cough": {"burst_size": [1.5, 2]}}}, "burst_size[0]=1.5 must be an integer"),
+    ({"events": {"cough": {"postures": "sitting"}}}, "events.cough.postures='sitting' must be a "
+                                                     "list"),
+    ({"respiration": {"frequency_hz": 0.3}}, "respiration.frequency_hz=0.3 must be a list"),
+    ({"respiration": {"frequency_hz": [0.3, 1j]}}, "respiration.frequency_hz[1]=1j must be a "
+                                                   "number"),
+    ({"posture": {"mode": "markov", "transitions": 5}}, "posture.transitions=5 must be a table"),
+    ({"posture": {"mode": "markov", "mean_dwell_s": [1]}}, "posture.mean_dwell_s=(1,) must be"),
+    ({"posture": {"transition_s": [1.0]}}, "posture.transition_s=[1.0] must be a number"),
+    ({"posture": {"repeat": 1}}, "posture.repeat=1 is invalid; valid: one of True, False"),
+])
+def test_scenario_values_of_the_wrong_type(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_scenario("daily-living", **overrides)
+    assert message in str(err.value)
+
+
+def test_a_name_override_and_a_trace_too_large_for_memory():
+    assert load_scenario("clinic", name="renamed").name == "renamed"
+    huge = load_scenario("clinic", duration_s=1e15)
+    with pytest.raises(ConfigError, match=r"would need .* GiB of memory.*shorten duration_s"):
+        huge.sample(CSF, 50.0, 0)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((CSF, [50.0]), "rate_hz=[50.0] must be a number"),
+    ((CSF, 50 + 0j), "rate_hz=(50+0j) must be a number"),
+    ((CSF, 50.0, 2.5), "seed=2.5 must be a non-negative int"),
+    ((CSF, 50.0, None), "seed=None must be a non-negative int"),
+    (({**CSF, "supine": [3.0]},), "posture_csf_mm.supine=[3.0] must be a number"),
+    (([3.0] * 6,), "posture_csf_mm must be a mapping"),
+])
+def test_sample_arguments_of_the_wrong_type(args, message):
+    with pytest.raises(ConfigError) as err:
+        load_scenario("clinic", duration_s=10.0).sample(*args)
+    assert message in str(err.value)

@@ -169,7 +169,7 @@ class EventsSpec:
         kwargs = {name: from_dict(spec, as_table(f"{cls.WHERE}.{name}", data[name]),
                                   where=f"{cls.WHERE}.{name}")
                   for name, spec in TYPE_SPECS.items() if name in data}
-        return cls(**kwargs, scheduled=tuple(data.get("scheduled", ())))
+        return cls(**kwargs, scheduled=data.get("scheduled", ()))
 
     def spec(self, name: str) -> EventTypeSpec:
         """The enabled spec of type ``name``, or its defaults (for scheduled events)."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError, check_value, from_dict, param
+from closedloop._io import check_memory
 from closedloop.disturbances._spec import Grid, as_table, children, merge, plain
 from closedloop.disturbances.drift import DriftSpec
 from closedloop.disturbances.events import EventsSpec
@@ -34,6 +35,9 @@ COMPONENTS = {"posture": PostureSpec, "respiration": RespirationSpec, "cardiac":
 
 _TOP_LEVEL = ("name", "description", "duration_s")
 _RATE_META = {"lo": 0.0, "lo_open": True, "hi": 1.0e6, "unit": "Hz"}
+TRACE_BYTES_PER_PULSE = 200
+"""Peak memory of :meth:`Scenario.sample` per pulse (bytes): the trace's arrays (time, six
+parts, CSF, impedance, codes) and the temporaries of summing and smoothing them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +164,9 @@ class Scenario:
         if n < 1:
             raise ConfigError(f"duration_s * rate_hz = {self.duration_s * rate_hz:g} gives no "
                               "pulse; lengthen the scenario or raise the rate")
+        check_memory(f"scenario {self.name!r}: duration_s={self.duration_s:g} at rate_hz="
+                     f"{rate_hz:g} ({n:.3g} pulses)", n * TRACE_BYTES_PER_PULSE,
+                     "shorten duration_s or lower rate_hz")
         grid = Grid(np.arange(n) / float(rate_hz), float(rate_hz), float(self.duration_s))
         seeds = dict(zip(PARTS, children(_seed_sequence(seed), len(PARTS)), strict=True))
         parts, posture, event, impedance = self._sample_parts(grid, levels, seeds)
