@@ -43,6 +43,8 @@ from typing import Any
 
 from closedloop._config import ConfigError, check_table, param, validate
 from closedloop._specdirs import spec_dir
+from closedloop.training import hyperparams as rules
+from closedloop.training.hyperparams import ACTIVATIONS  # noqa: F401  (re-exported)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,7 +67,6 @@ RESERVED = ("self", "policy", "env", "seed", "device", "verbose", "tensorboard_l
 """Constructor arguments that training sets itself (not allowed in a spec)."""
 POLICY_RESERVED = ("self", "observation_space", "action_space", "lr_schedule",
                    "features_extractor_class", "optimizer_class", "normalize_images")
-ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu")
 SEARCH_KEYS = ("low", "high", "log", "choices")
 DEFAULT_SECTION = "default"
 
@@ -103,7 +104,13 @@ class RLAgentSpec:
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        validate(self, f"{self.name or 'spec'}: ")
+        where = f"{self.name or 'spec'}: "
+        for key in ("n_envs", "normalize_obs", "normalize_reward"):
+            value, kind = getattr(self, key), int if key == "n_envs" else bool
+            if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+                raise ConfigError(f"{where}{key}={value!r} must be "
+                                  + ("an integer" if kind is int else "true or false"))
+        validate(self, where)
         if not self.name:
             raise ConfigError("spec: name must be a non-empty string")
         if self.normalize_reward and self.algorithm not in ON_POLICY:
@@ -124,6 +131,24 @@ class RLAgentSpec:
         return merged
 
 
+def closedloop_ids() -> list[str]:
+    """The registered ``closedloop/`` env ids, sorted."""
+    import gymnasium as gym
+
+    import closedloop  # noqa: F401  (registers the suite)
+
+    return sorted(k for k in gym.registry if k.startswith("closedloop/"))
+
+
+def check_env_id(env_id: Any) -> str:
+    """``env_id``; ConfigError listing the valid ids unless it is a closedloop id."""
+    valid = closedloop_ids()
+    if not isinstance(env_id, str) or env_id not in valid:
+        raise ConfigError(f"env_id={env_id!r} is not a closedloop env id; valid: "
+                          f"{', '.join(valid)}")
+    return env_id
+
+
 def algorithm_class(algorithm: str) -> type:
     """The SB3 class of ``algorithm``, imported lazily.
 
@@ -131,7 +156,7 @@ def algorithm_class(algorithm: str) -> type:
         ConfigError: If the algorithm is unknown, or its package is not installed (naming the
             ``rl`` extra that provides it).
     """
-    if algorithm not in ALGORITHMS:
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ConfigError(f"algorithm={algorithm!r} is unknown; valid: {', '.join(ALGORITHMS)}")
     module, dist = ALGORITHMS[algorithm]
     try:
@@ -142,43 +167,45 @@ def algorithm_class(algorithm: str) -> type:
 
 
 def valid_hyperparams(algorithm: str) -> list[str]:
-    """Keys a spec may set for ``algorithm`` (constructor arguments, minus reserved ones)."""
+    """Keys a spec may set for ``algorithm``: its declared constructor arguments.
+
+    Those of :data:`~closedloop.training.hyperparams.HYPERPARAMS` that the constructor takes
+    (minus the reserved ones), plus ``action_noise_sigma`` off-policy.
+    """
     names = inspect.signature(algorithm_class(algorithm).__init__).parameters
     extra = [] if algorithm in ON_POLICY else ["action_noise_sigma"]
-    return sorted([n for n in names if n not in RESERVED] + extra)
+    return sorted([n for n in names if n not in RESERVED and n in rules.HYPERPARAMS] + extra)
 
 
 def valid_policy_kwargs(algorithm: str, policy: str) -> list[str]:
-    """Keys of ``policy_kwargs`` for the algorithm's ``policy`` alias."""
+    """Keys of ``policy_kwargs`` for the algorithm's ``policy`` alias (declared ones only)."""
     aliases = algorithm_class(algorithm).policy_aliases
-    if policy not in aliases:
+    if not isinstance(policy, str) or policy not in aliases:
         raise ConfigError(f"policy={policy!r} is unknown for {algorithm}; valid: "
                           f"{', '.join(aliases)}")
     names = inspect.signature(aliases[policy].__init__).parameters
-    return sorted(n for n in names if n not in POLICY_RESERVED)
+    return sorted(n for n in names if n not in POLICY_RESERVED and n in rules.POLICY_KWARGS)
 
 
 def check_hyperparams(algorithm: str, policy: str, hp: Mapping[str, Any], where: str) -> None:
-    """Raise ConfigError naming the key if ``hp`` has an unknown or malformed entry."""
+    """Raise ConfigError naming the key if ``hp`` has an unknown or malformed entry.
+
+    Every value is checked against its declared type and range
+    (:mod:`~closedloop.training.hyperparams`), ``policy_kwargs`` key by key.
+    """
+    if not isinstance(hp, Mapping):
+        raise ConfigError(f"{where}: hyperparameters must be a table, not {hp!r}")
     valid = valid_hyperparams(algorithm)
-    unknown = sorted(set(hp) - set(valid))
+    unknown = sorted(set(hp) - set(valid), key=str)
     if unknown:
-        raise ConfigError(f"unknown hyperparameter(s) {', '.join(unknown)} in {where} for "
-                          f"{algorithm}; valid: {', '.join(valid)}")
-    pk = hp.get("policy_kwargs", {})
-    if not isinstance(pk, Mapping):
-        raise ConfigError(f"{where}: policy_kwargs={pk!r} must be a table")
-    pvalid = valid_policy_kwargs(algorithm, policy)
-    unknown = sorted(set(pk) - set(pvalid))
-    if unknown:
-        raise ConfigError(f"unknown policy_kwargs key(s) {', '.join(unknown)} in {where} for "
-                          f"{algorithm} {policy}; valid: {', '.join(pvalid)}")
-    if "activation_fn" in pk and pk["activation_fn"] not in ACTIVATIONS:
-        raise ConfigError(f"{where}: policy_kwargs.activation_fn={pk['activation_fn']!r} is "
-                          f"invalid; valid: {', '.join(ACTIVATIONS)}")
-    for key in ("learning_rate", "clip_range"):
-        if isinstance(hp.get(key), str):
-            parse_schedule(hp[key], f"{where}: {key}")
+        raise ConfigError(f"unknown hyperparameter(s) {', '.join(map(str, unknown))} in {where} "
+                          f"for {algorithm}; valid: {', '.join(valid)}")
+    on_policy = algorithm in ON_POLICY
+    for key, value in hp.items():
+        rules.check(f"{where}: {key}", value, rules.rule_for(key, on_policy))
+    rules.check_policy_kwargs(hp.get("policy_kwargs", {}), valid_policy_kwargs(algorithm, policy),
+                              on_policy, where)
+    rules.check_combination(hp, where)
 
 
 def parse_schedule(value: float | str, name: str) -> Any:
@@ -233,8 +260,11 @@ def parse_rl_spec(doc: Mapping[str, Any], where: str = "spec") -> RLAgentSpec:
     fields["description"] = str(fields.get("description", "")).strip()
     if not isinstance(fields.get("name"), str):
         raise ConfigError(f"{where}: name must be a non-empty string")
+    search = doc.get("search", {})
+    if not isinstance(search, Mapping):
+        raise ConfigError(f"{where}: [search] must be a table of ranges, not {search!r}")
     spec = RLAgentSpec(**fields, hyperparams=_sections(doc.get("hyperparams", {}), where),
-                       search=dict(doc.get("search", {})))
+                       search=dict(search))
     algorithm_class(spec.algorithm)
     for section, hp in spec.hyperparams.items():
         check_hyperparams(spec.algorithm, spec.policy, hp, f"{where} [hyperparams.{section}]")
@@ -244,13 +274,9 @@ def parse_rl_spec(doc: Mapping[str, Any], where: str = "spec") -> RLAgentSpec:
 
 def _sections(hyperparams: Any, where: str) -> dict[str, dict[str, Any]]:
     """The ``[hyperparams.*]`` tables; sections must be ``default`` or registered env ids."""
-    import gymnasium as gym
-
-    import closedloop  # noqa: F401  (registers the suite)
-
     if not isinstance(hyperparams, Mapping):
         raise ConfigError(f"{where}: hyperparams must be a table of sections")
-    valid = [DEFAULT_SECTION, *sorted(k for k in gym.registry if k.startswith("closedloop/"))]
+    valid = [DEFAULT_SECTION, *closedloop_ids()]
     for section, table in hyperparams.items():
         if section not in valid:
             raise ConfigError(f"{where}: [hyperparams.{section!r}] is unknown; valid sections: "
@@ -277,20 +303,43 @@ def with_values(hyperparams: Mapping[str, Any], values: Mapping[str, Any]) -> di
 
 def _check_search(spec: RLAgentSpec, where: str) -> None:
     """Each search entry names a hyperparameter and gives low/high (and log) or choices."""
+    if not isinstance(spec.search, Mapping):
+        raise ConfigError(f"{where}: [search] must be a table of ranges")
     valid = valid_hyperparams(spec.algorithm) + [
         f"policy_kwargs.{k}" for k in valid_policy_kwargs(spec.algorithm, spec.policy)]
     for key, rng in spec.search.items():
         if key not in valid:
             raise ConfigError(f"{where}: [search] key {key!r} is not a hyperparameter of "
                               f"{spec.algorithm}; valid: {', '.join(valid)}")
-        if not isinstance(rng, Mapping) or set(rng) - set(SEARCH_KEYS):
-            raise ConfigError(f"{where}: [search] {key} must be a table with keys "
-                              f"{', '.join(SEARCH_KEYS)}")
-        if "choices" in rng:
-            if not isinstance(rng["choices"], list) or not rng["choices"]:
-                raise ConfigError(f"{where}: [search] {key}.choices must be a non-empty list")
-        elif not ({"low", "high"} <= set(rng) and rng["low"] < rng["high"]):
-            raise ConfigError(f"{where}: [search] {key} needs low < high (or choices)")
+        check_search_range(key, rng, rules.rule_for(key, spec.on_policy), where)
+
+
+def check_search_range(key: str, rng: Any, rule: rules.Rule, where: str) -> None:
+    """Raise ConfigError naming ``key`` unless ``rng`` is a valid range of its values.
+
+    A range is ``{choices = [...]}`` (every choice valid for the hyperparameter) or
+    ``{low, high[, log]}`` with valid numbers ``low < high`` (integers for an integer
+    hyperparameter; ``low > 0`` with ``log = true``).
+    """
+    name = f"{where}: [search] {key}"
+    if not isinstance(rng, Mapping) or not rng or set(rng) - set(SEARCH_KEYS):
+        raise ConfigError(f"{name} must be a table with keys {', '.join(SEARCH_KEYS)}")
+    if "choices" in rng:
+        if not isinstance(rng["choices"], list) or not rng["choices"] or set(rng) != {"choices"}:
+            raise ConfigError(f"{name}.choices must be a non-empty list (and nothing else)")
+        for i, value in enumerate(rng["choices"]):
+            rules.check(f"{name}.choices[{i}]", value, rule)
+        return
+    if rule.kind not in ("int", "float", "schedule") or not {"low", "high"} <= set(rng):
+        raise ConfigError(f"{name} needs low and high (or choices); valid values: {rule.text()}")
+    num = rules.Rule("int" if rule.kind == "int" else "float", rule.lo, rule.hi, rule.lo_open)
+    low, high = (rules.check(f"{name}.{k}", rng[k], num) for k in ("low", "high"))
+    log = rng.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{name}.log={log!r} must be true or false")
+    if not low < high or (log and low <= 0):
+        raise ConfigError(f"{name} needs low < high (and low > 0 with log = true); got "
+                          f"low={low!r}, high={high!r}")
 
 
 def _spec_files(folder: Path | None = None) -> dict[str, Path]:
@@ -312,6 +361,9 @@ def load_rl_spec(name_or_path: str | Path, folder: Path | None = None) -> RLAgen
             is malformed.
     """
     files = _spec_files(folder)
+    if not isinstance(name_or_path, (str, Path)):
+        raise ConfigError(f"agent={name_or_path!r} must be a spec name ({', '.join(files)}), a "
+                          "spec file path or an RLAgentSpec")
     path = Path(name_or_path)
     if str(name_or_path) in files:
         path = files[str(name_or_path)]
