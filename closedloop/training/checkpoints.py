@@ -2,7 +2,8 @@
 
 A folder is filled under a temporary name beside its destination and renamed into place at the
 end. A checkpoint (``<out>/checkpoints/step-<steps>/``) holds ``model.zip``,
-``vecnormalize.pkl``, ``replay_buffer.pkl`` (off-policy algorithms) and, written last,
+``vecnormalize.pkl``, ``replay_buffer.pkl`` (off-policy algorithms), ``resume.pkl`` (the random
+states and the training env, :mod:`closedloop.training.resume`) and, written last,
 ``state.json``: a checkpoint without it is incomplete and ignored.
 """
 
@@ -37,7 +38,7 @@ def replace_dir(tmp: Path, dst: Path) -> Path:
 
 
 def save_model_dir(dst: Path, model: Any, norm: Any, texts: Mapping[str, str] | None = None,
-                   replay: bool = False) -> Path:
+                   replay: bool = False, blobs: Mapping[str, bytes] | None = None) -> Path:
     """Write a model folder: model, VecNormalize statistics (pickle and JSON), text files.
 
     Args:
@@ -46,6 +47,7 @@ def save_model_dir(dst: Path, model: Any, norm: Any, texts: Mapping[str, str] | 
         norm: Its ``VecNormalize``.
         texts: File name -> text, written after the binary files (e.g. ``card.json``).
         replay: Also save the replay buffer (off-policy checkpoints).
+        blobs: File name -> bytes, written before the text files (e.g. ``resume.pkl``).
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,8 @@ def save_model_dir(dst: Path, model: Any, norm: Any, texts: Mapping[str, str] | 
                                          encoding="utf-8")
         if replay:
             model.save_replay_buffer(str(tmp / REPLAY_FILE))
+        for name, blob in (blobs or {}).items():
+            (tmp / name).write_bytes(blob)
         for name, text in (texts or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
         return replace_dir(tmp, dst)
@@ -73,11 +77,24 @@ def to_json(doc: Any) -> str:
 
 
 def save_checkpoint(out_dir: Path, model: Any, norm: Any, state: Mapping[str, Any],
-                    replay: bool, keep: int) -> Path:
-    """Write ``<out>/checkpoints/step-<steps>/`` and delete all but the ``keep`` newest."""
+                    replay: bool, keep: int, resume: bytes | None = None) -> Path:
+    """Write ``<out>/checkpoints/step-<steps>/`` and delete all but the ``keep`` newest.
+
+    Args:
+        out_dir: The run folder.
+        model: The SB3 model, between rollouts.
+        norm: Its ``VecNormalize``.
+        state: The run's state (``state.json``; ``num_timesteps`` names the folder).
+        replay: Also save the replay buffer (off-policy algorithms).
+        keep: Newest checkpoints kept.
+        resume: The pickled continuation state (:func:`closedloop.training.resume.capture`).
+    """
+    from closedloop.training.resume import RESUME_FILE
+
     steps = int(state["num_timesteps"])
     dst = Path(out_dir) / CHECKPOINTS / f"step-{steps:012d}"
-    save_model_dir(dst, model, norm, {STATE_FILE: to_json(state)}, replay=replay)
+    blobs = {} if resume is None else {RESUME_FILE: resume}
+    save_model_dir(dst, model, norm, {STATE_FILE: to_json(state)}, replay=replay, blobs=blobs)
     for _, old in list_checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return dst

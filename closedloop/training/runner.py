@@ -16,6 +16,7 @@ from typing import Any
 from closedloop._config import ConfigError
 from closedloop.training import card as cards
 from closedloop.training.checkpoints import (
+    REPLAY_FILE,
     latest_checkpoint,
     save_checkpoint,
     save_model_dir,
@@ -23,6 +24,7 @@ from closedloop.training.checkpoints import (
     write_json,
 )
 from closedloop.training.policy import CARD_FILE, MODEL_FILE, NORM_FILE
+from closedloop.training.resume import RESUME_FILE, capture, isolated_rng
 from closedloop.training.train import (
     EVALUATIONS_FILE,
     RUN_FILE,
@@ -109,25 +111,42 @@ class Run:
                                                      device="cpu", verbose=0, **kwargs)
 
     def _resume(self, path: Path, state: dict) -> None:
-        from closedloop.training.env import restore_stats
         from closedloop.training.spec import algorithm_class
 
         self._threads()
-        self.norm = self._env()
-        restore_stats(self.norm, path / NORM_FILE)
         cls = algorithm_class(self.cfg.spec.algorithm)
-        self.model = cls.load(str(path / MODEL_FILE), env=self.norm, device="cpu")
-        if not self.cfg.spec.on_policy:
-            self.model.load_replay_buffer(str(path / "replay_buffer.pkl"))
         steps = int(state["num_timesteps"])
-        self.model._last_obs = None                 # SB3 resets the env at the next learn()
-        self.model.set_random_seed(self.cfg.seed + steps)
+        if (path / RESUME_FILE).is_file():
+            self._continue(cls, path)
+        else:                                       # a checkpoint of an earlier version
+            self._restart(cls, path, steps)
+        if not self.cfg.spec.on_policy:
+            self.model.load_replay_buffer(str(path / REPLAY_FILE))
         self.wall_before = float(state["wall_clock_s"])
         self.resumed_at = [*state.get("resumed_at", []), steps]
         self.evaluations = [e for e in state.get("evaluations", []) if e["step"] <= steps]
         self.best = self._best_on_disk(state.get("best"))
         self._last_eval = self.evaluations[-1]["step"] if self.evaluations else -1
         self._last_ckpt = steps
+
+    def _continue(self, cls, path: Path) -> None:
+        """Load the model and its env as they were, with every random state (bit-exact)."""
+        from closedloop.training.resume import load_env, restore
+
+        self.norm, state = load_env(path / RESUME_FILE)
+        self.model = cls.load(str(path / MODEL_FILE), env=None, device="cpu", force_reset=False)
+        self.model.set_env(self.norm, force_reset=False)
+        restore(self.model, state)
+
+    def _restart(self, cls, path: Path, steps: int) -> None:
+        """Load the model and statistics; the episodes restart, reseeded with seed + steps."""
+        from closedloop.training.env import restore_stats
+
+        self.norm = self._env()
+        restore_stats(self.norm, path / NORM_FILE)
+        self.model = cls.load(str(path / MODEL_FILE), env=self.norm, device="cpu")
+        self.model._last_obs = None                 # SB3 resets the env at the next learn()
+        self.model.set_random_seed(self.cfg.seed + steps)
 
     def _best_on_disk(self, best: dict | None) -> dict | None:
         """The checkpoint's best, or the saved best model's if that is better.
@@ -165,9 +184,10 @@ class Run:
         budget = max(opts.max_wall_s - self.wall_before, 1e-9) if opts.max_wall_s else 0.0
         stop = WallClockBudget(budget)
         target = 3 * env_config(self.cfg.env_id, self.cfg.env_overrides).history
+        # validation before the checkpoint, so that a checkpoint holds its step's validation
         cbs = [ClinicalMetricsCallback(opts.log_every, target),
-               PeriodicCallback(opts.checkpoint_every, self.checkpoint),
-               PeriodicCallback(opts.eval_every, self.validate), stop, *extra]
+               PeriodicCallback(opts.eval_every, self.validate),
+               PeriodicCallback(opts.checkpoint_every, self.checkpoint), stop, *extra]
         if opts.progress:
             cbs.append(progress_callback())
         self._log = self._logger()
@@ -211,7 +231,8 @@ class Run:
                  "best": self.best, "identity": self.cfg.identity()}
         save_checkpoint(self.out, self.model, self.norm, state,
                         replay=not self.cfg.spec.on_policy,
-                        keep=self.cfg.options.keep_checkpoints)
+                        keep=self.cfg.options.keep_checkpoints,
+                        resume=capture(self.model, self.norm))
         self._last_ckpt = step
 
     def validate(self, step: int) -> None:
@@ -225,8 +246,9 @@ class Run:
         opts, overrides = self.cfg.options, dict(self.cfg.env_overrides)
         if opts.eval_episode_s:
             overrides["episode_s"] = opts.eval_episode_s
-        rows = evaluate(self.model, self.norm, self.cfg.name, self.cfg.env_id,
-                        validation_patients(opts.eval_patients), opts.eval_seeds, overrides)
+        with isolated_rng():            # draws nothing the training would draw afterwards
+            rows = evaluate(self.model, self.norm, self.cfg.name, self.cfg.env_id,
+                            validation_patients(opts.eval_patients), opts.eval_seeds, overrides)
         summary = cards.validation_summary(rows, self.cfg.env_id, step, overrides)
         summary["wall_clock_s"] = self.wall_clock_s()
         self.evaluations.append(summary)
