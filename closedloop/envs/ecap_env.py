@@ -410,7 +410,7 @@ def _reset_options(options: Any) -> dict:
 
 def _check_action(action, shape) -> list[float]:
     """The action as floats of ``shape``, clipped to [-1, 1]; ConfigError if malformed."""
-    if type(action) is np.ndarray and action.shape == shape:
+    if type(action) is np.ndarray and action.shape == shape and action.dtype.char in "fd":
         a = action.tolist()              # the usual case: float32/64 values inside [-1, 1]
         for x in a:
             if type(x) is not float or not -1.0 <= x <= 1.0:
