@@ -169,7 +169,7 @@ def show(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return f"float({str(value)!r})"
     if isinstance(value, np.ndarray):
-        body = np.array2string(value, threshold=8, separator=", ")
+        body = np.array2string(value, threshold=16, separator=", ")
         return f"np.array({body}, dtype={value.dtype.name})"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

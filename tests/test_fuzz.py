@@ -24,7 +24,7 @@ from fuzz_inputs import Case, run_case  # noqa: E402
 from closedloop import ConfigError  # noqa: E402
 
 ENTRIES = list(fuzz_inputs.strategies(Path(tempfile.gettempdir())))
-SAMPLE_FRACTION = 0.1
+SAMPLE_FRACTION = 0.2
 """Share of each entry point's full quota the default suite draws (at least 4 cases)."""
 
 
