@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError, check_value, short_repr
+from closedloop._config import ConfigError, is_integer, short_repr
 from closedloop.device import LIMIT_FLAGS, limit_report
 from closedloop.metrics import METRIC_DIRECTION, METRIC_DOCS, clinical_metrics
 from closedloop.postures import posture_code
@@ -117,7 +117,9 @@ def check_env_id(env_id: Any) -> str:
 
 def check_seed(seed: Any, name: str = "seed") -> int:
     """The seed as an int in [0, :data:`MAX_SEED`]; ConfigError naming ``name`` otherwise."""
-    check_value(name, seed, {"lo": 0, "hi": MAX_SEED, "unit": "1"}, kind="int")
+    if not is_integer(seed) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name}={short_repr(seed)} is invalid; valid: an integer >= 0 (at "
+                          "most 2**63 - 1)")
     return int(seed)
 
 

@@ -129,7 +129,7 @@ def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
                       else currents_ma, *CURRENT_RANGE_MA, "mA")
     if isinstance(pulses_per_level, bool) or not isinstance(pulses_per_level, numbers.Integral) \
             or pulses_per_level < 2:
-        raise ConfigError(f"pulses_per_level={pulses_per_level!r} is invalid; valid: an integer "
+        raise ConfigError(f"pulses_per_level={pulses_per_level!r} must be an integer "
                           "in [2, inf), as many as fit in memory")
     model.check_memory(int(pulses_per_level), waveforms)
     csf = model.default_csf_mm if csf_mm is None else float(csf_mm)
