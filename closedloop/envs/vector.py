@@ -278,6 +278,11 @@ class ECAPVectorEnv(VectorEnv):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_args": None}       # compiled objects do not pickle
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)     # slots are keyed by id(tables): ids of this process
+        if "_slots" in state:
+            self._slots = {id(tables): (slot, tables) for slot, tables in state["_slots"].values()}
+
     def _make_args(self) -> BatchArgs:
         """The :class:`~.batch_step.BatchArgs` of the current stacked arrays."""
         cfg, dev = self.cfg, self.envs[0].spec_.device
