@@ -116,10 +116,13 @@ def make_cases(draw: Any) -> Case:
         kwargs = {draw(TEXT.filter(lambda s: s not in known)): 1.0}
     else:
         kwargs = {draw(st.sampled_from(["reward", "device"])): draw(not_a_table())}
+    key, value = next(iter(kwargs.items()))
+    inner = isinstance(value, dict) and kind in ("reward", "device", "loosen")
     return Case(
         "env.make",
         f"gym.make({env_id!r}, {kwargs_text(kwargs)})",
         functools.partial(_make_and_run, env_id, kwargs),
+        names=(next(iter(value)),) if inner else (key,),
     )
 
 
@@ -184,10 +187,12 @@ def reset_cases(draw: Any) -> Case:
         )
     else:
         options = {key: draw(values[key])}
+    names = tuple(options) if isinstance(options, dict) else ("options",)
     return Case(
         "env.reset",
         f"gym.make({env_id!r}).reset(seed=0, options={show(options)})",
         functools.partial(_reset, env_id, options),
+        names=names,
     )
 
 
@@ -257,6 +262,7 @@ def action_cases(draw: Any) -> Case:
         functools.partial(_step, functools.partial(_env, env_id), action),
         refuse,
         sane_step,
+        ("action",),
     )
 
 
@@ -281,6 +287,7 @@ def vector_action_cases(draw: Any) -> Case:
         functools.partial(_step, functools.partial(_vec, env_id), action),
         refuse,
         sane_step,
+        ("action",),
     )
 
 

@@ -137,7 +137,7 @@ BAD = {
         },
     ),
     "growth-curve": (
-        ["--pulses-per-level", "4", "--currents", "0:2:1"],
+        ["--pulses-per-level", "4", "--currents", "0:3:1"],
         {
             "--patient": st.one_of(TEXT, st.just("train-99999")),
             "--csf-mm": st.one_of(NONPOS, NOT_FINITE, st.just("1e9")),
@@ -191,7 +191,7 @@ BAD = {
         },
     ),
     "open-loop": (
-        ["--patient", "default", "--duration-s", "2"],
+        ["--patient", "default", "--duration-s", "12"],
         {
             "--patient": TEXT,
             "--scenario": st.one_of(TEXT, st.just("{tmp}/missing.toml")),
@@ -251,11 +251,11 @@ def run_cli(argv: list[str]) -> int:
             code = main(argv)
         except SystemExit as exc:
             code = exc.code
-    last = (err.getvalue().strip().splitlines() or [""])[-1]
+    text = " ".join(err.getvalue().split())
     if code == 2:
-        raise ConfigError(f"exit status 2: {last}")
+        raise ConfigError(f"exit status 2: {text}")
     if code != 0:
-        raise RuntimeError(f"exit status {code}: {last}")
+        raise RuntimeError(f"exit status {code}: {text}")
     return code
 
 
@@ -269,16 +269,33 @@ def cli_cases(draw: Any, command: str, tmp: Path) -> Case:
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "out"
     argv = [command] + with_option(
-        [_fill(a, tmp, out) for a in base],
+        [_fill(a, folder, out) for a in base],
         option,
-        None if value is None else _fill(value, tmp, folder),
+        None if value is None else _fill(value, folder, folder),
     )
     if not option.startswith("--"):
-        argv = [command, _fill(value, tmp, folder), *[_fill(a, tmp, out) for a in base[1:]]]
-    text = "closedloop " + shlex.join(argv[:1] + [a.replace(str(tmp), "$TMP") for a in argv[1:]])
-    return Case(f"cli.{command}", text, functools.partial(run_cli, argv))
+        argv = [command, _fill(value, folder, folder), *[_fill(a, folder, out) for a in base[1:]]]
+    text = "closedloop " + shlex.join(argv[:1] + [a.replace(str(folder), "$TMP") for a in argv[1:]])
+    bare = option.lstrip("-")
+    names = (option, bare, bare.replace("-", "_")) if option.startswith("--") else ()
+    # an output in a folder that does not exist yet may be refused or created
+    refuse = value is None or "{tmp}/missing/" not in value
+    return Case(f"cli.{command}", text, functools.partial(run_cli, argv), refuse, names=names)
 
 
 def strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
     """Entry point -> (strategy, quota of a full run), one per subcommand."""
     return {f"cli.{c}": (cli_cases(c, tmp / "cli"), QUOTAS[c]) for c in BAD}
+
+
+def base_case(command: str, tmp: Path) -> Case:
+    """The valid command line the cases of ``command`` start from (it must be accepted)."""
+    folder = tmp / f"{command}-base"
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [command, *[_fill(a, folder, folder / "out") for a in BAD[command][0]]]
+    return Case(
+        f"cli.{command}",
+        "closedloop " + shlex.join(argv),
+        functools.partial(run_cli, argv),
+        refuse=False,
+    )

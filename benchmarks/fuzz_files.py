@@ -293,25 +293,29 @@ def suite_cases(draw: Any, tmp: Path) -> Case:
             "suite",
             f"run_benchmark(<small suite>, out=<folder whose suite.json is {text!r}>)",
             functools.partial(_run_suite, Suite.from_dict(SUITE), folder),
+            names=("suite.json",),
         )
     key = draw(st.sampled_from([*SUITE_BAD, "unknown"]))
     doc = dict(SUITE)
     if key == "unknown":
-        doc[draw(TEXT.filter(lambda s: s not in SUITE))] = 1
+        key = draw(TEXT.filter(lambda s: s not in SUITE))
+        doc[key] = 1
     else:
         doc[key] = draw(SUITE_BAD[key])
-    change = f"{key}={show(doc.get(key, 1))}"
+    change = f"{key}={show(doc[key])}"
     if representable(doc) and draw(st.booleans()):
         path = write_file(tmp, toml_doc(doc), "suite")
         return Case(
             "suite",
             f"run_benchmark(load_suite(<file: small suite with {change}>))",
             functools.partial(_run_suite, path, out),
+            names=(key,),
         )
     return Case(
         "suite",
         f"run_benchmark(Suite.from_dict(<small suite with {change}>))",
         functools.partial(_run_suite_dict, doc, out),
+        names=(key,),
     )
 
 
@@ -424,20 +428,21 @@ def patient_cases(draw: Any, tmp: Path) -> Case:
     what = draw(st.sampled_from(["dict", "dict", "file", "file", "not-a-dict", "path", "name"]))
     if what in ("dict", "file"):
         doc = draw(patient_docs())
-        change = ", ".join(
-            f"{k}={show(v)}" for k, v in doc.items() if _patient_doc().get(k, object()) != v
-        )
+        keys = tuple(k for k, v in doc.items() if _patient_doc().get(k, object()) != v)
+        change = ", ".join(f"{k}={show(doc[k])}" for k in keys)
         if what == "dict" or not representable(doc):  # JSON holds what TOML holds
             return Case(
                 "patient",
                 f"Patient.from_dict(<default with {change}>)",
                 functools.partial(Patient.from_dict, doc),
+                names=keys,
             )
         path = write_file(tmp, json.dumps(doc), "patient", ".json")
         return Case(
             "patient",
             f"load_patient(<file: default with {change}>)",
             functools.partial(_load_patient, path),
+            names=keys,
         )
     if what == "not-a-dict":
         doc = draw(

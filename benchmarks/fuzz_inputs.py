@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import io
 import math
+import re
 import sys
 import tempfile
 import time
@@ -68,6 +69,8 @@ class Case:
         call: Runs the case; returns the entry point's result.
         refuse: The input must be refused; if False, it may also be accepted with a sane result.
         check: For an accepted result: a description of what is wrong with it, or None.
+        names: Names of the bad parameter; a refusal should contain one of them (checked
+            case-insensitively, reported but not counted as a failure).
     """
 
     entry: str
@@ -75,6 +78,7 @@ class Case:
     call: Callable[[], Any]
     refuse: bool = True
     check: Callable[[Any], str | None] | None = None
+    names: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"{self.entry}: {self.text}"
@@ -87,6 +91,12 @@ class Outcome:
     case: Case
     kind: str
     detail: str = ""
+
+    @property
+    def named(self) -> bool:
+        """Whether a refusal names the bad parameter (True if the case names none)."""
+        text = self.detail.lower()
+        return not self.case.names or any(n.lower() in text for n in self.case.names)
 
     @property
     def ok(self) -> bool:
@@ -118,12 +128,14 @@ def run_case(case: Case) -> Outcome:
             warnings.simplefilter("ignore")
             result = case.call()
     except WorkStarted as exc:
+        if not case.refuse:
+            return Outcome(case, "accepted-ok", f"the real work started ({exc})")
         return Outcome(case, "garbage", f"accepted: the real work started ({exc})")
     except Garbage as exc:
         return Outcome(case, "garbage", str(exc))
     except Exception as exc:
         if is_config_error(exc):
-            return Outcome(case, "refused", str(exc).splitlines()[0][:160])
+            return Outcome(case, "refused", " ".join(str(exc).split())[:400])
         where = traceback.extract_tb(exc.__traceback__)[-1]
         first = (str(exc).strip().splitlines() or [""])[0][:160]
         return Outcome(
@@ -292,22 +304,24 @@ def table(results: dict[str, list[Outcome]]) -> str:
     """Counts per entry point: tried, ConfigError, other exceptions, silent garbage."""
     head = (
         f"{'entry point':<20} {'tried':>6} {'ConfigError':>12} {'accepted-ok':>12} "
-        f"{'other exc.':>11} {'garbage':>8}"
+        f"{'other exc.':>11} {'garbage':>8} {'unnamed':>8}"
     )
     lines = [head, "-" * len(head)]
-    totals = dict.fromkeys(KINDS, 0)
+    totals = dict.fromkeys((*KINDS, "unnamed"), 0)
     for entry, outs in results.items():
         c = {k: sum(o.kind == k for o in outs) for k in KINDS}
-        for k in KINDS:
+        c["unnamed"] = sum(o.kind == "refused" and not o.named for o in outs)
+        for k in totals:
             totals[k] += c[k]
         lines.append(
             f"{entry:<20} {len(outs):6d} {c['refused']:12d} {c['accepted-ok']:12d} "
-            f"{c['raw']:11d} {c['garbage']:8d}"
+            f"{c['raw']:11d} {c['garbage']:8d} {c['unnamed']:8d}"
         )
     lines.append("-" * len(head))
     lines.append(
-        f"{'total':<20} {sum(totals.values()):6d} {totals['refused']:12d} "
-        f"{totals['accepted-ok']:12d} {totals['raw']:11d} {totals['garbage']:8d}"
+        f"{'total':<20} {sum(totals[k] for k in KINDS):6d} {totals['refused']:12d} "
+        f"{totals['accepted-ok']:12d} {totals['raw']:11d} {totals['garbage']:8d} "
+        f"{totals['unnamed']:8d}"
     )
     return "\n".join(lines)
 
@@ -318,8 +332,7 @@ def failures(results: dict[str, list[Outcome]]) -> str:
     for entry, outs in results.items():
         for o in outs:
             if not o.ok:
-                key = o.detail.split(":")[0] if o.kind == "raw" else o.detail.split(",")[0]
-                groups.setdefault((entry, f"{o.kind}: {key}"), []).append(o)
+                groups.setdefault((entry, f"{o.kind}: {_group(o)}"), []).append(o)
     lines = []
     for (entry, kind), outs in sorted(groups.items()):
         first = min(outs, key=lambda o: len(o.case.text))
@@ -328,6 +341,29 @@ def failures(results: dict[str, list[Outcome]]) -> str:
             f"    -> {first.detail}"
         )
     return "\n".join(lines) if lines else "no failures"
+
+
+def _group(outcome: Outcome) -> str:
+    """What failures of one kind share: the exception type and where it was raised, or the
+    first words of a garbage verdict."""
+    if outcome.kind == "raw":
+        where = re.search(r"\[[^\]]*\]$", outcome.detail)
+        return outcome.detail.split(":")[0] + (f" {where.group(0)}" if where else "")
+    return re.split(r"[,(]", outcome.detail)[0].strip()
+
+
+def unnamed(results: dict[str, list[Outcome]]) -> str:
+    """Refusals whose message does not name the bad parameter, one example per entry point."""
+    lines = []
+    for entry, outs in results.items():
+        vague = [o for o in outs if o.kind == "refused" and not o.named]
+        if vague:
+            first = min(vague, key=lambda o: len(o.case.text))
+            lines.append(
+                f"[{entry}] {len(vague)} refusal(s) without {' / '.join(first.case.names)}; "
+                f"e.g.\n    {first.case.text}\n    -> {first.detail[:200]}"
+            )
+    return "\n".join(lines) if lines else "none"
 
 
 def _limit_memory(gib: float) -> None:
@@ -366,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"\n{table(results)}\n\nwall {time.perf_counter() - t0:.0f} s\n\nFailures "
-        f"(grouped by entry point and kind):\n{failures(results)}"
+        f"(grouped by entry point and kind):\n{failures(results)}\n\nRefusals that do not "
+        f"name the parameter (not counted as failures):\n{unnamed(results)}"
     )
     bad = sum(not o.ok for outs in results.values() for o in outs)
     return 1 if bad else 0

@@ -114,6 +114,7 @@ def controller_cases(draw: Any, tmp: Path) -> Case:
             "controller.make",
             f"make_controller({name!r}, {kwargs_text(kwargs)})",
             functools.partial(make_controller, name, **kwargs),
+            names=(field[0],),
         )
     if what == "not-a-spec":
         spec = draw(
@@ -341,9 +342,38 @@ def rl_spec_cases(draw: Any, tmp: Path) -> Case:
     from closedloop.training.spec import parse_rl_spec
 
     doc = draw(rl_docs())
+    change, key = _rl_change(doc)
     if draw(st.booleans()) and representable(doc):
         path = write_file(tmp, toml_doc(doc), "fz")
         return Case(
-            "rl_spec", f"load_rl_spec(<file of {show(doc)}>)", functools.partial(_load_rl, path)
+            "rl_spec",
+            f"load_rl_spec(<file: ppo.toml with {change}>)",
+            functools.partial(_load_rl, path),
+            names=(key,),
         )
-    return Case("rl_spec", f"parse_rl_spec({show(doc)})", functools.partial(parse_rl_spec, doc))
+    return Case(
+        "rl_spec",
+        f"parse_rl_spec(<ppo.toml with {change}>)",
+        functools.partial(parse_rl_spec, doc),
+        names=(key,),
+    )
+
+
+def _rl_change(doc: dict) -> tuple[str, str]:
+    """The entry of an RL spec document that differs from ``ppo.toml``, and its last key."""
+    base = _ppo_doc()
+    for key, value in doc.items():
+        if key not in base or key not in ("hyperparams",) or not isinstance(value, dict):
+            if base.get(key, object()) != value:
+                return f"{key}={show(value)}", key
+            continue
+        for section, table in value.items():
+            old = base[key].get(section, {})
+            if not isinstance(table, dict) or section not in base[key]:
+                return f"{key}.{section}={show(table)}", str(section)
+            for k, v in table.items():
+                if old.get(k, object()) != v:
+                    return f"{key}.{section}.{k}={show(v)}", k
+        if set(value) != set(base[key]):
+            return f"{key}={show(value)}", key
+    return "no change", ""

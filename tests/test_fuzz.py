@@ -103,6 +103,34 @@ def test_cli_exit_status_2_is_a_refusal_and_0_is_garbage(tmp_path):
     assert accepted.kind == "garbage"
 
 
+@pytest.mark.parametrize("command", sorted(fuzz_cli.BAD))
+def test_each_cli_case_changes_one_option_of_a_valid_command(command, tmp_path):
+    out = run_case(fuzz_cli.base_case(command, tmp_path))
+    assert out.kind == "accepted-ok", out.report()
+
+
+def test_each_python_case_changes_one_entry_of_a_valid_input(tmp_path):
+    import fuzz_files
+    import fuzz_specs
+
+    from closedloop.controllers import CONTROLLER_TYPES, make_controller
+    from closedloop.disturbances import Scenario
+    from closedloop.patients import Patient
+    from closedloop.training.spec import parse_rl_spec
+
+    for env_id in fuzz_cases.env_ids():
+        assert fuzz_cases.sane_step(fuzz_cases._make_and_run(env_id, {})) is None
+    vector_id = fuzz_cases.vector_ids()[0]
+    assert fuzz_cases.sane_step(fuzz_cases._vec_make_and_run(2, vector_id, {})) is None
+    for kind in CONTROLLER_TYPES:
+        make_controller({"name": "fz", "description": "fuzz", "controller": kind, "params": {}})
+    Scenario.from_dict(fuzz_files._clinic())
+    parse_rl_spec(fuzz_specs._ppo_doc())
+    Patient.from_dict(fuzz_files._patient_doc())
+    suite = Case("suite", "", lambda: fuzz_files._run_suite_dict(fuzz_files.SUITE, tmp_path))
+    assert "real work started" in run_case(suite).detail
+
+
 def test_every_cli_subcommand_is_fuzzed():
     from closedloop.cli import build_parser
 
