@@ -50,23 +50,38 @@ from closedloop.hpsearch_space import (  # noqa: F401  (re-exported: the public 
     FILE_KEYS,
     OBJECTIVE,
     ON_POLICY,
+    POLICIES,
     RANGE_KEYS,
     REPORTED,
     RESERVED,
     SearchSpace,
     algorithm_class,
+    check_counts,
+    check_envs,
+    check_seeds,
     check_space,
     load_ranges,
+    make_out_dir,
+    open_storage,
+    rule_kind,
+    study_name_for,
 )
+from closedloop.training.spec import with_values
 
 
-def sample(trial: Any, ranges: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Draw one value per range with an optuna ``trial`` (int if both bounds are integers)."""
+def sample(trial: Any, ranges: Mapping[str, Mapping[str, Any]], algo: str | None = None
+           ) -> dict[str, Any]:
+    """Draw one value per range with an optuna ``trial``.
+
+    An integer hyperparameter of ``algo`` is drawn as an integer, any other as a float
+    (without ``algo``: an integer if both bounds are integers).
+    """
     out = {}
     for key, rng in ranges.items():
+        ints = isinstance(rng.get("low"), int) and isinstance(rng.get("high"), int)
         if "choices" in rng:
             out[key] = trial.suggest_categorical(key, list(rng["choices"]))
-        elif isinstance(rng["low"], int) and isinstance(rng["high"], int):
+        elif rule_kind(algo, key) == "int" if algo else ints:
             out[key] = trial.suggest_int(key, rng["low"], rng["high"], log=bool(rng.get("log")))
         else:
             out[key] = trial.suggest_float(key, float(rng["low"]), float(rng["high"]),
@@ -74,16 +89,26 @@ def sample(trial: Any, ranges: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
     return out
 
 
-def sb3_kwargs(algo: str, hp: Mapping[str, Any], n_envs: int) -> dict[str, Any]:
+def sb3_kwargs(algo: str, hp: Mapping[str, Any], n_envs: int, n_actions: int = 1
+               ) -> dict[str, Any]:
     """Constructor keyword arguments from plain values.
 
     ``"lin_<x>"`` learning rates and clip ranges become linear decays (as in rl-baselines3-zoo),
-    ``policy_kwargs.activation_fn`` names become torch modules, and a PPO ``batch_size`` is
-    capped at the rollout size ``n_steps * n_envs``.
+    ``policy_kwargs.activation_fn`` names become torch modules, ``action_noise_sigma`` a
+    Gaussian action noise over ``n_actions`` dimensions, and a PPO ``batch_size`` is capped at
+    the rollout size ``n_steps * n_envs``.
     """
     import torch.nn as nn
 
     kw = dict(hp)
+    sigma = kw.pop("action_noise_sigma", None)
+    if sigma:
+        import numpy as np
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        kw["action_noise"] = NormalActionNoise(np.zeros(n_actions), np.full(n_actions, sigma))
+    if isinstance(kw.get("train_freq"), list):
+        kw["train_freq"] = tuple(kw["train_freq"])
     for key in ("learning_rate", "clip_range"):
         if isinstance(kw.get(key), str):
             kw[key] = _linear(kw[key], key)
@@ -172,9 +197,9 @@ def train_trial(setup: TrialSetup, hp: Mapping[str, Any], seed: int) -> Normaliz
         venv = vecnorm = VecNormalize(venv, norm_obs=space.normalize_obs,
                                       norm_reward=space.normalize_reward, gamma=gamma)
     cls = algorithm_class(setup.algo)
-    policy = "MlpLstmPolicy" if setup.algo == "recurrentppo" else "MlpPolicy"
+    policy = POLICIES.get(setup.algo, "MlpPolicy")
     model = cls(policy, venv, seed=seed, verbose=0, device="cpu",
-                **sb3_kwargs(setup.algo, hp, space.n_envs))
+                **sb3_kwargs(setup.algo, hp, space.n_envs, venv.action_space.shape[0]))
     model.learn(total_timesteps=setup.steps)
     if vecnorm is not None:
         vecnorm.training = False
@@ -273,24 +298,23 @@ def search(agent_algo: str, env_id: str, n_trials: int, steps_per_trial: int,
         HeldOutError: If anything asks for the test cohort.
     """
     from closedloop.cohort import load_cohort, tuning_session
-    from closedloop.evaluation.runner import check_env_id
 
     optuna = _import_optuna()
     space = ranges if isinstance(ranges, SearchSpace) else load_ranges(ranges)
     check_space(agent_algo, space)
-    check_env_id(env_id)
-    for name, value in (("n_trials", n_trials), ("steps_per_trial", steps_per_trial),
-                        ("eval_patients", eval_patients)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name}={value!r} is out of range; valid range [1, inf)")
+    check_counts(n_trials=n_trials, steps_per_trial=steps_per_trial,
+                  eval_patients=eval_patients, seed=seed)
     start = time.perf_counter()
     with tuning_session("hpsearch"):
+        check_envs(env_id, env_overrides, eval_overrides, eval_split, eval_patients)
         patients = tuple(p.patient_id for p in load_cohort(eval_split)[:eval_patients])
         setup = TrialSetup(agent_algo, env_id, steps_per_trial, space, dict(env_overrides or {}),
-                           patients, tuple(eval_seeds), dict(eval_overrides or {}))
+                           patients, check_seeds(eval_seeds), dict(eval_overrides or {}))
+        if out_dir is not None:
+            make_out_dir(out_dir)
         study = optuna.create_study(
-            study_name=study_name or f"hpsearch-{agent_algo}-{env_id}", storage=storage,
-            direction="maximize", load_if_exists=True,
+            study_name=study_name_for(study_name, agent_algo, env_id),
+            storage=open_storage(storage), direction="maximize", load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=seed))
         study.optimize(lambda trial: _objective(trial, setup, seed), n_trials=n_trials)
     result = _result(study, setup, time.perf_counter() - start)
@@ -302,7 +326,7 @@ def search(agent_algo: str, env_id: str, n_trials: int, steps_per_trial: int,
 def _objective(trial: Any, setup: TrialSetup, seed: int) -> float:
     """Train and score one trial; the mean validation time in window."""
     start = time.perf_counter()
-    hp = {**setup.space.fixed, **sample(trial, setup.space.ranges)}
+    hp = with_values(setup.space.fixed, sample(trial, setup.space.ranges, setup.algo))
     metrics = score(train_trial(setup, hp, seed + trial.number), setup)
     trial.set_user_attr("metrics", metrics)
     trial.set_user_attr("wall_s", time.perf_counter() - start)

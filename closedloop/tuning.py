@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, check_value
 
 DEFAULT_GAINS: Mapping[str, Mapping[str, tuple[float, float]]] = {
     "pid": {"kp_ma_per_uv": (1e-4, 0.05), "ki_ma_per_uv_s": (0.01, 5.0)},
@@ -63,18 +64,57 @@ class TuningProblem:
     w_under: float = 1.0
 
     def __post_init__(self) -> None:
+        from closedloop.cohort import load_cohort
+        from closedloop.training.spec import check_env_id
+
+        if not isinstance(self.agent, str) or not self.agent:
+            raise ConfigError(f"agent={self.agent!r} must be an agent spec name")
         if self.split not in ("train", "validation"):
             raise ConfigError(f"split={self.split!r} is invalid for tuning; valid: train, "
                               "validation (the test cohort is held out)")
-        if not self.gains:
-            raise ConfigError("gains is empty; name at least one param with (low, high) bounds")
-        for key, (lo, hi) in self.gains.items():
-            if not (0.0 < lo < hi and math.isfinite(hi)):
-                raise ConfigError(f"gains[{key!r}]=({lo}, {hi}) is out of range; valid: "
-                                  "0 < low < high < inf")
-        for name, value, low in (("budget", self.budget, 2), ("n_patients", self.n_patients, 1)):
-            if value < low:
-                raise ConfigError(f"{name}={value} is out of range; valid range [{low}, inf)")
+        _check_gains(self.gains)
+        if not isinstance(self.env_ids, (tuple, list)) or not self.env_ids:
+            raise ConfigError(f"env_ids={self.env_ids!r} must be a non-empty list of env ids")
+        for env_id in self.env_ids:
+            check_env_id(env_id)
+        n = len(load_cohort(self.split))
+        for name, lo, hi in (("budget", 2, MAX_BUDGET), ("n_patients", 1, n)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(f"{name}={value!r} is out of range; valid: an integer in "
+                                  f"[{lo}, {hi}]")
+        seeds = self.seeds
+        if not isinstance(seeds, (tuple, list)) or not seeds or not all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**32 for x in seeds):
+            raise ConfigError(f"seeds={seeds!r} is invalid; valid: a non-empty list of integers "
+                              "in [0, 2**32)")
+        for name in ("w_over", "w_under"):
+            check_value(name, getattr(self, name), {"lo": 0.0, "hi": MAX_WEIGHT, "unit": "1"})
+
+
+MAX_BUDGET = 10_000
+"""Most objective evaluations a tuning may ask for."""
+MAX_WEIGHT = 1000.0
+"""Largest weight of a time fraction in the objective."""
+MAX_WORKERS = 256
+
+
+def _check_gains(gains: Any) -> None:
+    """Raise ConfigError unless ``gains`` maps param names to bounds ``0 < low < high < inf``."""
+    if not isinstance(gains, Mapping) or not gains:
+        raise ConfigError("gains is empty; name at least one param with (low, high) bounds")
+    for key, bounds in gains.items():
+        ok = isinstance(key, str) and isinstance(bounds, (tuple, list)) and len(bounds) == 2
+        ok = ok and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        if not (ok and 0.0 < bounds[0] < bounds[1] and math.isfinite(bounds[1])):
+            raise ConfigError(f"gains[{key!r}]={_text(bounds)} is out of range; valid: "
+                              "(low, high) with 0 < low < high < inf")
+
+
+def _text(bounds: Any) -> str:
+    """Bounds as ``(low, high)`` for a message."""
+    return f"({bounds[0]}, {bounds[1]})" if isinstance(bounds, (tuple, list)) and len(
+        bounds) == 2 else repr(bounds)
 
 
 def objective(rows: list[Mapping[str, Any]], w_over: float, w_under: float) -> float:
@@ -114,19 +154,32 @@ class _Evaluator:
         return value
 
 
-def tune(problem: TuningProblem, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+def tune(problem: TuningProblem, workers: int = 1, progress: bool = True,
+         out: str | Path | None = None) -> dict[str, Any]:
     """Search the gains; returns the tuned spec as a dict with its ``[tuning]`` record.
 
     Args:
         problem: What to tune and on what.
-        workers: Local worker processes per evaluation.
+        workers: Local worker processes per evaluation, in [1, 256].
         progress: Print one line per evaluation.
+        out: If given, the tuned spec is written there (:func:`write_spec`); its folder is
+            created and checked before the search, so a bad path fails at once.
+
+    Raises:
+        ConfigError: On a bad argument, an unknown gain or an ``out`` that cannot be written.
     """
     from scipy.optimize import minimize
 
     from closedloop.cohort import load_cohort, tuning_session
     from closedloop.controllers.registry import load_agent_spec
 
+    if not isinstance(problem, TuningProblem):
+        raise ConfigError(f"problem={problem!r} must be a TuningProblem")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not (
+            1 <= workers <= MAX_WORKERS):
+        raise ConfigError(f"workers={workers!r} is out of range; valid: an integer in "
+                          f"[1, {MAX_WORKERS}]")
+    path = None if out is None else prepare_out(out)
     base = load_agent_spec(problem.agent)
     fields = dataclasses.asdict(base.params)
     unknown = sorted(set(problem.gains) - set(fields))
@@ -144,10 +197,27 @@ def tune(problem: TuningProblem, workers: int = 1, progress: bool = True) -> dic
         res = minimize(fun, x0, method="Nelder-Mead", bounds=bounds,
                        options={"maxfev": problem.budget - 1, "xatol": 1e-2, "fatol": 1e-4})
     best_params, best = min(ev.history, key=lambda h: h[1])
-    return _tuned_spec(base, fields, best_params, problem, patients, {
+    doc = _tuned_spec(base, fields, best_params, problem, patients, {
         "evaluations": len(ev.history), "objective_before": before, "objective_after": best,
         "optimizer": f"scipy.optimize.minimize Nelder-Mead (log gains), {res.message}",
         "wall_s": round(time.perf_counter() - t0, 1)})
+    if path is not None:
+        write_spec(doc, path)
+    return doc
+
+
+def prepare_out(out: Any) -> Path:
+    """The spec path ``out`` (a ``.toml`` file), its folder created; ConfigError if unwritable."""
+    if not isinstance(out, (str, Path)) or Path(out).suffix != ".toml" or Path(out).is_dir():
+        raise ConfigError(f"out={str(out)!r} is invalid; valid: a path to a .toml spec file")
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"out={str(out)!r}: its folder cannot be created ({exc})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"out={str(out)!r}: its folder {str(path.parent)!r} is not writable")
+    return path
 
 
 def _start(value: Any, lo: float, hi: float) -> float:

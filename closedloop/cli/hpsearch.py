@@ -15,6 +15,9 @@ from closedloop._config import ConfigError
 from closedloop.envs.ecap_env import DEFAULT_ID
 from closedloop.hpsearch import ALGOS
 
+MAX_THREADS = 256
+"""Most torch CPU threads ``--threads`` may ask for."""
+
 
 def add_parsers(sub) -> None:
     """Add the ``hpsearch`` subcommand."""
@@ -81,8 +84,9 @@ def run_hpsearch(args: argparse.Namespace) -> int:
         seeds = ()
     if not seeds:
         raise ConfigError(f"--eval-seeds={args.eval_seeds!r} must be comma-separated integers")
-    if args.threads < 1:
-        raise ConfigError(f"--threads={args.threads} is out of range; valid range [1, inf)")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise ConfigError(f"--threads={args.threads} is out of range; valid range "
+                          f"[1, {MAX_THREADS}]")
     import torch
 
     torch.set_num_threads(args.threads)

@@ -25,23 +25,23 @@ def add_parsers(sub) -> None:
     p.add_argument("--split", default="train", help="train (default) or validation")
     p.add_argument("--seeds", default="0", help="episode seeds (comma list, default 0)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="local worker processes (default: one per CPU)")
+                   help="local worker processes, 1-256 (default: one per CPU)")
     p.add_argument("--out", metavar="FILE",
-                   help="spec file to write (default: <agents folder>/<agent>-tuned.toml)")
+                   help="spec .toml file to write, its folder created before tuning (default: "
+                        "<agents folder>/<agent>-tuned.toml)")
     p.set_defaults(run=run_tune)
 
 
 def run_tune(args: argparse.Namespace) -> int:
     """Run the ``tune`` subcommand."""
     from closedloop._specdirs import spec_dir
-    from closedloop.tuning import DEFAULT_GAINS, TuningProblem, tune, write_spec
+    from closedloop.tuning import DEFAULT_GAINS, TuningProblem, tune
 
     seeds = tuple(parse_int_list("--seeds", args.seeds))
     problem = TuningProblem(args.agent, DEFAULT_GAINS[args.agent], split=args.split,
                             n_patients=args.patients, seeds=seeds, budget=args.budget)
-    doc = tune(problem, workers=args.workers)
-    out = args.out or spec_dir("agents") / f"{args.agent}-tuned.toml"
-    path = write_spec(doc, out)
+    path = args.out or spec_dir("agents") / f"{args.agent}-tuned.toml"
+    doc = tune(problem, workers=args.workers, out=path)
     rec = doc["tuning"]
     print(f"{doc['name']}: J {rec['objective_before']:.4f} -> {rec['objective_after']:.4f} "
           f"in {rec['evaluations']} evaluations, {rec['wall_s']} s; "
