@@ -339,3 +339,17 @@ def test_vector_env_arguments(venv, num_envs, seed, needle):
         else:
             ECAPVectorEnv(num_envs, ENV_ID)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("doc", "needle"), [
+    ({"id": 5}, "'id' must be a non-empty string"),
+    ({}, "'id' must be a non-empty string"),
+    ({"id": "x/Y-v0", "env": [1]}, "[env]: must be a table"),
+    ({"id": "x/Y-v0", "env": {"history": 2.5}}, "env.history=2.5 must be an integer"),
+])
+def test_env_spec_files_of_the_wrong_shape(doc, needle):
+    from closedloop.envs.config import parse_spec
+
+    with pytest.raises(ConfigError) as err:
+        parse_spec(doc, "bad.toml")
+    assert needle in str(err.value)

@@ -167,8 +167,9 @@ def parse_spec(doc: Mapping[str, Any], where: str) -> EnvSpec:
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; known: id, "
                           "description, env, reward, device")
-    if "id" not in doc:
-        raise ConfigError(f"{where}: missing 'id'")
+    if not isinstance(doc.get("id"), str) or not doc["id"]:
+        raise ConfigError(f"{where}: 'id' must be a non-empty string (e.g. "
+                          "'closedloop/ECAPTracking-v0')")
     return EnvSpec(doc["id"], str(doc.get("description", "")).strip(),
                    from_dict(EnvConfig, doc.get("env", {}), f"{where} [env]"),
                    from_dict(RewardWeights, doc.get("reward", {}), f"{where} [reward]"),
