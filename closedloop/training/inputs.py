@@ -18,21 +18,44 @@ from typing import Any
 from closedloop._config import ConfigError, check_value, range_text
 from closedloop.training.spec import RLAgentSpec, algorithm_class, check_env_id
 
+MAX_SEED = 2**32 - 1
+"""Largest seed (numpy's global seed, which SB3 sets, is a 32-bit integer)."""
+MAX_STEPS = 10**12
+"""Most env steps a run may ask for (about four months at 100,000 steps/s)."""
+
 
 def check_train_args(
-    spec: RLAgentSpec, env_id: Any, n_envs: Any, hyperparams: Any, env_overrides: Any, options: Any
+    spec: RLAgentSpec,
+    env_id: Any,
+    n_envs: Any,
+    hyperparams: Any,
+    env_overrides: Any,
+    options: Any,
+    *,
+    seed: Any = 0,
+    total_steps: Any = 1,
 ) -> None:
     """Check the arguments of :func:`~closedloop.training.train` before anything runs.
 
     Raises:
         ConfigError: Naming the argument: an env id from outside closedloop, ``n_envs`` out of
-            the spec's range, hyperparameters or overrides that are not tables, a hyperparameter
-            of the wrong type or range, a rollout of fewer than 2 steps, or validation
-            episodes too short for the evaluation warm-up (the message gives the minimum).
+            the spec's range, a seed or step count that is not an integer in its range,
+            hyperparameters or overrides that are not tables, a hyperparameter of the wrong
+            type or range, options of the wrong type, a rollout of fewer than 2 steps, or
+            validation episodes too short for the evaluation warm-up (the message gives the
+            minimum).
     """
     from closedloop.training.train import TrainOptions
 
     check_env_id(env_id)
+    for name, value, lo, hi in (
+        ("seed", seed, 0, MAX_SEED),
+        ("total_steps", total_steps, 1, MAX_STEPS),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(
+                f"{name}={value!r} is out of range; valid: an integer in [{lo}, {hi}]"
+            )
     n = spec.n_envs if n_envs is None else n_envs
     meta = {f.name: f.metadata for f in dataclasses.fields(RLAgentSpec)}["n_envs"]
     if isinstance(n, bool) or not isinstance(n, int):
@@ -43,6 +66,7 @@ def check_train_args(
             raise ConfigError(f"{name}={table!r} must be a table (dict) of key = value")
     if options is not None and not isinstance(options, TrainOptions):
         raise ConfigError(f"options={options!r} must be a TrainOptions")
+    _check_option_types(options or TrainOptions())
     hp = spec.hyperparams_for(env_id, hyperparams)
     steps = hp.get("n_steps", _default(spec.algorithm, "n_steps"))
     if spec.on_policy and steps * n < 2:
@@ -52,6 +76,16 @@ def check_train_args(
         )
     opts = options or TrainOptions()
     check_eval_episode(env_id, dict(env_overrides or {}), opts.eval_episode_s, opts.eval_patients)
+
+
+def _check_option_types(options: Any) -> None:
+    """Integer options must be integers (their ranges are checked by ``TrainOptions``)."""
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if type(f.default) is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(
+                f"options.{f.name}={value!r} must be an integer in {range_text(f.metadata)}"
+            )
 
 
 def _default(algorithm: str, key: str) -> Any:

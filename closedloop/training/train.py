@@ -221,7 +221,8 @@ def _config(agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_
 
     spec = agent if isinstance(agent, RLAgentSpec) else load_rl_spec(agent)
     agent_arg = spec.name if isinstance(agent, RLAgentSpec) else str(agent)
-    check_train_args(spec, env_id, n_envs, hyperparams, env_overrides, options)
+    check_train_args(spec, env_id, n_envs, hyperparams, env_overrides, options,
+                     seed=seed, total_steps=total_steps)
     check_env_id(env_id)
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
         raise ConfigError(f"total_steps={total_steps!r} is out of range; valid range [1, inf)")
