@@ -278,6 +278,8 @@ def cli_cases(draw: Any, command: str, tmp: Path) -> Case:
     text = "closedloop " + shlex.join(argv[:1] + [a.replace(str(folder), "$TMP") for a in argv[1:]])
     bare = option.lstrip("-")
     names = (option, bare, bare.replace("-", "_")) if option.startswith("--") else ()
+    if option in ("--set", "--env-kw") and value and "=" in value:
+        names = (*names, value.split("=")[0])  # the message names the key, not the option
     # an output in a folder that does not exist yet may be refused or created
     refuse = value is None or "{tmp}/missing/" not in value
     return Case(f"cli.{command}", text, functools.partial(run_cli, argv), refuse, names=names)

@@ -1,4 +1,4 @@
-"""Fuzz cases of the file-backed entry points: scenarios, benchmark suites, patients.
+"""Fuzz cases of scenarios and benchmark suites (``fuzz_patients`` has the patients).
 
 Each ``*_cases`` function is a hypothesis strategy of :class:`fuzz_inputs.Case` (see
 ``fuzz_cases``). A suite case runs :func:`closedloop.benchmark.run_benchmark` with the real work
@@ -309,13 +309,13 @@ def suite_cases(draw: Any, tmp: Path) -> Case:
             "suite",
             f"run_benchmark(load_suite(<file: small suite with {change}>))",
             functools.partial(_run_suite, path, out),
-            names=(key,),
+            names=(key, key.rstrip("s")),
         )
     return Case(
         "suite",
         f"run_benchmark(Suite.from_dict(<small suite with {change}>))",
         functools.partial(_run_suite_dict, doc, out),
-        names=(key,),
+        names=(key, key.rstrip("s")),
     )
 
 
@@ -325,160 +325,12 @@ def _run_suite_dict(doc: Mapping[str, Any], out: Path) -> Any:
     return _run_suite(Suite.from_dict(doc), out)
 
 
-# -- patients ----------------------------------------------------------------------------------
-
-
-@functools.cache
-def _patient_doc() -> dict:
-    from closedloop.patients import get_patient
-
-    return get_patient("default").to_dict()
-
-
-@st.composite
-def patient_docs(draw: Any) -> dict:
-    """Patient documents (the ``default`` patient's) with one bad entry."""
-    from closedloop.perception import PerceptionParams
-
-    doc = json.loads(json.dumps(_patient_doc()))
-    what = draw(
-        st.sampled_from(
-            [
-                "seed",
-                "vertebral_level",
-                "posture_csf_mm",
-                "impedance_ohm",
-                "perception",
-                "model_overrides",
-                "patient_id",
-                "format",
-                "unknown",
-            ]
-        )
-    )
-    if what == "seed":
-        doc["seed"] = draw(
-            st.one_of(
-                st.integers(max_value=-1),
-                st.floats(0.5, 9.5),
-                TEXT,
-                wrong_types(text_ok=True),
-                not_finite(),
-            )
-        )
-    elif what == "vertebral_level":
-        doc[what] = draw(st.one_of(TEXT.filter(lambda s: not s.startswith("T")), st.integers()))
-    elif what == "posture_csf_mm":
-        doc[what] = draw(
-            st.one_of(
-                not_a_table(),
-                st.just({}),
-                st.builds(
-                    lambda k, v: {**doc[what], k: v},
-                    st.sampled_from(sorted(doc[what])),
-                    st.one_of(not_finite(), st.floats(max_value=0.0), TEXT),
-                ),
-            )
-        )
-    elif what == "impedance_ohm":
-        doc[what] = draw(st.one_of(st.floats(max_value=0.0), not_finite(), TEXT, st.just([900.0])))
-    elif what == "perception":
-        name, meta, default = draw(st.sampled_from(fields_of(PerceptionParams)))
-        doc[what] = draw(
-            st.one_of(
-                not_a_table(), st.just({"zz": 1}), bad_value(meta, default).map(lambda v: {name: v})
-            )
-        )
-    elif what == "model_overrides":
-        doc[what] = draw(
-            st.sampled_from(
-                [
-                    "abc",
-                    5,
-                    {"zz": {}},
-                    {"lead": {"zz": 1}},
-                    {"lead": "abc"},
-                    {"lead": {"lateral_offset_mm": "x"}},
-                    [1],
-                ]
-            )
-        )
-    elif what == "patient_id":
-        doc[what] = draw(
-            st.one_of(st.integers(), st.just(""), st.just("../x"), st.none(), st.just("a b"))
-        )
-    elif what == "format":
-        doc[what] = draw(st.one_of(TEXT, st.integers()))
-    else:
-        doc[draw(TEXT.filter(lambda s: s not in doc))] = 1
-    return doc
-
-
-def _load_patient(path: Path) -> Any:
-    from closedloop.patients import load_patient
-
-    return load_patient(path)
-
-
-@st.composite
-def patient_cases(draw: Any, tmp: Path) -> Case:
-    """``Patient.from_dict``, ``load_patient`` of bad files, ``get_patient`` of bad names."""
-    from closedloop.patients import Patient, get_patient
-
-    what = draw(st.sampled_from(["dict", "dict", "file", "file", "not-a-dict", "path", "name"]))
-    if what in ("dict", "file"):
-        doc = draw(patient_docs())
-        keys = tuple(k for k, v in doc.items() if _patient_doc().get(k, object()) != v)
-        change = ", ".join(f"{k}={show(doc[k])}" for k in keys)
-        if what == "dict" or not representable(doc):  # JSON holds what TOML holds
-            return Case(
-                "patient",
-                f"Patient.from_dict(<default with {change}>)",
-                functools.partial(Patient.from_dict, doc),
-                names=keys,
-            )
-        path = write_file(tmp, json.dumps(doc), "patient", ".json")
-        return Case(
-            "patient",
-            f"load_patient(<file: default with {change}>)",
-            functools.partial(_load_patient, path),
-            names=keys,
-        )
-    if what == "not-a-dict":
-        doc = draw(
-            st.one_of(
-                st.lists(st.integers(), max_size=2), TEXT, st.integers(), st.none(), not_finite()
-            )
-        )
-        return Case(
-            "patient", f"Patient.from_dict({show(doc)})", functools.partial(Patient.from_dict, doc)
-        )
-    if what == "path":
-        text = draw(st.sampled_from(["", "{", "[1, 2]", "null", "\x00\x01", "5", '"x"']))
-        path = draw(
-            st.sampled_from([tmp / "missing.json", tmp, write_file(tmp, text, "patient", ".json")])
-        )
-        return Case(
-            "patient",
-            f"load_patient(<{path.name}: {text!r}>)",
-            functools.partial(_load_patient, path),
-        )
-    name = draw(
-        st.one_of(
-            TEXT.filter(lambda s: s not in ("default", "thin-csf", "thick-csf", "lateral-lead")),
-            st.just("train-99999"),
-            st.integers(),
-            st.none(),
-            st.just(""),
-        )
-    )
-    return Case("patient", f"get_patient({show(name)})", functools.partial(get_patient, name))
-
-
 def file_strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
     """Entry point -> (strategy, quota of a full run) for scenarios, suites and patients."""
+    import fuzz_patients
+
     return {
         "scenario": (scenario_cases(tmp / "scenarios"), 200),
         "suite": (suite_cases(tmp / "suites"), 100),
-        "patient": (patient_cases(tmp / "patients"), 150),
+        "patient": (fuzz_patients.patient_cases(tmp / "patients"), 150),
     }

@@ -111,6 +111,7 @@ def test_each_cli_case_changes_one_option_of_a_valid_command(command, tmp_path):
 
 def test_each_python_case_changes_one_entry_of_a_valid_input(tmp_path):
     import fuzz_files
+    import fuzz_patients
     import fuzz_specs
 
     from closedloop.controllers import CONTROLLER_TYPES, make_controller
@@ -126,7 +127,7 @@ def test_each_python_case_changes_one_entry_of_a_valid_input(tmp_path):
         make_controller({"name": "fz", "description": "fuzz", "controller": kind, "params": {}})
     Scenario.from_dict(fuzz_files._clinic())
     parse_rl_spec(fuzz_specs._ppo_doc())
-    Patient.from_dict(fuzz_files._patient_doc())
+    Patient.from_dict(fuzz_patients._patient_doc())
     suite = Case("suite", "", lambda: fuzz_files._run_suite_dict(fuzz_files.SUITE, tmp_path))
     assert "real work started" in run_case(suite).detail
 
