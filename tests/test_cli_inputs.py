@@ -306,3 +306,14 @@ def test_growth_curve_refuses_levels_that_do_not_fit(model, little_memory):
         growth_curve(model, np.arange(0.0, 3.0, 0.5), pulses_per_level=2.5)
     with pytest.raises(ConfigError, match="n_pulses=nan is invalid"):
         model.pulse_train(1.0, 50.0, float("nan"))
+
+
+def test_ctrl_c_ends_the_command_with_status_130(cli, monkeypatch):
+    import closedloop.neural.model as nm
+
+    def interrupted(*args):
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(nm, "run_pulses_unshared", interrupted)
+    code, _, err = cli("growth-curve", "--pulses-per-level", "20")
+    assert code == 130 and err.strip().endswith("closedloop: interrupted")

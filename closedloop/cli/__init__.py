@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         0 on success, 2 for invalid input (a :class:`ConfigError`), 1 if a file cannot be
-        written. Argparse usage errors exit with status 2 directly.
+        written, 130 after Ctrl-C (long compiled loops run in chunks, so it stops within about
+        0.1 s). Argparse usage errors exit with status 2 directly.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
