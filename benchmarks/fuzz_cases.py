@@ -135,8 +135,8 @@ def _env(env_id: str) -> Any:
     return env
 
 
-def _reset(env_id: str, options: Any) -> Any:
-    return _env(env_id).reset(seed=0, options=options)
+def _reset(env_id: str, seed: Any, options: Any) -> Any:
+    return _env(env_id).reset(seed=seed, options=options)
 
 
 def _unknown_patient(name: str) -> bool:
@@ -147,12 +147,10 @@ def _unknown_patient(name: str) -> bool:
     return name not in NAMED_PATIENTS and not re.fullmatch(r"(train|validation|test)-\d+", name)
 
 
-@st.composite
-def reset_cases(draw: Any) -> Case:
-    """``env.reset(options=bad)``: each option of a wrong type or value, unknown keys."""
+def bad_options(draw: Any) -> Any:
+    """Reset options with one bad entry, or options that are not a table."""
     from closedloop.disturbances import list_scenarios
 
-    env_id = draw(st.sampled_from(env_ids()))
     key = draw(
         st.sampled_from(["patient", "split", "scenario", "target_uv", "unknown", "not-a-dict"])
     )
@@ -175,9 +173,9 @@ def reset_cases(draw: Any) -> Case:
         ),
     }
     if key == "unknown":
-        options = {draw(TEXT.filter(lambda s: s not in values)): 1}
-    elif key == "not-a-dict":
-        options = draw(
+        return {draw(TEXT.filter(lambda s: s not in values)): 1}
+    if key == "not-a-dict":
+        return draw(
             st.one_of(
                 TEXT,
                 st.lists(st.integers(), min_size=1, max_size=2),
@@ -185,13 +183,56 @@ def reset_cases(draw: Any) -> Case:
                 st.just((("patient", "default"),)),
             )
         )
+    return {key: draw(values[key])}
+
+
+BAD_SEEDS = st.one_of(
+    st.integers(max_value=-1),
+    st.floats(0.5, 9.5).filter(lambda x: not x.is_integer()),
+    not_finite(),
+    TEXT,
+    st.just({"a": 1}),
+    st.just(1 + 2j),
+)
+"""Seeds no reset takes (a vector env also takes a list of one seed per sub-env)."""
+
+
+@functools.cache
+def _vec_for_resets(env_id: str) -> Any:
+    from closedloop.envs.vector import ECAPVectorEnv
+
+    return ECAPVectorEnv(2, env_id, **CHEAP)
+
+
+def _vec_reset(env_id: str, seed: Any, options: Any) -> Any:
+    return _vec_for_resets(env_id).reset(seed=seed, options=options)
+
+
+@st.composite
+def reset_cases(draw: Any) -> Case:
+    """``reset(seed=..., options=...)`` of the scalar and the vector env: bad options or seed."""
+    vector = draw(st.integers(0, 3)) == 0
+    env_id = draw(st.sampled_from(vector_ids() if vector else env_ids()))
+    seed, options = 0, None
+    if draw(st.integers(0, 3)) == 0:
+        bad = st.one_of(BAD_SEEDS, st.just([1]), st.just([0, -1])) if vector else BAD_SEEDS
+        seed = draw(bad)
+        names: tuple[str, ...] = ("seed",)
     else:
-        options = {key: draw(values[key])}
-    names = tuple(options) if isinstance(options, dict) else ("options",)
+        options = bad_options(draw)
+        names = tuple(map(str, options)) if isinstance(options, dict) else ("options",)
+    call = f"reset(seed={show(seed)}, options={show(options)})"
+    if vector:
+        return Case(
+            "env.reset",
+            f"ECAPVectorEnv(2, {env_id!r}).{call}",
+            functools.partial(_vec_reset, env_id, seed, options),
+            names=names,
+        )
     return Case(
         "env.reset",
-        f"gym.make({env_id!r}).reset(seed=0, options={show(options)})",
-        functools.partial(_reset, env_id, options),
+        f"gym.make({env_id!r}).{call}",
+        functools.partial(_reset, env_id, seed, options),
         names=names,
     )
 
