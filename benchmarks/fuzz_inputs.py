@@ -164,37 +164,14 @@ def _raise_work(what: str) -> Callable[..., Any]:
     return stop
 
 
-def _pulse_guard(original: Callable[..., Any], size_of: Callable[..., int]) -> Callable[..., Any]:
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        n = size_of(*args, **kwargs)
+def _kernel_guard(original: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(state: Any, tables: Any, kp: Any, inputs: Any, *args: Any) -> Any:
+        n = inputs.current_ma.size
         if n > PULSE_BUDGET:
             raise WorkStarted(f"a train of {n:,} pulses")
-        return original(*args, **kwargs)
+        return original(state, tables, kp, inputs, *args)
 
     return guarded
-
-
-def _train_size(
-    self: Any,
-    current_ma: Any = 0.0,
-    rate_hz: Any = 50.0,
-    n_pulses: Any = 50,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    try:
-        return int(kwargs.get("n_pulses", n_pulses))
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
-def _stim_size(self: Any, current_ma: Any = 0.0, *args: Any, **kwargs: Any) -> int:
-    import numpy as np
-
-    try:
-        return int(np.size(kwargs.get("current_ma", current_ma)))
-    except (TypeError, ValueError):
-        return 0
 
 
 def _patches() -> list[tuple[Any, str, Any]]:
@@ -204,7 +181,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
     import closedloop.cli.cohort
     import closedloop.cohort
     import closedloop.hpsearch
-    from closedloop.neural.model import NeuralModel
+    import closedloop.neural.model as model
 
     pool = _raise_work("a process-pool map (episodes, trials or calibrations)")
     out = [
@@ -212,9 +189,10 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (closedloop.calibration, "parallel_map", pool),
         (closedloop.cohort, "parallel_map", pool),
         (closedloop.hpsearch, "train_trial", _raise_work("an hpsearch trial")),
-        (NeuralModel, "pulse_train", _pulse_guard(NeuralModel.pulse_train, _train_size)),
-        (NeuralModel, "stimulate", _pulse_guard(NeuralModel.stimulate, _stim_size)),
+        (model, "run_pulses_unshared", _kernel_guard(model.run_pulses_unshared)),
     ]
+    if hasattr(model.NeuralModel, "_run_chunked"):
+        out.append((model.NeuralModel, "_run_chunked", _raise_work("a chunked pulse train")))
     for name in ("generate_cohort", "write_cohort", "write_calibrations"):
         if hasattr(closedloop.cli.cohort, name):
             out.append((closedloop.cli.cohort, name, _raise_work(name)))
@@ -383,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of each quota")
     p.add_argument("--only", help="comma list of entry points")
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed")
-    p.add_argument("--memory-gib", type=float, default=10.0, help="address-space cap (GiB)")
+    p.add_argument("--memory-gib", type=float, default=16.0, help="address-space cap (GiB)")
     args = p.parse_args(argv)
     _limit_memory(args.memory_gib)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
