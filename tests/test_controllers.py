@@ -529,3 +529,15 @@ def test_make_controller_of_a_non_spec_and_reset_of_a_non_context(spec):
         load_agent_spec(spec)
     with pytest.raises(ConfigError, match="expected a ControlContext"):
         make_controller("pi").reset(spec)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    ((PIDParams(), "0", 1.0), "out_min='0' must be <= out_max=1.0"),
+    ((PIDParams(), 2.0, 1.0), "out_min=2.0 must be <= out_max=1.0"),
+    ((PIDParams(), 0.0, np.nan), "out_max=nan"),
+    (({"kp_ma_per_uv": 1.0},), "params=dict is not valid for PIDCore"),
+])
+def test_pid_core_arguments(args, needle):
+    with pytest.raises(ConfigError) as err:
+        PIDCore(*args)
+    assert needle in str(err.value)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from closedloop._config import ConfigError, param, validate
+from closedloop._config import ConfigError, is_real, param, validate
 from closedloop.controllers.base import Controller, GrowthPrior, Observation, current_limits
 
 ANTI_WINDUP = ("back-calculation", "clamp", "none")
@@ -82,8 +82,11 @@ class PIDCore:
 
     def __init__(self, params: PIDParams, out_min: float = -math.inf,
                  out_max: float = math.inf) -> None:
-        if not out_min <= out_max:
-            raise ConfigError(f"out_min={out_min!r} must be <= out_max={out_max!r}")
+        if not isinstance(params, PIDParams):
+            raise ConfigError(f"params={type(params).__name__} is not valid for PIDCore; "
+                              "expected PIDParams")
+        if not (is_real(out_min) and is_real(out_max) and out_min <= out_max):
+            raise ConfigError(f"out_min={out_min!r} must be <= out_max={out_max!r} (numbers)")
         self.params = params
         self.out_min, self.out_max = float(out_min), float(out_max)
         self.reset(0.0)
