@@ -214,7 +214,11 @@ def check_envs(env_id: Any, env_overrides: Any, eval_overrides: Any, eval_split:
     for name, table in (("env_overrides", env_overrides), ("eval_overrides", eval_overrides)):
         if table is not None and not isinstance(table, Mapping):
             raise ConfigError(f"{name}={table!r} must be a table (dict) of key = value")
-        load_cohort(with_overrides(load_suite()[env_id], dict(table or {})).config.split)
+        try:
+            cfg = with_overrides(load_suite()[env_id], dict(table or {})).config
+        except ConfigError as exc:
+            raise type(exc)(f"{name}: {exc}") from None
+        load_cohort(cfg.split)
     if not native(env_id, dict(env_overrides or {})):
         raise ConfigError(f"env_id={env_id!r} needs pulse-width/rate control or waveforms, which "
                           "the search's native vector env does not simulate; train it with "

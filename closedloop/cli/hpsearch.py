@@ -94,7 +94,8 @@ def run_hpsearch(args: argparse.Namespace) -> int:
         args.algo, args.env, args.trials, args.steps, resolve_ranges(args.algo, args.ranges),
         seed=args.seed, storage=args.storage, study_name=args.study,
         eval_patients=args.eval_patients, eval_seeds=seeds,
-        env_overrides=_episode(args.episode_s), eval_overrides=_episode(args.eval_episode_s),
+        env_overrides=_episode("--episode-s", args.episode_s),
+        eval_overrides=_episode("--eval-episode-s", args.eval_episode_s),
         out_dir=args.out)
     print(result.to_toml(), end="")
     m = result.best_metrics
@@ -108,6 +109,15 @@ def run_hpsearch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _episode(seconds: float | None) -> dict:
-    """``{"episode_s": seconds}`` if given, else no override."""
-    return {} if seconds is None else {"episode_s": seconds}
+def _episode(option: str, seconds: float | None) -> dict:
+    """``{"episode_s": seconds}`` if given (checked, naming ``option``), else no override."""
+    import dataclasses
+
+    from closedloop._config import check_value
+    from closedloop.envs.config import EnvConfig
+
+    if seconds is None:
+        return {}
+    meta = {f.name: f.metadata for f in dataclasses.fields(EnvConfig)}["episode_s"]
+    check_value(option, seconds, meta)
+    return {"episode_s": seconds}
