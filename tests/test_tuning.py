@@ -54,3 +54,70 @@ def test_unknown_gain_names_the_valid_params():
     problem = TuningProblem("pid", {"gain_of_nothing": (0.1, 1.0)}, **TINY)
     with pytest.raises(ConfigError, match="gain_of_nothing are not params of 'pid'; valid: "):
         tune(problem, progress=False)
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"budget": 2.5}, r"budget=2.5 is out of range; valid: an integer in \[2, 10000\]"),
+    ({"budget": 10**9}, "budget=1000000000"),
+    ({"n_patients": 0}, "n_patients=0"),
+    ({"n_patients": 10**6}, r"n_patients=1000000 is out of range; valid: an integer in \[1, "),
+    ({"seeds": (-1,)}, r"seeds=\(-1,\) is invalid"),
+    ({"seeds": ()}, r"seeds=\(\) is invalid"),
+    ({"seeds": "0"}, "seeds='0'"),
+    ({"w_over": float("nan")}, "w_over=nan"),
+    ({"w_under": -1.0}, "w_under=-1.0"),
+    ({"env_ids": ("CartPole-v1",)}, "CartPole-v1.*not a closedloop env id"),
+    ({"env_ids": ()}, "env_ids=()"),
+    ({"gains": {"kp_ma_per_uv": [1.0]}}, r"gains\['kp_ma_per_uv'\]=\[1.0\]"),
+    ({"gains": {"kp_ma_per_uv": ("a", "b")}}, r"gains\['kp_ma_per_uv'\]=\(a, b\)"),
+    ({"gains": "abc"}, "gains is empty"),
+    ({"agent": 5}, "agent=5"),
+    ({"split": None}, "split=None"),
+])
+def test_every_bad_tuning_argument_is_named(change, match):
+    with pytest.raises(ConfigError, match=match):
+        TuningProblem(**{"agent": "pid", "gains": DEFAULT_GAINS["pid"], **change})
+
+
+@pytest.fixture
+def no_evaluations(monkeypatch):
+    """Make any objective evaluation fail the test: the checks must come first."""
+    import closedloop.evaluation as evaluation
+
+    def ran(*args, **kwargs):
+        raise AssertionError("an evaluation ran")
+
+    monkeypatch.setattr(evaluation, "run_grid", ran)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"workers": 0}, r"workers=0 is out of range; valid: an integer in \[1, 256\]"),
+    ({"workers": 10**6}, "workers=1000000"),
+    ({"out": "spec.json"}, "out='spec.json' is invalid; valid: a path to a .toml"),
+])
+def test_tune_checks_workers_and_out_before_evaluating(no_evaluations, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        tune(TuningProblem("pid", DEFAULT_GAINS["pid"], **TINY), progress=False, **kwargs)
+
+
+def test_tune_out_folder_is_made_or_refused_before_tuning(tmp_path, no_evaluations, cli):
+    (tmp_path / "file").write_text("")
+    blocked = tmp_path / "file" / "sub" / "pid-tuned.toml"
+    with pytest.raises(ConfigError, match="its folder cannot be created"):
+        tune(TuningProblem("pid", DEFAULT_GAINS["pid"], **TINY), out=blocked)
+    code, _, err = cli("tune", "pid", "--budget", "2", "--out", str(blocked))
+    assert code == 2 and "out=" in err
+    fresh = tmp_path / "new" / "folder" / "pid-tuned.toml"
+    with pytest.raises(AssertionError, match="an evaluation ran"):
+        tune(TuningProblem("pid", DEFAULT_GAINS["pid"], **TINY), out=fresh, progress=False)
+    assert fresh.parent.is_dir()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--budget", "0"], ["--budget", "100000000"], ["--patients", "0"], ["--patients", "9999"],
+    ["--workers", "0"], ["--workers", "100000"], ["--seeds", "-1"], ["--split", "test"],
+])
+def test_tune_cli_exits_2_naming_the_option(cli, no_evaluations, tmp_path, argv):
+    code, _, err = cli("tune", "pid", "--out", str(tmp_path / "x.toml"), *argv)
+    name = {"--patients": "n_patients"}.get(argv[0], argv[0].lstrip("-"))
+    assert code == 2 and name in err and "Traceback" not in err
