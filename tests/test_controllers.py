@@ -541,3 +541,19 @@ def test_pid_core_arguments(args, needle):
     with pytest.raises(ConfigError) as err:
         PIDCore(*args)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"target_uv": "30"}, "context.target_uv='30' must be a number in (0, inf) µV"),
+    ({"target_uv": np.nan}, "context.target_uv=nan is out of range"),
+    ({"dt_s": 0.0}, "context.dt_s=0.0 is out of range; valid range (0, inf) s"),
+    ({"history": 2.5}, "context.history=2.5 must be an integer in [1, 1000]"),
+    ({"action_mode": "relative"}, "context.action_mode='relative' is invalid; valid: one of "
+                                  "'absolute'"),
+    ({"max_delta_ma": [0.5]}, "context.max_delta_ma=[0.5] must be a number"),
+    ({"n_actions": 2}, "context.n_actions=2 is invalid; valid: one of 1, 3"),
+])
+def test_control_context_fields_are_checked(change, needle):
+    with pytest.raises(ConfigError) as err:
+        dataclasses.replace(_context(), **change)
+    assert needle in str(err.value)

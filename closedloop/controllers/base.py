@@ -27,7 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError, as_real_array
+from closedloop._config import ConfigError, as_real_array, check_value
+
+_POSITIVE = {"lo": 0.0, "lo_open": True}
+_CONTEXT_CHECKS = (
+    ("target_uv", {**_POSITIVE, "unit": "µV"}, "real"),
+    ("dt_s", {**_POSITIVE, "unit": "s"}, "real"),
+    ("history", {"lo": 1, "hi": 1000, "unit": "1"}, "int"),
+    ("action_mode", {"choices": ("absolute", "incremental", "multiplicative")}, None),
+    ("max_delta_ma", {**_POSITIVE, "unit": "mA"}, "real"),
+    ("max_log_step", {**_POSITIVE, "unit": "1"}, "real"),
+    ("n_actions", {"choices": (1, 3)}, None))
+"""The checked fields of :class:`ControlContext`: name, valid range, kind."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +64,10 @@ class ControlContext:
     max_delta_ma: float = 0.5
     max_log_step: float = 0.2
     n_actions: int = 1
+
+    def __post_init__(self) -> None:
+        for name, meta, kind in _CONTEXT_CHECKS:
+            check_value(f"context.{name}", getattr(self, name), meta, kind)
 
     @classmethod
     def from_env(cls, env_config: Any, calibration: Any, target_uv: float) -> ControlContext:
