@@ -224,10 +224,11 @@ def guard() -> Iterator[None]:
 
 def strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
     """Entry point -> (hypothesis strategy of cases, quota of a full run)."""
+    import fuzz_api
     import fuzz_cases
     import fuzz_cli
 
-    return {**fuzz_cases.strategies(tmp), **fuzz_cli.strategies(tmp)}
+    return {**fuzz_cases.strategies(tmp), **fuzz_cli.strategies(tmp), **fuzz_api.strategies(tmp)}
 
 
 def sample(strategy: Any, n: int, visit: Callable[[Case], None], seed: int = 0) -> None:

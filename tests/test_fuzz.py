@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import fuzz_api  # noqa: E402
 import fuzz_cases  # noqa: E402
 import fuzz_cli  # noqa: E402
 import fuzz_inputs  # noqa: E402
@@ -106,6 +107,12 @@ def test_cli_exit_status_2_is_a_refusal_and_0_is_garbage(tmp_path):
 @pytest.mark.parametrize("command", sorted(fuzz_cli.BAD))
 def test_each_cli_case_changes_one_option_of_a_valid_command(command, tmp_path):
     out = run_case(fuzz_cli.base_case(command, tmp_path))
+    assert out.kind == "accepted-ok", out.report()
+
+
+@pytest.mark.parametrize("name", sorted(fuzz_api.API))
+def test_each_api_case_changes_one_argument_of_a_valid_call(name, tmp_path):
+    out = run_case(fuzz_api.base_case(name, tmp_path))
     assert out.kind == "accepted-ok", out.report()
 
 
