@@ -149,7 +149,7 @@ def test_rules_cover_every_key_the_specs_may_set():
         ({"n_envs": 1, "hyperparams": {"n_steps": 1}}, "rollout of 1 step"),
         ({"seed": -1}, "seed=-1"),
         ({"seed": 2**40}, "seed=1099511627776 is out of range"),
-        ({"total_steps": 0}, r"total_steps=0 is out of range; valid: an integer in \[1, "),
+        ({"total_steps": 0}, r"total_steps=0 is out of range"),
         ({"total_steps": 10**15}, "total_steps=1000000000000000"),
         ({"options": {"eval_every": 5}}, "options=.* must be a TrainOptions"),
         (
