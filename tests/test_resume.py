@@ -80,56 +80,41 @@ WAIT_S = 900.0
 
 
 def argv(agent, out, steps):
-    args = [
-        "train",
-        "--agent",
-        agent,
-        "--env",
-        ENV,
-        "--steps",
-        str(steps),
-        "--seed",
-        "3",
-        "--n-envs",
-        "2",
-        "--out",
-        str(out),
-        "--env-kw",
-        "episode_s=12",
-        "--eval-every",
-        "384",
-        "--eval-patients",
-        "1",
-        "--checkpoint-every",
-        "256",
-        "--no-progress",
-        "--no-tensorboard",
-    ]
+    """The command: 2 patients, 4 s (200-step) training episodes, checkpoints every 256 steps,
+    validations (12 s episodes) every 384 steps and at the end."""
+    options = (
+        "--seed 3 --n-envs 2 --env-kw episode_s=4 --eval-episode-s 12 --eval-every 384 "
+        "--eval-patients 1 --checkpoint-every 256 --no-progress --no-tensorboard"
+    )
+    args = ["train", "--agent", agent, "--env", ENV, "--steps", str(steps), "--out", str(out)]
     for item in HP[agent]:
         args += ["--set", item]
-    return args
+    return args + options.split()
 
 
-def killed_and_resumed(args, out, tmp_path):
-    """Run ``closedloop train`` in a subprocess, SIGKILL it after its first checkpoint, rerun."""
+def start_killable(args, tmp_path):
+    """Start ``closedloop train`` in a subprocess that waits after its first checkpoint."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "CLOSEDLOOP_TEST_MARKER": str(tmp_path / "paused")}
     cmd = [sys.executable, str(driver), *args]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    return proc, cmd, env
+
+
+def kill_after_first_checkpoint(proc, out, tmp_path):
+    """SIGKILL ``proc`` once a complete checkpoint (with its state.json) exists; its steps."""
     deadline = time.monotonic() + WAIT_S
-    while not list_checkpoints(out):  # a complete one: state.json is written
-        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+    while not list_checkpoints(out):
+        assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-3000:]
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    first = [s for s, _ in list_checkpoints(out)]
     assert not (out / "final").exists()  # killed mid-run
-    done = subprocess.run(cmd, env=env, capture_output=True, timeout=WAIT_S, check=False)
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    return first
+    return [s for s, _ in list_checkpoints(out)]
 
 
 def same(a, b):
@@ -145,7 +130,7 @@ def same(a, b):
     return a == b
 
 
-def assert_same_run(ref, run, agent):
+def assert_same_run(ref, run):
     """The final models, optimizers, statistics, replay buffers and validations agree."""
     cls = algorithm_class(json.loads((ref / "final" / "card.json").read_text())["algorithm"])
     a = cls.load(str(ref / "final" / MODEL_FILE), device="cpu").get_parameters()
@@ -170,29 +155,42 @@ def assert_same_run(ref, run, agent):
     ]
 
 
-def check_kill_and_resume(agent, steps, cli, tmp_path):
+def check_kill_and_resume(agent, steps, cli, tmp_path, resume_in_subprocess=False):
+    """Uninterrupted run (in-process) vs. killed (subprocess) and resumed by the same command."""
     ref, run = tmp_path / "uninterrupted", tmp_path / "killed"
-    code, _, err = cli(*argv(agent, ref, steps))
-    assert code == 0, err
-    at_kill = killed_and_resumed(argv(agent, run, steps), run, tmp_path)
+    proc, cmd, env = start_killable(argv(agent, run, steps), tmp_path)
+    try:
+        code, _, err = cli(*argv(agent, ref, steps))  # meanwhile, the uninterrupted run
+        assert code == 0, err
+        at_kill = kill_after_first_checkpoint(proc, run, tmp_path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if resume_in_subprocess:
+        done = subprocess.run(cmd, env=env, capture_output=True, timeout=WAIT_S, check=False)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+    else:
+        code, _, err = cli(*argv(agent, run, steps))
+        assert code == 0, err
     assert at_kill[-1] < steps
     final = json.loads((run / "final" / "card.json").read_text())["training"]
     assert final["resumed_at"] == at_kill[-1:] and final["steps"] == steps
-    assert_same_run(ref, run, agent)
+    assert_same_run(ref, run)
 
 
 @pytest.mark.parametrize("agent", ["ppo", "sac"])
 def test_killed_and_resumed_run_ends_with_the_same_weights(agent, cli, tmp_path):
-    # two patients, 600-step episodes: killed at the first checkpoint (step 256), the resumed
-    # run crosses validations (384, 768) and the episodes' end (1200) from the restored state
-    check_kill_and_resume(agent, 1280, cli, tmp_path)
+    # killed at the first checkpoint (step 256): the resumed run crosses the end of the
+    # episodes (step 400), a validation (384) and the final one (640) from the restored state
+    check_kill_and_resume(agent, 640, cli, tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", ["td3", "recurrent-ppo"])
 def test_killed_and_resumed_run_ends_with_the_same_weights_slow(agent, cli, tmp_path):
     pytest.importorskip("sb3_contrib")
-    check_kill_and_resume(agent, 1280, cli, tmp_path)
+    check_kill_and_resume(agent, 1280, cli, tmp_path, resume_in_subprocess=True)
 
 
 # -- the pieces, in-process ----------------------------------------------------------------------
