@@ -360,6 +360,22 @@ def test_report_files_follow_the_schema(run_dir):
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
 
+@pytest.mark.parametrize("damage", [b"not a zip", b"PK\x03\x04truncated", "empty-npz"])
+def test_a_damaged_trajectory_in_the_run_folder_is_named(run_dir, tmp_path, damage):
+    import shutil
+
+    out, rows = run_dir
+    copy = tmp_path / "run"
+    shutil.copytree(out / "trajectories", copy / "trajectories")
+    for npz in (copy / "trajectories").glob("*.npz"):
+        if damage == "empty-npz":
+            np.savez(npz, other=np.zeros(1))
+        else:
+            npz.write_bytes(damage)
+    with pytest.raises(ConfigError, match=r"trajectories/[0-9a-f]+\.npz is not a saved traj"):
+        write_report(rows, copy, baseline="open", n_resamples=20)
+
+
 def test_report_card_flags_the_worst_patients():
     card = report_card(synthetic_rows(), ["mad_uv"], alpha=0.25)
     p3 = card.split("### p3")[1]

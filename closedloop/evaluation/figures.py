@@ -114,7 +114,6 @@ def plot_controller(rows: Sequence[Mapping[str, Any]], controller: str, out_dir:
     """
     from closedloop.evaluation.grid import trajectory_path
     from closedloop.plots import plot_trajectory
-    from closedloop.trajectory import load_trajectory
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +131,21 @@ def plot_controller(rows: Sequence[Mapping[str, Any]], controller: str, out_dir:
             continue
         npz = trajectory_path(run_dir, mine[0]["episode"])
         if npz.is_file():
-            traj = with_window(load_trajectory(npz), cache=cache)
+            traj = with_window(_load_saved(npz), cache=cache)
             title = f"{controller} on {env_id}: patient {pid}, seed {mine[0]['seed']}"
             written.append(plot_trajectory(traj, out / f"{stem}-trace.png", title))
     return written
+
+
+def _load_saved(npz: Path) -> Any:
+    """The trajectory a run folder saved at ``npz``; ConfigError naming the file if damaged."""
+    import zipfile
+
+    from closedloop.trajectory import load_trajectory
+
+    try:
+        return load_trajectory(npz)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{npz} is not a saved trajectory ({type(exc).__name__}: {exc}); the "
+                          "run folder is damaged: delete that file (the plot then goes without "
+                          "it), or start afresh") from None
