@@ -10,7 +10,8 @@ Example::
 A run folder holds::
 
     run.json            what the run is (agent, env, seed, n_envs, hyperparameters, overrides)
-    checkpoints/step-N/ model, VecNormalize statistics, replay buffer (off-policy), state.json
+    checkpoints/step-N/ model, VecNormalize statistics, replay buffer (off-policy), resume.pkl
+                        (random states and the training env), state.json
     best/               the model with the best validation time in window (ties: lower mad_uv)
     final/              the model at the end of training
     evaluations.json    every validation (step, wall-clock, mean clinical metrics)
@@ -22,12 +23,17 @@ agent, env, seed, n_envs, hyperparameters and env overrides must be those of the
 ``resume=True`` requires a checkpoint; ``resume=False`` (``--fresh``) deletes the run's files
 (:data:`RUN_PARTS`, nothing else) and starts again, as does a folder without a checkpoint. A
 finished run asked for no more steps returns at once. A resumed run reaches the requested
-total (on-policy runs in whole rollouts, as uninterrupted ones). Its env episodes restart at the
-checkpoint (reseeded with ``seed + steps``), so it is not bit-identical to an uninterrupted run;
-the card lists the steps it was resumed at. Training time after the last checkpoint is lost on
-interruption, and is not counted in the wall-clock; a best model saved in that time is kept (the
-resumed run replaces it only with a better one). A lock file (``.lock``) keeps two processes
-from training in one folder.
+total (on-policy runs in whole rollouts, as uninterrupted ones) and ends with the same weights,
+bit for bit, as the same command run without interruption, even after a ``SIGKILL``: a
+checkpoint holds everything the continuation depends on (:mod:`closedloop.training.resume`:
+the random states, the training env in mid-episode, ``VecNormalize``, the replay buffer, the
+algorithm's counters and last observations), and validation draws nothing from the training's
+random streams. Not exact: runs with gSDE exploration (``use_sde``), stopped by ``max_wall_s``,
+or resumed from a checkpoint of an earlier version without ``resume.pkl`` (its episodes restart,
+reseeded with ``seed + steps``). The card lists the steps a run was resumed at. Training time
+after the last checkpoint is lost on interruption, and is not counted in the wall-clock; a best
+model saved in that time is kept (the resumed run replaces it only with a better one). A lock
+file (``.lock``) keeps two processes from training in one folder.
 
 Training and model selection run inside :func:`closedloop.cohort.tuning_session`: the held-out
 test cohort cannot be touched (training on a ``*-Test-v0`` env raises
