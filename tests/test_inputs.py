@@ -353,3 +353,13 @@ def test_env_spec_files_of_the_wrong_shape(doc, needle):
     with pytest.raises(ConfigError) as err:
         parse_spec(doc, "bad.toml")
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("env_id", [[1], None, 5, "CartPole-v1"])
+def test_env_ids_outside_the_suite(env_id):
+    from closedloop.envs.ecap_env import ECAPTrackingEnv
+    from closedloop.envs.vector import ECAPVectorEnv
+
+    for make in (lambda: ECAPTrackingEnv(env_id), lambda: ECAPVectorEnv(2, env_id)):
+        with pytest.raises(ConfigError, match=r"env_id=.* is unknown; valid: closedloop/"):
+            make()

@@ -105,7 +105,7 @@ class ECAPTrackingEnv(gym.Env):
     def __init__(self, env_id: str = DEFAULT_ID, render_mode: str | None = None,
                  **overrides: Any) -> None:
         suite = _suite()
-        if env_id not in suite:
+        if not isinstance(env_id, str) or env_id not in suite:
             raise ConfigError(f"env_id={env_id!r} is unknown; valid: {', '.join(suite)}")
         self.spec_ = with_overrides(suite[env_id], overrides)
         if render_mode not in (None, "rgb_array"):
