@@ -116,6 +116,10 @@ def test_every_shipped_rl_spec_passes_its_declared_ranges():
             "needs low and high .or choices",
         ),
         ({"hyperparams": {"default": {"batch_size": "abc"}}}, "batch_size='abc'"),
+        (
+            {"search": {"policy_kwargs.net_arch": {"choices": [[64, 64]]}}},
+            "optuna cannot search list values",
+        ),
     ],
 )
 def test_bad_spec_files_are_named(doc, match):

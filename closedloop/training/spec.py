@@ -329,6 +329,9 @@ def check_search_range(key: str, rng: Any, rule: rules.Rule, where: str) -> None
             raise ConfigError(f"{name}.choices must be a non-empty list (and nothing else)")
         for i, value in enumerate(rng["choices"]):
             rules.check(f"{name}.choices[{i}]", value, rule)
+            if not isinstance(value, (bool, int, float, str)):  # what optuna can store
+                raise ConfigError(f"{name}.choices[{i}]={value!r} is invalid; valid: a number, "
+                                  "true/false or a string (optuna cannot search list values)")
         return
     if rule.kind not in ("int", "float", "schedule") or not {"low", "high"} <= set(rng):
         raise ConfigError(f"{name} needs low and high (or choices); valid values: {rule.text()}")
