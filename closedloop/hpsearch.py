@@ -28,6 +28,12 @@ Ranges come from a TOML file or a dict in the ``[search]`` format of the RL agen
 The best parameters are returned and written as a TOML fragment (``[hyperparams."<env id>"]``)
 ready to paste into a spec, with every trial in ``trials.json``. Needs optuna
 (``pip install 'closedloop[rl]'``).
+
+Every argument is checked before the first trial (:mod:`closedloop.hpsearch_space`): the
+counts and seeds, the env id (a closedloop id the native vector env simulates), the overrides,
+the scoring episodes against the calibration warm-up, the storage URL (opened at once), the
+output folder (created at once), and each range against its hyperparameter's declared type and
+range (:mod:`closedloop.training.hyperparams`; an integer hyperparameter is drawn as an integer).
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ A search key is a hyperparameter or ``policy_kwargs.<key>``; :func:`with_values`
 searched values to the hyperparameters (``train(..., hyperparams=...)`` takes the result).
 
 Off-policy algorithms also take ``action_noise_sigma`` (Gaussian exploration noise on the
-normalised action, std per action dimension). Every error is a :class:`~closedloop.ConfigError`
-naming the offending key and the valid choices.
+normalised action, std per action dimension). Every value, and every search range, is checked
+against the key's declared type and range (:mod:`~closedloop.training.hyperparams`): an
+integer where SB3 wants one, a finite number, a schedule ``lin_<number>``. Every error is a
+:class:`~closedloop.ConfigError` naming the offending key and its valid values.
 """
 
 from __future__ import annotations
