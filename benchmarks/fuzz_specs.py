@@ -72,7 +72,7 @@ def spec_docs(draw: Any) -> dict:
     elif what in ("name", "controller"):
         doc[what] = draw(
             st.one_of(
-                wrong_types(),
+                wrong_types(text_ok=True),
                 st.integers(),
                 st.just(""),
                 TEXT.filter(lambda s: s not in CONTROLLER_TYPES)
@@ -144,15 +144,28 @@ def controller_cases(draw: Any, tmp: Path) -> Case:
             functools.partial(_load_agent, path),
         )
     doc = draw(spec_docs())
+    base = {"name": "fz", "description": "fuzz", "params": {}}
+    keys = tuple(str(k) for k, v in doc.items() if k != "controller" and base.get(k) != v)
+    change = (
+        ", ".join(f"{k}={show(doc[k])}" for k in keys)
+        or f"controller={show(doc.get('controller'))}"
+    )
+    spec = f"<spec of a {show(doc.get('controller'))} controller with {change}>"
+    if isinstance(doc.get("params"), dict) and doc["params"]:
+        keys = (*map(str, doc["params"]), *keys)  # a bad parameter is named by its own name
     if what == "file" and representable(doc):
         text = toml_doc(doc)
         return Case(
             "controller.make",
-            f"load_agent_spec('fz', folder=<dir with {text!r}>)",
+            f"load_agent_spec('fz', folder=<dir with a file of {spec}>)",
             functools.partial(_load_agent, write_file(tmp, text, "fz")),
+            names=keys or ("controller",),
         )
     return Case(
-        "controller.make", f"make_controller({show(doc)})", functools.partial(make_controller, doc)
+        "controller.make",
+        f"make_controller({spec})",
+        functools.partial(make_controller, doc),
+        names=keys or ("controller",),
     )
 
 
