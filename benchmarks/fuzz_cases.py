@@ -135,8 +135,15 @@ def _env(env_id: str) -> Any:
     return env
 
 
+@functools.cache
+def _env_for_resets(env_id: str) -> Any:
+    import gymnasium as gym
+
+    return gym.make(env_id, **CHEAP)
+
+
 def _reset(env_id: str, seed: Any, options: Any) -> Any:
-    return _env(env_id).reset(seed=seed, options=options)
+    return _env_for_resets(env_id).reset(seed=seed, options=options)
 
 
 def _unknown_patient(name: str) -> bool:
