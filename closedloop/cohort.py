@@ -21,11 +21,12 @@ import json
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from closedloop._config import ConfigError, param, validate
+from closedloop._config import ConfigError, check_value, param, validate
 from closedloop._io import write_text_atomic
 from closedloop._parallel import parallel_map
 from closedloop.patients import REFERENCE_POSTURE, Patient
@@ -179,9 +180,15 @@ def generate_cohort(split: str, n: int | None = None, d: CohortDistribution | No
         The patients, in index order.
     """
     _check_split(split)
-    n = SPLITS[split][0] if n is None else int(n)
+    n = SPLITS[split][0] if n is None else check_count("n", n)
     job = functools.partial(generate_patient, split, d=d)
     return list(parallel_map(job, range(n), workers, progress, f"cohort {split}"))
+
+
+def check_count(name: str, n: Any) -> int:
+    """``n`` as an int >= 1 (a number of patients); ConfigError naming ``name`` otherwise."""
+    check_value(name, n, {"lo": 1, "unit": "1"}, kind="int")
+    return int(n)
 
 
 def cohort_path(split: str) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from closedloop.calibration import calibrate_many
-from closedloop.cohort import load_cohort, tuning_entry_point
+from closedloop.cohort import check_count, load_cohort, tuning_entry_point
 
 CHECK_POSTURES = ("supine", "sitting", "standing")
 
@@ -41,7 +41,7 @@ def distribution_report(split: str = "train", n: int | None = None, workers: int
         the correlation of their logarithms (Pilitsis: r = 0.93); the spread of the ECAP at
         discomfort across postures (Pilitsis: up to 3x); the median target (µV).
     """
-    patients = load_cohort(split)[:n]
+    patients = load_cohort(split)[: None if n is None else check_count("n", n)]
     records = calibrate_many(patients, CHECK_POSTURES, workers=workers, progress=progress)
     sit = [r.posture("sitting") for r in records]
     th = np.array([p.ecap_threshold_ma for p in sit])

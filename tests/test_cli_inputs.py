@@ -317,3 +317,14 @@ def test_ctrl_c_ends_the_command_with_status_130(cli, monkeypatch):
     monkeypatch.setattr(nm, "run_pulses_unshared", interrupted)
     code, _, err = cli("growth-curve", "--pulses-per-level", "20")
     assert code == 130 and err.strip().endswith("closedloop: interrupted")
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.5, "3", True])
+def test_patient_counts_are_checked(n):
+    from closedloop.cohort import generate_cohort
+    from closedloop.cohort_report import distribution_report
+
+    with pytest.raises(ConfigError, match=r"n=.* (in|range) \[1, inf\)"):
+        generate_cohort("train", n=n)
+    with pytest.raises(ConfigError, match=r"n=.* (in|range) \[1, inf\)"):
+        distribution_report("train", n=n)

@@ -11,10 +11,11 @@ import sys
 import numpy as np
 
 from closedloop._io import nan_to_none
+from closedloop._parallel import check_workers
 from closedloop.calibration import CalibrationRecord, calibrate_many
 from closedloop.calibration_cache import write_calibrations
 from closedloop.cli._common import PROG
-from closedloop.cohort import SPLITS, generate_cohort, load_cohort, write_cohort
+from closedloop.cohort import SPLITS, check_count, generate_cohort, load_cohort, write_cohort
 from closedloop.postures import POSTURES
 
 COLUMNS = (("ecap_threshold_ma", "ECAP thr mA"), ("slope_uv_per_ma", "slope µV/mA"),
@@ -36,7 +37,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--patients", action="store_true", help="also print one row per patient")
     p.add_argument("--json", action="store_true", help="print the calibration records as JSON")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="parallel processes (default: up to 2)")
+                   help="parallel processes, 1-256 (default: up to 2)")
     p.add_argument("--regenerate", action="store_true",
                    help="redraw the cohorts from their seeds and rewrite the shipped files "
                         "(developers)")
@@ -46,10 +47,8 @@ def add_parsers(sub) -> None:
 def run_cohort(args: argparse.Namespace) -> int:
     """Run the ``cohort`` subcommand."""
     splits = args.split or list(SPLITS)
-    if args.n is not None and args.n < 1:
-        from closedloop._config import ConfigError
-
-        raise ConfigError(f"--n={args.n} is out of range; valid range [1, inf)")
+    n = None if args.n is None else check_count("--n", args.n)
+    check_workers(args.workers, "--workers")
     report = {}
     for split in splits:
         if args.regenerate:
@@ -57,7 +56,7 @@ def run_cohort(args: argparse.Namespace) -> int:
                                                        progress=True))
             print(f"wrote {path}", file=sys.stderr)
             print(f"wrote {write_calibrations(split, args.workers, True)}", file=sys.stderr)
-        patients = load_cohort(split)[: args.n]
+        patients = load_cohort(split)[:n]
         records = calibrate_many(patients, POSTURES, workers=args.workers, progress=True)
         report[split] = records
         if not args.json:
