@@ -91,8 +91,12 @@ def make_cases(draw: Any) -> Case:
 
     env_id = draw(st.sampled_from(env_ids()))
     kind = draw(
-        st.sampled_from(["env", "env", "env", "reward", "device", "loosen", "unknown", "table"])
+        st.sampled_from(
+            ["env", "env", "env", "reward", "device", "loosen", "unknown", "table", "id"]
+        )
     )
+    if kind == "id":
+        return _bad_id_case(draw)
     if kind == "env":
         name, meta, default = draw(st.sampled_from(fields_of(EnvConfig)))
         kwargs = {name: draw(bad_value(meta, default))}
@@ -123,6 +127,35 @@ def make_cases(draw: Any) -> Case:
         f"gym.make({env_id!r}, {kwargs_text(kwargs)})",
         functools.partial(_make_and_run, env_id, kwargs),
         names=(next(iter(value)),) if inner else (key,),
+    )
+
+
+def _direct(env_id: Any, render_mode: Any) -> Any:
+    from closedloop.envs.ecap_env import ECAPTrackingEnv
+
+    return ECAPTrackingEnv(env_id, render_mode=render_mode, **CHEAP)
+
+
+def _bad_id_case(draw: Any) -> Case:
+    """``ECAPTrackingEnv(bad id)`` or a bad ``render_mode``."""
+    if draw(st.booleans()):
+        env_id = draw(
+            st.one_of(
+                st.sampled_from(["CartPole-v1", "closedloop/Nope-v0", "", "ECAPTracking-v0"]),
+                st.integers(),
+                st.none(),
+                st.just(["closedloop/ECAPTracking-v0"]),
+            )
+        )
+        args, names = (env_id, None), ("env_id",)
+    else:
+        mode = draw(st.one_of(st.sampled_from(["human", "rgb", "ansi", ""]), st.integers(), TEXT))
+        args, names = ("closedloop/ECAPTracking-v0", mode), ("render_mode",)
+    return Case(
+        "env.make",
+        f"ECAPTrackingEnv({show(args[0])}, render_mode={show(args[1])})",
+        functools.partial(_direct, *args),
+        names=names,
     )
 
 

@@ -50,11 +50,44 @@ def _component_field(draw: Any) -> tuple[str, dict]:
     if not fields or draw(st.integers(0, 4)) == 0:
         doc[key] = draw(st.one_of(not_a_table(), st.just({"zz_unknown": 1})))
         return key, doc
+    if key == "events" and draw(st.booleans()):
+        return _event_field(draw, doc)
     name, meta, default = draw(st.sampled_from(fields))
     table = dict(doc.get(key) or {})
-    table[name] = draw(bad_value(meta, default))
+    table[name] = draw(st.one_of(bad_value(meta, default), SPECIAL.get(name, st.nothing())))
     doc[key] = table
     return f"{key}.{name}", doc
+
+
+SPECIAL = {
+    "sequence": st.sampled_from(
+        [[["nope", 10.0]], [["sitting", -1.0]], [["sitting", float("nan")]], [], [["sitting"]]]
+    ),
+    "transitions": st.sampled_from(
+        [{"sitting": {"nope": 1.0}}, {"sitting": {"standing": -1.0}}, {"nope": {"sitting": 1.0}}]
+    ),
+    "scheduled": st.sampled_from([[[-5.0, "cough"]], [[10.0, "nope"]], [[10.0]], [["a", "b"]]]),
+}
+"""Bad values of the scenario fields that hold sequences or tables."""
+
+
+def _event_field(draw: Any, doc: dict) -> tuple[str, dict]:
+    """``doc`` with one bad field of one event type (``events.cough.rate_per_hour``...)."""
+    from closedloop.disturbances import BendSpec, CoughSpec, SneezeSpec
+
+    kind, cls = draw(
+        st.sampled_from([("cough", CoughSpec), ("sneeze", SneezeSpec), ("bend", BendSpec)])
+    )
+    fields = [f for f in fields_of(cls) if f[1]]
+    events = dict(doc.get("events") or {})
+    if not fields or draw(st.integers(0, 4)) == 0:
+        events[kind] = draw(st.one_of(not_a_table(), st.just({"zz_unknown": 1})))
+        doc["events"] = events
+        return f"events.{kind}", doc
+    name, meta, default = draw(st.sampled_from(fields))
+    events[kind] = {**dict(events.get(kind) or {}), name: draw(bad_value(meta, default))}
+    doc["events"] = events
+    return f"events.{kind}.{name}", doc
 
 
 @st.composite
