@@ -413,12 +413,12 @@ def strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
     from fuzz_specs import controller_cases, predict_cases, rl_spec_cases
 
     return {
-        "env.make": (make_cases(), 300),
+        "env.make": (make_cases(), 400),
         "env.reset": (reset_cases(), 150),
-        "env.step": (action_cases(), 250),
+        "env.step": (action_cases(), 300),
         "vector.make": (vector_make_cases(), 60),
-        "vector.step": (vector_action_cases(), 150),
-        "controller.make": (controller_cases(tmp / "agents"), 200),
+        "vector.step": (vector_action_cases(), 200),
+        "controller.make": (controller_cases(tmp / "agents"), 250),
         "controller.predict": (predict_cases(), 100),
         "rl_spec": (rl_spec_cases(tmp / "rl"), 150),
         **file_strategies(tmp),

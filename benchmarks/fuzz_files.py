@@ -363,7 +363,7 @@ def file_strategies(tmp: Path) -> dict[str, tuple[Any, int]]:
     import fuzz_patients
 
     return {
-        "scenario": (scenario_cases(tmp / "scenarios"), 200),
+        "scenario": (scenario_cases(tmp / "scenarios"), 250),
         "suite": (suite_cases(tmp / "suites"), 100),
         "patient": (fuzz_patients.patient_cases(tmp / "patients"), 150),
     }

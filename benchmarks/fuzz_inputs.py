@@ -312,6 +312,11 @@ def table(results: dict[str, list[Outcome]]) -> str:
         f"{totals['accepted-ok']:12d} {totals['raw']:11d} {totals['garbage']:8d} "
         f"{totals['unnamed']:8d}"
     )
+    must = sum(o.case.refuse for outs in results.values() for o in outs)
+    lines.append(
+        f"({must} of the {sum(totals[k] for k in KINDS)} inputs must be refused; the "
+        "others may be accepted with a sane result)"
+    )
     return "\n".join(lines)
 
 
