@@ -152,8 +152,9 @@ class Patient:
                               f"{', '.join(PATIENT_KEYS)}; got {type(data).__name__}")
         data = dict(data)
         fmt = data.pop("format", FILE_FORMAT)
-        if fmt != FILE_FORMAT:
-            raise ConfigError(f"{where}: format={fmt!r} is not supported; valid: {FILE_FORMAT!r}")
+        if not isinstance(fmt, str) or fmt != FILE_FORMAT:
+            raise ConfigError(f"{where}: format={short_repr(fmt)} is not supported; valid: "
+                              f"{FILE_FORMAT!r}")
         known = {f.name for f in dataclasses.fields(cls)} - {"perception", "params"}
         unknown = sorted(map(str, set(data) - known - {"perception", "model_overrides"}))
         if unknown:

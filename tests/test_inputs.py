@@ -363,3 +363,86 @@ def test_env_ids_outside_the_suite(env_id):
     for make in (lambda: ECAPTrackingEnv(env_id), lambda: ECAPVectorEnv(2, env_id)):
         with pytest.raises(ConfigError, match=r"env_id=.* is unknown; valid: closedloop/"):
             make()
+
+
+# -- hypothesis: any value of any type is accepted with its declared kind, or a ConfigError ---
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
+    st.complex_numbers(), st.text(max_size=8), st.binary(max_size=4),
+    st.integers(-1000, 1000).map(np.int64), st.floats(-1e4, 1e4).map(np.float32),
+    st.sampled_from(["train", "absolute", "incremental", "clinic", "default", "T11"]),
+)
+VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.tuples(SCALARS),
+                   st.dictionaries(st.text(max_size=3), SCALARS, max_size=2),
+                   st.lists(SCALARS, max_size=3).map(lambda x: np.array(x, dtype=object)))
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def _kind_holds(value, kind) -> bool:
+    from closedloop._config import is_integer, is_real
+
+    if kind == "real":
+        return is_real(value) and np.isfinite(value)
+    if kind == "int":
+        return is_integer(value)
+    if kind == "bool":
+        return isinstance(value, (bool, np.bool_))
+    if kind == "text":
+        return isinstance(value, str)
+    return isinstance(value, tuple) and all(is_real(v) for v in value)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_make_kwargs_accept_only_values_of_the_declared_kind(data):
+    import dataclasses
+
+    import gymnasium as gym
+
+    from closedloop._config import field_kind
+    from closedloop.device import DeviceParams
+    from closedloop.envs.config import EnvConfig, RewardWeights
+
+    cls, table = data.draw(st.sampled_from([(EnvConfig, None), (RewardWeights, "reward"),
+                                            (DeviceParams, "device")]))
+    field = data.draw(st.sampled_from(dataclasses.fields(cls)))
+    value = data.draw(VALUES)
+    kwargs = {field.name: value} if table is None else {table: {field.name: value}}
+    try:
+        env = gym.make(ENV_ID, **kwargs).unwrapped
+    except ConfigError as err:
+        assert field.name in str(err)
+        return
+    part = env.spec_.config if table is None else getattr(env.spec_, table)
+    assert _kind_holds(getattr(part, field.name), field_kind(field))
+
+
+@FUZZ
+@given(action=VALUES)
+def test_fuzz_actions_are_floats_in_the_box_or_a_config_error(action):
+    from closedloop.envs.ecap_env import _check_action
+
+    try:
+        a = _check_action(action, (1,))
+    except ConfigError:
+        return
+    assert len(a) == 1 and type(a[0]) is float and -1.0 <= a[0] <= 1.0
+
+
+@FUZZ
+@given(key=st.sampled_from(["patient_id", "seed", "vertebral_level", "posture_csf_mm",
+                            "impedance_ohm", "perception", "model_overrides", "format"]),
+       value=VALUES)
+def test_fuzz_patient_tables(key, value):
+    from closedloop.patients import Patient
+
+    doc = get_patient("default").to_dict() | {key: value}
+    try:
+        patient = Patient.from_dict(doc)
+    except ConfigError:
+        return
+    assert Patient.from_dict(patient.to_dict()) == patient
