@@ -376,6 +376,24 @@ def test_a_damaged_trajectory_in_the_run_folder_is_named(run_dir, tmp_path, dama
         write_report(rows, copy, baseline="open", n_resamples=20)
 
 
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: iqm("abc"), "values=.*'abc'.* must hold real numbers"),
+    (lambda: cvar(np.arange(4.0), "a"), "alpha='a' must be a number"),
+    (lambda: cvar(np.arange(4.0), math.nan), "alpha=nan is out of range"),
+    (lambda: bootstrap_ci(np.arange(4.0), n_resamples=2.5), "n_resamples=2.5 must be an integer"),
+    (lambda: bootstrap_ci(np.arange(4.0), n_resamples=10**12), r"n_resamples=.* out of range"),
+    (lambda: bootstrap_ci(np.arange(4.0), seed=-1), "seed=-1 is out of range"),
+    (lambda: bootstrap_ci(np.arange(4.0), confidence=1.0), r"confidence=1.0 .* \(0, 1\)"),
+    (lambda: bootstrap_ci(np.array([1, "a"], dtype=object)), "values=.* must hold real"),
+    (lambda: summarize("abc"), "rows='abc' must be a list of result rows"),
+    (lambda: summarize(["a"]), r"rows\[0\]='a' is not a result row"),
+    (lambda: summarize({"controller": "x"}), "must be a list of result rows"),
+])
+def test_bad_statistics_input_is_named(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
 def test_report_card_flags_the_worst_patients():
     card = report_card(synthetic_rows(), ["mad_uv"], alpha=0.25)
     p3 = card.split("### p3")[1]

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, as_real_array, check_value
+from closedloop._io import check_memory
 
 STATISTICS = ("mean", "median", "iqm")
 """Statistics that get bootstrap confidence intervals."""
@@ -33,11 +34,13 @@ BOOTSTRAP_MODES = ("hierarchical", "stratified")
 DEFAULT_RESAMPLES = 2000
 DEFAULT_ALPHA = 0.25
 """CVaR fraction: the mean of the worst quarter of patients."""
+MAX_RESAMPLES = 1_000_000
+"""Most bootstrap resamples (each holds every episode's index: memory grows with it)."""
 
 
 def _rows(x: Any) -> np.ndarray:
     """``x`` as a float 2-D array (one sample per row)."""
-    a = np.asarray(x, dtype=np.float64)
+    a = as_real_array("values", x)
     return a.reshape(1, -1) if a.ndim <= 1 else a.reshape(a.shape[0], -1)
 
 
@@ -98,8 +101,7 @@ def _check_direction(direction: int) -> None:
 
 
 def _check_alpha(alpha: float) -> float:
-    if not 0.0 < float(alpha) <= 1.0:
-        raise ConfigError(f"alpha={alpha!r} is out of range; valid range (0, 1]")
+    check_value("alpha", alpha, {"lo": 0.0, "hi": 1.0, "lo_open": True, "unit": "1"}, "real")
     return float(alpha)
 
 
@@ -139,11 +141,13 @@ def _indices(shape: tuple[int, int], n_resamples: int, seed: int, mode: str
     """Patient and seed indices of the resamples, shapes ``(B, P, 1)`` and ``(B, P, S)``."""
     if mode not in BOOTSTRAP_MODES:
         raise ConfigError(f"mode={mode!r} is unknown; valid: {', '.join(BOOTSTRAP_MODES)}")
-    if int(n_resamples) < 1:
-        raise ConfigError(f"n_resamples={n_resamples!r} is invalid; valid: an integer >= 1")
-    rng = np.random.default_rng(seed)
+    check_value("n_resamples", n_resamples, {"lo": 1, "hi": MAX_RESAMPLES, "unit": "1"}, "int")
+    check_value("seed", seed, {"lo": 0, "unit": "1"}, "int")
     p, s = shape
     b = int(n_resamples)
+    check_memory(f"n_resamples={b} of {p} x {s} episodes", 8.0 * b * p * (4 * s + 1),
+                 "use fewer resamples")
+    rng = np.random.default_rng(seed)
     if mode == "hierarchical":
         pi = rng.integers(p, size=(b, p, 1))
     else:
@@ -159,7 +163,7 @@ def _indexed(m: np.ndarray, idx: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 def _matrix(values: Any) -> np.ndarray:
     """``values`` as a non-empty float ``(patients, seeds)`` matrix."""
-    m = np.asarray(values, dtype=np.float64)
+    m = as_real_array("values", values)
     if m.ndim == 1:
         m = m[:, None]
     if m.ndim != 2 or m.size == 0:
@@ -196,8 +200,10 @@ def _check_stat(stat: str) -> None:
 
 def _percentiles(boot: np.ndarray, confidence: float) -> tuple[float, float]:
     """Percentile interval of bootstrap statistics (NaN resamples left out)."""
-    if not 0.0 < float(confidence) < 1.0:
-        raise ConfigError(f"confidence={confidence!r} is out of range; valid range (0, 1)")
+    check_value("confidence", confidence, {"lo": 0.0, "hi": 1.0, "lo_open": True, "unit": "1"},
+                "real")
+    if confidence == 1.0:
+        raise ConfigError("confidence=1.0 is out of range; valid range (0, 1)")
     ok = boot[~np.isnan(boot)]
     if ok.size == 0:
         return math.nan, math.nan

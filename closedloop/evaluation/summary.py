@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, short_repr
 from closedloop.evaluation.runner import DIRECTION, EPISODE_METRICS
 from closedloop.evaluation.stats import (
     DEFAULT_ALPHA,
@@ -24,6 +24,10 @@ from closedloop.evaluation.stats import (
 
 RATIO_METRICS = ("mad_uv", "time_in_window_frac")
 """Metrics of the acceptance criterion: closed loop against open loop."""
+
+
+ROW_KEYS = ("controller", "env_id", "patient", "seed")
+"""Identity columns every result row must have."""
 
 
 def check_metrics(metrics: Iterable[str] | str | None) -> list[str]:
@@ -39,9 +43,19 @@ def check_metrics(metrics: Iterable[str] | str | None) -> list[str]:
 
 
 def groups(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], list[Mapping]]:
-    """Rows by ``(controller, env_id)``, in order of first appearance."""
+    """Rows by ``(controller, env_id)``, in order of first appearance.
+
+    Raises:
+        ConfigError: If ``rows`` is not a list of result rows (mappings with at least
+            :data:`ROW_KEYS`).
+    """
+    if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+        raise ConfigError(f"rows={short_repr(rows)} must be a list of result rows (run_grid's)")
     out: dict[tuple[str, str], list[Mapping]] = {}
-    for row in rows:
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or not set(ROW_KEYS) <= set(row):
+            raise ConfigError(f"rows[{i}]={short_repr(row)} is not a result row; valid: a dict "
+                              f"with {', '.join(ROW_KEYS)} and the metrics (run_grid's rows)")
         out.setdefault((row["controller"], row["env_id"]), []).append(row)
     return out
 
