@@ -27,13 +27,13 @@ import dataclasses
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError, check_value
+from closedloop._config import ConfigError, check_value, is_real, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import parallel_map
 from closedloop.patients import REFERENCE_POSTURE, Patient
@@ -109,12 +109,18 @@ class CalibrationRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CalibrationRecord:
         """Inverse of :meth:`to_dict`; unknown keys are errors."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"calibration={short_repr(data)} must be a table (dict) of the "
+                              "fields of CalibrationRecord")
         data = dict(data)
         if data.pop("format", FORMAT) != FORMAT:
             raise ConfigError(f"calibration format must be {FORMAT!r}")
         _check_keys(cls, data, "calibration")
+        postures = data.pop("postures")
+        if not isinstance(postures, list | tuple) or not postures:
+            raise ConfigError("calibration.postures must be a non-empty list of tables")
         rows = []
-        for i, row in enumerate(data.pop("postures")):
+        for i, row in enumerate(postures):
             _check_keys(PostureCalibration, row, f"calibration.postures[{i}]")
             rows.append(PostureCalibration(**_nan_for_none(row)))
         return cls(postures=tuple(rows), **_nan_for_none(data))
@@ -125,8 +131,12 @@ class CalibrationRecord:
 
     @classmethod
     def load(cls, path: str | Path) -> CalibrationRecord:
-        """Read a record written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a record written by :meth:`save`; ConfigError naming ``path`` if unreadable."""
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"calibration file {str(path)!r} cannot be read: {exc}") from None
+        return cls.from_dict(doc)
 
 
 def calibrate_posture(patient: Patient, model, posture: str, pw_us: float = 250.0,
@@ -206,10 +216,9 @@ def calibrate(patient: Patient, postures: Sequence[str] = CALIBRATION_POSTURES,
     Raises:
         ConfigError: On bad arguments, or if the reference posture has no usable window.
     """
+    _check_session(patient, postures, reference, pw_us, rate_hz)
     check_value("target_position", target_position, {"lo": 0.0, "hi": 1.0})
     check_value("warmup_s", warmup_s, {"lo": 0.0, "unit": "s"})
-    if reference not in postures:
-        raise ConfigError(f"reference={reference!r} must be one of postures={list(postures)}")
     model = patient.model() if model is None else model
     curves = {p: programming_sweep(model, patient.csf_mm(p), pw_us, rate_hz) for p in postures}
     rows = tuple(calibrate_posture(patient, model, p, pw_us, rate_hz, curves[p])
@@ -231,6 +240,25 @@ def calibrate(patient: Patient, postures: Sequence[str] = CALIBRATION_POSTURES,
                              target, comfort, 0.0, max_ma, comfort, float(warmup_s))
 
 
+def _check_session(patient: Any, postures: Any, reference: Any, pw_us: Any, rate_hz: Any
+                   ) -> None:
+    """Raise ConfigError naming the first bad argument of :func:`calibrate`."""
+    from closedloop.neural.validation import PW_RANGE_US, RATE_RANGE_HZ
+    from closedloop.postures import POSTURES
+
+    if not isinstance(patient, Patient):
+        raise ConfigError(f"patient={short_repr(patient)} must be a Patient (get_patient(id))")
+    if isinstance(postures, str) or not isinstance(postures, Sequence) or not postures or any(
+            p not in POSTURES for p in postures):
+        raise ConfigError(f"postures={short_repr(postures)} must be a non-empty list of "
+                          f"postures; valid: {', '.join(POSTURES)}")
+    if reference not in postures:
+        raise ConfigError(f"reference={reference!r} must be one of postures={list(postures)}")
+    check_value("pw_us", pw_us, {"lo": PW_RANGE_US[0], "hi": PW_RANGE_US[1], "unit": "µs"})
+    check_value("rate_hz", rate_hz, {"lo": RATE_RANGE_HZ[0], "hi": RATE_RANGE_HZ[1],
+                                     "unit": "Hz"})
+
+
 def calibrate_many(patients: Sequence[Patient], postures: Sequence[str] = CALIBRATION_POSTURES,
                    workers: int = 1, progress: bool = False, **kwargs) -> list[CalibrationRecord]:
     """Calibrate many patients, in parallel processes, with an optional progress bar.
@@ -249,13 +277,26 @@ def calibrate_many(patients: Sequence[Patient], postures: Sequence[str] = CALIBR
     return list(parallel_map(job, patients, workers, progress, "calibrating"))
 
 
-def _check_keys(cls, data: dict, where: str) -> None:
-    """Reject keys that are not fields of dataclass ``cls``."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+def _check_keys(cls, data: Any, where: str) -> None:
+    """Reject data that is not a table of exactly the fields of dataclass ``cls``, typed.
+
+    Fields annotated ``float`` take a real number or None (a missing value); ``str`` fields
+    take a string.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}={short_repr(data)} must be a table (dict)")
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields}
+    unknown = sorted(map(str, set(data) - known))
     missing = sorted(known - set(data))
     if unknown or missing:
         raise ConfigError(f"{where}: unknown key(s) {unknown}, missing key(s) {missing}")
+    for f in fields:
+        value = data[f.name]
+        ok = {"float": value is None or is_real(value), "str": isinstance(value, str)}
+        if not ok.get(str(f.type), True):
+            what = "a number (or null)" if f.type == "float" else "a string"
+            raise ConfigError(f"{where}.{f.name}={short_repr(value)} must be {what}")
 
 
 def _nan_for_none(d: dict) -> dict:

@@ -328,3 +328,64 @@ def test_patient_counts_are_checked(n):
         generate_cohort("train", n=n)
     with pytest.raises(ConfigError, match=r"n=.* (in|range) \[1, inf\)"):
         distribution_report("train", n=n)
+
+
+# -- calibration: arguments and saved records --------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"patient": "default"}, "patient='default' must be a Patient"),
+        ({"postures": "supine"}, "postures='supine' must be a non-empty list of postures"),
+        ({"postures": ["supine", "flying"]}, "postures=.* valid: supine"),
+        ({"pw_us": [250.0]}, r"pw_us=\[250.0\] must be a number"),
+        ({"pw_us": float("nan")}, "pw_us=nan is out of range"),
+        ({"rate_hz": "50"}, "rate_hz='50' must be a number"),
+        ({"rate_hz": 0}, r"rate_hz=0 is out of range; valid range \[1, 10000\] Hz"),
+        ({"warmup_s": float("inf")}, "warmup_s=inf is out of range"),
+    ],
+)
+def test_calibrate_names_a_bad_argument(kwargs, message):
+    from closedloop.calibration import calibrate
+    from closedloop.patients import get_patient
+
+    with pytest.raises(ConfigError, match=message):
+        calibrate(**{"patient": get_patient("default"), **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "cannot be read: .*No such file"),
+        ("{bad", "cannot be read: Expecting property name"),
+        ("[1]", r"calibration=\[1\] must be a table"),
+        ("{}", "missing key"),
+        ("target_uv-str", "calibration.target_uv='abc' must be a number"),
+        ("postures-str", "calibration.postures must be a non-empty list"),
+    ],
+)
+def test_a_damaged_calibration_file_is_named(tmp_path, text, message):
+    from closedloop.calibration import CalibrationRecord
+
+    good = {
+        "format": "closedloop.calibration/1",
+        "patient_id": "p",
+        "pw_us": 250.0,
+        "rate_hz": 50.0,
+        "reference_posture": "supine",
+        "postures": [],
+        "target_uv": 1.0,
+        "comfort_ma": 1.0,
+        "min_ma": 0.0,
+        "max_ma": 2.0,
+        "fallback_ma": 1.0,
+        "warmup_s": 0.0,
+    }
+    path = tmp_path / "cal.json"
+    if text == "target_uv-str":
+        text = json.dumps({**good, "target_uv": "abc", "postures": [{}]})
+    elif text == "postures-str":
+        text = json.dumps({**good, "postures": "abc"})
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        CalibrationRecord.load(path)
