@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop._config import check_value
+from closedloop._config import ConfigError, check_value, short_repr
 from closedloop._io import check_memory
 from closedloop.calibration import CalibrationRecord, calibrate, window_table
 from closedloop.patients import Patient
@@ -52,10 +52,13 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
         ConfigError: If an argument is invalid, or the run would not fit in the available
             memory (:data:`BYTES_PER_PULSE` per pulse).
     """
-    from closedloop.disturbances import load_scenario
+    from closedloop.disturbances import Scenario, load_scenario
     from closedloop.evaluation.runner import check_seed
 
     seed = check_seed(seed)
+    if not isinstance(scenario, str | Scenario):
+        raise ConfigError(f"scenario={short_repr(scenario)} must be a library scenario id, "
+                          "the path of a .toml file, or a Scenario")
     if isinstance(scenario, str):
         scenario = load_scenario(scenario) if duration_s is None else load_scenario(
             scenario, duration_s=duration_s)

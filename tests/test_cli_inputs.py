@@ -389,3 +389,19 @@ def test_a_damaged_calibration_file_is_named(tmp_path, text, message):
         path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         CalibrationRecord.load(path)
+
+
+@pytest.mark.parametrize("scenario", [5, None, ["clinic"]])
+def test_open_loop_refuses_a_scenario_of_the_wrong_type(scenario):
+    from closedloop.patients import get_patient
+    from closedloop.simulate import open_loop
+
+    with pytest.raises(ConfigError, match="scenario=.* must be a library scenario id"):
+        open_loop(get_patient("default"), scenario, 1.0, duration_s=2.0)
+
+
+def test_grid_refuses_controllers_of_the_wrong_type():
+    from closedloop.evaluation import grid_specs
+
+    with pytest.raises(ConfigError, match="controllers=5 is invalid"):
+        grid_specs(5, [CLINIC], "test", [0])

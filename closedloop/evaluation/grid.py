@@ -140,6 +140,9 @@ def _controllers(controllers) -> dict[str, str | Callable[[], Any]]:
     """Normalise the ``controllers`` argument of :func:`grid_specs`."""
     if isinstance(controllers, str):
         controllers = [controllers]
+    if not isinstance(controllers, Mapping | Iterable):
+        raise ConfigError(f"controllers={controllers!r} is invalid; valid: a dict label -> spec "
+                          "name or factory, or a list of spec names")
     ctrl = dict(controllers) if isinstance(controllers, Mapping) else {
         str(c): str(c) for c in controllers}
     if not ctrl:
