@@ -76,7 +76,7 @@ integers, or anything (checked by its owner)."""
 
 _ANNOTATION_KINDS = {"float": "real", "int": "int", "bool": "bool", "str": "text",
                      "tuple": "tuple", "tuple[float, ...]": "tuple",
-                     "tuple[int, ...]": "tuple[int]"}
+                     "tuple[int, ...]": "tuple[int]", "Any": "any"}
 
 
 def _kind_of_default(default: Any) -> str:

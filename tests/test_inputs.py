@@ -446,3 +446,61 @@ def test_fuzz_patient_tables(key, value):
     except ConfigError:
         return
     assert Patient.from_dict(patient.to_dict()) == patient
+
+
+@settings(FUZZ, max_examples=100)
+@given(key=st.sampled_from(["patient", "split", "scenario", "target_uv", "other"]),
+       value=VALUES)
+def test_fuzz_reset_options(env, key, value):
+    try:
+        obs, _ = env.reset(seed=1, options={key: value})
+    except ConfigError:
+        return
+    assert np.isfinite(obs).all() and env.target_uv > 0
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_scenario_component_values(data):
+    import dataclasses
+
+    from closedloop.disturbances.scenario import COMPONENTS
+
+    part = data.draw(st.sampled_from([k for k in COMPONENTS if k != "events"] + ["duration_s"]))
+    if part == "duration_s":
+        overrides = {"duration_s": data.draw(VALUES)}
+    else:
+        field = data.draw(st.sampled_from(dataclasses.fields(COMPONENTS[part])))
+        overrides = {part: {field.name: data.draw(VALUES)}}
+    try:
+        scenario = load_scenario_for_fuzz(**overrides)
+    except ConfigError:
+        return
+    trace = scenario.replace(duration_s=2.0).sample(
+        dict.fromkeys(("supine", "prone", "side", "sitting", "standing", "walking"), 3.0))
+    assert np.isfinite(trace.csf_mm).all()
+
+
+def load_scenario_for_fuzz(**overrides):
+    from closedloop.disturbances import load_scenario
+
+    return load_scenario("daily-living", **overrides)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_controller_parameters(data):
+    import dataclasses
+
+    from closedloop._config import field_kind
+    from closedloop.controllers import list_agents, make_controller
+
+    name = data.draw(st.sampled_from(list_agents()))
+    params = make_controller(name).params
+    field = data.draw(st.sampled_from(dataclasses.fields(params)))
+    try:
+        ctl = make_controller(name, **{field.name: data.draw(VALUES)})
+    except ConfigError as err:
+        assert field.name in str(err)
+        return
+    assert _kind_holds(getattr(ctl.params, field.name), field_kind(field))

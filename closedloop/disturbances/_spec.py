@@ -37,7 +37,8 @@ class Grid(NamedTuple):
 def check_fields(obj: Any, where: str, skip: tuple[str, ...] = ()) -> None:
     """Validate every :func:`param` field of dataclass ``obj`` not named in ``skip``.
 
-    Tuples with ``choices`` are checked element by element; mappings per key (``name.key``).
+    Tuples are checked element by element (``name[i]``); the mappings of fields typed ``Any``
+    per key (``name.key``).
 
     Args:
         obj: A spec dataclass instance.
@@ -50,12 +51,12 @@ def check_fields(obj: Any, where: str, skip: tuple[str, ...] = ()) -> None:
     for f in dataclasses.fields(obj):
         if f.name in skip or "unit" not in f.metadata:
             continue
-        name, value, meta = f"{where}.{f.name}", getattr(obj, f.name), f.metadata
-        if isinstance(value, Mapping):
+        name, value, kind = f"{where}.{f.name}", getattr(obj, f.name), field_kind(f)
+        if kind == "any" and isinstance(value, Mapping):     # per-posture values
             for key, item in value.items():
-                check_value(f"{name}.{key}", item, meta, "real")
+                check_value(f"{name}.{key}", item, f.metadata, "real")
         else:
-            check_value(name, value, meta, field_kind(f))
+            check_value(name, value, f.metadata, kind)
 
 
 def check_interval(name: str, value: Any) -> tuple[float, float]:
