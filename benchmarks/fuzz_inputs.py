@@ -275,12 +275,15 @@ def fuzz(
             if only and entry not in only:
                 continue
             t0, got = time.perf_counter(), results.setdefault(entry, [])
-            sample(
-                strategy,
-                max(1, round(quota * scale)),
-                lambda case, got=got: got.append(run_case(case)),
-                seed,
-            )
+            try:
+                sample(
+                    strategy,
+                    max(1, round(quota * scale)),
+                    lambda case, got=got: got.append(run_case(case)),
+                    seed,
+                )
+            except Exception as exc:  # a bug of the harness: report it, go on with the others
+                echo(f"{entry}: HARNESS ERROR after {len(got)} cases: {exc!r}")
             counts = {k: sum(o.kind == k for o in got) for k in KINDS}
             echo(
                 f"{entry:<20} {len(got):5d} cases {time.perf_counter() - t0:7.1f} s  "
