@@ -284,6 +284,8 @@ def fuzz(
                 )
             except Exception as exc:  # a bug of the harness: report it, go on with the others
                 echo(f"{entry}: HARNESS ERROR after {len(got)} cases: {exc!r}")
+                bug = Case("harness", f"drawing the cases of {entry}", lambda: None)
+                results.setdefault("harness", []).append(Outcome(bug, "raw", repr(exc)))
             counts = {k: sum(o.kind == k for o in got) for k in KINDS}
             echo(
                 f"{entry:<20} {len(got):5d} cases {time.perf_counter() - t0:7.1f} s  "
