@@ -86,7 +86,7 @@ def check_run_memory(duration_s: float, rate_hz: float) -> None:
             pulse) and how much is available.
     """
     n = float(duration_s) * float(rate_hz)
-    check_memory(f"duration_s={duration_s:g} at {rate_hz:g} Hz ({n:.3g} pulses)",
+    check_memory(f"duration_s={duration_s:g} at rate_hz={rate_hz:g} ({n:.3g} pulses)",
                  n * BYTES_PER_PULSE, "shorten duration_s")
 
 

@@ -48,7 +48,7 @@ def little_memory(monkeypatch):
     [
         (
             ("--envs", "CartPole-v1"),
-            r"env_id='CartPole-v1' is unknown; valid: .*closedloop/ECAPClinic-Test-v0",
+            r"--envs='CartPole-v1' is unknown; valid: .*closedloop/ECAPClinic-Test-v0",
         ),
         (("--envs", "closedloop/ECAPClinic-Test-v0,CartPole-v1"), "'CartPole-v1' is unknown"),
         (("--controllers", ""), r"--controllers='' must be a comma-separated list of names"),
@@ -198,7 +198,7 @@ def test_a_record_of_another_cell_is_played_again(tmp_path):
         (("open-loop", "--seed", "-1"), r"seed=-1 is invalid; valid: an integer >= 0"),
         (
             ("open-loop", "--duration-s", "1e9"),
-            r"duration_s=1e\+09 at 50 Hz \(5e\+10 pulses\) "
+            r"duration_s=1e\+09 at rate_hz=50 \(5e\+10 pulses\) "
             r"would need 1\.19e\+04 GiB of memory; 1 GiB is",
         ),
         (("open-loop", "--duration-s", "nan"), "duration_s"),
@@ -221,7 +221,8 @@ def test_a_record_of_another_cell_is_played_again(tmp_path):
         ),
         (
             ("growth-curve", "--pulses-per-level", "100000000"),
-            r"1e\+08 pulses \(114 bytes each\) would need 10\.6 GiB of memory; 1 GiB is available",
+            r"pulses_per_level=1e\+08 \(114 bytes per pulse\) would need 10\.6 GiB of memory; "
+            "1 GiB is available",
         ),
         (("growth-curve", "--rate-hz", "inf"), "rate_hz"),
         (("growth-curve", "--csf-mm", "nan"), "csf_mm"),
@@ -300,7 +301,7 @@ def test_ctrl_c_stops_a_long_train_between_chunks(model, monkeypatch):
 def test_growth_curve_refuses_levels_that_do_not_fit(model, little_memory):
     from closedloop.neural import growth_curve
 
-    with pytest.raises(ConfigError, match=r"1e\+08 pulses .* would need 10.6 GiB"):
+    with pytest.raises(ConfigError, match=r"pulses_per_level=1e\+08 .* would need 10.6 GiB"):
         growth_curve(model, np.arange(0.0, 3.0, 0.5), pulses_per_level=100_000_000)
     with pytest.raises(ConfigError, match="pulses_per_level=2.5 must be an integer"):
         growth_curve(model, np.arange(0.0, 3.0, 0.5), pulses_per_level=2.5)
@@ -405,3 +406,19 @@ def test_grid_refuses_controllers_of_the_wrong_type():
 
     with pytest.raises(ConfigError, match="controllers=5 is invalid"):
         grid_specs(5, [CLINIC], "test", [0])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("model-card", "--output"),
+        ("calibrate", "--output"),
+        ("calibrate", "--plot"),
+        ("growth-curve", "--plot"),
+        ("open-loop", "--save-trajectory"),
+        ("scenario", "clinic", "--plot"),
+    ],
+)
+def test_an_output_path_that_is_a_directory_is_refused(cli, tmp_path, argv):
+    err = _err(cli, *argv, str(tmp_path))
+    assert f"{argv[-1]}={str(tmp_path)!r} is a directory; valid: a file path" in err

@@ -69,8 +69,15 @@ def parse_int_list(option: str, text: str) -> list[int]:
 
 
 def check_out_path(option: str, path: str | None) -> None:
-    """Raise ConfigError early if ``path``'s directory does not exist (None is fine)."""
+    """Raise ConfigError early if ``path`` cannot be written as a file (None is fine).
+
+    Its directory must exist, and ``path`` itself must not be a directory.
+    """
     from pathlib import Path
 
-    if path is not None and not Path(path).resolve().parent.is_dir():
+    if path is None:
+        return
+    if not Path(path).resolve().parent.is_dir():
         raise ConfigError(f"{option}={path!r}: the directory does not exist")
+    if Path(path).is_dir():
+        raise ConfigError(f"{option}={path!r} is a directory; valid: a file path")

@@ -50,7 +50,10 @@ def suite_from_args(args: argparse.Namespace):
     if args.controllers is not None:
         changes["controllers"] = tuple(parse_names("--controllers", args.controllers))
     if args.envs is not None:
-        changes["env_ids"] = tuple(parse_names("--envs", args.envs))
+        from closedloop.evaluation.runner import check_env_id
+
+        changes["env_ids"] = tuple(check_env_id(e, "--envs")
+                                   for e in parse_names("--envs", args.envs))
     if args.patients is not None:
         if args.patients < 1:
             raise ConfigError(f"--patients={args.patients} is out of range; valid range [1, inf)")

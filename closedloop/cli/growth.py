@@ -13,7 +13,7 @@ import numpy as np
 
 from closedloop._config import ConfigError, describe
 from closedloop._io import nan_to_none, write_text_atomic
-from closedloop.cli._common import PROG, parse_currents, parse_float_list
+from closedloop.cli._common import PROG, check_out_path, parse_currents, parse_float_list
 from closedloop.neural import GrowthCurve, ModelParams, growth_curve
 from closedloop.patients import NAMED_PATIENTS, get_patient
 from closedloop.postures import POSTURES
@@ -59,8 +59,7 @@ def run_growth_curve(args: argparse.Namespace) -> int:
     """Run the ``growth-curve`` subcommand."""
     if args.waveform_currents is not None and args.plot is None:
         raise ConfigError("--waveform-currents needs --plot")
-    if args.plot is not None and not Path(args.plot).resolve().parent.is_dir():
-        raise ConfigError(f"--plot={args.plot!r}: the directory does not exist")
+    check_out_path("--plot", args.plot)
     patient = get_patient(args.patient)
     posture = None if args.csf_mm is not None else (args.posture or "supine")
     csf = args.csf_mm if args.csf_mm is not None else patient.csf_mm(posture)
@@ -188,6 +187,7 @@ def _cell(text) -> str:
 
 def run_model_card(args: argparse.Namespace) -> int:
     """Run the ``model-card`` subcommand."""
+    check_out_path("--output", args.output)
     text = model_card()
     if args.output is None:
         print(text)

@@ -101,7 +101,7 @@ MAX_SEED = 2**63 - 1
 """Largest episode seed (a signed 64-bit integer)."""
 
 
-def check_env_id(env_id: Any) -> str:
+def check_env_id(env_id: Any, name: str = "env_id") -> str:
     """``env_id`` if it is one of the closedloop ids; ConfigError listing them otherwise.
 
     Ids registered by other packages (``CartPole-v1``) are refused too: the runner plays
@@ -111,7 +111,7 @@ def check_env_id(env_id: Any) -> str:
 
     valid = sorted(load_suite())
     if not isinstance(env_id, str) or env_id not in valid:
-        raise ConfigError(f"env_id={short_repr(env_id)} is unknown; valid: {', '.join(valid)}")
+        raise ConfigError(f"{name}={short_repr(env_id)} is unknown; valid: {', '.join(valid)}")
     return env_id
 
 

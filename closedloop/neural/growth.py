@@ -131,7 +131,7 @@ def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
             or pulses_per_level < 2:
         raise ConfigError(f"pulses_per_level={pulses_per_level!r} must be an integer "
                           "in [2, inf), as many as fit in memory")
-    model.check_memory(int(pulses_per_level), waveforms)
+    model.check_memory(int(pulses_per_level), waveforms, "pulses_per_level")
     csf = model.default_csf_mm if csf_mm is None else float(csf_mm)
     model.reset()
     rows, sweeps = [], []

@@ -157,12 +157,14 @@ class NeuralModel:
                                 PulseInputs(*(a[part] for a in inputs)), out[part],
                                 wave[part] if keep else wave, self.work)
 
-    def check_memory(self, n_pulses: int, waveforms: bool = False) -> None:
+    def check_memory(self, n_pulses: int, waveforms: bool = False, name: str = "n_pulses"
+                     ) -> None:
         """Refuse ``n_pulses`` pulses whose records would not fit in the available memory.
 
         Args:
             n_pulses: Pulses of one call.
             waveforms: Whether the sweeps are kept (``n_samples`` float64 per pulse).
+            name: The caller's name for the number of pulses (in the message).
 
         Raises:
             ConfigError: Saying how much memory the pulses would need.
@@ -171,8 +173,8 @@ class NeuralModel:
 
         per_pulse = PULSE_DTYPE.itemsize + INPUT_BYTES_PER_PULSE + (
             8 * self.n_samples if waveforms else 0)
-        check_memory(f"{n_pulses:g} pulses ({per_pulse} bytes each)", float(n_pulses) * per_pulse,
-                     "deliver fewer pulses per call")
+        check_memory(f"{name}={n_pulses:g} ({per_pulse} bytes per pulse)",
+                     float(n_pulses) * per_pulse, "deliver fewer pulses per call")
 
     def pulse_train(self, current_ma: float, rate_hz: float = 50.0, n_pulses: int = 50,
                     pw_us: float = 250.0, csf_mm: float | None = None, waveforms: bool = False):
