@@ -330,3 +330,19 @@ def test_cli_exits_2_naming_the_bad_option(cli, tmp_path, no_trials, argv):
     key = renamed.get(key, key)
     assert key in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_spec_built_in_python_is_checked_too(tmp_path):
+    from closedloop.training import RLAgentSpec, train
+
+    for kwargs, match in (
+        ({"hyperparams": "abc"}, "hyperparams must be a table"),
+        ({"hyperparams": {"default": 5}}, "must be a table"),
+        ({"search": 3}, "search=3 must be a table"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            RLAgentSpec(name="x", **kwargs)
+    spec = RLAgentSpec(name="x", hyperparams={"default": {"learning_rate": -1}})
+    with pytest.raises(ConfigError, match="learning_rate=-1"):
+        train(spec, ENV, 64, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

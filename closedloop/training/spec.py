@@ -118,6 +118,9 @@ class RLAgentSpec:
         if self.normalize_reward and self.algorithm not in ON_POLICY:
             raise ConfigError(f"{self.name}: normalize_reward=true is only valid for "
                               f"{', '.join(ON_POLICY)} (algorithm={self.algorithm})")
+        _sections(self.hyperparams, self.name)       # values: when a run or search uses them
+        if not isinstance(self.search, Mapping):
+            raise ConfigError(f"{where}search={self.search!r} must be a table of ranges")
 
     @property
     def on_policy(self) -> bool:
