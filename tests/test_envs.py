@@ -239,3 +239,64 @@ def test_step_info_deep_copies_cheaply_and_correctly():
     assert np.array_equal(dup["device_limits"], info["device_limits"])
     assert dup["device_limits"] is not info["device_limits"]
     assert all(dup[k] is info[k] for k in info if isinstance(info[k], (float, int, bool, str)))
+
+
+FAST_DRIFT = """
+duration_s = 2.0
+[posture]
+mode = "markov"
+start = "sitting"
+[drift]
+migration_mm_per_day = 1.0
+time_compression = 10.0
+"""
+"""A drift of 10 mm per simulated second: past the model's 12 mm within the episode."""
+
+
+def test_trace_flags_the_pulses_whose_csf_was_clamped_into_range():
+    from closedloop.disturbances import CSF_RANGE_MM, PARTS, load_scenario
+    from closedloop.postures import POSTURES
+
+    for csf, scenario, clipped in ((9.0, load_scenario("daily-living", duration_s=20.0), False),
+                                   (11.0, load_scenario(_fast_drift_table()), True),
+                                   (0.6, load_scenario(_fast_drift_table(-1.0)), True)):
+        trace = scenario.sample(dict.fromkeys(POSTURES, csf), 50.0, 3)
+        total = np.zeros(len(trace))
+        for key in PARTS:
+            total = total + trace.parts[key]
+        np.testing.assert_array_equal(trace.csf_mm, np.clip(total, *CSF_RANGE_MM))  # unchanged
+        want = np.where(total > CSF_RANGE_MM[1], 1, np.where(total < CSF_RANGE_MM[0], -1, 0))
+        np.testing.assert_array_equal(trace.csf_clipped, want)
+        assert trace.csf_clipped.any() == clipped and trace.csf_clipped.dtype == np.int8
+        assert trace.csf_clipped_fraction == np.count_nonzero(want) / len(trace)
+        assert trace.to_dict()["csf_clipped"] == want.tolist()
+
+
+def _fast_drift_table(sign: float = 1.0) -> dict:
+    import tomllib
+
+    table = tomllib.loads(FAST_DRIFT)
+    table["drift"]["migration_mm_per_day"] *= sign
+    return table
+
+
+@pytest.mark.parametrize("pulses_per_step", [1, 5])
+def test_info_flags_csf_clamped_by_chronic_drift_scalar_and_vector(tmp_path, pulses_per_step):
+    from closedloop.envs.vector import ECAPVectorEnv
+
+    path = tmp_path / "fast-drift.toml"
+    path.write_text(FAST_DRIFT, encoding="utf-8")
+    kw = {"scenario": str(path), "episode_s": 1.0, "pulses_per_step": pulses_per_step}
+    env = gym.make("closedloop/ECAPDrift-v0", **kw)
+    env.reset(seed=0)
+    trace = env.unwrapped.trace
+    flags, steps = [], 50 // pulses_per_step
+    for _ in range(steps):
+        flags.append(env.step(np.zeros(1, np.float32))[4]["csf_clipped"])
+    assert type(flags[0]) is bool and not flags[0] and flags[-1]        # drifts out of range
+    by_step = trace.csf_clipped[: 50].reshape(steps, pulses_per_step).any(axis=1)
+    assert flags == by_step.tolist()
+    venv = ECAPVectorEnv(2, "closedloop/ECAPDrift-v0", **kw)
+    venv.reset(seed=0)                 # sub-env 0 has the scalar env's seed
+    vflags = [venv.step(np.zeros((2, 1), np.float32))[4]["csf_clipped"] for _ in range(steps)]
+    assert [bool(f[0]) for f in vflags] == flags
