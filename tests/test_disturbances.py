@@ -509,6 +509,8 @@ def test_load_scenario_from_a_path_object_a_table_or_an_unreadable_file(tmp_path
     ({"posture": {"transition_s": [1.0]}}, "posture.transition_s=[1.0] must be a number"),
     ({"posture": {"repeat": 1}}, "posture.repeat=1 is invalid; valid: one of True, False"),
     ({"cardiac": {"amplitude_mm": {}}}, "cardiac.amplitude_mm={} must be a number"),
+    ({"posture": {"mode": "markov", "transitions": []}},
+     "posture.transitions must have at least one row"),
     ({"posture": {"transition_s": {"a": 1}}}, "posture.transition_s={'a': 1} must be a number"),
     ({"posture": {"mode": "markov", "mean_dwell_s": {"sitting": "a"}}},
      "posture.mean_dwell_s.sitting='a' must be a number"),

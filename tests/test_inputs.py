@@ -464,11 +464,19 @@ def test_fuzz_reset_options(env, key, value):
 def test_fuzz_scenario_component_values(data):
     import dataclasses
 
+    from closedloop.disturbances.events import TYPE_SPECS
     from closedloop.disturbances.scenario import COMPONENTS
 
-    part = data.draw(st.sampled_from([k for k in COMPONENTS if k != "events"] + ["duration_s"]))
+    part = data.draw(st.sampled_from([*COMPONENTS, "duration_s"]))
     if part == "duration_s":
         overrides = {"duration_s": data.draw(VALUES)}
+    elif part == "events":
+        kind = data.draw(st.sampled_from([*TYPE_SPECS, "scheduled"]))
+        if kind == "scheduled":
+            overrides = {"events": {"scheduled": data.draw(VALUES)}}
+        else:
+            field = data.draw(st.sampled_from(dataclasses.fields(TYPE_SPECS[kind])))
+            overrides = {"events": {kind: {field.name: data.draw(VALUES)}}}
     else:
         field = data.draw(st.sampled_from(dataclasses.fields(COMPONENTS[part])))
         overrides = {part: {field.name: data.draw(VALUES)}}

@@ -152,6 +152,8 @@ def _check_transitions(name: str, value: Any) -> MappingProxyType:
 
 
 def _check_chain(name: str, rows: Mapping[str, Mapping[str, float]], start: str) -> None:
+    if not rows:
+        raise ConfigError(f"{name} must have at least one row in markov mode")
     if start != "random" and start not in rows:
         raise ConfigError(f"{name} has no row for the start posture {start!r}; rows: "
                           f"{', '.join(rows) or 'none'}")
