@@ -162,7 +162,7 @@ def controllers_of(suite: Suite) -> list[str]:
     for name in suite.controllers:
         for n in (known if name == "all" else [name]):
             if n not in known:
-                raise ConfigError(f"controller {n!r} is unknown; valid: all, {', '.join(known)}")
+                raise ConfigError(f"controllers: {n!r} is unknown; valid: all, {', '.join(known)}")
             if n not in names:
                 names.append(n)
     if suite.baseline not in names:

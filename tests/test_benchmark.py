@@ -74,7 +74,7 @@ def test_a_different_suite_does_not_resume_into_the_same_folder(tiny, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (("--controllers", "pid,bogus"), "controller 'bogus' is unknown; valid: all,"),
+    (("--controllers", "pid,bogus"), "controllers: 'bogus' is unknown; valid: all,"),
     (("--envs", "closedloop/Nope-v0"), "Nope-v0"),
     (("--patients", "0"), r"--patients=0 is out of range; valid range \[1, inf\)"),
     (("--seeds", "a,b"), "--seeds='a,b' must be a comma-separated list of integers"),

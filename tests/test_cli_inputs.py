@@ -53,7 +53,7 @@ def little_memory(monkeypatch):
         (("--envs", "closedloop/ECAPClinic-Test-v0,CartPole-v1"), "'CartPole-v1' is unknown"),
         (("--controllers", ""), r"--controllers='' must be a comma-separated list of names"),
         (("--controllers", " , "), r"--controllers=' , ' must be a comma-separated list"),
-        (("--controllers", "nope"), r"controller 'nope' is unknown; valid: all, .*open-loop"),
+        (("--controllers", "nope"), r"controllers: 'nope' is unknown; valid: all, .*open-loop"),
         (("--envs", ""), r"--envs='' must be a comma-separated list of names"),
         (("--seeds", ""), r"--seeds='' must be a comma-separated list"),
         (("--seeds", "-1"), r"seeds\[0\]=-1 is invalid; valid: an integer >= 0"),

@@ -146,7 +146,11 @@ def check_env_overrides(env_id: str, overrides: Any) -> dict[str, Any]:
     if bad or fixed:
         raise ConfigError(f"env_overrides key(s) {', '.join(bad + fixed)} are invalid: keys "
                           "must be strings, and the runner sets the patient itself")
-    cfg = with_overrides(load_suite()[check_env_id(env_id)], overrides).config
+    spec = load_suite()[check_env_id(env_id)]
+    try:
+        cfg = with_overrides(spec, overrides).config
+    except ConfigError as exc:
+        raise ConfigError(f"env_overrides: {exc}") from None
     load_scenario(cfg.scenario, duration_s=cfg.episode_s)
     n_pulses = cfg.episode_s * cfg.rate_hz
     check_memory(f"{env_id} with episode_s={cfg.episode_s:g} at rate_hz={cfg.rate_hz:g} "
