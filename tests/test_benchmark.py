@@ -110,3 +110,56 @@ def test_every_agent_plays_through_the_one_runner(tmp_path):
     for r in rows:
         assert r["n_steps"] == 1500 and 0.0 <= r["time_in_window_frac"] <= 1.0, r["controller"]
         assert r["mad_uv"] >= 0.0
+
+
+KILLED = """
+import sys, time
+import closedloop.controllers.registry as registry
+from closedloop.cli import main
+
+real, built = registry.make_controller, []
+
+def make_then_hang(name):
+    built.append(name)
+    if len(built) == 3:                 # the third episode never finishes: killed here
+        while True:
+            time.sleep(0.05)
+    return real(name)
+
+registry.make_controller = make_then_hang
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _rows_without_wall_time(out):
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_results(cli, tmp_path):
+    """SIGKILL after two of four episodes (the third hangs, so no timing), then resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    suite = tmp_path / "two-by-two.toml"
+    suite.write_text(TINY.replace("seeds = [0]", "seeds = [0, 1]").replace("20.0", "15.0"))
+    argv = ["benchmark", "--suite", str(suite), "--no-plots", "--no-progress", "--workers", "1"]
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, *argv, "--out", str(killed)])
+    deadline = time.monotonic() + 600
+    try:
+        while len(list((killed / "episodes").glob("*.json"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in (killed / "episodes").glob("*.json")}
+    assert len(done) == 2 and not (killed / "results.json").exists()
+    assert cli(*argv, "--out", str(killed))[0] == 0                  # resumed
+    assert {p: p.stat().st_mtime_ns for p in done} == done           # not replayed
+    assert len(list((killed / "episodes").glob("*.json"))) == 4
+    assert cli(*argv, "--out", str(whole))[0] == 0                   # uninterrupted
+    assert _rows_without_wall_time(killed) == _rows_without_wall_time(whole)
