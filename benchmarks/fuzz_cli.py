@@ -246,6 +246,10 @@ def with_option(base: list[str], option: str, value: str | None) -> list[str]:
     return argv + ([option] if value is None else [f"{option}={value}"])
 
 
+class CliExitError(Exception):
+    """A command exited with a status other than 0 (accepted) and 2 (refused)."""
+
+
 def run_cli(argv: list[str]) -> int:
     """``closedloop.cli.main(argv)``; status 2 raises ConfigError, other failures raise."""
     from closedloop import ConfigError
@@ -261,7 +265,7 @@ def run_cli(argv: list[str]) -> int:
     if code == 2:
         raise ConfigError(f"exit status 2: {text}")
     if code != 0:
-        raise RuntimeError(f"exit status {code}: {text}")
+        raise CliExitError(f"exit status {code}: {text}")
     return code
 
 

@@ -136,6 +136,8 @@ def run_case(case: Case) -> Outcome:
     except Exception as exc:
         if is_config_error(exc):
             return Outcome(case, "refused", " ".join(str(exc).split())[:400])
+        if type(exc).__name__ == "CliExitError":
+            return Outcome(case, "raw", str(exc)[:400])
         where = traceback.extract_tb(exc.__traceback__)[-1]
         first = (str(exc).strip().splitlines() or [""])[0][:160]
         return Outcome(
@@ -345,6 +347,8 @@ def failures(results: dict[str, list[Outcome]]) -> str:
 def _group(outcome: Outcome) -> str:
     """What failures of one kind share: the exception type and where it was raised, or the
     first words of a garbage verdict."""
+    if outcome.detail.startswith("exit status"):
+        return outcome.detail.split(":")[0]
     if outcome.kind == "raw":
         where = re.search(r"\[[^\]]*\]$", outcome.detail)
         return outcome.detail.split(":")[0] + (f" {where.group(0)}" if where else "")
@@ -363,6 +367,31 @@ def unnamed(results: dict[str, list[Outcome]]) -> str:
                 f"e.g.\n    {first.case.text}\n    -> {first.detail[:200]}"
             )
     return "\n".join(lines) if lines else "none"
+
+
+def _revision() -> str:
+    """The git revision of the closedloop package imported (``+dirty`` if files changed)."""
+    import subprocess
+
+    import closedloop
+
+    root = Path(closedloop.__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "-uno"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return rev + ("+dirty" if dirty else "")
 
 
 def _limit_memory(gib: float) -> None:
@@ -391,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     import closedloop
 
     print(
-        f"closedloop {closedloop.__version__}, seed {args.seed}, scale {args.scale:g}; "
+        f"closedloop {closedloop.__version__} ({Path(closedloop.__file__).parent}), "
+        f"git {_revision()}, seed {args.seed}, scale {args.scale:g}; "
         f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
     )
     t0 = time.perf_counter()
