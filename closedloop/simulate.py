@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from closedloop._config import ConfigError, check_value, short_repr
@@ -81,11 +83,15 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
 def check_run_memory(duration_s: float, rate_hz: float) -> None:
     """Refuse a run of ``duration_s`` at ``rate_hz`` whose arrays would not fit in memory.
 
+    A non-finite or non-positive product is left to the range checks of the scenario.
+
     Raises:
         ConfigError: Saying how much memory the run would need (:data:`BYTES_PER_PULSE` per
             pulse) and how much is available.
     """
     n = float(duration_s) * float(rate_hz)
+    if not 0.0 < n < math.inf:
+        return
     check_memory(f"duration_s={duration_s:g} at rate_hz={rate_hz:g} ({n:.3g} pulses)",
                  n * BYTES_PER_PULSE, "shorten duration_s")
 

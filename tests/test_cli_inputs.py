@@ -210,6 +210,7 @@ def test_a_record_of_another_cell_is_played_again(tmp_path):
         (("scenario", "clinic", "--duration-s", "1e9"), r"would need .* GiB of memory"),
         (("scenario", "clinic", "--seed", "-1"), "seed"),
         (("scenario", "clinic", "--rate-hz", "nan"), "rate_hz"),
+        (("scenario", "clinic", "--rate-hz", "inf"), "rate_hz=inf is out of range"),
         (
             ("cohort", "--split", "test", "--n", "1", "--workers", "0"),
             r"workers=0 is invalid; valid: an integer in \[1, 256\]",
