@@ -234,3 +234,62 @@ def test_env_stack_and_random_states_round_trip_bit_for_bit(tmp_path):
         assert all(same(u, v) for u, v in zip(x[:3], y[:3], strict=True))
     assert same(norm.returns, copy.returns) and copy.training
     assert same((norm.obs_rms.mean, norm.obs_rms.var), (copy.obs_rms.mean, copy.obs_rms.var))
+
+
+# -- interrupted in-process (the checkpoint is the same; cheaper than a subprocess) ------------
+def run_in_process(agent, out, steps, extra, callbacks=()):
+    from closedloop.cli.train import parse_assignments
+    from closedloop.training import TrainOptions, train
+
+    options = TrainOptions(
+        eval_every=384,
+        eval_patients=1,
+        eval_episode_s=12.0,
+        checkpoint_every=256,
+        progress=False,
+        tensorboard=False,
+    )
+    hp = parse_assignments("--set", [*HP[agent], *extra])
+    return train(
+        agent,
+        ENV,
+        steps,
+        out,
+        3,
+        n_envs=2,
+        hyperparams=hp,
+        env_overrides={"episode_s": 4.0},
+        options=options,
+        callbacks=list(callbacks),
+    )
+
+
+@pytest.mark.parametrize(
+    ("agent", "extra"),
+    [
+        ("ppo", ["use_sde=true"]),  # gSDE: exploration matrices drawn before a checkpoint
+        pytest.param("td3", [], marks=pytest.mark.slow),
+        pytest.param("recurrent-ppo", [], marks=pytest.mark.slow),  # LSTM states
+    ],
+)
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(agent, extra, tmp_path):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    if agent == "recurrent-ppo":
+        pytest.importorskip("sb3_contrib")
+
+    class Interrupt(BaseCallback):
+        def _on_step(self):
+            if self.num_timesteps > 300:  # after the checkpoint at 256
+                raise KeyboardInterrupt
+            return True
+
+    ref, run = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    run_in_process(agent, ref, 640, extra)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(agent, run, 640, extra, [Interrupt()])
+    assert [s for s, _ in list_checkpoints(run)] == [256]
+    result = run_in_process(agent, run, 640, extra)
+    final = json.loads((run / "final" / "card.json").read_text())["training"]
+    assert final["resumed_at"] == [256] and result.steps == 640
+    assert_same_run(ref, run)

@@ -14,11 +14,13 @@ algorithm's transitions. What the continuation also depends on is written to
   reward normalisation, its ``training`` flag), ``VecMonitor`` (the running episodes), and the
   vector env itself (every patient's fibre state, trace, clock, history, autoreset flags and
   random generators), pickled with the wrappers' own attributes;
-* RecurrentPPO's LSTM states (``_last_lstm_states``, which SB3 does not save).
+* RecurrentPPO's LSTM states (``_last_lstm_states``, which SB3 does not save);
+* with gSDE exploration (``use_sde``), the exploration matrices: SB3 draws them at the start of
+  a rollout, before the checkpoint, so the resumed run takes the saved ones instead of drawing
+  again (:func:`restore`).
 
 A checkpoint is taken at the start of a rollout (after the previous update), so no rollout
-buffer is pending. Not restored: the gSDE exploration noise (``use_sde``), which SB3 draws
-before the rollout starts.
+buffer is pending.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def capture(model: Any, norm: Any) -> bytes:
         "action_space": model.action_space,
         "observation_space": model.observation_space,
         "lstm_states": getattr(model, "_last_lstm_states", None),
+        "sde": _sde_noise(model),
     }
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -136,4 +139,47 @@ def restore(model: Any, state: dict[str, Any]) -> None:
     model.observation_space = state["observation_space"]
     if state["lstm_states"] is not None:
         model._last_lstm_states = state["lstm_states"]
+    if state.get("sde") is not None:
+        _set_sde_noise(model, state["sde"])
     set_rng_state(state["rng"])
+
+
+def _sde_holder(model: Any) -> Any:
+    """The module whose ``reset_noise`` SB3 calls at a rollout's start (gSDE), or None."""
+    if not getattr(model, "use_sde", False):
+        return None
+    return getattr(model, "actor", None) or model.policy  # off-policy: the actor
+
+
+def _sde_noise(model: Any) -> dict[str, Any] | None:
+    """The current gSDE exploration matrices and their distribution (detached), or None."""
+    holder = _sde_holder(model)
+    if holder is None:
+        return None
+    dist = holder.action_dist
+    return {
+        "loc": dist.weights_dist.loc.detach(),
+        "scale": dist.weights_dist.scale.detach(),
+        "exploration_mat": dist.exploration_mat.detach(),
+        "exploration_matrices": dist.exploration_matrices.detach(),
+    }
+
+
+def _set_sde_noise(model: Any, noise: dict[str, Any]) -> None:
+    """Put saved gSDE matrices back; the rollout's first ``reset_noise`` keeps them.
+
+    In the checkpointed run that call came before the checkpoint (its draws are already in the
+    saved torch state), so the resumed run must not draw again.
+    """
+    from torch.distributions import Normal
+
+    holder = _sde_holder(model)
+    dist = holder.action_dist
+    dist.weights_dist = Normal(noise["loc"], noise["scale"])
+    dist.exploration_mat = noise["exploration_mat"]
+    dist.exploration_matrices = noise["exploration_matrices"]
+
+    def keep_once(*args: Any, **kwargs: Any) -> None:
+        del holder.reset_noise  # later calls draw again (the class's method)
+
+    holder.reset_noise = keep_once
