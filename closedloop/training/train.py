@@ -28,9 +28,9 @@ bit for bit, as the same command run without interruption, even after a ``SIGKIL
 checkpoint holds everything the continuation depends on (:mod:`closedloop.training.resume`:
 the random states, the training env in mid-episode, ``VecNormalize``, the replay buffer, the
 algorithm's counters and last observations), and validation draws nothing from the training's
-random streams. Not exact: runs with gSDE exploration (``use_sde``), stopped by ``max_wall_s``,
-or resumed from a checkpoint of an earlier version without ``resume.pkl`` (its episodes restart,
-reseeded with ``seed + steps``). The card lists the steps a run was resumed at. Training time
+random streams. Not exact: runs stopped by ``max_wall_s``, and runs resumed from a
+checkpoint of an earlier version without ``resume.pkl`` (its episodes restart, reseeded with
+``seed + steps``). The card lists the steps a run was resumed at. Training time
 after the last checkpoint is lost on interruption, and is not counted in the wall-clock; a best
 model saved in that time is kept (the resumed run replaces it only with a better one). A lock
 file (``.lock``) keeps two processes from training in one folder.
