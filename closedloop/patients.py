@@ -165,7 +165,7 @@ class Patient:
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"{where}.model_overrides={short_repr(overrides)} must be a table "
                               "of model sections (lead, population, ...)")
-        params = ModelParams.from_dict(overrides, f"{where}.")
+        params = ModelParams.from_dict(overrides, f"{where}.model_overrides.")
         return cls(perception=perception, params=params, **data)
 
     def save(self, path: str | Path) -> Path:

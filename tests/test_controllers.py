@@ -513,6 +513,7 @@ def test_integer_parameters_take_numpy_integers_and_refuse_floats():
 @pytest.mark.parametrize("obs", [
     "abc", {"ecap": 1.0}, None, np.array([0.0] * 13, dtype=object), [[1.0], [1.0, 2.0]],
     np.zeros(13, complex), np.zeros(13, bool), np.zeros((2, 13)), np.zeros(5),
+    np.r_[np.full(8, 5.0), np.nan, np.full(4, 5.0)], np.r_[np.zeros(12), np.inf],
 ])
 def test_predict_with_a_malformed_observation_raises_config_error(obs):
     ctl = make_controller("pi")
@@ -557,3 +558,9 @@ def test_control_context_fields_are_checked(change, needle):
     with pytest.raises(ConfigError) as err:
         dataclasses.replace(_context(), **change)
     assert needle in str(err.value)
+
+
+def test_a_spec_file_with_an_empty_name_is_named(tmp_path):
+    (tmp_path / "blank.toml").write_text("name = ''\ncontroller = 'pid'\n")
+    with pytest.raises(ConfigError, match="blank.toml: name='' must be a non-empty string"):
+        list_agents(tmp_path)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from closedloop._config import ConfigError, as_real_array, check_value
+from closedloop._config import ConfigError, as_real_array, check_value, short_repr
 
 _POSITIVE = {"lo": 0.0, "lo_open": True}
 _CONTEXT_CHECKS = (
@@ -110,6 +110,9 @@ class Observation:
         if x.ndim != 1 or x.size < 3 * history + 1:
             raise ConfigError(f"observation has shape {x.shape}; expected (>= {3 * history + 1},) "
                               f"for history={history}")
+        if not np.isfinite(x).all():
+            raise ConfigError(f"observation={short_repr(x.tolist())} must be finite (an env's "
+                              "observation always is)")
         h = history
         return cls(x[:h], x[h:2 * h], x[2 * h:3 * h], float(x[3 * h]))
 

@@ -114,6 +114,8 @@ def _spec_files(folder: Path | None = None) -> dict[str, Path]:
     for path in sorted(folder.glob("*.toml")):
         doc = _read(path)
         name = doc.get("name") if isinstance(doc.get("name"), str) else path.stem
+        if not name:
+            raise ConfigError(f"{path.name}: name='' must be a non-empty string")
         if name in found:
             raise ConfigError(f"{path.name}: duplicate agent name {name!r} "
                               f"(also in {found[name].name})")
