@@ -358,6 +358,9 @@ def run_vector(
 
 RESET_SEEDS = 6
 """Reset seeds per id, mode and kind in :func:`sweep`."""
+MIN_EPISODES = 3 * len(SEQUENCES)
+"""Episodes per id, mode and kind in :func:`sweep`, at least: every sequence with the default
+and the tightened settings (every third episode)."""
 
 
 def _actions(run, env_id: str, mode: str, sequence: str, seed: int, episode_s: float):
@@ -382,10 +385,11 @@ def _device(device: dict | None) -> dict:
 def sweep(total_pulses: int, seed: int = 0, episode_s: float = 4.0, log=print) -> dict:
     """Run every id x mode x kind until ``total_pulses`` pulses are checked; tallies by kind.
 
-    Each combination gets an equal share of the pulses, in episodes of ``episode_s`` seconds
-    that cycle through :data:`SEQUENCES`, every third with the :data:`TIGHT` settings; the
-    resets cycle through :data:`RESET_SEEDS` seeds (patients), so that their models are built
-    once.
+    Each combination gets an equal share of the pulses, in episodes of at most ``episode_s``
+    seconds, short enough for :data:`MIN_EPISODES` of them (a 1 kHz id's episodes are
+    shorter), that cycle through :data:`SEQUENCES`, every third with the :data:`TIGHT`
+    settings; the resets cycle through :data:`RESET_SEEDS` seeds (patients), so that their
+    models are built once.
     """
     combos = [
         (i, m, k)
@@ -398,13 +402,16 @@ def sweep(total_pulses: int, seed: int = 0, episode_s: float = 4.0, log=print) -
     tallies = {k: Tally() for k in KINDS}
     for n, (env_id, mode, kind) in enumerate(combos):
         done, episode = Tally(), 0
+        cfg = load_suite()[env_id].config
+        per_s = cfg.rate_hz * (VECTOR_ENVS if kind == "vector" else 1)
+        length = min(episode_s, max(0.2, per_combo / (per_s * MIN_EPISODES)))
         while done.pulses < per_combo:
             sequence = SEQUENCES[episode % len(SEQUENCES)]
             device = TIGHT if episode % 3 == 2 else None
             run = run_scalar if kind == "scalar" else run_vector
-            actions = _actions(run, env_id, mode, sequence, seed + 1000 * n + episode, episode_s)
+            actions = _actions(run, env_id, mode, sequence, seed + 1000 * n + episode, length)
             reset_seed = seed + episode % RESET_SEEDS
-            done.add(run(env_id, mode, sequence, reset_seed, episode_s, device, actions=actions))
+            done.add(run(env_id, mode, sequence, reset_seed, length, device, actions=actions))
             episode += 1
         tallies[kind].add(done)
         log(
@@ -447,8 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         f"Device limits on every pulse: {len(env_ids())} ids x {len(MODES)} action modes x "
         f"scalar/vector env, sequences {', '.join(SEQUENCES)}; every third episode with "
-        f"tightened settings {TIGHT}; {args.episode_s:g} s episodes (vector env: steps are "
-        f"counted per patient)\n{table(tallies)}\n"
+        f"tightened settings {TIGHT}; episodes of at most {args.episode_s:g} s, at least "
+        f"{MIN_EPISODES} per id, mode and kind (vector env: steps are counted per patient)\n"
+        f"{table(tallies)}\n"
         f"total violations: {total_violations}; {time.perf_counter() - start:.0f} s"
     )
     for t in tallies.values():
