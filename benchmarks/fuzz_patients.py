@@ -35,82 +35,64 @@ def _patient_doc() -> dict:
     return get_patient("default").to_dict()
 
 
-@st.composite
-def patient_docs(draw: Any) -> dict:
-    """Patient documents (the ``default`` patient's) with one bad entry."""
+def _bad_patient_entries(doc: dict) -> dict[str, st.SearchStrategy]:
+    """Key of a patient document -> strategy of bad values for it."""
     from closedloop.perception import PerceptionParams
 
-    doc = json.loads(json.dumps(_patient_doc()))
-    what = draw(
-        st.sampled_from(
-            [
-                "seed",
-                "vertebral_level",
-                "posture_csf_mm",
-                "impedance_ohm",
-                "perception",
-                "model_overrides",
-                "patient_id",
-                "format",
-                "unknown",
-            ]
-        )
-    )
-    if what == "seed":
-        doc["seed"] = draw(
-            st.one_of(
-                st.integers(max_value=-1),
-                st.floats(0.5, 9.5),
-                TEXT,
-                wrong_types(text_ok=True),
-                not_finite(),
-            )
-        )
-    elif what == "vertebral_level":
-        doc[what] = draw(st.one_of(TEXT.filter(lambda s: not s.startswith("T")), st.integers()))
-    elif what == "posture_csf_mm":
-        doc[what] = draw(
-            st.one_of(
-                not_a_table(),
-                st.just({}),
-                st.builds(
-                    lambda k, v: {**doc[what], k: v},
-                    st.sampled_from(sorted(doc[what])),
-                    st.one_of(not_finite(), st.floats(max_value=0.0), TEXT),
-                ),
-            )
-        )
-    elif what == "impedance_ohm":
-        doc[what] = draw(st.one_of(st.floats(max_value=0.0), not_finite(), TEXT, st.just([900.0])))
-    elif what == "perception":
+    def bad_perception(draw: Any) -> Any:
         name, meta, default = draw(st.sampled_from(fields_of(PerceptionParams)))
-        doc[what] = draw(
+        return draw(
             st.one_of(
                 not_a_table(), st.just({"zz": 1}), bad_value(meta, default).map(lambda v: {name: v})
             )
         )
-    elif what == "model_overrides":
-        doc[what] = draw(
-            st.sampled_from(
-                [
-                    "abc",
-                    5,
-                    {"zz": {}},
-                    {"lead": {"zz": 1}},
-                    {"lead": "abc"},
-                    {"lead": {"lateral_offset_mm": "x"}},
-                    [1],
-                ]
-            )
-        )
-    elif what == "patient_id":
-        doc[what] = draw(
-            st.one_of(st.integers(), st.just(""), st.just("../x"), st.none(), st.just("a b"))
-        )
-    elif what == "format":
-        doc[what] = draw(st.one_of(TEXT, st.integers()))
-    else:
+
+    postures = doc["posture_csf_mm"]
+    one_posture = st.builds(
+        lambda k, v: {**postures, k: v},
+        st.sampled_from(sorted(postures)),
+        st.one_of(not_finite(), st.floats(max_value=0.0), TEXT),
+    )
+    return {
+        "seed": st.one_of(
+            st.integers(max_value=-1),
+            st.floats(0.5, 9.5),
+            TEXT,
+            wrong_types(text_ok=True),
+            not_finite(),
+        ),
+        "vertebral_level": st.one_of(TEXT.filter(lambda s: not s.startswith("T")), st.integers()),
+        "posture_csf_mm": st.one_of(not_a_table(), st.just({}), one_posture),
+        "impedance_ohm": st.one_of(st.floats(max_value=0.0), not_finite(), TEXT, st.just([900.0])),
+        "perception": st.composite(bad_perception)(),
+        "model_overrides": st.sampled_from(
+            [
+                "abc",
+                5,
+                {"zz": {}},
+                {"lead": {"zz": 1}},
+                {"lead": "abc"},
+                {"lead": {"lateral_offset_mm": "x"}},
+                [1],
+            ]
+        ),
+        "patient_id": st.one_of(
+            st.integers(), st.just(""), st.just("../x"), st.none(), st.just("a b")
+        ),
+        "format": st.one_of(TEXT, st.integers()),
+    }
+
+
+@st.composite
+def patient_docs(draw: Any) -> dict:
+    """Patient documents (the ``default`` patient's) with one bad entry."""
+    doc = json.loads(json.dumps(_patient_doc()))
+    bad = _bad_patient_entries(doc)
+    key = draw(st.sampled_from([*bad, "unknown"]))
+    if key == "unknown":
         doc[draw(TEXT.filter(lambda s: s not in doc))] = 1
+    else:
+        doc[key] = draw(bad[key])
     return doc
 
 

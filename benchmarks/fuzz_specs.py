@@ -97,25 +97,68 @@ def _load_agent(path: Path) -> Any:
     return load_agent_spec("fz", folder=path.parent)
 
 
+GARBAGE_SPECS = (
+    "name = = 1\n",
+    "[params\n",
+    "name = 'fz'\nname = 'x'\n",
+    "\x00\x01",
+    'name = "fz"\ncontroller = "pid"\nparams = 5\n',
+)
+"""Spec files that are not valid TOML or not a spec."""
+
+
+def _override_case(draw: Any) -> Case:
+    """``make_controller(name, **{parameter: bad})``."""
+    from closedloop.controllers import load_agent_spec, make_controller
+
+    name = draw(st.sampled_from(_agents()))
+    params = load_agent_spec(name).params
+    field = draw(st.sampled_from(fields_of(type(params)) + [("zz_unknown", {}, 0.0)]))
+    kwargs = {field[0]: draw(bad_value(field[1], field[2]))}
+    return Case(
+        "controller.make",
+        f"make_controller({name!r}, {kwargs_text(kwargs)})",
+        functools.partial(make_controller, name, **kwargs),
+        names=(field[0],),
+    )
+
+
+def _spec_case(draw: Any, tmp: Path, as_file: bool) -> Case:
+    """``make_controller(<spec with one bad entry>)``, or the spec as a file."""
+    from closedloop.controllers import make_controller
+
+    doc = draw(spec_docs())
+    base = {"name": "fz", "description": "fuzz", "params": {}}
+    keys = tuple(str(k) for k, v in doc.items() if k != "controller" and base.get(k) != v)
+    kind = show(doc.get("controller"))
+    change = ", ".join(f"{k}={show(doc[k])}" for k in keys) or f"controller={kind}"
+    spec = f"<spec of a {kind} controller with {change}>"
+    if isinstance(doc.get("params"), dict) and doc["params"]:
+        keys = (*map(str, doc["params"]), *keys)  # a bad parameter is named by its own name
+    if as_file and representable(doc):
+        path = write_file(tmp, toml_doc(doc), "fz")
+        return Case(
+            "controller.make",
+            f"load_agent_spec('fz', folder=<dir with a file of {spec}>)",
+            functools.partial(_load_agent, path),
+            names=keys or ("controller",),
+        )
+    return Case(
+        "controller.make",
+        f"make_controller({spec})",
+        functools.partial(make_controller, doc),
+        names=keys or ("controller",),
+    )
+
+
 @st.composite
 def controller_cases(draw: Any, tmp: Path) -> Case:
     """``make_controller(name, **bad)``, ``make_controller(bad spec)``, bad spec files."""
-    from closedloop.controllers import load_agent_spec, make_controller
+    from closedloop.controllers import make_controller
 
-    what = draw(
-        st.sampled_from(["override", "override", "dict", "file", "garbage-file", "not-a-spec"])
-    )
+    what = draw(st.sampled_from(["override", "override", "dict", "file", "garbage", "not-a-spec"]))
     if what == "override":
-        name = draw(st.sampled_from(_agents()))
-        params = load_agent_spec(name).params
-        field = draw(st.sampled_from(fields_of(type(params)) + [("zz_unknown", {}, 0.0)]))
-        kwargs = {field[0]: draw(bad_value(field[1], field[2]))}
-        return Case(
-            "controller.make",
-            f"make_controller({name!r}, {kwargs_text(kwargs)})",
-            functools.partial(make_controller, name, **kwargs),
-            names=(field[0],),
-        )
+        return _override_case(draw)
     if what == "not-a-spec":
         spec = draw(
             st.one_of(st.none(), st.integers(), st.lists(st.integers(), min_size=1), st.just(1.5))
@@ -125,48 +168,14 @@ def controller_cases(draw: Any, tmp: Path) -> Case:
             f"make_controller({show(spec)})",
             functools.partial(make_controller, spec),
         )
-    if what == "garbage-file":
-        text = draw(
-            st.sampled_from(
-                [
-                    "name = = 1\n",
-                    "[params\n",
-                    "name = 'fz'\nname = 'x'\n",
-                    "\x00\x01",
-                    'name = "fz"\ncontroller = "pid"\nparams = 5\n',
-                ]
-            )
-        )
-        path = write_file(tmp, text, "fz")
+    if what == "garbage":
+        text = draw(st.sampled_from(GARBAGE_SPECS))
         return Case(
             "controller.make",
             f"load_agent_spec('fz', folder=<dir with {text!r}>)",
-            functools.partial(_load_agent, path),
-        )
-    doc = draw(spec_docs())
-    base = {"name": "fz", "description": "fuzz", "params": {}}
-    keys = tuple(str(k) for k, v in doc.items() if k != "controller" and base.get(k) != v)
-    change = (
-        ", ".join(f"{k}={show(doc[k])}" for k in keys)
-        or f"controller={show(doc.get('controller'))}"
-    )
-    spec = f"<spec of a {show(doc.get('controller'))} controller with {change}>"
-    if isinstance(doc.get("params"), dict) and doc["params"]:
-        keys = (*map(str, doc["params"]), *keys)  # a bad parameter is named by its own name
-    if what == "file" and representable(doc):
-        text = toml_doc(doc)
-        return Case(
-            "controller.make",
-            f"load_agent_spec('fz', folder=<dir with a file of {spec}>)",
             functools.partial(_load_agent, write_file(tmp, text, "fz")),
-            names=keys or ("controller",),
         )
-    return Case(
-        "controller.make",
-        f"make_controller({spec})",
-        functools.partial(make_controller, doc),
-        names=keys or ("controller",),
-    )
+    return _spec_case(draw, tmp, what == "file")
 
 
 @functools.cache
@@ -274,72 +283,56 @@ HYPER_BAD = {
 }
 
 
+RL_TOP_BAD = {
+    "algorithm": st.one_of(TEXT, st.integers(), st.lists(TEXT, min_size=1)),
+    "policy": st.one_of(TEXT, st.integers(), st.lists(TEXT, min_size=1)),
+    "n_envs": st.one_of(
+        st.integers(max_value=0),
+        st.floats(1.5, 7.5),
+        TEXT,
+        st.just([8]),
+        st.integers(min_value=10**7),
+    ),
+    "normalize_obs": st.one_of(TEXT, st.integers(2, 9), st.just([True])),
+    "hyperparams": st.one_of(
+        not_a_table(), st.just({"CartPole-v1": {}}), TEXT.map(lambda s: {s: {}})
+    ),
+    "search": st.sampled_from(
+        [
+            {"learning_rate": {"low": 1.0, "high": 0.0}},
+            {"zz": {"low": 0, "high": 1}},
+            {"n_steps": {"choices": []}},
+            {"n_steps": "abc"},
+            "abc",
+            {"learning_rate": {"low": "a", "high": 1.0}},
+            {"gamma": {"low": 0.9}},
+            {"learning_rate": {"low": -1.0, "high": 1.0, "log": True}},
+            {"n_steps": {"choices": [0, -1]}},
+        ]
+    ),
+}
+"""Top-level keys of an RL spec -> strategy of bad values."""
+
+
 @st.composite
 def rl_docs(draw: Any) -> dict:
     """RL agent spec documents (``agents/rl/ppo.toml`` with one bad key)."""
+    from closedloop.training.spec import valid_hyperparams
+
     doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _ppo_doc().items()}
-    hyper = {s: dict(t) for s, t in doc["hyperparams"].items()}
-    doc["hyperparams"] = hyper
-    what = draw(
-        st.sampled_from(
-            [
-                "hyper",
-                "hyper",
-                "hyper",
-                "algorithm",
-                "policy",
-                "n_envs",
-                "normalize_obs",
-                "section",
-                "search",
-                "unknown",
-                "unknown-hp",
-            ]
-        )
-    )
+    doc["hyperparams"] = {s: dict(t) for s, t in doc["hyperparams"].items()}
+    default = doc["hyperparams"]["default"]
+    what = draw(st.sampled_from(["hyper"] * 5 + [*RL_TOP_BAD, "unknown", "unknown-hp"]))
     if what == "hyper":
         key = draw(st.sampled_from(sorted(HYPER_BAD)))
-        hyper["default"][key] = draw(HYPER_BAD[key])
-    elif what in ("algorithm", "policy"):
-        doc[what] = draw(st.one_of(TEXT, st.integers(), st.lists(TEXT, min_size=1)))
-    elif what == "n_envs":
-        doc["n_envs"] = draw(
-            st.one_of(
-                st.integers(max_value=0),
-                st.floats(1.5, 7.5),
-                TEXT,
-                st.just([8]),
-                st.integers(min_value=10**7),
-            )
-        )
-    elif what == "normalize_obs":
-        doc["normalize_obs"] = draw(st.one_of(TEXT, st.integers(2, 9), st.just([True])))
-    elif what == "section":
-        doc["hyperparams"] = (
-            {draw(st.one_of(TEXT, st.just("CartPole-v1"))): {}}
-            if draw(st.booleans())
-            else draw(not_a_table())
-        )
-    elif what == "search":
-        doc["search"] = draw(
-            st.sampled_from(
-                [
-                    {"learning_rate": {"low": 1.0, "high": 0.0}},
-                    {"zz": {"low": 0, "high": 1}},
-                    {"n_steps": {"choices": []}},
-                    {"n_steps": "abc"},
-                    "abc",
-                    {"learning_rate": {"low": "a", "high": 1.0}},
-                    {"gamma": {"low": 0.9}},
-                    {"learning_rate": {"low": -1.0, "high": 1.0, "log": True}},
-                    {"n_steps": {"choices": [0, -1]}},
-                ]
-            )
-        )
+        default[key] = draw(HYPER_BAD[key])
     elif what == "unknown":
         doc[draw(TEXT.filter(lambda s: s not in doc))] = 1
+    elif what == "unknown-hp":
+        known = set(valid_hyperparams("PPO")) | set(HYPER_BAD)
+        default[draw(TEXT.filter(lambda s: s not in known))] = 1
     else:
-        hyper["default"][draw(TEXT.filter(lambda s: s not in HYPER_BAD))] = 1
+        doc[what] = draw(RL_TOP_BAD[what])
     return doc
 
 

@@ -20,6 +20,7 @@ import fuzz_api  # noqa: E402
 import fuzz_cases  # noqa: E402
 import fuzz_cli  # noqa: E402
 import fuzz_inputs  # noqa: E402
+import fuzz_report  # noqa: E402
 from fuzz_inputs import Case, run_case  # noqa: E402
 
 from closedloop import ConfigError  # noqa: E402
@@ -52,7 +53,7 @@ def test_full_fuzz_run_has_no_raw_exception_and_no_garbage():
     must_refuse = sum(o.case.refuse for outs in results.values() for o in outs)
     failed = [o for outs in results.values() for o in outs if not o.ok]
     assert must_refuse >= 2000
-    assert not failed, fuzz_inputs.table(results) + "\n" + fuzz_inputs.failures(results)
+    assert not failed, fuzz_report.table(results) + "\n" + fuzz_report.failures(results)
 
 
 # -- the harness itself: each verdict comes out as it should ------------------------------------
@@ -70,6 +71,15 @@ def test_a_config_error_is_a_refusal_and_other_exceptions_are_failures():
     raw = run_case(Case("x", "x", _raise(TypeError("boom"))))
     assert raw.kind == "raw" and "TypeError" in raw.detail and not raw.ok
     assert run_case(Case("x", "x", _raise(KeyError("k")))).kind == "raw"
+
+
+def test_a_refusal_after_claiming_the_run_folder_is_garbage(tmp_path):
+    import fuzz_files
+
+    bad = {**fuzz_files.SUITE, "env_overrides": {"rate_hz": -1.0}}
+    (tmp_path / "suite.json").write_text("{}")  # as if the refused run had claimed the folder
+    out = run_case(Case("suite", "", lambda: fuzz_files._run_suite_dict(bad, tmp_path)))
+    assert out.kind == "garbage" and "suite.json" in out.detail
 
 
 def test_an_accepted_bad_input_is_garbage_unless_allowed_and_sane():
