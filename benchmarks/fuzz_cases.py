@@ -64,9 +64,10 @@ def sane_step(out: Any) -> str | None:
     obs, reward, _, _, info = out
     if not finite(obs) or not finite(reward):
         return f"NaN or inf in the observation or reward: reward={show(reward)}"
-    current = np.asarray(info.get("current_ma", 0.0), dtype=np.float64)
-    if (current < 0).any() or (current > HARDWARE_MAX_MA + 1e-9).any():
-        return f"current_ma={show(current)} outside [0, {HARDWARE_MAX_MA}] mA"
+    for key in ("current_ma", "pulse_current_ma"):  # the step's and each pulse's current
+        current = np.asarray(info.get(key, 0.0), dtype=np.float64)
+        if (current < 0).any() or (current > HARDWARE_MAX_MA + 1e-9).any():
+            return f"{key}={show(current)} outside [0, {HARDWARE_MAX_MA}] mA"
     if not finite({k: v for k, v in info.items() if k != "device_limits"}):
         return "NaN or inf in info"
     return None
