@@ -2,6 +2,8 @@
 or refused with a ConfigError naming the parameter; make kwargs, actions, patient tables, reset
 options, scenario components, controller parameters. Derandomized: the same examples each run."""
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -184,14 +186,21 @@ def test_fuzz_controller_parameters(data):
     import dataclasses
 
     from closedloop._config import field_kind
-    from closedloop.controllers import list_agents, make_controller
+    from closedloop.controllers import make_controller
 
-    name = data.draw(st.sampled_from(list_agents()))
-    params = make_controller(name).params
-    field = data.draw(st.sampled_from(dataclasses.fields(params)))
+    spec = data.draw(st.sampled_from(_agent_specs()))
+    field = data.draw(st.sampled_from(dataclasses.fields(spec.params)))
     try:
-        ctl = make_controller(name, **{field.name: data.draw(VALUES)})
+        ctl = make_controller(spec, **{field.name: data.draw(VALUES)})
     except ConfigError as err:
         assert field.name in str(err)
         return
     assert _kind_holds(getattr(ctl.params, field.name), field_kind(field))
+
+
+@functools.cache
+def _agent_specs() -> tuple:
+    """Every controller spec of ``agents/``, read once."""
+    from closedloop.controllers import list_agents, load_agent_spec
+
+    return tuple(load_agent_spec(name) for name in list_agents())
