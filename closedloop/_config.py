@@ -184,8 +184,10 @@ def validate(obj: Any, prefix: str = "") -> None:
 def as_real_array(name: str, value: Any) -> np.ndarray:
     """``value`` as a float64 array, or :class:`ConfigError` unless it holds real numbers.
 
-    Strings, dicts, None, object, complex and bool arrays, and ragged nested lists are refused
-    (NumPy would raise its own error, or drop the imaginary part silently).
+    Strings, dicts, None, complex and bool arrays, object arrays holding anything but real
+    numbers, and ragged nested lists are refused (NumPy would raise its own error, or drop the
+    imaginary part silently). An object array of real numbers is taken as their values, as the
+    environments' one-pulse fast path takes a ``(1,)`` object array holding a float.
     """
     if isinstance(value, np.ndarray):
         arr = value
@@ -195,6 +197,8 @@ def as_real_array(name: str, value: Any) -> np.ndarray:
         except (ValueError, TypeError) as exc:      # ragged nested lists
             raise ConfigError(f"{name}={short_repr(value)} must be an array of real numbers "
                               f"({exc})") from None
+    if arr.dtype.kind == "O" and all(is_real(v) for v in arr.flat):
+        return arr.astype(np.float64)
     if arr.dtype.kind not in "iuf":
         raise ConfigError(f"{name}={short_repr(value)} must hold real numbers; got dtype "
                           f"{arr.dtype}")

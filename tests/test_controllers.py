@@ -511,7 +511,7 @@ def test_integer_parameters_take_numpy_integers_and_refuse_floats():
 
 
 @pytest.mark.parametrize("obs", [
-    "abc", {"ecap": 1.0}, None, np.array([0.0] * 13, dtype=object), [[1.0], [1.0, 2.0]],
+    "abc", {"ecap": 1.0}, None, np.array([None] * 13, dtype=object), [[1.0], [1.0, 2.0]],
     np.zeros(13, complex), np.zeros(13, bool), np.zeros((2, 13)), np.zeros(5),
     np.r_[np.full(8, 5.0), np.nan, np.full(4, 5.0)], np.r_[np.zeros(12), np.inf],
 ])
