@@ -45,7 +45,8 @@ them in their ``info`` dict (one count per pulse at which a limit acted), so tha
 that leans on the safety model is visible.
 
 The limit logic is written once, as the numba kernel :func:`limit_one` (scalars in, scalars
-out, no validation), and the ramp once, as :func:`ramp` over it. :func:`limit_many` and
+out, no validation), and the ramp once, as :func:`ramp` over it, both in
+:mod:`closedloop.device_limits` and re-exported here. :func:`limit_many` and
 :func:`ramp_many` loop them over per-patient arrays; the environments' compiled steps call
 :func:`limit_one` (one pulse per step) and :func:`ramp` / :func:`ramp_many` (several).
 :func:`apply_limits` is the validated NumPy front end: inputs broadcast (shape ``()``, ``(1,)``
@@ -59,18 +60,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numba
 import numpy as np
 
 from closedloop._config import ConfigError, param, validate
+from closedloop.device_limits import LIMIT_FLAGS, limit_many, limit_one, ramp, ramp_many
 from closedloop.neural.params import PLATINUM_SHANNON
 
-LIMIT_FLAGS: dict[str, int] = {"bounds": 1, "clinician": 2, "slew": 4, "charge_density": 8,
-                               "compliance": 16}
-"""Bit of each limit in the flags returned by :func:`apply_limits`, in the order applied."""
+__all__ = ["LIMIT_FLAGS", "DeviceParams", "InterventionCounter", "apply_limits",
+           "apply_limits_scalar", "limit_many", "limit_one", "limit_report", "ramp", "ramp_many"]
 
 _NAMES = tuple(LIMIT_FLAGS)
-_B, _C, _S, _Q, _V = LIMIT_FLAGS.values()  # numba freezes these globals as constants
 # _BIT_TABLE[f, k] is 1 when flag value f (0-31) has the bit of limit k set.
 _BIT_TABLE = np.array([[(f >> k) & 1 for k in range(len(_NAMES))] for f in range(32)],
                       dtype=np.int64)
@@ -169,153 +168,6 @@ def _check_inputs(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_m
         raise ConfigError(f"max_ma < min_ma at {_index_text(np.less(hi, lo)) or 'scalar'}: "
                           "the clinician window [min_ma, max_ma] is empty")
     return checked
-
-
-@numba.njit(cache=True)
-def limit_one(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_current_ma,
-              max_change_ma, max_charge_uc, compliance_v):
-    """The five limits, in order, for one patient and one pulse (the one copy of them).
-
-    Scalar kernel, callable from Python and from other numba kernels. It does no validation:
-    callers guarantee finite inputs, ``pw_us > 0``, ``impedance_ohm > 0`` and
-    ``0 <= min_ma <= max_ma`` (as :func:`apply_limits` checks).
-
-    Args:
-        requested_ma: Current the controller asks for (mA).
-        previous_ma: Current of the previous pulse (mA); brought into ``[0, max_current_ma]``
-            before it anchors the slew window.
-        pw_us: Pulse width per phase (µs).
-        impedance_ohm: Electrode impedance (Ω).
-        min_ma: Clinician minimum current (mA); capped at ``max_current_ma``.
-        max_ma: Clinician maximum current (mA).
-        max_current_ma: Hardware maximum current (mA), ``DeviceParams.max_current_ma``.
-        max_change_ma: Largest change of current from the previous pulse (mA),
-            ``DeviceParams.max_step_ma``.
-        max_charge_uc: Largest charge per phase (µC), ``DeviceParams.max_charge_uc(length)``.
-        compliance_v: Compliance voltage (V), ``DeviceParams.compliance_v``.
-
-    Returns:
-        ``(delivered_ma, flags)``: the delivered current (mA, float64) and the int64 bitmask of
-        the limits that changed it (:data:`LIMIT_FLAGS`).
-    """
-    flags = 0
-    # 1. bounds: hardware range [0, max_current_ma]
-    out = min(max(requested_ma, 0.0), max_current_ma)
-    if out != requested_ma:
-        flags |= _B
-    # 2. clinician window, intersected with the hardware range
-    new = min(max(out, min(min_ma, max_current_ma)), max_ma)
-    if new != out:
-        flags |= _C
-    out = new
-    # 3. slew from the previous current, anchored inside the hardware range
-    anchor = min(max(previous_ma, 0.0), max_current_ma)
-    new = min(max(out, anchor - max_change_ma), anchor + max_change_ma)
-    if new != out:
-        flags |= _S
-    out = new
-    # 4. charge density: I * PW <= q_max
-    new = min(out, max_charge_uc / (pw_us * 1e-3))
-    if new != out:
-        flags |= _Q
-    out = new
-    # 5. compliance: I * Z <= V
-    new = min(out, compliance_v / impedance_ohm * 1e3)
-    if new != out:
-        flags |= _V
-    return new, flags
-
-
-@numba.njit(cache=True)
-def limit_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max_change_ma,
-               max_charge_uc, compliance_v, out_delivered, out_flags):
-    """:func:`limit_one` for each patient of a batch, written into ``out_delivered``/``out_flags``.
-
-    No validation and no broadcasting: every per-patient argument is a 1-D array of the same
-    length ``N`` (the caller broadcasts and validates, as :func:`apply_limits` does).
-
-    Args:
-        requested: Requested currents (mA), shape ``(N,)``.
-        previous: Previously delivered currents (mA), ``(N,)``.
-        pw: Pulse widths per phase (µs), ``(N,)``.
-        imp: Electrode impedances (Ω), ``(N,)``.
-        min_ma: Clinician minimum currents (mA), ``(N,)``.
-        max_ma: Clinician maximum currents (mA), ``(N,)``.
-        max_current_ma: Hardware maximum current (mA), a scalar.
-        max_change_ma: Largest change of current from the previous pulse (mA), ``(N,)``.
-        max_charge_uc: Largest charge per phase (µC), ``(N,)``.
-        compliance_v: Compliance voltage (V), a scalar.
-        out_delivered: Output, delivered currents (mA), float ``(N,)``; overwritten.
-        out_flags: Output, limit bitmasks (:data:`LIMIT_FLAGS`), integer ``(N,)``; overwritten.
-    """
-    for i in range(requested.size):
-        out_delivered[i], out_flags[i] = limit_one(
-            requested[i], previous[i], pw[i], imp[i], min_ma[i], max_ma[i], max_current_ma,
-            max_change_ma[i], max_charge_uc[i], compliance_v)
-
-
-@numba.njit(cache=True)
-def ramp(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_current_ma,
-         max_step_ma, max_charge_uc, compliance_v, out_current, out_flags):
-    """One control step of ``P`` pulses: the device ramps pulse by pulse toward the request.
-
-    Pulse ``j`` passes through :func:`limit_one` with the current of pulse ``j - 1`` (of the
-    previous step for ``j = 0``) as its slew anchor and its own impedance, so no pulse changes by
-    more than ``max_step_ma`` from the one before (the one copy of the ramp; callers never scale
-    the slew limit by the pulse count). No validation (see :func:`limit_one`).
-
-    Args:
-        requested_ma: Current the controller asks for over the whole step (mA).
-        previous_ma: Current of the previous step's last pulse (mA).
-        pw_us: Pulse width per phase (µs).
-        impedance_ohm: Electrode impedance each pulse sees (Ω), ``(P,)``.
-        min_ma: Clinician minimum current (mA).
-        max_ma: Clinician maximum current (mA).
-        max_current_ma: Hardware maximum current (mA).
-        max_step_ma: Largest change of current from one pulse to the next (mA).
-        max_charge_uc: Largest charge per phase (µC).
-        compliance_v: Compliance voltage (V).
-        out_current: Output, each pulse's delivered current (mA), ``(P,)``; overwritten.
-        out_flags: Output, each pulse's limit bitmask (:data:`LIMIT_FLAGS`), ``(P,)``.
-
-    Returns:
-        The bitwise OR of the pulses' flags (int): the step's flags.
-    """
-    current = previous_ma
-    step_flags = 0
-    for j in range(out_current.size):
-        current, f = limit_one(requested_ma, current, pw_us, impedance_ohm[j], min_ma, max_ma,
-                               max_current_ma, max_step_ma, max_charge_uc, compliance_v)
-        out_current[j] = current
-        out_flags[j] = f
-        step_flags |= f
-    return step_flags
-
-
-@numba.njit(cache=True)
-def ramp_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max_step_ma,
-              max_charge_uc, compliance_v, out_current, out_flags, out_step_flags):
-    """:func:`ramp` for each patient of a batch (a loop over the scalar function).
-
-    Args:
-        requested: Requested currents (mA), ``(N,)``.
-        previous: Currents of each patient's previous pulse (mA), ``(N,)``.
-        pw: Pulse widths per phase (µs), ``(N,)``.
-        imp: Electrode impedance of each patient's pulses (Ω), ``(N, P)``.
-        min_ma: Clinician minimum currents (mA), ``(N,)``.
-        max_ma: Clinician maximum currents (mA), ``(N,)``.
-        max_current_ma: Hardware maximum current (mA), a scalar.
-        max_step_ma: Largest change of current from one pulse to the next (mA), a scalar.
-        max_charge_uc: Largest charge per phase (µC), ``(N,)``.
-        compliance_v: Compliance voltage (V), a scalar.
-        out_current: Output, delivered currents (mA), ``(N, P)``; overwritten.
-        out_flags: Output, per-pulse limit bitmasks, integer ``(N, P)``; overwritten.
-        out_step_flags: Output, each patient's OR over its pulses, integer ``(N,)``.
-    """
-    for i in range(requested.size):
-        out_step_flags[i] = ramp(requested[i], previous[i], pw[i], imp[i], min_ma[i], max_ma[i],
-                                 max_current_ma, max_step_ma, max_charge_uc[i], compliance_v,
-                                 out_current[i], out_flags[i])
 
 
 def _flat(value, shape: tuple, size: int) -> np.ndarray:
