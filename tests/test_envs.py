@@ -191,7 +191,7 @@ def test_one_pulse_fast_path_equals_the_general_path(env_id, kwargs):
     np.array([1], np.int64), np.array([-0.0], np.float32),
 ])
 def test_check_action_fast_path_equals_numpy(action):
-    from closedloop.envs.ecap_env import _check_action
+    from closedloop.envs.inputs import check_action as _check_action
 
     want = np.clip(np.asarray(action, np.float64).reshape(1), -1.0, 1.0)
     got = _check_action(action, (1,))

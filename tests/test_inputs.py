@@ -283,7 +283,7 @@ def test_malformed_actions_raise_config_error_in_the_scalar_env(env, action):
 
 
 def test_malformed_actions_raise_config_error_in_the_several_pulse_step():
-    from closedloop.envs.ecap_env import _check_action
+    from closedloop.envs.inputs import check_action as _check_action
 
     for action in BAD_ACTIONS:
         with pytest.raises(ConfigError, match="action"):

@@ -97,7 +97,7 @@ def test_fuzz_make_kwargs_accept_only_values_of_the_declared_kind(data):
 @FUZZ
 @given(action=VALUES)
 def test_fuzz_actions_are_floats_in_the_box_or_a_config_error(action):
-    from closedloop.envs.ecap_env import _check_action
+    from closedloop.envs.inputs import check_action as _check_action
 
     try:
         a = _check_action(action, (1,))

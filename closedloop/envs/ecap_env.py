@@ -5,18 +5,17 @@ from __future__ import annotations
 import collections
 import copy
 import functools
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from closedloop._config import ConfigError, as_real_array, check_value, short_repr
+from closedloop._config import ConfigError, check_value
 from closedloop.device import InterventionCounter, ramp
 from closedloop.envs import model_store
 from closedloop.envs import step_kernels as sk
-from closedloop.envs.config import ACTION_MODES, EnvConfig, EnvSpec, load_suite, with_overrides
+from closedloop.envs.config import ACTION_MODES, EnvSpec, load_suite, with_overrides
+from closedloop.envs.inputs import ECAP_BOUND_UV, check_action, reset_options
 from closedloop.envs.step_info import StepInfo
 from closedloop.neural.runner import PulseRunner, entry_point
 from closedloop.perception import drive_factors, sensation_update
@@ -27,8 +26,6 @@ PW_RANGE_US = (60.0, 500.0)
 """Pulse widths reachable by the pulse-shape variant (µs)."""
 RATE_RANGE_HZ = (20.0, 200.0)
 """Pulse rates reachable by the pulse-shape variant (Hz)."""
-ECAP_BOUND_UV = 2000.0
-RESET_OPTIONS = ("patient", "split", "scenario", "target_uv")
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,7 +136,7 @@ class ECAPTrackingEnv(gym.Env):
     # -- reset ------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Draw a patient and a scenario trace; see the class docstring."""
-        opts = _reset_options(options)
+        opts = reset_options(options)
         if seed is not None:
             check_value("seed", seed, {"lo": 0, "unit": "1"}, "int")
         super().reset(seed=None if seed is None else int(seed))
@@ -260,11 +257,11 @@ class ECAPTrackingEnv(gym.Env):
         loop pays.
         """
         if not self._one_pulse:
-            return self._step_pulses(_check_action(action, self.action_space.shape))
+            return self._step_pulses(check_action(action, self.action_space.shape))
         args, compiled_step = self._fast or self._make_fast()
         a = action.item() if type(action) is np.ndarray and action.shape == (1,) else None
         if type(a) is not float or not -1.0 <= a <= 1.0:      # not the usual case: checked
-            a = _check_action(action, (1,))[0]
+            a = check_action(action, (1,))[0]
         if self._waves:
             out = compiled_step(a, args)
             self._observe_wave()
@@ -385,51 +382,6 @@ class ECAPTrackingEnv(gym.Env):
         from closedloop.envs.render import draw
 
         return draw(self)
-
-
-_TARGET_META = {"lo": 0.0, "lo_open": True, "hi": ECAP_BOUND_UV, "unit": "µV"}
-
-
-def _reset_options(options: Any) -> dict:
-    """``reset``'s options checked: a dict of :data:`RESET_OPTIONS` with values of their types.
-
-    ``patient``, ``split`` and ``scenario`` are checked as the fields of
-    :class:`~closedloop.envs.config.EnvConfig`; ``target_uv`` is a real number in (0, 2000] µV.
-    """
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise ConfigError(f"options={short_repr(options)} must be a dict with keys among "
-                          f"{', '.join(RESET_OPTIONS)}")
-    unknown = sorted(map(str, set(options) - set(RESET_OPTIONS)))
-    if unknown:
-        raise ConfigError(f"unknown reset option(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(RESET_OPTIONS)}")
-    fields = EnvConfig.__dataclass_fields__
-    for key, value in options.items():
-        meta = _TARGET_META if key == "target_uv" else fields[key].metadata
-        check_value(f"options[{key!r}]", value, meta, "real" if key == "target_uv" else None)
-    return dict(options)
-
-
-def _check_action(action, shape) -> list[float]:
-    """The action as floats of ``shape``, clipped to [-1, 1]; ConfigError if malformed."""
-    if type(action) is np.ndarray and action.shape == shape and action.dtype.char in "fd":
-        a = action.tolist()              # the usual case: float32/64 values inside [-1, 1]
-        for x in a:
-            if type(x) is not float or not -1.0 <= x <= 1.0:
-                break
-        else:
-            return a
-    a = as_real_array("action", action)
-    if a.shape != shape:
-        if a.size != shape[0]:
-            raise ConfigError(f"action has shape {a.shape}; expected {shape}")
-        a = a.reshape(shape)
-    lo, hi = a.min(), a.max()
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ConfigError(f"action={a.tolist()} must be finite; valid range [-1, 1]")
-    return (a if (lo >= -1.0 and hi <= 1.0) else np.clip(a, -1.0, 1.0)).tolist()
 
 
 def _lerp(a: float, bounds: tuple[float, float]) -> float:
