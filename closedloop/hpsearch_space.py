@@ -185,12 +185,16 @@ def check_counts(**values: Any) -> None:
 
 
 def check_seeds(seeds: Any) -> tuple[int, ...]:
-    """The episode seeds as a non-empty tuple of integers >= 0."""
+    """The episode seeds as a non-empty tuple of distinct integers >= 0.
+
+    A repeated seed would score the same episode twice (as the benchmark, ``run_grid``, ``train``
+    and ``tune`` also refuse).
+    """
     ok = isinstance(seeds, (list, tuple)) and seeds and all(
         isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds)
-    if not ok:
+    if not ok or len(set(seeds)) != len(seeds):
         raise ConfigError(f"eval_seeds={seeds!r} is invalid; valid: a non-empty list of "
-                          "integers in [0, 2**32)")
+                          "distinct integers in [0, 2**32)")
     return tuple(seeds)
 
 

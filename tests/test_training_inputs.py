@@ -230,6 +230,7 @@ def no_trials(monkeypatch):
         ({"eval_patients": 1000}, r"eval_patients=1000 is out of range; valid range \[1, 20\]"),
         ({"eval_seeds": (-1,)}, "eval_seeds=.-1,."),
         ({"eval_seeds": ()}, "eval_seeds=()"),
+        ({"eval_seeds": (0, 0)}, r"eval_seeds=\(0, 0\) is invalid; valid: .* distinct"),
         ({"eval_split": "nope"}, "eval_split='nope'"),
         ({"env_id": "CartPole-v1"}, "CartPole-v1.*not a closedloop env id"),
         ({"env_id": "closedloop/ECAPPulseShape-v0"}, "native vector env"),
