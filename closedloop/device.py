@@ -62,7 +62,7 @@ import math
 
 import numpy as np
 
-from closedloop._config import ConfigError, param, validate
+from closedloop._config import ConfigError, as_real_array, param, validate
 from closedloop.device_limits import LIMIT_FLAGS, limit_many, limit_one, ramp, ramp_many
 from closedloop.neural.params import PLATINUM_SHANNON
 
@@ -131,19 +131,24 @@ def _checked(name: str, value, lo: float = -math.inf, lo_open: bool = False,
 
     An entry is bad if it is not finite or lies below ``lo`` (at ``lo`` too if ``lo_open``).
     Python numbers take a fast scalar path; for arrays NaN propagates through the ``min`` and
-    ``max`` reductions, so two reductions screen the whole array.
+    ``max`` reductions, so two reductions screen the whole array. Anything but real numbers
+    (strings, bytes, dicts, None, bool or complex values, ragged lists) is refused by
+    :func:`closedloop._config.as_real_array`.
     """
     if type(value) in (float, int):
         mn = mx = float(value)
         a = None
     else:
-        a = np.asarray(value, dtype=np.float64)
+        try:
+            a = as_real_array(name, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; {name} {need}") from None
         if a.size == 0:
             return a
         mn, mx = np.minimum.reduce(a, axis=None), np.maximum.reduce(a, axis=None)
     if (mn > lo if lo_open else mn >= lo) and -math.inf < mn and mx < math.inf:
         return mn if a is None else a
-    a = np.asarray(value, dtype=np.float64)
+    a = np.asarray(value, dtype=np.float64) if a is None else a
     bad = ~np.isfinite(a) | ((a <= lo) if lo_open else (a < lo))
     v = float(a[tuple(np.argwhere(bad)[0])]) if a.ndim else float(a)
     raise ConfigError(f"{name}{_index_text(bad)}={v!r} {need}")

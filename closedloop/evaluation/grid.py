@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.evaluation.report import SCHEMA
 from closedloop.evaluation.runner import check_env_overrides, check_seed, run_episode
@@ -97,9 +97,8 @@ def resolve_patients(patients: str | Iterable[str]) -> list[str]:
             raise ConfigError(f"patients={patients!r} is unknown; valid: a split "
                               f"({', '.join(SPLITS)}) or a list of patient ids")
         return [p.patient_id for p in load_cohort(patients)]
-    ids = [str(p) for p in patients]
-    if not ids:
-        raise ConfigError("patients is empty; valid: a split name or a non-empty list of ids")
+    ids = [str(p) for p in _non_empty("patients", patients, "a split name "
+                                      f"({', '.join(SPLITS)}) or a non-empty list of ids")]
     for pid in ids:
         get_patient(pid)
     return ids
@@ -127,7 +126,8 @@ def grid_specs(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str
     overrides = {} if env_overrides is None else env_overrides
     for env_id in env_ids:
         overrides = check_env_overrides(env_id, overrides)
-    seeds = [check_seed(s) for s in _non_empty("seeds", seeds, "a list of integers >= 0")]
+    seeds = [check_seed(s, f"seeds[{i}]")
+             for i, s in enumerate(_non_empty("seeds", seeds, "a list of integers >= 0"))]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds!r} has duplicates; valid: distinct integers >= 0")
     over = tuple(sorted(overrides.items()))
@@ -143,8 +143,15 @@ def _controllers(controllers) -> dict[str, str | Callable[[], Any]]:
     if not isinstance(controllers, Mapping | Iterable):
         raise ConfigError(f"controllers={controllers!r} is invalid; valid: a dict label -> spec "
                           "name or factory, or a list of spec names")
-    ctrl = dict(controllers) if isinstance(controllers, Mapping) else {
-        str(c): str(c) for c in controllers}
+    if isinstance(controllers, Mapping):
+        ctrl = dict(controllers)
+    else:
+        names = list(controllers)
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise ConfigError(f"controllers[{i}]={short_repr(name)} must be a spec name (a "
+                                  "string); pass a dict label -> factory for anything else")
+        ctrl = {name: name for name in names}
     if not ctrl:
         raise ConfigError("controllers is empty; valid: a dict label -> spec name or factory")
     for name, src in ctrl.items():
@@ -152,6 +159,18 @@ def _controllers(controllers) -> dict[str, str | Callable[[], Any]]:
             raise ConfigError(f"controllers[{name!r}]={src!r} is invalid; valid: a spec name or "
                               "a zero-argument factory")
     return ctrl
+
+
+def _check_spec_names(specs: Iterable[EpisodeSpec]) -> None:
+    """Refuse, before any episode is played, a spec name that ``agents/`` does not hold."""
+    from closedloop.controllers.registry import list_agents
+
+    known = list_agents()
+    for spec in specs:
+        src = spec.controller if spec.source is None else spec.source
+        if isinstance(src, str) and src not in known:
+            raise ConfigError(f"controllers[{spec.controller!r}]={src!r} is unknown; valid: "
+                              f"{', '.join(known)}, or a zero-argument factory")
 
 
 def _non_empty(name: str, values, valid: str) -> list:
@@ -261,6 +280,8 @@ def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
     from closedloop._parallel import check_workers, parallel_map
 
     specs = grid_specs(controllers, env_ids, patients, seeds, env_overrides)
+    if make_controller is None:
+        _check_spec_names(specs)
     workers = check_workers(workers)
     if save_trajectories and out_dir is None:
         raise ConfigError("save_trajectories=True needs out_dir (where the .npz files go)")

@@ -20,8 +20,17 @@ from scipy.optimize import curve_fit
 
 from closedloop._config import ConfigError
 from closedloop.neural.model import NeuralModel
-from closedloop.neural.validation import CURRENT_RANGE_MA, check_array
+from closedloop.neural.validation import (
+    CSF_RANGE_MM,
+    CURRENT_RANGE_MA,
+    PW_RANGE_US,
+    check_array,
+    check_rate,
+    check_scalar,
+)
 
+MIN_LEVELS = 4
+"""Fewest current levels of a sweep (the soft-knee fit has three parameters)."""
 DETECT_UV = 10.0
 """ECAP (µV) taken as clearly above the noise when locating the threshold region."""
 FIT_SPAN = 2.2
@@ -103,6 +112,23 @@ def fit_growth(currents_ma: np.ndarray, ecap_uv: np.ndarray,
     return float(th), float(sl), float(kn)
 
 
+def check_levels(currents_ma) -> np.ndarray:
+    """The sweep's current levels (mA) as a float64 array; default 0-15 mA in 0.5 mA steps.
+
+    Raises:
+        ConfigError: Unless ``currents_ma`` is a 1-D array of at least :data:`MIN_LEVELS` real
+            numbers in [0, 25.5] mA, strictly ascending.
+    """
+    if currents_ma is None:
+        return np.arange(0.0, 15.01, 0.5)
+    cur = check_array("currents_ma", currents_ma, *CURRENT_RANGE_MA, "mA")
+    if cur.ndim != 1 or cur.size < MIN_LEVELS or np.any(np.diff(cur) <= 0.0):
+        raise ConfigError(f"currents_ma must be at least {MIN_LEVELS} strictly ascending levels "
+                          f"in [0, 25.5] mA; got {cur.size} level(s) of shape {cur.shape}"
+                          f"{'' if np.all(np.diff(cur.ravel()) > 0) else ', not ascending'}")
+    return cur
+
+
 def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
                  rate_hz: float = 50.0, csf_mm: float | None = None, pulses_per_level: int = 50,
                  waveforms: bool = False) -> GrowthCurve:
@@ -110,10 +136,11 @@ def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
 
     Args:
         model: The patient's model; it is reset before the sweep.
-        currents_ma: Ascending current levels (mA); default 0-15 mA in 0.5 mA steps.
-        pw_us: Pulse width (µs).
-        rate_hz: Pulse rate (Hz).
-        csf_mm: CSF thickness (mm); the model default if None.
+        currents_ma: At least 4 strictly ascending current levels (mA) in [0, 25.5]; default
+            0-15 mA in 0.5 mA steps.
+        pw_us: Pulse width (µs), a number in [20, 1000].
+        rate_hz: Pulse rate (Hz), a number in [1, 10000].
+        csf_mm: CSF thickness (mm) inside the tabulated grid; the model default if None.
         pulses_per_level: Pulses at each level (>= 2); the last half are averaged. They are
             delivered in chunks, so Ctrl-C stops a long sweep.
         waveforms: Keep the last recorded sweep of each level.
@@ -125,14 +152,16 @@ def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
         ConfigError: If an argument is out of range, or one level's records would not fit in
             the available memory.
     """
-    cur = check_array("currents_ma", np.arange(0.0, 15.01, 0.5) if currents_ma is None
-                      else currents_ma, *CURRENT_RANGE_MA, "mA")
+    cur = check_levels(currents_ma)
+    pw_us = check_scalar("pw_us", pw_us, *PW_RANGE_US, "µs")
+    rate_hz = check_rate(rate_hz)
+    csf = check_scalar("csf_mm", model.default_csf_mm if csf_mm is None else csf_mm,
+                       *CSF_RANGE_MM, "mm")
     if isinstance(pulses_per_level, bool) or not isinstance(pulses_per_level, numbers.Integral) \
             or pulses_per_level < 2:
         raise ConfigError(f"pulses_per_level={pulses_per_level!r} must be an integer "
                           "in [2, inf), as many as fit in memory")
     model.check_memory(int(pulses_per_level), waveforms, "pulses_per_level")
-    csf = model.default_csf_mm if csf_mm is None else float(csf_mm)
     model.reset()
     rows, sweeps = [], []
     for level in cur:

@@ -31,7 +31,14 @@ from closedloop.neural.kernels import (
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
 from closedloop.neural.rng import fmix32_np, seed_words
-from closedloop.neural.validation import check_inputs, check_rate
+from closedloop.neural.validation import (
+    CSF_RANGE_MM,
+    CURRENT_RANGE_MA,
+    PW_RANGE_US,
+    check_inputs,
+    check_rate,
+    check_scalar,
+)
 
 MIX_RECRUITED_FRACTION = 0.15
 """Recruited fraction whose ECAP shape defines the matched-filter template."""
@@ -136,6 +143,10 @@ class NeuralModel:
 
         Returns:
             The per-pulse records (``PULSE_DTYPE``), and the sweeps if ``waveforms``.
+
+        Raises:
+            ConfigError: If an input is empty, not real numbers (strings, bytes, dicts, None,
+                bool or complex values), outside its range, or the inputs do not broadcast.
         """
         inputs = PulseInputs(*check_inputs(current_ma, pw_us, csf_mm, interval_s))
         n = inputs.current_ma.size
@@ -181,24 +192,31 @@ class NeuralModel:
         """Deliver a regular train of identical pulses.
 
         Args:
-            current_ma: Cathodic current (mA).
-            rate_hz: Pulse rate (Hz), in [1, 10000].
-            n_pulses: Number of pulses.
-            pw_us: Pulse width per phase (µs).
-            csf_mm: CSF thickness (mm); the model's default if None.
+            current_ma: Cathodic current (mA), a number in [0, 25.5].
+            rate_hz: Pulse rate (Hz), a number in [1, 10000].
+            n_pulses: Number of pulses, an integer >= 1 (as many as fit in memory).
+            pw_us: Pulse width per phase (µs), a number in [20, 1000].
+            csf_mm: CSF thickness (mm) inside the tabulated grid; the model's default if None.
             waveforms: Also return the sweeps.
 
         Returns:
             As :meth:`stimulate`.
+
+        Raises:
+            ConfigError: If an argument is not a number (a list, string, bool or complex value
+                included) or lies outside its range, or the records would not fit in memory.
         """
+        current = check_scalar("current_ma", current_ma, *CURRENT_RANGE_MA, "mA")
         interval = 1.0 / check_rate(rate_hz)
-        csf = self.default_csf_mm if csf_mm is None else csf_mm
+        pw = check_scalar("pw_us", pw_us, *PW_RANGE_US, "µs")
+        csf = check_scalar("csf_mm", self.default_csf_mm if csf_mm is None else csf_mm,
+                           *CSF_RANGE_MM, "mm")
         if isinstance(n_pulses, bool) or not isinstance(n_pulses, numbers.Integral) or (
                 n_pulses < 1):
             raise ConfigError(f"n_pulses={n_pulses!r} is invalid; valid: an integer in [1, inf)")
         n = int(n_pulses)
         self.check_memory(n, waveforms)
-        return self.stimulate(np.full(n, float(current_ma)), pw_us, csf, interval, waveforms)
+        return self.stimulate(np.full(n, current), pw, csf, interval, waveforms)
 
 
 def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop._config import ConfigError
+from closedloop._config import ConfigError, as_real_array, is_real, short_repr
 from closedloop.neural.geometry import CSF_GRID_MM
 
 CURRENT_RANGE_MA = (0.0, 25.5)
@@ -13,12 +13,33 @@ RATE_RANGE_HZ = (1.0, 10_000.0)
 CSF_RANGE_MM = (CSF_GRID_MM[0], CSF_GRID_MM[1])
 
 
+def _range_text(lo: float, hi: float, unit: str, lo_open: bool) -> str:
+    """``[lo, hi] unit`` (``(lo, hi] unit`` if ``lo_open``)."""
+    return f"{'(' if lo_open else '['}{lo:g}, {hi:g}] {unit}"
+
+
 def check_array(name: str, value, lo: float, hi: float, unit: str, *, lo_open: bool = False,
                 ) -> np.ndarray:
-    """Return ``value`` as a float array, or raise naming ``name`` and ``[lo, hi]``."""
-    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
-    left = "(" if lo_open else "["
-    rng = f"{left}{lo:g}, {hi:g}] {unit}"
+    """Return ``value`` as a non-empty 1-D-or-more float64 array inside ``[lo, hi]``.
+
+    A float64 array takes a fast path; anything else goes through
+    :func:`closedloop._config.as_real_array`, which refuses strings, bytes, dicts, None,
+    complex and bool values and ragged lists.
+
+    Raises:
+        ConfigError: Naming ``name`` and its valid range.
+    """
+    rng = _range_text(lo, hi, unit, lo_open)
+    if type(value) is np.ndarray and value.dtype == np.float64:
+        arr = value
+    else:
+        try:
+            arr = as_real_array(name, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; valid range {rng}") from None
+    arr = np.atleast_1d(arr)
+    if arr.size == 0:
+        raise ConfigError(f"{name} is empty; it needs at least one value in {rng}")
     if not np.all(np.isfinite(arr)):
         raise ConfigError(f"{name} must be finite (got NaN or inf); valid range {rng}")
     bad = (arr <= lo) if lo_open else (arr < lo)
@@ -28,9 +49,23 @@ def check_array(name: str, value, lo: float, hi: float, unit: str, *, lo_open: b
     return arr
 
 
+def check_scalar(name: str, value, lo: float, hi: float, unit: str, *,
+                 lo_open: bool = False) -> float:
+    """Return ``value`` as a float inside ``[lo, hi]``; ConfigError unless a real number.
+
+    Raises:
+        ConfigError: Naming ``name`` and its valid range (a list, string, bool or complex
+            value is refused, not taken as an array or converted).
+    """
+    if not is_real(value):
+        raise ConfigError(f"{name}={short_repr(value)} must be a number in "
+                          f"{_range_text(lo, hi, unit, lo_open)}")
+    return float(check_array(name, float(value), lo, hi, unit, lo_open=lo_open)[0])
+
+
 def check_rate(rate_hz: float) -> float:
-    """Validate a pulse rate (Hz)."""
-    return float(check_array("rate_hz", rate_hz, *RATE_RANGE_HZ, "Hz")[0])
+    """Validate a pulse rate (Hz): a real number in :data:`RATE_RANGE_HZ`."""
+    return check_scalar("rate_hz", rate_hz, *RATE_RANGE_HZ, "Hz")
 
 
 def check_inputs(current_ma, pw_us, csf_mm, interval_s) -> tuple[np.ndarray, ...]:
