@@ -211,7 +211,7 @@ def test_held_out_patients_refused_inside_tuning():
     ({"env_ids": ["closedloop/Nope-v0"]}, ["env_id", "closedloop/ECAPClinic-Test-v0"]),
     ({"seeds": []}, ["seeds is empty"]),
     ({"seeds": [0, 0]}, ["seeds", "duplicates"]),
-    ({"seeds": [-1]}, ["seed=-1", ">= 0"]),
+    ({"seeds": [-1]}, ["seeds[0]=-1", ">= 0"]),
     ({"patients": "tset"}, ["patients='tset'", "train, validation, test"]),
     ({"patients": ["nobody"]}, ["patient='nobody'"]),
     ({"controllers": {}}, ["controllers is empty"]),

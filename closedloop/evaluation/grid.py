@@ -99,8 +99,13 @@ def resolve_patients(patients: str | Iterable[str]) -> list[str]:
         return [p.patient_id for p in load_cohort(patients)]
     ids = [str(p) for p in _non_empty("patients", patients, "a split name "
                                       f"({', '.join(SPLITS)}) or a non-empty list of ids")]
-    for pid in ids:
-        get_patient(pid)
+    for i, pid in enumerate(ids):
+        try:
+            get_patient(pid)
+        except ConfigError as exc:
+            if type(exc) is not ConfigError:   # a documented subclass (HeldOutError) as is
+                raise
+            raise ConfigError(f"patients[{i}]: {exc}") from None
     return ids
 
 
