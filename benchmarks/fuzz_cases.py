@@ -17,8 +17,10 @@ from fuzz_inputs import Case, finite
 from fuzz_values import (
     TEXT,
     bad_value,
+    either_actions,
     fields_of,
     kwargs_text,
+    must_refuse_actions,
     not_a_table,
     not_finite,
     show,
@@ -160,24 +162,37 @@ def _bad_id_case(draw: Any) -> Case:
     )
 
 
-@functools.cache
-def _env(env_id: str) -> Any:
-    import gymnasium as gym
+def _new_env(env_id: str, vector: bool) -> Any:
+    """A cheap scalar env (``gym.make``) or a native vector env of two, not yet reset."""
+    if vector:
+        from closedloop.envs.vector import ECAPVectorEnv
 
-    env = gym.make(env_id, **CHEAP)
-    env.reset(seed=0)
-    return env
-
-
-@functools.cache
-def _env_for_resets(env_id: str) -> Any:
+        return ECAPVectorEnv(2, env_id, **CHEAP)
     import gymnasium as gym
 
     return gym.make(env_id, **CHEAP)
 
 
-def _reset(env_id: str, seed: Any, options: Any) -> Any:
-    return _env_for_resets(env_id).reset(seed=seed, options=options)
+def _label(env_id: str, vector: bool) -> str:
+    """How a case shows the env it calls."""
+    return f"ECAPVectorEnv(2, {env_id!r})" if vector else f"gym.make({env_id!r})"
+
+
+@functools.cache
+def _env(env_id: str, vector: bool = False) -> Any:
+    """The env the step cases share (reset once)."""
+    env = _new_env(env_id, vector)
+    env.reset(seed=0)
+    return env
+
+
+@functools.cache
+def _env_for_resets(env_id: str, vector: bool) -> Any:
+    return _new_env(env_id, vector)
+
+
+def _reset(env_id: str, vector: bool, seed: Any, options: Any) -> Any:
+    return _env_for_resets(env_id, vector).reset(seed=seed, options=options)
 
 
 def _unknown_patient(name: str) -> bool:
@@ -238,17 +253,6 @@ BAD_SEEDS = st.one_of(
 """Seeds no reset takes (a vector env also takes a list of one seed per sub-env)."""
 
 
-@functools.cache
-def _vec_for_resets(env_id: str) -> Any:
-    from closedloop.envs.vector import ECAPVectorEnv
-
-    return ECAPVectorEnv(2, env_id, **CHEAP)
-
-
-def _vec_reset(env_id: str, seed: Any, options: Any) -> Any:
-    return _vec_for_resets(env_id).reset(seed=seed, options=options)
-
-
 @st.composite
 def reset_cases(draw: Any) -> Case:
     """``reset(seed=..., options=...)`` of the scalar and the vector env: bad options or seed."""
@@ -262,63 +266,11 @@ def reset_cases(draw: Any) -> Case:
     else:
         options = bad_options(draw)
         names = tuple(map(str, options)) if isinstance(options, dict) else ("options",)
-    call = f"reset(seed={show(seed)}, options={show(options)})"
-    if vector:
-        return Case(
-            "env.reset",
-            f"ECAPVectorEnv(2, {env_id!r}).{call}",
-            functools.partial(_vec_reset, env_id, seed, options),
-            names=names,
-        )
     return Case(
         "env.reset",
-        f"gym.make({env_id!r}).{call}",
-        functools.partial(_reset, env_id, seed, options),
+        f"{_label(env_id, vector)}.reset(seed={show(seed)}, options={show(options)})",
+        functools.partial(_reset, env_id, vector, seed, options),
         names=names,
-    )
-
-
-def must_refuse_actions(shape: tuple[int, ...]) -> st.SearchStrategy:
-    """Actions that can never be valid for an action of ``shape``."""
-    size = int(np.prod(shape))
-    bad_size = st.integers(0, 5).filter(lambda n: n != size and n != 1 and n != shape[-1])
-    return st.one_of(
-        TEXT,
-        st.none(),
-        st.dictionaries(TEXT, st.floats(-1, 1), min_size=1, max_size=2),
-        st.just(b"\x00"),
-        st.just(np.array(["a"] * size, dtype=object).reshape(shape)),
-        st.just(np.array([None] * size, dtype=object).reshape(shape)),
-        st.builds(
-            lambda z: np.full(shape, z),
-            st.complex_numbers(max_magnitude=1, allow_nan=False).filter(lambda z: z.imag != 0),
-        ),
-        st.builds(
-            lambda v, i: _with(np.zeros(shape, np.float32), i, v),
-            not_finite(),
-            st.integers(0, size - 1),
-        ),
-        st.builds(lambda n: np.zeros(n, np.float32), bad_size),
-        st.just(np.zeros((2, 2, 2), np.float32)),
-        st.just([[0.0], [0.0, 1.0]]),
-    )
-
-
-def _with(a: np.ndarray, i: int, v: float) -> np.ndarray:
-    a.reshape(-1)[i] = v
-    return a
-
-
-def either_actions(shape: tuple[int, ...]) -> st.SearchStrategy:
-    """Unusual but valid-looking actions: accepted (clipped) or refused, never garbage."""
-    floats = st.floats(-1e300, 1e300, allow_nan=False)
-    return st.one_of(
-        st.builds(lambda v: np.full(shape, v, np.float64), floats),
-        st.builds(lambda v: np.full(shape, v, np.float32), st.floats(-1, 1, width=32)),
-        st.builds(lambda v: np.full(shape, v, np.int64), st.integers(-(10**6), 10**6)),
-        st.builds(lambda v: np.full(shape, v), st.booleans()),
-        st.builds(lambda v: np.full(shape, v).tolist(), st.floats(-5, 5)),
-        st.builds(lambda v: np.full(shape, v, object), st.floats(-1, 1)),
     )
 
 
@@ -331,46 +283,32 @@ def _step(get_env: Any, action: Any) -> Any:
     return out
 
 
-@st.composite
-def action_cases(draw: Any) -> Case:
-    """``env.step(bad)`` on a scalar env of any id."""
-    env_id = draw(st.sampled_from(env_ids()))
-    shape = (3,) if "PulseShape" in env_id else (1,)
+def _step_case(draw: Any, vector: bool, env_id: str, shape: tuple[int, ...]) -> Case:
+    """``step(bad)`` on the shared scalar env of ``env_id`` or its vector env of two."""
     refuse = draw(st.booleans())
     action = draw(must_refuse_actions(shape) if refuse else either_actions(shape))
+    get_env = functools.partial(_env, env_id, True) if vector else functools.partial(_env, env_id)
     return Case(
-        "env.step",
-        f"gym.make({env_id!r}).step({show(action)})",
-        functools.partial(_step, functools.partial(_env, env_id), action),
+        "vector.step" if vector else "env.step",
+        f"{_label(env_id, vector)}.step({show(action)})",
+        functools.partial(_step, get_env, action),
         refuse,
         sane_step,
         ("action",),
     )
 
 
-@functools.cache
-def _vec(env_id: str) -> Any:
-    from closedloop.envs.vector import ECAPVectorEnv
-
-    env = ECAPVectorEnv(2, env_id, **CHEAP)
-    env.reset(seed=0)
-    return env
+@st.composite
+def action_cases(draw: Any) -> Case:
+    """``env.step(bad)`` on a scalar env of any id."""
+    env_id = draw(st.sampled_from(env_ids()))
+    return _step_case(draw, False, env_id, (3,) if "PulseShape" in env_id else (1,))
 
 
 @st.composite
 def vector_action_cases(draw: Any) -> Case:
     """``ECAPVectorEnv(2, id).step(bad)``."""
-    env_id = draw(st.sampled_from(vector_ids()))
-    refuse = draw(st.booleans())
-    action = draw(must_refuse_actions((2, 1)) if refuse else either_actions((2, 1)))
-    return Case(
-        "vector.step",
-        f"ECAPVectorEnv(2, {env_id!r}).step({show(action)})",
-        functools.partial(_step, functools.partial(_vec, env_id), action),
-        refuse,
-        sane_step,
-        ("action",),
-    )
+    return _step_case(draw, True, draw(st.sampled_from(vector_ids())), (2, 1))
 
 
 def _vec_make_and_run(num_envs: Any, env_id: str, kwargs: Mapping[str, Any]) -> Any:

@@ -125,6 +125,50 @@ class UnrepresentableError(ValueError):
     """A value that TOML cannot hold (None, complex, bytes)."""
 
 
+def must_refuse_actions(shape: tuple[int, ...]) -> st.SearchStrategy:
+    """Actions that can never be valid for an action of ``shape``."""
+    size = int(np.prod(shape))
+    bad_size = st.integers(0, 5).filter(lambda n: n != size and n != 1 and n != shape[-1])
+    return st.one_of(
+        TEXT,
+        st.none(),
+        st.dictionaries(TEXT, st.floats(-1, 1), min_size=1, max_size=2),
+        st.just(b"\x00"),
+        st.just(np.array(["a"] * size, dtype=object).reshape(shape)),
+        st.just(np.array([None] * size, dtype=object).reshape(shape)),
+        st.builds(
+            lambda z: np.full(shape, z),
+            st.complex_numbers(max_magnitude=1, allow_nan=False).filter(lambda z: z.imag != 0),
+        ),
+        st.builds(
+            lambda v, i: _with(np.zeros(shape, np.float32), i, v),
+            not_finite(),
+            st.integers(0, size - 1),
+        ),
+        st.builds(lambda n: np.zeros(n, np.float32), bad_size),
+        st.just(np.zeros((2, 2, 2), np.float32)),
+        st.just([[0.0], [0.0, 1.0]]),
+    )
+
+
+def _with(a: np.ndarray, i: int, v: float) -> np.ndarray:
+    a.reshape(-1)[i] = v
+    return a
+
+
+def either_actions(shape: tuple[int, ...]) -> st.SearchStrategy:
+    """Unusual but valid-looking actions: accepted (clipped) or refused, never garbage."""
+    floats = st.floats(-1e300, 1e300, allow_nan=False)
+    return st.one_of(
+        st.builds(lambda v: np.full(shape, v, np.float64), floats),
+        st.builds(lambda v: np.full(shape, v, np.float32), st.floats(-1, 1, width=32)),
+        st.builds(lambda v: np.full(shape, v, np.int64), st.integers(-(10**6), 10**6)),
+        st.builds(lambda v: np.full(shape, v), st.booleans()),
+        st.builds(lambda v: np.full(shape, v).tolist(), st.floats(-5, 5)),
+        st.builds(lambda v: np.full(shape, v, object), st.floats(-1, 1)),
+    )
+
+
 def toml_value(value: Any) -> str:
     """``value`` as a TOML value (inline tables for dicts)."""
     if isinstance(value, bool):
