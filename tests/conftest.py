@@ -20,3 +20,15 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def tracking_env():
+    """A reset ``closedloop/ECAPTracking-v0`` env (unwrapped; default patient, 2 s episodes, no
+    prefetch of the next patient), shared by the tests of one module."""
+    import gymnasium as gym
+
+    env = gym.make("closedloop/ECAPTracking-v0", patient="default", episode_s=2.0).unwrapped
+    env.prefetch_next_patient = False
+    env.reset(seed=0)
+    return env

@@ -235,16 +235,6 @@ def test_make_kwargs_of_the_wrong_type(kwargs, needle):
     assert needle in str(err.value)
 
 
-@pytest.fixture(scope="module")
-def env():
-    import gymnasium as gym
-
-    env = gym.make(ENV_ID, patient="default", episode_s=2.0).unwrapped
-    env.prefetch_next_patient = False
-    env.reset(seed=0)
-    return env
-
-
 @pytest.mark.parametrize(("options", "needle"), [
     ("abc", "options='abc' must be a dict with keys among patient, split"),
     ([("patient", "default")], "must be a dict"),
@@ -258,16 +248,16 @@ def env():
     ({"scenario": "nowhere"}, "scenario='nowhere' is unknown; valid: chronic-drift"),
     ({"colour": "red"}, "unknown reset option(s) colour"),
 ])
-def test_reset_options_of_the_wrong_type(env, options, needle):
+def test_reset_options_of_the_wrong_type(tracking_env, options, needle):
     with pytest.raises(ConfigError) as err:
-        env.reset(seed=0, options=options)
+        tracking_env.reset(seed=0, options=options)
     assert needle in str(err.value)
 
 
 @pytest.mark.parametrize("seed", [-1, 2.5, "1", [1]])
-def test_reset_seed_must_be_a_non_negative_integer(env, seed):
+def test_reset_seed_must_be_a_non_negative_integer(tracking_env, seed):
     with pytest.raises(ConfigError, match="seed="):
-        env.reset(seed=seed)
+        tracking_env.reset(seed=seed)
 
 
 BAD_ACTIONS = ["abc", {"a": 0.1}, None, np.array(["0.1"], dtype=object), [[0.1], [0.2, 0.3]],
@@ -275,11 +265,11 @@ BAD_ACTIONS = ["abc", {"a": 0.1}, None, np.array(["0.1"], dtype=object), [[0.1],
 
 
 @pytest.mark.parametrize("action", BAD_ACTIONS[1:] + BAD_ACTIONS[:1], ids=repr)
-def test_malformed_actions_raise_config_error_in_the_scalar_env(env, action):
-    env.reset(seed=0)
+def test_malformed_actions_raise_config_error_in_the_scalar_env(tracking_env, action):
+    tracking_env.reset(seed=0)
     with pytest.raises(ConfigError, match="action"):
-        env.step(action)
-    env.step(np.array([0.1], np.float32))        # still usable
+        tracking_env.step(action)
+    tracking_env.step(np.array([0.1], np.float32))  # still usable
 
 
 def test_malformed_actions_raise_config_error_in_the_several_pulse_step():

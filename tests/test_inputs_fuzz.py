@@ -5,7 +5,6 @@ options, scenario components, controller parameters. Derandomized: the same exam
 import functools
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,16 +12,6 @@ from closedloop import ConfigError
 from closedloop.patients import get_patient
 
 ENV_ID = "closedloop/ECAPTracking-v0"
-
-
-@pytest.fixture(scope="module")
-def env():
-    import gymnasium as gym
-
-    env = gym.make(ENV_ID, patient="default", episode_s=2.0).unwrapped
-    env.prefetch_next_patient = False
-    env.reset(seed=0)
-    return env
 
 
 # -- hypothesis: any value of any type is accepted with its declared kind, or a ConfigError ---
@@ -135,12 +124,12 @@ def test_fuzz_patient_tables(key, value):
 
 @settings(FUZZ, max_examples=100)
 @given(key=st.sampled_from(["patient", "split", "scenario", "target_uv", "other"]), value=VALUES)
-def test_fuzz_reset_options(env, key, value):
+def test_fuzz_reset_options(tracking_env, key, value):
     try:
-        obs, _ = env.reset(seed=1, options={key: value})
+        obs, _ = tracking_env.reset(seed=1, options={key: value})
     except ConfigError:
         return
-    assert np.isfinite(obs).all() and env.target_uv > 0
+    assert np.isfinite(obs).all() and tracking_env.target_uv > 0
 
 
 @FUZZ
