@@ -132,6 +132,7 @@ def _never_called(name):
     ("key", "value", "named"),
     [
         ("controllers", [5], "controllers[0]"),
+        ("controllers", "p", "controllers='p'"),
         ("controllers", ["nope"], "controllers['nope']"),
         ("controllers", {"x": "nope"}, "controllers['x']"),
         ("patients", 5, "patients"),

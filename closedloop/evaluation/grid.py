@@ -143,11 +143,10 @@ def grid_specs(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str
 
 def _controllers(controllers) -> dict[str, str | Callable[[], Any]]:
     """Normalise the ``controllers`` argument of :func:`grid_specs`."""
-    if isinstance(controllers, str):
-        controllers = [controllers]
-    if not isinstance(controllers, Mapping | Iterable):
-        raise ConfigError(f"controllers={controllers!r} is invalid; valid: a dict label -> spec "
-                          "name or factory, or a list of spec names")
+    if isinstance(controllers, str | bytes) or not isinstance(controllers, Mapping | Iterable):
+        raise ConfigError(f"controllers={short_repr(controllers)} is invalid; valid: a dict "
+                          "label -> spec name or factory, or a list of spec names (a list even "
+                          "for one)")
     if isinstance(controllers, Mapping):
         ctrl = dict(controllers)
     else:
