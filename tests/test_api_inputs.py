@@ -135,6 +135,7 @@ def _never_called(name):
         ("controllers", "p", "controllers='p'"),
         ("controllers", ["nope"], "controllers['nope']"),
         ("controllers", {"x": "nope"}, "controllers['x']"),
+        ("env_ids", ["closedloop/ECAPTracking-Test-v0", "CartPole-v1"], "env_ids[1]"),
         ("patients", 5, "patients"),
         ("patients", ["nope-1"], "patients[0]"),
         ("seeds", [0, -1], "seeds[1]"),

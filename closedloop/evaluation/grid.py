@@ -27,7 +27,12 @@ from typing import Any
 from closedloop._config import ConfigError, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.evaluation.report import SCHEMA
-from closedloop.evaluation.runner import check_env_overrides, check_seed, run_episode
+from closedloop.evaluation.runner import (
+    check_env_id,
+    check_env_overrides,
+    check_seed,
+    run_episode,
+)
 
 EPISODE_FORMAT = "closedloop.episode/1"
 EPISODES_DIR = "episodes"
@@ -126,8 +131,8 @@ def grid_specs(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str
         ConfigError: Naming the argument if any is empty, unknown or malformed.
     """
     ctrl = _controllers(controllers)
-    env_ids = _non_empty("env_ids", env_ids, "registered ids such as "
-                         "closedloop/ECAPClinic-Test-v0")
+    env_ids = [check_env_id(e, f"env_ids[{i}]") for i, e in enumerate(_non_empty(
+        "env_ids", env_ids, "registered ids such as closedloop/ECAPClinic-Test-v0"))]
     overrides = {} if env_overrides is None else env_overrides
     for env_id in env_ids:
         overrides = check_env_overrides(env_id, overrides)
