@@ -118,7 +118,7 @@ def _stub_step(args: tuple):
     import numba
 
     def noop(action, step_args):
-        return 0.0, 0.0, 0.5, 0.0, 0.0, 0, 0.0, 0, 0, 0.0, False
+        return 0.0, 0.0, 0.5, 0.0, 0.0, 0, 0.0, 0, 0, 0.0, False, 1000.0, False
 
     return numba.njit(noop).compile(tuple(numba.typeof(a) for a in args))
 
