@@ -11,6 +11,7 @@ Examples:
     $ closedloop cohort --split test
     $ closedloop scenario show clinic --plot clinic.png
     $ closedloop open-loop --patient validation-003 --scenario clinic --plot run.png
+    $ closedloop validate --json fidelity.json
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ import argparse
 import sys
 
 from closedloop._config import ConfigError
-from closedloop.cli import benchmark, cohort, growth, hpsearch, scenario, simulate, train, tune
+from closedloop.cli import (
+    benchmark,
+    cohort,
+    growth,
+    hpsearch,
+    scenario,
+    simulate,
+    train,
+    tune,
+    validate,
+)
 from closedloop.cli._common import PROG, parse_currents
 
 __all__ = ["build_parser", "main", "parse_currents"]
@@ -30,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Closed-loop spinal cord stimulation: "
                                      "virtual patients, scenarios and the neural response model.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (benchmark, tune, train, hpsearch, growth, cohort, scenario, simulate):
+    for module in (benchmark, tune, train, hpsearch, growth, cohort, scenario, simulate,
+                   validate):
         module.add_parsers(sub)
     return parser
 

@@ -1,0 +1,238 @@
+"""The fast model's side of every comparison protocol, in the schema of the MRG reference.
+
+Each function runs one protocol of :mod:`closedloop.fidelity.compare` on the fast (numba)
+model, on the axes the reference used, and returns the same layout as the normalised reference
+section, so that one set of metric functions serves both models:
+
+* :func:`thresholds`: the point-source threshold grid (``threshold_ma[D][d][pw]``);
+* :func:`conduction`: conduction velocity per diameter;
+* :func:`recovery`: the paired-pulse recovery cycle, measured on the real kernel;
+* :func:`sfap`: the single-fibre N1 per diameter and radial distance;
+* :func:`latency`: the AP time at the initiation node and 10 mm away against I/I_th.
+
+All calls into the fast model's single-fibre API go through :func:`_threshold_ma`,
+:func:`_cv_m_s` and :func:`_initiation_ms`, so that a vectorised or renamed API changes one
+place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from closedloop.neural import fibre, geometry
+from closedloop.neural import recording as rec_chain
+from closedloop.neural.params import ModelParams, ResponseParams
+
+RECOVERY_INTERVALS_MS = tuple(float(x) for x in np.round(np.r_[
+    np.arange(0.4, 2.0, 0.1), np.arange(2.0, 4.0, 0.2), np.arange(4.0, 10.0, 0.5),
+    np.arange(10.0, 30.0, 2.0), np.arange(30.0, 101.0, 10.0)], 6))
+"""Conditioning-test intervals (ms) used when the reference gives none."""
+RECOVERY_CSF_MM = 2.0
+"""CSF thickness (mm) of the recovery protocol: resting thresholds near 1.3 mA, so the test
+current can reach 18x threshold before the device limit (25.5 mA)."""
+MAX_CURRENT_MA = 25.5
+"""Largest test current (mA); no second AP at this current counts as absolute refractory."""
+BISECT_STEPS = 24
+"""Bisection steps in log current (final bracket about 1e-6 relative)."""
+FAR_NODE_MM = 10.0
+"""Distance (mm) of the far recording point of the latency protocol."""
+
+
+def _threshold_ma(diameter_um: float, distance_mm: float, pw_us: float,
+                  offset_internodes: float) -> float:
+    """The fast model's point-source threshold (mA): the one call into its threshold rule."""
+    return fibre.point_source_threshold_ma(diameter_um, distance_mm, pw_us,
+                                           offset_internodes=offset_internodes)
+
+
+def _cv_m_s(diameter_um: float, response: ResponseParams) -> float:
+    """The fast model's conduction velocity (m/s) of one diameter."""
+    if hasattr(rec_chain, "conduction_velocity_m_s"):
+        return float(rec_chain.conduction_velocity_m_s(diameter_um, response))
+    return float(response.cv_per_um * diameter_um)  # interim: no intercept
+
+
+def _initiation_ms(current_ratio: float, pw_us: float, response: ResponseParams) -> float:
+    """AP time (ms after pulse onset) at the initiation node of the fast model."""
+    if hasattr(rec_chain, "initiation_delay_ms"):
+        return float(rec_chain.initiation_delay_ms(current_ratio, pw_us, response))
+    # interim: a fixed delay after the cathodic phase (recording.refresh_templates)
+    return float(pw_us * 1e-3 + response.onset_ms)
+
+
+def thresholds(diameters_um, distances_mm, pws_us, offset_internodes: float = 0.0) -> dict:
+    """Threshold grid of the fast model for a cathodic monophasic point source (σ = 0.6 S/m).
+
+    Args:
+        diameters_um: Fibre diameters (µm).
+        distances_mm: Source-fibre distances (mm).
+        pws_us: Pulse widths (µs).
+        offset_internodes: Longitudinal source offset from a node, in internodes.
+
+    Returns:
+        ``{"diameter_um", "distance_mm", "pw_us", "offset_internodes", "threshold_ma"}``,
+        ``threshold_ma`` indexed ``[diameter][distance][pw]`` (mA).
+    """
+    grid = [[[_threshold_ma(D, d, pw, offset_internodes) for pw in pws_us]
+             for d in distances_mm] for D in diameters_um]
+    return {"diameter_um": list(diameters_um), "distance_mm": list(distances_mm),
+            "pw_us": list(pws_us), "offset_internodes": offset_internodes, "threshold_ma": grid}
+
+
+def conduction(diameters_um, params: ModelParams | None = None) -> dict:
+    """Conduction velocity (m/s) of the fast model per diameter.
+
+    Args:
+        diameters_um: Fibre diameters (µm).
+        params: Model parameters (defaults if None).
+
+    Returns:
+        ``{"diameter_um", "cv_m_s"}``.
+    """
+    response = (params or ModelParams()).response
+    return {"diameter_um": list(diameters_um),
+            "cv_m_s": [_cv_m_s(D, response) for D in diameters_um]}
+
+
+def sfap(diameters_um, radial_mm, params: ModelParams | None = None) -> dict:
+    """Single-fibre N1 depth (µV) of the fast model per diameter and radial distance.
+
+    Measured from :func:`closedloop.neural.geometry.sfap_weight_table` (the recording chain's
+    weights) for one fibre at a time, with the table's per-population scaling undone.
+
+    Args:
+        diameters_um: Fibre diameters (µm).
+        radial_mm: Distances from the recording contact (mm).
+        params: Model parameters (defaults if None).
+
+    Returns:
+        ``{"diameter_um", "radial_mm", "n1_uv"}``, ``n1_uv`` indexed ``[diameter][distance]``.
+    """
+    resp = (params or ModelParams()).response
+    n1 = []
+    for D in diameters_um:
+        table = geometry.sfap_weight_table(
+            np.full(1, float(D)), np.zeros(1), np.zeros(1), np.asarray(radial_mm, float), 0.0,
+            resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent)
+        n1.append([float(v) / geometry.REF_FIBRES for v in table[:, 0]])
+    return {"diameter_um": list(diameters_um), "radial_mm": list(radial_mm), "n1_uv": n1}
+
+
+def latency(diameters_um, pws_us, current_ratios, params: ModelParams | None = None) -> dict:
+    """AP times (ms after pulse onset) at the initiation node and 10 mm away.
+
+    Args:
+        diameters_um: Fibre diameters (µm).
+        pws_us: Pulse widths (µs).
+        current_ratios: Stimulus currents relative to threshold (I/I_th).
+        params: Model parameters (defaults if None).
+
+    Returns:
+        ``{"diameter_um", "pw_us", "current_ratio", "ap_time_ms", "ap_time_far_ms",
+        "far_mm"}``, the times indexed ``[diameter][pw][ratio]``.
+    """
+    resp = (params or ModelParams()).response
+    near = [[[_initiation_ms(r, pw, resp) for r in current_ratios] for pw in pws_us]
+            for _D in diameters_um]
+    far = [[[t + FAR_NODE_MM / _cv_m_s(D, resp) for t in row] for row in block]
+           for D, block in zip(diameters_um, near, strict=True)]
+    return {"diameter_um": list(diameters_um), "pw_us": list(pws_us),
+            "current_ratio": list(current_ratios), "ap_time_ms": near, "ap_time_far_ms": far,
+            "far_mm": FAR_NODE_MM}
+
+
+def _recovery_model(params: ModelParams | None):
+    """A small jitter-free patient of near-identical shallow 10 µm fibres."""
+    from closedloop.neural.model import NeuralModel
+
+    base = params or ModelParams()
+    small = base.replace(
+        population={"n_fibres": 16, "depth_max_mm": 0.1, "half_width_mm": 0.5,
+                    "diameter_min_um": 10.0, "diameter_max_um": 10.2},
+        excitability={"jitter_rel": 0.0})
+    return NeuralModel(small, seed=0)
+
+
+class _PairedPulse:
+    """The recovery protocol on a small jitter-free patient (see :func:`recovery`)."""
+
+    def __init__(self, params: ModelParams | None, pw_us: float, max_test_ratio: float):
+        self.model = _recovery_model(params)
+        self.pw_us = pw_us
+        self.rest_ma = self.threshold_ma(None, MAX_CURRENT_MA)
+        all_fire = self.rest_ma
+        while self._recruited(all_fire, None) < self.model.n_fibres and all_fire < MAX_CURRENT_MA:
+            all_fire = min(all_fire * 1.02, MAX_CURRENT_MA)   # the current that fires them all
+        self.cond_ma = min(2.0 * all_fire, MAX_CURRENT_MA)
+        self.max_ma = min(max_test_ratio * self.rest_ma, MAX_CURRENT_MA)
+
+    def _recruited(self, current_ma: float, interval_ms: float | None) -> int:
+        """Fibres recruited by a pulse alone, or by a test pulse after the conditioning one."""
+        self.model.reset()
+        if interval_ms is None:
+            out = self.model.stimulate(current_ma, self.pw_us, RECOVERY_CSF_MM, 1.0)
+        else:
+            out = self.model.stimulate(np.array([self.cond_ma, current_ma]), self.pw_us,
+                                       RECOVERY_CSF_MM, np.array([1.0, interval_ms * 1e-3]))
+        return int(out["n_recruited"][-1])
+
+    def threshold_ma(self, interval_ms: float | None, max_ma: float) -> float:
+        """Smallest current (mA) that recruits a fibre; inf if none up to ``max_ma``.
+
+        Bisection in log current, alone (``interval_ms`` None) or after the conditioning pulse.
+        """
+        if not self._recruited(max_ma, interval_ms):
+            return math.inf
+        lo, hi = 1e-3, max_ma
+        for _ in range(BISECT_STEPS):
+            mid = math.sqrt(lo * hi)
+            lo, hi = (lo, mid) if self._recruited(mid, interval_ms) else (mid, hi)
+        return hi
+
+    def arp_bracket_ms(self, lo: float, hi: float, tol_ms: float = 0.02) -> list[float]:
+        """The absolute refractory period's bracket (ms), refined to ``tol_ms``.
+
+        Bisection on the interval between ``lo`` (refractory) and ``hi`` (a second AP) at the
+        largest test current.
+        """
+        while hi - lo > tol_ms:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if self._recruited(self.max_ma, mid) else (mid, hi)
+        return [lo, hi]
+
+
+def recovery(intervals_ms=RECOVERY_INTERVALS_MS, pw_us: float = 100.0,
+             max_test_ratio: float = 10.0, params: ModelParams | None = None) -> dict:
+    """Paired-pulse recovery cycle of the fast model, measured on the numba kernel.
+
+    A 16-fibre patient without jitter receives a conditioning pulse that fires every fibre,
+    then a test pulse after each interval; the test current is bisected for the first fibre to
+    fire. Every fibre fired together, so they share the threshold multiplier and the first to
+    fire is the one of lowest resting threshold. As in the MRG protocol, no second AP up to
+    ``max_test_ratio`` times the resting threshold is absolute refractoriness, and the
+    absolute refractory period is refined by bisection on the interval to 0.02 ms.
+
+    Args:
+        intervals_ms: Conditioning-test intervals (ms).
+        pw_us: Pulse width of both pulses (µs).
+        max_test_ratio: Largest test current relative to the resting threshold.
+        params: Model parameters (defaults if None); population and jitter are overridden.
+
+    Returns:
+        ``{"diameter_um", "pw_us", "interval_ms", "threshold_ratio", "arp_bracket_ms",
+        "arp_ms", "conditioning_ma", "resting_threshold_ma"}``; a ratio is None where no test
+        pulse fires.
+    """
+    pp = _PairedPulse(params, pw_us, max_test_ratio)
+    xs = sorted(float(x) for x in intervals_ms)
+    ratios = [pp.threshold_ma(dt, pp.max_ma) / pp.rest_ma for dt in xs]
+    ratios = [None if math.isinf(r) else r for r in ratios]
+    fired = [x for x, r in zip(xs, ratios, strict=True) if r is not None]
+    refractory = [x for x in xs if fired and x < fired[0]]
+    bracket = pp.arp_bracket_ms(refractory[-1] if refractory else 0.0, fired[0]) if fired \
+        else [xs[-1], math.inf]
+    return {"diameter_um": 10.0, "pw_us": pw_us, "interval_ms": xs, "threshold_ratio": ratios,
+            "arp_bracket_ms": bracket, "arp_ms": 0.5 * (bracket[0] + bracket[1]),
+            "conditioning_ma": pp.cond_ma, "resting_threshold_ma": pp.rest_ma}

@@ -1,0 +1,263 @@
+"""Tests of the fast-vs-MRG comparison (closedloop.fidelity.compare and ``closedloop validate``).
+
+The metrics are checked on synthetic data with known answers; the whole comparison on a
+reference made from the fast model itself (every target met, by construction) and on perturbed
+copies of it (the perturbed rows miss); the fast model against the stored MRG data where it
+exists (numbers, not targets: those assertions come with the fitted predictor).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from closedloop.fidelity import compare, fast
+from closedloop.fidelity.loader import REFERENCE_PATH, load_reference
+from closedloop.fidelity.metrics import (
+    loglog_slope,
+    recovery_features,
+    sfap_exponent,
+    strength_duration,
+)
+from closedloop.fidelity.table import format_table
+from closedloop.neural import ModelParams
+
+# ------------------------------------------------------------ metrics with known answers
+
+
+def test_loglog_slope_of_a_power_law():
+    d = np.array([2.0, 3.0, 4.0, 5.0, 6.0])
+    assert loglog_slope(d, 0.37 * d ** 2) == pytest.approx(2.0, abs=1e-12)
+    assert loglog_slope(d, 5.0 / d ** 1.1) == pytest.approx(-1.1, abs=1e-12)
+    assert math.isnan(loglog_slope([1.0], [2.0]))
+
+
+def test_strength_duration_recovers_a_weiss_curve():
+    pw = np.array([30.0, 60.0, 100.0, 200.0, 300.0, 500.0, 1000.0])
+    rheo, chron = strength_duration(pw, 1.3 * (1.0 + 270.0 / pw))
+    assert rheo == pytest.approx(1.3, rel=1e-6)
+    assert chron == pytest.approx(270.0, rel=1e-6)
+    rheo2, chron2 = strength_duration(pw[::-1], (0.2 * (1.0 + 90.0 / pw))[::-1])
+    assert (rheo2, chron2) == (pytest.approx(0.2, rel=1e-6), pytest.approx(90.0, rel=1e-6))
+    assert math.isnan(strength_duration(pw[:2], [1.0, 2.0])[1])
+
+
+RECOVERY_X = [0.5, 0.8, 1.0, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0, 40.0, 100.0]
+RECOVERY_Y = [None, None, 2.0, 1.2, 0.8, 0.85, 0.78, 0.9, 1.05, 1.1, 1.02]
+
+
+def test_recovery_features_of_a_known_curve():
+    f = recovery_features(RECOVERY_X, RECOVERY_Y)
+    assert f["arp_ms"] == 1.0                          # first interval with a second AP
+    assert f["rrp_end_ms"] == pytest.approx(2.5)       # 1.2 -> 0.8 between 2 and 3 ms
+    assert f["supernormal_pct"] == pytest.approx(-22.0)
+    assert f["supernormal_ms"] == 6.0
+    assert f["subnormal_pct"] == pytest.approx(10.0)
+    assert f["subnormal_ms"] == 40.0
+    assert recovery_features(RECOVERY_X, RECOVERY_Y, arp_ms=0.9)["arp_ms"] == 0.9
+    assert math.isnan(recovery_features([1.0, 2.0], [None, None])["arp_ms"])
+
+
+def test_sfap_exponent_of_a_power_law():
+    D = np.array([5.7, 10.0, 16.0])
+    assert sfap_exponent(D, -0.1 * D ** 2) == pytest.approx(2.0, abs=1e-12)
+
+
+# ------------------------------------------------------------ the fast model's protocols
+
+
+def test_fast_recovery_measures_the_kernel():
+    params = ModelParams().replace(excitability={"t_abs_ms": 1.2})
+    rec = fast.recovery((0.8, 1.0, 1.1, 1.3, 1.5, 3.0, 60.0, 300.0), params=params)
+    assert rec["threshold_ratio"][:3] == [None, None, None]
+    lo, hi = rec["arp_bracket_ms"]
+    assert lo <= 1.2 <= hi and hi - lo <= 0.02
+    assert rec["threshold_ratio"][3] > rec["threshold_ratio"][4] > 1.0   # relative period
+    assert rec["threshold_ratio"][-1] == pytest.approx(1.0, abs=0.03)    # recovered
+
+
+def test_fast_sfap_exponent_follows_the_recording_chain():
+    params = ModelParams().replace(response={"sfap_diameter_exponent": 1.8})
+    sec = fast.sfap((5.7, 10.0, 16.0), (1.0, 3.0), params)
+    n1 = np.asarray(sec["n1_uv"])
+    assert sfap_exponent(sec["diameter_um"], n1[:, 0]) == pytest.approx(1.8, abs=1e-9)
+    assert np.all(n1[:, 0] > n1[:, 1])                  # falls with distance
+
+
+# ----------------------------------------------------- the comparison on known references
+
+
+def as_reference(doc: dict) -> dict:
+    """Fast-model results written in the layout of the stored MRG reference file."""
+    rec = doc["recovery"]
+    lat = doc["latency"]
+    return {
+        "meta": {"note": "the fast model itself"},
+        "thresholds": doc["thresholds"], "thresholds_offset": doc["thresholds_offset"],
+        "cv": {"diameter_um": doc["cv"]["diameter_um"], "cv_m_s_dt0": doc["cv"]["cv_m_s"]},
+        "recovery": {"pw_us": rec["pw_us"], "max_test_ratio": 10.0,
+                     "curves": [{"diameter_um": 10.0, "interval_ms": rec["interval_ms"],
+                                 "threshold_ratio": rec["threshold_ratio"],
+                                 "arp_bracket_ms": rec["arp_bracket_ms"]}]},
+        "sfap": {"diameter_um": doc["sfap"]["diameter_um"], "radial_mm": doc["sfap"]["radial_mm"],
+                 "n1_uv": [[-v for v in row] for row in doc["sfap"]["n1_uv"]]},
+        "latency": {"diameter_um": lat["diameter_um"], "pw_us": lat["pw_us"],
+                    "current_ratio": lat["current_ratio"],
+                    "ap_time_centre_ms": lat["ap_time_ms"],
+                    "ap_time_far_ms": lat["ap_time_far_ms"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def self_reference():
+    """The fast model's own results as a reference document (every target met)."""
+    th = fast.thresholds((5.7, 7.3, 10.0, 16.0), (1.0, 2.0, 3.0, 4.0, 6.0),
+                         (30.0, 100.0, 300.0, 1000.0))
+    off = fast.thresholds((5.7, 10.0, 16.0), (2.0, 3.0), (100.0, 300.0), 0.5)
+    rec = fast.recovery(pw_us=100.0, max_test_ratio=10.0)
+    doc = {"thresholds": th, "thresholds_offset": off, "recovery": rec,
+           "cv": fast.conduction((5.7, 10.0, 16.0)),
+           "sfap": fast.sfap((5.7, 10.0, 16.0), (1.0, 3.0, 5.0)),
+           "latency": fast.latency((5.7, 10.0, 16.0), (100.0, 300.0), (1.0, 1.05, 1.2, 2.0))}
+    return as_reference(doc)
+
+
+def _write(tmp_path, doc, name="ref.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def self_report(self_reference, tmp_path_factory):
+    return compare.validate(_write(tmp_path_factory.mktemp("ref"), self_reference))
+
+
+def test_fast_against_itself_meets_every_target(self_report):
+    r = self_report
+    assert r.n_targets > 0 and r.n_met == r.n_targets and not r.misses and not r.no_data
+    groups = {row.group for row in r.rows}
+    assert groups == {"thresholds", "slopes", "strength-duration", "conduction",
+                      "recovery cycle", "single-fibre potential", "latency"}
+
+
+def test_table_lists_every_target(self_report):
+    text = format_table(self_report)
+    for row in self_report.rows:
+        assert row.relation in text
+    for needle in ("all within 10 %", "within 0.15", "within 20 %", "within 5 %",
+                   "within 0.2 ms", "within 5 points", "within 0.2", "in [1.5, 2]",
+                   "Tackmann & Lehmann 1974", "JNNP 1981", "not targeted"):
+        assert needle in text, needle
+    assert f"{self_report.n_met} of {self_report.n_targets} targets met" in text
+    slopes = [row.relation for row in self_report.rows if row.group == "slopes"]
+    for D in (5.7, 7.3, 10, 16):
+        for pw in (100, 300):
+            assert f"distance slope 2-6 mm, D {D:g} µm, {pw} µs" in slopes
+    # exactly one of each human/MRG pair counts
+    arp = [row for row in self_report.rows if "absolute refractory" in row.relation]
+    assert sorted(row.counted for row in arp) == [False, True]
+
+
+def test_perturbed_reference_misses_exactly_there(self_reference, tmp_path):
+    ref = copy.deepcopy(self_reference)
+    grid = ref["thresholds"]
+    d = np.asarray(grid["distance_mm"])
+    th = np.asarray(grid["threshold_ma"])
+    th[1] *= (d / 3.0)[:, None] ** -0.3      # D 7.3 µm: distance slope 0.3 lower
+    grid["threshold_ma"] = th.tolist()
+    ref["cv"]["cv_m_s_dt0"] = [v * 0.9 for v in ref["cv"]["cv_m_s_dt0"]]
+    curve = ref["recovery"]["curves"][0]
+    curve["threshold_ratio"] = [None if v is None else 1.0 + 1.5 * (v - 1.0)
+                                for v in curve["threshold_ratio"]]
+    report = compare.validate(_write(tmp_path, ref))
+    missed = {row.relation for row in report.misses}
+    assert "distance slope 2-6 mm, D 7.3 µm, 100 µs" in missed
+    assert "distance slope 2-6 mm, D 10 µm, 100 µs" not in missed
+    assert {"CV, D 5.7 µm", "CV, D 10 µm", "CV, D 16 µm"} <= missed
+    assert "threshold fast/MRG, node under the source: max |error|" in missed
+    assert "supernormal depth" not in missed        # 4.3 % x 1.5: within 5 points
+    text = format_table(report)
+    assert "MISS: distance slope 2-6 mm, D 7.3 µm, 100 µs" in text
+
+
+def test_missing_sections_say_no_reference_data(self_reference, tmp_path):
+    ref = {"thresholds": self_reference["thresholds"]}
+    report = compare.validate(_write(tmp_path, ref))
+    text = format_table(report)
+    assert "no reference data" in text and "targets met" in text
+    assert {row.group for row in report.no_data} >= {"conduction", "recovery cycle"}
+    assert report.n_targets > 0
+
+
+def test_bad_reference_is_a_config_error(tmp_path):
+    from closedloop._config import ConfigError
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_reference(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_reference(tmp_path / "missing.json")
+    with pytest.raises(ConfigError, match="none of the sections"):
+        load_reference(_write(tmp_path, {"meta": {"x": 1}}))
+    for section, body in [("cv", {"diameter_um": [10.0], "cv_m_s_dt0": [50.0, 60.0]}),
+                          ("thresholds", {"diameter_um": [10.0], "distance_mm": [3.0],
+                                          "pw_us": [100.0], "threshold_ma": [[[-1.0]]]}),
+                          ("recovery", {"curves": [{"interval_ms": [2.0, 1.0],
+                                                    "threshold_ratio": [1.0, 1.0]}]}),
+                          ("sfap", [1, 2])]:
+        with pytest.raises(ConfigError, match=f"section '{section}' is malformed"):
+            load_reference(_write(tmp_path, {section: body}))
+
+
+# ------------------------------------------------------------ against the stored MRG data
+
+
+@pytest.fixture(scope="module")
+def stored_report():
+    if not REFERENCE_PATH.exists():
+        pytest.skip("the stored MRG reference (closedloop/fidelity/data/mrg_reference.json) "
+                    "is not committed yet")
+    return compare.validate()
+
+
+def test_stored_reference_comparison_reports_numbers(stored_report):
+    fst = np.asarray(stored_report.results["fast"]["thresholds"]["threshold_ma"], float)
+    assert np.all(np.isfinite(fst)) and np.all(fst > 0)
+    mrg = stored_report.mrg["thresholds"]["distance_slope"]
+    assert np.all((np.asarray(mrg) >= 1.5) & (np.asarray(mrg) <= 2.6))
+    assert stored_report.n_targets > 0
+    assert all(row.fast is not None for row in stored_report.rows if row.target)
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_prints_the_table_and_writes_json(cli, self_reference, tmp_path):
+    ref = _write(tmp_path, self_reference)
+    out_json, out_png = tmp_path / "fidelity.json", tmp_path / "fidelity.png"
+    code, out, err = cli("validate", "--reference", str(ref), "--json", str(out_json),
+                         "--plot", str(out_png))
+    assert code == 0, err
+    assert "targets met" in out and "distance slope" in out and "recovery cycle" in out
+    doc = json.loads(out_json.read_text())
+    assert doc["n_targets"] == doc["n_met"] > 0 and doc["misses"] == []
+    assert {"rows", "metrics", "results", "choices"} <= set(doc)
+    assert doc["metrics"]["fast"]["recovery"]["arp_ms"] == pytest.approx(0.7, abs=0.02)
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--rerun-mrg"], "--rerun-mrg needs --reference"),
+    (["--quick"], "only with --rerun-mrg"),
+    (["--reference", "/nonexistent/ref.json"], "is not a file"),
+    (["--json", "/nonexistent/dir/out.json"], "directory does not exist"),
+])
+def test_cli_refuses_bad_arguments(cli, args, message):
+    code, _, err = cli("validate", *args)
+    assert code == 2 and message in err
