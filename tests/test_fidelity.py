@@ -97,6 +97,10 @@ def as_reference(doc: dict) -> dict:
     lat = doc["latency"]
     return {
         "meta": {"note": "the fast model itself"},
+        "convergence": {"diameter_um": [10.0], "dt_ms": [0.01, 0.005, 0.0025],
+                        "default_dt_ms": 0.005, "rel_change_vs_dt": [[0.02, 0.004, 0.0]],
+                        "length_mm": [30.0, 60.0], "default_length_mm": 60.0,
+                        "rel_change_vs_length": [[0.01, 0.0]]},
         "thresholds": doc["thresholds"], "thresholds_offset": doc["thresholds_offset"],
         "cv": {"diameter_um": doc["cv"]["diameter_um"], "cv_m_s_dt0": doc["cv"]["cv_m_s"]},
         "recovery": {"pw_us": rec["pw_us"], "max_test_ratio": 10.0,
@@ -142,7 +146,7 @@ def test_fast_against_itself_meets_every_target(self_report):
     assert r.n_targets > 0 and r.n_met == r.n_targets and not r.misses and not r.no_data
     groups = {row.group for row in r.rows}
     assert groups == {"thresholds", "slopes", "strength-duration", "conduction",
-                      "recovery cycle", "single-fibre potential", "latency"}
+                      "recovery cycle", "single-fibre potential", "latency", "MRG convergence"}
 
 
 def test_table_lists_every_target(self_report):
@@ -158,6 +162,9 @@ def test_table_lists_every_target(self_report):
     for D in (5.7, 7.3, 10, 16):
         for pw in (100, 300):
             assert f"distance slope 2-6 mm, D {D:g} µm, {pw} µs" in slopes
+    conv = {row.relation: row.mrg for row in self_report.rows if row.group == "MRG convergence"}
+    assert conv["MRG threshold change at dt 0.005 vs the finest/longest, D 10 µm"] == \
+        pytest.approx(0.4)
     # exactly one of each human/MRG pair counts
     arp = [row for row in self_report.rows if "absolute refractory" in row.relation]
     assert sorted(row.counted for row in arp) == [False, True]
@@ -250,6 +257,9 @@ def test_cli_prints_the_table_and_writes_json(cli, self_reference, tmp_path):
     assert {"rows", "metrics", "results", "choices"} <= set(doc)
     assert doc["metrics"]["fast"]["recovery"]["arp_ms"] == pytest.approx(0.7, abs=0.02)
     assert out_png.read_bytes()[:4] == b"\x89PNG"
+    api = compare.validate(ref)     # the CLI prints what the API returns
+    assert [(r["relation"], r["status"]) for r in doc["rows"]] == \
+        [(r.relation, r.status) for r in api.rows]
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -315,7 +315,7 @@ def _sfap_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     return rows
 
 
-def _latency_rows(ref: dict, mrg_m: dict, fast_m: dict, fst: dict) -> list[Row]:
+def _latency_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     """Initiation time at I/I_th 1.05, 1.2 and 2 per (D, PW) (information rows)."""
     ratios = " / ".join(f"{r:g}" for r in LATENCY_RATIOS)
     if "latency" not in mrg_m:
@@ -331,12 +331,31 @@ def _latency_rows(ref: dict, mrg_m: dict, fast_m: dict, fst: dict) -> list[Row]:
     return rows
 
 
+def _convergence_rows(ref: dict) -> list[Row]:
+    """MRG's own convergence: threshold change at the default dt and length (information)."""
+    sec = ref.get("convergence")
+    if not sec:
+        return []
+    rows = []
+    for i, D in enumerate(sec.get("diameter_um", [])):
+        for key, axis, default in (("rel_change_vs_dt", "dt_ms", "default_dt_ms"),
+                                   ("rel_change_vs_length", "length_mm", "default_length_mm")):
+            values, ref_axis = sec.get(key), sec.get(axis)
+            if not values or not ref_axis or sec.get(default) not in ref_axis:
+                continue
+            k = ref_axis.index(sec[default])
+            rows.append(Row("MRG convergence", f"MRG threshold change at {axis[:-3]} "
+                            f"{sec[default]:g} vs the finest/longest, D {D:g} µm",
+                            100.0 * float(values[i][k]), None, "%"))
+    return rows
+
+
 def build_rows(ref: dict, fst: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     """Every row of the table, in order (see the module docstring for the targets)."""
     return [*_grid_rows(ref, fst), *_slope_rows(ref, mrg_m, fast_m),
             *_sd_rows(ref, mrg_m, fast_m), *_cv_rows(mrg_m, fast_m),
             *_recovery_rows(mrg_m, fast_m), *_sfap_rows(ref, mrg_m, fast_m),
-            *_latency_rows(ref, mrg_m, fast_m, fst)]
+            *_latency_rows(ref, mrg_m, fast_m), *_convergence_rows(ref)]
 
 
 def validate(reference: str | Path | None = None) -> Report:

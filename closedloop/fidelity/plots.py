@@ -41,9 +41,14 @@ def _distance_panel(ax, results: dict) -> None:
         th = np.asarray(sec["threshold_ma"], float)
         for i, D in enumerate(sec["diameter_um"]):
             ax.plot(sec["distance_mm"], th[i, :, k], color=f"C{i % 10}", **style,
-                    label=f"{label} {D:g} µm" if label == "MRG" or i == 0 else None)
+                    label=f"{label} {D:g} µm" if label == "MRG" else None)
     ax.set(xscale="log", yscale="log", xlabel="distance (mm)", ylabel="threshold (mA)",
-           title=f"threshold vs distance, {PLOT_PW_US:g} µs")
+           title=f"threshold vs distance, {PLOT_PW_US:g} µs (fast dashed)")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xticks([1, 2, 3, 4, 5, 6])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=6, ncol=2)
 
 

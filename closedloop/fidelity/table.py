@@ -156,7 +156,8 @@ def format_table(report: Report) -> str:
         out.append(f"{name}: the model targets {target} ({reason})")
     out.append(report.summary())
     for r in report.misses:
-        out.append(f"MISS: {r.relation}: MRG {fmt(r.mrg)}, fast {fmt(r.fast)} {r.unit} "
+        unit = "" if r.unit == "1" else f" {r.unit}"
+        out.append(f"MISS: {r.relation}: MRG {fmt(r.mrg)}, fast {fmt(r.fast)}{unit} "
                    f"(target {r.target})")
     for r in report.no_data:
         out.append(f"no reference data: {r.relation}")
