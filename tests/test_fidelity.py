@@ -271,3 +271,36 @@ def test_cli_prints_the_table_and_writes_json(cli, self_reference, tmp_path):
 def test_cli_refuses_bad_arguments(cli, args, message):
     code, _, err = cli("validate", *args)
     assert code == 2 and message in err
+
+
+def test_cli_rerun_mrg_without_the_extra_names_it(cli, monkeypatch, tmp_path):
+    import closedloop.cli.validate as cli_validate
+
+    monkeypatch.setattr(cli_validate, "missing_modules", lambda: ["neuron", "pyfibers"])
+    code, _, err = cli("validate", "--rerun-mrg", "--reference", str(tmp_path / "new.json"))
+    assert code == 2 and "pip install 'closedloop[validate]'" in err
+
+
+def test_cli_rerun_mrg_writes_then_compares(cli, monkeypatch, self_reference, tmp_path):
+    import sys
+    import types
+
+    calls = []
+
+    def make_reference(out_path, sections=None, quick=False, grids=(), processes=2,
+                       progress=True):
+        calls.append((str(out_path), quick, processes))
+        _write(tmp_path, self_reference, name="new.json")
+
+    fake = types.ModuleType("closedloop.fidelity.mrg_reference")
+    fake.make_reference = make_reference
+    monkeypatch.setitem(sys.modules, "closedloop.fidelity.mrg_reference", fake)
+    import closedloop.cli.validate as cli_validate
+
+    monkeypatch.setattr(cli_validate, "missing_modules", lambda: [])
+    out = tmp_path / "new.json"
+    code, text, err = cli("validate", "--rerun-mrg", "--quick", "--processes", "1",
+                          "--reference", str(out))
+    assert code == 0, err
+    assert calls == [(str(out), True, 1)]
+    assert "targets met" in text and str(out) in text

@@ -57,13 +57,18 @@ def _check_args(args: argparse.Namespace) -> None:
                           "reference JSON file")
 
 
+def missing_modules() -> list[str]:
+    """The modules of the ``validate`` extra that are not installed."""
+    return [m for m in ("neuron", "pyfibers") if importlib.util.find_spec(m) is None]
+
+
 def rerun_mrg(out_path: str, quick: bool, processes: int) -> None:
     """Remake the MRG reference with PyFibers and NEURON into ``out_path``.
 
     Raises:
         ConfigError: If PyFibers or NEURON is missing (naming the ``validate`` extra).
     """
-    missing = [m for m in ("neuron", "pyfibers") if importlib.util.find_spec(m) is None]
+    missing = missing_modules()
     if missing:
         raise ConfigError(f"--rerun-mrg needs {' and '.join(missing)}: {EXTRA_HINT}, then run "
                           "pyfibers_compile once")
