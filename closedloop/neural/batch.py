@@ -59,7 +59,8 @@ def _params_at(kp, p):
         kp.adapt_gain0[p],
         kp.adapt_gain1[p],
         kp.adapt_gain2[p],
-        kp.onset_ms[p],
+        kp.init_offset_ms[p],
+        kp.init_pw_fraction[p],
         kp.sfap_width_ms[p],
         kp.sfap_asymmetry[p],
         kp.motor_fraction[p],
@@ -98,6 +99,7 @@ def _tables_at(tb, p):
         tb.sample_hash[p],
         tb.cell_floor[p],
         tb.chronaxie_range_us[p],
+        tb.init_delay_ms[p],
     )
 
 

@@ -5,9 +5,9 @@ clock of the fibres' decaying refractory and adaptation processes (stored lazily
 fibres cost nothing). For the leading fibres (stored in screening order) that might fire it
 interpolates the rheobase threshold at the current CSF thickness, applies strength-duration,
 refractoriness, adaptation and a jittered draw, and decides recruitment. Recruited fibres add
-their SFAP weight to their diameter class; the recorded sweep is synthesised from the class
-templates, the late muscle response, the stimulus artefact, amplifier noise and the ADC, and
-the ECAP amplitude is estimated from it.
+their SFAP weight (and weight x initiation delay) to their diameter class; the recorded sweep
+is synthesised from the class templates, the late muscle response, the stimulus artefact,
+amplifier noise and the ADC, and the ECAP amplitude is estimated from it.
 
 The helpers of a pulse, and ``run_pulses`` itself, are inlined at numba's IR level
 (``inline="always"``) into their callers (the batch kernel, the environments' compiled steps):
@@ -38,10 +38,12 @@ from numba import njit
 
 from closedloop.neural.recording import (
     clipped,
+    delay_at,
     n1_latency,
     n1p2,
     refresh_templates,
     synthesise,
+    template_delay_ms,
     template_estimate,
     window_bounds,
 )
@@ -82,7 +84,8 @@ class KernelParams(NamedTuple):
     adapt_gain0: float
     adapt_gain1: float
     adapt_gain2: float
-    onset_ms: float
+    init_offset_ms: float
+    init_pw_fraction: float
     sfap_width_ms: float
     sfap_asymmetry: float
     motor_fraction: float
@@ -119,6 +122,7 @@ class KernelTables(NamedTuple):
     sample_hash: np.ndarray   # (S,) uint32 per-sample hash base of the amplifier noise
     cell_floor: np.ndarray    # (G-1, NB) float32 screening floor per grid cell and block, mA
     chronaxie_range_us: np.ndarray  # (2,) smallest and largest chronaxie, µs
+    init_delay_ms: np.ndarray  # (M + 1,) regenerative initiation delay on th / current, ms
 
 
 class KernelState(NamedTuple):
@@ -144,6 +148,7 @@ class KernelWork(NamedTuple):
 
     sweeps: np.ndarray        # (2, S) noise-free and recorded sweep, µV
     class_acc: np.ndarray     # (B,) summed SFAP weight per diameter class, µV
+    class_delay: np.ndarray   # (B,) summed SFAP weight x initiation delay per class, µV ms
     factors: np.ndarray       # (2, 5) the processes' decay and gain factors
     th: np.ndarray            # (N,) jittered thresholds of the examined fibres, mA
     idx: np.ndarray           # (N,) int64 indices of the recruited fibres
@@ -161,7 +166,8 @@ def new_work(n_fibres, n_classes, n_samples, max_lag):
         max_lag: The template estimator's largest lag L (``KernelParams.template_lag``),
             samples.
     """
-    return KernelWork(np.zeros((2, n_samples)), np.zeros(n_classes), np.zeros((2, 5)),
+    return KernelWork(np.zeros((2, n_samples)), np.zeros(n_classes), np.zeros(n_classes),
+                      np.zeros((2, 5)),
                       np.zeros(n_fibres), np.zeros(n_fibres, np.int64),
                       np.zeros(n_samples + 4 * max_lag + 16))
 
@@ -244,7 +250,8 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     are examined (the others cannot fire at any draw). The screen's bound on ``m`` is
     ``1 - sn exp(-interval / tau_sn)``: a fibre fired at the previous pulse at the latest, and
     every other term of ``m`` is positive. Adds each recruited fibre's SFAP weight (µV) into
-    ``work.class_acc`` (zeroed first).
+    ``work.class_acc`` (zeroed first), and its weight times its initiation delay into
+    ``work.class_delay`` (see :func:`fire`).
     """
     decay, gain = work.factors[0], work.factors[1]
     advance_clock(state.decay_ref, state.clock_ms, kp, interval_s, decay, gain)
@@ -257,7 +264,7 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     limit = current_ma / (low * m_min * sd_ratio_min(tables.chronaxie_range_us, pw_us))
     n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
     thresholds(state, work, tables, kp, pw_us, j, f, key, n_exam)
-    return fire(state, work, tables, kp, current_ma, j, f, n_exam)
+    return fire(state, work, tables, kp, current_ma, pw_us, j, f, n_exam)
 
 
 @njit(cache=True, inline="always")
@@ -303,15 +310,18 @@ def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
 
 
 @njit(cache=True, inline="always")
-def fire(state, work, tables, kp, current_ma, j, f, n):
+def fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
     """Fire the fibres among ``0:n`` whose ``work.th`` is at most the current; return the count.
 
     The recruited fibres' processes are reset in one pass over the span from the first to the
     last of them (contiguous, so that the compiler vectorises it with masked loads and stores),
-    and their SFAP weights are added per class in fibre order.
+    and their SFAP weights ``w`` are added per class in fibre order, into ``work.class_acc``,
+    and ``w`` times their initiation delay (ms, :func:`~closedloop.neural.recording.delay_at`
+    at ``u = th / current``) into ``work.class_delay``.
     """
-    th, idx, acc = work.th, work.idx, work.class_acc
+    th, idx, acc, dacc = work.th, work.idx, work.class_acc, work.class_delay
     acc[:] = 0.0
+    dacc[:] = 0.0
     n_rec = 0
     for i in range(n):  # branch-free compaction of the recruited fibres
         idx[n_rec] = i
@@ -321,10 +331,14 @@ def fire(state, work, tables, kp, current_ma, j, f, n):
     _reset_processes(state.decay_ref, work.factors, kp, current_ma, th, idx[0],
                      idx[n_rec - 1] + 1)
     w0, w1, cls = tables.sfap_uv[j], tables.sfap_uv[j + 1], tables.fibre_class
+    t0, kpw, table = kp.init_offset_ms, kp.init_pw_fraction, tables.init_delay_ms
+    inv_cur = 1.0 / current_ma
     for q in range(n_rec):
         i = idx[q]
         a, b = np.float64(w0[i]), np.float64(w1[i])
-        acc[cls[i]] += a + f * (b - a)
+        w = a + f * (b - a)
+        acc[cls[i]] += w
+        dacc[cls[i]] += w * delay_at(th[i] * inv_cur, pw_us, t0, kpw, table)
     return n_rec
 
 
@@ -379,8 +393,10 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
                         key)
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
-        emg = synthesise(state.templates, state.shapes, tables.sample_hash, kp, acc, frac, cur,
-                         key, 0 if full else lo, n_s if full else hi, neural, rec)
+        t_ref = template_delay_ms(pw, kp, tables.init_delay_ms)
+        emg = synthesise(state.templates, state.shapes, tables.sample_hash, kp, acc,
+                         work.class_delay, t_ref, frac, cur, key, 0 if full else lo,
+                         n_s if full else hi, neural, rec)
         if full:
             row = wave[p]
             for s in range(n_s):      # a loop: slice assignment may allocate a copy

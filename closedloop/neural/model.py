@@ -30,6 +30,7 @@ from closedloop.neural.kernels import (
 )
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
+from closedloop.neural.recording import conduction_velocity_m_s, initiation_table
 from closedloop.neural.rng import fmix32_np, seed_words
 from closedloop.neural.validation import (
     CSF_RANGE_MM,
@@ -40,6 +41,8 @@ from closedloop.neural.validation import (
     check_scalar,
 )
 
+MIN_CV_M_S = 1.0
+"""Slowest conduction velocity (m/s) a diameter class may have (the CV law's intercept)."""
 MIX_RECRUITED_FRACTION = 0.15
 """Recruited fraction whose ECAP shape defines the matched-filter template."""
 CHUNK_PULSES = 16_384
@@ -253,7 +256,14 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
     centres = 0.5 * (edges[:-1] + edges[1:])
-    delay = lead.recording_distance_mm / (resp.cv_per_um * centres)  # mm / (mm/ms) = ms
+    cv = conduction_velocity_m_s(centres, resp)
+    if not (cv >= MIN_CV_M_S).all():
+        raise ConfigError(
+            f"response.cv_intercept_m_s={resp.cv_intercept_m_s:g} gives a conduction velocity "
+            f"of {cv.min():.3g} m/s at {centres.min():.3g} µm; valid range: cv_intercept_m_s >= "
+            f"{MIN_CV_M_S:g} - cv_per_um * {centres.min():.3g} = "
+            f"{MIN_CV_M_S - resp.cv_per_um * centres.min():.3g} m/s")
+    delay = lead.recording_distance_mm / cv  # mm / (mm/ms) = ms
     n_s = int(round(recp.window_ms * recp.fs_hz * 1e-3))
     first = slice(0, max(1, int(MIX_RECRUITED_FRACTION * order.size)))  # lowest reference keys
     mix = np.bincount(cls[first], weights=sfap[_reference_cell(), first].astype(np.float64),
@@ -265,7 +275,8 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
                               ^ words[1]).astype(np.uint32),
         cell_floor=cell_floors(rheo, chron),
-        chronaxie_range_us=np.array([chron.min(), chron.max()], np.float64))
+        chronaxie_range_us=np.array([chron.min(), chron.max()], np.float64),
+        init_delay_ms=initiation_table(resp))
 
 
 def _reference_cell() -> int:
@@ -331,7 +342,8 @@ def build_kernel_params(params: ModelParams) -> KernelParams:
         adapt_tau2_s=exc.adapt_tau_s[2], adapt_inc0=exc.adapt_increment[0],
         adapt_inc1=exc.adapt_increment[1], adapt_inc2=exc.adapt_increment[2],
         adapt_gain0=exc.adapt_gain[0], adapt_gain1=exc.adapt_gain[1],
-        adapt_gain2=exc.adapt_gain[2], onset_ms=resp.onset_ms, sfap_width_ms=resp.sfap_width_ms,
+        adapt_gain2=exc.adapt_gain[2], init_offset_ms=resp.initiation_offset_ms,
+        init_pw_fraction=resp.initiation_pw_fraction, sfap_width_ms=resp.sfap_width_ms,
         sfap_asymmetry=resp.sfap_asymmetry, motor_fraction=resp.motor_fraction,
         emg_uv_per_fraction=resp.emg_uv_per_fraction, emg_latency_ms=resp.emg_latency_ms,
         emg_width_ms=resp.emg_width_ms, fs_hz=rec.fs_hz, interphase_us=rec.interphase_us,

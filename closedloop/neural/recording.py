@@ -2,10 +2,16 @@
 
 A sweep sample at time t after pulse onset (ms) is::
 
-    neural(t)   = sum_b acc_b * sfap((t - onset - PW - delay_b) / width)     # ECAP, µV
+    neural(t)   = sum_b acc_b * sfap((t - init_b - delay_b) / width)         # ECAP, µV
     emg(t)      = E * max(0, frac - motor_fraction) * u e^((1 - u²)/2),  u = (t - t_emg)/w_emg
     artefact(t) = (offset + k * I) * exp(-(t - t_end) / tau)   for t >= t_end = 2 PW + gap
     recorded(t) = ADC(neural + emg + artefact + noise)        (clip to ±range, round to LSB)
+
+Class b's spikes start at ``init_b``, the SFAP-weighted mean initiation delay of its recruited
+fibres (:func:`initiation_delay_ms`: it falls as the current rises above a fibre's threshold),
+and reach the recording contact ``delay_b`` later (conduction at :func:`conduction_velocity_m_s`).
+The class templates are cached at the delay of a fibre at ``TEMPLATE_RATIO`` times threshold;
+each pulse shifts a class's template by the difference, interpolating linearly between samples.
 
 During the pulse itself (t < t_end) the amplifier is saturated. Amplitudes are estimated in the
 window from ``t_end + blank`` to ``est_end``: N1-P2 (the minimum, then the maximum after it) and
@@ -22,6 +28,133 @@ from numba import njit
 from closedloop.neural.rng import fmix32, hash_normal
 
 NOISE_SALT = np.uint64(0x5BD1E995)
+TEMPLATE_RATIO = 1.3
+"""Current / threshold ratio at whose initiation delay the class templates are cached."""
+
+
+@njit(cache=True, inline="always")
+def cv_at(diameter_um, cv_per_um, intercept_m_s):
+    """Conduction velocity (m/s) of a fibre of ``diameter_um`` (µm): ``cv_per_um D + intercept``."""
+    return cv_per_um * diameter_um + intercept_m_s
+
+
+@njit(cache=True)
+def regen_delay_ms(u, log_ms, ratio_scale, log_max_ms):
+    """Regenerative part (ms) of the initiation delay at ``u`` = threshold / current in [0, 1].
+
+    ``min(log_ms * ln(1 + ratio_scale / (r - 1)), log_max_ms)`` with r = 1 / u: it grows as
+    ln(1 / (r - 1)) near threshold and is capped at ``log_max_ms`` (reached at r = 1).
+    """
+    d = 1.0 - u
+    return log_max_ms if d <= 0.0 else min(log_ms * math.log1p(ratio_scale * u / d), log_max_ms)
+
+
+@njit(cache=True, inline="always")
+def delay_at(u, pw_us, offset_ms, pw_fraction, table):
+    """Initiation delay (ms after pulse onset) of a fibre at ``u`` = threshold / current.
+
+    ``u`` in [0, 1] is the inverse of the current ratio r = I / th (r >= 1). The delay is
+    ``offset + pw_fraction * PW * u`` (the charging time inside the pulse, PW in ms) plus the
+    regenerative part (:func:`regen_delay_ms`) interpolated linearly in ``table``
+    (``KernelTables.init_delay_ms``: its values at u = k / (M - 1), k = 0..M-1, then a copy of
+    the last), which spares the kernel a logarithm per recruited fibre.
+    """
+    x = u * (table.size - 2)
+    k = min(int(x), table.size - 2)
+    g0 = table[k]
+    return offset_ms + pw_fraction * (pw_us * 1e-3) * u + (g0 + (x - k) * (table[k + 1] - g0))
+
+
+@njit(cache=True, inline="always")
+def template_delay_ms(pw_us, kp, table):
+    """Initiation delay (ms) at which the class templates are cached (``TEMPLATE_RATIO``)."""
+    return delay_at(1.0 / TEMPLATE_RATIO, pw_us, kp.init_offset_ms, kp.init_pw_fraction, table)
+
+
+INIT_TABLE_SIZE = 1024
+"""Grid points M of ``KernelTables.init_delay_ms`` on u = threshold / current in [0, 1]
+(interpolation error below 0.003 ms for I / th > 1.002 at the default parameters)."""
+
+
+@njit(cache=True)
+def _regen_table(n, log_ms, ratio_scale, log_max_ms):
+    out = np.empty(n + 1)
+    for k in range(n):
+        out[k] = regen_delay_ms(k / (n - 1), log_ms, ratio_scale, log_max_ms)
+    out[n] = out[n - 1]
+    return out
+
+
+def initiation_table(response_params) -> np.ndarray:
+    """``KernelTables.init_delay_ms`` for a :class:`~closedloop.neural.params.ResponseParams`."""
+    rp = response_params
+    return _regen_table(INIT_TABLE_SIZE, float(rp.initiation_log_ms),
+                        float(rp.initiation_ratio_scale), float(rp.initiation_log_max_ms))
+
+
+@njit(cache=True)
+def _cv_many(d_um, cv_per_um, intercept_m_s, out):
+    for i in range(d_um.size):
+        out[i] = cv_at(d_um[i], cv_per_um, intercept_m_s)
+
+
+@njit(cache=True)
+def _delay_many(u, pw_us, offset_ms, pw_fraction, table, out):
+    for i in range(u.size):
+        out[i] = delay_at(u[i], pw_us[i], offset_ms, pw_fraction, table)
+
+
+def conduction_velocity_m_s(diameter_um, response_params) -> np.ndarray | float:
+    """Conduction velocity (m/s) of fibres of the given diameters (µm).
+
+    ``response_params.cv_per_um * D + response_params.cv_intercept_m_s`` (the kernels' law).
+
+    Args:
+        diameter_um: Fibre diameter(s) (µm), a number or an array.
+        response_params: A :class:`~closedloop.neural.params.ResponseParams`.
+
+    Returns:
+        A float for a number, else an array of the input's shape (m/s).
+    """
+    d = np.asarray(diameter_um, dtype=np.float64)
+    out = np.empty(d.size)
+    _cv_many(np.ascontiguousarray(d.ravel()), float(response_params.cv_per_um),
+             float(response_params.cv_intercept_m_s), out)
+    return float(out[0]) if d.ndim == 0 else out.reshape(d.shape)
+
+
+def initiation_delay_ms(current_ratio, pw_us, response_params) -> np.ndarray | float:
+    """Time (ms) from pulse onset to the spike at the stimulated node (the kernels' law).
+
+    The kernels' computation (:func:`delay_at`, with the regenerative part tabulated); see
+    ``ResponseParams`` for the law and its parameters (fitted to MRG at 37 °C).
+
+    Args:
+        current_ratio: Current / the fibre's threshold at this pulse width, >= 1 (broadcast
+            with ``pw_us``).
+        pw_us: Width of the cathodic phase (µs), > 0.
+        response_params: A :class:`~closedloop.neural.params.ResponseParams`.
+
+    Returns:
+        A float for scalar inputs, else an array of the broadcast shape (ms).
+
+    Raises:
+        ConfigError: If a ratio is below 1 or NaN, or a pulse width is not positive.
+    """
+    from closedloop._config import ConfigError
+
+    r, pw = np.broadcast_arrays(np.asarray(current_ratio, dtype=np.float64),
+                                np.asarray(pw_us, dtype=np.float64))
+    if not (r >= 1.0).all():
+        raise ConfigError("current_ratio must be >= 1 (a recruited fibre); valid range [1, inf]")
+    if not ((pw > 0.0) & np.isfinite(pw)).all():
+        raise ConfigError("pw_us must be a finite number > 0; valid range (0, inf) µs")
+    rp = response_params
+    out = np.empty(r.size)
+    _delay_many(np.ascontiguousarray(1.0 / r.ravel()), np.ascontiguousarray(pw.ravel()),
+                float(rp.initiation_offset_ms), float(rp.initiation_pw_fraction),
+                initiation_table(rp), out)
+    return float(out[0]) if r.ndim == 0 else out.reshape(r.shape)
 
 @njit(cache=True, inline="always")
 def sfap_shape(u, asym):
@@ -53,7 +186,7 @@ def refresh_templates(state, tables, kp, pw_us):
     """
     n_cls, n_s = state.templates.shape
     dt_ms = 1e3 / kp.fs_hz
-    shift = kp.onset_ms + pw_us * 1e-3
+    shift = template_delay_ms(pw_us, kp, tables.init_delay_ms)
     for b in range(n_cls):
         c = shift + tables.class_delay_ms[b]
         for s in range(n_s):
@@ -94,24 +227,29 @@ def refresh_shapes(state, kp, pw_us):
 
 
 @njit(cache=True, inline="always")
-def synthesise(templates, shapes, sample_hash, kp, acc, frac, current_ma, key, lo, hi, neural,
-               rec):
+def synthesise(templates, shapes, sample_hash, kp, acc, delay_acc, t_ref_ms, frac, current_ma,
+               key, lo, hi, neural, rec):
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded sweep ``rec``.
 
     ``templates``, ``shapes`` and ``sample_hash`` are the ``KernelState`` and ``KernelTables``
-    fields of those names.
+    fields of those names; ``acc`` and ``delay_acc`` the ``KernelWork`` fields ``class_acc``
+    and ``class_delay`` (per class: summed SFAP weight, µV, and summed weight x initiation
+    delay, µV ms); ``t_ref_ms`` the initiation delay the templates are cached at
+    (:func:`template_delay_ms`).
 
     Returns:
         The peak of the late muscle response (µV).
     """
     out = neural[lo:hi]  # loops over views from 0 vectorise; the same sums, in the same order
     out[:] = 0.0
+    n_s = templates.shape[1]
     for b in range(acc.size):
         a = acc[b]
         if a != 0.0:
-            row = templates[b, lo:hi]
-            for s in range(out.size):
-                out[s] += a * row[s]
+            x = (delay_acc[b] / a - t_ref_ms) * kp.fs_hz * 1e-3   # shift, samples
+            k = math.floor(x)
+            add_shifted(neural, templates[b], a * (1.0 - (x - k)), a * (x - k), int(k),
+                        max(lo, int(k) + 1), min(hi, n_s + int(k)))
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
     art_shape, emg_shape = shapes[0, lo:hi], shapes[1, lo:hi]
@@ -127,6 +265,21 @@ def synthesise(templates, shapes, sample_hash, kp, acc, frac, current_ma, key, l
         v = min(max(v, -top), top)
         sweep[s] = round(v * inv_lsb) * lsb
     return emg
+
+
+@njit(cache=True, inline="always")
+def add_shifted(neural, row, a0, a1, k, s0, s1):
+    """``neural[s] += a0 row[s - k] + a1 row[s - k - 1]`` for s in ``s0:s1`` (none if empty).
+
+    The template ``row`` delayed by ``k + a1 / (a0 + a1)`` samples (linear interpolation);
+    the caller keeps ``s - k - 1`` and ``s - k`` inside ``row`` (samples that would read
+    outside it are left out).
+    """
+    if s1 <= s0:
+        return
+    o, r0, r1 = neural[s0:s1], row[s0 - k:s1 - k], row[s0 - k - 1:s1 - k - 1]
+    for s in range(o.size):
+        o[s] += a0 * np.float64(r0[s]) + a1 * np.float64(r1[s])
 
 
 @njit(cache=True, inline="always")

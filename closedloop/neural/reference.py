@@ -34,11 +34,12 @@ from closedloop.neural.kernels import (
 from closedloop.neural.model import MIX_RECRUITED_FRACTION, NeuralModel
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources
-from closedloop.neural.recording import NOISE_SALT
+from closedloop.neural.recording import NOISE_SALT, TEMPLATE_RATIO
 from closedloop.neural.rng import fmix32_np, hash_normal_np, pulse_key_np
 
 __all__ = [
     "build_tables_reference",
+    "initiation_delay_reference",
     "n1_latency_reference",
     "n1p2_reference",
     "recruit_reference",
@@ -148,7 +149,8 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
         exc.chronaxie_diameter_exponent)).astype(f32)
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
-    delay = lead.recording_distance_mm / (resp.cv_per_um * 0.5 * (edges[:-1] + edges[1:]))
+    delay = lead.recording_distance_mm / (resp.cv_per_um * (0.5 * (edges[:-1] + edges[1:]))
+                                          + resp.cv_intercept_m_s)
     n_fib, n_s = fibres.diameter_um.size, int(round(recp.window_ms * recp.fs_hz * 1e-3))
     g_ref = int(np.argmin(np.abs(grid - NeuralModel.default_csf_mm)))
     first = np.argsort(rheo[g_ref].astype(np.float64) * (1.0 + chron.astype(np.float64) / 250.0))
@@ -162,7 +164,40 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
                               ^ words[1]).astype(np.uint32),
         cell_floor=_cell_floors_reference(rheo, chron),
-        chronaxie_range_us=np.array([chron.min(), chron.max()], np.float64))
+        chronaxie_range_us=np.array([chron.min(), chron.max()], np.float64),
+        init_delay_ms=_init_table_reference(resp.initiation_log_ms, resp.initiation_ratio_scale,
+                                            resp.initiation_log_max_ms))
+
+
+INIT_TABLE_SIZE = 1024
+"""Grid points of the tabulated regenerative initiation delay (as the kernels')."""
+
+
+def _init_table_reference(log_ms: float, ratio_scale: float, log_max_ms: float) -> np.ndarray:
+    """``min(log_ms ln(1 + c u / (1 - u)), max)`` (ms) at u = k / (M - 1), then the last again."""
+    n = INIT_TABLE_SIZE
+    out = np.empty(n + 1)
+    for k in range(n):
+        u = k / (n - 1)
+        d = 1.0 - u
+        out[k] = log_max_ms if d <= 0.0 else min(log_ms * math.log1p(ratio_scale * u / d),
+                                                 log_max_ms)
+    out[n] = out[n - 1]
+    return out
+
+
+def initiation_delay_reference(u: np.ndarray, pw_us: float, kp: KernelParams,
+                               table: np.ndarray) -> np.ndarray:
+    """Initiation delay (ms after pulse onset) at ``u`` = threshold / current (array in [0, 1]).
+
+    ``offset + pw_fraction * PW * u`` plus the tabulated regenerative delay, interpolated
+    linearly (``KernelTables.init_delay_ms``).
+    """
+    x = u * (table.size - 2)
+    k = np.minimum(x.astype(np.int64), table.size - 2)
+    g0 = table[k]
+    return kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * u + (
+        g0 + (x - k) * (table[k + 1] - g0))
 
 
 def _cell_floors_reference(rheo: np.ndarray, chron: np.ndarray) -> np.ndarray:
@@ -214,7 +249,8 @@ def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams
     Every fibre's threshold is evaluated (no pruning), from the lazily stored processes.
 
     Returns:
-        ``(n_recruited, acc)``: the count and the summed SFAP weight (µV) per class.
+        ``(n_recruited, acc, delay_acc)``: the count, the summed SFAP weight (µV) per class and
+        the summed weight x initiation delay (µV ms) per class.
     """
     decay, gain = _advance_clock_reference(state, kp, interval_s)
     g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), tables.rheo_ma.shape[0] - 1.000001)
@@ -238,7 +274,11 @@ def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams
     w = w0 + f * (w1 - w0)
     acc = np.bincount(tables.fibre_class[fire], weights=w[fire],
                       minlength=state.templates.shape[0]).astype(np.float64)
-    return int(fire.sum()), acc
+    u = th[fire] * (1.0 / current_ma) if fire.any() else th[fire]
+    dly = initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)
+    dacc = np.bincount(tables.fibre_class[fire], weights=w[fire] * dly,
+                       minlength=state.templates.shape[0]).astype(np.float64)
+    return int(fire.sum()), acc, dacc
 
 
 # --- recording chain -------------------------------------------------------------------------
@@ -262,13 +302,14 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
                                 pw_us: float) -> None:
     """Recompute the templates, matched filter, artefact/EMG shapes and cache for ``pw_us`` (µs).
 
-    The class templates are unit-N1 SFAPs delayed by onset + pulse width + conduction; the
+    The class templates are unit-N1 SFAPs delayed by the initiation delay at
+    ``TEMPLATE_RATIO`` times threshold + conduction; the
     artefact shape is ``exp(-(t - t_end) / tau)`` after the pulse end ``t_end`` (NaN before
     it) and the EMG shape ``u exp((1 - u²) / 2)`` with ``u = (t - latency) / width`` (t in ms).
     """
     n_s = state.templates.shape[1]
     t = np.arange(n_s) * (1e3 / kp.fs_hz)
-    c = kp.onset_ms + pw_us * 1e-3 + tables.class_delay_ms
+    c = _template_delay_reference(pw_us, kp, tables) + tables.class_delay_ms
     state.templates[:] = _sfap_shape((t[None, :] - c[:, None]) / kp.sfap_width_ms,
                                      kp.sfap_asymmetry)
     lo, hi = window_bounds_reference(pw_us, kp, n_s)
@@ -292,11 +333,21 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
 
 
+def _template_delay_reference(pw_us: float, kp: KernelParams, tables: KernelTables) -> float:
+    """Initiation delay (ms) the class templates are cached at (``TEMPLATE_RATIO``)."""
+    u = np.array([1.0 / TEMPLATE_RATIO])
+    return float(initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)[0])
+
+
 def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
-                         acc: np.ndarray, frac: float, current_ma: float, key: np.uint64,
-                         lo: int, hi: int, neural: np.ndarray, rec: np.ndarray
-                         ) -> float:
+                         acc: np.ndarray, dacc: np.ndarray, pw_us: float, frac: float,
+                         current_ma: float, key: np.uint64, lo: int, hi: int,
+                         neural: np.ndarray, rec: np.ndarray) -> float:
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded ``rec`` (µV).
+
+    Class b's template is shifted by its mean initiation delay ``dacc[b] / acc[b]`` less the
+    templates' own, in samples ``k + w`` (k whole): ``(1 - w) T[s - k] + w T[s - k - 1]``,
+    over the samples for which both lie inside the sweep.
 
     The recorded sample is ECAP + artefact + EMG (the ADC full scale during a nonzero pulse)
     plus amplifier noise, clipped to the ADC range and rounded to its LSB.
@@ -305,8 +356,17 @@ def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelPar
         The peak of the late muscle response (µV).
     """
     neural[lo:hi] = 0.0
+    n_s = state.templates.shape[1]
+    t_ref = _template_delay_reference(pw_us, kp, tables)
     for b in np.flatnonzero(acc != 0.0):
-        neural[lo:hi] += acc[b] * state.templates[b, lo:hi].astype(np.float64)
+        a = acc[b]
+        x = (dacc[b] / a - t_ref) * kp.fs_hz * 1e-3
+        k = math.floor(x)
+        a0, a1 = a * (1.0 - (x - k)), a * (x - k)
+        s0, s1 = max(lo, k + 1), min(hi, n_s + k)
+        if s1 > s0:
+            row = state.templates[b].astype(np.float64)
+            neural[s0:s1] += a0 * row[s0 - k:s1 - k] + a1 * row[s0 - k - 1:s1 - k - 1]
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
     top = kp.adc_range_uv
@@ -365,12 +425,12 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
         refresh_templates_reference(state, tables, kp, pw)
     key = pulse_key_np(kp.seed_pulse_a, kp.seed_pulse_b, int(state.pulse_count[0]))
     state.pulse_count[0] += 1
-    n_rec, acc = recruit_reference(state, tables, kp, cur, pw, float(inputs.csf_mm[p]),
+    n_rec, acc, dacc = recruit_reference(state, tables, kp, cur, pw, float(inputs.csf_mm[p]),
                                    float(inputs.interval_s[p]), key)
     frac = n_rec / tables.chronaxie_us.size
     lo, hi = window_bounds_reference(pw, kp, n_s)
-    emg = synthesise_reference(state, tables, kp, acc, frac, cur, key, 0 if full else lo,
-                               n_s if full else hi, neural, rec)
+    emg = synthesise_reference(state, tables, kp, acc, dacc, pw, frac, cur, key,
+                               0 if full else lo, n_s if full else hi, neural, rec)
     true_amp, i_min = n1p2_reference(neural, lo, hi)
     r["ecap_n1p2_uv"] = n1p2_reference(rec, lo, hi)[0]
     r["ecap_template_uv"] = template_estimate_reference(state, rec, lo, hi, int(kp.template_lag))
