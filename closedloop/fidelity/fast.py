@@ -49,17 +49,12 @@ def _threshold_ma(diameter_um: float, distance_mm: float, pw_us: float,
 
 def _cv_m_s(diameter_um: float, response: ResponseParams) -> float:
     """The fast model's conduction velocity (m/s) of one diameter."""
-    if hasattr(rec_chain, "conduction_velocity_m_s"):
-        return float(rec_chain.conduction_velocity_m_s(diameter_um, response))
-    return float(response.cv_per_um * diameter_um)  # interim: no intercept
+    return float(rec_chain.conduction_velocity_m_s(diameter_um, response))
 
 
 def _initiation_ms(current_ratio: float, pw_us: float, response: ResponseParams) -> float:
     """AP time (ms after pulse onset) at the initiation node of the fast model."""
-    if hasattr(rec_chain, "initiation_delay_ms"):
-        return float(rec_chain.initiation_delay_ms(current_ratio, pw_us, response))
-    # interim: a fixed delay after the cathodic phase (recording.refresh_templates)
-    return float(pw_us * 1e-3 + response.onset_ms)
+    return float(rec_chain.initiation_delay_ms(current_ratio, pw_us, response))
 
 
 def thresholds(diameters_um, distances_mm, pws_us, offset_internodes: float = 0.0) -> dict:
