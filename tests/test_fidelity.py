@@ -191,6 +191,9 @@ def test_perturbed_reference_misses_exactly_there(self_reference, tmp_path):
     assert "distance slope 2-6 mm, D 10 µm, 100 µs" not in missed
     assert {"CV, D 5.7 µm", "CV, D 10 µm", "CV, D 16 µm"} <= missed
     assert "threshold fast/MRG, node under the source: max |error|" in missed
+    grid = report.comparison["thresholds"]
+    assert grid["n_points"] == th.size and 0 < grid["n_beyond"] < th.size
+    assert report.comparison["thresholds_offset"]["max_abs_error"] == 0.0
     assert "supernormal depth" not in missed        # 4.3 % x 1.5: within 5 points
     text = format_table(report)
     assert "MISS: distance slope 2-6 mm, D 7.3 µm, 100 µs" in text
@@ -259,6 +262,7 @@ def test_cli_prints_the_table_and_writes_json(cli, self_reference, tmp_path):
     doc = json.loads(out_json.read_text())
     assert doc["n_targets"] == doc["n_met"] > 0 and doc["misses"] == []
     assert {"rows", "metrics", "results", "choices"} <= set(doc)
+    assert doc["metrics"]["fast_vs_mrg"]["thresholds"]["median_ratio"] == pytest.approx(1.0)
     assert doc["metrics"]["fast"]["recovery"]["arp_ms"] == pytest.approx(0.7, abs=0.02)
     assert out_png.read_bytes()[:4] == b"\x89PNG"
     api = compare.validate(ref)     # the CLI prints what the API returns

@@ -112,3 +112,24 @@ def interp(x, xp, fp) -> float:
     if ok.sum() < 1 or not xp[ok].min() <= x <= xp[ok].max():
         return _NULL
     return float(np.interp(x, xp[ok], fp[ok]))
+
+
+def ratio_stats(fast_ma, mrg_ma, tol_rel: float) -> dict:
+    """Fast/MRG threshold ratios over a grid: median, largest |error| and count beyond tol.
+
+    Args:
+        fast_ma: Fast-model thresholds (any shape, mA).
+        mrg_ma: MRG thresholds of the same shape (mA).
+        tol_rel: Relative tolerance (e.g. 0.1).
+
+    Returns:
+        ``{"median_ratio", "max_abs_error", "n_beyond", "n_points", "ratio"}``; a
+        non-finite ratio counts as beyond and makes ``max_abs_error`` infinite.
+    """
+    ratio = np.asarray(fast_ma, float) / np.asarray(mrg_ma, float)
+    err = np.abs(ratio - 1.0)
+    finite = np.isfinite(err)
+    return {"median_ratio": float(np.median(ratio[finite])) if finite.any() else _NULL,
+            "max_abs_error": float(err.max()) if finite.all() else math.inf,
+            "n_beyond": int(np.sum(~(err <= tol_rel))), "n_points": int(ratio.size),
+            "ratio": ratio.tolist()}

@@ -67,6 +67,8 @@ class Report:
         reference_meta: The reference's ``meta`` section (versions, settings).
         results: The raw results of both models (``{"mrg": ..., "fast": ...}``).
         choices: The human-vs-MRG choices (``{"arp": (target, reason), "sfap": ...}``).
+        comparison: Point-by-point fast/MRG threshold ratios per grid (median, largest error,
+            count beyond tolerance, the ratios).
     """
 
     rows: list[Row]
@@ -76,6 +78,7 @@ class Report:
     reference_meta: dict = dataclasses.field(default_factory=dict)
     results: dict = dataclasses.field(default_factory=dict)
     choices: dict = dataclasses.field(default_factory=dict)
+    comparison: dict = dataclasses.field(default_factory=dict)
 
     @property
     def scored(self) -> list[Row]:
@@ -115,7 +118,8 @@ class Report:
         return {"summary": self.summary(), "n_met": self.n_met, "n_targets": self.n_targets,
                 "misses": [r.relation for r in self.misses], "reference": self.reference,
                 "reference_meta": self.reference_meta, "choices": self.choices, "rows": rows,
-                "metrics": {"mrg": self.mrg, "fast": self.fast}, "results": self.results}
+                "metrics": {"mrg": self.mrg, "fast": self.fast, "fast_vs_mrg": self.comparison},
+                "results": self.results}
 
 
 def fmt(value: Value) -> str:
