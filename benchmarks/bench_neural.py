@@ -413,7 +413,7 @@ def run_loop(patients: list, inputs: PulseInputs, n_s: int) -> np.ndarray:
     """Scalar kernel called once per patient, from each patient's resting state."""
     out = np.empty((len(patients), inputs.current_ma.size), PULSE_DTYPE)
     wave = np.empty((0, n_s))
-    work = new_work(patients[0][1].chronaxie_us.size, *patients[0][0].templates.shape,
+    work = new_work(patients[0][1].fibre_class.size, *patients[0][0].templates.shape,
                     max(kp.template_lag for _, _, kp in patients))
     for p, (state, tables, kp) in enumerate(patients):
         run_pulses_unshared(copy_state(state), tables, kp, inputs, out[p], wave, work)

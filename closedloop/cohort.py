@@ -134,7 +134,7 @@ def draw_candidate(rng: np.random.Generator, d: CohortDistribution, patient_id: 
     scale = np.exp(rng.normal(0.0, [d.excitability_sd_ln, d.diameter_sd_ln, d.sfap_sd_ln]))
     params = base.replace(
         lead={"lateral_offset_mm": lateral},
-        excitability={"af_threshold_mv_per_mm2": base.excitability.af_threshold_mv_per_mm2
+        excitability={"threshold_scale": base.excitability.threshold_scale
                       * scale[0]},
         population={"diameter_median_um": base.population.diameter_median_um * scale[1]},
         response={"sfap_uv": base.response.sfap_uv * scale[2]})

@@ -21,7 +21,7 @@ from closedloop.neural.params import MAX_ABS_OVER_TAU_REL
 from closedloop.neural.reference import (
     build_tables_reference,
     run_pulses_reference,
-    threshold_table_reference,
+    sd_tables_reference,
 )
 from closedloop.neural.rng import seed_words
 
@@ -80,8 +80,9 @@ def test_threshold_and_tables_match_reference(configuration):
     params = SMALL.replace(lead={"configuration": configuration})
     model = NeuralModel(params, seed=3)
     # float32 tables: within one float32 rounding (2**-24) of the float64 reference
-    assert_allclose(threshold_table_reference(model.fibres, params), model.tables.rheo_ma,
-                    rtol=2.0**-24, atol=0.0)
+    rheo, q = sd_tables_reference(model.fibres, params)
+    assert_allclose(rheo, model.tables.rheo_ma, rtol=2.0**-24, atol=0.0)
+    assert_allclose(q, model.tables.sd_q_ma, rtol=2.0**-24, atol=0.0)
     pop_ss, _ = np.random.SeedSequence(3).spawn(2)
     ref = build_tables_reference(params, model.fibres, seed_words(pop_ss)[2:])
     for name, r, k in zip(ref._fields, ref, model.tables, strict=True):

@@ -59,6 +59,7 @@ def _params_at(kp, p):
         kp.adapt_gain0[p],
         kp.adapt_gain1[p],
         kp.adapt_gain2[p],
+        kp.sd_exponent[p],
         kp.init_offset_ms[p],
         kp.init_pw_fraction[p],
         kp.sfap_width_ms[p],
@@ -91,14 +92,14 @@ def _tables_at(tb, p):
     return KernelTables(
         tb.rheo_ma[p],
         tb.sfap_uv[p],
-        tb.chronaxie_us[p],
+        tb.sd_q_ma[p],
         tb.fibre_class[p],
         tb.fibre_hash[p],
         tb.class_delay_ms[p],
         tb.class_mix[p],
         tb.sample_hash[p],
         tb.cell_floor[p],
-        tb.chronaxie_range_us[p],
+        tb.sd_ratio_range[p],
         tb.init_delay_ms[p],
     )
 
@@ -209,7 +210,7 @@ def _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_thr
 @njit(cache=True, inline="always")
 def _work_for(state, tables, kp):
     """A ``KernelWork`` for every patient of a batch."""
-    return new_work(tables.chronaxie_us.shape[1], state.templates.shape[1],
+    return new_work(tables.fibre_class.shape[1], state.templates.shape[1],
                     state.templates.shape[2], kp.template_lag.max())
 
 

@@ -3,7 +3,7 @@
 ``run_pulses`` advances one patient through a sequence of pulses. Per pulse it advances the
 clock of the fibres' decaying refractory and adaptation processes (stored lazily, so resting
 fibres cost nothing). For the leading fibres (stored in screening order) that might fire it
-interpolates the rheobase threshold at the current CSF thickness, applies strength-duration,
+interpolates its strength-duration law at the current CSF thickness, applies it,
 refractoriness, adaptation and a jittered draw, and decides recruitment. Recruited fibres add
 their SFAP weight (and weight x initiation delay) to their diameter class; the recorded sweep
 is synthesised from the class templates, the late muscle response, the stimulus artefact,
@@ -84,6 +84,7 @@ class KernelParams(NamedTuple):
     adapt_gain0: float
     adapt_gain1: float
     adapt_gain2: float
+    sd_exponent: float
     init_offset_ms: float
     init_pw_fraction: float
     sfap_width_ms: float
@@ -114,14 +115,14 @@ class KernelTables(NamedTuple):
 
     rheo_ma: np.ndarray       # (G, N) float32 rheobase threshold on the CSF grid, mA
     sfap_uv: np.ndarray       # (G, N) float32 SFAP N1 depth on the CSF grid, µV
-    chronaxie_us: np.ndarray  # (N,) float32 strength-duration chronaxie, µs
+    sd_q_ma: np.ndarray       # (G, N) float32 Q of threshold = rheo + Q PW^-beta (PW in µs), mA
     fibre_class: np.ndarray   # (N,) uint8 diameter class (n_classes <= 256)
     fibre_hash: np.ndarray    # (N,) uint32 per-fibre hash base
     class_delay_ms: np.ndarray  # (B,) conduction time to the recording contact, ms
     class_mix: np.ndarray     # (B,) class weights of the matched-filter template
     sample_hash: np.ndarray   # (S,) uint32 per-sample hash base of the amplifier noise
     cell_floor: np.ndarray    # (G-1, NB) float32 screening floor per grid cell and block, mA
-    chronaxie_range_us: np.ndarray  # (2,) smallest and largest chronaxie, µs
+    sd_ratio_range: np.ndarray  # (2,) smallest and largest Q / rheo over fibres and grid
     init_delay_ms: np.ndarray  # (M + 1,) regenerative initiation delay on th / current, ms
 
 
@@ -195,15 +196,16 @@ times slower), and 1e-30 is far below anything that changes a threshold."""
 
 
 @njit(cache=True, inline="always")
-def sd_ratio_min(chronaxie_range_us, pw_us):
-    """Lower bound over fibres of ``(1 + c / pw) / (1 + c / 250 µs)`` (monotone in c).
+def sd_ratio_min(sd_ratio_range, s, s_order):
+    """Lower bound over fibres of ``(1 + c s) / (1 + c s_order)`` (monotone in c = Q / rheo).
 
-    With it, no fibre in grid cell j can have a threshold below its screening key
+    ``s = PW^-beta`` of the pulse and ``s_order`` that of ``ORDER_PW_US``. With it, no fibre in
+    grid cell j can have a threshold below its screening key
     (:func:`closedloop.neural.model.cell_floors`) times ``ratio * m_min`` (see :func:`recruit`).
     """
-    lo, hi = chronaxie_range_us[0], chronaxie_range_us[1]
-    a = (1.0 + lo / pw_us) / (1.0 + lo / ORDER_PW_US)
-    b = (1.0 + hi / pw_us) / (1.0 + hi / ORDER_PW_US)
+    lo, hi = sd_ratio_range[0], sd_ratio_range[1]
+    a = (1.0 + lo * s) / (1.0 + lo * s_order)
+    b = (1.0 + hi * s) / (1.0 + hi * s_order)
     return min(a, b)
 
 
@@ -240,8 +242,8 @@ def advance_clock(decay_ref, clock, kp, interval_s, decay, gain):
 def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key):
     """Advance the fibre state over one interval and fire one pulse; return the recruited count.
 
-    Fibre i's threshold (mA) is its rheobase interpolated at the CSF thickness (grid cell ``j``
-    + fraction ``f``), times strength-duration ``1 + chronaxie / pw``, times
+    Fibre i's threshold (mA) is its strength-duration law ``rheo + Q PW^-beta`` interpolated
+    at the CSF thickness (grid cell ``j`` + fraction ``f``), times
     ``m = 1 + rel x_rel - sn x_sn + sum_k gain_k a_k`` (refractory, supernormal and adaptation
     processes). It fires if ``x_rel <= exp(-t_abs / tau_rel)`` (out of its absolute refractory
     period) and ``current >= threshold * (1 + jitter_rel * z_i)``, z_i the pulse's jitter draw.
@@ -261,9 +263,11 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     f = g - j
     low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
     m_min = 1.0 - kp.sn_amplitude * math.exp(-interval_s * 1e3 / kp.tau_sn_ms) * (1.0 + 1e-6)
-    limit = current_ma / (low * m_min * sd_ratio_min(tables.chronaxie_range_us, pw_us))
+    s = pw_us ** -kp.sd_exponent
+    ratio = sd_ratio_min(tables.sd_ratio_range, s, ORDER_PW_US ** -kp.sd_exponent)
+    limit = current_ma / (low * m_min * ratio)
     n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
-    thresholds(state, work, tables, kp, pw_us, j, f, key, n_exam)
+    thresholds(state, work, tables, kp, s, j, f, key, n_exam)
     return fire(state, work, tables, kp, current_ma, pw_us, j, f, n_exam)
 
 
@@ -281,7 +285,7 @@ def exam_count(floor, limit, n_fibres):
 
 
 @njit(cache=True, inline="always")
-def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
+def thresholds(state, work, tables, kp, s, j, f, key, n):
     """Write the jittered thresholds (mA) of fibres ``0:n`` into ``work.th``.
 
     The threshold (see :func:`recruit`) times ``1 + jitter_rel * z`` with the fibre's draw z for
@@ -289,9 +293,8 @@ def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
     contiguous arrays, so that the compiler vectorises it.
     """
     x_abs = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
-    inv_pw = 1.0 / pw_us
     r0, r1 = tables.rheo_ma[j], tables.rheo_ma[j + 1]
-    chron, fh = tables.chronaxie_us, tables.fibre_hash
+    q0, q1, fh = tables.sd_q_ma[j], tables.sd_q_ma[j + 1], tables.fibre_hash
     ref = state.decay_ref
     p0, p1, p2, p3, p4 = ref[0], ref[1], ref[2], ref[3], ref[4]
     decay = work.factors[0]
@@ -304,7 +307,8 @@ def thresholds(state, work, tables, kp, pw_us, j, f, key, n):
         m = 1.0 + rel * xr - sn * (p1[i] * d1)
         m = m + g0 * (p2[i] * d2) + g1 * (p3[i] * d3) + g2 * (p4[i] * d4)
         a, b = np.float64(r0[i]), np.float64(r1[i])  # float32 tables, float64 arithmetic
-        t = (a + f * (b - a)) * (1.0 + chron[i] * inv_pw) * m
+        c, d = np.float64(q0[i]), np.float64(q1[i])
+        t = ((a + f * (b - a)) + (c + f * (d - c)) * s) * m
         t = t * (1.0 + jit * hash_normal(fmix32(fh[i] ^ key)))
         th[i] = t if xr <= x_abs else np.inf
 
@@ -379,7 +383,7 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
         work: ``KernelWork`` scratch for this patient's sizes (:func:`new_work`).
     """
     n_s = state.templates.shape[1]
-    n_fib = tables.chronaxie_us.size
+    n_fib = tables.fibre_class.size
     neural, rec, acc = work.sweeps[0], work.sweeps[1], work.class_acc
     dt_ms = 1e3 / kp.fs_hz
     full = wave.shape[0] > 0

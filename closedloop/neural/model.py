@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from closedloop._config import ConfigError
+from closedloop.neural import fibre as fibre_model
 from closedloop.neural import geometry
 from closedloop.neural.kernels import (
     FLOOR_BLOCK,
@@ -84,7 +85,7 @@ class NeuralModel:
     @property
     def n_fibres(self) -> int:
         """Number of modelled fibres."""
-        return self.tables.chronaxie_us.size
+        return self.tables.fibre_class.size
 
     @property
     def n_samples(self) -> int:
@@ -240,15 +241,14 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
     grid = geometry.csf_grid()
     src_x, src_w = contact_sources(lead)
     span = 2.0 * lead.pitch_mm + lead.contact_length_mm
-    rheo = geometry.threshold_table(
+    rheo, q = geometry.sd_tables(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, fibres.node_phase, grid, src_x,
         src_w, lead.lateral_offset_mm, exc.sigma_long_s_per_mm, exc.sigma_trans_s_per_mm, span,
-        exc.af_threshold_mv_per_mm2, exc.diameter_exponent)
-    chron = exc.chronaxie_us * (geometry.REF_DIAMETER_UM / fibres.diameter_um) ** (
-        exc.chronaxie_diameter_exponent)
-    rheo, chron = rheo.astype(np.float32), chron.astype(np.float32)   # stored as float32
-    order = screening_order(rheo, chron)
-    fibres, rheo, chron = fibres.take(order), np.ascontiguousarray(rheo[:, order]), chron[order]
+        exc.threshold_scale)
+    rheo, q = rheo.astype(np.float32), q.astype(np.float32)   # stored as float32
+    order = screening_order(rheo, q)
+    fibres = fibres.take(order)
+    rheo, q = np.ascontiguousarray(rheo[:, order]), np.ascontiguousarray(q[:, order])
     sfap = geometry.sfap_weight_table(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
         resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent
@@ -269,13 +269,12 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
     mix = np.bincount(cls[first], weights=sfap[_reference_cell(), first].astype(np.float64),
                       minlength=pop.n_classes)
     return fibres, KernelTables(
-        rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.uint8),
+        rheo_ma=rheo, sfap_uv=sfap, sd_q_ma=q, fibre_class=cls.astype(np.uint8),
         fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
                               ^ words[1]).astype(np.uint32),
-        cell_floor=cell_floors(rheo, chron),
-        chronaxie_range_us=np.array([chron.min(), chron.max()], np.float64),
+        cell_floor=cell_floors(rheo, q), sd_ratio_range=sd_ratio_range(rheo, q),
         init_delay_ms=initiation_table(resp))
 
 
@@ -284,7 +283,18 @@ def _reference_cell() -> int:
     return int(np.argmin(np.abs(geometry.csf_grid() - NeuralModel.default_csf_mm)))
 
 
-def screening_order(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray:
+def order_s() -> float:
+    """``ORDER_PW_US^-beta``: the strength-duration term of the screening key."""
+    return ORDER_PW_US ** -fibre_model.sd_exponent()
+
+
+def sd_ratio_range(rheo_ma: np.ndarray, q_ma: np.ndarray) -> np.ndarray:
+    """Smallest and largest ``Q / rheo`` over fibres and grid (float64, widened by 1e-6)."""
+    c = q_ma.astype(np.float64) / rheo_ma.astype(np.float64)
+    return np.array([c.min() * (1.0 - 1e-6), c.max() * (1.0 + 1e-6)])
+
+
+def screening_order(rheo_ma: np.ndarray, q_ma: np.ndarray) -> np.ndarray:
     """Fibre order by threshold at 250 µs and the default CSF thickness (stable argsort).
 
     The kernel examines only a leading run of fibres in this order, so the fibres likely to
@@ -292,21 +302,21 @@ def screening_order(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray
 
     Args:
         rheo_ma: (G, N) rheobase thresholds on the CSF grid (mA).
-        chronaxie_us: (N,) chronaxies (µs).
+        q_ma: (G, N) strength-duration coefficients Q on the CSF grid (mA).
 
     Returns:
         (N,) indices into the fibres.
     """
-    key = rheo_ma[_reference_cell()].astype(np.float64) * (
-        1.0 + chronaxie_us.astype(np.float64) / ORDER_PW_US)
+    g = _reference_cell()
+    key = rheo_ma[g].astype(np.float64) + q_ma[g].astype(np.float64) * order_s()
     return np.argsort(key, kind="stable")
 
 
-def cell_floors(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray:
+def cell_floors(rheo_ma: np.ndarray, q_ma: np.ndarray) -> np.ndarray:
     """Screening floor of every grid cell and block of ``FLOOR_BLOCK`` fibres, float32.
 
-    A fibre's screening key in cell j is its lower corner rheobase times the strength-duration
-    factor at 250 µs, ``min(r_j, r_j+1) * (1 + chronaxie / 250 µs)`` (mA), rounded down to
+    A fibre's screening key in cell j is its threshold at 250 µs from the lower corners of the
+    cell, ``min(r_j, r_j+1) + min(Q_j, Q_j+1) * 250^-beta`` (mA), rounded down to
     float32 (so it stays a lower bound of the float64 key). ``floor[j, b]`` is the smallest key
     of the fibres from block ``b`` on, so it is non-decreasing in ``b``; the kernel examines
     the blocks before the first whose floor forbids a threshold below the current
@@ -314,13 +324,13 @@ def cell_floors(rheo_ma: np.ndarray, chronaxie_us: np.ndarray) -> np.ndarray:
 
     Args:
         rheo_ma: (G, N) rheobase thresholds on the CSF grid (mA).
-        chronaxie_us: (N,) chronaxies (µs), in the same fibre order.
+        q_ma: (G, N) strength-duration coefficients Q (mA), in the same fibre order.
 
     Returns:
         (G - 1, ceil(N / FLOOR_BLOCK)) float32.
     """
-    r, c = rheo_ma.astype(np.float64), chronaxie_us.astype(np.float64)
-    key = np.minimum(r[:-1], r[1:]) * (1.0 + c * (1.0 / ORDER_PW_US))
+    r, q = rheo_ma.astype(np.float64), q_ma.astype(np.float64)
+    key = np.minimum(r[:-1], r[1:]) + np.minimum(q[:-1], q[1:]) * order_s()
     k32 = key.astype(np.float32)
     k32 = np.where(k32 > key, np.nextafter(k32, np.float32(-np.inf)), k32)
     n_blocks = -(-k32.shape[1] // FLOOR_BLOCK)
@@ -342,7 +352,8 @@ def build_kernel_params(params: ModelParams) -> KernelParams:
         adapt_tau2_s=exc.adapt_tau_s[2], adapt_inc0=exc.adapt_increment[0],
         adapt_inc1=exc.adapt_increment[1], adapt_inc2=exc.adapt_increment[2],
         adapt_gain0=exc.adapt_gain[0], adapt_gain1=exc.adapt_gain[1],
-        adapt_gain2=exc.adapt_gain[2], init_offset_ms=resp.initiation_offset_ms,
+        adapt_gain2=exc.adapt_gain[2], sd_exponent=fibre_model.sd_exponent(),
+        init_offset_ms=resp.initiation_offset_ms,
         init_pw_fraction=resp.initiation_pw_fraction, sfap_width_ms=resp.sfap_width_ms,
         sfap_asymmetry=resp.sfap_asymmetry, motor_fraction=resp.motor_fraction,
         emg_uv_per_fraction=resp.emg_uv_per_fraction, emg_latency_ms=resp.emg_latency_ms,

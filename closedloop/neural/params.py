@@ -102,16 +102,10 @@ class ExcitabilityParams:
                                        0.0, 1.0, lo_open=True, doc="conductivity along fibres")
     sigma_trans_s_per_mm: float = param(1 / 12000, "S/mm", "Grill-lab DC model, ModelDB 267728 [C]",
                                         0.0, 1.0, lo_open=True, doc="conductivity across fibres")
-    af_threshold_mv_per_mm2: float = param(5.6, "mV/mm²", "calibrated: 4 mA threshold [C Pilitsis "
-                                           "2021]", 0.0, 1e4, lo_open=True,
-                                           doc="rheobase d²V/dx² threshold of a 10 µm fibre")
-    diameter_exponent: float = param(1.0, "1", "threshold ∝ 1/D in MRG models [C McIntyre 2002]",
-                                     0.0, 3.0, doc="threshold ∝ D^-exponent")
-    chronaxie_us: float = param(200.0, "µs", "chronaxie 150-400 µs [M]", 10.0, 2000.0,
-                                doc="chronaxie of a 10 µm fibre")
-    chronaxie_diameter_exponent: float = param(0.5, "1", "assumption: small fibres have longer "
-                                               "chronaxie [C Chakravarthy 2020, qualitative]",
-                                               0.0, 2.0, doc="chronaxie ∝ D^-exponent")
+    threshold_scale: float = param(
+        1.0, "1", "calibrated: 4 mA ECAP threshold [C Pilitsis 2021]", 0.01, 100.0,
+        doc="multiplies every MRG-fitted fibre threshold (stands for the CSF, dura and fat "
+        "that the homogeneous medium omits)")
     jitter_rel: float = param(0.03, "1", "relative spread a few % [M Verveen]", 0.0, 0.25,
                               doc="relative sd of the per-pulse threshold jitter")
     t_abs_ms: float = param(0.7, "ms", "absolute refractory 0.5-1 ms [M]", 0.0, 5.0,

@@ -19,7 +19,8 @@ import math
 
 import numpy as np
 
-from closedloop.neural.geometry import REF_DIAMETER_UM, csf_grid, sfap_weight_table
+from closedloop.neural import fibre
+from closedloop.neural.geometry import csf_grid, sfap_weight_table
 from closedloop.neural.kernels import (
     FLOOR_BLOCK,
     FLUSH,
@@ -47,7 +48,7 @@ __all__ = [
     "run_pulses_reference",
     "synthesise_reference",
     "template_estimate_reference",
-    "threshold_table_reference",
+    "sd_tables_reference",
     "window_bounds_reference",
 ]
 
@@ -72,57 +73,99 @@ def _node_positions(phase: np.ndarray, n_half: np.ndarray, length: np.ndarray) -
     Column ``j`` is node ``j - n_half - 1``; the expressions mirror the kernel's bit for bit.
     """
     j = np.arange(2 * int(n_half.max()) + 3)[None, :]
-    h, ph = n_half[:, None], phase[:, None]
-    n = j - 2 - h
-    x = np.where(j == 0, ph - h - 1, np.where(j == 1, ph - h, ph + n + 1))
-    return x * length[:, None]
+    return (phase[:, None] + (j - n_half[:, None] - 1)) * length[:, None]
 
 
 def _potential(x, y, z, src_x, src_w, y_lead, sl, st) -> np.ndarray:
     """Extracellular potential (mV per mA) at (x, y, z) (mm, broadcast) from point sources."""
     v = 0.0
     dy = y - y_lead
+    a, b, c = st * st, sl * st * dy * dy, sl * st * z * z
     for k in range(src_x.size):
         dx = x - src_x[k]
-        r = np.sqrt(st * st * dx * dx + sl * st * dy * dy + sl * st * z * z)
-        v = v + src_w[k] / (4.0 * math.pi * r)
+        v = v + src_w[k] / (4.0 * math.pi * np.sqrt(a * dx * dx + b + c))
     return v
 
 
-def threshold_table_reference(fibres: Fibres, params: ModelParams) -> np.ndarray:
-    """Rheobase threshold (mA) of every fibre at every grid CSF thickness, shape (G, N).
+def _mdf_peaks_reference(v: np.ndarray, n_nodes: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Largest modified driving function of every fibre (rows of ``v``; ``n_nodes`` valid)."""
+    m = n_nodes - 2
+    af = v[:, :-2] - 2.0 * v[:, 1:-1] + v[:, 2:]
+    fwd = np.zeros(v.shape[0])
+    acc = np.zeros_like(af)
+    for i in range(af.shape[1]):
+        acc[:, i] = fwd
+        fwd = rho * (fwd + af[:, i])
+    best, bwd = np.full(v.shape[0], 1e-12), np.zeros(v.shape[0])
+    for i in range(af.shape[1] - 1, -1, -1):
+        ok = i < m
+        best = np.where(ok, np.maximum(best, af[:, i] + acc[:, i] + bwd), best)
+        bwd = np.where(ok, rho * (bwd + af[:, i]), bwd)
+    return best
 
-    The drive on a fibre is the largest second difference of the potential over its nodes
-    (internode 0.1 * diameter mm, within ``2 * pitch + contact length`` mm of the cathode)
-    divided by the internode squared (mV/mm² per mA, at least 1e-12); the threshold is
-    ``af_threshold * (10 µm / D)^diameter_exponent / drive``.
+
+def _bracket_reference(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cell index and fraction of each ``x`` on a sorted grid, clamped (as the kernel's)."""
+    j = np.clip(np.searchsorted(grid, x) - 1, 0, grid.size - 2)
+    frac = (x - grid[j]) / (grid[j + 1] - grid[j])
+    j = np.where(x <= grid[0], 0, np.where(x >= grid[-1], grid.size - 2, j))
+    return j, np.where(x <= grid[0], 0.0, np.where(x >= grid[-1], 1.0, frac))
+
+
+def _mdf_params_reference(log_d_fibres: np.ndarray, pw_us: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(rho, MDF_th mV)`` per fibre at one pulse width (µs), bilinear in (log D, log PW)."""
+    log_d, log_pw, rho_tab, log_th = fibre.table_arrays()
+    i, a = _bracket_reference(log_d, log_d_fibres)
+    j, b = _bracket_reference(log_pw, np.full(log_d_fibres.size, math.log(pw_us)))
+    w00, w01, w10, w11 = (1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b
+    out = []
+    for tab in (rho_tab, log_th):
+        out.append(w00 * tab[i, j] + w01 * tab[i, j + 1] + w10 * tab[i + 1, j]
+                   + w11 * tab[i + 1, j + 1])
+    return out[0], _exp(out[1])
+
+
+def sd_tables_reference(fibres: Fibres, params: ModelParams) -> tuple[np.ndarray, np.ndarray]:
+    """Strength-duration laws ``(I_rh, Q)`` (mA) of every fibre on the CSF grid, each (G, N).
+
+    The potential (mV per mA) at each fibre's MRG nodes within ``2 * pitch + contact length``
+    mm of the cathode gives the modified driving function at each pulse width of
+    ``fibre.SD_PWS_US``; ``I_rh + Q PW^-beta`` is fitted to those thresholds by least squares
+    on relative error (see :mod:`closedloop.neural.fibre`).
 
     Args:
         fibres: The patient's fibres (diameters µm, depths and lateral positions mm).
         params: Model parameters (lead layout and excitability).
 
     Returns:
-        Thresholds in mA, rows on :func:`closedloop.neural.geometry.csf_grid`.
+        ``(I_rh, Q)`` in mA, rows on :func:`closedloop.neural.geometry.csf_grid`.
     """
     lead, exc = params.lead, params.excitability
     src_x, src_w = contact_sources(lead)
     span = 2.0 * lead.pitch_mm + lead.contact_length_mm
-    length = 0.1 * fibres.diameter_um
-    n_half = np.ceil(span / length).astype(np.int64)
+    d = fibres.diameter_um
+    length = (-8.215284 * d * d + 272.4201 * d - 780.2411) * 1e-3
+    n_half = np.array([math.ceil(span / v) for v in length.tolist()], np.int64)
     x = _node_positions(fibres.node_phase, n_half, length)
-    valid = np.arange(x.shape[1] - 2)[None, :] <= 2 * n_half[:, None]
-    scale = exc.af_threshold_mv_per_mm2 * (REF_DIAMETER_UM / fibres.diameter_um) ** (
-        exc.diameter_exponent)
+    log_d = np.array([math.log(v) for v in d.tolist()])
+    beta = fibre.sd_exponent()
+    pws = fibre.SD_PWS_US
+    s = [pw ** -beta for pw in pws]
+    laws = [_mdf_params_reference(log_d, pw) for pw in pws]
     grid = csf_grid()
-    out = np.empty((grid.size, length.size))
+    rheo, q = np.empty((grid.size, d.size)), np.empty((grid.size, d.size))
     for g, csf in enumerate(grid):
         z = -(csf + fibres.depth_mm)
         v = _potential(x, fibres.lateral_mm[:, None], z[:, None], src_x, src_w,
                        lead.lateral_offset_mm, exc.sigma_long_s_per_mm, exc.sigma_trans_s_per_mm)
-        af = (v[:, :-2] - 2.0 * v[:, 1:-1] + v[:, 2:]) / (length * length)[:, None]
-        drive = np.maximum(np.where(valid, af, -np.inf).max(axis=1), 1e-12)
-        out[g] = scale / drive
-    return out
+        a11 = a12 = a22 = b1 = b2 = 0.0
+        for k, (rho, th) in enumerate(laws):
+            t = exc.threshold_scale * th / _mdf_peaks_reference(v, 2 * n_half + 3, rho)
+            u, w = 1.0 / t, s[k] / t
+            a11, a12, a22, b1, b2 = a11 + u * u, a12 + u * w, a22 + w * w, b1 + u, b2 + w
+        det = a11 * a22 - a12 * a12
+        rheo[g], q[g] = (a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
+    return rheo, q
 
 
 def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarray
@@ -135,36 +178,35 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
         words: Two uint64 seed words (fibre hashes, sample hashes).
 
     Returns:
-        ``KernelTables`` (thresholds mA, SFAP weights µV, chronaxies µs, delays ms).
+        ``KernelTables`` (strength-duration laws mA, SFAP weights µV, delays ms).
     """
-    lead, pop, exc, resp, recp = (params.lead, params.population, params.excitability,
-                                  params.response, params.recording)
+    lead, pop, resp, recp = params.lead, params.population, params.response, params.recording
     grid = csf_grid()
     f32 = np.float32  # the tables are stored in float32 (values computed in float64)
-    rheo = threshold_table_reference(fibres, params).astype(f32)
+    rheo, q = (t.astype(f32) for t in sd_tables_reference(fibres, params))
     sfap = sfap_weight_table(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
         resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent).astype(f32)
-    chron = (exc.chronaxie_us * (REF_DIAMETER_UM / fibres.diameter_um) ** (
-        exc.chronaxie_diameter_exponent)).astype(f32)
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
     delay = lead.recording_distance_mm / (resp.cv_per_um * (0.5 * (edges[:-1] + edges[1:]))
                                           + resp.cv_intercept_m_s)
     n_fib, n_s = fibres.diameter_um.size, int(round(recp.window_ms * recp.fs_hz * 1e-3))
     g_ref = int(np.argmin(np.abs(grid - NeuralModel.default_csf_mm)))
-    first = np.argsort(rheo[g_ref].astype(np.float64) * (1.0 + chron.astype(np.float64) / 250.0))
+    key = rheo[g_ref].astype(np.float64) + q[g_ref].astype(np.float64) * (
+        ORDER_PW_US ** -fibre.sd_exponent())
+    first = np.argsort(key)
     first = first[: max(1, int(MIX_RECRUITED_FRACTION * n_fib))]
     mix = np.bincount(cls[first], weights=sfap[g_ref, first].astype(np.float64),
                       minlength=pop.n_classes)
     return KernelTables(
-        rheo_ma=rheo, sfap_uv=sfap, chronaxie_us=chron, fibre_class=cls.astype(np.uint8),
+        rheo_ma=rheo, sfap_uv=sfap, sd_q_ma=q, fibre_class=cls.astype(np.uint8),
         fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
         class_delay_ms=delay, class_mix=mix / mix.sum(),
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
                               ^ words[1]).astype(np.uint32),
-        cell_floor=_cell_floors_reference(rheo, chron),
-        chronaxie_range_us=np.array([chron.min(), chron.max()], np.float64),
+        cell_floor=_cell_floors_reference(rheo, q),
+        sd_ratio_range=_sd_ratio_range_reference(rheo, q),
         init_delay_ms=_init_table_reference(resp.initiation_log_ms, resp.initiation_ratio_scale,
                                             resp.initiation_log_max_ms))
 
@@ -200,18 +242,24 @@ def initiation_delay_reference(u: np.ndarray, pw_us: float, kp: KernelParams,
         g0 + (x - k) * (table[k + 1] - g0))
 
 
-def _cell_floors_reference(rheo: np.ndarray, chron: np.ndarray) -> np.ndarray:
+def _sd_ratio_range_reference(rheo: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Smallest and largest ``Q / rheo`` over fibres and grid, widened by 1e-6."""
+    c = q.astype(np.float64) / rheo.astype(np.float64)
+    return np.array([c.min() * (1.0 - 1e-6), c.max() * (1.0 + 1e-6)])
+
+
+def _cell_floors_reference(rheo: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Per grid cell and block of fibres, the smallest screening key of the fibres from there on.
 
-    The key is the lowest corner rheobase x strength-duration at 250 µs, float32 rounded down.
+    The key is the threshold at 250 µs from the cell's lowest corners, float32 rounded down.
     """
-    rheo = rheo.astype(np.float64)
-    sd = 1.0 + chron.astype(np.float64) * (1.0 / ORDER_PW_US)
+    rheo, q = rheo.astype(np.float64), q.astype(np.float64)
+    s = ORDER_PW_US ** -fibre.sd_exponent()
     n_cells, n_fib = rheo.shape[0] - 1, rheo.shape[1]
     n_blocks = -(-n_fib // FLOOR_BLOCK)
     out = np.empty((n_cells, n_blocks), np.float32)
     for j in range(n_cells):
-        key = np.minimum(rheo[j], rheo[j + 1]) * sd
+        key = np.minimum(rheo[j], rheo[j + 1]) + np.minimum(q[j], q[j + 1]) * s
         k32 = key.astype(np.float32)
         k32 = np.where(k32.astype(np.float64) <= key, k32,  # round half-way down, not up
                        np.nextafter(k32, np.float32(-np.inf)))
@@ -264,8 +312,8 @@ def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams
     r0, r1 = tables.rheo_ma[j].astype(f64), tables.rheo_ma[j + 1].astype(f64)
     rheo = r0 + f * (r1 - r0)
     z = hash_normal_np(fmix32_np(tables.fibre_hash.astype(np.uint64) ^ key))
-    sd = 1.0 + tables.chronaxie_us.astype(f64) * (1.0 / pw_us)
-    th = rheo * sd * m * (1.0 + kp.jitter_rel * z)
+    q0, q1 = tables.sd_q_ma[j].astype(f64), tables.sd_q_ma[j + 1].astype(f64)
+    th = (rheo + (q0 + f * (q1 - q0)) * pw_us ** -kp.sd_exponent) * m * (1.0 + kp.jitter_rel * z)
     fire = (current_ma >= th) & (xr <= math.exp(-kp.t_abs_ms / kp.tau_rel_ms))
     state.decay_ref[0, fire], state.decay_ref[1, fire] = gain[0], gain[1]
     for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
@@ -427,7 +475,7 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
     state.pulse_count[0] += 1
     n_rec, acc, dacc = recruit_reference(state, tables, kp, cur, pw, float(inputs.csf_mm[p]),
                                    float(inputs.interval_s[p]), key)
-    frac = n_rec / tables.chronaxie_us.size
+    frac = n_rec / tables.fibre_class.size
     lo, hi = window_bounds_reference(pw, kp, n_s)
     emg = synthesise_reference(state, tables, kp, acc, dacc, pw, frac, cur, key,
                                0 if full else lo, n_s if full else hi, neural, rec)
