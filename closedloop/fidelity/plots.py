@@ -71,6 +71,9 @@ def _recovery_panel(ax, results: dict) -> None:
     for label, style, sec in _both(results, "recovery"):
         y = [np.nan if v is None else v for v in sec["threshold_ratio"]]
         ax.plot(sec["interval_ms"], y, color="k", **style, label=label)
+        if sec.get("arp_ms") is not None:
+            ax.axvline(sec["arp_ms"], color="C3", ls=style["ls"], lw=0.8,
+                       label=f"{label} ARP {sec['arp_ms']:.2f} ms")
     ax.axhline(1.0, color="0.6", lw=0.8)
     ax.set(xscale="log", xlabel="interval (ms)", ylabel="test / resting threshold",
            title="recovery cycle, 10 µm")
