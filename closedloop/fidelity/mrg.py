@@ -73,6 +73,14 @@ class MRGFibre:
         self.z_centre_um = float(self.z_um[self.node_sections[self.centre]])
         self.fibre.apcounts(thresh=-30.0)
         self._vm = None
+        self._t_rec = None
+        self._clamps: list = []
+        self.imem_na = None
+        """Membrane currents (nA, outward positive) of every section over the last run with
+        ``record_imem``, shape (n_sections, T); with the double cable this is the current into
+        the extracellular medium (NEURON's ``i_membrane_``)."""
+        self.t_ms = None
+        """Times (ms) of the samples of the last recorded run."""
 
     @property
     def n_nodes(self) -> int:
@@ -115,7 +123,8 @@ class MRGFibre:
         h.frecord_init()
 
     def run(self, ve_mv_per_ma: np.ndarray, pulses: list[Pulse], tstop_ms: float,
-            stop_node: int | None = None, record_vm: bool = False) -> np.ndarray:
+            stop_node: int | None = None, record_vm: bool = False,
+            record_imem: bool = False) -> np.ndarray:
         """Run one stimulus; return the last AP time (ms) at every node (NaN: no AP).
 
         Args:
@@ -124,12 +133,34 @@ class MRGFibre:
             tstop_ms: End of the run (ms).
             stop_node: Stop early once this node has fired (checked every 0.05 ms).
             record_vm: Record the membrane potential at every node (see :attr:`vm`).
+            record_imem: Record the membrane current of every section (see :attr:`imem_na`).
         """
         h = self.h
         if record_vm:
             self._vm = [h.Vector().record(self.fibre.nodes[i](0.5)._ref_v)
                         for i in range(self.n_nodes)]
+        imem = self._start_imem(record_imem)
+        if record_vm or record_imem:
+            self._t_rec = h.Vector().record(h._ref_t)
         self._rest()
+        try:
+            return self._play_run(ve_mv_per_ma, pulses, tstop_ms, stop_node)
+        finally:
+            if self._t_rec is not None:
+                self.t_ms = np.asarray(self._t_rec).copy()
+            if imem is not None:
+                self.imem_na = np.array([np.asarray(v) for v in imem])
+                h.cvode.use_fast_imem(0)
+
+    def _start_imem(self, record: bool):
+        """Switch on NEURON's fast ``i_membrane_`` and record it at every section."""
+        if not record:
+            return None
+        self.h.cvode.use_fast_imem(1)
+        return [self.h.Vector().record(sec(0.5)._ref_i_membrane_) for sec in self.sections]
+
+    def _play_run(self, ve_mv_per_ma, pulses, tstop_ms, stop_node) -> np.ndarray:
+        h = self.h
         edges = sorted({p.onset_ms for p in pulses} | {p.onset_ms + p.width_ms for p in pulses})
         apc = self.fibre.apc
         for t_next in [*edges, tstop_ms]:
@@ -201,6 +232,72 @@ class MRGFibre:
             else:
                 hi, t_hi = mid, t
         return hi, float(t_hi)
+
+
+    # --- stepwise control: intracellular clamps, saved states, watched nodes -----------------
+
+    def add_iclamp(self, node: int, amplitude_na: float, delay_ms: float = 0.1,
+                   width_ms: float = 0.1) -> None:
+        """Inject an intracellular current pulse at a node (used to start an AP at one end).
+
+        Args:
+            node: Node index (0 is one end).
+            amplitude_na: Current (nA, depolarising positive).
+            delay_ms: Onset (ms) after the start of the run.
+            width_ms: Duration (ms).
+        """
+        clamp = self.h.IClamp(self.fibre.nodes[node](0.5))
+        clamp.delay, clamp.dur, clamp.amp = delay_ms, width_ms, amplitude_na
+        self._clamps.append(clamp)
+
+    def clear_iclamps(self) -> None:
+        """Remove every intracellular clamp."""
+        self._clamps.clear()
+
+    def start(self) -> None:
+        """Initialise at rest (t = 0) for stepwise control with :meth:`play`."""
+        self._rest()
+
+    def save_state(self):
+        """Snapshot of the whole simulation state (NEURON ``SaveState``), for :meth:`restore`."""
+        state = self.h.SaveState()
+        state.save()
+        return state
+
+    def restore(self, state) -> None:
+        """Return to a snapshot taken by :meth:`save_state` (including the time)."""
+        state.restore()
+
+    def play(self, ve_mv_per_ma: np.ndarray, pulses: list[Pulse], until_ms: float,
+             watch_node: int | None = None, v_thresh_mv: float = -30.0) -> float:
+        """Advance from the current time to ``until_ms`` with the given stimulus.
+
+        Args:
+            ve_mv_per_ma: Potential per mA at every section.
+            pulses: Rectangular phases; only their parts after the current time are played.
+            until_ms: End time (ms).
+            watch_node: Stop at the first upward crossing of ``v_thresh_mv`` at this node.
+            v_thresh_mv: Crossing threshold (mV).
+
+        Returns:
+            Time (ms) of the crossing at ``watch_node`` (NaN: none, or no node watched).
+        """
+        h, half = self.h, 0.5 * self.dt_ms
+        seg = None if watch_node is None else self.fibre.nodes[watch_node](0.5)
+        above = seg is not None and seg.v > v_thresh_mv
+        edges = sorted({e for p in pulses for e in (p.onset_ms, p.onset_ms + p.width_ms)
+                        if h.t + half < e < until_ms - half})
+        for t_next in [*edges, until_ms]:
+            amp = sum(p.amplitude_ma for p in pulses
+                      if p.onset_ms <= h.t + half < p.onset_ms + p.width_ms)
+            self._scatter(amp * ve_mv_per_ma)
+            while h.t < t_next - half:
+                h.fadvance()
+                if seg is not None:
+                    if seg.v > v_thresh_mv and not above:
+                        return float(h.t)
+                    above = seg.v > v_thresh_mv
+        return math.nan
 
 
 def monophasic(width_ms: float, onset_ms: float = 0.0):
