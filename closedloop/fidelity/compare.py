@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from closedloop.fidelity import fast, mrg_protocols
+from closedloop.fidelity import fast
 from closedloop.fidelity.loader import REFERENCE_PATH, load_reference
 from closedloop.fidelity.metrics import (
     interp,
@@ -138,32 +138,6 @@ def side_metrics(doc: dict) -> dict:
                                     for k in range(n1.shape[1])]}
     if "latency" in doc:
         out["latency"] = _latency_metrics(doc["latency"])
-    return out
-
-
-# ------------------------------------------------------------------- both models
-def fast_results(reference: dict) -> dict:
-    """The fast model's results on the reference's axes (defaults where a section is absent)."""
-    th = reference.get("thresholds", {})
-    grid_axes = [th.get(k, v) for k, v in (("diameter_um", mrg_protocols.DIAMETERS_UM),
-                                            ("distance_mm", mrg_protocols.DISTANCES_MM),
-                                            ("pw_us", mrg_protocols.PWS_US))]
-    out = {"thresholds": fast.thresholds(*grid_axes)}
-    off = reference.get("thresholds_offset")
-    if off is not None:
-        out["thresholds_offset"] = fast.thresholds(
-            off["diameter_um"], off["distance_mm"], off["pw_us"], off["offset_internodes"])
-    out["cv"] = fast.conduction(reference.get("cv", {}).get("diameter_um", grid_axes[0]))
-    rec = reference.get("recovery", {})
-    out["recovery"] = fast.recovery(rec.get("interval_ms", fast.RECOVERY_INTERVALS_MS),
-                                    rec.get("pw_us", 100.0), rec.get("max_test_ratio", 10.0))
-    sf = reference.get("sfap", {})
-    out["sfap"] = fast.sfap(sf.get("diameter_um", grid_axes[0]),
-                            sf.get("radial_mm", (1.0, 3.0, 5.0)))
-    lat = reference.get("latency", {})
-    out["latency"] = fast.latency(lat.get("diameter_um", (5.7, 10.0, 16.0)),
-                                  lat.get("pw_us", (100.0, 300.0)),
-                                  lat.get("current_ratio", LATENCY_RATIOS))
     return out
 
 
@@ -324,18 +298,26 @@ def _sfap_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
 
 
 def _latency_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
-    """Initiation time at I/I_th 1.05, 1.2 and 2 per (D, PW) (information rows)."""
+    """Initiation time at I/I_th 1.05, 1.2 and 2 per (D, PW).
+
+    Information rows unless :data:`LATENCY_TOL_MS` is set (then all three within it).
+    """
     ratios = " / ".join(f"{r:g}" for r in LATENCY_RATIOS)
+    tol = LATENCY_TOL_MS
+    target = "" if tol is None else f"within {tol:g} ms"
     if "latency" not in mrg_m:
         return [Row("latency", f"AP initiation time at I/I_th {ratios}", None, None, "ms",
-                    note="no reference data")]
+                    target, note="" if target else "no reference data")]
     sec, m, f = ref["latency"], mrg_m["latency"], fast_m["latency"]
     rows = []
     for i, D in enumerate(sec["diameter_um"]):
         for k, p in enumerate(sec["pw_us"]):
+            a, b = np.asarray(m["initiation_ms"][i][k]), np.asarray(f["initiation_ms"][i][k])
+            met = None if tol is None or not np.isfinite(a).all() else bool(
+                np.all(np.abs(b - a) <= tol + 1e-12))
             rows.append(Row("latency", f"AP initiation time at I/I_th {ratios}, D {D:g} µm, "
-                            f"{p:g} µs", tuple(m["initiation_ms"][i][k]),
-                            tuple(f["initiation_ms"][i][k]), "ms"))
+                            f"{p:g} µs", tuple(a.tolist()), tuple(b.tolist()), "ms", target,
+                            met))
     return rows
 
 
@@ -379,7 +361,7 @@ def validate(reference: str | Path | None = None) -> Report:
         ConfigError: If a given reference file is missing or malformed.
     """
     ref = load_reference(reference)
-    fst = fast_results(ref)
+    fst = fast.results_like(ref, LATENCY_RATIOS)
     mrg_m, fast_m = side_metrics(ref), side_metrics(fst)
     rows = build_rows(ref, fst, mrg_m, fast_m)
     return Report(rows=rows, mrg=mrg_m, fast=fast_m, comparison=threshold_comparison(ref, fst),

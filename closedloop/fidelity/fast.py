@@ -8,7 +8,8 @@ section, so that one set of metric functions serves both models:
 * :func:`conduction`: conduction velocity per diameter;
 * :func:`recovery`: the paired-pulse recovery cycle, measured on the real kernel;
 * :func:`sfap`: the single-fibre N1 per diameter and radial distance;
-* :func:`latency`: the AP time at the initiation node and 10 mm away against I/I_th.
+* :func:`latency`: the AP time at the initiation node and 10 mm away against I/I_th;
+* :func:`results_like`: all of them on the axes of a reference.
 
 All calls into the fast model's single-fibre API go through :func:`_threshold_ma`,
 :func:`_cv_m_s` and :func:`_initiation_ms`, so that a vectorised or renamed API changes one
@@ -21,6 +22,7 @@ import math
 
 import numpy as np
 
+from closedloop.fidelity import mrg_protocols
 from closedloop.neural import fibre, geometry
 from closedloop.neural import recording as rec_chain
 from closedloop.neural.params import ModelParams, ResponseParams
@@ -231,3 +233,37 @@ def recovery(intervals_ms=RECOVERY_INTERVALS_MS, pw_us: float = 100.0,
     return {"diameter_um": 10.0, "pw_us": pw_us, "interval_ms": xs, "threshold_ratio": ratios,
             "arp_bracket_ms": bracket, "arp_ms": 0.5 * (bracket[0] + bracket[1]),
             "conditioning_ma": pp.cond_ma, "resting_threshold_ma": pp.rest_ma}
+
+
+def results_like(reference: dict, latency_ratios=(1.05, 1.2, 2.0)) -> dict:
+    """Every protocol of the fast model on the axes of a normalised reference.
+
+    Args:
+        reference: The MRG reference (:func:`closedloop.fidelity.loader.load_reference`);
+            a missing section gets the protocol's default axes.
+        latency_ratios: I/I_th of the latency protocol when the reference has none.
+
+    Returns:
+        ``{"thresholds", ["thresholds_offset"], "cv", "recovery", "sfap", "latency"}`` in the
+        reference's layout.
+    """
+    th = reference.get("thresholds", {})
+    axes = [th.get(k, v) for k, v in (("diameter_um", mrg_protocols.DIAMETERS_UM),
+                                       ("distance_mm", mrg_protocols.DISTANCES_MM),
+                                       ("pw_us", mrg_protocols.PWS_US))]
+    out = {"thresholds": thresholds(*axes)}
+    off = reference.get("thresholds_offset")
+    if off is not None:
+        out["thresholds_offset"] = thresholds(off["diameter_um"], off["distance_mm"],
+                                              off["pw_us"], off["offset_internodes"])
+    out["cv"] = conduction(reference.get("cv", {}).get("diameter_um", axes[0]))
+    rec = reference.get("recovery", {})
+    out["recovery"] = recovery(rec.get("interval_ms", RECOVERY_INTERVALS_MS),
+                               rec.get("pw_us", 100.0), rec.get("max_test_ratio", 10.0))
+    sf = reference.get("sfap", {})
+    out["sfap"] = sfap(sf.get("diameter_um", axes[0]), sf.get("radial_mm", (1.0, 3.0, 5.0)))
+    lat = reference.get("latency", {})
+    out["latency"] = latency(lat.get("diameter_um", (5.7, 10.0, 16.0)),
+                             lat.get("pw_us", (100.0, 300.0)),
+                             lat.get("current_ratio", latency_ratios))
+    return out
