@@ -226,7 +226,9 @@ def test_bad_reference_is_a_config_error(tmp_path):
                                           "pw_us": [100.0], "threshold_ma": [[[-1.0]]]}),
                           ("recovery", {"curves": [{"interval_ms": [2.0, 1.0],
                                                     "threshold_ratio": [1.0, 1.0]}]}),
-                          ("sfap", [1, 2])]:
+                          ("sfap", [1, 2]),
+                          ("thresholds", {"diameter_um": [50.0], "distance_mm": [3.0],
+                                          "pw_us": [100.0], "threshold_ma": [[[1.0]]]})]:
         with pytest.raises(ConfigError, match=f"section '{section}' is malformed"):
             load_reference(_write(tmp_path, {section: body}))
 

@@ -65,12 +65,13 @@ def normalise(raw: dict, where: str = "reference") -> dict:
         sec = raw.get(name)
         if sec is None:
             continue
+        why = ""
         try:
             got = norm(sec) if isinstance(sec, dict) else None
-        except (KeyError, TypeError, ValueError, IndexError):
-            got = None
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            got, why = None, f" ({type(exc).__name__}: {exc})"
         if got is None:
-            raise ConfigError(f"{where}: section {name!r} is malformed; valid: the layout "
+            raise ConfigError(f"{where}: section {name!r} is malformed{why}; valid: the layout "
                               "written by closedloop/fidelity/mrg_reference.py")
         out[name] = got
         found += 1
@@ -80,11 +81,20 @@ def normalise(raw: dict, where: str = "reference") -> dict:
     return out
 
 
+AXIS_RANGES = {"diameter_um": (2.0, 16.0), "distance_mm": (0.01, 100.0),
+               "radial_mm": (0.01, 100.0), "pw_us": (1.0, 10_000.0),
+               "interval_ms": (0.01, 10_000.0), "current_ratio": (1.0, 100.0)}
+"""Valid range of each axis (MRG-interpolation diameters 2-16 µm; the fast model outside its
+ranges is not compared)."""
+
+
 def _axis(sec: dict, name: str) -> list[float]:
-    """A non-empty list of positive finite numbers (ValueError otherwise)."""
+    """A non-empty list of finite numbers inside :data:`AXIS_RANGES` (ValueError otherwise)."""
     values = np.asarray(sec[name], float)
-    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
-        raise ValueError(name)
+    lo, hi = AXIS_RANGES[name]
+    if values.ndim != 1 or values.size == 0 or not np.all(
+            np.isfinite(values) & (values >= lo) & (values <= hi)):
+        raise ValueError(f"{name} must be a list of numbers in [{lo:g}, {hi:g}]")
     return values.tolist()
 
 
