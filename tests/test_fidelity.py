@@ -80,6 +80,13 @@ def test_fast_recovery_measures_the_kernel():
     assert rec["threshold_ratio"][-1] == pytest.approx(1.0, abs=0.03)    # recovered
 
 
+def test_fast_recovery_refuses_a_test_current_beyond_the_device():
+    from closedloop._config import ConfigError
+
+    with pytest.raises(ConfigError, match="max_test_ratio=1000 is out of range"):
+        fast.recovery((1.0,), max_test_ratio=1000.0)
+
+
 def test_fast_sfap_exponent_follows_the_recording_chain():
     params = ModelParams().replace(response={"sfap_diameter_exponent": 1.8})
     sec = fast.sfap((5.7, 10.0, 16.0), (1.0, 3.0), params)

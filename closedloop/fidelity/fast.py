@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from closedloop._config import ConfigError
 from closedloop.fidelity import mrg_protocols
 from closedloop.neural import fibre, geometry
 from closedloop.neural import recording as rec_chain
@@ -163,7 +164,12 @@ class _PairedPulse:
         while self._recruited(all_fire, None) < self.model.n_fibres and all_fire < MAX_CURRENT_MA:
             all_fire = min(all_fire * 1.02, MAX_CURRENT_MA)   # the current that fires them all
         self.cond_ma = min(2.0 * all_fire, MAX_CURRENT_MA)
-        self.max_ma = min(max_test_ratio * self.rest_ma, MAX_CURRENT_MA)
+        self.max_ma = max_test_ratio * self.rest_ma
+        if not (max_test_ratio > 1.0 and self.max_ma <= MAX_CURRENT_MA):
+            raise ConfigError(f"max_test_ratio={max_test_ratio:g} is out of range; valid range "
+                              f"(1, {MAX_CURRENT_MA / self.rest_ma:.3g}] (the device limit "
+                              f"{MAX_CURRENT_MA:g} mA over the resting threshold "
+                              f"{self.rest_ma:.3g} mA)")
 
     def _recruited(self, current_ma: float, interval_ms: float | None) -> int:
         """Fibres recruited by a pulse alone, or by a test pulse after the conditioning one."""
