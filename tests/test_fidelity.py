@@ -338,3 +338,15 @@ def test_latency_rows_get_a_target_when_the_lead_sets_one(self_reference, tmp_pa
     monkeypatch.setattr(compare, "LATENCY_TOL_MS", 0.03)
     rows = [row for row in compare.validate(_write(tmp_path, ref)).rows if row.group == "latency"]
     assert rows and all(row.status == "MISS" for row in rows)
+
+
+def test_sfap_target_distances_can_be_restricted(self_report, self_reference, tmp_path,
+                                                 monkeypatch):
+    rows = [row for row in self_report.rows if row.relation.startswith("SFAP N1 exponent")]
+    assert len(rows) == 3 and all(row.status == "met" for row in rows)
+    monkeypatch.setattr(compare, "SFAP_TARGET_RADIAL_MM", (3.0,))
+    report = compare.validate(_write(tmp_path, self_reference))
+    status = {row.relation: row.status for row in report.rows}
+    assert status["SFAP N1 exponent in D, 3 mm"] == "met"
+    assert status["SFAP N1 exponent in D, 1 mm"] == status["SFAP N1 exponent in D, 5 mm"] == "info"
+    assert report.n_targets == self_report.n_targets - 2
