@@ -285,6 +285,7 @@ def test_cli_prints_the_table_and_writes_json(cli, self_reference, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--rerun-mrg"], "--rerun-mrg needs --reference"),
     (["--quick"], "only with --rerun-mrg"),
+    (["--only", "cv"], "only with --rerun-mrg"),
     (["--reference", "/nonexistent/ref.json"], "is not a file"),
     (["--json", "/nonexistent/dir/out.json"], "directory does not exist"),
 ])
@@ -309,7 +310,7 @@ def test_cli_rerun_mrg_writes_then_compares(cli, monkeypatch, self_reference, tm
 
     def make_reference(out_path, sections=None, quick=False, grids=(), processes=2,
                        progress=True):
-        calls.append((str(out_path), quick, processes))
+        calls.append((str(out_path), sections, quick, processes))
         _write(tmp_path, self_reference, name="new.json")
 
     fake = types.ModuleType("closedloop.fidelity.mrg_reference")
@@ -322,7 +323,10 @@ def test_cli_rerun_mrg_writes_then_compares(cli, monkeypatch, self_reference, tm
     code, text, err = cli("validate", "--rerun-mrg", "--quick", "--processes", "1",
                           "--reference", str(out))
     assert code == 0, err
-    assert calls == [(str(out), True, 1)]
+    assert calls == [(str(out), None, True, 1)]
+    code, _, err = cli("validate", "--rerun-mrg", "--only", "recovery,cv", "--reference", str(out))
+    assert code == 0, err
+    assert calls[-1] == (str(out), ["recovery", "cv"], False, 2)
     assert "targets met" in text and str(out) in text
 
 

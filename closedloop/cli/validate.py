@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from closedloop._config import ConfigError
-from closedloop.cli._common import check_out_path
+from closedloop.cli._common import check_out_path, parse_names
 
 EXTRA_HINT = "pip install 'closedloop[validate]'"
 
@@ -36,6 +36,10 @@ def add_parsers(sub) -> None:
                    help="with --rerun-mrg: the quick reference (fewer points, minutes)")
     p.add_argument("--processes", type=int, default=2, metavar="N",
                    help="with --rerun-mrg: NEURON worker processes, 1-64 (default 2)")
+    p.add_argument("--only", metavar="A,B",
+                   help="with --rerun-mrg: rerun only these sections (thresholds, "
+                        "thresholds_offset, cv, recovery, sfap, latency, convergence); the "
+                        "others are kept from the file at --reference")
     p.set_defaults(run=run_validate)
 
 
@@ -44,8 +48,8 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.rerun_mrg and args.reference is None:
         raise ConfigError("--rerun-mrg needs --reference PATH (where the new MRG reference is "
                           "written; the stored package data is not overwritten)")
-    if not args.rerun_mrg and (args.quick or args.processes != 2):
-        raise ConfigError("--quick and --processes apply only with --rerun-mrg")
+    if not args.rerun_mrg and (args.quick or args.processes != 2 or args.only is not None):
+        raise ConfigError("--quick, --processes and --only apply only with --rerun-mrg")
     if not 1 <= args.processes <= 64:
         raise ConfigError(f"--processes={args.processes} is out of range; valid range [1, 64]")
     check_out_path("--json", args.json)
@@ -62,8 +66,10 @@ def missing_modules() -> list[str]:
     return [m for m in ("neuron", "pyfibers") if importlib.util.find_spec(m) is None]
 
 
-def rerun_mrg(out_path: str, quick: bool, processes: int) -> None:
+def rerun_mrg(out_path: str, quick: bool, processes: int, only: str | None = None) -> None:
     """Remake the MRG reference with PyFibers and NEURON into ``out_path``.
+
+    ``only``: a comma list of sections to rerun (the others are kept from ``out_path``).
 
     Raises:
         ConfigError: If PyFibers or NEURON is missing (naming the ``validate`` extra).
@@ -77,7 +83,8 @@ def rerun_mrg(out_path: str, quick: bool, processes: int) -> None:
     except ImportError as exc:
         raise ConfigError(f"--rerun-mrg: the MRG reference script cannot be imported ({exc}); "
                           f"{EXTRA_HINT}") from None
-    make_reference(out_path, quick=quick, processes=processes, progress=True)
+    sections = None if only is None else parse_names("--only", only)
+    make_reference(out_path, sections=sections, quick=quick, processes=processes, progress=True)
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -88,7 +95,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
     _check_args(args)
     if args.rerun_mrg:
-        rerun_mrg(args.reference, args.quick, args.processes)
+        rerun_mrg(args.reference, args.quick, args.processes, args.only)
     report = validate(args.reference)
     print(format_table(report))
     if args.json is not None:
