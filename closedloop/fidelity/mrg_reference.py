@@ -212,7 +212,7 @@ def _assemble_convergence(cfg: dict, res: dict) -> dict:
             "dt_ms": list(dts), "threshold_vs_dt_ma": by_dt,
             "rel_change_vs_dt": [proto.relative_changes(row, row[i_fine]) for row in by_dt],
             "length_mm": list(lens), "threshold_vs_length_ma": by_len,
-            "threshold_resolution_rel": 0.002,
+            "threshold_resolution_rel": proto.CONV_REL_TOL,
             "rel_change_vs_length": [proto.relative_changes(row, row[i_long]) for row in by_len]}
 
 
