@@ -155,6 +155,8 @@ def self_report(self_reference, tmp_path_factory):
 def test_fast_against_itself_meets_every_target(self_report):
     r = self_report
     assert r.n_targets > 0 and r.n_met == r.n_targets and not r.misses and not r.no_data
+    assert [c["diameter_um"] for c in r.mrg["recovery_by_diameter"]] == [10.0]
+    assert r.mrg["recovery_by_diameter"][0]["rrp_end_ms"] == r.mrg["recovery"]["rrp_end_ms"]
     groups = {row.group for row in r.rows}
     assert groups == {"thresholds", "slopes", "strength-duration", "conduction",
                       "recovery cycle", "single-fibre potential", "latency", "MRG convergence"}

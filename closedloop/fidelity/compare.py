@@ -136,6 +136,10 @@ def side_metrics(doc: dict) -> dict:
         sec = doc["recovery"]
         out["recovery"] = recovery_features(sec["interval_ms"], sec["threshold_ratio"],
                                             sec.get("arp_ms"))
+        out["recovery_by_diameter"] = [
+            {"diameter_um": c["diameter_um"], **recovery_features(
+                c["interval_ms"], c["threshold_ratio"], c.get("arp_ms"))}
+            for c in sec.get("by_diameter", [])]
     if "sfap" in doc:
         n1 = np.asarray(doc["sfap"]["n1_uv"], float)
         out["sfap"] = {"exponent": [sfap_exponent(doc["sfap"]["diameter_um"], n1[:, k])

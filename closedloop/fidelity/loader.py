@@ -116,25 +116,31 @@ def _norm_cv(sec: dict) -> dict | None:
     return {"diameter_um": D, "cv_m_s": cv.tolist()} if cv.shape == (len(D),) else None
 
 
-def _norm_recovery(sec: dict) -> dict | None:
-    """The 10 µm recovery curve (or the first curve) as ``interval_ms``/``threshold_ratio``.
+def _norm_curve(curve: dict) -> dict | None:
+    """One recovery curve: ``interval_ms``, ``threshold_ratio`` and ``arp_ms``.
 
-    ``arp_ms`` is the midpoint of the curve's ``arp_bracket_ms`` (the interval bisection of
-    the reference script) when present.
+    ``arp_ms`` is the midpoint of ``arp_bracket_ms`` (the reference script's interval
+    bisection) when present.
     """
-    curves = _first(sec, "curves", "per_diameter")
-    curve = sec
-    if isinstance(curves, list) and curves:
-        ten = [c for c in curves if abs(float(c.get("diameter_um", 0)) - 10.0) < 1e-6]
-        curve = (ten or curves)[0]
     x, y = _axis(curve, "interval_ms"), curve["threshold_ratio"]
     if len(y) != len(x) or not all(v is None or float(v) > 0 for v in y) or x != sorted(x):
         return None
     bracket = curve.get("arp_bracket_ms")
-    return {"interval_ms": x, "threshold_ratio": y, "pw_us": float(sec.get("pw_us", 100.0)),
-            "diameter_um": curve.get("diameter_um", 10.0),
-            "max_test_ratio": float(sec.get("max_test_ratio", 10.0)),
+    return {"interval_ms": x, "threshold_ratio": y,
+            "diameter_um": float(curve.get("diameter_um", 10.0)),
             "arp_ms": None if bracket is None else 0.5 * (bracket[0] + bracket[1])}
+
+
+def _norm_recovery(sec: dict) -> dict | None:
+    """The 10 µm recovery curve (or the first), and every curve under ``by_diameter``."""
+    curves = _first(sec, "curves", "per_diameter")
+    curves = [_norm_curve(c) for c in curves] if isinstance(curves, list) and curves \
+        else [_norm_curve(sec)]
+    if any(c is None for c in curves):
+        return None
+    ten = [c for c in curves if abs(c["diameter_um"] - 10.0) < 1e-6]
+    return {**(ten or curves)[0], "pw_us": float(sec.get("pw_us", 100.0)),
+            "max_test_ratio": float(sec.get("max_test_ratio", 10.0)), "by_diameter": curves}
 
 
 def _norm_sfap(sec: dict) -> dict | None:
