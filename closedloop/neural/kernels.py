@@ -398,9 +398,9 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
         frac = n_rec / n_fib
         lo, hi = window_bounds(pw, kp, n_s)
         t_ref = template_delay_ms(pw, kp, tables.init_delay_ms)
-        emg = synthesise(state.templates, state.shapes, tables.sample_hash, kp, acc,
-                         work.class_delay, t_ref, frac, cur, key, 0 if full else lo,
-                         n_s if full else hi, neural, rec)
+        emg = synthesise(state.templates, state.shapes, tables.sample_hash,
+                         tables.class_delay_ms, kp, acc, work.class_delay, t_ref, frac, cur, key,
+                         0 if full else lo, n_s if full else hi, neural, rec)
         if full:
             row = wave[p]
             for s in range(n_s):      # a loop: slice assignment may allocate a copy

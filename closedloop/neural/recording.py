@@ -30,6 +30,9 @@ from closedloop.neural.rng import fmix32, hash_normal
 NOISE_SALT = np.uint64(0x5BD1E995)
 TEMPLATE_RATIO = 1.3
 """Current / threshold ratio at whose initiation delay the class templates are cached."""
+SUPPORT_WIDTHS = 6.0
+"""Half-width (in SFAP time scales) of the samples a class's SFAP is added to; outside it the
+triphasic shape is below 1e-6 of its N1 (|u| > 6: (u² - 1) exp(-u²/2) < 6e-7)."""
 
 
 @njit(cache=True, inline="always")
@@ -227,15 +230,16 @@ def refresh_shapes(state, kp, pw_us):
 
 
 @njit(cache=True, inline="always")
-def synthesise(templates, shapes, sample_hash, kp, acc, delay_acc, t_ref_ms, frac, current_ma,
-               key, lo, hi, neural, rec):
+def synthesise(templates, shapes, sample_hash, class_delay_ms, kp, acc, delay_acc, t_ref_ms,
+               frac, current_ma, key, lo, hi, neural, rec):
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded sweep ``rec``.
 
     ``templates``, ``shapes`` and ``sample_hash`` are the ``KernelState`` and ``KernelTables``
     fields of those names; ``acc`` and ``delay_acc`` the ``KernelWork`` fields ``class_acc``
     and ``class_delay`` (per class: summed SFAP weight, µV, and summed weight x initiation
     delay, µV ms); ``t_ref_ms`` the initiation delay the templates are cached at
-    (:func:`template_delay_ms`).
+    (:func:`template_delay_ms`). A class's SFAP is added only within ``SUPPORT_WIDTHS`` SFAP
+    time scales of its centre (the template is below 1e-6 of its N1 outside).
 
     Returns:
         The peak of the late muscle response (µV).
@@ -243,13 +247,17 @@ def synthesise(templates, shapes, sample_hash, kp, acc, delay_acc, t_ref_ms, fra
     out = neural[lo:hi]  # loops over views from 0 vectorise; the same sums, in the same order
     out[:] = 0.0
     n_s = templates.shape[1]
+    per_ms = kp.fs_hz * 1e-3
+    half = SUPPORT_WIDTHS * kp.sfap_width_ms * per_ms
     for b in range(acc.size):
         a = acc[b]
         if a != 0.0:
-            x = (delay_acc[b] / a - t_ref_ms) * kp.fs_hz * 1e-3   # shift, samples
+            x = (delay_acc[b] / a - t_ref_ms) * per_ms   # shift, samples
             k = math.floor(x)
-            add_shifted(neural, templates[b], a * (1.0 - (x - k)), a * (x - k), int(k),
-                        max(lo, int(k) + 1), min(hi, n_s + int(k)))
+            c = (t_ref_ms + class_delay_ms[b]) * per_ms + x     # the shifted SFAP's centre
+            s0 = max(lo, int(k) + 1, int(math.ceil(c - half)))
+            s1 = min(hi, n_s + int(k), int(math.floor(c + half)) + 1)
+            add_shifted(neural, templates[b], a * (1.0 - (x - k)), a * (x - k), int(k), s0, s1)
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
     art_shape, emg_shape = shapes[0, lo:hi], shapes[1, lo:hi]

@@ -35,7 +35,7 @@ from closedloop.neural.kernels import (
 from closedloop.neural.model import MIX_RECRUITED_FRACTION, NeuralModel
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources
-from closedloop.neural.recording import NOISE_SALT, TEMPLATE_RATIO
+from closedloop.neural.recording import NOISE_SALT, SUPPORT_WIDTHS, TEMPLATE_RATIO
 from closedloop.neural.rng import fmix32_np, hash_normal_np, pulse_key_np
 
 __all__ = [
@@ -395,7 +395,8 @@ def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelPar
 
     Class b's template is shifted by its mean initiation delay ``dacc[b] / acc[b]`` less the
     templates' own, in samples ``k + w`` (k whole): ``(1 - w) T[s - k] + w T[s - k - 1]``,
-    over the samples for which both lie inside the sweep.
+    over the samples for which both lie inside the sweep and within ``SUPPORT_WIDTHS`` SFAP
+    time scales of the shifted centre.
 
     The recorded sample is ECAP + artefact + EMG (the ADC full scale during a nonzero pulse)
     plus amplifier noise, clipped to the ADC range and rounded to its LSB.
@@ -406,12 +407,16 @@ def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelPar
     neural[lo:hi] = 0.0
     n_s = state.templates.shape[1]
     t_ref = _template_delay_reference(pw_us, kp, tables)
+    per_ms = kp.fs_hz * 1e-3
+    half = SUPPORT_WIDTHS * kp.sfap_width_ms * per_ms
     for b in np.flatnonzero(acc != 0.0):
         a = acc[b]
-        x = (dacc[b] / a - t_ref) * kp.fs_hz * 1e-3
+        x = (dacc[b] / a - t_ref) * per_ms
         k = math.floor(x)
         a0, a1 = a * (1.0 - (x - k)), a * (x - k)
-        s0, s1 = max(lo, k + 1), min(hi, n_s + k)
+        c = (t_ref + float(tables.class_delay_ms[b])) * per_ms + x
+        s0 = max(lo, k + 1, math.ceil(c - half))
+        s1 = min(hi, n_s + k, math.floor(c + half) + 1)
         if s1 > s0:
             row = state.templates[b].astype(np.float64)
             neural[s0:s1] += a0 * row[s0 - k:s1 - k] + a1 * row[s0 - k - 1:s1 - k - 1]
