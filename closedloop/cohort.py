@@ -68,7 +68,7 @@ class CohortDistribution:
                               "1998]", -2.0, 3.0, doc="sitting offset mean")
     sitting_sd_mm: float = param(0.3, "mm", "Cameron & Alo: ±0.30 µC; lowest lying in 20/23 "
                                  "[C]", 0.0, 2.0, doc="sitting offset sd")
-    standing_extra_mm: float = param(0.05, "mm", "calibrated: Cameron & Alo [C]", -1.0, 1.0,
+    standing_extra_mm: float = param(0.1, "mm", "calibrated: Cameron & Alo [C]", -1.0, 1.0,
                                      doc="standing offset over sitting, mean")
     standing_extra_sd_mm: float = param(0.1, "mm", "assumption", 0.0, 1.0,
                                         doc="standing offset over sitting, sd")

@@ -9,7 +9,7 @@ Default posture CSF offsets, added to the supine dorsal CSF thickness (cohort pa
 own, see :mod:`closedloop.cohort`):
 
 * prone +2.2 mm: Holsheimer et al., AJNR 1994, T11 [C] (T12: +3.4 mm).
-* sitting +0.45 mm, standing +0.5 mm, walking +0.5 mm, side-lying +0.25 mm: assumptions
+* sitting +0.45 mm, standing +0.55 mm, walking +0.55 mm, side-lying +0.25 mm: assumptions
   calibrated so that the threshold charge rises by about 0.5 µC from lying to sitting/standing,
   as Cameron & Alo (Neuromodulation 1998) report for thoracic leads (0.49 ± 0.30 µC) [C].
 """
@@ -34,7 +34,7 @@ from closedloop.perception import PerceptionParams, derive_perception
 from closedloop.postures import POSTURES
 
 POSTURE_CSF_OFFSET_MM = MappingProxyType({
-    "supine": 0.0, "prone": 2.2, "side": 0.25, "sitting": 0.45, "standing": 0.5, "walking": 0.5,
+    "supine": 0.0, "prone": 2.2, "side": 0.25, "sitting": 0.45, "standing": 0.55, "walking": 0.55,
 })
 """Default dorsal CSF thickness change from supine, per posture (mm)."""
 VERTEBRAL_LEVELS = ("T11", "T12")

@@ -113,7 +113,7 @@ def sfap(diameters_um, radial_mm, params: ModelParams | None = None) -> dict:
     for D in diameters_um:
         table = geometry.sfap_weight_table(
             np.full(1, float(D)), np.zeros(1), np.zeros(1), np.asarray(radial_mm, float), 0.0,
-            resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent)
+            resp)
         n1.append([float(v) / geometry.REF_FIBRES for v in table[:, 0]])
     return {"diameter_um": list(diameters_um), "radial_mm": list(radial_mm), "n1_uv": n1}
 

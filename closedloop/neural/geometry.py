@@ -28,6 +28,8 @@ CSF_GRID_MM = (0.5, 12.0, 80)
 REF_DIAMETER_UM = 10.0
 REF_DISTANCE_MM = 4.0
 REF_FIBRES = 2048
+SFAP_EXPONENT_REF_MM = 3.0
+"""Distance (mm) at which the SFAP diameter exponent is ``sfap_diameter_exponent``."""
 
 
 def csf_grid() -> np.ndarray:
@@ -124,13 +126,19 @@ def _sd_columns(diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w,
 
 
 def sfap_weight_table(diameter_um: np.ndarray, lateral_mm: np.ndarray, depth_mm: np.ndarray,
-                      grid_mm: np.ndarray, y_lead: float, sfap_uv: float, d_exp: float,
-                      r_exp: float) -> np.ndarray:
+                      grid_mm: np.ndarray, y_lead: float, response) -> np.ndarray:
     """N1 depth (µV) each fibre adds to the ECAP at every grid CSF thickness, shape (G, N).
 
-    The SFAP grows as D^d_exp, falls as distance^-r_exp from the recording contact, and is
-    scaled by ``REF_FIBRES / N`` so that the ECAP does not depend on the modelled fibre count.
+    With r the fibre's distance from the recording contact (mm) and ``response`` the
+    :class:`~closedloop.neural.params.ResponseParams`, the SFAP is
+    ``sfap_uv (D / 10 µm)^e(r) (4 mm / r)^sfap_distance_exponent`` with the diameter exponent
+    ``e(r) = sfap_diameter_exponent + sfap_exponent_per_ln_mm ln(r / 3 mm)`` (MRG's exponent
+    grows with distance), scaled by ``REF_FIBRES / N`` so that the ECAP does not depend on the
+    modelled fibre count.
     """
     r = np.hypot(grid_mm[:, None] + depth_mm[None, :], lateral_mm[None, :] - y_lead)
-    per_fibre = sfap_uv * (diameter_um / REF_DIAMETER_UM) ** d_exp * (REF_FIBRES / diameter_um.size)
-    return per_fibre[None, :] * (REF_DISTANCE_MM / r) ** r_exp
+    e = response.sfap_diameter_exponent + response.sfap_exponent_per_ln_mm * np.log(
+        r / SFAP_EXPONENT_REF_MM)
+    scale = response.sfap_uv * REF_FIBRES / diameter_um.size
+    return scale * (diameter_um[None, :] / REF_DIAMETER_UM) ** e * (
+        REF_DISTANCE_MM / r) ** response.sfap_distance_exponent

@@ -250,8 +250,7 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
     fibres = fibres.take(order)
     rheo, q = np.ascontiguousarray(rheo[:, order]), np.ascontiguousarray(q[:, order])
     sfap = geometry.sfap_weight_table(
-        fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
-        resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent
+        fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm, resp
     ).astype(np.float32)
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)

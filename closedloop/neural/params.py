@@ -103,27 +103,33 @@ class ExcitabilityParams:
     sigma_trans_s_per_mm: float = param(1 / 12000, "S/mm", "Grill-lab DC model, ModelDB 267728 [C]",
                                         0.0, 1.0, lo_open=True, doc="conductivity across fibres")
     threshold_scale: float = param(
-        1.0, "1", "calibrated: 4 mA ECAP threshold [C Pilitsis 2021]", 0.01, 100.0,
+        3.0, "1", "calibrated: 4 mA ECAP threshold [C Pilitsis 2021]", 0.01, 100.0,
         doc="multiplies every MRG-fitted fibre threshold (stands for the CSF, dura and fat "
         "that the homogeneous medium omits)")
     jitter_rel: float = param(0.03, "1", "relative spread a few % [M Verveen]", 0.0, 0.25,
                               doc="relative sd of the per-pulse threshold jitter")
-    t_abs_ms: float = param(0.7, "ms", "absolute refractory 0.5-1 ms [M]", 0.0, 5.0,
+    t_abs_ms: float = param(0.7, "ms", "human sensory fibres ~0.7 ms [C Tackmann & Lehmann "
+                            "1974]; MRG 37 °C 1.02 ms (fidelity reference)", 0.0, 5.0,
                             doc="absolute refractory period")
-    rel_amplitude: float = param(2.0, "1", "calibrated: Gmel 2021 fall at 455 Hz; x1.5 at 0.7 ms",
-                                 0.0, 100.0, doc="relative-refractory threshold gain")
-    tau_rel_ms: float = param(1.0, "ms", "relative refractory to 3-5 ms [M]", 0.01, 50.0,
+    rel_amplitude: float = param(5.91, "1", "fit to the MRG recovery cycle (10 µm, 37 °C; "
+                                 "docs/fidelity.md)", 0.0, 100.0,
+                                 doc="relative-refractory threshold gain")
+    tau_rel_ms: float = param(0.558, "ms", "fit to the MRG recovery cycle", 0.01, 50.0,
                               doc="relative-refractory time constant")
-    sn_amplitude: float = param(0.1, "1", "assumption: ~5 % supernormality near 10 ms [M]",
+    sn_amplitude: float = param(0.4, "1", "fit to the MRG recovery cycle (bounded at 0.4)",
                                 0.0, 0.9, doc="supernormal excitability gain")
-    tau_sn_ms: float = param(15.0, "ms", "supernormal period after relative refractory [M]",
-                             0.01, 500.0, doc="supernormal time constant")
-    adapt_tau_s: tuple = param((0.05, 0.5, 5.0), "s", "calibrated: log-frequency ECAP fall "
-                               "2-455 Hz [C Gmel 2021]", 1e-4, 1e4, lo_open=True,
+    tau_sn_ms: float = param(10.7, "ms", "fit to the MRG recovery cycle", 0.01, 500.0,
+                             doc="supernormal time constant")
+    adapt_tau_s: tuple = param((0.0379, 0.5, 5.0), "s", "first: the MRG late subnormal period "
+                               "(fit, fidelity reference); others calibrated: log-frequency "
+                               "ECAP fall 2-455 Hz [C Gmel 2021]", 1e-4, 1e4, lo_open=True,
                                doc="time constants of the slow adaptation processes")
-    adapt_increment: tuple = param((0.1, 0.05, 0.02), "1", "calibrated: Gmel 2021 [C]", 0.0, 1.0,
+    adapt_increment: tuple = param((1.0, 0.0887, 0.0012), "1", "first: 1, a reset per spike "
+                                   "(the MRG paired-pulse cycle); others calibrated: Gmel 2021 "
+                                   "[C]", 0.0, 1.0,
                                    doc="saturating increment of each process per spike")
-    adapt_gain: tuple = param((0.08, 0.15, 0.25), "1", "calibrated: Gmel 2021 [C]", 0.0, 10.0,
+    adapt_gain: tuple = param((0.158, 0.639, 0.459), "1", "first: the MRG late subnormality "
+                              "(fit); others calibrated: Gmel 2021 [C]", 0.0, 10.0,
                               doc="threshold gain of each adaptation process")
 
     def __post_init__(self) -> None:  # noqa: D105
@@ -153,23 +159,23 @@ class ResponseParams:
     0.04 ms (rms 0.02 ms); it has no diameter term (MRG's small fibres start ~0.02 ms later).
     """
 
-    cv_per_um: float = param(5.83, "m/s per µm", "fit to MRG at 37 °C, 5.7-16 µm, dt 5 µs [issue "
-                             "17 check]; Hursh 6 m/s per µm [M]", 1.0, 10.0,
+    cv_per_um: float = param(6.44, "m/s per µm", "fit to MRG at 37 °C, 5.7-16 µm, dt -> 0 "
+                             "(fidelity reference); Hursh 6 m/s per µm [M]", 1.0, 10.0,
                              doc="conduction velocity per µm of diameter")
-    cv_intercept_m_s: float = param(-9.3, "m/s", "fit to MRG at 37 °C, 5.7-16 µm, dt 5 µs [issue "
-                                    "17 check]", -30.0, 30.0,
+    cv_intercept_m_s: float = param(-9.67, "m/s", "fit to MRG at 37 °C, 5.7-16 µm, dt -> 0 "
+                                    "(fidelity reference)", -30.0, 30.0,
                                     doc="conduction velocity at zero diameter (CV = per_um D + "
                                     "intercept)")
-    initiation_offset_ms: float = param(0.008, "ms", "fit to MRG AP time at the stimulated node, "
+    initiation_offset_ms: float = param(0.0093, "ms", "fit to MRG AP time at the stimulated node, "
                                         "5.7-16 µm, 3 mm, 100/300 µs, I/th 1.001-3", 0.0, 1.0,
                                         doc="initiation delay after pulse onset at very high "
                                         "current")
-    initiation_pw_fraction: float = param(0.86, "1", "fit to MRG (as initiation_offset_ms)", 0.0,
+    initiation_pw_fraction: float = param(0.863, "1", "fit to MRG (as initiation_offset_ms)", 0.0,
                                           2.0, doc="charging delay per pulse width at threshold "
                                           "(times th / I)")
-    initiation_log_ms: float = param(0.085, "ms", "fit to MRG (as initiation_offset_ms)", 0.0,
+    initiation_log_ms: float = param(0.0877, "ms", "fit to MRG (as initiation_offset_ms)", 0.0,
                                      1.0, doc="regenerative delay per e-fold of 1 / (I / th - 1)")
-    initiation_ratio_scale: float = param(0.23, "1", "fit to MRG (as initiation_offset_ms)", 0.0,
+    initiation_ratio_scale: float = param(0.208, "1", "fit to MRG (as initiation_offset_ms)", 0.0,
                                           10.0, lo_open=True, doc="I / th - 1 below which the "
                                           "regenerative delay grows logarithmically")
     initiation_log_max_ms: float = param(0.5, "ms", "MRG at I / th = 1.001: ~0.46 ms", 0.0, 5.0,
@@ -178,11 +184,17 @@ class ResponseParams:
                                  0.01, 2.0, doc="time scale of the SFAP")
     sfap_asymmetry: float = param(0.35, "1", "assumption: P2 larger than P1 [C Parker 2012 shape]",
                                   0.0, 1.0, doc="odd (first-derivative) part of the SFAP")
-    sfap_uv: float = param(0.32, "µV", "calibrated: 15 µV/mA slope [C Pilitsis 2021]", 0.0, 1e4,
+    sfap_uv: float = param(0.92, "µV", "calibrated: 15 µV/mA slope [C Pilitsis 2021]", 0.0, 1e4,
                            lo_open=True, doc="N1 depth of one 10 µm fibre at 4 mm (per 2048)")
-    sfap_diameter_exponent: float = param(1.5, "1", "SFAP ∝ D¹-D² [M]", 0.0, 3.0,
-                                          doc="SFAP amplitude ∝ D^exponent")
-    sfap_distance_exponent: float = param(2.0, "1", "assumption: dipole-like fall-off", 0.0, 4.0,
+    sfap_diameter_exponent: float = param(1.87, "1", "MRG N1 at 3 mm (fidelity reference); "
+                                          "human 1.5-2 [C JNNP 1981]", 0.0, 3.0,
+                                          doc="SFAP amplitude ∝ D^exponent at 3 mm")
+    sfap_exponent_per_ln_mm: float = param(0.36, "1", "MRG N1 exponent 1.50 / 1.87 / 2.08 at "
+                                           "1 / 3 / 5 mm (fidelity reference)", -2.0, 2.0,
+                                           doc="change of the diameter exponent per e-fold of "
+                                           "recording distance")
+    sfap_distance_exponent: float = param(1.4, "1", "MRG N1, 10 µm: 1.31 (1-3 mm), 1.54 (3-5 "
+                                          "mm) (fidelity reference)", 0.0, 4.0,
                                           doc="SFAP amplitude ∝ distance^-exponent")
     motor_fraction: float = param(0.35, "1", "assumption: reflex at high recruitment [C Parker "
                                   "2012, qualitative]", 0.0, 1.0, doc="recruited fraction above "

@@ -9,10 +9,12 @@ out because their thresholds exceed the 25.5 mA hardware limit at any realistic 
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 from scipy.special import ndtr, ndtri
+from scipy.stats import qmc
 
 from closedloop.neural.params import LeadParams, PopulationParams
 
@@ -42,6 +44,11 @@ def draw_fibres(pop: PopulationParams, rng: np.random.Generator) -> Fibres:
 
     Returns:
         The fibres, sorted by diameter (descending), with ``fibre_id`` 0, 1, ...
+
+    The (diameter quantile, depth, lateral position, node phase) points are a scrambled Sobol
+    sequence rather than independent draws: the ECAP near threshold comes from the few largest
+    shallow fibres, and stratifying them keeps the threshold from depending on which few were
+    drawn (the model's thresholds then converge with the fibre count).
     """
     if pop.diameter_min_um >= pop.diameter_max_um:
         raise ValueError(f"population.diameter_min_um={pop.diameter_min_um} must be below "
@@ -49,11 +56,16 @@ def draw_fibres(pop: PopulationParams, rng: np.random.Generator) -> Fibres:
     n = pop.n_fibres
     mu, sig = np.log(pop.diameter_median_um), pop.diameter_sigma_ln
     lo, hi = ndtr((np.log([pop.diameter_min_um, pop.diameter_max_um]) - mu) / sig)
-    u = rng.uniform(lo, hi, n)
-    diameter = np.sort(np.exp(mu + sig * ndtri(u)))[::-1].copy()
-    depth = rng.uniform(0.0, pop.depth_max_mm, n)
-    lateral = rng.uniform(-pop.half_width_mm, pop.half_width_mm, n)
-    phase = rng.uniform(0.0, 1.0, n)
+    with warnings.catch_warnings():  # balance properties need a power of 2; any n is valid
+        warnings.simplefilter("ignore", UserWarning)
+        q = qmc.Sobol(d=4, scramble=True, seed=rng).random(n)
+    u = lo + (hi - lo) * q[:, 0]
+    order = np.argsort(u)[::-1]   # descending diameter, as before
+    q = q[order]
+    diameter = np.exp(mu + sig * ndtri(lo + (hi - lo) * q[:, 0]))
+    depth = pop.depth_max_mm * q[:, 1]
+    lateral = pop.half_width_mm * (2.0 * q[:, 2] - 1.0)
+    phase = q[:, 3].copy()
     return Fibres(diameter, depth, lateral, phase, np.arange(n, dtype=np.int64))
 
 

@@ -186,7 +186,7 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
     rheo, q = (t.astype(f32) for t in sd_tables_reference(fibres, params))
     sfap = sfap_weight_table(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
-        resp.sfap_uv, resp.sfap_diameter_exponent, resp.sfap_distance_exponent).astype(f32)
+        resp).astype(f32)
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
     delay = lead.recording_distance_mm / (resp.cv_per_um * (0.5 * (edges[:-1] + edges[1:]))
