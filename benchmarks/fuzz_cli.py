@@ -164,6 +164,17 @@ BAD = {
         },
     ),
     "model-card": ([], {"--output": st.sampled_from(["{tmp}/missing/x.md", "{tmp}"])}),
+    "validate": (
+        ["--json", "{tmp}/v.json"],
+        {
+            "--reference": st.sampled_from(
+                ["{tmp}/missing.json", "{tmp}", "{file:[1, 2}", '{file:{"thresholds": 5}}']
+            ),
+            "--json": st.sampled_from(["{tmp}/missing/x.json", "{tmp}"]),
+            "--plot": st.sampled_from(["{tmp}/missing/x.png", "{tmp}"]),
+            "--processes": st.one_of(NONPOS, NOT_INT),
+        },
+    ),
     "cohort": (
         ["--n", "1", "--split", "test"],
         {
@@ -218,6 +229,7 @@ QUOTAS = {
     "hpsearch": 40,
     "growth-curve": 40,
     "model-card": 4,
+    "validate": 12,
     "cohort": 15,
     "scenario": 30,
     "calibrate": 20,
