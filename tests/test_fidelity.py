@@ -18,6 +18,7 @@ import pytest
 from closedloop.fidelity import compare, fast
 from closedloop.fidelity.loader import REFERENCE_PATH, load_reference
 from closedloop.fidelity.metrics import (
+    grouped_ratio_stats,
     loglog_slope,
     recovery_features,
     sfap_exponent,
@@ -67,6 +68,81 @@ def test_sfap_exponent_of_a_power_law():
     assert sfap_exponent(D, -0.1 * D ** 2) == pytest.approx(2.0, abs=1e-12)
 
 
+def test_grouped_ratio_stats_per_configuration_and_total():
+    mrg = [1.0, 2.0, 4.0, 1.0, 2.0]
+    fst = [1.05, 2.0, 4.8, 0.85, 2.1]            # point: +5 %, 0, +20 %; tripolar: -15 %, +5 %
+    st = grouped_ratio_stats(fst, mrg, ["point"] * 3 + ["tripolar"] * 2, 0.1)
+    assert list(st) == ["point", "tripolar", "all"]
+    assert st["point"]["max_abs_error"] == pytest.approx(0.2)
+    assert st["point"]["median_abs_error"] == pytest.approx(0.05)
+    assert (st["point"]["n_beyond"], st["point"]["n_points"]) == (1, 3)
+    assert st["tripolar"]["max_abs_error"] == pytest.approx(0.15)
+    assert st["tripolar"]["median_abs_error"] == pytest.approx(0.1)
+    assert (st["all"]["n_beyond"], st["all"]["n_points"]) == (2, 5)
+    assert st["all"]["median_abs_error"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="same length"):
+        grouped_ratio_stats(fst, mrg, ["point"], 0.1)
+
+
+def _heldout_points(threshold_ma=None) -> list[dict]:
+    """Synthetic held-out points: two point sources and one tripole."""
+    pts = [{"diameter_um": 9.3, "distance_mm": 2.5, "pw_us": 150.0, "offset_internodes": 0.25,
+            "configuration": "point"},
+           {"diameter_um": 6.5, "distance_mm": 1.2, "pw_us": 45.0, "offset_internodes": 0.0,
+            "configuration": "point"},
+           {"diameter_um": 10.0, "distance_mm": 3.0, "pw_us": 100.0, "offset_internodes": 0.0,
+            "configuration": "tripolar"}]
+    for p, th in zip(pts, threshold_ma or [1.0] * len(pts), strict=True):
+        p["threshold_ma"] = th
+    return pts
+
+
+def test_heldout_section_loads_as_columns(tmp_path):
+    ref = load_reference(_write(tmp_path, {"thresholds_heldout": _heldout_points([1.4, 0.9,
+                                                                                  2.2])}))
+    h = ref["thresholds_heldout"]
+    assert h["configuration"] == ["point", "point", "tripolar"]
+    assert h["threshold_ma"] == [1.4, 0.9, 2.2]
+    assert h["offset_internodes"] == [0.25, 0.0, 0.0] and h["pw_us"] == [150.0, 45.0, 100.0]
+
+
+@pytest.mark.parametrize("change", [{"configuration": "bipolar"}, {"threshold_ma": -1.0},
+                                    {"threshold_ma": None}, {"diameter_um": 40.0},
+                                    {"offset_internodes": 1.5}])
+def test_bad_heldout_points_are_a_config_error(tmp_path, change):
+    from closedloop._config import ConfigError
+
+    pts = _heldout_points()
+    pts[1].update(change)
+    with pytest.raises(ConfigError, match="section 'thresholds_heldout' is malformed"):
+        load_reference(_write(tmp_path, {"thresholds_heldout": pts}))
+
+
+def test_fast_sources_threshold_is_the_point_source_rule_for_one_source():
+    from closedloop.neural import fibre
+
+    for D, d, pw, off in ((10.0, 3.0, 100.0, 0.0), (6.5, 1.2, 45.0, 0.25), (13.4, 4.5, 400.0,
+                                                                             0.5)):
+        x_mm = [off * fibre.internode_mm(D)]
+        assert fast.sources_threshold_ma(D, d, pw, x_mm, [-1.0]) == pytest.approx(
+            fibre.point_source_threshold_ma(D, d, pw, offset_internodes=off), rel=1e-12)
+
+
+def test_fast_sources_threshold_is_linear_and_symmetric_in_the_sources():
+    from closedloop.fidelity import mrg_protocols
+
+    x_mm, w = mrg_protocols.source_set("tripolar")
+    assert w.sum() == pytest.approx(0.0) and w.min() == pytest.approx(-0.2)
+    assert x_mm.size == 15 and np.ptp(x_mm[5:10]) == pytest.approx(2.4)   # 3 mm / 5 sources
+    tri = fast.sources_threshold_ma(10.0, 3.0, 100.0, x_mm, w)
+    assert fast.sources_threshold_ma(10.0, 3.0, 100.0, x_mm, 2.0 * w) == pytest.approx(
+        0.5 * tri, rel=1e-12)
+    assert fast.sources_threshold_ma(10.0, 3.0, 100.0, -x_mm, w) == pytest.approx(tri,
+                                                                                  rel=1e-9)
+    alone = fast.sources_threshold_ma(10.0, 3.0, 100.0, [0.0], [-1.0])
+    assert abs(tri / alone - 1.0) > 0.01          # the anodes and the contact length matter
+
+
 # ------------------------------------------------------------ the fast model's protocols
 
 
@@ -88,10 +164,14 @@ def test_fast_recovery_refuses_a_test_current_beyond_the_device():
 
 
 def test_fast_sfap_exponent_follows_the_recording_chain():
-    params = ModelParams().replace(response={"sfap_diameter_exponent": 1.8})
+    params = ModelParams().replace(response={"sfap_diameter_exponent": 1.8,
+                                             "sfap_exponent_per_ln_mm": 0.3})
     sec = fast.sfap((5.7, 10.0, 16.0), (1.0, 3.0), params)
     n1 = np.asarray(sec["n1_uv"])
-    assert sfap_exponent(sec["diameter_um"], n1[:, 0]) == pytest.approx(1.8, abs=1e-9)
+    # the exponent is sfap_diameter_exponent at 3 mm and grows 0.3 per e-fold of distance
+    assert sfap_exponent(sec["diameter_um"], n1[:, 1]) == pytest.approx(1.8, abs=1e-9)
+    assert sfap_exponent(sec["diameter_um"], n1[:, 0]) == pytest.approx(
+        1.8 + 0.3 * np.log(1.0 / 3.0), abs=1e-9)
     assert np.all(n1[:, 0] > n1[:, 1])                  # falls with distance
 
 
@@ -109,6 +189,7 @@ def as_reference(doc: dict) -> dict:
                         "length_mm": [30.0, 60.0], "default_length_mm": 60.0,
                         "rel_change_vs_length": [[0.01, 0.0]]},
         "thresholds": doc["thresholds"], "thresholds_offset": doc["thresholds_offset"],
+        "thresholds_heldout": doc["thresholds_heldout"],
         "cv": {"diameter_um": doc["cv"]["diameter_um"], "cv_m_s_dt0": doc["cv"]["cv_m_s"]},
         "recovery": {"pw_us": rec["pw_us"], "max_test_ratio": 10.0,
                      "curves": [{"diameter_um": 10.0, "interval_ms": rec["interval_ms"],
@@ -130,7 +211,12 @@ def self_reference():
                          (30.0, 100.0, 300.0, 1000.0))
     off = fast.thresholds((5.7, 10.0, 16.0), (2.0, 3.0), (100.0, 300.0), 0.5)
     rec = fast.recovery(pw_us=100.0, max_test_ratio=10.0)
-    doc = {"thresholds": th, "thresholds_offset": off, "recovery": rec,
+    pts = _heldout_points()
+    cols = {k: [p[k] for p in pts] for k in pts[0]}
+    held = fast.heldout(cols)
+    held = [{**p, "threshold_ma": t} for p, t in zip(pts, held["threshold_ma"], strict=True)]
+    doc = {"thresholds": th, "thresholds_offset": off, "thresholds_heldout": held,
+           "recovery": rec,
            "cv": fast.conduction((5.7, 10.0, 16.0)),
            "sfap": fast.sfap((5.7, 10.0, 16.0), (1.0, 3.0, 5.0)),
            "latency": fast.latency((5.7, 10.0, 16.0), (100.0, 300.0), (1.0, 1.05, 1.2, 2.0))}
@@ -158,7 +244,8 @@ def test_fast_against_itself_meets_every_target(self_report):
     assert [c["diameter_um"] for c in r.mrg["recovery_by_diameter"]] == [10.0]
     assert r.mrg["recovery_by_diameter"][0]["rrp_end_ms"] == r.mrg["recovery"]["rrp_end_ms"]
     groups = {row.group for row in r.rows}
-    assert groups == {"thresholds", "slopes", "strength-duration", "conduction",
+    assert groups == {"thresholds", "held-out thresholds", "slopes", "strength-duration",
+                      "conduction",
                       "recovery cycle", "single-fibre potential", "latency", "MRG convergence"}
 
 
@@ -203,11 +290,26 @@ def test_perturbed_reference_misses_exactly_there(self_reference, tmp_path):
     grid = report.comparison["thresholds"]
     assert grid["n_points"] == th.size and 0 < grid["n_beyond"] < th.size
     assert report.comparison["thresholds_offset"]["max_abs_error"] == 0.0
+    assert report.comparison["thresholds_heldout"]["all"]["max_abs_error"] == 0.0
     assert "late subnormal depth" in missed         # 8 points higher from 20 ms on
     assert not {"supernormal depth", "supernormal time",
                 "end of the relative refractory period (ratio back to 1)"} & missed
     text = format_table(report)
     assert "MISS: distance slope 2-6 mm, D 7.3 µm, 100 µs" in text
+
+
+def test_heldout_rows_count_each_configuration(self_reference, tmp_path):
+    ref = copy.deepcopy(self_reference)
+    ref["thresholds_heldout"][2]["threshold_ma"] *= 1.25      # the tripole: fast 20 % low
+    report = compare.validate(_write(tmp_path, ref))
+    rows = {row.relation: row for row in report.rows if row.group == "held-out thresholds"}
+    tri = rows[f"threshold fast/MRG, {compare.HELDOUT_LABELS['tripolar']}: max |error|"]
+    pt = rows[f"threshold fast/MRG, {compare.HELDOUT_LABELS['point']}: max |error|"]
+    total = rows["threshold fast/MRG, all held-out points: max |error|"]
+    assert tri.met is False and tri.counted and tri.fast == pytest.approx(20.0)
+    assert pt.met is True and pt.fast == pytest.approx(0.0, abs=1e-9)
+    assert total.status == "info" and "1 of 3 points beyond 10 %" in total.note
+    assert "[held-out thresholds]" in format_table(report)
 
 
 def test_missing_sections_say_no_reference_data(self_reference, tmp_path):
@@ -260,6 +362,21 @@ def test_stored_reference_comparison_reports_numbers(stored_report):
     assert np.all((np.asarray(mrg) >= 1.5) & (np.asarray(mrg) <= 2.6))
     assert stored_report.n_targets > 0
     assert all(_finite(row.fast) for row in stored_report.scored)
+
+
+def test_stored_heldout_section_gives_finite_errors(stored_report):
+    held = stored_report.results["mrg"].get("thresholds_heldout")
+    if held is None:
+        pytest.skip("the stored reference has no thresholds_heldout section")
+    assert held["configuration"].count("point") == 54
+    assert held["configuration"].count("tripolar") == 24
+    st = stored_report.comparison["thresholds_heldout"]
+    assert st["all"]["n_points"] == 78
+    for kind in ("point", "tripolar", "all"):
+        assert math.isfinite(st[kind]["max_abs_error"])
+        assert 0.0 <= st[kind]["median_abs_error"] <= st[kind]["max_abs_error"]
+    fst = np.asarray(stored_report.results["fast"]["thresholds_heldout"]["threshold_ma"])
+    assert np.all(np.isfinite(fst)) and np.all(fst > 0)
 
 
 # ------------------------------------------------------------------------------------ CLI

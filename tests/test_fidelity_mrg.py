@@ -67,6 +67,27 @@ def test_stored_thresholds_reproduce(stored, section, diameter_um, distance_mm, 
     assert rerun == pytest.approx(grid["threshold_ma"][i][j][k], rel=0.01)
 
 
+def test_heldout_point_source_is_the_grid_protocol():
+    """One source of weight -1 per mA of cathodic current is the grid's cathodic point."""
+    held = proto.heldout_thresholds(9.3, "point", (2.5,), (150.0,), offset_internodes=0.25)
+    grid = proto.thresholds_for_diameter(9.3, (2.5,), (150.0,), offset_internodes=0.25)
+    assert held[0]["threshold_ma"] == pytest.approx(grid[0][0], rel=0.005)
+    assert held[0]["configuration"] == "point" and held[0]["length_mm"] == proto.LENGTH_MM
+
+
+@pytest.mark.parametrize(("configuration", "diameter_um", "distance_mm", "pw_us", "offset"),
+                         [("point", 13.4, 4.5, 45.0, 0.25), ("tripolar", 10.0, 3.0, 300.0, 0.0)])
+def test_stored_heldout_points_reproduce(stored, configuration, diameter_um, distance_mm, pw_us,
+                                         offset):
+    want = [p for p in stored["thresholds_heldout"] if (
+        p["configuration"], p["diameter_um"], p["distance_mm"], p["pw_us"],
+        p["offset_internodes"]) == (configuration, diameter_um, distance_mm, pw_us, offset)]
+    assert len(want) == 1
+    rerun = proto.heldout_thresholds(diameter_um, configuration, (distance_mm,), (pw_us,),
+                                     offset, length_mm=want[0]["length_mm"])
+    assert rerun[0]["threshold_ma"] == pytest.approx(want[0]["threshold_ma"], rel=0.01)
+
+
 def test_stored_cv_reproduces(stored):
     cv = stored["cv"]
     i, k = cv["diameter_um"].index(10.0), cv["dt_ms"].index(0.005)
@@ -119,8 +140,10 @@ def test_rerun_finest_dt_point_is_within_two_percent_of_default(stored):
 def test_quick_reference_runs_and_merges(tmp_path):
     out = tmp_path / "ref.json"
     doc = make_reference(out, quick=True, processes=1, progress=False)
-    assert set(doc) >= {"meta", "thresholds", "thresholds_offset", "cv", "recovery", "sfap",
-                        "latency", "convergence"}
+    assert set(doc) >= {"meta", "thresholds", "thresholds_offset", "thresholds_heldout", "cv",
+                        "recovery", "sfap", "latency", "convergence"}
+    assert [p["configuration"] for p in doc["thresholds_heldout"]] == ["point", "tripolar"]
+    assert all(p["threshold_ma"] > 0 for p in doc["thresholds_heldout"])
     assert doc["meta"]["quick"] is True
     assert 40.0 < doc["cv"]["cv_m_s_dt0"][0] < 70.0              # MRG 10 µm: about 55 m/s
     curve = doc["recovery"]["curves"][0]

@@ -23,6 +23,7 @@ import numpy as np
 from closedloop.fidelity import fast
 from closedloop.fidelity.loader import REFERENCE_PATH, load_reference
 from closedloop.fidelity.metrics import (
+    grouped_ratio_stats,
     interp,
     loglog_slope,
     ratio_stats,
@@ -180,10 +181,47 @@ GRIDS = (("thresholds", "node under the source"),
 """The threshold grids compared point by point, with their labels."""
 
 
+HELDOUT_LABELS = {"point": "point source, intermediate D, d, PW and offset",
+                  "tripolar": "tripolar guarded cathode (+0.5/-1/+0.5, 7 mm pitch)"}
+"""Labels of the held-out configurations (section ``thresholds_heldout``, not in the fit)."""
+
+
 def threshold_comparison(ref: dict, fst: dict) -> dict:
-    """:func:`~closedloop.fidelity.metrics.ratio_stats` of every grid the reference has."""
-    return {name: ratio_stats(fst[name]["threshold_ma"], ref[name]["threshold_ma"],
-                              THRESHOLD_TOL_REL) for name, _ in GRIDS if name in ref}
+    """:func:`~closedloop.fidelity.metrics.ratio_stats` of every grid the reference has.
+
+    The held-out points (``thresholds_heldout``) give
+    :func:`~closedloop.fidelity.metrics.grouped_ratio_stats` per configuration.
+    """
+    out = {name: ratio_stats(fst[name]["threshold_ma"], ref[name]["threshold_ma"],
+                             THRESHOLD_TOL_REL) for name, _ in GRIDS if name in ref}
+    if "thresholds_heldout" in ref:
+        h = ref["thresholds_heldout"]
+        out["thresholds_heldout"] = grouped_ratio_stats(
+            fst["thresholds_heldout"]["threshold_ma"], h["threshold_ma"], h["configuration"],
+            THRESHOLD_TOL_REL)
+    return out
+
+
+def _heldout_rows(stats: dict) -> list[Row]:
+    """Held-out thresholds: max |fast/MRG - 1| per configuration (counted), and the total."""
+    g, tol = "held-out thresholds", THRESHOLD_TOL_REL
+    target = f"all within {100 * tol:g} %"
+    if "thresholds_heldout" not in stats:
+        return [Row(g, "threshold fast/MRG at points not in the fit: max |error|", None, None,
+                    "%", target)]
+    rows = []
+    for kind, st in stats["thresholds_heldout"].items():
+        note = (f"median |error| {100 * st['median_abs_error']:.1f} %, median ratio "
+                f"{st['median_ratio']:.3f}; {st['n_beyond']} of {st['n_points']} points "
+                f"beyond {100 * tol:g} %")
+        if kind == "all":
+            rows.append(Row(g, "threshold fast/MRG, all held-out points: max |error|", None,
+                            100.0 * st["max_abs_error"], "%", note=note))
+        else:
+            rows.append(Row(g, f"threshold fast/MRG, {HELDOUT_LABELS.get(kind, kind)}: max "
+                            "|error|", None, 100.0 * st["max_abs_error"], "%", target,
+                            st["n_beyond"] == 0, note=note))
+    return rows
 
 
 def _grid_rows(stats: dict) -> list[Row]:
@@ -351,7 +389,8 @@ def _convergence_rows(ref: dict) -> list[Row]:
 
 def build_rows(ref: dict, fst: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     """Every row of the table, in order (see the module docstring for the targets)."""
-    return [*_grid_rows(threshold_comparison(ref, fst)), *_slope_rows(ref, mrg_m, fast_m),
+    stats = threshold_comparison(ref, fst)
+    return [*_grid_rows(stats), *_heldout_rows(stats), *_slope_rows(ref, mrg_m, fast_m),
             *_sd_rows(ref, mrg_m, fast_m), *_cv_rows(mrg_m, fast_m),
             *_recovery_rows(mrg_m, fast_m), *_sfap_rows(ref, mrg_m, fast_m),
             *_latency_rows(ref, mrg_m, fast_m), *_convergence_rows(ref)]

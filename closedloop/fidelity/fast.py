@@ -5,6 +5,8 @@ model, on the axes the reference used, and returns the same layout as the normal
 section, so that one set of metric functions serves both models:
 
 * :func:`thresholds`: the point-source threshold grid (``threshold_ma[D][d][pw]``);
+* :func:`heldout`: thresholds at the held-out points (point sources and a tripolar guarded
+  cathode), through the patient model's strength-duration law;
 * :func:`conduction`: conduction velocity per diameter;
 * :func:`recovery`: the paired-pulse recovery cycle, measured on the real kernel;
 * :func:`sfap`: the single-fibre N1 per diameter and radial distance;
@@ -48,6 +50,66 @@ def _threshold_ma(diameter_um: float, distance_mm: float, pw_us: float,
     """The fast model's point-source threshold (mA): the one call into its threshold rule."""
     return fibre.point_source_threshold_ma(diameter_um, distance_mm, pw_us,
                                            offset_internodes=offset_internodes)
+
+
+HALF_SPAN_MM = 60.0
+"""Fibre length (mm) on each side of the centre node in :func:`sources_threshold_ma`."""
+
+
+def sources_threshold_ma(diameter_um: float, distance_mm: float, pw_us: float, x_mm,
+                         weights) -> float:
+    """Threshold (mA of cathodic current) of one fibre for a set of point sources.
+
+    As the patient model computes it: node potentials at the MRG internode spacing (σ = 0.6
+    S/m, the centre node at x = 0), the fibre's modified-driving-function laws at the anchor
+    pulse widths (:func:`~closedloop.neural.fibre.fibre_laws`), the strength-duration law
+    ``I_rh + Q PW^-beta`` (:func:`~closedloop.neural.fibre.sd_law`), evaluated at ``pw_us``.
+    One source with weight -1 at ``offset * internode`` gives
+    :func:`~closedloop.neural.fibre.point_source_threshold_ma`.
+
+    Args:
+        diameter_um: Fibre diameter (µm).
+        distance_mm: Perpendicular distance of the sources from the fibre (mm).
+        pw_us: Pulse width (µs).
+        x_mm: Source positions along the fibre, from the centre node (mm).
+        weights: Source weights per mA of cathodic current (negative: cathodic).
+
+    Returns:
+        The threshold (mA) without jitter, refractoriness or adaptation.
+    """
+    step = float(fibre.internode_mm(float(diameter_um)))
+    n = int(math.ceil(HALF_SPAN_MM / step))
+    nodes = np.arange(-n, n + 1)[:, None] * step
+    r_m = 1e-3 * np.sqrt((nodes - np.asarray(x_mm, float)[None, :]) ** 2 + distance_mm ** 2)
+    ve = (np.asarray(weights, float)[None, :] / (4.0 * math.pi * fibre.SIGMA_S_PER_M * r_m)
+          ).sum(axis=1)
+    beta = fibre.sd_exponent()
+    pws = np.asarray(fibre.SD_PWS_US, float)
+    rhos, ths = fibre.fibre_laws(float(diameter_um), fibre.table_arrays(), pws)
+    r, q = fibre.sd_law(ve, rhos, ths, pws ** -beta, 1.0, np.empty(pws.size),
+                        np.empty((ve.size, pws.size)))
+    return float(r + q * pw_us ** -beta)
+
+
+def heldout(points: dict) -> dict:
+    """The fast model's thresholds at the held-out points of a normalised reference.
+
+    Args:
+        points: Columns ``diameter_um``, ``distance_mm``, ``pw_us``, ``offset_internodes``,
+            ``configuration`` ("point" or "tripolar", see
+            :func:`~closedloop.fidelity.mrg_protocols.source_set`).
+
+    Returns:
+        The same columns with the fast ``threshold_ma`` (mA).
+    """
+    cols = ("diameter_um", "distance_mm", "pw_us", "offset_internodes", "configuration")
+    out = {k: list(points[k]) for k in cols}
+    th = []
+    for D, d, pw, off, kind in zip(*(points[k] for k in cols), strict=True):
+        x_mm, w = mrg_protocols.source_set(kind, off * float(fibre.internode_mm(float(D))))
+        th.append(sources_threshold_ma(D, d, pw, x_mm, w))
+    out["threshold_ma"] = th
+    return out
 
 
 def _cv_m_s(diameter_um: float, response: ResponseParams) -> float:
@@ -250,8 +312,8 @@ def results_like(reference: dict, latency_ratios=(1.05, 1.2, 2.0)) -> dict:
         latency_ratios: I/I_th of the latency protocol when the reference has none.
 
     Returns:
-        ``{"thresholds", ["thresholds_offset"], "cv", "recovery", "sfap", "latency"}`` in the
-        reference's layout.
+        ``{"thresholds", ["thresholds_offset"], ["thresholds_heldout"], "cv", "recovery",
+        "sfap", "latency"}`` in the reference's layout.
     """
     th = reference.get("thresholds", {})
     axes = [th.get(k, v) for k, v in (("diameter_um", mrg_protocols.DIAMETERS_UM),
@@ -262,6 +324,8 @@ def results_like(reference: dict, latency_ratios=(1.05, 1.2, 2.0)) -> dict:
     if off is not None:
         out["thresholds_offset"] = thresholds(off["diameter_um"], off["distance_mm"],
                                               off["pw_us"], off["offset_internodes"])
+    if "thresholds_heldout" in reference:
+        out["thresholds_heldout"] = heldout(reference["thresholds_heldout"])
     out["cv"] = conduction(reference.get("cv", {}).get("diameter_um", axes[0]))
     rec = reference.get("recovery", {})
     out["recovery"] = recovery(rec.get("interval_ms", RECOVERY_INTERVALS_MS),

@@ -67,7 +67,7 @@ def normalise(raw: dict, where: str = "reference") -> dict:
             continue
         why = ""
         try:
-            got = norm(sec) if isinstance(sec, dict) else None
+            got = norm(sec) if isinstance(sec, (dict, list)) else None
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             got, why = None, f" ({type(exc).__name__}: {exc})"
         if got is None:
@@ -160,5 +160,30 @@ def _norm_latency(sec: dict) -> dict | None:
             "ap_time_ms": near.tolist(), "ap_time_far_ms": far}
 
 
-_NORMALISERS = {"thresholds": _norm_grid, "thresholds_offset": _norm_grid, "cv": _norm_cv,
+HELDOUT_CONFIGURATIONS = ("point", "tripolar")
+"""Source configurations of the held-out points (``mrg_protocols.source_set``)."""
+
+
+def _norm_heldout(sec: list) -> dict | None:
+    """Held-out points (a list of dicts) as columns; None unless every point is valid.
+
+    Columns: ``diameter_um``, ``distance_mm``, ``pw_us``, ``offset_internodes`` (in [0, 1)),
+    ``configuration`` (one of :data:`HELDOUT_CONFIGURATIONS`) and ``threshold_ma`` (> 0).
+    """
+    if not isinstance(sec, list) or not sec or not all(isinstance(p, dict) for p in sec):
+        return None
+    cols = {k: _axis({k: [p[k] for p in sec]}, k) for k in ("diameter_um", "distance_mm",
+                                                            "pw_us")}
+    off = np.asarray([p.get("offset_internodes", 0.0) for p in sec], float)
+    th = np.asarray([_first(p, "threshold_ma") for p in sec], float)
+    kinds = [p.get("configuration", "point") for p in sec]
+    if not (np.all((off >= 0.0) & (off < 1.0)) and np.all(th > 0) and np.all(np.isfinite(th))
+            and all(k in HELDOUT_CONFIGURATIONS for k in kinds)):
+        return None
+    return {**cols, "offset_internodes": off.tolist(), "configuration": kinds,
+            "threshold_ma": th.tolist()}
+
+
+_NORMALISERS = {"thresholds": _norm_grid, "thresholds_offset": _norm_grid,
+                "thresholds_heldout": _norm_heldout, "cv": _norm_cv,
                 "recovery": _norm_recovery, "sfap": _norm_sfap, "latency": _norm_latency}

@@ -133,3 +133,33 @@ def ratio_stats(fast_ma, mrg_ma, tol_rel: float) -> dict:
             "max_abs_error": float(err.max()) if finite.all() else math.inf,
             "n_beyond": int(np.sum(~(err <= tol_rel))), "n_points": int(ratio.size),
             "ratio": ratio.tolist()}
+
+
+def grouped_ratio_stats(fast_ma, mrg_ma, groups, tol_rel: float) -> dict:
+    """:func:`ratio_stats` per group label and over all points (key ``"all"``).
+
+    Args:
+        fast_ma: Fast-model thresholds, one per point (mA).
+        mrg_ma: MRG thresholds of the same points (mA).
+        groups: A label per point (e.g. the source configuration).
+        tol_rel: Relative tolerance (e.g. 0.1).
+
+    Returns:
+        ``{label: ratio_stats, ..., "all": ratio_stats}``, labels in order of first appearance;
+        each also has ``median_abs_error``.
+
+    Raises:
+        ValueError: If the three sequences differ in length.
+    """
+    fast_ma, mrg_ma = np.asarray(fast_ma, float), np.asarray(mrg_ma, float)
+    groups = list(groups)
+    if not fast_ma.shape == mrg_ma.shape == (len(groups),):
+        raise ValueError("fast_ma, mrg_ma and groups must be 1-D of the same length")
+    out = {}
+    for label in [*dict.fromkeys(groups), "all"]:
+        mask = np.array([label in ("all", g) for g in groups], bool)
+        st = ratio_stats(fast_ma[mask], mrg_ma[mask], tol_rel)
+        err = np.abs(np.asarray(st["ratio"]) - 1.0)
+        st["median_abs_error"] = float(np.median(err)) if np.isfinite(err).all() else math.inf
+        out[label] = st
+    return out

@@ -400,6 +400,73 @@ def latency_for_diameter(diameter_um: float, pws_us=LATENCY_PWS_US, ratios=LATEN
             "t_centre_ms": t_c, "t_far_ms": t_f, "far_node_mm": float(far_mm_exact)}
 
 
+# --- held-out thresholds (not used by fidelity/fit.py) ----------------------------------------
+
+HELDOUT_DIAMETERS_UM = (6.5, 9.3, 13.4)
+HELDOUT_DISTANCES_MM = (1.2, 2.5, 4.5)
+HELDOUT_PWS_US = (45.0, 150.0, 400.0)
+HELDOUT_OFFSETS = (0.0, 0.25)
+TRIPOLE_DIAMETERS_UM = (7.3, 10.0, 12.8)
+TRIPOLE_DISTANCES_MM = (2.0, 3.0, 4.0, 6.0)
+TRIPOLE_PWS_US = (100.0, 300.0)
+TRIPOLE_CONTACTS = ((-7.0, 0.5), (0.0, -1.0), (7.0, 0.5))
+"""Guarded cathode: (contact centre along the fibre in mm, weight per mA of cathodic current)."""
+TRIPOLE_CONTACT_MM = 3.0
+TRIPOLE_SUBSOURCES = 5
+TRIPOLE_LONG_FROM_MM = 6.0
+"""Tripoles at this distance or more run on :data:`TRIPOLE_LONG_MM` fibres."""
+TRIPOLE_LONG_MM = 90.0
+
+
+def source_set(configuration: str, offset_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Point sources of a held-out configuration, as ``closedloop.neural.population``'s.
+
+    Args:
+        configuration: ``"point"`` (one source) or ``"tripolar"`` (:data:`TRIPOLE_CONTACTS`,
+            each contact :data:`TRIPOLE_SUBSOURCES` equal sources over its length).
+        offset_mm: Longitudinal shift of every source from the centre node (mm).
+
+    Returns:
+        ``(x_mm, weight)``: positions along the fibre and weights per mA of cathodic current
+        (negative: cathodic).
+    """
+    if configuration == "point":
+        return np.array([offset_mm]), np.array([-1.0])
+    sub = ((np.arange(TRIPOLE_SUBSOURCES) + 0.5) / TRIPOLE_SUBSOURCES - 0.5) * TRIPOLE_CONTACT_MM
+    x = np.concatenate([x0 + sub for x0, _ in TRIPOLE_CONTACTS]) + offset_mm
+    w = np.repeat([w / TRIPOLE_SUBSOURCES for _, w in TRIPOLE_CONTACTS], TRIPOLE_SUBSOURCES)
+    return x, w
+
+
+def heldout_thresholds(diameter_um: float, configuration: str, distances_mm, pws_us,
+                       offset_internodes: float = 0.0, length_mm: float = LENGTH_MM,
+                       dt_ms: float = DT_MS) -> list[dict]:
+    """Thresholds (mA per mA of cathodic current) of one fibre for a held-out source set.
+
+    The potential is the sum of the sources' point-source potentials (σ = 0.6 S/m); the
+    stimulus a cathodic monophasic pulse; the centre node is under the (central) cathode, or
+    ``offset_internodes`` internodes from it.
+
+    Returns:
+        One point per distance and pulse width: ``{"diameter_um", "distance_mm", "pw_us",
+        "offset_internodes", "configuration", "length_mm", "threshold_ma"}``.
+    """
+    fibre = MRGFibre(diameter_um, length_mm=length_mm, dt_ms=dt_ms)
+    x_mm, w = source_set(configuration, offset_internodes * fibre.internode_mm)
+    out = []
+    for d in distances_mm:
+        ve = -sum(wk * fibre.point_source(d, xk) for xk, wk in zip(x_mm, w, strict=True))
+        guess = _first_guess_ma(diameter_um, d, pws_us[0]) * (2.0 if len(w) > 1 else 1.0)
+        for j, pw in enumerate(pws_us):
+            th, _ = fibre.threshold(ve, monophasic(pw * 1e-3), guess)
+            nxt = pws_us[min(j + 1, len(pws_us) - 1)]
+            guess = th * (1.0 + 100.0 / nxt) / (1.0 + 100.0 / pw)
+            out.append({"diameter_um": diameter_um, "distance_mm": d, "pw_us": pw,
+                        "offset_internodes": offset_internodes, "configuration": configuration,
+                        "length_mm": length_mm, "threshold_ma": th})
+    return out
+
+
 # --- convergence in dt and fibre length --------------------------------------------------------
 
 CONV_DIAMETERS_UM = (5.7, 10.0)
@@ -431,4 +498,5 @@ def relative_changes(values, reference: float) -> list[float]:
 
 __all__ = ["threshold_grid", "thresholds_for_diameter", "loglog_slope", "cv_for_diameter",
            "sfap_for_diameter", "latency_for_diameter", "recovery_cycle", "recovery_features",
-           "convergence_point", "crossing_time_ms", "relative_changes"]
+           "convergence_point", "crossing_time_ms", "relative_changes", "source_set",
+           "heldout_thresholds"]

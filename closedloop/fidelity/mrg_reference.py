@@ -6,8 +6,9 @@ the threshold grids and writes ``closedloop/fidelity/data/mrg_reference.json`` a
 ``benchmarks/mrg_reference.py`` and ``closedloop validate --rerun-mrg`` call it.
 
 Sections of the file: ``meta``, ``thresholds`` (node under the electrode), ``thresholds_offset``
-(source half an internode off the node), ``cv``, ``recovery``, ``sfap``, ``latency``,
-``convergence``. Units are in the key names.
+(source half an internode off the node), ``thresholds_heldout`` (points the fit never saw:
+intermediate point-source settings and a tripolar guarded cathode), ``cv``, ``recovery``,
+``sfap``, ``latency``, ``convergence``. Units are in the key names.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.fidelity import mrg_protocols as proto
 
 REFERENCE_PATH = Path(__file__).parent / "data" / "mrg_reference.json"
-SECTIONS = ("thresholds", "thresholds_offset", "cv", "recovery", "sfap", "latency",
-            "convergence")
+SECTIONS = ("thresholds", "thresholds_offset", "thresholds_heldout", "cv", "recovery", "sfap",
+            "latency", "convergence")
 GRID_SECTIONS = ("thresholds", "thresholds_offset")
 OFFSET_PWS_US = (100.0, 300.0)
 
@@ -37,6 +38,13 @@ FULL = {
                    "pws_us": proto.PWS_US},
     "thresholds_offset": {"diameters_um": proto.DIAMETERS_UM, "distances_mm": proto.DISTANCES_MM,
                           "pws_us": OFFSET_PWS_US},
+    "thresholds_heldout": {
+        "point": {"diameters_um": proto.HELDOUT_DIAMETERS_UM,
+                  "distances_mm": proto.HELDOUT_DISTANCES_MM, "pws_us": proto.HELDOUT_PWS_US,
+                  "offsets_internodes": proto.HELDOUT_OFFSETS},
+        "tripolar": {"diameters_um": proto.TRIPOLE_DIAMETERS_UM,
+                     "distances_mm": proto.TRIPOLE_DISTANCES_MM, "pws_us": proto.TRIPOLE_PWS_US,
+                     "offsets_internodes": (0.0,)}},
     "cv": {"diameters_um": proto.DIAMETERS_UM, "dts_ms": proto.CV_DTS_MS},
     "recovery": {"diameters_um": proto.RECOVERY_DIAMETERS_UM,
                  "intervals_ms": proto.RECOVERY_INTERVALS_MS},
@@ -51,6 +59,11 @@ FULL = {
 QUICK = {
     "thresholds": {"diameters_um": (10.0,), "distances_mm": (2.0, 3.0), "pws_us": (100.0,)},
     "thresholds_offset": {"diameters_um": (10.0,), "distances_mm": (3.0,), "pws_us": (100.0,)},
+    "thresholds_heldout": {
+        "point": {"diameters_um": (9.3,), "distances_mm": (2.5,), "pws_us": (150.0,),
+                  "offsets_internodes": (0.25,)},
+        "tripolar": {"diameters_um": (10.0,), "distances_mm": (3.0,), "pws_us": (100.0,),
+                     "offsets_internodes": (0.0,)}},
     "cv": {"diameters_um": (10.0,), "dts_ms": (0.005, 0.0025)},
     "recovery": {"diameters_um": (10.0,), "intervals_ms": (0.6, 1.0, 1.5, 2.0, 3.0, 5.0)},
     "sfap": {"diameters_um": (10.0, 16.0), "distances_mm": (1.0, 3.0), "length_mm": 40.0},
@@ -61,8 +74,27 @@ QUICK = {
 """A tiny version of every protocol (minutes on one core), for the slow test."""
 
 
+def _heldout_tasks(cfg: dict) -> list[tuple[tuple, object, dict]]:
+    """Jobs of ``thresholds_heldout``: one fibre per configuration, D, offset and length."""
+    out = []
+    for kind, c in cfg.items():
+        for d, off in ((d, off) for d in c["diameters_um"] for off in c["offsets_internodes"]):
+            long = [r for r in c["distances_mm"]
+                    if kind == "tripolar" and r >= proto.TRIPOLE_LONG_FROM_MM]
+            short = [r for r in c["distances_mm"] if r not in long]
+            for rs, length in ((short, proto.LENGTH_MM), (long, proto.TRIPOLE_LONG_MM)):
+                if rs:
+                    out.append(((kind, d, off, length), proto.heldout_thresholds,
+                                {"diameter_um": d, "configuration": kind, "distances_mm": rs,
+                                 "pws_us": c["pws_us"], "offset_internodes": off,
+                                 "length_mm": length}))
+    return out
+
+
 def _tasks(section: str, cfg: dict) -> list[tuple[tuple, object, dict]]:
     """Independent jobs of one section: ``(key, function, kwargs)``, one fibre each."""
+    if section == "thresholds_heldout":
+        return _heldout_tasks(cfg)
     D = cfg["diameters_um"]
     if section in GRID_SECTIONS:
         off = 0.5 if section == "thresholds_offset" else 0.0
@@ -216,7 +248,17 @@ def _assemble_convergence(cfg: dict, res: dict) -> dict:
             "rel_change_vs_length": [proto.relative_changes(row, row[i_long]) for row in by_len]}
 
 
-def _assemble(section: str, cfg: dict, res: dict) -> dict:
+def _assemble_heldout(cfg: dict, res: dict) -> list[dict]:
+    """All held-out points, ordered by configuration, D, offset, distance and pulse width."""
+    del cfg
+    pts = [p for key in res for p in res[key]]
+    return sorted(pts, key=lambda p: (p["configuration"], p["diameter_um"],
+                                      p["offset_internodes"], p["distance_mm"], p["pw_us"]))
+
+
+def _assemble(section: str, cfg: dict, res: dict) -> dict | list:
+    if section == "thresholds_heldout":
+        return _assemble_heldout(cfg, res)
     if section in GRID_SECTIONS:
         return _assemble_grid(cfg, res, 0.5 if section == "thresholds_offset" else 0.0)
     return {"cv": _assemble_cv, "recovery": _assemble_recovery, "sfap": _assemble_sfap,
@@ -349,6 +391,10 @@ def summary(doc: dict) -> str:
             sl = [proto.loglog_slope(d[near], th[i, near, k]) for i in range(len(g["diameter_um"]))]
             lines.append(f"threshold distance slope 2-6 mm, {g['pw_us'][k]:g} us, per D "
                          f"{g['diameter_um']}: " + ", ".join(f"{s:.2f}" for s in sl))
+    if isinstance(doc.get("thresholds_heldout"), list):
+        kinds = [p["configuration"] for p in doc["thresholds_heldout"]]
+        lines.append("held-out thresholds: " + ", ".join(
+            f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) + " points")
     if "cv" in doc:
         c = doc["cv"]
         lines.append(f"CV (dt->0) = {_fmt(c['fit_slope_m_s_per_um'], '.3f')} D + "
