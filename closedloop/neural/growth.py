@@ -35,6 +35,10 @@ DETECT_UV = 10.0
 """ECAP (µV) taken as clearly above the noise when locating the threshold region."""
 FIT_SPAN = 2.2
 """The fit covers currents up to this multiple of the first clearly detected level."""
+MIN_THRESHOLD_FRACTION = 0.3
+"""A fitted threshold below this fraction of the first clearly detected level is refused: an
+ECAP that clears the noise at I mA does not start at under 0.3 I (growth from zero current is
+the stimulus artefact leaking into the estimate, as in the prone posture)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +93,8 @@ def fit_growth(currents_ma: np.ndarray, ecap_uv: np.ndarray,
 
     Returns:
         ``(threshold_ma, slope_uv_per_ma, knee_ma)``; all NaN if no level exceeds
-        ``detect_uv`` or the fitted threshold lies beyond the sweep (no measurable growth).
+        ``detect_uv``, the fitted threshold lies beyond the sweep (no measurable growth) or
+        below ``MIN_THRESHOLD_FRACTION`` of the first detected level (artefact leakage).
 
     Raises:
         ConfigError: If fewer than 4 levels are given.
@@ -108,6 +113,10 @@ def fit_growth(currents_ma: np.ndarray, ecap_uv: np.ndarray,
     p0 = tuple(float(np.clip(p, lo_, 0.999 * hi_)) for p, lo_, hi_ in zip(p0, lo, hi, strict=True))
     (th, sl, kn), _ = curve_fit(soft_knee, i, a, p0=p0, bounds=(lo, hi), maxfev=20000)
     if th > i[-1]:  # the knee lies beyond the sweep: no threshold can be claimed
+        return float("nan"), float("nan"), float("nan")
+    if th < MIN_THRESHOLD_FRACTION * i_detect:
+        # growth that starts near zero current is stimulus-artefact leakage (linear in
+        # current), not a neural response with a threshold
         return float("nan"), float("nan"), float("nan")
     return float(th), float(sl), float(kn)
 
