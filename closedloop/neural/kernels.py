@@ -210,6 +210,30 @@ def sd_ratio_min(sd_ratio_range, s, s_order):
 
 
 @njit(cache=True, inline="always")
+def screen_m_min(kp, interval_s):
+    """Lower bound over fibres of the excitability factor ``m`` (see :func:`recruit`) at a pulse.
+
+    A fibre that last fired ``t >= interval_s`` ago (s) has supernormal value
+    ``exp(-t / tau_sn)`` and adaptation values ``a_k >= inc_k exp(-t / tau_k)`` (a spike sets
+    ``a_k`` to ``a_k + inc_k (1 - a_k) >= inc_k``); one that never fired has ``m >= 1``; the
+    refractory term is positive. So ``m >= 1 - max(0, D(t))`` with ``D(t) = sn exp(-t / tau_sn)
+    - sum_k gain_k inc_k exp(-t / tau_k)`` over the processes with ``tau_k >= tau_sn``, whose
+    sum decays no faster than the supernormal term: ``D(t) <= max(0, D(interval_s))`` for
+    ``t >= interval_s``. The margins (1e-6) cover the float32 storage of the processes.
+    """
+    t_ms = interval_s * 1e3
+    deficit = kp.sn_amplitude * math.exp(-t_ms / kp.tau_sn_ms) * (1.0 + 1e-6)
+    taus_ms = (kp.adapt_tau0_s * 1e3, kp.adapt_tau1_s * 1e3, kp.adapt_tau2_s * 1e3)
+    incs = (kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)
+    gains = (kp.adapt_gain0, kp.adapt_gain1, kp.adapt_gain2)
+    credit = 0.0
+    for k in range(3):
+        if taus_ms[k] >= kp.tau_sn_ms:
+            credit += gains[k] * incs[k] * math.exp(-t_ms / taus_ms[k])
+    return 1.0 - max(deficit - credit * (1.0 - 1e-6), 0.0)
+
+
+@njit(cache=True, inline="always")
 def advance_clock(decay_ref, clock, kp, interval_s, decay, gain):
     """Advance ``clock`` (``KernelState.clock_ms``); ``decay[k]``, ``gain[k]``: exp(∓Δt/tau_k).
 
@@ -250,10 +274,10 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     The fibres are stored in screening order (:func:`closedloop.neural.model.screening_order`),
     and only the leading ones that ``tables.cell_floor`` allows a threshold below the current
     are examined (the others cannot fire at any draw). The screen's bound on ``m`` is
-    ``1 - sn exp(-interval / tau_sn)``: a fibre fired at the previous pulse at the latest, and
-    every other term of ``m`` is positive. Adds each recruited fibre's SFAP weight (µV) into
-    ``work.class_acc`` (zeroed first), and its weight times its initiation delay into
-    ``work.class_delay`` (see :func:`fire`).
+    :func:`screen_m_min` (a fibre fired at the previous pulse at the latest; the spike that
+    starts its supernormal period also raises its slower adaptation processes). Adds each
+    recruited fibre's SFAP weight (µV) into ``work.class_acc`` (zeroed first), and its weight
+    times its initiation delay into ``work.class_delay`` (see :func:`fire`).
     """
     decay, gain = work.factors[0], work.factors[1]
     advance_clock(state.decay_ref, state.clock_ms, kp, interval_s, decay, gain)
@@ -262,7 +286,7 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     j = int(g)
     f = g - j
     low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
-    m_min = 1.0 - kp.sn_amplitude * math.exp(-interval_s * 1e3 / kp.tau_sn_ms) * (1.0 + 1e-6)
+    m_min = screen_m_min(kp, interval_s)
     s = pw_us ** -kp.sd_exponent
     ratio = sd_ratio_min(tables.sd_ratio_range, s, ORDER_PW_US ** -kp.sd_exponent)
     limit = current_ma / (low * m_min * ratio)
