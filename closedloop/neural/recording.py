@@ -25,6 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
+from closedloop import _jit_cache  # noqa: F401 (before any @njit(cache=True): see it)
 from closedloop.neural.rng import fmix32, hash_normal
 
 NOISE_SALT = np.uint64(0x5BD1E995)
