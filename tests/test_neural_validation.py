@@ -165,7 +165,7 @@ def test_outputs_ground_truth_and_units(model):
 def test_ecap_independent_of_modelled_fibre_count():
     # The SFAP weight is scaled by 2048 / N: the population size changes resolution, not size.
     # The ECAP threshold is set by the few largest shallow fibres, so it converges from above
-    # (model card: 1024 / 2048 / 4096 / 8192 fibres give 4.6 / 4.2 / 4.0 / 3.9 mA). Averaged
+    # (model card: 1024 / 2048 / 4096 / 8192 fibres give 4.48 / 4.10 / 3.89 / 3.83 mA). Averaged
     # over 3 patients (seeds), the default 2048 and 8192 fibres agree within 15 % on the slope
     # and 10 % on the threshold.
     fits = []

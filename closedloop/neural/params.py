@@ -74,9 +74,9 @@ class PopulationParams:
                                       10.0, doc="median of the lognormal diameter distribution")
     diameter_sigma_ln: float = param(0.49, "1", "calibrated: 0.5 % > 10.7 µm [C Feirabend 2002]",
                                      0.05, 1.5, doc="log-space spread of fibre diameters")
-    diameter_min_um: float = param(7.5, "µm", "ECAP CV >= 45 m/s [C] at 6 m/s per µm [M]", 1.0,
+    diameter_min_um: float = param(7.5, "µm", "ECAP CV >= 45 m/s [C]; 38.6 m/s (MRG law)", 1.0,
                                    15.0, doc="smallest modelled diameter")
-    diameter_max_um: float = param(13.5, "µm", "ECAP CV <= 80 m/s [C] at 6 m/s per µm [M]", 5.0,
+    diameter_max_um: float = param(13.5, "µm", "ECAP CV <= 80 m/s [C]; 77.3 m/s (MRG law)", 5.0,
                                    25.0, doc="largest modelled diameter")
     depth_max_mm: float = param(2.0, "mm", "Feirabend: large fibres activated to ~0.25 mm [C]; "
                                 "modelled deeper so the limit emerges", 0.1, 3.0,
