@@ -1,9 +1,12 @@
 """closedloop: research tools for closed-loop spinal cord stimulation with ECAP feedback.
 
 Importing the package registers the Gymnasium environment suite (``envs/*.toml``), e.g.
-``gymnasium.make("closedloop/ECAPTracking-v0")``; nothing else happens at import.
+``gymnasium.make("closedloop/ECAPTracking-v0")``, and makes numba's on-disk caches of the
+package's compiled functions depend on every package module they import
+(:mod:`closedloop._jit_cache`); nothing else happens at import.
 """
 
+from closedloop import _jit_cache  # noqa: F401  (first: numba caches see every imported module)
 from closedloop._config import ConfigError
 from closedloop.envs import register_suite
 
