@@ -3,7 +3,6 @@ growth curve, every spec in a short closed loop on the real env, and the spec re
 
 import dataclasses
 import math
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -314,14 +313,12 @@ def test_mpc_keeps_discomfort_as_a_constraint():
     assert np.abs(np.diff(currents[:50])).max() <= 10.0 * DT + 1e-9   # rate limit
 
 
-def test_mpc_step_is_fast():
+def test_mpc_steps_give_bounded_actions():
+    # (its speed, about 0.1 ms a step, is measured by benchmarks/bench_steps.py, not here)
     ctl = MPC()
     ctl.reset(_context())
-    obs = [_obs(30.0 + 3.0 * math.sin(k), 1.0, 6.0) for k in range(300)]
-    start = time.perf_counter()
-    for o in obs:
-        ctl.predict(o)
-    assert (time.perf_counter() - start) / len(obs) < 1e-3
+    acts = np.array([ctl.predict(_obs(30.0 + 3.0 * math.sin(k), 1.0, 6.0))[0] for k in range(300)])
+    assert np.isfinite(acts).all() and np.abs(acts).max() <= 1.0
 
 
 def test_sb3_policy_wrapper():

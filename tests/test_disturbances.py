@@ -2,7 +2,6 @@
 
 import math
 import re
-import time
 
 import numpy as np
 import pytest
@@ -349,14 +348,11 @@ def test_migration_random_walk_spread():
     assert np.std(ends) == pytest.approx(0.1 * math.sqrt(days), rel=0.15)
 
 
-# --- performance -------------------------------------------------------------------------------
+# --- long traces (their speed: benchmarks/bench_steps.py) -----------------------------------------
 
-def test_one_hour_at_50_hz_is_fast():
-    sc = load_scenario("daily-living", duration_s=3600.0)
-    sc.sample(CSF, 50.0, seed=0)
-    start = time.perf_counter()
-    tr = sc.sample(CSF, 50.0, seed=1)
-    assert time.perf_counter() - start < 1.0 and len(tr) == 180_000
+def test_one_hour_at_50_hz():
+    tr = load_scenario("daily-living", duration_s=3600.0).sample(CSF, 50.0, seed=1)
+    assert len(tr) == 180_000 and np.isfinite(tr.csf_mm).all()
     assert len(load_scenario("daily-living").sample(CSF, 1000.0, seed=0)) == 600_000
 
 
