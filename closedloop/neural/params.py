@@ -128,7 +128,7 @@ class ExcitabilityParams:
                                    "(the MRG paired-pulse cycle); others calibrated: Gmel 2021 "
                                    "[C]", 0.0, 1.0,
                                    doc="saturating increment of each process per spike")
-    adapt_gain: tuple = param((0.158, 0.639, 0.459), "1", "first: the MRG late subnormality "
+    adapt_gain: tuple = param((0.158, 0.383, 0.275), "1", "first: the MRG late subnormality "
                               "(fit); others calibrated: Gmel 2021 [C]", 0.0, 10.0,
                               doc="threshold gain of each adaptation process")
 
@@ -184,7 +184,7 @@ class ResponseParams:
                                  0.01, 2.0, doc="time scale of the SFAP")
     sfap_asymmetry: float = param(0.35, "1", "assumption: P2 larger than P1 [C Parker 2012 shape]",
                                   0.0, 1.0, doc="odd (first-derivative) part of the SFAP")
-    sfap_uv: float = param(0.92, "µV", "calibrated: 15 µV/mA slope [C Pilitsis 2021]", 0.0, 1e4,
+    sfap_uv: float = param(0.77, "µV", "calibrated: 15 µV/mA slope [C Pilitsis 2021]", 0.0, 1e4,
                            lo_open=True, doc="N1 depth of one 10 µm fibre at 4 mm (per 2048)")
     sfap_diameter_exponent: float = param(1.87, "1", "MRG N1 at 3 mm (fidelity reference); "
                                           "human 1.5-2 [C JNNP 1981]", 0.0, 3.0,
