@@ -23,9 +23,9 @@ def run(setup):
     return open_loop(patient, "clinic", calibration=cal, seed=0, model=model, with_window=False)
 
 
-def _median_by_posture(run):
-    return {p: float(np.median(run.ecap_true_uv[(run.posture == posture_code(p))
-                                                & (run.event == 0)]))
+def _median_by_posture(run, key="ecap_true_uv"):
+    return {p: float(np.median(getattr(run, key)[(run.posture == posture_code(p))
+                                                 & (run.event == 0)]))
             for p in ("supine", "sitting", "standing", "prone")}
 
 
@@ -33,7 +33,12 @@ def test_ecap_swings_several_fold_across_postures(run):
     med = _median_by_posture(run)
     assert med["supine"] > 2.0 * med["sitting"]
     assert med["prone"] < 0.2 * run.target_uv
-    assert abs(med["sitting"] - run.target_uv) < 0.25 * run.target_uv   # calibrated there
+    # calibrated there, on the scale the device measures (the target is a measured ECAP)
+    measured = _median_by_posture(run, "ecap_uv")
+    assert abs(measured["sitting"] - run.target_uv) < 0.25 * run.target_uv
+    # the template estimate reads about half the noise-free N1-P2 here (model card, known
+    # limits: a fixed matched filter against an ECAP whose shape now varies with current)
+    assert 0.4 * med["sitting"] < measured["sitting"] < 1.1 * med["sitting"]
 
 
 def test_open_loop_leaves_the_window(run):
