@@ -184,7 +184,8 @@ class ResponseParams:
                                  0.01, 2.0, doc="time scale of the SFAP")
     sfap_asymmetry: float = param(0.35, "1", "assumption: P2 larger than P1 [C Parker 2012 shape]",
                                   0.0, 1.0, doc="odd (first-derivative) part of the SFAP")
-    sfap_uv: float = param(0.77, "µV", "calibrated: 15 µV/mA slope [C Pilitsis 2021]", 0.0, 1e4,
+    sfap_uv: float = param(0.9, "µV", "calibrated: 15-18 µV/mA slope [C Pilitsis 2021]; "
+                           "targets of tens of µV [C]", 0.0, 1e4,
                            lo_open=True, doc="N1 depth of one 10 µm fibre at 4 mm (per 2048)")
     sfap_diameter_exponent: float = param(1.87, "1", "MRG N1 at 3 mm (fidelity reference); "
                                           "human 1.5-2 [C JNNP 1981]", 0.0, 3.0,
