@@ -53,14 +53,15 @@ def mdf_peak(ve, rho, scratch):
     """Largest modified driving function over the nodes (mV per mA; ``ve`` in mV per mA).
 
     ``sum_k rho^|k| AF_{n+k}`` at every interior node, by one forward and one backward
-    recursion (linear in the node count); ``scratch`` holds at least ``ve.size`` floats. At
-    least 1e-12, so that thresholds stay finite.
+    recursion (linear in the node count); ``scratch`` holds at least ``ve.size`` floats (any
+    stride). At least 1e-12, so that thresholds stay finite. The only copy of the recursion:
+    :func:`mdf_peaks` loops over it.
     """
     m = ve.size - 2
     fwd = 0.0
     for i in range(m):            # scratch[i] = sum_{k>=1} rho^k AF_{i-k}
         scratch[i] = fwd
-        fwd = rho * (fwd + ve[i] - 2.0 * ve[i + 1] + ve[i + 2])
+        fwd = rho * (fwd + (ve[i] - 2.0 * ve[i + 1] + ve[i + 2]))
     best, bwd = 1e-12, 0.0
     for i in range(m - 1, -1, -1):
         af = ve[i] - 2.0 * ve[i + 1] + ve[i + 2]
@@ -142,28 +143,15 @@ def fibre_laws(diameter_um, tab, pws_us):
 
 @njit(cache=True, nogil=True)
 def mdf_peaks(ve, rhos, scratch, out):
-    """:func:`mdf_peak` at every decay of ``rhos`` at once, into ``out``.
+    """:func:`mdf_peak` at every decay of ``rhos``, into ``out``.
 
-    The recursions of the different decays are independent, so the processor overlaps them;
-    ``scratch`` is (``ve.size``, ``rhos.size``). Each value equals :func:`mdf_peak`'s.
+    A loop over :func:`mdf_peak` (one copy of the recursion). ``scratch`` is a C-contiguous
+    array of at least ``ve.size * rhos.size`` floats (e.g. (``ve.size``, ``rhos.size``)), used
+    as ``rhos.size`` contiguous blocks of ``ve.size``.
     """
-    m, nk = ve.size - 2, rhos.size
-    for k in range(nk):
-        out[k] = 0.0
-    for i in range(m):
-        af = ve[i] - 2.0 * ve[i + 1] + ve[i + 2]
-        for k in range(nk):
-            scratch[i, k] = out[k]
-            out[k] = rhos[k] * (out[k] + af)
-    bwd = scratch[m]   # a free row: the backward sums
-    for k in range(nk):
-        bwd[k] = 0.0
-        out[k] = 1e-12
-    for i in range(m - 1, -1, -1):
-        af = ve[i] - 2.0 * ve[i + 1] + ve[i + 2]
-        for k in range(nk):
-            out[k] = max(out[k], af + scratch[i, k] + bwd[k])
-            bwd[k] = rhos[k] * (bwd[k] + af)
+    n, flat = ve.size, scratch.reshape(-1)
+    for k in range(rhos.size):
+        out[k] = mdf_peak(ve, rhos[k], flat[k * n:(k + 1) * n])
 
 
 @njit(cache=True, nogil=True)
