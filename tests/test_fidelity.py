@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from closedloop.fidelity import compare, fast
+from closedloop.fidelity import compare, fast, targets
 from closedloop.fidelity.loader import REFERENCE_PATH, load_reference
 from closedloop.fidelity.metrics import (
     grouped_ratio_stats,
@@ -126,6 +126,18 @@ def test_fast_sources_threshold_is_the_point_source_rule_for_one_source():
         x_mm = [off * fibre.internode_mm(D)]
         assert fast.sources_threshold_ma(D, d, pw, x_mm, [-1.0]) == pytest.approx(
             fibre.point_source_threshold_ma(D, d, pw, offset_internodes=off), rel=1e-12)
+
+
+def test_batch_driving_function_is_the_scalar_one_bit_for_bit():
+    from closedloop.neural import fibre
+
+    rhos = np.array([0.05, 0.3, 0.55, 0.8, 0.93])
+    for D, d, off in ((5.7, 1.0, 0.0), (10.0, 2.3, 0.25), (16.0, 4.0, 0.5)):
+        ve = fibre.node_potentials(D, d, off)
+        out = np.empty(rhos.size)
+        fibre.mdf_peaks(ve, rhos, np.empty((ve.size + 3, rhos.size)), out)   # rows to spare
+        scalar = [fibre.mdf_peak(ve, rho, np.empty(ve.size)) for rho in rhos]
+        assert out.tolist() == scalar
 
 
 def test_fast_sources_threshold_is_linear_and_symmetric_in_the_sources():
@@ -462,10 +474,10 @@ def test_latency_rows_get_a_target_when_the_lead_sets_one(self_reference, tmp_pa
     lat["ap_time_centre_ms"] = (np.asarray(lat["ap_time_centre_ms"]) + 0.05).tolist()
     report = compare.validate(_write(tmp_path, ref))
     assert all(row.status == "info" for row in _rows(report, "latency"))
-    monkeypatch.setattr(compare, "LATENCY_TOL_MS", 0.1)
+    monkeypatch.setattr(targets, "LATENCY_TOL_MS", 0.1)
     rows = _rows(report, "latency")
     assert rows and all(row.status == "met" for row in rows)
-    monkeypatch.setattr(compare, "LATENCY_TOL_MS", 0.03)
+    monkeypatch.setattr(targets, "LATENCY_TOL_MS", 0.03)
     rows = _rows(report, "latency")
     assert rows and all(row.status == "MISS" for row in rows)
 
@@ -473,7 +485,7 @@ def test_latency_rows_get_a_target_when_the_lead_sets_one(self_reference, tmp_pa
 def test_sfap_target_distances_can_be_restricted(self_report, monkeypatch):
     rows = [row for row in self_report.rows if row.relation.startswith("SFAP N1 exponent")]
     assert len(rows) == 3 and all(row.status == "met" for row in rows)
-    monkeypatch.setattr(compare, "SFAP_TARGET_RADIAL_MM", (3.0,))
+    monkeypatch.setattr(targets, "SFAP_TARGET_RADIAL_MM", (3.0,))
     status = {row.relation: row.status for row in _rows(self_report, "single-fibre potential")}
     assert status["SFAP N1 exponent in D, 3 mm"] == "met"
     assert status["SFAP N1 exponent in D, 1 mm"] == status["SFAP N1 exponent in D, 5 mm"] == "info"
