@@ -43,9 +43,7 @@ from closedloop.neural.recording import (
     n1p2,
     refresh_templates,
     synthesise,
-    template_delay_ms,
     template_estimate,
-    window_bounds,
 )
 from closedloop.neural.rng import Z_MAX, fmix32, hash_normal, pulse_key
 
@@ -152,7 +150,8 @@ class KernelWork(NamedTuple):
     class_delay: np.ndarray   # (B,) summed SFAP weight x initiation delay per class, µV ms
     factors: np.ndarray       # (2, 5) the processes' decay and gain factors
     th: np.ndarray            # (N,) jittered thresholds of the examined fibres, mA
-    idx: np.ndarray           # (N,) int64 indices of the recruited fibres
+    idx: np.ndarray           # (N,) uint32 indices of the recruited fibres (unsigned: no
+                              # negative-index wraparound code when indexing with them)
     scratch: np.ndarray       # (S + 4 L + 16,) template estimator's window and lag sums
 
 
@@ -169,7 +168,7 @@ def new_work(n_fibres, n_classes, n_samples, max_lag):
     """
     return KernelWork(np.zeros((2, n_samples)), np.zeros(n_classes), np.zeros(n_classes),
                       np.zeros((2, 5)),
-                      np.zeros(n_fibres), np.zeros(n_fibres, np.int64),
+                      np.zeros(n_fibres), np.zeros(n_fibres, np.uint32),
                       np.zeros(n_samples + 4 * max_lag + 16))
 
 
@@ -182,9 +181,7 @@ class PulseInputs(NamedTuple):
     interval_s: np.ndarray   # time since the previous pulse, s
 
 
-ORDER_PW_US = 250.0
-"""Pulse width (µs) of the strength-duration factor in the fibres' screening key."""
-FLOOR_BLOCK = 32
+FLOOR_BLOCK = 16
 """Fibres per block of ``KernelTables.cell_floor``: the kernel examines whole blocks."""
 REBASE_ARG = 80.0
 """A process is rebased once exp(-(t - t_ref) / tau) falls below exp(-80) (about 2e-35), so a
@@ -287,8 +284,8 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     f = g - j
     low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
     m_min = screen_m_min(kp, interval_s)
-    s = pw_us ** -kp.sd_exponent
-    ratio = sd_ratio_min(tables.sd_ratio_range, s, ORDER_PW_US ** -kp.sd_exponent)
+    s = state.cache[4]      # pw_us ** -kp.sd_exponent (cache_pulse_constants)
+    ratio = sd_ratio_min(tables.sd_ratio_range, s, state.cache[5])
     limit = current_ma / (low * m_min * ratio)
     n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
     thresholds(state, work, tables, kp, s, j, f, key, n_exam)
@@ -316,7 +313,7 @@ def thresholds(state, work, tables, kp, s, j, f, key, n):
     this pulse; infinite during the absolute refractory period. A branch-free loop over
     contiguous arrays, so that the compiler vectorises it.
     """
-    x_abs = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
+    x_abs = state.cache[6]  # exp(-t_abs / tau_rel)
     r0, r1 = tables.rheo_ma[j], tables.rheo_ma[j + 1]
     q0, q1, fh = tables.sd_q_ma[j], tables.sd_q_ma[j + 1], tables.fibre_hash
     ref = state.decay_ref
@@ -356,8 +353,8 @@ def fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
         n_rec += current_ma >= th[i]
     if n_rec == 0:
         return 0
-    _reset_processes(state.decay_ref, work.factors, kp, current_ma, th, idx[0],
-                     idx[n_rec - 1] + 1)
+    _reset_processes(state.decay_ref, work.factors, kp, current_ma, th, np.int64(idx[0]),
+                     np.int64(idx[n_rec - 1]) + 1)
     w0, w1, cls = tables.sfap_uv[j], tables.sfap_uv[j + 1], tables.fibre_class
     t0, kpw, table = kp.init_offset_ms, kp.init_pw_fraction, tables.init_delay_ms
     inv_cur = 1.0 / current_ma
@@ -420,8 +417,7 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
         n_rec = recruit(state, work, tables, kp, cur, pw, inputs.csf_mm[p], inputs.interval_s[p],
                         key)
         frac = n_rec / n_fib
-        lo, hi = window_bounds(pw, kp, n_s)
-        t_ref = template_delay_ms(pw, kp, tables.init_delay_ms)
+        lo, hi, t_ref = int(state.cache[8]), int(state.cache[9]), state.cache[7]
         emg = synthesise(state.templates, state.shapes, tables.sample_hash,
                          tables.class_delay_ms, kp, acc, work.class_delay, t_ref, frac, cur, key,
                          0 if full else lo, n_s if full else hi, neural, rec)

@@ -19,7 +19,6 @@ from closedloop.neural import fibre as fibre_model
 from closedloop.neural import geometry
 from closedloop.neural.kernels import (
     FLOOR_BLOCK,
-    ORDER_PW_US,
     PULSE_DTYPE,
     KernelParams,
     KernelState,
@@ -31,7 +30,12 @@ from closedloop.neural.kernels import (
 )
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
-from closedloop.neural.recording import conduction_velocity_m_s, initiation_table
+from closedloop.neural.recording import (
+    CACHE_SIZE,
+    ORDER_PW_US,
+    conduction_velocity_m_s,
+    initiation_table,
+)
 from closedloop.neural.rng import fmix32_np, seed_words
 from closedloop.neural.validation import (
     CSF_RANGE_MM,
@@ -119,7 +123,7 @@ class NeuralModel:
             decay_ref=np.zeros((5, n), np.float32), clock_ms=np.zeros(6),
             pulse_count=np.zeros(1, np.int64), templates=np.zeros((n_cls, n_s), np.float32),
             mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
-            cache=np.full(4, np.nan))
+            cache=np.full(CACHE_SIZE, np.nan))
 
     def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Return every fibre to rest and key the jitter and noise streams from ``seed``.

@@ -29,6 +29,8 @@ from closedloop import _jit_cache  # noqa: F401 (before any @njit(cache=True): s
 from closedloop.neural.rng import fmix32, hash_normal
 
 NOISE_SALT = np.uint64(0x5BD1E995)
+ORDER_PW_US = 250.0
+"""Pulse width (µs) of the strength-duration factor in the fibres' screening key."""
 TEMPLATE_RATIO = 1.3
 """Current / threshold ratio at whose initiation delay the class templates are cached."""
 SUPPORT_WIDTHS = 6.0
@@ -64,7 +66,7 @@ def delay_at(u, pw_us, offset_ms, pw_fraction, table):
     the last), which spares the kernel a logarithm per recruited fibre.
     """
     x = u * (table.size - 2)
-    k = min(int(x), table.size - 2)
+    k = min(np.uint32(x), np.uint32(table.size - 2))  # unsigned: no wraparound code (u >= 0)
     g0 = table[k]
     return offset_ms + pw_fraction * (pw_us * 1e-3) * u + (g0 + (x - k) * (table[k + 1] - g0))
 
@@ -212,10 +214,34 @@ def refresh_templates(state, tables, kp, pw_us):
     for s in range(lo, hi):
         ss += mf[s] * mf[s]
     refresh_shapes(state, kp, pw_us)
+    cache_pulse_constants(state.cache, tables, kp, pw_us, lo, hi, shift)
     state.cache[0] = pw_us
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
     state.cache[2] = n1p2(mf, lo, hi)[0]
     state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+
+
+CACHE_SIZE = 10
+"""Length of ``KernelState.cache``: pulse width (µs), 1/sum(mf²) in the window, mf N1-P2 (µV),
+estimator noise sd (µV), then :func:`cache_pulse_constants`' per-width constants."""
+
+
+@njit(cache=True, inline="always")
+def cache_pulse_constants(cache, tables, kp, pw_us, lo, hi, t_ref_ms):
+    """Store the per-pulse constants of a pulse width in ``cache[4:10]``.
+
+    ``PW^-beta``, ``ORDER_PW_US^-beta`` (the strength-duration terms of the threshold and of
+    the screening key, beta = ``kp.sd_exponent``), the absolute-refractory bound
+    ``exp(-t_abs / tau_rel)``, the templates' initiation delay ``t_ref_ms`` (ms) and the
+    estimator window ``lo:hi`` (samples): computed once per width instead of once per pulse,
+    the same values bit for bit.
+    """
+    cache[4] = pw_us ** -kp.sd_exponent
+    cache[5] = ORDER_PW_US ** -kp.sd_exponent
+    cache[6] = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
+    cache[7] = t_ref_ms
+    cache[8] = lo
+    cache[9] = hi
 
 
 @njit(cache=True)
@@ -286,9 +312,9 @@ def add_shifted(neural, row, a0, a1, k, s0, s1):
     """
     if s1 <= s0:
         return
-    o, r0, r1 = neural[s0:s1], row[s0 - k:s1 - k], row[s0 - k - 1:s1 - k - 1]
+    o, r = neural[s0:s1], row[s0 - k - 1:s1 - k]   # two views, not three: less set-up per class
     for s in range(o.size):
-        o[s] += a0 * np.float64(r0[s]) + a1 * np.float64(r1[s])
+        o[s] += a0 * np.float64(r[s + 1]) + a1 * np.float64(r[s])
 
 
 @njit(cache=True, inline="always")
@@ -343,9 +369,8 @@ def template_estimate(mf, cache, x, lo, hi, max_lag, scratch):
     mf = mf[lo:hi]
     for s in range(n):
         w = mf[s]
-        xs = padded[s:s + width]
-        for q in range(width):
-            dots[q] += xs[q] * w
+        for q in range(width):  # indices, not a view per sample: no slice set-up per sample
+            dots[q] += padded[s + q] * w
     best = dots[0]
     for q in range(1, n_lag):
         if dots[q] > best:

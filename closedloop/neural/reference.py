@@ -24,7 +24,6 @@ from closedloop.neural.geometry import csf_grid, sfap_weight_table
 from closedloop.neural.kernels import (
     FLOOR_BLOCK,
     FLUSH,
-    ORDER_PW_US,
     PULSE_DTYPE,
     REBASE_ARG,
     KernelParams,
@@ -35,7 +34,7 @@ from closedloop.neural.kernels import (
 from closedloop.neural.model import MIX_RECRUITED_FRACTION, NeuralModel
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources
-from closedloop.neural.recording import NOISE_SALT, SUPPORT_WIDTHS, TEMPLATE_RATIO
+from closedloop.neural.recording import NOISE_SALT, ORDER_PW_US, SUPPORT_WIDTHS, TEMPLATE_RATIO
 from closedloop.neural.rng import fmix32_np, hash_normal_np, pulse_key_np
 
 __all__ = [
@@ -379,6 +378,11 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
     state.cache[2] = max(mf[i_min:hi].max(), -1e300) - mf[i_min]
     state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+    # the kernel's per-width constants (recording.cache_pulse_constants); the reference's
+    # pulses compute them afresh and do not read these
+    state.cache[4:10] = (pw_us ** -kp.sd_exponent, ORDER_PW_US ** -kp.sd_exponent,
+                         math.exp(-kp.t_abs_ms / kp.tau_rel_ms),
+                         _template_delay_reference(pw_us, kp, tables), lo, hi)
 
 
 def _template_delay_reference(pw_us: float, kp: KernelParams, tables: KernelTables) -> float:
