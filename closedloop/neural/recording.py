@@ -357,7 +357,7 @@ def template_estimate(mf, cache, x, lo, hi, max_lag, scratch):
     """
     n_lag = 2 * max_lag + 1
     n = hi - lo
-    width = (n_lag + 7) // 8 * 8
+    width = (n_lag + 3) // 4 * 4
     if scratch.size < n + 2 * width:    # the kernels run without bounds checks
         raise ValueError("KernelWork.scratch is too short for this window and template lag; "
                          "make the KernelWork with new_work(..., max_lag)")
