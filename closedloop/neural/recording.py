@@ -15,7 +15,9 @@ each pulse shifts a class's template by the difference, interpolating linearly b
 
 During the pulse itself (t < t_end) the amplifier is saturated. Amplitudes are estimated in the
 window from ``t_end + blank`` to ``est_end``: N1-P2 (the minimum, then the maximum after it) and
-a matched-filter (template) estimate scaled to the template's N1-P2.
+a matched-filter (template) estimate: the reference ECAP made orthogonal, over the window, to a
+constant and to the artefact decay (so that the artefact, which exceeds the ECAP near threshold,
+adds nothing at lag 0), scaled so that the reference ECAP reads its own N1-P2.
 """
 
 from __future__ import annotations
@@ -185,6 +187,14 @@ def window_bounds(pw_us, kp, n_samples):
 def refresh_templates(state, tables, kp, pw_us):
     """Recompute the class templates, matched filter and sweep shapes for a new pulse width.
 
+    The reference ECAP ``e`` is the ``class_mix``-weighted sum of the class templates. The
+    filter ``mf`` is ``e`` on the estimator window ``lo:hi`` (zero elsewhere) made orthogonal
+    there to a constant and to the artefact decay as the sliding estimate reads it
+    (:func:`artefact_orthogonal`). It is scaled so
+    that ``e`` reads its own N1-P2 over the window: ``cache[1] = 1 / <e, mf> = 1 / |mf|²``
+    (``e - mf`` lies in the span removed), ``cache[2] = N1-P2(e)``, and ``cache[3]`` is the
+    estimate's noise sd at one lag, ``noise_uv_rms |mf| cache[1] cache[2]`` (µV).
+
     Allocates nothing: the kernels compiled without reference counting call it, and numba
     compiles a callee with its caller's setting.
     """
@@ -196,6 +206,7 @@ def refresh_templates(state, tables, kp, pw_us):
         for s in range(n_s):
             u = (s * dt_ms - c) / kp.sfap_width_ms
             state.templates[b, s] = sfap_shape(u, kp.sfap_asymmetry)
+    refresh_shapes(state, kp, pw_us)
     lo, hi = window_bounds(pw_us, kp, n_s)
     mf = state.mf
     mf[:] = 0.0
@@ -203,19 +214,68 @@ def refresh_templates(state, tables, kp, pw_us):
         w, row = tables.class_mix[b], state.templates[b]
         for s in range(n_s):
             mf[s] += w * np.float64(row[s])
-    mean = mf[lo:hi].mean()
+    amp = n1p2(mf, lo, hi)[0]
     mf[:lo] = 0.0
-    for s in range(lo, hi):     # a loop: ``mf[lo:hi] -= mean`` allocates a temporary
-        mf[s] -= mean
     mf[hi:] = 0.0
+    artefact_orthogonal(mf, state.shapes[0], lo, hi, min(kp.template_lag, hi - lo - 1))
     ss = 0.0
     for s in range(lo, hi):
         ss += mf[s] * mf[s]
-    refresh_shapes(state, kp, pw_us)
     state.cache[0] = pw_us
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
-    state.cache[2] = n1p2(mf, lo, hi)[0]
+    state.cache[2] = amp
     state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+
+
+@njit(cache=True, inline="always")
+def _lagged(art, s, lo, lag):
+    """``art[s - lag]`` if that sample lies in the window from ``lo``, else 0."""
+    return art[s - lag] if s - lag >= lo else 0.0
+
+
+@njit(cache=True, inline="always")
+def artefact_orthogonal(mf, art, lo, hi, lag):
+    """Make ``mf[lo:hi]`` orthogonal to a constant and to the artefact decay at lags 0, ``-lag``.
+
+    ``art`` is the artefact shape (``KernelState.shapes[0]``). With ``v1 = 1``,
+    ``v2 = a - mean(a)`` and ``v3`` = the artefact as the estimator reads it at lag ``-lag``
+    (``a[s - lag]``, zero for the first ``lag`` samples) less its projections on ``v1`` and
+    ``v2``, ``mf`` loses its projection on each in turn (Gram-Schmidt, no storage). The sliding
+    estimate then reads no artefact at lag 0 and at the lag where the window's edge cuts it
+    most, and within 0.1 % of its amplitude at any lag (measured, default patient), while the
+    filter keeps the ECAP's N1 (assumption: the device's detector rejects the artefact, which
+    exceeds the ECAP near threshold).
+    """
+    n = hi - lo
+    mean, am, bm = 0.0, 0.0, 0.0
+    for s in range(lo, hi):
+        mean += mf[s]
+        am += art[s]
+        bm += _lagged(art, s, lo, lag)
+    mean, am, bm = mean / n, am / n, bm / n
+    aa, ba = 0.0, 0.0
+    for s in range(lo, hi):
+        mf[s] -= mean
+        v2 = art[s] - am
+        aa += v2 * v2
+        ba += (_lagged(art, s, lo, lag) - bm) * v2
+    if not aa > 0.0:
+        return
+    kb = ba / aa
+    ea = 0.0
+    for s in range(lo, hi):
+        ea += mf[s] * (art[s] - am)
+    ka = ea / aa
+    vv, eb = 0.0, 0.0
+    for s in range(lo, hi):
+        mf[s] -= ka * (art[s] - am)
+        v3 = (_lagged(art, s, lo, lag) - bm) - kb * (art[s] - am)
+        vv += v3 * v3
+        eb += mf[s] * v3
+    if vv > 0.0:
+        k3 = eb / vv
+        for s in range(lo, hi):
+            mf[s] -= k3 * ((_lagged(art, s, lo, lag) - bm) - kb * (art[s] - am))
 
 
 @njit(cache=True)
