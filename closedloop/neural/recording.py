@@ -17,7 +17,7 @@ During the pulse itself (t < t_end) the amplifier is saturated. Amplitudes are e
 window from ``t_end + blank`` to ``est_end``: N1-P2 (the minimum, then the maximum after it) and
 a matched-filter (template) estimate: the reference ECAP made orthogonal, over the window, to a
 constant and to the artefact decay (so that the artefact, which exceeds the ECAP near threshold,
-adds nothing at lag 0), scaled so that the reference ECAP reads its own N1-P2.
+adds almost nothing at any lag), scaled so that the reference ECAP reads its own N1-P2.
 """
 
 from __future__ import annotations
@@ -242,9 +242,10 @@ def artefact_orthogonal(mf, art, lo, hi, lag):
     (``a[s - lag]``, zero for the first ``lag`` samples) less its projections on ``v1`` and
     ``v2``, ``mf`` loses its projection on each in turn (Gram-Schmidt, no storage). The sliding
     estimate then reads no artefact at lag 0 and at the lag where the window's edge cuts it
-    most, and within 0.1 % of its amplitude at any lag (measured, default patient), while the
-    filter keeps the ECAP's N1 (assumption: the device's detector rejects the artefact, which
-    exceeds the ECAP near threshold).
+    most, and little at the lags between (default patient, 300 µs, noise off, below threshold:
+    0.2-1.9 µV at 0-2 mA, ADC rounding included; a filter orthogonal at lag 0 only read up to
+    11 µV), while the filter keeps the ECAP's N1 (assumption: the device's detector rejects
+    the artefact, which exceeds the ECAP near threshold).
     """
     n = hi - lo
     mean, am, bm = 0.0, 0.0, 0.0
