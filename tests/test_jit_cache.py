@@ -20,7 +20,7 @@ def test_batch_kernel_stamp_covers_the_modules_it_inlines():
     files = {p.relative_to(_jit_cache.PACKAGE_DIR).as_posix()
              for p in _jit_cache.dependency_files(_jit_cache.PACKAGE_DIR / "neural" / "batch.py")}
     assert {"neural/batch.py", "neural/kernels.py", "neural/recording.py",
-            "neural/rng.py"} <= files
+            "neural/estimators.py", "neural/rng.py"} <= files
     locator = batch._chunk._cache._impl.locator
     assert getattr(type(locator), "tracks_dependencies", False)
 

@@ -44,11 +44,12 @@ def test_no_ecap_below_threshold(curve):
         assert np.all(np.abs(curve.ecap_uv[below]) < 4.0)
     else:
         # longer pulses: N1 (MRG initiation during the pulse) arrives ~0.1 ms after the window
-        # opens, where the artefact tail is large, so the estimate carries artefact leakage that
-        # grows linearly with current (model card, known limits): < 2.5 uV/mA plus noise
+        # opens, where the artefact tail is large; the artefact-orthogonal filter reads none of
+        # it (est-fix: was < 2.5 uV/mA), so the estimate is the noise floor (the filter's noise
+        # sd is ~4 uV here, the largest of 15 lags ~1.4 sd) and does not grow with current
         leak = curve.ecap_uv[below]
-        assert np.all(np.abs(leak) < 4.0 + 2.5 * curve.currents_ma[below])
-        assert np.corrcoef(curve.currents_ma[below], leak)[0, 1] > 0.9
+        assert np.all(np.abs(leak) < 8.0)
+        assert leak.max() - leak.min() < 2.0
 
 
 def test_linear_above_threshold_with_soft_knee(curve):

@@ -1,4 +1,4 @@
-"""Numba kernels of the recording chain: ECAP synthesis, artefact, noise, ADC and estimators.
+"""Numba kernels of the recording chain: ECAP synthesis, artefact, noise and ADC.
 
 A sweep sample at time t after pulse onset (ms) is::
 
@@ -13,9 +13,9 @@ and reach the recording contact ``delay_b`` later (conduction at :func:`conducti
 The class templates are cached at the delay of a fibre at ``TEMPLATE_RATIO`` times threshold;
 each pulse shifts a class's template by the difference, interpolating linearly between samples.
 
-During the pulse itself (t < t_end) the amplifier is saturated. Amplitudes are estimated in the
-window from ``t_end + blank`` to ``est_end``: N1-P2 (the minimum, then the maximum after it) and
-a matched-filter (template) estimate scaled to the template's N1-P2.
+During the pulse itself (t < t_end) the amplifier is saturated. The amplitude estimators read
+the window from ``t_end + blank`` to ``est_end`` (:mod:`closedloop.neural.estimators`); the
+matched filter is built here with the class templates (:func:`refresh_templates`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from closedloop import _jit_cache  # noqa: F401 (before any @njit(cache=True): see it)
+from closedloop.neural.estimators import artefact_orthogonal, n1p2
 from closedloop.neural.rng import fmix32, hash_normal
 
 NOISE_SALT = np.uint64(0x5BD1E995)
@@ -187,6 +188,14 @@ def window_bounds(pw_us, kp, n_samples):
 def refresh_templates(state, tables, kp, pw_us):
     """Recompute the class templates, matched filter and sweep shapes for a new pulse width.
 
+    The reference ECAP ``e`` is the ``class_mix``-weighted sum of the class templates. The
+    filter ``mf`` is ``e`` on the estimator window ``lo:hi`` (zero elsewhere) made orthogonal
+    there to a constant and to the artefact decay as the sliding estimate reads it
+    (:func:`artefact_orthogonal`). It is scaled so
+    that ``e`` reads its own N1-P2 over the window: ``cache[1] = 1 / <e, mf> = 1 / |mf|²``
+    (``e - mf`` lies in the span removed), ``cache[2] = N1-P2(e)``, and ``cache[3]`` is the
+    estimate's noise sd at one lag, ``noise_uv_rms |mf| cache[1] cache[2]`` (µV).
+
     Allocates nothing: the kernels compiled without reference counting call it, and numba
     compiles a callee with its caller's setting.
     """
@@ -198,6 +207,7 @@ def refresh_templates(state, tables, kp, pw_us):
         for s in range(n_s):
             u = (s * dt_ms - c) / kp.sfap_width_ms
             state.templates[b, s] = sfap_shape(u, kp.sfap_asymmetry)
+    refresh_shapes(state, kp, pw_us)
     lo, hi = window_bounds(pw_us, kp, n_s)
     mf = state.mf
     mf[:] = 0.0
@@ -205,19 +215,17 @@ def refresh_templates(state, tables, kp, pw_us):
         w, row = tables.class_mix[b], state.templates[b]
         for s in range(n_s):
             mf[s] += w * np.float64(row[s])
-    mean = mf[lo:hi].mean()
+    amp = n1p2(mf, lo, hi)[0]
     mf[:lo] = 0.0
-    for s in range(lo, hi):     # a loop: ``mf[lo:hi] -= mean`` allocates a temporary
-        mf[s] -= mean
     mf[hi:] = 0.0
+    artefact_orthogonal(mf, state.shapes[0], lo, hi, min(kp.template_lag, hi - lo - 1))
     ss = 0.0
     for s in range(lo, hi):
         ss += mf[s] * mf[s]
-    refresh_shapes(state, kp, pw_us)
     cache_pulse_constants(state.cache, tables, kp, pw_us, lo, hi, shift)
     state.cache[0] = pw_us
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
-    state.cache[2] = n1p2(mf, lo, hi)[0]
+    state.cache[2] = amp
     state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
 
 
@@ -315,75 +323,3 @@ def add_shifted(neural, row, a0, a1, k, s0, s1):
     o, r = neural[s0:s1], row[s0 - k - 1:s1 - k]   # two views, not three: less set-up per class
     for s in range(o.size):
         o[s] += a0 * np.float64(r[s + 1]) + a1 * np.float64(r[s])
-
-
-@njit(cache=True, inline="always")
-def clipped(x, lo, hi, top):
-    """Whether any sample of ``x[lo:hi]`` sits at the ADC rails ``±top``."""
-    for s in range(lo, hi):  # noqa: SIM110 (a loop numba compiles)
-        if x[s] >= top or x[s] <= -top:
-            return True
-    return False
-
-
-@njit(cache=True, inline="always")
-def n1p2(x, lo, hi):
-    """N1-P2 amplitude in ``x[lo:hi]`` and the index of N1 (the minimum)."""
-    i_min, mn = lo, x[lo]
-    for s in range(lo + 1, hi):
-        if x[s] < mn:
-            mn, i_min = x[s], s
-    mx = mn
-    for s in range(i_min, hi):
-        if x[s] > mx:
-            mx = x[s]
-    return mx - mn, i_min
-
-
-@njit(cache=True, inline="always")
-def template_estimate(mf, cache, x, lo, hi, max_lag, scratch):
-    """Sliding matched-filter amplitude of ``x`` in µV (the template's N1-P2 scale).
-
-    ``mf`` and ``cache`` are the ``KernelState`` fields of those names; ``scratch`` is
-    ``KernelWork.scratch`` (at least ``hi - lo + 4 max_lag + 16`` long).
-
-    The zero-mean template over ``lo:hi`` is slid by up to ``max_lag`` samples either way (the
-    ECAP arrives later as smaller fibres join) and the largest projection is kept. Only
-    samples inside ``lo:hi`` are read, so the sweep outside the window does not matter.
-
-    The window is copied between zeros, so that every sample adds to every lag (a whole number
-    of vectors of them, a fixed-length loop that vectorises): a sample outside the window adds
-    an exact zero, which leaves each lag's left-to-right sum bit for bit as it was.
-    """
-    n_lag = 2 * max_lag + 1
-    n = hi - lo
-    width = (n_lag + 3) // 4 * 4
-    if scratch.size < n + 2 * width:    # the kernels run without bounds checks
-        raise ValueError("KernelWork.scratch is too short for this window and template lag; "
-                         "make the KernelWork with new_work(..., max_lag)")
-    scratch = scratch[:n + 2 * width]
-    scratch[:] = 0.0
-    padded, dots = scratch[:n + width], scratch[n + width:]
-    for s in range(n):      # a loop: slice assignment may allocate a copy
-        padded[max_lag + s] = x[lo + s]
-    mf = mf[lo:hi]
-    for s in range(n):
-        w = mf[s]
-        for q in range(width):  # indices, not a view per sample: no slice set-up per sample
-            dots[q] += padded[s + q] * w
-    best = dots[0]
-    for q in range(1, n_lag):
-        if dots[q] > best:
-            best = dots[q]
-    return best * cache[1] * cache[2]
-
-
-@njit(cache=True, inline="always")
-def n1_latency(neural, i_min, lo, hi, dt_ms):
-    """N1 time (ms) by parabolic refinement around sample ``i_min`` inside ``lo:hi``."""
-    if i_min <= lo or i_min >= hi - 1:
-        return i_min * dt_ms
-    a, b, c = neural[i_min - 1], neural[i_min], neural[i_min + 1]
-    den = a - 2.0 * b + c
-    off = 0.5 * (a - c) / den if den > 0.0 else 0.0
-    return (i_min + off) * dt_ms

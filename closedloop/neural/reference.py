@@ -353,6 +353,11 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     ``TEMPLATE_RATIO`` times threshold + conduction; the
     artefact shape is ``exp(-(t - t_end) / tau)`` after the pulse end ``t_end`` (NaN before
     it) and the EMG shape ``u exp((1 - u²) / 2)`` with ``u = (t - latency) / width`` (t in ms).
+    The filter is the mixed template on the window (zero elsewhere), less its mean and its
+    projections on the artefact decay as read at lags 0 and ``-template_lag`` (Gram-Schmidt,
+    as ``recording.artefact_orthogonal``); ``cache[1] = 1 / |filter|²``
+    (= 1 / <template, filter>), ``cache[2]`` the template's N1-P2 over the window,
+    ``cache[3]`` the estimate's noise sd (µV).
     """
     n_s = state.templates.shape[1]
     t = np.arange(n_s) * (1e3 / kp.fs_hz)
@@ -363,20 +368,37 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     mf = np.zeros(n_s)
     for b in range(c.size):
         mf += tables.class_mix[b] * state.templates[b].astype(np.float64)
-    mf[lo:hi] -= _seq_sum(mf[lo:hi]) / (hi - lo)
-    mf[:lo], mf[hi:] = 0.0, 0.0
-    ss = _seq_sum(mf[lo:hi] * mf[lo:hi])
     i_min = lo + int(np.argmin(mf[lo:hi]))
-    state.mf[:] = mf
+    amp = max(mf[i_min:hi].max(), -1e300) - mf[i_min]
     t_end = (2.0 * pw_us + kp.interphase_us) * 1e-3
     after = t >= t_end
     state.shapes[0] = np.nan
     state.shapes[0, after] = _exp(-(t[after] - t_end) / kp.artefact_tau_ms)
     u = (t - kp.emg_latency_ms) / kp.emg_width_ms
     state.shapes[1] = u * _exp(0.5 * (1.0 - u * u))
+    # the filter: orthogonal over the window to a constant and the artefact at lags 0, -lag
+    lag = min(int(kp.template_lag), hi - lo - 1)
+    mf[:lo], mf[hi:] = 0.0, 0.0
+    n = hi - lo
+    art = state.shapes[0, lo:hi]
+    lagged = np.zeros(n)
+    lagged[lag:] = art[:n - lag]
+    mean, am, bm = _seq_sum(mf[lo:hi]) / n, _seq_sum(art) / n, _seq_sum(lagged) / n
+    mf[lo:hi] -= mean
+    v2, b = art - am, lagged - bm
+    aa, ba = _seq_sum(v2 * v2), _seq_sum(b * v2)
+    if aa > 0.0:
+        kb = ba / aa
+        mf[lo:hi] -= (_seq_sum(mf[lo:hi] * v2) / aa) * v2
+        v3 = b - kb * v2
+        vv, eb = _seq_sum(v3 * v3), _seq_sum(mf[lo:hi] * v3)
+        if vv > 0.0:
+            mf[lo:hi] -= (eb / vv) * v3
+    ss = _seq_sum(mf[lo:hi] * mf[lo:hi])
+    state.mf[:] = mf
     state.cache[0] = pw_us
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
-    state.cache[2] = max(mf[i_min:hi].max(), -1e300) - mf[i_min]
+    state.cache[2] = amp
     state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
     # the kernel's per-width constants (recording.cache_pulse_constants); the reference's
     # pulses compute them afresh and do not read these
