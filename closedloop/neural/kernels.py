@@ -36,15 +36,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from closedloop.neural.recording import (
-    clipped,
-    delay_at,
-    n1_latency,
-    n1p2,
-    refresh_templates,
-    synthesise,
-    template_estimate,
-)
+from closedloop.neural.estimators import clipped, n1_latency, n1p2, template_estimate
+from closedloop.neural.recording import delay_at, refresh_templates, synthesise
 from closedloop.neural.rng import Z_MAX, fmix32, hash_normal, pulse_key
 
 PULSE_DTYPE = np.dtype([
