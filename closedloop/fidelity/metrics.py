@@ -60,7 +60,7 @@ def strength_duration(pws_us, thresholds_ma) -> tuple[float, float]:
 def recovery_features(interval_ms, threshold_ratio, arp_ms: float | None = None) -> dict:
     """Features of a paired-pulse recovery cycle (threshold after conditioning / at rest).
 
-    The definitions of :func:`closedloop.fidelity.mrg_protocols.recovery_features`, with the
+    The definitions of :func:`closedloop.fidelity.mrg_recovery.recovery_features`, with the
     absolute refractory period taken from the curve when none is given.
 
     Args:
