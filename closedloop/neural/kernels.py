@@ -132,7 +132,9 @@ class KernelState(NamedTuple):
     templates: np.ndarray     # (B, S) float32 class SFAP templates at the cached pulse width
     mf: np.ndarray            # (S,) matched-filter template at the cached pulse width
     shapes: np.ndarray        # (2, S) artefact decay (NaN during the pulse) and EMG shape
-    cache: np.ndarray         # (4,) cached pw_us, 1/sum(mf²) in window, mf N1-P2, noise sd
+    cache: np.ndarray         # (CACHE_SIZE,) cached pw_us, 1/sum(mf²) in window, mf N1-P2,
+                              # noise sd, then the width's per-pulse constants
+                              # (recording.cache_pulse_constants)
 
 
 class KernelWork(NamedTuple):
