@@ -125,9 +125,14 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer pulses and repeats (smoke run)")
     ap.add_argument("--out", help="also write the table to this file")
     args = ap.parse_args(argv)
+    if not 1 <= args.rounds <= 100:
+        ap.error(f"--rounds must be an integer in [1, 100], got {args.rounds}")
+    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"],
+                      cwd=REPO, capture_output=True).returncode != 0:
+        ap.error(f"--base must name a commit of this repository, got {args.base!r}")
     pulses, reps = (5_000, 2) if args.quick else (50_000, 5)
     print(f"load average {os.getloadavg()[0]:.2f}; {args.rounds} rounds", flush=True)
-    base, head, rev = compare(args.base, max(1, args.rounds), pulses, reps)
+    base, head, rev = compare(args.base, args.rounds, pulses, reps)
     text = report(base, head, rev) + f"\nload average at the end {os.getloadavg()[0]:.2f}\n"
     print(text)
     if args.out:
