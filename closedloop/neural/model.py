@@ -17,8 +17,8 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop.neural import fibre as fibre_model
 from closedloop.neural import geometry
-from closedloop.neural.kernels import (
-    FLOOR_BLOCK,
+from closedloop.neural.kernels import FLOOR_BLOCK, run_pulses_unshared
+from closedloop.neural.layout import (
     PULSE_DTYPE,
     KernelParams,
     KernelState,
@@ -26,7 +26,6 @@ from closedloop.neural.kernels import (
     KernelWork,
     PulseInputs,
     new_work,
-    run_pulses_unshared,
 )
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
