@@ -17,6 +17,7 @@ from closedloop.disturbances import (
     load_scenario,
 )
 from closedloop.disturbances.periodic import CardiacSpec, GaitSpec, RespirationSpec
+from closedloop.disturbances.posture import long_run_mix
 from closedloop.postures import POSTURES, posture_code
 
 CSF = {"supine": 3.0, "prone": 5.2, "side": 3.25, "sitting": 3.45, "standing": 3.5,
@@ -220,6 +221,53 @@ def test_exponential_dwells_and_random_start():
     assert np.std(dwell) / np.mean(dwell) == pytest.approx(1.0, abs=0.2)  # exponential: CV 1
     first = {sc.sample(CSF, 1.0, seed=s).posture[0] for s in range(20)}
     assert first == {posture_code("sitting"), posture_code("standing")}
+
+
+def _chain(start="stationary", dist="lognormal", dwell=None, transitions=None):
+    return Scenario.from_dict({"duration_s": 200.0, "posture": {
+        "mode": "markov", "start": start, "dwell_distribution": dist, "min_dwell_s": 0.5,
+        "mean_dwell_s": dwell or {"sitting": 60.0, "standing": 20.0, "walking": 10.0},
+        "transitions": transitions or {"sitting": {"standing": 1},
+                                       "standing": {"sitting": 1, "walking": 3},
+                                       "walking": {"standing": 1}}}})
+
+
+def test_long_run_mix_weights_the_jump_chain_by_dwell():
+    # Jump chain sitting -> standing -> (sitting 1/4 | walking 3/4) -> ...: visits in the ratio
+    # sitting 1 : standing 4 : walking 3, times 60 / 20 / 10 s -> 60 : 80 : 30 (sum 170).
+    mix = long_run_mix(_chain().posture)
+    assert mix == pytest.approx({"sitting": 60 / 170, "standing": 80 / 170, "walking": 30 / 170})
+    two = long_run_mix(_chain(dwell={"sitting": 30.0, "standing": 10.0}, transitions={
+        "sitting": {"standing": 1}, "standing": {"sitting": 1}}).posture)
+    assert two == pytest.approx({"sitting": 0.75, "standing": 0.25})
+    with pytest.raises(ConfigError, match="long-run mix"):  # two closed classes: no unique mix
+        long_run_mix(_chain(transitions={"sitting": {"standing": 1}, "standing": {"sitting": 1},
+                                         "walking": {"supine": 1}, "supine": {"walking": 1}}
+                            ).posture)
+
+
+@pytest.mark.parametrize("dist", ["lognormal", "exponential"])
+def test_stationary_start_is_the_long_run_mix_at_any_time(dist):
+    sc = _chain(dist=dist)
+    mix = long_run_mix(sc.posture)
+    draws = np.array([sc.sample(CSF, 1.0, seed=s).posture[[0, 150]] for s in range(1500)])
+    for name, p in mix.items():
+        at0, at150 = (np.mean(draws[:, k] == posture_code(name)) for k in (0, 1))
+        assert at0 == pytest.approx(p, abs=0.04), name    # as at a random time of the day ...
+        assert at150 == pytest.approx(p, abs=0.04), name
+    # ... and part-way through a dwell: the first sitting run is shorter than a whole one
+    first = [n for s in range(400) for code, _, n in runs(sc.sample(CSF, 1.0, seed=s).posture)[:1]
+             if code == posture_code("sitting")]
+    assert 0.5 * 60.0 * 0.6 < np.mean(first) < 60.0 * 1.1
+
+
+def test_daily_living_starts_in_the_long_run_mix():
+    sc = load_scenario("daily-living")
+    assert sc.posture.start == "stationary"
+    mix = long_run_mix(sc.posture)
+    first = [sc.sample(CSF, 1.0, seed=s).posture[0] for s in range(600)]
+    assert np.mean(np.array(first) == posture_code("sitting")) == pytest.approx(
+        mix["sitting"], abs=0.06)
 
 
 def test_no_posture_component_means_sitting_still():

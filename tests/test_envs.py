@@ -77,6 +77,18 @@ def test_reset_options_select_patient_scenario_and_target():
         env.reset(options={"colour": 1})
 
 
+def test_one_seed_gives_each_patient_its_own_day():
+    env = gym.make("closedloop/ECAPTracking-v0").unwrapped
+    days = {}
+    for patient in ("validation-000", "validation-001", "validation-002"):
+        env.reset(seed=3, options={"patient": patient})
+        days[patient] = env.trace.posture.copy()
+        env.reset(seed=3, options={"patient": patient})
+        assert np.array_equal(env.trace.posture, days[patient])  # reproducible per patient
+    postures = list(days.values())
+    assert not all(np.array_equal(postures[0], p) for p in postures[1:])  # different days
+
+
 def test_episode_truncates_after_its_simulated_duration():
     env = gym.make("closedloop/ECAPTracking-v0", episode_s=1.0)
     env.reset(seed=0)

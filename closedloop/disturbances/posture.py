@@ -71,8 +71,10 @@ class PostureSpec:
                             lo_open=True, doc="sequence mode: [posture, dwell_s] steps")
     repeat: bool = param(True, "1", "design choice", choices=(True, False),
                          doc="sequence mode: repeat the steps to fill the duration")
-    start: str = param("sitting", "1", "assumption: awake patient", choices=(*POSTURES, "random"),
-                       doc="markov mode: first posture ('random': uniform over the chain's)")
+    start: str = param("sitting", "1", "assumption: awake patient",
+                       choices=(*POSTURES, "random", "stationary"),
+                       doc="markov mode: first posture ('random': uniform over the chain's; "
+                           "'stationary': the chain's long-run posture mix, mid-dwell)")
     mean_dwell_s: Any = param(DEFAULT_MEAN_DWELL_S, "s", "assumption: sitting 10-20 min, "
                               "standing 2-5 min, walking 1-5 min, lying longer", 0.0,
                               lo_open=True, doc="markov mode: mean dwell per posture")
@@ -154,7 +156,7 @@ def _check_transitions(name: str, value: Any) -> MappingProxyType:
 def _check_chain(name: str, rows: Mapping[str, Mapping[str, float]], start: str) -> None:
     if not rows:
         raise ConfigError(f"{name} must have at least one row in markov mode")
-    if start != "random" and start not in rows:
+    if start not in ("random", "stationary") and start not in rows:
         raise ConfigError(f"{name} has no row for the start posture {start!r}; rows: "
                           f"{', '.join(rows) or 'none'}")
     for src, row in rows.items():
@@ -180,16 +182,73 @@ def _markov_timeline(spec: PostureSpec, duration_s: float, rng: np.random.Genera
                                 np.array(list(row.values())) / sum(row.values()))
             for src, row in spec.transitions.items()}
     states = sorted(rows)
-    code = states[rng.integers(len(states))] if spec.start == "random" else \
-        posture_code(spec.start)
-    starts, codes, t = [], [], 0.0
+    if spec.start == "stationary":
+        code, t = _stationary_start(spec, rows, rng)
+    else:
+        code = states[rng.integers(len(states))] if spec.start == "random" else \
+            posture_code(spec.start)
+        t = _draw_dwell(spec, spec.mean_dwell_s[POSTURES[code]], rng)
+    starts, codes = [0.0], [code]
     while t < duration_s:
+        targets, weights = rows[code]
+        code = int(targets[rng.choice(len(targets), p=weights)])
         starts.append(t)
         codes.append(code)
         t += _draw_dwell(spec, spec.mean_dwell_s[POSTURES[code]], rng)
-        targets, weights = rows[code]
-        code = int(targets[rng.choice(len(targets), p=weights)])
     return PostureTimeline(np.array(starts), np.array(codes, dtype=np.int8))
+
+
+def long_run_mix(spec: PostureSpec) -> dict[str, float]:
+    """Long-run fraction of time in each posture of the Markov chain (sums to 1).
+
+    The stationary distribution ``pi`` of the chain of postures visited (the embedded jump
+    chain, rows of ``transitions`` normalised), weighted by each posture's mean dwell:
+    ``p_i = pi_i m_i / sum_j pi_j m_j`` (a semi-Markov process's time fractions; the
+    ``min_dwell_s`` floor is ignored, it moves a mean by under 0.1 % at the library's dwells).
+
+    Raises:
+        ConfigError: If ``spec`` is not in markov mode or its chain has no unique stationary
+            distribution (it is not irreducible).
+    """
+    if spec.mode != "markov":
+        raise ConfigError(f"long_run_mix needs a markov posture spec, got mode={spec.mode!r}")
+    names = sorted(spec.transitions, key=posture_code)
+    n = len(names)
+    p = np.zeros((n, n))
+    for i, src in enumerate(names):
+        row = spec.transitions[src]
+        total = sum(row.values())
+        for dst, w in row.items():
+            p[i, names.index(dst)] = w / total
+    a = np.vstack((p.T - np.eye(n), np.ones(n)))
+    pi, *_ = np.linalg.lstsq(a, np.r_[np.zeros(n), 1.0], rcond=None)
+    if not np.allclose(a @ pi, np.r_[np.zeros(n), 1.0], atol=1e-9) or np.any(pi < -1e-12) or \
+            np.linalg.matrix_rank(a) < n:
+        raise ConfigError(f"{spec.WHERE}.transitions: the chain has no unique long-run mix "
+                          "(some posture cannot be reached from another)")
+    time = np.maximum(pi, 0.0) * np.array([spec.mean_dwell_s[k] for k in names])
+    return {k: float(v) for k, v in zip(names, time / time.sum(), strict=True)}
+
+
+def _stationary_start(spec: PostureSpec, rows: Mapping, rng: np.random.Generator
+                      ) -> tuple[int, float]:
+    """First posture drawn from the long-run mix, and the time left in its dwell (s).
+
+    The dwell in progress at a random time is length-biased (density ``x f(x) / m``): for a
+    lognormal dwell it is the same lognormal with ``mu + sigma²``, for an exponential one a
+    gamma of shape 2; the time left is a uniform fraction of it (the ``min_dwell_s`` floor is
+    applied to the whole dwell, as for every other).
+    """
+    mix = long_run_mix(spec)
+    names = list(mix)
+    code = posture_code(names[rng.choice(len(names), p=np.array(list(mix.values())))])
+    mean_s = spec.mean_dwell_s[POSTURES[code]]
+    if spec.dwell_distribution == "exponential":
+        whole = rng.gamma(2.0, mean_s)
+    else:
+        sigma = spec.dwell_sigma
+        whole = rng.lognormal(math.log(mean_s) + 0.5 * sigma**2, sigma)
+    return code, float(rng.uniform()) * max(spec.min_dwell_s, float(whole))
 
 
 def _draw_dwell(spec: PostureSpec, mean_s: float, rng: np.random.Generator) -> float:

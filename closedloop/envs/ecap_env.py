@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import copy
 import functools
+import zlib
 from typing import Any
 
 import gymnasium as gym
@@ -31,6 +32,21 @@ RATE_RANGE_HZ = (20.0, 200.0)
 @functools.lru_cache(maxsize=1)
 def _suite() -> dict[str, EnvSpec]:
     return load_suite()
+
+
+def episode_seeds(draw: int, patient) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """The scenario-trace and recording-noise seeds of an episode.
+
+    Both derive from the env's draw (from its reset seed) and the patient's id (its CRC-32,
+    stable across processes and Python versions), so that one episode seed gives each patient
+    its own day.
+
+    Args:
+        draw: A non-negative integer drawn from the env's ``np_random``.
+        patient: The episode's :class:`~closedloop.patients.Patient`.
+    """
+    key = zlib.crc32(patient.patient_id.encode("utf-8"))
+    return tuple(np.random.SeedSequence([int(draw), key]).spawn(2))
 
 
 class ECAPTrackingEnv(gym.Env):
@@ -80,6 +96,9 @@ class ECAPTrackingEnv(gym.Env):
     ## Starting State
     The device delivers the calibrated comfort current; the fibres are at rest; the ECAP
     history is zero (not detected). The patient's calibration record sets target and limits.
+    The scenario trace and the recording noise are drawn from the reset's seed and the
+    patient together (:func:`episode_seeds`), so patients reset with one seed live different
+    days.
 
     ## Episode End
     Truncation when the episode's simulated time (``episode_s``) is used up. There is no
@@ -91,10 +110,12 @@ class ECAPTrackingEnv(gym.Env):
     ``reset(options=...)`` accepts ``patient``, ``split``, ``scenario`` and ``target_uv``.
 
     ## Version History
-    * v0: initial version. Issue 16 (same id): with several pulses per step the device ramps
-      pulse by pulse (at most ``max_step_ma`` from one pulse to the next, each pulse at its own
-      impedance) instead of moving the whole step's change on its first pulse; the device
-      settings can only tighten the hard limits; ``info`` gained ``impedance_ohm``,
+    * v0: initial version. Issue 18 (same id): the scenario trace and the recording noise are
+      seeded by the reset seed and the patient together, and the daily-living scenarios start
+      in the long-run posture mix. Issue 16 (same id): with several pulses per step the device
+      ramps pulse by pulse (at most ``max_step_ma`` from one pulse to the next, each pulse at
+      its own impedance) instead of moving the whole step's change on its first pulse; the
+      device settings can only tighten the hard limits; ``info`` gained ``impedance_ohm``,
       ``csf_clipped`` and the per-pulse arrays, and ``device_limits`` counts pulses.
     """
 
@@ -149,8 +170,7 @@ class ECAPTrackingEnv(gym.Env):
         from closedloop.disturbances import load_scenario
 
         scenario = load_scenario(opts.get("scenario", cfg.scenario), duration_s=cfg.episode_s)
-        trace_ss, noise_ss = np.random.SeedSequence(
-            int(self.np_random.integers(2**63))).spawn(2)
+        trace_ss, noise_ss = episode_seeds(int(self.np_random.integers(2**63)), self.patient)
         self.trace = scenario.sample(self.patient.posture_csf_mm, cfg.rate_hz, trace_ss)
         self.model.reset(noise_ss)
         if self.prefetch_next_patient and not cfg.patient:     # what an unseeded reset draws
