@@ -67,6 +67,16 @@ def test_tracking_error_weighted_and_per_pulse_target():
     assert r["mad_uv"] == pytest.approx(7.5)
     assert r["rmse_uv"] == pytest.approx(math.sqrt(75.0))
     assert r["mean_rel_error"] == pytest.approx(0.1875)
+    assert r["time_within_10pct_frac"] == r["time_within_20pct_frac"] == pytest.approx(0.25)
+
+
+def test_time_within_bands_counts_by_relative_error_and_weight():
+    target = 40.0     # errors 0, 2, 6 and 12 µV: 0, 5, 15 and 30 % of the target
+    ecap = np.array([40.0, 42.0, 34.0, 52.0])
+    r = tracking_error(ecap, target, weights=[1.0, 2.0, 3.0, 4.0])
+    assert r["time_within_10pct_frac"] == pytest.approx(0.3)
+    assert r["time_within_20pct_frac"] == pytest.approx(0.6)
+    assert tracking_error(np.full(3, 44.0), target)["time_within_10pct_frac"] == 1.0  # edge in
 
 
 # ---------------------------------------------------------------- therapeutic window

@@ -41,6 +41,8 @@ METRIC_DOCS: dict[str, str] = {
     "mad_uv": "time-weighted mean |ECAP - target| (µV)",
     "rmse_uv": "time-weighted root-mean-square ECAP - target (µV)",
     "mean_rel_error": "time-weighted mean |ECAP - target| / target (1)",
+    "time_within_10pct_frac": "fraction of time with |ECAP - target| <= 10 % of target (1)",
+    "time_within_20pct_frac": "fraction of time with |ECAP - target| <= 20 % of target (1)",
     "time_in_window_frac": "fraction of time with 1 <= sensation < discomfort (1)",
     "time_below_perception_frac": "fraction of time with sensation < 1 (1)",
     "time_above_discomfort_frac": "fraction of time with sensation >= discomfort (1)",
@@ -74,6 +76,7 @@ METRIC_DIRECTION: dict[str, int] = {
     **dict.fromkeys(METRIC_DOCS, -1),
     "scored_duration_s": 0, "n_pulses": 0, "n_changes": 0,
     "time_in_window_frac": 1, "time_in_window_s": 1, "battery_life_years": 1,
+    "time_within_10pct_frac": 1, "time_within_20pct_frac": 1,
 }
 """Key -> +1 (higher is better), -1 (lower is better) or 0 (neutral), for leaderboards."""
 
@@ -88,7 +91,10 @@ def tracking_error(ecap_uv: Any, target_uv: Any, weights: Any = None) -> dict[st
             unweighted (per pulse) if None.
 
     Returns:
-        ``mad_uv`` (mean |ecap - target|, µV), ``rmse_uv`` (µV) and ``mean_rel_error`` (1).
+        ``mad_uv`` (mean |ecap - target|, µV; the dose accuracy of clinical ECAP studies),
+        ``rmse_uv`` (µV), ``mean_rel_error`` (1), and ``time_within_10pct_frac`` and
+        ``time_within_20pct_frac``: the weighted fraction with |ecap - target| at most 10 % and
+        20 % of the target (1).
     """
     ecap = _per_pulse("ecap_uv", ecap_uv, unit="µV")
     n = ecap.size
@@ -98,9 +104,12 @@ def tracking_error(ecap_uv: Any, target_uv: Any, weights: Any = None) -> dict[st
     if not np.sum(w) > 0:
         raise ConfigError("weights must have a positive sum; valid range [0, inf) each")
     err = np.abs(ecap - target)
+    rel = err / target
     return {"mad_uv": float(np.average(err, weights=w)),
             "rmse_uv": math.sqrt(np.average(err**2, weights=w)),
-            "mean_rel_error": float(np.average(err / target, weights=w))}
+            "mean_rel_error": float(np.average(rel, weights=w)),
+            "time_within_10pct_frac": float(np.average(rel <= 0.1, weights=w)),
+            "time_within_20pct_frac": float(np.average(rel <= 0.2, weights=w))}
 
 
 def window_occupancy(t_s: Any, sensation: Any, discomfort: Any) -> dict[str, float]:
