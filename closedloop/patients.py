@@ -21,10 +21,13 @@ import functools
 import json
 import math
 import re
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+import numpy as np
 
 from closedloop._config import ConfigError, check_value, from_dict, short_repr
 from closedloop._io import write_text_atomic
@@ -50,6 +53,24 @@ PATIENT_KEYS = ("format", "patient_id", "seed", "vertebral_level", "posture_csf_
                 "impedance_ohm", "perception", "model_overrides")
 """Keys of a patient file (:meth:`Patient.to_dict`)."""
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def episode_seeds(seed: int, patient: Patient
+                  ) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """The scenario-trace and recording-noise seeds of one episode of ``patient``.
+
+    Both derive from the episode's seed and the patient's id together (the id's CRC-32, stable
+    across processes and Python versions), so that one seed gives each patient a day of their
+    own; the env (from a draw of its reset seed) and :func:`closedloop.simulate.open_loop` use
+    it.
+
+    Args:
+        seed: Non-negative integer.
+        patient: The episode's patient.
+    """
+    key = zlib.crc32(patient.patient_id.encode("utf-8"))
+    trace_ss, noise_ss = np.random.SeedSequence([int(seed), key]).spawn(2)
+    return trace_ss, noise_ss
 
 
 def default_posture_csf(csf_supine_mm: float) -> dict[str, float]:

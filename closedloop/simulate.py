@@ -19,7 +19,7 @@ import numpy as np
 from closedloop._config import ConfigError, check_value, short_repr
 from closedloop._io import check_memory
 from closedloop.calibration import CalibrationRecord, calibrate, window_table
-from closedloop.patients import Patient
+from closedloop.patients import Patient, episode_seeds
 from closedloop.perception import sensation
 from closedloop.trajectory import Trajectory
 
@@ -42,7 +42,8 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
         scenario: A :class:`~closedloop.disturbances.Scenario` or a library scenario id.
         current_ma: Fixed current (mA), in [0, 25.5]; the calibrated comfort current if None.
         calibration: The patient's calibration; made with :func:`calibrate` if None.
-        seed: Seed of the scenario draws and of the recording noise.
+        seed: Seed of the scenario draws and of the recording noise, with the patient's id
+            (:func:`~closedloop.patients.episode_seeds`: patients live different days).
         duration_s: Override of the scenario's duration (s).
         model: The patient's neural model, to avoid rebuilding it.
         with_window: Measure the ECAP window along the trajectory's CSF range (for plots).
@@ -71,7 +72,7 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
     current = cal.comfort_ma if current_ma is None else current_ma
     check_value("current_ma", current, {"lo": 0.0, "hi": 25.5, "unit": "mA"})
     check_run_memory(scenario.duration_s, cal.rate_hz)
-    scenario_ss, noise_ss = np.random.SeedSequence(seed).spawn(2)
+    scenario_ss, noise_ss = episode_seeds(seed, patient)
     trace = scenario.sample(patient.posture_csf_mm, cal.rate_hz, scenario_ss)
     model.reset(noise_ss)
     n = trace.t_s.size

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import copy
 import functools
-import zlib
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +18,7 @@ from closedloop.envs.config import ACTION_MODES, EnvSpec, load_suite, with_overr
 from closedloop.envs.inputs import ECAP_BOUND_UV, check_action, reset_options
 from closedloop.envs.step_info import StepInfo
 from closedloop.neural.runner import PulseRunner, entry_point
+from closedloop.patients import episode_seeds
 from closedloop.perception import drive_factors, sensation_update
 from closedloop.postures import POSTURES
 
@@ -32,21 +32,6 @@ RATE_RANGE_HZ = (20.0, 200.0)
 @functools.lru_cache(maxsize=1)
 def _suite() -> dict[str, EnvSpec]:
     return load_suite()
-
-
-def episode_seeds(draw: int, patient) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
-    """The scenario-trace and recording-noise seeds of an episode.
-
-    Both derive from the env's draw (from its reset seed) and the patient's id (its CRC-32,
-    stable across processes and Python versions), so that one episode seed gives each patient
-    its own day.
-
-    Args:
-        draw: A non-negative integer drawn from the env's ``np_random``.
-        patient: The episode's :class:`~closedloop.patients.Patient`.
-    """
-    key = zlib.crc32(patient.patient_id.encode("utf-8"))
-    return tuple(np.random.SeedSequence([int(draw), key]).spawn(2))
 
 
 class ECAPTrackingEnv(gym.Env):
@@ -97,8 +82,8 @@ class ECAPTrackingEnv(gym.Env):
     The device delivers the calibrated comfort current; the fibres are at rest; the ECAP
     history is zero (not detected). The patient's calibration record sets target and limits.
     The scenario trace and the recording noise are drawn from the reset's seed and the
-    patient together (:func:`episode_seeds`), so patients reset with one seed live different
-    days.
+    patient together (:func:`closedloop.patients.episode_seeds`), so patients reset with one
+    seed live different days.
 
     ## Episode End
     Truncation when the episode's simulated time (``episode_s``) is used up. There is no
