@@ -355,8 +355,16 @@ def test_report_files_follow_the_schema(run_dir):
     assert [r["rank"] for r in report.board[CLINIC]] == [1, 2]
     assert "test-001" in (out / "report_card.md").read_text()
     assert LEADERBOARD_METRICS[0] in report.text and "open" in report.text
+    assert set(summary["paired_schema"]) == set(summary["paired"][0])
+    assert [p["rank_label"] for p in report.paired if p["env_id"] == CLINIC] == [
+        r["rank_label"] for r in report.board[CLINIC]]
+    assert "leaderboard.txt" in report.paths and "P(better than open)" in board
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
-    assert "integral-ECAPClinic-Test-v0-trace.png" in pngs and len(pngs) == 8
+    per_controller = 4 * 2                     # patients and trace, 2 controllers x 2 envs
+    per_env = len(LEADERBOARD_METRICS) + 1     # a strip plot per metric, a forest plot
+    assert "integral-ECAPClinic-Test-v0-trace.png" in pngs
+    assert "forest-ECAPClinic-Test-v0-time_in_window_frac.png" in pngs
+    assert len(pngs) == per_controller + 2 * per_env
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
 

@@ -6,6 +6,10 @@
   fixed seeds in worker processes, resumably.
 * :mod:`~closedloop.evaluation.stats`: IQM, CVaR, worst, bootstrap CIs on arrays.
 * :mod:`~closedloop.evaluation.summary`: :func:`summarize` and :func:`compare` on result rows.
+* :mod:`~closedloop.evaluation.ranking`: paired differences to a baseline, rliable's
+  probability of improvement, rank groups with ties and minimal clinically important
+  differences (:data:`MCID`); :mod:`~closedloop.evaluation.rank_figures`: strip and forest
+  plots.
 * :mod:`~closedloop.evaluation.report` and :mod:`~closedloop.evaluation.folder`: leaderboard,
   per-patient report card, result files with :data:`SCHEMA`, plots (:func:`write_report`).
 
@@ -20,8 +24,16 @@ Example::
 
 from closedloop.evaluation.folder import Report, write_report
 from closedloop.evaluation.grid import EpisodeSpec, grid_specs, play_spec, run_grid
+from closedloop.evaluation.ranking import (
+    MCID,
+    paired_differences,
+    probability_of_improvement,
+    rank_controllers,
+    rank_groups,
+)
 from closedloop.evaluation.report import (
     LEADERBOARD_METRICS,
+    PAIRED_SCHEMA,
     RATIO_SCHEMA,
     SCHEMA,
     SUMMARY_SCHEMA,
@@ -40,9 +52,10 @@ from closedloop.evaluation.stats import bootstrap_ci, cvar, describe, iqm, paire
 from closedloop.evaluation.summary import compare, summarize
 
 __all__ = [
-    "DIRECTION", "EPISODE_METRICS", "LEADERBOARD_METRICS", "RATIO_SCHEMA", "SCHEMA",
-    "SUMMARY_SCHEMA", "EpisodeResult", "EpisodeSpec", "Report", "bootstrap_ci", "compare",
-    "cvar", "describe", "grid_specs", "iqm", "leaderboard", "leaderboard_markdown",
-    "leaderboard_text", "paired_ratio", "play_spec", "report_card", "run_episode", "run_grid",
-    "summarize", "worst", "write_report",
+    "DIRECTION", "EPISODE_METRICS", "LEADERBOARD_METRICS", "MCID", "PAIRED_SCHEMA",
+    "RATIO_SCHEMA", "SCHEMA", "SUMMARY_SCHEMA", "EpisodeResult", "EpisodeSpec", "Report",
+    "bootstrap_ci", "compare", "cvar", "describe", "grid_specs", "iqm", "leaderboard",
+    "leaderboard_markdown", "leaderboard_text", "paired_differences", "paired_ratio",
+    "play_spec", "probability_of_improvement", "rank_controllers", "rank_groups",
+    "report_card", "run_episode", "run_grid", "summarize", "worst", "write_report",
 ]

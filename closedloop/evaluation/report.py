@@ -3,7 +3,8 @@
 Everything here is a function of result rows (:func:`closedloop.evaluation.run_grid`) and their
 summary (:func:`closedloop.evaluation.summarize`). Files are written atomically. The column
 meanings are data: :data:`SCHEMA` (one row per episode, ``results.csv``/``results.json``),
-:data:`SUMMARY_SCHEMA` (``summary.csv``/``summary.json``) and :data:`RATIO_SCHEMA`.
+:data:`SUMMARY_SCHEMA` (``summary.csv``/``summary.json``), :data:`RATIO_SCHEMA` and
+:data:`PAIRED_SCHEMA` (the paired ranking of :mod:`closedloop.evaluation.ranking`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,33 @@ RATIO_SCHEMA: dict[str, str] = {
 }
 """Baseline-ratio column -> meaning (``summary.json`` under ``ratios``)."""
 
+PAIRED_SCHEMA: dict[str, str] = {
+    "env_id": "registered Gymnasium id (text)", "scenario": "disturbance scenario (text)",
+    "metric": "primary metric of the env, a column of SCHEMA (text)",
+    "stat": "statistic of values and differences: mean, median or iqm (text)",
+    "direction": "+1 higher is better, -1 lower is better (1)",
+    "mcid": "minimal clinically important difference used, NaN if none (metric's unit)",
+    "controller": "controller label (text)",
+    "position": "place in the sorted order, best first (1-based)",
+    "rank": "rank of the controller's group: its leader's position (1-based)",
+    "rank_label": "rank as shown: '1=' for a group of several controllers (text)",
+    "group": "rank group number, 1 = best (1-based)",
+    "leader": "controller leading the group (text)",
+    **{f"value{e}": f"{w} of the controller's statistic (metric's unit)"
+       for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))},
+    **{f"vs_leader{e}": f"{w} of stat(controller - leader), paired (metric's unit)"
+       for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))},
+    "baseline": "baseline controller label, empty if none (text)",
+    **{f"diff{e}": f"{w} of stat(controller - baseline), paired (metric's unit)"
+       for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))},
+    **{f"poi{e}": f"{w} of P(controller better than baseline), rliable's (1)"
+       for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))},
+    "vs_baseline": "better, worse or tied with the baseline by the ranking rule (text)",
+    "n_patients": "patients played (count)",
+    "n_episodes": "episodes where controller and baseline are both finite (count)",
+}
+"""Paired-ranking column -> meaning (``summary.json`` under ``paired``)."""
+
 LEADERBOARD_METRICS = ("time_in_window_frac", "mad_uv", "time_above_discomfort_frac",
                        "overstim_events", "time_below_perception_frac", "charge_per_pulse_uc",
                        "device_interventions")
@@ -90,19 +118,25 @@ def _index(summary: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], M
 
 
 def leaderboard(summary: Sequence[Mapping[str, Any]], primary: str = LEADERBOARD_METRICS[0],
-                stat: str = "iqm", metrics: Sequence[str] = LEADERBOARD_METRICS
+                stat: str = "iqm", metrics: Sequence[str] = LEADERBOARD_METRICS,
+                ranking: Sequence[Mapping[str, Any]] | None = None
                 ) -> dict[str, list[dict[str, Any]]]:
-    """Controllers ranked by ``stat`` of ``primary``, per env, best first.
+    """Controllers per env, best first: in rank groups if ``ranking`` is given.
 
     Args:
         summary: Output of :func:`~closedloop.evaluation.summarize` covering ``metrics``.
-        primary: Ranking metric (its direction decides the order).
+        primary: Ranking metric without ``ranking`` (its direction decides the order).
         stat: ``mean``, ``median`` or ``iqm``, shown with its CI for every metric.
         metrics: Columns.
+        ranking: Rows of :func:`closedloop.evaluation.ranking.rank_controllers`; they set the
+            order, ``rank`` (the group's rank), ``rank_label`` (``1=`` for ties) and
+            ``ranking`` (the paired row) of every env they cover. Without it, or for an env
+            they do not cover, controllers are ordered by ``stat`` of ``primary`` and ``rank``
+            is the position.
 
     Returns:
-        ``env_id -> rows`` with ``rank``, ``controller``, and per metric ``<metric>``,
-        ``<metric>_lo`` and ``<metric>_hi``.
+        ``env_id -> rows`` with ``rank``, ``rank_label``, ``controller``, per metric
+        ``<metric>``, ``<metric>_lo`` and ``<metric>_hi``, and ``ranking`` if ranked.
     """
     if stat not in STATISTICS:
         raise ConfigError(f"stat={stat!r} is unknown; valid: {', '.join(STATISTICS)}")
@@ -125,21 +159,65 @@ def leaderboard(summary: Sequence[Mapping[str, Any]], primary: str = LEADERBOARD
         row["_key"] = at[(env_id, controller, primary)][stat]
         out[env_id].append(row)
     sign = DIRECTION[primary] or -1
-    for rows in out.values():
+    paired = {(p["env_id"], p["controller"]): p for p in ranking or ()}
+    for env_id, rows in out.items():
         rows.sort(key=lambda r: -sign * r["_key"] if math.isfinite(r["_key"]) else math.inf)
         for rank, r in enumerate(rows, 1):
             r.pop("_key")
-            r["rank"] = rank
+            r["rank"], r["rank_label"] = rank, str(rank)
+        if all((env_id, r["controller"]) in paired for r in rows):
+            for r in rows:
+                p = r["ranking"] = paired[(env_id, r["controller"])]
+                r["rank"], r["rank_label"] = p["rank"], p["rank_label"]
+            rows.sort(key=lambda r: r["ranking"]["position"])
     return out
+
+
+def _ci(r: Mapping[str, Any], key: str) -> str:
+    return f"{_fmt(r[key])} [{_fmt(r[key + '_lo'])}, {_fmt(r[key + '_hi'])}]"
+
+
+def _paired_cells(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the ranking columns (none if the env is not ranked)."""
+    if not rows or "ranking" not in rows[0]:
+        return [], [[] for _ in rows]
+    p0 = rows[0]["ranking"]
+    head = [f"{p0['metric']} ({p0['stat']})"]
+    if p0["baseline"]:
+        head += [f"Δ vs {p0['baseline']}", f"P(better than {p0['baseline']})"]
+    body = [[_ci(r["ranking"], "value"), *((_ci(r["ranking"], "diff"), _ci(
+        r["ranking"], "poi")) if p0["baseline"] else ())] for r in rows]
+    return head, body
 
 
 def _cells(board: Mapping[str, list[dict]], metrics: Sequence[str]
            ) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """Header and string cells of each env's leaderboard."""
-    head = ["#", "controller", *metrics]
-    return {env_id: (head, [[str(r["rank"]), r["controller"], *(
-        f"{_fmt(r[m])} [{_fmt(r[m + '_lo'])}, {_fmt(r[m + '_hi'])}]" for m in metrics)]
-        for r in rows]) for env_id, rows in board.items()}
+    """Header and string cells of each env's leaderboard (ranking columns first, if ranked)."""
+    out = {}
+    for env_id, rows in board.items():
+        p_head, p_body = _paired_cells(rows)
+        out[env_id] = (["#", "controller", *p_head, *metrics], [
+            [r["rank_label"], r["controller"], *pc, *(_ci(r, m) for m in metrics)]
+            for r, pc in zip(rows, p_body, strict=True)])
+    return out
+
+
+def ranking_note(rows: Sequence[Mapping]) -> str:
+    """One line naming an env's primary metric, statistic, direction, MCID and baseline."""
+    if not rows or "ranking" not in rows[0]:
+        return ""
+    p = rows[0]["ranking"]
+    better = "higher" if p["direction"] > 0 else "lower"
+    mcid = (f"MCID {_fmt(p['mcid'])} ({_unit(p['metric'])})" if math.isfinite(p["mcid"])
+            else "no MCID (ties on the CI only)")
+    base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
+    return (f"Ranked on the {p['stat']} of {p['metric']} ({better} is better), paired; "
+            f"{mcid}{base}.")
+
+
+def _unit(metric: str) -> str:
+    doc = SCHEMA.get(metric, "")
+    return doc[doc.rfind("(") + 1:-1] if doc.endswith(")") else "?"
 
 
 def _md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> str:
@@ -154,10 +232,24 @@ def leaderboard_markdown(board: Mapping[str, list[dict]], metrics: Sequence[str]
     """The leaderboard as Markdown: one table per env, cells ``stat [CI low, CI high]``."""
     parts = [f"Cells: {stat} across patients and seeds [95 % bootstrap CI]. Units: see the "
              "schema in results.json.\n"]
+    if any("ranking" in rows[0] for rows in board.values() if rows):
+        parts.append(RANKING_LEGEND)
     for env_id, (head, body) in _cells(board, metrics).items():
         scen = f" (scenario {scenarios[env_id]})" if scenarios and env_id in scenarios else ""
-        parts.append(f"## {env_id}{scen}\n\n{_md_table(head, body)}\n")
+        note = ranking_note(board[env_id])
+        parts.append(f"## {env_id}{scen}\n\n{note + chr(10) * 2 if note else ''}"
+                     f"{_md_table(head, body)}\n")
     return "\n".join(parts)
+
+
+RANKING_LEGEND = (
+    "Ranking (docs/ranking.md): controllers are sorted by the primary statistic; each joins the "
+    "group of the leader above it (shown '1=', '3=': the leader's place) unless it is worse "
+    "than that leader by at least the MCID with the paired 95 % CI excluding 0. The first "
+    "ranking columns: the primary statistic [95 % CI], the paired difference controller − "
+    "baseline over the same patients and seeds [CI], and the probability of improvement over "
+    "the baseline (rliable's; 0.5 = no difference) [CI].\n")
+"""Legend of the ranked leaderboard."""
 
 
 def leaderboard_text(board: Mapping[str, list[dict]], metrics: Sequence[str] =
@@ -168,6 +260,8 @@ def leaderboard_text(board: Mapping[str, list[dict]], metrics: Sequence[str] =
         widths = [max(len(c) for c in col) for col in zip(head, *body, strict=True)]
         line = "  ".join
         parts.append(f"{env_id}  ({stat} [95 % CI])")
+        if note := ranking_note(board[env_id]):
+            parts.append(note)
         parts.append(line(h.ljust(w) for h, w in zip(head, widths, strict=True)))
         parts += [line(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
         parts.append("")
@@ -261,7 +355,9 @@ def results_doc(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | Non
 
 
 def summary_doc(summary: Sequence[Mapping[str, Any]], ratios: Sequence[Mapping[str, Any]] = (),
-                meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``summary.json`` document: schemas, meta, the summary and the baseline ratios."""
+                meta: Mapping[str, Any] | None = None,
+                paired: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The ``summary.json`` document: schemas, meta, summary, baseline ratios, paired ranking."""
     return {"format": SUMMARY_FORMAT, "schema": SUMMARY_SCHEMA, "ratio_schema": RATIO_SCHEMA,
-            "meta": dict(meta or {}), "summary": list(summary), "ratios": list(ratios)}
+            "paired_schema": PAIRED_SCHEMA, "meta": dict(meta or {}), "summary": list(summary),
+            "ratios": list(ratios), "paired": list(paired)}
