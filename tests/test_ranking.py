@@ -85,6 +85,19 @@ def test_probability_of_improvement_by_hand():
     assert 0.0 <= mixed["poi_lo"] < mixed["poi"] < mixed["poi_hi"] <= 1.0
 
 
+def test_probability_of_improvement_is_rliables_formula():
+    """rliable.metrics.probability_of_improvement: per task, Mann-Whitney U / (n_x n_y)."""
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 4, (6, 3)).astype(float)          # small integers: many ties
+    y = rng.integers(0, 4, (6, 3)).astype(float)
+    want = np.mean([0.5 if np.array_equal(a, b) else
+                    mannwhitneyu(a, b, alternative="greater").statistic / 9.0
+                    for a, b in zip(x, y, strict=True)])
+    assert probability_of_improvement(x, y, **FAST)["poi"] == pytest.approx(want)
+
+
 def test_mismatched_episodes_are_refused():
     rows = rows_of({"open": BASE, "loop": BASE + 0.1})
     rows = [r for r in rows if not (r["controller"] == "loop" and r["patient"] == "p4")]
@@ -210,3 +223,20 @@ def test_suite_with_an_unknown_primary_metric_or_env_is_refused(tmp_path, table,
         load_suite(path)
     with pytest.raises(ConfigError, match="primary_metrics=.*must be a table"):
         Suite.from_dict({"primary_metrics": "mad_uv"})
+
+
+def test_changing_only_the_primary_metrics_keeps_the_run_folder(tmp_path):
+    import dataclasses
+
+    from closedloop.benchmark import SUITE_FILE, _claim_folder
+
+    suite = Suite(name="s")
+    _claim_folder(tmp_path, suite, fresh=False)
+    record = json.loads((tmp_path / SUITE_FILE).read_text())
+    del record["primary_metrics"]                         # a run folder from before the field
+    (tmp_path / SUITE_FILE).write_text(json.dumps(record))
+    _claim_folder(tmp_path, suite, fresh=False)
+    _claim_folder(tmp_path, dataclasses.replace(suite, primary_metrics=((ENV, "rmse_uv"),)),
+                  fresh=False)
+    with pytest.raises(ConfigError, match="different suite"):
+        _claim_folder(tmp_path, dataclasses.replace(suite, seeds=(5,)), fresh=False)

@@ -31,7 +31,7 @@ leader"):
    its CI ``[lo, hi]``.
 3. ``C`` joins ``L``'s group (a tie) if ``lo <= 0`` (the CI includes 0, or lies below it) or
    ``g < MCID`` (a difference smaller than the minimal clinically important difference).
-   Otherwise ``C`` leads a new group.
+   Otherwise ``C`` leads a new group; so does a controller without a finite value.
 4. A group's rank is its leader's position in the sorted list (competition ranking:
    1=, 1=, 3, ...). A controller in a worse group is therefore clearly and importantly worse
    than that group's leader; it may still be tied with a member of the group above (the
@@ -102,15 +102,14 @@ MCID: dict[str, float] = {
 }
 """Metric -> minimal clinically important difference (metric's unit); sources in comments."""
 
+
 def check_primary(metric: Any, where: str = "primary") -> str:
     """``metric`` if it can rank controllers (known, with a direction); ConfigError otherwise."""
-    if not isinstance(metric, str) or metric not in DIRECTION:
-        ranked = [m for m, d in DIRECTION.items() if d]
-        raise ConfigError(f"{where}={metric!r} is unknown; valid: {', '.join(ranked)}")
-    if DIRECTION[metric] == 0:
-        ranked = [m for m, d in DIRECTION.items() if d]
-        raise ConfigError(f"{where}={metric!r} has no better direction and cannot rank; "
-                          f"valid: {', '.join(ranked)}")
+    if not isinstance(metric, str) or not DIRECTION.get(metric):
+        known = isinstance(metric, str) and metric in DIRECTION
+        why = "has no better direction and cannot rank" if known else "is unknown"
+        raise ConfigError(f"{where}={metric!r} {why}; valid: "
+                          f"{', '.join(m for m, d in DIRECTION.items() if d)}")
     return metric
 
 
@@ -305,7 +304,7 @@ def rank_groups(rows: Sequence[Mapping[str, Any]], env_id: str, metric: str, *,
         d, d_lo, d_hi, _ = env.diff(c, leader, confidence) if leader else (0.0, 0.0, 0.0, 0)
         gain, gain_lo = (-env.direction * d, -env.direction * (d_hi if env.direction > 0
                                                                else d_lo))
-        if not leader or _verdict(gain, gain_lo, limit):
+        if not leader or not math.isfinite(v) or _verdict(gain, gain_lo, limit):
             leader, rank, group = c, pos, group + 1
             d = d_lo = d_hi = 0.0
         out.append({"env_id": env_id, "scenario": env.scenario, "metric": metric, "stat": stat,
