@@ -241,3 +241,37 @@ def test_sb3_adapter_pickles_and_steps_after_unpickling():
     a = np.full((2, 1), 0.2, np.float32)
     out, copy = env.step(a), clone.step(a)
     assert np.array_equal(out[0], copy[0]) and out[3] == copy[3]
+
+
+def test_reset_with_one_options_dict_per_sub_env_equals_scalar_resets():
+    patients, seeds = ["test-002", "test-001", "test-002"], [4, 9, 4]
+    venv = ECAPVectorEnv(3, "closedloop/ECAPTracking-Test-v0", episode_s=1.0)
+    obs, info = venv.reset(seed=seeds, options=[{"patient": p} for p in patients])
+    assert info["patient_id"].tolist() == patients
+    actions = np.full((3, 1), 0.3)
+    steps = [venv.step(actions) for _ in range(5)]
+    for i, (patient, seed) in enumerate(zip(patients, seeds, strict=True)):
+        env = gym.make("closedloop/ECAPTracking-Test-v0", patient=patient, episode_s=1.0)
+        ref_obs, _ = env.reset(seed=seed)
+        assert np.array_equal(obs[i], ref_obs)
+        for o, r, _, _, inf in steps:
+            ref_obs, ref_r, _, _, ref_info = env.step(actions[i])
+            assert np.array_equal(o[i], ref_obs) and r[i] == ref_r
+            assert inf["ecap_true_uv"][i] == ref_info["ecap_true_uv"]
+    # None entries and a shared dict keep their meaning; one dict still applies to every sub-env.
+    venv.reset(seed=0, options=[None, {"patient": "test-003"}, {}])
+    assert venv.envs[1].patient.patient_id == "test-003"
+    venv.reset(seed=0, options={"patient": "test-004"})
+    assert {e.patient.patient_id for e in venv.envs} == {"test-004"}
+
+
+def test_per_sub_env_reset_options_are_checked():
+    venv = ECAPVectorEnv(2, "closedloop/ECAPTracking-Test-v0", episode_s=1.0)
+    with pytest.raises(ConfigError, match=r"options is a list of 1 entries; expected .* list of 2"):
+        venv.reset(seed=0, options=[{"patient": "test-001"}])
+    with pytest.raises(ConfigError, match=r"options\[1\]: .*unknown reset option\(s\) patien"):
+        venv.reset(seed=0, options=[{"patient": "test-001"}, {"patien": "test-001"}])
+    with pytest.raises(ConfigError, match=r"options\[0\]: .*no-such-patient"):
+        venv.reset(seed=0, options=[{"patient": "no-such-patient"}, None])
+    with pytest.raises(ConfigError, match=r"options\[1\]: options=3 must be a dict"):
+        venv.reset(seed=0, options=[None, 3])

@@ -113,11 +113,27 @@ class ECAPVectorEnv(VectorEnv):
         self._autoreset = np.zeros(num_envs, bool)
 
     # -- reset ------------------------------------------------------------------------------
-    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
-        """Reset every sub-environment (sub-env ``i`` gets ``seed + i``)."""
+    def reset(self, *, seed: int | list | None = None, options: dict | list | None = None):
+        """Reset every sub-environment (sub-env ``i`` gets ``seed + i``).
+
+        Args:
+            seed: None, an int (sub-env ``i`` gets ``seed + i``) or a list of ``num_envs`` seeds.
+            options: The scalar env's reset options: one dict for every sub-environment, or a
+                list of ``num_envs`` dicts (or None), one per sub-environment, e.g.
+                ``[{"patient": "test-001"}, {"patient": "test-002"}]``.
+        """
         seeds = _seeds(seed, self.num_envs)
+        per_env = _options(options, self.num_envs)
         for i, env in enumerate(self.envs):
-            env.reset(seed=seeds[i], options=options)
+            if per_env is None:
+                env.reset(seed=seeds[i], options=options)
+                continue
+            try:
+                env.reset(seed=seeds[i], options=per_env[i])
+            except ConfigError as exc:
+                if type(exc) is not ConfigError:      # a documented subclass (HeldOutError)
+                    raise
+                raise ConfigError(f"options[{i}]: {exc}") from None
         self._stack_all()
         self._autoreset[:] = False
         return self._obs(), {"patient_id": np.array([e.patient.patient_id for e in self.envs])}
@@ -394,6 +410,16 @@ def _seeds(seed, n: int) -> list:
         if s is not None:
             check_value(f"seed[{i}]", s, {"lo": 0, "unit": "1"}, "int")
     return list(seed)
+
+
+def _options(options, n: int) -> list | None:
+    """Per-sub-environment reset options of a list, None for one dict (or None) for all."""
+    if not isinstance(options, (list, tuple)):
+        return None            # one dict for all (checked by each sub-environment's reset)
+    if len(options) != n:
+        raise ConfigError(f"options is a list of {len(options)} entries; expected None, one "
+                          f"dict for every sub-environment, or a list of {n} dicts (or None)")
+    return list(options)
 
 
 def make_vector_env(env_id: str = DEFAULT_ID, num_envs: int = 8, **overrides

@@ -1,0 +1,246 @@
+"""Play one controller spec on many episodes at once through the native vector env.
+
+:func:`run_episodes` is :func:`~closedloop.evaluation.runner.run_episode` for a list of
+``(patient, seed)`` episodes of one env id: one :class:`~closedloop.envs.vector.ECAPVectorEnv`
+holds every episode as a sub-environment (reset with its own patient and seed), and each step
+delivers every episode's pulses in one compiled call. Each episode has its own controller instance
+(from the factory), reset with its own :class:`~closedloop.controllers.ControlContext` and called
+on its own observation row, so its state evolves exactly as in the one-episode path.
+
+The step log is the runner's (:func:`~closedloop.evaluation.runner.play`): the observed ECAP and
+detection from the observation, the true ECAP, sensation, current, charge, device flags and reward
+from the vector env's step arrays, and CSF thickness, posture and event read from each episode's
+scenario trace at the trace index the env used (that of the step's last pulse). Trajectories and
+scores are then made by the runner's own :func:`~closedloop.evaluation.runner.to_trajectory` and
+:func:`~closedloop.evaluation.runner.score`, so every metric and trajectory array equals the
+one-episode path's bit for bit (``tests/test_batch_runner.py``). Only ``wall_s`` differs: each
+episode gets an equal share of the batch's wall-clock time.
+
+Episodes of an env the vector env does not support (``control_pw_rate`` or
+``observe_waveform``) are played one by one with :func:`run_episode`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numba
+import numpy as np
+
+from closedloop._config import ConfigError, check_value, short_repr
+from closedloop.envs import step_kernels as sk
+from closedloop.envs.vector import ECAPVectorEnv
+from closedloop.evaluation.runner import (
+    EpisodeResult,
+    check_env_overrides,
+    check_seed,
+    controller_name,
+    run_episode,
+    score,
+    to_trajectory,
+)
+
+_REWARD, _SENSATION, _TRUE, _CHARGE, _CURRENT = (sk.STEP_VALUES.index(k) for k in (
+    "reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma"))
+_TRUNCATED = sk.STEP_FLAGS.index("truncated")
+
+
+class _TracedVectorEnv(ECAPVectorEnv):
+    """The native vector env keeping each sub-environment's scenario trace after reset.
+
+    The vector env drops the traces once it has stacked them; the runner reads each step's
+    posture and event (and the trajectory's impedance) from them.
+    """
+
+    def _load_vectors(self, i: int) -> None:
+        if not hasattr(self, "traces"):
+            self.traces = [None] * self.num_envs
+        self.traces[i] = self.envs[i].trace
+        super()._load_vectors(i)
+
+    def clock_s(self) -> np.ndarray:
+        """Every sub-environment's simulated time before its next step (s), a copy."""
+        return self._vec["t"].copy()
+
+
+def check_episodes(episodes: Any) -> list[tuple[str, int]]:
+    """``episodes`` as ``(patient_id, seed)`` pairs; ConfigError naming the bad entry.
+
+    Every patient id is looked up here (so the held-out guard applies, as in ``run_episode``).
+    """
+    from closedloop.patients import get_patient
+
+    if isinstance(episodes, (str, bytes)) or not isinstance(episodes, Sequence) or not episodes:
+        raise ConfigError(f"episodes={short_repr(episodes)} must be a non-empty list of "
+                          "(patient_id, seed) pairs")
+    out = []
+    for i, ep in enumerate(episodes):
+        if isinstance(ep, (str, bytes)) or not isinstance(ep, Sequence) or len(ep) != 2:
+            raise ConfigError(f"episodes[{i}]={short_repr(ep)} must be a (patient_id, seed) pair")
+        patient, seed = ep
+        if not isinstance(patient, str):
+            raise ConfigError(f"episodes[{i}] patient={short_repr(patient)} must be a patient "
+                              "id string, e.g. 'test-003'")
+        try:
+            get_patient(patient)
+        except ConfigError as exc:
+            if type(exc) is not ConfigError:    # a documented subclass (HeldOutError) as is
+                raise
+            raise ConfigError(f"episodes[{i}]: {exc}") from None
+        out.append((patient, check_seed(seed, f"episodes[{i}] seed")))
+    return out
+
+
+def run_episodes(controller_factory: Callable[[], Any], env_id: str,
+                 episodes: Sequence[tuple[str, int]],
+                 env_overrides: Mapping[str, Any] | None = None, name: str | None = None,
+                 threads: int = 1) -> list[EpisodeResult]:
+    """Play a fresh controller from ``controller_factory`` on every episode, all at once.
+
+    Args:
+        controller_factory: Zero-argument callable returning a new controller (anything
+            :func:`~closedloop.evaluation.runner.run_episode` accepts); called once per episode.
+        env_id: Registered id, e.g. ``closedloop/ECAPClinic-Test-v0``.
+        episodes: ``(patient_id, seed)`` pairs, e.g. ``[("test-001", 0), ("test-001", 1)]``.
+        env_overrides: ``gymnasium.make`` keyword overrides, e.g. ``{"episode_s": 20}``.
+        name: Row label; :func:`~closedloop.evaluation.runner.controller_name` by default.
+        threads: Numba threads of the batched step, >= 1 (restored afterwards). One by
+            default: the controllers run in Python between steps, and on a shared machine a
+            parallel region per step (tens of patients, a few µs each) costs more than it saves.
+
+    Returns:
+        One :class:`EpisodeResult` per episode, in order, each equal to ``run_episode``'s (its
+        ``wall_s`` is the batch's wall-clock time divided by the number of episodes).
+
+    Raises:
+        ConfigError: Naming the bad episode, seed, env id or override.
+    """
+    if not callable(controller_factory):
+        raise ConfigError(f"controller_factory={short_repr(controller_factory)} must be a "
+                          "zero-argument callable returning a controller")
+    overrides = check_env_overrides(env_id, {} if env_overrides is None else env_overrides)
+    episodes = check_episodes(episodes)
+    check_value("threads", threads, {"lo": 1, "unit": "1"}, "int")
+    if not _vector_supported(env_id, overrides):
+        return [run_episode(controller_factory(), env_id, p, s, overrides, name)
+                for p, s in episodes]
+    start = time.perf_counter()
+    venv = _TracedVectorEnv(len(episodes), env_id, **overrides)
+    for env in venv.envs:             # patients are named: nothing to build ahead
+        env.prefetch_next_patient = False
+    obs, _ = venv.reset(seed=[s for _, s in episodes],
+                        options=[{"patient": p} for p, _ in episodes])
+    controllers = [controller_factory() for _ in episodes]
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        logs, n_steps = _play_many(controllers, venv, obs)
+    finally:
+        numba.set_num_threads(before)
+    results = []
+    wall_s = (time.perf_counter() - start) / len(episodes)
+    for i, ((_, seed), ctrl) in enumerate(zip(episodes, controllers, strict=True)):
+        log = {k: v[: n_steps[i], i] for k, v in logs.items()}
+        base = SimpleNamespace(spec_=venv.envs[i].spec_, calibration=venv.envs[i].calibration,
+                               patient=venv.envs[i].patient, trace=venv.traces[i])
+        traj = to_trajectory(base, float(venv.envs[i].target_uv), log)
+        results.append(EpisodeResult(name or controller_name(ctrl), env_id, traj.scenario,
+                                     traj.patient_id, seed, traj.target_uv, int(n_steps[i]),
+                                     score(traj, log), wall_s, traj))
+    return results
+
+
+def _vector_supported(env_id: str, overrides: Mapping[str, Any]) -> bool:
+    """Whether the native vector env plays ``env_id`` with ``overrides``."""
+    from closedloop.envs.config import load_suite, with_overrides
+
+    cfg = with_overrides(load_suite()[env_id], overrides).config
+    return not (cfg.control_pw_rate or cfg.observe_waveform)
+
+
+def _play_many(controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
+               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Step every controller's episode until all are truncated (none is stepped past its end).
+
+    Returns:
+        ``(log, n_steps)``: the step log of :func:`~closedloop.evaluation.runner.play`, each
+        key an array (steps, episodes), and each episode's number of steps.
+    """
+    from closedloop.controllers.base import ControlContext
+
+    n, cfg = venv.num_envs, venv.cfg
+    for ctrl, env in zip(controllers, venv.envs, strict=True):
+        ctrl.reset(ControlContext.from_env(cfg, env.calibration, env.target_uv))
+    size = max(t.t_s.size for t in venv.traces)
+    buf = _Buffers(size // cfg.pulses_per_step + 2, n)
+    states, first = [None] * n, np.array([True])
+    predicts = [ctrl.predict for ctrl in controllers]
+    actions = np.zeros((n, 1))
+    column = actions[:, 0]
+    active, done, n_steps = list(range(n)), np.zeros(n, bool), np.zeros(n, np.int64)
+    step = 0
+    while active:
+        for i in active:
+            a, states[i] = predicts[i](obs[i], states[i], first, deterministic=True)
+            column[i] = a[0] if type(a) is np.ndarray and a.shape == (1,) else _one_action(a)
+        first = np.array([False])
+        t_s = venv.clock_s()
+        obs_new, values, flags, limits = venv._step_raw(actions)
+        obs = venv._obs() if obs_new is None else obs_new
+        buf.add(step, obs, values, limits, t_s, cfg.history)
+        step += 1
+        ended = flags[_TRUNCATED] & ~done
+        if ended.any():
+            n_steps[ended] = step
+            done |= ended
+            active = np.flatnonzero(~done).tolist()
+    return buf.log(venv, step), n_steps
+
+
+def _one_action(action: Any) -> float:
+    """A controller's action as the float the scalar env would read (checked by the env)."""
+    a = np.asarray(action, dtype=np.float64)
+    if a.size != 1:
+        raise ConfigError(f"action has shape {a.shape}; expected (1,)")
+    return float(a.reshape(()))
+
+
+class _Buffers:
+    """Preallocated per-step arrays (steps, episodes) of :func:`_play_many`."""
+
+    def __init__(self, max_steps: int, n: int) -> None:
+        self.ecap, self.detected, self.t_s = (np.empty((max_steps, n)) for _ in range(3))
+        self.values = np.empty((max_steps, len(sk.STEP_VALUES), n))
+        self.limits = np.empty((max_steps, n), np.int64)
+
+    def add(self, step: int, obs, values, limits, t_s, history: int) -> None:
+        """Record step ``step``: ``obs`` after it, its values and flags, clocks before it."""
+        if step >= self.t_s.shape[0]:
+            raise RuntimeError(f"episode ran past its trace ({step} steps)")
+        self.ecap[step] = obs[:, 0]
+        self.detected[step] = obs[:, history]
+        self.values[step] = values
+        self.limits[step] = limits
+        self.t_s[step] = t_s
+
+    def log(self, venv: _TracedVectorEnv, steps: int) -> dict[str, np.ndarray]:
+        """The runner's step log (:class:`~closedloop.evaluation.runner._StepLog` keys)."""
+        cfg, v = venv.cfg, self.values[:steps]
+        p, rate = cfg.pulses_per_step, cfg.rate_hz
+        last = np.array([t.t_s.size - 1 for t in venv.traces])
+        k = ((self.t_s[:steps] + (p - 1) / rate) * rate + 1e-9).astype(np.int64)
+        k = np.minimum(k, last)                          # the trace index of the last pulse
+        trace_col = {name: np.stack([np.asarray(getattr(t, name))[k[:, i]]
+                                     for i, t in enumerate(venv.traces)], axis=1)
+                     for name in ("csf_mm", "posture", "event")}
+        nan = np.full((steps, venv.num_envs), np.nan)
+        return {"reward": v[:, _REWARD], "ecap_uv": self.ecap[:steps],
+                "detected": self.detected[:steps], "ecap_true_uv": v[:, _TRUE],
+                "sensation": v[:, _SENSATION], "current_ma": v[:, _CURRENT],
+                "charge_uc": v[:, _CHARGE], "csf_mm": trace_col["csf_mm"].astype(np.float64),
+                "posture": trace_col["posture"].astype(np.int64),
+                "event": trace_col["event"].astype(np.int64),
+                "device_flags": self.limits[:steps], "pw_us": nan, "rate_hz": nan.copy()}

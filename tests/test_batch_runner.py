@@ -1,0 +1,101 @@
+"""run_episodes equals run_episode episode by episode, bit for bit, and checks its inputs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from closedloop import ConfigError
+from closedloop.controllers.registry import make_controller
+from closedloop.evaluation.batch_runner import run_episodes
+from closedloop.evaluation.runner import run_episode
+
+EPISODES = [(f"test-00{i}", seed) for i in (1, 2, 3) for seed in (0, 7)]
+SHORT = {"episode_s": 14.0}           # a few seconds scored after the calibration's warm-up
+
+
+def _same(a, b) -> bool:
+    """Bit-for-bit equality of two values (arrays by dtype, shape and bytes; NaN equals NaN)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+def _differences(got, ref) -> list[str]:
+    """Names of the row columns and trajectory fields where two results differ."""
+    row, ref_row = got.row(), ref.row()
+    del row["wall_s"], ref_row["wall_s"]
+    out = [k for k in row.keys() | ref_row.keys()
+           if k not in row or k not in ref_row or not _same(row[k], ref_row[k])]
+    return out + [f"trajectory.{f.name}" for f in dataclasses.fields(ref.trajectory)
+                  if not _same(getattr(got.trajectory, f.name), getattr(ref.trajectory, f.name))]
+
+
+@pytest.mark.parametrize(("env_id", "overrides"), [
+    ("closedloop/ECAPTracking-Test-v0", SHORT),
+    ("closedloop/ECAPClinic-Test-v0", SHORT),
+    ("closedloop/ECAPHighRate-v0", SHORT),                 # 20 pulses per step
+])
+@pytest.mark.parametrize("controller", ["open-loop", "clinical-loop", "pid"])
+def test_run_episodes_equals_run_episode_bit_for_bit(env_id, overrides, controller):
+    got = run_episodes(lambda: make_controller(controller), env_id, EPISODES, overrides)
+    ref = [run_episode(make_controller(controller), env_id, p, s, overrides) for p, s in EPISODES]
+    assert [(r.patient, r.seed) for r in got] == EPISODES
+    for g, r in zip(got, ref, strict=True):
+        assert _differences(g, r) == [], (g.patient, g.seed)
+        assert g.n_steps > 0 and g.wall_s > 0
+    # The episodes differ from one another, so equality above is not a coincidence.
+    assert len({r.metrics["mad_uv"] for r in got}) == len(EPISODES)
+
+
+def test_each_episode_has_its_own_controller_and_the_label_is_kept():
+    made = []
+
+    def factory():
+        made.append(make_controller("pid"))
+        return made[-1]
+
+    got = run_episodes(factory, "closedloop/ECAPTracking-Test-v0", EPISODES[:3], SHORT,
+                       name="mine")
+    assert len(made) == 3 and len({id(c) for c in made}) == 3
+    assert [c.steps for c in made] == [r.n_steps for r in got]      # each saw its own episode
+    assert {r.controller for r in got} == {"mine"}
+
+
+def test_envs_the_vector_env_refuses_fall_back_to_run_episode():
+    env_id = "closedloop/ECAPPulseShape-v0"            # the agent sets pulse width and rate
+    episodes = [("test-001", 0), ("test-002", 1)]
+    got = run_episodes(lambda: make_controller("open-loop"), env_id, episodes, SHORT)
+    ref = [run_episode(make_controller("open-loop"), env_id, p, s, SHORT) for p, s in episodes]
+    for g, r in zip(got, ref, strict=True):
+        assert _differences(g, r) == []
+
+
+@pytest.mark.parametrize(("episodes", "match"), [
+    ([], r"episodes=\[\] must be a non-empty list of \(patient_id, seed\) pairs"),
+    ("test-001", r"episodes='test-001' must be a non-empty list"),
+    ([("test-001", 0), ("test-001",)], r"episodes\[1\]=.* must be a \(patient_id, seed\) pair"),
+    ([("no-such-patient", 0)], r"episodes\[0\]: .*no-such-patient"),
+    ([(3, 0)], r"episodes\[0\] patient=3 must be a patient id"),
+    ([("test-001", -1)], r"episodes\[0\] seed=-1 is invalid; valid: an integer >= 0"),
+    ([("test-001", 0), ("test-001", 1.5)], r"episodes\[1\] seed=1.5 is invalid"),
+])
+def test_bad_episodes_raise_config_error_naming_them(episodes, match):
+    with pytest.raises(ConfigError, match=match):
+        run_episodes(lambda: make_controller("open-loop"), "closedloop/ECAPTracking-Test-v0",
+                     episodes, SHORT)
+
+
+def test_other_bad_inputs_raise_config_error_naming_the_parameter():
+    ok = [("test-001", 0)]
+    with pytest.raises(ConfigError, match="controller_factory='open-loop' must be a zero-arg"):
+        run_episodes("open-loop", "closedloop/ECAPTracking-Test-v0", ok, SHORT)
+    with pytest.raises(ConfigError, match="env_id='nope' is unknown"):
+        run_episodes(lambda: make_controller("open-loop"), "nope", ok, SHORT)
+    with pytest.raises(ConfigError, match="env_overrides key"):
+        run_episodes(lambda: make_controller("open-loop"), "closedloop/ECAPTracking-Test-v0", ok,
+                     {"patient": "test-002"})
+    with pytest.raises(ConfigError, match="threads=0"):
+        run_episodes(lambda: make_controller("open-loop"), "closedloop/ECAPTracking-Test-v0", ok,
+                     SHORT, threads=0)
