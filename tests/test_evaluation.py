@@ -31,6 +31,7 @@ from closedloop.evaluation.grid import EPISODES_DIR, grid_specs
 from closedloop.evaluation.report import LEADERBOARD_METRICS, report_card
 from closedloop.evaluation.runner import EPISODE_METRICS
 from closedloop.evaluation.stats import resample, row_statistic
+from closedloop.evaluation.trace_figures import worst_patient
 
 CLINIC = "closedloop/ECAPClinic-Test-v0"
 TRACKING = "closedloop/ECAPTracking-Test-v0"
@@ -317,6 +318,12 @@ def synthetic_rows():
     return rows
 
 
+def test_worst_patient_follows_the_metric_direction():
+    rows = synthetic_rows()
+    assert worst_patient(rows, "good", "e", "mad_uv", -1) == "p3"   # largest error
+    assert worst_patient(rows, "good", "e", "time_in_window_frac", 1) == "p0"  # least in window
+
+
 def test_summarize_and_compare_rows():
     s = summarize(synthetic_rows(), ["mad_uv"], n_resamples=100)
     base = next(r for r in s if r["controller"] == "base")
@@ -361,9 +368,10 @@ def test_report_files_follow_the_schema(run_dir):
     assert "leaderboard.txt" in report.paths and "P(better than open)" in board
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
     per_controller = 4 * 2                     # patients and trace, 2 controllers x 2 envs
-    per_env = len(LEADERBOARD_METRICS) + 1     # a strip plot per metric, a forest plot
+    per_env = len(LEADERBOARD_METRICS) + 2     # a strip plot per metric, forest, top traces
     assert "integral-ECAPClinic-Test-v0-trace.png" in pngs
     assert "forest-ECAPClinic-Test-v0-time_in_window_frac.png" in pngs
+    assert "traces-ECAPClinic-Test-v0.png" in pngs
     assert len(pngs) == per_controller + 2 * per_env
     assert all((out / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 

@@ -93,7 +93,7 @@ def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, *,
         alpha: CVaR fraction of patients.
         n_resamples: Bootstrap resamples.
         seed: Bootstrap seed.
-        plots: Write the PNGs (per controller, strip and forest plots).
+        plots: Write the PNGs (per controller, strip and forest plots, top-controller traces).
         meta: Free-form run description stored in the JSON files (machine, command, ...).
 
     Returns:
@@ -128,10 +128,14 @@ def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, *,
     }
     if plots:
         from closedloop.evaluation.rank_figures import plot_ranking
+        from closedloop.evaluation.trace_figures import plot_top_traces
 
-        paths |= _plots(rows, out, first)
+        cache: dict = {}
+        paths |= _plots(rows, out, first, cache)
         paths |= {f"plots/{p.name}": p for p in plot_ranking(rows, paired, out / "plots",
                                                               metrics)}
+        paths |= {f"plots/{p.name}": p for p in plot_top_traces(rows, paired, out,
+                                                                 out / "plots", cache=cache)}
     return Report(summary, ratios, board, text, paths, paired)
 
 
@@ -141,11 +145,11 @@ def _write_md(path: Path, text: str) -> Path:
     return write_text_atomic(path, text.rstrip() + "\n")
 
 
-def _plots(rows: Sequence[Mapping[str, Any]], out: Path, metric: str) -> dict[str, Path]:
+def _plots(rows: Sequence[Mapping[str, Any]], out: Path, metric: str, cache: dict
+           ) -> dict[str, Path]:
     """Per-controller PNGs in ``out/plots`` (the window measured once per trajectory)."""
     from closedloop.evaluation.figures import plot_controller
 
-    cache: dict = {}
     paths = {}
     for controller in dict.fromkeys(r["controller"] for r in rows):
         for path in plot_controller(rows, controller, out / "plots", out, metric, cache=cache):
