@@ -99,3 +99,32 @@ def test_other_bad_inputs_raise_config_error_naming_the_parameter():
     with pytest.raises(ConfigError, match="threads=0"):
         run_episodes(lambda: make_controller("open-loop"), "closedloop/ECAPTracking-Test-v0", ok,
                      SHORT, threads=0)
+
+
+def test_run_grid_plays_batches_with_the_rows_of_one_episode_at_a_time(tmp_path):
+    from closedloop.evaluation.grid import grid_specs, play_spec, run_grid
+
+    grid = ({"o": "open-loop", "c": "clinical-loop"}, ["closedloop/ECAPTracking-Test-v0"],
+            ["test-001", "test-002"], [0, 3])
+    rows = run_grid(*grid, env_overrides=SHORT, progress=False, out_dir=tmp_path)
+    specs = grid_specs(*grid, env_overrides=SHORT)
+    assert [r["episode"] for r in rows] == [s.key() for s in specs]
+    for row, spec in zip(rows, specs, strict=True):
+        ref = play_spec(spec).row()
+        assert all(_same(row[k], v) for k, v in ref.items() if k != "wall_s"), spec
+
+
+def test_batches_group_cells_by_controller_env_and_overrides(monkeypatch):
+    from closedloop.evaluation import grid
+    from closedloop.evaluation.grid import batches, grid_specs
+
+    specs = grid_specs({"o": "open-loop", "p": "pid"}, ["closedloop/ECAPTracking-Test-v0",
+                       "closedloop/ECAPClinic-Test-v0"], ["test-001", "test-002"], [0, 1, 2])
+    groups = batches(specs)
+    assert [len(g) for g in groups] == [6, 6, 6, 6]
+    for g in groups:
+        assert len({(specs[i].controller, specs[i].env_id) for i in g}) == 1
+    assert sorted(i for g in groups for i in g) == list(range(len(specs)))
+    assert [len(g) for g in batches(specs, workers=4)] == [2] * 12     # work for every worker
+    monkeypatch.setattr(grid, "MAX_BATCH", 4)
+    assert [len(g) for g in batches(specs)] == [4, 2] * 4

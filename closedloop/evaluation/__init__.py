@@ -1,7 +1,9 @@
 """The evaluation path: play controllers, score the runs, summarise across patients and seeds.
 
 * :mod:`~closedloop.evaluation.runner`: :func:`run_episode` plays one controller through one
-  episode, records a :class:`~closedloop.trajectory.Trajectory` and scores it after warm-up.
+  episode, records a :class:`~closedloop.trajectory.Trajectory` and scores it after warm-up;
+  :mod:`~closedloop.evaluation.batch_runner`: :func:`run_episodes` plays many episodes of one
+  controller spec at once through the native vector env, with identical results.
 * :mod:`~closedloop.evaluation.grid`: :func:`run_grid` plays controllers x env ids x patients x
   fixed seeds in worker processes, resumably.
 * :mod:`~closedloop.evaluation.stats`: IQM, CVaR, worst, bootstrap CIs on arrays.
@@ -22,6 +24,7 @@ Example::
     print(write_report(rows, "runs/demo", baseline="open-loop").text)
 """
 
+from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.folder import Report, write_report
 from closedloop.evaluation.grid import EpisodeSpec, grid_specs, play_spec, run_grid
 from closedloop.evaluation.ranking import (
@@ -57,5 +60,5 @@ __all__ = [
     "bootstrap_ci", "compare", "cvar", "describe", "grid_specs", "iqm", "leaderboard",
     "leaderboard_markdown", "leaderboard_text", "paired_differences", "paired_ratio",
     "play_spec", "probability_of_improvement", "rank_controllers", "rank_groups",
-    "report_card", "run_episode", "run_grid", "summarize", "worst", "write_report",
+    "report_card", "run_episode", "run_episodes", "run_grid", "summarize", "worst", "write_report",
 ]

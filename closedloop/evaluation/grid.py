@@ -7,6 +7,12 @@ workers from something picklable: a spec name handed to ``make_controller`` (by 
 ``closedloop.controllers.registry.make_controller``), or a zero-argument factory (a class or a
 top-level function).
 
+The cells of one controller label, env id and overrides are played in batches of up to
+:data:`MAX_BATCH` episodes through the native vector env
+(:func:`~closedloop.evaluation.batch_runner.run_episodes`, results identical to
+:func:`~closedloop.evaluation.runner.run_episode`'s; each row's ``wall_s`` is its share of its
+batch's time). A batch's episodes are written when the batch ends.
+
 With ``out_dir``, every finished episode is written atomically to
 ``out_dir/episodes/<key>.json`` (and its trajectory to ``out_dir/trajectories/<key>.npz`` if
 asked), and a re-run skips the episodes already there: an interrupted run resumes where it
@@ -17,15 +23,18 @@ overrides), so use a new ``out_dir`` after changing what a spec name means.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
+from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.report import SCHEMA
 from closedloop.evaluation.runner import (
     check_env_id,
@@ -37,6 +46,8 @@ from closedloop.evaluation.runner import (
 EPISODE_FORMAT = "closedloop.episode/1"
 EPISODES_DIR = "episodes"
 TRAJECTORIES_DIR = "trajectories"
+MAX_BATCH = 16
+"""Most episodes played together in one vector env (memory: each holds its step log)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,9 +205,9 @@ def _non_empty(name: str, values, valid: str) -> list:
 
 @dataclasses.dataclass(frozen=True)
 class _Job:
-    """What a worker process needs to play one cell (picklable)."""
+    """What a worker process needs to play a batch of cells (picklable; see :func:`batches`)."""
 
-    spec: EpisodeSpec
+    specs: tuple[EpisodeSpec, ...]
     make_controller: Callable[[str], Any] | None
     out_dir: str | None
     save_trajectory: bool
@@ -208,18 +219,44 @@ def play_spec(spec: EpisodeSpec, make_controller: Callable[[str], Any] | None = 
                        dict(spec.env_overrides), name=spec.controller)
 
 
-def _run_job(job: _Job) -> dict[str, Any]:
-    """Worker entry point: play one cell, write its files, return its row."""
-    result = play_spec(job.spec, job.make_controller)
-    row = {"episode": job.spec.key(), **result.row()}
+def _run_job(job: _Job) -> list[dict[str, Any]]:
+    """Worker entry point: play a batch of cells, write their files, return their rows."""
+    first = job.specs[0]
+    results = run_episodes(functools.partial(first.build, job.make_controller), first.env_id,
+                           [(spec.patient, spec.seed) for spec in job.specs],
+                           dict(first.env_overrides), name=first.controller)
+    return [_finish(job, spec, result) for spec, result in zip(job.specs, results, strict=True)]
+
+
+def _finish(job: _Job, spec: EpisodeSpec, result) -> dict[str, Any]:
+    """Write the files of one played cell (with ``out_dir``); its row."""
+    row = {"episode": spec.key(), **result.row()}
     if job.out_dir is not None:
         out = Path(job.out_dir)
         if job.save_trajectory:
-            result.trajectory.save(out / TRAJECTORIES_DIR / f"{job.spec.key()}.npz")
-        doc = {"format": EPISODE_FORMAT, "spec": job.spec.identity(), "row": row}
-        write_text_atomic(episode_path(out, job.spec),
+            result.trajectory.save(out / TRAJECTORIES_DIR / f"{spec.key()}.npz")
+        doc = {"format": EPISODE_FORMAT, "spec": spec.identity(), "row": row}
+        write_text_atomic(episode_path(out, spec),
                           json.dumps(nan_to_none(doc), indent=1, default=repr) + "\n")
     return row
+
+
+def batches(specs: Sequence[EpisodeSpec], workers: int = 1) -> list[list[int]]:
+    """Indices of ``specs`` grouped into batches that one vector env can play together.
+
+    Cells of the same controller label and source, env id and overrides, in order, split into
+    at most :data:`MAX_BATCH` episodes and, where there are enough, into at least ``workers``
+    batches per group so that every worker has work.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, spec in enumerate(specs):
+        key = (spec.controller, spec.source_id(), spec.env_id, spec.env_overrides)
+        groups.setdefault(key, []).append(i)
+    out = []
+    for idx in groups.values():
+        size = max(1, min(MAX_BATCH, math.ceil(len(idx) / workers)))
+        out.extend(idx[j: j + size] for j in range(0, len(idx), size))
+    return out
 
 
 def episode_path(out_dir: str | Path, spec: EpisodeSpec) -> Path:
@@ -300,9 +337,12 @@ def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
             (Path(out_dir) / sub).mkdir(parents=True, exist_ok=True)
         rows = [finished_row(out_dir, s) for s in specs]
     todo = [i for i, row in enumerate(rows) if row is None]
-    jobs = [_Job(specs[i], make_controller, None if out_dir is None else str(out_dir),
-                 save_trajectories) for i in todo]
-    played = parallel_map(_run_job, jobs, workers, progress, "episodes", "episode")
-    for i, row in zip(todo, played, strict=True):
-        rows[i] = row
+    groups = [[todo[j] for j in batch] for batch in batches([specs[i] for i in todo], workers)]
+    jobs = [_Job(tuple(specs[i] for i in group), make_controller,
+                 None if out_dir is None else str(out_dir), save_trajectories)
+            for group in groups]
+    played = parallel_map(_run_job, jobs, workers, progress, "episode batches", "batch")
+    for group, batch_rows in zip(groups, played, strict=True):
+        for i, row in zip(group, batch_rows, strict=True):
+            rows[i] = row
     return rows
