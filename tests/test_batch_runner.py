@@ -128,3 +128,20 @@ def test_batches_group_cells_by_controller_env_and_overrides(monkeypatch):
     assert [len(g) for g in batches(specs, workers=4)] == [2] * 12     # work for every worker
     monkeypatch.setattr(grid, "MAX_BATCH", 4)
     assert [len(g) for g in batches(specs)] == [4, 2] * 4
+
+
+@pytest.mark.parametrize("agent", ["ppo-tracking", "sac-tracking"])
+def test_trained_policies_play_alike_in_a_batch(agent):
+    from pathlib import Path
+
+    from closedloop.training.policy import TrainedPolicyFactory
+
+    path = Path(__file__).resolve().parents[1] / "agents" / "zoo" / agent
+    if not (path / "model.zip").exists():
+        pytest.skip(f"{path} holds no trained model")
+    factory, episodes = TrainedPolicyFactory(str(path)), EPISODES[:3]
+    got = run_episodes(factory, "closedloop/ECAPTracking-Test-v0", episodes, SHORT)
+    ref = [run_episode(factory(), "closedloop/ECAPTracking-Test-v0", p, s, SHORT)
+           for p, s in episodes]
+    for g, r in zip(got, ref, strict=True):
+        assert _differences(g, r) == []
