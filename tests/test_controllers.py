@@ -373,12 +373,14 @@ def test_closed_loop_beats_open_loop_through_a_posture_change(clinic, spec):
 
 
 def test_clinical_loop_and_pid_overstimulate_less_through_coughs():
+    # Summed over six episodes (each seed draws a patient and that patient's day): one episode
+    # can be a patient whose window takes every cough (open loop 0 onsets at seed 3).
     env = gym.make("closedloop/ECAPCoughStorm-Test-v0", episode_s=60.0)
-    runs = {name: _episode(env, make_controller(name), seed=3)
+    over = {name: sum(_episode(env, make_controller(name), seed=s)["over"] for s in range(6))
             for name in ("open-loop", "clinical-loop", "pid")}
-    assert runs["open-loop"]["over"] >= 3
-    assert runs["clinical-loop"]["over"] < runs["open-loop"]["over"]
-    assert runs["pid"]["over"] < runs["open-loop"]["over"]
+    assert over["open-loop"] >= 10
+    assert over["clinical-loop"] < 0.7 * over["open-loop"]
+    assert over["pid"] < 0.7 * over["open-loop"]
 
 
 def test_no_state_is_carried_across_episodes():
