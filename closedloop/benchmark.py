@@ -119,18 +119,15 @@ class Suite:
                 d[key] = tuple(d[key]) if isinstance(d[key], list | tuple) else (d[key],)
         if isinstance(d.get("patients"), list):
             d["patients"] = tuple(d["patients"])
-        if "env_overrides" in d:
-            if not isinstance(d["env_overrides"], Mapping):
-                raise ConfigError(f"{where}: env_overrides={short_repr(d['env_overrides'])} "
-                                  "must be a table of gymnasium.make keywords, e.g. "
-                                  "{episode_s = 20}")
-            d["env_overrides"] = tuple(sorted(d["env_overrides"].items()))
-        if "primary_metrics" in d:
-            if not isinstance(d["primary_metrics"], Mapping):
-                raise ConfigError(f"{where}: primary_metrics={short_repr(d['primary_metrics'])}"
-                                  " must be a table env id -> metric, e.g. "
-                                  '{"closedloop/ECAPClinic-Test-v0" = "mad_uv"}')
-            d["primary_metrics"] = tuple(sorted(d["primary_metrics"].items()))
+        for key, what in (("env_overrides", "of gymnasium.make keywords, e.g. "
+                                             "{episode_s = 20}"),
+                          ("primary_metrics", "env id -> metric, e.g. "
+                                              '{"closedloop/ECAPClinic-Test-v0" = "mad_uv"}')):
+            if key in d:
+                if not isinstance(d[key], Mapping):
+                    raise ConfigError(f"{where}: {key}={short_repr(d[key])} must be a table "
+                                      + what)
+                d[key] = tuple(sorted(d[key].items()))
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

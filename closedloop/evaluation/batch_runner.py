@@ -36,6 +36,7 @@ from closedloop.envs.vector import ECAPVectorEnv
 from closedloop.evaluation.runner import (
     EpisodeResult,
     check_env_overrides,
+    check_patient,
     check_seed,
     controller_name,
     run_episode,
@@ -71,8 +72,6 @@ def check_episodes(episodes: Any) -> list[tuple[str, int]]:
 
     Every patient id is looked up here (so the held-out guard applies, as in ``run_episode``).
     """
-    from closedloop.patients import get_patient
-
     if isinstance(episodes, (str, bytes)) or not isinstance(episodes, Sequence) or not episodes:
         raise ConfigError(f"episodes={short_repr(episodes)} must be a non-empty list of "
                           "(patient_id, seed) pairs")
@@ -84,12 +83,7 @@ def check_episodes(episodes: Any) -> list[tuple[str, int]]:
         if not isinstance(patient, str):
             raise ConfigError(f"episodes[{i}] patient={short_repr(patient)} must be a patient "
                               "id string, e.g. 'test-003'")
-        try:
-            get_patient(patient)
-        except ConfigError as exc:
-            if type(exc) is not ConfigError:    # a documented subclass (HeldOutError) as is
-                raise
-            raise ConfigError(f"episodes[{i}]: {exc}") from None
+        check_patient(patient, f"episodes[{i}]")
         out.append((patient, check_seed(seed, f"episodes[{i}] seed")))
     return out
 

@@ -39,6 +39,7 @@ from closedloop.evaluation.report import SCHEMA
 from closedloop.evaluation.runner import (
     check_env_id,
     check_env_overrides,
+    check_patient,
     check_seed,
     run_episode,
 )
@@ -106,7 +107,6 @@ def resolve_patients(patients: str | Iterable[str]) -> list[str]:
     :func:`closedloop.cohort.tuning_session` applies even when the episodes run in workers.
     """
     from closedloop.cohort import SPLITS, load_cohort
-    from closedloop.patients import get_patient
 
     if isinstance(patients, str):
         if patients not in SPLITS:
@@ -116,12 +116,7 @@ def resolve_patients(patients: str | Iterable[str]) -> list[str]:
     ids = [str(p) for p in _non_empty("patients", patients, "a split name "
                                       f"({', '.join(SPLITS)}) or a non-empty list of ids")]
     for i, pid in enumerate(ids):
-        try:
-            get_patient(pid)
-        except ConfigError as exc:
-            if type(exc) is not ConfigError:   # a documented subclass (HeldOutError) as is
-                raise
-            raise ConfigError(f"patients[{i}]: {exc}") from None
+        check_patient(pid, f"patients[{i}]")
     return ids
 
 

@@ -125,6 +125,14 @@ def plot_forest(paired: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     return save_png(fig, path)
 
 
+def paired_by_env(paired: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Ranking rows grouped by env (order of first appearance), each best first."""
+    by_env: dict[str, list[Mapping[str, Any]]] = {}
+    for p in paired:
+        by_env.setdefault(p["env_id"], []).append(p)
+    return {e: sorted(rows, key=lambda p: p["position"]) for e, rows in by_env.items()}
+
+
 def plot_ranking(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
                  out_dir: str | Path, metrics: Sequence[str]) -> list[Path]:
     """Strip plots of each metric and the forest plot of the primary metric, per env.
@@ -143,12 +151,8 @@ def plot_ranking(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    by_env: dict[str, list[Mapping[str, Any]]] = {}
-    for p in paired:
-        by_env.setdefault(p["env_id"], []).append(p)
     written = []
-    for env_id, ranked in by_env.items():
-        ranked = sorted(ranked, key=lambda p: p["position"])
+    for env_id, ranked in paired_by_env(paired).items():
         env = slug(env_id.split("/")[-1])
         order = [p["controller"] for p in ranked]
         labels = [f"{p['rank_label']} {p['controller']}" for p in ranked]

@@ -123,6 +123,22 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return int(seed)
 
 
+def check_patient(patient_id: Any, name: str = "patient") -> str:
+    """``patient_id`` if it names a patient; ConfigError prefixed ``name`` otherwise.
+
+    A documented subclass (:class:`~closedloop.cohort.HeldOutError`) propagates as it is.
+    """
+    from closedloop.patients import get_patient
+
+    try:
+        get_patient(patient_id)
+    except ConfigError as exc:
+        if type(exc) is not ConfigError:
+            raise
+        raise ConfigError(f"{name}: {exc}") from None
+    return patient_id
+
+
 def check_env_overrides(env_id: str, overrides: Any) -> dict[str, Any]:
     """``overrides`` as a dict if ``gymnasium.make(env_id, **overrides)`` accepts them.
 

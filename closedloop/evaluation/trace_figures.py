@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from closedloop.evaluation.figures import _load_saved, representative_patient, slug, with_window
+from closedloop.evaluation.rank_figures import paired_by_env
 from closedloop.evaluation.summary import groups, score_matrix
 from closedloop.plots._save import new_figure, save_png
 
@@ -98,12 +99,8 @@ def plot_top_traces(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = {} if cache is None else cache
-    by_env: dict[str, list[Mapping[str, Any]]] = {}
-    for p in paired:
-        by_env.setdefault(p["env_id"], []).append(p)
     written = []
-    for env_id, ranked in by_env.items():
-        ranked = sorted(ranked, key=lambda p: p["position"])
+    for env_id, ranked in paired_by_env(paired).items():
         metric, direction = ranked[0]["metric"], int(ranked[0]["direction"]) or -1
         names = [p["controller"] for p in ranked[:max(1, int(n_top))]]
         base = ranked[0]["baseline"]
