@@ -46,9 +46,17 @@ def _map(fn: Callable[[Any], Any], items: list, workers: int, progress: bool, de
             yield fn(item)
             bar.update()
     else:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Not fork: a process that has run a parallel numba kernel (the vector env's batch
+        # step) holds a thread pool whose locks a forked child inherits mid-state; such a
+        # child hung at its first parallel kernel. forkserver (spawn where it is missing)
+        # starts workers from a clean process.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+            else "spawn"
+        with ProcessPoolExecutor(max_workers=workers,
+                                 mp_context=multiprocessing.get_context(method)) as pool:
             for result in pool.map(fn, items):
                 yield result
                 bar.update()
