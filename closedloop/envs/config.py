@@ -20,6 +20,7 @@ import numpy as np
 
 from closedloop._config import ConfigError, from_dict, param, validate
 from closedloop._specdirs import spec_dir
+from closedloop.metrics.scoring import posture_codes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -97,9 +98,21 @@ class EnvConfig:
                                    doc="append the last recorded sweep to the observation")
     control_pw_rate: bool = param(False, "1", "variant", choices=(False, True),
                                   doc="actions also set pulse width and rate")
+    unscored_postures: str = param("", "text", "protocol choice (docs/clinic_protocol.md)",
+                                   doc="comma-separated postures the primary metrics leave "
+                                       "out; scored separately as unscored_* (clinic: prone)")
+    unscored_after_s: float = param(0.0, "s", "the scenario's transition ramp (clinic: 1 s)",
+                                    0.0, 600.0, doc="time after leaving an unscored posture "
+                                    "that stays unscored")
 
     def __post_init__(self) -> None:
         validate(self, "env.")
+        posture_codes(self.unscored_posture_names, "env.unscored_postures")
+
+    @property
+    def unscored_posture_names(self) -> tuple[str, ...]:
+        """The postures of :attr:`unscored_postures`, as a tuple of names."""
+        return tuple(p.strip() for p in self.unscored_postures.split(",") if p.strip())
 
     def requested_ma(self, a, current_ma, min_ma, max_ma):
         """Current asked for by normalised action ``a`` (floats or arrays over patients).

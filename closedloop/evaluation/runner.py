@@ -22,7 +22,11 @@ weighted by the step's duration. ``frac_recruited`` is not reported by the env a
 measures them for plots).
 
 Scoring starts after the calibration's warm-up (``calibration.warmup_s``): the clinical metrics,
-the env return and the device-intervention counts all exclude the warm-up.
+the env return and the device-intervention counts all exclude the warm-up. The clinical metrics
+also leave out the env's unscored postures (``EnvConfig.unscored_postures`` and
+``unscored_after_s``; prone in the clinic envs), which they score separately as ``unscored_*``:
+:func:`to_trajectory` adds that per-step mask to the step log as ``scored``, and :func:`score`
+reads it, so that both the one-episode and the batch path score the same steps.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy as np
 
 from closedloop._config import ConfigError, is_integer, short_repr
 from closedloop.device import LIMIT_FLAGS, limit_report
-from closedloop.metrics import METRIC_DIRECTION, METRIC_DOCS, clinical_metrics
+from closedloop.metrics import METRIC_DIRECTION, METRIC_DOCS, clinical_metrics, unscored_mask
 from closedloop.postures import posture_code
 from closedloop.trajectory import Trajectory
 
@@ -269,16 +273,21 @@ def to_trajectory(base_env: Any, target_uv: float, log: Mapping[str, np.ndarray]
                   ) -> Trajectory:
     """Assemble the :class:`Trajectory` of a played episode (see the module docstring).
 
+    Also adds ``log["scored"]``: False on the steps of the config's unscored postures
+    (:func:`~closedloop.metrics.unscored_mask`), which :func:`score` leaves out.
+
     Args:
         base_env: The unwrapped env after the episode (its config, patient, calibration, trace).
         target_uv: The episode's target (µV).
-        log: The step log of :func:`play`.
+        log: The step log of :func:`play` (a dict; ``scored`` is added to it).
     """
     cfg, cal, patient, trace = (base_env.spec_.config, base_env.calibration, base_env.patient,
                                 base_env.trace)
     t_s = step_times(log["rate_hz"], cfg.pulses_per_step, cfg.rate_hz)
     k = np.minimum((t_s * cfg.rate_hz + 1e-9).astype(np.int64), trace.t_s.size - 1)
     nan = np.full(t_s.size, np.nan)
+    log["scored"] = ~unscored_mask(t_s, log["posture"], cfg.unscored_posture_names,
+                                   cfg.unscored_after_s)
     return Trajectory(
         patient_id=patient.patient_id, scenario=cfg.scenario, rate_hz=cfg.rate_hz,
         pw_us=cfg.pw_us, target_uv=target_uv,
@@ -308,16 +317,17 @@ def score(traj: Trajectory, log: Mapping[str, np.ndarray]) -> dict[str, float]:
 
     Args:
         traj: The trajectory (clinical metrics after its warm-up).
-        log: The step log (rewards, device flags, and per-step pulse width if it varied).
+        log: The step log (rewards, device flags, per-step pulse width if it varied, and the
+            ``scored`` mask of :func:`to_trajectory`; every step is scored without it).
     """
-    pw = log["pw_us"]
+    pw, scored = log["pw_us"], log.get("scored")
     if np.all(np.isnan(pw)):
-        metrics = traj.metrics()
+        metrics = traj.metrics(scored=scored)
     else:                      # the pulse-shape variant: per-step pulse width
         metrics = clinical_metrics(
             traj.t_s, traj.ecap_true_uv, traj.target_uv, traj.sensation, traj.discomfort_level,
             traj.charge_uc, traj.current_ma, pw, traj.impedance_ohm, posture=traj.posture,
-            warmup_s=traj.warmup_s)
+            warmup_s=traj.warmup_s, scored=scored)
     keep = traj.t_s >= traj.t_s[0] + traj.warmup_s
     flags = log["device_flags"][keep]
     metrics["env_return"] = float(np.sum(log["reward"][keep]))

@@ -27,12 +27,20 @@ from closedloop.metrics.energy import (
     energy_metrics,
 )
 from closedloop.metrics.posture import posture_response
+from closedloop.metrics.scoring import (
+    UNSCORED_DOCS,
+    posture_codes,
+    subset_times,
+    unscored_mask,
+    unscored_metrics,
+)
 
 __all__ = [
     "DEFAULT_BATTERY", "HOURS_PER_YEAR", "METRIC_DIRECTION", "METRIC_DOCS", "BatterySpec",
-    "battery_life_years", "charge_metrics", "clinical_metrics", "energy_metrics",
-    "episodes_above", "overstimulation", "posture_response", "time_weights_s",
-    "tracking_error", "understimulation", "window_occupancy",
+    "UNSCORED_DOCS", "battery_life_years", "charge_metrics", "clinical_metrics",
+    "energy_metrics", "episodes_above", "overstimulation", "posture_codes", "posture_response",
+    "subset_times", "time_weights_s", "tracking_error", "understimulation", "unscored_mask",
+    "unscored_metrics", "window_occupancy",
 ]
 
 METRIC_DOCS: dict[str, str] = {
@@ -69,6 +77,7 @@ METRIC_DOCS: dict[str, str] = {
     "unsettled_changes": "posture changes whose ECAP never settled within the horizon (count)",
     "overshoot_rel_mean": "mean ECAP overshoot above target after a change, / target (1)",
     "overshoot_rel_max": "largest ECAP overshoot above target after a change, / target (1)",
+    **UNSCORED_DOCS,
 }
 """Key -> one-line meaning with unit, for every key :func:`clinical_metrics` returns."""
 
@@ -77,6 +86,7 @@ METRIC_DIRECTION: dict[str, int] = {
     "scored_duration_s": 0, "n_pulses": 0, "n_changes": 0,
     "time_in_window_frac": 1, "time_in_window_s": 1, "battery_life_years": 1,
     "time_within_10pct_frac": 1, "time_within_20pct_frac": 1,
+    "unscored_duration_s": 0, "unscored_time_in_window_frac": 1,
 }
 """Key -> +1 (higher is better), -1 (lower is better) or 0 (neutral), for leaderboards."""
 
@@ -219,12 +229,17 @@ def clinical_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, dis
                      charge_uc: Any, current_ma: Any, pw_us: Any, impedance_ohm: Any,
                      posture: Any = None, warmup_s: float = 0.0,
                      battery: BatterySpec = DEFAULT_BATTERY, min_gap_s: float = 0.5,
-                     band_rel: float = 0.2, horizon_s: float = 10.0) -> dict[str, float]:
+                     band_rel: float = 0.2, horizon_s: float = 10.0,
+                     scored: Any = None) -> dict[str, float]:
     """All clinical metrics of one run, scored after a warm-up, as one flat dict.
 
-    Pulses with ``t_s < t_s[0] + warmup_s`` are excluded from every metric. Tracking error is
-    time-weighted. Posture changes are those within the scored period; without ``posture``
-    ``n_changes`` is 0 and the settling/overshoot metrics are NaN.
+    Pulses with ``t_s < t_s[0] + warmup_s`` are excluded from every metric. Pulses after the
+    warm-up with ``scored`` False (e.g. :func:`~closedloop.metrics.scoring.unscored_mask`: a
+    posture the protocol scores separately) are left out of every metric but the ``unscored_*``
+    ones, which score exactly those pulses; each scored pulse keeps its own time weight
+    (:func:`~closedloop.metrics.scoring.subset_times`). Tracking error is time-weighted.
+    Posture changes are those within the scored pulses; without ``posture`` ``n_changes`` is 0
+    and the settling/overshoot metrics are NaN.
 
     Args:
         t_s: Pulse times (s), strictly increasing.
@@ -242,6 +257,8 @@ def clinical_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, dis
         min_gap_s: Overstimulation episodes closer than this merge (s).
         band_rel: Settling band half-width relative to the target.
         horizon_s: Time examined after each posture change (s).
+        scored: Optional boolean per pulse, True where the primary metrics score the pulse;
+            all pulses if None.
 
     Returns:
         One float or int per key of :data:`METRIC_DOCS`, in that order.
@@ -251,15 +268,17 @@ def clinical_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, dis
     """
     t, _ = _time(t_s)
     warm = _scalar("warmup_s", warmup_s, lo=0.0, unit="s")
-    keep = t >= t[0] + warm
+    after_warmup = t >= t[0] + warm
+    keep = after_warmup & _scored_mask(scored, t.size)
     if np.count_nonzero(keep) < 2:
-        raise ConfigError(f"warmup_s={warmup_s!r} leaves {np.count_nonzero(keep)} scored "
-                          f"pulse(s); valid range [0, {t[-2] - t[0]:g}] s for this run")
+        raise ConfigError(f"warmup_s={warmup_s!r} and scored leave {np.count_nonzero(keep)} "
+                          f"scored pulse(s); at least 2 are needed (warmup_s valid range [0, "
+                          f"{t[-2] - t[0]:g}] s for this run)")
     args = {"ecap_uv": ecap_uv, "target_uv": target_uv, "sensation": sensation,
             "discomfort": discomfort, "charge_uc": charge_uc, "current_ma": current_ma,
             "pw_us": pw_us, "impedance_ohm": impedance_ohm, "posture": posture}
     a = {name: _scored(name, x, t.size, keep) for name, x in args.items()}
-    ts = t[keep]
+    ts = subset_times(t, keep)
     w = time_weights_s(ts)
     out: dict[str, Any] = {"scored_duration_s": float(np.sum(w)), "n_pulses": int(ts.size)}
     out |= tracking_error(a["ecap_uv"], a["target_uv"], weights=w)
@@ -270,4 +289,18 @@ def clinical_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, dis
     out |= energy_metrics(ts, a["current_ma"], a["pw_us"], a["impedance_ohm"], battery)
     pose = np.zeros(ts.size) if a["posture"] is None else a["posture"]
     out |= posture_response(ts, a["ecap_uv"], a["target_uv"], pose, band_rel, horizon_s)
+    u = {name: _scored(name, args[name], t.size, after_warmup)
+         for name in ("ecap_uv", "target_uv", "sensation", "discomfort", "charge_uc")}
+    out |= unscored_metrics(t[after_warmup], **u, unscored=~keep[after_warmup])
     return {key: out[key] for key in METRIC_DOCS}
+
+
+def _scored_mask(scored: Any, n: int) -> np.ndarray:
+    """The ``scored`` argument of :func:`clinical_metrics` as a boolean array (all if None)."""
+    if scored is None:
+        return np.ones(n, dtype=bool)
+    mask = np.asarray(scored)
+    if mask.dtype != bool or mask.shape != (n,):
+        raise ConfigError(f"scored must be None or a boolean array of length {n} (one per "
+                          f"pulse), got dtype {mask.dtype} and shape {mask.shape}")
+    return mask
