@@ -1,4 +1,5 @@
-"""run_episodes equals run_episode episode by episode, bit for bit, and checks its inputs."""
+"""run_episodes equals run_episode episode by episode, bit for bit (a batched controller through
+predict_many, any other one instance per episode), and checks its inputs."""
 
 import dataclasses
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from closedloop import ConfigError
+from closedloop.controllers import PID, PIDParams
 from closedloop.controllers.registry import make_controller
 from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.runner import run_episode
@@ -39,6 +41,19 @@ def _differences(got, ref) -> list[str]:
 ])
 @pytest.mark.parametrize("controller", ["open-loop", "clinical-loop", "pid"])
 def test_run_episodes_equals_run_episode_bit_for_bit(env_id, overrides, controller):
+    _assert_identical(controller, env_id, overrides)
+
+
+@pytest.mark.parametrize(("controller", "batched"), [
+    ("ceiling", True), ("clinical-loop-log", True), ("p", True), ("pi", True),
+    ("adaptive-inverse", False)])                     # one instance per episode
+def test_every_batched_law_and_the_per_instance_path_equal_run_episode(controller, batched):
+    assert getattr(make_controller(controller), "batch_ready", False) is batched
+    _assert_identical(controller, "closedloop/ECAPClinic-Test-v0", SHORT)
+
+
+def _assert_identical(controller, env_id, overrides):
+    """run_episodes on EPISODES equals run_episode episode by episode, bit for bit."""
     got = run_episodes(lambda: make_controller(controller), env_id, EPISODES, overrides)
     ref = [run_episode(make_controller(controller), env_id, p, s, overrides) for p, s in EPISODES]
     assert [(r.patient, r.seed) for r in got] == EPISODES
@@ -49,7 +64,16 @@ def test_run_episodes_equals_run_episode_bit_for_bit(env_id, overrides, controll
     assert len({r.metrics["mad_uv"] for r in got}) == len(EPISODES)
 
 
-def test_each_episode_has_its_own_controller_and_the_label_is_kept():
+class _Halved(PID):
+    """Overrides current_ma, so it is not batch_ready: one instance per episode."""
+
+    name = "halved-pid"
+
+    def current_ma(self, obs):
+        return 0.5 * super().current_ma(obs)
+
+
+def test_a_batched_controller_is_made_once_and_plays_every_episode():
     made = []
 
     def factory():
@@ -58,9 +82,29 @@ def test_each_episode_has_its_own_controller_and_the_label_is_kept():
 
     got = run_episodes(factory, "closedloop/ECAPTracking-Test-v0", EPISODES[:3], SHORT,
                        name="mine")
+    assert len(made) == 1 and made[0].batch_ready
+    assert made[0].steps.tolist() == [r.n_steps for r in got]       # one row per episode
+    assert {r.controller for r in got} == {"mine"}
+
+
+def test_a_controller_without_predict_many_gets_its_own_instance_per_episode():
+    made = []
+
+    def factory():
+        made.append(_Halved(PIDParams(ki_ma_per_uv_s=0.5)))
+        return made[-1]
+
+    env_id, episodes = "closedloop/ECAPTracking-Test-v0", EPISODES[:3]
+    got = run_episodes(factory, env_id, episodes, SHORT)
     assert len(made) == 3 and len({id(c) for c in made}) == 3
     assert [c.steps for c in made] == [r.n_steps for r in got]      # each saw its own episode
-    assert {r.controller for r in got} == {"mine"}
+    assert {r.controller for r in got} == {"halved-pid"}
+    ref = [run_episode(_Halved(PIDParams(ki_ma_per_uv_s=0.5)), env_id, p, s, SHORT)
+           for p, s in episodes]
+    for g, r in zip(got, ref, strict=True):
+        assert _differences(g, r) == []
+    plain = run_episode(PID(PIDParams(ki_ma_per_uv_s=0.5)), env_id, *episodes[0], SHORT)
+    assert _differences(got[0], plain) != []           # the override was played
 
 
 def test_envs_the_vector_env_refuses_fall_back_to_run_episode():

@@ -8,6 +8,10 @@ Build one from a spec in ``agents/`` with :func:`make_controller`::
     ctl.reset(ControlContext.from_env(env.unwrapped.spec_.config, env.unwrapped.calibration,
                                       info["target_uv"]))
     action, state = ctl.predict(obs)
+
+Open loop, P/PI/PID, the clinical loop and the ceiling are batch controllers
+(:class:`~closedloop.controllers.batch.BatchController`): one instance also plays N episodes at
+once (``reset_many(contexts)``, ``predict_many(obs)``), bit for bit as N one-episode instances.
 """
 
 from closedloop.controllers.adaptive import AdaptiveInverse, AdaptiveInverseParams
@@ -18,6 +22,7 @@ from closedloop.controllers.base import (
     Observation,
     SB3Policy,
 )
+from closedloop.controllers.batch import BatchController
 from closedloop.controllers.ceiling import Ceiling, CeilingParams
 from closedloop.controllers.clinical import ClinicalLoop, ClinicalLoopParams
 from closedloop.controllers.mpc import MPC, MPCParams
@@ -33,7 +38,8 @@ from closedloop.controllers.registry import (
 
 __all__ = [
     "CONTROLLER_TYPES", "MPC", "PID", "AdaptiveInverse", "AdaptiveInverseParams", "AgentSpec",
-    "Ceiling", "CeilingParams", "ClinicalLoop", "ClinicalLoopParams", "ControlContext",
-    "Controller", "GrowthPrior", "MPCParams", "Observation", "OpenLoop", "OpenLoopParams",
-    "PIDCore", "PIDParams", "SB3Policy", "list_agents", "load_agent_spec", "make_controller",
+    "BatchController", "Ceiling", "CeilingParams", "ClinicalLoop", "ClinicalLoopParams",
+    "ControlContext", "Controller", "GrowthPrior", "MPCParams", "Observation", "OpenLoop",
+    "OpenLoopParams", "PIDCore", "PIDParams", "SB3Policy", "list_agents", "load_agent_spec",
+    "make_controller",
 ]

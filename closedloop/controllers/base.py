@@ -25,16 +25,18 @@ import dataclasses
 import math
 from typing import Any
 
+import numba
 import numpy as np
 
 from closedloop._config import ConfigError, as_real_array, check_value, short_repr
+from closedloop.envs.config import ACTION_MODES
 
 _POSITIVE = {"lo": 0.0, "lo_open": True}
 _CONTEXT_CHECKS = (
     ("target_uv", {**_POSITIVE, "unit": "µV"}, "real"),
     ("dt_s", {**_POSITIVE, "unit": "s"}, "real"),
     ("history", {"lo": 1, "hi": 1000, "unit": "1"}, "int"),
-    ("action_mode", {"choices": ("absolute", "incremental", "multiplicative")}, None),
+    ("action_mode", {"choices": ACTION_MODES}, None),
     ("max_delta_ma", {**_POSITIVE, "unit": "mA"}, "real"),
     ("max_log_step", {**_POSITIVE, "unit": "1"}, "real"),
     ("n_actions", {"choices": (1, 3)}, None))
@@ -81,17 +83,50 @@ class ControlContext:
     def action_for(self, current_ma: float, previous_ma: float) -> float:
         """Normalised action that asks for ``current_ma`` after ``previous_ma``, clipped to ±1.
 
-        The inverse of :meth:`closedloop.envs.config.EnvConfig.requested_ma`.
+        The inverse of :meth:`closedloop.envs.config.EnvConfig.requested_ma`
+        (:func:`normalised_action` with this context's mode and limits).
         """
         cal = self.calibration
-        if self.action_mode == "absolute":
-            span = max(cal.max_ma - cal.min_ma, 1e-9)
-            a = 2.0 * (current_ma - cal.min_ma) / span - 1.0
-        elif self.action_mode == "incremental":
-            a = (current_ma - previous_ma) / self.max_delta_ma
-        else:
-            a = math.log(max(current_ma, 1e-6) / max(previous_ma, 0.1)) / self.max_log_step
-        return min(max(a, -1.0), 1.0)
+        return normalised_action(ACTION_MODES.index(self.action_mode), float(current_ma),
+                                 float(previous_ma), float(cal.min_ma), float(cal.max_ma),
+                                 float(self.max_delta_ma), float(self.max_log_step))
+
+
+@numba.njit(cache=True, inline="always")
+def py_max(a, b):
+    """Python's ``max(a, b)`` on floats: ``a`` unless ``b > a`` (NaN and -0.0 alike)."""
+    return b if b > a else a
+
+
+@numba.njit(cache=True, inline="always")
+def py_min(a, b):
+    """Python's ``min(a, b)`` on floats: ``a`` unless ``b < a`` (NaN and -0.0 alike)."""
+    return b if b < a else a
+
+
+@numba.njit(cache=True)
+def normalised_action(mode, current_ma, previous_ma, min_ma, max_ma, max_delta_ma, max_log_step):
+    """The one copy of the inverse action mapping: the action asking for ``current_ma``.
+
+    Args:
+        mode: Index of the action mode in :data:`ACTION_MODES`.
+        current_ma: Current to ask for (mA).
+        previous_ma: Current delivered at the previous step (mA).
+        min_ma: Clinician lower limit (mA).
+        max_ma: Clinician upper limit (mA).
+        max_delta_ma: Incremental mode: change at action ±1 (mA).
+        max_log_step: Multiplicative mode: log-current change at action ±1.
+
+    Returns:
+        Action component 0, clipped to [-1, 1].
+    """
+    if mode == 0:
+        a = 2.0 * (current_ma - min_ma) / py_max(max_ma - min_ma, 1e-9) - 1.0
+    elif mode == 1:
+        a = (current_ma - previous_ma) / max_delta_ma
+    else:
+        a = math.log(py_max(current_ma, 1e-6) / py_max(previous_ma, 0.1)) / max_log_step
+    return py_min(py_max(a, -1.0), 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +156,8 @@ class Controller:
     """Base class: subclasses implement :meth:`current_ma` (or override :meth:`predict`).
 
     The base class keeps the simulated clock (:attr:`t_s`), parses observations, and turns the
-    requested current into the env's normalised action. Single observations only (no batch).
+    requested current into the env's normalised action. Single observations only: a controller
+    that plays many episodes at once is a :class:`~closedloop.controllers.batch.BatchController`.
 
     Args:
         params: For a controller with a :attr:`params_type`, an instance of it (its defaults
@@ -141,8 +177,7 @@ class Controller:
                                   f"{type(self).__name__}; expected {self.params_type.__name__}")
             self.params = params
         self.context: ControlContext | None = None
-        self.t_s = 0.0
-        self.steps = 0
+        self._zero_clock(1)
 
     def reset(self, context: ControlContext) -> None:
         """Start an episode: remember the context, zero the clock and the internal state."""
@@ -150,8 +185,17 @@ class Controller:
             raise ConfigError(f"context={type(context).__name__} is not valid for "
                               f"{type(self).__name__}.reset; expected a ControlContext")
         self.context = context
+        self._zero_clock(1)
+
+    def _zero_clock(self, n_episodes: int) -> None:
+        """Zero the simulated clock (:attr:`t_s`, :attr:`steps`) of ``n_episodes`` episodes."""
         self.t_s = 0.0
         self.steps = 0
+
+    def _tick(self) -> None:
+        """Advance the clock by one control period after a ``predict``."""
+        self.t_s += self.context.dt_s
+        self.steps += 1
 
     def current_ma(self, obs: Observation) -> float:
         """The current (mA) to request for the next control period."""
@@ -170,8 +214,7 @@ class Controller:
                               "finite")
         a = np.zeros(ctx.n_actions, np.float32)
         a[0] = ctx.action_for(want, float(o.current_ma[0]))
-        self.t_s += ctx.dt_s
-        self.steps += 1
+        self._tick()
         return a, state
 
 

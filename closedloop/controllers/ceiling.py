@@ -13,8 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numba
+import numpy as np
+
 from closedloop._config import param, validate
-from closedloop.controllers.base import Controller, GrowthPrior, Observation, current_limits
+from closedloop.controllers.base import GrowthPrior, current_limits, py_max, py_min
+from closedloop.controllers.batch import BatchController
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +40,44 @@ class CeilingParams:
         validate(self)
 
 
-class Ceiling(Controller):
+_CEILING, _CUT, _HOLD, _RAMP = range(4)      # p: ceiling_rel, cut_gain_per_s, hold_s, ramp
+_SLOPE, _COMFORT, _LO, _HI = range(4)        # const row: slope, comfort, limits (µV/mA, mA)
+_LAST_CUT = 0                                # state row: time of the last cut (s)
+
+
+@numba.njit(cache=True)
+def ceiling_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma,
+                target_uv):
+    """Episode ``row``'s current (mA): cut above the ceiling, hold, then ramp back to comfort.
+
+    ``p`` = (ceiling_rel, cut_gain_per_s, hold_s, ramp_ma_per_s); ``const[row]`` = (calibrated
+    slope (µV/mA), comfort, lower and upper limit (mA)); ``state[row, 0]`` the last cut (s).
+    """
+    k, st = const[row], state[row]
+    comfort = k[_COMFORT]
+    ceiling = p[_CEILING] * target_uv
+    if step == 0:
+        want = comfort
+    elif ecap_uv > ceiling:
+        st[_LAST_CUT] = t_s
+        want = current_ma - py_min(p[_CUT] * dt_s, 1.0) * (ecap_uv - ceiling) / k[_SLOPE]
+    elif t_s - st[_LAST_CUT] < p[_HOLD]:
+        want = current_ma
+    else:
+        want = py_min(current_ma + p[_RAMP] * dt_s, comfort)
+    return py_min(py_max(py_min(want, comfort), k[_LO]), k[_HI])
+
+
+@numba.njit(cache=True)
+def _ceiling_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma,
+                  target_uv, out):
+    for i in range(rows.size):
+        r = rows[i]
+        out[i] = ceiling_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i],
+                             detected[i], current_ma[i], target_uv[i])
+
+
+class Ceiling(BatchController):
     """Comfort current, cut only while the ECAP is above a ceiling (see the module docstring).
 
     Args:
@@ -45,28 +86,15 @@ class Ceiling(Controller):
 
     name = "ceiling"
     params_type = CeilingParams
+    kernels = (ceiling_law, _ceiling_many)
 
-    def reset(self, context) -> None:
-        """Start an episode at the comfort current."""
-        super().reset(context)
-        self.slope = GrowthPrior.from_calibration(context.calibration).slope_uv_per_ma
-        self.limits = current_limits(context, self.params.clinician_limits)
-        self.last_cut_s = -math.inf
+    def _law_params(self) -> np.ndarray:
+        p = self.params
+        return np.array([p.ceiling_rel, p.cut_gain_per_s, p.hold_s, p.ramp_ma_per_s])
 
-    def current_ma(self, obs: Observation) -> float:
-        """Cut above the ceiling, hold, then ramp back to comfort."""
-        p, dt = self.params, self.context.dt_s
-        comfort = float(self.context.calibration.comfort_ma)
-        current, y = float(obs.current_ma[0]), float(obs.ecap_uv[0])
-        ceiling = p.ceiling_rel * obs.target_uv
-        if self.steps == 0:
-            want = comfort
-        elif y > ceiling:
-            self.last_cut_s = self.t_s
-            want = current - min(p.cut_gain_per_s * dt, 1.0) * (y - ceiling) / self.slope
-        elif self.t_s - self.last_cut_s < p.hold_s:
-            want = current
-        else:
-            want = min(current + p.ramp_ma_per_s * dt, comfort)
-        lo, hi = self.limits
-        return min(max(min(want, comfort), lo), hi)
+    def _episode_arrays(self, contexts):
+        """Each episode starts at the comfort current, with no cut yet."""
+        const = [(GrowthPrior.from_calibration(ctx.calibration).slope_uv_per_ma,
+                  float(ctx.calibration.comfort_ma),
+                  *current_limits(ctx, self.params.clinician_limits)) for ctx in contexts]
+        return np.array(const, np.float64), np.full((len(contexts), 1), -math.inf)

@@ -18,7 +18,9 @@ growth-curve slope ``s`` (µV/mA):
 * **clinician limits** (US 2024/0173550): requests are clipped to ``[min_ma, max_ma]``.
 
 The integrator is the delivered current itself (velocity form), so the loop is bumpless and
-cannot wind up against the device's limits.
+cannot wind up against the device's limits. The law is one numba kernel on one episode's row
+(:func:`clinical_law`), played on one row per episode by the batch protocol
+(:mod:`closedloop.controllers.batch`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numba
+import numpy as np
+
 from closedloop._config import param, validate
-from closedloop.controllers.base import Controller, GrowthPrior, Observation, current_limits
+from closedloop.controllers.base import GrowthPrior, current_limits, py_max, py_min
+from closedloop.controllers.batch import BatchController
 
 SLOPE_SOURCES = ("online", "calibration")
 
@@ -61,7 +67,74 @@ class ClinicalLoopParams:
         validate(self)
 
 
-class ClinicalLoop(Controller):
+_P = ("loop_gain_per_s", "slope_online", "slope_filter_s", "slope_range", "log_domain",
+      "overshoot_rel", "backoff_gain", "detect_min_frac", "fallback_after_s")
+"""The parameters array ``p`` of the kernel (booleans as 0.0 / 1.0)."""
+_GAIN, _ONLINE, _FILTER, _RANGE, _LOG, _OVER, _BACKOFF, _DETECT, _AFTER = range(len(_P))
+CONSTANTS = ("slope_ref_uv_per_ma", "scale_uv", "min_ma", "max_ma", "fallback_ma")
+"""An episode's constants row: prior slope and scale, current limits, fallback current."""
+STATE = ("slope_uv_per_ma", "ecap_filtered_uv", "undetected_s", "in_fallback")
+"""An episode's state row (``in_fallback`` as 0.0 / 1.0)."""
+_REF, _SCALE, _LO, _HI, _FALLBACK = range(len(CONSTANTS))
+_SLOPE, _ECAP_F, _UNDETECTED, _IN_FALLBACK = range(len(STATE))
+
+
+@numba.njit(cache=True, inline="always")
+def _online_slope(p, k, st, dt_s, ecap_uv, current_ma):
+    """The growth-curve slope for the loop-gain compensation (µV/mA)."""
+    ref = k[_REF]
+    if p[_ONLINE] == 0.0:
+        return ref
+    alpha = py_min(dt_s / py_max(p[_FILTER], 1e-9), 1.0)
+    st[_ECAP_F] = ecap_uv if math.isnan(st[_ECAP_F]) else (
+        st[_ECAP_F] + alpha * (ecap_uv - st[_ECAP_F]))
+    est = (py_max(st[_ECAP_F], 0.0) + k[_SCALE]) / py_max(current_ma, 0.1)
+    st[_SLOPE] = py_min(py_max(est, ref / p[_RANGE]), ref * p[_RANGE])
+    return st[_SLOPE]
+
+
+@numba.njit(cache=True)
+def clinical_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma,
+                 target_uv):
+    """One loop update of episode ``row``: the current (mA); the fallback while the ECAP is lost.
+
+    ``p`` holds the parameters (:data:`_P`), ``const[row]`` the episode's constants
+    (:data:`CONSTANTS`), ``state[row]`` its state (:data:`STATE`), updated in place.
+    """
+    k, st = const[row], state[row]
+    if detected >= p[_DETECT]:
+        st[_UNDETECTED], st[_IN_FALLBACK] = 0.0, 0.0
+    elif step > 0:
+        st[_UNDETECTED] += dt_s
+        if st[_IN_FALLBACK] == 0.0 and st[_UNDETECTED] >= p[_AFTER] - 1e-9:
+            st[_IN_FALLBACK] = 1.0
+    if st[_IN_FALLBACK] != 0.0:
+        return py_min(py_max(k[_FALLBACK], k[_LO]), k[_HI])
+    if step == 0:  # nothing measured yet: continue the delivered current
+        return py_min(py_max(current_ma, k[_LO]), k[_HI])
+    slope = _online_slope(p, k, st, dt_s, ecap_uv, current_ma)
+    gain = py_min(p[_GAIN] * dt_s, 1.0)
+    if ecap_uv > target_uv * (1.0 + p[_OVER]):
+        gain *= p[_BACKOFF]
+    delta = gain * (target_uv - ecap_uv) / slope
+    if p[_LOG] != 0.0:
+        base = py_max(current_ma, 0.1)
+        want = base * math.exp(py_min(py_max(delta / base, -20.0), 5.0))
+    else:
+        want = current_ma + delta
+    return py_min(py_max(want, k[_LO]), k[_HI])
+
+
+@numba.njit(cache=True)
+def _clinical_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma,
+                   target_uv, out):
+    for i in range(rows.size):
+        r = rows[i]
+        out[i] = clinical_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i],
+                              detected[i], current_ma[i], target_uv[i])
+
+
+class ClinicalLoop(BatchController):
     """The clinical ECAP loop (see the module docstring).
 
     Args:
@@ -70,52 +143,21 @@ class ClinicalLoop(Controller):
 
     name = "clinical-loop"
     params_type = ClinicalLoopParams
+    kernels = (clinical_law, _clinical_many)
 
-    def reset(self, context) -> None:
-        """Start an episode: prior slope from the calibration, fallback disarmed."""
-        super().reset(context)
-        self.prior = GrowthPrior.from_calibration(context.calibration)
-        self.limits = current_limits(context, self.params.clinician_limits)
-        self.slope = self.prior.slope_uv_per_ma
-        self.ecap_f = math.nan
-        self.undetected_s = 0.0
-        self.in_fallback = False
+    def _law_params(self) -> np.ndarray:
+        p = self.params
+        return np.array([p.loop_gain_per_s, p.slope_source == "online", p.slope_filter_s,
+                         p.slope_range, p.log_domain, p.overshoot_rel, p.backoff_gain,
+                         p.detect_min_frac, p.fallback_after_s], np.float64)
 
-    def current_ma(self, obs: Observation) -> float:
-        """One loop update; the fallback current while the ECAP is lost."""
-        p, dt = self.params, self.context.dt_s
-        current, y = float(obs.current_ma[0]), float(obs.ecap_uv[0])
-        if obs.detected[0] >= p.detect_min_frac:
-            self.undetected_s, self.in_fallback = 0.0, False
-        elif self.steps > 0:
-            self.undetected_s += dt
-            self.in_fallback = self.in_fallback or self.undetected_s >= p.fallback_after_s - 1e-9
-        if self.in_fallback:
-            return self._clip(float(self.context.calibration.fallback_ma))
-        if self.steps == 0:  # nothing measured yet: continue the delivered current
-            return self._clip(current)
-        slope = self._slope(y, current)
-        gain = min(p.loop_gain_per_s * dt, 1.0)
-        if y > obs.target_uv * (1.0 + p.overshoot_rel):
-            gain *= p.backoff_gain
-        delta = gain * (obs.target_uv - y) / slope
-        if p.log_domain:
-            base = max(current, 0.1)
-            return self._clip(base * math.exp(min(max(delta / base, -20.0), 5.0)))
-        return self._clip(current + delta)
-
-    def _slope(self, ecap_uv: float, current_ma: float) -> float:
-        """The growth-curve slope for the loop-gain compensation (µV/mA)."""
-        p, ref = self.params, self.prior.slope_uv_per_ma
-        if p.slope_source == "calibration":
-            return ref
-        alpha = min(self.context.dt_s / max(p.slope_filter_s, 1e-9), 1.0)
-        self.ecap_f = ecap_uv if math.isnan(self.ecap_f) else (
-            self.ecap_f + alpha * (ecap_uv - self.ecap_f))
-        est = (max(self.ecap_f, 0.0) + self.prior.scale_uv) / max(current_ma, 0.1)
-        self.slope = min(max(est, ref / p.slope_range), ref * p.slope_range)
-        return self.slope
-
-    def _clip(self, current_ma: float) -> float:
-        lo, hi = self.limits
-        return min(max(current_ma, lo), hi)
+    def _episode_arrays(self, contexts):
+        """Prior slope from each calibration, fallback disarmed."""
+        const, state = [], []
+        for ctx in contexts:
+            prior = GrowthPrior.from_calibration(ctx.calibration)
+            const.append((prior.slope_uv_per_ma, prior.scale_uv,
+                          *current_limits(ctx, self.params.clinician_limits),
+                          float(ctx.calibration.fallback_ma)))
+            state.append((prior.slope_uv_per_ma, math.nan, 0.0, 0.0))
+        return np.array(const, np.float64), np.array(state, np.float64)

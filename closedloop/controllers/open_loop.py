@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numba
+import numpy as np
+
 from closedloop._config import param, validate
-from closedloop.controllers.base import Controller, Observation
+from closedloop.controllers.batch import BatchController
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,7 +22,27 @@ class OpenLoopParams:
         validate(self)
 
 
-class OpenLoop(Controller):
+@numba.njit(cache=True)
+def open_loop_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma,
+                  target_uv):
+    """The open-loop current (mA) of episode ``row`` (the batch protocol's kernel).
+
+    ``p = [comfort_fraction]`` and ``const[row, 0]`` is the comfort current (mA); the other
+    arguments of the law are not used.
+    """
+    return p[0] * const[row, 0]
+
+
+@numba.njit(cache=True)
+def _open_loop_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma,
+                    target_uv, out):
+    for i in range(rows.size):
+        r = rows[i]
+        out[i] = open_loop_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i],
+                               detected[i], current_ma[i], target_uv[i])
+
+
+class OpenLoop(BatchController):
     """Deliver ``comfort_fraction * calibration.comfort_ma`` whatever the ECAP does.
 
     Args:
@@ -28,7 +51,11 @@ class OpenLoop(Controller):
 
     name = "open-loop"
     params_type = OpenLoopParams
+    kernels = (open_loop_law, _open_loop_many)
 
-    def current_ma(self, obs: Observation) -> float:
-        """The comfort current (mA), scaled."""
-        return self.params.comfort_fraction * float(self.context.calibration.comfort_ma)
+    def _law_params(self) -> np.ndarray:
+        return np.array([self.params.comfort_fraction])
+
+    def _episode_arrays(self, contexts):
+        comfort = np.array([[float(c.calibration.comfort_ma)] for c in contexts])
+        return comfort, np.zeros((len(contexts), 0))

@@ -3,9 +3,17 @@
 :func:`run_episodes` is :func:`~closedloop.evaluation.runner.run_episode` for a list of
 ``(patient, seed)`` episodes of one env id: one :class:`~closedloop.envs.vector.ECAPVectorEnv`
 holds every episode as a sub-environment (reset with its own patient and seed), and each step
-delivers every episode's pulses in one compiled call. Each episode has its own controller instance
-(from the factory), reset with its own :class:`~closedloop.controllers.ControlContext` and called
-on its own observation row, so its state evolves exactly as in the one-episode path.
+delivers every episode's pulses in one compiled call. The controllers are played in one of two ways:
+
+* a :class:`~closedloop.controllers.batch.BatchController` that is ``batch_ready`` (open loop,
+  P/PI/PID, the clinical loop, the ceiling) is made once and plays every episode with
+  ``reset_many`` and ``predict_many``: one compiled call per step for all episodes, each
+  episode's state in its own row of the controller's arrays;
+* any other controller (an SB3 policy, MPC, the adaptive inverse, a subclass overriding
+  ``predict``) has one instance per episode (from the factory), reset with its own
+  :class:`~closedloop.controllers.ControlContext` and called on its own observation row.
+
+Either way each episode's state evolves exactly as in the one-episode path.
 
 The step log is the runner's (:func:`~closedloop.evaluation.runner.play`): the observed ECAP and
 detection from the observation, the true ECAP, sensation, current, charge, device flags and reward
@@ -96,7 +104,9 @@ def run_episodes(controller_factory: Callable[[], Any], env_id: str,
 
     Args:
         controller_factory: Zero-argument callable returning a new controller (anything
-            :func:`~closedloop.evaluation.runner.run_episode` accepts); called once per episode.
+            :func:`~closedloop.evaluation.runner.run_episode` accepts); called once per episode,
+            or once in all if it returns a ``batch_ready`` controller (that instance then plays
+            every episode, see the module docstring).
         env_id: Registered id, e.g. ``closedloop/ECAPClinic-Test-v0``.
         episodes: ``(patient_id, seed)`` pairs, e.g. ``[("test-001", 0), ("test-001", 1)]``.
         env_overrides: ``gymnasium.make`` keyword overrides, e.g. ``{"episode_s": 20}``.
@@ -127,11 +137,15 @@ def run_episodes(controller_factory: Callable[[], Any], env_id: str,
         env.prefetch_next_patient = False
     obs, _ = venv.reset(seed=[s for _, s in episodes],
                         options=[{"patient": p} for p, _ in episodes])
-    controllers = [controller_factory() for _ in episodes]
+    first = controller_factory()
+    batched = getattr(first, "batch_ready", False) is True
+    controllers = [first] * len(episodes) if batched else [first] + [
+        controller_factory() for _ in episodes[1:]]
     before = numba.get_num_threads()
     numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
     try:
-        logs, n_steps = _play_many(controllers, venv, obs)
+        play = _play_batched if batched else _play_many
+        logs, n_steps = play(controllers, venv, obs)
     finally:
         numba.set_num_threads(before)
     results = []
@@ -163,24 +177,61 @@ def _play_many(controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
         ``(log, n_steps)``: the step log of :func:`~closedloop.evaluation.runner.play`, each
         key an array (steps, episodes), and each episode's number of steps.
     """
-    from closedloop.controllers.base import ControlContext
-
-    n, cfg = venv.num_envs, venv.cfg
-    for ctrl, env in zip(controllers, venv.envs, strict=True):
-        ctrl.reset(ControlContext.from_env(cfg, env.calibration, env.target_uv))
-    size = max(t.t_s.size for t in venv.traces)
-    buf = _Buffers(size // cfg.pulses_per_step + 2, n)
+    for ctrl, ctx in zip(controllers, _contexts(venv), strict=True):
+        ctrl.reset(ctx)
+    n = venv.num_envs
     states, first = [None] * n, np.array([True])
     predicts = [ctrl.predict for ctrl in controllers]
-    actions = np.zeros((n, 1))
-    column = actions[:, 0]
-    active, done, n_steps = list(range(n)), np.zeros(n, bool), np.zeros(n, np.int64)
-    step = 0
-    while active:
+
+    def act(obs: np.ndarray, active: list[int], column: np.ndarray) -> None:
+        nonlocal first
         for i in active:
             a, states[i] = predicts[i](obs[i], states[i], first, deterministic=True)
             column[i] = a[0] if type(a) is np.ndarray and a.shape == (1,) else _one_action(a)
         first = np.array([False])
+
+    return _play(venv, obs, act)
+
+
+def _play_batched(controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`_play_many` with one ``batch_ready`` controller playing every episode."""
+    ctrl = controllers[0]
+    ctrl.reset_many(_contexts(venv))
+
+    def act(obs: np.ndarray, active: list[int], column: np.ndarray) -> None:
+        if len(active) == column.size:
+            column[:] = ctrl.predict_many(obs)[:, 0]
+        else:
+            rows = np.asarray(active, np.int64)
+            column[rows] = ctrl.predict_many(obs[rows], rows)[:, 0]
+
+    return _play(venv, obs, act)
+
+
+def _contexts(venv: _TracedVectorEnv) -> list:
+    """Each sub-environment's :class:`~closedloop.controllers.ControlContext`."""
+    from closedloop.controllers.base import ControlContext
+
+    return [ControlContext.from_env(venv.cfg, env.calibration, env.target_uv)
+            for env in venv.envs]
+
+
+def _play(venv: _TracedVectorEnv, obs: np.ndarray, act: Callable
+          ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Step until every episode is truncated; ``act(obs, active, column)`` sets the actions.
+
+    ``act`` writes the action of every episode in ``active`` (its indices, increasing) into
+    ``column``; the others keep their last action (their steps are not logged).
+    """
+    n, cfg = venv.num_envs, venv.cfg
+    size = max(t.t_s.size for t in venv.traces)
+    buf = _Buffers(size // cfg.pulses_per_step + 2, n)
+    actions = np.zeros((n, 1))
+    active, done, n_steps = list(range(n)), np.zeros(n, bool), np.zeros(n, np.int64)
+    step = 0
+    while active:
+        act(obs, active, actions[:, 0])
         t_s = venv.clock_s()
         obs_new, values, flags, limits = venv._step_raw(actions)
         obs = venv._obs() if obs_new is None else obs_new
