@@ -320,7 +320,7 @@ def report(summary: dict, rows: list[dict], args) -> str:
              "prone and the 1-s ramp out of it are scored separately, see "
              "docs/clinic_protocol.md). Charge span = highest / lowest per-posture median "
              "charge per pulse over the scored postures.", "",
-             "EVOKE (one patient each; " + EVOKE["sequence"] + "): open loop "
+             "EVOKE (" + EVOKE["sequence"] + "): open loop "
              f"{EVOKE['ol_mad_uv']} µV, closed loop {EVOKE['cl_mad_uv']} µV, ratio "
              f"{EVOKE['ratio']}; closed-loop charge {EVOKE['cl_charge_span']}; open loop "
              f"{EVOKE['ol_charge_uc']}.", ""]
