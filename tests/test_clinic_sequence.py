@@ -131,6 +131,18 @@ def test_an_episode_scores_the_unscored_posture_separately():
     assert m["unscored_mad_uv"] > 10 * m["mad_uv"]           # open loop overstimulates supine
 
 
+def test_the_clinic_env_scores_prone_and_its_ramp_out_separately():
+    r = run_episode(make_controller("clinical-loop"), "closedloop/ECAPClinic-v0",
+                    "validation-000", 0)
+    # prone 360-405 s (its ramp in counted as prone) plus the 1-s ramp out; 10-s warm-up
+    assert r.metrics["unscored_duration_s"] == pytest.approx(46.0, abs=0.05)
+    assert r.metrics["scored_duration_s"] == pytest.approx(450.0 - 10.0 - 46.0, abs=0.05)
+    traj = r.trajectory
+    prone = traj.posture == PRONE
+    assert traj.t_s[prone].min() == pytest.approx(360.0, abs=0.05)
+    assert traj.t_s[prone].max() == pytest.approx(405.0, abs=0.05)
+
+
 @pytest.mark.parametrize(("over", "match"), [
     ({"unscored_postures": "lying"}, "'lying' is not a posture"),
     ({"unscored_postures": "prone, prone"}, "listed twice"),
