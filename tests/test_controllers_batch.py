@@ -17,7 +17,7 @@ from closedloop.envs.config import EnvConfig
 DT = 0.02
 H = 4
 BATCHED = ["open-loop", "p", "pi", "pid", "pid-tuned", "clinical-loop", "clinical-loop-log",
-           "clinical-loop-tuned", "ceiling"]
+           "clinical-loop-tuned", "ceiling", "adaptive-inverse"]
 """The specs whose controllers play batches (every other spec is checked to refuse)."""
 
 

@@ -19,6 +19,9 @@ two parameters forget at their own rates (vector forgetting). Guards keep the es
 * after ``search_after_s`` without a detected ECAP the current ramps up at ``search_ma_per_s``
   and the offset follows, so the inverse continues from the ramp (the linear curve does not
   hold below threshold).
+
+The law is one numba kernel on one episode's row (:func:`adaptive_law`), played on one row per
+episode by the batch protocol (:mod:`closedloop.controllers.batch`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numba
+import numpy as np
+
 from closedloop._config import param, validate
-from closedloop.controllers.base import Controller, GrowthPrior, Observation, current_limits
+from closedloop.controllers.base import GrowthPrior, current_limits, py_max, py_min
+from closedloop.controllers.batch import BatchController
 
 MAX_CORRELATION = 0.999
 """Largest |correlation| of the two estimates kept in the covariance (numerical guard)."""
@@ -69,7 +76,98 @@ class AdaptiveInverseParams:
         validate(self)
 
 
-class AdaptiveInverse(Controller):
+_P = ("forgetting", "slope_forgetting", "noise_uv", "scale_rel_sd", "clip_sd", "response_s",
+      "slope_range", "detect_min_frac", "search_after_s", "search_ma_per_s")
+"""The parameters array ``p`` of the kernel."""
+_FORGET, _SLOPE_FORGET, _NOISE, _SCALE_SD, _CLIP, _RESPONSE, _RANGE, _DETECT, _AFTER, _SEARCH = (
+    range(len(_P)))
+CONSTANTS = ("i0_ma", "slope_ref_uv_per_ma", "scale_uv", "var0_slope", "var0_offset",
+             "scale_var", "min_ma", "max_ma")
+"""An episode's constants row: comfort current, prior slope and scale, prior variances (noise
+units), the variance of the scale pseudo-observation, current limits."""
+STATE = ("slope_uv_per_ma", "offset_uv", "cov_00", "cov_01", "cov_11", "undetected_s")
+"""An episode's state row: the estimate ``theta``, its covariance and the time undetected."""
+_I0, _REF, _SCALE, _VAR0, _VAR1, _SCALE_VAR, _LO, _HI = range(len(CONSTANTS))
+_TH0, _TH1, _C0, _C1, _C2, _UNDETECTED = range(len(STATE))
+
+
+@numba.njit(cache=True, inline="always")
+def _update(st, x0, x1, innovation, noise_var):
+    """Kalman/RLS update by one observation ``x . theta`` (variance in noise units)."""
+    c0, c1, c2 = st[_C0], st[_C1], st[_C2]
+    g0, g1 = c0 * x0 + c1 * x1, c1 * x0 + c2 * x1      # P x
+    denom = noise_var + x0 * g0 + x1 * g1
+    st[_TH0] += g0 * innovation / denom
+    st[_TH1] += g1 * innovation / denom
+    st[_C0], st[_C1], st[_C2] = c0 - g0 * g0 / denom, c1 - g0 * g1 / denom, c2 - g1 * g1 / denom
+
+
+@numba.njit(cache=True, inline="always")
+def _rls(p, k, st, current_ma, ecap_uv):
+    """One RLS step: forgetting, the measurement, the scale prior, guards.
+
+    As written before the kernel (bit for bit): the guards act on the covariance after
+    forgetting, not on the one the two updates leave (which only the second update uses).
+    """
+    fs, fo = 1.0 / p[_SLOPE_FORGET], 1.0 / p[_FORGET]
+    c0, c1, c2 = st[_C0] * fs, st[_C1] * math.sqrt(fs * fo), st[_C2] * fo
+    st[_C0], st[_C1], st[_C2] = c0, c1, c2
+    x = current_ma - k[_I0]
+    lim = p[_CLIP] * p[_NOISE]
+    _update(st, x, 1.0, py_min(py_max(ecap_uv - x * st[_TH0] - st[_TH1], -lim), lim), 1.0)
+    if p[_SCALE_SD] > 0.0:  # slope * threshold = slope * I0 - e0 stays near A
+        _update(st, k[_I0], -1.0, k[_SCALE] - k[_I0] * st[_TH0] + st[_TH1], k[_SCALE_VAR])
+    d0 = math.sqrt(py_min(py_max(c0, 1e-12 * k[_VAR0]), k[_VAR0]))
+    d2 = math.sqrt(py_min(py_max(c2, 1e-12 * k[_VAR1]), k[_VAR1]))
+    rho = c1 / math.sqrt(py_max(c0 * c2, 1e-300))
+    rho = py_min(py_max(rho, -MAX_CORRELATION), MAX_CORRELATION)
+    st[_C0], st[_C1], st[_C2] = d0 * d0, rho * d0 * d2, d2 * d2
+    st[_TH0] = py_min(py_max(st[_TH0], k[_REF] / p[_RANGE]), k[_REF] * p[_RANGE])
+
+
+@numba.njit(cache=True, inline="always")
+def _clip(k, current_ma):
+    if not math.isfinite(current_ma):
+        return k[_LO]
+    return py_min(py_max(current_ma, k[_LO]), k[_HI])
+
+
+@numba.njit(cache=True)
+def adaptive_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma,
+                 target_uv):
+    """Episode ``row``: update the estimate with the last step, then move towards the inverse.
+
+    ``p`` holds the parameters (:data:`_P`), ``const[row]`` the episode's constants
+    (:data:`CONSTANTS`), ``state[row]`` its state (:data:`STATE`), updated in place.
+    Returns the current (mA).
+    """
+    k, st = const[row], state[row]
+    if step == 0:
+        return _clip(k, current_ma)
+    if detected >= p[_DETECT]:
+        st[_UNDETECTED] = 0.0
+        _rls(p, k, st, current_ma, ecap_uv)
+    else:
+        st[_UNDETECTED] += dt_s
+        if st[_UNDETECTED] >= p[_AFTER] - 1e-9:
+            want = _clip(k, current_ma + p[_SEARCH] * dt_s)
+            st[_TH1] = target_uv - st[_TH0] * (want - k[_I0])
+            return want
+    want = (k[_I0] - st[_TH1] / st[_TH0]) + target_uv / st[_TH0]
+    move = py_min(dt_s / p[_RESPONSE], 1.0)
+    return _clip(k, current_ma + move * (want - current_ma))
+
+
+@numba.njit(cache=True)
+def _adaptive_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma,
+                   target_uv, out):
+    for i in range(rows.size):
+        r = rows[i]
+        out[i] = adaptive_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i],
+                              detected[i], current_ma[i], target_uv[i])
+
+
+class AdaptiveInverse(BatchController):
     """RLS estimate of the growth curve, inverted for the target (see the module docstring).
 
     Args:
@@ -78,77 +176,35 @@ class AdaptiveInverse(Controller):
 
     name = "adaptive-inverse"
     params_type = AdaptiveInverseParams
+    kernels = (adaptive_law, _adaptive_many)
 
-    def reset(self, context) -> None:
-        """Start an episode from the calibrated growth curve."""
-        super().reset(context)
-        p, cal = self.params, context.calibration
-        prior = GrowthPrior.from_calibration(cal)
-        self.i0 = float(cal.comfort_ma)
-        self.slope_ref, self.scale_uv = prior.slope_uv_per_ma, prior.scale_uv
-        self.theta = [prior.slope_uv_per_ma, prior.slope_uv_per_ma * (self.i0 - prior.threshold_ma)]
-        self.var0 = ((p.prior_slope_rel_sd * prior.slope_uv_per_ma / p.noise_uv) ** 2,
-                     (p.prior_ecap_sd_uv / p.noise_uv) ** 2)
-        self.cov = [self.var0[0], 0.0, self.var0[1]]          # [[c0, c1], [c1, c2]]
-        self.limits = current_limits(context, p.clinician_limits)
-        self.undetected_s = 0.0
+    def _law_params(self) -> np.ndarray:
+        p = self.params
+        return np.array([p.forgetting, p.slope_forgetting, p.noise_uv, p.scale_rel_sd,
+                         p.clip_sd, p.response_s, p.slope_range, p.detect_min_frac,
+                         p.search_after_s, p.search_ma_per_s], np.float64)
+
+    def _episode_arrays(self, contexts):
+        """Each episode starts from its calibrated growth curve."""
+        p, const, state = self.params, [], []
+        for ctx in contexts:
+            cal = ctx.calibration
+            prior = GrowthPrior.from_calibration(cal)
+            i0, slope = float(cal.comfort_ma), prior.slope_uv_per_ma
+            var0 = ((p.prior_slope_rel_sd * slope / p.noise_uv) ** 2,
+                    (p.prior_ecap_sd_uv / p.noise_uv) ** 2)
+            const.append((i0, slope, prior.scale_uv, *var0,
+                          (p.scale_rel_sd * prior.scale_uv / p.noise_uv) ** 2,
+                          *current_limits(ctx, p.clinician_limits)))
+            state.append((slope, slope * (i0 - prior.threshold_ma), var0[0], 0.0, var0[1], 0.0))
+        return np.array(const, np.float64), np.array(state, np.float64)
 
     @property
     def slope_uv_per_ma(self) -> float:
-        """Estimated growth-curve slope (µV/mA)."""
-        return self.theta[0]
+        """Estimated growth-curve slope (µV/mA) of the episode (the first after reset_many)."""
+        return float(self._state[0, _TH0])
 
     @property
     def threshold_ma(self) -> float:
-        """Estimated ECAP threshold (mA)."""
-        return self.i0 - self.theta[1] / self.theta[0]
-
-    def current_ma(self, obs: Observation) -> float:
-        """Update the estimate with the last step, then move towards the inverse current."""
-        p, dt = self.params, self.context.dt_s
-        current = float(obs.current_ma[0])
-        if self.steps == 0:
-            return self._clip(current)
-        if obs.detected[0] >= p.detect_min_frac:
-            self.undetected_s = 0.0
-            self._rls(current, float(obs.ecap_uv[0]))
-        else:
-            self.undetected_s += dt
-            if self.undetected_s >= p.search_after_s - 1e-9:
-                want = self._clip(current + p.search_ma_per_s * dt)
-                self.theta[1] = obs.target_uv - self.theta[0] * (want - self.i0)
-                return want
-        want = self.threshold_ma + obs.target_uv / self.slope_uv_per_ma
-        step = min(dt / p.response_s, 1.0)
-        return self._clip(current + step * (want - current))
-
-    def _rls(self, current_ma: float, ecap_uv: float) -> None:
-        """One RLS step: forgetting, the measurement, the scale prior, guards."""
-        p, c, th = self.params, self.cov, self.theta
-        fs, fo = 1.0 / p.slope_forgetting, 1.0 / p.forgetting
-        c[0], c[1], c[2] = c[0] * fs, c[1] * math.sqrt(fs * fo), c[2] * fo
-        x = current_ma - self.i0
-        lim = p.clip_sd * p.noise_uv
-        self._update(x, 1.0, min(max(ecap_uv - x * th[0] - th[1], -lim), lim), 1.0)
-        if p.scale_rel_sd > 0.0:  # slope * threshold = slope * I0 - e0 stays near A
-            self._update(self.i0, -1.0, self.scale_uv - self.i0 * th[0] + th[1],
-                         (p.scale_rel_sd * self.scale_uv / p.noise_uv) ** 2)
-        d0 = math.sqrt(min(max(c[0], 1e-12 * self.var0[0]), self.var0[0]))
-        d2 = math.sqrt(min(max(c[2], 1e-12 * self.var0[1]), self.var0[1]))
-        rho = c[1] / math.sqrt(max(c[0] * c[2], 1e-300))
-        rho = min(max(rho, -MAX_CORRELATION), MAX_CORRELATION)
-        self.cov = [d0 * d0, rho * d0 * d2, d2 * d2]
-        th[0] = min(max(th[0], self.slope_ref / p.slope_range), self.slope_ref * p.slope_range)
-
-    def _update(self, x0: float, x1: float, innovation: float, noise_var: float) -> None:
-        """Kalman/RLS update by one observation ``x . theta`` (variance in noise units)."""
-        c = self.cov
-        g0, g1 = c[0] * x0 + c[1] * x1, c[1] * x0 + c[2] * x1      # P x
-        denom = noise_var + x0 * g0 + x1 * g1
-        self.theta[0] += g0 * innovation / denom
-        self.theta[1] += g1 * innovation / denom
-        self.cov = [c[0] - g0 * g0 / denom, c[1] - g0 * g1 / denom, c[2] - g1 * g1 / denom]
-
-    def _clip(self, current_ma: float) -> float:
-        lo, hi = self.limits
-        return min(max(current_ma, lo), hi) if math.isfinite(current_ma) else lo
+        """Estimated ECAP threshold (mA) of the episode (the first after reset_many)."""
+        return float(self._const[0, _I0] - self._state[0, _TH1] / self._state[0, _TH0])

@@ -185,10 +185,10 @@ class BatchController(Controller):
         if self._step_rows.size != 1:
             raise ConfigError(f"{type(self).__name__} was reset with {self._step_rows.size} "
                               "episodes; predict plays one (use predict_many)")
-        return self.kernels[0](self._p, self._const, self._state, 0, self._step_rows[0],
-                               self._t_rows_s[0], self.context.dt_s, float(obs.ecap_uv[0]),
-                               float(obs.detected[0]), float(obs.current_ma[0]),
-                               float(obs.target_uv))
+        return self.kernels[0](self._p, self._const, self._state, 0, int(self._step_rows[0]),
+                               float(self._t_rows_s[0]), self.context.dt_s,
+                               float(obs.ecap_uv[0]), float(obs.detected[0]),
+                               float(obs.current_ma[0]), float(obs.target_uv))
 
     def predict_many(self, obs: Any, rows: Any = None) -> np.ndarray:
         """Actions for the episodes ``rows`` (all if None) from their observations.
