@@ -9,7 +9,7 @@ Build one from a spec in ``agents/`` with :func:`make_controller`::
                                       info["target_uv"]))
     action, state = ctl.predict(obs)
 
-Open loop, P/PI/PID, the clinical loop and the ceiling are batch controllers
+Open loop, P/PI/PID, the clinical loop, the ceiling and the adaptive inverse are batch controllers
 (:class:`~closedloop.controllers.batch.BatchController`): one instance also plays N episodes at
 once (``reset_many(contexts)``, ``predict_many(obs)``), bit for bit as N one-episode instances.
 """
