@@ -174,6 +174,7 @@ class BatchController(Controller):
         """
         contexts = check_contexts(contexts, f"{type(self).__name__}.reset_many")
         self.contexts, self.context = tuple(contexts), contexts[0]
+        self._ready = self.batch_ready                  # the class's methods, checked once
         self._zero_clock(len(contexts))
         self._p = np.asarray(self._law_params(), np.float64)
         self._const, self._state = self._episode_arrays(contexts)
@@ -210,7 +211,7 @@ class BatchController(Controller):
         ctx, name = self.context, type(self).__name__
         if ctx is None:
             raise ConfigError(f"{name}.predict_many called before reset_many(contexts)")
-        if not self.batch_ready:
+        if not self._ready:
             raise ConfigError(f"{name} overrides one of {', '.join(_ONE_EPISODE_METHODS)}; "
                               "play it one episode at a time with predict")
         h = ctx.history
