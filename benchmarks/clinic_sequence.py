@@ -67,9 +67,11 @@ def sitting_current_ma(patient, target_uv: float, pw_us: float, rate_hz: float) 
     The same sweep and crossing that set the calibrated comfort current
     (:func:`closedloop.calibration.calibrate`).
     """
+    from closedloop.calibration import programming_model
     from closedloop.perception import crossing_ma, programming_sweep
 
-    curve = programming_sweep(patient.model(), patient.csf_mm("sitting"), pw_us, rate_hz)
+    curve = programming_sweep(programming_model(patient), patient.csf_mm("sitting"), pw_us,
+                              rate_hz)
     return crossing_ma(curve.currents_ma, curve.ecap_uv, target_uv)
 
 

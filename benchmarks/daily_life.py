@@ -141,9 +141,9 @@ def main(argv=None) -> int:
     summary = summarise(rows, args.controllers, args.seeds)
     text = report(summary, args)
     print(text)
-    out = Path(args.out)
-    write_text_atomic(out.with_suffix(".md"), text + "\n")
-    write_text_atomic(out.with_suffix(".json"), json.dumps(nan_to_none(
+    out = Path(args.out)     # a stem: "r0.3" must keep its ".3" (no with_suffix)
+    write_text_atomic(out.parent / f"{out.name}.md", text + "\n")
+    write_text_atomic(out.parent / f"{out.name}.json", json.dumps(nan_to_none(
         {"args": {k: v for k, v in vars(args).items()}, "rows": rows, "summary": summary}),
         indent=1) + "\n")
     print(f"wrote {out}.md/.json", file=sys.stderr)

@@ -12,9 +12,11 @@ what they feel. That gives, per posture:
 
 From the postures together:
 
-* **target** ECAP: ``target_position`` of the way from the highest perception ECAP to the lowest
-  discomfort ECAP, so that holding it keeps the patient in the window in every calibration
-  posture (if no common window exists, the reference posture's window is used);
+* **target** ECAP: the patient's ``target_position`` (:attr:`Patient.target_position`) of the
+  way from the highest perception ECAP to the lowest discomfort ECAP, so that holding it keeps
+  the patient in the window in every calibration posture (if no common window exists, the
+  reference posture's window is used). A negative position puts the target below perception:
+  ``(1 + target_position)`` times the highest perception ECAP;
 * **comfort current**: the current giving the target ECAP in the reference posture; the open-loop
   setting (standard of care) and the fixed-current fallback;
 * **clinician limits**: 0 mA to the highest discomfort current across calibration postures;
@@ -42,8 +44,10 @@ from closedloop.postures import posture_code
 
 CALIBRATION_POSTURES = ("supine", "sitting", "standing")
 """Postures of the programming session (assumption: those a clinic can test)."""
-TARGET_POSITION = 0.5
-"""Target as a fraction of the common window (assumption: comfortable mid-window)."""
+PROGRAMMING_NOISE_UV = 3.0
+"""Single-sweep noise (µV rms) of the programming sweep at most: a clinic repeats the sweep of
+a noisy patient until the growth curve is clean (assumption), modelled as the sweep at this
+noise; the patient's own noise (``recording.noise_uv_rms``) applies in closed loop."""
 WARMUP_S = 10.0
 """Simulated time before scoring starts (s)."""
 MIN_SLOPE_UV_PER_MA = 1.0
@@ -196,7 +200,7 @@ def window_table(patient: Patient, model, csf_mm, pw_us: float = 250.0, rate_hz:
 
 def calibrate(patient: Patient, postures: Sequence[str] = CALIBRATION_POSTURES,
               reference: str = REFERENCE_POSTURE, pw_us: float = 250.0, rate_hz: float = 50.0,
-              target_position: float = TARGET_POSITION, warmup_s: float = WARMUP_S,
+              target_position: float | None = None, warmup_s: float = WARMUP_S,
               model=None) -> CalibrationRecord:
     """Simulate the programming session and derive the target and current limits.
 
@@ -206,9 +210,11 @@ def calibrate(patient: Patient, postures: Sequence[str] = CALIBRATION_POSTURES,
         reference: Posture whose growth curve sets the comfort current.
         pw_us: Programmed pulse width (µs).
         rate_hz: Programmed pulse rate (Hz).
-        target_position: Target's place in the common window, in (0, 1).
+        target_position: Target's place in the common window, in [-1, 1] (see the module
+            docstring); None: the patient's own :attr:`~Patient.target_position`.
         warmup_s: Warm-up before scoring (s), >= 0.
-        model: The patient's neural model, to avoid rebuilding it (it is reset).
+        model: The patient's neural model, to avoid rebuilding it (it is reset); unused when
+            the patient's noise exceeds :data:`PROGRAMMING_NOISE_UV`.
 
     Returns:
         The :class:`CalibrationRecord`.
@@ -217,9 +223,11 @@ def calibrate(patient: Patient, postures: Sequence[str] = CALIBRATION_POSTURES,
         ConfigError: On bad arguments, or if the reference posture has no usable window.
     """
     _check_session(patient, postures, reference, pw_us, rate_hz)
-    check_value("target_position", target_position, {"lo": 0.0, "hi": 1.0})
+    if target_position is None:
+        target_position = patient.target_position
+    check_value("target_position", target_position, {"lo": -1.0, "hi": 1.0})
     check_value("warmup_s", warmup_s, {"lo": 0.0, "unit": "s"})
-    model = patient.model() if model is None else model
+    model = programming_model(patient, model)
     curves = {p: programming_sweep(model, patient.csf_mm(p), pw_us, rate_hz) for p in postures}
     rows = tuple(calibrate_posture(patient, model, p, pw_us, rate_hz, curves[p])
                  for p in postures)
@@ -231,13 +239,27 @@ def calibrate(patient: Patient, postures: Sequence[str] = CALIBRATION_POSTURES,
     hi = np.nanmin([r.discomfort_ecap_uv for r in rows])
     if not hi > lo:
         lo, hi = ref.perception_ecap_uv, ref.discomfort_ecap_uv
-    target = float(lo + target_position * (hi - lo))
+    target = float(lo + target_position * (hi - lo) if target_position >= 0
+                   else lo * (1.0 + target_position))
     ref_curve = curves[reference]
     comfort = crossing_ma(ref_curve.currents_ma, ref_curve.ecap_uv, target)
     max_ma = float(np.nanmax([r.discomfort_ma for r in rows]))
     model.reset()
     return CalibrationRecord(patient.patient_id, float(pw_us), float(rate_hz), reference, rows,
                              target, comfort, 0.0, max_ma, comfort, float(warmup_s))
+
+
+def programming_model(patient: Patient, model=None):
+    """The neural model the programming sweep measures (see :data:`PROGRAMMING_NOISE_UV`).
+
+    Args:
+        patient: The patient.
+        model: Its neural model, reused when its noise is at most the programming noise.
+    """
+    if patient.params.recording.noise_uv_rms <= PROGRAMMING_NOISE_UV:
+        return patient.model() if model is None else model
+    quiet = patient.params.replace(recording={"noise_uv_rms": PROGRAMMING_NOISE_UV})
+    return dataclasses.replace(patient, params=quiet).model()
 
 
 def _check_session(patient: Any, postures: Any, reference: Any, pw_us: Any, rate_hz: Any

@@ -91,6 +91,28 @@ class CohortDistribution:
                                            doc="discomfort / perception current, median")
     discomfort_ratio_sd_ln: float = param(0.15, "1", "assumption", 0.0, 1.0,
                                           doc="its spread (clipped to 1.25-2.5)")
+    target_position_mean: float = param(0.5, "1", "assumption: a comfortable mid-window target",
+                                        0.0, 1.0, doc="target place in the common window, mean")
+    target_position_sd: float = param(0.15, "1", "assumption", 0.0, 1.0,
+                                      doc="its sd (normal, clipped to 0.1-0.9)")
+    subperception_probability: float = param(
+        0.17, "1", "calibrated on train+validation: EVOKE closed-loop lower quartile 48 % in "
+        "window [C]; targets set below perception, clinic-calibration.md 4.2 [inference]", 0.0,
+        1.0, doc="share of patients whose target lies below perception")
+    subperception_position: float = param(-0.15, "1", "assumption", -1.0, 0.0,
+                                          doc="their target_position, mean (sd 0.1, clipped "
+                                              "to -0.6..-0.02)")
+    migration_probability: float = param(0.1, "1", "West 2023 pooled lead migration 9.97 % "
+                                         "(95 % CI 7.6-12.6 %) [C]", 0.0, 1.0,
+                                         doc="share of patients whose lead migrated since "
+                                             "programming")
+    migration_max_mm: float = param(1.5, "mm", "assumption: migrations that lose coverage "
+                                    "[C West 2023, qualitative]", 0.0, 3.0,
+                                    doc="migration CSF change, uniform in [1/3, 1] x this")
+    snr_mean: float = param(4.6, "1", "Freshwater/Rosella: mean ECAP SNR 4.6 ± 1.2 [C]", 0.5,
+                            50.0, doc="ECAP SNR at the target (target / single-sweep noise rms)")
+    snr_sd: float = param(1.2, "1", "same [C]", 0.0, 20.0,
+                          doc="its sd (normal, truncated to 1-10)")
     max_discomfort_ma: float = param(20.0, "mA", "assumption: headroom below the 25.5 mA device "
                                      "maximum", 1.0, 25.5, doc="implant screening limit")
 
@@ -120,9 +142,15 @@ def _posture_csf(rng: np.random.Generator, d: CohortDistribution, level: str) ->
     return {p: float(np.clip(csf[p], 0.5, 12.0)) for p in POSTURES}
 
 
-def draw_candidate(rng: np.random.Generator, d: CohortDistribution, patient_id: str
-                   ) -> tuple[Patient, float, float]:
+def draw_candidate(rng: np.random.Generator, d: CohortDistribution, patient_id: str,
+                   flags: tuple[bool, bool] | None = None) -> tuple[Patient, float, float]:
     """Draw one candidate patient (before screening).
+
+    Args:
+        rng: The candidate's generator.
+        d: The distribution.
+        patient_id: Its id.
+        flags: The cohort's failure-mode assignment (:func:`therapy_flags`), or None.
 
     Returns:
         The patient with default perception, its perception offset (dB) and discomfort ratio.
@@ -145,8 +173,61 @@ def draw_candidate(rng: np.random.Generator, d: CohortDistribution, patient_id: 
     ratio = float(np.clip(d.discomfort_ratio_median * spread, 1.25, 2.5))
     seed = int(rng.integers(0, 2**31 - 1))
     patient = Patient(patient_id, seed=seed, vertebral_level=level, posture_csf_mm=csf,
-                      impedance_ohm=imp, params=params)
+                      impedance_ohm=imp, params=params, **_therapy_draws(rng, d, flags))
     return patient, db, ratio
+
+
+def _therapy_draws(rng: np.random.Generator, d: CohortDistribution,
+                   flags: tuple[bool, bool] | None = None) -> dict[str, float]:
+    """The patient's programmed target position and lead migration.
+
+    Drawn after the anatomy, so that adding them left every earlier draw as it was.
+
+    Args:
+        rng: The candidate's generator.
+        d: The distribution.
+        flags: ``(target below perception, lead migrated)`` as the cohort assigns them
+            (:func:`therapy_flags`); None: independent draws with the distribution's shares.
+    """
+    u_sub, u_mig = rng.random(), rng.random()
+    sub, migrated = flags if flags is not None else (u_sub < d.subperception_probability,
+                                                     u_mig < d.migration_probability)
+    if sub:
+        position = np.clip(rng.normal(d.subperception_position, 0.1), -0.6, -0.02)
+    else:
+        position = np.clip(rng.normal(d.target_position_mean, d.target_position_sd), 0.1, 0.9)
+    migration = rng.uniform(d.migration_max_mm / 3.0, d.migration_max_mm) if migrated else 0.0
+    return {"target_position": float(position), "migration_mm": float(migration)}
+
+
+def therapy_flags(split: str, index: int, d: CohortDistribution) -> tuple[bool, bool]:
+    """Whether patient ``index`` of ``split`` has a target below perception and a migrated lead.
+
+    The shares are exact in each cohort (stratified, design choice): ``round(share * N)`` of the
+    split's N patients, chosen by a permutation seeded from the split's seed, one permutation
+    per failure mode. Independent draws would leave a 20-patient cohort with anywhere from 0
+    to 7 such patients, and its closed-loop lower quartile to chance.
+    """
+    n, seed = SPLITS[split]
+    out = []
+    for salt, share in ((1, d.subperception_probability), (2, d.migration_probability)):
+        order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(10**6, salt)))
+        out.append(bool(order.permutation(n)[index] < round(share * n)))
+    return out[0], out[1]
+
+
+def _with_snr(patient: Patient, snr: float) -> Patient:
+    """``patient`` with the recording noise that puts its ECAP target ``snr`` times above it.
+
+    The target comes from a programming session with the default noise; the shipped record,
+    made with the new noise, moves it by a few per cent (the estimator's bias near threshold).
+    """
+    from closedloop.calibration import calibrate
+
+    target_uv = calibrate(patient).target_uv
+    noise = float(np.clip(target_uv / snr, 0.5, 100.0))
+    return dataclasses.replace(patient, params=patient.params.replace(
+        recording={"noise_uv_rms": noise}))
 
 
 def generate_patient(split: str, index: int, d: CohortDistribution | None = None) -> Patient:
@@ -156,11 +237,14 @@ def generate_patient(split: str, index: int, d: CohortDistribution | None = None
     pid = f"{split}-{index:03d}"
     for attempt in range(MAX_ATTEMPTS):
         ss = np.random.SeedSequence(SPLITS[split][1], spawn_key=(index, attempt))
-        patient, db, ratio = draw_candidate(np.random.default_rng(ss), d, pid)
+        rng = np.random.default_rng(ss)
+        flags = therapy_flags(split, index, d) if index < SPLITS[split][0] else None
+        patient, db, ratio = draw_candidate(rng, d, pid, flags)
         perception = derive_perception(patient.model(), patient.csf_mm(REFERENCE_POSTURE), db,
                                        ratio, max_discomfort_ma=d.max_discomfort_ma)
         if perception is not None:
-            return dataclasses.replace(patient, perception=perception)
+            snr = _truncnorm(rng, d.snr_mean, d.snr_sd, 1.0, 10.0)
+            return _with_snr(dataclasses.replace(patient, perception=perception), snr)
     raise ConfigError(f"{pid}: no patient passed screening in {MAX_ATTEMPTS} attempts; "
                       "the cohort distribution is implausible")
 

@@ -46,11 +46,16 @@ CSF_RANGE_MM = (0.5, 12.0)
 """Valid CSF thickness (mm): the neural model's tabulated range."""
 IMPEDANCE_RANGE_OHM = (100.0, 10_000.0)
 """Valid contact impedance (Ω); typical 500-1500 Ω [M]."""
+TARGET_POSITION_RANGE = (-1.0, 1.0)
+"""Valid :attr:`Patient.target_position`: below 0 the target lies below perception."""
+MIGRATION_RANGE_MM = (-3.0, 3.0)
+"""Valid :attr:`Patient.migration_mm` (mm)."""
 REFERENCE_POSTURE = "sitting"
 """Posture of the programming session, in which perception and discomfort are defined."""
 FILE_FORMAT = "closedloop.patient/1"
 PATIENT_KEYS = ("format", "patient_id", "seed", "vertebral_level", "posture_csf_mm",
-                "impedance_ohm", "perception", "model_overrides")
+                "impedance_ohm", "target_position", "migration_mm", "perception",
+                "model_overrides")
 """Keys of a patient file (:meth:`Patient.to_dict`)."""
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -89,6 +94,15 @@ class Patient:
         posture_csf_mm: Dorsal CSF thickness per posture (mm), every posture of
             :data:`closedloop.postures.POSTURES`; Holsheimer 1994: T11 supine 2-6 mm.
         impedance_ohm: Contact impedance (Ω), typical 500-1500 Ω [M].
+        target_position: Where the patient's ECAP target was programmed, as a fraction of the
+            common therapeutic window in µV (0: the highest perception ECAP, 1: the lowest
+            discomfort ECAP; see :func:`closedloop.calibration.calibrate`). Below 0 the target
+            is ``(1 + target_position)`` times the perception ECAP: a patient who prefers
+            stimulation they do not feel, or whose target was set too low. In [-1, 1].
+        migration_mm: Change of the dorsal CSF thickness the lead sees since the programming
+            session (mm; positive: the cord is further from the lead), in every posture. The
+            calibration (target, comfort current, limits) is made before it and goes stale;
+            every simulation uses :attr:`posture_csf_now_mm`. In [-3, 3].
         perception: The perception model (thresholds of sensation).
         params: Neural response model parameters.
     """
@@ -99,6 +113,8 @@ class Patient:
     posture_csf_mm: Mapping[str, float] = dataclasses.field(
         default_factory=lambda: default_posture_csf(3.5))
     impedance_ohm: float = 900.0
+    target_position: float = 0.5
+    migration_mm: float = 0.0
     perception: PerceptionParams = dataclasses.field(default_factory=PerceptionParams)
     params: ModelParams = dataclasses.field(default_factory=ModelParams)
 
@@ -123,6 +139,10 @@ class Patient:
                            MappingProxyType({p: float(csf[p]) for p in POSTURES}))
         check_value("impedance_ohm", self.impedance_ohm,
                     {"lo": IMPEDANCE_RANGE_OHM[0], "hi": IMPEDANCE_RANGE_OHM[1], "unit": "Ω"})
+        for name, (lo, hi), unit in (("target_position", TARGET_POSITION_RANGE, "1"),
+                                     ("migration_mm", MIGRATION_RANGE_MM, "mm")):
+            check_value(name, getattr(self, name), {"lo": lo, "hi": hi, "unit": unit})
+            object.__setattr__(self, name, float(getattr(self, name)))
         for name, cls in (("perception", PerceptionParams), ("params", ModelParams)):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}")
@@ -143,6 +163,16 @@ class Patient:
         """Dorsal CSF thickness lying supine (mm)."""
         return self.posture_csf_mm["supine"]
 
+    @property
+    def posture_csf_now_mm(self) -> dict[str, float]:
+        """Per-posture CSF thickness the lead sees now (mm).
+
+        The programmed one plus the migration, clipped into :data:`CSF_RANGE_MM`; scenarios
+        are sampled from it.
+        """
+        lo, hi = CSF_RANGE_MM
+        return {p: min(hi, max(lo, v + self.migration_mm)) for p, v in self.posture_csf_mm.items()}
+
     def csf_mm(self, posture: str = "supine") -> float:
         """Dorsal CSF thickness in ``posture`` (mm)."""
         if posture not in self.posture_csf_mm:
@@ -161,6 +191,7 @@ class Patient:
             "format": FILE_FORMAT, "patient_id": self.patient_id, "seed": self.seed,
             "vertebral_level": self.vertebral_level,
             "posture_csf_mm": dict(self.posture_csf_mm), "impedance_ohm": self.impedance_ohm,
+            "target_position": self.target_position, "migration_mm": self.migration_mm,
             "perception": dataclasses.asdict(self.perception),
             "model_overrides": model_overrides(self.params),
         }

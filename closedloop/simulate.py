@@ -73,7 +73,7 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
     check_value("current_ma", current, {"lo": 0.0, "hi": 25.5, "unit": "mA"})
     check_run_memory(scenario.duration_s, cal.rate_hz)
     scenario_ss, noise_ss = episode_seeds(seed, patient)
-    trace = scenario.sample(patient.posture_csf_mm, cal.rate_hz, scenario_ss)
+    trace = scenario.sample(patient.posture_csf_now_mm, cal.rate_hz, scenario_ss)
     model.reset(noise_ss)
     n = trace.t_s.size
     cur = np.full(n, float(current))

@@ -1,5 +1,6 @@
 """Clinical calibration: the programming session, its record, and the cohort's published ranges."""
 
+import dataclasses
 import math
 
 import pytest
@@ -42,12 +43,25 @@ def test_record_round_trip(tmp_path, record):
 def test_bad_calibration_arguments_are_named():
     patient = get_patient("default")
     with pytest.raises(ConfigError, match=r"target_position=1.5 is out of range; valid range "
-                                          r"\[0, 1\]"):
+                                          r"\[-1, 1\]"):
         calibrate(patient, target_position=1.5)
     with pytest.raises(ConfigError, match="reference='sitting' must be one of"):
         calibrate(patient, postures=("supine",))
     with pytest.raises(ConfigError, match="warmup_s=-1"):
         calibrate(patient, warmup_s=-1)
+
+
+def test_target_position_places_the_target_in_or_below_the_common_window(record):
+    """The patient's own position is the default; below 0 the target lies under perception."""
+    patient = get_patient("default")
+    lo = max(pc.perception_ecap_uv for pc in record.postures)
+    hi = min(pc.discomfort_ecap_uv for pc in record.postures)
+    assert record.target_uv == pytest.approx(lo + patient.target_position * (hi - lo))
+    low = calibrate(dataclasses.replace(patient, target_position=-0.25))
+    assert low.target_uv == pytest.approx(0.75 * lo)
+    assert low.comfort_ma < low.reference.perception_ma      # open loop below perception too
+    top = calibrate(patient, target_position=1.0)
+    assert top.target_uv == pytest.approx(hi)
 
 
 def test_validation_cohort_reproduces_published_ranges():

@@ -111,9 +111,9 @@ def test_disabling_a_component_leaves_the_others_draws_unchanged():
 
 
 def test_retuning_one_event_type_leaves_the_other_types_unchanged():
-    a = load_scenario("daily-living").sample(CSF, 50.0, seed=4)
-    b = load_scenario("daily-living", events={"cough": {"rate_per_hour": 200.0}}).sample(
-        CSF, 50.0, seed=4)
+    a = load_scenario("daily-living", duration_s=600.0).sample(CSF, 50.0, seed=4)
+    b = load_scenario("daily-living", duration_s=600.0,
+                      events={"cough": {"rate_per_hour": 200.0}}).sample(CSF, 50.0, seed=4)
     for code in (2, 3):
         assert np.array_equal(onsets(a.event, code), onsets(b.event, code))
     assert len(onsets(b.event, 1)) > len(onsets(a.event, 1))
@@ -205,9 +205,11 @@ def test_markov_dwell_times_and_transition_graph():
     daily = load_scenario("daily-living", duration_s=36_000.0).sample(CSF, 1.0, seed=0)
     pairs = {(POSTURES[a], POSTURES[b]) for (a, _, _), (b, _, _) in
              zip(runs(daily.posture)[:-1], runs(daily.posture)[1:], strict=True)}
-    assert ("walking", "sitting") not in pairs and ("sitting", "walking") not in pairs
-    assert {("sitting", "standing"), ("standing", "walking")} <= pairs
-    assert posture_code("prone") not in daily.posture
+    # One walks only from standing; one lies prone only from lying supine.
+    assert ("sitting", "walking") not in pairs
+    assert {("sitting", "standing"), ("standing", "walking"), ("walking", "sitting")} <= pairs
+    assert {a for a, b in pairs if b == "prone"} == {"supine"}
+    assert {a for a, b in pairs if b == "walking"} == {"standing"}
 
 
 def test_exponential_dwells_and_random_start():
@@ -401,7 +403,7 @@ def test_migration_random_walk_spread():
 def test_one_hour_at_50_hz():
     tr = load_scenario("daily-living", duration_s=3600.0).sample(CSF, 50.0, seed=1)
     assert len(tr) == 180_000 and np.isfinite(tr.csf_mm).all()
-    assert len(load_scenario("daily-living").sample(CSF, 1000.0, seed=0)) == 600_000
+    assert len(load_scenario("daily-living").sample(CSF, 1000.0, seed=0)) == 3_600_000
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -411,7 +413,7 @@ def test_load_scenario_overrides():
     assert sc.duration_s == 120 and len(sc.sample(CSF, 50.0)) == 6000
     assert load_scenario("clinic", respiration=None).respiration is None
     tuned = load_scenario("daily-living", events={"cough": {"rate_per_hour": 30.0}})
-    assert tuned.events.cough.rate_per_hour == 30.0 and tuned.events.sneeze.rate_per_hour == 2.0
+    assert tuned.events.cough.rate_per_hour == 30.0 and tuned.events.sneeze.rate_per_hour == 0.2
     assert tuned.replace(duration_s=60.0) == load_scenario(
         "daily-living", duration_s=60.0, events={"cough": {"rate_per_hour": 30.0}})
     assert tuned.replace(events=None).events is None

@@ -115,7 +115,8 @@ def test_bad_make_arguments_name_the_key(kwargs, needle):
 def test_nan_action_raises_and_device_limits_are_counted():
     from closedloop.device import LIMIT_FLAGS
 
-    env = gym.make("closedloop/ECAPTracking-v0", action_mode="absolute", episode_s=0.2)
+    env = gym.make("closedloop/ECAPTracking-v0", action_mode="absolute", episode_s=0.2,
+                   patient="default")
     env.reset(seed=0)
     with pytest.raises(ConfigError, match="must be finite"):
         env.step(np.array([np.nan], np.float32))

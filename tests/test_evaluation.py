@@ -144,7 +144,7 @@ def test_several_pulses_per_step_record_one_entry_per_step():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    rows = run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-000", "test-001"], [0, 1],
+    rows = run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-012", "test-016"], [0, 1],
                     out_dir=out, env_overrides=SHORT, make_controller=make_test_controller,
                     save_trajectories=True, progress=False)
     return out, rows
@@ -154,8 +154,8 @@ def test_grid_rows_order_and_files(run_dir):
     out, rows = run_dir
     assert len(rows) == 16
     assert [(r["controller"], r["env_id"], r["patient"], r["seed"]) for r in rows[:3]] == [
-        ("open", CLINIC, "test-000", 0), ("open", CLINIC, "test-000", 1),
-        ("open", CLINIC, "test-001", 0)]
+        ("open", CLINIC, "test-012", 0), ("open", CLINIC, "test-012", 1),
+        ("open", CLINIC, "test-016", 0)]
     assert len(list((out / EPISODES_DIR).glob("*.json"))) == 16
     assert len(list((out / "trajectories").glob("*.npz"))) == 16
     assert not list(out.rglob("*.tmp"))                               # no half-written files
@@ -166,13 +166,13 @@ def test_grid_rows_order_and_files(run_dir):
 def test_resume_skips_finished_episodes(run_dir, tmp_path):
     out, rows = run_dir
     CALLS.clear()
-    again = run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-000", "test-001"], [0, 1],
+    again = run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-012", "test-016"], [0, 1],
                      out_dir=out, env_overrides=SHORT, make_controller=make_test_controller,
                      progress=False)
     assert CALLS == []
     assert all(same(a, b) and a["wall_s"] == b["wall_s"] for a, b in zip(rows, again, strict=True))
     next(iter((out / EPISODES_DIR).glob("*.json"))).unlink()
-    run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-000", "test-001"], [0, 1],
+    run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-012", "test-016"], [0, 1],
              out_dir=out, env_overrides=SHORT, make_controller=make_test_controller,
              progress=False)
     assert len(CALLS) == 1
@@ -360,7 +360,7 @@ def test_report_files_follow_the_schema(run_dir):
     board = (out / "leaderboard.md").read_text()
     assert "| 1 |" in board and "integral" in board and "Ratio to open" in board
     assert [r["rank"] for r in report.board[CLINIC]] == [1, 2]
-    assert "test-001" in (out / "report_card.md").read_text()
+    assert "test-016" in (out / "report_card.md").read_text()
     assert LEADERBOARD_METRICS[0] in report.text and "open" in report.text
     assert set(summary["paired_schema"]) == set(summary["paired"][0])
     assert [p["rank_label"] for p in report.paired if p["env_id"] == CLINIC] == [

@@ -46,6 +46,10 @@ def test_file_is_readable_and_lists_only_changed_model_parameters():
     ({"posture_csf_mm": [3.0] * 6}, "posture_csf_mm=[3.0, 3.0"),
     ({"impedance_ohm": [900.0]}, "impedance_ohm=[900.0] must be a number in [100, 10000]"),
     ({"impedance_ohm": 900 + 0j}, "impedance_ohm=(900+0j) must be a number"),
+    ({"target_position": 1.5}, "target_position=1.5 is out of range; valid range [-1, 1]"),
+    ({"target_position": float("nan")}, "target_position=nan"),
+    ({"migration_mm": -4.0}, "migration_mm=-4.0 is out of range; valid range [-3, 3]"),
+    ({"migration_mm": "1"}, "migration_mm='1' must be a number"),
 ])
 def test_bad_patient_fields_are_named(change, needle):
     with pytest.raises(ConfigError) as err:
@@ -168,3 +172,33 @@ def test_patient_from_dict_of_a_non_table_or_bad_keys(data):
 def test_get_patient_of_a_non_string(name):
     with pytest.raises(ConfigError, match="must be a string"):
         get_patient(name)
+
+
+def test_migration_moves_the_csf_the_lead_sees_but_not_the_programmed_one(tmp_path):
+    patient = dataclasses.replace(get_patient("default"), migration_mm=1.0, target_position=0.3)
+    now = patient.posture_csf_now_mm
+    for posture, programmed in patient.posture_csf_mm.items():
+        assert now[posture] == pytest.approx(min(12.0, programmed + 1.0))
+    assert patient.csf_mm("sitting") == patient.posture_csf_mm["sitting"]
+    back = load_patient(patient.save(tmp_path / "m.json"))
+    assert back == patient and back.migration_mm == 1.0 and back.target_position == 0.3
+    far = dataclasses.replace(patient, posture_csf_mm={p: 11.5 for p in patient.posture_csf_mm},
+                              migration_mm=2.0)
+    assert set(far.posture_csf_now_mm.values()) == {12.0}     # clipped to the model's range
+
+
+def test_the_env_samples_the_migrated_csf():
+    import gymnasium as gym
+
+    import closedloop  # noqa: F401  (registers the envs)
+    from closedloop.cohort import load_cohort
+
+    moved = next(p for p in load_cohort("train") if p.migration_mm > 0)
+    env = gym.make("closedloop/ECAPClinic-v0", patient=moved.patient_id, episode_s=20.0)
+    env.reset(seed=0)
+    trace = env.unwrapped.trace
+    first = trace.parts["posture"][trace.t_s < 5.0]          # the sequence starts supine
+    assert np.allclose(first, moved.posture_csf_now_mm["supine"])
+    assert moved.posture_csf_now_mm["supine"] == pytest.approx(
+        moved.posture_csf_mm["supine"] + moved.migration_mm)
+    env.close()

@@ -150,13 +150,14 @@ def _clinic_classes() -> list[type]:
     """Parameter classes of patients, perception, battery and disturbances, in card order."""
     from closedloop.cohort import CohortDistribution
     from closedloop.device import DeviceParams
-    from closedloop.disturbances import drift, events, periodic, posture
+    from closedloop.disturbances import drift, events, periodic, posture, sway
     from closedloop.metrics import BatterySpec
     from closedloop.perception import PerceptionParams
 
     return [PerceptionParams, CohortDistribution, BatterySpec, posture.PostureSpec,
             periodic.RespirationSpec, periodic.CardiacSpec, periodic.GaitSpec,
-            events.CoughSpec, events.SneezeSpec, events.BendSpec, drift.DriftSpec, DeviceParams]
+            events.CoughSpec, events.SneezeSpec, events.BendSpec, drift.DriftSpec,
+            sway.SwaySpec, DeviceParams]
 
 
 def _table(title: str, cls: type) -> list[str]:

@@ -42,7 +42,7 @@ def run_scenario(args: argparse.Namespace) -> int:
     sc = load_scenario(args.name, **overrides)
     check_run_memory(sc.duration_s, args.rate_hz)
     patient = get_patient(args.patient)
-    trace = sc.sample(patient.posture_csf_mm, args.rate_hz, args.seed)
+    trace = sc.sample(patient.posture_csf_now_mm, args.rate_hz, args.seed)
     print(f"scenario {args.name}: {sc.description.strip()}")
     print(f"patient {patient.patient_id}, seed {args.seed}, {trace.t_s.size} pulses at "
           f"{args.rate_hz:g} Hz ({sc.duration_s:g} s)")

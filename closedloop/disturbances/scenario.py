@@ -2,7 +2,7 @@
 
 The CSF thickness at pulse ``i`` is::
 
-    csf_mm[i] = clip(posture + respiration + cardiac + gait + events + drift, 0.5, 12.0)
+    csf_mm[i] = clip(posture + respiration + cardiac + gait + events + drift + sway, 0.5, 12.0)
 
 Each component draws only from its own child of ``np.random.SeedSequence(seed)``; the children
 are spawned in the fixed order of :data:`~closedloop.disturbances.trace.PARTS` whether or not
@@ -26,11 +26,12 @@ from closedloop.disturbances.drift import DriftSpec
 from closedloop.disturbances.events import EventsSpec
 from closedloop.disturbances.periodic import CardiacSpec, GaitSpec, RespirationSpec
 from closedloop.disturbances.posture import PostureSpec, codes_at, smooth_levels
+from closedloop.disturbances.sway import SwaySpec
 from closedloop.disturbances.trace import CSF_RANGE_MM, PARTS, DisturbanceTrace
 from closedloop.postures import POSTURES
 
 COMPONENTS = {"posture": PostureSpec, "respiration": RespirationSpec, "cardiac": CardiacSpec,
-              "gait": GaitSpec, "events": EventsSpec, "drift": DriftSpec}
+              "gait": GaitSpec, "events": EventsSpec, "drift": DriftSpec, "sway": SwaySpec}
 """Spec class of each component table, in :data:`PARTS` order."""
 
 _TOP_LEVEL = ("name", "description", "duration_s")
@@ -54,6 +55,7 @@ class Scenario:
         gait: Stride modulation while walking, or None.
         events: Coughs, sneezes, bends, or None.
         drift: Lead migration and fibrosis, or None.
+        sway: Within-posture variability (slow shifts inside a posture), or None.
     """
 
     name: str = "custom"
@@ -66,6 +68,7 @@ class Scenario:
     gait: GaitSpec | None = None
     events: EventsSpec | None = None
     drift: DriftSpec | None = None
+    sway: SwaySpec | None = None
 
     def __post_init__(self) -> None:
         for key in ("name", "description"):
@@ -204,6 +207,9 @@ class Scenario:
         impedance = np.ones(n)
         if self.drift is not None:
             parts["drift"], impedance = self.drift.sample(grid, rng("drift"))
+        if self.sway is not None:
+            scale = smooth_levels(timeline, self.sway.scale_levels(), grid, ramp)
+            parts["sway"] = self.sway.sample(grid, rng("sway"), scale)
         return parts, codes_at(timeline, grid.t_s), event, impedance
 
 

@@ -16,8 +16,9 @@ CSF_RANGE_MM = (0.5, 12.0)
 (its tables span 0.5-12 mm, :data:`closedloop.neural.geometry.CSF_GRID_MM`). Every pulse at
 which the clip acted is flagged in :attr:`DisturbanceTrace.csf_clipped`."""
 
-PARTS = ("posture", "respiration", "cardiac", "gait", "events", "drift")
-"""Component names, in the fixed order their seeds are spawned."""
+PARTS = ("posture", "respiration", "cardiac", "gait", "events", "drift", "sway")
+"""Component names, in the fixed order their seeds are spawned (a new component is appended,
+so that the draws of the others stay as they were)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,10 +97,13 @@ class ECAPTrackingEnv(gym.Env):
     ## Version History
     * v0: initial version. Issue 18 (same id): the scenario trace and the recording noise are
       seeded by the reset seed and the patient together, and the daily-living scenarios start
-      in the long-run posture mix. Issue 16 (same id): with several pulses per step the device
-      ramps pulse by pulse (at most ``max_step_ma`` from one pulse to the next, each pulse at
-      its own impedance) instead of moving the whole step's change on its first pulse; the
-      device settings can only tighten the hard limits; ``info`` gained ``impedance_ohm``,
+      in the long-run posture mix; daily living is an hour of a waking day with sway (the
+      Test id plays the whole hour); the cohorts carry targets below perception, migrated
+      leads (the trace uses ``Patient.posture_csf_now_mm``) and per-patient recording noise;
+      the clinic ids score prone separately (``unscored_postures``). Issue 16 (same id): with
+      several pulses per step the device ramps pulse by pulse (at most ``max_step_ma`` from
+      one pulse to the next, each pulse at its own impedance) instead of moving the whole
+      step's change on its first pulse; the device settings can only tighten the hard limits; ``info`` gained ``impedance_ohm``,
       ``csf_clipped`` and the per-pulse arrays, and ``device_limits`` counts pulses.
     """
 
@@ -156,7 +159,7 @@ class ECAPTrackingEnv(gym.Env):
 
         scenario = load_scenario(opts.get("scenario", cfg.scenario), duration_s=cfg.episode_s)
         trace_ss, noise_ss = episode_seeds(int(self.np_random.integers(2**63)), self.patient)
-        self.trace = scenario.sample(self.patient.posture_csf_mm, cfg.rate_hz, trace_ss)
+        self.trace = scenario.sample(self.patient.posture_csf_now_mm, cfg.rate_hz, trace_ss)
         self.model.reset(noise_ss)
         if self.prefetch_next_patient and not cfg.patient:     # what an unseeded reset draws
             model_store.prefetch(self._choose_patient("", cfg.split,
