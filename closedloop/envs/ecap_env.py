@@ -103,8 +103,9 @@ class ECAPTrackingEnv(gym.Env):
       the clinic ids score prone separately (``unscored_postures``). Issue 16 (same id): with
       several pulses per step the device ramps pulse by pulse (at most ``max_step_ma`` from
       one pulse to the next, each pulse at its own impedance) instead of moving the whole
-      step's change on its first pulse; the device settings can only tighten the hard limits; ``info`` gained ``impedance_ohm``,
-      ``csf_clipped`` and the per-pulse arrays, and ``device_limits`` counts pulses.
+      step's change on its first pulse; the device settings can only tighten the hard
+      limits; ``info`` gained ``impedance_ohm``, ``csf_clipped`` and the per-pulse arrays,
+      and ``device_limits`` counts pulses.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
