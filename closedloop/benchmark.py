@@ -2,7 +2,8 @@
 
 A :class:`Suite` names the controllers, env ids, patients and seeds. :data:`DEFAULT` is the
 embedded default suite that ``closedloop benchmark`` runs; :data:`QUICK` is a cut-down version
-that finishes in about a minute on a 2-core machine. A suite can also come from a TOML file
+(five patients, one seed, five-minute episodes) that finishes in a few minutes on a 2-core
+machine. A suite can also come from a TOML file
 (``closedloop benchmark --suite my.toml``) with the fields of :class:`Suite`.
 
 :func:`run_benchmark` plays the grid with :func:`closedloop.evaluation.run_grid` in local worker
@@ -164,7 +165,10 @@ def _check_names(where: str, key: str, names: Any) -> None:
 
 
 DEFAULT = Suite()
-QUICK = Suite(name="quick", n_patients=5, seeds=(0,))
+QUICK = Suite(name="quick", n_patients=5, seeds=(0,), env_overrides=(("episode_s", 300.0),))
+"""Five patients, one seed, five-minute episodes of every env (the clinic sequence stops before
+prone, the cough storm runs longer than its 120 s): a smoke run of every controller, not a
+ranking; the default suite plays the hour of daily living that the published figures use."""
 SUITES = {"default": DEFAULT, "quick": QUICK}
 
 

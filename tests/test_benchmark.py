@@ -41,6 +41,7 @@ def test_default_suite_is_every_agent_on_the_held_out_cohort():
     names = controllers_of(DEFAULT)
     assert {"open-loop", "pid", "clinical-loop", "mpc"} <= set(names)
     assert QUICK.env_ids == DEFAULT.env_ids and QUICK.n_patients == 5
+    assert dict(QUICK.env_overrides) == {"episode_s": 300.0}
 
 
 def test_cli_and_api_agree_and_a_rerun_resumes(cli, tiny, tmp_path):
