@@ -38,6 +38,7 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import check_workers, parallel_map
+from closedloop.cohort import check_cohort_run
 from closedloop.postures import POSTURES
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -103,6 +104,7 @@ def play_episode(controller: str, env_id: str, patient_id: str, seed: int, episo
     from closedloop.controllers import make_controller
     from closedloop.controllers.base import ControlContext
     from closedloop.evaluation.runner import play, score, to_trajectory
+    from closedloop.metrics import unscored_mask
 
     env = gym.make(env_id, patient=patient_id, episode_s=episode_s)
     try:
@@ -119,9 +121,12 @@ def play_episode(controller: str, env_id: str, patient_id: str, seed: int, episo
         context = ControlContext.from_env(base.spec_.config, cal, info["target_uv"])
         log = play(make_controller(controller), context, env, obs)
         traj = to_trajectory(base, float(info["target_uv"]), log)
+        cfg = base.spec_.config
     finally:
         env.close()
-    return traj, score(traj, log), log["scored"]
+    scored = ~unscored_mask(traj.t_s, traj.posture, cfg.unscored_posture_names,
+                            cfg.unscored_after_s)
+    return traj, score(traj, log, cfg), scored
 
 
 def moving_mean(x: np.ndarray, n: int) -> np.ndarray:
@@ -349,9 +354,7 @@ def parse(argv) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.patients = 4
-    if args.split == "test" and not args.report_test:
-        raise ConfigError("split='test' is the held-out cohort; pass --report-test to report "
-                          "it (calibrate on train or validation)")
+    check_cohort_run(args.split, args.report_test, args.seeds, args.patients)
     if BASELINE not in args.controllers:
         raise ConfigError(f"controllers={args.controllers!r} must include {BASELINE!r} (the "
                           "baseline of the ratio)")
@@ -359,10 +362,6 @@ def parse(argv) -> argparse.Namespace:
         raise ConfigError(f"target_uv={args.target_uv!r} is out of range; valid (0, 1000] µV")
     if not 20.0 <= args.episode_s <= 3600.0:
         raise ConfigError(f"episode_s={args.episode_s!r} is out of range; valid [20, 3600] s")
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        raise ConfigError(f"seeds={args.seeds!r} must be distinct integers >= 0")
-    if args.patients < 0:
-        raise ConfigError(f"patients={args.patients!r} is out of range; valid: >= 0")
     args.workers = check_workers(args.workers)
     return args
 

@@ -28,6 +28,7 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import check_workers, parallel_map
+from closedloop.cohort import check_cohort_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_ID = "closedloop/ECAPTracking-v0"
@@ -112,15 +113,9 @@ def parse(argv) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.patients, args.hours = 4, 1.0 / 6.0
-    if args.split == "test" and not args.report_test:
-        raise ConfigError("split='test' is the held-out cohort; pass --report-test to report "
-                          "it (calibrate on train or validation)")
+    check_cohort_run(args.split, args.report_test, args.seeds, args.patients)
     if not 0.0 < args.hours <= 24.0:
         raise ConfigError(f"hours={args.hours!r} is out of range; valid (0, 24]")
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        raise ConfigError(f"seeds={args.seeds!r} must be distinct integers >= 0")
-    if args.patients < 0:
-        raise ConfigError(f"patients={args.patients!r} is out of range; valid: >= 0")
     args.workers = check_workers(args.workers)
     return args
 

@@ -269,6 +269,28 @@ def generate_cohort(split: str, n: int | None = None, d: CohortDistribution | No
     return list(parallel_map(job, range(n), workers, progress, f"cohort {split}"))
 
 
+def check_cohort_run(split: str, report_test: bool, seeds: Any, patients: Any) -> None:
+    """Check a cohort run's choices (the benchmark scripts' shared command-line rules).
+
+    Args:
+        split: Cohort split; ``test`` is refused unless ``report_test`` (reporting the held-out
+            cohort, never tuning on it).
+        report_test: Whether the run reports the held-out cohort.
+        seeds: Episode seeds, distinct integers >= 0.
+        patients: First N patients (0: all), >= 0.
+
+    Raises:
+        ConfigError: Naming the offending choice and its valid range.
+    """
+    if split == HELD_OUT and not report_test:
+        raise ConfigError(f"split={split!r} is the held-out cohort; pass --report-test to "
+                          "report it (calibrate on train or validation)")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"seeds={seeds!r} must be distinct integers >= 0")
+    if patients < 0:
+        raise ConfigError(f"patients={patients!r} is out of range; valid: >= 0")
+
+
 def check_count(name: str, n: Any) -> int:
     """``n`` as an int >= 1 (a number of patients); ConfigError naming ``name`` otherwise."""
     check_value(name, n, {"lo": 1, "unit": "1"}, kind="int")

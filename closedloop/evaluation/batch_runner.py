@@ -157,7 +157,7 @@ def run_episodes(controller_factory: Callable[[], Any], env_id: str,
         traj = to_trajectory(base, float(venv.envs[i].target_uv), log)
         results.append(EpisodeResult(name or controller_name(ctrl), env_id, traj.scenario,
                                      traj.patient_id, seed, traj.target_uv, int(n_steps[i]),
-                                     score(traj, log), wall_s, traj))
+                                     score(traj, log, base.spec_.config), wall_s, traj))
     return results
 
 

@@ -25,8 +25,8 @@ Scoring starts after the calibration's warm-up (``calibration.warmup_s``): the c
 the env return and the device-intervention counts all exclude the warm-up. The clinical metrics
 also leave out the env's unscored postures (``EnvConfig.unscored_postures`` and
 ``unscored_after_s``; prone in the clinic envs), which they score separately as ``unscored_*``:
-:func:`to_trajectory` adds that per-step mask to the step log as ``scored``, and :func:`score`
-reads it, so that both the one-episode and the batch path score the same steps.
+:func:`score` derives that per-step mask from the trajectory and the env's config, for the
+one-episode and the batch path alike.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def run_episode(controller: Any, env_id: str, patient_id: str, seed: int,
         traj = to_trajectory(base, float(info["target_uv"]), log)
     finally:
         env.close()
-    metrics = score(traj, log)
+    metrics = score(traj, log, base.spec_.config)
     return EpisodeResult(name or controller_name(controller), env_id, traj.scenario,
                          traj.patient_id, seed, traj.target_uv, int(log["reward"].size),
                          metrics, time.perf_counter() - start, traj)
@@ -273,21 +273,16 @@ def to_trajectory(base_env: Any, target_uv: float, log: Mapping[str, np.ndarray]
                   ) -> Trajectory:
     """Assemble the :class:`Trajectory` of a played episode (see the module docstring).
 
-    Also adds ``log["scored"]``: False on the steps of the config's unscored postures
-    (:func:`~closedloop.metrics.unscored_mask`), which :func:`score` leaves out.
-
     Args:
         base_env: The unwrapped env after the episode (its config, patient, calibration, trace).
         target_uv: The episode's target (µV).
-        log: The step log of :func:`play` (a dict; ``scored`` is added to it).
+        log: The step log of :func:`play`.
     """
     cfg, cal, patient, trace = (base_env.spec_.config, base_env.calibration, base_env.patient,
                                 base_env.trace)
     t_s = step_times(log["rate_hz"], cfg.pulses_per_step, cfg.rate_hz)
     k = np.minimum((t_s * cfg.rate_hz + 1e-9).astype(np.int64), trace.t_s.size - 1)
     nan = np.full(t_s.size, np.nan)
-    log["scored"] = ~unscored_mask(t_s, log["posture"], cfg.unscored_posture_names,
-                                   cfg.unscored_after_s)
     return Trajectory(
         patient_id=patient.patient_id, scenario=cfg.scenario, rate_hz=cfg.rate_hz,
         pw_us=cfg.pw_us, target_uv=target_uv,
@@ -312,15 +307,20 @@ def step_times(rate_hz: np.ndarray, pulses_per_step: int, default_rate_hz: float
     return np.concatenate(([0.0], np.cumsum(pulses_per_step / rate[:-1])))
 
 
-def score(traj: Trajectory, log: Mapping[str, np.ndarray]) -> dict[str, float]:
+def score(traj: Trajectory, log: Mapping[str, np.ndarray], config: Any = None
+          ) -> dict[str, float]:
     """Every key of :data:`EPISODE_METRICS` for a recorded episode (pure function).
 
     Args:
         traj: The trajectory (clinical metrics after its warm-up).
-        log: The step log (rewards, device flags, per-step pulse width if it varied, and the
-            ``scored`` mask of :func:`to_trajectory`; every step is scored without it).
+        log: The step log (rewards, device flags, and per-step pulse width if it varied).
+        config: The env's :class:`~closedloop.envs.config.EnvConfig`; its unscored postures
+            (:func:`~closedloop.metrics.unscored_mask`) are left out of the clinical metrics.
+            None: every step is scored.
     """
-    pw, scored = log["pw_us"], log.get("scored")
+    pw = log["pw_us"]
+    scored = None if config is None else ~unscored_mask(
+        traj.t_s, traj.posture, config.unscored_posture_names, config.unscored_after_s)
     if np.all(np.isnan(pw)):
         metrics = traj.metrics(scored=scored)
     else:                      # the pulse-shape variant: per-step pulse width
