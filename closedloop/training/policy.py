@@ -20,7 +20,11 @@ observation with the saved statistics before the network sees it, exactly as in 
     result = run_episode(ctl, "closedloop/ECAPTracking-Test-v0", "test-003", seed=0)
 
 For worker processes (``closedloop.evaluation.run_grid``), pass ``TrainedPolicyFactory(path)``:
-a picklable zero-argument factory.
+a picklable zero-argument factory. A plain MLP policy is ``batch_ready``: one instance plays many
+episodes at once in ``closedloop.evaluation.batch_runner.run_episodes`` (``reset_many`` and
+``predict_many``, the protocol of :mod:`closedloop.controllers.batch`) through the numba row
+kernel of :mod:`closedloop.training.policy_kernels`, each episode equal bit for bit to a
+one-episode run.
 """
 
 from __future__ import annotations
@@ -28,18 +32,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from closedloop._config import ConfigError
-from closedloop.controllers.base import SB3Policy
+from closedloop.controllers.base import ControlContext, SB3Policy
+from closedloop.controllers.batch import _check_rows, check_contexts
+from closedloop.training.policy_kernels import extract_mlp, mlp_actions
 
 MODEL_FILE = "model.zip"
 NORM_FILE = "vecnormalize.pkl"
 OBS_NORM_FILE = "obs_norm.json"
 CARD_FILE = "card.json"
+_ONE_EPISODE_METHODS = ("predict", "reset", "_act", "_normalised", "_tick")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +104,25 @@ class ObsNormalizer:
 class TrainedPolicy(SB3Policy):
     """A trained SB3 model behind the controller interface, with its observation normalisation.
 
+    The deterministic action of a plain MLP policy (PPO/A2C, SAC/TQC, TD3/DDPG ``MlpPolicy``) is
+    computed by the numba row kernel of :mod:`closedloop.training.policy_kernels` from a float64
+    copy of the weights taken here, in ``predict`` and in :meth:`predict_many` alike: the policy
+    is then :attr:`batch_ready` and plays many episodes at once in
+    :func:`~closedloop.evaluation.batch_runner.run_episodes`, each equal bit for bit to a
+    one-episode run (a batched torch forward is not: its sums depend on the batch size). Its
+    actions differ from SB3's float32 torch forward by rounding only (about 1e-7 of the action
+    scale). Other networks (and ``deterministic=False``) go through torch as SB3 computes them.
+
     Args:
         model: The SB3 model (anything with SB3's ``predict``).
         normalizer: The observation normalisation it was trained with (None: none).
         name: Controller label for result tables.
         card: The model card, if loaded from a folder.
+
+    Attributes:
+        contexts: The episodes' contexts since :meth:`reset_many` (or :meth:`reset`).
+        steps: Steps played: an int, or an int64 array over the episodes of :meth:`reset_many`.
+        t_s: Simulated time before the next step (s): a float, or a float64 array likewise.
     """
 
     def __init__(self, model: Any, normalizer: ObsNormalizer | None = None,
@@ -109,33 +131,121 @@ class TrainedPolicy(SB3Policy):
         self.normalizer = normalizer
         self.name = name
         self.card = card or {}
+        self.contexts: tuple[ControlContext, ...] = ()
         net = getattr(model, "policy", None)
         self._net = net if hasattr(net, "_predict") and not hasattr(net, "lstm_actor") else None
         if self._net is not None:
             self._net.set_training_mode(False)
+        self._mlp = None if self._net is None else extract_mlp(self._net)
+
+    @property
+    def batch_ready(self) -> bool:
+        """Whether :meth:`predict_many` equals ``predict`` episode by episode.
+
+        True when the row kernel plays this network and no subclass overrides the one-episode
+        methods.
+        """
+        cls = type(self)
+        return self._mlp is not None and all(
+            getattr(cls, m) is getattr(TrainedPolicy, m) for m in _ONE_EPISODE_METHODS)
+
+    def reset(self, context: ControlContext) -> None:
+        """Start one episode: remember the context, zero the clock."""
+        super().reset(context)
+        self.contexts = (context,)
+
+    def reset_many(self, contexts: Sequence[ControlContext]) -> None:
+        """Start one episode per context (they must share the env's control settings).
+
+        Raises:
+            ConfigError: If the policy is not :attr:`batch_ready`, ``contexts`` is empty, holds
+                anything but contexts, or its contexts differ in a shared field.
+        """
+        if not self.batch_ready:
+            raise ConfigError(f"{type(self).__name__}.reset_many: this network is not "
+                              "batch_ready (not a plain MLP policy); play it one episode at a "
+                              "time with reset and predict")
+        contexts = check_contexts(contexts, f"{type(self).__name__}.reset_many")
+        self.reset(contexts[0])
+        self.contexts = tuple(contexts)
+        if len(contexts) > 1:
+            self.t_s, self.steps = np.zeros(len(contexts)), np.zeros(len(contexts), np.int64)
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]:
         """The policy's action for the normalised ``obs`` (and its recurrent state)."""
+        if len(self.contexts) > 1:
+            raise ConfigError(f"{type(self).__name__} was reset with {len(self.contexts)} "
+                              "episodes; predict plays one (use predict_many)")
         if self.normalizer is not None:
             obs = self.normalizer(obs)
         if self._net is None or not deterministic or self.context is None:
             return super().predict(obs, state, episode_start, deterministic)
-        self.t_s += self.context.dt_s
-        self.steps += 1
-        return self._act(obs), state
+        action = self._act(obs)
+        self._tick()
+        return action, state
+
+    def predict_many(self, obs: Any, rows: Any = None) -> np.ndarray:
+        """Deterministic actions for the episodes ``rows`` (all if None) of :meth:`reset_many`.
+
+        Args:
+            obs: Raw observations (M, D), row ``i`` that of episode ``rows[i]``.
+            rows: M distinct episode indices, or None (M = number of episodes, in order). Each
+                episode's clock advances by one control period.
+
+        Returns:
+            Actions (M, n_actions), float32, each row equal to that episode's ``predict`` bit
+            for bit.
+
+        Raises:
+            ConfigError: Before :meth:`reset_many`, for a policy that is not
+                :attr:`batch_ready`, or on a bad shape of ``obs`` or ``rows``.
+        """
+        name = type(self).__name__
+        if self.context is None or not self.batch_ready:
+            raise ConfigError(f"{name}.predict_many needs a batch_ready policy reset with "
+                              "reset_many(contexts)")
+        x = np.asarray(obs)
+        if x.ndim != 2 or x.shape[1] != self._mlp.n_inputs:
+            raise ConfigError(f"obs has shape {x.shape}; expected (episodes, "
+                              f"{self._mlp.n_inputs})")
+        r = _check_rows(rows, len(self.contexts), x.shape[0])
+        actions = mlp_actions(self._mlp, self._normalised(x))
+        dt_s = self.context.dt_s
+        if len(self.contexts) == 1:
+            if r.size:
+                self._tick()
+        elif rows is None:
+            self.t_s += dt_s
+            self.steps += 1
+        else:
+            self.t_s[r] += dt_s
+            self.steps[r] += 1
+        return actions
+
+    def _normalised(self, obs: Any) -> np.ndarray:
+        """``obs`` normalised (float32), element by element: a row's result ignores the others."""
+        return (self.normalizer(obs) if self.normalizer is not None
+                else np.asarray(obs, dtype=np.float32))
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
-        """SB3's deterministic ``predict`` for one observation, with the same result.
+        """The deterministic action (n_actions,) float32 for one normalised observation.
 
-        Skips SB3's per-call overhead (switching the network to eval mode, input checks).
+        The row kernel for a batch_ready network; otherwise SB3's deterministic ``predict`` for
+        one observation, with the same result, without SB3's per-call overhead (switching the
+        network to eval mode, input checks).
         """
+        x = np.asarray(obs, np.float32).reshape(1, -1)
+        if self._mlp is not None:
+            if x.shape[1] != self._mlp.n_inputs:
+                raise ConfigError(f"obs has {x.shape[1]} entries; expected "
+                                  f"{self._mlp.n_inputs}")
+            return mlp_actions(self._mlp, x)[0]
         import torch
 
         net = self._net
         with torch.no_grad():
-            x = torch.as_tensor(np.asarray(obs, np.float32).reshape(1, -1))
-            a = net._predict(x, deterministic=True).cpu().numpy().reshape(-1)
+            a = net._predict(torch.as_tensor(x), deterministic=True).cpu().numpy().reshape(-1)
         if net.squash_output:
             return net.unscale_action(a).astype(np.float32)
         return np.clip(a, net.action_space.low, net.action_space.high).astype(np.float32)
