@@ -46,7 +46,7 @@ def test_run_episodes_equals_run_episode_bit_for_bit(env_id, overrides, controll
 
 @pytest.mark.parametrize(("controller", "batched"), [
     ("ceiling", True), ("clinical-loop-log", True), ("p", True), ("pi", True),
-    ("adaptive-inverse", True), ("mpc", False)])      # MPC: one instance per episode
+    ("adaptive-inverse", True), ("mpc", True)])
 def test_every_batched_law_and_the_per_instance_path_equal_run_episode(controller, batched):
     assert getattr(make_controller(controller), "batch_ready", False) is batched
     _assert_identical(controller, "closedloop/ECAPClinic-Test-v0", SHORT)

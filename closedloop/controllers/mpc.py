@@ -17,8 +17,12 @@ process noise), estimated by an extended Kalman filter from the measured ECAP.
 ``ECAP_max`` is ``discomfort_margin`` times the lowest calibrated discomfort ECAP (the window's
 top), or ``ceiling_rel * target`` if the calibration has none; at least 1.1 target. Every
 constraint is a bound on
-``I_j``, so the problem is a bounded linear least-squares problem, solved exactly by
-:func:`scipy.optimize.lsq_linear` (BVLS); only the first move is applied (receding horizon).
+``I_j``, so the problem is a bounded linear least-squares problem, solved exactly by an
+active-set method on its tridiagonal normal equations
+(:func:`~closedloop.controllers.mpc_kernels.horizon_solve`; it agrees with
+:func:`scipy.optimize.lsq_linear`'s BVLS to round-off); only the first move is applied (receding
+horizon). The filter and the solve are numba kernels, so one instance plays many episodes at
+once (:class:`~closedloop.controllers.batch.BatchController`).
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ import dataclasses
 import math
 
 import numpy as np
-from scipy.optimize import lsq_linear
 
 from closedloop._config import param, validate
-from closedloop.controllers.base import Controller, GrowthPrior, Observation, current_limits
+from closedloop.controllers.base import GrowthPrior, current_limits
+from closedloop.controllers.batch import BatchController
+from closedloop.controllers.mpc_kernels import CONSTANTS, STATE, mpc_law, mpc_many
 
 MIN_HEADROOM = 1.1
 """ECAP_max is at least this multiple of the target, so the target itself stays feasible."""
@@ -63,8 +68,12 @@ class MPCParams:
         validate(self)
 
 
-class MPC(Controller):
+class MPC(BatchController):
     """Receding-horizon control on an identified growth-curve + disturbance model.
+
+    The filter and the horizon solve are numba kernels over one episode's row
+    (:func:`~closedloop.controllers.mpc_kernels.mpc_law`), played on one row per episode by the
+    batch protocol (:mod:`closedloop.controllers.batch`).
 
     Args:
         params: The parameters (defaults if None).
@@ -72,62 +81,36 @@ class MPC(Controller):
 
     name = "mpc"
     params_type = MPCParams
+    kernels = (mpc_law, mpc_many)
 
-    def reset(self, context) -> None:
-        """Start an episode: model from the calibration, disturbance zero."""
-        super().reset(context)
-        p, cal = self.params, context.calibration
-        prior = GrowthPrior.from_calibration(cal)
-        self.th_ref, self.scale_uv = prior.threshold_ma, prior.scale_uv
-        tops = [pc.discomfort_ecap_uv for pc in cal.postures
-                if math.isfinite(pc.discomfort_ecap_uv)]
-        top = p.discomfort_margin * min(tops) if tops else p.ceiling_rel * context.target_uv
-        self.ecap_max_uv = max(top, MIN_HEADROOM * context.target_uv)
-        self.limits = current_limits(context, p.clinician_limits)
-        self.x = np.zeros(2)                       # log-threshold offset and its rate per step
-        self.cov = np.diag([0.25, 0.0])
-        dt = context.dt_s
-        self.q = np.diag([p.threshold_sd_per_s ** 2 * dt, p.trend_sd_per_s ** 2 * dt ** 3])
-        n = p.horizon_steps
-        self._a = np.zeros((2 * n, n))
-        self._a[n:, :] = math.sqrt(p.move_penalty) * (np.eye(n) - np.eye(n, k=-1))
-        self._b = np.zeros(2 * n)
-        self._j = np.arange(1, n + 1, dtype=float)
+    def _law_params(self) -> np.ndarray:
+        p = self.params
+        return np.array([p.horizon_steps, p.move_penalty, p.rate_limit_ma_per_s, p.noise_uv],
+                        np.float64)
 
-    def current_ma(self, obs: Observation) -> float:
-        """Filter the disturbance with the last step, then solve the horizon problem."""
-        current = float(obs.current_ma[0])
-        if self.steps > 0:
-            self._filter(current, float(obs.ecap_uv[0]))
-        return self._solve(current, obs.target_uv)
+    def _episode_arrays(self, contexts):
+        """Each episode: its calibrated model and discomfort bound, the disturbance zero."""
+        p, const, state = self.params, [], []
+        for ctx in contexts:
+            cal = ctx.calibration
+            prior = GrowthPrior.from_calibration(cal)
+            tops = [pc.discomfort_ecap_uv for pc in cal.postures
+                    if math.isfinite(pc.discomfort_ecap_uv)]
+            top = p.discomfort_margin * min(tops) if tops else p.ceiling_rel * ctx.target_uv
+            dt = ctx.dt_s
+            const.append((prior.threshold_ma, prior.scale_uv,
+                          max(top, MIN_HEADROOM * ctx.target_uv),
+                          *current_limits(ctx, p.clinician_limits),
+                          p.threshold_sd_per_s ** 2 * dt, p.trend_sd_per_s ** 2 * dt ** 3))
+            state.append((0.0, 0.0, 0.25, 0.0, 0.0, 0.0))
+        return np.array(const, np.float64), np.array(state, np.float64)
 
-    def _filter(self, current_ma: float, ecap_uv: float) -> None:
-        """One extended-Kalman step of the local-trend log-threshold model."""
-        f = np.array([[1.0, 1.0], [0.0, 1.0]])
-        x = f @ self.x
-        cov = f @ self.cov @ f.T + self.q
-        gain_uv = self.scale_uv * current_ma / (self.th_ref * math.exp(x[0]))
-        predicted = gain_uv - self.scale_uv
-        h = np.array([-gain_uv, 0.0])              # d ECAP / d z
-        s = h @ cov @ h + self.params.noise_uv ** 2
-        k = cov @ h / s
-        self.x = x + k * (ecap_uv - predicted)
-        self.cov = cov - np.outer(k, h @ cov)
+    @property
+    def ecap_max_uv(self) -> float:
+        """ECAP bound of the discomfort constraint (µV) of the episode (the first after reset)."""
+        return float(self._const[0, CONSTANTS.index("ecap_max_uv")])
 
-    def _solve(self, current_ma: float, target_uv: float) -> float:
-        """The first move of the optimal horizon plan (mA)."""
-        p, n, j = self.params, self.params.horizon_steps, self._j
-        a = self.scale_uv / (self.th_ref * np.exp(self.x[0] + j * self.x[1]))
-        rows, b = self._a, self._b
-        rows[np.arange(n), np.arange(n)] = a / target_uv
-        b[:n] = (self.scale_uv + target_uv) / target_uv
-        b[n] = math.sqrt(p.move_penalty) * current_ma
-        step = p.rate_limit_ma_per_s * self.context.dt_s * j
-        lo = np.maximum(self.limits[0], current_ma - step)
-        hi = np.minimum(self.limits[1], current_ma + step)
-        hi = np.minimum(hi, (self.ecap_max_uv + self.scale_uv) / a)
-        lo = np.minimum(lo, hi)                   # the discomfort bound wins over the others
-        if np.all(hi - lo < 1e-9):
-            return float(hi[0])
-        res = lsq_linear(rows, b, bounds=(lo, np.maximum(hi, lo + 1e-12)), method="bvls")
-        return float(res.x[0])
+    @property
+    def log_threshold_offset(self) -> float:
+        """Filtered ``z = log(th / th_ref)`` of the episode (the first after reset_many)."""
+        return float(self._state[0, STATE.index("z")])
