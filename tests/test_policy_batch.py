@@ -15,7 +15,7 @@ from closedloop.controllers import ControlContext
 from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.runner import run_episode
 from closedloop.training.policy import ObsNormalizer, TrainedPolicy, TrainedPolicyFactory
-from closedloop.training.policy_kernels import extract_mlp, mlp_actions
+from closedloop.training.policy_kernels import extract_mlp, mlp_actions, with_obs_norm
 
 ENV_ID = "closedloop/ECAPTracking-Test-v0"
 SHORT = {"episode_s": 12.0}            # two seconds scored after the 10 s warm-up
@@ -94,6 +94,23 @@ def test_the_kernel_equals_torch_within_rounding(env, algo, activation):
     assert np.abs(got - ref).max() <= 1e-5 * float(np.max(high - low))
     inside = (np.abs(ref) < 0.99).mean()
     assert 0.1 < inside < 0.95                      # the actions span the space, some at its ends
+
+
+def test_the_kernel_normalises_observations_as_obs_normalizer_does(env):
+    model = _model(env, "ppo")
+    obs = _observations(env, 200, seed=4)
+    norm = _normalizer(obs.shape[1])
+    assert 0.0 < (np.abs(norm(obs)) == norm.clip).mean() < 0.5      # some entries clip
+    plain = extract_mlp(model.policy)
+    fused = with_obs_norm(plain, norm.mean, norm.var, norm.epsilon, norm.clip)
+    assert mlp_actions(fused, obs).tobytes() == mlp_actions(plain, norm(obs)).tobytes()
+    policy = TrainedPolicy(model, norm)
+    policy.reset(ControlContext(calibration=None, target_uv=100.0, dt_s=0.02))
+    got = np.array([policy.predict(o)[0] for o in obs])
+    ref = model.predict(norm(obs), deterministic=True)[0]               # SB3's torch forward
+    assert np.abs(got - ref).max() <= 1e-5 * 2.0
+    with pytest.raises(ConfigError, match="observation statistics of 3 entries"):
+        with_obs_norm(plain, norm.mean[:3], norm.var[:3], norm.epsilon, norm.clip)
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])

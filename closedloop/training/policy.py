@@ -41,13 +41,13 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop.controllers.base import ControlContext, SB3Policy
 from closedloop.controllers.batch import _check_rows, check_contexts
-from closedloop.training.policy_kernels import extract_mlp, mlp_actions
+from closedloop.training.policy_kernels import extract_mlp, mlp_actions, with_obs_norm
 
 MODEL_FILE = "model.zip"
 NORM_FILE = "vecnormalize.pkl"
 OBS_NORM_FILE = "obs_norm.json"
 CARD_FILE = "card.json"
-_ONE_EPISODE_METHODS = ("predict", "reset", "_act", "_normalised", "_tick")
+_ONE_EPISODE_METHODS = ("predict", "reset", "_kernel_act", "_tick")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +137,9 @@ class TrainedPolicy(SB3Policy):
         if self._net is not None:
             self._net.set_training_mode(False)
         self._mlp = None if self._net is None else extract_mlp(self._net)
+        if self._mlp is not None and normalizer is not None and normalizer.enabled:
+            n = normalizer
+            self._mlp = with_obs_norm(self._mlp, n.mean, n.var, n.epsilon, n.clip)
 
     @property
     def batch_ready(self) -> bool:
@@ -177,11 +180,14 @@ class TrainedPolicy(SB3Policy):
         if len(self.contexts) > 1:
             raise ConfigError(f"{type(self).__name__} was reset with {len(self.contexts)} "
                               "episodes; predict plays one (use predict_many)")
-        if self.normalizer is not None:
-            obs = self.normalizer(obs)
-        if self._net is None or not deterministic or self.context is None:
-            return super().predict(obs, state, episode_start, deterministic)
-        action = self._act(obs)
+        if self._mlp is not None and deterministic and self.context is not None:
+            action = self._kernel_act(obs)
+        else:
+            if self.normalizer is not None:
+                obs = self.normalizer(obs)
+            if self._net is None or not deterministic or self.context is None:
+                return super().predict(obs, state, episode_start, deterministic)
+            action = self._act(obs)
         self._tick()
         return action, state
 
@@ -210,7 +216,7 @@ class TrainedPolicy(SB3Policy):
             raise ConfigError(f"obs has shape {x.shape}; expected (episodes, "
                               f"{self._mlp.n_inputs})")
         r = _check_rows(rows, len(self.contexts), x.shape[0])
-        actions = mlp_actions(self._mlp, self._normalised(x))
+        actions = mlp_actions(self._mlp, x)
         dt_s = self.context.dt_s
         if len(self.contexts) == 1:
             if r.size:
@@ -223,29 +229,24 @@ class TrainedPolicy(SB3Policy):
             self.steps[r] += 1
         return actions
 
-    def _normalised(self, obs: Any) -> np.ndarray:
-        """``obs`` normalised (float32), element by element: a row's result ignores the others."""
-        return (self.normalizer(obs) if self.normalizer is not None
-                else np.asarray(obs, dtype=np.float32))
+    def _kernel_act(self, obs: Any) -> np.ndarray:
+        """The row kernel's action (n_actions,) float32 for one raw observation."""
+        x = np.asarray(obs, np.float32).reshape(1, -1)
+        if x.shape[1] != self._mlp.n_inputs:
+            raise ConfigError(f"obs has {x.shape[1]} entries; expected {self._mlp.n_inputs}")
+        return mlp_actions(self._mlp, x)[0]
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
-        """The deterministic action (n_actions,) float32 for one normalised observation.
+        """SB3's deterministic ``predict`` for one normalised observation, with the same result.
 
-        The row kernel for a batch_ready network; otherwise SB3's deterministic ``predict`` for
-        one observation, with the same result, without SB3's per-call overhead (switching the
-        network to eval mode, input checks).
+        Skips SB3's per-call overhead (switching the network to eval mode, input checks).
         """
-        x = np.asarray(obs, np.float32).reshape(1, -1)
-        if self._mlp is not None:
-            if x.shape[1] != self._mlp.n_inputs:
-                raise ConfigError(f"obs has {x.shape[1]} entries; expected "
-                                  f"{self._mlp.n_inputs}")
-            return mlp_actions(self._mlp, x)[0]
         import torch
 
         net = self._net
         with torch.no_grad():
-            a = net._predict(torch.as_tensor(x), deterministic=True).cpu().numpy().reshape(-1)
+            x = torch.as_tensor(np.asarray(obs, np.float32).reshape(1, -1))
+            a = net._predict(x, deterministic=True).cpu().numpy().reshape(-1)
         if net.squash_output:
             return net.unscale_action(a).astype(np.float32)
         return np.clip(a, net.action_space.low, net.action_space.high).astype(np.float32)

@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
+from closedloop._config import ConfigError
+
 IDENTITY, TANH, RELU = 0, 1, 2
 """Activation codes of a layer (column 4 of :attr:`MlpParams.layout`)."""
 POST_CLIP, POST_UNSCALE = 0, 1
@@ -42,7 +44,7 @@ POST_CLIP, POST_UNSCALE = 0, 1
 
 
 class MlpParams(NamedTuple):
-    """The weights of a plain MLP actor, packed for :func:`mlp_actions`.
+    """The observation normalisation and weights of a plain MLP actor, for :func:`mlp_actions`.
 
     Attributes:
         w: Every layer's weight matrix transposed (in, out), row-major, concatenated (float64).
@@ -52,6 +54,9 @@ class MlpParams(NamedTuple):
         post: :data:`POST_CLIP` or :data:`POST_UNSCALE`.
         low: Lower bound of each action entry (float64, the action space's).
         high: Upper bound of each action entry (float64).
+        obs_mean: Mean subtracted from each observation entry (float64; zeros: none).
+        obs_std: ``sqrt(var + epsilon)`` dividing it (float64; ones: none).
+        obs_clip: Clip of the normalised entries (inf: none).
     """
 
     w: np.ndarray
@@ -60,6 +65,9 @@ class MlpParams(NamedTuple):
     post: int
     low: np.ndarray
     high: np.ndarray
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    obs_clip: float = math.inf
 
     @property
     def n_inputs(self) -> int:
@@ -80,39 +88,48 @@ def _layer(src, dst, w, b, n_in, n_out, w_at, b_at, act):
     SIMD lanes) while each output still sums bias first, then its inputs in order: the same
     operations in the same order for every row.
     """
-    for j in range(n_out):
-        dst[j] = b[b_at + j]
+    d = dst[:n_out]
+    d[:] = b[b_at:b_at + n_out]
     for k in range(n_in):
         s = src[k]
-        row = w_at + k * n_out
+        wk = w[w_at + k * n_out:w_at + (k + 1) * n_out]
         for j in range(n_out):
-            dst[j] += w[row + j] * s
+            d[j] += wk[j] * s
     if act == TANH:
         for j in range(n_out):
-            dst[j] = math.tanh(dst[j])
+            d[j] = math.tanh(d[j])
     elif act == RELU:
         for j in range(n_out):
-            dst[j] = dst[j] if dst[j] > 0.0 else 0.0
+            d[j] = d[j] if d[j] > 0.0 else 0.0
 
 
 @numba.njit(cache=True)
-def mlp_row(x, w, b, layout, post, low, high, src, dst, out):
+def mlp_row(x, w, b, layout, post, low, high, mean, std, clip, src, dst, out):
     """The deterministic action of one observation row.
 
+    The observation is normalised as ``VecNormalize.normalize_obs`` (and
+    :class:`~closedloop.training.policy.ObsNormalizer`) computes it, with the same float64
+    operations: ``float32(clip((x - mean) / std, -clip, clip))``.
+
     Args:
-        x: Normalised observation (D,), float32.
+        x: Raw observation (D,), float32.
         w: :attr:`MlpParams.w`.
         b: :attr:`MlpParams.b`.
         layout: :attr:`MlpParams.layout`.
         post: :attr:`MlpParams.post`.
         low: :attr:`MlpParams.low` (action units).
         high: :attr:`MlpParams.high` (action units).
+        mean: :attr:`MlpParams.obs_mean` (observation units).
+        std: :attr:`MlpParams.obs_std` (observation units).
+        clip: :attr:`MlpParams.obs_clip`.
         src: Scratch float64 array at least as long as the widest layer.
         dst: Another one.
         out: The action (A,), float32, written here.
     """
     for k in range(layout[0, 0]):
-        src[k] = x[k]
+        z = (np.float64(x[k]) - mean[k]) / std[k]
+        z = -clip if z < -clip else (clip if z > clip else z)
+        src[k] = np.float32(z)
     for i in range(layout.shape[0]):
         _layer(src, dst, w, b, layout[i, 0], layout[i, 1], layout[i, 2], layout[i, 3],
                layout[i, 4])
@@ -127,14 +144,14 @@ def mlp_row(x, w, b, layout, post, low, high, src, dst, out):
 
 
 @numba.njit(cache=True)
-def mlp_many(x, w, b, layout, post, low, high, out):
+def mlp_many(x, w, b, layout, post, low, high, mean, std, clip, out):
     """:func:`mlp_row` on every row of ``x`` (M, D) float32 into ``out`` (M, A) float32."""
     width = 1
     for i in range(layout.shape[0]):
         width = max(width, layout[i, 0], layout[i, 1])
     src, dst = np.empty(width), np.empty(width)
     for i in range(x.shape[0]):
-        mlp_row(x[i], w, b, layout, post, low, high, src, dst, out[i])
+        mlp_row(x[i], w, b, layout, post, low, high, mean, std, clip, src, dst, out[i])
 
 
 def mlp_actions(params: MlpParams, x: np.ndarray) -> np.ndarray:
@@ -142,15 +159,18 @@ def mlp_actions(params: MlpParams, x: np.ndarray) -> np.ndarray:
 
     Args:
         params: The packed network (:func:`extract_mlp`).
-        x: Normalised observations (M, D); cast to C-contiguous float32 (as SB3 feeds them), so
-            that every call runs the same compiled code.
+        x: Raw observations (M, D) (normalised by the kernel with ``params``' statistics); cast
+            to C-contiguous float32 (as SB3 and VecNormalize do), so that every call runs the
+            same compiled code.
 
     Returns:
         Actions (M, A), float32, after the policy's clip or unscaling.
     """
     rows = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)
     out = np.empty((rows.shape[0], params.n_actions), np.float32)
-    mlp_many(rows, params.w, params.b, params.layout, params.post, params.low, params.high, out)
+    p = params
+    mlp_many(rows, p.w, p.b, p.layout, p.post, p.low, p.high, p.obs_mean, p.obs_std,
+             float(p.obs_clip), out)
     return out
 
 
@@ -230,4 +250,26 @@ def _pack(modules: list, post: int, space: Any, n_obs: int) -> MlpParams | None:
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
         return None
     return MlpParams(np.concatenate(weights), np.concatenate(biases),
-                     np.array(layout, np.int64), post, low, high)
+                     np.array(layout, np.int64), post, low, high, np.zeros(n_obs), np.ones(n_obs))
+
+
+def with_obs_norm(params: MlpParams, mean: Any, var: Any, epsilon: float,
+                  clip: float) -> MlpParams:
+    """``params`` normalising observations with VecNormalize's statistics.
+
+    Args:
+        params: The packed network.
+        mean: Running mean per observation entry (observation units).
+        var: Running variance per observation entry.
+        epsilon: Added to the variance before the square root.
+        clip: Clip of the normalised values, > 0.
+
+    Raises:
+        ConfigError: If the statistics do not have one entry per network input.
+    """
+    mean = np.array(mean, np.float64).reshape(-1)
+    std = np.sqrt(np.array(var, np.float64).reshape(-1) + epsilon)
+    if mean.shape != (params.n_inputs,) or std.shape != mean.shape:
+        raise ConfigError(f"observation statistics of {mean.size} entries for a network of "
+                         f"{params.n_inputs} inputs")
+    return params._replace(obs_mean=mean, obs_std=std, obs_clip=float(clip))
