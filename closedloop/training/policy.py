@@ -115,7 +115,8 @@ class TrainedPolicy(SB3Policy):
 
     Args:
         model: The SB3 model (anything with SB3's ``predict``).
-        normalizer: The observation normalisation it was trained with (None: none).
+        normalizer: The observation normalisation it was trained with (None: none). The row
+            kernel copies its statistics here, at construction.
         name: Controller label for result tables.
         card: The model card, if loaded from a folder.
 
@@ -176,7 +177,7 @@ class TrainedPolicy(SB3Policy):
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        """The policy's action for the normalised ``obs`` (and its recurrent state)."""
+        """The policy's action for ``obs`` (normalised first) and its recurrent state."""
         if len(self.contexts) > 1:
             raise ConfigError(f"{type(self).__name__} was reset with {len(self.contexts)} "
                               "episodes; predict plays one (use predict_many)")
