@@ -1,4 +1,4 @@
-"""Issue-5 acceptance figures from a ``closedloop benchmark`` run folder.
+"""Acceptance figures (issues 5 and 18) from a ``closedloop benchmark`` run folder.
 
     python benchmarks/acceptance.py runs/benchmark-default            # print the tables
     python benchmarks/acceptance.py runs/benchmark-default --md OUT   # also write Markdown
@@ -8,7 +8,11 @@ Reads ``summary.json`` (statistics across patients and seeds with bootstrap CIs)
 1. on the clinic posture sequence (test cohort), every controller's mean |ECAP - target| and
    time in window as ratios to open loop, with 95 % paired-bootstrap CIs, and whether it beats
    open loop on both;
-2. on the cough storm (test cohort), overstimulation events per episode (mean) against open loop.
+2. on the cough storm (test cohort), overstimulation events per episode (mean) against open loop;
+3. (issue 18) for each env's primary metric, the paired differences that show whether the suite
+   separates controllers: the clinical loop against P, every closed loop against open loop, and
+   the best controller against the median one (mean over patients and seeds, 95 % hierarchical
+   paired-bootstrap CI, probability of improvement; ``closedloop.evaluation.ranking``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import json
 from pathlib import Path
 
 from closedloop._io import write_text_atomic
+from closedloop.benchmark import Suite
+from closedloop.evaluation.ranking import paired_differences
+from closedloop.evaluation.runner import DIRECTION
 
 CLINIC = "closedloop/ECAPClinic-Test-v0"
 COUGH = "closedloop/ECAPCoughStorm-Test-v0"
@@ -53,6 +60,47 @@ def cough_table(doc: dict) -> list[str]:
     return lines
 
 
+def _diff_cell(d: dict) -> str:
+    """``diff [lo, hi]`` and the probability of improvement of one paired comparison."""
+    return (f"{d['diff']:+.3g} [{d['diff_lo']:+.3g}, {d['diff_hi']:+.3g}] | {d['poi']:.2f} | "
+            f"{d['vs_baseline']}")
+
+
+def separation_table(rows: list[dict], primary: dict[str, str], baseline: str) -> list[str]:
+    """Markdown: per env, the paired differences of the primary metric that rank the suite.
+
+    Each line is ``controller - reference`` on the same episodes; ``better``/``worse``/``tied``
+    is the ranking rule's verdict (CI excludes 0 and the gain reaches the metric's MCID).
+    """
+    lines = []
+    for env_id, metric in primary.items():
+        env_rows = [r for r in rows if r["env_id"] == env_id]
+        if not env_rows:
+            continue
+        names = list(dict.fromkeys(r["controller"] for r in env_rows))
+        sign = DIRECTION[metric]
+        means = {}
+        for c in names:
+            v = [r[metric] for r in env_rows if r["controller"] == c and r[metric] is not None]
+            means[c] = sum(v) / len(v) if v else float("nan")
+        order = sorted(names, key=lambda c: -sign * means[c])
+        best, median = order[0], order[(len(order) - 1) // 2]
+        pairs = [("clinical-loop", "p"), (best, median)]
+        pairs += [(c, baseline) for c in order if c != baseline]
+        lines += [f"### {env_id}: `{metric}` ({'higher' if sign > 0 else 'lower'} is better)",
+                  "", "| comparison | mean of the paired difference [95 % CI] | P(improvement) "
+                  "| verdict |", "|---|---|---|---|"]
+        for c, ref in pairs:
+            if c not in names or ref not in names or c == ref:
+                continue
+            d = next(x for x in paired_differences(env_rows, env_id, metric, ref)
+                     if x["controller"] == c)
+            tag = " (best - median)" if (c, ref) == (best, median) else ""
+            lines.append(f"| {c} - {ref}{tag} | {_diff_cell(d)} |")
+        lines.append("")
+    return lines
+
+
 def main(argv=None) -> int:
     """Print (and optionally write) the acceptance tables of a run folder."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,13 +108,18 @@ def main(argv=None) -> int:
     ap.add_argument("--md", metavar="PATH", help="also write the tables as Markdown")
     args = ap.parse_args(argv)
     doc = json.loads(Path(args.run, "summary.json").read_text(encoding="utf-8"))
+    rows = json.loads(Path(args.run, "results.json").read_text(encoding="utf-8"))["rows"]
+    suite = Suite.from_dict(json.loads(Path(args.run, "suite.json").read_text(encoding="utf-8")))
     text = "\n".join([
+        "## Does the suite separate controllers? (issue 18)", "",
+        "Paired differences on each env's primary metric, controller minus reference, over the "
+        "same patients and seeds.", "", *separation_table(rows, suite.primary(), suite.baseline),
         "## Clinic posture sequence, test cohort: ratio to open loop (mean over patients and "
         "seeds)", "", *clinic_table(doc), "",
         "## Cough storm, test cohort: overstimulation events", "", *cough_table(doc), ""])
     print(text)
     if args.md:
-        write_text_atomic(Path(args.md), "# Issue-5 acceptance figures\n\n" + text)
+        write_text_atomic(Path(args.md), "# Acceptance figures\n\n" + text)
     return 0
 
 

@@ -37,7 +37,8 @@ def tiny(tmp_path):
 def test_default_suite_is_every_agent_on_the_held_out_cohort():
     assert DEFAULT.patients == "test" and DEFAULT.n_patients == 0
     assert {e.split("/")[1] for e in DEFAULT.env_ids} == {
-        "ECAPClinic-Test-v0", "ECAPTracking-Test-v0", "ECAPCoughStorm-Test-v0"}
+        "ECAPClinic-Test-v0", "ECAPTracking-Test-v0", "ECAPCoughStorm-Test-v0",
+        "ECAPWalking-Test-v0", "ECAPSleep-Test-v0", "ECAPDrift-Test-v0"}
     names = controllers_of(DEFAULT)
     assert {"open-loop", "pid", "clinical-loop", "mpc"} <= set(names)
     assert QUICK.env_ids == DEFAULT.env_ids and QUICK.n_patients == 5

@@ -203,7 +203,10 @@ def test_suite_primary_metrics_round_trip_and_defaults(tmp_path):
     assert Suite.from_dict(suite.to_dict()) == suite
     assert suite.primary() == {"closedloop/ECAPClinic-Test-v0": "mad_uv",
                                "closedloop/ECAPTracking-Test-v0": "mad_uv",
-                               "closedloop/ECAPCoughStorm-Test-v0": "time_in_window_frac"}
+                               "closedloop/ECAPCoughStorm-Test-v0": "time_in_window_frac",
+                               "closedloop/ECAPWalking-Test-v0": "time_in_window_frac",
+                               "closedloop/ECAPSleep-Test-v0": "time_in_window_frac",
+                               "closedloop/ECAPDrift-Test-v0": "time_in_window_frac"}
     path = tmp_path / "s.toml"
     path.write_text('name = "s"\n[primary_metrics]\n'
                     '"closedloop/ECAPCoughStorm-Test-v0" = "time_above_discomfort_frac"\n')
