@@ -5,12 +5,14 @@
 holds every episode as a sub-environment (reset with its own patient and seed), and each step
 delivers every episode's pulses in one compiled call. The controllers are played in one of two ways:
 
-* a :class:`~closedloop.controllers.batch.BatchController` that is ``batch_ready`` (open loop,
-  P/PI/PID, the clinical loop, the ceiling, the adaptive inverse) is made once and plays every
-  episode with ``reset_many`` and ``predict_many``: one compiled call per step for all
-  episodes, each episode's state in its own row of the controller's arrays;
-* any other controller (an SB3 policy, MPC, a subclass overriding ``predict``) has one instance
-  per episode (from the factory), reset with its own
+* a controller that is ``batch_ready`` is made once and plays every episode with
+  ``reset_many`` and ``predict_many``: one compiled call per step for all episodes, each
+  episode's state in its own row of the controller's arrays. These are the
+  :class:`~closedloop.controllers.batch.BatchController` s (open loop, P/PI/PID, the clinical
+  loop, the ceiling, the adaptive inverse, MPC) and trained SB3 MLP policies
+  (:class:`~closedloop.training.policy.TrainedPolicy`, a numba row kernel of the network);
+* any other controller (a recurrent or CNN policy, a subclass overriding ``predict``, your own
+  class) has one instance per episode (from the factory), reset with its own
   :class:`~closedloop.controllers.ControlContext` and called on its own observation row.
 
 Either way each episode's state evolves exactly as in the one-episode path.
