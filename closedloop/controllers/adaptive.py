@@ -106,8 +106,9 @@ def _update(st, x0, x1, innovation, noise_var):
 def _rls(p, k, st, current_ma, ecap_uv):
     """One RLS step: forgetting, the measurement, the scale prior, guards.
 
-    As written before the kernel (bit for bit): the guards act on the covariance after
-    forgetting, not on the one the two updates leave (which only the second update uses).
+    The guards act on the covariance the two updates leave. (Until issue 18 they acted on the
+    covariance after forgetting and overwrote the updated one, so no measurement ever shrank
+    it: the estimator ran at its capped prior gain and chased the recording noise.)
     """
     fs, fo = 1.0 / p[_SLOPE_FORGET], 1.0 / p[_FORGET]
     c0, c1, c2 = st[_C0] * fs, st[_C1] * math.sqrt(fs * fo), st[_C2] * fo
@@ -117,6 +118,7 @@ def _rls(p, k, st, current_ma, ecap_uv):
     _update(st, x, 1.0, py_min(py_max(ecap_uv - x * st[_TH0] - st[_TH1], -lim), lim), 1.0)
     if p[_SCALE_SD] > 0.0:  # slope * threshold = slope * I0 - e0 stays near A
         _update(st, k[_I0], -1.0, k[_SCALE] - k[_I0] * st[_TH0] + st[_TH1], k[_SCALE_VAR])
+    c0, c1, c2 = st[_C0], st[_C1], st[_C2]
     d0 = math.sqrt(py_min(py_max(c0, 1e-12 * k[_VAR0]), k[_VAR0]))
     d2 = math.sqrt(py_min(py_max(c2, 1e-12 * k[_VAR1]), k[_VAR1]))
     rho = c1 / math.sqrt(py_max(c0 * c2, 1e-300))
