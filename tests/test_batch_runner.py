@@ -1,10 +1,9 @@
 """run_episodes equals run_episode episode by episode, bit for bit (a batched controller through
 predict_many, any other one instance per episode), and checks its inputs."""
 
-import dataclasses
 
-import numpy as np
 import pytest
+from _identity import differences, same
 
 from closedloop import ConfigError
 from closedloop.controllers import PID, PIDParams
@@ -14,24 +13,6 @@ from closedloop.evaluation.runner import run_episode
 
 EPISODES = [(f"test-00{i}", seed) for i in (1, 2, 3) for seed in (0, 7)]
 SHORT = {"episode_s": 14.0}           # a few seconds scored after the calibration's warm-up
-
-
-def _same(a, b) -> bool:
-    """Bit-for-bit equality of two values (arrays by dtype, shape and bytes; NaN equals NaN)."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        a, b = np.asarray(a), np.asarray(b)
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    return type(a) is type(b) and (a == b or (a != a and b != b))
-
-
-def _differences(got, ref) -> list[str]:
-    """Names of the row columns and trajectory fields where two results differ."""
-    row, ref_row = got.row(), ref.row()
-    del row["wall_s"], ref_row["wall_s"]
-    out = [k for k in row.keys() | ref_row.keys()
-           if k not in row or k not in ref_row or not _same(row[k], ref_row[k])]
-    return out + [f"trajectory.{f.name}" for f in dataclasses.fields(ref.trajectory)
-                  if not _same(getattr(got.trajectory, f.name), getattr(ref.trajectory, f.name))]
 
 
 @pytest.mark.parametrize(("env_id", "overrides"), [
@@ -58,7 +39,7 @@ def _assert_identical(controller, env_id, overrides):
     ref = [run_episode(make_controller(controller), env_id, p, s, overrides) for p, s in EPISODES]
     assert [(r.patient, r.seed) for r in got] == EPISODES
     for g, r in zip(got, ref, strict=True):
-        assert _differences(g, r) == [], (g.patient, g.seed)
+        assert differences(g, r) == [], (g.patient, g.seed)
         assert g.n_steps > 0 and g.wall_s > 0
     # The episodes differ from one another, so equality above is not a coincidence.
     assert len({r.metrics["mad_uv"] for r in got}) == len(EPISODES)
@@ -102,9 +83,9 @@ def test_a_controller_without_predict_many_gets_its_own_instance_per_episode():
     ref = [run_episode(_Halved(PIDParams(ki_ma_per_uv_s=0.5)), env_id, p, s, SHORT)
            for p, s in episodes]
     for g, r in zip(got, ref, strict=True):
-        assert _differences(g, r) == []
+        assert differences(g, r) == []
     plain = run_episode(PID(PIDParams(ki_ma_per_uv_s=0.5)), env_id, *episodes[0], SHORT)
-    assert _differences(got[0], plain) != []           # the override was played
+    assert differences(got[0], plain) != []           # the override was played
 
 
 def test_envs_the_vector_env_refuses_fall_back_to_run_episode():
@@ -113,7 +94,7 @@ def test_envs_the_vector_env_refuses_fall_back_to_run_episode():
     got = run_episodes(lambda: make_controller("open-loop"), env_id, episodes, SHORT)
     ref = [run_episode(make_controller("open-loop"), env_id, p, s, SHORT) for p, s in episodes]
     for g, r in zip(got, ref, strict=True):
-        assert _differences(g, r) == []
+        assert differences(g, r) == []
 
 
 @pytest.mark.parametrize(("episodes", "match"), [
@@ -155,7 +136,7 @@ def test_run_grid_plays_batches_with_the_rows_of_one_episode_at_a_time(tmp_path)
     assert [r["episode"] for r in rows] == [s.key() for s in specs]
     for row, spec in zip(rows, specs, strict=True):
         ref = play_spec(spec).row()
-        assert all(_same(row[k], v) for k, v in ref.items() if k != "wall_s"), spec
+        assert all(same(row[k], v) for k, v in ref.items() if k != "wall_s"), spec
 
 
 def test_batches_group_cells_by_controller_env_and_overrides(monkeypatch):
@@ -188,4 +169,4 @@ def test_trained_policies_play_alike_in_a_batch(agent):
     ref = [run_episode(factory(), "closedloop/ECAPTracking-Test-v0", p, s, SHORT)
            for p, s in episodes]
     for g, r in zip(got, ref, strict=True):
-        assert _differences(g, r) == []
+        assert differences(g, r) == []

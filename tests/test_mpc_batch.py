@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from _identity import differences
 from scipy.optimize import lsq_linear
 
 from closedloop import ConfigError
@@ -11,7 +12,6 @@ from closedloop.controllers import MPC, MPCParams
 from closedloop.controllers.mpc_kernels import CONSTANTS, STATE, horizon_solve, mpc_law
 from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.runner import run_episode
-from tests.test_batch_runner import _differences
 
 KINDS = ("plain", "all-fixed", "mu-zero", "tiny-gain", "some-fixed", "tight-box", "zero-gain")
 
@@ -174,7 +174,7 @@ def test_run_episodes_equals_run_episode_bit_for_bit(params):
     got = run_episodes(lambda: MPC(params), env_id, EPISODES, SHORT)
     ref = [run_episode(MPC(params), env_id, pt, s, SHORT) for pt, s in EPISODES]
     for g, r in zip(got, ref, strict=True):
-        assert _differences(g, r) == [], (g.patient, g.seed)
+        assert differences(g, r) == [], (g.patient, g.seed)
     assert len({r.metrics["mad_uv"] for r in got}) == len(EPISODES)
 
 

@@ -1,13 +1,13 @@
 """Trained SB3 MLP policies through the numba row kernel: close to torch, and the batched path
 (predict_many, run_episodes) equal to the one-episode path bit for bit."""
 
-import dataclasses
 import json
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from _identity import differences
 from stable_baselines3 import PPO, SAC, TD3
 
 from closedloop import ConfigError
@@ -20,25 +20,6 @@ from closedloop.training.policy_kernels import extract_mlp, mlp_actions, with_ob
 ENV_ID = "closedloop/ECAPTracking-Test-v0"
 SHORT = {"episode_s": 12.0}            # two seconds scored after the 10 s warm-up
 EPISODES = [("test-001", 0), ("test-002", 1), ("test-003", 0)]
-
-
-def _same(a, b) -> bool:
-    """Bit-for-bit equality of two values (arrays by dtype, shape and bytes; NaN equals NaN)."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        a, b = np.asarray(a), np.asarray(b)
-        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-    return type(a) is type(b) and (a == b or (a != a and b != b))
-
-
-def _differences(got, ref) -> list[str]:
-    """Names of the row columns and trajectory fields where two results differ (as in
-    tests/test_batch_runner.py)."""
-    row, ref_row = got.row(), ref.row()
-    del row["wall_s"], ref_row["wall_s"]
-    out = [k for k in row.keys() | ref_row.keys()
-           if k not in row or k not in ref_row or not _same(row[k], ref_row[k])]
-    return out + [f"trajectory.{f.name}" for f in dataclasses.fields(ref.trajectory)
-                  if not _same(getattr(got.trajectory, f.name), getattr(ref.trajectory, f.name))]
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +136,7 @@ def test_run_episodes_with_a_trained_policy_equals_run_episode_bit_for_bit(env, 
     assert made[0].steps.tolist() == [r.n_steps for r in got]
     ref = [run_episode(factory(), ENV_ID, p, s, SHORT) for p, s in EPISODES]
     for g, r in zip(got, ref, strict=True):
-        assert _differences(g, r) == [], (g.patient, g.seed)
+        assert differences(g, r) == [], (g.patient, g.seed)
         assert g.controller == "tiny" and g.n_steps > 0
     assert len({r.metrics["mad_uv"] for r in got}) == len(EPISODES)
 
@@ -176,7 +157,7 @@ def test_an_unsupported_network_keeps_torch_and_plays_one_instance_per_episode(e
     ref = [run_episode(TrainedPolicy(model, name="elu"), ENV_ID, p, s, SHORT)
            for p, s in EPISODES[:2]]
     for g, r in zip(got, ref, strict=True):
-        assert _differences(g, r) == []
+        assert differences(g, r) == []
     obs = _observations(env, 3).astype(np.float32)
     policy = made[0]
     for row in obs:
