@@ -101,6 +101,41 @@ def separation_table(rows: list[dict], primary: dict[str, str], baseline: str) -
     return lines
 
 
+def _ci(d: dict) -> str:
+    return f"{d['diff']:+.3g} [{d['diff_lo']:+.3g}, {d['diff_hi']:+.3g}]"
+
+
+def headline_table(rows: list[dict], primary: dict[str, str], baseline: str) -> list[str]:
+    """Markdown: one line per env, the README headline (means and paired differences)."""
+    lines = ["| env: primary metric | open loop | clinical loop | best | clinical loop - P | "
+             "clinical loop - open loop | best - median |", "|---|---|---|---|---|---|---|"]
+    for env_id, metric in primary.items():
+        env_rows = [r for r in rows if r["env_id"] == env_id]
+        if not env_rows:
+            continue
+        names = list(dict.fromkeys(r["controller"] for r in env_rows))
+        sign = DIRECTION[metric]
+        means = {c: _mean([r[metric] for r in env_rows if r["controller"] == c]) for c in names}
+        order = sorted(names, key=lambda c: -sign * means[c])
+        best, median = order[0], order[(len(order) - 1) // 2]
+        cl_p, cl_ol, top = (_pair(env_rows, env_id, metric, c, ref) for c, ref in (
+            ("clinical-loop", "p"), ("clinical-loop", baseline), (best, median)))
+        lines.append(f"| {env_id.split('/')[1]}: `{metric}` | {means[baseline]:.3g} | "
+                     f"{means['clinical-loop']:.3g} | {best} {means[best]:.3g} | "
+                     f"{_ci(cl_p)} | {_ci(cl_ol)} | {_ci(top)} ({median}) |")
+    return lines
+
+
+def _pair(rows: list[dict], env_id: str, metric: str, c: str, ref: str) -> dict:
+    """The paired difference ``c - ref`` of :func:`paired_differences`."""
+    return next(x for x in paired_differences(rows, env_id, metric, ref) if x["controller"] == c)
+
+
+def _mean(values: list) -> float:
+    v = [x for x in values if x is not None]
+    return sum(v) / len(v) if v else float("nan")
+
+
 def main(argv=None) -> int:
     """Print (and optionally write) the acceptance tables of a run folder."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -111,6 +146,8 @@ def main(argv=None) -> int:
     rows = json.loads(Path(args.run, "results.json").read_text(encoding="utf-8"))["rows"]
     suite = Suite.from_dict(json.loads(Path(args.run, "suite.json").read_text(encoding="utf-8")))
     text = "\n".join([
+        "## Headline: means over patients and seeds, paired differences [95 % CI]", "",
+        *headline_table(rows, suite.primary(), suite.baseline), "",
         "## Does the suite separate controllers? (issue 18)", "",
         "Paired differences on each env's primary metric, controller minus reference, over the "
         "same patients and seeds.", "", *separation_table(rows, suite.primary(), suite.baseline),

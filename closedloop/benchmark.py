@@ -169,8 +169,8 @@ def _check_names(where: str, key: str, names: Any) -> None:
 
 
 DEFAULT = Suite()
-QUICK = Suite(name="quick", n_patients=5, seeds=(0,), env_overrides=(("episode_s", 300.0),))
-"""Five patients, one seed, five-minute episodes of every env (the clinic sequence stops before
+QUICK = Suite(name="quick", n_patients=4, seeds=(0,), env_overrides=(("episode_s", 240.0),))
+"""Four patients, one seed, four-minute episodes of every env (the clinic sequence stops before
 prone, the cough storm runs longer than its 120 s): a smoke run of every controller, not a
 ranking; the default suite plays the hour of daily living that the published figures use."""
 SUITES = {"default": DEFAULT, "quick": QUICK}
@@ -346,5 +346,46 @@ def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
                     workers=n_workers, progress=progress, out_dir=out,
                     env_overrides=dict(suite.env_overrides) or None)
     meta = {"suite": suite.to_dict(), "machine": machine(), "workers": n_workers}
-    return write_report(rows, out, baseline=suite.baseline, primary=suite.primary(),
-                        plots=plots, meta=meta)
+    report = write_report(rows, out, baseline=suite.baseline, primary=suite.primary(),
+                          plots=plots, meta=meta)
+    if plots:
+        report.paths.update(_trace_figures(report, rows, out, controllers, suite, n_workers,
+                                           progress))
+    return report
+
+
+def _replay(job: tuple[Any, str]) -> str:
+    """Worker entry point: play one grid cell again and save its trajectory at ``job[1]``."""
+    from closedloop.evaluation.grid import play_spec
+
+    spec, path = job
+    play_spec(spec).trajectory.save(path)
+    return path
+
+
+def _trace_figures(report, rows: list[dict], out: Path, controllers, suite: Suite,
+                   workers: int, progress: bool) -> dict[str, Path]:
+    """Replay the episodes the trace figures draw (unless saved) and draw the figures.
+
+    The benchmark does not keep trajectories (an hour of daily living is tens of MB per
+    episode); every episode replays bit for bit, so the few the figures need (the top
+    controllers and the baseline on two patients per env) are played again one at a time.
+    """
+    from closedloop._parallel import parallel_map
+    from closedloop.evaluation.grid import (
+        TRAJECTORIES_DIR,
+        grid_specs,
+        trajectory_path,
+    )
+    from closedloop.evaluation.trace_figures import plot_top_traces, trace_episodes
+
+    specs = {s.key(): s for s in grid_specs(controllers, list(suite.env_ids),
+                                            patients_of(suite), list(suite.seeds),
+                                            dict(suite.env_overrides) or None)}
+    (out / TRAJECTORIES_DIR).mkdir(exist_ok=True)
+    jobs = [(specs[r["episode"]], str(trajectory_path(out, r["episode"])))
+            for r in trace_episodes(rows, report.paired)
+            if r["episode"] in specs and not trajectory_path(out, r["episode"]).is_file()]
+    list(parallel_map(_replay, jobs, workers, progress, "trace episodes", "episode"))
+    return {f"plots/{p.name}": p for p in plot_top_traces(rows, report.paired, out,
+                                                          out / "plots")}

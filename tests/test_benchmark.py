@@ -41,8 +41,8 @@ def test_default_suite_is_every_agent_on_the_held_out_cohort():
         "ECAPWalking-Test-v0", "ECAPSleep-Test-v0", "ECAPDrift-Test-v0"}
     names = controllers_of(DEFAULT)
     assert {"open-loop", "pid", "clinical-loop", "mpc"} <= set(names)
-    assert QUICK.env_ids == DEFAULT.env_ids and QUICK.n_patients == 5
-    assert dict(QUICK.env_overrides) == {"episode_s": 300.0}
+    assert QUICK.env_ids == DEFAULT.env_ids and QUICK.n_patients == 4
+    assert dict(QUICK.env_overrides) == {"episode_s": 240.0}
 
 
 def test_cli_and_api_agree_and_a_rerun_resumes(cli, tiny, tmp_path):
@@ -165,3 +165,24 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_results(cli, tmp_path
     assert len(list((killed / "episodes").glob("*.json"))) == 4
     assert cli(*argv, "--out", str(whole))[0] == 0                   # uninterrupted
     assert _rows_without_wall_time(killed) == _rows_without_wall_time(whole)
+
+
+def test_trace_figures_replay_only_the_episodes_they_draw(tiny, tmp_path):
+    """Without saved trajectories, the benchmark replays the drawn episodes bit for bit."""
+    from closedloop.evaluation.grid import TRAJECTORIES_DIR
+    from closedloop.trajectory import load_trajectory
+
+    out = tmp_path / "run"
+    report = run_benchmark(load_suite(tiny), out, workers=1, progress=False, plots=True)
+    assert (out / "plots" / "traces-ECAPClinic-Test-v0.png").is_file()
+    assert "plots/traces-ECAPClinic-Test-v0.png" in report.paths
+    saved = sorted((out / TRAJECTORIES_DIR).glob("*.npz"))
+    assert len(saved) == 2                  # two controllers, one patient, one seed
+    rows = {r["episode"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    for path in saved:
+        traj = load_trajectory(path)
+        row = rows[path.stem]
+        assert traj.patient_id == row["patient"]
+        metrics = traj.metrics()            # 20 s of the clinic sequence: no prone to mask
+        for key in ("mad_uv", "time_in_window_frac", "charge_per_pulse_uc"):
+            assert metrics[key] == pytest.approx(row[key], rel=1e-12, abs=1e-12), key

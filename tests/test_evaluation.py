@@ -414,3 +414,21 @@ def test_report_card_flags_the_worst_patients():
     card = report_card(synthetic_rows(), ["mad_uv"], alpha=0.25)
     p3 = card.split("### p3")[1]
     assert p3.count("⚠") == 2 and card.count("⚠") == 3         # p3 for both, legend once
+
+
+def test_long_traces_are_drawn_as_a_one_second_moving_mean():
+    from types import SimpleNamespace
+
+    from closedloop.evaluation.trace_figures import SMOOTH_AFTER_S, _smoothed
+
+    rng = np.random.default_rng(0)
+    rate = 50.0
+    t = np.arange(int((SMOOTH_AFTER_S + 30) * rate)) / rate
+    y = rng.normal(20.0, 5.0, t.size)
+    ts, ys, label = _smoothed(SimpleNamespace(t_s=t, ecap_true_uv=y, rate_hz=rate))
+    ref = np.convolve(y, np.ones(50) / 50, mode="valid")
+    assert "1-s mean" in label and ts.size == ref.size and ts[0] == t[49]
+    np.testing.assert_allclose(ys, ref, rtol=1e-12, atol=1e-9)
+    short = SimpleNamespace(t_s=t[:100], ecap_true_uv=y[:100], rate_hz=rate)
+    ts, ys, label = _smoothed(short)
+    assert np.array_equal(ys, y[:100]) and "mean" not in label

@@ -61,20 +61,91 @@ def _traces(rows, run_dir: Path, env_id: str, patient: str, controllers: Sequenc
     return seed, found
 
 
+SMOOTH_AFTER_S = 120.0
+"""Episodes longer than this are drawn as the 1-s moving mean of the ECAP: at 50 Hz an hour
+is 180,000 pulses, and the pulse-to-pulse scatter of the noise-free ECAP fills the panel."""
+SMOOTH_S = 1.0
+"""Width of that moving mean (s)."""
+
+
+def _smoothed(traj: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(t_s, ecap_uv, label)``: the noise-free ECAP, as a 1-s moving mean for long episodes."""
+    t, y = np.asarray(traj.t_s), np.asarray(traj.ecap_true_uv, dtype=float)
+    if t.size < 2 or t[-1] - t[0] <= SMOOTH_AFTER_S:
+        return t, y, "true ECAP (µV)"
+    n = max(1, int(round(SMOOTH_S * float(traj.rate_hz))))
+    c = np.concatenate(([0.0], np.cumsum(y)))
+    return t[n - 1:], (c[n:] - c[:-n]) / n, f"true ECAP, {SMOOTH_S:g}-s mean (µV)"
+
+
 def _panel(ax, traces: Sequence[tuple[str, Any]], title: str) -> None:
-    """ECAP (noise-free) of each controller, with the target and the first trace's window."""
+    """ECAP (noise-free) of each controller, with the target and the first trace's window.
+
+    The baseline (last) is drawn first, under the others; the y-axis stops at 1.5 times the
+    highest of the window's top, the target and the controllers' 99th percentiles, so a
+    baseline's spikes (coughs, lying) do not flatten the other traces.
+    """
     first = traces[0][1]
     t = np.asarray(first.t_s)
     ax.fill_between(t, first.window_lo_uv, first.window_hi_uv, color="tab:green", alpha=0.12,
                     step="post", label="therapeutic window")
+    drawn, ylabel, tops = [], "true ECAP (µV)", [float(first.target_uv)]
     for k, (name, traj) in enumerate(traces):
-        ax.plot(np.asarray(traj.t_s), traj.ecap_true_uv, lw=0.8, color=f"C{k}", label=name)
-    ax.axhline(first.target_uv, color="black", ls="--", lw=1.0,
+        ts, y, ylabel = _smoothed(traj)
+        drawn.append((k, name, ts, y))
+        if k < len(traces) - 1 or len(traces) == 1:
+            tops.append(float(np.nanpercentile(y, 99)) if y.size else 0.0)
+    hi = np.asarray(first.window_hi_uv, dtype=float)
+    if np.isfinite(hi).any():
+        tops.append(float(np.nanmax(hi)))
+    for k, name, ts, y in reversed(drawn):
+        ax.plot(ts, y, lw=0.8, color=f"C{k}", label=name, zorder=3 + len(drawn) - k)
+    ax.axhline(first.target_uv, color="black", ls="--", lw=1.0, zorder=20,
                label=f"target {first.target_uv:.1f} µV")
-    ax.set_ylabel("true ECAP (µV)")
+    ax.set_ylim(0.0, 1.5 * max(tops))
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=7, ncol=2)
+
+
+def trace_picks(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
+                n_top: int = DEFAULT_TOP) -> dict[str, tuple]:
+    """Per env: ``(ranked, controllers, baseline, ((label, patient), ...))`` of the figure.
+
+    The controllers are the best ``n_top`` and the baseline; the patients the representative
+    one and the worst one for the best controller.
+    """
+    out = {}
+    for env_id, ranked in paired_by_env(paired).items():
+        metric, direction = ranked[0]["metric"], int(ranked[0]["direction"]) or -1
+        names = [p["controller"] for p in ranked[:max(1, int(n_top))]]
+        base = ranked[0]["baseline"]
+        if base and base not in names:
+            names.append(base)
+        picks = (("representative", representative_patient(rows, env_id, metric)),
+                 (f"worst for {names[0]}", worst_patient(rows, names[0], env_id, metric,
+                                                         direction)))
+        out[env_id] = (ranked, names, base, picks)
+    return out
+
+
+def trace_episodes(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
+                   n_top: int = DEFAULT_TOP) -> list[Mapping[str, Any]]:
+    """The result rows whose trajectories :func:`plot_top_traces` draws (each once).
+
+    A run that did not save every trajectory can replay just these (the episodes are
+    reproducible bit for bit) and then draw the figures.
+    """
+    seen, out = set(), []
+    for env_id, (_, names, _, picks) in trace_picks(rows, paired, n_top).items():
+        for _, patient in picks:
+            for c in names:
+                row = _episode(rows, c, env_id, patient)
+                if row is not None and "episode" in row and row["episode"] not in seen:
+                    seen.add(row["episode"])
+                    out.append(row)
+    return out
 
 
 def plot_top_traces(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
@@ -100,15 +171,7 @@ def plot_top_traces(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[
     out.mkdir(parents=True, exist_ok=True)
     cache = {} if cache is None else cache
     written = []
-    for env_id, ranked in paired_by_env(paired).items():
-        metric, direction = ranked[0]["metric"], int(ranked[0]["direction"]) or -1
-        names = [p["controller"] for p in ranked[:max(1, int(n_top))]]
-        base = ranked[0]["baseline"]
-        if base and base not in names:
-            names.append(base)
-        picks = (("representative", representative_patient(rows, env_id, metric)),
-                 (f"worst for {names[0]}", worst_patient(rows, names[0], env_id, metric,
-                                                         direction)))
+    for env_id, (ranked, names, base, picks) in trace_picks(rows, paired, n_top).items():
         panels = []
         for label, patient in picks:
             seed, traces = _traces(rows, Path(run_dir), env_id, patient, names, cache)
@@ -123,6 +186,6 @@ def plot_top_traces(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[
         axes[-1].set_xlabel("time (s)")
         top = min(len(ranked), max(1, int(n_top)))
         extra = f", and the baseline {base}" if base and base not in names[:top] else ""
-        fig.suptitle(f"{env_id}: the top {top} by {metric}{extra}", fontsize=10)
+        fig.suptitle(f"{env_id}: the top {top} by {ranked[0]['metric']}{extra}", fontsize=10)
         written.append(save_png(fig, out / f"traces-{slug(env_id.split('/')[-1])}.png"))
     return written
