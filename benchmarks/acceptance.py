@@ -66,6 +66,18 @@ def _diff_cell(d: dict) -> str:
             f"{d['vs_baseline']}")
 
 
+def _envs(rows: list[dict], primary: dict[str, str]):
+    """Per env with rows: ``(env_id, metric, env_rows, means, order)``, best first."""
+    for env_id, metric in primary.items():
+        env_rows = [r for r in rows if r["env_id"] == env_id]
+        if not env_rows:
+            continue
+        names = list(dict.fromkeys(r["controller"] for r in env_rows))
+        means = {c: _mean([r[metric] for r in env_rows if r["controller"] == c]) for c in names}
+        yield env_id, metric, env_rows, means, sorted(
+            names, key=lambda c: -DIRECTION[metric] * means[c])
+
+
 def separation_table(rows: list[dict], primary: dict[str, str], baseline: str) -> list[str]:
     """Markdown: per env, the paired differences of the primary metric that rank the suite.
 
@@ -73,17 +85,8 @@ def separation_table(rows: list[dict], primary: dict[str, str], baseline: str) -
     is the ranking rule's verdict (CI excludes 0 and the gain reaches the metric's MCID).
     """
     lines = []
-    for env_id, metric in primary.items():
-        env_rows = [r for r in rows if r["env_id"] == env_id]
-        if not env_rows:
-            continue
-        names = list(dict.fromkeys(r["controller"] for r in env_rows))
-        sign = DIRECTION[metric]
-        means = {}
-        for c in names:
-            v = [r[metric] for r in env_rows if r["controller"] == c and r[metric] is not None]
-            means[c] = sum(v) / len(v) if v else float("nan")
-        order = sorted(names, key=lambda c: -sign * means[c])
+    for env_id, metric, env_rows, means, order in _envs(rows, primary):
+        names, sign = list(means), DIRECTION[metric]
         best, median = order[0], order[(len(order) - 1) // 2]
         pairs = [("clinical-loop", "p"), (best, median)]
         pairs += [(c, baseline) for c in order if c != baseline]
@@ -109,14 +112,7 @@ def headline_table(rows: list[dict], primary: dict[str, str], baseline: str) -> 
     """Markdown: one line per env, the README headline (means and paired differences)."""
     lines = ["| env: primary metric | open loop | clinical loop | best | clinical loop - P | "
              "clinical loop - open loop | best - median |", "|---|---|---|---|---|---|---|"]
-    for env_id, metric in primary.items():
-        env_rows = [r for r in rows if r["env_id"] == env_id]
-        if not env_rows:
-            continue
-        names = list(dict.fromkeys(r["controller"] for r in env_rows))
-        sign = DIRECTION[metric]
-        means = {c: _mean([r[metric] for r in env_rows if r["controller"] == c]) for c in names}
-        order = sorted(names, key=lambda c: -sign * means[c])
+    for env_id, metric, env_rows, means, order in _envs(rows, primary):
         best, median = order[0], order[(len(order) - 1) // 2]
         cl_p, cl_ol, top = (_pair(env_rows, env_id, metric, c, ref) for c, ref in (
             ("clinical-loop", "p"), ("clinical-loop", baseline), (best, median)))
