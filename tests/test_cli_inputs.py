@@ -278,6 +278,20 @@ def test_chunked_pulses_are_bit_identical(model, monkeypatch, waveforms):
         assert a.tobytes() == b.tobytes()
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test, whatever the runner inherited.
+
+    A test process started in the background (``nohup ... &``, some CI shells) inherits SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler; Ctrl-C at a terminal does
+    reach the default one, which is what these tests check.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_stops_a_long_train_between_chunks(model, monkeypatch):
     """SIGINT arriving while the kernel runs chunk 2 raises before chunk 3 starts."""
     import closedloop.neural.model as nm
@@ -310,6 +324,7 @@ def test_growth_curve_refuses_levels_that_do_not_fit(model, little_memory):
         model.pulse_train(1.0, 50.0, float("nan"))
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_ends_the_command_with_status_130(cli, monkeypatch):
     import closedloop.neural.model as nm
 
