@@ -169,8 +169,8 @@ def _check_names(where: str, key: str, names: Any) -> None:
 
 
 DEFAULT = Suite()
-QUICK = Suite(name="quick", n_patients=4, seeds=(0,), env_overrides=(("episode_s", 240.0),))
-"""Four patients, one seed, four-minute episodes of every env (the clinic sequence stops before
+QUICK = Suite(name="quick", n_patients=3, seeds=(0,), env_overrides=(("episode_s", 180.0),))
+"""Three patients, one seed, three-minute episodes of every env (the clinic sequence stops before
 prone, the cough storm runs longer than its 120 s): a smoke run of every controller, not a
 ranking; the default suite plays the hour of daily living that the published figures use."""
 SUITES = {"default": DEFAULT, "quick": QUICK}

@@ -41,8 +41,8 @@ def test_default_suite_is_every_agent_on_the_held_out_cohort():
         "ECAPWalking-Test-v0", "ECAPSleep-Test-v0", "ECAPDrift-Test-v0"}
     names = controllers_of(DEFAULT)
     assert {"open-loop", "pid", "clinical-loop", "mpc"} <= set(names)
-    assert QUICK.env_ids == DEFAULT.env_ids and QUICK.n_patients == 4
-    assert dict(QUICK.env_overrides) == {"episode_s": 240.0}
+    assert QUICK.env_ids == DEFAULT.env_ids and QUICK.n_patients == 3
+    assert dict(QUICK.env_overrides) == {"episode_s": 180.0}
 
 
 def test_cli_and_api_agree_and_a_rerun_resumes(cli, tiny, tmp_path):

@@ -18,7 +18,7 @@ def add_parsers(sub) -> None:
                     "JSON/CSV, summary, leaderboard.md, report_card.md, plots). Finished "
                     "episodes are kept, so an interrupted run resumes when started again.")
     p.add_argument("--quick", action="store_true",
-                   help="the quick suite: 4 test patients, one seed, 4-minute episodes "
+                   help="the quick suite: 3 test patients, one seed, 3-minute episodes "
                         "(about 2-3 minutes on 2 cores)")
     p.add_argument("--suite", metavar="FILE", help="a suite TOML file (fields of "
                    "closedloop.benchmark.Suite) instead of the embedded default")
