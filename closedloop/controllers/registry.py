@@ -4,11 +4,16 @@ A spec is one TOML file::
 
     name = "pi"                           # unique; by convention the file's stem
     description = "PI on the ECAP error"
-    controller = "pid"                    # a key of CONTROLLER_TYPES
+    controller = "pid"                    # a key of CONTROLLER_TYPES, or module:Class
     [params]                              # fields of that type's params dataclass
     ki_ma_per_uv_s = 0.25
     [tuning]                              # optional: how the gains were tuned (budget, cohort)
     budget = 40
+
+``controller`` may also name a class of your own: ``"mypackage.ctl:MyController"`` or
+``"my_ctl.py:MyController"`` (a path relative to the spec file). With a ``params_type``
+dataclass, the class is built as ``Class(params_type(**params))`` (each value validated); without
+one, as ``Class(**params)``.
 
 Example:
     >>> from closedloop.controllers.registry import make_controller
@@ -35,6 +40,7 @@ from closedloop.controllers.clinical import ClinicalLoop
 from closedloop.controllers.mpc import MPC
 from closedloop.controllers.open_loop import OpenLoop
 from closedloop.controllers.pid import PID
+from closedloop.controllers.sources import check_controller, load_object
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,16 +75,42 @@ class AgentSpec:
 
     def build(self) -> Controller:
         """A new controller of this configuration."""
-        return CONTROLLER_TYPES[self.controller](self.params)
+        cls = controller_type(self.controller, f"spec {self.name!r}")
+        if getattr(cls, "params_type", None) is None and isinstance(self.params, Mapping):
+            try:
+                return check_controller(cls(**self.params), f"spec {self.name!r}")
+            except TypeError as exc:
+                raise ConfigError(f"spec {self.name!r} [params]: {exc}") from None
+        return check_controller(cls(self.params), f"spec {self.name!r}")
 
 
-def parse_agent_spec(doc: Mapping[str, Any], where: str = "spec") -> AgentSpec:
+def controller_type(kind: str, where: str = "spec") -> type:
+    """The class a spec's ``controller`` names: a key of :data:`CONTROLLER_TYPES` or a reference.
+
+    A reference is ``module:Class`` or ``path/to/file.py:Class`` (an absolute path, or relative
+    to the working directory; :func:`parse_agent_spec` makes a spec file's relative paths
+    absolute).
+    """
+    if kind in CONTROLLER_TYPES:
+        return CONTROLLER_TYPES[kind]
+    if ":" not in kind:
+        raise ConfigError(f"{where}: controller={kind!r} is unknown; valid: "
+                          f"{', '.join(CONTROLLER_TYPES)}, or module:Class / file.py:Class")
+    cls = load_object(kind, f"{where}: controller")
+    if not callable(cls):
+        raise ConfigError(f"{where}: controller={kind!r} is a {type(cls).__name__}, not a class")
+    return cls
+
+
+def parse_agent_spec(doc: Mapping[str, Any], where: str = "spec",
+                     base_dir: Path | None = None) -> AgentSpec:
     """Validate a parsed spec document.
 
     Args:
         doc: The spec's keys (``name``, ``description``, ``controller``, ``params`` and the
             optional ``tuning`` record).
         where: Where it came from, for error messages.
+        base_dir: The spec file's folder: a ``controller = "file.py:Class"`` is relative to it.
 
     Raises:
         ConfigError: On unknown or missing keys, wrong types, an unknown controller type or
@@ -93,18 +125,33 @@ def parse_agent_spec(doc: Mapping[str, Any], where: str = "spec") -> AgentSpec:
     if not isinstance(doc.get("description", ""), str):
         raise ConfigError(f"{where}: description={doc['description']!r} must be a string")
     kind = doc["controller"]
-    if kind not in CONTROLLER_TYPES:
-        raise ConfigError(f"{where}: controller={kind!r} is unknown; valid: "
-                          f"{', '.join(CONTROLLER_TYPES)}")
+    module_part, _, attr = kind.rpartition(":")
+    if module_part.endswith(".py") and base_dir is not None:
+        kind = f"{(base_dir / Path(module_part).expanduser()).resolve()}:{attr}"
+    cls = controller_type(kind, where)
     params, tuning = doc.get("params", {}), doc.get("tuning")
     if not isinstance(params, Mapping):
         raise ConfigError(f"{where}: params={params!r} must be a table of parameters")
     if tuning is not None and not isinstance(tuning, Mapping):
         raise ConfigError(f"{where}: tuning={tuning!r} must be a table (the tuning record)")
-    cls = CONTROLLER_TYPES[kind].params_type
+    params_type = getattr(cls, "params_type", None)
     return AgentSpec(doc["name"], str(doc.get("description", "")).strip(), kind,
-                     from_dict(cls, params, f"{where} [params]"),
+                     dict(params) if params_type is None else
+                     from_dict(params_type, params, f"{where} [params]"),
                      None if tuning is None else dict(tuning))
+
+
+def read_spec_file(path: Path) -> AgentSpec:
+    """Parse and validate the spec file at ``path`` (its ``name`` defaults to the file's stem).
+
+    Raises:
+        ConfigError: If the file is missing, is not TOML, or is not a valid spec.
+    """
+    if not path.is_file():
+        raise ConfigError(f"spec file {str(path)!r} does not exist")
+    doc = _read(path)
+    doc.setdefault("name", path.stem)
+    return parse_agent_spec(doc, path.name, path.parent)
 
 
 def _spec_files(folder: Path | None = None) -> dict[str, Path]:
@@ -146,7 +193,7 @@ def load_agent_spec(name: str, folder: Path | None = None) -> AgentSpec:
     files = _spec_files(folder)
     if not isinstance(name, str) or name not in files:
         raise ConfigError(f"controller={name!r} is unknown; valid: {', '.join(sorted(files))}")
-    return parse_agent_spec(_read(files[name]), files[name].name)
+    return parse_agent_spec(_read(files[name]), files[name].name, files[name].parent)
 
 
 def make_controller(name_or_spec: str | AgentSpec | Mapping[str, Any],
@@ -168,6 +215,9 @@ def make_controller(name_or_spec: str | AgentSpec | Mapping[str, Any],
     else:
         spec = parse_agent_spec(name_or_spec)
     if overrides:
+        if not dataclasses.is_dataclass(spec.params):
+            params = {**spec.params, **overrides}
+            return dataclasses.replace(spec, params=params).build()
         merged = {**dataclasses.asdict(spec.params), **overrides}
         params = from_dict(type(spec.params), merged, f"overrides of {spec.name}")
         spec = dataclasses.replace(spec, params=params)

@@ -49,6 +49,7 @@ from closedloop.evaluation.runner import (
     check_patient,
     check_seed,
     controller_name,
+    reset_controller,
     run_episode,
     score,
     to_trajectory,
@@ -180,7 +181,7 @@ def _play_many(controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
         key an array (steps, episodes), and each episode's number of steps.
     """
     for ctrl, ctx in zip(controllers, _contexts(venv), strict=True):
-        ctrl.reset(ctx)
+        reset_controller(ctrl, ctx)
     n = venv.num_envs
     states, first = [None] * n, np.array([True])
     predicts = [ctrl.predict for ctrl in controllers]

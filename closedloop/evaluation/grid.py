@@ -73,11 +73,13 @@ class EpisodeSpec:
     env_overrides: tuple[tuple[str, Any], ...] = ()
 
     def source_id(self) -> str:
-        """A stable text naming the source (spec name or ``module:qualname`` of a factory)."""
-        src = self.controller if self.source is None else self.source
-        if isinstance(src, str):
-            return src
-        return f"{getattr(src, '__module__', '?')}:{getattr(src, '__qualname__', repr(src))}"
+        """A stable text naming the source (:func:`closedloop.controllers.sources.source_id`).
+
+        The spec name, the factory's own ``source_id``, or its ``module:qualname``.
+        """
+        from closedloop.controllers.sources import source_id
+
+        return source_id(self.controller if self.source is None else self.source)
 
     def identity(self) -> dict[str, Any]:
         """JSON-ready description of the cell (what the key hashes)."""

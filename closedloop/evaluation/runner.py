@@ -190,9 +190,10 @@ def run_episode(controller: Any, env_id: str, patient_id: str, seed: int,
     """Play ``controller`` through one episode of ``env_id`` and score it.
 
     Args:
-        controller: Anything with ``predict(obs, state, episode_start, deterministic)`` and
-            ``reset(context)`` (:class:`~closedloop.controllers.Controller`). It receives the
-            :class:`~closedloop.controllers.ControlContext` and observations, never the env.
+        controller: Anything with ``predict(obs, state, episode_start, deterministic)`` and,
+            optionally, ``reset(context)`` (:class:`~closedloop.controllers.Controller`). It
+            receives the :class:`~closedloop.controllers.ControlContext` and observations,
+            never the env.
         env_id: Registered id, e.g. ``closedloop/ECAPClinic-Test-v0``.
         patient_id: Patient, e.g. ``test-003`` (held-out ids need no tuning session).
         seed: Seed of ``env.reset`` (scenario draws and recording noise), >= 0.
@@ -224,13 +225,20 @@ def run_episode(controller: Any, env_id: str, patient_id: str, seed: int,
                          metrics, time.perf_counter() - start, traj)
 
 
+def reset_controller(controller: Any, context: Any) -> None:
+    """Call ``controller.reset(context)`` if it has one (an SB3 model, say, has no ``reset``)."""
+    reset = getattr(controller, "reset", None)
+    if callable(reset):
+        reset(context)
+
+
 def play(controller: Any, context: Any, env: Any, obs: np.ndarray) -> dict[str, np.ndarray]:
     """Run ``controller`` on a reset ``env`` until the episode ends; the step log as arrays.
 
-    The controller is reset with ``context`` and then only sees observations (SB3's
-    ``predict`` protocol, ``episode_start`` True on the first step only).
+    The controller is reset with ``context`` (if it has ``reset``) and then only sees
+    observations (SB3's ``predict`` protocol, ``episode_start`` True on the first step only).
     """
-    controller.reset(context)
+    reset_controller(controller, context)
     log = _StepLog(context.history)
     state, first = None, True
     while True:

@@ -299,6 +299,21 @@ class TrainedPolicyFactory:
 
     path: str
 
+    @property
+    def source_id(self) -> str:
+        """Names the model in a run folder's episode keys.
+
+        ``zoo:<name>`` for the agent zoo's policies (wherever the package is installed), else
+        ``trained:<absolute path>``.
+        """
+        from closedloop.controllers.sources import zoo_policies
+
+        path = Path(self.path).resolve()
+        for name, folder in zoo_policies().items():
+            if folder.resolve() == path:
+                return f"zoo:{name}"
+        return f"trained:{path}"
+
     def __call__(self) -> TrainedPolicy:
         """Load the model."""
         return load_trained(self.path)
