@@ -153,7 +153,13 @@ class ObjectRef:
         if not callable(obj):
             raise ConfigError(f"controller={self.ref!r} is a {type(obj).__name__}, not a class "
                               "or a zero-argument function")
-        return check_controller(obj(), f"controller={self.ref!r}")
+        try:
+            built = obj()
+        except TypeError as exc:
+            raise ConfigError(f"controller={self.ref!r} cannot be built with no arguments "
+                              f"({exc}); give its parameters in a spec file: controller = "
+                              f"\"{self.ref}\" with a [params] table") from None
+        return check_controller(built, f"controller={self.ref!r}")
 
 
 @dataclasses.dataclass(frozen=True)
