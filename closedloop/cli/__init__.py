@@ -25,6 +25,7 @@ from closedloop.cli import (
     cohort,
     growth,
     hpsearch,
+    report,
     scenario,
     simulate,
     train,
@@ -41,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Closed-loop spinal cord stimulation: "
                                      "virtual patients, scenarios and the neural response model.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (benchmark, tune, train, hpsearch, growth, cohort, scenario, simulate,
-                   validate):
+    for module in (benchmark, report, tune, train, hpsearch, growth, cohort, scenario,
+                   simulate, validate):
         module.add_parsers(sub)
     return parser
 

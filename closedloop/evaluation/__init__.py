@@ -13,7 +13,11 @@
   differences (:data:`MCID`); :mod:`~closedloop.evaluation.rank_figures`: strip and forest
   plots.
 * :mod:`~closedloop.evaluation.report` and :mod:`~closedloop.evaluation.folder`: leaderboard,
-  per-patient report card, result files with :data:`SCHEMA`, plots (:func:`write_report`).
+  per-patient report card, result files with :data:`SCHEMA`, plots (:func:`write_report`);
+  :mod:`~closedloop.evaluation.html`: the self-contained ``report.html``
+  (:func:`write_html_report`); :mod:`~closedloop.evaluation.reopen`: every row of a run folder
+  (:func:`rows_from_folder`), the report rebuilt from it (:func:`rebuild_report`) and two runs
+  compared (:func:`compare_runs`).
 
 Example::
 
@@ -27,6 +31,7 @@ Example::
 from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.folder import Report, write_report
 from closedloop.evaluation.grid import EpisodeSpec, grid_specs, play_spec, run_grid
+from closedloop.evaluation.html import write_html_report
 from closedloop.evaluation.ranking import (
     MCID,
     paired_differences,
@@ -34,6 +39,7 @@ from closedloop.evaluation.ranking import (
     rank_controllers,
     rank_groups,
 )
+from closedloop.evaluation.reopen import compare_runs, rebuild_report, rows_from_folder
 from closedloop.evaluation.report import (
     LEADERBOARD_METRICS,
     PAIRED_SCHEMA,
@@ -57,8 +63,9 @@ from closedloop.evaluation.summary import compare, summarize
 __all__ = [
     "DIRECTION", "EPISODE_METRICS", "LEADERBOARD_METRICS", "MCID", "PAIRED_SCHEMA",
     "RATIO_SCHEMA", "SCHEMA", "SUMMARY_SCHEMA", "EpisodeResult", "EpisodeSpec", "Report",
-    "bootstrap_ci", "compare", "cvar", "describe", "grid_specs", "iqm", "leaderboard",
-    "leaderboard_markdown", "leaderboard_text", "paired_differences", "paired_ratio",
-    "play_spec", "probability_of_improvement", "rank_controllers", "rank_groups",
-    "report_card", "run_episode", "run_episodes", "run_grid", "summarize", "worst", "write_report",
+    "bootstrap_ci", "compare", "compare_runs", "cvar", "describe", "grid_specs", "iqm",
+    "leaderboard", "leaderboard_markdown", "leaderboard_text", "paired_differences",
+    "paired_ratio", "play_spec", "probability_of_improvement", "rank_controllers", "rank_groups",
+    "rebuild_report", "report_card", "rows_from_folder", "run_episode", "run_episodes",
+    "run_grid", "summarize", "worst", "write_html_report", "write_report",
 ]

@@ -1,0 +1,403 @@
+"""A self-contained ``report.html`` of a run folder (no network: figures embedded as PNG).
+
+:func:`write_html_report` reads what :func:`~closedloop.evaluation.write_report` wrote into a run
+folder (``summary.json``, ``report_card.md``, ``plots/*.png``, and ``suite.json`` if the
+benchmark recorded one) and writes ``report.html`` beside them::
+
+    report = write_report(rows, run, baseline="open-loop")
+    write_html_report(run)        # run/report.html
+
+It holds the suite and the machine; per env the leaderboard in rank groups (ties marked), the
+comparison figures (forest and strip plots), the traces of representative patients and the
+per-patient report card; and relative links to the raw files. Every text is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from closedloop._config import ConfigError
+from closedloop._io import write_text_atomic
+from closedloop.evaluation.figures import slug
+from closedloop.evaluation.report import (
+    LEADERBOARD_METRICS,
+    RANKING_LEGEND,
+    SCHEMA,
+    leaderboard,
+)
+
+HTML_FILE = "report.html"
+LEADERBOARD_STAT = "iqm"
+"""Statistic of the leaderboard's metric columns (write_report's default)."""
+RAW_FILES = ("results.json", "results.csv", "summary.json", "summary.csv", "leaderboard.md",
+             "leaderboard.txt", "report_card.md", "suite.json")
+LABELS = {"time_in_window_frac": "time in window", "mad_uv": "mean |ECAP − target|",
+          "time_above_discomfort_frac": "time above discomfort",
+          "time_below_perception_frac": "time below perception",
+          "overstim_events": "overstimulation events", "charge_per_pulse_uc": "charge per pulse",
+          "device_interventions": "device interventions"}
+"""Readable column titles (other metrics: the name with its unit suffix dropped)."""
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0 auto;
+max-width:1400px;padding:0 24px 48px}
+h1{font-size:26px;margin:24px 0 4px}h2{font-size:21px;margin:36px 0 8px;padding-top:8px;
+border-top:2px solid #ccd}h3{font-size:16px;margin:20px 0 6px}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
+th,td{border:1px solid #d8d8e0;padding:3px 7px;text-align:right;vertical-align:top}
+th{background:#eef0f6;font-weight:600;text-align:center}
+td.l,th.l{text-align:left}td.name{white-space:nowrap}.wrap{overflow-x:auto;max-width:100%}
+.ci{display:block;color:#777;font-size:11px;white-space:nowrap}
+.unit{display:block;font-weight:400;color:#666;font-size:11px}
+tr.g1 td{background:#fff}tr.g0 td{background:#f5f7fb}tr.top td{border-top:2px solid #99a}
+.base td.name{font-style:italic}.better{color:#1a7a2e}.worse{color:#b42318}
+td.flag{background:#fde8e6 !important}.note{color:#555;max-width:1000px}
+.warn{background:#fff4e0;border:1px solid #e0b060;padding:6px 12px;max-width:1000px}
+img{max-width:min(100%,1200px);height:auto;border:1px solid #eee;margin:4px 0}
+.figs{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.figs figure{margin:0;
+flex:1 1 560px;max-width:100%}figcaption{font-size:12px;color:#555}
+nav ul{margin:4px 0}nav li{margin:2px 0}code{font-size:12px}
+details summary{cursor:pointer;color:#2a4d9b;margin:6px 0}
+"""
+
+
+def readable(value: Any, unit: str = "") -> str:
+    """A number for reading: 3 significant digits in fixed notation, thousands separated.
+
+    Counts from 100 up and every value from 1000 up are whole numbers (``2,265``, never
+    ``2.27e+03``); trailing zeros are dropped; missing or non-finite values are ``–``.
+    """
+    if value is None or isinstance(value, str):
+        return "–" if not value else str(value)
+    v = float(value)
+    if not math.isfinite(v):
+        return "–"
+    if abs(v) >= 1000 or (unit == "count" and abs(v) >= 100):
+        return f"{v:,.0f}"
+    if v == 0:
+        return "0"
+    digits = max(0, 2 - math.floor(math.log10(abs(v))))
+    if digits > 9:
+        return f"{v:.2e}"
+    text = f"{v:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def metric_unit(metric: str) -> str:
+    """The unit of a result column, from :data:`~closedloop.evaluation.report.SCHEMA`."""
+    doc = SCHEMA.get(metric, "")
+    return doc[doc.rfind("(") + 1:-1] if doc.endswith(")") else ""
+
+
+def display(metric: str) -> tuple[str, str, float]:
+    """``(title, unit shown, scale)``: fractions are shown in percent."""
+    unit = metric_unit(metric)
+    title = LABELS.get(metric) or metric.rsplit("_", 1)[0].replace("_", " ")
+    if unit == "1" and metric.endswith("_frac"):
+        return title, "%", 100.0
+    return title, unit, 1.0
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _num(value: Any, metric: str, diff: bool = False) -> str:
+    _, unit, scale = display(metric)
+    return readable(None if value is None else float(value) * scale,
+                    "" if diff else unit)
+
+
+def _ci(row: Mapping[str, Any], key: str, metric: str | None) -> str:
+    """``value`` with its CI beneath (``metric`` None: a probability, shown as is)."""
+    def fmt(k):
+        return readable(row.get(k)) if metric is None else _num(row.get(k), metric,
+                                                                 key != "value")
+
+    return f"{fmt(key)}<span class=ci>[{fmt(key + '_lo')}, {fmt(key + '_hi')}]</span>"
+
+
+def _head(metric: str, extra: str = "", unit_suffix: str = "") -> str:
+    title, unit, _ = display(metric)
+    unit = "% points" if unit == "%" and unit_suffix else unit
+    return (f"<th title='{_e(metric)}: {_e(SCHEMA.get(metric, ''))}'>{_e(extra or title)}"
+            f"<span class=unit>{_e(unit)}</span></th>")
+
+
+def _load(run: Path) -> dict[str, Any]:
+    """summary.json's summary, paired rows and meta (None -> NaN); ConfigError if absent."""
+    path = run / "summary.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        summary = [{k: math.nan if v is None else v for k, v in s.items()}
+                   for s in doc["summary"]]
+        paired = [{k: math.nan if v is None else v for k, v in p.items()}
+                  for p in doc.get("paired", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path} is not a run summary ({type(exc).__name__}: {exc}); write "
+                          "the report first (closedloop report RUN_DIR)") from None
+    suite = None
+    if (run / "suite.json").is_file():
+        try:
+            suite = json.loads((run / "suite.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            suite = None
+    return {"summary": summary, "paired": paired, "meta": doc.get("meta") or {},
+            "suite": suite}
+
+
+def _board(data: Mapping[str, Any]) -> tuple[dict[str, list[dict]], list[str]]:
+    """The leaderboard (report.leaderboard on the summary and the paired ranking)."""
+    have = {s["metric"] for s in data["summary"]}
+    metrics = [m for m in LEADERBOARD_METRICS if m in have]
+    if not metrics:
+        raise ConfigError("summary.json holds none of the leaderboard metrics "
+                          f"({', '.join(LEADERBOARD_METRICS)})")
+    board = leaderboard(data["summary"], metrics[0], LEADERBOARD_STAT, metrics,
+                        ranking=data["paired"] or None)
+    return board, metrics
+
+
+def _board_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    """One env's leaderboard: rank groups shaded, ties as ``1=``, CIs under the values."""
+    ranked = bool(rows) and "ranking" in rows[0]
+    p0 = rows[0]["ranking"] if ranked else {}
+    base = p0.get("baseline") or ""
+    head = ["<th>#</th><th class=l>controller</th>"]
+    if ranked:
+        head.append(_head(p0["metric"], f"{display(p0['metric'])[0]} ({p0['stat']})"))
+        if base:
+            head += [_head(p0["metric"], f"Δ vs {base}", "diff"),
+                     f"<th>P(better than {_e(base)})<span class=unit>0.5 = same</span></th>",
+                     f"<th>vs {_e(base)}</th>"]
+    head += [_head(m) for m in metrics]
+    body, last = [], None
+    for r in rows:
+        p = r.get("ranking", {})
+        group = p.get("group", r["rank"])
+        cls = f"g{group % 2}" + (" top" if last is not None and group != last else "")
+        cls += " base" if r["controller"] == base else ""
+        last = group
+        cells = [f"<td>{_e(r['rank_label'])}</td><td class='l name'>{_e(r['controller'])}</td>"]
+        if ranked:
+            cells.append(f"<td>{_ci(p, 'value', p['metric'])}</td>")
+            if base:
+                verdict = p.get("vs_baseline", "")
+                cells += [f"<td>{_ci(p, 'diff', p['metric'])}</td>", f"<td>{_ci(p, 'poi', None)}"
+                          f"</td>", f"<td class='l {_e(verdict)}'>{_e(verdict)}</td>"]
+        cells += [f"<td>{_ci(r, m, m)}</td>" for m in metrics]
+        body.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
+    return (f"<div class=wrap><table class=board><thead><tr>{''.join(head)}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _ranking_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows or "ranking" not in rows[0]:
+        return "<p class=note>Not ranked (no paired ranking in summary.json): ordered by the " \
+               "statistic of the first metric.</p>"
+    p = rows[0]["ranking"]
+    title, unit, _ = display(p["metric"])
+    better = "higher" if p["direction"] > 0 else "lower"
+    mcid = (f"MCID {_num(p['mcid'], p['metric'], True)} {'% points' if unit == '%' else unit}"
+            if isinstance(p["mcid"], float | int) and math.isfinite(p["mcid"])
+            else "no MCID (ties on the CI only)")
+    base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
+    return (f"<p class=note>Ranked on the paired {_e(p['stat'])} of <b>{_e(title)}</b> "
+            f"(<code>{_e(p['metric'])}</code>, {better} is better) over "
+            f"{_e(p['n_patients'])} patients; {_e(mcid)}{_e(base)}. Metric columns: "
+            f"{LEADERBOARD_STAT} across patients and seeds, 95 % bootstrap CI beneath.</p>")
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _figures(run: Path, env_id: str, metric: str | None) -> tuple[str, str]:
+    """The comparison figures (forest, strip plots) and the traces of one env, as HTML."""
+    plots, env = run / "plots", slug(env_id.split("/")[-1])
+    strips = sorted(plots.glob(f"strip-{env}-*.png"))
+    main = [p for p in [plots / f"forest-{env}-{metric}.png", plots / f"strip-{env}-{metric}.png"]
+            if metric and p.is_file()]
+    rest = [p for p in strips if p not in main]
+    figs = "".join(_img(p, p.stem) for p in main) or "<p class=note>No comparison figure in " \
+                                                      "plots/ (drawn without --no-plots).</p>"
+    more = "".join(_img(p, p.stem) for p in rest)
+    figs = f"<div class=figs>{figs}</div>" + (
+        f"<details><summary>strip plots of the other metrics ({len(rest)})</summary>"
+        f"<div class=figs>{more}</div></details>" if rest else "")
+    trace = plots / f"traces-{env}.png"
+    traces = (f"<div class=figs>{_img(trace, trace.stem)}</div>" if trace.is_file() else
+              "<p class=note>No trace figure: the run kept no trajectories of these "
+              "episodes.</p>")
+    return figs, traces
+
+
+def parse_report_card(text: str) -> tuple[str, dict[str, list[tuple[str, list, list]]]]:
+    """``(legend, env -> [(patient, header, rows)])`` of a ``report_card.md``."""
+    legend, env, patient, out = [], None, None, {}
+    for line in text.splitlines():
+        if line.startswith("## "):
+            env, patient = line[3:].strip(), None
+            out[env] = []
+        elif line.startswith("### ") and env is not None:
+            patient = line[4:].strip()
+            out[env].append((patient, [], []))
+        elif line.startswith("|") and patient is not None:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            _, head, rows = out[env][-1]
+            if all(set(c) <= {"-", ":"} for c in cells):
+                continue
+            if head:
+                rows.append(cells)
+            else:
+                head.extend(cells)
+        elif env is None and line.strip() and not line.startswith("#"):
+            legend.append(line.strip())
+    return " ".join(legend), out
+
+
+def _card_cell(text: str, metric: str) -> str:
+    flag = "⚠" in text
+    raw = text.replace("⚠", "").strip()
+    try:
+        shown = _num(float(raw), metric)
+    except ValueError:
+        shown = raw or "–"
+    return f"<td class=flag>{_e(shown)} ⚠</td>" if flag else f"<td>{_e(shown)}</td>"
+
+
+def _card_table(tables: Sequence[tuple[str, list, list]]) -> str:
+    """One env's report card: a patient column spanning its controllers' rows."""
+    if not tables:
+        return ""
+    metrics = tables[0][1][1:]
+    head = "<th class=l>patient</th><th class=l>controller</th>" + "".join(
+        _head(m) for m in metrics)
+    body = []
+    for k, (patient, _, rows) in enumerate(tables):
+        for i, cells in enumerate(rows):
+            first = (f"<td class=l rowspan={len(rows)}>{_e(patient)}</td>" if i == 0 else "")
+            body.append(f"<tr class='g{k % 2}{' top' if i == 0 else ''}'>{first}"
+                        f"<td class=l>{_e(cells[0])}</td>"
+                        + "".join(_card_cell(c, m) for c, m in zip(cells[1:], metrics,
+                                                                  strict=False)) + "</tr>")
+    return (f"<div class=wrap><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
+            "</tbody></table></div>")
+
+
+def _kv_table(items: Mapping[str, Any]) -> str:
+    rows = "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(_plain(v))}</td></tr>"
+                   for k, v in items.items())
+    return f"<table>{rows}</table>"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "(none)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} = {v}" for k, v in value.items()) or "(none)"
+    return str(value)
+
+
+def _front(run: Path, data: Mapping[str, Any], board: Mapping[str, list]) -> list[str]:
+    """Suite, machine, raw files and left-out controllers."""
+    meta, suite = data["meta"], data["suite"] or data["meta"].get("suite")
+    played = {"controllers": sorted({r["controller"] for rows in board.values() for r in rows}),
+              "envs": len(board), "patients per env": sorted({
+                  int(s["n_patients"]) for s in data["summary"]}),
+              "episodes": sum(int(s["n_episodes"]) for s in data["summary"]
+                              if s["metric"] == data["summary"][0]["metric"])}
+    machine = meta.get("machine")
+    if machine and "workers" in meta:
+        machine = {**machine, "workers": meta["workers"]}
+    parts = ["<h2 id=suite>Suite</h2>", _kv_table(suite) if suite else
+             "<p>Suite: not recorded.</p>", "<h3>Played</h3>", _kv_table(played),
+             "<h2 id=machine>Machine</h2>", _kv_table(machine) if machine else
+             "<p>Machine: not recorded.</p>", "<h2 id=files>Raw files</h2><ul>"]
+    parts += [f"<li><a href='{_e(n)}'>{_e(n)}</a></li>" for n in RAW_FILES if (run / n).is_file()]
+    parts.append("</ul>")
+    left = meta.get("left_out") or []
+    if left:
+        rows = "".join(f"<tr><td class=l>{_e(x.get('controller'))}</td><td class=l>"
+                       f"{_e(x.get('env_id'))}</td><td class=l>{_e(x.get('reason'))}</td></tr>"
+                       for x in left)
+        parts.append("<h2 id=left-out>Left out of the ranking</h2><div class=warn><table><tr>"
+                     "<th class=l>controller</th><th class=l>env</th><th class=l>why</th>"
+                     f"</tr>{rows}</table></div>")
+    return parts
+
+
+def html_report(run_dir: str | Path) -> str:
+    """The text of ``report.html`` for a run folder (see the module docstring)."""
+    run = Path(run_dir)
+    data = _load(run)
+    board, metrics = _board(data)
+    card = run / "report_card.md"
+    legend, cards = parse_report_card(card.read_text(encoding="utf-8")) if card.is_file() \
+        else ("", {})
+    ids = {e: "env-" + slug(e.split("/")[-1]).lower() for e in board}
+    name = (data["suite"] or {}).get("name") or run.name
+    toc = "".join(f"<li><a href='#{ids[e]}'>{_e(e)}</a>: <a href='#{ids[e]}-board'>"
+                  f"leaderboard</a> · <a href='#{ids[e]}-figs'>figures</a> · <a href="
+                  f"'#{ids[e]}-traces'>traces</a> · <a href='#{ids[e]}-card'>report card</a>"
+                  "</li>" for e in board)
+    extra = "<li><a href='#left-out'>left out</a></li>" if data["meta"].get("left_out") else ""
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Benchmark "
+             f"{_e(name)}</title><style>{CSS}</style></head><body>",
+             f"<h1>Benchmark report: {_e(name)}</h1><p class=note>Run folder "
+             f"<code>{_e(run.resolve().name)}</code>. {_e(RANKING_LEGEND)}</p>",
+             "<nav><b>Contents</b><ul><li><a href='#suite'>suite</a> · <a href='#machine'>"
+             f"machine</a> · <a href='#files'>raw files</a></li>{extra}{toc}</ul></nav>",
+             *_front(run, data, board)]
+    for env_id, rows in board.items():
+        parts += _env_section(run, env_id, rows, metrics, ids[env_id], legend,
+                              cards.get(env_id, []), data["meta"].get("left_out") or [])
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _env_section(run: Path, env_id: str, rows: Sequence[Mapping[str, Any]],
+                 metrics: Sequence[str], anchor: str, legend: str,
+                 card: Sequence[tuple[str, list, list]], left: Sequence[Mapping]) -> list[str]:
+    """The HTML of one env: leaderboard, figures, traces, report card."""
+    p = rows[0].get("ranking", {}) if rows else {}
+    scen = f" (scenario {p['scenario']})" if p.get("scenario") else ""
+    figs, traces = _figures(run, env_id, p.get("metric"))
+    mine = [x for x in left if x.get("env_id") == env_id]
+    gone = ("<p class=warn>Left out here: " + "; ".join(
+        f"{_e(x.get('controller'))}: {_e(x.get('reason'))}" for x in mine) + "</p>"
+            if mine else "")
+    closed = "" if len(card) <= 6 else " (click to open)"
+    return [f"<h2 id={anchor}>{_e(env_id)}{_e(scen)}</h2>",
+            f"<h3 id={anchor}-board>Leaderboard</h3>", _ranking_note(rows),
+            _board_table(rows, metrics), gone,
+            f"<h3 id={anchor}-figs>Comparison figures</h3>", figs,
+            f"<h3 id={anchor}-traces>Traces of representative patients</h3>", traces,
+            f"<h3 id={anchor}-card>Per-patient report card</h3>",
+            f"<details{'' if closed else ' open'}><summary>{len(card)} patients{closed}"
+            f"</summary><p class=note>{_e(legend)}</p>{_card_table(card)}</details>"
+            if card else "<p class=note>No report card (report_card.md absent).</p>"]
+
+
+def write_html_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` (atomically) from the report files in the folder.
+
+    Args:
+        run_dir: A run folder holding ``summary.json`` (written by
+            :func:`~closedloop.evaluation.write_report`).
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        ConfigError: If the folder holds no readable ``summary.json``.
+    """
+    return write_text_atomic(Path(run_dir) / HTML_FILE, html_report(run_dir))
