@@ -11,6 +11,7 @@ Examples:
     $ closedloop cohort --split test
     $ closedloop scenario show clinic --plot clinic.png
     $ closedloop open-loop --patient validation-003 --scenario clinic --plot run.png
+    $ closedloop evaluate ./my_ctl.py:MyController --patient validation-003 --plot run.png
     $ closedloop validate --json fidelity.json
 """
 
@@ -23,6 +24,7 @@ from closedloop._config import ConfigError
 from closedloop.cli import (
     benchmark,
     cohort,
+    evaluate,
     growth,
     hpsearch,
     report,
@@ -42,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Closed-loop spinal cord stimulation: "
                                      "virtual patients, scenarios and the neural response model.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (benchmark, report, tune, train, hpsearch, growth, cohort, scenario,
-                   simulate, validate):
+    for module in (benchmark, evaluate, report, tune, train, hpsearch, growth, cohort,
+                   scenario, simulate, validate):
         module.add_parsers(sub)
     return parser
 
