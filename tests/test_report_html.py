@@ -113,7 +113,7 @@ def test_damaged_episode_file_is_named_and_other_records_ignored(run, tmp_path):
 def test_report_cli_covers_rows_added_later_and_names_what_it_leaves_out(run, tmp_path,
                                                                           capsys):
     folder = _copy(run, tmp_path)
-    run_grid(["p"], patients=PATIENTS, out_dir=folder, **GRID)
+    run_grid({"p <i>&": "p"}, patients=PATIENTS, out_dir=folder, **GRID)   # escaped in HTML
     run_grid(["pi"], patients=PATIENTS[:1], out_dir=folder, **GRID)
     capsys.readouterr()
     assert main(["report", str(folder), "--no-plots"]) == 0
@@ -121,11 +121,17 @@ def test_report_cli_covers_rows_added_later_and_names_what_it_leaves_out(run, tm
     assert f"report: {folder / 'report.html'}" in out
     assert f"left out: pi on {ENV}: played other episodes than open-loop" in err
     paired = json.loads((folder / "summary.json").read_text())["paired"]
-    assert {p["controller"] for p in paired} == {"open-loop", "clinical-loop", "p"}
-    assert "| p |" in (folder / "leaderboard.md").read_text()
+    assert {p["controller"] for p in paired} == {"open-loop", "clinical-loop", "p <i>&"}
+    assert "| p <i>& |" in (folder / "leaderboard.md").read_text()
     text = _text(folder / "report.html")
-    assert ">p</td>" in text and "Left out of the ranking" in text
+    assert ">p &lt;i&gt;&amp;</td>" in text and "<i>" not in text
+    assert "Left out of the ranking" in text
     assert "pi</td>" in text and "1 of its 2 (patient, seed) missing" in text
+    results = json.loads((folder / "results.json").read_text())["rows"]
+    assert sorted(r["controller"] for r in results).count("pi") == 1 and len(results) == 7
+    shutil.rmtree(folder / "episodes")                  # reopened from results.json alone
+    assert main(["report", str(folder), "--no-plots"]) == 0
+    assert f"left out: pi on {ENV}" in capsys.readouterr().err
 
 
 def test_rankable_keeps_envs_without_the_controller_and_drops_envs_without_baseline():

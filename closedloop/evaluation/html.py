@@ -63,6 +63,9 @@ img{max-width:min(100%,1200px);height:auto;border:1px solid #eee;margin:4px 0}
 .figs{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.figs figure{margin:0;
 flex:1 1 560px;max-width:100%}figcaption{font-size:12px;color:#555}
 nav ul{margin:4px 0}nav li{margin:2px 0}code{font-size:12px}
+.cards{display:flex;flex-wrap:wrap;gap:0 40px;align-items:flex-start}.cards h2{border:0;
+font-size:17px;margin:14px 0 4px;padding:0}.cards td{max-width:480px}
+.cards section{flex:1 1 0;min-width:380px}
 details summary{cursor:pointer;color:#2a4d9b;margin:6px 0}
 """
 
@@ -318,12 +321,16 @@ def _front(run: Path, data: Mapping[str, Any], board: Mapping[str, list]) -> lis
     machine = meta.get("machine")
     if machine and "workers" in meta:
         machine = {**machine, "workers": meta["workers"]}
-    parts = ["<h2 id=suite>Suite</h2>", _kv_table(suite) if suite else
-             "<p>Suite: not recorded.</p>", "<h3>Played</h3>", _kv_table(played),
+    files = " · ".join(f"<a href='{_e(n)}'>{_e(n)}</a>" for n in RAW_FILES
+                       if (run / n).is_file())
+    parts = ["<div class=cards><section><h2 id=suite>Suite</h2>",
+             _kv_table(suite) if suite else "<p>Suite: not recorded.</p>",
+             "</section><section><h2>Played</h2>", _kv_table(played),
              "<h2 id=machine>Machine</h2>", _kv_table(machine) if machine else
-             "<p>Machine: not recorded.</p>", "<h2 id=files>Raw files</h2><ul>"]
-    parts += [f"<li><a href='{_e(n)}'>{_e(n)}</a></li>" for n in RAW_FILES if (run / n).is_file()]
-    parts.append("</ul>")
+             "<p>Machine: not recorded.</p>", "<h2 id=files>Raw files</h2>"
+             f"<p>{files or 'none'}</p></section></div>",
+             f"<h2 id=reading>Reading the leaderboards</h2><p class=note>{_e(RANKING_LEGEND)} "
+             "Shaded bands are rank groups; a thick line starts the next group.</p>"]
     left = meta.get("left_out") or []
     if left:
         rows = "".join(f"<tr><td class=l>{_e(x.get('controller'))}</td><td class=l>"
@@ -353,9 +360,10 @@ def html_report(run_dir: str | Path) -> str:
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Benchmark "
              f"{_e(name)}</title><style>{CSS}</style></head><body>",
              f"<h1>Benchmark report: {_e(name)}</h1><p class=note>Run folder "
-             f"<code>{_e(run.resolve().name)}</code>. {_e(RANKING_LEGEND)}</p>",
+             f"<code>{_e(run.resolve().name)}</code>.</p>",
              "<nav><b>Contents</b><ul><li><a href='#suite'>suite</a> · <a href='#machine'>"
-             f"machine</a> · <a href='#files'>raw files</a></li>{extra}{toc}</ul></nav>",
+             f"machine</a> · <a href='#files'>raw files</a> · <a href='#reading'>reading the "
+             f"leaderboards</a></li>{extra}{toc}</ul></nav>",
              *_front(run, data, board)]
     for env_id, rows in board.items():
         parts += _env_section(run, env_id, rows, metrics, ids[env_id], legend,

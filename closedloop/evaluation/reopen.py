@@ -255,7 +255,9 @@ def rebuild_report(run_dir: str | Path, baseline: str | None = None, plots: bool
 
     The baseline is ``baseline``, else the suite's, else open loop; the primary metrics are
     the suite's (:func:`primary_metrics`). The meta of the old report (suite, machine) is
-    kept; the controllers :func:`rankable` leaves out are stored under ``meta["left_out"]``.
+    kept; the controllers :func:`rankable` leaves out are stored under ``meta["left_out"]``
+    and their rows stay in ``results.json`` and ``results.csv`` (not in the summary, the
+    leaderboard, the report card or the figures).
     Trace figures are redrawn only from saved trajectories (an env without any keeps its
     existing ``traces-*.png``).
 
@@ -285,11 +287,22 @@ def rebuild_report(run_dir: str | Path, baseline: str | None = None, plots: bool
     meta = {k: v for k, v in read_meta(run).items() if k not in META_REBUILT}
     report = write_report(kept, run, baseline=base, primary=primary_metrics(run, envs),
                           plots=plots, meta={**meta, "left_out": left})
+    if len(kept) < len(rows):
+        _keep_all_results(rows, run)
     notes = [f"left out: {x['controller']} on {x['env_id']}: {x['reason']}" for x in left]
     notes += _trace_notes(kept, report.paired, run) if plots else [
         "--no-plots: the figures in plots/ were not redrawn"]
     report.paths["report.html"] = write_html_report(run)
     return report, notes
+
+
+def _keep_all_results(rows: Sequence[Mapping[str, Any]], run: Path) -> None:
+    """Rewrite results.json/.csv with every row, the left-out ones too (same meta)."""
+    from closedloop.evaluation.report import results_doc, write_csv, write_json
+
+    meta = json.loads((run / "results.json").read_text(encoding="utf-8"))["meta"]
+    write_json(results_doc(rows, meta), run / "results.json")
+    write_csv(rows, run / "results.csv", SCHEMA)
 
 
 def _trace_notes(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
