@@ -42,7 +42,8 @@ def add_parsers(sub) -> None:
     e = sub.add_parser(
         "evaluate", help="play one controller on one env, patient and seed",
         description="Play one controller through one episode and print its clinical metrics. "
-                    "CONTROLLER is a registered name (closedloop benchmark --list), a spec file "
+                    "CONTROLLER is a registered name (an agents/ spec, a zoo policy, a "
+                    "plugin's; an unknown name lists them), a spec file "
                     "(./my-pid.toml), module:Class, path/to/file.py:Class, or a folder written "
                     "by closedloop train; LABEL=CONTROLLER names it.")
     e.add_argument("controller", metavar="CONTROLLER", help="the controller reference")
