@@ -147,13 +147,22 @@ def rows_from_folder(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def _grid_order(run: Path, rows: Sequence[Mapping[str, Any]]):
-    """Sort key of rows: controller, env (suite order first), patient, seed."""
-    envs: list[str] = []
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        envs = list(json.loads((run / "suite.json").read_text(encoding="utf-8"))["env_ids"])
-    envs += sorted({r["env_id"] for r in rows} - set(envs))
-    at = {e: i for i, e in enumerate(envs)}
-    return lambda r: (r["controller"], at[r["env_id"]], r["patient"], int(r["seed"]))
+    """Sort key of rows: controller, env, patient, seed.
+
+    Envs and a list of patients go in the order of ``suite.json`` if there is one; a split's
+    ids are ordered by name, as the cohorts list them.
+    """
+    doc: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        doc = json.loads((run / "suite.json").read_text(encoding="utf-8"))
+    at = {}
+    for field, key in (("env_ids", "env_id"), ("patients", "patient")):
+        named = doc.get(field) if isinstance(doc, dict) else None
+        order = [str(x) for x in named] if isinstance(named, list) else []
+        order += sorted({str(r[key]) for r in rows} - set(order))
+        at[key] = {x: i for i, x in enumerate(order)}
+    return lambda r: (r["controller"], at["env_id"][r["env_id"]], at["patient"][r["patient"]],
+                      int(r["seed"]))
 
 
 def rankable(rows: Sequence[Mapping[str, Any]], baseline: str | None = None
