@@ -162,8 +162,10 @@ def tune(problem: TuningProblem, workers: int = 1, progress: bool = True,
         problem: What to tune and on what.
         workers: Local worker processes per evaluation, in [1, 256].
         progress: Print one line per evaluation.
-        out: If given, the tuned spec is written there (:func:`write_spec`); its folder is
-            created and checked before the search, so a bad path fails at once.
+        out: If given, the tuned spec is written there (:func:`write_spec`) and named after
+            the file (``my-pid.toml`` holds the spec ``my-pid``, the label a benchmark gives
+            it); its folder is created and checked before the search, so a bad path fails at
+            once. Without it the spec is called ``<agent>-tuned``.
 
     Raises:
         ConfigError: On a bad argument, an unknown gain or an ``out`` that cannot be written.
@@ -197,7 +199,8 @@ def tune(problem: TuningProblem, workers: int = 1, progress: bool = True,
         res = minimize(fun, x0, method="Nelder-Mead", bounds=bounds,
                        options={"maxfev": problem.budget - 1, "xatol": 1e-2, "fatol": 1e-4})
     best_params, best = min(ev.history, key=lambda h: h[1])
-    doc = _tuned_spec(base, fields, best_params, problem, patients, {
+    name = f"{base.name}-tuned" if path is None else path.stem
+    doc = _tuned_spec(name, base, fields, best_params, problem, patients, {
         "evaluations": len(ev.history), "objective_before": before, "objective_after": best,
         "optimizer": f"scipy.optimize.minimize Nelder-Mead (log gains), {res.message}",
         "wall_s": round(time.perf_counter() - t0, 1)})
@@ -234,11 +237,11 @@ def _verbose(ev: _Evaluator):
     return fun
 
 
-def _tuned_spec(base, fields, best_params, problem, patients, record) -> dict[str, Any]:
-    """The tuned agent spec document."""
+def _tuned_spec(name, base, fields, best_params, problem, patients, record) -> dict[str, Any]:
+    """The tuned agent spec document, called ``name``."""
     params = {**{k: v for k, v in fields.items() if v is not None}, **best_params}
     return {
-        "name": f"{base.name}-tuned", "controller": base.controller,
+        "name": name, "controller": base.controller,
         "description": f"{base.name} with gains auto-tuned on the {problem.split} cohort "
                        f"({', '.join(problem.gains)}).",
         "params": params,

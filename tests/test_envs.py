@@ -234,26 +234,6 @@ def test_step_array_names_its_fields():
         step_array(**{k: v for k, v in values.items() if k != "current_ma"})
 
 
-def test_step_info_deep_copies_cheaply_and_correctly():
-    import copy
-
-    from closedloop.envs.step_info import StepInfo
-
-    env = gym.make("closedloop/ECAPTracking-v0")
-    env.reset(seed=0)
-    info = env.step(env.action_space.sample())[4]
-    assert type(info) is StepInfo
-    info["episode"] = {"r": 1.0, "l": [1, 2]}            # what Monitor adds at an episode end
-    info["device_limits"] = np.arange(3)
-    dup = copy.deepcopy(info)
-    assert type(dup) is StepInfo and dup.keys() == info.keys()
-    assert dup["episode"] == info["episode"] and dup["episode"] is not info["episode"]
-    assert dup["episode"]["l"] is not info["episode"]["l"]
-    assert np.array_equal(dup["device_limits"], info["device_limits"])
-    assert dup["device_limits"] is not info["device_limits"]
-    assert all(dup[k] is info[k] for k in info if isinstance(info[k], (float, int, bool, str)))
-
-
 FAST_DRIFT = """
 duration_s = 2.0
 [posture]

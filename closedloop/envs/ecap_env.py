@@ -11,16 +11,15 @@ import gymnasium as gym
 import numpy as np
 
 from closedloop._config import ConfigError, check_value
-from closedloop.device import InterventionCounter, ramp
+from closedloop.device import ramp
 from closedloop.envs import model_store
 from closedloop.envs import step_kernels as sk
 from closedloop.envs.config import ACTION_MODES, EnvSpec, load_suite, with_overrides
 from closedloop.envs.inputs import ECAP_BOUND_UV, check_action, reset_options
-from closedloop.envs.step_info import StepInfo
+from closedloop.envs.step_info import EVENT_NAMES, POSTURE_NAMES, EpisodeInfo
 from closedloop.neural.runner import PulseRunner, entry_point
 from closedloop.patients import episode_seeds
 from closedloop.perception import drive_factors, sensation_update
-from closedloop.postures import POSTURES
 
 DEFAULT_ID = "closedloop/ECAPTracking-v0"
 PW_RANGE_US = (60.0, 500.0)
@@ -60,16 +59,20 @@ class ECAPTrackingEnv(gym.Env):
     current (mA); the target ECAP (µV). Ground truth (true ECAP, sensation, CSF thickness,
     posture, events) is only in ``info``: per step ``ecap_true_uv``, ``sensation``,
     ``in_window``, ``overstim``, ``understim``, ``current_ma`` (delivered), ``charge_uc``,
-    ``csf_mm``, ``posture``, ``event``, ``device_flags`` (bitmask of the device limits that
-    changed this step's request, OR over its pulses, :data:`closedloop.device.LIMIT_FLAGS`),
-    ``impedance_ohm`` (electrode impedance the last pulse saw, Ω) and ``csf_clipped`` (True
-    if a pulse's CSF thickness lay outside the model's 0.5-12 mm range and was clamped into it,
-    e.g. by chronic drift). With several pulses per step also ``pulse_current_ma``,
-    ``pulse_impedance_ohm`` and ``pulse_flags`` (arrays, one entry per pulse: the device ramps
-    pulse by pulse, each change at most ``max_step_ma``); with ``control_pw_rate`` also
-    ``pw_us`` and ``rate_hz``. At the episode's end also ``device_limits``, the pulses each
-    limit acted on. The one-pulse info is kept flat and small because SB3's ``DummyVecEnv``
-    deep-copies it every step.
+    ``csf_mm``, ``posture`` (name), ``posture_code`` (its index in :attr:`posture_names`),
+    ``event`` (code: index in :attr:`event_names`, 0 = none), ``device_flags`` (bitmask of the
+    device limits that changed this step's request, OR over its pulses,
+    :data:`closedloop.device.LIMIT_FLAGS`), ``impedance_ohm`` (electrode impedance the last
+    pulse saw, Ω), ``csf_clipped`` (True if a pulse's CSF thickness lay outside the model's
+    0.5-12 mm range and was clamped into it, e.g. by chronic drift), the episode's
+    ``patient_id``, ``target_uv``, ``comfort_ma``, ``min_ma`` and ``max_ma``, and
+    ``device_limits`` (the pulses each limit acted on so far in the episode, per limit name).
+    With several pulses per step also ``pulse_current_ma``, ``pulse_impedance_ohm`` and
+    ``pulse_flags`` (arrays, one entry per pulse: the device ramps pulse by pulse, each change
+    at most ``max_step_ma``); with ``control_pw_rate`` also ``pw_us`` and ``rate_hz``. The
+    reset's ``info`` has the same keys and types (:mod:`closedloop.envs.step_info`: NaN for
+    what no pulse has measured yet), so Minari's ``DataCollector(record_infos=True)`` records
+    it.
 
     ## Rewards
     Per step, with weights from the spec's ``[reward]``::
@@ -95,7 +98,9 @@ class ECAPTrackingEnv(gym.Env):
     ``reset(options=...)`` accepts ``patient``, ``split``, ``scenario`` and ``target_uv``.
 
     ## Version History
-    * v0: initial version. Issue 18 (same id): the scenario trace and the recording noise are
+    * v0: initial version. Issue 19 (same id): the reset's ``info`` has the step's keys, and
+      every step's has the reset's; ``posture_code``; ``device_limits`` at every step (the
+      counts so far). Issue 18 (same id): the scenario trace and the recording noise are
       seeded by the reset seed and the patient together, and the daily-living scenarios start
       in the long-run posture mix; daily living is an hour of a waking day with sway (the
       Test id plays the whole hour); the cohorts carry targets below perception, migrated
@@ -109,6 +114,10 @@ class ECAPTrackingEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    posture_names = POSTURE_NAMES
+    """Posture names; ``info["posture_code"]`` indexes them."""
+    event_names = EVENT_NAMES
+    """Event names; ``info["event"]`` indexes them (0 is ``"none"``)."""
     prefetch_next_patient = True
     """After a reset that drew a cohort patient, build the model of the patient the next unseeded
     reset will draw, in the background (:mod:`closedloop.envs.model_store`)."""
@@ -167,7 +176,11 @@ class ECAPTrackingEnv(gym.Env):
                                                       copy.deepcopy(self.np_random)))
         self._init_state()
         self._obs_buf[3 * self.spec_.config.history] = self._s[sk.S_TARGET] = self.target_uv
-        return self._obs_buf.copy(), self._reset_info()
+        self._info = EpisodeInfo(self.patient.patient_id, self.target_uv, self.calibration,
+                                 self._discomfort)
+        return self._obs_buf.copy(), self._info.reset(
+            self.trace, self._impedance, cfg.pulses_per_step,
+            (cfg.pw_us, cfg.rate_hz) if cfg.control_pw_rate else None)
 
     def _choose_patient(self, patient_id: str, split: str, rng=None):
         """The named patient, or a draw from the split's cohort with ``rng`` (the env's)."""
@@ -194,8 +207,6 @@ class ECAPTrackingEnv(gym.Env):
         self._wave = None
         self._last = self.trace.t_s.size - 1
         self._fast = None
-        self._limits = InterventionCounter()
-        self._flag_log: list[int] = []
         self._render_buf.clear()
         self._runner = self._runners.get(id(self.model))
         if self._runner is None or self._runner.model is not self.model:
@@ -250,11 +261,6 @@ class ECAPTrackingEnv(gym.Env):
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fast": None}
-
-    def _reset_info(self) -> dict:
-        return {"patient_id": self.patient.patient_id, "target_uv": self.target_uv,
-                "comfort_ma": self.calibration.comfort_ma, "min_ma": self.calibration.min_ma,
-                "max_ma": self.calibration.max_ma}
 
     # -- step -------------------------------------------------------------------------------
     def step(self, action):
@@ -362,24 +368,14 @@ class ECAPTrackingEnv(gym.Env):
         fraction of pulses above discomfort (None: the one pulse's sensation decides) and, for
         several pulses, each pulse's device flags (every pulse a limit acted on is counted).
         """
-        disc = self._discomfort
-        info = StepInfo({
-            "ecap_true_uv": mean_true, "sensation": feel, "in_window": 1.0 <= feel < disc,
-            "overstim": feel >= disc if above is None else above > 0, "understim": feel < 1.0,
-            "current_ma": current, "charge_uc": charge, "csf_mm": csf,
-            "posture": POSTURES[posture], "event": event, "device_flags": flags,
-            "impedance_ohm": impedance, "csf_clipped": clipped,
-        })
         if flags:
             if pulse_flags is None:
-                self._flag_log.append(flags)
+                self._info.count(flags)
             else:
-                self._flag_log.extend(pulse_flags[pulse_flags != 0].tolist())
-        if truncated:
-            if self._flag_log:                # the episode's flags, counted once at its end
-                self._limits.update(np.array(self._flag_log, np.int64))
-                self._flag_log.clear()
-            info["device_limits"] = self._limits.counts.copy()
+                for f in pulse_flags[pulse_flags != 0].tolist():
+                    self._info.count(f)
+        info = self._info.step(mean_true, feel, above, current, charge, csf, posture, event,
+                               flags, impedance, clipped)
         if self.render_mode == "rgb_array":
             self._render_buf.append((self._t_s, ecap, mean_true, current))
         return self._obs_buf.copy(), reward, False, truncated, info

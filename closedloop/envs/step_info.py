@@ -1,26 +1,102 @@
-"""``StepInfo``: the env's per-step ``info`` dict, cheap to deep-copy.
+"""The scalar env's ``info`` dict: the same keys at reset and at every step.
 
-SB3's ``DummyVecEnv`` deep-copies every step's ``info``. Ours holds about a dozen immutable
-scalars (float, int, bool, str), so a deep copy is a shallow copy plus deep copies of the few
-other values (the episode-end intervention counts, a ``Monitor``'s episode record). ``copy``'s
-generic walk over the dict costs several times more per step.
+Minari's ``DataCollector(record_infos=True)`` stacks every info key over an episode, starting
+with the reset's info, so reset and step must return the same keys with values of the same type.
+:class:`EpisodeInfo` builds both. Before the first pulse the measured values are NaN
+(``ecap_true_uv``, ``sensation``, ``charge_uc``; the comparisons ``in_window``, ``overstim``
+and ``understim`` are then False), the device has delivered nothing (``device_flags`` 0, every
+``device_limits`` count 0) and the state values are the episode's start: the comfort current,
+and the scenario trace's CSF thickness, posture, event and impedance at time 0.
+
+The info is a plain ``dict``: pytree libraries (jax, which Minari uses; optree; torch's) treat
+subclasses of ``dict`` as leaves.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 
-_IMMUTABLE = frozenset((float, int, bool, str, type(None)))
+import numpy as np
+
+from closedloop.device import LIMIT_FLAGS
+from closedloop.disturbances.events import EVENT_TYPES
+from closedloop.postures import POSTURES
+
+POSTURE_NAMES = POSTURES
+"""``info["posture_code"]`` indexes this tuple (``info["posture"]`` is the name itself)."""
+EVENT_NAMES = ("none", *EVENT_TYPES)
+"""``info["event"]`` indexes this tuple: 0 is no event, then the event types."""
+
+_NAMES_OF_FLAGS = tuple(tuple(name for name, bit in LIMIT_FLAGS.items() if f & bit)
+                        for f in range(32))
+"""The limit names set in each device flags value (0-31)."""
 
 
-class StepInfo(dict):
-    """A ``dict`` whose deep copy skips its immutable scalar values (see the module docstring)."""
+class EpisodeInfo:
+    """One episode's info dicts, with its constants and the device-limit counts so far.
 
-    __slots__ = ()
+    Args:
+        patient_id: The episode's patient.
+        target_uv: The episode's ECAP target (µV).
+        calibration: The patient's calibration (``comfort_ma``, ``min_ma``, ``max_ma``, mA).
+        discomfort_level: The sensation level at and above which a pulse is uncomfortable.
+    """
 
-    def __deepcopy__(self, memo: dict) -> StepInfo:
-        out = StepInfo(self)
-        for key, value in self.items():
-            if type(value) not in _IMMUTABLE:
-                out[key] = copy.deepcopy(value, memo)
-        return out
+    __slots__ = ("constants", "counts", "discomfort")
+
+    def __init__(self, patient_id: str, target_uv: float, calibration,
+                 discomfort_level: float) -> None:
+        self.constants = {"patient_id": patient_id, "target_uv": float(target_uv),
+                          "comfort_ma": float(calibration.comfort_ma),
+                          "min_ma": float(calibration.min_ma), "max_ma": float(calibration.max_ma)}
+        self.discomfort = discomfort_level
+        self.counts = dict.fromkeys(LIMIT_FLAGS, 0)
+
+    def count(self, flags: int) -> None:
+        """Add one pulse's device flags to the episode's per-limit counts."""
+        for name in _NAMES_OF_FLAGS[flags]:
+            self.counts[name] += 1
+
+    def step(self, mean_true: float, feel: float, above: float | None, current: float,
+             charge: float, csf: float, posture: int, event: int, flags: int, impedance: float,
+             clipped: bool) -> dict:
+        """A step's info (see :class:`~closedloop.envs.ecap_env.ECAPTrackingEnv`).
+
+        Args are the step's mean true ECAP (µV), last sensation, fraction of its pulses above
+        discomfort (None: the one pulse's sensation decides), delivered current (mA), mean
+        charge per pulse (µC), the trace's CSF thickness (mm), posture and event codes, device
+        flags, the impedance the last pulse saw (Ω) and whether a pulse's CSF thickness was
+        clamped into the model's range. The flags must already be counted (:meth:`count`).
+        """
+        disc = self.discomfort
+        return {
+            "ecap_true_uv": mean_true, "sensation": feel, "in_window": 1.0 <= feel < disc,
+            "overstim": feel >= disc if above is None else above > 0, "understim": feel < 1.0,
+            "current_ma": current, "charge_uc": charge, "csf_mm": csf,
+            "posture": POSTURES[posture], "posture_code": posture, "event": event,
+            "device_flags": flags, "impedance_ohm": impedance, "csf_clipped": clipped,
+            **self.constants, "device_limits": self.counts.copy(),
+        }
+
+    def reset(self, trace, impedance_ohm: float, pulses_per_step: int,
+              pw_rate: tuple[float, float] | None) -> dict:
+        """The reset's info: the step keys before any pulse (see the module docstring).
+
+        Args:
+            trace: The episode's scenario trace.
+            impedance_ohm: The patient's electrode impedance before the trace's scaling (Ω).
+            pulses_per_step: Pulses per step; above 1 the per-pulse arrays are added.
+            pw_rate: The starting pulse width (µs) and rate (Hz) with ``control_pw_rate``.
+        """
+        nan = math.nan
+        info = self.step(nan, nan, None, self.constants["comfort_ma"], nan,
+                         float(trace.csf_mm[0]), int(trace.posture[0]), int(trace.event[0]), 0,
+                         float(impedance_ohm * trace.impedance_scale[0]),
+                         bool(trace.csf_clipped[0]))
+        if pulses_per_step > 1:
+            info.update(pulse_current_ma=np.full(pulses_per_step, nan),
+                        pulse_impedance_ohm=np.full(pulses_per_step, nan),
+                        pulse_flags=np.zeros(pulses_per_step, np.int64))
+        if pw_rate is not None:
+            info["pw_us"], info["rate_hz"] = float(pw_rate[0]), float(pw_rate[1])
+        return info

@@ -350,10 +350,16 @@ def check_search_range(key: str, rng: Any, rule: rules.Rule, where: str) -> None
                           f"low={low!r}, high={high!r}")
 
 
+RANGES_PREFIX = "search-ranges-"
+"""File-name prefix of the hyperparameter search ranges in ``agents/rl/`` (``closedloop
+hpsearch --ranges``): valid specs, but not agents, so not listed or loaded by name."""
+
+
 def _spec_files(folder: Path | None = None) -> dict[str, Path]:
-    """RL spec files in ``agents/rl/`` (or ``folder``) by file stem."""
+    """RL agent specs in ``agents/rl/`` (or ``folder``) by file stem; search ranges left out."""
     folder = spec_dir("agents") / "rl" if folder is None else folder
-    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))
+            if not p.stem.startswith(RANGES_PREFIX)}
 
 
 def list_rl_agents(folder: Path | None = None) -> list[str]:
