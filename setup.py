@@ -12,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 SPEC_FOLDERS = ("envs", "agents")
-SPEC_SUFFIXES = {".toml", ".json", ".md", ".zip", ".png"}
+SPEC_SUFFIXES = {".toml", ".json", ".md", ".zip", ".png", ".yml"}
 
 
 class BuildPyWithSpecs(build_py):

@@ -215,6 +215,34 @@ BAD = {
             "--save-trajectory": st.just("{tmp}/missing/x.npz"),
         },
     ),
+    "evaluate": (
+        ["open-loop", "--episode-s", "12"],
+        {
+            "controller": st.one_of(
+                TEXT, st.sampled_from(["{tmp}/missing.toml", "{tmp}", "nope:X", "..:x"])
+            ),
+            "--env": st.one_of(st.sampled_from(["CartPole-v1", ""]), TEXT),
+            "--patient": st.one_of(TEXT, st.just("train-99999")),
+            "--seed": st.one_of(NEG, NOT_INT),
+            "--episode-s": st.one_of(NONPOS, NOT_FINITE, st.sampled_from(["1e9", "5"])),
+            "--plot": st.sampled_from(["{tmp}/missing/x.png", "{tmp}"]),
+            "--save-trajectory": st.sampled_from(["{tmp}/missing/x.npz", "{tmp}"]),
+        },
+    ),
+    "report": (
+        ["{run}", "--no-plots"],
+        {
+            "run_dir": st.one_of(TEXT, st.sampled_from(["{tmp}/missing", "{tmp}"])),
+            "--baseline": st.one_of(TEXT, st.just("nope")),
+        },
+    ),
+    "compare": (
+        ["{run}", "{run}"],
+        {
+            "run_a": st.one_of(TEXT, st.sampled_from(["{tmp}/missing", "{tmp}"])),
+            "--metric": st.one_of(TEXT, st.sampled_from(["nope", "mad"])),
+        },
+    ),
 }
 """Subcommand -> (cheap valid arguments, option -> strategy of bad values)."""
 
@@ -234,7 +262,43 @@ QUOTAS = {
     "scenario": 30,
     "calibrate": 20,
     "open-loop": 30,
+    "evaluate": 30,
+    "report": 12,
+    "compare": 12,
 }
+
+_TINY_RUN: list[Path] = []
+"""The run folder that ``{run}`` copies (made once per process by :func:`_tiny_run`)."""
+
+
+def _tiny_run(folder: Path) -> str:
+    """A fresh copy of a small run folder (open loop and P, one 12-s clinic episode each)."""
+    import shutil
+    import tempfile
+
+    if not _TINY_RUN or not _TINY_RUN[0].is_dir():
+        from closedloop.controllers import make_controller
+        from closedloop.evaluation import run_episode, write_report
+
+        src = Path(tempfile.mkdtemp(prefix="closedloop-fuzz-run-"))
+        rows = [
+            {
+                "episode": f"{c}-0",
+                **run_episode(
+                    make_controller(c),
+                    "closedloop/ECAPClinic-Test-v0",
+                    "test-000",
+                    0,
+                    {"episode_s": 12.0},
+                ).row(),
+            }
+            for c in ("open-loop", "p")
+        ]
+        write_report(rows, src, baseline="open-loop", plots=False)
+        _TINY_RUN[:] = [src]
+    dst = folder / f"run{next(RUNS)}"
+    shutil.copytree(_TINY_RUN[0], dst)
+    return str(dst)
 
 
 def _fill(text: str, tmp: Path, out: Path) -> str:
@@ -244,6 +308,8 @@ def _fill(text: str, tmp: Path, out: Path) -> str:
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(text[len("{file:") : -1], encoding="utf-8")
         return str(path)
+    if text == "{run}":
+        return _tiny_run(tmp)
     return text.replace("{tmp}", str(tmp)).replace("{out}", str(out))
 
 

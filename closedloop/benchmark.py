@@ -26,6 +26,10 @@ from typing import Any
 
 from closedloop._config import ConfigError, check_table, check_value, short_repr
 from closedloop._io import write_text_atomic
+from closedloop.controllers.sources import ZOO_DIR, zoo_policies
+
+__all__ = ["DEFAULT", "QUICK", "SUITES", "TEST_ENVS", "ZOO_DIR", "Suite", "controllers_of",
+           "load_suite", "machine", "patients_of", "run_benchmark", "validate", "zoo_policies"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,13 +58,14 @@ class Suite:
 
     Attributes:
         name: Suite name (the default run folder is ``runs/benchmark-<name>``).
-        controllers: Agent spec names (``agents/``), or ``("all",)`` for every spec and every
-            trained policy of the agent zoo.
+        controllers: Controller references (:func:`controllers_of`): registered names, spec
+            files, ``module:Class``, ``file.py:Class``, training run folders, optionally as
+            ``LABEL=REFERENCE``; ``"all"`` is every agent spec and zoo policy.
         env_ids: Registered env ids.
         patients: A cohort split (``test`` is the held-out cohort) or a list of patient ids.
         n_patients: Only the first N patients of the split (0: all).
         seeds: Fixed episode seeds; every patient is played with each.
-        baseline: Controller the ratios and paired differences compare against.
+        baseline: Label of the controller the ratios and paired differences compare against.
         env_overrides: ``gymnasium.make`` overrides for every env (e.g. ``episode_s``).
         primary_metrics: ``(env_id, metric)`` pairs overriding :data:`PRIMARY_METRICS`, the
             metric the leaderboard ranks that env on (a suite file: a table
@@ -189,34 +194,25 @@ def load_suite(path: str | Path) -> Suite:
     return Suite.from_dict(doc, p.name)
 
 
-ZOO_DIR = "zoo"
-"""Sub-folder of ``agents/`` holding the trained policies (one folder each, with its card)."""
+def controllers_of(suite: Suite) -> dict[str, Any]:
+    """The suite's controllers, resolved: row label -> spec name or picklable factory.
 
+    Each entry of ``suite.controllers`` is any reference
+    :func:`~closedloop.controllers.sources.resolve_controller` accepts (a registered name, a
+    spec file, ``module:Class``, ``file.py:Class``, a training run folder); ``all`` expands to
+    every agent spec and zoo policy.
 
-def zoo_policies() -> dict[str, Path]:
-    """Trained policies of the agent zoo: ``agents/zoo/<name>/`` folders holding a model card."""
-    from closedloop._specdirs import spec_dir
+    Raises:
+        ConfigError: If a reference is unknown or unusable, two references share a label, or
+            the baseline is not one of the labels.
+    """
+    from closedloop.controllers.sources import resolve_controllers
 
-    root = spec_dir("agents") / ZOO_DIR
-    return {p.name: p for p in sorted(root.glob("*")) if (p / "card.json").is_file()}
-
-
-def controllers_of(suite: Suite) -> list[str]:
-    """The suite's controller names, ``all`` expanded to every agent spec and zoo policy."""
-    from closedloop.controllers.registry import list_agents
-
-    known = list_agents() + [z for z in zoo_policies() if z not in list_agents()]
-    names: list[str] = []
-    for name in suite.controllers:
-        for n in (known if name == "all" else [name]):
-            if n not in known:
-                raise ConfigError(f"controllers: {n!r} is unknown; valid: all, {', '.join(known)}")
-            if n not in names:
-                names.append(n)
-    if suite.baseline not in names:
+    controllers = resolve_controllers(suite.controllers, "controllers")
+    if suite.baseline not in controllers:
         raise ConfigError(f"suite {suite.name!r}: baseline={suite.baseline!r} is not one of its "
-                          f"controllers ({', '.join(names)})")
-    return names
+                          f"controllers; valid: {', '.join(controllers)}")
+    return controllers
 
 
 def patients_of(suite: Suite) -> list[str]:
@@ -240,24 +236,29 @@ def machine() -> dict[str, Any]:
             "numba": numba.__version__}
 
 
-def validate(suite: Suite) -> tuple[list[str], list[str]]:
+def validate(suite: Suite) -> tuple[dict[str, Any], list[str]]:
     """Check that everything a suite names exists, before anything is played or written.
 
     Controllers, the baseline, env ids (closedloop ids only), patients, and the env overrides
     on every env id (every key and value, as ``gymnasium.make`` would check them).
 
     Returns:
-        The controller names (``all`` expanded) and the patient ids.
+        The controllers (:func:`controllers_of`: label -> source) and the patient ids.
 
     Raises:
         ConfigError: Naming the bad field and what is valid.
     """
+    controllers, patients = controllers_of(suite), patients_of(suite)
+    validate_envs(suite)
+    return controllers, patients
+
+
+def validate_envs(suite: Suite) -> None:
+    """Check the env overrides on every env id of the suite (as ``gymnasium.make`` would)."""
     from closedloop.evaluation.runner import check_env_overrides
 
-    controllers, patients = controllers_of(suite), patients_of(suite)
     for env_id in suite.env_ids:
         check_env_overrides(env_id, dict(suite.env_overrides))
-    return controllers, patients
 
 
 def read_suite_file(out: Path) -> dict[str, Any] | None:
@@ -280,20 +281,37 @@ def read_suite_file(out: Path) -> dict[str, Any] | None:
     return doc
 
 
+_REPORT_ONLY = ("name", "controllers", "baseline", "primary_metrics")
+"""Suite fields that do not change how an episode is played: a run folder takes more
+controllers, another baseline or other primary metrics (its report then covers them all)."""
+
+
 def _played(doc: dict[str, Any]) -> dict[str, Any]:
-    """A suite record without the fields that change only the report (primary metrics)."""
-    return {k: v for k, v in doc.items() if k != "primary_metrics"}
+    """A suite record without the fields that do not change the episodes (:data:`_REPORT_ONLY`)."""
+    return {k: v for k, v in doc.items() if k not in _REPORT_ONLY}
 
 
-def _claim_folder(out: Path, suite: Suite, fresh: bool) -> None:
-    """Record the suite in the run folder; refuse to resume a different suite there."""
+def _claim_folder(out: Path, suite: Suite, fresh: bool) -> Suite:
+    """Record the suite in the run folder; refuse to resume a different suite there.
+
+    A folder holding the same envs, patients, seeds and overrides takes the suite's
+    controllers in addition to its own: the recorded suite lists both (the new ones first).
+
+    Returns:
+        The suite recorded in the folder.
+    """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out_dir={str(out)!r} is a file; valid: a folder (created if "
                           "missing)")
     old = None if fresh else read_suite_file(out)
-    if old is not None and _played(Suite.from_dict(old).to_dict()) != _played(suite.to_dict()):
-        raise ConfigError(f"{out} holds a run of a different suite ({old.get('name')!r}); "
-                          "use another --out, or --fresh to start over there")
+    if old is not None:
+        old_suite = Suite.from_dict(old)
+        if _played(old_suite.to_dict()) != _played(suite.to_dict()):
+            raise ConfigError(f"{out} holds a run of another suite ({old.get('name')!r}: other "
+                              "envs, patients, seeds or env overrides); use another --out, or "
+                              "--fresh to start over there")
+        extra = tuple(c for c in old_suite.controllers if c not in suite.controllers)
+        suite = dataclasses.replace(suite, controllers=suite.controllers + extra)
     if fresh and out.exists():
         import shutil
 
@@ -301,23 +319,30 @@ def _claim_folder(out: Path, suite: Suite, fresh: bool) -> None:
             shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / SUITE_FILE, json.dumps(suite.to_dict(), indent=2) + "\n")
+    return suite
 
 
 def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
                   workers: int | None = None, progress: bool = True, plots: bool = True,
-                  fresh: bool = False):
+                  fresh: bool = False, save_trajectories: bool = False):
     """Play a suite and write its report; resumes an interrupted run in the same folder.
 
     Everything is checked (:func:`validate`, ``workers``, the run folder's ``suite.json``)
-    before the run folder is claimed or any episode is played.
+    before the run folder is claimed or any episode is played. A folder that already holds
+    episodes of the same envs, patients and seeds keeps them: the report covers every
+    controller in the folder (those of an earlier run, or added from Python with
+    :func:`closedloop.evaluation.run_grid`), so ``--controllers mine.py:Mine --out <run>``
+    adds one controller to a finished run without playing the others again.
 
     Args:
         suite: What to play.
         out_dir: Run folder; ``runs/benchmark-<suite name>`` if None.
         workers: Local worker processes, in [1, 256]; all CPUs if None.
         progress: Show a progress bar.
-        plots: Write per-controller PNGs.
+        plots: Write the figures (and ``report.html`` embeds them).
         fresh: Discard finished episodes in the folder instead of resuming.
+        save_trajectories: Also keep every episode's trajectory (``trajectories/*.npz``; an
+            hour of daily living is tens of MB).
 
     Returns:
         The :class:`closedloop.evaluation.Report` (leaderboard text in ``.text``).
@@ -326,32 +351,70 @@ def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
         ConfigError: If the suite, ``workers`` or the run folder is invalid.
     """
     from closedloop._parallel import check_workers
-    from closedloop.evaluation import run_grid, write_report
+    from closedloop.controllers.sources import resolve_controllers
+    from closedloop.evaluation import rows_from_folder, run_grid, write_html_report
 
     if not isinstance(suite, Suite):
         raise ConfigError(f"suite={short_repr(suite)} must be a closedloop.benchmark.Suite")
     if out_dir is not None and not isinstance(out_dir, str | os.PathLike):
         raise ConfigError(f"out_dir={short_repr(out_dir)} must be a folder path")
     out = Path(out_dir if out_dir is not None else f"runs/benchmark-{suite.name}")
-    controllers, patients = validate(suite)
+    controllers = resolve_controllers(suite.controllers, "controllers")
+    patients = patients_of(suite)
+    validate_envs(suite)
     n_workers = check_workers((os.cpu_count() or 1) if workers is None else workers)
-    _claim_folder(out, suite, fresh)
-    zoo = zoo_policies()
-    if any(c in zoo for c in controllers):
-        from closedloop.training import TrainedPolicyFactory
-
-        controllers = {c: TrainedPolicyFactory(str(zoo[c])) if c in zoo else c
-                       for c in controllers}
+    earlier = [] if fresh or not (out / "episodes").is_dir() else rows_from_folder(out)
+    labels = set(controllers) | {r["controller"] for r in earlier}
+    if suite.baseline not in labels:
+        raise ConfigError(f"baseline={suite.baseline!r} is not one of the controllers; valid: "
+                          f"{', '.join(sorted(labels))}")
+    recorded = _claim_folder(out, suite, fresh)
     rows = run_grid(controllers, list(suite.env_ids), patients, list(suite.seeds),
                     workers=n_workers, progress=progress, out_dir=out,
-                    env_overrides=dict(suite.env_overrides) or None)
-    meta = {"suite": suite.to_dict(), "machine": machine(), "workers": n_workers}
-    report = write_report(rows, out, baseline=suite.baseline, primary=suite.primary(),
-                          plots=plots, meta=meta)
+                    env_overrides=dict(suite.env_overrides) or None,
+                    save_trajectories=save_trajectories)
+    report, rows = _write_report(out, rows, recorded, n_workers, plots)
     if plots:
-        report.paths.update(_trace_figures(report, rows, out, controllers, suite, n_workers,
+        replayable = {**_resolvable(recorded.controllers), **controllers}
+        report.paths.update(_trace_figures(report, rows, out, replayable, suite, n_workers,
                                            progress))
+    report.paths["report.html"] = write_html_report(out)
     return report
+
+
+def _write_report(out: Path, rows: list[dict], suite: Suite, workers: int, plots: bool):
+    """The report of every episode in the folder (this run's and any other it holds).
+
+    Controllers that cannot be ranked with the others (other episodes than the baseline's)
+    are listed in the report, not dropped (:func:`closedloop.evaluation.reopen.report_rows`).
+
+    Returns:
+        ``(report, ranked rows)``.
+    """
+    from closedloop.evaluation.reopen import report_rows, rows_from_folder
+
+    played = {r["episode"] for r in rows}
+    rows = rows + [r for r in rows_from_folder(out) if r["episode"] not in played]
+    meta = {"suite": suite.to_dict(), "machine": machine(), "workers": workers}
+    report, kept, left = report_rows(out, rows, suite.baseline, meta, plots)
+    for item in left:
+        print(f"left out: {item['controller']} on {item['env_id']}: {item['reason']}",
+              file=sys.stderr)
+    return report, kept
+
+
+def _resolvable(refs: tuple[str, ...]) -> dict[str, Any]:
+    """The controllers of ``refs`` that still resolve (for replays of an earlier run's episodes)."""
+    from closedloop.controllers.sources import resolve_controller, resolve_controllers
+
+    out: dict[str, Any] = {}
+    for ref in refs:
+        try:
+            out.update(resolve_controllers([ref]) if ref == "all" else
+                       dict([resolve_controller(ref)]))
+        except ConfigError:
+            continue
+    return out
 
 
 def _replay(job: tuple[Any, str]) -> str:

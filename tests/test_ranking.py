@@ -168,9 +168,10 @@ def test_leaderboard_shows_ties_differences_and_probability():
     assert [(r["rank_label"], r["controller"]) for r in board[ENV]] == [
         ("1", "best"), ("2=", "copy"), ("2=", "open")]
     text = leaderboard_markdown(board, ["time_in_window_frac", "mad_uv"])
-    assert "| Δ vs open | P(better than open) |" in text
-    assert "| 2= | copy | 0.543 [" in text and "MCID 0.05 (1)" in text
-    assert "| 1 | best | 0.743 [" in text and "0.2 [0.2, 0.2] | 1 [1, 1]" in text
+    assert "| Δ vs open (% points) | P(better than open) |" in text  # fractions shown in %
+    assert "| 2= | copy | 54.3 [" in text and "MCID 5 (% points)" in text
+    assert "| 1 | best | 74.3 [" in text and "20 [20, 20] | 1 [1, 1]" in text
+    assert "| time_in_window_frac (%) | mad_uv (µV) |" in text
 
 
 def test_report_writes_paired_results_and_non_empty_figures(tmp_path):
@@ -241,5 +242,5 @@ def test_changing_only_the_primary_metrics_keeps_the_run_folder(tmp_path):
     _claim_folder(tmp_path, suite, fresh=False)
     _claim_folder(tmp_path, dataclasses.replace(suite, primary_metrics=((ENV, "rmse_uv"),)),
                   fresh=False)
-    with pytest.raises(ConfigError, match="different suite"):
+    with pytest.raises(ConfigError, match="another suite"):
         _claim_folder(tmp_path, dataclasses.replace(suite, seeds=(5,)), fresh=False)

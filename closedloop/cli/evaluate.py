@@ -29,14 +29,6 @@ from closedloop.cli._common import check_out_path
 DEFAULT_ENV = "closedloop/ECAPTracking-v0"
 """Env of ``closedloop evaluate`` when ``--env`` is not given."""
 
-_UNITS = (("_uc_per_s", "µC/s"), ("_per_hour", "/h"), ("_per_h", "/h"), ("_uv", "µV"),
-          ("_uc", "µC"), ("_uj", "µJ"), ("_mj", "mJ"), ("_uw", "µW"), ("_years", "years"),
-          ("_s", "s"), ("_s_mean", "s"), ("_s_max", "s"), ("_sensation", "× perception"))
-"""Key suffix -> unit of the printed value (first match wins)."""
-_PERCENT = re.compile(r".*(_frac|_rel_error|_rel_mean|_rel_max)$")
-"""Keys of fractions, printed as percentages."""
-
-
 def add_parsers(sub) -> None:
     """Add the ``evaluate`` subcommand."""
     e = sub.add_parser(
@@ -149,43 +141,15 @@ def format_episode(result: Any) -> str:
     return f"{head}\n{format_metrics(result.metrics)}"
 
 
-def format_value(key: str, value: Any) -> str:
-    """One metric with its unit: fractions as %, counts as integers, µV, µC, s, /h, ...
-
-    The unit comes from the key's suffix (``mad_uv`` µV, ``time_in_window_frac`` %,
-    ``overstim_events_per_hour`` /h); NaN and None print as ``-``.
-    """
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,d}"
-    if _PERCENT.fullmatch(key):
-        return f"{100.0 * value:.1f} %"
-    unit = next((u for suffix, u in _UNITS if key.endswith(suffix)), "")
-    return f"{_number(value)} {unit}".rstrip()
-
-
-def _number(x: float) -> str:
-    """A float with 3 significant digits (4 from 1000 up), in plain notation for usual sizes."""
-    size = abs(x)
-    if size >= 1000:
-        return f"{x:,.0f}"
-    if size >= 1:
-        return f"{x:.{2 - int(math.floor(math.log10(size)))}f}"
-    text = f"{x:.3g}"
-    return text if "e" not in text else f"{x:.2e}"
-
-
 def format_metrics(metrics: Mapping[str, Any]) -> str:
     """Metrics as ``key  value unit  meaning`` lines (the meaning without its unit)."""
     from closedloop.evaluation import EPISODE_METRICS
+    from closedloop.evaluation.numbers import with_unit
 
     lines = []
     for key, value in metrics.items():
         doc = re.sub(r"\s*\([^()]*\)$", "", EPISODE_METRICS.get(key, ""))
-        lines.append(f"  {key:<36} {format_value(key, value):>18}  {doc}".rstrip())
+        lines.append(f"  {key:<36} {with_unit(key, value):>18}  {doc}".rstrip())
     return "\n".join(lines)
 
 
@@ -199,6 +163,7 @@ def plot_episode(result: Any, path: str, overrides: Mapping[str, Any] | None = N
     """
     from closedloop.envs.config import load_suite, with_overrides
     from closedloop.evaluation.figures import with_window
+    from closedloop.evaluation.numbers import with_unit
     from closedloop.metrics import unscored_mask
     from closedloop.plots import plot_trajectory
 
@@ -207,7 +172,7 @@ def plot_episode(result: Any, path: str, overrides: Mapping[str, Any] | None = N
     unscored = unscored_mask(traj.t_s, traj.posture, cfg.unscored_posture_names,
                              cfg.unscored_after_s)
 
-    shown = ", ".join(f"{name} {format_value(key, result.metrics.get(key))}" for name, key in
+    shown = ", ".join(f"{name} {with_unit(key, result.metrics.get(key))}" for name, key in
                       (("time in window", "time_in_window_frac"), ("MAD", "mad_uv"),
                        ("above discomfort", "time_above_discomfort_frac")))
     title = (f"{result.controller} on {result.env_id}: patient {result.patient}, seed "

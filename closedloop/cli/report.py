@@ -65,7 +65,7 @@ def run_compare_cli(args: argparse.Namespace) -> int:
 
 def compare_text(doc: dict) -> str:
     """The result of :func:`~closedloop.evaluation.reopen.compare_runs` as a readable table."""
-    from closedloop.evaluation.html import display, readable
+    from closedloop.evaluation.numbers import display, readable
 
     lines = [f"A: {doc['run_a']}", f"B: {doc['run_b']}", ""]
     for key, (a, b) in doc["suite"].items():

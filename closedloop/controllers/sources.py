@@ -109,7 +109,7 @@ def load_object(ref: str, where: str = "controller") -> Any:
     else:
         try:
             module = importlib.import_module(module_part)
-        except ModuleNotFoundError as exc:
+        except (ModuleNotFoundError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}={ref!r}: cannot import module {module_part!r} "
                               f"({exc}); valid: an importable module, or a path to a .py "
                               "file") from None

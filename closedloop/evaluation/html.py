@@ -25,6 +25,7 @@ from typing import Any
 from closedloop._config import ConfigError
 from closedloop._io import write_text_atomic
 from closedloop.evaluation.figures import slug
+from closedloop.evaluation.numbers import display, readable, scaled
 from closedloop.evaluation.report import (
     LEADERBOARD_METRICS,
     RANKING_LEGEND,
@@ -37,13 +38,6 @@ LEADERBOARD_STAT = "iqm"
 """Statistic of the leaderboard's metric columns (write_report's default)."""
 RAW_FILES = ("results.json", "results.csv", "summary.json", "summary.csv", "leaderboard.md",
              "leaderboard.txt", "report_card.md", "suite.json")
-LABELS = {"time_in_window_frac": "time in window", "mad_uv": "mean |ECAP − target|",
-          "time_above_discomfort_frac": "time above discomfort",
-          "time_below_perception_frac": "time below perception",
-          "overstim_events": "overstimulation events", "charge_per_pulse_uc": "charge per pulse",
-          "device_interventions": "device interventions"}
-"""Readable column titles (other metrics: the name with its unit suffix dropped)."""
-
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0 auto;
 max-width:1400px;padding:0 24px 48px}
@@ -70,57 +64,14 @@ details summary{cursor:pointer;color:#2a4d9b;margin:6px 0}
 """
 
 
-def readable(value: Any, unit: str = "") -> str:
-    """A number for reading: 3 significant digits in fixed notation, thousands separated.
-
-    Counts from 100 up and every value from 1000 up are whole numbers (``2,265``, never
-    ``2.27e+03``); trailing zeros are dropped; missing or non-finite values are ``–``.
-    """
-    if value is None or isinstance(value, str):
-        return "–" if not value else str(value)
-    v = float(value)
-    if not math.isfinite(v):
-        return "–"
-    if abs(v) >= 1000 or (unit == "count" and abs(v) >= 100):
-        return f"{v:,.0f}"
-    if v == 0:
-        return "0"
-    digits = max(0, 2 - math.floor(math.log10(abs(v))))
-    if digits > 9:
-        return f"{v:.2e}"
-    text = f"{v:.{digits}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def metric_unit(metric: str) -> str:
-    """The unit of a result column, from :data:`~closedloop.evaluation.report.SCHEMA`."""
-    doc = SCHEMA.get(metric, "")
-    return doc[doc.rfind("(") + 1:-1] if doc.endswith(")") else ""
-
-
-def display(metric: str) -> tuple[str, str, float]:
-    """``(title, unit shown, scale)``: fractions are shown in percent."""
-    unit = metric_unit(metric)
-    title = LABELS.get(metric) or metric.rsplit("_", 1)[0].replace("_", " ")
-    if unit == "1" and metric.endswith("_frac"):
-        return title, "%", 100.0
-    return title, unit, 1.0
-
-
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
-
-
-def _num(value: Any, metric: str, diff: bool = False) -> str:
-    _, unit, scale = display(metric)
-    return readable(None if value is None else float(value) * scale,
-                    "" if diff else unit)
 
 
 def _ci(row: Mapping[str, Any], key: str, metric: str | None) -> str:
     """``value`` with its CI beneath (``metric`` None: a probability, shown as is)."""
     def fmt(k):
-        return readable(row.get(k)) if metric is None else _num(row.get(k), metric,
+        return readable(row.get(k)) if metric is None else scaled(row.get(k), metric,
                                                                  key != "value")
 
     return f"{fmt(key)}<span class=ci>[{fmt(key + '_lo')}, {fmt(key + '_hi')}]</span>"
@@ -207,7 +158,7 @@ def _ranking_note(rows: Sequence[Mapping[str, Any]]) -> str:
     p = rows[0]["ranking"]
     title, unit, _ = display(p["metric"])
     better = "higher" if p["direction"] > 0 else "lower"
-    mcid = (f"MCID {_num(p['mcid'], p['metric'], True)} {'% points' if unit == '%' else unit}"
+    mcid = (f"MCID {scaled(p['mcid'], p['metric'], True)} {'% points' if unit == '%' else unit}"
             if isinstance(p["mcid"], float | int) and math.isfinite(p["mcid"])
             else "no MCID (ties on the CI only)")
     base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
@@ -269,11 +220,8 @@ def parse_report_card(text: str) -> tuple[str, dict[str, list[tuple[str, list, l
 
 def _card_cell(text: str, metric: str) -> str:
     flag = "⚠" in text
-    raw = text.replace("⚠", "").strip()
-    try:
-        shown = _num(float(raw), metric)
-    except ValueError:
-        shown = raw or "–"
+    raw = text.replace("⚠", "").strip()   # report_card.md's numbers are in display units
+    shown = "–" if raw in ("", "-") else raw
     return f"<td class=flag>{_e(shown)} ⚠</td>" if flag else f"<td>{_e(shown)}</td>"
 
 

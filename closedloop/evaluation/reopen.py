@@ -283,26 +283,46 @@ def rebuild_report(run_dir: str | Path, baseline: str | None = None, plots: bool
         ConfigError: If the folder holds no results, a file is damaged, the baseline was not
             played, or nothing can be ranked.
     """
-    from closedloop.evaluation.folder import write_report
     from closedloop.evaluation.html import write_html_report
 
     run = Path(run_dir)
     rows = rows_from_folder(run)
     base = choose_baseline(rows, run, baseline)
-    kept, left = rankable(rows, base)
-    if not kept:
-        raise ConfigError(f"{run}: no env has episodes of the baseline {base}; nothing to rank")
-    envs = list(dict.fromkeys(r["env_id"] for r in kept))
     meta = {k: v for k, v in read_meta(run).items() if k not in META_REBUILT}
-    report = write_report(kept, run, baseline=base, primary=primary_metrics(run, envs),
-                          plots=plots, meta={**meta, "left_out": left})
-    if len(kept) < len(rows):
-        _keep_all_results(rows, run)
+    report, kept, left = report_rows(run, rows, base, meta, plots)
     notes = [f"left out: {x['controller']} on {x['env_id']}: {x['reason']}" for x in left]
     notes += _trace_notes(kept, report.paired, run) if plots else [
         "--no-plots: the figures in plots/ were not redrawn"]
     report.paths["report.html"] = write_html_report(run)
     return report, notes
+
+
+def report_rows(run: Path, rows: Sequence[Mapping[str, Any]], baseline: str | None,
+                meta: Mapping[str, Any], plots: bool):
+    """Write the report of ``rows`` into ``run``: the rankable ones ranked, none dropped.
+
+    The controllers :func:`rankable` leaves out are listed in ``meta["left_out"]`` (and in
+    ``report.html``); their rows stay in ``results.json`` and ``results.csv``. The primary
+    metrics are the folder's suite's (:func:`primary_metrics`).
+
+    Returns:
+        ``(report, kept rows, left out)``.
+
+    Raises:
+        ConfigError: If nothing can be ranked (no env has episodes of the baseline).
+    """
+    from closedloop.evaluation.folder import write_report
+
+    kept, left = rankable(rows, baseline)
+    if not kept:
+        raise ConfigError(f"{run}: no env has episodes of the baseline {baseline}; nothing to "
+                          "rank")
+    envs = list(dict.fromkeys(r["env_id"] for r in kept))
+    report = write_report(kept, run, baseline=baseline, primary=primary_metrics(run, envs),
+                          plots=plots, meta={**meta, "left_out": left})
+    if len(kept) < len(rows):
+        _keep_all_results(rows, run)
+    return report, kept, left
 
 
 def _keep_all_results(rows: Sequence[Mapping[str, Any]], run: Path) -> None:

@@ -107,10 +107,35 @@ LEADERBOARD_METRICS = ("time_in_window_frac", "mad_uv", "time_above_discomfort_f
 
 
 def _fmt(value: Any) -> str:
-    """A number with 3 significant digits ('-' for missing)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    """A number for reading (:func:`~closedloop.evaluation.numbers.readable`; '-' if missing)."""
+    from closedloop.evaluation.numbers import readable
+
+    if isinstance(value, str):
+        return value
+    text = readable(value)
+    return "-" if text == "–" else text
+
+
+def _fmt_metric(value: Any, metric: str, diff: bool = False) -> str:
+    """A metric's value in its display unit (percent for fractions; '-' if missing)."""
+    from closedloop.evaluation.numbers import scaled
+
+    text = scaled(value, metric, diff)
+    return "-" if text == "–" else text
+
+
+def _unit(metric: str, diff: bool = False) -> str:
+    """The display unit of a metric ('%' for fractions, '% points' for their differences)."""
+    from closedloop.evaluation.numbers import display
+
+    unit = display(metric)[1]
+    return "% points" if unit == "%" and diff else unit
+
+
+def _head(metric: str, diff: bool = False) -> str:
+    """A column title: the metric and its display unit, e.g. ``time_in_window_frac (%)``."""
+    unit = _unit(metric, diff)
+    return f"{metric} ({unit})" if unit and unit != "1" else metric
 
 
 def _index(summary: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], Mapping]:
@@ -173,8 +198,12 @@ def leaderboard(summary: Sequence[Mapping[str, Any]], primary: str = LEADERBOARD
     return out
 
 
-def _ci(r: Mapping[str, Any], key: str) -> str:
-    return f"{_fmt(r[key])} [{_fmt(r[key + '_lo'])}, {_fmt(r[key + '_hi'])}]"
+def _ci(r: Mapping[str, Any], key: str, metric: str | None = None, diff: bool = False) -> str:
+    """``value [low, high]`` of ``r[key]``, in ``metric``'s display unit if given."""
+    def f(k: str) -> str:
+        return _fmt(r[k]) if metric is None else _fmt_metric(r[k], metric, diff)
+
+    return f"{f(key)} [{f(key + '_lo')}, {f(key + '_hi')}]"
 
 
 def _paired_cells(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
@@ -182,10 +211,13 @@ def _paired_cells(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
     if not rows or "ranking" not in rows[0]:
         return [], [[] for _ in rows]
     p0 = rows[0]["ranking"]
-    head = [f"{p0['metric']} ({p0['stat']})"]
+    m = p0["metric"]
+    head = [f"{_head(m)}, {p0['stat']}"]
     if p0["baseline"]:
-        head += [f"Δ vs {p0['baseline']}", f"P(better than {p0['baseline']})"]
-    body = [[_ci(r["ranking"], "value"), *((_ci(r["ranking"], "diff"), _ci(
+        unit = _unit(m, diff=True)
+        head += [f"Δ vs {p0['baseline']}" + (f" ({unit})" if unit not in ("", "1") else ""),
+                 f"P(better than {p0['baseline']})"]
+    body = [[_ci(r["ranking"], "value", m), *((_ci(r["ranking"], "diff", m, True), _ci(
         r["ranking"], "poi")) if p0["baseline"] else ())] for r in rows]
     return head, body
 
@@ -196,8 +228,8 @@ def _cells(board: Mapping[str, list[dict]], metrics: Sequence[str]
     out = {}
     for env_id, rows in board.items():
         p_head, p_body = _paired_cells(rows)
-        out[env_id] = (["#", "controller", *p_head, *metrics], [
-            [r["rank_label"], r["controller"], *pc, *(_ci(r, m) for m in metrics)]
+        out[env_id] = (["#", "controller", *p_head, *(_head(m) for m in metrics)], [
+            [r["rank_label"], r["controller"], *pc, *(_ci(r, m, m) for m in metrics)]
             for r, pc in zip(rows, p_body, strict=True)])
     return out
 
@@ -208,16 +240,12 @@ def ranking_note(rows: Sequence[Mapping]) -> str:
         return ""
     p = rows[0]["ranking"]
     better = "higher" if p["direction"] > 0 else "lower"
-    mcid = (f"MCID {_fmt(p['mcid'])} ({_unit(p['metric'])})" if math.isfinite(p["mcid"])
+    mcid = (f"MCID {_fmt_metric(p['mcid'], p['metric'], True)} "
+            f"({_unit(p['metric'], diff=True) or '1'})" if math.isfinite(p["mcid"])
             else "no MCID (ties on the CI only)")
     base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
     return (f"Ranked on the {p['stat']} of {p['metric']} ({better} is better), paired; "
             f"{mcid}{base}.")
-
-
-def _unit(metric: str) -> str:
-    doc = SCHEMA.get(metric, "")
-    return doc[doc.rfind("(") + 1:-1] if doc.endswith(")") else "?"
 
 
 def _md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> str:
@@ -230,8 +258,8 @@ def leaderboard_markdown(board: Mapping[str, list[dict]], metrics: Sequence[str]
                          LEADERBOARD_METRICS, stat: str = "iqm", scenarios: Mapping | None = None
                          ) -> str:
     """The leaderboard as Markdown: one table per env, cells ``stat [CI low, CI high]``."""
-    parts = [f"Cells: {stat} across patients and seeds [95 % bootstrap CI]. Units: see the "
-             "schema in results.json.\n"]
+    parts = [f"Cells: {stat} across patients and seeds [95 % bootstrap CI], in the unit of "
+             "each column (fractions in %; the schema in results.json has every unit).\n"]
     if any("ranking" in rows[0] for rows in board.values() if rows):
         parts.append(RANKING_LEGEND)
     for env_id, (head, body) in _cells(board, metrics).items():
@@ -297,13 +325,14 @@ def report_card(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] =
             for pid, value, bad in zip(patients, *_tail_flags(m, metric, alpha), strict=True):
                 means[(env_id, pid, controller, metric)] = value
                 flagged[(env_id, pid, controller, metric)] = bad
-    parts = [f"# Per-patient report card\n\nMeans over seeds. ⚠: among the controller's worst "
+    parts = [f"# Per-patient report card\n\nMeans over seeds; fractions (``_frac``) in %, the "
+             "other units as in the schema of results.json. ⚠: among the controller's worst "
              f"{alpha:.0%} of patients on that metric, and worse than its median patient.\n"]
     for env_id, controllers in order.items():
         parts.append(f"## {env_id}\n")
         pids = dict.fromkeys(p for e, p, _, _ in means if e == env_id)
         for pid in pids:
-            body = [[c, *(_fmt(means[(env_id, pid, c, m)]) + (
+            body = [[c, *(_fmt_metric(means[(env_id, pid, c, m)], m) + (
                 " ⚠" if flagged[(env_id, pid, c, m)] else "") for m in metrics)]
                 for c in controllers if (env_id, pid, c, metrics[0]) in means]
             parts.append(f"### {pid}\n\n{_md_table(['controller', *metrics], body)}\n")
