@@ -229,7 +229,7 @@ def _card_table(tables: Sequence[tuple[str, list, list]]) -> str:
     """One env's report card: a patient column spanning its controllers' rows."""
     if not tables:
         return ""
-    metrics = tables[0][1][1:]
+    metrics = [h.split(" (")[0] for h in tables[0][1][1:]]  # "mad_uv (µV)" -> "mad_uv"
     head = "<th class=l>patient</th><th class=l>controller</th>" + "".join(
         _head(m) for m in metrics)
     body = []

@@ -325,8 +325,8 @@ def report_card(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] =
             for pid, value, bad in zip(patients, *_tail_flags(m, metric, alpha), strict=True):
                 means[(env_id, pid, controller, metric)] = value
                 flagged[(env_id, pid, controller, metric)] = bad
-    parts = [f"# Per-patient report card\n\nMeans over seeds; fractions (``_frac``) in %, the "
-             "other units as in the schema of results.json. ⚠: among the controller's worst "
+    parts = [f"# Per-patient report card\n\nMeans over seeds, in the unit of each column "
+             "(fractions in %). ⚠: among the controller's worst "
              f"{alpha:.0%} of patients on that metric, and worse than its median patient.\n"]
     for env_id, controllers in order.items():
         parts.append(f"## {env_id}\n")
@@ -335,7 +335,8 @@ def report_card(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] =
             body = [[c, *(_fmt_metric(means[(env_id, pid, c, m)], m) + (
                 " ⚠" if flagged[(env_id, pid, c, m)] else "") for m in metrics)]
                 for c in controllers if (env_id, pid, c, metrics[0]) in means]
-            parts.append(f"### {pid}\n\n{_md_table(['controller', *metrics], body)}\n")
+            head = ["controller", *(_head(m) for m in metrics)]
+            parts.append(f"### {pid}\n\n{_md_table(head, body)}\n")
     return "\n".join(parts)
 
 
