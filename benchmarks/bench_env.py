@@ -166,7 +166,7 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
     env, null = gym.make(ENV_ID), null_env(gym.make(ENV_ID))
     env.reset(seed=0)
     null.reset(seed=0)
-    info = env.step(env.action_space.sample())[4]   # our StepInfo, as DummyVecEnv keeps it
+    info = env.step(env.action_space.sample())[4]   # our info dict, as DummyVecEnv keeps it
     info["TimeLimit.truncated"] = False
     infos = [[info], [{"TimeLimit.truncated": False}]]
     cost = [min(timeit_us(lambda x=x: copy.deepcopy(x), 2000) for _ in range(5)) for x in infos]
