@@ -366,8 +366,8 @@ def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
     earlier = [] if fresh or not (out / "episodes").is_dir() else rows_from_folder(out)
     labels = set(controllers) | {r["controller"] for r in earlier}
     if suite.baseline not in labels:
-        raise ConfigError(f"baseline={suite.baseline!r} is not one of the controllers; valid: "
-                          f"{', '.join(sorted(labels))}")
+        raise ConfigError(f"baseline={suite.baseline!r} is not one of its controllers (nor of "
+                          f"the run folder's); valid: {', '.join(sorted(labels))}")
     recorded = _claim_folder(out, suite, fresh)
     rows = run_grid(controllers, list(suite.env_ids), patients, list(suite.seeds),
                     workers=n_workers, progress=progress, out_dir=out,

@@ -288,7 +288,12 @@ def resolve_controllers(refs: Iterable[str], where: str = "controllers",
             pairs = [resolve_controller(n, where) for n in
                      list_agents() + [z for z in zoo_policies() if z not in list_agents()]]
         else:
-            pairs = [resolve_controller(ref, f"{where}[{i}]")]
+            try:
+                pairs = [resolve_controller(ref, f"{where}[{i}]")]
+            except ConfigError as exc:
+                if "is unknown" not in str(exc) or not expand_all:
+                    raise
+                raise ConfigError(f"{exc}; or all (every shipped controller)") from None
         for label, source in pairs:
             if label in out and source_id(out[label]) != source_id(source):
                 raise ConfigError(f"{where}: two controllers are labelled {label!r} "
