@@ -13,23 +13,11 @@ import sys
 import textwrap
 
 import pytest
+from _user_files import write_user_files
 
 from closedloop.benchmark import zoo_policies
 
 ENV = "closedloop/ECAPClinic-Test-v0"
-MY_CTL = '''
-from closedloop.controllers import Controller
-
-
-class MyController(Controller):
-    """Integral action on the ECAP error: 0.05 mA per µV per second."""
-
-    def current_ma(self, obs):
-        error_uv = obs.target_uv - obs.ecap_uv[0]
-        return obs.current_ma[0] + 0.05 * error_uv * self.context.dt_s
-'''
-
-
 def _cli(cwd, *args):
     return subprocess.run([sys.executable, "-m", "closedloop", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=900)
@@ -40,10 +28,7 @@ def scratch(tmp_path_factory):
     """A user's folder: a controller file, a spec, a trained run, a short suite; one run."""
     if not zoo_policies():
         pytest.skip("no zoo policy to stand in for a training run")
-    d = tmp_path_factory.mktemp("scratch")
-    (d / "my_ctl.py").write_text(MY_CTL)
-    (d / "my-pid.toml").write_text('name = "my-pid"\ncontroller = "pid"\n'
-                                   '[params]\nkp_ma_per_uv = 0.01\n')
+    d = write_user_files(tmp_path_factory.mktemp("scratch"))
     shutil.copytree(zoo_policies()["ppo-tracking"], d / "runs" / "ppo" / "best")
     (d / "short.toml").write_text(textwrap.dedent(f'''
         name = "short"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _user_files import write_user_files
 
 from closedloop.cli import main
 
@@ -17,19 +17,6 @@ ENV = "closedloop/ECAPTracking-v0"
 SHORT = ["--episode-s", "12"]
 """Ten seconds of warm-up and two scored: every form plays the same short episode."""
 ZOO_MODEL = Path(__file__).resolve().parents[1] / "agents" / "zoo" / "ppo-tracking"
-
-CONTROLLER_PY = '''
-from closedloop.controllers import Controller
-
-
-class MyController(Controller):
-    """Integral action on the ECAP error: 0.05 mA per µV per second."""
-
-    def current_ma(self, obs):
-        error_uv = obs.target_uv - obs.ecap_uv[0]
-        return obs.current_ma[0] + 0.05 * error_uv * self.context.dt_s
-'''
-
 
 def evaluate_json(capsys, *args: str) -> dict:
     """Run ``closedloop evaluate ... --json``; the parsed stdout (which must be only JSON)."""
@@ -71,12 +58,7 @@ def test_default_patient_is_the_envs_draw_with_the_seed(capsys):
 
 
 def test_spec_file(capsys, tmp_path, monkeypatch):
-    (tmp_path / "my-pid.toml").write_text(textwrap.dedent('''
-        name = "my-pid"
-        controller = "pid"
-        [params]
-        kp_ma_per_uv = 0.01
-    '''))
+    write_user_files(tmp_path)
     monkeypatch.chdir(tmp_path)
     doc = evaluate_json(capsys, "./my-pid.toml", "--patient", "validation-000", *SHORT)
     pid = evaluate_json(capsys, "pid", "--patient", "validation-000", *SHORT)
@@ -85,7 +67,7 @@ def test_spec_file(capsys, tmp_path, monkeypatch):
 
 
 def test_file_class_and_label(capsys, tmp_path, monkeypatch):
-    (tmp_path / "my_ctl.py").write_text(CONTROLLER_PY)
+    write_user_files(tmp_path)
     monkeypatch.chdir(tmp_path)
     doc = evaluate_json(capsys, "./my_ctl.py:MyController", "--patient", "validation-000",
                         *SHORT)
@@ -96,7 +78,7 @@ def test_file_class_and_label(capsys, tmp_path, monkeypatch):
 
 
 def test_module_class(capsys, tmp_path, monkeypatch):
-    (tmp_path / "evalctl_mod.py").write_text(CONTROLLER_PY)
+    write_user_files(tmp_path, module="evalctl_mod")
     monkeypatch.syspath_prepend(str(tmp_path))
     doc = evaluate_json(capsys, "evalctl_mod:MyController", "--patient", "validation-000",
                         *SHORT)

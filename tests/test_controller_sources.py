@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 
 import numpy as np
 import pytest
+from _user_files import MY_CTL, write_user_files
 
 from closedloop._config import ConfigError
 from closedloop.controllers import OpenLoop, PIDParams
@@ -25,42 +25,11 @@ from closedloop.evaluation import run_episode, run_grid
 ENV = "closedloop/ECAPClinic-Test-v0"
 SHORT = {"episode_s": 14.0}
 
-MY_CTL = '''
-from closedloop.controllers import Controller
-
-
-class MyController(Controller):
-    """Integral action on the ECAP error: 0.05 mA per µV per second."""
-
-    def current_ma(self, obs):
-        error_uv = obs.target_uv - obs.ecap_uv[0]
-        return obs.current_ma[0] + 0.05 * error_uv * self.context.dt_s
-
-
-class Hold:
-    """SB3's predict shape and nothing else: hold the current (incremental action 0)."""
-
-    name = "hold"
-
-    def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        import numpy as np
-
-        return np.zeros(1, np.float32), state
-'''
-
-
 @pytest.fixture()
 def user_dir(tmp_path, monkeypatch):
     """A scratch folder with a controller file and a spec file, as the working directory."""
-    (tmp_path / "my_ctl.py").write_text(MY_CTL)
-    (tmp_path / "my-pid.toml").write_text(textwrap.dedent('''
-        name = "my-pid"
-        controller = "pid"
-        [params]
-        kp_ma_per_uv = 0.01
-    '''))
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return write_user_files(tmp_path)
 
 
 def test_registered_names_resolve_to_themselves_and_zoo_to_factories():
