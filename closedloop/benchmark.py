@@ -1,16 +1,17 @@
 """The controller benchmark: every controller on the held-out test cohort, ranked.
 
-A :class:`Suite` names the controllers, env ids, patients and seeds. :data:`DEFAULT` is the
+A :class:`Suite` names the controllers (any reference of
+:mod:`closedloop.controllers.sources`: registered names, spec files, ``module:Class``,
+``file.py:Class``, training run folders), env ids, patients and seeds. :data:`DEFAULT` is the
 embedded default suite that ``closedloop benchmark`` runs; :data:`QUICK` is a cut-down version
-(five patients, one seed, five-minute episodes) that finishes in a few minutes on a 2-core
+(three patients, one seed, three-minute episodes) that finishes in a few minutes on a 2-core
 machine. A suite can also come from a TOML file
 (``closedloop benchmark --suite my.toml``) with the fields of :class:`Suite`.
 
 :func:`run_benchmark` plays the grid with :func:`closedloop.evaluation.run_grid` in local worker
 processes, writing every finished episode atomically into the run folder so that an interrupted
-run resumes where it stopped, and then writes the report (results, summary, leaderboard,
-report card, plots) with :func:`closedloop.evaluation.write_report`.
-"""
+run resumes where it stopped, and then writes the report of every episode the folder holds
+(results, summary, leaderboard, report card, plots, ``report.html``)."""
 
 from __future__ import annotations
 
