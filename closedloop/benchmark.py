@@ -11,7 +11,8 @@ machine. A suite can also come from a TOML file
 :func:`run_benchmark` plays the grid with :func:`closedloop.evaluation.run_grid` in local worker
 processes, writing every finished episode atomically into the run folder so that an interrupted
 run resumes where it stopped, and then writes the report of every episode the folder holds
-(results, summary, leaderboard, report card, plots, ``report.html``)."""
+(results, summary, leaderboard, report card, plots, ``report.html``).
+"""
 
 from __future__ import annotations
 
