@@ -73,6 +73,8 @@ _NAMES = tuple(LIMIT_FLAGS)
 # _BIT_TABLE[f, k] is 1 when flag value f (0-31) has the bit of limit k set.
 _BIT_TABLE = np.array([[(f >> k) & 1 for k in range(len(_NAMES))] for f in range(32)],
                       dtype=np.int64)
+_NAMES_SET = tuple(tuple(n for k, n in enumerate(_NAMES) if (f >> k) & 1) for f in range(32))
+"""The limit names set in each flag value (0-31): :meth:`InterventionCounter.add`'s table."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,6 +339,12 @@ class InterventionCounter:
             self.counts[name] += count
         self.n_seen += int(np.size(flags))
         return dict(self.counts)
+
+    def add(self, flags: int) -> None:
+        """Add one entry's flags (a Python int, 0-31): :meth:`update` without NumPy, per step."""
+        for name in _NAMES_SET[flags]:
+            self.counts[name] += 1
+        self.n_seen += 1
 
     def reset(self) -> None:
         """Set all counts to zero (call at the start of an episode)."""

@@ -65,7 +65,7 @@ def run_compare_cli(args: argparse.Namespace) -> int:
 
 def compare_text(doc: dict) -> str:
     """The result of :func:`~closedloop.evaluation.reopen.compare_runs` as a readable table."""
-    from closedloop.evaluation.numbers import display, readable
+    from closedloop.evaluation.numbers import display, readable, shown_unit
 
     lines = [f"A: {doc['run_a']}", f"B: {doc['run_b']}", ""]
     for key, (a, b) in doc["suite"].items():
@@ -83,7 +83,7 @@ def compare_text(doc: dict) -> str:
     body = []
     for r in doc["cells"]:
         _, unit, scale = display(r["metric"])
-        shown = "% points" if unit == "%" else unit
+        shown = shown_unit(r["metric"], diff=True)
 
         def num(v, unit=unit, scale=scale):
             return readable(None if v is None else v * scale, unit)

@@ -369,11 +369,9 @@ class ECAPTrackingEnv(gym.Env):
         several pulses, each pulse's device flags (every pulse a limit acted on is counted).
         """
         if flags:
-            if pulse_flags is None:
-                self._info.count(flags)
-            else:
-                for f in pulse_flags[pulse_flags != 0].tolist():
-                    self._info.count(f)
+            add = self._info.counter.add
+            for f in [flags] if pulse_flags is None else pulse_flags[pulse_flags != 0].tolist():
+                add(f)
         info = self._info.step(mean_true, feel, above, current, charge, csf, posture, event,
                                flags, impedance, clipped)
         if self.render_mode == "rgb_array":

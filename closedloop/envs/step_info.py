@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from closedloop.device import LIMIT_FLAGS
+from closedloop.device import InterventionCounter
 from closedloop.disturbances.events import EVENT_TYPES
 from closedloop.postures import POSTURES
 
@@ -26,11 +26,6 @@ POSTURE_NAMES = POSTURES
 """``info["posture_code"]`` indexes this tuple (``info["posture"]`` is the name itself)."""
 EVENT_NAMES = ("none", *EVENT_TYPES)
 """``info["event"]`` indexes this tuple: 0 is no event, then the event types."""
-
-_NAMES_OF_FLAGS = tuple(tuple(name for name, bit in LIMIT_FLAGS.items() if f & bit)
-                        for f in range(32))
-"""The limit names set in each device flags value (0-31)."""
-
 
 class EpisodeInfo:
     """One episode's info dicts, with its constants and the device-limit counts so far.
@@ -42,7 +37,7 @@ class EpisodeInfo:
         discomfort_level: The sensation level at and above which a pulse is uncomfortable.
     """
 
-    __slots__ = ("constants", "counts", "discomfort")
+    __slots__ = ("constants", "counter", "discomfort")
 
     def __init__(self, patient_id: str, target_uv: float, calibration,
                  discomfort_level: float) -> None:
@@ -50,12 +45,8 @@ class EpisodeInfo:
                           "comfort_ma": float(calibration.comfort_ma),
                           "min_ma": float(calibration.min_ma), "max_ma": float(calibration.max_ma)}
         self.discomfort = discomfort_level
-        self.counts = dict.fromkeys(LIMIT_FLAGS, 0)
-
-    def count(self, flags: int) -> None:
-        """Add one pulse's device flags to the episode's per-limit counts."""
-        for name in _NAMES_OF_FLAGS[flags]:
-            self.counts[name] += 1
+        self.counter = InterventionCounter()
+        """The device-limit counts so far in the episode (``counter.add`` a pulse's flags)."""
 
     def step(self, mean_true: float, feel: float, above: float | None, current: float,
              charge: float, csf: float, posture: int, event: int, flags: int, impedance: float,
@@ -66,7 +57,7 @@ class EpisodeInfo:
         discomfort (None: the one pulse's sensation decides), delivered current (mA), mean
         charge per pulse (µC), the trace's CSF thickness (mm), posture and event codes, device
         flags, the impedance the last pulse saw (Ω) and whether a pulse's CSF thickness was
-        clamped into the model's range. The flags must already be counted (:meth:`count`).
+        clamped into the model's range. The flags must already be counted (``counter.add``).
         """
         disc = self.discomfort
         return {
@@ -75,7 +66,7 @@ class EpisodeInfo:
             "current_ma": current, "charge_uc": charge, "csf_mm": csf,
             "posture": POSTURES[posture], "posture_code": posture, "event": event,
             "device_flags": flags, "impedance_ohm": impedance, "csf_clipped": clipped,
-            **self.constants, "device_limits": self.counts.copy(),
+            **self.constants, "device_limits": self.counter.counts.copy(),
         }
 
     def reset(self, trace, impedance_ohm: float, pulses_per_step: int,

@@ -25,7 +25,7 @@ from typing import Any
 from closedloop._config import ConfigError
 from closedloop._io import write_text_atomic
 from closedloop.evaluation.figures import slug
-from closedloop.evaluation.numbers import display, readable, scaled
+from closedloop.evaluation.numbers import display, readable, scaled, shown_unit
 from closedloop.evaluation.report import (
     LEADERBOARD_METRICS,
     RANKING_LEGEND,
@@ -78,8 +78,7 @@ def _ci(row: Mapping[str, Any], key: str, metric: str | None) -> str:
 
 
 def _head(metric: str, extra: str = "", unit_suffix: str = "") -> str:
-    title, unit, _ = display(metric)
-    unit = "% points" if unit == "%" and unit_suffix else unit
+    title, unit = display(metric)[0], shown_unit(metric, bool(unit_suffix))
     return (f"<th title='{_e(metric)}: {_e(SCHEMA.get(metric, ''))}'>{_e(extra or title)}"
             f"<span class=unit>{_e(unit)}</span></th>")
 
@@ -156,9 +155,9 @@ def _ranking_note(rows: Sequence[Mapping[str, Any]]) -> str:
         return "<p class=note>Not ranked (no paired ranking in summary.json): ordered by the " \
                "statistic of the first metric.</p>"
     p = rows[0]["ranking"]
-    title, unit, _ = display(p["metric"])
+    title, unit = display(p["metric"])[0], shown_unit(p["metric"], diff=True)
     better = "higher" if p["direction"] > 0 else "lower"
-    mcid = (f"MCID {scaled(p['mcid'], p['metric'], True)} {'% points' if unit == '%' else unit}"
+    mcid = (f"MCID {scaled(p['mcid'], p['metric'], True)} {unit}"
             if isinstance(p["mcid"], float | int) and math.isfinite(p["mcid"])
             else "no MCID (ties on the CI only)")
     base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
@@ -218,9 +217,10 @@ def parse_report_card(text: str) -> tuple[str, dict[str, list[tuple[str, list, l
     return " ".join(legend), out
 
 
-def _card_cell(text: str, metric: str) -> str:
+def _card_cell(text: str) -> str:
+    """A report-card cell as it is (its numbers are already in display units), ⚠ highlighted."""
     flag = "⚠" in text
-    raw = text.replace("⚠", "").strip()   # report_card.md's numbers are in display units
+    raw = text.replace("⚠", "").strip()
     shown = "–" if raw in ("", "-") else raw
     return f"<td class=flag>{_e(shown)} ⚠</td>" if flag else f"<td>{_e(shown)}</td>"
 
@@ -238,8 +238,7 @@ def _card_table(tables: Sequence[tuple[str, list, list]]) -> str:
             first = (f"<td class=l rowspan={len(rows)}>{_e(patient)}</td>" if i == 0 else "")
             body.append(f"<tr class='g{k % 2}{' top' if i == 0 else ''}'>{first}"
                         f"<td class=l>{_e(cells[0])}</td>"
-                        + "".join(_card_cell(c, m) for c, m in zip(cells[1:], metrics,
-                                                                  strict=False)) + "</tr>")
+                        + "".join(_card_cell(c) for c in cells[1:]) + "</tr>")
     return (f"<div class=wrap><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
             "</tbody></table></div>")
 

@@ -40,6 +40,12 @@ def display(metric: str) -> tuple[str, str, float]:
     return title, "/h" if unit == "1/h" else unit, 1.0
 
 
+def shown_unit(metric: str, diff: bool = False) -> str:
+    """The unit a metric is shown in: ``%`` for fractions, ``% points`` for their differences."""
+    unit = display(metric)[1]
+    return "% points" if unit == "%" and diff else unit
+
+
 def readable(value: Any, unit: str = "") -> str:
     """A number for reading: 3 significant digits in fixed notation, thousands separated.
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
+from closedloop.evaluation.numbers import readable, scaled, shown_unit
 from closedloop.evaluation.runner import DIRECTION, EPISODE_METRICS
 from closedloop.evaluation.stats import DEFAULT_ALPHA, STATISTICS
 
@@ -108,8 +109,6 @@ LEADERBOARD_METRICS = ("time_in_window_frac", "mad_uv", "time_above_discomfort_f
 
 def _fmt(value: Any) -> str:
     """A number for reading (:func:`~closedloop.evaluation.numbers.readable`; '-' if missing)."""
-    from closedloop.evaluation.numbers import readable
-
     if isinstance(value, str):
         return value
     text = readable(value)
@@ -118,23 +117,13 @@ def _fmt(value: Any) -> str:
 
 def _fmt_metric(value: Any, metric: str, diff: bool = False) -> str:
     """A metric's value in its display unit (percent for fractions; '-' if missing)."""
-    from closedloop.evaluation.numbers import scaled
-
     text = scaled(value, metric, diff)
     return "-" if text == "–" else text
 
 
-def _unit(metric: str, diff: bool = False) -> str:
-    """The display unit of a metric ('%' for fractions, '% points' for their differences)."""
-    from closedloop.evaluation.numbers import display
-
-    unit = display(metric)[1]
-    return "% points" if unit == "%" and diff else unit
-
-
 def _head(metric: str, diff: bool = False) -> str:
     """A column title: the metric and its display unit, e.g. ``time_in_window_frac (%)``."""
-    unit = _unit(metric, diff)
+    unit = shown_unit(metric, diff)
     return f"{metric} ({unit})" if unit and unit != "1" else metric
 
 
@@ -214,7 +203,7 @@ def _paired_cells(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
     m = p0["metric"]
     head = [f"{_head(m)}, {p0['stat']}"]
     if p0["baseline"]:
-        unit = _unit(m, diff=True)
+        unit = shown_unit(m, diff=True)
         head += [f"Δ vs {p0['baseline']}" + (f" ({unit})" if unit not in ("", "1") else ""),
                  f"P(better than {p0['baseline']})"]
     body = [[_ci(r["ranking"], "value", m), *((_ci(r["ranking"], "diff", m, True), _ci(
@@ -241,7 +230,7 @@ def ranking_note(rows: Sequence[Mapping]) -> str:
     p = rows[0]["ranking"]
     better = "higher" if p["direction"] > 0 else "lower"
     mcid = (f"MCID {_fmt_metric(p['mcid'], p['metric'], True)} "
-            f"({_unit(p['metric'], diff=True) or '1'})" if math.isfinite(p["mcid"])
+            f"({shown_unit(p['metric'], diff=True) or '1'})" if math.isfinite(p["mcid"])
             else "no MCID (ties on the CI only)")
     base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
     return (f"Ranked on the {p['stat']} of {p['metric']} ({better} is better), paired; "

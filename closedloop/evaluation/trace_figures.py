@@ -20,6 +20,7 @@ from closedloop.evaluation.figures import _load_saved, representative_patient, s
 from closedloop.evaluation.rank_figures import paired_by_env
 from closedloop.evaluation.summary import groups, score_matrix
 from closedloop.plots._save import new_figure, save_png
+from closedloop.plots.clinic import SMOOTH_AFTER_S
 
 DEFAULT_TOP = 3
 """Controllers drawn besides the baseline."""
@@ -61,9 +62,9 @@ def _traces(rows, run_dir: Path, env_id: str, patient: str, controllers: Sequenc
     return seed, found
 
 
-SMOOTH_AFTER_S = 120.0
-"""Episodes longer than this are drawn as the 1-s moving mean of the ECAP: at 50 Hz an hour
-is 180,000 pulses, and the pulse-to-pulse scatter of the noise-free ECAP fills the panel."""
+# Episodes longer than SMOOTH_AFTER_S (the same length as plot_trajectory's) are drawn as the
+# 1-s moving mean of the ECAP: at 50 Hz an hour is 180,000 pulses, and the pulse-to-pulse
+# scatter of the noise-free ECAP fills the panel.
 SMOOTH_S = 1.0
 """Width of that moving mean (s)."""
 
