@@ -92,7 +92,7 @@ def retarget(calibration, patient, target_uv: float):
                                fallback_ma=current)
 
 
-def play_episode(controller: str, env_id: str, patient_id: str, seed: int, episode_s: float,
+def play_episode(controller, env_id: str, patient_id: str, seed: int, episode_s: float,
                  target_uv: float | None):
     """One episode through the runner's own pieces; ``(trajectory, metrics, scored)`` or None.
 
@@ -119,7 +119,8 @@ def play_episode(controller: str, env_id: str, patient_id: str, seed: int, episo
         obs, info = env.reset(seed=seed, options=options)
         cal = base.calibration if target_uv is None else cal
         context = ControlContext.from_env(base.spec_.config, cal, info["target_uv"])
-        log = play(make_controller(controller), context, env, obs)
+        ctl = make_controller(controller) if isinstance(controller, str) else controller()
+        log = play(ctl, context, env, obs)
         traj = to_trajectory(base, float(info["target_uv"]), log)
         cfg = base.spec_.config
     finally:
@@ -186,11 +187,14 @@ ROW_KEYS = ("mad_uv", "time_in_window_frac", "time_below_perception_frac",
             "unscored_time_below_perception_frac", "unscored_charge_per_pulse_uc")
 
 
-def one(job: tuple[str, str, str, int], env_id: str, episode_s: float,
-        fixed_uv: float) -> dict | None:
-    """One episode ``(mode, controller, patient, seed)`` -> its row (None: window excludes)."""
-    mode, controller, patient, seed = job
-    got = play_episode(controller, env_id, patient, seed, episode_s,
+def one(job: tuple, env_id: str, episode_s: float, fixed_uv: float) -> dict | None:
+    """One episode ``(mode, (label, source), patient, seed)`` -> its row (None: excluded).
+
+    ``source`` is a spec name or a picklable factory
+    (:func:`closedloop.controllers.sources.resolve_controller`).
+    """
+    mode, (controller, source), patient, seed = job
+    got = play_episode(source, env_id, patient, seed, episode_s,
                        None if mode == "calibrated" else fixed_uv)
     if got is None:
         return None
@@ -344,7 +348,9 @@ def parse(argv) -> argparse.Namespace:
                     help="allow --split test (reporting the held-out cohort, never tuning on it)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--patients", type=int, default=0, help="first N patients (0: all)")
-    ap.add_argument("--controllers", nargs="+", default=list(CONTROLLERS))
+    ap.add_argument("--controllers", nargs="+", default=list(CONTROLLERS),
+                    help="names, spec files, module:Class, file.py:Class or LABEL=REF "
+                    "(as closedloop benchmark --controllers)")
     ap.add_argument("--target-uv", type=float, default=50.0, help="the fixed target (µV)")
     ap.add_argument("--episode-s", type=float, default=450.0,
                     help="episode length (s); the whole sequence is 450 s")
@@ -373,13 +379,17 @@ def main(argv=None) -> int:
         print(f"clinic_sequence.py: {exc}", file=sys.stderr)
         return 2
     from closedloop.cohort import load_cohort
-    from closedloop.controllers import make_controller
+    from closedloop.controllers.sources import resolve_controllers
 
-    for c in args.controllers:
-        make_controller(c)                       # refuse an unknown controller before any run
+    try:                                         # refuse an unknown controller before any run
+        sources = resolve_controllers(args.controllers, expand_all=False)
+    except ConfigError as exc:
+        print(f"clinic_sequence.py: {exc}", file=sys.stderr)
+        return 2
+    args.controllers = list(sources)
     patients = [p.patient_id for p in load_cohort(args.split)]
     patients = patients[:args.patients] if args.patients else patients
-    jobs = [(m, c, p, s) for m in MODES for c in args.controllers for p in patients
+    jobs = [(m, c, p, s) for m in MODES for c in sources.items() for p in patients
             for s in args.seeds]
     run = functools.partial(one, env_id=ENV_IDS[args.split], episode_s=args.episode_s,
                             fixed_uv=args.target_uv)

@@ -240,6 +240,28 @@ def test_clinical_loop_backs_off_fast_on_overshoot():
     assert down(1.0) < 0.0
 
 
+def test_clinical_loop_filtered_backoff_ignores_one_noisy_reading_but_not_an_overshoot():
+    def moves(readings, backoff_filter_s):
+        ctl = ClinicalLoop(ClinicalLoopParams(slope_source="calibration", backoff_gain=4.0,
+                                              overshoot_rel=0.3, loop_gain_per_s=2.0,
+                                              backoff_filter_s=backoff_filter_s))
+        ctl.reset(_context())
+        ctl.predict(_obs(30.0, 1.0, 6.0))
+        return [ctl.predict(_obs(r, 1.0, 6.0))[0][0] for r in readings]
+
+    plain = moves([30.0, 50.0], 0.0)[1]                    # 0 s: each reading is tested
+    # 0.1 s at 20 ms steps: one 50 µV reading after 30 µV ones filters to 34 µV < 39 µV
+    one = moves([30.0, 50.0], 0.1)[1]
+    assert one == pytest.approx(plain / 4.0)               # no back-off: the plain gain
+    # a sustained 50 µV overshoot crosses 39 µV after a few readings and backs off
+    # (30, 34, 37.2, 39.8 µV: from the third 50 µV reading on)
+    sustained = moves([30.0] + [50.0] * 4, 0.1)
+    assert sustained[1:3] == pytest.approx([plain / 4.0] * 2)
+    assert sustained[3:] == pytest.approx([plain] * 2)
+    with pytest.raises(ConfigError, match="backoff_filter_s"):
+        ClinicalLoopParams(backoff_filter_s=-1.0)
+
+
 def test_clinical_loop_log_domain_is_multiplicative_and_stays_positive():
     def loop(log_domain):
         ctl = ClinicalLoop(ClinicalLoopParams(slope_source="calibration", log_domain=log_domain,

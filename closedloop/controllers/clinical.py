@@ -12,7 +12,9 @@ growth-curve slope ``s`` (µV/mA):
 * **log-domain updates** (US 2023/0337962, optional): ``log I += g e / (s I)``, a multiplicative
   step that equals ``ΔI`` to first order and can never cross zero;
 * **fast back-off** (US 2023/0337962): while ``ECAP > target (1 + overshoot_rel)`` the gain is
-  multiplied by ``backoff_gain``;
+  multiplied by ``backoff_gain``. The test reads the ECAP as measured (``backoff_filter_s = 0``)
+  or low-pass filtered with that time constant, so that single noisy readings at small targets
+  do not trigger it (assumption: the device tests a few pulses, not one);
 * **fixed-current fallback** (US 12,533,518): after ``fallback_after_s`` without a detected
   ECAP, the current is held at ``calibration.fallback_ma`` until an ECAP is detected again;
 * **clinician limits** (US 2024/0173550): requests are clipped to ``[min_ma, max_ma]``.
@@ -56,6 +58,9 @@ class ClinicalLoopParams:
                                  doc="back-off above target * (1 + overshoot_rel)")
     backoff_gain: float = param(3.0, "1", "US 2023/0337962 (fast back-off)", 1.0, 100.0,
                                 doc="gain multiplier while backing off")
+    backoff_filter_s: float = param(0.0, "s", "assumption: the device tests a few pulses "
+                                    "(0 = each reading)", 0.0, 10.0,
+                                    doc="time constant of the ECAP filter of the back-off test")
     detect_min_frac: float = param(0.5, "1", "design choice", 0.0, 1.0,
                                    doc="a step counts as detected at this fraction of pulses")
     fallback_after_s: float = param(1.0, "s", "US 12,533,518 (fallback)", 0.0, 1e4, lo_open=True,
@@ -68,15 +73,15 @@ class ClinicalLoopParams:
 
 
 _P = ("loop_gain_per_s", "slope_online", "slope_filter_s", "slope_range", "log_domain",
-      "overshoot_rel", "backoff_gain", "detect_min_frac", "fallback_after_s")
+      "overshoot_rel", "backoff_gain", "detect_min_frac", "fallback_after_s", "backoff_filter_s")
 """The parameters array ``p`` of the kernel (booleans as 0.0 / 1.0)."""
-_GAIN, _ONLINE, _FILTER, _RANGE, _LOG, _OVER, _BACKOFF, _DETECT, _AFTER = range(len(_P))
+_GAIN, _ONLINE, _FILTER, _RANGE, _LOG, _OVER, _BACKOFF, _DETECT, _AFTER, _BFILTER = range(len(_P))
 CONSTANTS = ("slope_ref_uv_per_ma", "scale_uv", "min_ma", "max_ma", "fallback_ma")
 """An episode's constants row: prior slope and scale, current limits, fallback current."""
-STATE = ("slope_uv_per_ma", "ecap_filtered_uv", "undetected_s", "in_fallback")
+STATE = ("slope_uv_per_ma", "ecap_filtered_uv", "undetected_s", "in_fallback", "backoff_ecap_uv")
 """An episode's state row (``in_fallback`` as 0.0 / 1.0)."""
 _REF, _SCALE, _LO, _HI, _FALLBACK = range(len(CONSTANTS))
-_SLOPE, _ECAP_F, _UNDETECTED, _IN_FALLBACK = range(len(STATE))
+_SLOPE, _ECAP_F, _UNDETECTED, _IN_FALLBACK, _BACKOFF_F = range(len(STATE))
 
 
 @numba.njit(cache=True, inline="always")
@@ -91,6 +96,17 @@ def _online_slope(p, k, st, dt_s, ecap_uv, current_ma):
     est = (py_max(st[_ECAP_F], 0.0) + k[_SCALE]) / py_max(current_ma, 0.1)
     st[_SLOPE] = py_min(py_max(est, ref / p[_RANGE]), ref * p[_RANGE])
     return st[_SLOPE]
+
+
+@numba.njit(cache=True, inline="always")
+def _backoff_reading(p, st, dt_s, ecap_uv):
+    """The ECAP (µV) the back-off tests: the reading, or its first-order low-pass filter."""
+    if p[_BFILTER] == 0.0:
+        return ecap_uv
+    alpha = py_min(dt_s / p[_BFILTER], 1.0)
+    prev = st[_BACKOFF_F]
+    st[_BACKOFF_F] = ecap_uv if math.isnan(prev) else prev + alpha * (ecap_uv - prev)
+    return st[_BACKOFF_F]
 
 
 @numba.njit(cache=True)
@@ -109,12 +125,13 @@ def clinical_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, curre
         if st[_IN_FALLBACK] == 0.0 and st[_UNDETECTED] >= p[_AFTER] - 1e-9:
             st[_IN_FALLBACK] = 1.0
     if st[_IN_FALLBACK] != 0.0:
+        st[_BACKOFF_F] = math.nan  # the back-off filter restarts from the next reading
         return py_min(py_max(k[_FALLBACK], k[_LO]), k[_HI])
     if step == 0:  # nothing measured yet: continue the delivered current
         return py_min(py_max(current_ma, k[_LO]), k[_HI])
     slope = _online_slope(p, k, st, dt_s, ecap_uv, current_ma)
     gain = py_min(p[_GAIN] * dt_s, 1.0)
-    if ecap_uv > target_uv * (1.0 + p[_OVER]):
+    if _backoff_reading(p, st, dt_s, ecap_uv) > target_uv * (1.0 + p[_OVER]):
         gain *= p[_BACKOFF]
     delta = gain * (target_uv - ecap_uv) / slope
     if p[_LOG] != 0.0:
@@ -149,7 +166,7 @@ class ClinicalLoop(BatchController):
         p = self.params
         return np.array([p.loop_gain_per_s, p.slope_source == "online", p.slope_filter_s,
                          p.slope_range, p.log_domain, p.overshoot_rel, p.backoff_gain,
-                         p.detect_min_frac, p.fallback_after_s], np.float64)
+                         p.detect_min_frac, p.fallback_after_s, p.backoff_filter_s], np.float64)
 
     def _episode_arrays(self, contexts):
         """Prior slope from each calibration, fallback disarmed."""
@@ -159,5 +176,5 @@ class ClinicalLoop(BatchController):
             const.append((prior.slope_uv_per_ma, prior.scale_uv,
                           *current_limits(ctx, self.params.clinician_limits),
                           float(ctx.calibration.fallback_ma)))
-            state.append((prior.slope_uv_per_ma, math.nan, 0.0, 0.0))
+            state.append((prior.slope_uv_per_ma, math.nan, 0.0, 0.0, math.nan))
         return np.array(const, np.float64), np.array(state, np.float64)
