@@ -184,7 +184,8 @@ def per_posture(traj, scored: np.ndarray) -> dict:
 ROW_KEYS = ("mad_uv", "time_in_window_frac", "time_below_perception_frac",
             "time_above_discomfort_frac", "charge_per_pulse_uc", "unscored_duration_s",
             "unscored_mad_uv", "unscored_time_in_window_frac",
-            "unscored_time_below_perception_frac", "unscored_charge_per_pulse_uc")
+            "unscored_time_below_perception_frac", "unscored_charge_per_pulse_uc",
+            "overstim_events")
 
 
 def one(job: tuple, env_id: str, episode_s: float, fixed_uv: float) -> dict | None:
@@ -230,6 +231,8 @@ def summarise_mode(rows: list[dict], controllers) -> dict:
     for c, mine in per_ctrl.items():
         summary["controllers"][c] = {k: _quartiles(_patient_means(mine, k).values())
                                      for k in keys}
+        summary["controllers"][c]["overstim_events_total"] = float(
+            sum(r["overstim_events"] for r in mine))
     base = per_ctrl.get(BASELINE, [])
     summary["vs_open_loop"] = {}
     for c, mine in per_ctrl.items():
@@ -273,14 +276,16 @@ def report_mode(summary: dict, rows: list[dict], mode: str, fixed_uv: float) -> 
     lines += ["Median (quartiles) across patients; primary metrics leave out prone and its "
               "ramp out.", "", "| controller | mean abs dev µV | time in window | below "
               "perception | charge µC/pulse | charge span across postures | prone: in window "
-              "| prone: below perception | prone: mean abs dev µV |", "|---|---|---|---|---|---|"
-              "---|---|---|"]
+              "| prone: below perception | prone: mean abs dev µV | above discomfort | "
+              "overstimulation events (all episodes) |", "|---|---|---|---|---|---|---|---|---|"
+              "---|---|"]
     for c, q in s["controllers"].items():
         lines.append(f"| {c} | {_q(q['mad_uv'])} | {_q(q['time_in_window_frac'])} | "
                      f"{_q(q['time_below_perception_frac'])} | {_q(q['charge_per_pulse_uc'])} | "
                      f"{_q(q['charge_span'])} | {_q(q['unscored_time_in_window_frac'])} | "
                      f"{_q(q['unscored_time_below_perception_frac'])} | "
-                     f"{_q(q['unscored_mad_uv'])} |")
+                     f"{_q(q['unscored_mad_uv'])} | {_q(q['time_above_discomfort_frac'])} | "
+                     f"{q['overstim_events_total']:g} |")
     lines += ["", "| vs open loop | ratio OL/CL mean abs dev | min | patients >= 10x | "
               f"ratio of the {SMOOTH_S:g}-s mean ECAP's dev | its patients >= 10x | EVOKE |",
               "|---|---|---|---|---|---|---|"]
