@@ -83,6 +83,7 @@ def _params_at(kp, p):
         kp.detect_snr[p],
         kp.seed_pulse_a[p],
         kp.seed_pulse_b[p],
+        kp.pool_fraction[p],
     )
 
 

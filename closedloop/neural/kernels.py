@@ -38,6 +38,7 @@ from closedloop.neural.layout import (
     PulseInputs,
     new_work,
 )
+from closedloop.neural.pool import fired_fraction, pool_fire
 from closedloop.neural.recording import delay_at, refresh_templates, synthesise
 from closedloop.neural.rng import Z_MAX, fmix32, hash_normal, pulse_key
 
@@ -52,6 +53,9 @@ __all__ = [  # the layout is re-exported: callers import it from here
     "KernelWork",
     "PulseInputs",
     "new_work",
+    "nominal_thresholds",
+    "pool_fire",
+    "fired_fraction",
     "recruit",
     "run_pulses",
     "run_pulses_unshared",
@@ -151,6 +155,10 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     starts its supernormal period also raises its slower adaptation processes). Adds each
     recruited fibre's SFAP weight (µV) into ``work.class_acc`` (zeroed first), and its weight
     times its initiation delay into ``work.class_delay`` (see :func:`fire`).
+
+    In pool mode (``kp.pool_fraction`` 1.0) the same fibres are examined, at their nominal
+    thresholds (no draw), and each fires the fraction :func:`fired_fraction` of its pool
+    (:func:`pool_fire`); the return value is then the sum of the fractions (a float either way).
     """
     decay, gain = work.factors[0], work.factors[1]
     advance_clock(state.decay_ref, state.clock_ms, kp, interval_s, decay, gain)
@@ -164,8 +172,11 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     ratio = sd_ratio_min(tables.sd_ratio_range, s, state.cache[5])
     limit = current_ma / (low * m_min * ratio)
     n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
+    if kp.pool_fraction > 0.5:
+        nominal_thresholds(state, work, tables, kp, s, j, f, n_exam)
+        return pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n_exam)
     thresholds(state, work, tables, kp, s, j, f, key, n_exam)
-    return fire(state, work, tables, kp, current_ma, pw_us, j, f, n_exam)
+    return np.float64(fire(state, work, tables, kp, current_ma, pw_us, j, f, n_exam))
 
 
 @njit(cache=True, inline="always")
@@ -186,19 +197,34 @@ def thresholds(state, work, tables, kp, s, j, f, key, n):
     """Write the jittered thresholds (mA) of fibres ``0:n`` into ``work.th``.
 
     The threshold (see :func:`recruit`) times ``1 + jitter_rel * z`` with the fibre's draw z for
-    this pulse; infinite during the absolute refractory period. A branch-free loop over
-    contiguous arrays, so that the compiler vectorises it, in two passes: the jittered draw
-    in a loop of its own (one loop with everything in it ran out of vector registers and took
-    about a tenth longer).
+    this pulse; infinite during the absolute refractory period. Two branch-free loops over
+    contiguous arrays, so that the compiler vectorises them: :func:`nominal_thresholds`, then
+    the jittered draw in a loop of its own (one loop with everything in it ran out of vector
+    registers and took about a tenth longer).
+    """
+    nominal_thresholds(state, work, tables, kp, s, j, f, n)
+    jit, fh, th = kp.jitter_rel, tables.fibre_hash, work.th[:n]
+    key32 = np.uint32(key)
+    for i in range(n):
+        th[i] = th[i] * (1.0 + jit * hash_normal(fmix32(fh[i] ^ key32)))
+
+
+@njit(cache=True, inline="always")
+def nominal_thresholds(state, work, tables, kp, s, j, f, n):
+    """Write the thresholds (mA) of fibres ``0:n``, without jitter, into ``work.th``.
+
+    The strength-duration law interpolated at the CSF (``s = PW^-beta``, grid cell ``j`` +
+    fraction ``f``) times the excitability factor ``m`` (see :func:`recruit`); infinite
+    during the absolute refractory period.
     """
     x_abs = state.cache[6]  # exp(-t_abs / tau_rel)
     r0, r1 = tables.rheo_ma[j], tables.rheo_ma[j + 1]
-    q0, q1, fh = tables.sd_q_ma[j], tables.sd_q_ma[j + 1], tables.fibre_hash
+    q0, q1 = tables.sd_q_ma[j], tables.sd_q_ma[j + 1]
     ref = state.decay_ref
     p0, p1, p2, p3, p4 = ref[0], ref[1], ref[2], ref[3], ref[4]
     decay = work.factors[0]
     d0, d1, d2, d3, d4 = decay[0], decay[1], decay[2], decay[3], decay[4]
-    rel, sn, jit = kp.rel_amplitude, kp.sn_amplitude, kp.jitter_rel
+    rel, sn = kp.rel_amplitude, kp.sn_amplitude
     g0, g1, g2 = kp.adapt_gain0, kp.adapt_gain1, kp.adapt_gain2
     th = work.th[:n]
     for i in range(n):
@@ -209,9 +235,6 @@ def thresholds(state, work, tables, kp, s, j, f, key, n):
         c, d = np.float64(q0[i]), np.float64(q1[i])
         t = ((a + f * (b - a)) + (c + f * (d - c)) * s) * m
         th[i] = t if xr <= x_abs else np.inf  # inf times the (positive) jitter factor: inf
-    key32 = np.uint32(key)
-    for i in range(n):
-        th[i] = th[i] * (1.0 + jit * hash_normal(fmix32(fh[i] ^ key32)))
 
 
 @njit(cache=True, inline="always")
@@ -314,7 +337,7 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
         r.n1_latency_ms = n1_latency(neural, i_min, lo, hi, dt_ms) if n_rec > 0 else np.nan
         r.detected = r.ecap_template_uv > kp.detect_snr * state.cache[3]
         r.saturated = clipped(rec, lo, hi, kp.adc_range_uv)
-        r.n_recruited = n_rec
+        r.n_recruited = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
         r.frac_recruited = frac
         r.charge_uc = cur * pw * 1e-3
         r.emg_uv = emg

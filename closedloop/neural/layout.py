@@ -26,8 +26,8 @@ PULSE_DTYPE = np.dtype([
     ("ecap_true_uv", "f8"),      # N1-P2 of the noise- and artefact-free neural response, µV
     ("detected", "?"),           # template estimate above detect_snr noise sd
     ("saturated", "?"),          # ADC clipped inside the estimator window
-    ("n_recruited", "i8"),       # modelled fibres that fired
-    ("frac_recruited", "f8"),    # n_recruited / n_fibres
+    ("n_recruited", "i8"),       # modelled fibres that fired (pool mode: rounded sum of q)
+    ("frac_recruited", "f8"),    # n_recruited / n_fibres (pool mode: sum of q / n_fibres)
     ("n1_latency_ms", "f8"),     # N1 time after pulse onset (noise-free), NaN without ECAP
     ("charge_uc", "f8"),         # charge per phase, µC
     ("emg_uv", "f8"),            # peak of the late muscle response, µV
@@ -78,6 +78,7 @@ class KernelParams(NamedTuple):
     detect_snr: float
     seed_pulse_a: np.uint64
     seed_pulse_b: np.uint64
+    pool_fraction: float      # 1.0: mean-field pool mode (ExcitabilityParams.pool_fraction)
 
 
 class KernelTables(NamedTuple):

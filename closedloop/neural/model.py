@@ -366,4 +366,5 @@ def build_kernel_params(params: ModelParams) -> KernelParams:
         adc_lsb_uv=2.0 * rec.adc_range_uv / 2.0**rec.adc_bits,
         use_template=1.0 if rec.estimator == "template" else 0.0,
         template_lag=int(round(rec.template_lag_ms * rec.fs_hz * 1e-3)), detect_snr=rec.detect_snr,
-        seed_pulse_a=np.uint64(0), seed_pulse_b=np.uint64(0))
+        seed_pulse_a=np.uint64(0), seed_pulse_b=np.uint64(0),
+        pool_fraction=1.0 if exc.pool_fraction else 0.0)

@@ -131,6 +131,13 @@ class ExcitabilityParams:
     adapt_gain: tuple = param((0.158, 0.383, 0.275), "1", "first: the MRG late subnormality "
                               "(fit); others calibrated: Gmel 2021 [C]", 0.0, 10.0,
                               doc="threshold gain of each adaptation process")
+    pool_fraction: bool = param(
+        False, "1", "assumption: each modelled fibre stands for a pool of real fibres with the "
+        "same threshold law; it fires the expected fraction of them (mean field)",
+        choices=(False, True),
+        doc="mean-field pool mode: each modelled fibre fires the fraction of its pool whose "
+        "jittered threshold lies below the current (the jitter law's CDF, no draw), and its "
+        "processes move by that fraction; off: all-or-none with a jitter draw per pulse")
 
     def __post_init__(self) -> None:  # noqa: D105
         validate(self, "excitability.")

@@ -36,13 +36,15 @@ from closedloop.neural.reference_tables import (
     build_tables_reference,
     sd_tables_reference,
 )
-from closedloop.neural.rng import fmix32_np, hash_normal_np, pulse_key_np
+from closedloop.neural.rng import IH_SCALE, Z_MAX, fmix32_np, hash_normal_np, pulse_key_np
 
 __all__ = [
     "build_tables_reference",
     "initiation_delay_reference",
+    "irwin_hall_cdf_reference",
     "n1_latency_reference",
     "n1p2_reference",
+    "pool_fraction_reference",
     "recruit_reference",
     "refresh_templates_reference",
     "run_pulses_reference",
@@ -88,16 +90,50 @@ def _advance_clock_reference(state: KernelState, kp: KernelParams, interval_s: f
     return decay, 1.0 / decay
 
 
+def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4) -> np.ndarray:
+    """CDF of the Irwin-Hall law (the sum of ``n`` uniforms on [0, 1]) at ``x``.
+
+    The summation formula ``sum_k (-1)^k C(n, k) (x - k)_+^n / n!`` over ``k = 0..n``, clipped
+    to [0, 1].
+    """
+    x = np.asarray(x, dtype=np.float64)
+    total = np.zeros_like(x)
+    for k in range(n + 1):
+        total += (-1.0) ** k * math.comb(n, k) * np.maximum(x - k, 0.0) ** n
+    return np.clip(total / math.factorial(n), 0.0, 1.0)
+
+
+def pool_fraction_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float
+                            ) -> np.ndarray:
+    """Fraction of each fibre's pool that fires (pool mode): ``P(th (1 + jitter z) <= I)``.
+
+    ``z`` is the standardised Irwin-Hall(4) jitter draw (``rng.hash_normal``: the sum of four
+    uniforms less 2, divided by its sd ``1 / (256 IH_SCALE)``), taken as 0 / 1 beyond
+    ``-Z_MAX`` / ``+Z_MAX`` (the draw's range); the step ``I >= th`` at zero jitter.
+    """
+    th = np.asarray(th_ma, dtype=np.float64)
+    if jitter_rel <= 0.0:
+        return (current_ma >= th).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        z = (current_ma / th - 1.0) / jitter_rel
+    q = irwin_hall_cdf_reference(2.0 + z / (256.0 * IH_SCALE))
+    return np.where(z <= -Z_MAX, 0.0, np.where(z >= Z_MAX, 1.0, q))
+
+
 def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
                       current_ma: float, pw_us: float, csf_mm: float, interval_s: float,
-                      key: np.uint64) -> tuple[int, np.ndarray]:
+                      key: np.uint64) -> tuple[float, np.ndarray, np.ndarray]:
     """Decay the fibre state over ``interval_s`` (s) and fire one pulse (mA, µs, at mm CSF).
 
-    Every fibre's threshold is evaluated (no pruning), from the lazily stored processes.
+    Every fibre's threshold is evaluated (no pruning), from the lazily stored processes. In
+    pool mode (``kp.pool_fraction``) each fibre fires the fraction
+    :func:`pool_fraction_reference` of its pool at its nominal threshold (no draw), and its
+    processes move by that fraction (see :func:`_pool_reference`).
 
     Returns:
-        ``(n_recruited, acc, delay_acc)``: the count, the summed SFAP weight (µV) per class and
-        the summed weight x initiation delay (µV ms) per class.
+        ``(n_recruited, acc, delay_acc)``: the count (pool mode: the sum of the fractions), the
+        summed SFAP weight (µV) per class and the summed weight x initiation delay (µV ms) per
+        class.
     """
     decay, gain = _advance_clock_reference(state, kp, interval_s)
     g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), tables.rheo_ma.shape[0] - 1.000001)
@@ -110,22 +146,55 @@ def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams
     f64 = np.float64  # float32 tables, float64 arithmetic
     r0, r1 = tables.rheo_ma[j].astype(f64), tables.rheo_ma[j + 1].astype(f64)
     rheo = r0 + f * (r1 - r0)
-    z = hash_normal_np(fmix32_np(tables.fibre_hash.astype(np.uint64) ^ key))
     q0, q1 = tables.sd_q_ma[j].astype(f64), tables.sd_q_ma[j + 1].astype(f64)
-    th = (rheo + (q0 + f * (q1 - q0)) * pw_us ** -kp.sd_exponent) * m * (1.0 + kp.jitter_rel * z)
-    fire = (current_ma >= th) & (xr <= math.exp(-kp.t_abs_ms / kp.tau_rel_ms))
+    th = (rheo + (q0 + f * (q1 - q0)) * pw_us ** -kp.sd_exponent) * m
+    w0, w1 = tables.sfap_uv[j].astype(f64), tables.sfap_uv[j + 1].astype(f64)
+    w = w0 + f * (w1 - w0)
+    x_abs = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
+    if kp.pool_fraction > 0.5:
+        th = np.where(xr <= x_abs, th, np.inf)
+        return _pool_reference(state, tables, kp, current_ma, pw_us, th, w, x, gain)
+    z = hash_normal_np(fmix32_np(tables.fibre_hash.astype(np.uint64) ^ key))
+    th = th * (1.0 + kp.jitter_rel * z)
+    fire = (current_ma >= th) & (xr <= x_abs)
     state.decay_ref[0, fire], state.decay_ref[1, fire] = gain[0], gain[1]
     for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
         state.decay_ref[2 + k, fire] = (b[k, fire] + inc * (1.0 - b[k, fire])) * gain[2 + k]
-    w0, w1 = tables.sfap_uv[j].astype(f64), tables.sfap_uv[j + 1].astype(f64)
-    w = w0 + f * (w1 - w0)
     acc = np.bincount(tables.fibre_class[fire], weights=w[fire],
                       minlength=state.templates.shape[0]).astype(np.float64)
     u = th[fire] * (1.0 / current_ma) if fire.any() else th[fire]
     dly = initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)
     dacc = np.bincount(tables.fibre_class[fire], weights=w[fire] * dly,
                        minlength=state.templates.shape[0]).astype(np.float64)
-    return int(fire.sum()), acc, dacc
+    return float(fire.sum()), acc, dacc
+
+
+def _pool_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
+                    current_ma: float, pw_us: float, th: np.ndarray, w: np.ndarray,
+                    x: np.ndarray, gain: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Pool-mode firing at nominal thresholds ``th`` (mA; inf if absolutely refractory).
+
+    ``w``: SFAP weights (µV); ``x``: the (5, N) process values; ``gain``: the lazy storage's
+    gains. Fibres with fraction q > 0 add ``q w`` per class and ``q w`` x the delay at
+    ``u = min(th / I, 1)`` (``th / I`` at q = 1); refractory and supernormal values become
+    ``x + q (1 - x)``, adaptation ``a + q inc (1 - a)``.
+    """
+    q = pool_fraction_reference(current_ma, th, kp.jitter_rel)
+    on = q > 0.0
+    qs = q[on]
+    for k in range(2):
+        state.decay_ref[k, on] = (x[k, on] + qs * (1.0 - x[k, on])) * gain[k]
+    for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
+        b = x[2 + k, on]
+        state.decay_ref[2 + k, on] = (b + (qs * inc) * (1.0 - b)) * gain[2 + k]
+    n_cls, cls = state.templates.shape[0], tables.fibre_class[on]
+    qw = qs * w[on]
+    acc = np.bincount(cls, weights=qw, minlength=n_cls).astype(np.float64)
+    u = th[on] * (1.0 / current_ma) if on.any() else th[on]
+    u = np.where(qs == 1.0, u, np.minimum(u, 1.0))
+    dly = initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)
+    dacc = np.bincount(cls, weights=qw * dly, minlength=n_cls).astype(np.float64)
+    return float(_seq_sum(qs)), acc, dacc
 
 
 # --- recording chain -------------------------------------------------------------------------
@@ -319,7 +388,7 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
                           if n_rec > 0 else np.nan)
     r["detected"] = r["ecap_template_uv"] > kp.detect_snr * state.cache[3]
     r["saturated"] = bool(np.any(np.abs(rec[lo:hi]) >= kp.adc_range_uv))
-    r["n_recruited"] = n_rec
+    r["n_recruited"] = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
     r["frac_recruited"] = frac
     r["charge_uc"] = cur * pw * 1e-3
     r["emg_uv"] = emg
