@@ -23,7 +23,7 @@ from numba import njit
 from closedloop.neural.recording import delay_at
 from closedloop.neural.rng import IH_SCALE, Z_MAX
 
-__all__ = ["IH_UNIT", "fired_fraction", "pool_fire"]
+__all__ = ["IH_UNIT", "fired_fraction", "fired_ratio", "pool_fire"]
 
 IH_UNIT = 1.0 / (256.0 * IH_SCALE)
 """Irwin-Hall(4) units (a sum of four uniforms on [0, 1]) per unit of the standardised jitter
@@ -52,16 +52,40 @@ def fired_fraction(current_ma, th_ma, jitter_rel):
 
 
 @njit(cache=True, inline="always")
+def fired_ratio(current_ma, th_ma, jitter_rel, q, inv_cur):
+    """Mean ``th' / current`` over the members of a pool that fire (``th' <= current``).
+
+    ``th' = th (1 + jitter_rel z)``, the jittered threshold of a member; ``q`` the fraction
+    that fires (:func:`fired_fraction`, > 0), ``inv_cur = 1 / current_ma``. The members that
+    fire are those with ``z <= z*``, ``z* = (current / th - 1) / jitter_rel``; in Irwin-Hall
+    units ``x`` their mean is ``x* - H(x*) / q``, ``H`` the integral of the CDF (piecewise
+    quintic). At ``q = 1`` it is ``th / current`` (the mean draw is 0), bit for bit the
+    all-or-none ratio at zero jitter.
+    """
+    u = th_ma * inv_cur
+    if q >= 1.0 or jitter_rel <= 0.0:
+        return u
+    x = 2.0 + (current_ma / th_ma - 1.0) / jitter_rel * IH_UNIT
+    y = max(min(x, 4.0 - x), 0.0)
+    e = max(y - 1.0, 0.0)
+    y2, e2 = y * y, e * e
+    h = (y2 * y2 * y - 4.0 * (e2 * e2 * e)) * (1.0 / 120.0)  # integral of the CDF to y <= 2
+    h = h if x <= 2.0 else (x - 2.0) + h                       # by the law's symmetry
+    z_mean = (x - h / q - 2.0) * (1.0 / IH_UNIT)
+    return min(u * (1.0 + jitter_rel * z_mean), 1.0)
+
+
+@njit(cache=True, inline="always")
 def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
     """Fire fraction ``q_i`` of the pool of each fibre among ``0:n``; return the sum of ``q``.
 
     ``work.th`` holds the nominal thresholds (mA,
     :func:`~closedloop.neural.kernels.nominal_thresholds`). The fibres with ``q > 0`` are
     compacted into ``work.idx``; each adds ``q w`` (``w`` its SFAP weight, µV) to its class in
-    ``work.class_acc`` and ``q w`` times its initiation delay (ms, at ``u = min(th / current,
-    1)``: the pool's members that fire have thresholds at most the current) into
-    ``work.class_delay``; its refractory and supernormal values become ``x + q (1 - x)`` and
-    each adaptation process ``a + q inc (1 - a)`` (at ``q = 1`` exactly the all-or-none reset).
+    ``work.class_acc`` and ``q w`` times its initiation delay (ms, at the mean ``u = th' /
+    current`` of the members that fire, :func:`fired_ratio`) into ``work.class_delay``; its
+    refractory and supernormal values become ``x + q (1 - x)`` and each adaptation process
+    ``a + q inc (1 - a)`` (at ``q = 1`` exactly the all-or-none reset).
     """
     th, idx, acc, dacc = work.th, work.idx, work.class_acc, work.class_delay
     acc[:] = 0.0
@@ -88,9 +112,8 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
         total += q
         a, b = np.float64(w0[i]), np.float64(w1[i])
         qw = q * (a + f * (b - a))
-        u = th[i] * inv_cur
-        u = u if q == 1.0 else min(u, 1.0)
         acc[cls[i]] += qw
+        u = fired_ratio(current_ma, th[i], jit, q, inv_cur)
         dacc[cls[i]] += qw * delay_at(u, pw_us, t0, kpw, table)
         r = 1.0 - q
         p0[i] = np.float32((1.0 - r * (1.0 - p0[i] * d0)) * e0)  # x + q (1 - x), stored lazily

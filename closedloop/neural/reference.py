@@ -40,6 +40,7 @@ from closedloop.neural.rng import IH_SCALE, Z_MAX, fmix32_np, hash_normal_np, pu
 
 __all__ = [
     "build_tables_reference",
+    "fired_ratio_reference",
     "initiation_delay_reference",
     "irwin_hall_cdf_reference",
     "n1_latency_reference",
@@ -90,17 +91,19 @@ def _advance_clock_reference(state: KernelState, kp: KernelParams, interval_s: f
     return decay, 1.0 / decay
 
 
-def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4) -> np.ndarray:
-    """CDF of the Irwin-Hall law (the sum of ``n`` uniforms on [0, 1]) at ``x``.
+def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4, power: int | None = None
+                             ) -> np.ndarray:
+    """CDF of the Irwin-Hall law (the sum of ``n`` uniforms on [0, 1]) at ``x`` in [0, n].
 
-    The summation formula ``sum_k (-1)^k C(n, k) (x - k)_+^n / n!`` over ``k = 0..n``, clipped
-    to [0, 1].
+    The summation formula ``sum_k (-1)^k C(n, k) (x - k)_+^p / p!`` over ``k = 0..n`` with
+    ``p = n``; with ``power = n + 1``, the integral of the CDF from 0 to ``x``.
     """
+    p = n if power is None else power
     x = np.asarray(x, dtype=np.float64)
     total = np.zeros_like(x)
     for k in range(n + 1):
-        total += (-1.0) ** k * math.comb(n, k) * np.maximum(x - k, 0.0) ** n
-    return np.clip(total / math.factorial(n), 0.0, 1.0)
+        total += (-1.0) ** k * math.comb(n, k) * np.maximum(x - k, 0.0) ** p
+    return total / math.factorial(p)
 
 
 def pool_fraction_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float
@@ -116,8 +119,27 @@ def pool_fraction_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: fl
         return (current_ma >= th).astype(np.float64)
     with np.errstate(divide="ignore"):
         z = (current_ma / th - 1.0) / jitter_rel
-    q = irwin_hall_cdf_reference(2.0 + z / (256.0 * IH_SCALE))
+    x = np.clip(2.0 + z / (256.0 * IH_SCALE), 0.0, 4.0)
+    q = np.clip(irwin_hall_cdf_reference(x), 0.0, 1.0)
     return np.where(z <= -Z_MAX, 0.0, np.where(z >= Z_MAX, 1.0, q))
+
+
+def fired_ratio_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float,
+                          q: np.ndarray) -> np.ndarray:
+    """Mean ``th (1 + jitter z) / current`` over the members of each pool that fire (q > 0).
+
+    ``E[X | X <= x*] = x* - (integral of the CDF to x*) / q`` in Irwin-Hall units, the draw
+    ``z = (X - 2) 256 IH_SCALE``; ``th / current`` where ``q = 1``; at most 1.
+    """
+    if th_ma.size == 0:
+        return th_ma.copy()
+    u = th_ma * (1.0 / current_ma)
+    if jitter_rel <= 0.0:
+        return u
+    x = 2.0 + (current_ma / th_ma - 1.0) / jitter_rel / (256.0 * IH_SCALE)
+    x_mean = x - irwin_hall_cdf_reference(np.clip(x, 0.0, 4.0), power=5) / q
+    z_mean = (x_mean - 2.0) * (256.0 * IH_SCALE)
+    return np.where(q >= 1.0, u, np.minimum(u * (1.0 + jitter_rel * z_mean), 1.0))
 
 
 def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
@@ -175,9 +197,9 @@ def _pool_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
     """Pool-mode firing at nominal thresholds ``th`` (mA; inf if absolutely refractory).
 
     ``w``: SFAP weights (µV); ``x``: the (5, N) process values; ``gain``: the lazy storage's
-    gains. Fibres with fraction q > 0 add ``q w`` per class and ``q w`` x the delay at
-    ``u = min(th / I, 1)`` (``th / I`` at q = 1); refractory and supernormal values become
-    ``x + q (1 - x)``, adaptation ``a + q inc (1 - a)``.
+    gains. Fibres with fraction q > 0 add ``q w`` per class and ``q w`` x the delay at the
+    mean ``u`` of the members that fire (:func:`fired_ratio_reference`); refractory and
+    supernormal values become ``x + q (1 - x)``, adaptation ``a + q inc (1 - a)``.
     """
     q = pool_fraction_reference(current_ma, th, kp.jitter_rel)
     on = q > 0.0
@@ -190,8 +212,7 @@ def _pool_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
     n_cls, cls = state.templates.shape[0], tables.fibre_class[on]
     qw = qs * w[on]
     acc = np.bincount(cls, weights=qw, minlength=n_cls).astype(np.float64)
-    u = th[on] * (1.0 / current_ma) if on.any() else th[on]
-    u = np.where(qs == 1.0, u, np.minimum(u, 1.0))
+    u = fired_ratio_reference(current_ma, th[on], kp.jitter_rel, qs)
     dly = initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)
     dacc = np.bincount(cls, weights=qw * dly, minlength=n_cls).astype(np.float64)
     return float(_seq_sum(qs)), acc, dacc
