@@ -5,6 +5,7 @@ Usage (from the repository root, with the project's venv):
     python benchmarks/bench_neural.py                 # full run, a few minutes
     python benchmarks/bench_neural.py --quick         # smoke run, well under a minute of timing
     python benchmarks/bench_neural.py --json out.json # also write every figure as JSON
+    python benchmarks/bench_neural.py --pool          # only section 6: pool mode on vs off
 
 Every timed figure is the BEST of >= 3 repeats measured in this run (the median is shown too
 where it helps, and every repeat is in the JSON); jobs that are compared are timed round-robin
@@ -463,6 +464,58 @@ def print_batch(res: dict, repeats: int) -> None:
           f"{'yes' if res['bit_identical'] else 'NO'}")
 
 
+# --- 6. pool mode ----------------------------------------------------------------------------
+
+POOL_CURRENTS_MA = (5.0, 6.0, 12.0)
+"""Section 6's currents: near a clinical target (about 55 and 135 of 2048 fibres) and high."""
+POOL_SKIP = 100
+"""Section 6 reads the ECAP's spread after this many pulses (2 s at 50 Hz)."""
+
+
+def bench_pool(sizes: Sizes) -> dict:
+    """Pulses/s and ECAP spread of the scalar kernel with ``pool_fraction`` off and on."""
+    numba.set_num_threads(1)
+    models = {pool: NeuralModel(ModelParams().replace(excitability={"pool_fraction": pool}),
+                                seed=0) for pool in (False, True)}
+    for model in models.values():
+        model.pulse_train(CURRENTS_MA[0], RATE_HZ, 10, pw_us=PW_US)  # compile/load cache
+    n = max(sizes.scalar_pulses, 2 * POOL_SKIP)
+    jobs = {(cur, pool): (functools.partial(m.pulse_train, cur, RATE_HZ, n, pw_us=PW_US),
+                          functools.partial(m.reset, 0))
+            for cur in POOL_CURRENTS_MA for pool, m in models.items()}
+    timings = timed(jobs, sizes.repeats)
+    res = {}
+    for cur in POOL_CURRENTS_MA:
+        row = {}
+        for pool, name in ((False, "off"), (True, "on")):
+            times, rec = timings[(cur, pool)]
+            ecap = rec["ecap_true_uv"][POOL_SKIP:]
+            row[name] = {**rate(times, n), "n_recruited": float(rec["n_recruited"].mean()),
+                         "ecap_true_uv": float(ecap.mean()),
+                         "ecap_cv": float(ecap.std() / ecap.mean()) if ecap.mean() > 0 else 0.0}
+        row["slowdown_best"] = row["off"]["pps_best"] / row["on"]["pps_best"]
+        row["slowdown_median"] = row["off"]["pps_median"] / row["on"]["pps_median"]
+        res[str(cur)] = {"pulses": n, **row}
+    return res
+
+
+def print_pool(res: dict, repeats: int) -> None:
+    heading(f"6. Pool mode (excitability.pool_fraction) off vs on, ONE thread, {RATE_HZ:g} Hz, "
+            f"{PW_US:g} us")
+    print(f"   default patient, the same trains interleaved, best and median of {repeats}; "
+          f"noise-free ECAP mean and CV after the first {POOL_SKIP} pulses")
+    rows = []
+    for cur, r in res.items():
+        for name in ("off", "on"):
+            m = r[name]
+            rows.append([f"{float(cur):g}", name, f"{r['pulses']:,}", f"{m['n_recruited']:.1f}",
+                         f"{m['ecap_true_uv']:.1f}", f"{100 * m['ecap_cv']:.2f}",
+                         f"{m['pps_best']:,.0f}", f"{m['pps_median']:,.0f}",
+                         f"{r['slowdown_best']:.2f}x" if name == "on" else ""])
+    table(["mA", "pool", "pulses", "fibres fired", "ECAP uV", "ECAP CV %", "pulses/s (best)",
+           "pulses/s (median)", "slowdown (best)"], rows)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -486,6 +539,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke version (less work)")
     ap.add_argument("--json", metavar="PATH", help="also write all figures to PATH as JSON")
+    ap.add_argument("--pool", action="store_true",
+                    help="run only section 6 (pool mode on vs off)")
     return ap.parse_args(argv)
 
 
@@ -495,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     data = {"machine": machine_info(), "quick": args.quick, "sizes": dataclasses.asdict(sizes)}
     print_machine(data["machine"])
+    if args.pool:
+        return finish(args, data, sizes, t_start, pool_only=True)
     data["scalar"] = bench_scalar(sizes)
     print_scalar(data["scalar"], sizes.repeats)
     data["reference"] = bench_reference(sizes, data["scalar"])
@@ -505,6 +562,15 @@ def main(argv: list[str] | None = None) -> int:
     print_jit(data["jit"], sizes.jit_repeats)
     data["batch"] = bench_batch(sizes)
     print_batch(data["batch"], sizes.repeats)
+    return finish(args, data, sizes, t_start)
+
+
+def finish(args: argparse.Namespace, data: dict, sizes: Sizes, t_start: float,
+           pool_only: bool = False) -> int:
+    """Run section 6, print the totals and write the JSON."""
+    data["pool"] = bench_pool(sizes)
+    print_pool(data["pool"], sizes.repeats)
+    data["pool_only"] = pool_only
     data["elapsed_s"] = time.perf_counter() - t_start
     data["load_avg_1m_end"] = load_avg()
     print(f"\nTotal benchmark time {data['elapsed_s']:.0f} s; 1-minute load average at the end "

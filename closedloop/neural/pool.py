@@ -10,7 +10,9 @@ CDF of the continuous Irwin-Hall(4) law it quantises (the sum of four uniforms o
 piecewise quartic, within half a quantisation step of the draw's own staircase CDF), set to
 0 below ``-Z_MAX`` and 1 above ``+Z_MAX`` (the draw's range; the tail mass dropped is 1.6e-10
 per side), as the kernel's screening assumes. With ``jitter_rel = 0`` it is the step
-``current >= th``, and the pulse is then bit for bit the all-or-none one.
+``current >= th``, and the pulse is then bit for bit the all-or-none one. The standardised
+argument is computed as ``(current / th - 1) * (1 / jitter_rel)`` everywhere (the reference
+too), so that kernel and reference agree on which pools fire at all.
 
 These helpers are inlined into :func:`closedloop.neural.kernels.recruit` like the others.
 """
@@ -23,7 +25,9 @@ from numba import njit
 from closedloop.neural.recording import delay_at
 from closedloop.neural.rng import IH_SCALE, Z_MAX
 
-__all__ = ["IH_UNIT", "fired_fraction", "fired_ratio", "pool_fire"]
+__all__ = [
+    "IH_UNIT", "fired_fraction", "fired_ratio", "irwin_hall_share", "pool_fire", "pool_shares",
+]
 
 IH_UNIT = 1.0 / (256.0 * IH_SCALE)
 """Irwin-Hall(4) units (a sum of four uniforms on [0, 1]) per unit of the standardised jitter
@@ -31,48 +35,77 @@ draw :func:`~closedloop.neural.rng.hash_normal` (that sum's sd, about 0.577)."""
 
 
 @njit(cache=True, inline="always")
-def fired_fraction(current_ma, th_ma, jitter_rel):
-    """Fraction of a fibre's pool that fires at ``current_ma``; ``th_ma`` its nominal threshold.
+def irwin_hall_share(z):
+    """``(F(z), mean of the draws <= z)`` for the standardised jitter draw (module docstring).
 
-    ``F((current / th - 1) / jitter_rel)``, ``F`` the Irwin-Hall(4) CDF on the standardised
-    draw (see the module docstring); the step ``current >= th`` at ``jitter_rel = 0``. An
-    infinite threshold (absolutely refractory) gives 0 (``jitter_rel * Z_MAX < 1``).
+    In Irwin-Hall units ``x = 2 + z IH_UNIT`` the CDF is ``G(y) = (y^4 - 4 (y - 1)_+^4) / 24``
+    and its integral ``H(y) = (y^5 - 4 (y - 1)_+^5) / 120`` for ``y <= 2``, and by symmetry
+    ``1 - G(4 - x)`` and ``x - 2 + H(4 - x)`` above; the mean of the draws below ``x`` is
+    ``x - H / G``. The mean is 0 where F is 0 or 1.
     """
-    if jitter_rel <= 0.0:
-        return 1.0 if current_ma >= th_ma else 0.0
-    z = (current_ma / th_ma - 1.0) / jitter_rel
     x = 2.0 + z * IH_UNIT          # the Irwin-Hall variable, mean 2 on [0, 4]
     y = max(min(x, 4.0 - x), 0.0)  # distance from the nearer end of [0, 4]
     e = max(y - 1.0, 0.0)
-    y2, e2 = y * y, e * e
-    g = (y2 * y2 - 4.0 * (e2 * e2)) * (1.0 / 24.0)  # CDF at y <= 2: y^4/24 - 4 (y - 1)_+^4/24
-    q = g if x <= 2.0 else 1.0 - g
+    y4, e4 = (y * y) * (y * y), (e * e) * (e * e)
+    g = (y4 - 4.0 * e4) * (1.0 / 24.0)
+    h = (y4 * y - 4.0 * (e4 * e)) * (1.0 / 120.0)
+    low = x <= 2.0  # selects, no branches: the pools' order is random (mispredictions)
+    q = g if low else 1.0 - g
+    h = h if low else (x - 2.0) + h
     q = 0.0 if z <= -Z_MAX else q
-    return 1.0 if z >= Z_MAX else q
+    q = 1.0 if z >= Z_MAX else q
+    z_mean = (x - 2.0 - h / max(q, 1e-300)) * (1.0 / IH_UNIT)
+    return q, (z_mean if q < 1.0 else 0.0)
 
 
 @njit(cache=True, inline="always")
-def fired_ratio(current_ma, th_ma, jitter_rel, q, inv_cur):
+def fired_fraction(current_ma, th_ma, jitter_rel):
+    """Fraction of a fibre's pool that fires at ``current_ma``; ``th_ma`` its nominal threshold.
+
+    ``F((current / th - 1) / jitter_rel)`` (:func:`irwin_hall_share`); the step
+    ``current >= th`` at ``jitter_rel = 0``. An infinite threshold (absolutely refractory)
+    gives 0 (``jitter_rel * Z_MAX < 1``).
+    """
+    if jitter_rel <= 0.0:
+        return 1.0 if current_ma >= th_ma else 0.0
+    return irwin_hall_share((current_ma / th_ma - 1.0) * (1.0 / jitter_rel))[0]
+
+
+@njit(cache=True, inline="always")
+def fired_ratio(current_ma, th_ma, jitter_rel):
     """Mean ``th' / current`` over the members of a pool that fire (``th' <= current``).
 
-    ``th' = th (1 + jitter_rel z)``, the jittered threshold of a member; ``q`` the fraction
-    that fires (:func:`fired_fraction`, > 0), ``inv_cur = 1 / current_ma``. The members that
-    fire are those with ``z <= z*``, ``z* = (current / th - 1) / jitter_rel``; in Irwin-Hall
-    units ``x`` their mean is ``x* - H(x*) / q``, ``H`` the integral of the CDF (piecewise
-    quintic). At ``q = 1`` it is ``th / current`` (the mean draw is 0), bit for bit the
-    all-or-none ratio at zero jitter.
+    ``th' = th (1 + jitter_rel z)``, the jittered threshold of a member; the members that fire
+    are those with ``z <= z* = (current / th - 1) / jitter_rel``, whose mean draw is
+    :func:`irwin_hall_share`'s. ``th / current`` (the mean draw 0) where the whole pool fires,
+    at most 1 otherwise; 0 where none fires.
     """
-    u = th_ma * inv_cur
-    if q >= 1.0 or jitter_rel <= 0.0:
+    if jitter_rel <= 0.0:
+        return th_ma * (1.0 / current_ma) if current_ma >= th_ma else 0.0
+    q, z_mean = irwin_hall_share((current_ma / th_ma - 1.0) * (1.0 / jitter_rel))
+    u = th_ma * (1.0 / current_ma)
+    if q >= 1.0:
         return u
-    x = 2.0 + (current_ma / th_ma - 1.0) / jitter_rel * IH_UNIT
-    y = max(min(x, 4.0 - x), 0.0)
-    e = max(y - 1.0, 0.0)
-    y2, e2 = y * y, e * e
-    h = (y2 * y2 * y - 4.0 * (e2 * e2 * e)) * (1.0 / 120.0)  # integral of the CDF to y <= 2
-    h = h if x <= 2.0 else (x - 2.0) + h                       # by the law's symmetry
-    z_mean = (x - h / q - 2.0) * (1.0 / IH_UNIT)
-    return min(u * (1.0 + jitter_rel * z_mean), 1.0)
+    return min(u * (1.0 + jitter_rel * z_mean), 1.0) if q > 0.0 else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def pool_shares(th, lo, hi, current_ma, jitter_rel, q_out, u_out):
+    """Fractions ``q`` and mean ratios ``u`` (:func:`fired_ratio`) of fibres ``lo:hi``.
+
+    Written to ``q_out[:hi - lo]`` and ``u_out[:hi - lo]``; ``th``: nominal thresholds (mA),
+    ``jitter_rel > 0``. A separate function, compiled with ``error_model="numpy"`` (a division
+    then has no zero check, whose exception path kept the loop scalar) so that the compiler
+    vectorises its branch-free loop: scalar, this took about as long as the rest of a pulse.
+    """
+    inv_cur, inv_jit = 1.0 / current_ma, 1.0 / jitter_rel
+    for k in range(hi - lo):
+        t = th[lo + k]
+        q, z_mean = irwin_hall_share((current_ma / t - 1.0) * inv_jit)
+        u = t * inv_cur
+        v = min(u * (1.0 + jitter_rel * z_mean), 1.0)
+        q_out[k] = q
+        u_out[k] = v if q < 1.0 else u
 
 
 @njit(cache=True, inline="always")
@@ -80,46 +113,59 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
     """Fire fraction ``q_i`` of the pool of each fibre among ``0:n``; return the sum of ``q``.
 
     ``work.th`` holds the nominal thresholds (mA,
-    :func:`~closedloop.neural.kernels.nominal_thresholds`). The fibres with ``q > 0`` are
-    compacted into ``work.idx``; each adds ``q w`` (``w`` its SFAP weight, µV) to its class in
-    ``work.class_acc`` and ``q w`` times its initiation delay (ms, at the mean ``u = th' /
-    current`` of the members that fire, :func:`fired_ratio`) into ``work.class_delay``; its
-    refractory and supernormal values become ``x + q (1 - x)`` and each adaptation process
-    ``a + q inc (1 - a)`` (at ``q = 1`` exactly the all-or-none reset).
+    :func:`~closedloop.neural.kernels.nominal_thresholds`). Each fibre with ``q > 0`` adds
+    ``q w`` (``w`` its SFAP weight, µV) to its class in ``work.class_acc`` and ``q w`` times
+    its initiation delay (ms, at the mean ``u = th' / current`` of the members that fire,
+    :func:`fired_ratio`) into ``work.class_delay``; its refractory and supernormal values
+    become ``x + q (1 - x)`` and each adaptation process ``a + q inc (1 - a)`` (at ``q = 1``
+    exactly the all-or-none reset). The fractions are computed in chunks of a sweep's length
+    (:func:`pool_shares`, into ``work.sweeps``, free until the sweep is synthesised), the
+    fibres with ``q > 0`` of a chunk compacted into ``work.idx``. At zero jitter ``q`` is 1
+    for ``th <= current`` and 0 otherwise, and this is :func:`~closedloop.neural.kernels.fire`
+    bit for bit.
     """
     th, idx, acc, dacc = work.th, work.idx, work.class_acc, work.class_delay
     acc[:] = 0.0
     dacc[:] = 0.0
-    jit = kp.jitter_rel
-    n_pos = 0
-    for i in range(n):  # branch-free compaction of the fibres with a nonzero fraction
-        idx[n_pos] = i
-        n_pos += fired_fraction(current_ma, th[i], jit) > 0.0
-    if n_pos == 0:
-        return 0.0
-    w0, w1, cls = tables.sfap_uv[j], tables.sfap_uv[j + 1], tables.fibre_class
-    t0, kpw, table = kp.init_offset_ms, kp.init_pw_fraction, tables.init_delay_ms
-    ref, decay, gain = state.decay_ref, work.factors[0], work.factors[1]
-    p0, p1, p2, p3, p4 = ref[0], ref[1], ref[2], ref[3], ref[4]
-    d0, d1, d2, d3, d4 = decay[0], decay[1], decay[2], decay[3], decay[4]
-    e0, e1, e2, e3, e4 = gain[0], gain[1], gain[2], gain[3], gain[4]
-    i0, i1, i2 = kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2
-    inv_cur = 1.0 / current_ma
+    jit, inv_cur = kp.jitter_rel, 1.0 / current_ma if current_ma > 0.0 else 0.0
+    qs, us = work.sweeps[0], work.sweeps[1]
+    size = qs.size if jit > 0.0 else max(n, 1)  # zero jitter: one chunk, no buffers
     total = 0.0
-    for k in range(n_pos):
-        i = idx[k]
-        q = fired_fraction(current_ma, th[i], jit)
-        total += q
-        a, b = np.float64(w0[i]), np.float64(w1[i])
-        qw = q * (a + f * (b - a))
-        acc[cls[i]] += qw
-        u = fired_ratio(current_ma, th[i], jit, q, inv_cur)
-        dacc[cls[i]] += qw * delay_at(u, pw_us, t0, kpw, table)
-        r = 1.0 - q
-        p0[i] = np.float32((1.0 - r * (1.0 - p0[i] * d0)) * e0)  # x + q (1 - x), stored lazily
-        p1[i] = np.float32((1.0 - r * (1.0 - p1[i] * d1)) * e1)
-        b0, b1, b2 = p2[i] * d2, p3[i] * d3, p4[i] * d4
-        p2[i] = np.float32((b0 + (q * i0) * (1.0 - b0)) * e2)
-        p3[i] = np.float32((b1 + (q * i1) * (1.0 - b1)) * e3)
-        p4[i] = np.float32((b2 + (q * i2) * (1.0 - b2)) * e4)
+    for lo in range(0, n, size):
+        hi = min(lo + size, n)
+        n_pos = 0
+        if jit > 0.0:
+            pool_shares(th, lo, hi, current_ma, jit, qs, us)
+            for k in range(hi - lo):  # branch-free compaction of the chunk's firing pools
+                idx[n_pos] = k
+                n_pos += qs[k] > 0.0
+        else:
+            for k in range(hi - lo):
+                idx[n_pos] = k
+                n_pos += current_ma >= th[lo + k]
+        for m in range(n_pos):
+            k = idx[m]
+            i = lo + k
+            q, u = (qs[k], us[k]) if jit > 0.0 else (1.0, th[i] * inv_cur)
+            total += q
+            _pool_add(state, work, tables, kp, pw_us, j, f, i, q, u)
     return total
+
+
+@njit(cache=True, inline="always")
+def _pool_add(state, work, tables, kp, pw_us, j, f, i, q, u):
+    """Add pool ``i``'s fraction ``q`` (delay at ``u``) to the class sums; move its processes."""
+    cls = tables.fibre_class[i]
+    a, b = np.float64(tables.sfap_uv[j, i]), np.float64(tables.sfap_uv[j + 1, i])
+    qw = q * (a + f * (b - a))
+    work.class_acc[cls] += qw
+    work.class_delay[cls] += qw * delay_at(u, pw_us, kp.init_offset_ms, kp.init_pw_fraction,
+                                           tables.init_delay_ms)
+    ref, decay, gain = state.decay_ref, work.factors[0], work.factors[1]
+    r = 1.0 - q
+    for k in range(2):  # refractory, supernormal: x + q (1 - x), stored lazily (x gain)
+        ref[k, i] = np.float32((1.0 - r * (1.0 - ref[k, i] * decay[k])) * gain[k])
+    incs = (kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)
+    for k in range(3):  # adaptation: a + q inc (1 - a)
+        a_k = ref[2 + k, i] * decay[2 + k]
+        ref[2 + k, i] = np.float32((a_k + (q * incs[k]) * (1.0 - a_k)) * gain[2 + k])

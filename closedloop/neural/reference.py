@@ -118,7 +118,7 @@ def pool_fraction_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: fl
     if jitter_rel <= 0.0:
         return (current_ma >= th).astype(np.float64)
     with np.errstate(divide="ignore"):
-        z = (current_ma / th - 1.0) / jitter_rel
+        z = (current_ma / th - 1.0) * (1.0 / jitter_rel)  # the kernel's expression
     x = np.clip(2.0 + z / (256.0 * IH_SCALE), 0.0, 4.0)
     q = np.clip(irwin_hall_cdf_reference(x), 0.0, 1.0)
     return np.where(z <= -Z_MAX, 0.0, np.where(z >= Z_MAX, 1.0, q))
@@ -136,7 +136,7 @@ def fired_ratio_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: floa
     u = th_ma * (1.0 / current_ma)
     if jitter_rel <= 0.0:
         return u
-    x = 2.0 + (current_ma / th_ma - 1.0) / jitter_rel / (256.0 * IH_SCALE)
+    x = 2.0 + (current_ma / th_ma - 1.0) * (1.0 / jitter_rel) / (256.0 * IH_SCALE)
     x_mean = x - irwin_hall_cdf_reference(np.clip(x, 0.0, 4.0), power=5) / q
     z_mean = (x_mean - 2.0) * (256.0 * IH_SCALE)
     return np.where(q >= 1.0, u, np.minimum(u * (1.0 + jitter_rel * z_mean), 1.0))
