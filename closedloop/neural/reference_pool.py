@@ -1,0 +1,66 @@
+"""NumPy reference of the pool mode's fractions and delay ratios (see :mod:`.reference`).
+
+Independent of the kernel's piecewise form (:mod:`closedloop.neural.pool`): the Irwin-Hall CDF
+and its integral come from the summation formula.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from closedloop.neural.rng import IH_SCALE, Z_MAX
+
+__all__ = ["fired_ratio_reference", "irwin_hall_cdf_reference", "pool_fraction_reference"]
+
+
+def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4, power: int | None = None
+                             ) -> np.ndarray:
+    """CDF of the Irwin-Hall law (the sum of ``n`` uniforms on [0, 1]) at ``x`` in [0, n].
+
+    The summation formula ``sum_k (-1)^k C(n, k) (x - k)_+^p / p!`` over ``k = 0..n`` with
+    ``p = n``; with ``power = n + 1``, the integral of the CDF from 0 to ``x``.
+    """
+    p = n if power is None else power
+    x = np.asarray(x, dtype=np.float64)
+    total = np.zeros_like(x)
+    for k in range(n + 1):
+        total += (-1.0) ** k * math.comb(n, k) * np.maximum(x - k, 0.0) ** p
+    return total / math.factorial(p)
+
+
+def pool_fraction_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float
+                            ) -> np.ndarray:
+    """Fraction of each fibre's pool that fires (pool mode): ``P(th (1 + jitter z) <= I)``.
+
+    ``z`` is the standardised Irwin-Hall(4) jitter draw (``rng.hash_normal``: the sum of four
+    uniforms less 2, divided by its sd ``1 / (256 IH_SCALE)``), taken as 0 / 1 beyond
+    ``-Z_MAX`` / ``+Z_MAX`` (the draw's range); the step ``I >= th`` at zero jitter.
+    """
+    th = np.asarray(th_ma, dtype=np.float64)
+    if jitter_rel <= 0.0:
+        return (current_ma >= th).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        z = (current_ma / th - 1.0) * (1.0 / jitter_rel)  # the kernel's expression
+    x = np.clip(2.0 + z / (256.0 * IH_SCALE), 0.0, 4.0)
+    q = np.clip(irwin_hall_cdf_reference(x), 0.0, 1.0)
+    return np.where(z <= -Z_MAX, 0.0, np.where(z >= Z_MAX, 1.0, q))
+
+
+def fired_ratio_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float,
+                          q: np.ndarray) -> np.ndarray:
+    """Mean ``th (1 + jitter z) / current`` over the members of each pool that fire (q > 0).
+
+    ``E[X | X <= x*] = x* - (integral of the CDF to x*) / q`` in Irwin-Hall units, the draw
+    ``z = (X - 2) 256 IH_SCALE``; ``th / current`` where ``q = 1``; at most 1.
+    """
+    if th_ma.size == 0:
+        return th_ma.copy()
+    u = th_ma * (1.0 / current_ma)
+    if jitter_rel <= 0.0:
+        return u
+    x = 2.0 + (current_ma / th_ma - 1.0) * (1.0 / jitter_rel) / (256.0 * IH_SCALE)
+    x_mean = x - irwin_hall_cdf_reference(np.clip(x, 0.0, 4.0), power=5) / q
+    z_mean = (x_mean - 2.0) * (256.0 * IH_SCALE)
+    return np.where(q >= 1.0, u, np.minimum(u * (1.0 + jitter_rel * z_mean), 1.0))
