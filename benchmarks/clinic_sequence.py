@@ -101,8 +101,8 @@ def play_episode(controller, env_id: str, patient_id: str, seed: int, episode_s:
     """
     import gymnasium as gym
 
-    from closedloop.controllers import make_controller
     from closedloop.controllers.base import ControlContext
+    from closedloop.controllers.sources import build_controller
     from closedloop.evaluation.runner import play, score, to_trajectory
     from closedloop.metrics import unscored_mask
 
@@ -119,8 +119,7 @@ def play_episode(controller, env_id: str, patient_id: str, seed: int, episode_s:
         obs, info = env.reset(seed=seed, options=options)
         cal = base.calibration if target_uv is None else cal
         context = ControlContext.from_env(base.spec_.config, cal, info["target_uv"])
-        ctl = make_controller(controller) if isinstance(controller, str) else controller()
-        log = play(ctl, context, env, obs)
+        log = play(build_controller(controller), context, env, obs)
         traj = to_trajectory(base, float(info["target_uv"]), log)
         cfg = base.spec_.config
     finally:

@@ -41,13 +41,17 @@ EVOKE = {"open-loop": "about 0.47 (IQR not retrieved)",
 notes 4.1-4.2)."""
 
 
-def one(job: tuple[str, str, int], scenario: str, episode_s: float) -> dict:
-    """One episode: ``(controller, patient, seed)`` -> its metrics."""
-    from closedloop.controllers import make_controller
+def one(job: tuple, scenario: str, episode_s: float) -> dict:
+    """One episode: ``((label, source), patient, seed)`` -> its metrics.
+
+    ``source`` is a spec name or a picklable factory
+    (:func:`closedloop.controllers.sources.resolve_controller`).
+    """
+    from closedloop.controllers.sources import build_controller
     from closedloop.evaluation import run_episode
 
-    controller, patient, seed = job
-    r = run_episode(make_controller(controller), ENV_ID, patient, seed,
+    (controller, source), patient, seed = job
+    r = run_episode(build_controller(source), ENV_ID, patient, seed,
                     env_overrides={"scenario": scenario, "episode_s": episode_s})
     return {"controller": controller, "patient": patient, "seed": seed,
             **{k: r.metrics[k] for k in KEYS}}
@@ -106,7 +110,9 @@ def parse(argv) -> argparse.Namespace:
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--patients", type=int, default=0, help="first N patients (0: all)")
-    ap.add_argument("--controllers", nargs="+", default=list(CONTROLLERS))
+    ap.add_argument("--controllers", nargs="+", default=list(CONTROLLERS),
+                    help="names, spec files, module:Class, file.py:Class or LABEL=REF "
+                    "(as closedloop benchmark --controllers)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="4 patients, 10-minute episodes")
     ap.add_argument("--out", default=str(RESULTS / "daily_life"))
@@ -127,10 +133,17 @@ def main(argv=None) -> int:
         print(f"daily_life.py: {exc}", file=sys.stderr)
         return 2
     from closedloop.cohort import load_cohort
+    from closedloop.controllers.sources import resolve_controllers
 
+    try:                                         # refuse an unknown controller before any run
+        sources = resolve_controllers(args.controllers, expand_all=False)
+    except ConfigError as exc:
+        print(f"daily_life.py: {exc}", file=sys.stderr)
+        return 2
+    args.controllers = list(sources)
     patients = [p.patient_id for p in load_cohort(args.split)]
     patients = patients[:args.patients] if args.patients else patients
-    jobs = [(c, p, s) for c in args.controllers for p in patients for s in args.seeds]
+    jobs = [(c, p, s) for c in sources.items() for p in patients for s in args.seeds]
     run = functools.partial(one, scenario=args.scenario, episode_s=3600.0 * args.hours)
     rows = list(parallel_map(run, jobs, args.workers, True, "episodes"))
     summary = summarise(rows, args.controllers, args.seeds)

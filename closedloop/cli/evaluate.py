@@ -71,18 +71,9 @@ def env_overrides(env_id: str, episode_s: float | None) -> dict[str, Any]:
         raise ConfigError(f"--episode-s={episode_s:g}: {exc}") from None
 
 
-def build(source: Any) -> Any:
-    """A new controller from a resolved source: a spec name, or a zero-argument factory."""
-    if isinstance(source, str):
-        from closedloop.controllers.registry import make_controller
-
-        return make_controller(source)
-    return source()
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the ``evaluate`` subcommand."""
-    from closedloop.controllers.sources import resolve_controller, source_id
+    from closedloop.controllers.sources import build_controller, resolve_controller, source_id
     from closedloop.evaluation import run_episode
     from closedloop.evaluation.runner import check_env_id, check_patient, check_seed
 
@@ -94,7 +85,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     overrides = env_overrides(env_id, args.episode_s)
     label, source = resolve_controller(args.controller, "CONTROLLER")
     try:
-        result = run_episode(build(source), env_id, patient, seed, overrides, name=label)
+        result = run_episode(build_controller(source), env_id, patient, seed, overrides, name=label)
     except ConfigError as exc:
         if args.episode_s is None or not str(exc).startswith("warmup_s="):
             raise

@@ -311,3 +311,12 @@ def source_id(source: str | Callable) -> str:
     if isinstance(sid, str):
         return sid
     return f"{getattr(source, '__module__', '?')}:{getattr(source, '__qualname__', repr(source))}"
+
+
+def build_controller(source: str | Callable) -> Any:
+    """A new controller from a resolved source: a spec name, or a zero-argument factory."""
+    if isinstance(source, str):
+        from closedloop.controllers.registry import make_controller
+
+        return make_controller(source)
+    return source()
