@@ -102,6 +102,7 @@ def _tables_at(tb, p):
         tb.cell_floor[p],
         tb.sd_ratio_range[p],
         tb.init_delay_ms[p],
+        tb.template_ref[p],
     )
 
 
@@ -116,6 +117,7 @@ def _state_at(st, p, q):
         st.mf[q],
         st.shapes[q],
         st.cache[q],
+        st.lag_track[p],
     )
 
 

@@ -2,7 +2,8 @@
 
 Amplitudes are estimated in the window from ``t_end + blank`` to ``est_end`` (samples ``lo:hi``,
 :func:`closedloop.neural.recording.window_bounds`): N1-P2 (the minimum, then the maximum after
-it, :func:`n1p2`) and a sliding matched-filter (template) estimate (:func:`template_estimate`).
+it, :func:`n1p2`) and a sliding matched-filter (template) estimate (:func:`template_estimate`),
+at the lag of the largest projection or at a lag tracked over pulses (:func:`tracked_projection`).
 The filter is the reference ECAP made orthogonal, over the window, to a constant and to the
 artefact decay (:func:`artefact_orthogonal`; so that the artefact, which exceeds the ECAP near
 threshold, adds almost nothing at any lag), scaled so that the reference ECAP reads its own N1-P2
@@ -10,6 +11,8 @@ threshold, adds almost nothing at any lag), scaled so that the reference ECAP re
 """
 
 from __future__ import annotations
+
+import math
 
 from numba import njit
 
@@ -88,15 +91,76 @@ def n1p2(x, lo, hi):
     return mx - mn, i_min
 
 @njit(cache=True, inline="always")
-def template_estimate(mf, cache, x, lo, hi, max_lag, scratch):
+def template_estimate(mf, cache, x, lo, hi, max_lag, scratch, track, pw_us, interval_s):
     """Sliding matched-filter amplitude of ``x`` in µV (the template's N1-P2 scale).
 
-    ``mf`` and ``cache`` are the ``KernelState`` fields of those names; ``scratch`` is
-    ``KernelWork.scratch`` (at least ``hi - lo + 4 max_lag + 16`` long).
+    ``mf``, ``cache`` and ``track`` are the ``KernelState`` fields ``mf``, ``cache`` and
+    ``lag_track``; ``scratch`` is ``KernelWork.scratch`` (at least ``hi - lo + 4 max_lag + 16``
+    long); ``pw_us`` (µs) and ``interval_s`` (s) are the pulse's width and the time since the
+    previous pulse.
 
     The zero-mean template over ``lo:hi`` is slid by up to ``max_lag`` samples either way (the
-    ECAP arrives later as smaller fibres join) and the largest projection is kept. Only
-    samples inside ``lo:hi`` are read, so the sweep outside the window does not matter.
+    ECAP arrives later as smaller fibres join), giving one projection per lag
+    (:func:`lag_projections`). With ``track[0] = 0`` the largest projection is kept. With a
+    time constant ``track[0] > 0`` (s, ``RecordingParams.lag_tracking_s``) the lag is tracked
+    instead (:func:`tracked_projection`): the maximum over lags of a noisy projection reads
+    high (by about one noise sd with noise alone), the projection at a lag chosen from earlier
+    pulses does not.
+    """
+    n_lag = 2 * max_lag + 1
+    if track.size < n_lag + 2:          # the kernels run without bounds checks
+        raise ValueError("KernelState.lag_track is too short for this template lag; make the "
+                         "state with NeuralModel.initial_state")
+    dots = lag_projections(mf, x, lo, hi, max_lag, scratch)
+    if track[0] > 0.0:
+        best = tracked_projection(dots, n_lag, track, pw_us, interval_s)
+    else:
+        best = dots[0]
+        for q in range(1, n_lag):
+            if dots[q] > best:
+                best = dots[q]
+    return best * cache[1] * cache[2]
+
+@njit(cache=True, inline="always")
+def tracked_projection(dots, n_lag, track, pw_us, interval_s):
+    """The projection ``dots[q]`` at the lag that maximises the average of earlier pulses'.
+
+    ``track`` is ``KernelState.lag_track``: ``[0]`` the time constant tau (s), ``[1]`` the
+    pulse width (µs) the average belongs to (NaN: none yet), ``[2:2 + n_lag]`` the
+    exponentially weighted average of the projections of the earlier pulses at each lag.
+    The pulse reads its own projection at the first lag where the average is largest (at the
+    first pulse, or after a pulse-width change, the largest of its own projections), then
+    moves the average towards its projections by ``1 - exp(-interval_s / tau)`` (all the way
+    at the first pulse or after a width change). Because the lag is chosen without this
+    pulse's noise, the estimate is unbiased wherever the average's lag is the ECAP's.
+    """
+    avg = track[2:2 + n_lag]
+    if track[1] == pw_us:
+        q_best = 0
+        for q in range(1, n_lag):
+            if avg[q] > avg[q_best]:
+                q_best = q
+        best = dots[q_best]
+        alpha = -math.expm1(-interval_s / track[0])
+    else:
+        best = dots[0]
+        for q in range(1, n_lag):
+            if dots[q] > best:
+                best = dots[q]
+        track[1] = pw_us
+        alpha = 1.0
+    for q in range(n_lag):
+        avg[q] += alpha * (dots[q] - avg[q])
+    return best
+
+@njit(cache=True, inline="always")
+def lag_projections(mf, x, lo, hi, max_lag, scratch):
+    """Projections of ``x`` on the filter ``mf`` at lags ``-max_lag..max_lag`` (a view).
+
+    Element ``q`` of the returned view of ``scratch`` is ``sum_s x[s + q - max_lag] mf[s]``
+    over the ``s`` for which both ``s`` and ``s + q - max_lag`` lie in ``lo:hi`` (elements
+    from ``2 max_lag + 1`` on are padding). Only samples inside ``lo:hi`` are read, so the
+    sweep outside the window does not matter.
 
     The window is copied between zeros, so that every sample adds to every lag (a whole number
     of vectors of them, a fixed-length loop that vectorises): a sample outside the window adds
@@ -118,11 +182,7 @@ def template_estimate(mf, cache, x, lo, hi, max_lag, scratch):
         w = mf[s]
         for q in range(width):  # indices, not a view per sample: no slice set-up per sample
             dots[q] += padded[s + q] * w
-    best = dots[0]
-    for q in range(1, n_lag):
-        if dots[q] > best:
-            best = dots[q]
-    return best * cache[1] * cache[2]
+    return dots
 
 @njit(cache=True, inline="always")
 def n1_latency(neural, i_min, lo, hi, dt_ms):

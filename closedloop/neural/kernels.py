@@ -330,7 +330,8 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
         r = out[p]
         r.ecap_n1p2_uv = n1p2(rec, lo, hi)[0]
         r.ecap_template_uv = template_estimate(state.mf, state.cache, rec, lo, hi,
-                                               kp.template_lag, work.scratch)
+                                               kp.template_lag, work.scratch, state.lag_track,
+                                               pw, inputs.interval_s[p])
         r.ecap_uv = r.ecap_template_uv if kp.use_template > 0.5 else r.ecap_n1p2_uv
         true_amp, i_min = n1p2(neural, lo, hi)
         r.ecap_true_uv = true_amp

@@ -95,6 +95,9 @@ class KernelTables(NamedTuple):
     cell_floor: np.ndarray    # (G-1, NB) float32 screening floor per grid cell and block, mA
     sd_ratio_range: np.ndarray  # (2,) smallest and largest Q / rheo over fibres and grid
     init_delay_ms: np.ndarray  # (M + 1,) regenerative initiation delay on th / current, ms
+    template_ref: np.ndarray  # (3, B) the "recruited" template's per-class SFAP weight (sum 1),
+                              # mean th / current and mean regenerative delay (ms); all zero:
+                              # the class-mix template (recording.refresh_templates)
 
 
 class KernelState(NamedTuple):
@@ -115,6 +118,9 @@ class KernelState(NamedTuple):
     cache: np.ndarray         # (CACHE_SIZE,) cached pw_us, 1/sum(mf²) in window, mf N1-P2,
                               # noise sd, then the width's per-pulse constants
                               # (recording.cache_pulse_constants)
+    lag_track: np.ndarray     # (>= 2 L + 3,) template estimator's lag tracking: time constant (s,
+                              # 0 = off), pulse width of the average (µs, NaN = none), then the
+                              # averaged projection per lag (estimators.tracked_projection)
 
 
 class KernelWork(NamedTuple):

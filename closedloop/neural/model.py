@@ -27,13 +27,14 @@ from closedloop.neural.layout import (
     PulseInputs,
     new_work,
 )
-from closedloop.neural.params import ModelParams
+from closedloop.neural.params import ModelParams, RecordingParams
 from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
 from closedloop.neural.recording import (
     CACHE_SIZE,
     ORDER_PW_US,
     conduction_velocity_m_s,
     initiation_table,
+    recruited_template,
 )
 from closedloop.neural.rng import fmix32_np, seed_words
 from closedloop.neural.validation import (
@@ -122,7 +123,7 @@ class NeuralModel:
             decay_ref=np.zeros((5, n), np.float32), clock_ms=np.zeros(6),
             pulse_count=np.zeros(1, np.int64), templates=np.zeros((n_cls, n_s), np.float32),
             mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
-            cache=np.full(CACHE_SIZE, np.nan))
+            cache=np.full(CACHE_SIZE, np.nan), lag_track=lag_track_state(self.params.recording))
 
     def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Return every fibre to rest and key the jitter and noise streams from ``seed``.
@@ -226,6 +227,22 @@ class NeuralModel:
         return self.stimulate(np.full(n, current), pw, csf, interval, waveforms)
 
 
+def lag_track_state(recording: RecordingParams) -> np.ndarray:
+    """A resting ``KernelState.lag_track``: the time constant (s), no average yet.
+
+    Sized for the largest template lag ``template_lag_ms`` may have at the sampling rate, so
+    that patients with different lags but the same sweep stack into one batch state (the
+    kernel uses the first ``2 template_lag + 3`` elements).
+
+    Args:
+        recording: The patient's ``RecordingParams``.
+    """
+    top_ms = RecordingParams.__dataclass_fields__["template_lag_ms"].metadata["hi"]
+    track = np.zeros(2 * int(round(top_ms * recording.fs_hz * 1e-3)) + 3)
+    track[0], track[1] = recording.lag_tracking_s, np.nan
+    return track
+
+
 def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
                  ) -> tuple[Fibres, KernelTables]:
     """Put the fibres in screening order and compute the patient's static tables.
@@ -268,7 +285,8 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
     delay = lead.recording_distance_mm / cv  # mm / (mm/ms) = ms
     n_s = int(round(recp.window_ms * recp.fs_hz * 1e-3))
     first = slice(0, max(1, int(MIX_RECRUITED_FRACTION * order.size)))  # lowest reference keys
-    mix = np.bincount(cls[first], weights=sfap[_reference_cell(), first].astype(np.float64),
+    g_ref = _reference_cell()
+    mix = np.bincount(cls[first], weights=sfap[g_ref, first].astype(np.float64),
                       minlength=pop.n_classes)
     return fibres, KernelTables(
         rheo_ma=rheo, sfap_uv=sfap, sd_q_ma=q, fibre_class=cls.astype(np.uint8),
@@ -277,7 +295,11 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
                               ^ words[1]).astype(np.uint32),
         cell_floor=cell_floors(rheo, q), sd_ratio_range=sd_ratio_range(rheo, q),
-        init_delay_ms=initiation_table(resp))
+        init_delay_ms=initiation_table(resp),
+        template_ref=recruited_template(
+            recp.template_shape, rheo[g_ref].astype(np.float64)
+            + q[g_ref].astype(np.float64) * order_s(), sfap[g_ref], cls, pop.n_classes,
+            initiation_table(resp)))
 
 
 def _reference_cell() -> int:

@@ -245,6 +245,13 @@ class RecordingParams:
     adc_bits: int = param(14, "1", "assumption", 4, 24, doc="ADC resolution")
     template_lag_ms: float = param(0.25, "ms", "assumption: N1 latency varies with recruitment",
                                    0.0, 1.0, doc="largest shift searched by the template estimator")
+    lag_tracking_s: float = param(0.0, "s", "assumption: a device averages over pulses", 0.0,
+                                  60.0, doc="time constant of the template estimator's tracked "
+                                  "lag (0: the lag of the largest projection, which reads high "
+                                  "in noise)")
+    template_shape: str = param("class-mix", "1", "assumption: the device learns the patient's "
+                                "ECAP at programming", choices=("class-mix", "recruited"),
+                                doc="reference ECAP of the matched filter")
     estimator: str = param("template", "1", "assumption; both are reported",
                            choices=("template", "n1p2"), doc="amplitude the loop sees")
     detect_snr: float = param(4.0, "1", "assumption: 3 sd above noise", 0.0, 100.0,

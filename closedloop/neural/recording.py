@@ -34,6 +34,10 @@ ORDER_PW_US = 250.0
 """Pulse width (µs) of the strength-duration factor in the fibres' screening key."""
 TEMPLATE_RATIO = 1.3
 """Current / threshold ratio at whose initiation delay the class templates are cached."""
+RECRUITED_RATIO = 1.6
+"""Current / lowest fibre threshold at which the "recruited" template's reference ECAP is formed
+(:func:`recruited_template`): the median ratio of the calibrated target current to the lowest
+fibre threshold (250 µs, reference posture) over the validation cohort is 1.63 (1.10-2.27)."""
 SUPPORT_WIDTHS = 6.0
 """Half-width (in SFAP time scales) of the samples a class's SFAP is added to; outside it the
 triphasic shape is below 1e-6 of its N1 (|u| > 6: (u² - 1) exp(-u²/2) < 6e-7)."""
@@ -163,6 +167,49 @@ def initiation_delay_ms(current_ratio, pw_us, response_params) -> np.ndarray | f
                 initiation_table(rp), out)
     return float(out[0]) if r.ndim == 0 else out.reshape(r.shape)
 
+def recruited_template(shape: str, key_ma: np.ndarray, sfap_uv: np.ndarray,
+                       fibre_class: np.ndarray, n_classes: int, init_table: np.ndarray
+                       ) -> np.ndarray:
+    """``KernelTables.template_ref``: the reference ECAP of the "recruited" template.
+
+    The fibres recruited first: those whose screening key (threshold at ``ORDER_PW_US``, the
+    programmed width, at the reference CSF grid point) is at most ``RECRUITED_RATIO`` times
+    the lowest, at the current ``I = RECRUITED_RATIO`` x that lowest key. Per diameter class:
+    their summed SFAP weight (normalised to sum 1), and the SFAP-weighted means of
+    ``u = key / I`` and of the regenerative initiation delay at u (ms, interpolated in
+    ``init_table`` as the kernels do). :func:`recruited_reference` forms each class's
+    initiation delay from them at any pulse width (``offset + pw_fraction PW u +
+    regenerative``, linear in u: the weighted mean delay exactly).
+
+    Args:
+        shape: ``RecordingParams.template_shape``; zeros unless ``"recruited"``.
+        key_ma: (N,) screening keys (mA).
+        sfap_uv: (N,) SFAP weights at the reference CSF grid point (µV).
+        fibre_class: (N,) diameter class of each fibre.
+        n_classes: Diameter classes B.
+        init_table: ``KernelTables.init_delay_ms``.
+
+    Returns:
+        (3, B) float64.
+    """
+    out = np.zeros((3, n_classes))
+    if shape != "recruited":
+        return out
+    current = RECRUITED_RATIO * key_ma.min()
+    first = np.flatnonzero(key_ma <= current)
+    u = key_ma[first] / current
+    w = sfap_uv[first].astype(np.float64)
+    regen = np.empty(u.size)
+    _delay_many(u, np.ones(u.size), 0.0, 0.0, init_table, regen)
+    cls = fibre_class[first]
+    wsum = np.bincount(cls, weights=w, minlength=n_classes)
+    seen = wsum > 0.0
+    out[0] = wsum / wsum.sum()
+    out[1, seen] = np.bincount(cls, weights=w * u, minlength=n_classes)[seen] / wsum[seen]
+    out[2, seen] = np.bincount(cls, weights=w * regen, minlength=n_classes)[seen] / wsum[seen]
+    return out
+
+
 @njit(cache=True, inline="always")
 def sfap_shape(u, asym):
     """Triphasic SFAP (P1-N1-P2) at normalised time ``u``; N1 = -1 at u = 0."""
@@ -188,12 +235,13 @@ def window_bounds(pw_us, kp, n_samples):
 def refresh_templates(state, tables, kp, pw_us):
     """Recompute the class templates, matched filter and sweep shapes for a new pulse width.
 
-    The reference ECAP ``e`` is the ``class_mix``-weighted sum of the class templates. The
-    filter ``mf`` is ``e`` on the estimator window ``lo:hi`` (zero elsewhere) made orthogonal
-    there to a constant and to the artefact decay as the sliding estimate reads it
-    (:func:`artefact_orthogonal`). It is scaled so
-    that ``e`` reads its own N1-P2 over the window: ``cache[1] = 1 / <e, mf> = 1 / |mf|²``
-    (``e - mf`` lies in the span removed), ``cache[2] = N1-P2(e)``, and ``cache[3]`` is the
+    The reference ECAP ``e`` is the ``class_mix``-weighted sum of the class templates, or,
+    with ``RecordingParams.template_shape = "recruited"``, the ECAP of the fibres recruited
+    first (:func:`recruited_reference`). The filter ``mf`` is ``e`` on the estimator window
+    ``lo:hi`` (zero elsewhere) made orthogonal there to a constant and to the artefact decay as
+    the sliding estimate reads it (:func:`artefact_orthogonal`). It is scaled so that ``e``
+    reads its own N1-P2 over the window: ``cache[1] = 1 / <e, mf> = 1 / |mf|²`` (``e - mf``
+    lies in the span removed), ``cache[2] = N1-P2(e)``, and ``cache[3]`` is the
     estimate's noise sd at one lag, ``noise_uv_rms |mf| cache[1] cache[2]`` (µV).
 
     Allocates nothing: the kernels compiled without reference counting call it, and numba
@@ -211,10 +259,14 @@ def refresh_templates(state, tables, kp, pw_us):
     lo, hi = window_bounds(pw_us, kp, n_s)
     mf = state.mf
     mf[:] = 0.0
-    for b in range(n_cls):
-        w, row = tables.class_mix[b], state.templates[b]
-        for s in range(n_s):
-            mf[s] += w * np.float64(row[s])
+    ref = tables.template_ref
+    if ref[0].sum() > 0.0:
+        recruited_reference(mf, ref, tables.class_delay_ms, kp, pw_us)
+    else:
+        for b in range(n_cls):
+            w, row = tables.class_mix[b], state.templates[b]
+            for s in range(n_s):
+                mf[s] += w * np.float64(row[s])
     amp = n1p2(mf, lo, hi)[0]
     mf[:lo] = 0.0
     mf[hi:] = 0.0
@@ -227,6 +279,24 @@ def refresh_templates(state, tables, kp, pw_us):
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
     state.cache[2] = amp
     state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+
+
+@njit(cache=True, inline="always")
+def recruited_reference(mf, ref, class_delay_ms, kp, pw_us):
+    """Add the "recruited" reference ECAP (µV per µV of summed SFAP weight) to ``mf``.
+
+    ``ref`` is ``KernelTables.template_ref``: class b adds ``ref[0, b]`` unit-N1 SFAPs
+    starting at ``offset + pw_fraction PW ref[1, b] + ref[2, b]`` (its fibres' mean initiation
+    delay at this pulse width, ms) and reaching the contact ``class_delay_ms[b]`` later.
+    """
+    dt_ms = 1e3 / kp.fs_hz
+    for b in range(ref.shape[1]):
+        w = ref[0, b]
+        if w > 0.0:
+            c = (kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * ref[1, b]
+                 + ref[2, b]) + class_delay_ms[b]
+            for s in range(mf.size):
+                mf[s] += w * sfap_shape((s * dt_ms - c) / kp.sfap_width_ms, kp.sfap_asymmetry)
 
 
 CACHE_SIZE = 10

@@ -198,7 +198,9 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     ``TEMPLATE_RATIO`` times threshold + conduction; the
     artefact shape is ``exp(-(t - t_end) / tau)`` after the pulse end ``t_end`` (NaN before
     it) and the EMG shape ``u exp((1 - u²) / 2)`` with ``u = (t - latency) / width`` (t in ms).
-    The filter is the mixed template on the window (zero elsewhere), less its mean and its
+    The filter is the mixed template (or, with ``tables.template_ref``, the "recruited"
+    reference ECAP: class b's weight share of unit-N1 SFAPs at its fibres' mean initiation
+    delay plus conduction) on the window (zero elsewhere), less its mean and its
     projections on the artefact decay as read at lags 0 and ``-template_lag`` (Gram-Schmidt,
     as ``recording.artefact_orthogonal``); ``cache[1] = 1 / |filter|²``
     (= 1 / <template, filter>), ``cache[2]`` the template's N1-P2 over the window,
@@ -211,8 +213,15 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
                                      kp.sfap_asymmetry)
     lo, hi = window_bounds_reference(pw_us, kp, n_s)
     mf = np.zeros(n_s)
-    for b in range(c.size):
-        mf += tables.class_mix[b] * state.templates[b].astype(np.float64)
+    ref = tables.template_ref
+    if ref[0].sum() > 0.0:      # "recruited": each class at its fibres' own initiation delay
+        for b in np.flatnonzero(ref[0] > 0.0):
+            cb = (kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * ref[1, b]
+                  + ref[2, b]) + tables.class_delay_ms[b]
+            mf += ref[0, b] * _sfap_shape((t - cb) / kp.sfap_width_ms, kp.sfap_asymmetry)
+    else:
+        for b in range(c.size):
+            mf += tables.class_mix[b] * state.templates[b].astype(np.float64)
     i_min = lo + int(np.argmin(mf[lo:hi]))
     amp = max(mf[i_min:hi].max(), -1e300) - mf[i_min]
     t_end = (2.0 * pw_us + kp.interphase_us) * 1e-3
@@ -312,19 +321,33 @@ def n1p2_reference(x: np.ndarray, lo: int, hi: int) -> tuple[float, int]:
 
 
 def template_estimate_reference(state: KernelState, x: np.ndarray, lo: int, hi: int,
-                                max_lag: int) -> float:
+                                max_lag: int, pw_us: float = math.nan,
+                                interval_s: float = math.nan) -> float:
     """Sliding matched-filter amplitude of the sweep ``x`` (µV, template N1-P2 scale).
 
     For every lag in ``[-max_lag, max_lag]`` the projection ``sum_s x[s + lag] * mf[s]`` over
-    the ``s`` for which both ``s`` and ``s + lag`` lie in ``lo:hi`` is formed; the largest is
-    kept and scaled by ``cache[1] * cache[2]`` (1 / sum mf², template N1-P2).
+    the ``s`` for which both ``s`` and ``s + lag`` lie in ``lo:hi`` is formed. Without lag
+    tracking (``state.lag_track[0] == 0``) the largest is kept; with it, the projection at the
+    first lag where the average of the earlier pulses' projections is largest, and the
+    average (time constant ``lag_track[0]`` s, pulses ``interval_s`` apart, restarted when the
+    pulse width ``pw_us`` changes) then takes this pulse's. Scaled by ``cache[1] * cache[2]``
+    (1 / sum mf², template N1-P2).
     """
-    best = -1e300
-    for lag in range(-max_lag, max_lag + 1):
+    dots = np.zeros(2 * max_lag + 1)
+    for q, lag in enumerate(range(-max_lag, max_lag + 1)):
         a, b = max(lo, lo - lag), min(hi, hi - lag)
-        dot = _seq_sum(x[a + lag:b + lag] * state.mf[a:b]) if b > a else 0.0
-        best = max(best, dot)
-    return best * state.cache[1] * state.cache[2]
+        dots[q] = _seq_sum(x[a + lag:b + lag] * state.mf[a:b]) if b > a else 0.0
+    track = state.lag_track
+    tau_s = float(track[0])
+    if tau_s > 0.0 and track[1] == pw_us:
+        best = dots[int(np.argmax(track[2:2 + dots.size]))]
+        alpha = -math.expm1(-interval_s / tau_s)
+        track[2:2 + dots.size] += alpha * (dots - track[2:2 + dots.size])
+    else:
+        best = dots.max()
+        if tau_s > 0.0:
+            track[1], track[2:2 + dots.size] = pw_us, dots
+    return float(best) * state.cache[1] * state.cache[2]
 
 
 def n1_latency_reference(neural: np.ndarray, i_min: int, lo: int, hi: int, dt_ms: float
@@ -357,7 +380,8 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
                                0 if full else lo, n_s if full else hi, neural, rec)
     true_amp, i_min = n1p2_reference(neural, lo, hi)
     r["ecap_n1p2_uv"] = n1p2_reference(rec, lo, hi)[0]
-    r["ecap_template_uv"] = template_estimate_reference(state, rec, lo, hi, int(kp.template_lag))
+    r["ecap_template_uv"] = template_estimate_reference(state, rec, lo, hi, int(kp.template_lag),
+                                                        pw, float(inputs.interval_s[p]))
     r["ecap_uv"] = r["ecap_template_uv"] if kp.use_template > 0.5 else r["ecap_n1p2_uv"]
     r["ecap_true_uv"] = true_amp
     r["n1_latency_ms"] = (n1_latency_reference(neural, i_min, lo, hi, 1e3 / kp.fs_hz)

@@ -18,7 +18,7 @@ from closedloop.neural.kernels import FLOOR_BLOCK, KernelTables
 from closedloop.neural.model import MIX_RECRUITED_FRACTION, NeuralModel
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources
-from closedloop.neural.recording import ORDER_PW_US
+from closedloop.neural.recording import ORDER_PW_US, RECRUITED_RATIO
 from closedloop.neural.rng import fmix32_np
 
 __all__ = ["build_tables_reference", "sd_tables_reference"]
@@ -170,6 +170,11 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
     first = first[: max(1, int(MIX_RECRUITED_FRACTION * n_fib))]
     mix = np.bincount(cls[first], weights=sfap[g_ref, first].astype(np.float64),
                       minlength=pop.n_classes)
+    init = _init_table_reference(resp.initiation_log_ms, resp.initiation_ratio_scale,
+                                 resp.initiation_log_max_ms)
+    ref = np.zeros((3, pop.n_classes))
+    if recp.template_shape == "recruited":
+        ref = _recruited_reference(key, sfap[g_ref].astype(np.float64), cls, init, ref)
     return KernelTables(
         rheo_ma=rheo, sfap_uv=sfap, sd_q_ma=q, fibre_class=cls.astype(np.uint8),
         fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
@@ -178,8 +183,30 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
                               ^ words[1]).astype(np.uint32),
         cell_floor=_cell_floors_reference(rheo, q),
         sd_ratio_range=_sd_ratio_range_reference(rheo, q),
-        init_delay_ms=_init_table_reference(resp.initiation_log_ms, resp.initiation_ratio_scale,
-                                            resp.initiation_log_max_ms))
+        init_delay_ms=init, template_ref=ref)
+
+
+def _recruited_reference(key: np.ndarray, sfap: np.ndarray, cls: np.ndarray, init: np.ndarray,
+                         out: np.ndarray) -> np.ndarray:
+    """Per class: SFAP weight share, mean u = key / I and mean regenerative delay (ms).
+
+    The fibres with screening key ``key`` (mA) at most ``I = RECRUITED_RATIO`` times the
+    lowest; means weighted by the SFAP weights ``sfap`` (µV); the delay interpolated in the
+    regenerative delay table ``init`` at u.
+    """
+    current = RECRUITED_RATIO * key.min()
+    chosen = key <= current
+    total = sfap[chosen].sum()
+    for b in range(out.shape[1]):
+        sel = chosen & (cls == b)
+        w = sfap[sel]
+        if w.sum() > 0.0:
+            u = key[sel] / current
+            x = u * (init.size - 2)
+            k = np.minimum(x.astype(np.int64), init.size - 2)
+            regen = init[k] + (x - k) * (init[k + 1] - init[k])
+            out[:, b] = (w.sum() / total, (w * u).sum() / w.sum(), (w * regen).sum() / w.sum())
+    return out
 
 
 INIT_TABLE_SIZE = 1024
