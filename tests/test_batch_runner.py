@@ -41,8 +41,9 @@ def _assert_identical(controller, env_id, overrides):
     for g, r in zip(got, ref, strict=True):
         assert differences(g, r) == [], (g.patient, g.seed)
         assert g.n_steps > 0 and g.wall_s > 0
-    # The episodes differ from one another, so equality above is not a coincidence.
-    assert len({r.metrics["mad_uv"] for r in got}) == len(EPISODES)
+    # The patients' episodes differ, so equality above is not a coincidence. (Two seeds of one
+    # patient may not: an open loop on an env without random disturbances reads no draw.)
+    assert len({r.metrics["mad_uv"] for r in got}) >= len({p for p, _ in EPISODES})
 
 
 class _Halved(PID):

@@ -232,7 +232,8 @@ def test_clinical_loop_gain_is_compensated_by_the_slope():
 def test_clinical_loop_backs_off_fast_on_overshoot():
     def down(backoff):
         ctl = ClinicalLoop(ClinicalLoopParams(slope_source="calibration", backoff_gain=backoff,
-                                              overshoot_rel=0.3, loop_gain_per_s=2.0))
+                                              overshoot_rel=0.3, loop_gain_per_s=2.0,
+                                              backoff_filter_s=0.0))
         ctl.reset(_context())
         ctl.predict(_obs(30.0, 1.0, 6.0))
         return ctl.predict(_obs(50.0, 1.0, 6.0))[0][0]

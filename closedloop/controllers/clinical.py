@@ -58,8 +58,9 @@ class ClinicalLoopParams:
                                  doc="back-off above target * (1 + overshoot_rel)")
     backoff_gain: float = param(3.0, "1", "US 2023/0337962 (fast back-off)", 1.0, 100.0,
                                 doc="gain multiplier while backing off")
-    backoff_filter_s: float = param(0.0, "s", "assumption: the device tests a few pulses "
-                                    "(0 = each reading)", 0.0, 10.0,
+    backoff_filter_s: float = param(0.0, "s", "assumption: the device tests a few pulses, not "
+                                    "one (issue 18: 0, each reading, fires on noise at small "
+                                    "targets)", 0.0, 10.0,
                                     doc="time constant of the ECAP filter of the back-off test")
     detect_min_frac: float = param(0.5, "1", "design choice", 0.0, 1.0,
                                    doc="a step counts as detected at this fraction of pulses")
