@@ -373,6 +373,10 @@ def parse(argv) -> argparse.Namespace:
     if not 20.0 <= args.episode_s <= 3600.0:
         raise ConfigError(f"episode_s={args.episode_s!r} is out of range; valid [20, 3600] s")
     args.workers = check_workers(args.workers)
+    from closedloop.controllers.sources import resolve_controllers
+
+    args.sources = resolve_controllers(args.controllers, expand_all=False)  # before any run
+    args.controllers = list(args.sources)
     return args
 
 
@@ -383,17 +387,9 @@ def main(argv=None) -> int:
         print(f"clinic_sequence.py: {exc}", file=sys.stderr)
         return 2
     from closedloop.cohort import load_cohort
-    from closedloop.controllers.sources import resolve_controllers
-
-    try:                                         # refuse an unknown controller before any run
-        sources = resolve_controllers(args.controllers, expand_all=False)
-    except ConfigError as exc:
-        print(f"clinic_sequence.py: {exc}", file=sys.stderr)
-        return 2
-    args.controllers = list(sources)
     patients = [p.patient_id for p in load_cohort(args.split)]
     patients = patients[:args.patients] if args.patients else patients
-    jobs = [(m, c, p, s) for m in MODES for c in sources.items() for p in patients
+    jobs = [(m, c, p, s) for m in MODES for c in args.sources.items() for p in patients
             for s in args.seeds]
     run = functools.partial(one, env_id=ENV_IDS[args.split], episode_s=args.episode_s,
                             fixed_uv=args.target_uv)
@@ -404,8 +400,9 @@ def main(argv=None) -> int:
     print(text)
     out = Path(args.out)
     write_text_atomic(out.with_suffix(".md"), text + "\n")
+    shown = {k: v for k, v in vars(args).items() if k != "sources"}  # factories: not JSON
     write_text_atomic(out.with_suffix(".json"), json.dumps(nan_to_none(
-        {"args": vars(args), "evoke": EVOKE, "rows": rows, "summary": summary}),
+        {"args": shown, "evoke": EVOKE, "rows": rows, "summary": summary}),
         indent=1) + "\n")
     print(f"wrote {out}.md/.json", file=sys.stderr)
     return 0

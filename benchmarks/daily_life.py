@@ -123,6 +123,10 @@ def parse(argv) -> argparse.Namespace:
     if not 0.0 < args.hours <= 24.0:
         raise ConfigError(f"hours={args.hours!r} is out of range; valid (0, 24]")
     args.workers = check_workers(args.workers)
+    from closedloop.controllers.sources import resolve_controllers
+
+    args.sources = resolve_controllers(args.controllers, expand_all=False)  # before any run
+    args.controllers = list(args.sources)
     return args
 
 
@@ -133,17 +137,9 @@ def main(argv=None) -> int:
         print(f"daily_life.py: {exc}", file=sys.stderr)
         return 2
     from closedloop.cohort import load_cohort
-    from closedloop.controllers.sources import resolve_controllers
-
-    try:                                         # refuse an unknown controller before any run
-        sources = resolve_controllers(args.controllers, expand_all=False)
-    except ConfigError as exc:
-        print(f"daily_life.py: {exc}", file=sys.stderr)
-        return 2
-    args.controllers = list(sources)
     patients = [p.patient_id for p in load_cohort(args.split)]
     patients = patients[:args.patients] if args.patients else patients
-    jobs = [(c, p, s) for c in sources.items() for p in patients for s in args.seeds]
+    jobs = [(c, p, s) for c in args.sources.items() for p in patients for s in args.seeds]
     run = functools.partial(one, scenario=args.scenario, episode_s=3600.0 * args.hours)
     rows = list(parallel_map(run, jobs, args.workers, True, "episodes"))
     summary = summarise(rows, args.controllers, args.seeds)
@@ -151,8 +147,9 @@ def main(argv=None) -> int:
     print(text)
     out = Path(args.out)     # a stem: "r0.3" must keep its ".3" (no with_suffix)
     write_text_atomic(out.parent / f"{out.name}.md", text + "\n")
+    shown = {k: v for k, v in vars(args).items() if k != "sources"}  # factories: not JSON
     write_text_atomic(out.parent / f"{out.name}.json", json.dumps(nan_to_none(
-        {"args": {k: v for k, v in vars(args).items()}, "rows": rows, "summary": summary}),
+        {"args": shown, "rows": rows, "summary": summary}),
         indent=1) + "\n")
     print(f"wrote {out}.md/.json", file=sys.stderr)
     return 0
