@@ -202,6 +202,8 @@ def test_a_short_run_reports_both_modes_and_closed_loop_beats_open_loop(tmp_path
         assert dev["clinical-loop"] < dev["open-loop"]
     vs = summary["calibrated"]["vs_open_loop"]["clinical-loop"]
     assert vs["n"] == 2 and vs["ratio"][1] > 1.0
+    swings = [r["mad_uv"] >= r["target_uv"] for r in cal_rows if r["controller"] == "open-loop"]
+    assert vs["swing_n"] == sum(swings) and vs["swing_n_at_least_10x"] <= vs["swing_n"]
     for key in ("mad_uv", "charge_span", "unscored_mad_uv", "slow_mad_uv", "fast_sd_uv"):
         assert len(summary["calibrated"]["controllers"]["clinical-loop"][key]) == 3
     text = out.with_suffix(".md").read_text()
