@@ -16,8 +16,9 @@ from closedloop._config import ConfigError
 from closedloop.neural import PULSE_DTYPE, ModelParams, NeuralModel
 from closedloop.neural.batch import run_pulses_batch, stack
 from closedloop.neural.kernels import PulseInputs, run_pulses
-from closedloop.neural.params import ExcitabilityParams
-from closedloop.neural.pool import fired_fraction, fired_ratio
+from closedloop.neural.params import ExcitabilityParams, ResponseParams
+from closedloop.neural.pool import fired_fraction, fired_ratio, fired_regen
+from closedloop.neural.recording import initiation_table
 from closedloop.neural.rng import Z_MAX, fmix32_np, hash_normal_np
 
 N_FIBRES = 256
@@ -116,6 +117,34 @@ def test_pool_fraction_is_the_cdf_of_the_jitter_draws():
         assert fired_ratio(c, th, jit) <= 1.0
 
 
+@pytest.mark.parametrize("jitter_rel", [0.03, 0.25])
+def test_pool_delay_is_the_members_mean_delay(jitter_rel):
+    # the regenerative delay is convex and steep near threshold: a partly firing pool's mean
+    # delay E[R(u)] over its members lies 16-44 us above R(E[u]) (the earlier pool mode, which
+    # put the N1 ~15 us early at 7 mA; tests/test_neural_validation.py's conduction velocity)
+    table = initiation_table(ResponseParams())
+    z = np.sort(hash_normal_np(fmix32_np(np.arange(2_000_000, dtype=np.uint64))))
+    th = 1.0
+
+    def regen(u):
+        x = u * (table.size - 2)
+        k = np.minimum(x.astype(np.int64), table.size - 2)
+        return table[k] + (x - k) * (table[k + 1] - table[k])
+
+    for zs in (-2.0, -0.5, 0.0, 1.5, 3.0, 4.0):
+        c = th * (1.0 + jitter_rel * zs)
+        fired = z[z <= zs]
+        emp = regen(th * (1.0 + jitter_rel * fired) / c).mean()  # the members' own delays
+        got = fired_regen(c, th, jitter_rel, table)
+        assert abs(got - emp) < 2e-3, zs  # within 2 us (quadrature, discrete draws)
+        assert got == pytest.approx(
+            reference.fired_regen_reference(c, np.array([th]), jitter_rel, table)[0],
+            rel=1e-12)
+        at_mean = regen(np.array([fired_ratio(c, th, jitter_rel)]))[0]
+        if zs < 1.0:
+            assert got - at_mean > 0.015  # Jensen: the delay at the mean u is 16-44 us early
+
+
 def test_zero_jitter_pool_is_bit_for_bit_all_or_none():
     # q is 0 or 1: the pool update at q = 1 is the all-or-none reset, bit for bit
     inputs = _train(1)
@@ -191,5 +220,5 @@ def test_bad_pool_fraction_raises(bad):
 
 
 def test_pool_flag_reaches_the_kernel():
-    assert NeuralModel(SMALL, seed=0).kp.pool_fraction == 0.0
+    assert NeuralModel(_pool(pool=False), seed=0).kp.pool_fraction == 0.0
     assert NeuralModel(_pool(), seed=0).kp.pool_fraction == 1.0

@@ -33,7 +33,9 @@ from closedloop.neural.kernels import (
 from closedloop.neural.recording import NOISE_SALT, ORDER_PW_US, SUPPORT_WIDTHS, TEMPLATE_RATIO
 from closedloop.neural.reference_pool import (
     fired_ratio_reference,
+    fired_regen_reference,
     irwin_hall_cdf_reference,
+    pool_delay_reference,
     pool_fraction_reference,
 )
 from closedloop.neural.reference_tables import (
@@ -47,10 +49,12 @@ from closedloop.neural.rng import fmix32_np, hash_normal_np, pulse_key_np
 __all__ = [
     "build_tables_reference",
     "fired_ratio_reference",
+    "fired_regen_reference",
     "initiation_delay_reference",
     "irwin_hall_cdf_reference",
     "n1_latency_reference",
     "n1p2_reference",
+    "pool_delay_reference",
     "pool_fraction_reference",
     "recruit_reference",
     "refresh_templates_reference",
@@ -152,8 +156,8 @@ def _pool_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
     """Pool-mode firing at nominal thresholds ``th`` (mA; inf if absolutely refractory).
 
     ``w``: SFAP weights (µV); ``x``: the (5, N) process values; ``gain``: the lazy storage's
-    gains. Fibres with fraction q > 0 add ``q w`` per class and ``q w`` x the delay at the
-    mean ``u`` of the members that fire (:func:`fired_ratio_reference`); refractory and
+    gains. Fibres with fraction q > 0 add ``q w`` per class and ``q w`` x the mean delay of
+    the members that fire (:func:`pool_delay_reference`); refractory and
     supernormal values become ``x + q (1 - x)``, adaptation ``a + q inc (1 - a)``.
     """
     q = pool_fraction_reference(current_ma, th, kp.jitter_rel)
@@ -167,8 +171,7 @@ def _pool_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
     n_cls, cls = state.templates.shape[0], tables.fibre_class[on]
     qw = qs * w[on]
     acc = np.bincount(cls, weights=qw, minlength=n_cls).astype(np.float64)
-    u = fired_ratio_reference(current_ma, th[on], kp.jitter_rel, qs)
-    dly = initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)
+    dly = pool_delay_reference(current_ma, pw_us, th[on], qs, kp, tables.init_delay_ms)
     dacc = np.bincount(cls, weights=qw * dly, minlength=n_cls).astype(np.float64)
     return float(_seq_sum(qs)), acc, dacc
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from closedloop.neural.rng import IH_SCALE, Z_MAX
 
-__all__ = ["fired_ratio_reference", "irwin_hall_cdf_reference", "pool_fraction_reference"]
+__all__ = ["fired_ratio_reference", "fired_regen_reference", "irwin_hall_cdf_reference",
+           "pool_delay_reference", "pool_fraction_reference"]
 
 
 def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4, power: int | None = None
@@ -64,3 +65,52 @@ def fired_ratio_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: floa
     x_mean = x - irwin_hall_cdf_reference(np.clip(x, 0.0, 4.0), power=5) / q
     z_mean = (x_mean - 2.0) * (256.0 * IH_SCALE)
     return np.where(q >= 1.0, u, np.minimum(u * (1.0 + jitter_rel * z_mean), 1.0))
+
+
+def fired_regen_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float,
+                          table: np.ndarray, n_nodes: int = 8) -> np.ndarray:
+    """Mean regenerative initiation delay (ms) over the members of each pool that fire.
+
+    ``E[R(u) | z <= z*]``, ``u = th (1 + jitter z) / current``, ``R`` read linearly in
+    ``table`` (``KernelTables.init_delay_ms`` on u in [0, 1]); over the Irwin-Hall variable
+    ``x`` from its lowest value ``x0`` (``z = -Z_MAX``) to that of ``z*`` (capped at
+    ``4 - x0``), by ``n_nodes``-point Gauss-Legendre in ``t`` with ``x = b - (b - x0) t^2``,
+    the density from the summation formula, normalised by the rule's own mass. For pools with
+    q > 0 at jitter_rel > 0.
+    """
+    th = np.asarray(th_ma, dtype=np.float64)
+    t, w = np.polynomial.legendre.leggauss(n_nodes)
+    t, w = 0.5 * (t[::-1] + 1.0), 0.5 * w[::-1]
+    unit = 1.0 / (256.0 * IH_SCALE)
+    x0 = 2.0 - Z_MAX * unit
+    b = np.minimum(2.0 + ((current_ma / th - 1.0) * (1.0 / jitter_rel)) * unit, 4.0 - x0)
+    d = np.maximum(b - x0, 1e-12)
+    num, den = np.zeros(th.size), np.zeros(th.size)
+    m = table.size - 2
+    for tk, wk in zip(t, w, strict=True):  # node by node: the kernel's order of summation
+        x = b - d * (tk * tk)
+        wx = wk * tk * irwin_hall_cdf_reference(np.clip(x, 0.0, 4.0), power=3)
+        u = np.minimum(th * (1.0 + jitter_rel * ((x - 2.0) / unit)) / current_ma, 1.0)
+        y = u * m
+        i = np.minimum(y.astype(np.int64), m)
+        num += wx * (table[i] + (y - i) * (table[i + 1] - table[i]))
+        den += wx
+    return num / den
+
+
+def pool_delay_reference(current_ma: float, pw_us: float, th_ma: np.ndarray, q: np.ndarray,
+                         kp, table: np.ndarray) -> np.ndarray:
+    """Mean initiation delay (ms) of the members that fire, for pools with fraction ``q > 0``.
+
+    ``offset + pw_fraction * PW * E[u | fired]`` (:func:`fired_ratio_reference`; linear in u)
+    plus ``E[R(u) | fired]`` (:func:`fired_regen_reference`); at zero jitter the all-or-none
+    delay at ``u = th / current``. ``kp``: the ``KernelParams``; ``table``:
+    ``KernelTables.init_delay_ms``.
+    """
+    u = fired_ratio_reference(current_ma, th_ma, kp.jitter_rel, q)
+    charge = kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * u
+    if kp.jitter_rel > 0.0:
+        return charge + fired_regen_reference(current_ma, th_ma, kp.jitter_rel, table)
+    x = u * (table.size - 2)
+    k = np.minimum(x.astype(np.int64), table.size - 2)
+    return charge + (table[k] + (x - k) * (table[k + 1] - table[k]))
