@@ -89,6 +89,9 @@ def test_pool_kernel_matches_reference(jitter_rel, monkeypatch):
     assert k_out["n_recruited"].min() == 0 and k_out["n_recruited"].max() == N_FIBRES
     assert (np.abs(frac - np.round(frac)) > 1e-3).mean() > 0.3
     assert_array_equal(k_out["n_recruited"], np.floor(frac + 0.5))
+    # no latency without half a fibre's worth of ECAP, as all-or-none without a fibre
+    assert_array_equal(np.isnan(k_out["n1_latency_ms"]), k_out["n_recruited"] == 0)
+    assert ((k_out["n_recruited"] == 0) & (frac > 0.0)).any()
 
 
 def test_pool_fraction_is_the_cdf_of_the_jitter_draws():

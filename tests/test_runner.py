@@ -36,7 +36,8 @@ def test_runner_with_several_pulses_and_pickling():
     runner = pickle.loads(pickle.dumps(PulseRunner(model, 10)))
     model = runner.model
     out = np.concatenate([runner.run(6.0, 250.0, 3.9, 0.001).copy() for _ in range(2)])
-    assert np.array_equal(out, ref)
+    for name in ref.dtype.names:  # field by field: NaN latencies (no ECAP) in the same places
+        assert_array_equal(out[name], ref[name], err_msg=name)
 
 
 def test_kernel_arrays_are_c_contiguous():

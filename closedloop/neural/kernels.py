@@ -335,10 +335,12 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
         r.ecap_uv = r.ecap_template_uv if kp.use_template > 0.5 else r.ecap_n1p2_uv
         true_amp, i_min = n1p2(neural, lo, hi)
         r.ecap_true_uv = true_amp
-        r.n1_latency_ms = n1_latency(neural, i_min, lo, hi, dt_ms) if n_rec > 0 else np.nan
+        n_round = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
+        # no latency without a fibre's worth of ECAP (pool mode: a sum of q under 0.5)
+        r.n1_latency_ms = n1_latency(neural, i_min, lo, hi, dt_ms) if n_round > 0 else np.nan
         r.detected = r.ecap_template_uv > kp.detect_snr * state.cache[3]
         r.saturated = clipped(rec, lo, hi, kp.adc_range_uv)
-        r.n_recruited = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
+        r.n_recruited = n_round
         r.frac_recruited = frac
         r.charge_uc = cur * pw * 1e-3
         r.emg_uv = emg

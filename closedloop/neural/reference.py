@@ -387,11 +387,12 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
                                                         pw, float(inputs.interval_s[p]))
     r["ecap_uv"] = r["ecap_template_uv"] if kp.use_template > 0.5 else r["ecap_n1p2_uv"]
     r["ecap_true_uv"] = true_amp
+    n_round = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
     r["n1_latency_ms"] = (n1_latency_reference(neural, i_min, lo, hi, 1e3 / kp.fs_hz)
-                          if n_rec > 0 else np.nan)
+                          if n_round > 0 else np.nan)  # pool mode: NaN below half a fibre
     r["detected"] = r["ecap_template_uv"] > kp.detect_snr * state.cache[3]
     r["saturated"] = bool(np.any(np.abs(rec[lo:hi]) >= kp.adc_range_uv))
-    r["n_recruited"] = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
+    r["n_recruited"] = n_round
     r["frac_recruited"] = frac
     r["charge_uc"] = cur * pw * 1e-3
     r["emg_uv"] = emg
