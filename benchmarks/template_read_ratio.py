@@ -1,8 +1,8 @@
 """Read ratio of the template estimator from ECAP threshold to discomfort, per pulse width.
 
-For each validation patient (reference posture, noise off, artefact and ADC on, the shipped
-defaults otherwise) and pulse width, the recruited fraction of the first pulse from rest is
-swept over 0-25.5 mA; ``N_LEVELS`` currents are placed at recruited fractions spaced
+For each validation patient (reference posture, pool mode unless ``--all-or-none``, noise off,
+artefact and ADC on, the shipped defaults otherwise) and pulse width, the recruited fraction
+of the first pulse from rest is swept over 0-25.5 mA; ``N_LEVELS`` currents are placed at recruited fractions spaced
 geometrically from the fraction at the patient's 250 µs ECAP threshold (soft-knee fit of the
 noise-free N1-P2) to its discomfort fraction. At each, ``N_PULSES`` pulses at 50 Hz from rest;
 the read ratio is the mean template estimate over the second half over the mean noise-free
@@ -21,6 +21,7 @@ read offline (largest projection over lags) by candidate filters:
 Usage (from the repository root)::
 
     python benchmarks/template_read_ratio.py [--shape recruited|class-mix] [--lag-s 0.5]
+        [--all-or-none]
 """
 
 from __future__ import annotations
@@ -84,14 +85,11 @@ def _read(model: NeuralModel, filt: tuple[np.ndarray, float], sweep: np.ndarray,
     return best * scale
 
 
-def patient_levels(patient, shape: str | None, lag_s: float | None) -> dict:
+def patient_levels(patient, shape: str, lag_s: float, pool: bool) -> dict:
     """Per pulse width: the levels' currents, true N1-P2, kernel estimate and steady sweeps."""
-    rec = {"noise_uv_rms": 0.0}
-    if shape is not None:
-        rec["template_shape"] = shape
-    if lag_s is not None:
-        rec["lag_tracking_s"] = lag_s
-    model = NeuralModel(patient.params.replace(recording=rec), seed=patient.seed)
+    rec = {"noise_uv_rms": 0.0, "template_shape": shape, "lag_tracking_s": lag_s}
+    params = patient.params.replace(recording=rec, excitability={"pool_fraction": pool})
+    model = NeuralModel(params, seed=patient.seed)
     csf = patient.csf_mm("sitting")
     first = {}
     for pw in PWS_US:
@@ -134,13 +132,14 @@ def _summary(name: str, ratios: dict) -> str:
 def main() -> None:
     """Print the read-ratio summaries (median [min, max], shares within 5 and 10 %)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", choices=("class-mix", "recruited"), default=None)
-    ap.add_argument("--lag-s", type=float, default=None)
+    ap.add_argument("--shape", choices=("class-mix", "recruited"), default="recruited")
+    ap.add_argument("--lag-s", type=float, default=0.5, help="lag_tracking_s (s; 0: largest)")
+    ap.add_argument("--all-or-none", action="store_true", help="pool mode off")
     args = ap.parse_args()
     names = ["kernel"] + [f"own-{k}{s}" for k in OWN_LEVELS for s in ("", " full")]
     ratios = {n: {pw: [] for pw in PWS_US} for n in names}
     for patient in load_cohort("validation"):
-        got = patient_levels(patient, args.shape, args.lag_s)
+        got = patient_levels(patient, args.shape, args.lag_s, not args.all_or_none)
         model = got["model"]
         for pw, levels in got["levels"].items():
             filters = {f"own-{k}{s}": _filter(model, levels[k]["neural"], pw, s == " full")
