@@ -2,8 +2,8 @@
 
 For each validation patient (reference posture, pool mode unless ``--all-or-none``, noise off,
 artefact and ADC on, the shipped defaults otherwise) and pulse width, the recruited fraction
-of the first pulse from rest is swept over 0-25.5 mA; ``N_LEVELS`` currents are placed at recruited fractions spaced
-geometrically from the fraction at the patient's 250 µs ECAP threshold (soft-knee fit of the
+of the first pulse from rest is swept over 0-25.5 mA; ``N_LEVELS`` currents are placed at
+recruited fractions spaced geometrically from the fraction at the patient's 250 µs ECAP threshold (soft-knee fit of the
 noise-free N1-P2) to its discomfort fraction. At each, ``N_PULSES`` pulses at 50 Hz from rest;
 the read ratio is the mean template estimate over the second half over the mean noise-free
 N1-P2 (``ecap_true_uv``); levels whose N1-P2 is under ``MIN_TRUE_UV`` are left out.
