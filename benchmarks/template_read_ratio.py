@@ -1,12 +1,12 @@
 """Read ratio of the template estimator from ECAP threshold to discomfort, per pulse width.
 
 For each validation patient (reference posture, pool mode unless ``--all-or-none``, noise off,
-artefact and ADC on, the shipped defaults otherwise) and pulse width, the recruited fraction
-of the first pulse from rest is swept over 0-25.5 mA; ``N_LEVELS`` currents are placed at
-recruited fractions spaced geometrically from the fraction at the patient's 250 µs ECAP threshold (soft-knee fit of the
-noise-free N1-P2) to its discomfort fraction. At each, ``N_PULSES`` pulses at 50 Hz from rest;
-the read ratio is the mean template estimate over the second half over the mean noise-free
-N1-P2 (``ecap_true_uv``); levels whose N1-P2 is under ``MIN_TRUE_UV`` are left out.
+artefact and ADC on, the shipped defaults otherwise) and pulse width, the recruited fraction of
+the first pulse from rest is swept over 0-25.5 mA; ``N_LEVELS`` currents are placed at recruited
+fractions spaced geometrically from the fraction at the patient's 250 µs ECAP threshold (soft-
+knee fit of the noise-free N1-P2) to its discomfort fraction. At each, ``N_PULSES`` pulses at 50
+Hz from rest; the read ratio is the mean template estimate over the second half over the mean
+noise-free N1-P2 (``ecap_true_uv``); levels whose N1-P2 is under ``MIN_TRUE_UV`` are left out.
 
 Besides the kernel's estimate (the configured template and lag rule), the steady last sweep is
 read offline (largest projection over lags) by candidate filters:
