@@ -1,7 +1,8 @@
 """Bit-for-bit comparison of episode results, shared by the batched-path identity tests.
 
 Importable from the tests as ``from _identity import differences, same`` (pytest puts the
-tests folder on ``sys.path``: it is not a package).
+tests folder on ``sys.path``: it is not a package). Also the neural kernel's pulse records,
+field by field: :func:`assert_records_close` and :func:`assert_records_identical`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from numpy.testing import assert_allclose, assert_array_equal
+
+from closedloop.neural import PULSE_DTYPE
 
 
 def same(a, b) -> bool:
@@ -27,3 +31,18 @@ def differences(got, ref) -> list[str]:
            if k not in row or k not in ref_row or not same(row[k], ref_row[k])]
     return out + [f"trajectory.{f.name}" for f in dataclasses.fields(ref.trajectory)
                   if not same(getattr(got.trajectory, f.name), getattr(ref.trajectory, f.name))]
+
+
+def assert_records_close(a, b, rtol: float = 1e-9, atol: float = 1e-9) -> None:
+    """Two arrays of pulse records agree: floats to tolerance (NaN where NaN), others exactly."""
+    for name in PULSE_DTYPE.names:
+        if PULSE_DTYPE[name].kind == "f":
+            assert_allclose(a[name], b[name], rtol=rtol, atol=atol, equal_nan=True, err_msg=name)
+        else:
+            assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def assert_records_identical(a, b) -> None:
+    """Two arrays of pulse records are equal field by field (NaNs in the same places)."""
+    for name in PULSE_DTYPE.names:
+        assert_array_equal(a[name], b[name], err_msg=name)

@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 import pytest
+from _identity import assert_records_close, assert_records_identical
 from numpy.testing import assert_allclose, assert_array_equal
 
 from closedloop._config import ConfigError
@@ -36,20 +37,6 @@ def _train(seed: int, n: int = 300) -> PulseInputs:
     return PulseInputs(cur, pw, csf, 1.0 / rng.choice([50.0, 200.0, 1000.0], n))
 
 
-def _assert_records_identical(a, b):
-    for name in PULSE_DTYPE.names:
-        assert_array_equal(a[name], b[name], err_msg=name)  # NaNs in the same places are equal
-
-
-def _assert_records_close(a, b):
-    for name in PULSE_DTYPE.names:
-        if PULSE_DTYPE[name].kind == "f":
-            assert_allclose(a[name], b[name], rtol=1e-9, atol=1e-9, equal_nan=True,
-                            err_msg=name)
-        else:
-            assert_array_equal(a[name], b[name], err_msg=name)
-
-
 @pytest.mark.parametrize("params", [TRACKED, RECRUITED, BOTH],
                          ids=["tracked", "recruited", "both"])
 def test_kernel_matches_reference(params):
@@ -62,7 +49,7 @@ def test_kernel_matches_reference(params):
     run_pulses(k_state, model.tables, model.kp, inputs, out, np.empty((0, model.n_samples)),
                model.work)
     ref, _ = run_pulses_reference(r_state, model.tables, model.kp, inputs)
-    _assert_records_close(out, ref)
+    assert_records_close(out, ref)
     for name in ("mf", "cache", "lag_track"):
         assert_allclose(getattr(k_state, name), getattr(r_state, name), rtol=1e-12, atol=1e-12,
                         equal_nan=True, err_msg=name)
@@ -105,7 +92,7 @@ def test_reset_restarts_the_tracked_lag():
     assert model.state.lag_track[1] == 400.0
     model.reset(4)
     assert_array_equal(model.state.lag_track, fresh)
-    _assert_records_identical(model.stimulate(*inputs), first)
+    assert_records_identical(model.stimulate(*inputs), first)
     twin = model.clone()
     assert_array_equal(twin.state.lag_track, fresh)
 
@@ -120,7 +107,7 @@ def test_batch_equals_scalar_calls_with_tracking():
     run_pulses_batch(state, stack([m.tables for m in models]), stack([m.kp for m in models]),
                      stack(inputs), out, np.empty((2, 0, models[0].n_samples)))
     for i, (m, inp) in enumerate(zip(models, inputs, strict=True)):
-        _assert_records_identical(out[i], m.stimulate(*inp))
+        assert_records_identical(out[i], m.stimulate(*inp))
         assert_array_equal(state.lag_track[i], m.state.lag_track)
 
 

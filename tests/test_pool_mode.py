@@ -9,6 +9,7 @@ import copy
 
 import numpy as np
 import pytest
+from _identity import assert_records_close
 from numpy.testing import assert_allclose, assert_array_equal
 
 import closedloop.neural.reference as reference
@@ -48,15 +49,6 @@ def _kernel(model, state, inputs):
     return out
 
 
-def _records_close(a, b, rtol=1e-9):
-    for name in PULSE_DTYPE.names:
-        if PULSE_DTYPE[name].kind == "f":
-            assert_allclose(a[name], b[name], rtol=rtol, atol=1e-12, equal_nan=True,
-                            err_msg=name)
-        else:
-            assert_array_equal(a[name], b[name], err_msg=name)
-
-
 @pytest.mark.parametrize("jitter_rel", [0.03, 0.25])
 def test_pool_kernel_matches_reference(jitter_rel, monkeypatch):
     model = NeuralModel(_pool(jitter_rel), seed=5)
@@ -65,7 +57,7 @@ def test_pool_kernel_matches_reference(jitter_rel, monkeypatch):
     k_state, r_state = copy.deepcopy(model.state), copy.deepcopy(model.state)
     k_out = _kernel(model, k_state, inputs)
     r_out, _ = reference.run_pulses_reference(r_state, model.tables, model.kp, inputs)
-    _records_close(k_out, r_out)
+    assert_records_close(k_out, r_out, atol=1e-12)
     assert_allclose(k_state.decay_ref, r_state.decay_ref, rtol=1e-9, atol=0.0)
     # the per-class sums, pulse by pulse (the reference's recruit, captured)
     sums = []

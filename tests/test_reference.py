@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from _identity import assert_records_close, assert_records_identical
 from numpy.testing import assert_allclose, assert_array_equal
 
 from closedloop.neural import PULSE_DTYPE, ModelParams, NeuralModel
@@ -60,19 +61,6 @@ def _kernel(state, model, inputs, waveforms):
     wave = np.empty((n if waveforms else 0, model.n_samples))
     run_pulses(state, model.tables, model.kp, inputs, out, wave, model.work)
     return out, wave
-
-
-def assert_records_close(a, b, rtol=1e-9, atol=1e-9):
-    for name in PULSE_DTYPE.names:
-        if PULSE_DTYPE[name].kind == "f":
-            assert_allclose(a[name], b[name], rtol=rtol, atol=atol, equal_nan=True, err_msg=name)
-        else:
-            assert_array_equal(a[name], b[name], err_msg=name)
-
-
-def assert_records_identical(a, b):
-    for name in PULSE_DTYPE.names:
-        assert_array_equal(a[name], b[name], err_msg=name)  # NaNs in the same places are equal
 
 
 @pytest.mark.parametrize("configuration", ["monopolar", "bipolar", "tripolar"])
