@@ -115,11 +115,17 @@ def template_estimate(mf, cache, x, lo, hi, max_lag, scratch, track, pw_us, inte
     if track[0] > 0.0:
         best = tracked_projection(dots, n_lag, track, pw_us, interval_s)
     else:
-        best = dots[0]
-        for q in range(1, n_lag):
-            if dots[q] > best:
-                best = dots[q]
+        best = dots[_argmax(dots, n_lag)]
     return best * cache[1] * cache[2]
+
+@njit(cache=True, inline="always")
+def _argmax(x, n):
+    """The first index of the largest of ``x[:n]``."""
+    k = 0
+    for q in range(1, n):
+        if x[q] > x[k]:
+            k = q
+    return k
 
 @njit(cache=True, inline="always")
 def tracked_projection(dots, n_lag, track, pw_us, interval_s):
@@ -136,17 +142,10 @@ def tracked_projection(dots, n_lag, track, pw_us, interval_s):
     """
     avg = track[2:2 + n_lag]
     if track[1] == pw_us:
-        q_best = 0
-        for q in range(1, n_lag):
-            if avg[q] > avg[q_best]:
-                q_best = q
-        best = dots[q_best]
+        best = dots[_argmax(avg, n_lag)]
         alpha = -math.expm1(-interval_s / track[0])
     else:
-        best = dots[0]
-        for q in range(1, n_lag):
-            if dots[q] > best:
-                best = dots[q]
+        best = dots[_argmax(dots, n_lag)]
         track[1] = pw_us
         alpha = 1.0
     for q in range(n_lag):

@@ -90,11 +90,21 @@ def fired_ratio(current_ma, th_ma, jitter_rel):
     """
     if jitter_rel <= 0.0:
         return th_ma * (1.0 / current_ma) if current_ma >= th_ma else 0.0
+    q, u = _share(current_ma, th_ma, jitter_rel)
+    return u if q > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def _share(current_ma, th_ma, jitter_rel):
+    """``(q, u)``: a pool's fired fraction and its firing members' mean ``th' / current``.
+
+    For ``jitter_rel > 0``; ``u`` is meaningless where ``q`` is 0 (the one formula of
+    :func:`fired_fraction`, :func:`fired_ratio` and :func:`pool_shares`).
+    """
     q, z_mean = irwin_hall_share((current_ma / th_ma - 1.0) * (1.0 / jitter_rel))
     u = th_ma * (1.0 / current_ma)
-    if q >= 1.0:
-        return u
-    return min(u * (1.0 + jitter_rel * z_mean), 1.0) if q > 0.0 else 0.0
+    v = min(u * (1.0 + jitter_rel * z_mean), 1.0)
+    return q, (v if q < 1.0 else u)
 
 
 @njit(cache=True, inline="always")
@@ -148,14 +158,8 @@ def pool_shares(th, lo, hi, current_ma, jitter_rel, q_out, u_out):
     then has no zero check, whose exception path kept the loop scalar) so that the compiler
     vectorises its branch-free loop: scalar, this took about as long as the rest of a pulse.
     """
-    inv_cur, inv_jit = 1.0 / current_ma, 1.0 / jitter_rel
     for k in range(hi - lo):
-        t = th[lo + k]
-        q, z_mean = irwin_hall_share((current_ma / t - 1.0) * inv_jit)
-        u = t * inv_cur
-        v = min(u * (1.0 + jitter_rel * z_mean), 1.0)
-        q_out[k] = q
-        u_out[k] = v if q < 1.0 else u
+        q_out[k], u_out[k] = _share(current_ma, th[lo + k], jitter_rel)
 
 
 @njit(cache=True, inline="always")
@@ -179,7 +183,7 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
     acc[:] = 0.0
     dacc[:] = 0.0
     jit, inv_cur = kp.jitter_rel, 1.0 / current_ma if current_ma > 0.0 else 0.0
-    qs, us = work.sweeps[0], work.sweeps[1]
+    qs, us, table = work.sweeps[0], work.sweeps[1], tables.init_delay_ms
     size = qs.size if jit > 0.0 else max(n, 1)  # zero jitter: one chunk, no buffers
     total = 0.0
     for lo in range(0, n, size):
@@ -197,7 +201,6 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
         for m in range(n_pos):
             k = idx[m]
             i = lo + k
-            table = tables.init_delay_ms
             if jit > 0.0:
                 q = qs[k]
                 dly = (kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * us[k]
