@@ -18,7 +18,14 @@ from closedloop.neural import PULSE_DTYPE, ModelParams, NeuralModel
 from closedloop.neural.batch import run_pulses_batch, stack
 from closedloop.neural.kernels import PulseInputs, run_pulses
 from closedloop.neural.params import ExcitabilityParams, ResponseParams
-from closedloop.neural.pool import fired_fraction, fired_ratio, fired_regen
+from closedloop.neural.pool import (
+    fired_fraction,
+    fired_ratio,
+    fired_regen,
+    pool_regen_at,
+    pool_regen_table,
+    pool_rho_max,
+)
 from closedloop.neural.recording import initiation_table
 from closedloop.neural.rng import Z_MAX, fmix32_np, hash_normal_np
 
@@ -138,6 +145,25 @@ def test_pool_delay_is_the_members_mean_delay(jitter_rel):
         at_mean = regen(np.array([fired_ratio(c, th, jitter_rel)]))[0]
         if zs < 1.0:
             assert got - at_mean > 0.015  # Jensen: the delay at the mean u is 16-44 us early
+
+
+@pytest.mark.parametrize("jitter_rel", [0.03, 0.1, 0.25])
+def test_pool_delay_table_reads_the_quadrature(jitter_rel):
+    # the kernel reads a pool's mean regenerative delay from a table on rho = th / current;
+    # between its grid points (kinks included: the whole pool fires from rho = 1 / (1 + jitter
+    # Z_MAX)) it stays within 0.2 us of the quadrature it tabulates
+    init = initiation_table(ResponseParams())
+    table = pool_regen_table(jitter_rel, init)
+    rho_max = pool_rho_max(jitter_rel)
+    per_rho = (table.size - 2) / rho_max
+    rho = np.random.default_rng(0).uniform(0.02, rho_max * (1.0 - 1e-9), 20_000)
+    got = np.array([pool_regen_at(r, table, per_rho) for r in rho])
+    want = np.array([fired_regen(1.0, r, jitter_rel, init) for r in rho])
+    assert np.abs(got - want).max() < 2e-4  # ms (largest at the pool edge, where q ~ 0)
+    assert fired_fraction(1.0, rho_max * (1.0 + 1e-9), jitter_rel) == 0.0  # none fire above
+    assert fired_fraction(1.0, rho_max * (1.0 - 1e-6), jitter_rel) > 0.0
+    assert_allclose(table, reference.pool_regen_table_reference(jitter_rel, init), rtol=1e-12)
+    assert not pool_regen_table(0.0, init).any()
 
 
 def test_zero_jitter_pool_is_bit_for_bit_all_or_none():

@@ -103,6 +103,7 @@ def _tables_at(tb, p):
         tb.sd_ratio_range[p],
         tb.init_delay_ms[p],
         tb.template_ref[p],
+        tb.pool_regen_ms[p],
     )
 
 

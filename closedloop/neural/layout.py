@@ -98,6 +98,8 @@ class KernelTables(NamedTuple):
     template_ref: np.ndarray  # (3, B) the "recruited" template's per-class SFAP weight (sum 1),
                               # mean th / current and mean regenerative delay (ms); all zero:
                               # the class-mix template (recording.refresh_templates)
+    pool_regen_ms: np.ndarray  # (M + 1,) pool mode: mean regenerative delay of a pool's firing
+                               # members on rho = th / current (pool.pool_regen_table), ms
 
 
 class KernelState(NamedTuple):

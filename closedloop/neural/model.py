@@ -28,6 +28,7 @@ from closedloop.neural.layout import (
     new_work,
 )
 from closedloop.neural.params import ModelParams, RecordingParams
+from closedloop.neural.pool import pool_regen_table
 from closedloop.neural.population import Fibres, contact_sources, draw_fibres, tail_fraction
 from closedloop.neural.recording import (
     CACHE_SIZE,
@@ -288,6 +289,8 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
     g_ref = _reference_cell()
     mix = np.bincount(cls[first], weights=sfap[g_ref, first].astype(np.float64),
                       minlength=pop.n_classes)
+    init = initiation_table(resp)
+    exc = params.excitability
     return fibres, KernelTables(
         rheo_ma=rheo, sfap_uv=sfap, sd_q_ma=q, fibre_class=cls.astype(np.uint8),
         fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
@@ -295,11 +298,11 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
         sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
                               ^ words[1]).astype(np.uint32),
         cell_floor=cell_floors(rheo, q), sd_ratio_range=sd_ratio_range(rheo, q),
-        init_delay_ms=initiation_table(resp),
+        init_delay_ms=init,
         template_ref=recruited_template(
             recp.template_shape, rheo[g_ref].astype(np.float64)
-            + q[g_ref].astype(np.float64) * order_s(), sfap[g_ref], cls, pop.n_classes,
-            initiation_table(resp)))
+            + q[g_ref].astype(np.float64) * order_s(), sfap[g_ref], cls, pop.n_classes, init),
+        pool_regen_ms=pool_regen_table(exc.jitter_rel if exc.pool_fraction else 0.0, init))
 
 
 def _reference_cell() -> int:

@@ -26,8 +26,9 @@ from closedloop.neural.recording import delay_at
 from closedloop.neural.rng import IH_SCALE, Z_MAX
 
 __all__ = [
-    "IH_LOW", "IH_UNIT", "POOL_NODES", "fired_fraction", "fired_ratio", "fired_regen",
-    "irwin_hall_density", "irwin_hall_share", "pool_fire", "pool_shares",
+    "IH_LOW", "IH_UNIT", "POOL_NODES", "POOL_TABLE_SIZE", "fired_fraction", "fired_ratio",
+    "fired_regen", "irwin_hall_density", "irwin_hall_share", "pool_fire", "pool_regen_at",
+    "pool_regen_table", "pool_rho_max", "pool_shares",
 ]
 
 IH_UNIT = 1.0 / (256.0 * IH_SCALE)
@@ -40,6 +41,10 @@ POOL_NODES = 8
 _T, _W = np.polynomial.legendre.leggauss(POOL_NODES)
 GL_T = np.ascontiguousarray(0.5 * (_T[::-1] + 1.0))  # nodes on [0, 1], ascending
 GL_W = np.ascontiguousarray(0.5 * _W[::-1])
+POOL_TABLE_SIZE = 4096
+"""Grid points M of ``KernelTables.pool_regen_ms`` on rho = threshold / current in
+[0, :func:`pool_rho_max`] (linear interpolation within 0.2 µs of :func:`fired_regen` at jitter
+3-25 %, tests/test_pool_mode.py)."""
 
 
 @njit(cache=True, inline="always")
@@ -149,6 +154,51 @@ def fired_regen(current_ma, th_ma, jitter_rel, table):
     return num / den
 
 
+@njit(cache=True, inline="always")
+def pool_rho_max(jitter_rel):
+    """Largest rho = threshold / current at which part of a pool fires, ``1 / (1 - jitter Z_MAX)``.
+
+    ``irwin_hall_share`` gives ``q = 0`` for ``z = (1 / rho - 1) / jitter_rel <= -Z_MAX``;
+    ``jitter_rel * Z_MAX`` is below 1 over the parameter's range (0.25 x 3.46).
+    """
+    return 1.0 / (1.0 - jitter_rel * Z_MAX)
+
+
+@njit(cache=True)
+def pool_regen_table(jitter_rel, init_table):
+    """``KernelTables.pool_regen_ms``: :func:`fired_regen` on rho in [0, rho_max] (ms).
+
+    ``fired_regen`` depends on the current and the threshold only through rho = th / current,
+    so the kernel reads it from this table (:func:`pool_regen_at`) instead of a quadrature per
+    firing pool (which made pool mode 5-8x slower than all-or-none). Values at
+    ``rho = k rho_max / (M - 1)``, k = 0..M-1 (M = ``POOL_TABLE_SIZE``; rho = 0, where every
+    member fires at once, as the limit ``rho = 1e-12``), then a copy of the last; all zero at
+    ``jitter_rel = 0`` (all-or-none reads ``init_table`` itself).
+    """
+    m = POOL_TABLE_SIZE
+    out = np.zeros(m + 1)
+    if jitter_rel <= 0.0:
+        return out
+    step = pool_rho_max(jitter_rel) / (m - 1)
+    for k in range(m):
+        out[k] = fired_regen(1.0, max(k * step, 1e-12), jitter_rel, init_table)
+    out[m] = out[m - 1]
+    return out
+
+
+@njit(cache=True, inline="always")
+def pool_regen_at(rho, table, per_rho):
+    """Mean regenerative delay (ms) of a pool's firing members at rho = th / current.
+
+    Linear interpolation in ``table`` (``KernelTables.pool_regen_ms``); ``per_rho`` is
+    ``(M - 1) / rho_max``. For pools with q > 0 (rho < rho_max).
+    """
+    x = rho * per_rho
+    k = min(np.uint32(x), np.uint32(table.size - 2))  # unsigned: no wraparound code (rho >= 0)
+    g0 = table[k]
+    return g0 + (x - k) * (table[k + 1] - g0)
+
+
 @njit(cache=True, error_model="numpy")
 def pool_shares(th, lo, hi, current_ma, jitter_rel, q_out, u_out):
     """Fractions ``q`` and mean ratios ``u`` (:func:`fired_ratio`) of fibres ``lo:hi``.
@@ -171,7 +221,8 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
     ``q w`` (``w`` its SFAP weight, µV) to its class in ``work.class_acc`` and ``q w`` times
     its initiation delay (ms: the charging time at the mean ``u = th' / current`` of the
     members that fire, :func:`fired_ratio`, and their mean regenerative delay,
-    :func:`fired_regen`) into ``work.class_delay``; its refractory and supernormal values
+    :func:`fired_regen` read from ``tables.pool_regen_ms``, :func:`pool_regen_at`) into
+    ``work.class_delay``; its refractory and supernormal values
     become ``x + q (1 - x)`` and each adaptation process ``a + q inc (1 - a)`` (at ``q = 1``
     exactly the all-or-none reset). The fractions are computed in chunks of a sweep's length
     (:func:`pool_shares`, into ``work.sweeps``, free until the sweep is synthesised), the
@@ -184,6 +235,8 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
     dacc[:] = 0.0
     jit, inv_cur = kp.jitter_rel, 1.0 / current_ma if current_ma > 0.0 else 0.0
     qs, us, table = work.sweeps[0], work.sweeps[1], tables.init_delay_ms
+    regen = tables.pool_regen_ms
+    per_rho = (regen.size - 2) / pool_rho_max(jit) if jit > 0.0 else 0.0
     size = qs.size if jit > 0.0 else max(n, 1)  # zero jitter: one chunk, no buffers
     total = 0.0
     for lo in range(0, n, size):
@@ -204,7 +257,7 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
             if jit > 0.0:
                 q = qs[k]
                 dly = (kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * us[k]
-                       + fired_regen(current_ma, th[i], jit, table))
+                       + pool_regen_at(th[i] * inv_cur, regen, per_rho))
             else:
                 q = 1.0
                 dly = delay_at(th[i] * inv_cur, pw_us, kp.init_offset_ms, kp.init_pw_fraction,

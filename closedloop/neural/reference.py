@@ -37,6 +37,7 @@ from closedloop.neural.reference_pool import (
     irwin_hall_cdf_reference,
     pool_delay_reference,
     pool_fraction_reference,
+    pool_regen_table_reference,
 )
 from closedloop.neural.reference_tables import (
     _exp,
@@ -56,6 +57,7 @@ __all__ = [
     "n1p2_reference",
     "pool_delay_reference",
     "pool_fraction_reference",
+    "pool_regen_table_reference",
     "recruit_reference",
     "refresh_templates_reference",
     "run_pulses_reference",
@@ -171,7 +173,8 @@ def _pool_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
     n_cls, cls = state.templates.shape[0], tables.fibre_class[on]
     qw = qs * w[on]
     acc = np.bincount(cls, weights=qw, minlength=n_cls).astype(np.float64)
-    dly = pool_delay_reference(current_ma, pw_us, th[on], qs, kp, tables.init_delay_ms)
+    dly = pool_delay_reference(current_ma, pw_us, th[on], qs, kp, tables.init_delay_ms,
+                               tables.pool_regen_ms)
     dacc = np.bincount(cls, weights=qw * dly, minlength=n_cls).astype(np.float64)
     return float(_seq_sum(qs)), acc, dacc
 

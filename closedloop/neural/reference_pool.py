@@ -13,7 +13,10 @@ import numpy as np
 from closedloop.neural.rng import IH_SCALE, Z_MAX
 
 __all__ = ["fired_ratio_reference", "fired_regen_reference", "irwin_hall_cdf_reference",
-           "pool_delay_reference", "pool_fraction_reference"]
+           "pool_delay_reference", "pool_fraction_reference", "pool_regen_table_reference"]
+
+POOL_TABLE_SIZE = 4096
+"""Grid points of the pool delay table (``closedloop.neural.pool.POOL_TABLE_SIZE``)."""
 
 
 def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4, power: int | None = None
@@ -98,19 +101,42 @@ def fired_regen_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: floa
     return num / den
 
 
+def pool_regen_table_reference(jitter_rel: float, table: np.ndarray) -> np.ndarray:
+    """``KernelTables.pool_regen_ms``: :func:`fired_regen_reference` on rho = th / current.
+
+    At ``rho = k rho_max / (M - 1)``, k = 0..M-1, ``rho_max = 1 / (1 - jitter_rel Z_MAX)``
+    (the largest rho at which part of a pool fires; rho = 0 as 1e-12), then a copy of the
+    last; zeros at ``jitter_rel = 0``. ``table``: ``KernelTables.init_delay_ms``.
+    """
+    out = np.zeros(POOL_TABLE_SIZE + 1)
+    if jitter_rel <= 0.0:
+        return out
+    rho = np.arange(POOL_TABLE_SIZE) * (_rho_max(jitter_rel) / (POOL_TABLE_SIZE - 1))
+    out[:-1] = fired_regen_reference(1.0, np.maximum(rho, 1e-12), jitter_rel, table)
+    out[-1] = out[-2]
+    return out
+
+
+def _rho_max(jitter_rel: float) -> float:
+    return 1.0 / (1.0 - jitter_rel * Z_MAX)
+
+
 def pool_delay_reference(current_ma: float, pw_us: float, th_ma: np.ndarray, q: np.ndarray,
-                         kp, table: np.ndarray) -> np.ndarray:
+                         kp, table: np.ndarray, regen: np.ndarray) -> np.ndarray:
     """Mean initiation delay (ms) of the members that fire, for pools with fraction ``q > 0``.
 
     ``offset + pw_fraction * PW * E[u | fired]`` (:func:`fired_ratio_reference`; linear in u)
-    plus ``E[R(u) | fired]`` (:func:`fired_regen_reference`); at zero jitter the all-or-none
-    delay at ``u = th / current``. ``kp``: the ``KernelParams``; ``table``:
+    plus ``E[R(u) | fired]`` read linearly at rho = th / current in ``regen``
+    (``KernelTables.pool_regen_ms``, :func:`pool_regen_table_reference`); at zero jitter the
+    all-or-none delay at ``u = th / current``. ``kp``: the ``KernelParams``; ``table``:
     ``KernelTables.init_delay_ms``.
     """
     u = fired_ratio_reference(current_ma, th_ma, kp.jitter_rel, q)
     charge = kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * u
-    if kp.jitter_rel > 0.0:
-        return charge + fired_regen_reference(current_ma, th_ma, kp.jitter_rel, table)
+    if kp.jitter_rel > 0.0 and th_ma.size:
+        x = (th_ma * (1.0 / current_ma)) * ((regen.size - 2) / _rho_max(kp.jitter_rel))
+        k = np.minimum(x.astype(np.int64), regen.size - 2)
+        return charge + (regen[k] + (x - k) * (regen[k + 1] - regen[k]))
     x = u * (table.size - 2)
     k = np.minimum(x.astype(np.int64), table.size - 2)
     return charge + (table[k] + (x - k) * (table[k + 1] - table[k]))

@@ -19,6 +19,7 @@ from closedloop.neural.model import MIX_RECRUITED_FRACTION, NeuralModel
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources
 from closedloop.neural.recording import ORDER_PW_US, RECRUITED_RATIO
+from closedloop.neural.reference_pool import pool_regen_table_reference
 from closedloop.neural.rng import fmix32_np
 
 __all__ = ["build_tables_reference", "sd_tables_reference"]
@@ -183,7 +184,9 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
                               ^ words[1]).astype(np.uint32),
         cell_floor=_cell_floors_reference(rheo, q),
         sd_ratio_range=_sd_ratio_range_reference(rheo, q),
-        init_delay_ms=init, template_ref=ref)
+        init_delay_ms=init, template_ref=ref,
+        pool_regen_ms=pool_regen_table_reference(
+            params.excitability.jitter_rel if params.excitability.pool_fraction else 0.0, init))
 
 
 def _recruited_reference(key: np.ndarray, sfap: np.ndarray, cls: np.ndarray, init: np.ndarray,
