@@ -124,8 +124,8 @@ real, built = registry.make_controller, []
 
 def make_then_hang(name):
     built.append(name)
-    if len(built) == 3:                 # the third episode never finishes: killed here
-        while True:
+    if name != built[0]:                # the second controller's batch never starts: killed
+        while True:                     # here (a batch-ready controller is built once a batch)
             time.sleep(0.05)
     return real(name)
 
@@ -140,7 +140,7 @@ def _rows_without_wall_time(out):
 
 
 def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_results(cli, tmp_path):
-    """SIGKILL after two of four episodes (the third hangs, so no timing), then resume."""
+    """SIGKILL after two of four episodes (the second batch hangs, so no timing), then resume."""
     import signal
     import subprocess
     import sys

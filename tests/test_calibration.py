@@ -59,7 +59,11 @@ def test_target_position_places_the_target_in_or_below_the_common_window(record)
     assert record.target_uv == pytest.approx(lo + patient.target_position * (hi - lo))
     low = calibrate(dataclasses.replace(patient, target_position=-0.25))
     assert low.target_uv == pytest.approx(0.75 * lo)
-    assert low.comfort_ma < low.reference.perception_ma      # open loop below perception too
+    # a target under every posture's perception ECAP: the open loop is below perception too
+    below = 0.9 * min(pc.perception_ecap_uv for pc in record.postures) / lo - 1.0
+    low = calibrate(dataclasses.replace(patient, target_position=below))
+    assert low.target_uv < low.reference.perception_ecap_uv
+    assert low.comfort_ma < low.reference.perception_ma
     top = calibrate(patient, target_position=1.0)
     assert top.target_uv == pytest.approx(hi)
 

@@ -1,8 +1,10 @@
 """The template (matched-filter) estimate reads the noise-free ECAP's N1-P2.
 
 Noise is switched off; the stimulus artefact and the ADC stay on, as the device sees them.
-Measured for the default patient and test-000..005 at 250 µs (est-fix): supine 0.81-1.03 over
-1.25-2 x the noise-free ECAP threshold, prone 0.88-1.01; before the artefact-orthogonal filter
+Measured for the default patient and test-000..007 at 250 µs, pool mode (the default since
+issue 18): supine 0.84-1.12 over 1.25-2 x the noise-free ECAP threshold, prone 1.03-1.06.
+All-or-none read 0.81-1.03 and 0.88-1.01: its pulse-to-pulse scatter raised the mean per-pulse
+N1-P2 by 5-26 % near threshold, more than the mean ECAP. Before the artefact-orthogonal filter
 supine 0.60-0.89 and prone 0.07-2.1 (the artefact tail projected onto the filter).
 """
 
@@ -47,9 +49,9 @@ def test_template_reads_the_noise_free_n1p2(which):
     th = _threshold_ma(model, supine)
     assert np.isfinite(th)
     for k in (1.25, 1.5, 2.0):
-        assert 0.75 < _ratio(model, k * th, supine) < 1.1, (which, k)
+        assert 0.75 < _ratio(model, k * th, supine) < 1.15, (which, k)
     # prone: the artefact is several times the ECAP; it must not pull the estimate to zero
     prone = patient.csf_mm("prone")
     th = _threshold_ma(model, prone)
     if np.isfinite(th) and 2.0 * th <= 25.5:
-        assert 0.8 < _ratio(model, 2.0 * th, prone) < 1.1, (which, "prone")
+        assert 0.8 < _ratio(model, 2.0 * th, prone) < 1.15, (which, "prone")

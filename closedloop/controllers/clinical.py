@@ -12,9 +12,10 @@ growth-curve slope ``s`` (µV/mA):
 * **log-domain updates** (US 2023/0337962, optional): ``log I += g e / (s I)``, a multiplicative
   step that equals ``ΔI`` to first order and can never cross zero;
 * **fast back-off** (US 2023/0337962): while ``ECAP > target (1 + overshoot_rel)`` the gain is
-  multiplied by ``backoff_gain``. The test reads the ECAP as measured (``backoff_filter_s = 0``)
-  or low-pass filtered with that time constant, so that single noisy readings at small targets
-  do not trigger it (assumption: the device tests a few pulses, not one);
+  multiplied by ``backoff_gain``. The test reads the ECAP low-pass filtered with the time
+  constant ``backoff_filter_s`` (default 0.05 s; 0: each reading as measured), so that single
+  noisy readings at small targets do not trigger it (assumption: the device tests a few
+  pulses, not one);
 * **fixed-current fallback** (US 12,533,518): after ``fallback_after_s`` without a detected
   ECAP, the current is held at ``calibration.fallback_ma`` until an ECAP is detected again;
 * **clinician limits** (US 2024/0173550): requests are clipped to ``[min_ma, max_ma]``.
@@ -58,7 +59,7 @@ class ClinicalLoopParams:
                                  doc="back-off above target * (1 + overshoot_rel)")
     backoff_gain: float = param(3.0, "1", "US 2023/0337962 (fast back-off)", 1.0, 100.0,
                                 doc="gain multiplier while backing off")
-    backoff_filter_s: float = param(0.0, "s", "assumption: the device tests a few pulses, not "
+    backoff_filter_s: float = param(0.05, "s", "assumption: the device tests a few pulses, not "
                                     "one (issue 18: 0, each reading, fires on noise at small "
                                     "targets)", 0.0, 10.0,
                                     doc="time constant of the ECAP filter of the back-off test")
