@@ -290,7 +290,6 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
     mix = np.bincount(cls[first], weights=sfap[g_ref, first].astype(np.float64),
                       minlength=pop.n_classes)
     init = initiation_table(resp)
-    exc = params.excitability
     return fibres, KernelTables(
         rheo_ma=rheo, sfap_uv=sfap, sd_q_ma=q, fibre_class=cls.astype(np.uint8),
         fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),

@@ -179,6 +179,8 @@ def pool_regen_table(jitter_rel, init_table):
     out = np.zeros(m + 1)
     if jitter_rel <= 0.0:
         return out
+    if not jitter_rel * Z_MAX < 1.0:  # the parameter's range keeps it below (0.25 x 3.45)
+        raise ValueError("pool_regen_table: jitter_rel * Z_MAX must be below 1")
     step = pool_rho_max(jitter_rel) / (m - 1)
     for k in range(m):
         out[k] = fired_regen(1.0, max(k * step, 1e-12), jitter_rel, init_table)
