@@ -94,12 +94,14 @@ class KernelTables(NamedTuple):
     sample_hash: np.ndarray   # (S,) uint32 per-sample hash base of the amplifier noise
     cell_floor: np.ndarray    # (G-1, NB) float32 screening floor per grid cell and block, mA
     sd_ratio_range: np.ndarray  # (2,) smallest and largest Q / rheo over fibres and grid
-    init_delay_ms: np.ndarray  # (INIT_TABLE_SIZE + 1,) regenerative initiation delay on th / current, ms
+    init_delay_ms: np.ndarray  # (INIT_TABLE_SIZE + 1,) regenerative initiation delay on
+                               # th / current, ms
     template_ref: np.ndarray  # (3, B) the "recruited" template's per-class SFAP weight (sum 1),
                               # mean th / current and mean regenerative delay (ms); all zero:
                               # the class-mix template (recording.refresh_templates)
-    pool_regen_ms: np.ndarray  # (POOL_TABLE_SIZE + 1,) pool mode: mean regenerative delay of a pool's firing
-                               # members on rho = th / current (pool.pool_regen_table), ms
+    pool_regen_ms: np.ndarray  # (POOL_TABLE_SIZE + 1,) pool mode: mean regenerative delay of a
+                               # pool's firing members on rho = th / current
+                               # (pool.pool_regen_table), ms
 
 
 class KernelState(NamedTuple):
