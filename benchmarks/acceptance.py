@@ -34,36 +34,50 @@ BASELINE = "open-loop"
 def clinic_table(doc: dict) -> list[str]:
     """Markdown rows: ratio to open loop of mean |ECAP - target| and of time in window."""
     ratios = {(r["controller"], r["metric"]): r for r in doc["ratios"] if r["env_id"] == CLINIC}
-    lines = ["| controller | mad ratio [95 % CI] | time-in-window ratio [95 % CI] | beats open "
-             "loop on both |", "|---|---|---|---|"]
+    lines = [
+        "| controller | mad ratio [95 % CI] | time-in-window ratio [95 % CI] | beats open "
+        "loop on both |",
+        "|---|---|---|---|",
+    ]
     for name in sorted({c for c, _ in ratios}):
         mad, tiw = ratios.get((name, "mad_uv")), ratios.get((name, "time_in_window_frac"))
         if name == BASELINE or mad is None or tiw is None:
             continue
         both = mad["value"] < mad["baseline_value"] and tiw["value"] > tiw["baseline_value"]
-        lines.append(f"| {name} | {mad['ratio']:.3f} [{mad['ratio_lo']:.3f}, "
-                     f"{mad['ratio_hi']:.3f}] | {tiw['ratio']:.3f} [{tiw['ratio_lo']:.3f}, "
-                     f"{tiw['ratio_hi']:.3f}] | {'yes' if both else 'NO'} |")
+        lines.append(
+            f"| {name} | {mad['ratio']:.3f} [{mad['ratio_lo']:.3f}, "
+            f"{mad['ratio_hi']:.3f}] | {tiw['ratio']:.3f} [{tiw['ratio_lo']:.3f}, "
+            f"{tiw['ratio_hi']:.3f}] | {'yes' if both else 'NO'} |"
+        )
     return lines
 
 
 def cough_table(doc: dict) -> list[str]:
     """Markdown rows: overstimulation events per episode in the cough storm."""
-    rows = {r["controller"]: r for r in doc["summary"]
-            if r["env_id"] == COUGH and r["metric"] == "overstim_events"}
+    rows = {
+        r["controller"]: r
+        for r in doc["summary"]
+        if r["env_id"] == COUGH and r["metric"] == "overstim_events"
+    }
     base = rows[BASELINE]["mean"]
-    lines = ["| controller | overstimulation events per episode, mean [95 % CI] | vs open loop |",
-             "|---|---|---|"]
+    lines = [
+        "| controller | overstimulation events per episode, mean [95 % CI] | vs open loop |",
+        "|---|---|---|",
+    ]
     for name, r in sorted(rows.items(), key=lambda kv: kv[1]["mean"]):
-        lines.append(f"| {name} | {r['mean']:.2f} [{r['mean_lo']:.2f}, {r['mean_hi']:.2f}] | "
-                     f"{r['mean'] / base:.2f}x |")
+        lines.append(
+            f"| {name} | {r['mean']:.2f} [{r['mean_lo']:.2f}, {r['mean_hi']:.2f}] | "
+            f"{r['mean'] / base:.2f}x |"
+        )
     return lines
 
 
 def _diff_cell(d: dict) -> str:
     """``diff [lo, hi]`` and the probability of improvement of one paired comparison."""
-    return (f"{d['diff']:+.3g} [{d['diff_lo']:+.3g}, {d['diff_hi']:+.3g}] | {d['poi']:.2f} | "
-            f"{d['vs_baseline']}")
+    return (
+        f"{d['diff']:+.3g} [{d['diff_lo']:+.3g}, {d['diff_hi']:+.3g}] | {d['poi']:.2f} | "
+        f"{d['vs_baseline']}"
+    )
 
 
 def _envs(rows: list[dict], primary: dict[str, str]):
@@ -74,8 +88,13 @@ def _envs(rows: list[dict], primary: dict[str, str]):
             continue
         names = list(dict.fromkeys(r["controller"] for r in env_rows))
         means = {c: _mean([r[metric] for r in env_rows if r["controller"] == c]) for c in names}
-        yield env_id, metric, env_rows, means, sorted(
-            names, key=lambda c: -DIRECTION[metric] * means[c])
+        yield (
+            env_id,
+            metric,
+            env_rows,
+            means,
+            sorted(names, key=lambda c: -DIRECTION[metric] * means[c]),
+        )
 
 
 def separation_table(rows: list[dict], primary: dict[str, str], baseline: str) -> list[str]:
@@ -90,14 +109,18 @@ def separation_table(rows: list[dict], primary: dict[str, str], baseline: str) -
         best, median = order[0], order[(len(order) - 1) // 2]
         pairs = [("clinical-loop", "p"), (best, median)]
         pairs += [(c, baseline) for c in order if c != baseline]
-        lines += [f"### {env_id}: `{metric}` ({'higher' if sign > 0 else 'lower'} is better)",
-                  "", "| comparison | mean of the paired difference [95 % CI] | P(improvement) "
-                  "| verdict |", "|---|---|---|---|"]
+        lines += [
+            f"### {env_id}: `{metric}` ({'higher' if sign > 0 else 'lower'} is better)",
+            "",
+            "| comparison | mean of the paired difference [95 % CI] | P(improvement) | verdict |",
+            "|---|---|---|---|",
+        ]
         for c, ref in pairs:
             if c not in names or ref not in names or c == ref:
                 continue
-            d = next(x for x in paired_differences(env_rows, env_id, metric, ref)
-                     if x["controller"] == c)
+            d = next(
+                x for x in paired_differences(env_rows, env_id, metric, ref) if x["controller"] == c
+            )
             tag = " (best - median)" if (c, ref) == (best, median) else ""
             lines.append(f"| {c} - {ref}{tag} | {_diff_cell(d)} |")
         lines.append("")
@@ -110,15 +133,22 @@ def _ci(d: dict) -> str:
 
 def headline_table(rows: list[dict], primary: dict[str, str], baseline: str) -> list[str]:
     """Markdown: one line per env, the README headline (means and paired differences)."""
-    lines = ["| env: primary metric | open loop | clinical loop | best | clinical loop - P | "
-             "clinical loop - open loop | best - median |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| env: primary metric | open loop | clinical loop | best | clinical loop - P | "
+        "clinical loop - open loop | best - median |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for env_id, metric, env_rows, means, order in _envs(rows, primary):
         best, median = order[0], order[(len(order) - 1) // 2]
-        cl_p, cl_ol, top = (_pair(env_rows, env_id, metric, c, ref) for c, ref in (
-            ("clinical-loop", "p"), ("clinical-loop", baseline), (best, median)))
-        lines.append(f"| {env_id.split('/')[1]}: `{metric}` | {means[baseline]:.3g} | "
-                     f"{means['clinical-loop']:.3g} | {best} {means[best]:.3g} | "
-                     f"{_ci(cl_p)} | {_ci(cl_ol)} | {_ci(top)} ({median}) |")
+        cl_p, cl_ol, top = (
+            _pair(env_rows, env_id, metric, c, ref)
+            for c, ref in (("clinical-loop", "p"), ("clinical-loop", baseline), (best, median))
+        )
+        lines.append(
+            f"| {env_id.split('/')[1]}: `{metric}` | {means[baseline]:.3g} | "
+            f"{means['clinical-loop']:.3g} | {best} {means[best]:.3g} | "
+            f"{_ci(cl_p)} | {_ci(cl_ol)} | {_ci(top)} ({median}) |"
+        )
     return lines
 
 
@@ -141,15 +171,29 @@ def main(argv=None) -> int:
     doc = json.loads(Path(args.run, "summary.json").read_text(encoding="utf-8"))
     rows = json.loads(Path(args.run, "results.json").read_text(encoding="utf-8"))["rows"]
     suite = Suite.from_dict(json.loads(Path(args.run, "suite.json").read_text(encoding="utf-8")))
-    text = "\n".join([
-        "## Headline: means over patients and seeds, paired differences [95 % CI]", "",
-        *headline_table(rows, suite.primary(), suite.baseline), "",
-        "## Does the suite separate controllers? (issue 18)", "",
-        "Paired differences on each env's primary metric, controller minus reference, over the "
-        "same patients and seeds.", "", *separation_table(rows, suite.primary(), suite.baseline),
-        "## Clinic posture sequence, test cohort: ratio to open loop (mean over patients and "
-        "seeds)", "", *clinic_table(doc), "",
-        "## Cough storm, test cohort: overstimulation events", "", *cough_table(doc), ""])
+    text = "\n".join(
+        [
+            "## Headline: means over patients and seeds, paired differences [95 % CI]",
+            "",
+            *headline_table(rows, suite.primary(), suite.baseline),
+            "",
+            "## Does the suite separate controllers? (issue 18)",
+            "",
+            "Paired differences on each env's primary metric, controller minus reference, over the "
+            "same patients and seeds.",
+            "",
+            *separation_table(rows, suite.primary(), suite.baseline),
+            "## Clinic posture sequence, test cohort: ratio to open loop (mean over patients and "
+            "seeds)",
+            "",
+            *clinic_table(doc),
+            "",
+            "## Cough storm, test cohort: overstimulation events",
+            "",
+            *cough_table(doc),
+            "",
+        ]
+    )
     print(text)
     if args.md:
         write_text_atomic(Path(args.md), "# Acceptance figures\n\n" + text)

@@ -54,14 +54,18 @@ def section_step(n_steps: int, repeats: int) -> dict:
     ours, cart = gym.make(ENV_ID), gym.make("CartPole-v1")
     cart.action_space.seed(0)
     ours.action_space.seed(0)
-    steps_per_second(ours, 200, rng)          # warm-up: JIT caches, model build
+    steps_per_second(ours, 200, rng)  # warm-up: JIT caches, model build
     res = {"ours": [], "cartpole": []}
     for _ in range(repeats):
         res["ours"].append(steps_per_second(ours, n_steps, rng))
         res["cartpole"].append(steps_per_second(cart, n_steps, rng))
     best = {k: max(v) for k, v in res.items()}
-    return {"steps_per_s": res, "best": best, "ratio": best["ours"] / best["cartpole"],
-            "breakdown_us": step_breakdown(min(n_steps, 8000), repeats)}
+    return {
+        "steps_per_s": res,
+        "best": best,
+        "ratio": best["ours"] / best["cartpole"],
+        "breakdown_us": step_breakdown(min(n_steps, 8000), repeats),
+    }
 
 
 def step_breakdown(n_steps: int, repeats: int) -> dict:
@@ -82,11 +86,11 @@ def step_breakdown(n_steps: int, repeats: int) -> dict:
     inner = env.unwrapped
 
     def run(e, actions, stub=None) -> float:
-        e.reset(seed=0)                  # our patient's episode is longer than n_steps
+        e.reset(seed=0)  # our patient's episode is longer than n_steps
         if stub is not None:
             inner._fast = (*inner._make_fast()[:-1], stub)
         elapsed, done = 0.0, 0
-        while done < n_steps:            # CartPole's resets are not timed
+        while done < n_steps:  # CartPole's resets are not timed
             t0 = time.process_time()
             while done < n_steps:
                 _, _, term, trunc, _ = e.step(actions[done & 255])
@@ -101,10 +105,13 @@ def step_breakdown(n_steps: int, repeats: int) -> dict:
     env.reset(seed=0)
     args = (1.0, inner._make_fast()[-2])
     stub = _stub_step(args)
-    jobs = {"step_wrapped": lambda: run(env, acts), "step": lambda: run(inner, acts),
-            "step_stub": lambda: run(inner, acts, stub),
-            "compiled_call": lambda: timeit_us(lambda: stub(*args), n_steps),
-            "cartpole": lambda: run(cart, cart_acts)}
+    jobs = {
+        "step_wrapped": lambda: run(env, acts),
+        "step": lambda: run(inner, acts),
+        "step_stub": lambda: run(inner, acts, stub),
+        "compiled_call": lambda: timeit_us(lambda: stub(*args), n_steps),
+        "cartpole": lambda: run(cart, cart_acts),
+    }
     best = {k: min(f() for _ in range(repeats)) for k, f in jobs.items()}
     best["compiled"] = best["step"] - best["step_stub"] + best["compiled_call"]
     best["python"] = best["step_stub"] - best["compiled_call"]
@@ -129,6 +136,7 @@ def section_memory() -> dict:
     Without the background build of the next patient's model, which adds one model's tables
     per env (``model_tables_mb``) until that patient's reset.
     """
+
     def rss_mb() -> float:
         with open(f"/proc/{os.getpid()}/status") as fh:
             for line in fh:
@@ -166,11 +174,11 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
     env, null = gym.make(ENV_ID), null_env(gym.make(ENV_ID))
     env.reset(seed=0)
     null.reset(seed=0)
-    info = env.step(env.action_space.sample())[4]   # our info dict, as DummyVecEnv keeps it
+    info = env.step(env.action_space.sample())[4]  # our info dict, as DummyVecEnv keeps it
     info["TimeLimit.truncated"] = False
     infos = [[info], [{"TimeLimit.truncated": False}]]
     cost = [min(timeit_us(lambda x=x: copy.deepcopy(x), 2000) for _ in range(5)) for x in infos]
-    model_store.clear()                          # time a reset that builds a new model
+    model_store.clear()  # time a reset that builds a new model
     env = gym.make(ENV_ID)
     env.unwrapped.prefetch_next_patient = False
     t0 = time.perf_counter()
@@ -179,14 +187,19 @@ def ppo_breakdown(ppo: dict, step: dict) -> dict:
     t0 = time.perf_counter()
     env.reset(seed=0)
     cached_s = time.perf_counter() - t0
-    null_step = min(timeit_us(lambda: null.step(null.action_space.sample()), 5000)
-                    for _ in range(5))
+    null_step = min(
+        timeit_us(lambda: null.step(null.action_space.sample()), 5000) for _ in range(5)
+    )
     sample = min(timeit_us(null.action_space.sample, 5000) for _ in range(5))
-    out = {"ours_per_step": 1e6 / ppo["ours"], "null_per_step": 1e6 / ppo["null"],  # µs
-           "env_step": step["breakdown_us"]["step_wrapped"] - (null_step - sample),
-           "info_deepcopy": cost[0] - cost[1],
-           "resets": ppo["reset_s_ours"] * 1e6 / ppo["steps"],
-           "reset_new_patient_s": new_s, "reset_cached_s": cached_s}
+    out = {
+        "ours_per_step": 1e6 / ppo["ours"],
+        "null_per_step": 1e6 / ppo["null"],  # µs
+        "env_step": step["breakdown_us"]["step_wrapped"] - (null_step - sample),
+        "info_deepcopy": cost[0] - cost[1],
+        "resets": ppo["reset_s_ours"] * 1e6 / ppo["steps"],
+        "reset_new_patient_s": new_s,
+        "reset_cached_s": cached_s,
+    }
     out["extra"] = out["ours_per_step"] - out["null_per_step"]
     out["other"] = out["extra"] - out["env_step"] - out["info_deepcopy"] - out["resets"]
     return out
@@ -221,8 +234,12 @@ def section_vector(sizes, steps: int, repeats: int) -> dict:
             for _ in range(steps):
                 venv.step(act)
             best = max(best, steps * n / (time.perf_counter() - t0))
-        out[n] = {"env_steps_per_s": best, "reset_s": reset_s, "table_slots": len(venv._slots),
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        out[n] = {
+            "env_steps_per_s": best,
+            "reset_s": reset_s,
+            "table_slots": len(venv._slots),
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
         del venv
         gc.collect()
     return out
@@ -237,45 +254,59 @@ def main(argv=None) -> int:
     res = {"machine": os.uname().machine, "cpus": os.cpu_count()}
     res["step"] = section_step(n, reps)
     s = res["step"]
-    print(f"single env step, best of {reps}: ours {s['best']['ours']:,.0f} steps/s, CartPole-v1 "
-          f"{s['best']['cartpole']:,.0f} steps/s, ratio {s['ratio']:.3f} (target >= 0.5, goal 1)")
+    print(
+        f"single env step, best of {reps}: ours {s['best']['ours']:,.0f} steps/s, CartPole-v1 "
+        f"{s['best']['cartpole']:,.0f} steps/s, ratio {s['ratio']:.3f} (target >= 0.5, goal 1)"
+    )
     b = s["breakdown_us"]
-    print(f"  per step, {b['patient']} (µs): gymnasium.make env {b['step_wrapped']:.2f} = "
-          f"compiled step {b['compiled']:.2f} (of which argument unboxing "
-          f"{b['compiled_call']:.2f}) + env "
-          f"Python {b['python']:.2f} + make's wrappers {b['wrappers']:.2f}; CartPole-v1 "
-          f"{b['cartpole']:.2f} (ratio {b['cartpole'] / b['step_wrapped']:.3f})")
+    print(
+        f"  per step, {b['patient']} (µs): gymnasium.make env {b['step_wrapped']:.2f} = "
+        f"compiled step {b['compiled']:.2f} (of which argument unboxing "
+        f"{b['compiled_call']:.2f}) + env "
+        f"Python {b['python']:.2f} + make's wrappers {b['wrappers']:.2f}; CartPole-v1 "
+        f"{b['cartpole']:.2f} (ratio {b['cartpole'] / b['step_wrapped']:.3f})"
+    )
     res["memory"] = section_memory()
     m = res["memory"]
-    print(f"memory: {m['rss_per_env_mb']:.1f} MB resident per env after reset; the patient's "
-          f"model tables {m['model_tables_mb']:.1f} MB (the next patient's, built ahead, as "
-          "much again)")
+    print(
+        f"memory: {m['rss_per_env_mb']:.1f} MB resident per env after reset; the patient's "
+        f"model tables {m['model_tables_mb']:.1f} MB (the next patient's, built ahead, as "
+        "much again)"
+    )
     res["ppo"] = section_ppo(args.quick)
     for name, p in res["ppo"].items():
         r = np.array(p["round_ratios"])
-        print(f"PPO {name} ({p['n_envs']} env(s), {p['steps']} steps): ours {p['ours']:,.0f} "
-              f"env-steps/s, null env {p['null']:,.0f}, ratio {p['ratio']:.3f} (target >= 0.9;"
-              f" rounds: median {np.median(r):.3f}, range {r.min():.3f}-{r.max():.3f})")
+        print(
+            f"PPO {name} ({p['n_envs']} env(s), {p['steps']} steps): ours {p['ours']:,.0f} "
+            f"env-steps/s, null env {p['null']:,.0f}, ratio {p['ratio']:.3f} (target >= 0.9;"
+            f" rounds: median {np.median(r):.3f}, range {r.min():.3f}-{r.max():.3f})"
+        )
     p = res["ppo"]["single_lean"]
     p["breakdown_us"] = d = ppo_breakdown(p, s)
-    print(f"  single_lean per step (µs): ours {d['ours_per_step']:.0f}, null "
-          f"{d['null_per_step']:.0f}, extra {d['extra']:.0f} = env step {d['env_step']:.0f} + "
-          f"info deep copy {d['info_deepcopy']:.1f} + resets {d['resets']:.1f} "
-          f"({p['resets_ours']} reset(s) in {p['reset_s_ours']:.3f} s; a reset building a new "
-          f"patient's model takes {d['reset_new_patient_s']:.2f} s, with it built "
-          f"{d['reset_cached_s'] * 1e3:.0f} ms) + other {d['other']:.0f}")
+    print(
+        f"  single_lean per step (µs): ours {d['ours_per_step']:.0f}, null "
+        f"{d['null_per_step']:.0f}, extra {d['extra']:.0f} = env step {d['env_step']:.0f} + "
+        f"info deep copy {d['info_deepcopy']:.1f} + resets {d['resets']:.1f} "
+        f"({p['resets_ours']} reset(s) in {p['reset_s_ours']:.3f} s; a reset building a new "
+        f"patient's model takes {d['reset_new_patient_s']:.2f} s, with it built "
+        f"{d['reset_cached_s'] * 1e3:.0f} ms) + other {d['other']:.0f}"
+    )
     p = res["ppo"]["training"]
     w, a = p["step_wait_us"], p["step_wait_alone_us"]
     per = {k: 1e6 * p["n_envs"] / p[k] for k in ("ours", "null")}
-    print(f"  training per step of {p['n_envs']} (µs): ours {per['ours']:.0f}, null "
-          f"{per['null']:.0f}, extra {per['ours'] - per['null']:.0f}; the vec env's step_wait "
-          f"inside PPO: ours {w['ours']:.0f}, null {w['null']:.0f} (alone, median: ours "
-          f"{a['ours']:.0f}, null {a['null']:.0f})")
+    print(
+        f"  training per step of {p['n_envs']} (µs): ours {per['ours']:.0f}, null "
+        f"{per['null']:.0f}, extra {per['ours'] - per['null']:.0f}; the vec env's step_wait "
+        f"inside PPO: ours {w['ours']:.0f}, null {w['null']:.0f} (alone, median: ours "
+        f"{a['ours']:.0f}, null {a['null']:.0f})"
+    )
     res["vector"] = section_vector((256, 1024), 10 if args.quick else 50, 2 if args.quick else 6)
     for n, r in res["vector"].items():
-        print(f"native vector env, {n} patients: {r['env_steps_per_s']:,.0f} env-steps/s "
-              f"(target >= 250,000; goal 1,000,000), reset {r['reset_s']:.1f} s, "
-              f"{r['table_slots']} table slots, process max RSS {r['max_rss_mb']:.0f} MB")
+        print(
+            f"native vector env, {n} patients: {r['env_steps_per_s']:,.0f} env-steps/s "
+            f"(target >= 250,000; goal 1,000,000), reset {r['reset_s']:.1f} s, "
+            f"{r['table_slots']} table slots, process max RSS {r['max_rss_mb']:.0f} MB"
+        )
     if args.json:
         write_text_atomic(Path(args.json), json.dumps(res, indent=1) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)

@@ -39,7 +39,8 @@ def _same(a, b) -> bool:
     """Whether two episode results have identical metrics (bit for bit, NaN equal to NaN)."""
     return a.metrics.keys() == b.metrics.keys() and all(
         np.array_equal(np.asarray(a.metrics[k]), np.asarray(b.metrics[k]), equal_nan=True)
-        for k in a.metrics)
+        for k in a.metrics
+    )
 
 
 class _OneByOne:
@@ -77,14 +78,18 @@ def main(argv=None) -> int:
     episodes = [(f"test-{i:03d}", seed) for i in range(1, n_patients + 1) for seed in (0, 1)]
     overrides = {"episode_s": episode_s}
     paths = {
-        "one-by-one": lambda n: [run_episode(make_controller(n), ENV_ID, p, s, overrides)
-                                 for p, s in episodes],
-        "vec+loop": lambda n: run_episodes(lambda: _OneByOne(make_controller(n)), ENV_ID,
-                                           episodes, overrides, threads=args.threads),
-        "vec+batch": lambda n: run_episodes(lambda: make_controller(n), ENV_ID, episodes,
-                                            overrides, threads=args.threads)}
+        "one-by-one": lambda n: [
+            run_episode(make_controller(n), ENV_ID, p, s, overrides) for p, s in episodes
+        ],
+        "vec+loop": lambda n: run_episodes(
+            lambda: _OneByOne(make_controller(n)), ENV_ID, episodes, overrides, threads=args.threads
+        ),
+        "vec+batch": lambda n: run_episodes(
+            lambda: make_controller(n), ENV_ID, episodes, overrides, threads=args.threads
+        ),
+    }
     batched = {n: getattr(make_controller(n), "batch_ready", False) for n in args.controllers}
-    for name in args.controllers:          # warm up: compile, build and cache every patient
+    for name in args.controllers:  # warm up: compile, build and cache every patient
         run_episodes(lambda n=name: make_controller(n), ENV_ID, episodes, {"episode_s": 12})
         run_episode(make_controller(name), ENV_ID, episodes[0][0], 0, {"episode_s": 12})
     best: dict = {}
@@ -97,19 +102,28 @@ def main(argv=None) -> int:
                 results[path], times[path] = _timed(lambda n=name, f=play: f(n))
                 best[name, path] = min(best.get((name, path), np.inf), times[path])
             ref = results["one-by-one"]
-            same = all(_same(a, b) for out in results.values() for a, b in zip(out, ref,
-                                                                              strict=True))
-            print(f"repeat {rep}: {name}: " + ", ".join(f"{p} {t:.2f} s CPU" for p, t in
-                                                        times.items())
-                  + f"; identical metrics: {same}", flush=True)
+            same = all(
+                _same(a, b) for out in results.values() for a, b in zip(out, ref, strict=True)
+            )
+            print(
+                f"repeat {rep}: {name}: "
+                + ", ".join(f"{p} {t:.2f} s CPU" for p, t in times.items())
+                + f"; identical metrics: {same}",
+                flush=True,
+            )
     n = len(episodes)
-    print(f"\n{ENV_ID}, episode_s={episode_s:g}, {n} episodes ({n_patients} patients x 2 seeds), "
-          f"threads={args.threads}; best of {repeats} repeat(s), episodes per CPU second "
-          "(ratio to one-by-one):")
+    print(
+        f"\n{ENV_ID}, episode_s={episode_s:g}, {n} episodes ({n_patients} patients x 2 seeds), "
+        f"threads={args.threads}; best of {repeats} repeat(s), episodes per CPU second "
+        "(ratio to one-by-one):"
+    )
     for name in args.controllers:
         base = best[name, "one-by-one"]
-        cells = [f"{p} {n / best[name, p]:8.3f} ({base / best[name, p]:4.2f}x)" for p in paths
-                 if (name, p) in best]
+        cells = [
+            f"{p} {n / best[name, p]:8.3f} ({base / best[name, p]:4.2f}x)"
+            for p in paths
+            if (name, p) in best
+        ]
         print(f"  {name:15s} " + "  ".join(cells))
     return 0
 

@@ -56,18 +56,17 @@ N_PATIENTS = 8
 class Sizes:
     """How much work each section does."""
 
-    scalar_pulses: int      # section 1, pulses per measurement
-    ref_pulses: int         # section 2, pulses per reference measurement
-    cell_seconds: float     # section 3, target duration of one measurement
-    fibre_counts: tuple     # section 3
-    rates_hz: tuple         # section 3
-    jit_repeats: int        # section 4, cold/warm subprocess pairs
-    batch_pulses: int       # section 5, pulses per patient
-    repeats: int            # repeats of every in-process measurement (>= 3)
+    scalar_pulses: int  # section 1, pulses per measurement
+    ref_pulses: int  # section 2, pulses per reference measurement
+    cell_seconds: float  # section 3, target duration of one measurement
+    fibre_counts: tuple  # section 3
+    rates_hz: tuple  # section 3
+    jit_repeats: int  # section 4, cold/warm subprocess pairs
+    batch_pulses: int  # section 5, pulses per patient
+    repeats: int  # repeats of every in-process measurement (>= 3)
 
 
-FULL = Sizes(200_000, 300, 0.75, (1_000, 10_000, 100_000), (50.0, 1_000.0, 10_000.0), 3, 25_000,
-             5)
+FULL = Sizes(200_000, 300, 0.75, (1_000, 10_000, 100_000), (50.0, 1_000.0, 10_000.0), 3, 25_000, 5)
 QUICK = Sizes(10_000, 30, 0.05, (1_000, 10_000), (50.0, 1_000.0, 10_000.0), 1, 1_000, 3)
 
 
@@ -98,8 +97,13 @@ def timed(jobs: dict[str, Job], repeats: int) -> dict[str, tuple[list[float], ob
 
 def rate(times: list[float], n: int) -> dict:
     """Summary of ``n`` units of work timed ``times``: best (headline) and median."""
-    return {"times_s": times, "best_s": min(times), "median_s": med(times),
-            "pps_best": n / min(times), "pps_median": n / med(times)}
+    return {
+        "times_s": times,
+        "best_s": min(times),
+        "median_s": med(times),
+        "pps_best": n / min(times),
+        "pps_median": n / med(times),
+    }
 
 
 def med(xs: list[float]) -> float:
@@ -140,8 +144,9 @@ def all_threads() -> int:
 
 def git_revision() -> str:
     try:
-        run = functools.partial(subprocess.run, cwd=REPO, capture_output=True, text=True,
-                                check=True)
+        run = functools.partial(
+            subprocess.run, cwd=REPO, capture_output=True, text=True, check=True
+        )
         rev = run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
         dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
         return rev + ("+dirty" if dirty else "")
@@ -199,30 +204,59 @@ def bench_scalar(sizes: Sizes) -> dict:
     model.pulse_train(CURRENTS_MA[0], RATE_HZ, 10, pw_us=PW_US)  # warm-up: compile/load cache
     n = sizes.scalar_pulses
     reset = functools.partial(model.reset, 0)
-    jobs = {str(cur): (functools.partial(model.pulse_train, cur, RATE_HZ, n, pw_us=PW_US), reset)
-            for cur in CURRENTS_MA}
+    jobs = {
+        str(cur): (functools.partial(model.pulse_train, cur, RATE_HZ, n, pw_us=PW_US), reset)
+        for cur in CURRENTS_MA
+    }
     res = {}
     for name, (times, rec) in timed(jobs, sizes.repeats).items():
-        res[name] = {"pulses": n, **rate(times, n),
-                     "frac_recruited": float(rec["frac_recruited"].mean()),
-                     "ecap_uv": float(rec["ecap_uv"].mean())}
+        res[name] = {
+            "pulses": n,
+            **rate(times, n),
+            "frac_recruited": float(rec["frac_recruited"].mean()),
+            "ecap_uv": float(rec["ecap_uv"].mean()),
+        }
     return res
 
 
 def print_scalar(res: dict, repeats: int) -> None:
-    heading(f"1. Scalar kernel, ONE thread: default patient (2048 fibres), {RATE_HZ:g} Hz, "
-            f"{PW_US:g} us")
-    print("   NeuralModel(seed=0).pulse_train(...), ECAP amplitude per pulse, no waveforms, after "
-          f"a warm-up call; best and median of {repeats} (currents interleaved)")
-    rows = [[f"{float(c):g}", f"{r['pulses']:,}", f"{100 * r['frac_recruited']:.1f}",
-             f"{r['ecap_uv']:.1f}", f"{r['pps_best']:,.0f}", f"{r['pps_median']:,.0f}",
-             f"{1e6 / r['pps_best']:.2f}", verdict(r["pps_best"], TARGET_MIN_PPS,
-                                                   TARGET_GOAL_PPS)]
-            for c, r in res.items()]
-    table(["mA", "pulses", "recruited %", "mean ECAP uV", "pulses/s (best)", "pulses/s (median)",
-           "us/pulse (best)", "target"], rows)
-    print(f"   targets: minimum {TARGET_MIN_PPS:,} pulses/s, goal {TARGET_GOAL_PPS:,} pulses/s "
-          "(judged on the best repeat)")
+    heading(
+        f"1. Scalar kernel, ONE thread: default patient (2048 fibres), {RATE_HZ:g} Hz, {PW_US:g} us"
+    )
+    print(
+        "   NeuralModel(seed=0).pulse_train(...), ECAP amplitude per pulse, no waveforms, after "
+        f"a warm-up call; best and median of {repeats} (currents interleaved)"
+    )
+    rows = [
+        [
+            f"{float(c):g}",
+            f"{r['pulses']:,}",
+            f"{100 * r['frac_recruited']:.1f}",
+            f"{r['ecap_uv']:.1f}",
+            f"{r['pps_best']:,.0f}",
+            f"{r['pps_median']:,.0f}",
+            f"{1e6 / r['pps_best']:.2f}",
+            verdict(r["pps_best"], TARGET_MIN_PPS, TARGET_GOAL_PPS),
+        ]
+        for c, r in res.items()
+    ]
+    table(
+        [
+            "mA",
+            "pulses",
+            "recruited %",
+            "mean ECAP uV",
+            "pulses/s (best)",
+            "pulses/s (median)",
+            "us/pulse (best)",
+            "target",
+        ],
+        rows,
+    )
+    print(
+        f"   targets: minimum {TARGET_MIN_PPS:,} pulses/s, goal {TARGET_GOAL_PPS:,} pulses/s "
+        "(judged on the best repeat)"
+    )
 
 
 # --- 2. NumPy reference ----------------------------------------------------------------------
@@ -266,10 +300,14 @@ def bench_reference(sizes: Sizes, scalar: dict) -> dict | None:
         out = timed(jobs, sizes.repeats)
         (t_ref, rec_ref), (t_ker, rec_ker) = out["reference"], out["kernel"]
         ref, ker = rate(t_ref, n), rate(t_ker, n * KERNEL_INNER)
-        res[str(cur)] = {"pulses": n, "reference": ref, "kernel": ker,
-                         "speedup": ker["pps_best"] / ref["pps_best"],
-                         "speedup_vs_section1": scalar[str(cur)]["pps_best"] / ref["pps_best"],
-                         "bit_identical": rec_ref.tobytes() == rec_ker.tobytes()}
+        res[str(cur)] = {
+            "pulses": n,
+            "reference": ref,
+            "kernel": ker,
+            "speedup": ker["pps_best"] / ref["pps_best"],
+            "speedup_vs_section1": scalar[str(cur)]["pps_best"] / ref["pps_best"],
+            "bit_identical": rec_ref.tobytes() == rec_ker.tobytes(),
+        }
     return res
 
 
@@ -278,17 +316,40 @@ def print_reference(res: dict | None, repeats: int) -> None:
     if res is None:
         print("   reference not available")
         return
-    print(f"   the same {RATE_HZ:g} Hz trains from the resting state, reference and kernel "
-          f"interleaved; best of {repeats} (kernel: {KERNEL_INNER} back-to-back runs per repeat)")
-    rows = [[f"{float(c):g}", f"{r['pulses']}", f"{r['reference']['pps_best']:,.0f}",
-             f"{r['kernel']['pps_best']:,.0f}", f"{r['speedup']:.0f}x",
-             f"{r['speedup_vs_section1']:.0f}x", "yes" if r["bit_identical"] else "NO",
-             "meets" if r["speedup"] >= TARGET_SPEEDUP else "BELOW"]
-            for c, r in res.items()]
-    table(["mA", "pulses", "reference pulses/s", "kernel pulses/s", "speed-up",
-           "speed-up vs sec. 1", "records bit-identical", f"target >= {TARGET_SPEEDUP:g}x"], rows)
-    print("   speed-up = kernel/reference pulses/s on the same pulses; 'vs sec. 1' divides "
-          "section 1's long-train rate instead")
+    print(
+        f"   the same {RATE_HZ:g} Hz trains from the resting state, reference and kernel "
+        f"interleaved; best of {repeats} (kernel: {KERNEL_INNER} back-to-back runs per repeat)"
+    )
+    rows = [
+        [
+            f"{float(c):g}",
+            f"{r['pulses']}",
+            f"{r['reference']['pps_best']:,.0f}",
+            f"{r['kernel']['pps_best']:,.0f}",
+            f"{r['speedup']:.0f}x",
+            f"{r['speedup_vs_section1']:.0f}x",
+            "yes" if r["bit_identical"] else "NO",
+            "meets" if r["speedup"] >= TARGET_SPEEDUP else "BELOW",
+        ]
+        for c, r in res.items()
+    ]
+    table(
+        [
+            "mA",
+            "pulses",
+            "reference pulses/s",
+            "kernel pulses/s",
+            "speed-up",
+            "speed-up vs sec. 1",
+            "records bit-identical",
+            f"target >= {TARGET_SPEEDUP:g}x",
+        ],
+        rows,
+    )
+    print(
+        "   speed-up = kernel/reference pulses/s on the same pulses; 'vs sec. 1' divides "
+        "section 1's long-train rate instead"
+    )
 
 
 # --- 3. cost vs fibre count and pulse rate ---------------------------------------------------
@@ -312,9 +373,15 @@ def grid_cell(model: NeuralModel, rate_hz: float, sizes: Sizes) -> dict:
     run = functools.partial(model.pulse_train, CURRENTS_MA[0], rate_hz, n, pw_us=PW_US)
     times, rec = timed({"cell": (run, functools.partial(model.reset, 0))}, sizes.repeats)["cell"]
     us = 1e6 * min(times) / n
-    return {"n_fibres": model.n_fibres, "rate_hz": rate_hz, "pulses": n, **rate(times, n),
-            "us_per_pulse": us, "ns_per_fibre_pulse": 1e3 * us / model.n_fibres,
-            "frac_recruited": float(rec["frac_recruited"].mean())}
+    return {
+        "n_fibres": model.n_fibres,
+        "rate_hz": rate_hz,
+        "pulses": n,
+        **rate(times, n),
+        "us_per_pulse": us,
+        "ns_per_fibre_pulse": 1e3 * us / model.n_fibres,
+        "frac_recruited": float(rec["frac_recruited"].mean()),
+    }
 
 
 def bench_grid(sizes: Sizes) -> list[dict]:
@@ -332,14 +399,36 @@ def bench_grid(sizes: Sizes) -> list[dict]:
 
 def print_grid(cells: list[dict], sizes: Sizes) -> None:
     heading(f"3. Cost vs fibre count x pulse rate, ONE thread, {CURRENTS_MA[0]:g} mA, {PW_US:g} us")
-    print(f"   each cell ~{sizes.cell_seconds:g} s of pulses (count scaled from a 20-pulse pilot), "
-          f"best of {sizes.repeats}; build = model construction, all threads")
-    rows = [[f"{c['n_fibres']:,}", f"{c['rate_hz']:,.0f}", f"{c['pulses']:,}",
-             f"{100 * c['frac_recruited']:.2f}", f"{c['us_per_pulse']:,.1f}",
-             f"{c['pps_best']:,.0f}",
-             f"{c['ns_per_fibre_pulse']:.2f}", f"{c['build_s']:.1f}"] for c in cells]
-    table(["fibres", "rate Hz", "pulses", "recruited %", "us/pulse", "pulses/s",
-           "ns/(fibre*pulse)", "build s"], rows)
+    print(
+        f"   each cell ~{sizes.cell_seconds:g} s of pulses (count scaled from a 20-pulse pilot), "
+        f"best of {sizes.repeats}; build = model construction, all threads"
+    )
+    rows = [
+        [
+            f"{c['n_fibres']:,}",
+            f"{c['rate_hz']:,.0f}",
+            f"{c['pulses']:,}",
+            f"{100 * c['frac_recruited']:.2f}",
+            f"{c['us_per_pulse']:,.1f}",
+            f"{c['pps_best']:,.0f}",
+            f"{c['ns_per_fibre_pulse']:.2f}",
+            f"{c['build_s']:.1f}",
+        ]
+        for c in cells
+    ]
+    table(
+        [
+            "fibres",
+            "rate Hz",
+            "pulses",
+            "recruited %",
+            "us/pulse",
+            "pulses/s",
+            "ns/(fibre*pulse)",
+            "build s",
+        ],
+        rows,
+    )
 
 
 # --- 4. JIT compile time ---------------------------------------------------------------------
@@ -361,8 +450,9 @@ def run_child(cache_dir: str) -> dict:
     """Run CHILD in a fresh interpreter with NUMBA_CACHE_DIR=cache_dir; add its wall time."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=REPO, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    )
     wall = time.perf_counter() - t0
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["total_s"] = res["import_s"] + res["build_s"] + res["first_pulse_s"]
@@ -379,25 +469,53 @@ def bench_jit(sizes: Sizes) -> dict:
             cold.append(run_child(cache_dir))
             warm.append(run_child(cache_dir))
     keys = ("import_s", "build_s", "first_pulse_s", "total_s", "process_wall_s")
-    return {name: {"runs": runs, **{k: min(r[k] for r in runs) for k in keys},
-                   "cache_files": runs[-1]["cache_files"]}
-            for name, runs in (("cold", cold), ("warm", warm))}
+    return {
+        name: {
+            "runs": runs,
+            **{k: min(r[k] for r in runs) for k in keys},
+            "cache_files": runs[-1]["cache_files"],
+        }
+        for name, runs in (("cold", cold), ("warm", warm))
+    }
 
 
 def print_jit(res: dict, repeats: int) -> None:
     heading("4. Start-up and JIT compile time: fresh interpreter, NUMBA_CACHE_DIR = temp dir")
-    print(f"   cold = empty cache dir, warm = same dir again; best of {repeats} pairs (each "
-          "pair uses a new dir; best taken per column)")
-    rows = [[name, f"{r['import_s']:.2f}", f"{r['build_s']:.2f}", f"{r['first_pulse_s']:.2f}",
-             f"{r['total_s']:.2f}", f"{r['process_wall_s']:.2f}", f"{r['cache_files']}"]
-            for name, r in res.items()]
-    table(["cache", "(a) import s", "(b) model build s", "(c) first pulse s",
-           "time to first pulse s", "process wall s", ".nbc files"], rows)
+    print(
+        f"   cold = empty cache dir, warm = same dir again; best of {repeats} pairs (each "
+        "pair uses a new dir; best taken per column)"
+    )
+    rows = [
+        [
+            name,
+            f"{r['import_s']:.2f}",
+            f"{r['build_s']:.2f}",
+            f"{r['first_pulse_s']:.2f}",
+            f"{r['total_s']:.2f}",
+            f"{r['process_wall_s']:.2f}",
+            f"{r['cache_files']}",
+        ]
+        for name, r in res.items()
+    ]
+    table(
+        [
+            "cache",
+            "(a) import s",
+            "(b) model build s",
+            "(c) first pulse s",
+            "time to first pulse s",
+            "process wall s",
+            ".nbc files",
+        ],
+        rows,
+    )
     warm = res["warm"]["total_s"]
     ok = "meets" if warm < TARGET_WARM_START_S else "MISSES"
-    print(f"   time to first pulse = (a)+(b)+(c) in the child; warm: {warm:.2f} s, {ok} the "
-          f"target < {TARGET_WARM_START_S:g} s. Cold compile happens in (b) (geometry tables) "
-          "and (c) (pulse kernel).")
+    print(
+        f"   time to first pulse = (a)+(b)+(c) in the child; warm: {warm:.2f} s, {ok} the "
+        f"target < {TARGET_WARM_START_S:g} s. Cold compile happens in (b) (geometry tables) "
+        "and (c) (pulse kernel)."
+    )
 
 
 # --- 5. batched kernel -----------------------------------------------------------------------
@@ -414,8 +532,11 @@ def run_loop(patients: list, inputs: PulseInputs, n_s: int) -> np.ndarray:
     """Scalar kernel called once per patient, from each patient's resting state."""
     out = np.empty((len(patients), inputs.current_ma.size), PULSE_DTYPE)
     wave = np.empty((0, n_s))
-    work = new_work(patients[0][1].fibre_class.size, *patients[0][0].templates.shape,
-                    max(kp.template_lag for _, _, kp in patients))
+    work = new_work(
+        patients[0][1].fibre_class.size,
+        *patients[0][0].templates.shape,
+        max(kp.template_lag for _, _, kp in patients),
+    )
     for p, (state, tables, kp) in enumerate(patients):
         run_pulses_unshared(copy_state(state), tables, kp, inputs, out[p], wave, work)
     return out
@@ -438,30 +559,53 @@ def bench_batch(sizes: Sizes) -> dict:
     run_loop(patients, warm_in, n_s)
     run_batch(stacked, stack([warm_in] * N_PATIENTS), n_s)
     numba.set_num_threads(all_threads())  # run_pulses itself is serial: the loop uses 1 thread
-    res = timed({"loop": (functools.partial(run_loop, patients, inputs, n_s), None),
-                 "batch": (functools.partial(run_batch, stacked, stacked_inputs, n_s), None)},
-                sizes.repeats)
+    res = timed(
+        {
+            "loop": (functools.partial(run_loop, patients, inputs, n_s), None),
+            "batch": (functools.partial(run_batch, stacked, stacked_inputs, n_s), None),
+        },
+        sizes.repeats,
+    )
     (t_loop, out_loop), (t_batch, out_batch) = res["loop"], res["batch"]
     total = N_PATIENTS * sizes.batch_pulses
     loop, batch = rate(t_loop, total), rate(t_batch, total)
-    return {"patients": N_PATIENTS, "pulses_per_patient": sizes.batch_pulses,
-            "threads": all_threads(), "loop": loop, "batch": batch,
-            "speedup": batch["pps_best"] / loop["pps_best"],
-            "bit_identical": out_loop.tobytes() == out_batch.tobytes()}
+    return {
+        "patients": N_PATIENTS,
+        "pulses_per_patient": sizes.batch_pulses,
+        "threads": all_threads(),
+        "loop": loop,
+        "batch": batch,
+        "speedup": batch["pps_best"] / loop["pps_best"],
+        "bit_identical": out_loop.tobytes() == out_batch.tobytes(),
+    }
 
 
 def print_batch(res: dict, repeats: int) -> None:
-    heading(f"5. Batched kernel: {res['patients']} patients x {res['pulses_per_patient']:,} "
-            f"pulses, {CURRENTS_MA[0]:g} mA, {RATE_HZ:g} Hz")
-    print(f"   loop = run_pulses once per patient (serial, 1 thread); batch = run_pulses_batch "
-          f"({res['threads']} threads); interleaved, best and median of {repeats}")
-    rows = [[name, threads, f"{r['pps_best']:,.0f}", f"{r['pps_median']:,.0f}",
-             f"{r['pps_best'] / res['loop']['pps_best']:.2f}x"]
-            for name, threads, r in (("loop of scalar calls", "1", res["loop"]),
-                                     ("run_pulses_batch", str(res["threads"]), res["batch"]))]
+    heading(
+        f"5. Batched kernel: {res['patients']} patients x {res['pulses_per_patient']:,} "
+        f"pulses, {CURRENTS_MA[0]:g} mA, {RATE_HZ:g} Hz"
+    )
+    print(
+        f"   loop = run_pulses once per patient (serial, 1 thread); batch = run_pulses_batch "
+        f"({res['threads']} threads); interleaved, best and median of {repeats}"
+    )
+    rows = [
+        [
+            name,
+            threads,
+            f"{r['pps_best']:,.0f}",
+            f"{r['pps_median']:,.0f}",
+            f"{r['pps_best'] / res['loop']['pps_best']:.2f}x",
+        ]
+        for name, threads, r in (
+            ("loop of scalar calls", "1", res["loop"]),
+            ("run_pulses_batch", str(res["threads"]), res["batch"]),
+        )
+    ]
     table(["path", "threads", "pulses/s (best)", "pulses/s (median)", "ratio (best)"], rows)
-    print(f"   records bit-identical between the two paths: "
-          f"{'yes' if res['bit_identical'] else 'NO'}")
+    print(
+        f"   records bit-identical between the two paths: {'yes' if res['bit_identical'] else 'NO'}"
+    )
 
 
 # --- 6. pool mode ----------------------------------------------------------------------------
@@ -475,14 +619,21 @@ POOL_SKIP = 100
 def bench_pool(sizes: Sizes) -> dict:
     """Pulses/s and ECAP spread of the scalar kernel with ``pool_fraction`` off and on."""
     numba.set_num_threads(1)
-    models = {pool: NeuralModel(ModelParams().replace(excitability={"pool_fraction": pool}),
-                                seed=0) for pool in (False, True)}
+    models = {
+        pool: NeuralModel(ModelParams().replace(excitability={"pool_fraction": pool}), seed=0)
+        for pool in (False, True)
+    }
     for model in models.values():
         model.pulse_train(CURRENTS_MA[0], RATE_HZ, 10, pw_us=PW_US)  # compile/load cache
     n = max(sizes.scalar_pulses, 2 * POOL_SKIP)
-    jobs = {(cur, pool): (functools.partial(m.pulse_train, cur, RATE_HZ, n, pw_us=PW_US),
-                          functools.partial(m.reset, 0))
-            for cur in POOL_CURRENTS_MA for pool, m in models.items()}
+    jobs = {
+        (cur, pool): (
+            functools.partial(m.pulse_train, cur, RATE_HZ, n, pw_us=PW_US),
+            functools.partial(m.reset, 0),
+        )
+        for cur in POOL_CURRENTS_MA
+        for pool, m in models.items()
+    }
     timings = timed(jobs, sizes.repeats)
     res = {}
     for cur in POOL_CURRENTS_MA:
@@ -490,9 +641,12 @@ def bench_pool(sizes: Sizes) -> dict:
         for pool, name in ((False, "off"), (True, "on")):
             times, rec = timings[(cur, pool)]
             ecap = rec["ecap_true_uv"][POOL_SKIP:]
-            row[name] = {**rate(times, n), "n_recruited": float(rec["n_recruited"].mean()),
-                         "ecap_true_uv": float(ecap.mean()),
-                         "ecap_cv": float(ecap.std() / ecap.mean()) if ecap.mean() > 0 else 0.0}
+            row[name] = {
+                **rate(times, n),
+                "n_recruited": float(rec["n_recruited"].mean()),
+                "ecap_true_uv": float(ecap.mean()),
+                "ecap_cv": float(ecap.std() / ecap.mean()) if ecap.mean() > 0 else 0.0,
+            }
         row["slowdown_best"] = row["off"]["pps_best"] / row["on"]["pps_best"]
         row["slowdown_median"] = row["off"]["pps_median"] / row["on"]["pps_median"]
         res[str(cur)] = {"pulses": n, **row}
@@ -500,20 +654,45 @@ def bench_pool(sizes: Sizes) -> dict:
 
 
 def print_pool(res: dict, repeats: int) -> None:
-    heading(f"6. Pool mode (excitability.pool_fraction) off vs on, ONE thread, {RATE_HZ:g} Hz, "
-            f"{PW_US:g} us")
-    print(f"   default patient, the same trains interleaved, best and median of {repeats}; "
-          f"noise-free ECAP mean and CV after the first {POOL_SKIP} pulses")
+    heading(
+        f"6. Pool mode (excitability.pool_fraction) off vs on, ONE thread, {RATE_HZ:g} Hz, "
+        f"{PW_US:g} us"
+    )
+    print(
+        f"   default patient, the same trains interleaved, best and median of {repeats}; "
+        f"noise-free ECAP mean and CV after the first {POOL_SKIP} pulses"
+    )
     rows = []
     for cur, r in res.items():
         for name in ("off", "on"):
             m = r[name]
-            rows.append([f"{float(cur):g}", name, f"{r['pulses']:,}", f"{m['n_recruited']:.1f}",
-                         f"{m['ecap_true_uv']:.1f}", f"{100 * m['ecap_cv']:.2f}",
-                         f"{m['pps_best']:,.0f}", f"{m['pps_median']:,.0f}",
-                         f"{r['slowdown_best']:.2f}x" if name == "on" else ""])
-    table(["mA", "pool", "pulses", "fibres fired", "ECAP uV", "ECAP CV %", "pulses/s (best)",
-           "pulses/s (median)", "slowdown (best)"], rows)
+            rows.append(
+                [
+                    f"{float(cur):g}",
+                    name,
+                    f"{r['pulses']:,}",
+                    f"{m['n_recruited']:.1f}",
+                    f"{m['ecap_true_uv']:.1f}",
+                    f"{100 * m['ecap_cv']:.2f}",
+                    f"{m['pps_best']:,.0f}",
+                    f"{m['pps_median']:,.0f}",
+                    f"{r['slowdown_best']:.2f}x" if name == "on" else "",
+                ]
+            )
+    table(
+        [
+            "mA",
+            "pool",
+            "pulses",
+            "fibres fired",
+            "ECAP uV",
+            "ECAP CV %",
+            "pulses/s (best)",
+            "pulses/s (median)",
+            "slowdown (best)",
+        ],
+        rows,
+    )
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -539,8 +718,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke version (less work)")
     ap.add_argument("--json", metavar="PATH", help="also write all figures to PATH as JSON")
-    ap.add_argument("--pool", action="store_true",
-                    help="run only section 6 (pool mode on vs off)")
+    ap.add_argument("--pool", action="store_true", help="run only section 6 (pool mode on vs off)")
     return ap.parse_args(argv)
 
 
@@ -565,16 +743,19 @@ def main(argv: list[str] | None = None) -> int:
     return finish(args, data, sizes, t_start)
 
 
-def finish(args: argparse.Namespace, data: dict, sizes: Sizes, t_start: float,
-           pool_only: bool = False) -> int:
+def finish(
+    args: argparse.Namespace, data: dict, sizes: Sizes, t_start: float, pool_only: bool = False
+) -> int:
     """Run section 6, print the totals and write the JSON."""
     data["pool"] = bench_pool(sizes)
     print_pool(data["pool"], sizes.repeats)
     data["pool_only"] = pool_only
     data["elapsed_s"] = time.perf_counter() - t_start
     data["load_avg_1m_end"] = load_avg()
-    print(f"\nTotal benchmark time {data['elapsed_s']:.0f} s; 1-minute load average at the end "
-          f"{data['load_avg_1m_end']} (at the start {data['machine']['load_avg_1m_start']})")
+    print(
+        f"\nTotal benchmark time {data['elapsed_s']:.0f} s; 1-minute load average at the end "
+        f"{data['load_avg_1m_end']} (at the start {data['machine']['load_avg_1m_start']})"
+    )
     if args.json:
         write_json(args.json, data)
         print(f"Wrote {args.json}")

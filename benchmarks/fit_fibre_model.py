@@ -31,9 +31,11 @@ def main() -> None:
     table = fit_mdf(json.loads(args.reference.read_text()))
     fit = table["fit"]
     print(f"driving function alone: max error {100 * fit['direct_max_rel_error']:.2f} %")
-    print(f"with the strength-duration law (beta {table['sd_exponent']}): max "
-          f"{100 * fit['sd_law_max_rel_error']:.2f} %, median "
-          f"{100 * fit['sd_law_median_rel_error']:.2f} % over {fit['points']} MRG points")
+    print(
+        f"with the strength-duration law (beta {table['sd_exponent']}): max "
+        f"{100 * fit['sd_law_max_rel_error']:.2f} %, median "
+        f"{100 * fit['sd_law_median_rel_error']:.2f} % over {fit['points']} MRG points"
+    )
     write_text_atomic(args.out, json.dumps(table, indent=1) + "\n")
     print(f"wrote {args.out}")
 

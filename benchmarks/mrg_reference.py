@@ -23,18 +23,32 @@ def main(argv=None) -> None:
     """Parse the command line, make the reference and print its summary."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REFERENCE_PATH), help="output JSON (merged into)")
-    ap.add_argument("--only", choices=SECTIONS, action="append",
-                    help="rerun only this section (repeatable); the others are kept")
+    ap.add_argument(
+        "--only",
+        choices=SECTIONS,
+        action="append",
+        help="rerun only this section (repeatable); the others are kept",
+    )
     ap.add_argument("--quick", action="store_true", help="tiny protocols (use with --out)")
-    ap.add_argument("--grids", nargs="+", default=(),
-                    help="threshold-grid JSON files to merge instead of rerunning the grids")
+    ap.add_argument(
+        "--grids",
+        nargs="+",
+        default=(),
+        help="threshold-grid JSON files to merge instead of rerunning the grids",
+    )
     ap.add_argument("--processes", type=int, default=2, help="worker processes")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if args.quick and args.out == str(REFERENCE_PATH):
         ap.error("--quick needs --out (the stored reference is never overwritten by it)")
-    doc = make_reference(args.out, sections=args.only, quick=args.quick, grids=args.grids,
-                         processes=args.processes, progress=not args.no_progress)
+    doc = make_reference(
+        args.out,
+        sections=args.only,
+        quick=args.quick,
+        grids=args.grids,
+        processes=args.processes,
+        progress=not args.no_progress,
+    )
     print(f"wrote {args.out}")
     print(summary(doc))
 

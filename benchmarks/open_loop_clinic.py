@@ -25,9 +25,15 @@ from closedloop.postures import POSTURES, posture_code
 from closedloop.simulate import open_loop
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KEYS = ("mad_uv", "time_in_window_frac", "time_above_discomfort_frac",
-        "time_below_perception_frac", "overstim_events_per_hour", "charge_per_pulse_uc",
-        "battery_life_years")
+KEYS = (
+    "mad_uv",
+    "time_in_window_frac",
+    "time_above_discomfort_frac",
+    "time_below_perception_frac",
+    "overstim_events_per_hour",
+    "charge_per_pulse_uc",
+    "battery_life_years",
+)
 
 
 def one(patient, scenario: str, seed: int) -> dict:
@@ -38,9 +44,14 @@ def one(patient, scenario: str, seed: int) -> dict:
         sel = (run.posture == posture_code(p)) & (run.event == 0)
         if sel.any():
             med[p] = float(np.median(run.ecap_true_uv[sel]))
-    return {"patient": patient.patient_id, "target_uv": run.target_uv,
-            "current_ma": float(run.current_ma[0]), "ecap_median_by_posture_uv": med,
-            "swing": _swing({k: v for k, v in med.items() if k != "prone"}), "metrics": m}
+    return {
+        "patient": patient.patient_id,
+        "target_uv": run.target_uv,
+        "current_ma": float(run.current_ma[0]),
+        "ecap_median_by_posture_uv": med,
+        "swing": _swing({k: v for k, v in med.items() if k != "prone"}),
+        "metrics": m,
+    }
 
 
 def _swing(med: dict) -> float:
@@ -57,38 +68,63 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULTS / "open_loop_clinic"))
     args = ap.parse_args(argv)
     patients = load_cohort(args.split)
-    rows = list(parallel_map(functools.partial(one, scenario=args.scenario, seed=args.seed),
-                             patients, args.workers, True, "open loop"))
+    rows = list(
+        parallel_map(
+            functools.partial(one, scenario=args.scenario, seed=args.seed),
+            patients,
+            args.workers,
+            True,
+            "open loop",
+        )
+    )
     text = report(rows, args)
     print(text)
     out = Path(args.out)
     write_text_atomic(out.with_suffix(".md"), text + "\n")
-    write_text_atomic(out.with_suffix(".json"), json.dumps(nan_to_none(
-        {"split": args.split, "scenario": args.scenario, "seed": args.seed, "rows": rows}),
-        indent=1) + "\n")
+    write_text_atomic(
+        out.with_suffix(".json"),
+        json.dumps(
+            nan_to_none(
+                {"split": args.split, "scenario": args.scenario, "seed": args.seed, "rows": rows}
+            ),
+            indent=1,
+        )
+        + "\n",
+    )
     from closedloop.plots import plot_trajectory
 
     example = patients[0]
     run = open_loop(example, args.scenario, seed=args.seed)
-    plot_trajectory(run, out.with_suffix(".png"), f"Open loop, {example.patient_id}, "
-                    f"{args.scenario}: fixed {run.current_ma[0]:.2f} mA")
+    plot_trajectory(
+        run,
+        out.with_suffix(".png"),
+        f"Open loop, {example.patient_id}, {args.scenario}: fixed {run.current_ma[0]:.2f} mA",
+    )
     print(f"wrote {out}.md/.json/.png", file=sys.stderr)
     return 0
 
 
 def report(rows: list[dict], args) -> str:
     head = ["patient", "target µV", "current mA", "swing ×", *KEYS]
-    lines = [f"# Open loop on the {args.split} cohort, scenario {args.scenario}, seed "
-             f"{args.seed}", "",
-             "Fixed comfort current from the calibration; metrics after the warm-up. "
-             "`swing` = highest / lowest median true ECAP across the postures other than prone "
-             "(events excluded, floor 1 µV); prone usually loses the ECAP altogether.", "",
-             "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]
+    lines = [
+        f"# Open loop on the {args.split} cohort, scenario {args.scenario}, seed {args.seed}",
+        "",
+        "Fixed comfort current from the calibration; metrics after the warm-up. "
+        "`swing` = highest / lowest median true ECAP across the postures other than prone "
+        "(events excluded, floor 1 µV); prone usually loses the ECAP altogether.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in rows:
         m = r["metrics"]
-        cells = [r["patient"], f"{r['target_uv']:.1f}", f"{r['current_ma']:.2f}",
-                 f"{r['swing']:.1f}", *(f"{m[k]:.3g}" for k in KEYS)]
+        cells = [
+            r["patient"],
+            f"{r['target_uv']:.1f}",
+            f"{r['current_ma']:.2f}",
+            f"{r['swing']:.1f}",
+            *(f"{m[k]:.3g}" for k in KEYS),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     stats = {k: np.array([r["metrics"][k] for r in rows]) for k in KEYS}
     stats["swing"] = np.array([r["swing"] for r in rows])

@@ -41,7 +41,7 @@ class NullEnv(gym.Env):
         self._t = 0
         return self._obs.copy(), {}
 
-    def step(self, action):     # a new observation array per call, as Gymnasium asks (and ours)
+    def step(self, action):  # a new observation array per call, as Gymnasium asks (and ours)
         self._t += 1
         return self._obs.copy(), 0.0, False, self._t >= EPISODE_STEPS, {}
 
@@ -88,10 +88,13 @@ def null_vec_env(n_envs: int, like):
         def step_wait(self):
             self._t += 1
             done = self._t % EPISODE_STEPS == 0
-            infos = [{"terminal_observation": self._obs[i].copy(),
-                      "TimeLimit.truncated": True} if done else {} for i in range(n_envs)]
-            return (self._obs.copy(), np.zeros(n_envs, np.float32), np.full(n_envs, done),
-                    infos)
+            infos = [
+                {"terminal_observation": self._obs[i].copy(), "TimeLimit.truncated": True}
+                if done
+                else {}
+                for i in range(n_envs)
+            ]
+            return (self._obs.copy(), np.zeros(n_envs, np.float32), np.full(n_envs, done), infos)
 
         def close(self):
             pass
@@ -122,12 +125,20 @@ def _training_pair():
 
     spec = load_rl_spec("ppo")
     hp = spec.hyperparams_for(ENV_ID)
-    norm = {"normalize_obs": spec.normalize_obs, "normalize_reward": spec.normalize_reward,
-            "gamma": float(hp.get("gamma", 0.99)), "clip_obs": spec.clip_obs}
+    norm = {
+        "normalize_obs": spec.normalize_obs,
+        "normalize_reward": spec.normalize_reward,
+        "gamma": float(hp.get("gamma", 0.99)),
+        "clip_obs": spec.clip_obs,
+    }
     ours = make_training_env(ENV_ID, spec.n_envs, **norm)
-    null = VecNormalize(VecMonitor(null_vec_env(spec.n_envs, gym.make(ENV_ID))),
-                        norm_obs=norm["normalize_obs"], norm_reward=norm["normalize_reward"],
-                        clip_obs=norm["clip_obs"], gamma=norm["gamma"])
+    null = VecNormalize(
+        VecMonitor(null_vec_env(spec.n_envs, gym.make(ENV_ID))),
+        norm_obs=norm["normalize_obs"],
+        norm_reward=norm["normalize_reward"],
+        clip_obs=norm["clip_obs"],
+        gamma=norm["gamma"],
+    )
     return ours, null, sb3_kwargs(spec, hp, 1), spec.n_envs
 
 
@@ -136,14 +147,21 @@ def setups(quick: bool) -> dict:
 
     ``make_envs()`` returns ``(ours, null, PPO keyword arguments, n_envs)``.
     """
+
     def single(hp):
-        return lambda: (ResetTimer(gym.make(ENV_ID)), ResetTimer(null_env(gym.make(ENV_ID))),
-                        dict(hp), 1)
+        return lambda: (
+            ResetTimer(gym.make(ENV_ID)),
+            ResetTimer(null_env(gym.make(ENV_ID))),
+            dict(hp),
+            1,
+        )
 
     rounds = 2 if quick else 36
-    return {"single_lean": (single(LEAN), rounds, 2048),
-            "single_default": (single({}), rounds, 2048),
-            "training": (_training_pair, rounds, 4096)}
+    return {
+        "single_lean": (single(LEAN), rounds, 2048),
+        "single_default": (single({}), rounds, 2048),
+        "training": (_training_pair, rounds, 4096),
+    }
 
 
 class StepWaitTimer:
@@ -207,11 +225,13 @@ def measure(make_envs, rounds: int, chunk: int) -> dict:
     try:
         ours, null, kwargs, n_envs = make_envs()
         envs = {"ours": ours, "null": null}
-        models = {name: PPO("MlpPolicy", env, seed=0, device="cpu", verbose=0, **kwargs)
-                  for name, env in envs.items()}
+        models = {
+            name: PPO("MlpPolicy", env, seed=0, device="cpu", verbose=0, **kwargs)
+            for name, env in envs.items()
+        }
         for model in models.values():
             model.learn(total_timesteps=chunk)
-        model_store.wait_idle()      # the first resets' prefetches: part of the warm-up
+        model_store.wait_idle()  # the first resets' prefetches: part of the warm-up
         reset0 = getattr(ours, "reset_s", 0.0), getattr(ours, "resets", 0)
         timers = {name: StepWaitTimer(model.get_env()) for name, model in models.items()}
         times = {name: [] for name in models}
@@ -226,11 +246,16 @@ def measure(make_envs, rounds: int, chunk: int) -> dict:
         torch.set_num_threads(threads)
     steps = rounds * chunk
     out = {name: steps / sum(t) for name, t in times.items()}
-    out.update(ratio=out["ours"] / out["null"], steps=steps, n_envs=n_envs,
-               round_ratios=[n / o for o, n in zip(times["ours"], times["null"], strict=True)],
-               reset_s_ours=getattr(ours, "reset_s", 0.0) - reset0[0],
-               resets_ours=getattr(ours, "resets", 0) - reset0[1],
-               step_wait_us=inside, step_wait_alone_us=alone)
+    out.update(
+        ratio=out["ours"] / out["null"],
+        steps=steps,
+        n_envs=n_envs,
+        round_ratios=[n / o for o, n in zip(times["ours"], times["null"], strict=True)],
+        reset_s_ours=getattr(ours, "reset_s", 0.0) - reset0[0],
+        resets_ours=getattr(ours, "resets", 0) - reset0[1],
+        step_wait_us=inside,
+        step_wait_alone_us=alone,
+    )
     return out
 
 

@@ -45,29 +45,38 @@ def patient_row(patient) -> dict:
     curve = growth_curve(model, CURRENTS, pw_us=250.0, rate_hz=50.0, csf_mm=csf)
     rec = calibrate(patient, postures=("supine", "prone", "sitting"), model=model)
     pc = rec.posture("prone")
-    return {"patient": patient.patient_id, "level": patient.vertebral_level, "csf_mm": csf,
-            "supine_ecap_ma": rec.posture("supine").ecap_threshold_ma,
-            "fibre_ma": lowest_fibre_threshold(model, csf, 250.0),
-            "true_ecap_ma": fit_growth(CURRENTS, curve.ecap_true_uv)[0],
-            "measured_ecap_ma": curve.threshold_ma,
-            "perception_ma": pc.perception_ma, "discomfort_ma": pc.discomfort_ma}
+    return {
+        "patient": patient.patient_id,
+        "level": patient.vertebral_level,
+        "csf_mm": csf,
+        "supine_ecap_ma": rec.posture("supine").ecap_threshold_ma,
+        "fibre_ma": lowest_fibre_threshold(model, csf, 250.0),
+        "true_ecap_ma": fit_growth(CURRENTS, curve.ecap_true_uv)[0],
+        "measured_ecap_ma": curve.threshold_ma,
+        "perception_ma": pc.perception_ma,
+        "discomfort_ma": pc.discomfort_ma,
+    }
 
 
 def report(rows: list[dict]) -> str:
     cols = ("fibre_ma", "true_ecap_ma", "measured_ecap_ma", "perception_ma", "discomfort_ma")
-    lines = ["patient     level  prone CSF mm  supine ECAP mA | " + "  ".join(
-        f"{c:>16}" for c in cols)]
+    lines = [
+        "patient     level  prone CSF mm  supine ECAP mA | " + "  ".join(f"{c:>16}" for c in cols)
+    ]
     for r in rows:
-        lines.append(f"{r['patient']:<11} {r['level']:<5} {r['csf_mm']:12.2f} "
-                     f"{r['supine_ecap_ma']:15.2f} | "
-                     + "  ".join(f"{r[c]:16.2f}" for c in cols))
+        lines.append(
+            f"{r['patient']:<11} {r['level']:<5} {r['csf_mm']:12.2f} "
+            f"{r['supine_ecap_ma']:15.2f} | " + "  ".join(f"{r[c]:16.2f}" for c in cols)
+        )
     n = len(rows)
     lines.append("")
     for c in cols:
         ok = [r[c] for r in rows if np.isfinite(r[c]) and r[c] <= LIMIT_MA]
         med = f"median {np.median(ok):.2f} mA" if ok else ""
-        lines.append(f"{c:<17} reached by {LIMIT_MA} mA in {len(ok)} of {n} patients "
-                     f"({100 * len(ok) / n:.0f} %) {med}")
+        lines.append(
+            f"{c:<17} reached by {LIMIT_MA} mA in {len(ok)} of {n} patients "
+            f"({100 * len(ok) / n:.0f} %) {med}"
+        )
     return "\n".join(lines) + "\n"
 
 

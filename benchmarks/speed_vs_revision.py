@@ -77,21 +77,31 @@ print(json.dumps(out))
 def measure(tree: Path, pulses: int, reps: int, vector: bool) -> dict:
     """One fresh one-thread process timing ``tree``'s code; figure -> best rate."""
     env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-c", CHILD, str(pulses), str(reps),
-                          "1" if vector else "0"], cwd=tree, env=env, capture_output=True,
-                         text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, str(pulses), str(reps), "1" if vector else "0"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def compare(base: str, rounds: int, pulses: int, reps: int) -> tuple[dict, dict, str]:
     """Best figure of each tree over ``rounds`` round-robin rounds; also the base's hash."""
-    rev = subprocess.run(["git", "rev-parse", "--short", base], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", base], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     best: dict[str, dict] = {"base": {}, "head": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=REPO,
-                       capture_output=True, check=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), rev],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
         try:
             for r in range(rounds):
                 for name, path in (("base", tree), ("head", REPO)):
@@ -100,24 +110,33 @@ def compare(base: str, rounds: int, pulses: int, reps: int) -> tuple[dict, dict,
                         best[name][k] = max(best[name].get(k, 0.0), v)
                 print(f"  round {r + 1}/{rounds}: load {os.getloadavg()[0]:.2f}", flush=True)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
-                           capture_output=True, check=False)
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)],
+                cwd=REPO,
+                capture_output=True,
+                check=False,
+            )
     return best["base"], best["head"], rev
 
 
 def report(base: dict, head: dict, rev: str) -> str:
     """The comparison table, with the issue-17 projections."""
-    lines = [f"base {rev} vs this checkout; best CPU-time figure of each, one thread",
-             f"{'figure':<14}{'base':>12}{'head':>12}{'ratio':>8}{'issue base':>12}"
-             f"{'projected':>12}{'floor':>10}  verdict"]
+    lines = [
+        f"base {rev} vs this checkout; best CPU-time figure of each, one thread",
+        f"{'figure':<14}{'base':>12}{'head':>12}{'ratio':>8}{'issue base':>12}"
+        f"{'projected':>12}{'floor':>10}  verdict",
+    ]
     for k in base:
         ratio = head[k] / base[k]
         issue = ISSUE_FIGURES.get(k)
         proj = f"{ratio * issue[0]:>12,.0f}{issue[1]:>10,}" if issue else " " * 22
-        verdict = ("meets floor" if ratio * issue[0] >= issue[1] else "BELOW floor") if issue \
-            else ""
-        lines.append(f"{k:<14}{base[k]:>12,.0f}{head[k]:>12,.0f}{ratio:>8.3f}"
-                     f"{(f'{issue[0]:,}' if issue else ''):>12}{proj}  {verdict}")
+        verdict = (
+            ("meets floor" if ratio * issue[0] >= issue[1] else "BELOW floor") if issue else ""
+        )
+        lines.append(
+            f"{k:<14}{base[k]:>12,.0f}{head[k]:>12,.0f}{ratio:>8.3f}"
+            f"{(f'{issue[0]:,}' if issue else ''):>12}{proj}  {verdict}"
+        )
     return "\n".join(lines)
 
 
@@ -130,8 +149,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 1 <= args.rounds <= 100:
         ap.error(f"--rounds must be an integer in [1, 100], got {args.rounds}")
-    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"],
-                      cwd=REPO, capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"],
+            cwd=REPO,
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
         ap.error(f"--base must name a commit of this repository, got {args.base!r}")
     pulses, reps = (5_000, 2) if args.quick else (50_000, 5)
     print(f"load average {os.getloadavg()[0]:.2f}; {args.rounds} rounds", flush=True)

@@ -25,21 +25,44 @@ from closedloop.evaluation.grid import run_grid
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from acceptance import separation_table  # noqa: E402
 
-ENVS = ("closedloop/ECAPWalking-Test-v0", "closedloop/ECAPSleep-Test-v0",
-        "closedloop/ECAPDrift-Test-v0")
-CONTROLLERS = ("open-loop", "p", "pi", "pid", "clinical-loop", "clinical-loop-tuned", "ceiling",
-               "adaptive-inverse")
+ENVS = (
+    "closedloop/ECAPWalking-Test-v0",
+    "closedloop/ECAPSleep-Test-v0",
+    "closedloop/ECAPDrift-Test-v0",
+)
+CONTROLLERS = (
+    "open-loop",
+    "p",
+    "pi",
+    "pid",
+    "clinical-loop",
+    "clinical-loop-tuned",
+    "ceiling",
+    "adaptive-inverse",
+)
 METRICS = ("time_in_window_frac", "mad_uv")
 
 
 def env_section(env_id: str, seeds: list[int], workers: int) -> list[str]:
     """Markdown lines for one env: medians per controller and the separation tables."""
     start = time.perf_counter()
-    rows = run_grid(list(CONTROLLERS), [env_id], "validation", seeds, workers=workers,
-                    progress=False, env_overrides={"split": "validation"})
-    lines = [f"## {env_id}", "", f"{len(rows)} episodes in {time.perf_counter() - start:.0f} s "
-             f"({workers} worker(s)).", "", "| controller | time in window, median (IQR) | "
-             "mad_uv, median (µV) |", "|---|---|---|"]
+    rows = run_grid(
+        list(CONTROLLERS),
+        [env_id],
+        "validation",
+        seeds,
+        workers=workers,
+        progress=False,
+        env_overrides={"split": "validation"},
+    )
+    lines = [
+        f"## {env_id}",
+        "",
+        f"{len(rows)} episodes in {time.perf_counter() - start:.0f} s ({workers} worker(s)).",
+        "",
+        "| controller | time in window, median (IQR) | mad_uv, median (µV) |",
+        "|---|---|---|",
+    ]
     for c in CONTROLLERS:
         tiw = np.array([r["time_in_window_frac"] for r in rows if r["controller"] == c])
         mad = np.array([r["mad_uv"] for r in rows if r["controller"] == c])
@@ -47,8 +70,10 @@ def env_section(env_id: str, seeds: list[int], workers: int) -> list[str]:
         lines.append(f"| {c} | {q2:.3f} ({q1:.3f}-{q3:.3f}) | {np.nanmedian(mad):.2f} |")
     lines.append("")
     for metric in METRICS:
-        lines += ["#" + line if line.startswith("### ") else line
-                  for line in separation_table(rows, {env_id: metric}, "open-loop")]
+        lines += [
+            "#" + line if line.startswith("### ") else line
+            for line in separation_table(rows, {env_id: metric}, "open-loop")
+        ]
     return lines
 
 
@@ -60,9 +85,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--md", metavar="PATH", help="also write the tables as Markdown")
     args = ap.parse_args(argv)
-    lines = ["# Do the added envs separate controllers? (validation cohort)", "",
-             f"Seeds {args.seeds}; controllers {', '.join(CONTROLLERS)}. Made by "
-             "`python benchmarks/suite_separation.py`.", ""]
+    lines = [
+        "# Do the added envs separate controllers? (validation cohort)",
+        "",
+        f"Seeds {args.seeds}; controllers {', '.join(CONTROLLERS)}. Made by "
+        "`python benchmarks/suite_separation.py`.",
+        "",
+    ]
     for env_id in args.envs:
         lines += env_section(env_id, args.seeds, args.workers)
     text = "\n".join(lines)

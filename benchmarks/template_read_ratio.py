@@ -50,8 +50,9 @@ def _window(model: NeuralModel, pw_us: float) -> tuple[int, int]:
     return min(lo, n - 2), max(min(hi, n), min(lo, n - 2) + 2)
 
 
-def _filter(model: NeuralModel, e: np.ndarray, pw_us: float, full: bool
-            ) -> tuple[np.ndarray, float]:
+def _filter(
+    model: NeuralModel, e: np.ndarray, pw_us: float, full: bool
+) -> tuple[np.ndarray, float]:
     """Filter of reference ECAP ``e`` and its scale (estimate = projection x scale)."""
     rp = model.params.recording
     lo, hi = _window(model, pw_us)
@@ -60,19 +61,20 @@ def _filter(model: NeuralModel, e: np.ndarray, pw_us: float, full: bool
     t_end = (2 * pw_us + rp.interphase_us) * 1e-3
     art = np.exp(-(t - t_end) / rp.artefact_tau_ms)[lo:hi]
     x = e[lo:hi]
-    amp = x[int(np.argmin(x)):].max() - x.min()
+    amp = x[int(np.argmin(x)) :].max() - x.min()
     basis = [np.ones(hi - lo)]
-    for k in (range(lag + 1) if full else (0, lag)):
+    for k in range(lag + 1) if full else (0, lag):
         v = np.zeros(hi - lo)
-        v[k:] = art[:hi - lo - k]
+        v[k:] = art[: hi - lo - k]
         basis.append(v)
     q, _ = np.linalg.qr(np.array(basis).T)
     w = x - q @ (q.T @ x)
     return w, amp / float(w @ w)
 
 
-def _read(model: NeuralModel, filt: tuple[np.ndarray, float], sweep: np.ndarray,
-          pw_us: float) -> float:
+def _read(
+    model: NeuralModel, filt: tuple[np.ndarray, float], sweep: np.ndarray, pw_us: float
+) -> float:
     """Largest projection over lags -lag..lag of ``sweep`` on the filter, scaled (µV)."""
     lo, hi = _window(model, pw_us)
     w, scale = filt
@@ -97,24 +99,30 @@ def patient_levels(patient, shape: str, lag_s: float, pool: bool) -> dict:
         for c in SWEEP_MA:
             model.reset(0)
             rows.append(model.pulse_train(c, 50.0, 1, pw_us=pw, csf_mm=csf)[0])
-        first[pw] = (np.array([r["ecap_true_uv"] for r in rows]),
-                     np.array([r["frac_recruited"] for r in rows]))
+        first[pw] = (
+            np.array([r["ecap_true_uv"] for r in rows]),
+            np.array([r["frac_recruited"] for r in rows]),
+        )
     th_ma = fit_growth(SWEEP_MA, first[250.0][0])[0]
     f_th = float(np.interp(th_ma, SWEEP_MA, first[250.0][1]))
-    f_levels = np.geomspace(f_th, max(patient.perception.discomfort_fraction, 1.2 * f_th),
-                            N_LEVELS)
+    f_levels = np.geomspace(f_th, max(patient.perception.discomfort_fraction, 1.2 * f_th), N_LEVELS)
     out = {}
     for pw in PWS_US:
         frac = np.maximum.accumulate(first[pw][1]) + np.arange(SWEEP_MA.size) * 1e-12
         levels = []
         for c in np.interp(f_levels, frac, SWEEP_MA):
             model.reset(0)
-            r, waves = model.pulse_train(c, 50.0, N_PULSES, pw_us=pw, csf_mm=csf,
-                                         waveforms=True)
+            r, waves = model.pulse_train(c, 50.0, N_PULSES, pw_us=pw, csf_mm=csf, waveforms=True)
             half = slice(N_PULSES // 2, None)
-            levels.append({"current_ma": c, "true": r["ecap_true_uv"][half].mean(),
-                           "kernel": r["ecap_template_uv"][half].mean(),
-                           "sweep": waves[-1].copy(), "neural": model.work.sweeps[0].copy()})
+            levels.append(
+                {
+                    "current_ma": c,
+                    "true": r["ecap_true_uv"][half].mean(),
+                    "kernel": r["ecap_template_uv"][half].mean(),
+                    "sweep": waves[-1].copy(),
+                    "neural": model.work.sweeps[0].copy(),
+                }
+            )
         out[pw] = levels
     return {"model": model, "levels": out}
 
@@ -123,9 +131,11 @@ def _summary(name: str, ratios: dict) -> str:
     parts = [name.ljust(16)]
     for pw in PWS_US:
         r = np.array(ratios[pw])
-        parts.append(f"{pw:3.0f}: {np.median(r):.2f} [{r.min():.2f}, {r.max():.2f}] "
-                     f"±5% {100 * np.mean(abs(r - 1) < 0.05):3.0f}% "
-                     f"±10% {100 * np.mean(abs(r - 1) < 0.1):3.0f}%")
+        parts.append(
+            f"{pw:3.0f}: {np.median(r):.2f} [{r.min():.2f}, {r.max():.2f}] "
+            f"±5% {100 * np.mean(abs(r - 1) < 0.05):3.0f}% "
+            f"±10% {100 * np.mean(abs(r - 1) < 0.1):3.0f}%"
+        )
     return " | ".join(parts)
 
 
@@ -142,8 +152,11 @@ def main() -> None:
         got = patient_levels(patient, args.shape, args.lag_s, not args.all_or_none)
         model = got["model"]
         for pw, levels in got["levels"].items():
-            filters = {f"own-{k}{s}": _filter(model, levels[k]["neural"], pw, s == " full")
-                       for k in OWN_LEVELS for s in ("", " full")}
+            filters = {
+                f"own-{k}{s}": _filter(model, levels[k]["neural"], pw, s == " full")
+                for k in OWN_LEVELS
+                for s in ("", " full")
+            }
             for lv in levels:
                 if lv["true"] < MIN_TRUE_UV:
                     continue

@@ -52,8 +52,16 @@ def param(
         A ``dataclasses.field`` carrying the metadata; its ``kind`` (see :data:`KINDS`) comes
         from the default's type (the annotation decides in :func:`validate`).
     """
-    meta = {"unit": unit, "source": source, "lo": lo, "hi": hi, "lo_open": lo_open,
-            "choices": choices, "doc": doc, "kind": _kind_of_default(default)}
+    meta = {
+        "unit": unit,
+        "source": source,
+        "lo": lo,
+        "hi": hi,
+        "lo_open": lo_open,
+        "choices": choices,
+        "doc": doc,
+        "kind": _kind_of_default(default),
+    }
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -74,15 +82,27 @@ KINDS = ("real", "int", "bool", "text", "tuple", "tuple[int]", "any")
 """Value kinds of a field: a real number, an integer, a bool, a string, a tuple of reals or of
 integers, or anything (checked by its owner)."""
 
-_ANNOTATION_KINDS = {"float": "real", "int": "int", "bool": "bool", "str": "text",
-                     "tuple": "tuple", "tuple[float, ...]": "tuple",
-                     "tuple[int, ...]": "tuple[int]", "Any": "any"}
+_ANNOTATION_KINDS = {
+    "float": "real",
+    "int": "int",
+    "bool": "bool",
+    "str": "text",
+    "tuple": "tuple",
+    "tuple[float, ...]": "tuple",
+    "tuple[int, ...]": "tuple[int]",
+    "Any": "any",
+}
 
 
 def _kind_of_default(default: Any) -> str:
     """The value kind implied by a field's default (see :data:`KINDS`)."""
-    for kind, types in (("bool", bool), ("int", int), ("real", float), ("text", str),
-                        ("tuple", tuple)):
+    for kind, types in (
+        ("bool", bool),
+        ("int", int),
+        ("real", float),
+        ("text", str),
+        ("tuple", tuple),
+    ):
         if isinstance(default, types):
             return kind
     return "any"
@@ -91,8 +111,9 @@ def _kind_of_default(default: Any) -> str:
 def field_kind(f: dataclasses.Field) -> str:
     """The value kind of dataclass field ``f``: its annotation decides, else its default."""
     annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-    return _ANNOTATION_KINDS.get(annotation.replace(" ", ""),
-                                 f.metadata.get("kind") or _kind_of_default(f.default))
+    return _ANNOTATION_KINDS.get(
+        annotation.replace(" ", ""), f.metadata.get("kind") or _kind_of_default(f.default)
+    )
 
 
 def is_real(value: Any) -> bool:
@@ -127,8 +148,9 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any], kind: str | None
     kind = kind or meta.get("kind") or "real"
     if kind.startswith("tuple"):
         if not isinstance(value, (tuple, list)):
-            raise ConfigError(f"{name}={short_repr(value)} must be a list of values, each "
-                              f"{range_text(meta)}")
+            raise ConfigError(
+                f"{name}={short_repr(value)} must be a list of values, each {range_text(meta)}"
+            )
         for i, item in enumerate(value):
             check_value(f"{name}[{i}]", item, meta, "int" if kind == "tuple[int]" else "real")
         return
@@ -156,8 +178,9 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
             same = is_real(value)
         if same and value == choice:
             return
-    raise ConfigError(f"{name}={short_repr(value)} is invalid; valid: "
-                      f"{range_text({'choices': choices})}")
+    raise ConfigError(
+        f"{name}={short_repr(value)} is invalid; valid: {range_text({'choices': choices})}"
+    )
 
 
 def _check_number(name: str, value: Any, meta: Mapping[str, Any], integer: bool) -> None:
@@ -170,8 +193,9 @@ def _check_number(name: str, value: Any, meta: Mapping[str, Any], integer: bool)
     bad = bad or (lo is not None and (value < lo or (meta.get("lo_open") and value == lo)))
     bad = bad or (hi is not None and value > hi)
     if bad:
-        raise ConfigError(f"{name}={short_repr(value)} is out of range; valid range "
-                          f"{range_text(meta)}")
+        raise ConfigError(
+            f"{name}={short_repr(value)} is out of range; valid range {range_text(meta)}"
+        )
 
 
 def validate(obj: Any, prefix: str = "") -> None:
@@ -194,14 +218,16 @@ def as_real_array(name: str, value: Any) -> np.ndarray:
     else:
         try:
             arr = np.asarray(value)
-        except (ValueError, TypeError) as exc:      # ragged nested lists
-            raise ConfigError(f"{name}={short_repr(value)} must be an array of real numbers "
-                              f"({exc})") from None
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise ConfigError(
+                f"{name}={short_repr(value)} must be an array of real numbers ({exc})"
+            ) from None
     if arr.dtype.kind == "O" and all(is_real(v) for v in arr.flat):
         return arr.astype(np.float64)
     if arr.dtype.kind not in "iuf":
-        raise ConfigError(f"{name}={short_repr(value)} must hold real numbers; got dtype "
-                          f"{arr.dtype}")
+        raise ConfigError(
+            f"{name}={short_repr(value)} must hold real numbers; got dtype {arr.dtype}"
+        )
     return arr.astype(np.float64, copy=False)
 
 
@@ -211,8 +237,9 @@ def check_table(doc: Any, keys: tuple[str, ...], where: str) -> None:
         raise ConfigError(f"{where}: a spec must be a table with keys {', '.join(keys)}")
     unknown = sorted(map(str, set(doc) - set(keys)))
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid: "
-                          f"{', '.join(keys)}")
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in {where}; valid: {', '.join(keys)}"
+        )
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
@@ -232,8 +259,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     known = {f.name: f for f in dataclasses.fields(cls)}
     ctx = f" in {where}" if where else ""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or cls.__name__}: must be a table (mapping) of "
-                          f"{', '.join(sorted(known))}; got {type(data).__name__}")
+        raise ConfigError(
+            f"{where or cls.__name__}: must be a table (mapping) of "
+            f"{', '.join(sorted(known))}; got {type(data).__name__}"
+        )
     unknown = sorted(map(str, set(data) - set(known)))
     if unknown:
         raise ConfigError(
@@ -242,7 +271,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         )
     kwargs = {}
     for key, value in data.items():
-        value = value.item() if isinstance(value, np.generic) else value   # a plain scalar
+        value = value.item() if isinstance(value, np.generic) else value  # a plain scalar
         as_tuple = isinstance(known[key].default, tuple) and isinstance(value, list)
         kwargs[key] = tuple(value) if as_tuple else value
     return cls(**kwargs)
@@ -255,6 +284,14 @@ def describe(cls: type) -> list[dict[str, Any]]:
         if "unit" not in f.metadata:
             continue
         m = f.metadata
-        rows.append({"name": f.name, "default": f.default, "unit": m["unit"],
-                     "range": range_text(m), "source": m["source"], "doc": m["doc"]})
+        rows.append(
+            {
+                "name": f.name,
+                "default": f.default,
+                "unit": m["unit"],
+                "range": range_text(m),
+                "source": m["source"],
+                "doc": m["doc"],
+            }
+        )
     return rows

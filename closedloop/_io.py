@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import IO
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False
-                 ) -> Path:
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False
+) -> Path:
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it into place.
 
     Args:
@@ -29,8 +30,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], binary: b
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
-                       ) as fh:
+        with os.fdopen(
+            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+        ) as fh:
             write(fh)
         umask = os.umask(0)
         os.umask(umask)
@@ -78,7 +80,6 @@ def toml_literal(value) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-
 GIB = 2.0**30
 """Bytes per GiB."""
 
@@ -116,5 +117,7 @@ def check_memory(what: str, n_bytes: float, hint: str = "") -> None:
 
     free = available_memory_bytes()
     if n_bytes > free:
-        raise ConfigError(f"{what} would need {n_bytes / GIB:.3g} GiB of memory; "
-                          f"{free / GIB:.3g} GiB is available" + (f"; {hint}" if hint else ""))
+        raise ConfigError(
+            f"{what} would need {n_bytes / GIB:.3g} GiB of memory; "
+            f"{free / GIB:.3g} GiB is available" + (f"; {hint}" if hint else "")
+        )

@@ -50,7 +50,7 @@ def imported_names(tree: ast.AST, package: list[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
+            base = package[: len(package) - node.level + 1] if node.level else []
             mod = ".".join(base + ([node.module] if node.module else []))
             names.add(mod)
             names.update(f"{mod}.{a.name}" for a in node.names)
@@ -113,8 +113,11 @@ def _with_dependencies(base: type) -> type:
     return Locator
 
 
-FILE_LOCATORS = (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
-                 caching.UserWideCacheLocator)
+FILE_LOCATORS = (
+    caching.UserProvidedCacheLocator,
+    caching.InTreeCacheLocator,
+    caching.UserWideCacheLocator,
+)
 """numba's locators that stamp a function with its source file (replaced, in their order)."""
 
 
@@ -124,7 +127,8 @@ def install() -> None:
     if any(getattr(c, "tracks_dependencies", False) for c in classes):
         return
     caching.CacheImpl._locator_classes = [
-        _with_dependencies(c) if c in FILE_LOCATORS else c for c in classes]
+        _with_dependencies(c) if c in FILE_LOCATORS else c for c in classes
+    ]
 
 
 install()

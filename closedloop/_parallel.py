@@ -14,13 +14,18 @@ MAX_WORKERS = 256
 def check_workers(workers: Any, name: str = "workers") -> int:
     """``workers`` as an int in [1, :data:`MAX_WORKERS`]; ConfigError naming ``name`` otherwise."""
     if not is_integer(workers) or not 1 <= int(workers) <= MAX_WORKERS:
-        raise ConfigError(f"{name}={workers!r} is invalid; valid: an integer in "
-                          f"[1, {MAX_WORKERS}]")
+        raise ConfigError(f"{name}={workers!r} is invalid; valid: an integer in [1, {MAX_WORKERS}]")
     return int(workers)
 
 
-def parallel_map(fn: Callable[[Any], Any], items: Iterable, workers: int = 1,
-                 progress: bool = False, desc: str = "", unit: str = "patient") -> Iterator:
+def parallel_map(
+    fn: Callable[[Any], Any],
+    items: Iterable,
+    workers: int = 1,
+    progress: bool = False,
+    desc: str = "",
+    unit: str = "patient",
+) -> Iterator:
     """``map(fn, items)`` over ``workers`` processes, in order, with an optional progress bar.
 
     ``workers`` is checked at the call (not when the first result is asked for), and no more
@@ -35,8 +40,9 @@ def parallel_map(fn: Callable[[Any], Any], items: Iterable, workers: int = 1,
     return _map(fn, items, min(workers, max(1, len(items))), progress, desc, unit)
 
 
-def _map(fn: Callable[[Any], Any], items: list, workers: int, progress: bool, desc: str,
-         unit: str) -> Iterator:
+def _map(
+    fn: Callable[[Any], Any], items: list, workers: int, progress: bool, desc: str, unit: str
+) -> Iterator:
     """The generator behind :func:`parallel_map` (arguments already checked)."""
     from tqdm.auto import tqdm
 
@@ -53,10 +59,12 @@ def _map(fn: Callable[[Any], Any], items: list, workers: int, progress: bool, de
         # step) holds a thread pool whose locks a forked child inherits mid-state; such a
         # child hung at its first parallel kernel. forkserver (spawn where it is missing)
         # starts workers from a clean process.
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
-            else "spawn"
-        with ProcessPoolExecutor(max_workers=workers,
-                                 mp_context=multiprocessing.get_context(method)) as pool:
+        method = (
+            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        )
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context(method)
+        ) as pool:
             for result in pool.map(fn, items):
                 yield result
                 bar.update()

@@ -30,8 +30,21 @@ from closedloop._config import ConfigError, check_table, check_value, short_repr
 from closedloop._io import write_text_atomic
 from closedloop.controllers.sources import ZOO_DIR, zoo_policies
 
-__all__ = ["DEFAULT", "QUICK", "SUITES", "TEST_ENVS", "ZOO_DIR", "Suite", "controllers_of",
-           "load_suite", "machine", "patients_of", "run_benchmark", "validate", "zoo_policies"]
+__all__ = [
+    "DEFAULT",
+    "QUICK",
+    "SUITES",
+    "TEST_ENVS",
+    "ZOO_DIR",
+    "Suite",
+    "controllers_of",
+    "load_suite",
+    "machine",
+    "patients_of",
+    "run_benchmark",
+    "validate",
+    "zoo_policies",
+]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,9 +52,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SUITE_FILE = "suite.json"
-TEST_ENVS = ("closedloop/ECAPClinic-Test-v0", "closedloop/ECAPTracking-Test-v0",
-             "closedloop/ECAPCoughStorm-Test-v0", "closedloop/ECAPWalking-Test-v0",
-             "closedloop/ECAPSleep-Test-v0", "closedloop/ECAPDrift-Test-v0")
+TEST_ENVS = (
+    "closedloop/ECAPClinic-Test-v0",
+    "closedloop/ECAPTracking-Test-v0",
+    "closedloop/ECAPCoughStorm-Test-v0",
+    "closedloop/ECAPWalking-Test-v0",
+    "closedloop/ECAPSleep-Test-v0",
+    "closedloop/ECAPDrift-Test-v0",
+)
 """The held-out versions of the clinic posture sequence, daily living (an hour), the cough
 storm, walking, sleep and the chronic drift. Walking, sleep and drift were added because they
 separate controllers: on the validation cohort (one seed, eight classical controllers) every
@@ -91,15 +109,18 @@ class Suite:
 
         where = f"suite {short_repr(self.name)}"
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
-            raise ConfigError(f"{where}: name must be a non-empty string of letters, digits, "
-                              "'.', '_' and '-' (it names the run folder)")
+            raise ConfigError(
+                f"{where}: name must be a non-empty string of letters, digits, "
+                "'.', '_' and '-' (it names the run folder)"
+            )
         for key in ("controllers", "env_ids"):
             _check_names(where, key, getattr(self, key))
         if not isinstance(self.patients, str):
             _check_names(where, "patients", self.patients)
         if not isinstance(self.baseline, str):
-            raise ConfigError(f"{where}: baseline={short_repr(self.baseline)} must be a "
-                              "controller name")
+            raise ConfigError(
+                f"{where}: baseline={short_repr(self.baseline)} must be a controller name"
+            )
         check_value(f"{where}: n_patients", self.n_patients, {"lo": 0, "unit": "1"}, "int")
         if not isinstance(self.seeds, tuple) or not self.seeds:
             raise ConfigError(f"{where}: seeds must be a non-empty list of integers >= 0")
@@ -108,10 +129,13 @@ class Suite:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"{where}: seeds={list(self.seeds)} must be distinct")
         if not isinstance(self.env_overrides, tuple) or not all(
-                isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str)
-                for kv in self.env_overrides):
-            raise ConfigError(f"{where}: env_overrides must be (key, value) pairs; in a suite "
-                              "file, a table of gymnasium.make keywords, e.g. {episode_s = 20}")
+            isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str)
+            for kv in self.env_overrides
+        ):
+            raise ConfigError(
+                f"{where}: env_overrides must be (key, value) pairs; in a suite "
+                "file, a table of gymnasium.make keywords, e.g. {episode_s = 20}"
+            )
         _check_primary_metrics(where, self.primary_metrics)
 
     def primary(self) -> dict[str, str]:
@@ -131,14 +155,18 @@ class Suite:
                 d[key] = tuple(d[key]) if isinstance(d[key], list | tuple) else (d[key],)
         if isinstance(d.get("patients"), list):
             d["patients"] = tuple(d["patients"])
-        for key, what in (("env_overrides", "of gymnasium.make keywords, e.g. "
-                                             "{episode_s = 20}"),
-                          ("primary_metrics", "env id -> metric, e.g. "
-                                              '{"closedloop/ECAPClinic-Test-v0" = "mad_uv"}')):
+        for key, what in (
+            ("env_overrides", "of gymnasium.make keywords, e.g. {episode_s = 20}"),
+            (
+                "primary_metrics",
+                'env id -> metric, e.g. {"closedloop/ECAPClinic-Test-v0" = "mad_uv"}',
+            ),
+        ):
             if key in d:
                 if not isinstance(d[key], Mapping):
-                    raise ConfigError(f"{where}: {key}={short_repr(d[key])} must be a table "
-                                      + what)
+                    raise ConfigError(
+                        f"{where}: {key}={short_repr(d[key])} must be a table " + what
+                    )
                 d[key] = tuple(sorted(d[key].items()))
         return cls(**d)
 
@@ -156,10 +184,13 @@ def _check_primary_metrics(where: str, pairs: Any) -> None:
     from closedloop.evaluation.runner import check_env_id
 
     if not isinstance(pairs, tuple) or not all(
-            isinstance(kv, tuple) and len(kv) == 2 for kv in pairs):
-        raise ConfigError(f"{where}: primary_metrics must be (env_id, metric) pairs; in a "
-                          'suite file, a table, e.g. {"closedloop/ECAPClinic-Test-v0" = '
-                          '"mad_uv"}')
+        isinstance(kv, tuple) and len(kv) == 2 for kv in pairs
+    ):
+        raise ConfigError(
+            f"{where}: primary_metrics must be (env_id, metric) pairs; in a "
+            'suite file, a table, e.g. {"closedloop/ECAPClinic-Test-v0" = '
+            '"mad_uv"}'
+        )
     for env_id, metric in pairs:
         check_env_id(env_id, f"{where}: primary_metrics key")
         check_primary(metric, f"{where}: primary_metrics[{env_id!r}]")
@@ -169,10 +200,12 @@ def _check_primary_metrics(where: str, pairs: Any) -> None:
 
 def _check_names(where: str, key: str, names: Any) -> None:
     """Raise ConfigError unless ``names`` is a non-empty tuple of non-empty strings."""
-    if not isinstance(names, tuple) or not names or not all(
-            isinstance(n, str) and n for n in names):
-        raise ConfigError(f"{where}: {key}={short_repr(names)} must be a non-empty list of "
-                          "names")
+    if (
+        not isinstance(names, tuple)
+        or not names
+        or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise ConfigError(f"{where}: {key}={short_repr(names)} must be a non-empty list of names")
 
 
 DEFAULT = Suite()
@@ -212,8 +245,10 @@ def controllers_of(suite: Suite) -> dict[str, Any]:
 
     controllers = resolve_controllers(suite.controllers, "controllers")
     if suite.baseline not in controllers:
-        raise ConfigError(f"suite {suite.name!r}: baseline={suite.baseline!r} is not one of its "
-                          f"controllers; valid: {', '.join(controllers)}")
+        raise ConfigError(
+            f"suite {suite.name!r}: baseline={suite.baseline!r} is not one of its "
+            f"controllers; valid: {', '.join(controllers)}"
+        )
     return controllers
 
 
@@ -232,10 +267,15 @@ def machine() -> dict[str, Any]:
 
     import closedloop
 
-    return {"platform": platform.platform(), "processor": platform.processor() or
-            platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "closedloop": closedloop.__version__, "numpy": numpy.__version__,
-            "numba": numba.__version__}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "closedloop": closedloop.__version__,
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+    }
 
 
 def validate(suite: Suite) -> tuple[dict[str, Any], list[str]]:
@@ -277,9 +317,10 @@ def read_suite_file(out: Path) -> dict[str, Any] | None:
         doc = json.loads(path.read_text(encoding="utf-8"))
         Suite.from_dict(doc, str(path))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path} is not a benchmark suite record ({exc}); the run folder "
-                          "is corrupted: use another --out, or --fresh to start over there"
-                          ) from None
+        raise ConfigError(
+            f"{path} is not a benchmark suite record ({exc}); the run folder "
+            "is corrupted: use another --out, or --fresh to start over there"
+        ) from None
     return doc
 
 
@@ -303,15 +344,16 @@ def _claim_folder(out: Path, suite: Suite, fresh: bool) -> Suite:
         The suite recorded in the folder.
     """
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"out_dir={str(out)!r} is a file; valid: a folder (created if "
-                          "missing)")
+        raise ConfigError(f"out_dir={str(out)!r} is a file; valid: a folder (created if missing)")
     old = None if fresh else read_suite_file(out)
     if old is not None:
         old_suite = Suite.from_dict(old)
         if _played(old_suite.to_dict()) != _played(suite.to_dict()):
-            raise ConfigError(f"{out} holds a run of another suite ({old.get('name')!r}: other "
-                              "envs, patients, seeds or env overrides); use another --out, or "
-                              "--fresh to start over there")
+            raise ConfigError(
+                f"{out} holds a run of another suite ({old.get('name')!r}: other "
+                "envs, patients, seeds or env overrides); use another --out, or "
+                "--fresh to start over there"
+            )
         extra = tuple(c for c in old_suite.controllers if c not in suite.controllers)
         suite = dataclasses.replace(suite, controllers=suite.controllers + extra)
     if fresh and out.exists():
@@ -324,9 +366,16 @@ def _claim_folder(out: Path, suite: Suite, fresh: bool) -> Suite:
     return suite
 
 
-def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
-                  workers: int | None = None, progress: bool = True, plots: bool = True,
-                  fresh: bool = False, save_trajectories: bool = False):
+def run_benchmark(
+    suite: Suite = DEFAULT,
+    out_dir: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    fresh: bool = False,
+    save_trajectories: bool = False,
+):
     """Play a suite and write its report; resumes an interrupted run in the same folder.
 
     Everything is checked (:func:`validate`, ``workers``, the run folder's ``suite.json``)
@@ -368,18 +417,28 @@ def run_benchmark(suite: Suite = DEFAULT, out_dir: str | Path | None = None, *,
     earlier = [] if fresh or not (out / "episodes").is_dir() else rows_from_folder(out)
     labels = set(controllers) | {r["controller"] for r in earlier}
     if suite.baseline not in labels:
-        raise ConfigError(f"baseline={suite.baseline!r} is not one of its controllers (nor of "
-                          f"the run folder's); valid: {', '.join(sorted(labels))}")
+        raise ConfigError(
+            f"baseline={suite.baseline!r} is not one of its controllers (nor of "
+            f"the run folder's); valid: {', '.join(sorted(labels))}"
+        )
     recorded = _claim_folder(out, suite, fresh)
-    rows = run_grid(controllers, list(suite.env_ids), patients, list(suite.seeds),
-                    workers=n_workers, progress=progress, out_dir=out,
-                    env_overrides=dict(suite.env_overrides) or None,
-                    save_trajectories=save_trajectories)
+    rows = run_grid(
+        controllers,
+        list(suite.env_ids),
+        patients,
+        list(suite.seeds),
+        workers=n_workers,
+        progress=progress,
+        out_dir=out,
+        env_overrides=dict(suite.env_overrides) or None,
+        save_trajectories=save_trajectories,
+    )
     report, rows = _write_report(out, rows, recorded, n_workers, plots)
     if plots:
         replayable = {**_resolvable(recorded.controllers), **controllers}
-        report.paths.update(_trace_figures(report, rows, out, replayable, suite, n_workers,
-                                           progress))
+        report.paths.update(
+            _trace_figures(report, rows, out, replayable, suite, n_workers, progress)
+        )
     report.paths["report.html"] = write_html_report(out)
     return report
 
@@ -400,8 +459,9 @@ def _write_report(out: Path, rows: list[dict], suite: Suite, workers: int, plots
     meta = {"suite": suite.to_dict(), "machine": machine(), "workers": workers}
     report, kept, left = report_rows(out, rows, suite.baseline, meta, plots)
     for item in left:
-        print(f"left out: {item['controller']} on {item['env_id']}: {item['reason']}",
-              file=sys.stderr)
+        print(
+            f"left out: {item['controller']} on {item['env_id']}: {item['reason']}", file=sys.stderr
+        )
     return report, kept
 
 
@@ -412,8 +472,9 @@ def _resolvable(refs: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for ref in refs:
         try:
-            out.update(resolve_controllers([ref]) if ref == "all" else
-                       dict([resolve_controller(ref)]))
+            out.update(
+                resolve_controllers([ref]) if ref == "all" else dict([resolve_controller(ref)])
+            )
         except ConfigError:
             continue
     return out
@@ -428,8 +489,9 @@ def _replay(job: tuple[Any, str]) -> str:
     return path
 
 
-def _trace_figures(report, rows: list[dict], out: Path, controllers, suite: Suite,
-                   workers: int, progress: bool) -> dict[str, Path]:
+def _trace_figures(
+    report, rows: list[dict], out: Path, controllers, suite: Suite, workers: int, progress: bool
+) -> dict[str, Path]:
     """Replay the episodes the trace figures draw (unless saved) and draw the figures.
 
     The benchmark does not keep trajectories (an hour of daily living is tens of MB per
@@ -444,13 +506,21 @@ def _trace_figures(report, rows: list[dict], out: Path, controllers, suite: Suit
     )
     from closedloop.evaluation.trace_figures import plot_top_traces, trace_episodes
 
-    specs = {s.key(): s for s in grid_specs(controllers, list(suite.env_ids),
-                                            patients_of(suite), list(suite.seeds),
-                                            dict(suite.env_overrides) or None)}
+    specs = {
+        s.key(): s
+        for s in grid_specs(
+            controllers,
+            list(suite.env_ids),
+            patients_of(suite),
+            list(suite.seeds),
+            dict(suite.env_overrides) or None,
+        )
+    }
     (out / TRAJECTORIES_DIR).mkdir(exist_ok=True)
-    jobs = [(specs[r["episode"]], str(trajectory_path(out, r["episode"])))
-            for r in trace_episodes(rows, report.paired)
-            if r["episode"] in specs and not trajectory_path(out, r["episode"]).is_file()]
+    jobs = [
+        (specs[r["episode"]], str(trajectory_path(out, r["episode"])))
+        for r in trace_episodes(rows, report.paired)
+        if r["episode"] in specs and not trajectory_path(out, r["episode"]).is_file()
+    ]
     list(parallel_map(_replay, jobs, workers, progress, "trace episodes", "episode"))
-    return {f"plots/{p.name}": p for p in plot_top_traces(rows, report.paired, out,
-                                                          out / "plots")}
+    return {f"plots/{p.name}": p for p in plot_top_traces(rows, report.paired, out, out / "plots")}

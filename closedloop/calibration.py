@@ -101,8 +101,10 @@ class CalibrationRecord:
         for pc in self.postures:
             if pc.posture == name:
                 return pc
-        raise ConfigError(f"posture={name!r} was not calibrated; valid: "
-                          f"{', '.join(p.posture for p in self.postures)}")
+        raise ConfigError(
+            f"posture={name!r} was not calibrated; valid: "
+            f"{', '.join(p.posture for p in self.postures)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN as None)."""
@@ -114,8 +116,10 @@ class CalibrationRecord:
     def from_dict(cls, data: dict[str, Any]) -> CalibrationRecord:
         """Inverse of :meth:`to_dict`; unknown keys are errors."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"calibration={short_repr(data)} must be a table (dict) of the "
-                              "fields of CalibrationRecord")
+            raise ConfigError(
+                f"calibration={short_repr(data)} must be a table (dict) of the "
+                "fields of CalibrationRecord"
+            )
         data = dict(data)
         if data.pop("format", FORMAT) != FORMAT:
             raise ConfigError(f"calibration format must be {FORMAT!r}")
@@ -143,8 +147,9 @@ class CalibrationRecord:
         return cls.from_dict(doc)
 
 
-def calibrate_posture(patient: Patient, model, posture: str, pw_us: float = 250.0,
-                      rate_hz: float = 50.0, curve=None) -> PostureCalibration:
+def calibrate_posture(
+    patient: Patient, model, posture: str, pw_us: float = 250.0, rate_hz: float = 50.0, curve=None
+) -> PostureCalibration:
     """Run the programming sweep in one posture.
 
     Args:
@@ -184,24 +189,33 @@ def sweep_summary(patient: Patient, curve) -> tuple[float, ...]:
     return (th, slope, i_p, i_d, *at)
 
 
-def window_table(patient: Patient, model, csf_mm, pw_us: float = 250.0, rate_hz: float = 50.0
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def window_table(
+    patient: Patient, model, csf_mm, pw_us: float = 250.0, rate_hz: float = 50.0
+) -> tuple[np.ndarray, np.ndarray]:
     """The therapeutic window in ECAP µV at each CSF thickness in ``csf_mm``.
 
     Returns:
         ``(lower_uv, upper_uv)`` arrays: the measured ECAP at perception and at discomfort
         (NaN where not reached by 25.5 mA).
     """
-    rows = [sweep_summary(patient, programming_sweep(model, float(c), pw_us, rate_hz))[4:]
-            for c in np.atleast_1d(csf_mm)]
+    rows = [
+        sweep_summary(patient, programming_sweep(model, float(c), pw_us, rate_hz))[4:]
+        for c in np.atleast_1d(csf_mm)
+    ]
     lo, hi = np.array(rows).T
     return lo, hi
 
 
-def calibrate(patient: Patient, postures: Sequence[str] = CALIBRATION_POSTURES,
-              reference: str = REFERENCE_POSTURE, pw_us: float = 250.0, rate_hz: float = 50.0,
-              target_position: float | None = None, warmup_s: float = WARMUP_S,
-              model=None) -> CalibrationRecord:
+def calibrate(
+    patient: Patient,
+    postures: Sequence[str] = CALIBRATION_POSTURES,
+    reference: str = REFERENCE_POSTURE,
+    pw_us: float = 250.0,
+    rate_hz: float = 50.0,
+    target_position: float | None = None,
+    warmup_s: float = WARMUP_S,
+    model=None,
+) -> CalibrationRecord:
     """Simulate the programming session and derive the target and current limits.
 
     Args:
@@ -229,24 +243,37 @@ def calibrate(patient: Patient, postures: Sequence[str] = CALIBRATION_POSTURES,
     check_value("warmup_s", warmup_s, {"lo": 0.0, "unit": "s"})
     model = programming_model(patient, model)
     curves = {p: programming_sweep(model, patient.csf_mm(p), pw_us, rate_hz) for p in postures}
-    rows = tuple(calibrate_posture(patient, model, p, pw_us, rate_hz, curves[p])
-                 for p in postures)
+    rows = tuple(calibrate_posture(patient, model, p, pw_us, rate_hz, curves[p]) for p in postures)
     ref = rows[list(postures).index(reference)]
     if not math.isfinite(ref.discomfort_ma):
-        raise ConfigError(f"patient {patient.patient_id}: no therapeutic window in the "
-                          f"reference posture {reference} within 25.5 mA")
+        raise ConfigError(
+            f"patient {patient.patient_id}: no therapeutic window in the "
+            f"reference posture {reference} within 25.5 mA"
+        )
     lo = np.nanmax([r.perception_ecap_uv for r in rows])
     hi = np.nanmin([r.discomfort_ecap_uv for r in rows])
     if not hi > lo:
         lo, hi = ref.perception_ecap_uv, ref.discomfort_ecap_uv
-    target = float(lo + target_position * (hi - lo) if target_position >= 0
-                   else lo * (1.0 + target_position))
+    target = float(
+        lo + target_position * (hi - lo) if target_position >= 0 else lo * (1.0 + target_position)
+    )
     ref_curve = curves[reference]
     comfort = crossing_ma(ref_curve.currents_ma, ref_curve.ecap_uv, target)
     max_ma = float(np.nanmax([r.discomfort_ma for r in rows]))
     model.reset()
-    return CalibrationRecord(patient.patient_id, float(pw_us), float(rate_hz), reference, rows,
-                             target, comfort, 0.0, max_ma, comfort, float(warmup_s))
+    return CalibrationRecord(
+        patient.patient_id,
+        float(pw_us),
+        float(rate_hz),
+        reference,
+        rows,
+        target,
+        comfort,
+        0.0,
+        max_ma,
+        comfort,
+        float(warmup_s),
+    )
 
 
 def programming_model(patient: Patient, model=None):
@@ -262,27 +289,36 @@ def programming_model(patient: Patient, model=None):
     return dataclasses.replace(patient, params=quiet).model()
 
 
-def _check_session(patient: Any, postures: Any, reference: Any, pw_us: Any, rate_hz: Any
-                   ) -> None:
+def _check_session(patient: Any, postures: Any, reference: Any, pw_us: Any, rate_hz: Any) -> None:
     """Raise ConfigError naming the first bad argument of :func:`calibrate`."""
     from closedloop.neural.validation import PW_RANGE_US, RATE_RANGE_HZ
     from closedloop.postures import POSTURES
 
     if not isinstance(patient, Patient):
         raise ConfigError(f"patient={short_repr(patient)} must be a Patient (get_patient(id))")
-    if isinstance(postures, str) or not isinstance(postures, Sequence) or not postures or any(
-            p not in POSTURES for p in postures):
-        raise ConfigError(f"postures={short_repr(postures)} must be a non-empty list of "
-                          f"postures; valid: {', '.join(POSTURES)}")
+    if (
+        isinstance(postures, str)
+        or not isinstance(postures, Sequence)
+        or not postures
+        or any(p not in POSTURES for p in postures)
+    ):
+        raise ConfigError(
+            f"postures={short_repr(postures)} must be a non-empty list of "
+            f"postures; valid: {', '.join(POSTURES)}"
+        )
     if reference not in postures:
         raise ConfigError(f"reference={reference!r} must be one of postures={list(postures)}")
     check_value("pw_us", pw_us, {"lo": PW_RANGE_US[0], "hi": PW_RANGE_US[1], "unit": "µs"})
-    check_value("rate_hz", rate_hz, {"lo": RATE_RANGE_HZ[0], "hi": RATE_RANGE_HZ[1],
-                                     "unit": "Hz"})
+    check_value("rate_hz", rate_hz, {"lo": RATE_RANGE_HZ[0], "hi": RATE_RANGE_HZ[1], "unit": "Hz"})
 
 
-def calibrate_many(patients: Sequence[Patient], postures: Sequence[str] = CALIBRATION_POSTURES,
-                   workers: int = 1, progress: bool = False, **kwargs) -> list[CalibrationRecord]:
+def calibrate_many(
+    patients: Sequence[Patient],
+    postures: Sequence[str] = CALIBRATION_POSTURES,
+    workers: int = 1,
+    progress: bool = False,
+    **kwargs,
+) -> list[CalibrationRecord]:
     """Calibrate many patients, in parallel processes, with an optional progress bar.
 
     Args:

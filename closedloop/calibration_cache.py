@@ -29,8 +29,7 @@ def calibration_path(split: str) -> Path:
 def write_calibrations(split: str, workers: int = 1, progress: bool = False) -> Path:
     """Calibrate every patient of cohort ``split`` and write the file (atomically)."""
     records = calibrate_many(load_cohort(split), workers=workers, progress=progress)
-    doc = {"format": FORMAT, "split": split,
-           "records": [nan_to_none(r.to_dict()) for r in records]}
+    doc = {"format": FORMAT, "split": split, "records": [nan_to_none(r.to_dict()) for r in records]}
     _read.cache_clear()
     return write_text_atomic(calibration_path(split), json.dumps(doc, indent=1) + "\n")
 
@@ -56,7 +55,7 @@ def patient_calibration(patient: Patient) -> CalibrationRecord:
     """
     split = patient.patient_id.rpartition("-")[0]
     if split in SPLITS:
-        cohort = load_cohort(split)                    # enforces the held-out guard
+        cohort = load_cohort(split)  # enforces the held-out guard
         index = int(patient.patient_id.rpartition("-")[2])
         if index < len(cohort) and cohort[index] == patient:
             stored = _read(split).get(patient.patient_id)

@@ -25,8 +25,9 @@ def threshold_agreement_db(records) -> np.ndarray:
 
 
 @tuning_entry_point("cohort distribution")
-def distribution_report(split: str = "train", n: int | None = None, workers: int = 1,
-                        progress: bool = False) -> dict:
+def distribution_report(
+    split: str = "train", n: int | None = None, workers: int = 1, progress: bool = False
+) -> dict:
     """Summary figures of a cohort next to the published ranges (shared/domain.md).
 
     Args:
@@ -47,13 +48,15 @@ def distribution_report(split: str = "train", n: int | None = None, workers: int
     th = np.array([p.ecap_threshold_ma for p in sit])
     slope = np.array([p.slope_uv_per_ma for p in sit])
     db = threshold_agreement_db(records)
-    pairs = np.array([(pc.ecap_threshold_ma, pc.perception_ma) for r in records
-                      for pc in r.postures])
+    pairs = np.array(
+        [(pc.ecap_threshold_ma, pc.perception_ma) for r in records for pc in r.postures]
+    )
     ok = np.all(np.isfinite(pairs) & (pairs > 0), axis=1)
     top = np.array([[pc.discomfort_ecap_uv for pc in r.postures] for r in records])
     spread = np.nanmax(top, axis=1) / np.nanmin(top, axis=1)
     return {
-        "split": split, "n_patients": len(records),
+        "split": split,
+        "n_patients": len(records),
         "threshold_in_2_8_ma_frac": float(np.mean((th >= 2) & (th <= 8))),
         "slope_in_5_50_frac": float(np.mean((slope >= 5) & (slope <= 50))),
         "threshold_sitting_median_ma": float(np.nanmedian(th)),

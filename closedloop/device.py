@@ -66,13 +66,24 @@ from closedloop._config import ConfigError, as_real_array, param, validate
 from closedloop.device_limits import LIMIT_FLAGS, limit_many, limit_one, ramp, ramp_many
 from closedloop.neural.params import PLATINUM_SHANNON
 
-__all__ = ["LIMIT_FLAGS", "DeviceParams", "InterventionCounter", "apply_limits",
-           "apply_limits_scalar", "limit_many", "limit_one", "limit_report", "ramp", "ramp_many"]
+__all__ = [
+    "LIMIT_FLAGS",
+    "DeviceParams",
+    "InterventionCounter",
+    "apply_limits",
+    "apply_limits_scalar",
+    "limit_many",
+    "limit_one",
+    "limit_report",
+    "ramp",
+    "ramp_many",
+]
 
 _NAMES = tuple(LIMIT_FLAGS)
 # _BIT_TABLE[f, k] is 1 when flag value f (0-31) has the bit of limit k set.
-_BIT_TABLE = np.array([[(f >> k) & 1 for k in range(len(_NAMES))] for f in range(32)],
-                      dtype=np.int64)
+_BIT_TABLE = np.array(
+    [[(f >> k) & 1 for k in range(len(_NAMES))] for f in range(32)], dtype=np.int64
+)
 _NAMES_SET = tuple(tuple(n for k, n in enumerate(_NAMES) if (f >> k) & 1) for f in range(32))
 """The limit names set in each flag value (0-31): :meth:`InterventionCounter.add`'s table."""
 
@@ -81,24 +92,54 @@ _NAMES_SET = tuple(tuple(n for k, n in enumerate(_NAMES) if (f >> k) & 1) for f 
 class DeviceParams:
     """Hardware and tissue-safety limits of the implanted pulse generator."""
 
-    max_current_ma: float = param(25.5, "mA", "hardware ceiling: the output stage delivers "
-                                  "0-25.5 mA [M domain.md §1]; settings may only lower it",
-                                  0.0, 25.5, lo_open=True,
-                                  doc="largest current the output stage delivers")
-    max_step_ma: float = param(1.0, "mA", "assumption: ramp limit per pulse, not published; a "
-                               "ceiling, settings may only lower it", 0.0, 1.0, lo_open=True,
-                               doc="largest change of current from one pulse to the next")
+    max_current_ma: float = param(
+        25.5,
+        "mA",
+        "hardware ceiling: the output stage delivers "
+        "0-25.5 mA [M domain.md §1]; settings may only lower it",
+        0.0,
+        25.5,
+        lo_open=True,
+        doc="largest current the output stage delivers",
+    )
+    max_step_ma: float = param(
+        1.0,
+        "mA",
+        "assumption: ramp limit per pulse, not published; a ceiling, settings may only lower it",
+        0.0,
+        1.0,
+        lo_open=True,
+        doc="largest change of current from one pulse to the next",
+    )
     charge_density_limit_uc_per_cm2: float = param(
-        30.0, "µC/cm²", PLATINUM_SHANNON + "; a ceiling, settings may only lower it", 0.0, 30.0,
-        lo_open=True, doc="charge per phase per contact area")
-    contact_diameter_mm: float = param(1.3, "mm", "percutaneous lead diameter 1.3 mm [M]; a "
-                                       "larger value would enlarge the area and loosen the "
-                                       "charge limit, so 1.3 mm is the ceiling", 0.1, 1.3,
-                                       doc="contact diameter; area = π · d · length")
-    compliance_v: float = param(12.0, "V", "assumption: the modelled IPG's compliance 12 V "
-                                "(current IPGs 10-18 V); a ceiling, settings may only lower it",
-                                0.0, 12.0, lo_open=True,
-                                doc="largest voltage across the electrode impedance")
+        30.0,
+        "µC/cm²",
+        PLATINUM_SHANNON + "; a ceiling, settings may only lower it",
+        0.0,
+        30.0,
+        lo_open=True,
+        doc="charge per phase per contact area",
+    )
+    contact_diameter_mm: float = param(
+        1.3,
+        "mm",
+        "percutaneous lead diameter 1.3 mm [M]; a "
+        "larger value would enlarge the area and loosen the "
+        "charge limit, so 1.3 mm is the ceiling",
+        0.1,
+        1.3,
+        doc="contact diameter; area = π · d · length",
+    )
+    compliance_v: float = param(
+        12.0,
+        "V",
+        "assumption: the modelled IPG's compliance 12 V "
+        "(current IPGs 10-18 V); a ceiling, settings may only lower it",
+        0.0,
+        12.0,
+        lo_open=True,
+        doc="largest voltage across the electrode impedance",
+    )
 
     def __post_init__(self) -> None:
         validate(self, "device.")
@@ -127,8 +168,9 @@ def _index_text(bad: np.ndarray) -> str:
     return str(list(np.argwhere(bad)[0].tolist()))
 
 
-def _checked(name: str, value, lo: float = -math.inf, lo_open: bool = False,
-             need: str = "must be finite") -> float | np.ndarray:
+def _checked(
+    name: str, value, lo: float = -math.inf, lo_open: bool = False, need: str = "must be finite"
+) -> float | np.ndarray:
     """``value`` as a float or float64 array; ConfigError naming the first bad entry.
 
     An entry is bad if it is not finite or lies below ``lo`` (at ``lo`` too if ``lo_open``).
@@ -156,8 +198,9 @@ def _checked(name: str, value, lo: float = -math.inf, lo_open: bool = False,
     raise ConfigError(f"{name}{_index_text(bad)}={v!r} {need}")
 
 
-def _check_inputs(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params,
-                  contact_length_mm) -> tuple:
+def _check_inputs(
+    requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params, contact_length_mm
+) -> tuple:
     """Validate and convert the inputs of :func:`apply_limits` (see there)."""
     if not isinstance(params, DeviceParams):
         raise ConfigError(f"params must be a DeviceParams, got {type(params).__name__}")
@@ -172,8 +215,10 @@ def _check_inputs(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_m
     )
     lo, hi = checked[4], checked[5]
     if (hi < lo) if type(lo) is type(hi) is float else np.less(hi, lo).any():
-        raise ConfigError(f"max_ma < min_ma at {_index_text(np.less(hi, lo)) or 'scalar'}: "
-                          "the clinician window [min_ma, max_ma] is empty")
+        raise ConfigError(
+            f"max_ma < min_ma at {_index_text(np.less(hi, lo)) or 'scalar'}: "
+            "the clinician window [min_ma, max_ma] is empty"
+        )
     return checked
 
 
@@ -184,17 +229,29 @@ def _flat(value, shape: tuple, size: int) -> np.ndarray:
     does not write to its inputs); anything else is copied into a new array. Either way
     :func:`limit_many` sees one array type, hence a single compiled specialisation.
     """
-    if (type(value) is np.ndarray and value.shape == shape and value.flags.c_contiguous
-            and value.flags.writeable):
+    if (
+        type(value) is np.ndarray
+        and value.shape == shape
+        and value.flags.c_contiguous
+        and value.flags.writeable
+    ):
         return value if value.ndim == 1 else value.reshape(size)
     out = np.empty(size)
     out.reshape(shape)[...] = value
     return out
 
 
-def apply_limits(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma,
-                 params: DeviceParams, contact_length_mm=3.0,
-                 n_pulses: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def apply_limits(
+    requested_ma,
+    previous_ma,
+    pw_us,
+    impedance_ohm,
+    min_ma,
+    max_ma,
+    params: DeviceParams,
+    contact_length_mm=3.0,
+    n_pulses: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Limit requested currents to what the device may deliver (see the module docstring).
 
     All array arguments broadcast against each other (scalars, shape ``()``, ``(1,)`` or
@@ -226,31 +283,64 @@ def apply_limits(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma
             and, for arrays, the first offending index.
     """
     req, prev, pw, imp, lo, hi, length = _check_inputs(
-        requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params,
-        contact_length_mm)
+        requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params, contact_length_mm
+    )
     n = _check_n_pulses(n_pulses)
     try:
         shape = np.broadcast(req, prev, pw, imp, lo, hi, length).shape
     except ValueError as err:
         raise ConfigError(f"apply_limits: input shapes do not broadcast ({err})") from None
     if not shape and n == 1:  # one patient, one pulse: the scalar kernel directly
-        d, f = limit_one(float(req), float(prev), float(pw), float(imp), float(lo), float(hi),
-                         float(params.max_current_ma), float(params.max_step_ma),
-                         float(params.max_charge_uc(length)), float(params.compliance_v))
+        d, f = limit_one(
+            float(req),
+            float(prev),
+            float(pw),
+            float(imp),
+            float(lo),
+            float(hi),
+            float(params.max_current_ma),
+            float(params.max_step_ma),
+            float(params.max_charge_uc(length)),
+            float(params.compliance_v),
+        )
         return np.array(d), np.array(f, dtype=np.int8)
     size = math.prod(shape)
-    flat = [_flat(v, shape, size) for v in (req, prev, pw, imp, lo, hi,
-                                            params.max_charge_uc(length))]
+    flat = [
+        _flat(v, shape, size) for v in (req, prev, pw, imp, lo, hi, params.max_charge_uc(length))
+    ]
     if n == 1:
         delivered, flags = np.empty(size), np.empty(size, dtype=np.int8)
-        limit_many(flat[0], flat[1], flat[2], flat[3], flat[4], flat[5],
-                   float(params.max_current_ma), np.full(size, float(params.max_step_ma)),
-                   flat[6], float(params.compliance_v), delivered, flags)
+        limit_many(
+            flat[0],
+            flat[1],
+            flat[2],
+            flat[3],
+            flat[4],
+            flat[5],
+            float(params.max_current_ma),
+            np.full(size, float(params.max_step_ma)),
+            flat[6],
+            float(params.compliance_v),
+            delivered,
+            flags,
+        )
         return delivered.reshape(shape), flags.reshape(shape)
     delivered, flags = np.empty((size, n)), np.empty((size, n), dtype=np.int8)
-    ramp_many(flat[0], flat[1], flat[2], np.repeat(flat[3][:, None], n, axis=1), flat[4],
-              flat[5], float(params.max_current_ma), float(params.max_step_ma), flat[6],
-              float(params.compliance_v), delivered, flags, np.empty(size, dtype=np.int8))
+    ramp_many(
+        flat[0],
+        flat[1],
+        flat[2],
+        np.repeat(flat[3][:, None], n, axis=1),
+        flat[4],
+        flat[5],
+        float(params.max_current_ma),
+        float(params.max_step_ma),
+        flat[6],
+        float(params.compliance_v),
+        delivered,
+        flags,
+        np.empty(size, dtype=np.int8),
+    )
     return delivered.reshape(*shape, n), flags.reshape(*shape, n)
 
 
@@ -260,15 +350,25 @@ MAX_PULSES = 1_000_000
 
 def _check_n_pulses(n_pulses) -> int:
     """``n_pulses`` as an int; ConfigError unless it is an integer in [1, MAX_PULSES]."""
-    if (isinstance(n_pulses, (int, np.integer)) and not isinstance(n_pulses, bool)
-            and 1 <= n_pulses <= MAX_PULSES):
+    if (
+        isinstance(n_pulses, (int, np.integer))
+        and not isinstance(n_pulses, bool)
+        and 1 <= n_pulses <= MAX_PULSES
+    ):
         return int(n_pulses)
     raise ConfigError(f"n_pulses={n_pulses!r} must be an integer in [1, {MAX_PULSES}]")
 
 
-def apply_limits_scalar(requested_ma: float, previous_ma: float, pw_us: float,
-                        impedance_ohm: float, min_ma: float, max_ma: float,
-                        params: DeviceParams, contact_length_mm: float) -> tuple[float, int]:
+def apply_limits_scalar(
+    requested_ma: float,
+    previous_ma: float,
+    pw_us: float,
+    impedance_ohm: float,
+    min_ma: float,
+    max_ma: float,
+    params: DeviceParams,
+    contact_length_mm: float,
+) -> tuple[float, int]:
     """Scalar one-pulse :func:`apply_limits` for one patient whose inputs are already validated.
 
     Only ``requested_ma`` is checked (it must be finite, a cheap ``math.isfinite`` test); the
@@ -297,9 +397,17 @@ def apply_limits_scalar(requested_ma: float, previous_ma: float, pw_us: float,
     if not math.isfinite(requested_ma):
         raise ConfigError(f"requested_ma={float(requested_ma)!r} must be finite")
     return limit_one(
-        float(requested_ma), float(previous_ma), float(pw_us), float(impedance_ohm),
-        float(min_ma), float(max_ma), float(params.max_current_ma), float(params.max_step_ma),
-        float(params.max_charge_uc(contact_length_mm)), float(params.compliance_v))
+        float(requested_ma),
+        float(previous_ma),
+        float(pw_us),
+        float(impedance_ohm),
+        float(min_ma),
+        float(max_ma),
+        float(params.max_current_ma),
+        float(params.max_step_ma),
+        float(params.max_charge_uc(contact_length_mm)),
+        float(params.compliance_v),
+    )
 
 
 def limit_report(flags) -> dict[str, int]:

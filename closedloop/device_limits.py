@@ -12,16 +12,31 @@ from __future__ import annotations
 
 import numba
 
-LIMIT_FLAGS: dict[str, int] = {"bounds": 1, "clinician": 2, "slew": 4, "charge_density": 8,
-                               "compliance": 16}
+LIMIT_FLAGS: dict[str, int] = {
+    "bounds": 1,
+    "clinician": 2,
+    "slew": 4,
+    "charge_density": 8,
+    "compliance": 16,
+}
 """Bit of each limit in the flags, in the order applied."""
 
 _B, _C, _S, _Q, _V = LIMIT_FLAGS.values()  # numba freezes these globals as constants
 
 
 @numba.njit(cache=True)
-def limit_one(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_current_ma,
-              max_change_ma, max_charge_uc, compliance_v):
+def limit_one(
+    requested_ma,
+    previous_ma,
+    pw_us,
+    impedance_ohm,
+    min_ma,
+    max_ma,
+    max_current_ma,
+    max_change_ma,
+    max_charge_uc,
+    compliance_v,
+):
     """The five limits, in order, for one patient and one pulse (the one copy of them).
 
     Scalar kernel, callable from Python and from other numba kernels. It does no validation:
@@ -75,8 +90,20 @@ def limit_one(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, m
 
 
 @numba.njit(cache=True)
-def limit_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max_change_ma,
-               max_charge_uc, compliance_v, out_delivered, out_flags):
+def limit_many(
+    requested,
+    previous,
+    pw,
+    imp,
+    min_ma,
+    max_ma,
+    max_current_ma,
+    max_change_ma,
+    max_charge_uc,
+    compliance_v,
+    out_delivered,
+    out_flags,
+):
     """:func:`limit_one` for each patient of a batch, written into ``out_delivered``/``out_flags``.
 
     No validation and no broadcasting: every per-patient argument is a 1-D array of the same
@@ -98,13 +125,34 @@ def limit_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max
     """
     for i in range(requested.size):
         out_delivered[i], out_flags[i] = limit_one(
-            requested[i], previous[i], pw[i], imp[i], min_ma[i], max_ma[i], max_current_ma,
-            max_change_ma[i], max_charge_uc[i], compliance_v)
+            requested[i],
+            previous[i],
+            pw[i],
+            imp[i],
+            min_ma[i],
+            max_ma[i],
+            max_current_ma,
+            max_change_ma[i],
+            max_charge_uc[i],
+            compliance_v,
+        )
 
 
 @numba.njit(cache=True)
-def ramp(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_current_ma,
-         max_step_ma, max_charge_uc, compliance_v, out_current, out_flags):
+def ramp(
+    requested_ma,
+    previous_ma,
+    pw_us,
+    impedance_ohm,
+    min_ma,
+    max_ma,
+    max_current_ma,
+    max_step_ma,
+    max_charge_uc,
+    compliance_v,
+    out_current,
+    out_flags,
+):
     """One control step of ``P`` pulses: the device ramps pulse by pulse toward the request.
 
     Pulse ``j`` passes through :func:`limit_one` with the current of pulse ``j - 1`` (of the
@@ -132,8 +180,18 @@ def ramp(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_cu
     current = previous_ma
     step_flags = 0
     for j in range(out_current.size):
-        current, f = limit_one(requested_ma, current, pw_us, impedance_ohm[j], min_ma, max_ma,
-                               max_current_ma, max_step_ma, max_charge_uc, compliance_v)
+        current, f = limit_one(
+            requested_ma,
+            current,
+            pw_us,
+            impedance_ohm[j],
+            min_ma,
+            max_ma,
+            max_current_ma,
+            max_step_ma,
+            max_charge_uc,
+            compliance_v,
+        )
         out_current[j] = current
         out_flags[j] = f
         step_flags |= f
@@ -141,8 +199,21 @@ def ramp(requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, max_cu
 
 
 @numba.njit(cache=True)
-def ramp_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max_step_ma,
-              max_charge_uc, compliance_v, out_current, out_flags, out_step_flags):
+def ramp_many(
+    requested,
+    previous,
+    pw,
+    imp,
+    min_ma,
+    max_ma,
+    max_current_ma,
+    max_step_ma,
+    max_charge_uc,
+    compliance_v,
+    out_current,
+    out_flags,
+    out_step_flags,
+):
     """:func:`ramp` for each patient of a batch (a loop over the scalar function).
 
     Args:
@@ -161,6 +232,17 @@ def ramp_many(requested, previous, pw, imp, min_ma, max_ma, max_current_ma, max_
         out_step_flags: Output, each patient's OR over its pulses, integer ``(N,)``.
     """
     for i in range(requested.size):
-        out_step_flags[i] = ramp(requested[i], previous[i], pw[i], imp[i], min_ma[i], max_ma[i],
-                                 max_current_ma, max_step_ma, max_charge_uc[i], compliance_v,
-                                 out_current[i], out_flags[i])
+        out_step_flags[i] = ramp(
+            requested[i],
+            previous[i],
+            pw[i],
+            imp[i],
+            min_ma[i],
+            max_ma[i],
+            max_current_ma,
+            max_step_ma,
+            max_charge_uc[i],
+            compliance_v,
+            out_current[i],
+            out_flags[i],
+        )

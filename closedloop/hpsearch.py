@@ -75,8 +75,9 @@ from closedloop.hpsearch_space import (  # noqa: F401  (re-exported: the public 
 from closedloop.training.spec import with_values
 
 
-def sample(trial: Any, ranges: Mapping[str, Mapping[str, Any]], algo: str | None = None
-           ) -> dict[str, Any]:
+def sample(
+    trial: Any, ranges: Mapping[str, Mapping[str, Any]], algo: str | None = None
+) -> dict[str, Any]:
     """Draw one value per range with an optuna ``trial``.
 
     An integer hyperparameter of ``algo`` is drawn as an integer, any other as a float
@@ -90,13 +91,13 @@ def sample(trial: Any, ranges: Mapping[str, Mapping[str, Any]], algo: str | None
         elif rule_kind(algo, key) == "int" if algo else ints:
             out[key] = trial.suggest_int(key, rng["low"], rng["high"], log=bool(rng.get("log")))
         else:
-            out[key] = trial.suggest_float(key, float(rng["low"]), float(rng["high"]),
-                                           log=bool(rng.get("log")))
+            out[key] = trial.suggest_float(
+                key, float(rng["low"]), float(rng["high"]), log=bool(rng.get("log"))
+            )
     return out
 
 
-def sb3_kwargs(algo: str, hp: Mapping[str, Any], n_envs: int, n_actions: int = 1
-               ) -> dict[str, Any]:
+def sb3_kwargs(algo: str, hp: Mapping[str, Any], n_envs: int, n_actions: int = 1) -> dict[str, Any]:
     """Constructor keyword arguments from plain values.
 
     ``"lin_<x>"`` learning rates and clip ranges become linear decays (as in rl-baselines3-zoo),
@@ -121,10 +122,17 @@ def sb3_kwargs(algo: str, hp: Mapping[str, Any], n_envs: int, n_actions: int = 1
     pk = dict(kw.get("policy_kwargs", {}))
     if "activation_fn" in pk:
         if pk["activation_fn"] not in ACTIVATIONS:
-            raise ConfigError(f"policy_kwargs.activation_fn={pk['activation_fn']!r} is invalid; "
-                              f"valid: {', '.join(ACTIVATIONS)}")
-        pk["activation_fn"] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU,
-                               "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}[pk["activation_fn"]]
+            raise ConfigError(
+                f"policy_kwargs.activation_fn={pk['activation_fn']!r} is invalid; "
+                f"valid: {', '.join(ACTIVATIONS)}"
+            )
+        pk["activation_fn"] = {
+            "tanh": nn.Tanh,
+            "relu": nn.ReLU,
+            "elu": nn.ELU,
+            "leaky_relu": nn.LeakyReLU,
+            "gelu": nn.GELU,
+        }[pk["activation_fn"]]
         kw["policy_kwargs"] = pk
     if "batch_size" in kw and algo in ("ppo", "recurrentppo"):
         n_steps = inspect.signature(algorithm_class(algo).__init__).parameters["n_steps"].default
@@ -158,8 +166,9 @@ class NormalizedPredictor:
         """``model.predict`` on the normalised observation."""
         if self.vecnorm is not None:
             obs = self.vecnorm.normalize_obs(obs)
-        return self.model.predict(obs, state=state, episode_start=episode_start,
-                                  deterministic=deterministic)
+        return self.model.predict(
+            obs, state=state, episode_start=episode_start, deterministic=deterministic
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,12 +209,19 @@ def train_trial(setup: TrialSetup, hp: Mapping[str, Any], seed: int) -> Normaliz
     vecnorm = None
     if space.normalize_obs or space.normalize_reward:
         gamma = float(hp.get("gamma", 0.99))
-        venv = vecnorm = VecNormalize(venv, norm_obs=space.normalize_obs,
-                                      norm_reward=space.normalize_reward, gamma=gamma)
+        venv = vecnorm = VecNormalize(
+            venv, norm_obs=space.normalize_obs, norm_reward=space.normalize_reward, gamma=gamma
+        )
     cls = algorithm_class(setup.algo)
     policy = POLICIES.get(setup.algo, "MlpPolicy")
-    model = cls(policy, venv, seed=seed, verbose=0, device="cpu",
-                **sb3_kwargs(setup.algo, hp, space.n_envs, venv.action_space.shape[0]))
+    model = cls(
+        policy,
+        venv,
+        seed=seed,
+        verbose=0,
+        device="cpu",
+        **sb3_kwargs(setup.algo, hp, space.n_envs, venv.action_space.shape[0]),
+    )
     model.learn(total_timesteps=setup.steps)
     if vecnorm is not None:
         vecnorm.training = False
@@ -219,8 +235,11 @@ def score(predictor: NormalizedPredictor, setup: TrialSetup) -> dict[str, float]
     from closedloop.evaluation import run_episode
 
     controller = SB3Policy(predictor)
-    rows = [run_episode(controller, setup.env_id, patient, seed, setup.eval_overrides).metrics
-            for patient in setup.eval_patients for seed in setup.eval_seeds]
+    rows = [
+        run_episode(controller, setup.env_id, patient, seed, setup.eval_overrides).metrics
+        for patient in setup.eval_patients
+        for seed in setup.eval_seeds
+    ]
     return {k: float(sum(r[k] for r in rows) / len(rows)) for k in REPORTED}
 
 
@@ -229,8 +248,10 @@ def _import_optuna():
     try:
         import optuna
     except ImportError:
-        raise ConfigError("the hyperparameter search needs optuna; install it with "
-                          f"pip install 'closedloop[{EXTRA}]' (or pip install optuna)") from None
+        raise ConfigError(
+            "the hyperparameter search needs optuna; install it with "
+            f"pip install 'closedloop[{EXTRA}]' (or pip install optuna)"
+        ) from None
     return optuna
 
 
@@ -262,22 +283,34 @@ class SearchResult:
 
     def to_toml(self) -> str:
         """The best parameters as a ``[hyperparams."<env id>"]`` fragment of an RL spec."""
-        lines = [f"# closedloop hpsearch: best of {len(self.trials)} trial(s) of "
-                 f"{self.algo} on {self.env_id} (study {self.study_name})",
-                 f"# objective: mean {OBJECTIVE} on {', '.join(self.eval_patients)} = "
-                 f"{self.best_value:.4f}",
-                 f'[hyperparams."{self.env_id}"]']
+        lines = [
+            f"# closedloop hpsearch: best of {len(self.trials)} trial(s) of "
+            f"{self.algo} on {self.env_id} (study {self.study_name})",
+            f"# objective: mean {OBJECTIVE} on {', '.join(self.eval_patients)} = "
+            f"{self.best_value:.4f}",
+            f'[hyperparams."{self.env_id}"]',
+        ]
         lines += [f"{k} = {toml_literal(v)}" for k, v in sorted(self.best_params.items())]
         return "\n".join(lines) + "\n"
 
 
-def search(agent_algo: str, env_id: str, n_trials: int, steps_per_trial: int,
-           ranges: str | Path | Mapping[str, Any] | SearchSpace, seed: int = 0,
-           storage: str | None = None, *, study_name: str | None = None,
-           eval_split: str = "validation", eval_patients: int = 4,
-           eval_seeds: tuple[int, ...] = (0,), env_overrides: Mapping[str, Any] | None = None,
-           eval_overrides: Mapping[str, Any] | None = None,
-           out_dir: str | Path | None = None) -> SearchResult:
+def search(
+    agent_algo: str,
+    env_id: str,
+    n_trials: int,
+    steps_per_trial: int,
+    ranges: str | Path | Mapping[str, Any] | SearchSpace,
+    seed: int = 0,
+    storage: str | None = None,
+    *,
+    study_name: str | None = None,
+    eval_split: str = "validation",
+    eval_patients: int = 4,
+    eval_seeds: tuple[int, ...] = (0,),
+    env_overrides: Mapping[str, Any] | None = None,
+    eval_overrides: Mapping[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+) -> SearchResult:
     """Search ``agent_algo``'s hyperparameters over ``ranges`` with optuna (TPE sampler).
 
     Args:
@@ -308,20 +341,32 @@ def search(agent_algo: str, env_id: str, n_trials: int, steps_per_trial: int,
     optuna = _import_optuna()
     space = ranges if isinstance(ranges, SearchSpace) else load_ranges(ranges)
     check_space(agent_algo, space)
-    check_counts(n_trials=n_trials, steps_per_trial=steps_per_trial,
-                  eval_patients=eval_patients, seed=seed)
+    check_counts(
+        n_trials=n_trials, steps_per_trial=steps_per_trial, eval_patients=eval_patients, seed=seed
+    )
     start = time.perf_counter()
     with tuning_session("hpsearch"):
         check_envs(env_id, env_overrides, eval_overrides, eval_split, eval_patients)
         patients = tuple(p.patient_id for p in load_cohort(eval_split)[:eval_patients])
-        setup = TrialSetup(agent_algo, env_id, steps_per_trial, space, dict(env_overrides or {}),
-                           patients, check_seeds(eval_seeds), dict(eval_overrides or {}))
+        setup = TrialSetup(
+            agent_algo,
+            env_id,
+            steps_per_trial,
+            space,
+            dict(env_overrides or {}),
+            patients,
+            check_seeds(eval_seeds),
+            dict(eval_overrides or {}),
+        )
         if out_dir is not None:
             make_out_dir(out_dir)
         study = optuna.create_study(
             study_name=study_name_for(study_name, agent_algo, env_id),
-            storage=open_storage(storage), direction="maximize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed))
+            storage=open_storage(storage),
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+        )
         study.optimize(lambda trial: _objective(trial, setup, seed), n_trials=n_trials)
     result = _result(study, setup, time.perf_counter() - start)
     if out_dir is not None:
@@ -342,13 +387,28 @@ def _objective(trial: Any, setup: TrialSetup, seed: int) -> float:
 def _result(study: Any, setup: TrialSetup, wall_s: float) -> SearchResult:
     """Collect a finished study into a :class:`SearchResult`."""
     done = [t for t in study.trials if t.value is not None]
-    trials = [{"number": t.number, "params": t.params, "value": t.value,
-               "metrics": t.user_attrs.get("metrics", {}), "wall_s": t.user_attrs.get("wall_s")}
-              for t in done]
+    trials = [
+        {
+            "number": t.number,
+            "params": t.params,
+            "value": t.value,
+            "metrics": t.user_attrs.get("metrics", {}),
+            "wall_s": t.user_attrs.get("wall_s"),
+        }
+        for t in done
+    ]
     best = study.best_trial
-    return SearchResult(setup.algo, setup.env_id, study.study_name, dict(best.params),
-                        float(best.value), dict(best.user_attrs.get("metrics", {})), trials,
-                        setup.eval_patients, wall_s)
+    return SearchResult(
+        setup.algo,
+        setup.env_id,
+        study.study_name,
+        dict(best.params),
+        float(best.value),
+        dict(best.user_attrs.get("metrics", {})),
+        trials,
+        setup.eval_patients,
+        wall_s,
+    )
 
 
 def write_result(result: SearchResult, out_dir: str | Path) -> tuple[Path, Path]:
@@ -357,11 +417,21 @@ def write_result(result: SearchResult, out_dir: str | Path) -> tuple[Path, Path]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"algo": result.algo, "env_id": result.env_id, "study_name": result.study_name,
-           "objective": OBJECTIVE, "eval_patients": list(result.eval_patients),
-           "best_params": result.best_params, "best_value": result.best_value,
-           "best_metrics": result.best_metrics, "wall_s": result.wall_s,
-           "trials": result.trials}
-    return (write_text_atomic(out / "best.toml", result.to_toml()),
-            write_text_atomic(out / "trials.json",
-                              json.dumps(nan_to_none(doc), indent=1, allow_nan=False) + "\n"))
+    doc = {
+        "algo": result.algo,
+        "env_id": result.env_id,
+        "study_name": result.study_name,
+        "objective": OBJECTIVE,
+        "eval_patients": list(result.eval_patients),
+        "best_params": result.best_params,
+        "best_value": result.best_value,
+        "best_metrics": result.best_metrics,
+        "wall_s": result.wall_s,
+        "trials": result.trials,
+    }
+    return (
+        write_text_atomic(out / "best.toml", result.to_toml()),
+        write_text_atomic(
+            out / "trials.json", json.dumps(nan_to_none(doc), indent=1, allow_nan=False) + "\n"
+        ),
+    )

@@ -23,22 +23,51 @@ else:  # pragma: no cover
 
 EXTRA = "rl"
 """The ``closedloop`` extra that installs optuna."""
-ALGOS: Mapping[str, str] = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3",
-                            "recurrentppo": "RecurrentPPO"}
+ALGOS: Mapping[str, str] = {
+    "ppo": "PPO",
+    "a2c": "A2C",
+    "sac": "SAC",
+    "td3": "TD3",
+    "recurrentppo": "RecurrentPPO",
+}
 """``--algo`` name -> algorithm name of :data:`closedloop.training.spec.ALGORITHMS`."""
 ON_POLICY = ("ppo", "a2c", "recurrentppo")
 POLICIES: Mapping[str, str] = {"recurrentppo": "MlpLstmPolicy"}
 """Policy alias per ``--algo`` (MlpPolicy for the others)."""
 RANGE_KEYS = ("low", "high", "log", "choices")
-FILE_KEYS = ("name", "description", "algorithm", "policy", "n_envs", "normalize_obs",
-             "normalize_reward", "clip_obs", "hyperparams", "search")
+FILE_KEYS = (
+    "name",
+    "description",
+    "algorithm",
+    "policy",
+    "n_envs",
+    "normalize_obs",
+    "normalize_reward",
+    "clip_obs",
+    "hyperparams",
+    "search",
+)
 """Keys of a ranges file: those of an RL agent spec (``agents/rl/*.toml``)."""
-RESERVED = ("self", "policy", "env", "seed", "device", "verbose", "tensorboard_log",
-            "_init_setup_model")
+RESERVED = (
+    "self",
+    "policy",
+    "env",
+    "seed",
+    "device",
+    "verbose",
+    "tensorboard_log",
+    "_init_setup_model",
+)
 """Constructor arguments a search sets itself."""
 OBJECTIVE = "time_in_window_frac"
-REPORTED = ("time_in_window_frac", "time_above_discomfort_frac", "time_below_perception_frac",
-            "mean_rel_error", "charge_per_pulse_uc", "env_return")
+REPORTED = (
+    "time_in_window_frac",
+    "time_above_discomfort_frac",
+    "time_below_perception_frac",
+    "mean_rel_error",
+    "charge_per_pulse_uc",
+    "env_return",
+)
 """Clinical metrics averaged over the validation episodes of each trial."""
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu")
 
@@ -85,13 +114,19 @@ def load_ranges(source: str | Path | Mapping[str, Any]) -> SearchSpace:
     for key, rng in ranges.items():
         _check_range(key, rng, where)
     sections = doc.get("hyperparams", {})
-    if not isinstance(sections, Mapping) or not all(isinstance(v, Mapping)
-                                                    for v in sections.values()):
+    if not isinstance(sections, Mapping) or not all(
+        isinstance(v, Mapping) for v in sections.values()
+    ):
         raise ConfigError(f"{where}: hyperparams must be a table of tables ([hyperparams.default])")
     _check_fields(doc, where)
-    return SearchSpace(dict(ranges), dict(sections.get("default", {})), doc.get("n_envs", 8),
-                       doc.get("normalize_obs", True), doc.get("normalize_reward", False),
-                       doc.get("algorithm", "").lower())
+    return SearchSpace(
+        dict(ranges),
+        dict(sections.get("default", {})),
+        doc.get("n_envs", 8),
+        doc.get("normalize_obs", True),
+        doc.get("normalize_reward", False),
+        doc.get("algorithm", "").lower(),
+    )
 
 
 def _check_fields(doc: Mapping[str, Any], where: str) -> None:
@@ -101,15 +136,17 @@ def _check_fields(doc: Mapping[str, Any], where: str) -> None:
     meta = {f.name: f.metadata for f in dataclasses.fields(RLAgentSpec)}
     n_envs = doc.get("n_envs", 8)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int):
-        raise ConfigError(f"{where}: n_envs={n_envs!r} must be an integer in "
-                          f"{range_text(meta['n_envs'])}")
+        raise ConfigError(
+            f"{where}: n_envs={n_envs!r} must be an integer in {range_text(meta['n_envs'])}"
+        )
     check_value(f"{where}: n_envs", n_envs, meta["n_envs"])
     for key in ("normalize_obs", "normalize_reward"):
         if not isinstance(doc.get(key, False), bool):
             raise ConfigError(f"{where}: {key}={doc[key]!r} must be true or false")
     if not isinstance(doc.get("algorithm", ""), str):
-        raise ConfigError(f"{where}: algorithm={doc['algorithm']!r} must be one of "
-                          f"{', '.join(ALGOS.values())}")
+        raise ConfigError(
+            f"{where}: algorithm={doc['algorithm']!r} must be one of {', '.join(ALGOS.values())}"
+        )
 
 
 def _check_range(key: str, rng: Any, where: str) -> None:
@@ -117,8 +154,9 @@ def _check_range(key: str, rng: Any, where: str) -> None:
     from closedloop.training.spec import SEARCH_KEYS
 
     if not isinstance(rng, Mapping) or not rng or set(rng) - set(SEARCH_KEYS):
-        raise ConfigError(f"{where}: [search] {key} must be a table with keys "
-                          f"{', '.join(SEARCH_KEYS)}")
+        raise ConfigError(
+            f"{where}: [search] {key} must be a table with keys {', '.join(SEARCH_KEYS)}"
+        )
 
 
 def algorithm_class(algo: str) -> type:
@@ -150,11 +188,14 @@ def check_space(algo: str, space: SearchSpace) -> None:
     name, policy = cls.__name__, POLICIES.get(algo, "MlpPolicy")
     check_hyperparams(name, policy, space.fixed, "ranges [hyperparams.default]")
     valid = valid_hyperparams(name) + [
-        f"policy_kwargs.{k}" for k in valid_policy_kwargs(name, policy)]
+        f"policy_kwargs.{k}" for k in valid_policy_kwargs(name, policy)
+    ]
     for key, rng in space.ranges.items():
         if key not in valid:
-            raise ConfigError(f"unknown hyperparameter {key!r} in the ranges for {algo}; "
-                              f"valid: {', '.join(valid)}")
+            raise ConfigError(
+                f"unknown hyperparameter {key!r} in the ranges for {algo}; "
+                f"valid: {', '.join(valid)}"
+            )
         check_search_range(key, rng, rules.rule_for(key, algo in ON_POLICY), "ranges")
     if space.normalize_reward and algo not in ON_POLICY:
         raise ConfigError(f"normalize_reward=true is only valid for {', '.join(ON_POLICY)}")
@@ -168,8 +209,11 @@ def rule_kind(algo: str, key: str) -> str:
 
 
 LIMITS: Mapping[str, tuple[int, int]] = {
-    "n_trials": (1, 10_000), "steps_per_trial": (1, 100_000_000),
-    "eval_patients": (1, 1000), "seed": (0, 2**32 - 1 - 10_000)}
+    "n_trials": (1, 10_000),
+    "steps_per_trial": (1, 100_000_000),
+    "eval_patients": (1, 1000),
+    "seed": (0, 2**32 - 1 - 10_000),
+}
 """Valid ranges of the search's counts (a trial's seed is ``seed + trial number``)."""
 SPLITS = ("validation", "train")
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -180,8 +224,9 @@ def check_counts(**values: Any) -> None:
     for name, value in values.items():
         lo, hi = LIMITS[name]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ConfigError(f"{name}={value!r} is out of range; valid: an integer in "
-                              f"[{lo}, {hi}]")
+            raise ConfigError(
+                f"{name}={value!r} is out of range; valid: an integer in [{lo}, {hi}]"
+            )
 
 
 def check_seeds(seeds: Any) -> tuple[int, ...]:
@@ -190,16 +235,22 @@ def check_seeds(seeds: Any) -> tuple[int, ...]:
     A repeated seed would score the same episode twice (as the benchmark, ``run_grid``, ``train``
     and ``tune`` also refuse).
     """
-    ok = isinstance(seeds, (list, tuple)) and seeds and all(
-        isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds)
+    ok = (
+        isinstance(seeds, (list, tuple))
+        and seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds)
+    )
     if not ok or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"eval_seeds={seeds!r} is invalid; valid: a non-empty list of "
-                          "distinct integers in [0, 2**32)")
+        raise ConfigError(
+            f"eval_seeds={seeds!r} is invalid; valid: a non-empty list of "
+            "distinct integers in [0, 2**32)"
+        )
     return tuple(seeds)
 
 
-def check_envs(env_id: Any, env_overrides: Any, eval_overrides: Any, eval_split: Any,
-                eval_patients: int) -> None:
+def check_envs(
+    env_id: Any, env_overrides: Any, eval_overrides: Any, eval_split: Any, eval_patients: int
+) -> None:
     """The env id, the overrides of training and scoring, the split and the scoring episodes."""
     from closedloop.cohort import load_cohort
     from closedloop.envs.config import load_suite, with_overrides
@@ -209,12 +260,16 @@ def check_envs(env_id: Any, env_overrides: Any, eval_overrides: Any, eval_split:
 
     check_env_id(env_id)
     if eval_split not in (*SPLITS, "test"):
-        raise ConfigError(f"eval_split={eval_split!r} is invalid; valid: {', '.join(SPLITS)} "
-                          "(the test cohort is held out)")
-    n = len(load_cohort(eval_split))                    # the test cohort: HeldOutError
+        raise ConfigError(
+            f"eval_split={eval_split!r} is invalid; valid: {', '.join(SPLITS)} "
+            "(the test cohort is held out)"
+        )
+    n = len(load_cohort(eval_split))  # the test cohort: HeldOutError
     if eval_patients > n:
-        raise ConfigError(f"eval_patients={eval_patients} is out of range; valid range [1, {n}] "
-                          f"(the {eval_split} cohort)")
+        raise ConfigError(
+            f"eval_patients={eval_patients} is out of range; valid range [1, {n}] "
+            f"(the {eval_split} cohort)"
+        )
     for name, table in (("env_overrides", env_overrides), ("eval_overrides", eval_overrides)):
         if table is not None and not isinstance(table, Mapping):
             raise ConfigError(f"{name}={table!r} must be a table (dict) of key = value")
@@ -224,9 +279,11 @@ def check_envs(env_id: Any, env_overrides: Any, eval_overrides: Any, eval_split:
             raise type(exc)(f"{name}: {exc}") from None
         load_cohort(cfg.split)
     if not native(env_id, dict(env_overrides or {})):
-        raise ConfigError(f"env_id={env_id!r} needs pulse-width/rate control or waveforms, which "
-                          "the search's native vector env does not simulate; train it with "
-                          "closedloop train")
+        raise ConfigError(
+            f"env_id={env_id!r} needs pulse-width/rate control or waveforms, which "
+            "the search's native vector env does not simulate; train it with "
+            "closedloop train"
+        )
     check_eval_episode(env_id, dict(eval_overrides or {}), 0.0, eval_patients, eval_split)
 
 
@@ -250,8 +307,10 @@ def open_storage(url: Any) -> Any:
     if url is None:
         return None
     scheme = url.partition("://")[0].partition("+")[0] if isinstance(url, str) else ""
-    form = (f"storage={url!r} is invalid; valid: None (in memory) or a database URL "
-            f"{', '.join(s + '://...' for s in STORAGE_SCHEMES)} (e.g. sqlite:///hpsearch.db)")
+    form = (
+        f"storage={url!r} is invalid; valid: None (in memory) or a database URL "
+        f"{', '.join(s + '://...' for s in STORAGE_SCHEMES)} (e.g. sqlite:///hpsearch.db)"
+    )
     if scheme not in STORAGE_SCHEMES or "://" not in url:
         raise ConfigError(form)
     try:

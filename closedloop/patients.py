@@ -36,9 +36,16 @@ from closedloop.neural.params import ModelParams
 from closedloop.perception import PerceptionParams, derive_perception
 from closedloop.postures import POSTURES
 
-POSTURE_CSF_OFFSET_MM = MappingProxyType({
-    "supine": 0.0, "prone": 2.2, "side": 0.25, "sitting": 0.45, "standing": 0.55, "walking": 0.55,
-})
+POSTURE_CSF_OFFSET_MM = MappingProxyType(
+    {
+        "supine": 0.0,
+        "prone": 2.2,
+        "side": 0.25,
+        "sitting": 0.45,
+        "standing": 0.55,
+        "walking": 0.55,
+    }
+)
 """Default dorsal CSF thickness change from supine, per posture (mm)."""
 VERTEBRAL_LEVELS = ("T11", "T12")
 """Lead levels with published CSF thickness (Holsheimer 1994 [C])."""
@@ -53,15 +60,25 @@ MIGRATION_RANGE_MM = (-3.0, 3.0)
 REFERENCE_POSTURE = "sitting"
 """Posture of the programming session, in which perception and discomfort are defined."""
 FILE_FORMAT = "closedloop.patient/1"
-PATIENT_KEYS = ("format", "patient_id", "seed", "vertebral_level", "posture_csf_mm",
-                "impedance_ohm", "target_position", "migration_mm", "perception",
-                "model_overrides")
+PATIENT_KEYS = (
+    "format",
+    "patient_id",
+    "seed",
+    "vertebral_level",
+    "posture_csf_mm",
+    "impedance_ohm",
+    "target_position",
+    "migration_mm",
+    "perception",
+    "model_overrides",
+)
 """Keys of a patient file (:meth:`Patient.to_dict`)."""
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def episode_seeds(seed: int, patient: Patient
-                  ) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+def episode_seeds(
+    seed: int, patient: Patient
+) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
     """The scenario-trace and recording-noise seeds of one episode of ``patient``.
 
     Both derive from the episode's seed and the patient's id together (the id's CRC-32, stable
@@ -111,7 +128,8 @@ class Patient:
     seed: int = 0
     vertebral_level: str = "T11"
     posture_csf_mm: Mapping[str, float] = dataclasses.field(
-        default_factory=lambda: default_posture_csf(3.5))
+        default_factory=lambda: default_posture_csf(3.5)
+    )
     impedance_ohm: float = 900.0
     target_position: float = 0.5
     migration_mm: float = 0.0
@@ -120,27 +138,39 @@ class Patient:
 
     def __post_init__(self) -> None:
         if not isinstance(self.patient_id, str) or not _ID.match(self.patient_id):
-            raise ConfigError(f"patient_id={self.patient_id!r} must be 1-64 characters of "
-                              "letters, digits and _.- starting with a letter or digit")
+            raise ConfigError(
+                f"patient_id={self.patient_id!r} must be 1-64 characters of "
+                "letters, digits and _.- starting with a letter or digit"
+            )
         check_value("seed", self.seed, {"lo": 0, "unit": "1"}, "int")
         object.__setattr__(self, "seed", int(self.seed))
         check_value("vertebral_level", self.vertebral_level, {"choices": VERTEBRAL_LEVELS})
         if not isinstance(self.posture_csf_mm, Mapping):
-            raise ConfigError(f"posture_csf_mm={short_repr(self.posture_csf_mm)} must be a "
-                              f"table posture -> CSF thickness (mm) over {', '.join(POSTURES)}")
+            raise ConfigError(
+                f"posture_csf_mm={short_repr(self.posture_csf_mm)} must be a "
+                f"table posture -> CSF thickness (mm) over {', '.join(POSTURES)}"
+            )
         csf = dict(self.posture_csf_mm)
         if set(csf) != set(POSTURES):
-            raise ConfigError(f"posture_csf_mm must have exactly the keys {', '.join(POSTURES)}; "
-                              f"got {', '.join(sorted(map(str, csf)))}")
+            raise ConfigError(
+                f"posture_csf_mm must have exactly the keys {', '.join(POSTURES)}; "
+                f"got {', '.join(sorted(map(str, csf)))}"
+            )
         meta = {"lo": CSF_RANGE_MM[0], "hi": CSF_RANGE_MM[1], "unit": "mm"}
         for posture in POSTURES:
             check_value(f"posture_csf_mm.{posture}", csf[posture], meta)
-        object.__setattr__(self, "posture_csf_mm",
-                           MappingProxyType({p: float(csf[p]) for p in POSTURES}))
-        check_value("impedance_ohm", self.impedance_ohm,
-                    {"lo": IMPEDANCE_RANGE_OHM[0], "hi": IMPEDANCE_RANGE_OHM[1], "unit": "Ω"})
-        for name, (lo, hi), unit in (("target_position", TARGET_POSITION_RANGE, "1"),
-                                     ("migration_mm", MIGRATION_RANGE_MM, "mm")):
+        object.__setattr__(
+            self, "posture_csf_mm", MappingProxyType({p: float(csf[p]) for p in POSTURES})
+        )
+        check_value(
+            "impedance_ohm",
+            self.impedance_ohm,
+            {"lo": IMPEDANCE_RANGE_OHM[0], "hi": IMPEDANCE_RANGE_OHM[1], "unit": "Ω"},
+        )
+        for name, (lo, hi), unit in (
+            ("target_position", TARGET_POSITION_RANGE, "1"),
+            ("migration_mm", MIGRATION_RANGE_MM, "mm"),
+        ):
             check_value(name, getattr(self, name), {"lo": lo, "hi": hi, "unit": unit})
             object.__setattr__(self, name, float(getattr(self, name)))
         for name, cls in (("perception", PerceptionParams), ("params", ModelParams)):
@@ -188,10 +218,14 @@ class Patient:
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready dict; model parameters only where they differ from the defaults."""
         return {
-            "format": FILE_FORMAT, "patient_id": self.patient_id, "seed": self.seed,
+            "format": FILE_FORMAT,
+            "patient_id": self.patient_id,
+            "seed": self.seed,
             "vertebral_level": self.vertebral_level,
-            "posture_csf_mm": dict(self.posture_csf_mm), "impedance_ohm": self.impedance_ohm,
-            "target_position": self.target_position, "migration_mm": self.migration_mm,
+            "posture_csf_mm": dict(self.posture_csf_mm),
+            "impedance_ohm": self.impedance_ohm,
+            "target_position": self.target_position,
+            "migration_mm": self.migration_mm,
             "perception": dataclasses.asdict(self.perception),
             "model_overrides": model_overrides(self.params),
         }
@@ -200,23 +234,30 @@ class Patient:
     def from_dict(cls, data: Mapping[str, Any], where: str = "patient") -> Patient:
         """Build from :meth:`to_dict` output; unknown keys are errors naming the key."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: a patient must be a table (JSON object) with keys "
-                              f"{', '.join(PATIENT_KEYS)}; got {type(data).__name__}")
+            raise ConfigError(
+                f"{where}: a patient must be a table (JSON object) with keys "
+                f"{', '.join(PATIENT_KEYS)}; got {type(data).__name__}"
+            )
         data = dict(data)
         fmt = data.pop("format", FILE_FORMAT)
         if not isinstance(fmt, str) or fmt != FILE_FORMAT:
-            raise ConfigError(f"{where}: format={short_repr(fmt)} is not supported; valid: "
-                              f"{FILE_FORMAT!r}")
+            raise ConfigError(
+                f"{where}: format={short_repr(fmt)} is not supported; valid: {FILE_FORMAT!r}"
+            )
         known = {f.name for f in dataclasses.fields(cls)} - {"perception", "params"}
         unknown = sorted(map(str, set(data) - known - {"perception", "model_overrides"}))
         if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; known: "
-                              f"{', '.join(sorted(known | {'perception', 'model_overrides'}))}")
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)} in {where}; known: "
+                f"{', '.join(sorted(known | {'perception', 'model_overrides'}))}"
+            )
         perception = from_dict(PerceptionParams, data.pop("perception", {}), f"{where}.perception")
         overrides = data.pop("model_overrides", {})
         if not isinstance(overrides, Mapping):
-            raise ConfigError(f"{where}.model_overrides={short_repr(overrides)} must be a table "
-                              "of model sections (lead, population, ...)")
+            raise ConfigError(
+                f"{where}.model_overrides={short_repr(overrides)} must be a table "
+                "of model sections (lead, population, ...)"
+            )
         params = ModelParams.from_dict(overrides, f"{where}.model_overrides.")
         return cls(perception=perception, params=params, **data)
 
@@ -265,8 +306,9 @@ _NAMED = {
     "default": dict(seed=0, csf_supine_mm=3.5),
     "thin-csf": dict(seed=1, csf_supine_mm=2.5),
     "thick-csf": dict(seed=2, csf_supine_mm=4.5),
-    "lateral-lead": dict(seed=3, csf_supine_mm=3.5,
-                         params=ModelParams().replace(lead={"lateral_offset_mm": 1.0})),
+    "lateral-lead": dict(
+        seed=3, csf_supine_mm=3.5, params=ModelParams().replace(lead={"lateral_offset_mm": 1.0})
+    ),
 }
 NAMED_PATIENTS = tuple(_NAMED)
 
@@ -290,8 +332,10 @@ def get_patient(name: str) -> Patient:
         ConfigError: Naming the valid choices if ``name`` is unknown.
     """
     if not isinstance(name, str):
-        raise ConfigError(f"patient={short_repr(name)} must be a string: one of "
-                          f"{', '.join(_NAMED)} or a cohort id <split>-<NNN>")
+        raise ConfigError(
+            f"patient={short_repr(name)} must be a string: one of "
+            f"{', '.join(_NAMED)} or a cohort id <split>-<NNN>"
+        )
     if name in _NAMED:
         return _named(name)
     from closedloop.cohort import SPLITS, cohort_patient
@@ -299,5 +343,7 @@ def get_patient(name: str) -> Patient:
     split = name.rsplit("-", 1)[0]
     if split in SPLITS:
         return cohort_patient(name)
-    raise ConfigError(f"patient={name!r} is unknown; valid: {', '.join(_NAMED)} or a cohort id "
-                      f"<split>-<NNN> with split in {', '.join(SPLITS)}")
+    raise ConfigError(
+        f"patient={name!r} is unknown; valid: {', '.join(_NAMED)} or a cohort id "
+        f"<split>-<NNN> with split in {', '.join(SPLITS)}"
+    )

@@ -39,33 +39,75 @@ from closedloop._config import ConfigError, param, validate
 class PerceptionParams:
     """A patient's perception model (recruited fractions are of the modelled fibres)."""
 
-    perception_fraction: float = param(0.003, "1", "derived per patient (perception.derive_"
-                                       "perception); ECAP threshold ~ perception [C Pilitsis]",
-                                       0.0, 1.0, lo_open=True,
-                                       doc="recruited fraction felt as paresthesia")
-    discomfort_fraction: float = param(0.08, "1", "derived per patient from discomfort_ratio",
-                                       0.0, 1.0, lo_open=True,
-                                       doc="recruited fraction felt as uncomfortable")
-    rate_exponent: float = param(0.5, "1", "calibrated: sensation rises from 2 to 455 Hz while "
-                                 "recruitment falls [C Gmel 2021, qualitative]", 0.0, 2.0,
-                                 doc="sensation ∝ (rate / reference rate)^exponent")
-    reference_rate_hz: float = param(50.0, "Hz", "assumption: the programming rate", 1.0,
-                                     10_000.0, doc="rate at which the fractions were measured")
-    tau_s: float = param(0.1, "s", "assumption: perceptual integration ~100 ms", 0.0, 10.0,
-                         doc="integration time constant of the sensation")
-    perception_db: float = param(0.0, "dB", "Pilitsis 2021: median |error| 0.5 dB [C]", -6.0,
-                                 6.0, doc="perception current re ECAP threshold, reference "
-                                 "posture (provenance of perception_fraction)")
-    discomfort_ratio: float = param(1.6, "1", "assumption: discomfort/perception current "
-                                    "1.3-2.5 [M]", 1.05, 5.0, doc="discomfort current / "
-                                    "perception current, reference posture (provenance)")
+    perception_fraction: float = param(
+        0.003,
+        "1",
+        "derived per patient (perception.derive_"
+        "perception); ECAP threshold ~ perception [C Pilitsis]",
+        0.0,
+        1.0,
+        lo_open=True,
+        doc="recruited fraction felt as paresthesia",
+    )
+    discomfort_fraction: float = param(
+        0.08,
+        "1",
+        "derived per patient from discomfort_ratio",
+        0.0,
+        1.0,
+        lo_open=True,
+        doc="recruited fraction felt as uncomfortable",
+    )
+    rate_exponent: float = param(
+        0.5,
+        "1",
+        "calibrated: sensation rises from 2 to 455 Hz while "
+        "recruitment falls [C Gmel 2021, qualitative]",
+        0.0,
+        2.0,
+        doc="sensation ∝ (rate / reference rate)^exponent",
+    )
+    reference_rate_hz: float = param(
+        50.0,
+        "Hz",
+        "assumption: the programming rate",
+        1.0,
+        10_000.0,
+        doc="rate at which the fractions were measured",
+    )
+    tau_s: float = param(
+        0.1,
+        "s",
+        "assumption: perceptual integration ~100 ms",
+        0.0,
+        10.0,
+        doc="integration time constant of the sensation",
+    )
+    perception_db: float = param(
+        0.0,
+        "dB",
+        "Pilitsis 2021: median |error| 0.5 dB [C]",
+        -6.0,
+        6.0,
+        doc="perception current re ECAP threshold, reference "
+        "posture (provenance of perception_fraction)",
+    )
+    discomfort_ratio: float = param(
+        1.6,
+        "1",
+        "assumption: discomfort/perception current 1.3-2.5 [M]",
+        1.05,
+        5.0,
+        doc="discomfort current / perception current, reference posture (provenance)",
+    )
 
     def __post_init__(self) -> None:
         validate(self, "perception.")
         if self.discomfort_fraction <= self.perception_fraction:
             raise ConfigError(
                 f"perception.discomfort_fraction={self.discomfort_fraction!r} must exceed "
-                f"perception_fraction={self.perception_fraction!r}")
+                f"perception_fraction={self.perception_fraction!r}"
+            )
 
     @property
     def discomfort_level(self) -> float:
@@ -130,12 +172,15 @@ def drive_factors(dt_s: float, rate_hz: float, params: PerceptionParams) -> tupl
         ``(factor, keep)``: the drive's rate factor ``(rate / reference_rate) ** rate_exponent``
         and the filter's memory ``exp(-dt / tau_s)`` (:func:`keep_factor`).
     """
-    return ((rate_hz / params.reference_rate_hz) ** params.rate_exponent,
-            keep_factor(dt_s, params.tau_s))
+    return (
+        (rate_hz / params.reference_rate_hz) ** params.rate_exponent,
+        keep_factor(dt_s, params.tau_s),
+    )
 
 
-def sensation_update(level: float, frac_recruited: np.ndarray, dt_s: float, rate_hz: float,
-                     params: PerceptionParams) -> tuple[np.ndarray, float]:
+def sensation_update(
+    level: float, frac_recruited: np.ndarray, dt_s: float, rate_hz: float, params: PerceptionParams
+) -> tuple[np.ndarray, float]:
     """Continue the smoothed sensation over new pulses (for step-by-step simulation).
 
     Args:
@@ -150,7 +195,7 @@ def sensation_update(level: float, frac_recruited: np.ndarray, dt_s: float, rate
         Sensation of each new pulse (perception units) and the new ``level``.
     """
     factor, keep = drive_factors(dt_s, rate_hz, params)
-    if len(frac_recruited) == 1:                     # one pulse per step: scalar fast path
+    if len(frac_recruited) == 1:  # one pulse per step: scalar fast path
         y = smooth_step(level, float(frac_recruited[0]) * factor, keep)
         return np.array([y / params.perception_fraction]), y
     drive = np.asarray(frac_recruited, float) * factor
@@ -204,8 +249,9 @@ def programming_sweep(model, csf_mm: float, pw_us: float = 250.0, rate_hz: float
     from closedloop.neural.growth import growth_curve
 
     currents = np.arange(0.0, 25.5 + 1e-9, SWEEP_STEP_MA)
-    return growth_curve(model, currents, pw_us=pw_us, rate_hz=rate_hz, csf_mm=csf_mm,
-                        pulses_per_level=SWEEP_PULSES)
+    return growth_curve(
+        model, currents, pw_us=pw_us, rate_hz=rate_hz, csf_mm=csf_mm, pulses_per_level=SWEEP_PULSES
+    )
 
 
 def crossing_ma(currents_ma, values, level: float) -> float:
@@ -223,10 +269,15 @@ def crossing_ma(currents_ma, values, level: float) -> float:
     return float(i0 + (i1 - i0) * (level - v0) / (v1 - v0))
 
 
-def derive_perception(model, csf_mm: float, perception_db: float = 0.0,
-                      discomfort_ratio: float = 1.6, pw_us: float = 250.0,
-                      rate_hz: float = 50.0, max_discomfort_ma: float = 25.5
-                      ) -> PerceptionParams | None:
+def derive_perception(
+    model,
+    csf_mm: float,
+    perception_db: float = 0.0,
+    discomfort_ratio: float = 1.6,
+    pw_us: float = 250.0,
+    rate_hz: float = 50.0,
+    max_discomfort_ma: float = 25.5,
+) -> PerceptionParams | None:
     """Place a patient's perception and discomfort thresholds on its recruitment curve.
 
     A growth-curve sweep in the reference posture gives the ECAP threshold ``I_th``. The
@@ -259,6 +310,10 @@ def derive_perception(model, csf_mm: float, perception_db: float = 0.0,
     f_p, f_d = np.interp([i_p, i_d], currents, envelope)
     if not 0.0 < f_p < f_d:
         return None
-    return PerceptionParams(perception_fraction=float(f_p), discomfort_fraction=float(f_d),
-                            reference_rate_hz=rate_hz, perception_db=float(perception_db),
-                            discomfort_ratio=float(discomfort_ratio))
+    return PerceptionParams(
+        perception_fraction=float(f_p),
+        discomfort_fraction=float(f_d),
+        reference_rate_hz=rate_hz,
+        perception_db=float(perception_db),
+        discomfort_ratio=float(discomfort_ratio),
+    )

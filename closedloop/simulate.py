@@ -31,10 +31,16 @@ and the trajectory. Measured 206 bytes (tracemalloc, ``clinic``, 10,000 and 20,0
 the window and a margin make 256."""
 
 
-def open_loop(patient: Patient, scenario, current_ma: float | None = None,
-              calibration: CalibrationRecord | None = None, seed: int = 0,
-              duration_s: float | None = None, model=None, with_window: bool = True
-              ) -> Trajectory:
+def open_loop(
+    patient: Patient,
+    scenario,
+    current_ma: float | None = None,
+    calibration: CalibrationRecord | None = None,
+    seed: int = 0,
+    duration_s: float | None = None,
+    model=None,
+    with_window: bool = True,
+) -> Trajectory:
     """Deliver a fixed current through a scenario and record every pulse.
 
     Args:
@@ -60,11 +66,16 @@ def open_loop(patient: Patient, scenario, current_ma: float | None = None,
 
     seed = check_seed(seed)
     if not isinstance(scenario, str | Scenario):
-        raise ConfigError(f"scenario={short_repr(scenario)} must be a library scenario id, "
-                          "the path of a .toml file, or a Scenario")
+        raise ConfigError(
+            f"scenario={short_repr(scenario)} must be a library scenario id, "
+            "the path of a .toml file, or a Scenario"
+        )
     if isinstance(scenario, str):
-        scenario = load_scenario(scenario) if duration_s is None else load_scenario(
-            scenario, duration_s=duration_s)
+        scenario = (
+            load_scenario(scenario)
+            if duration_s is None
+            else load_scenario(scenario, duration_s=duration_s)
+        )
     elif duration_s is not None:
         scenario = scenario.replace(duration_s=duration_s)
     model = patient.model() if model is None else model
@@ -93,13 +104,23 @@ def check_run_memory(duration_s: float, rate_hz: float) -> None:
     n = float(duration_s) * float(rate_hz)
     if not 0.0 < n < math.inf:
         return
-    check_memory(f"duration_s={duration_s:g} at rate_hz={rate_hz:g} ({n:.3g} pulses)",
-                 n * BYTES_PER_PULSE, "shorten duration_s")
+    check_memory(
+        f"duration_s={duration_s:g} at rate_hz={rate_hz:g} ({n:.3g} pulses)",
+        n * BYTES_PER_PULSE,
+        "shorten duration_s",
+    )
 
 
-def make_trajectory(patient: Patient, scenario_name: str, cal: CalibrationRecord, trace,
-                    current_ma: np.ndarray, rec: np.ndarray, model=None,
-                    with_window: bool = True) -> Trajectory:
+def make_trajectory(
+    patient: Patient,
+    scenario_name: str,
+    cal: CalibrationRecord,
+    trace,
+    current_ma: np.ndarray,
+    rec: np.ndarray,
+    model=None,
+    with_window: bool = True,
+) -> Trajectory:
     """Assemble a :class:`Trajectory` from a disturbance trace and the pulse records.
 
     Args:
@@ -117,18 +138,33 @@ def make_trajectory(patient: Patient, scenario_name: str, cal: CalibrationRecord
     if with_window and model is not None:
         lo, hi = window_along(patient, model, trace.csf_mm, cal.pw_us, cal.rate_hz)
     return Trajectory(
-        patient_id=patient.patient_id, scenario=scenario_name, rate_hz=cal.rate_hz,
-        pw_us=cal.pw_us, target_uv=cal.target_uv,
-        discomfort_level=patient.perception.discomfort_level, warmup_s=cal.warmup_s,
-        t_s=trace.t_s, posture=trace.posture, csf_mm=trace.csf_mm, event=trace.event,
-        impedance_ohm=patient.impedance_ohm * trace.impedance_scale, current_ma=current_ma,
-        ecap_uv=rec["ecap_uv"], ecap_true_uv=rec["ecap_true_uv"], detected=rec["detected"],
-        frac_recruited=rec["frac_recruited"], sensation=feel, charge_uc=rec["charge_uc"],
-        window_lo_uv=lo, window_hi_uv=hi)
+        patient_id=patient.patient_id,
+        scenario=scenario_name,
+        rate_hz=cal.rate_hz,
+        pw_us=cal.pw_us,
+        target_uv=cal.target_uv,
+        discomfort_level=patient.perception.discomfort_level,
+        warmup_s=cal.warmup_s,
+        t_s=trace.t_s,
+        posture=trace.posture,
+        csf_mm=trace.csf_mm,
+        event=trace.event,
+        impedance_ohm=patient.impedance_ohm * trace.impedance_scale,
+        current_ma=current_ma,
+        ecap_uv=rec["ecap_uv"],
+        ecap_true_uv=rec["ecap_true_uv"],
+        detected=rec["detected"],
+        frac_recruited=rec["frac_recruited"],
+        sensation=feel,
+        charge_uc=rec["charge_uc"],
+        window_lo_uv=lo,
+        window_hi_uv=hi,
+    )
 
 
-def window_along(patient: Patient, model, csf_mm: np.ndarray, pw_us: float, rate_hz: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def window_along(
+    patient: Patient, model, csf_mm: np.ndarray, pw_us: float, rate_hz: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The ECAP window at each pulse's CSF, interpolated from a few programming sweeps (µV)."""
     lo_mm, hi_mm = float(np.min(csf_mm)), float(np.max(csf_mm))
     grid = np.linspace(lo_mm, hi_mm, WINDOW_GRID_POINTS if hi_mm > lo_mm + 1e-6 else 1)

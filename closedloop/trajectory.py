@@ -15,9 +15,22 @@ import numpy as np
 
 from closedloop._io import write_atomic
 
-ARRAYS = ("t_s", "posture", "csf_mm", "event", "impedance_ohm", "current_ma", "ecap_uv",
-          "ecap_true_uv", "detected", "frac_recruited", "sensation", "charge_uc",
-          "window_lo_uv", "window_hi_uv")
+ARRAYS = (
+    "t_s",
+    "posture",
+    "csf_mm",
+    "event",
+    "impedance_ohm",
+    "current_ma",
+    "ecap_uv",
+    "ecap_true_uv",
+    "detected",
+    "frac_recruited",
+    "sensation",
+    "charge_uc",
+    "window_lo_uv",
+    "window_hi_uv",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +87,9 @@ class Trajectory:
         n = np.shape(self.t_s)
         for name in ARRAYS:
             if np.shape(getattr(self, name)) != n:
-                raise ValueError(f"Trajectory.{name} has shape {np.shape(getattr(self, name))}, "
-                                 f"expected {n}")
+                raise ValueError(
+                    f"Trajectory.{name} has shape {np.shape(getattr(self, name))}, expected {n}"
+                )
 
     @property
     def n_pulses(self) -> int:
@@ -92,18 +106,33 @@ class Trajectory:
         from closedloop.metrics import clinical_metrics
 
         return clinical_metrics(
-            self.t_s, self.ecap_true_uv, self.target_uv, self.sensation, self.discomfort_level,
-            self.charge_uc, self.current_ma, self.pw_us, self.impedance_ohm,
-            posture=self.posture, warmup_s=self.warmup_s if warmup_s is None else warmup_s,
-            **kwargs)
+            self.t_s,
+            self.ecap_true_uv,
+            self.target_uv,
+            self.sensation,
+            self.discomfort_level,
+            self.charge_uc,
+            self.current_ma,
+            self.pw_us,
+            self.impedance_ohm,
+            posture=self.posture,
+            warmup_s=self.warmup_s if warmup_s is None else warmup_s,
+            **kwargs,
+        )
 
     def save(self, path: str | Path) -> Path:
         """Save as a compressed ``.npz`` (atomically); :func:`load_trajectory` reads it."""
-        meta = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ARRAYS}
+        meta = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ARRAYS
+        }
         arrays = {name: np.asarray(getattr(self, name)) for name in ARRAYS}
-        return write_atomic(path, lambda fh: np.savez_compressed(fh, **arrays, **{
-            f"meta_{k}": np.asarray(v) for k, v in meta.items()}), binary=True)
+        return write_atomic(
+            path,
+            lambda fh: np.savez_compressed(
+                fh, **arrays, **{f"meta_{k}": np.asarray(v) for k, v in meta.items()}
+            ),
+            binary=True,
+        )
 
 
 def load_trajectory(path: str | Path) -> Trajectory:

@@ -70,8 +70,10 @@ class TuningProblem:
         if not isinstance(self.agent, str) or not self.agent:
             raise ConfigError(f"agent={self.agent!r} must be an agent spec name")
         if self.split not in ("train", "validation"):
-            raise ConfigError(f"split={self.split!r} is invalid for tuning; valid: train, "
-                              "validation (the test cohort is held out)")
+            raise ConfigError(
+                f"split={self.split!r} is invalid for tuning; valid: train, "
+                "validation (the test cohort is held out)"
+            )
         _check_gains(self.gains)
         if not isinstance(self.env_ids, (tuple, list)) or not self.env_ids:
             raise ConfigError(f"env_ids={self.env_ids!r} must be a non-empty list of env ids")
@@ -81,13 +83,20 @@ class TuningProblem:
         for name, lo, hi in (("budget", 2, MAX_BUDGET), ("n_patients", 1, n)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise ConfigError(f"{name}={value!r} is out of range; valid: an integer in "
-                                  f"[{lo}, {hi}]")
+                raise ConfigError(
+                    f"{name}={value!r} is out of range; valid: an integer in [{lo}, {hi}]"
+                )
         seeds = self.seeds
-        if not isinstance(seeds, (tuple, list)) or not seeds or not all(
-                isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**32 for x in seeds):
-            raise ConfigError(f"seeds={seeds!r} is invalid; valid: a non-empty list of integers "
-                              "in [0, 2**32)")
+        if (
+            not isinstance(seeds, (tuple, list))
+            or not seeds
+            or not all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**32 for x in seeds
+            )
+        ):
+            raise ConfigError(
+                f"seeds={seeds!r} is invalid; valid: a non-empty list of integers in [0, 2**32)"
+            )
         for name in ("w_over", "w_under"):
             check_value(name, getattr(self, name), {"lo": 0.0, "hi": MAX_WEIGHT, "unit": "1"})
 
@@ -107,20 +116,33 @@ def _check_gains(gains: Any) -> None:
         ok = isinstance(key, str) and isinstance(bounds, (tuple, list)) and len(bounds) == 2
         ok = ok and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
         if not (ok and 0.0 < bounds[0] < bounds[1] and math.isfinite(bounds[1])):
-            raise ConfigError(f"gains[{key!r}]={_text(bounds)} is out of range; valid: "
-                              "(low, high) with 0 < low < high < inf")
+            raise ConfigError(
+                f"gains[{key!r}]={_text(bounds)} is out of range; valid: "
+                "(low, high) with 0 < low < high < inf"
+            )
 
 
 def _text(bounds: Any) -> str:
     """Bounds as ``(low, high)`` for a message."""
-    return f"({bounds[0]}, {bounds[1]})" if isinstance(bounds, (tuple, list)) and len(
-        bounds) == 2 else repr(bounds)
+    return (
+        f"({bounds[0]}, {bounds[1]})"
+        if isinstance(bounds, (tuple, list)) and len(bounds) == 2
+        else repr(bounds)
+    )
 
 
 def objective(rows: list[Mapping[str, Any]], w_over: float, w_under: float) -> float:
     """The tuning objective of a set of result rows (lower is better)."""
-    return float(np.mean([r["mean_rel_error"] + w_over * r["time_above_discomfort_frac"]
-                          + w_under * r["time_below_perception_frac"] for r in rows]))
+    return float(
+        np.mean(
+            [
+                r["mean_rel_error"]
+                + w_over * r["time_above_discomfort_frac"]
+                + w_under * r["time_below_perception_frac"]
+                for r in rows
+            ]
+        )
+    )
 
 
 def _candidate(agent: str, params: Mapping[str, float]):
@@ -147,15 +169,22 @@ class _Evaluator:
         p = self.problem
         params = self.params(x)
         factory = functools.partial(_candidate, p.agent, params)
-        rows = run_grid({p.agent: factory}, list(p.env_ids), self.patients, list(p.seeds),
-                        workers=self.workers, progress=False)
+        rows = run_grid(
+            {p.agent: factory},
+            list(p.env_ids),
+            self.patients,
+            list(p.seeds),
+            workers=self.workers,
+            progress=False,
+        )
         value = objective(rows, p.w_over, p.w_under)
         self.history.append((params, value))
         return value
 
 
-def tune(problem: TuningProblem, workers: int = 1, progress: bool = True,
-         out: str | Path | None = None) -> dict[str, Any]:
+def tune(
+    problem: TuningProblem, workers: int = 1, progress: bool = True, out: str | Path | None = None
+) -> dict[str, Any]:
     """Search the gains; returns the tuned spec as a dict with its ``[tuning]`` record.
 
     Args:
@@ -177,17 +206,23 @@ def tune(problem: TuningProblem, workers: int = 1, progress: bool = True,
 
     if not isinstance(problem, TuningProblem):
         raise ConfigError(f"problem={problem!r} must be a TuningProblem")
-    if isinstance(workers, bool) or not isinstance(workers, int) or not (
-            1 <= workers <= MAX_WORKERS):
-        raise ConfigError(f"workers={workers!r} is out of range; valid: an integer in "
-                          f"[1, {MAX_WORKERS}]")
+    if (
+        isinstance(workers, bool)
+        or not isinstance(workers, int)
+        or not (1 <= workers <= MAX_WORKERS)
+    ):
+        raise ConfigError(
+            f"workers={workers!r} is out of range; valid: an integer in [1, {MAX_WORKERS}]"
+        )
     path = None if out is None else prepare_out(out)
     base = load_agent_spec(problem.agent)
     fields = dataclasses.asdict(base.params)
     unknown = sorted(set(problem.gains) - set(fields))
     if unknown:
-        raise ConfigError(f"gains {', '.join(unknown)} are not params of {problem.agent!r}; "
-                          f"valid: {', '.join(fields)}")
+        raise ConfigError(
+            f"gains {', '.join(unknown)} are not params of {problem.agent!r}; "
+            f"valid: {', '.join(fields)}"
+        )
     t0 = time.perf_counter()
     with tuning_session(f"tuning {problem.agent}"):
         patients = [p.patient_id for p in load_cohort(problem.split)[: problem.n_patients]]
@@ -196,14 +231,30 @@ def tune(problem: TuningProblem, workers: int = 1, progress: bool = True,
         x0 = np.array([_start(fields[k], lo, hi) for k, (lo, hi) in problem.gains.items()])
         before = ev(x0)
         fun = _verbose(ev) if progress else ev
-        res = minimize(fun, x0, method="Nelder-Mead", bounds=bounds,
-                       options={"maxfev": problem.budget - 1, "xatol": 1e-2, "fatol": 1e-4})
+        res = minimize(
+            fun,
+            x0,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={"maxfev": problem.budget - 1, "xatol": 1e-2, "fatol": 1e-4},
+        )
     best_params, best = min(ev.history, key=lambda h: h[1])
     name = f"{base.name}-tuned" if path is None else path.stem
-    doc = _tuned_spec(name, base, fields, best_params, problem, patients, {
-        "evaluations": len(ev.history), "objective_before": before, "objective_after": best,
-        "optimizer": f"scipy.optimize.minimize Nelder-Mead (log gains), {res.message}",
-        "wall_s": round(time.perf_counter() - t0, 1)})
+    doc = _tuned_spec(
+        name,
+        base,
+        fields,
+        best_params,
+        problem,
+        patients,
+        {
+            "evaluations": len(ev.history),
+            "objective_before": before,
+            "objective_after": best,
+            "optimizer": f"scipy.optimize.minimize Nelder-Mead (log gains), {res.message}",
+            "wall_s": round(time.perf_counter() - t0, 1),
+        },
+    )
     if path is not None:
         write_spec(doc, path)
     return doc
@@ -234,6 +285,7 @@ def _verbose(ev: _Evaluator):
         value = ev(x)
         print(f"  eval {len(ev.history):3d}: J={value:.4f} {ev.params(x)}", flush=True)
         return value
+
     return fun
 
 
@@ -241,14 +293,22 @@ def _tuned_spec(name, base, fields, best_params, problem, patients, record) -> d
     """The tuned agent spec document, called ``name``."""
     params = {**{k: v for k, v in fields.items() if v is not None}, **best_params}
     return {
-        "name": name, "controller": base.controller,
+        "name": name,
+        "controller": base.controller,
         "description": f"{base.name} with gains auto-tuned on the {problem.split} cohort "
-                       f"({', '.join(problem.gains)}).",
+        f"({', '.join(problem.gains)}).",
         "params": params,
-        "tuning": {"base": base.name, "budget": problem.budget, "split": problem.split,
-                   "patients": patients, "env_ids": list(problem.env_ids),
-                   "seeds": list(problem.seeds), "w_over": problem.w_over,
-                   "w_under": problem.w_under, **record},
+        "tuning": {
+            "base": base.name,
+            "budget": problem.budget,
+            "split": problem.split,
+            "patients": patients,
+            "env_ids": list(problem.env_ids),
+            "seeds": list(problem.seeds),
+            "w_over": problem.w_over,
+            "w_under": problem.w_under,
+            **record,
+        },
     }
 
 

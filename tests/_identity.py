@@ -27,10 +27,16 @@ def differences(got, ref) -> list[str]:
     """Names of the row columns and trajectory fields where two ``EpisodeResult`` s differ."""
     row, ref_row = got.row(), ref.row()
     del row["wall_s"], ref_row["wall_s"]
-    out = [k for k in row.keys() | ref_row.keys()
-           if k not in row or k not in ref_row or not same(row[k], ref_row[k])]
-    return out + [f"trajectory.{f.name}" for f in dataclasses.fields(ref.trajectory)
-                  if not same(getattr(got.trajectory, f.name), getattr(ref.trajectory, f.name))]
+    out = [
+        k
+        for k in row.keys() | ref_row.keys()
+        if k not in row or k not in ref_row or not same(row[k], ref_row[k])
+    ]
+    return out + [
+        f"trajectory.{f.name}"
+        for f in dataclasses.fields(ref.trajectory)
+        if not same(getattr(got.trajectory, f.name), getattr(ref.trajectory, f.name))
+    ]
 
 
 def assert_records_close(a, b, rtol: float = 1e-9, atol: float = 1e-9) -> None:

@@ -34,9 +34,12 @@ SEEDS = (0, 7)
 """Reset seeds of the scalar cases."""
 VECTOR = {"num_envs": 3, "seed": 5, "episode_s": 0.3, "steps": 40}
 """The vector cases: patients, seed, episode length (s) and steps."""
-EPISODES = {"env_id": "closedloop/ECAPClinic-Test-v0", "controllers": ("open-loop",
-            "clinical-loop", "pid"), "episodes": (("test-001", 0), ("test-004", 3)),
-            "episode_s": 14.0}
+EPISODES = {
+    "env_id": "closedloop/ECAPClinic-Test-v0",
+    "controllers": ("open-loop", "clinical-loop", "pid"),
+    "episodes": (("test-001", 0), ("test-004", 3)),
+    "episode_s": 14.0,
+}
 """The evaluation-path cases."""
 
 
@@ -71,8 +74,9 @@ def scalar_case(env_id: str, seed: int) -> dict[str, np.ndarray]:
     rows = [{"obs": obs, **_numeric(info)}]
     for a in actions:
         obs, reward, term, trunc, info = env.step(a)
-        rows.append({"obs": obs, "reward": reward, "done": float(term) + 2 * float(trunc),
-                     **_numeric(info)})
+        rows.append(
+            {"obs": obs, "reward": reward, "done": float(term) + 2 * float(trunc), **_numeric(info)}
+        )
     env.close()
     return _stack(rows)
 
@@ -102,13 +106,16 @@ def episodes_case(controller: str) -> dict[str, np.ndarray]:
     from closedloop.controllers.registry import make_controller
     from closedloop.evaluation.batch_runner import run_episodes
 
-    results = run_episodes(lambda: make_controller(controller), EPISODES["env_id"],
-                           list(EPISODES["episodes"]), {"episode_s": EPISODES["episode_s"]})
+    results = run_episodes(
+        lambda: make_controller(controller),
+        EPISODES["env_id"],
+        list(EPISODES["episodes"]),
+        {"episode_s": EPISODES["episode_s"]},
+    )
     out = {}
     for j, r in enumerate(results):
         traj = r.trajectory
-        for name in ("ecap_uv", "ecap_true_uv", "sensation", "current_ma", "charge_uc",
-                     "csf_mm"):
+        for name in ("ecap_uv", "ecap_true_uv", "sensation", "current_ma", "charge_uc", "csf_mm"):
             out[f"{j}.{name}"] = np.asarray(getattr(traj, name), np.float64)
         for key, value in sorted(r.metrics.items()):
             out[f"{j}.metric.{key}"] = np.asarray(value, np.float64)
@@ -118,8 +125,7 @@ def episodes_case(controller: str) -> dict[str, np.ndarray]:
 def _stack(rows: list[dict]) -> dict[str, np.ndarray]:
     """Stack per-step entries over the steps (keys missing at reset start at step 1)."""
     keys = sorted({k for row in rows for k in row})
-    return {k: np.stack([np.asarray(row[k], np.float64) for row in rows if k in row])
-            for k in keys}
+    return {k: np.stack([np.asarray(row[k], np.float64) for row in rows if k in row]) for k in keys}
 
 
 def all_cases() -> dict[str, dict[str, np.ndarray]]:
@@ -153,9 +159,10 @@ def main(argv: list[str]) -> int:
     if "--record" in argv:
         DATA.mkdir(exist_ok=True)
         path.write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
-        np.savez_compressed(DATA / "trajectory_guard.npz",
-                            **{f"{name}::{k}": v for name, case in cases.items()
-                               for k, v in case.items()})
+        np.savez_compressed(
+            DATA / "trajectory_guard.npz",
+            **{f"{name}::{k}": v for name, case in cases.items() for k, v in case.items()},
+        )
         print(f"recorded {len(cases)} cases in {path} and trajectory_guard.npz")
         return 0
     recorded = json.loads(path.read_text())

@@ -31,11 +31,11 @@ class Hold:
         return np.zeros(1, np.float32), state
 '''
 
-MY_PID = '''name = "my-pid"
+MY_PID = """name = "my-pid"
 controller = "pid"
 [params]
 kp_ma_per_uv = 0.01
-'''
+"""
 
 
 def write_user_files(folder: Path, module: str = "my_ctl") -> Path:

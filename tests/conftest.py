@@ -11,6 +11,7 @@ def cli(capsys):
 
     Argparse usage errors (SystemExit) become return codes.
     """
+
     def run(*argv: str) -> tuple[int, str, str]:
         try:
             code = main(list(argv))

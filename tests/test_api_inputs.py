@@ -156,7 +156,8 @@ def test_run_grid_with_its_own_make_controller_takes_any_spec_name(monkeypatch):
 
     played = []
     monkeypatch.setattr(grid, "play_spec", lambda spec, make=None: played.append(spec.source))
-    monkeypatch.setattr(grid, "_run_job",
-                        lambda job: [grid.play_spec(spec) or {} for spec in job.specs])
+    monkeypatch.setattr(
+        grid, "_run_job", lambda job: [grid.play_spec(spec) or {} for spec in job.specs]
+    )
     run_grid(**{**GRID, "controllers": ["mine"]}, make_controller=str)
     assert played == ["mine"]

@@ -1,7 +1,6 @@
 """run_episodes equals run_episode episode by episode, bit for bit (a batched controller through
 predict_many, any other one instance per episode), and checks its inputs."""
 
-
 import pytest
 from _identity import differences, same
 
@@ -12,22 +11,33 @@ from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.runner import run_episode
 
 EPISODES = [(f"test-00{i}", seed) for i in (1, 2, 3) for seed in (0, 7)]
-SHORT = {"episode_s": 14.0}           # a few seconds scored after the calibration's warm-up
+SHORT = {"episode_s": 14.0}  # a few seconds scored after the calibration's warm-up
 
 
-@pytest.mark.parametrize(("env_id", "overrides"), [
-    ("closedloop/ECAPTracking-Test-v0", SHORT),
-    ("closedloop/ECAPClinic-Test-v0", SHORT),
-    ("closedloop/ECAPHighRate-v0", SHORT),                 # 20 pulses per step
-])
+@pytest.mark.parametrize(
+    ("env_id", "overrides"),
+    [
+        ("closedloop/ECAPTracking-Test-v0", SHORT),
+        ("closedloop/ECAPClinic-Test-v0", SHORT),
+        ("closedloop/ECAPHighRate-v0", SHORT),  # 20 pulses per step
+    ],
+)
 @pytest.mark.parametrize("controller", ["open-loop", "clinical-loop", "pid"])
 def test_run_episodes_equals_run_episode_bit_for_bit(env_id, overrides, controller):
     _assert_identical(controller, env_id, overrides)
 
 
-@pytest.mark.parametrize(("controller", "batched"), [
-    ("ceiling", True), ("clinical-loop-log", True), ("p", True), ("pi", True),
-    ("adaptive-inverse", True), ("mpc", True)])
+@pytest.mark.parametrize(
+    ("controller", "batched"),
+    [
+        ("ceiling", True),
+        ("clinical-loop-log", True),
+        ("p", True),
+        ("pi", True),
+        ("adaptive-inverse", True),
+        ("mpc", True),
+    ],
+)
 def test_every_batched_law_and_the_per_instance_path_equal_run_episode(controller, batched):
     assert getattr(make_controller(controller), "batch_ready", False) is batched
     _assert_identical(controller, "closedloop/ECAPClinic-Test-v0", SHORT)
@@ -62,10 +72,9 @@ def test_a_batched_controller_is_made_once_and_plays_every_episode():
         made.append(make_controller("pid"))
         return made[-1]
 
-    got = run_episodes(factory, "closedloop/ECAPTracking-Test-v0", EPISODES[:3], SHORT,
-                       name="mine")
+    got = run_episodes(factory, "closedloop/ECAPTracking-Test-v0", EPISODES[:3], SHORT, name="mine")
     assert len(made) == 1 and made[0].batch_ready
-    assert made[0].steps.tolist() == [r.n_steps for r in got]       # one row per episode
+    assert made[0].steps.tolist() == [r.n_steps for r in got]  # one row per episode
     assert {r.controller for r in got} == {"mine"}
 
 
@@ -79,18 +88,20 @@ def test_a_controller_without_predict_many_gets_its_own_instance_per_episode():
     env_id, episodes = "closedloop/ECAPTracking-Test-v0", EPISODES[:3]
     got = run_episodes(factory, env_id, episodes, SHORT)
     assert len(made) == 3 and len({id(c) for c in made}) == 3
-    assert [c.steps for c in made] == [r.n_steps for r in got]      # each saw its own episode
+    assert [c.steps for c in made] == [r.n_steps for r in got]  # each saw its own episode
     assert {r.controller for r in got} == {"halved-pid"}
-    ref = [run_episode(_Halved(PIDParams(ki_ma_per_uv_s=0.5)), env_id, p, s, SHORT)
-           for p, s in episodes]
+    ref = [
+        run_episode(_Halved(PIDParams(ki_ma_per_uv_s=0.5)), env_id, p, s, SHORT)
+        for p, s in episodes
+    ]
     for g, r in zip(got, ref, strict=True):
         assert differences(g, r) == []
     plain = run_episode(PID(PIDParams(ki_ma_per_uv_s=0.5)), env_id, *episodes[0], SHORT)
-    assert differences(got[0], plain) != []           # the override was played
+    assert differences(got[0], plain) != []  # the override was played
 
 
 def test_envs_the_vector_env_refuses_fall_back_to_run_episode():
-    env_id = "closedloop/ECAPPulseShape-v0"            # the agent sets pulse width and rate
+    env_id = "closedloop/ECAPPulseShape-v0"  # the agent sets pulse width and rate
     episodes = [("test-001", 0), ("test-002", 1)]
     got = run_episodes(lambda: make_controller("open-loop"), env_id, episodes, SHORT)
     ref = [run_episode(make_controller("open-loop"), env_id, p, s, SHORT) for p, s in episodes]
@@ -98,19 +109,23 @@ def test_envs_the_vector_env_refuses_fall_back_to_run_episode():
         assert differences(g, r) == []
 
 
-@pytest.mark.parametrize(("episodes", "match"), [
-    ([], r"episodes=\[\] must be a non-empty list of \(patient_id, seed\) pairs"),
-    ("test-001", r"episodes='test-001' must be a non-empty list"),
-    ([("test-001", 0), ("test-001",)], r"episodes\[1\]=.* must be a \(patient_id, seed\) pair"),
-    ([("no-such-patient", 0)], r"episodes\[0\]: .*no-such-patient"),
-    ([(3, 0)], r"episodes\[0\] patient=3 must be a patient id"),
-    ([("test-001", -1)], r"episodes\[0\] seed=-1 is invalid; valid: an integer >= 0"),
-    ([("test-001", 0), ("test-001", 1.5)], r"episodes\[1\] seed=1.5 is invalid"),
-])
+@pytest.mark.parametrize(
+    ("episodes", "match"),
+    [
+        ([], r"episodes=\[\] must be a non-empty list of \(patient_id, seed\) pairs"),
+        ("test-001", r"episodes='test-001' must be a non-empty list"),
+        ([("test-001", 0), ("test-001",)], r"episodes\[1\]=.* must be a \(patient_id, seed\) pair"),
+        ([("no-such-patient", 0)], r"episodes\[0\]: .*no-such-patient"),
+        ([(3, 0)], r"episodes\[0\] patient=3 must be a patient id"),
+        ([("test-001", -1)], r"episodes\[0\] seed=-1 is invalid; valid: an integer >= 0"),
+        ([("test-001", 0), ("test-001", 1.5)], r"episodes\[1\] seed=1.5 is invalid"),
+    ],
+)
 def test_bad_episodes_raise_config_error_naming_them(episodes, match):
     with pytest.raises(ConfigError, match=match):
-        run_episodes(lambda: make_controller("open-loop"), "closedloop/ECAPTracking-Test-v0",
-                     episodes, SHORT)
+        run_episodes(
+            lambda: make_controller("open-loop"), "closedloop/ECAPTracking-Test-v0", episodes, SHORT
+        )
 
 
 def test_other_bad_inputs_raise_config_error_naming_the_parameter():
@@ -120,18 +135,31 @@ def test_other_bad_inputs_raise_config_error_naming_the_parameter():
     with pytest.raises(ConfigError, match="env_id='nope' is unknown"):
         run_episodes(lambda: make_controller("open-loop"), "nope", ok, SHORT)
     with pytest.raises(ConfigError, match="env_overrides key"):
-        run_episodes(lambda: make_controller("open-loop"), "closedloop/ECAPTracking-Test-v0", ok,
-                     {"patient": "test-002"})
+        run_episodes(
+            lambda: make_controller("open-loop"),
+            "closedloop/ECAPTracking-Test-v0",
+            ok,
+            {"patient": "test-002"},
+        )
     with pytest.raises(ConfigError, match="threads=0"):
-        run_episodes(lambda: make_controller("open-loop"), "closedloop/ECAPTracking-Test-v0", ok,
-                     SHORT, threads=0)
+        run_episodes(
+            lambda: make_controller("open-loop"),
+            "closedloop/ECAPTracking-Test-v0",
+            ok,
+            SHORT,
+            threads=0,
+        )
 
 
 def test_run_grid_plays_batches_with_the_rows_of_one_episode_at_a_time(tmp_path):
     from closedloop.evaluation.grid import grid_specs, play_spec, run_grid
 
-    grid = ({"o": "open-loop", "c": "clinical-loop"}, ["closedloop/ECAPTracking-Test-v0"],
-            ["test-001", "test-002"], [0, 3])
+    grid = (
+        {"o": "open-loop", "c": "clinical-loop"},
+        ["closedloop/ECAPTracking-Test-v0"],
+        ["test-001", "test-002"],
+        [0, 3],
+    )
     rows = run_grid(*grid, env_overrides=SHORT, progress=False, out_dir=tmp_path)
     specs = grid_specs(*grid, env_overrides=SHORT)
     assert [r["episode"] for r in rows] == [s.key() for s in specs]
@@ -144,14 +172,18 @@ def test_batches_group_cells_by_controller_env_and_overrides(monkeypatch):
     from closedloop.evaluation import grid
     from closedloop.evaluation.grid import batches, grid_specs
 
-    specs = grid_specs({"o": "open-loop", "p": "pid"}, ["closedloop/ECAPTracking-Test-v0",
-                       "closedloop/ECAPClinic-Test-v0"], ["test-001", "test-002"], [0, 1, 2])
+    specs = grid_specs(
+        {"o": "open-loop", "p": "pid"},
+        ["closedloop/ECAPTracking-Test-v0", "closedloop/ECAPClinic-Test-v0"],
+        ["test-001", "test-002"],
+        [0, 1, 2],
+    )
     groups = batches(specs)
     assert [len(g) for g in groups] == [6, 6, 6, 6]
     for g in groups:
         assert len({(specs[i].controller, specs[i].env_id) for i in g}) == 1
     assert sorted(i for g in groups for i in g) == list(range(len(specs)))
-    assert [len(g) for g in batches(specs, workers=4)] == [2] * 12     # work for every worker
+    assert [len(g) for g in batches(specs, workers=4)] == [2] * 12  # work for every worker
     monkeypatch.setattr(grid, "MAX_BATCH", 4)
     assert [len(g) for g in batches(specs)] == [4, 2] * 4
 
@@ -167,7 +199,8 @@ def test_trained_policies_play_alike_in_a_batch(agent):
         pytest.skip(f"{path} holds no trained model")
     factory, episodes = TrainedPolicyFactory(str(path)), EPISODES[:3]
     got = run_episodes(factory, "closedloop/ECAPTracking-Test-v0", episodes, SHORT)
-    ref = [run_episode(factory(), "closedloop/ECAPTracking-Test-v0", p, s, SHORT)
-           for p, s in episodes]
+    ref = [
+        run_episode(factory(), "closedloop/ECAPTracking-Test-v0", p, s, SHORT) for p, s in episodes
+    ]
     for g, r in zip(got, ref, strict=True):
         assert differences(g, r) == []

@@ -24,14 +24,14 @@ def test_target_lies_inside_the_window_of_every_calibration_posture(record):
     assert ref.perception_ma < record.comfort_ma < ref.discomfort_ma
     assert record.fallback_ma == record.comfort_ma
     assert record.max_ma == max(pc.discomfort_ma for pc in record.postures)
-    assert 10.0 < record.target_uv < 100.0          # tens of µV (clinical reports [C])
+    assert 10.0 < record.target_uv < 100.0  # tens of µV (clinical reports [C])
 
 
 def test_thresholds_rise_from_lying_to_standing(record):
     th = {pc.posture: pc.ecap_threshold_ma for pc in record.postures}
     assert th["supine"] < th["sitting"] < th["standing"]
     perc = {pc.posture: pc.perception_ma for pc in record.postures}
-    for posture, value in th.items():   # ECAP threshold ~ perception threshold (Pilitsis)
+    for posture, value in th.items():  # ECAP threshold ~ perception threshold (Pilitsis)
         assert abs(20 * math.log10(perc[posture] / value)) < 1.5
 
 
@@ -42,8 +42,11 @@ def test_record_round_trip(tmp_path, record):
 
 def test_bad_calibration_arguments_are_named():
     patient = get_patient("default")
-    with pytest.raises(ConfigError, match=r"target_position=1.5 is out of range; valid range "
-                                          r"\[-1, 1\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"target_position=1.5 is out of range; valid range "
+        r"\[-1, 1\]",
+    ):
         calibrate(patient, target_position=1.5)
     with pytest.raises(ConfigError, match="reference='sitting' must be one of"):
         calibrate(patient, postures=("supine",))
@@ -74,7 +77,7 @@ def test_validation_cohort_reproduces_published_ranges():
     assert r["threshold_in_2_8_ma_frac"] >= 0.6
     assert r["slope_in_5_50_frac"] >= 0.8
     assert 2.0 < r["threshold_sitting_median_ma"] < 8.0
-    assert 0.2 < r["perception_vs_ecap_median_abs_db"] < 1.0     # published 0.5 dB
-    assert r["perception_vs_ecap_log_r"] > 0.9                   # published r = 0.93
-    assert 1.05 < r["discomfort_ecap_spread_max"] <= 3.0         # up to 3x across postures
+    assert 0.2 < r["perception_vs_ecap_median_abs_db"] < 1.0  # published 0.5 dB
+    assert r["perception_vs_ecap_log_r"] > 0.9  # published r = 0.93
+    assert 1.05 < r["discomfort_ecap_spread_max"] <= 3.0  # up to 3x across postures
     assert 15.0 < r["target_median_uv"] < 60.0

@@ -53,8 +53,10 @@ def little_memory(monkeypatch):
         (("--envs", "closedloop/ECAPClinic-Test-v0,CartPole-v1"), "'CartPole-v1' is unknown"),
         (("--controllers", ""), r"--controllers='' must be a comma-separated list of names"),
         (("--controllers", " , "), r"--controllers=' , ' must be a comma-separated list"),
-        (("--controllers", "nope"),
-         r"controllers\[0\]='nope' is unknown; valid: .*open-loop.*; or all"),
+        (
+            ("--controllers", "nope"),
+            r"controllers\[0\]='nope' is unknown; valid: .*open-loop.*; or all",
+        ),
         (("--envs", ""), r"--envs='' must be a comma-separated list of names"),
         (("--seeds", ""), r"--seeds='' must be a comma-separated list"),
         (("--seeds", "-1"), r"seeds\[0\]=-1 is invalid; valid: an integer >= 0"),

@@ -18,8 +18,9 @@ from closedloop.metrics import UNSCORED_DOCS, clinical_metrics, unscored_mask
 from closedloop.postures import posture_code
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("clinic_sequence",
-                                              ROOT / "benchmarks" / "clinic_sequence.py")
+spec = importlib.util.spec_from_file_location(
+    "clinic_sequence", ROOT / "benchmarks" / "clinic_sequence.py"
+)
 clinic_sequence = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(clinic_sequence)
 
@@ -29,10 +30,18 @@ SUPINE, PRONE, SITTING = (posture_code(p) for p in ("supine", "prone", "sitting"
 def _run(posture, ecap, rate_hz=10.0):
     """A run at ``rate_hz`` with the given posture codes and ECAP, target 40 µV, in window."""
     n = len(posture)
-    return dict(t_s=np.arange(n) / rate_hz, ecap_uv=np.asarray(ecap, float), target_uv=40.0,
-                sensation=np.full(n, 1.5), discomfort=2.0, charge_uc=np.full(n, 1.0),
-                current_ma=np.full(n, 4.0), pw_us=250.0, impedance_ohm=1000.0,
-                posture=np.asarray(posture))
+    return dict(
+        t_s=np.arange(n) / rate_hz,
+        ecap_uv=np.asarray(ecap, float),
+        target_uv=40.0,
+        sensation=np.full(n, 1.5),
+        discomfort=2.0,
+        charge_uc=np.full(n, 1.0),
+        current_ma=np.full(n, 4.0),
+        pw_us=250.0,
+        impedance_ohm=1000.0,
+        posture=np.asarray(posture),
+    )
 
 
 # ---------------------------------------------------------------- the mask
@@ -40,20 +49,23 @@ def _run(posture, ecap, rate_hz=10.0):
 
 def test_unscored_mask_covers_the_posture_and_the_time_after_leaving_it():
     pose = np.array([SUPINE] * 5 + [PRONE] * 5 + [SUPINE] * 10)
-    t = np.arange(20) / 10.0                                 # 0.1 s apart
+    t = np.arange(20) / 10.0  # 0.1 s apart
     mask = unscored_mask(t, pose, ["prone"], after_s=0.3)
     assert mask.tolist() == [False] * 5 + [True] * 8 + [False] * 7
     assert not unscored_mask(t, pose, [], after_s=5.0).any()
     assert unscored_mask(t, pose, ["prone"]).sum() == 5
 
 
-@pytest.mark.parametrize(("postures", "after_s", "match"), [
-    (["lying"], 0.0, r"unscored_postures\[0\]='lying' is not a posture"),
-    (["prone", "prone"], 0.0, "listed twice"),
-    (["supine", "prone", "side", "sitting", "standing", "walking"], 0.0, "every posture"),
-    ("prone", 0.0, "must be a list of posture names"),
-    (["prone"], -1.0, "after_s=-1.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("postures", "after_s", "match"),
+    [
+        (["lying"], 0.0, r"unscored_postures\[0\]='lying' is not a posture"),
+        (["prone", "prone"], 0.0, "listed twice"),
+        (["supine", "prone", "side", "sitting", "standing", "walking"], 0.0, "every posture"),
+        ("prone", 0.0, "must be a list of posture names"),
+        (["prone"], -1.0, "after_s=-1.0 is out of range"),
+    ],
+)
 def test_bad_mask_arguments_raise_config_error(postures, after_s, match):
     with pytest.raises(ConfigError, match=match):
         unscored_mask(np.arange(4.0), np.zeros(4, int), postures, after_s)
@@ -73,9 +85,9 @@ def test_unscored_pulses_leave_the_primary_metrics_and_are_scored_separately():
     run = _run(pose, ecap)
     scored = ~unscored_mask(run["t_s"], run["posture"], ["prone"])
     m = clinical_metrics(**run, scored=scored)
-    assert m["mad_uv"] == pytest.approx(2.0)                 # (0 + 4) / 2, no prone
-    assert m["scored_duration_s"] == pytest.approx(8.0)      # the 2-s gap weighs nothing
-    assert m["n_pulses"] == 80 and m["n_changes"] == 0       # sitting on both sides of the gap
+    assert m["mad_uv"] == pytest.approx(2.0)  # (0 + 4) / 2, no prone
+    assert m["scored_duration_s"] == pytest.approx(8.0)  # the 2-s gap weighs nothing
+    assert m["n_pulses"] == 80 and m["n_changes"] == 0  # sitting on both sides of the gap
     assert m["unscored_duration_s"] == pytest.approx(2.0)
     assert m["unscored_mad_uv"] == pytest.approx(40.0)
     assert m["unscored_time_in_window_frac"] == pytest.approx(1.0)
@@ -94,11 +106,14 @@ def test_warmup_applies_to_the_unscored_metrics_too():
     assert m["scored_duration_s"] == pytest.approx(7.0)
 
 
-@pytest.mark.parametrize(("scored", "match"), [
-    (np.ones(99, bool), "scored must be None or a boolean array of length 100"),
-    (np.ones(100), "scored must be None or a boolean array"),
-    (np.zeros(100, bool), "leave 0 scored pulse"),
-])
+@pytest.mark.parametrize(
+    ("scored", "match"),
+    [
+        (np.ones(99, bool), "scored must be None or a boolean array of length 100"),
+        (np.ones(100), "scored must be None or a boolean array"),
+        (np.zeros(100, bool), "leave 0 scored pulse"),
+    ],
+)
 def test_bad_scored_masks_raise_config_error(scored, match):
     with pytest.raises(ConfigError, match=match):
         clinical_metrics(**_run([SITTING] * 100, [40.0] * 100), scored=scored)
@@ -119,8 +134,13 @@ def test_an_episode_scores_the_unscored_posture_separately():
     # the clinic sequence starts supine (0-60 s) then sits: leave supine out of the primary
     # metrics, with a 1-s ramp out, in an 80-s episode after a 10-s warm-up
     over = {"episode_s": 80.0, "unscored_postures": "supine", "unscored_after_s": 1.0}
-    r = run_episode(make_controller("open-loop"), "closedloop/ECAPClinic-v0", "validation-000",
-                    0, env_overrides=over)
+    r = run_episode(
+        make_controller("open-loop"),
+        "closedloop/ECAPClinic-v0",
+        "validation-000",
+        0,
+        env_overrides=over,
+    )
     m = r.metrics
     assert m["unscored_duration_s"] == pytest.approx(51.0, abs=0.05)
     assert m["scored_duration_s"] == pytest.approx(19.0, abs=0.05)
@@ -128,12 +148,13 @@ def test_an_episode_scores_the_unscored_posture_separately():
     late = traj.t_s >= 61.0
     err = np.abs(traj.ecap_true_uv[late] - traj.target_uv)
     assert m["mad_uv"] == pytest.approx(float(np.mean(err)), rel=1e-9)
-    assert m["unscored_mad_uv"] > 10 * m["mad_uv"]           # open loop overstimulates supine
+    assert m["unscored_mad_uv"] > 10 * m["mad_uv"]  # open loop overstimulates supine
 
 
 def test_the_clinic_env_scores_prone_and_its_ramp_out_separately():
-    r = run_episode(make_controller("clinical-loop"), "closedloop/ECAPClinic-v0",
-                    "validation-000", 0)
+    r = run_episode(
+        make_controller("clinical-loop"), "closedloop/ECAPClinic-v0", "validation-000", 0
+    )
     # prone 360-405 s (its ramp in counted as prone) plus the 1-s ramp out; 10-s warm-up
     assert r.metrics["unscored_duration_s"] == pytest.approx(46.0, abs=0.05)
     assert r.metrics["scored_duration_s"] == pytest.approx(450.0 - 10.0 - 46.0, abs=0.05)
@@ -143,12 +164,15 @@ def test_the_clinic_env_scores_prone_and_its_ramp_out_separately():
     assert traj.t_s[prone].max() == pytest.approx(405.0, abs=0.05)
 
 
-@pytest.mark.parametrize(("over", "match"), [
-    ({"unscored_postures": "lying"}, "'lying' is not a posture"),
-    ({"unscored_postures": "prone, prone"}, "listed twice"),
-    ({"unscored_postures": ["prone"]}, "must be a string"),
-    ({"unscored_after_s": -1.0}, "unscored_after_s=-1.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        ({"unscored_postures": "lying"}, "'lying' is not a posture"),
+        ({"unscored_postures": "prone, prone"}, "listed twice"),
+        ({"unscored_postures": ["prone"]}, "must be a string"),
+        ({"unscored_after_s": -1.0}, "unscored_after_s=-1.0 is out of range"),
+    ],
+)
 def test_bad_env_scoring_options_raise_config_error(over, match):
     with pytest.raises(ConfigError, match=match):
         gym.make("closedloop/ECAPClinic-v0", **over)
@@ -157,14 +181,17 @@ def test_bad_env_scoring_options_raise_config_error(over, match):
 # ---------------------------------------------------------------- the script
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--split", "test"], "held-out cohort; pass --report-test"),
-    (["--controllers", "clinical-loop"], "must include 'open-loop'"),
-    (["--target-uv", "0"], r"target_uv=0.0 is out of range"),
-    (["--episode-s", "5"], r"episode_s=5.0 is out of range"),
-    (["--seeds", "1", "1"], "must be distinct"),
-    (["--workers", "0"], "workers"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--split", "test"], "held-out cohort; pass --report-test"),
+        (["--controllers", "clinical-loop"], "must include 'open-loop'"),
+        (["--target-uv", "0"], r"target_uv=0.0 is out of range"),
+        (["--episode-s", "5"], r"episode_s=5.0 is out of range"),
+        (["--seeds", "1", "1"], "must be distinct"),
+        (["--workers", "0"], "workers"),
+    ],
+)
 def test_bad_arguments_are_named(argv, message):
     with pytest.raises(ConfigError, match=message):
         clinic_sequence.parse(argv)
@@ -179,24 +206,31 @@ def test_the_fixed_target_current_is_the_calibrations_at_the_calibrated_target()
         sitting = cal.posture("sitting")
         return sitting.perception_ecap_uv < cal.target_uv < sitting.discomfort_ecap_uv
 
-    patient, cal = next((p, patient_calibration(p)) for p in load_cohort("validation")
-                        if inside(patient_calibration(p)))
+    patient, cal = next(
+        (p, patient_calibration(p))
+        for p in load_cohort("validation")
+        if inside(patient_calibration(p))
+    )
     same = clinic_sequence.retarget(cal, patient, cal.target_uv)
     assert same.comfort_ma == pytest.approx(cal.comfort_ma, rel=1e-9)
     assert same.fallback_ma == same.comfort_ma and same.max_ma == cal.max_ma
-    assert clinic_sequence.retarget(cal, patient, 1e4) is None        # outside the window
+    assert clinic_sequence.retarget(cal, patient, 1e4) is None  # outside the window
 
 
 def test_a_short_run_reports_both_modes_and_closed_loop_beats_open_loop(tmp_path):
     out = tmp_path / "cs"
-    assert clinic_sequence.main(["--patients", "2", "--episode-s", "40", "--workers", "1",
-                                 "--out", str(out)]) == 0
+    assert (
+        clinic_sequence.main(
+            ["--patients", "2", "--episode-s", "40", "--workers", "1", "--out", str(out)]
+        )
+        == 0
+    )
     doc = json.loads(out.with_suffix(".json").read_text())
     summary = doc["summary"]
     assert summary["calibrated"]["n_patients"] == 2
     assert 0 <= summary["fixed"]["n_allowed"] <= summary["fixed"]["n_cohort"] == 2
     cal_rows = [r for r in doc["rows"] if r["mode"] == "calibrated"]
-    assert len(cal_rows) == 2 * 2                                       # controllers x patients
+    assert len(cal_rows) == 2 * 2  # controllers x patients
     for p in ("validation-000", "validation-001"):
         dev = {r["controller"]: r["mad_uv"] for r in cal_rows if r["patient"] == p}
         assert dev["clinical-loop"] < dev["open-loop"]

@@ -72,15 +72,16 @@ def test_drawn_parameters_follow_the_stated_distributions():
     assert abs(t11 - 0.6) < 3 * np.sqrt(0.24 / len(train))
     for p in train:
         lo, hi = (2.0, 6.0) if p.vertebral_level == "T11" else (1.5, 4.5)
-        assert lo <= p.csf_supine_mm <= hi                   # Holsheimer 1994 ranges
+        assert lo <= p.csf_supine_mm <= hi  # Holsheimer 1994 ranges
         assert 500 <= p.impedance_ohm <= 1500
         assert abs(p.params.lead.lateral_offset_mm) <= 1.5
         assert p.perception.discomfort_ratio <= 2.5
-    prone = np.array([p.csf_mm("prone") - p.csf_supine_mm for p in train
-                      if p.vertebral_level == "T11"])
-    assert 1.8 < prone.mean() < 2.6                        # +2.2 mm, Holsheimer 1994
+    prone = np.array(
+        [p.csf_mm("prone") - p.csf_supine_mm for p in train if p.vertebral_level == "T11"]
+    )
+    assert 1.8 < prone.mean() < 2.6  # +2.2 mm, Holsheimer 1994
     lying_lowest = np.mean([p.csf_mm("sitting") > p.csf_supine_mm for p in train])
-    assert lying_lowest > 0.8                              # 20 of 23, Cameron & Alo 1998
+    assert lying_lowest > 0.8  # 20 of 23, Cameron & Alo 1998
 
 
 def test_therapy_draws_follow_the_stated_distributions():
@@ -91,7 +92,7 @@ def test_therapy_draws_follow_the_stated_distributions():
     n = len(everyone)
     d = CohortDistribution()
     migrated = np.array([p.migration_mm for p in everyone if p.migration_mm != 0.0])
-    share = len(migrated) / n                               # West 2023: 9.97 %
+    share = len(migrated) / n  # West 2023: 9.97 %
     assert abs(share - d.migration_probability) < 3 * np.sqrt(0.09 / n)
     assert np.all((migrated >= 0.5) & (migrated <= 1.5))
     position = np.array([p.target_position for p in everyone])
@@ -116,7 +117,7 @@ def test_held_out_cohort_is_refused_inside_tuning():
         get_patient("test-000")
     with tuning_session("gain tuning"):
         assert len(load_cohort("validation")) == SPLITS["validation"][0]
-    assert len(load_cohort("test")) == SPLITS["test"][0]     # fine outside tuning
+    assert len(load_cohort("test")) == SPLITS["test"][0]  # fine outside tuning
 
 
 def test_tuning_entry_points_never_touch_the_test_cohort(monkeypatch):

@@ -25,6 +25,7 @@ from closedloop.evaluation import run_episode, run_grid
 ENV = "closedloop/ECAPClinic-Test-v0"
 SHORT = {"episode_s": 14.0}
 
+
 @pytest.fixture()
 def user_dir(tmp_path, monkeypatch):
     """A scratch folder with a controller file and a spec file, as the working directory."""
@@ -65,24 +66,27 @@ def test_file_and_module_references(user_dir, monkeypatch):
     label, source = resolve_controller("./my_ctl.py:MyController")
     assert label == "MyController" and isinstance(source, ObjectRef)
     assert source.ref == f"{user_dir / 'my_ctl.py'}:MyController"  # absolute: workers find it
-    assert resolve_controller("my_ctl.py:Hold")[0] == "hold"       # its name attribute
+    assert resolve_controller("my_ctl.py:Hold")[0] == "hold"  # its name attribute
     assert resolve_controller("closedloop.controllers:OpenLoop")[0] == OpenLoop.name
     monkeypatch.syspath_prepend(str(user_dir))
     assert resolve_controller("my_ctl:Hold")[1] == ObjectRef("my_ctl:Hold")
     assert resolve_controller("mine=my_ctl:Hold")[0] == "mine"
 
 
-@pytest.mark.parametrize(("ref", "message"), [
-    ("nope", "Registered names: .*open-loop"),
-    ("./missing.toml", "no such spec file"),
-    ("no_such_module_xyz:C", "cannot import module"),
-    ("./my_ctl.py:Nope", "has no attribute 'Nope'"),
-    ("./missing.py:C", "no such file"),
-    ("collections:OrderedDict", "no predict"),             # builds, but is no controller
-    ("closedloop.controllers:ControlContext", "no arguments"),
-    (".", "holds no trained model"),
-    ("", "non-empty"),
-])
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("nope", "Registered names: .*open-loop"),
+        ("./missing.toml", "no such spec file"),
+        ("no_such_module_xyz:C", "cannot import module"),
+        ("./my_ctl.py:Nope", "has no attribute 'Nope'"),
+        ("./missing.py:C", "no such file"),
+        ("collections:OrderedDict", "no predict"),  # builds, but is no controller
+        ("closedloop.controllers:ControlContext", "no arguments"),
+        (".", "holds no trained model"),
+        ("", "non-empty"),
+    ],
+)
 def test_bad_references_name_the_problem(user_dir, ref, message):
     with pytest.raises(ConfigError, match=message):
         resolve_controller(ref)
@@ -90,8 +94,9 @@ def test_bad_references_name_the_problem(user_dir, ref, message):
 
 def test_labels_must_be_unique_and_all_expands_to_the_shipped_controllers(user_dir):
     names = list(resolve_controllers(["all"]))
-    assert names[: len(names) - len(zoo_policies())] == sorted(names[: len(names)
-                                                                      - len(zoo_policies())])
+    assert names[: len(names) - len(zoo_policies())] == sorted(
+        names[: len(names) - len(zoo_policies())]
+    )
     assert set(zoo_policies()) <= set(names)
     with pytest.raises(ConfigError, match="labelled 'open-loop'"):
         resolve_controllers(["open-loop", "open-loop=./my_ctl.py:Hold"])
@@ -113,10 +118,14 @@ def test_plugin_entry_points_register_names(tmp_path, monkeypatch):
 
 
 def test_user_controllers_play_in_worker_processes_like_in_process(user_dir):
-    ctl = {label: src for label, src in (resolve_controller("./my_ctl.py:MyController"),
-                                         resolve_controller("./my-pid.toml"))}
-    rows = run_grid(ctl, [ENV], ["test-000"], [0], workers=2, progress=False,
-                    env_overrides=SHORT)
+    ctl = {
+        label: src
+        for label, src in (
+            resolve_controller("./my_ctl.py:MyController"),
+            resolve_controller("./my-pid.toml"),
+        )
+    }
+    rows = run_grid(ctl, [ENV], ["test-000"], [0], workers=2, progress=False, env_overrides=SHORT)
     direct = run_episode(ctl["MyController"](), ENV, "test-000", 0, SHORT)
     row = next(r for r in rows if r["controller"] == "MyController")
     assert row["mad_uv"] == direct.metrics["mad_uv"]

@@ -16,8 +16,19 @@ from closedloop.envs.config import EnvConfig
 
 DT = 0.02
 H = 4
-BATCHED = ["open-loop", "p", "pi", "pid", "pid-tuned", "clinical-loop", "clinical-loop-log",
-           "clinical-loop-tuned", "ceiling", "adaptive-inverse", "mpc"]
+BATCHED = [
+    "open-loop",
+    "p",
+    "pi",
+    "pid",
+    "pid-tuned",
+    "clinical-loop",
+    "clinical-loop-log",
+    "clinical-loop-tuned",
+    "ceiling",
+    "adaptive-inverse",
+    "mpc",
+]
 """The specs whose controllers play batches: every shipped spec (issue 18 batched MPC last)."""
 
 
@@ -25,11 +36,21 @@ def _context(i, action_mode="incremental", **kw):
     """Episode ``i``'s context: each episode has its own growth curve, target and limits."""
     slope, threshold, target = 8.0 + 7.0 * i, 2.5 + 0.6 * i, 20.0 + 6.0 * i
     max_ma = threshold + 2.0 * target / slope
-    pc = PostureCalibration("sitting", 3.5, threshold, slope, threshold, max_ma, 5.0,
-                            1.8 * target)
+    pc = PostureCalibration("sitting", 3.5, threshold, slope, threshold, max_ma, 5.0, 1.8 * target)
     comfort = threshold + target / slope
-    cal = CalibrationRecord(f"synthetic-{i}", 250.0, 50.0, "sitting", (pc,), target, comfort,
-                            0.1 * i, max_ma, 0.9 * comfort, 10.0)
+    cal = CalibrationRecord(
+        f"synthetic-{i}",
+        250.0,
+        50.0,
+        "sitting",
+        (pc,),
+        target,
+        comfort,
+        0.1 * i,
+        max_ma,
+        0.9 * comfort,
+        10.0,
+    )
     return ControlContext(cal, target, DT, history=H, action_mode=action_mode, **kw)
 
 
@@ -52,11 +73,13 @@ class _Plants:
     def step(self, i, action):
         cal, k = self.contexts[i].calibration, self.k[i]
         previous = self.hist[i, 2, 0]
-        current = max(float(self.mapping.requested_ma(float(action), previous, cal.min_ma,
-                                                      cal.max_ma)), 0.0)
-        shift = (0.0, -1.2, 6.0, 0.8)[(k // 60) % 4]        # closer, ECAP lost, further
-        ecap = max(cal.reference.slope_uv_per_ma * (current - cal.reference.ecap_threshold_ma
-                                                   - shift), 0.0)
+        current = max(
+            float(self.mapping.requested_ma(float(action), previous, cal.min_ma, cal.max_ma)), 0.0
+        )
+        shift = (0.0, -1.2, 6.0, 0.8)[(k // 60) % 4]  # closer, ECAP lost, further
+        ecap = max(
+            cal.reference.slope_uv_per_ma * (current - cal.reference.ecap_threshold_ma - shift), 0.0
+        )
         ecap += self.rng.normal(0.0, 1.0)
         self.hist[i, :, 1:] = self.hist[i, :, :-1]
         self.hist[i, :, 0] = ecap, float(ecap > 5.0), current
@@ -102,8 +125,10 @@ def test_predict_many_equals_each_episodes_predict_bit_for_bit(spec, action_mode
 def test_the_laws_reach_their_branches_in_the_identity_test():
     """The synthetic plants make the clinical loop fall back and the ceiling cut."""
     contexts = [_context(i) for i in range(5)]
-    for spec, seen in (("clinical-loop", lambda c: c._state[:, 3].any()),
-                       ("ceiling", lambda c: np.isfinite(c._state[:, 0]).all())):
+    for spec, seen in (
+        ("clinical-loop", lambda c: c._state[:, 3].any()),
+        ("ceiling", lambda c: np.isfinite(c._state[:, 0]).all()),
+    ):
         ctl = make_controller(spec)
         ctl.reset_many(contexts)
         plants = _Plants(contexts)
@@ -144,25 +169,36 @@ def _ready(n=3):
     return ctl
 
 
-@pytest.mark.parametrize(("obs", "rows", "match"), [
-    (np.zeros(3 * H + 1), None, r"obs has shape \(13,\); expected \(episodes, >= 13\)"),
-    (np.zeros((3, 3 * H)), None, r"obs has shape \(3, 12\); expected \(episodes, >= 13\) "
-                                 r"for history=4"),
-    (np.zeros((2, 3 * H + 1)), None, r"obs has 2 rows; expected one per episode \(3\)"),
-    (np.full((3, 3 * H + 1), np.nan), None, r"obs=.* must be finite"),
-    (np.array([["a"] * 13] * 3), None, r"(?s)obs=.* must hold real numbers"),
-    (np.zeros((2, 3 * H + 1)), [0], r"rows=\[0\] must be 2 integer episode indices"),
-    (np.zeros((2, 3 * H + 1)), [0.0, 1.0], r"rows=\[0.0, 1.0\] must be 2 integer"),
-    (np.zeros((2, 3 * H + 1)), [0, 3], r"rows=\[0, 3\] must be distinct episode indices in "
-                                       r"\[0, 2\]"),
-    (np.zeros((2, 3 * H + 1)), [-1, 0], r"rows=\[-1, 0\] must be distinct"),
-    (np.zeros((2, 3 * H + 1)), [1, 1], r"rows=\[1, 1\] must be distinct"),
-])
+@pytest.mark.parametrize(
+    ("obs", "rows", "match"),
+    [
+        (np.zeros(3 * H + 1), None, r"obs has shape \(13,\); expected \(episodes, >= 13\)"),
+        (
+            np.zeros((3, 3 * H)),
+            None,
+            r"obs has shape \(3, 12\); expected \(episodes, >= 13\) "
+            r"for history=4",
+        ),
+        (np.zeros((2, 3 * H + 1)), None, r"obs has 2 rows; expected one per episode \(3\)"),
+        (np.full((3, 3 * H + 1), np.nan), None, r"obs=.* must be finite"),
+        (np.array([["a"] * 13] * 3), None, r"(?s)obs=.* must hold real numbers"),
+        (np.zeros((2, 3 * H + 1)), [0], r"rows=\[0\] must be 2 integer episode indices"),
+        (np.zeros((2, 3 * H + 1)), [0.0, 1.0], r"rows=\[0.0, 1.0\] must be 2 integer"),
+        (
+            np.zeros((2, 3 * H + 1)),
+            [0, 3],
+            r"rows=\[0, 3\] must be distinct episode indices in "
+            r"\[0, 2\]",
+        ),
+        (np.zeros((2, 3 * H + 1)), [-1, 0], r"rows=\[-1, 0\] must be distinct"),
+        (np.zeros((2, 3 * H + 1)), [1, 1], r"rows=\[1, 1\] must be distinct"),
+    ],
+)
 def test_predict_many_rejects_bad_observations_and_rows(obs, rows, match):
     ctl = _ready()
     with pytest.raises(ConfigError, match=match):
         ctl.predict_many(obs, rows)
-    assert ctl.steps.tolist() == [0, 0, 0]              # nothing was played
+    assert ctl.steps.tolist() == [0, 0, 0]  # nothing was played
 
 
 def test_protocol_order_and_contexts_are_checked():
@@ -170,11 +206,17 @@ def test_protocol_order_and_contexts_are_checked():
         OpenLoop().predict_many(np.zeros((1, 3 * H + 1)))
     with pytest.raises(ConfigError, match=r"contexts=\[\] must be a non-empty list"):
         OpenLoop().reset_many([])
-    with pytest.raises(ConfigError, match=r"contexts\[1\]=str is not valid; expected a "
-                                          r"ControlContext"):
+    with pytest.raises(
+        ConfigError,
+        match=r"contexts\[1\]=str is not valid; expected a "
+        r"ControlContext",
+    ):
         OpenLoop().reset_many([_context(0), "ctx"])
-    with pytest.raises(ConfigError, match=r"contexts\[1\].action_mode='absolute' differs from "
-                                          r"contexts\[0\].action_mode='incremental'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"contexts\[1\].action_mode='absolute' differs from "
+        r"contexts\[0\].action_mode='incremental'",
+    ):
         OpenLoop().reset_many([_context(0), _context(1, "absolute")])
     with pytest.raises(ConfigError, match=r"contexts\[2\].max_delta_ma=0.25 differs"):
         OpenLoop().reset_many([_context(0), _context(1), _context(2, max_delta_ma=0.25)])
@@ -188,8 +230,11 @@ def test_a_non_finite_requested_current_is_refused():
     ctx = _context(0)
     bad = CalibrationRecord(**{**ctx.calibration.__dict__, "comfort_ma": math.inf})
     ctl.reset_many([ctx, ControlContext(bad, ctx.target_uv, DT, history=H)])
-    with pytest.raises(ConfigError, match=r"OpenLoop produced current_ma=\[.*inf\]; must be "
-                                          "finite"):
+    with pytest.raises(
+        ConfigError,
+        match=r"OpenLoop produced current_ma=\[.*inf\]; must be "
+        "finite",
+    ):
         ctl.predict_many(_Plants([ctx, ctx]).obs())
 
 
@@ -198,8 +243,8 @@ def test_one_episode_reset_keeps_the_scalar_interface():
     ctl.reset(_context(1))
     obs = _Plants([_context(1)]).obs()[0]
     ctl.predict(obs)
-    assert ctl.core.output == float(obs[2 * H])   # bumpless start at the delivered current
+    assert ctl.core.output == float(obs[2 * H])  # bumpless start at the delivered current
     ctl.predict(obs)
-    assert ctl.core.output != float(obs[2 * H])   # the core is the row the law updates
+    assert ctl.core.output != float(obs[2 * H])  # the core is the row the law updates
     assert ctl.steps == 2 and isinstance(ctl.steps, int)
     assert ctl.t_s == 2 * DT and isinstance(ctl.t_s, float)

@@ -14,13 +14,16 @@ daily_life = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(daily_life)
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--split", "test"], "held-out cohort; pass --report-test"),
-    (["--hours", "0"], r"hours=0.0 is out of range; valid \(0, 24\]"),
-    (["--seeds", "1", "1"], "must be distinct"),
-    (["--patients", "-1"], "patients=-1 is out of range"),
-    (["--workers", "0"], "workers"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--split", "test"], "held-out cohort; pass --report-test"),
+        (["--hours", "0"], r"hours=0.0 is out of range; valid \(0, 24\]"),
+        (["--seeds", "1", "1"], "must be distinct"),
+        (["--patients", "-1"], "patients=-1 is out of range"),
+        (["--workers", "0"], "workers"),
+    ],
+)
 def test_bad_arguments_are_named(argv, message):
     with pytest.raises(ConfigError, match=message):
         daily_life.parse(argv)
@@ -29,10 +32,26 @@ def test_bad_arguments_are_named(argv, message):
 
 def test_a_tiny_run_reports_each_controller_and_seed(tmp_path):
     out = tmp_path / "dl"
-    assert daily_life.main(["--patients", "2", "--hours", "0.005", "--seeds", "0", "1",
-                            "--workers", "1", "--out", str(out)]) == 0
+    assert (
+        daily_life.main(
+            [
+                "--patients",
+                "2",
+                "--hours",
+                "0.005",
+                "--seeds",
+                "0",
+                "1",
+                "--workers",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.with_suffix(".json").read_text())
-    assert len(doc["rows"]) == 2 * 2 * 2          # controllers x patients x seeds
+    assert len(doc["rows"]) == 2 * 2 * 2  # controllers x patients x seeds
     for c in ("open-loop", "clinical-loop"):
         s = doc["summary"][c]
         assert set(s["median_by_seed"]) == {"0", "1"} and len(s["tiw_per_patient"]) == 2

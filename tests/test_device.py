@@ -21,16 +21,26 @@ from closedloop.device import (
 )
 
 P = DeviceParams()
-B, C, S, Q, V = (LIMIT_FLAGS[k] for k in ("bounds", "clinician", "slew", "charge_density",
-                                           "compliance"))
+B, C, S, Q, V = (
+    LIMIT_FLAGS[k] for k in ("bounds", "clinician", "slew", "charge_density", "compliance")
+)
 # Defaults that leave every limit slack: short pulse, low impedance, wide window, big slew.
 SLACK = {"pw_us": 50.0, "impedance_ohm": 100.0, "min_ma": 0.0, "max_ma": 25.5}
 
 
 def limit(requested, previous, params=P, n_pulses=1, contact_length_mm=3.0, **kw):
     args = {**SLACK, **kw}
-    d, f = apply_limits(requested, previous, args["pw_us"], args["impedance_ohm"],
-                        args["min_ma"], args["max_ma"], params, contact_length_mm, n_pulses)
+    d, f = apply_limits(
+        requested,
+        previous,
+        args["pw_us"],
+        args["impedance_ohm"],
+        args["min_ma"],
+        args["max_ma"],
+        params,
+        contact_length_mm,
+        n_pulses,
+    )
     return d, f
 
 
@@ -41,8 +51,13 @@ def reference(req, prev, pw, imp, lo, hi, p, length):
     anchor = min(max(prev, 0.0), top)
     step = p.max_step_ma
     q_max = p.charge_density_limit_uc_per_cm2 * math.pi * p.contact_diameter_mm * length / 100
-    stages = [(0.0, top), (min(lo, top), hi), (anchor - step, anchor + step),
-              (-math.inf, q_max / (pw * 1e-3)), (-math.inf, p.compliance_v / imp * 1e3)]
+    stages = [
+        (0.0, top),
+        (min(lo, top), hi),
+        (anchor - step, anchor + step),
+        (-math.inf, q_max / (pw * 1e-3)),
+        (-math.inf, p.compliance_v / imp * 1e3),
+    ]
     for bit, (a, b) in zip(LIMIT_FLAGS.values(), stages, strict=True):
         new = min(max(out, a), b)
         flags |= bit if new != out else 0
@@ -57,22 +72,25 @@ def test_default_contact_charge_and_area():
     np.testing.assert_allclose(P.max_charge_uc(np.array([1.5, 3.0])), [1.838, 3.676], atol=1e-3)
 
 
-@pytest.mark.parametrize(("field", "value", "range_text"), [
-    ("max_current_ma", 0.0, "(0, 25.5] mA"),
-    ("max_step_ma", -1.0, "(0, 1] mA"),
-    ("charge_density_limit_uc_per_cm2", float("nan"), "(0, 30] µC/cm²"),
-    ("contact_diameter_mm", 20.0, "[0.1, 1.3] mm"),
-    ("compliance_v", 0.0, "(0, 12] V"),
-    # the hard ceilings: settings may only tighten the hardware and tissue-safety limits
-    ("max_current_ma", 100.0, "(0, 25.5] mA"),
-    ("max_current_ma", 25.6, "(0, 25.5] mA"),
-    ("max_step_ma", 2.0, "(0, 1] mA"),
-    ("charge_density_limit_uc_per_cm2", 1000.0, "(0, 30] µC/cm²"),
-    ("charge_density_limit_uc_per_cm2", 30.5, "(0, 30] µC/cm²"),
-    ("contact_diameter_mm", 1.4, "[0.1, 1.3] mm"),
-    ("compliance_v", 100.0, "(0, 12] V"),
-    ("compliance_v", 12.5, "(0, 12] V"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "range_text"),
+    [
+        ("max_current_ma", 0.0, "(0, 25.5] mA"),
+        ("max_step_ma", -1.0, "(0, 1] mA"),
+        ("charge_density_limit_uc_per_cm2", float("nan"), "(0, 30] µC/cm²"),
+        ("contact_diameter_mm", 20.0, "[0.1, 1.3] mm"),
+        ("compliance_v", 0.0, "(0, 12] V"),
+        # the hard ceilings: settings may only tighten the hardware and tissue-safety limits
+        ("max_current_ma", 100.0, "(0, 25.5] mA"),
+        ("max_current_ma", 25.6, "(0, 25.5] mA"),
+        ("max_step_ma", 2.0, "(0, 1] mA"),
+        ("charge_density_limit_uc_per_cm2", 1000.0, "(0, 30] µC/cm²"),
+        ("charge_density_limit_uc_per_cm2", 30.5, "(0, 30] µC/cm²"),
+        ("contact_diameter_mm", 1.4, "[0.1, 1.3] mm"),
+        ("compliance_v", 100.0, "(0, 12] V"),
+        ("compliance_v", 12.5, "(0, 12] V"),
+    ],
+)
 def test_bad_device_params_name_field_and_range(field, value, range_text):
     with pytest.raises(ConfigError, match=rf"device\.{field}=.*{re.escape(range_text)}"):
         DeviceParams(**{field: value})
@@ -94,7 +112,7 @@ def test_no_limit_acts_inside_all_limits():
 
 @pytest.mark.parametrize(("requested", "expected"), [(30.0, 25.5), (-2.0, 0.0)])
 def test_hardware_bounds(requested, expected):
-    d, f = limit(requested, expected)     # from the edge itself: the slew does not act
+    d, f = limit(requested, expected)  # from the edge itself: the slew does not act
     assert d == expected and f == B
 
 
@@ -108,10 +126,10 @@ def test_clinician_window():
 def test_slew_ramps_pulse_by_pulse():
     d, f = limit(10.0, 5.0)
     assert d == 6.0 and f == S
-    d, f = limit(0.0, 5.0, n_pulses=3)              # every pulse steps by max_step_ma
+    d, f = limit(0.0, 5.0, n_pulses=3)  # every pulse steps by max_step_ma
     np.testing.assert_array_equal(d, [4.0, 3.0, 2.0])
     np.testing.assert_array_equal(f, [S, S, S])
-    d, f = limit(10.0, 5.0, n_pulses=6)             # reaches the request on the fifth pulse
+    d, f = limit(10.0, 5.0, n_pulses=6)  # reaches the request on the fifth pulse
     np.testing.assert_array_equal(d, [6.0, 7.0, 8.0, 9.0, 10.0, 10.0])
     np.testing.assert_array_equal(f, [S, S, S, S, 0, 0])
 
@@ -184,10 +202,12 @@ def test_batch_equals_loop_of_scalars_and_reference():
         xi = {k: float(v[i]) for k, v in x.items()}
         di, fi = apply_limits(params=P, **xi)
         assert di.shape == () and (di, fi) == (d[i], f[i])
-        one = apply_limits(params=P, **{k: v[i:i + 1] for k, v in x.items()})
+        one = apply_limits(params=P, **{k: v[i : i + 1] for k, v in x.items()})
         assert one[0].shape == (1,) and (one[0][0], one[1][0]) == (d[i], f[i])
-        args = [xi[k] for k in ("requested_ma", "previous_ma", "pw_us", "impedance_ohm",
-                                "min_ma", "max_ma")]
+        args = [
+            xi[k]
+            for k in ("requested_ma", "previous_ma", "pw_us", "impedance_ohm", "min_ma", "max_ma")
+        ]
         rd, rf = reference(*args, P, xi["contact_length_mm"])
         assert d[i] == pytest.approx(rd, rel=1e-12, abs=1e-12) and f[i] == rf
     assert set(np.unique(f)) - {0} and len(np.unique(f)) > 8  # many limit combinations seen
@@ -202,8 +222,9 @@ def test_broadcasting_with_scalar_limits_and_inputs_untouched():
     np.testing.assert_array_equal(f, [B | Q | V, 0, B, V])
     np.testing.assert_array_equal(req, copies[0])
     np.testing.assert_array_equal(prev, copies[1])
-    d2, _ = apply_limits(5.0, 4.0, 50.0, 100.0, 0.0, np.array([[3.0], [10.0]]), P,
-                         np.array([1.0, 2.0, 3.0]))
+    d2, _ = apply_limits(
+        5.0, 4.0, 50.0, 100.0, 0.0, np.array([[3.0], [10.0]]), P, np.array([1.0, 2.0, 3.0])
+    )
     assert d2.shape == (2, 3)
     np.testing.assert_array_equal(d2, [[3.0] * 3, [5.0] * 3])
 
@@ -231,8 +252,11 @@ def test_property_delivered_current_never_violates_a_limit():
         assert np.all(d <= anchor + step + tol)
         assert np.all((d >= anchor - step - tol) | safety_cut)
         assert np.all((d <= x["max_ma"] + tol) | ((f & S) != 0))
-        assert np.all((d >= x["min_ma"] - tol) | ((f & (S | Q | V)) != 0)
-                      | (x["min_ma"] > params.max_current_ma))
+        assert np.all(
+            (d >= x["min_ma"] - tol)
+            | ((f & (S | Q | V)) != 0)
+            | (x["min_ma"] > params.max_current_ma)
+        )
         assert np.all((d == x["requested_ma"]) == (f == 0))
 
 
@@ -241,10 +265,13 @@ KEYS = ("requested_ma", "previous_ma", "pw_us", "impedance_ohm", "min_ma", "max_
 
 
 def _random_params(rng):
-    return DeviceParams(max_current_ma=rng.uniform(5.0, 25.5), max_step_ma=rng.uniform(0.05, 1.0),
-                        charge_density_limit_uc_per_cm2=rng.uniform(10.0, 30.0),
-                        contact_diameter_mm=rng.uniform(0.8, 1.3),
-                        compliance_v=rng.uniform(5.0, 12.0))
+    return DeviceParams(
+        max_current_ma=rng.uniform(5.0, 25.5),
+        max_step_ma=rng.uniform(0.05, 1.0),
+        charge_density_limit_uc_per_cm2=rng.uniform(10.0, 30.0),
+        contact_diameter_mm=rng.uniform(0.8, 1.3),
+        compliance_v=rng.uniform(5.0, 12.0),
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -253,7 +280,7 @@ def test_apply_limits_scalar_equals_apply_limits(seed):
     params = P if seed == 0 else _random_params(rng)
     x = _random_inputs(rng, 500)
     x["previous_ma"] = rng.uniform(-5.0, 35.0, 500)  # also outside the hardware range
-    x["requested_ma"][::7] = x["previous_ma"][::7]   # ties with the slew anchor
+    x["requested_ma"][::7] = x["previous_ma"][::7]  # ties with the slew anchor
     d, f = apply_limits(params=params, **x)
     for i in range(500):
         args = [float(x[k][i]) for k in KEYS]
@@ -269,8 +296,12 @@ def test_apply_limits_scalar_accepts_ints_and_numpy_scalars():
     want = apply_limits_scalar(30.0, 22.0, 250.0, 1000.0, 0.0, 24.0, P, 3.0)
     assert want[1] == 31
     assert apply_limits_scalar(30, 22, 250, 1000, 0, 24, P, 3) == want
-    assert apply_limits_scalar(np.float32(30.0), np.float64(22.0), 250.0, 1000.0, 0.0, 24.0, P,
-                               np.int64(3)) == want
+    assert (
+        apply_limits_scalar(
+            np.float32(30.0), np.float64(22.0), 250.0, 1000.0, 0.0, 24.0, P, np.int64(3)
+        )
+        == want
+    )
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -292,8 +323,9 @@ def test_limit_many_equals_loop_of_limit_one(flag_dtype):
     f = np.full(n, -1, dtype=flag_dtype)
     limit_many(*cols, P.max_current_ma, change, charge, P.compliance_v, d, f)
     for i in range(n):
-        di, fi = limit_one(*(c[i] for c in cols), P.max_current_ma, change[i], charge[i],
-                           P.compliance_v)
+        di, fi = limit_one(
+            *(c[i] for c in cols), P.max_current_ma, change[i], charge[i], P.compliance_v
+        )
         assert (di, fi) == (d[i], f[i])
     for c, orig in zip((*cols, change, charge), copies, strict=True):
         np.testing.assert_array_equal(c, orig)  # inputs untouched
@@ -339,24 +371,35 @@ def test_non_finite_request_raises(bad):
         apply_limits(np.array(bad), 1.0, 250.0, 1000.0, 0.0, 10.0, P)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"previous_ma": math.nan}, r"previous_ma=nan must be finite"),
-    ({"pw_us": 0.0}, r"pw_us=0.0 must be finite and > 0"),
-    ({"impedance_ohm": np.array([1000.0, -5.0])}, r"impedance_ohm\[1\]=-5.0 must be"),
-    ({"min_ma": -1.0}, r"min_ma=-1.0 must be finite and >= 0"),
-    ({"max_ma": math.inf}, r"max_ma=inf must be finite"),
-    ({"min_ma": 5.0, "max_ma": 4.0}, r"max_ma < min_ma"),
-    ({"min_ma": np.array([1.0, 6.0]), "max_ma": 5.0}, r"max_ma < min_ma at \[1\]"),
-    ({"contact_length_mm": 0.0}, r"contact_length_mm=0.0 must be finite and > 0"),
-    ({"n_pulses": 0}, r"n_pulses=0 must be an integer in \[1, 1000000\]"),
-    ({"n_pulses": 2.5}, r"n_pulses=2.5 must be an integer in \[1, 1000000\]"),
-    ({"n_pulses": True}, r"n_pulses=True must be an integer"),
-    ({"requested_ma": np.ones(3), "previous_ma": np.ones(2)}, r"do not broadcast"),
-    ({"params": {"max_current_ma": 25.5}}, r"params must be a DeviceParams"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"previous_ma": math.nan}, r"previous_ma=nan must be finite"),
+        ({"pw_us": 0.0}, r"pw_us=0.0 must be finite and > 0"),
+        ({"impedance_ohm": np.array([1000.0, -5.0])}, r"impedance_ohm\[1\]=-5.0 must be"),
+        ({"min_ma": -1.0}, r"min_ma=-1.0 must be finite and >= 0"),
+        ({"max_ma": math.inf}, r"max_ma=inf must be finite"),
+        ({"min_ma": 5.0, "max_ma": 4.0}, r"max_ma < min_ma"),
+        ({"min_ma": np.array([1.0, 6.0]), "max_ma": 5.0}, r"max_ma < min_ma at \[1\]"),
+        ({"contact_length_mm": 0.0}, r"contact_length_mm=0.0 must be finite and > 0"),
+        ({"n_pulses": 0}, r"n_pulses=0 must be an integer in \[1, 1000000\]"),
+        ({"n_pulses": 2.5}, r"n_pulses=2.5 must be an integer in \[1, 1000000\]"),
+        ({"n_pulses": True}, r"n_pulses=True must be an integer"),
+        ({"requested_ma": np.ones(3), "previous_ma": np.ones(2)}, r"do not broadcast"),
+        ({"params": {"max_current_ma": 25.5}}, r"params must be a DeviceParams"),
+    ],
+)
 def test_bad_inputs_raise_config_error_naming_them(kwargs, message):
-    args = {"requested_ma": 5.0, "previous_ma": 5.0, "pw_us": 250.0, "impedance_ohm": 1000.0,
-            "min_ma": 0.0, "max_ma": 10.0, "params": P, **kwargs}
+    args = {
+        "requested_ma": 5.0,
+        "previous_ma": 5.0,
+        "pw_us": 250.0,
+        "impedance_ohm": 1000.0,
+        "min_ma": 0.0,
+        "max_ma": 10.0,
+        "params": P,
+        **kwargs,
+    }
     with pytest.raises(ConfigError, match=message):
         apply_limits(**args)
 
@@ -384,18 +427,40 @@ def test_ramp_is_limit_one_pulse_by_pulse_and_never_jumps(seed):
     d, f = np.empty((n, n_p)), np.empty((n, n_p), np.int64)
     step_flags = np.empty(n, np.int64)
     cols = [np.ascontiguousarray(x[k]) for k in ("requested_ma", "previous_ma", "pw_us")]
-    ramp_many(*cols, imp, x["min_ma"], x["max_ma"], params.max_current_ma, params.max_step_ma,
-              qmax, params.compliance_v, d, f, step_flags)
+    ramp_many(
+        *cols,
+        imp,
+        x["min_ma"],
+        x["max_ma"],
+        params.max_current_ma,
+        params.max_step_ma,
+        qmax,
+        params.compliance_v,
+        d,
+        f,
+        step_flags,
+    )
     for i in range(n):
         args = [float(x[k][i]) for k in ("requested_ma", "previous_ma", "pw_us")]
         di, fi = np.empty(n_p), np.empty(n_p, np.int64)
-        or_flags = ramp(*args, imp[i], x["min_ma"][i], x["max_ma"][i], params.max_current_ma,
-                        params.max_step_ma, qmax[i], params.compliance_v, di, fi)
+        or_flags = ramp(
+            *args,
+            imp[i],
+            x["min_ma"][i],
+            x["max_ma"][i],
+            params.max_current_ma,
+            params.max_step_ma,
+            qmax[i],
+            params.compliance_v,
+            di,
+            fi,
+        )
         np.testing.assert_array_equal(di, d[i])
         np.testing.assert_array_equal(fi, f[i])
         assert or_flags == step_flags[i] == np.bitwise_or.reduce(fi)
-        rd, rf = _reference_ramp(*args, imp[i], x["min_ma"][i], x["max_ma"][i], params,
-                                 x["contact_length_mm"][i])
+        rd, rf = _reference_ramp(
+            *args, imp[i], x["min_ma"][i], x["max_ma"][i], params, x["contact_length_mm"][i]
+        )
         np.testing.assert_allclose(di, rd, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(fi, rf)
     # No pulse changes by more than the per-pulse slew, except a safety cut downwards.
@@ -404,7 +469,7 @@ def test_ramp_is_limit_one_pulse_by_pulse_and_never_jumps(seed):
     cut = (f & (Q | V)) != 0
     assert np.all(change <= params.max_step_ma + 1e-12)
     assert np.all((change >= -params.max_step_ma - 1e-12) | cut)
-    assert np.isclose(np.abs(change), params.max_step_ma).sum() > n   # the ramp was seen
+    assert np.isclose(np.abs(change), params.max_step_ma).sum() > n  # the ramp was seen
 
 
 def test_apply_limits_with_several_pulses_gives_every_pulse():
@@ -414,8 +479,7 @@ def test_apply_limits_with_several_pulses_gives_every_pulse():
     assert d.shape == f.shape == (50, 7) and f.dtype == np.int8
     for i in range(50):
         args = [float(x[k][i]) for k in KEYS]
-        rd, rf = _reference_ramp(*args[:3], [args[3]] * 7, *args[4:], P,
-                                 x["contact_length_mm"][i])
+        rd, rf = _reference_ramp(*args[:3], [args[3]] * 7, *args[4:], P, x["contact_length_mm"][i])
         np.testing.assert_allclose(d[i], rd, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(f[i], rf)
     one, _ = apply_limits(30.0, 0.0, 50.0, 100.0, 0.0, 25.5, P, n_pulses=30)
@@ -429,10 +493,20 @@ def test_limit_flags_are_distinct_bits_in_order():
 
 def test_limit_report_counts_each_bit():
     flags = np.array([0, B, B | C, S, Q | V, Q, 31], dtype=np.int8)
-    assert limit_report(flags) == {"bounds": 3, "clinician": 2, "slew": 2, "charge_density": 3,
-                                   "compliance": 2}
-    assert limit_report(np.int8(V)) == {"bounds": 0, "clinician": 0, "slew": 0,
-                                        "charge_density": 0, "compliance": 1}
+    assert limit_report(flags) == {
+        "bounds": 3,
+        "clinician": 2,
+        "slew": 2,
+        "charge_density": 3,
+        "compliance": 2,
+    }
+    assert limit_report(np.int8(V)) == {
+        "bounds": 0,
+        "clinician": 0,
+        "slew": 0,
+        "charge_density": 0,
+        "compliance": 1,
+    }
     assert list(limit_report(flags)) == list(LIMIT_FLAGS)
     with pytest.raises(ConfigError, match="flags"):
         limit_report(np.array([32]))
@@ -448,12 +522,10 @@ def test_intervention_counter_accumulates_and_resets():
     counter = InterventionCounter()
     _, f1 = apply_limits(30.0, 25.0, 250.0, 1000.0, 0.0, 25.5, P)  # bounds, charge, compliance
     counts = counter.update(f1)
-    assert counts == {"bounds": 1, "clinician": 0, "slew": 0, "charge_density": 1,
-                      "compliance": 1}
+    assert counts == {"bounds": 1, "clinician": 0, "slew": 0, "charge_density": 1, "compliance": 1}
     _, f2 = apply_limits(np.array([10.0, 1.0]), 5.0, 50.0, 100.0, 0.0, 8.0, P)
     counts = counter.update(f2)
-    assert counts == {"bounds": 1, "clinician": 1, "slew": 2, "charge_density": 1,
-                      "compliance": 1}
+    assert counts == {"bounds": 1, "clinician": 1, "slew": 2, "charge_density": 1, "compliance": 1}
     assert counter.n_seen == 3
     counts["bounds"] = 99  # the returned dict is a copy
     assert counter.counts["bounds"] == 1

@@ -25,10 +25,15 @@ from closedloop.cohort import HeldOutError
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "closedloop/ECAPTracking-v0"
-TINY_RANGES = {"n_envs": 2, "search": {
-    "learning_rate": {"low": 1e-4, "high": 1e-3, "log": True},
-    "n_steps": {"choices": [32, 64]}, "n_epochs": {"low": 1, "high": 2}}}
-EVAL_S = 11.0      # just past the 10 s calibration warm-up, so that some steps are scored
+TINY_RANGES = {
+    "n_envs": 2,
+    "search": {
+        "learning_rate": {"low": 1e-4, "high": 1e-3, "log": True},
+        "n_steps": {"choices": [32, 64]},
+        "n_epochs": {"low": 1, "high": 2},
+    },
+}
+EVAL_S = 11.0  # just past the 10 s calibration warm-up, so that some steps are scored
 
 
 @pytest.fixture
@@ -47,7 +52,7 @@ def ppo_script():
     path = ROOT / "benchmarks" / "scripts" / "ppo_single_file.py"
     spec = importlib.util.spec_from_file_location("ppo_single_file", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module          # dataclasses resolve annotations through it
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through it
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
@@ -55,9 +60,18 @@ def ppo_script():
 
 # -- single-file PPO ---------------------------------------------------------------------------
 def test_single_file_ppo_trains_through_autoresets_and_evaluates(ppo_script, one_thread):
-    args = ppo_script.Args(total_timesteps=256, num_envs=2, num_steps=64, num_minibatches=2,
-                           update_epochs=1, episode_s=0.5, patient="train-000", progress=False,
-                           eval_patients="validation-000", eval_episode_s=EVAL_S)
+    args = ppo_script.Args(
+        total_timesteps=256,
+        num_envs=2,
+        num_steps=64,
+        num_minibatches=2,
+        update_epochs=1,
+        episode_s=0.5,
+        patient="train-000",
+        progress=False,
+        eval_patients="validation-000",
+        eval_episode_s=EVAL_S,
+    )
     agent, obs_rms, rows = ppo_script.main(args)
     assert [r["patient"] for r in rows] == ["validation-000"]
     assert 0.0 <= rows[0]["time_in_window_frac"] <= 1.0
@@ -114,9 +128,18 @@ def test_hpsearch_scores_on_validation_and_writes_the_best(tmp_path, one_thread,
     touched = []
     real = cohort_mod._read
     monkeypatch.setattr(cohort_mod, "_read", lambda split: touched.append(split) or real(split))
-    result = search("ppo", ENV, 2, 128, TINY_RANGES, seed=0, eval_patients=1,
-                    env_overrides={"episode_s": 1.0}, eval_overrides={"episode_s": EVAL_S},
-                    out_dir=tmp_path)
+    result = search(
+        "ppo",
+        ENV,
+        2,
+        128,
+        TINY_RANGES,
+        seed=0,
+        eval_patients=1,
+        env_overrides={"episode_s": 1.0},
+        eval_overrides={"episode_s": EVAL_S},
+        out_dir=tmp_path,
+    )
     assert "test" not in touched and "validation" in touched
     assert result.eval_patients == ("validation-000",) and len(result.trials) == 2
     assert set(result.best_params) == set(TINY_RANGES["search"])
@@ -128,11 +151,14 @@ def test_hpsearch_scores_on_validation_and_writes_the_best(tmp_path, one_thread,
     assert all(math.isfinite(t["metrics"]["mean_rel_error"]) for t in doc["trials"])
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"eval_split": "test"},
-    {"env_overrides": {"split": "test", "episode_s": 1.0}},
-    {"env_id": "closedloop/ECAPTracking-Test-v0"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"eval_split": "test"},
+        {"env_overrides": {"split": "test", "episode_s": 1.0}},
+        {"env_id": "closedloop/ECAPTracking-Test-v0"},
+    ],
+)
 def test_hpsearch_never_touches_the_test_cohort(kwargs, one_thread, monkeypatch):
     pytest.importorskip("optuna")
     from closedloop.hpsearch import search
@@ -142,21 +168,32 @@ def test_hpsearch_never_touches_the_test_cohort(kwargs, one_thread, monkeypatch)
     monkeypatch.setattr(cohort_mod, "_read", lambda split: touched.append(split) or real(split))
     kwargs = {"env_id": ENV, **kwargs}
     with pytest.raises(HeldOutError, match="hpsearch"):
-        search("ppo", kwargs.pop("env_id"), 1, 64, TINY_RANGES, eval_patients=1,
-               eval_overrides={"episode_s": EVAL_S}, **kwargs)
+        search(
+            "ppo",
+            kwargs.pop("env_id"),
+            1,
+            64,
+            TINY_RANGES,
+            eval_patients=1,
+            eval_overrides={"episode_s": EVAL_S},
+            **kwargs,
+        )
     assert "test" not in touched
 
 
-@pytest.mark.parametrize(("ranges", "match"), [
-    ({"search": {"learning_rate": {"low": 1e-3, "high": 1e-4}}}, "low < high"),
-    ({"search": {"ent_coef": {"low": 0.0, "high": 0.1, "log": True}}}, "low > 0"),
-    ({"search": {"n_steps": {"choices": []}}}, "non-empty list"),
-    ({"search": {"n_steps": {"values": [1]}}}, "keys low, high, log, choices"),
-    ({"search": {"gamma": {"low": 0.9, "high": 0.99}}, "extra": 1}, "unknown key.*extra"),
-    ({"search": {}}, "non-empty table"),
-    ({"search": {"no_such_param": {"low": 0.1, "high": 1.0}}}, "no_such_param"),
-    ({"algorithm": "SAC", "search": {"gamma": {"low": 0.9, "high": 0.99}}}, "algorithm='sac'"),
-])
+@pytest.mark.parametrize(
+    ("ranges", "match"),
+    [
+        ({"search": {"learning_rate": {"low": 1e-3, "high": 1e-4}}}, "low < high"),
+        ({"search": {"ent_coef": {"low": 0.0, "high": 0.1, "log": True}}}, "low > 0"),
+        ({"search": {"n_steps": {"choices": []}}}, "non-empty list"),
+        ({"search": {"n_steps": {"values": [1]}}}, "keys low, high, log, choices"),
+        ({"search": {"gamma": {"low": 0.9, "high": 0.99}}, "extra": 1}, "unknown key.*extra"),
+        ({"search": {}}, "non-empty table"),
+        ({"search": {"no_such_param": {"low": 0.1, "high": 1.0}}}, "no_such_param"),
+        ({"algorithm": "SAC", "search": {"gamma": {"low": 0.9, "high": 0.99}}}, "algorithm='sac'"),
+    ],
+)
 def test_hpsearch_rejects_malformed_ranges_by_name(ranges, match):
     from closedloop.hpsearch import check_space, load_ranges
 
@@ -194,8 +231,21 @@ def test_hpsearch_cli_parses_and_checks_its_arguments():
 
     parser = argparse.ArgumentParser()
     cli_hpsearch.add_parsers(parser.add_subparsers())
-    args = parser.parse_args(["hpsearch", "--algo", "ppo", "--trials", "3", "--steps", "100",
-                              "--ranges", "search-ranges-ppo", "--eval-seeds", "x"])
+    args = parser.parse_args(
+        [
+            "hpsearch",
+            "--algo",
+            "ppo",
+            "--trials",
+            "3",
+            "--steps",
+            "100",
+            "--ranges",
+            "search-ranges-ppo",
+            "--eval-seeds",
+            "x",
+        ]
+    )
     assert (args.trials, args.steps) == (3, 100)
     with pytest.raises(ConfigError, match="--eval-seeds"):
         args.run(args)
@@ -207,8 +257,16 @@ def test_sb3_kwargs_converts_schedules_activations_and_caps_the_batch():
     pytest.importorskip("torch")
     from closedloop.hpsearch import sb3_kwargs
 
-    kw = sb3_kwargs("ppo", {"batch_size": 256, "n_steps": 16, "learning_rate": "lin_1e-3",
-                            "policy_kwargs": {"activation_fn": "relu"}}, n_envs=4)
+    kw = sb3_kwargs(
+        "ppo",
+        {
+            "batch_size": 256,
+            "n_steps": 16,
+            "learning_rate": "lin_1e-3",
+            "policy_kwargs": {"activation_fn": "relu"},
+        },
+        n_envs=4,
+    )
     assert kw["batch_size"] == 64 and kw["learning_rate"](0.5) == pytest.approx(5e-4)
     assert kw["policy_kwargs"]["activation_fn"].__name__ == "ReLU"
     assert sb3_kwargs("ppo", {}, n_envs=4) == {}
@@ -241,11 +299,17 @@ print(json.dumps({"unprefixed": unprefixed, "before": before, "after": "closedlo
 
 
 def test_closedloop_prefix_finds_the_ids_in_a_fresh_process(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", PREFIX_SCRIPT], cwd=tmp_path, env=_child_env(),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PREFIX_SCRIPT],
+        cwd=tmp_path,
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["unprefixed"] == "NamespaceNotFound"     # without the prefix or an import
+    assert got["unprefixed"] == "NamespaceNotFound"  # without the prefix or an import
     assert got["before"] is False and got["after"] is True
     assert got["id"] == ENV and got["obs"] == 13 and math.isfinite(got["reward"])
     assert got["patient"] == "validation-000" and got["vec"] == ["ECAPVectorEnv", 2, 13]
@@ -253,8 +317,11 @@ def test_closedloop_prefix_finds_the_ids_in_a_fresh_process(tmp_path):
 
 def _child_env() -> dict:
     """The environment of a child Python: this checkout first on the path, one torch thread."""
-    return {**os.environ, "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
 
 
 # -- info: the same keys at reset and every step; Minari ------------------------------------------
@@ -269,7 +336,7 @@ def test_reset_and_step_info_have_the_same_keys_and_types(env_id):
     env = gym.make(env_id, episode_s=0.2, patient="validation-000")
     _, first = env.reset(seed=1)
     _, _, _, _, info = env.step(env.action_space.sample())
-    assert type(first) is dict and type(info) is dict      # pytree libraries need plain dicts
+    assert type(first) is dict and type(info) is dict  # pytree libraries need plain dicts
     assert _types(first) == _types(info)
     base = env.unwrapped
     for one in (first, info):
@@ -291,30 +358,32 @@ def test_device_limits_count_so_far_at_every_step():
     env = gym.make(ENV, action_mode="absolute", episode_s=0.3, patient="default")
     _, reset_info = env.reset(seed=0)
     infos, truncated = [], False
-    while not truncated:                        # the clinician maximum: the slew limit acts
+    while not truncated:  # the clinician maximum: the slew limit acts
         _, _, _, truncated, info = env.step(np.array([1.0], np.float32))
         infos.append(info)
     assert all(i.keys() == reset_info.keys() for i in infos)
     for k, info in enumerate(infos):
         for name, bit in LIMIT_FLAGS.items():
-            assert info["device_limits"][name] == sum(bool(i["device_flags"] & bit)
-                                                      for i in infos[: k + 1]), (k, name)
+            assert info["device_limits"][name] == sum(
+                bool(i["device_flags"] & bit) for i in infos[: k + 1]
+            ), (k, name)
     assert infos[-1]["device_limits"]["slew"] > 0
     dup = copy.deepcopy(infos[-1])
     assert dup == infos[-1] and dup["device_limits"] is not infos[-1]["device_limits"]
-    infos[0]["device_limits"]["slew"] = -1       # each step's counts are its own
+    infos[0]["device_limits"]["slew"] = -1  # each step's counts are its own
     assert infos[1]["device_limits"]["slew"] >= 0
 
 
 @pytest.mark.filterwarnings("ignore:`.*` is set to None:UserWarning")  # metadata
 def test_minari_records_and_reloads_the_infos(tmp_path, monkeypatch):
     minari = pytest.importorskip("minari")
-    pytest.importorskip("jax")                   # Minari's DataCollector stacks steps with jax
+    pytest.importorskip("jax")  # Minari's DataCollector stacks steps with jax
     import gymnasium as gym
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
-    env = minari.DataCollector(gym.make(ENV, episode_s=0.3, patient="validation-001"),
-                               record_infos=True)
+    env = minari.DataCollector(
+        gym.make(ENV, episode_s=0.3, patient="validation-001"), record_infos=True
+    )
     seen = []
     for seed in (0, 1):
         seen.append([env.reset(seed=seed)[1]])
@@ -322,28 +391,39 @@ def test_minari_records_and_reloads_the_infos(tmp_path, monkeypatch):
         while not truncated:
             _, _, _, truncated, info = env.step(env.action_space.sample())
             seen[-1].append(info)
-    env.create_dataset("closedloop/tracking/random-v0", algorithm_name="random",
-                       description="test")
+    env.create_dataset("closedloop/tracking/random-v0", algorithm_name="random", description="test")
     env.close()
     episodes = list(minari.load_dataset("closedloop/tracking/random-v0").iterate_episodes())
     assert len(episodes) == 2
     for ep, want in zip(episodes, seen, strict=True):
-        n = len(want)                              # the reset and every step (16 at 50 Hz)
+        n = len(want)  # the reset and every step (16 at 50 Hz)
         assert n == 16 and ep.observations.shape == (n, 13) and ep.actions.shape == (n - 1, 1)
         assert set(ep.infos) == set(want[0])
         for key in ("ecap_true_uv", "current_ma", "posture_code", "event", "in_window"):
             np.testing.assert_array_equal(ep.infos[key], [i[key] for i in want])
         assert ep.infos["posture_code"].dtype.kind == "i" and math.isnan(ep.infos["sensation"][0])
         assert ep.infos["device_limits"]["slew"].tolist() == [
-            i["device_limits"]["slew"] for i in want]
+            i["device_limits"]["slew"] for i in want
+        ]
         assert {p.decode() if isinstance(p, bytes) else p for p in ep.infos["patient_id"]} == {
-            "validation-001"}
+            "validation-001"
+        }
 
 
 # -- rl-baselines3-zoo ----------------------------------------------------------------------------
 ZOO_CONF = ROOT / "agents" / "rl" / "rl_zoo3.yml"
-ZOO_KEYS = {"learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda",
-            "clip_range", "ent_coef", "vf_coef", "max_grad_norm"}
+ZOO_KEYS = {
+    "learning_rate",
+    "n_steps",
+    "batch_size",
+    "n_epochs",
+    "gamma",
+    "gae_lambda",
+    "clip_range",
+    "ent_coef",
+    "vf_coef",
+    "max_grad_norm",
+}
 
 
 def _zoo_conf() -> dict:
@@ -356,27 +436,48 @@ def test_zoo_hyperparameters_are_ppo_toml_for_every_training_id():
     from closedloop.training import load_rl_spec
 
     conf = _zoo_conf()
-    assert set(conf) == {i for i in load_suite() if "-Test-" not in i}   # never the test ids
+    assert set(conf) == {i for i in load_suite() if "-Test-" not in i}  # never the test ids
     spec = load_rl_spec("ppo")
     for env_id, hp in conf.items():
         want = spec.hyperparams_for(env_id)
         assert {k: hp[k] for k in ZOO_KEYS} == {k: want[k] for k in ZOO_KEYS}, env_id
         assert hp["n_envs"] == spec.n_envs and hp["policy"] == spec.policy
-        assert hp["normalize"] == {"norm_obs": spec.normalize_obs,
-                                   "norm_reward": spec.normalize_reward, "clip_obs": 10.0}
+        assert hp["normalize"] == {
+            "norm_obs": spec.normalize_obs,
+            "norm_reward": spec.normalize_reward,
+            "clip_obs": 10.0,
+        }
         kw = want["policy_kwargs"]
-        assert hp["policy_kwargs"] == (f"dict(net_arch={kw['net_arch']}, activation_fn="
-                                       f"nn.{kw['activation_fn'].title()}, "
-                                       f"log_std_init={kw['log_std_init']})")
+        assert hp["policy_kwargs"] == (
+            f"dict(net_arch={kw['net_arch']}, activation_fn="
+            f"nn.{kw['activation_fn'].title()}, "
+            f"log_std_init={kw['log_std_init']})"
+        )
 
 
 def _zoo(tmp_path, *argv: str) -> subprocess.CompletedProcess:
     pytest.importorskip("rl_zoo3")
-    cmd = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", ENV,
-           "--gym-packages", "closedloop", "-conf", str(ZOO_CONF), "--seed", "0", "-f", "logs",
-           *argv]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_child_env(), capture_output=True, text=True,
-                          timeout=900)
+    cmd = [
+        sys.executable,
+        "-m",
+        "rl_zoo3.train",
+        "--algo",
+        "ppo",
+        "--env",
+        ENV,
+        "--gym-packages",
+        "closedloop",
+        "-conf",
+        str(ZOO_CONF),
+        "--seed",
+        "0",
+        "-f",
+        "logs",
+        *argv,
+    ]
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=_child_env(), capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -388,7 +489,8 @@ def test_zoo_trains_with_our_hyperparameter_file(tmp_path):
     saved = yaml.unsafe_load((run / "closedloop-ECAPTracking-v0" / "config.yml").read_text())
     want = _zoo_conf()[ENV]
     assert {k: saved[k] for k in ZOO_KEYS | {"n_envs", "policy"}} == {
-        k: want[k] for k in ZOO_KEYS | {"n_envs", "policy"}}
+        k: want[k] for k in ZOO_KEYS | {"n_envs", "policy"}
+    }
     assert saved["normalize"] == {**want["normalize"], "gamma": want["gamma"]}
     assert "Using 8 environments" in proc.stdout
     assert (run / "closedloop-ECAPTracking-v0.zip").is_file()
@@ -396,10 +498,27 @@ def test_zoo_trains_with_our_hyperparameter_file(tmp_path):
 
 @pytest.mark.slow
 def test_zoo_optimize_writes_its_report(tmp_path):
-    pytest.importorskip("pandas")        # the report of -optimize is a pandas data frame
-    _zoo(tmp_path, "-optimize", "--n-trials", "1", "-n", "2048", "--n-jobs", "1", "--sampler",
-         "random", "--pruner", "none", "--n-evaluations", "1", "--eval-episodes", "1",
-         "--env-kwargs", "episode_s:2.0")
+    pytest.importorskip("pandas")  # the report of -optimize is a pandas data frame
+    _zoo(
+        tmp_path,
+        "-optimize",
+        "--n-trials",
+        "1",
+        "-n",
+        "2048",
+        "--n-jobs",
+        "1",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--n-evaluations",
+        "1",
+        "--eval-episodes",
+        "1",
+        "--env-kwargs",
+        "episode_s:2.0",
+    )
     assert list((tmp_path / "logs" / "ppo").glob("report_closedloop-ECAPTracking-v0_*.csv"))
 
 
@@ -430,17 +549,23 @@ def test_tune_out_writes_the_file_and_name_the_user_gave(tmp_path, monkeypatch, 
     import closedloop.evaluation as evaluation
     from closedloop.controllers.sources import resolve_controller
 
-    def fake_grid(controllers, env_ids, patients, seeds, **kwargs):   # no episodes: J of the gain
+    def fake_grid(controllers, env_ids, patients, seeds, **kwargs):  # no episodes: J of the gain
         (factory,) = controllers.values()
-        return [{"mean_rel_error": abs(math.log(factory.args[1]["kp_ma_per_uv"] / 0.01)),
-                 "time_above_discomfort_frac": 0.0, "time_below_perception_frac": 0.0}]
+        return [
+            {
+                "mean_rel_error": abs(math.log(factory.args[1]["kp_ma_per_uv"] / 0.01)),
+                "time_above_discomfort_frac": 0.0,
+                "time_below_perception_frac": 0.0,
+            }
+        ]
 
     monkeypatch.setattr(evaluation, "run_grid", fake_grid)
     out = tmp_path / "mine" / "my-pid.toml"
-    code, _, err = cli("tune", "pid", "--budget", "3", "--patients", "1", "--workers", "1",
-                       "--out", str(out))
+    code, _, err = cli(
+        "tune", "pid", "--budget", "3", "--patients", "1", "--workers", "1", "--out", str(out)
+    )
     assert code == 0 and f"wrote {out}" in err
     assert [p.name for p in out.parent.iterdir()] == ["my-pid.toml"]
     doc = tomllib.loads(out.read_text())
     assert doc["name"] == "my-pid" and doc["controller"] == "pid"
-    assert resolve_controller(str(out))[0] == "my-pid"           # its leaderboard label
+    assert resolve_controller(str(out))[0] == "my-pid"  # its leaderboard label

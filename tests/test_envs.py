@@ -68,8 +68,9 @@ def test_observation_layout_and_ground_truth_only_in_info():
 
 def test_reset_options_select_patient_scenario_and_target():
     env = gym.make("closedloop/ECAPTracking-v0")
-    _, info = env.reset(seed=1, options={"patient": "validation-002", "scenario": "clinic",
-                                         "target_uv": 30.0})
+    _, info = env.reset(
+        seed=1, options={"patient": "validation-002", "scenario": "clinic", "target_uv": 30.0}
+    )
     assert info["patient_id"] == "validation-002" and info["target_uv"] == 30.0
     _, info = env.reset(seed=1, options={"split": "validation"})
     assert info["patient_id"].startswith("validation-")
@@ -99,13 +100,16 @@ def test_episode_truncates_after_its_simulated_duration():
     assert steps == 50
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"colour": "red"}, "unknown keyword(s) colour"),
-    ({"rate_hz": -5.0}, "rate_hz=-5.0 is out of range"),
-    ({"action_mode": "sideways"}, "action_mode='sideways' is invalid"),
-    ({"reward": {"speed": 1}}, "speed"),
-    ({"device": {"compliance_v": -1}}, "compliance_v"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"colour": "red"}, "unknown keyword(s) colour"),
+        ({"rate_hz": -5.0}, "rate_hz=-5.0 is out of range"),
+        ({"action_mode": "sideways"}, "action_mode='sideways' is invalid"),
+        ({"reward": {"speed": 1}}, "speed"),
+        ({"device": {"compliance_v": -1}}, "compliance_v"),
+    ],
+)
 def test_bad_make_arguments_name_the_key(kwargs, needle):
     with pytest.raises(ConfigError) as err:
         gym.make("closedloop/ECAPTracking-v0", **kwargs)
@@ -115,18 +119,19 @@ def test_bad_make_arguments_name_the_key(kwargs, needle):
 def test_nan_action_raises_and_device_limits_are_counted():
     from closedloop.device import LIMIT_FLAGS
 
-    env = gym.make("closedloop/ECAPTracking-v0", action_mode="absolute", episode_s=0.2,
-                   patient="default")
+    env = gym.make(
+        "closedloop/ECAPTracking-v0", action_mode="absolute", episode_s=0.2, patient="default"
+    )
     env.reset(seed=0)
     with pytest.raises(ConfigError, match="must be finite"):
         env.step(np.array([np.nan], np.float32))
     flags = []
     trunc = False
-    while not trunc:                      # ask for the clinician maximum at every step
+    while not trunc:  # ask for the clinician maximum at every step
         _, _, _, trunc, info = env.step(np.array([1.0], np.float32))
         flags.append(info["device_flags"])
         assert info["current_ma"] <= env.unwrapped.calibration.max_ma + 1e-12
-    assert flags[0] & LIMIT_FLAGS["slew"]               # the first jump is slew-limited
+    assert flags[0] & LIMIT_FLAGS["slew"]  # the first jump is slew-limited
     for name, bit in LIMIT_FLAGS.items():
         assert info["device_limits"][name] == sum(bool(f & bit) for f in flags), name
     env = gym.make("closedloop/ECAPTracking-v0", device={"compliance_v": 2.0})
@@ -142,7 +147,8 @@ def test_env_pickles_and_runs_in_async_vector_env():
     clone = pickle.loads(pickle.dumps(env))
     assert clone.reset(seed=3)[0].shape == env.observation_space.shape
     venv = gym.vector.AsyncVectorEnv(
-        [lambda: gym.make("closedloop/ECAPTracking-v0", episode_s=2.0)] * 2)
+        [lambda: gym.make("closedloop/ECAPTracking-v0", episode_s=2.0)] * 2
+    )
     obs, _ = venv.reset(seed=[1, 2])
     for _ in range(5):
         obs, r, term, trunc, info = venv.step(np.zeros((2, 1), np.float32))
@@ -180,17 +186,20 @@ def _trajectory(env, seed, actions):
     return out
 
 
-@pytest.mark.parametrize("env_id, kwargs", [
-    ("closedloop/ECAPTracking-v0", {"episode_s": 0.5}),
-    ("closedloop/ECAPTracking-v0", {"episode_s": 0.5, "action_mode": "multiplicative"}),
-    ("closedloop/ECAPWaveform-v0", {"episode_s": 0.3, "render_mode": "rgb_array"}),
-])
+@pytest.mark.parametrize(
+    "env_id, kwargs",
+    [
+        ("closedloop/ECAPTracking-v0", {"episode_s": 0.5}),
+        ("closedloop/ECAPTracking-v0", {"episode_s": 0.5, "action_mode": "multiplicative"}),
+        ("closedloop/ECAPWaveform-v0", {"episode_s": 0.3, "render_mode": "rgb_array"}),
+    ],
+)
 def test_one_pulse_fast_path_equals_the_general_path(env_id, kwargs):
     rng = np.random.default_rng(0)
     actions = [rng.uniform(-1.3, 1.3, 1).astype(np.float32) for _ in range(30)]
     actions += [rng.uniform(-1.0, 1.0, 1).astype(np.float32) for _ in range(20)]
     fast, general = gym.make(env_id, **kwargs), gym.make(env_id, **kwargs)
-    general.unwrapped._one_pulse = False          # every step through _step_pulses
+    general.unwrapped._one_pulse = False  # every step through _step_pulses
     want = _trajectory(general, 4, actions)
     assert _trajectory(fast, 4, actions) == want
     assert want[-1][3] and "device_limits" in want[-1][4]
@@ -198,11 +207,21 @@ def test_one_pulse_fast_path_equals_the_general_path(env_id, kwargs):
         assert np.array_equal(fast.render(), general.render())
 
 
-@pytest.mark.parametrize("action", [
-    np.array([0.25], np.float32), np.array([-1.0]), np.array([1.7], np.float32),
-    np.array([-3.0]), np.array([0.5], np.float16), [0.3], 0.3, np.array([[0.2]]),
-    np.array([1], np.int64), np.array([-0.0], np.float32),
-])
+@pytest.mark.parametrize(
+    "action",
+    [
+        np.array([0.25], np.float32),
+        np.array([-1.0]),
+        np.array([1.7], np.float32),
+        np.array([-3.0]),
+        np.array([0.5], np.float16),
+        [0.3],
+        0.3,
+        np.array([[0.2]]),
+        np.array([1], np.int64),
+        np.array([-0.0], np.float32),
+    ],
+)
 def test_check_action_fast_path_equals_numpy(action):
     from closedloop.envs.inputs import check_action as _check_action
 
@@ -219,7 +238,7 @@ def test_step_after_pickling_mid_episode_continues_identically():
         env.step(np.array([0.4], np.float32))
     clone = pickle.loads(pickle.dumps(env))
     actions = [np.array([a], np.float32) for a in np.linspace(-1, 1, 25)]
-    for a in actions:                              # past the end: truncated every step
+    for a in actions:  # past the end: truncated every step
         got, want = clone.step(a), env.step(a)
         assert got[0].tobytes() == want[0].tobytes() and got[1:] == want[1:]
 
@@ -250,9 +269,11 @@ def test_trace_flags_the_pulses_whose_csf_was_clamped_into_range():
     from closedloop.disturbances import CSF_RANGE_MM, PARTS, load_scenario
     from closedloop.postures import POSTURES
 
-    for csf, scenario, clipped in ((9.0, load_scenario("daily-living", duration_s=20.0), False),
-                                   (11.0, load_scenario(_fast_drift_table()), True),
-                                   (0.6, load_scenario(_fast_drift_table(-1.0)), True)):
+    for csf, scenario, clipped in (
+        (9.0, load_scenario("daily-living", duration_s=20.0), False),
+        (11.0, load_scenario(_fast_drift_table()), True),
+        (0.6, load_scenario(_fast_drift_table(-1.0)), True),
+    ):
         trace = scenario.sample(dict.fromkeys(POSTURES, csf), 50.0, 3)
         total = np.zeros(len(trace))
         for key in PARTS:
@@ -286,10 +307,10 @@ def test_info_flags_csf_clamped_by_chronic_drift_scalar_and_vector(tmp_path, pul
     flags, steps = [], 50 // pulses_per_step
     for _ in range(steps):
         flags.append(env.step(np.zeros(1, np.float32))[4]["csf_clipped"])
-    assert type(flags[0]) is bool and not flags[0] and flags[-1]        # drifts out of range
-    by_step = trace.csf_clipped[: 50].reshape(steps, pulses_per_step).any(axis=1)
+    assert type(flags[0]) is bool and not flags[0] and flags[-1]  # drifts out of range
+    by_step = trace.csf_clipped[:50].reshape(steps, pulses_per_step).any(axis=1)
     assert flags == by_step.tolist()
     venv = ECAPVectorEnv(2, "closedloop/ECAPDrift-v0", **kw)
-    venv.reset(seed=0)                 # sub-env 0 has the scalar env's seed
+    venv.reset(seed=0)  # sub-env 0 has the scalar env's seed
     vflags = [venv.step(np.zeros((2, 1), np.float32))[4]["csf_clipped"] for _ in range(steps)]
     assert [bool(f[0]) for f in vflags] == flags

@@ -22,7 +22,8 @@ SWEEP_MA = np.arange(0.0, 25.51, 0.5)
 
 def _quiet(patient):
     return dataclasses.replace(
-        patient, params=patient.params.replace(recording={"noise_uv_rms": 0.0}))
+        patient, params=patient.params.replace(recording={"noise_uv_rms": 0.0})
+    )
 
 
 def _ratio(model, current_ma, csf_mm):
@@ -42,8 +43,11 @@ def _threshold_ma(model, csf_mm):
 
 @pytest.mark.parametrize("which", ["default", "test-000", "test-003"])
 def test_template_reads_the_noise_free_n1p2(which):
-    patient = (get_patient("default") if which == "default"
-               else next(p for p in load_cohort("test") if p.patient_id == which))
+    patient = (
+        get_patient("default")
+        if which == "default"
+        else next(p for p in load_cohort("test") if p.patient_id == which)
+    )
     model = _quiet(patient).model()
     supine = patient.csf_mm("supine")
     th = _threshold_ma(model, supine)

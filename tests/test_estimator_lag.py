@@ -31,14 +31,13 @@ def _train(seed: int, n: int = 300) -> PulseInputs:
     """Random currents around threshold at 50-1000 Hz, a pulse-width change half-way."""
     rng = np.random.default_rng(seed)
     cur = rng.uniform(0.0, 12.0, n)
-    cur[n // 3: 2 * n // 3] = 6.0          # a steady stretch: the tracked lag settles
+    cur[n // 3 : 2 * n // 3] = 6.0  # a steady stretch: the tracked lag settles
     pw = np.where(np.arange(n) < n // 2, 250.0, 400.0)
     csf = 3.5 + 0.5 * np.sin(np.arange(n) / 20.0)
     return PulseInputs(cur, pw, csf, 1.0 / rng.choice([50.0, 200.0, 1000.0], n))
 
 
-@pytest.mark.parametrize("params", [TRACKED, RECRUITED, BOTH],
-                         ids=["tracked", "recruited", "both"])
+@pytest.mark.parametrize("params", [TRACKED, RECRUITED, BOTH], ids=["tracked", "recruited", "both"])
 def test_kernel_matches_reference(params):
     model = NeuralModel(params, seed=5)
     model.reset(9)
@@ -46,13 +45,20 @@ def test_kernel_matches_reference(params):
     k_state, r_state = copy.deepcopy(model.state), copy.deepcopy(model.state)
     n = inputs.current_ma.size
     out = np.empty(n, PULSE_DTYPE)
-    run_pulses(k_state, model.tables, model.kp, inputs, out, np.empty((0, model.n_samples)),
-               model.work)
+    run_pulses(
+        k_state, model.tables, model.kp, inputs, out, np.empty((0, model.n_samples)), model.work
+    )
     ref, _ = run_pulses_reference(r_state, model.tables, model.kp, inputs)
     assert_records_close(out, ref)
     for name in ("mf", "cache", "lag_track"):
-        assert_allclose(getattr(k_state, name), getattr(r_state, name), rtol=1e-12, atol=1e-12,
-                        equal_nan=True, err_msg=name)
+        assert_allclose(
+            getattr(k_state, name),
+            getattr(r_state, name),
+            rtol=1e-12,
+            atol=1e-12,
+            equal_nan=True,
+            err_msg=name,
+        )
     assert out["n_recruited"].max() > 0
 
 
@@ -63,8 +69,8 @@ def test_recruited_tables_match_reference():
     assert_allclose(model.tables.template_ref, ref.template_ref, rtol=1e-12, atol=1e-15)
     w, u = model.tables.template_ref[0], model.tables.template_ref[1]
     assert w.sum() == pytest.approx(1.0) and (w >= 0.0).all()
-    assert ((u[w > 0] > 0.0) & (u[w > 0] <= 1.0)).all()       # recruited: th <= current
-    assert not NeuralModel(SMALL, seed=3).tables.template_ref.any()   # class-mix: zeros
+    assert ((u[w > 0] > 0.0) & (u[w > 0] <= 1.0)).all()  # recruited: th <= current
+    assert not NeuralModel(SMALL, seed=3).tables.template_ref.any()  # class-mix: zeros
 
 
 def test_tracked_lag_removes_the_noise_bias():
@@ -77,8 +83,8 @@ def test_tracked_lag_removes_the_noise_bias():
             model.reset(seed)
             est.append(model.pulse_train(0.0, rate_hz=50.0, n_pulses=1500)["ecap_template_uv"])
         means[tau] = float(np.concatenate(est).mean())
-    assert means[0.0] > 1.5                 # measured +2.9 µV (3 µV rms noise)
-    assert abs(means[0.5]) < 0.3            # measured about 0.0
+    assert means[0.0] > 1.5  # measured +2.9 µV (3 µV rms noise)
+    assert abs(means[0.5]) < 0.3  # measured about 0.0
     assert abs(means[0.5]) < 0.2 * means[0.0]
 
 
@@ -104,8 +110,14 @@ def test_batch_equals_scalar_calls_with_tracking():
         m.reset(3)
     state = stack([m.state for m in models])
     out = np.empty((2, 120), PULSE_DTYPE)
-    run_pulses_batch(state, stack([m.tables for m in models]), stack([m.kp for m in models]),
-                     stack(inputs), out, np.empty((2, 0, models[0].n_samples)))
+    run_pulses_batch(
+        state,
+        stack([m.tables for m in models]),
+        stack([m.kp for m in models]),
+        stack(inputs),
+        out,
+        np.empty((2, 0, models[0].n_samples)),
+    )
     for i, (m, inp) in enumerate(zip(models, inputs, strict=True)):
         assert_records_identical(out[i], m.stimulate(*inp))
         assert_array_equal(state.lag_track[i], m.state.lag_track)
@@ -117,13 +129,26 @@ def test_kernel_rejects_a_short_lag_track(kernel):
     state = m.state._replace(lag_track=np.zeros(3))
     inputs = _train(4, 5)
     with pytest.raises(ValueError, match="lag_track is too short"):
-        kernel(state, m.tables, m.kp, inputs, np.empty(5, PULSE_DTYPE),
-               np.empty((0, m.n_samples)), m.work)
+        kernel(
+            state,
+            m.tables,
+            m.kp,
+            inputs,
+            np.empty(5, PULSE_DTYPE),
+            np.empty((0, m.n_samples)),
+            m.work,
+        )
 
 
-@pytest.mark.parametrize("change", [{"lag_tracking_s": -0.1}, {"lag_tracking_s": 61.0},
-                                    {"lag_tracking_s": float("nan")},
-                                    {"template_shape": "average"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lag_tracking_s": -0.1},
+        {"lag_tracking_s": 61.0},
+        {"lag_tracking_s": float("nan")},
+        {"template_shape": "average"},
+    ],
+)
 def test_bad_values_raise(change):
     with pytest.raises(ConfigError, match=next(iter(change))):
         ModelParams().replace(recording=change)

@@ -88,11 +88,16 @@ def make_test_controller(name):
 def same(a, b):
     """Row equality with NaN == NaN, ignoring the wall time."""
     keys = set(a) | set(b)
-    return all(k == "wall_s" or a.get(k) == b.get(k) or (
-        isinstance(a.get(k), float) and math.isnan(a[k]) and math.isnan(b[k])) for k in keys)
+    return all(
+        k == "wall_s"
+        or a.get(k) == b.get(k)
+        or (isinstance(a.get(k), float) and math.isnan(a[k]) and math.isnan(b[k]))
+        for k in keys
+    )
 
 
 # -- runner ------------------------------------------------------------------------------------
+
 
 def test_episode_records_every_step_and_skips_warmup():
     res = run_episode(OpenLoop(), CLINIC, "test-000", 0, SHORT)
@@ -100,7 +105,7 @@ def test_episode_records_every_step_and_skips_warmup():
     assert res.n_steps == traj.n_pulses == 20 * 50
     np.testing.assert_allclose(traj.t_s, np.arange(1000) / 50.0)
     assert traj.warmup_s == 10.0
-    assert res.metrics["n_pulses"] == 500                      # 10 s warm-up at 50 Hz excluded
+    assert res.metrics["n_pulses"] == 500  # 10 s warm-up at 50 Hz excluded
     assert res.metrics["scored_duration_s"] == pytest.approx(10.0)
     assert set(EPISODE_METRICS) <= set(res.row())
     # open loop: fixed, up to the float32 rounding of the observed current (~6e-8 relative) that
@@ -141,12 +146,21 @@ def test_several_pulses_per_step_record_one_entry_per_step():
 
 # -- grid, resume, atomic writes -----------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    rows = run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-012", "test-016"], [0, 1],
-                    out_dir=out, env_overrides=SHORT, make_controller=make_test_controller,
-                    save_trajectories=True, progress=False)
+    rows = run_grid(
+        ["open", "integral"],
+        [CLINIC, TRACKING],
+        ["test-012", "test-016"],
+        [0, 1],
+        out_dir=out,
+        env_overrides=SHORT,
+        make_controller=make_test_controller,
+        save_trajectories=True,
+        progress=False,
+    )
     return out, rows
 
 
@@ -154,11 +168,13 @@ def test_grid_rows_order_and_files(run_dir):
     out, rows = run_dir
     assert len(rows) == 16
     assert [(r["controller"], r["env_id"], r["patient"], r["seed"]) for r in rows[:3]] == [
-        ("open", CLINIC, "test-012", 0), ("open", CLINIC, "test-012", 1),
-        ("open", CLINIC, "test-016", 0)]
+        ("open", CLINIC, "test-012", 0),
+        ("open", CLINIC, "test-012", 1),
+        ("open", CLINIC, "test-016", 0),
+    ]
     assert len(list((out / EPISODES_DIR).glob("*.json"))) == 16
     assert len(list((out / "trajectories").glob("*.npz"))) == 16
-    assert not list(out.rglob("*.tmp"))                               # no half-written files
+    assert not list(out.rglob("*.tmp"))  # no half-written files
     for path in (out / EPISODES_DIR).glob("*.json"):
         assert json.loads(path.read_text())["format"] == "closedloop.episode/1"
 
@@ -166,24 +182,45 @@ def test_grid_rows_order_and_files(run_dir):
 def test_resume_skips_finished_episodes(run_dir, tmp_path):
     out, rows = run_dir
     CALLS.clear()
-    again = run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-012", "test-016"], [0, 1],
-                     out_dir=out, env_overrides=SHORT, make_controller=make_test_controller,
-                     progress=False)
+    again = run_grid(
+        ["open", "integral"],
+        [CLINIC, TRACKING],
+        ["test-012", "test-016"],
+        [0, 1],
+        out_dir=out,
+        env_overrides=SHORT,
+        make_controller=make_test_controller,
+        progress=False,
+    )
     assert CALLS == []
     assert all(same(a, b) and a["wall_s"] == b["wall_s"] for a, b in zip(rows, again, strict=True))
     next(iter((out / EPISODES_DIR).glob("*.json"))).unlink()
-    run_grid(["open", "integral"], [CLINIC, TRACKING], ["test-012", "test-016"], [0, 1],
-             out_dir=out, env_overrides=SHORT, make_controller=make_test_controller,
-             progress=False)
+    run_grid(
+        ["open", "integral"],
+        [CLINIC, TRACKING],
+        ["test-012", "test-016"],
+        [0, 1],
+        out_dir=out,
+        env_overrides=SHORT,
+        make_controller=make_test_controller,
+        progress=False,
+    )
     assert len(CALLS) == 1
 
 
 def test_interrupted_run_resumes_where_it_stopped(tmp_path):
-    grid = dict(env_ids=[TRACKING], patients=["test-000"], seeds=[0, 1, 2], out_dir=tmp_path,
-                env_overrides=SHORT, make_controller=make_test_controller, progress=False)
+    grid = dict(
+        env_ids=[TRACKING],
+        patients=["test-000"],
+        seeds=[0, 1, 2],
+        out_dir=tmp_path,
+        env_overrides=SHORT,
+        make_controller=make_test_controller,
+        progress=False,
+    )
     with pytest.raises(RuntimeError, match="crashed"):
         run_grid({"x": "open", "y": "failing"}, **grid)
-    assert len(list((tmp_path / EPISODES_DIR).glob("*.json"))) == 3    # "x" finished
+    assert len(list((tmp_path / EPISODES_DIR).glob("*.json"))) == 3  # "x" finished
     assert not list(tmp_path.rglob("*.tmp"))
     CALLS.clear()
     rows = run_grid({"x": "open", "y": "integral"}, **grid)
@@ -191,8 +228,14 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path):
 
 
 def test_parallel_equals_serial():
-    kw = dict(env_ids=[TRACKING], patients=["test-000"], seeds=[0, 1], env_overrides=SHORT,
-              make_controller=make_test_controller, progress=False)
+    kw = dict(
+        env_ids=[TRACKING],
+        patients=["test-000"],
+        seeds=[0, 1],
+        env_overrides=SHORT,
+        make_controller=make_test_controller,
+        progress=False,
+    )
     serial = run_grid({"i": Integral}, workers=1, **kw)
     parallel = run_grid({"i": Integral}, workers=2, **kw)
     assert all(same(a, b) for a, b in zip(serial, parallel, strict=True))
@@ -205,24 +248,35 @@ def test_held_out_patients_refused_inside_tuning():
             grid_specs(patients="test", **grid)
         with pytest.raises(HeldOutError):
             run_grid(patients=["test-000"], progress=False, **grid)
-    assert len(grid_specs(patients="test", **grid)) == 20              # evaluation may use it
+    assert len(grid_specs(patients="test", **grid)) == 20  # evaluation may use it
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"env_ids": ["closedloop/Nope-v0"]}, ["env_id", "closedloop/ECAPClinic-Test-v0"]),
-    ({"seeds": []}, ["seeds is empty"]),
-    ({"seeds": [0, 0]}, ["seeds", "duplicates"]),
-    ({"seeds": [-1]}, ["seeds[0]=-1", ">= 0"]),
-    ({"patients": "tset"}, ["patients='tset'", "train, validation, test"]),
-    ({"patients": ["nobody"]}, ["patient='nobody'"]),
-    ({"controllers": {}}, ["controllers is empty"]),
-    ({"controllers": {"a": 3}}, ["controllers['a']"]),
-    ({"workers": 0}, ["workers=0"]),
-    ({"save_trajectories": True}, ["save_trajectories", "out_dir"]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"env_ids": ["closedloop/Nope-v0"]}, ["env_id", "closedloop/ECAPClinic-Test-v0"]),
+        ({"seeds": []}, ["seeds is empty"]),
+        ({"seeds": [0, 0]}, ["seeds", "duplicates"]),
+        ({"seeds": [-1]}, ["seeds[0]=-1", ">= 0"]),
+        ({"patients": "tset"}, ["patients='tset'", "train, validation, test"]),
+        ({"patients": ["nobody"]}, ["patient='nobody'"]),
+        ({"controllers": {}}, ["controllers is empty"]),
+        ({"controllers": {"a": 3}}, ["controllers['a']"]),
+        ({"workers": 0}, ["workers=0"]),
+        ({"save_trajectories": True}, ["save_trajectories", "out_dir"]),
+    ],
+)
 def test_bad_grid_input_names_the_key(kwargs, words):
-    grid = dict(controllers={"o": OpenLoop}, env_ids=[TRACKING], patients=["test-000"],
-                seeds=[0], progress=False) | kwargs
+    grid = (
+        dict(
+            controllers={"o": OpenLoop},
+            env_ids=[TRACKING],
+            patients=["test-000"],
+            seeds=[0],
+            progress=False,
+        )
+        | kwargs
+    )
     with pytest.raises(ConfigError) as err:
         run_grid(**grid)
     for word in words:
@@ -236,16 +290,17 @@ def test_runner_sets_the_patient_itself():
 
 # -- statistics ----------------------------------------------------------------------------------
 
+
 def test_iqm_cvar_worst_by_hand():
     x = np.arange(1.0, 9.0)
-    assert iqm(x) == 4.5                                    # mean of 3, 4, 5, 6
-    assert iqm(np.arange(1.0, 11.0)) == 5.5                 # cut 2 each end: mean of 3..8
+    assert iqm(x) == 4.5  # mean of 3, 4, 5, 6
+    assert iqm(np.arange(1.0, 11.0)) == 5.5  # cut 2 each end: mean of 3..8
     assert iqm([1.0, 2.0, 3.0]) == 2.0
-    assert iqm([5.0, np.nan, 1.0, 2.0, 3.0, 4.0]) == 3.0    # NaN left out
+    assert iqm([5.0, np.nan, 1.0, 2.0, 3.0, 4.0]) == 3.0  # NaN left out
     y = np.arange(1.0, 11.0)
-    assert cvar(y, 0.2, direction=-1) == 9.5                # lower is better: worst are large
+    assert cvar(y, 0.2, direction=-1) == 9.5  # lower is better: worst are large
     assert cvar(y, 0.2, direction=1) == 1.5
-    assert cvar(y, 0.25, direction=-1) == 9.0               # ceil(2.5) = 3 worst: 8, 9, 10
+    assert cvar(y, 0.25, direction=-1) == 9.0  # ceil(2.5) = 3 worst: 8, 9, 10
     assert cvar(y, 1.0, direction=1) == 5.5
     assert worst(y, -1) == 10.0 and worst(y, 1) == 1.0
     rng = np.random.default_rng(1)
@@ -270,19 +325,19 @@ def test_describe_worst_patient_uses_means_over_seeds():
     d = describe(m, direction=-1, alpha=0.34, n_resamples=50)
     assert d["mean"] == pytest.approx(31.0 / 5) and d["n"] == 5
     assert d["worst"] == 11.0 and d["worst_index"] == 1
-    assert d["cvar"] == pytest.approx((11.0 + 5.0) / 2)         # ceil(0.34 * 3) = 2 patients
+    assert d["cvar"] == pytest.approx((11.0 + 5.0) / 2)  # ceil(0.34 * 3) = 2 patients
     assert d["mean_lo"] <= d["mean"] <= d["mean_hi"]
 
 
 def test_bootstrap_is_seeded_and_resamples_whole_patients():
-    m = np.arange(12.0).reshape(4, 3)                      # patient p holds 3p, 3p+1, 3p+2
+    m = np.arange(12.0).reshape(4, 3)  # patient p holds 3p, 3p+1, 3p+2
     assert bootstrap_ci(m, seed=3) == bootstrap_ci(m, seed=3)
     blocks = resample(m, 200, seed=0).reshape(200, 4, 3) // 3
-    assert (blocks == blocks[..., :1]).all()               # seeds drawn within one patient
-    assert any(len(set(b[:, 0])) < 4 for b in blocks)      # patients drawn with replacement
+    assert (blocks == blocks[..., :1]).all()  # seeds drawn within one patient
+    assert any(len(set(b[:, 0])) < 4 for b in blocks)  # patients drawn with replacement
     strat = resample(m, 50, seed=0, mode="stratified").reshape(50, 4, 3) // 3
     assert (strat == np.arange(4.0)[None, :, None]).all()  # stratified: every patient kept
-    lo, hi = bootstrap_ci(m[:, :1], "mean", mode="stratified")    # one seed: no seed noise
+    lo, hi = bootstrap_ci(m[:, :1], "mean", mode="stratified")  # one seed: no seed noise
     assert lo == hi == pytest.approx(4.5)
 
 
@@ -311,16 +366,23 @@ def synthetic_rows():
     for c, offset in (("base", 0.0), ("good", -1.0)):
         for p in range(4):
             for s in range(2):
-                rows.append({"controller": c, "env_id": "e", "scenario": "x",
-                             "patient": f"p{p}", "seed": s,
-                             "mad_uv": 10.0 + p + s + offset,
-                             "time_in_window_frac": 0.5 + 0.1 * p + offset / 10})
+                rows.append(
+                    {
+                        "controller": c,
+                        "env_id": "e",
+                        "scenario": "x",
+                        "patient": f"p{p}",
+                        "seed": s,
+                        "mad_uv": 10.0 + p + s + offset,
+                        "time_in_window_frac": 0.5 + 0.1 * p + offset / 10,
+                    }
+                )
     return rows
 
 
 def test_worst_patient_follows_the_metric_direction():
     rows = synthetic_rows()
-    assert worst_patient(rows, "good", "e", "mad_uv", -1) == "p3"   # largest error
+    assert worst_patient(rows, "good", "e", "mad_uv", -1) == "p3"  # largest error
     assert worst_patient(rows, "good", "e", "time_in_window_frac", 1) == "p0"  # least in window
 
 
@@ -342,11 +404,18 @@ def test_summarize_and_compare_rows():
 
 # -- report --------------------------------------------------------------------------------------
 
+
 def test_report_files_follow_the_schema(run_dir):
     out, rows = run_dir
     report = write_report(rows, out, baseline="open", n_resamples=200)
-    for name in ("results.json", "results.csv", "summary.json", "summary.csv",
-                 "leaderboard.md", "report_card.md"):
+    for name in (
+        "results.json",
+        "results.csv",
+        "summary.json",
+        "summary.csv",
+        "leaderboard.md",
+        "report_card.md",
+    ):
         assert (out / name).is_file()
     assert not list(out.rglob("*.tmp"))
     doc = json.loads((out / "results.json").read_text())
@@ -364,11 +433,12 @@ def test_report_files_follow_the_schema(run_dir):
     assert LEADERBOARD_METRICS[0] in report.text and "open" in report.text
     assert set(summary["paired_schema"]) == set(summary["paired"][0])
     assert [p["rank_label"] for p in report.paired if p["env_id"] == CLINIC] == [
-        r["rank_label"] for r in report.board[CLINIC]]
+        r["rank_label"] for r in report.board[CLINIC]
+    ]
     assert "leaderboard.txt" in report.paths and "P(better than open)" in board
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
-    per_controller = 4 * 2                     # patients and trace, 2 controllers x 2 envs
-    per_env = len(LEADERBOARD_METRICS) + 2     # a strip plot per metric, forest, top traces
+    per_controller = 4 * 2  # patients and trace, 2 controllers x 2 envs
+    per_env = len(LEADERBOARD_METRICS) + 2  # a strip plot per metric, forest, top traces
     assert "integral-ECAPClinic-Test-v0-trace.png" in pngs
     assert "forest-ECAPClinic-Test-v0-time_in_window_frac.png" in pngs
     assert "traces-ECAPClinic-Test-v0.png" in pngs
@@ -392,19 +462,25 @@ def test_a_damaged_trajectory_in_the_run_folder_is_named(run_dir, tmp_path, dama
         write_report(rows, copy, baseline="open", n_resamples=20)
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: iqm("abc"), "values=.*'abc'.* must hold real numbers"),
-    (lambda: cvar(np.arange(4.0), "a"), "alpha='a' must be a number"),
-    (lambda: cvar(np.arange(4.0), math.nan), "alpha=nan is out of range"),
-    (lambda: bootstrap_ci(np.arange(4.0), n_resamples=2.5), "n_resamples=2.5 must be an integer"),
-    (lambda: bootstrap_ci(np.arange(4.0), n_resamples=10**12), r"n_resamples=.* out of range"),
-    (lambda: bootstrap_ci(np.arange(4.0), seed=-1), "seed=-1 is out of range"),
-    (lambda: bootstrap_ci(np.arange(4.0), confidence=1.0), r"confidence=1.0 .* \(0, 1\)"),
-    (lambda: bootstrap_ci(np.array([1, "a"], dtype=object)), "values=.* must hold real"),
-    (lambda: summarize("abc"), "rows='abc' must be a list of result rows"),
-    (lambda: summarize(["a"]), r"rows\[0\]='a' is not a result row"),
-    (lambda: summarize({"controller": "x"}), "must be a list of result rows"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: iqm("abc"), "values=.*'abc'.* must hold real numbers"),
+        (lambda: cvar(np.arange(4.0), "a"), "alpha='a' must be a number"),
+        (lambda: cvar(np.arange(4.0), math.nan), "alpha=nan is out of range"),
+        (
+            lambda: bootstrap_ci(np.arange(4.0), n_resamples=2.5),
+            "n_resamples=2.5 must be an integer",
+        ),
+        (lambda: bootstrap_ci(np.arange(4.0), n_resamples=10**12), r"n_resamples=.* out of range"),
+        (lambda: bootstrap_ci(np.arange(4.0), seed=-1), "seed=-1 is out of range"),
+        (lambda: bootstrap_ci(np.arange(4.0), confidence=1.0), r"confidence=1.0 .* \(0, 1\)"),
+        (lambda: bootstrap_ci(np.array([1, "a"], dtype=object)), "values=.* must hold real"),
+        (lambda: summarize("abc"), "rows='abc' must be a list of result rows"),
+        (lambda: summarize(["a"]), r"rows\[0\]='a' is not a result row"),
+        (lambda: summarize({"controller": "x"}), "must be a list of result rows"),
+    ],
+)
 def test_bad_statistics_input_is_named(call, message):
     with pytest.raises(ConfigError, match=message):
         call()
@@ -413,7 +489,7 @@ def test_bad_statistics_input_is_named(call, message):
 def test_report_card_flags_the_worst_patients():
     card = report_card(synthetic_rows(), ["mad_uv"], alpha=0.25)
     p3 = card.split("### p3")[1]
-    assert p3.count("⚠") == 2 and card.count("⚠") == 3         # p3 for both, legend once
+    assert p3.count("⚠") == 2 and card.count("⚠") == 3  # p3 for both, legend once
 
 
 def test_long_traces_are_drawn_as_a_one_second_moving_mean():

@@ -32,8 +32,8 @@ from closedloop.neural import ModelParams
 
 def test_loglog_slope_of_a_power_law():
     d = np.array([2.0, 3.0, 4.0, 5.0, 6.0])
-    assert loglog_slope(d, 0.37 * d ** 2) == pytest.approx(2.0, abs=1e-12)
-    assert loglog_slope(d, 5.0 / d ** 1.1) == pytest.approx(-1.1, abs=1e-12)
+    assert loglog_slope(d, 0.37 * d**2) == pytest.approx(2.0, abs=1e-12)
+    assert loglog_slope(d, 5.0 / d**1.1) == pytest.approx(-1.1, abs=1e-12)
     assert math.isnan(loglog_slope([1.0], [2.0]))
 
 
@@ -53,8 +53,8 @@ RECOVERY_Y = [None, None, 2.0, 1.2, 0.8, 0.85, 0.78, 0.9, 1.05, 1.1, 1.02]
 
 def test_recovery_features_of_a_known_curve():
     f = recovery_features(RECOVERY_X, RECOVERY_Y)
-    assert f["arp_ms"] == 1.0                          # first interval with a second AP
-    assert f["rrp_end_ms"] == pytest.approx(2.5)       # 1.2 -> 0.8 between 2 and 3 ms
+    assert f["arp_ms"] == 1.0  # first interval with a second AP
+    assert f["rrp_end_ms"] == pytest.approx(2.5)  # 1.2 -> 0.8 between 2 and 3 ms
     assert f["supernormal_pct"] == pytest.approx(-22.0)
     assert f["supernormal_ms"] == 6.0
     assert f["subnormal_pct"] == pytest.approx(10.0)
@@ -65,12 +65,12 @@ def test_recovery_features_of_a_known_curve():
 
 def test_sfap_exponent_of_a_power_law():
     D = np.array([5.7, 10.0, 16.0])
-    assert sfap_exponent(D, -0.1 * D ** 2) == pytest.approx(2.0, abs=1e-12)
+    assert sfap_exponent(D, -0.1 * D**2) == pytest.approx(2.0, abs=1e-12)
 
 
 def test_grouped_ratio_stats_per_configuration_and_total():
     mrg = [1.0, 2.0, 4.0, 1.0, 2.0]
-    fst = [1.05, 2.0, 4.8, 0.85, 2.1]            # point: +5 %, 0, +20 %; tripolar: -15 %, +5 %
+    fst = [1.05, 2.0, 4.8, 0.85, 2.1]  # point: +5 %, 0, +20 %; tripolar: -15 %, +5 %
     st = grouped_ratio_stats(fst, mrg, ["point"] * 3 + ["tripolar"] * 2, 0.1)
     assert list(st) == ["point", "tripolar", "all"]
     assert st["point"]["max_abs_error"] == pytest.approx(0.2)
@@ -86,29 +86,52 @@ def test_grouped_ratio_stats_per_configuration_and_total():
 
 def _heldout_points(threshold_ma=None) -> list[dict]:
     """Synthetic held-out points: two point sources and one tripole."""
-    pts = [{"diameter_um": 9.3, "distance_mm": 2.5, "pw_us": 150.0, "offset_internodes": 0.25,
-            "configuration": "point"},
-           {"diameter_um": 6.5, "distance_mm": 1.2, "pw_us": 45.0, "offset_internodes": 0.0,
-            "configuration": "point"},
-           {"diameter_um": 10.0, "distance_mm": 3.0, "pw_us": 100.0, "offset_internodes": 0.0,
-            "configuration": "tripolar"}]
+    pts = [
+        {
+            "diameter_um": 9.3,
+            "distance_mm": 2.5,
+            "pw_us": 150.0,
+            "offset_internodes": 0.25,
+            "configuration": "point",
+        },
+        {
+            "diameter_um": 6.5,
+            "distance_mm": 1.2,
+            "pw_us": 45.0,
+            "offset_internodes": 0.0,
+            "configuration": "point",
+        },
+        {
+            "diameter_um": 10.0,
+            "distance_mm": 3.0,
+            "pw_us": 100.0,
+            "offset_internodes": 0.0,
+            "configuration": "tripolar",
+        },
+    ]
     for p, th in zip(pts, threshold_ma or [1.0] * len(pts), strict=True):
         p["threshold_ma"] = th
     return pts
 
 
 def test_heldout_section_loads_as_columns(tmp_path):
-    ref = load_reference(_write(tmp_path, {"thresholds_heldout": _heldout_points([1.4, 0.9,
-                                                                                  2.2])}))
+    ref = load_reference(_write(tmp_path, {"thresholds_heldout": _heldout_points([1.4, 0.9, 2.2])}))
     h = ref["thresholds_heldout"]
     assert h["configuration"] == ["point", "point", "tripolar"]
     assert h["threshold_ma"] == [1.4, 0.9, 2.2]
     assert h["offset_internodes"] == [0.25, 0.0, 0.0] and h["pw_us"] == [150.0, 45.0, 100.0]
 
 
-@pytest.mark.parametrize("change", [{"configuration": "bipolar"}, {"threshold_ma": -1.0},
-                                    {"threshold_ma": None}, {"diameter_um": 40.0},
-                                    {"offset_internodes": 1.5}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"configuration": "bipolar"},
+        {"threshold_ma": -1.0},
+        {"threshold_ma": None},
+        {"diameter_um": 40.0},
+        {"offset_internodes": 1.5},
+    ],
+)
 def test_bad_heldout_points_are_a_config_error(tmp_path, change):
     from closedloop._config import ConfigError
 
@@ -121,11 +144,11 @@ def test_bad_heldout_points_are_a_config_error(tmp_path, change):
 def test_fast_sources_threshold_is_the_point_source_rule_for_one_source():
     from closedloop.neural import fibre
 
-    for D, d, pw, off in ((10.0, 3.0, 100.0, 0.0), (6.5, 1.2, 45.0, 0.25), (13.4, 4.5, 400.0,
-                                                                             0.5)):
+    for D, d, pw, off in ((10.0, 3.0, 100.0, 0.0), (6.5, 1.2, 45.0, 0.25), (13.4, 4.5, 400.0, 0.5)):
         x_mm = [off * fibre.internode_mm(D)]
         assert fast.sources_threshold_ma(D, d, pw, x_mm, [-1.0]) == pytest.approx(
-            fibre.point_source_threshold_ma(D, d, pw, offset_internodes=off), rel=1e-12)
+            fibre.point_source_threshold_ma(D, d, pw, offset_internodes=off), rel=1e-12
+        )
 
 
 def test_batch_driving_function_is_the_scalar_one_bit_for_bit():
@@ -135,7 +158,7 @@ def test_batch_driving_function_is_the_scalar_one_bit_for_bit():
     for D, d, off in ((5.7, 1.0, 0.0), (10.0, 2.3, 0.25), (16.0, 4.0, 0.5)):
         ve = fibre.node_potentials(D, d, off)
         out = np.empty(rhos.size)
-        fibre.mdf_peaks(ve, rhos, np.empty((ve.size + 3, rhos.size)), out)   # rows to spare
+        fibre.mdf_peaks(ve, rhos, np.empty((ve.size + 3, rhos.size)), out)  # rows to spare
         scalar = [fibre.mdf_peak(ve, rho, np.empty(ve.size)) for rho in rhos]
         assert out.tolist() == scalar
 
@@ -145,14 +168,14 @@ def test_fast_sources_threshold_is_linear_and_symmetric_in_the_sources():
 
     x_mm, w = mrg_protocols.source_set("tripolar")
     assert w.sum() == pytest.approx(0.0) and w.min() == pytest.approx(-0.2)
-    assert x_mm.size == 15 and np.ptp(x_mm[5:10]) == pytest.approx(2.4)   # 3 mm / 5 sources
+    assert x_mm.size == 15 and np.ptp(x_mm[5:10]) == pytest.approx(2.4)  # 3 mm / 5 sources
     tri = fast.sources_threshold_ma(10.0, 3.0, 100.0, x_mm, w)
     assert fast.sources_threshold_ma(10.0, 3.0, 100.0, x_mm, 2.0 * w) == pytest.approx(
-        0.5 * tri, rel=1e-12)
-    assert fast.sources_threshold_ma(10.0, 3.0, 100.0, -x_mm, w) == pytest.approx(tri,
-                                                                                  rel=1e-9)
+        0.5 * tri, rel=1e-12
+    )
+    assert fast.sources_threshold_ma(10.0, 3.0, 100.0, -x_mm, w) == pytest.approx(tri, rel=1e-9)
     alone = fast.sources_threshold_ma(10.0, 3.0, 100.0, [0.0], [-1.0])
-    assert abs(tri / alone - 1.0) > 0.01          # the anodes and the contact length matter
+    assert abs(tri / alone - 1.0) > 0.01  # the anodes and the contact length matter
 
 
 # ------------------------------------------------------------ the fast model's protocols
@@ -164,8 +187,8 @@ def test_fast_recovery_measures_the_kernel():
     assert rec["threshold_ratio"][:3] == [None, None, None]
     lo, hi = rec["arp_bracket_ms"]
     assert lo <= 1.2 <= hi and hi - lo <= 0.02
-    assert rec["threshold_ratio"][3] > rec["threshold_ratio"][4] > 1.0   # relative period
-    assert rec["threshold_ratio"][-1] == pytest.approx(1.0, abs=1e-3)    # recovered (1000 s)
+    assert rec["threshold_ratio"][3] > rec["threshold_ratio"][4] > 1.0  # relative period
+    assert rec["threshold_ratio"][-1] == pytest.approx(1.0, abs=1e-3)  # recovered (1000 s)
 
 
 def test_fast_recovery_refuses_a_test_current_beyond_the_device():
@@ -176,15 +199,17 @@ def test_fast_recovery_refuses_a_test_current_beyond_the_device():
 
 
 def test_fast_sfap_exponent_follows_the_recording_chain():
-    params = ModelParams().replace(response={"sfap_diameter_exponent": 1.8,
-                                             "sfap_exponent_per_ln_mm": 0.3})
+    params = ModelParams().replace(
+        response={"sfap_diameter_exponent": 1.8, "sfap_exponent_per_ln_mm": 0.3}
+    )
     sec = fast.sfap((5.7, 10.0, 16.0), (1.0, 3.0), params)
     n1 = np.asarray(sec["n1_uv"])
     # the exponent is sfap_diameter_exponent at 3 mm and grows 0.3 per e-fold of distance
     assert sfap_exponent(sec["diameter_um"], n1[:, 1]) == pytest.approx(1.8, abs=1e-9)
     assert sfap_exponent(sec["diameter_um"], n1[:, 0]) == pytest.approx(
-        1.8 + 0.3 * np.log(1.0 / 3.0), abs=1e-9)
-    assert np.all(n1[:, 0] > n1[:, 1])                  # falls with distance
+        1.8 + 0.3 * np.log(1.0 / 3.0), abs=1e-9
+    )
+    assert np.all(n1[:, 0] > n1[:, 1])  # falls with distance
 
 
 # ----------------------------------------------------- the comparison on known references
@@ -196,42 +221,67 @@ def as_reference(doc: dict) -> dict:
     lat = doc["latency"]
     return {
         "meta": {"note": "the fast model itself"},
-        "convergence": {"diameter_um": [10.0], "dt_ms": [0.01, 0.005, 0.0025],
-                        "default_dt_ms": 0.005, "rel_change_vs_dt": [[0.02, 0.004, 0.0]],
-                        "length_mm": [30.0, 60.0], "default_length_mm": 60.0,
-                        "rel_change_vs_length": [[0.01, 0.0]]},
-        "thresholds": doc["thresholds"], "thresholds_offset": doc["thresholds_offset"],
+        "convergence": {
+            "diameter_um": [10.0],
+            "dt_ms": [0.01, 0.005, 0.0025],
+            "default_dt_ms": 0.005,
+            "rel_change_vs_dt": [[0.02, 0.004, 0.0]],
+            "length_mm": [30.0, 60.0],
+            "default_length_mm": 60.0,
+            "rel_change_vs_length": [[0.01, 0.0]],
+        },
+        "thresholds": doc["thresholds"],
+        "thresholds_offset": doc["thresholds_offset"],
         "thresholds_heldout": doc["thresholds_heldout"],
         "cv": {"diameter_um": doc["cv"]["diameter_um"], "cv_m_s_dt0": doc["cv"]["cv_m_s"]},
-        "recovery": {"pw_us": rec["pw_us"], "max_test_ratio": 10.0,
-                     "curves": [{"diameter_um": 10.0, "interval_ms": rec["interval_ms"],
-                                 "threshold_ratio": rec["threshold_ratio"],
-                                 "arp_bracket_ms": rec["arp_bracket_ms"]}]},
-        "sfap": {"diameter_um": doc["sfap"]["diameter_um"], "radial_mm": doc["sfap"]["radial_mm"],
-                 "n1_uv": [[-v for v in row] for row in doc["sfap"]["n1_uv"]]},
-        "latency": {"diameter_um": lat["diameter_um"], "pw_us": lat["pw_us"],
-                    "current_ratio": lat["current_ratio"],
-                    "ap_time_centre_ms": lat["ap_time_ms"],
-                    "ap_time_far_ms": lat["ap_time_far_ms"]},
+        "recovery": {
+            "pw_us": rec["pw_us"],
+            "max_test_ratio": 10.0,
+            "curves": [
+                {
+                    "diameter_um": 10.0,
+                    "interval_ms": rec["interval_ms"],
+                    "threshold_ratio": rec["threshold_ratio"],
+                    "arp_bracket_ms": rec["arp_bracket_ms"],
+                }
+            ],
+        },
+        "sfap": {
+            "diameter_um": doc["sfap"]["diameter_um"],
+            "radial_mm": doc["sfap"]["radial_mm"],
+            "n1_uv": [[-v for v in row] for row in doc["sfap"]["n1_uv"]],
+        },
+        "latency": {
+            "diameter_um": lat["diameter_um"],
+            "pw_us": lat["pw_us"],
+            "current_ratio": lat["current_ratio"],
+            "ap_time_centre_ms": lat["ap_time_ms"],
+            "ap_time_far_ms": lat["ap_time_far_ms"],
+        },
     }
 
 
 @pytest.fixture(scope="module")
 def self_reference():
     """The fast model's own results as a reference document (every target met)."""
-    th = fast.thresholds((5.7, 7.3, 10.0, 16.0), (1.0, 2.0, 3.0, 4.0, 6.0),
-                         (30.0, 100.0, 300.0, 1000.0))
+    th = fast.thresholds(
+        (5.7, 7.3, 10.0, 16.0), (1.0, 2.0, 3.0, 4.0, 6.0), (30.0, 100.0, 300.0, 1000.0)
+    )
     off = fast.thresholds((5.7, 10.0, 16.0), (2.0, 3.0), (100.0, 300.0), 0.5)
     rec = fast.recovery(pw_us=100.0, max_test_ratio=10.0)
     pts = _heldout_points()
     cols = {k: [p[k] for p in pts] for k in pts[0]}
     held = fast.heldout(cols)
     held = [{**p, "threshold_ma": t} for p, t in zip(pts, held["threshold_ma"], strict=True)]
-    doc = {"thresholds": th, "thresholds_offset": off, "thresholds_heldout": held,
-           "recovery": rec,
-           "cv": fast.conduction((5.7, 10.0, 16.0)),
-           "sfap": fast.sfap((5.7, 10.0, 16.0), (1.0, 3.0, 5.0)),
-           "latency": fast.latency((5.7, 10.0, 16.0), (100.0, 300.0), (1.0, 1.05, 1.2, 2.0))}
+    doc = {
+        "thresholds": th,
+        "thresholds_offset": off,
+        "thresholds_heldout": held,
+        "recovery": rec,
+        "cv": fast.conduction((5.7, 10.0, 16.0)),
+        "sfap": fast.sfap((5.7, 10.0, 16.0), (1.0, 3.0, 5.0)),
+        "latency": fast.latency((5.7, 10.0, 16.0), (100.0, 300.0), (1.0, 1.05, 1.2, 2.0)),
+    }
     return as_reference(doc)
 
 
@@ -256,18 +306,36 @@ def test_fast_against_itself_meets_every_target(self_report):
     assert [c["diameter_um"] for c in r.mrg["recovery_by_diameter"]] == [10.0]
     assert r.mrg["recovery_by_diameter"][0]["rrp_end_ms"] == r.mrg["recovery"]["rrp_end_ms"]
     groups = {row.group for row in r.rows}
-    assert groups == {"thresholds", "held-out thresholds", "slopes", "strength-duration",
-                      "conduction",
-                      "recovery cycle", "single-fibre potential", "latency", "MRG convergence"}
+    assert groups == {
+        "thresholds",
+        "held-out thresholds",
+        "slopes",
+        "strength-duration",
+        "conduction",
+        "recovery cycle",
+        "single-fibre potential",
+        "latency",
+        "MRG convergence",
+    }
 
 
 def test_table_lists_every_target(self_report):
     text = format_table(self_report)
     for row in self_report.rows:
         assert row.relation in text
-    for needle in ("all within 10 %", "within 0.15", "within 20 %", "within 5 %",
-                   "within 0.2 ms", "within 5 points", "within 0.2", "in [1.5, 2]",
-                   "Tackmann & Lehmann 1974", "JNNP 1981", "not targeted"):
+    for needle in (
+        "all within 10 %",
+        "within 0.15",
+        "within 20 %",
+        "within 5 %",
+        "within 0.2 ms",
+        "within 5 points",
+        "within 0.2",
+        "in [1.5, 2]",
+        "Tackmann & Lehmann 1974",
+        "JNNP 1981",
+        "not targeted",
+    ):
         assert needle in text, needle
     assert f"{self_report.n_met} of {self_report.n_targets} targets met" in text
     slopes = [row.relation for row in self_report.rows if row.group == "slopes"]
@@ -275,8 +343,9 @@ def test_table_lists_every_target(self_report):
         for pw in (100, 300):
             assert f"distance slope 2-6 mm, D {D:g} µm, {pw} µs" in slopes
     conv = {row.relation: row.mrg for row in self_report.rows if row.group == "MRG convergence"}
-    assert conv["MRG threshold change at dt 0.005 vs the finest/longest, D 10 µm"] == \
-        pytest.approx(0.4)
+    assert conv["MRG threshold change at dt 0.005 vs the finest/longest, D 10 µm"] == pytest.approx(
+        0.4
+    )
     # exactly one of each human/MRG pair counts
     arp = [row for row in self_report.rows if "absolute refractory" in row.relation]
     assert sorted(row.counted for row in arp) == [False, True]
@@ -287,7 +356,7 @@ def test_perturbed_reference_misses_exactly_there(self_reference, tmp_path):
     grid = ref["thresholds"]
     d = np.asarray(grid["distance_mm"])
     th = np.asarray(grid["threshold_ma"])
-    th[1] *= (d / 3.0)[:, None] ** -0.3      # D 7.3 µm: distance slope 0.3 lower
+    th[1] *= (d / 3.0)[:, None] ** -0.3  # D 7.3 µm: distance slope 0.3 lower
     grid["threshold_ma"] = th.tolist()
     ref["cv"]["cv_m_s_dt0"] = [v * 0.9 for v in ref["cv"]["cv_m_s_dt0"]]
     curve = ref["recovery"]["curves"][0]
@@ -303,16 +372,22 @@ def test_perturbed_reference_misses_exactly_there(self_reference, tmp_path):
     assert grid["n_points"] == th.size and 0 < grid["n_beyond"] < th.size
     assert report.comparison["thresholds_offset"]["max_abs_error"] == 0.0
     assert report.comparison["thresholds_heldout"]["all"]["max_abs_error"] == 0.0
-    assert "late subnormal depth" in missed         # 8 points higher from 20 ms on
-    assert not {"supernormal depth", "supernormal time",
-                "end of the relative refractory period (ratio back to 1)"} & missed
+    assert "late subnormal depth" in missed  # 8 points higher from 20 ms on
+    assert (
+        not {
+            "supernormal depth",
+            "supernormal time",
+            "end of the relative refractory period (ratio back to 1)",
+        }
+        & missed
+    )
     text = format_table(report)
     assert "MISS: distance slope 2-6 mm, D 7.3 µm, 100 µs" in text
 
 
 def test_heldout_rows_count_each_configuration(self_reference, tmp_path):
     ref = copy.deepcopy(self_reference)
-    ref["thresholds_heldout"][2]["threshold_ma"] *= 1.25      # the tripole: fast 20 % low
+    ref["thresholds_heldout"][2]["threshold_ma"] *= 1.25  # the tripole: fast 20 % low
     report = compare.validate(_write(tmp_path, ref))
     rows = {row.relation: row for row in report.rows if row.group == "held-out thresholds"}
     tri = rows[f"threshold fast/MRG, {compare.HELDOUT_LABELS['tripolar']}: max |error|"]
@@ -344,14 +419,29 @@ def test_bad_reference_is_a_config_error(tmp_path):
         load_reference(tmp_path / "missing.json")
     with pytest.raises(ConfigError, match="none of the sections"):
         load_reference(_write(tmp_path, {"meta": {"x": 1}}))
-    for section, body in [("cv", {"diameter_um": [10.0], "cv_m_s_dt0": [50.0, 60.0]}),
-                          ("thresholds", {"diameter_um": [10.0], "distance_mm": [3.0],
-                                          "pw_us": [100.0], "threshold_ma": [[[-1.0]]]}),
-                          ("recovery", {"curves": [{"interval_ms": [2.0, 1.0],
-                                                    "threshold_ratio": [1.0, 1.0]}]}),
-                          ("sfap", [1, 2]),
-                          ("thresholds", {"diameter_um": [50.0], "distance_mm": [3.0],
-                                          "pw_us": [100.0], "threshold_ma": [[[1.0]]]})]:
+    for section, body in [
+        ("cv", {"diameter_um": [10.0], "cv_m_s_dt0": [50.0, 60.0]}),
+        (
+            "thresholds",
+            {
+                "diameter_um": [10.0],
+                "distance_mm": [3.0],
+                "pw_us": [100.0],
+                "threshold_ma": [[[-1.0]]],
+            },
+        ),
+        ("recovery", {"curves": [{"interval_ms": [2.0, 1.0], "threshold_ratio": [1.0, 1.0]}]}),
+        ("sfap", [1, 2]),
+        (
+            "thresholds",
+            {
+                "diameter_um": [50.0],
+                "distance_mm": [3.0],
+                "pw_us": [100.0],
+                "threshold_ma": [[[1.0]]],
+            },
+        ),
+    ]:
         with pytest.raises(ConfigError, match=f"section '{section}' is malformed"):
             load_reference(_write(tmp_path, {section: body}))
 
@@ -362,8 +452,10 @@ def test_bad_reference_is_a_config_error(tmp_path):
 @pytest.fixture(scope="module")
 def stored_report():
     if not REFERENCE_PATH.exists():
-        pytest.skip("the stored MRG reference (closedloop/fidelity/data/mrg_reference.json) "
-                    "is not committed yet")
+        pytest.skip(
+            "the stored MRG reference (closedloop/fidelity/data/mrg_reference.json) "
+            "is not committed yet"
+        )
     return compare.validate()
 
 
@@ -397,8 +489,9 @@ def test_stored_heldout_section_gives_finite_errors(stored_report):
 def test_cli_prints_the_table_and_writes_json(cli, self_reference, self_report, tmp_path):
     ref = _write(tmp_path, self_reference)
     out_json, out_png = tmp_path / "fidelity.json", tmp_path / "fidelity.png"
-    code, out, err = cli("validate", "--reference", str(ref), "--json", str(out_json),
-                         "--plot", str(out_png))
+    code, out, err = cli(
+        "validate", "--reference", str(ref), "--json", str(out_json), "--plot", str(out_png)
+    )
     assert code == 0, err
     assert "targets met" in out and "distance slope" in out and "recovery cycle" in out
     doc = json.loads(out_json.read_text())
@@ -409,17 +502,21 @@ def test_cli_prints_the_table_and_writes_json(cli, self_reference, self_report, 
     assert doc["metrics"]["fast"]["recovery"]["arp_ms"] == pytest.approx(t_abs, abs=0.02)
     assert out_png.read_bytes()[:4] == b"\x89PNG"
     # the CLI prints what the API returns (self_report: the API on the same reference)
-    assert [(r["relation"], r["status"]) for r in doc["rows"]] == \
-        [(r.relation, r.status) for r in self_report.rows]
+    assert [(r["relation"], r["status"]) for r in doc["rows"]] == [
+        (r.relation, r.status) for r in self_report.rows
+    ]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--rerun-mrg"], "--rerun-mrg needs --reference"),
-    (["--quick"], "only with --rerun-mrg"),
-    (["--only", "cv"], "only with --rerun-mrg"),
-    (["--reference", "/nonexistent/ref.json"], "is not a file"),
-    (["--json", "/nonexistent/dir/out.json"], "directory does not exist"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rerun-mrg"], "--rerun-mrg needs --reference"),
+        (["--quick"], "only with --rerun-mrg"),
+        (["--only", "cv"], "only with --rerun-mrg"),
+        (["--reference", "/nonexistent/ref.json"], "is not a file"),
+        (["--json", "/nonexistent/dir/out.json"], "directory does not exist"),
+    ],
+)
 def test_cli_refuses_bad_arguments(cli, args, message):
     code, _, err = cli("validate", *args)
     assert code == 2 and message in err
@@ -439,8 +536,7 @@ def test_cli_rerun_mrg_writes_then_compares(cli, monkeypatch, self_reference, tm
 
     calls = []
 
-    def make_reference(out_path, sections=None, quick=False, grids=(), processes=2,
-                       progress=True):
+    def make_reference(out_path, sections=None, quick=False, grids=(), processes=2, progress=True):
         calls.append((str(out_path), sections, quick, processes))
         _write(tmp_path, self_reference, name="new.json")
 
@@ -451,8 +547,9 @@ def test_cli_rerun_mrg_writes_then_compares(cli, monkeypatch, self_reference, tm
 
     monkeypatch.setattr(cli_validate, "missing_modules", lambda: [])
     out = tmp_path / "new.json"
-    code, text, err = cli("validate", "--rerun-mrg", "--quick", "--processes", "1",
-                          "--reference", str(out))
+    code, text, err = cli(
+        "validate", "--rerun-mrg", "--quick", "--processes", "1", "--reference", str(out)
+    )
     assert code == 0, err
     assert calls == [(str(out), None, True, 1)]
     code, _, err = cli("validate", "--rerun-mrg", "--only", "recovery,cv", "--reference", str(out))
@@ -464,8 +561,9 @@ def test_cli_rerun_mrg_writes_then_compares(cli, monkeypatch, self_reference, tm
 def _rows(report, group: str) -> list:
     """Rebuild ``report``'s rows under the current constants (no fast-model rerun)."""
     ref, fst = report.results["mrg"], report.results["fast"]
-    return [row for row in compare.build_rows(ref, fst, report.mrg, report.fast)
-            if row.group == group]
+    return [
+        row for row in compare.build_rows(ref, fst, report.mrg, report.fast) if row.group == group
+    ]
 
 
 def test_latency_rows_get_a_target_when_the_lead_sets_one(self_reference, tmp_path, monkeypatch):

@@ -41,12 +41,14 @@ def test_driver_agrees_with_pyfibers_run_sim():
     ve = fibre.point_source(3.0)
     th, _ = fibre.threshold(ve, monophasic(pw_ms), 2.5)
     fibre.fibre.potentials = ve
-    stim = ScaledStim(waveform=lambda t: 1.0 if 0.0 <= t < pw_ms else 0.0, dt=fibre.dt_ms,
-                      tstop=pw_ms + 3.0)
+    stim = ScaledStim(
+        waveform=lambda t: 1.0 if 0.0 <= t < pw_ms else 0.0, dt=fibre.dt_ms, tstop=pw_ms + 3.0
+    )
     node = fibre.fibre.loc_index(0.9)
     for scale, should_fire in ((0.995, False), (1.005, True)):
-        n_pf, t_pf = stim.run_sim(-scale * th, fibre.fibre, ap_detect_location=0.9,
-                                  fail_on_end_excitation=None)
+        n_pf, t_pf = stim.run_sim(
+            -scale * th, fibre.fibre, ap_detect_location=0.9, fail_on_end_excitation=None
+        )
         fibre.fibre.apcounts(thresh=-30.0)
         times = fibre.run(ve, monophasic(pw_ms)(scale * th), pw_ms + 3.0)
         assert (n_pf > 0) == should_fire
@@ -55,16 +57,27 @@ def test_driver_agrees_with_pyfibers_run_sim():
             assert times[node] == pytest.approx(t_pf, abs=1.01 * fibre.dt_ms)
 
 
-@pytest.mark.parametrize(("section", "diameter_um", "distance_mm", "pw_us"),
-                         [("thresholds", 10.0, 3.0, 100.0), ("thresholds", 16.0, 1.0, 60.0),
-                          ("thresholds_offset", 10.0, 2.0, 300.0)])
+@pytest.mark.parametrize(
+    ("section", "diameter_um", "distance_mm", "pw_us"),
+    [
+        ("thresholds", 10.0, 3.0, 100.0),
+        ("thresholds", 16.0, 1.0, 60.0),
+        ("thresholds_offset", 10.0, 2.0, 300.0),
+    ],
+)
 def test_stored_thresholds_reproduce(stored, section, diameter_um, distance_mm, pw_us):
     grid = stored[section]
-    i, j, k = (grid[name].index(v) for name, v in (("diameter_um", diameter_um),
-                                                     ("distance_mm", distance_mm),
-                                                     ("pw_us", pw_us)))
-    rerun = proto.thresholds_for_diameter(diameter_um, (distance_mm,), (pw_us,),
-                                          offset_internodes=grid["offset_internodes"])[0][0]
+    i, j, k = (
+        grid[name].index(v)
+        for name, v in (
+            ("diameter_um", diameter_um),
+            ("distance_mm", distance_mm),
+            ("pw_us", pw_us),
+        )
+    )
+    rerun = proto.thresholds_for_diameter(
+        diameter_um, (distance_mm,), (pw_us,), offset_internodes=grid["offset_internodes"]
+    )[0][0]
     assert rerun == pytest.approx(grid["threshold_ma"][i][j][k], rel=0.01)
 
 
@@ -76,16 +89,29 @@ def test_heldout_point_source_is_the_grid_protocol():
     assert held[0]["configuration"] == "point" and held[0]["length_mm"] == proto.LENGTH_MM
 
 
-@pytest.mark.parametrize(("configuration", "diameter_um", "distance_mm", "pw_us", "offset"),
-                         [("point", 13.4, 4.5, 45.0, 0.25), ("tripolar", 10.0, 3.0, 300.0, 0.0)])
-def test_stored_heldout_points_reproduce(stored, configuration, diameter_um, distance_mm, pw_us,
-                                         offset):
-    want = [p for p in stored["thresholds_heldout"] if (
-        p["configuration"], p["diameter_um"], p["distance_mm"], p["pw_us"],
-        p["offset_internodes"]) == (configuration, diameter_um, distance_mm, pw_us, offset)]
+@pytest.mark.parametrize(
+    ("configuration", "diameter_um", "distance_mm", "pw_us", "offset"),
+    [("point", 13.4, 4.5, 45.0, 0.25), ("tripolar", 10.0, 3.0, 300.0, 0.0)],
+)
+def test_stored_heldout_points_reproduce(
+    stored, configuration, diameter_um, distance_mm, pw_us, offset
+):
+    want = [
+        p
+        for p in stored["thresholds_heldout"]
+        if (
+            p["configuration"],
+            p["diameter_um"],
+            p["distance_mm"],
+            p["pw_us"],
+            p["offset_internodes"],
+        )
+        == (configuration, diameter_um, distance_mm, pw_us, offset)
+    ]
     assert len(want) == 1
-    rerun = proto.heldout_thresholds(diameter_um, configuration, (distance_mm,), (pw_us,),
-                                     offset, length_mm=want[0]["length_mm"])
+    rerun = proto.heldout_thresholds(
+        diameter_um, configuration, (distance_mm,), (pw_us,), offset, length_mm=want[0]["length_mm"]
+    )
     assert rerun[0]["threshold_ma"] == pytest.approx(want[0]["threshold_ma"], rel=0.01)
 
 
@@ -122,8 +148,7 @@ def test_stored_default_is_converged(stored):
     i_len = conv["length_mm"].index(conv["default_length_mm"])
     assert min(conv["dt_ms"]) < conv["default_dt_ms"]
     assert max(conv["length_mm"]) > conv["default_length_mm"]
-    for row_dt, row_len in zip(conv["rel_change_vs_dt"], conv["rel_change_vs_length"],
-                               strict=True):
+    for row_dt, row_len in zip(conv["rel_change_vs_dt"], conv["rel_change_vs_length"], strict=True):
         assert abs(row_dt[i_dt]) <= 0.02
         assert abs(row_len[i_len]) <= 0.02
 
@@ -141,25 +166,34 @@ def test_rerun_finest_dt_point_is_within_two_percent_of_default(stored):
 def test_quick_reference_runs_and_merges(tmp_path):
     out = tmp_path / "ref.json"
     doc = make_reference(out, quick=True, processes=1, progress=False)
-    assert set(doc) >= {"meta", "thresholds", "thresholds_offset", "thresholds_heldout", "cv",
-                        "recovery", "sfap", "latency", "convergence"}
+    assert set(doc) >= {
+        "meta",
+        "thresholds",
+        "thresholds_offset",
+        "thresholds_heldout",
+        "cv",
+        "recovery",
+        "sfap",
+        "latency",
+        "convergence",
+    }
     assert [p["configuration"] for p in doc["thresholds_heldout"]] == ["point", "tripolar"]
     assert all(p["threshold_ma"] > 0 for p in doc["thresholds_heldout"])
     assert doc["meta"]["quick"] is True
-    assert 40.0 < doc["cv"]["cv_m_s_dt0"][0] < 70.0              # MRG 10 µm: about 55 m/s
+    assert 40.0 < doc["cv"]["cv_m_s_dt0"][0] < 70.0  # MRG 10 µm: about 55 m/s
     curve = doc["recovery"]["curves"][0]
     assert 0.6 < curve["arp_ms"] < 1.5
-    assert curve["threshold_ratio"][0] is None                   # 0.6 ms: refractory
-    assert curve["supernormal_pct"] < 0.0                        # MRG is supernormal
+    assert curve["threshold_ratio"][0] is None  # 0.6 ms: refractory
+    assert curve["supernormal_pct"] < 0.0  # MRG is supernormal
     n1 = np.asarray(doc["sfap"]["n1_uv"])
-    assert (n1 < 0).all() and (np.abs(n1[1]) > np.abs(n1[0])).all()   # grows with D
+    assert (n1 < 0).all() and (np.abs(n1[1]) > np.abs(n1[0])).all()  # grows with D
     t_c = doc["latency"]["ap_time_centre_ms"][0][0]
-    assert t_c[0] > t_c[1]                                       # later near threshold
+    assert t_c[0] > t_c[1]  # later near threshold
     text = summary(doc)
     assert "ARP" in text and "CV" in text
     before = doc["recovery"]
     merged = make_reference(out, sections="cv", quick=True, processes=1, progress=False)
-    assert merged["recovery"] == before                          # other sections are kept
+    assert merged["recovery"] == before  # other sections are kept
 
 
 def test_bad_section_is_refused(tmp_path):

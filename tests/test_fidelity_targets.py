@@ -40,7 +40,14 @@ def test_known_misses_stay_bounded(report, relation):
 
 def test_headline_relations_are_met(report):
     met = {r.relation: r.met for r in report.rows if r.counted}
-    for key in ("distance slope 2-6 mm", "diameter slope", "chronaxie", "CV, D", "SFAP N1",
-                "supernormal depth", "late subnormal depth"):
+    for key in (
+        "distance slope 2-6 mm",
+        "diameter slope",
+        "chronaxie",
+        "CV, D",
+        "SFAP N1",
+        "supernormal depth",
+        "late subnormal depth",
+    ):
         rows = [m for rel, m in met.items() if rel.startswith(key)]
         assert rows and all(rows), key

@@ -10,8 +10,7 @@ from closedloop.patients import get_patient
 
 def same_records(a, b):
     """Structured pulse records equal field by field (NaN equal to NaN)."""
-    return all(np.array_equal(a[f], b[f], equal_nan=a[f].dtype.kind == "f")
-               for f in a.dtype.names)
+    return all(np.array_equal(a[f], b[f], equal_nan=a[f].dtype.kind == "f") for f in a.dtype.names)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +119,11 @@ def _declared_fields():
     for info in pkgutil.walk_packages(closedloop.__path__, "closedloop."):
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
-            if (isinstance(obj, type) and dataclasses.is_dataclass(obj)
-                    and obj.__module__ == module.__name__):
+            if (
+                isinstance(obj, type)
+                and dataclasses.is_dataclass(obj)
+                and obj.__module__ == module.__name__
+            ):
                 yield from ((obj, f) for f in dataclasses.fields(obj) if "unit" in f.metadata)
 
 
@@ -140,29 +142,32 @@ def test_every_declared_field_has_the_kind_of_its_annotation():
 REAL = {"lo": 0.0, "hi": 10.0, "unit": "mA"}
 
 
-@pytest.mark.parametrize(("value", "kind", "needle"), [
-    ([1.0], "real", "must be a number in [0, 10] mA"),
-    ((1.0,), "real", "must be a number"),
-    (np.array([1.0]), "real", "must be a number"),
-    ("1.0", "real", "must be a number"),
-    (1 + 0j, "real", "must be a number"),
-    (np.complex128(1), "real", "must be a number"),
-    (True, "real", "must be a number"),
-    (np.bool_(True), "real", "must be a number"),
-    (None, "real", "must be a number"),
-    (np.nan, "real", "out of range"),
-    (-np.inf, "real", "out of range"),
-    (2.5, "int", "must be an integer in [0, 10] mA"),
-    (2.0, "int", "must be an integer"),
-    (np.float64(2.0), "int", "must be an integer"),
-    (True, "int", "must be an integer"),
-    (10**400, "int", "out of range"),
-    (3.0, "tuple", "must be a list of values"),
-    ([1.0, "a"], "tuple", "x[1]='a' must be a number"),
-    ([1.0, 11.0], "tuple", "x[1]=11.0 is out of range"),
-    ([1, 2.5], "tuple[int]", "x[1]=2.5 must be an integer"),
-    (5, "text", "must be a string"),
-])
+@pytest.mark.parametrize(
+    ("value", "kind", "needle"),
+    [
+        ([1.0], "real", "must be a number in [0, 10] mA"),
+        ((1.0,), "real", "must be a number"),
+        (np.array([1.0]), "real", "must be a number"),
+        ("1.0", "real", "must be a number"),
+        (1 + 0j, "real", "must be a number"),
+        (np.complex128(1), "real", "must be a number"),
+        (True, "real", "must be a number"),
+        (np.bool_(True), "real", "must be a number"),
+        (None, "real", "must be a number"),
+        (np.nan, "real", "out of range"),
+        (-np.inf, "real", "out of range"),
+        (2.5, "int", "must be an integer in [0, 10] mA"),
+        (2.0, "int", "must be an integer"),
+        (np.float64(2.0), "int", "must be an integer"),
+        (True, "int", "must be an integer"),
+        (10**400, "int", "out of range"),
+        (3.0, "tuple", "must be a list of values"),
+        ([1.0, "a"], "tuple", "x[1]='a' must be a number"),
+        ([1.0, 11.0], "tuple", "x[1]=11.0 is out of range"),
+        ([1, 2.5], "tuple[int]", "x[1]=2.5 must be an integer"),
+        (5, "text", "must be a string"),
+    ],
+)
 def test_check_value_follows_the_declared_kind(value, kind, needle):
     from closedloop._config import check_value
 
@@ -171,11 +176,21 @@ def test_check_value_follows_the_declared_kind(value, kind, needle):
     assert str(err.value).startswith("x") and needle in str(err.value)
 
 
-@pytest.mark.parametrize(("value", "kind"), [
-    (1, "real"), (2.5, "real"), (np.float32(2.5), "real"), (np.int64(3), "real"),
-    (3, "int"), (np.int32(3), "int"), ([1, 2.5], "tuple"), ((np.float64(1.0),), "tuple"),
-    ([1, 2], "tuple[int]"), ("text", "text"),
-])
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (1, "real"),
+        (2.5, "real"),
+        (np.float32(2.5), "real"),
+        (np.int64(3), "real"),
+        (3, "int"),
+        (np.int32(3), "int"),
+        ([1, 2.5], "tuple"),
+        ((np.float64(1.0),), "tuple"),
+        ([1, 2], "tuple[int]"),
+        ("text", "text"),
+    ],
+)
 def test_check_value_accepts_what_the_kind_allows(value, kind):
     from closedloop._config import check_value
 
@@ -212,21 +227,24 @@ def test_from_dict_turns_numpy_scalars_into_python_numbers():
 ENV_ID = "closedloop/ECAPTracking-v0"
 
 
-@pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"rate_hz": [1.0]}, "env.rate_hz=[1.0] must be a number in [1, 10000] Hz"),
-    ({"rate_hz": 50 + 0j}, "env.rate_hz=(50+0j) must be a number"),
-    ({"rate_hz": True}, "env.rate_hz=True must be a number"),
-    ({"pulses_per_step": 2.5}, "env.pulses_per_step=2.5 must be an integer in [1, 10000]"),
-    ({"history": 2.5}, "env.history=2.5 must be an integer in [1, 1000]"),
-    ({"history": "4"}, "env.history='4' must be an integer"),
-    ({"observe_waveform": 1}, "env.observe_waveform=1 is invalid; valid: one of False, True"),
-    ({"action_mode": ["absolute"]}, "env.action_mode=['absolute'] is invalid"),
-    ({"scenario": 5}, "env.scenario=5 must be a string"),
-    ({"reward": "abc"}, "reward='abc' must be a table (dict) with keys among tracking"),
-    ({"device": [1, 2]}, "device=[1, 2] must be a table (dict) with keys among max_current_ma"),
-    ({"reward": {"tracking": [1.0]}}, "reward.tracking=[1.0] must be a number"),
-    ({"device": {"max_current_ma": "5"}}, "device.max_current_ma='5' must be a number"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"rate_hz": [1.0]}, "env.rate_hz=[1.0] must be a number in [1, 10000] Hz"),
+        ({"rate_hz": 50 + 0j}, "env.rate_hz=(50+0j) must be a number"),
+        ({"rate_hz": True}, "env.rate_hz=True must be a number"),
+        ({"pulses_per_step": 2.5}, "env.pulses_per_step=2.5 must be an integer in [1, 10000]"),
+        ({"history": 2.5}, "env.history=2.5 must be an integer in [1, 1000]"),
+        ({"history": "4"}, "env.history='4' must be an integer"),
+        ({"observe_waveform": 1}, "env.observe_waveform=1 is invalid; valid: one of False, True"),
+        ({"action_mode": ["absolute"]}, "env.action_mode=['absolute'] is invalid"),
+        ({"scenario": 5}, "env.scenario=5 must be a string"),
+        ({"reward": "abc"}, "reward='abc' must be a table (dict) with keys among tracking"),
+        ({"device": [1, 2]}, "device=[1, 2] must be a table (dict) with keys among max_current_ma"),
+        ({"reward": {"tracking": [1.0]}}, "reward.tracking=[1.0] must be a number"),
+        ({"device": {"max_current_ma": "5"}}, "device.max_current_ma='5' must be a number"),
+    ],
+)
 def test_make_kwargs_of_the_wrong_type(kwargs, needle):
     import gymnasium as gym
 
@@ -235,19 +253,22 @@ def test_make_kwargs_of_the_wrong_type(kwargs, needle):
     assert needle in str(err.value)
 
 
-@pytest.mark.parametrize(("options", "needle"), [
-    ("abc", "options='abc' must be a dict with keys among patient, split"),
-    ([("patient", "default")], "must be a dict"),
-    ({"patient": 5}, "options['patient']=5 must be a string"),
-    ({"scenario": None}, "options['scenario']=None must be a string"),
-    ({"target_uv": "abc"}, "options['target_uv']='abc' must be a number in (0, 2000] µV"),
-    ({"target_uv": 30 + 0j}, "must be a number"),
-    ({"target_uv": np.nan}, "options['target_uv']=nan is out of range"),
-    ({"split": 3}, "options['split']=3 is invalid; valid: one of 'train', 'validation'"),
-    ({"patient": "nobody"}, "patient='nobody' is unknown"),
-    ({"scenario": "nowhere"}, "scenario='nowhere' is unknown; valid: chronic-drift"),
-    ({"colour": "red"}, "unknown reset option(s) colour"),
-])
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ("abc", "options='abc' must be a dict with keys among patient, split"),
+        ([("patient", "default")], "must be a dict"),
+        ({"patient": 5}, "options['patient']=5 must be a string"),
+        ({"scenario": None}, "options['scenario']=None must be a string"),
+        ({"target_uv": "abc"}, "options['target_uv']='abc' must be a number in (0, 2000] µV"),
+        ({"target_uv": 30 + 0j}, "must be a number"),
+        ({"target_uv": np.nan}, "options['target_uv']=nan is out of range"),
+        ({"split": 3}, "options['split']=3 is invalid; valid: one of 'train', 'validation'"),
+        ({"patient": "nobody"}, "patient='nobody' is unknown"),
+        ({"scenario": "nowhere"}, "scenario='nowhere' is unknown; valid: chronic-drift"),
+        ({"colour": "red"}, "unknown reset option(s) colour"),
+    ],
+)
 def test_reset_options_of_the_wrong_type(tracking_env, options, needle):
     with pytest.raises(ConfigError) as err:
         tracking_env.reset(seed=0, options=options)
@@ -260,8 +281,17 @@ def test_reset_seed_must_be_a_non_negative_integer(tracking_env, seed):
         tracking_env.reset(seed=seed)
 
 
-BAD_ACTIONS = ["abc", {"a": 0.1}, None, np.array(["0.1"], dtype=object), [[0.1], [0.2, 0.3]],
-               np.array([0.1 + 0.5j]), [0.1 + 0j], np.array([True]), np.array(["0.1"])]
+BAD_ACTIONS = [
+    "abc",
+    {"a": 0.1},
+    None,
+    np.array(["0.1"], dtype=object),
+    [[0.1], [0.2, 0.3]],
+    np.array([0.1 + 0.5j]),
+    [0.1 + 0j],
+    np.array([True]),
+    np.array(["0.1"]),
+]
 
 
 @pytest.mark.parametrize("action", BAD_ACTIONS[1:] + BAD_ACTIONS[:1], ids=repr)
@@ -279,7 +309,7 @@ def test_malformed_actions_raise_config_error_in_the_several_pulse_step():
         with pytest.raises(ConfigError, match="action"):
             _check_action(action, (1,))
     assert _check_action(np.array([2.0]), (1,)) == [1.0]
-    assert _check_action(np.array([0.25], dtype=object), (1,)) == [0.25]   # as the fast path
+    assert _check_action(np.array([0.25], dtype=object), (1,)) == [0.25]  # as the fast path
     assert _check_action([0.25], (1,)) == [0.25]
 
 
@@ -292,9 +322,17 @@ def venv():
     return venv
 
 
-VECTOR_BAD_ACTIONS = ["ab", {"a": 1}, None, np.full((2, 1), None, object), [[0.1], [0.2, 0.3]],
-                      np.zeros((2, 1), complex), [0.1 + 0j, 0.2], np.zeros((2, 1), bool),
-                      np.array([["0.1"], ["0.2"]])]
+VECTOR_BAD_ACTIONS = [
+    "ab",
+    {"a": 1},
+    None,
+    np.full((2, 1), None, object),
+    [[0.1], [0.2, 0.3]],
+    np.zeros((2, 1), complex),
+    [0.1 + 0j, 0.2],
+    np.zeros((2, 1), bool),
+    np.array([["0.1"], ["0.2"]]),
+]
 
 
 @pytest.mark.parametrize("actions", VECTOR_BAD_ACTIONS, ids=repr)
@@ -307,18 +345,21 @@ def test_malformed_actions_raise_config_error_in_the_vector_env(venv, actions):
     sb3.step_async(actions)
     with pytest.raises(ConfigError, match="actions"):
         sb3.step_wait()
-    venv.step(np.zeros((2, 1), np.float32))      # still usable
+    venv.step(np.zeros((2, 1), np.float32))  # still usable
 
 
-@pytest.mark.parametrize(("num_envs", "seed", "needle"), [
-    (2.5, None, "num_envs=2.5 must be an integer"),
-    (True, None, "num_envs=True must be an integer"),
-    (0, None, "num_envs=0 is out of range"),
-    (2, -1, "seed[0]=-1 is out of range"),
-    (2, "a", "seed='a' must be None"),
-    (2, [1], "seed=[1] must be None, a non-negative int or a list of 2"),
-    (2, [1, 2.5], "seed[1]=2.5 must be an integer"),
-])
+@pytest.mark.parametrize(
+    ("num_envs", "seed", "needle"),
+    [
+        (2.5, None, "num_envs=2.5 must be an integer"),
+        (True, None, "num_envs=True must be an integer"),
+        (0, None, "num_envs=0 is out of range"),
+        (2, -1, "seed[0]=-1 is out of range"),
+        (2, "a", "seed='a' must be None"),
+        (2, [1], "seed=[1] must be None, a non-negative int or a list of 2"),
+        (2, [1, 2.5], "seed[1]=2.5 must be an integer"),
+    ],
+)
 def test_vector_env_arguments(venv, num_envs, seed, needle):
     from closedloop.envs.vector import ECAPVectorEnv
 
@@ -330,12 +371,15 @@ def test_vector_env_arguments(venv, num_envs, seed, needle):
     assert needle in str(err.value)
 
 
-@pytest.mark.parametrize(("doc", "needle"), [
-    ({"id": 5}, "'id' must be a non-empty string"),
-    ({}, "'id' must be a non-empty string"),
-    ({"id": "x/Y-v0", "env": [1]}, "[env]: must be a table"),
-    ({"id": "x/Y-v0", "env": {"history": 2.5}}, "env.history=2.5 must be an integer"),
-])
+@pytest.mark.parametrize(
+    ("doc", "needle"),
+    [
+        ({"id": 5}, "'id' must be a non-empty string"),
+        ({}, "'id' must be a non-empty string"),
+        ({"id": "x/Y-v0", "env": [1]}, "[env]: must be a table"),
+        ({"id": "x/Y-v0", "env": {"history": 2.5}}, "env.history=2.5 must be an integer"),
+    ],
+)
 def test_env_spec_files_of_the_wrong_shape(doc, needle):
     from closedloop.envs.config import parse_spec
 

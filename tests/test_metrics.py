@@ -27,9 +27,17 @@ from closedloop.metrics import (
 def _run(n=500, rate_hz=50.0, **over):
     """A 10 s run at 50 Hz, comfortably in window, on target, 5 mA / 250 µs / 1 kΩ."""
     t = np.arange(n) / rate_hz
-    base = dict(t_s=t, ecap_uv=np.full(n, 40.0), target_uv=40.0, sensation=np.full(n, 1.5),
-                discomfort=2.0, charge_uc=np.full(n, 1.25), current_ma=np.full(n, 5.0),
-                pw_us=250.0, impedance_ohm=1000.0)
+    base = dict(
+        t_s=t,
+        ecap_uv=np.full(n, 40.0),
+        target_uv=40.0,
+        sensation=np.full(n, 1.5),
+        discomfort=2.0,
+        charge_uc=np.full(n, 1.25),
+        current_ma=np.full(n, 5.0),
+        pw_us=250.0,
+        impedance_ohm=1000.0,
+    )
     base.update(over)
     return base
 
@@ -71,7 +79,7 @@ def test_tracking_error_weighted_and_per_pulse_target():
 
 
 def test_time_within_bands_counts_by_relative_error_and_weight():
-    target = 40.0     # errors 0, 2, 6 and 12 µV: 0, 5, 15 and 30 % of the target
+    target = 40.0  # errors 0, 2, 6 and 12 µV: 0, 5, 15 and 30 % of the target
     ecap = np.array([40.0, 42.0, 34.0, 52.0])
     r = tracking_error(ecap, target, weights=[1.0, 2.0, 3.0, 4.0])
     assert r["time_within_10pct_frac"] == pytest.approx(0.3)
@@ -89,8 +97,10 @@ def test_window_fractions_sum_to_one_and_match_counts():
     assert r["time_in_window_frac"] == pytest.approx(0.4)
     assert r["time_above_discomfort_frac"] == pytest.approx(0.4)
     assert r["time_in_window_s"] == pytest.approx(4.0)
-    total = sum(r[k] for k in ("time_in_window_frac", "time_below_perception_frac",
-                               "time_above_discomfort_frac"))
+    total = sum(
+        r[k]
+        for k in ("time_in_window_frac", "time_below_perception_frac", "time_above_discomfort_frac")
+    )
     assert total == pytest.approx(1.0)
 
 
@@ -305,40 +315,50 @@ def test_warmup_scored_slices_per_pulse_arrays_consistently():
 # ---------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize(("call", "name"), [
-    (lambda: window_occupancy([0.0, 1.0, 1.0], [1, 1, 1], 2.0), "t_s"),
-    (lambda: window_occupancy([0.0, 1.0, np.nan], [1, 1, 1], 2.0), "t_s"),
-    (lambda: window_occupancy([0.0], [1.0], 2.0), "t_s"),
-    (lambda: window_occupancy([0.0, 1.0], [1.0, 1.0, 1.0], 2.0), "sensation"),
-    (lambda: window_occupancy([0.0, 1.0], [1.0, -0.1], 2.0), "sensation"),
-    (lambda: window_occupancy([0.0, 1.0], [1.0, 1.0], 1.0), "discomfort"),
-    (lambda: tracking_error([40.0, np.inf], 40.0), "ecap_uv"),
-    (lambda: tracking_error([40.0, 40.0], 0.0), "target_uv"),
-    (lambda: tracking_error([40.0, 40.0], 40.0, weights=[0.0, 0.0]), "weights"),
-    (lambda: tracking_error(40.0, 40.0), "ecap_uv"),
-    (lambda: charge_metrics([0.0, 1.0], [1.0, -1.0]), "charge_uc"),
-    (lambda: energy_metrics([0.0, 1.0], [5.0, 5.0], 250.0, 0.0), "impedance_ohm"),
-    (lambda: energy_metrics([0.0, 1.0], [5.0, 5.0], -1.0, 1e3), "pw_us"),
-    (lambda: energy_metrics([0.0, 1.0], [5.0, 5.0], 250.0, 1e3, battery=1), "battery"),
-    (lambda: BatterySpec(efficiency=0.0), "efficiency"),
-    (lambda: BatterySpec(capacity_mah=-1.0), "capacity_mah"),
-    (lambda: episodes_above([0.0, 1.0], [1, 0]), "mask"),
-    (lambda: episodes_above([0.0, 1.0], [True, False], min_gap_s=-1.0), "min_gap_s"),
-    (lambda: posture_response([0.0, 1.0], [40.0, 40.0], 40.0, [0, 1, 1]), "posture"),
-    (lambda: posture_response([0.0, 1.0], [40.0, 40.0], 40.0, [0, 1], band_rel=0.0),
-     "band_rel"),
-    (lambda: posture_response([0.0, 1.0], [40.0, 40.0], 40.0, [0, 1], horizon_s=-1.0),
-     "horizon_s"),
-    (lambda: clinical_metrics(**_run(), warmup_s=9.99), "warmup_s"),
-    (lambda: clinical_metrics(**_run(), warmup_s=-1.0), "warmup_s"),
-    (lambda: clinical_metrics(**_run(current_ma=np.ones(7))), "current_ma"),
-])
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: window_occupancy([0.0, 1.0, 1.0], [1, 1, 1], 2.0), "t_s"),
+        (lambda: window_occupancy([0.0, 1.0, np.nan], [1, 1, 1], 2.0), "t_s"),
+        (lambda: window_occupancy([0.0], [1.0], 2.0), "t_s"),
+        (lambda: window_occupancy([0.0, 1.0], [1.0, 1.0, 1.0], 2.0), "sensation"),
+        (lambda: window_occupancy([0.0, 1.0], [1.0, -0.1], 2.0), "sensation"),
+        (lambda: window_occupancy([0.0, 1.0], [1.0, 1.0], 1.0), "discomfort"),
+        (lambda: tracking_error([40.0, np.inf], 40.0), "ecap_uv"),
+        (lambda: tracking_error([40.0, 40.0], 0.0), "target_uv"),
+        (lambda: tracking_error([40.0, 40.0], 40.0, weights=[0.0, 0.0]), "weights"),
+        (lambda: tracking_error(40.0, 40.0), "ecap_uv"),
+        (lambda: charge_metrics([0.0, 1.0], [1.0, -1.0]), "charge_uc"),
+        (lambda: energy_metrics([0.0, 1.0], [5.0, 5.0], 250.0, 0.0), "impedance_ohm"),
+        (lambda: energy_metrics([0.0, 1.0], [5.0, 5.0], -1.0, 1e3), "pw_us"),
+        (lambda: energy_metrics([0.0, 1.0], [5.0, 5.0], 250.0, 1e3, battery=1), "battery"),
+        (lambda: BatterySpec(efficiency=0.0), "efficiency"),
+        (lambda: BatterySpec(capacity_mah=-1.0), "capacity_mah"),
+        (lambda: episodes_above([0.0, 1.0], [1, 0]), "mask"),
+        (lambda: episodes_above([0.0, 1.0], [True, False], min_gap_s=-1.0), "min_gap_s"),
+        (lambda: posture_response([0.0, 1.0], [40.0, 40.0], 40.0, [0, 1, 1]), "posture"),
+        (
+            lambda: posture_response([0.0, 1.0], [40.0, 40.0], 40.0, [0, 1], band_rel=0.0),
+            "band_rel",
+        ),
+        (
+            lambda: posture_response([0.0, 1.0], [40.0, 40.0], 40.0, [0, 1], horizon_s=-1.0),
+            "horizon_s",
+        ),
+        (lambda: clinical_metrics(**_run(), warmup_s=9.99), "warmup_s"),
+        (lambda: clinical_metrics(**_run(), warmup_s=-1.0), "warmup_s"),
+        (lambda: clinical_metrics(**_run(current_ma=np.ones(7))), "current_ma"),
+    ],
+)
 def test_bad_input_raises_config_error_naming_argument(call, name):
     with pytest.raises(ConfigError, match=name):
         call()
 
 
 def test_error_names_valid_range():
-    with pytest.raises(ConfigError, match=r"charge_uc\[1\]=-1.0 is out of range; valid range "
-                                          r"\[0, inf\) µC"):
+    with pytest.raises(
+        ConfigError,
+        match=r"charge_uc\[1\]=-1.0 is out of range; valid range "
+        r"\[0, inf\) µC",
+    ):
         charge_metrics([0.0, 1.0], [1.0, -1.0])

@@ -11,4 +11,5 @@ def test_model_card_tables_match_the_code(capsys):
     assert main(["model-card"]) == 0
     generated = capsys.readouterr().out
     assert generated.strip() in CARD.read_text(encoding="utf-8"), (
-        "docs/model_card.md is out of date: regenerate its tables with `closedloop model-card`")
+        "docs/model_card.md is out of date: regenerate its tables with `closedloop model-card`"
+    )

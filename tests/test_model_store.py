@@ -39,9 +39,9 @@ def test_prefetched_model_is_built_once_and_returned():
     gate = threading.Event()
     patient = _Patient(gate=gate)
     model_store.prefetch(patient)
-    model_store.prefetch(patient)                  # queued already: no second build
+    model_store.prefetch(patient)  # queued already: no second build
     gate.set()
-    model = model_store.get(patient)               # waits for the background build
+    model = model_store.get(patient)  # waits for the background build
     assert model_store.get(patient) is model and patient.builds == 1
 
 
@@ -50,7 +50,7 @@ def test_a_failed_prefetch_surfaces_in_get():
     model_store.prefetch(patient)
     with pytest.raises(ValueError, match="no model"):
         model_store.get(patient)
-    assert patient.builds == 2                     # the background try, then get's own
+    assert patient.builds == 2  # the background try, then get's own
 
 
 def _child_uses_store(conn) -> None:
@@ -69,7 +69,7 @@ def test_fork_waits_for_the_running_build_and_the_child_starts_clean():
     gate = threading.Event()
     running, queued = _Patient(gate=gate), _Patient()
     model_store.prefetch(running)
-    assert running.started.wait(WAIT_S)            # the worker has taken it off the queue
+    assert running.started.wait(WAIT_S)  # the worker has taken it off the queue
     model_store.prefetch(queued)
     with model_store._lock:
         model_store._pending[queued].add_done_callback(lambda _: gate.set())
@@ -80,8 +80,8 @@ def test_fork_waits_for_the_running_build_and_the_child_starts_clean():
     assert parent.recv() is True
     proc.join(30)
     assert proc.exitcode == 0
-    assert running.builds == 1 and queued.builds == 0      # the queued build was dropped
-    model_store.get(queued)                                # and is built when asked for
+    assert running.builds == 1 and queued.builds == 0  # the queued build was dropped
+    model_store.get(queued)  # and is built when asked for
     assert queued.builds == 1
 
 
@@ -96,8 +96,10 @@ def _episode_starts(env, seeds):
 
 def test_prefetch_predicts_the_next_patient_and_changes_no_trajectory():
     kw = {"episode_s": 0.2}
-    with_prefetch, without = gym.make("closedloop/ECAPTracking-v0", **kw), gym.make(
-        "closedloop/ECAPTracking-v0", **kw)
+    with_prefetch, without = (
+        gym.make("closedloop/ECAPTracking-v0", **kw),
+        gym.make("closedloop/ECAPTracking-v0", **kw),
+    )
     without.unwrapped.prefetch_next_patient = False
     seeds = [11, None, None]
     want = _episode_starts(without, seeds)
@@ -106,7 +108,7 @@ def test_prefetch_predicts_the_next_patient_and_changes_no_trajectory():
     predicted = env._choose_patient("", "train", copy.deepcopy(env.np_random))
     with model_store._lock:
         known = predicted in model_store._models or predicted in model_store._pending
-    assert known                                   # the next unseeded reset's patient
+    assert known  # the next unseeded reset's patient
     env.reset()
     assert env.patient is predicted
 
@@ -136,6 +138,7 @@ def test_exit_drops_queued_builds(tmp_path):
         "        return object()\n"
         "for _ in range(5):\n"
         "    model_store.prefetch(P())\n"
-        f"assert started.wait({WAIT_S})\n")
+        f"assert started.wait({WAIT_S})\n"
+    )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=2 * WAIT_S)
     assert log.read_text() == "x"

@@ -25,8 +25,10 @@ def _problem(rng, kind):
     mu = 0.0 if kind in ("mu-zero", "zero-gain") else float(10 ** rng.uniform(-3, 6))
     cur = rng.uniform(0.0, 10.0)
     lo = np.maximum(0.0, cur - rng.uniform(0.0, 2.0) * j)
-    hi = np.minimum(np.minimum(rng.uniform(2.0, 12.0), cur + rng.uniform(0.0, 2.0) * j),
-                    rng.uniform(1.0, 15.0, n))
+    hi = np.minimum(
+        np.minimum(rng.uniform(2.0, 12.0), cur + rng.uniform(0.0, 2.0) * j),
+        rng.uniform(1.0, 15.0, n),
+    )
     if kind == "all-fixed":
         hi = lo.copy()
     elif kind == "some-fixed":
@@ -37,7 +39,7 @@ def _problem(rng, kind):
         mu = mu if rng.random() < 0.5 else 0.0
     elif kind == "zero-gain":
         w[rng.random(n) < 0.5] = 0.0
-    elif kind == "tight-box":                    # the unconstrained plan far outside the box
+    elif kind == "tight-box":  # the unconstrained plan far outside the box
         hi = np.minimum(hi, 0.1 + 0.01 * j)
     return w, c, mu, cur, np.minimum(lo, hi), hi
 
@@ -76,11 +78,12 @@ def test_the_horizon_solve_is_exact_and_agrees_with_scipy_bvls():
         w, c, mu, cur, lo, hi = _problem(rng, kind)
         x = _solve(w, c, mu, cur, lo, hi)
         a, b = _lsq(w, c, mu, cur)
-        ref = np.minimum(lsq_linear(a, b, bounds=(lo, np.maximum(hi, lo + 1e-12)),
-                                    method="bvls").x, hi)
+        ref = np.minimum(
+            lsq_linear(a, b, bounds=(lo, np.maximum(hi, lo + 1e-12)), method="bvls").x, hi
+        )
         assert np.all((lo <= x) & (x <= hi)), kind
-        if mu == 0.0:                 # separable: u_j = clip(c_j / w_j), exact in both
-            used = w != 0.0           # (w_j = 0: any u_j is optimal; this solve takes clip(0))
+        if mu == 0.0:  # separable: u_j = clip(c_j / w_j), exact in both
+            used = w != 0.0  # (w_j = 0: any u_j is optimal; this solve takes clip(0))
             assert np.abs(x - ref)[used].max(initial=0.0) <= 1e-8, kind
             assert np.array_equal(x[~used], np.clip(0.0, lo, hi)[~used]), kind
             agreed += 1
@@ -88,12 +91,12 @@ def test_the_horizon_solve_is_exact_and_agrees_with_scipy_bvls():
         assert _error_bound(a, b, x, lo, hi) <= 1e-8, kind
         cost, ref_cost = (0.5 * np.sum((a @ v - b) ** 2) for v in (x, ref))
         assert cost <= ref_cost * (1 + 1e-12) + 1e-12, kind
-        if _error_bound(a, b, ref, lo, hi) <= 1e-9:      # scipy reached the optimum too
+        if _error_bound(a, b, ref, lo, hi) <= 1e-9:  # scipy reached the optimum too
             assert np.abs(x - ref).max() <= 1e-8, kind
             agreed += 1
     # (scipy's BVLS stops early on some problems: cost change < tol * cost, or a variable
     # with lo == hi freed; there the exact solve has the lower cost, checked above.)
-    assert agreed >= 190                                  # 203 of the 210 at this seed
+    assert agreed >= 190  # 203 of the 210 at this seed
 
 
 def test_degenerate_problems_have_the_expected_solutions():
@@ -101,16 +104,16 @@ def test_degenerate_problems_have_the_expected_solutions():
     assert _solve(np.ones(3), np.full(3, 2.0), 5.0, 0.0, lo, hi).tolist() == [1.0, 2.0, 3.0]
     lo, hi = np.zeros(3), np.full(3, 10.0)
     assert _solve(np.zeros(3), np.full(3, 2.0), 0.0, 4.0, lo + 1.0, hi).tolist() == [1.0] * 3
-    x = _solve(np.full(3, 1e-12), np.full(3, 2.0), 0.0, 4.0, lo, hi)   # wants 2e12 mA
+    x = _solve(np.full(3, 1e-12), np.full(3, 2.0), 0.0, 4.0, lo, hi)  # wants 2e12 mA
     assert x.tolist() == [10.0] * 3
-    x = _solve(np.full(3, 1e-12), np.full(3, 2.0), 5.0, 4.0, lo, hi)   # only the move penalty
+    x = _solve(np.full(3, 1e-12), np.full(3, 2.0), 5.0, 4.0, lo, hi)  # only the move penalty
     assert np.abs(x - 4.0).max() <= 1e-9
 
 
 def _row(horizon_steps=5, mu=5.0):
     """``p``, one episode's constants and state as :class:`MPC` builds them."""
     p = np.array([horizon_steps, mu, 10.0, 3.0])
-    const = np.array([[3.0, 60.0, 45.0, 0.5, 8.0, 0.25 ** 2 * 0.02, 0.01 ** 2 * 0.02 ** 3]])
+    const = np.array([[3.0, 60.0, 45.0, 0.5, 8.0, 0.25**2 * 0.02, 0.01**2 * 0.02**3]])
     state = np.array([[0.0, 0.0, 0.25, 0.0, 0.0, 0.0]])
     assert const.shape[1] == len(CONSTANTS) and state.shape[1] == len(STATE)
     return p, const, state
@@ -132,8 +135,9 @@ def _reference_law(p, k, x, cov, step, ecap_uv, current_ma, target_uv, dt_s):
     if np.all(hi - lo < 1e-9):
         return float(hi[0]), x, cov
     m, b = _lsq(a / target_uv, np.full(j.size, (k[1] + target_uv) / target_uv), p[1], current_ma)
-    res = lsq_linear(m, b, bounds=(lo, np.maximum(hi, lo + 1e-12)), method="bvls", tol=1e-15,
-                     max_iter=1000)
+    res = lsq_linear(
+        m, b, bounds=(lo, np.maximum(hi, lo + 1e-12)), method="bvls", tol=1e-15, max_iter=1000
+    )
     return float(res.x[0]), x, cov
 
 
@@ -152,12 +156,12 @@ def test_the_kernel_plays_the_numpy_filter_and_plan(horizon_steps):
         worst = max(worst, abs(got - want))
         assert state[0, :2] == pytest.approx(x, rel=1e-9, abs=1e-12)
     assert worst <= 1e-8
-    assert state[0, 0] == pytest.approx(math.log(2.2 / 3.0), abs=0.05)   # it tracked the step
+    assert state[0, 0] == pytest.approx(math.log(2.2 / 3.0), abs=0.05)  # it tracked the step
 
 
 def test_early_exit_when_every_bound_is_tight():
     p, const, state = _row()
-    const[0, 3] = const[0, 4] = 5.0                      # min_ma == max_ma: nothing to plan
+    const[0, 3] = const[0, 4] = 5.0  # min_ma == max_ma: nothing to plan
     assert mpc_law(p, const, state, 0, 0, 0.0, 0.02, 0.0, 1.0, 5.0, 30.0) == 5.0
     # below the limits the rate limit caps every step's bounds (upper bound 4 + 0.2 j mA)
     assert mpc_law(p, const, state, 0, 0, 0.0, 0.02, 0.0, 1.0, 4.0, 30.0) == 4.0 + 10.0 * 0.02
@@ -178,10 +182,19 @@ def test_run_episodes_equals_run_episode_bit_for_bit(params):
     assert len({r.metrics["mad_uv"] for r in got}) == len(EPISODES)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("horizon_steps", 0), ("horizon_steps", 101), ("move_penalty", -1.0),
-    ("rate_limit_ma_per_s", 0.0), ("noise_uv", 0.0), ("discomfort_margin", 0.0),
-    ("ceiling_rel", 0.5), ("threshold_sd_per_s", math.nan)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("horizon_steps", 0),
+        ("horizon_steps", 101),
+        ("move_penalty", -1.0),
+        ("rate_limit_ma_per_s", 0.0),
+        ("noise_uv", 0.0),
+        ("discomfort_margin", 0.0),
+        ("ceiling_rel", 0.5),
+        ("threshold_sd_per_s", math.nan),
+    ],
+)
 def test_bad_params_raise_config_error_naming_the_parameter(field, value):
     with pytest.raises(ConfigError, match=field):
         MPCParams(**{field: value})

@@ -89,8 +89,10 @@ def test_threshold_rises_with_csf_thickness(model):
 
 
 def test_threshold_lowest_supine_then_sitting_standing(patient, model):
-    th = {p: growth_curve(model, CURRENTS, csf_mm=patient.csf_mm(p)).threshold_ma
-          for p in ("supine", "sitting", "standing")}
+    th = {
+        p: growth_curve(model, CURRENTS, csf_mm=patient.csf_mm(p)).threshold_ma
+        for p in ("supine", "sitting", "standing")
+    }
     assert th["supine"] < th["sitting"] < th["standing"]
     # Cameron & Alo 1998: about 0.49 +- 0.30 uC more charge across lying/sitting/standing
     extra_uc = (th["standing"] - th["supine"]) * 250e-3
@@ -104,7 +106,7 @@ def test_ecap_falls_log_linearly_with_frequency(model):
     for f in rates:
         model.reset()
         n = int(max(12 * f, 30))  # 12 s of stimulation, past the slowest adaptation
-        amp.append(model.pulse_train(7.0, f, n)["ecap_true_uv"][-n // 5:].mean())
+        amp.append(model.pulse_train(7.0, f, n)["ecap_true_uv"][-n // 5 :].mean())
     amp = np.array(amp)
     assert np.all(np.diff(amp) < 0)
     x = np.log(rates)

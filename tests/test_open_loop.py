@@ -24,9 +24,10 @@ def run(setup):
 
 
 def _median_by_posture(run, key="ecap_true_uv"):
-    return {p: float(np.median(getattr(run, key)[(run.posture == posture_code(p))
-                                                 & (run.event == 0)]))
-            for p in ("supine", "sitting", "standing", "prone")}
+    return {
+        p: float(np.median(getattr(run, key)[(run.posture == posture_code(p)) & (run.event == 0)]))
+        for p in ("supine", "sitting", "standing", "prone")
+    }
 
 
 def test_ecap_swings_several_fold_across_postures(run):
@@ -44,8 +45,8 @@ def test_ecap_swings_several_fold_across_postures(run):
 def test_open_loop_leaves_the_window(run):
     m = run.metrics()
     assert m["time_in_window_frac"] < 0.8
-    assert m["time_above_discomfort_frac"] > 0.1      # lying supine at the sitting current
-    assert m["time_below_perception_frac"] > 0.05     # prone: the cord falls away
+    assert m["time_above_discomfort_frac"] > 0.1  # lying supine at the sitting current
+    assert m["time_below_perception_frac"] > 0.05  # prone: the cord falls away
     assert m["mad_uv"] > 0.3 * run.target_uv
 
 
@@ -54,21 +55,19 @@ def test_coughs_push_the_patient_above_discomfort(run):
     on = np.flatnonzero(np.diff(np.r_[0, (run.event == cough).astype(int)]) == 1)
     assert len(on) == 3
     for start in on:
-        during = run.sensation[start:start + int(1.0 * run.rate_hz)]
-        before = run.sensation[start - int(2.0 * run.rate_hz):start]
+        during = run.sensation[start : start + int(1.0 * run.rate_hz)]
+        before = run.sensation[start - int(2.0 * run.rate_hz) : start]
         assert during.max() >= run.discomfort_level
         assert before.max() < run.discomfort_level
-        assert run.ecap_true_uv[start:start + 50].max() > 2.0 * run.target_uv
+        assert run.ecap_true_uv[start : start + 50].max() > 2.0 * run.target_uv
 
 
 def test_runs_are_reproducible_from_the_seed(setup, run):
     patient, model, cal = setup
-    again = open_loop(patient, "clinic", calibration=cal, seed=0, model=model,
-                      with_window=False)
+    again = open_loop(patient, "clinic", calibration=cal, seed=0, model=model, with_window=False)
     for name in ("csf_mm", "ecap_uv", "ecap_true_uv", "sensation"):
         assert np.array_equal(getattr(again, name), getattr(run, name)), name
-    other = open_loop(patient, "clinic", calibration=cal, seed=1, model=model,
-                      with_window=False)
+    other = open_loop(patient, "clinic", calibration=cal, seed=1, model=model, with_window=False)
     assert not np.array_equal(other.ecap_uv, run.ecap_uv)
 
 

@@ -31,26 +31,35 @@ def test_pickle_round_trip():
 def test_file_is_readable_and_lists_only_changed_model_parameters():
     doc = get_patient("lateral-lead").to_dict()
     assert doc["model_overrides"] == {"lead": {"lateral_offset_mm": 1.0}}
-    assert set(doc["posture_csf_mm"]) == {"supine", "prone", "side", "sitting", "standing",
-                                          "walking"}
+    assert set(doc["posture_csf_mm"]) == {
+        "supine",
+        "prone",
+        "side",
+        "sitting",
+        "standing",
+        "walking",
+    }
 
 
-@pytest.mark.parametrize("change, needle", [
-    ({"posture_csf_mm": {"supine": 3.0}}, "posture_csf_mm must have exactly the keys"),
-    ({"impedance_ohm": 50.0}, "impedance_ohm=50.0 is out of range; valid range [100, 10000]"),
-    ({"vertebral_level": "L1"}, "vertebral_level='L1' is invalid; valid: one of 'T11', 'T12'"),
-    ({"patient_id": "a b"}, "patient_id='a b'"),
-    ({"seed": -1}, "seed=-1 is out of range; valid range [0, inf)"),
-    ({"seed": 2.5}, "seed=2.5 must be an integer in [0, inf)"),
-    ({"seed": True}, "seed=True must be an integer"),
-    ({"posture_csf_mm": [3.0] * 6}, "posture_csf_mm=[3.0, 3.0"),
-    ({"impedance_ohm": [900.0]}, "impedance_ohm=[900.0] must be a number in [100, 10000]"),
-    ({"impedance_ohm": 900 + 0j}, "impedance_ohm=(900+0j) must be a number"),
-    ({"target_position": 1.5}, "target_position=1.5 is out of range; valid range [-1, 1]"),
-    ({"target_position": float("nan")}, "target_position=nan"),
-    ({"migration_mm": -4.0}, "migration_mm=-4.0 is out of range; valid range [-3, 3]"),
-    ({"migration_mm": "1"}, "migration_mm='1' must be a number"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"posture_csf_mm": {"supine": 3.0}}, "posture_csf_mm must have exactly the keys"),
+        ({"impedance_ohm": 50.0}, "impedance_ohm=50.0 is out of range; valid range [100, 10000]"),
+        ({"vertebral_level": "L1"}, "vertebral_level='L1' is invalid; valid: one of 'T11', 'T12'"),
+        ({"patient_id": "a b"}, "patient_id='a b'"),
+        ({"seed": -1}, "seed=-1 is out of range; valid range [0, inf)"),
+        ({"seed": 2.5}, "seed=2.5 must be an integer in [0, inf)"),
+        ({"seed": True}, "seed=True must be an integer"),
+        ({"posture_csf_mm": [3.0] * 6}, "posture_csf_mm=[3.0, 3.0"),
+        ({"impedance_ohm": [900.0]}, "impedance_ohm=[900.0] must be a number in [100, 10000]"),
+        ({"impedance_ohm": 900 + 0j}, "impedance_ohm=(900+0j) must be a number"),
+        ({"target_position": 1.5}, "target_position=1.5 is out of range; valid range [-1, 1]"),
+        ({"target_position": float("nan")}, "target_position=nan"),
+        ({"migration_mm": -4.0}, "migration_mm=-4.0 is out of range; valid range [-3, 3]"),
+        ({"migration_mm": "1"}, "migration_mm='1' must be a number"),
+    ],
+)
 def test_bad_patient_fields_are_named(change, needle):
     with pytest.raises(ConfigError) as err:
         dataclasses.replace(get_patient("default"), **change)
@@ -59,8 +68,11 @@ def test_bad_patient_fields_are_named(change, needle):
 
 def test_csf_out_of_range_names_the_posture():
     csf = dict(get_patient("default").posture_csf_mm, sitting=13.0)
-    with pytest.raises(ConfigError, match=r"posture_csf_mm.sitting=13.0 is out of range; "
-                                          r"valid range \[0.5, 12\] mm"):
+    with pytest.raises(
+        ConfigError,
+        match=r"posture_csf_mm.sitting=13.0 is out of range; "
+        r"valid range \[0.5, 12\] mm",
+    ):
         dataclasses.replace(get_patient("default"), posture_csf_mm=csf)
 
 
@@ -75,11 +87,14 @@ def test_unknown_key_in_file_is_named(tmp_path):
         Patient.from_dict(doc)
 
 
-@pytest.mark.parametrize("name, needle", [
-    ("nobody", "patient='nobody' is unknown; valid: default, thin-csf"),
-    ("train-100", "cohort train has ids train-000 to train-099"),
-    ("holdout-001", "patient='holdout-001' is unknown"),
-])
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("nobody", "patient='nobody' is unknown; valid: default, thin-csf"),
+        ("train-100", "cohort train has ids train-000 to train-099"),
+        ("holdout-001", "patient='holdout-001' is unknown"),
+    ],
+)
 def test_unknown_patient_ids_are_named(name, needle):
     with pytest.raises(ConfigError) as err:
         get_patient(name)
@@ -94,15 +109,16 @@ def test_named_patients_have_a_window_above_the_ecap_threshold():
 
 
 def test_sensation_steady_state_rate_factor_and_smoothing():
-    params = PerceptionParams(perception_fraction=0.01, discomfort_fraction=0.1, tau_s=0.1,
-                              rate_exponent=0.25)
+    params = PerceptionParams(
+        perception_fraction=0.01, discomfort_fraction=0.1, tau_s=0.1, rate_exponent=0.25
+    )
     t = np.arange(500) / 50.0
     steady = sensation(np.full(500, 0.02), t, 50.0, params)
     assert np.allclose(steady, 2.0)
-    assert np.allclose(sensation(np.full(500, 0.02), t, 800.0, params), 2.0 * 16 ** 0.25)
+    assert np.allclose(sensation(np.full(500, 0.02), t, 800.0, params), 2.0 * 16**0.25)
     step = np.where(t >= 2.0, 0.02, 0.0)
     out = sensation(step, t, 50.0, params)
-    k = np.searchsorted(t, 2.0 + 0.1)     # one time constant after the step
+    k = np.searchsorted(t, 2.0 + 0.1)  # one time constant after the step
     assert out[k] == pytest.approx(2.0 * (1 - np.exp(-1.0 - 0.02 / 0.1)), rel=0.02)
     assert out[np.searchsorted(t, 2.0) - 1] == 0.0
     with pytest.raises(ConfigError, match="frac_recruited must lie in"):
@@ -115,9 +131,10 @@ def test_sensation_rises_with_rate_while_the_ecap_falls():
     model = patient.model()
     out = {}
     for rate in (2.0, 50.0, 455.0):
-        rec = model.pulse_train(8.0, rate, n_pulses=int(max(40, rate * 2)),
-                                csf_mm=patient.csf_mm("sitting"))
-        tail = rec[len(rec) // 2:]
+        rec = model.pulse_train(
+            8.0, rate, n_pulses=int(max(40, rate * 2)), csf_mm=patient.csf_mm("sitting")
+        )
+        tail = rec[len(rec) // 2 :]
         feel = patient.perception.steady_sensation(tail["frac_recruited"].mean(), rate)
         out[rate] = (tail["ecap_true_uv"].mean(), feel)
         model.reset()
@@ -129,21 +146,28 @@ def _patient_doc(**changes):
     return get_patient("default").to_dict() | changes
 
 
-@pytest.mark.parametrize("text, needle", [
-    (None, "cannot be read"),                       # no such file
-    ("{", "not valid JSON"),
-    (b"\xff\xfe", "cannot be read"),                  # not UTF-8
-    ("[1, 2]", "a patient must be a table (JSON object)"),
-    ("null", "a patient must be a table (JSON object)"),
-    (json.dumps(_patient_doc(seed="1")), "seed='1' must be an integer"),
-    (json.dumps(_patient_doc(perception=[1])), "perception: must be a table"),
-    (json.dumps(_patient_doc(model_overrides=[1])), "model_overrides=[1] must be a table"),
-    (json.dumps(_patient_doc(model_overrides={"lead": 3})),
-     "model_overrides.lead: must be a table"),
-    (json.dumps(_patient_doc(model_overrides={"lead": {"n_contacts": 8.5}})),
-     "lead.n_contacts=8.5 must be an integer in [2, 32]"),
-    (json.dumps(_patient_doc(posture_csf_mm=5)), "posture_csf_mm=5 must be a table"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (None, "cannot be read"),  # no such file
+        ("{", "not valid JSON"),
+        (b"\xff\xfe", "cannot be read"),  # not UTF-8
+        ("[1, 2]", "a patient must be a table (JSON object)"),
+        ("null", "a patient must be a table (JSON object)"),
+        (json.dumps(_patient_doc(seed="1")), "seed='1' must be an integer"),
+        (json.dumps(_patient_doc(perception=[1])), "perception: must be a table"),
+        (json.dumps(_patient_doc(model_overrides=[1])), "model_overrides=[1] must be a table"),
+        (
+            json.dumps(_patient_doc(model_overrides={"lead": 3})),
+            "model_overrides.lead: must be a table",
+        ),
+        (
+            json.dumps(_patient_doc(model_overrides={"lead": {"n_contacts": 8.5}})),
+            "lead.n_contacts=8.5 must be an integer in [2, 32]",
+        ),
+        (json.dumps(_patient_doc(posture_csf_mm=5)), "posture_csf_mm=5 must be a table"),
+    ],
+)
 def test_bad_patient_files_raise_config_error(tmp_path, text, needle):
     path = tmp_path / "p.json"
     if isinstance(text, bytes):
@@ -182,9 +206,10 @@ def test_migration_moves_the_csf_the_lead_sees_but_not_the_programmed_one(tmp_pa
     assert patient.csf_mm("sitting") == patient.posture_csf_mm["sitting"]
     back = load_patient(patient.save(tmp_path / "m.json"))
     assert back == patient and back.migration_mm == 1.0 and back.target_position == 0.3
-    far = dataclasses.replace(patient, posture_csf_mm={p: 11.5 for p in patient.posture_csf_mm},
-                              migration_mm=2.0)
-    assert set(far.posture_csf_now_mm.values()) == {12.0}     # clipped to the model's range
+    far = dataclasses.replace(
+        patient, posture_csf_mm={p: 11.5 for p in patient.posture_csf_mm}, migration_mm=2.0
+    )
+    assert set(far.posture_csf_now_mm.values()) == {12.0}  # clipped to the model's range
 
 
 def test_the_env_samples_the_migrated_csf():
@@ -197,8 +222,9 @@ def test_the_env_samples_the_migrated_csf():
     env = gym.make("closedloop/ECAPClinic-v0", patient=moved.patient_id, episode_s=20.0)
     env.reset(seed=0)
     trace = env.unwrapped.trace
-    first = trace.parts["posture"][trace.t_s < 5.0]          # the sequence starts supine
+    first = trace.parts["posture"][trace.t_s < 5.0]  # the sequence starts supine
     assert np.allclose(first, moved.posture_csf_now_mm["supine"])
     assert moved.posture_csf_now_mm["supine"] == pytest.approx(
-        moved.posture_csf_mm["supine"] + moved.migration_mm)
+        moved.posture_csf_mm["supine"] + moved.migration_mm
+    )
     env.close()

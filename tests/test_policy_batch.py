@@ -18,7 +18,7 @@ from closedloop.training.policy import ObsNormalizer, TrainedPolicy, TrainedPoli
 from closedloop.training.policy_kernels import extract_mlp, mlp_actions, with_obs_norm
 
 ENV_ID = "closedloop/ECAPTracking-Test-v0"
-SHORT = {"episode_s": 12.0}            # two seconds scored after the 10 s warm-up
+SHORT = {"episode_s": 12.0}  # two seconds scored after the 10 s warm-up
 EPISODES = [("test-001", 0), ("test-002", 1), ("test-003", 0)]
 
 
@@ -34,13 +34,19 @@ def _model(env, algo, activation=torch.nn.Tanh, seed=0):
     """An untrained model whose weights are redrawn so its actions span the action space."""
     cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
     kwargs = {"learning_starts": 0, "buffer_size": 10} if algo != "ppo" else {"n_steps": 64}
-    model = cls("MlpPolicy", env, seed=seed, device="cpu", **kwargs,
-                policy_kwargs={"activation_fn": activation, "net_arch": [32, 24]})
+    model = cls(
+        "MlpPolicy",
+        env,
+        seed=seed,
+        device="cpu",
+        **kwargs,
+        policy_kwargs={"activation_fn": activation, "net_arch": [32, 24]},
+    )
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.policy.modules():
             if isinstance(module, torch.nn.Linear):
-                std = 2.0 / module.in_features ** 0.5
+                std = 2.0 / module.in_features**0.5
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
                 module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.3)
     return model
@@ -58,8 +64,15 @@ def _observations(env, n, seed=1):
     return rng.normal(size=(n, dim)) * rng.uniform(0.1, 20.0, dim)
 
 
-@pytest.mark.parametrize(("algo", "activation"), [
-    ("ppo", torch.nn.Tanh), ("ppo", torch.nn.ReLU), ("sac", torch.nn.ReLU), ("td3", torch.nn.ReLU)])
+@pytest.mark.parametrize(
+    ("algo", "activation"),
+    [
+        ("ppo", torch.nn.Tanh),
+        ("ppo", torch.nn.ReLU),
+        ("sac", torch.nn.ReLU),
+        ("td3", torch.nn.ReLU),
+    ],
+)
 def test_the_kernel_equals_torch_within_rounding(env, algo, activation):
     model = _model(env, algo, activation)
     net = model.policy
@@ -74,21 +87,21 @@ def test_the_kernel_equals_torch_within_rounding(env, algo, activation):
     assert got.dtype == np.float32 and got.shape == ref.shape
     assert np.abs(got - ref).max() <= 1e-5 * float(np.max(high - low))
     inside = (np.abs(ref) < 0.99).mean()
-    assert 0.1 < inside < 0.95                      # the actions span the space, some at its ends
+    assert 0.1 < inside < 0.95  # the actions span the space, some at its ends
 
 
 def test_the_kernel_normalises_observations_as_obs_normalizer_does(env):
     model = _model(env, "ppo")
     obs = _observations(env, 200, seed=4)
     norm = _normalizer(obs.shape[1])
-    assert 0.0 < (np.abs(norm(obs)) == norm.clip).mean() < 0.5      # some entries clip
+    assert 0.0 < (np.abs(norm(obs)) == norm.clip).mean() < 0.5  # some entries clip
     plain = extract_mlp(model.policy)
     fused = with_obs_norm(plain, norm.mean, norm.var, norm.epsilon, norm.clip)
     assert mlp_actions(fused, obs).tobytes() == mlp_actions(plain, norm(obs)).tobytes()
     policy = TrainedPolicy(model, norm)
     policy.reset(ControlContext(calibration=None, target_uv=100.0, dt_s=0.02))
     got = np.array([policy.predict(o)[0] for o in obs])
-    ref = model.predict(norm(obs), deterministic=True)[0]               # SB3's torch forward
+    ref = model.predict(norm(obs), deterministic=True)[0]  # SB3's torch forward
     assert np.abs(got - ref).max() <= 1e-5 * 2.0
     with pytest.raises(ConfigError, match="observation statistics of 3 entries"):
         with_obs_norm(plain, norm.mean[:3], norm.var[:3], norm.epsilon, norm.clip)
@@ -116,7 +129,7 @@ def test_predict_many_equals_one_episode_predict_bit_for_bit(env, algo):
         assert policy.predict_many(obs[rows], rows).tobytes() == ref[rows].tobytes()
         steps = np.ones(n, np.int64)
         steps[rows] += 1
-        assert np.array_equal(policy.steps, steps)      # an int for one episode, else an array
+        assert np.array_equal(policy.steps, steps)  # an int for one episode, else an array
 
 
 def test_run_episodes_with_a_trained_policy_equals_run_episode_bit_for_bit(env, tmp_path):
@@ -154,15 +167,18 @@ def test_an_unsupported_network_keeps_torch_and_plays_one_instance_per_episode(e
     made.clear()
     got = run_episodes(factory, ENV_ID, EPISODES[:2], SHORT)
     assert len(made) == 2
-    ref = [run_episode(TrainedPolicy(model, name="elu"), ENV_ID, p, s, SHORT)
-           for p, s in EPISODES[:2]]
+    ref = [
+        run_episode(TrainedPolicy(model, name="elu"), ENV_ID, p, s, SHORT) for p, s in EPISODES[:2]
+    ]
     for g, r in zip(got, ref, strict=True):
         assert differences(g, r) == []
     obs = _observations(env, 3).astype(np.float32)
     policy = made[0]
     for row in obs:
-        assert policy.predict(row)[0].tobytes() == model.predict(row, deterministic=True)[0]\
-            .astype(np.float32).tobytes()
+        assert (
+            policy.predict(row)[0].tobytes()
+            == model.predict(row, deterministic=True)[0].astype(np.float32).tobytes()
+        )
     with pytest.raises(ConfigError, match="not batch_ready"):
         policy.reset_many([policy.context] * 2)
     with pytest.raises(ConfigError, match="batch_ready"):

@@ -51,8 +51,9 @@ def _train(seed=0, n=300):
 
 def _kernel(model, state, inputs):
     out = np.empty(inputs.current_ma.size, PULSE_DTYPE)
-    run_pulses(state, model.tables, model.kp, inputs, out, np.empty((0, model.n_samples)),
-               model.work)
+    run_pulses(
+        state, model.tables, model.kp, inputs, out, np.empty((0, model.n_samples)), model.work
+    )
     return out
 
 
@@ -77,7 +78,7 @@ def test_pool_kernel_matches_reference(jitter_rel, monkeypatch):
     real = reference.recruit_reference
     monkeypatch.setattr(reference, "recruit_reference", spy)
     for p in range(40):
-        one = PulseInputs(*(a[p:p + 1] for a in inputs))
+        one = PulseInputs(*(a[p : p + 1] for a in inputs))
         _kernel(model, k_state, one)
         reference.run_pulses_reference(r_state, model.tables, model.kp, one)
         total, acc, dacc = sums[-1]
@@ -140,8 +141,8 @@ def test_pool_delay_is_the_members_mean_delay(jitter_rel):
         got = fired_regen(c, th, jitter_rel, table)
         assert abs(got - emp) < 2e-3, zs  # within 2 us (quadrature, discrete draws)
         assert got == pytest.approx(
-            reference.fired_regen_reference(c, np.array([th]), jitter_rel, table)[0],
-            rel=1e-12)
+            reference.fired_regen_reference(c, np.array([th]), jitter_rel, table)[0], rel=1e-12
+        )
         at_mean = regen(np.array([fired_ratio(c, th, jitter_rel)]))[0]
         if zs < 1.0:
             assert got - at_mean > 0.015  # Jensen: the delay at the mean u is 16-44 us early
@@ -202,12 +203,22 @@ def test_pool_mode_in_the_batch_kernel():
     models = [NeuralModel(_pool(0.03, pool=p), seed=s) for s, p in ((0, True), (1, False))]
     rng = np.random.default_rng(2)
     n = 80
-    per = [PulseInputs(rng.uniform(0.0, 12.0, n), np.full(n, 300.0), rng.uniform(2.0, 5.0, n),
-                       np.full(n, 0.02)) for _ in models]
+    per = [
+        PulseInputs(
+            rng.uniform(0.0, 12.0, n), np.full(n, 300.0), rng.uniform(2.0, 5.0, n), np.full(n, 0.02)
+        )
+        for _ in models
+    ]
     state = stack([m.state for m in models])
     out = np.empty((2, n), PULSE_DTYPE)
-    run_pulses_batch(state, stack([m.tables for m in models]), stack([m.kp for m in models]),
-                     stack(per), out, np.empty((2, 0, models[0].n_samples)))
+    run_pulses_batch(
+        state,
+        stack([m.tables for m in models]),
+        stack([m.kp for m in models]),
+        stack(per),
+        out,
+        np.empty((2, 0, models[0].n_samples)),
+    )
     for i, (m, inp) in enumerate(zip(models, per, strict=True)):
         rec = m.stimulate(*inp)
         for name in PULSE_DTYPE.names:

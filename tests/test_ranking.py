@@ -34,9 +34,17 @@ def rows_of(controllers, env_id=ENV, mad_of=None):
     for name, m in controllers.items():
         for p, s in np.ndindex(m.shape):
             tiw = float(m[p, s])
-            rows.append({"controller": name, "env_id": env_id, "scenario": "clinic",
-                         "patient": f"p{p}", "seed": s, "time_in_window_frac": tiw,
-                         "mad_uv": 100.0 * (1.0 - tiw)})
+            rows.append(
+                {
+                    "controller": name,
+                    "env_id": env_id,
+                    "scenario": "clinic",
+                    "patient": f"p{p}",
+                    "seed": s,
+                    "time_in_window_frac": tiw,
+                    "mad_uv": 100.0 * (1.0 - tiw),
+                }
+            )
     return rows
 
 
@@ -46,17 +54,18 @@ def by_name(out):
 
 # -- paired differences and probability of improvement --------------------------------------------
 
+
 def test_paired_difference_is_the_known_shift_with_a_tight_ci():
     shift = np.array([[0.10, 0.12], [0.08, 0.10], [0.10, 0.10], [0.12, 0.08], [0.10, 0.10]])
     rows = rows_of({"open": BASE, "loop": BASE + shift})
     got = by_name(paired_differences(rows, ENV, "time_in_window_frac", "open", **FAST))
     loop = got["loop"]
-    assert loop["diff"] == pytest.approx(0.10)            # mean of the hand-written shifts
+    assert loop["diff"] == pytest.approx(0.10)  # mean of the hand-written shifts
     assert 0.08 <= loop["diff_lo"] <= 0.10 <= loop["diff_hi"] <= 0.12
     assert loop["vs_baseline"] == "better" and loop["poi"] == 1.0
     assert got["open"]["diff"] == 0.0 and got["open"]["poi"] == 0.5
     mad = by_name(paired_differences(rows, ENV, "mad_uv", "open", **FAST))["loop"]
-    assert mad["diff"] == pytest.approx(-10.0) and mad["direction"] == -1     # raw, signed
+    assert mad["diff"] == pytest.approx(-10.0) and mad["direction"] == -1  # raw, signed
     assert mad["vs_baseline"] == "better"
 
 
@@ -65,14 +74,18 @@ def test_a_shift_below_the_mcid_is_tied_even_with_a_ci_excluding_zero():
     nudge = by_name(paired_differences(rows, ENV, "time_in_window_frac", "open", **FAST))["nudge"]
     assert nudge["diff_lo"] > 0 and nudge["diff"] < MCID["time_in_window_frac"]
     assert nudge["vs_baseline"] == "tied"
-    no_mcid = by_name(paired_differences(rows, ENV, "time_in_window_frac", "open", mcid={},
-                                         **FAST))["nudge"]
+    no_mcid = by_name(
+        paired_differences(rows, ENV, "time_in_window_frac", "open", mcid={}, **FAST)
+    )["nudge"]
     assert no_mcid["vs_baseline"] == "better" and math.isnan(no_mcid["mcid"])
 
 
 def test_probability_of_improvement_by_hand():
     assert probability_of_improvement(BASE, BASE, **FAST) == {
-        "poi": 0.5, "poi_lo": 0.5, "poi_hi": 0.5}
+        "poi": 0.5,
+        "poi_lo": 0.5,
+        "poi_hi": 0.5,
+    }
     assert probability_of_improvement(BASE + 0.2, BASE, **FAST)["poi"] == 1.0
     assert probability_of_improvement(BASE + 0.2, BASE, -1, **FAST)["poi"] == 0.0
     # one patient, seeds x = [1, 3], y = [2, 2]: pairs 1<2, 1<2, 3>2, 3>2 -> 0.5;
@@ -90,19 +103,27 @@ def test_probability_of_improvement_is_rliables_formula():
     from scipy.stats import mannwhitneyu
 
     rng = np.random.default_rng(7)
-    x = rng.integers(0, 4, (6, 3)).astype(float)          # small integers: many ties
+    x = rng.integers(0, 4, (6, 3)).astype(float)  # small integers: many ties
     y = rng.integers(0, 4, (6, 3)).astype(float)
-    want = np.mean([0.5 if np.array_equal(a, b) else
-                    mannwhitneyu(a, b, alternative="greater").statistic / 9.0
-                    for a, b in zip(x, y, strict=True)])
+    want = np.mean(
+        [
+            0.5
+            if np.array_equal(a, b)
+            else mannwhitneyu(a, b, alternative="greater").statistic / 9.0
+            for a, b in zip(x, y, strict=True)
+        ]
+    )
     assert probability_of_improvement(x, y, **FAST)["poi"] == pytest.approx(want)
 
 
 def test_mismatched_episodes_are_refused():
     rows = rows_of({"open": BASE, "loop": BASE + 0.1})
     rows = [r for r in rows if not (r["controller"] == "loop" and r["patient"] == "p4")]
-    with pytest.raises(ConfigError, match=r"'open' and 'loop' were not played on the same "
-                                          r"episodes.*2 \(patient, seed\) only for 'open'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'open' and 'loop' were not played on the same "
+        r"episodes.*2 \(patient, seed\) only for 'open'",
+    ):
         paired_differences(rows, ENV, "time_in_window_frac", "open")
     with pytest.raises(ConfigError, match="not played on the same episodes"):
         rank_groups(rows, ENV, "time_in_window_frac")
@@ -110,8 +131,9 @@ def test_mismatched_episodes_are_refused():
         paired_differences(rows_of({"open": BASE}), ENV, "mad_uv", "nobody")
 
 
-@pytest.mark.parametrize(("metric", "message"), [
-    ("madd", "'madd'.*unknown"), ("n_pulses", "no better direction")])
+@pytest.mark.parametrize(
+    ("metric", "message"), [("madd", "'madd'.*unknown"), ("n_pulses", "no better direction")]
+)
 def test_a_metric_that_cannot_rank_is_refused(metric, message):
     with pytest.raises(ConfigError, match=message):
         rank_groups(rows_of({"open": BASE}), ENV, metric)
@@ -119,9 +141,9 @@ def test_a_metric_that_cannot_rank_is_refused(metric, message):
 
 # -- rank groups -------------------------------------------------------------------------------
 
+
 def test_identical_controllers_are_tied_and_a_clear_winner_is_alone():
-    rows = rows_of({"open": BASE, "copy": BASE.copy(), "best": BASE + 0.2,
-                    "almost": BASE + 0.19})
+    rows = rows_of({"open": BASE, "copy": BASE.copy(), "best": BASE + 0.2, "almost": BASE + 0.19})
     ranked = rank_groups(rows, ENV, "time_in_window_frac", **FAST)
     assert [r["controller"] for r in ranked] == ["best", "almost", "copy", "open"]
     assert [r["rank_label"] for r in ranked] == ["1=", "1=", "3=", "3="]
@@ -152,13 +174,19 @@ def test_ranking_is_deterministic_and_covers_the_schema():
 
 
 def test_every_mcid_names_a_ranked_metric():
-    assert {"time_in_window_frac", "mad_uv", "time_below_perception_frac",
-            "time_above_discomfort_frac", "overstim_events_per_hour",
-            "charge_per_pulse_uc"} <= set(MCID)
+    assert {
+        "time_in_window_frac",
+        "mad_uv",
+        "time_below_perception_frac",
+        "time_above_discomfort_frac",
+        "overstim_events_per_hour",
+        "charge_per_pulse_uc",
+    } <= set(MCID)
     assert set(MCID) <= set(EPISODE_METRICS) and all(v > 0 for v in MCID.values())
 
 
 # -- leaderboard and files -----------------------------------------------------------------------
+
 
 def test_leaderboard_shows_ties_differences_and_probability():
     rows = rows_of({"open": BASE, "copy": BASE.copy(), "best": BASE + 0.2})
@@ -166,7 +194,10 @@ def test_leaderboard_shows_ties_differences_and_probability():
     summary = summarize(rows, ["time_in_window_frac", "mad_uv"], n_resamples=50)
     board = leaderboard(summary, metrics=["time_in_window_frac", "mad_uv"], ranking=paired)
     assert [(r["rank_label"], r["controller"]) for r in board[ENV]] == [
-        ("1", "best"), ("2=", "copy"), ("2=", "open")]
+        ("1", "best"),
+        ("2=", "copy"),
+        ("2=", "open"),
+    ]
     text = leaderboard_markdown(board, ["time_in_window_frac", "mad_uv"])
     assert "| Δ vs open (% points) | P(better than open) |" in text  # fractions shown in %
     assert "| 2= | copy | 54.3 [" in text and "MCID 5 (% points)" in text
@@ -176,8 +207,14 @@ def test_leaderboard_shows_ties_differences_and_probability():
 
 def test_report_writes_paired_results_and_non_empty_figures(tmp_path):
     rows = rows_of({"open": BASE, "loop": BASE + 0.1})
-    report = write_report(rows, tmp_path, baseline="open", primary={ENV: "mad_uv"},
-                          metrics=["time_in_window_frac", "mad_uv"], n_resamples=50)
+    report = write_report(
+        rows,
+        tmp_path,
+        baseline="open",
+        primary={ENV: "mad_uv"},
+        metrics=["time_in_window_frac", "mad_uv"],
+        n_resamples=50,
+    )
     doc = json.loads((tmp_path / "summary.json").read_text())
     assert doc["paired_schema"] == PAIRED_SCHEMA and len(doc["paired"]) == 2
     assert doc["paired"][0]["controller"] == "loop" and doc["paired"][0]["metric"] == "mad_uv"
@@ -199,27 +236,36 @@ def test_figures_refuse_bad_input(tmp_path):
 
 # -- suites --------------------------------------------------------------------------------------
 
+
 def test_suite_primary_metrics_round_trip_and_defaults(tmp_path):
     suite = Suite(primary_metrics=(("closedloop/ECAPTracking-Test-v0", "mad_uv"),))
     assert Suite.from_dict(suite.to_dict()) == suite
-    assert suite.primary() == {"closedloop/ECAPClinic-Test-v0": "mad_uv",
-                               "closedloop/ECAPTracking-Test-v0": "mad_uv",
-                               "closedloop/ECAPCoughStorm-Test-v0": "time_in_window_frac",
-                               "closedloop/ECAPWalking-Test-v0": "time_in_window_frac",
-                               "closedloop/ECAPSleep-Test-v0": "time_in_window_frac",
-                               "closedloop/ECAPDrift-Test-v0": "time_in_window_frac"}
+    assert suite.primary() == {
+        "closedloop/ECAPClinic-Test-v0": "mad_uv",
+        "closedloop/ECAPTracking-Test-v0": "mad_uv",
+        "closedloop/ECAPCoughStorm-Test-v0": "time_in_window_frac",
+        "closedloop/ECAPWalking-Test-v0": "time_in_window_frac",
+        "closedloop/ECAPSleep-Test-v0": "time_in_window_frac",
+        "closedloop/ECAPDrift-Test-v0": "time_in_window_frac",
+    }
     path = tmp_path / "s.toml"
-    path.write_text('name = "s"\n[primary_metrics]\n'
-                    '"closedloop/ECAPCoughStorm-Test-v0" = "time_above_discomfort_frac"\n')
+    path.write_text(
+        'name = "s"\n[primary_metrics]\n'
+        '"closedloop/ECAPCoughStorm-Test-v0" = "time_above_discomfort_frac"\n'
+    )
     assert load_suite(path).primary()["closedloop/ECAPCoughStorm-Test-v0"] == (
-        "time_above_discomfort_frac")
+        "time_above_discomfort_frac"
+    )
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    ('"closedloop/ECAPClinic-Test-v0" = "madd"', r"primary_metrics\[.*\]='madd'.*unknown"),
-    ('"closedloop/ECAPClinic-Test-v0" = "n_pulses"', "no better direction"),
-    ('"closedloop/Nope-v0" = "mad_uv"', "primary_metrics key='closedloop/Nope-v0' is unknown"),
-])
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('"closedloop/ECAPClinic-Test-v0" = "madd"', r"primary_metrics\[.*\]='madd'.*unknown"),
+        ('"closedloop/ECAPClinic-Test-v0" = "n_pulses"', "no better direction"),
+        ('"closedloop/Nope-v0" = "mad_uv"', "primary_metrics key='closedloop/Nope-v0' is unknown"),
+    ],
+)
 def test_suite_with_an_unknown_primary_metric_or_env_is_refused(tmp_path, table, message):
     path = tmp_path / "bad.toml"
     path.write_text(f'name = "bad"\n[primary_metrics]\n{table}\n')
@@ -237,10 +283,11 @@ def test_changing_only_the_primary_metrics_keeps_the_run_folder(tmp_path):
     suite = Suite(name="s")
     _claim_folder(tmp_path, suite, fresh=False)
     record = json.loads((tmp_path / SUITE_FILE).read_text())
-    del record["primary_metrics"]                         # a run folder from before the field
+    del record["primary_metrics"]  # a run folder from before the field
     (tmp_path / SUITE_FILE).write_text(json.dumps(record))
     _claim_folder(tmp_path, suite, fresh=False)
-    _claim_folder(tmp_path, dataclasses.replace(suite, primary_metrics=((ENV, "rmse_uv"),)),
-                  fresh=False)
+    _claim_folder(
+        tmp_path, dataclasses.replace(suite, primary_metrics=((ENV, "rmse_uv"),)), fresh=False
+    )
     with pytest.raises(ConfigError, match="another suite"):
         _claim_folder(tmp_path, dataclasses.replace(suite, seeds=(5,)), fresh=False)

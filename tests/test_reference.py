@@ -35,8 +35,12 @@ def _train(seed: int = 0) -> PulseInputs:
     """Mixed pulse train: random and fixed currents, two pulse widths, 2 Hz - 10 kHz."""
     rng = np.random.default_rng(seed)
     segments = [  # (n, rate Hz, pw µs, current mA or None for random)
-        (60, 50.0, 210.0, None), (30, 2.0, 460.0, None), (40, 10_000.0, 210.0, 15.0),
-        (40, 1000.0, 460.0, 12.0), (40, 10_000.0, 210.0, None), (30, 455.0, 330.0, None),
+        (60, 50.0, 210.0, None),
+        (30, 2.0, 460.0, None),
+        (40, 10_000.0, 210.0, 15.0),
+        (40, 1000.0, 460.0, 12.0),
+        (40, 10_000.0, 210.0, None),
+        (30, 455.0, 330.0, None),
     ]
     cur, pw, rate = [], [], []
     for n, r, w, c in segments:
@@ -82,12 +86,19 @@ def test_threshold_and_tables_match_reference(configuration):
 
 
 @pytest.mark.parametrize("waveforms", [False, True])
-@pytest.mark.parametrize("variant", [
-    {},
-    {"excitability": {"jitter_rel": 0.25}, "lead": {"lateral_offset_mm": 1.0},
-     "recording": {"estimator": "n1p2", "adc_range_uv": 200.0},
-     "response": {"motor_fraction": 0.1}},
-], ids=["default", "variant"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {
+            "excitability": {"jitter_rel": 0.25},
+            "lead": {"lateral_offset_mm": 1.0},
+            "recording": {"estimator": "n1p2", "adc_range_uv": 200.0},
+            "response": {"motor_fraction": 0.1},
+        },
+    ],
+    ids=["default", "variant"],
+)
 def test_pulse_train_matches_reference(waveforms, variant):
     model = NeuralModel(SMALL.replace(**variant), seed=5)
     model.reset(9)
@@ -95,8 +106,10 @@ def test_pulse_train_matches_reference(waveforms, variant):
     k_state, r_state = copy.deepcopy(model.state), copy.deepcopy(model.state)
     halves = (slice(0, 110), slice(110, None))  # two calls: state carries over between them
     k = [_kernel(k_state, model, _chunk(inputs, h), waveforms) for h in halves]
-    r = [run_pulses_reference(r_state, model.tables, model.kp, _chunk(inputs, h), waveforms)
-         for h in halves]
+    r = [
+        run_pulses_reference(r_state, model.tables, model.kp, _chunk(inputs, h), waveforms)
+        for h in halves
+    ]
     k_out, r_out = (np.concatenate([o for o, _ in x]) for x in (k, r))
     assert_array_equal(k_out["n_recruited"], r_out["n_recruited"])
     assert_records_close(k_out, r_out)
@@ -104,8 +117,14 @@ def test_pulse_train_matches_reference(waveforms, variant):
         assert kw.shape == rw.shape == ((kw.shape[0] if waveforms else 0), model.n_samples)
         assert_allclose(kw, rw, rtol=1e-9, atol=1e-9)
     for name in FIBRE_STATE + ("templates", "mf", "shapes", "cache"):
-        assert_allclose(getattr(k_state, name), getattr(r_state, name), rtol=1e-12, atol=0.0,
-                        equal_nan=True, err_msg=name)
+        assert_allclose(
+            getattr(k_state, name),
+            getattr(r_state, name),
+            rtol=1e-12,
+            atol=0.0,
+            equal_nan=True,
+            err_msg=name,
+        )
     assert k_state.pulse_count[0] == r_state.pulse_count[0] == inputs.current_ma.size
     assert (k_state.clock_ms[1:3] > 0.0).all()  # the fast processes were rebased on the way
     # The train exercises what it is meant to: recruitment from none to all fibres, absolute
@@ -124,9 +143,15 @@ def _batch_setup(seeds=(0, 1, 2), reset_seeds=(10, 11, 12), params=(SMALL,) * 3)
         m.reset(r)
     rng = np.random.default_rng(1)
     n = 120
-    per = [PulseInputs(rng.uniform(0.0, 15.0, n), np.where(np.arange(n) < 60, 210.0, 400.0),
-                       rng.uniform(2.0, 6.0, n), np.full(n, 1.0 / rate))
-           for rate in (50.0, 1000.0, 10_000.0)]
+    per = [
+        PulseInputs(
+            rng.uniform(0.0, 15.0, n),
+            np.where(np.arange(n) < 60, 210.0, 400.0),
+            rng.uniform(2.0, 6.0, n),
+            np.full(n, 1.0 / rate),
+        )
+        for rate in (50.0, 1000.0, 10_000.0)
+    ]
     return models, per
 
 
@@ -178,8 +203,15 @@ def test_kernel_rejects_a_scratch_too_short_for_the_template_lag(kernel):
     inputs = _train(4)
     n = inputs.current_ma.size
     with pytest.raises(ValueError, match="KernelWork.scratch is too short"):
-        kernel(m.state, m.tables, m.kp, inputs, np.empty(n, PULSE_DTYPE),
-               np.empty((0, m.n_samples)), work)
+        kernel(
+            m.state,
+            m.tables,
+            m.kp,
+            inputs,
+            np.empty(n, PULSE_DTYPE),
+            np.empty((0, m.n_samples)),
+            work,
+        )
 
 
 COLD_FIRST_CALL = """
@@ -195,8 +227,13 @@ def test_kernels_without_reference_counting_compile_from_a_cold_cache(tmp_path):
     # compiled first from a kernel without it, on an empty cache, it must allocate nothing
     # (the batch kernel's loop over patients calls it the same way).
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", COLD_FIRST_CALL], env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", COLD_FIRST_CALL],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
 
 
@@ -213,8 +250,17 @@ def test_batch_of_patients_with_different_template_lags(n_threads):
     n_p = per[0].current_ma.size
     out = np.empty((len(models), n_p), PULSE_DTYPE)
     index = np.arange(len(models))
-    run_batch(state, tables, index, index, stack([m.kp for m in models]), stack(per), out,
-              np.empty((len(models), 0, models[0].n_samples)), n_threads)
+    run_batch(
+        state,
+        tables,
+        index,
+        index,
+        stack([m.kp for m in models]),
+        stack(per),
+        out,
+        np.empty((len(models), 0, models[0].n_samples)),
+        n_threads,
+    )
     for i, (m, inp) in enumerate(zip(models, per, strict=True)):
         assert_records_identical(out[i], m.stimulate(*inp))
     assert not np.array_equal(out[0]["ecap_template_uv"], out[1]["ecap_template_uv"])
@@ -237,8 +283,10 @@ def test_same_seed_reproduces_and_reset_seed_changes_noise():
         assert_array_equal(wave1, w)
     b.reset(22)
     out5, wave5 = b.stimulate(*inp, waveforms=True)
-    noise1, noise5 = wave1 - wave1.mean(axis=1, keepdims=True), wave5 - wave5.mean(axis=1,
-                                                                                   keepdims=True)
+    noise1, noise5 = (
+        wave1 - wave1.mean(axis=1, keepdims=True),
+        wave5 - wave5.mean(axis=1, keepdims=True),
+    )
     assert np.mean(noise1 != noise5) > 0.5
     assert not np.array_equal(out1["ecap_n1p2_uv"], out5["ecap_n1p2_uv"])
 
@@ -270,8 +318,9 @@ def test_estimates_do_not_depend_on_call_chunking():
     m.reset(5)
     whole = m.stimulate(*args)
     m.reset(5)
-    single = np.concatenate([m.stimulate(args[0][i], args[1][i], args[2], args[3])
-                             for i in range(args[0].size)])
+    single = np.concatenate(
+        [m.stimulate(args[0][i], args[1][i], args[2], args[3]) for i in range(args[0].size)]
+    )
     assert_records_identical(whole, single)
 
 

@@ -13,9 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_bench_env_quick_runs_and_writes_every_section(tmp_path):
     out = tmp_path / "env_speed.json"
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_env.py"), "--quick",
-                          "--json", str(out)], capture_output=True, text=True, timeout=1800,
-                         check=True)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_env.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
     res = json.loads(out.read_text())
     assert res["step"]["ratio"] > 0 and res["memory"]["rss_per_env_mb"] > 0
     assert set(res["ppo"]) == {"single_lean", "single_default", "training"}

@@ -37,7 +37,7 @@ def test_sway_matches_the_step_by_step_recursion():
 def test_sway_is_stationary_with_its_sd_and_correlation_time():
     spec = SwaySpec(sd_mm=0.25, tau_s=10.0)
     rate = 10.0
-    g = grid(40_000.0, rate)                          # 4000 correlation times
+    g = grid(40_000.0, rate)  # 4000 correlation times
     x = spec.sample(g, np.random.default_rng(1), np.ones(len(g.t_s)))
     assert x.std() == pytest.approx(0.25, rel=0.06)
     assert abs(x.mean()) < 0.03
@@ -50,16 +50,24 @@ def test_sway_is_stationary_with_its_sd_and_correlation_time():
 
 
 def test_posture_scale_gates_the_sway():
-    sc = Scenario.from_dict({"duration_s": 200.0, "posture": {
-        "mode": "sequence", "sequence": [["sitting", 100.0], ["supine", 100.0]],
-        "repeat": False, "transition_s": 1.0},
-        "sway": {"sd_mm": 0.3, "posture_scale": {"supine": 0.0}}})
+    sc = Scenario.from_dict(
+        {
+            "duration_s": 200.0,
+            "posture": {
+                "mode": "sequence",
+                "sequence": [["sitting", 100.0], ["supine", 100.0]],
+                "repeat": False,
+                "transition_s": 1.0,
+            },
+            "sway": {"sd_mm": 0.3, "posture_scale": {"supine": 0.0}},
+        }
+    )
     tr = sc.sample(CSF, 50.0, 3)
     sway = tr.parts["sway"]
     supine = tr.t_s > 102.0
     assert np.all(sway[supine] == 0.0)
     assert np.std(sway[tr.t_s < 99.0]) > 0.0
-    assert sc.sway.posture_scale["sitting"] == 1.0      # missing postures default to 1
+    assert sc.sway.posture_scale["sitting"] == 1.0  # missing postures default to 1
 
 
 def test_sway_is_appended_so_other_parts_keep_their_draws():
@@ -71,8 +79,7 @@ def test_sway_is_appended_so_other_parts_keep_their_draws():
         assert np.array_equal(a.parts[key], b.parts[key]), key
     assert np.array_equal(a.posture, b.posture)
     assert np.all(a.parts["sway"] == 0.0) and np.std(b.parts["sway"]) > 0.0
-    np.testing.assert_allclose(b.csf_mm, np.clip(a.csf_mm + b.parts["sway"], 0.5, 12.0),
-                               atol=1e-12)
+    np.testing.assert_allclose(b.csf_mm, np.clip(a.csf_mm + b.parts["sway"], 0.5, 12.0), atol=1e-12)
 
 
 def test_sway_round_trips_and_describes():
@@ -81,15 +88,18 @@ def test_sway_round_trips_and_describes():
     assert sc.sway is not None and "sway" in sc.describe()
 
 
-@pytest.mark.parametrize("table, name", [
-    ({"sd_mm": -0.1}, "sway.sd_mm"),
-    ({"sd_mm": float("nan")}, "sway.sd_mm"),
-    ({"tau_s": 0.0}, "sway.tau_s"),
-    ({"tau_s": float("inf")}, "sway.tau_s"),
-    ({"posture_scale": {"kneeling": 1.0}}, "sway.posture_scale"),
-    ({"posture_scale": {"sitting": -1.0}}, "sway.posture_scale.sitting"),
-    ({"amplitude": 1.0}, "amplitude"),
-])
+@pytest.mark.parametrize(
+    "table, name",
+    [
+        ({"sd_mm": -0.1}, "sway.sd_mm"),
+        ({"sd_mm": float("nan")}, "sway.sd_mm"),
+        ({"tau_s": 0.0}, "sway.tau_s"),
+        ({"tau_s": float("inf")}, "sway.tau_s"),
+        ({"posture_scale": {"kneeling": 1.0}}, "sway.posture_scale"),
+        ({"posture_scale": {"sitting": -1.0}}, "sway.posture_scale.sitting"),
+        ({"amplitude": 1.0}, "amplitude"),
+    ],
+)
 def test_bad_sway_tables_name_the_field(table, name):
     with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
         Scenario.from_dict({"duration_s": 10.0, "sway": table})

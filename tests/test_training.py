@@ -28,10 +28,11 @@ from closedloop.training.checkpoints import list_checkpoints
 from closedloop.training.spec import algorithm_class
 
 ENV = "closedloop/ECAPTracking-v0"
-SHORT = {"episode_s": 12.0}            # 10 s warm-up, then 2 s scored
+SHORT = {"episode_s": 12.0}  # 10 s warm-up, then 2 s scored
 PPO_HP = {"n_steps": 64, "batch_size": 64, "n_epochs": 2}
-OPTS = TrainOptions(eval_every=256, eval_patients=1, checkpoint_every=256, progress=False,
-                    tensorboard=False)
+OPTS = TrainOptions(
+    eval_every=256, eval_patients=1, checkpoint_every=256, progress=False, tensorboard=False
+)
 
 
 def tiny(agent, out, steps=512, seed=3, **kw):
@@ -84,22 +85,22 @@ def test_same_seed_same_parameters_through_the_cli(ppo_run, cli, tmp_path):
 
 def test_loaded_model_is_a_controller_with_its_normalisation(ppo_run):
     factory = pickle.loads(pickle.dumps(TrainedPolicyFactory(str(ppo_run.out_dir))))
-    ctl = factory()                                       # the run's best model
+    ctl = factory()  # the run's best model
     assert ctl.card["training"]["selection"].startswith("best validation")
     result = run_episode(ctl, ENV, "validation-000", 0, SHORT)
     assert result.n_steps == 600
-    val = ctl.card["validation"]["metrics"]               # scored on the same episode
+    val = ctl.card["validation"]["metrics"]  # scored on the same episode
     assert result.metrics["mad_uv"] == pytest.approx(val["mad_uv"], rel=1e-9)
     assert result.metrics["time_in_window_frac"] == val["time_in_window_frac"]
     from closedloop.training import ObsNormalizer
 
     pickled = ObsNormalizer.load(ppo_run.out_dir / "best" / "vecnormalize.pkl")
-    assert np.array_equal(pickled.mean, ctl.normalizer.mean)            # JSON == pickle
+    assert np.array_equal(pickled.mean, ctl.normalizer.mean)  # JSON == pickle
     assert np.array_equal(pickled.var, ctl.normalizer.var)
     for obs in np.random.default_rng(1).normal(0.0, 50.0, (20, 13)).astype(np.float32):
-        fast, _ = ctl.predict(obs)            # the float64 row kernel (policy_kernels.py)
-        slow, _ = ctl.policy.predict(ctl.normalizer(obs), deterministic=True)   # SB3, torch
-        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)   # float32 rounding apart
+        fast, _ = ctl.predict(obs)  # the float64 row kernel (policy_kernels.py)
+        slow, _ = ctl.policy.predict(ctl.normalizer(obs), deterministic=True)  # SB3, torch
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)  # float32 rounding apart
 
 
 def test_interrupted_run_resumes_to_the_requested_total(tmp_path, monkeypatch):
@@ -111,33 +112,38 @@ def test_interrupted_run_resumes_to_the_requested_total(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             return True
 
-    opts = TrainOptions(eval_every=0, eval_patients=1, checkpoint_every=128, progress=False,
-                        tensorboard=False)
+    opts = TrainOptions(
+        eval_every=0, eval_patients=1, checkpoint_every=128, progress=False, tensorboard=False
+    )
     with pytest.raises(KeyboardInterrupt):
         tiny("ppo", tmp_path, options=opts, callbacks=[Interrupt()])
     assert list_checkpoints(tmp_path)[-1][0] == 256
     with pytest.raises(ConfigError, match="seed"):
-        tiny("ppo", tmp_path, seed=4, options=opts)        # not the same run
+        tiny("ppo", tmp_path, seed=4, options=opts)  # not the same run
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real(name, *a),
+    )
     with pytest.warns(UserWarning, match="tensorboard is not installed"):
-        result = tiny("ppo", tmp_path, resume=True,
-                      options=dataclasses.replace(opts, tensorboard=True))
+        result = tiny(
+            "ppo", tmp_path, resume=True, options=dataclasses.replace(opts, tensorboard=True)
+        )
     assert result.steps == 512
     assert result.card["training"]["resumed_at"] == [256]
     assert list_checkpoints(tmp_path)[-1][0] == 512
-    again = tiny("ppo", tmp_path, options=opts)           # finished: nothing to do
+    again = tiny("ppo", tmp_path, options=opts)  # finished: nothing to do
     assert again.card == result.card
 
 
 def test_a_run_folder_is_locked_while_in_use(tmp_path):
     from closedloop.training.checkpoints import RunLock
 
-    (tmp_path / ".lock").write_text(str(os.getppid()))             # a live process
+    (tmp_path / ".lock").write_text(str(os.getppid()))  # a live process
     with pytest.raises(ConfigError, match="in use by another training run"):
         tiny("ppo", tmp_path)
-    (tmp_path / ".lock").write_text("999999999")                   # no such process: stale
+    (tmp_path / ".lock").write_text("999999999")  # no such process: stale
     with RunLock(tmp_path):
         assert (tmp_path / ".lock").read_text() == str(os.getpid())
     assert not (tmp_path / ".lock").exists()
@@ -159,34 +165,45 @@ def test_progress_bar_falls_back_to_tqdm_without_rich(monkeypatch):
 
     if importlib.util.find_spec("rich") is not None:
         assert not isinstance(progress_callback(), TqdmProgressCallback)  # SB3's rich bar
-    monkeypatch.setattr(sb3_callbacks, "tqdm", None)                     # as without rich
+    monkeypatch.setattr(sb3_callbacks, "tqdm", None)  # as without rich
     assert isinstance(progress_callback(), TqdmProgressCallback)
 
 
 def test_sac_tiny_run_checkpoints_its_replay_buffer(tmp_path):
     hp = {"learning_starts": 64, "batch_size": 32, "buffer_size": 2_000, "gradient_steps": 1}
-    result = tiny("sac", tmp_path, steps=384, hyperparams=hp,
-                  options=TrainOptions(eval_every=0, eval_patients=1, checkpoint_every=0,
-                                       progress=False, tensorboard=False))
+    result = tiny(
+        "sac",
+        tmp_path,
+        steps=384,
+        hyperparams=hp,
+        options=TrainOptions(
+            eval_every=0, eval_patients=1, checkpoint_every=0, progress=False, tensorboard=False
+        ),
+    )
     assert result.steps == 384
     steps, ckpt = list_checkpoints(tmp_path)[-1]
     assert steps == 384 and (ckpt / "replay_buffer.pkl").is_file()
-    assert result.card["normalization"] == {"obs": True, "reward": False, "clip_obs": 10.0,
-                                            "gamma": 0.98}
+    assert result.card["normalization"] == {
+        "obs": True,
+        "reward": False,
+        "clip_obs": 10.0,
+        "gamma": 0.98,
+    }
     ctl = load_trained(tmp_path)
     ctl.reset(ControlContext(calibration=None, target_uv=100.0, dt_s=0.02))
     action, _ = ctl.predict(np.zeros(13, np.float32))
     assert action.shape == (1,) and -1.0 <= action[0] <= 1.0
     for obs in np.random.default_rng(0).normal(0.0, 50.0, (20, 13)).astype(np.float32):
-        fast, _ = ctl.predict(obs)            # the float64 row kernel (policy_kernels.py)
-        slow, _ = ctl.policy.predict(ctl.normalizer(obs), deterministic=True)   # SB3, torch
-        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)   # float32 rounding apart
+        fast, _ = ctl.predict(obs)  # the float64 row kernel (policy_kernels.py)
+        slow, _ = ctl.policy.predict(ctl.normalizer(obs), deterministic=True)  # SB3, torch
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)  # float32 rounding apart
 
 
 def test_recurrent_ppo_tiny_run(tmp_path):
     pytest.importorskip("sb3_contrib")
-    result = tiny("recurrent-ppo", tmp_path, steps=128, hyperparams={"n_steps": 32,
-                                                                      "batch_size": 32})
+    result = tiny(
+        "recurrent-ppo", tmp_path, steps=128, hyperparams={"n_steps": 32, "batch_size": 32}
+    )
     ctl = load_trained(tmp_path)
     assert result.steps == 128
     assert run_episode(ctl, ENV, "validation-001", 0, {"episode_s": 11.0}).n_steps == 550
@@ -194,42 +211,69 @@ def test_recurrent_ppo_tiny_run(tmp_path):
 
 def test_training_never_touches_the_test_cohort(tmp_path):
     with pytest.raises(HeldOutError):
-        train("ppo", "closedloop/ECAPTracking-Test-v0", 128, tmp_path, n_envs=1,
-              env_overrides=SHORT, options=OPTS)
+        train(
+            "ppo",
+            "closedloop/ECAPTracking-Test-v0",
+            128,
+            tmp_path,
+            n_envs=1,
+            env_overrides=SHORT,
+            options=OPTS,
+        )
 
 
 def spec_doc(**changes):
-    doc = {"name": "x", "algorithm": "PPO", "policy": "MlpPolicy",
-           "hyperparams": {"default": {"learning_rate": 1e-3}}}
+    doc = {
+        "name": "x",
+        "algorithm": "PPO",
+        "policy": "MlpPolicy",
+        "hyperparams": {"default": {"learning_rate": 1e-3}},
+    }
     return doc | changes
 
 
-@pytest.mark.parametrize(("make", "words"), [
-    (lambda p: train("ppx", ENV, 10, p), ["agent='ppx' is unknown", "ppo", "sac"]),
-    (lambda p: train("ppo", "closedloop/Nope-v0", 10, p), ["env_id='closedloop/Nope-v0'",
-                                                           ENV]),
-    (lambda p: train("ppo", ENV, 0, p), ["total_steps=0", "[1, inf)"]),
-    (lambda p: train("ppo", ENV, 10, p, seed=-1), ["seed=-1"]),
-    (lambda p: train("ppo", ENV, 10, p, n_envs=0), ["n_envs=0"]),
-    (lambda p: train("ppo", ENV, 10, p, hyperparams={"learnin_rate": 1}),
-     ["learnin_rate", "valid:", "learning_rate"]),
-    (lambda p: train("ppo", ENV, 10, p, env_overrides={"episode_ss": 1}), ["episode_ss"]),
-    (lambda p: parse_rl_spec(spec_doc(hyperparams={"default": {"n_stepz": 8}})),
-     ["n_stepz", "n_steps"]),
-    (lambda p: parse_rl_spec(spec_doc(hyperparams={"default": {
-        "policy_kwargs": {"net_archh": [8]}}})), ["net_archh", "net_arch"]),
-    (lambda p: parse_rl_spec(spec_doc(gamma=0.9)), ["gamma", "hyperparams"]),
-    (lambda p: parse_rl_spec(spec_doc(algorithm="DQN")), ["algorithm='DQN'", "'PPO', 'SAC'"]),
-    (lambda p: parse_rl_spec(spec_doc(policy="LstmPolicy")), ["policy='LstmPolicy'",
-                                                              "MlpPolicy"]),
-    (lambda p: parse_rl_spec(spec_doc(hyperparams={"closedloop/Nope-v0": {}})),
-     ["closedloop/Nope-v0", "default", ENV]),
-    (lambda p: parse_rl_spec(spec_doc(algorithm="SAC", normalize_reward=True)),
-     ["normalize_reward"]),
-    (lambda p: parse_rl_spec(spec_doc(search={"lr": {"low": 1, "high": 2}})), ["lr"]),
-    (lambda p: TrainOptions(eval_patients=0), ["eval_patients=0"]),
-    (lambda p: train("ppo", ENV, 10, p, resume=True), ["resume=True", "no checkpoint"]),
-])
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: train("ppx", ENV, 10, p), ["agent='ppx' is unknown", "ppo", "sac"]),
+        (lambda p: train("ppo", "closedloop/Nope-v0", 10, p), ["env_id='closedloop/Nope-v0'", ENV]),
+        (lambda p: train("ppo", ENV, 0, p), ["total_steps=0", "[1, inf)"]),
+        (lambda p: train("ppo", ENV, 10, p, seed=-1), ["seed=-1"]),
+        (lambda p: train("ppo", ENV, 10, p, n_envs=0), ["n_envs=0"]),
+        (
+            lambda p: train("ppo", ENV, 10, p, hyperparams={"learnin_rate": 1}),
+            ["learnin_rate", "valid:", "learning_rate"],
+        ),
+        (lambda p: train("ppo", ENV, 10, p, env_overrides={"episode_ss": 1}), ["episode_ss"]),
+        (
+            lambda p: parse_rl_spec(spec_doc(hyperparams={"default": {"n_stepz": 8}})),
+            ["n_stepz", "n_steps"],
+        ),
+        (
+            lambda p: parse_rl_spec(
+                spec_doc(hyperparams={"default": {"policy_kwargs": {"net_archh": [8]}}})
+            ),
+            ["net_archh", "net_arch"],
+        ),
+        (lambda p: parse_rl_spec(spec_doc(gamma=0.9)), ["gamma", "hyperparams"]),
+        (lambda p: parse_rl_spec(spec_doc(algorithm="DQN")), ["algorithm='DQN'", "'PPO', 'SAC'"]),
+        (
+            lambda p: parse_rl_spec(spec_doc(policy="LstmPolicy")),
+            ["policy='LstmPolicy'", "MlpPolicy"],
+        ),
+        (
+            lambda p: parse_rl_spec(spec_doc(hyperparams={"closedloop/Nope-v0": {}})),
+            ["closedloop/Nope-v0", "default", ENV],
+        ),
+        (
+            lambda p: parse_rl_spec(spec_doc(algorithm="SAC", normalize_reward=True)),
+            ["normalize_reward"],
+        ),
+        (lambda p: parse_rl_spec(spec_doc(search={"lr": {"low": 1, "high": 2}})), ["lr"]),
+        (lambda p: TrainOptions(eval_patients=0), ["eval_patients=0"]),
+        (lambda p: train("ppo", ENV, 10, p, resume=True), ["resume=True", "no checkpoint"]),
+    ],
+)
 def test_bad_input_names_the_key(make, words, tmp_path):
     with pytest.raises(ConfigError) as err:
         make(tmp_path)

@@ -40,8 +40,9 @@ def test_cases_replay_their_recorded_arrays(recorded, replayed):
     for name, case in replayed.items():
         assert sorted(case) == sorted(recorded[name]), name
         for key, value in case.items():
-            np.testing.assert_allclose(value, recorded[name][key], rtol=1e-7, atol=1e-9,
-                                       err_msg=f"{name}: {key}")
+            np.testing.assert_allclose(
+                value, recorded[name][key], rtol=1e-7, atol=1e-9, err_msg=f"{name}: {key}"
+            )
 
 
 def test_the_guard_sees_a_changed_trajectory(recorded):

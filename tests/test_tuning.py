@@ -17,10 +17,18 @@ TINY = {"env_ids": ("closedloop/ECAPClinic-v0",), "n_patients": 1, "budget": 3}
 
 
 def test_objective_is_the_documented_sum():
-    rows = [{"mean_rel_error": 0.1, "time_above_discomfort_frac": 0.01,
-             "time_below_perception_frac": 0.2},
-            {"mean_rel_error": 0.3, "time_above_discomfort_frac": 0.0,
-             "time_below_perception_frac": 0.0}]
+    rows = [
+        {
+            "mean_rel_error": 0.1,
+            "time_above_discomfort_frac": 0.01,
+            "time_below_perception_frac": 0.2,
+        },
+        {
+            "mean_rel_error": 0.3,
+            "time_above_discomfort_frac": 0.0,
+            "time_below_perception_frac": 0.0,
+        },
+    ]
     assert objective(rows, 2.0, 1.0) == pytest.approx((0.1 + 0.02 + 0.2 + 0.3) / 2)
 
 
@@ -40,11 +48,14 @@ def test_tuning_records_its_budget_and_never_gets_worse(tmp_path):
     assert spec.params.ki_ma_per_uv_s == pytest.approx(doc["params"]["ki_ma_per_uv_s"])
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"split": "test"}, "split='test' is invalid for tuning; valid: train, validation"),
-    ({"gains": {"ki_ma_per_uv_s": (1.0, 0.5)}}, r"gains\['ki_ma_per_uv_s'\]=\(1.0, 0.5\)"),
-    ({"budget": 1}, "budget=1"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"split": "test"}, "split='test' is invalid for tuning; valid: train, validation"),
+        ({"gains": {"ki_ma_per_uv_s": (1.0, 0.5)}}, r"gains\['ki_ma_per_uv_s'\]=\(1.0, 0.5\)"),
+        ({"budget": 1}, "budget=1"),
+    ],
+)
 def test_bad_problems_are_named(change, message):
     with pytest.raises(ConfigError, match=message):
         TuningProblem(**{"agent": "pid", "gains": DEFAULT_GAINS["pid"], **change})
@@ -56,24 +67,27 @@ def test_unknown_gain_names_the_valid_params():
         tune(problem, progress=False)
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    ({"budget": 2.5}, r"budget=2.5 is out of range; valid: an integer in \[2, 10000\]"),
-    ({"budget": 10**9}, "budget=1000000000"),
-    ({"n_patients": 0}, "n_patients=0"),
-    ({"n_patients": 10**6}, r"n_patients=1000000 is out of range; valid: an integer in \[1, "),
-    ({"seeds": (-1,)}, r"seeds=\(-1,\) is invalid"),
-    ({"seeds": ()}, r"seeds=\(\) is invalid"),
-    ({"seeds": "0"}, "seeds='0'"),
-    ({"w_over": float("nan")}, "w_over=nan"),
-    ({"w_under": -1.0}, "w_under=-1.0"),
-    ({"env_ids": ("CartPole-v1",)}, "CartPole-v1.*not a closedloop env id"),
-    ({"env_ids": ()}, "env_ids=()"),
-    ({"gains": {"kp_ma_per_uv": [1.0]}}, r"gains\['kp_ma_per_uv'\]=\[1.0\]"),
-    ({"gains": {"kp_ma_per_uv": ("a", "b")}}, r"gains\['kp_ma_per_uv'\]=\(a, b\)"),
-    ({"gains": "abc"}, "gains is empty"),
-    ({"agent": 5}, "agent=5"),
-    ({"split": None}, "split=None"),
-])
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"budget": 2.5}, r"budget=2.5 is out of range; valid: an integer in \[2, 10000\]"),
+        ({"budget": 10**9}, "budget=1000000000"),
+        ({"n_patients": 0}, "n_patients=0"),
+        ({"n_patients": 10**6}, r"n_patients=1000000 is out of range; valid: an integer in \[1, "),
+        ({"seeds": (-1,)}, r"seeds=\(-1,\) is invalid"),
+        ({"seeds": ()}, r"seeds=\(\) is invalid"),
+        ({"seeds": "0"}, "seeds='0'"),
+        ({"w_over": float("nan")}, "w_over=nan"),
+        ({"w_under": -1.0}, "w_under=-1.0"),
+        ({"env_ids": ("CartPole-v1",)}, "CartPole-v1.*not a closedloop env id"),
+        ({"env_ids": ()}, "env_ids=()"),
+        ({"gains": {"kp_ma_per_uv": [1.0]}}, r"gains\['kp_ma_per_uv'\]=\[1.0\]"),
+        ({"gains": {"kp_ma_per_uv": ("a", "b")}}, r"gains\['kp_ma_per_uv'\]=\(a, b\)"),
+        ({"gains": "abc"}, "gains is empty"),
+        ({"agent": 5}, "agent=5"),
+        ({"split": None}, "split=None"),
+    ],
+)
 def test_every_bad_tuning_argument_is_named(change, match):
     with pytest.raises(ConfigError, match=match):
         TuningProblem(**{"agent": "pid", "gains": DEFAULT_GAINS["pid"], **change})
@@ -90,11 +104,14 @@ def no_evaluations(monkeypatch):
     monkeypatch.setattr(evaluation, "run_grid", ran)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"workers": 0}, r"workers=0 is out of range; valid: an integer in \[1, 256\]"),
-    ({"workers": 10**6}, "workers=1000000"),
-    ({"out": "spec.json"}, "out='spec.json' is invalid; valid: a path to a .toml"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"workers": 0}, r"workers=0 is out of range; valid: an integer in \[1, 256\]"),
+        ({"workers": 10**6}, "workers=1000000"),
+        ({"out": "spec.json"}, "out='spec.json' is invalid; valid: a path to a .toml"),
+    ],
+)
 def test_tune_checks_workers_and_out_before_evaluating(no_evaluations, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         tune(TuningProblem("pid", DEFAULT_GAINS["pid"], **TINY), progress=False, **kwargs)
@@ -113,10 +130,19 @@ def test_tune_out_folder_is_made_or_refused_before_tuning(tmp_path, no_evaluatio
     assert fresh.parent.is_dir()
 
 
-@pytest.mark.parametrize("argv", [
-    ["--budget", "0"], ["--budget", "100000000"], ["--patients", "0"], ["--patients", "9999"],
-    ["--workers", "0"], ["--workers", "100000"], ["--seeds", "-1"], ["--split", "test"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--budget", "0"],
+        ["--budget", "100000000"],
+        ["--patients", "0"],
+        ["--patients", "9999"],
+        ["--workers", "0"],
+        ["--workers", "100000"],
+        ["--seeds", "-1"],
+        ["--split", "test"],
+    ],
+)
 def test_tune_cli_exits_2_naming_the_option(cli, no_evaluations, tmp_path, argv):
     code, _, err = cli("tune", "pid", "--out", str(tmp_path / "x.toml"), *argv)
     name = {"--patients": "n_patients"}.get(argv[0], argv[0].lstrip("-"))

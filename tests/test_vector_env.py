@@ -32,17 +32,26 @@ def _scalar_rollout(n_envs, seed, actions, **kw):
     return np.array(obs), np.array(rewards), np.array(truncs), infos
 
 
-@pytest.mark.parametrize(("pulses_per_step", "scenario", "mode"), [    # both step paths
-    (1, "cough-storm", "incremental"), (3, "cough-storm", "incremental"),
-    (5, "chronic-drift", "absolute")])     # the ramp at a changing impedance
+@pytest.mark.parametrize(
+    ("pulses_per_step", "scenario", "mode"),
+    [  # both step paths
+        (1, "cough-storm", "incremental"),
+        (3, "cough-storm", "incremental"),
+        (5, "chronic-drift", "absolute"),
+    ],
+)  # the ramp at a changing impedance
 def test_vector_env_equals_scalar_envs_bit_for_bit(pulses_per_step, scenario, mode):
     n, steps = 3, 120 // pulses_per_step
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (steps, n, 1)).astype(np.float32)
     if mode == "absolute":
-        actions[::2] = np.sign(actions[::2])          # full swings: the ramp acts
-    kw = {"episode_s": 1.0, "scenario": scenario, "pulses_per_step": pulses_per_step,
-          "action_mode": mode}
+        actions[::2] = np.sign(actions[::2])  # full swings: the ramp acts
+    kw = {
+        "episode_s": 1.0,
+        "scenario": scenario,
+        "pulses_per_step": pulses_per_step,
+        "action_mode": mode,
+    }
     ref_obs, ref_r, ref_t, ref_info = _scalar_rollout(n, 11, actions, **kw)
     venv = ECAPVectorEnv(n, **kw)
     obs = [venv.reset(seed=11)[0]]
@@ -53,22 +62,34 @@ def test_vector_env_equals_scalar_envs_bit_for_bit(pulses_per_step, scenario, mo
         rewards.append(r)
         truncs.append(t)
         assert not term.any()
-        for i, ref in enumerate(infos):      # per-step clinical quantities, where a step ran
-            for key in ("ecap_true_uv", "sensation", "in_window", "overstim", "current_ma",
-                        "charge_uc", "impedance_ohm", "csf_clipped") if ref is not None else ():
+        for i, ref in enumerate(infos):  # per-step clinical quantities, where a step ran
+            for key in (
+                (
+                    "ecap_true_uv",
+                    "sensation",
+                    "in_window",
+                    "overstim",
+                    "current_ma",
+                    "charge_uc",
+                    "impedance_ohm",
+                    "csf_clipped",
+                )
+                if ref is not None
+                else ()
+            ):
                 assert info[key][i] == ref[key], key
             if ref is not None:
                 assert info["limit_flags"][i] == ref["device_flags"]
             if ref is not None and pulses_per_step > 1:
                 for key in ("pulse_current_ma", "pulse_impedance_ohm", "pulse_flags"):
                     assert np.array_equal(info[key][i], ref[key]), key
-    assert np.array(truncs).sum() >= n            # every sub-env reached its end
+    assert np.array(truncs).sum() >= n  # every sub-env reached its end
     assert np.array_equal(np.array(truncs), ref_t)
     assert np.array_equal(np.array(rewards), ref_r)
     assert np.array_equal(np.array(obs), ref_obs)
 
 
-@pytest.mark.parametrize("pulses_per_step", [1, 2])   # compiled and NumPy step paths
+@pytest.mark.parametrize("pulses_per_step", [1, 2])  # compiled and NumPy step paths
 def test_vector_env_spaces_and_bad_input(pulses_per_step):
     venv = ECAPVectorEnv(4, pulses_per_step=pulses_per_step)
     assert venv.observation_space.shape == (4, 13)
@@ -80,11 +101,19 @@ def test_vector_env_spaces_and_bad_input(pulses_per_step):
             venv.step(np.array([[0.0], [0.0], [np.nan], [0.0]], dtype))
     with pytest.raises(ConfigError, match=r"actions\[0\]=\[inf\]"):
         venv.step([np.inf, 0.0, 0.0, 0.0])
-    for bad in (np.zeros((3, 1)), np.zeros((8, 1), np.float32), np.zeros((4, 0)), np.zeros((4, 2)),
-                np.zeros((8, 1), np.int64), np.zeros(8), np.zeros(6), []):
+    for bad in (
+        np.zeros((3, 1)),
+        np.zeros((8, 1), np.float32),
+        np.zeros((4, 0)),
+        np.zeros((4, 2)),
+        np.zeros((8, 1), np.int64),
+        np.zeros(8),
+        np.zeros(6),
+        [],
+    ):
         with pytest.raises(ConfigError, match=r"actions has shape .*; expected \(4, 1\): one row"):
             venv.step(bad)
-    assert np.array_equal(venv._obs(), before)          # nothing was stepped
+    assert np.array_equal(venv._obs(), before)  # nothing was stepped
     # Every accepted form of the same actions steps alike.
     a = np.array([[-2.0], [-0.5], [0.25], [3.0]])
     strided = np.asfortranarray(np.hstack([a, a]))[:, :1]
@@ -108,10 +137,8 @@ def test_sb3_ppo_trains_on_the_native_vector_env():
 
     from closedloop.envs.sb3 import SB3VecEnv
 
-    venv = VecMonitor(SB3VecEnv(ECAPVectorEnv(8, episode_s=5.0)),
-                      info_keywords=("in_window",))
-    model = PPO("MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=2, seed=0,
-                device="cpu")
+    venv = VecMonitor(SB3VecEnv(ECAPVectorEnv(8, episode_s=5.0)), info_keywords=("in_window",))
+    model = PPO("MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=2, seed=0, device="cpu")
     model.learn(total_timesteps=4096)
     assert model.num_timesteps >= 4096
     assert len(model.ep_info_buffer) > 0 and "in_window" in model.ep_info_buffer[0]
@@ -121,7 +148,7 @@ def test_sb3_ppo_trains_on_the_native_vector_env():
 def test_sb3_adapter_resets_in_the_same_step_as_gymnasium_does_in_the_next(pulses_per_step):
     from closedloop.envs.sb3 import SB3VecEnv
 
-    kw = {"episode_s": 0.12, "pulses_per_step": pulses_per_step}    # 6 pulses per episode
+    kw = {"episode_s": 0.12, "pulses_per_step": pulses_per_step}  # 6 pulses per episode
     gym_env, sb3_env = ECAPVectorEnv(2, **kw), SB3VecEnv(ECAPVectorEnv(2, **kw))
     sb3_env.seed(5)
     first = gym_env.reset(seed=5)[0]
@@ -137,7 +164,7 @@ def test_sb3_adapter_resets_in_the_same_step_as_gymnasium_does_in_the_next(pulse
             assert np.array_equal(infos[i]["terminal_observation"], obs[i])
             assert infos[i]["TimeLimit.truncated"] is True
         assert infos[0]["in_window"] == bool(info["in_window"][0])
-        if trunc.any():                         # Gymnasium resets on the next step
+        if trunc.any():  # Gymnasium resets on the next step
             obs, r = gym_env.step(a)[:2]
             assert np.all(r[trunc] == 0.0)
             assert np.array_equal(s_obs[trunc], obs[trunc])
@@ -167,7 +194,8 @@ def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
     assert dict_rows(())(values, flags, limits) == [{}, {}]
     info = info_dict(values, flags, limits)
     assert dict_rows(INFO_KEYS)(values, flags, limits) == [
-        {k: info[k][i].item() for k in INFO_KEYS} for i in range(2)]
+        {k: info[k][i].item() for k in INFO_KEYS} for i in range(2)
+    ]
     for bad in ((3,), ("in_windw",)):
         with pytest.raises(ConfigError, match="info_keywords.*valid keys: ecap_true_uv"):
             SB3VecEnv(ECAPVectorEnv(1), info_keywords=bad)
@@ -187,8 +215,12 @@ def test_vector_env_info_has_the_documented_keys(pulses_per_step):
 
 
 def test_make_vec_builds_the_native_vector_env():
-    venv = gym.make_vec("closedloop/ECAPClinic-v0", num_envs=2,
-                        vectorization_mode="vector_entry_point", episode_s=2.0)
+    venv = gym.make_vec(
+        "closedloop/ECAPClinic-v0",
+        num_envs=2,
+        vectorization_mode="vector_entry_point",
+        episode_s=2.0,
+    )
     assert isinstance(venv, ECAPVectorEnv)
     assert venv.cfg.scenario == "clinic" and venv.cfg.episode_s == 2.0
     obs, _ = venv.reset(seed=0)
@@ -209,7 +241,7 @@ def test_vector_env_works_in_a_process_forked_after_its_threads_started():
 
     import numba
 
-    parent, serial = _short_rollout(3)       # starts the threading layer's threads here
+    parent, serial = _short_rollout(3)  # starts the threading layer's threads here
     assert not serial
     with multiprocessing.get_context("fork").Pool(1) as pool:
         child, child_serial = pool.apply_async(_short_rollout, (3,)).get(timeout=120)
@@ -221,12 +253,20 @@ def test_vector_env_works_in_a_process_forked_after_its_threads_started():
 def test_shared_recording_cache_with_another_pulse_width_is_refused():
     venv = ECAPVectorEnv(2)
     venv.reset(seed=0)
-    venv._inputs.pw_us[:] = 300.0            # the slots hold the spec's 250 µs
+    venv._inputs.pw_us[:] = 300.0  # the slots hold the spec's 250 µs
     from closedloop.neural.batch import run_pulses_batch_indexed
 
     with pytest.raises(ValueError, match=r"inputs.pw_us\[0\] must equal .* holds, 250 µs"):
-        run_pulses_batch_indexed(venv._state, venv._tables, venv._table_index, venv._kp,
-                                 venv._inputs, venv._out, venv._wave, venv._table_index)
+        run_pulses_batch_indexed(
+            venv._state,
+            venv._tables,
+            venv._table_index,
+            venv._kp,
+            venv._inputs,
+            venv._out,
+            venv._wave,
+            venv._table_index,
+        )
 
 
 def test_sb3_adapter_pickles_and_steps_after_unpickling():

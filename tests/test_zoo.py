@@ -13,13 +13,26 @@ ENV = "closedloop/ECAPTracking-v0"
 
 def test_zoo_trains_and_saves_a_model_that_plays_as_a_controller(tmp_path):
     pytest.importorskip("rl_zoo3")
-    env = {**os.environ, "OMP_NUM_THREADS": "1",   # small nets on a busy 2-core machine
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",  # small nets on a busy 2-core machine
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     # The command of the issue, with a small step count (PPO still collects one 2048-step rollout).
-    cmd = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", ENV,
-           "--gym-packages", "closedloop", "-n", "512"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    cmd = [
+        sys.executable,
+        "-m",
+        "rl_zoo3.train",
+        "--algo",
+        "ppo",
+        "--env",
+        ENV,
+        "--gym-packages",
+        "closedloop",
+        "-n",
+        "512",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     models = sorted((tmp_path / "logs" / "ppo").glob("closedloop-ECAPTracking-v0_*/*.zip"))
     assert models, proc.stdout[-3000:]

@@ -7,8 +7,7 @@ import pytest
 from closedloop.benchmark import DEFAULT, Suite, controllers_of, run_benchmark, zoo_policies
 
 pytest.importorskip("stable_baselines3")
-CARD_KEYS = {"env", "algorithm", "hyperparameters", "training", "validation", "packages",
-             "command"}
+CARD_KEYS = {"env", "algorithm", "hyperparameters", "training", "validation", "packages", "command"}
 
 
 def test_zoo_has_ppo_and_sac_with_complete_cards():
@@ -30,9 +29,14 @@ def test_the_default_benchmark_includes_the_zoo():
 
 
 def test_zoo_policies_play_through_the_benchmark(tmp_path):
-    suite = Suite(name="zoo-short", controllers=("open-loop", *sorted(zoo_policies())),
-                  env_ids=("closedloop/ECAPTracking-Test-v0",), n_patients=1, seeds=(0,),
-                  env_overrides=(("episode_s", 20.0),))
+    suite = Suite(
+        name="zoo-short",
+        controllers=("open-loop", *sorted(zoo_policies())),
+        env_ids=("closedloop/ECAPTracking-Test-v0",),
+        n_patients=1,
+        seeds=(0,),
+        env_overrides=(("episode_s", 20.0),),
+    )
     report = run_benchmark(suite, tmp_path / "run", workers=1, progress=False, plots=False)
     rows = json.loads(report.paths["results.json"].read_text())["rows"]
     assert {r["controller"] for r in rows} == {"open-loop", *zoo_policies()}

@@ -179,13 +179,19 @@ class Agent(nn.Module):
     def __init__(self, n_obs: int, n_act: int) -> None:
         super().__init__()
         self.critic = nn.Sequential(
-            layer_init(nn.Linear(n_obs, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 1), std=1.0))
+            layer_init(nn.Linear(n_obs, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
         self.actor_mean = nn.Sequential(
-            layer_init(nn.Linear(n_obs, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, n_act), std=0.01))
+            layer_init(nn.Linear(n_obs, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, n_act), std=0.01),
+        )
         self.actor_logstd = nn.Parameter(torch.zeros(1, n_act))
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,10 +242,12 @@ def evaluate(policy: TorchPolicy, args: Args) -> list[dict]:
     for patient in filter(None, (p.strip() for p in args.eval_patients.split(","))):
         result = run_episode(policy, args.env_id, patient, args.seed, overrides)
         m = result.metrics
-        print(f"eval {patient}: time in window {m['time_in_window_frac']:.3f}, above "
-              f"discomfort {m['time_above_discomfort_frac']:.3f}, mean rel. error "
-              f"{m['mean_rel_error']:.3f}, charge/pulse {m['charge_per_pulse_uc']:.3f} uC, "
-              f"return {m['env_return']:.1f}")
+        print(
+            f"eval {patient}: time in window {m['time_in_window_frac']:.3f}, above "
+            f"discomfort {m['time_above_discomfort_frac']:.3f}, mean rel. error "
+            f"{m['mean_rel_error']:.3f}, charge/pulse {m['charge_per_pulse_uc']:.3f} uC, "
+            f"return {m['env_return']:.1f}"
+        )
         rows.append(result.row())
     if rows:
         tiw = np.mean([r["time_in_window_frac"] for r in rows])
@@ -272,8 +280,7 @@ def ppo_update(agent: Agent, optimizer, batch: dict, args: Args, rng) -> dict[st
         order = rng.permutation(batch["obs"].shape[0])
         for mb_inds in np.array_split(order, args.num_minibatches):
             mb = {k: v[torch.as_tensor(mb_inds)] for k, v in batch.items()}
-            _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb["obs"],
-                                                                          mb["actions"])
+            _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb["obs"], mb["actions"])
             logratio = newlogprob - mb["logprobs"]
             ratio = logratio.exp()
             with torch.no_grad():
@@ -283,14 +290,16 @@ def ppo_update(agent: Agent, optimizer, batch: dict, args: Args, rng) -> dict[st
             adv = mb["advantages"]
             if args.norm_adv and adv.numel() > 1:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(
-                ratio, 1 - args.clip_coef, 1 + args.clip_coef)).mean()
+            pg_loss = torch.max(
+                -adv * ratio, -adv * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+            ).mean()
 
             newvalue = newvalue.view(-1)
             v_loss = (newvalue - mb["returns"]) ** 2
             if args.clip_vloss:
-                v_clipped = mb["values"] + torch.clamp(newvalue - mb["values"],
-                                                       -args.clip_coef, args.clip_coef)
+                v_clipped = mb["values"] + torch.clamp(
+                    newvalue - mb["values"], -args.clip_coef, args.clip_coef
+                )
                 v_loss = torch.max(v_loss, (v_clipped - mb["returns"]) ** 2)
             v_loss = 0.5 * v_loss.mean()
             entropy_loss = entropy.mean()
@@ -302,9 +311,13 @@ def ppo_update(agent: Agent, optimizer, batch: dict, args: Args, rng) -> dict[st
             optimizer.step()
         if args.target_kl > 0 and approx_kl > args.target_kl:
             break
-    return {"losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
-            "losses/entropy": entropy_loss.item(), "losses/approx_kl": approx_kl.item(),
-            "losses/clipfrac": float(np.mean(clipfracs))}
+    return {
+        "losses/value_loss": v_loss.item(),
+        "losses/policy_loss": pg_loss.item(),
+        "losses/entropy": entropy_loss.item(),
+        "losses/approx_kl": approx_kl.item(),
+        "losses/clipfrac": float(np.mean(clipfracs)),
+    }
 
 
 def explained_variance(batch: dict) -> float:
@@ -376,8 +389,9 @@ def train(args: Args) -> tuple[Agent, RunningMeanStd, list[dict]]:
     next_is_reset = np.zeros(args.num_envs, bool)
     ep_return = np.zeros(args.num_envs)
     finished_returns: list[float] = []
-    bar = tqdm(total=num_iterations * batch_size, unit="step", desc="ppo",
-               disable=not args.progress)
+    bar = tqdm(
+        total=num_iterations * batch_size, unit="step", desc="ppo", disable=not args.progress
+    )
     global_step, start_time = 0, time.time()
 
     for iteration in range(1, num_iterations + 1):
@@ -397,12 +411,13 @@ def train(args: Args) -> tuple[Agent, RunningMeanStd, list[dict]]:
             actions[step], logprobs[step] = action, logprob
 
             raw_obs, reward, terminated, truncated, info = envs.step(
-                np.clip(action.numpy(), -1.0, 1.0))
+                np.clip(action.numpy(), -1.0, 1.0)
+            )
             done = terminated | truncated
             obs_rms.update(raw_obs)
             next_obs = torch.as_tensor(obs_rms.normalize(raw_obs, args.obs_clip))
 
-            ok = ~next_is_reset          # the reset step's reward (0) and info are not real
+            ok = ~next_is_reset  # the reset step's reward (0) and info are not real
             ep_return += np.where(ok, reward, 0.0)
             in_window.append(info["in_window"][ok])
             for i in np.flatnonzero(done):
@@ -423,23 +438,38 @@ def train(args: Args) -> tuple[Agent, RunningMeanStd, list[dict]]:
             next_is_reset = done
 
         with torch.no_grad():
-            advantages, returns = compute_gae(rewards, values, dones,
-                                              agent.get_value(next_obs).flatten(),
-                                              args.gamma, args.gae_lambda)
+            advantages, returns = compute_gae(
+                rewards,
+                values,
+                dones,
+                agent.get_value(next_obs).flatten(),
+                args.gamma,
+                args.gae_lambda,
+            )
 
         # --- Learn from the valid (non-reset) steps only -----------------------------------
         keep = valid.reshape(-1)
-        batch = {"obs": obs.reshape(-1, n_obs)[keep], "actions": actions.reshape(-1, n_act)[keep],
-                 "logprobs": logprobs.reshape(-1)[keep], "advantages": advantages.reshape(-1)[keep],
-                 "returns": returns.reshape(-1)[keep], "values": values.reshape(-1)[keep]}
+        batch = {
+            "obs": obs.reshape(-1, n_obs)[keep],
+            "actions": actions.reshape(-1, n_act)[keep],
+            "logprobs": logprobs.reshape(-1)[keep],
+            "advantages": advantages.reshape(-1)[keep],
+            "returns": returns.reshape(-1)[keep],
+            "values": values.reshape(-1)[keep],
+        }
         stats = ppo_update(agent, optimizer, batch, args, rng)
 
         # --- Report -------------------------------------------------------------------------
         tiw = float(np.mean(np.concatenate(in_window)))
         sps = int(global_step / (time.time() - start_time))
-        stats.update({"charts/learning_rate": optimizer.param_groups[0]["lr"], "charts/SPS": sps,
-                      "charts/time_in_window_frac": tiw,
-                      "losses/explained_variance": explained_variance(batch)})
+        stats.update(
+            {
+                "charts/learning_rate": optimizer.param_groups[0]["lr"],
+                "charts/SPS": sps,
+                "charts/time_in_window_frac": tiw,
+                "losses/explained_variance": explained_variance(batch),
+            }
+        )
         if finished_returns:
             stats["charts/episodic_return"] = float(np.mean(finished_returns[-20:]))
         if writer is not None:
@@ -448,20 +478,30 @@ def train(args: Args) -> tuple[Agent, RunningMeanStd, list[dict]]:
         bar.update(batch_size)
         bar.set_postfix(in_window=f"{tiw:.3f}", sps=sps)
         if not args.progress:
-            print(f"step {global_step}: time in window {tiw:.3f}, SPS {sps}, "
-                  f"episodes {len(finished_returns)}")
+            print(
+                f"step {global_step}: time in window {tiw:.3f}, SPS {sps}, "
+                f"episodes {len(finished_returns)}"
+            )
     bar.close()
     envs.close()
     rows = finish(agent, obs_rms, args, writer, global_step)
     return agent, obs_rms, rows
 
 
-def finish(agent: Agent, obs_rms: RunningMeanStd, args: Args, writer, global_step: int
-           ) -> list[dict]:
+def finish(
+    agent: Agent, obs_rms: RunningMeanStd, args: Args, writer, global_step: int
+) -> list[dict]:
     """Save the policy if asked, evaluate it on the validation patients, close TensorBoard."""
     if args.save_model:
-        torch.save({"agent": agent.state_dict(), "obs_mean": obs_rms.mean,
-                    "obs_var": obs_rms.var, "args": dataclasses.asdict(args)}, args.save_model)
+        torch.save(
+            {
+                "agent": agent.state_dict(),
+                "obs_mean": obs_rms.mean,
+                "obs_var": obs_rms.var,
+                "args": dataclasses.asdict(args),
+            },
+            args.save_model,
+        )
         print(f"saved {args.save_model}")
     rows = evaluate(TorchPolicy(agent, obs_rms, args.obs_clip), args)
     if writer is not None:

@@ -41,14 +41,28 @@ __all__ = ["build_parser", "main", "parse_currents"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Closed-loop spinal cord stimulation: "
-                                     "virtual patients, scenarios and the neural response model.")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Closed-loop spinal cord stimulation: "
+        "virtual patients, scenarios and the neural response model.",
+    )
     from closedloop import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (benchmark, evaluate, report, tune, train, hpsearch, growth, cohort,
-                   scenario, simulate, validate):
+    for module in (
+        benchmark,
+        evaluate,
+        report,
+        tune,
+        train,
+        hpsearch,
+        growth,
+        cohort,
+        scenario,
+        simulate,
+        validate,
+    ):
         module.add_parsers(sub)
     return parser
 

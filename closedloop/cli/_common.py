@@ -49,8 +49,6 @@ def parse_float_list(name: str, text: str) -> list[float]:
     return values
 
 
-
-
 def parse_names(option: str, text: str) -> list[str]:
     """Parse a comma-separated list of names, naming ``option`` in errors."""
     names = [t.strip() for t in text.split(",") if t.strip()]
@@ -64,8 +62,7 @@ def parse_int_list(option: str, text: str) -> list[int]:
     try:
         return [int(t) for t in parse_names(option, text)]
     except ValueError:
-        raise ConfigError(f"{option}={text!r} must be a comma-separated list of integers") \
-            from None
+        raise ConfigError(f"{option}={text!r} must be a comma-separated list of integers") from None
 
 
 def check_out_path(option: str, path: str | None) -> None:

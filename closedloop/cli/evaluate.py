@@ -29,29 +29,50 @@ from closedloop.cli._common import check_out_path
 DEFAULT_ENV = "closedloop/ECAPTracking-v0"
 """Env of ``closedloop evaluate`` when ``--env`` is not given."""
 
+
 def add_parsers(sub) -> None:
     """Add the ``evaluate`` subcommand."""
     e = sub.add_parser(
-        "evaluate", help="play one controller on one env, patient and seed",
+        "evaluate",
+        help="play one controller on one env, patient and seed",
         description="Play one controller through one episode and print its clinical metrics. "
-                    "CONTROLLER is a registered name (an agents/ spec, a zoo policy, a "
-                    "plugin's; an unknown name lists them), a spec file "
-                    "(./my-pid.toml), module:Class, path/to/file.py:Class, or a folder written "
-                    "by closedloop train; LABEL=CONTROLLER names it.")
+        "CONTROLLER is a registered name (an agents/ spec, a zoo policy, a "
+        "plugin's; an unknown name lists them), a spec file "
+        "(./my-pid.toml), module:Class, path/to/file.py:Class, or a folder written "
+        "by closedloop train; LABEL=CONTROLLER names it.",
+    )
     e.add_argument("controller", metavar="CONTROLLER", help="the controller reference")
-    e.add_argument("--env", default=DEFAULT_ENV, metavar="ID",
-                   help=f"registered env id (default {DEFAULT_ENV})")
-    e.add_argument("--patient", default=None, metavar="ID",
-                   help="patient id, e.g. validation-003 or test-000 (default: the env's own "
-                        "choice, a patient of its cohort drawn with the seed)")
+    e.add_argument(
+        "--env",
+        default=DEFAULT_ENV,
+        metavar="ID",
+        help=f"registered env id (default {DEFAULT_ENV})",
+    )
+    e.add_argument(
+        "--patient",
+        default=None,
+        metavar="ID",
+        help="patient id, e.g. validation-003 or test-000 (default: the env's own "
+        "choice, a patient of its cohort drawn with the seed)",
+    )
     e.add_argument("--seed", type=int, default=0, help="episode seed, >= 0 (default 0)")
-    e.add_argument("--episode-s", type=float, default=None, metavar="S",
-                   help="episode length (s); default the env's")
-    e.add_argument("--json", action="store_true",
-                   help="print one JSON object (metrics with NaN as null) and nothing else")
-    e.add_argument("--plot", metavar="PATH.png",
-                   help="save the trace: ECAP vs target and window, current, sensation, "
-                        "posture, events")
+    e.add_argument(
+        "--episode-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="episode length (s); default the env's",
+    )
+    e.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (metrics with NaN as null) and nothing else",
+    )
+    e.add_argument(
+        "--plot",
+        metavar="PATH.png",
+        help="save the trace: ECAP vs target and window, current, sensation, posture, events",
+    )
     e.add_argument("--save-trajectory", metavar="PATH.npz", help="save every step's record")
     e.set_defaults(run=run_evaluate)
 
@@ -63,8 +84,10 @@ def env_overrides(env_id: str, episode_s: float | None) -> dict[str, Any]:
     if episode_s is None:
         return {}
     if not math.isfinite(episode_s) or episode_s <= 0:
-        raise ConfigError(f"--episode-s={episode_s!r} is invalid; valid: a finite number of "
-                          "seconds > 0, longer than the warm-up")
+        raise ConfigError(
+            f"--episode-s={episode_s!r} is invalid; valid: a finite number of "
+            "seconds > 0, longer than the warm-up"
+        )
     try:
         return check_env_overrides(env_id, {"episode_s": episode_s})
     except ConfigError as exc:
@@ -89,8 +112,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         if args.episode_s is None or not str(exc).startswith("warmup_s="):
             raise
-        raise ConfigError(f"--episode-s={args.episode_s:g} leaves nothing to score after the "
-                          f"warm-up ({exc})") from None
+        raise ConfigError(
+            f"--episode-s={args.episode_s:g} leaves nothing to score after the warm-up ({exc})"
+        ) from None
     if args.json:
         doc = episode_document(result)
         doc["source"] = source_id(source)
@@ -107,10 +131,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def episode_document(result: Any) -> dict[str, Any]:
     """The JSON document of ``--json`` (NaN still NaN: pass it through ``nan_to_none``)."""
     traj = result.trajectory
-    return {"label": result.controller, "env_id": result.env_id, "scenario": result.scenario,
-            "patient": result.patient, "seed": result.seed, "target_uv": result.target_uv,
-            "n_steps": result.n_steps, "episode_s": _duration_s(traj),
-            "warmup_s": traj.warmup_s, "metrics": dict(result.metrics)}
+    return {
+        "label": result.controller,
+        "env_id": result.env_id,
+        "scenario": result.scenario,
+        "patient": result.patient,
+        "seed": result.seed,
+        "target_uv": result.target_uv,
+        "n_steps": result.n_steps,
+        "episode_s": _duration_s(traj),
+        "warmup_s": traj.warmup_s,
+        "metrics": dict(result.metrics),
+    }
 
 
 def _duration_s(traj: Any) -> float:
@@ -124,11 +156,13 @@ def _duration_s(traj: Any) -> float:
 def format_episode(result: Any) -> str:
     """The episode's identity, then its metrics (:func:`format_metrics`)."""
     traj = result.trajectory
-    head = (f"{result.controller} on {result.env_id} ({result.scenario}): patient "
-            f"{result.patient}, seed {result.seed}\n"
-            f"target {result.target_uv:.1f} µV; {result.n_steps:,} steps, "
-            f"{_duration_s(traj):g} s (the first {traj.warmup_s:g} s not scored); played in "
-            f"{result.wall_s:.1f} s")
+    head = (
+        f"{result.controller} on {result.env_id} ({result.scenario}): patient "
+        f"{result.patient}, seed {result.seed}\n"
+        f"target {result.target_uv:.1f} µV; {result.n_steps:,} steps, "
+        f"{_duration_s(traj):g} s (the first {traj.warmup_s:g} s not scored); played in "
+        f"{result.wall_s:.1f} s"
+    )
     return f"{head}\n{format_metrics(result.metrics)}"
 
 
@@ -160,12 +194,20 @@ def plot_episode(result: Any, path: str, overrides: Mapping[str, Any] | None = N
 
     cfg = with_overrides(load_suite()[result.env_id], dict(overrides or {})).config
     traj = result.trajectory
-    unscored = unscored_mask(traj.t_s, traj.posture, cfg.unscored_posture_names,
-                             cfg.unscored_after_s)
+    unscored = unscored_mask(
+        traj.t_s, traj.posture, cfg.unscored_posture_names, cfg.unscored_after_s
+    )
 
-    shown = ", ".join(f"{name} {with_unit(key, result.metrics.get(key))}" for name, key in
-                      (("time in window", "time_in_window_frac"), ("MAD", "mad_uv"),
-                       ("above discomfort", "time_above_discomfort_frac")))
-    title = (f"{result.controller} on {result.env_id}: patient {result.patient}, seed "
-             f"{result.seed}\n{shown}")
+    shown = ", ".join(
+        f"{name} {with_unit(key, result.metrics.get(key))}"
+        for name, key in (
+            ("time in window", "time_in_window_frac"),
+            ("MAD", "mad_uv"),
+            ("above discomfort", "time_above_discomfort_frac"),
+        )
+    )
+    title = (
+        f"{result.controller} on {result.env_id}: patient {result.patient}, seed "
+        f"{result.seed}\n{shown}"
+    )
     return plot_trajectory(with_window(traj), path, title, unscored)

@@ -22,36 +22,71 @@ MAX_THREADS = 256
 def add_parsers(sub) -> None:
     """Add the ``hpsearch`` subcommand."""
     p = sub.add_parser(
-        "hpsearch", help="search RL hyperparameters with optuna on the validation cohort",
+        "hpsearch",
+        help="search RL hyperparameters with optuna on the validation cohort",
         description="Sample hyperparameters from the ranges, train each trial with "
-                    "stable-baselines3 on the native vector env (training cohort), and score "
-                    "its mean time in window on the first validation patients. The test cohort "
-                    "is held out. Writes best.toml (a [hyperparams.\"<env>\"] fragment for a "
-                    "spec) and trials.json to --out.")
+        "stable-baselines3 on the native vector env (training cohort), and score "
+        "its mean time in window on the first validation patients. The test cohort "
+        'is held out. Writes best.toml (a [hyperparams."<env>"] fragment for a '
+        "spec) and trials.json to --out.",
+    )
     p.add_argument("--algo", default="ppo", choices=tuple(ALGOS), help="algorithm (default ppo)")
     p.add_argument("--env", default=DEFAULT_ID, help=f"env id trained on (default {DEFAULT_ID})")
     p.add_argument("--trials", type=int, default=20, help="trials to run (default 20)")
-    p.add_argument("--steps", type=int, default=50_000,
-                   help="training env steps per trial (default 50000)")
-    p.add_argument("--ranges", default=None, metavar="FILE",
-                   help="ranges TOML (a [search] table; an agents/rl spec name or path works "
-                        "too); default agents/rl/search-ranges-<algo>.toml")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="folder for best.toml and trials.json (created)")
+    p.add_argument(
+        "--steps", type=int, default=50_000, help="training env steps per trial (default 50000)"
+    )
+    p.add_argument(
+        "--ranges",
+        default=None,
+        metavar="FILE",
+        help="ranges TOML (a [search] table; an agents/rl spec name or path works "
+        "too); default agents/rl/search-ranges-<algo>.toml",
+    )
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="folder for best.toml and trials.json (created)"
+    )
     p.add_argument("--seed", type=int, default=0, help="sampler seed; trial k trains with seed+k")
-    p.add_argument("--storage", default=None, metavar="URL",
-                   help="optuna storage to resume a study, e.g. sqlite:///hpsearch.db")
+    p.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="optuna storage to resume a study, e.g. sqlite:///hpsearch.db",
+    )
     p.add_argument("--study", default=None, help="study name (default hpsearch-<algo>-<env>)")
-    p.add_argument("--eval-patients", type=int, default=4, metavar="N",
-                   help="score on the first N validation patients (default 4)")
-    p.add_argument("--eval-seeds", default="0", metavar="S,S",
-                   help="comma-separated episode seeds of the scoring (default 0)")
-    p.add_argument("--episode-s", type=float, default=None, metavar="S",
-                   help="simulated episode length of training episodes (s; default the env's)")
-    p.add_argument("--eval-episode-s", type=float, default=None, metavar="S",
-                   help="simulated length of scoring episodes (s; > warm-up; default the env's)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1, fastest for small networks)")
+    p.add_argument(
+        "--eval-patients",
+        type=int,
+        default=4,
+        metavar="N",
+        help="score on the first N validation patients (default 4)",
+    )
+    p.add_argument(
+        "--eval-seeds",
+        default="0",
+        metavar="S,S",
+        help="comma-separated episode seeds of the scoring (default 0)",
+    )
+    p.add_argument(
+        "--episode-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="simulated episode length of training episodes (s; default the env's)",
+    )
+    p.add_argument(
+        "--eval-episode-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="simulated length of scoring episodes (s; > warm-up; default the env's)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1, fastest for small networks)",
+    )
     p.set_defaults(run=run_hpsearch)
 
 
@@ -63,8 +98,9 @@ def resolve_ranges(algo: str, ranges: str | None) -> Path:
     if ranges is None:
         path = folder / f"search-ranges-{algo}.toml"
         if not path.is_file():
-            raise ConfigError(f"no default ranges for --algo {algo} ({path} is missing); pass "
-                              "--ranges FILE")
+            raise ConfigError(
+                f"no default ranges for --algo {algo} ({path} is missing); pass --ranges FILE"
+            )
         return path
     path = Path(ranges)
     if not path.is_file() and (folder / f"{ranges}.toml").is_file():
@@ -85,27 +121,41 @@ def run_hpsearch(args: argparse.Namespace) -> int:
     if not seeds:
         raise ConfigError(f"--eval-seeds={args.eval_seeds!r} must be comma-separated integers")
     if not 1 <= args.threads <= MAX_THREADS:
-        raise ConfigError(f"--threads={args.threads} is out of range; valid range "
-                          f"[1, {MAX_THREADS}]")
+        raise ConfigError(
+            f"--threads={args.threads} is out of range; valid range [1, {MAX_THREADS}]"
+        )
     import torch
 
     torch.set_num_threads(args.threads)
     result = search(
-        args.algo, args.env, args.trials, args.steps, resolve_ranges(args.algo, args.ranges),
-        seed=args.seed, storage=args.storage, study_name=args.study,
-        eval_patients=args.eval_patients, eval_seeds=seeds,
+        args.algo,
+        args.env,
+        args.trials,
+        args.steps,
+        resolve_ranges(args.algo, args.ranges),
+        seed=args.seed,
+        storage=args.storage,
+        study_name=args.study,
+        eval_patients=args.eval_patients,
+        eval_seeds=seeds,
         env_overrides=_episode("--episode-s", args.episode_s),
         eval_overrides=_episode("--eval-episode-s", args.eval_episode_s),
-        out_dir=args.out)
+        out_dir=args.out,
+    )
     print(result.to_toml(), end="")
     m = result.best_metrics
-    print(f"best trial: time in window {m['time_in_window_frac']:.3f}, above discomfort "
-          f"{m['time_above_discomfort_frac']:.3f}, below perception "
-          f"{m['time_below_perception_frac']:.3f}, charge/pulse {m['charge_per_pulse_uc']:.3f} "
-          f"uC ({len(result.trials)} trials, {result.wall_s:.0f} s)", file=sys.stderr)
+    print(
+        f"best trial: time in window {m['time_in_window_frac']:.3f}, above discomfort "
+        f"{m['time_above_discomfort_frac']:.3f}, below perception "
+        f"{m['time_below_perception_frac']:.3f}, charge/pulse {m['charge_per_pulse_uc']:.3f} "
+        f"uC ({len(result.trials)} trials, {result.wall_s:.0f} s)",
+        file=sys.stderr,
+    )
     if args.out:
-        print(f"wrote {Path(args.out) / 'best.toml'} and {Path(args.out) / 'trials.json'}",
-              file=sys.stderr)
+        print(
+            f"wrote {Path(args.out) / 'best.toml'} and {Path(args.out) / 'trials.json'}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -12,27 +12,38 @@ from closedloop.cli._common import PROG
 def add_parsers(sub) -> None:
     """Add the ``report`` and ``compare`` subcommands."""
     p = sub.add_parser(
-        "report", help="rebuild the report of a run folder (leaderboard, figures, report.html)",
+        "report",
+        help="rebuild the report of a run folder (leaderboard, figures, report.html)",
         description="Rebuild the report of a run folder from every episode it holds "
-                    "(episodes/*.json, else results.json, else results.csv): results, summary, "
-                    "leaderboard, report card, figures and the self-contained report.html. "
-                    "Controllers that cannot be ranked are listed, not dropped silently.")
+        "(episodes/*.json, else results.json, else results.csv): results, summary, "
+        "leaderboard, report card, figures and the self-contained report.html. "
+        "Controllers that cannot be ranked are listed, not dropped silently.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
-    p.add_argument("--no-plots", action="store_true",
-                   help="keep the PNGs in plots/ as they are (report.html embeds them)")
-    p.add_argument("--baseline", metavar="NAME",
-                   help="controller to compare against (default: the suite's, else open-loop)")
+    p.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="keep the PNGs in plots/ as they are (report.html embeds them)",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="controller to compare against (default: the suite's, else open-loop)",
+    )
     p.set_defaults(run=run_report_cli)
     c = sub.add_parser(
-        "compare", help="what changed between two run folders",
+        "compare",
+        help="what changed between two run folders",
         description="Controllers, envs, patients and seeds added or removed from RUN_A to "
-                    "RUN_B, and for each controller and env in both, the metric's mean in "
-                    "each and their difference, paired over the (patient, seed) episodes "
-                    "both played.")
+        "RUN_B, and for each controller and env in both, the metric's mean in "
+        "each and their difference, paired over the (patient, seed) episodes "
+        "both played.",
+    )
     c.add_argument("run_a", metavar="RUN_A", help="the earlier run folder")
     c.add_argument("run_b", metavar="RUN_B", help="the later run folder")
-    c.add_argument("--metric", metavar="M",
-                   help="metric to compare (default: each env's primary metric)")
+    c.add_argument(
+        "--metric", metavar="M", help="metric to compare (default: each env's primary metric)"
+    )
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(run=run_compare_cli)
 
@@ -41,8 +52,7 @@ def run_report_cli(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand."""
     from closedloop.evaluation.reopen import rebuild_report
 
-    report, notes = rebuild_report(args.run_dir, baseline=args.baseline,
-                                   plots=not args.no_plots)
+    report, notes = rebuild_report(args.run_dir, baseline=args.baseline, plots=not args.no_plots)
     print(report.text)
     for note in notes:
         print(f"{PROG} report: {note}", file=sys.stderr)
@@ -78,8 +88,16 @@ def compare_text(doc: dict) -> str:
         lines += [f"only in {which}: {c} on {e}" for c, e in pairs]
     if len(lines) == 3:
         lines.append("same controllers, envs, patients and seeds")
-    head = ["env", "controller", "metric", "mean A", "mean B", "B - A (paired)", "episodes",
-            "change"]
+    head = [
+        "env",
+        "controller",
+        "metric",
+        "mean A",
+        "mean B",
+        "B - A (paired)",
+        "episodes",
+        "change",
+    ]
     body = []
     for r in doc["cells"]:
         _, unit, scale = display(r["metric"])
@@ -87,12 +105,26 @@ def compare_text(doc: dict) -> str:
 
         def num(v, unit=unit, scale=scale):
             return readable(None if v is None else v * scale, unit)
-        body.append([r["env_id"].split("/")[-1], r["controller"], f"{r['metric']} ({unit})",
-                     num(r["mean_a"]), num(r["mean_b"]),
-                     f"{readable(r['diff'] * scale)} {shown}".strip(), str(r["n_paired"]),
-                     r["change"]])
+
+        body.append(
+            [
+                r["env_id"].split("/")[-1],
+                r["controller"],
+                f"{r['metric']} ({unit})",
+                num(r["mean_a"]),
+                num(r["mean_b"]),
+                f"{readable(r['diff'] * scale)} {shown}".strip(),
+                str(r["n_paired"]),
+                r["change"],
+            ]
+        )
     if body:
         widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-        lines += ["", *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                        for row in (head, *body))]
+        lines += [
+            "",
+            *(
+                "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                for row in (head, *body)
+            ),
+        ]
     return "\n".join(lines)

@@ -14,12 +14,19 @@ from closedloop.postures import POSTURES
 
 def add_parsers(sub) -> None:
     """Add the ``scenario`` subcommand."""
-    p = sub.add_parser("scenario", help="list, describe and plot disturbance scenarios",
-                       description="Without NAME, list the scenario library. With NAME, sample "
-                                   "the scenario for a patient and summarise it.")
+    p = sub.add_parser(
+        "scenario",
+        help="list, describe and plot disturbance scenarios",
+        description="Without NAME, list the scenario library. With NAME, sample "
+        "the scenario for a patient and summarise it.",
+    )
     p.add_argument("name", nargs="?", help="scenario id (see the list)")
-    p.add_argument("--patient", default="default", metavar="ID",
-                   help="patient whose posture CSF thicknesses are used (default: default)")
+    p.add_argument(
+        "--patient",
+        default="default",
+        metavar="ID",
+        help="patient whose posture CSF thicknesses are used (default: default)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the scenario draws (default 0)")
     p.add_argument("--rate-hz", type=float, default=50.0, help="pulse rate (Hz; default 50)")
     p.add_argument("--duration-s", type=float, default=None, help="override the duration (s)")
@@ -44,10 +51,14 @@ def run_scenario(args: argparse.Namespace) -> int:
     patient = get_patient(args.patient)
     trace = sc.sample(patient.posture_csf_now_mm, args.rate_hz, args.seed)
     print(f"scenario {args.name}: {sc.description.strip()}")
-    print(f"patient {patient.patient_id}, seed {args.seed}, {trace.t_s.size} pulses at "
-          f"{args.rate_hz:g} Hz ({sc.duration_s:g} s)")
-    print(f"CSF thickness {trace.csf_mm.min():.2f}-{trace.csf_mm.max():.2f} mm; impedance scale "
-          f"{trace.impedance_scale.min():.3f}-{trace.impedance_scale.max():.3f}")
+    print(
+        f"patient {patient.patient_id}, seed {args.seed}, {trace.t_s.size} pulses at "
+        f"{args.rate_hz:g} Hz ({sc.duration_s:g} s)"
+    )
+    print(
+        f"CSF thickness {trace.csf_mm.min():.2f}-{trace.csf_mm.max():.2f} mm; impedance scale "
+        f"{trace.impedance_scale.min():.3f}-{trace.impedance_scale.max():.3f}"
+    )
     dt = 1.0 / args.rate_hz
     for code, posture in enumerate(POSTURES):
         share = float(np.mean(trace.posture == code))

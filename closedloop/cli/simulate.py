@@ -17,23 +17,35 @@ from closedloop.postures import POSTURES
 
 def add_parsers(sub) -> None:
     """Add the ``calibrate`` and ``open-loop`` subcommands."""
-    c = sub.add_parser("calibrate", help="simulate the programming session of a patient",
-                       description="Sweep the current in each calibration posture; print the "
-                                   "thresholds, window, target and clinician limits.")
+    c = sub.add_parser(
+        "calibrate",
+        help="simulate the programming session of a patient",
+        description="Sweep the current in each calibration posture; print the "
+        "thresholds, window, target and clinician limits.",
+    )
     c.add_argument("--patient", default="default", metavar="ID", help="patient id")
-    c.add_argument("--postures", default=",".join(CALIBRATION_POSTURES),
-                   help=f"comma list of calibration postures (default "
-                        f"{','.join(CALIBRATION_POSTURES)})")
+    c.add_argument(
+        "--postures",
+        default=",".join(CALIBRATION_POSTURES),
+        help=f"comma list of calibration postures (default {','.join(CALIBRATION_POSTURES)})",
+    )
     c.add_argument("--output", metavar="PATH.json", help="save the calibration record")
     c.add_argument("--plot", metavar="PATH.png", help="save the growth curves per posture")
     c.set_defaults(run=run_calibrate)
-    o = sub.add_parser("open-loop", help="run a fixed current through a scenario",
-                       description="Calibrate the patient, deliver the comfort current (or "
-                                   "--current-ma) through the scenario, print clinical metrics.")
+    o = sub.add_parser(
+        "open-loop",
+        help="run a fixed current through a scenario",
+        description="Calibrate the patient, deliver the comfort current (or "
+        "--current-ma) through the scenario, print clinical metrics.",
+    )
     o.add_argument("--patient", default="default", metavar="ID", help="patient id")
     o.add_argument("--scenario", default="clinic", help="scenario id (default clinic)")
-    o.add_argument("--current-ma", type=float, default=None,
-                   help="fixed current (mA); default the calibrated comfort current")
+    o.add_argument(
+        "--current-ma",
+        type=float,
+        default=None,
+        help="fixed current (mA); default the calibrated comfort current",
+    )
     o.add_argument("--seed", type=int, default=0, help="seed of scenario and noise (default 0)")
     o.add_argument("--duration-s", type=float, default=None, help="override the duration (s)")
     o.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -68,30 +80,41 @@ def run_calibrate(args: argparse.Namespace) -> int:
         from closedloop.perception import programming_sweep
         from closedloop.plots import plot_posture_growth
 
-        curves = {p: programming_sweep(model, patient.csf_mm(p), rec.pw_us, rec.rate_hz)
-                  for p in postures}
-        path = plot_posture_growth(curves, args.plot, {p.posture: p for p in rec.postures},
-                                   f"Patient {patient.patient_id}: growth curves per posture")
+        curves = {
+            p: programming_sweep(model, patient.csf_mm(p), rec.pw_us, rec.rate_hz) for p in postures
+        }
+        path = plot_posture_growth(
+            curves,
+            args.plot,
+            {p.posture: p for p in rec.postures},
+            f"Patient {patient.patient_id}: growth curves per posture",
+        )
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
 def format_calibration(rec: CalibrationRecord) -> str:
     """The calibration record as a readable table."""
+
     def num(x: float, fmt: str = ".2f") -> str:
         return "-" if not math.isfinite(x) else format(x, fmt)
 
-    lines = [f"patient {rec.patient_id}: programming at {rec.pw_us:g} µs, {rec.rate_hz:g} Hz",
-             "posture   | CSF mm | ECAP thr mA | slope µV/mA | percept mA | discomf mA | "
-             "window µV"]
+    lines = [
+        f"patient {rec.patient_id}: programming at {rec.pw_us:g} µs, {rec.rate_hz:g} Hz",
+        "posture   | CSF mm | ECAP thr mA | slope µV/mA | percept mA | discomf mA | window µV",
+    ]
     for p in rec.postures:
-        lines.append(f"{p.posture:<9} | {p.csf_mm:6.2f} | {num(p.ecap_threshold_ma):>11} | "
-                     f"{num(p.slope_uv_per_ma, '.1f'):>11} | {num(p.perception_ma):>10} | "
-                     f"{num(p.discomfort_ma):>10} | {num(p.perception_ecap_uv, '.1f')}-"
-                     f"{num(p.discomfort_ecap_uv, '.1f')}")
-    lines.append(f"target {rec.target_uv:.1f} µV; comfort current {rec.comfort_ma:.2f} mA "
-                 f"({rec.reference_posture}); clinician limits {rec.min_ma:g}-{rec.max_ma:.2f} "
-                 f"mA; warm-up {rec.warmup_s:g} s")
+        lines.append(
+            f"{p.posture:<9} | {p.csf_mm:6.2f} | {num(p.ecap_threshold_ma):>11} | "
+            f"{num(p.slope_uv_per_ma, '.1f'):>11} | {num(p.perception_ma):>10} | "
+            f"{num(p.discomfort_ma):>10} | {num(p.perception_ecap_uv, '.1f')}-"
+            f"{num(p.discomfort_ecap_uv, '.1f')}"
+        )
+    lines.append(
+        f"target {rec.target_uv:.1f} µV; comfort current {rec.comfort_ma:.2f} mA "
+        f"({rec.reference_posture}); clinician limits {rec.min_ma:g}-{rec.max_ma:.2f} "
+        f"mA; warm-up {rec.warmup_s:g} s"
+    )
     return "\n".join(lines)
 
 
@@ -104,26 +127,43 @@ def run_open_loop(args: argparse.Namespace) -> int:
     patient = get_patient(args.patient)
     model = patient.model()
     cal = calibrate(patient, model=model)
-    run = open_loop(patient, args.scenario, args.current_ma, cal, args.seed, args.duration_s,
-                    model=model, with_window=args.plot is not None)
+    run = open_loop(
+        patient,
+        args.scenario,
+        args.current_ma,
+        cal,
+        args.seed,
+        args.duration_s,
+        model=model,
+        with_window=args.plot is not None,
+    )
     metrics = run.metrics()
     if args.json:
-        doc = {"patient": patient.patient_id, "scenario": args.scenario, "seed": args.seed,
-               "current_ma": float(run.current_ma[0]), "calibration": cal.to_dict(),
-               "metrics": metrics}
+        doc = {
+            "patient": patient.patient_id,
+            "scenario": args.scenario,
+            "seed": args.seed,
+            "current_ma": float(run.current_ma[0]),
+            "calibration": cal.to_dict(),
+            "metrics": metrics,
+        }
         print(json.dumps(nan_to_none(doc), indent=2, allow_nan=False))
     else:
         print(format_calibration(cal))
-        print(f"\nopen loop at {run.current_ma[0]:.2f} mA through {args.scenario} "
-              f"(seed {args.seed}, {run.n_pulses} pulses; first {cal.warmup_s:g} s unscored)")
+        print(
+            f"\nopen loop at {run.current_ma[0]:.2f} mA through {args.scenario} "
+            f"(seed {args.seed}, {run.n_pulses} pulses; first {cal.warmup_s:g} s unscored)"
+        )
         print(format_metrics(metrics))
     if args.save_trajectory:
         print(f"wrote {run.save(args.save_trajectory)}", file=sys.stderr)
     if args.plot:
         from closedloop.plots import plot_trajectory
 
-        title = (f"Patient {patient.patient_id}, {args.scenario}: open loop at "
-                 f"{run.current_ma[0]:.2f} mA")
+        title = (
+            f"Patient {patient.patient_id}, {args.scenario}: open loop at "
+            f"{run.current_ma[0]:.2f} mA"
+        )
         print(f"wrote {plot_trajectory(run, args.plot, title)}", file=sys.stderr)
     return 0
 
@@ -132,5 +172,4 @@ def format_metrics(metrics: dict) -> str:
     """Metrics as ``key  value  meaning`` lines."""
     from closedloop.metrics import METRIC_DOCS
 
-    return "\n".join(f"  {k:<28} {v:>12.4g}  {METRIC_DOCS.get(k, '')}"
-                     for k, v in metrics.items())
+    return "\n".join(f"  {k:<28} {v:>12.4g}  {METRIC_DOCS.get(k, '')}" for k, v in metrics.items())

@@ -27,14 +27,19 @@ SWITCHES = ("progress", "tensorboard")
 def add_parsers(sub) -> None:
     """Add the ``train`` subcommand."""
     p = sub.add_parser(
-        "train", help="train an RL agent (PPO, SAC, TD3, RecurrentPPO) on an env",
+        "train",
+        help="train an RL agent (PPO, SAC, TD3, RecurrentPPO) on an env",
         description="Train an RL agent from agents/rl/ on the native vector env, with a progress "
-                    "bar, CSV and TensorBoard logs (with clinical metrics), periodic checkpoints, "
-                    "validation on the validation cohort (keeping the best model) and a model "
-                    "card. A run folder with checkpoints is resumed automatically (same "
-                    "command); --fresh starts over.")
-    p.add_argument("--agent", default="ppo", help="RL spec name in agents/rl/ or a spec .toml "
-                   "path (default ppo; --list shows them)")
+        "bar, CSV and TensorBoard logs (with clinical metrics), periodic checkpoints, "
+        "validation on the validation cohort (keeping the best model) and a model "
+        "card. A run folder with checkpoints is resumed automatically (same "
+        "command); --fresh starts over.",
+    )
+    p.add_argument(
+        "--agent",
+        default="ppo",
+        help="RL spec name in agents/rl/ or a spec .toml path (default ppo; --list shows them)",
+    )
     p.add_argument("--env", default=DEFAULT_ENV, help=f"training env id (default {DEFAULT_ENV})")
     p.add_argument("--steps", type=int, help="env steps, summed over parallel patients")
     p.add_argument("--out", help="run folder (default runs/train-<agent>)")
@@ -42,13 +47,26 @@ def add_parsers(sub) -> None:
     p.add_argument("--n-envs", type=int, help="parallel patients (default: the spec's)")
     p.add_argument("--name", help="label of the trained models (default: the agent's name)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true",
-                      help="require a checkpoint to resume from (default: resume if any)")
+    mode.add_argument(
+        "--resume",
+        action="store_true",
+        help="require a checkpoint to resume from (default: resume if any)",
+    )
     mode.add_argument("--fresh", action="store_true", help="delete the run's files, start over")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a hyperparameter (TOML value; repeatable)")
-    p.add_argument("--env-kw", action="append", default=[], metavar="KEY=VALUE",
-                   help="gymnasium.make override, e.g. episode_s=60 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a hyperparameter (TOML value; repeatable)",
+    )
+    p.add_argument(
+        "--env-kw",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="gymnasium.make override, e.g. episode_s=60 (repeatable)",
+    )
     _option_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
@@ -66,8 +84,12 @@ def _option_arguments(p: argparse.ArgumentParser) -> None:
         unit = f.metadata["unit"]
         kind = str if isinstance(f.default, tuple) else type(f.default)
         shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None,
-                       help=f"{f.metadata['doc']} ({unit}; default {shown})")
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"{f.metadata['doc']} ({unit}; default {shown})",
+        )
 
 
 def parse_assignments(option: str, items: list[str]) -> dict[str, Any]:
@@ -102,8 +124,9 @@ def options_from_args(args: argparse.Namespace):
             try:
                 changes[f.name] = tuple(int(t) for t in value.split(",") if t.strip())
             except ValueError:
-                raise ConfigError(f"--eval-seeds={value!r} must be a comma-separated list of "
-                                  "integers") from None
+                raise ConfigError(
+                    f"--eval-seeds={value!r} must be a comma-separated list of integers"
+                ) from None
         elif value is not None:
             changes[f.name] = value
     return TrainOptions(**changes)
@@ -117,7 +140,7 @@ def run_train(args: argparse.Namespace) -> int:
         for name in list_rl_agents():
             try:
                 spec = load_rl_spec(name)
-            except ConfigError as exc:                 # e.g. sb3-contrib not installed
+            except ConfigError as exc:  # e.g. sb3-contrib not installed
                 print(f"{name:<18} unavailable: {exc}")
                 continue
             print(f"{name:<18} {spec.algorithm:<13} {spec.description.splitlines()[0]}")
@@ -127,19 +150,35 @@ def run_train(args: argparse.Namespace) -> int:
     out = args.out or f"runs/train-{args.agent}"
     resume = True if args.resume else False if args.fresh else None
     try:
-        result = train(args.agent, args.env, args.steps, out, args.seed, n_envs=args.n_envs,
-                       resume=resume, hyperparams=parse_assignments("--set", args.set),
-                       env_overrides=parse_assignments("--env-kw", args.env_kw),
-                       name=args.name, options=options_from_args(args))
+        result = train(
+            args.agent,
+            args.env,
+            args.steps,
+            out,
+            args.seed,
+            n_envs=args.n_envs,
+            resume=resume,
+            hyperparams=parse_assignments("--set", args.set),
+            env_overrides=parse_assignments("--env-kw", args.env_kw),
+            name=args.name,
+            options=options_from_args(args),
+        )
     except KeyboardInterrupt:
-        print(f"{PROG} train: interrupted; the same command resumes from the newest checkpoint "
-              f"in {out}/checkpoints", file=sys.stderr)
+        print(
+            f"{PROG} train: interrupted; the same command resumes from the newest checkpoint "
+            f"in {out}/checkpoints",
+            file=sys.stderr,
+        )
         return 130
     val = result.card.get("validation") or {}
     metrics = val.get("metrics", {})
-    print(f"trained {result.steps:,} steps in {result.wall_clock_s:.0f} s; model: "
-          f"{result.model_dir} ({result.card['training']['selection']})")
-    print(f"validation: time in window {metrics.get('time_in_window_frac', float('nan')):.3f}, "
-          f"mad {metrics.get('mad_uv', float('nan')):.2f} µV over {val.get('n_episodes', 0)} "
-          f"episodes; card: {result.model_dir / 'card.md'}")
+    print(
+        f"trained {result.steps:,} steps in {result.wall_clock_s:.0f} s; model: "
+        f"{result.model_dir} ({result.card['training']['selection']})"
+    )
+    print(
+        f"validation: time in window {metrics.get('time_in_window_frac', float('nan')):.3f}, "
+        f"mad {metrics.get('mad_uv', float('nan')):.2f} µV over {val.get('n_episodes', 0)} "
+        f"episodes; card: {result.model_dir / 'card.md'}"
+    )
     return 0

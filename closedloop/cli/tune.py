@@ -14,21 +14,30 @@ def add_parsers(sub) -> None:
     from closedloop.tuning import DEFAULT_GAINS
 
     p = sub.add_parser(
-        "tune", help="auto-tune PID or clinical-loop gains on the training cohort",
+        "tune",
+        help="auto-tune PID or clinical-loop gains on the training cohort",
         description="Search a controller spec's gains (log space, bounded Nelder-Mead) on "
-                    "training-cohort patients in the clinic and cough-storm scenarios, for a "
-                    "fixed budget of evaluations, and write the tuned spec with a [tuning] "
-                    "record. The test cohort is never used.")
+        "training-cohort patients in the clinic and cough-storm scenarios, for a "
+        "fixed budget of evaluations, and write the tuned spec with a [tuning] "
+        "record. The test cohort is never used.",
+    )
     p.add_argument("agent", choices=sorted(DEFAULT_GAINS), help="base agent spec")
     p.add_argument("--budget", type=int, default=40, help="objective evaluations (default 40)")
     p.add_argument("--patients", type=int, default=6, help="training patients (default 6)")
     p.add_argument("--split", default="train", help="train (default) or validation")
     p.add_argument("--seeds", default="0", help="episode seeds (comma list, default 0)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="local worker processes, 1-256 (default: one per CPU)")
-    p.add_argument("--out", metavar="FILE",
-                   help="spec .toml file to write, its folder created before tuning (default: "
-                        "<agents folder>/<agent>-tuned.toml)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="local worker processes, 1-256 (default: one per CPU)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="spec .toml file to write, its folder created before tuning (default: "
+        "<agents folder>/<agent>-tuned.toml)",
+    )
     p.set_defaults(run=run_tune)
 
 
@@ -38,13 +47,21 @@ def run_tune(args: argparse.Namespace) -> int:
     from closedloop.tuning import DEFAULT_GAINS, TuningProblem, tune
 
     seeds = tuple(parse_int_list("--seeds", args.seeds))
-    problem = TuningProblem(args.agent, DEFAULT_GAINS[args.agent], split=args.split,
-                            n_patients=args.patients, seeds=seeds, budget=args.budget)
+    problem = TuningProblem(
+        args.agent,
+        DEFAULT_GAINS[args.agent],
+        split=args.split,
+        n_patients=args.patients,
+        seeds=seeds,
+        budget=args.budget,
+    )
     path = args.out or spec_dir("agents") / f"{args.agent}-tuned.toml"
     doc = tune(problem, workers=args.workers, out=path)
     rec = doc["tuning"]
-    print(f"{doc['name']}: J {rec['objective_before']:.4f} -> {rec['objective_after']:.4f} "
-          f"in {rec['evaluations']} evaluations, {rec['wall_s']} s; "
-          + ", ".join(f"{k}={doc['params'][k]:.4g}" for k in problem.gains))
+    print(
+        f"{doc['name']}: J {rec['objective_before']:.4f} -> {rec['objective_after']:.4f} "
+        f"in {rec['evaluations']} evaluations, {rec['wall_s']} s; "
+        + ", ".join(f"{k}={doc['params'][k]:.4g}" for k in problem.gains)
+    )
     print(f"{PROG} tune: wrote {path}", file=sys.stderr)
     return 0

@@ -44,45 +44,135 @@ MAX_CORRELATION = 0.999
 class AdaptiveInverseParams:
     """Parameters of :class:`AdaptiveInverse`."""
 
-    forgetting: float = param(0.9, "1", "tuned on the training cohort", 0.5, 1.0,
-                              doc="RLS forgetting factor of the offset, per detected step")
-    slope_forgetting: float = param(0.9, "1", "tuned on the training cohort", 0.5, 1.0,
-                                    doc="RLS forgetting factor of the slope, per detected step")
-    noise_uv: float = param(3.0, "µV", "single-sweep noise floor, a few µV [M]", 0.0, 1e3,
-                            lo_open=True, doc="assumed ECAP measurement noise sd")
-    prior_slope_rel_sd: float = param(1.0, "1", "assumption", 0.0, 100.0, lo_open=True,
-                                      doc="prior sd of the slope, relative to the calibrated")
-    prior_ecap_sd_uv: float = param(20.0, "µV", "assumption", 0.0, 1e4, lo_open=True,
-                                    doc="prior sd of the ECAP at the comfort current")
-    scale_rel_sd: float = param(0.1, "1", "calibration: slope x threshold is nearly constant "
-                                "across postures (within ~10 %)", 0.0, 100.0,
-                                doc="sd of the slope x threshold prior, relative; 0: no prior")
-    clip_sd: float = param(10.0, "1", "design choice", 0.0, 1e3, lo_open=True,
-                           doc="innovations clipped at this many noise sd")
-    response_s: float = param(0.05, "s", "tuned on the training cohort", 0.0, 100.0, lo_open=True,
-                              doc="time constant of the move towards the inverse current")
-    slope_range: float = param(4.0, "1", "design choice", 1.0, 100.0,
-                               doc="slope kept within [s_ref / range, s_ref * range]")
-    detect_min_frac: float = param(0.5, "1", "design choice", 0.0, 1.0,
-                                   doc="a step counts as detected at this fraction of pulses")
-    search_after_s: float = param(0.5, "s", "design choice", 0.0, 1e4,
-                                  doc="time without a detected ECAP before ramping up")
-    search_ma_per_s: float = param(1.0, "mA/s", "design choice", 0.0, 100.0,
-                                   doc="ramp-up while no ECAP is detected")
-    clinician_limits: bool = param(True, "1", "clinical practice", choices=(True, False),
-                                   doc="clip to the clinician limits (else 0-25.5 mA)")
+    forgetting: float = param(
+        0.9,
+        "1",
+        "tuned on the training cohort",
+        0.5,
+        1.0,
+        doc="RLS forgetting factor of the offset, per detected step",
+    )
+    slope_forgetting: float = param(
+        0.9,
+        "1",
+        "tuned on the training cohort",
+        0.5,
+        1.0,
+        doc="RLS forgetting factor of the slope, per detected step",
+    )
+    noise_uv: float = param(
+        3.0,
+        "µV",
+        "single-sweep noise floor, a few µV [M]",
+        0.0,
+        1e3,
+        lo_open=True,
+        doc="assumed ECAP measurement noise sd",
+    )
+    prior_slope_rel_sd: float = param(
+        1.0,
+        "1",
+        "assumption",
+        0.0,
+        100.0,
+        lo_open=True,
+        doc="prior sd of the slope, relative to the calibrated",
+    )
+    prior_ecap_sd_uv: float = param(
+        20.0,
+        "µV",
+        "assumption",
+        0.0,
+        1e4,
+        lo_open=True,
+        doc="prior sd of the ECAP at the comfort current",
+    )
+    scale_rel_sd: float = param(
+        0.1,
+        "1",
+        "calibration: slope x threshold is nearly constant across postures (within ~10 %)",
+        0.0,
+        100.0,
+        doc="sd of the slope x threshold prior, relative; 0: no prior",
+    )
+    clip_sd: float = param(
+        10.0,
+        "1",
+        "design choice",
+        0.0,
+        1e3,
+        lo_open=True,
+        doc="innovations clipped at this many noise sd",
+    )
+    response_s: float = param(
+        0.05,
+        "s",
+        "tuned on the training cohort",
+        0.0,
+        100.0,
+        lo_open=True,
+        doc="time constant of the move towards the inverse current",
+    )
+    slope_range: float = param(
+        4.0,
+        "1",
+        "design choice",
+        1.0,
+        100.0,
+        doc="slope kept within [s_ref / range, s_ref * range]",
+    )
+    detect_min_frac: float = param(
+        0.5,
+        "1",
+        "design choice",
+        0.0,
+        1.0,
+        doc="a step counts as detected at this fraction of pulses",
+    )
+    search_after_s: float = param(
+        0.5, "s", "design choice", 0.0, 1e4, doc="time without a detected ECAP before ramping up"
+    )
+    search_ma_per_s: float = param(
+        1.0, "mA/s", "design choice", 0.0, 100.0, doc="ramp-up while no ECAP is detected"
+    )
+    clinician_limits: bool = param(
+        True,
+        "1",
+        "clinical practice",
+        choices=(True, False),
+        doc="clip to the clinician limits (else 0-25.5 mA)",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
 
 
-_P = ("forgetting", "slope_forgetting", "noise_uv", "scale_rel_sd", "clip_sd", "response_s",
-      "slope_range", "detect_min_frac", "search_after_s", "search_ma_per_s")
+_P = (
+    "forgetting",
+    "slope_forgetting",
+    "noise_uv",
+    "scale_rel_sd",
+    "clip_sd",
+    "response_s",
+    "slope_range",
+    "detect_min_frac",
+    "search_after_s",
+    "search_ma_per_s",
+)
 """The parameters array ``p`` of the kernel."""
 _FORGET, _SLOPE_FORGET, _NOISE, _SCALE_SD, _CLIP, _RESPONSE, _RANGE, _DETECT, _AFTER, _SEARCH = (
-    range(len(_P)))
-CONSTANTS = ("i0_ma", "slope_ref_uv_per_ma", "scale_uv", "var0_slope", "var0_offset",
-             "scale_var", "min_ma", "max_ma")
+    range(len(_P))
+)
+CONSTANTS = (
+    "i0_ma",
+    "slope_ref_uv_per_ma",
+    "scale_uv",
+    "var0_slope",
+    "var0_offset",
+    "scale_var",
+    "min_ma",
+    "max_ma",
+)
 """An episode's constants row: comfort current, prior slope and scale, prior variances (noise
 units), the variance of the scale pseudo-observation, current limits."""
 STATE = ("slope_uv_per_ma", "offset_uv", "cov_00", "cov_01", "cov_11", "undetected_s")
@@ -95,7 +185,7 @@ _TH0, _TH1, _C0, _C1, _C2, _UNDETECTED = range(len(STATE))
 def _update(st, x0, x1, innovation, noise_var):
     """Kalman/RLS update by one observation ``x . theta`` (variance in noise units)."""
     c0, c1, c2 = st[_C0], st[_C1], st[_C2]
-    g0, g1 = c0 * x0 + c1 * x1, c1 * x0 + c2 * x1      # P x
+    g0, g1 = c0 * x0 + c1 * x1, c1 * x0 + c2 * x1  # P x
     denom = noise_var + x0 * g0 + x1 * g1
     st[_TH0] += g0 * innovation / denom
     st[_TH1] += g1 * innovation / denom
@@ -135,8 +225,7 @@ def _clip(k, current_ma):
 
 
 @numba.njit(cache=True)
-def adaptive_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma,
-                 target_uv):
+def adaptive_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma, target_uv):
     """Episode ``row``: update the estimate with the last step, then move towards the inverse.
 
     ``p`` holds the parameters (:data:`_P`), ``const[row]`` the episode's constants
@@ -161,12 +250,24 @@ def adaptive_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, curre
 
 
 @numba.njit(cache=True)
-def _adaptive_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma,
-                   target_uv, out):
+def _adaptive_many(
+    p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma, target_uv, out
+):
     for i in range(rows.size):
         r = rows[i]
-        out[i] = adaptive_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i],
-                              detected[i], current_ma[i], target_uv[i])
+        out[i] = adaptive_law(
+            p,
+            const,
+            state,
+            r,
+            steps[r],
+            t_s[r],
+            dt_s,
+            ecap_uv[i],
+            detected[i],
+            current_ma[i],
+            target_uv[i],
+        )
 
 
 class AdaptiveInverse(BatchController):
@@ -182,9 +283,21 @@ class AdaptiveInverse(BatchController):
 
     def _law_params(self) -> np.ndarray:
         p = self.params
-        return np.array([p.forgetting, p.slope_forgetting, p.noise_uv, p.scale_rel_sd,
-                         p.clip_sd, p.response_s, p.slope_range, p.detect_min_frac,
-                         p.search_after_s, p.search_ma_per_s], np.float64)
+        return np.array(
+            [
+                p.forgetting,
+                p.slope_forgetting,
+                p.noise_uv,
+                p.scale_rel_sd,
+                p.clip_sd,
+                p.response_s,
+                p.slope_range,
+                p.detect_min_frac,
+                p.search_after_s,
+                p.search_ma_per_s,
+            ],
+            np.float64,
+        )
 
     def _episode_arrays(self, contexts):
         """Each episode starts from its calibrated growth curve."""
@@ -193,11 +306,20 @@ class AdaptiveInverse(BatchController):
             cal = ctx.calibration
             prior = GrowthPrior.from_calibration(cal)
             i0, slope = float(cal.comfort_ma), prior.slope_uv_per_ma
-            var0 = ((p.prior_slope_rel_sd * slope / p.noise_uv) ** 2,
-                    (p.prior_ecap_sd_uv / p.noise_uv) ** 2)
-            const.append((i0, slope, prior.scale_uv, *var0,
-                          (p.scale_rel_sd * prior.scale_uv / p.noise_uv) ** 2,
-                          *current_limits(ctx, p.clinician_limits)))
+            var0 = (
+                (p.prior_slope_rel_sd * slope / p.noise_uv) ** 2,
+                (p.prior_ecap_sd_uv / p.noise_uv) ** 2,
+            )
+            const.append(
+                (
+                    i0,
+                    slope,
+                    prior.scale_uv,
+                    *var0,
+                    (p.scale_rel_sd * prior.scale_uv / p.noise_uv) ** 2,
+                    *current_limits(ctx, p.clinician_limits),
+                )
+            )
             state.append((slope, slope * (i0 - prior.threshold_ma), var0[0], 0.0, var0[1], 0.0))
         return np.array(const, np.float64), np.array(state, np.float64)
 

@@ -39,7 +39,8 @@ _CONTEXT_CHECKS = (
     ("action_mode", {"choices": ACTION_MODES}, None),
     ("max_delta_ma", {**_POSITIVE, "unit": "mA"}, "real"),
     ("max_log_step", {**_POSITIVE, "unit": "1"}, "real"),
-    ("n_actions", {"choices": (1, 3)}, None))
+    ("n_actions", {"choices": (1, 3)}, None),
+)
 """The checked fields of :class:`ControlContext`: name, valid range, kind."""
 
 
@@ -74,11 +75,16 @@ class ControlContext:
     @classmethod
     def from_env(cls, env_config: Any, calibration: Any, target_uv: float) -> ControlContext:
         """The context of an episode of an env with :class:`~closedloop.envs.config.EnvConfig`."""
-        return cls(calibration=calibration, target_uv=float(target_uv),
-                   dt_s=env_config.pulses_per_step / env_config.rate_hz,
-                   history=env_config.history, action_mode=env_config.action_mode,
-                   max_delta_ma=env_config.max_delta_ma, max_log_step=env_config.max_log_step,
-                   n_actions=3 if env_config.control_pw_rate else 1)
+        return cls(
+            calibration=calibration,
+            target_uv=float(target_uv),
+            dt_s=env_config.pulses_per_step / env_config.rate_hz,
+            history=env_config.history,
+            action_mode=env_config.action_mode,
+            max_delta_ma=env_config.max_delta_ma,
+            max_log_step=env_config.max_log_step,
+            n_actions=3 if env_config.control_pw_rate else 1,
+        )
 
     def action_for(self, current_ma: float, previous_ma: float) -> float:
         """Normalised action that asks for ``current_ma`` after ``previous_ma``, clipped to ±1.
@@ -87,9 +93,15 @@ class ControlContext:
         (:func:`normalised_action` with this context's mode and limits).
         """
         cal = self.calibration
-        return normalised_action(ACTION_MODES.index(self.action_mode), float(current_ma),
-                                 float(previous_ma), float(cal.min_ma), float(cal.max_ma),
-                                 float(self.max_delta_ma), float(self.max_log_step))
+        return normalised_action(
+            ACTION_MODES.index(self.action_mode),
+            float(current_ma),
+            float(previous_ma),
+            float(cal.min_ma),
+            float(cal.max_ma),
+            float(self.max_delta_ma),
+            float(self.max_log_step),
+        )
 
 
 @numba.njit(cache=True, inline="always")
@@ -143,13 +155,17 @@ class Observation:
         """Split an observation vector of an env with ``history`` steps."""
         x = as_real_array("observation", obs)
         if x.ndim != 1 or x.size < 3 * history + 1:
-            raise ConfigError(f"observation has shape {x.shape}; expected (>= {3 * history + 1},) "
-                              f"for history={history}")
+            raise ConfigError(
+                f"observation has shape {x.shape}; expected (>= {3 * history + 1},) "
+                f"for history={history}"
+            )
         if not np.isfinite(x).all():
-            raise ConfigError(f"observation={short_repr(x.tolist())} must be finite (an env's "
-                              "observation always is)")
+            raise ConfigError(
+                f"observation={short_repr(x.tolist())} must be finite (an env's "
+                "observation always is)"
+            )
         h = history
-        return cls(x[:h], x[h:2 * h], x[2 * h:3 * h], float(x[3 * h]))
+        return cls(x[:h], x[h : 2 * h], x[2 * h : 3 * h], float(x[3 * h]))
 
 
 class Controller:
@@ -173,8 +189,10 @@ class Controller:
             if params is None:
                 params = self.params_type()
             elif not isinstance(params, self.params_type):
-                raise ConfigError(f"params={type(params).__name__} is not valid for "
-                                  f"{type(self).__name__}; expected {self.params_type.__name__}")
+                raise ConfigError(
+                    f"params={type(params).__name__} is not valid for "
+                    f"{type(self).__name__}; expected {self.params_type.__name__}"
+                )
             self.params = params
         self.context: ControlContext | None = None
         self._zero_clock(1)
@@ -182,8 +200,10 @@ class Controller:
     def reset(self, context: ControlContext) -> None:
         """Start an episode: remember the context, zero the clock and the internal state."""
         if not isinstance(context, ControlContext):
-            raise ConfigError(f"context={type(context).__name__} is not valid for "
-                              f"{type(self).__name__}.reset; expected a ControlContext")
+            raise ConfigError(
+                f"context={type(context).__name__} is not valid for "
+                f"{type(self).__name__}.reset; expected a ControlContext"
+            )
         self.context = context
         self._zero_clock(1)
 
@@ -201,8 +221,9 @@ class Controller:
         """The current (mA) to request for the next control period."""
         raise NotImplementedError
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
         """SB3-style ``predict``: the normalised action for ``obs``, and ``state`` unchanged."""
         ctx = self.context
         if ctx is None:
@@ -210,8 +231,7 @@ class Controller:
         o = Observation.parse(obs, ctx.history)
         want = float(self.current_ma(o))
         if not math.isfinite(want):
-            raise ConfigError(f"{type(self).__name__} produced current_ma={want!r}; must be "
-                              "finite")
+            raise ConfigError(f"{type(self).__name__} produced current_ma={want!r}; must be finite")
         a = np.zeros(ctx.n_actions, np.float32)
         a[0] = ctx.action_for(want, float(o.current_ma[0]))
         self._tick()
@@ -282,17 +302,21 @@ class SB3Policy(Controller):
     def __init__(self, policy: Any) -> None:
         super().__init__()
         if not callable(getattr(policy, "predict", None)):
-            raise ConfigError(f"policy={type(policy).__name__} has no predict(obs, state, "
-                              "episode_start, deterministic) method")
+            raise ConfigError(
+                f"policy={type(policy).__name__} has no predict(obs, state, "
+                "episode_start, deterministic) method"
+            )
         self.policy = policy
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
         """The wrapped policy's action for ``obs``; advances the clock by one control period."""
         if self.context is None:
             raise ConfigError("SB3Policy.predict called before reset(context)")
-        action, state = self.policy.predict(obs, state=state, episode_start=episode_start,
-                                            deterministic=deterministic)
+        action, state = self.policy.predict(
+            obs, state=state, episode_start=episode_start, deterministic=deterministic
+        )
         self.t_s += self.context.dt_s
         self.steps += 1
         return np.asarray(action, dtype=np.float32), state

@@ -54,30 +54,37 @@ _ONE_EPISODE_METHODS = ("predict", "reset", "current_ma", "_tick")
 
 
 @numba.njit(cache=True)
-def _actions_many(mode, want_ma, previous_ma, rows, min_ma, max_ma, max_delta_ma, max_log_step,
-                  out):
+def _actions_many(
+    mode, want_ma, previous_ma, rows, min_ma, max_ma, max_delta_ma, max_log_step, out
+):
     """``out[i]``: :func:`normalised_action` of ``want_ma[i]`` for episode ``rows[i]``."""
     for i in range(rows.size):
         r = rows[i]
-        out[i] = normalised_action(mode, want_ma[i], previous_ma[i], min_ma[r], max_ma[r],
-                                   max_delta_ma, max_log_step)
+        out[i] = normalised_action(
+            mode, want_ma[i], previous_ma[i], min_ma[r], max_ma[r], max_delta_ma, max_log_step
+        )
 
 
 def check_contexts(contexts: Any, where: str) -> list[ControlContext]:
     """``contexts`` as a non-empty list of contexts sharing :data:`SHARED_FIELDS`."""
     if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Sequence) or not contexts:
-        raise ConfigError(f"{where}: contexts={short_repr(contexts)} must be a non-empty list of "
-                          "ControlContext (one per episode)")
+        raise ConfigError(
+            f"{where}: contexts={short_repr(contexts)} must be a non-empty list of "
+            "ControlContext (one per episode)"
+        )
     for i, ctx in enumerate(contexts):
         if not isinstance(ctx, ControlContext):
-            raise ConfigError(f"{where}: contexts[{i}]={type(ctx).__name__} is not valid; "
-                              "expected a ControlContext")
+            raise ConfigError(
+                f"{where}: contexts[{i}]={type(ctx).__name__} is not valid; "
+                "expected a ControlContext"
+            )
         for name in SHARED_FIELDS:
             if getattr(ctx, name) != getattr(contexts[0], name):
                 raise ConfigError(
                     f"{where}: contexts[{i}].{name}={getattr(ctx, name)!r} differs from "
                     f"contexts[0].{name}={getattr(contexts[0], name)!r}; the episodes of one "
-                    f"batch share the env's control settings ({', '.join(SHARED_FIELDS)})")
+                    f"batch share the env's control settings ({', '.join(SHARED_FIELDS)})"
+                )
     return list(contexts)
 
 
@@ -85,11 +92,14 @@ def _parse_rows(obs: Any, history: int) -> np.ndarray:
     """Observations (M, D) as float64; ConfigError on a bad shape or a non-finite value."""
     x = as_real_array("obs", obs)
     if x.ndim != 2 or x.shape[1] < 3 * history + 1:
-        raise ConfigError(f"obs has shape {x.shape}; expected (episodes, >= {3 * history + 1}) "
-                          f"for history={history}")
+        raise ConfigError(
+            f"obs has shape {x.shape}; expected (episodes, >= {3 * history + 1}) "
+            f"for history={history}"
+        )
     if not np.isfinite(x).all():
-        raise ConfigError(f"obs={short_repr(x.tolist())} must be finite (an env's observation "
-                          "always is)")
+        raise ConfigError(
+            f"obs={short_repr(x.tolist())} must be finite (an env's observation always is)"
+        )
     return x
 
 
@@ -97,16 +107,20 @@ def _check_rows(rows: Any, n_episodes: int, n_obs: int) -> np.ndarray:
     """``rows`` as distinct int64 episode indices, one per observation row."""
     if rows is None:
         if n_obs != n_episodes:
-            raise ConfigError(f"obs has {n_obs} rows; expected one per episode ({n_episodes}) "
-                              "when rows is None")
+            raise ConfigError(
+                f"obs has {n_obs} rows; expected one per episode ({n_episodes}) when rows is None"
+            )
         return np.arange(n_episodes)
     r = np.asarray(rows)
     if r.dtype.kind not in "iu" or r.shape != (n_obs,):
-        raise ConfigError(f"rows={short_repr(rows)} must be {n_obs} integer episode indices "
-                          "(one per observation row)")
+        raise ConfigError(
+            f"rows={short_repr(rows)} must be {n_obs} integer episode indices "
+            "(one per observation row)"
+        )
     if n_obs and (r.min() < 0 or r.max() >= n_episodes or np.unique(r).size != n_obs):
-        raise ConfigError(f"rows={short_repr(rows)} must be distinct episode indices in "
-                          f"[0, {n_episodes - 1}]")
+        raise ConfigError(
+            f"rows={short_repr(rows)} must be distinct episode indices in [0, {n_episodes - 1}]"
+        )
     return r.astype(np.int64, copy=False)
 
 
@@ -156,13 +170,16 @@ class BatchController(Controller):
         cls = type(self)
         owner = next(c for c in cls.__mro__ if "kernels" in vars(c))
         return owner.kernels is not None and all(
-            getattr(cls, name) is getattr(owner, name) for name in _ONE_EPISODE_METHODS)
+            getattr(cls, name) is getattr(owner, name) for name in _ONE_EPISODE_METHODS
+        )
 
     def reset(self, context: ControlContext) -> None:
         """Start one episode (:meth:`reset_many` with one context)."""
         if not isinstance(context, ControlContext):
-            raise ConfigError(f"context={type(context).__name__} is not valid for "
-                              f"{type(self).__name__}.reset; expected a ControlContext")
+            raise ConfigError(
+                f"context={type(context).__name__} is not valid for "
+                f"{type(self).__name__}.reset; expected a ControlContext"
+            )
         self.reset_many([context])
 
     def reset_many(self, contexts: Sequence[ControlContext]) -> None:
@@ -174,7 +191,7 @@ class BatchController(Controller):
         """
         contexts = check_contexts(contexts, f"{type(self).__name__}.reset_many")
         self.contexts, self.context = tuple(contexts), contexts[0]
-        self._ready = self.batch_ready                  # the class's methods, checked once
+        self._ready = self.batch_ready  # the class's methods, checked once
         self._zero_clock(len(contexts))
         self._p = np.asarray(self._law_params(), np.float64)
         self._const, self._state = self._episode_arrays(contexts)
@@ -184,12 +201,23 @@ class BatchController(Controller):
     def current_ma(self, obs: Observation) -> float:
         """The law on the one episode of :meth:`reset` (mA)."""
         if self._step_rows.size != 1:
-            raise ConfigError(f"{type(self).__name__} was reset with {self._step_rows.size} "
-                              "episodes; predict plays one (use predict_many)")
-        return self.kernels[0](self._p, self._const, self._state, 0, int(self._step_rows[0]),
-                               float(self._t_rows_s[0]), self.context.dt_s,
-                               float(obs.ecap_uv[0]), float(obs.detected[0]),
-                               float(obs.current_ma[0]), float(obs.target_uv))
+            raise ConfigError(
+                f"{type(self).__name__} was reset with {self._step_rows.size} "
+                "episodes; predict plays one (use predict_many)"
+            )
+        return self.kernels[0](
+            self._p,
+            self._const,
+            self._state,
+            0,
+            int(self._step_rows[0]),
+            float(self._t_rows_s[0]),
+            self.context.dt_s,
+            float(obs.ecap_uv[0]),
+            float(obs.detected[0]),
+            float(obs.current_ma[0]),
+            float(obs.target_uv),
+        )
 
     def predict_many(self, obs: Any, rows: Any = None) -> np.ndarray:
         """Actions for the episodes ``rows`` (all if None) from their observations.
@@ -212,21 +240,45 @@ class BatchController(Controller):
         if ctx is None:
             raise ConfigError(f"{name}.predict_many called before reset_many(contexts)")
         if not self._ready:
-            raise ConfigError(f"{name} overrides one of {', '.join(_ONE_EPISODE_METHODS)}; "
-                              "play it one episode at a time with predict")
+            raise ConfigError(
+                f"{name} overrides one of {', '.join(_ONE_EPISODE_METHODS)}; "
+                "play it one episode at a time with predict"
+            )
         h = ctx.history
         x = _parse_rows(obs, h)
         r = _check_rows(rows, self._step_rows.size, x.shape[0])
         ecap, current = x[:, 0].copy(), x[:, 2 * h].copy()
         want = np.empty(r.size)
-        self.kernels[1](self._p, self._const, self._state, r, self._step_rows, self._t_rows_s,
-                        ctx.dt_s, ecap, x[:, h].copy(), current, x[:, 3 * h].copy(), want)
+        self.kernels[1](
+            self._p,
+            self._const,
+            self._state,
+            r,
+            self._step_rows,
+            self._t_rows_s,
+            ctx.dt_s,
+            ecap,
+            x[:, h].copy(),
+            current,
+            x[:, 3 * h].copy(),
+            want,
+        )
         if not np.isfinite(want).all():
-            raise ConfigError(f"{name} produced current_ma={short_repr(want.tolist())}; must "
-                              "be finite")
+            raise ConfigError(
+                f"{name} produced current_ma={short_repr(want.tolist())}; must be finite"
+            )
         a = np.empty(r.size)
-        _actions_many(ACTION_MODES.index(ctx.action_mode), want, current, r, self._min_ma,
-                      self._max_ma, float(ctx.max_delta_ma), float(ctx.max_log_step), a)
+        _actions_many(
+            ACTION_MODES.index(ctx.action_mode),
+            want,
+            current,
+            r,
+            self._min_ma,
+            self._max_ma,
+            float(ctx.max_delta_ma),
+            float(ctx.max_log_step),
+            a,
+        )
         actions = np.zeros((r.size, ctx.n_actions), np.float32)
         actions[:, 0] = a
         if rows is None:

@@ -25,29 +25,54 @@ from closedloop.controllers.batch import BatchController
 class CeilingParams:
     """Parameters of :class:`Ceiling`."""
 
-    ceiling_rel: float = param(1.3, "1", "tuned on the training cohort", 1.0, 10.0,
-                               doc="ceiling as a multiple of the target ECAP")
-    cut_gain_per_s: float = param(25.0, "1/s", "tuned on the training cohort", 0.0, 1000.0,
-                                  lo_open=True, doc="fraction of the excess cut per second")
-    hold_s: float = param(0.5, "s", "assumption", 0.0, 1e4,
-                          doc="hold after the last exceedance before ramping back")
-    ramp_ma_per_s: float = param(1.0, "mA/s", "assumption", 0.0, 100.0, lo_open=True,
-                                 doc="ramp back towards the comfort current")
-    clinician_limits: bool = param(True, "1", "clinical practice", choices=(True, False),
-                                   doc="clip to the clinician limits (else 0-25.5 mA)")
+    ceiling_rel: float = param(
+        1.3,
+        "1",
+        "tuned on the training cohort",
+        1.0,
+        10.0,
+        doc="ceiling as a multiple of the target ECAP",
+    )
+    cut_gain_per_s: float = param(
+        25.0,
+        "1/s",
+        "tuned on the training cohort",
+        0.0,
+        1000.0,
+        lo_open=True,
+        doc="fraction of the excess cut per second",
+    )
+    hold_s: float = param(
+        0.5, "s", "assumption", 0.0, 1e4, doc="hold after the last exceedance before ramping back"
+    )
+    ramp_ma_per_s: float = param(
+        1.0,
+        "mA/s",
+        "assumption",
+        0.0,
+        100.0,
+        lo_open=True,
+        doc="ramp back towards the comfort current",
+    )
+    clinician_limits: bool = param(
+        True,
+        "1",
+        "clinical practice",
+        choices=(True, False),
+        doc="clip to the clinician limits (else 0-25.5 mA)",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
 
 
-_CEILING, _CUT, _HOLD, _RAMP = range(4)      # p: ceiling_rel, cut_gain_per_s, hold_s, ramp
-_SLOPE, _COMFORT, _LO, _HI = range(4)        # const row: slope, comfort, limits (µV/mA, mA)
-_LAST_CUT = 0                                # state row: time of the last cut (s)
+_CEILING, _CUT, _HOLD, _RAMP = range(4)  # p: ceiling_rel, cut_gain_per_s, hold_s, ramp
+_SLOPE, _COMFORT, _LO, _HI = range(4)  # const row: slope, comfort, limits (µV/mA, mA)
+_LAST_CUT = 0  # state row: time of the last cut (s)
 
 
 @numba.njit(cache=True)
-def ceiling_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma,
-                target_uv):
+def ceiling_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma, target_uv):
     """Episode ``row``'s current (mA): cut above the ceiling, hold, then ramp back to comfort.
 
     ``p`` = (ceiling_rel, cut_gain_per_s, hold_s, ramp_ma_per_s); ``const[row]`` = (calibrated
@@ -69,12 +94,24 @@ def ceiling_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, curren
 
 
 @numba.njit(cache=True)
-def _ceiling_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma,
-                  target_uv, out):
+def _ceiling_many(
+    p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma, target_uv, out
+):
     for i in range(rows.size):
         r = rows[i]
-        out[i] = ceiling_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i],
-                             detected[i], current_ma[i], target_uv[i])
+        out[i] = ceiling_law(
+            p,
+            const,
+            state,
+            r,
+            steps[r],
+            t_s[r],
+            dt_s,
+            ecap_uv[i],
+            detected[i],
+            current_ma[i],
+            target_uv[i],
+        )
 
 
 class Ceiling(BatchController):
@@ -94,7 +131,12 @@ class Ceiling(BatchController):
 
     def _episode_arrays(self, contexts):
         """Each episode starts at the comfort current, with no cut yet."""
-        const = [(GrowthPrior.from_calibration(ctx.calibration).slope_uv_per_ma,
-                  float(ctx.calibration.comfort_ma),
-                  *current_limits(ctx, self.params.clinician_limits)) for ctx in contexts]
+        const = [
+            (
+                GrowthPrior.from_calibration(ctx.calibration).slope_uv_per_ma,
+                float(ctx.calibration.comfort_ma),
+                *current_limits(ctx, self.params.clinician_limits),
+            )
+            for ctx in contexts
+        ]
         return np.array(const, np.float64), np.full((len(contexts), 1), -math.inf)

@@ -45,37 +45,111 @@ SLOPE_SOURCES = ("online", "calibration")
 class ClinicalLoopParams:
     """Parameters of :class:`ClinicalLoop`."""
 
-    loop_gain_per_s: float = param(8.0, "1/s", "tuned on the training cohort", 0.0, 1000.0,
-                                   doc="fraction of the ECAP error corrected per second")
-    slope_source: str = param("online", "1", "US 11,191,966 (loop-gain compensation)",
-                              choices=SLOPE_SOURCES, doc="growth-curve slope for the gain")
-    slope_filter_s: float = param(0.2, "s", "design choice", 0.0, 100.0,
-                                  doc="time constant of the ECAP filter of the online slope")
-    slope_range: float = param(4.0, "1", "design choice", 1.0, 100.0,
-                               doc="online slope kept within [s_ref / range, s_ref * range]")
-    log_domain: bool = param(False, "1", "US 2023/0337962", choices=(False, True),
-                             doc="multiplicative (log-current) updates")
-    overshoot_rel: float = param(0.3, "1", "US 2023/0337962 (fast back-off)", 0.0, 10.0,
-                                 doc="back-off above target * (1 + overshoot_rel)")
-    backoff_gain: float = param(3.0, "1", "US 2023/0337962 (fast back-off)", 1.0, 100.0,
-                                doc="gain multiplier while backing off")
-    backoff_filter_s: float = param(0.05, "s", "assumption: the device tests a few pulses, not "
-                                    "one (issue 18: 0, each reading, fires on noise at small "
-                                    "targets)", 0.0, 10.0,
-                                    doc="time constant of the ECAP filter of the back-off test")
-    detect_min_frac: float = param(0.5, "1", "design choice", 0.0, 1.0,
-                                   doc="a step counts as detected at this fraction of pulses")
-    fallback_after_s: float = param(1.0, "s", "US 12,533,518 (fallback)", 0.0, 1e4, lo_open=True,
-                                    doc="time without a detected ECAP before the fallback")
-    clinician_limits: bool = param(True, "1", "US 2024/0173550", choices=(True, False),
-                                   doc="clip to the clinician limits (else 0-25.5 mA)")
+    loop_gain_per_s: float = param(
+        8.0,
+        "1/s",
+        "tuned on the training cohort",
+        0.0,
+        1000.0,
+        doc="fraction of the ECAP error corrected per second",
+    )
+    slope_source: str = param(
+        "online",
+        "1",
+        "US 11,191,966 (loop-gain compensation)",
+        choices=SLOPE_SOURCES,
+        doc="growth-curve slope for the gain",
+    )
+    slope_filter_s: float = param(
+        0.2,
+        "s",
+        "design choice",
+        0.0,
+        100.0,
+        doc="time constant of the ECAP filter of the online slope",
+    )
+    slope_range: float = param(
+        4.0,
+        "1",
+        "design choice",
+        1.0,
+        100.0,
+        doc="online slope kept within [s_ref / range, s_ref * range]",
+    )
+    log_domain: bool = param(
+        False,
+        "1",
+        "US 2023/0337962",
+        choices=(False, True),
+        doc="multiplicative (log-current) updates",
+    )
+    overshoot_rel: float = param(
+        0.3,
+        "1",
+        "US 2023/0337962 (fast back-off)",
+        0.0,
+        10.0,
+        doc="back-off above target * (1 + overshoot_rel)",
+    )
+    backoff_gain: float = param(
+        3.0,
+        "1",
+        "US 2023/0337962 (fast back-off)",
+        1.0,
+        100.0,
+        doc="gain multiplier while backing off",
+    )
+    backoff_filter_s: float = param(
+        0.05,
+        "s",
+        "assumption: the device tests a few pulses, not "
+        "one (issue 18: 0, each reading, fires on noise at small "
+        "targets)",
+        0.0,
+        10.0,
+        doc="time constant of the ECAP filter of the back-off test",
+    )
+    detect_min_frac: float = param(
+        0.5,
+        "1",
+        "design choice",
+        0.0,
+        1.0,
+        doc="a step counts as detected at this fraction of pulses",
+    )
+    fallback_after_s: float = param(
+        1.0,
+        "s",
+        "US 12,533,518 (fallback)",
+        0.0,
+        1e4,
+        lo_open=True,
+        doc="time without a detected ECAP before the fallback",
+    )
+    clinician_limits: bool = param(
+        True,
+        "1",
+        "US 2024/0173550",
+        choices=(True, False),
+        doc="clip to the clinician limits (else 0-25.5 mA)",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
 
 
-_P = ("loop_gain_per_s", "slope_online", "slope_filter_s", "slope_range", "log_domain",
-      "overshoot_rel", "backoff_gain", "detect_min_frac", "fallback_after_s", "backoff_filter_s")
+_P = (
+    "loop_gain_per_s",
+    "slope_online",
+    "slope_filter_s",
+    "slope_range",
+    "log_domain",
+    "overshoot_rel",
+    "backoff_gain",
+    "detect_min_frac",
+    "fallback_after_s",
+    "backoff_filter_s",
+)
 """The parameters array ``p`` of the kernel (booleans as 0.0 / 1.0)."""
 _GAIN, _ONLINE, _FILTER, _RANGE, _LOG, _OVER, _BACKOFF, _DETECT, _AFTER, _BFILTER = range(len(_P))
 CONSTANTS = ("slope_ref_uv_per_ma", "scale_uv", "min_ma", "max_ma", "fallback_ma")
@@ -93,8 +167,9 @@ def _online_slope(p, k, st, dt_s, ecap_uv, current_ma):
     if p[_ONLINE] == 0.0:
         return ref
     alpha = py_min(dt_s / py_max(p[_FILTER], 1e-9), 1.0)
-    st[_ECAP_F] = ecap_uv if math.isnan(st[_ECAP_F]) else (
-        st[_ECAP_F] + alpha * (ecap_uv - st[_ECAP_F]))
+    st[_ECAP_F] = (
+        ecap_uv if math.isnan(st[_ECAP_F]) else (st[_ECAP_F] + alpha * (ecap_uv - st[_ECAP_F]))
+    )
     est = (py_max(st[_ECAP_F], 0.0) + k[_SCALE]) / py_max(current_ma, 0.1)
     st[_SLOPE] = py_min(py_max(est, ref / p[_RANGE]), ref * p[_RANGE])
     return st[_SLOPE]
@@ -112,8 +187,7 @@ def _backoff_reading(p, st, dt_s, ecap_uv):
 
 
 @numba.njit(cache=True)
-def clinical_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma,
-                 target_uv):
+def clinical_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma, target_uv):
     """One loop update of episode ``row``: the current (mA); the fallback while the ECAP is lost.
 
     ``p`` holds the parameters (:data:`_P`), ``const[row]`` the episode's constants
@@ -145,12 +219,24 @@ def clinical_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, curre
 
 
 @numba.njit(cache=True)
-def _clinical_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma,
-                   target_uv, out):
+def _clinical_many(
+    p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma, target_uv, out
+):
     for i in range(rows.size):
         r = rows[i]
-        out[i] = clinical_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i],
-                              detected[i], current_ma[i], target_uv[i])
+        out[i] = clinical_law(
+            p,
+            const,
+            state,
+            r,
+            steps[r],
+            t_s[r],
+            dt_s,
+            ecap_uv[i],
+            detected[i],
+            current_ma[i],
+            target_uv[i],
+        )
 
 
 class ClinicalLoop(BatchController):
@@ -166,17 +252,34 @@ class ClinicalLoop(BatchController):
 
     def _law_params(self) -> np.ndarray:
         p = self.params
-        return np.array([p.loop_gain_per_s, p.slope_source == "online", p.slope_filter_s,
-                         p.slope_range, p.log_domain, p.overshoot_rel, p.backoff_gain,
-                         p.detect_min_frac, p.fallback_after_s, p.backoff_filter_s], np.float64)
+        return np.array(
+            [
+                p.loop_gain_per_s,
+                p.slope_source == "online",
+                p.slope_filter_s,
+                p.slope_range,
+                p.log_domain,
+                p.overshoot_rel,
+                p.backoff_gain,
+                p.detect_min_frac,
+                p.fallback_after_s,
+                p.backoff_filter_s,
+            ],
+            np.float64,
+        )
 
     def _episode_arrays(self, contexts):
         """Prior slope from each calibration, fallback disarmed."""
         const, state = [], []
         for ctx in contexts:
             prior = GrowthPrior.from_calibration(ctx.calibration)
-            const.append((prior.slope_uv_per_ma, prior.scale_uv,
-                          *current_limits(ctx, self.params.clinician_limits),
-                          float(ctx.calibration.fallback_ma)))
+            const.append(
+                (
+                    prior.slope_uv_per_ma,
+                    prior.scale_uv,
+                    *current_limits(ctx, self.params.clinician_limits),
+                    float(ctx.calibration.fallback_ma),
+                )
+            )
             state.append((prior.slope_uv_per_ma, math.nan, 0.0, 0.0, math.nan))
         return np.array(const, np.float64), np.array(state, np.float64)

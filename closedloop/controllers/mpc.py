@@ -45,24 +45,75 @@ MIN_HEADROOM = 1.1
 class MPCParams:
     """Parameters of :class:`MPC`."""
 
-    horizon_steps: int = param(5, "1", "design choice (speed: < 1 ms per step)", 1, 100,
-                               doc="prediction horizon in control steps")
-    move_penalty: float = param(5.0, "1/mA²", "tuned on the training cohort", 0.0, 1e6,
-                                doc="weight of (ΔI)² against (relative ECAP error)²")
-    rate_limit_ma_per_s: float = param(10.0, "mA/s", "design choice", 0.0, 1e4, lo_open=True,
-                                       doc="largest change of current per second")
-    noise_uv: float = param(3.0, "µV", "single-sweep noise floor, a few µV [M]", 0.0, 1e3,
-                            lo_open=True, doc="ECAP measurement noise sd of the filter")
-    threshold_sd_per_s: float = param(0.5, "1/√s", "tuned on the training cohort", 0.0, 100.0,
-                                      doc="random-walk sd of log(threshold) per √s")
-    trend_sd_per_s: float = param(0.0, "1/s^1.5", "0: no trend", 0.0, 100.0,
-                                  doc="random-walk sd of the log-threshold rate")
-    discomfort_margin: float = param(0.9, "1", "design choice", 0.0, 10.0, lo_open=True,
-                                     doc="ECAP_max / lowest calibrated discomfort ECAP")
-    ceiling_rel: float = param(2.0, "1", "assumption", 1.0, 100.0,
-                               doc="ECAP_max / target when no discomfort ECAP is calibrated")
-    clinician_limits: bool = param(True, "1", "clinical practice", choices=(True, False),
-                                   doc="clip to the clinician limits (else 0-25.5 mA)")
+    horizon_steps: int = param(
+        5,
+        "1",
+        "design choice (speed: < 1 ms per step)",
+        1,
+        100,
+        doc="prediction horizon in control steps",
+    )
+    move_penalty: float = param(
+        5.0,
+        "1/mA²",
+        "tuned on the training cohort",
+        0.0,
+        1e6,
+        doc="weight of (ΔI)² against (relative ECAP error)²",
+    )
+    rate_limit_ma_per_s: float = param(
+        10.0,
+        "mA/s",
+        "design choice",
+        0.0,
+        1e4,
+        lo_open=True,
+        doc="largest change of current per second",
+    )
+    noise_uv: float = param(
+        3.0,
+        "µV",
+        "single-sweep noise floor, a few µV [M]",
+        0.0,
+        1e3,
+        lo_open=True,
+        doc="ECAP measurement noise sd of the filter",
+    )
+    threshold_sd_per_s: float = param(
+        0.5,
+        "1/√s",
+        "tuned on the training cohort",
+        0.0,
+        100.0,
+        doc="random-walk sd of log(threshold) per √s",
+    )
+    trend_sd_per_s: float = param(
+        0.0, "1/s^1.5", "0: no trend", 0.0, 100.0, doc="random-walk sd of the log-threshold rate"
+    )
+    discomfort_margin: float = param(
+        0.9,
+        "1",
+        "design choice",
+        0.0,
+        10.0,
+        lo_open=True,
+        doc="ECAP_max / lowest calibrated discomfort ECAP",
+    )
+    ceiling_rel: float = param(
+        2.0,
+        "1",
+        "assumption",
+        1.0,
+        100.0,
+        doc="ECAP_max / target when no discomfort ECAP is calibrated",
+    )
+    clinician_limits: bool = param(
+        True,
+        "1",
+        "clinical practice",
+        choices=(True, False),
+        doc="clip to the clinician limits (else 0-25.5 mA)",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -85,8 +136,9 @@ class MPC(BatchController):
 
     def _law_params(self) -> np.ndarray:
         p = self.params
-        return np.array([p.horizon_steps, p.move_penalty, p.rate_limit_ma_per_s, p.noise_uv],
-                        np.float64)
+        return np.array(
+            [p.horizon_steps, p.move_penalty, p.rate_limit_ma_per_s, p.noise_uv], np.float64
+        )
 
     def _episode_arrays(self, contexts):
         """Each episode: its calibrated model and discomfort bound, the disturbance zero."""
@@ -94,14 +146,21 @@ class MPC(BatchController):
         for ctx in contexts:
             cal = ctx.calibration
             prior = GrowthPrior.from_calibration(cal)
-            tops = [pc.discomfort_ecap_uv for pc in cal.postures
-                    if math.isfinite(pc.discomfort_ecap_uv)]
+            tops = [
+                pc.discomfort_ecap_uv for pc in cal.postures if math.isfinite(pc.discomfort_ecap_uv)
+            ]
             top = p.discomfort_margin * min(tops) if tops else p.ceiling_rel * ctx.target_uv
             dt = ctx.dt_s
-            const.append((prior.threshold_ma, prior.scale_uv,
-                          max(top, MIN_HEADROOM * ctx.target_uv),
-                          *current_limits(ctx, p.clinician_limits),
-                          p.threshold_sd_per_s ** 2 * dt, p.trend_sd_per_s ** 2 * dt ** 3))
+            const.append(
+                (
+                    prior.threshold_ma,
+                    prior.scale_uv,
+                    max(top, MIN_HEADROOM * ctx.target_uv),
+                    *current_limits(ctx, p.clinician_limits),
+                    p.threshold_sd_per_s**2 * dt,
+                    p.trend_sd_per_s**2 * dt**3,
+                )
+            )
             state.append((0.0, 0.0, 0.25, 0.0, 0.0, 0.0))
         return np.array(const, np.float64), np.array(state, np.float64)
 

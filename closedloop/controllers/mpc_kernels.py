@@ -108,9 +108,9 @@ def _worst_multiplier(d, off, g, x, status):
             continue
         left = x[i - 1] if i > 0 else 0.0
         right = x[i + 1] if i + 1 < n else 0.0
-        grad = d[i] * x[i] + off * (left + right) - g[i]          # (H x - g)_i
+        grad = d[i] * x[i] + off * (left + right) - g[i]  # (H x - g)_i
         mag = abs(d[i] * x[i]) + abs(off) * (abs(left) + abs(right)) + abs(g[i])
-        v = -grad if status[i] == AT_LO else grad                   # > 0: wants freeing
+        v = -grad if status[i] == AT_LO else grad  # > 0: wants freeing
         if v > _EPS_TOL * mag and v > worst_v:
             worst, worst_v = i, v
     return worst
@@ -141,7 +141,7 @@ def box_tridiag_solve(d, off, g, lo, hi, x):
         else:
             x[i] = 0.0
     _tridiag_free_solve(d, off, g, x, status, work[0], work[1], work[2])
-    for i in range(n):                    # start: the unconstrained minimiser, clipped
+    for i in range(n):  # start: the unconstrained minimiser, clipped
         if status[i] == FREE:
             x[i] = py_min(py_max(work[2, i], lo[i]), hi[i])
             if work[2, i] <= lo[i]:
@@ -193,18 +193,18 @@ def ekf_update(p, k, st, current_ma, ecap_uv):
     ``p``: parameters, ``k``: the episode's constants (:data:`CONSTANTS`), ``st`` its state
     (:data:`STATE`); ``current_ma`` (mA) and ``ecap_uv`` (µV) are the last step's.
     """
-    z = st[_Z] + st[_ZR]                                   # x = F x, F = [[1, 1], [0, 1]]
-    r0, r1 = st[_C00] + st[_C10], st[_C01] + st[_C11]     # F cov
-    c00, c01 = r0 + r1 + k[_Q0], r1                       # F cov Fᵀ + Q
+    z = st[_Z] + st[_ZR]  # x = F x, F = [[1, 1], [0, 1]]
+    r0, r1 = st[_C00] + st[_C10], st[_C01] + st[_C11]  # F cov
+    c00, c01 = r0 + r1 + k[_Q0], r1  # F cov Fᵀ + Q
     c10, c11 = st[_C10] + st[_C11], st[_C11] + k[_Q1]
     gain_uv = k[_SCALE] * current_ma / (k[_TH] * math.exp(z))
     predicted = gain_uv - k[_SCALE]
-    h = -gain_uv                                          # d ECAP / d z
+    h = -gain_uv  # d ECAP / d z
     s = h * c00 * h + p[_NOISE] * p[_NOISE]
     k0, k1 = c00 * h / s, c10 * h / s
     innovation = ecap_uv - predicted
     st[_Z], st[_ZR] = z + k0 * innovation, st[_ZR] + k1 * innovation
-    hc0, hc1 = h * c00, h * c01                           # h cov
+    hc0, hc1 = h * c00, h * c01  # h cov
     st[_C00], st[_C01] = c00 - k0 * hc0, c01 - k0 * hc1
     st[_C10], st[_C11] = c10 - k1 * hc0, c11 - k1 * hc1
 
@@ -222,7 +222,7 @@ def plan_first_move(p, k, st, current_ma, target_uv, dt_s):
         w[i], c[i] = a / target_uv, (k[_SCALE] + target_uv) / target_uv
         step_ma = p[_RATE] * dt_s * j
         hi[i] = py_min(py_min(k[_HI], current_ma + step_ma), (k[_EMAX] + k[_SCALE]) / a)
-        lo[i] = py_min(py_max(k[_LO], current_ma - step_ma), hi[i])   # discomfort wins
+        lo[i] = py_min(py_max(k[_LO], current_ma - step_ma), hi[i])  # discomfort wins
         all_tight = all_tight and hi[i] - lo[i] < 1e-9
     if all_tight:
         return hi[0]
@@ -244,10 +244,22 @@ def mpc_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma
 
 
 @numba.njit(cache=True)
-def mpc_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma, target_uv,
-             out):
+def mpc_many(
+    p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma, target_uv, out
+):
     """``out[i]``: :func:`mpc_law` on episode ``rows[i]``."""
     for i in range(rows.size):
         r = rows[i]
-        out[i] = mpc_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i], detected[i],
-                         current_ma[i], target_uv[i])
+        out[i] = mpc_law(
+            p,
+            const,
+            state,
+            r,
+            steps[r],
+            t_s[r],
+            dt_s,
+            ecap_uv[i],
+            detected[i],
+            current_ma[i],
+            target_uv[i],
+        )

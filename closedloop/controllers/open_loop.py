@@ -15,16 +15,21 @@ from closedloop.controllers.batch import BatchController
 class OpenLoopParams:
     """Parameters of :class:`OpenLoop`."""
 
-    comfort_fraction: float = param(1.0, "1", "standard of care: the calibrated comfort current",
-                                    0.0, 4.0, doc="delivered current / calibrated comfort current")
+    comfort_fraction: float = param(
+        1.0,
+        "1",
+        "standard of care: the calibrated comfort current",
+        0.0,
+        4.0,
+        doc="delivered current / calibrated comfort current",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
 
 
 @numba.njit(cache=True)
-def open_loop_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma,
-                  target_uv):
+def open_loop_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma, target_uv):
     """The open-loop current (mA) of episode ``row`` (the batch protocol's kernel).
 
     ``p = [comfort_fraction]`` and ``const[row, 0]`` is the comfort current (mA); the other
@@ -34,12 +39,24 @@ def open_loop_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, curr
 
 
 @numba.njit(cache=True)
-def _open_loop_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma,
-                    target_uv, out):
+def _open_loop_many(
+    p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma, target_uv, out
+):
     for i in range(rows.size):
         r = rows[i]
-        out[i] = open_loop_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i],
-                               detected[i], current_ma[i], target_uv[i])
+        out[i] = open_loop_law(
+            p,
+            const,
+            state,
+            r,
+            steps[r],
+            t_s[r],
+            dt_s,
+            ecap_uv[i],
+            detected[i],
+            current_ma[i],
+            target_uv[i],
+        )
 
 
 class OpenLoop(BatchController):

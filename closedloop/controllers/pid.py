@@ -47,25 +47,61 @@ NOMINAL_SLOPE_UV_PER_MA = 15.0
 class PIDParams:
     """Gains and limits of a P/PI/PID controller (all gains >= 0; zero switches a term off)."""
 
-    kp_ma_per_uv: float = param(0.005, "mA/µV", "tuned on the training cohort", 0.0, 10.0,
-                                doc="proportional gain")
-    ki_ma_per_uv_s: float = param(0.25, "mA/(µV·s)", "tuned on the training cohort", 0.0,
-                                  1000.0, doc="integral gain")
-    kd_ma_s_per_uv: float = param(0.0, "mA·s/µV", "tuned on the training cohort", 0.0, 10.0,
-                                  doc="derivative gain (on the measurement)")
-    derivative_tau_s: float = param(0.05, "s", "design choice", 0.0, 100.0,
-                                    doc="time constant of the derivative's first-order filter")
-    anti_windup: str = param("back-calculation", "1", "Åström & Hägglund", choices=ANTI_WINDUP,
-                             doc="integrator anti-windup scheme")
-    tracking_tau_s: float = param(0.1, "s", "design choice", 0.0, 100.0, lo_open=True,
-                                  doc="back-calculation time constant T_t (at least dt)")
-    rate_limit_ma_per_s: float = param(0.0, "mA/s", "0: none", 0.0, 1e4,
-                                       doc="largest change of the output per second")
-    clinician_limits: bool = param(True, "1", "clinical practice", choices=(True, False),
-                                   doc="clip the output to the clinician limits (else 0-25.5 mA)")
-    slope_scheduled: bool = param(False, "1", "gain scheduling on the calibration",
-                                  choices=(False, True),
-                                  doc="gains hold at 15 µV/mA; scaled by 15 / calibrated slope")
+    kp_ma_per_uv: float = param(
+        0.005, "mA/µV", "tuned on the training cohort", 0.0, 10.0, doc="proportional gain"
+    )
+    ki_ma_per_uv_s: float = param(
+        0.25, "mA/(µV·s)", "tuned on the training cohort", 0.0, 1000.0, doc="integral gain"
+    )
+    kd_ma_s_per_uv: float = param(
+        0.0,
+        "mA·s/µV",
+        "tuned on the training cohort",
+        0.0,
+        10.0,
+        doc="derivative gain (on the measurement)",
+    )
+    derivative_tau_s: float = param(
+        0.05,
+        "s",
+        "design choice",
+        0.0,
+        100.0,
+        doc="time constant of the derivative's first-order filter",
+    )
+    anti_windup: str = param(
+        "back-calculation",
+        "1",
+        "Åström & Hägglund",
+        choices=ANTI_WINDUP,
+        doc="integrator anti-windup scheme",
+    )
+    tracking_tau_s: float = param(
+        0.1,
+        "s",
+        "design choice",
+        0.0,
+        100.0,
+        lo_open=True,
+        doc="back-calculation time constant T_t (at least dt)",
+    )
+    rate_limit_ma_per_s: float = param(
+        0.0, "mA/s", "0: none", 0.0, 1e4, doc="largest change of the output per second"
+    )
+    clinician_limits: bool = param(
+        True,
+        "1",
+        "clinical practice",
+        choices=(True, False),
+        doc="clip the output to the clinician limits (else 0-25.5 mA)",
+    )
+    slope_scheduled: bool = param(
+        False,
+        "1",
+        "gain scheduling on the calibration",
+        choices=(False, True),
+        doc="gains hold at 15 µV/mA; scaled by 15 / calibrated slope",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -75,13 +111,26 @@ class PIDParams:
         if not self.slope_scheduled:
             return self
         k = NOMINAL_SLOPE_UV_PER_MA / slope_uv_per_ma
-        return dataclasses.replace(self, kp_ma_per_uv=self.kp_ma_per_uv * k,
-                                   ki_ma_per_uv_s=self.ki_ma_per_uv_s * k,
-                                   kd_ma_s_per_uv=self.kd_ma_s_per_uv * k, slope_scheduled=False)
+        return dataclasses.replace(
+            self,
+            kp_ma_per_uv=self.kp_ma_per_uv * k,
+            ki_ma_per_uv_s=self.ki_ma_per_uv_s * k,
+            kd_ma_s_per_uv=self.kd_ma_s_per_uv * k,
+            slope_scheduled=False,
+        )
 
 
-CONSTANTS = ("kp", "ki", "kd", "derivative_tau_s", "anti_windup", "tracking_tau_s",
-             "rate_limit_ma_per_s", "out_min", "out_max")
+CONSTANTS = (
+    "kp",
+    "ki",
+    "kd",
+    "derivative_tau_s",
+    "anti_windup",
+    "tracking_tau_s",
+    "rate_limit_ma_per_s",
+    "out_min",
+    "out_max",
+)
 """The constants row ``c`` of the kernels (``anti_windup``: index in :data:`ANTI_WINDUP`)."""
 STATE = ("output", "fresh", "integral", "derivative", "last_measurement")
 """The state row ``s`` of the kernels (``fresh``: 1.0 until the first update sets the bias)."""
@@ -93,9 +142,20 @@ _BACK_CALCULATION, _CLAMP = ANTI_WINDUP.index("back-calculation"), ANTI_WINDUP.i
 def pid_constants(params: PIDParams, out_min: float, out_max: float) -> np.ndarray:
     """The constants row (:data:`CONSTANTS`) of ``params`` and the output limits."""
     p = params
-    return np.array([p.kp_ma_per_uv, p.ki_ma_per_uv_s, p.kd_ma_s_per_uv, p.derivative_tau_s,
-                     ANTI_WINDUP.index(p.anti_windup), p.tracking_tau_s, p.rate_limit_ma_per_s,
-                     out_min, out_max], np.float64)
+    return np.array(
+        [
+            p.kp_ma_per_uv,
+            p.ki_ma_per_uv_s,
+            p.kd_ma_s_per_uv,
+            p.derivative_tau_s,
+            ANTI_WINDUP.index(p.anti_windup),
+            p.tracking_tau_s,
+            p.rate_limit_ma_per_s,
+            out_min,
+            out_max,
+        ],
+        np.float64,
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -167,11 +227,13 @@ class PIDCore:
         out_max: Highest output.
     """
 
-    def __init__(self, params: PIDParams, out_min: float = -math.inf,
-                 out_max: float = math.inf) -> None:
+    def __init__(
+        self, params: PIDParams, out_min: float = -math.inf, out_max: float = math.inf
+    ) -> None:
         if not isinstance(params, PIDParams):
-            raise ConfigError(f"params={type(params).__name__} is not valid for PIDCore; "
-                              "expected PIDParams")
+            raise ConfigError(
+                f"params={type(params).__name__} is not valid for PIDCore; expected PIDParams"
+            )
         if not (is_real(out_min) and is_real(out_max) and out_min <= out_max):
             raise ConfigError(f"out_min={out_min!r} must be <= out_max={out_max!r} (numbers)")
         self.params = params
@@ -199,11 +261,17 @@ class PIDCore:
                 output at this error. If None, the next :meth:`update` sets it from its error,
                 so that update's output equals ``output``.
         """
-        pid_reset(self._c, self._s, float(output), 0.0 if error is None else float(error),
-                  error is not None)
+        pid_reset(
+            self._c,
+            self._s,
+            float(output),
+            0.0 if error is None else float(error),
+            error is not None,
+        )
 
-    def update(self, error: float, measurement: float, dt_s: float,
-               applied: float | None = None) -> float:
+    def update(
+        self, error: float, measurement: float, dt_s: float, applied: float | None = None
+    ) -> float:
         """One control period: the new output.
 
         Args:
@@ -217,8 +285,15 @@ class PIDCore:
         Returns:
             The output, within the output and rate limits.
         """
-        return pid_update(self._c, self._s, float(error), float(measurement), float(dt_s),
-                          0.0 if applied is None else float(applied), applied is not None)
+        return pid_update(
+            self._c,
+            self._s,
+            float(error),
+            float(measurement),
+            float(dt_s),
+            0.0 if applied is None else float(applied),
+            applied is not None,
+        )
 
 
 @numba.njit(cache=True)
@@ -231,17 +306,28 @@ def pid_law(p, const, state, row, step, t_s, dt_s, ecap_uv, detected, current_ma
     if step == 0:  # nothing measured yet: continue the delivered current
         pid_reset(const[row], state[row], current_ma, 0.0, True)
         return current_ma
-    return pid_update(const[row], state[row], target_uv - ecap_uv, ecap_uv, dt_s, current_ma,
-                      True)
+    return pid_update(const[row], state[row], target_uv - ecap_uv, ecap_uv, dt_s, current_ma, True)
 
 
 @numba.njit(cache=True)
-def _pid_many(p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma, target_uv,
-              out):
+def _pid_many(
+    p, const, state, rows, steps, t_s, dt_s, ecap_uv, detected, current_ma, target_uv, out
+):
     for i in range(rows.size):
         r = rows[i]
-        out[i] = pid_law(p, const, state, r, steps[r], t_s[r], dt_s, ecap_uv[i], detected[i],
-                         current_ma[i], target_uv[i])
+        out[i] = pid_law(
+            p,
+            const,
+            state,
+            r,
+            steps[r],
+            t_s[r],
+            dt_s,
+            ecap_uv[i],
+            detected[i],
+            current_ma[i],
+            target_uv[i],
+        )
 
 
 class PID(BatchController):
@@ -264,12 +350,13 @@ class PID(BatchController):
         """Each episode's scheduled gains and limits; for one episode, :attr:`core` plays it."""
         rows = []
         for ctx in contexts:
-            gains = self.params.scheduled(GrowthPrior.from_calibration(ctx.calibration)
-                                          .slope_uv_per_ma)
+            gains = self.params.scheduled(
+                GrowthPrior.from_calibration(ctx.calibration).slope_uv_per_ma
+            )
             rows.append(pid_constants(gains, *current_limits(ctx, self.params.clinician_limits)))
         const, state = np.array(rows), np.zeros((len(contexts), len(STATE)))
         self.core = None
-        if len(contexts) == 1:           # the one episode's core, on the rows the law updates
+        if len(contexts) == 1:  # the one episode's core, on the rows the law updates
             self.core = PIDCore(gains, *current_limits(contexts[0], self.params.clinician_limits))
             self.core._c, self.core._s = const[0], state[0]
         return const, state

@@ -48,7 +48,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONTROLLER_TYPES: Mapping[str, type[Controller]] = {
-    cls.name: cls for cls in (OpenLoop, PID, ClinicalLoop, Ceiling, AdaptiveInverse, MPC)}
+    cls.name: cls for cls in (OpenLoop, PID, ClinicalLoop, Ceiling, AdaptiveInverse, MPC)
+}
 """Controller type name -> class; each class has a frozen ``params_type`` dataclass."""
 
 SPEC_KEYS = ("name", "description", "controller", "params", "tuning")
@@ -94,16 +95,19 @@ def controller_type(kind: str, where: str = "spec") -> type:
     if kind in CONTROLLER_TYPES:
         return CONTROLLER_TYPES[kind]
     if ":" not in kind:
-        raise ConfigError(f"{where}: controller={kind!r} is unknown; valid: "
-                          f"{', '.join(CONTROLLER_TYPES)}, or module:Class / file.py:Class")
+        raise ConfigError(
+            f"{where}: controller={kind!r} is unknown; valid: "
+            f"{', '.join(CONTROLLER_TYPES)}, or module:Class / file.py:Class"
+        )
     cls = load_object(kind, f"{where}: controller")
     if not callable(cls):
         raise ConfigError(f"{where}: controller={kind!r} is a {type(cls).__name__}, not a class")
     return cls
 
 
-def parse_agent_spec(doc: Mapping[str, Any], where: str = "spec",
-                     base_dir: Path | None = None) -> AgentSpec:
+def parse_agent_spec(
+    doc: Mapping[str, Any], where: str = "spec", base_dir: Path | None = None
+) -> AgentSpec:
     """Validate a parsed spec document.
 
     Args:
@@ -135,10 +139,15 @@ def parse_agent_spec(doc: Mapping[str, Any], where: str = "spec",
     if tuning is not None and not isinstance(tuning, Mapping):
         raise ConfigError(f"{where}: tuning={tuning!r} must be a table (the tuning record)")
     params_type = getattr(cls, "params_type", None)
-    return AgentSpec(doc["name"], str(doc.get("description", "")).strip(), kind,
-                     dict(params) if params_type is None else
-                     from_dict(params_type, params, f"{where} [params]"),
-                     None if tuning is None else dict(tuning))
+    return AgentSpec(
+        doc["name"],
+        str(doc.get("description", "")).strip(),
+        kind,
+        dict(params)
+        if params_type is None
+        else from_dict(params_type, params, f"{where} [params]"),
+        None if tuning is None else dict(tuning),
+    )
 
 
 def read_spec_file(path: Path) -> AgentSpec:
@@ -164,8 +173,9 @@ def _spec_files(folder: Path | None = None) -> dict[str, Path]:
         if not name:
             raise ConfigError(f"{path.name}: name='' must be a non-empty string")
         if name in found:
-            raise ConfigError(f"{path.name}: duplicate agent name {name!r} "
-                              f"(also in {found[name].name})")
+            raise ConfigError(
+                f"{path.name}: duplicate agent name {name!r} (also in {found[name].name})"
+            )
         found[name] = path
     return found
 
@@ -196,8 +206,9 @@ def load_agent_spec(name: str, folder: Path | None = None) -> AgentSpec:
     return parse_agent_spec(_read(files[name]), files[name].name, files[name].parent)
 
 
-def make_controller(name_or_spec: str | AgentSpec | Mapping[str, Any],
-                    **overrides: Any) -> Controller:
+def make_controller(
+    name_or_spec: str | AgentSpec | Mapping[str, Any], **overrides: Any
+) -> Controller:
     """A new controller from a spec name, an :class:`AgentSpec` or a spec document.
 
     Args:

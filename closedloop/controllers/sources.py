@@ -45,8 +45,13 @@ ENTRY_POINT_GROUP = "closedloop.controllers"
 """The entry-point group in which installed packages register controllers by name."""
 ZOO_DIR = "zoo"
 """Sub-folder of ``agents/`` holding the trained policies (one folder each, with its card)."""
-FORMS = ("a registered name", "a spec file (path/to/spec.toml)", "module:Class",
-         "path/to/file.py:Class", "a folder written by closedloop train")
+FORMS = (
+    "a registered name",
+    "a spec file (path/to/spec.toml)",
+    "module:Class",
+    "path/to/file.py:Class",
+    "a folder written by closedloop train",
+)
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
@@ -110,9 +115,11 @@ def load_object(ref: str, where: str = "controller") -> Any:
         try:
             module = importlib.import_module(module_part)
         except (ModuleNotFoundError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}={ref!r}: cannot import module {module_part!r} "
-                              f"({exc}); valid: an importable module, or a path to a .py "
-                              "file") from None
+            raise ConfigError(
+                f"{where}={ref!r}: cannot import module {module_part!r} "
+                f"({exc}); valid: an importable module, or a path to a .py "
+                "file"
+            ) from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -124,9 +131,11 @@ def load_object(ref: str, where: str = "controller") -> Any:
 def check_controller(obj: Any, where: str) -> Any:
     """Return ``obj`` if it has SB3's ``predict`` (and a callable ``reset`` if any)."""
     if not callable(getattr(obj, "predict", None)):
-        raise ConfigError(f"{where}: {type(obj).__name__} has no predict(obs, state, "
-                          "episode_start, deterministic) method; a controller needs SB3's "
-                          "predict and, optionally, reset(context)")
+        raise ConfigError(
+            f"{where}: {type(obj).__name__} has no predict(obs, state, "
+            "episode_start, deterministic) method; a controller needs SB3's "
+            "predict and, optionally, reset(context)"
+        )
     if hasattr(obj, "reset") and not callable(obj.reset):
         raise ConfigError(f"{where}: {type(obj).__name__}.reset is not callable")
     return obj
@@ -151,14 +160,18 @@ class ObjectRef:
         """A new controller (the object called with no arguments)."""
         obj = load_object(self.ref)
         if not callable(obj):
-            raise ConfigError(f"controller={self.ref!r} is a {type(obj).__name__}, not a class "
-                              "or a zero-argument function")
+            raise ConfigError(
+                f"controller={self.ref!r} is a {type(obj).__name__}, not a class "
+                "or a zero-argument function"
+            )
         try:
             built = obj()
         except TypeError as exc:
-            raise ConfigError(f"controller={self.ref!r} cannot be built with no arguments "
-                              f"({exc}); give its parameters in a spec file: controller = "
-                              f"\"{self.ref}\" with a [params] table") from None
+            raise ConfigError(
+                f"controller={self.ref!r} cannot be built with no arguments "
+                f"({exc}); give its parameters in a spec file: controller = "
+                f'"{self.ref}" with a [params] table'
+            ) from None
         return check_controller(built, f"controller={self.ref!r}")
 
 
@@ -268,12 +281,15 @@ def resolve_controller(ref: str, where: str = "controllers") -> tuple[str, str |
         return _object_source(ref, where)
     if path.is_dir():
         return _folder_source(path, f"{where}={ref!r}")
-    raise ConfigError(f"{where}={ref!r} is unknown; valid: one of {', '.join(FORMS)}. "
-                      f"Registered names: {', '.join(registered_names())}")
+    raise ConfigError(
+        f"{where}={ref!r} is unknown; valid: one of {', '.join(FORMS)}. "
+        f"Registered names: {', '.join(registered_names())}"
+    )
 
 
-def resolve_controllers(refs: Iterable[str], where: str = "controllers",
-                        expand_all: bool = True) -> dict[str, str | Callable]:
+def resolve_controllers(
+    refs: Iterable[str], where: str = "controllers", expand_all: bool = True
+) -> dict[str, str | Callable]:
     """Resolve references to ``{label: source}``, in order; ``all`` = every shipped controller.
 
     ``all`` expands to every agent spec and zoo policy (not plugins: name those). A label
@@ -285,8 +301,10 @@ def resolve_controllers(refs: Iterable[str], where: str = "controllers",
     out: dict[str, str | Callable] = {}
     for i, ref in enumerate(refs):
         if expand_all and ref == "all":
-            pairs = [resolve_controller(n, where) for n in
-                     list_agents() + [z for z in zoo_policies() if z not in list_agents()]]
+            pairs = [
+                resolve_controller(n, where)
+                for n in list_agents() + [z for z in zoo_policies() if z not in list_agents()]
+            ]
         else:
             try:
                 pairs = [resolve_controller(ref, f"{where}[{i}]")]
@@ -296,9 +314,11 @@ def resolve_controllers(refs: Iterable[str], where: str = "controllers",
                 raise ConfigError(f"{exc}; or all (every shipped controller)") from None
         for label, source in pairs:
             if label in out and source_id(out[label]) != source_id(source):
-                raise ConfigError(f"{where}: two controllers are labelled {label!r} "
-                                  f"({source_id(out[label])} and {source_id(source)}); name "
-                                  "one with LABEL=REFERENCE")
+                raise ConfigError(
+                    f"{where}: two controllers are labelled {label!r} "
+                    f"({source_id(out[label])} and {source_id(source)}); name "
+                    "one with LABEL=REFERENCE"
+                )
             out.setdefault(label, source)
     return out
 

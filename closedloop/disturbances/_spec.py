@@ -52,7 +52,7 @@ def check_fields(obj: Any, where: str, skip: tuple[str, ...] = ()) -> None:
         if f.name in skip or "unit" not in f.metadata:
             continue
         name, value, kind = f"{where}.{f.name}", getattr(obj, f.name), field_kind(f)
-        if kind == "any" and isinstance(value, Mapping):     # per-posture values
+        if kind == "any" and isinstance(value, Mapping):  # per-posture values
             for key, item in value.items():
                 check_value(f"{name}.{key}", item, f.metadata, "real")
         else:
@@ -87,12 +87,15 @@ def posture_mapping(name: str, value: Any) -> MappingProxyType:
     """Normalise a per-posture mapping (or tuple of pairs) and check its keys are postures."""
     if isinstance(value, Mapping):
         pairs = list(value.items())
-    elif isinstance(value, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2
-                                                 for p in value):
+    elif isinstance(value, (tuple, list)) and all(
+        isinstance(p, (tuple, list)) and len(p) == 2 for p in value
+    ):
         pairs = list(value)
     else:
-        raise ConfigError(f"{name}={short_repr(value)} must be a table posture -> value, "
-                          f"postures among {', '.join(POSTURES)}")
+        raise ConfigError(
+            f"{name}={short_repr(value)} must be a table posture -> value, "
+            f"postures among {', '.join(POSTURES)}"
+        )
     items = {}
     for key, item in pairs:
         check_value(f"{name} key", key, {"choices": POSTURES})
@@ -103,8 +106,11 @@ def posture_mapping(name: str, value: Any) -> MappingProxyType:
 def plain(value: Any) -> Any:
     """Convert a spec value to plain TOML-like data (dicts, lists, numbers, strings)."""
     if dataclasses.is_dataclass(value):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if getattr(value, f.name) is not None}
+        return {
+            f.name: plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not None
+        }
     if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
@@ -158,5 +164,9 @@ def children(seed: np.random.SeedSequence, count: int) -> list[np.random.SeedSeq
     from the same SeedSequence gives the same result.
     """
     first = seed.n_children_spawned
-    return [np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, first + i),
-                                   pool_size=seed.pool_size) for i in range(count)]
+    return [
+        np.random.SeedSequence(
+            seed.entropy, spawn_key=(*seed.spawn_key, first + i), pool_size=seed.pool_size
+        )
+        for i in range(count)
+    ]

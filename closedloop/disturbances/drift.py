@@ -40,21 +40,55 @@ class DriftSpec:
 
     WHERE: ClassVar[str] = "drift"
 
-    migration_mm_per_day: float = param(0.02, "mm/day", "assumption: a slow drift of the "
-                                        "lead-cord distance, ~0.6 mm a month", -1.0, 1.0,
-                                        doc="mean CSF change per day (signed)")
-    migration_sd_mm: float = param(0.0, "mm/√day", "assumption: no random walk by default",
-                                   0.0, 1.0, doc="random-walk sd of the CSF per sqrt(day)")
-    impedance_rise: float = param(0.3, "1", "assumption: impedance rises by tens of % over the "
-                                  "first weeks after implantation", 0.0, 5.0,
-                                  doc="asymptotic fractional impedance rise from fibrosis")
-    fibrosis_tau_days: float = param(14.0, "day", "assumption: encapsulation over ~2 weeks",
-                                     0.0, 3650.0, lo_open=True,
-                                     doc="time constant of the impedance rise")
-    age_days: float = param(0.0, "day", "assumption: fresh implant", 0.0, 36500.0,
-                            doc="days since implantation at t = 0")
-    time_compression: float = param(0.0, "day/s", "design choice: 0 = real time", 0.0, 1000.0,
-                                    doc="simulated days per second of trace (0: real time)")
+    migration_mm_per_day: float = param(
+        0.02,
+        "mm/day",
+        "assumption: a slow drift of the lead-cord distance, ~0.6 mm a month",
+        -1.0,
+        1.0,
+        doc="mean CSF change per day (signed)",
+    )
+    migration_sd_mm: float = param(
+        0.0,
+        "mm/√day",
+        "assumption: no random walk by default",
+        0.0,
+        1.0,
+        doc="random-walk sd of the CSF per sqrt(day)",
+    )
+    impedance_rise: float = param(
+        0.3,
+        "1",
+        "assumption: impedance rises by tens of % over the first weeks after implantation",
+        0.0,
+        5.0,
+        doc="asymptotic fractional impedance rise from fibrosis",
+    )
+    fibrosis_tau_days: float = param(
+        14.0,
+        "day",
+        "assumption: encapsulation over ~2 weeks",
+        0.0,
+        3650.0,
+        lo_open=True,
+        doc="time constant of the impedance rise",
+    )
+    age_days: float = param(
+        0.0,
+        "day",
+        "assumption: fresh implant",
+        0.0,
+        36500.0,
+        doc="days since implantation at t = 0",
+    )
+    time_compression: float = param(
+        0.0,
+        "day/s",
+        "design choice: 0 = real time",
+        0.0,
+        1000.0,
+        doc="simulated days per second of trace (0: real time)",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, self.WHERE)
@@ -66,6 +100,7 @@ class DriftSpec:
 
     def impedance_scale(self, t_s: np.ndarray) -> np.ndarray:
         """Impedance factor relative to ``t = 0`` at trace times ``t_s`` (s); 1 at ``t = 0``."""
+
         def g(days: np.ndarray | float) -> np.ndarray:
             return 1.0 + self.impedance_rise * -np.expm1(-np.asarray(days) / self.fibrosis_tau_days)
 
@@ -90,7 +125,8 @@ class DriftSpec:
 
     def describe(self) -> str:
         """One line summarising the component."""
-        clock = (f"{self.time_compression:g} days/s" if self.time_compression > 0
-                 else "real time")
-        return (f"drift {self.migration_mm_per_day:+g} mm/day, impedance +"
-                f"{100 * self.impedance_rise:g} % (tau {self.fibrosis_tau_days:g} d), {clock}")
+        clock = f"{self.time_compression:g} days/s" if self.time_compression > 0 else "real time"
+        return (
+            f"drift {self.migration_mm_per_day:+g} mm/day, impedance +"
+            f"{100 * self.impedance_rise:g} % (tau {self.fibrosis_tau_days:g} d), {clock}"
+        )

@@ -47,19 +47,38 @@ class EventTypeSpec:
 
     WHERE: ClassVar[str] = "events.cough"
 
-    rate_per_hour: float = param(10.0, "1/h", "assumption: busy, so a 10-minute episode "
-                                 "holds a cough or two", 0.0, 3600.0,
-                                 doc="mean rate of bursts (events when burst_size = [1, 1])")
-    amplitude_mm: tuple = param((0.6, 1.2), "mm", "assumption", 0.0, 5.0,
-                                doc="[low, high] peak CSF decrease of one event")
-    duration_s: tuple = param((0.2, 0.6), "s", _SHAPE, 0.0, 10.0, lo_open=True,
-                              doc="[low, high] duration of one event")
-    burst_size: tuple = param((1, 1), "1", "assumption: single events by default", 1.0, 100.0,
-                              doc="[low, high] number of events in a burst")
-    burst_gap_s: tuple = param((0.3, 1.0), "s", "assumption", 0.0, 60.0,
-                               doc="[low, high] pause between events of a burst")
-    postures: tuple = param(POSTURES, "1", "assumption: any posture", choices=POSTURES,
-                            doc="postures in which the event can start")
+    rate_per_hour: float = param(
+        10.0,
+        "1/h",
+        "assumption: busy, so a 10-minute episode holds a cough or two",
+        0.0,
+        3600.0,
+        doc="mean rate of bursts (events when burst_size = [1, 1])",
+    )
+    amplitude_mm: tuple = param(
+        (0.6, 1.2), "mm", "assumption", 0.0, 5.0, doc="[low, high] peak CSF decrease of one event"
+    )
+    duration_s: tuple = param(
+        (0.2, 0.6), "s", _SHAPE, 0.0, 10.0, lo_open=True, doc="[low, high] duration of one event"
+    )
+    burst_size: tuple = param(
+        (1, 1),
+        "1",
+        "assumption: single events by default",
+        1.0,
+        100.0,
+        doc="[low, high] number of events in a burst",
+    )
+    burst_gap_s: tuple = param(
+        (0.3, 1.0), "s", "assumption", 0.0, 60.0, doc="[low, high] pause between events of a burst"
+    )
+    postures: tuple = param(
+        POSTURES,
+        "1",
+        "assumption: any posture",
+        choices=POSTURES,
+        doc="postures in which the event can start",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, self.WHERE)
@@ -73,8 +92,9 @@ class EventTypeSpec:
         """The event type name (``cough``, ``sneeze`` or ``bend``)."""
         return self.WHERE.rsplit(".", 1)[-1]
 
-    def draw(self, duration_s: float, rng: np.random.Generator
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def draw(
+        self, duration_s: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Draw this type's random events over ``[0, duration_s)``.
 
         Args:
@@ -111,12 +131,20 @@ class SneezeSpec(EventTypeSpec):
 
     WHERE: ClassVar[str] = "events.sneeze"
 
-    rate_per_hour: float = param(1.0, "1/h", "assumption", 0.0, 3600.0,
-                                 doc="mean rate of bursts (events when burst_size = [1, 1])")
-    amplitude_mm: tuple = param((0.8, 1.5), "mm", "assumption", 0.0, 5.0,
-                                doc="[low, high] peak CSF decrease of one event")
-    duration_s: tuple = param((0.2, 0.5), "s", _SHAPE, 0.0, 10.0, lo_open=True,
-                              doc="[low, high] duration of one event")
+    rate_per_hour: float = param(
+        1.0,
+        "1/h",
+        "assumption",
+        0.0,
+        3600.0,
+        doc="mean rate of bursts (events when burst_size = [1, 1])",
+    )
+    amplitude_mm: tuple = param(
+        (0.8, 1.5), "mm", "assumption", 0.0, 5.0, doc="[low, high] peak CSF decrease of one event"
+    )
+    duration_s: tuple = param(
+        (0.2, 0.5), "s", _SHAPE, 0.0, 10.0, lo_open=True, doc="[low, high] duration of one event"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,14 +153,33 @@ class BendSpec(EventTypeSpec):
 
     WHERE: ClassVar[str] = "events.bend"
 
-    rate_per_hour: float = param(6.0, "1/h", "assumption", 0.0, 3600.0,
-                                 doc="mean rate of bursts (events when burst_size = [1, 1])")
-    amplitude_mm: tuple = param((0.4, 0.9), "mm", "assumption", 0.0, 5.0,
-                                doc="[low, high] peak CSF decrease of one event")
-    duration_s: tuple = param((0.8, 2.0), "s", "assumption: a bend lasts 1-2 s", 0.0, 10.0,
-                              lo_open=True, doc="[low, high] duration of one event")
-    postures: tuple = param(("sitting", "standing"), "1", "assumption: one bends when upright",
-                            choices=POSTURES, doc="postures in which the event can start")
+    rate_per_hour: float = param(
+        6.0,
+        "1/h",
+        "assumption",
+        0.0,
+        3600.0,
+        doc="mean rate of bursts (events when burst_size = [1, 1])",
+    )
+    amplitude_mm: tuple = param(
+        (0.4, 0.9), "mm", "assumption", 0.0, 5.0, doc="[low, high] peak CSF decrease of one event"
+    )
+    duration_s: tuple = param(
+        (0.8, 2.0),
+        "s",
+        "assumption: a bend lasts 1-2 s",
+        0.0,
+        10.0,
+        lo_open=True,
+        doc="[low, high] duration of one event",
+    )
+    postures: tuple = param(
+        ("sitting", "standing"),
+        "1",
+        "assumption: one bends when upright",
+        choices=POSTURES,
+        doc="postures in which the event can start",
+    )
 
 
 TYPE_SPECS = {"cough": CoughSpec, "sneeze": SneezeSpec, "bend": BendSpec}
@@ -148,8 +195,13 @@ class EventsSpec:
     cough: CoughSpec | None = None
     sneeze: SneezeSpec | None = None
     bend: BendSpec | None = None
-    scheduled: tuple = param((), "s", "design choice: events at fixed times", 0.0,
-                             doc="[time_s, type] events; size drawn from the type's ranges")
+    scheduled: tuple = param(
+        (),
+        "s",
+        "design choice: events at fixed times",
+        0.0,
+        doc="[time_s, type] events; size drawn from the type's ranges",
+    )
 
     def __post_init__(self) -> None:
         for name, cls in TYPE_SPECS.items():
@@ -164,19 +216,29 @@ class EventsSpec:
         data = as_table(cls.WHERE, data)
         unknown = sorted(set(data) - {*EVENT_TYPES, "scheduled"})
         if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {cls.WHERE}; known: "
-                              f"{', '.join((*EVENT_TYPES, 'scheduled'))}")
-        kwargs = {name: from_dict(spec, as_table(f"{cls.WHERE}.{name}", data[name]),
-                                  where=f"{cls.WHERE}.{name}")
-                  for name, spec in TYPE_SPECS.items() if name in data}
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)} in {cls.WHERE}; known: "
+                f"{', '.join((*EVENT_TYPES, 'scheduled'))}"
+            )
+        kwargs = {
+            name: from_dict(
+                spec, as_table(f"{cls.WHERE}.{name}", data[name]), where=f"{cls.WHERE}.{name}"
+            )
+            for name, spec in TYPE_SPECS.items()
+            if name in data
+        }
         return cls(**kwargs, scheduled=data.get("scheduled", ()))
 
     def spec(self, name: str) -> EventTypeSpec:
         """The enabled spec of type ``name``, or its defaults (for scheduled events)."""
         return getattr(self, name) or TYPE_SPECS[name]()
 
-    def sample(self, grid: Grid, seed: np.random.SeedSequence,
-               posture_at: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self,
+        grid: Grid,
+        seed: np.random.SeedSequence,
+        posture_at: Callable[[np.ndarray], np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray]:
         """CSF contribution (mm, <= 0) and event marker (int8) at each pulse.
 
         Args:
@@ -189,14 +251,20 @@ class EventsSpec:
             ``(csf_mm, event)``: the summed dips and the 1-based :data:`EVENT_TYPES` code.
         """
         rngs = [np.random.default_rng(s) for s in children(seed, len(EVENT_TYPES) + 1)]
-        drawn = [self._random(k, grid.duration_s, rngs[k], posture_at)
-                 for k in range(len(EVENT_TYPES))]
+        drawn = [
+            self._random(k, grid.duration_s, rngs[k], posture_at) for k in range(len(EVENT_TYPES))
+        ]
         drawn.append(self._scheduled(grid.duration_s, rngs[-1]))
         onset, amp, dur, code = (np.concatenate(x) for x in zip(*drawn, strict=True))
         return _render(grid, onset, amp, dur, code)
 
-    def _random(self, k: int, duration_s: float, rng: np.random.Generator,
-                posture_at: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, ...]:
+    def _random(
+        self,
+        k: int,
+        duration_s: float,
+        rng: np.random.Generator,
+        posture_at: Callable[[np.ndarray], np.ndarray],
+    ) -> tuple[np.ndarray, ...]:
         spec = getattr(self, EVENT_TYPES[k])
         if spec is None:
             return _no_events()
@@ -212,8 +280,14 @@ class EventsSpec:
             spec = self.spec(name)
             (a0, a1), (d0, d1) = spec.amplitude_mm, spec.duration_s
             if time_s < duration_s:
-                rows.append((time_s, a0 + u_amp * (a1 - a0), d0 + u_dur * (d1 - d0),
-                             EVENT_TYPES.index(name) + 1))
+                rows.append(
+                    (
+                        time_s,
+                        a0 + u_amp * (a1 - a0),
+                        d0 + u_dur * (d1 - d0),
+                        EVENT_TYPES.index(name) + 1,
+                    )
+                )
         if not rows:
             return _no_events()
         onset, amp, dur, code = (np.array(col) for col in zip(*rows, strict=True))
@@ -221,8 +295,11 @@ class EventsSpec:
 
     def describe(self) -> str:
         """One line summarising the component."""
-        parts = [f"{n} {getattr(self, n).rate_per_hour:g}/h" for n in EVENT_TYPES
-                 if getattr(self, n) is not None]
+        parts = [
+            f"{n} {getattr(self, n).rate_per_hour:g}/h"
+            for n in EVENT_TYPES
+            if getattr(self, n) is not None
+        ]
         if self.scheduled:
             parts.append(f"{len(self.scheduled)} scheduled")
         return "events: " + (", ".join(parts) or "none")
@@ -247,8 +324,9 @@ def _no_events() -> tuple[np.ndarray, ...]:
     return empty, empty, empty, np.zeros(0, dtype=np.int8)
 
 
-def _render(grid: Grid, onset: np.ndarray, amp: np.ndarray, dur: np.ndarray,
-            code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    grid: Grid, onset: np.ndarray, amp: np.ndarray, dur: np.ndarray, code: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Sum the raised-cosine dips (mm, negative) and mark the active event type per pulse."""
     n = len(grid.t_s)
     part, marker = np.zeros(n), np.zeros(n, dtype=np.int8)

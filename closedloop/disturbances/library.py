@@ -46,8 +46,10 @@ def load_scenario(name: str | Path | Mapping[str, Any], /, **overrides: Any) -> 
     if isinstance(name, Mapping):
         return Scenario.from_dict(merge(name, overrides))
     if not isinstance(name, (str, Path)):
-        raise ConfigError(f"scenario={short_repr(name)} must be a scenario id (one of "
-                          f"{', '.join(list_scenarios())}), a .toml path or a table")
+        raise ConfigError(
+            f"scenario={short_repr(name)} must be a scenario id (one of "
+            f"{', '.join(list_scenarios())}), a .toml path or a table"
+        )
     data = _parse(name)
     return Scenario.from_dict(merge(data, overrides))
 
@@ -69,8 +71,10 @@ def _scenario_text(name: str | Path) -> tuple[str, str]:
         return (_library() / f"{name}.toml").read_text(encoding="utf-8"), name
     path = Path(name)
     if path.suffix != ".toml":
-        raise ConfigError(f"scenario={str(name)!r} is unknown; valid: "
-                          f"{', '.join(list_scenarios())} or the path of a .toml file")
+        raise ConfigError(
+            f"scenario={str(name)!r} is unknown; valid: "
+            f"{', '.join(list_scenarios())} or the path of a .toml file"
+        )
     try:
         return path.read_text(encoding="utf-8"), path.stem
     except (OSError, UnicodeDecodeError) as exc:

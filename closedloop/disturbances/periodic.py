@@ -18,10 +18,14 @@ import numpy as np
 from closedloop._config import param
 from closedloop.disturbances._spec import Grid, check_fields, check_interval, uniform
 
-_RESP_SOURCE = ("calibrated on 12 train patients at the comfort current: ECAP modulated "
-                "~10 % (5-20 % [M]); rescaled x1.22 for the issue-17 model (8.2 % before)")
-_CARDIAC_SOURCE = ("calibrated on 12 train patients at the comfort current: ECAP modulated "
-                   "~6 % (5-20 % [M]); rescaled x1.28 for the issue-17 model (4.7 % before)")
+_RESP_SOURCE = (
+    "calibrated on 12 train patients at the comfort current: ECAP modulated "
+    "~10 % (5-20 % [M]); rescaled x1.22 for the issue-17 model (8.2 % before)"
+)
+_CARDIAC_SOURCE = (
+    "calibrated on 12 train patients at the comfort current: ECAP modulated "
+    "~6 % (5-20 % [M]); rescaled x1.28 for the issue-17 model (4.7 % before)"
+)
 
 
 def _phase(grid: Grid, frequency: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
@@ -37,11 +41,15 @@ class RespirationSpec:
 
     WHERE: ClassVar[str] = "respiration"
 
-    frequency_hz: tuple = param((0.2, 0.33), "Hz", "assumption: resting adults breathe "
-                                "12-20 times a minute", 0.02, 2.0,
-                                doc="[low, high] range the breathing rate is drawn from")
-    amplitude_mm: float = param(0.0305, "mm", _RESP_SOURCE, 0.0, 2.0,
-                                doc="peak CSF deviation")
+    frequency_hz: tuple = param(
+        (0.2, 0.33),
+        "Hz",
+        "assumption: resting adults breathe 12-20 times a minute",
+        0.02,
+        2.0,
+        doc="[low, high] range the breathing rate is drawn from",
+    )
+    amplitude_mm: float = param(0.0305, "mm", _RESP_SOURCE, 0.0, 2.0, doc="peak CSF deviation")
 
     def __post_init__(self) -> None:
         check_fields(self, self.WHERE)
@@ -67,13 +75,25 @@ class CardiacSpec:
 
     WHERE: ClassVar[str] = "cardiac"
 
-    frequency_hz: tuple = param((1.0, 1.5), "Hz", "assumption: resting heart rate 60-90 "
-                                "beats per minute", 0.3, 4.0,
-                                doc="[low, high] range the heart rate is drawn from")
-    amplitude_mm: float = param(0.0102, "mm", _CARDIAC_SOURCE, 0.0, 2.0,
-                                doc="half the peak-to-peak CSF swing")
-    pulse_width: float = param(0.08, "1", "assumption: systolic pulse ~0.1 s at 1.2 Hz", 0.01,
-                               0.3, doc="sd of each Gaussian pulse as a fraction of a beat")
+    frequency_hz: tuple = param(
+        (1.0, 1.5),
+        "Hz",
+        "assumption: resting heart rate 60-90 beats per minute",
+        0.3,
+        4.0,
+        doc="[low, high] range the heart rate is drawn from",
+    )
+    amplitude_mm: float = param(
+        0.0102, "mm", _CARDIAC_SOURCE, 0.0, 2.0, doc="half the peak-to-peak CSF swing"
+    )
+    pulse_width: float = param(
+        0.08,
+        "1",
+        "assumption: systolic pulse ~0.1 s at 1.2 Hz",
+        0.01,
+        0.3,
+        doc="sd of each Gaussian pulse as a fraction of a beat",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, self.WHERE)
@@ -105,11 +125,22 @@ class GaitSpec:
 
     WHERE: ClassVar[str] = "gait"
 
-    frequency_hz: tuple = param((0.85, 0.95), "Hz", "assumption: stride rate ~0.9 Hz "
-                                "(about 110 steps/min)", 0.2, 3.0,
-                                doc="[low, high] range the stride rate is drawn from")
-    amplitude_mm: float = param(0.04, "mm", "assumption: larger than breathing (~15 % ECAP)",
-                                0.0, 2.0, doc="peak CSF deviation while walking")
+    frequency_hz: tuple = param(
+        (0.85, 0.95),
+        "Hz",
+        "assumption: stride rate ~0.9 Hz (about 110 steps/min)",
+        0.2,
+        3.0,
+        doc="[low, high] range the stride rate is drawn from",
+    )
+    amplitude_mm: float = param(
+        0.04,
+        "mm",
+        "assumption: larger than breathing (~15 % ECAP)",
+        0.0,
+        2.0,
+        doc="peak CSF deviation while walking",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, self.WHERE)

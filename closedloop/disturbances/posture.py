@@ -33,8 +33,14 @@ from closedloop.disturbances._spec import (
 )
 from closedloop.postures import POSTURES, posture_code
 
-DEFAULT_MEAN_DWELL_S = (("supine", 1800.0), ("prone", 900.0), ("side", 1800.0),
-                        ("sitting", 900.0), ("standing", 180.0), ("walking", 120.0))
+DEFAULT_MEAN_DWELL_S = (
+    ("supine", 1800.0),
+    ("prone", 900.0),
+    ("side", 1800.0),
+    ("sitting", 900.0),
+    ("standing", 180.0),
+    ("walking", 120.0),
+)
 """Daily-living mean dwell per posture (s); assumption: sitting 10-20 min, standing 2-5 min,
 walking 1-5 min, lying much longer."""
 
@@ -63,30 +69,84 @@ class PostureSpec:
 
     WHERE: ClassVar[str] = "posture"
 
-    mode: str = param("sequence", "1", "design choice", choices=("sequence", "markov"),
-                      doc="fixed protocol or random semi-Markov chain")
-    transition_s: float = param(1.0, "s", "assumption: a posture change takes about a second",
-                                0.0, 10.0, doc="raised-cosine CSF ramp between baselines")
-    sequence: tuple = param((("sitting", 60.0),), "s", "assumption: sit still by default", 0.0,
-                            lo_open=True, doc="sequence mode: [posture, dwell_s] steps")
-    repeat: bool = param(True, "1", "design choice", choices=(True, False),
-                         doc="sequence mode: repeat the steps to fill the duration")
-    start: str = param("sitting", "1", "assumption: awake patient",
-                       choices=(*POSTURES, "random", "stationary"),
-                       doc="markov mode: first posture ('random': uniform over the chain's; "
-                           "'stationary': the chain's long-run posture mix, mid-dwell)")
-    mean_dwell_s: Any = param(DEFAULT_MEAN_DWELL_S, "s", "assumption: sitting 10-20 min, "
-                              "standing 2-5 min, walking 1-5 min, lying longer", 0.0,
-                              lo_open=True, doc="markov mode: mean dwell per posture")
-    dwell_distribution: str = param("lognormal", "1", "assumption: dwell times are right-skewed",
-                                    choices=("lognormal", "exponential"),
-                                    doc="markov mode: law of each dwell time")
-    dwell_sigma: float = param(0.6, "1", "assumption", 0.0, 3.0, lo_open=True,
-                               doc="markov mode: sd of log(dwell) for lognormal dwells")
-    min_dwell_s: float = param(5.0, "s", "assumption: no posture is held for under 5 s", 0.0,
-                               lo_open=True, doc="markov mode: dwell times are at least this")
-    transitions: Any = param(DEFAULT_TRANSITIONS, "1", "assumption: daily living", 0.0,
-                             lo_open=True, doc="markov mode: weights from -> {to: weight}")
+    mode: str = param(
+        "sequence",
+        "1",
+        "design choice",
+        choices=("sequence", "markov"),
+        doc="fixed protocol or random semi-Markov chain",
+    )
+    transition_s: float = param(
+        1.0,
+        "s",
+        "assumption: a posture change takes about a second",
+        0.0,
+        10.0,
+        doc="raised-cosine CSF ramp between baselines",
+    )
+    sequence: tuple = param(
+        (("sitting", 60.0),),
+        "s",
+        "assumption: sit still by default",
+        0.0,
+        lo_open=True,
+        doc="sequence mode: [posture, dwell_s] steps",
+    )
+    repeat: bool = param(
+        True,
+        "1",
+        "design choice",
+        choices=(True, False),
+        doc="sequence mode: repeat the steps to fill the duration",
+    )
+    start: str = param(
+        "sitting",
+        "1",
+        "assumption: awake patient",
+        choices=(*POSTURES, "random", "stationary"),
+        doc="markov mode: first posture ('random': uniform over the chain's; "
+        "'stationary': the chain's long-run posture mix, mid-dwell)",
+    )
+    mean_dwell_s: Any = param(
+        DEFAULT_MEAN_DWELL_S,
+        "s",
+        "assumption: sitting 10-20 min, standing 2-5 min, walking 1-5 min, lying longer",
+        0.0,
+        lo_open=True,
+        doc="markov mode: mean dwell per posture",
+    )
+    dwell_distribution: str = param(
+        "lognormal",
+        "1",
+        "assumption: dwell times are right-skewed",
+        choices=("lognormal", "exponential"),
+        doc="markov mode: law of each dwell time",
+    )
+    dwell_sigma: float = param(
+        0.6,
+        "1",
+        "assumption",
+        0.0,
+        3.0,
+        lo_open=True,
+        doc="markov mode: sd of log(dwell) for lognormal dwells",
+    )
+    min_dwell_s: float = param(
+        5.0,
+        "s",
+        "assumption: no posture is held for under 5 s",
+        0.0,
+        lo_open=True,
+        doc="markov mode: dwell times are at least this",
+    )
+    transitions: Any = param(
+        DEFAULT_TRANSITIONS,
+        "1",
+        "assumption: daily living",
+        0.0,
+        lo_open=True,
+        doc="markov mode: weights from -> {to: weight}",
+    )
 
     def __post_init__(self) -> None:
         where = self.WHERE
@@ -96,8 +156,9 @@ class PostureSpec:
         object.__setattr__(self, "mean_dwell_s", dwell)
         check_fields(self, where, skip=("sequence", "transitions"))
         object.__setattr__(self, "sequence", _check_sequence(f"{where}.sequence", self.sequence))
-        object.__setattr__(self, "transitions",
-                           _check_transitions(f"{where}.transitions", self.transitions))
+        object.__setattr__(
+            self, "transitions", _check_transitions(f"{where}.transitions", self.transitions)
+        )
         if self.mode == "markov":
             _check_chain(f"{where}.transitions", self.transitions, self.start)
 
@@ -120,8 +181,10 @@ class PostureSpec:
         if self.mode == "sequence":
             steps = " -> ".join(f"{p} {d:g}s" for p, d in self.sequence)
             return f"posture sequence{' (repeated)' if self.repeat else ''}: {steps}"
-        return (f"posture markov from {self.start} over {', '.join(self.transitions)} "
-                f"({self.dwell_distribution} dwells)")
+        return (
+            f"posture markov from {self.start} over {', '.join(self.transitions)} "
+            f"({self.dwell_distribution} dwells)"
+        )
 
 
 def _check_sequence(name: str, value: Any) -> tuple:
@@ -157,8 +220,9 @@ def _check_chain(name: str, rows: Mapping[str, Mapping[str, float]], start: str)
     if not rows:
         raise ConfigError(f"{name} must have at least one row in markov mode")
     if start not in ("random", "stationary") and start not in rows:
-        raise ConfigError(f"{name} has no row for the start posture {start!r}; rows: "
-                          f"{', '.join(rows) or 'none'}")
+        raise ConfigError(
+            f"{name} has no row for the start posture {start!r}; rows: {', '.join(rows) or 'none'}"
+        )
     for src, row in rows.items():
         for dst in row:
             if dst not in rows:
@@ -176,17 +240,25 @@ def _sequence_timeline(spec: PostureSpec, duration_s: float) -> PostureTimeline:
     return PostureTimeline(start[keep], codes[keep])
 
 
-def _markov_timeline(spec: PostureSpec, duration_s: float, rng: np.random.Generator
-                     ) -> PostureTimeline:
-    rows = {posture_code(src): (np.array([posture_code(d) for d in row]),
-                                np.array(list(row.values())) / sum(row.values()))
-            for src, row in spec.transitions.items()}
+def _markov_timeline(
+    spec: PostureSpec, duration_s: float, rng: np.random.Generator
+) -> PostureTimeline:
+    rows = {
+        posture_code(src): (
+            np.array([posture_code(d) for d in row]),
+            np.array(list(row.values())) / sum(row.values()),
+        )
+        for src, row in spec.transitions.items()
+    }
     states = sorted(rows)
     if spec.start == "stationary":
         code, t = _stationary_start(spec, rows, rng)
     else:
-        code = states[rng.integers(len(states))] if spec.start == "random" else \
-            posture_code(spec.start)
+        code = (
+            states[rng.integers(len(states))]
+            if spec.start == "random"
+            else posture_code(spec.start)
+        )
         t = _draw_dwell(spec, spec.mean_dwell_s[POSTURES[code]], rng)
     starts, codes = [0.0], [code]
     while t < duration_s:
@@ -222,16 +294,22 @@ def long_run_mix(spec: PostureSpec) -> dict[str, float]:
             p[i, names.index(dst)] = w / total
     a = np.vstack((p.T - np.eye(n), np.ones(n)))
     pi, *_ = np.linalg.lstsq(a, np.r_[np.zeros(n), 1.0], rcond=None)
-    if not np.allclose(a @ pi, np.r_[np.zeros(n), 1.0], atol=1e-9) or np.any(pi < -1e-12) or \
-            np.linalg.matrix_rank(a) < n:
-        raise ConfigError(f"{spec.WHERE}.transitions: the chain has no unique long-run mix "
-                          "(some posture cannot be reached from another)")
+    if (
+        not np.allclose(a @ pi, np.r_[np.zeros(n), 1.0], atol=1e-9)
+        or np.any(pi < -1e-12)
+        or np.linalg.matrix_rank(a) < n
+    ):
+        raise ConfigError(
+            f"{spec.WHERE}.transitions: the chain has no unique long-run mix "
+            "(some posture cannot be reached from another)"
+        )
     time = np.maximum(pi, 0.0) * np.array([spec.mean_dwell_s[k] for k in names])
     return {k: float(v) for k, v in zip(names, time / time.sum(), strict=True)}
 
 
-def _stationary_start(spec: PostureSpec, rows: Mapping, rng: np.random.Generator
-                      ) -> tuple[int, float]:
+def _stationary_start(
+    spec: PostureSpec, rows: Mapping, rng: np.random.Generator
+) -> tuple[int, float]:
     """First posture drawn from the long-run mix, and the time left in its dwell (s).
 
     The dwell in progress at a random time is length-biased (density ``x f(x) / m``): for a
@@ -266,8 +344,9 @@ def codes_at(timeline: PostureTimeline, t_s: np.ndarray) -> np.ndarray:
     return timeline.code[np.maximum(idx, 0)]
 
 
-def smooth_levels(timeline: PostureTimeline, levels: np.ndarray, grid: Grid,
-                  transition_s: float) -> np.ndarray:
+def smooth_levels(
+    timeline: PostureTimeline, levels: np.ndarray, grid: Grid, transition_s: float
+) -> np.ndarray:
     """Per-pulse value of a per-posture level, with raised-cosine ramps at posture changes.
 
     Args:

@@ -30,8 +30,15 @@ from closedloop.disturbances.sway import SwaySpec
 from closedloop.disturbances.trace import CSF_RANGE_MM, PARTS, DisturbanceTrace
 from closedloop.postures import POSTURES
 
-COMPONENTS = {"posture": PostureSpec, "respiration": RespirationSpec, "cardiac": CardiacSpec,
-              "gait": GaitSpec, "events": EventsSpec, "drift": DriftSpec, "sway": SwaySpec}
+COMPONENTS = {
+    "posture": PostureSpec,
+    "respiration": RespirationSpec,
+    "cardiac": CardiacSpec,
+    "gait": GaitSpec,
+    "events": EventsSpec,
+    "drift": DriftSpec,
+    "sway": SwaySpec,
+}
 """Spec class of each component table, in :data:`PARTS` order."""
 
 _TOP_LEVEL = ("name", "description", "duration_s")
@@ -60,8 +67,14 @@ class Scenario:
 
     name: str = "custom"
     description: str = ""
-    duration_s: float = param(600.0, "s", "design choice: a 10-minute episode", 0.0,
-                              lo_open=True, doc="length of a sampled trace")
+    duration_s: float = param(
+        600.0,
+        "s",
+        "design choice: a 10-minute episode",
+        0.0,
+        lo_open=True,
+        doc="length of a sampled trace",
+    )
     posture: PostureSpec | None = None
     respiration: RespirationSpec | None = None
     cardiac: CardiacSpec | None = None
@@ -74,13 +87,15 @@ class Scenario:
         for key in ("name", "description"):
             if not isinstance(getattr(self, key), str):
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be a string")
-        check_value("duration_s", self.duration_s, Scenario.__dataclass_fields__[
-            "duration_s"].metadata)
+        check_value(
+            "duration_s", self.duration_s, Scenario.__dataclass_fields__["duration_s"].metadata
+        )
         for key, cls in COMPONENTS.items():
             value = getattr(self, key)
             if value is not None and not isinstance(value, cls):
-                raise ConfigError(f"{key} must be a {cls.__name__} or None; got "
-                                  f"{type(value).__name__}")
+                raise ConfigError(
+                    f"{key} must be a {cls.__name__} or None; got {type(value).__name__}"
+                )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
@@ -101,8 +116,10 @@ class Scenario:
         known = (*_TOP_LEVEL, *COMPONENTS)
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(map(str, unknown))} in scenario "
-                              f"{data.get('name', '')!r}; known: {', '.join(known)}")
+            raise ConfigError(
+                f"unknown key(s) {', '.join(map(str, unknown))} in scenario "
+                f"{data.get('name', '')!r}; known: {', '.join(known)}"
+            )
         kwargs = {key: data[key] for key in _TOP_LEVEL if key in data}
         for key, spec in COMPONENTS.items():
             if data.get(key) is None:
@@ -144,8 +161,12 @@ class Scenario:
                 lines.append("  - posture: sitting throughout")
         return "\n".join(lines)
 
-    def sample(self, posture_csf_mm: Mapping[str, float], rate_hz: float = 50.0,
-               seed: int | np.random.SeedSequence = 0) -> DisturbanceTrace:
+    def sample(
+        self,
+        posture_csf_mm: Mapping[str, float],
+        rate_hz: float = 50.0,
+        seed: int | np.random.SeedSequence = 0,
+    ) -> DisturbanceTrace:
         """Sample the scenario at the pulse rate.
 
         Args:
@@ -165,23 +186,36 @@ class Scenario:
         check_value("rate_hz", rate_hz, _RATE_META)
         n = round(self.duration_s * rate_hz)
         if n < 1:
-            raise ConfigError(f"duration_s * rate_hz = {self.duration_s * rate_hz:g} gives no "
-                              "pulse; lengthen the scenario or raise the rate")
-        check_memory(f"scenario {self.name!r}: duration_s={self.duration_s:g} at rate_hz="
-                     f"{rate_hz:g} ({n:.3g} pulses)", n * TRACE_BYTES_PER_PULSE,
-                     "shorten duration_s or lower rate_hz")
+            raise ConfigError(
+                f"duration_s * rate_hz = {self.duration_s * rate_hz:g} gives no "
+                "pulse; lengthen the scenario or raise the rate"
+            )
+        check_memory(
+            f"scenario {self.name!r}: duration_s={self.duration_s:g} at rate_hz="
+            f"{rate_hz:g} ({n:.3g} pulses)",
+            n * TRACE_BYTES_PER_PULSE,
+            "shorten duration_s or lower rate_hz",
+        )
         grid = Grid(np.arange(n) / float(rate_hz), float(rate_hz), float(self.duration_s))
         seeds = dict(zip(PARTS, children(_seed_sequence(seed), len(PARTS)), strict=True))
         parts, posture, event, impedance = self._sample_parts(grid, levels, seeds)
         total = np.zeros(n)
         for key in PARTS:
             total = total + parts[key]
-        return DisturbanceTrace(t_s=grid.t_s, posture=posture, csf_mm=np.clip(total, *CSF_RANGE_MM),
-                                event=event, impedance_scale=impedance, parts=parts,
-                                rate_hz=float(rate_hz), scenario=self.name)
+        return DisturbanceTrace(
+            t_s=grid.t_s,
+            posture=posture,
+            csf_mm=np.clip(total, *CSF_RANGE_MM),
+            event=event,
+            impedance_scale=impedance,
+            parts=parts,
+            rate_hz=float(rate_hz),
+            scenario=self.name,
+        )
 
-    def _sample_parts(self, grid: Grid, levels: np.ndarray,
-                      seeds: Mapping[str, np.random.SeedSequence]) -> tuple:
+    def _sample_parts(
+        self, grid: Grid, levels: np.ndarray, seeds: Mapping[str, np.random.SeedSequence]
+    ) -> tuple:
         """Each component's contribution; returns ``(parts, posture, event, impedance)``."""
         n = len(grid.t_s)
 
@@ -198,12 +232,14 @@ class Scenario:
                 parts[key] = getattr(self, key).sample(grid, rng(key))
         if self.gait is not None:
             walking = np.array([p == "walking" for p in POSTURES], dtype=np.float64)
-            parts["gait"] = self.gait.sample(grid, rng("gait"),
-                                             smooth_levels(timeline, walking, grid, ramp))
+            parts["gait"] = self.gait.sample(
+                grid, rng("gait"), smooth_levels(timeline, walking, grid, ramp)
+            )
         event = np.zeros(n, dtype=np.int8)
         if self.events is not None:
-            parts["events"], event = self.events.sample(grid, seeds["events"],
-                                                        lambda t: codes_at(timeline, t))
+            parts["events"], event = self.events.sample(
+                grid, seeds["events"], lambda t: codes_at(timeline, t)
+            )
         impedance = np.ones(n)
         if self.drift is not None:
             parts["drift"], impedance = self.drift.sample(grid, rng("drift"))
@@ -220,9 +256,11 @@ def _posture_levels(posture_csf_mm: Mapping[str, float]) -> np.ndarray:
     missing = [p for p in POSTURES if p not in posture_csf_mm]
     unknown = sorted(str(k) for k in posture_csf_mm if k not in POSTURES)
     if missing or unknown:
-        raise ConfigError(f"posture_csf_mm must have exactly the keys {', '.join(POSTURES)}; "
-                          f"missing: {', '.join(missing) or 'none'}; unknown: "
-                          f"{', '.join(unknown) or 'none'}")
+        raise ConfigError(
+            f"posture_csf_mm must have exactly the keys {', '.join(POSTURES)}; "
+            f"missing: {', '.join(missing) or 'none'}; unknown: "
+            f"{', '.join(unknown) or 'none'}"
+        )
     meta = {"lo": 0.0, "lo_open": True, "unit": "mm"}
     values = [_real(posture_csf_mm[p]) for p in POSTURES]
     for p, value in zip(POSTURES, values, strict=True):
@@ -244,4 +282,3 @@ def _seed_sequence(seed: Any) -> np.random.SeedSequence:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be a non-negative int or a SeedSequence")
     return np.random.SeedSequence(int(seed))
-

@@ -38,18 +38,38 @@ class SwaySpec:
 
     WHERE: ClassVar[str] = "sway"
 
-    sd_mm: float = param(0.34, "mm", "assumption calibrated on train+validation: open loop "
-                         "about half its time in window (EVOKE [C])", 0.0, 3.0,
-                         doc="stationary standard deviation of the CSF shift")
-    tau_s: float = param(60.0, "s", "assumption: shifts last about a minute", 0.0, 86_400.0,
-                         lo_open=True, doc="correlation time of the shifts")
-    posture_scale: Any = param(DEFAULT_POSTURE_SCALE, "1", "assumption: 1 in every posture",
-                               0.0, 10.0, doc="factor on the shift per posture (missing: 1)")
+    sd_mm: float = param(
+        0.34,
+        "mm",
+        "assumption calibrated on train+validation: open loop "
+        "about half its time in window (EVOKE [C])",
+        0.0,
+        3.0,
+        doc="stationary standard deviation of the CSF shift",
+    )
+    tau_s: float = param(
+        60.0,
+        "s",
+        "assumption: shifts last about a minute",
+        0.0,
+        86_400.0,
+        lo_open=True,
+        doc="correlation time of the shifts",
+    )
+    posture_scale: Any = param(
+        DEFAULT_POSTURE_SCALE,
+        "1",
+        "assumption: 1 in every posture",
+        0.0,
+        10.0,
+        doc="factor on the shift per posture (missing: 1)",
+    )
 
     def __post_init__(self) -> None:
         scale = posture_mapping(f"{self.WHERE}.posture_scale", self.posture_scale)
-        object.__setattr__(self, "posture_scale",
-                           MappingProxyType({**dict(DEFAULT_POSTURE_SCALE), **scale}))
+        object.__setattr__(
+            self, "posture_scale", MappingProxyType({**dict(DEFAULT_POSTURE_SCALE), **scale})
+        )
         check_fields(self, self.WHERE)
 
     def scale_levels(self) -> np.ndarray:
@@ -80,4 +100,3 @@ class SwaySpec:
     def describe(self) -> str:
         """One line summarising the component."""
         return f"sway ±{self.sd_mm:g} mm sd, tau {self.tau_s:g} s"
-

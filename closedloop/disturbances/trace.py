@@ -55,7 +55,7 @@ class DisturbanceTrace:
 
     def __post_init__(self) -> None:
         total = np.zeros(len(self.t_s))
-        for key in PARTS:          # summed in the order the scenario sums them
+        for key in PARTS:  # summed in the order the scenario sums them
             if key in self.parts:
                 total = total + self.parts[key]
         lo, hi = CSF_RANGE_MM

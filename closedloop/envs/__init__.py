@@ -21,7 +21,12 @@ def register_suite() -> list[str]:
     ids = []
     for env_id in load_suite():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=ENTRY_POINT, kwargs={"env_id": env_id},
-                         vector_entry_point=VECTOR_ENTRY_POINT, disable_env_checker=False)
+            gym.register(
+                env_id,
+                entry_point=ENTRY_POINT,
+                kwargs={"env_id": env_id},
+                vector_entry_point=VECTOR_ENTRY_POINT,
+                disable_env_checker=False,
+            )
         ids.append(env_id)
     return ids

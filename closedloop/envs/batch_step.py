@@ -22,8 +22,16 @@ from numba.experimental import structref
 from closedloop.envs.step_kernels import after_pulse, before_pulse, checked_actions
 from closedloop.neural.batch import run_batch
 
-CONSTS = ("action_mode", "max_delta_ma", "max_log_step", "rate_hz", "pw_us", "max_current_ma",
-          "compliance_v", "bound_uv")
+CONSTS = (
+    "action_mode",
+    "max_delta_ma",
+    "max_log_step",
+    "rate_hz",
+    "pw_us",
+    "max_current_ma",
+    "compliance_v",
+    "bound_uv",
+)
 """The env-wide numbers in ``BatchArgs.consts``, in order: action mode (index in
 :data:`~closedloop.envs.config.ACTION_MODES`) and its scales (mA; log-current), pulse rate
 (Hz), pulse width (µs), hardware maximum (mA), compliance (V), ECAP bound (µV)."""
@@ -51,17 +59,71 @@ class BatchArgs(structref.StructRefProxy):
     """
 
 
-FIELDS = ("state", "tables", "table_index", "kp", "inputs", "out", "wave", "t_s", "last", "csf",
-          "scale", "clip", "max_change", "before", "after", "hist", "weights", "consts")
+FIELDS = (
+    "state",
+    "tables",
+    "table_index",
+    "kp",
+    "inputs",
+    "out",
+    "wave",
+    "t_s",
+    "last",
+    "csf",
+    "scale",
+    "clip",
+    "max_change",
+    "before",
+    "after",
+    "hist",
+    "weights",
+    "consts",
+)
 structref.define_proxy(BatchArgs, BatchArgsType, list(FIELDS))
 
 
 @njit(cache=True)
-def batch_args(state, tables, table_index, kp, inputs, out, wave, t_s, last, csf, scale, clip,
-               max_change, before, after, hist, weights, consts):
+def batch_args(
+    state,
+    tables,
+    table_index,
+    kp,
+    inputs,
+    out,
+    wave,
+    t_s,
+    last,
+    csf,
+    scale,
+    clip,
+    max_change,
+    before,
+    after,
+    hist,
+    weights,
+    consts,
+):
     """A :class:`BatchArgs` of these (compiled once and cached)."""
-    return BatchArgs(state, tables, table_index, kp, inputs, out, wave, t_s, last, csf, scale,
-                     clip, max_change, before, after, hist, weights, consts)
+    return BatchArgs(
+        state,
+        tables,
+        table_index,
+        kp,
+        inputs,
+        out,
+        wave,
+        t_s,
+        last,
+        csf,
+        scale,
+        clip,
+        max_change,
+        before,
+        after,
+        hist,
+        weights,
+        consts,
+    )
 
 
 @njit(cache=True)
@@ -81,13 +143,29 @@ def vector_step(actions, a, n_threads):
     c = a.consts
     flags = np.empty(actions.size, np.int64)
     seen = np.empty((2, actions.size))
-    before_pulse(actions, int(c[0]), (c[1], c[2]), a.t_s, c[3], a.last,
-                 (a.csf, a.scale, a.clip), a.before, c[4], c[5], c[6], a.max_change, a.inputs,
-                 flags, seen)
-    run_batch(a.state, a.tables, a.table_index, a.table_index, a.kp, a.inputs, a.out, a.wave,
-              n_threads)
-    obs, values, step_flags = after_pulse(a.out, a.after, a.weights, a.hist, a.t_s,
-                                          1.0 / c[3], c[3], a.last, c[7], seen)
+    before_pulse(
+        actions,
+        int(c[0]),
+        (c[1], c[2]),
+        a.t_s,
+        c[3],
+        a.last,
+        (a.csf, a.scale, a.clip),
+        a.before,
+        c[4],
+        c[5],
+        c[6],
+        a.max_change,
+        a.inputs,
+        flags,
+        seen,
+    )
+    run_batch(
+        a.state, a.tables, a.table_index, a.table_index, a.kp, a.inputs, a.out, a.wave, n_threads
+    )
+    obs, values, step_flags = after_pulse(
+        a.out, a.after, a.weights, a.hist, a.t_s, 1.0 / c[3], c[3], a.last, c[7], seen
+    )
     return obs, values, step_flags, flags
 
 
@@ -111,7 +189,12 @@ def checked_step(actions, a, n_threads):
     clipped = np.empty(a.t_s.size)
     bad = checked_actions(actions, clipped)
     if bad != -1:
-        return (bad, np.empty((0, 0), np.float32), np.empty((0, 0)),
-                np.empty((0, 0), np.bool_), np.empty(0, np.int64))
+        return (
+            bad,
+            np.empty((0, 0), np.float32),
+            np.empty((0, 0)),
+            np.empty((0, 0), np.bool_),
+            np.empty(0, np.int64),
+        )
     obs, values, flags, limits = vector_step(clipped, a, n_threads)
     return bad, obs, values, flags, limits

@@ -34,12 +34,20 @@ ACTION_MODES = ("absolute", "incremental", "multiplicative")
 class RewardWeights:
     """Weights of the reward terms (see :mod:`closedloop.envs.ecap_env`)."""
 
-    tracking: float = param(1.0, "1", "design choice", 0.0, 1e3,
-                            doc="weight of |true ECAP - target| / target")
-    discomfort: float = param(1.0, "1", "design choice", 0.0, 1e3,
-                              doc="penalty per control step spent above discomfort")
-    charge: float = param(0.05, "1", "design choice", 0.0, 1e3,
-                          doc="weight of charge per pulse / the comfort charge per pulse")
+    tracking: float = param(
+        1.0, "1", "design choice", 0.0, 1e3, doc="weight of |true ECAP - target| / target"
+    )
+    discomfort: float = param(
+        1.0, "1", "design choice", 0.0, 1e3, doc="penalty per control step spent above discomfort"
+    )
+    charge: float = param(
+        0.05,
+        "1",
+        "design choice",
+        0.0,
+        1e3,
+        doc="weight of charge per pulse / the comfort charge per pulse",
+    )
 
     def __post_init__(self) -> None:
         validate(self, "reward.")
@@ -54,56 +62,128 @@ class RewardWeights:
             charge_uc: Mean charge per phase per pulse (µC).
             comfort_charge_uc: Charge per phase at the comfort current (µC).
         """
-        return reward_formula(self.tracking, self.discomfort, self.charge, err_uv, target_uv,
-                              above, charge_uc, comfort_charge_uc)
+        return reward_formula(
+            self.tracking,
+            self.discomfort,
+            self.charge,
+            err_uv,
+            target_uv,
+            above,
+            charge_uc,
+            comfort_charge_uc,
+        )
 
 
-def reward_formula(w_tracking, w_discomfort, w_charge, err_uv, target_uv, above, charge_uc,
-                   comfort_charge_uc):
+def reward_formula(
+    w_tracking, w_discomfort, w_charge, err_uv, target_uv, above, charge_uc, comfort_charge_uc
+):
     """:meth:`RewardWeights.reward` with the weights as arguments: the one copy of the formula.
 
     Plain arithmetic, so that NumPy arrays, Python floats and compiled code
     (:mod:`closedloop.envs.step_kernels`) share it.
     """
-    return (-w_tracking * err_uv / target_uv - w_discomfort * above
-            - w_charge * charge_uc / comfort_charge_uc)
+    return (
+        -w_tracking * err_uv / target_uv
+        - w_discomfort * above
+        - w_charge * charge_uc / comfort_charge_uc
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
     """What an ECAP-tracking environment simulates and exposes."""
 
-    scenario: str = param("daily-living", "text", "scenario library id",
-                          doc="disturbance scenario (closedloop scenario)")
-    split: str = param("train", "1", "cohort split", choices=("train", "validation", "test"),
-                       doc="cohort the patients are drawn from")
-    patient: str = param("", "text", "empty: a new cohort patient each reset",
-                         doc="fixed patient id (named or cohort)")
-    rate_hz: float = param(50.0, "Hz", "2-1200 Hz tonic [M]", 1.0, 10_000.0,
-                           doc="pulse rate")
+    scenario: str = param(
+        "daily-living",
+        "text",
+        "scenario library id",
+        doc="disturbance scenario (closedloop scenario)",
+    )
+    split: str = param(
+        "train",
+        "1",
+        "cohort split",
+        choices=("train", "validation", "test"),
+        doc="cohort the patients are drawn from",
+    )
+    patient: str = param(
+        "",
+        "text",
+        "empty: a new cohort patient each reset",
+        doc="fixed patient id (named or cohort)",
+    )
+    rate_hz: float = param(50.0, "Hz", "2-1200 Hz tonic [M]", 1.0, 10_000.0, doc="pulse rate")
     pw_us: float = param(250.0, "µs", "20-1000 µs [M]", 20.0, 1000.0, doc="pulse width")
-    pulses_per_step: int = param(1, "1", "one control period per pulse by default", 1, 10_000,
-                                 doc="pulses per env step")
-    episode_s: float = param(180.0, "s", "a few minutes", 0.0, 86_400.0, lo_open=True,
-                             doc="simulated episode length (truncation)")
-    action_mode: str = param("incremental", "1", "design choice", choices=ACTION_MODES,
-                             doc="how the normalised action sets the current")
-    max_delta_ma: float = param(0.5, "mA", "design choice", 0.0, 25.5, lo_open=True,
-                                doc="incremental mode: current change at action ±1")
-    max_log_step: float = param(0.2, "1", "design choice", 0.0, 5.0, lo_open=True,
-                                doc="multiplicative mode: log-current change at action ±1")
-    history: int = param(4, "1", "design choice", 1, 1000,
-                         doc="control steps of ECAP, detection and current observed")
-    observe_waveform: bool = param(False, "1", "variant", choices=(False, True),
-                                   doc="append the last recorded sweep to the observation")
-    control_pw_rate: bool = param(False, "1", "variant", choices=(False, True),
-                                  doc="actions also set pulse width and rate")
-    unscored_postures: str = param("", "text", "protocol choice (docs/clinic_protocol.md)",
-                                   doc="comma-separated postures the primary metrics leave "
-                                       "out; scored separately as unscored_* (clinic: prone)")
-    unscored_after_s: float = param(0.0, "s", "the scenario's transition ramp (clinic: 1 s)",
-                                    0.0, 600.0, doc="time after leaving an unscored posture "
-                                    "that stays unscored")
+    pulses_per_step: int = param(
+        1, "1", "one control period per pulse by default", 1, 10_000, doc="pulses per env step"
+    )
+    episode_s: float = param(
+        180.0,
+        "s",
+        "a few minutes",
+        0.0,
+        86_400.0,
+        lo_open=True,
+        doc="simulated episode length (truncation)",
+    )
+    action_mode: str = param(
+        "incremental",
+        "1",
+        "design choice",
+        choices=ACTION_MODES,
+        doc="how the normalised action sets the current",
+    )
+    max_delta_ma: float = param(
+        0.5,
+        "mA",
+        "design choice",
+        0.0,
+        25.5,
+        lo_open=True,
+        doc="incremental mode: current change at action ±1",
+    )
+    max_log_step: float = param(
+        0.2,
+        "1",
+        "design choice",
+        0.0,
+        5.0,
+        lo_open=True,
+        doc="multiplicative mode: log-current change at action ±1",
+    )
+    history: int = param(
+        4,
+        "1",
+        "design choice",
+        1,
+        1000,
+        doc="control steps of ECAP, detection and current observed",
+    )
+    observe_waveform: bool = param(
+        False,
+        "1",
+        "variant",
+        choices=(False, True),
+        doc="append the last recorded sweep to the observation",
+    )
+    control_pw_rate: bool = param(
+        False, "1", "variant", choices=(False, True), doc="actions also set pulse width and rate"
+    )
+    unscored_postures: str = param(
+        "",
+        "text",
+        "protocol choice (docs/clinic_protocol.md)",
+        doc="comma-separated postures the primary metrics leave "
+        "out; scored separately as unscored_* (clinic: prone)",
+    )
+    unscored_after_s: float = param(
+        0.0,
+        "s",
+        "the scenario's transition ramp (clinic: 1 s)",
+        0.0,
+        600.0,
+        doc="time after leaving an unscored posture that stays unscored",
+    )
 
     def __post_init__(self) -> None:
         validate(self, "env.")
@@ -125,12 +205,26 @@ class EnvConfig:
         """
         mode = ACTION_MODES.index(self.action_mode)
         if np.ndim(a) == 0:
-            return requested_current(mode, float(a), float(current_ma), float(min_ma),
-                                     float(max_ma), self.max_delta_ma, self.max_log_step)
+            return requested_current(
+                mode,
+                float(a),
+                float(current_ma),
+                float(min_ma),
+                float(max_ma),
+                self.max_delta_ma,
+                self.max_log_step,
+            )
         out = np.empty(np.shape(a))
-        _requested_many(mode, np.asarray(a, np.float64), np.asarray(current_ma, np.float64),
-                        np.asarray(min_ma, np.float64), np.asarray(max_ma, np.float64),
-                        self.max_delta_ma, self.max_log_step, out)
+        _requested_many(
+            mode,
+            np.asarray(a, np.float64),
+            np.asarray(current_ma, np.float64),
+            np.asarray(min_ma, np.float64),
+            np.asarray(max_ma, np.float64),
+            self.max_delta_ma,
+            self.max_log_step,
+            out,
+        )
         return out
 
 
@@ -157,8 +251,9 @@ def requested_current(mode, a, current_ma, min_ma, max_ma, max_delta_ma, max_log
 @numba.njit(cache=True)
 def _requested_many(mode, a, current_ma, min_ma, max_ma, max_delta_ma, max_log_step, out):
     for i in range(a.size):
-        out[i] = requested_current(mode, a[i], current_ma[i], min_ma[i], max_ma[i],
-                                   max_delta_ma, max_log_step)
+        out[i] = requested_current(
+            mode, a[i], current_ma[i], min_ma[i], max_ma[i], max_delta_ma, max_log_step
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,15 +273,21 @@ def parse_spec(doc: Mapping[str, Any], where: str) -> EnvSpec:
 
     unknown = sorted(set(doc) - {"id", "description", "env", "reward", "device"})
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; known: id, "
-                          "description, env, reward, device")
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in {where}; known: id, "
+            "description, env, reward, device"
+        )
     if not isinstance(doc.get("id"), str) or not doc["id"]:
-        raise ConfigError(f"{where}: 'id' must be a non-empty string (e.g. "
-                          "'closedloop/ECAPTracking-v0')")
-    return EnvSpec(doc["id"], str(doc.get("description", "")).strip(),
-                   from_dict(EnvConfig, doc.get("env", {}), f"{where} [env]"),
-                   from_dict(RewardWeights, doc.get("reward", {}), f"{where} [reward]"),
-                   from_dict(DeviceParams, doc.get("device", {}), f"{where} [device]"))
+        raise ConfigError(
+            f"{where}: 'id' must be a non-empty string (e.g. 'closedloop/ECAPTracking-v0')"
+        )
+    return EnvSpec(
+        doc["id"],
+        str(doc.get("description", "")).strip(),
+        from_dict(EnvConfig, doc.get("env", {}), f"{where} [env]"),
+        from_dict(RewardWeights, doc.get("reward", {}), f"{where} [reward]"),
+        from_dict(DeviceParams, doc.get("device", {}), f"{where} [device]"),
+    )
 
 
 def load_suite(folder: Path | None = None) -> dict[str, EnvSpec]:
@@ -207,16 +308,28 @@ def with_overrides(spec: EnvSpec, overrides: Mapping[str, Any]) -> EnvSpec:
     env_keys = {f.name for f in dataclasses.fields(EnvConfig)}
     unknown = sorted(set(overrides) - env_keys - {"reward", "device"})
     if unknown:
-        raise ConfigError(f"unknown keyword(s) {', '.join(unknown)} for {spec.env_id}; known: "
-                          f"{', '.join(sorted(env_keys | {'reward', 'device'}))}")
-    config = from_dict(EnvConfig, {**dataclasses.asdict(spec.config),
-                                   **{k: v for k, v in overrides.items() if k in env_keys}},
-                       spec.env_id)
-    reward = from_dict(RewardWeights, {**dataclasses.asdict(spec.reward),
-                                       **_table(overrides, "reward", RewardWeights)}, spec.env_id)
-    device = from_dict(type(spec.device), {**dataclasses.asdict(spec.device),
-                                           **_table(overrides, "device", type(spec.device))},
-                       spec.env_id)
+        raise ConfigError(
+            f"unknown keyword(s) {', '.join(unknown)} for {spec.env_id}; known: "
+            f"{', '.join(sorted(env_keys | {'reward', 'device'}))}"
+        )
+    config = from_dict(
+        EnvConfig,
+        {
+            **dataclasses.asdict(spec.config),
+            **{k: v for k, v in overrides.items() if k in env_keys},
+        },
+        spec.env_id,
+    )
+    reward = from_dict(
+        RewardWeights,
+        {**dataclasses.asdict(spec.reward), **_table(overrides, "reward", RewardWeights)},
+        spec.env_id,
+    )
+    device = from_dict(
+        type(spec.device),
+        {**dataclasses.asdict(spec.device), **_table(overrides, "device", type(spec.device))},
+        spec.env_id,
+    )
     return dataclasses.replace(spec, config=config, reward=reward, device=device)
 
 

@@ -122,8 +122,9 @@ class ECAPTrackingEnv(gym.Env):
     """After a reset that drew a cohort patient, build the model of the patient the next unseeded
     reset will draw, in the background (:mod:`closedloop.envs.model_store`)."""
 
-    def __init__(self, env_id: str = DEFAULT_ID, render_mode: str | None = None,
-                 **overrides: Any) -> None:
+    def __init__(
+        self, env_id: str = DEFAULT_ID, render_mode: str | None = None, **overrides: Any
+    ) -> None:
         suite = _suite()
         if not isinstance(env_id, str) or env_id not in suite:
             raise ConfigError(f"env_id={env_id!r} is unknown; valid: {', '.join(suite)}")
@@ -141,10 +142,16 @@ class ECAPTrackingEnv(gym.Env):
             rec = RecordingParams()
             extra = int(round(rec.window_ms * rec.fs_hz * 1e-3))
         low = np.r_[np.full(h, -ECAP_BOUND_UV), np.zeros(2 * h), 0.0, np.full(extra, -1e4)]
-        high = np.r_[np.full(h, ECAP_BOUND_UV), np.ones(h), np.full(h, 25.5), ECAP_BOUND_UV,
-                     np.full(extra, 1e4)]
-        self.observation_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32),
-                                                dtype=np.float32)
+        high = np.r_[
+            np.full(h, ECAP_BOUND_UV),
+            np.ones(h),
+            np.full(h, 25.5),
+            ECAP_BOUND_UV,
+            np.full(extra, 1e4),
+        ]
+        self.observation_space = gym.spaces.Box(
+            low.astype(np.float32), high.astype(np.float32), dtype=np.float32
+        )
         self._one_pulse = cfg.pulses_per_step == 1 and not cfg.control_pw_rate
         self._pw_rate, self._dt = cfg.control_pw_rate, 1.0 / cfg.rate_hz
         self._history, self._waves = h, cfg.observe_waveform
@@ -160,8 +167,9 @@ class ECAPTrackingEnv(gym.Env):
             check_value("seed", seed, {"lo": 0, "unit": "1"}, "int")
         super().reset(seed=None if seed is None else int(seed))
         cfg = self.spec_.config
-        self.patient = self._choose_patient(opts.get("patient", cfg.patient),
-                                            opts.get("split", cfg.split))
+        self.patient = self._choose_patient(
+            opts.get("patient", cfg.patient), opts.get("split", cfg.split)
+        )
         self.model = self._model(self.patient)
         self.calibration = _calibration(self.patient, cfg.pw_us, cfg.rate_hz)
         self.target_uv = float(opts.get("target_uv", self.calibration.target_uv))
@@ -171,16 +179,19 @@ class ECAPTrackingEnv(gym.Env):
         trace_ss, noise_ss = episode_seeds(int(self.np_random.integers(2**63)), self.patient)
         self.trace = scenario.sample(self.patient.posture_csf_now_mm, cfg.rate_hz, trace_ss)
         self.model.reset(noise_ss)
-        if self.prefetch_next_patient and not cfg.patient:     # what an unseeded reset draws
-            model_store.prefetch(self._choose_patient("", cfg.split,
-                                                      copy.deepcopy(self.np_random)))
+        if self.prefetch_next_patient and not cfg.patient:  # what an unseeded reset draws
+            model_store.prefetch(self._choose_patient("", cfg.split, copy.deepcopy(self.np_random)))
         self._init_state()
         self._obs_buf[3 * self.spec_.config.history] = self._s[sk.S_TARGET] = self.target_uv
-        self._info = EpisodeInfo(self.patient.patient_id, self.target_uv, self.calibration,
-                                 self._discomfort)
+        self._info = EpisodeInfo(
+            self.patient.patient_id, self.target_uv, self.calibration, self._discomfort
+        )
         return self._obs_buf.copy(), self._info.reset(
-            self.trace, self._impedance, cfg.pulses_per_step,
-            (cfg.pw_us, cfg.rate_hz) if cfg.control_pw_rate else None)
+            self.trace,
+            self._impedance,
+            cfg.pulses_per_step,
+            (cfg.pw_us, cfg.rate_hz) if cfg.control_pw_rate else None,
+        )
 
     def _choose_patient(self, patient_id: str, split: str, rng=None):
         """The named patient, or a draw from the split's cohort with ``rng`` (the env's)."""
@@ -199,11 +210,15 @@ class ECAPTrackingEnv(gym.Env):
         return self._model_obj
 
     def _init_state(self) -> None:
-        cfg, cal, dev, rw = (self.spec_.config, self.calibration, self.spec_.device,
-                             self.spec_.reward)
+        cfg, cal, dev, rw = (
+            self.spec_.config,
+            self.calibration,
+            self.spec_.device,
+            self.spec_.reward,
+        )
         per = self.patient.perception
         self._obs_buf = np.zeros(self.observation_space.shape, np.float32)
-        self._obs_buf[2 * cfg.history: 3 * cfg.history] = cal.comfort_ma
+        self._obs_buf[2 * cfg.history : 3 * cfg.history] = cal.comfort_ma
         self._wave = None
         self._last = self.trace.t_s.size - 1
         self._fast = None
@@ -217,25 +232,46 @@ class ECAPTrackingEnv(gym.Env):
         self._comfort_charge = max(cal.comfort_ma * cal.pw_us * 1e-3, 1e-6)
         factor, keep = drive_factors(self._dt, cfg.rate_hz, per)
         self._discomfort = per.discomfort_level
-        self._s = sk.step_array(      # the compiled step's numbers
-            action_mode=ACTION_MODES.index(cfg.action_mode), max_delta_ma=cfg.max_delta_ma,
+        self._s = sk.step_array(  # the compiled step's numbers
+            action_mode=ACTION_MODES.index(cfg.action_mode),
+            max_delta_ma=cfg.max_delta_ma,
             max_log_step=cfg.max_log_step,
-            t_s=0.0, current_ma=cal.comfort_ma, level=np.nan, rate_hz=cfg.rate_hz,
-            last=self._last, pw_us=cfg.pw_us, impedance_ohm=self._impedance, min_ma=cal.min_ma,
-            max_ma=cal.max_ma, max_current_ma=dev.max_current_ma, max_change_ma=dev.max_step_ma,
-            max_charge_uc=dev.max_charge_uc(self._contact_mm), compliance_v=dev.compliance_v,
-            factor=factor, keep=keep, perception_fraction=per.perception_fraction,
-            bound_uv=ECAP_BOUND_UV, discomfort_level=self._discomfort, target_uv=np.nan,
-            w_tracking=rw.tracking, w_discomfort=rw.discomfort, w_charge=rw.charge,
-            comfort_charge_uc=self._comfort_charge)
+            t_s=0.0,
+            current_ma=cal.comfort_ma,
+            level=np.nan,
+            rate_hz=cfg.rate_hz,
+            last=self._last,
+            pw_us=cfg.pw_us,
+            impedance_ohm=self._impedance,
+            min_ma=cal.min_ma,
+            max_ma=cal.max_ma,
+            max_current_ma=dev.max_current_ma,
+            max_change_ma=dev.max_step_ma,
+            max_charge_uc=dev.max_charge_uc(self._contact_mm),
+            compliance_v=dev.compliance_v,
+            factor=factor,
+            keep=keep,
+            perception_fraction=per.perception_fraction,
+            bound_uv=ECAP_BOUND_UV,
+            discomfort_level=self._discomfort,
+            target_uv=np.nan,
+            w_tracking=rw.tracking,
+            w_discomfort=rw.discomfort,
+            w_charge=rw.charge,
+            comfort_charge_uc=self._comfort_charge,
+        )
 
     # The episode's time (s), delivered current (mA) and filtered drive live in ``_s``.
-    _t_s = property(lambda self: self._s[sk.S_T].item(),
-                    lambda self, v: self._s.__setitem__(sk.S_T, v))
-    _current = property(lambda self: self._s[sk.S_CURRENT].item(),
-                        lambda self, v: self._s.__setitem__(sk.S_CURRENT, v))
-    _level = property(lambda self: self._s[sk.S_LEVEL].item(),
-                      lambda self, v: self._s.__setitem__(sk.S_LEVEL, v))
+    _t_s = property(
+        lambda self: self._s[sk.S_T].item(), lambda self, v: self._s.__setitem__(sk.S_T, v)
+    )
+    _current = property(
+        lambda self: self._s[sk.S_CURRENT].item(),
+        lambda self, v: self._s.__setitem__(sk.S_CURRENT, v),
+    )
+    _level = property(
+        lambda self: self._s[sk.S_LEVEL].item(), lambda self, v: self._s.__setitem__(sk.S_LEVEL, v)
+    )
 
     @property
     def _hist(self) -> np.ndarray:
@@ -252,10 +288,22 @@ class ECAPTrackingEnv(gym.Env):
         drops after reset.
         """
         trace, runner, m, h = self.trace, self._runner, self.model, self._history
-        args = sk.step_args(self._s, trace.csf_mm, trace.impedance_scale, trace.posture,
-                            trace.event, trace.csf_clipped, self._obs_buf[: 3 * h].reshape(3, h),
-                            m.state, m.tables, m.kp, runner.inputs, runner.out, runner.wave,
-                            m.work)
+        args = sk.step_args(
+            self._s,
+            trace.csf_mm,
+            trace.impedance_scale,
+            trace.posture,
+            trace.event,
+            trace.csf_clipped,
+            self._obs_buf[: 3 * h].reshape(3, h),
+            m.state,
+            m.tables,
+            m.kp,
+            runner.inputs,
+            runner.out,
+            runner.wave,
+            m.work,
+        )
         self._fast = (args, entry_point(sk.pulse_step, (1.0, args)))
         return self._fast
 
@@ -275,7 +323,7 @@ class ECAPTrackingEnv(gym.Env):
             return self._step_pulses(check_action(action, self.action_space.shape))
         args, compiled_step = self._fast or self._make_fast()
         a = action.item() if type(action) is np.ndarray and action.shape == (1,) else None
-        if type(a) is not float or not -1.0 <= a <= 1.0:      # not the usual case: checked
+        if type(a) is not float or not -1.0 <= a <= 1.0:  # not the usual case: checked
             a = check_action(action, (1,))[0]
         if self._waves:
             out = compiled_step(a, args)
@@ -295,30 +343,50 @@ class ECAPTrackingEnv(gym.Env):
             pw = _lerp(a[1], PW_RANGE_US)
             rate = _lerp(a[2], RATE_RANGE_HZ)
         n = cfg.pulses_per_step
-        k = np.minimum(((self._t_s + np.arange(n) / rate) * cfg.rate_hz + 1e-9)
-                       .astype(np.int64), self._last)
+        k = np.minimum(
+            ((self._t_s + np.arange(n) / rate) * cfg.rate_hz + 1e-9).astype(np.int64), self._last
+        )
         k_end, trace = int(k[-1]), self.trace
         currents, pulse_flags, imp, flags = self._ramp(a[0], pw, k)
         rec = self._runner.run(currents, pw, trace.csf_mm[k], 1.0 / rate)
-        feel, self._level = sensation_update(self._level, rec["frac_recruited"], 1.0 / rate,
-                                             rate, self.patient.perception)
+        feel, self._level = sensation_update(
+            self._level, rec["frac_recruited"], 1.0 / rate, rate, self.patient.perception
+        )
         self._t_s += n / rate
         true = rec["ecap_true_uv"]
         ecap = float(rec["ecap_uv"].mean())
         self._push_history(ecap, rec["detected"].mean())
         above, charge = float(np.mean(feel >= self._discomfort)), float(rec["charge_uc"].mean())
-        reward = float(self.spec_.reward.reward(float(np.mean(np.abs(true - self.target_uv))),
-                                                self.target_uv, above, charge,
-                                                self._comfort_charge))
-        out = self._conclude(ecap, float(true.mean()), float(feel[-1]), charge, self._current,
-                             flags, float(trace.csf_mm[k_end]), int(trace.posture[k_end]),
-                             int(trace.event[k_end]), reward,
-                             self._t_s * cfg.rate_hz >= self._last + 0.5, float(imp[-1]),
-                             bool(trace.csf_clipped[k].any()), above,
-                             pulse_flags if n > 1 else None)
+        reward = float(
+            self.spec_.reward.reward(
+                float(np.mean(np.abs(true - self.target_uv))),
+                self.target_uv,
+                above,
+                charge,
+                self._comfort_charge,
+            )
+        )
+        out = self._conclude(
+            ecap,
+            float(true.mean()),
+            float(feel[-1]),
+            charge,
+            self._current,
+            flags,
+            float(trace.csf_mm[k_end]),
+            int(trace.posture[k_end]),
+            int(trace.event[k_end]),
+            reward,
+            self._t_s * cfg.rate_hz >= self._last + 0.5,
+            float(imp[-1]),
+            bool(trace.csf_clipped[k].any()),
+            above,
+            pulse_flags if n > 1 else None,
+        )
         if n > 1:
-            out[4].update(pulse_current_ma=currents, pulse_impedance_ohm=imp,
-                          pulse_flags=pulse_flags)
+            out[4].update(
+                pulse_current_ma=currents, pulse_impedance_ohm=imp, pulse_flags=pulse_flags
+            )
         if self._pw_rate:
             out[4]["pw_us"], out[4]["rate_hz"] = pw, rate
         return out
@@ -338,27 +406,58 @@ class ECAPTrackingEnv(gym.Env):
         imp = self._impedance * self.trace.impedance_scale[k]
         requested = self.spec_.config.requested_ma(a0, self._current, cal.min_ma, cal.max_ma)
         currents, pulse_flags = np.empty(k.size), np.empty(k.size, np.int64)
-        flags = ramp(float(requested), self._current, float(pw_us), imp, float(cal.min_ma),
-                     float(cal.max_ma), float(dev.max_current_ma), float(dev.max_step_ma),
-                     float(dev.max_charge_uc(self._contact_mm)), float(dev.compliance_v),
-                     currents, pulse_flags)
+        flags = ramp(
+            float(requested),
+            self._current,
+            float(pw_us),
+            imp,
+            float(cal.min_ma),
+            float(cal.max_ma),
+            float(dev.max_current_ma),
+            float(dev.max_step_ma),
+            float(dev.max_charge_uc(self._contact_mm)),
+            float(dev.compliance_v),
+            currents,
+            pulse_flags,
+        )
         self._current = float(currents[-1])
         return currents, pulse_flags, imp, int(flags)
 
     def _push_history(self, ecap: float, detected: float) -> None:
         """Shift the observed history and add the step's ECAP, detection and current."""
         h = self._history
-        sk.push_history(self._obs_buf[: 3 * h].reshape(3, h), ecap, float(detected),
-                        self._current, ECAP_BOUND_UV)
+        sk.push_history(
+            self._obs_buf[: 3 * h].reshape(3, h),
+            ecap,
+            float(detected),
+            self._current,
+            ECAP_BOUND_UV,
+        )
         if self._waves:
             self._observe_wave()
 
     def _observe_wave(self) -> None:
         self._wave = self._runner.wave[-1].copy()
-        self._obs_buf[3 * self._history + 1:] = np.clip(self._wave, -1e4, 1e4)
+        self._obs_buf[3 * self._history + 1 :] = np.clip(self._wave, -1e4, 1e4)
 
-    def _conclude(self, ecap, mean_true, feel, charge, current, flags, csf, posture, event,
-                  reward, truncated, impedance, clipped, above=None, pulse_flags=None):
+    def _conclude(
+        self,
+        ecap,
+        mean_true,
+        feel,
+        charge,
+        current,
+        flags,
+        csf,
+        posture,
+        event,
+        reward,
+        truncated,
+        impedance,
+        clipped,
+        above=None,
+        pulse_flags=None,
+    ):
         """Info and device-limit counts after the pulses and the history; the step's result.
 
         Args are the step's mean estimated and true ECAP (µV), last sensation, mean charge per
@@ -372,8 +471,9 @@ class ECAPTrackingEnv(gym.Env):
             add = self._info.counter.add
             for f in [flags] if pulse_flags is None else pulse_flags[pulse_flags != 0].tolist():
                 add(f)
-        info = self._info.step(mean_true, feel, above, current, charge, csf, posture, event,
-                               flags, impedance, clipped)
+        info = self._info.step(
+            mean_true, feel, above, current, charge, csf, posture, event, flags, impedance, clipped
+        )
         if self.render_mode == "rgb_array":
             self._render_buf.append((self._t_s, ecap, mean_true, current))
         return self._obs_buf.copy(), reward, False, truncated, info

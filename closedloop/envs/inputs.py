@@ -33,12 +33,15 @@ def reset_options(options: Any) -> dict:
     if options is None:
         return {}
     if not isinstance(options, Mapping):
-        raise ConfigError(f"options={short_repr(options)} must be a dict with keys among "
-                          f"{', '.join(RESET_OPTIONS)}")
+        raise ConfigError(
+            f"options={short_repr(options)} must be a dict with keys among "
+            f"{', '.join(RESET_OPTIONS)}"
+        )
     unknown = sorted(map(str, set(options) - set(RESET_OPTIONS)))
     if unknown:
-        raise ConfigError(f"unknown reset option(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(RESET_OPTIONS)}")
+        raise ConfigError(
+            f"unknown reset option(s) {', '.join(unknown)}; valid: {', '.join(RESET_OPTIONS)}"
+        )
     fields = EnvConfig.__dataclass_fields__
     for key, value in options.items():
         meta = _TARGET_META if key == "target_uv" else fields[key].metadata
@@ -49,7 +52,7 @@ def reset_options(options: Any) -> dict:
 def check_action(action, shape) -> list[float]:
     """The action as floats of ``shape``, clipped to [-1, 1]; ConfigError if malformed."""
     if type(action) is np.ndarray and action.shape == shape and action.dtype.char in "fd":
-        a = action.tolist()              # the usual case: float32/64 values inside [-1, 1]
+        a = action.tolist()  # the usual case: float32/64 values inside [-1, 1]
         for x in a:
             if type(x) is not float or not -1.0 <= x <= 1.0:
                 break

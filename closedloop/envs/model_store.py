@@ -27,7 +27,7 @@ CAPACITY = 128
 
 _lock = threading.Lock()
 _models: collections.OrderedDict = collections.OrderedDict()
-_pending: dict = {}                      # patient -> Future of its model, queued or running
+_pending: dict = {}  # patient -> Future of its model, queued or running
 _queue: collections.deque = collections.deque()
 _worker: threading.Thread | None = None
 
@@ -88,10 +88,10 @@ def _store(patient, model) -> None:
 def _work() -> None:
     """The background thread: build queued patients' models until the queue is empty."""
     global _worker
-    with contextlib.suppress(AttributeError, OSError):      # not Linux: normal priority
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)   # this thread only
+    with contextlib.suppress(AttributeError, OSError):  # not Linux: normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only
     while True:
-        if not threading.main_thread().is_alive():       # the interpreter is exiting
+        if not threading.main_thread().is_alive():  # the interpreter is exiting
             _drop_queued()
         with _lock:
             if not _queue:

@@ -18,8 +18,13 @@ def draw(env) -> np.ndarray:
     buf = np.array(env._render_buf) if env._render_buf else np.zeros((0, 4))
     cal = env.calibration
     ref = cal.reference
-    ax_e.axhspan(ref.perception_ecap_uv, ref.discomfort_ecap_uv, color="tab:green", alpha=0.15,
-                 label="window (calibration posture)")
+    ax_e.axhspan(
+        ref.perception_ecap_uv,
+        ref.discomfort_ecap_uv,
+        color="tab:green",
+        alpha=0.15,
+        label="window (calibration posture)",
+    )
     ax_e.axhline(env.target_uv, color="black", ls="--", lw=1.0, label="target")
     if buf.size:
         ax_e.plot(buf[:, 0], buf[:, 1], color="0.6", lw=0.8, label="measured")

@@ -34,8 +34,10 @@ def dict_rows(keys: tuple):
     used = sorted({name for name, _ in (INFO_ROWS[key] for key in keys)})
     lists = "".join(f"    {name}_list = {name}.tolist()\n" for name in used)
     names = ", ".join(f"c{i}" for i in range(len(keys)))
-    source = (f"def rows(values, flags, limits):\n{lists}"
-              f"    return [{{{', '.join(items)}}} for {names}, in zip({', '.join(columns)})]\n")
+    source = (
+        f"def rows(values, flags, limits):\n{lists}"
+        f"    return [{{{', '.join(items)}}} for {names}, in zip({', '.join(columns)})]\n"
+    )
     namespace = {}
     exec(source, {"zip": zip}, namespace)
     return namespace["rows"]
@@ -51,22 +53,26 @@ class SB3VecEnv(VecEnv):
             (for ``VecMonitor(info_keywords=...)``).
     """
 
-    def __init__(self, venv: ECAPVectorEnv, info_keywords=("ecap_true_uv", "in_window",
-                                                           "overstim", "current_ma")) -> None:
+    def __init__(
+        self,
+        venv: ECAPVectorEnv,
+        info_keywords=("ecap_true_uv", "in_window", "overstim", "current_ma"),
+    ) -> None:
         self.venv = venv
         self.info_keywords = tuple(info_keywords)
         for key in self.info_keywords:
             if key not in INFO_KEYS:
-                raise ConfigError(f"info_keywords entry {key!r} is not an info key of the "
-                                  f"vector env; valid keys: {', '.join(INFO_KEYS)}")
-        self._dicts = dict_rows(self.info_keywords)     # maker of the per-env info dicts
-        super().__init__(venv.num_envs, venv.single_observation_space,
-                         venv.single_action_space)
+                raise ConfigError(
+                    f"info_keywords entry {key!r} is not an info key of the "
+                    f"vector env; valid keys: {', '.join(INFO_KEYS)}"
+                )
+        self._dicts = dict_rows(self.info_keywords)  # maker of the per-env info dicts
+        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self._actions = None
         self._seed = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_dicts": None}     # a compiled lambda does not pickle
+        return {**self.__dict__, "_dicts": None}  # a compiled lambda does not pickle
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -87,10 +93,10 @@ class SB3VecEnv(VecEnv):
         venv = self.venv
         obs, values, flags, limits = venv._step_raw(self._actions)
         infos = self._dicts(values, flags, limits)
-        if obs is None:                     # several pulses per step: built here
+        if obs is None:  # several pulses per step: built here
             obs = venv._obs()
         reward, done = values[0], flags[0]
-        if any(done.tolist()):              # a sixth of the time of done.any() for a few envs
+        if any(done.tolist()):  # a sixth of the time of done.any() for a few envs
             for i in np.flatnonzero(done):
                 infos[i]["terminal_observation"] = obs[i].copy()
                 infos[i]["TimeLimit.truncated"] = True
@@ -118,8 +124,10 @@ class SB3VecEnv(VecEnv):
 
     def env_method(self, method_name, *args, indices=None, **kwargs):
         """Call a method of the scalar sub-environments."""
-        return [getattr(self.venv.envs[i], method_name)(*args, **kwargs)
-                for i in self._get_indices(indices)]
+        return [
+            getattr(self.venv.envs[i], method_name)(*args, **kwargs)
+            for i in self._get_indices(indices)
+        ]
 
     def env_is_wrapped(self, wrapper_class, indices=None):
         """The sub-environments are never wrapped."""

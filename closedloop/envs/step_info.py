@@ -27,6 +27,7 @@ POSTURE_NAMES = POSTURES
 EVENT_NAMES = ("none", *EVENT_TYPES)
 """``info["event"]`` indexes this tuple: 0 is no event, then the event types."""
 
+
 class EpisodeInfo:
     """One episode's info dicts, with its constants and the device-limit counts so far.
 
@@ -39,18 +40,34 @@ class EpisodeInfo:
 
     __slots__ = ("constants", "counter", "discomfort")
 
-    def __init__(self, patient_id: str, target_uv: float, calibration,
-                 discomfort_level: float) -> None:
-        self.constants = {"patient_id": patient_id, "target_uv": float(target_uv),
-                          "comfort_ma": float(calibration.comfort_ma),
-                          "min_ma": float(calibration.min_ma), "max_ma": float(calibration.max_ma)}
+    def __init__(
+        self, patient_id: str, target_uv: float, calibration, discomfort_level: float
+    ) -> None:
+        self.constants = {
+            "patient_id": patient_id,
+            "target_uv": float(target_uv),
+            "comfort_ma": float(calibration.comfort_ma),
+            "min_ma": float(calibration.min_ma),
+            "max_ma": float(calibration.max_ma),
+        }
         self.discomfort = discomfort_level
         self.counter = InterventionCounter()
         """The device-limit counts so far in the episode (``counter.add`` a pulse's flags)."""
 
-    def step(self, mean_true: float, feel: float, above: float | None, current: float,
-             charge: float, csf: float, posture: int, event: int, flags: int, impedance: float,
-             clipped: bool) -> dict:
+    def step(
+        self,
+        mean_true: float,
+        feel: float,
+        above: float | None,
+        current: float,
+        charge: float,
+        csf: float,
+        posture: int,
+        event: int,
+        flags: int,
+        impedance: float,
+        clipped: bool,
+    ) -> dict:
         """A step's info (see :class:`~closedloop.envs.ecap_env.ECAPTrackingEnv`).
 
         Args are the step's mean true ECAP (µV), last sensation, fraction of its pulses above
@@ -61,16 +78,27 @@ class EpisodeInfo:
         """
         disc = self.discomfort
         return {
-            "ecap_true_uv": mean_true, "sensation": feel, "in_window": 1.0 <= feel < disc,
-            "overstim": feel >= disc if above is None else above > 0, "understim": feel < 1.0,
-            "current_ma": current, "charge_uc": charge, "csf_mm": csf,
-            "posture": POSTURES[posture], "posture_code": posture, "event": event,
-            "device_flags": flags, "impedance_ohm": impedance, "csf_clipped": clipped,
-            **self.constants, "device_limits": self.counter.counts.copy(),
+            "ecap_true_uv": mean_true,
+            "sensation": feel,
+            "in_window": 1.0 <= feel < disc,
+            "overstim": feel >= disc if above is None else above > 0,
+            "understim": feel < 1.0,
+            "current_ma": current,
+            "charge_uc": charge,
+            "csf_mm": csf,
+            "posture": POSTURES[posture],
+            "posture_code": posture,
+            "event": event,
+            "device_flags": flags,
+            "impedance_ohm": impedance,
+            "csf_clipped": clipped,
+            **self.constants,
+            "device_limits": self.counter.counts.copy(),
         }
 
-    def reset(self, trace, impedance_ohm: float, pulses_per_step: int,
-              pw_rate: tuple[float, float] | None) -> dict:
+    def reset(
+        self, trace, impedance_ohm: float, pulses_per_step: int, pw_rate: tuple[float, float] | None
+    ) -> dict:
         """The reset's info: the step keys before any pulse (see the module docstring).
 
         Args:
@@ -80,14 +108,25 @@ class EpisodeInfo:
             pw_rate: The starting pulse width (µs) and rate (Hz) with ``control_pw_rate``.
         """
         nan = math.nan
-        info = self.step(nan, nan, None, self.constants["comfort_ma"], nan,
-                         float(trace.csf_mm[0]), int(trace.posture[0]), int(trace.event[0]), 0,
-                         float(impedance_ohm * trace.impedance_scale[0]),
-                         bool(trace.csf_clipped[0]))
+        info = self.step(
+            nan,
+            nan,
+            None,
+            self.constants["comfort_ma"],
+            nan,
+            float(trace.csf_mm[0]),
+            int(trace.posture[0]),
+            int(trace.event[0]),
+            0,
+            float(impedance_ohm * trace.impedance_scale[0]),
+            bool(trace.csf_clipped[0]),
+        )
         if pulses_per_step > 1:
-            info.update(pulse_current_ma=np.full(pulses_per_step, nan),
-                        pulse_impedance_ohm=np.full(pulses_per_step, nan),
-                        pulse_flags=np.zeros(pulses_per_step, np.int64))
+            info.update(
+                pulse_current_ma=np.full(pulses_per_step, nan),
+                pulse_impedance_ohm=np.full(pulses_per_step, nan),
+                pulse_flags=np.zeros(pulses_per_step, np.int64),
+            )
         if pw_rate is not None:
             info["pw_us"], info["rate_hz"] = float(pw_rate[0]), float(pw_rate[1])
         return info

@@ -30,34 +30,98 @@ from closedloop.envs.config import requested_current, reward_formula
 from closedloop.neural.kernels import run_pulses_unshared
 from closedloop.perception import smooth_step
 
-STEP_FIELDS = ("t_s", "current_ma", "level", "rate_hz", "last", "pw_us", "impedance_ohm",
-               "min_ma", "max_ma", "max_current_ma", "max_change_ma", "max_charge_uc",
-               "compliance_v", "factor", "keep", "perception_fraction", "bound_uv",
-               "discomfort_level", "target_uv", "w_tracking", "w_discomfort", "w_charge",
-               "comfort_charge_uc", "action_mode", "max_delta_ma", "max_log_step")
+STEP_FIELDS = (
+    "t_s",
+    "current_ma",
+    "level",
+    "rate_hz",
+    "last",
+    "pw_us",
+    "impedance_ohm",
+    "min_ma",
+    "max_ma",
+    "max_current_ma",
+    "max_change_ma",
+    "max_charge_uc",
+    "compliance_v",
+    "factor",
+    "keep",
+    "perception_fraction",
+    "bound_uv",
+    "discomfort_level",
+    "target_uv",
+    "w_tracking",
+    "w_discomfort",
+    "w_charge",
+    "comfort_charge_uc",
+    "action_mode",
+    "max_delta_ma",
+    "max_log_step",
+)
 """The scalar env's step array, in order: simulated time (s), delivered current (mA), filtered
 drive, pulse rate (Hz), last trace index, pulse width (µs), impedance (Ω), clinician limits
 (mA), hardware maximum (mA), largest change per pulse (mA), charge limit per phase (µC),
 compliance (V), sensation rate factor, filter keep factor, perception fraction, ECAP bound (µV),
 discomfort level (x perception), target ECAP (µV), reward weights, comfort charge (µC), action
 mode (index in :data:`~closedloop.envs.config.ACTION_MODES`) and its scales (mA; log-current)."""
-(S_T, S_CURRENT, S_LEVEL, S_RATE, S_LAST, S_PW, S_IMP, S_MIN, S_MAX, S_HW_MAX, S_MAX_CHANGE,
- S_QMAX, S_COMPLIANCE, S_FACTOR, S_KEEP, S_PERC, S_BOUND, S_DISC, S_TARGET, S_W_TRACKING,
- S_W_DISCOMFORT, S_W_CHARGE, S_COMFORT_CHARGE, S_MODE, S_DELTA, S_LOG_STEP) = range(
-    len(STEP_FIELDS))
+(
+    S_T,
+    S_CURRENT,
+    S_LEVEL,
+    S_RATE,
+    S_LAST,
+    S_PW,
+    S_IMP,
+    S_MIN,
+    S_MAX,
+    S_HW_MAX,
+    S_MAX_CHANGE,
+    S_QMAX,
+    S_COMPLIANCE,
+    S_FACTOR,
+    S_KEEP,
+    S_PERC,
+    S_BOUND,
+    S_DISC,
+    S_TARGET,
+    S_W_TRACKING,
+    S_W_DISCOMFORT,
+    S_W_CHARGE,
+    S_COMFORT_CHARGE,
+    S_MODE,
+    S_DELTA,
+    S_LOG_STEP,
+) = range(len(STEP_FIELDS))
 
 
 def step_array(**values: float) -> np.ndarray:
     """A step array (:data:`STEP_FIELDS`) holding ``values``; every field must be given."""
     if sorted(values) != sorted(STEP_FIELDS):
-        raise ValueError(f"step_array needs exactly the fields {', '.join(STEP_FIELDS)}; got "
-                         f"{', '.join(sorted(values))}")
+        raise ValueError(
+            f"step_array needs exactly the fields {', '.join(STEP_FIELDS)}; got "
+            f"{', '.join(sorted(values))}"
+        )
     return np.array([float(values[name]) for name in STEP_FIELDS])
 
 
 @njit(cache=True, inline="always")
-def limit_pulse(requested, t_s, rate_hz, last, csf_trace, scale_trace, current, pw_us, imp,
-                min_ma, max_ma, max_current_ma, max_change, qmax, compliance_v):
+def limit_pulse(
+    requested,
+    t_s,
+    rate_hz,
+    last,
+    csf_trace,
+    scale_trace,
+    current,
+    pw_us,
+    imp,
+    min_ma,
+    max_ma,
+    max_current_ma,
+    max_change,
+    qmax,
+    compliance_v,
+):
     """Trace index, delivered current, device flags and impedance of one patient's next pulse.
 
     Args:
@@ -83,8 +147,9 @@ def limit_pulse(requested, t_s, rate_hz, last, csf_trace, scale_trace, current, 
     """
     k = min(int(t_s * rate_hz + 1e-9), last)
     z = imp * scale_trace[k]
-    delivered, flags = limit_one(requested, current, pw_us, z, min_ma, max_ma, max_current_ma,
-                                 max_change, qmax, compliance_v)
+    delivered, flags = limit_one(
+        requested, current, pw_us, z, min_ma, max_ma, max_current_ma, max_change, qmax, compliance_v
+    )
     return k, delivered, flags, csf_trace[k], z
 
 
@@ -153,17 +218,59 @@ class StepArgs(structref.StructRefProxy):
     """
 
 
-STEP_ARGS = ("s", "csf_trace", "scale_trace", "posture_trace", "event_trace", "clip_trace",
-             "hist", "state", "tables", "kp", "inputs", "out", "wave", "work")
+STEP_ARGS = (
+    "s",
+    "csf_trace",
+    "scale_trace",
+    "posture_trace",
+    "event_trace",
+    "clip_trace",
+    "hist",
+    "state",
+    "tables",
+    "kp",
+    "inputs",
+    "out",
+    "wave",
+    "work",
+)
 structref.define_proxy(StepArgs, StepArgsType, list(STEP_ARGS))
 
 
 @njit(cache=True)
-def step_args(s, csf_trace, scale_trace, posture_trace, event_trace, clip_trace, hist, state,
-              tables, kp, inputs, out, wave, work):
+def step_args(
+    s,
+    csf_trace,
+    scale_trace,
+    posture_trace,
+    event_trace,
+    clip_trace,
+    hist,
+    state,
+    tables,
+    kp,
+    inputs,
+    out,
+    wave,
+    work,
+):
     """A :class:`StepArgs` of these (compiled once and cached, unlike the proxy's own maker)."""
-    return StepArgs(s, csf_trace, scale_trace, posture_trace, event_trace, clip_trace, hist,
-                    state, tables, kp, inputs, out, wave, work)
+    return StepArgs(
+        s,
+        csf_trace,
+        scale_trace,
+        posture_trace,
+        event_trace,
+        clip_trace,
+        hist,
+        state,
+        tables,
+        kp,
+        inputs,
+        out,
+        wave,
+        work,
+    )
 
 
 _reward = njit(cache=True)(reward_formula)
@@ -187,12 +294,26 @@ def pulse_step(action, a):
         CSF thickness was clamped into the model's range.
     """
     s = a.s
-    requested = requested_current(int(s[S_MODE]), action, s[S_CURRENT], s[S_MIN], s[S_MAX],
-                                  s[S_DELTA], s[S_LOG_STEP])
+    requested = requested_current(
+        int(s[S_MODE]), action, s[S_CURRENT], s[S_MIN], s[S_MAX], s[S_DELTA], s[S_LOG_STEP]
+    )
     k, cur, flags, csf, z = limit_pulse(
-        requested, s[S_T], s[S_RATE], int(s[S_LAST]), a.csf_trace, a.scale_trace, s[S_CURRENT],
-        s[S_PW], s[S_IMP], s[S_MIN], s[S_MAX], s[S_HW_MAX], s[S_MAX_CHANGE], s[S_QMAX],
-        s[S_COMPLIANCE])
+        requested,
+        s[S_T],
+        s[S_RATE],
+        int(s[S_LAST]),
+        a.csf_trace,
+        a.scale_trace,
+        s[S_CURRENT],
+        s[S_PW],
+        s[S_IMP],
+        s[S_MIN],
+        s[S_MAX],
+        s[S_HW_MAX],
+        s[S_MAX_CHANGE],
+        s[S_QMAX],
+        s[S_COMPLIANCE],
+    )
     s[S_CURRENT] = cur
     inputs = a.inputs
     inputs.current_ma[0] = cur
@@ -201,21 +322,57 @@ def pulse_step(action, a):
     inputs.interval_s[0] = 1.0 / s[S_RATE]
     run_pulses_unshared(a.state, a.tables, a.kp, inputs, a.out, a.wave, a.work)
     r = a.out[0]
-    s[S_LEVEL], feel = sense_and_observe(r, s[S_LEVEL], s[S_FACTOR], s[S_KEEP], s[S_PERC], cur,
-                                         s[S_BOUND], a.hist)
+    s[S_LEVEL], feel = sense_and_observe(
+        r, s[S_LEVEL], s[S_FACTOR], s[S_KEEP], s[S_PERC], cur, s[S_BOUND], a.hist
+    )
     s[S_T] += 1.0 / s[S_RATE]
     true = r.ecap_true_uv
-    reward = _reward(s[S_W_TRACKING], s[S_W_DISCOMFORT], s[S_W_CHARGE], abs(true - s[S_TARGET]),
-                     s[S_TARGET], 1.0 if feel >= s[S_DISC] else 0.0, r.charge_uc,
-                     s[S_COMFORT_CHARGE])
+    reward = _reward(
+        s[S_W_TRACKING],
+        s[S_W_DISCOMFORT],
+        s[S_W_CHARGE],
+        abs(true - s[S_TARGET]),
+        s[S_TARGET],
+        1.0 if feel >= s[S_DISC] else 0.0,
+        r.charge_uc,
+        s[S_COMFORT_CHARGE],
+    )
     truncated = s[S_T] * s[S_RATE] >= s[S_LAST] + 0.5
-    return (r.ecap_uv, true, feel, r.charge_uc, cur, flags, csf, int(a.posture_trace[k]),
-            int(a.event_trace[k]), reward, truncated, z, a.clip_trace[k] != 0)
+    return (
+        r.ecap_uv,
+        true,
+        feel,
+        r.charge_uc,
+        cur,
+        flags,
+        csf,
+        int(a.posture_trace[k]),
+        int(a.event_trace[k]),
+        reward,
+        truncated,
+        z,
+        a.clip_trace[k] != 0,
+    )
 
 
 @njit(cache=True, inline="always")
-def before_pulse(actions, mode, scales, t_s, rate_hz, last, traces, v, pw_us, max_current_ma,
-                 compliance_v, max_change, inputs, flags, seen):
+def before_pulse(
+    actions,
+    mode,
+    scales,
+    t_s,
+    rate_hz,
+    last,
+    traces,
+    v,
+    pw_us,
+    max_current_ma,
+    compliance_v,
+    max_change,
+    inputs,
+    flags,
+    seen,
+):
     """Action mapping and :func:`limit_pulse` for every patient; fills the kernel's inputs.
 
     Args:
@@ -240,12 +397,26 @@ def before_pulse(actions, mode, scales, t_s, rate_hz, last, traces, v, pw_us, ma
     current, imp, min_ma, max_ma, qmax = v
     csf_trace, scale_trace, clip_trace = traces
     for i in range(actions.size):
-        requested = requested_current(mode, actions[i], current[i], min_ma[i], max_ma[i],
-                                      scales[0], scales[1])
+        requested = requested_current(
+            mode, actions[i], current[i], min_ma[i], max_ma[i], scales[0], scales[1]
+        )
         k, current[i], flags[i], csf, seen[0, i] = limit_pulse(
-            requested, t_s[i], rate_hz, last[i], csf_trace[i], scale_trace[i], current[i],
-            pw_us, imp[i], min_ma[i], max_ma[i], max_current_ma, max_change[i], qmax[i],
-            compliance_v)
+            requested,
+            t_s[i],
+            rate_hz,
+            last[i],
+            csf_trace[i],
+            scale_trace[i],
+            current[i],
+            pw_us,
+            imp[i],
+            min_ma[i],
+            max_ma[i],
+            max_current_ma,
+            max_change[i],
+            qmax[i],
+            compliance_v,
+        )
         seen[1, i] = clip_trace[i, k]
         inputs.current_ma[i, 0] = current[i]
         inputs.pw_us[i, 0] = pw_us
@@ -292,13 +463,22 @@ def after_pulse(out, v, weights, hist, t_s, dt_s, rate_hz, last, ecap_bound_uv, 
     truncated, in_window, overstim, clipped = flags
     for i in range(n):
         r = out[i, 0]
-        level[i], feel[i] = sense_and_observe(r, level[i], factor[i], keep[i], perc[i],
-                                              current[i], ecap_bound_uv, hist[i])
+        level[i], feel[i] = sense_and_observe(
+            r, level[i], factor[i], keep[i], perc[i], current[i], ecap_bound_uv, hist[i]
+        )
         above = 1.0 if feel[i] >= disc[i] else 0.0
         t_s[i] += dt_s
         true[i], charge[i] = r.ecap_true_uv, r.charge_uc
-        reward[i] = _reward(weights[0], weights[1], weights[2], np.abs(true[i] - target[i]),
-                            target[i], above, charge[i], comfort[i])
+        reward[i] = _reward(
+            weights[0],
+            weights[1],
+            weights[2],
+            np.abs(true[i] - target[i]),
+            target[i],
+            above,
+            charge[i],
+            comfort[i],
+        )
         truncated[i] = t_s[i] * rate_hz >= last[i] + 0.5
         in_window[i] = feel[i] >= 1.0 and feel[i] < disc[i]
         overstim[i] = above > 0

@@ -49,8 +49,17 @@ PREFETCH_MAX_ENVS = model_store.CAPACITY // 4
 background (:mod:`closedloop.envs.model_store`); with more, the store could not hold them."""
 
 
-INFO_KEYS = ("ecap_true_uv", "sensation", "in_window", "overstim", "current_ma", "charge_uc",
-             "impedance_ohm", "csf_clipped", "limit_flags")
+INFO_KEYS = (
+    "ecap_true_uv",
+    "sensation",
+    "in_window",
+    "overstim",
+    "current_ma",
+    "charge_uc",
+    "impedance_ohm",
+    "csf_clipped",
+    "limit_flags",
+)
 """Keys of the ``info`` dict of :meth:`ECAPVectorEnv.step`, each an array over the patients:
 as in the scalar env (``current_ma`` and ``impedance_ohm`` of the step's last pulse,
 ``csf_clipped`` if a pulse's CSF thickness was clamped into the model's range), and
@@ -60,9 +69,14 @@ PULSE_INFO_KEYS = ("pulse_current_ma", "pulse_impedance_ohm", "pulse_flags")
 """Further keys with several pulses per step, arrays (num_envs, pulses_per_step): each pulse's
 delivered current (mA), electrode impedance (Ω) and device flags."""
 
-INFO_ROWS = {key: ("values", sk.STEP_VALUES.index(key)) if key in sk.STEP_VALUES else
-             ("flags", sk.STEP_FLAGS.index(key)) if key in sk.STEP_FLAGS else ("limits", None)
-             for key in INFO_KEYS}
+INFO_ROWS = {
+    key: ("values", sk.STEP_VALUES.index(key))
+    if key in sk.STEP_VALUES
+    else ("flags", sk.STEP_FLAGS.index(key))
+    if key in sk.STEP_FLAGS
+    else ("limits", None)
+    for key in INFO_KEYS
+}
 """Where each info key is in a step's raw arrays (:meth:`ECAPVectorEnv._step_raw`): a row of
 ``values`` or ``flags``, or the ``limits`` array itself."""
 
@@ -70,15 +84,27 @@ INFO_ROWS = {key: ("values", sk.STEP_VALUES.index(key)) if key in sk.STEP_VALUES
 def info_dict(values, flags, limits) -> dict:
     """The ``info`` dict of a step from its raw arrays (see :data:`INFO_ROWS`)."""
     arrays = {"values": values, "flags": flags, "limits": limits}
-    return {key: arrays[name] if row is None else arrays[name][row]
-            for key, (name, row) in INFO_ROWS.items()}
+    return {
+        key: arrays[name] if row is None else arrays[name][row]
+        for key, (name, row) in INFO_ROWS.items()
+    }
 
 
 _FROM_STEP_ARRAY = (
-    ("target", sk.S_TARGET), ("min", sk.S_MIN), ("max", sk.S_MAX), ("current", sk.S_CURRENT),
-    ("level", sk.S_LEVEL), ("t", sk.S_T), ("imp", sk.S_IMP), ("comfort", sk.S_COMFORT_CHARGE),
-    ("perc", sk.S_PERC), ("disc", sk.S_DISC), ("keep", sk.S_KEEP), ("qmax", sk.S_QMAX),
-    ("factor", sk.S_FACTOR))
+    ("target", sk.S_TARGET),
+    ("min", sk.S_MIN),
+    ("max", sk.S_MAX),
+    ("current", sk.S_CURRENT),
+    ("level", sk.S_LEVEL),
+    ("t", sk.S_T),
+    ("imp", sk.S_IMP),
+    ("comfort", sk.S_COMFORT_CHARGE),
+    ("perc", sk.S_PERC),
+    ("disc", sk.S_DISC),
+    ("keep", sk.S_KEEP),
+    ("qmax", sk.S_QMAX),
+    ("factor", sk.S_FACTOR),
+)
 """Per-env vectors and the fields of the scalar env's step array they are loaded from."""
 
 
@@ -98,12 +124,14 @@ class ECAPVectorEnv(VectorEnv):
         check_value("num_envs", num_envs, {"lo": 1, "unit": "1"}, "int")
         num_envs = int(num_envs)
         self.envs = [ECAPTrackingEnv(env_id, **overrides) for _ in range(num_envs)]
-        for env in self.envs:      # a thousand sub-envs' next patients would flood the store
+        for env in self.envs:  # a thousand sub-envs' next patients would flood the store
             env.prefetch_next_patient = num_envs <= PREFETCH_MAX_ENVS
         cfg = self.envs[0].spec_.config
         if cfg.control_pw_rate or cfg.observe_waveform:
-            raise ConfigError(f"{env_id}: the native vector env does not support "
-                              "control_pw_rate or observe_waveform; use gymnasium.vector")
+            raise ConfigError(
+                f"{env_id}: the native vector env does not support "
+                "control_pw_rate or observe_waveform; use gymnasium.vector"
+            )
         self.cfg = cfg
         self.num_envs = num_envs
         self.single_observation_space = self.envs[0].observation_space
@@ -131,7 +159,7 @@ class ECAPVectorEnv(VectorEnv):
             try:
                 env.reset(seed=seeds[i], options=per_env[i])
             except ConfigError as exc:
-                if type(exc) is not ConfigError:      # a documented subclass (HeldOutError)
+                if type(exc) is not ConfigError:  # a documented subclass (HeldOutError)
                     raise
                 raise ConfigError(f"options[{i}]: {exc}") from None
         self._stack_all()
@@ -141,9 +169,17 @@ class ECAPVectorEnv(VectorEnv):
     def _stack_all(self) -> None:
         """Build the stacked kernel arrays and per-env vectors from the sub-environments."""
         models = [e.model for e in self.envs]
-        self._fibres = stack([KernelState(*(a[:0] if f in RECORDING_CACHE else a for f, a in
-                                            zip(KernelState._fields, m.state, strict=True)))
-                              for m in models])   # the recording cache is kept per slot
+        self._fibres = stack(
+            [
+                KernelState(
+                    *(
+                        a[:0] if f in RECORDING_CACHE else a
+                        for f, a in zip(KernelState._fields, m.state, strict=True)
+                    )
+                )
+                for m in models
+            ]
+        )  # the recording cache is kept per slot
         self._kp = stack([m.kp for m in models])
         self._slots: dict = {}
         self._tables = self._rec = self._args = None
@@ -152,12 +188,27 @@ class ECAPVectorEnv(VectorEnv):
         self._inputs = PulseInputs(*(np.zeros((n, p)) for _ in range(4)))
         self._out = np.empty((n, p), PULSE_DTYPE)
         self._wave = np.empty((n, 0, models[0].n_samples))
-        self._vec = {k: np.zeros(n) for k in (
-            "target", "min", "max", "current", "level", "t", "imp", "comfort", "perc",
-            "disc", "keep", "factor", "qmax")}
+        self._vec = {
+            k: np.zeros(n)
+            for k in (
+                "target",
+                "min",
+                "max",
+                "current",
+                "level",
+                "t",
+                "imp",
+                "comfort",
+                "perc",
+                "disc",
+                "keep",
+                "factor",
+                "qmax",
+            )
+        }
         dev = self.envs[0].spec_.device
         self._pw = np.full(n, self.cfg.pw_us)
-        self._max_change = np.full(n, dev.max_step_ma)      # per pulse, whatever p is
+        self._max_change = np.full(n, dev.max_step_ma)  # per pulse, whatever p is
         self._hist = np.zeros((n, 3, self.cfg.history))
         size = max(e.trace.t_s.size for e in self.envs)
         self._csf, self._scale = np.zeros((n, size)), np.ones((n, size))
@@ -165,8 +216,16 @@ class ECAPVectorEnv(VectorEnv):
         self._last = np.zeros(n, np.int64)
         v = self._vec
         self._before_vec = (v["current"], v["imp"], v["min"], v["max"], v["qmax"])
-        self._after_vec = (v["level"], v["factor"], v["keep"], v["perc"], v["disc"],
-                           v["current"], v["target"], v["comfort"])
+        self._after_vec = (
+            v["level"],
+            v["factor"],
+            v["keep"],
+            v["perc"],
+            v["disc"],
+            v["current"],
+            v["target"],
+            v["comfort"],
+        )
         rw = self.envs[0].spec_.reward
         self._weights = np.array([rw.tracking, rw.discomfort, rw.charge])
         for i in range(n):
@@ -186,32 +245,40 @@ class ECAPVectorEnv(VectorEnv):
             n_slots = len(self._slots)
             for name, one in (("_tables", stack([model.tables])), ("_rec", stack([rec]))):
                 stacked = getattr(self, name)
-                if stacked is None or n_slots == stacked[0].shape[0]:   # full: double it
-                    grown = type(one)(*(np.zeros((max(4, 2 * n_slots), *b.shape[1:]), b.dtype)
-                                        for b in one))
+                if stacked is None or n_slots == stacked[0].shape[0]:  # full: double it
+                    grown = type(one)(
+                        *(np.zeros((max(4, 2 * n_slots), *b.shape[1:]), b.dtype) for b in one)
+                    )
                     for a, b in zip(grown, stacked or (), strict=False):
                         a[:n_slots] = b
                     setattr(self, name, stacked := grown)
                 for a, b in zip(stacked, one, strict=True):
                     a[n_slots] = b[0]
-            self._slots[key] = (n_slots, model.tables)   # keep the tables alive
-            self._state = KernelState(*(getattr(self._rec if f in RECORDING_CACHE else
-                                                self._fibres, f) for f in KernelState._fields))
-            self._args = None             # made again from the new arrays at the next step
+            self._slots[key] = (n_slots, model.tables)  # keep the tables alive
+            self._state = KernelState(
+                *(
+                    getattr(self._rec if f in RECORDING_CACHE else self._fibres, f)
+                    for f in KernelState._fields
+                )
+            )
+            self._args = None  # made again from the new arrays at the next step
         return self._slots[key][0]
 
     def _load_vectors(self, i: int) -> None:
         """Per-env scalars (limits, target, current, history) of sub-environment ``i``."""
         e, v = self.envs[i], self._vec
-        for key, field in _FROM_STEP_ARRAY:          # as the scalar env computed them
+        for key, field in _FROM_STEP_ARRAY:  # as the scalar env computed them
             v[key][i] = e._s[field]
         self._hist[i] = e._hist
         self._table_index[i] = self._slot(e.model)
         m = e.trace.t_s.size
-        self._csf[i, :m], self._scale[i, :m], self._last[i] = (e.trace.csf_mm,
-                                                               e.trace.impedance_scale, m - 1)
+        self._csf[i, :m], self._scale[i, :m], self._last[i] = (
+            e.trace.csf_mm,
+            e.trace.impedance_scale,
+            m - 1,
+        )
         self._clip[i, :m] = e.trace.csf_clipped
-        e.trace = None          # the stacked copy is the one used; saves ~1 MB per patient
+        e.trace = None  # the stacked copy is the one used; saves ~1 MB per patient
 
     def _reset_one(self, i: int) -> None:
         """Reset sub-environment ``i`` (continuing its own random stream) into the stack."""
@@ -234,8 +301,13 @@ class ECAPVectorEnv(VectorEnv):
                 truncated[i] = False
             obs = None
         self._autoreset = truncated.copy()
-        return (self._obs() if obs is None else obs), reward, np.zeros(self.num_envs, bool), \
-            truncated, info
+        return (
+            (self._obs() if obs is None else obs),
+            reward,
+            np.zeros(self.num_envs, bool),
+            truncated,
+            info,
+        )
 
     def _step_arrays(self, actions) -> tuple:
         """:meth:`_step_raw` with the info dict: ``(obs, reward, truncated, info)``."""
@@ -266,14 +338,15 @@ class ECAPVectorEnv(VectorEnv):
         """
         n = self.num_envs
         if type(actions) is not np.ndarray or actions.ndim != 2 or actions.dtype.char not in "fd":
-            actions = as_real_array("actions", actions)     # ConfigError unless real numbers
-            if actions.ndim != 2:           # one action per sub-environment, as a flat list
+            actions = as_real_array("actions", actions)  # ConfigError unless real numbers
+            if actions.ndim != 2:  # one action per sub-environment, as a flat list
                 if actions.size != n:
                     self._bad_actions(actions, sk.SHAPE_MISMATCH)
                 actions = actions.reshape(n, 1)
-        if self.cfg.pulses_per_step == 1:        # one compiled call (:mod:`.batch_step`)
+        if self.cfg.pulses_per_step == 1:  # one compiled call (:mod:`.batch_step`)
             bad, obs, values, flags, limits = checked_step(
-                actions, self._args or self._make_args(), batch_threads())
+                actions, self._args or self._make_args(), batch_threads()
+            )
         else:
             a0, obs = np.empty(n), None
             bad = checked_actions(actions, a0)
@@ -286,30 +359,57 @@ class ECAPVectorEnv(VectorEnv):
     def _bad_actions(self, actions, bad: int) -> NoReturn:
         """Raise the :class:`~closedloop.ConfigError` for the check's result ``bad``."""
         if bad == sk.SHAPE_MISMATCH:
-            raise ConfigError(f"actions has shape {actions.shape}; expected ({self.num_envs}, 1):"
-                              " one row per sub-environment")
-        raise ConfigError(f"actions[{bad}]={actions[bad].tolist()} must be finite; valid range "
-                          "[-1, 1]")
+            raise ConfigError(
+                f"actions has shape {actions.shape}; expected ({self.num_envs}, 1):"
+                " one row per sub-environment"
+            )
+        raise ConfigError(
+            f"actions[{bad}]={actions[bad].tolist()} must be finite; valid range [-1, 1]"
+        )
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_args": None}       # compiled objects do not pickle
+        return {**self.__dict__, "_args": None}  # compiled objects do not pickle
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)     # slots are keyed by id(tables): ids of this process
+        self.__dict__.update(state)  # slots are keyed by id(tables): ids of this process
         if "_slots" in state:
             self._slots = {id(tables): (slot, tables) for slot, tables in state["_slots"].values()}
 
     def _make_args(self) -> BatchArgs:
         """The :class:`~.batch_step.BatchArgs` of the current stacked arrays."""
         cfg, dev = self.cfg, self.envs[0].spec_.device
-        consts = np.array([ACTION_MODES.index(cfg.action_mode), cfg.max_delta_ma,
-                           cfg.max_log_step, cfg.rate_hz, cfg.pw_us, dev.max_current_ma,
-                           dev.compliance_v, ECAP_BOUND_UV])
-        self._args = batch_args(self._state, self._tables, self._table_index, self._kp,
-                                self._inputs, self._out, self._wave, self._vec["t"], self._last,
-                                self._csf, self._scale, self._clip, self._max_change,
-                                self._before_vec, self._after_vec, self._hist, self._weights,
-                                consts)
+        consts = np.array(
+            [
+                ACTION_MODES.index(cfg.action_mode),
+                cfg.max_delta_ma,
+                cfg.max_log_step,
+                cfg.rate_hz,
+                cfg.pw_us,
+                dev.max_current_ma,
+                dev.compliance_v,
+                ECAP_BOUND_UV,
+            ]
+        )
+        self._args = batch_args(
+            self._state,
+            self._tables,
+            self._table_index,
+            self._kp,
+            self._inputs,
+            self._out,
+            self._wave,
+            self._vec["t"],
+            self._last,
+            self._csf,
+            self._scale,
+            self._clip,
+            self._max_change,
+            self._before_vec,
+            self._after_vec,
+            self._hist,
+            self._weights,
+            consts,
+        )
         return self._args
 
     def _step_pulses(self, a) -> tuple:
@@ -320,8 +420,9 @@ class ECAPVectorEnv(VectorEnv):
         """
         v, cfg, n_p = self._vec, self.cfg, self.cfg.pulses_per_step
         rate = cfg.rate_hz
-        k = np.minimum((v["t"][:, None] + np.arange(n_p) / rate) * rate + 1e-9,
-                       self._last[:, None]).astype(np.int64)
+        k = np.minimum(
+            (v["t"][:, None] + np.arange(n_p) / rate) * rate + 1e-9, self._last[:, None]
+        ).astype(np.int64)
         rows = np.arange(self.num_envs)[:, None]
         imp = v["imp"][:, None] * self._scale[rows, k]
         requested = cfg.requested_ma(a, v["current"], v["min"], v["max"])
@@ -331,8 +432,16 @@ class ECAPVectorEnv(VectorEnv):
         inp.pw_us[:] = cfg.pw_us
         inp.csf_mm[:] = self._csf[rows, k]
         inp.interval_s[:] = 1.0 / rate
-        run_pulses_batch_indexed(self._state, self._tables, self._table_index, self._kp, inp,
-                                 self._out, self._wave, self._table_index)
+        run_pulses_batch_indexed(
+            self._state,
+            self._tables,
+            self._table_index,
+            self._kp,
+            inp,
+            self._out,
+            self._wave,
+            self._table_index,
+        )
         v["current"][:] = delivered[:, -1]
         self._pulse_info = dict(zip(PULSE_INFO_KEYS, (delivered, imp, pulse_flags), strict=True))
         return self._advance(limits, imp[:, -1], (self._clip[rows, k] != 0).any(axis=1))
@@ -347,9 +456,21 @@ class ECAPVectorEnv(VectorEnv):
         v, dev = self._vec, self.envs[0].spec_.device
         delivered, pulse_flags = np.empty(imp.shape), np.empty(imp.shape, np.int64)
         flags = np.empty(self.num_envs, np.int64)
-        ramp_many(requested, v["current"].copy(), self._pw, imp, v["min"], v["max"],
-                  float(dev.max_current_ma), float(dev.max_step_ma), v["qmax"],
-                  float(dev.compliance_v), delivered, pulse_flags, flags)
+        ramp_many(
+            requested,
+            v["current"].copy(),
+            self._pw,
+            imp,
+            v["min"],
+            v["max"],
+            float(dev.max_current_ma),
+            float(dev.max_step_ma),
+            v["qmax"],
+            float(dev.compliance_v),
+            delivered,
+            pulse_flags,
+            flags,
+        )
         return delivered, pulse_flags, flags
 
     def _advance(self, limits, impedance, clipped) -> tuple:
@@ -382,8 +503,14 @@ class ECAPVectorEnv(VectorEnv):
         charge = out["charge_uc"].mean(axis=1)
         reward = self.envs[0].spec_.reward.reward(err, v["target"], above, charge, v["comfort"])
         values = np.stack((reward, feel, true.mean(axis=1), charge, v["current"], impedance))
-        flags = np.stack((v["t"] * cfg.rate_hz >= self._last + 0.5,
-                          (feel >= 1.0) & (feel < v["disc"]), above > 0, clipped))
+        flags = np.stack(
+            (
+                v["t"] * cfg.rate_hz >= self._last + 0.5,
+                (feel >= 1.0) & (feel < v["disc"]),
+                above > 0,
+                clipped,
+            )
+        )
         return values, flags, limits
 
     def _obs(self) -> np.ndarray:
@@ -404,8 +531,9 @@ def _seeds(seed, n: int) -> list:
     if is_integer(seed):
         seed = [int(seed) + i for i in range(n)]
     if not isinstance(seed, (list, tuple)) or len(seed) != n:
-        raise ConfigError(f"seed={short_repr(seed)} must be None, a non-negative int or a list "
-                          f"of {n} of them")
+        raise ConfigError(
+            f"seed={short_repr(seed)} must be None, a non-negative int or a list of {n} of them"
+        )
     for i, s in enumerate(seed):
         if s is not None:
             check_value(f"seed[{i}]", s, {"lo": 0, "unit": "1"}, "int")
@@ -415,14 +543,17 @@ def _seeds(seed, n: int) -> list:
 def _options(options, n: int) -> list | None:
     """Per-sub-environment reset options of a list, None for one dict (or None) for all."""
     if not isinstance(options, (list, tuple)):
-        return None            # one dict for all (checked by each sub-environment's reset)
+        return None  # one dict for all (checked by each sub-environment's reset)
     if len(options) != n:
-        raise ConfigError(f"options is a list of {len(options)} entries; expected None, one "
-                          f"dict for every sub-environment, or a list of {n} dicts (or None)")
+        raise ConfigError(
+            f"options is a list of {len(options)} entries; expected None, one "
+            f"dict for every sub-environment, or a list of {n} dicts (or None)"
+        )
     return list(options)
 
 
-def make_vector_env(env_id: str = DEFAULT_ID, num_envs: int = 8, **overrides
-                    ) -> gym.vector.VectorEnv:
+def make_vector_env(
+    env_id: str = DEFAULT_ID, num_envs: int = 8, **overrides
+) -> gym.vector.VectorEnv:
     """Build the native vector env for a suite id (same overrides as ``gymnasium.make``)."""
     return ECAPVectorEnv(num_envs, env_id, **overrides)

@@ -55,8 +55,10 @@ from closedloop.evaluation.runner import (
     to_trajectory,
 )
 
-_REWARD, _SENSATION, _TRUE, _CHARGE, _CURRENT = (sk.STEP_VALUES.index(k) for k in (
-    "reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma"))
+_REWARD, _SENSATION, _TRUE, _CHARGE, _CURRENT = (
+    sk.STEP_VALUES.index(k)
+    for k in ("reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma")
+)
 _TRUNCATED = sk.STEP_FLAGS.index("truncated")
 
 
@@ -84,25 +86,32 @@ def check_episodes(episodes: Any) -> list[tuple[str, int]]:
     Every patient id is looked up here (so the held-out guard applies, as in ``run_episode``).
     """
     if isinstance(episodes, (str, bytes)) or not isinstance(episodes, Sequence) or not episodes:
-        raise ConfigError(f"episodes={short_repr(episodes)} must be a non-empty list of "
-                          "(patient_id, seed) pairs")
+        raise ConfigError(
+            f"episodes={short_repr(episodes)} must be a non-empty list of (patient_id, seed) pairs"
+        )
     out = []
     for i, ep in enumerate(episodes):
         if isinstance(ep, (str, bytes)) or not isinstance(ep, Sequence) or len(ep) != 2:
             raise ConfigError(f"episodes[{i}]={short_repr(ep)} must be a (patient_id, seed) pair")
         patient, seed = ep
         if not isinstance(patient, str):
-            raise ConfigError(f"episodes[{i}] patient={short_repr(patient)} must be a patient "
-                              "id string, e.g. 'test-003'")
+            raise ConfigError(
+                f"episodes[{i}] patient={short_repr(patient)} must be a patient "
+                "id string, e.g. 'test-003'"
+            )
         check_patient(patient, f"episodes[{i}]")
         out.append((patient, check_seed(seed, f"episodes[{i}] seed")))
     return out
 
 
-def run_episodes(controller_factory: Callable[[], Any], env_id: str,
-                 episodes: Sequence[tuple[str, int]],
-                 env_overrides: Mapping[str, Any] | None = None, name: str | None = None,
-                 threads: int = 1) -> list[EpisodeResult]:
+def run_episodes(
+    controller_factory: Callable[[], Any],
+    env_id: str,
+    episodes: Sequence[tuple[str, int]],
+    env_overrides: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    threads: int = 1,
+) -> list[EpisodeResult]:
     """Play a fresh controller from ``controller_factory`` on every episode, all at once.
 
     Args:
@@ -126,24 +135,31 @@ def run_episodes(controller_factory: Callable[[], Any], env_id: str,
         ConfigError: Naming the bad episode, seed, env id or override.
     """
     if not callable(controller_factory):
-        raise ConfigError(f"controller_factory={short_repr(controller_factory)} must be a "
-                          "zero-argument callable returning a controller")
+        raise ConfigError(
+            f"controller_factory={short_repr(controller_factory)} must be a "
+            "zero-argument callable returning a controller"
+        )
     overrides = check_env_overrides(env_id, {} if env_overrides is None else env_overrides)
     episodes = check_episodes(episodes)
     check_value("threads", threads, {"lo": 1, "unit": "1"}, "int")
     if not _vector_supported(env_id, overrides):
-        return [run_episode(controller_factory(), env_id, p, s, overrides, name)
-                for p, s in episodes]
+        return [
+            run_episode(controller_factory(), env_id, p, s, overrides, name) for p, s in episodes
+        ]
     start = time.perf_counter()
     venv = _TracedVectorEnv(len(episodes), env_id, **overrides)
-    for env in venv.envs:             # patients are named: nothing to build ahead
+    for env in venv.envs:  # patients are named: nothing to build ahead
         env.prefetch_next_patient = False
-    obs, _ = venv.reset(seed=[s for _, s in episodes],
-                        options=[{"patient": p} for p, _ in episodes])
+    obs, _ = venv.reset(
+        seed=[s for _, s in episodes], options=[{"patient": p} for p, _ in episodes]
+    )
     first = controller_factory()
     batched = getattr(first, "batch_ready", False) is True
-    controllers = [first] * len(episodes) if batched else [first] + [
-        controller_factory() for _ in episodes[1:]]
+    controllers = (
+        [first] * len(episodes)
+        if batched
+        else [first] + [controller_factory() for _ in episodes[1:]]
+    )
     before = numba.get_num_threads()
     numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
     try:
@@ -155,12 +171,27 @@ def run_episodes(controller_factory: Callable[[], Any], env_id: str,
     wall_s = (time.perf_counter() - start) / len(episodes)
     for i, ((_, seed), ctrl) in enumerate(zip(episodes, controllers, strict=True)):
         log = {k: v[: n_steps[i], i] for k, v in logs.items()}
-        base = SimpleNamespace(spec_=venv.envs[i].spec_, calibration=venv.envs[i].calibration,
-                               patient=venv.envs[i].patient, trace=venv.traces[i])
+        base = SimpleNamespace(
+            spec_=venv.envs[i].spec_,
+            calibration=venv.envs[i].calibration,
+            patient=venv.envs[i].patient,
+            trace=venv.traces[i],
+        )
         traj = to_trajectory(base, float(venv.envs[i].target_uv), log)
-        results.append(EpisodeResult(name or controller_name(ctrl), env_id, traj.scenario,
-                                     traj.patient_id, seed, traj.target_uv, int(n_steps[i]),
-                                     score(traj, log, base.spec_.config), wall_s, traj))
+        results.append(
+            EpisodeResult(
+                name or controller_name(ctrl),
+                env_id,
+                traj.scenario,
+                traj.patient_id,
+                seed,
+                traj.target_uv,
+                int(n_steps[i]),
+                score(traj, log, base.spec_.config),
+                wall_s,
+                traj,
+            )
+        )
     return results
 
 
@@ -172,8 +203,9 @@ def _vector_supported(env_id: str, overrides: Mapping[str, Any]) -> bool:
     return not (cfg.control_pw_rate or cfg.observe_waveform)
 
 
-def _play_many(controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
-               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _play_many(
+    controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Step every controller's episode until all are truncated (none is stepped past its end).
 
     Returns:
@@ -196,8 +228,9 @@ def _play_many(controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
     return _play(venv, obs, act)
 
 
-def _play_batched(controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _play_batched(
+    controllers: list, venv: _TracedVectorEnv, obs: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """:func:`_play_many` with one ``batch_ready`` controller playing every episode."""
     ctrl = controllers[0]
     ctrl.reset_many(_contexts(venv))
@@ -216,12 +249,12 @@ def _contexts(venv: _TracedVectorEnv) -> list:
     """Each sub-environment's :class:`~closedloop.controllers.ControlContext`."""
     from closedloop.controllers.base import ControlContext
 
-    return [ControlContext.from_env(venv.cfg, env.calibration, env.target_uv)
-            for env in venv.envs]
+    return [ControlContext.from_env(venv.cfg, env.calibration, env.target_uv) for env in venv.envs]
 
 
-def _play(venv: _TracedVectorEnv, obs: np.ndarray, act: Callable
-          ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _play(
+    venv: _TracedVectorEnv, obs: np.ndarray, act: Callable
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Step until every episode is truncated; ``act(obs, active, column)`` sets the actions.
 
     ``act`` writes the action of every episode in ``active`` (its indices, increasing) into
@@ -280,15 +313,26 @@ class _Buffers:
         p, rate = cfg.pulses_per_step, cfg.rate_hz
         last = np.array([t.t_s.size - 1 for t in venv.traces])
         k = ((self.t_s[:steps] + (p - 1) / rate) * rate + 1e-9).astype(np.int64)
-        k = np.minimum(k, last)                          # the trace index of the last pulse
-        trace_col = {name: np.stack([np.asarray(getattr(t, name))[k[:, i]]
-                                     for i, t in enumerate(venv.traces)], axis=1)
-                     for name in ("csf_mm", "posture", "event")}
+        k = np.minimum(k, last)  # the trace index of the last pulse
+        trace_col = {
+            name: np.stack(
+                [np.asarray(getattr(t, name))[k[:, i]] for i, t in enumerate(venv.traces)], axis=1
+            )
+            for name in ("csf_mm", "posture", "event")
+        }
         nan = np.full((steps, venv.num_envs), np.nan)
-        return {"reward": v[:, _REWARD], "ecap_uv": self.ecap[:steps],
-                "detected": self.detected[:steps], "ecap_true_uv": v[:, _TRUE],
-                "sensation": v[:, _SENSATION], "current_ma": v[:, _CURRENT],
-                "charge_uc": v[:, _CHARGE], "csf_mm": trace_col["csf_mm"].astype(np.float64),
-                "posture": trace_col["posture"].astype(np.int64),
-                "event": trace_col["event"].astype(np.int64),
-                "device_flags": self.limits[:steps], "pw_us": nan, "rate_hz": nan.copy()}
+        return {
+            "reward": v[:, _REWARD],
+            "ecap_uv": self.ecap[:steps],
+            "detected": self.detected[:steps],
+            "ecap_true_uv": v[:, _TRUE],
+            "sensation": v[:, _SENSATION],
+            "current_ma": v[:, _CURRENT],
+            "charge_uc": v[:, _CHARGE],
+            "csf_mm": trace_col["csf_mm"].astype(np.float64),
+            "posture": trace_col["posture"].astype(np.int64),
+            "event": trace_col["event"].astype(np.int64),
+            "device_flags": self.limits[:steps],
+            "pw_us": nan,
+            "rate_hz": nan.copy(),
+        }

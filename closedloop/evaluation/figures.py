@@ -51,8 +51,9 @@ def with_window(traj: Any, patient: Any = None, cache: dict | None = None) -> An
     return dataclasses.replace(traj, window_lo_uv=lo, window_hi_uv=hi)
 
 
-def representative_patient(rows: Sequence[Mapping[str, Any]], env_id: str,
-                           metric: str = "time_in_window_frac") -> str:
+def representative_patient(
+    rows: Sequence[Mapping[str, Any]], env_id: str, metric: str = "time_in_window_frac"
+) -> str:
     """The patient whose metric, averaged over controllers and seeds, is the median one."""
     per: dict[str, list[float]] = {}
     for r in rows:
@@ -66,8 +67,13 @@ def representative_patient(rows: Sequence[Mapping[str, Any]], env_id: str,
     return ranked[(len(ranked) - 1) // 2]
 
 
-def plot_patients(rows: Sequence[Mapping[str, Any]], controller: str, env_id: str,
-                  path: str | Path, metric: str = "time_in_window_frac") -> Path:
+def plot_patients(
+    rows: Sequence[Mapping[str, Any]],
+    controller: str,
+    env_id: str,
+    path: str | Path,
+    metric: str = "time_in_window_frac",
+) -> Path:
     """Save a bar chart of ``metric`` per patient (mean over seeds, seeds as dots)."""
     from closedloop.evaluation.report import SCHEMA
 
@@ -91,9 +97,15 @@ def plot_patients(rows: Sequence[Mapping[str, Any]], controller: str, env_id: st
     return save_png(fig, path)
 
 
-def plot_controller(rows: Sequence[Mapping[str, Any]], controller: str, out_dir: str | Path,
-                    run_dir: str | Path | None = None, metric: str = "time_in_window_frac",
-                    patient: str | None = None, cache: dict | None = None) -> list[Path]:
+def plot_controller(
+    rows: Sequence[Mapping[str, Any]],
+    controller: str,
+    out_dir: str | Path,
+    run_dir: str | Path | None = None,
+    metric: str = "time_in_window_frac",
+    patient: str | None = None,
+    cache: dict | None = None,
+) -> list[Path]:
     """Save the figures of one controller for every env it ran on.
 
     Writes ``<slug>-<env>-patients.png`` (:func:`plot_patients`) and, when ``run_dir`` holds
@@ -122,11 +134,18 @@ def plot_controller(rows: Sequence[Mapping[str, Any]], controller: str, out_dir:
         if ctrl != controller:
             continue
         stem = f"{slug(controller)}-{slug(env_id.split('/')[-1])}"
-        written.append(plot_patients(rows, controller, env_id, out / f"{stem}-patients.png",
-                                     metric))
+        written.append(
+            plot_patients(rows, controller, env_id, out / f"{stem}-patients.png", metric)
+        )
         pid = patient or representative_patient(rows, env_id, metric)
-        mine = sorted((r for r in rows if (r["controller"], r["env_id"], r["patient"])
-                       == (controller, env_id, pid)), key=lambda r: r["seed"])
+        mine = sorted(
+            (
+                r
+                for r in rows
+                if (r["controller"], r["env_id"], r["patient"]) == (controller, env_id, pid)
+            ),
+            key=lambda r: r["seed"],
+        )
         if run_dir is None or not mine or "episode" not in mine[0]:
             continue
         npz = trajectory_path(run_dir, mine[0]["episode"])
@@ -146,6 +165,8 @@ def _load_saved(npz: Path) -> Any:
     try:
         return load_trajectory(npz)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigError(f"{npz} is not a saved trajectory ({type(exc).__name__}: {exc}); the "
-                          "run folder is damaged: delete that file (the plot then goes without "
-                          "it), or start afresh") from None
+        raise ConfigError(
+            f"{npz} is not a saved trajectory ({type(exc).__name__}: {exc}); the "
+            "run folder is damaged: delete that file (the plot then goes without "
+            "it), or start afresh"
+        ) from None

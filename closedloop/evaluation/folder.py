@@ -71,13 +71,21 @@ class Report:
     paired: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, *,
-                 baseline: str | None = None,
-                 primary: str | Mapping[str, str] = LEADERBOARD_METRICS[0],
-                 stat: str = "iqm", metrics: Sequence[str] = LEADERBOARD_METRICS,
-                 rank_stat: str = "mean", alpha: float = DEFAULT_ALPHA,
-                 n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, plots: bool = True,
-                 meta: Mapping[str, Any] | None = None) -> Report:
+def write_report(
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: str | Path,
+    *,
+    baseline: str | None = None,
+    primary: str | Mapping[str, str] = LEADERBOARD_METRICS[0],
+    stat: str = "iqm",
+    metrics: Sequence[str] = LEADERBOARD_METRICS,
+    rank_stat: str = "mean",
+    alpha: float = DEFAULT_ALPHA,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    plots: bool = True,
+    meta: Mapping[str, Any] | None = None,
+) -> Report:
     """Summarise ``rows`` and write the result files, leaderboard, report card and plots.
 
     Args:
@@ -103,26 +111,41 @@ def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, *,
     out.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
     summary = summarize(rows, alpha=alpha, n_resamples=n_resamples, seed=seed)
-    ratios = [] if baseline is None else compare(rows, baseline, RATIO_METRICS,
-                                                 n_resamples=n_resamples, seed=seed)
-    paired = rank_controllers(rows, primary, baseline, stat=rank_stat,
-                              n_resamples=n_resamples, seed=seed)
+    ratios = (
+        []
+        if baseline is None
+        else compare(rows, baseline, RATIO_METRICS, n_resamples=n_resamples, seed=seed)
+    )
+    paired = rank_controllers(
+        rows, primary, baseline, stat=rank_stat, n_resamples=n_resamples, seed=seed
+    )
     first = primary if isinstance(primary, str) else LEADERBOARD_METRICS[0]
     board = leaderboard(summary, first, stat, metrics, ranking=paired)
     scenarios = {r["env_id"]: r["scenario"] for r in rows}
-    meta = {"n_resamples": n_resamples, "bootstrap_seed": seed, "alpha": alpha,
-            "ranking": {p["env_id"]: f"rank groups on the paired {rank_stat} of {p['metric']}"
-                        for p in paired}, **dict(meta or {})}
+    meta = {
+        "n_resamples": n_resamples,
+        "bootstrap_seed": seed,
+        "alpha": alpha,
+        "ranking": {
+            p["env_id"]: f"rank groups on the paired {rank_stat} of {p['metric']}" for p in paired
+        },
+        **dict(meta or {}),
+    }
     text = leaderboard_text(board, metrics, stat)
     paths = {
         "results.json": write_json(results_doc(rows, meta), out / "results.json"),
         "results.csv": write_csv(rows, out / "results.csv", SCHEMA),
-        "summary.json": write_json(summary_doc(summary, ratios, meta, paired),
-                                   out / "summary.json"),
+        "summary.json": write_json(
+            summary_doc(summary, ratios, meta, paired), out / "summary.json"
+        ),
         "summary.csv": write_csv(summary, out / "summary.csv", SUMMARY_SCHEMA),
-        "leaderboard.md": _write_md(out / "leaderboard.md", "# Leaderboard\n\n"
-                                    + leaderboard_markdown(board, metrics, stat, scenarios)
-                                    + "\n" + ratios_markdown(ratios)),
+        "leaderboard.md": _write_md(
+            out / "leaderboard.md",
+            "# Leaderboard\n\n"
+            + leaderboard_markdown(board, metrics, stat, scenarios)
+            + "\n"
+            + ratios_markdown(ratios),
+        ),
         "leaderboard.txt": _write_md(out / "leaderboard.txt", text),
         "report_card.md": _write_md(out / "report_card.md", report_card(rows, metrics, alpha)),
     }
@@ -132,10 +155,11 @@ def write_report(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, *,
 
         cache: dict = {}
         paths |= _plots(rows, out, first, cache)
-        paths |= {f"plots/{p.name}": p for p in plot_ranking(rows, paired, out / "plots",
-                                                              metrics)}
-        paths |= {f"plots/{p.name}": p for p in plot_top_traces(rows, paired, out,
-                                                                 out / "plots", cache=cache)}
+        paths |= {f"plots/{p.name}": p for p in plot_ranking(rows, paired, out / "plots", metrics)}
+        paths |= {
+            f"plots/{p.name}": p
+            for p in plot_top_traces(rows, paired, out, out / "plots", cache=cache)
+        }
     return Report(summary, ratios, board, text, paths, paired)
 
 
@@ -145,8 +169,9 @@ def _write_md(path: Path, text: str) -> Path:
     return write_text_atomic(path, text.rstrip() + "\n")
 
 
-def _plots(rows: Sequence[Mapping[str, Any]], out: Path, metric: str, cache: dict
-           ) -> dict[str, Path]:
+def _plots(
+    rows: Sequence[Mapping[str, Any]], out: Path, metric: str, cache: dict
+) -> dict[str, Path]:
     """Per-controller PNGs in ``out/plots`` (the window measured once per trajectory)."""
     from closedloop.evaluation.figures import plot_controller
 

@@ -83,9 +83,14 @@ class EpisodeSpec:
 
     def identity(self) -> dict[str, Any]:
         """JSON-ready description of the cell (what the key hashes)."""
-        return {"controller": self.controller, "source": self.source_id(),
-                "env_id": self.env_id, "patient": self.patient, "seed": self.seed,
-                "env_overrides": dict(self.env_overrides)}
+        return {
+            "controller": self.controller,
+            "source": self.source_id(),
+            "env_id": self.env_id,
+            "patient": self.patient,
+            "seed": self.seed,
+            "env_overrides": dict(self.env_overrides),
+        }
 
     def key(self) -> str:
         """Hex digest identifying the cell: the name of its files in a run folder."""
@@ -112,19 +117,29 @@ def resolve_patients(patients: str | Iterable[str]) -> list[str]:
 
     if isinstance(patients, str):
         if patients not in SPLITS:
-            raise ConfigError(f"patients={patients!r} is unknown; valid: a split "
-                              f"({', '.join(SPLITS)}) or a list of patient ids")
+            raise ConfigError(
+                f"patients={patients!r} is unknown; valid: a split "
+                f"({', '.join(SPLITS)}) or a list of patient ids"
+            )
         return [p.patient_id for p in load_cohort(patients)]
-    ids = [str(p) for p in _non_empty("patients", patients, "a split name "
-                                      f"({', '.join(SPLITS)}) or a non-empty list of ids")]
+    ids = [
+        str(p)
+        for p in _non_empty(
+            "patients", patients, f"a split name ({', '.join(SPLITS)}) or a non-empty list of ids"
+        )
+    ]
     for i, pid in enumerate(ids):
         check_patient(pid, f"patients[{i}]")
     return ids
 
 
-def grid_specs(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
-               env_ids: Sequence[str], patients: str | Iterable[str], seeds: Sequence[int],
-               env_overrides: Mapping[str, Any] | None = None) -> list[EpisodeSpec]:
+def grid_specs(
+    controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
+    env_ids: Sequence[str],
+    patients: str | Iterable[str],
+    seeds: Sequence[int],
+    env_overrides: Mapping[str, Any] | None = None,
+) -> list[EpisodeSpec]:
     """The cells of a grid, validated, ordered controller x env x patient x seed.
 
     Args:
@@ -139,42 +154,57 @@ def grid_specs(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str
         ConfigError: Naming the argument if any is empty, unknown or malformed.
     """
     ctrl = _controllers(controllers)
-    env_ids = [check_env_id(e, f"env_ids[{i}]") for i, e in enumerate(_non_empty(
-        "env_ids", env_ids, "registered ids such as closedloop/ECAPClinic-Test-v0"))]
+    env_ids = [
+        check_env_id(e, f"env_ids[{i}]")
+        for i, e in enumerate(
+            _non_empty("env_ids", env_ids, "registered ids such as closedloop/ECAPClinic-Test-v0")
+        )
+    ]
     overrides = {} if env_overrides is None else env_overrides
     for env_id in env_ids:
         overrides = check_env_overrides(env_id, overrides)
-    seeds = [check_seed(s, f"seeds[{i}]")
-             for i, s in enumerate(_non_empty("seeds", seeds, "a list of integers >= 0"))]
+    seeds = [
+        check_seed(s, f"seeds[{i}]")
+        for i, s in enumerate(_non_empty("seeds", seeds, "a list of integers >= 0"))
+    ]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds!r} has duplicates; valid: distinct integers >= 0")
     over = tuple(sorted(overrides.items()))
-    return [EpisodeSpec(name, env_id, pid, seed, src, over)
-            for (name, src), env_id, pid, seed in itertools.product(
-                ctrl.items(), env_ids, resolve_patients(patients), seeds)]
+    return [
+        EpisodeSpec(name, env_id, pid, seed, src, over)
+        for (name, src), env_id, pid, seed in itertools.product(
+            ctrl.items(), env_ids, resolve_patients(patients), seeds
+        )
+    ]
 
 
 def _controllers(controllers) -> dict[str, str | Callable[[], Any]]:
     """Normalise the ``controllers`` argument of :func:`grid_specs`."""
     if isinstance(controllers, str | bytes) or not isinstance(controllers, Mapping | Iterable):
-        raise ConfigError(f"controllers={short_repr(controllers)} is invalid; valid: a dict "
-                          "label -> spec name or factory, or a list of spec names (a list even "
-                          "for one)")
+        raise ConfigError(
+            f"controllers={short_repr(controllers)} is invalid; valid: a dict "
+            "label -> spec name or factory, or a list of spec names (a list even "
+            "for one)"
+        )
     if isinstance(controllers, Mapping):
         ctrl = dict(controllers)
     else:
         names = list(controllers)
         for i, name in enumerate(names):
             if not isinstance(name, str):
-                raise ConfigError(f"controllers[{i}]={short_repr(name)} must be a spec name (a "
-                                  "string); pass a dict label -> factory for anything else")
+                raise ConfigError(
+                    f"controllers[{i}]={short_repr(name)} must be a spec name (a "
+                    "string); pass a dict label -> factory for anything else"
+                )
         ctrl = {name: name for name in names}
     if not ctrl:
         raise ConfigError("controllers is empty; valid: a dict label -> spec name or factory")
     for name, src in ctrl.items():
         if not (isinstance(src, str) or callable(src)):
-            raise ConfigError(f"controllers[{name!r}]={src!r} is invalid; valid: a spec name or "
-                              "a zero-argument factory")
+            raise ConfigError(
+                f"controllers[{name!r}]={src!r} is invalid; valid: a spec name or "
+                "a zero-argument factory"
+            )
     return ctrl
 
 
@@ -186,8 +216,10 @@ def _check_spec_names(specs: Iterable[EpisodeSpec]) -> None:
     for spec in specs:
         src = spec.controller if spec.source is None else spec.source
         if isinstance(src, str) and src not in known:
-            raise ConfigError(f"controllers[{spec.controller!r}]={src!r} is unknown; valid: "
-                              f"{', '.join(known)}, or a zero-argument factory")
+            raise ConfigError(
+                f"controllers[{spec.controller!r}]={src!r} is unknown; valid: "
+                f"{', '.join(known)}, or a zero-argument factory"
+            )
 
 
 def _non_empty(name: str, values, valid: str) -> list:
@@ -212,16 +244,26 @@ class _Job:
 
 def play_spec(spec: EpisodeSpec, make_controller: Callable[[str], Any] | None = None):
     """Build the cell's controller and play its episode; the :class:`EpisodeResult`."""
-    return run_episode(spec.build(make_controller), spec.env_id, spec.patient, spec.seed,
-                       dict(spec.env_overrides), name=spec.controller)
+    return run_episode(
+        spec.build(make_controller),
+        spec.env_id,
+        spec.patient,
+        spec.seed,
+        dict(spec.env_overrides),
+        name=spec.controller,
+    )
 
 
 def _run_job(job: _Job) -> list[dict[str, Any]]:
     """Worker entry point: play a batch of cells, write their files, return their rows."""
     first = job.specs[0]
-    results = run_episodes(functools.partial(first.build, job.make_controller), first.env_id,
-                           [(spec.patient, spec.seed) for spec in job.specs],
-                           dict(first.env_overrides), name=first.controller)
+    results = run_episodes(
+        functools.partial(first.build, job.make_controller),
+        first.env_id,
+        [(spec.patient, spec.seed) for spec in job.specs],
+        dict(first.env_overrides),
+        name=first.controller,
+    )
     return [_finish(job, spec, result) for spec, result in zip(job.specs, results, strict=True)]
 
 
@@ -233,8 +275,9 @@ def _finish(job: _Job, spec: EpisodeSpec, result) -> dict[str, Any]:
         if job.save_trajectory:
             result.trajectory.save(out / TRAJECTORIES_DIR / f"{spec.key()}.npz")
         doc = {"format": EPISODE_FORMAT, "spec": spec.identity(), "row": row}
-        write_text_atomic(episode_path(out, spec),
-                          json.dumps(nan_to_none(doc), indent=1, default=repr) + "\n")
+        write_text_atomic(
+            episode_path(out, spec), json.dumps(nan_to_none(doc), indent=1, default=repr) + "\n"
+        )
     return row
 
 
@@ -252,7 +295,7 @@ def batches(specs: Sequence[EpisodeSpec], workers: int = 1) -> list[list[int]]:
     out = []
     for idx in groups.values():
         size = max(1, min(MAX_BATCH, math.ceil(len(idx) / workers)))
-        out.extend(idx[j: j + size] for j in range(0, len(idx), size))
+        out.extend(idx[j : j + size] for j in range(0, len(idx), size))
     return out
 
 
@@ -283,24 +326,34 @@ def finished_row(out_dir: str | Path, spec: EpisodeSpec) -> dict[str, Any] | Non
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
         if doc.get("format") != EPISODE_FORMAT or doc.get("spec") != json.loads(
-                json.dumps(spec.identity(), default=repr)):
+            json.dumps(spec.identity(), default=repr)
+        ):
             return None
         row = doc["row"]
         if not isinstance(row, dict) or not set(SCHEMA) <= set(row):
             raise ValueError("its row lacks the result columns")
     except (OSError, UnicodeDecodeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{path} is not a finished-episode record ({exc}); the run folder is "
-                          "damaged: delete that file to play the episode again, or start "
-                          "afresh") from None
+        raise ConfigError(
+            f"{path} is not a finished-episode record ({exc}); the run folder is "
+            "damaged: delete that file to play the episode again, or start "
+            "afresh"
+        ) from None
     return {k: float("nan") if v is None else v for k, v in row.items()}
 
 
-def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
-             env_ids: Sequence[str], patients: str | Iterable[str], seeds: Sequence[int], *,
-             workers: int = 1, progress: bool = True, out_dir: str | Path | None = None,
-             env_overrides: Mapping[str, Any] | None = None,
-             make_controller: Callable[[str], Any] | None = None,
-             save_trajectories: bool = False) -> list[dict[str, Any]]:
+def run_grid(
+    controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
+    env_ids: Sequence[str],
+    patients: str | Iterable[str],
+    seeds: Sequence[int],
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    out_dir: str | Path | None = None,
+    env_overrides: Mapping[str, Any] | None = None,
+    make_controller: Callable[[str], Any] | None = None,
+    save_trajectories: bool = False,
+) -> list[dict[str, Any]]:
     """Play every controller on every env, patient and seed; one result row per episode.
 
     Args:
@@ -335,9 +388,15 @@ def run_grid(controllers: Mapping[str, str | Callable[[], Any]] | Sequence[str],
         rows = [finished_row(out_dir, s) for s in specs]
     todo = [i for i, row in enumerate(rows) if row is None]
     groups = [[todo[j] for j in batch] for batch in batches([specs[i] for i in todo], workers)]
-    jobs = [_Job(tuple(specs[i] for i in group), make_controller,
-                 None if out_dir is None else str(out_dir), save_trajectories)
-            for group in groups]
+    jobs = [
+        _Job(
+            tuple(specs[i] for i in group),
+            make_controller,
+            None if out_dir is None else str(out_dir),
+            save_trajectories,
+        )
+        for group in groups
+    ]
     played = parallel_map(_run_job, jobs, workers, progress, "episode batches", "batch")
     for group, batch_rows in zip(groups, played, strict=True):
         for i, row in zip(group, batch_rows, strict=True):

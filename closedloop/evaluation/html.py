@@ -36,8 +36,16 @@ from closedloop.evaluation.report import (
 HTML_FILE = "report.html"
 LEADERBOARD_STAT = "iqm"
 """Statistic of the leaderboard's metric columns (write_report's default)."""
-RAW_FILES = ("results.json", "results.csv", "summary.json", "summary.csv", "leaderboard.md",
-             "leaderboard.txt", "report_card.md", "suite.json")
+RAW_FILES = (
+    "results.json",
+    "results.csv",
+    "summary.json",
+    "summary.csv",
+    "leaderboard.md",
+    "leaderboard.txt",
+    "report_card.md",
+    "suite.json",
+)
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0 auto;
 max-width:1400px;padding:0 24px 48px}
@@ -70,17 +78,21 @@ def _e(text: Any) -> str:
 
 def _ci(row: Mapping[str, Any], key: str, metric: str | None) -> str:
     """``value`` with its CI beneath (``metric`` None: a probability, shown as is)."""
+
     def fmt(k):
-        return readable(row.get(k)) if metric is None else scaled(row.get(k), metric,
-                                                                 key != "value")
+        return (
+            readable(row.get(k)) if metric is None else scaled(row.get(k), metric, key != "value")
+        )
 
     return f"{fmt(key)}<span class=ci>[{fmt(key + '_lo')}, {fmt(key + '_hi')}]</span>"
 
 
 def _head(metric: str, extra: str = "", unit_suffix: str = "") -> str:
     title, unit = display(metric)[0], shown_unit(metric, bool(unit_suffix))
-    return (f"<th title='{_e(metric)}: {_e(SCHEMA.get(metric, ''))}'>{_e(extra or title)}"
-            f"<span class=unit>{_e(unit)}</span></th>")
+    return (
+        f"<th title='{_e(metric)}: {_e(SCHEMA.get(metric, ''))}'>{_e(extra or title)}"
+        f"<span class=unit>{_e(unit)}</span></th>"
+    )
 
 
 def _load(run: Path) -> dict[str, Any]:
@@ -88,21 +100,22 @@ def _load(run: Path) -> dict[str, Any]:
     path = run / "summary.json"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        summary = [{k: math.nan if v is None else v for k, v in s.items()}
-                   for s in doc["summary"]]
-        paired = [{k: math.nan if v is None else v for k, v in p.items()}
-                  for p in doc.get("paired", [])]
+        summary = [{k: math.nan if v is None else v for k, v in s.items()} for s in doc["summary"]]
+        paired = [
+            {k: math.nan if v is None else v for k, v in p.items()} for p in doc.get("paired", [])
+        ]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path} is not a run summary ({type(exc).__name__}: {exc}); write "
-                          "the report first (closedloop report RUN_DIR)") from None
+        raise ConfigError(
+            f"{path} is not a run summary ({type(exc).__name__}: {exc}); write "
+            "the report first (closedloop report RUN_DIR)"
+        ) from None
     suite = None
     if (run / "suite.json").is_file():
         try:
             suite = json.loads((run / "suite.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             suite = None
-    return {"summary": summary, "paired": paired, "meta": doc.get("meta") or {},
-            "suite": suite}
+    return {"summary": summary, "paired": paired, "meta": doc.get("meta") or {}, "suite": suite}
 
 
 def _board(data: Mapping[str, Any]) -> tuple[dict[str, list[dict]], list[str]]:
@@ -110,10 +123,12 @@ def _board(data: Mapping[str, Any]) -> tuple[dict[str, list[dict]], list[str]]:
     have = {s["metric"] for s in data["summary"]}
     metrics = [m for m in LEADERBOARD_METRICS if m in have]
     if not metrics:
-        raise ConfigError("summary.json holds none of the leaderboard metrics "
-                          f"({', '.join(LEADERBOARD_METRICS)})")
-    board = leaderboard(data["summary"], metrics[0], LEADERBOARD_STAT, metrics,
-                        ranking=data["paired"] or None)
+        raise ConfigError(
+            f"summary.json holds none of the leaderboard metrics ({', '.join(LEADERBOARD_METRICS)})"
+        )
+    board = leaderboard(
+        data["summary"], metrics[0], LEADERBOARD_STAT, metrics, ranking=data["paired"] or None
+    )
     return board, metrics
 
 
@@ -126,9 +141,11 @@ def _board_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> s
     if ranked:
         head.append(_head(p0["metric"], f"{display(p0['metric'])[0]} ({p0['stat']})"))
         if base:
-            head += [_head(p0["metric"], f"Δ vs {base}", "diff"),
-                     f"<th>P(better than {_e(base)})<span class=unit>0.5 = same</span></th>",
-                     f"<th>vs {_e(base)}</th>"]
+            head += [
+                _head(p0["metric"], f"Δ vs {base}", "diff"),
+                f"<th>P(better than {_e(base)})<span class=unit>0.5 = same</span></th>",
+                f"<th>vs {_e(base)}</th>",
+            ]
     head += [_head(m) for m in metrics]
     body, last = [], None
     for r in rows:
@@ -142,54 +159,77 @@ def _board_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> s
             cells.append(f"<td>{_ci(p, 'value', p['metric'])}</td>")
             if base:
                 verdict = p.get("vs_baseline", "")
-                cells += [f"<td>{_ci(p, 'diff', p['metric'])}</td>", f"<td>{_ci(p, 'poi', None)}"
-                          f"</td>", f"<td class='l {_e(verdict)}'>{_e(verdict)}</td>"]
+                cells += [
+                    f"<td>{_ci(p, 'diff', p['metric'])}</td>",
+                    f"<td>{_ci(p, 'poi', None)}</td>",
+                    f"<td class='l {_e(verdict)}'>{_e(verdict)}</td>",
+                ]
         cells += [f"<td>{_ci(r, m, m)}</td>" for m in metrics]
         body.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
-    return (f"<div class=wrap><table class=board><thead><tr>{''.join(head)}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div>")
+    return (
+        f"<div class=wrap><table class=board><thead><tr>{''.join(head)}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _ranking_note(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows or "ranking" not in rows[0]:
-        return "<p class=note>Not ranked (no paired ranking in summary.json): ordered by the " \
-               "statistic of the first metric.</p>"
+        return (
+            "<p class=note>Not ranked (no paired ranking in summary.json): ordered by the "
+            "statistic of the first metric.</p>"
+        )
     p = rows[0]["ranking"]
     title, unit = display(p["metric"])[0], shown_unit(p["metric"], diff=True)
     better = "higher" if p["direction"] > 0 else "lower"
-    mcid = (f"MCID {scaled(p['mcid'], p['metric'], True)} {unit}"
-            if isinstance(p["mcid"], float | int) and math.isfinite(p["mcid"])
-            else "no MCID (ties on the CI only)")
+    mcid = (
+        f"MCID {scaled(p['mcid'], p['metric'], True)} {unit}"
+        if isinstance(p["mcid"], float | int) and math.isfinite(p["mcid"])
+        else "no MCID (ties on the CI only)"
+    )
     base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
-    return (f"<p class=note>Ranked on the paired {_e(p['stat'])} of <b>{_e(title)}</b> "
-            f"(<code>{_e(p['metric'])}</code>, {better} is better) over "
-            f"{_e(p['n_patients'])} patients; {_e(mcid)}{_e(base)}. Metric columns: "
-            f"{LEADERBOARD_STAT} across patients and seeds, 95 % bootstrap CI beneath.</p>")
+    return (
+        f"<p class=note>Ranked on the paired {_e(p['stat'])} of <b>{_e(title)}</b> "
+        f"(<code>{_e(p['metric'])}</code>, {better} is better) over "
+        f"{_e(p['n_patients'])} patients; {_e(mcid)}{_e(base)}. Metric columns: "
+        f"{LEADERBOARD_STAT} across patients and seeds, 95 % bootstrap CI beneath.</p>"
+    )
 
 
 def _img(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return (
+        f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
 def _figures(run: Path, env_id: str, metric: str | None) -> tuple[str, str]:
     """The comparison figures (forest, strip plots) and the traces of one env, as HTML."""
     plots, env = run / "plots", slug(env_id.split("/")[-1])
     strips = sorted(plots.glob(f"strip-{env}-*.png"))
-    main = [p for p in [plots / f"forest-{env}-{metric}.png", plots / f"strip-{env}-{metric}.png"]
-            if metric and p.is_file()]
+    main = [
+        p
+        for p in [plots / f"forest-{env}-{metric}.png", plots / f"strip-{env}-{metric}.png"]
+        if metric and p.is_file()
+    ]
     rest = [p for p in strips if p not in main]
-    figs = "".join(_img(p, p.stem) for p in main) or "<p class=note>No comparison figure in " \
-                                                      "plots/ (drawn without --no-plots).</p>"
+    figs = (
+        "".join(_img(p, p.stem) for p in main)
+        or "<p class=note>No comparison figure in plots/ (drawn without --no-plots).</p>"
+    )
     more = "".join(_img(p, p.stem) for p in rest)
     figs = f"<div class=figs>{figs}</div>" + (
         f"<details><summary>strip plots of the other metrics ({len(rest)})</summary>"
-        f"<div class=figs>{more}</div></details>" if rest else "")
+        f"<div class=figs>{more}</div></details>"
+        if rest
+        else ""
+    )
     trace = plots / f"traces-{env}.png"
-    traces = (f"<div class=figs>{_img(trace, trace.stem)}</div>" if trace.is_file() else
-              "<p class=note>No trace figure: the run kept no trajectories of these "
-              "episodes.</p>")
+    traces = (
+        f"<div class=figs>{_img(trace, trace.stem)}</div>"
+        if trace.is_file()
+        else "<p class=note>No trace figure: the run kept no trajectories of these episodes.</p>"
+    )
     return figs, traces
 
 
@@ -231,21 +271,29 @@ def _card_table(tables: Sequence[tuple[str, list, list]]) -> str:
         return ""
     metrics = [h.split(" (")[0] for h in tables[0][1][1:]]  # "mad_uv (µV)" -> "mad_uv"
     head = "<th class=l>patient</th><th class=l>controller</th>" + "".join(
-        _head(m) for m in metrics)
+        _head(m) for m in metrics
+    )
     body = []
     for k, (patient, _, rows) in enumerate(tables):
         for i, cells in enumerate(rows):
-            first = (f"<td class=l rowspan={len(rows)}>{_e(patient)}</td>" if i == 0 else "")
-            body.append(f"<tr class='g{k % 2}{' top' if i == 0 else ''}'>{first}"
-                        f"<td class=l>{_e(cells[0])}</td>"
-                        + "".join(_card_cell(c) for c in cells[1:]) + "</tr>")
-    return (f"<div class=wrap><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
-            "</tbody></table></div>")
+            first = f"<td class=l rowspan={len(rows)}>{_e(patient)}</td>" if i == 0 else ""
+            body.append(
+                f"<tr class='g{k % 2}{' top' if i == 0 else ''}'>{first}"
+                f"<td class=l>{_e(cells[0])}</td>"
+                + "".join(_card_cell(c) for c in cells[1:])
+                + "</tr>"
+            )
+    return (
+        f"<div class=wrap><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
+        "</tbody></table></div>"
+    )
 
 
 def _kv_table(items: Mapping[str, Any]) -> str:
-    rows = "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(_plain(v))}</td></tr>"
-                   for k, v in items.items())
+    rows = "".join(
+        f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(_plain(v))}</td></tr>"
+        for k, v in items.items()
+    )
     return f"<table>{rows}</table>"
 
 
@@ -260,32 +308,43 @@ def _plain(value: Any) -> str:
 def _front(run: Path, data: Mapping[str, Any], board: Mapping[str, list]) -> list[str]:
     """Suite, machine, raw files and left-out controllers."""
     meta, suite = data["meta"], data["suite"] or data["meta"].get("suite")
-    played = {"controllers": sorted({r["controller"] for rows in board.values() for r in rows}),
-              "envs": len(board), "patients per env": sorted({
-                  int(s["n_patients"]) for s in data["summary"]}),
-              "episodes": sum(int(s["n_episodes"]) for s in data["summary"]
-                              if s["metric"] == data["summary"][0]["metric"])}
+    played = {
+        "controllers": sorted({r["controller"] for rows in board.values() for r in rows}),
+        "envs": len(board),
+        "patients per env": sorted({int(s["n_patients"]) for s in data["summary"]}),
+        "episodes": sum(
+            int(s["n_episodes"])
+            for s in data["summary"]
+            if s["metric"] == data["summary"][0]["metric"]
+        ),
+    }
     machine = meta.get("machine")
     if machine and "workers" in meta:
         machine = {**machine, "workers": meta["workers"]}
-    files = " · ".join(f"<a href='{_e(n)}'>{_e(n)}</a>" for n in RAW_FILES
-                       if (run / n).is_file())
-    parts = ["<div class=cards><section><h2 id=suite>Suite</h2>",
-             _kv_table(suite) if suite else "<p>Suite: not recorded.</p>",
-             "</section><section><h2>Played</h2>", _kv_table(played),
-             "<h2 id=machine>Machine</h2>", _kv_table(machine) if machine else
-             "<p>Machine: not recorded.</p>", "<h2 id=files>Raw files</h2>"
-             f"<p>{files or 'none'}</p></section></div>",
-             f"<h2 id=reading>Reading the leaderboards</h2><p class=note>{_e(RANKING_LEGEND)} "
-             "Shaded bands are rank groups; a thick line starts the next group.</p>"]
+    files = " · ".join(f"<a href='{_e(n)}'>{_e(n)}</a>" for n in RAW_FILES if (run / n).is_file())
+    parts = [
+        "<div class=cards><section><h2 id=suite>Suite</h2>",
+        _kv_table(suite) if suite else "<p>Suite: not recorded.</p>",
+        "</section><section><h2>Played</h2>",
+        _kv_table(played),
+        "<h2 id=machine>Machine</h2>",
+        _kv_table(machine) if machine else "<p>Machine: not recorded.</p>",
+        f"<h2 id=files>Raw files</h2><p>{files or 'none'}</p></section></div>",
+        f"<h2 id=reading>Reading the leaderboards</h2><p class=note>{_e(RANKING_LEGEND)} "
+        "Shaded bands are rank groups; a thick line starts the next group.</p>",
+    ]
     left = meta.get("left_out") or []
     if left:
-        rows = "".join(f"<tr><td class=l>{_e(x.get('controller'))}</td><td class=l>"
-                       f"{_e(x.get('env_id'))}</td><td class=l>{_e(x.get('reason'))}</td></tr>"
-                       for x in left)
-        parts.append("<h2 id=left-out>Left out of the ranking</h2><div class=warn><table><tr>"
-                     "<th class=l>controller</th><th class=l>env</th><th class=l>why</th>"
-                     f"</tr>{rows}</table></div>")
+        rows = "".join(
+            f"<tr><td class=l>{_e(x.get('controller'))}</td><td class=l>"
+            f"{_e(x.get('env_id'))}</td><td class=l>{_e(x.get('reason'))}</td></tr>"
+            for x in left
+        )
+        parts.append(
+            "<h2 id=left-out>Left out of the ranking</h2><div class=warn><table><tr>"
+            "<th class=l>controller</th><th class=l>env</th><th class=l>why</th>"
+            f"</tr>{rows}</table></div>"
+        )
     return parts
 
 
@@ -295,51 +354,83 @@ def html_report(run_dir: str | Path) -> str:
     data = _load(run)
     board, metrics = _board(data)
     card = run / "report_card.md"
-    legend, cards = parse_report_card(card.read_text(encoding="utf-8")) if card.is_file() \
-        else ("", {})
+    legend, cards = (
+        parse_report_card(card.read_text(encoding="utf-8")) if card.is_file() else ("", {})
+    )
     ids = {e: "env-" + slug(e.split("/")[-1]).lower() for e in board}
     name = (data["suite"] or {}).get("name") or run.name
-    toc = "".join(f"<li><a href='#{ids[e]}'>{_e(e)}</a>: <a href='#{ids[e]}-board'>"
-                  f"leaderboard</a> · <a href='#{ids[e]}-figs'>figures</a> · <a href="
-                  f"'#{ids[e]}-traces'>traces</a> · <a href='#{ids[e]}-card'>report card</a>"
-                  "</li>" for e in board)
+    toc = "".join(
+        f"<li><a href='#{ids[e]}'>{_e(e)}</a>: <a href='#{ids[e]}-board'>"
+        f"leaderboard</a> · <a href='#{ids[e]}-figs'>figures</a> · <a href="
+        f"'#{ids[e]}-traces'>traces</a> · <a href='#{ids[e]}-card'>report card</a>"
+        "</li>"
+        for e in board
+    )
     extra = "<li><a href='#left-out'>left out</a></li>" if data["meta"].get("left_out") else ""
-    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Benchmark "
-             f"{_e(name)}</title><style>{CSS}</style></head><body>",
-             f"<h1>Benchmark report: {_e(name)}</h1><p class=note>Run folder "
-             f"<code>{_e(run.resolve().name)}</code>.</p>",
-             "<nav><b>Contents</b><ul><li><a href='#suite'>suite</a> · <a href='#machine'>"
-             f"machine</a> · <a href='#files'>raw files</a> · <a href='#reading'>reading the "
-             f"leaderboards</a></li>{extra}{toc}</ul></nav>",
-             *_front(run, data, board)]
+    parts = [
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Benchmark "
+        f"{_e(name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>Benchmark report: {_e(name)}</h1><p class=note>Run folder "
+        f"<code>{_e(run.resolve().name)}</code>.</p>",
+        "<nav><b>Contents</b><ul><li><a href='#suite'>suite</a> · <a href='#machine'>"
+        f"machine</a> · <a href='#files'>raw files</a> · <a href='#reading'>reading the "
+        f"leaderboards</a></li>{extra}{toc}</ul></nav>",
+        *_front(run, data, board),
+    ]
     for env_id, rows in board.items():
-        parts += _env_section(run, env_id, rows, metrics, ids[env_id], legend,
-                              cards.get(env_id, []), data["meta"].get("left_out") or [])
+        parts += _env_section(
+            run,
+            env_id,
+            rows,
+            metrics,
+            ids[env_id],
+            legend,
+            cards.get(env_id, []),
+            data["meta"].get("left_out") or [],
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _env_section(run: Path, env_id: str, rows: Sequence[Mapping[str, Any]],
-                 metrics: Sequence[str], anchor: str, legend: str,
-                 card: Sequence[tuple[str, list, list]], left: Sequence[Mapping]) -> list[str]:
+def _env_section(
+    run: Path,
+    env_id: str,
+    rows: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+    anchor: str,
+    legend: str,
+    card: Sequence[tuple[str, list, list]],
+    left: Sequence[Mapping],
+) -> list[str]:
     """The HTML of one env: leaderboard, figures, traces, report card."""
     p = rows[0].get("ranking", {}) if rows else {}
     scen = f" (scenario {p['scenario']})" if p.get("scenario") else ""
     figs, traces = _figures(run, env_id, p.get("metric"))
     mine = [x for x in left if x.get("env_id") == env_id]
-    gone = ("<p class=warn>Left out here: " + "; ".join(
-        f"{_e(x.get('controller'))}: {_e(x.get('reason'))}" for x in mine) + "</p>"
-            if mine else "")
+    gone = (
+        "<p class=warn>Left out here: "
+        + "; ".join(f"{_e(x.get('controller'))}: {_e(x.get('reason'))}" for x in mine)
+        + "</p>"
+        if mine
+        else ""
+    )
     closed = "" if len(card) <= 6 else " (click to open)"
-    return [f"<h2 id={anchor}>{_e(env_id)}{_e(scen)}</h2>",
-            f"<h3 id={anchor}-board>Leaderboard</h3>", _ranking_note(rows),
-            _board_table(rows, metrics), gone,
-            f"<h3 id={anchor}-figs>Comparison figures</h3>", figs,
-            f"<h3 id={anchor}-traces>Traces of representative patients</h3>", traces,
-            f"<h3 id={anchor}-card>Per-patient report card</h3>",
-            f"<details{'' if closed else ' open'}><summary>{len(card)} patients{closed}"
-            f"</summary><p class=note>{_e(legend)}</p>{_card_table(card)}</details>"
-            if card else "<p class=note>No report card (report_card.md absent).</p>"]
+    return [
+        f"<h2 id={anchor}>{_e(env_id)}{_e(scen)}</h2>",
+        f"<h3 id={anchor}-board>Leaderboard</h3>",
+        _ranking_note(rows),
+        _board_table(rows, metrics),
+        gone,
+        f"<h3 id={anchor}-figs>Comparison figures</h3>",
+        figs,
+        f"<h3 id={anchor}-traces>Traces of representative patients</h3>",
+        traces,
+        f"<h3 id={anchor}-card>Per-patient report card</h3>",
+        f"<details{'' if closed else ' open'}><summary>{len(card)} patients{closed}"
+        f"</summary><p class=note>{_e(legend)}</p>{_card_table(card)}</details>"
+        if card
+        else "<p class=note>No report card (report_card.md absent).</p>",
+    ]
 
 
 def write_html_report(run_dir: str | Path) -> Path:

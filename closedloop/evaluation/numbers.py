@@ -13,11 +13,15 @@ import math
 import re
 from typing import Any
 
-LABELS = {"time_in_window_frac": "time in window", "mad_uv": "mean |ECAP − target|",
-          "time_above_discomfort_frac": "time above discomfort",
-          "time_below_perception_frac": "time below perception",
-          "overstim_events": "overstimulation events", "charge_per_pulse_uc": "charge per pulse",
-          "device_interventions": "device interventions"}
+LABELS = {
+    "time_in_window_frac": "time in window",
+    "mad_uv": "mean |ECAP − target|",
+    "time_above_discomfort_frac": "time above discomfort",
+    "time_below_perception_frac": "time below perception",
+    "overstim_events": "overstimulation events",
+    "charge_per_pulse_uc": "charge per pulse",
+    "device_interventions": "device interventions",
+}
 """Readable titles of the leaderboard's columns (others: the name, unit suffix dropped)."""
 _UNIT = re.compile(r"\(([^()]*)\)\s*$")
 

@@ -24,8 +24,9 @@ from closedloop.evaluation.summary import check_metrics, groups, score_matrix
 from closedloop.plots._save import new_figure, save_png
 
 
-def _patient_means(rows: Sequence[Mapping[str, Any]], env_id: str, metric: str,
-                   order: Sequence[str]) -> list[np.ndarray]:
+def _patient_means(
+    rows: Sequence[Mapping[str, Any]], env_id: str, metric: str, order: Sequence[str]
+) -> list[np.ndarray]:
     """Per controller in ``order``: its patients' means over seeds (finite values only)."""
     by = groups(rows)
     out = []
@@ -42,9 +43,14 @@ def _better_note(metric: str) -> str:
     return "higher is better" if d > 0 else "lower is better" if d < 0 else ""
 
 
-def plot_strip(rows: Sequence[Mapping[str, Any]], env_id: str, metric: str,
-               path: str | Path, order: Sequence[str] | None = None,
-               labels: Sequence[str] | None = None) -> Path:
+def plot_strip(
+    rows: Sequence[Mapping[str, Any]],
+    env_id: str,
+    metric: str,
+    path: str | Path,
+    order: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+) -> Path:
     """Save a strip plot with boxes of ``metric`` over patients, one row per controller.
 
     Args:
@@ -68,18 +74,27 @@ def plot_strip(rows: Sequence[Mapping[str, Any]], env_id: str, metric: str,
     fig = new_figure(7.0, 1.2 + 0.38 * len(order))
     ax = fig.subplots()
     y = np.arange(len(order))[::-1]
-    ax.boxplot([d if d.size else [math.nan] for d in data], positions=y, widths=0.6,
-               orientation="horizontal", showfliers=False, patch_artist=True,
-               boxprops={"facecolor": "tab:blue", "alpha": 0.25},
-               medianprops={"color": "tab:blue"})
+    ax.boxplot(
+        [d if d.size else [math.nan] for d in data],
+        positions=y,
+        widths=0.6,
+        orientation="horizontal",
+        showfliers=False,
+        patch_artist=True,
+        boxprops={"facecolor": "tab:blue", "alpha": 0.25},
+        medianprops={"color": "tab:blue"},
+    )
     for yi, d in zip(y, data, strict=True):
         jitter = np.linspace(-0.18, 0.18, d.size) if d.size > 1 else np.zeros(d.size)
         ax.plot(d, yi + jitter, "o", color="black", ms=2.5, alpha=0.7)
     ax.set_yticks(y, list(labels) if labels is not None else order, fontsize=8)
     ax.set_xlabel(f"{metric}: {SCHEMA[metric]}", fontsize=8)
     ax.grid(alpha=0.3, axis="x")
-    ax.set_title(f"{env_id}: {metric} per patient\n(mean over seeds; "
-                 f"{_better_note(metric)}; controllers in leaderboard order)", fontsize=9)
+    ax.set_title(
+        f"{env_id}: {metric} per patient\n(mean over seeds; "
+        f"{_better_note(metric)}; controllers in leaderboard order)",
+        fontsize=9,
+    )
     return save_png(fig, path)
 
 
@@ -104,24 +119,32 @@ def plot_forest(paired: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     ax = fig.subplots()
     y = np.arange(len(shown))[::-1]
     if math.isfinite(p0["mcid"]):
-        ax.axvspan(-p0["mcid"], p0["mcid"], color="tab:green", alpha=0.15,
-                   label=f"±MCID ({p0['mcid']:g})")
+        ax.axvspan(
+            -p0["mcid"], p0["mcid"], color="tab:green", alpha=0.15, label=f"±MCID ({p0['mcid']:g})"
+        )
     ax.axvline(0.0, color="black", lw=0.8)
     for yi, p in zip(y, shown, strict=True):
         color = {"better": "tab:blue", "worse": "tab:red"}.get(p["vs_baseline"], "tab:gray")
         err = [[max(p["diff"] - p["diff_lo"], 0.0)], [max(p["diff_hi"] - p["diff"], 0.0)]]
         ax.errorbar([p["diff"]], [yi], xerr=err, fmt="o", color=color, ms=4, capsize=3)
-    ax.set_yticks(y, [f"{p['rank_label']} {p['controller']}  P={p['poi']:.2f}"
-                      for p in shown], fontsize=8)
+    ax.set_yticks(
+        y, [f"{p['rank_label']} {p['controller']}  P={p['poi']:.2f}" for p in shown], fontsize=8
+    )
     arrow = "better →" if p0["direction"] > 0 else "← better"
-    ax.set_xlabel(f"{p0['metric']}: controller − {p0['baseline']} [95 % CI] ({arrow})\n"
-                  f"{SCHEMA[p0['metric']]}", fontsize=8)
+    ax.set_xlabel(
+        f"{p0['metric']}: controller − {p0['baseline']} [95 % CI] ({arrow})\n"
+        f"{SCHEMA[p0['metric']]}",
+        fontsize=8,
+    )
     ax.grid(alpha=0.3, axis="x")
     if math.isfinite(p0["mcid"]):
         ax.legend(fontsize=7, loc="best")
-    ax.set_title(f"{p0['env_id']}: paired {p0['stat']} difference to {p0['baseline']}\n"
-                 "blue better, red worse, grey tied (ranking rule); P: probability of "
-                 "improvement", fontsize=9)
+    ax.set_title(
+        f"{p0['env_id']}: paired {p0['stat']} difference to {p0['baseline']}\n"
+        "blue better, red worse, grey tied (ranking rule); P: probability of "
+        "improvement",
+        fontsize=9,
+    )
     return save_png(fig, path)
 
 
@@ -133,8 +156,12 @@ def paired_by_env(paired: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping
     return {e: sorted(rows, key=lambda p: p["position"]) for e, rows in by_env.items()}
 
 
-def plot_ranking(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
-                 out_dir: str | Path, metrics: Sequence[str]) -> list[Path]:
+def plot_ranking(
+    rows: Sequence[Mapping[str, Any]],
+    paired: Sequence[Mapping[str, Any]],
+    out_dir: str | Path,
+    metrics: Sequence[str],
+) -> list[Path]:
     """Strip plots of each metric and the forest plot of the primary metric, per env.
 
     Files: ``strip-<env>-<metric>.png`` and, with a baseline, ``forest-<env>-<metric>.png``
@@ -157,8 +184,9 @@ def plot_ranking(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str
         order = [p["controller"] for p in ranked]
         labels = [f"{p['rank_label']} {p['controller']}" for p in ranked]
         for metric in metrics:
-            written.append(plot_strip(rows, env_id, metric, out / f"strip-{env}-{metric}.png",
-                                      order, labels))
+            written.append(
+                plot_strip(rows, env_id, metric, out / f"strip-{env}-{metric}.png", order, labels)
+            )
         if ranked[0]["baseline"]:
             written.append(plot_forest(ranked, out / f"forest-{env}-{ranked[0]['metric']}.png"))
     return written

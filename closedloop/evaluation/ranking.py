@@ -108,8 +108,9 @@ def check_primary(metric: Any, where: str = "primary") -> str:
     if not isinstance(metric, str) or not DIRECTION.get(metric):
         known = isinstance(metric, str) and metric in DIRECTION
         why = "has no better direction and cannot rank" if known else "is unknown"
-        raise ConfigError(f"{where}={metric!r} {why}; valid: "
-                          f"{', '.join(m for m, d in DIRECTION.items() if d)}")
+        raise ConfigError(
+            f"{where}={metric!r} {why}; valid: {', '.join(m for m, d in DIRECTION.items() if d)}"
+        )
     return metric
 
 
@@ -127,15 +128,17 @@ def check_same_episodes(by: Mapping, a: str, b: str, env_id: str) -> None:
     for c in (a, b):
         if (c, env_id) not in by:
             names = sorted({k for k, e in by if e == env_id})
-            raise ConfigError(f"controller {c!r} has no rows on {env_id}; valid: "
-                              f"{', '.join(names)}")
+            raise ConfigError(
+                f"controller {c!r} has no rows on {env_id}; valid: {', '.join(names)}"
+            )
     ea, eb = _episodes(by[(a, env_id)]), _episodes(by[(b, env_id)])
     if ea != eb:
         only_a, only_b = sorted(ea - eb), sorted(eb - ea)
         raise ConfigError(
             f"controllers {a!r} and {b!r} were not played on the same episodes of {env_id}: "
             f"{len(only_a)} (patient, seed) only for {a!r} {only_a[:3]}, {len(only_b)} only "
-            f"for {b!r} {only_b[:3]}; paired statistics need the same patients and seeds")
+            f"for {b!r} {only_b[:3]}; paired statistics need the same patients and seeds"
+        )
 
 
 def _nanmean(a: np.ndarray, axis: tuple[int, ...] | int) -> np.ndarray:
@@ -152,8 +155,9 @@ def _comparisons(a: np.ndarray, b: np.ndarray, direction: int) -> np.ndarray:
     return np.where(np.isnan(x) | np.isnan(y), np.nan, out)
 
 
-def _poi(cmp: np.ndarray, idx: tuple[np.ndarray, np.ndarray], other_seeds: np.ndarray,
-         mode: str) -> tuple[float, np.ndarray]:
+def _poi(
+    cmp: np.ndarray, idx: tuple[np.ndarray, np.ndarray], other_seeds: np.ndarray, mode: str
+) -> tuple[float, np.ndarray]:
     """Probability of improvement and its bootstrap replicates from :func:`_comparisons`.
 
     ``hierarchical`` resamples patients only: a patient's probability already averages over
@@ -167,12 +171,13 @@ def _poi(cmp: np.ndarray, idx: tuple[np.ndarray, np.ndarray], other_seeds: np.nd
     pi, si = idx
     if mode == "hierarchical":
         return value, _nanmean(per_patient[pi[:, :, 0]], 1)
-    boot = cmp[pi[..., None], si[:, :, :, None], other_seeds[:, :, None, :]]   # (B, P, S, S)
+    boot = cmp[pi[..., None], si[:, :, :, None], other_seeds[:, :, None, :]]  # (B, P, S, S)
     return value, _nanmean(_nanmean(boot, (2, 3)), 1)
 
 
-def _diff(a: np.ndarray, b: np.ndarray, stat: str, idx: tuple[np.ndarray, np.ndarray],
-          confidence: float) -> tuple[float, float, float, int]:
+def _diff(
+    a: np.ndarray, b: np.ndarray, stat: str, idx: tuple[np.ndarray, np.ndarray], confidence: float
+) -> tuple[float, float, float, int]:
     """``stat(a - b)`` over episodes where both are finite, its CI and the episode count."""
     d = a - b
     value = float(row_statistic(d.reshape(1, -1), stat)[0])
@@ -180,9 +185,16 @@ def _diff(a: np.ndarray, b: np.ndarray, stat: str, idx: tuple[np.ndarray, np.nda
     return value, lo, hi, int(np.count_nonzero(np.isfinite(d)))
 
 
-def probability_of_improvement(values: Any, baseline: Any, direction: int = 1, *,
-                               n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95,
-                               seed: int = 0, mode: str = "hierarchical") -> dict[str, float]:
+def probability_of_improvement(
+    values: Any,
+    baseline: Any,
+    direction: int = 1,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> dict[str, float]:
     """Probability that ``values`` improve on ``baseline`` (rliable's), with a bootstrap CI.
 
     Args:
@@ -201,8 +213,9 @@ def probability_of_improvement(values: Any, baseline: Any, direction: int = 1, *
     if direction not in (1, -1):
         raise ConfigError(f"direction={direction!r} is invalid; valid: 1 or -1")
     idx = _indices(a.shape, n_resamples, seed, mode)
-    value, boot = _poi(_comparisons(a, b, direction), idx,
-                       _indices(a.shape, n_resamples, seed + 1, mode)[1], mode)
+    value, boot = _poi(
+        _comparisons(a, b, direction), idx, _indices(a.shape, n_resamples, seed + 1, mode)[1], mode
+    )
     lo, hi = _percentiles(boot, confidence)
     return {"poi": value, "poi_lo": lo, "poi_hi": hi}
 
@@ -213,8 +226,10 @@ def _pair(values: Any, baseline: Any) -> tuple[np.ndarray, np.ndarray]:
 
     a, b = _matrix(values), _matrix(baseline)
     if a.shape != b.shape:
-        raise ConfigError(f"values shape {a.shape} and baseline shape {b.shape} differ; paired "
-                          "statistics need the same patients and seeds")
+        raise ConfigError(
+            f"values shape {a.shape} and baseline shape {b.shape} differ; paired "
+            "statistics need the same patients and seeds"
+        )
     both = np.isnan(a) | np.isnan(b)
     return np.where(both, np.nan, a), np.where(both, np.nan, b)
 
@@ -222,8 +237,16 @@ def _pair(values: Any, baseline: Any) -> tuple[np.ndarray, np.ndarray]:
 class _Env:
     """One env's score matrices of every controller on a shared patient/seed grid."""
 
-    def __init__(self, by: Mapping, env_id: str, metric: str, stat: str, n_resamples: int,
-                 seed: int, mode: str):
+    def __init__(
+        self,
+        by: Mapping,
+        env_id: str,
+        metric: str,
+        stat: str,
+        n_resamples: int,
+        seed: int,
+        mode: str,
+    ):
         self.env_id, self.metric, self.stat, self.mode = env_id, metric, stat, mode
         self.direction = DIRECTION[metric]
         self.names = [c for c, e in by if e == env_id]
@@ -236,8 +259,10 @@ class _Env:
         self.scenario = first[0].get("scenario", "")
         self.patients = list(dict.fromkeys(r["patient"] for r in first))
         self.seeds = sorted({int(r["seed"]) for r in first})
-        self.m = {c: score_matrix(by[(c, env_id)], metric, self.patients, self.seeds)[0]
-                  for c in self.names}
+        self.m = {
+            c: score_matrix(by[(c, env_id)], metric, self.patients, self.seeds)[0]
+            for c in self.names
+        }
         shape = (len(self.patients), len(self.seeds))
         self.idx = _indices(shape, n_resamples, seed, mode)
         self.other_seeds = _indices(shape, n_resamples, seed + 1, mode)[1]
@@ -251,8 +276,12 @@ class _Env:
         return _diff(*_pair(self.m[c], self.m[other]), self.stat, self.idx, confidence)
 
     def poi(self, c: str, other: str, confidence: float) -> tuple[float, float, float]:
-        value, boot = _poi(_comparisons(*_pair(self.m[c], self.m[other]), self.direction),
-                           self.idx, self.other_seeds, self.mode)
+        value, boot = _poi(
+            _comparisons(*_pair(self.m[c], self.m[other]), self.direction),
+            self.idx,
+            self.other_seeds,
+            self.mode,
+        )
         return (value, *_percentiles(boot, confidence))
 
 
@@ -271,10 +300,18 @@ def _sorted(env: _Env, confidence: float) -> list[tuple[str, tuple[float, float,
     return [(c, values[c]) for c in sorted(env.names, key=key)]
 
 
-def rank_groups(rows: Sequence[Mapping[str, Any]], env_id: str, metric: str, *,
-                stat: str = "mean", mcid: Mapping[str, float] | None = None,
-                n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95,
-                seed: int = 0, mode: str = "hierarchical") -> list[dict[str, Any]]:
+def rank_groups(
+    rows: Sequence[Mapping[str, Any]],
+    env_id: str,
+    metric: str,
+    *,
+    stat: str = "mean",
+    mcid: Mapping[str, float] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> list[dict[str, Any]]:
     """Controllers of one env in rank groups by the module's ranking rule (best first).
 
     Args:
@@ -302,17 +339,32 @@ def rank_groups(rows: Sequence[Mapping[str, Any]], env_id: str, metric: str, *,
     leader, rank, group = "", 0, 0
     for pos, (c, (v, v_lo, v_hi)) in enumerate(_sorted(env, confidence), 1):
         d, d_lo, d_hi, _ = env.diff(c, leader, confidence) if leader else (0.0, 0.0, 0.0, 0)
-        gain, gain_lo = (-env.direction * d, -env.direction * (d_hi if env.direction > 0
-                                                               else d_lo))
+        gain, gain_lo = (-env.direction * d, -env.direction * (d_hi if env.direction > 0 else d_lo))
         if not leader or not math.isfinite(v) or _verdict(gain, gain_lo, limit):
             leader, rank, group = c, pos, group + 1
             d = d_lo = d_hi = 0.0
-        out.append({"env_id": env_id, "scenario": env.scenario, "metric": metric, "stat": stat,
-                    "direction": env.direction, "mcid": limit, "controller": c,
-                    "position": pos, "rank": rank, "group": group, "leader": leader,
-                    "value": v, "value_lo": v_lo, "value_hi": v_hi,
-                    "vs_leader": d, "vs_leader_lo": d_lo, "vs_leader_hi": d_hi,
-                    "n_patients": len(env.patients)})
+        out.append(
+            {
+                "env_id": env_id,
+                "scenario": env.scenario,
+                "metric": metric,
+                "stat": stat,
+                "direction": env.direction,
+                "mcid": limit,
+                "controller": c,
+                "position": pos,
+                "rank": rank,
+                "group": group,
+                "leader": leader,
+                "value": v,
+                "value_lo": v_lo,
+                "value_hi": v_hi,
+                "vs_leader": d,
+                "vs_leader_lo": d_lo,
+                "vs_leader_hi": d_hi,
+                "n_patients": len(env.patients),
+            }
+        )
     sizes = {g: sum(r["group"] == g for r in out) for g in {r["group"] for r in out}}
     for r in out:
         r["rank_label"] = f"{r['rank']}=" if sizes[r["group"]] > 1 else str(r["rank"])
@@ -326,11 +378,19 @@ def _env(rows, env_id, metric, stat, n_resamples, seed, mode) -> _Env:
     return _Env(groups(rows), env_id, metric, stat, n_resamples, seed, mode)
 
 
-def paired_differences(rows: Sequence[Mapping[str, Any]], env_id: str, metric: str,
-                       baseline: str, *, stat: str = "mean",
-                       mcid: Mapping[str, float] | None = None,
-                       n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95,
-                       seed: int = 0, mode: str = "hierarchical") -> list[dict[str, Any]]:
+def paired_differences(
+    rows: Sequence[Mapping[str, Any]],
+    env_id: str,
+    metric: str,
+    baseline: str,
+    *,
+    stat: str = "mean",
+    mcid: Mapping[str, float] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> list[dict[str, Any]]:
     """Each controller against ``baseline`` on one env: paired difference and P(improvement).
 
     The difference is raw, ``stat(controller - baseline)`` in the metric's unit over the
@@ -360,24 +420,37 @@ def paired_differences(rows: Sequence[Mapping[str, Any]], env_id: str, metric: s
     """
     env = _env(rows, env_id, metric, stat, n_resamples, seed, mode)
     if baseline not in env.names:
-        raise ConfigError(f"baseline={baseline!r} has no rows on {env_id}; valid: "
-                          f"{', '.join(env.names)}")
-    return [_vs_baseline(env, c, baseline, _mcid(metric, mcid), confidence)
-            for c in env.names]
+        raise ConfigError(
+            f"baseline={baseline!r} has no rows on {env_id}; valid: {', '.join(env.names)}"
+        )
+    return [_vs_baseline(env, c, baseline, _mcid(metric, mcid), confidence) for c in env.names]
 
 
-def _vs_baseline(env: _Env, c: str, baseline: str, limit: float, confidence: float
-                 ) -> dict[str, Any]:
+def _vs_baseline(
+    env: _Env, c: str, baseline: str, limit: float, confidence: float
+) -> dict[str, Any]:
     d, lo, hi, n = env.diff(c, baseline, confidence)
     p, p_lo, p_hi = env.poi(c, baseline, confidence)
     better = _verdict(env.direction * d, min(env.direction * lo, env.direction * hi), limit)
     worse = _verdict(-env.direction * d, min(-env.direction * lo, -env.direction * hi), limit)
-    return {"controller": c, "baseline": baseline, "env_id": env.env_id,
-            "metric": env.metric, "stat": env.stat, "direction": env.direction,
-            "mcid": limit, "diff": d, "diff_lo": lo, "diff_hi": hi,
-            "poi": p, "poi_lo": p_lo, "poi_hi": p_hi,
-            "vs_baseline": "better" if better else "worse" if worse else "tied",
-            "n_patients": len(env.patients), "n_episodes": n}
+    return {
+        "controller": c,
+        "baseline": baseline,
+        "env_id": env.env_id,
+        "metric": env.metric,
+        "stat": env.stat,
+        "direction": env.direction,
+        "mcid": limit,
+        "diff": d,
+        "diff_lo": lo,
+        "diff_hi": hi,
+        "poi": p,
+        "poi_lo": p_lo,
+        "poi_hi": p_hi,
+        "vs_baseline": "better" if better else "worse" if worse else "tied",
+        "n_patients": len(env.patients),
+        "n_episodes": n,
+    }
 
 
 def primary_of(primary: str | Mapping[str, str] | None, env_id: str) -> str:
@@ -387,12 +460,18 @@ def primary_of(primary: str | Mapping[str, str] | None, env_id: str) -> str:
     return (primary or {}).get(env_id, DEFAULT_PRIMARY)
 
 
-def rank_controllers(rows: Sequence[Mapping[str, Any]],
-                     primary: str | Mapping[str, str] | None = None,
-                     baseline: str | None = None, *, stat: str = "mean",
-                     mcid: Mapping[str, float] | None = None,
-                     n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95,
-                     seed: int = 0, mode: str = "hierarchical") -> list[dict[str, Any]]:
+def rank_controllers(
+    rows: Sequence[Mapping[str, Any]],
+    primary: str | Mapping[str, str] | None = None,
+    baseline: str | None = None,
+    *,
+    stat: str = "mean",
+    mcid: Mapping[str, float] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> list[dict[str, Any]]:
     """Rank groups and baseline comparisons of every env: rows of :data:`PAIRED_SCHEMA`.
 
     Args:
@@ -411,19 +490,30 @@ def rank_controllers(rows: Sequence[Mapping[str, Any]],
     Returns:
         Per env (order of first appearance), its controllers in ranked order.
     """
-    kw = {"stat": stat, "mcid": mcid, "n_resamples": n_resamples, "confidence": confidence,
-          "seed": seed, "mode": mode}
+    kw = {
+        "stat": stat,
+        "mcid": mcid,
+        "n_resamples": n_resamples,
+        "confidence": confidence,
+        "seed": seed,
+        "mode": mode,
+    }
     out = []
     for env_id in dict.fromkeys(e for _, e in groups(rows)):
         metric = primary_of(primary, env_id)
         ranked = rank_groups(rows, env_id, metric, **kw)
-        versus = {} if baseline is None else {
-            r["controller"]: r for r in paired_differences(rows, env_id, metric, baseline, **kw)}
-        empty = dict.fromkeys(("diff", "diff_lo", "diff_hi", "poi", "poi_lo", "poi_hi"),
-                              math.nan)
+        versus = (
+            {}
+            if baseline is None
+            else {
+                r["controller"]: r for r in paired_differences(rows, env_id, metric, baseline, **kw)
+            }
+        )
+        empty = dict.fromkeys(("diff", "diff_lo", "diff_hi", "poi", "poi_lo", "poi_hi"), math.nan)
         for r in ranked:
-            v = versus.get(r["controller"], {**empty, "vs_baseline": "", "n_episodes": 0,
-                                             "baseline": ""})
+            v = versus.get(
+                r["controller"], {**empty, "vs_baseline": "", "n_episodes": 0, "baseline": ""}
+            )
             merged = {**v, **r}
             out.append({k: merged[k] for k in PAIRED_SCHEMA})
     return out

@@ -31,9 +31,11 @@ META_REBUILT = ("n_resamples", "bootstrap_seed", "alpha", "ranking", "left_out")
 
 
 def _damaged(path: Path, why: str) -> ConfigError:
-    return ConfigError(f"{path} is not a finished-episode record ({why}); the run folder is "
-                       "damaged: delete that file (its episode is played again by the next "
-                       "run), or start afresh")
+    return ConfigError(
+        f"{path} is not a finished-episode record ({why}); the run folder is "
+        "damaged: delete that file (its episode is played again by the next "
+        "run), or start afresh"
+    )
 
 
 def _episode_rows(run: Path) -> list[dict[str, Any]]:
@@ -89,11 +91,11 @@ def _csv_rows(path: Path) -> list[dict[str, Any]]:
         with open(path, encoding="utf-8", newline="") as fh:
             rows = [{k: _cell(k, v) for k, v in r.items()} for r in csv.DictReader(fh)]
     except (OSError, UnicodeDecodeError, ValueError, csv.Error, AttributeError) as exc:
-        raise ConfigError(f"{path} is not a results table ({type(exc).__name__}: {exc})"
-                          ) from None
+        raise ConfigError(f"{path} is not a results table ({type(exc).__name__}: {exc})") from None
     if rows and not set(SCHEMA) <= set(rows[0]):
-        raise ConfigError(f"{path} lacks the result columns "
-                          f"{', '.join(sorted(set(SCHEMA) - set(rows[0])))}")
+        raise ConfigError(
+            f"{path} lacks the result columns {', '.join(sorted(set(SCHEMA) - set(rows[0])))}"
+        )
     return rows
 
 
@@ -104,8 +106,9 @@ def _json_rows(path: Path) -> list[dict[str, Any]]:
         if not all(isinstance(r, dict) and set(SCHEMA) <= set(r) for r in rows):
             raise ValueError("a row lacks the result columns")
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a results document ({type(exc).__name__}: {exc})"
-                          ) from None
+        raise ConfigError(
+            f"{path} is not a results document ({type(exc).__name__}: {exc})"
+        ) from None
     return [{k: math.nan if v is None else v for k, v in r.items()} for r in rows]
 
 
@@ -128,8 +131,10 @@ def rows_from_folder(run_dir: str | Path) -> list[dict[str, Any]]:
     """
     run = Path(run_dir)
     if not run.is_dir():
-        raise ConfigError(f"run_dir={str(run_dir)!r} is not a folder; valid: a run folder "
-                          "written by closedloop benchmark or run_grid")
+        raise ConfigError(
+            f"run_dir={str(run_dir)!r} is not a folder; valid: a run folder "
+            "written by closedloop benchmark or run_grid"
+        )
     rows = _episode_rows(run)
     if rows:
         rows.sort(key=_grid_order(run, rows))
@@ -138,8 +143,10 @@ def rows_from_folder(run_dir: str | Path) -> list[dict[str, Any]]:
     elif (run / "results.csv").is_file():
         rows = _csv_rows(run / "results.csv")
     if not rows:
-        raise ConfigError(f"{run} holds no results: no {EPISODES_DIR}/*.json episode records, "
-                          "results.json or results.csv")
+        raise ConfigError(
+            f"{run} holds no results: no {EPISODES_DIR}/*.json episode records, "
+            "results.json or results.csv"
+        )
     seen: dict[str, dict[str, Any]] = {}
     for row in rows:
         seen.setdefault(str(row["episode"]), row)
@@ -161,12 +168,17 @@ def _grid_order(run: Path, rows: Sequence[Mapping[str, Any]]):
         order = [str(x) for x in named] if isinstance(named, list) else []
         order += sorted({str(r[key]) for r in rows} - set(order))
         at[key] = {x: i for i, x in enumerate(order)}
-    return lambda r: (r["controller"], at["env_id"][r["env_id"]], at["patient"][r["patient"]],
-                      int(r["seed"]))
+    return lambda r: (
+        r["controller"],
+        at["env_id"][r["env_id"]],
+        at["patient"][r["patient"]],
+        int(r["seed"]),
+    )
 
 
-def rankable(rows: Sequence[Mapping[str, Any]], baseline: str | None = None
-             ) -> tuple[list[Mapping[str, Any]], list[dict[str, str]]]:
+def rankable(
+    rows: Sequence[Mapping[str, Any]], baseline: str | None = None
+) -> tuple[list[Mapping[str, Any]], list[dict[str, str]]]:
     """The rows a paired ranking can use, and what it leaves out with the reason.
 
     Per env, every controller must have played the same (patient, seed) episodes as the
@@ -200,14 +212,25 @@ def rankable(rows: Sequence[Mapping[str, Any]], baseline: str | None = None
             left += [{"controller": c, "env_id": env, "reason": reason} for c in here]
             drop |= {(c, env) for c in here}
             continue
-        ref = baseline if baseline is not None else max(
-            here, key=lambda c: sum(eps[o] == eps[c] for o in here))
+        ref = (
+            baseline
+            if baseline is not None
+            else max(here, key=lambda c: sum(eps[o] == eps[c] for o in here))
+        )
         for c in here:
             if eps[c] != eps[ref]:
                 miss, extra = len(eps[ref] - eps[c]), len(eps[c] - eps[ref])
-                left.append({"controller": c, "env_id": env, "reason": (
-                    f"played other episodes than {ref} ({miss} of its {len(eps[ref])} "
-                    f"(patient, seed) missing, {extra} extra); paired ranking needs the same")})
+                left.append(
+                    {
+                        "controller": c,
+                        "env_id": env,
+                        "reason": (
+                            f"played other episodes than {ref} ({miss} of its "
+                            f"{len(eps[ref])} (patient, seed) missing, {extra} extra); paired "
+                            "ranking needs the same"
+                        ),
+                    }
+                )
                 drop.add((c, env))
     kept = [r for r in rows if (r["controller"], r["env_id"]) not in drop]
     return kept, left
@@ -243,14 +266,17 @@ def primary_metrics(run_dir: str | Path, env_ids: Sequence[str]) -> dict[str, st
     return {e: chosen.get(e, DEFAULT_PRIMARY) for e in env_ids}
 
 
-def choose_baseline(rows: Sequence[Mapping[str, Any]], run_dir: str | Path,
-                    baseline: str | None = None) -> str | None:
+def choose_baseline(
+    rows: Sequence[Mapping[str, Any]], run_dir: str | Path, baseline: str | None = None
+) -> str | None:
     """The baseline: ``baseline`` if given, else the suite's, else open loop (if played)."""
     names = list(dict.fromkeys(r["controller"] for r in rows))
     if baseline is not None:
         if baseline not in names:
-            raise ConfigError(f"--baseline={baseline!r} was not played in this run folder; "
-                              f"valid: {', '.join(names)}")
+            raise ConfigError(
+                f"--baseline={baseline!r} was not played in this run folder; "
+                f"valid: {', '.join(names)}"
+            )
         return baseline
     suite = suite_of(run_dir)
     for name in (suite.baseline if suite else None, "open-loop"):
@@ -291,14 +317,22 @@ def rebuild_report(run_dir: str | Path, baseline: str | None = None, plots: bool
     meta = {k: v for k, v in read_meta(run).items() if k not in META_REBUILT}
     report, kept, left = report_rows(run, rows, base, meta, plots)
     notes = [f"left out: {x['controller']} on {x['env_id']}: {x['reason']}" for x in left]
-    notes += _trace_notes(kept, report.paired, run) if plots else [
-        "--no-plots: the figures in plots/ were not redrawn"]
+    notes += (
+        _trace_notes(kept, report.paired, run)
+        if plots
+        else ["--no-plots: the figures in plots/ were not redrawn"]
+    )
     report.paths["report.html"] = write_html_report(run)
     return report, notes
 
 
-def report_rows(run: Path, rows: Sequence[Mapping[str, Any]], baseline: str | None,
-                meta: Mapping[str, Any], plots: bool):
+def report_rows(
+    run: Path,
+    rows: Sequence[Mapping[str, Any]],
+    baseline: str | None,
+    meta: Mapping[str, Any],
+    plots: bool,
+):
     """Write the report of ``rows`` into ``run``: the rankable ones ranked, none dropped.
 
     The controllers :func:`rankable` leaves out are listed in ``meta["left_out"]`` (and in
@@ -315,11 +349,16 @@ def report_rows(run: Path, rows: Sequence[Mapping[str, Any]], baseline: str | No
 
     kept, left = rankable(rows, baseline)
     if not kept:
-        raise ConfigError(f"{run}: no env has episodes of the baseline {baseline}; nothing to "
-                          "rank")
+        raise ConfigError(f"{run}: no env has episodes of the baseline {baseline}; nothing to rank")
     envs = list(dict.fromkeys(r["env_id"] for r in kept))
-    report = write_report(kept, run, baseline=baseline, primary=primary_metrics(run, envs),
-                          plots=plots, meta={**meta, "left_out": left})
+    report = write_report(
+        kept,
+        run,
+        baseline=baseline,
+        primary=primary_metrics(run, envs),
+        plots=plots,
+        meta={**meta, "left_out": left},
+    )
     if len(kept) < len(rows):
         _keep_all_results(rows, run)
     return report, kept, left
@@ -334,8 +373,9 @@ def _keep_all_results(rows: Sequence[Mapping[str, Any]], run: Path) -> None:
     write_csv(rows, run / "results.csv", SCHEMA)
 
 
-def _trace_notes(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
-                 run: Path) -> list[str]:
+def _trace_notes(
+    rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]], run: Path
+) -> list[str]:
     """A line if episodes the trace figures draw have no saved trajectory."""
     from closedloop.evaluation.grid import trajectory_path
     from closedloop.evaluation.trace_figures import trace_episodes
@@ -344,8 +384,10 @@ def _trace_notes(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str
     missing = [r for r in need if not trajectory_path(run, r["episode"]).is_file()]
     if not missing:
         return []
-    return [f"trace figures: {len(missing)} of the {len(need)} episodes they draw have no saved "
-            "trajectory; an env without any keeps its existing traces-*.png"]
+    return [
+        f"trace figures: {len(missing)} of the {len(need)} episodes they draw have no saved "
+        "trajectory; an env without any keeps its existing traces-*.png"
+    ]
 
 
 def _suite_doc(run_dir: str | Path) -> dict[str, Any]:
@@ -353,8 +395,7 @@ def _suite_doc(run_dir: str | Path) -> dict[str, Any]:
     return {} if suite is None else suite.to_dict()
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None
-                 ) -> dict[str, Any]:
+def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None) -> dict[str, Any]:
     """What changed from run folder A to run folder B.
 
     Args:
@@ -379,25 +420,42 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None
         check_metrics([metric])
     out: dict[str, Any] = {"run_a": str(run_a), "run_b": str(run_b)}
     sa, sb = _suite_doc(run_a), _suite_doc(run_b)
-    out["suite"] = {k: [sa.get(k), sb.get(k)] for k in dict.fromkeys([*sa, *sb])
-                    if sa.get(k) != sb.get(k)}
-    for key, label in (("controller", "controllers"), ("env_id", "envs"),
-                       ("patient", "patients"), ("seed", "seeds")):
+    out["suite"] = {
+        k: [sa.get(k), sb.get(k)] for k in dict.fromkeys([*sa, *sb]) if sa.get(k) != sb.get(k)
+    }
+    for key, label in (
+        ("controller", "controllers"),
+        ("env_id", "envs"),
+        ("patient", "patients"),
+        ("seed", "seeds"),
+    ):
         a, b = {r[key] for r in rows_a}, {r[key] for r in rows_b}
         out[label] = {"added": sorted(b - a), "removed": sorted(a - b)}
     ga, gb = groups(rows_a), groups(rows_b)
     envs = list(dict.fromkeys([*(e for _, e in gb), *(e for _, e in ga)]))
-    out["metric"] = (dict.fromkeys(envs, metric) if metric is not None else
-                     {**primary_metrics(run_a, envs), **primary_metrics(run_b, envs)})
-    out["cells"] = [_change(c, e, ga[(c, e)], gb[(c, e)], out["metric"][e])
-                    for e in envs for c, e2 in gb if e2 == e and (c, e) in ga]
+    out["metric"] = (
+        dict.fromkeys(envs, metric)
+        if metric is not None
+        else {**primary_metrics(run_a, envs), **primary_metrics(run_b, envs)}
+    )
+    out["cells"] = [
+        _change(c, e, ga[(c, e)], gb[(c, e)], out["metric"][e])
+        for e in envs
+        for c, e2 in gb
+        if e2 == e and (c, e) in ga
+    ]
     out["only_a"] = [list(k) for k in ga if k not in gb]
     out["only_b"] = [list(k) for k in gb if k not in ga]
     return out
 
 
-def _change(controller: str, env_id: str, rows_a: Sequence[Mapping[str, Any]],
-            rows_b: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any]:
+def _change(
+    controller: str,
+    env_id: str,
+    rows_a: Sequence[Mapping[str, Any]],
+    rows_b: Sequence[Mapping[str, Any]],
+    metric: str,
+) -> dict[str, Any]:
     """One (controller, env) of both runs: the metric's means and their paired difference."""
     from closedloop.evaluation.runner import DIRECTION
 
@@ -409,9 +467,21 @@ def _change(controller: str, env_id: str, rows_a: Sequence[Mapping[str, Any]],
     common = [k for k in va if k in vb]
     diff = sum(vb[k] - va[k] for k in common) / len(common) if common else math.nan
     gain = DIRECTION.get(metric, 0) * diff
-    return {"controller": controller, "env_id": env_id, "metric": metric,
-            "mean_a": sum(va.values()) / len(va) if va else math.nan,
-            "mean_b": sum(vb.values()) / len(vb) if vb else math.nan,
-            "n_a": len(va), "n_b": len(vb), "diff": diff, "n_paired": len(common),
-            "change": "" if not math.isfinite(gain) or not DIRECTION.get(metric) else
-            "better" if gain > 0 else "worse" if gain < 0 else "same"}
+    return {
+        "controller": controller,
+        "env_id": env_id,
+        "metric": metric,
+        "mean_a": sum(va.values()) / len(va) if va else math.nan,
+        "mean_b": sum(vb.values()) / len(vb) if vb else math.nan,
+        "n_a": len(va),
+        "n_b": len(vb),
+        "diff": diff,
+        "n_paired": len(common),
+        "change": ""
+        if not math.isfinite(gain) or not DIRECTION.get(metric)
+        else "better"
+        if gain > 0
+        else "worse"
+        if gain < 0
+        else "same",
+    }

@@ -48,11 +48,19 @@ SUMMARY_SCHEMA: dict[str, str] = {
     "direction": "+1 higher is better, -1 lower is better, 0 neutral (1)",
     "n_patients": "patients in the group (count)",
     "n_episodes": "episodes with a finite value (count)",
-    **{k: f"{doc} over all episodes (metric's unit)" for k, doc in (
-        ("mean", "mean"), ("median", "median"),
-        ("iqm", "interquartile mean (mean of the middle 50 %)"))},
-    **{f"{s}_{end}": f"{word} end of the bootstrap CI of {s} (metric's unit)"
-       for s in STATISTICS for end, word in (("lo", "lower"), ("hi", "upper"))},
+    **{
+        k: f"{doc} over all episodes (metric's unit)"
+        for k, doc in (
+            ("mean", "mean"),
+            ("median", "median"),
+            ("iqm", "interquartile mean (mean of the middle 50 %)"),
+        )
+    },
+    **{
+        f"{s}_{end}": f"{word} end of the bootstrap CI of {s} (metric's unit)"
+        for s in STATISTICS
+        for end, word in (("lo", "lower"), ("hi", "upper"))
+    },
     "worst": "worst patient's mean over seeds, in the metric's direction (metric's unit)",
     "worst_patient": "id of that patient (text)",
     "cvar": "mean of the worst ceil(alpha x patients) patient means (metric's unit)",
@@ -61,9 +69,12 @@ SUMMARY_SCHEMA: dict[str, str] = {
 """Summary column -> meaning with unit (``summary.csv``, ``summary.json``)."""
 
 RATIO_SCHEMA: dict[str, str] = {
-    "controller": "controller label (text)", "baseline": "baseline controller label (text)",
-    "env_id": "registered Gymnasium id (text)", "scenario": "disturbance scenario (text)",
-    "metric": "column of SCHEMA (text)", "stat": "statistic compared: mean, median or iqm",
+    "controller": "controller label (text)",
+    "baseline": "baseline controller label (text)",
+    "env_id": "registered Gymnasium id (text)",
+    "scenario": "disturbance scenario (text)",
+    "metric": "column of SCHEMA (text)",
+    "stat": "statistic compared: mean, median or iqm",
     "direction": "+1 higher is better, -1 lower is better (1)",
     "value": "the controller's statistic (metric's unit)",
     "baseline_value": "the baseline's statistic (metric's unit)",
@@ -75,7 +86,8 @@ RATIO_SCHEMA: dict[str, str] = {
 """Baseline-ratio column -> meaning (``summary.json`` under ``ratios``)."""
 
 PAIRED_SCHEMA: dict[str, str] = {
-    "env_id": "registered Gymnasium id (text)", "scenario": "disturbance scenario (text)",
+    "env_id": "registered Gymnasium id (text)",
+    "scenario": "disturbance scenario (text)",
     "metric": "primary metric of the env, a column of SCHEMA (text)",
     "stat": "statistic of values and differences: mean, median or iqm (text)",
     "direction": "+1 higher is better, -1 lower is better (1)",
@@ -86,24 +98,38 @@ PAIRED_SCHEMA: dict[str, str] = {
     "rank_label": "rank as shown: '1=' for a group of several controllers (text)",
     "group": "rank group number, 1 = best (1-based)",
     "leader": "controller leading the group (text)",
-    **{f"value{e}": f"{w} of the controller's statistic (metric's unit)"
-       for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))},
-    **{f"vs_leader{e}": f"{w} of stat(controller - leader), paired (metric's unit)"
-       for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))},
+    **{
+        f"value{e}": f"{w} of the controller's statistic (metric's unit)"
+        for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))
+    },
+    **{
+        f"vs_leader{e}": f"{w} of stat(controller - leader), paired (metric's unit)"
+        for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))
+    },
     "baseline": "baseline controller label, empty if none (text)",
-    **{f"diff{e}": f"{w} of stat(controller - baseline), paired (metric's unit)"
-       for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))},
-    **{f"poi{e}": f"{w} of P(controller better than baseline), rliable's (1)"
-       for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))},
+    **{
+        f"diff{e}": f"{w} of stat(controller - baseline), paired (metric's unit)"
+        for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))
+    },
+    **{
+        f"poi{e}": f"{w} of P(controller better than baseline), rliable's (1)"
+        for e, w in (("", "value"), ("_lo", "CI lower end"), ("_hi", "CI upper end"))
+    },
     "vs_baseline": "better, worse or tied with the baseline by the ranking rule (text)",
     "n_patients": "patients played (count)",
     "n_episodes": "episodes where controller and baseline are both finite (count)",
 }
 """Paired-ranking column -> meaning (``summary.json`` under ``paired``)."""
 
-LEADERBOARD_METRICS = ("time_in_window_frac", "mad_uv", "time_above_discomfort_frac",
-                       "overstim_events", "time_below_perception_frac", "charge_per_pulse_uc",
-                       "device_interventions")
+LEADERBOARD_METRICS = (
+    "time_in_window_frac",
+    "mad_uv",
+    "time_above_discomfort_frac",
+    "overstim_events",
+    "time_below_perception_frac",
+    "charge_per_pulse_uc",
+    "device_interventions",
+)
 """Columns of the leaderboard; the first is the default ranking metric."""
 
 
@@ -131,10 +157,13 @@ def _index(summary: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], M
     return {(s["env_id"], s["controller"], s["metric"]): s for s in summary}
 
 
-def leaderboard(summary: Sequence[Mapping[str, Any]], primary: str = LEADERBOARD_METRICS[0],
-                stat: str = "iqm", metrics: Sequence[str] = LEADERBOARD_METRICS,
-                ranking: Sequence[Mapping[str, Any]] | None = None
-                ) -> dict[str, list[dict[str, Any]]]:
+def leaderboard(
+    summary: Sequence[Mapping[str, Any]],
+    primary: str = LEADERBOARD_METRICS[0],
+    stat: str = "iqm",
+    metrics: Sequence[str] = LEADERBOARD_METRICS,
+    ranking: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
     """Controllers per env, best first: in rank groups if ``ranking`` is given.
 
     Args:
@@ -158,8 +187,7 @@ def leaderboard(summary: Sequence[Mapping[str, Any]], primary: str = LEADERBOARD
     have = sorted({m for _, _, m in at})
     for metric in (primary, *metrics):
         if metric not in have:
-            raise ConfigError(f"metric {metric!r} is not in the summary; valid: "
-                              f"{', '.join(have)}")
+            raise ConfigError(f"metric {metric!r} is not in the summary; valid: {', '.join(have)}")
     out: dict[str, list[dict[str, Any]]] = {}
     for env_id, controller, _ in at:
         out.setdefault(env_id, [])
@@ -168,8 +196,11 @@ def leaderboard(summary: Sequence[Mapping[str, Any]], primary: str = LEADERBOARD
         row: dict[str, Any] = {"controller": controller}
         for metric in metrics:
             s = at[(env_id, controller, metric)]
-            row |= {metric: s[stat], f"{metric}_lo": s[f"{stat}_lo"],
-                    f"{metric}_hi": s[f"{stat}_hi"]}
+            row |= {
+                metric: s[stat],
+                f"{metric}_lo": s[f"{stat}_lo"],
+                f"{metric}_hi": s[f"{stat}_hi"],
+            }
         row["_key"] = at[(env_id, controller, primary)][stat]
         out[env_id].append(row)
     sign = DIRECTION[primary] or -1
@@ -189,6 +220,7 @@ def leaderboard(summary: Sequence[Mapping[str, Any]], primary: str = LEADERBOARD
 
 def _ci(r: Mapping[str, Any], key: str, metric: str | None = None, diff: bool = False) -> str:
     """``value [low, high]`` of ``r[key]``, in ``metric``'s display unit if given."""
+
     def f(k: str) -> str:
         return _fmt(r[k]) if metric is None else _fmt_metric(r[k], metric, diff)
 
@@ -204,22 +236,38 @@ def _paired_cells(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
     head = [f"{_head(m)}, {p0['stat']}"]
     if p0["baseline"]:
         unit = shown_unit(m, diff=True)
-        head += [f"Δ vs {p0['baseline']}" + (f" ({unit})" if unit not in ("", "1") else ""),
-                 f"P(better than {p0['baseline']})"]
-    body = [[_ci(r["ranking"], "value", m), *((_ci(r["ranking"], "diff", m, True), _ci(
-        r["ranking"], "poi")) if p0["baseline"] else ())] for r in rows]
+        head += [
+            f"Δ vs {p0['baseline']}" + (f" ({unit})" if unit not in ("", "1") else ""),
+            f"P(better than {p0['baseline']})",
+        ]
+    body = [
+        [
+            _ci(r["ranking"], "value", m),
+            *(
+                (_ci(r["ranking"], "diff", m, True), _ci(r["ranking"], "poi"))
+                if p0["baseline"]
+                else ()
+            ),
+        ]
+        for r in rows
+    ]
     return head, body
 
 
-def _cells(board: Mapping[str, list[dict]], metrics: Sequence[str]
-           ) -> dict[str, tuple[list[str], list[list[str]]]]:
+def _cells(
+    board: Mapping[str, list[dict]], metrics: Sequence[str]
+) -> dict[str, tuple[list[str], list[list[str]]]]:
     """Header and string cells of each env's leaderboard (ranking columns first, if ranked)."""
     out = {}
     for env_id, rows in board.items():
         p_head, p_body = _paired_cells(rows)
-        out[env_id] = (["#", "controller", *p_head, *(_head(m) for m in metrics)], [
-            [r["rank_label"], r["controller"], *pc, *(_ci(r, m, m) for m in metrics)]
-            for r, pc in zip(rows, p_body, strict=True)])
+        out[env_id] = (
+            ["#", "controller", *p_head, *(_head(m) for m in metrics)],
+            [
+                [r["rank_label"], r["controller"], *pc, *(_ci(r, m, m) for m in metrics)]
+                for r, pc in zip(rows, p_body, strict=True)
+            ],
+        )
     return out
 
 
@@ -229,12 +277,14 @@ def ranking_note(rows: Sequence[Mapping]) -> str:
         return ""
     p = rows[0]["ranking"]
     better = "higher" if p["direction"] > 0 else "lower"
-    mcid = (f"MCID {_fmt_metric(p['mcid'], p['metric'], True)} "
-            f"({shown_unit(p['metric'], diff=True) or '1'})" if math.isfinite(p["mcid"])
-            else "no MCID (ties on the CI only)")
+    mcid = (
+        f"MCID {_fmt_metric(p['mcid'], p['metric'], True)} "
+        f"({shown_unit(p['metric'], diff=True) or '1'})"
+        if math.isfinite(p["mcid"])
+        else "no MCID (ties on the CI only)"
+    )
     base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
-    return (f"Ranked on the {p['stat']} of {p['metric']} ({better} is better), paired; "
-            f"{mcid}{base}.")
+    return f"Ranked on the {p['stat']} of {p['metric']} ({better} is better), paired; {mcid}{base}."
 
 
 def _md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> str:
@@ -243,19 +293,25 @@ def _md_table(head: Sequence[str], body: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def leaderboard_markdown(board: Mapping[str, list[dict]], metrics: Sequence[str] =
-                         LEADERBOARD_METRICS, stat: str = "iqm", scenarios: Mapping | None = None
-                         ) -> str:
+def leaderboard_markdown(
+    board: Mapping[str, list[dict]],
+    metrics: Sequence[str] = LEADERBOARD_METRICS,
+    stat: str = "iqm",
+    scenarios: Mapping | None = None,
+) -> str:
     """The leaderboard as Markdown: one table per env, cells ``stat [CI low, CI high]``."""
-    parts = [f"Cells: {stat} across patients and seeds [95 % bootstrap CI], in the unit of "
-             "each column (fractions in %; the schema in results.json has every unit).\n"]
+    parts = [
+        f"Cells: {stat} across patients and seeds [95 % bootstrap CI], in the unit of "
+        "each column (fractions in %; the schema in results.json has every unit).\n"
+    ]
     if any("ranking" in rows[0] for rows in board.values() if rows):
         parts.append(RANKING_LEGEND)
     for env_id, (head, body) in _cells(board, metrics).items():
         scen = f" (scenario {scenarios[env_id]})" if scenarios and env_id in scenarios else ""
         note = ranking_note(board[env_id])
-        parts.append(f"## {env_id}{scen}\n\n{note + chr(10) * 2 if note else ''}"
-                     f"{_md_table(head, body)}\n")
+        parts.append(
+            f"## {env_id}{scen}\n\n{note + chr(10) * 2 if note else ''}{_md_table(head, body)}\n"
+        )
     return "\n".join(parts)
 
 
@@ -265,12 +321,14 @@ RANKING_LEGEND = (
     "than that leader by at least the MCID with the paired 95 % CI excluding 0. The first "
     "ranking columns: the primary statistic [95 % CI], the paired difference controller − "
     "baseline over the same patients and seeds [CI], and the probability of improvement over "
-    "the baseline (rliable's; 0.5 = no difference) [CI].\n")
+    "the baseline (rliable's; 0.5 = no difference) [CI].\n"
+)
 """Legend of the ranked leaderboard."""
 
 
-def leaderboard_text(board: Mapping[str, list[dict]], metrics: Sequence[str] =
-                     LEADERBOARD_METRICS, stat: str = "iqm") -> str:
+def leaderboard_text(
+    board: Mapping[str, list[dict]], metrics: Sequence[str] = LEADERBOARD_METRICS, stat: str = "iqm"
+) -> str:
     """The leaderboard as aligned plain text for the terminal."""
     parts = []
     for env_id, (head, body) in _cells(board, metrics).items():
@@ -290,14 +348,25 @@ def ratios_markdown(ratios: Sequence[Mapping[str, Any]]) -> str:
     if not ratios:
         return ""
     head = ["env", "controller", "metric", "stat", "ratio [95 % CI]", "better"]
-    body = [[r["env_id"], r["controller"], r["metric"], r["stat"],
-             f"{_fmt(r['ratio'])} [{_fmt(r['ratio_lo'])}, {_fmt(r['ratio_hi'])}]",
-             "yes" if r["better"] else "no"] for r in ratios]
+    body = [
+        [
+            r["env_id"],
+            r["controller"],
+            r["metric"],
+            r["stat"],
+            f"{_fmt(r['ratio'])} [{_fmt(r['ratio_lo'])}, {_fmt(r['ratio_hi'])}]",
+            "yes" if r["better"] else "no",
+        ]
+        for r in ratios
+    ]
     return f"## Ratio to {ratios[0]['baseline']}\n\n{_md_table(head, body)}\n"
 
 
-def report_card(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] =
-                LEADERBOARD_METRICS, alpha: float = DEFAULT_ALPHA) -> str:
+def report_card(
+    rows: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str] = LEADERBOARD_METRICS,
+    alpha: float = DEFAULT_ALPHA,
+) -> str:
     """Per-patient report card (Markdown): per env and patient, each controller's key metrics.
 
     Values are means over seeds. A cell is flagged ``⚠`` when the patient is among that
@@ -314,16 +383,27 @@ def report_card(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] =
             for pid, value, bad in zip(patients, *_tail_flags(m, metric, alpha), strict=True):
                 means[(env_id, pid, controller, metric)] = value
                 flagged[(env_id, pid, controller, metric)] = bad
-    parts = [f"# Per-patient report card\n\nMeans over seeds, in the unit of each column "
-             "(fractions in %). ⚠: among the controller's worst "
-             f"{alpha:.0%} of patients on that metric, and worse than its median patient.\n"]
+    parts = [
+        f"# Per-patient report card\n\nMeans over seeds, in the unit of each column "
+        "(fractions in %). ⚠: among the controller's worst "
+        f"{alpha:.0%} of patients on that metric, and worse than its median patient.\n"
+    ]
     for env_id, controllers in order.items():
         parts.append(f"## {env_id}\n")
         pids = dict.fromkeys(p for e, p, _, _ in means if e == env_id)
         for pid in pids:
-            body = [[c, *(_fmt_metric(means[(env_id, pid, c, m)], m) + (
-                " ⚠" if flagged[(env_id, pid, c, m)] else "") for m in metrics)]
-                for c in controllers if (env_id, pid, c, metrics[0]) in means]
+            body = [
+                [
+                    c,
+                    *(
+                        _fmt_metric(means[(env_id, pid, c, m)], m)
+                        + (" ⚠" if flagged[(env_id, pid, c, m)] else "")
+                        for m in metrics
+                    ),
+                ]
+                for c in controllers
+                if (env_id, pid, c, metrics[0]) in means
+            ]
             head = ["controller", *(_head(m) for m in metrics)]
             parts.append(f"### {pid}\n\n{_md_table(head, body)}\n")
     return "\n".join(parts)
@@ -343,40 +423,61 @@ def _tail_flags(m, metric: str, alpha: float) -> tuple[list[float], list[bool]]:
         k = math.ceil(alpha * ok.size - 1e-9)
         order = ok[np.argsort(direction * per[ok], kind="stable")]
         bad[order[:k]] = True
-        bad &= direction * (per - np.median(per[ok])) < 0      # ties with the median: no flag
+        bad &= direction * (per - np.median(per[ok])) < 0  # ties with the median: no flag
     return [float(v) for v in per], [bool(b) for b in bad]
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path,
-              schema: Mapping[str, str] = SCHEMA) -> Path:
+def write_csv(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, schema: Mapping[str, str] = SCHEMA
+) -> Path:
     """Write rows as CSV (atomically): the schema's columns first, then any others; NaN empty."""
     columns = list(schema) + sorted({k for r in rows for k in r} - set(schema))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns, restval="", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
-                         for k, v in row.items()})
+        writer.writerow(
+            {
+                k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                for k, v in row.items()
+            }
+        )
     return write_text_atomic(path, buf.getvalue())
 
 
 def write_json(doc: Mapping[str, Any], path: str | Path) -> Path:
     """Write a JSON document atomically (NaN as null)."""
-    return write_text_atomic(path, json.dumps(nan_to_none(dict(doc)), indent=1,
-                                              ensure_ascii=False) + "\n")
+    return write_text_atomic(
+        path, json.dumps(nan_to_none(dict(doc)), indent=1, ensure_ascii=False) + "\n"
+    )
 
 
-def results_doc(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None
-                ) -> dict[str, Any]:
+def results_doc(
+    rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``results.json`` document: format, schema, free-form meta and the rows."""
-    return {"format": RESULTS_FORMAT, "schema": SCHEMA, "meta": dict(meta or {}),
-            "rows": list(rows)}
+    return {
+        "format": RESULTS_FORMAT,
+        "schema": SCHEMA,
+        "meta": dict(meta or {}),
+        "rows": list(rows),
+    }
 
 
-def summary_doc(summary: Sequence[Mapping[str, Any]], ratios: Sequence[Mapping[str, Any]] = (),
-                meta: Mapping[str, Any] | None = None,
-                paired: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def summary_doc(
+    summary: Sequence[Mapping[str, Any]],
+    ratios: Sequence[Mapping[str, Any]] = (),
+    meta: Mapping[str, Any] | None = None,
+    paired: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """The ``summary.json`` document: schemas, meta, summary, baseline ratios, paired ranking."""
-    return {"format": SUMMARY_FORMAT, "schema": SUMMARY_SCHEMA, "ratio_schema": RATIO_SCHEMA,
-            "paired_schema": PAIRED_SCHEMA, "meta": dict(meta or {}), "summary": list(summary),
-            "ratios": list(ratios), "paired": list(paired)}
+    return {
+        "format": SUMMARY_FORMAT,
+        "schema": SUMMARY_SCHEMA,
+        "ratio_schema": RATIO_SCHEMA,
+        "paired_schema": PAIRED_SCHEMA,
+        "meta": dict(meta or {}),
+        "summary": list(summary),
+        "ratios": list(ratios),
+        "paired": list(paired),
+    }

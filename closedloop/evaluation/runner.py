@@ -48,17 +48,22 @@ from closedloop.trajectory import Trajectory
 EXTRA_DOCS: dict[str, str] = {
     "env_return": "sum of the env's step rewards over the scored steps (1)",
     "device_interventions": "scored steps on which a device limit changed the requested "
-                            "current (count)",
-    **{f"device_{name}": f"scored steps on which the {name} limit acted (count)"
-       for name in LIMIT_FLAGS},
+    "current (count)",
+    **{
+        f"device_{name}": f"scored steps on which the {name} limit acted (count)"
+        for name in LIMIT_FLAGS
+    },
 }
 """Key -> meaning with unit of the per-episode scores the runner adds to the clinical metrics."""
 
 EPISODE_METRICS: dict[str, str] = {**METRIC_DOCS, **EXTRA_DOCS}
 """Every score of an episode (clinical metrics, then the runner's own), key -> meaning."""
 
-DIRECTION: dict[str, int] = {**METRIC_DIRECTION, "env_return": 1,
-                             **dict.fromkeys(list(EXTRA_DOCS)[1:], -1)}
+DIRECTION: dict[str, int] = {
+    **METRIC_DIRECTION,
+    "env_return": 1,
+    **dict.fromkeys(list(EXTRA_DOCS)[1:], -1),
+}
 """Score key -> +1 (higher is better), -1 (lower is better) or 0 (neutral)."""
 
 FIXED_KEYS = ("patient",)
@@ -95,10 +100,17 @@ class EpisodeResult:
 
     def row(self) -> dict[str, Any]:
         """The flat result row: identity columns, then the scores, then ``wall_s``."""
-        return {"controller": self.controller, "env_id": self.env_id,
-                "scenario": self.scenario, "patient": self.patient, "seed": self.seed,
-                "target_uv": self.target_uv, "n_steps": self.n_steps, **self.metrics,
-                "wall_s": self.wall_s}
+        return {
+            "controller": self.controller,
+            "env_id": self.env_id,
+            "scenario": self.scenario,
+            "patient": self.patient,
+            "seed": self.seed,
+            "target_uv": self.target_uv,
+            "n_steps": self.n_steps,
+            **self.metrics,
+            "wall_s": self.wall_s,
+        }
 
 
 MAX_SEED = 2**63 - 1
@@ -122,8 +134,9 @@ def check_env_id(env_id: Any, name: str = "env_id") -> str:
 def check_seed(seed: Any, name: str = "seed") -> int:
     """The seed as an int in [0, :data:`MAX_SEED`]; ConfigError naming ``name`` otherwise."""
     if not is_integer(seed) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"{name}={short_repr(seed)} is invalid; valid: an integer >= 0 (at "
-                          "most 2**63 - 1)")
+        raise ConfigError(
+            f"{name}={short_repr(seed)} is invalid; valid: an integer >= 0 (at most 2**63 - 1)"
+        )
     return int(seed)
 
 
@@ -159,13 +172,17 @@ def check_env_overrides(env_id: str, overrides: Any) -> dict[str, Any]:
     from closedloop.simulate import BYTES_PER_PULSE
 
     if not isinstance(overrides, Mapping):
-        raise ConfigError(f"env_overrides={short_repr(overrides)} must be a table of "
-                          "gymnasium.make keywords, e.g. {episode_s = 20}")
+        raise ConfigError(
+            f"env_overrides={short_repr(overrides)} must be a table of "
+            "gymnasium.make keywords, e.g. {episode_s = 20}"
+        )
     bad = sorted(repr(k) for k in overrides if not isinstance(k, str))
     fixed = sorted(set(overrides) & set(FIXED_KEYS))
     if bad or fixed:
-        raise ConfigError(f"env_overrides key(s) {', '.join(bad + fixed)} are invalid: keys "
-                          "must be strings, and the runner sets the patient itself")
+        raise ConfigError(
+            f"env_overrides key(s) {', '.join(bad + fixed)} are invalid: keys "
+            "must be strings, and the runner sets the patient itself"
+        )
     spec = load_suite()[check_env_id(env_id)]
     try:
         cfg = with_overrides(spec, overrides).config
@@ -173,8 +190,12 @@ def check_env_overrides(env_id: str, overrides: Any) -> dict[str, Any]:
         raise ConfigError(f"env_overrides: {exc}") from None
     load_scenario(cfg.scenario, duration_s=cfg.episode_s)
     n_pulses = cfg.episode_s * cfg.rate_hz
-    check_memory(f"{env_id} with episode_s={cfg.episode_s:g} at rate_hz={cfg.rate_hz:g} "
-                 f"({n_pulses:.3g} pulses)", n_pulses * BYTES_PER_PULSE, "shorten episode_s")
+    check_memory(
+        f"{env_id} with episode_s={cfg.episode_s:g} at rate_hz={cfg.rate_hz:g} "
+        f"({n_pulses:.3g} pulses)",
+        n_pulses * BYTES_PER_PULSE,
+        "shorten episode_s",
+    )
     return dict(overrides)
 
 
@@ -184,9 +205,14 @@ def controller_name(controller: Any) -> str:
     return name if isinstance(name, str) and name else type(controller).__name__
 
 
-def run_episode(controller: Any, env_id: str, patient_id: str, seed: int,
-                env_overrides: Mapping[str, Any] | None = None, name: str | None = None
-                ) -> EpisodeResult:
+def run_episode(
+    controller: Any,
+    env_id: str,
+    patient_id: str,
+    seed: int,
+    env_overrides: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> EpisodeResult:
     """Play ``controller`` through one episode of ``env_id`` and score it.
 
     Args:
@@ -220,9 +246,18 @@ def run_episode(controller: Any, env_id: str, patient_id: str, seed: int,
     finally:
         env.close()
     metrics = score(traj, log, base.spec_.config)
-    return EpisodeResult(name or controller_name(controller), env_id, traj.scenario,
-                         traj.patient_id, seed, traj.target_uv, int(log["reward"].size),
-                         metrics, time.perf_counter() - start, traj)
+    return EpisodeResult(
+        name or controller_name(controller),
+        env_id,
+        traj.scenario,
+        traj.patient_id,
+        seed,
+        traj.target_uv,
+        int(log["reward"].size),
+        metrics,
+        time.perf_counter() - start,
+        traj,
+    )
 
 
 def reset_controller(controller: Any, context: Any) -> None:
@@ -253,8 +288,21 @@ def play(controller: Any, context: Any, env: Any, obs: np.ndarray) -> dict[str, 
 class _StepLog:
     """Per-step values of one episode, appended by :func:`play`."""
 
-    KEYS = ("reward", "ecap_uv", "detected", "ecap_true_uv", "sensation", "current_ma",
-            "charge_uc", "csf_mm", "posture", "event", "device_flags", "pw_us", "rate_hz")
+    KEYS = (
+        "reward",
+        "ecap_uv",
+        "detected",
+        "ecap_true_uv",
+        "sensation",
+        "current_ma",
+        "charge_uc",
+        "csf_mm",
+        "posture",
+        "event",
+        "device_flags",
+        "pw_us",
+        "rate_hz",
+    )
 
     def __init__(self, history: int) -> None:
         self.history = history
@@ -262,11 +310,23 @@ class _StepLog:
 
     def add(self, obs: np.ndarray, reward: float, info: Mapping[str, Any]) -> None:
         """Append one step."""
-        self.rows.append((
-            float(reward), float(obs[0]), float(obs[self.history]), info["ecap_true_uv"],
-            info["sensation"], info["current_ma"], info["charge_uc"], info["csf_mm"],
-            posture_code(info["posture"]), info["event"], info["device_flags"],
-            info.get("pw_us", math.nan), info.get("rate_hz", math.nan)))
+        self.rows.append(
+            (
+                float(reward),
+                float(obs[0]),
+                float(obs[self.history]),
+                info["ecap_true_uv"],
+                info["sensation"],
+                info["current_ma"],
+                info["charge_uc"],
+                info["csf_mm"],
+                posture_code(info["posture"]),
+                info["event"],
+                info["device_flags"],
+                info.get("pw_us", math.nan),
+                info.get("rate_hz", math.nan),
+            )
+        )
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The log as one array per key."""
@@ -277,8 +337,7 @@ class _StepLog:
         return out
 
 
-def to_trajectory(base_env: Any, target_uv: float, log: Mapping[str, np.ndarray]
-                  ) -> Trajectory:
+def to_trajectory(base_env: Any, target_uv: float, log: Mapping[str, np.ndarray]) -> Trajectory:
     """Assemble the :class:`Trajectory` of a played episode (see the module docstring).
 
     Args:
@@ -286,24 +345,41 @@ def to_trajectory(base_env: Any, target_uv: float, log: Mapping[str, np.ndarray]
         target_uv: The episode's target (µV).
         log: The step log of :func:`play`.
     """
-    cfg, cal, patient, trace = (base_env.spec_.config, base_env.calibration, base_env.patient,
-                                base_env.trace)
+    cfg, cal, patient, trace = (
+        base_env.spec_.config,
+        base_env.calibration,
+        base_env.patient,
+        base_env.trace,
+    )
     t_s = step_times(log["rate_hz"], cfg.pulses_per_step, cfg.rate_hz)
     k = np.minimum((t_s * cfg.rate_hz + 1e-9).astype(np.int64), trace.t_s.size - 1)
     nan = np.full(t_s.size, np.nan)
     return Trajectory(
-        patient_id=patient.patient_id, scenario=cfg.scenario, rate_hz=cfg.rate_hz,
-        pw_us=cfg.pw_us, target_uv=target_uv,
-        discomfort_level=patient.perception.discomfort_level, warmup_s=cal.warmup_s,
-        t_s=t_s, posture=log["posture"], csf_mm=log["csf_mm"], event=log["event"],
+        patient_id=patient.patient_id,
+        scenario=cfg.scenario,
+        rate_hz=cfg.rate_hz,
+        pw_us=cfg.pw_us,
+        target_uv=target_uv,
+        discomfort_level=patient.perception.discomfort_level,
+        warmup_s=cal.warmup_s,
+        t_s=t_s,
+        posture=log["posture"],
+        csf_mm=log["csf_mm"],
+        event=log["event"],
         impedance_ohm=patient.impedance_ohm * np.asarray(trace.impedance_scale)[k],
-        current_ma=log["current_ma"], ecap_uv=log["ecap_uv"], ecap_true_uv=log["ecap_true_uv"],
-        detected=log["detected"], frac_recruited=nan, sensation=log["sensation"],
-        charge_uc=log["charge_uc"], window_lo_uv=nan, window_hi_uv=nan.copy())
+        current_ma=log["current_ma"],
+        ecap_uv=log["ecap_uv"],
+        ecap_true_uv=log["ecap_true_uv"],
+        detected=log["detected"],
+        frac_recruited=nan,
+        sensation=log["sensation"],
+        charge_uc=log["charge_uc"],
+        window_lo_uv=nan,
+        window_hi_uv=nan.copy(),
+    )
 
 
-def step_times(rate_hz: np.ndarray, pulses_per_step: int, default_rate_hz: float
-               ) -> np.ndarray:
+def step_times(rate_hz: np.ndarray, pulses_per_step: int, default_rate_hz: float) -> np.ndarray:
     """Time of each step's first pulse (s).
 
     At a fixed rate ``k n / rate`` (exactly the env's trace times); when the rate varies, the
@@ -315,8 +391,7 @@ def step_times(rate_hz: np.ndarray, pulses_per_step: int, default_rate_hz: float
     return np.concatenate(([0.0], np.cumsum(pulses_per_step / rate[:-1])))
 
 
-def score(traj: Trajectory, log: Mapping[str, np.ndarray], config: Any = None
-          ) -> dict[str, float]:
+def score(traj: Trajectory, log: Mapping[str, np.ndarray], config: Any = None) -> dict[str, float]:
     """Every key of :data:`EPISODE_METRICS` for a recorded episode (pure function).
 
     Args:
@@ -327,15 +402,30 @@ def score(traj: Trajectory, log: Mapping[str, np.ndarray], config: Any = None
             None: every step is scored.
     """
     pw = log["pw_us"]
-    scored = None if config is None else ~unscored_mask(
-        traj.t_s, traj.posture, config.unscored_posture_names, config.unscored_after_s)
+    scored = (
+        None
+        if config is None
+        else ~unscored_mask(
+            traj.t_s, traj.posture, config.unscored_posture_names, config.unscored_after_s
+        )
+    )
     if np.all(np.isnan(pw)):
         metrics = traj.metrics(scored=scored)
-    else:                      # the pulse-shape variant: per-step pulse width
+    else:  # the pulse-shape variant: per-step pulse width
         metrics = clinical_metrics(
-            traj.t_s, traj.ecap_true_uv, traj.target_uv, traj.sensation, traj.discomfort_level,
-            traj.charge_uc, traj.current_ma, pw, traj.impedance_ohm, posture=traj.posture,
-            warmup_s=traj.warmup_s, scored=scored)
+            traj.t_s,
+            traj.ecap_true_uv,
+            traj.target_uv,
+            traj.sensation,
+            traj.discomfort_level,
+            traj.charge_uc,
+            traj.current_ma,
+            pw,
+            traj.impedance_ohm,
+            posture=traj.posture,
+            warmup_s=traj.warmup_s,
+            scored=scored,
+        )
     keep = traj.t_s >= traj.t_s[0] + traj.warmup_s
     flags = log["device_flags"][keep]
     metrics["env_return"] = float(np.sum(log["reward"][keep]))

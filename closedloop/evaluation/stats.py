@@ -60,8 +60,9 @@ def _span_mean(cs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         return np.where(hi > lo, total / (hi - lo), np.nan)
 
 
-def row_statistic(x: Any, stat: str, direction: int = -1, alpha: float = DEFAULT_ALPHA
-                  ) -> np.ndarray:
+def row_statistic(
+    x: Any, stat: str, direction: int = -1, alpha: float = DEFAULT_ALPHA
+) -> np.ndarray:
     """One statistic of every row of ``x`` (vectorised, NaN left out).
 
     Args:
@@ -76,7 +77,7 @@ def row_statistic(x: Any, stat: str, direction: int = -1, alpha: float = DEFAULT
     a = _rows(x)
     if stat == "median":
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)      # all-NaN rows give NaN
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN
             return np.nanmedian(a, axis=1) if a.shape[1] else np.full(a.shape[0], np.nan)
     s, n, cs = _sorted_sums(a)
     if stat == "mean":
@@ -96,8 +97,10 @@ def row_statistic(x: Any, stat: str, direction: int = -1, alpha: float = DEFAULT
 
 def _check_direction(direction: int) -> None:
     if direction not in (1, -1):
-        raise ConfigError(f"direction={direction!r} is invalid; valid: 1 (higher is better) or "
-                          "-1 (lower is better)")
+        raise ConfigError(
+            f"direction={direction!r} is invalid; valid: 1 (higher is better) or "
+            "-1 (lower is better)"
+        )
 
 
 def _check_alpha(alpha: float) -> float:
@@ -120,8 +123,9 @@ def cvar(x: Any, alpha: float = DEFAULT_ALPHA, direction: int = -1) -> float:
     return float(row_statistic(np.ravel(x), "cvar", direction, alpha)[0])
 
 
-def resample(values: Any, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-             mode: str = "hierarchical") -> np.ndarray:
+def resample(
+    values: Any, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, mode: str = "hierarchical"
+) -> np.ndarray:
     """Bootstrap resamples of a ``(patients, seeds)`` matrix, flattened per resample.
 
     Args:
@@ -136,8 +140,9 @@ def resample(values: Any, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
     return _indexed(_matrix(values), _indices(np.shape(_matrix(values)), n_resamples, seed, mode))
 
 
-def _indices(shape: tuple[int, int], n_resamples: int, seed: int, mode: str
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _indices(
+    shape: tuple[int, int], n_resamples: int, seed: int, mode: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Patient and seed indices of the resamples, shapes ``(B, P, 1)`` and ``(B, P, S)``."""
     if mode not in BOOTSTRAP_MODES:
         raise ConfigError(f"mode={mode!r} is unknown; valid: {', '.join(BOOTSTRAP_MODES)}")
@@ -145,8 +150,9 @@ def _indices(shape: tuple[int, int], n_resamples: int, seed: int, mode: str
     check_value("seed", seed, {"lo": 0, "unit": "1"}, "int")
     p, s = shape
     b = int(n_resamples)
-    check_memory(f"n_resamples={b} of {p} x {s} episodes", 8.0 * b * p * (4 * s + 1),
-                 "use fewer resamples")
+    check_memory(
+        f"n_resamples={b} of {p} x {s} episodes", 8.0 * b * p * (4 * s + 1), "use fewer resamples"
+    )
     rng = np.random.default_rng(seed)
     if mode == "hierarchical":
         pi = rng.integers(p, size=(b, p, 1))
@@ -167,14 +173,20 @@ def _matrix(values: Any) -> np.ndarray:
     if m.ndim == 1:
         m = m[:, None]
     if m.ndim != 2 or m.size == 0:
-        raise ConfigError(f"values must be a non-empty (patients, seeds) matrix, got shape "
-                          f"{np.shape(values)}")
+        raise ConfigError(
+            f"values must be a non-empty (patients, seeds) matrix, got shape {np.shape(values)}"
+        )
     return m
 
 
-def bootstrap_ci(values: Any, stat: str = "iqm", n_resamples: int = DEFAULT_RESAMPLES,
-                 confidence: float = 0.95, seed: int = 0, mode: str = "hierarchical"
-                 ) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Any,
+    stat: str = "iqm",
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of ``stat`` over a ``(patients, seeds)`` matrix.
 
     Args:
@@ -200,8 +212,9 @@ def _check_stat(stat: str) -> None:
 
 def _percentiles(boot: np.ndarray, confidence: float) -> tuple[float, float]:
     """Percentile interval of bootstrap statistics (NaN resamples left out)."""
-    check_value("confidence", confidence, {"lo": 0.0, "hi": 1.0, "lo_open": True, "unit": "1"},
-                "real")
+    check_value(
+        "confidence", confidence, {"lo": 0.0, "hi": 1.0, "lo_open": True, "unit": "1"}, "real"
+    )
     if confidence == 1.0:
         raise ConfigError("confidence=1.0 is out of range; valid range (0, 1)")
     ok = boot[~np.isnan(boot)]
@@ -212,9 +225,15 @@ def _percentiles(boot: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def describe(values: Any, direction: int, alpha: float = DEFAULT_ALPHA,
-             n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95, seed: int = 0,
-             mode: str = "hierarchical") -> dict[str, float]:
+def describe(
+    values: Any,
+    direction: int,
+    alpha: float = DEFAULT_ALPHA,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> dict[str, float]:
     """Every statistic of one ``(patients, seeds)`` score matrix.
 
     Args:
@@ -236,8 +255,7 @@ def describe(values: Any, direction: int, alpha: float = DEFAULT_ALPHA,
     out: dict[str, float] = {"n": int(np.count_nonzero(~np.isnan(m)))}
     for stat in STATISTICS:
         out[stat] = float(row_statistic(flat, stat)[0])
-        out[f"{stat}_lo"], out[f"{stat}_hi"] = _percentiles(row_statistic(boot, stat),
-                                                            confidence)
+        out[f"{stat}_lo"], out[f"{stat}_hi"] = _percentiles(row_statistic(boot, stat), confidence)
     out.update(_tail(m, direction, alpha))
     return out
 
@@ -252,9 +270,15 @@ def _tail(m: np.ndarray, direction: int, alpha: float) -> dict[str, float]:
     return {"worst": w, "worst_index": index, "cvar": cvar(per_patient, alpha, direction)}
 
 
-def paired_ratio(values: Any, baseline: Any, stat: str = "mean",
-                 n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95, seed: int = 0,
-                 mode: str = "hierarchical") -> dict[str, float]:
+def paired_ratio(
+    values: Any,
+    baseline: Any,
+    stat: str = "mean",
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> dict[str, float]:
     """``stat(values) / stat(baseline)`` with a paired bootstrap CI.
 
     Both matrices are ``(patients, seeds)`` over the same patients and seeds; each resample
@@ -266,8 +290,10 @@ def paired_ratio(values: Any, baseline: Any, stat: str = "mean",
     _check_stat(stat)
     a, b = _matrix(values), _matrix(baseline)
     if a.shape != b.shape:
-        raise ConfigError(f"values shape {a.shape} and baseline shape {b.shape} differ; paired "
-                          "statistics need the same patients and seeds")
+        raise ConfigError(
+            f"values shape {a.shape} and baseline shape {b.shape} differ; paired "
+            "statistics need the same patients and seeds"
+        )
     both = np.isnan(a) | np.isnan(b)
     a, b = np.where(both, np.nan, a), np.where(both, np.nan, b)
     idx = _indices(a.shape, n_resamples, seed, mode)

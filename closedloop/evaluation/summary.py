@@ -37,8 +37,10 @@ def check_metrics(metrics: Iterable[str] | str | None) -> list[str]:
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in EPISODE_METRICS]
     if unknown or not metrics:
-        raise ConfigError(f"metric(s) {', '.join(map(repr, unknown)) or '(none)'} unknown; "
-                          f"valid: {', '.join(EPISODE_METRICS)}")
+        raise ConfigError(
+            f"metric(s) {', '.join(map(repr, unknown)) or '(none)'} unknown; "
+            f"valid: {', '.join(EPISODE_METRICS)}"
+        )
     return metrics
 
 
@@ -54,15 +56,20 @@ def groups(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], list[Mapp
     out: dict[tuple[str, str], list[Mapping]] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping) or not set(ROW_KEYS) <= set(row):
-            raise ConfigError(f"rows[{i}]={short_repr(row)} is not a result row; valid: a dict "
-                              f"with {', '.join(ROW_KEYS)} and the metrics (run_grid's rows)")
+            raise ConfigError(
+                f"rows[{i}]={short_repr(row)} is not a result row; valid: a dict "
+                f"with {', '.join(ROW_KEYS)} and the metrics (run_grid's rows)"
+            )
         out.setdefault((row["controller"], row["env_id"]), []).append(row)
     return out
 
 
-def score_matrix(rows: Sequence[Mapping[str, Any]], metric: str,
-                 patients: Sequence[str] | None = None, seeds: Sequence[int] | None = None
-                 ) -> tuple[np.ndarray, list[str], list[int]]:
+def score_matrix(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    patients: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> tuple[np.ndarray, list[str], list[int]]:
     """One metric of one group's rows as a ``(patients, seeds)`` matrix (NaN where missing).
 
     Args:
@@ -74,8 +81,9 @@ def score_matrix(rows: Sequence[Mapping[str, Any]], metric: str,
     Returns:
         The matrix, the patient ids and the seeds.
     """
-    patients = list(dict.fromkeys(r["patient"] for r in rows)) if patients is None else list(
-        patients)
+    patients = (
+        list(dict.fromkeys(r["patient"] for r in rows)) if patients is None else list(patients)
+    )
     seeds = sorted({int(r["seed"]) for r in rows}) if seeds is None else list(seeds)
     p_at = {p: i for i, p in enumerate(patients)}
     s_at = {s: j for j, s in enumerate(seeds)}
@@ -88,10 +96,16 @@ def score_matrix(rows: Sequence[Mapping[str, Any]], metric: str,
     return m, patients, seeds
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], metrics: Iterable[str] | None = None, *,
-              alpha: float = DEFAULT_ALPHA, n_resamples: int = DEFAULT_RESAMPLES,
-              confidence: float = 0.95, seed: int = 0, mode: str = "hierarchical"
-              ) -> list[dict[str, Any]]:
+def summarize(
+    rows: Sequence[Mapping[str, Any]],
+    metrics: Iterable[str] | None = None,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> list[dict[str, Any]]:
     """Statistics per controller, env and metric across patients and seeds.
 
     Args:
@@ -116,19 +130,34 @@ def summarize(rows: Sequence[Mapping[str, Any]], metrics: Iterable[str] | None =
             m, patients, _ = score_matrix(group, metric)
             d = describe(m, DIRECTION[metric], alpha, n_resamples, confidence, seed, mode)
             index = int(d.pop("worst_index"))
-            out.append({"controller": controller, "env_id": env_id,
-                        "scenario": group[0]["scenario"], "metric": metric,
-                        "direction": DIRECTION[metric], "n_patients": len(patients),
-                        "n_episodes": d.pop("n"), **d,
-                        "worst_patient": patients[index] if index >= 0 else "",
-                        "alpha": alpha})
+            out.append(
+                {
+                    "controller": controller,
+                    "env_id": env_id,
+                    "scenario": group[0]["scenario"],
+                    "metric": metric,
+                    "direction": DIRECTION[metric],
+                    "n_patients": len(patients),
+                    "n_episodes": d.pop("n"),
+                    **d,
+                    "worst_patient": patients[index] if index >= 0 else "",
+                    "alpha": alpha,
+                }
+            )
     return out
 
 
-def compare(rows: Sequence[Mapping[str, Any]], baseline: str,
-            metrics: Iterable[str] | str = RATIO_METRICS, stat: str = "mean", *,
-            n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95, seed: int = 0,
-            mode: str = "hierarchical") -> list[dict[str, Any]]:
+def compare(
+    rows: Sequence[Mapping[str, Any]],
+    baseline: str,
+    metrics: Iterable[str] | str = RATIO_METRICS,
+    stat: str = "mean",
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+    mode: str = "hierarchical",
+) -> list[dict[str, Any]]:
     """Ratio of each controller's statistic to the baseline's, per env, with paired CIs.
 
     Args:
@@ -153,8 +182,9 @@ def compare(rows: Sequence[Mapping[str, Any]], baseline: str,
     by = groups(rows)
     names = list(dict.fromkeys(c for c, _ in by))
     if baseline not in names:
-        raise ConfigError(f"baseline={baseline!r} is not among the controllers; valid: "
-                          f"{', '.join(names)}")
+        raise ConfigError(
+            f"baseline={baseline!r} is not among the controllers; valid: {', '.join(names)}"
+        )
     out = []
     for (controller, env_id), group in by.items():
         base = by.get((baseline, env_id))
@@ -167,10 +197,21 @@ def compare(rows: Sequence[Mapping[str, Any]], baseline: str,
             b, _, _ = score_matrix(base, metric, patients, seeds)
             r = paired_ratio(a, b, stat, n_resamples, confidence, seed, mode)
             direction = DIRECTION[metric]
-            out.append({"controller": controller, "baseline": baseline, "env_id": env_id,
-                        "scenario": group[0]["scenario"], "metric": metric, "stat": stat,
-                        "direction": direction, "value": r["value"],
-                        "baseline_value": r["baseline"], "ratio": r["ratio"],
-                        "ratio_lo": r["ratio_lo"], "ratio_hi": r["ratio_hi"],
-                        "better": bool(direction * (r["value"] - r["baseline"]) > 0)})
+            out.append(
+                {
+                    "controller": controller,
+                    "baseline": baseline,
+                    "env_id": env_id,
+                    "scenario": group[0]["scenario"],
+                    "metric": metric,
+                    "stat": stat,
+                    "direction": direction,
+                    "value": r["value"],
+                    "baseline_value": r["baseline"],
+                    "ratio": r["ratio"],
+                    "ratio_lo": r["ratio_lo"],
+                    "ratio_hi": r["ratio_hi"],
+                    "better": bool(direction * (r["value"] - r["baseline"]) > 0),
+                }
+            )
     return out

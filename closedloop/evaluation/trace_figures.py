@@ -26,8 +26,9 @@ DEFAULT_TOP = 3
 """Controllers drawn besides the baseline."""
 
 
-def worst_patient(rows: Sequence[Mapping[str, Any]], controller: str, env_id: str,
-                  metric: str, direction: int) -> str:
+def worst_patient(
+    rows: Sequence[Mapping[str, Any]], controller: str, env_id: str, metric: str, direction: int
+) -> str:
     """The patient on whom ``controller`` scores worst in ``metric`` (mean over seeds)."""
     m, patients, _ = score_matrix(groups(rows)[(controller, env_id)], metric)
     with np.errstate(all="ignore"):
@@ -36,16 +37,21 @@ def worst_patient(rows: Sequence[Mapping[str, Any]], controller: str, env_id: st
     return patients[int(np.argmin(means) if direction > 0 else np.argmax(means))]
 
 
-def _episode(rows: Sequence[Mapping[str, Any]], controller: str, env_id: str,
-             patient: str) -> Mapping[str, Any] | None:
+def _episode(
+    rows: Sequence[Mapping[str, Any]], controller: str, env_id: str, patient: str
+) -> Mapping[str, Any] | None:
     """The controller's row of ``patient`` on ``env_id`` with the lowest seed, if any."""
-    mine = [r for r in rows if (r["controller"], r["env_id"], r["patient"])
-            == (controller, env_id, patient)]
+    mine = [
+        r
+        for r in rows
+        if (r["controller"], r["env_id"], r["patient"]) == (controller, env_id, patient)
+    ]
     return min(mine, key=lambda r: r["seed"]) if mine else None
 
 
-def _traces(rows, run_dir: Path, env_id: str, patient: str, controllers: Sequence[str],
-            cache: dict) -> tuple[int | None, list[tuple[str, Any]]]:
+def _traces(
+    rows, run_dir: Path, env_id: str, patient: str, controllers: Sequence[str], cache: dict
+) -> tuple[int | None, list[tuple[str, Any]]]:
     """The saved trajectories of ``controllers`` on the patient's first seed (found ones)."""
     from closedloop.evaluation.grid import trajectory_path
 
@@ -76,7 +82,7 @@ def _smoothed(traj: Any) -> tuple[np.ndarray, np.ndarray, str]:
         return t, y, "true ECAP (µV)"
     n = max(1, int(round(SMOOTH_S * float(traj.rate_hz))))
     c = np.concatenate(([0.0], np.cumsum(y)))
-    return t[n - 1:], (c[n:] - c[:-n]) / n, f"true ECAP, {SMOOTH_S:g}-s mean (µV)"
+    return t[n - 1 :], (c[n:] - c[:-n]) / n, f"true ECAP, {SMOOTH_S:g}-s mean (µV)"
 
 
 def _panel(ax, traces: Sequence[tuple[str, Any]], title: str) -> None:
@@ -88,8 +94,15 @@ def _panel(ax, traces: Sequence[tuple[str, Any]], title: str) -> None:
     """
     first = traces[0][1]
     t = np.asarray(first.t_s)
-    ax.fill_between(t, first.window_lo_uv, first.window_hi_uv, color="tab:green", alpha=0.12,
-                    step="post", label="therapeutic window")
+    ax.fill_between(
+        t,
+        first.window_lo_uv,
+        first.window_hi_uv,
+        color="tab:green",
+        alpha=0.12,
+        step="post",
+        label="therapeutic window",
+    )
     drawn, ylabel, tops = [], "true ECAP (µV)", [float(first.target_uv)]
     for k, (name, traj) in enumerate(traces):
         ts, y, ylabel = _smoothed(traj)
@@ -101,8 +114,14 @@ def _panel(ax, traces: Sequence[tuple[str, Any]], title: str) -> None:
         tops.append(float(np.nanmax(hi)))
     for k, name, ts, y in reversed(drawn):
         ax.plot(ts, y, lw=0.8, color=f"C{k}", label=name, zorder=3 + len(drawn) - k)
-    ax.axhline(first.target_uv, color="black", ls="--", lw=1.0, zorder=20,
-               label=f"target {first.target_uv:.1f} µV")
+    ax.axhline(
+        first.target_uv,
+        color="black",
+        ls="--",
+        lw=1.0,
+        zorder=20,
+        label=f"target {first.target_uv:.1f} µV",
+    )
     ax.set_ylim(0.0, 1.5 * max(tops))
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
@@ -110,8 +129,9 @@ def _panel(ax, traces: Sequence[tuple[str, Any]], title: str) -> None:
     ax.legend(loc="upper right", fontsize=7, ncol=2)
 
 
-def trace_picks(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
-                n_top: int = DEFAULT_TOP) -> dict[str, tuple]:
+def trace_picks(
+    rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]], n_top: int = DEFAULT_TOP
+) -> dict[str, tuple]:
     """Per env: ``(ranked, controllers, baseline, ((label, patient), ...))`` of the figure.
 
     The controllers are the best ``n_top`` and the baseline; the patients the representative
@@ -120,19 +140,21 @@ def trace_picks(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str,
     out = {}
     for env_id, ranked in paired_by_env(paired).items():
         metric, direction = ranked[0]["metric"], int(ranked[0]["direction"]) or -1
-        names = [p["controller"] for p in ranked[:max(1, int(n_top))]]
+        names = [p["controller"] for p in ranked[: max(1, int(n_top))]]
         base = ranked[0]["baseline"]
         if base and base not in names:
             names.append(base)
-        picks = (("representative", representative_patient(rows, env_id, metric)),
-                 (f"worst for {names[0]}", worst_patient(rows, names[0], env_id, metric,
-                                                         direction)))
+        picks = (
+            ("representative", representative_patient(rows, env_id, metric)),
+            (f"worst for {names[0]}", worst_patient(rows, names[0], env_id, metric, direction)),
+        )
         out[env_id] = (ranked, names, base, picks)
     return out
 
 
-def trace_episodes(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
-                   n_top: int = DEFAULT_TOP) -> list[Mapping[str, Any]]:
+def trace_episodes(
+    rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]], n_top: int = DEFAULT_TOP
+) -> list[Mapping[str, Any]]:
     """The result rows whose trajectories :func:`plot_top_traces` draws (each once).
 
     A run that did not save every trajectory can replay just these (the episodes are
@@ -149,9 +171,14 @@ def trace_episodes(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[s
     return out
 
 
-def plot_top_traces(rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]],
-                    run_dir: str | Path, out_dir: str | Path, n_top: int = DEFAULT_TOP,
-                    cache: dict | None = None) -> list[Path]:
+def plot_top_traces(
+    rows: Sequence[Mapping[str, Any]],
+    paired: Sequence[Mapping[str, Any]],
+    run_dir: str | Path,
+    out_dir: str | Path,
+    n_top: int = DEFAULT_TOP,
+    cache: dict | None = None,
+) -> list[Path]:
     """Save ``traces-<env>.png`` per env: the top controllers on two patients.
 
     Args:

@@ -30,9 +30,19 @@ from closedloop.neural import fibre, geometry
 from closedloop.neural import recording as rec_chain
 from closedloop.neural.params import ModelParams, ResponseParams
 
-RECOVERY_INTERVALS_MS = tuple(float(x) for x in np.round(np.r_[
-    np.arange(0.4, 2.0, 0.1), np.arange(2.0, 4.0, 0.2), np.arange(4.0, 10.0, 0.5),
-    np.arange(10.0, 30.0, 2.0), np.arange(30.0, 101.0, 10.0)], 6))
+RECOVERY_INTERVALS_MS = tuple(
+    float(x)
+    for x in np.round(
+        np.r_[
+            np.arange(0.4, 2.0, 0.1),
+            np.arange(2.0, 4.0, 0.2),
+            np.arange(4.0, 10.0, 0.5),
+            np.arange(10.0, 30.0, 2.0),
+            np.arange(30.0, 101.0, 10.0),
+        ],
+        6,
+    )
+)
 """Conditioning-test intervals (ms) used when the reference gives none."""
 RECOVERY_CSF_MM = 2.0
 """CSF thickness (mm) of the recovery protocol: resting thresholds near 1.3 mA, so the test
@@ -45,19 +55,22 @@ FAR_NODE_MM = 10.0
 """Distance (mm) of the far recording point of the latency protocol."""
 
 
-def _threshold_ma(diameter_um: float, distance_mm: float, pw_us: float,
-                  offset_internodes: float) -> float:
+def _threshold_ma(
+    diameter_um: float, distance_mm: float, pw_us: float, offset_internodes: float
+) -> float:
     """The fast model's point-source threshold (mA): the one call into its threshold rule."""
-    return fibre.point_source_threshold_ma(diameter_um, distance_mm, pw_us,
-                                           offset_internodes=offset_internodes)
+    return fibre.point_source_threshold_ma(
+        diameter_um, distance_mm, pw_us, offset_internodes=offset_internodes
+    )
 
 
 HALF_SPAN_MM = 60.0
 """Fibre length (mm) on each side of the centre node in :func:`sources_threshold_ma`."""
 
 
-def sources_threshold_ma(diameter_um: float, distance_mm: float, pw_us: float, x_mm,
-                         weights) -> float:
+def sources_threshold_ma(
+    diameter_um: float, distance_mm: float, pw_us: float, x_mm, weights
+) -> float:
     """Threshold (mA of cathodic current) of one fibre for a set of point sources.
 
     As the patient model computes it: node potentials at the MRG internode spacing (σ = 0.6
@@ -80,15 +93,17 @@ def sources_threshold_ma(diameter_um: float, distance_mm: float, pw_us: float, x
     step = float(fibre.internode_mm(float(diameter_um)))
     n = int(math.ceil(HALF_SPAN_MM / step))
     nodes = np.arange(-n, n + 1)[:, None] * step
-    r_m = 1e-3 * np.sqrt((nodes - np.asarray(x_mm, float)[None, :]) ** 2 + distance_mm ** 2)
-    ve = (np.asarray(weights, float)[None, :] / (4.0 * math.pi * fibre.SIGMA_S_PER_M * r_m)
-          ).sum(axis=1)
+    r_m = 1e-3 * np.sqrt((nodes - np.asarray(x_mm, float)[None, :]) ** 2 + distance_mm**2)
+    ve = (np.asarray(weights, float)[None, :] / (4.0 * math.pi * fibre.SIGMA_S_PER_M * r_m)).sum(
+        axis=1
+    )
     beta = fibre.sd_exponent()
     pws = np.asarray(fibre.SD_PWS_US, float)
     rhos, ths = fibre.fibre_laws(float(diameter_um), fibre.table_arrays(), pws)
-    r, q = fibre.sd_law(ve, rhos, ths, pws ** -beta, 1.0, np.empty(pws.size),
-                        np.empty((ve.size, pws.size)))
-    return float(r + q * pw_us ** -beta)
+    r, q = fibre.sd_law(
+        ve, rhos, ths, pws**-beta, 1.0, np.empty(pws.size), np.empty((ve.size, pws.size))
+    )
+    return float(r + q * pw_us**-beta)
 
 
 def heldout(points: dict) -> dict:
@@ -135,10 +150,17 @@ def thresholds(diameters_um, distances_mm, pws_us, offset_internodes: float = 0.
         ``{"diameter_um", "distance_mm", "pw_us", "offset_internodes", "threshold_ma"}``,
         ``threshold_ma`` indexed ``[diameter][distance][pw]`` (mA).
     """
-    grid = [[[_threshold_ma(D, d, pw, offset_internodes) for pw in pws_us]
-             for d in distances_mm] for D in diameters_um]
-    return {"diameter_um": list(diameters_um), "distance_mm": list(distances_mm),
-            "pw_us": list(pws_us), "offset_internodes": offset_internodes, "threshold_ma": grid}
+    grid = [
+        [[_threshold_ma(D, d, pw, offset_internodes) for pw in pws_us] for d in distances_mm]
+        for D in diameters_um
+    ]
+    return {
+        "diameter_um": list(diameters_um),
+        "distance_mm": list(distances_mm),
+        "pw_us": list(pws_us),
+        "offset_internodes": offset_internodes,
+        "threshold_ma": grid,
+    }
 
 
 def conduction(diameters_um, params: ModelParams | None = None) -> dict:
@@ -152,8 +174,10 @@ def conduction(diameters_um, params: ModelParams | None = None) -> dict:
         ``{"diameter_um", "cv_m_s"}``.
     """
     response = (params or ModelParams()).response
-    return {"diameter_um": list(diameters_um),
-            "cv_m_s": [_cv_m_s(D, response) for D in diameters_um]}
+    return {
+        "diameter_um": list(diameters_um),
+        "cv_m_s": [_cv_m_s(D, response) for D in diameters_um],
+    }
 
 
 def sfap(diameters_um, radial_mm, params: ModelParams | None = None) -> dict:
@@ -174,8 +198,8 @@ def sfap(diameters_um, radial_mm, params: ModelParams | None = None) -> dict:
     n1 = []
     for D in diameters_um:
         table = geometry.sfap_weight_table(
-            np.full(1, float(D)), np.zeros(1), np.zeros(1), np.asarray(radial_mm, float), 0.0,
-            resp)
+            np.full(1, float(D)), np.zeros(1), np.zeros(1), np.asarray(radial_mm, float), 0.0, resp
+        )
         n1.append([float(v) / geometry.REF_FIBRES for v in table[:, 0]])
     return {"diameter_um": list(diameters_um), "radial_mm": list(radial_mm), "n1_uv": n1}
 
@@ -194,13 +218,22 @@ def latency(diameters_um, pws_us, current_ratios, params: ModelParams | None = N
         "far_mm"}``, the times indexed ``[diameter][pw][ratio]``.
     """
     resp = (params or ModelParams()).response
-    near = [[[_initiation_ms(r, pw, resp) for r in current_ratios] for pw in pws_us]
-            for _D in diameters_um]
-    far = [[[t + FAR_NODE_MM / _cv_m_s(D, resp) for t in row] for row in block]
-           for D, block in zip(diameters_um, near, strict=True)]
-    return {"diameter_um": list(diameters_um), "pw_us": list(pws_us),
-            "current_ratio": list(current_ratios), "ap_time_ms": near, "ap_time_far_ms": far,
-            "far_mm": FAR_NODE_MM}
+    near = [
+        [[_initiation_ms(r, pw, resp) for r in current_ratios] for pw in pws_us]
+        for _D in diameters_um
+    ]
+    far = [
+        [[t + FAR_NODE_MM / _cv_m_s(D, resp) for t in row] for row in block]
+        for D, block in zip(diameters_um, near, strict=True)
+    ]
+    return {
+        "diameter_um": list(diameters_um),
+        "pw_us": list(pws_us),
+        "current_ratio": list(current_ratios),
+        "ap_time_ms": near,
+        "ap_time_far_ms": far,
+        "far_mm": FAR_NODE_MM,
+    }
 
 
 def _recovery_model(params: ModelParams | None):
@@ -209,9 +242,15 @@ def _recovery_model(params: ModelParams | None):
 
     base = params or ModelParams()
     small = base.replace(
-        population={"n_fibres": 16, "depth_max_mm": 0.1, "half_width_mm": 0.5,
-                    "diameter_min_um": 10.0, "diameter_max_um": 10.2},
-        excitability={"jitter_rel": 0.0})
+        population={
+            "n_fibres": 16,
+            "depth_max_mm": 0.1,
+            "half_width_mm": 0.5,
+            "diameter_min_um": 10.0,
+            "diameter_max_um": 10.2,
+        },
+        excitability={"jitter_rel": 0.0},
+    )
     return NeuralModel(small, seed=0)
 
 
@@ -224,14 +263,16 @@ class _PairedPulse:
         self.rest_ma = self.threshold_ma(None, MAX_CURRENT_MA)
         all_fire = self.rest_ma
         while self._recruited(all_fire, None) < self.model.n_fibres and all_fire < MAX_CURRENT_MA:
-            all_fire = min(all_fire * 1.02, MAX_CURRENT_MA)   # the current that fires them all
+            all_fire = min(all_fire * 1.02, MAX_CURRENT_MA)  # the current that fires them all
         self.cond_ma = min(2.0 * all_fire, MAX_CURRENT_MA)
         self.max_ma = max_test_ratio * self.rest_ma
         if not (max_test_ratio > 1.0 and self.max_ma <= MAX_CURRENT_MA):
-            raise ConfigError(f"max_test_ratio={max_test_ratio:g} is out of range; valid range "
-                              f"(1, {MAX_CURRENT_MA / self.rest_ma:.3g}] (the device limit "
-                              f"{MAX_CURRENT_MA:g} mA over the resting threshold "
-                              f"{self.rest_ma:.3g} mA)")
+            raise ConfigError(
+                f"max_test_ratio={max_test_ratio:g} is out of range; valid range "
+                f"(1, {MAX_CURRENT_MA / self.rest_ma:.3g}] (the device limit "
+                f"{MAX_CURRENT_MA:g} mA over the resting threshold "
+                f"{self.rest_ma:.3g} mA)"
+            )
 
     def _recruited(self, current_ma: float, interval_ms: float | None) -> int:
         """Fibres recruited by a pulse alone, or by a test pulse after the conditioning one."""
@@ -239,8 +280,12 @@ class _PairedPulse:
         if interval_ms is None:
             out = self.model.stimulate(current_ma, self.pw_us, RECOVERY_CSF_MM, 1.0)
         else:
-            out = self.model.stimulate(np.array([self.cond_ma, current_ma]), self.pw_us,
-                                       RECOVERY_CSF_MM, np.array([1.0, interval_ms * 1e-3]))
+            out = self.model.stimulate(
+                np.array([self.cond_ma, current_ma]),
+                self.pw_us,
+                RECOVERY_CSF_MM,
+                np.array([1.0, interval_ms * 1e-3]),
+            )
         return int(out["n_recruited"][-1])
 
     def threshold_ma(self, interval_ms: float | None, max_ma: float) -> float:
@@ -268,8 +313,12 @@ class _PairedPulse:
         return [lo, hi]
 
 
-def recovery(intervals_ms=RECOVERY_INTERVALS_MS, pw_us: float = 100.0,
-             max_test_ratio: float = 10.0, params: ModelParams | None = None) -> dict:
+def recovery(
+    intervals_ms=RECOVERY_INTERVALS_MS,
+    pw_us: float = 100.0,
+    max_test_ratio: float = 10.0,
+    params: ModelParams | None = None,
+) -> dict:
     """Paired-pulse recovery cycle of the fast model, measured on the numba kernel.
 
     A 16-fibre patient without jitter receives a conditioning pulse that fires every fibre,
@@ -296,11 +345,21 @@ def recovery(intervals_ms=RECOVERY_INTERVALS_MS, pw_us: float = 100.0,
     ratios = [None if math.isinf(r) else r for r in ratios]
     fired = [x for x, r in zip(xs, ratios, strict=True) if r is not None]
     refractory = [x for x in xs if fired and x < fired[0]]
-    bracket = pp.arp_bracket_ms(refractory[-1] if refractory else 0.0, fired[0]) if fired \
+    bracket = (
+        pp.arp_bracket_ms(refractory[-1] if refractory else 0.0, fired[0])
+        if fired
         else [xs[-1], math.inf]
-    return {"diameter_um": 10.0, "pw_us": pw_us, "interval_ms": xs, "threshold_ratio": ratios,
-            "arp_bracket_ms": bracket, "arp_ms": 0.5 * (bracket[0] + bracket[1]),
-            "conditioning_ma": pp.cond_ma, "resting_threshold_ma": pp.rest_ma}
+    )
+    return {
+        "diameter_um": 10.0,
+        "pw_us": pw_us,
+        "interval_ms": xs,
+        "threshold_ratio": ratios,
+        "arp_bracket_ms": bracket,
+        "arp_ms": 0.5 * (bracket[0] + bracket[1]),
+        "conditioning_ma": pp.cond_ma,
+        "resting_threshold_ma": pp.rest_ma,
+    }
 
 
 def results_like(reference: dict, latency_ratios=(1.05, 1.2, 2.0)) -> dict:
@@ -316,24 +375,35 @@ def results_like(reference: dict, latency_ratios=(1.05, 1.2, 2.0)) -> dict:
         "sfap", "latency"}`` in the reference's layout.
     """
     th = reference.get("thresholds", {})
-    axes = [th.get(k, v) for k, v in (("diameter_um", mrg_protocols.DIAMETERS_UM),
-                                       ("distance_mm", mrg_protocols.DISTANCES_MM),
-                                       ("pw_us", mrg_protocols.PWS_US))]
+    axes = [
+        th.get(k, v)
+        for k, v in (
+            ("diameter_um", mrg_protocols.DIAMETERS_UM),
+            ("distance_mm", mrg_protocols.DISTANCES_MM),
+            ("pw_us", mrg_protocols.PWS_US),
+        )
+    ]
     out = {"thresholds": thresholds(*axes)}
     off = reference.get("thresholds_offset")
     if off is not None:
-        out["thresholds_offset"] = thresholds(off["diameter_um"], off["distance_mm"],
-                                              off["pw_us"], off["offset_internodes"])
+        out["thresholds_offset"] = thresholds(
+            off["diameter_um"], off["distance_mm"], off["pw_us"], off["offset_internodes"]
+        )
     if "thresholds_heldout" in reference:
         out["thresholds_heldout"] = heldout(reference["thresholds_heldout"])
     out["cv"] = conduction(reference.get("cv", {}).get("diameter_um", axes[0]))
     rec = reference.get("recovery", {})
-    out["recovery"] = recovery(rec.get("interval_ms", RECOVERY_INTERVALS_MS),
-                               rec.get("pw_us", 100.0), rec.get("max_test_ratio", 10.0))
+    out["recovery"] = recovery(
+        rec.get("interval_ms", RECOVERY_INTERVALS_MS),
+        rec.get("pw_us", 100.0),
+        rec.get("max_test_ratio", 10.0),
+    )
     sf = reference.get("sfap", {})
     out["sfap"] = sfap(sf.get("diameter_um", axes[0]), sf.get("radial_mm", (1.0, 3.0, 5.0)))
     lat = reference.get("latency", {})
-    out["latency"] = latency(lat.get("diameter_um", (5.7, 10.0, 16.0)),
-                             lat.get("pw_us", (100.0, 300.0)),
-                             lat.get("current_ratio", latency_ratios))
+    out["latency"] = latency(
+        lat.get("diameter_um", (5.7, 10.0, 16.0)),
+        lat.get("pw_us", (100.0, 300.0)),
+        lat.get("current_ratio", latency_ratios),
+    )
     return out

@@ -46,8 +46,12 @@ def _fit_cell(diameter_um: float, pts) -> tuple[float, float, float]:
     def logs(rho: float) -> np.ndarray:
         return np.log(ths * np.array([fibre.mdf_peak(v, rho, scratch) for v in ves]))
 
-    rho = minimize_scalar(lambda r: float(np.var(logs(r))), bounds=(0.0, 0.98),
-                          method="bounded", options={"xatol": 1e-5}).x
+    rho = minimize_scalar(
+        lambda r: float(np.var(logs(r))),
+        bounds=(0.0, 0.98),
+        method="bounded",
+        options={"xatol": 1e-5},
+    ).x
     e = logs(rho)
     th = float(np.exp(e.mean()))
     return float(rho), th, float(np.max(np.abs(np.exp(e.mean() - e) - 1.0)))
@@ -56,20 +60,24 @@ def _fit_cell(diameter_um: float, pts) -> tuple[float, float, float]:
 def _sd_errors(reference: dict, table: dict, beta: float) -> np.ndarray:
     """Relative errors of the fast path (driving function, then the SD law) on the MRG grid."""
     sec = reference["thresholds"]
-    tab = (np.log(np.asarray(table["diameter_um"], float)),
-           np.log(np.asarray(table["pw_us"], float)), np.asarray(table["rho"], float),
-           np.log(np.asarray(table["mdf_threshold_mv"], float)))
+    tab = (
+        np.log(np.asarray(table["diameter_um"], float)),
+        np.log(np.asarray(table["pw_us"], float)),
+        np.asarray(table["rho"], float),
+        np.log(np.asarray(table["mdf_threshold_mv"], float)),
+    )
     pws = np.asarray(fibre.SD_PWS_US)
-    s = np.array([pw ** -beta for pw in fibre.SD_PWS_US])
+    s = np.array([pw**-beta for pw in fibre.SD_PWS_US])
     errs = []
     for a, dia in enumerate(sec["diameter_um"]):
         for b, dist in enumerate(sec["distance_mm"]):
             ve = fibre.node_potentials(dia, dist)
             rhos, ths = fibre.fibre_laws(float(dia), tab, pws)
-            r, q = fibre.sd_law(ve, rhos, ths, s, 1.0, np.empty(pws.size),
-                                np.empty((ve.size, pws.size)))
+            r, q = fibre.sd_law(
+                ve, rhos, ths, s, 1.0, np.empty(pws.size), np.empty((ve.size, pws.size))
+            )
             for k, pw in enumerate(sec["pw_us"]):
-                errs.append((r + q * pw ** -beta) / sec["threshold_ma"][a][b][k] - 1.0)
+                errs.append((r + q * pw**-beta) / sec["threshold_ma"][a][b][k] - 1.0)
     return np.asarray(errs)
 
 
@@ -87,8 +95,13 @@ def fit_mdf(reference: dict) -> dict:
     for a, dia in enumerate(dias):
         for k in range(len(pws)):
             rho[a, k], mth[a, k], err[a, k] = _fit_cell(dia, _points(reference, a, k))
-    table = {"format": "closedloop.fibre_mdf/1", "diameter_um": dias, "pw_us": pws,
-             "rho": rho.round(6).tolist(), "mdf_threshold_mv": mth.round(6).tolist()}
+    table = {
+        "format": "closedloop.fibre_mdf/1",
+        "diameter_um": dias,
+        "pw_us": pws,
+        "rho": rho.round(6).tolist(),
+        "mdf_threshold_mv": mth.round(6).tolist(),
+    }
     worst = {float(b): float(np.max(np.abs(_sd_errors(reference, table, b)))) for b in BETA_GRID}
     beta = min(worst, key=worst.get)
     final = _sd_errors(reference, table, beta)
@@ -101,7 +114,9 @@ def fit_mdf(reference: dict) -> dict:
         "points": int(final.size),
         "offset_points_used": "thresholds_offset" in reference,
     }
-    table["made"] = {"by": "benchmarks/fit_fibre_model.py (closedloop.fidelity.fit.fit_mdf)",
-                     "reference": reference.get("meta", {}),
-                     "date": _dt.date.today().isoformat()}
+    table["made"] = {
+        "by": "benchmarks/fit_fibre_model.py (closedloop.fidelity.fit.fit_mdf)",
+        "reference": reference.get("meta", {}),
+        "date": _dt.date.today().isoformat(),
+    }
     return table

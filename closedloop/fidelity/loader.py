@@ -36,8 +36,10 @@ def load_reference(path: str | Path | None = None) -> dict:
     try:
         raw = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"reference={str(file)!r} does not exist; valid: an MRG reference "
-                          "JSON file (see closedloop/fidelity/mrg_reference.py)") from None
+        raise ConfigError(
+            f"reference={str(file)!r} does not exist; valid: an MRG reference "
+            "JSON file (see closedloop/fidelity/mrg_reference.py)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"reference={str(file)!r} is not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
@@ -71,19 +73,28 @@ def normalise(raw: dict, where: str = "reference") -> dict:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             got, why = None, f" ({type(exc).__name__}: {exc})"
         if got is None:
-            raise ConfigError(f"{where}: section {name!r} is malformed{why}; valid: the layout "
-                              "written by closedloop/fidelity/mrg_reference.py")
+            raise ConfigError(
+                f"{where}: section {name!r} is malformed{why}; valid: the layout "
+                "written by closedloop/fidelity/mrg_reference.py"
+            )
         out[name] = got
         found += 1
     if not found:
-        raise ConfigError(f"{where} holds none of the sections {', '.join(_NORMALISERS)}; "
-                          "valid: an MRG reference from closedloop/fidelity/mrg_reference.py")
+        raise ConfigError(
+            f"{where} holds none of the sections {', '.join(_NORMALISERS)}; "
+            "valid: an MRG reference from closedloop/fidelity/mrg_reference.py"
+        )
     return out
 
 
-AXIS_RANGES = {"diameter_um": (2.0, 16.0), "distance_mm": (0.01, 100.0),
-               "radial_mm": (0.01, 100.0), "pw_us": (1.0, 10_000.0),
-               "interval_ms": (0.01, 10_000.0), "current_ratio": (1.0, 100.0)}
+AXIS_RANGES = {
+    "diameter_um": (2.0, 16.0),
+    "distance_mm": (0.01, 100.0),
+    "radial_mm": (0.01, 100.0),
+    "pw_us": (1.0, 10_000.0),
+    "interval_ms": (0.01, 10_000.0),
+    "current_ratio": (1.0, 100.0),
+}
 """Valid range of each axis (MRG-interpolation diameters 2-16 µm; the fast model outside its
 ranges is not compared)."""
 
@@ -92,8 +103,11 @@ def _axis(sec: dict, name: str) -> list[float]:
     """A non-empty list of finite numbers inside :data:`AXIS_RANGES` (ValueError otherwise)."""
     values = np.asarray(sec[name], float)
     lo, hi = AXIS_RANGES[name]
-    if values.ndim != 1 or values.size == 0 or not np.all(
-            np.isfinite(values) & (values >= lo) & (values <= hi)):
+    if (
+        values.ndim != 1
+        or values.size == 0
+        or not np.all(np.isfinite(values) & (values >= lo) & (values <= hi))
+    ):
         raise ValueError(f"{name} must be a list of numbers in [{lo:g}, {hi:g}]")
     return values.tolist()
 
@@ -104,9 +118,13 @@ def _norm_grid(sec: dict) -> dict | None:
     th = np.asarray(sec["threshold_ma"], float)
     if th.shape != (len(D), len(d), len(pw)) or not np.all(th > 0):
         return None
-    return {"diameter_um": D, "distance_mm": d, "pw_us": pw,
-            "offset_internodes": float(sec.get("offset_internodes", 0.0)),
-            "threshold_ma": th.tolist()}
+    return {
+        "diameter_um": D,
+        "distance_mm": d,
+        "pw_us": pw,
+        "offset_internodes": float(sec.get("offset_internodes", 0.0)),
+        "threshold_ma": th.tolist(),
+    }
 
 
 def _norm_cv(sec: dict) -> dict | None:
@@ -126,21 +144,31 @@ def _norm_curve(curve: dict) -> dict | None:
     if len(y) != len(x) or not all(v is None or float(v) > 0 for v in y) or x != sorted(x):
         return None
     bracket = curve.get("arp_bracket_ms")
-    return {"interval_ms": x, "threshold_ratio": y,
-            "diameter_um": float(curve.get("diameter_um", 10.0)),
-            "arp_ms": None if bracket is None else 0.5 * (bracket[0] + bracket[1])}
+    return {
+        "interval_ms": x,
+        "threshold_ratio": y,
+        "diameter_um": float(curve.get("diameter_um", 10.0)),
+        "arp_ms": None if bracket is None else 0.5 * (bracket[0] + bracket[1]),
+    }
 
 
 def _norm_recovery(sec: dict) -> dict | None:
     """The 10 µm recovery curve (or the first), and every curve under ``by_diameter``."""
     curves = _first(sec, "curves", "per_diameter")
-    curves = [_norm_curve(c) for c in curves] if isinstance(curves, list) and curves \
+    curves = (
+        [_norm_curve(c) for c in curves]
+        if isinstance(curves, list) and curves
         else [_norm_curve(sec)]
+    )
     if any(c is None for c in curves):
         return None
     ten = [c for c in curves if abs(c["diameter_um"] - 10.0) < 1e-6]
-    return {**(ten or curves)[0], "pw_us": float(sec.get("pw_us", 100.0)),
-            "max_test_ratio": float(sec.get("max_test_ratio", 10.0)), "by_diameter": curves}
+    return {
+        **(ten or curves)[0],
+        "pw_us": float(sec.get("pw_us", 100.0)),
+        "max_test_ratio": float(sec.get("max_test_ratio", 10.0)),
+        "by_diameter": curves,
+    }
 
 
 def _norm_sfap(sec: dict) -> dict | None:
@@ -156,8 +184,13 @@ def _norm_latency(sec: dict) -> dict | None:
     near = np.asarray(_first(sec, "ap_time_centre_ms", "ap_time_ms"), float)
     near = near.reshape(len(D), len(pw), len(ratios))
     far = sec.get("ap_time_far_ms")
-    return {"diameter_um": D, "pw_us": pw, "current_ratio": ratios,
-            "ap_time_ms": near.tolist(), "ap_time_far_ms": far}
+    return {
+        "diameter_um": D,
+        "pw_us": pw,
+        "current_ratio": ratios,
+        "ap_time_ms": near.tolist(),
+        "ap_time_far_ms": far,
+    }
 
 
 HELDOUT_CONFIGURATIONS = ("point", "tripolar")
@@ -172,18 +205,31 @@ def _norm_heldout(sec: list) -> dict | None:
     """
     if not isinstance(sec, list) or not sec or not all(isinstance(p, dict) for p in sec):
         return None
-    cols = {k: _axis({k: [p[k] for p in sec]}, k) for k in ("diameter_um", "distance_mm",
-                                                            "pw_us")}
+    cols = {k: _axis({k: [p[k] for p in sec]}, k) for k in ("diameter_um", "distance_mm", "pw_us")}
     off = np.asarray([p.get("offset_internodes", 0.0) for p in sec], float)
     th = np.asarray([_first(p, "threshold_ma") for p in sec], float)
     kinds = [p.get("configuration", "point") for p in sec]
-    if not (np.all((off >= 0.0) & (off < 1.0)) and np.all(th > 0) and np.all(np.isfinite(th))
-            and all(k in HELDOUT_CONFIGURATIONS for k in kinds)):
+    if not (
+        np.all((off >= 0.0) & (off < 1.0))
+        and np.all(th > 0)
+        and np.all(np.isfinite(th))
+        and all(k in HELDOUT_CONFIGURATIONS for k in kinds)
+    ):
         return None
-    return {**cols, "offset_internodes": off.tolist(), "configuration": kinds,
-            "threshold_ma": th.tolist()}
+    return {
+        **cols,
+        "offset_internodes": off.tolist(),
+        "configuration": kinds,
+        "threshold_ma": th.tolist(),
+    }
 
 
-_NORMALISERS = {"thresholds": _norm_grid, "thresholds_offset": _norm_grid,
-                "thresholds_heldout": _norm_heldout, "cv": _norm_cv,
-                "recovery": _norm_recovery, "sfap": _norm_sfap, "latency": _norm_latency}
+_NORMALISERS = {
+    "thresholds": _norm_grid,
+    "thresholds_offset": _norm_grid,
+    "thresholds_heldout": _norm_heldout,
+    "cv": _norm_cv,
+    "recovery": _norm_recovery,
+    "sfap": _norm_sfap,
+    "latency": _norm_latency,
+}

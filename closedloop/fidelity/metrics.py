@@ -49,7 +49,7 @@ def strength_duration(pws_us, thresholds_ma) -> tuple[float, float]:
     k = int(np.argmin(sse(grid)))
     lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
     gold = (math.sqrt(5.0) - 1.0) / 2.0
-    for _ in range(50):    # golden section: the bracket shrinks by 1e-10
+    for _ in range(50):  # golden section: the bracket shrinks by 1e-10
         a, b = hi - gold * (hi - lo), lo + gold * (hi - lo)
         lo, hi = (lo, b) if sse(a) < sse(b) else (a, hi)
     c = math.exp(0.5 * (lo + hi))
@@ -78,8 +78,17 @@ def recovery_features(interval_ms, threshold_ratio, arp_ms: float | None = None)
     """
     x = np.asarray(interval_ms, float)
     y = np.array([_NULL if v is None else float(v) for v in threshold_ratio])
-    out = dict.fromkeys(("arp_ms", "rrp_end_ms", "supernormal_pct", "supernormal_ms",
-                         "subnormal_pct", "subnormal_ms"), _NULL)
+    out = dict.fromkeys(
+        (
+            "arp_ms",
+            "rrp_end_ms",
+            "supernormal_pct",
+            "supernormal_ms",
+            "subnormal_pct",
+            "subnormal_ms",
+        ),
+        _NULL,
+    )
     ok = np.isfinite(y)
     if not ok.any():
         return out
@@ -89,12 +98,15 @@ def recovery_features(interval_ms, threshold_ratio, arp_ms: float | None = None)
     if below.size == 0:
         return out
     k = int(below[0])
-    out["rrp_end_ms"] = float(x[0]) if k == 0 else float(
-        x[k - 1] + (y[k - 1] - 1.0) / (y[k - 1] - y[k]) * (x[k] - x[k - 1]))
+    out["rrp_end_ms"] = (
+        float(x[0])
+        if k == 0
+        else float(x[k - 1] + (y[k - 1] - 1.0) / (y[k - 1] - y[k]) * (x[k] - x[k - 1]))
+    )
     i_min = k + int(np.argmin(y[k:]))
     out["supernormal_pct"], out["supernormal_ms"] = float(100.0 * (y[i_min] - 1.0)), float(x[i_min])
     if i_min + 1 < y.size:
-        i_max = i_min + 1 + int(np.argmax(y[i_min + 1:]))
+        i_max = i_min + 1 + int(np.argmax(y[i_min + 1 :]))
         out["subnormal_pct"] = float(100.0 * (y[i_max] - 1.0))
         out["subnormal_ms"] = float(x[i_max])
     return out
@@ -129,10 +141,13 @@ def ratio_stats(fast_ma, mrg_ma, tol_rel: float) -> dict:
     ratio = np.asarray(fast_ma, float) / np.asarray(mrg_ma, float)
     err = np.abs(ratio - 1.0)
     finite = np.isfinite(err)
-    return {"median_ratio": float(np.median(ratio[finite])) if finite.any() else _NULL,
-            "max_abs_error": float(err.max()) if finite.all() else math.inf,
-            "n_beyond": int(np.sum(~(err <= tol_rel))), "n_points": int(ratio.size),
-            "ratio": ratio.tolist()}
+    return {
+        "median_ratio": float(np.median(ratio[finite])) if finite.any() else _NULL,
+        "max_abs_error": float(err.max()) if finite.all() else math.inf,
+        "n_beyond": int(np.sum(~(err <= tol_rel))),
+        "n_points": int(ratio.size),
+        "ratio": ratio.tolist(),
+    }
 
 
 def grouped_ratio_stats(fast_ma, mrg_ma, groups, tol_rel: float) -> dict:

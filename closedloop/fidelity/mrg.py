@@ -28,9 +28,11 @@ def _neuron():
         from neuron import h
         from pyfibers import FiberModel, build_fiber
     except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise ImportError("the detailed model needs the validate extra: "
-                          "pip install 'closedloop[validate]' (PyFibers and NEURON), then run "
-                          "pyfibers_compile once") from exc
+        raise ImportError(
+            "the detailed model needs the validate extra: "
+            "pip install 'closedloop[validate]' (PyFibers and NEURON), then run "
+            "pyfibers_compile once"
+        ) from exc
     return h, FiberModel, build_fiber
 
 
@@ -60,8 +62,12 @@ class MRGFibre:
         self.h = h
         self.diameter_um = float(diameter_um)
         self.dt_ms = float(dt_ms)
-        self.fibre = build(model.MRG_INTERPOLATION, diameter=self.diameter_um,
-                           length=length_mm * 1e3, temperature=TEMPERATURE_C)
+        self.fibre = build(
+            model.MRG_INTERPOLATION,
+            diameter=self.diameter_um,
+            length=length_mm * 1e3,
+            temperature=TEMPERATURE_C,
+        )
         self.sections = list(self.fibre.sections)
         self._ptr = h.PtrVector(len(self.sections))
         for i, sec in enumerate(self.sections):
@@ -93,8 +99,9 @@ class MRGFibre:
         z = self.z_um[self.node_sections]
         return float(np.median(np.diff(z))) * 1e-3
 
-    def point_source(self, distance_mm: float, offset_mm: float = 0.0,
-                     sigma: float = SIGMA_S_PER_M) -> np.ndarray:
+    def point_source(
+        self, distance_mm: float, offset_mm: float = 0.0, sigma: float = SIGMA_S_PER_M
+    ) -> np.ndarray:
         """Potential (mV per mA) at every section from a point source.
 
         Args:
@@ -122,9 +129,15 @@ class MRGFibre:
         h.fcurrent()
         h.frecord_init()
 
-    def run(self, ve_mv_per_ma: np.ndarray, pulses: list[Pulse], tstop_ms: float,
-            stop_node: int | None = None, record_vm: bool = False,
-            record_imem: bool = False) -> np.ndarray:
+    def run(
+        self,
+        ve_mv_per_ma: np.ndarray,
+        pulses: list[Pulse],
+        tstop_ms: float,
+        stop_node: int | None = None,
+        record_vm: bool = False,
+        record_imem: bool = False,
+    ) -> np.ndarray:
         """Run one stimulus; return the last AP time (ms) at every node (NaN: no AP).
 
         Args:
@@ -137,8 +150,9 @@ class MRGFibre:
         """
         h = self.h
         if record_vm:
-            self._vm = [h.Vector().record(self.fibre.nodes[i](0.5)._ref_v)
-                        for i in range(self.n_nodes)]
+            self._vm = [
+                h.Vector().record(self.fibre.nodes[i](0.5)._ref_v) for i in range(self.n_nodes)
+            ]
         imem = self._start_imem(record_imem)
         if record_vm or record_imem:
             self._t_rec = h.Vector().record(h._ref_t)
@@ -167,11 +181,17 @@ class MRGFibre:
             t_next = min(t_next, tstop_ms)
             while h.t < t_next - 0.5 * self.dt_ms:
                 h.fadvance()
-                if (stop_node is not None and apc[stop_node].n > 0
-                        and round(h.t / self.dt_ms) % 10 == 0):
+                if (
+                    stop_node is not None
+                    and apc[stop_node].n > 0
+                    and round(h.t / self.dt_ms) % 10 == 0
+                ):
                     return self._ap_times()
-            amp = sum(p.amplitude_ma for p in pulses
-                      if p.onset_ms <= h.t + 0.5 * self.dt_ms < p.onset_ms + p.width_ms)
+            amp = sum(
+                p.amplitude_ma
+                for p in pulses
+                if p.onset_ms <= h.t + 0.5 * self.dt_ms < p.onset_ms + p.width_ms
+            )
             self._scatter(amp * ve_mv_per_ma)
             if t_next >= tstop_ms:
                 break
@@ -188,9 +208,17 @@ class MRGFibre:
         """Membrane potential (mV) at every node over the last recorded run, shape (nodes, T)."""
         return np.array([np.asarray(v) for v in self._vm])
 
-    def threshold(self, ve_mv_per_ma: np.ndarray, shape, guess_ma: float, *,
-                  detect_nodes: int = 8, tail_ms: float = 1.5, rel_tol: float = 0.002,
-                  max_ma: float = 1e4) -> tuple[float, float]:
+    def threshold(
+        self,
+        ve_mv_per_ma: np.ndarray,
+        shape,
+        guess_ma: float,
+        *,
+        detect_nodes: int = 8,
+        tail_ms: float = 1.5,
+        rel_tol: float = 0.002,
+        max_ma: float = 1e4,
+    ) -> tuple[float, float]:
         """Smallest current scale that starts a propagating AP (bisection in log current).
 
         Args:
@@ -233,11 +261,11 @@ class MRGFibre:
                 hi, t_hi = mid, t
         return hi, float(t_hi)
 
-
     # --- stepwise control: intracellular clamps, saved states, watched nodes -----------------
 
-    def add_iclamp(self, node: int, amplitude_na: float, delay_ms: float = 0.1,
-                   width_ms: float = 0.1) -> None:
+    def add_iclamp(
+        self, node: int, amplitude_na: float, delay_ms: float = 0.1, width_ms: float = 0.1
+    ) -> None:
         """Inject an intracellular current pulse at a node (used to start an AP at one end).
 
         Args:
@@ -268,8 +296,14 @@ class MRGFibre:
         """Return to a snapshot taken by :meth:`save_state` (including the time)."""
         state.restore()
 
-    def play(self, ve_mv_per_ma: np.ndarray, pulses: list[Pulse], until_ms: float,
-             watch_node: int | None = None, v_thresh_mv: float = -30.0) -> float:
+    def play(
+        self,
+        ve_mv_per_ma: np.ndarray,
+        pulses: list[Pulse],
+        until_ms: float,
+        watch_node: int | None = None,
+        v_thresh_mv: float = -30.0,
+    ) -> float:
         """Advance from the current time to ``until_ms`` with the given stimulus.
 
         Args:
@@ -285,11 +319,18 @@ class MRGFibre:
         h, half = self.h, 0.5 * self.dt_ms
         seg = None if watch_node is None else self.fibre.nodes[watch_node](0.5)
         above = seg is not None and seg.v > v_thresh_mv
-        edges = sorted({e for p in pulses for e in (p.onset_ms, p.onset_ms + p.width_ms)
-                        if h.t + half < e < until_ms - half})
+        edges = sorted(
+            {
+                e
+                for p in pulses
+                for e in (p.onset_ms, p.onset_ms + p.width_ms)
+                if h.t + half < e < until_ms - half
+            }
+        )
         for t_next in [*edges, until_ms]:
-            amp = sum(p.amplitude_ma for p in pulses
-                      if p.onset_ms <= h.t + half < p.onset_ms + p.width_ms)
+            amp = sum(
+                p.amplitude_ma for p in pulses if p.onset_ms <= h.t + half < p.onset_ms + p.width_ms
+            )
             self._scatter(amp * ve_mv_per_ma)
             while h.t < t_next - half:
                 h.fadvance()

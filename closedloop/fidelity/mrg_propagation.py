@@ -24,8 +24,7 @@ CLAMP_NA = 10.0
 V_DETECT_MV = -30.0
 
 
-def crossing_time_ms(t_ms: np.ndarray, v_mv: np.ndarray, v_thresh_mv: float = V_DETECT_MV
-                     ) -> float:
+def crossing_time_ms(t_ms: np.ndarray, v_mv: np.ndarray, v_thresh_mv: float = V_DETECT_MV) -> float:
     """First upward crossing of ``v_thresh_mv``, linearly interpolated (ms; NaN: none)."""
     above = np.flatnonzero(v_mv > v_thresh_mv)
     if above.size == 0 or above[0] == 0:
@@ -81,9 +80,13 @@ SFAP_LENGTH_MM = 100.0
 SFAP_DT_MS = 0.0025
 
 
-def sfap_for_diameter(diameter_um: float, distances_mm=SFAP_DISTANCES_MM,
-                      length_mm: float = SFAP_LENGTH_MM, dt_ms: float = SFAP_DT_MS,
-                      sigma: float = SIGMA_S_PER_M) -> dict:
+def sfap_for_diameter(
+    diameter_um: float,
+    distances_mm=SFAP_DISTANCES_MM,
+    length_mm: float = SFAP_LENGTH_MM,
+    dt_ms: float = SFAP_DT_MS,
+    sigma: float = SIGMA_S_PER_M,
+) -> dict:
     """Single-fibre AP at point electrodes opposite the middle of the fibre.
 
     An AP started at one end runs along the fibre; the membrane current of every section
@@ -108,14 +111,15 @@ def sfap_for_diameter(diameter_um: float, distances_mm=SFAP_DISTANCES_MM,
     fibre.add_iclamp(CLAMP_NODE, CLAMP_NA)
     z_mm = fibre.z_um[fibre.node_sections] * 1e-3
     tstop = 1.0 + (z_mm[-1] - z_mm[CLAMP_NODE]) / (2.0 * diameter_um)
-    fibre.run(np.zeros(len(fibre.sections)), [], tstop, stop_node=b + 2, record_vm=True,
-              record_imem=True)
+    fibre.run(
+        np.zeros(len(fibre.sections)), [], tstop, stop_node=b + 2, record_vm=True, record_imem=True
+    )
     t_ms, vm = fibre.t_ms, fibre.vm
     window = (t_ms >= crossing_time_ms(t_ms, vm[a])) & (t_ms <= crossing_time_ms(t_ms, vm[b]))
     dz_m = (fibre.z_um - fibre.z_centre_um) * 1e-6
     n1, p2p = [], []
     for d in distances_mm:
-        r_m = np.sqrt(dz_m ** 2 + (d * 1e-3) ** 2)
+        r_m = np.sqrt(dz_m**2 + (d * 1e-3) ** 2)
         phi_uv = (1e-3 / (4.0 * math.pi * sigma * r_m)) @ fibre.imem_na[:, window]  # nA -> µV
         n1.append(float(phi_uv.min()))
         p2p.append(float(phi_uv.max() - phi_uv.min()))
@@ -131,9 +135,13 @@ LATENCY_DISTANCE_MM = 3.0
 LATENCY_FAR_MM = 10.0
 
 
-def latency_for_diameter(diameter_um: float, pws_us=LATENCY_PWS_US, ratios=LATENCY_RATIOS,
-                         distance_mm: float = LATENCY_DISTANCE_MM,
-                         far_mm: float = LATENCY_FAR_MM) -> dict:
+def latency_for_diameter(
+    diameter_um: float,
+    pws_us=LATENCY_PWS_US,
+    ratios=LATENCY_RATIOS,
+    distance_mm: float = LATENCY_DISTANCE_MM,
+    far_mm: float = LATENCY_FAR_MM,
+) -> dict:
     """AP time (ms after pulse onset) at the centre node and at a node ``far_mm`` away.
 
     Args:
@@ -153,15 +161,22 @@ def latency_for_diameter(diameter_um: float, pws_us=LATENCY_PWS_US, ratios=LATEN
     ths, t_c, t_f = [], [], []
     for pw in pws_us:
         shape = monophasic(pw * 1e-3)
-        th, _ = fibre.threshold(ve, shape, first_guess_ma(diameter_um, distance_mm, pw),
-                                rel_tol=1e-4)
+        th, _ = fibre.threshold(
+            ve, shape, first_guess_ma(diameter_um, distance_mm, pw), rel_tol=1e-4
+        )
         times = [fibre.run(ve, shape(r * th), pw * 1e-3 + 4.0, stop_node=far) for r in ratios]
         ths.append(th)
         t_c.append([float(t[fibre.centre]) for t in times])
         t_f.append([float(t[far]) for t in times])
     far_mm_exact = (fibre.z_um[fibre.node_sections[far]] - fibre.z_centre_um) * 1e-3
-    return {"pw_us": list(pws_us), "ratio": list(ratios), "threshold_ma": ths,
-            "t_centre_ms": t_c, "t_far_ms": t_f, "far_node_mm": float(far_mm_exact)}
+    return {
+        "pw_us": list(pws_us),
+        "ratio": list(ratios),
+        "threshold_ma": ths,
+        "t_centre_ms": t_c,
+        "t_far_ms": t_f,
+        "far_node_mm": float(far_mm_exact),
+    }
 
 
 __all__ = ["crossing_time_ms", "cv_for_diameter", "sfap_for_diameter", "latency_for_diameter"]

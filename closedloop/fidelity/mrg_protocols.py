@@ -24,12 +24,17 @@ DT_MS = 0.005
 
 def first_guess_ma(diameter_um: float, distance_mm: float, pw_us: float) -> float:
     """A rough MRG threshold (mA) to start the bracket (only speeds up the search)."""
-    return 0.37 * (10.0 / diameter_um) * distance_mm ** 1.9 * (1.0 + 100.0 / pw_us) / 2.0
+    return 0.37 * (10.0 / diameter_um) * distance_mm**1.9 * (1.0 + 100.0 / pw_us) / 2.0
 
 
-def thresholds_for_diameter(diameter_um: float, distances_mm=DISTANCES_MM, pws_us=PWS_US,
-                            offset_internodes: float = 0.0, length_mm: float = LENGTH_MM,
-                            dt_ms: float = DT_MS) -> list[list[float]]:
+def thresholds_for_diameter(
+    diameter_um: float,
+    distances_mm=DISTANCES_MM,
+    pws_us=PWS_US,
+    offset_internodes: float = 0.0,
+    length_mm: float = LENGTH_MM,
+    dt_ms: float = DT_MS,
+) -> list[list[float]]:
     """Thresholds (mA) of one fibre diameter over distances x pulse widths.
 
     Args:
@@ -65,8 +70,14 @@ def thresholds_for_diameter(diameter_um: float, distances_mm=DISTANCES_MM, pws_u
     return out
 
 
-def threshold_grid(diameters_um=DIAMETERS_UM, distances_mm=DISTANCES_MM, pws_us=PWS_US,
-                   offset_internodes: float = 0.0, processes: int = 2, progress=None) -> dict:
+def threshold_grid(
+    diameters_um=DIAMETERS_UM,
+    distances_mm=DISTANCES_MM,
+    pws_us=PWS_US,
+    offset_internodes: float = 0.0,
+    processes: int = 2,
+    progress=None,
+) -> dict:
     """The threshold grid over diameters, distances and pulse widths (see module docstring).
 
     Args:
@@ -86,15 +97,23 @@ def threshold_grid(diameters_um=DIAMETERS_UM, distances_mm=DISTANCES_MM, pws_us=
     order = sorted(range(len(diameters_um)), key=lambda k: diameters_um[k])  # slowest first
     results: dict[int, list] = {}
     with ProcessPoolExecutor(processes) as pool:
-        futures = {k: pool.submit(thresholds_for_diameter, diameters_um[k], distances_mm,
-                                  pws_us, offset_internodes) for k in order}
+        futures = {
+            k: pool.submit(
+                thresholds_for_diameter, diameters_um[k], distances_mm, pws_us, offset_internodes
+            )
+            for k in order
+        }
         for n, k in enumerate(order):
             results[k] = futures[k].result()
             if progress is not None:
                 progress(n + 1, len(order))
-    return {"diameter_um": list(diameters_um), "distance_mm": list(distances_mm),
-            "pw_us": list(pws_us), "offset_internodes": offset_internodes,
-            "threshold_ma": [results[k] for k in range(len(diameters_um))]}
+    return {
+        "diameter_um": list(diameters_um),
+        "distance_mm": list(distances_mm),
+        "pw_us": list(pws_us),
+        "offset_internodes": offset_internodes,
+        "threshold_ma": [results[k] for k in range(len(diameters_um))],
+    }
 
 
 def loglog_slope(x, y) -> float:
@@ -140,9 +159,15 @@ def source_set(configuration: str, offset_mm: float = 0.0) -> tuple[np.ndarray, 
     return x, w
 
 
-def heldout_thresholds(diameter_um: float, configuration: str, distances_mm, pws_us,
-                       offset_internodes: float = 0.0, length_mm: float = LENGTH_MM,
-                       dt_ms: float = DT_MS) -> list[dict]:
+def heldout_thresholds(
+    diameter_um: float,
+    configuration: str,
+    distances_mm,
+    pws_us,
+    offset_internodes: float = 0.0,
+    length_mm: float = LENGTH_MM,
+    dt_ms: float = DT_MS,
+) -> list[dict]:
     """Thresholds (mA per mA of cathodic current) of one fibre for a held-out source set.
 
     The potential is the sum of the sources' point-source potentials (σ = 0.6 S/m); the
@@ -163,9 +188,17 @@ def heldout_thresholds(diameter_um: float, configuration: str, distances_mm, pws
             th, _ = fibre.threshold(ve, monophasic(pw * 1e-3), guess)
             nxt = pws_us[min(j + 1, len(pws_us) - 1)]
             guess = th * (1.0 + 100.0 / nxt) / (1.0 + 100.0 / pw)
-            out.append({"diameter_um": diameter_um, "distance_mm": d, "pw_us": pw,
-                        "offset_internodes": offset_internodes, "configuration": configuration,
-                        "length_mm": length_mm, "threshold_ma": th})
+            out.append(
+                {
+                    "diameter_um": diameter_um,
+                    "distance_mm": d,
+                    "pw_us": pw,
+                    "offset_internodes": offset_internodes,
+                    "configuration": configuration,
+                    "length_mm": length_mm,
+                    "threshold_ma": th,
+                }
+            )
     return out
 
 
@@ -179,17 +212,24 @@ CONV_PW_US = 100.0
 CONV_REL_TOL = 1e-4
 
 
-def convergence_point(diameter_um: float, dt_ms: float, length_mm: float,
-                      distance_mm: float = CONV_DISTANCE_MM, pw_us: float = CONV_PW_US
-                      ) -> float:
+def convergence_point(
+    diameter_um: float,
+    dt_ms: float,
+    length_mm: float,
+    distance_mm: float = CONV_DISTANCE_MM,
+    pw_us: float = CONV_PW_US,
+) -> float:
     """Threshold (mA) of one fibre at one time step and length (node under the electrode).
 
     Bisection to a relative bracket of :data:`CONV_REL_TOL` (finer than the grid's 0.2 %).
     """
     fibre = MRGFibre(diameter_um, length_mm=length_mm, dt_ms=dt_ms)
-    th, _ = fibre.threshold(fibre.point_source(distance_mm), monophasic(pw_us * 1e-3),
-                            first_guess_ma(diameter_um, distance_mm, pw_us),
-                            rel_tol=CONV_REL_TOL)
+    th, _ = fibre.threshold(
+        fibre.point_source(distance_mm),
+        monophasic(pw_us * 1e-3),
+        first_guess_ma(diameter_um, distance_mm, pw_us),
+        rel_tol=CONV_REL_TOL,
+    )
     return th
 
 
@@ -198,5 +238,13 @@ def relative_changes(values, reference: float) -> list[float]:
     return [float(v / reference - 1.0) for v in values]
 
 
-__all__ = ["threshold_grid", "thresholds_for_diameter", "loglog_slope", "convergence_point",
-           "relative_changes", "source_set", "heldout_thresholds", "first_guess_ma"]
+__all__ = [
+    "threshold_grid",
+    "thresholds_for_diameter",
+    "loglog_slope",
+    "convergence_point",
+    "relative_changes",
+    "source_set",
+    "heldout_thresholds",
+    "first_guess_ma",
+]

@@ -17,9 +17,27 @@ from closedloop.fidelity.mrg_protocols import DT_MS, LENGTH_MM, first_guess_ma
 # --- paired-pulse recovery cycle ----------------------------------------------------------------
 
 RECOVERY_DIAMETERS_UM = (10.0, 5.7, 16.0)
-RECOVERY_INTERVALS_MS = (*(round(0.4 + 0.1 * k, 1) for k in range(17)), 2.5, 3.0, 3.5, 4.0,
-                         5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0,
-                         70.0, 100.0)
+RECOVERY_INTERVALS_MS = (
+    *(round(0.4 + 0.1 * k, 1) for k in range(17)),
+    2.5,
+    3.0,
+    3.5,
+    4.0,
+    5.0,
+    6.0,
+    7.0,
+    8.0,
+    10.0,
+    12.0,
+    15.0,
+    20.0,
+    25.0,
+    30.0,
+    40.0,
+    50.0,
+    70.0,
+    100.0,
+)
 RECOVERY_DISTANCE_MM = 2.0
 RECOVERY_PW_US = 100.0
 RECOVERY_CONDITIONING = 2.0
@@ -57,8 +75,12 @@ class _PairedPulse:
         self.pw_ms = pw_us * 1e-3
         self.node = min(self.fibre.centre + 8, self.fibre.n_nodes - 1)  # as MRGFibre.threshold
         self.rest_ma, _ = self.fibre.threshold(
-            self.ve, monophasic(self.pw_ms), first_guess_ma(diameter_um, distance_mm, pw_us),
-            tail_ms=RECOVERY_TAIL_MS, rel_tol=RECOVERY_REL_TOL)
+            self.ve,
+            monophasic(self.pw_ms),
+            first_guess_ma(diameter_um, distance_mm, pw_us),
+            tail_ms=RECOVERY_TAIL_MS,
+            rel_tol=RECOVERY_REL_TOL,
+        )
         self.conditioning = [Pulse(0.0, self.pw_ms, -RECOVERY_CONDITIONING * self.rest_ma)]
         self.fibre.start()
         self.cond_states: dict[float, object] = {0.0: self.fibre.save_state()}
@@ -76,15 +98,24 @@ class _PairedPulse:
         """Whether a test pulse ``interval_ms`` after the conditioning gets an AP to the node."""
         self.fibre.restore(self.state_at(interval_ms))
         t0 = self.fibre.h.t
-        t = self.fibre.play(self.ve, [Pulse(t0, self.pw_ms, -amp_ma)],
-                            t0 + self.pw_ms + RECOVERY_TAIL_MS, watch_node=self.node)
+        t = self.fibre.play(
+            self.ve,
+            [Pulse(t0, self.pw_ms, -amp_ma)],
+            t0 + self.pw_ms + RECOVERY_TAIL_MS,
+            watch_node=self.node,
+        )
         return not math.isnan(t)
 
 
-def recovery_cycle(diameter_um: float, intervals_ms=RECOVERY_INTERVALS_MS,
-                   distance_mm: float = RECOVERY_DISTANCE_MM, pw_us: float = RECOVERY_PW_US,
-                   length_mm: float = LENGTH_MM, dt_ms: float = DT_MS,
-                   arp_tol_ms: float = 0.02) -> dict:
+def recovery_cycle(
+    diameter_um: float,
+    intervals_ms=RECOVERY_INTERVALS_MS,
+    distance_mm: float = RECOVERY_DISTANCE_MM,
+    pw_us: float = RECOVERY_PW_US,
+    length_mm: float = LENGTH_MM,
+    dt_ms: float = DT_MS,
+    arp_tol_ms: float = 0.02,
+) -> dict:
     """Paired-pulse recovery cycle of one fibre (cathodic monophasic point source).
 
     A conditioning pulse at :data:`RECOVERY_CONDITIONING` times the resting threshold at t = 0,
@@ -107,28 +138,39 @@ def recovery_cycle(diameter_um: float, intervals_ms=RECOVERY_INTERVALS_MS,
         refractory), "arp_bracket_ms", **recovery_features}``.
     """
     pp = _PairedPulse(diameter_um, distance_mm, pw_us, length_mm, dt_ms)
-    for iv in sorted(intervals_ms):   # one conditioned run, stored at every test onset
+    for iv in sorted(intervals_ms):  # one conditioned run, stored at every test onset
         pp.state_at(iv)
     ratios: dict[float, float] = {}
     guess = 1.0
-    for iv in sorted(intervals_ms, reverse=True):   # long to short: the ratio grows
-        th = _search(lambda a, iv=iv: pp.fires(iv, a), guess * pp.rest_ma,
-                     RECOVERY_MAX_RATIO * pp.rest_ma, RECOVERY_REL_TOL)
+    for iv in sorted(intervals_ms, reverse=True):  # long to short: the ratio grows
+        th = _search(
+            lambda a, iv=iv: pp.fires(iv, a),
+            guess * pp.rest_ma,
+            RECOVERY_MAX_RATIO * pp.rest_ma,
+            RECOVERY_REL_TOL,
+        )
         ratios[iv] = th / pp.rest_ma
         guess = ratios[iv] if math.isfinite(ratios[iv]) else guess
     xs = sorted(ratios)
     refractory = [x for x in xs if not math.isfinite(ratios[x])]
-    bracket = [max(refractory) if refractory else 0.0,
-               min(x for x in xs if math.isfinite(ratios[x]) and x > max(refractory or [0.0]))]
+    bracket = [
+        max(refractory) if refractory else 0.0,
+        min(x for x in xs if math.isfinite(ratios[x]) and x > max(refractory or [0.0])),
+    ]
     while bracket[1] - bracket[0] > arp_tol_ms + 1e-9:
         mid = round(0.5 * sum(bracket) / dt_ms) * dt_ms
         if mid in bracket:
             break
         bracket[pp.fires(mid, RECOVERY_MAX_RATIO * pp.rest_ma)] = mid
     ys = [ratios[x] if math.isfinite(ratios[x]) else None for x in xs]
-    return {"diameter_um": diameter_um, "rest_threshold_ma": pp.rest_ma, "interval_ms": xs,
-            "threshold_ratio": ys, "arp_bracket_ms": bracket,
-            **recovery_features(xs, ys, 0.5 * sum(bracket))}
+    return {
+        "diameter_um": diameter_um,
+        "rest_threshold_ma": pp.rest_ma,
+        "interval_ms": xs,
+        "threshold_ratio": ys,
+        "arp_bracket_ms": bracket,
+        **recovery_features(xs, ys, 0.5 * sum(bracket)),
+    }
 
 
 def recovery_features(interval_ms, ratio, arp_ms: float) -> dict:
@@ -150,8 +192,14 @@ def recovery_features(interval_ms, ratio, arp_ms: float) -> dict:
     ok = np.isfinite(y)
     x, y = x[ok], y[ok]
     below = np.flatnonzero(y <= 1.0)
-    out = {"arp_ms": float(arp_ms), "rrp_end_ms": None, "supernormal_pct": None,
-           "supernormal_ms": None, "subnormal_pct": None, "subnormal_ms": None}
+    out = {
+        "arp_ms": float(arp_ms),
+        "rrp_end_ms": None,
+        "supernormal_pct": None,
+        "supernormal_ms": None,
+        "subnormal_pct": None,
+        "subnormal_ms": None,
+    }
     if below.size == 0 or below[0] == 0:
         return out
     k = below[0]
@@ -159,7 +207,7 @@ def recovery_features(interval_ms, ratio, arp_ms: float) -> dict:
     i_min = k + int(np.argmin(y[k:]))
     out["supernormal_pct"], out["supernormal_ms"] = 100.0 * (y[i_min] - 1.0), float(x[i_min])
     if i_min + 1 < y.size:
-        i_max = i_min + 1 + int(np.argmax(y[i_min + 1:]))
+        i_max = i_min + 1 + int(np.argmax(y[i_min + 1 :]))
         out["subnormal_pct"], out["subnormal_ms"] = 100.0 * (y[i_max] - 1.0), float(x[i_max])
     return out
 

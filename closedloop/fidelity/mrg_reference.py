@@ -35,8 +35,7 @@ from closedloop.fidelity.mrg_sections import FULL, QUICK, SECTIONS, assemble, ta
 REFERENCE_PATH = Path(__file__).parent / "data" / "mrg_reference.json"
 """The stored reference (package data)."""
 
-__all__ = ["FULL", "QUICK", "REFERENCE_PATH", "SECTIONS", "load_grids", "make_reference",
-           "summary"]
+__all__ = ["FULL", "QUICK", "REFERENCE_PATH", "SECTIONS", "load_grids", "make_reference", "summary"]
 
 
 def _timed(fn, kwargs: dict):
@@ -57,8 +56,9 @@ def _run_jobs(jobs: list, processes: int, progress: bool) -> list:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"),
-                                 max_tasks_per_child=1) as pool:
+        with ProcessPoolExecutor(
+            processes, mp_context=mp.get_context("spawn"), max_tasks_per_child=1
+        ) as pool:
             futures = {pool.submit(_timed, fn, kw): (sec, key) for sec, key, fn, kw in jobs}
             for fut in as_completed(futures):
                 out.append((*futures[fut], *fut.result()))
@@ -69,12 +69,14 @@ def _run_jobs(jobs: list, processes: int, progress: bool) -> list:
 
 def _progress_bar(total: int, enabled: bool):
     """A tqdm bar (a silent stand-in when disabled or tqdm is missing)."""
+
     class _Silent:
         def update(self, n):
             pass
 
         def close(self):
             pass
+
     if not enabled:
         return _Silent()
     try:
@@ -102,14 +104,19 @@ def load_grids(paths) -> dict:
         try:
             grid = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"grids: cannot read {str(path)!r} ({exc}); valid: threshold-grid "
-                              "JSON files from mrg_protocols.threshold_grid") from None
+            raise ConfigError(
+                f"grids: cannot read {str(path)!r} ({exc}); valid: threshold-grid "
+                "JSON files from mrg_protocols.threshold_grid"
+            ) from None
         off = grid.get("offset_internodes") if isinstance(grid, dict) else None
         if off not in (0.0, 0.5) or "threshold_ma" not in grid:
-            raise ConfigError(f"grids: {str(path)!r} is not a threshold grid with "
-                              "offset_internodes 0 or 0.5")
-        out["thresholds" if off == 0.0 else "thresholds_offset"] = {**grid,
-                                                                    "source_file": str(path)}
+            raise ConfigError(
+                f"grids: {str(path)!r} is not a threshold grid with offset_internodes 0 or 0.5"
+            )
+        out["thresholds" if off == 0.0 else "thresholds_offset"] = {
+            **grid,
+            "source_file": str(path),
+        }
     return out
 
 
@@ -129,23 +136,43 @@ def _meta(cfg: dict, runtime_s: dict, quick: bool, old: dict) -> dict:
     import pyfibers
 
     runtimes = {**old.get("runtime_s", {}), **runtime_s}
-    return {"model": "MRG_INTERPOLATION (PyFibers)", "pyfibers_version": pyfibers.__version__,
-            "neuron_version": neuron.__version__, "temperature_c": 37.0,
-            "sigma_s_per_m": SIGMA_S_PER_M, "medium": "homogeneous isotropic, point source",
-            "dt_ms": proto.DT_MS, "length_mm": proto.LENGTH_MM, "ap_detect_mv": V_DETECT_MV,
-            "quick": quick, "command": " ".join(sys.argv),
-            "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "section_commands": {**old.get("section_commands", {}),
-                                 **{k: " ".join(sys.argv) for k in cfg}},
-            "runtime_s": runtimes, "settings": {**old.get("settings", {}), **{
+    return {
+        "model": "MRG_INTERPOLATION (PyFibers)",
+        "pyfibers_version": pyfibers.__version__,
+        "neuron_version": neuron.__version__,
+        "temperature_c": 37.0,
+        "sigma_s_per_m": SIGMA_S_PER_M,
+        "medium": "homogeneous isotropic, point source",
+        "dt_ms": proto.DT_MS,
+        "length_mm": proto.LENGTH_MM,
+        "ap_detect_mv": V_DETECT_MV,
+        "quick": quick,
+        "command": " ".join(sys.argv),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "section_commands": {
+            **old.get("section_commands", {}),
+            **{k: " ".join(sys.argv) for k in cfg},
+        },
+        "runtime_s": runtimes,
+        "settings": {
+            **old.get("settings", {}),
+            **{
                 k: {n: list(v) if isinstance(v, tuple) else v for n, v in c.items()}
-                for k, c in cfg.items()}},
-            "made_by": "closedloop.fidelity.mrg_reference.make_reference "
-                       "(benchmarks/mrg_reference.py)"}
+                for k, c in cfg.items()
+            },
+        },
+        "made_by": "closedloop.fidelity.mrg_reference.make_reference (benchmarks/mrg_reference.py)",
+    }
 
 
-def make_reference(out_path=None, sections=None, quick: bool = False, grids=(),
-                   processes: int = 2, progress: bool = True) -> dict:
+def make_reference(
+    out_path=None,
+    sections=None,
+    quick: bool = False,
+    grids=(),
+    processes: int = 2,
+    progress: bool = True,
+) -> dict:
     """Run the MRG protocols and write the reference file (merged into an existing one).
 
     Args:
@@ -172,7 +199,7 @@ def make_reference(out_path=None, sections=None, quick: bool = False, grids=(),
     settings = QUICK if quick else FULL
     cfg = {s: settings[s] for s in sections}
     jobs = [(s, *t) for s in sections if s not in loaded for t in tasks(s, cfg[s])]
-    jobs.sort(key=lambda j: j[0] != "recovery")            # the longest jobs first
+    jobs.sort(key=lambda j: j[0] != "recovery")  # the longest jobs first
     t0 = time.perf_counter()
     results: dict = defaultdict(dict)
     runtime_s: dict = defaultdict(float)
@@ -207,12 +234,17 @@ def _threshold_lines(doc: dict) -> list[str]:
         if near.sum() >= 2:
             k = g["pw_us"].index(100.0) if 100.0 in g["pw_us"] else 0
             sl = [proto.loglog_slope(d[near], th[i, near, k]) for i in range(len(g["diameter_um"]))]
-            lines.append(f"threshold distance slope 2-6 mm, {g['pw_us'][k]:g} us, per D "
-                         f"{g['diameter_um']}: " + ", ".join(f"{s:.2f}" for s in sl))
+            lines.append(
+                f"threshold distance slope 2-6 mm, {g['pw_us'][k]:g} us, per D "
+                f"{g['diameter_um']}: " + ", ".join(f"{s:.2f}" for s in sl)
+            )
     if isinstance(doc.get("thresholds_heldout"), list):
         kinds = [p["configuration"] for p in doc["thresholds_heldout"]]
-        lines.append("held-out thresholds: " + ", ".join(
-            f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)) + " points")
+        lines.append(
+            "held-out thresholds: "
+            + ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds))
+            + " points"
+        )
     return lines
 
 
@@ -221,22 +253,30 @@ def _ap_lines(doc: dict) -> list[str]:
     lines = []
     if "cv" in doc:
         c = doc["cv"]
-        lines.append(f"CV (dt->0) = {_fmt(c['fit_slope_m_s_per_um'], '.3f')} D + "
-                     f"{_fmt(c['fit_intercept_m_s'], '.2f')} m/s; per D: "
-                     + ", ".join(f"{d:g}:{v:.1f}" for d, v in zip(c["diameter_um"],
-                                                                  c["cv_m_s_dt0"], strict=True)))
+        lines.append(
+            f"CV (dt->0) = {_fmt(c['fit_slope_m_s_per_um'], '.3f')} D + "
+            f"{_fmt(c['fit_intercept_m_s'], '.2f')} m/s; per D: "
+            + ", ".join(
+                f"{d:g}:{v:.1f}" for d, v in zip(c["diameter_um"], c["cv_m_s_dt0"], strict=True)
+            )
+        )
     for c in doc.get("recovery", {}).get("curves", []):
-        lines.append(f"recovery D={c['diameter_um']:g} um: ARP {_fmt(c['arp_ms'], '.3f')} ms, "
-                     f"RRP end {_fmt(c['rrp_end_ms'], '.2f')} ms, supernormal "
-                     f"{_fmt(c['supernormal_pct'], '.1f')} % at {_fmt(c['supernormal_ms'])} ms, "
-                     f"late subnormal {_fmt(c['subnormal_pct'], '+.1f')} % at "
-                     f"{_fmt(c['subnormal_ms'])} ms")
+        lines.append(
+            f"recovery D={c['diameter_um']:g} um: ARP {_fmt(c['arp_ms'], '.3f')} ms, "
+            f"RRP end {_fmt(c['rrp_end_ms'], '.2f')} ms, supernormal "
+            f"{_fmt(c['supernormal_pct'], '.1f')} % at {_fmt(c['supernormal_ms'])} ms, "
+            f"late subnormal {_fmt(c['subnormal_pct'], '+.1f')} % at "
+            f"{_fmt(c['subnormal_ms'])} ms"
+        )
     if "sfap" in doc:
         s = doc["sfap"]
-        lines.append("SFAP exponent vs D (p2p / N1) at " + ", ".join(
-            f"{r:g} mm: {_fmt(a, '.2f')} / {_fmt(b, '.2f')}"
-            for r, a, b in zip(s["radial_mm"], s["exponent_p2p"], s["exponent_n1"],
-                               strict=True)))
+        lines.append(
+            "SFAP exponent vs D (p2p / N1) at "
+            + ", ".join(
+                f"{r:g} mm: {_fmt(a, '.2f')} / {_fmt(b, '.2f')}"
+                for r, a, b in zip(s["radial_mm"], s["exponent_p2p"], s["exponent_n1"], strict=True)
+            )
+        )
     return lines
 
 
@@ -245,12 +285,19 @@ def _convergence_lines(doc: dict) -> list[str]:
     lines = []
     if "convergence" in doc:
         c = doc["convergence"]
-        i_dt, i_len = c["dt_ms"].index(c["default_dt_ms"]), c["length_mm"].index(
-            c["default_length_mm"])
-        lines.append("convergence, default vs finest dt / longest fibre: " + ", ".join(
-            f"D={d:g}: {100 * a[i_dt]:+.2f} % / {100 * b[i_len]:+.2f} %" for d, a, b in
-            zip(c["diameter_um"], c["rel_change_vs_dt"], c["rel_change_vs_length"],
-                strict=True)))
+        i_dt, i_len = (
+            c["dt_ms"].index(c["default_dt_ms"]),
+            c["length_mm"].index(c["default_length_mm"]),
+        )
+        lines.append(
+            "convergence, default vs finest dt / longest fibre: "
+            + ", ".join(
+                f"D={d:g}: {100 * a[i_dt]:+.2f} % / {100 * b[i_len]:+.2f} %"
+                for d, a, b in zip(
+                    c["diameter_um"], c["rel_change_vs_dt"], c["rel_change_vs_length"], strict=True
+                )
+            )
+        )
     return lines
 
 
@@ -258,6 +305,7 @@ def summary(doc: dict) -> str:
     """A short text summary of a reference document."""
     lines = [*_threshold_lines(doc), *_ap_lines(doc), *_convergence_lines(doc)]
     rt = doc.get("meta", {}).get("runtime_s", {})
-    lines.append("runtime (s, summed over workers): "
-                 + ", ".join(f"{k} {v:.0f}" for k, v in rt.items()))
+    lines.append(
+        "runtime (s, summed over workers): " + ", ".join(f"{k} {v:.0f}" for k, v in rt.items())
+    )
     return "\n".join(lines)

@@ -29,9 +29,11 @@ def _nearest(values, wanted: float) -> int:
 def _both(results: dict, section: str):
     """``[(label, style, section)]`` for the models that have ``section``."""
     styles = (("MRG", {"ls": "-", "marker": "o", "ms": 3}), ("fast", {"ls": "--"}))
-    return [(label, style, results[key][section])
-            for (label, style), key in zip(styles, ("mrg", "fast"), strict=True)
-            if section in results.get(key, {})]
+    return [
+        (label, style, results[key][section])
+        for (label, style), key in zip(styles, ("mrg", "fast"), strict=True)
+        if section in results.get(key, {})
+    ]
 
 
 def _distance_panel(ax, results: dict) -> None:
@@ -40,10 +42,20 @@ def _distance_panel(ax, results: dict) -> None:
         k = _nearest(sec["pw_us"], PLOT_PW_US)
         th = np.asarray(sec["threshold_ma"], float)
         for i, D in enumerate(sec["diameter_um"]):
-            ax.plot(sec["distance_mm"], th[i, :, k], color=f"C{i % 10}", **style,
-                    label=f"{label} {D:g} µm" if label == "MRG" else None)
-    ax.set(xscale="log", yscale="log", xlabel="distance (mm)", ylabel="threshold (mA)",
-           title=f"threshold vs distance, {PLOT_PW_US:g} µs (fast dashed)")
+            ax.plot(
+                sec["distance_mm"],
+                th[i, :, k],
+                color=f"C{i % 10}",
+                **style,
+                label=f"{label} {D:g} µm" if label == "MRG" else None,
+            )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="distance (mm)",
+        ylabel="threshold (mA)",
+        title=f"threshold vs distance, {PLOT_PW_US:g} µs (fast dashed)",
+    )
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     ax.set_xticks([1, 2, 3, 4, 5, 6])
@@ -59,10 +71,20 @@ def _sd_panel(ax, results: dict) -> None:
         th = np.asarray(sec["threshold_ma"], float)
         for n, D in enumerate(SD_DIAMETERS_UM):
             i = _nearest(sec["diameter_um"], D)
-            ax.plot(sec["pw_us"], th[i, j], color=f"C{n}", **style,
-                    label=f"{label} {sec['diameter_um'][i]:g} µm")
-    ax.set(xscale="log", yscale="log", xlabel="pulse width (µs)", ylabel="threshold (mA)",
-           title=f"strength-duration, {SD_DISTANCE_MM:g} mm")
+            ax.plot(
+                sec["pw_us"],
+                th[i, j],
+                color=f"C{n}",
+                **style,
+                label=f"{label} {sec['diameter_um'][i]:g} µm",
+            )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="pulse width (µs)",
+        ylabel="threshold (mA)",
+        title=f"strength-duration, {SD_DISTANCE_MM:g} mm",
+    )
     ax.legend(fontsize=6)
 
 
@@ -72,11 +94,20 @@ def _recovery_panel(ax, results: dict) -> None:
         y = [np.nan if v is None else v for v in sec["threshold_ratio"]]
         ax.plot(sec["interval_ms"], y, color="k", **style, label=label)
         if sec.get("arp_ms") is not None:
-            ax.axvline(sec["arp_ms"], color="C3", ls=style["ls"], lw=0.8,
-                       label=f"{label} ARP {sec['arp_ms']:.2f} ms")
+            ax.axvline(
+                sec["arp_ms"],
+                color="C3",
+                ls=style["ls"],
+                lw=0.8,
+                label=f"{label} ARP {sec['arp_ms']:.2f} ms",
+            )
     ax.axhline(1.0, color="0.6", lw=0.8)
-    ax.set(xscale="log", xlabel="interval (ms)", ylabel="test / resting threshold",
-           title="recovery cycle, 10 µm")
+    ax.set(
+        xscale="log",
+        xlabel="interval (ms)",
+        ylabel="test / resting threshold",
+        title="recovery cycle, 10 µm",
+    )
     ax.legend(fontsize=7)
 
 
@@ -102,8 +133,9 @@ def plot_validation(report: Report, path) -> Path:
 
     fig = new_figure(10.0, 7.5)
     axes = fig.subplots(2, 2)
-    for panel, ax in zip((_distance_panel, _sd_panel, _recovery_panel, _cv_panel), axes.flat,
-                         strict=True):
+    for panel, ax in zip(
+        (_distance_panel, _sd_panel, _recovery_panel, _cv_panel), axes.flat, strict=True
+    ):
         panel(ax, report.results)
     fig.suptitle(f"fast model vs MRG: {report.summary()}")
     return save_png(fig, path)

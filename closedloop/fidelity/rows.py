@@ -39,17 +39,20 @@ def _row(group, relation, ref, got, unit, tol=None, *, rel=False, counted=True, 
     err = abs(float(got) - float(ref)) if _finite(got) else math.inf
     if rel:
         err /= abs(float(ref))
-    return Row(group, relation, float(ref), got, unit, target, err <= tol + 1e-12, counted,
-               note)
+    return Row(group, relation, float(ref), got, unit, target, err <= tol + 1e-12, counted, note)
 
 
-GRIDS = (("thresholds", "node under the source"),
-         ("thresholds_offset", "source ½ internode off the node"))
+GRIDS = (
+    ("thresholds", "node under the source"),
+    ("thresholds_offset", "source ½ internode off the node"),
+)
 """The threshold grids compared point by point, with their labels."""
 
 
-HELDOUT_LABELS = {"point": "point source, intermediate D, d, PW and offset",
-                  "tripolar": "tripolar guarded cathode (+0.5/-1/+0.5, 7 mm pitch)"}
+HELDOUT_LABELS = {
+    "point": "point source, intermediate D, d, PW and offset",
+    "tripolar": "tripolar guarded cathode (+0.5/-1/+0.5, 7 mm pitch)",
+}
 """Labels of the held-out configurations (section ``thresholds_heldout``, not in the fit)."""
 
 
@@ -59,13 +62,21 @@ def threshold_comparison(ref: dict, fst: dict) -> dict:
     The held-out points (``thresholds_heldout``) give
     :func:`~closedloop.fidelity.metrics.grouped_ratio_stats` per configuration.
     """
-    out = {name: ratio_stats(fst[name]["threshold_ma"], ref[name]["threshold_ma"],
-                             tg.THRESHOLD_TOL_REL) for name, _ in GRIDS if name in ref}
+    out = {
+        name: ratio_stats(
+            fst[name]["threshold_ma"], ref[name]["threshold_ma"], tg.THRESHOLD_TOL_REL
+        )
+        for name, _ in GRIDS
+        if name in ref
+    }
     if "thresholds_heldout" in ref:
         h = ref["thresholds_heldout"]
         out["thresholds_heldout"] = grouped_ratio_stats(
-            fst["thresholds_heldout"]["threshold_ma"], h["threshold_ma"], h["configuration"],
-            tg.THRESHOLD_TOL_REL)
+            fst["thresholds_heldout"]["threshold_ma"],
+            h["threshold_ma"],
+            h["configuration"],
+            tg.THRESHOLD_TOL_REL,
+        )
     return out
 
 
@@ -74,20 +85,47 @@ def _heldout_rows(stats: dict) -> list[Row]:
     g, tol = "held-out thresholds", tg.THRESHOLD_TOL_REL
     target = f"all within {100 * tol:g} %"
     if "thresholds_heldout" not in stats:
-        return [Row(g, "threshold fast/MRG at points not in the fit: max |error|", None, None,
-                    "%", target)]
+        return [
+            Row(
+                g,
+                "threshold fast/MRG at points not in the fit: max |error|",
+                None,
+                None,
+                "%",
+                target,
+            )
+        ]
     rows = []
     for kind, st in stats["thresholds_heldout"].items():
-        note = (f"median |error| {100 * st['median_abs_error']:.1f} %, median ratio "
-                f"{st['median_ratio']:.3f}; {st['n_beyond']} of {st['n_points']} points "
-                f"beyond {100 * tol:g} %")
+        note = (
+            f"median |error| {100 * st['median_abs_error']:.1f} %, median ratio "
+            f"{st['median_ratio']:.3f}; {st['n_beyond']} of {st['n_points']} points "
+            f"beyond {100 * tol:g} %"
+        )
         if kind == "all":
-            rows.append(Row(g, "threshold fast/MRG, all held-out points: max |error|", None,
-                            100.0 * st["max_abs_error"], "%", note=note))
+            rows.append(
+                Row(
+                    g,
+                    "threshold fast/MRG, all held-out points: max |error|",
+                    None,
+                    100.0 * st["max_abs_error"],
+                    "%",
+                    note=note,
+                )
+            )
         else:
-            rows.append(Row(g, f"threshold fast/MRG, {HELDOUT_LABELS.get(kind, kind)}: max "
-                            "|error|", None, 100.0 * st["max_abs_error"], "%", target,
-                            st["n_beyond"] == 0, note=note))
+            rows.append(
+                Row(
+                    g,
+                    f"threshold fast/MRG, {HELDOUT_LABELS.get(kind, kind)}: max |error|",
+                    None,
+                    100.0 * st["max_abs_error"],
+                    "%",
+                    target,
+                    st["n_beyond"] == 0,
+                    note=note,
+                )
+            )
     return rows
 
 
@@ -101,10 +139,22 @@ def _grid_rows(stats: dict) -> list[Row]:
             rows.append(Row("thresholds", relation, None, None, "%", target))
             continue
         st = stats[name]
-        note = (f"median ratio {st['median_ratio']:.3f}; {st['n_beyond']} of {st['n_points']} "
-                f"points beyond {100 * tg.THRESHOLD_TOL_REL:g} %")
-        rows.append(Row("thresholds", relation, None, 100.0 * st["max_abs_error"], "%", target,
-                        st["n_beyond"] == 0, note=note))
+        note = (
+            f"median ratio {st['median_ratio']:.3f}; {st['n_beyond']} of {st['n_points']} "
+            f"points beyond {100 * tg.THRESHOLD_TOL_REL:g} %"
+        )
+        rows.append(
+            Row(
+                "thresholds",
+                relation,
+                None,
+                100.0 * st["max_abs_error"],
+                "%",
+                target,
+                st["n_beyond"] == 0,
+                note=note,
+            )
+        )
     return rows
 
 
@@ -117,24 +167,58 @@ def _pw_index(sec: dict) -> list[tuple[float, int]]:
 def _slope_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     """Distance slope per (D, PW) and diameter slope per (d, PW), at the report PWs."""
     if "thresholds" not in mrg_m:
-        return [Row("slopes", "distance and diameter slopes", None, None, "1",
-                    f"within {tg.SLOPE_TOL:g}")]
+        return [
+            Row(
+                "slopes",
+                "distance and diameter slopes",
+                None,
+                None,
+                "1",
+                f"within {tg.SLOPE_TOL:g}",
+            )
+        ]
     sec, mt, ft = ref["thresholds"], mrg_m["thresholds"], fast_m["thresholds"]
     lo, hi = tg.DISTANCE_SLOPE_RANGE_MM
-    rows = [_row("slopes", f"distance slope {lo:g}-{hi:g} mm, D {D:g} µm, {p:g} µs",
-                 mt["distance_slope"][i][k], ft["distance_slope"][i][k], "1", tg.SLOPE_TOL)
-            for p, k in _pw_index(sec) for i, D in enumerate(sec["diameter_um"])]
-    rows += [_row("slopes", f"diameter slope, d {d:g} mm, {p:g} µs",
-                  mt["diameter_slope"][j][k], ft["diameter_slope"][j][k], "1", tg.SLOPE_TOL)
-             for p, k in _pw_index(sec) for j, d in enumerate(sec["distance_mm"])]
+    rows = [
+        _row(
+            "slopes",
+            f"distance slope {lo:g}-{hi:g} mm, D {D:g} µm, {p:g} µs",
+            mt["distance_slope"][i][k],
+            ft["distance_slope"][i][k],
+            "1",
+            tg.SLOPE_TOL,
+        )
+        for p, k in _pw_index(sec)
+        for i, D in enumerate(sec["diameter_um"])
+    ]
+    rows += [
+        _row(
+            "slopes",
+            f"diameter slope, d {d:g} mm, {p:g} µs",
+            mt["diameter_slope"][j][k],
+            ft["diameter_slope"][j][k],
+            "1",
+            tg.SLOPE_TOL,
+        )
+        for p, k in _pw_index(sec)
+        for j, d in enumerate(sec["distance_mm"])
+    ]
     return rows
 
 
 def _sd_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     """Chronaxie per diameter at ``targets.CHRONAXIE_DISTANCE_MM``, and the worst (D, d)."""
     if "thresholds" not in mrg_m:
-        return [Row("strength-duration", "chronaxie", None, None, "µs",
-                    f"within {100 * tg.CHRONAXIE_TOL_REL:g} %")]
+        return [
+            Row(
+                "strength-duration",
+                "chronaxie",
+                None,
+                None,
+                "µs",
+                f"within {100 * tg.CHRONAXIE_TOL_REL:g} %",
+            )
+        ]
     sec = ref["thresholds"]
     mc = np.asarray(mrg_m["thresholds"]["chronaxie_us"], float)
     fc = np.asarray(fast_m["thresholds"]["chronaxie_us"], float)
@@ -142,32 +226,82 @@ def _sd_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     dists = [float(d) for d in sec["distance_mm"]]
     if tg.CHRONAXIE_DISTANCE_MM in dists:
         j = dists.index(tg.CHRONAXIE_DISTANCE_MM)
-        rows += [_row("strength-duration", f"chronaxie, D {D:g} µm, d {dists[j]:g} mm",
-                      mc[i, j], fc[i, j], "µs", tg.CHRONAXIE_TOL_REL, rel=True)
-                 for i, D in enumerate(sec["diameter_um"])]
+        rows += [
+            _row(
+                "strength-duration",
+                f"chronaxie, D {D:g} µm, d {dists[j]:g} mm",
+                mc[i, j],
+                fc[i, j],
+                "µs",
+                tg.CHRONAXIE_TOL_REL,
+                rel=True,
+            )
+            for i, D in enumerate(sec["diameter_um"])
+        ]
     err = np.abs(fc / mc - 1.0)
-    i, j = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(err), err, np.inf))),
-                            err.shape)
-    rows.append(_row("strength-duration", f"chronaxie, worst of all (D, d): D "
-                     f"{sec['diameter_um'][i]:g} µm, d {dists[j]:g} mm", mc[i, j], fc[i, j],
-                     "µs", tg.CHRONAXIE_TOL_REL, rel=True,
-                     note=f"{int(np.sum(~(err <= tg.CHRONAXIE_TOL_REL)))} of {err.size} (D, d) "
-                          f"beyond {100 * tg.CHRONAXIE_TOL_REL:g} %"))
+    i, j = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(err), err, np.inf))), err.shape)
+    rows.append(
+        _row(
+            "strength-duration",
+            f"chronaxie, worst of all (D, d): D {sec['diameter_um'][i]:g} µm, d {dists[j]:g} mm",
+            mc[i, j],
+            fc[i, j],
+            "µs",
+            tg.CHRONAXIE_TOL_REL,
+            rel=True,
+            note=f"{int(np.sum(~(err <= tg.CHRONAXIE_TOL_REL)))} of {err.size} (D, d) "
+            f"beyond {100 * tg.CHRONAXIE_TOL_REL:g} %",
+        )
+    )
     return rows
 
 
 def _cv_rows(mrg_m: dict, fast_m: dict) -> list[Row]:
     """CV per diameter (dt -> 0) and the linear fit's slope and intercept."""
     if "cv" not in mrg_m:
-        return [Row("conduction", "CV per diameter (dt -> 0)", None, None, "m/s",
-                    f"within {100 * tg.CV_TOL_REL:g} %")]
+        return [
+            Row(
+                "conduction",
+                "CV per diameter (dt -> 0)",
+                None,
+                None,
+                "m/s",
+                f"within {100 * tg.CV_TOL_REL:g} %",
+            )
+        ]
     m, f = mrg_m["cv"], fast_m["cv"]
-    rows = [_row("conduction", f"CV, D {D:g} µm", m["cv_m_s"][i], f["cv_m_s"][i], "m/s",
-                 tg.CV_TOL_REL, rel=True) for i, D in enumerate(m["diameter_um"])]
-    rows.append(_row("conduction", "CV fit slope a (CV = a D + b)", m["fit_slope_m_s_per_um"],
-                     f["fit_slope_m_s_per_um"], "m/s per µm", tg.CV_TOL_REL, rel=True))
-    rows.append(_row("conduction", "CV fit intercept b", m["fit_intercept_m_s"],
-                     f["fit_intercept_m_s"], "m/s"))
+    rows = [
+        _row(
+            "conduction",
+            f"CV, D {D:g} µm",
+            m["cv_m_s"][i],
+            f["cv_m_s"][i],
+            "m/s",
+            tg.CV_TOL_REL,
+            rel=True,
+        )
+        for i, D in enumerate(m["diameter_um"])
+    ]
+    rows.append(
+        _row(
+            "conduction",
+            "CV fit slope a (CV = a D + b)",
+            m["fit_slope_m_s_per_um"],
+            f["fit_slope_m_s_per_um"],
+            "m/s per µm",
+            tg.CV_TOL_REL,
+            rel=True,
+        )
+    )
+    rows.append(
+        _row(
+            "conduction",
+            "CV fit intercept b",
+            m["fit_intercept_m_s"],
+            f["fit_intercept_m_s"],
+            "m/s",
+        )
+    )
     return rows
 
 
@@ -178,16 +312,37 @@ def _recovery_rows(mrg_m: dict, fast_m: dict) -> list[Row]:
     t, p = tg.RECOVERY_TIME_TOL_MS, tg.RECOVERY_DEPTH_TOL_PCT
     g = "recovery cycle"
     return [
-        _row(g, "absolute refractory period vs MRG", m.get("arp_ms"), f["arp_ms"], "ms", t,
-             counted=tg.ARP_TARGET == "mrg"),
-        _row(g, "absolute refractory period vs human sensory [Tackmann & Lehmann 1974]",
-             tg.HUMAN_ARP_MS, f["arp_ms"], "ms", t, counted=tg.ARP_TARGET == "human"),
-        _row(g, "end of the relative refractory period (ratio back to 1)",
-             m.get("rrp_end_ms"), f["rrp_end_ms"], "ms", t),
+        _row(
+            g,
+            "absolute refractory period vs MRG",
+            m.get("arp_ms"),
+            f["arp_ms"],
+            "ms",
+            t,
+            counted=tg.ARP_TARGET == "mrg",
+        ),
+        _row(
+            g,
+            "absolute refractory period vs human sensory [Tackmann & Lehmann 1974]",
+            tg.HUMAN_ARP_MS,
+            f["arp_ms"],
+            "ms",
+            t,
+            counted=tg.ARP_TARGET == "human",
+        ),
+        _row(
+            g,
+            "end of the relative refractory period (ratio back to 1)",
+            m.get("rrp_end_ms"),
+            f["rrp_end_ms"],
+            "ms",
+            t,
+        ),
         _row(g, "supernormal depth", m.get("supernormal_pct"), f["supernormal_pct"], "%", p),
         _row(g, "supernormal time", m.get("supernormal_ms"), f["supernormal_ms"], "ms", t),
         _row(g, "late subnormal depth", m.get("subnormal_pct"), f["subnormal_pct"], "%", p),
-        _row(g, "late subnormal time", m.get("subnormal_ms"), f["subnormal_ms"], "ms")]
+        _row(g, "late subnormal time", m.get("subnormal_ms"), f["subnormal_ms"], "ms"),
+    ]
 
 
 def _sfap_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
@@ -197,17 +352,44 @@ def _sfap_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     if "sfap" in mrg_m:
         radial = ref["sfap"]["radial_mm"]
         wanted = tg.SFAP_TARGET_RADIAL_MM or radial
-        rows = [_row(g, f"SFAP N1 exponent in D, {r:g} mm", mrg_m["sfap"]["exponent"][k],
-                     f_exp[k], "1", tol if r in wanted else None,
-                     counted=tg.SFAP_TARGET == "mrg") for k, r in enumerate(radial)]
+        rows = [
+            _row(
+                g,
+                f"SFAP N1 exponent in D, {r:g} mm",
+                mrg_m["sfap"]["exponent"][k],
+                f_exp[k],
+                "1",
+                tol if r in wanted else None,
+                counted=tg.SFAP_TARGET == "mrg",
+            )
+            for k, r in enumerate(radial)
+        ]
     else:
-        rows = [_row(g, "SFAP N1 exponent in D", None, float(np.mean(f_exp)), "1", tol,
-                     counted=tg.SFAP_TARGET == "mrg")]
+        rows = [
+            _row(
+                g,
+                "SFAP N1 exponent in D",
+                None,
+                float(np.mean(f_exp)),
+                "1",
+                tol,
+                counted=tg.SFAP_TARGET == "mrg",
+            )
+        ]
     lo, hi = tg.HUMAN_SFAP_EXPONENT
     mean = float(np.mean(f_exp))
-    rows.append(Row(g, "SFAP exponent vs human single units [JNNP 1981 44(6):476]",
-                    (lo, hi), mean, "1", f"in [{lo:g}, {hi:g}]", lo <= mean <= hi,
-                    tg.SFAP_TARGET == "human"))
+    rows.append(
+        Row(
+            g,
+            "SFAP exponent vs human single units [JNNP 1981 44(6):476]",
+            (lo, hi),
+            mean,
+            "1",
+            f"in [{lo:g}, {hi:g}]",
+            lo <= mean <= hi,
+            tg.SFAP_TARGET == "human",
+        )
+    )
     return rows
 
 
@@ -220,18 +402,38 @@ def _latency_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     tol = tg.LATENCY_TOL_MS
     target = "" if tol is None else f"within {tol:g} ms"
     if "latency" not in mrg_m:
-        return [Row("latency", f"AP initiation time at I/I_th {ratios}", None, None, "ms",
-                    target, note="" if target else "no reference data")]
+        return [
+            Row(
+                "latency",
+                f"AP initiation time at I/I_th {ratios}",
+                None,
+                None,
+                "ms",
+                target,
+                note="" if target else "no reference data",
+            )
+        ]
     sec, m, f = ref["latency"], mrg_m["latency"], fast_m["latency"]
     rows = []
     for i, D in enumerate(sec["diameter_um"]):
         for k, p in enumerate(sec["pw_us"]):
             a, b = np.asarray(m["initiation_ms"][i][k]), np.asarray(f["initiation_ms"][i][k])
-            met = None if tol is None or not np.isfinite(a).all() else bool(
-                np.all(np.abs(b - a) <= tol + 1e-12))
-            rows.append(Row("latency", f"AP initiation time at I/I_th {ratios}, D {D:g} µm, "
-                            f"{p:g} µs", tuple(a.tolist()), tuple(b.tolist()), "ms", target,
-                            met))
+            met = (
+                None
+                if tol is None or not np.isfinite(a).all()
+                else bool(np.all(np.abs(b - a) <= tol + 1e-12))
+            )
+            rows.append(
+                Row(
+                    "latency",
+                    f"AP initiation time at I/I_th {ratios}, D {D:g} µm, {p:g} µs",
+                    tuple(a.tolist()),
+                    tuple(b.tolist()),
+                    "ms",
+                    target,
+                    met,
+                )
+            )
     return rows
 
 
@@ -242,22 +444,38 @@ def _convergence_rows(ref: dict) -> list[Row]:
         return []
     rows = []
     for i, D in enumerate(sec.get("diameter_um", [])):
-        for key, axis, default in (("rel_change_vs_dt", "dt_ms", "default_dt_ms"),
-                                   ("rel_change_vs_length", "length_mm", "default_length_mm")):
+        for key, axis, default in (
+            ("rel_change_vs_dt", "dt_ms", "default_dt_ms"),
+            ("rel_change_vs_length", "length_mm", "default_length_mm"),
+        ):
             values, ref_axis = sec.get(key), sec.get(axis)
             if not values or not ref_axis or sec.get(default) not in ref_axis:
                 continue
             k = ref_axis.index(sec[default])
-            rows.append(Row("MRG convergence", f"MRG threshold change at {axis[:-3]} "
-                            f"{sec[default]:g} vs the finest/longest, D {D:g} µm",
-                            100.0 * float(values[i][k]), None, "%"))
+            rows.append(
+                Row(
+                    "MRG convergence",
+                    f"MRG threshold change at {axis[:-3]} "
+                    f"{sec[default]:g} vs the finest/longest, D {D:g} µm",
+                    100.0 * float(values[i][k]),
+                    None,
+                    "%",
+                )
+            )
     return rows
 
 
 def build_rows(ref: dict, fst: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     """Every row of the table, in order (see the module docstring for the targets)."""
     stats = threshold_comparison(ref, fst)
-    return [*_grid_rows(stats), *_heldout_rows(stats), *_slope_rows(ref, mrg_m, fast_m),
-            *_sd_rows(ref, mrg_m, fast_m), *_cv_rows(mrg_m, fast_m),
-            *_recovery_rows(mrg_m, fast_m), *_sfap_rows(ref, mrg_m, fast_m),
-            *_latency_rows(ref, mrg_m, fast_m), *_convergence_rows(ref)]
+    return [
+        *_grid_rows(stats),
+        *_heldout_rows(stats),
+        *_slope_rows(ref, mrg_m, fast_m),
+        *_sd_rows(ref, mrg_m, fast_m),
+        *_cv_rows(mrg_m, fast_m),
+        *_recovery_rows(mrg_m, fast_m),
+        *_sfap_rows(ref, mrg_m, fast_m),
+        *_latency_rows(ref, mrg_m, fast_m),
+        *_convergence_rows(ref),
+    ]

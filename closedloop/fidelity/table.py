@@ -45,7 +45,7 @@ class Row:
 
     @property
     def status(self) -> str:
-        """"met", "MISS", "info", "no reference data", or a verdict marked not targeted."""
+        """One of "met", "MISS", "info", "no reference data", or a not-targeted verdict."""
         if not self.target:
             return "info"
         if self.met is None:
@@ -115,11 +115,18 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """Every row and metric as plain JSON-ready data (NaN kept; see ``_io.nan_to_none``)."""
         rows = [{**dataclasses.asdict(r), "status": r.status} for r in self.rows]
-        return {"summary": self.summary(), "n_met": self.n_met, "n_targets": self.n_targets,
-                "misses": [r.relation for r in self.misses], "reference": self.reference,
-                "reference_meta": self.reference_meta, "choices": self.choices, "rows": rows,
-                "metrics": {"mrg": self.mrg, "fast": self.fast, "fast_vs_mrg": self.comparison},
-                "results": self.results}
+        return {
+            "summary": self.summary(),
+            "n_met": self.n_met,
+            "n_targets": self.n_targets,
+            "misses": [r.relation for r in self.misses],
+            "reference": self.reference,
+            "reference_meta": self.reference_meta,
+            "choices": self.choices,
+            "rows": rows,
+            "metrics": {"mrg": self.mrg, "fast": self.fast, "fast_vs_mrg": self.comparison},
+            "results": self.results,
+        }
 
 
 def fmt(value: Value) -> str:
@@ -139,15 +146,17 @@ HEADER = ("relation", "MRG", "fast", "unit", "target", "status")
 
 def format_table(report: Report) -> str:
     """The comparison table as text: grouped rows, the summary line and every miss."""
-    cells = [(r.relation, fmt(r.mrg), fmt(r.fast), r.unit, r.target, r.status)
-             for r in report.rows]
+    cells = [(r.relation, fmt(r.mrg), fmt(r.fast), r.unit, r.target, r.status) for r in report.rows]
     widths = [max([len(h)] + [len(c[k]) for c in cells]) for k, h in enumerate(HEADER)]
 
     def line(parts) -> str:
         return " | ".join(p.ljust(w) for p, w in zip(parts, widths, strict=True)).rstrip()
 
-    out = [f"fast model vs MRG (reference: {report.reference})", line(HEADER),
-           "-" * (sum(widths) + 3 * (len(widths) - 1))]
+    out = [
+        f"fast model vs MRG (reference: {report.reference})",
+        line(HEADER),
+        "-" * (sum(widths) + 3 * (len(widths) - 1)),
+    ]
     group = None
     for row, c in zip(report.rows, cells, strict=True):
         if row.group != group:
@@ -161,8 +170,9 @@ def format_table(report: Report) -> str:
     out.append(report.summary())
     for r in report.misses:
         unit = "" if r.unit == "1" else f" {r.unit}"
-        out.append(f"MISS: {r.relation}: MRG {fmt(r.mrg)}, fast {fmt(r.fast)}{unit} "
-                   f"(target {r.target})")
+        out.append(
+            f"MISS: {r.relation}: MRG {fmt(r.mrg)}, fast {fmt(r.fast)}{unit} (target {r.target})"
+        )
     for r in report.no_data:
         out.append(f"no reference data: {r.relation}")
     return "\n".join(out)

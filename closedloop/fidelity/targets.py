@@ -37,13 +37,17 @@ HUMAN_SFAP_EXPONENT = (1.5, 2.0)
 """Human single-unit amplitude ∝ CV^1.5-2, i.e. D^1.5-2 [JNNP 1981 44(6):476]."""
 ARP_TARGET = "human"
 """Which absolute refractory period the fast model targets: "human" or "mrg"."""
-ARP_TARGET_REASON = ("the patient model is of human dorsal-column fibres; human sensory nerves "
-                     "give about 0.7 ms [Tackmann & Lehmann 1974], MRG at 37 °C longer")
+ARP_TARGET_REASON = (
+    "the patient model is of human dorsal-column fibres; human sensory nerves "
+    "give about 0.7 ms [Tackmann & Lehmann 1974], MRG at 37 °C longer"
+)
 SFAP_TARGET = "mrg"
 """Which SFAP exponent the fast model targets: "mrg" (within 0.2) or "human" (1.5-2)."""
 SFAP_TARGET_RADIAL_MM: tuple[float, ...] | None = None
 """Radial distances (mm) whose SFAP exponent rows carry the target (None: every distance).
 MRG's exponent grows with distance (1.5 at 1 mm to 2.1 at 5 mm); a distance-independent fast
 exponent cannot meet all of them within 0.2."""
-SFAP_TARGET_REASON = ("the human range D^1.5-2 [JNNP 1981] holds MRG's exponent, so matching "
-                      "MRG within 0.2 also stays near the human data")
+SFAP_TARGET_REASON = (
+    "the human range D^1.5-2 [JNNP 1981] holds MRG's exponent, so matching "
+    "MRG within 0.2 also stays near the human data"
+)

@@ -36,11 +36,27 @@ from closedloop.metrics.scoring import (
 )
 
 __all__ = [
-    "DEFAULT_BATTERY", "HOURS_PER_YEAR", "METRIC_DIRECTION", "METRIC_DOCS", "BatterySpec",
-    "UNSCORED_DOCS", "battery_life_years", "charge_metrics", "clinical_metrics",
-    "energy_metrics", "episodes_above", "overstimulation", "posture_codes", "posture_response",
-    "subset_times", "time_weights_s", "tracking_error", "understimulation", "unscored_mask",
-    "unscored_metrics", "window_occupancy",
+    "DEFAULT_BATTERY",
+    "HOURS_PER_YEAR",
+    "METRIC_DIRECTION",
+    "METRIC_DOCS",
+    "BatterySpec",
+    "UNSCORED_DOCS",
+    "battery_life_years",
+    "charge_metrics",
+    "clinical_metrics",
+    "energy_metrics",
+    "episodes_above",
+    "overstimulation",
+    "posture_codes",
+    "posture_response",
+    "subset_times",
+    "time_weights_s",
+    "tracking_error",
+    "understimulation",
+    "unscored_mask",
+    "unscored_metrics",
+    "window_occupancy",
 ]
 
 METRIC_DOCS: dict[str, str] = {
@@ -83,10 +99,16 @@ METRIC_DOCS: dict[str, str] = {
 
 METRIC_DIRECTION: dict[str, int] = {
     **dict.fromkeys(METRIC_DOCS, -1),
-    "scored_duration_s": 0, "n_pulses": 0, "n_changes": 0,
-    "time_in_window_frac": 1, "time_in_window_s": 1, "battery_life_years": 1,
-    "time_within_10pct_frac": 1, "time_within_20pct_frac": 1,
-    "unscored_duration_s": 0, "unscored_time_in_window_frac": 1,
+    "scored_duration_s": 0,
+    "n_pulses": 0,
+    "n_changes": 0,
+    "time_in_window_frac": 1,
+    "time_in_window_s": 1,
+    "battery_life_years": 1,
+    "time_within_10pct_frac": 1,
+    "time_within_20pct_frac": 1,
+    "unscored_duration_s": 0,
+    "unscored_time_in_window_frac": 1,
 }
 """Key -> +1 (higher is better), -1 (lower is better) or 0 (neutral), for leaderboards."""
 
@@ -108,18 +130,19 @@ def tracking_error(ecap_uv: Any, target_uv: Any, weights: Any = None) -> dict[st
     """
     ecap = _per_pulse("ecap_uv", ecap_uv, unit="µV")
     n = ecap.size
-    target = _per_pulse("target_uv", target_uv, n, lo=0.0, lo_open=True, unit="µV",
-                        scalar_ok=True)
+    target = _per_pulse("target_uv", target_uv, n, lo=0.0, lo_open=True, unit="µV", scalar_ok=True)
     w = np.ones(n) if weights is None else _per_pulse("weights", weights, n, lo=0.0)
     if not np.sum(w) > 0:
         raise ConfigError("weights must have a positive sum; valid range [0, inf) each")
     err = np.abs(ecap - target)
     rel = err / target
-    return {"mad_uv": float(np.average(err, weights=w)),
-            "rmse_uv": math.sqrt(np.average(err**2, weights=w)),
-            "mean_rel_error": float(np.average(rel, weights=w)),
-            "time_within_10pct_frac": float(np.average(rel <= 0.1, weights=w)),
-            "time_within_20pct_frac": float(np.average(rel <= 0.2, weights=w))}
+    return {
+        "mad_uv": float(np.average(err, weights=w)),
+        "rmse_uv": math.sqrt(np.average(err**2, weights=w)),
+        "mean_rel_error": float(np.average(rel, weights=w)),
+        "time_within_10pct_frac": float(np.average(rel <= 0.1, weights=w)),
+        "time_within_20pct_frac": float(np.average(rel <= 0.2, weights=w)),
+    }
 
 
 def window_occupancy(t_s: Any, sensation: Any, discomfort: Any) -> dict[str, float]:
@@ -139,9 +162,14 @@ def window_occupancy(t_s: Any, sensation: Any, discomfort: Any) -> dict[str, flo
     in_s, in_f = _frac(~below & ~above, w)
     below_s, below_f = _frac(below, w)
     above_s, above_f = _frac(above, w)
-    return {"time_in_window_frac": in_f, "time_below_perception_frac": below_f,
-            "time_above_discomfort_frac": above_f, "time_in_window_s": in_s,
-            "time_below_perception_s": below_s, "time_above_discomfort_s": above_s}
+    return {
+        "time_in_window_frac": in_f,
+        "time_below_perception_frac": below_f,
+        "time_above_discomfort_frac": above_f,
+        "time_in_window_s": in_s,
+        "time_below_perception_s": below_s,
+        "time_above_discomfort_s": above_s,
+    }
 
 
 def episodes_above(t_s: Any, mask: Any, min_gap_s: float = 0.5) -> list[tuple[float, float]]:
@@ -161,8 +189,10 @@ def episodes_above(t_s: Any, mask: Any, min_gap_s: float = 0.5) -> list[tuple[fl
     t, w = _time(t_s)
     m = np.asarray(mask)
     if m.dtype != bool or m.shape != t.shape:
-        raise ConfigError(f"mask must be a boolean array of length {t.size} (one per pulse), "
-                          f"got dtype {m.dtype} and shape {m.shape}")
+        raise ConfigError(
+            f"mask must be a boolean array of length {t.size} (one per pulse), "
+            f"got dtype {m.dtype} and shape {m.shape}"
+        )
     gap = _scalar("min_gap_s", min_gap_s, lo=0.0, unit="s")
     edges = np.diff(np.concatenate(([0], m.astype(np.int8), [0])))
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
@@ -176,8 +206,9 @@ def episodes_above(t_s: Any, mask: Any, min_gap_s: float = 0.5) -> list[tuple[fl
     return events
 
 
-def overstimulation(t_s: Any, sensation: Any, discomfort: Any,
-                    min_gap_s: float = 0.5) -> dict[str, float]:
+def overstimulation(
+    t_s: Any, sensation: Any, discomfort: Any, min_gap_s: float = 0.5
+) -> dict[str, float]:
     """Time and episodes at or above discomfort (``sensation >= discomfort``).
 
     Args:
@@ -195,9 +226,13 @@ def overstimulation(t_s: Any, sensation: Any, discomfort: Any,
     above = s >= d
     n_events = len(episodes_above(t, above, min_gap_s))
     time_s, frac = _frac(above, w)
-    return {"overstim_time_s": time_s, "overstim_frac": frac, "overstim_events": n_events,
-            "overstim_events_per_hour": n_events / (float(np.sum(w)) / 3600.0),
-            "overstim_max_sensation": float(np.max(s))}
+    return {
+        "overstim_time_s": time_s,
+        "overstim_frac": frac,
+        "overstim_events": n_events,
+        "overstim_events_per_hour": n_events / (float(np.sum(w)) / 3600.0),
+        "overstim_max_sensation": float(np.max(s)),
+    }
 
 
 def understimulation(t_s: Any, sensation: Any) -> dict[str, float]:
@@ -225,12 +260,24 @@ def _scored(name: str, x: Any, n: int, keep: np.ndarray) -> Any:
     return np.asarray(x)[keep]
 
 
-def clinical_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, discomfort: Any,
-                     charge_uc: Any, current_ma: Any, pw_us: Any, impedance_ohm: Any,
-                     posture: Any = None, warmup_s: float = 0.0,
-                     battery: BatterySpec = DEFAULT_BATTERY, min_gap_s: float = 0.5,
-                     band_rel: float = 0.2, horizon_s: float = 10.0,
-                     scored: Any = None) -> dict[str, float]:
+def clinical_metrics(
+    t_s: Any,
+    ecap_uv: Any,
+    target_uv: Any,
+    sensation: Any,
+    discomfort: Any,
+    charge_uc: Any,
+    current_ma: Any,
+    pw_us: Any,
+    impedance_ohm: Any,
+    posture: Any = None,
+    warmup_s: float = 0.0,
+    battery: BatterySpec = DEFAULT_BATTERY,
+    min_gap_s: float = 0.5,
+    band_rel: float = 0.2,
+    horizon_s: float = 10.0,
+    scored: Any = None,
+) -> dict[str, float]:
     """All clinical metrics of one run, scored after a warm-up, as one flat dict.
 
     Pulses with ``t_s < t_s[0] + warmup_s`` are excluded from every metric. Pulses after the
@@ -271,12 +318,22 @@ def clinical_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, dis
     after_warmup = t >= t[0] + warm
     keep = after_warmup & _scored_mask(scored, t.size)
     if np.count_nonzero(keep) < 2:
-        raise ConfigError(f"warmup_s={warmup_s!r} and scored leave {np.count_nonzero(keep)} "
-                          f"scored pulse(s); at least 2 are needed (warmup_s valid range [0, "
-                          f"{t[-2] - t[0]:g}] s for this run)")
-    args = {"ecap_uv": ecap_uv, "target_uv": target_uv, "sensation": sensation,
-            "discomfort": discomfort, "charge_uc": charge_uc, "current_ma": current_ma,
-            "pw_us": pw_us, "impedance_ohm": impedance_ohm, "posture": posture}
+        raise ConfigError(
+            f"warmup_s={warmup_s!r} and scored leave {np.count_nonzero(keep)} "
+            f"scored pulse(s); at least 2 are needed (warmup_s valid range [0, "
+            f"{t[-2] - t[0]:g}] s for this run)"
+        )
+    args = {
+        "ecap_uv": ecap_uv,
+        "target_uv": target_uv,
+        "sensation": sensation,
+        "discomfort": discomfort,
+        "charge_uc": charge_uc,
+        "current_ma": current_ma,
+        "pw_us": pw_us,
+        "impedance_ohm": impedance_ohm,
+        "posture": posture,
+    }
     a = {name: _scored(name, x, t.size, keep) for name, x in args.items()}
     ts = subset_times(t, keep)
     w = time_weights_s(ts)
@@ -289,8 +346,10 @@ def clinical_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, dis
     out |= energy_metrics(ts, a["current_ma"], a["pw_us"], a["impedance_ohm"], battery)
     pose = np.zeros(ts.size) if a["posture"] is None else a["posture"]
     out |= posture_response(ts, a["ecap_uv"], a["target_uv"], pose, band_rel, horizon_s)
-    u = {name: _scored(name, args[name], t.size, after_warmup)
-         for name in ("ecap_uv", "target_uv", "sensation", "discomfort", "charge_uc")}
+    u = {
+        name: _scored(name, args[name], t.size, after_warmup)
+        for name in ("ecap_uv", "target_uv", "sensation", "discomfort", "charge_uc")
+    }
     out |= unscored_metrics(t[after_warmup], **u, unscored=~keep[after_warmup])
     return {key: out[key] for key in METRIC_DOCS}
 
@@ -301,6 +360,8 @@ def _scored_mask(scored: Any, n: int) -> np.ndarray:
         return np.ones(n, dtype=bool)
     mask = np.asarray(scored)
     if mask.dtype != bool or mask.shape != (n,):
-        raise ConfigError(f"scored must be None or a boolean array of length {n} (one per "
-                          f"pulse), got dtype {mask.dtype} and shape {mask.shape}")
+        raise ConfigError(
+            f"scored must be None or a boolean array of length {n} (one per "
+            f"pulse), got dtype {mask.dtype} and shape {mask.shape}"
+        )
     return mask

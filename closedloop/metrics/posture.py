@@ -11,8 +11,9 @@ from closedloop._config import ConfigError
 from closedloop.metrics._checks import _per_pulse, _scalar, _time
 
 
-def _one_change(t: np.ndarray, rel: np.ndarray, k: int, stop: int, band_rel: float,
-                horizon_s: float) -> tuple[float, float]:
+def _one_change(
+    t: np.ndarray, rel: np.ndarray, k: int, stop: int, band_rel: float, horizon_s: float
+) -> tuple[float, float]:
     """Settling time (s, NaN if unsettled) and overshoot of the change at pulse ``k``."""
     h_end = k + int(np.searchsorted(t[k:], t[k] + horizon_s, side="left"))
     overshoot = max(0.0, float(np.max(rel[k:h_end])))
@@ -29,17 +30,25 @@ def _summarise_changes(per_change: list[dict[str, Any]]) -> dict[str, Any]:
     settle = np.array([c["settling_time_s"] for c in per_change], dtype=float)
     over = np.array([c["overshoot_rel"] for c in per_change], dtype=float)
     done = settle[~np.isnan(settle)]
-    return {"n_changes": len(per_change),
-            "settling_time_s_mean": float(np.mean(done)) if done.size else math.nan,
-            "settling_time_s_max": float(np.max(done)) if done.size else math.nan,
-            "unsettled_changes": int(settle.size - done.size),
-            "overshoot_rel_mean": float(np.mean(over)) if over.size else math.nan,
-            "overshoot_rel_max": float(np.max(over)) if over.size else math.nan,
-            "per_change": per_change}
+    return {
+        "n_changes": len(per_change),
+        "settling_time_s_mean": float(np.mean(done)) if done.size else math.nan,
+        "settling_time_s_max": float(np.max(done)) if done.size else math.nan,
+        "unsettled_changes": int(settle.size - done.size),
+        "overshoot_rel_mean": float(np.mean(over)) if over.size else math.nan,
+        "overshoot_rel_max": float(np.max(over)) if over.size else math.nan,
+        "per_change": per_change,
+    }
 
 
-def posture_response(t_s: Any, ecap_uv: Any, target_uv: Any, posture: Any,
-                     band_rel: float = 0.2, horizon_s: float = 10.0) -> dict[str, Any]:
+def posture_response(
+    t_s: Any,
+    ecap_uv: Any,
+    target_uv: Any,
+    posture: Any,
+    band_rel: float = 0.2,
+    horizon_s: float = 10.0,
+) -> dict[str, Any]:
     """Settling time and overshoot of the ECAP after each posture change.
 
     A change happens at pulse ``k`` where ``posture[k] != posture[k-1]``. Its settling time is
@@ -66,12 +75,15 @@ def posture_response(t_s: Any, ecap_uv: Any, target_uv: Any, posture: Any,
     """
     t, _ = _time(t_s)
     ecap = _per_pulse("ecap_uv", ecap_uv, t.size, unit="µV")
-    target = _per_pulse("target_uv", target_uv, t.size, lo=0.0, lo_open=True, unit="µV",
-                        scalar_ok=True)
+    target = _per_pulse(
+        "target_uv", target_uv, t.size, lo=0.0, lo_open=True, unit="µV", scalar_ok=True
+    )
     pose = np.asarray(posture)
     if pose.shape != t.shape or (pose.dtype.kind == "f" and not np.all(np.isfinite(pose))):
-        raise ConfigError(f"posture must be a finite 1-D array of length {t.size} (one posture "
-                          f"code or name per pulse), got shape {pose.shape}")
+        raise ConfigError(
+            f"posture must be a finite 1-D array of length {t.size} (one posture "
+            f"code or name per pulse), got shape {pose.shape}"
+        )
     band = _scalar("band_rel", band_rel, lo=0.0, lo_open=True)
     horizon = _scalar("horizon_s", horizon_s, lo=0.0, lo_open=True, unit="s")
     rel = (ecap - target) / target
@@ -79,7 +91,13 @@ def posture_response(t_s: Any, ecap_uv: Any, target_uv: Any, posture: Any,
     per_change = []
     for k, stop in zip(changes[:-1], changes[1:], strict=True):
         settle, over = _one_change(t, rel, int(k), int(stop), band, horizon)
-        per_change.append({"t_s": float(t[k]), "from": pose[k - 1].item(),
-                           "to": pose[k].item(), "settling_time_s": settle,
-                           "overshoot_rel": over})
+        per_change.append(
+            {
+                "t_s": float(t[k]),
+                "from": pose[k - 1].item(),
+                "to": pose[k].item(),
+                "settling_time_s": settle,
+                "overshoot_rel": over,
+            }
+        )
     return _summarise_changes(per_change)

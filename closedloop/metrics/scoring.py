@@ -26,17 +26,17 @@ from closedloop.postures import POSTURES, posture_code
 
 UNSCORED_DOCS: dict[str, str] = {
     "unscored_duration_s": "time in the env's unscored postures and their ramp out, after "
-                           "warm-up; 0 if none (s)",
+    "warm-up; 0 if none (s)",
     "unscored_mad_uv": "time-weighted mean |ECAP - target| over the unscored time, NaN if none "
-                       "(µV)",
+    "(µV)",
     "unscored_time_in_window_frac": "fraction of the unscored time with 1 <= sensation < "
-                                    "discomfort, NaN if none (1)",
+    "discomfort, NaN if none (1)",
     "unscored_time_below_perception_frac": "fraction of the unscored time with sensation < 1, "
-                                           "NaN if none (1)",
+    "NaN if none (1)",
     "unscored_time_above_discomfort_frac": "fraction of the unscored time with sensation >= "
-                                           "discomfort, NaN if none (1)",
+    "discomfort, NaN if none (1)",
     "unscored_charge_per_pulse_uc": "mean charge per phase per pulse over the unscored time, NaN "
-                                    "if none (µC)",
+    "if none (µC)",
 }
 """Key -> meaning with unit of the separately scored (unscored-posture) metrics."""
 
@@ -50,8 +50,9 @@ def posture_codes(postures: Any, name: str = "unscored_postures") -> tuple[int, 
         name: The parameter's name, for messages.
     """
     if isinstance(postures, str) or not isinstance(postures, (tuple, list)):
-        raise ConfigError(f"{name}={postures!r} must be a list of posture names among "
-                          f"{', '.join(POSTURES)}")
+        raise ConfigError(
+            f"{name}={postures!r} must be a list of posture names among {', '.join(POSTURES)}"
+        )
     codes = []
     for i, p in enumerate(postures):
         if not isinstance(p, str) or p not in POSTURES:
@@ -82,14 +83,16 @@ def unscored_mask(t_s: Any, posture: Any, postures: Any, after_s: float = 0.0) -
     after = _scalar("after_s", after_s, lo=0.0, unit="s")
     pose = np.asarray(posture)
     if pose.shape != t.shape or pose.dtype.kind not in "iu":
-        raise ConfigError(f"posture must be an integer array of length {t.size} (one posture "
-                          f"code per pulse), got dtype {pose.dtype} and shape {pose.shape}")
+        raise ConfigError(
+            f"posture must be an integer array of length {t.size} (one posture "
+            f"code per pulse), got dtype {pose.dtype} and shape {pose.shape}"
+        )
     inside = np.isin(pose, codes)
     mask = inside.copy()
     if after > 0.0:
         exits = np.flatnonzero(inside[:-1] & ~inside[1:]) + 1
         for k in exits:
-            mask[k:int(np.searchsorted(t, t[k] + after, side="left"))] = True
+            mask[k : int(np.searchsorted(t, t[k] + after, side="left"))] = True
     return mask
 
 
@@ -111,8 +114,15 @@ def subset_times(t_s: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return t_s[idx[0]] + np.concatenate(([0.0], np.cumsum(w[:-1])))
 
 
-def unscored_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, discomfort: Any,
-                     charge_uc: Any, unscored: np.ndarray) -> dict[str, float]:
+def unscored_metrics(
+    t_s: Any,
+    ecap_uv: Any,
+    target_uv: Any,
+    sensation: Any,
+    discomfort: Any,
+    charge_uc: Any,
+    unscored: np.ndarray,
+) -> dict[str, float]:
     """The ``unscored_*`` metrics of :data:`UNSCORED_DOCS` over the pulses ``unscored``.
 
     Args:
@@ -133,15 +143,20 @@ def unscored_metrics(t_s: Any, ecap_uv: Any, target_uv: Any, sensation: Any, dis
     def per(name: str, x: Any, **kw: Any) -> np.ndarray:
         return _per_pulse(name, x, t.size, scalar_ok=True, **kw)[sel]
 
-    err = np.abs(per("ecap_uv", ecap_uv, unit="µV") - per("target_uv", target_uv, lo=0.0,
-                                                           lo_open=True, unit="µV"))
+    err = np.abs(
+        per("ecap_uv", ecap_uv, unit="µV")
+        - per("target_uv", target_uv, lo=0.0, lo_open=True, unit="µV")
+    )
     s = per("sensation", sensation, lo=0.0)
     d = per("discomfort", discomfort, lo=1.0, lo_open=True)
     below, above = s < 1.0, s >= d
-    return {"unscored_duration_s": float(np.sum(ws)),
-            "unscored_mad_uv": float(np.average(err, weights=ws)),
-            "unscored_time_in_window_frac": float(np.average(~below & ~above, weights=ws)),
-            "unscored_time_below_perception_frac": float(np.average(below, weights=ws)),
-            "unscored_time_above_discomfort_frac": float(np.average(above, weights=ws)),
-            "unscored_charge_per_pulse_uc": float(np.mean(per("charge_uc", charge_uc,
-                                                              lo=0.0, unit="µC")))}
+    return {
+        "unscored_duration_s": float(np.sum(ws)),
+        "unscored_mad_uv": float(np.average(err, weights=ws)),
+        "unscored_time_in_window_frac": float(np.average(~below & ~above, weights=ws)),
+        "unscored_time_below_perception_frac": float(np.average(below, weights=ws)),
+        "unscored_time_above_discomfort_frac": float(np.average(above, weights=ws)),
+        "unscored_charge_per_pulse_uc": float(
+            np.mean(per("charge_uc", charge_uc, lo=0.0, unit="µC"))
+        ),
+    }

@@ -34,8 +34,12 @@ from closedloop.neural.kernels import (
 def stack(items: list):
     """Stack a list of same-type NamedTuples field by field along a new leading axis."""
     cls = type(items[0])
-    return cls(*(np.ascontiguousarray(np.stack([np.asarray(getattr(it, f)) for it in items]))
-                 for f in cls._fields))
+    return cls(
+        *(
+            np.ascontiguousarray(np.stack([np.asarray(getattr(it, f)) for it in items]))
+            for f in cls._fields
+        )
+    )
 
 
 @njit(cache=True, inline="always")
@@ -138,8 +142,7 @@ def _inputs_at(inp, p):
     )
 
 
-def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave,
-                             cache_index=None):
+def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave, cache_index=None):
     """Deliver pulses to many patients in parallel, patient ``p`` using tables ``table_index[p]``.
 
     Patients that share anatomy (the same cohort patient in several environments) then share
@@ -171,7 +174,8 @@ def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave,
             raise ValueError(
                 f"inputs.pw_us[{p}] must equal the pulse width its shared recording cache "
                 f"(cache_index[{p}]={int(cache_index[p])}) holds, {float(held[p, 0]):g} µs; "
-                "refresh the slot first (closedloop.neural.recording.refresh_templates)")
+                "refresh the slot first (closedloop.neural.recording.refresh_templates)"
+            )
     run_batch(state, tables, table_index, cache_index, kp, inputs, out, wave, batch_threads())
 
 
@@ -197,8 +201,19 @@ def run_batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_
     if n_threads > 1 and out.shape[0] > 1:
         _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads)
     else:
-        _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, 0, out.shape[0],
-               _work_for(state, tables, kp))
+        _chunk(
+            state,
+            tables,
+            table_index,
+            cache_index,
+            kp,
+            inputs,
+            out,
+            wave,
+            0,
+            out.shape[0],
+            _work_for(state, tables, kp),
+        )
 
 
 @njit(cache=True, parallel=True)
@@ -207,15 +222,30 @@ def _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_thr
     n = out.shape[0]
     n_chunks = min(n, n_threads)
     for c in prange(n_chunks):
-        _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave,
-               c * n // n_chunks, (c + 1) * n // n_chunks, _work_for(state, tables, kp))
+        _chunk(
+            state,
+            tables,
+            table_index,
+            cache_index,
+            kp,
+            inputs,
+            out,
+            wave,
+            c * n // n_chunks,
+            (c + 1) * n // n_chunks,
+            _work_for(state, tables, kp),
+        )
 
 
 @njit(cache=True, inline="always")
 def _work_for(state, tables, kp):
     """A ``KernelWork`` for every patient of a batch."""
-    return new_work(tables.fibre_class.shape[1], state.templates.shape[1],
-                    state.templates.shape[2], kp.template_lag.max())
+    return new_work(
+        tables.fibre_class.shape[1],
+        state.templates.shape[1],
+        state.templates.shape[2],
+        kp.template_lag.max(),
+    )
 
 
 @njit(cache=True, _nrt=False)
@@ -230,8 +260,15 @@ def _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, lo, h
     caller.
     """
     for p in range(lo, hi):
-        run_pulses(_state_at(state, p, cache_index[p]), _tables_at(tables, table_index[p]),
-                   _params_at(kp, p), _inputs_at(inputs, p), out[p], wave[p], work)
+        run_pulses(
+            _state_at(state, p, cache_index[p]),
+            _tables_at(tables, table_index[p]),
+            _params_at(kp, p),
+            _inputs_at(inputs, p),
+            out[p],
+            wave[p],
+            work,
+        )
 
 
 def batch_threads() -> int:
@@ -248,7 +285,7 @@ def _after_fork_in_child() -> None:
     global _SERIAL
     try:
         layer = numba.threading_layer()
-    except ValueError:          # no parallel region ran: the child may start its own threads
+    except ValueError:  # no parallel region ran: the child may start its own threads
         return
     _SERIAL = _SERIAL or layer == "omp"
 

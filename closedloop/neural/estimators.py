@@ -24,6 +24,7 @@ def _lagged(art, s, lo, lag):
     """``art[s - lag]`` if that sample lies in the window from ``lo``, else 0."""
     return art[s - lag] if s - lag >= lo else 0.0
 
+
 @njit(cache=True, inline="always")
 def artefact_orthogonal(mf, art, lo, hi, lag):
     """Make ``mf[lo:hi]`` orthogonal to a constant and to the artefact decay at lags 0, ``-lag``.
@@ -69,6 +70,7 @@ def artefact_orthogonal(mf, art, lo, hi, lag):
         for s in range(lo, hi):
             mf[s] -= k3 * ((_lagged(art, s, lo, lag) - bm) - kb * (art[s] - am))
 
+
 @njit(cache=True, inline="always")
 def clipped(x, lo, hi, top):
     """Whether any sample of ``x[lo:hi]`` sits at the ADC rails ``±top``."""
@@ -76,6 +78,7 @@ def clipped(x, lo, hi, top):
         if x[s] >= top or x[s] <= -top:
             return True
     return False
+
 
 @njit(cache=True, inline="always")
 def n1p2(x, lo, hi):
@@ -89,6 +92,7 @@ def n1p2(x, lo, hi):
         if x[s] > mx:
             mx = x[s]
     return mx - mn, i_min
+
 
 @njit(cache=True, inline="always")
 def template_estimate(mf, cache, x, lo, hi, max_lag, scratch, track, pw_us, interval_s):
@@ -108,15 +112,18 @@ def template_estimate(mf, cache, x, lo, hi, max_lag, scratch, track, pw_us, inte
     pulses does not.
     """
     n_lag = 2 * max_lag + 1
-    if track.size < n_lag + 2:          # the kernels run without bounds checks
-        raise ValueError("KernelState.lag_track is too short for this template lag; make the "
-                         "state with NeuralModel.initial_state")
+    if track.size < n_lag + 2:  # the kernels run without bounds checks
+        raise ValueError(
+            "KernelState.lag_track is too short for this template lag; make the "
+            "state with NeuralModel.initial_state"
+        )
     dots = lag_projections(mf, x, lo, hi, max_lag, scratch)
     if track[0] > 0.0:
         best = tracked_projection(dots, n_lag, track, pw_us, interval_s)
     else:
         best = dots[_argmax(dots, n_lag)]
     return best * cache[1] * cache[2]
+
 
 @njit(cache=True, inline="always")
 def _argmax(x, n):
@@ -126,6 +133,7 @@ def _argmax(x, n):
         if x[q] > x[k]:
             k = q
     return k
+
 
 @njit(cache=True, inline="always")
 def tracked_projection(dots, n_lag, track, pw_us, interval_s):
@@ -140,7 +148,7 @@ def tracked_projection(dots, n_lag, track, pw_us, interval_s):
     at the first pulse or after a width change). Because the lag is chosen without this
     pulse's noise, the estimate is unbiased wherever the average's lag is the ECAP's.
     """
-    avg = track[2:2 + n_lag]
+    avg = track[2 : 2 + n_lag]
     if track[1] == pw_us:
         best = dots[_argmax(avg, n_lag)]
         alpha = -math.expm1(-interval_s / track[0])
@@ -151,6 +159,7 @@ def tracked_projection(dots, n_lag, track, pw_us, interval_s):
     for q in range(n_lag):
         avg[q] += alpha * (dots[q] - avg[q])
     return best
+
 
 @njit(cache=True, inline="always")
 def lag_projections(mf, x, lo, hi, max_lag, scratch):
@@ -168,13 +177,15 @@ def lag_projections(mf, x, lo, hi, max_lag, scratch):
     n_lag = 2 * max_lag + 1
     n = hi - lo
     width = (n_lag + 3) // 4 * 4
-    if scratch.size < n + 2 * width:    # the kernels run without bounds checks
-        raise ValueError("KernelWork.scratch is too short for this window and template lag; "
-                         "make the KernelWork with new_work(..., max_lag)")
-    scratch = scratch[:n + 2 * width]
+    if scratch.size < n + 2 * width:  # the kernels run without bounds checks
+        raise ValueError(
+            "KernelWork.scratch is too short for this window and template lag; "
+            "make the KernelWork with new_work(..., max_lag)"
+        )
+    scratch = scratch[: n + 2 * width]
     scratch[:] = 0.0
-    padded, dots = scratch[:n + width], scratch[n + width:]
-    for s in range(n):      # a loop: slice assignment may allocate a copy
+    padded, dots = scratch[: n + width], scratch[n + width :]
+    for s in range(n):  # a loop: slice assignment may allocate a copy
         padded[max_lag + s] = x[lo + s]
     mf = mf[lo:hi]
     for s in range(n):
@@ -182,6 +193,7 @@ def lag_projections(mf, x, lo, hi, max_lag, scratch):
         for q in range(width):  # indices, not a view per sample: no slice set-up per sample
             dots[q] += padded[s + q] * w
     return dots
+
 
 @njit(cache=True, inline="always")
 def n1_latency(neural, i_min, lo, hi, dt_ms):

@@ -59,7 +59,7 @@ def mdf_peak(ve, rho, scratch):
     """
     m = ve.size - 2
     fwd = 0.0
-    for i in range(m):            # scratch[i] = sum_{k>=1} rho^k AF_{i-k}
+    for i in range(m):  # scratch[i] = sum_{k>=1} rho^k AF_{i-k}
         scratch[i] = fwd
         fwd = rho * (fwd + (ve[i] - 2.0 * ve[i + 1] + ve[i + 2]))
     best, bwd = 1e-12, 0.0
@@ -84,8 +84,12 @@ def mdf_table() -> dict:
 def table_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(log D, log PW, rho, log MDF_th)`` of the table as float64 arrays for the kernels."""
     t = mdf_table()
-    return (np.log(np.asarray(t["diameter_um"], float)), np.log(np.asarray(t["pw_us"], float)),
-            np.asarray(t["rho"], float), np.log(np.asarray(t["mdf_threshold_mv"], float)))
+    return (
+        np.log(np.asarray(t["diameter_um"], float)),
+        np.log(np.asarray(t["pw_us"], float)),
+        np.asarray(t["rho"], float),
+        np.log(np.asarray(t["mdf_threshold_mv"], float)),
+    )
 
 
 def sd_exponent() -> float:
@@ -110,10 +114,18 @@ def mdf_params(log_d, log_pw, rho_tab, log_th_tab, diameter_um, pw_us):
     i, a = _bracket(log_d, math.log(diameter_um))
     j, b = _bracket(log_pw, math.log(pw_us))
     w00, w01, w10, w11 = (1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b
-    rho = (w00 * rho_tab[i, j] + w01 * rho_tab[i, j + 1] + w10 * rho_tab[i + 1, j]
-           + w11 * rho_tab[i + 1, j + 1])
-    lt = (w00 * log_th_tab[i, j] + w01 * log_th_tab[i, j + 1] + w10 * log_th_tab[i + 1, j]
-          + w11 * log_th_tab[i + 1, j + 1])
+    rho = (
+        w00 * rho_tab[i, j]
+        + w01 * rho_tab[i, j + 1]
+        + w10 * rho_tab[i + 1, j]
+        + w11 * rho_tab[i + 1, j + 1]
+    )
+    lt = (
+        w00 * log_th_tab[i, j]
+        + w01 * log_th_tab[i, j + 1]
+        + w10 * log_th_tab[i + 1, j]
+        + w11 * log_th_tab[i + 1, j + 1]
+    )
     return rho, math.exp(lt)
 
 
@@ -151,7 +163,7 @@ def mdf_peaks(ve, rhos, scratch, out):
     """
     n, flat = ve.size, scratch.reshape(-1)
     for k in range(rhos.size):
-        out[k] = mdf_peak(ve, rhos[k], flat[k * n:(k + 1) * n])
+        out[k] = mdf_peak(ve, rhos[k], flat[k * n : (k + 1) * n])
 
 
 @njit(cache=True, nogil=True)
@@ -168,9 +180,13 @@ def sd_law(ve, rhos, ths, s, scale, th_buf, scratch):
     return sd_fit(th_buf, s)
 
 
-def node_potentials(diameter_um: float, distance_mm: float, offset_internodes: float = 0.0,
-                    sigma_s_per_m: float = SIGMA_S_PER_M, half_span_mm: float = 60.0
-                    ) -> np.ndarray:
+def node_potentials(
+    diameter_um: float,
+    distance_mm: float,
+    offset_internodes: float = 0.0,
+    sigma_s_per_m: float = SIGMA_S_PER_M,
+    half_span_mm: float = 60.0,
+) -> np.ndarray:
     """Potential (mV per mA of cathodic current) at the nodes of a straight fibre.
 
     Args:
@@ -183,14 +199,19 @@ def node_potentials(diameter_um: float, distance_mm: float, offset_internodes: f
     step = internode_mm(diameter_um)
     n = int(math.ceil(half_span_mm / step))
     x = (np.arange(-n, n + 1) - offset_internodes) * step
-    return -1.0 / (4.0 * math.pi * sigma_s_per_m * 1e-3 * np.sqrt(x * x + distance_mm ** 2))
+    return -1.0 / (4.0 * math.pi * sigma_s_per_m * 1e-3 * np.sqrt(x * x + distance_mm**2))
 
 
-def point_source_threshold_ma(diameter_um: float, distance_mm: float, pw_us: float, *,
-                              offset_internodes: float = 0.0,
-                              sigma_s_per_m: float = SIGMA_S_PER_M,
-                              params: ExcitabilityParams | None = None,
-                              sd_law_fit: bool = True) -> float:
+def point_source_threshold_ma(
+    diameter_um: float,
+    distance_mm: float,
+    pw_us: float,
+    *,
+    offset_internodes: float = 0.0,
+    sigma_s_per_m: float = SIGMA_S_PER_M,
+    params: ExcitabilityParams | None = None,
+    sd_law_fit: bool = True,
+) -> float:
     """Threshold (mA) of one fibre for a cathodic monophasic point source, as the model sees it.
 
     Args:
@@ -215,7 +236,7 @@ def point_source_threshold_ma(diameter_um: float, distance_mm: float, pw_us: flo
         return float(scale * th / mdf_peak(ve, rho, np.empty(ve.size)))
     beta = sd_exponent()
     pws = np.asarray(SD_PWS_US)
-    s = np.array([pw ** -beta for pw in SD_PWS_US])
+    s = np.array([pw**-beta for pw in SD_PWS_US])
     rhos, ths = fibre_laws(float(diameter_um), tab, pws)
     r, q = sd_law(ve, rhos, ths, s, scale, np.empty(pws.size), np.empty((ve.size, pws.size)))
-    return float(r + q * pw_us ** -beta)
+    return float(r + q * pw_us**-beta)

@@ -39,8 +39,9 @@ def csf_grid() -> np.ndarray:
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def node_potentials(diameter_um, lateral_mm, depth_mm, phase, csf_mm, src_x, src_w, y_lead, sl,
-                    st, span_mm, v_buf):
+def node_potentials(
+    diameter_um, lateral_mm, depth_mm, phase, csf_mm, src_x, src_w, y_lead, sl, st, span_mm, v_buf
+):
     """Extracellular potential (mV per mA) at one fibre's nodes of Ranvier; a view of ``v_buf``.
 
     The potential at a node is the sum over the weighted point sources of
@@ -64,7 +65,7 @@ def node_potentials(diameter_um, lateral_mm, depth_mm, phase, csf_mm, src_x, src
     """
     length = internode_mm(diameter_um)
     n_half = int(math.ceil(span_mm / length))
-    v = v_buf[:2 * n_half + 3]
+    v = v_buf[: 2 * n_half + 3]
     z = -(csf_mm + depth_mm)
     dy = lateral_mm - y_lead
     a, b, c = st * st, sl * st * dy * dy, sl * st * z * z
@@ -77,8 +78,9 @@ def node_potentials(diameter_um, lateral_mm, depth_mm, phase, csf_mm, src_x, src
     return v
 
 
-def sd_tables(diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w, y_lead, sl, st,
-              span_mm, scale):
+def sd_tables(
+    diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w, y_lead, sl, st, span_mm, scale
+):
     """Strength-duration laws of every fibre on the CSF grid: ``(I_rh, Q)``, each (G, N).
 
     Fibre i's threshold at grid point g and pulse width PW (µs) is
@@ -92,15 +94,31 @@ def sd_tables(diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w, y
     tab = fibre.table_arrays()
     pws = np.asarray(fibre.SD_PWS_US)
     beta = fibre.sd_exponent()
-    s = np.array([pw ** -beta for pw in fibre.SD_PWS_US])  # libm pow, as the reference
+    s = np.array([pw**-beta for pw in fibre.SD_PWS_US])  # libm pow, as the reference
     n_parts = max(1, min(int(numba.config.NUMBA_NUM_THREADS), diameter_um.size // 256))
     bounds = np.linspace(0, diameter_um.size, n_parts + 1).astype(np.int64)
 
     def part(k: int) -> None:
         sl_k = slice(bounds[k], bounds[k + 1])
-        _sd_columns(diameter_um[sl_k], lateral_mm[sl_k], depth_mm[sl_k], phase[sl_k], grid_mm,
-                    src_x, src_w, y_lead, sl, st, span_mm, scale, tab, pws, s, rheo[:, sl_k],
-                    charge[:, sl_k])
+        _sd_columns(
+            diameter_um[sl_k],
+            lateral_mm[sl_k],
+            depth_mm[sl_k],
+            phase[sl_k],
+            grid_mm,
+            src_x,
+            src_w,
+            y_lead,
+            sl,
+            st,
+            span_mm,
+            scale,
+            tab,
+            pws,
+            s,
+            rheo[:, sl_k],
+            charge[:, sl_k],
+        )
 
     if n_parts == 1:
         part(0)
@@ -111,22 +129,60 @@ def sd_tables(diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w, y
 
 
 @njit(cache=True, nogil=True)
-def _sd_columns(diameter_um, lateral_mm, depth_mm, phase, grid_mm, src_x, src_w, y_lead, sl, st,
-                span_mm, scale, tab, pws, s, rheo, charge):
+def _sd_columns(
+    diameter_um,
+    lateral_mm,
+    depth_mm,
+    phase,
+    grid_mm,
+    src_x,
+    src_w,
+    y_lead,
+    sl,
+    st,
+    span_mm,
+    scale,
+    tab,
+    pws,
+    s,
+    rheo,
+    charge,
+):
     """Fill ``rheo`` and ``charge`` (G, n) for the n given fibres on the CSF grid."""
-    n_max = 2 * int(math.ceil(span_mm / internode_mm(diameter_um.min()))) + 3 if (
-        diameter_um.size) else 0
+    n_max = (
+        2 * int(math.ceil(span_mm / internode_mm(diameter_um.min()))) + 3
+        if (diameter_um.size)
+        else 0
+    )
     v_buf, scratch, th_buf = np.empty(n_max), np.empty((n_max, pws.size)), np.empty(pws.size)
     for i in range(diameter_um.size):
         rhos, ths = fibre_laws(diameter_um[i], tab, pws)
         for g in range(grid_mm.size):
-            v = node_potentials(diameter_um[i], lateral_mm[i], depth_mm[i], phase[i], grid_mm[g],
-                                src_x, src_w, y_lead, sl, st, span_mm, v_buf)
+            v = node_potentials(
+                diameter_um[i],
+                lateral_mm[i],
+                depth_mm[i],
+                phase[i],
+                grid_mm[g],
+                src_x,
+                src_w,
+                y_lead,
+                sl,
+                st,
+                span_mm,
+                v_buf,
+            )
             rheo[g, i], charge[g, i] = sd_law(v, rhos, ths, s, scale, th_buf, scratch)
 
 
-def sfap_weight_table(diameter_um: np.ndarray, lateral_mm: np.ndarray, depth_mm: np.ndarray,
-                      grid_mm: np.ndarray, y_lead: float, response) -> np.ndarray:
+def sfap_weight_table(
+    diameter_um: np.ndarray,
+    lateral_mm: np.ndarray,
+    depth_mm: np.ndarray,
+    grid_mm: np.ndarray,
+    y_lead: float,
+    response,
+) -> np.ndarray:
     """N1 depth (µV) each fibre adds to the ECAP at every grid CSF thickness, shape (G, N).
 
     With r the fibre's distance from the recording contact (mm) and ``response`` the
@@ -138,7 +194,11 @@ def sfap_weight_table(diameter_um: np.ndarray, lateral_mm: np.ndarray, depth_mm:
     """
     r = np.hypot(grid_mm[:, None] + depth_mm[None, :], lateral_mm[None, :] - y_lead)
     e = response.sfap_diameter_exponent + response.sfap_exponent_per_ln_mm * np.log(
-        r / SFAP_EXPONENT_REF_MM)
+        r / SFAP_EXPONENT_REF_MM
+    )
     scale = response.sfap_uv * REF_FIBRES / diameter_um.size
-    return scale * (diameter_um[None, :] / REF_DIAMETER_UM) ** e * (
-        REF_DISTANCE_MM / r) ** response.sfap_distance_exponent
+    return (
+        scale
+        * (diameter_um[None, :] / REF_DIAMETER_UM) ** e
+        * (REF_DISTANCE_MM / r) ** response.sfap_distance_exponent
+    )

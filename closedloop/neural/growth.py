@@ -83,8 +83,9 @@ def soft_knee(i_ma, threshold_ma, slope_uv_per_ma, knee_ma):
     return slope_uv_per_ma * knee_ma * np.logaddexp(0.0, z)
 
 
-def fit_growth(currents_ma: np.ndarray, ecap_uv: np.ndarray,
-               detect_uv: float = DETECT_UV) -> tuple[float, float, float]:
+def fit_growth(
+    currents_ma: np.ndarray, ecap_uv: np.ndarray, detect_uv: float = DETECT_UV
+) -> tuple[float, float, float]:
     """Fit threshold (mA), slope (µV/mA) and knee width (mA) to a growth curve.
 
     The fit uses the levels up to ``FIT_SPAN`` times the first current whose ECAP exceeds
@@ -132,15 +133,24 @@ def check_levels(currents_ma) -> np.ndarray:
         return np.arange(0.0, 15.01, 0.5)
     cur = check_array("currents_ma", currents_ma, *CURRENT_RANGE_MA, "mA")
     if cur.ndim != 1 or cur.size < MIN_LEVELS or np.any(np.diff(cur) <= 0.0):
-        raise ConfigError(f"currents_ma must be at least {MIN_LEVELS} strictly ascending levels "
-                          f"in [0, 25.5] mA; got {cur.size} level(s) of shape {cur.shape}"
-                          f"{'' if np.all(np.diff(cur.ravel()) > 0) else ', not ascending'}")
+        raise ConfigError(
+            f"currents_ma must be at least {MIN_LEVELS} strictly ascending levels "
+            f"in [0, 25.5] mA; got {cur.size} level(s) of shape {cur.shape}"
+            f"{'' if np.all(np.diff(cur.ravel()) > 0) else ', not ascending'}"
+        )
     return cur
 
 
-def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
-                 rate_hz: float = 50.0, csf_mm: float | None = None, pulses_per_level: int = 50,
-                 waveforms: bool = False) -> GrowthCurve:
+def growth_curve(
+    model: NeuralModel,
+    currents_ma=None,
+    *,
+    pw_us: float = 250.0,
+    rate_hz: float = 50.0,
+    csf_mm: float | None = None,
+    pulses_per_level: int = 50,
+    waveforms: bool = False,
+) -> GrowthCurve:
     """Sweep the current upwards and fit the growth curve.
 
     Args:
@@ -164,26 +174,51 @@ def growth_curve(model: NeuralModel, currents_ma=None, *, pw_us: float = 250.0,
     cur = check_levels(currents_ma)
     pw_us = check_scalar("pw_us", pw_us, *PW_RANGE_US, "µs")
     rate_hz = check_rate(rate_hz)
-    csf = check_scalar("csf_mm", model.default_csf_mm if csf_mm is None else csf_mm,
-                       *CSF_RANGE_MM, "mm")
-    if isinstance(pulses_per_level, bool) or not isinstance(pulses_per_level, numbers.Integral) \
-            or pulses_per_level < 2:
-        raise ConfigError(f"pulses_per_level={pulses_per_level!r} must be an integer "
-                          "in [2, inf), as many as fit in memory")
+    csf = check_scalar(
+        "csf_mm", model.default_csf_mm if csf_mm is None else csf_mm, *CSF_RANGE_MM, "mm"
+    )
+    if (
+        isinstance(pulses_per_level, bool)
+        or not isinstance(pulses_per_level, numbers.Integral)
+        or pulses_per_level < 2
+    ):
+        raise ConfigError(
+            f"pulses_per_level={pulses_per_level!r} must be an integer "
+            "in [2, inf), as many as fit in memory"
+        )
     model.check_memory(int(pulses_per_level), waveforms, "pulses_per_level")
     model.reset()
     rows, sweeps = [], []
     for level in cur:
         got = model.pulse_train(level, rate_hz, pulses_per_level, pw_us, csf, waveforms=waveforms)
         rec, wave = got if waveforms else (got, None)
-        tail = rec[pulses_per_level // 2:]
+        tail = rec[pulses_per_level // 2 :]
         lat = tail["n1_latency_ms"]
-        rows.append((tail["ecap_uv"].mean(), tail["ecap_uv"].std(), tail["ecap_true_uv"].mean(),
-                     np.nanmean(lat) if np.isfinite(lat).any() else np.nan,
-                     tail["frac_recruited"].mean()))
+        rows.append(
+            (
+                tail["ecap_uv"].mean(),
+                tail["ecap_uv"].std(),
+                tail["ecap_true_uv"].mean(),
+                np.nanmean(lat) if np.isfinite(lat).any() else np.nan,
+                tail["frac_recruited"].mean(),
+            )
+        )
         if waveforms:
             sweeps.append(wave[-1])
     ecap, sd, true, lat, frac = (np.array(c) for c in zip(*rows, strict=True))
     th, sl, kn = fit_growth(cur, ecap)
-    return GrowthCurve(cur, ecap, sd, true, lat, frac, th, sl, kn, pw_us, rate_hz, csf,
-                       np.array(sweeps) if waveforms else None)
+    return GrowthCurve(
+        cur,
+        ecap,
+        sd,
+        true,
+        lat,
+        frac,
+        th,
+        sl,
+        kn,
+        pw_us,
+        rate_hz,
+        csf,
+        np.array(sweeps) if waveforms else None,
+    )

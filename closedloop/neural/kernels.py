@@ -123,8 +123,13 @@ def advance_clock(decay_ref, clock, kp, interval_s, decay, gain):
     moves to now.
     """
     clock[0] += interval_s * 1e3
-    taus = (kp.tau_rel_ms, kp.tau_sn_ms, kp.adapt_tau0_s * 1e3, kp.adapt_tau1_s * 1e3,
-            kp.adapt_tau2_s * 1e3)
+    taus = (
+        kp.tau_rel_ms,
+        kp.tau_sn_ms,
+        kp.adapt_tau0_s * 1e3,
+        kp.adapt_tau1_s * 1e3,
+        kp.adapt_tau2_s * 1e3,
+    )
     for k in range(5):
         arg = (clock[0] - clock[1 + k]) / taus[k]
         if arg > REBASE_ARG:
@@ -168,7 +173,7 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     f = g - j
     low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
     m_min = screen_m_min(kp, interval_s)
-    s = state.cache[4]      # pw_us ** -kp.sd_exponent (cache_pulse_constants)
+    s = state.cache[4]  # pw_us ** -kp.sd_exponent (cache_pulse_constants)
     ratio = sd_ratio_min(tables.sd_ratio_range, s, state.cache[5])
     limit = current_ma / (low * m_min * ratio)
     n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
@@ -316,22 +321,46 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
             refresh_templates(state, tables, kp, pw)
         key = pulse_key(kp.seed_pulse_a, kp.seed_pulse_b, state.pulse_count[0])
         state.pulse_count[0] += 1
-        n_rec = recruit(state, work, tables, kp, cur, pw, inputs.csf_mm[p], inputs.interval_s[p],
-                        key)
+        n_rec = recruit(
+            state, work, tables, kp, cur, pw, inputs.csf_mm[p], inputs.interval_s[p], key
+        )
         frac = n_rec / n_fib
         lo, hi, t_ref = int(state.cache[8]), int(state.cache[9]), state.cache[7]
-        emg = synthesise(state.templates, state.shapes, tables.sample_hash,
-                         tables.class_delay_ms, kp, acc, work.class_delay, t_ref, frac, cur, key,
-                         0 if full else lo, n_s if full else hi, neural, rec)
+        emg = synthesise(
+            state.templates,
+            state.shapes,
+            tables.sample_hash,
+            tables.class_delay_ms,
+            kp,
+            acc,
+            work.class_delay,
+            t_ref,
+            frac,
+            cur,
+            key,
+            0 if full else lo,
+            n_s if full else hi,
+            neural,
+            rec,
+        )
         if full:
             row = wave[p]
-            for s in range(n_s):      # a loop: slice assignment may allocate a copy
+            for s in range(n_s):  # a loop: slice assignment may allocate a copy
                 row[s] = rec[s]
         r = out[p]
         r.ecap_n1p2_uv = n1p2(rec, lo, hi)[0]
-        r.ecap_template_uv = template_estimate(state.mf, state.cache, rec, lo, hi,
-                                               kp.template_lag, work.scratch, state.lag_track,
-                                               pw, inputs.interval_s[p])
+        r.ecap_template_uv = template_estimate(
+            state.mf,
+            state.cache,
+            rec,
+            lo,
+            hi,
+            kp.template_lag,
+            work.scratch,
+            state.lag_track,
+            pw,
+            inputs.interval_s[p],
+        )
         r.ecap_uv = r.ecap_template_uv if kp.use_template > 0.5 else r.ecap_n1p2_uv
         true_amp, i_min = n1p2(neural, lo, hi)
         r.ecap_true_uv = true_amp

@@ -19,19 +19,21 @@ from numba import njit
 
 from closedloop import _jit_cache  # noqa: F401 (before any @njit(cache=True): see it)
 
-PULSE_DTYPE = np.dtype([
-    ("ecap_uv", "f8"),           # amplitude the loop sees (the configured estimator), µV
-    ("ecap_n1p2_uv", "f8"),      # N1-P2 of the recorded sweep in the estimator window, µV
-    ("ecap_template_uv", "f8"),  # matched-filter estimate, µV
-    ("ecap_true_uv", "f8"),      # N1-P2 of the noise- and artefact-free neural response, µV
-    ("detected", "?"),           # template estimate above detect_snr noise sd
-    ("saturated", "?"),          # ADC clipped inside the estimator window
-    ("n_recruited", "i8"),       # modelled fibres that fired (pool mode: rounded sum of q)
-    ("frac_recruited", "f8"),    # n_recruited / n_fibres (pool mode: sum of q / n_fibres)
-    ("n1_latency_ms", "f8"),     # N1 time after pulse onset (noise-free), NaN without ECAP
-    ("charge_uc", "f8"),         # charge per phase, µC
-    ("emg_uv", "f8"),            # peak of the late muscle response, µV
-])
+PULSE_DTYPE = np.dtype(
+    [
+        ("ecap_uv", "f8"),  # amplitude the loop sees (the configured estimator), µV
+        ("ecap_n1p2_uv", "f8"),  # N1-P2 of the recorded sweep in the estimator window, µV
+        ("ecap_template_uv", "f8"),  # matched-filter estimate, µV
+        ("ecap_true_uv", "f8"),  # N1-P2 of the noise- and artefact-free neural response, µV
+        ("detected", "?"),  # template estimate above detect_snr noise sd
+        ("saturated", "?"),  # ADC clipped inside the estimator window
+        ("n_recruited", "i8"),  # modelled fibres that fired (pool mode: rounded sum of q)
+        ("frac_recruited", "f8"),  # n_recruited / n_fibres (pool mode: sum of q / n_fibres)
+        ("n1_latency_ms", "f8"),  # N1 time after pulse onset (noise-free), NaN without ECAP
+        ("charge_uc", "f8"),  # charge per phase, µC
+        ("emg_uv", "f8"),  # peak of the late muscle response, µV
+    ]
+)
 
 
 class KernelParams(NamedTuple):
@@ -78,30 +80,30 @@ class KernelParams(NamedTuple):
     detect_snr: float
     seed_pulse_a: np.uint64
     seed_pulse_b: np.uint64
-    pool_fraction: float      # 1.0: mean-field pool mode (ExcitabilityParams.pool_fraction)
+    pool_fraction: float  # 1.0: mean-field pool mode (ExcitabilityParams.pool_fraction)
 
 
 class KernelTables(NamedTuple):
     """Immutable per-patient arrays."""
 
-    rheo_ma: np.ndarray       # (G, N) float32 rheobase threshold on the CSF grid, mA
-    sfap_uv: np.ndarray       # (G, N) float32 SFAP N1 depth on the CSF grid, µV
-    sd_q_ma: np.ndarray       # (G, N) float32 Q of threshold = rheo + Q PW^-beta (PW in µs), mA
-    fibre_class: np.ndarray   # (N,) uint8 diameter class (n_classes <= 256)
-    fibre_hash: np.ndarray    # (N,) uint32 per-fibre hash base
+    rheo_ma: np.ndarray  # (G, N) float32 rheobase threshold on the CSF grid, mA
+    sfap_uv: np.ndarray  # (G, N) float32 SFAP N1 depth on the CSF grid, µV
+    sd_q_ma: np.ndarray  # (G, N) float32 Q of threshold = rheo + Q PW^-beta (PW in µs), mA
+    fibre_class: np.ndarray  # (N,) uint8 diameter class (n_classes <= 256)
+    fibre_hash: np.ndarray  # (N,) uint32 per-fibre hash base
     class_delay_ms: np.ndarray  # (B,) conduction time to the recording contact, ms
-    class_mix: np.ndarray     # (B,) class weights of the matched-filter template
-    sample_hash: np.ndarray   # (S,) uint32 per-sample hash base of the amplifier noise
-    cell_floor: np.ndarray    # (G-1, NB) float32 screening floor per grid cell and block, mA
+    class_mix: np.ndarray  # (B,) class weights of the matched-filter template
+    sample_hash: np.ndarray  # (S,) uint32 per-sample hash base of the amplifier noise
+    cell_floor: np.ndarray  # (G-1, NB) float32 screening floor per grid cell and block, mA
     sd_ratio_range: np.ndarray  # (2,) smallest and largest Q / rheo over fibres and grid
     init_delay_ms: np.ndarray  # (INIT_TABLE_SIZE + 1,) regenerative initiation delay on
-                               # th / current, ms
+    # th / current, ms
     template_ref: np.ndarray  # (3, B) the "recruited" template's per-class SFAP weight (sum 1),
-                              # mean th / current and mean regenerative delay (ms); all zero:
-                              # the class-mix template (recording.refresh_templates)
+    # mean th / current and mean regenerative delay (ms); all zero:
+    # the class-mix template (recording.refresh_templates)
     pool_regen_ms: np.ndarray  # (POOL_TABLE_SIZE + 1,) pool mode: mean regenerative delay of a
-                               # pool's firing members on rho = th / current
-                               # (pool.pool_regen_table), ms
+    # pool's firing members on rho = th / current
+    # (pool.pool_regen_table), ms
 
 
 class KernelState(NamedTuple):
@@ -113,31 +115,31 @@ class KernelState(NamedTuple):
     touches only the fibres that might fire (see :func:`closedloop.neural.kernels.recruit`).
     """
 
-    decay_ref: np.ndarray     # (5, N) float32 process values at the reference times clock_ms[1:]
-    clock_ms: np.ndarray      # (6,) time of the last pulse, then each process's reference time
-    pulse_count: np.ndarray   # (1,) int64 pulses delivered so far
-    templates: np.ndarray     # (B, S) float32 class SFAP templates at the cached pulse width
-    mf: np.ndarray            # (S,) matched-filter template at the cached pulse width
-    shapes: np.ndarray        # (2, S) artefact decay (NaN during the pulse) and EMG shape
-    cache: np.ndarray         # (CACHE_SIZE,) cached pw_us, 1/sum(mf²) in window, mf N1-P2,
-                              # noise sd, then the width's per-pulse constants
-                              # (recording.cache_pulse_constants)
-    lag_track: np.ndarray     # (>= 2 L + 3,) template estimator's lag tracking: time constant (s,
-                              # 0 = off), pulse width of the average (µs, NaN = none), then the
-                              # averaged projection per lag (estimators.tracked_projection)
+    decay_ref: np.ndarray  # (5, N) float32 process values at the reference times clock_ms[1:]
+    clock_ms: np.ndarray  # (6,) time of the last pulse, then each process's reference time
+    pulse_count: np.ndarray  # (1,) int64 pulses delivered so far
+    templates: np.ndarray  # (B, S) float32 class SFAP templates at the cached pulse width
+    mf: np.ndarray  # (S,) matched-filter template at the cached pulse width
+    shapes: np.ndarray  # (2, S) artefact decay (NaN during the pulse) and EMG shape
+    cache: np.ndarray  # (CACHE_SIZE,) cached pw_us, 1/sum(mf²) in window, mf N1-P2,
+    # noise sd, then the width's per-pulse constants
+    # (recording.cache_pulse_constants)
+    lag_track: np.ndarray  # (>= 2 L + 3,) template estimator's lag tracking: time constant (s,
+    # 0 = off), pulse width of the average (µs, NaN = none), then the
+    # averaged projection per lag (estimators.tracked_projection)
 
 
 class KernelWork(NamedTuple):
     """Scratch arrays of one call (no state: any contents on entry); see :func:`new_work`."""
 
-    sweeps: np.ndarray        # (2, S) noise-free and recorded sweep, µV
-    class_acc: np.ndarray     # (B,) summed SFAP weight per diameter class, µV
-    class_delay: np.ndarray   # (B,) summed SFAP weight x initiation delay per class, µV ms
-    factors: np.ndarray       # (2, 5) the processes' decay and gain factors
-    th: np.ndarray            # (N,) jittered thresholds of the examined fibres, mA
-    idx: np.ndarray           # (N,) uint32 indices of the recruited fibres (unsigned: no
-                              # negative-index wraparound code when indexing with them)
-    scratch: np.ndarray       # (S + 4 L + 16,) template estimator's window and lag sums
+    sweeps: np.ndarray  # (2, S) noise-free and recorded sweep, µV
+    class_acc: np.ndarray  # (B,) summed SFAP weight per diameter class, µV
+    class_delay: np.ndarray  # (B,) summed SFAP weight x initiation delay per class, µV ms
+    factors: np.ndarray  # (2, 5) the processes' decay and gain factors
+    th: np.ndarray  # (N,) jittered thresholds of the examined fibres, mA
+    idx: np.ndarray  # (N,) uint32 indices of the recruited fibres (unsigned: no
+    # negative-index wraparound code when indexing with them)
+    scratch: np.ndarray  # (S + 4 L + 16,) template estimator's window and lag sums
 
 
 @njit(cache=True)
@@ -151,10 +153,15 @@ def new_work(n_fibres, n_classes, n_samples, max_lag):
         max_lag: The template estimator's largest lag L (``KernelParams.template_lag``),
             samples.
     """
-    return KernelWork(np.zeros((2, n_samples)), np.zeros(n_classes), np.zeros(n_classes),
-                      np.zeros((2, 5)),
-                      np.zeros(n_fibres), np.zeros(n_fibres, np.uint32),
-                      np.zeros(n_samples + 4 * max_lag + 16))
+    return KernelWork(
+        np.zeros((2, n_samples)),
+        np.zeros(n_classes),
+        np.zeros(n_classes),
+        np.zeros((2, 5)),
+        np.zeros(n_fibres),
+        np.zeros(n_fibres, np.uint32),
+        np.zeros(n_samples + 4 * max_lag + 16),
+    )
 
 
 class PulseInputs(NamedTuple):
@@ -163,4 +170,4 @@ class PulseInputs(NamedTuple):
     current_ma: np.ndarray
     pw_us: np.ndarray
     csf_mm: np.ndarray
-    interval_s: np.ndarray   # time since the previous pulse, s
+    interval_s: np.ndarray  # time since the previous pulse, s

@@ -83,8 +83,9 @@ class NeuralModel:
         self._base_kp = build_kernel_params(self.params)
         self.kp = self._base_kp
         self.state: KernelState = self.initial_state()
-        self.work: KernelWork = new_work(self.n_fibres, self.params.population.n_classes,
-                                         self.n_samples, self.kp.template_lag)
+        self.work: KernelWork = new_work(
+            self.n_fibres, self.params.population.n_classes, self.n_samples, self.kp.template_lag
+        )
         self.reset(noise_ss)
 
     @property
@@ -121,10 +122,15 @@ class NeuralModel:
         """A resting fibre state (no recent spikes, no adaptation)."""
         n, (n_cls, n_s) = self.n_fibres, (self.params.population.n_classes, self.n_samples)
         return KernelState(
-            decay_ref=np.zeros((5, n), np.float32), clock_ms=np.zeros(6),
-            pulse_count=np.zeros(1, np.int64), templates=np.zeros((n_cls, n_s), np.float32),
-            mf=np.zeros(n_s), shapes=np.zeros((2, n_s)),
-            cache=np.full(CACHE_SIZE, np.nan), lag_track=lag_track_state(self.params.recording))
+            decay_ref=np.zeros((5, n), np.float32),
+            clock_ms=np.zeros(6),
+            pulse_count=np.zeros(1, np.int64),
+            templates=np.zeros((n_cls, n_s), np.float32),
+            mf=np.zeros(n_s),
+            shapes=np.zeros((2, n_s)),
+            cache=np.full(CACHE_SIZE, np.nan),
+            lag_track=lag_track_state(self.params.recording),
+        )
 
     def reset(self, seed: int | np.random.SeedSequence | None = None) -> None:
         """Return every fibre to rest and key the jitter and noise streams from ``seed``.
@@ -173,12 +179,17 @@ class NeuralModel:
         keep = wave.shape[0] > 0
         for lo in range(0, inputs.current_ma.size, CHUNK_PULSES):
             part = slice(lo, lo + CHUNK_PULSES)
-            run_pulses_unshared(self.state, self.tables, self.kp,
-                                PulseInputs(*(a[part] for a in inputs)), out[part],
-                                wave[part] if keep else wave, self.work)
+            run_pulses_unshared(
+                self.state,
+                self.tables,
+                self.kp,
+                PulseInputs(*(a[part] for a in inputs)),
+                out[part],
+                wave[part] if keep else wave,
+                self.work,
+            )
 
-    def check_memory(self, n_pulses: int, waveforms: bool = False, name: str = "n_pulses"
-                     ) -> None:
+    def check_memory(self, n_pulses: int, waveforms: bool = False, name: str = "n_pulses") -> None:
         """Refuse ``n_pulses`` pulses whose records would not fit in the available memory.
 
         Args:
@@ -191,13 +202,24 @@ class NeuralModel:
         """
         from closedloop._io import check_memory
 
-        per_pulse = PULSE_DTYPE.itemsize + INPUT_BYTES_PER_PULSE + (
-            8 * self.n_samples if waveforms else 0)
-        check_memory(f"{name}={n_pulses:g} ({per_pulse} bytes per pulse)",
-                     float(n_pulses) * per_pulse, "deliver fewer pulses per call")
+        per_pulse = (
+            PULSE_DTYPE.itemsize + INPUT_BYTES_PER_PULSE + (8 * self.n_samples if waveforms else 0)
+        )
+        check_memory(
+            f"{name}={n_pulses:g} ({per_pulse} bytes per pulse)",
+            float(n_pulses) * per_pulse,
+            "deliver fewer pulses per call",
+        )
 
-    def pulse_train(self, current_ma: float, rate_hz: float = 50.0, n_pulses: int = 50,
-                    pw_us: float = 250.0, csf_mm: float | None = None, waveforms: bool = False):
+    def pulse_train(
+        self,
+        current_ma: float,
+        rate_hz: float = 50.0,
+        n_pulses: int = 50,
+        pw_us: float = 250.0,
+        csf_mm: float | None = None,
+        waveforms: bool = False,
+    ):
         """Deliver a regular train of identical pulses.
 
         Args:
@@ -218,10 +240,14 @@ class NeuralModel:
         current = check_scalar("current_ma", current_ma, *CURRENT_RANGE_MA, "mA")
         interval = 1.0 / check_rate(rate_hz)
         pw = check_scalar("pw_us", pw_us, *PW_RANGE_US, "µs")
-        csf = check_scalar("csf_mm", self.default_csf_mm if csf_mm is None else csf_mm,
-                           *CSF_RANGE_MM, "mm")
-        if isinstance(n_pulses, bool) or not isinstance(n_pulses, numbers.Integral) or (
-                n_pulses < 1):
+        csf = check_scalar(
+            "csf_mm", self.default_csf_mm if csf_mm is None else csf_mm, *CSF_RANGE_MM, "mm"
+        )
+        if (
+            isinstance(n_pulses, bool)
+            or not isinstance(n_pulses, numbers.Integral)
+            or (n_pulses < 1)
+        ):
             raise ConfigError(f"n_pulses={n_pulses!r} is invalid; valid: an integer in [1, inf)")
         n = int(n_pulses)
         self.check_memory(n, waveforms)
@@ -244,8 +270,9 @@ def lag_track_state(recording: RecordingParams) -> np.ndarray:
     return track
 
 
-def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
-                 ) -> tuple[Fibres, KernelTables]:
+def build_tables(
+    params: ModelParams, fibres: Fibres, words: np.ndarray
+) -> tuple[Fibres, KernelTables]:
     """Put the fibres in screening order and compute the patient's static tables.
 
     Args:
@@ -257,16 +284,31 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
         ``(fibres, tables)``: the fibres in screening order (:func:`screening_order`) and the
         tables, one column per fibre in that order.
     """
-    lead, pop, exc, resp, recp = (params.lead, params.population, params.excitability,
-                                  params.response, params.recording)
+    lead, pop, exc, resp, recp = (
+        params.lead,
+        params.population,
+        params.excitability,
+        params.response,
+        params.recording,
+    )
     grid = geometry.csf_grid()
     src_x, src_w = contact_sources(lead)
     span = 2.0 * lead.pitch_mm + lead.contact_length_mm
     rheo, q = geometry.sd_tables(
-        fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, fibres.node_phase, grid, src_x,
-        src_w, lead.lateral_offset_mm, exc.sigma_long_s_per_mm, exc.sigma_trans_s_per_mm, span,
-        exc.threshold_scale)
-    rheo, q = rheo.astype(np.float32), q.astype(np.float32)   # stored as float32
+        fibres.diameter_um,
+        fibres.lateral_mm,
+        fibres.depth_mm,
+        fibres.node_phase,
+        grid,
+        src_x,
+        src_w,
+        lead.lateral_offset_mm,
+        exc.sigma_long_s_per_mm,
+        exc.sigma_trans_s_per_mm,
+        span,
+        exc.threshold_scale,
+    )
+    rheo, q = rheo.astype(np.float32), q.astype(np.float32)  # stored as float32
     order = screening_order(rheo, q)
     fibres = fibres.take(order)
     rheo, q = np.ascontiguousarray(rheo[:, order]), np.ascontiguousarray(q[:, order])
@@ -282,26 +324,40 @@ def build_tables(params: ModelParams, fibres: Fibres, words: np.ndarray
             f"response.cv_intercept_m_s={resp.cv_intercept_m_s:g} gives a conduction velocity "
             f"of {cv.min():.3g} m/s at {centres.min():.3g} µm; valid range: cv_intercept_m_s >= "
             f"{MIN_CV_M_S:g} - cv_per_um * {centres.min():.3g} = "
-            f"{MIN_CV_M_S - resp.cv_per_um * centres.min():.3g} m/s")
+            f"{MIN_CV_M_S - resp.cv_per_um * centres.min():.3g} m/s"
+        )
     delay = lead.recording_distance_mm / cv  # mm / (mm/ms) = ms
     n_s = int(round(recp.window_ms * recp.fs_hz * 1e-3))
     first = slice(0, max(1, int(MIX_RECRUITED_FRACTION * order.size)))  # lowest reference keys
     g_ref = _reference_cell()
-    mix = np.bincount(cls[first], weights=sfap[g_ref, first].astype(np.float64),
-                      minlength=pop.n_classes)
+    mix = np.bincount(
+        cls[first], weights=sfap[g_ref, first].astype(np.float64), minlength=pop.n_classes
+    )
     init = initiation_table(resp)
     return fibres, KernelTables(
-        rheo_ma=rheo, sfap_uv=sfap, sd_q_ma=q, fibre_class=cls.astype(np.uint8),
+        rheo_ma=rheo,
+        sfap_uv=sfap,
+        sd_q_ma=q,
+        fibre_class=cls.astype(np.uint8),
         fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
-        class_delay_ms=delay, class_mix=mix / mix.sum(),
-        sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
-                              ^ words[1]).astype(np.uint32),
-        cell_floor=cell_floors(rheo, q), sd_ratio_range=sd_ratio_range(rheo, q),
+        class_delay_ms=delay,
+        class_mix=mix / mix.sum(),
+        sample_hash=fmix32_np(
+            np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F) ^ words[1]
+        ).astype(np.uint32),
+        cell_floor=cell_floors(rheo, q),
+        sd_ratio_range=sd_ratio_range(rheo, q),
         init_delay_ms=init,
         template_ref=recruited_template(
-            recp.template_shape, rheo[g_ref].astype(np.float64)
-            + q[g_ref].astype(np.float64) * order_s(), sfap[g_ref], cls, pop.n_classes, init),
-        pool_regen_ms=pool_regen_table(exc.jitter_rel if exc.pool_fraction else 0.0, init))
+            recp.template_shape,
+            rheo[g_ref].astype(np.float64) + q[g_ref].astype(np.float64) * order_s(),
+            sfap[g_ref],
+            cls,
+            pop.n_classes,
+            init,
+        ),
+        pool_regen_ms=pool_regen_table(exc.jitter_rel if exc.pool_fraction else 0.0, init),
+    )
 
 
 def _reference_cell() -> int:
@@ -371,24 +427,46 @@ def build_kernel_params(params: ModelParams) -> KernelParams:
     exc, resp, rec = params.excitability, params.response, params.recording
     lo, hi, n = geometry.CSF_GRID_MM
     return KernelParams(
-        csf0_mm=lo, dcsf_mm=(hi - lo) / (n - 1), jitter_rel=exc.jitter_rel,
-        t_abs_ms=exc.t_abs_ms, rel_amplitude=exc.rel_amplitude, tau_rel_ms=exc.tau_rel_ms,
-        sn_amplitude=exc.sn_amplitude, tau_sn_ms=exc.tau_sn_ms,
-        adapt_tau0_s=exc.adapt_tau_s[0], adapt_tau1_s=exc.adapt_tau_s[1],
-        adapt_tau2_s=exc.adapt_tau_s[2], adapt_inc0=exc.adapt_increment[0],
-        adapt_inc1=exc.adapt_increment[1], adapt_inc2=exc.adapt_increment[2],
-        adapt_gain0=exc.adapt_gain[0], adapt_gain1=exc.adapt_gain[1],
-        adapt_gain2=exc.adapt_gain[2], sd_exponent=fibre_model.sd_exponent(),
+        csf0_mm=lo,
+        dcsf_mm=(hi - lo) / (n - 1),
+        jitter_rel=exc.jitter_rel,
+        t_abs_ms=exc.t_abs_ms,
+        rel_amplitude=exc.rel_amplitude,
+        tau_rel_ms=exc.tau_rel_ms,
+        sn_amplitude=exc.sn_amplitude,
+        tau_sn_ms=exc.tau_sn_ms,
+        adapt_tau0_s=exc.adapt_tau_s[0],
+        adapt_tau1_s=exc.adapt_tau_s[1],
+        adapt_tau2_s=exc.adapt_tau_s[2],
+        adapt_inc0=exc.adapt_increment[0],
+        adapt_inc1=exc.adapt_increment[1],
+        adapt_inc2=exc.adapt_increment[2],
+        adapt_gain0=exc.adapt_gain[0],
+        adapt_gain1=exc.adapt_gain[1],
+        adapt_gain2=exc.adapt_gain[2],
+        sd_exponent=fibre_model.sd_exponent(),
         init_offset_ms=resp.initiation_offset_ms,
-        init_pw_fraction=resp.initiation_pw_fraction, sfap_width_ms=resp.sfap_width_ms,
-        sfap_asymmetry=resp.sfap_asymmetry, motor_fraction=resp.motor_fraction,
-        emg_uv_per_fraction=resp.emg_uv_per_fraction, emg_latency_ms=resp.emg_latency_ms,
-        emg_width_ms=resp.emg_width_ms, fs_hz=rec.fs_hz, interphase_us=rec.interphase_us,
-        blank_ms=rec.blank_ms, est_end_ms=rec.est_end_ms, noise_uv_rms=rec.noise_uv_rms,
-        artefact_uv_per_ma=rec.artefact_uv_per_ma, artefact_offset_uv=rec.artefact_offset_uv,
-        artefact_tau_ms=rec.artefact_tau_ms, adc_range_uv=rec.adc_range_uv,
+        init_pw_fraction=resp.initiation_pw_fraction,
+        sfap_width_ms=resp.sfap_width_ms,
+        sfap_asymmetry=resp.sfap_asymmetry,
+        motor_fraction=resp.motor_fraction,
+        emg_uv_per_fraction=resp.emg_uv_per_fraction,
+        emg_latency_ms=resp.emg_latency_ms,
+        emg_width_ms=resp.emg_width_ms,
+        fs_hz=rec.fs_hz,
+        interphase_us=rec.interphase_us,
+        blank_ms=rec.blank_ms,
+        est_end_ms=rec.est_end_ms,
+        noise_uv_rms=rec.noise_uv_rms,
+        artefact_uv_per_ma=rec.artefact_uv_per_ma,
+        artefact_offset_uv=rec.artefact_offset_uv,
+        artefact_tau_ms=rec.artefact_tau_ms,
+        adc_range_uv=rec.adc_range_uv,
         adc_lsb_uv=2.0 * rec.adc_range_uv / 2.0**rec.adc_bits,
         use_template=1.0 if rec.estimator == "template" else 0.0,
-        template_lag=int(round(rec.template_lag_ms * rec.fs_hz * 1e-3)), detect_snr=rec.detect_snr,
-        seed_pulse_a=np.uint64(0), seed_pulse_b=np.uint64(0),
-        pool_fraction=1.0 if exc.pool_fraction else 0.0)
+        template_lag=int(round(rec.template_lag_ms * rec.fs_hz * 1e-3)),
+        detect_snr=rec.detect_snr,
+        seed_pulse_a=np.uint64(0),
+        seed_pulse_b=np.uint64(0),
+        pool_fraction=1.0 if exc.pool_fraction else 0.0,
+    )

@@ -21,18 +21,46 @@ class LeadParams:
     """Percutaneous lead: contacts along the cord axis, stimulation and recording contacts."""
 
     n_contacts: int = param(8, "1", "8-16 contacts per lead [M]", 2, 32, doc="contacts on the lead")
-    contact_length_mm: float = param(3.0, "mm", "typical percutaneous lead [M]", 0.5, 10.0,
-                                     doc="length of one contact along the lead")
-    pitch_mm: float = param(7.0, "mm", "recording 2-6 contacts at 15-50 mm [C Parker 2012]", 1.0,
-                            15.0, doc="centre-to-centre contact spacing")
-    configuration: str = param("tripolar", "1", "guarded cathode common in ECAP systems [M]",
-                               choices=("monopolar", "bipolar", "tripolar"),
-                               doc="stimulation polarity pattern around the cathode")
+    contact_length_mm: float = param(
+        3.0,
+        "mm",
+        "typical percutaneous lead [M]",
+        0.5,
+        10.0,
+        doc="length of one contact along the lead",
+    )
+    pitch_mm: float = param(
+        7.0,
+        "mm",
+        "recording 2-6 contacts at 15-50 mm [C Parker 2012]",
+        1.0,
+        15.0,
+        doc="centre-to-centre contact spacing",
+    )
+    configuration: str = param(
+        "tripolar",
+        "1",
+        "guarded cathode common in ECAP systems [M]",
+        choices=("monopolar", "bipolar", "tripolar"),
+        doc="stimulation polarity pattern around the cathode",
+    )
     cathode: int = param(2, "1", "assumption: third contact", 0, 31, doc="index of the cathode")
-    recording_contact: int = param(7, "1", "5 contacts = 35 mm, inside 15-50 mm [C]", 0, 31,
-                                   doc="index of the recording contact")
-    lateral_offset_mm: float = param(0.0, "mm", "assumption: lead on the midline", -3.0, 3.0,
-                                     doc="mediolateral offset of the lead from the cord midline")
+    recording_contact: int = param(
+        7,
+        "1",
+        "5 contacts = 35 mm, inside 15-50 mm [C]",
+        0,
+        31,
+        doc="index of the recording contact",
+    )
+    lateral_offset_mm: float = param(
+        0.0,
+        "mm",
+        "assumption: lead on the midline",
+        -3.0,
+        3.0,
+        doc="mediolateral offset of the lead from the cord midline",
+    )
 
     def __post_init__(self) -> None:  # noqa: D105
         validate(self, "lead.")
@@ -40,14 +68,19 @@ class LeadParams:
             if getattr(self, name) >= self.n_contacts:
                 raise ConfigError(
                     f"lead.{name}={getattr(self, name)} is out of range; valid range "
-                    f"[0, {self.n_contacts - 1}] for {self.n_contacts} contacts")
+                    f"[0, {self.n_contacts - 1}] for {self.n_contacts} contacts"
+                )
         idx = [c for c, _ in self.stim_weights()]
         if min(idx) < 0 or max(idx) >= self.n_contacts:
-            raise ConfigError(f"lead.cathode={self.cathode}: a {self.configuration} configuration "
-                              f"needs anodes inside [0, {self.n_contacts - 1}]")
+            raise ConfigError(
+                f"lead.cathode={self.cathode}: a {self.configuration} configuration "
+                f"needs anodes inside [0, {self.n_contacts - 1}]"
+            )
         if self.recording_contact in idx:
-            raise ConfigError(f"lead.recording_contact={self.recording_contact} is a stimulating "
-                              f"contact; choose one outside {idx}")
+            raise ConfigError(
+                f"lead.recording_contact={self.recording_contact} is a stimulating "
+                f"contact; choose one outside {idx}"
+            )
 
     def stim_weights(self) -> list[tuple[int, float]]:
         """(contact index, weight) pairs; the cathode carries weight -1 (per mA of current)."""
@@ -68,23 +101,70 @@ class LeadParams:
 class PopulationParams:
     """The modelled dorsal-column fibre population (importance-sampled large-fibre tail)."""
 
-    n_fibres: int = param(2048, "1", "chosen by convergence study (docs/model_card.md)", 16,
-                          1_000_000, doc="modelled fibres")
-    diameter_median_um: float = param(3.0, "µm", "Feirabend 2002: skewed to small fibres [C]", 1.0,
-                                      10.0, doc="median of the lognormal diameter distribution")
-    diameter_sigma_ln: float = param(0.49, "1", "calibrated: 0.5 % > 10.7 µm [C Feirabend 2002]",
-                                     0.05, 1.5, doc="log-space spread of fibre diameters")
-    diameter_min_um: float = param(7.5, "µm", "ECAP CV >= 45 m/s [C]; 38.6 m/s (MRG law)", 1.0,
-                                   15.0, doc="smallest modelled diameter")
-    diameter_max_um: float = param(13.5, "µm", "ECAP CV <= 80 m/s [C]; 77.3 m/s (MRG law)", 5.0,
-                                   25.0, doc="largest modelled diameter")
-    depth_max_mm: float = param(2.0, "mm", "Feirabend: large fibres activated to ~0.25 mm [C]; "
-                                "modelled deeper so the limit emerges", 0.1, 3.0,
-                                doc="deepest modelled fibre below the cord surface")
-    half_width_mm: float = param(3.0, "mm", "assumption: dorsal-column half width", 0.5, 5.0,
-                                 doc="mediolateral half width of the modelled population")
-    n_classes: int = param(32, "1", "assumption: 0.2 µm bins; delay error < 1 sample", 4, 256,
-                           doc="diameter classes for ECAP synthesis")
+    n_fibres: int = param(
+        2048,
+        "1",
+        "chosen by convergence study (docs/model_card.md)",
+        16,
+        1_000_000,
+        doc="modelled fibres",
+    )
+    diameter_median_um: float = param(
+        3.0,
+        "µm",
+        "Feirabend 2002: skewed to small fibres [C]",
+        1.0,
+        10.0,
+        doc="median of the lognormal diameter distribution",
+    )
+    diameter_sigma_ln: float = param(
+        0.49,
+        "1",
+        "calibrated: 0.5 % > 10.7 µm [C Feirabend 2002]",
+        0.05,
+        1.5,
+        doc="log-space spread of fibre diameters",
+    )
+    diameter_min_um: float = param(
+        7.5,
+        "µm",
+        "ECAP CV >= 45 m/s [C]; 38.6 m/s (MRG law)",
+        1.0,
+        15.0,
+        doc="smallest modelled diameter",
+    )
+    diameter_max_um: float = param(
+        13.5,
+        "µm",
+        "ECAP CV <= 80 m/s [C]; 77.3 m/s (MRG law)",
+        5.0,
+        25.0,
+        doc="largest modelled diameter",
+    )
+    depth_max_mm: float = param(
+        2.0,
+        "mm",
+        "Feirabend: large fibres activated to ~0.25 mm [C]; modelled deeper so the limit emerges",
+        0.1,
+        3.0,
+        doc="deepest modelled fibre below the cord surface",
+    )
+    half_width_mm: float = param(
+        3.0,
+        "mm",
+        "assumption: dorsal-column half width",
+        0.5,
+        5.0,
+        doc="mediolateral half width of the modelled population",
+    )
+    n_classes: int = param(
+        32,
+        "1",
+        "assumption: 0.2 µm bins; delay error < 1 sample",
+        4,
+        256,
+        doc="diameter classes for ECAP synthesis",
+    )
 
     def __post_init__(self) -> None:  # noqa: D105
         validate(self, "population.")
@@ -98,59 +178,133 @@ MAX_ABS_OVER_TAU_REL = 60.0
 class ExcitabilityParams:
     """Thresholds, strength-duration, stochasticity, refractoriness and adaptation."""
 
-    sigma_long_s_per_mm: float = param(1 / 3000, "S/mm", "Grill-lab DC model, ModelDB 267728 [C]",
-                                       0.0, 1.0, lo_open=True, doc="conductivity along fibres")
-    sigma_trans_s_per_mm: float = param(1 / 12000, "S/mm", "Grill-lab DC model, ModelDB 267728 [C]",
-                                        0.0, 1.0, lo_open=True, doc="conductivity across fibres")
+    sigma_long_s_per_mm: float = param(
+        1 / 3000,
+        "S/mm",
+        "Grill-lab DC model, ModelDB 267728 [C]",
+        0.0,
+        1.0,
+        lo_open=True,
+        doc="conductivity along fibres",
+    )
+    sigma_trans_s_per_mm: float = param(
+        1 / 12000,
+        "S/mm",
+        "Grill-lab DC model, ModelDB 267728 [C]",
+        0.0,
+        1.0,
+        lo_open=True,
+        doc="conductivity across fibres",
+    )
     threshold_scale: float = param(
-        3.0, "1", "calibrated: 4 mA ECAP threshold [C Pilitsis 2021]", 0.01, 100.0,
+        3.0,
+        "1",
+        "calibrated: 4 mA ECAP threshold [C Pilitsis 2021]",
+        0.01,
+        100.0,
         doc="multiplies every MRG-fitted fibre threshold (stands for the CSF, dura and fat "
-        "that the homogeneous medium omits)")
-    jitter_rel: float = param(0.03, "1", "relative spread a few % [M Verveen]", 0.0, 0.25,
-                              doc="relative sd of the per-pulse threshold jitter")
-    t_abs_ms: float = param(0.7, "ms", "human sensory fibres ~0.7 ms [C Tackmann & Lehmann "
-                            "1974]; MRG 37 °C 1.02 ms (fidelity reference)", 0.0, 5.0,
-                            doc="absolute refractory period")
-    rel_amplitude: float = param(5.91, "1", "fit to the MRG recovery cycle (10 µm, 37 °C; "
-                                 "docs/fidelity.md)", 0.0, 100.0,
-                                 doc="relative-refractory threshold gain")
-    tau_rel_ms: float = param(0.558, "ms", "fit to the MRG recovery cycle", 0.01, 50.0,
-                              doc="relative-refractory time constant")
-    sn_amplitude: float = param(0.4, "1", "fit to the MRG recovery cycle (bounded at 0.4)",
-                                0.0, 0.9, doc="supernormal excitability gain")
-    tau_sn_ms: float = param(10.7, "ms", "fit to the MRG recovery cycle", 0.01, 500.0,
-                             doc="supernormal time constant")
-    adapt_tau_s: tuple = param((0.0379, 0.5, 5.0), "s", "first: the MRG late subnormal period "
-                               "(fit, fidelity reference); others calibrated: log-frequency "
-                               "ECAP fall 2-455 Hz [C Gmel 2021]", 1e-4, 1e4, lo_open=True,
-                               doc="time constants of the slow adaptation processes")
-    adapt_increment: tuple = param((1.0, 0.0887, 0.0012), "1", "first: 1, a reset per spike "
-                                   "(the MRG paired-pulse cycle); others calibrated: Gmel 2021 "
-                                   "[C]", 0.0, 1.0,
-                                   doc="saturating increment of each process per spike")
-    adapt_gain: tuple = param((0.158, 0.383, 0.275), "1", "first: the MRG late subnormality "
-                              "(fit); others calibrated: Gmel 2021 [C]", 0.0, 10.0,
-                              doc="threshold gain of each adaptation process")
+        "that the homogeneous medium omits)",
+    )
+    jitter_rel: float = param(
+        0.03,
+        "1",
+        "relative spread a few % [M Verveen]",
+        0.0,
+        0.25,
+        doc="relative sd of the per-pulse threshold jitter",
+    )
+    t_abs_ms: float = param(
+        0.7,
+        "ms",
+        "human sensory fibres ~0.7 ms [C Tackmann & Lehmann "
+        "1974]; MRG 37 °C 1.02 ms (fidelity reference)",
+        0.0,
+        5.0,
+        doc="absolute refractory period",
+    )
+    rel_amplitude: float = param(
+        5.91,
+        "1",
+        "fit to the MRG recovery cycle (10 µm, 37 °C; docs/fidelity.md)",
+        0.0,
+        100.0,
+        doc="relative-refractory threshold gain",
+    )
+    tau_rel_ms: float = param(
+        0.558,
+        "ms",
+        "fit to the MRG recovery cycle",
+        0.01,
+        50.0,
+        doc="relative-refractory time constant",
+    )
+    sn_amplitude: float = param(
+        0.4,
+        "1",
+        "fit to the MRG recovery cycle (bounded at 0.4)",
+        0.0,
+        0.9,
+        doc="supernormal excitability gain",
+    )
+    tau_sn_ms: float = param(
+        10.7, "ms", "fit to the MRG recovery cycle", 0.01, 500.0, doc="supernormal time constant"
+    )
+    adapt_tau_s: tuple = param(
+        (0.0379, 0.5, 5.0),
+        "s",
+        "first: the MRG late subnormal period "
+        "(fit, fidelity reference); others calibrated: log-frequency "
+        "ECAP fall 2-455 Hz [C Gmel 2021]",
+        1e-4,
+        1e4,
+        lo_open=True,
+        doc="time constants of the slow adaptation processes",
+    )
+    adapt_increment: tuple = param(
+        (1.0, 0.0887, 0.0012),
+        "1",
+        "first: 1, a reset per spike "
+        "(the MRG paired-pulse cycle); others calibrated: Gmel 2021 "
+        "[C]",
+        0.0,
+        1.0,
+        doc="saturating increment of each process per spike",
+    )
+    adapt_gain: tuple = param(
+        (0.158, 0.383, 0.275),
+        "1",
+        "first: the MRG late subnormality (fit); others calibrated: Gmel 2021 [C]",
+        0.0,
+        10.0,
+        doc="threshold gain of each adaptation process",
+    )
     pool_fraction: bool = param(
-        True, "1", "assumption: each modelled fibre stands for a pool of real fibres with the "
+        True,
+        "1",
+        "assumption: each modelled fibre stands for a pool of real fibres with the "
         "same threshold law; it fires the expected fraction of them (mean field; all-or-none "
         "scatter 18 % at a fixed current against EVOKE's few %, issue 18)",
         choices=(False, True),
         doc="mean-field pool mode: each modelled fibre fires the fraction of its pool whose "
         "jittered threshold lies below the current (the jitter law's CDF, no draw), and its "
-        "processes move by that fraction; off: all-or-none with a jitter draw per pulse")
+        "processes move by that fraction; off: all-or-none with a jitter draw per pulse",
+    )
 
     def __post_init__(self) -> None:  # noqa: D105
         validate(self, "excitability.")
         n = {len(self.adapt_tau_s), len(self.adapt_increment), len(self.adapt_gain)}
         if n != {3}:
-            raise ConfigError("excitability.adapt_tau_s/adapt_increment/adapt_gain must each "
-                              "have exactly 3 entries")
+            raise ConfigError(
+                "excitability.adapt_tau_s/adapt_increment/adapt_gain must each "
+                "have exactly 3 entries"
+            )
         if self.t_abs_ms > MAX_ABS_OVER_TAU_REL * self.tau_rel_ms:
-            raise ConfigError(f"excitability.t_abs_ms={self.t_abs_ms} is out of range; valid "
-                              f"range [0, {MAX_ABS_OVER_TAU_REL:g} * tau_rel_ms = "
-                              f"{MAX_ABS_OVER_TAU_REL * self.tau_rel_ms:g}] ms (the kernel "
-                              "tests absolute refractoriness on exp(-t / tau_rel))")
+            raise ConfigError(
+                f"excitability.t_abs_ms={self.t_abs_ms} is out of range; valid "
+                f"range [0, {MAX_ABS_OVER_TAU_REL:g} * tau_rel_ms = "
+                f"{MAX_ABS_OVER_TAU_REL * self.tau_rel_ms:g}] ms (the kernel "
+                "tests absolute refractoriness on exp(-t / tau_rel))"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,51 +321,136 @@ class ResponseParams:
     0.04 ms (rms 0.02 ms); it has no diameter term (MRG's small fibres start ~0.02 ms later).
     """
 
-    cv_per_um: float = param(6.44, "m/s per µm", "fit to MRG at 37 °C, 5.7-16 µm, dt -> 0 "
-                             "(fidelity reference); Hursh 6 m/s per µm [M]", 1.0, 10.0,
-                             doc="conduction velocity per µm of diameter")
-    cv_intercept_m_s: float = param(-9.67, "m/s", "fit to MRG at 37 °C, 5.7-16 µm, dt -> 0 "
-                                    "(fidelity reference)", -30.0, 30.0,
-                                    doc="conduction velocity at zero diameter (CV = per_um D + "
-                                    "intercept)")
-    initiation_offset_ms: float = param(0.0093, "ms", "fit to MRG AP time at the stimulated node, "
-                                        "5.7-16 µm, 3 mm, 100/300 µs, I/th 1.001-3", 0.0, 1.0,
-                                        doc="initiation delay after pulse onset at very high "
-                                        "current")
-    initiation_pw_fraction: float = param(0.863, "1", "fit to MRG (as initiation_offset_ms)", 0.0,
-                                          2.0, doc="charging delay per pulse width at threshold "
-                                          "(times th / I)")
-    initiation_log_ms: float = param(0.0877, "ms", "fit to MRG (as initiation_offset_ms)", 0.0,
-                                     1.0, doc="regenerative delay per e-fold of 1 / (I / th - 1)")
-    initiation_ratio_scale: float = param(0.208, "1", "fit to MRG (as initiation_offset_ms)", 0.0,
-                                          10.0, lo_open=True, doc="I / th - 1 below which the "
-                                          "regenerative delay grows logarithmically")
-    initiation_log_max_ms: float = param(0.5, "ms", "MRG at I / th = 1.001: ~0.46 ms", 0.0, 5.0,
-                                         doc="cap of the regenerative delay (reached at I = th)")
-    sfap_width_ms: float = param(0.10, "ms", "assumption: ~0.3 ms triphasic SFAP at the contact",
-                                 0.01, 2.0, doc="time scale of the SFAP")
-    sfap_asymmetry: float = param(0.35, "1", "assumption: P2 larger than P1 [C Parker 2012 shape]",
-                                  0.0, 1.0, doc="odd (first-derivative) part of the SFAP")
-    sfap_uv: float = param(0.9, "µV", "calibrated: 15-18 µV/mA slope [C Pilitsis 2021]; "
-                           "targets of tens of µV [C]", 0.0, 1e4,
-                           lo_open=True, doc="N1 depth of one 10 µm fibre at 4 mm (per 2048)")
-    sfap_diameter_exponent: float = param(1.87, "1", "MRG N1 at 3 mm (fidelity reference); "
-                                          "human 1.5-2 [C JNNP 1981]", 0.0, 3.0,
-                                          doc="SFAP amplitude ∝ D^exponent at 3 mm")
-    sfap_exponent_per_ln_mm: float = param(0.36, "1", "MRG N1 exponent 1.50 / 1.87 / 2.08 at "
-                                           "1 / 3 / 5 mm (fidelity reference)", -2.0, 2.0,
-                                           doc="change of the diameter exponent per e-fold of "
-                                           "recording distance")
-    sfap_distance_exponent: float = param(1.4, "1", "MRG N1, 10 µm: 1.31 (1-3 mm), 1.54 (3-5 "
-                                          "mm) (fidelity reference)", 0.0, 4.0,
-                                          doc="SFAP amplitude ∝ distance^-exponent")
-    motor_fraction: float = param(0.35, "1", "assumption: reflex at high recruitment [C Parker "
-                                  "2012, qualitative]", 0.0, 1.0, doc="recruited fraction above "
-                                  "which muscle responses appear")
-    emg_uv_per_fraction: float = param(800.0, "µV", "assumption: EMG hundreds of µV", 0.0, 1e5,
-                                       doc="EMG amplitude per recruited fraction above motor")
-    emg_latency_ms: float = param(6.0, "ms", "late responses 3-13 ms [C Bioelectron Med 2024]",
-                                  2.0, 20.0, doc="EMG peak latency")
+    cv_per_um: float = param(
+        6.44,
+        "m/s per µm",
+        "fit to MRG at 37 °C, 5.7-16 µm, dt -> 0 (fidelity reference); Hursh 6 m/s per µm [M]",
+        1.0,
+        10.0,
+        doc="conduction velocity per µm of diameter",
+    )
+    cv_intercept_m_s: float = param(
+        -9.67,
+        "m/s",
+        "fit to MRG at 37 °C, 5.7-16 µm, dt -> 0 (fidelity reference)",
+        -30.0,
+        30.0,
+        doc="conduction velocity at zero diameter (CV = per_um D + intercept)",
+    )
+    initiation_offset_ms: float = param(
+        0.0093,
+        "ms",
+        "fit to MRG AP time at the stimulated node, 5.7-16 µm, 3 mm, 100/300 µs, I/th 1.001-3",
+        0.0,
+        1.0,
+        doc="initiation delay after pulse onset at very high current",
+    )
+    initiation_pw_fraction: float = param(
+        0.863,
+        "1",
+        "fit to MRG (as initiation_offset_ms)",
+        0.0,
+        2.0,
+        doc="charging delay per pulse width at threshold (times th / I)",
+    )
+    initiation_log_ms: float = param(
+        0.0877,
+        "ms",
+        "fit to MRG (as initiation_offset_ms)",
+        0.0,
+        1.0,
+        doc="regenerative delay per e-fold of 1 / (I / th - 1)",
+    )
+    initiation_ratio_scale: float = param(
+        0.208,
+        "1",
+        "fit to MRG (as initiation_offset_ms)",
+        0.0,
+        10.0,
+        lo_open=True,
+        doc="I / th - 1 below which the regenerative delay grows logarithmically",
+    )
+    initiation_log_max_ms: float = param(
+        0.5,
+        "ms",
+        "MRG at I / th = 1.001: ~0.46 ms",
+        0.0,
+        5.0,
+        doc="cap of the regenerative delay (reached at I = th)",
+    )
+    sfap_width_ms: float = param(
+        0.10,
+        "ms",
+        "assumption: ~0.3 ms triphasic SFAP at the contact",
+        0.01,
+        2.0,
+        doc="time scale of the SFAP",
+    )
+    sfap_asymmetry: float = param(
+        0.35,
+        "1",
+        "assumption: P2 larger than P1 [C Parker 2012 shape]",
+        0.0,
+        1.0,
+        doc="odd (first-derivative) part of the SFAP",
+    )
+    sfap_uv: float = param(
+        0.9,
+        "µV",
+        "calibrated: 15-18 µV/mA slope [C Pilitsis 2021]; targets of tens of µV [C]",
+        0.0,
+        1e4,
+        lo_open=True,
+        doc="N1 depth of one 10 µm fibre at 4 mm (per 2048)",
+    )
+    sfap_diameter_exponent: float = param(
+        1.87,
+        "1",
+        "MRG N1 at 3 mm (fidelity reference); human 1.5-2 [C JNNP 1981]",
+        0.0,
+        3.0,
+        doc="SFAP amplitude ∝ D^exponent at 3 mm",
+    )
+    sfap_exponent_per_ln_mm: float = param(
+        0.36,
+        "1",
+        "MRG N1 exponent 1.50 / 1.87 / 2.08 at 1 / 3 / 5 mm (fidelity reference)",
+        -2.0,
+        2.0,
+        doc="change of the diameter exponent per e-fold of recording distance",
+    )
+    sfap_distance_exponent: float = param(
+        1.4,
+        "1",
+        "MRG N1, 10 µm: 1.31 (1-3 mm), 1.54 (3-5 mm) (fidelity reference)",
+        0.0,
+        4.0,
+        doc="SFAP amplitude ∝ distance^-exponent",
+    )
+    motor_fraction: float = param(
+        0.35,
+        "1",
+        "assumption: reflex at high recruitment [C Parker 2012, qualitative]",
+        0.0,
+        1.0,
+        doc="recruited fraction above which muscle responses appear",
+    )
+    emg_uv_per_fraction: float = param(
+        800.0,
+        "µV",
+        "assumption: EMG hundreds of µV",
+        0.0,
+        1e5,
+        doc="EMG amplitude per recruited fraction above motor",
+    )
+    emg_latency_ms: float = param(
+        6.0,
+        "ms",
+        "late responses 3-13 ms [C Bioelectron Med 2024]",
+        2.0,
+        20.0,
+        doc="EMG peak latency",
+    )
     emg_width_ms: float = param(1.0, "ms", "assumption", 0.1, 5.0, doc="EMG time scale")
 
     def __post_init__(self) -> None:  # noqa: D105
@@ -222,41 +461,112 @@ class ResponseParams:
 class RecordingParams:
     """Recording chain: sampling, artefact, amplifier noise, ADC and the amplitude estimators."""
 
-    fs_hz: float = param(30_000.0, "Hz", "issue: >= 20 kHz", 20_000.0, 200_000.0,
-                         doc="sampling rate")
-    window_ms: float = param(7.0, "ms", "issue: covers 0-5 ms and late responses", 5.0, 20.0,
-                             doc="length of the recorded sweep after pulse onset")
-    interphase_us: float = param(30.0, "µs", "assumption: typical interphase gap", 0.0, 1000.0,
-                                 doc="gap between the two phases of the biphasic pulse")
-    blank_ms: float = param(0.1, "ms", "assumption: amplifier blanking after the pulse", 0.0, 2.0,
-                            doc="time after the pulse before the estimator window opens")
-    est_end_ms: float = param(3.0, "ms", "ECAP window 1-2.5 ms [C Bioelectron Med 2024]", 1.0,
-                              10.0, doc="end of the ECAP estimator window")
-    noise_uv_rms: float = param(3.0, "µV", "a few µV rms single sweep [M]", 0.0, 100.0,
-                                doc="amplifier noise, input referred")
-    artefact_uv_per_ma: float = param(10.0, "µV/mA", "assumption: artefact linear in current "
-                                      "[C Chakravarthy 2022]", 0.0, 1e4,
-                                      doc="artefact at pulse end per mA")
-    artefact_offset_uv: float = param(2.0, "µV", "assumption", -1e4, 1e4,
-                                      doc="current-independent artefact at pulse end")
-    artefact_tau_ms: float = param(0.15, "ms", "assumption: decaying exponential [C]", 0.01, 10.0,
-                                   doc="artefact decay time constant")
-    adc_range_uv: float = param(2000.0, "µV", "assumption", 10.0, 1e6,
-                                doc="ADC full scale (±), input referred")
+    fs_hz: float = param(
+        30_000.0, "Hz", "issue: >= 20 kHz", 20_000.0, 200_000.0, doc="sampling rate"
+    )
+    window_ms: float = param(
+        7.0,
+        "ms",
+        "issue: covers 0-5 ms and late responses",
+        5.0,
+        20.0,
+        doc="length of the recorded sweep after pulse onset",
+    )
+    interphase_us: float = param(
+        30.0,
+        "µs",
+        "assumption: typical interphase gap",
+        0.0,
+        1000.0,
+        doc="gap between the two phases of the biphasic pulse",
+    )
+    blank_ms: float = param(
+        0.1,
+        "ms",
+        "assumption: amplifier blanking after the pulse",
+        0.0,
+        2.0,
+        doc="time after the pulse before the estimator window opens",
+    )
+    est_end_ms: float = param(
+        3.0,
+        "ms",
+        "ECAP window 1-2.5 ms [C Bioelectron Med 2024]",
+        1.0,
+        10.0,
+        doc="end of the ECAP estimator window",
+    )
+    noise_uv_rms: float = param(
+        3.0,
+        "µV",
+        "a few µV rms single sweep [M]",
+        0.0,
+        100.0,
+        doc="amplifier noise, input referred",
+    )
+    artefact_uv_per_ma: float = param(
+        10.0,
+        "µV/mA",
+        "assumption: artefact linear in current [C Chakravarthy 2022]",
+        0.0,
+        1e4,
+        doc="artefact at pulse end per mA",
+    )
+    artefact_offset_uv: float = param(
+        2.0, "µV", "assumption", -1e4, 1e4, doc="current-independent artefact at pulse end"
+    )
+    artefact_tau_ms: float = param(
+        0.15,
+        "ms",
+        "assumption: decaying exponential [C]",
+        0.01,
+        10.0,
+        doc="artefact decay time constant",
+    )
+    adc_range_uv: float = param(
+        2000.0, "µV", "assumption", 10.0, 1e6, doc="ADC full scale (±), input referred"
+    )
     adc_bits: int = param(14, "1", "assumption", 4, 24, doc="ADC resolution")
-    template_lag_ms: float = param(0.25, "ms", "assumption: N1 latency varies with recruitment",
-                                   0.0, 1.0, doc="largest shift searched by the template estimator")
-    lag_tracking_s: float = param(0.5, "s", "assumption: a device averages over pulses", 0.0,
-                                  60.0, doc="time constant of the template estimator's tracked "
-                                  "lag (0: the lag of the largest projection, which reads high "
-                                  "in noise)")
-    template_shape: str = param("class-mix", "1", "assumption: the device learns the patient's "
-                                "ECAP at programming", choices=("class-mix", "recruited"),
-                                doc="reference ECAP of the matched filter")
-    estimator: str = param("template", "1", "assumption; both are reported",
-                           choices=("template", "n1p2"), doc="amplitude the loop sees")
-    detect_snr: float = param(4.0, "1", "assumption: 3 sd above noise", 0.0, 100.0,
-                              doc="detection threshold in estimator noise sd")
+    template_lag_ms: float = param(
+        0.25,
+        "ms",
+        "assumption: N1 latency varies with recruitment",
+        0.0,
+        1.0,
+        doc="largest shift searched by the template estimator",
+    )
+    lag_tracking_s: float = param(
+        0.5,
+        "s",
+        "assumption: a device averages over pulses",
+        0.0,
+        60.0,
+        doc="time constant of the template estimator's tracked "
+        "lag (0: the lag of the largest projection, which reads high "
+        "in noise)",
+    )
+    template_shape: str = param(
+        "class-mix",
+        "1",
+        "assumption: the device learns the patient's ECAP at programming",
+        choices=("class-mix", "recruited"),
+        doc="reference ECAP of the matched filter",
+    )
+    estimator: str = param(
+        "template",
+        "1",
+        "assumption; both are reported",
+        choices=("template", "n1p2"),
+        doc="amplitude the loop sees",
+    )
+    detect_snr: float = param(
+        4.0,
+        "1",
+        "assumption: 3 sd above noise",
+        0.0,
+        100.0,
+        doc="detection threshold in estimator noise sd",
+    )
 
     def __post_init__(self) -> None:  # noqa: D105
         validate(self, "recording.")
@@ -284,8 +594,9 @@ class ModelParams:
         """Build from nested dicts ``{"lead": {...}, "population": {...}, ...}``."""
         unknown = sorted(set(data) - set(_SECTIONS))
         if unknown:
-            raise ConfigError(f"unknown section(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(_SECTIONS)}")
+            raise ConfigError(
+                f"unknown section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}"
+            )
         return cls(**{k: from_dict(_SECTIONS[k], v, where=f"{where}{k}") for k, v in data.items()})
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,9 +26,20 @@ from closedloop.neural.recording import delay_at
 from closedloop.neural.rng import IH_SCALE, Z_MAX
 
 __all__ = [
-    "IH_LOW", "IH_UNIT", "POOL_NODES", "POOL_TABLE_SIZE", "fired_fraction", "fired_ratio",
-    "fired_regen", "irwin_hall_density", "irwin_hall_share", "pool_fire", "pool_regen_at",
-    "pool_regen_table", "pool_rho_max", "pool_shares",
+    "IH_LOW",
+    "IH_UNIT",
+    "POOL_NODES",
+    "POOL_TABLE_SIZE",
+    "fired_fraction",
+    "fired_ratio",
+    "fired_regen",
+    "irwin_hall_density",
+    "irwin_hall_share",
+    "pool_fire",
+    "pool_regen_at",
+    "pool_regen_table",
+    "pool_rho_max",
+    "pool_shares",
 ]
 
 IH_UNIT = 1.0 / (256.0 * IH_SCALE)
@@ -56,7 +67,7 @@ def irwin_hall_share(z):
     ``1 - G(4 - x)`` and ``x - 2 + H(4 - x)`` above; the mean of the draws below ``x`` is
     ``x - H / G``. The mean is 0 where F is 0 or 1.
     """
-    x = 2.0 + z * IH_UNIT          # the Irwin-Hall variable, mean 2 on [0, 4]
+    x = 2.0 + z * IH_UNIT  # the Irwin-Hall variable, mean 2 on [0, 4]
     y = max(min(x, 4.0 - x), 0.0)  # distance from the nearer end of [0, 4]
     e = max(y - 1.0, 0.0)
     y4, e4 = (y * y) * (y * y), (e * e) * (e * e)
@@ -258,12 +269,16 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
             i = lo + k
             if jit > 0.0:
                 q = qs[k]
-                dly = (kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * us[k]
-                       + pool_regen_at(th[i] * inv_cur, regen, per_rho))
+                dly = (
+                    kp.init_offset_ms
+                    + kp.init_pw_fraction * (pw_us * 1e-3) * us[k]
+                    + pool_regen_at(th[i] * inv_cur, regen, per_rho)
+                )
             else:
                 q = 1.0
-                dly = delay_at(th[i] * inv_cur, pw_us, kp.init_offset_ms, kp.init_pw_fraction,
-                               table)
+                dly = delay_at(
+                    th[i] * inv_cur, pw_us, kp.init_offset_ms, kp.init_pw_fraction, table
+                )
             total += q
             _pool_add(state, work, tables, kp, j, f, i, q, dly)
     return total

@@ -51,8 +51,10 @@ def draw_fibres(pop: PopulationParams, rng: np.random.Generator) -> Fibres:
     drawn (the model's thresholds then converge with the fibre count).
     """
     if pop.diameter_min_um >= pop.diameter_max_um:
-        raise ValueError(f"population.diameter_min_um={pop.diameter_min_um} must be below "
-                         f"diameter_max_um={pop.diameter_max_um}")
+        raise ValueError(
+            f"population.diameter_min_um={pop.diameter_min_um} must be below "
+            f"diameter_max_um={pop.diameter_max_um}"
+        )
     n = pop.n_fibres
     mu, sig = np.log(pop.diameter_median_um), pop.diameter_sigma_ln
     lo, hi = ndtr((np.log([pop.diameter_min_um, pop.diameter_max_um]) - mu) / sig)
@@ -60,7 +62,7 @@ def draw_fibres(pop: PopulationParams, rng: np.random.Generator) -> Fibres:
         warnings.simplefilter("ignore", UserWarning)
         q = qmc.Sobol(d=4, scramble=True, seed=rng).random(n)
     u = lo + (hi - lo) * q[:, 0]
-    order = np.argsort(u)[::-1]   # descending diameter, as before
+    order = np.argsort(u)[::-1]  # descending diameter, as before
     q = q[order]
     diameter = np.exp(mu + sig * ndtri(lo + (hi - lo) * q[:, 0]))
     depth = pop.depth_max_mm * q[:, 1]

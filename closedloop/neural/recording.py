@@ -99,8 +99,12 @@ def _regen_table(n, log_ms, ratio_scale, log_max_ms):
 def initiation_table(response_params) -> np.ndarray:
     """``KernelTables.init_delay_ms`` for a :class:`~closedloop.neural.params.ResponseParams`."""
     rp = response_params
-    return _regen_table(INIT_TABLE_SIZE, float(rp.initiation_log_ms),
-                        float(rp.initiation_ratio_scale), float(rp.initiation_log_max_ms))
+    return _regen_table(
+        INIT_TABLE_SIZE,
+        float(rp.initiation_log_ms),
+        float(rp.initiation_ratio_scale),
+        float(rp.initiation_log_max_ms),
+    )
 
 
 @njit(cache=True)
@@ -129,8 +133,12 @@ def conduction_velocity_m_s(diameter_um, response_params) -> np.ndarray | float:
     """
     d = np.asarray(diameter_um, dtype=np.float64)
     out = np.empty(d.size)
-    _cv_many(np.ascontiguousarray(d.ravel()), float(response_params.cv_per_um),
-             float(response_params.cv_intercept_m_s), out)
+    _cv_many(
+        np.ascontiguousarray(d.ravel()),
+        float(response_params.cv_per_um),
+        float(response_params.cv_intercept_m_s),
+        out,
+    )
     return float(out[0]) if d.ndim == 0 else out.reshape(d.shape)
 
 
@@ -154,22 +162,34 @@ def initiation_delay_ms(current_ratio, pw_us, response_params) -> np.ndarray | f
     """
     from closedloop._config import ConfigError
 
-    r, pw = np.broadcast_arrays(np.asarray(current_ratio, dtype=np.float64),
-                                np.asarray(pw_us, dtype=np.float64))
+    r, pw = np.broadcast_arrays(
+        np.asarray(current_ratio, dtype=np.float64), np.asarray(pw_us, dtype=np.float64)
+    )
     if not (r >= 1.0).all():
         raise ConfigError("current_ratio must be >= 1 (a recruited fibre); valid range [1, inf]")
     if not ((pw > 0.0) & np.isfinite(pw)).all():
         raise ConfigError("pw_us must be a finite number > 0; valid range (0, inf) µs")
     rp = response_params
     out = np.empty(r.size)
-    _delay_many(np.ascontiguousarray(1.0 / r.ravel()), np.ascontiguousarray(pw.ravel()),
-                float(rp.initiation_offset_ms), float(rp.initiation_pw_fraction),
-                initiation_table(rp), out)
+    _delay_many(
+        np.ascontiguousarray(1.0 / r.ravel()),
+        np.ascontiguousarray(pw.ravel()),
+        float(rp.initiation_offset_ms),
+        float(rp.initiation_pw_fraction),
+        initiation_table(rp),
+        out,
+    )
     return float(out[0]) if r.ndim == 0 else out.reshape(r.shape)
 
-def recruited_template(shape: str, key_ma: np.ndarray, sfap_uv: np.ndarray,
-                       fibre_class: np.ndarray, n_classes: int, init_table: np.ndarray
-                       ) -> np.ndarray:
+
+def recruited_template(
+    shape: str,
+    key_ma: np.ndarray,
+    sfap_uv: np.ndarray,
+    fibre_class: np.ndarray,
+    n_classes: int,
+    init_table: np.ndarray,
+) -> np.ndarray:
     """``KernelTables.template_ref``: the reference ECAP of the "recruited" template.
 
     The fibres recruited first: those whose screening key (threshold at ``ORDER_PW_US``, the
@@ -293,8 +313,9 @@ def recruited_reference(mf, ref, class_delay_ms, kp, pw_us):
     for b in range(ref.shape[1]):
         w = ref[0, b]
         if w > 0.0:
-            c = (kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * ref[1, b]
-                 + ref[2, b]) + class_delay_ms[b]
+            c = (
+                kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * ref[1, b] + ref[2, b]
+            ) + class_delay_ms[b]
             for s in range(mf.size):
                 mf[s] += w * sfap_shape((s * dt_ms - c) / kp.sfap_width_ms, kp.sfap_asymmetry)
 
@@ -314,8 +335,8 @@ def cache_pulse_constants(cache, tables, kp, pw_us, lo, hi, t_ref_ms):
     estimator window ``lo:hi`` (samples): computed once per width instead of once per pulse,
     the same values bit for bit.
     """
-    cache[4] = pw_us ** -kp.sd_exponent
-    cache[5] = ORDER_PW_US ** -kp.sd_exponent
+    cache[4] = pw_us**-kp.sd_exponent
+    cache[5] = ORDER_PW_US**-kp.sd_exponent
     cache[6] = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
     cache[7] = t_ref_ms
     cache[8] = lo
@@ -335,8 +356,23 @@ def refresh_shapes(state, kp, pw_us):
 
 
 @njit(cache=True, inline="always")
-def synthesise(templates, shapes, sample_hash, class_delay_ms, kp, acc, delay_acc, t_ref_ms,
-               frac, current_ma, key, lo, hi, neural, rec):
+def synthesise(
+    templates,
+    shapes,
+    sample_hash,
+    class_delay_ms,
+    kp,
+    acc,
+    delay_acc,
+    t_ref_ms,
+    frac,
+    current_ma,
+    key,
+    lo,
+    hi,
+    neural,
+    rec,
+):
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded sweep ``rec``.
 
     ``templates``, ``shapes`` and ``sample_hash`` are the ``KernelState`` and ``KernelTables``
@@ -357,9 +393,9 @@ def synthesise(templates, shapes, sample_hash, class_delay_ms, kp, acc, delay_ac
     for b in range(acc.size):
         a = acc[b]
         if a != 0.0:
-            x = (delay_acc[b] / a - t_ref_ms) * per_ms   # shift, samples
+            x = (delay_acc[b] / a - t_ref_ms) * per_ms  # shift, samples
             k = math.floor(x)
-            c = (t_ref_ms + class_delay_ms[b]) * per_ms + x     # the shifted SFAP's centre
+            c = (t_ref_ms + class_delay_ms[b]) * per_ms + x  # the shifted SFAP's centre
             s0 = max(lo, int(k) + 1, int(math.ceil(c - half)))
             s1 = min(hi, n_s + int(k), int(math.floor(c + half)) + 1)
             add_shifted(neural, templates[b], a * (1.0 - (x - k)), a * (x - k), int(k), s0, s1)
@@ -371,7 +407,7 @@ def synthesise(templates, shapes, sample_hash, class_delay_ms, kp, acc, delay_ac
     top, lsb, noise = kp.adc_range_uv, kp.adc_lsb_uv, kp.noise_uv_rms
     inv_lsb = 1.0 / lsb
     for s in range(out.size):  # branch-free over views from 0: the loop vectorises
-        x = art_shape[s]        # NaN during the pulse: the amplifier is saturated
+        x = art_shape[s]  # NaN during the pulse: the amplifier is saturated
         v = out[s] + art * x + emg * emg_shape[s]
         v = (top if current_ma > 0.0 else out[s]) if math.isnan(x) else v
         v += noise * hash_normal(fmix32(sample_hash[s] ^ key2))
@@ -390,6 +426,6 @@ def add_shifted(neural, row, a0, a1, k, s0, s1):
     """
     if s1 <= s0:
         return
-    o, r = neural[s0:s1], row[s0 - k - 1:s1 - k]   # two views, not three: less set-up per class
+    o, r = neural[s0:s1], row[s0 - k - 1 : s1 - k]  # two views, not three: less set-up per class
     for s in range(o.size):
         o[s] += a0 * np.float64(r[s + 1]) + a1 * np.float64(r[s])

@@ -68,8 +68,9 @@ __all__ = [
 ]
 
 
-def initiation_delay_reference(u: np.ndarray, pw_us: float, kp: KernelParams,
-                               table: np.ndarray) -> np.ndarray:
+def initiation_delay_reference(
+    u: np.ndarray, pw_us: float, kp: KernelParams, table: np.ndarray
+) -> np.ndarray:
     """Initiation delay (ms after pulse onset) at ``u`` = threshold / current (array in [0, 1]).
 
     ``offset + pw_fraction * PW * u`` plus the tabulated regenerative delay, interpolated
@@ -78,20 +79,29 @@ def initiation_delay_reference(u: np.ndarray, pw_us: float, kp: KernelParams,
     x = u * (table.size - 2)
     k = np.minimum(x.astype(np.int64), table.size - 2)
     g0 = table[k]
-    return kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * u + (
-        g0 + (x - k) * (table[k + 1] - g0))
+    return (
+        kp.init_offset_ms
+        + kp.init_pw_fraction * (pw_us * 1e-3) * u
+        + (g0 + (x - k) * (table[k + 1] - g0))
+    )
 
 
 # --- fibre dynamics --------------------------------------------------------------------------
 
 
-def _advance_clock_reference(state: KernelState, kp: KernelParams, interval_s: float
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def _advance_clock_reference(
+    state: KernelState, kp: KernelParams, interval_s: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Advance the lazy processes' clock (rebasing as needed); their decay and gain factors."""
     clock = state.clock_ms
     clock[0] += float(interval_s) * 1e3
-    taus = (kp.tau_rel_ms, kp.tau_sn_ms, kp.adapt_tau0_s * 1e3, kp.adapt_tau1_s * 1e3,
-            kp.adapt_tau2_s * 1e3)
+    taus = (
+        kp.tau_rel_ms,
+        kp.tau_sn_ms,
+        kp.adapt_tau0_s * 1e3,
+        kp.adapt_tau1_s * 1e3,
+        kp.adapt_tau2_s * 1e3,
+    )
     decay = np.empty(5)
     for k, tau in enumerate(taus):
         arg = (clock[0] - clock[1 + k]) / tau
@@ -103,9 +113,16 @@ def _advance_clock_reference(state: KernelState, kp: KernelParams, interval_s: f
     return decay, 1.0 / decay
 
 
-def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
-                      current_ma: float, pw_us: float, csf_mm: float, interval_s: float,
-                      key: np.uint64) -> tuple[float, np.ndarray, np.ndarray]:
+def recruit_reference(
+    state: KernelState,
+    tables: KernelTables,
+    kp: KernelParams,
+    current_ma: float,
+    pw_us: float,
+    csf_mm: float,
+    interval_s: float,
+    key: np.uint64,
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Decay the fibre state over ``interval_s`` (s) and fire one pulse (mA, µs, at mm CSF).
 
     Every fibre's threshold is evaluated (no pruning), from the lazily stored processes. In
@@ -130,7 +147,7 @@ def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams
     r0, r1 = tables.rheo_ma[j].astype(f64), tables.rheo_ma[j + 1].astype(f64)
     rheo = r0 + f * (r1 - r0)
     q0, q1 = tables.sd_q_ma[j].astype(f64), tables.sd_q_ma[j + 1].astype(f64)
-    th = (rheo + (q0 + f * (q1 - q0)) * pw_us ** -kp.sd_exponent) * m
+    th = (rheo + (q0 + f * (q1 - q0)) * pw_us**-kp.sd_exponent) * m
     w0, w1 = tables.sfap_uv[j].astype(f64), tables.sfap_uv[j + 1].astype(f64)
     w = w0 + f * (w1 - w0)
     x_abs = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
@@ -143,18 +160,28 @@ def recruit_reference(state: KernelState, tables: KernelTables, kp: KernelParams
     state.decay_ref[0, fire], state.decay_ref[1, fire] = gain[0], gain[1]
     for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
         state.decay_ref[2 + k, fire] = (b[k, fire] + inc * (1.0 - b[k, fire])) * gain[2 + k]
-    acc = np.bincount(tables.fibre_class[fire], weights=w[fire],
-                      minlength=state.templates.shape[0]).astype(np.float64)
+    acc = np.bincount(
+        tables.fibre_class[fire], weights=w[fire], minlength=state.templates.shape[0]
+    ).astype(np.float64)
     u = th[fire] * (1.0 / current_ma) if fire.any() else th[fire]
     dly = initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)
-    dacc = np.bincount(tables.fibre_class[fire], weights=w[fire] * dly,
-                       minlength=state.templates.shape[0]).astype(np.float64)
+    dacc = np.bincount(
+        tables.fibre_class[fire], weights=w[fire] * dly, minlength=state.templates.shape[0]
+    ).astype(np.float64)
     return float(fire.sum()), acc, dacc
 
 
-def _pool_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
-                    current_ma: float, pw_us: float, th: np.ndarray, w: np.ndarray,
-                    x: np.ndarray, gain: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def _pool_reference(
+    state: KernelState,
+    tables: KernelTables,
+    kp: KernelParams,
+    current_ma: float,
+    pw_us: float,
+    th: np.ndarray,
+    w: np.ndarray,
+    x: np.ndarray,
+    gain: np.ndarray,
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Pool-mode firing at nominal thresholds ``th`` (mA; inf if absolutely refractory).
 
     ``w``: SFAP weights (µV); ``x``: the (5, N) process values; ``gain``: the lazy storage's
@@ -173,8 +200,9 @@ def _pool_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
     n_cls, cls = state.templates.shape[0], tables.fibre_class[on]
     qw = qs * w[on]
     acc = np.bincount(cls, weights=qw, minlength=n_cls).astype(np.float64)
-    dly = pool_delay_reference(current_ma, pw_us, th[on], qs, kp, tables.init_delay_ms,
-                               tables.pool_regen_ms)
+    dly = pool_delay_reference(
+        current_ma, pw_us, th[on], qs, kp, tables.init_delay_ms, tables.pool_regen_ms
+    )
     dacc = np.bincount(cls, weights=qw * dly, minlength=n_cls).astype(np.float64)
     return float(_seq_sum(qs)), acc, dacc
 
@@ -196,8 +224,9 @@ def _sfap_shape(u: np.ndarray, asym: float) -> np.ndarray:
     return -(1.0 - u * u) * g + asym * u * g
 
 
-def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
-                                pw_us: float) -> None:
+def refresh_templates_reference(
+    state: KernelState, tables: KernelTables, kp: KernelParams, pw_us: float
+) -> None:
     """Recompute the templates, matched filter, artefact/EMG shapes and cache for ``pw_us`` (µs).
 
     The class templates are unit-N1 SFAPs delayed by the initiation delay at
@@ -215,15 +244,17 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     n_s = state.templates.shape[1]
     t = np.arange(n_s) * (1e3 / kp.fs_hz)
     c = _template_delay_reference(pw_us, kp, tables) + tables.class_delay_ms
-    state.templates[:] = _sfap_shape((t[None, :] - c[:, None]) / kp.sfap_width_ms,
-                                     kp.sfap_asymmetry)
+    state.templates[:] = _sfap_shape(
+        (t[None, :] - c[:, None]) / kp.sfap_width_ms, kp.sfap_asymmetry
+    )
     lo, hi = window_bounds_reference(pw_us, kp, n_s)
     mf = np.zeros(n_s)
     ref = tables.template_ref
-    if ref[0].sum() > 0.0:      # "recruited": each class at its fibres' own initiation delay
+    if ref[0].sum() > 0.0:  # "recruited": each class at its fibres' own initiation delay
         for b in np.flatnonzero(ref[0] > 0.0):
-            cb = (kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * ref[1, b]
-                  + ref[2, b]) + tables.class_delay_ms[b]
+            cb = (
+                kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * ref[1, b] + ref[2, b]
+            ) + tables.class_delay_ms[b]
             mf += ref[0, b] * _sfap_shape((t - cb) / kp.sfap_width_ms, kp.sfap_asymmetry)
     else:
         for b in range(c.size):
@@ -242,7 +273,7 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     n = hi - lo
     art = state.shapes[0, lo:hi]
     lagged = np.zeros(n)
-    lagged[lag:] = art[:n - lag]
+    lagged[lag:] = art[: n - lag]
     mean, am, bm = _seq_sum(mf[lo:hi]) / n, _seq_sum(art) / n, _seq_sum(lagged) / n
     mf[lo:hi] -= mean
     v2, b = art - am, lagged - bm
@@ -262,9 +293,14 @@ def refresh_templates_reference(state: KernelState, tables: KernelTables, kp: Ke
     state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
     # the kernel's per-width constants (recording.cache_pulse_constants); the reference's
     # pulses compute them afresh and do not read these
-    state.cache[4:10] = (pw_us ** -kp.sd_exponent, ORDER_PW_US ** -kp.sd_exponent,
-                         math.exp(-kp.t_abs_ms / kp.tau_rel_ms),
-                         _template_delay_reference(pw_us, kp, tables), lo, hi)
+    state.cache[4:10] = (
+        pw_us**-kp.sd_exponent,
+        ORDER_PW_US**-kp.sd_exponent,
+        math.exp(-kp.t_abs_ms / kp.tau_rel_ms),
+        _template_delay_reference(pw_us, kp, tables),
+        lo,
+        hi,
+    )
 
 
 def _template_delay_reference(pw_us: float, kp: KernelParams, tables: KernelTables) -> float:
@@ -273,10 +309,21 @@ def _template_delay_reference(pw_us: float, kp: KernelParams, tables: KernelTabl
     return float(initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)[0])
 
 
-def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
-                         acc: np.ndarray, dacc: np.ndarray, pw_us: float, frac: float,
-                         current_ma: float, key: np.uint64, lo: int, hi: int,
-                         neural: np.ndarray, rec: np.ndarray) -> float:
+def synthesise_reference(
+    state: KernelState,
+    tables: KernelTables,
+    kp: KernelParams,
+    acc: np.ndarray,
+    dacc: np.ndarray,
+    pw_us: float,
+    frac: float,
+    current_ma: float,
+    key: np.uint64,
+    lo: int,
+    hi: int,
+    neural: np.ndarray,
+    rec: np.ndarray,
+) -> float:
     """Fill samples ``lo:hi`` of the noise-free ECAP ``neural`` and the recorded ``rec`` (µV).
 
     Class b's template is shifted by its mean initiation delay ``dacc[b] / acc[b]`` less the
@@ -305,7 +352,7 @@ def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelPar
         s1 = min(hi, n_s + k, math.floor(c + half) + 1)
         if s1 > s0:
             row = state.templates[b].astype(np.float64)
-            neural[s0:s1] += a0 * row[s0 - k:s1 - k] + a1 * row[s0 - k - 1:s1 - k - 1]
+            neural[s0:s1] += a0 * row[s0 - k : s1 - k] + a1 * row[s0 - k - 1 : s1 - k - 1]
     emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
     art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
     top = kp.adc_range_uv
@@ -315,7 +362,8 @@ def synthesise_reference(state: KernelState, tables: KernelTables, kp: KernelPar
     v[during] = top if current_ma > 0.0 else neural[lo:hi][during]
     key2 = fmix32_np(key ^ NOISE_SALT)
     v = v + kp.noise_uv_rms * hash_normal_np(
-        fmix32_np(tables.sample_hash[lo:hi].astype(np.uint64) ^ key2))
+        fmix32_np(tables.sample_hash[lo:hi].astype(np.uint64) ^ key2)
+    )
     rec[lo:hi] = np.round(np.clip(v, -top, top) * (1.0 / kp.adc_lsb_uv)) * kp.adc_lsb_uv
     return emg
 
@@ -326,9 +374,15 @@ def n1p2_reference(x: np.ndarray, lo: int, hi: int) -> tuple[float, int]:
     return float(x[i_min:hi].max() - x[i_min]), i_min
 
 
-def template_estimate_reference(state: KernelState, x: np.ndarray, lo: int, hi: int,
-                                max_lag: int, pw_us: float = math.nan,
-                                interval_s: float = math.nan) -> float:
+def template_estimate_reference(
+    state: KernelState,
+    x: np.ndarray,
+    lo: int,
+    hi: int,
+    max_lag: int,
+    pw_us: float = math.nan,
+    interval_s: float = math.nan,
+) -> float:
     """Sliding matched-filter amplitude of the sweep ``x`` (µV, template N1-P2 scale).
 
     For every lag in ``[-max_lag, max_lag]`` the projection ``sum_s x[s + lag] * mf[s]`` over
@@ -342,22 +396,21 @@ def template_estimate_reference(state: KernelState, x: np.ndarray, lo: int, hi: 
     dots = np.zeros(2 * max_lag + 1)
     for q, lag in enumerate(range(-max_lag, max_lag + 1)):
         a, b = max(lo, lo - lag), min(hi, hi - lag)
-        dots[q] = _seq_sum(x[a + lag:b + lag] * state.mf[a:b]) if b > a else 0.0
+        dots[q] = _seq_sum(x[a + lag : b + lag] * state.mf[a:b]) if b > a else 0.0
     track = state.lag_track
     tau_s = float(track[0])
     if tau_s > 0.0 and track[1] == pw_us:
-        best = dots[int(np.argmax(track[2:2 + dots.size]))]
+        best = dots[int(np.argmax(track[2 : 2 + dots.size]))]
         alpha = -math.expm1(-interval_s / tau_s)
-        track[2:2 + dots.size] += alpha * (dots - track[2:2 + dots.size])
+        track[2 : 2 + dots.size] += alpha * (dots - track[2 : 2 + dots.size])
     else:
         best = dots.max()
         if tau_s > 0.0:
-            track[1], track[2:2 + dots.size] = pw_us, dots
+            track[1], track[2 : 2 + dots.size] = pw_us, dots
     return float(best) * state.cache[1] * state.cache[2]
 
 
-def n1_latency_reference(neural: np.ndarray, i_min: int, lo: int, hi: int, dt_ms: float
-                         ) -> float:
+def n1_latency_reference(neural: np.ndarray, i_min: int, lo: int, hi: int, dt_ms: float) -> float:
     """N1 time (ms) by parabolic refinement around sample ``i_min`` inside ``lo:hi``."""
     if i_min <= lo or i_min >= hi - 1:
         return i_min * dt_ms
@@ -378,21 +431,37 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
         refresh_templates_reference(state, tables, kp, pw)
     key = pulse_key_np(kp.seed_pulse_a, kp.seed_pulse_b, int(state.pulse_count[0]))
     state.pulse_count[0] += 1
-    n_rec, acc, dacc = recruit_reference(state, tables, kp, cur, pw, float(inputs.csf_mm[p]),
-                                   float(inputs.interval_s[p]), key)
+    n_rec, acc, dacc = recruit_reference(
+        state, tables, kp, cur, pw, float(inputs.csf_mm[p]), float(inputs.interval_s[p]), key
+    )
     frac = n_rec / tables.fibre_class.size
     lo, hi = window_bounds_reference(pw, kp, n_s)
-    emg = synthesise_reference(state, tables, kp, acc, dacc, pw, frac, cur, key,
-                               0 if full else lo, n_s if full else hi, neural, rec)
+    emg = synthesise_reference(
+        state,
+        tables,
+        kp,
+        acc,
+        dacc,
+        pw,
+        frac,
+        cur,
+        key,
+        0 if full else lo,
+        n_s if full else hi,
+        neural,
+        rec,
+    )
     true_amp, i_min = n1p2_reference(neural, lo, hi)
     r["ecap_n1p2_uv"] = n1p2_reference(rec, lo, hi)[0]
-    r["ecap_template_uv"] = template_estimate_reference(state, rec, lo, hi, int(kp.template_lag),
-                                                        pw, float(inputs.interval_s[p]))
+    r["ecap_template_uv"] = template_estimate_reference(
+        state, rec, lo, hi, int(kp.template_lag), pw, float(inputs.interval_s[p])
+    )
     r["ecap_uv"] = r["ecap_template_uv"] if kp.use_template > 0.5 else r["ecap_n1p2_uv"]
     r["ecap_true_uv"] = true_amp
     n_round = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
-    r["n1_latency_ms"] = (n1_latency_reference(neural, i_min, lo, hi, 1e3 / kp.fs_hz)
-                          if n_round > 0 else np.nan)  # pool mode: NaN below half a fibre
+    r["n1_latency_ms"] = (
+        n1_latency_reference(neural, i_min, lo, hi, 1e3 / kp.fs_hz) if n_round > 0 else np.nan
+    )  # pool mode: NaN below half a fibre
     r["detected"] = r["ecap_template_uv"] > kp.detect_snr * state.cache[3]
     r["saturated"] = bool(np.any(np.abs(rec[lo:hi]) >= kp.adc_range_uv))
     r["n_recruited"] = n_round
@@ -401,9 +470,13 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
     r["emg_uv"] = emg
 
 
-def run_pulses_reference(state: KernelState, tables: KernelTables, kp: KernelParams,
-                         inputs: PulseInputs, waveforms: bool = False
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def run_pulses_reference(
+    state: KernelState,
+    tables: KernelTables,
+    kp: KernelParams,
+    inputs: PulseInputs,
+    waveforms: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Deliver ``P`` pulses to one patient, as :func:`closedloop.neural.kernels.run_pulses`.
 
     Args:

@@ -12,15 +12,20 @@ import numpy as np
 
 from closedloop.neural.rng import IH_SCALE, Z_MAX
 
-__all__ = ["fired_ratio_reference", "fired_regen_reference", "irwin_hall_cdf_reference",
-           "pool_delay_reference", "pool_fraction_reference", "pool_regen_table_reference"]
+__all__ = [
+    "fired_ratio_reference",
+    "fired_regen_reference",
+    "irwin_hall_cdf_reference",
+    "pool_delay_reference",
+    "pool_fraction_reference",
+    "pool_regen_table_reference",
+]
 
 POOL_TABLE_SIZE = 4096
 """Grid points of the pool delay table (``closedloop.neural.pool.POOL_TABLE_SIZE``)."""
 
 
-def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4, power: int | None = None
-                             ) -> np.ndarray:
+def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4, power: int | None = None) -> np.ndarray:
     """CDF of the Irwin-Hall law (the sum of ``n`` uniforms on [0, 1]) at ``x`` in [0, n].
 
     The summation formula ``sum_k (-1)^k C(n, k) (x - k)_+^p / p!`` over ``k = 0..n`` with
@@ -34,8 +39,7 @@ def irwin_hall_cdf_reference(x: np.ndarray, n: int = 4, power: int | None = None
     return total / math.factorial(p)
 
 
-def pool_fraction_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float
-                            ) -> np.ndarray:
+def pool_fraction_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float) -> np.ndarray:
     """Fraction of each fibre's pool that fires (pool mode): ``P(th (1 + jitter z) <= I)``.
 
     ``z`` is the standardised Irwin-Hall(4) jitter draw (``rng.hash_normal``: the sum of four
@@ -52,8 +56,9 @@ def pool_fraction_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: fl
     return np.where(z <= -Z_MAX, 0.0, np.where(z >= Z_MAX, 1.0, q))
 
 
-def fired_ratio_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float,
-                          q: np.ndarray) -> np.ndarray:
+def fired_ratio_reference(
+    current_ma: float, th_ma: np.ndarray, jitter_rel: float, q: np.ndarray
+) -> np.ndarray:
     """Mean ``th (1 + jitter z) / current`` over the members of each pool that fire (q > 0).
 
     ``E[X | X <= x*] = x* - (integral of the CDF to x*) / q`` in Irwin-Hall units, the draw
@@ -70,8 +75,9 @@ def fired_ratio_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: floa
     return np.where(q >= 1.0, u, np.minimum(u * (1.0 + jitter_rel * z_mean), 1.0))
 
 
-def fired_regen_reference(current_ma: float, th_ma: np.ndarray, jitter_rel: float,
-                          table: np.ndarray, n_nodes: int = 8) -> np.ndarray:
+def fired_regen_reference(
+    current_ma: float, th_ma: np.ndarray, jitter_rel: float, table: np.ndarray, n_nodes: int = 8
+) -> np.ndarray:
     """Mean regenerative initiation delay (ms) over the members of each pool that fire.
 
     ``E[R(u) | z <= z*]``, ``u = th (1 + jitter z) / current``, ``R`` read linearly in
@@ -121,8 +127,15 @@ def _rho_max(jitter_rel: float) -> float:
     return 1.0 / (1.0 - jitter_rel * Z_MAX)
 
 
-def pool_delay_reference(current_ma: float, pw_us: float, th_ma: np.ndarray, q: np.ndarray,
-                         kp, table: np.ndarray, regen: np.ndarray) -> np.ndarray:
+def pool_delay_reference(
+    current_ma: float,
+    pw_us: float,
+    th_ma: np.ndarray,
+    q: np.ndarray,
+    kp,
+    table: np.ndarray,
+    regen: np.ndarray,
+) -> np.ndarray:
     """Mean initiation delay (ms) of the members that fire, for pools with fraction ``q > 0``.
 
     ``offset + pw_fraction * PW * E[u | fired]`` (:func:`fired_ratio_reference`; linear in u)

@@ -92,8 +92,9 @@ def _mdf_params_reference(log_d_fibres: np.ndarray, pw_us: float) -> tuple[np.nd
     w00, w01, w10, w11 = (1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b
     out = []
     for tab in (rho_tab, log_th):
-        out.append(w00 * tab[i, j] + w01 * tab[i, j + 1] + w10 * tab[i + 1, j]
-                   + w11 * tab[i + 1, j + 1])
+        out.append(
+            w00 * tab[i, j] + w01 * tab[i, j + 1] + w10 * tab[i + 1, j] + w11 * tab[i + 1, j + 1]
+        )
     return out[0], _exp(out[1])
 
 
@@ -122,14 +123,22 @@ def sd_tables_reference(fibres: Fibres, params: ModelParams) -> tuple[np.ndarray
     log_d = np.array([math.log(v) for v in d.tolist()])
     beta = fibre.sd_exponent()
     pws = fibre.SD_PWS_US
-    s = [pw ** -beta for pw in pws]
+    s = [pw**-beta for pw in pws]
     laws = [_mdf_params_reference(log_d, pw) for pw in pws]
     grid = csf_grid()
     rheo, q = np.empty((grid.size, d.size)), np.empty((grid.size, d.size))
     for g, csf in enumerate(grid):
         z = -(csf + fibres.depth_mm)
-        v = _potential(x, fibres.lateral_mm[:, None], z[:, None], src_x, src_w,
-                       lead.lateral_offset_mm, exc.sigma_long_s_per_mm, exc.sigma_trans_s_per_mm)
+        v = _potential(
+            x,
+            fibres.lateral_mm[:, None],
+            z[:, None],
+            src_x,
+            src_w,
+            lead.lateral_offset_mm,
+            exc.sigma_long_s_per_mm,
+            exc.sigma_trans_s_per_mm,
+        )
         a11 = a12 = a22 = b1 = b2 = 0.0
         for k, (rho, th) in enumerate(laws):
             t = exc.threshold_scale * th / _mdf_peaks_reference(v, 2 * n_half + 3, rho)
@@ -140,8 +149,7 @@ def sd_tables_reference(fibres: Fibres, params: ModelParams) -> tuple[np.ndarray
     return rheo, q
 
 
-def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarray
-                           ) -> KernelTables:
+def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarray) -> KernelTables:
     """The patient's static tables, as :func:`closedloop.neural.model.build_tables`.
 
     Args:
@@ -157,40 +165,53 @@ def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarra
     f32 = np.float32  # the tables are stored in float32 (values computed in float64)
     rheo, q = (t.astype(f32) for t in sd_tables_reference(fibres, params))
     sfap = sfap_weight_table(
-        fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm,
-        resp).astype(f32)
+        fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm, resp
+    ).astype(f32)
     edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
     cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
-    delay = lead.recording_distance_mm / (resp.cv_per_um * (0.5 * (edges[:-1] + edges[1:]))
-                                          + resp.cv_intercept_m_s)
+    delay = lead.recording_distance_mm / (
+        resp.cv_per_um * (0.5 * (edges[:-1] + edges[1:])) + resp.cv_intercept_m_s
+    )
     n_fib, n_s = fibres.diameter_um.size, int(round(recp.window_ms * recp.fs_hz * 1e-3))
     g_ref = int(np.argmin(np.abs(grid - NeuralModel.default_csf_mm)))
     key = rheo[g_ref].astype(np.float64) + q[g_ref].astype(np.float64) * (
-        ORDER_PW_US ** -fibre.sd_exponent())
+        ORDER_PW_US ** -fibre.sd_exponent()
+    )
     first = np.argsort(key)
     first = first[: max(1, int(MIX_RECRUITED_FRACTION * n_fib))]
-    mix = np.bincount(cls[first], weights=sfap[g_ref, first].astype(np.float64),
-                      minlength=pop.n_classes)
-    init = _init_table_reference(resp.initiation_log_ms, resp.initiation_ratio_scale,
-                                 resp.initiation_log_max_ms)
+    mix = np.bincount(
+        cls[first], weights=sfap[g_ref, first].astype(np.float64), minlength=pop.n_classes
+    )
+    init = _init_table_reference(
+        resp.initiation_log_ms, resp.initiation_ratio_scale, resp.initiation_log_max_ms
+    )
     ref = np.zeros((3, pop.n_classes))
     if recp.template_shape == "recruited":
         ref = _recruited_reference(key, sfap[g_ref].astype(np.float64), cls, init, ref)
     return KernelTables(
-        rheo_ma=rheo, sfap_uv=sfap, sd_q_ma=q, fibre_class=cls.astype(np.uint8),
+        rheo_ma=rheo,
+        sfap_uv=sfap,
+        sd_q_ma=q,
+        fibre_class=cls.astype(np.uint8),
         fibre_hash=fmix32_np(fibres.fibre_id.astype(np.uint64) ^ words[0]).astype(np.uint32),
-        class_delay_ms=delay, class_mix=mix / mix.sum(),
-        sample_hash=fmix32_np(np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F)
-                              ^ words[1]).astype(np.uint32),
+        class_delay_ms=delay,
+        class_mix=mix / mix.sum(),
+        sample_hash=fmix32_np(
+            np.arange(n_s, dtype=np.uint64) * np.uint64(0x27D4EB2F) ^ words[1]
+        ).astype(np.uint32),
         cell_floor=_cell_floors_reference(rheo, q),
         sd_ratio_range=_sd_ratio_range_reference(rheo, q),
-        init_delay_ms=init, template_ref=ref,
+        init_delay_ms=init,
+        template_ref=ref,
         pool_regen_ms=pool_regen_table_reference(
-            params.excitability.jitter_rel if params.excitability.pool_fraction else 0.0, init))
+            params.excitability.jitter_rel if params.excitability.pool_fraction else 0.0, init
+        ),
+    )
 
 
-def _recruited_reference(key: np.ndarray, sfap: np.ndarray, cls: np.ndarray, init: np.ndarray,
-                         out: np.ndarray) -> np.ndarray:
+def _recruited_reference(
+    key: np.ndarray, sfap: np.ndarray, cls: np.ndarray, init: np.ndarray, out: np.ndarray
+) -> np.ndarray:
     """Per class: SFAP weight share, mean u = key / I and mean regenerative delay (ms).
 
     The fibres with screening key ``key`` (mA) at most ``I = RECRUITED_RATIO`` times the
@@ -223,8 +244,9 @@ def _init_table_reference(log_ms: float, ratio_scale: float, log_max_ms: float) 
     for k in range(n):
         u = k / (n - 1)
         d = 1.0 - u
-        out[k] = log_max_ms if d <= 0.0 else min(log_ms * math.log1p(ratio_scale * u / d),
-                                                 log_max_ms)
+        out[k] = (
+            log_max_ms if d <= 0.0 else min(log_ms * math.log1p(ratio_scale * u / d), log_max_ms)
+        )
     out[n] = out[n - 1]
     return out
 
@@ -248,8 +270,11 @@ def _cell_floors_reference(rheo: np.ndarray, q: np.ndarray) -> np.ndarray:
     for j in range(n_cells):
         key = np.minimum(rheo[j], rheo[j + 1]) + np.minimum(q[j], q[j + 1]) * s
         k32 = key.astype(np.float32)
-        k32 = np.where(k32.astype(np.float64) <= key, k32,  # round half-way down, not up
-                       np.nextafter(k32, np.float32(-np.inf)))
+        k32 = np.where(
+            k32.astype(np.float64) <= key,
+            k32,  # round half-way down, not up
+            np.nextafter(k32, np.float32(-np.inf)),
+        )
         for b in range(n_blocks):
-            out[j, b] = k32[b * FLOOR_BLOCK:].min()
+            out[j, b] = k32[b * FLOOR_BLOCK :].min()
     return out

@@ -53,11 +53,12 @@ class PulseRunner:
     def _bind(self):
         """The compiled kernel for these argument types (normal dispatch if unavailable)."""
         m = self.model
-        return entry_point(run_pulses_unshared, (m.state, m.tables, m.kp, self.inputs,
-                                                 self.out, self.wave, m.work))
+        return entry_point(
+            run_pulses_unshared, (m.state, m.tables, m.kp, self.inputs, self.out, self.wave, m.work)
+        )
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_kernel": None}     # entry points do not pickle
+        return {**self.__dict__, "_kernel": None}  # entry points do not pickle
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

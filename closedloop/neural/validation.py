@@ -18,8 +18,15 @@ def _range_text(lo: float, hi: float, unit: str, lo_open: bool) -> str:
     return f"{'(' if lo_open else '['}{lo:g}, {hi:g}] {unit}"
 
 
-def check_array(name: str, value, lo: float, hi: float, unit: str, *, lo_open: bool = False,
-                ) -> np.ndarray:
+def check_array(
+    name: str,
+    value,
+    lo: float,
+    hi: float,
+    unit: str,
+    *,
+    lo_open: bool = False,
+) -> np.ndarray:
     """Return ``value`` as a non-empty 1-D-or-more float64 array inside ``[lo, hi]``.
 
     A float64 array takes a fast path; anything else goes through
@@ -49,8 +56,9 @@ def check_array(name: str, value, lo: float, hi: float, unit: str, *, lo_open: b
     return arr
 
 
-def check_scalar(name: str, value, lo: float, hi: float, unit: str, *,
-                 lo_open: bool = False) -> float:
+def check_scalar(
+    name: str, value, lo: float, hi: float, unit: str, *, lo_open: bool = False
+) -> float:
     """Return ``value`` as a float inside ``[lo, hi]``; ConfigError unless a real number.
 
     Raises:
@@ -58,8 +66,9 @@ def check_scalar(name: str, value, lo: float, hi: float, unit: str, *,
             value is refused, not taken as an array or converted).
     """
     if not is_real(value):
-        raise ConfigError(f"{name}={short_repr(value)} must be a number in "
-                          f"{_range_text(lo, hi, unit, lo_open)}")
+        raise ConfigError(
+            f"{name}={short_repr(value)} must be a number in {_range_text(lo, hi, unit, lo_open)}"
+        )
     return float(check_array(name, float(value), lo, hi, unit, lo_open=lo_open)[0])
 
 
@@ -74,8 +83,7 @@ def check_inputs(current_ma, pw_us, csf_mm, interval_s) -> tuple[np.ndarray, ...
         check_array("current_ma", current_ma, *CURRENT_RANGE_MA, "mA"),
         check_array("pw_us", pw_us, *PW_RANGE_US, "µs"),
         check_array("csf_mm", csf_mm, *CSF_RANGE_MM, "mm"),
-        check_array("interval_s", interval_s, 1.0 / RATE_RANGE_HZ[1] * (1 - 1e-9),
-                    1e6, "s"),
+        check_array("interval_s", interval_s, 1.0 / RATE_RANGE_HZ[1] * (1 - 1e-9), 1e6, "s"),
     )
     try:
         shaped = np.broadcast_arrays(*arrays)

@@ -10,5 +10,11 @@
 from closedloop.plots.clinic import plot_posture_growth, plot_scenario, plot_trajectory
 from closedloop.plots.growth import default_waveform_currents, nearest_rows, plot_growth_curve
 
-__all__ = ["default_waveform_currents", "nearest_rows", "plot_growth_curve",
-           "plot_posture_growth", "plot_scenario", "plot_trajectory"]
+__all__ = [
+    "default_waveform_currents",
+    "nearest_rows",
+    "plot_growth_curve",
+    "plot_posture_growth",
+    "plot_scenario",
+    "plot_trajectory",
+]

@@ -12,8 +12,13 @@ from closedloop.plots._save import new_figure, save_png
 from closedloop.postures import POSTURES
 
 EVENT_COLOURS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
-PART_COLOURS = {"respiration": "tab:blue", "cardiac": "tab:red", "gait": "tab:green",
-                "events": "tab:brown", "drift": "tab:purple"}
+PART_COLOURS = {
+    "respiration": "tab:blue",
+    "cardiac": "tab:red",
+    "gait": "tab:green",
+    "events": "tab:brown",
+    "drift": "tab:purple",
+}
 POSTURE_COLOURS = ("tab:blue", "tab:cyan", "tab:green", "tab:orange", "tab:red", "tab:purple")
 SMOOTH_AFTER_S = 120.0
 """Runs longer than this (s) are drawn as per-bin means with min-max bands."""
@@ -60,8 +65,9 @@ def _mark_events(ax, t, event, names, label: bool = True) -> None:
         name = names[code - 1] if 0 < code <= len(names) else f"event {code}"
         colour = EVENT_COLOURS[(code - 1) % len(EVENT_COLOURS)]
         for k, (a, b) in enumerate(zip(starts, stops, strict=True)):
-            ax.axvspan(t[a], t[b], color=colour, alpha=0.3,
-                       label=name if (label and k == 0) else None)
+            ax.axvspan(
+                t[a], t[b], color=colour, alpha=0.3, label=name if (label and k == 0) else None
+            )
 
 
 def plot_scenario(trace, path, title: str | None = None) -> Path:
@@ -124,16 +130,20 @@ def binned(t, values, n: int) -> tuple[np.ndarray, ...]:
     if n <= 1:
         return t, y, y, y
     padded = np.full(-(-y.size // n) * n, np.nan)
-    padded[:y.size] = y
+    padded[: y.size] = y
     blocks = padded.reshape(-1, n)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)       # all-NaN bins stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
         return t[::n], np.nanmean(blocks, 1), np.nanmin(blocks, 1), np.nanmax(blocks, 1)
 
 
-def ecap_axis_top(ecap_uv, target_uv: float, window_hi_uv=None,
-                  percentile: float = CLIP_PERCENTILE, max_ratio: float = CLIP_TARGET_RATIO
-                  ) -> float:
+def ecap_axis_top(
+    ecap_uv,
+    target_uv: float,
+    window_hi_uv=None,
+    percentile: float = CLIP_PERCENTILE,
+    max_ratio: float = CLIP_TARGET_RATIO,
+) -> float:
     """Top of the ECAP axis (µV), so that brief spikes (coughs) do not flatten the trace.
 
     It shows the ``percentile`` of the ECAP, the target and the window's top with a 10 %
@@ -153,8 +163,9 @@ def ecap_axis_top(ecap_uv, target_uv: float, window_hi_uv=None,
     hi = hi[np.isfinite(hi)]
     target = float(target_uv) if np.isfinite(target_uv) and target_uv > 0 else math.nan
     wanted = [float(np.percentile(y, percentile))] if y.size else []
-    wanted += ([1.3 * target] if np.isfinite(target) else []) + ([float(hi.max())] if hi.size
-                                                                 else [])
+    wanted += ([1.3 * target] if np.isfinite(target) else []) + (
+        [float(hi.max())] if hi.size else []
+    )
     top = 1.1 * max(wanted, default=1.0)
     if np.isfinite(target):
         top = min(top, max(max_ratio * target, 1.05 * float(hi.max()) if hi.size else 0.0))
@@ -170,33 +181,68 @@ def _ecap_panel(ax, t, traj, n: int, unscored=None) -> None:
     ax.fill_between(tb, lo, hi, color="tab:green", alpha=0.1, step="post", lw=0)
     for edge in (lo, hi):
         ax.step(tb, edge, where="post", color="tab:green", lw=0.9, alpha=0.8)
-    ax.fill_between([], [], color="tab:green", alpha=0.3,
-                    label="therapeutic window (ECAP at perception to discomfort)")
+    ax.fill_between(
+        [],
+        [],
+        color="tab:green",
+        alpha=0.3,
+        label="therapeutic window (ECAP at perception to discomfort)",
+    )
     k = int(np.searchsorted(traj.t_s, traj.t_s[0] + traj.warmup_s))
     if traj.warmup_s > 0 and k > 0:
-        ax.axvspan(t[0], t[min(k, t.size - 1)], color="0.5", alpha=0.12, lw=0, zorder=0,
-                   label="warm-up (not scored)")
+        ax.axvspan(
+            t[0],
+            t[min(k, t.size - 1)],
+            color="0.5",
+            alpha=0.12,
+            lw=0,
+            zorder=0,
+            label="warm-up (not scored)",
+        )
     if unscored is not None and np.any(unscored):
         for j, (a, b) in enumerate(zip(*_runs(unscored), strict=True)):
-            ax.axvspan(t[a], t[b], facecolor="none", edgecolor="0.7", hatch="//", lw=0,
-                       zorder=0, label=None if j else "not scored (the env's unscored postures)")
+            ax.axvspan(
+                t[a],
+                t[b],
+                facecolor="none",
+                edgecolor="0.7",
+                hatch="//",
+                lw=0,
+                zorder=0,
+                label=None if j else "not scored (the env's unscored postures)",
+            )
     tm, m = binned(t, traj.ecap_uv, n)[:2]
     tt, mean, ymin, ymax = binned(t, traj.ecap_true_uv, n)
     per = f", {BIN_S:g}-s means" if n > 1 else ""
     ax.plot(tm, m, color="0.55", lw=0.5, label=f"measured ECAP{per}")
     if n > 1:
-        ax.fill_between(tt, ymin, ymax, color="tab:blue", alpha=0.12, lw=0,
-                        label=f"true ECAP, {BIN_S:g}-s min to max")
+        ax.fill_between(
+            tt,
+            ymin,
+            ymax,
+            color="tab:blue",
+            alpha=0.12,
+            lw=0,
+            label=f"true ECAP, {BIN_S:g}-s min to max",
+        )
     ax.plot(tt, mean, color="tab:blue", lw=0.9, label=f"true ECAP{per}")
-    ax.axhline(traj.target_uv, color="black", ls="--", lw=1.0,
-               label=f"target {traj.target_uv:.1f} µV")
+    ax.axhline(
+        traj.target_uv, color="black", ls="--", lw=1.0, label=f"target {traj.target_uv:.1f} µV"
+    )
     _mark_events(ax, t, traj.event, EVENT_TYPES)
     top = ecap_axis_top(traj.ecap_true_uv, traj.target_uv, traj.window_hi_uv)
     over = ymax > top
     if np.any(over):
-        ax.plot(tt[over], np.full(np.count_nonzero(over), top), "^", color="tab:red", ms=5,
-                clip_on=False, zorder=30,
-                label=f"true ECAP above the axis (peak {np.nanmax(ymax):.0f} µV)")
+        ax.plot(
+            tt[over],
+            np.full(np.count_nonzero(over), top),
+            "^",
+            color="tab:red",
+            ms=5,
+            clip_on=False,
+            zorder=30,
+            label=f"true ECAP above the axis (peak {np.nanmax(ymax):.0f} µV)",
+        )
     ax.set_ylim(0.0, top)
     ax.set_ylabel("ECAP (µV)")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=4, frameon=False)
@@ -244,8 +290,14 @@ def _event_rug(ax, t, event) -> None:
     onsets = np.flatnonzero((event > 0) & (np.r_[0, event[:-1]] != event))
     for code in np.unique(event[onsets]):
         at = onsets[event[onsets] == code]
-        ax.plot(t[at], np.full(at.size, len(POSTURES)), "|", ms=9, mew=1.5,
-                color=EVENT_COLOURS[(code - 1) % len(EVENT_COLOURS)])
+        ax.plot(
+            t[at],
+            np.full(at.size, len(POSTURES)),
+            "|",
+            ms=9,
+            mew=1.5,
+            color=EVENT_COLOURS[(code - 1) % len(EVENT_COLOURS)],
+        )
     ax.set_yticks(range(len(POSTURES) + 1), [*POSTURES, "events"], fontsize=8)
     ax.set_ylim(-0.5, len(POSTURES) + 0.5)
 
@@ -285,8 +337,9 @@ def plot_trajectory(traj, path, title: str | None = None, unscored=None) -> Path
     return save_png(fig, path)
 
 
-def plot_posture_growth(curves: dict, path, calibrations: dict | None = None,
-                        title: str | None = None) -> Path:
+def plot_posture_growth(
+    curves: dict, path, calibrations: dict | None = None, title: str | None = None
+) -> Path:
     """Save a patient's growth curves per posture, perception and discomfort marked.
 
     Args:
@@ -303,8 +356,13 @@ def plot_posture_growth(curves: dict, path, calibrations: dict | None = None,
     ax = fig.subplots()
     for posture, curve in curves.items():
         colour = POSTURE_COLOURS[POSTURES.index(posture) % len(POSTURE_COLOURS)]
-        ax.plot(curve.currents_ma, curve.ecap_uv, color=colour, lw=1.3,
-                label=f"{posture} (CSF {curve.csf_mm:.2f} mm)")
+        ax.plot(
+            curve.currents_ma,
+            curve.ecap_uv,
+            color=colour,
+            lw=1.3,
+            label=f"{posture} (CSF {curve.csf_mm:.2f} mm)",
+        )
         pc = (calibrations or {}).get(posture)
         if pc is not None:
             ax.plot([pc.perception_ma], [pc.perception_ecap_uv], "o", color=colour, mfc="white")

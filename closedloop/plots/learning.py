@@ -9,9 +9,11 @@ from pathlib import Path
 
 from closedloop.plots._save import new_figure, save_png
 
-PANELS = (("rollout/ep_rew_mean", "episode return"),
-          ("clinical/time_in_window", "time in window (training)"),
-          ("clinical/mean_rel_error", "|ECAP - target| / target (training)"))
+PANELS = (
+    ("rollout/ep_rew_mean", "episode return"),
+    ("clinical/time_in_window", "time in window (training)"),
+    ("clinical/mean_rel_error", "|ECAP - target| / target (training)"),
+)
 
 
 def read_progress(run_dir: str | Path) -> dict[str, list[float]]:
@@ -48,8 +50,12 @@ def plot_learning_curves(runs: Mapping[str, str | Path], path: str | Path) -> Pa
         evals_path = Path(run, "evaluations.json")
         if evals_path.is_file():
             evals = json.loads(evals_path.read_text(encoding="utf-8"))
-            axes[3].plot([e["step"] for e in evals],
-                         [e["metrics"]["time_in_window_frac"] for e in evals], "o-", label=label)
+            axes[3].plot(
+                [e["step"] for e in evals],
+                [e["metrics"]["time_in_window_frac"] for e in evals],
+                "o-",
+                label=label,
+            )
     axes[3].set_title("time in window (validation cohort)", fontsize=10)
     for ax in axes:
         ax.set_xlabel("env steps")

@@ -37,7 +37,17 @@ from closedloop.training.spec import (
 from closedloop.training.train import TrainOptions, TrainResult, train
 
 __all__ = [
-    "ALGORITHMS", "ObsNormalizer", "RLAgentSpec", "TrainOptions", "TrainResult", "TrainedPolicy",
-    "TrainedPolicyFactory", "list_rl_agents", "load_rl_spec", "load_trained", "parse_rl_spec",
-    "train", "with_values",
+    "ALGORITHMS",
+    "ObsNormalizer",
+    "RLAgentSpec",
+    "TrainOptions",
+    "TrainResult",
+    "TrainedPolicy",
+    "TrainedPolicyFactory",
+    "list_rl_agents",
+    "load_rl_spec",
+    "load_trained",
+    "parse_rl_spec",
+    "train",
+    "with_values",
 ]

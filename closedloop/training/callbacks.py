@@ -68,8 +68,13 @@ class ClinicalMetricsCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         infos = self.locals["infos"]
-        rows = np.array([(i["in_window"], i["overstim"], i["ecap_true_uv"], i["charge_uc"],
-                          i["current_ma"]) for i in infos], dtype=np.float64)
+        rows = np.array(
+            [
+                (i["in_window"], i["overstim"], i["ecap_true_uv"], i["charge_uc"], i["current_ma"])
+                for i in infos
+            ],
+            dtype=np.float64,
+        )
         rows[:, 2] = np.abs(rows[:, 2] - self._target) / self._target
         self._sums += rows.sum(axis=0)
         self._count += len(infos)
@@ -84,8 +89,10 @@ class ClinicalMetricsCallback(BaseCallback):
         self._record()
         log = self.logger
         log.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        log.record("time/fps", int((self.num_timesteps - self._last_steps)
-                                   / max(now - self._last_time, 1e-9)))
+        log.record(
+            "time/fps",
+            int((self.num_timesteps - self._last_steps) / max(now - self._last_time, 1e-9)),
+        )
         episodes = self.model.ep_info_buffer
         if episodes:
             log.record("rollout/ep_rew_mean", float(np.mean([e["r"] for e in episodes])))
@@ -157,8 +164,12 @@ class TqdmProgressCallback(BaseCallback):
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm
 
-        self.pbar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps,
-                         unit="step", unit_scale=True, dynamic_ncols=True)
+        self.pbar = tqdm(
+            total=self.locals["total_timesteps"] - self.model.num_timesteps,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+        )
 
     def _on_step(self) -> bool:
         self.pbar.update(self.training_env.num_envs)

@@ -16,11 +16,26 @@ from importlib import metadata
 from typing import Any
 
 CARD_FORMAT = "closedloop.model-card/1"
-PACKAGES = ("closedloop", "stable-baselines3", "sb3-contrib", "torch", "gymnasium", "numpy",
-            "numba", "scipy")
-CARD_METRICS = ("time_in_window_frac", "mad_uv", "mean_rel_error", "overstim_frac",
-                "understim_frac", "overstim_events_per_hour", "charge_per_pulse_uc",
-                "env_return")
+PACKAGES = (
+    "closedloop",
+    "stable-baselines3",
+    "sb3-contrib",
+    "torch",
+    "gymnasium",
+    "numpy",
+    "numba",
+    "scipy",
+)
+CARD_METRICS = (
+    "time_in_window_frac",
+    "mad_uv",
+    "mean_rel_error",
+    "overstim_frac",
+    "understim_frac",
+    "overstim_events_per_hour",
+    "charge_per_pulse_uc",
+    "env_return",
+)
 """Validation metrics shown in the Markdown card (the JSON card has all of them)."""
 
 
@@ -42,16 +57,29 @@ def env_section(env_id: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     from closedloop.envs.config import load_suite, with_overrides
 
     spec = with_overrides(load_suite()[env_id], dict(overrides))
-    return {"id": env_id, "version": gym.spec(env_id).version,
-            "description": spec.description, "overrides": dict(overrides),
-            "config": dataclasses.asdict(spec.config),
-            "reward": dataclasses.asdict(spec.reward)}
+    return {
+        "id": env_id,
+        "version": gym.spec(env_id).version,
+        "description": spec.description,
+        "overrides": dict(overrides),
+        "config": dataclasses.asdict(spec.config),
+        "reward": dataclasses.asdict(spec.reward),
+    }
 
 
-def build_card(*, name: str, spec: Any, env_id: str, env_overrides: Mapping[str, Any],
-               hyperparams: Mapping[str, Any], seed: int, n_envs: int,
-               training: Mapping[str, Any], validation: Mapping[str, Any] | None,
-               command: str) -> dict[str, Any]:
+def build_card(
+    *,
+    name: str,
+    spec: Any,
+    env_id: str,
+    env_overrides: Mapping[str, Any],
+    hyperparams: Mapping[str, Any],
+    seed: int,
+    n_envs: int,
+    training: Mapping[str, Any],
+    validation: Mapping[str, Any] | None,
+    command: str,
+) -> dict[str, Any]:
     """The card of one saved model.
 
     Args:
@@ -68,22 +96,33 @@ def build_card(*, name: str, spec: Any, env_id: str, env_overrides: Mapping[str,
         command: The shell command that reproduces the run.
     """
     return {
-        "format": CARD_FORMAT, "name": name, "agent": spec.name,
-        "description": spec.description, "env": env_section(env_id, env_overrides),
-        "algorithm": spec.algorithm, "policy": spec.policy,
+        "format": CARD_FORMAT,
+        "name": name,
+        "agent": spec.name,
+        "description": spec.description,
+        "env": env_section(env_id, env_overrides),
+        "algorithm": spec.algorithm,
+        "policy": spec.policy,
         "hyperparameters": dict(hyperparams),
-        "normalization": {"obs": spec.normalize_obs, "reward": spec.normalize_reward,
-                          "clip_obs": spec.clip_obs,
-                          "gamma": hyperparams.get("gamma", 0.99)},
-        "n_envs": n_envs, "seed": seed, "training": dict(training),
+        "normalization": {
+            "obs": spec.normalize_obs,
+            "reward": spec.normalize_reward,
+            "clip_obs": spec.clip_obs,
+            "gamma": hyperparams.get("gamma", 0.99),
+        },
+        "n_envs": n_envs,
+        "seed": seed,
+        "training": dict(training),
         "validation": dict(validation) if validation else None,
-        "packages": package_versions(), "command": command,
+        "packages": package_versions(),
+        "command": command,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def validation_summary(rows: Sequence[Mapping[str, Any]], env_id: str, step: int,
-                       overrides: Mapping[str, Any]) -> dict[str, Any]:
+def validation_summary(
+    rows: Sequence[Mapping[str, Any]], env_id: str, step: int, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
     """Mean metrics over validation episodes, with the episodes' identities.
 
     Args:
@@ -98,38 +137,63 @@ def validation_summary(rows: Sequence[Mapping[str, Any]], env_id: str, step: int
 
     means = {}
     for key in EPISODE_METRICS:
-        values = np.array([r.get(key) for r in rows], dtype=np.float64)    # None -> NaN
+        values = np.array([r.get(key) for r in rows], dtype=np.float64)  # None -> NaN
         ok = values[np.isfinite(values)]
         means[key] = float(ok.mean()) if ok.size else float("nan")
-    return {"step": int(step), "env_id": env_id, "overrides": dict(overrides),
-            "patients": sorted({r["patient"] for r in rows}),
-            "seeds": sorted({int(r["seed"]) for r in rows}), "n_episodes": len(rows),
-            "metrics": means}
+    return {
+        "step": int(step),
+        "env_id": env_id,
+        "overrides": dict(overrides),
+        "patients": sorted({r["patient"] for r in rows}),
+        "seeds": sorted({int(r["seed"]) for r in rows}),
+        "n_episodes": len(rows),
+        "metrics": means,
+    }
 
 
 def card_markdown(card: Mapping[str, Any]) -> str:
     """A short human-readable card."""
     env, tr, val = card["env"], card["training"], card.get("validation")
-    lines = [f"# {card['name']}: {card['algorithm']} on {env['id']}", "",
-             card.get("description", ""), "",
-             f"- env: `{env['id']}` (version {env['version']}), overrides "
-             f"`{env['overrides'] or {}}`",
-             f"- algorithm: {card['algorithm']} ({card['policy']}), {card['n_envs']} parallel "
-             f"patients, seed {card['seed']}",
-             f"- normalisation: observations {card['normalization']['obs']}, rewards "
-             f"{card['normalization']['reward']}",
-             f"- training: {tr['steps']:,} env steps in {tr['wall_clock_s']:.0f} s "
-             f"({tr['env_steps_per_s']:,.0f} steps/s); selected: {tr['selection']}"
-             + (f"; resumed at {tr['resumed_at']}" if tr.get("resumed_at") else ""),
-             "", "## Hyperparameters", "", "| key | value |", "|---|---|"]
+    lines = [
+        f"# {card['name']}: {card['algorithm']} on {env['id']}",
+        "",
+        card.get("description", ""),
+        "",
+        f"- env: `{env['id']}` (version {env['version']}), overrides `{env['overrides'] or {}}`",
+        f"- algorithm: {card['algorithm']} ({card['policy']}), {card['n_envs']} parallel "
+        f"patients, seed {card['seed']}",
+        f"- normalisation: observations {card['normalization']['obs']}, rewards "
+        f"{card['normalization']['reward']}",
+        f"- training: {tr['steps']:,} env steps in {tr['wall_clock_s']:.0f} s "
+        f"({tr['env_steps_per_s']:,.0f} steps/s); selected: {tr['selection']}"
+        + (f"; resumed at {tr['resumed_at']}" if tr.get("resumed_at") else ""),
+        "",
+        "## Hyperparameters",
+        "",
+        "| key | value |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | `{v}` |" for k, v in sorted(card["hyperparameters"].items())]
     if val:
-        lines += ["", f"## Validation ({val['n_episodes']} episodes on {val['env_id']}, "
-                  f"patients {', '.join(val['patients'])}, seeds {val['seeds']})", "",
-                  "| metric | mean |", "|---|---|"]
-        lines += [f"| {k} | {val['metrics'][k]:.4g} |" for k in CARD_METRICS
-                  if k in val["metrics"]]
+        lines += [
+            "",
+            f"## Validation ({val['n_episodes']} episodes on {val['env_id']}, "
+            f"patients {', '.join(val['patients'])}, seeds {val['seeds']})",
+            "",
+            "| metric | mean |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {val['metrics'][k]:.4g} |" for k in CARD_METRICS if k in val["metrics"]]
     pk = card["packages"]
-    lines += ["", "## Reproduce", "", "```", card["command"], "```", "",
-              "Packages: " + ", ".join(f"{k} {v}" for k, v in pk.items()), ""]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        card["command"],
+        "```",
+        "",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in pk.items()),
+        "",
+    ]
     return "\n".join(lines)

@@ -37,8 +37,14 @@ def replace_dir(tmp: Path, dst: Path) -> Path:
     return dst
 
 
-def save_model_dir(dst: Path, model: Any, norm: Any, texts: Mapping[str, str] | None = None,
-                   replay: bool = False, blobs: Mapping[str, bytes] | None = None) -> Path:
+def save_model_dir(
+    dst: Path,
+    model: Any,
+    norm: Any,
+    texts: Mapping[str, str] | None = None,
+    replay: bool = False,
+    blobs: Mapping[str, bytes] | None = None,
+) -> Path:
     """Write a model folder: model, VecNormalize statistics (pickle and JSON), text files.
 
     Args:
@@ -57,8 +63,9 @@ def save_model_dir(dst: Path, model: Any, norm: Any, texts: Mapping[str, str] | 
     try:
         model.save(str(tmp / MODEL_FILE))
         norm.save(str(tmp / NORM_FILE))
-        (tmp / OBS_NORM_FILE).write_text(ObsNormalizer.from_vecnormalize(norm).to_json(),
-                                         encoding="utf-8")
+        (tmp / OBS_NORM_FILE).write_text(
+            ObsNormalizer.from_vecnormalize(norm).to_json(), encoding="utf-8"
+        )
         if replay:
             model.save_replay_buffer(str(tmp / REPLAY_FILE))
         for name, blob in (blobs or {}).items():
@@ -76,8 +83,15 @@ def to_json(doc: Any) -> str:
     return json.dumps(nan_to_none(doc), indent=1, allow_nan=False, default=str) + "\n"
 
 
-def save_checkpoint(out_dir: Path, model: Any, norm: Any, state: Mapping[str, Any],
-                    replay: bool, keep: int, resume: bytes | None = None) -> Path:
+def save_checkpoint(
+    out_dir: Path,
+    model: Any,
+    norm: Any,
+    state: Mapping[str, Any],
+    replay: bool,
+    keep: int,
+    resume: bytes | None = None,
+) -> Path:
     """Write ``<out>/checkpoints/step-<steps>/`` and delete all but the ``keep`` newest.
 
     Args:
@@ -142,10 +156,11 @@ class RunLock:
             except FileExistsError:
                 pid = _read_pid(self.path)
                 if pid is not None and _alive(pid):
-                    raise ConfigError(f"{self.path.parent} is in use by another training run "
-                                      f"(process {pid}); wait for it or use another --out") \
-                        from None
-                self.path.unlink(missing_ok=True)           # stale: its process is gone
+                    raise ConfigError(
+                        f"{self.path.parent} is in use by another training run "
+                        f"(process {pid}); wait for it or use another --out"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as fh:
                 fh.write(str(os.getpid()))

@@ -37,9 +37,16 @@ def check_env_id(env_id: str) -> None:
     check(env_id)
 
 
-def make_training_env(env_id: str, n_envs: int, *, normalize_obs: bool = True,
-                      normalize_reward: bool = False, gamma: float = 0.99,
-                      clip_obs: float = 10.0, overrides: Mapping[str, Any] | None = None):
+def make_training_env(
+    env_id: str,
+    n_envs: int,
+    *,
+    normalize_obs: bool = True,
+    normalize_reward: bool = False,
+    gamma: float = 0.99,
+    clip_obs: float = 10.0,
+    overrides: Mapping[str, Any] | None = None,
+):
     """The wrapped vector env SB3 trains on (see the module docstring).
 
     Args:
@@ -70,8 +77,13 @@ def make_training_env(env_id: str, n_envs: int, *, normalize_obs: bool = True,
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         venv = DummyVecEnv([lambda: gym.make(env_id, **kw)] * n_envs)
-    return VecNormalize(VecMonitor(venv), norm_obs=normalize_obs, norm_reward=normalize_reward,
-                        clip_obs=clip_obs, gamma=gamma)
+    return VecNormalize(
+        VecMonitor(venv),
+        norm_obs=normalize_obs,
+        norm_reward=normalize_reward,
+        clip_obs=clip_obs,
+        gamma=gamma,
+    )
 
 
 def env_config(env_id: str, overrides: Mapping[str, Any]):

@@ -72,8 +72,13 @@ class ObsNormalizer:
     def from_vecnormalize(cls, norm: Any) -> ObsNormalizer:
         """A copy of ``norm``'s current statistics (later updates do not change it)."""
         rms = norm.obs_rms
-        return cls(np.array(rms.mean, np.float64), np.array(rms.var, np.float64),
-                   float(norm.clip_obs), float(norm.epsilon), bool(norm.norm_obs))
+        return cls(
+            np.array(rms.mean, np.float64),
+            np.array(rms.var, np.float64),
+            float(norm.clip_obs),
+            float(norm.epsilon),
+            bool(norm.norm_obs),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> ObsNormalizer:
@@ -81,16 +86,31 @@ class ObsNormalizer:
         path = Path(path)
         if path.suffix == ".json":
             doc = json.loads(path.read_text(encoding="utf-8"))
-            return cls(np.array(doc["mean"], np.float64), np.array(doc["var"], np.float64),
-                       float(doc["clip"]), float(doc["epsilon"]), bool(doc["enabled"]))
+            return cls(
+                np.array(doc["mean"], np.float64),
+                np.array(doc["var"], np.float64),
+                float(doc["clip"]),
+                float(doc["epsilon"]),
+                bool(doc["enabled"]),
+            )
         with open(path, "rb") as fh:
             return cls.from_vecnormalize(pickle.load(fh))
 
     def to_json(self) -> str:
         """The statistics as JSON (floats written exactly: ``repr`` round-trips)."""
-        return json.dumps({"mean": self.mean.tolist(), "var": self.var.tolist(),
-                           "clip": self.clip, "epsilon": self.epsilon,
-                           "enabled": self.enabled}, indent=1) + "\n"
+        return (
+            json.dumps(
+                {
+                    "mean": self.mean.tolist(),
+                    "var": self.var.tolist(),
+                    "clip": self.clip,
+                    "epsilon": self.epsilon,
+                    "enabled": self.enabled,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
     def __call__(self, obs: Any) -> np.ndarray:
         """The normalised observation (float32), as ``VecNormalize.normalize_obs`` computes it."""
@@ -126,8 +146,13 @@ class TrainedPolicy(SB3Policy):
         t_s: Simulated time before the next step (s): a float, or a float64 array likewise.
     """
 
-    def __init__(self, model: Any, normalizer: ObsNormalizer | None = None,
-                 name: str = "sb3", card: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        normalizer: ObsNormalizer | None = None,
+        name: str = "sb3",
+        card: dict | None = None,
+    ) -> None:
         super().__init__(model)
         self.normalizer = normalizer
         self.name = name
@@ -151,7 +176,8 @@ class TrainedPolicy(SB3Policy):
         """
         cls = type(self)
         return self._mlp is not None and all(
-            getattr(cls, m) is getattr(TrainedPolicy, m) for m in _ONE_EPISODE_METHODS)
+            getattr(cls, m) is getattr(TrainedPolicy, m) for m in _ONE_EPISODE_METHODS
+        )
 
     def reset(self, context: ControlContext) -> None:
         """Start one episode: remember the context, zero the clock."""
@@ -166,21 +192,26 @@ class TrainedPolicy(SB3Policy):
                 anything but contexts, or its contexts differ in a shared field.
         """
         if not self.batch_ready:
-            raise ConfigError(f"{type(self).__name__}.reset_many: this network is not "
-                              "batch_ready (not a plain MLP policy); play it one episode at a "
-                              "time with reset and predict")
+            raise ConfigError(
+                f"{type(self).__name__}.reset_many: this network is not "
+                "batch_ready (not a plain MLP policy); play it one episode at a "
+                "time with reset and predict"
+            )
         contexts = check_contexts(contexts, f"{type(self).__name__}.reset_many")
         self.reset(contexts[0])
         self.contexts = tuple(contexts)
         if len(contexts) > 1:
             self.t_s, self.steps = np.zeros(len(contexts)), np.zeros(len(contexts), np.int64)
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
         """The policy's action for ``obs`` (normalised first) and its recurrent state."""
         if len(self.contexts) > 1:
-            raise ConfigError(f"{type(self).__name__} was reset with {len(self.contexts)} "
-                              "episodes; predict plays one (use predict_many)")
+            raise ConfigError(
+                f"{type(self).__name__} was reset with {len(self.contexts)} "
+                "episodes; predict plays one (use predict_many)"
+            )
         if self._mlp is not None and deterministic and self.context is not None:
             action = self._kernel_act(obs)
         else:
@@ -210,12 +241,12 @@ class TrainedPolicy(SB3Policy):
         """
         name = type(self).__name__
         if self.context is None or not self.batch_ready:
-            raise ConfigError(f"{name}.predict_many needs a batch_ready policy reset with "
-                              "reset_many(contexts)")
+            raise ConfigError(
+                f"{name}.predict_many needs a batch_ready policy reset with reset_many(contexts)"
+            )
         x = np.asarray(obs)
         if x.ndim != 2 or x.shape[1] != self._mlp.n_inputs:
-            raise ConfigError(f"obs has shape {x.shape}; expected (episodes, "
-                              f"{self._mlp.n_inputs})")
+            raise ConfigError(f"obs has shape {x.shape}; expected (episodes, {self._mlp.n_inputs})")
         r = _check_rows(rows, len(self.contexts), x.shape[0])
         actions = mlp_actions(self._mlp, x)
         dt_s = self.context.dt_s
@@ -259,8 +290,10 @@ def model_dir(path: str | Path) -> Path:
     for candidate in (path, path / "best", path / "final"):
         if (candidate / MODEL_FILE).is_file() and (candidate / CARD_FILE).is_file():
             return candidate
-    raise ConfigError(f"path={str(path)!r} holds no trained model: expected {MODEL_FILE} and "
-                      f"{CARD_FILE} in it, or in its best/ or final/ folder")
+    raise ConfigError(
+        f"path={str(path)!r} holds no trained model: expected {MODEL_FILE} and "
+        f"{CARD_FILE} in it, or in its best/ or final/ folder"
+    )
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> TrainedPolicy:

@@ -89,10 +89,10 @@ def _layer(src, dst, w, b, n_in, n_out, w_at, b_at, act):
     operations in the same order for every row.
     """
     d = dst[:n_out]
-    d[:] = b[b_at:b_at + n_out]
+    d[:] = b[b_at : b_at + n_out]
     for k in range(n_in):
         s = src[k]
-        wk = w[w_at + k * n_out:w_at + (k + 1) * n_out]
+        wk = w[w_at + k * n_out : w_at + (k + 1) * n_out]
         for j in range(n_out):
             d[j] += wk[j] * s
     if act == TANH:
@@ -131,8 +131,7 @@ def mlp_row(x, w, b, layout, post, low, high, mean, std, clip, src, dst, out):
         z = -clip if z < -clip else (clip if z > clip else z)
         src[k] = np.float32(z)
     for i in range(layout.shape[0]):
-        _layer(src, dst, w, b, layout[i, 0], layout[i, 1], layout[i, 2], layout[i, 3],
-               layout[i, 4])
+        _layer(src, dst, w, b, layout[i, 0], layout[i, 1], layout[i, 2], layout[i, 3], layout[i, 4])
         src, dst = dst, src
     for j in range(layout[-1, 1]):
         a = src[j]
@@ -169,8 +168,19 @@ def mlp_actions(params: MlpParams, x: np.ndarray) -> np.ndarray:
     rows = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)
     out = np.empty((rows.shape[0], params.n_actions), np.float32)
     p = params
-    mlp_many(rows, p.w, p.b, p.layout, p.post, p.low, p.high, p.obs_mean, p.obs_std,
-             float(p.obs_clip), out)
+    mlp_many(
+        rows,
+        p.w,
+        p.b,
+        p.layout,
+        p.post,
+        p.low,
+        p.high,
+        p.obs_mean,
+        p.obs_std,
+        float(p.obs_clip),
+        out,
+    )
     return out
 
 
@@ -196,22 +206,30 @@ def extract_mlp(policy: Any) -> MlpParams | None:
     if not all(isinstance(s, spaces.Box) and len(s.shape) == 1 for s in (space, obs_space)):
         return None
     actor = getattr(policy, "actor", None)
-    if hasattr(policy, "mlp_extractor"):                      # PPO, A2C
-        if (type(policy.mlp_extractor) is not MlpExtractor or policy.squash_output
-                or type(getattr(policy, "action_dist", None)) is not dist.DiagGaussianDistribution
-                or type(getattr(policy, "pi_features_extractor", None)) is not FlattenExtractor):
+    if hasattr(policy, "mlp_extractor"):  # PPO, A2C
+        if (
+            type(policy.mlp_extractor) is not MlpExtractor
+            or policy.squash_output
+            or type(getattr(policy, "action_dist", None)) is not dist.DiagGaussianDistribution
+            or type(getattr(policy, "pi_features_extractor", None)) is not FlattenExtractor
+        ):
             return None
         modules = [*policy.mlp_extractor.policy_net, policy.action_net]
         post = POST_CLIP
-    elif isinstance(actor, nn.Module) and type(getattr(actor, "features_extractor", None)) \
-            is FlattenExtractor and policy.squash_output:
-        if hasattr(actor, "latent_pi"):                         # SAC, TQC
-            if (getattr(actor, "use_sde", True) or type(actor.action_dist)
-                    is not dist.SquashedDiagGaussianDistribution
-                    or type(actor.mu) is not nn.Linear):
+    elif (
+        isinstance(actor, nn.Module)
+        and type(getattr(actor, "features_extractor", None)) is FlattenExtractor
+        and policy.squash_output
+    ):
+        if hasattr(actor, "latent_pi"):  # SAC, TQC
+            if (
+                getattr(actor, "use_sde", True)
+                or type(actor.action_dist) is not dist.SquashedDiagGaussianDistribution
+                or type(actor.mu) is not nn.Linear
+            ):
                 return None
             modules = [*actor.latent_pi, actor.mu, nn.Tanh()]
-        elif isinstance(actor.mu, nn.Sequential):               # TD3, DDPG
+        elif isinstance(actor.mu, nn.Sequential):  # TD3, DDPG
             modules = list(actor.mu)
         else:
             return None
@@ -230,13 +248,23 @@ def _pack(modules: list, post: int, space: Any, n_obs: int) -> MlpParams | None:
     for m in modules:
         if type(m) is nn.Linear:
             w = m.weight.detach().cpu().numpy().astype(np.float64)
-            b = (np.zeros(w.shape[0]) if m.bias is None
-                 else m.bias.detach().cpu().numpy().astype(np.float64))
+            b = (
+                np.zeros(w.shape[0])
+                if m.bias is None
+                else m.bias.detach().cpu().numpy().astype(np.float64)
+            )
             n_in = layout[-1][1] if layout else n_obs
             if w.shape[1] != n_in:
                 return None
-            layout.append([w.shape[1], w.shape[0], sum(x.size for x in weights),
-                           sum(x.size for x in biases), IDENTITY])
+            layout.append(
+                [
+                    w.shape[1],
+                    w.shape[0],
+                    sum(x.size for x in weights),
+                    sum(x.size for x in biases),
+                    IDENTITY,
+                ]
+            )
             weights.append(w.T.reshape(-1))
             biases.append(b)
         elif type(m) in acts and layout and layout[-1][4] == IDENTITY:
@@ -249,12 +277,19 @@ def _pack(modules: list, post: int, space: Any, n_obs: int) -> MlpParams | None:
     high = np.asarray(space.high, np.float64).reshape(-1)
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
         return None
-    return MlpParams(np.concatenate(weights), np.concatenate(biases),
-                     np.array(layout, np.int64), post, low, high, np.zeros(n_obs), np.ones(n_obs))
+    return MlpParams(
+        np.concatenate(weights),
+        np.concatenate(biases),
+        np.array(layout, np.int64),
+        post,
+        low,
+        high,
+        np.zeros(n_obs),
+        np.ones(n_obs),
+    )
 
 
-def with_obs_norm(params: MlpParams, mean: Any, var: Any, epsilon: float,
-                  clip: float) -> MlpParams:
+def with_obs_norm(params: MlpParams, mean: Any, var: Any, epsilon: float, clip: float) -> MlpParams:
     """``params`` normalising observations with VecNormalize's statistics.
 
     Args:
@@ -270,6 +305,8 @@ def with_obs_norm(params: MlpParams, mean: Any, var: Any, epsilon: float,
     mean = np.array(mean, np.float64).reshape(-1)
     std = np.sqrt(np.array(var, np.float64).reshape(-1) + epsilon)
     if mean.shape != (params.n_inputs,) or std.shape != mean.shape:
-        raise ConfigError(f"observation statistics of {mean.size} entries for a network of "
-                         f"{params.n_inputs} inputs")
+        raise ConfigError(
+            f"observation statistics of {mean.size} entries for a network of "
+            f"{params.n_inputs} inputs"
+        )
     return params._replace(obs_mean=mean, obs_std=std, obs_clip=float(clip))

@@ -60,17 +60,20 @@ class Run:
         """Set up (fresh or from the newest checkpoint), learn to the total, save."""
         found = None if resume is False else latest_checkpoint(self.out)
         if resume is True and found is None:
-            raise ConfigError(f"resume=True but {self.out} has no checkpoint; run without "
-                              "--resume to start")
-        if found is None:                    # nothing to resume: start from a clean folder
+            raise ConfigError(
+                f"resume=True but {self.out} has no checkpoint; run without --resume to start"
+            )
+        if found is None:  # nothing to resume: start from a clean folder
             clear_run(self.out)
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / RUN_FILE, self.cfg.identity())
             self._fresh()
         else:
             self._check_identity(found[1].get("identity", {}))
-            if found[1]["num_timesteps"] >= self.cfg.total_steps \
-                    and (self.out / "final" / MODEL_FILE).is_file():
+            if (
+                found[1]["num_timesteps"] >= self.cfg.total_steps
+                and (self.out / "final" / MODEL_FILE).is_file()
+            ):
                 return self._result()
             self._resume(*found)
         try:
@@ -86,18 +89,24 @@ class Run:
         mine = json.loads(to_json(self.cfg.identity()))
         diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
         if diff:
-            raise ConfigError(f"{self.out} holds a different run ({', '.join(diff)} differ); "
-                              "use another --out, or --fresh to start over")
+            raise ConfigError(
+                f"{self.out} holds a different run ({', '.join(diff)} differ); "
+                "use another --out, or --fresh to start over"
+            )
 
     def _env(self):
         from closedloop.training.env import make_training_env
 
         spec = self.cfg.spec
-        return make_training_env(self.cfg.env_id, self.cfg.n_envs,
-                                 normalize_obs=spec.normalize_obs,
-                                 normalize_reward=spec.normalize_reward,
-                                 gamma=float(self.cfg.hyperparams.get("gamma", 0.99)),
-                                 clip_obs=spec.clip_obs, overrides=self.cfg.env_overrides)
+        return make_training_env(
+            self.cfg.env_id,
+            self.cfg.n_envs,
+            normalize_obs=spec.normalize_obs,
+            normalize_reward=spec.normalize_reward,
+            gamma=float(self.cfg.hyperparams.get("gamma", 0.99)),
+            clip_obs=spec.clip_obs,
+            overrides=self.cfg.env_overrides,
+        )
 
     def _fresh(self) -> None:
         from closedloop.training.spec import algorithm_class, sb3_kwargs
@@ -107,8 +116,9 @@ class Run:
         self.norm = self._env()
         n_actions = int(self.norm.action_space.shape[0])
         kwargs = sb3_kwargs(spec, self.cfg.hyperparams, n_actions)
-        self.model = algorithm_class(spec.algorithm)(spec.policy, self.norm, seed=self.cfg.seed,
-                                                     device="cpu", verbose=0, **kwargs)
+        self.model = algorithm_class(spec.algorithm)(
+            spec.policy, self.norm, seed=self.cfg.seed, device="cpu", verbose=0, **kwargs
+        )
 
     def _resume(self, path: Path, state: dict) -> None:
         from closedloop.training.spec import algorithm_class
@@ -118,7 +128,7 @@ class Run:
         steps = int(state["num_timesteps"])
         if (path / RESUME_FILE).is_file():
             self._continue(cls, path)
-        else:                                       # a checkpoint of an earlier version
+        else:  # a checkpoint of an earlier version
             self._restart(cls, path, steps)
         if not self.cfg.spec.on_policy:
             self.model.load_replay_buffer(str(path / REPLAY_FILE))
@@ -145,7 +155,7 @@ class Run:
         self.norm = self._env()
         restore_stats(self.norm, path / NORM_FILE)
         self.model = cls.load(str(path / MODEL_FILE), env=self.norm, device="cpu")
-        self.model._last_obs = None                 # SB3 resets the env at the next learn()
+        self.model._last_obs = None  # SB3 resets the env at the next learn()
         self.model.set_random_seed(self.cfg.seed + steps)
 
     def _best_on_disk(self, best: dict | None) -> dict | None:
@@ -185,9 +195,13 @@ class Run:
         stop = WallClockBudget(budget)
         target = 3 * env_config(self.cfg.env_id, self.cfg.env_overrides).history
         # validation before the checkpoint, so that a checkpoint holds its step's validation
-        cbs = [ClinicalMetricsCallback(opts.log_every, target),
-               PeriodicCallback(opts.eval_every, self.validate),
-               PeriodicCallback(opts.checkpoint_every, self.checkpoint), stop, *extra]
+        cbs = [
+            ClinicalMetricsCallback(opts.log_every, target),
+            PeriodicCallback(opts.eval_every, self.validate),
+            PeriodicCallback(opts.checkpoint_every, self.checkpoint),
+            stop,
+            *extra,
+        ]
         if opts.progress:
             cbs.append(progress_callback())
         self._log = self._logger()
@@ -213,8 +227,11 @@ class Run:
         formats = [CSVOutputFormat(str(folder / f"progress-{start:012d}.csv"))]
         if self.cfg.options.tensorboard:
             if importlib.util.find_spec("tensorboard") is None:
-                warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install "
-                              "'closedloop[rl]'); CSV logs only", stacklevel=4)
+                warnings.warn(
+                    "tensorboard is not installed: no TensorBoard logs (pip install "
+                    "'closedloop[rl]'); CSV logs only",
+                    stacklevel=4,
+                )
             else:
                 formats.append(TensorBoardOutputFormat(str(folder)))
         return Logger(str(folder), formats)
@@ -226,13 +243,23 @@ class Run:
     # -- periodic actions -------------------------------------------------------------------
     def checkpoint(self, step: int) -> None:
         """Save a checkpoint at ``step`` (model, statistics, replay buffer, state)."""
-        state = {"num_timesteps": int(step), "wall_clock_s": self.wall_clock_s(),
-                 "resumed_at": self.resumed_at, "evaluations": self.evaluations,
-                 "best": self.best, "identity": self.cfg.identity()}
-        save_checkpoint(self.out, self.model, self.norm, state,
-                        replay=not self.cfg.spec.on_policy,
-                        keep=self.cfg.options.keep_checkpoints,
-                        resume=capture(self.model, self.norm))
+        state = {
+            "num_timesteps": int(step),
+            "wall_clock_s": self.wall_clock_s(),
+            "resumed_at": self.resumed_at,
+            "evaluations": self.evaluations,
+            "best": self.best,
+            "identity": self.cfg.identity(),
+        }
+        save_checkpoint(
+            self.out,
+            self.model,
+            self.norm,
+            state,
+            replay=not self.cfg.spec.on_policy,
+            keep=self.cfg.options.keep_checkpoints,
+            resume=capture(self.model, self.norm),
+        )
         self._last_ckpt = step
 
     def validate(self, step: int) -> None:
@@ -246,22 +273,40 @@ class Run:
         opts, overrides = self.cfg.options, dict(self.cfg.env_overrides)
         if opts.eval_episode_s:
             overrides["episode_s"] = opts.eval_episode_s
-        with isolated_rng():            # draws nothing the training would draw afterwards
-            rows = evaluate(self.model, self.norm, self.cfg.name, self.cfg.env_id,
-                            validation_patients(opts.eval_patients), opts.eval_seeds, overrides)
+        with isolated_rng():  # draws nothing the training would draw afterwards
+            rows = evaluate(
+                self.model,
+                self.norm,
+                self.cfg.name,
+                self.cfg.env_id,
+                validation_patients(opts.eval_patients),
+                opts.eval_seeds,
+                overrides,
+            )
         summary = cards.validation_summary(rows, self.cfg.env_id, step, overrides)
         summary["wall_clock_s"] = self.wall_clock_s()
         self.evaluations.append(summary)
-        for key in ("time_in_window_frac", "mad_uv", "mean_rel_error", "overstim_frac",
-                    "charge_per_pulse_uc", "env_return"):
-            self.model.logger.record(f"validation/{key}",
-                                     float(summary["metrics"].get(key, float("nan"))))
+        for key in (
+            "time_in_window_frac",
+            "mad_uv",
+            "mean_rel_error",
+            "overstim_frac",
+            "charge_per_pulse_uc",
+            "env_return",
+        ):
+            self.model.logger.record(
+                f"validation/{key}", float(summary["metrics"].get(key, float("nan")))
+            )
         if is_better(summary["metrics"], self.best and self.best["metrics"]):
             self.best = {"step": step, "metrics": summary["metrics"]}
             tiw = summary["metrics"].get("time_in_window_frac", float("nan"))
-            self._save_model("best", summary, f"best validation time in window ({tiw:.4f}; "
-                             f"ties: lower mad_uv) of {len(self.evaluations)} evaluations, "
-                             f"at step {step}")
+            self._save_model(
+                "best",
+                summary,
+                f"best validation time in window ({tiw:.4f}; "
+                f"ties: lower mad_uv) of {len(self.evaluations)} evaluations, "
+                f"at step {step}",
+            )
         write_json(self.out / EVALUATIONS_FILE, self.evaluations)
         self._last_eval = step
 
@@ -277,18 +322,34 @@ class Run:
 
     def _save_model(self, folder: str, validation: dict, selection: str) -> None:
         steps, wall = int(self.model.num_timesteps), self.wall_clock_s()
-        training = {"steps": steps, "total_steps": self.cfg.total_steps,
-                    "wall_clock_s": wall, "env_steps_per_s": steps / max(wall, 1e-9),
-                    "resumed_at": self.resumed_at, "selection": selection}
+        training = {
+            "steps": steps,
+            "total_steps": self.cfg.total_steps,
+            "wall_clock_s": wall,
+            "env_steps_per_s": steps / max(wall, 1e-9),
+            "resumed_at": self.resumed_at,
+            "selection": selection,
+        }
         if folder == "final":
             training["stopped_by"] = self._stopped_by
-        card = cards.build_card(name=self.cfg.name, spec=self.cfg.spec, env_id=self.cfg.env_id,
-                                env_overrides=self.cfg.env_overrides,
-                                hyperparams=self.cfg.hyperparams, seed=self.cfg.seed,
-                                n_envs=self.cfg.n_envs, training=training,
-                                validation=validation, command=self.cfg.command())
-        save_model_dir(self.out / folder, self.model, self.norm,
-                       {CARD_FILE: to_json(card), "card.md": cards.card_markdown(card)})
+        card = cards.build_card(
+            name=self.cfg.name,
+            spec=self.cfg.spec,
+            env_id=self.cfg.env_id,
+            env_overrides=self.cfg.env_overrides,
+            hyperparams=self.cfg.hyperparams,
+            seed=self.cfg.seed,
+            n_envs=self.cfg.n_envs,
+            training=training,
+            validation=validation,
+            command=self.cfg.command(),
+        )
+        save_model_dir(
+            self.out / folder,
+            self.model,
+            self.norm,
+            {CARD_FILE: to_json(card), "card.md": cards.card_markdown(card)},
+        )
 
     def _result(self) -> TrainResult:
         from closedloop.training.policy import model_dir
@@ -300,5 +361,11 @@ class Run:
         final = read(self.out / "final" / CARD_FILE)["training"]
         evals_path = self.out / EVALUATIONS_FILE
         evals = read(evals_path) if evals_path.is_file() else []
-        return TrainResult(self.out, folder, int(final["steps"]), float(final["wall_clock_s"]),
-                           read(folder / CARD_FILE), evals)
+        return TrainResult(
+            self.out,
+            folder,
+            int(final["steps"]),
+            float(final["wall_clock_s"]),
+            read(folder / CARD_FILE),
+            evals,
+        )

@@ -62,13 +62,41 @@ ALGORITHMS: Mapping[str, tuple[str, str]] = {
 }
 """Algorithm name -> (module it is imported from, distribution that provides it)."""
 ON_POLICY = ("PPO", "A2C", "RecurrentPPO")
-SPEC_KEYS = ("name", "description", "algorithm", "policy", "n_envs", "normalize_obs",
-             "normalize_reward", "clip_obs", "hyperparams", "search")
-RESERVED = ("self", "policy", "env", "seed", "device", "verbose", "tensorboard_log",
-            "_init_setup_model", "rollout_buffer_class", "replay_buffer_class", "action_noise")
+SPEC_KEYS = (
+    "name",
+    "description",
+    "algorithm",
+    "policy",
+    "n_envs",
+    "normalize_obs",
+    "normalize_reward",
+    "clip_obs",
+    "hyperparams",
+    "search",
+)
+RESERVED = (
+    "self",
+    "policy",
+    "env",
+    "seed",
+    "device",
+    "verbose",
+    "tensorboard_log",
+    "_init_setup_model",
+    "rollout_buffer_class",
+    "replay_buffer_class",
+    "action_noise",
+)
 """Constructor arguments that training sets itself (not allowed in a spec)."""
-POLICY_RESERVED = ("self", "observation_space", "action_space", "lr_schedule",
-                   "features_extractor_class", "optimizer_class", "normalize_images")
+POLICY_RESERVED = (
+    "self",
+    "observation_space",
+    "action_space",
+    "lr_schedule",
+    "features_extractor_class",
+    "optimizer_class",
+    "normalize_images",
+)
 SEARCH_KEYS = ("low", "high", "log", "choices")
 DEFAULT_SECTION = "default"
 
@@ -92,16 +120,28 @@ class RLAgentSpec:
 
     name: str = param("", "text", "spec file", doc="agent name")
     description: str = param("", "text", "spec file", doc="one paragraph")
-    algorithm: str = param("PPO", "1", "spec file", choices=tuple(ALGORITHMS),
-                           doc="training algorithm")
+    algorithm: str = param(
+        "PPO", "1", "spec file", choices=tuple(ALGORITHMS), doc="training algorithm"
+    )
     policy: str = param("MlpPolicy", "text", "spec file", doc="policy alias")
     n_envs: int = param(8, "1", "design choice", 1, 4096, doc="parallel patients")
-    normalize_obs: bool = param(True, "1", "design choice", choices=(True, False),
-                                doc="normalise observations (VecNormalize)")
-    normalize_reward: bool = param(False, "1", "design choice", choices=(True, False),
-                                   doc="normalise rewards (VecNormalize, on-policy only)")
-    clip_obs: float = param(10.0, "1", "SB3 default", 0.0, 1e6, lo_open=True,
-                            doc="clip of normalised observations")
+    normalize_obs: bool = param(
+        True,
+        "1",
+        "design choice",
+        choices=(True, False),
+        doc="normalise observations (VecNormalize)",
+    )
+    normalize_reward: bool = param(
+        False,
+        "1",
+        "design choice",
+        choices=(True, False),
+        doc="normalise rewards (VecNormalize, on-policy only)",
+    )
+    clip_obs: float = param(
+        10.0, "1", "SB3 default", 0.0, 1e6, lo_open=True, doc="clip of normalised observations"
+    )
     hyperparams: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -110,15 +150,19 @@ class RLAgentSpec:
         for key in ("n_envs", "normalize_obs", "normalize_reward"):
             value, kind = getattr(self, key), int if key == "n_envs" else bool
             if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
-                raise ConfigError(f"{where}{key}={value!r} must be "
-                                  + ("an integer" if kind is int else "true or false"))
+                raise ConfigError(
+                    f"{where}{key}={value!r} must be "
+                    + ("an integer" if kind is int else "true or false")
+                )
         validate(self, where)
         if not self.name:
             raise ConfigError("spec: name must be a non-empty string")
         if self.normalize_reward and self.algorithm not in ON_POLICY:
-            raise ConfigError(f"{self.name}: normalize_reward=true is only valid for "
-                              f"{', '.join(ON_POLICY)} (algorithm={self.algorithm})")
-        _sections(self.hyperparams, self.name)       # values: when a run or search uses them
+            raise ConfigError(
+                f"{self.name}: normalize_reward=true is only valid for "
+                f"{', '.join(ON_POLICY)} (algorithm={self.algorithm})"
+            )
+        _sections(self.hyperparams, self.name)  # values: when a run or search uses them
         if not isinstance(self.search, Mapping):
             raise ConfigError(f"{where}search={self.search!r} must be a table of ranges")
 
@@ -127,11 +171,15 @@ class RLAgentSpec:
         """Whether the algorithm learns from fresh rollouts only (no replay buffer)."""
         return self.algorithm in ON_POLICY
 
-    def hyperparams_for(self, env_id: str, overrides: Mapping[str, Any] | None = None
-                        ) -> dict[str, Any]:
+    def hyperparams_for(
+        self, env_id: str, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The default section, then ``env_id``'s section, then ``overrides``, validated."""
-        merged = {**self.hyperparams.get(DEFAULT_SECTION, {}),
-                  **self.hyperparams.get(env_id, {}), **(overrides or {})}
+        merged = {
+            **self.hyperparams.get(DEFAULT_SECTION, {}),
+            **self.hyperparams.get(env_id, {}),
+            **(overrides or {}),
+        }
         check_hyperparams(self.algorithm, self.policy, merged, f"{self.name} hyperparams")
         return merged
 
@@ -149,8 +197,9 @@ def check_env_id(env_id: Any) -> str:
     """``env_id``; ConfigError listing the valid ids unless it is a closedloop id."""
     valid = closedloop_ids()
     if not isinstance(env_id, str) or env_id not in valid:
-        raise ConfigError(f"env_id={env_id!r} is not a closedloop env id; valid: "
-                          f"{', '.join(valid)}")
+        raise ConfigError(
+            f"env_id={env_id!r} is not a closedloop env id; valid: {', '.join(valid)}"
+        )
     return env_id
 
 
@@ -167,8 +216,10 @@ def algorithm_class(algorithm: str) -> type:
     try:
         return getattr(importlib.import_module(module), algorithm)
     except ImportError:
-        raise ConfigError(f"algorithm={algorithm!r} needs the {dist} package; install it with "
-                          "pip install 'closedloop[rl]'") from None
+        raise ConfigError(
+            f"algorithm={algorithm!r} needs the {dist} package; install it with "
+            "pip install 'closedloop[rl]'"
+        ) from None
 
 
 def valid_hyperparams(algorithm: str) -> list[str]:
@@ -186,8 +237,9 @@ def valid_policy_kwargs(algorithm: str, policy: str) -> list[str]:
     """Keys of ``policy_kwargs`` for the algorithm's ``policy`` alias (declared ones only)."""
     aliases = algorithm_class(algorithm).policy_aliases
     if not isinstance(policy, str) or policy not in aliases:
-        raise ConfigError(f"policy={policy!r} is unknown for {algorithm}; valid: "
-                          f"{', '.join(aliases)}")
+        raise ConfigError(
+            f"policy={policy!r} is unknown for {algorithm}; valid: {', '.join(aliases)}"
+        )
     names = inspect.signature(aliases[policy].__init__).parameters
     return sorted(n for n in names if n not in POLICY_RESERVED and n in rules.POLICY_KWARGS)
 
@@ -203,13 +255,16 @@ def check_hyperparams(algorithm: str, policy: str, hp: Mapping[str, Any], where:
     valid = valid_hyperparams(algorithm)
     unknown = sorted(set(hp) - set(valid), key=str)
     if unknown:
-        raise ConfigError(f"unknown hyperparameter(s) {', '.join(map(str, unknown))} in {where} "
-                          f"for {algorithm}; valid: {', '.join(valid)}")
+        raise ConfigError(
+            f"unknown hyperparameter(s) {', '.join(map(str, unknown))} in {where} "
+            f"for {algorithm}; valid: {', '.join(valid)}"
+        )
     on_policy = algorithm in ON_POLICY
     for key, value in hp.items():
         rules.check(f"{where}: {key}", value, rules.rule_for(key, on_policy))
-    rules.check_policy_kwargs(hp.get("policy_kwargs", {}), valid_policy_kwargs(algorithm, policy),
-                              on_policy, where)
+    rules.check_policy_kwargs(
+        hp.get("policy_kwargs", {}), valid_policy_kwargs(algorithm, policy), on_policy, where
+    )
     rules.check_combination(hp, where)
 
 
@@ -241,8 +296,13 @@ def sb3_kwargs(spec: RLAgentSpec, hp: Mapping[str, Any], n_actions: int) -> dict
         kw["train_freq"] = tuple(kw["train_freq"])
     pk = dict(kw.pop("policy_kwargs", {}))
     if "activation_fn" in pk:
-        pk["activation_fn"] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU,
-                               "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}[pk["activation_fn"]]
+        pk["activation_fn"] = {
+            "tanh": nn.Tanh,
+            "relu": nn.ReLU,
+            "elu": nn.ELU,
+            "leaky_relu": nn.LeakyReLU,
+            "gelu": nn.GELU,
+        }[pk["activation_fn"]]
     if pk:
         kw["policy_kwargs"] = pk
     sigma = hp.get("action_noise_sigma")
@@ -268,8 +328,9 @@ def parse_rl_spec(doc: Mapping[str, Any], where: str = "spec") -> RLAgentSpec:
     search = doc.get("search", {})
     if not isinstance(search, Mapping):
         raise ConfigError(f"{where}: [search] must be a table of ranges, not {search!r}")
-    spec = RLAgentSpec(**fields, hyperparams=_sections(doc.get("hyperparams", {}), where),
-                       search=dict(search))
+    spec = RLAgentSpec(
+        **fields, hyperparams=_sections(doc.get("hyperparams", {}), where), search=dict(search)
+    )
     algorithm_class(spec.algorithm)
     for section, hp in spec.hyperparams.items():
         check_hyperparams(spec.algorithm, spec.policy, hp, f"{where} [hyperparams.{section}]")
@@ -284,8 +345,9 @@ def _sections(hyperparams: Any, where: str) -> dict[str, dict[str, Any]]:
     valid = [DEFAULT_SECTION, *closedloop_ids()]
     for section, table in hyperparams.items():
         if section not in valid:
-            raise ConfigError(f"{where}: [hyperparams.{section!r}] is unknown; valid sections: "
-                              f"{', '.join(valid)}")
+            raise ConfigError(
+                f"{where}: [hyperparams.{section!r}] is unknown; valid sections: {', '.join(valid)}"
+            )
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}: [hyperparams.{section}] must be a table")
     return {k: dict(v) for k, v in hyperparams.items()}
@@ -311,11 +373,14 @@ def _check_search(spec: RLAgentSpec, where: str) -> None:
     if not isinstance(spec.search, Mapping):
         raise ConfigError(f"{where}: [search] must be a table of ranges")
     valid = valid_hyperparams(spec.algorithm) + [
-        f"policy_kwargs.{k}" for k in valid_policy_kwargs(spec.algorithm, spec.policy)]
+        f"policy_kwargs.{k}" for k in valid_policy_kwargs(spec.algorithm, spec.policy)
+    ]
     for key, rng in spec.search.items():
         if key not in valid:
-            raise ConfigError(f"{where}: [search] key {key!r} is not a hyperparameter of "
-                              f"{spec.algorithm}; valid: {', '.join(valid)}")
+            raise ConfigError(
+                f"{where}: [search] key {key!r} is not a hyperparameter of "
+                f"{spec.algorithm}; valid: {', '.join(valid)}"
+            )
         check_search_range(key, rng, rules.rule_for(key, spec.on_policy), where)
 
 
@@ -335,8 +400,10 @@ def check_search_range(key: str, rng: Any, rule: rules.Rule, where: str) -> None
         for i, value in enumerate(rng["choices"]):
             rules.check(f"{name}.choices[{i}]", value, rule)
             if not isinstance(value, (bool, int, float, str)):  # what optuna can store
-                raise ConfigError(f"{name}.choices[{i}]={value!r} is invalid; valid: a number, "
-                                  "true/false or a string (optuna cannot search list values)")
+                raise ConfigError(
+                    f"{name}.choices[{i}]={value!r} is invalid; valid: a number, "
+                    "true/false or a string (optuna cannot search list values)"
+                )
         return
     if rule.kind not in ("int", "float", "schedule") or not {"low", "high"} <= set(rng):
         raise ConfigError(f"{name} needs low and high (or choices); valid values: {rule.text()}")
@@ -346,8 +413,9 @@ def check_search_range(key: str, rng: Any, rule: rules.Rule, where: str) -> None
     if not isinstance(log, bool):
         raise ConfigError(f"{name}.log={log!r} must be true or false")
     if not low < high or (log and low <= 0):
-        raise ConfigError(f"{name} needs low < high (and low > 0 with log = true); got "
-                          f"low={low!r}, high={high!r}")
+        raise ConfigError(
+            f"{name} needs low < high (and low > 0 with log = true); got low={low!r}, high={high!r}"
+        )
 
 
 RANGES_PREFIX = "search-ranges-"
@@ -358,8 +426,9 @@ hpsearch --ranges``): valid specs, but not agents, so not listed or loaded by na
 def _spec_files(folder: Path | None = None) -> dict[str, Path]:
     """RL agent specs in ``agents/rl/`` (or ``folder``) by file stem; search ranges left out."""
     folder = spec_dir("agents") / "rl" if folder is None else folder
-    return {p.stem: p for p in sorted(folder.glob("*.toml"))
-            if not p.stem.startswith(RANGES_PREFIX)}
+    return {
+        p.stem: p for p in sorted(folder.glob("*.toml")) if not p.stem.startswith(RANGES_PREFIX)
+    }
 
 
 def list_rl_agents(folder: Path | None = None) -> list[str]:
@@ -376,14 +445,18 @@ def load_rl_spec(name_or_path: str | Path, folder: Path | None = None) -> RLAgen
     """
     files = _spec_files(folder)
     if not isinstance(name_or_path, (str, Path)):
-        raise ConfigError(f"agent={name_or_path!r} must be a spec name ({', '.join(files)}), a "
-                          "spec file path or an RLAgentSpec")
+        raise ConfigError(
+            f"agent={name_or_path!r} must be a spec name ({', '.join(files)}), a "
+            "spec file path or an RLAgentSpec"
+        )
     path = Path(name_or_path)
     if str(name_or_path) in files:
         path = files[str(name_or_path)]
     elif path.suffix != ".toml" or not path.is_file():
-        raise ConfigError(f"agent={str(name_or_path)!r} is unknown; valid: "
-                          f"{', '.join(sorted(files))} or a path to a spec .toml file")
+        raise ConfigError(
+            f"agent={str(name_or_path)!r} is unknown; valid: "
+            f"{', '.join(sorted(files))} or a path to a spec .toml file"
+        )
     try:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)

@@ -64,29 +64,62 @@ class TrainOptions:
     Env-step counts are summed over the parallel patients.
     """
 
-    eval_every: int = param(200_000, "steps", "measured: ~10 % of PPO's time at 5 patients", 0,
-                            None, doc="validation period (0: only at the end)")
-    eval_patients: int = param(5, "1", "design choice", 1, 20,
-                               doc="first N validation-cohort patients")
-    eval_seeds: tuple[int, ...] = param((0,), "1", "design choice", 0, None,
-                                        doc="episode seeds of the validation")
-    eval_episode_s: float = param(0.0, "s", "design choice", 0.0, 86_400.0,
-                                  doc="validation episode length (0: the env's)")
-    checkpoint_every: int = param(100_000, "steps", "design choice", 0, None,
-                                  doc="checkpoint period (0: only at the end)")
-    keep_checkpoints: int = param(2, "1", "design choice", 1, 1000,
-                                  doc="newest checkpoints kept")
-    log_every: int = param(10_000, "steps", "design choice", 1, None,
-                           doc="off-policy: period of the clinical-metrics logs")
-    max_wall_s: float = param(0.0, "s", "design choice", 0.0, None,
-                              doc="stop after this wall-clock time (0: no limit; such a run "
-                                  "is not reproduced exactly by its command)")
-    progress: bool = param(True, "1", "design choice", choices=(True, False),
-                           doc="show a progress bar")
-    tensorboard: bool = param(True, "1", "design choice", choices=(True, False),
-                              doc="write TensorBoard logs (if tensorboard is installed)")
-    torch_threads: int = param(1, "1", "measured: small MLPs are fastest on one thread", 0,
-                               256, doc="torch CPU threads of the process (0: torch's default)")
+    eval_every: int = param(
+        200_000,
+        "steps",
+        "measured: ~10 % of PPO's time at 5 patients",
+        0,
+        None,
+        doc="validation period (0: only at the end)",
+    )
+    eval_patients: int = param(
+        5, "1", "design choice", 1, 20, doc="first N validation-cohort patients"
+    )
+    eval_seeds: tuple[int, ...] = param(
+        (0,), "1", "design choice", 0, None, doc="episode seeds of the validation"
+    )
+    eval_episode_s: float = param(
+        0.0, "s", "design choice", 0.0, 86_400.0, doc="validation episode length (0: the env's)"
+    )
+    checkpoint_every: int = param(
+        100_000, "steps", "design choice", 0, None, doc="checkpoint period (0: only at the end)"
+    )
+    keep_checkpoints: int = param(2, "1", "design choice", 1, 1000, doc="newest checkpoints kept")
+    log_every: int = param(
+        10_000,
+        "steps",
+        "design choice",
+        1,
+        None,
+        doc="off-policy: period of the clinical-metrics logs",
+    )
+    max_wall_s: float = param(
+        0.0,
+        "s",
+        "design choice",
+        0.0,
+        None,
+        doc="stop after this wall-clock time (0: no limit; such a run "
+        "is not reproduced exactly by its command)",
+    )
+    progress: bool = param(
+        True, "1", "design choice", choices=(True, False), doc="show a progress bar"
+    )
+    tensorboard: bool = param(
+        True,
+        "1",
+        "design choice",
+        choices=(True, False),
+        doc="write TensorBoard logs (if tensorboard is installed)",
+    )
+    torch_threads: int = param(
+        1,
+        "1",
+        "measured: small MLPs are fastest on one thread",
+        0,
+        256,
+        doc="torch CPU threads of the process (0: torch's default)",
+    )
 
     def __post_init__(self) -> None:
         validate(self, "options.")
@@ -96,8 +129,11 @@ class TrainOptions:
     def changed(self) -> dict[str, Any]:
         """Fields that affect the result and differ from the defaults (for the command)."""
         quiet = ("progress", "tensorboard", "torch_threads")
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in quiet and getattr(self, f.name) != f.default}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in quiet and getattr(self, f.name) != f.default
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,18 +155,37 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must share with the checkpointed one (``run.json``)."""
-        return {"agent": self.spec.name, "algorithm": self.spec.algorithm,
-                "policy": self.spec.policy, "env_id": self.env_id, "seed": self.seed,
-                "n_envs": self.n_envs, "hyperparams": dict(self.hyperparams),
-                "env_overrides": dict(self.env_overrides)}
+        return {
+            "agent": self.spec.name,
+            "algorithm": self.spec.algorithm,
+            "policy": self.spec.policy,
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "n_envs": self.n_envs,
+            "hyperparams": dict(self.hyperparams),
+            "env_overrides": dict(self.env_overrides),
+        }
 
     def command(self) -> str:
         """The ``closedloop train`` command that reproduces this run."""
         import shlex
 
-        argv = ["closedloop", "train", "--agent", self.agent, "--env", self.env_id,
-                "--steps", str(self.total_steps), "--seed", str(self.seed),
-                "--n-envs", str(self.n_envs), "--out", str(self.out_dir)]
+        argv = [
+            "closedloop",
+            "train",
+            "--agent",
+            self.agent,
+            "--env",
+            self.env_id,
+            "--steps",
+            str(self.total_steps),
+            "--seed",
+            str(self.seed),
+            "--n-envs",
+            str(self.n_envs),
+            "--out",
+            str(self.out_dir),
+        ]
         for key, value in self.hp_overrides.items():
             argv += ["--set", f"{key}={toml_value(value)}"]
         for key, value in self.env_overrides.items():
@@ -176,11 +231,21 @@ def toml_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
-def train(agent: str | Path | RLAgentSpec, env_id: str, total_steps: int,
-          out_dir: str | Path, seed: int = 0, *, n_envs: int | None = None,
-          resume: bool | None = None, hyperparams: Mapping[str, Any] | None = None,
-          env_overrides: Mapping[str, Any] | None = None, name: str | None = None,
-          options: TrainOptions | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
+def train(
+    agent: str | Path | RLAgentSpec,
+    env_id: str,
+    total_steps: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    *,
+    n_envs: int | None = None,
+    resume: bool | None = None,
+    hyperparams: Mapping[str, Any] | None = None,
+    env_overrides: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    options: TrainOptions | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
     """Train an RL agent on the native vector env, checkpointing and validating as it goes.
 
     Args:
@@ -212,14 +277,16 @@ def train(agent: str | Path | RLAgentSpec, env_id: str, total_steps: int,
     from closedloop.training.checkpoints import RunLock
     from closedloop.training.runner import Run
 
-    cfg = _config(agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams,
-                  env_overrides, name, options)
+    cfg = _config(
+        agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
+    )
     with RunLock(cfg.out_dir), tuning_session(f"training {cfg.spec.name} on {env_id}"):
         return Run(cfg).execute(resume, list(callbacks))
 
 
-def _config(agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides,
-            name, options) -> RunConfig:
+def _config(
+    agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
+) -> RunConfig:
     """Validate the arguments of :func:`train` into a :class:`RunConfig`."""
     from closedloop.evaluation.runner import check_seed
     from closedloop.training.env import check_env_id
@@ -227,8 +294,16 @@ def _config(agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_
 
     spec = agent if isinstance(agent, RLAgentSpec) else load_rl_spec(agent)
     agent_arg = spec.name if isinstance(agent, RLAgentSpec) else str(agent)
-    check_train_args(spec, env_id, n_envs, hyperparams, env_overrides, options,
-                     seed=seed, total_steps=total_steps)
+    check_train_args(
+        spec,
+        env_id,
+        n_envs,
+        hyperparams,
+        env_overrides,
+        options,
+        seed=seed,
+        total_steps=total_steps,
+    )
     check_env_id(env_id)
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
         raise ConfigError(f"total_steps={total_steps!r} is out of range; valid range [1, inf)")
@@ -238,9 +313,20 @@ def _config(agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_
     overrides = dict(env_overrides or {})
     _check_env_overrides(env_id, overrides)
     hp_over = dict(hyperparams or {})
-    return RunConfig(spec, agent_arg, env_id, total_steps, Path(out_dir), check_seed(seed), n,
-                     hp_over, spec.hyperparams_for(env_id, hp_over), overrides,
-                     name or spec.name, options or TrainOptions())
+    return RunConfig(
+        spec,
+        agent_arg,
+        env_id,
+        total_steps,
+        Path(out_dir),
+        check_seed(seed),
+        n,
+        hp_over,
+        spec.hyperparams_for(env_id, hp_over),
+        overrides,
+        name or spec.name,
+        options or TrainOptions(),
+    )
 
 
 def _check_env_overrides(env_id: str, overrides: Mapping[str, Any]) -> None:
@@ -248,8 +334,10 @@ def _check_env_overrides(env_id: str, overrides: Mapping[str, Any]) -> None:
     from closedloop.envs.config import load_suite, with_overrides
 
     if "patient" in overrides:
-        raise ConfigError("env_overrides key 'patient' is not allowed: training draws cohort "
-                          "patients and validation sets its own")
+        raise ConfigError(
+            "env_overrides key 'patient' is not allowed: training draws cohort "
+            "patients and validation sets its own"
+        )
     with_overrides(load_suite()[env_id], overrides)
 
 

@@ -33,8 +33,15 @@ def validation_patients(n: int) -> list[str]:
     return [p.patient_id for p in cohort[:n]]
 
 
-def evaluate(model: Any, norm: Any, name: str, env_id: str, patients: Sequence[str],
-             seeds: Sequence[int], overrides: Mapping[str, Any]) -> list[dict[str, Any]]:
+def evaluate(
+    model: Any,
+    norm: Any,
+    name: str,
+    env_id: str,
+    patients: Sequence[str],
+    seeds: Sequence[int],
+    overrides: Mapping[str, Any],
+) -> list[dict[str, Any]]:
     """Play the model (deterministic actions) on every patient x seed; the result rows.
 
     Args:
@@ -50,8 +57,11 @@ def evaluate(model: Any, norm: Any, name: str, env_id: str, patients: Sequence[s
     from closedloop.training.policy import ObsNormalizer, TrainedPolicy
 
     controller = TrainedPolicy(model, ObsNormalizer.from_vecnormalize(norm), name=name)
-    return [run_episode(controller, env_id, patient, seed, dict(overrides)).row()
-            for patient in patients for seed in seeds]
+    return [
+        run_episode(controller, env_id, patient, seed, dict(overrides)).row()
+        for patient in patients
+        for seed in seeds
+    ]
 
 
 def _key(metrics: Mapping[str, float]) -> tuple[float, float]:
