@@ -38,7 +38,7 @@ BAD_COUNT = st.one_of(st.integers(max_value=0), st.floats(1.5, 9.5), TEXT, not_f
 
 @functools.cache
 def _model() -> Any:
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
 
     return get_patient("default").model()
 
@@ -46,7 +46,7 @@ def _model() -> Any:
 @functools.cache
 def _calibration() -> Any:
     from closedloop.calibration import calibrate
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
 
     return calibrate(get_patient("default"), model=_model())
 
@@ -92,7 +92,7 @@ def run_grid(**kw: Any) -> Any:
 
 def open_loop(**kw: Any) -> Any:
     """``closedloop.simulate.open_loop`` for the default patient and its calibration."""
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
     from closedloop.simulate import open_loop as run
 
     return run(get_patient("default"), calibration=_calibration(), model=_model(), **kw)
@@ -101,7 +101,7 @@ def open_loop(**kw: Any) -> Any:
 def calibrate(**kw: Any) -> Any:
     """``closedloop.calibration.calibrate`` of the default patient."""
     from closedloop.calibration import calibrate as run
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
 
     return run(get_patient("default"), model=_model(), **kw)
 

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 @functools.cache
 def _patient_doc() -> dict:
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
 
     return get_patient("default").to_dict()
 
@@ -105,7 +105,8 @@ def _load_patient(path: Path) -> Any:
 @st.composite
 def patient_cases(draw: Any, tmp: Path) -> Case:
     """``Patient.from_dict``, ``load_patient`` of bad files, ``get_patient`` of bad names."""
-    from closedloop.patients import Patient, get_patient
+    from closedloop.cohort import get_patient
+    from closedloop.patients import Patient
 
     what = draw(st.sampled_from(["dict", "dict", "file", "file", "not-a-dict", "path", "name"]))
     if what in ("dict", "file"):

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from closedloop._config import ConfigError, check_value, param, validate
+from closedloop._config import ConfigError, check_value, param, short_repr, validate
 from closedloop._io import write_text_atomic
 from closedloop._parallel import parallel_map
-from closedloop.patients import REFERENCE_POSTURE, Patient
+from closedloop.patients import NAMED_PATIENTS, REFERENCE_POSTURE, Patient, named_patient
 from closedloop.perception import derive_perception
 from closedloop.postures import POSTURES
 
@@ -525,6 +525,30 @@ def cohort_patient(patient_id: str) -> Patient:
             f"{split}-000 to {split}-{len(patients) - 1:03d}"
         )
     return patients[int(num)]
+
+
+def get_patient(name: str) -> Patient:
+    """A named patient (:data:`~closedloop.patients.NAMED_PATIENTS`) or a cohort patient id.
+
+    Args:
+        name: ``default``, ``thin-csf``, ... or ``<split>-<NNN>``, e.g. ``train-007``.
+
+    Raises:
+        ConfigError: Naming the valid choices if ``name`` is unknown.
+    """
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"patient={short_repr(name)} must be a string: one of "
+            f"{', '.join(NAMED_PATIENTS)} or a cohort id <split>-<NNN>"
+        )
+    if name in NAMED_PATIENTS:
+        return named_patient(name)
+    if name.rsplit("-", 1)[0] in SPLITS:
+        return cohort_patient(name)
+    raise ConfigError(
+        f"patient={name!r} is unknown; valid: {', '.join(NAMED_PATIENTS)} or a cohort id "
+        f"<split>-<NNN> with split in {', '.join(SPLITS)}"
+    )
 
 
 @contextlib.contextmanager

@@ -314,8 +314,11 @@ NAMED_PATIENTS = tuple(_NAMED)
 
 
 @functools.cache
-def _named(name: str) -> Patient:
-    """Build a named patient, deriving its perception thresholds (cached)."""
+def named_patient(name: str) -> Patient:
+    """One of :data:`NAMED_PATIENTS`, its perception thresholds derived (cached).
+
+    :func:`closedloop.cohort.get_patient` finds cohort patients too.
+    """
     spec = dict(_NAMED[name])
     csf = default_posture_csf(spec.pop("csf_supine_mm"))
     draft = Patient(name, posture_csf_mm=csf, **spec)
@@ -323,27 +326,3 @@ def _named(name: str) -> Patient:
     if perception is None:
         raise ConfigError(f"patient {name!r} has no measurable ECAP threshold")
     return dataclasses.replace(draft, perception=perception)
-
-
-def get_patient(name: str) -> Patient:
-    """A named patient or a cohort patient id such as ``train-007``.
-
-    Raises:
-        ConfigError: Naming the valid choices if ``name`` is unknown.
-    """
-    if not isinstance(name, str):
-        raise ConfigError(
-            f"patient={short_repr(name)} must be a string: one of "
-            f"{', '.join(_NAMED)} or a cohort id <split>-<NNN>"
-        )
-    if name in _NAMED:
-        return _named(name)
-    from closedloop.cohort import SPLITS, cohort_patient
-
-    split = name.rsplit("-", 1)[0]
-    if split in SPLITS:
-        return cohort_patient(name)
-    raise ConfigError(
-        f"patient={name!r} is unknown; valid: {', '.join(_NAMED)} or a cohort id "
-        f"<split>-<NNN> with split in {', '.join(SPLITS)}"
-    )

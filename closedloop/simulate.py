@@ -4,7 +4,7 @@ This is the standard of care that closed loop exists to improve on: the clinicia
 comfort current in the programming posture, and the device delivers it whatever the cord does.
 
 Example:
-    >>> from closedloop.patients import get_patient
+    >>> from closedloop.cohort import get_patient
     >>> from closedloop.simulate import open_loop
     >>> run = open_loop(get_patient("default"), "clinic", seed=0)   # doctest: +SKIP
     >>> run.metrics()["time_in_window_frac"]                        # doctest: +SKIP
@@ -21,14 +21,10 @@ from closedloop._io import check_memory
 from closedloop.calibration import CalibrationRecord, calibrate, window_table
 from closedloop.patients import Patient, episode_seeds
 from closedloop.perception import sensation
-from closedloop.trajectory import Trajectory
+from closedloop.trajectory import BYTES_PER_PULSE, Trajectory
 
 WINDOW_GRID_POINTS = 9
 """CSF thicknesses at which the ECAP window is measured for a trajectory (interpolated between)."""
-BYTES_PER_PULSE = 256
-"""Peak memory per pulse of a simulated run (bytes): the disturbance trace, the pulse records
-and the trajectory. Measured 206 bytes (tracemalloc, ``clinic``, 10,000 and 20,000 pulses);
-the window and a margin make 256."""
 
 
 def open_loop(

@@ -7,8 +7,8 @@ import pytest
 
 from closedloop import ConfigError
 from closedloop.calibration import CalibrationRecord, calibrate
+from closedloop.cohort import get_patient
 from closedloop.cohort_report import distribution_report
-from closedloop.patients import get_patient
 
 
 @pytest.fixture(scope="module")

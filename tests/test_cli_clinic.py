@@ -7,8 +7,8 @@ import json
 import pytest
 
 from closedloop.calibration import CalibrationRecord, calibrate
+from closedloop.cohort import get_patient
 from closedloop.disturbances import list_scenarios
-from closedloop.patients import get_patient
 from closedloop.simulate import open_loop
 
 

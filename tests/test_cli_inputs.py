@@ -238,7 +238,7 @@ def test_numeric_options_are_checked(cli, little_memory, argv, message):
 
 
 def test_open_loop_api_refuses_what_the_cli_refuses(little_memory):
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
     from closedloop.simulate import open_loop
 
     patient = get_patient("default")
@@ -366,7 +366,7 @@ def test_patient_counts_are_checked(n):
 )
 def test_calibrate_names_a_bad_argument(kwargs, message):
     from closedloop.calibration import calibrate
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
 
     with pytest.raises(ConfigError, match=message):
         calibrate(**{"patient": get_patient("default"), **kwargs})
@@ -413,7 +413,7 @@ def test_a_damaged_calibration_file_is_named(tmp_path, text, message):
 
 @pytest.mark.parametrize("scenario", [5, None, ["clinic"]])
 def test_open_loop_refuses_a_scenario_of_the_wrong_type(scenario):
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
     from closedloop.simulate import open_loop
 
     with pytest.raises(ConfigError, match="scenario=.* must be a library scenario id"):

@@ -11,10 +11,10 @@ from closedloop.cohort import (
     CohortDistribution,
     HeldOutError,
     generate_patient,
+    get_patient,
     load_cohort,
     tuning_session,
 )
-from closedloop.patients import get_patient
 
 
 def test_cohort_sizes_and_stable_unique_ids():

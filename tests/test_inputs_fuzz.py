@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from closedloop import ConfigError
-from closedloop.patients import get_patient
+from closedloop.cohort import get_patient
 
 ENV_ID = "closedloop/ECAPTracking-v0"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from closedloop.calibration import calibrate
+from closedloop.cohort import get_patient
 from closedloop.disturbances import EVENT_TYPES
-from closedloop.patients import get_patient
 from closedloop.postures import posture_code
 from closedloop.simulate import open_loop
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from closedloop import ConfigError
-from closedloop.patients import NAMED_PATIENTS, Patient, get_patient, load_patient
+from closedloop.cohort import get_patient
+from closedloop.patients import NAMED_PATIENTS, Patient, load_patient
 from closedloop.perception import PerceptionParams, sensation
 
 

@@ -14,8 +14,9 @@ import numpy as np
 from closedloop._config import ConfigError, describe
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.cli._common import PROG, check_out_path, parse_currents, parse_float_list
+from closedloop.cohort import get_patient
 from closedloop.neural import GrowthCurve, ModelParams, growth_curve
-from closedloop.patients import NAMED_PATIENTS, get_patient
+from closedloop.patients import NAMED_PATIENTS
 from closedloop.postures import POSTURES
 
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from closedloop.cli._common import check_out_path
-from closedloop.patients import get_patient
+from closedloop.cohort import get_patient
 from closedloop.postures import POSTURES
 
 

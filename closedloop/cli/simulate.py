@@ -11,7 +11,8 @@ from closedloop._config import ConfigError
 from closedloop._io import nan_to_none
 from closedloop.calibration import CALIBRATION_POSTURES, CalibrationRecord, calibrate
 from closedloop.cli._common import check_out_path
-from closedloop.patients import REFERENCE_POSTURE, get_patient
+from closedloop.cohort import get_patient
+from closedloop.patients import REFERENCE_POSTURE
 from closedloop.postures import POSTURES
 
 

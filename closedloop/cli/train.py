@@ -76,7 +76,7 @@ def add_parsers(sub) -> None:
 
 def _option_arguments(p: argparse.ArgumentParser) -> None:
     """One ``--flag`` per :class:`~closedloop.training.TrainOptions` field (same names)."""
-    from closedloop.training.train import TrainOptions
+    from closedloop.training.run_config import TrainOptions
 
     for f in dataclasses.fields(TrainOptions):
         if f.name in SWITCHES:
@@ -113,7 +113,7 @@ def parse_assignments(option: str, items: list[str]) -> dict[str, Any]:
 
 def options_from_args(args: argparse.Namespace):
     """The :class:`~closedloop.training.TrainOptions` the arguments select."""
-    from closedloop.training.train import TrainOptions
+    from closedloop.training.run_config import TrainOptions
 
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(TrainOptions):

@@ -38,9 +38,9 @@ from closedloop.controllers.base import Controller
 from closedloop.controllers.ceiling import Ceiling
 from closedloop.controllers.clinical import ClinicalLoop
 from closedloop.controllers.mpc import MPC
+from closedloop.controllers.objects import check_controller, load_object
 from closedloop.controllers.open_loop import OpenLoop
 from closedloop.controllers.pid import PID
-from closedloop.controllers.sources import check_controller, load_object
 
 if sys.version_info >= (3, 11):
     import tomllib

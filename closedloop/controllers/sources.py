@@ -29,22 +29,19 @@ their own controllers; each has a ``source_id`` that names it in a run folder's 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
-import importlib.util
 import re
-import sys
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError, short_repr
+from closedloop.controllers.objects import check_controller, load_object
+from closedloop.controllers.registry import list_agents, make_controller, read_spec_file
+from closedloop.training.policy import TrainedPolicyFactory, model_dir, zoo_policies
 
 ENTRY_POINT_GROUP = "closedloop.controllers"
 """The entry-point group in which installed packages register controllers by name."""
-ZOO_DIR = "zoo"
-"""Sub-folder of ``agents/`` holding the trained policies (one folder each, with its card)."""
 FORMS = (
     "a registered name",
     "a spec file (path/to/spec.toml)",
@@ -55,14 +52,6 @@ FORMS = (
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
-def zoo_policies() -> dict[str, Path]:
-    """Trained policies of the agent zoo: ``agents/zoo/<name>/`` folders holding a model card."""
-    from closedloop._specdirs import spec_dir
-
-    root = spec_dir("agents") / ZOO_DIR
-    return {p.name: p for p in sorted(root.glob("*")) if (p / "card.json").is_file()}
-
-
 def plugin_controllers() -> dict[str, str]:
     """Controllers registered by installed packages: name -> ``module:attr``."""
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
@@ -70,75 +59,9 @@ def plugin_controllers() -> dict[str, str]:
 
 def registered_names() -> list[str]:
     """Every name a reference may use: agent specs, zoo policies, then plugins (first wins)."""
-    from closedloop.controllers.registry import list_agents
-
     names = list_agents()
     names += [z for z in zoo_policies() if z not in names]
     return names + [p for p in plugin_controllers() if p not in names]
-
-
-def _load_file_module(path: Path, where: str) -> Any:
-    """Import the Python file ``path`` once per process (as a uniquely named module)."""
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
-    name = f"closedloop_user_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{where}: cannot import {str(path)!r} as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickle look classes up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-def load_object(ref: str, where: str = "controller") -> Any:
-    """The object that ``module:attr`` or ``path/to/file.py:attr`` names.
-
-    Raises:
-        ConfigError: Naming ``where`` if the module or file cannot be imported or has no such
-            attribute (an exception raised while importing the user's module propagates).
-    """
-    module_part, _, attr = ref.rpartition(":")
-    if not module_part or not attr:
-        raise ConfigError(f"{where}={ref!r} is not of the form module:Class or file.py:Class")
-    if module_part.endswith(".py"):
-        path = Path(module_part).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"{where}={ref!r}: no such file {str(path)!r}")
-        module = _load_file_module(path, where)
-    else:
-        try:
-            module = importlib.import_module(module_part)
-        except (ModuleNotFoundError, TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"{where}={ref!r}: cannot import module {module_part!r} "
-                f"({exc}); valid: an importable module, or a path to a .py "
-                "file"
-            ) from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"{where}={ref!r}: {module_part!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
-
-
-def check_controller(obj: Any, where: str) -> Any:
-    """Return ``obj`` if it has SB3's ``predict`` (and a callable ``reset`` if any)."""
-    if not callable(getattr(obj, "predict", None)):
-        raise ConfigError(
-            f"{where}: {type(obj).__name__} has no predict(obs, state, "
-            "episode_start, deterministic) method; a controller needs SB3's "
-            "predict and, optionally, reset(context)"
-        )
-    if hasattr(obj, "reset") and not callable(obj.reset):
-        raise ConfigError(f"{where}: {type(obj).__name__}.reset is not callable")
-    return obj
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,8 +115,6 @@ class SpecFile:
 
     def spec(self) -> Any:
         """The parsed, validated :class:`~closedloop.controllers.registry.AgentSpec`."""
-        from closedloop.controllers.registry import read_spec_file
-
         return read_spec_file(Path(self.path))
 
     def __call__(self) -> Any:
@@ -227,8 +148,6 @@ def _folder_source(path: Path, where: str) -> tuple[str, Any]:
 
     The label is the run folder's name (``runs/ppo/best`` and ``runs/ppo`` are ``ppo``).
     """
-    from closedloop.training.policy import TrainedPolicyFactory, model_dir
-
     try:
         model_dir(path)
     except ConfigError as exc:
@@ -260,14 +179,11 @@ def resolve_controller(ref: str, where: str = "controllers") -> tuple[str, str |
     label, sep, rest = ref.partition("=")
     if sep and _LABEL.fullmatch(label) and rest:
         return label, resolve_controller(rest, where)[1]
-    from closedloop.controllers.registry import list_agents
 
     if ref in list_agents():
         return ref, ref
     zoo, plugins = zoo_policies(), plugin_controllers()
     if ref in zoo:
-        from closedloop.training.policy import TrainedPolicyFactory
-
         return ref, TrainedPolicyFactory(str(zoo[ref]))
     if ref in plugins:
         return ref, _object_source(plugins[ref], f"{where} (entry point {ref!r})")[1]
@@ -296,8 +212,6 @@ def resolve_controllers(
     that two different references give is an error (rename one with ``LABEL=REFERENCE``);
     the same reference twice counts once.
     """
-    from closedloop.controllers.registry import list_agents
-
     out: dict[str, str | Callable] = {}
     for i, ref in enumerate(refs):
         if expand_all and ref == "all":
@@ -336,7 +250,5 @@ def source_id(source: str | Callable) -> str:
 def build_controller(source: str | Callable) -> Any:
     """A new controller from a resolved source: a spec name, or a zero-argument factory."""
     if isinstance(source, str):
-        from closedloop.controllers.registry import make_controller
-
         return make_controller(source)
     return source()

@@ -195,8 +195,7 @@ class ECAPTrackingEnv(gym.Env):
 
     def _choose_patient(self, patient_id: str, split: str, rng=None):
         """The named patient, or a draw from the split's cohort with ``rng`` (the env's)."""
-        from closedloop.cohort import load_cohort
-        from closedloop.patients import get_patient
+        from closedloop.cohort import get_patient, load_cohort
 
         if patient_id:
             return get_patient(patient_id)

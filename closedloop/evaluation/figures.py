@@ -38,7 +38,7 @@ def with_window(traj: Any, patient: Any = None, cache: dict | None = None) -> An
         patient: The patient; looked up from ``traj.patient_id`` if None.
         cache: Optional dict reused across calls.
     """
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
     from closedloop.simulate import window_along
 
     csf = np.asarray(traj.csf_mm, dtype=np.float64)
@@ -75,7 +75,7 @@ def plot_patients(
     metric: str = "time_in_window_frac",
 ) -> Path:
     """Save a bar chart of ``metric`` per patient (mean over seeds, seeds as dots)."""
-    from closedloop.evaluation.report import SCHEMA
+    from closedloop.evaluation.schema import SCHEMA
 
     check_metrics([metric])
     group = groups(rows).get((controller, env_id))

@@ -35,7 +35,6 @@ from typing import Any
 from closedloop._config import ConfigError, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.evaluation.batch_runner import run_episodes
-from closedloop.evaluation.report import SCHEMA
 from closedloop.evaluation.runner import (
     check_env_id,
     check_env_overrides,
@@ -43,6 +42,7 @@ from closedloop.evaluation.runner import (
     check_seed,
     run_episode,
 )
+from closedloop.evaluation.schema import SCHEMA
 
 EPISODE_FORMAT = "closedloop.episode/1"
 EPISODES_DIR = "episodes"

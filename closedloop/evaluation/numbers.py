@@ -28,8 +28,8 @@ _UNIT = re.compile(r"\(([^()]*)\)\s*$")
 
 def metric_unit(metric: str) -> str:
     """The unit of a metric or result column (``""`` if it documents none)."""
-    from closedloop.evaluation.report import SCHEMA
     from closedloop.evaluation.runner import EPISODE_METRICS
+    from closedloop.evaluation.schema import SCHEMA
 
     m = _UNIT.search(EPISODE_METRICS.get(metric) or SCHEMA.get(metric, ""))
     return m.group(1) if m else ""

@@ -64,7 +64,7 @@ def plot_strip(
     Returns:
         ``path``.
     """
-    from closedloop.evaluation.report import SCHEMA
+    from closedloop.evaluation.schema import SCHEMA
 
     check_metrics([metric])
     order = list(order) if order is not None else [c for c, e in groups(rows) if e == env_id]
@@ -109,7 +109,7 @@ def plot_forest(paired: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     Returns:
         ``path``.
     """
-    from closedloop.evaluation.report import SCHEMA
+    from closedloop.evaluation.schema import SCHEMA
 
     if not paired or not paired[0]["baseline"] or len({p["env_id"] for p in paired}) != 1:
         raise ConfigError("paired must be the ranked rows of one env, with a baseline")

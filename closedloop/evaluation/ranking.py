@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError
-from closedloop.evaluation.report import PAIRED_SCHEMA
 from closedloop.evaluation.runner import DIRECTION
+from closedloop.evaluation.schema import PAIRED_SCHEMA
 from closedloop.evaluation.stats import (
     DEFAULT_RESAMPLES,
     STATISTICS,

@@ -24,7 +24,7 @@ from typing import Any
 
 from closedloop._config import ConfigError
 from closedloop.evaluation.grid import EPISODE_FORMAT, EPISODES_DIR
-from closedloop.evaluation.report import SCHEMA
+from closedloop.evaluation.schema import SCHEMA
 
 META_REBUILT = ("n_resamples", "bootstrap_seed", "alpha", "ranking", "left_out")
 """Meta keys that :func:`~closedloop.evaluation.write_report` or :func:`rankable` recompute."""
@@ -249,8 +249,8 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
 
 
 def suite_of(run_dir: str | Path):
-    """The :class:`~closedloop.benchmark.Suite` recorded in a run folder, or None."""
-    from closedloop.benchmark import Suite, read_suite_file
+    """The :class:`~closedloop.evaluation.suite.Suite` recorded in a run folder, or None."""
+    from closedloop.evaluation.suite import Suite, read_suite_file
 
     doc = read_suite_file(Path(run_dir))
     return None if doc is None else Suite.from_dict(doc, str(Path(run_dir) / "suite.json"))
@@ -258,8 +258,8 @@ def suite_of(run_dir: str | Path):
 
 def primary_metrics(run_dir: str | Path, env_ids: Sequence[str]) -> dict[str, str]:
     """Env id -> primary metric: the folder's suite, else the built-in defaults."""
-    from closedloop.benchmark import PRIMARY_METRICS
     from closedloop.evaluation.ranking import DEFAULT_PRIMARY
+    from closedloop.evaluation.suite import PRIMARY_METRICS
 
     suite = suite_of(run_dir)
     chosen = {**PRIMARY_METRICS, **(dict(suite.primary_metrics) if suite else {})}

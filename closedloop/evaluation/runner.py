@@ -43,7 +43,7 @@ from closedloop._config import ConfigError, is_integer, short_repr
 from closedloop.device import LIMIT_FLAGS, limit_report
 from closedloop.metrics import METRIC_DIRECTION, METRIC_DOCS, clinical_metrics, unscored_mask
 from closedloop.postures import posture_code
-from closedloop.trajectory import Trajectory
+from closedloop.trajectory import BYTES_PER_PULSE, Trajectory
 
 EXTRA_DOCS: dict[str, str] = {
     "env_return": "sum of the env's step rewards over the scored steps (1)",
@@ -145,7 +145,7 @@ def check_patient(patient_id: Any, name: str = "patient") -> str:
 
     A documented subclass (:class:`~closedloop.cohort.HeldOutError`) propagates as it is.
     """
-    from closedloop.patients import get_patient
+    from closedloop.cohort import get_patient
 
     try:
         get_patient(patient_id)
@@ -169,7 +169,6 @@ def check_env_overrides(env_id: str, overrides: Any) -> dict[str, Any]:
     from closedloop._io import check_memory
     from closedloop.disturbances import load_scenario
     from closedloop.envs.config import load_suite, with_overrides
-    from closedloop.simulate import BYTES_PER_PULSE
 
     if not isinstance(overrides, Mapping):
         raise ConfigError(

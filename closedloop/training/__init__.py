@@ -26,6 +26,7 @@ from closedloop.training.policy import (
     TrainedPolicyFactory,
     load_trained,
 )
+from closedloop.training.run_config import TrainOptions, TrainResult
 from closedloop.training.spec import (
     ALGORITHMS,
     RLAgentSpec,
@@ -34,7 +35,7 @@ from closedloop.training.spec import (
     parse_rl_spec,
     with_values,
 )
-from closedloop.training.train import TrainOptions, TrainResult, train
+from closedloop.training.train import train
 
 __all__ = [
     "ALGORITHMS",

@@ -45,7 +45,7 @@ def check_train_args(
             validation episodes too short for the evaluation warm-up (the message gives the
             minimum).
     """
-    from closedloop.training.train import TrainOptions
+    from closedloop.training.run_config import TrainOptions
 
     check_env_id(env_id)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:

@@ -48,6 +48,16 @@ NORM_FILE = "vecnormalize.pkl"
 OBS_NORM_FILE = "obs_norm.json"
 CARD_FILE = "card.json"
 _ONE_EPISODE_METHODS = ("predict", "reset", "_kernel_act", "_tick")
+ZOO_DIR = "zoo"
+"""Sub-folder of ``agents/`` holding the trained policies (one folder each, with its card)."""
+
+
+def zoo_policies() -> dict[str, Path]:
+    """Trained policies of the agent zoo: ``agents/zoo/<name>/`` folders holding a model card."""
+    from closedloop._specdirs import spec_dir
+
+    root = spec_dir("agents") / ZOO_DIR
+    return {p.name: p for p in sorted(root.glob("*")) if (p / "card.json").is_file()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,8 +349,6 @@ class TrainedPolicyFactory:
         ``zoo:<name>`` for the agent zoo's policies (wherever the package is installed), else
         ``trained:<absolute path>``.
         """
-        from closedloop.controllers.sources import zoo_policies
-
         path = Path(self.path).resolve()
         for name, folder in zoo_policies().items():
             if folder.resolve() == path:

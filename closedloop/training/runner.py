@@ -25,7 +25,7 @@ from closedloop.training.checkpoints import (
 )
 from closedloop.training.policy import CARD_FILE, MODEL_FILE, NORM_FILE
 from closedloop.training.resume import RESUME_FILE, capture, isolated_rng
-from closedloop.training.train import (
+from closedloop.training.run_config import (
     EVALUATIONS_FILE,
     RUN_FILE,
     RunConfig,
