@@ -72,9 +72,9 @@ def step_breakdown(n_steps: int, repeats: int) -> dict:
     """µs per step of one fixed patient's episode (process CPU time, round-robin, best).
 
     ``step_wrapped`` is ``gymnasium.make``'s env, ``step`` the unwrapped env; ``compiled`` is
-    the compiled part of the step (:func:`closedloop.envs.step_kernels.pulse_step`: device
-    limits, pulse kernel, sensation, history): ``step`` minus the same episode with it replaced
-    by a compiled no-op of the same signature, plus that no-op's call (``compiled_call``:
+    the compiled part of the step (:func:`closedloop.envs.step.control_step_one`: device
+    limits, pulse kernel, sensation, history, reward): ``step`` minus the same episode with it
+    replaced by a compiled no-op of the same signature, plus that no-op's call (``compiled_call``:
     unboxing the arguments); ``python`` is the rest of ``step``, and ``wrappers`` what
     ``gymnasium.make`` adds.
     """
@@ -88,7 +88,7 @@ def step_breakdown(n_steps: int, repeats: int) -> dict:
     def run(e, actions, stub=None) -> float:
         e.reset(seed=0)  # our patient's episode is longer than n_steps
         if stub is not None:
-            inner._fast = (*inner._make_fast()[:-1], stub)
+            inner._step_fn = stub
         elapsed, done = 0.0, 0
         while done < n_steps:  # CartPole's resets are not timed
             t0 = time.process_time()
@@ -103,7 +103,7 @@ def step_breakdown(n_steps: int, repeats: int) -> dict:
         return elapsed / n_steps * 1e6
 
     env.reset(seed=0)
-    args = (1.0, inner._make_fast()[-2])
+    args = (1.0, 0.0, 0.0, inner._batch)
     stub = _stub_step(args)
     jobs = {
         "step_wrapped": lambda: run(env, acts),
@@ -124,8 +124,8 @@ def _stub_step(args: tuple):
     """A compiled no-op with the signature and result types of the env's compiled step."""
     import numba
 
-    def noop(action, step_args):
-        return 0.0, 0.0, 0.5, 0.0, 0.0, 0, 0.0, 0, 0, 0.0, False, 1000.0, False
+    def noop(a0, a1, a2, batch):
+        return None
 
     return numba.njit(noop).compile(tuple(numba.typeof(a) for a in args))
 
@@ -237,7 +237,7 @@ def section_vector(sizes, steps: int, repeats: int) -> dict:
         out[n] = {
             "env_steps_per_s": best,
             "reset_s": reset_s,
-            "table_slots": len(venv._slots),
+            "table_slots": len(venv._slots["tables"]),
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
         del venv

@@ -254,7 +254,6 @@ def check_envs(
     """The env id, the overrides of training and scoring, the split and the scoring episodes."""
     from closedloop.cohort import load_cohort
     from closedloop.envs.config import load_suite, with_overrides
-    from closedloop.training.env import native
     from closedloop.training.inputs import check_eval_episode
     from closedloop.training.spec import check_env_id
 
@@ -278,12 +277,6 @@ def check_envs(
         except ConfigError as exc:
             raise type(exc)(f"{name}: {exc}") from None
         load_cohort(cfg.split)
-    if not native(env_id, dict(env_overrides or {})):
-        raise ConfigError(
-            f"env_id={env_id!r} needs pulse-width/rate control or waveforms, which "
-            "the search's native vector env does not simulate; train it with "
-            "closedloop train"
-        )
     check_eval_episode(env_id, dict(eval_overrides or {}), 0.0, eval_patients, eval_split)
 
 

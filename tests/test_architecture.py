@@ -91,3 +91,55 @@ def test_a_circle_is_found():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(graph) == [["a", "b", "c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
+
+
+LAYERS = {
+    "cli": 6,
+    "__main__": 6,
+    "benchmark": 5,
+    "hpsearch": 5,
+    "hpsearch_space": 5,
+    "tuning": 5,
+    "cohort_report": 5,
+    "fidelity": 5,
+    "evaluation": 4,
+    "training": 4,
+    "controllers": 4,
+    "simulate": 4,
+    "trajectory": 4,
+    "plots": 4,
+    "envs": 3,
+    "": 3,  # the package itself: it registers the envs
+    "patients": 2,
+    "cohort": 2,
+    "calibration": 2,
+    "calibration_cache": 2,
+    "perception": 2,
+    "postures": 2,
+    "device": 2,
+    "device_limits": 2,
+    "disturbances": 2,
+    "metrics": 2,
+    "neural": 1,
+    "_config": 0,
+    "_io": 0,
+    "_parallel": 0,
+    "_jit_cache": 0,
+    "_specdirs": 0,
+}
+"""Layer of each top-level module or subpackage (docs/architecture.md): cli 6, applications 5,
+evaluation and training 4, envs 3, physical parts 2, neural 1, the package's utilities 0."""
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    assert top in LAYERS, f"{module}: add its layer to LAYERS (and docs/architecture.md)"
+    return LAYERS[top]
+
+
+def test_imports_run_down_the_layers():
+    graph = import_graph()
+    upward = sorted(
+        f"{a} -> {b}" for a, targets in graph.items() for b in targets if _layer(b) > _layer(a)
+    )
+    assert upward == []

@@ -100,7 +100,7 @@ def test_a_controller_without_predict_many_gets_its_own_instance_per_episode():
     assert differences(got[0], plain) != []  # the override was played
 
 
-def test_envs_the_vector_env_refuses_fall_back_to_run_episode():
+def test_envs_with_several_action_components_fall_back_to_run_episode():
     env_id = "closedloop/ECAPPulseShape-v0"  # the agent sets pulse width and rate
     episodes = [("test-001", 0), ("test-002", 1)]
     got = run_episodes(lambda: make_controller("open-loop"), env_id, episodes, SHORT)

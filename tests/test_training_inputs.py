@@ -233,7 +233,6 @@ def no_trials(monkeypatch):
         ({"eval_seeds": (0, 0)}, r"eval_seeds=\(0, 0\) is invalid; valid: .* distinct"),
         ({"eval_split": "nope"}, "eval_split='nope'"),
         ({"env_id": "CartPole-v1"}, "CartPole-v1.*not a closedloop env id"),
-        ({"env_id": "closedloop/ECAPPulseShape-v0"}, "native vector env"),
         ({"env_overrides": {"episode_s": math.nan}}, "episode_s=nan"),
         ({"env_overrides": "abc"}, "env_overrides='abc' must be a table"),
         ({"eval_overrides": {"episode_s": 5.0}}, "too short.*>= 10.04 s"),

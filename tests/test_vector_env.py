@@ -8,8 +8,8 @@ from closedloop import ConfigError
 from closedloop.envs.vector import ECAPVectorEnv
 
 
-def _scalar_rollout(n_envs, seed, actions, **kw):
-    envs = [gym.make("closedloop/ECAPTracking-v0", **kw).unwrapped for _ in range(n_envs)]
+def _scalar_rollout(n_envs, seed, actions, env_id="closedloop/ECAPTracking-v0", **kw):
+    envs = [gym.make(env_id, **kw).unwrapped for _ in range(n_envs)]
     obs = [np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])]
     rewards, truncs, infos, pending = [], [], [], np.zeros(n_envs, bool)
     for a in actions:
@@ -30,6 +30,37 @@ def _scalar_rollout(n_envs, seed, actions, **kw):
         truncs.append(t)
         infos.append(inf)
     return np.array(obs), np.array(rewards), np.array(truncs), infos
+
+
+def _ids():
+    import closedloop  # noqa: F401  (registers the ids)
+
+    return sorted(k for k in gym.registry if k.startswith("closedloop/"))
+
+
+@pytest.mark.parametrize("env_id", _ids())
+def test_make_vec_serves_every_id_and_equals_scalar_envs(env_id):
+    n, steps = 2, 45  # 0.3-s episodes: next-step autoreset twice or more
+    venv = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", episode_s=0.3)
+    assert isinstance(venv.unwrapped, ECAPVectorEnv)
+    shape = venv.single_action_space.shape
+    actions = np.random.default_rng(2).uniform(-1, 1, (steps, n, *shape)).astype(np.float32)
+    ref_obs, ref_r, ref_t, ref_info = _scalar_rollout(n, 5, actions, env_id, episode_s=0.3)
+    obs, rewards, truncs = [venv.reset(seed=5)[0]], [], []
+    for a, infos in zip(actions, ref_info, strict=True):
+        o, r, _, t, info = venv.step(a)
+        obs.append(o), rewards.append(r), truncs.append(t)
+        for i, ref in enumerate(infos):
+            if ref is not None:
+                assert info["limit_flags"][i] == ref["device_flags"]
+                assert info["sensation"][i] == ref["sensation"]
+                for key in ("pw_us", "rate_hz", "pulse_current_ma", "pulse_flags"):
+                    if key in ref:
+                        assert np.array_equal(info[key][i], ref[key]), key
+    assert np.array(truncs).sum() >= n
+    assert np.array(obs).tobytes() == ref_obs.tobytes()
+    assert np.array(rewards).tobytes() == ref_r.tobytes()
+    assert np.array_equal(np.array(truncs), ref_t)
 
 
 @pytest.mark.parametrize(
@@ -95,7 +126,7 @@ def test_vector_env_spaces_and_bad_input(pulses_per_step):
     assert venv.observation_space.shape == (4, 13)
     assert venv.action_space.shape == (4, 1)
     venv.reset(seed=0)
-    before = venv._obs()
+    before = venv.observations()
     for dtype in (np.float64, np.float32):
         with pytest.raises(ConfigError, match=r"actions\[2\]=\[nan\] must be finite; valid range"):
             venv.step(np.array([[0.0], [0.0], [np.nan], [0.0]], dtype))
@@ -113,7 +144,7 @@ def test_vector_env_spaces_and_bad_input(pulses_per_step):
     ):
         with pytest.raises(ConfigError, match=r"actions has shape .*; expected \(4, 1\): one row"):
             venv.step(bad)
-    assert np.array_equal(venv._obs(), before)  # nothing was stepped
+    assert np.array_equal(venv.observations(), before)  # nothing was stepped
     # Every accepted form of the same actions steps alike.
     a = np.array([[-2.0], [-0.5], [0.25], [3.0]])
     strided = np.asfortranarray(np.hstack([a, a]))[:, :1]
@@ -127,8 +158,10 @@ def test_vector_env_spaces_and_bad_input(pulses_per_step):
             assert all(np.array_equal(x, y) for x, y in zip(steps[0][:4], other[:4], strict=True))
     with pytest.raises(ConfigError, match="num_envs=0"):
         ECAPVectorEnv(0)
-    with pytest.raises(ConfigError, match="observe_waveform"):
-        ECAPVectorEnv(2, "closedloop/ECAPWaveform-v0")
+    pulse_shape = ECAPVectorEnv(2, "closedloop/ECAPPulseShape-v0")  # three action components
+    pulse_shape.reset(seed=0)
+    with pytest.raises(ConfigError, match=r"expected \(2, 3\)"):
+        pulse_shape.step(np.zeros((2, 1)))
 
 
 def test_sb3_ppo_trains_on_the_native_vector_env():
@@ -189,11 +222,14 @@ def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
     for i, d in enumerate(infos):
         for k in keys:
             assert d[k] == info[k][i] and type(d[k]) is type(info[k][i].item())
-    values, flags = np.arange(12.0).reshape(6, 2), np.eye(4, 2, dtype=bool)
-    limits = np.array([5, 6])
-    assert dict_rows(())(values, flags, limits) == [{}, {}]
-    info = info_dict(values, flags, limits)
-    assert dict_rows(INFO_KEYS)(values, flags, limits) == [
+    from closedloop.envs.step import RESULT_DTYPE
+
+    result = np.zeros(2, RESULT_DTYPE)
+    for j, name in enumerate(RESULT_DTYPE.names):
+        result[name] = [j + 1, 0] if RESULT_DTYPE[name].kind == "b" else [j + 0.5, -j]
+    assert dict_rows(())(result) == [{}, {}]
+    info = info_dict(result)
+    assert dict_rows(INFO_KEYS)(result) == [
         {k: info[k][i].item() for k in INFO_KEYS} for i in range(2)
     ]
     for bad in ((3,), ("in_windw",)):
@@ -253,6 +289,7 @@ def test_vector_env_works_in_a_process_forked_after_its_threads_started():
 def test_shared_recording_cache_with_another_pulse_width_is_refused():
     venv = ECAPVectorEnv(2)
     venv.reset(seed=0)
+    venv.step(np.zeros((2, 1)))  # the stacked state is made at the first step
     venv._inputs.pw_us[:] = 300.0  # the slots hold the spec's 250 µs
     from closedloop.neural.batch import run_pulses_batch_indexed
 
@@ -265,7 +302,7 @@ def test_shared_recording_cache_with_another_pulse_width_is_refused():
             venv._inputs,
             venv._out,
             venv._wave,
-            venv._table_index,
+            venv._cache_index,
         )
 
 

@@ -80,7 +80,7 @@ def reward_formula(
     """:meth:`RewardWeights.reward` with the weights as arguments: the one copy of the formula.
 
     Plain arithmetic, so that NumPy arrays, Python floats and compiled code
-    (:mod:`closedloop.envs.step_kernels`) share it.
+    (:mod:`closedloop.envs.step`) share it.
     """
     return (
         -w_tracking * err_uv / target_uv

@@ -11,21 +11,16 @@ import gymnasium as gym
 import numpy as np
 
 from closedloop._config import ConfigError, check_value
-from closedloop.device import ramp
 from closedloop.envs import model_store
-from closedloop.envs import step_kernels as sk
-from closedloop.envs.config import ACTION_MODES, EnvSpec, load_suite, with_overrides
+from closedloop.envs.config import EnvSpec, load_suite, with_overrides
+from closedloop.envs.episode import new_episode, scalar_batch
 from closedloop.envs.inputs import ECAP_BOUND_UV, check_action, reset_options
+from closedloop.envs.step import control_step_one
 from closedloop.envs.step_info import EVENT_NAMES, POSTURE_NAMES, EpisodeInfo
-from closedloop.neural.runner import PulseRunner, entry_point
+from closedloop.neural.runner import entry_point
 from closedloop.patients import episode_seeds
-from closedloop.perception import drive_factors, sensation_update
 
 DEFAULT_ID = "closedloop/ECAPTracking-v0"
-PW_RANGE_US = (60.0, 500.0)
-"""Pulse widths reachable by the pulse-shape variant (µs)."""
-RATE_RANGE_HZ = (20.0, 200.0)
-"""Pulse rates reachable by the pulse-shape variant (Hz)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,12 +147,10 @@ class ECAPTrackingEnv(gym.Env):
         self.observation_space = gym.spaces.Box(
             low.astype(np.float32), high.astype(np.float32), dtype=np.float32
         )
-        self._one_pulse = cfg.pulses_per_step == 1 and not cfg.control_pw_rate
-        self._pw_rate, self._dt = cfg.control_pw_rate, 1.0 / cfg.rate_hz
+        self._pw_rate = cfg.control_pw_rate
         self._history, self._waves = h, cfg.observe_waveform
         self._model_of = self._model_obj = None
         self._render_buf: collections.deque = collections.deque(maxlen=500)
-        self._runners: dict = {}
 
     # -- reset ------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -182,13 +175,12 @@ class ECAPTrackingEnv(gym.Env):
         if self.prefetch_next_patient and not cfg.patient:  # what an unseeded reset draws
             model_store.prefetch(self._choose_patient("", cfg.split, copy.deepcopy(self.np_random)))
         self._init_state()
-        self._obs_buf[3 * self.spec_.config.history] = self._s[sk.S_TARGET] = self.target_uv
         self._info = EpisodeInfo(
             self.patient.patient_id, self.target_uv, self.calibration, self._discomfort
         )
-        return self._obs_buf.copy(), self._info.reset(
+        return self._ep.obs[0].copy(), self._info.reset(
             self.trace,
-            self._impedance,
+            self.patient.impedance_ohm,
             cfg.pulses_per_step,
             (cfg.pw_us, cfg.rate_hz) if cfg.control_pw_rate else None,
         )
@@ -209,273 +201,94 @@ class ECAPTrackingEnv(gym.Env):
         return self._model_obj
 
     def _init_state(self) -> None:
-        cfg, cal, dev, rw = (
-            self.spec_.config,
+        """The episode's arrays and the compiled step's batch of one (:mod:`.episode`)."""
+        cfg = self.spec_.config
+        self._ep = new_episode(
+            self.spec_,
+            self.patient,
             self.calibration,
-            self.spec_.device,
-            self.spec_.reward,
+            self.trace,
+            self.target_uv,
+            self.observation_space.shape[0],
         )
-        per = self.patient.perception
-        self._obs_buf = np.zeros(self.observation_space.shape, np.float32)
-        self._obs_buf[2 * cfg.history : 3 * cfg.history] = cal.comfort_ma
         self._wave = None
-        self._last = self.trace.t_s.size - 1
-        self._fast = None
         self._render_buf.clear()
-        self._runner = self._runners.get(id(self.model))
-        if self._runner is None or self._runner.model is not self.model:
-            self._runner = PulseRunner(self.model, cfg.pulses_per_step, cfg.observe_waveform)
-            self._runners = {id(self.model): self._runner}
-        self._impedance = self.patient.impedance_ohm
-        self._contact_mm = self.patient.params.lead.contact_length_mm
-        self._comfort_charge = max(cal.comfort_ma * cal.pw_us * 1e-3, 1e-6)
-        factor, keep = drive_factors(self._dt, cfg.rate_hz, per)
-        self._discomfort = per.discomfort_level
-        self._s = sk.step_array(  # the compiled step's numbers
-            action_mode=ACTION_MODES.index(cfg.action_mode),
-            max_delta_ma=cfg.max_delta_ma,
-            max_log_step=cfg.max_log_step,
-            t_s=0.0,
-            current_ma=cal.comfort_ma,
-            level=np.nan,
-            rate_hz=cfg.rate_hz,
-            last=self._last,
-            pw_us=cfg.pw_us,
-            impedance_ohm=self._impedance,
-            min_ma=cal.min_ma,
-            max_ma=cal.max_ma,
-            max_current_ma=dev.max_current_ma,
-            max_change_ma=dev.max_step_ma,
-            max_charge_uc=dev.max_charge_uc(self._contact_mm),
-            compliance_v=dev.compliance_v,
-            factor=factor,
-            keep=keep,
-            perception_fraction=per.perception_fraction,
-            bound_uv=ECAP_BOUND_UV,
-            discomfort_level=self._discomfort,
-            target_uv=np.nan,
-            w_tracking=rw.tracking,
-            w_discomfort=rw.discomfort,
-            w_charge=rw.charge,
-            comfort_charge_uc=self._comfort_charge,
-        )
+        self._discomfort = self.patient.perception.discomfort_level
+        self._batch, self._waves_buf = scalar_batch(self._ep, self.model, cfg.observe_waveform)
+        self._step_fn = None
 
-    # The episode's time (s), delivered current (mA) and filtered drive live in ``_s``.
-    _t_s = property(
-        lambda self: self._s[sk.S_T].item(), lambda self, v: self._s.__setitem__(sk.S_T, v)
-    )
-    _current = property(
-        lambda self: self._s[sk.S_CURRENT].item(),
-        lambda self, v: self._s.__setitem__(sk.S_CURRENT, v),
-    )
-    _level = property(
-        lambda self: self._s[sk.S_LEVEL].item(), lambda self, v: self._s.__setitem__(sk.S_LEVEL, v)
-    )
+    @property
+    def _t_s(self) -> float:
+        """The episode's simulated time (s)."""
+        return float(self._ep.state["t_s"][0])
+
+    @property
+    def _current(self) -> float:
+        """Current of the last pulse delivered (mA)."""
+        return float(self._ep.state["current_ma"][0])
 
     @property
     def _hist(self) -> np.ndarray:
         """The observed history (rows ECAP, detection, current; newest first), float64 copy."""
         h = self._history
-        return self._obs_buf[: 3 * h].reshape(3, h).astype(np.float64)
-
-    def _make_fast(self) -> tuple:
-        """The one-pulse step's compiled objects (they do not pickle).
-
-        The :class:`~closedloop.envs.step_kernels.StepArgs` and the compiled entry point of
-        :func:`~closedloop.envs.step_kernels.pulse_step`. Made at the episode's first step:
-        they would keep alive the trace that :class:`~closedloop.envs.vector.ECAPVectorEnv`
-        drops after reset.
-        """
-        trace, runner, m, h = self.trace, self._runner, self.model, self._history
-        args = sk.step_args(
-            self._s,
-            trace.csf_mm,
-            trace.impedance_scale,
-            trace.posture,
-            trace.event,
-            trace.csf_clipped,
-            self._obs_buf[: 3 * h].reshape(3, h),
-            m.state,
-            m.tables,
-            m.kp,
-            runner.inputs,
-            runner.out,
-            runner.wave,
-            m.work,
-        )
-        self._fast = (args, entry_point(sk.pulse_step, (1.0, args)))
-        return self._fast
+        return self._ep.obs[0, : 3 * h].reshape(3, h).astype(np.float64)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fast": None}
+        return {**self.__dict__, "_batch": None, "_step_fn": None}  # compiled: no pickle
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if getattr(self, "_ep", None) is not None:
+            self._batch, self._waves_buf = scalar_batch(
+                self._ep, self.model, self.spec_.config.observe_waveform
+            )
 
     # -- step -------------------------------------------------------------------------------
     def step(self, action):
         """Deliver one control period of pulses; see the class docstring.
 
-        With one pulse per step at the spec's width and rate (the default), the step is one
-        compiled call (:func:`~closedloop.envs.step_kernels.pulse_step`), the same computation
-        as :meth:`_step_pulses` (tests check both agree bit for bit): the per-step cost an RL
-        loop pays.
+        One compiled call, :func:`~closedloop.envs.step.control_step_one` (the one copy of the
+        step, :func:`~closedloop.envs.step.control_step`, for a batch of one patient).
         """
-        if not self._one_pulse:
-            return self._step_pulses(check_action(action, self.action_space.shape))
-        args, compiled_step = self._fast or self._make_fast()
         a = action.item() if type(action) is np.ndarray and action.shape == (1,) else None
-        if type(a) is not float or not -1.0 <= a <= 1.0:  # not the usual case: checked
-            a = check_action(action, (1,))[0]
-        if self._waves:
-            out = compiled_step(a, args)
-            self._observe_wave()
-            return self._conclude(*out)
-        return self._conclude(*compiled_step(a, args))
+        if type(a) is float and -1.0 <= a <= 1.0:  # the usual case
+            a1 = a2 = 0.0
+        else:
+            a, a1, a2 = (*check_action(action, self.action_space.shape), 0.0, 0.0)[:3]
+        step = self._step_fn or self._bind()
+        step(a, a1, a2, self._batch)
+        return self._conclude(self._ep.result.item())
 
-    def _step_pulses(self, a: list[float]):
-        """:meth:`step` in general: several pulses per step, or pulse width and rate set.
+    def _bind(self):
+        """The compiled step's entry point for this batch's types."""
+        self._step_fn = entry_point(control_step_one, (0.0, 0.0, 0.0, self._batch))
+        return self._step_fn
 
-        The device ramps pulse by pulse toward the step's request (:meth:`_ramp`); each pulse
-        is delivered at its own current.
-        """
-        cfg = self.spec_.config
-        pw, rate = cfg.pw_us, cfg.rate_hz
-        if cfg.control_pw_rate:
-            pw = _lerp(a[1], PW_RANGE_US)
-            rate = _lerp(a[2], RATE_RANGE_HZ)
-        n = cfg.pulses_per_step
-        k = np.minimum(
-            ((self._t_s + np.arange(n) / rate) * cfg.rate_hz + 1e-9).astype(np.int64), self._last
-        )
-        k_end, trace = int(k[-1]), self.trace
-        currents, pulse_flags, imp, flags = self._ramp(a[0], pw, k)
-        rec = self._runner.run(currents, pw, trace.csf_mm[k], 1.0 / rate)
-        feel, self._level = sensation_update(
-            self._level, rec["frac_recruited"], 1.0 / rate, rate, self.patient.perception
-        )
-        self._t_s += n / rate
-        true = rec["ecap_true_uv"]
-        ecap = float(rec["ecap_uv"].mean())
-        self._push_history(ecap, rec["detected"].mean())
-        above, charge = float(np.mean(feel >= self._discomfort)), float(rec["charge_uc"].mean())
-        reward = float(
-            self.spec_.reward.reward(
-                float(np.mean(np.abs(true - self.target_uv))),
-                self.target_uv,
-                above,
-                charge,
-                self._comfort_charge,
-            )
-        )
-        out = self._conclude(
-            ecap,
-            float(true.mean()),
-            float(feel[-1]),
-            charge,
-            self._current,
-            flags,
-            float(trace.csf_mm[k_end]),
-            int(trace.posture[k_end]),
-            int(trace.event[k_end]),
-            reward,
-            self._t_s * cfg.rate_hz >= self._last + 0.5,
-            float(imp[-1]),
-            bool(trace.csf_clipped[k].any()),
-            above,
-            pulse_flags if n > 1 else None,
-        )
-        if n > 1:
-            out[4].update(
-                pulse_current_ma=currents, pulse_impedance_ohm=imp, pulse_flags=pulse_flags
-            )
-        if self._pw_rate:
-            out[4]["pw_us"], out[4]["rate_hz"] = pw, rate
-        return out
-
-    def _ramp(self, a0: float, pw_us: float, k: np.ndarray) -> tuple:
-        """The device's ramp over the step's pulses at trace indices ``k``.
-
-        Every pulse passes through :func:`closedloop.device.ramp` (:func:`~closedloop.device.
-        limit_one` with the per-pulse slew) at the impedance the trace gives it at that pulse.
-
-        Returns:
-            ``(currents, pulse_flags, impedance, flags)``: each pulse's delivered current (mA)
-            and device flags, the impedance it saw (Ω), and the step's flags (OR over pulses).
-            ``self._current`` becomes the last pulse's current.
-        """
-        cal, dev = self.calibration, self.spec_.device
-        imp = self._impedance * self.trace.impedance_scale[k]
-        requested = self.spec_.config.requested_ma(a0, self._current, cal.min_ma, cal.max_ma)
-        currents, pulse_flags = np.empty(k.size), np.empty(k.size, np.int64)
-        flags = ramp(
-            float(requested),
-            self._current,
-            float(pw_us),
-            imp,
-            float(cal.min_ma),
-            float(cal.max_ma),
-            float(dev.max_current_ma),
-            float(dev.max_step_ma),
-            float(dev.max_charge_uc(self._contact_mm)),
-            float(dev.compliance_v),
-            currents,
-            pulse_flags,
-        )
-        self._current = float(currents[-1])
-        return currents, pulse_flags, imp, int(flags)
-
-    def _push_history(self, ecap: float, detected: float) -> None:
-        """Shift the observed history and add the step's ECAP, detection and current."""
-        h = self._history
-        sk.push_history(
-            self._obs_buf[: 3 * h].reshape(3, h),
-            ecap,
-            float(detected),
-            self._current,
-            ECAP_BOUND_UV,
-        )
-        if self._waves:
-            self._observe_wave()
-
-    def _observe_wave(self) -> None:
-        self._wave = self._runner.wave[-1].copy()
-        self._obs_buf[3 * self._history + 1 :] = np.clip(self._wave, -1e4, 1e4)
-
-    def _conclude(
-        self,
-        ecap,
-        mean_true,
-        feel,
-        charge,
-        current,
-        flags,
-        csf,
-        posture,
-        event,
-        reward,
-        truncated,
-        impedance,
-        clipped,
-        above=None,
-        pulse_flags=None,
-    ):
-        """Info and device-limit counts after the pulses and the history; the step's result.
-
-        Args are the step's mean estimated and true ECAP (µV), last sensation, mean charge per
-        pulse (µC), delivered current (mA), device flags, the trace's CSF thickness (mm),
-        posture and event codes at the last pulse, reward, truncation, the impedance the last
-        pulse saw (Ω), whether a pulse's CSF thickness was clamped into the model's range, the
-        fraction of pulses above discomfort (None: the one pulse's sensation decides) and, for
-        several pulses, each pulse's device flags (every pulse a limit acted on is counted).
-        """
+    def _conclude(self, r: tuple):
+        """Info and device-limit counts from the step's result record ``r``; the step's tuple."""
+        (reward, ecap, true, feel, above, charge, current, impedance, csf, posture, event,
+         flags, clipped, _, _, truncated, pw, rate) = r  # fmt: skip
+        ep, n = self._ep, self._ep.pulse_flags.shape[1]
         if flags:
             add = self._info.counter.add
-            for f in [flags] if pulse_flags is None else pulse_flags[pulse_flags != 0].tolist():
+            for f in [flags] if n == 1 else ep.pulse_flags[0][ep.pulse_flags[0] != 0].tolist():
                 add(f)
         info = self._info.step(
-            mean_true, feel, above, current, charge, csf, posture, event, flags, impedance, clipped
+            true, feel, above, current, charge, csf, posture, event, flags, impedance, clipped
         )
+        if n > 1:
+            info.update(
+                pulse_current_ma=ep.pulse_current[0].copy(),
+                pulse_impedance_ohm=ep.pulse_impedance[0].copy(),
+                pulse_flags=ep.pulse_flags[0].copy(),
+            )
+        if self._pw_rate:
+            info["pw_us"], info["rate_hz"] = pw, rate
+        if self._waves:
+            self._wave = self._waves_buf[0, -1].copy()
         if self.render_mode == "rgb_array":
-            self._render_buf.append((self._t_s, ecap, mean_true, current))
-        return self._obs_buf.copy(), reward, False, truncated, info
+            self._render_buf.append((self._t_s, ecap, true, current))
+        return ep.obs[0].copy(), reward, False, truncated, info
 
     def render(self):
         """An RGB array: the recent ECAP trace with the target, and the last current."""
@@ -484,11 +297,6 @@ class ECAPTrackingEnv(gym.Env):
         from closedloop.envs.render import draw
 
         return draw(self)
-
-
-def _lerp(a: float, bounds: tuple[float, float]) -> float:
-    """Map ``a`` in [-1, 1] linearly onto ``bounds``."""
-    return float(bounds[0] + 0.5 * (a + 1.0) * (bounds[1] - bounds[0]))
 
 
 @functools.lru_cache(maxsize=256)

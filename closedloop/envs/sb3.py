@@ -11,36 +11,26 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from closedloop._config import ConfigError
-from closedloop.envs.vector import INFO_KEYS, INFO_ROWS, ECAPVectorEnv
+from closedloop.envs.vector import INFO_FIELDS, INFO_KEYS, ECAPVectorEnv
 
 
 def dict_rows(keys: tuple):
-    """A function ``(values, flags, limits) -> [dict, ...]``: one dict of ``keys`` per sub-env.
+    """A function ``result -> [dict, ...]``: one dict of the info ``keys`` per sub-env.
 
-    Its arguments are a step's raw arrays (:meth:`ECAPVectorEnv._step_raw
-    <closedloop.envs.vector.ECAPVectorEnv._step_raw>`; :data:`~closedloop.envs.vector.INFO_ROWS`
-    says where each key is). It is written as Python source for these keys (as
-    :func:`collections.namedtuple` writes its class): one ``tolist`` per array and a dict
-    display per sub-env, a third of the time of ``dict(zip(keys, row))`` over a ``tolist`` per
-    key.
+    Its argument is a step's result records (:meth:`ECAPVectorEnv.step_records
+    <closedloop.envs.vector.ECAPVectorEnv.step_records>`; :data:`~closedloop.envs.vector.
+    INFO_FIELDS` names the field of each key): one ``tolist`` per key, then a dict per sub-env.
     """
-    if not keys:
-        return lambda values, flags, limits: [{} for _ in range(limits.shape[0])]
-    columns, items = [], []
-    for i, key in enumerate(keys):
-        name, row = INFO_ROWS[key]
-        columns.append(f"{name}_list" if row is None else f"{name}_list[{row}]")
-        items.append(f"{key!r}: c{i}")
-    used = sorted({name for name, _ in (INFO_ROWS[key] for key in keys)})
-    lists = "".join(f"    {name}_list = {name}.tolist()\n" for name in used)
-    names = ", ".join(f"c{i}" for i in range(len(keys)))
-    source = (
-        f"def rows(values, flags, limits):\n{lists}"
-        f"    return [{{{', '.join(items)}}} for {names}, in zip({', '.join(columns)})]\n"
-    )
-    namespace = {}
-    exec(source, {"zip": zip}, namespace)
-    return namespace["rows"]
+    keys = tuple(keys)
+    fields = [INFO_FIELDS[key] for key in keys]
+
+    def rows(result: np.ndarray) -> list[dict]:
+        if not keys:
+            return [{} for _ in range(result.shape[0])]
+        columns = [result[f].tolist() for f in fields]
+        return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+
+    return rows
 
 
 class SB3VecEnv(VecEnv):
@@ -72,7 +62,7 @@ class SB3VecEnv(VecEnv):
         self._seed = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_dicts": None}  # a compiled lambda does not pickle
+        return {**self.__dict__, "_dicts": None}  # a closure does not pickle
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -91,18 +81,17 @@ class SB3VecEnv(VecEnv):
     def step_wait(self):
         """Step, and reset finished sub-envs at once (SB3 semantics; no env terminates)."""
         venv = self.venv
-        obs, values, flags, limits = venv._step_raw(self._actions)
-        infos = self._dicts(values, flags, limits)
-        if obs is None:  # several pulses per step: built here
-            obs = venv._obs()
-        reward, done = values[0], flags[0]
+        result = venv.step_records(self._actions)
+        infos = self._dicts(result)
+        obs = venv.observations()
+        reward, done = result["reward"].astype(np.float32), result["truncated"].copy()
         if any(done.tolist()):  # a sixth of the time of done.any() for a few envs
             for i in np.flatnonzero(done):
                 infos[i]["terminal_observation"] = obs[i].copy()
                 infos[i]["TimeLimit.truncated"] = True
-                venv._reset_one(int(i))
-            obs = venv._obs()
-        return obs, reward.astype(np.float32), done, infos
+                venv.reset_one(int(i))
+            obs = venv.observations()
+        return obs, reward, done, infos
 
     def close(self) -> None:
         """Close the native env."""

@@ -26,8 +26,8 @@ scores are then made by the runner's own :func:`~closedloop.evaluation.runner.to
 one-episode path's bit for bit (``tests/test_batch_runner.py``). Only ``wall_s`` differs: each
 episode gets an equal share of the batch's wall-clock time.
 
-Episodes of an env the vector env does not support (``control_pw_rate`` or
-``observe_waveform``) are played one by one with :func:`run_episode`.
+Episodes of an env whose action has several components (``control_pw_rate``: the runner's
+batch holds one action per episode) are played one by one with :func:`run_episode`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ import numba
 import numpy as np
 
 from closedloop._config import ConfigError, check_value, short_repr
-from closedloop.envs import step_kernels as sk
 from closedloop.envs.vector import ECAPVectorEnv
 from closedloop.evaluation.runner import (
     EpisodeResult,
@@ -55,11 +54,8 @@ from closedloop.evaluation.runner import (
     to_trajectory,
 )
 
-_REWARD, _SENSATION, _TRUE, _CHARGE, _CURRENT = (
-    sk.STEP_VALUES.index(k)
-    for k in ("reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma")
-)
-_TRUNCATED = sk.STEP_FLAGS.index("truncated")
+_VALUES = ("reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma")
+"""The step result fields (:data:`~closedloop.envs.step.RESULT_DTYPE`) the runner logs."""
 
 
 class _TracedVectorEnv(ECAPVectorEnv):
@@ -69,15 +65,15 @@ class _TracedVectorEnv(ECAPVectorEnv):
     posture and event (and the trajectory's impedance) from them.
     """
 
-    def _load_vectors(self, i: int) -> None:
+    def _load(self, i: int) -> None:
         if not hasattr(self, "traces"):
             self.traces = [None] * self.num_envs
         self.traces[i] = self.envs[i].trace
-        super()._load_vectors(i)
+        super()._load(i)
 
     def clock_s(self) -> np.ndarray:
         """Every sub-environment's simulated time before its next step (s), a copy."""
-        return self._vec["t"].copy()
+        return self._ep.state["t_s"].copy()
 
 
 def check_episodes(episodes: Any) -> list[tuple[str, int]]:
@@ -196,11 +192,10 @@ def run_episodes(
 
 
 def _vector_supported(env_id: str, overrides: Mapping[str, Any]) -> bool:
-    """Whether the native vector env plays ``env_id`` with ``overrides``."""
+    """Whether the batched path plays ``env_id`` with ``overrides`` (one action component)."""
     from closedloop.envs.config import load_suite, with_overrides
 
-    cfg = with_overrides(load_suite()[env_id], overrides).config
-    return not (cfg.control_pw_rate or cfg.observe_waveform)
+    return not with_overrides(load_suite()[env_id], overrides).config.control_pw_rate
 
 
 def _play_many(
@@ -269,11 +264,11 @@ def _play(
     while active:
         act(obs, active, actions[:, 0])
         t_s = venv.clock_s()
-        obs_new, values, flags, limits = venv._step_raw(actions)
-        obs = venv._obs() if obs_new is None else obs_new
-        buf.add(step, obs, values, limits, t_s, cfg.history)
+        result = venv.step_records(actions)
+        obs = venv.observations()
+        buf.add(step, obs, result, t_s, cfg.history)
         step += 1
-        ended = flags[_TRUNCATED] & ~done
+        ended = result["truncated"] & ~done
         if ended.any():
             n_steps[ended] = step
             done |= ended
@@ -294,22 +289,23 @@ class _Buffers:
 
     def __init__(self, max_steps: int, n: int) -> None:
         self.ecap, self.detected, self.t_s = (np.empty((max_steps, n)) for _ in range(3))
-        self.values = np.empty((max_steps, len(sk.STEP_VALUES), n))
+        self.values = {k: np.empty((max_steps, n)) for k in _VALUES}
         self.limits = np.empty((max_steps, n), np.int64)
 
-    def add(self, step: int, obs, values, limits, t_s, history: int) -> None:
-        """Record step ``step``: ``obs`` after it, its values and flags, clocks before it."""
+    def add(self, step: int, obs, result, t_s, history: int) -> None:
+        """Record step ``step``: ``obs`` after it, its result records, clocks before it."""
         if step >= self.t_s.shape[0]:
             raise RuntimeError(f"episode ran past its trace ({step} steps)")
         self.ecap[step] = obs[:, 0]
         self.detected[step] = obs[:, history]
-        self.values[step] = values
-        self.limits[step] = limits
+        for k, column in self.values.items():
+            column[step] = result[k]
+        self.limits[step] = result["device_flags"]
         self.t_s[step] = t_s
 
     def log(self, venv: _TracedVectorEnv, steps: int) -> dict[str, np.ndarray]:
         """The runner's step log (:class:`~closedloop.evaluation.runner._StepLog` keys)."""
-        cfg, v = venv.cfg, self.values[:steps]
+        cfg, v = venv.cfg, {k: column[:steps] for k, column in self.values.items()}
         p, rate = cfg.pulses_per_step, cfg.rate_hz
         last = np.array([t.t_s.size - 1 for t in venv.traces])
         k = ((self.t_s[:steps] + (p - 1) / rate) * rate + 1e-9).astype(np.int64)
@@ -322,13 +318,13 @@ class _Buffers:
         }
         nan = np.full((steps, venv.num_envs), np.nan)
         return {
-            "reward": v[:, _REWARD],
+            "reward": v["reward"],
             "ecap_uv": self.ecap[:steps],
             "detected": self.detected[:steps],
-            "ecap_true_uv": v[:, _TRUE],
-            "sensation": v[:, _SENSATION],
-            "current_ma": v[:, _CURRENT],
-            "charge_uc": v[:, _CHARGE],
+            "ecap_true_uv": v["ecap_true_uv"],
+            "sensation": v["sensation"],
+            "current_ma": v["current_ma"],
+            "charge_uc": v["charge_uc"],
             "csf_mm": trace_col["csf_mm"].astype(np.float64),
             "posture": trace_col["posture"].astype(np.int64),
             "event": trace_col["event"].astype(np.int64),

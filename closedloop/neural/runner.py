@@ -34,7 +34,7 @@ class PulseRunner:
     """Deliver ``n_pulses`` pulses per call into one :class:`NeuralModel`.
 
     The records land in ``out``, the sweeps (if asked for) in ``wave``. A caller that runs the
-    kernel from its own compiled code (:func:`closedloop.envs.step_kernels.pulse_step`) passes
+    kernel from its own compiled code (:func:`closedloop.envs.step.control_step`) passes
     ``inputs``, ``out`` and ``wave``.
 
     Args:

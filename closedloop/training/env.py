@@ -14,9 +14,7 @@
 Seeds: ``SB3VecEnv.seed(s)`` makes the next reset give sub-env ``i`` the seed ``s + i``; SB3's
 ``set_random_seed`` calls it, so the algorithm's seed reaches every patient and scenario draw.
 
-The two variants the native vector env does not support (``control_pw_rate``,
-``observe_waveform``: ``ECAPPulseShape-v0``, ``ECAPWaveform-v0``) train on SB3's
-``DummyVecEnv`` over scalar envs instead, with the same seeding (``s + i``) and wrappers.
+Every registered id trains this way (the native vector env serves them all).
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ def make_training_env(
     """The wrapped vector env SB3 trains on (see the module docstring).
 
     Args:
-        env_id: A registered id whose spec the native vector env supports.
+        env_id: A registered closedloop id.
         n_envs: Patients simulated in parallel.
         normalize_obs: Normalise observations.
         normalize_reward: Scale rewards by the running std of the discounted return.
@@ -69,14 +67,7 @@ def make_training_env(
     check_env_id(env_id)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ConfigError(f"n_envs={n_envs!r} is out of range; valid range [1, inf)")
-    kw = dict(overrides or {})
-    if native(env_id, kw):
-        venv = SB3VecEnv(ECAPVectorEnv(n_envs, env_id, **kw), info_keywords=INFO_KEYS)
-    else:
-        import gymnasium as gym
-        from stable_baselines3.common.vec_env import DummyVecEnv
-
-        venv = DummyVecEnv([lambda: gym.make(env_id, **kw)] * n_envs)
+    venv = SB3VecEnv(ECAPVectorEnv(n_envs, env_id, **dict(overrides or {})), INFO_KEYS)
     return VecNormalize(
         VecMonitor(venv),
         norm_obs=normalize_obs,
@@ -91,12 +82,6 @@ def env_config(env_id: str, overrides: Mapping[str, Any]):
     from closedloop.envs.config import load_suite, with_overrides
 
     return with_overrides(load_suite()[env_id], dict(overrides)).config
-
-
-def native(env_id: str, overrides: Mapping[str, Any]) -> bool:
-    """Whether the native vector env supports ``env_id`` with ``overrides``."""
-    cfg = env_config(env_id, overrides)
-    return not (cfg.control_pw_rate or cfg.observe_waveform)
 
 
 def restore_stats(norm, path) -> None:

@@ -113,7 +113,7 @@ def check_eval_episode(
     from closedloop.calibration_cache import patient_calibration
     from closedloop.cohort import load_cohort
     from closedloop.envs.config import load_suite, with_overrides
-    from closedloop.envs.ecap_env import RATE_RANGE_HZ
+    from closedloop.envs.step import RATE_RANGE_HZ
 
     cfg = with_overrides(load_suite()[env_id], dict(overrides)).config
     rate = min(cfg.rate_hz, RATE_RANGE_HZ[0]) if cfg.control_pw_rate else cfg.rate_hz

@@ -1,0 +1,419 @@
+"""One control step of one patient, the only copy of it: the task as a function.
+
+A step maps the action to a requested current (and, with ``control_pw_rate``, a pulse width
+and rate), ramps the device toward it pulse by pulse through the safety limits
+(:func:`closedloop.device_limits.limit_one`), delivers the pulses with the neural kernel
+(:func:`closedloop.neural.kernels.run_pulses`), filters the sensation
+(:func:`closedloop.perception.smooth_step`), pushes the observation history, and computes the
+reward (:func:`closedloop.envs.config.reward_formula`) and the truncation. Its data are
+explicit and named:
+
+* :data:`PARAMS_DTYPE`: what an episode fixes (limits, target, weights, action scales), one
+  record per patient, made at reset by :func:`closedloop.envs.episode.episode_params`;
+* :data:`STATE_DTYPE`: what a step changes (clock, delivered current, filtered drive), plus the
+  observation row (its first ``3 H`` entries are the history) and the neural state;
+* :data:`RESULT_DTYPE`: what a step reports (the values behind the env's ``info``).
+
+:func:`control_step` is the body (compiled inline, allocation-free), for one patient ``p`` of a
+:class:`StepBatch`; :func:`control_step_many` loops over the patients (in parallel chunks, as
+:mod:`closedloop.neural.batch` loops over the pulse kernel), and the scalar env is a batch of
+one. :mod:`closedloop.envs.step_reference` is the slow NumPy reference the tests hold it to.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+from numba.core import types
+from numba.experimental import structref
+
+from closedloop.device_limits import limit_one
+from closedloop.envs.config import requested_current, reward_formula
+from closedloop.neural.batch import (
+    _inputs_at,
+    _params_at,
+    _state_at,
+    _tables_at,
+    _work_for,
+)
+from closedloop.neural.kernels import run_pulses
+from closedloop.perception import smooth_step
+
+PW_RANGE_US = (60.0, 500.0)
+"""Pulse widths reachable with ``control_pw_rate`` (µs)."""
+RATE_RANGE_HZ = (20.0, 200.0)
+"""Pulse rates reachable with ``control_pw_rate`` (Hz)."""
+_reward = njit(cache=True)(reward_formula)
+
+PARAMS_DTYPE = np.dtype(
+    [
+        ("action_mode", np.int64),  # index in closedloop.envs.config.ACTION_MODES
+        ("max_delta_ma", np.float64),  # incremental mode: change at a = ±1 (mA)
+        ("max_log_step", np.float64),  # multiplicative mode: log-current change at a = ±1
+        ("control_pw_rate", np.bool_),  # actions 1 and 2 set the pulse width and rate
+        ("rate_hz", np.float64),  # the spec's pulse rate, and the trace's sample rate (Hz)
+        ("pw_us", np.float64),  # the spec's pulse width (µs)
+        ("impedance_ohm", np.float64),  # electrode impedance before the trace's scale (Ω)
+        ("min_ma", np.float64),  # clinician limits (mA)
+        ("max_ma", np.float64),
+        ("max_current_ma", np.float64),  # hardware maximum (mA)
+        ("max_change_ma", np.float64),  # largest change from one pulse to the next (mA)
+        ("max_charge_uc", np.float64),  # charge limit per phase (µC)
+        ("compliance_v", np.float64),  # compliance voltage (V)
+        ("factor", np.float64),  # sensation drive's rate factor at rate_hz
+        ("keep", np.float64),  # sensation filter's memory over 1 / rate_hz
+        ("reference_rate_hz", np.float64),  # perception model (for other rates)
+        ("rate_exponent", np.float64),
+        ("tau_s", np.float64),
+        ("perception_fraction", np.float64),  # recruited fraction at perception
+        ("discomfort_level", np.float64),  # sensation at discomfort (x perception)
+        ("target_uv", np.float64),  # target ECAP (µV)
+        ("w_tracking", np.float64),  # reward weights
+        ("w_discomfort", np.float64),
+        ("w_charge", np.float64),
+        ("comfort_charge_uc", np.float64),  # charge per phase at the comfort current (µC)
+        ("bound_uv", np.float64),  # bound of the observed ECAP (µV)
+        ("last", np.int64),  # last index of the patient's scenario trace
+        ("history", np.int64),  # steps of observation history H
+    ]
+)
+"""An episode's fixed numbers, one record per patient (units in the comments)."""
+
+STATE_DTYPE = np.dtype(
+    [
+        ("t_s", np.float64),  # simulated time (s)
+        ("current_ma", np.float64),  # current of the last pulse delivered (mA)
+        ("level", np.float64),  # sensation filter's drive (NaN before the first pulse)
+    ]
+)
+"""What a step changes besides the observation and the neural state, one record per patient."""
+
+RESULT_DTYPE = np.dtype(
+    [
+        ("reward", np.float64),
+        ("ecap_uv", np.float64),  # estimated ECAP, mean over the step's pulses (µV)
+        ("ecap_true_uv", np.float64),  # true ECAP, mean over the pulses (µV)
+        ("sensation", np.float64),  # after the last pulse (x perception)
+        ("above_frac", np.float64),  # fraction of the pulses at or above discomfort
+        ("charge_uc", np.float64),  # charge per phase, mean over the pulses (µC)
+        ("current_ma", np.float64),  # current of the last pulse (mA)
+        ("impedance_ohm", np.float64),  # impedance the last pulse saw (Ω)
+        ("csf_mm", np.float64),  # the trace's CSF thickness at the last pulse (mm)
+        ("posture", np.int64),  # posture code at the last pulse
+        ("event", np.int64),  # event code at the last pulse (0: none)
+        ("device_flags", np.int64),  # OR of the pulses' device-limit bitmasks
+        ("csf_clipped", np.bool_),  # a pulse's CSF thickness was clamped into range
+        ("in_window", np.bool_),  # perception <= sensation < discomfort, last pulse
+        ("overstim", np.bool_),  # a pulse at or above discomfort
+        ("truncated", np.bool_),  # the episode's time is used up
+        ("pw_us", np.float64),  # the step's pulse width (µs)
+        ("rate_hz", np.float64),  # the step's pulse rate (Hz)
+    ]
+)
+"""What one step reports, one record per patient (units in the comments)."""
+
+
+class BatchArrays(NamedTuple):
+    """Everything :func:`control_step` reads and writes for ``N`` patients (references).
+
+    Each with a leading patient axis: ``params`` (:data:`PARAMS_DTYPE`), ``state``
+    (:data:`STATE_DTYPE`), ``obs`` (float32, ``3 H + 1`` (+ sweep samples); the first ``3 H``
+    are the history rows ECAP, detection, current, newest first; then the target), ``result``
+    (:data:`RESULT_DTYPE`); the scenario traces ``csf`` (mm), ``scale`` (impedance scale),
+    ``clip`` (CSF clip code), ``posture`` and ``event`` (codes), (N, T); the step's per-pulse
+    ``pulse_current`` (mA), ``pulse_impedance`` (Ω) and ``pulse_flags``, (N, P); and the neural
+    kernel's ``kstate``, ``tables``, ``table_index``, ``cache_index``, ``kp``, ``inputs``,
+    ``out`` and ``wave`` (:func:`closedloop.neural.batch.run_pulses_batch_indexed`). A tuple
+    of arrays needs no reference counting, so the patient loop is compiled without it (see
+    :func:`closedloop.neural.batch._chunk`).
+    """
+
+    params: object
+    state: object
+    obs: object
+    result: object
+    csf: object
+    scale: object
+    clip: object
+    posture: object
+    event: object
+    pulse_current: object
+    pulse_impedance: object
+    pulse_flags: object
+    kstate: object
+    tables: object
+    table_index: object
+    cache_index: object
+    kp: object
+    inputs: object
+    out: object
+    wave: object
+
+
+@structref.register
+class StepBatchType(types.StructRef):
+    """Numba type of :class:`StepBatch`."""
+
+    def preprocess_fields(self, fields):
+        """Fields typed without literal values (one compiled step serves every batch)."""
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class StepBatch(structref.StructRefProxy):
+    """A :class:`BatchArrays` (``arrays``) and the kernel's scratch for a serial loop (``work``).
+
+    One object: numba unboxes it once per call, where the arrays it holds (some seventy, the
+    neural model's included) would each cost a fraction of a µs.
+    """
+
+
+structref.define_proxy(StepBatch, StepBatchType, ["arrays", "work"])
+
+
+@njit(cache=True)
+def step_batch(arrays, work):
+    """A :class:`StepBatch` (compiled once and cached, unlike the proxy's own maker)."""
+    return StepBatch(arrays, work)
+
+
+@njit(cache=True, inline="always")
+def lerp(a, lo, hi):
+    """Map ``a`` in [-1, 1] linearly onto [lo, hi]."""
+    return lo + 0.5 * (a + 1.0) * (hi - lo)
+
+
+@njit(cache=True, inline="always")
+def _term(x, i, centre, absolute):
+    return abs(x[i] - centre) if absolute else x[i]
+
+
+@njit(cache=True, inline="always")
+def pairwise_sum(x, n, centre=0.0, absolute=False):
+    """NumPy's summation of ``x[:n]`` (or of ``|x - centre|``), bit for bit.
+
+    ``np.add.reduce`` sums pairwise in blocks of 8; the step reports means over its pulses as
+    the NumPy reference computes them. ``n`` is at most 128 (NumPy's block; ``pulses_per_step``
+    is capped below it).
+    """
+    if n < 8:
+        s = 0.0
+        for i in range(n):
+            s += _term(x, i, centre, absolute)
+        return s
+    r0, r1 = _term(x, 0, centre, absolute), _term(x, 1, centre, absolute)
+    r2, r3 = _term(x, 2, centre, absolute), _term(x, 3, centre, absolute)
+    r4, r5 = _term(x, 4, centre, absolute), _term(x, 5, centre, absolute)
+    r6, r7 = _term(x, 6, centre, absolute), _term(x, 7, centre, absolute)
+    i = 8
+    while i < n - n % 8:
+        r0, r1 = r0 + _term(x, i, centre, absolute), r1 + _term(x, i + 1, centre, absolute)
+        r2, r3 = r2 + _term(x, i + 2, centre, absolute), r3 + _term(x, i + 3, centre, absolute)
+        r4, r5 = r4 + _term(x, i + 4, centre, absolute), r5 + _term(x, i + 5, centre, absolute)
+        r6, r7 = r6 + _term(x, i + 6, centre, absolute), r7 + _term(x, i + 7, centre, absolute)
+        i += 8
+    s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for j in range(i, n):
+        s += _term(x, j, centre, absolute)
+    return s
+
+
+@njit(cache=True, inline="always")
+def _deliver(p, a0, pw, rate, b):
+    """Ramp the device over the step's pulses and fill the kernel's inputs; see the module.
+
+    Returns:
+        ``(k, flags, clipped)``: the trace index of the last pulse, the OR of the pulses'
+        device flags and whether a pulse's CSF thickness was clamped into range.
+    """
+    prm, st = b.params[p], b.state[p]
+    requested = requested_current(
+        prm.action_mode,
+        a0,
+        st.current_ma,
+        prm.min_ma,
+        prm.max_ma,
+        prm.max_delta_ma,
+        prm.max_log_step,
+    )
+    cur, flags, clipped, k = st.current_ma, 0, False, 0
+    inputs = b.inputs
+    for j in range(inputs.current_ma.shape[1]):
+        k = min(int((st.t_s + j / rate) * prm.rate_hz + 1e-9), prm.last)
+        z = prm.impedance_ohm * b.scale[p, k]
+        cur, f = limit_one(
+            requested,
+            cur,
+            pw,
+            z,
+            prm.min_ma,
+            prm.max_ma,
+            prm.max_current_ma,
+            prm.max_change_ma,
+            prm.max_charge_uc,
+            prm.compliance_v,
+        )
+        inputs.current_ma[p, j], inputs.pw_us[p, j] = cur, pw
+        inputs.csf_mm[p, j], inputs.interval_s[p, j] = b.csf[p, k], 1.0 / rate
+        b.pulse_current[p, j], b.pulse_impedance[p, j], b.pulse_flags[p, j] = cur, z, f
+        flags |= f
+        clipped |= b.clip[p, k] != 0
+    st.current_ma = cur
+    return k, flags, clipped
+
+
+@njit(cache=True, inline="always")
+def _observe(p, b, ecap, detected, n):
+    """Shift patient ``p``'s history one step, newest first; the sweep of the last pulse."""
+    prm, row = b.params[p], b.obs[p]
+    h = prm.history
+    for r in range(3):
+        for c in range(h - 1, 0, -1):
+            row[r * h + c] = row[r * h + c - 1]
+    row[0] = min(max(ecap, -prm.bound_uv), prm.bound_uv)
+    row[h] = detected
+    row[2 * h] = b.state[p].current_ma
+    if b.wave.shape[1] > 0:
+        w = b.wave[p, n - 1]
+        for s in range(w.size):
+            row[3 * h + 1 + s] = min(max(w[s], -1e4), 1e4)
+
+
+@njit(cache=True, inline="always")
+def control_step(p, a0, a1, a2, b, work):
+    """One step of patient ``p`` of the batch ``b``: pulses, sensation, observation, reward.
+
+    Args:
+        p: Patient index in the batch.
+        a0: Action component 0 (current), in [-1, 1].
+        a1: Action component 1 (pulse width), in [-1, 1]; read with ``control_pw_rate``.
+        a2: Action component 2 (pulse rate), in [-1, 1]; read with ``control_pw_rate``.
+        b: The :class:`BatchArrays` of a :class:`StepBatch`; patient ``p``'s state,
+            observation, neural state, result and per-pulse arrays are updated.
+        work: The neural kernel's scratch for this patient's sizes.
+    """
+    prm, st, res = b.params[p], b.state[p], b.result[p]
+    pw, rate, factor, keep = prm.pw_us, prm.rate_hz, prm.factor, prm.keep
+    if prm.control_pw_rate:
+        pw = lerp(a1, PW_RANGE_US[0], PW_RANGE_US[1])
+        rate = lerp(a2, RATE_RANGE_HZ[0], RATE_RANGE_HZ[1])
+        factor = (rate / prm.reference_rate_hz) ** prm.rate_exponent
+        keep = 0.0 if prm.tau_s == 0.0 else math.exp(-(1.0 / rate) / prm.tau_s)
+    k, flags, clipped = _deliver(p, a0, pw, rate, b)
+    run_pulses(
+        _state_at(b.kstate, p, b.cache_index[p]),
+        _tables_at(b.tables, b.table_index[p]),
+        _params_at(b.kp, p),
+        _inputs_at(b.inputs, p),
+        b.out[p],
+        b.wave[p],
+        work,
+    )
+    out, n = b.out[p], b.out.shape[1]
+    level, hits, detected, feel = st.level, 0, 0, 0.0
+    for j in range(n):
+        level = smooth_step(level, out[j].frac_recruited * factor, keep)
+        feel = level / prm.perception_fraction
+        hits += feel >= prm.discomfort_level
+        detected += out[j].detected
+    st.level = level
+    st.t_s += n / rate
+    res.ecap_uv = pairwise_sum(out.ecap_uv, n) / n
+    _observe(p, b, res.ecap_uv, detected / n, n)
+    res.above_frac, res.charge_uc = hits / n, pairwise_sum(out.charge_uc, n) / n
+    err = pairwise_sum(out.ecap_true_uv, n, prm.target_uv, True) / n
+    res.reward = _reward(
+        prm.w_tracking,
+        prm.w_discomfort,
+        prm.w_charge,
+        err,
+        prm.target_uv,
+        res.above_frac,
+        res.charge_uc,
+        prm.comfort_charge_uc,
+    )
+    res.ecap_true_uv = pairwise_sum(out.ecap_true_uv, n) / n
+    res.sensation, res.current_ma = feel, st.current_ma
+    res.impedance_ohm, res.csf_mm = b.pulse_impedance[p, n - 1], b.csf[p, k]
+    res.posture, res.event = b.posture[p, k], b.event[p, k]
+    res.device_flags, res.csf_clipped = flags, clipped
+    res.in_window = feel >= 1.0 and feel < prm.discomfort_level
+    res.overstim = hits > 0
+    res.truncated = st.t_s * prm.rate_hz >= prm.last + 0.5
+    res.pw_us, res.rate_hz = pw, rate
+
+
+@njit(cache=True)
+def control_step_one(a0, a1, a2, b):
+    """:func:`control_step` of the only patient of ``b`` (the scalar env's step)."""
+    control_step(0, a0, a1, a2, b.arrays, b.work)
+
+
+@njit(cache=True, _nrt=False)
+def _chunk(actions, b, lo, hi, work):
+    """Patients ``lo:hi`` of :func:`control_step_many`, one after another."""
+    for p in range(lo, hi):
+        control_step(p, actions[p, 0], actions[p, 1], actions[p, 2], b, work)
+
+
+@njit(cache=True, parallel=True)
+def _parallel(actions, b, n_threads):
+    """:func:`control_step_many` in ``min(N, n_threads)`` chunks (``b`` the StructRef)."""
+    n = actions.shape[0]
+    n_chunks = min(n, n_threads)
+    for c in prange(n_chunks):
+        arrays = b.arrays
+        work = _work_for(arrays.kstate, arrays.tables, arrays.kp)
+        _chunk(actions, arrays, c * n // n_chunks, (c + 1) * n // n_chunks, work)
+
+
+@njit(cache=True)
+def control_step_many(actions, b, n_threads):
+    """:func:`control_step` for every patient of ``b`` (a loop over it, in parallel chunks).
+
+    Args:
+        actions: (N, 3) actions in [-1, 1]: current, pulse width, rate (the last two are read
+            with ``control_pw_rate``).
+        b: The :class:`StepBatch`.
+        n_threads: Threads (:func:`closedloop.neural.batch.batch_threads`); with 1 (or one
+            patient) the patients run in the calling thread, with no parallel region.
+    """
+    n = actions.shape[0]
+    if n_threads > 1 and n > 1:
+        _parallel(actions, b, n_threads)
+    elif n > 0:
+        _chunk(actions, b.arrays, 0, n, b.work)
+
+
+SHAPE_MISMATCH = -2
+"""What :func:`checked_step_many` returns for actions of the wrong shape."""
+
+
+@njit(cache=True)
+def checked_step_many(actions, n_act, clipped, b, n_threads):
+    """:func:`control_step_many` after checking and clipping the raw actions.
+
+    Compiled for each dtype and layout of ``actions``; the step itself once, for all of them.
+
+    Args:
+        actions: (N, n_act) actions, clipped to [-1, 1] into ``clipped``.
+        n_act: Action components of the env (1, or 3 with ``control_pw_rate``).
+        clipped: (N, 3) float64; the first ``n_act`` columns are overwritten.
+        b: The :class:`StepBatch`.
+        n_threads: Threads of :func:`control_step_many`.
+
+    Returns:
+        -1 after a step; otherwise nothing was stepped and the result is the first row holding
+        a NaN or infinite value, or :data:`SHAPE_MISMATCH` if ``actions`` is not (N, n_act).
+    """
+    if actions.shape[0] != clipped.shape[0] or actions.shape[1] != n_act:
+        return SHAPE_MISMATCH
+    for i in range(clipped.shape[0]):
+        for j in range(n_act):
+            if not np.isfinite(actions[i, j]):
+                return i
+            clipped[i, j] = min(max(actions[i, j], -1.0), 1.0)
+    control_step_many(clipped, b, n_threads)
+    return -1
