@@ -124,8 +124,9 @@ def _stub_step(args: tuple):
     """A compiled no-op with the signature and result types of the env's compiled step."""
     import numba
 
-    def noop(a0, a1, a2, batch):
-        return None
+    def noop(a0, a1, a2, batch):  # the types of RESULT_DTYPE's fields, in order
+        return (0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 1000.0, 3.0, 0, 0, 0, False, True, False,
+                False, 250.0, 50.0)  # fmt: skip
 
     return numba.njit(noop).compile(tuple(numba.typeof(a) for a in args))
 

@@ -147,8 +147,8 @@ class ECAPTrackingEnv(gym.Env):
         self.observation_space = gym.spaces.Box(
             low.astype(np.float32), high.astype(np.float32), dtype=np.float32
         )
-        self._pw_rate = cfg.control_pw_rate
-        self._history, self._waves = h, cfg.observe_waveform
+        self._pw_rate, self._several = cfg.control_pw_rate, cfg.pulses_per_step > 1
+        self._waves = cfg.observe_waveform
         self._model_of = self._model_obj = None
         self._render_buf: collections.deque = collections.deque(maxlen=500)
 
@@ -216,6 +216,7 @@ class ECAPTrackingEnv(gym.Env):
         self._discomfort = self.patient.perception.discomfort_level
         self._batch, self._waves_buf = scalar_batch(self._ep, self.model, cfg.observe_waveform)
         self._step_fn = None
+        self._obs_row = self._ep.obs[0]  # a view, copied at each step
 
     @property
     def _t_s(self) -> float:
@@ -227,12 +228,6 @@ class ECAPTrackingEnv(gym.Env):
         """Current of the last pulse delivered (mA)."""
         return float(self._ep.state["current_ma"][0])
 
-    @property
-    def _hist(self) -> np.ndarray:
-        """The observed history (rows ECAP, detection, current; newest first), float64 copy."""
-        h = self._history
-        return self._ep.obs[0, : 3 * h].reshape(3, h).astype(np.float64)
-
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_batch": None, "_step_fn": None}  # compiled: no pickle
 
@@ -242,6 +237,7 @@ class ECAPTrackingEnv(gym.Env):
             self._batch, self._waves_buf = scalar_batch(
                 self._ep, self.model, self.spec_.config.observe_waveform
             )
+            self._obs_row = self._ep.obs[0]
 
     # -- step -------------------------------------------------------------------------------
     def step(self, action):
@@ -255,9 +251,7 @@ class ECAPTrackingEnv(gym.Env):
             a1 = a2 = 0.0
         else:
             a, a1, a2 = (*check_action(action, self.action_space.shape), 0.0, 0.0)[:3]
-        step = self._step_fn or self._bind()
-        step(a, a1, a2, self._batch)
-        return self._conclude(self._ep.result.item())
+        return self._conclude((self._step_fn or self._bind())(a, a1, a2, self._batch))
 
     def _bind(self):
         """The compiled step's entry point for this batch's types."""
@@ -265,18 +259,18 @@ class ECAPTrackingEnv(gym.Env):
         return self._step_fn
 
     def _conclude(self, r: tuple):
-        """Info and device-limit counts from the step's result record ``r``; the step's tuple."""
+        """Info and device-limit counts from the step's result ``r`` (a tuple); the step's tuple."""
         (reward, ecap, true, feel, above, charge, current, impedance, csf, posture, event,
          flags, clipped, _, _, truncated, pw, rate) = r  # fmt: skip
-        ep, n = self._ep, self._ep.pulse_flags.shape[1]
         if flags:
-            add = self._info.counter.add
-            for f in [flags] if n == 1 else ep.pulse_flags[0][ep.pulse_flags[0] != 0].tolist():
+            add, pf = self._info.counter.add, self._ep.pulse_flags[0]
+            for f in [flags] if pf.size == 1 else pf[pf != 0].tolist():
                 add(f)
         info = self._info.step(
             true, feel, above, current, charge, csf, posture, event, flags, impedance, clipped
         )
-        if n > 1:
+        if self._several:
+            ep = self._ep
             info.update(
                 pulse_current_ma=ep.pulse_current[0].copy(),
                 pulse_impedance_ohm=ep.pulse_impedance[0].copy(),
@@ -288,7 +282,7 @@ class ECAPTrackingEnv(gym.Env):
             self._wave = self._waves_buf[0, -1].copy()
         if self.render_mode == "rgb_array":
             self._render_buf.append((self._t_s, ecap, true, current))
-        return ep.obs[0].copy(), reward, False, truncated, info
+        return self._obs_row.copy(), reward, False, truncated, info
 
     def render(self):
         """An RGB array: the recent ECAP trace with the target, and the last current."""

@@ -128,13 +128,10 @@ def new_episode(spec, patient, calibration, trace, target_uv: float, obs_size: i
     )
 
 
-def _one(nt):
-    """A NamedTuple of arrays as a stack of one: views of the same memory (scalars copied)."""
-    return type(nt)(*(np.asarray(a)[None] for a in nt))
-
-
 def scalar_batch(ep: Episode, model, waveforms: bool):
     """The :class:`~closedloop.envs.step.StepBatch` of one patient, stepping ``model`` in place.
+
+    It holds the model's own neural state, tables and parameters (not stacked).
 
     Returns:
         ``(batch, wave)``: the batch and its sweep array (1, P, S) (P is 0 without
@@ -145,9 +142,6 @@ def scalar_batch(ep: Episode, model, waveforms: bool):
     out = np.empty((1, n_p), PULSE_DTYPE)
     wave = np.empty((1, n_p if waveforms else 0, model.n_samples))
     zero = np.zeros(1, np.int64)
-    tables = _one(model.tables)
-    arrays = BatchArrays(
-        *ep, _one(model.state), tables, zero, zero, _one(model.kp), inputs, out, wave
-    )
+    arrays = BatchArrays(*ep, model.state, model.tables, zero, zero, model.kp, inputs, out, wave)
     batch = step_batch(arrays, model.work)
     return batch, wave

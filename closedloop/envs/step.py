@@ -126,7 +126,8 @@ class BatchArrays(NamedTuple):
     ``clip`` (CSF clip code), ``posture`` and ``event`` (codes), (N, T); the step's per-pulse
     ``pulse_current`` (mA), ``pulse_impedance`` (Ω) and ``pulse_flags``, (N, P); and the neural
     kernel's ``kstate``, ``tables``, ``table_index``, ``cache_index``, ``kp``, ``inputs``,
-    ``out`` and ``wave`` (:func:`closedloop.neural.batch.run_pulses_batch_indexed`). A tuple
+    ``out`` and ``wave`` (:func:`closedloop.neural.batch.run_pulses_batch_indexed`; a batch of
+    one may hold its model's own, unstacked ``kstate``, ``tables`` and ``kp``). A tuple
     of arrays needs no reference counting, so the patient loop is compiled without it (see
     :func:`closedloop.neural.batch._chunk`).
     """
@@ -282,7 +283,7 @@ def _observe(p, b, ecap, detected, n):
 
 
 @njit(cache=True, inline="always")
-def control_step(p, a0, a1, a2, b, work):
+def control_step(p, a0, a1, a2, b, kernel, work):
     """One step of patient ``p`` of the batch ``b``: pulses, sensation, observation, reward.
 
     Args:
@@ -291,7 +292,9 @@ def control_step(p, a0, a1, a2, b, work):
         a1: Action component 1 (pulse width), in [-1, 1]; read with ``control_pw_rate``.
         a2: Action component 2 (pulse rate), in [-1, 1]; read with ``control_pw_rate``.
         b: The :class:`BatchArrays` of a :class:`StepBatch`; patient ``p``'s state,
-            observation, neural state, result and per-pulse arrays are updated.
+            observation, result and per-pulse arrays are updated.
+        kernel: Patient ``p``'s ``(KernelState, KernelTables, KernelParams)`` (its state is
+            updated).
         work: The neural kernel's scratch for this patient's sizes.
     """
     prm, st, res = b.params[p], b.state[p], b.result[p]
@@ -303,9 +306,9 @@ def control_step(p, a0, a1, a2, b, work):
         keep = 0.0 if prm.tau_s == 0.0 else math.exp(-(1.0 / rate) / prm.tau_s)
     k, flags, clipped = _deliver(p, a0, pw, rate, b)
     run_pulses(
-        _state_at(b.kstate, p, b.cache_index[p]),
-        _tables_at(b.tables, b.table_index[p]),
-        _params_at(b.kp, p),
+        kernel[0],
+        kernel[1],
+        kernel[2],
         _inputs_at(b.inputs, p),
         b.out[p],
         b.wave[p],
@@ -347,15 +350,54 @@ def control_step(p, a0, a1, a2, b, work):
 
 @njit(cache=True)
 def control_step_one(a0, a1, a2, b):
-    """:func:`control_step` of the only patient of ``b`` (the scalar env's step)."""
-    control_step(0, a0, a1, a2, b.arrays, b.work)
+    """:func:`control_step` of the only patient of ``b`` (the scalar env's step).
+
+    Returns:
+        The patient's result record as a tuple (:data:`RESULT_DTYPE`'s fields, in order).
+    """
+    _first(a0, a1, a2, b.arrays, b.work)
+    r = b.arrays.result[0]
+    return (
+        r.reward,
+        r.ecap_uv,
+        r.ecap_true_uv,
+        r.sensation,
+        r.above_frac,
+        r.charge_uc,
+        r.current_ma,
+        r.impedance_ohm,
+        r.csf_mm,
+        r.posture,
+        r.event,
+        r.device_flags,
+        r.csf_clipped,
+        r.in_window,
+        r.overstim,
+        r.truncated,
+        r.pw_us,
+        r.rate_hz,
+    )
+
+
+@njit(cache=True, _nrt=False)
+def _first(a0, a1, a2, arrays, work):
+    """:func:`control_step` of patient 0, compiled without reference counting (as ``_chunk``).
+
+    The batch of one holds its model's own (unstacked) neural state, tables and parameters.
+    """
+    control_step(0, a0, a1, a2, arrays, (arrays.kstate, arrays.tables, arrays.kp), work)
 
 
 @njit(cache=True, _nrt=False)
 def _chunk(actions, b, lo, hi, work):
     """Patients ``lo:hi`` of :func:`control_step_many`, one after another."""
     for p in range(lo, hi):
-        control_step(p, actions[p, 0], actions[p, 1], actions[p, 2], b, work)
+        kernel = (
+            _state_at(b.kstate, p, b.cache_index[p]),
+            _tables_at(b.tables, b.table_index[p]),
+            _params_at(b.kp, p),
+        )
+        control_step(p, actions[p, 0], actions[p, 1], actions[p, 2], b, kernel, work)
 
 
 @njit(cache=True, parallel=True)
