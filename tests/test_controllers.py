@@ -517,7 +517,11 @@ def test_overrides_replace_spec_values():
 @pytest.mark.parametrize(
     "doc, match",
     [
-        ({"name": "x", "controller": "fuzzy"}, r"controller='fuzzy' is unknown; valid: open-loop"),
+        (
+            {"name": "x", "controller": "fuzzy"},
+            r"controller='fuzzy' is unknown; valid: adaptive-inverse, ceiling, clinical-loop, mpc, "
+            r"open-loop, pid, or module:Class",
+        ),
         ({"name": "x"}, r"missing key 'controller'"),
         ({"controller": "pid"}, r"missing key 'name'"),
         ({"name": 3, "controller": "pid"}, r"name=3 must be a non-empty string"),
@@ -674,3 +678,36 @@ def test_a_spec_file_with_an_empty_name_is_named(tmp_path):
     (tmp_path / "blank.toml").write_text("name = ''\ncontroller = 'pid'\n")
     with pytest.raises(ConfigError, match="blank.toml: name='' must be a non-empty string"):
         list_agents(tmp_path)
+
+
+def test_a_controller_class_registers_itself_by_name():
+    from closedloop.controllers import Controller
+
+    @dataclasses.dataclass(frozen=True)
+    class HoldParams:
+        current_ma: float = 2.0
+
+    try:
+
+        class Hold(Controller):
+            name = "test-hold"
+            params_type = HoldParams
+
+            def current_ma(self, obs):
+                return self.params.current_ma
+
+        assert CONTROLLER_TYPES["test-hold"] is Hold
+        ctl = make_controller({"name": "h", "controller": "test-hold", "params": {}})
+        assert isinstance(ctl, Hold) and ctl.params == HoldParams()
+        with pytest.raises(ConfigError, match="'pid' of .*Clash is taken by"):
+
+            class Clash(Controller):
+                name = "pid"
+                params_type = HoldParams
+
+        class Helper(Controller):  # no own name and params type: not registered
+            pass
+
+        assert "controller" not in CONTROLLER_TYPES and Helper not in CONTROLLER_TYPES.values()
+    finally:
+        CONTROLLER_TYPES.pop("test-hold", None)

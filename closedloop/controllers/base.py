@@ -168,12 +168,22 @@ class Observation:
         return cls(x[:h], x[h : 2 * h], x[2 * h : 3 * h], float(x[3 * h]))
 
 
+CONTROLLER_TYPES: dict[str, type] = {}
+"""Controller type name -> class: every subclass of :class:`Controller` that defines its own
+``name`` and ``params_type`` registers itself here (:meth:`Controller.__init_subclass__`); a
+spec's ``controller = "<name>"`` then builds it."""
+
+
 class Controller:
     """Base class: subclasses implement :meth:`current_ma` (or override :meth:`predict`).
 
     The base class keeps the simulated clock (:attr:`t_s`), parses observations, and turns the
     requested current into the env's normalised action. Single observations only: a controller
     that plays many episodes at once is a :class:`~closedloop.controllers.batch.BatchController`.
+
+    A subclass that sets its own ``name`` and ``params_type`` registers itself in
+    :data:`CONTROLLER_TYPES`: a module under ``closedloop/controllers/`` and a spec in
+    ``agents/`` are all a new built-in controller needs.
 
     Args:
         params: For a controller with a :attr:`params_type`, an instance of it (its defaults
@@ -183,6 +193,17 @@ class Controller:
     name = "controller"
     params_type: type | None = None
     """The frozen parameter dataclass of a parametrised controller (None: no parameters)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.__dict__.get("params_type") is not None:
+            other = CONTROLLER_TYPES.get(cls.name)
+            if other is not None and other.__qualname__ != cls.__qualname__:
+                raise ConfigError(
+                    f"controller type name {cls.name!r} of {cls.__qualname__} is taken by "
+                    f"{other.__module__}.{other.__qualname__}"
+                )
+            CONTROLLER_TYPES[cls.name] = cls
 
     def __init__(self, params: Any = None) -> None:
         if self.params_type is not None:

@@ -33,24 +33,38 @@ from typing import Any
 
 from closedloop._config import ConfigError, check_table, from_dict
 from closedloop._specdirs import spec_dir
-from closedloop.controllers.adaptive import AdaptiveInverse
-from closedloop.controllers.base import Controller
-from closedloop.controllers.ceiling import Ceiling
-from closedloop.controllers.clinical import ClinicalLoop
-from closedloop.controllers.mpc import MPC
+from closedloop.controllers.base import CONTROLLER_TYPES, Controller
 from closedloop.controllers.objects import check_controller, load_object
-from closedloop.controllers.open_loop import OpenLoop
-from closedloop.controllers.pid import PID
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-CONTROLLER_TYPES: Mapping[str, type[Controller]] = {
-    cls.name: cls for cls in (OpenLoop, PID, ClinicalLoop, Ceiling, AdaptiveInverse, MPC)
-}
-"""Controller type name -> class; each class has a frozen ``params_type`` dataclass."""
+_INFRASTRUCTURE = ("registry", "sources")
+"""Modules of the package that hold no controller type (and import this one)."""
+
+
+def discover() -> Mapping[str, type[Controller]]:
+    """Import every module of :mod:`closedloop.controllers`; each controller class registers.
+
+    A controller class that sets its own ``name`` and ``params_type`` lands in
+    :data:`~closedloop.controllers.base.CONTROLLER_TYPES` when its module is imported
+    (:meth:`Controller.__init_subclass__ <closedloop.controllers.base.Controller>`), so a new
+    module here needs no edit elsewhere.
+
+    Returns:
+        :data:`~closedloop.controllers.base.CONTROLLER_TYPES`.
+    """
+    import importlib
+    import pkgutil
+
+    package = sys.modules["closedloop.controllers"]
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _INFRASTRUCTURE:
+            importlib.import_module(f"closedloop.controllers.{info.name}")
+    return CONTROLLER_TYPES
+
 
 SPEC_KEYS = ("name", "description", "controller", "params", "tuning")
 
@@ -92,12 +106,13 @@ def controller_type(kind: str, where: str = "spec") -> type:
     to the working directory; :func:`parse_agent_spec` makes a spec file's relative paths
     absolute).
     """
-    if kind in CONTROLLER_TYPES:
-        return CONTROLLER_TYPES[kind]
+    types_ = CONTROLLER_TYPES if kind in CONTROLLER_TYPES else discover()
+    if kind in types_:
+        return types_[kind]
     if ":" not in kind:
         raise ConfigError(
             f"{where}: controller={kind!r} is unknown; valid: "
-            f"{', '.join(CONTROLLER_TYPES)}, or module:Class / file.py:Class"
+            f"{', '.join(sorted(types_))}, or module:Class / file.py:Class"
         )
     cls = load_object(kind, f"{where}: controller")
     if not callable(cls):
