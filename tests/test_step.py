@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from closedloop.envs.episode import Episode
-from closedloop.envs.step import RESULT_DTYPE, pairwise_sum
+from closedloop.envs.pairwise import pairwise_sum
+from closedloop.envs.step import RESULT_DTYPE
 from closedloop.envs.step_reference import reference_step
 from closedloop.neural.runner import PulseRunner
 
@@ -21,6 +22,7 @@ CASES = [
     ("closedloop/ECAPTracking-v0", {"action_mode": "multiplicative"}),
     ("closedloop/ECAPTracking-v0", {"action_mode": "absolute", "scenario": "chronic-drift"}),
     ("closedloop/ECAPHighRate-v0", {}),  # 20 pulses per step: pairwise means
+    ("closedloop/ECAPHighRate-v0", {"pulses_per_step": 200}),  # NumPy's split past 128
     ("closedloop/ECAPPulseShape-v0", {}),  # pulse width and rate per step
     ("closedloop/ECAPWaveform-v0", {}),  # the sweep in the observation
     ("closedloop/ECAPCoughStorm-v0", {"pulses_per_step": 3}),
@@ -67,7 +69,7 @@ def test_control_step_equals_the_numpy_reference(env_id, kwargs):
 
 def test_pairwise_sum_is_numpys_sum_bit_for_bit():
     rng = np.random.default_rng(0)
-    for n in range(1, 130):
+    for n in [*range(1, 140), 255, 256, 1000, 1037, 10_000]:  # blocks of 128, then NumPy's split
         x = rng.standard_normal(n) * 10 ** rng.uniform(-3, 3, n)
         assert pairwise_sum(x, n) == np.add.reduce(x)
         assert pairwise_sum(x, n, 0.7, True) == np.add.reduce(np.abs(x - 0.7))

@@ -32,6 +32,7 @@ from numba.experimental import structref
 
 from closedloop.device_limits import limit_one
 from closedloop.envs.config import requested_current, reward_formula
+from closedloop.envs.pairwise import pairwise_sum
 from closedloop.neural.batch import (
     _inputs_at,
     _params_at,
@@ -184,41 +185,6 @@ def step_batch(arrays, work):
 def lerp(a, lo, hi):
     """Map ``a`` in [-1, 1] linearly onto [lo, hi]."""
     return lo + 0.5 * (a + 1.0) * (hi - lo)
-
-
-@njit(cache=True, inline="always")
-def _term(x, i, centre, absolute):
-    return abs(x[i] - centre) if absolute else x[i]
-
-
-@njit(cache=True, inline="always")
-def pairwise_sum(x, n, centre=0.0, absolute=False):
-    """NumPy's summation of ``x[:n]`` (or of ``|x - centre|``), bit for bit.
-
-    ``np.add.reduce`` sums pairwise in blocks of 8; the step reports means over its pulses as
-    the NumPy reference computes them. ``n`` is at most 128 (NumPy's block; ``pulses_per_step``
-    is capped below it).
-    """
-    if n < 8:
-        s = 0.0
-        for i in range(n):
-            s += _term(x, i, centre, absolute)
-        return s
-    r0, r1 = _term(x, 0, centre, absolute), _term(x, 1, centre, absolute)
-    r2, r3 = _term(x, 2, centre, absolute), _term(x, 3, centre, absolute)
-    r4, r5 = _term(x, 4, centre, absolute), _term(x, 5, centre, absolute)
-    r6, r7 = _term(x, 6, centre, absolute), _term(x, 7, centre, absolute)
-    i = 8
-    while i < n - n % 8:
-        r0, r1 = r0 + _term(x, i, centre, absolute), r1 + _term(x, i + 1, centre, absolute)
-        r2, r3 = r2 + _term(x, i + 2, centre, absolute), r3 + _term(x, i + 3, centre, absolute)
-        r4, r5 = r4 + _term(x, i + 4, centre, absolute), r5 + _term(x, i + 5, centre, absolute)
-        r6, r7 = r6 + _term(x, i + 6, centre, absolute), r7 + _term(x, i + 7, centre, absolute)
-        i += 8
-    s = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for j in range(i, n):
-        s += _term(x, j, centre, absolute)
-    return s
 
 
 @njit(cache=True, inline="always")
