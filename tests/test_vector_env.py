@@ -158,6 +158,11 @@ def test_vector_env_spaces_and_bad_input(pulses_per_step):
             assert all(np.array_equal(x, y) for x, y in zip(steps[0][:4], other[:4], strict=True))
     with pytest.raises(ConfigError, match="num_envs=0"):
         ECAPVectorEnv(0)
+    for bad in (4, -1, 1.5, "0"):
+        with pytest.raises(
+            ConfigError, match=r"i=.* is out of range; valid: an integer in \[0, 3\]"
+        ):
+            venv.reset_one(bad)
     pulse_shape = ECAPVectorEnv(2, "closedloop/ECAPPulseShape-v0")  # three action components
     pulse_shape.reset(seed=0)
     with pytest.raises(ConfigError, match=r"expected \(2, 3\)"):

@@ -163,6 +163,7 @@ class ECAPVectorEnv(VectorEnv):
         )  # the recording cache is kept per slot
         self._kp = stack([m.kp for m in models])
         self._slots: dict = {"tables": {}, "cache": {}}
+        self._keep: dict = {}  # id(tables) -> tables: slots are keyed by id, keep them alive
         self._tables = self._rec = self._state = self._batch = None
         self._table_index = np.zeros(n, np.int64)
         self._cache_index = np.zeros(n, np.int64)
@@ -213,8 +214,7 @@ class ECAPVectorEnv(VectorEnv):
         self._cache_index[i] = self._slot(
             "cache", i if self._own_cache else id(m.tables), lambda: self._cache_of(m)
         )
-        self._keep = getattr(self, "_keep", {})
-        self._keep[id(m.tables)] = m.tables  # slots are keyed by id: keep the tables alive
+        self._keep[id(m.tables)] = m.tables
         e.trace = e._ep = e._batch = None  # the stacked copy is the one used
 
     def _cache_of(self, model) -> KernelState:
@@ -227,7 +227,15 @@ class ECAPVectorEnv(VectorEnv):
         """Reset sub-environment ``i`` now (continuing its own random stream).
 
         For adapters with their own reset rule (:class:`~closedloop.envs.sb3.SB3VecEnv`).
+
+        Raises:
+            ConfigError: If ``i`` is not an integer in [0, num_envs - 1].
         """
+        if not is_integer(i) or not 0 <= i < self.num_envs:
+            raise ConfigError(
+                f"i={short_repr(i)} is out of range; valid: an integer in [0, {self.num_envs - 1}]"
+            )
+        i = int(i)
         env = self.envs[i]
         env.reset()
         for stacked, mine in ((self._fibres, env.model.state), (self._kp, env.model.kp)):
@@ -307,19 +315,12 @@ class ECAPVectorEnv(VectorEnv):
         return {**self.__dict__, "_batch": None}  # compiled objects do not pickle
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)  # table slots are keyed by id(tables): ids of this process
-        if "_keep" in state:
-            old = self._slots["tables"]
-            by_old_id = {k: old[k] for k in old}
-            self._slots["tables"] = {
-                id(self._keep[k]): slot for k, slot in by_old_id.items() if k in self._keep
-            }
-            if not self._own_cache:
-                self._slots["cache"] = {
-                    id(self._keep[k]): slot
-                    for k, slot in self._slots["cache"].items()
-                    if k in self._keep
-                }
+        self.__dict__.update(state)
+        if "_keep" in state:  # slots are keyed by id(tables): renew the ids in this process
+            new_id = {old: id(tables) for old, tables in self._keep.items()}
+            for kind, slots in self._slots.items():
+                if kind == "tables" or not self._own_cache:  # own caches: keyed by index
+                    self._slots[kind] = {new_id[k]: slot for k, slot in slots.items()}
             self._keep = {id(t): t for t in self._keep.values()}
 
     def _make_batch(self) -> StepBatch:

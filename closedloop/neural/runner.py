@@ -33,9 +33,8 @@ def entry_point(dispatcher, args: tuple):
 class PulseRunner:
     """Deliver ``n_pulses`` pulses per call into one :class:`NeuralModel`.
 
-    The records land in ``out``, the sweeps (if asked for) in ``wave``. A caller that runs the
-    kernel from its own compiled code (:func:`closedloop.envs.step.control_step`) passes
-    ``inputs``, ``out`` and ``wave``.
+    The records land in ``out``, the sweeps (if asked for) in ``wave``. The control step's NumPy
+    reference (:func:`closedloop.envs.step_reference.reference_step`) runs the kernel this way.
 
     Args:
         model: The patient's model (its state is advanced in place).
