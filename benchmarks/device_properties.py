@@ -117,9 +117,15 @@ class Limits:
     qmax_hard_uc: np.ndarray | None = None
 
     @classmethod
-    def of(cls, envs: list) -> Limits:
-        """The limits of these scalar envs (reset), from their settings and the hard ceilings."""
-        dev = envs[0].spec_.device
+    def of(cls, spec, envs: list) -> Limits:
+        """The limits of envs of ``spec`` (reset): their settings and the hard ceilings.
+
+        Args:
+            spec: The envs' :class:`~closedloop.envs.config.EnvSpec`.
+            envs: Reset scalar envs, or a vector env's draws (:class:`~closedloop.envs.draw.
+                Draw`): anything with the episode's ``patient`` and ``calibration``.
+        """
+        dev = spec.device
         length = np.array([e.patient.params.lead.contact_length_mm for e in envs])
         hard = HARD["charge_density_limit_uc_per_cm2"] * math.pi * HARD["contact_diameter_mm"]
         return cls(
@@ -139,7 +145,10 @@ def env_ids() -> list[str]:
 
 
 def vector_supported(env_id: str) -> bool:
-    """Whether the native vector env runs this id (no pulse-shape or waveform variant)."""
+    """Whether the vector checks run this id: not the pulse-shape or waveform variants.
+
+    The native vector env serves every id; these checks assume the spec's fixed pulse width.
+    """
     cfg = load_suite()[env_id].config
     return not (cfg.control_pw_rate or cfg.observe_waveform)
 
@@ -280,7 +289,7 @@ def run_scalar(
     env = gym.make(env_id, action_mode=mode, episode_s=episode_s, **_device(device))
     u, tally = env.unwrapped, Tally()
     _, info = env.reset(seed=seed)
-    lim, cfg = Limits.of([u]), u.spec_.config
+    lim, cfg = Limits.of(u.spec_, [u]), u.spec_.config
     first = prev = info["comfort_ma"]
     steps, step_bad = [], []
     if actions is None:
@@ -329,8 +338,9 @@ def run_vector(
     venv = ECAPVectorEnv(num_envs, env_id, action_mode=mode, episode_s=episode_s, **_device(device))
     tally = Tally()
     venv.reset(seed=seed)
-    lim, cfg = Limits.of(venv.envs), venv.cfg
-    first = prev = np.array([e.calibration.comfort_ma for e in venv.envs])
+    draws = [s.draw for s in venv.slots]
+    lim, cfg = Limits.of(venv.spec_, draws), venv.cfg
+    first = prev = np.array([d.calibration.comfort_ma for d in draws])
     steps, step_bad = [], []
     if actions is None:
         shape = (num_envs, 1)

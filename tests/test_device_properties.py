@@ -67,7 +67,7 @@ def test_high_rate_alternating_extremes_ramp_by_one_ma_per_pulse_vector():
 
     venv = ECAPVectorEnv(2, HIGH_RATE, action_mode="absolute", episode_s=0.6)
     venv.reset(seed=0)
-    prev = np.array([e.calibration.comfort_ma for e in venv.envs])
+    prev = np.array([s.draw.calibration.comfort_ma for s in venv.slots])
     for t in range(20):
         info = venv.step(np.full((2, 1), 1.0 if t % 2 == 0 else -1.0, np.float32))[4]
         cur = info["pulse_current_ma"]

@@ -10,6 +10,7 @@ import pytest
 
 import closedloop  # noqa: F401  (registers the suite)
 from closedloop.envs import model_store
+from closedloop.envs.draw import choose_patient
 
 WAIT_S = 60.0
 """Upper bound on any wait for an event (a hung test fails instead of blocking forever)."""
@@ -105,7 +106,7 @@ def test_prefetch_predicts_the_next_patient_and_changes_no_trajectory():
     want = _episode_starts(without, seeds)
     assert _episode_starts(with_prefetch, seeds) == want
     env = with_prefetch.unwrapped
-    predicted = env._choose_patient("", "train", copy.deepcopy(env.np_random))
+    predicted = choose_patient("", "train", copy.deepcopy(env.np_random))
     with model_store._lock:
         known = predicted in model_store._models or predicted in model_store._pending
     assert known  # the next unseeded reset's patient

@@ -242,6 +242,41 @@ def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
             SB3VecEnv(ECAPVectorEnv(1), info_keywords=bad)
 
 
+def test_sb3_adapter_attributes_come_from_slots_or_the_shared_native_env():
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from closedloop.envs.ecap_env import ECAPTrackingEnv
+    from closedloop.envs.sb3 import SB3VecEnv
+
+    venv = ECAPVectorEnv(2, "closedloop/ECAPTracking-Test-v0", episode_s=0.2)
+    assert not any(isinstance(v, ECAPTrackingEnv) for v in vars(venv).values())
+    sb3_env = SB3VecEnv(venv)
+    sb3_env.seed(4)
+    sb3_env.reset()
+    patients = sb3_env.get_attr("patient")
+    assert [p.patient_id for p in patients] == [s.draw.patient.patient_id for s in venv.slots]
+    for i in range(2):  # each slot drew what a scalar env reset with seed + i draws
+        env = gym.make("closedloop/ECAPTracking-Test-v0", episode_s=0.2).unwrapped
+        env.reset(seed=4 + i)
+        assert sb3_env.get_attr("target_uv", [i]) == [env.target_uv]
+        assert sb3_env.get_attr("calibration", [i]) == [env.calibration]
+    assert sb3_env.get_attr("spec_") == [venv.spec_] * 2
+    assert sb3_env.get_attr("render_mode") == [None, None]
+    assert sb3_env.env_method("observations", indices=[1])[0].shape == (2, 3 * 4 + 1)
+    with pytest.raises(ConfigError, match="'target_uv' is drawn at reset"):
+        sb3_env.set_attr("target_uv", 1.0)
+    with pytest.raises(ConfigError, match="shared by every sub-env.*indices=None"):
+        sb3_env.set_attr("prefetch_next_patient", False, indices=[0])
+    sb3_env.set_attr("prefetch_next_patient", False)
+    assert venv.prefetch_next_patient is False
+    rng = np.random.default_rng(0)
+    sb3_env.set_attr("np_random", rng, indices=[1])
+    assert venv.slots[1].np_random is rng
+    VecNormalize(sb3_env)  # SB3 wrappers see the attributes they ask for
+    with pytest.raises(AttributeError):
+        sb3_env.get_attr("no_such_attribute")
+
+
 @pytest.mark.parametrize("pulses_per_step", [1, 2])
 def test_vector_env_info_has_the_documented_keys(pulses_per_step):
     from closedloop.envs.vector import INFO_KEYS, PULSE_INFO_KEYS
@@ -342,9 +377,9 @@ def test_reset_with_one_options_dict_per_sub_env_equals_scalar_resets():
             assert inf["ecap_true_uv"][i] == ref_info["ecap_true_uv"]
     # None entries and a shared dict keep their meaning; one dict still applies to every sub-env.
     venv.reset(seed=0, options=[None, {"patient": "test-003"}, {}])
-    assert venv.envs[1].patient.patient_id == "test-003"
+    assert venv.slots[1].draw.patient.patient_id == "test-003"
     venv.reset(seed=0, options={"patient": "test-004"})
-    assert {e.patient.patient_id for e in venv.envs} == {"test-004"}
+    assert {s.draw.patient.patient_id for s in venv.slots} == {"test-004"}
 
 
 def test_per_sub_env_reset_options_are_checked():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import copy
 import functools
 from typing import Any
 
@@ -11,14 +10,14 @@ import gymnasium as gym
 import numpy as np
 
 from closedloop._config import ConfigError, check_value
-from closedloop.envs import model_store
 from closedloop.envs.config import EnvSpec, load_suite, with_overrides
+from closedloop.envs.draw import ModelSlot, draw_episode
 from closedloop.envs.episode import new_episode, scalar_batch
 from closedloop.envs.inputs import ECAP_BOUND_UV, check_action, reset_options
 from closedloop.envs.step import control_step_one
 from closedloop.envs.step_info import EVENT_NAMES, POSTURE_NAMES, EpisodeInfo
+from closedloop.neural.params import RecordingParams
 from closedloop.neural.runner import entry_point
-from closedloop.patients import episode_seeds
 
 DEFAULT_ID = "closedloop/ECAPTracking-v0"
 
@@ -26,6 +25,35 @@ DEFAULT_ID = "closedloop/ECAPTracking-v0"
 @functools.lru_cache(maxsize=1)
 def _suite() -> dict[str, EnvSpec]:
     return load_suite()
+
+
+def suite_spec(env_id: str, overrides: dict) -> EnvSpec:
+    """The spec of a registered id with ``gymnasium.make``'s keyword ``overrides`` applied.
+
+    Raises:
+        ConfigError: For an unknown id, or an override that is unknown or out of range.
+    """
+    suite = _suite()
+    if not isinstance(env_id, str) or env_id not in suite:
+        raise ConfigError(f"env_id={env_id!r} is unknown; valid: {', '.join(suite)}")
+    return with_overrides(suite[env_id], overrides)
+
+
+def spaces(cfg) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    """The action and observation spaces of an env configuration (see :class:`ECAPTrackingEnv`)."""
+    n_act = 3 if cfg.control_pw_rate else 1
+    h, extra = cfg.history, 0
+    if cfg.observe_waveform:
+        rec = RecordingParams()
+        extra = int(round(rec.window_ms * rec.fs_hz * 1e-3))
+    low = np.r_[np.full(h, -ECAP_BOUND_UV), np.zeros(2 * h), 0.0, np.full(extra, -1e4)]
+    high = np.r_[
+        np.full(h, ECAP_BOUND_UV), np.ones(h), np.full(h, 25.5), ECAP_BOUND_UV, np.full(extra, 1e4)
+    ]
+    return (
+        gym.spaces.Box(-1.0, 1.0, (n_act,), np.float32),
+        gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32),
+    )
 
 
 class ECAPTrackingEnv(gym.Env):
@@ -121,36 +149,15 @@ class ECAPTrackingEnv(gym.Env):
     def __init__(
         self, env_id: str = DEFAULT_ID, render_mode: str | None = None, **overrides: Any
     ) -> None:
-        suite = _suite()
-        if not isinstance(env_id, str) or env_id not in suite:
-            raise ConfigError(f"env_id={env_id!r} is unknown; valid: {', '.join(suite)}")
-        self.spec_ = with_overrides(suite[env_id], overrides)
+        self.spec_ = suite_spec(env_id, overrides)
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode={render_mode!r} is invalid; valid: None, 'rgb_array'")
         self.render_mode = render_mode
         cfg = self.spec_.config
-        n_act = 3 if cfg.control_pw_rate else 1
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (n_act,), np.float32)
-        h, extra = cfg.history, 0
-        if cfg.observe_waveform:
-            from closedloop.neural.params import RecordingParams
-
-            rec = RecordingParams()
-            extra = int(round(rec.window_ms * rec.fs_hz * 1e-3))
-        low = np.r_[np.full(h, -ECAP_BOUND_UV), np.zeros(2 * h), 0.0, np.full(extra, -1e4)]
-        high = np.r_[
-            np.full(h, ECAP_BOUND_UV),
-            np.ones(h),
-            np.full(h, 25.5),
-            ECAP_BOUND_UV,
-            np.full(extra, 1e4),
-        ]
-        self.observation_space = gym.spaces.Box(
-            low.astype(np.float32), high.astype(np.float32), dtype=np.float32
-        )
+        self.action_space, self.observation_space = spaces(cfg)
         self._pw_rate, self._several = cfg.control_pw_rate, cfg.pulses_per_step > 1
         self._waves = cfg.observe_waveform
-        self._model_of = self._model_obj = None
+        self._models = ModelSlot()
         self._render_buf: collections.deque = collections.deque(maxlen=500)
 
     # -- reset ------------------------------------------------------------------------------
@@ -161,20 +168,9 @@ class ECAPTrackingEnv(gym.Env):
             check_value("seed", seed, {"lo": 0, "unit": "1"}, "int")
         super().reset(seed=None if seed is None else int(seed))
         cfg = self.spec_.config
-        self.patient = self._choose_patient(
-            opts.get("patient", cfg.patient), opts.get("split", cfg.split)
+        self.patient, self.model, self.calibration, self.target_uv, self.trace = draw_episode(
+            self.spec_, self.np_random, opts, self._models, self.prefetch_next_patient
         )
-        self.model = self._model(self.patient)
-        self.calibration = _calibration(self.patient, cfg.pw_us, cfg.rate_hz)
-        self.target_uv = float(opts.get("target_uv", self.calibration.target_uv))
-        from closedloop.disturbances import load_scenario
-
-        scenario = load_scenario(opts.get("scenario", cfg.scenario), duration_s=cfg.episode_s)
-        trace_ss, noise_ss = episode_seeds(int(self.np_random.integers(2**63)), self.patient)
-        self.trace = scenario.sample(self.patient.posture_csf_now_mm, cfg.rate_hz, trace_ss)
-        self.model.reset(noise_ss)
-        if self.prefetch_next_patient and not cfg.patient:  # what an unseeded reset draws
-            model_store.prefetch(self._choose_patient("", cfg.split, copy.deepcopy(self.np_random)))
         self._init_state()
         self._info = EpisodeInfo(
             self.patient.patient_id, self.target_uv, self.calibration, self._discomfort
@@ -185,21 +181,6 @@ class ECAPTrackingEnv(gym.Env):
             cfg.pulses_per_step,
             (cfg.pw_us, cfg.rate_hz) if cfg.control_pw_rate else None,
         )
-
-    def _choose_patient(self, patient_id: str, split: str, rng=None):
-        """The named patient, or a draw from the split's cohort with ``rng`` (the env's)."""
-        from closedloop.cohort import get_patient, load_cohort
-
-        if patient_id:
-            return get_patient(patient_id)
-        cohort = load_cohort(split)
-        return cohort[int((rng or self.np_random).integers(len(cohort)))]
-
-    def _model(self, patient):
-        """This env's model of ``patient``: a clone sharing the process-wide cached tables."""
-        if self._model_of is not patient:
-            self._model_of, self._model_obj = patient, model_store.get(patient).clone()
-        return self._model_obj
 
     def _init_state(self) -> None:
         """The episode's arrays and the compiled step's batch of one (:mod:`.episode`)."""
@@ -292,14 +273,3 @@ class ECAPTrackingEnv(gym.Env):
         from closedloop.envs.render import draw
 
         return draw(self)
-
-
-@functools.lru_cache(maxsize=256)
-def _calibration(patient, pw_us: float, rate_hz: float):
-    """The patient's calibration at the env's pulse width and rate (shipped if default)."""
-    from closedloop.calibration import calibrate
-    from closedloop.calibration_cache import patient_calibration
-
-    if (pw_us, rate_hz) == (250.0, 50.0):
-        return patient_calibration(patient)
-    return calibrate(patient, pw_us=pw_us, rate_hz=rate_hz)

@@ -103,20 +103,50 @@ class SB3VecEnv(VecEnv):
         return [None if seed is None else seed + i for i in range(self.num_envs)]
 
     def get_attr(self, attr_name, indices=None):
-        """Attribute of the scalar sub-environments."""
-        return [getattr(self.venv.envs[i], attr_name) for i in self._get_indices(indices)]
+        """An attribute of each sub-env in ``indices``.
+
+        It is an attribute of what the sub-env's last reset drew (``patient``, ``calibration``,
+        ``target_uv``, ``model``: :class:`~closedloop.envs.draw.Draw`) or of its slot
+        (``np_random``), else the native env's, which every sub-env shares (``spec_``,
+        ``render_mode``, ``metadata``...).
+        """
+        return [self._owner(i, attr_name)[1] for i in self._get_indices(indices)]
+
+    def _owner(self, i: int, attr_name: str) -> tuple:
+        """``(object, value)``: where sub-env ``i``'s attribute ``attr_name`` lives, and it."""
+        slot = self.venv.slots[i]
+        for obj in (slot.draw, slot):
+            if obj is not None and attr_name in getattr(type(obj), "_fields", ()) + ("np_random",):
+                return obj, getattr(obj, attr_name)
+        return self.venv, getattr(self.venv, attr_name)
 
     def set_attr(self, attr_name, value, indices=None) -> None:
-        """Set an attribute on the scalar sub-environments."""
-        for i in self._get_indices(indices):
-            setattr(self.venv.envs[i], attr_name, value)
+        """Set a slot's ``np_random``, or an attribute of the native env, for all sub-envs.
+
+        A native env's attribute is shared by every sub-env, so ``indices`` must be all of them.
+
+        Raises:
+            ConfigError: For an attribute of an episode's draw (fixed until the next reset), or
+                a shared attribute set on some sub-envs only.
+        """
+        indices = list(self._get_indices(indices))
+        if attr_name == "np_random":
+            for i in indices:
+                self.venv.slots[i].np_random = value
+            return
+        if self.venv.slots[0].draw is not None and attr_name in self.venv.slots[0].draw._fields:
+            raise ConfigError(f"{attr_name!r} is drawn at reset; pass it in reset options")
+        if sorted(indices) != list(range(self.num_envs)):
+            raise ConfigError(
+                f"{attr_name!r} is shared by every sub-env of the native vector env; "
+                "set it with indices=None"
+            )
+        setattr(self.venv, attr_name, value)
 
     def env_method(self, method_name, *args, indices=None, **kwargs):
-        """Call a method of the scalar sub-environments."""
-        return [
-            getattr(self.venv.envs[i], method_name)(*args, **kwargs)
-            for i in self._get_indices(indices)
-        ]
+        """Call a method of the native env once, and return its result for each sub-env."""
+        result = getattr(self.venv, method_name)(*args, **kwargs)
+        return [result for _ in self._get_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class, indices=None):
         """The sub-environments are never wrapped."""

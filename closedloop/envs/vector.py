@@ -6,9 +6,10 @@ step is one compiled call, :func:`closedloop.envs.step.checked_step_many`: the a
 then :func:`~closedloop.envs.step.control_step` for every patient, the same body the scalar
 env runs. Sub-environment ``i`` reproduces a scalar env reset with ``seed + i``, bit for bit.
 Patients share one copy of their tables and, at a fixed pulse width, of their recording cache;
-with ``control_pw_rate`` each sub-environment keeps its own recording cache. The resets
-(patient draw, calibration, scenario trace) are those of scalar
-:class:`~closedloop.envs.ecap_env.ECAPTrackingEnv` instances, which are never stepped.
+with ``control_pw_rate`` each sub-environment keeps its own recording cache. There are no
+scalar envs behind it: each sub-environment is a :class:`~closedloop.envs.draw.PatientSlot`
+(its random stream, its neural model and what its last reset drew) that resets through
+:func:`~closedloop.envs.draw.draw_episode`, as the scalar env does.
 
 Autoreset follows Gymnasium 1.x's default ``NEXT_STEP`` mode: the step after an episode ends
 resets that sub-environment, ignores its action and returns its first observation with reward 0.
@@ -25,8 +26,10 @@ from gymnasium.vector.utils import batch_space
 
 from closedloop._config import ConfigError, as_real_array, check_value, is_integer, short_repr
 from closedloop.envs import model_store
-from closedloop.envs.ecap_env import DEFAULT_ID, ECAPTrackingEnv
-from closedloop.envs.episode import Episode
+from closedloop.envs.draw import PatientSlot
+from closedloop.envs.ecap_env import DEFAULT_ID, spaces, suite_spec
+from closedloop.envs.episode import Episode, new_episode
+from closedloop.envs.inputs import reset_options
 from closedloop.envs.step import (
     PARAMS_DTYPE,
     RESULT_DTYPE,
@@ -86,17 +89,20 @@ class ECAPVectorEnv(VectorEnv):
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    keep_traces = False
+    """Keep each slot's scenario trace in its :attr:`PatientSlot.draw
+    <closedloop.envs.draw.PatientSlot.draw>` after stacking it (the evaluation runner reads
+    them); off by default, since the stack holds a copy."""
 
     def __init__(self, num_envs: int, env_id: str = DEFAULT_ID, **overrides) -> None:
         check_value("num_envs", num_envs, {"lo": 1, "unit": "1"}, "int")
         num_envs = int(num_envs)
-        self.envs = [ECAPTrackingEnv(env_id, **overrides) for _ in range(num_envs)]
-        for env in self.envs:  # a thousand sub-envs' next patients would flood the store
-            env.prefetch_next_patient = num_envs <= PREFETCH_MAX_ENVS
-        self.cfg = cfg = self.envs[0].spec_.config
+        self.spec_ = suite_spec(env_id, overrides)
+        self.cfg = cfg = self.spec_.config
         self.num_envs = num_envs
-        self.single_observation_space = self.envs[0].observation_space
-        self.single_action_space = self.envs[0].action_space
+        self.slots = [PatientSlot() for _ in range(num_envs)]
+        self.prefetch_next_patient = num_envs <= PREFETCH_MAX_ENVS
+        self.single_action_space, self.single_observation_space = spaces(cfg)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._n_act = self.single_action_space.shape[0]
@@ -117,27 +123,44 @@ class ECAPVectorEnv(VectorEnv):
         """
         seeds = _seeds(seed, self.num_envs)
         per_env = _options(options, self.num_envs)
-        for i, env in enumerate(self.envs):
-            if per_env is None:
-                env.reset(seed=seeds[i], options=options)
-                continue
-            try:
-                env.reset(seed=seeds[i], options=per_env[i])
-            except ConfigError as exc:
-                if type(exc) is not ConfigError:  # a documented subclass (HeldOutError)
-                    raise
-                raise ConfigError(f"options[{i}]: {exc}") from None
-        self._stack_all()
+        if per_env is None:
+            shared = reset_options(options)
+            episodes = [self._draw(i, seeds[i], shared) for i in range(self.num_envs)]
+        else:
+            episodes = [self._draw_named(i, seeds[i], o) for i, o in enumerate(per_env)]
+        self._stack_all(episodes)
         self._autoreset[:] = False
         return self.observations(), {
-            "patient_id": np.array([e.patient.patient_id for e in self.envs])
+            "patient_id": np.array([s.draw.patient.patient_id for s in self.slots])
         }
 
-    def _stack_all(self) -> None:
-        """Stack the sub-environments' episode arrays and neural states."""
-        models = [e.model for e in self.envs]
-        n, p, e0 = self.num_envs, self.cfg.pulses_per_step, self.envs[0]._ep
-        size = max(e.trace.t_s.size for e in self.envs)
+    def _draw_named(self, i: int, seed: int | None, options) -> Episode:
+        """:meth:`_draw` with slot ``i``'s own reset options; a ConfigError names the slot."""
+        try:
+            return self._draw(i, seed, reset_options(options))
+        except ConfigError as exc:
+            if type(exc) is not ConfigError:  # a documented subclass (HeldOutError)
+                raise
+            raise ConfigError(f"options[{i}]: {exc}") from None
+
+    def _draw(self, i: int, seed: int | None, opts: dict) -> Episode:
+        """Slot ``i``'s next episode (:class:`~closedloop.envs.draw.PatientSlot`), as arrays."""
+        slot = self.slots[i]
+        d = slot.reset(self.spec_, seed, opts, self.prefetch_next_patient)
+        ep = new_episode(self.spec_, d.patient, d.calibration, d.trace, d.target_uv, self._obs_size)
+        if not self.keep_traces:
+            slot.draw = d._replace(trace=None)  # the stacked copy is the one used
+        return ep
+
+    @property
+    def _obs_size(self) -> int:
+        return self.single_observation_space.shape[0]
+
+    def _stack_all(self, episodes: list[Episode]) -> None:
+        """Stack the slots' episode arrays and neural states."""
+        models = [s.draw.model for s in self.slots]
+        n, p, e0 = self.num_envs, self.cfg.pulses_per_step, episodes[0]
+        size = max(ep.csf.shape[1] for ep in episodes)
         self._ep = Episode(
             np.zeros(n, PARAMS_DTYPE),
             np.zeros(n, STATE_DTYPE),
@@ -170,8 +193,8 @@ class ECAPVectorEnv(VectorEnv):
         self._inputs = PulseInputs(*(np.zeros((n, p)) for _ in range(4)))
         self._out = np.empty((n, p), PULSE_DTYPE)
         self._wave = np.empty((n, p if self.cfg.observe_waveform else 0, models[0].n_samples))
-        for i in range(n):
-            self._load(i)
+        for i, ep in enumerate(episodes):
+            self._load(i, ep)
 
     def _slot(self, kind: str, key, one) -> int:
         """Slot of ``key`` in the stacked ``_tables`` or ``_rec`` (``kind``), added if new.
@@ -199,10 +222,9 @@ class ECAPVectorEnv(VectorEnv):
             self._batch = None  # made again from the new arrays at the next step
         return slots[key]
 
-    def _load(self, i: int) -> None:
-        """Sub-environment ``i``'s episode arrays and slots into the stack."""
-        e, ep = self.envs[i], self.envs[i]._ep
-        m = e.model
+    def _load(self, i: int, ep: Episode) -> None:
+        """Slot ``i``'s episode arrays ``ep`` (a batch of one) and table slots into the stack."""
+        m = self.slots[i].draw.model
         for name in ("params", "state", "obs", "result"):
             getattr(self._ep, name)[i] = getattr(ep, name)[0]
         size = ep.csf.shape[1]
@@ -215,7 +237,6 @@ class ECAPVectorEnv(VectorEnv):
             "cache", i if self._own_cache else id(m.tables), lambda: self._cache_of(m)
         )
         self._keep[id(m.tables)] = m.tables
-        e.trace = e._ep = e._batch = None  # the stacked copy is the one used
 
     def _cache_of(self, model) -> KernelState:
         """A recording cache of ``model`` at the spec's pulse width (the kernel only reads it)."""
@@ -236,13 +257,13 @@ class ECAPVectorEnv(VectorEnv):
                 f"i={short_repr(i)} is out of range; valid: an integer in [0, {self.num_envs - 1}]"
             )
         i = int(i)
-        env = self.envs[i]
-        env.reset()
-        for stacked, mine in ((self._fibres, env.model.state), (self._kp, env.model.kp)):
+        ep = self._draw(i, None, reset_options(None))
+        m = self.slots[i].draw.model
+        for stacked, mine in ((self._fibres, m.state), (self._kp, m.kp)):
             for f, dst, src in zip(stacked._fields, stacked, mine, strict=True):
                 if f not in RECORDING_CACHE:
                     dst[i] = src
-        self._load(i)
+        self._load(i, ep)
 
     # -- step -------------------------------------------------------------------------------
     def step(self, actions):
@@ -373,7 +394,7 @@ def _seeds(seed, n: int) -> list:
 def _options(options, n: int) -> list | None:
     """Per-sub-environment reset options of a list, None for one dict (or None) for all."""
     if not isinstance(options, (list, tuple)):
-        return None  # one dict for all (checked by each sub-environment's reset)
+        return None  # one dict for all
     if len(options) != n:
         raise ConfigError(
             f"options is a list of {len(options)} entries; expected None, one "

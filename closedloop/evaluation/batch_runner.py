@@ -59,17 +59,17 @@ _VALUES = ("reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma")
 
 
 class _TracedVectorEnv(ECAPVectorEnv):
-    """The native vector env keeping each sub-environment's scenario trace after reset.
+    """The native vector env keeping each slot's scenario trace after reset.
 
-    The vector env drops the traces once it has stacked them; the runner reads each step's
-    posture and event (and the trajectory's impedance) from them.
+    The runner reads each step's posture and event (and the trajectory's impedance) from them.
     """
 
-    def _load(self, i: int) -> None:
-        if not hasattr(self, "traces"):
-            self.traces = [None] * self.num_envs
-        self.traces[i] = self.envs[i].trace
-        super()._load(i)
+    keep_traces = True
+
+    @property
+    def traces(self) -> list:
+        """Each slot's scenario trace."""
+        return [s.draw.trace for s in self.slots]
 
     def clock_s(self) -> np.ndarray:
         """Every sub-environment's simulated time before its next step (s), a copy."""
@@ -144,8 +144,7 @@ def run_episodes(
         ]
     start = time.perf_counter()
     venv = _TracedVectorEnv(len(episodes), env_id, **overrides)
-    for env in venv.envs:  # patients are named: nothing to build ahead
-        env.prefetch_next_patient = False
+    venv.prefetch_next_patient = False  # patients are named: nothing to build ahead
     obs, _ = venv.reset(
         seed=[s for _, s in episodes], options=[{"patient": p} for p, _ in episodes]
     )
@@ -167,13 +166,11 @@ def run_episodes(
     wall_s = (time.perf_counter() - start) / len(episodes)
     for i, ((_, seed), ctrl) in enumerate(zip(episodes, controllers, strict=True)):
         log = {k: v[: n_steps[i], i] for k, v in logs.items()}
+        d = venv.slots[i].draw
         base = SimpleNamespace(
-            spec_=venv.envs[i].spec_,
-            calibration=venv.envs[i].calibration,
-            patient=venv.envs[i].patient,
-            trace=venv.traces[i],
+            spec_=venv.spec_, calibration=d.calibration, patient=d.patient, trace=d.trace
         )
-        traj = to_trajectory(base, float(venv.envs[i].target_uv), log)
+        traj = to_trajectory(base, d.target_uv, log)
         results.append(
             EpisodeResult(
                 name or controller_name(ctrl),
@@ -244,7 +241,9 @@ def _contexts(venv: _TracedVectorEnv) -> list:
     """Each sub-environment's :class:`~closedloop.controllers.ControlContext`."""
     from closedloop.controllers.base import ControlContext
 
-    return [ControlContext.from_env(venv.cfg, env.calibration, env.target_uv) for env in venv.envs]
+    return [
+        ControlContext.from_env(venv.cfg, s.draw.calibration, s.draw.target_uv) for s in venv.slots
+    ]
 
 
 def _play(

@@ -1,0 +1,121 @@
+"""What a reset draws for one patient slot: patient, model, calibration, target and scenario trace.
+
+The scalar env (:class:`~closedloop.envs.ecap_env.ECAPTrackingEnv`) has one patient slot; the
+vector env (:class:`~closedloop.envs.vector.ECAPVectorEnv`) has ``num_envs`` of them, each a
+:class:`PatientSlot` with its own random stream and model, and no scalar env behind it. Both
+reset through :func:`draw_episode`, so slot ``i`` of a vector env reset with ``seed + i`` draws
+what a scalar env reset with ``seed + i`` draws, bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any, NamedTuple
+
+import numpy as np
+from gymnasium.utils import seeding
+
+from closedloop.calibration import calibrate
+from closedloop.calibration_cache import patient_calibration
+from closedloop.cohort import get_patient, load_cohort
+from closedloop.disturbances import load_scenario
+from closedloop.envs import model_store
+from closedloop.patients import Patient, episode_seeds
+
+
+class Draw(NamedTuple):
+    """What one reset drew for a patient slot."""
+
+    patient: Patient
+    """The episode's virtual patient."""
+    model: Any
+    """The slot's neural model of the patient (reset with the episode's noise seed)."""
+    calibration: Any
+    """The patient's calibration record at the env's pulse width and rate."""
+    target_uv: float
+    """The episode's target ECAP (µV)."""
+    trace: Any
+    """The episode's scenario trace (:class:`~closedloop.disturbances.ScenarioTrace`)."""
+
+
+class ModelSlot:
+    """A slot's neural model: a clone sharing the process-wide cached tables, kept per patient."""
+
+    __slots__ = ("_model", "_of")
+
+    def __init__(self) -> None:
+        self._of = self._model = None
+
+    def of(self, patient: Patient):
+        """The slot's model of ``patient`` (a new clone when the patient changes)."""
+        if self._of is not patient:
+            self._of, self._model = patient, model_store.get(patient).clone()
+        return self._model
+
+
+def choose_patient(patient_id: str, split: str, rng: np.random.Generator) -> Patient:
+    """The named patient, or a draw from the split's cohort with ``rng``."""
+    if patient_id:
+        return get_patient(patient_id)
+    cohort = load_cohort(split)
+    return cohort[int(rng.integers(len(cohort)))]
+
+
+def draw_episode(
+    spec, rng: np.random.Generator, opts: dict, models: ModelSlot, prefetch: bool
+) -> Draw:
+    """Draw an episode for a slot, advancing ``rng`` (see the module docstring).
+
+    Args:
+        spec: The env's :class:`~closedloop.envs.config.EnvSpec`.
+        rng: The slot's random stream (the scalar env's ``np_random``).
+        opts: Checked reset options (:func:`~closedloop.envs.inputs.reset_options`).
+        models: The slot's :class:`ModelSlot`.
+        prefetch: After drawing a cohort patient, build the model of the patient the next
+            unseeded reset will draw, in the background (:mod:`closedloop.envs.model_store`).
+    """
+    cfg = spec.config
+    patient = choose_patient(opts.get("patient", cfg.patient), opts.get("split", cfg.split), rng)
+    model = models.of(patient)
+    calibration = _calibration(patient, cfg.pw_us, cfg.rate_hz)
+    target_uv = float(opts.get("target_uv", calibration.target_uv))
+    scenario = load_scenario(opts.get("scenario", cfg.scenario), duration_s=cfg.episode_s)
+    trace_ss, noise_ss = episode_seeds(int(rng.integers(2**63)), patient)
+    trace = scenario.sample(patient.posture_csf_now_mm, cfg.rate_hz, trace_ss)
+    model.reset(noise_ss)
+    if prefetch and not cfg.patient:  # what an unseeded reset draws next
+        model_store.prefetch(choose_patient("", cfg.split, copy.deepcopy(rng)))
+    return Draw(patient, model, calibration, target_uv, trace)
+
+
+class PatientSlot:
+    """One patient of a vector env: its random stream, its model and its episode's draw.
+
+    Attributes:
+        np_random: The slot's random stream (seeded as a Gymnasium env's ``reset(seed=...)``).
+        draw: What its last reset drew (:class:`Draw`; the trace is dropped once stacked
+            unless the env keeps traces).
+    """
+
+    __slots__ = ("draw", "models", "np_random")
+
+    def __init__(self) -> None:
+        self.np_random: np.random.Generator | None = None
+        self.models = ModelSlot()
+        self.draw: Draw | None = None
+
+    def reset(self, spec, seed: int | None, opts: dict, prefetch: bool) -> Draw:
+        """Reseed (if ``seed`` is given, or on the first reset) and draw the next episode."""
+        if seed is not None or self.np_random is None:
+            self.np_random, _ = seeding.np_random(seed)
+        self.draw = draw_episode(spec, self.np_random, opts, self.models, prefetch)
+        return self.draw
+
+
+@functools.lru_cache(maxsize=256)
+def _calibration(patient: Patient, pw_us: float, rate_hz: float):
+    """The patient's calibration at the env's pulse width and rate (shipped if default)."""
+    if (pw_us, rate_hz) == (250.0, 50.0):
+        return patient_calibration(patient)
+    return calibrate(patient, pw_us=pw_us, rate_hz=rate_hz)
