@@ -352,7 +352,7 @@ def run_vector(
         cur, flags, imp = _pulses(info)
         steps.append((cur, flags, imp, requested, np.full(num_envs, cfg.pw_us)))
         step_bad.append(
-            (info["limit_flags"] != np.bitwise_or.reduce(flags, axis=1))
+            (info["device_flags"] != np.bitwise_or.reduce(flags, axis=1))
             | (info["current_ma"] != cur[:, -1])
         )
         prev = info["current_ma"]

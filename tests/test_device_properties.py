@@ -73,10 +73,10 @@ def test_high_rate_alternating_extremes_ramp_by_one_ma_per_pulse_vector():
         cur = info["pulse_current_ma"]
         assert np.abs(np.diff(np.c_[prev, cur], axis=1)).max() <= 1.0 + 1e-12
         np.testing.assert_array_equal(
-            info["limit_flags"], np.bitwise_or.reduce(info["pulse_flags"], axis=1)
+            info["device_flags"], np.bitwise_or.reduce(info["pulse_flags"], axis=1)
         )
         prev = cur[:, -1]
-    assert (info["limit_flags"] & S).all()
+    assert (info["device_flags"] & S).all()
 
 
 # -- hard ceilings ----------------------------------------------------------------------------

@@ -338,6 +338,18 @@ def test_reset_and_step_info_have_the_same_keys_and_types(env_id):
     _, _, _, _, info = env.step(env.action_space.sample())
     assert type(first) is dict and type(info) is dict  # pytree libraries need plain dicts
     assert _types(first) == _types(info)
+    from closedloop.envs.step_info import (
+        EPISODE_KEYS,
+        PULSE_INFO_KEYS,
+        PW_RATE_INFO_KEYS,
+        STEP_KEYS,
+    )
+
+    cfg = env.unwrapped.spec_.config
+    extra = (PULSE_INFO_KEYS if cfg.pulses_per_step > 1 else ()) + (
+        PW_RATE_INFO_KEYS if cfg.control_pw_rate else ()
+    )
+    assert list(info) == [*STEP_KEYS, *EPISODE_KEYS, *extra]  # the one list, in order
     base = env.unwrapped
     for one in (first, info):
         assert one["posture"] == base.posture_names[one["posture_code"]]

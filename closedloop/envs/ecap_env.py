@@ -122,7 +122,9 @@ class ECAPTrackingEnv(gym.Env):
 
     ## Version History
     * v0: initial version. Issue 20 (same id): every variant steps through the one control step
-      (:mod:`closedloop.envs.step`); trajectories are unchanged, bit for bit. Issue 19 (same
+      (:mod:`closedloop.envs.step`); trajectories are unchanged, bit for bit. The info keys are
+      one list (:data:`closedloop.envs.step_info.STEP_KEYS`); the vector env's info has every
+      per-step key, as arrays (its ``limit_flags`` is now ``device_flags``). Issue 19 (same
       id): the reset's ``info`` has the step's keys, and every step's has the reset's;
       ``posture_code``; ``device_limits`` at every step (the counts so far). Issue 18 (same id):
       the scenario trace and the recording noise are seeded by the reset seed and the patient

@@ -11,23 +11,24 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from closedloop._config import ConfigError
-from closedloop.envs.vector import INFO_FIELDS, INFO_KEYS, ECAPVectorEnv
+from closedloop.envs.step_info import step_columns
+from closedloop.envs.vector import INFO_KEYS, ECAPVectorEnv
 
 
 def dict_rows(keys: tuple):
     """A function ``result -> [dict, ...]``: one dict of the info ``keys`` per sub-env.
 
     Its argument is a step's result records (:meth:`ECAPVectorEnv.step_records
-    <closedloop.envs.vector.ECAPVectorEnv.step_records>`; :data:`~closedloop.envs.vector.
-    INFO_FIELDS` names the field of each key): one ``tolist`` per key, then a dict per sub-env.
+    <closedloop.envs.vector.ECAPVectorEnv.step_records>`), ``keys`` some of
+    :data:`~closedloop.envs.step_info.STEP_KEYS`: one ``tolist`` per key, then a dict per
+    sub-env.
     """
     keys = tuple(keys)
-    fields = [INFO_FIELDS[key] for key in keys]
 
     def rows(result: np.ndarray) -> list[dict]:
         if not keys:
             return [{} for _ in range(result.shape[0])]
-        columns = [result[f].tolist() for f in fields]
+        columns = [c.tolist() for c in step_columns(result, keys).values()]
         return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
 
     return rows

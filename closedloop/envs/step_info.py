@@ -28,6 +28,63 @@ EVENT_NAMES = ("none", *EVENT_TYPES)
 """``info["event"]`` indexes this tuple: 0 is no event, then the event types."""
 
 
+STEP_KEYS = (
+    "ecap_true_uv",
+    "sensation",
+    "in_window",
+    "overstim",
+    "understim",
+    "current_ma",
+    "charge_uc",
+    "csf_mm",
+    "posture",
+    "posture_code",
+    "event",
+    "device_flags",
+    "impedance_ohm",
+    "csf_clipped",
+)
+"""The per-step info keys, in order: every env's ``info`` has them (the scalar env's values are
+scalars, the vector env's arrays over its patients). The docstring of
+:class:`~closedloop.envs.ecap_env.ECAPTrackingEnv` says what each holds."""
+EPISODE_KEYS = ("patient_id", "target_uv", "comfort_ma", "min_ma", "max_ma", "device_limits")
+"""The scalar env's further keys: the episode's constants and its device-limit counts so far."""
+PULSE_INFO_KEYS = ("pulse_current_ma", "pulse_impedance_ohm", "pulse_flags")
+"""Further keys with several pulses per step: each pulse's delivered current (mA), electrode
+impedance (Ω) and device flags (the vector env's arrays are (num_envs, pulses_per_step))."""
+PW_RATE_INFO_KEYS = ("pw_us", "rate_hz")
+"""Further keys with ``control_pw_rate``: the step's pulse width (µs) and rate (Hz)."""
+
+RESULT_FIELDS = {
+    "posture_code": "posture",
+    **{k: k for k in STEP_KEYS if k not in ("understim", "posture", "posture_code")},
+}
+"""Step keys held in a field of the step's result record (:data:`~closedloop.envs.step.
+RESULT_DTYPE`), and the field; ``understim`` and ``posture`` are computed from them."""
+_POSTURE_NAMES = np.array(POSTURES)
+
+
+def step_columns(result: np.ndarray, keys=STEP_KEYS) -> dict:
+    """The info columns ``keys`` (of :data:`STEP_KEYS`) of a batch's result records, copies.
+
+    Args:
+        result: The step's result records (:data:`~closedloop.envs.step.RESULT_DTYPE`), (N,).
+        keys: Which step keys.
+
+    Returns:
+        ``{key: array (N,)}``; ``posture`` holds names, ``understim`` is sensation < 1.
+    """
+    out = {}
+    for key in keys:
+        if key == "understim":
+            out[key] = result["sensation"] < 1.0
+        elif key == "posture":
+            out[key] = _POSTURE_NAMES[result["posture"]]
+        else:
+            out[key] = result[RESULT_FIELDS[key]].copy()
+    return out
+
+
 class EpisodeInfo:
     """One episode's info dicts, with its constants and the device-limit counts so far.
 
@@ -68,7 +125,7 @@ class EpisodeInfo:
         impedance: float,
         clipped: bool,
     ) -> dict:
-        """A step's info (see :class:`~closedloop.envs.ecap_env.ECAPTrackingEnv`).
+        """A step's info: the keys of :data:`STEP_KEYS` then :data:`EPISODE_KEYS`, in order.
 
         Args are the step's mean true ECAP (µV), last sensation, fraction of its pulses above
         discomfort (None: the one pulse's sensation decides), delivered current (mA), mean

@@ -40,6 +40,11 @@ from closedloop.envs.step import (
     checked_step_many,
     step_batch,
 )
+from closedloop.envs.step_info import (
+    PULSE_INFO_KEYS,
+    STEP_KEYS,
+    step_columns,
+)
 from closedloop.neural.batch import RECORDING_CACHE, _work_for, batch_threads, stack
 from closedloop.neural.kernels import PULSE_DTYPE, KernelState, PulseInputs
 from closedloop.neural.recording import refresh_templates
@@ -49,34 +54,18 @@ PREFETCH_MAX_ENVS = model_store.CAPACITY // 4
 background (:mod:`closedloop.envs.model_store`); with more, the store could not hold them."""
 
 
-INFO_FIELDS = {
-    "ecap_true_uv": "ecap_true_uv",
-    "sensation": "sensation",
-    "in_window": "in_window",
-    "overstim": "overstim",
-    "current_ma": "current_ma",
-    "charge_uc": "charge_uc",
-    "impedance_ohm": "impedance_ohm",
-    "csf_clipped": "csf_clipped",
-    "limit_flags": "device_flags",
-}
-"""Keys of the ``info`` dict of :meth:`ECAPVectorEnv.step` and the fields of the step's
-result (:data:`~closedloop.envs.step.RESULT_DTYPE`) they hold, each an array over the patients:
-as in the scalar env (``current_ma`` and ``impedance_ohm`` of the step's last pulse,
-``csf_clipped`` if a pulse's CSF thickness was clamped into the model's range), and
-``limit_flags``, the device flags (OR over the step's pulses)."""
-INFO_KEYS = tuple(INFO_FIELDS)
-
-PULSE_INFO_KEYS = ("pulse_current_ma", "pulse_impedance_ohm", "pulse_flags")
-"""Further keys with several pulses per step, arrays (num_envs, pulses_per_step): each pulse's
-delivered current (mA), electrode impedance (Ω) and device flags."""
-PW_RATE_INFO_KEYS = ("pw_us", "rate_hz")
-"""Further keys with ``control_pw_rate``: each patient's pulse width (µs) and rate (Hz)."""
+INFO_KEYS = STEP_KEYS
+"""Keys of the ``info`` dict of :meth:`ECAPVectorEnv.step`: the scalar env's per-step keys
+(:data:`~closedloop.envs.step_info.STEP_KEYS`), each an array over the patients, plus
+:data:`~closedloop.envs.step_info.PULSE_INFO_KEYS` with several pulses per step and
+:data:`~closedloop.envs.step_info.PW_RATE_INFO_KEYS` with ``control_pw_rate``. The episode's
+constants (:data:`~closedloop.envs.step_info.EPISODE_KEYS`) are the scalar env's only; the
+reset's info holds ``patient_id``."""
 
 
 def info_dict(result: np.ndarray) -> dict:
-    """The ``info`` dict of a step from its result records (see :data:`INFO_FIELDS`)."""
-    return {key: result[field] for key, field in INFO_FIELDS.items()}
+    """The per-step part of the ``info`` dict from a step's result records (copies)."""
+    return step_columns(result)
 
 
 class ECAPVectorEnv(VectorEnv):
@@ -269,7 +258,7 @@ class ECAPVectorEnv(VectorEnv):
     def step(self, actions):
         """Step every sub-environment; see the module docstring for autoreset."""
         result = self.step_records(actions)
-        info = {key: result[field].copy() for key, field in INFO_FIELDS.items()}
+        info = step_columns(result)
         ep = self._ep
         if self.cfg.pulses_per_step > 1:
             info.update(
