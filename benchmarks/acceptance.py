@@ -23,8 +23,8 @@ from pathlib import Path
 
 from closedloop._io import write_text_atomic
 from closedloop.benchmark import Suite
+from closedloop.evaluation.episode_runner import DIRECTION
 from closedloop.evaluation.ranking import paired_differences
-from closedloop.evaluation.runner import DIRECTION
 
 CLINIC = "closedloop/ECAPClinic-Test-v0"
 COUGH = "closedloop/ECAPCoughStorm-Test-v0"

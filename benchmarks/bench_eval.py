@@ -6,7 +6,7 @@
 For each controller (clinical loop, PID and open loop by default) the same episodes are played
 three ways, in one process, round-robin over ``--repeats`` repeats:
 
-* ``one-by-one``: :func:`closedloop.evaluation.runner.run_episode` in a loop;
+* ``one-by-one``: :func:`closedloop.evaluation.episode_runner.run_episode` in a loop;
 * ``vec+loop``: :func:`closedloop.evaluation.batch_runner.run_episodes` in one batch, with one
   controller instance per episode called on its own observation row in a Python loop (the
   controller is wrapped so that it is not ``batch_ready``: the path of every controller without
@@ -30,7 +30,7 @@ import numpy as np
 
 from closedloop.controllers.registry import make_controller
 from closedloop.evaluation.batch_runner import run_episodes
-from closedloop.evaluation.runner import run_episode
+from closedloop.evaluation.episode_runner import run_episode
 
 ENV_ID = "closedloop/ECAPTracking-Test-v0"
 

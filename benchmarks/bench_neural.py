@@ -273,7 +273,7 @@ def reference_jobs(model: NeuralModel, inputs: PulseInputs, ref_fn: Callable) ->
         box["ref_state"] = model.initial_state()
 
     def ref() -> np.ndarray:
-        return ref_fn(box["ref_state"], model.tables, model.kp, inputs)[0]
+        return ref_fn(box["ref_state"], model.tables, model.kparams, inputs)[0]
 
     def setup_ker() -> None:
         box["ker_states"] = [model.initial_state() for _ in range(KERNEL_INNER)]
@@ -281,7 +281,7 @@ def reference_jobs(model: NeuralModel, inputs: PulseInputs, ref_fn: Callable) ->
     def ker() -> np.ndarray:
         for state in box["ker_states"]:
             out = np.empty(n, PULSE_DTYPE)
-            run_pulses_unshared(state, model.tables, model.kp, inputs, out, wave, model.work)
+            run_pulses_unshared(state, model.tables, model.kparams, inputs, out, wave, model.work)
         return out
 
     return {"reference": (ref, setup_ref), "kernel": (ker, setup_ker)}
@@ -522,9 +522,9 @@ def print_jit(res: dict, repeats: int) -> None:
 
 
 def batch_setup(n_pulses: int) -> tuple:
-    """Per-patient (state, tables, kp) of N_PATIENTS default patients, and shared 6 mA inputs."""
+    """Per-patient (state, tables, kparams) of N_PATIENTS default patients; shared 6 mA inputs."""
     models = [NeuralModel(seed=s) for s in range(N_PATIENTS)]
-    patients = [(m.initial_state(), m.tables, m.kp) for m in models]
+    patients = [(m.initial_state(), m.tables, m.kparams) for m in models]
     return patients, train_inputs(CURRENTS_MA[0], n_pulses), models[0].n_samples
 
 
@@ -535,19 +535,19 @@ def run_loop(patients: list, inputs: PulseInputs, n_s: int) -> np.ndarray:
     work = new_work(
         patients[0][1].fibre_class.size,
         *patients[0][0].templates.shape,
-        max(kp.template_lag for _, _, kp in patients),
+        max(kparams.template_lag for _, _, kparams in patients),
     )
-    for p, (state, tables, kp) in enumerate(patients):
-        run_pulses_unshared(copy_state(state), tables, kp, inputs, out[p], wave, work)
+    for p, (state, tables, kparams) in enumerate(patients):
+        run_pulses_unshared(copy_state(state), tables, kparams, inputs, out[p], wave, work)
     return out
 
 
 def run_batch(stacked: tuple, inputs: PulseInputs, n_s: int) -> np.ndarray:
     """Batched kernel over all patients (prange), from the resting states."""
-    state, tables, kp = stacked
+    state, tables, kparams = stacked
     n_pat, n_p = state.decay_ref.shape[0], inputs.current_ma.shape[1]
     out = np.empty((n_pat, n_p), PULSE_DTYPE)
-    run_pulses_batch(copy_state(state), tables, kp, inputs, out, np.empty((n_pat, 0, n_s)))
+    run_pulses_batch(copy_state(state), tables, kparams, inputs, out, np.empty((n_pat, 0, n_s)))
     return out
 
 

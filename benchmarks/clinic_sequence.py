@@ -109,7 +109,7 @@ def play_episode(
 
     from closedloop.controllers.base import ControlContext
     from closedloop.controllers.sources import build_controller
-    from closedloop.evaluation.runner import play, score, to_trajectory
+    from closedloop.evaluation.episode_runner import play, score, to_trajectory
     from closedloop.metrics import unscored_mask
 
     env = gym.make(env_id, patient=patient_id, episode_s=episode_s)

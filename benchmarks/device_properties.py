@@ -121,7 +121,7 @@ class Limits:
         """The limits of envs of ``spec`` (reset): their settings and the hard ceilings.
 
         Args:
-            spec: The envs' :class:`~closedloop.envs.config.EnvSpec`.
+            spec: The envs' :class:`~closedloop.envs.config.TaskSpec`.
             envs: Reset scalar envs, or a vector env's draws (:class:`~closedloop.envs.draw.
                 Draw`): anything with the episode's ``patient`` and ``calibration``.
         """

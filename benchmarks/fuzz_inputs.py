@@ -166,11 +166,11 @@ def _raise_work(what: str) -> Callable[..., Any]:
 
 
 def _kernel_guard(original: Callable[..., Any]) -> Callable[..., Any]:
-    def guarded(state: Any, tables: Any, kp: Any, inputs: Any, *args: Any) -> Any:
+    def guarded(state: Any, tables: Any, kparams: Any, inputs: Any, *args: Any) -> Any:
         n = inputs.current_ma.size
         if n > PULSE_BUDGET:
             raise WorkStarted(f"a train of {n:,} pulses")
-        return original(state, tables, kp, inputs, *args)
+        return original(state, tables, kparams, inputs, *args)
 
     return guarded
 

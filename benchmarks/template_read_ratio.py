@@ -56,7 +56,7 @@ def _filter(
     """Filter of reference ECAP ``e`` and its scale (estimate = projection x scale)."""
     rp = model.params.recording
     lo, hi = _window(model, pw_us)
-    lag = min(model.kp.template_lag, hi - lo - 1)
+    lag = min(model.kparams.template_lag, hi - lo - 1)
     t = np.arange(model.n_samples) * 1e3 / rp.fs_hz
     t_end = (2 * pw_us + rp.interphase_us) * 1e-3
     art = np.exp(-(t - t_end) / rp.artefact_tau_ms)[lo:hi]
@@ -78,7 +78,7 @@ def _read(
     """Largest projection over lags -lag..lag of ``sweep`` on the filter, scaled (µV)."""
     lo, hi = _window(model, pw_us)
     w, scale = filt
-    lag = min(model.kp.template_lag, hi - lo - 1)
+    lag = min(model.kparams.template_lag, hi - lo - 1)
     x = sweep[lo:hi]
     best = -np.inf
     for k in range(-lag, lag + 1):

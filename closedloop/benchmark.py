@@ -128,7 +128,7 @@ def validate(suite: Suite) -> tuple[dict[str, Any], list[str]]:
 
 def validate_envs(suite: Suite) -> None:
     """Check the env overrides on every env id of the suite (as ``gymnasium.make`` would)."""
-    from closedloop.evaluation.runner import check_env_overrides
+    from closedloop.evaluation.episode_runner import check_env_overrides
 
     for env_id in suite.env_ids:
         check_env_overrides(env_id, dict(suite.env_overrides))

@@ -58,7 +58,7 @@ def open_loop(
             memory (:data:`BYTES_PER_PULSE` per pulse).
     """
     from closedloop.disturbances import Scenario, load_scenario
-    from closedloop.evaluation.runner import check_seed
+    from closedloop.evaluation.episode_runner import check_seed
 
     seed = check_seed(seed)
     if not isinstance(scenario, str | Scenario):

@@ -8,7 +8,7 @@ from closedloop import ConfigError
 from closedloop.controllers import PID, PIDParams
 from closedloop.controllers.registry import make_controller
 from closedloop.evaluation.batch_runner import run_episodes
-from closedloop.evaluation.runner import run_episode
+from closedloop.evaluation.episode_runner import run_episode
 
 EPISODES = [(f"test-00{i}", seed) for i in (1, 2, 3) for seed in (0, 7)]
 SHORT = {"episode_s": 14.0}  # a few seconds scored after the calibration's warm-up

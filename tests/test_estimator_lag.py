@@ -46,9 +46,15 @@ def test_kernel_matches_reference(params):
     n = inputs.current_ma.size
     out = np.empty(n, PULSE_DTYPE)
     run_pulses(
-        k_state, model.tables, model.kp, inputs, out, np.empty((0, model.n_samples)), model.work
+        k_state,
+        model.tables,
+        model.kparams,
+        inputs,
+        out,
+        np.empty((0, model.n_samples)),
+        model.work,
     )
-    ref, _ = run_pulses_reference(r_state, model.tables, model.kp, inputs)
+    ref, _ = run_pulses_reference(r_state, model.tables, model.kparams, inputs)
     assert_records_close(out, ref)
     for name in ("mf", "cache", "lag_track"):
         assert_allclose(
@@ -113,7 +119,7 @@ def test_batch_equals_scalar_calls_with_tracking():
     run_pulses_batch(
         state,
         stack([m.tables for m in models]),
-        stack([m.kp for m in models]),
+        stack([m.kparams for m in models]),
         stack(inputs),
         out,
         np.empty((2, 0, models[0].n_samples)),
@@ -132,7 +138,7 @@ def test_kernel_rejects_a_short_lag_track(kernel):
         kernel(
             state,
             m.tables,
-            m.kp,
+            m.kparams,
             inputs,
             np.empty(5, PULSE_DTYPE),
             np.empty((0, m.n_samples)),

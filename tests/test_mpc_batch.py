@@ -11,7 +11,7 @@ from closedloop import ConfigError
 from closedloop.controllers import MPC, MPCParams
 from closedloop.controllers.mpc_kernels import CONSTANTS, STATE, horizon_solve, mpc_law
 from closedloop.evaluation.batch_runner import run_episodes
-from closedloop.evaluation.runner import run_episode
+from closedloop.evaluation.episode_runner import run_episode
 
 KINDS = ("plain", "all-fixed", "mu-zero", "tiny-gain", "some-fixed", "tight-box", "zero-gain")
 

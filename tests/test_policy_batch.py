@@ -13,7 +13,7 @@ from stable_baselines3 import PPO, SAC, TD3
 from closedloop import ConfigError
 from closedloop.controllers import ControlContext
 from closedloop.evaluation.batch_runner import run_episodes
-from closedloop.evaluation.runner import run_episode
+from closedloop.evaluation.episode_runner import run_episode
 from closedloop.training.policy import ObsNormalizer, TrainedPolicy, TrainedPolicyFactory
 from closedloop.training.policy_kernels import extract_mlp, mlp_actions, with_obs_norm
 

@@ -52,7 +52,7 @@ def _train(seed=0, n=300):
 def _kernel(model, state, inputs):
     out = np.empty(inputs.current_ma.size, PULSE_DTYPE)
     run_pulses(
-        state, model.tables, model.kp, inputs, out, np.empty((0, model.n_samples)), model.work
+        state, model.tables, model.kparams, inputs, out, np.empty((0, model.n_samples)), model.work
     )
     return out
 
@@ -64,7 +64,7 @@ def test_pool_kernel_matches_reference(jitter_rel, monkeypatch):
     inputs = _train()
     k_state, r_state = copy.deepcopy(model.state), copy.deepcopy(model.state)
     k_out = _kernel(model, k_state, inputs)
-    r_out, _ = reference.run_pulses_reference(r_state, model.tables, model.kp, inputs)
+    r_out, _ = reference.run_pulses_reference(r_state, model.tables, model.kparams, inputs)
     assert_records_close(k_out, r_out, atol=1e-12)
     assert_allclose(k_state.decay_ref, r_state.decay_ref, rtol=1e-9, atol=0.0)
     # the per-class sums, pulse by pulse (the reference's recruit, captured)
@@ -80,7 +80,7 @@ def test_pool_kernel_matches_reference(jitter_rel, monkeypatch):
     for p in range(40):
         one = PulseInputs(*(a[p : p + 1] for a in inputs))
         _kernel(model, k_state, one)
-        reference.run_pulses_reference(r_state, model.tables, model.kp, one)
+        reference.run_pulses_reference(r_state, model.tables, model.kparams, one)
         total, acc, dacc = sums[-1]
         assert_allclose(model.work.class_acc, acc, rtol=1e-9, atol=1e-12)
         assert_allclose(model.work.class_delay, dacc, rtol=1e-9, atol=1e-12)
@@ -214,7 +214,7 @@ def test_pool_mode_in_the_batch_kernel():
     run_pulses_batch(
         state,
         stack([m.tables for m in models]),
-        stack([m.kp for m in models]),
+        stack([m.kparams for m in models]),
         stack(per),
         out,
         np.empty((2, 0, models[0].n_samples)),
@@ -252,5 +252,5 @@ def test_bad_pool_fraction_raises(bad):
 
 
 def test_pool_flag_reaches_the_kernel():
-    assert NeuralModel(_pool(pool=False), seed=0).kp.pool_fraction == 0.0
-    assert NeuralModel(_pool(), seed=0).kp.pool_fraction == 1.0
+    assert NeuralModel(_pool(pool=False), seed=0).kparams.pool_fraction == 0.0
+    assert NeuralModel(_pool(), seed=0).kparams.pool_fraction == 1.0

@@ -17,9 +17,9 @@ from closedloop.evaluation import (
     rank_groups,
     write_report,
 )
+from closedloop.evaluation.episode_runner import EPISODE_METRICS
 from closedloop.evaluation.rank_figures import plot_forest, plot_strip
 from closedloop.evaluation.report import leaderboard, leaderboard_markdown
-from closedloop.evaluation.runner import EPISODE_METRICS
 from closedloop.evaluation.summary import summarize
 
 ENV = "closedloop/ECAPClinic-Test-v0"

@@ -63,7 +63,7 @@ def _kernel(state, model, inputs, waveforms):
     n = inputs.current_ma.size
     out = np.empty(n, PULSE_DTYPE)
     wave = np.empty((n if waveforms else 0, model.n_samples))
-    run_pulses(state, model.tables, model.kp, inputs, out, wave, model.work)
+    run_pulses(state, model.tables, model.kparams, inputs, out, wave, model.work)
     return out, wave
 
 
@@ -107,7 +107,7 @@ def test_pulse_train_matches_reference(waveforms, variant):
     halves = (slice(0, 110), slice(110, None))  # two calls: state carries over between them
     k = [_kernel(k_state, model, _chunk(inputs, h), waveforms) for h in halves]
     r = [
-        run_pulses_reference(r_state, model.tables, model.kp, _chunk(inputs, h), waveforms)
+        run_pulses_reference(r_state, model.tables, model.kparams, _chunk(inputs, h), waveforms)
         for h in halves
     ]
     k_out, r_out = (np.concatenate([o for o, _ in x]) for x in (k, r))
@@ -160,11 +160,11 @@ def test_batch_equals_loop_of_scalar_calls(waveforms):
     models, per = _batch_setup()
     state = stack([m.state for m in models])
     tables = stack([m.tables for m in models])
-    kp = stack([m.kp for m in models])
+    kparams = stack([m.kparams for m in models])
     n_p, n_s = per[0].current_ma.size, models[0].n_samples
     out = np.empty((len(models), n_p), PULSE_DTYPE)
     wave = np.empty((len(models), n_p if waveforms else 0, n_s))
-    run_pulses_batch(state, tables, kp, stack(per), out, wave)
+    run_pulses_batch(state, tables, kparams, stack(per), out, wave)
     for i, (m, inp) in enumerate(zip(models, per, strict=True)):
         res = m.stimulate(*inp, waveforms=waveforms)
         rec = res[0] if waveforms else res
@@ -186,7 +186,7 @@ def test_kernel_without_reference_counting_is_the_same_kernel(waveforms):
     out = [np.empty(n, PULSE_DTYPE) for _ in models]
     wave = [np.empty((n if waveforms else 0, m.n_samples)) for m in models]
     for m, fn, o, w in zip(models, (run_pulses, run_pulses_unshared), out, wave, strict=True):
-        fn(m.state, m.tables, m.kp, inputs, o, w, m.work)
+        fn(m.state, m.tables, m.kparams, inputs, o, w, m.work)
     assert_records_identical(out[0], out[1])
     assert_array_equal(wave[0], wave[1])
     for name in models[0].state._fields:
@@ -199,14 +199,14 @@ def test_kernel_rejects_a_scratch_too_short_for_the_template_lag(kernel):
     # The kernels run without bounds checks: a KernelWork not made by new_work for the
     # patient's lag must raise, not write past its scratch.
     m = NeuralModel(SMALL, seed=1)
-    work = m.work._replace(scratch=np.zeros(2 * m.kp.template_lag + 1))
+    work = m.work._replace(scratch=np.zeros(2 * m.kparams.template_lag + 1))
     inputs = _train(4)
     n = inputs.current_ma.size
     with pytest.raises(ValueError, match="KernelWork.scratch is too short"):
         kernel(
             m.state,
             m.tables,
-            m.kp,
+            m.kparams,
             inputs,
             np.empty(n, PULSE_DTYPE),
             np.empty((0, m.n_samples)),
@@ -244,7 +244,7 @@ def test_batch_of_patients_with_different_template_lags(n_threads):
     lags_ms = (0.0, 1.0, 0.25)
     params = [SMALL.replace(recording={"template_lag_ms": lag}) for lag in lags_ms]
     models, per = _batch_setup(params=params)
-    assert [m.kp.template_lag for m in models] == [0, 30, 8]
+    assert [m.kparams.template_lag for m in models] == [0, 30, 8]
     state = stack([m.state for m in models])
     tables = stack([m.tables for m in models])
     n_p = per[0].current_ma.size
@@ -255,7 +255,7 @@ def test_batch_of_patients_with_different_template_lags(n_threads):
         tables,
         index,
         index,
-        stack([m.kp for m in models]),
+        stack([m.kparams for m in models]),
         stack(per),
         out,
         np.empty((len(models), 0, models[0].n_samples)),

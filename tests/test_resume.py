@@ -60,10 +60,10 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
 
     from closedloop.cli import main
-    from closedloop.training import runner
+    from closedloop.training import run
 
     marker = Path(os.environ["CLOSEDLOOP_TEST_MARKER"])
-    checkpoint = runner.Run.checkpoint
+    checkpoint = run.Run.checkpoint
 
     def checkpoint_then_wait(self, step):
         checkpoint(self, step)
@@ -72,7 +72,7 @@ DRIVER = textwrap.dedent("""
             while True:
                 signal.pause()
 
-    runner.Run.checkpoint = checkpoint_then_wait
+    run.Run.checkpoint = checkpoint_then_wait
     sys.exit(main(sys.argv[1:]))
 """)
 WAIT_S = 900.0

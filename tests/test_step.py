@@ -15,7 +15,7 @@ from closedloop.envs.episode import Episode
 from closedloop.envs.pairwise import pairwise_sum
 from closedloop.envs.step import RESULT_DTYPE
 from closedloop.envs.step_reference import reference_step
-from closedloop.neural.runner import PulseRunner
+from closedloop.neural.pulse_runner import PulseRunner
 
 CASES = [
     ("closedloop/ECAPTracking-v0", {}),

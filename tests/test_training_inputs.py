@@ -189,7 +189,7 @@ def test_the_minimum_episode_is_exactly_what_scoring_needs(env_id):
 
     from closedloop.controllers.registry import make_controller
     from closedloop.envs.config import load_suite
-    from closedloop.evaluation.runner import run_episode
+    from closedloop.evaluation.episode_runner import run_episode
     from closedloop.training.inputs import check_eval_episode
 
     with pytest.raises(ConfigError, match=">=") as info:

@@ -338,7 +338,7 @@ def test_shared_recording_cache_with_another_pulse_width_is_refused():
             venv._state,
             venv._tables,
             venv._table_index,
-            venv._kp,
+            venv._kparams,
             venv._inputs,
             venv._out,
             venv._wave,

@@ -257,8 +257,12 @@ def _requested_many(mode, a, current_ma, min_ma, max_ma, max_delta_ma, max_log_s
 
 
 @dataclasses.dataclass(frozen=True)
-class EnvSpec:
-    """One registered environment: id, description and its configuration."""
+class TaskSpec:
+    """One registered task (an ``envs/*.toml`` file): id, description and its configuration.
+
+    Not Gymnasium's ``EnvSpec`` (the registry entry, ``env.spec``): an env holds its task spec,
+    with any ``gymnasium.make`` overrides applied, as ``env.unwrapped.spec_``.
+    """
 
     env_id: str
     description: str
@@ -267,8 +271,8 @@ class EnvSpec:
     device: Any
 
 
-def parse_spec(doc: Mapping[str, Any], where: str) -> EnvSpec:
-    """Build an :class:`EnvSpec` from a parsed spec document."""
+def parse_spec(doc: Mapping[str, Any], where: str) -> TaskSpec:
+    """Build an :class:`TaskSpec` from a parsed spec document."""
     from closedloop.device import DeviceParams
 
     unknown = sorted(set(doc) - {"id", "description", "env", "reward", "device"})
@@ -281,7 +285,7 @@ def parse_spec(doc: Mapping[str, Any], where: str) -> EnvSpec:
         raise ConfigError(
             f"{where}: 'id' must be a non-empty string (e.g. 'closedloop/ECAPTracking-v0')"
         )
-    return EnvSpec(
+    return TaskSpec(
         doc["id"],
         str(doc.get("description", "")).strip(),
         from_dict(EnvConfig, doc.get("env", {}), f"{where} [env]"),
@@ -290,10 +294,10 @@ def parse_spec(doc: Mapping[str, Any], where: str) -> EnvSpec:
     )
 
 
-def load_suite(folder: Path | None = None) -> dict[str, EnvSpec]:
+def load_suite(folder: Path | None = None) -> dict[str, TaskSpec]:
     """Every spec in ``envs/`` (or ``folder``), by id."""
     folder = spec_dir("envs") if folder is None else folder
-    suite: dict[str, EnvSpec] = {}
+    suite: dict[str, TaskSpec] = {}
     for path in sorted(folder.glob("*.toml")):
         with open(path, "rb") as fh:
             spec = parse_spec(tomllib.load(fh), path.name)
@@ -303,7 +307,7 @@ def load_suite(folder: Path | None = None) -> dict[str, EnvSpec]:
     return suite
 
 
-def with_overrides(spec: EnvSpec, overrides: Mapping[str, Any]) -> EnvSpec:
+def with_overrides(spec: TaskSpec, overrides: Mapping[str, Any]) -> TaskSpec:
     """Apply ``gymnasium.make`` keyword overrides; unknown keys are errors naming the key."""
     env_keys = {f.name for f in dataclasses.fields(EnvConfig)}
     unknown = sorted(set(overrides) - env_keys - {"reward", "device"})

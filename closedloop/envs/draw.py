@@ -68,7 +68,7 @@ def draw_episode(
     """Draw an episode for a slot, advancing ``rng`` (see the module docstring).
 
     Args:
-        spec: The env's :class:`~closedloop.envs.config.EnvSpec`.
+        spec: The env's :class:`~closedloop.envs.config.TaskSpec`.
         rng: The slot's random stream (the scalar env's ``np_random``).
         opts: Checked reset options (:func:`~closedloop.envs.inputs.reset_options`).
         models: The slot's :class:`ModelSlot`.

@@ -10,24 +10,24 @@ import gymnasium as gym
 import numpy as np
 
 from closedloop._config import ConfigError, check_value
-from closedloop.envs.config import EnvSpec, load_suite, with_overrides
+from closedloop.envs.config import TaskSpec, load_suite, with_overrides
 from closedloop.envs.draw import ModelSlot, draw_episode
 from closedloop.envs.episode import new_episode, scalar_batch
 from closedloop.envs.inputs import ECAP_BOUND_UV, check_action, reset_options
 from closedloop.envs.step import control_step_one
 from closedloop.envs.step_info import EVENT_NAMES, POSTURE_NAMES, EpisodeInfo
 from closedloop.neural.params import RecordingParams
-from closedloop.neural.runner import entry_point
+from closedloop.neural.pulse_runner import entry_point
 
 DEFAULT_ID = "closedloop/ECAPTracking-v0"
 
 
 @functools.lru_cache(maxsize=1)
-def _suite() -> dict[str, EnvSpec]:
+def _suite() -> dict[str, TaskSpec]:
     return load_suite()
 
 
-def suite_spec(env_id: str, overrides: dict) -> EnvSpec:
+def suite_spec(env_id: str, overrides: dict) -> TaskSpec:
     """The spec of a registered id with ``gymnasium.make``'s keyword ``overrides`` applied.
 
     Raises:

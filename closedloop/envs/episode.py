@@ -49,7 +49,7 @@ def episode_params(spec, patient, calibration, target_uv: float, last: int) -> n
     """The (1,) :data:`~closedloop.envs.step.PARAMS_DTYPE` record of an episode.
 
     Args:
-        spec: The env's :class:`~closedloop.envs.config.EnvSpec` (config, device, reward).
+        spec: The env's :class:`~closedloop.envs.config.TaskSpec` (config, device, reward).
         patient: The episode's :class:`~closedloop.patients.Patient`.
         calibration: Its calibration record (limits, comfort current) at the spec's settings.
         target_uv: The episode's target ECAP (µV).
@@ -97,7 +97,7 @@ def new_episode(spec, patient, calibration, trace, target_uv: float, obs_size: i
     """An :class:`Episode` of one patient at its start (see the module docstring).
 
     Args:
-        spec: The env's :class:`~closedloop.envs.config.EnvSpec`.
+        spec: The env's :class:`~closedloop.envs.config.TaskSpec`.
         patient: The episode's patient.
         calibration: Its calibration record.
         trace: The episode's scenario trace.
@@ -142,6 +142,8 @@ def scalar_batch(ep: Episode, model, waveforms: bool):
     out = np.empty((1, n_p), PULSE_DTYPE)
     wave = np.empty((1, n_p if waveforms else 0, model.n_samples))
     zero = np.zeros(1, np.int64)
-    arrays = BatchArrays(*ep, model.state, model.tables, zero, zero, model.kp, inputs, out, wave)
+    arrays = BatchArrays(
+        *ep, model.state, model.tables, zero, zero, model.kparams, inputs, out, wave
+    )
     batch = step_batch(arrays, model.work)
     return batch, wave

@@ -126,9 +126,9 @@ class BatchArrays(NamedTuple):
     (:data:`RESULT_DTYPE`); the scenario traces ``csf`` (mm), ``scale`` (impedance scale),
     ``clip`` (CSF clip code), ``posture`` and ``event`` (codes), (N, T); the step's per-pulse
     ``pulse_current`` (mA), ``pulse_impedance`` (Ω) and ``pulse_flags``, (N, P); and the neural
-    kernel's ``kstate``, ``tables``, ``table_index``, ``cache_index``, ``kp``, ``inputs``,
+    kernel's ``kstate``, ``tables``, ``table_index``, ``cache_index``, ``kparams``, ``inputs``,
     ``out`` and ``wave`` (:func:`closedloop.neural.batch.run_pulses_batch_indexed`; a batch of
-    one may hold its model's own, unstacked ``kstate``, ``tables`` and ``kp``). A tuple
+    one may hold its model's own, unstacked ``kstate``, ``tables`` and ``kparams``). A tuple
     of arrays needs no reference counting, so the patient loop is compiled without it (see
     :func:`closedloop.neural.batch._chunk`).
     """
@@ -149,7 +149,7 @@ class BatchArrays(NamedTuple):
     tables: object
     table_index: object
     cache_index: object
-    kp: object
+    kparams: object
     inputs: object
     out: object
     wave: object
@@ -351,7 +351,7 @@ def _first(a0, a1, a2, arrays, work):
 
     The batch of one holds its model's own (unstacked) neural state, tables and parameters.
     """
-    control_step(0, a0, a1, a2, arrays, (arrays.kstate, arrays.tables, arrays.kp), work)
+    control_step(0, a0, a1, a2, arrays, (arrays.kstate, arrays.tables, arrays.kparams), work)
 
 
 @njit(cache=True, _nrt=False)
@@ -361,7 +361,7 @@ def _chunk(actions, b, lo, hi, work):
         kernel = (
             _state_at(b.kstate, p, b.cache_index[p]),
             _tables_at(b.tables, b.table_index[p]),
-            _params_at(b.kp, p),
+            _params_at(b.kparams, p),
         )
         control_step(p, actions[p, 0], actions[p, 1], actions[p, 2], b, kernel, work)
 
@@ -373,7 +373,7 @@ def _parallel(actions, b, n_threads):
     n_chunks = min(n, n_threads)
     for c in prange(n_chunks):
         arrays = b.arrays
-        work = _work_for(arrays.kstate, arrays.tables, arrays.kp)
+        work = _work_for(arrays.kstate, arrays.tables, arrays.kparams)
         _chunk(actions, arrays, c * n // n_chunks, (c + 1) * n // n_chunks, work)
 
 

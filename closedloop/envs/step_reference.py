@@ -1,7 +1,7 @@
 """A slow NumPy reference of the control step, for tests (:mod:`closedloop.envs.step`).
 
 :func:`reference_step` is the step written plainly, pulse arrays and NumPy means around the
-neural model's :class:`~closedloop.neural.runner.PulseRunner`, with nothing shared with
+neural model's :class:`~closedloop.neural.pulse_runner.PulseRunner`, with nothing shared with
 :func:`~closedloop.envs.step.control_step` but the one copies of the action mapping
 (:func:`~closedloop.envs.config.requested_current`), the device limits
 (:func:`~closedloop.device_limits.limit_one`), the sensation filter
@@ -69,7 +69,7 @@ def reference_step(ep: Episode, runner, action) -> None:
     Args:
         ep: The episode's arrays (patient axis of length 1); its state, observation, result
             and per-pulse arrays are updated.
-        runner: A :class:`~closedloop.neural.runner.PulseRunner` of the patient's model, with
+        runner: A :class:`~closedloop.neural.pulse_runner.PulseRunner` of the patient's model, with
             ``pulses_per_step`` pulses (and sweeps for an observation that holds them).
         action: The action (1 or 3 components in [-1, 1]).
     """

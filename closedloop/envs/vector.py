@@ -173,7 +173,7 @@ class ECAPVectorEnv(VectorEnv):
                 for m in models
             ]
         )  # the recording cache is kept per slot
-        self._kp = stack([m.kp for m in models])
+        self._kparams = stack([m.kparams for m in models])
         self._slots: dict = {"tables": {}, "cache": {}}
         self._keep: dict = {}  # id(tables) -> tables: slots are keyed by id, keep them alive
         self._tables = self._rec = self._state = self._batch = None
@@ -230,7 +230,7 @@ class ECAPVectorEnv(VectorEnv):
     def _cache_of(self, model) -> KernelState:
         """A recording cache of ``model`` at the spec's pulse width (the kernel only reads it)."""
         rec = model.initial_state()
-        refresh_templates(rec, model.tables, model.kp, self.cfg.pw_us)
+        refresh_templates(rec, model.tables, model.kparams, self.cfg.pw_us)
         return rec
 
     def reset_one(self, i: int) -> None:
@@ -248,7 +248,7 @@ class ECAPVectorEnv(VectorEnv):
         i = int(i)
         ep = self._draw(i, None, reset_options(None))
         m = self.slots[i].draw.model
-        for stacked, mine in ((self._fibres, m.state), (self._kp, m.kp)):
+        for stacked, mine in ((self._fibres, m.state), (self._kparams, m.kparams)):
             for f, dst, src in zip(stacked._fields, stacked, mine, strict=True):
                 if f not in RECORDING_CACHE:
                     dst[i] = src
@@ -341,14 +341,14 @@ class ECAPVectorEnv(VectorEnv):
                 for f in KernelState._fields
             )
         )
-        work = _work_for(self._state, self._tables, self._kp)
+        work = _work_for(self._state, self._tables, self._kparams)
         arrays = BatchArrays(
             *self._ep,
             self._state,
             self._tables,
             self._table_index,
             self._cache_index,
-            self._kp,
+            self._kparams,
             self._inputs,
             self._out,
             self._wave,

@@ -1,6 +1,6 @@
 """The evaluation path: play controllers, score the runs, summarise across patients and seeds.
 
-* :mod:`~closedloop.evaluation.runner`: :func:`run_episode` plays one controller through one
+* :mod:`~closedloop.evaluation.episode_runner`: :func:`run_episode` plays one controller through one
   episode, records a :class:`~closedloop.trajectory.Trajectory` and scores it after warm-up;
   :mod:`~closedloop.evaluation.batch_runner`: :func:`run_episodes` plays many episodes of one
   controller spec at once through the native vector env, with identical results.
@@ -29,6 +29,12 @@ Example::
 """
 
 from closedloop.evaluation.batch_runner import run_episodes
+from closedloop.evaluation.episode_runner import (
+    DIRECTION,
+    EPISODE_METRICS,
+    EpisodeResult,
+    run_episode,
+)
 from closedloop.evaluation.folder import Report, write_report
 from closedloop.evaluation.grid import EpisodeSpec, grid_specs, play_spec, run_grid
 from closedloop.evaluation.html import write_html_report
@@ -50,12 +56,6 @@ from closedloop.evaluation.report import (
     leaderboard_markdown,
     leaderboard_text,
     report_card,
-)
-from closedloop.evaluation.runner import (
-    DIRECTION,
-    EPISODE_METRICS,
-    EpisodeResult,
-    run_episode,
 )
 from closedloop.evaluation.stats import bootstrap_ci, cvar, describe, iqm, paired_ratio, worst
 from closedloop.evaluation.summary import compare, summarize

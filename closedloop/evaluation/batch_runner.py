@@ -1,6 +1,6 @@
 """Play one controller spec on many episodes at once through the native vector env.
 
-:func:`run_episodes` is :func:`~closedloop.evaluation.runner.run_episode` for a list of
+:func:`run_episodes` is :func:`~closedloop.evaluation.episode_runner.run_episode` for a list of
 ``(patient, seed)`` episodes of one env id: one :class:`~closedloop.envs.vector.ECAPVectorEnv`
 holds every episode as a sub-environment (reset with its own patient and seed), and each step
 delivers every episode's pulses in one compiled call. The controllers are played in one of two ways:
@@ -17,13 +17,14 @@ delivers every episode's pulses in one compiled call. The controllers are played
 
 Either way each episode's state evolves exactly as in the one-episode path.
 
-The step log is the runner's (:func:`~closedloop.evaluation.runner.play`): the observed ECAP and
-detection from the observation, the true ECAP, sensation, current, charge, device flags and reward
-from the vector env's step arrays, and CSF thickness, posture and event read from each episode's
-scenario trace at the trace index the env used (that of the step's last pulse). Trajectories and
-scores are then made by the runner's own :func:`~closedloop.evaluation.runner.to_trajectory` and
-:func:`~closedloop.evaluation.runner.score`, so every metric and trajectory array equals the
-one-episode path's bit for bit (``tests/test_batch_runner.py``). Only ``wall_s`` differs: each
+The step log is the runner's (:func:`~closedloop.evaluation.episode_runner.play`): the
+observed ECAP and detection from the observation, the true ECAP, sensation, current, charge,
+device flags and reward from the vector env's step arrays, and CSF thickness, posture and event
+read from each episode's scenario trace at the trace index the env used (that of the step's last
+pulse). Trajectories and scores are then made by the runner's own
+:func:`~closedloop.evaluation.episode_runner.to_trajectory` and
+:func:`~closedloop.evaluation.episode_runner.score`, so every metric and trajectory array equals
+the one-episode path's bit for bit (``tests/test_batch_runner.py``). Only ``wall_s`` differs: each
 episode gets an equal share of the batch's wall-clock time.
 
 Episodes of an env whose action has several components (``control_pw_rate``: the runner's
@@ -42,7 +43,7 @@ import numpy as np
 
 from closedloop._config import ConfigError, check_value, short_repr
 from closedloop.envs.vector import ECAPVectorEnv
-from closedloop.evaluation.runner import (
+from closedloop.evaluation.episode_runner import (
     EpisodeResult,
     check_env_overrides,
     check_patient,
@@ -112,13 +113,13 @@ def run_episodes(
 
     Args:
         controller_factory: Zero-argument callable returning a new controller (anything
-            :func:`~closedloop.evaluation.runner.run_episode` accepts); called once per episode,
-            or once in all if it returns a ``batch_ready`` controller (that instance then plays
-            every episode, see the module docstring).
+            :func:`~closedloop.evaluation.episode_runner.run_episode` accepts); called once per
+            episode, or once in all if it returns a ``batch_ready`` controller (that instance
+            then plays every episode, see the module docstring).
         env_id: Registered id, e.g. ``closedloop/ECAPClinic-Test-v0``.
         episodes: ``(patient_id, seed)`` pairs, e.g. ``[("test-001", 0), ("test-001", 1)]``.
         env_overrides: ``gymnasium.make`` keyword overrides, e.g. ``{"episode_s": 20}``.
-        name: Row label; :func:`~closedloop.evaluation.runner.controller_name` by default.
+        name: Row label; :func:`~closedloop.evaluation.episode_runner.controller_name` by default.
         threads: Numba threads of the batched step, >= 1 (restored afterwards). One by
             default: the controllers run in Python between steps, and on a shared machine a
             parallel region per step (tens of patients, a few µs each) costs more than it saves.
@@ -201,7 +202,7 @@ def _play_many(
     """Step every controller's episode until all are truncated (none is stepped past its end).
 
     Returns:
-        ``(log, n_steps)``: the step log of :func:`~closedloop.evaluation.runner.play`, each
+        ``(log, n_steps)``: the step log of :func:`~closedloop.evaluation.episode_runner.play`, each
         key an array (steps, episodes), and each episode's number of steps.
     """
     for ctrl, ctx in zip(controllers, _contexts(venv), strict=True):
@@ -303,7 +304,7 @@ class _Buffers:
         self.t_s[step] = t_s
 
     def log(self, venv: _TracedVectorEnv, steps: int) -> dict[str, np.ndarray]:
-        """The runner's step log (:class:`~closedloop.evaluation.runner._StepLog` keys)."""
+        """The runner's step log (:class:`~closedloop.evaluation.episode_runner._StepLog` keys)."""
         cfg, v = venv.cfg, {k: column[:steps] for k, column in self.values.items()}
         p, rate = cfg.pulses_per_step, cfg.rate_hz
         last = np.array([t.t_s.size - 1 for t in venv.traces])

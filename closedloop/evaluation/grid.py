@@ -2,7 +2,7 @@
 
 Each cell of the grid is an :class:`EpisodeSpec`. :func:`run_grid` plays the cells in local worker
 processes (:func:`closedloop._parallel.parallel_map`) and returns one result row per episode
-(:meth:`~closedloop.evaluation.runner.EpisodeResult.row`). Controllers are built inside the
+(:meth:`~closedloop.evaluation.episode_runner.EpisodeResult.row`). Controllers are built inside the
 workers from something picklable: a spec name handed to ``make_controller`` (by default
 ``closedloop.controllers.registry.make_controller``), or a zero-argument factory (a class or a
 top-level function).
@@ -10,8 +10,8 @@ top-level function).
 The cells of one controller label, env id and overrides are played in batches of up to
 :data:`MAX_BATCH` episodes through the native vector env
 (:func:`~closedloop.evaluation.batch_runner.run_episodes`, results identical to
-:func:`~closedloop.evaluation.runner.run_episode`'s; each row's ``wall_s`` is its share of its
-batch's time). A batch's episodes are written when the batch ends.
+:func:`~closedloop.evaluation.episode_runner.run_episode`'s; each row's ``wall_s`` is its share of
+its batch's time). A batch's episodes are written when the batch ends.
 
 With ``out_dir``, every finished episode is written atomically to
 ``out_dir/episodes/<key>.json`` (and its trajectory to ``out_dir/trajectories/<key>.npz`` if
@@ -35,7 +35,7 @@ from typing import Any
 from closedloop._config import ConfigError, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.evaluation.batch_runner import run_episodes
-from closedloop.evaluation.runner import (
+from closedloop.evaluation.episode_runner import (
     check_env_id,
     check_env_overrides,
     check_patient,

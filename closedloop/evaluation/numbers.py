@@ -1,8 +1,8 @@
 """Numbers for reading: one formatting of metric values for the terminal, Markdown and HTML.
 
 Units come from the metric's documentation (the ``(unit)`` that ends its entry in
-:data:`~closedloop.evaluation.runner.EPISODE_METRICS`), so a metric added there is shown with
-its unit everywhere. Fractions (unit ``1``, names ending ``_frac``) are shown in percent;
+:data:`~closedloop.evaluation.episode_runner.EPISODE_METRICS`), so a metric added there is
+shown with its unit everywhere. Fractions (unit ``1``, names ending ``_frac``) are shown in percent;
 counts and everything from 1000 up as whole numbers with thousands separators (``2,265``,
 never ``2.27e+03``).
 """
@@ -28,7 +28,7 @@ _UNIT = re.compile(r"\(([^()]*)\)\s*$")
 
 def metric_unit(metric: str) -> str:
     """The unit of a metric or result column (``""`` if it documents none)."""
-    from closedloop.evaluation.runner import EPISODE_METRICS
+    from closedloop.evaluation.episode_runner import EPISODE_METRICS
     from closedloop.evaluation.schema import SCHEMA
 
     m = _UNIT.search(EPISODE_METRICS.get(metric) or SCHEMA.get(metric, ""))

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError
+from closedloop.evaluation.episode_runner import DIRECTION
 from closedloop.evaluation.figures import slug
-from closedloop.evaluation.runner import DIRECTION
 from closedloop.evaluation.stats import row_statistic
 from closedloop.evaluation.summary import check_metrics, groups, score_matrix
 from closedloop.plots._save import new_figure, save_png

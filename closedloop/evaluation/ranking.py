@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError
-from closedloop.evaluation.runner import DIRECTION
+from closedloop.evaluation.episode_runner import DIRECTION
 from closedloop.evaluation.schema import PAIRED_SCHEMA
 from closedloop.evaluation.stats import (
     DEFAULT_RESAMPLES,

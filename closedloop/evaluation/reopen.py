@@ -457,7 +457,7 @@ def _change(
     metric: str,
 ) -> dict[str, Any]:
     """One (controller, env) of both runs: the metric's means and their paired difference."""
-    from closedloop.evaluation.runner import DIRECTION
+    from closedloop.evaluation.episode_runner import DIRECTION
 
     def values(rows):
         out = {(r["patient"], int(r["seed"])): float(r.get(metric, math.nan)) for r in rows}

@@ -18,8 +18,8 @@ from typing import Any
 
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
+from closedloop.evaluation.episode_runner import DIRECTION
 from closedloop.evaluation.numbers import readable, scaled, shown_unit
-from closedloop.evaluation.runner import DIRECTION
 from closedloop.evaluation.schema import (
     PAIRED_SCHEMA,
     RATIO_SCHEMA,

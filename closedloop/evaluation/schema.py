@@ -8,7 +8,7 @@ the files; :mod:`closedloop.evaluation.numbers` reads the units here.
 
 from __future__ import annotations
 
-from closedloop.evaluation.runner import EPISODE_METRICS
+from closedloop.evaluation.episode_runner import EPISODE_METRICS
 from closedloop.evaluation.stats import STATISTICS
 
 RESULTS_FORMAT = "closedloop.results/1"

@@ -3,7 +3,7 @@
 Pure functions of arrays and result rows. Conventions:
 
 * ``direction`` is +1 when higher is better and -1 when lower is better
-  (:data:`closedloop.evaluation.runner.DIRECTION`); "worst" follows it.
+  (:data:`closedloop.evaluation.episode_runner.DIRECTION`); "worst" follows it.
 * The interquartile mean (IQM) is the mean of the middle 50 %: ``floor(n/4)`` values are cut
   from each end (as ``scipy.stats.trim_mean(x, 0.25)`` and rliable do).
 * ``CVaR_alpha`` is the mean of the worst ``ceil(alpha n)`` values.

@@ -78,7 +78,7 @@ class Suite:
 
     def __post_init__(self) -> None:
         """Check every field's type and range (not yet whether names exist: :func:`validate`)."""
-        from closedloop.evaluation.runner import check_seed
+        from closedloop.evaluation.episode_runner import check_seed
 
         where = f"suite {short_repr(self.name)}"
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
@@ -153,8 +153,8 @@ class Suite:
 
 def _check_primary_metrics(where: str, pairs: Any) -> None:
     """Raise ConfigError unless ``pairs`` are distinct (closedloop env id, ranking metric)."""
+    from closedloop.evaluation.episode_runner import check_env_id
     from closedloop.evaluation.ranking import check_primary
-    from closedloop.evaluation.runner import check_env_id
 
     if not isinstance(pairs, tuple) or not all(
         isinstance(kv, tuple) and len(kv) == 2 for kv in pairs

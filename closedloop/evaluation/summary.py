@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError, short_repr
-from closedloop.evaluation.runner import DIRECTION, EPISODE_METRICS
+from closedloop.evaluation.episode_runner import DIRECTION, EPISODE_METRICS
 from closedloop.evaluation.stats import (
     DEFAULT_ALPHA,
     DEFAULT_RESAMPLES,

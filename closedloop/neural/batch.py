@@ -43,51 +43,51 @@ def stack(items: list):
 
 
 @njit(cache=True, inline="always")
-def _params_at(kp, p):
+def _params_at(kparams, p):
     """Patient ``p`` of a stacked ``KernelParams``."""
     return KernelParams(
-        kp.csf0_mm[p],
-        kp.dcsf_mm[p],
-        kp.jitter_rel[p],
-        kp.t_abs_ms[p],
-        kp.rel_amplitude[p],
-        kp.tau_rel_ms[p],
-        kp.sn_amplitude[p],
-        kp.tau_sn_ms[p],
-        kp.adapt_tau0_s[p],
-        kp.adapt_tau1_s[p],
-        kp.adapt_tau2_s[p],
-        kp.adapt_inc0[p],
-        kp.adapt_inc1[p],
-        kp.adapt_inc2[p],
-        kp.adapt_gain0[p],
-        kp.adapt_gain1[p],
-        kp.adapt_gain2[p],
-        kp.sd_exponent[p],
-        kp.init_offset_ms[p],
-        kp.init_pw_fraction[p],
-        kp.sfap_width_ms[p],
-        kp.sfap_asymmetry[p],
-        kp.motor_fraction[p],
-        kp.emg_uv_per_fraction[p],
-        kp.emg_latency_ms[p],
-        kp.emg_width_ms[p],
-        kp.fs_hz[p],
-        kp.interphase_us[p],
-        kp.blank_ms[p],
-        kp.est_end_ms[p],
-        kp.noise_uv_rms[p],
-        kp.artefact_uv_per_ma[p],
-        kp.artefact_offset_uv[p],
-        kp.artefact_tau_ms[p],
-        kp.adc_range_uv[p],
-        kp.adc_lsb_uv[p],
-        kp.use_template[p],
-        kp.template_lag[p],
-        kp.detect_snr[p],
-        kp.seed_pulse_a[p],
-        kp.seed_pulse_b[p],
-        kp.pool_fraction[p],
+        kparams.csf0_mm[p],
+        kparams.dcsf_mm[p],
+        kparams.jitter_rel[p],
+        kparams.t_abs_ms[p],
+        kparams.rel_amplitude[p],
+        kparams.tau_rel_ms[p],
+        kparams.sn_amplitude[p],
+        kparams.tau_sn_ms[p],
+        kparams.adapt_tau0_s[p],
+        kparams.adapt_tau1_s[p],
+        kparams.adapt_tau2_s[p],
+        kparams.adapt_inc0[p],
+        kparams.adapt_inc1[p],
+        kparams.adapt_inc2[p],
+        kparams.adapt_gain0[p],
+        kparams.adapt_gain1[p],
+        kparams.adapt_gain2[p],
+        kparams.sd_exponent[p],
+        kparams.init_offset_ms[p],
+        kparams.init_pw_fraction[p],
+        kparams.sfap_width_ms[p],
+        kparams.sfap_asymmetry[p],
+        kparams.motor_fraction[p],
+        kparams.emg_uv_per_fraction[p],
+        kparams.emg_latency_ms[p],
+        kparams.emg_width_ms[p],
+        kparams.fs_hz[p],
+        kparams.interphase_us[p],
+        kparams.blank_ms[p],
+        kparams.est_end_ms[p],
+        kparams.noise_uv_rms[p],
+        kparams.artefact_uv_per_ma[p],
+        kparams.artefact_offset_uv[p],
+        kparams.artefact_tau_ms[p],
+        kparams.adc_range_uv[p],
+        kparams.adc_lsb_uv[p],
+        kparams.use_template[p],
+        kparams.template_lag[p],
+        kparams.detect_snr[p],
+        kparams.seed_pulse_a[p],
+        kparams.seed_pulse_b[p],
+        kparams.pool_fraction[p],
     )
 
 
@@ -142,7 +142,9 @@ def _inputs_at(inp, p):
     )
 
 
-def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave, cache_index=None):
+def run_pulses_batch_indexed(
+    state, tables, table_index, kparams, inputs, out, wave, cache_index=None
+):
     """Deliver pulses to many patients in parallel, patient ``p`` using tables ``table_index[p]``.
 
     Patients that share anatomy (the same cohort patient in several environments) then share
@@ -156,7 +158,7 @@ def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave, 
             ``RECORDING_CACHE`` fields), updated in place.
         tables: Stacked ``KernelTables`` (leading axis: table slot).
         table_index: Table slot of each patient (int64, shape (n_patients,)).
-        kp: Stacked ``KernelParams`` (each field an array over patients).
+        kparams: Stacked ``KernelParams`` (each field an array over patients).
         inputs: Stacked ``PulseInputs``, arrays of shape (n_patients, P).
         out: Structured array (n_patients, P) of ``PULSE_DTYPE``.
         wave: (n_patients, P, S) sweeps, or (n_patients, 0, S) to skip them.
@@ -176,7 +178,7 @@ def run_pulses_batch_indexed(state, tables, table_index, kp, inputs, out, wave, 
                 f"(cache_index[{p}]={int(cache_index[p])}) holds, {float(held[p, 0]):g} µs; "
                 "refresh the slot first (closedloop.neural.recording.refresh_templates)"
             )
-    run_batch(state, tables, table_index, cache_index, kp, inputs, out, wave, batch_threads())
+    run_batch(state, tables, table_index, cache_index, kparams, inputs, out, wave, batch_threads())
 
 
 @njit(cache=True)
@@ -190,7 +192,7 @@ def _pw_mismatch(cache, cache_index, pw_us):
 
 
 @njit(cache=True)
-def run_batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads):
+def run_batch(state, tables, table_index, cache_index, kparams, inputs, out, wave, n_threads):
     """:func:`run_pulses_batch_indexed` without its check, for compiled callers.
 
     ``n_threads`` comes from :func:`batch_threads`; with 1 (or one patient) the patients run
@@ -199,25 +201,25 @@ def run_batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_
     if out.shape[0] == 0:
         return
     if n_threads > 1 and out.shape[0] > 1:
-        _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads)
+        _batch(state, tables, table_index, cache_index, kparams, inputs, out, wave, n_threads)
     else:
         _chunk(
             state,
             tables,
             table_index,
             cache_index,
-            kp,
+            kparams,
             inputs,
             out,
             wave,
             0,
             out.shape[0],
-            _work_for(state, tables, kp),
+            _work_for(state, tables, kparams),
         )
 
 
 @njit(cache=True, parallel=True)
-def _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_threads):
+def _batch(state, tables, table_index, cache_index, kparams, inputs, out, wave, n_threads):
     """:func:`run_pulses_batch_indexed` with ``min(n_patients, n_threads)`` chunks."""
     n = out.shape[0]
     n_chunks = min(n, n_threads)
@@ -227,29 +229,29 @@ def _batch(state, tables, table_index, cache_index, kp, inputs, out, wave, n_thr
             tables,
             table_index,
             cache_index,
-            kp,
+            kparams,
             inputs,
             out,
             wave,
             c * n // n_chunks,
             (c + 1) * n // n_chunks,
-            _work_for(state, tables, kp),
+            _work_for(state, tables, kparams),
         )
 
 
 @njit(cache=True, inline="always")
-def _work_for(state, tables, kp):
+def _work_for(state, tables, kparams):
     """A ``KernelWork`` for every patient of a batch."""
     return new_work(
         tables.fibre_class.shape[1],
         state.templates.shape[1],
         state.templates.shape[2],
-        kp.template_lag.max(),
+        kparams.template_lag.max(),
     )
 
 
 @njit(cache=True, _nrt=False)
-def _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, lo, hi, work):
+def _chunk(state, tables, table_index, cache_index, kparams, inputs, out, wave, lo, hi, work):
     """Patients ``lo:hi`` of :func:`run_pulses_batch_indexed`, one after another.
 
     Compiled without numba's reference counting (``_nrt=False``): the caller holds every array
@@ -263,7 +265,7 @@ def _chunk(state, tables, table_index, cache_index, kp, inputs, out, wave, lo, h
         run_pulses(
             _state_at(state, p, cache_index[p]),
             _tables_at(tables, table_index[p]),
-            _params_at(kp, p),
+            _params_at(kparams, p),
             _inputs_at(inputs, p),
             out[p],
             wave[p],
@@ -293,16 +295,16 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def run_pulses_batch(state, tables, kp, inputs, out, wave):
+def run_pulses_batch(state, tables, kparams, inputs, out, wave):
     """Deliver pulses to many patients in parallel, each with its own tables.
 
     Args:
         state: Stacked ``KernelState`` (leading axis: patient), updated in place.
         tables: Stacked ``KernelTables``.
-        kp: Stacked ``KernelParams`` (each field an array over patients).
+        kparams: Stacked ``KernelParams`` (each field an array over patients).
         inputs: Stacked ``PulseInputs``, arrays of shape (n_patients, P).
         out: Structured array (n_patients, P) of ``PULSE_DTYPE``.
         wave: (n_patients, P, S) sweeps, or (n_patients, 0, S) to skip them.
     """
     index = np.arange(out.shape[0], dtype=np.int64)
-    run_pulses_batch_indexed(state, tables, index, kp, inputs, out, wave)
+    run_pulses_batch_indexed(state, tables, index, kparams, inputs, out, wave)

@@ -87,7 +87,7 @@ def sd_ratio_min(sd_ratio_range, s, s_order):
 
 
 @njit(cache=True, inline="always")
-def screen_m_min(kp, interval_s):
+def screen_m_min(kparams, interval_s):
     """Lower bound over fibres of the excitability factor ``m`` (see :func:`recruit`) at a pulse.
 
     A fibre that last fired ``t >= interval_s`` ago (s) has supernormal value
@@ -99,19 +99,19 @@ def screen_m_min(kp, interval_s):
     ``t >= interval_s``. The margins (1e-6) cover the float32 storage of the processes.
     """
     t_ms = interval_s * 1e3
-    deficit = kp.sn_amplitude * math.exp(-t_ms / kp.tau_sn_ms) * (1.0 + 1e-6)
-    taus_ms = (kp.adapt_tau0_s * 1e3, kp.adapt_tau1_s * 1e3, kp.adapt_tau2_s * 1e3)
-    incs = (kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)
-    gains = (kp.adapt_gain0, kp.adapt_gain1, kp.adapt_gain2)
+    deficit = kparams.sn_amplitude * math.exp(-t_ms / kparams.tau_sn_ms) * (1.0 + 1e-6)
+    taus_ms = (kparams.adapt_tau0_s * 1e3, kparams.adapt_tau1_s * 1e3, kparams.adapt_tau2_s * 1e3)
+    incs = (kparams.adapt_inc0, kparams.adapt_inc1, kparams.adapt_inc2)
+    gains = (kparams.adapt_gain0, kparams.adapt_gain1, kparams.adapt_gain2)
     credit = 0.0
     for k in range(3):
-        if taus_ms[k] >= kp.tau_sn_ms:
+        if taus_ms[k] >= kparams.tau_sn_ms:
             credit += gains[k] * incs[k] * math.exp(-t_ms / taus_ms[k])
     return 1.0 - max(deficit - credit * (1.0 - 1e-6), 0.0)
 
 
 @njit(cache=True, inline="always")
-def advance_clock(decay_ref, clock, kp, interval_s, decay, gain):
+def advance_clock(decay_ref, clock, kparams, interval_s, decay, gain):
     """Advance ``clock`` (``KernelState.clock_ms``); ``decay[k]``, ``gain[k]``: exp(∓Δt/tau_k).
 
     Like :func:`~closedloop.neural.recording.synthesise`, it takes the arrays it uses rather
@@ -124,11 +124,11 @@ def advance_clock(decay_ref, clock, kp, interval_s, decay, gain):
     """
     clock[0] += interval_s * 1e3
     taus = (
-        kp.tau_rel_ms,
-        kp.tau_sn_ms,
-        kp.adapt_tau0_s * 1e3,
-        kp.adapt_tau1_s * 1e3,
-        kp.adapt_tau2_s * 1e3,
+        kparams.tau_rel_ms,
+        kparams.tau_sn_ms,
+        kparams.adapt_tau0_s * 1e3,
+        kparams.adapt_tau1_s * 1e3,
+        kparams.adapt_tau2_s * 1e3,
     )
     for k in range(5):
         arg = (clock[0] - clock[1 + k]) / taus[k]
@@ -145,7 +145,7 @@ def advance_clock(decay_ref, clock, kp, interval_s, decay, gain):
 
 
 @njit(cache=True, inline="always")
-def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key):
+def recruit(state, work, tables, kparams, current_ma, pw_us, csf_mm, interval_s, key):
     """Advance the fibre state over one interval and fire one pulse; return the recruited count.
 
     Fibre i's threshold (mA) is its strength-duration law ``rheo + Q PW^-beta`` interpolated
@@ -161,27 +161,27 @@ def recruit(state, work, tables, kp, current_ma, pw_us, csf_mm, interval_s, key)
     recruited fibre's SFAP weight (µV) into ``work.class_acc`` (zeroed first), and its weight
     times its initiation delay into ``work.class_delay`` (see :func:`fire`).
 
-    In pool mode (``kp.pool_fraction`` 1.0) the same fibres are examined, at their nominal
+    In pool mode (``kparams.pool_fraction`` 1.0) the same fibres are examined, at their nominal
     thresholds (no draw), and each fires the fraction :func:`fired_fraction` of its pool
     (:func:`pool_fire`); the return value is then the sum of the fractions (a float either way).
     """
     decay, gain = work.factors[0], work.factors[1]
-    advance_clock(state.decay_ref, state.clock_ms, kp, interval_s, decay, gain)
+    advance_clock(state.decay_ref, state.clock_ms, kparams, interval_s, decay, gain)
     rheo = tables.rheo_ma
-    g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), rheo.shape[0] - 1.000001)
+    g = min(max((csf_mm - kparams.csf0_mm) / kparams.dcsf_mm, 0.0), rheo.shape[0] - 1.000001)
     j = int(g)
     f = g - j
-    low = (1.0 - kp.jitter_rel * Z_MAX) * (1.0 - 1e-12)
-    m_min = screen_m_min(kp, interval_s)
-    s = state.cache[4]  # pw_us ** -kp.sd_exponent (cache_pulse_constants)
+    low = (1.0 - kparams.jitter_rel * Z_MAX) * (1.0 - 1e-12)
+    m_min = screen_m_min(kparams, interval_s)
+    s = state.cache[4]  # pw_us ** -kparams.sd_exponent (cache_pulse_constants)
     ratio = sd_ratio_min(tables.sd_ratio_range, s, state.cache[5])
     limit = current_ma / (low * m_min * ratio)
     n_exam = exam_count(tables.cell_floor[j], limit * (1.0 + 1e-9), rheo.shape[1])
-    if kp.pool_fraction > 0.5:
-        nominal_thresholds(state, work, tables, kp, s, j, f, n_exam)
-        return pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n_exam)
-    thresholds(state, work, tables, kp, s, j, f, key, n_exam)
-    return np.float64(fire(state, work, tables, kp, current_ma, pw_us, j, f, n_exam))
+    if kparams.pool_fraction > 0.5:
+        nominal_thresholds(state, work, tables, kparams, s, j, f, n_exam)
+        return pool_fire(state, work, tables, kparams, current_ma, pw_us, j, f, n_exam)
+    thresholds(state, work, tables, kparams, s, j, f, key, n_exam)
+    return np.float64(fire(state, work, tables, kparams, current_ma, pw_us, j, f, n_exam))
 
 
 @njit(cache=True, inline="always")
@@ -198,7 +198,7 @@ def exam_count(floor, limit, n_fibres):
 
 
 @njit(cache=True, inline="always")
-def thresholds(state, work, tables, kp, s, j, f, key, n):
+def thresholds(state, work, tables, kparams, s, j, f, key, n):
     """Write the jittered thresholds (mA) of fibres ``0:n`` into ``work.th``.
 
     The threshold (see :func:`recruit`) times ``1 + jitter_rel * z`` with the fibre's draw z for
@@ -207,15 +207,15 @@ def thresholds(state, work, tables, kp, s, j, f, key, n):
     the jittered draw in a loop of its own (one loop with everything in it ran out of vector
     registers and took about a tenth longer).
     """
-    nominal_thresholds(state, work, tables, kp, s, j, f, n)
-    jit, fh, th = kp.jitter_rel, tables.fibre_hash, work.th[:n]
+    nominal_thresholds(state, work, tables, kparams, s, j, f, n)
+    jit, fh, th = kparams.jitter_rel, tables.fibre_hash, work.th[:n]
     key32 = np.uint32(key)
     for i in range(n):
         th[i] = th[i] * (1.0 + jit * hash_normal(fmix32(fh[i] ^ key32)))
 
 
 @njit(cache=True, inline="always")
-def nominal_thresholds(state, work, tables, kp, s, j, f, n):
+def nominal_thresholds(state, work, tables, kparams, s, j, f, n):
     """Write the thresholds (mA) of fibres ``0:n``, without jitter, into ``work.th``.
 
     The strength-duration law interpolated at the CSF (``s = PW^-beta``, grid cell ``j`` +
@@ -229,8 +229,8 @@ def nominal_thresholds(state, work, tables, kp, s, j, f, n):
     p0, p1, p2, p3, p4 = ref[0], ref[1], ref[2], ref[3], ref[4]
     decay = work.factors[0]
     d0, d1, d2, d3, d4 = decay[0], decay[1], decay[2], decay[3], decay[4]
-    rel, sn = kp.rel_amplitude, kp.sn_amplitude
-    g0, g1, g2 = kp.adapt_gain0, kp.adapt_gain1, kp.adapt_gain2
+    rel, sn = kparams.rel_amplitude, kparams.sn_amplitude
+    g0, g1, g2 = kparams.adapt_gain0, kparams.adapt_gain1, kparams.adapt_gain2
     th = work.th[:n]
     for i in range(n):
         xr = p0[i] * d0
@@ -243,7 +243,7 @@ def nominal_thresholds(state, work, tables, kp, s, j, f, n):
 
 
 @njit(cache=True, inline="always")
-def fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
+def fire(state, work, tables, kparams, current_ma, pw_us, j, f, n):
     """Fire the fibres among ``0:n`` whose ``work.th`` is at most the current; return the count.
 
     The recruited fibres' processes are reset through their compacted indices (a pass over the
@@ -262,9 +262,9 @@ def fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
         n_rec += current_ma >= th[i]
     if n_rec == 0:
         return 0
-    _reset_processes(state.decay_ref, work.factors, kp, idx, n_rec)
+    _reset_processes(state.decay_ref, work.factors, kparams, idx, n_rec)
     w0, w1, cls = tables.sfap_uv[j], tables.sfap_uv[j + 1], tables.fibre_class
-    t0, kpw, table = kp.init_offset_ms, kp.init_pw_fraction, tables.init_delay_ms
+    t0, kpw, table = kparams.init_offset_ms, kparams.init_pw_fraction, tables.init_delay_ms
     inv_cur = 1.0 / current_ma
     for q in range(n_rec):
         i = idx[q]
@@ -276,7 +276,7 @@ def fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
 
 
 @njit(cache=True, inline="always")
-def _reset_processes(ref, factors, kp, idx, n_rec):
+def _reset_processes(ref, factors, kparams, idx, n_rec):
     """Reset the processes of the recruited fibres ``idx[:n_rec]``.
 
     Refractoriness and supernormality restart (stored as the gains ``exp(+(t - t_ref) / tau)``
@@ -286,7 +286,7 @@ def _reset_processes(ref, factors, kp, idx, n_rec):
     p0, p1, p2, p3, p4 = ref[0], ref[1], ref[2], ref[3], ref[4]
     r0, r1 = np.float32(gain[0]), np.float32(gain[1])
     d2, d3, d4, e2, e3, e4 = decay[2], decay[3], decay[4], gain[2], gain[3], gain[4]
-    i0, i1, i2 = kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2
+    i0, i1, i2 = kparams.adapt_inc0, kparams.adapt_inc1, kparams.adapt_inc2
     for q in range(n_rec):
         i = idx[q]
         b0, b1, b2 = p2[i] * d2, p3[i] * d3, p4[i] * d4
@@ -298,13 +298,13 @@ def _reset_processes(ref, factors, kp, idx, n_rec):
 
 
 @njit(cache=True, inline="always")
-def run_pulses(state, tables, kp, inputs, out, wave, work):
+def run_pulses(state, tables, kparams, inputs, out, wave, work):
     """Deliver ``P`` pulses to one patient, writing one ``PULSE_DTYPE`` record per pulse.
 
     Args:
         state: ``KernelState``, updated in place.
         tables: ``KernelTables`` of the patient.
-        kp: ``KernelParams``.
+        kparams: ``KernelParams``.
         inputs: ``PulseInputs`` with arrays of length P (mA, µs, mm, s).
         out: Structured array of length P, dtype ``PULSE_DTYPE``.
         wave: (P, S) array for the recorded sweeps (µV), or shape (0, S) to skip them.
@@ -313,16 +313,16 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
     n_s = state.templates.shape[1]
     n_fib = tables.fibre_class.size
     neural, rec, acc = work.sweeps[0], work.sweeps[1], work.class_acc
-    dt_ms = 1e3 / kp.fs_hz
+    dt_ms = 1e3 / kparams.fs_hz
     full = wave.shape[0] > 0
     for p in range(inputs.current_ma.size):
         cur, pw = inputs.current_ma[p], inputs.pw_us[p]
         if pw != state.cache[0]:
-            refresh_templates(state, tables, kp, pw)
-        key = pulse_key(kp.seed_pulse_a, kp.seed_pulse_b, state.pulse_count[0])
+            refresh_templates(state, tables, kparams, pw)
+        key = pulse_key(kparams.seed_pulse_a, kparams.seed_pulse_b, state.pulse_count[0])
         state.pulse_count[0] += 1
         n_rec = recruit(
-            state, work, tables, kp, cur, pw, inputs.csf_mm[p], inputs.interval_s[p], key
+            state, work, tables, kparams, cur, pw, inputs.csf_mm[p], inputs.interval_s[p], key
         )
         frac = n_rec / n_fib
         lo, hi, t_ref = int(state.cache[8]), int(state.cache[9]), state.cache[7]
@@ -331,7 +331,7 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
             state.shapes,
             tables.sample_hash,
             tables.class_delay_ms,
-            kp,
+            kparams,
             acc,
             work.class_delay,
             t_ref,
@@ -355,20 +355,20 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
             rec,
             lo,
             hi,
-            kp.template_lag,
+            kparams.template_lag,
             work.scratch,
             state.lag_track,
             pw,
             inputs.interval_s[p],
         )
-        r.ecap_uv = r.ecap_template_uv if kp.use_template > 0.5 else r.ecap_n1p2_uv
+        r.ecap_uv = r.ecap_template_uv if kparams.use_template > 0.5 else r.ecap_n1p2_uv
         true_amp, i_min = n1p2(neural, lo, hi)
         r.ecap_true_uv = true_amp
         n_round = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
         # no latency without a fibre's worth of ECAP (pool mode: a sum of q under 0.5)
         r.n1_latency_ms = n1_latency(neural, i_min, lo, hi, dt_ms) if n_round > 0 else np.nan
-        r.detected = r.ecap_template_uv > kp.detect_snr * state.cache[3]
-        r.saturated = clipped(rec, lo, hi, kp.adc_range_uv)
+        r.detected = r.ecap_template_uv > kparams.detect_snr * state.cache[3]
+        r.saturated = clipped(rec, lo, hi, kparams.adc_range_uv)
         r.n_recruited = n_round
         r.frac_recruited = frac
         r.charge_uc = cur * pw * 1e-3
@@ -376,11 +376,11 @@ def run_pulses(state, tables, kp, inputs, out, wave, work):
 
 
 @njit(cache=True, _nrt=False)
-def run_pulses_unshared(state, tables, kp, inputs, out, wave, work):
+def run_pulses_unshared(state, tables, kparams, inputs, out, wave, work):
     """:func:`run_pulses` compiled without numba's reference counting.
 
     For callers that hold every array for the whole call (a Python caller, or compiled code
     that passes its own arrays): the views of a pulse then cost no atomic increment and
     decrement each. The same dynamics (``run_pulses`` is inlined here), bit for bit.
     """
-    run_pulses(state, tables, kp, inputs, out, wave, work)
+    run_pulses(state, tables, kparams, inputs, out, wave, work)

@@ -4,7 +4,7 @@ The arguments, by the names the kernels give them (:mod:`closedloop.neural.model
     state:   ``KernelState``  (mutable fibre state, pulse counter, template cache)
     work:    ``KernelWork``   (scratch of one call)
     tables:  ``KernelTables`` (immutable per-patient arrays)
-    kp:      ``KernelParams`` (immutable scalars, a NamedTuple of floats)
+    kparams:      ``KernelParams`` (immutable scalars, a NamedTuple of floats)
     inputs:  ``PulseInputs``  (per-pulse current, pulse width, CSF thickness, interval)
     out:     structured array of ``PULSE_DTYPE``, one record per pulse
     wave:    (P, S) array for the recorded sweeps, or (0, S) to skip them

@@ -80,11 +80,14 @@ class NeuralModel:
         drawn = draw_fibres(self.params.population, np.random.default_rng(pop_ss))
         self.fibres: Fibres
         self.fibres, self.tables = build_tables(self.params, drawn, seed_words(pop_ss)[2:])
-        self._base_kp = build_kernel_params(self.params)
-        self.kp = self._base_kp
+        self._base_kparams = build_kernel_params(self.params)
+        self.kparams = self._base_kparams
         self.state: KernelState = self.initial_state()
         self.work: KernelWork = new_work(
-            self.n_fibres, self.params.population.n_classes, self.n_samples, self.kp.template_lag
+            self.n_fibres,
+            self.params.population.n_classes,
+            self.n_samples,
+            self.kparams.template_lag,
         )
         self.reset(noise_ss)
 
@@ -141,7 +144,7 @@ class NeuralModel:
         """
         if seed is not None:
             words = seed_words(seed)
-            self.kp = self._base_kp._replace(seed_pulse_a=words[0], seed_pulse_b=words[1])
+            self.kparams = self._base_kparams._replace(seed_pulse_a=words[0], seed_pulse_b=words[1])
         fresh = self.initial_state()
         for mine, new in zip(self.state, fresh, strict=True):
             mine[...] = new
@@ -169,7 +172,7 @@ class NeuralModel:
         out = np.empty(n, PULSE_DTYPE)
         wave = np.empty((n if waveforms else 0, self.n_samples))
         if n <= CHUNK_PULSES:
-            run_pulses_unshared(self.state, self.tables, self.kp, inputs, out, wave, self.work)
+            run_pulses_unshared(self.state, self.tables, self.kparams, inputs, out, wave, self.work)
         else:
             self._run_chunked(inputs, out, wave)
         return (out, wave) if waveforms else out
@@ -182,7 +185,7 @@ class NeuralModel:
             run_pulses_unshared(
                 self.state,
                 self.tables,
-                self.kp,
+                self.kparams,
                 PulseInputs(*(a[part] for a in inputs)),
                 out[part],
                 wave[part] if keep else wave,

@@ -226,7 +226,7 @@ def pool_shares(th, lo, hi, current_ma, jitter_rel, q_out, u_out):
 
 
 @njit(cache=True, inline="always")
-def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
+def pool_fire(state, work, tables, kparams, current_ma, pw_us, j, f, n):
     """Fire fraction ``q_i`` of the pool of each fibre among ``0:n``; return the sum of ``q``.
 
     ``work.th`` holds the nominal thresholds (mA,
@@ -246,7 +246,7 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
     th, idx, acc, dacc = work.th, work.idx, work.class_acc, work.class_delay
     acc[:] = 0.0
     dacc[:] = 0.0
-    jit, inv_cur = kp.jitter_rel, 1.0 / current_ma if current_ma > 0.0 else 0.0
+    jit, inv_cur = kparams.jitter_rel, 1.0 / current_ma if current_ma > 0.0 else 0.0
     qs, us, table = work.sweeps[0], work.sweeps[1], tables.init_delay_ms
     regen = tables.pool_regen_ms
     per_rho = (regen.size - 2) / pool_rho_max(jit) if jit > 0.0 else 0.0
@@ -270,22 +270,22 @@ def pool_fire(state, work, tables, kp, current_ma, pw_us, j, f, n):
             if jit > 0.0:
                 q = qs[k]
                 dly = (
-                    kp.init_offset_ms
-                    + kp.init_pw_fraction * (pw_us * 1e-3) * us[k]
+                    kparams.init_offset_ms
+                    + kparams.init_pw_fraction * (pw_us * 1e-3) * us[k]
                     + pool_regen_at(th[i] * inv_cur, regen, per_rho)
                 )
             else:
                 q = 1.0
                 dly = delay_at(
-                    th[i] * inv_cur, pw_us, kp.init_offset_ms, kp.init_pw_fraction, table
+                    th[i] * inv_cur, pw_us, kparams.init_offset_ms, kparams.init_pw_fraction, table
                 )
             total += q
-            _pool_add(state, work, tables, kp, j, f, i, q, dly)
+            _pool_add(state, work, tables, kparams, j, f, i, q, dly)
     return total
 
 
 @njit(cache=True, inline="always")
-def _pool_add(state, work, tables, kp, j, f, i, q, dly):
+def _pool_add(state, work, tables, kparams, j, f, i, q, dly):
     """Add pool ``i``'s fraction ``q`` (mean delay ``dly``, ms) to the class sums; move it."""
     cls = tables.fibre_class[i]
     a, b = np.float64(tables.sfap_uv[j, i]), np.float64(tables.sfap_uv[j + 1, i])
@@ -296,7 +296,7 @@ def _pool_add(state, work, tables, kp, j, f, i, q, dly):
     r = 1.0 - q
     for k in range(2):  # refractory, supernormal: x + q (1 - x), stored lazily (x gain)
         ref[k, i] = np.float32((1.0 - r * (1.0 - ref[k, i] * decay[k])) * gain[k])
-    incs = (kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)
+    incs = (kparams.adapt_inc0, kparams.adapt_inc1, kparams.adapt_inc2)
     for k in range(3):  # adaptation: a + q inc (1 - a)
         a_k = ref[2 + k, i] * decay[2 + k]
         ref[2 + k, i] = np.float32((a_k + (q * incs[k]) * (1.0 - a_k)) * gain[2 + k])

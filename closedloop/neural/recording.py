@@ -77,9 +77,11 @@ def delay_at(u, pw_us, offset_ms, pw_fraction, table):
 
 
 @njit(cache=True, inline="always")
-def template_delay_ms(pw_us, kp, table):
+def template_delay_ms(pw_us, kparams, table):
     """Initiation delay (ms) at which the class templates are cached (``TEMPLATE_RATIO``)."""
-    return delay_at(1.0 / TEMPLATE_RATIO, pw_us, kp.init_offset_ms, kp.init_pw_fraction, table)
+    return delay_at(
+        1.0 / TEMPLATE_RATIO, pw_us, kparams.init_offset_ms, kparams.init_pw_fraction, table
+    )
 
 
 INIT_TABLE_SIZE = 1024
@@ -238,21 +240,21 @@ def sfap_shape(u, asym):
 
 
 @njit(cache=True, inline="always")
-def pulse_end_ms(pw_us, kp):
+def pulse_end_ms(pw_us, kparams):
     """End of the biphasic pulse after its onset (ms): two phases and the interphase gap."""
-    return (2.0 * pw_us + kp.interphase_us) * 1e-3
+    return (2.0 * pw_us + kparams.interphase_us) * 1e-3
 
 
 @njit(cache=True, inline="always")
-def window_bounds(pw_us, kp, n_samples):
+def window_bounds(pw_us, kparams, n_samples):
     """First and one-past-last sample of the estimator window for a pulse width."""
-    lo = int(math.ceil((pulse_end_ms(pw_us, kp) + kp.blank_ms) * kp.fs_hz * 1e-3))
-    hi = int(math.floor(kp.est_end_ms * kp.fs_hz * 1e-3)) + 1
+    lo = int(math.ceil((pulse_end_ms(pw_us, kparams) + kparams.blank_ms) * kparams.fs_hz * 1e-3))
+    hi = int(math.floor(kparams.est_end_ms * kparams.fs_hz * 1e-3)) + 1
     return min(lo, n_samples - 2), max(min(hi, n_samples), min(lo, n_samples - 2) + 2)
 
 
 @njit(cache=True)
-def refresh_templates(state, tables, kp, pw_us):
+def refresh_templates(state, tables, kparams, pw_us):
     """Recompute the class templates, matched filter and sweep shapes for a new pulse width.
 
     The reference ECAP ``e`` is the ``class_mix``-weighted sum of the class templates, or,
@@ -268,20 +270,20 @@ def refresh_templates(state, tables, kp, pw_us):
     compiles a callee with its caller's setting.
     """
     n_cls, n_s = state.templates.shape
-    dt_ms = 1e3 / kp.fs_hz
-    shift = template_delay_ms(pw_us, kp, tables.init_delay_ms)
+    dt_ms = 1e3 / kparams.fs_hz
+    shift = template_delay_ms(pw_us, kparams, tables.init_delay_ms)
     for b in range(n_cls):
         c = shift + tables.class_delay_ms[b]
         for s in range(n_s):
-            u = (s * dt_ms - c) / kp.sfap_width_ms
-            state.templates[b, s] = sfap_shape(u, kp.sfap_asymmetry)
-    refresh_shapes(state, kp, pw_us)
-    lo, hi = window_bounds(pw_us, kp, n_s)
+            u = (s * dt_ms - c) / kparams.sfap_width_ms
+            state.templates[b, s] = sfap_shape(u, kparams.sfap_asymmetry)
+    refresh_shapes(state, kparams, pw_us)
+    lo, hi = window_bounds(pw_us, kparams, n_s)
     mf = state.mf
     mf[:] = 0.0
     ref = tables.template_ref
     if ref[0].sum() > 0.0:
-        recruited_reference(mf, ref, tables.class_delay_ms, kp, pw_us)
+        recruited_reference(mf, ref, tables.class_delay_ms, kparams, pw_us)
     else:
         for b in range(n_cls):
             w, row = tables.class_mix[b], state.templates[b]
@@ -290,34 +292,38 @@ def refresh_templates(state, tables, kp, pw_us):
     amp = n1p2(mf, lo, hi)[0]
     mf[:lo] = 0.0
     mf[hi:] = 0.0
-    artefact_orthogonal(mf, state.shapes[0], lo, hi, min(kp.template_lag, hi - lo - 1))
+    artefact_orthogonal(mf, state.shapes[0], lo, hi, min(kparams.template_lag, hi - lo - 1))
     ss = 0.0
     for s in range(lo, hi):
         ss += mf[s] * mf[s]
-    cache_pulse_constants(state.cache, tables, kp, pw_us, lo, hi, shift)
+    cache_pulse_constants(state.cache, tables, kparams, pw_us, lo, hi, shift)
     state.cache[0] = pw_us
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
     state.cache[2] = amp
-    state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+    state.cache[3] = kparams.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
 
 
 @njit(cache=True, inline="always")
-def recruited_reference(mf, ref, class_delay_ms, kp, pw_us):
+def recruited_reference(mf, ref, class_delay_ms, kparams, pw_us):
     """Add the "recruited" reference ECAP (µV per µV of summed SFAP weight) to ``mf``.
 
     ``ref`` is ``KernelTables.template_ref``: class b adds ``ref[0, b]`` unit-N1 SFAPs
     starting at ``offset + pw_fraction PW ref[1, b] + ref[2, b]`` (its fibres' mean initiation
     delay at this pulse width, ms) and reaching the contact ``class_delay_ms[b]`` later.
     """
-    dt_ms = 1e3 / kp.fs_hz
+    dt_ms = 1e3 / kparams.fs_hz
     for b in range(ref.shape[1]):
         w = ref[0, b]
         if w > 0.0:
             c = (
-                kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * ref[1, b] + ref[2, b]
+                kparams.init_offset_ms
+                + kparams.init_pw_fraction * (pw_us * 1e-3) * ref[1, b]
+                + ref[2, b]
             ) + class_delay_ms[b]
             for s in range(mf.size):
-                mf[s] += w * sfap_shape((s * dt_ms - c) / kp.sfap_width_ms, kp.sfap_asymmetry)
+                mf[s] += w * sfap_shape(
+                    (s * dt_ms - c) / kparams.sfap_width_ms, kparams.sfap_asymmetry
+                )
 
 
 CACHE_SIZE = 10
@@ -326,32 +332,34 @@ estimator noise sd (µV), then :func:`cache_pulse_constants`' per-width constant
 
 
 @njit(cache=True, inline="always")
-def cache_pulse_constants(cache, tables, kp, pw_us, lo, hi, t_ref_ms):
+def cache_pulse_constants(cache, tables, kparams, pw_us, lo, hi, t_ref_ms):
     """Store the per-pulse constants of a pulse width in ``cache[4:10]``.
 
     ``PW^-beta``, ``ORDER_PW_US^-beta`` (the strength-duration terms of the threshold and of
-    the screening key, beta = ``kp.sd_exponent``), the absolute-refractory bound
+    the screening key, beta = ``kparams.sd_exponent``), the absolute-refractory bound
     ``exp(-t_abs / tau_rel)``, the templates' initiation delay ``t_ref_ms`` (ms) and the
     estimator window ``lo:hi`` (samples): computed once per width instead of once per pulse,
     the same values bit for bit.
     """
-    cache[4] = pw_us**-kp.sd_exponent
-    cache[5] = ORDER_PW_US**-kp.sd_exponent
-    cache[6] = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
+    cache[4] = pw_us**-kparams.sd_exponent
+    cache[5] = ORDER_PW_US**-kparams.sd_exponent
+    cache[6] = math.exp(-kparams.t_abs_ms / kparams.tau_rel_ms)
     cache[7] = t_ref_ms
     cache[8] = lo
     cache[9] = hi
 
 
 @njit(cache=True)
-def refresh_shapes(state, kp, pw_us):
+def refresh_shapes(state, kparams, pw_us):
     """Artefact decay (NaN while the pulse saturates the amplifier) and EMG shape per sample."""
-    dt_ms = 1e3 / kp.fs_hz
-    t_end = pulse_end_ms(pw_us, kp)
+    dt_ms = 1e3 / kparams.fs_hz
+    t_end = pulse_end_ms(pw_us, kparams)
     for s in range(state.shapes.shape[1]):
         t = s * dt_ms
-        state.shapes[0, s] = math.exp(-(t - t_end) / kp.artefact_tau_ms) if t >= t_end else np.nan
-        u = (t - kp.emg_latency_ms) / kp.emg_width_ms
+        state.shapes[0, s] = (
+            math.exp(-(t - t_end) / kparams.artefact_tau_ms) if t >= t_end else np.nan
+        )
+        u = (t - kparams.emg_latency_ms) / kparams.emg_width_ms
         state.shapes[1, s] = u * math.exp(0.5 * (1.0 - u * u))
 
 
@@ -361,7 +369,7 @@ def synthesise(
     shapes,
     sample_hash,
     class_delay_ms,
-    kp,
+    kparams,
     acc,
     delay_acc,
     t_ref_ms,
@@ -388,8 +396,8 @@ def synthesise(
     out = neural[lo:hi]  # loops over views from 0 vectorise; the same sums, in the same order
     out[:] = 0.0
     n_s = templates.shape[1]
-    per_ms = kp.fs_hz * 1e-3
-    half = SUPPORT_WIDTHS * kp.sfap_width_ms * per_ms
+    per_ms = kparams.fs_hz * 1e-3
+    half = SUPPORT_WIDTHS * kparams.sfap_width_ms * per_ms
     for b in range(acc.size):
         a = acc[b]
         if a != 0.0:
@@ -399,12 +407,12 @@ def synthesise(
             s0 = max(lo, int(k) + 1, int(math.ceil(c - half)))
             s1 = min(hi, n_s + int(k), int(math.floor(c + half)) + 1)
             add_shifted(neural, templates[b], a * (1.0 - (x - k)), a * (x - k), int(k), s0, s1)
-    emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
-    art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
+    emg = kparams.emg_uv_per_fraction * max(frac - kparams.motor_fraction, 0.0)
+    art = kparams.artefact_offset_uv + kparams.artefact_uv_per_ma * current_ma
     art_shape, emg_shape = shapes[0, lo:hi], shapes[1, lo:hi]
     sample_hash, sweep = sample_hash[lo:hi], rec[lo:hi]
     key2 = fmix32(key ^ NOISE_SALT)
-    top, lsb, noise = kp.adc_range_uv, kp.adc_lsb_uv, kp.noise_uv_rms
+    top, lsb, noise = kparams.adc_range_uv, kparams.adc_lsb_uv, kparams.noise_uv_rms
     inv_lsb = 1.0 / lsb
     for s in range(out.size):  # branch-free over views from 0: the loop vectorises
         x = art_shape[s]  # NaN during the pulse: the amplifier is saturated

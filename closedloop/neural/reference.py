@@ -69,7 +69,7 @@ __all__ = [
 
 
 def initiation_delay_reference(
-    u: np.ndarray, pw_us: float, kp: KernelParams, table: np.ndarray
+    u: np.ndarray, pw_us: float, kparams: KernelParams, table: np.ndarray
 ) -> np.ndarray:
     """Initiation delay (ms after pulse onset) at ``u`` = threshold / current (array in [0, 1]).
 
@@ -80,8 +80,8 @@ def initiation_delay_reference(
     k = np.minimum(x.astype(np.int64), table.size - 2)
     g0 = table[k]
     return (
-        kp.init_offset_ms
-        + kp.init_pw_fraction * (pw_us * 1e-3) * u
+        kparams.init_offset_ms
+        + kparams.init_pw_fraction * (pw_us * 1e-3) * u
         + (g0 + (x - k) * (table[k + 1] - g0))
     )
 
@@ -90,17 +90,17 @@ def initiation_delay_reference(
 
 
 def _advance_clock_reference(
-    state: KernelState, kp: KernelParams, interval_s: float
+    state: KernelState, kparams: KernelParams, interval_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Advance the lazy processes' clock (rebasing as needed); their decay and gain factors."""
     clock = state.clock_ms
     clock[0] += float(interval_s) * 1e3
     taus = (
-        kp.tau_rel_ms,
-        kp.tau_sn_ms,
-        kp.adapt_tau0_s * 1e3,
-        kp.adapt_tau1_s * 1e3,
-        kp.adapt_tau2_s * 1e3,
+        kparams.tau_rel_ms,
+        kparams.tau_sn_ms,
+        kparams.adapt_tau0_s * 1e3,
+        kparams.adapt_tau1_s * 1e3,
+        kparams.adapt_tau2_s * 1e3,
     )
     decay = np.empty(5)
     for k, tau in enumerate(taus):
@@ -116,7 +116,7 @@ def _advance_clock_reference(
 def recruit_reference(
     state: KernelState,
     tables: KernelTables,
-    kp: KernelParams,
+    kparams: KernelParams,
     current_ma: float,
     pw_us: float,
     csf_mm: float,
@@ -126,7 +126,7 @@ def recruit_reference(
     """Decay the fibre state over ``interval_s`` (s) and fire one pulse (mA, µs, at mm CSF).
 
     Every fibre's threshold is evaluated (no pruning), from the lazily stored processes. In
-    pool mode (``kp.pool_fraction``) each fibre fires the fraction
+    pool mode (``kparams.pool_fraction``) each fibre fires the fraction
     :func:`pool_fraction_reference` of its pool at its nominal threshold (no draw), and its
     processes move by that fraction (see :func:`_pool_reference`).
 
@@ -135,36 +135,38 @@ def recruit_reference(
         summed SFAP weight (µV) per class and the summed weight x initiation delay (µV ms) per
         class.
     """
-    decay, gain = _advance_clock_reference(state, kp, interval_s)
-    g = min(max((csf_mm - kp.csf0_mm) / kp.dcsf_mm, 0.0), tables.rheo_ma.shape[0] - 1.000001)
+    decay, gain = _advance_clock_reference(state, kparams, interval_s)
+    g = min(
+        max((csf_mm - kparams.csf0_mm) / kparams.dcsf_mm, 0.0), tables.rheo_ma.shape[0] - 1.000001
+    )
     j = int(g)
     f = g - j
     x = state.decay_ref * decay[:, None]
     xr, xs, b = x[0], x[1], x[2:]
-    m = 1.0 + kp.rel_amplitude * xr - kp.sn_amplitude * xs
-    m = m + kp.adapt_gain0 * b[0] + kp.adapt_gain1 * b[1] + kp.adapt_gain2 * b[2]
+    m = 1.0 + kparams.rel_amplitude * xr - kparams.sn_amplitude * xs
+    m = m + kparams.adapt_gain0 * b[0] + kparams.adapt_gain1 * b[1] + kparams.adapt_gain2 * b[2]
     f64 = np.float64  # float32 tables, float64 arithmetic
     r0, r1 = tables.rheo_ma[j].astype(f64), tables.rheo_ma[j + 1].astype(f64)
     rheo = r0 + f * (r1 - r0)
     q0, q1 = tables.sd_q_ma[j].astype(f64), tables.sd_q_ma[j + 1].astype(f64)
-    th = (rheo + (q0 + f * (q1 - q0)) * pw_us**-kp.sd_exponent) * m
+    th = (rheo + (q0 + f * (q1 - q0)) * pw_us**-kparams.sd_exponent) * m
     w0, w1 = tables.sfap_uv[j].astype(f64), tables.sfap_uv[j + 1].astype(f64)
     w = w0 + f * (w1 - w0)
-    x_abs = math.exp(-kp.t_abs_ms / kp.tau_rel_ms)
-    if kp.pool_fraction > 0.5:
+    x_abs = math.exp(-kparams.t_abs_ms / kparams.tau_rel_ms)
+    if kparams.pool_fraction > 0.5:
         th = np.where(xr <= x_abs, th, np.inf)
-        return _pool_reference(state, tables, kp, current_ma, pw_us, th, w, x, gain)
+        return _pool_reference(state, tables, kparams, current_ma, pw_us, th, w, x, gain)
     z = hash_normal_np(fmix32_np(tables.fibre_hash.astype(np.uint64) ^ key))
-    th = th * (1.0 + kp.jitter_rel * z)
+    th = th * (1.0 + kparams.jitter_rel * z)
     fire = (current_ma >= th) & (xr <= x_abs)
     state.decay_ref[0, fire], state.decay_ref[1, fire] = gain[0], gain[1]
-    for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
+    for k, inc in enumerate((kparams.adapt_inc0, kparams.adapt_inc1, kparams.adapt_inc2)):
         state.decay_ref[2 + k, fire] = (b[k, fire] + inc * (1.0 - b[k, fire])) * gain[2 + k]
     acc = np.bincount(
         tables.fibre_class[fire], weights=w[fire], minlength=state.templates.shape[0]
     ).astype(np.float64)
     u = th[fire] * (1.0 / current_ma) if fire.any() else th[fire]
-    dly = initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)
+    dly = initiation_delay_reference(u, pw_us, kparams, tables.init_delay_ms)
     dacc = np.bincount(
         tables.fibre_class[fire], weights=w[fire] * dly, minlength=state.templates.shape[0]
     ).astype(np.float64)
@@ -174,7 +176,7 @@ def recruit_reference(
 def _pool_reference(
     state: KernelState,
     tables: KernelTables,
-    kp: KernelParams,
+    kparams: KernelParams,
     current_ma: float,
     pw_us: float,
     th: np.ndarray,
@@ -189,19 +191,19 @@ def _pool_reference(
     the members that fire (:func:`pool_delay_reference`); refractory and
     supernormal values become ``x + q (1 - x)``, adaptation ``a + q inc (1 - a)``.
     """
-    q = pool_fraction_reference(current_ma, th, kp.jitter_rel)
+    q = pool_fraction_reference(current_ma, th, kparams.jitter_rel)
     on = q > 0.0
     qs = q[on]
     for k in range(2):
         state.decay_ref[k, on] = (x[k, on] + qs * (1.0 - x[k, on])) * gain[k]
-    for k, inc in enumerate((kp.adapt_inc0, kp.adapt_inc1, kp.adapt_inc2)):
+    for k, inc in enumerate((kparams.adapt_inc0, kparams.adapt_inc1, kparams.adapt_inc2)):
         b = x[2 + k, on]
         state.decay_ref[2 + k, on] = (b + (qs * inc) * (1.0 - b)) * gain[2 + k]
     n_cls, cls = state.templates.shape[0], tables.fibre_class[on]
     qw = qs * w[on]
     acc = np.bincount(cls, weights=qw, minlength=n_cls).astype(np.float64)
     dly = pool_delay_reference(
-        current_ma, pw_us, th[on], qs, kp, tables.init_delay_ms, tables.pool_regen_ms
+        current_ma, pw_us, th[on], qs, kparams, tables.init_delay_ms, tables.pool_regen_ms
     )
     dacc = np.bincount(cls, weights=qw * dly, minlength=n_cls).astype(np.float64)
     return float(_seq_sum(qs)), acc, dacc
@@ -210,11 +212,11 @@ def _pool_reference(
 # --- recording chain -------------------------------------------------------------------------
 
 
-def window_bounds_reference(pw_us: float, kp: KernelParams, n_samples: int) -> tuple[int, int]:
+def window_bounds_reference(pw_us: float, kparams: KernelParams, n_samples: int) -> tuple[int, int]:
     """First and one-past-last sample of the estimator window for a pulse width (µs)."""
-    t_end_ms = (2.0 * pw_us + kp.interphase_us) * 1e-3
-    lo = min(int(math.ceil((t_end_ms + kp.blank_ms) * kp.fs_hz * 1e-3)), n_samples - 2)
-    hi = int(math.floor(kp.est_end_ms * kp.fs_hz * 1e-3)) + 1
+    t_end_ms = (2.0 * pw_us + kparams.interphase_us) * 1e-3
+    lo = min(int(math.ceil((t_end_ms + kparams.blank_ms) * kparams.fs_hz * 1e-3)), n_samples - 2)
+    hi = int(math.floor(kparams.est_end_ms * kparams.fs_hz * 1e-3)) + 1
     return lo, max(min(hi, n_samples), lo + 2)
 
 
@@ -225,7 +227,7 @@ def _sfap_shape(u: np.ndarray, asym: float) -> np.ndarray:
 
 
 def refresh_templates_reference(
-    state: KernelState, tables: KernelTables, kp: KernelParams, pw_us: float
+    state: KernelState, tables: KernelTables, kparams: KernelParams, pw_us: float
 ) -> None:
     """Recompute the templates, matched filter, artefact/EMG shapes and cache for ``pw_us`` (µs).
 
@@ -242,33 +244,35 @@ def refresh_templates_reference(
     ``cache[3]`` the estimate's noise sd (µV).
     """
     n_s = state.templates.shape[1]
-    t = np.arange(n_s) * (1e3 / kp.fs_hz)
-    c = _template_delay_reference(pw_us, kp, tables) + tables.class_delay_ms
+    t = np.arange(n_s) * (1e3 / kparams.fs_hz)
+    c = _template_delay_reference(pw_us, kparams, tables) + tables.class_delay_ms
     state.templates[:] = _sfap_shape(
-        (t[None, :] - c[:, None]) / kp.sfap_width_ms, kp.sfap_asymmetry
+        (t[None, :] - c[:, None]) / kparams.sfap_width_ms, kparams.sfap_asymmetry
     )
-    lo, hi = window_bounds_reference(pw_us, kp, n_s)
+    lo, hi = window_bounds_reference(pw_us, kparams, n_s)
     mf = np.zeros(n_s)
     ref = tables.template_ref
     if ref[0].sum() > 0.0:  # "recruited": each class at its fibres' own initiation delay
         for b in np.flatnonzero(ref[0] > 0.0):
             cb = (
-                kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * ref[1, b] + ref[2, b]
+                kparams.init_offset_ms
+                + kparams.init_pw_fraction * (pw_us * 1e-3) * ref[1, b]
+                + ref[2, b]
             ) + tables.class_delay_ms[b]
-            mf += ref[0, b] * _sfap_shape((t - cb) / kp.sfap_width_ms, kp.sfap_asymmetry)
+            mf += ref[0, b] * _sfap_shape((t - cb) / kparams.sfap_width_ms, kparams.sfap_asymmetry)
     else:
         for b in range(c.size):
             mf += tables.class_mix[b] * state.templates[b].astype(np.float64)
     i_min = lo + int(np.argmin(mf[lo:hi]))
     amp = max(mf[i_min:hi].max(), -1e300) - mf[i_min]
-    t_end = (2.0 * pw_us + kp.interphase_us) * 1e-3
+    t_end = (2.0 * pw_us + kparams.interphase_us) * 1e-3
     after = t >= t_end
     state.shapes[0] = np.nan
-    state.shapes[0, after] = _exp(-(t[after] - t_end) / kp.artefact_tau_ms)
-    u = (t - kp.emg_latency_ms) / kp.emg_width_ms
+    state.shapes[0, after] = _exp(-(t[after] - t_end) / kparams.artefact_tau_ms)
+    u = (t - kparams.emg_latency_ms) / kparams.emg_width_ms
     state.shapes[1] = u * _exp(0.5 * (1.0 - u * u))
     # the filter: orthogonal over the window to a constant and the artefact at lags 0, -lag
-    lag = min(int(kp.template_lag), hi - lo - 1)
+    lag = min(int(kparams.template_lag), hi - lo - 1)
     mf[:lo], mf[hi:] = 0.0, 0.0
     n = hi - lo
     art = state.shapes[0, lo:hi]
@@ -290,29 +294,29 @@ def refresh_templates_reference(
     state.cache[0] = pw_us
     state.cache[1] = 1.0 / ss if ss > 0.0 else 0.0
     state.cache[2] = amp
-    state.cache[3] = kp.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
+    state.cache[3] = kparams.noise_uv_rms * math.sqrt(state.cache[1]) * state.cache[2]
     # the kernel's per-width constants (recording.cache_pulse_constants); the reference's
     # pulses compute them afresh and do not read these
     state.cache[4:10] = (
-        pw_us**-kp.sd_exponent,
-        ORDER_PW_US**-kp.sd_exponent,
-        math.exp(-kp.t_abs_ms / kp.tau_rel_ms),
-        _template_delay_reference(pw_us, kp, tables),
+        pw_us**-kparams.sd_exponent,
+        ORDER_PW_US**-kparams.sd_exponent,
+        math.exp(-kparams.t_abs_ms / kparams.tau_rel_ms),
+        _template_delay_reference(pw_us, kparams, tables),
         lo,
         hi,
     )
 
 
-def _template_delay_reference(pw_us: float, kp: KernelParams, tables: KernelTables) -> float:
+def _template_delay_reference(pw_us: float, kparams: KernelParams, tables: KernelTables) -> float:
     """Initiation delay (ms) the class templates are cached at (``TEMPLATE_RATIO``)."""
     u = np.array([1.0 / TEMPLATE_RATIO])
-    return float(initiation_delay_reference(u, pw_us, kp, tables.init_delay_ms)[0])
+    return float(initiation_delay_reference(u, pw_us, kparams, tables.init_delay_ms)[0])
 
 
 def synthesise_reference(
     state: KernelState,
     tables: KernelTables,
-    kp: KernelParams,
+    kparams: KernelParams,
     acc: np.ndarray,
     dacc: np.ndarray,
     pw_us: float,
@@ -339,9 +343,9 @@ def synthesise_reference(
     """
     neural[lo:hi] = 0.0
     n_s = state.templates.shape[1]
-    t_ref = _template_delay_reference(pw_us, kp, tables)
-    per_ms = kp.fs_hz * 1e-3
-    half = SUPPORT_WIDTHS * kp.sfap_width_ms * per_ms
+    t_ref = _template_delay_reference(pw_us, kparams, tables)
+    per_ms = kparams.fs_hz * 1e-3
+    half = SUPPORT_WIDTHS * kparams.sfap_width_ms * per_ms
     for b in np.flatnonzero(acc != 0.0):
         a = acc[b]
         x = (dacc[b] / a - t_ref) * per_ms
@@ -353,18 +357,18 @@ def synthesise_reference(
         if s1 > s0:
             row = state.templates[b].astype(np.float64)
             neural[s0:s1] += a0 * row[s0 - k : s1 - k] + a1 * row[s0 - k - 1 : s1 - k - 1]
-    emg = kp.emg_uv_per_fraction * max(frac - kp.motor_fraction, 0.0)
-    art = kp.artefact_offset_uv + kp.artefact_uv_per_ma * current_ma
-    top = kp.adc_range_uv
+    emg = kparams.emg_uv_per_fraction * max(frac - kparams.motor_fraction, 0.0)
+    art = kparams.artefact_offset_uv + kparams.artefact_uv_per_ma * current_ma
+    top = kparams.adc_range_uv
     art_shape, emg_shape = state.shapes[0, lo:hi], state.shapes[1, lo:hi]
     during = np.isnan(art_shape)
     v = neural[lo:hi] + art * art_shape + emg * emg_shape
     v[during] = top if current_ma > 0.0 else neural[lo:hi][during]
     key2 = fmix32_np(key ^ NOISE_SALT)
-    v = v + kp.noise_uv_rms * hash_normal_np(
+    v = v + kparams.noise_uv_rms * hash_normal_np(
         fmix32_np(tables.sample_hash[lo:hi].astype(np.uint64) ^ key2)
     )
-    rec[lo:hi] = np.round(np.clip(v, -top, top) * (1.0 / kp.adc_lsb_uv)) * kp.adc_lsb_uv
+    rec[lo:hi] = np.round(np.clip(v, -top, top) * (1.0 / kparams.adc_lsb_uv)) * kparams.adc_lsb_uv
     return emg
 
 
@@ -423,23 +427,23 @@ def n1_latency_reference(neural: np.ndarray, i_min: int, lo: int, hi: int, dt_ms
 # --- pulse loop ------------------------------------------------------------------------------
 
 
-def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
+def _one_pulse(state, tables, kparams, inputs, p, full, neural, rec, r) -> None:
     """Deliver pulse ``p`` of ``inputs`` and write its ``PULSE_DTYPE`` record into ``r``."""
     cur, pw = float(inputs.current_ma[p]), float(inputs.pw_us[p])
     n_s = state.templates.shape[1]
     if pw != state.cache[0]:
-        refresh_templates_reference(state, tables, kp, pw)
-    key = pulse_key_np(kp.seed_pulse_a, kp.seed_pulse_b, int(state.pulse_count[0]))
+        refresh_templates_reference(state, tables, kparams, pw)
+    key = pulse_key_np(kparams.seed_pulse_a, kparams.seed_pulse_b, int(state.pulse_count[0]))
     state.pulse_count[0] += 1
     n_rec, acc, dacc = recruit_reference(
-        state, tables, kp, cur, pw, float(inputs.csf_mm[p]), float(inputs.interval_s[p]), key
+        state, tables, kparams, cur, pw, float(inputs.csf_mm[p]), float(inputs.interval_s[p]), key
     )
     frac = n_rec / tables.fibre_class.size
-    lo, hi = window_bounds_reference(pw, kp, n_s)
+    lo, hi = window_bounds_reference(pw, kparams, n_s)
     emg = synthesise_reference(
         state,
         tables,
-        kp,
+        kparams,
         acc,
         dacc,
         pw,
@@ -454,16 +458,16 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
     true_amp, i_min = n1p2_reference(neural, lo, hi)
     r["ecap_n1p2_uv"] = n1p2_reference(rec, lo, hi)[0]
     r["ecap_template_uv"] = template_estimate_reference(
-        state, rec, lo, hi, int(kp.template_lag), pw, float(inputs.interval_s[p])
+        state, rec, lo, hi, int(kparams.template_lag), pw, float(inputs.interval_s[p])
     )
-    r["ecap_uv"] = r["ecap_template_uv"] if kp.use_template > 0.5 else r["ecap_n1p2_uv"]
+    r["ecap_uv"] = r["ecap_template_uv"] if kparams.use_template > 0.5 else r["ecap_n1p2_uv"]
     r["ecap_true_uv"] = true_amp
     n_round = math.floor(n_rec + 0.5)  # pool mode: the rounded sum of fractions
     r["n1_latency_ms"] = (
-        n1_latency_reference(neural, i_min, lo, hi, 1e3 / kp.fs_hz) if n_round > 0 else np.nan
+        n1_latency_reference(neural, i_min, lo, hi, 1e3 / kparams.fs_hz) if n_round > 0 else np.nan
     )  # pool mode: NaN below half a fibre
-    r["detected"] = r["ecap_template_uv"] > kp.detect_snr * state.cache[3]
-    r["saturated"] = bool(np.any(np.abs(rec[lo:hi]) >= kp.adc_range_uv))
+    r["detected"] = r["ecap_template_uv"] > kparams.detect_snr * state.cache[3]
+    r["saturated"] = bool(np.any(np.abs(rec[lo:hi]) >= kparams.adc_range_uv))
     r["n_recruited"] = n_round
     r["frac_recruited"] = frac
     r["charge_uc"] = cur * pw * 1e-3
@@ -473,7 +477,7 @@ def _one_pulse(state, tables, kp, inputs, p, full, neural, rec, r) -> None:
 def run_pulses_reference(
     state: KernelState,
     tables: KernelTables,
-    kp: KernelParams,
+    kparams: KernelParams,
     inputs: PulseInputs,
     waveforms: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -482,7 +486,7 @@ def run_pulses_reference(
     Args:
         state: ``KernelState`` of NumPy arrays, updated in place.
         tables: ``KernelTables`` of the patient.
-        kp: ``KernelParams``.
+        kparams: ``KernelParams``.
         inputs: ``PulseInputs`` with arrays of length P (mA, µs, mm, s).
         waveforms: Also return the recorded sweeps.
 
@@ -496,7 +500,7 @@ def run_pulses_reference(
     wave = np.zeros((n_p if waveforms else 0, n_s))
     neural, rec = np.zeros(n_s), np.zeros(n_s)  # scratch sweeps, kept across pulses
     for p in range(n_p):
-        _one_pulse(state, tables, kp, inputs, p, waveforms, neural, rec, out[p])
+        _one_pulse(state, tables, kparams, inputs, p, waveforms, neural, rec, out[p])
         if waveforms:
             wave[p] = rec
     return out, wave

@@ -132,7 +132,7 @@ def pool_delay_reference(
     pw_us: float,
     th_ma: np.ndarray,
     q: np.ndarray,
-    kp,
+    kparams,
     table: np.ndarray,
     regen: np.ndarray,
 ) -> np.ndarray:
@@ -141,13 +141,13 @@ def pool_delay_reference(
     ``offset + pw_fraction * PW * E[u | fired]`` (:func:`fired_ratio_reference`; linear in u)
     plus ``E[R(u) | fired]`` read linearly at rho = th / current in ``regen``
     (``KernelTables.pool_regen_ms``, :func:`pool_regen_table_reference`); at zero jitter the
-    all-or-none delay at ``u = th / current``. ``kp``: the ``KernelParams``; ``table``:
+    all-or-none delay at ``u = th / current``. ``kparams``: the ``KernelParams``; ``table``:
     ``KernelTables.init_delay_ms``.
     """
-    u = fired_ratio_reference(current_ma, th_ma, kp.jitter_rel, q)
-    charge = kp.init_offset_ms + kp.init_pw_fraction * (pw_us * 1e-3) * u
-    if kp.jitter_rel > 0.0 and th_ma.size:
-        x = (th_ma * (1.0 / current_ma)) * ((regen.size - 2) / _rho_max(kp.jitter_rel))
+    u = fired_ratio_reference(current_ma, th_ma, kparams.jitter_rel, q)
+    charge = kparams.init_offset_ms + kparams.init_pw_fraction * (pw_us * 1e-3) * u
+    if kparams.jitter_rel > 0.0 and th_ma.size:
+        x = (th_ma * (1.0 / current_ma)) * ((regen.size - 2) / _rho_max(kparams.jitter_rel))
         k = np.minimum(x.astype(np.int64), regen.size - 2)
         return charge + (regen[k] + (x - k) * (regen[k + 1] - regen[k]))
     x = u * (table.size - 2)

@@ -133,7 +133,7 @@ def validation_summary(
     """
     import numpy as np
 
-    from closedloop.evaluation.runner import EPISODE_METRICS
+    from closedloop.evaluation.episode_runner import EPISODE_METRICS
 
     means = {}
     for key in EPISODE_METRICS:

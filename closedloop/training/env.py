@@ -30,7 +30,7 @@ INFO_KEYS = ("ecap_true_uv", "in_window", "overstim", "current_ma", "charge_uc")
 
 def check_env_id(env_id: str) -> None:
     """Raise ConfigError naming the valid ids unless ``env_id`` is a registered closedloop id."""
-    from closedloop.evaluation.runner import check_env_id as check
+    from closedloop.evaluation.episode_runner import check_env_id as check
 
     check(env_id)
 

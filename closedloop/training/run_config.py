@@ -2,7 +2,7 @@
 
 The run folder's file names (:data:`RUN_FILE`, :data:`RUN_PARTS`), :class:`TrainOptions`,
 :class:`RunConfig` and :class:`TrainResult`, below both :func:`closedloop.training.train` (which
-validates the arguments into a :class:`RunConfig`) and :class:`closedloop.training.runner.Run`
+validates the arguments into a :class:`RunConfig`) and :class:`closedloop.training.run.Run`
 (which executes it).
 """
 

@@ -99,7 +99,7 @@ def train(
     """
     from closedloop.cohort import tuning_session
     from closedloop.training.checkpoints import RunLock
-    from closedloop.training.runner import Run
+    from closedloop.training.run import Run
 
     cfg = _config(
         agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
@@ -112,7 +112,7 @@ def _config(
     agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
 ) -> RunConfig:
     """Validate the arguments of :func:`train` into a :class:`RunConfig`."""
-    from closedloop.evaluation.runner import check_seed
+    from closedloop.evaluation.episode_runner import check_seed
     from closedloop.training.env import check_env_id
     from closedloop.training.inputs import check_train_args
 

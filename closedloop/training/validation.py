@@ -53,7 +53,7 @@ def evaluate(
         seeds: Episode seeds.
         overrides: ``gymnasium.make`` overrides, e.g. ``{"episode_s": 60.0}`` (s).
     """
-    from closedloop.evaluation.runner import run_episode
+    from closedloop.evaluation.episode_runner import run_episode
     from closedloop.training.policy import ObsNormalizer, TrainedPolicy
 
     controller = TrainedPolicy(model, ObsNormalizer.from_vecnormalize(norm), name=name)

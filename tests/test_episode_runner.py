@@ -6,7 +6,7 @@ import numpy as np
 from numpy.testing import assert_array_equal
 
 from closedloop.cohort import get_patient
-from closedloop.neural.runner import PulseRunner
+from closedloop.neural.pulse_runner import PulseRunner
 
 
 def test_runner_equals_stimulate_bit_for_bit():

@@ -53,7 +53,8 @@ class PulseRunner:
         """The compiled kernel for these argument types (normal dispatch if unavailable)."""
         m = self.model
         return entry_point(
-            run_pulses_unshared, (m.state, m.tables, m.kp, self.inputs, self.out, self.wave, m.work)
+            run_pulses_unshared,
+            (m.state, m.tables, m.kparams, self.inputs, self.out, self.wave, m.work),
         )
 
     def __getstate__(self) -> dict:
@@ -78,5 +79,5 @@ class PulseRunner:
         inp.csf_mm[:] = csf_mm
         inp.interval_s[:] = interval_s
         m = self.model
-        self._kernel(m.state, m.tables, m.kp, inp, self.out, self.wave, m.work)
+        self._kernel(m.state, m.tables, m.kparams, inp, self.out, self.wave, m.work)
         return self.out
