@@ -38,8 +38,8 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import check_workers, parallel_map
-from closedloop.cohort import check_cohort_run
-from closedloop.postures import POSTURES
+from closedloop.patients.cohort import check_cohort_run
+from closedloop.patients.postures import POSTURES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_IDS = {
@@ -71,10 +71,10 @@ def sitting_current_ma(patient, target_uv: float, pw_us: float, rate_hz: float) 
     """Current (mA) giving ``target_uv`` in the sitting programming sweep (NaN if unreached).
 
     The same sweep and crossing that set the calibrated comfort current
-    (:func:`closedloop.calibration.calibrate`).
+    (:func:`closedloop.patients.calibration.calibrate`).
     """
-    from closedloop.calibration import programming_model
-    from closedloop.perception import crossing_ma, programming_sweep
+    from closedloop.patients.calibration import programming_model
+    from closedloop.patients.perception import crossing_ma, programming_sweep
 
     curve = programming_sweep(programming_model(patient), patient.csf_mm("sitting"), pw_us, rate_hz)
     return crossing_ma(curve.currents_ma, curve.ecap_uv, target_uv)
@@ -474,7 +474,7 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"clinic_sequence.py: {exc}", file=sys.stderr)
         return 2
-    from closedloop.cohort import load_cohort
+    from closedloop.patients.cohort import load_cohort
 
     patients = [p.patient_id for p in load_cohort(args.split)]
     patients = patients[: args.patients] if args.patients else patients

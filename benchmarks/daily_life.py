@@ -28,7 +28,7 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import check_workers, parallel_map
-from closedloop.cohort import check_cohort_run
+from closedloop.patients.cohort import check_cohort_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_ID = "closedloop/ECAPTracking-v0"
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"daily_life.py: {exc}", file=sys.stderr)
         return 2
-    from closedloop.cohort import load_cohort
+    from closedloop.patients.cohort import load_cohort
 
     patients = [p.patient_id for p in load_cohort(args.split)]
     patients = patients[: args.patients] if args.patients else patients

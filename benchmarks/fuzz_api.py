@@ -38,15 +38,15 @@ BAD_COUNT = st.one_of(st.integers(max_value=0), st.floats(1.5, 9.5), TEXT, not_f
 
 @functools.cache
 def _model() -> Any:
-    from closedloop.cohort import get_patient
+    from closedloop.patients.cohort import get_patient
 
     return get_patient("default").model()
 
 
 @functools.cache
 def _calibration() -> Any:
-    from closedloop.calibration import calibrate
-    from closedloop.cohort import get_patient
+    from closedloop.patients.calibration import calibrate
+    from closedloop.patients.cohort import get_patient
 
     return calibrate(get_patient("default"), model=_model())
 
@@ -91,17 +91,17 @@ def run_grid(**kw: Any) -> Any:
 
 
 def open_loop(**kw: Any) -> Any:
-    """``closedloop.simulate.open_loop`` for the default patient and its calibration."""
-    from closedloop.cohort import get_patient
-    from closedloop.simulate import open_loop as run
+    """``closedloop.evaluation.simulate.open_loop`` for the default patient and its calibration."""
+    from closedloop.evaluation.simulate import open_loop as run
+    from closedloop.patients.cohort import get_patient
 
     return run(get_patient("default"), calibration=_calibration(), model=_model(), **kw)
 
 
 def calibrate(**kw: Any) -> Any:
-    """``closedloop.calibration.calibrate`` of the default patient."""
-    from closedloop.calibration import calibrate as run
-    from closedloop.cohort import get_patient
+    """``closedloop.patients.calibration.calibrate`` of the default patient."""
+    from closedloop.patients.calibration import calibrate as run
+    from closedloop.patients.cohort import get_patient
 
     return run(get_patient("default"), model=_model(), **kw)
 

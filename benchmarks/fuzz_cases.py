@@ -198,7 +198,7 @@ def _reset(env_id: str, vector: bool, seed: Any, options: Any) -> Any:
 def _unknown_patient(name: str) -> bool:
     import re
 
-    from closedloop.patients import NAMED_PATIENTS
+    from closedloop.patients.patient import NAMED_PATIENTS
 
     return name not in NAMED_PATIENTS and not re.fullmatch(r"(train|validation|test)-\d+", name)
 

@@ -177,7 +177,7 @@ def scenario_cases(draw: Any, tmp: Path) -> Case:
 
 
 def _sample_case(draw: Any) -> Case:
-    from closedloop.cohort import get_patient
+    from closedloop.patients.cohort import get_patient
 
     posture, rate, seed = dict(get_patient("default").posture_csf_mm), 50.0, 0
     which = draw(st.sampled_from(["posture", "rate", "seed"]))

@@ -178,18 +178,18 @@ def _kernel_guard(original: Callable[..., Any]) -> Callable[..., Any]:
 def _patches() -> list[tuple[Any, str, Any]]:
     """(object, attribute, replacement) of every guarded call."""
     import closedloop._parallel
-    import closedloop.calibration
     import closedloop.cli.cohort
-    import closedloop.cohort
-    import closedloop.hpsearch
     import closedloop.neural.model as model
+    import closedloop.patients.calibration
+    import closedloop.patients.cohort
+    import closedloop.tuning.hpsearch
 
     pool = _raise_work("a process-pool map (episodes, trials or calibrations)")
     out = [
         (closedloop._parallel, "parallel_map", pool),
-        (closedloop.calibration, "parallel_map", pool),
-        (closedloop.cohort, "parallel_map", pool),
-        (closedloop.hpsearch, "train_trial", _raise_work("an hpsearch trial")),
+        (closedloop.patients.calibration, "parallel_map", pool),
+        (closedloop.patients.cohort, "parallel_map", pool),
+        (closedloop.tuning.hpsearch, "train_trial", _raise_work("an hpsearch trial")),
         (model, "run_pulses_unshared", _kernel_guard(model.run_pulses_unshared)),
     ]
     if hasattr(model.NeuralModel, "_run_chunked"):

@@ -30,14 +30,14 @@ from hypothesis import strategies as st
 
 @functools.cache
 def _patient_doc() -> dict:
-    from closedloop.cohort import get_patient
+    from closedloop.patients.cohort import get_patient
 
     return get_patient("default").to_dict()
 
 
 def _bad_patient_entries(doc: dict) -> dict[str, st.SearchStrategy]:
     """Key of a patient document -> strategy of bad values for it."""
-    from closedloop.perception import PerceptionParams
+    from closedloop.patients.perception import PerceptionParams
 
     def bad_perception(draw: Any) -> Any:
         name, meta, default = draw(st.sampled_from(fields_of(PerceptionParams)))
@@ -97,7 +97,7 @@ def patient_docs(draw: Any) -> dict:
 
 
 def _load_patient(path: Path) -> Any:
-    from closedloop.patients import load_patient
+    from closedloop.patients.patient import load_patient
 
     return load_patient(path)
 
@@ -105,8 +105,8 @@ def _load_patient(path: Path) -> Any:
 @st.composite
 def patient_cases(draw: Any, tmp: Path) -> Case:
     """``Patient.from_dict``, ``load_patient`` of bad files, ``get_patient`` of bad names."""
-    from closedloop.cohort import get_patient
-    from closedloop.patients import Patient
+    from closedloop.patients.cohort import get_patient
+    from closedloop.patients.patient import Patient
 
     what = draw(st.sampled_from(["dict", "dict", "file", "file", "not-a-dict", "path", "name"]))
     if what in ("dict", "file"):

@@ -1,8 +1,8 @@
 """Open loop (the standard of care) through a scenario on a cohort: what closed loop must fix.
 
-Every patient is calibrated (closedloop.calibration), then receives its comfort current, fixed,
-through the scenario. The script prints per-patient clinical metrics and a cohort summary, and
-writes them as Markdown and JSON (atomically), plus one example trace figure.
+Every patient is calibrated (closedloop.patients.calibration), then receives its comfort current,
+fixed, through the scenario. The script prints per-patient clinical metrics and a cohort summary,
+and writes them as Markdown and JSON (atomically), plus one example trace figure.
 
     python benchmarks/open_loop_clinic.py                    # test cohort, clinic, seed 0
     python benchmarks/open_loop_clinic.py --split validation --scenario daily-living
@@ -20,9 +20,9 @@ import numpy as np
 
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import parallel_map
-from closedloop.cohort import SPLITS, load_cohort
-from closedloop.postures import POSTURES, posture_code
-from closedloop.simulate import open_loop
+from closedloop.evaluation.simulate import open_loop
+from closedloop.patients.cohort import SPLITS, load_cohort
+from closedloop.patients.postures import POSTURES, posture_code
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = (

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from closedloop._io import write_text_atomic
-from closedloop.calibration import calibrate
-from closedloop.cohort import load_cohort
 from closedloop.neural import fibre, geometry, growth_curve
 from closedloop.neural.growth import fit_growth
+from closedloop.patients.calibration import calibrate
+from closedloop.patients.cohort import load_cohort
 
 CURRENTS = np.arange(0.0, 25.51, 0.25)
 LIMIT_MA = 25.5

@@ -30,9 +30,9 @@ import argparse
 
 import numpy as np
 
-from closedloop.cohort import load_cohort
 from closedloop.neural import NeuralModel
 from closedloop.neural.growth import fit_growth
+from closedloop.patients.cohort import load_cohort
 
 PWS_US = (150.0, 250.0, 300.0, 500.0)
 SWEEP_MA = np.arange(0.0, 25.51, 0.25)

@@ -1,15 +1,15 @@
 """Checks of a cohort against the published figures, used to tune the cohort distribution.
 
 :func:`distribution_report` is a tuning entry point: it may read the train and validation
-cohorts only (:func:`closedloop.cohort.tuning_session`).
+cohorts only (:func:`closedloop.patients.cohort.tuning_session`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from closedloop.calibration import calibrate_many
-from closedloop.cohort import check_count, load_cohort, tuning_entry_point
+from closedloop.patients.calibration import calibrate_many
+from closedloop.patients.cohort import check_count, load_cohort, tuning_entry_point
 
 CHECK_POSTURES = ("supine", "sitting", "standing")
 

@@ -10,8 +10,8 @@ compliance) always hold:
 1. **bounds** (hardware): the output stage delivers 0-25.5 mA (``max_current_ma``;
    shared/domain.md §1 [M]). Negative requests become 0.
 2. **clinician**: the programmed per-patient window ``[min_ma, max_ma]``
-   (:class:`~closedloop.calibration.CalibrationRecord`). It is intersected with the hardware
-   range, so a clinician limit can never lift the current above ``max_current_ma``.
+   (:class:`~closedloop.patients.calibration.CalibrationRecord`). It is intersected with the
+   hardware range, so a clinician limit can never lift the current above ``max_current_ma``.
 3. **slew**: the current changes by at most ``max_step_ma`` from one pulse to the next, however
    many pulses a control step holds (assumption: gradual ramps avoid jolts; a per-pulse figure
    is not published). Slew overrides the clinician window: after the window narrows the current

@@ -6,9 +6,9 @@ import math
 import pytest
 
 from closedloop import ConfigError
-from closedloop.calibration import CalibrationRecord, calibrate
-from closedloop.cohort import get_patient
 from closedloop.cohort_report import distribution_report
+from closedloop.patients.calibration import CalibrationRecord, calibrate
+from closedloop.patients.cohort import get_patient
 
 
 @pytest.fixture(scope="module")

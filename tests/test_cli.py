@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from closedloop.cli import parse_currents
-from closedloop.cohort import get_patient
 from closedloop.neural import LeadParams, growth_curve
+from closedloop.patients.cohort import get_patient
 
 FAST = ["--currents", "0:10:1", "--pulses-per-level", "10"]
 

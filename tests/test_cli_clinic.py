@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from closedloop.calibration import CalibrationRecord, calibrate
-from closedloop.cohort import get_patient
 from closedloop.disturbances import list_scenarios
-from closedloop.simulate import open_loop
+from closedloop.evaluation.simulate import open_loop
+from closedloop.patients.calibration import CalibrationRecord, calibrate
+from closedloop.patients.cohort import get_patient
 
 
 def test_cohort_summary_table(cli):
@@ -28,7 +28,7 @@ def test_cohort_json_agrees_with_the_api(cli):
     assert code == 0
     doc = json.loads(out)
     rec = CalibrationRecord.from_dict(doc["test"][0])
-    from closedloop.postures import POSTURES
+    from closedloop.patients.postures import POSTURES
 
     assert rec.to_dict() == calibrate(get_patient("test-000"), postures=POSTURES).to_dict()
 

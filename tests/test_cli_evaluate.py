@@ -105,7 +105,7 @@ def test_training_run_folder(capsys, tmp_path):
 
 
 def test_plot_and_trajectory(capsys, tmp_path):
-    from closedloop.trajectory import load_trajectory
+    from closedloop.evaluation.trajectory import load_trajectory
 
     png, npz = tmp_path / "trace.png", tmp_path / "run.npz"
     assert (

@@ -238,8 +238,8 @@ def test_numeric_options_are_checked(cli, little_memory, argv, message):
 
 
 def test_open_loop_api_refuses_what_the_cli_refuses(little_memory):
-    from closedloop.cohort import get_patient
-    from closedloop.simulate import open_loop
+    from closedloop.evaluation.simulate import open_loop
+    from closedloop.patients.cohort import get_patient
 
     patient = get_patient("default")
     for kw, message in (
@@ -341,8 +341,8 @@ def test_ctrl_c_ends_the_command_with_status_130(cli, monkeypatch):
 
 @pytest.mark.parametrize("n", [0, -1, 2.5, "3", True])
 def test_patient_counts_are_checked(n):
-    from closedloop.cohort import generate_cohort
     from closedloop.cohort_report import distribution_report
+    from closedloop.patients.cohort import generate_cohort
 
     with pytest.raises(ConfigError, match=r"n=.* (in|range) \[1, inf\)"):
         generate_cohort("train", n=n)
@@ -365,8 +365,8 @@ def test_patient_counts_are_checked(n):
     ],
 )
 def test_calibrate_names_a_bad_argument(kwargs, message):
-    from closedloop.calibration import calibrate
-    from closedloop.cohort import get_patient
+    from closedloop.patients.calibration import calibrate
+    from closedloop.patients.cohort import get_patient
 
     with pytest.raises(ConfigError, match=message):
         calibrate(**{"patient": get_patient("default"), **kwargs})
@@ -384,7 +384,7 @@ def test_calibrate_names_a_bad_argument(kwargs, message):
     ],
 )
 def test_a_damaged_calibration_file_is_named(tmp_path, text, message):
-    from closedloop.calibration import CalibrationRecord
+    from closedloop.patients.calibration import CalibrationRecord
 
     good = {
         "format": "closedloop.calibration/1",
@@ -413,8 +413,8 @@ def test_a_damaged_calibration_file_is_named(tmp_path, text, message):
 
 @pytest.mark.parametrize("scenario", [5, None, ["clinic"]])
 def test_open_loop_refuses_a_scenario_of_the_wrong_type(scenario):
-    from closedloop.cohort import get_patient
-    from closedloop.simulate import open_loop
+    from closedloop.evaluation.simulate import open_loop
+    from closedloop.patients.cohort import get_patient
 
     with pytest.raises(ConfigError, match="scenario=.* must be a library scenario id"):
         open_loop(get_patient("default"), scenario, 1.0, duration_s=2.0)

@@ -15,7 +15,7 @@ from closedloop.controllers import make_controller
 from closedloop.envs.config import load_suite
 from closedloop.evaluation import run_episode
 from closedloop.metrics import UNSCORED_DOCS, clinical_metrics, unscored_mask
-from closedloop.postures import posture_code
+from closedloop.patients.postures import posture_code
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location(
@@ -199,8 +199,8 @@ def test_bad_arguments_are_named(argv, message):
 
 
 def test_the_fixed_target_current_is_the_calibrations_at_the_calibrated_target():
-    from closedloop.calibration_cache import patient_calibration
-    from closedloop.cohort import load_cohort
+    from closedloop.patients.calibration_cache import patient_calibration
+    from closedloop.patients.cohort import load_cohort
 
     def inside(cal):
         sitting = cal.posture("sitting")

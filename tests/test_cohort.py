@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from closedloop import ConfigError
-from closedloop import cohort as cohort_mod
-from closedloop.cohort import (
+from closedloop.patients import cohort as cohort_mod
+from closedloop.patients.cohort import (
     SPLITS,
     TUNING_ENTRY_POINTS,
     CohortDistribution,
@@ -86,7 +86,7 @@ def test_drawn_parameters_follow_the_stated_distributions():
 
 def test_therapy_draws_follow_the_stated_distributions():
     """Targets below perception, lead migration and the ECAP SNR (issue 18's failure modes)."""
-    from closedloop.calibration_cache import patient_calibration
+    from closedloop.patients.calibration_cache import patient_calibration
 
     everyone = load_cohort("train") + load_cohort("validation")
     n = len(everyone)
@@ -141,8 +141,8 @@ def test_unknown_split_is_named():
 
 @pytest.mark.parametrize("patient_id", ["train-000", "test-001"])
 def test_shipped_calibration_matches_a_fresh_programming_session(patient_id):
-    from closedloop.calibration import calibrate
-    from closedloop.calibration_cache import patient_calibration
+    from closedloop.patients.calibration import calibrate
+    from closedloop.patients.calibration_cache import patient_calibration
 
     patient = get_patient(patient_id)
     shipped = patient_calibration(patient)

@@ -10,7 +10,6 @@ import pytest
 
 import closedloop  # noqa: F401  (registers the env ids)
 from closedloop._config import ConfigError, describe
-from closedloop.calibration import CalibrationRecord, PostureCalibration
 from closedloop.controllers import (
     CONTROLLER_TYPES,
     MPC,
@@ -32,6 +31,7 @@ from closedloop.controllers import (
 from closedloop.controllers.base import Observation
 from closedloop.controllers.registry import parse_agent_spec
 from closedloop.envs.config import EnvConfig
+from closedloop.patients.calibration import CalibrationRecord, PostureCalibration
 
 DT = 0.02
 CLOSED_LOOP_SPECS = [

@@ -9,10 +9,10 @@ import pytest
 
 import closedloop  # noqa: F401  (registers the env ids)
 from closedloop._config import ConfigError
-from closedloop.calibration import CalibrationRecord, PostureCalibration
 from closedloop.controllers import PID, ControlContext, OpenLoop, list_agents, make_controller
 from closedloop.controllers.batch import BatchController
 from closedloop.envs.config import EnvConfig
+from closedloop.patients.calibration import CalibrationRecord, PostureCalibration
 
 DT = 0.02
 H = 4

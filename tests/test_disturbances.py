@@ -18,7 +18,7 @@ from closedloop.disturbances import (
 )
 from closedloop.disturbances.periodic import CardiacSpec, GaitSpec, RespirationSpec
 from closedloop.disturbances.posture import long_run_mix
-from closedloop.postures import POSTURES, posture_code
+from closedloop.patients.postures import POSTURES, posture_code
 
 CSF = {"supine": 3.0, "prone": 5.2, "side": 3.25, "sitting": 3.45, "standing": 3.5, "walking": 3.6}
 DISTINCT = {p: 2.0 + 0.5 * i for i, p in enumerate(POSTURES)}

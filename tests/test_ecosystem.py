@@ -19,9 +19,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from closedloop import cohort as cohort_mod
 from closedloop._config import ConfigError
-from closedloop.cohort import HeldOutError
+from closedloop.patients import cohort as cohort_mod
+from closedloop.patients.cohort import HeldOutError
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "closedloop/ECAPTracking-v0"
@@ -123,7 +123,7 @@ def test_torch_policy_is_a_controller(ppo_script):
 # -- optuna search ------------------------------------------------------------------------------
 def test_hpsearch_scores_on_validation_and_writes_the_best(tmp_path, one_thread, monkeypatch):
     pytest.importorskip("optuna")
-    from closedloop.hpsearch import search
+    from closedloop.tuning.hpsearch import search
 
     touched = []
     real = cohort_mod._read
@@ -161,7 +161,7 @@ def test_hpsearch_scores_on_validation_and_writes_the_best(tmp_path, one_thread,
 )
 def test_hpsearch_never_touches_the_test_cohort(kwargs, one_thread, monkeypatch):
     pytest.importorskip("optuna")
-    from closedloop.hpsearch import search
+    from closedloop.tuning.hpsearch import search
 
     touched = []
     real = cohort_mod._read
@@ -195,7 +195,7 @@ def test_hpsearch_never_touches_the_test_cohort(kwargs, one_thread, monkeypatch)
     ],
 )
 def test_hpsearch_rejects_malformed_ranges_by_name(ranges, match):
-    from closedloop.hpsearch import check_space, load_ranges
+    from closedloop.tuning.hpsearch import check_space, load_ranges
 
     with pytest.raises(ConfigError, match=match):
         check_space("ppo", load_ranges(ranges))
@@ -203,7 +203,7 @@ def test_hpsearch_rejects_malformed_ranges_by_name(ranges, match):
 
 def test_default_ranges_file_is_valid_for_ppo():
     from closedloop.cli.hpsearch import resolve_ranges
-    from closedloop.hpsearch import check_space, load_ranges
+    from closedloop.tuning.hpsearch import check_space, load_ranges
 
     path = resolve_ranges("ppo", None)
     from closedloop._specdirs import spec_dir
@@ -217,7 +217,7 @@ def test_default_ranges_file_is_valid_for_ppo():
 
 
 def test_missing_optuna_names_the_extra(monkeypatch):
-    from closedloop.hpsearch import search
+    from closedloop.tuning.hpsearch import search
 
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ConfigError, match=r"closedloop\[rl\]"):
@@ -255,7 +255,7 @@ def test_hpsearch_cli_parses_and_checks_its_arguments():
 
 def test_sb3_kwargs_converts_schedules_activations_and_caps_the_batch():
     pytest.importorskip("torch")
-    from closedloop.hpsearch import sb3_kwargs
+    from closedloop.tuning.hpsearch import sb3_kwargs
 
     kw = sb3_kwargs(
         "ppo",

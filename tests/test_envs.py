@@ -236,7 +236,7 @@ time_compression = 10.0
 
 def test_trace_flags_the_pulses_whose_csf_was_clamped_into_range():
     from closedloop.disturbances import CSF_RANGE_MM, PARTS, load_scenario
-    from closedloop.postures import POSTURES
+    from closedloop.patients.postures import POSTURES
 
     for csf, scenario, clipped in (
         (9.0, load_scenario("daily-living", duration_s=20.0), False),

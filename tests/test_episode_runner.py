@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 from numpy.testing import assert_array_equal
 
-from closedloop.cohort import get_patient
 from closedloop.neural.pulse_runner import PulseRunner
+from closedloop.patients.cohort import get_patient
 
 
 def test_runner_equals_stimulate_bit_for_bit():

@@ -13,8 +13,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from closedloop.cohort import get_patient, load_cohort
 from closedloop.neural.growth import fit_growth
+from closedloop.patients.cohort import get_patient, load_cohort
 
 SWEEP_MA = np.arange(0.0, 25.51, 0.5)
 

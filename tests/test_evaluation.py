@@ -10,7 +10,6 @@ import pytest
 from scipy import stats as sps
 
 from closedloop._config import ConfigError
-from closedloop.cohort import HeldOutError, tuning_session
 from closedloop.controllers.base import ControlContext, Controller
 from closedloop.evaluation import (
     SCHEMA,
@@ -32,6 +31,7 @@ from closedloop.evaluation.grid import EPISODES_DIR, grid_specs
 from closedloop.evaluation.report import LEADERBOARD_METRICS, report_card
 from closedloop.evaluation.stats import resample, row_statistic
 from closedloop.evaluation.trace_figures import worst_patient
+from closedloop.patients.cohort import HeldOutError, tuning_session
 
 CLINIC = "closedloop/ECAPClinic-Test-v0"
 TRACKING = "closedloop/ECAPTracking-Test-v0"

@@ -133,7 +133,7 @@ def test_each_python_case_changes_one_entry_of_a_valid_input(tmp_path):
 
     from closedloop.controllers import CONTROLLER_TYPES, make_controller
     from closedloop.disturbances import Scenario
-    from closedloop.patients import Patient
+    from closedloop.patients.patient import Patient
     from closedloop.training.spec import parse_rl_spec
 
     for env_id in fuzz_cases.env_ids():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from closedloop import ConfigError
-from closedloop.cohort import get_patient
 from closedloop.neural import ModelParams, NeuralModel, growth_curve
+from closedloop.patients.cohort import get_patient
 
 
 def same_records(a, b):

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from closedloop import ConfigError
-from closedloop.cohort import get_patient
+from closedloop.patients.cohort import get_patient
 
 ENV_ID = "closedloop/ECAPTracking-v0"
 
@@ -112,7 +112,7 @@ def test_fuzz_actions_are_floats_in_the_box_or_a_config_error(action):
     value=VALUES,
 )
 def test_fuzz_patient_tables(key, value):
-    from closedloop.patients import Patient
+    from closedloop.patients.patient import Patient
 
     doc = get_patient("default").to_dict() | {key: value}
     try:

@@ -6,8 +6,8 @@ Tolerances are stated next to each assertion; the sources are the ones in docs/m
 import numpy as np
 import pytest
 
-from closedloop.cohort import get_patient
 from closedloop.neural import ModelParams, NeuralModel, growth_curve
+from closedloop.patients.cohort import get_patient
 
 CURRENTS = np.arange(0.0, 16.01, 0.5)
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from closedloop.calibration import calibrate
-from closedloop.cohort import get_patient
 from closedloop.disturbances import EVENT_TYPES
-from closedloop.postures import posture_code
-from closedloop.simulate import open_loop
+from closedloop.evaluation.simulate import open_loop
+from closedloop.patients.calibration import calibrate
+from closedloop.patients.cohort import get_patient
+from closedloop.patients.postures import posture_code
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,8 @@ def test_runs_are_reproducible_from_the_seed(setup, run):
 
 
 def test_trajectory_saves_and_plots(tmp_path, setup):
+    from closedloop.evaluation.trajectory import load_trajectory
     from closedloop.plots import plot_scenario, plot_trajectory
-    from closedloop.trajectory import load_trajectory
 
     patient, model, cal = setup
     short = open_loop(patient, "clinic", calibration=cal, seed=0, model=model, duration_s=70)

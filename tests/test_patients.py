@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from closedloop import ConfigError
-from closedloop.cohort import get_patient
-from closedloop.patients import NAMED_PATIENTS, Patient, load_patient
-from closedloop.perception import PerceptionParams, sensation
+from closedloop.patients.cohort import get_patient
+from closedloop.patients.patient import NAMED_PATIENTS, Patient, load_patient
+from closedloop.patients.perception import PerceptionParams, sensation
 
 
 def test_save_load_round_trip_gives_the_same_patient_and_responses(tmp_path):
@@ -217,7 +217,7 @@ def test_the_env_samples_the_migrated_csf():
     import gymnasium as gym
 
     import closedloop  # noqa: F401  (registers the envs)
-    from closedloop.cohort import load_cohort
+    from closedloop.patients.cohort import load_cohort
 
     moved = next(p for p in load_cohort("train") if p.migration_mm > 0)
     env = gym.make("closedloop/ECAPClinic-v0", patient=moved.patient_id, episode_s=20.0)

@@ -6,7 +6,7 @@ import pytest
 from closedloop._config import ConfigError
 from closedloop.disturbances import PARTS, Scenario, SwaySpec, load_scenario
 from closedloop.disturbances._spec import Grid
-from closedloop.postures import POSTURES
+from closedloop.patients.postures import POSTURES
 
 CSF = {p: 3.0 + 0.2 * i for i, p in enumerate(POSTURES)}
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from closedloop import ConfigError
-from closedloop.cohort import HeldOutError
 from closedloop.controllers import ControlContext
 from closedloop.evaluation import run_episode
+from closedloop.patients.cohort import HeldOutError
 from closedloop.training import (
     TrainedPolicyFactory,
     TrainOptions,

@@ -211,7 +211,7 @@ TINY = {"search": {"learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}}}
 @pytest.fixture
 def no_trials(monkeypatch):
     """Make any trial fail the test: the checks must come first."""
-    import closedloop.hpsearch as hp
+    import closedloop.tuning.hpsearch as hp
 
     def ran(*args, **kwargs):
         raise AssertionError("a trial ran")
@@ -247,7 +247,7 @@ def no_trials(monkeypatch):
 )
 def test_hpsearch_refuses_bad_input_before_any_trial(no_trials, kwargs, match):
     pytest.importorskip("optuna")
-    from closedloop.hpsearch import search
+    from closedloop.tuning.hpsearch import search
 
     args = {
         "agent_algo": "ppo",
@@ -264,7 +264,7 @@ def test_hpsearch_refuses_bad_input_before_any_trial(no_trials, kwargs, match):
 
 def test_hpsearch_opens_its_storage_before_any_trial(tmp_path, no_trials):
     pytest.importorskip("optuna")
-    from closedloop.hpsearch import search
+    from closedloop.tuning.hpsearch import search
 
     url = f"sqlite:///{tmp_path}/missing/folder/hp.db"
     with pytest.raises(ConfigError, match="opening it failed"):
@@ -275,7 +275,7 @@ def test_hpsearch_opens_its_storage_before_any_trial(tmp_path, no_trials):
 
 
 def test_integer_hyperparameters_are_drawn_as_integers():
-    from closedloop.hpsearch import sample
+    from closedloop.tuning.hpsearch import sample
 
     class Trial:
         def suggest_int(self, key, low, high, log=False):

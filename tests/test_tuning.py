@@ -6,7 +6,7 @@ import pytest
 
 from closedloop._config import ConfigError
 from closedloop.controllers.registry import parse_agent_spec
-from closedloop.tuning import DEFAULT_GAINS, TuningProblem, objective, tune, write_spec
+from closedloop.tuning.controller import DEFAULT_GAINS, TuningProblem, objective, tune, write_spec
 
 if sys.version_info >= (3, 11):
     import tomllib

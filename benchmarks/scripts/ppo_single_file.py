@@ -18,8 +18,8 @@ script therefore
 At the end the trained policy is played as a controller (:class:`TorchPolicy`, the common
 ``predict``/``reset`` interface) on validation patients through
 :func:`closedloop.evaluation.run_episode`, which prints the clinical metrics. Training and
-validation run inside :func:`closedloop.cohort.tuning_session`, so the held-out test cohort is
-refused.
+validation run inside :func:`closedloop.patients.cohort.tuning_session`, so the held-out test
+cohort is refused.
 
 Usage::
 
@@ -41,10 +41,10 @@ import torch.nn as nn
 from torch.distributions.normal import Normal
 from tqdm.auto import tqdm
 
-from closedloop.cohort import tuning_session
 from closedloop.controllers import Controller
 from closedloop.envs.vector import ECAPVectorEnv
 from closedloop.evaluation import run_episode
+from closedloop.patients.cohort import tuning_session
 
 
 @dataclasses.dataclass

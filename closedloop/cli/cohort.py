@@ -12,11 +12,17 @@ import numpy as np
 
 from closedloop._io import nan_to_none
 from closedloop._parallel import check_workers
-from closedloop.calibration import CalibrationRecord, calibrate_many
-from closedloop.calibration_cache import write_calibrations
 from closedloop.cli._common import PROG
-from closedloop.cohort import SPLITS, check_count, generate_cohort, load_cohort, write_cohort
-from closedloop.postures import POSTURES
+from closedloop.patients.calibration import CalibrationRecord, calibrate_many
+from closedloop.patients.calibration_cache import write_calibrations
+from closedloop.patients.cohort import (
+    SPLITS,
+    check_count,
+    generate_cohort,
+    load_cohort,
+    write_cohort,
+)
+from closedloop.patients.postures import POSTURES
 
 COLUMNS = (
     ("ecap_threshold_ma", "ECAP thr mA"),

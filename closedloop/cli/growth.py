@@ -14,10 +14,10 @@ import numpy as np
 from closedloop._config import ConfigError, describe
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.cli._common import PROG, check_out_path, parse_currents, parse_float_list
-from closedloop.cohort import get_patient
 from closedloop.neural import GrowthCurve, ModelParams, growth_curve
-from closedloop.patients import NAMED_PATIENTS
-from closedloop.postures import POSTURES
+from closedloop.patients.cohort import get_patient
+from closedloop.patients.patient import NAMED_PATIENTS
+from closedloop.patients.postures import POSTURES
 
 
 def add_parsers(sub) -> None:
@@ -202,7 +202,7 @@ def model_card() -> str:
     out += [
         "# Patients, perception, battery, disturbances and device: parameters",
         "",
-        "Generated from `closedloop/perception.py`, `closedloop/cohort.py`, "
+        "Generated from `closedloop/patients/perception.py`, `closedloop/patients/cohort.py`, "
         "`closedloop/metrics/`, `closedloop/disturbances/` and `closedloop/device.py`. "
         "Scenario files in `closedloop/disturbances/library/` override the disturbance "
         "defaults.",
@@ -215,11 +215,11 @@ def model_card() -> str:
 
 def _clinic_classes() -> list[type]:
     """Parameter classes of patients, perception, battery and disturbances, in card order."""
-    from closedloop.cohort import CohortDistribution
     from closedloop.device import DeviceParams
     from closedloop.disturbances import drift, events, periodic, posture, sway
     from closedloop.metrics import BatterySpec
-    from closedloop.perception import PerceptionParams
+    from closedloop.patients.cohort import CohortDistribution
+    from closedloop.patients.perception import PerceptionParams
 
     return [
         PerceptionParams,

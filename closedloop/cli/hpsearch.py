@@ -13,7 +13,7 @@ from pathlib import Path
 
 from closedloop._config import ConfigError
 from closedloop.envs.ecap_env import DEFAULT_ID
-from closedloop.hpsearch import ALGOS
+from closedloop.tuning.hpsearch import ALGOS
 
 MAX_THREADS = 256
 """Most torch CPU threads ``--threads`` may ask for."""
@@ -112,7 +112,7 @@ def resolve_ranges(algo: str, ranges: str | None) -> Path:
 
 def run_hpsearch(args: argparse.Namespace) -> int:
     """Run the ``hpsearch`` subcommand."""
-    from closedloop.hpsearch import search
+    from closedloop.tuning.hpsearch import search
 
     try:
         seeds = tuple(int(s) for s in args.eval_seeds.split(",") if s.strip())

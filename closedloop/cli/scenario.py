@@ -8,8 +8,8 @@ import sys
 import numpy as np
 
 from closedloop.cli._common import check_out_path
-from closedloop.cohort import get_patient
-from closedloop.postures import POSTURES
+from closedloop.patients.cohort import get_patient
+from closedloop.patients.postures import POSTURES
 
 
 def add_parsers(sub) -> None:
@@ -37,7 +37,7 @@ def add_parsers(sub) -> None:
 def run_scenario(args: argparse.Namespace) -> int:
     """Run the ``scenario`` subcommand."""
     from closedloop.disturbances import EVENT_TYPES, list_scenarios, load_scenario
-    from closedloop.simulate import check_run_memory
+    from closedloop.evaluation.simulate import check_run_memory
 
     if args.name is None:
         for name in list_scenarios():

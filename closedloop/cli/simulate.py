@@ -9,11 +9,11 @@ import sys
 
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none
-from closedloop.calibration import CALIBRATION_POSTURES, CalibrationRecord, calibrate
 from closedloop.cli._common import check_out_path
-from closedloop.cohort import get_patient
-from closedloop.patients import REFERENCE_POSTURE
-from closedloop.postures import POSTURES
+from closedloop.patients.calibration import CALIBRATION_POSTURES, CalibrationRecord, calibrate
+from closedloop.patients.cohort import get_patient
+from closedloop.patients.patient import REFERENCE_POSTURE
+from closedloop.patients.postures import POSTURES
 
 
 def add_parsers(sub) -> None:
@@ -78,7 +78,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.output:
         print(f"wrote {rec.save(args.output)}", file=sys.stderr)
     if args.plot:
-        from closedloop.perception import programming_sweep
+        from closedloop.patients.perception import programming_sweep
         from closedloop.plots import plot_posture_growth
 
         curves = {
@@ -121,7 +121,7 @@ def format_calibration(rec: CalibrationRecord) -> str:
 
 def run_open_loop(args: argparse.Namespace) -> int:
     """Run the ``open-loop`` subcommand."""
-    from closedloop.simulate import open_loop
+    from closedloop.evaluation.simulate import open_loop
 
     check_out_path("--plot", args.plot)
     check_out_path("--save-trajectory", args.save_trajectory)

@@ -11,7 +11,7 @@ from closedloop.cli._common import PROG, parse_int_list
 
 def add_parsers(sub) -> None:
     """Add the ``tune`` subcommand."""
-    from closedloop.tuning import DEFAULT_GAINS
+    from closedloop.tuning.controller import DEFAULT_GAINS
 
     p = sub.add_parser(
         "tune",
@@ -44,7 +44,7 @@ def add_parsers(sub) -> None:
 def run_tune(args: argparse.Namespace) -> int:
     """Run the ``tune`` subcommand."""
     from closedloop._specdirs import spec_dir
-    from closedloop.tuning import DEFAULT_GAINS, TuningProblem, tune
+    from closedloop.tuning.controller import DEFAULT_GAINS, TuningProblem, tune
 
     seeds = tuple(parse_int_list("--seeds", args.seeds))
     problem = TuningProblem(

@@ -49,7 +49,7 @@ class ControlContext:
     """What a controller is told about its episode (never the env itself).
 
     Attributes:
-        calibration: The patient's :class:`~closedloop.calibration.CalibrationRecord`.
+        calibration: The patient's :class:`~closedloop.patients.calibration.CalibrationRecord`.
         target_uv: ECAP target of the episode (µV).
         dt_s: Control period: simulated time between two ``predict`` calls (s).
         history: Steps of history ``H`` in the observation.

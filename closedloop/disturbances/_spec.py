@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from closedloop._config import ConfigError, check_value, field_kind, is_real, short_repr
-from closedloop.postures import POSTURES
+from closedloop.patients.postures import POSTURES
 
 
 class Grid(NamedTuple):

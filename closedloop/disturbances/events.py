@@ -33,7 +33,7 @@ from closedloop.disturbances._spec import (
     index_window,
     uniform,
 )
-from closedloop.postures import POSTURES, posture_code
+from closedloop.patients.postures import POSTURES, posture_code
 
 EVENT_TYPES = ("cough", "sneeze", "bend")
 """Event type names; the trace's ``event`` code is the 1-based index here (0 = none)."""

@@ -31,7 +31,7 @@ from closedloop.disturbances._spec import (
     posture_mapping,
     raised_cosine_ramp,
 )
-from closedloop.postures import POSTURES, posture_code
+from closedloop.patients.postures import POSTURES, posture_code
 
 DEFAULT_MEAN_DWELL_S = (
     ("supine", 1800.0),

@@ -28,7 +28,7 @@ from closedloop.disturbances.periodic import CardiacSpec, GaitSpec, RespirationS
 from closedloop.disturbances.posture import PostureSpec, codes_at, smooth_levels
 from closedloop.disturbances.sway import SwaySpec
 from closedloop.disturbances.trace import CSF_RANGE_MM, PARTS, DisturbanceTrace
-from closedloop.postures import POSTURES
+from closedloop.patients.postures import POSTURES
 
 COMPONENTS = {
     "posture": PostureSpec,
@@ -171,7 +171,7 @@ class Scenario:
 
         Args:
             posture_csf_mm: The patient's baseline dorsal CSF thickness per posture (mm), with
-                exactly the keys of :data:`closedloop.postures.POSTURES`.
+                exactly the keys of :data:`closedloop.patients.postures.POSTURES`.
             rate_hz: Pulse rate (Hz); the trace has ``round(duration_s * rate_hz)`` pulses.
             seed: A non-negative int or a SeedSequence (not modified).
 

@@ -26,7 +26,7 @@ from scipy import signal
 
 from closedloop._config import param
 from closedloop.disturbances._spec import Grid, check_fields, posture_mapping
-from closedloop.postures import POSTURES
+from closedloop.patients.postures import POSTURES
 
 DEFAULT_POSTURE_SCALE = tuple((p, 1.0) for p in POSTURES)
 """Default sway scale per posture (1: the same in every posture)."""
@@ -73,7 +73,7 @@ class SwaySpec:
         check_fields(self, self.WHERE)
 
     def scale_levels(self) -> np.ndarray:
-        """The per-posture scale as an array in :data:`~closedloop.postures.POSTURES` order."""
+        """The per-posture scale, in :data:`~closedloop.patients.postures.POSTURES` order."""
         return np.array([float(self.posture_scale[p]) for p in POSTURES])
 
     def sample(self, grid: Grid, rng: np.random.Generator, scale: np.ndarray) -> np.ndarray:

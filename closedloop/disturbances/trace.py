@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from closedloop.disturbances.events import EVENT_TYPES
-from closedloop.postures import POSTURES
+from closedloop.patients.postures import POSTURES
 
 CSF_RANGE_MM = (0.5, 12.0)
 """The total CSF thickness is clipped into this range (mm): the neural model's valid range
@@ -27,7 +27,8 @@ class DisturbanceTrace:
 
     Attributes:
         t_s: float64, time of each pulse (s), ``arange(n) / rate_hz``.
-        posture: int8, posture code (index into :data:`closedloop.postures.POSTURES`); during a
+        posture: int8, posture code (index into :data:`closedloop.patients.postures.POSTURES`);
+        during a
             transition, the destination posture.
         csf_mm: float64, total dorsal CSF thickness (mm): the sum of ``parts`` clipped into
             :data:`CSF_RANGE_MM`.

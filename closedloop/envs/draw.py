@@ -16,12 +16,12 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium.utils import seeding
 
-from closedloop.calibration import calibrate
-from closedloop.calibration_cache import patient_calibration
-from closedloop.cohort import get_patient, load_cohort
 from closedloop.disturbances import load_scenario
 from closedloop.envs import model_store
-from closedloop.patients import Patient, episode_seeds
+from closedloop.patients.calibration import calibrate
+from closedloop.patients.calibration_cache import patient_calibration
+from closedloop.patients.cohort import get_patient, load_cohort
+from closedloop.patients.patient import Patient, episode_seeds
 
 
 class Draw(NamedTuple):

@@ -108,7 +108,7 @@ class ECAPTrackingEnv(gym.Env):
     The device delivers the calibrated comfort current; the fibres are at rest; the ECAP
     history is zero (not detected). The patient's calibration record sets target and limits.
     The scenario trace and the recording noise are drawn from the reset's seed and the
-    patient together (:func:`closedloop.patients.episode_seeds`), so patients reset with one
+    patient together (:func:`closedloop.patients.patient.episode_seeds`), so patients reset with one
     seed live different days.
 
     ## Episode End

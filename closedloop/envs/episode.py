@@ -25,7 +25,7 @@ from closedloop.envs.step import (
     step_batch,
 )
 from closedloop.neural.kernels import PULSE_DTYPE, PulseInputs
-from closedloop.perception import drive_factors
+from closedloop.patients.perception import drive_factors
 
 
 class Episode(NamedTuple):
@@ -50,7 +50,7 @@ def episode_params(spec, patient, calibration, target_uv: float, last: int) -> n
 
     Args:
         spec: The env's :class:`~closedloop.envs.config.TaskSpec` (config, device, reward).
-        patient: The episode's :class:`~closedloop.patients.Patient`.
+        patient: The episode's :class:`~closedloop.patients.patient.Patient`.
         calibration: Its calibration record (limits, comfort current) at the spec's settings.
         target_uv: The episode's target ECAP (µV).
         last: Last index of the episode's scenario trace.

@@ -4,8 +4,8 @@ A step maps the action to a requested current (and, with ``control_pw_rate``, a 
 and rate), ramps the device toward it pulse by pulse through the safety limits
 (:func:`closedloop.device_limits.limit_one`), delivers the pulses with the neural kernel
 (:func:`closedloop.neural.kernels.run_pulses`), filters the sensation
-(:func:`closedloop.perception.smooth_step`), pushes the observation history, and computes the
-reward (:func:`closedloop.envs.config.reward_formula`) and the truncation. Its data are
+(:func:`closedloop.patients.perception.smooth_step`), pushes the observation history, and computes
+the reward (:func:`closedloop.envs.config.reward_formula`) and the truncation. Its data are
 explicit and named:
 
 * :data:`PARAMS_DTYPE`: what an episode fixes (limits, target, weights, action scales), one
@@ -41,7 +41,7 @@ from closedloop.neural.batch import (
     _work_for,
 )
 from closedloop.neural.kernels import run_pulses
-from closedloop.perception import smooth_step
+from closedloop.patients.perception import smooth_step
 
 PW_RANGE_US = (60.0, 500.0)
 """Pulse widths reachable with ``control_pw_rate`` (µs)."""

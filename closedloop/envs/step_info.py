@@ -20,7 +20,7 @@ import numpy as np
 
 from closedloop.device import InterventionCounter
 from closedloop.disturbances.events import EVENT_TYPES
-from closedloop.postures import POSTURES
+from closedloop.patients.postures import POSTURES
 
 POSTURE_NAMES = POSTURES
 """``info["posture_code"]`` indexes this tuple (``info["posture"]`` is the name itself)."""

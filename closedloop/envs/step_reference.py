@@ -5,7 +5,7 @@ neural model's :class:`~closedloop.neural.pulse_runner.PulseRunner`, with nothin
 :func:`~closedloop.envs.step.control_step` but the one copies of the action mapping
 (:func:`~closedloop.envs.config.requested_current`), the device limits
 (:func:`~closedloop.device_limits.limit_one`), the sensation filter
-(:func:`~closedloop.perception.sensation_update`) and the reward formula. Tests step one
+(:func:`~closedloop.patients.perception.sensation_update`) and the reward formula. Tests step one
 episode with each and require the same arrays, bit for bit.
 """
 
@@ -19,7 +19,7 @@ from closedloop.device_limits import limit_one
 from closedloop.envs.config import requested_current, reward_formula
 from closedloop.envs.episode import Episode
 from closedloop.envs.step import PW_RANGE_US, RATE_RANGE_HZ
-from closedloop.perception import sensation_update
+from closedloop.patients.perception import sensation_update
 
 
 def _lerp(a: float, lo: float, hi: float) -> float:

@@ -1,9 +1,9 @@
 """The evaluation path: play controllers, score the runs, summarise across patients and seeds.
 
 * :mod:`~closedloop.evaluation.episode_runner`: :func:`run_episode` plays one controller through one
-  episode, records a :class:`~closedloop.trajectory.Trajectory` and scores it after warm-up;
-  :mod:`~closedloop.evaluation.batch_runner`: :func:`run_episodes` plays many episodes of one
-  controller spec at once through the native vector env, with identical results.
+  episode, records a :class:`~closedloop.evaluation.trajectory.Trajectory` and scores it after
+  warm-up; :mod:`~closedloop.evaluation.batch_runner`: :func:`run_episodes` plays many episodes of
+  one controller spec at once through the native vector env, with identical results.
 * :mod:`~closedloop.evaluation.grid`: :func:`run_grid` plays controllers x env ids x patients x
   fixed seeds in worker processes, resumably.
 * :mod:`~closedloop.evaluation.stats`: IQM, CVaR, worst, bootstrap CIs on arrays.

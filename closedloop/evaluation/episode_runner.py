@@ -3,8 +3,8 @@
 The runner stands apart from controllers and environments (house style, practice 8): it builds
 the env, hands the controller a :class:`~closedloop.controllers.ControlContext` (never the env),
 plays ``predict``/``step`` until the episode is truncated, records every step into a
-:class:`~closedloop.trajectory.Trajectory`, and only then computes the clinical metrics, as pure
-functions of the recorded arrays (:meth:`Trajectory.metrics`).
+:class:`~closedloop.evaluation.trajectory.Trajectory`, and only then computes the clinical metrics,
+as pure functions of the recorded arrays (:meth:`Trajectory.metrics`).
 
 What is recorded, one entry per env step:
 
@@ -41,9 +41,9 @@ import numpy as np
 
 from closedloop._config import ConfigError, is_integer, short_repr
 from closedloop.device import LIMIT_FLAGS, limit_report
+from closedloop.evaluation.trajectory import BYTES_PER_PULSE, Trajectory
 from closedloop.metrics import METRIC_DIRECTION, METRIC_DOCS, clinical_metrics, unscored_mask
-from closedloop.postures import posture_code
-from closedloop.trajectory import BYTES_PER_PULSE, Trajectory
+from closedloop.patients.postures import posture_code
 
 EXTRA_DOCS: dict[str, str] = {
     "env_return": "sum of the env's step rewards over the scored steps (1)",
@@ -143,9 +143,9 @@ def check_seed(seed: Any, name: str = "seed") -> int:
 def check_patient(patient_id: Any, name: str = "patient") -> str:
     """``patient_id`` if it names a patient; ConfigError prefixed ``name`` otherwise.
 
-    A documented subclass (:class:`~closedloop.cohort.HeldOutError`) propagates as it is.
+    A documented subclass (:class:`~closedloop.patients.cohort.HeldOutError`) propagates as it is.
     """
-    from closedloop.cohort import get_patient
+    from closedloop.patients.cohort import get_patient
 
     try:
         get_patient(patient_id)

@@ -34,12 +34,12 @@ def with_window(traj: Any, patient: Any = None, cache: dict | None = None) -> An
     controller on one env, patient and seed; pass the same ``cache`` dict to measure it once.
 
     Args:
-        traj: A :class:`~closedloop.trajectory.Trajectory`.
+        traj: A :class:`~closedloop.evaluation.trajectory.Trajectory`.
         patient: The patient; looked up from ``traj.patient_id`` if None.
         cache: Optional dict reused across calls.
     """
-    from closedloop.cohort import get_patient
-    from closedloop.simulate import window_along
+    from closedloop.evaluation.simulate import window_along
+    from closedloop.patients.cohort import get_patient
 
     csf = np.asarray(traj.csf_mm, dtype=np.float64)
     key = (traj.patient_id, hashlib.sha256(csf.tobytes()).hexdigest(), traj.pw_us, traj.rate_hz)
@@ -160,7 +160,7 @@ def _load_saved(npz: Path) -> Any:
     """The trajectory a run folder saved at ``npz``; ConfigError naming the file if damaged."""
     import zipfile
 
-    from closedloop.trajectory import load_trajectory
+    from closedloop.evaluation.trajectory import load_trajectory
 
     try:
         return load_trajectory(npz)

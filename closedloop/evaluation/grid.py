@@ -111,9 +111,9 @@ def resolve_patients(patients: str | Iterable[str]) -> list[str]:
     """Patient ids from a split name (``train``, ``validation``, ``test``) or a list of ids.
 
     Every id is looked up here, in the calling process, so that the held-out guard of
-    :func:`closedloop.cohort.tuning_session` applies even when the episodes run in workers.
+    :func:`closedloop.patients.cohort.tuning_session` applies even when the episodes run in workers.
     """
-    from closedloop.cohort import SPLITS, load_cohort
+    from closedloop.patients.cohort import SPLITS, load_cohort
 
     if isinstance(patients, str):
         if patients not in SPLITS:

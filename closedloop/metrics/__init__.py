@@ -2,7 +2,7 @@
 
 Per-pulse inputs are 1-D arrays aligned with the pulse times ``t_s``. Durations use the time
 weights of :func:`time_weights_s`, so non-uniform pulse rates are scored by time, not by count.
-Sensation is in units of the perception threshold (:mod:`closedloop.perception`); the
+Sensation is in units of the perception threshold (:mod:`closedloop.patients.perception`); the
 therapeutic window is ``1 <= sensation < discomfort``. :func:`clinical_metrics` returns one flat
 dict whose keys :data:`METRIC_DOCS` documents (the schema of result files) and
 :data:`METRIC_DIRECTION` ranks. Invalid input raises :class:`~closedloop._config.ConfigError`

@@ -64,7 +64,8 @@ def posture_response(
         t_s: Pulse times (s), strictly increasing.
         ecap_uv: ECAP amplitude per pulse (µV), finite.
         target_uv: ECAP target (µV), > 0: scalar or per pulse.
-        posture: Posture per pulse (codes of :data:`closedloop.postures.POSTURES`, or names).
+        posture: Posture per pulse (codes of :data:`closedloop.patients.postures.POSTURES`,
+            or names).
         band_rel: Half-width of the settling band relative to the target, > 0.
         horizon_s: Time after each change that is examined (s), > 0.
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from closedloop._config import ConfigError
 from closedloop.metrics._checks import _per_pulse, _scalar, _time, time_weights_s
-from closedloop.postures import POSTURES, posture_code
+from closedloop.patients.postures import POSTURES, posture_code
 
 UNSCORED_DOCS: dict[str, str] = {
     "unscored_duration_s": "time in the env's unscored postures and their ramp out, after "
@@ -45,7 +45,8 @@ def posture_codes(postures: Any, name: str = "unscored_postures") -> tuple[int, 
     """Posture codes of a list of posture names; ConfigError naming ``name`` otherwise.
 
     Args:
-        postures: Posture names (:data:`closedloop.postures.POSTURES`), distinct; not all of
+        postures: Posture names (:data:`closedloop.patients.postures.POSTURES`), distinct; not all
+        of
             them (something must remain scored).
         name: The parameter's name, for messages.
     """
@@ -70,7 +71,7 @@ def unscored_mask(t_s: Any, posture: Any, postures: Any, after_s: float = 0.0) -
 
     Args:
         t_s: Pulse times (s), strictly increasing.
-        posture: Posture code per pulse (:data:`closedloop.postures.POSTURES` indices).
+        posture: Posture code per pulse (:data:`closedloop.patients.postures.POSTURES` indices).
         postures: Names of the unscored postures (may be empty).
         after_s: Time after leaving an unscored posture that is still unscored (s), >= 0:
             the transition ramp out of it.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from closedloop.patients.postures import POSTURES
 from closedloop.plots._save import new_figure, save_png
-from closedloop.postures import POSTURES
 
 EVENT_COLOURS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
 PART_COLOURS = {
@@ -311,7 +311,8 @@ def plot_trajectory(traj, path, title: str | None = None, unscored=None) -> Path
     shaded on the ECAP panel and ticked on the posture strip; the warm-up is shaded grey.
 
     Args:
-        traj: A :class:`~closedloop.trajectory.Trajectory` (its window is drawn where known,
+        traj: A :class:`~closedloop.evaluation.trajectory.Trajectory` (its window is drawn where
+        known,
             see :func:`closedloop.evaluation.figures.with_window`).
         path: Output PNG path (written atomically).
         title: Figure title.
@@ -345,7 +346,7 @@ def plot_posture_growth(
     Args:
         curves: Posture name -> :class:`~closedloop.neural.GrowthCurve`.
         path: Output PNG path (written atomically).
-        calibrations: Posture name -> :class:`~closedloop.calibration.PostureCalibration`,
+        calibrations: Posture name -> :class:`~closedloop.patients.calibration.PostureCalibration`,
             whose perception and discomfort points are marked.
         title: Figure title.
 

@@ -110,10 +110,10 @@ def check_eval_episode(
         n_patients: The first N patients of ``split`` are evaluated.
         split: Cohort of the evaluation patients.
     """
-    from closedloop.calibration_cache import patient_calibration
-    from closedloop.cohort import load_cohort
     from closedloop.envs.config import load_suite, with_overrides
     from closedloop.envs.step import RATE_RANGE_HZ
+    from closedloop.patients.calibration_cache import patient_calibration
+    from closedloop.patients.cohort import load_cohort
 
     cfg = with_overrides(load_suite()[env_id], dict(overrides)).config
     rate = min(cfg.rate_hz, RATE_RANGE_HZ[0]) if cfg.control_pw_rate else cfg.rate_hz

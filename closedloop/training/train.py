@@ -35,9 +35,9 @@ resumed at. Training time after the last checkpoint is lost on interruption, and
 in the wall-clock; a best model saved in that time is kept (the resumed run replaces it only
 with a better one). A lock file (``.lock``) keeps two processes from training in one folder.
 
-Training and model selection run inside :func:`closedloop.cohort.tuning_session`: the held-out
-test cohort cannot be touched (training on a ``*-Test-v0`` env raises
-:class:`~closedloop.cohort.HeldOutError`).
+Training and model selection run inside :func:`closedloop.patients.cohort.tuning_session`: the
+held-out test cohort cannot be touched (training on a ``*-Test-v0`` env raises
+:class:`~closedloop.patients.cohort.HeldOutError`).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def train(
             negative seed, a resume that does not match the checkpointed run, or a run folder
             in use by another live process.
     """
-    from closedloop.cohort import tuning_session
+    from closedloop.patients.cohort import tuning_session
     from closedloop.training.checkpoints import RunLock
     from closedloop.training.run import Run
 

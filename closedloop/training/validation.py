@@ -25,7 +25,7 @@ TIE_BREAK = "mad_uv"
 
 def validation_patients(n: int) -> list[str]:
     """Ids of the first ``n`` validation-cohort patients."""
-    from closedloop.cohort import load_cohort
+    from closedloop.patients.cohort import load_cohort
 
     cohort = load_cohort(SPLIT)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(cohort):

@@ -4,8 +4,8 @@ This is the standard of care that closed loop exists to improve on: the clinicia
 comfort current in the programming posture, and the device delivers it whatever the cord does.
 
 Example:
-    >>> from closedloop.cohort import get_patient
-    >>> from closedloop.simulate import open_loop
+    >>> from closedloop.patients.cohort import get_patient
+    >>> from closedloop.evaluation.simulate import open_loop
     >>> run = open_loop(get_patient("default"), "clinic", seed=0)   # doctest: +SKIP
     >>> run.metrics()["time_in_window_frac"]                        # doctest: +SKIP
 """
@@ -18,10 +18,10 @@ import numpy as np
 
 from closedloop._config import ConfigError, check_value, short_repr
 from closedloop._io import check_memory
-from closedloop.calibration import CalibrationRecord, calibrate, window_table
-from closedloop.patients import Patient, episode_seeds
-from closedloop.perception import sensation
-from closedloop.trajectory import BYTES_PER_PULSE, Trajectory
+from closedloop.evaluation.trajectory import BYTES_PER_PULSE, Trajectory
+from closedloop.patients.calibration import CalibrationRecord, calibrate, window_table
+from closedloop.patients.patient import Patient, episode_seeds
+from closedloop.patients.perception import sensation
 
 WINDOW_GRID_POINTS = 9
 """CSF thicknesses at which the ECAP window is measured for a trajectory (interpolated between)."""
@@ -45,7 +45,7 @@ def open_loop(
         current_ma: Fixed current (mA), in [0, 25.5]; the calibrated comfort current if None.
         calibration: The patient's calibration; made with :func:`calibrate` if None.
         seed: Seed of the scenario draws and of the recording noise, with the patient's id
-            (:func:`~closedloop.patients.episode_seeds`: patients live different days).
+            (:func:`~closedloop.patients.patient.episode_seeds`: patients live different days).
         duration_s: Override of the scenario's duration (s).
         model: The patient's neural model, to avoid rebuilding it.
         with_window: Measure the ECAP window along the trajectory's CSF range (for plots).

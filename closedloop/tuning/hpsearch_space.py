@@ -3,7 +3,7 @@
 The ranges file format and its validation, and the checks of the search's other arguments
 (counts, seeds, env ids, overrides, storage URL, output folder).
 
-See :mod:`closedloop.hpsearch` for the format (the ``[search]`` table of an RL agent spec).
+See :mod:`closedloop.tuning.hpsearch` for the format (the ``[search]`` table of an RL agent spec).
 """
 
 from __future__ import annotations
@@ -252,8 +252,8 @@ def check_envs(
     env_id: Any, env_overrides: Any, eval_overrides: Any, eval_split: Any, eval_patients: int
 ) -> None:
     """The env id, the overrides of training and scoring, the split and the scoring episodes."""
-    from closedloop.cohort import load_cohort
     from closedloop.envs.config import load_suite, with_overrides
+    from closedloop.patients.cohort import load_cohort
     from closedloop.training.inputs import check_eval_episode
     from closedloop.training.spec import check_env_id
 

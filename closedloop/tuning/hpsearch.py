@@ -6,8 +6,9 @@ the native vector env (:class:`~closedloop.envs.vector.ECAPVectorEnv` through th
 policy as a controller (:class:`~closedloop.controllers.SB3Policy`) with
 :func:`closedloop.evaluation.run_episode` on the first validation patients and scores the mean
 time in the therapeutic window (``time_in_window_frac``, higher is better). The whole search
-runs inside :func:`closedloop.cohort.tuning_session`, so the held-out test cohort can never be
-used: an env or split that needs it raises :class:`~closedloop.cohort.HeldOutError`.
+runs inside :func:`closedloop.patients.cohort.tuning_session`, so the held-out test cohort can
+never be used: an env or split that needs it raises
+:class:`~closedloop.patients.cohort.HeldOutError`.
 
 Ranges come from a TOML file or a dict in the ``[search]`` format of the RL agent specs in
 ``agents/rl/``::
@@ -29,7 +30,7 @@ The best parameters are returned and written as a TOML fragment (``[hyperparams.
 ready to paste into a spec, with every trial in ``trials.json``. Needs optuna
 (``pip install 'closedloop[rl]'``).
 
-Every argument is checked before the first trial (:mod:`closedloop.hpsearch_space`): the
+Every argument is checked before the first trial (:mod:`closedloop.tuning.hpsearch_space`): the
 counts and seeds, the env id (a closedloop id the native vector env simulates), the overrides,
 the scoring episodes against the calibration warm-up, the storage URL (opened at once), the
 output folder (created at once), and each range against its hyperparameter's declared type and
@@ -49,7 +50,8 @@ from typing import Any
 
 from closedloop._config import ConfigError
 from closedloop._io import toml_literal
-from closedloop.hpsearch_space import (  # noqa: F401  (re-exported: the public API)
+from closedloop.training.spec import with_values
+from closedloop.tuning.hpsearch_space import (  # noqa: F401  (re-exported: the public API)
     ACTIVATIONS,
     ALGOS,
     EXTRA,
@@ -72,7 +74,6 @@ from closedloop.hpsearch_space import (  # noqa: F401  (re-exported: the public 
     rule_kind,
     study_name_for,
 )
-from closedloop.training.spec import with_values
 
 
 def sample(
@@ -336,7 +337,7 @@ def search(
         ConfigError: On invalid arguments or ranges, or if optuna is missing.
         HeldOutError: If anything asks for the test cohort.
     """
-    from closedloop.cohort import load_cohort, tuning_session
+    from closedloop.patients.cohort import load_cohort, tuning_session
 
     optuna = _import_optuna()
     space = ranges if isinstance(ranges, SearchSpace) else load_ranges(ranges)

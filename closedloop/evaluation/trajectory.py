@@ -50,7 +50,7 @@ class Trajectory:
         discomfort_level: Sensation at which discomfort begins (perception = 1).
         warmup_s: Time excluded from scoring at the start (s).
         t_s: Pulse time (s).
-        posture: Posture code (index into :data:`closedloop.postures.POSTURES`).
+        posture: Posture code (index into :data:`closedloop.patients.postures.POSTURES`).
         csf_mm: Dorsal CSF thickness (mm).
         event: Disturbance event code (0 none; see ``closedloop.disturbances.EVENT_TYPES``).
         impedance_ohm: Contact impedance (Ω).

@@ -2,11 +2,11 @@
 
 A :class:`Patient` is data (a frozen dataclass) that saves to and loads from a human-readable
 JSON file; :meth:`Patient.model` builds its :class:`~closedloop.neural.NeuralModel`. Cohort
-patients (``train-000`` ... ``test-019``) come from :mod:`closedloop.cohort`; a few named
+patients (``train-000`` ... ``test-019``) come from :mod:`closedloop.patients.cohort`; a few named
 patients are kept for examples and tests.
 
 Default posture CSF offsets, added to the supine dorsal CSF thickness (cohort patients draw their
-own, see :mod:`closedloop.cohort`):
+own, see :mod:`closedloop.patients.cohort`):
 
 * prone +2.2 mm: Holsheimer et al., AJNR 1994, T11 [C] (T12: +3.4 mm).
 * sitting +0.45 mm, standing +0.55 mm, walking +0.55 mm, side-lying +0.25 mm: assumptions
@@ -33,8 +33,8 @@ from closedloop._config import ConfigError, check_value, from_dict, short_repr
 from closedloop._io import write_text_atomic
 from closedloop.neural.model import NeuralModel
 from closedloop.neural.params import ModelParams
-from closedloop.perception import PerceptionParams, derive_perception
-from closedloop.postures import POSTURES
+from closedloop.patients.perception import PerceptionParams, derive_perception
+from closedloop.patients.postures import POSTURES
 
 POSTURE_CSF_OFFSET_MM = MappingProxyType(
     {
@@ -83,8 +83,8 @@ def episode_seeds(
 
     Both derive from the episode's seed and the patient's id together (the id's CRC-32, stable
     across processes and Python versions), so that one seed gives each patient a day of their
-    own; the env (from a draw of its reset seed) and :func:`closedloop.simulate.open_loop` use
-    it.
+    own; the env (from a draw of its reset seed) and
+    :func:`closedloop.evaluation.simulate.open_loop` use it.
 
     Args:
         seed: Non-negative integer.
@@ -109,12 +109,12 @@ class Patient:
         seed: Seed of the fibre population (anatomy).
         vertebral_level: Level of the stimulating cathode, one of :data:`VERTEBRAL_LEVELS`.
         posture_csf_mm: Dorsal CSF thickness per posture (mm), every posture of
-            :data:`closedloop.postures.POSTURES`; Holsheimer 1994: T11 supine 2-6 mm.
+            :data:`closedloop.patients.postures.POSTURES`; Holsheimer 1994: T11 supine 2-6 mm.
         impedance_ohm: Contact impedance (Ω), typical 500-1500 Ω [M].
         target_position: Where the patient's ECAP target was programmed, as a fraction of the
             common therapeutic window in µV (0: the highest perception ECAP, 1: the lowest
-            discomfort ECAP; see :func:`closedloop.calibration.calibrate`). Below 0 the target
-            is ``(1 + target_position)`` times the perception ECAP: a patient who prefers
+            discomfort ECAP; see :func:`closedloop.patients.calibration.calibrate`). Below 0 the
+            target is ``(1 + target_position)`` times the perception ECAP: a patient who prefers
             stimulation they do not feel, or whose target was set too low. In [-1, 1].
         migration_mm: Change of the dorsal CSF thickness the lead sees since the programming
             session (mm; positive: the cord is further from the lead), in every posture. The
@@ -317,7 +317,7 @@ NAMED_PATIENTS = tuple(_NAMED)
 def named_patient(name: str) -> Patient:
     """One of :data:`NAMED_PATIENTS`, its perception thresholds derived (cached).
 
-    :func:`closedloop.cohort.get_patient` finds cohort patients too.
+    :func:`closedloop.patients.cohort.get_patient` finds cohort patients too.
     """
     spec = dict(_NAMED[name])
     csf = default_posture_csf(spec.pop("csf_supine_mm"))

@@ -9,10 +9,10 @@ scenarios and seeds through :func:`closedloop.evaluation.run_grid`, and scores
                                 + w_over * time_above_discomfort_frac
                                 + w_under * time_below_perception_frac )
 
-The whole search runs inside :func:`closedloop.cohort.tuning_session`, so asking for the test
-cohort raises :class:`~closedloop.cohort.HeldOutError`. The result is a new agent spec whose
-``[tuning]`` table records the budget, the evaluations used, the objective before and after,
-the patients, scenarios and seeds, and the wall-clock time.
+The whole search runs inside :func:`closedloop.patients.cohort.tuning_session`, so asking for the
+test cohort raises :class:`~closedloop.patients.cohort.HeldOutError`. The result is a new agent
+spec whose ``[tuning]`` table records the budget, the evaluations used, the objective before and
+after, the patients, scenarios and seeds, and the wall-clock time.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class TuningProblem:
     w_under: float = 1.0
 
     def __post_init__(self) -> None:
-        from closedloop.cohort import load_cohort
+        from closedloop.patients.cohort import load_cohort
         from closedloop.training.spec import check_env_id
 
         if not isinstance(self.agent, str) or not self.agent:
@@ -201,8 +201,8 @@ def tune(
     """
     from scipy.optimize import minimize
 
-    from closedloop.cohort import load_cohort, tuning_session
     from closedloop.controllers.registry import load_agent_spec
+    from closedloop.patients.cohort import load_cohort, tuning_session
 
     if not isinstance(problem, TuningProblem):
         raise ConfigError(f"problem={problem!r} must be a TuningProblem")

@@ -7,7 +7,7 @@ what they feel. That gives, per posture:
 
 * the ECAP threshold and growth-curve slope (soft-knee fit, :func:`closedloop.neural.fit_growth`);
 * the perception and discomfort currents, where the patient first feels the paresthesia and where
-  it becomes uncomfortable (the patient model's sensation, :mod:`closedloop.perception`);
+  it becomes uncomfortable (the patient model's sensation, :mod:`closedloop.patients.perception`);
 * the ECAP (as measured) at those two currents: the therapeutic window in µV.
 
 From the postures together:
@@ -38,9 +38,9 @@ import numpy as np
 from closedloop._config import ConfigError, check_value, is_real, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import parallel_map
-from closedloop.patients import REFERENCE_POSTURE, Patient
-from closedloop.perception import crossing_ma, programming_sweep
-from closedloop.postures import posture_code
+from closedloop.patients.patient import REFERENCE_POSTURE, Patient
+from closedloop.patients.perception import crossing_ma, programming_sweep
+from closedloop.patients.postures import posture_code
 
 CALIBRATION_POSTURES = ("supine", "sitting", "standing")
 """Postures of the programming session (assumption: those a clinic can test)."""
@@ -292,7 +292,7 @@ def programming_model(patient: Patient, model=None):
 def _check_session(patient: Any, postures: Any, reference: Any, pw_us: Any, rate_hz: Any) -> None:
     """Raise ConfigError naming the first bad argument of :func:`calibrate`."""
     from closedloop.neural.validation import PW_RANGE_US, RATE_RANGE_HZ
-    from closedloop.postures import POSTURES
+    from closedloop.patients.postures import POSTURES
 
     if not isinstance(patient, Patient):
         raise ConfigError(f"patient={short_repr(patient)} must be a Patient (get_patient(id))")

@@ -1,6 +1,6 @@
 """Calibration records of the cohort patients, computed once and shipped with the cohorts.
 
-A programming session (:func:`closedloop.calibration.calibrate`) takes about a second per
+A programming session (:func:`closedloop.patients.calibration.calibrate`) takes about a second per
 patient; environments that draw a new patient at every reset read the shipped record instead.
 ``closedloop cohort --regenerate`` rewrites these files together with the cohorts, and
 ``tests/test_cohort.py`` recomputes some records and compares them with the files.
@@ -14,11 +14,11 @@ from importlib import resources
 from pathlib import Path
 
 from closedloop._io import nan_to_none, write_text_atomic
-from closedloop.calibration import CalibrationRecord, calibrate, calibrate_many
-from closedloop.cohort import SPLITS, load_cohort
-from closedloop.patients import Patient
+from closedloop.patients.calibration import CalibrationRecord, calibrate, calibrate_many
+from closedloop.patients.cohort import SPLITS, load_cohort
+from closedloop.patients.patient import Patient
 
-FORMAT = "closedloop.cohort-calibration/1"
+FORMAT = "closedloop.patients.cohort-calibration/1"
 
 
 def calibration_path(split: str) -> Path:

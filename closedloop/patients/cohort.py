@@ -29,9 +29,9 @@ from scipy import stats
 from closedloop._config import ConfigError, check_value, param, short_repr, validate
 from closedloop._io import write_text_atomic
 from closedloop._parallel import parallel_map
-from closedloop.patients import NAMED_PATIENTS, REFERENCE_POSTURE, Patient, named_patient
-from closedloop.perception import derive_perception
-from closedloop.postures import POSTURES
+from closedloop.patients.patient import NAMED_PATIENTS, REFERENCE_POSTURE, Patient, named_patient
+from closedloop.patients.perception import derive_perception
+from closedloop.patients.postures import POSTURES
 
 SPLITS = {"train": (100, 20261101), "validation": (20, 20261102), "test": (20, 20261103)}
 """Cohort name -> (number of patients, seed)."""
@@ -375,7 +375,7 @@ def _with_snr(patient: Patient, snr: float) -> Patient:
     The target comes from a programming session with the default noise; the shipped record,
     made with the new noise, moves it by a few per cent (the estimator's bias near threshold).
     """
-    from closedloop.calibration import calibrate
+    from closedloop.patients.calibration import calibrate
 
     target_uv = calibrate(patient).target_uv
     noise = float(np.clip(target_uv / snr, 0.5, 100.0))
@@ -528,7 +528,7 @@ def cohort_patient(patient_id: str) -> Patient:
 
 
 def get_patient(name: str) -> Patient:
-    """A named patient (:data:`~closedloop.patients.NAMED_PATIENTS`) or a cohort patient id.
+    """A named patient (:data:`~closedloop.patients.patient.NAMED_PATIENTS`) or a cohort patient id.
 
     Args:
         name: ``default``, ``thin-csf``, ... or ``<split>-<NNN>``, e.g. ``train-007``.
