@@ -178,7 +178,9 @@ def _kernel_guard(original: Callable[..., Any]) -> Callable[..., Any]:
 def _patches() -> list[tuple[Any, str, Any]]:
     """(object, attribute, replacement) of every guarded call."""
     import closedloop._parallel
+    import closedloop.benchmark
     import closedloop.cli.cohort
+    import closedloop.evaluation.grid
     import closedloop.neural.model as model
     import closedloop.patients.calibration
     import closedloop.patients.cohort
@@ -187,6 +189,8 @@ def _patches() -> list[tuple[Any, str, Any]]:
     pool = _raise_work("a process-pool map (episodes, trials or calibrations)")
     out = [
         (closedloop._parallel, "parallel_map", pool),
+        (closedloop.benchmark, "parallel_map", pool),
+        (closedloop.evaluation.grid, "parallel_map", pool),
         (closedloop.patients.calibration, "parallel_map", pool),
         (closedloop.patients.cohort, "parallel_map", pool),
         (closedloop.tuning.hpsearch, "train_trial", _raise_work("an hpsearch trial")),

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from closedloop._config import ConfigError
+
 
 def write_atomic(
     path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False
@@ -113,8 +115,6 @@ def check_memory(what: str, n_bytes: float, hint: str = "") -> None:
     Raises:
         ConfigError: Saying how much the work would need and how much is available.
     """
-    from closedloop._config import ConfigError
-
     free = available_memory_bytes()
     if n_bytes > free:
         raise ConfigError(

@@ -25,8 +25,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import closedloop
 from closedloop._config import ConfigError, short_repr
 from closedloop._io import write_text_atomic
+from closedloop._parallel import check_workers, parallel_map
+from closedloop.controllers.sources import resolve_controller, resolve_controllers
+from closedloop.evaluation import rows_from_folder, run_grid, write_html_report
+from closedloop.evaluation.episode_runner import check_env_overrides
+from closedloop.evaluation.grid import (
+    TRAJECTORIES_DIR,
+    grid_specs,
+    play_spec,
+    resolve_patients,
+    trajectory_path,
+)
 from closedloop.evaluation.suite import (
     DEFAULT,
     PRIMARY_METRICS,
@@ -38,6 +50,7 @@ from closedloop.evaluation.suite import (
     load_suite,
     read_suite_file,
 )
+from closedloop.evaluation.trace_figures import plot_top_traces, trace_episodes
 from closedloop.training.policy import ZOO_DIR, zoo_policies
 
 __all__ = [
@@ -72,8 +85,6 @@ def controllers_of(suite: Suite) -> dict[str, Any]:
         ConfigError: If a reference is unknown or unusable, two references share a label, or
             the baseline is not one of the labels.
     """
-    from closedloop.controllers.sources import resolve_controllers
-
     controllers = resolve_controllers(suite.controllers, "controllers")
     if suite.baseline not in controllers:
         raise ConfigError(
@@ -85,8 +96,6 @@ def controllers_of(suite: Suite) -> dict[str, Any]:
 
 def patients_of(suite: Suite) -> list[str]:
     """The suite's patient ids (the first ``n_patients`` of a split, if set)."""
-    from closedloop.evaluation.grid import resolve_patients
-
     ids = resolve_patients(suite.patients)
     return ids[: suite.n_patients] if suite.n_patients else ids
 
@@ -95,8 +104,6 @@ def machine() -> dict[str, Any]:
     """The machine and package versions a run used (stored with its results)."""
     import numba
     import numpy
-
-    import closedloop
 
     return {
         "platform": platform.platform(),
@@ -128,8 +135,6 @@ def validate(suite: Suite) -> tuple[dict[str, Any], list[str]]:
 
 def validate_envs(suite: Suite) -> None:
     """Check the env overrides on every env id of the suite (as ``gymnasium.make`` would)."""
-    from closedloop.evaluation.episode_runner import check_env_overrides
-
     for env_id in suite.env_ids:
         check_env_overrides(env_id, dict(suite.env_overrides))
 
@@ -211,10 +216,6 @@ def run_benchmark(
     Raises:
         ConfigError: If the suite, ``workers`` or the run folder is invalid.
     """
-    from closedloop._parallel import check_workers
-    from closedloop.controllers.sources import resolve_controllers
-    from closedloop.evaluation import rows_from_folder, run_grid, write_html_report
-
     if not isinstance(suite, Suite):
         raise ConfigError(f"suite={short_repr(suite)} must be a closedloop.benchmark.Suite")
     if out_dir is not None and not isinstance(out_dir, str | os.PathLike):
@@ -277,8 +278,6 @@ def _write_report(out: Path, rows: list[dict], suite: Suite, workers: int, plots
 
 def _resolvable(refs: tuple[str, ...]) -> dict[str, Any]:
     """The controllers of ``refs`` that still resolve (for replays of an earlier run's episodes)."""
-    from closedloop.controllers.sources import resolve_controller, resolve_controllers
-
     out: dict[str, Any] = {}
     for ref in refs:
         try:
@@ -292,8 +291,6 @@ def _resolvable(refs: tuple[str, ...]) -> dict[str, Any]:
 
 def _replay(job: tuple[Any, str]) -> str:
     """Worker entry point: play one grid cell again and save its trajectory at ``job[1]``."""
-    from closedloop.evaluation.grid import play_spec
-
     spec, path = job
     play_spec(spec).trajectory.save(path)
     return path
@@ -308,14 +305,6 @@ def _trace_figures(
     episode); every episode replays bit for bit, so the few the figures need (the top
     controllers and the baseline on two patients per env) are played again one at a time.
     """
-    from closedloop._parallel import parallel_map
-    from closedloop.evaluation.grid import (
-        TRAJECTORIES_DIR,
-        grid_specs,
-        trajectory_path,
-    )
-    from closedloop.evaluation.trace_figures import plot_top_traces, trace_episodes
-
     specs = {
         s.key(): s
         for s in grid_specs(

@@ -558,7 +558,7 @@ def test_train_list_shows_agents_not_search_ranges(cli):
 
 
 def test_tune_out_writes_the_file_and_name_the_user_gave(tmp_path, monkeypatch, cli):
-    import closedloop.evaluation as evaluation
+    import closedloop.tuning.controller as controller
     from closedloop.controllers.sources import resolve_controller
 
     def fake_grid(controllers, env_ids, patients, seeds, **kwargs):  # no episodes: J of the gain
@@ -571,7 +571,7 @@ def test_tune_out_writes_the_file_and_name_the_user_gave(tmp_path, monkeypatch, 
             }
         ]
 
-    monkeypatch.setattr(evaluation, "run_grid", fake_grid)
+    monkeypatch.setattr(controller, "run_grid", fake_grid)  # where tune looks it up
     out = tmp_path / "mine" / "my-pid.toml"
     code, _, err = cli(
         "tune", "pid", "--budget", "3", "--patients", "1", "--workers", "1", "--out", str(out)

@@ -96,12 +96,12 @@ def test_every_bad_tuning_argument_is_named(change, match):
 @pytest.fixture
 def no_evaluations(monkeypatch):
     """Make any objective evaluation fail the test: the checks must come first."""
-    import closedloop.evaluation as evaluation
+    import closedloop.tuning.controller as controller
 
     def ran(*args, **kwargs):
         raise AssertionError("an evaluation ran")
 
-    monkeypatch.setattr(evaluation, "run_grid", ran)
+    monkeypatch.setattr(controller, "run_grid", ran)  # where tune looks it up
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError, short_repr
+from closedloop.controllers.base import Controller
 from closedloop.controllers.objects import check_controller, load_object
 from closedloop.controllers.registry import list_agents, make_controller, read_spec_file
 from closedloop.training.policy import TrainedPolicyFactory, model_dir, zoo_policies
@@ -124,8 +125,6 @@ class SpecFile:
 
 def _label(obj: Any, fallback: str) -> str:
     """The row label of a class or function: its own ``name`` attribute, else its name."""
-    from closedloop.controllers.base import Controller
-
     name = getattr(obj, "name", None)
     if isinstance(name, str) and name and name != Controller.name:
         return name

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from closedloop.envs.config import load_suite
+
 ENTRY_POINT = "closedloop.envs.ecap_env:ECAPTrackingEnv"
 VECTOR_ENTRY_POINT = "closedloop.envs.vector:ECAPVectorEnv"
 
 
 def register_suite() -> list[str]:
     """Register every spec in ``envs/`` with Gymnasium (idempotent); returns the ids."""
-    from closedloop.envs.config import load_suite
-
     ids = []
     for env_id in load_suite():
         if env_id not in gym.registry:

@@ -20,6 +20,7 @@ import numpy as np
 
 from closedloop._config import ConfigError, from_dict, param, validate
 from closedloop._specdirs import spec_dir
+from closedloop.device import DeviceParams
 from closedloop.metrics.scoring import posture_codes
 
 if sys.version_info >= (3, 11):
@@ -273,8 +274,6 @@ class TaskSpec:
 
 def parse_spec(doc: Mapping[str, Any], where: str) -> TaskSpec:
     """Build an :class:`TaskSpec` from a parsed spec document."""
-    from closedloop.device import DeviceParams
-
     unknown = sorted(set(doc) - {"id", "description", "env", "reward", "device"})
     if unknown:
         raise ConfigError(

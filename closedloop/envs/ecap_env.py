@@ -14,6 +14,7 @@ from closedloop.envs.config import TaskSpec, load_suite, with_overrides
 from closedloop.envs.draw import ModelSlot, draw_episode
 from closedloop.envs.episode import new_episode, scalar_batch
 from closedloop.envs.inputs import ECAP_BOUND_UV, check_action, reset_options
+from closedloop.envs.render import draw
 from closedloop.envs.step import control_step_one
 from closedloop.envs.step_info import EVENT_NAMES, POSTURE_NAMES, EpisodeInfo
 from closedloop.neural.params import RecordingParams
@@ -272,6 +273,5 @@ class ECAPTrackingEnv(gym.Env):
         """An RGB array: the recent ECAP trace with the target, and the last current."""
         if self.render_mode != "rgb_array":
             return None
-        from closedloop.envs.render import draw
 
         return draw(self)

@@ -42,6 +42,8 @@ import numba
 import numpy as np
 
 from closedloop._config import ConfigError, check_value, short_repr
+from closedloop.controllers.base import ControlContext
+from closedloop.envs.config import load_suite, with_overrides
 from closedloop.envs.vector import ECAPVectorEnv
 from closedloop.evaluation.episode_runner import (
     EpisodeResult,
@@ -191,8 +193,6 @@ def run_episodes(
 
 def _vector_supported(env_id: str, overrides: Mapping[str, Any]) -> bool:
     """Whether the batched path plays ``env_id`` with ``overrides`` (one action component)."""
-    from closedloop.envs.config import load_suite, with_overrides
-
     return not with_overrides(load_suite()[env_id], overrides).config.control_pw_rate
 
 
@@ -240,8 +240,6 @@ def _play_batched(
 
 def _contexts(venv: _TracedVectorEnv) -> list:
     """Each sub-environment's :class:`~closedloop.controllers.ControlContext`."""
-    from closedloop.controllers.base import ControlContext
-
     return [
         ControlContext.from_env(venv.cfg, s.draw.calibration, s.draw.target_uv) for s in venv.slots
     ]

@@ -40,9 +40,14 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError, is_integer, short_repr
+from closedloop._io import check_memory
+from closedloop.controllers.base import ControlContext
 from closedloop.device import LIMIT_FLAGS, limit_report
+from closedloop.disturbances import load_scenario
+from closedloop.envs.config import load_suite, with_overrides
 from closedloop.evaluation.trajectory import BYTES_PER_PULSE, Trajectory
 from closedloop.metrics import METRIC_DIRECTION, METRIC_DOCS, clinical_metrics, unscored_mask
+from closedloop.patients.cohort import get_patient
 from closedloop.patients.postures import posture_code
 
 EXTRA_DOCS: dict[str, str] = {
@@ -123,8 +128,6 @@ def check_env_id(env_id: Any, name: str = "env_id") -> str:
     Ids registered by other packages (``CartPole-v1``) are refused too: the runner plays
     closedloop envs only.
     """
-    from closedloop.envs.config import load_suite
-
     valid = sorted(load_suite())
     if not isinstance(env_id, str) or env_id not in valid:
         raise ConfigError(f"{name}={short_repr(env_id)} is unknown; valid: {', '.join(valid)}")
@@ -145,8 +148,6 @@ def check_patient(patient_id: Any, name: str = "patient") -> str:
 
     A documented subclass (:class:`~closedloop.patients.cohort.HeldOutError`) propagates as it is.
     """
-    from closedloop.patients.cohort import get_patient
-
     try:
         get_patient(patient_id)
     except ConfigError as exc:
@@ -166,10 +167,6 @@ def check_env_overrides(env_id: str, overrides: Any) -> dict[str, Any]:
     Raises:
         ConfigError: Naming the bad key or value and what is valid.
     """
-    from closedloop._io import check_memory
-    from closedloop.disturbances import load_scenario
-    from closedloop.envs.config import load_suite, with_overrides
-
     if not isinstance(overrides, Mapping):
         raise ConfigError(
             f"env_overrides={short_repr(overrides)} must be a table of "
@@ -229,8 +226,6 @@ def run_episode(
         The :class:`EpisodeResult`, with its trajectory.
     """
     import gymnasium as gym
-
-    from closedloop.controllers.base import ControlContext
 
     seed = check_seed(seed)
     overrides = check_env_overrides(env_id, {} if env_overrides is None else env_overrides)

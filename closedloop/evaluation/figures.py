@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError
+from closedloop.evaluation.grid import trajectory_path
+from closedloop.evaluation.schema import SCHEMA
+from closedloop.evaluation.simulate import window_along
 from closedloop.evaluation.summary import check_metrics, groups, score_matrix
+from closedloop.evaluation.trajectory import load_trajectory
+from closedloop.patients.cohort import get_patient
+from closedloop.plots import plot_trajectory
 from closedloop.plots._save import new_figure, save_png
 
 
@@ -38,9 +44,6 @@ def with_window(traj: Any, patient: Any = None, cache: dict | None = None) -> An
         patient: The patient; looked up from ``traj.patient_id`` if None.
         cache: Optional dict reused across calls.
     """
-    from closedloop.evaluation.simulate import window_along
-    from closedloop.patients.cohort import get_patient
-
     csf = np.asarray(traj.csf_mm, dtype=np.float64)
     key = (traj.patient_id, hashlib.sha256(csf.tobytes()).hexdigest(), traj.pw_us, traj.rate_hz)
     cache = {} if cache is None else cache
@@ -75,8 +78,6 @@ def plot_patients(
     metric: str = "time_in_window_frac",
 ) -> Path:
     """Save a bar chart of ``metric`` per patient (mean over seeds, seeds as dots)."""
-    from closedloop.evaluation.schema import SCHEMA
-
     check_metrics([metric])
     group = groups(rows).get((controller, env_id))
     if not group:
@@ -124,9 +125,6 @@ def plot_controller(
     Returns:
         The paths written.
     """
-    from closedloop.evaluation.grid import trajectory_path
-    from closedloop.plots import plot_trajectory
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -159,8 +157,6 @@ def plot_controller(
 def _load_saved(npz: Path) -> Any:
     """The trajectory a run folder saved at ``npz``; ConfigError naming the file if damaged."""
     import zipfile
-
-    from closedloop.evaluation.trajectory import load_trajectory
 
     try:
         return load_trajectory(npz)

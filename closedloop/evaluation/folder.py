@@ -30,6 +30,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from closedloop._io import write_text_atomic
+from closedloop.evaluation.figures import plot_controller
+from closedloop.evaluation.rank_figures import plot_ranking
 from closedloop.evaluation.ranking import rank_controllers
 from closedloop.evaluation.report import (
     LEADERBOARD_METRICS,
@@ -47,6 +50,7 @@ from closedloop.evaluation.report import (
 )
 from closedloop.evaluation.stats import DEFAULT_ALPHA, DEFAULT_RESAMPLES
 from closedloop.evaluation.summary import RATIO_METRICS, compare, summarize
+from closedloop.evaluation.trace_figures import plot_top_traces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,9 +154,6 @@ def write_report(
         "report_card.md": _write_md(out / "report_card.md", report_card(rows, metrics, alpha)),
     }
     if plots:
-        from closedloop.evaluation.rank_figures import plot_ranking
-        from closedloop.evaluation.trace_figures import plot_top_traces
-
         cache: dict = {}
         paths |= _plots(rows, out, first, cache)
         paths |= {f"plots/{p.name}": p for p in plot_ranking(rows, paired, out / "plots", metrics)}
@@ -164,8 +165,6 @@ def write_report(
 
 
 def _write_md(path: Path, text: str) -> Path:
-    from closedloop._io import write_text_atomic
-
     return write_text_atomic(path, text.rstrip() + "\n")
 
 
@@ -173,8 +172,6 @@ def _plots(
     rows: Sequence[Mapping[str, Any]], out: Path, metric: str, cache: dict
 ) -> dict[str, Path]:
     """Per-controller PNGs in ``out/plots`` (the window measured once per trajectory)."""
-    from closedloop.evaluation.figures import plot_controller
-
     paths = {}
     for controller in dict.fromkeys(r["controller"] for r in rows):
         for path in plot_controller(rows, controller, out / "plots", out, metric, cache=cache):

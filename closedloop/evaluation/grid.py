@@ -34,6 +34,9 @@ from typing import Any
 
 from closedloop._config import ConfigError, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
+from closedloop._parallel import check_workers, parallel_map
+from closedloop.controllers.registry import list_agents
+from closedloop.controllers.sources import source_id
 from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.episode_runner import (
     check_env_id,
@@ -43,6 +46,7 @@ from closedloop.evaluation.episode_runner import (
     run_episode,
 )
 from closedloop.evaluation.schema import SCHEMA
+from closedloop.patients.cohort import SPLITS, load_cohort
 
 EPISODE_FORMAT = "closedloop.episode/1"
 EPISODES_DIR = "episodes"
@@ -77,8 +81,6 @@ class EpisodeSpec:
 
         The spec name, the factory's own ``source_id``, or its ``module:qualname``.
         """
-        from closedloop.controllers.sources import source_id
-
         return source_id(self.controller if self.source is None else self.source)
 
     def identity(self) -> dict[str, Any]:
@@ -113,8 +115,6 @@ def resolve_patients(patients: str | Iterable[str]) -> list[str]:
     Every id is looked up here, in the calling process, so that the held-out guard of
     :func:`closedloop.patients.cohort.tuning_session` applies even when the episodes run in workers.
     """
-    from closedloop.patients.cohort import SPLITS, load_cohort
-
     if isinstance(patients, str):
         if patients not in SPLITS:
             raise ConfigError(
@@ -210,8 +210,6 @@ def _controllers(controllers) -> dict[str, str | Callable[[], Any]]:
 
 def _check_spec_names(specs: Iterable[EpisodeSpec]) -> None:
     """Refuse, before any episode is played, a spec name that ``agents/`` does not hold."""
-    from closedloop.controllers.registry import list_agents
-
     known = list_agents()
     for spec in specs:
         src = spec.controller if spec.source is None else spec.source
@@ -373,8 +371,6 @@ def run_grid(
         Rows in grid order (controller, env, patient, seed): ``episode`` (the key), then the
         columns of :data:`closedloop.evaluation.report.SCHEMA`.
     """
-    from closedloop._parallel import check_workers, parallel_map
-
     specs = grid_specs(controllers, env_ids, patients, seeds, env_overrides)
     if make_controller is None:
         _check_spec_names(specs)

@@ -13,6 +13,9 @@ import math
 import re
 from typing import Any
 
+from closedloop.evaluation.episode_runner import EPISODE_METRICS
+from closedloop.evaluation.schema import SCHEMA
+
 LABELS = {
     "time_in_window_frac": "time in window",
     "mad_uv": "mean |ECAP − target|",
@@ -28,9 +31,6 @@ _UNIT = re.compile(r"\(([^()]*)\)\s*$")
 
 def metric_unit(metric: str) -> str:
     """The unit of a metric or result column (``""`` if it documents none)."""
-    from closedloop.evaluation.episode_runner import EPISODE_METRICS
-    from closedloop.evaluation.schema import SCHEMA
-
     m = _UNIT.search(EPISODE_METRICS.get(metric) or SCHEMA.get(metric, ""))
     return m.group(1) if m else ""
 

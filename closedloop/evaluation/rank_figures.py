@@ -19,6 +19,7 @@ import numpy as np
 from closedloop._config import ConfigError
 from closedloop.evaluation.episode_runner import DIRECTION
 from closedloop.evaluation.figures import slug
+from closedloop.evaluation.schema import SCHEMA
 from closedloop.evaluation.stats import row_statistic
 from closedloop.evaluation.summary import check_metrics, groups, score_matrix
 from closedloop.plots._save import new_figure, save_png
@@ -64,8 +65,6 @@ def plot_strip(
     Returns:
         ``path``.
     """
-    from closedloop.evaluation.schema import SCHEMA
-
     check_metrics([metric])
     order = list(order) if order is not None else [c for c, e in groups(rows) if e == env_id]
     if not order:
@@ -109,8 +108,6 @@ def plot_forest(paired: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     Returns:
         ``path``.
     """
-    from closedloop.evaluation.schema import SCHEMA
-
     if not paired or not paired[0]["baseline"] or len({p["env_id"] for p in paired}) != 1:
         raise ConfigError("paired must be the ranked rows of one env, with a baseline")
     p0 = paired[0]

@@ -55,6 +55,7 @@ from closedloop.evaluation.stats import (
     STATISTICS,
     _indexed,
     _indices,
+    _matrix,
     _percentiles,
     row_statistic,
 )
@@ -222,8 +223,6 @@ def probability_of_improvement(
 
 def _pair(values: Any, baseline: Any) -> tuple[np.ndarray, np.ndarray]:
     """Two ``(patients, seeds)`` matrices of one shape, NaN where either is missing."""
-    from closedloop.evaluation.stats import _matrix
-
     a, b = _matrix(values), _matrix(baseline)
     if a.shape != b.shape:
         raise ConfigError(

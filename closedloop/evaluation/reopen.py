@@ -23,8 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError
-from closedloop.evaluation.grid import EPISODE_FORMAT, EPISODES_DIR
+from closedloop.evaluation.episode_runner import DIRECTION
+from closedloop.evaluation.folder import write_report
+from closedloop.evaluation.grid import EPISODE_FORMAT, EPISODES_DIR, trajectory_path
+from closedloop.evaluation.html import write_html_report
+from closedloop.evaluation.ranking import DEFAULT_PRIMARY
+from closedloop.evaluation.report import results_doc, write_csv, write_json
 from closedloop.evaluation.schema import SCHEMA
+from closedloop.evaluation.suite import PRIMARY_METRICS, Suite, read_suite_file
+from closedloop.evaluation.summary import check_metrics, groups
+from closedloop.evaluation.trace_figures import trace_episodes
 
 META_REBUILT = ("n_resamples", "bootstrap_seed", "alpha", "ranking", "left_out")
 """Meta keys that :func:`~closedloop.evaluation.write_report` or :func:`rankable` recompute."""
@@ -195,8 +203,6 @@ def rankable(
         ``(kept rows, left out)``: each left-out item a dict ``controller``, ``env_id``,
         ``reason``.
     """
-    from closedloop.evaluation.summary import groups
-
     by = groups(rows)
     envs = list(dict.fromkeys(e for _, e in by))
     names = list(dict.fromkeys(c for c, _ in by))
@@ -250,17 +256,12 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
 
 def suite_of(run_dir: str | Path):
     """The :class:`~closedloop.evaluation.suite.Suite` recorded in a run folder, or None."""
-    from closedloop.evaluation.suite import Suite, read_suite_file
-
     doc = read_suite_file(Path(run_dir))
     return None if doc is None else Suite.from_dict(doc, str(Path(run_dir) / "suite.json"))
 
 
 def primary_metrics(run_dir: str | Path, env_ids: Sequence[str]) -> dict[str, str]:
     """Env id -> primary metric: the folder's suite, else the built-in defaults."""
-    from closedloop.evaluation.ranking import DEFAULT_PRIMARY
-    from closedloop.evaluation.suite import PRIMARY_METRICS
-
     suite = suite_of(run_dir)
     chosen = {**PRIMARY_METRICS, **(dict(suite.primary_metrics) if suite else {})}
     return {e: chosen.get(e, DEFAULT_PRIMARY) for e in env_ids}
@@ -309,8 +310,6 @@ def rebuild_report(run_dir: str | Path, baseline: str | None = None, plots: bool
         ConfigError: If the folder holds no results, a file is damaged, the baseline was not
             played, or nothing can be ranked.
     """
-    from closedloop.evaluation.html import write_html_report
-
     run = Path(run_dir)
     rows = rows_from_folder(run)
     base = choose_baseline(rows, run, baseline)
@@ -345,8 +344,6 @@ def report_rows(
     Raises:
         ConfigError: If nothing can be ranked (no env has episodes of the baseline).
     """
-    from closedloop.evaluation.folder import write_report
-
     kept, left = rankable(rows, baseline)
     if not kept:
         raise ConfigError(f"{run}: no env has episodes of the baseline {baseline}; nothing to rank")
@@ -366,8 +363,6 @@ def report_rows(
 
 def _keep_all_results(rows: Sequence[Mapping[str, Any]], run: Path) -> None:
     """Rewrite results.json/.csv with every row, the left-out ones too (same meta)."""
-    from closedloop.evaluation.report import results_doc, write_csv, write_json
-
     meta = json.loads((run / "results.json").read_text(encoding="utf-8"))["meta"]
     write_json(results_doc(rows, meta), run / "results.json")
     write_csv(rows, run / "results.csv", SCHEMA)
@@ -377,9 +372,6 @@ def _trace_notes(
     rows: Sequence[Mapping[str, Any]], paired: Sequence[Mapping[str, Any]], run: Path
 ) -> list[str]:
     """A line if episodes the trace figures draw have no saved trajectory."""
-    from closedloop.evaluation.grid import trajectory_path
-    from closedloop.evaluation.trace_figures import trace_episodes
-
     need = trace_episodes(rows, paired)
     missing = [r for r in need if not trajectory_path(run, r["episode"]).is_file()]
     if not missing:
@@ -413,8 +405,6 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metric: str | None = None
         ``change`` (better, worse or same in the metric's direction); ``only_a`` and
         ``only_b``: the (controller, env) pairs of one run only.
     """
-    from closedloop.evaluation.summary import check_metrics, groups
-
     rows_a, rows_b = rows_from_folder(run_a), rows_from_folder(run_b)
     if metric is not None:
         check_metrics([metric])
@@ -457,7 +447,6 @@ def _change(
     metric: str,
 ) -> dict[str, Any]:
     """One (controller, env) of both runs: the metric's means and their paired difference."""
-    from closedloop.evaluation.episode_runner import DIRECTION
 
     def values(rows):
         out = {(r["patient"], int(r["seed"])): float(r.get(metric, math.nan)) for r in rows}

@@ -28,7 +28,8 @@ from closedloop.evaluation.schema import (
     SUMMARY_FORMAT,
     SUMMARY_SCHEMA,
 )
-from closedloop.evaluation.stats import DEFAULT_ALPHA, STATISTICS
+from closedloop.evaluation.stats import DEFAULT_ALPHA, STATISTICS, row_statistic
+from closedloop.evaluation.summary import groups, score_matrix
 
 LEADERBOARD_METRICS = (
     "time_in_window_frac",
@@ -282,8 +283,6 @@ def report_card(
     controller's worst ``ceil(alpha x patients)`` patients on that metric (its CVaR tail) and
     strictly worse than the controller's median patient.
     """
-    from closedloop.evaluation.summary import groups, score_matrix
-
     flagged, means, order = {}, {}, {}
     for (controller, env_id), group in groups(rows).items():
         order.setdefault(env_id, []).append(controller)
@@ -321,8 +320,6 @@ def report_card(
 def _tail_flags(m, metric: str, alpha: float) -> tuple[list[float], list[bool]]:
     """Per-patient means of a score matrix and whether each is in the worst-alpha tail."""
     import numpy as np
-
-    from closedloop.evaluation.stats import row_statistic
 
     per = row_statistic(m, "mean")
     direction = DIRECTION[metric]

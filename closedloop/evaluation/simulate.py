@@ -18,6 +18,8 @@ import numpy as np
 
 from closedloop._config import ConfigError, check_value, short_repr
 from closedloop._io import check_memory
+from closedloop.disturbances import Scenario, load_scenario
+from closedloop.evaluation.episode_runner import check_seed
 from closedloop.evaluation.trajectory import BYTES_PER_PULSE, Trajectory
 from closedloop.patients.calibration import CalibrationRecord, calibrate, window_table
 from closedloop.patients.patient import Patient, episode_seeds
@@ -57,9 +59,6 @@ def open_loop(
         ConfigError: If an argument is invalid, or the run would not fit in the available
             memory (:data:`BYTES_PER_PULSE` per pulse).
     """
-    from closedloop.disturbances import Scenario, load_scenario
-    from closedloop.evaluation.episode_runner import check_seed
-
     seed = check_seed(seed)
     if not isinstance(scenario, str | Scenario):
         raise ConfigError(

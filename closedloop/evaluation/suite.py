@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError, check_table, check_value, short_repr
+from closedloop.evaluation.episode_runner import check_env_id, check_seed
+from closedloop.evaluation.ranking import DEFAULT_PRIMARY, check_primary
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,8 +80,6 @@ class Suite:
 
     def __post_init__(self) -> None:
         """Check every field's type and range (not yet whether names exist: :func:`validate`)."""
-        from closedloop.evaluation.episode_runner import check_seed
-
         where = f"suite {short_repr(self.name)}"
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
             raise ConfigError(
@@ -113,8 +113,6 @@ class Suite:
 
     def primary(self) -> dict[str, str]:
         """Env id -> primary metric for every env the suite plays (defaults filled in)."""
-        from closedloop.evaluation.ranking import DEFAULT_PRIMARY
-
         chosen = {**PRIMARY_METRICS, **dict(self.primary_metrics)}
         return {e: chosen.get(e, DEFAULT_PRIMARY) for e in self.env_ids}
 
@@ -153,9 +151,6 @@ class Suite:
 
 def _check_primary_metrics(where: str, pairs: Any) -> None:
     """Raise ConfigError unless ``pairs`` are distinct (closedloop env id, ranking metric)."""
-    from closedloop.evaluation.episode_runner import check_env_id
-    from closedloop.evaluation.ranking import check_primary
-
     if not isinstance(pairs, tuple) or not all(
         isinstance(kv, tuple) and len(kv) == 2 for kv in pairs
     ):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from closedloop.evaluation.figures import _load_saved, representative_patient, slug, with_window
+from closedloop.evaluation.grid import trajectory_path
 from closedloop.evaluation.rank_figures import paired_by_env
 from closedloop.evaluation.summary import groups, score_matrix
 from closedloop.plots._save import new_figure, save_png
@@ -53,8 +54,6 @@ def _traces(
     rows, run_dir: Path, env_id: str, patient: str, controllers: Sequence[str], cache: dict
 ) -> tuple[int | None, list[tuple[str, Any]]]:
     """The saved trajectories of ``controllers`` on the patient's first seed (found ones)."""
-    from closedloop.evaluation.grid import trajectory_path
-
     seed, found = None, []
     for c in controllers:
         row = _episode(rows, c, env_id, patient)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from closedloop._io import write_atomic
+from closedloop.metrics import clinical_metrics
 
 BYTES_PER_PULSE = 256
 """Peak memory per pulse of a simulated run (bytes): the disturbance trace, the pulse records
@@ -107,8 +108,6 @@ class Trajectory:
             warmup_s: Unscored start (s); the trajectory's own warm-up if None.
             **kwargs: Passed on (battery, min_gap_s, band_rel, horizon_s).
         """
-        from closedloop.metrics import clinical_metrics
-
         return clinical_metrics(
             self.t_s,
             self.ecap_true_uv,

@@ -28,6 +28,7 @@ from closedloop._config import ConfigError
 from closedloop.fidelity import mrg_protocols
 from closedloop.neural import fibre, geometry
 from closedloop.neural import recording as rec_chain
+from closedloop.neural.model import NeuralModel
 from closedloop.neural.params import ModelParams, ResponseParams
 
 RECOVERY_INTERVALS_MS = tuple(
@@ -238,8 +239,6 @@ def latency(diameters_um, pws_us, current_ratios, params: ModelParams | None = N
 
 def _recovery_model(params: ModelParams | None):
     """A small jitter-free patient of near-identical shallow 10 µm fibres."""
-    from closedloop.neural.model import NeuralModel
-
     base = params or ModelParams()
     small = base.replace(
         population={

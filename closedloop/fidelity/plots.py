@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from closedloop.fidelity.table import Report
+from closedloop.plots._save import new_figure, save_png
 
 PLOT_PW_US = 100.0
 """Pulse width (µs) of the threshold-distance panel."""
@@ -129,8 +130,6 @@ def plot_validation(report: Report, path) -> Path:
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    from closedloop.plots._save import new_figure, save_png
-
     fig = new_figure(10.0, 7.5)
     axes = fig.subplots(2, 2)
     for panel, ax in zip(

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from closedloop._config import ConfigError
+from closedloop._io import check_memory
 from closedloop.neural import fibre as fibre_model
 from closedloop.neural import geometry
 from closedloop.neural.kernels import FLOOR_BLOCK, run_pulses_unshared
@@ -203,8 +204,6 @@ class NeuralModel:
         Raises:
             ConfigError: Saying how much memory the pulses would need.
         """
-        from closedloop._io import check_memory
-
         per_pulse = (
             PULSE_DTYPE.itemsize + INPUT_BYTES_PER_PULSE + (8 * self.n_samples if waveforms else 0)
         )

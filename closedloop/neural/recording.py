@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from closedloop import _jit_cache  # noqa: F401 (before any @njit(cache=True): see it)
+from closedloop._config import ConfigError
 from closedloop.neural.estimators import artefact_orthogonal, n1p2
 from closedloop.neural.rng import fmix32, hash_normal
 
@@ -162,8 +163,6 @@ def initiation_delay_ms(current_ratio, pw_us, response_params) -> np.ndarray | f
     Raises:
         ConfigError: If a ratio is below 1 or NaN, or a pulse width is not positive.
     """
-    from closedloop._config import ConfigError
-
     r, pw = np.broadcast_arrays(
         np.asarray(current_ratio, dtype=np.float64), np.asarray(pw_us, dtype=np.float64)
     )

@@ -38,9 +38,10 @@ import numpy as np
 from closedloop._config import ConfigError, check_value, is_real, short_repr
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import parallel_map
+from closedloop.neural.validation import PW_RANGE_US, RATE_RANGE_HZ
 from closedloop.patients.patient import REFERENCE_POSTURE, Patient
 from closedloop.patients.perception import crossing_ma, programming_sweep
-from closedloop.patients.postures import posture_code
+from closedloop.patients.postures import POSTURES, posture_code
 
 CALIBRATION_POSTURES = ("supine", "sitting", "standing")
 """Postures of the programming session (assumption: those a clinic can test)."""
@@ -291,9 +292,6 @@ def programming_model(patient: Patient, model=None):
 
 def _check_session(patient: Any, postures: Any, reference: Any, pw_us: Any, rate_hz: Any) -> None:
     """Raise ConfigError naming the first bad argument of :func:`calibrate`."""
-    from closedloop.neural.validation import PW_RANGE_US, RATE_RANGE_HZ
-    from closedloop.patients.postures import POSTURES
-
     if not isinstance(patient, Patient):
         raise ConfigError(f"patient={short_repr(patient)} must be a Patient (get_patient(id))")
     if (

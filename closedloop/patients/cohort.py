@@ -29,6 +29,7 @@ from scipy import stats
 from closedloop._config import ConfigError, check_value, param, short_repr, validate
 from closedloop._io import write_text_atomic
 from closedloop._parallel import parallel_map
+from closedloop.patients.calibration import calibrate
 from closedloop.patients.patient import NAMED_PATIENTS, REFERENCE_POSTURE, Patient, named_patient
 from closedloop.patients.perception import derive_perception
 from closedloop.patients.postures import POSTURES
@@ -375,8 +376,6 @@ def _with_snr(patient: Patient, snr: float) -> Patient:
     The target comes from a programming session with the default noise; the shipped record,
     made with the new noise, moves it by a few per cent (the estimator's bias near threshold).
     """
-    from closedloop.patients.calibration import calibrate
-
     target_uv = calibrate(patient).target_uv
     noise = float(np.clip(target_uv / snr, 0.5, 100.0))
     return dataclasses.replace(

@@ -33,6 +33,7 @@ import numba
 import numpy as np
 
 from closedloop._config import ConfigError, param, validate
+from closedloop.neural.growth import growth_curve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,8 +247,6 @@ def programming_sweep(model, csf_mm: float, pw_us: float = 250.0, rate_hz: float
     Returns:
         A :class:`~closedloop.neural.GrowthCurve`.
     """
-    from closedloop.neural.growth import growth_curve
-
     currents = np.arange(0.0, 25.5 + 1e-9, SWEEP_STEP_MA)
     return growth_curve(
         model, currents, pw_us=pw_us, rate_hz=rate_hz, csf_mm=csf_mm, pulses_per_level=SWEEP_PULSES

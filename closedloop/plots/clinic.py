@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from closedloop.disturbances import EVENT_TYPES
 from closedloop.patients.postures import POSTURES
 from closedloop.plots._save import new_figure, save_png
 
@@ -81,8 +82,6 @@ def plot_scenario(trace, path, title: str | None = None) -> Path:
     Returns:
         The path written.
     """
-    from closedloop.disturbances import EVENT_TYPES
-
     t, xlabel = _time_axis(np.asarray(trace.t_s))
     fig = new_figure(11.0, 7.0)
     ax_p, ax_c, ax_d = fig.subplots(3, 1, sharex=True, height_ratios=(1.0, 2.0, 1.2))
@@ -174,8 +173,6 @@ def ecap_axis_top(
 
 def _ecap_panel(ax, t, traj, n: int, unscored=None) -> None:
     """ECAP (measured and true) against the target and the window; spikes clipped and marked."""
-    from closedloop.disturbances import EVENT_TYPES
-
     tb, lo = binned(t, traj.window_lo_uv, n)[:2]
     hi = binned(t, traj.window_hi_uv, n)[1]
     ax.fill_between(tb, lo, hi, color="tab:green", alpha=0.1, step="post", lw=0)

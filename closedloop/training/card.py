@@ -15,6 +15,9 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
+from closedloop.envs.config import load_suite, with_overrides
+from closedloop.evaluation.episode_runner import EPISODE_METRICS
+
 CARD_FORMAT = "closedloop.model-card/1"
 PACKAGES = (
     "closedloop",
@@ -53,8 +56,6 @@ def package_versions() -> dict[str, str]:
 def env_section(env_id: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Env id, version, description and the resolved configuration (overrides applied)."""
     import gymnasium as gym
-
-    from closedloop.envs.config import load_suite, with_overrides
 
     spec = with_overrides(load_suite()[env_id], dict(overrides))
     return {
@@ -132,8 +133,6 @@ def validation_summary(
         overrides: Env overrides of the episodes.
     """
     import numpy as np
-
-    from closedloop.evaluation.episode_runner import EPISODE_METRICS
 
     means = {}
     for key in EPISODE_METRICS:

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.training.policy import MODEL_FILE, NORM_FILE, OBS_NORM_FILE, ObsNormalizer
+from closedloop.training.resume import RESUME_FILE
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -103,8 +105,6 @@ def save_checkpoint(
         keep: Newest checkpoints kept.
         resume: The pickled continuation state (:func:`closedloop.training.resume.capture`).
     """
-    from closedloop.training.resume import RESUME_FILE
-
     steps = int(state["num_timesteps"])
     dst = Path(out_dir) / CHECKPOINTS / f"step-{steps:012d}"
     blobs = {} if resume is None else {RESUME_FILE: resume}
@@ -147,8 +147,6 @@ class RunLock:
         self.path = Path(out_dir) / ".lock"
 
     def __enter__(self) -> RunLock:
-        from closedloop._config import ConfigError
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:

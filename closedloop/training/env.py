@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from closedloop._config import ConfigError
+from closedloop.envs.config import load_suite, with_overrides
+from closedloop.envs.vector import ECAPVectorEnv
+from closedloop.evaluation.episode_runner import check_env_id as check
 
 INFO_KEYS = ("ecap_true_uv", "in_window", "overstim", "current_ma", "charge_uc")
 """Per-step info keys copied into SB3's infos."""
@@ -30,8 +33,6 @@ INFO_KEYS = ("ecap_true_uv", "in_window", "overstim", "current_ma", "charge_uc")
 
 def check_env_id(env_id: str) -> None:
     """Raise ConfigError naming the valid ids unless ``env_id`` is a registered closedloop id."""
-    from closedloop.evaluation.episode_runner import check_env_id as check
-
     check(env_id)
 
 
@@ -62,7 +63,6 @@ def make_training_env(
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     from closedloop.envs.sb3 import SB3VecEnv
-    from closedloop.envs.vector import ECAPVectorEnv
 
     check_env_id(env_id)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
@@ -79,8 +79,6 @@ def make_training_env(
 
 def env_config(env_id: str, overrides: Mapping[str, Any]):
     """The :class:`~closedloop.envs.config.EnvConfig` of ``env_id`` with ``overrides``."""
-    from closedloop.envs.config import load_suite, with_overrides
-
     return with_overrides(load_suite()[env_id], dict(overrides)).config
 
 

@@ -16,6 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from closedloop._config import ConfigError, check_value, range_text
+from closedloop.envs.config import load_suite, with_overrides
+from closedloop.envs.step import RATE_RANGE_HZ
+from closedloop.patients.calibration_cache import patient_calibration
+from closedloop.patients.cohort import load_cohort
+from closedloop.training.run_config import TrainOptions
 from closedloop.training.spec import RLAgentSpec, algorithm_class, check_env_id
 
 MAX_SEED = 2**32 - 1
@@ -45,8 +50,6 @@ def check_train_args(
             validation episodes too short for the evaluation warm-up (the message gives the
             minimum).
     """
-    from closedloop.training.run_config import TrainOptions
-
     check_env_id(env_id)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed={seed!r} is out of range; valid: an integer in [0, {MAX_SEED}]")
@@ -110,11 +113,6 @@ def check_eval_episode(
         n_patients: The first N patients of ``split`` are evaluated.
         split: Cohort of the evaluation patients.
     """
-    from closedloop.envs.config import load_suite, with_overrides
-    from closedloop.envs.step import RATE_RANGE_HZ
-    from closedloop.patients.calibration_cache import patient_calibration
-    from closedloop.patients.cohort import load_cohort
-
     cfg = with_overrides(load_suite()[env_id], dict(overrides)).config
     rate = min(cfg.rate_hz, RATE_RANGE_HZ[0]) if cfg.control_pw_rate else cfg.rate_hz
     warmup = max(patient_calibration(p).warmup_s for p in load_cohort(split)[:n_patients])

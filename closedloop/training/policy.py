@@ -39,9 +39,11 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError
+from closedloop._specdirs import spec_dir
 from closedloop.controllers.base import ControlContext, SB3Policy
 from closedloop.controllers.batch import _check_rows, check_contexts
 from closedloop.training.policy_kernels import extract_mlp, mlp_actions, with_obs_norm
+from closedloop.training.spec import algorithm_class
 
 MODEL_FILE = "model.zip"
 NORM_FILE = "vecnormalize.pkl"
@@ -54,8 +56,6 @@ ZOO_DIR = "zoo"
 
 def zoo_policies() -> dict[str, Path]:
     """Trained policies of the agent zoo: ``agents/zoo/<name>/`` folders holding a model card."""
-    from closedloop._specdirs import spec_dir
-
     root = spec_dir("agents") / ZOO_DIR
     return {p.name: p for p in sorted(root.glob("*")) if (p / "card.json").is_file()}
 
@@ -321,8 +321,6 @@ def load_trained(path: str | Path, device: str = "cpu") -> TrainedPolicy:
     Raises:
         ConfigError: If the folder holds no model, or its algorithm's package is missing.
     """
-    from closedloop.training.spec import algorithm_class
-
     folder = model_dir(path)
     card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
     cls = algorithm_class(card["algorithm"])

@@ -23,8 +23,9 @@ from closedloop.training.checkpoints import (
     to_json,
     write_json,
 )
-from closedloop.training.policy import CARD_FILE, MODEL_FILE, NORM_FILE
-from closedloop.training.resume import RESUME_FILE, capture, isolated_rng
+from closedloop.training.env import env_config, make_training_env, restore_stats
+from closedloop.training.policy import CARD_FILE, MODEL_FILE, NORM_FILE, model_dir
+from closedloop.training.resume import RESUME_FILE, capture, isolated_rng, load_env, restore
 from closedloop.training.run_config import (
     EVALUATIONS_FILE,
     RUN_FILE,
@@ -32,6 +33,8 @@ from closedloop.training.run_config import (
     TrainResult,
     clear_run,
 )
+from closedloop.training.spec import algorithm_class, sb3_kwargs
+from closedloop.training.validation import evaluate, is_better, validation_patients
 
 
 class Run:
@@ -95,8 +98,6 @@ class Run:
             )
 
     def _env(self):
-        from closedloop.training.env import make_training_env
-
         spec = self.cfg.spec
         return make_training_env(
             self.cfg.env_id,
@@ -109,8 +110,6 @@ class Run:
         )
 
     def _fresh(self) -> None:
-        from closedloop.training.spec import algorithm_class, sb3_kwargs
-
         spec = self.cfg.spec
         self._threads()
         self.norm = self._env()
@@ -121,8 +120,6 @@ class Run:
         )
 
     def _resume(self, path: Path, state: dict) -> None:
-        from closedloop.training.spec import algorithm_class
-
         self._threads()
         cls = algorithm_class(self.cfg.spec.algorithm)
         steps = int(state["num_timesteps"])
@@ -141,8 +138,6 @@ class Run:
 
     def _continue(self, cls, path: Path) -> None:
         """Load the model and its env as they were, with every random state (bit-exact)."""
-        from closedloop.training.resume import load_env, restore
-
         self.norm, state = load_env(path / RESUME_FILE)
         self.model = cls.load(str(path / MODEL_FILE), env=None, device="cpu", force_reset=False)
         self.model.set_env(self.norm, force_reset=False)
@@ -150,8 +145,6 @@ class Run:
 
     def _restart(self, cls, path: Path, steps: int) -> None:
         """Load the model and statistics; the episodes restart, reseeded with seed + steps."""
-        from closedloop.training.env import restore_stats
-
         self.norm = self._env()
         restore_stats(self.norm, path / NORM_FILE)
         self.model = cls.load(str(path / MODEL_FILE), env=self.norm, device="cpu")
@@ -163,8 +156,6 @@ class Run:
 
         A best model kept after the checkpoint, before an interruption, stays the one to beat.
         """
-        from closedloop.training.validation import is_better
-
         path = self.out / "best" / CARD_FILE
         if not path.is_file():
             return best
@@ -188,7 +179,6 @@ class Run:
             WallClockBudget,
             progress_callback,
         )
-        from closedloop.training.env import env_config
 
         opts = self.cfg.options
         budget = max(opts.max_wall_s - self.wall_before, 1e-9) if opts.max_wall_s else 0.0
@@ -264,12 +254,6 @@ class Run:
 
     def validate(self, step: int) -> None:
         """Score the current policy on the validation patients; keep it if it is the best."""
-        from closedloop.training.validation import (
-            evaluate,
-            is_better,
-            validation_patients,
-        )
-
         opts, overrides = self.cfg.options, dict(self.cfg.env_overrides)
         if opts.eval_episode_s:
             overrides["episode_s"] = opts.eval_episode_s
@@ -352,8 +336,6 @@ class Run:
         )
 
     def _result(self) -> TrainResult:
-        from closedloop.training.policy import model_dir
-
         def read(path: Path):
             return json.loads(path.read_text(encoding="utf-8"))
 

@@ -188,8 +188,6 @@ def closedloop_ids() -> list[str]:
     """The registered ``closedloop/`` env ids, sorted."""
     import gymnasium as gym
 
-    import closedloop  # noqa: F401  (registers the suite)
-
     return sorted(k for k in gym.registry if k.startswith("closedloop/"))
 
 

@@ -47,6 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError
+from closedloop.envs.config import load_suite, with_overrides
+from closedloop.evaluation.episode_runner import check_seed
+from closedloop.patients.cohort import tuning_session
+from closedloop.training.checkpoints import RunLock
+from closedloop.training.env import check_env_id
+from closedloop.training.inputs import check_train_args
+from closedloop.training.run import Run
 from closedloop.training.run_config import (
     RunConfig,
     TrainOptions,
@@ -97,10 +104,6 @@ def train(
             negative seed, a resume that does not match the checkpointed run, or a run folder
             in use by another live process.
     """
-    from closedloop.patients.cohort import tuning_session
-    from closedloop.training.checkpoints import RunLock
-    from closedloop.training.run import Run
-
     cfg = _config(
         agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
     )
@@ -112,10 +115,6 @@ def _config(
     agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
 ) -> RunConfig:
     """Validate the arguments of :func:`train` into a :class:`RunConfig`."""
-    from closedloop.evaluation.episode_runner import check_seed
-    from closedloop.training.env import check_env_id
-    from closedloop.training.inputs import check_train_args
-
     spec = agent if isinstance(agent, RLAgentSpec) else load_rl_spec(agent)
     agent_arg = spec.name if isinstance(agent, RLAgentSpec) else str(agent)
     check_train_args(
@@ -155,8 +154,6 @@ def _config(
 
 def _check_env_overrides(env_id: str, overrides: Mapping[str, Any]) -> None:
     """Raise ConfigError naming a bad override (the env's own validation), or ``patient``."""
-    from closedloop.envs.config import load_suite, with_overrides
-
     if "patient" in overrides:
         raise ConfigError(
             "env_overrides key 'patient' is not allowed: training draws cohort "

@@ -15,6 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from closedloop._config import ConfigError
+from closedloop.evaluation.episode_runner import run_episode
+from closedloop.patients.cohort import load_cohort
+from closedloop.training.policy import ObsNormalizer, TrainedPolicy
 
 SPLIT = "validation"
 PRIMARY = "time_in_window_frac"
@@ -25,8 +28,6 @@ TIE_BREAK = "mad_uv"
 
 def validation_patients(n: int) -> list[str]:
     """Ids of the first ``n`` validation-cohort patients."""
-    from closedloop.patients.cohort import load_cohort
-
     cohort = load_cohort(SPLIT)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(cohort):
         raise ConfigError(f"eval_patients={n!r} is out of range; valid range [1, {len(cohort)}]")
@@ -53,9 +54,6 @@ def evaluate(
         seeds: Episode seeds.
         overrides: ``gymnasium.make`` overrides, e.g. ``{"episode_s": 60.0}`` (s).
     """
-    from closedloop.evaluation.episode_runner import run_episode
-    from closedloop.training.policy import ObsNormalizer, TrainedPolicy
-
     controller = TrainedPolicy(model, ObsNormalizer.from_vecnormalize(norm), name=name)
     return [
         run_episode(controller, env_id, patient, seed, dict(overrides)).row()

@@ -29,6 +29,11 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError, check_value
+from closedloop._io import toml_literal, write_text_atomic
+from closedloop.controllers.registry import load_agent_spec, make_controller
+from closedloop.evaluation import run_grid
+from closedloop.patients.cohort import load_cohort, tuning_session
+from closedloop.training.spec import check_env_id
 
 DEFAULT_GAINS: Mapping[str, Mapping[str, tuple[float, float]]] = {
     "pid": {"kp_ma_per_uv": (1e-4, 0.05), "ki_ma_per_uv_s": (0.01, 5.0)},
@@ -64,9 +69,6 @@ class TuningProblem:
     w_under: float = 1.0
 
     def __post_init__(self) -> None:
-        from closedloop.patients.cohort import load_cohort
-        from closedloop.training.spec import check_env_id
-
         if not isinstance(self.agent, str) or not self.agent:
             raise ConfigError(f"agent={self.agent!r} must be an agent spec name")
         if self.split not in ("train", "validation"):
@@ -147,8 +149,6 @@ def objective(rows: list[Mapping[str, Any]], w_over: float, w_under: float) -> f
 
 def _candidate(agent: str, params: Mapping[str, float]):
     """A controller of spec ``agent`` with ``params`` overridden (picklable via partial)."""
-    from closedloop.controllers.registry import make_controller
-
     return make_controller(agent, **params)
 
 
@@ -164,8 +164,6 @@ class _Evaluator:
         return {k: float(math.exp(v)) for k, v in zip(self.names, x, strict=True)}
 
     def __call__(self, x: np.ndarray) -> float:
-        from closedloop.evaluation import run_grid
-
         p = self.problem
         params = self.params(x)
         factory = functools.partial(_candidate, p.agent, params)
@@ -200,9 +198,6 @@ def tune(
         ConfigError: On a bad argument, an unknown gain or an ``out`` that cannot be written.
     """
     from scipy.optimize import minimize
-
-    from closedloop.controllers.registry import load_agent_spec
-    from closedloop.patients.cohort import load_cohort, tuning_session
 
     if not isinstance(problem, TuningProblem):
         raise ConfigError(f"problem={problem!r} must be a TuningProblem")
@@ -314,8 +309,6 @@ def _tuned_spec(name, base, fields, best_params, problem, patients, record) -> d
 
 def write_spec(doc: Mapping[str, Any], path: str | Path) -> Path:
     """Write an agent spec document as TOML, atomically."""
-    from closedloop._io import toml_literal, write_text_atomic
-
     lines = [f"{k} = {toml_literal(doc[k])}" for k in ("name", "description", "controller")]
     for table in ("params", "tuning"):
         lines += ["", f"[{table}]"]

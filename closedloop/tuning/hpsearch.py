@@ -49,7 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError
-from closedloop._io import toml_literal
+from closedloop._io import nan_to_none, toml_literal, write_text_atomic
+from closedloop.controllers import SB3Policy
+from closedloop.envs.vector import ECAPVectorEnv
+from closedloop.evaluation import run_episode
+from closedloop.patients.cohort import load_cohort, tuning_session
 from closedloop.training.spec import with_values
 from closedloop.tuning.hpsearch_space import (  # noqa: F401  (re-exported: the public API)
     ACTIVATIONS,
@@ -202,7 +206,6 @@ def train_trial(setup: TrialSetup, hp: Mapping[str, Any], seed: int) -> Normaliz
     from stable_baselines3.common.vec_env import VecNormalize
 
     from closedloop.envs.sb3 import SB3VecEnv
-    from closedloop.envs.vector import ECAPVectorEnv
 
     space = setup.space
     venv = SB3VecEnv(ECAPVectorEnv(space.n_envs, setup.env_id, **setup.env_overrides))
@@ -232,9 +235,6 @@ def train_trial(setup: TrialSetup, hp: Mapping[str, Any], seed: int) -> Normaliz
 
 def score(predictor: NormalizedPredictor, setup: TrialSetup) -> dict[str, float]:
     """Mean clinical metrics (:data:`REPORTED`) of ``predictor`` over the scoring episodes."""
-    from closedloop.controllers import SB3Policy
-    from closedloop.evaluation import run_episode
-
     controller = SB3Policy(predictor)
     rows = [
         run_episode(controller, setup.env_id, patient, seed, setup.eval_overrides).metrics
@@ -337,8 +337,6 @@ def search(
         ConfigError: On invalid arguments or ranges, or if optuna is missing.
         HeldOutError: If anything asks for the test cohort.
     """
-    from closedloop.patients.cohort import load_cohort, tuning_session
-
     optuna = _import_optuna()
     space = ranges if isinstance(ranges, SearchSpace) else load_ranges(ranges)
     check_space(agent_algo, space)
@@ -414,8 +412,6 @@ def _result(study: Any, setup: TrialSetup, wall_s: float) -> SearchResult:
 
 def write_result(result: SearchResult, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``best.toml`` (the spec fragment) and ``trials.json`` into ``out_dir``."""
-    from closedloop._io import nan_to_none, write_text_atomic
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = {

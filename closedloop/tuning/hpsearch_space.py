@@ -15,6 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError, check_table, check_value, range_text
+from closedloop.envs.config import load_suite, with_overrides
+from closedloop.patients.cohort import load_cohort
+from closedloop.training import hyperparams as rules
+from closedloop.training.inputs import check_eval_episode
+from closedloop.training.spec import (
+    SEARCH_KEYS,
+    RLAgentSpec,
+    check_env_id,
+    check_hyperparams,
+    check_search_range,
+    valid_hyperparams,
+    valid_policy_kwargs,
+)
+from closedloop.training.spec import algorithm_class as by_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,8 +145,6 @@ def load_ranges(source: str | Path | Mapping[str, Any]) -> SearchSpace:
 
 def _check_fields(doc: Mapping[str, Any], where: str) -> None:
     """``n_envs``, the normalisation switches and ``algorithm``: same types as an RL spec."""
-    from closedloop.training.spec import RLAgentSpec
-
     meta = {f.name: f.metadata for f in dataclasses.fields(RLAgentSpec)}
     n_envs = doc.get("n_envs", 8)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int):
@@ -151,8 +163,6 @@ def _check_fields(doc: Mapping[str, Any], where: str) -> None:
 
 def _check_range(key: str, rng: Any, where: str) -> None:
     """Raise ConfigError naming ``key`` unless ``rng`` is ``{low, high[, log]}`` or choices."""
-    from closedloop.training.spec import SEARCH_KEYS
-
     if not isinstance(rng, Mapping) or not rng or set(rng) - set(SEARCH_KEYS):
         raise ConfigError(
             f"{where}: [search] {key} must be a table with keys {', '.join(SEARCH_KEYS)}"
@@ -161,8 +171,6 @@ def _check_range(key: str, rng: Any, where: str) -> None:
 
 def algorithm_class(algo: str) -> type:
     """The SB3 class of ``algo`` (a key of :data:`ALGOS`), imported lazily."""
-    from closedloop.training.spec import algorithm_class as by_name
-
     if algo not in ALGOS:
         raise ConfigError(f"algo={algo!r} is unknown; valid: {', '.join(ALGOS)}")
     return by_name(ALGOS[algo])
@@ -174,14 +182,6 @@ def check_space(algo: str, space: SearchSpace) -> None:
     Fixed values are checked like an RL spec's hyperparameters, and every range against the
     declared type and range of its hyperparameter (:mod:`closedloop.training.hyperparams`).
     """
-    from closedloop.training import hyperparams as rules
-    from closedloop.training.spec import (
-        check_hyperparams,
-        check_search_range,
-        valid_hyperparams,
-        valid_policy_kwargs,
-    )
-
     cls = algorithm_class(algo)
     if space.algorithm and space.algorithm != algo:
         raise ConfigError(f"the ranges are for algorithm={space.algorithm!r}, not algo={algo!r}")
@@ -203,8 +203,6 @@ def check_space(algo: str, space: SearchSpace) -> None:
 
 def rule_kind(algo: str, key: str) -> str:
     """Declared kind (``int``, ``float``, ...) of hyperparameter ``key`` of ``algo``."""
-    from closedloop.training import hyperparams as rules
-
     return rules.rule_for(key, algo in ON_POLICY).kind
 
 
@@ -252,11 +250,6 @@ def check_envs(
     env_id: Any, env_overrides: Any, eval_overrides: Any, eval_split: Any, eval_patients: int
 ) -> None:
     """The env id, the overrides of training and scoring, the split and the scoring episodes."""
-    from closedloop.envs.config import load_suite, with_overrides
-    from closedloop.patients.cohort import load_cohort
-    from closedloop.training.inputs import check_eval_episode
-    from closedloop.training.spec import check_env_id
-
     check_env_id(env_id)
     if eval_split not in (*SPLITS, "test"):
         raise ConfigError(
