@@ -183,7 +183,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
     import closedloop.evaluation.grid
     import closedloop.neural.model as model
     import closedloop.patients.calibration
-    import closedloop.patients.cohort
+    import closedloop.patients.cohort_draw
     import closedloop.tuning.hpsearch
 
     pool = _raise_work("a process-pool map (episodes, trials or calibrations)")
@@ -192,7 +192,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (closedloop.benchmark, "parallel_map", pool),
         (closedloop.evaluation.grid, "parallel_map", pool),
         (closedloop.patients.calibration, "parallel_map", pool),
-        (closedloop.patients.cohort, "parallel_map", pool),
+        (closedloop.patients.cohort_draw, "parallel_map", pool),
         (closedloop.tuning.hpsearch, "train_trial", _raise_work("an hpsearch trial")),
         (model, "run_pulses_unshared", _kernel_guard(model.run_pulses_unshared)),
     ]

@@ -21,7 +21,8 @@ import numpy as np
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import parallel_map
 from closedloop.evaluation.simulate import open_loop
-from closedloop.patients.cohort import SPLITS, load_cohort
+from closedloop.patients.cohort import load_cohort
+from closedloop.patients.cohort_draw import SPLITS
 from closedloop.patients.postures import POSTURES, posture_code
 
 RESULTS = Path(__file__).resolve().parent / "results"

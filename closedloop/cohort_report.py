@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from closedloop.patients.calibration import calibrate_many
-from closedloop.patients.cohort import check_count, load_cohort, tuning_entry_point
+from closedloop.patients.cohort import load_cohort, tuning_entry_point
+from closedloop.patients.cohort_draw import check_count
 
 CHECK_POSTURES = ("supine", "sitting", "standing")
 

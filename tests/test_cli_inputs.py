@@ -342,7 +342,7 @@ def test_ctrl_c_ends_the_command_with_status_130(cli, monkeypatch):
 @pytest.mark.parametrize("n", [0, -1, 2.5, "3", True])
 def test_patient_counts_are_checked(n):
     from closedloop.cohort_report import distribution_report
-    from closedloop.patients.cohort import generate_cohort
+    from closedloop.patients.cohort_draw import generate_cohort
 
     with pytest.raises(ConfigError, match=r"n=.* (in|range) \[1, inf\)"):
         generate_cohort("train", n=n)

@@ -6,15 +6,14 @@ import pytest
 from closedloop import ConfigError
 from closedloop.patients import cohort as cohort_mod
 from closedloop.patients.cohort import (
-    SPLITS,
     TUNING_ENTRY_POINTS,
-    CohortDistribution,
     HeldOutError,
-    generate_patient,
     get_patient,
     load_cohort,
     tuning_session,
 )
+from closedloop.patients.cohort_distribution import CohortDistribution
+from closedloop.patients.cohort_draw import SPLITS, generate_patient
 
 
 def test_cohort_sizes_and_stable_unique_ids():

@@ -15,13 +15,8 @@ from closedloop._parallel import check_workers
 from closedloop.cli._common import PROG
 from closedloop.patients.calibration import CalibrationRecord, calibrate_many
 from closedloop.patients.calibration_cache import write_calibrations
-from closedloop.patients.cohort import (
-    SPLITS,
-    check_count,
-    generate_cohort,
-    load_cohort,
-    write_cohort,
-)
+from closedloop.patients.cohort import load_cohort, write_cohort
+from closedloop.patients.cohort_draw import SPLITS, check_count, generate_cohort
 from closedloop.patients.postures import POSTURES
 
 COLUMNS = (

@@ -202,7 +202,8 @@ def model_card() -> str:
     out += [
         "# Patients, perception, battery, disturbances and device: parameters",
         "",
-        "Generated from `closedloop/patients/perception.py`, `closedloop/patients/cohort.py`, "
+        "Generated from `closedloop/patients/perception.py`, "
+        "`closedloop/patients/cohort_distribution.py`, "
         "`closedloop/metrics/`, `closedloop/disturbances/` and `closedloop/device.py`. "
         "Scenario files in `closedloop/disturbances/library/` override the disturbance "
         "defaults.",
@@ -218,7 +219,7 @@ def _clinic_classes() -> list[type]:
     from closedloop.device import DeviceParams
     from closedloop.disturbances import drift, events, periodic, posture, sway
     from closedloop.metrics import BatterySpec
-    from closedloop.patients.cohort import CohortDistribution
+    from closedloop.patients.cohort_distribution import CohortDistribution
     from closedloop.patients.perception import PerceptionParams
 
     return [

@@ -46,7 +46,8 @@ from closedloop.evaluation.episode_runner import (
     run_episode,
 )
 from closedloop.evaluation.schema import SCHEMA
-from closedloop.patients.cohort import SPLITS, load_cohort
+from closedloop.patients.cohort import load_cohort
+from closedloop.patients.cohort_draw import SPLITS
 
 EPISODE_FORMAT = "closedloop.episode/1"
 EPISODES_DIR = "episodes"

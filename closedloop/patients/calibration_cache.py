@@ -15,7 +15,8 @@ from pathlib import Path
 
 from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.patients.calibration import CalibrationRecord, calibrate, calibrate_many
-from closedloop.patients.cohort import SPLITS, load_cohort
+from closedloop.patients.cohort import load_cohort
+from closedloop.patients.cohort_draw import SPLITS
 from closedloop.patients.patient import Patient
 
 FORMAT = "closedloop.patients.cohort-calibration/1"
