@@ -63,7 +63,7 @@ def run_report_cli(args: argparse.Namespace) -> int:
 def run_compare_cli(args: argparse.Namespace) -> int:
     """Run the ``compare`` subcommand."""
     from closedloop._io import nan_to_none
-    from closedloop.evaluation.reopen import compare_runs
+    from closedloop.evaluation.compare import compare_runs
 
     doc = compare_runs(args.run_a, args.run_b, args.metric)
     if args.json:
@@ -74,7 +74,7 @@ def run_compare_cli(args: argparse.Namespace) -> int:
 
 
 def compare_text(doc: dict) -> str:
-    """The result of :func:`~closedloop.evaluation.reopen.compare_runs` as a readable table."""
+    """The result of :func:`~closedloop.evaluation.compare.compare_runs` as a readable table."""
     from closedloop.evaluation.numbers import display, readable, shown_unit
 
     lines = [f"A: {doc['run_a']}", f"B: {doc['run_b']}", ""]

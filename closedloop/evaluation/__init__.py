@@ -29,6 +29,7 @@ Example::
 """
 
 from closedloop.evaluation.batch_runner import run_episodes
+from closedloop.evaluation.compare import compare_runs
 from closedloop.evaluation.episode_runner import (
     DIRECTION,
     EPISODE_METRICS,
@@ -45,7 +46,7 @@ from closedloop.evaluation.ranking import (
     rank_controllers,
     rank_groups,
 )
-from closedloop.evaluation.reopen import compare_runs, rebuild_report, rows_from_folder
+from closedloop.evaluation.reopen import rebuild_report, rows_from_folder
 from closedloop.evaluation.report import (
     LEADERBOARD_METRICS,
     PAIRED_SCHEMA,
