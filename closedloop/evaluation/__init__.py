@@ -39,10 +39,10 @@ from closedloop.evaluation.episode_runner import (
 from closedloop.evaluation.folder import Report, write_report
 from closedloop.evaluation.grid import EpisodeSpec, grid_specs, play_spec, run_grid
 from closedloop.evaluation.html import write_html_report
+from closedloop.evaluation.paired import probability_of_improvement
 from closedloop.evaluation.ranking import (
     MCID,
     paired_differences,
-    probability_of_improvement,
     rank_controllers,
     rank_groups,
 )

@@ -19,7 +19,8 @@ from typing import Any
 
 from closedloop._config import ConfigError, check_table, check_value, short_repr
 from closedloop.evaluation.episode_runner import check_env_id, check_seed
-from closedloop.evaluation.ranking import DEFAULT_PRIMARY, check_primary
+from closedloop.evaluation.paired import check_primary
+from closedloop.evaluation.ranking import DEFAULT_PRIMARY
 
 if sys.version_info >= (3, 11):
     import tomllib
