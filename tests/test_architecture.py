@@ -109,6 +109,7 @@ LAYERS = {
     "patients": 2,
     "device": 2,
     "device_limits": 2,
+    "device_report": 2,
     "disturbances": 2,
     "metrics": 2,
     "neural": 1,
