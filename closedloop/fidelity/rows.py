@@ -7,39 +7,20 @@ into :class:`~closedloop.fidelity.table.Row` objects, in table order; the target
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from closedloop.fidelity import targets as tg
 from closedloop.fidelity.metrics import grouped_ratio_stats, ratio_stats
-from closedloop.fidelity.table import Row
+from closedloop.fidelity.rows_signal import (
+    convergence_rows,
+    cv_rows,
+    latency_rows,
+    recovery_rows,
+    sfap_rows,
+)
+from closedloop.fidelity.table import Row, comparison_row
 
 __all__ = ["GRIDS", "HELDOUT_LABELS", "build_rows", "threshold_comparison"]
-
-
-def _finite(v) -> bool:
-    """Whether ``v`` is a finite number."""
-    return v is not None and math.isfinite(float(v))
-
-
-def _row(group, relation, ref, got, unit, tol=None, *, rel=False, counted=True, note=""):
-    """A row comparing ``got`` with ``ref``: |got - ref| <= tol (relative if ``rel``).
-
-    Without ``tol`` the row informs; without a finite ``ref`` it has no verdict.
-    """
-    if tol is None:
-        return Row(group, relation, ref, got, unit, note=note)
-    if rel:
-        target = f"within {100 * tol:g} %"
-    else:
-        target = f"within {tol:g}" + {"1": "", "%": " points"}.get(unit, f" {unit}")
-    if not _finite(ref):
-        return Row(group, relation, None, got, unit, target, None, counted, note)
-    err = abs(float(got) - float(ref)) if _finite(got) else math.inf
-    if rel:
-        err /= abs(float(ref))
-    return Row(group, relation, float(ref), got, unit, target, err <= tol + 1e-12, counted, note)
 
 
 GRIDS = (
@@ -180,7 +161,7 @@ def _slope_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     sec, mt, ft = ref["thresholds"], mrg_m["thresholds"], fast_m["thresholds"]
     lo, hi = tg.DISTANCE_SLOPE_RANGE_MM
     rows = [
-        _row(
+        comparison_row(
             "slopes",
             f"distance slope {lo:g}-{hi:g} mm, D {D:g} µm, {p:g} µs",
             mt["distance_slope"][i][k],
@@ -192,7 +173,7 @@ def _slope_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
         for i, D in enumerate(sec["diameter_um"])
     ]
     rows += [
-        _row(
+        comparison_row(
             "slopes",
             f"diameter slope, d {d:g} mm, {p:g} µs",
             mt["diameter_slope"][j][k],
@@ -227,7 +208,7 @@ def _sd_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     if tg.CHRONAXIE_DISTANCE_MM in dists:
         j = dists.index(tg.CHRONAXIE_DISTANCE_MM)
         rows += [
-            _row(
+            comparison_row(
                 "strength-duration",
                 f"chronaxie, D {D:g} µm, d {dists[j]:g} mm",
                 mc[i, j],
@@ -241,7 +222,7 @@ def _sd_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     err = np.abs(fc / mc - 1.0)
     i, j = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(err), err, np.inf))), err.shape)
     rows.append(
-        _row(
+        comparison_row(
             "strength-duration",
             f"chronaxie, worst of all (D, d): D {sec['diameter_um'][i]:g} µm, d {dists[j]:g} mm",
             mc[i, j],
@@ -256,215 +237,6 @@ def _sd_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     return rows
 
 
-def _cv_rows(mrg_m: dict, fast_m: dict) -> list[Row]:
-    """CV per diameter (dt -> 0) and the linear fit's slope and intercept."""
-    if "cv" not in mrg_m:
-        return [
-            Row(
-                "conduction",
-                "CV per diameter (dt -> 0)",
-                None,
-                None,
-                "m/s",
-                f"within {100 * tg.CV_TOL_REL:g} %",
-            )
-        ]
-    m, f = mrg_m["cv"], fast_m["cv"]
-    rows = [
-        _row(
-            "conduction",
-            f"CV, D {D:g} µm",
-            m["cv_m_s"][i],
-            f["cv_m_s"][i],
-            "m/s",
-            tg.CV_TOL_REL,
-            rel=True,
-        )
-        for i, D in enumerate(m["diameter_um"])
-    ]
-    rows.append(
-        _row(
-            "conduction",
-            "CV fit slope a (CV = a D + b)",
-            m["fit_slope_m_s_per_um"],
-            f["fit_slope_m_s_per_um"],
-            "m/s per µm",
-            tg.CV_TOL_REL,
-            rel=True,
-        )
-    )
-    rows.append(
-        _row(
-            "conduction",
-            "CV fit intercept b",
-            m["fit_intercept_m_s"],
-            f["fit_intercept_m_s"],
-            "m/s",
-        )
-    )
-    return rows
-
-
-def _recovery_rows(mrg_m: dict, fast_m: dict) -> list[Row]:
-    """Recovery-cycle features, with the absolute refractory period against MRG and human."""
-    m = mrg_m.get("recovery", {})
-    f = fast_m["recovery"]
-    t, p = tg.RECOVERY_TIME_TOL_MS, tg.RECOVERY_DEPTH_TOL_PCT
-    g = "recovery cycle"
-    return [
-        _row(
-            g,
-            "absolute refractory period vs MRG",
-            m.get("arp_ms"),
-            f["arp_ms"],
-            "ms",
-            t,
-            counted=tg.ARP_TARGET == "mrg",
-        ),
-        _row(
-            g,
-            "absolute refractory period vs human sensory [Tackmann & Lehmann 1974]",
-            tg.HUMAN_ARP_MS,
-            f["arp_ms"],
-            "ms",
-            t,
-            counted=tg.ARP_TARGET == "human",
-        ),
-        _row(
-            g,
-            "end of the relative refractory period (ratio back to 1)",
-            m.get("rrp_end_ms"),
-            f["rrp_end_ms"],
-            "ms",
-            t,
-        ),
-        _row(g, "supernormal depth", m.get("supernormal_pct"), f["supernormal_pct"], "%", p),
-        _row(g, "supernormal time", m.get("supernormal_ms"), f["supernormal_ms"], "ms", t),
-        _row(g, "late subnormal depth", m.get("subnormal_pct"), f["subnormal_pct"], "%", p),
-        _row(g, "late subnormal time", m.get("subnormal_ms"), f["subnormal_ms"], "ms"),
-    ]
-
-
-def _sfap_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
-    """SFAP exponent in D per radial distance vs MRG, and against the human range."""
-    g, tol = "single-fibre potential", tg.SFAP_EXPONENT_TOL
-    f_exp = fast_m["sfap"]["exponent"]
-    if "sfap" in mrg_m:
-        radial = ref["sfap"]["radial_mm"]
-        wanted = tg.SFAP_TARGET_RADIAL_MM or radial
-        rows = [
-            _row(
-                g,
-                f"SFAP N1 exponent in D, {r:g} mm",
-                mrg_m["sfap"]["exponent"][k],
-                f_exp[k],
-                "1",
-                tol if r in wanted else None,
-                counted=tg.SFAP_TARGET == "mrg",
-            )
-            for k, r in enumerate(radial)
-        ]
-    else:
-        rows = [
-            _row(
-                g,
-                "SFAP N1 exponent in D",
-                None,
-                float(np.mean(f_exp)),
-                "1",
-                tol,
-                counted=tg.SFAP_TARGET == "mrg",
-            )
-        ]
-    lo, hi = tg.HUMAN_SFAP_EXPONENT
-    mean = float(np.mean(f_exp))
-    rows.append(
-        Row(
-            g,
-            "SFAP exponent vs human single units [JNNP 1981 44(6):476]",
-            (lo, hi),
-            mean,
-            "1",
-            f"in [{lo:g}, {hi:g}]",
-            lo <= mean <= hi,
-            tg.SFAP_TARGET == "human",
-        )
-    )
-    return rows
-
-
-def _latency_rows(ref: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
-    """Initiation time at I/I_th 1.05, 1.2 and 2 per (D, PW).
-
-    Information rows unless ``targets.LATENCY_TOL_MS`` is set (then all three within it).
-    """
-    ratios = " / ".join(f"{r:g}" for r in tg.LATENCY_RATIOS)
-    tol = tg.LATENCY_TOL_MS
-    target = "" if tol is None else f"within {tol:g} ms"
-    if "latency" not in mrg_m:
-        return [
-            Row(
-                "latency",
-                f"AP initiation time at I/I_th {ratios}",
-                None,
-                None,
-                "ms",
-                target,
-                note="" if target else "no reference data",
-            )
-        ]
-    sec, m, f = ref["latency"], mrg_m["latency"], fast_m["latency"]
-    rows = []
-    for i, D in enumerate(sec["diameter_um"]):
-        for k, p in enumerate(sec["pw_us"]):
-            a, b = np.asarray(m["initiation_ms"][i][k]), np.asarray(f["initiation_ms"][i][k])
-            met = (
-                None
-                if tol is None or not np.isfinite(a).all()
-                else bool(np.all(np.abs(b - a) <= tol + 1e-12))
-            )
-            rows.append(
-                Row(
-                    "latency",
-                    f"AP initiation time at I/I_th {ratios}, D {D:g} µm, {p:g} µs",
-                    tuple(a.tolist()),
-                    tuple(b.tolist()),
-                    "ms",
-                    target,
-                    met,
-                )
-            )
-    return rows
-
-
-def _convergence_rows(ref: dict) -> list[Row]:
-    """MRG's own convergence: threshold change at the default dt and length (information)."""
-    sec = ref.get("convergence")
-    if not sec:
-        return []
-    rows = []
-    for i, D in enumerate(sec.get("diameter_um", [])):
-        for key, axis, default in (
-            ("rel_change_vs_dt", "dt_ms", "default_dt_ms"),
-            ("rel_change_vs_length", "length_mm", "default_length_mm"),
-        ):
-            values, ref_axis = sec.get(key), sec.get(axis)
-            if not values or not ref_axis or sec.get(default) not in ref_axis:
-                continue
-            k = ref_axis.index(sec[default])
-            rows.append(
-                Row(
-                    "MRG convergence",
-                    f"MRG threshold change at {axis[:-3]} "
-                    f"{sec[default]:g} vs the finest/longest, D {D:g} µm",
-                    100.0 * float(values[i][k]),
-                    None,
-                    "%",
-                )
-            )
-    return rows
-
-
 def build_rows(ref: dict, fst: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
     """Every row of the table, in order (see the module docstring for the targets)."""
     stats = threshold_comparison(ref, fst)
@@ -473,9 +245,9 @@ def build_rows(ref: dict, fst: dict, mrg_m: dict, fast_m: dict) -> list[Row]:
         *_heldout_rows(stats),
         *_slope_rows(ref, mrg_m, fast_m),
         *_sd_rows(ref, mrg_m, fast_m),
-        *_cv_rows(mrg_m, fast_m),
-        *_recovery_rows(mrg_m, fast_m),
-        *_sfap_rows(ref, mrg_m, fast_m),
-        *_latency_rows(ref, mrg_m, fast_m),
-        *_convergence_rows(ref),
+        *cv_rows(mrg_m, fast_m),
+        *recovery_rows(mrg_m, fast_m),
+        *sfap_rows(ref, mrg_m, fast_m),
+        *latency_rows(ref, mrg_m, fast_m),
+        *convergence_rows(ref),
     ]

@@ -176,3 +176,27 @@ def format_table(report: Report) -> str:
     for r in report.no_data:
         out.append(f"no reference data: {r.relation}")
     return "\n".join(out)
+
+
+def finite(v) -> bool:
+    """Whether ``v`` is a finite number."""
+    return v is not None and math.isfinite(float(v))
+
+
+def comparison_row(group, relation, ref, got, unit, tol=None, *, rel=False, counted=True, note=""):
+    """A row comparing ``got`` with ``ref``: |got - ref| <= tol (relative if ``rel``).
+
+    Without ``tol`` the row informs; without a finite ``ref`` it has no verdict.
+    """
+    if tol is None:
+        return Row(group, relation, ref, got, unit, note=note)
+    if rel:
+        target = f"within {100 * tol:g} %"
+    else:
+        target = f"within {tol:g}" + {"1": "", "%": " points"}.get(unit, f" {unit}")
+    if not finite(ref):
+        return Row(group, relation, None, got, unit, target, None, counted, note)
+    err = abs(float(got) - float(ref)) if finite(got) else math.inf
+    if rel:
+        err /= abs(float(ref))
+    return Row(group, relation, float(ref), got, unit, target, err <= tol + 1e-12, counted, note)
