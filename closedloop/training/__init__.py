@@ -27,13 +27,13 @@ from closedloop.training.policy import (
     load_trained,
 )
 from closedloop.training.run_config import TrainOptions, TrainResult
+from closedloop.training.search_ranges import with_values
 from closedloop.training.spec import (
     ALGORITHMS,
     RLAgentSpec,
     list_rl_agents,
     load_rl_spec,
     parse_rl_spec,
-    with_values,
 )
 from closedloop.training.train import train
 

@@ -54,7 +54,7 @@ from closedloop.controllers import SB3Policy
 from closedloop.envs.vector import ECAPVectorEnv
 from closedloop.evaluation import run_episode
 from closedloop.patients.cohort import load_cohort, tuning_session
-from closedloop.training.spec import with_values
+from closedloop.training.search_ranges import with_values
 from closedloop.tuning.hpsearch_space import (  # noqa: F401  (re-exported: the public API)
     ACTIVATIONS,
     ALGOS,

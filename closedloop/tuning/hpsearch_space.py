@@ -19,12 +19,11 @@ from closedloop.envs.config import load_suite, with_overrides
 from closedloop.patients.cohort import load_cohort
 from closedloop.training import hyperparams as rules
 from closedloop.training.inputs import check_eval_episode
+from closedloop.training.search_ranges import SEARCH_KEYS, check_search_range
 from closedloop.training.spec import (
-    SEARCH_KEYS,
     RLAgentSpec,
     check_env_id,
     check_hyperparams,
-    check_search_range,
     valid_hyperparams,
     valid_policy_kwargs,
 )
