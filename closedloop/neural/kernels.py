@@ -78,7 +78,7 @@ def sd_ratio_min(sd_ratio_range, s, s_order):
 
     ``s = PW^-beta`` of the pulse and ``s_order`` that of ``ORDER_PW_US``. With it, no fibre in
     grid cell j can have a threshold below its screening key
-    (:func:`closedloop.neural.model.cell_floors`) times ``ratio * m_min`` (see :func:`recruit`).
+    (:func:`closedloop.neural.build.cell_floors`) times ``ratio * m_min`` (see :func:`recruit`).
     """
     lo, hi = sd_ratio_range[0], sd_ratio_range[1]
     a = (1.0 + lo * s) / (1.0 + lo * s_order)
@@ -153,7 +153,7 @@ def recruit(state, work, tables, kparams, current_ma, pw_us, csf_mm, interval_s,
     ``m = 1 + rel x_rel - sn x_sn + sum_k gain_k a_k`` (refractory, supernormal and adaptation
     processes). It fires if ``x_rel <= exp(-t_abs / tau_rel)`` (out of its absolute refractory
     period) and ``current >= threshold * (1 + jitter_rel * z_i)``, z_i the pulse's jitter draw.
-    The fibres are stored in screening order (:func:`closedloop.neural.model.screening_order`),
+    The fibres are stored in screening order (:func:`closedloop.neural.build.screening_order`),
     and only the leading ones that ``tables.cell_floor`` allows a threshold below the current
     are examined (the others cannot fire at any draw). The screen's bound on ``m`` is
     :func:`screen_m_min` (a fibre fired at the previous pulse at the latest; the spike that

@@ -13,9 +13,10 @@ import math
 import numpy as np
 
 from closedloop.neural import fibre
+from closedloop.neural.build import MIX_RECRUITED_FRACTION
 from closedloop.neural.geometry import csf_grid, sfap_weight_table
 from closedloop.neural.kernels import FLOOR_BLOCK, KernelTables
-from closedloop.neural.model import MIX_RECRUITED_FRACTION, NeuralModel
+from closedloop.neural.model import NeuralModel
 from closedloop.neural.params import ModelParams
 from closedloop.neural.population import Fibres, contact_sources
 from closedloop.neural.recording import ORDER_PW_US, RECRUITED_RATIO
@@ -150,7 +151,7 @@ def sd_tables_reference(fibres: Fibres, params: ModelParams) -> tuple[np.ndarray
 
 
 def build_tables_reference(params: ModelParams, fibres: Fibres, words: np.ndarray) -> KernelTables:
-    """The patient's static tables, as :func:`closedloop.neural.model.build_tables`.
+    """The patient's static tables, as :func:`closedloop.neural.build.build_tables`.
 
     Args:
         params: Model parameters.
