@@ -31,7 +31,7 @@ from closedloop._io import write_text_atomic
 from closedloop._parallel import check_workers, parallel_map
 from closedloop.controllers.sources import resolve_controller, resolve_controllers
 from closedloop.evaluation import rows_from_folder, run_grid, write_html_report
-from closedloop.evaluation.episode_runner import check_env_overrides
+from closedloop.evaluation.episode_inputs import check_env_overrides
 from closedloop.evaluation.grid import (
     TRAJECTORIES_DIR,
     grid_specs,

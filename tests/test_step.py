@@ -13,7 +13,7 @@ import pytest
 
 from closedloop.envs.episode import Episode
 from closedloop.envs.pairwise import pairwise_sum
-from closedloop.envs.step import RESULT_DTYPE
+from closedloop.envs.step_data import RESULT_DTYPE
 from closedloop.envs.step_reference import reference_step
 from closedloop.neural.pulse_runner import PulseRunner
 

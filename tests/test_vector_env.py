@@ -226,7 +226,7 @@ def test_sb3_adapter_infos_carry_the_gymnasium_info_values():
     for i, d in enumerate(infos):
         for k in keys:
             assert d[k] == info[k][i] and type(d[k]) is type(info[k][i].item())
-    from closedloop.envs.step import RESULT_DTYPE
+    from closedloop.envs.step_data import RESULT_DTYPE
 
     result = np.zeros(2, RESULT_DTYPE)
     for j, name in enumerate(RESULT_DTYPE.names):

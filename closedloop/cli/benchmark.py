@@ -87,7 +87,7 @@ def suite_from_args(args: argparse.Namespace):
     if args.controllers is not None:
         changes["controllers"] = tuple(parse_names("--controllers", args.controllers))
     if args.envs is not None:
-        from closedloop.evaluation.episode_runner import check_env_id
+        from closedloop.evaluation.episode_inputs import check_env_id
 
         changes["env_ids"] = tuple(
             check_env_id(e, "--envs") for e in parse_names("--envs", args.envs)

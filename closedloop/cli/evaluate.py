@@ -79,7 +79,7 @@ def add_parsers(sub) -> None:
 
 def env_overrides(env_id: str, episode_s: float | None) -> dict[str, Any]:
     """The ``gymnasium.make`` overrides of ``--episode-s`` (checked), or ``{}``."""
-    from closedloop.evaluation.episode_runner import check_env_overrides
+    from closedloop.evaluation.episode_inputs import check_env_overrides
 
     if episode_s is None:
         return {}
@@ -98,7 +98,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run the ``evaluate`` subcommand."""
     from closedloop.controllers.sources import build_controller, resolve_controller, source_id
     from closedloop.evaluation import run_episode
-    from closedloop.evaluation.episode_runner import check_env_id, check_patient, check_seed
+    from closedloop.evaluation.episode_inputs import check_env_id, check_patient, check_seed
 
     check_out_path("--plot", args.plot)
     check_out_path("--save-trajectory", args.save_trajectory)

@@ -2,10 +2,10 @@
 
 :func:`new_episode` turns what a reset drew (patient, calibration, scenario trace, target) into
 the named arrays of :mod:`closedloop.envs.step`: the fixed :data:`~closedloop.envs.step.
-PARAMS_DTYPE` record, the starting :data:`~closedloop.envs.step.STATE_DTYPE`, the first
+PARAMS_DTYPE` record, the starting :data:`~closedloop.envs.step_data.STATE_DTYPE`, the first
 observation and the traces, each with a leading patient axis of length 1.
 :func:`scalar_batch` adds the patient's neural model (views of its own arrays, so the model
-advances in place) and makes the :class:`~closedloop.envs.step.StepBatch` of one patient that
+advances in place) and makes the :class:`~closedloop.envs.step_data.StepBatch` of one patient that
 the scalar env steps; the vector env stacks the rows of many (:mod:`closedloop.envs.vector`).
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from closedloop.envs.config import ACTION_MODES
 from closedloop.envs.inputs import ECAP_BOUND_UV
-from closedloop.envs.step import (
+from closedloop.envs.step_data import (
     PARAMS_DTYPE,
     RESULT_DTYPE,
     STATE_DTYPE,
@@ -29,7 +29,7 @@ from closedloop.patients.perception import drive_factors
 
 
 class Episode(NamedTuple):
-    """The per-patient arrays of a :class:`~closedloop.envs.step.StepBatch` (see its fields)."""
+    """The per-patient arrays of a :class:`~closedloop.envs.step_data.StepBatch` (its fields)."""
 
     params: np.ndarray
     state: np.ndarray
@@ -46,7 +46,7 @@ class Episode(NamedTuple):
 
 
 def episode_params(spec, patient, calibration, target_uv: float, last: int) -> np.ndarray:
-    """The (1,) :data:`~closedloop.envs.step.PARAMS_DTYPE` record of an episode.
+    """The (1,) :data:`~closedloop.envs.step_data.PARAMS_DTYPE` record of an episode.
 
     Args:
         spec: The env's :class:`~closedloop.envs.config.TaskSpec` (config, device, reward).
@@ -129,7 +129,7 @@ def new_episode(spec, patient, calibration, trace, target_uv: float, obs_size: i
 
 
 def scalar_batch(ep: Episode, model, waveforms: bool):
-    """The :class:`~closedloop.envs.step.StepBatch` of one patient, stepping ``model`` in place.
+    """The :class:`~closedloop.envs.step_data.StepBatch` of one patient, stepping ``model``.
 
     It holds the model's own neural state, tables and parameters (not stacked).
 

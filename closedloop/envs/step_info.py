@@ -68,7 +68,7 @@ def step_columns(result: np.ndarray, keys=STEP_KEYS) -> dict:
     """The info columns ``keys`` (of :data:`STEP_KEYS`) of a batch's result records, copies.
 
     Args:
-        result: The step's result records (:data:`~closedloop.envs.step.RESULT_DTYPE`), (N,).
+        result: The step's result records (:data:`~closedloop.envs.step_data.RESULT_DTYPE`), (N,).
         keys: Which step keys.
 
     Returns:

@@ -30,14 +30,13 @@ from closedloop.envs.draw import PatientSlot
 from closedloop.envs.ecap_env import DEFAULT_ID, spaces, suite_spec
 from closedloop.envs.episode import Episode, new_episode
 from closedloop.envs.inputs import reset_options
-from closedloop.envs.step import (
+from closedloop.envs.step import SHAPE_MISMATCH, checked_step_many
+from closedloop.envs.step_data import (
     PARAMS_DTYPE,
     RESULT_DTYPE,
-    SHAPE_MISMATCH,
     STATE_DTYPE,
     BatchArrays,
     StepBatch,
-    checked_step_many,
     step_batch,
 )
 from closedloop.envs.step_info import (
@@ -293,8 +292,8 @@ class ECAPVectorEnv(VectorEnv):
                 :class:`~closedloop.ConfigError`, others are clipped to [-1, 1].
 
         Returns:
-            The step's result records (:data:`~closedloop.envs.step.RESULT_DTYPE`), (num_envs,),
-            a view reused by the next step; the observations are :meth:`observations`.
+            The step's result records (:data:`~closedloop.envs.step_data.RESULT_DTYPE`),
+            (num_envs,), a view reused by the next step; the observations are :meth:`observations`.
         """
         n = self.num_envs
         if type(actions) is not np.ndarray or actions.ndim != 2 or actions.dtype.char not in "fd":
@@ -334,7 +333,7 @@ class ECAPVectorEnv(VectorEnv):
             self._keep = {id(t): t for t in self._keep.values()}
 
     def _make_batch(self) -> StepBatch:
-        """The :class:`~closedloop.envs.step.StepBatch` of the current stacked arrays."""
+        """The :class:`~closedloop.envs.step_data.StepBatch` of the current stacked arrays."""
         self._state = KernelState(
             *(
                 getattr(self._rec if f in RECORDING_CACHE else self._fibres, f)

@@ -45,11 +45,9 @@ from closedloop._config import ConfigError, check_value, short_repr
 from closedloop.controllers.base import ControlContext
 from closedloop.envs.config import load_suite, with_overrides
 from closedloop.envs.vector import ECAPVectorEnv
+from closedloop.evaluation.episode_inputs import check_env_overrides, check_patient, check_seed
 from closedloop.evaluation.episode_runner import (
     EpisodeResult,
-    check_env_overrides,
-    check_patient,
-    check_seed,
     controller_name,
     reset_controller,
     run_episode,
@@ -58,7 +56,7 @@ from closedloop.evaluation.episode_runner import (
 )
 
 _VALUES = ("reward", "sensation", "ecap_true_uv", "charge_uc", "current_ma")
-"""The step result fields (:data:`~closedloop.envs.step.RESULT_DTYPE`) the runner logs."""
+"""The step result fields (:data:`~closedloop.envs.step_data.RESULT_DTYPE`) the runner logs."""
 
 
 class _TracedVectorEnv(ECAPVectorEnv):

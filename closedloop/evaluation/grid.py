@@ -38,13 +38,13 @@ from closedloop._parallel import check_workers, parallel_map
 from closedloop.controllers.registry import list_agents
 from closedloop.controllers.sources import source_id
 from closedloop.evaluation.batch_runner import run_episodes
-from closedloop.evaluation.episode_runner import (
+from closedloop.evaluation.episode_inputs import (
     check_env_id,
     check_env_overrides,
     check_patient,
     check_seed,
-    run_episode,
 )
+from closedloop.evaluation.episode_runner import run_episode
 from closedloop.evaluation.schema import SCHEMA
 from closedloop.patients.cohort import load_cohort
 from closedloop.patients.cohort_draw import SPLITS

@@ -19,7 +19,7 @@ import numpy as np
 from closedloop._config import ConfigError, check_value, short_repr
 from closedloop._io import check_memory
 from closedloop.disturbances import Scenario, load_scenario
-from closedloop.evaluation.episode_runner import check_seed
+from closedloop.evaluation.episode_inputs import check_seed
 from closedloop.evaluation.trajectory import BYTES_PER_PULSE, Trajectory
 from closedloop.patients.calibration import CalibrationRecord, calibrate, window_table
 from closedloop.patients.patient import Patient, episode_seeds

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError, check_table, check_value, short_repr
-from closedloop.evaluation.episode_runner import check_env_id, check_seed
+from closedloop.evaluation.episode_inputs import check_env_id, check_seed
 from closedloop.evaluation.paired import check_primary
 from closedloop.evaluation.ranking import DEFAULT_PRIMARY
 

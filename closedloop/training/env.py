@@ -25,7 +25,7 @@ from typing import Any
 from closedloop._config import ConfigError
 from closedloop.envs.config import load_suite, with_overrides
 from closedloop.envs.vector import ECAPVectorEnv
-from closedloop.evaluation.episode_runner import check_env_id as check
+from closedloop.evaluation.episode_inputs import check_env_id as check
 
 INFO_KEYS = ("ecap_true_uv", "in_window", "overstim", "current_ma", "charge_uc")
 """Per-step info keys copied into SB3's infos."""

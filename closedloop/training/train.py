@@ -48,7 +48,7 @@ from typing import Any
 
 from closedloop._config import ConfigError
 from closedloop.envs.config import load_suite, with_overrides
-from closedloop.evaluation.episode_runner import check_seed
+from closedloop.evaluation.episode_inputs import check_seed
 from closedloop.patients.cohort import tuning_session
 from closedloop.training.checkpoints import RunLock
 from closedloop.training.env import check_env_id
