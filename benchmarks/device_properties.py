@@ -231,8 +231,8 @@ def _pulses(info: dict) -> tuple:
     if "pulse_current_ma" in info:
         keys = ("pulse_current_ma", "pulse_flags", "pulse_impedance_ohm")
         return tuple(np.atleast_2d(info[k]) for k in keys)
-    flag_key = "device_flags" if "device_flags" in info else "limit_flags"
-    return tuple(np.reshape(info[k], (-1, 1)) for k in ("current_ma", flag_key, "impedance_ohm"))
+    keys = ("current_ma", "device_flags", "impedance_ohm")
+    return tuple(np.reshape(info[k], (-1, 1)) for k in keys)
 
 
 def _episode(steps: list, first: np.ndarray, lim: Limits) -> dict:
