@@ -255,7 +255,7 @@ def test_hpsearch_cli_parses_and_checks_its_arguments():
 
 def test_sb3_kwargs_converts_schedules_activations_and_caps_the_batch():
     pytest.importorskip("torch")
-    from closedloop.tuning.hpsearch import sb3_kwargs
+    from closedloop.tuning.hpsearch_trial import sb3_kwargs
 
     kw = sb3_kwargs(
         "ppo",

@@ -275,7 +275,7 @@ def test_hpsearch_opens_its_storage_before_any_trial(tmp_path, no_trials):
 
 
 def test_integer_hyperparameters_are_drawn_as_integers():
-    from closedloop.tuning.hpsearch import sample
+    from closedloop.tuning.hpsearch_trial import sample
 
     class Trial:
         def suggest_int(self, key, low, high, log=False):
