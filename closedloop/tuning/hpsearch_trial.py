@@ -8,29 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from closedloop._config import ConfigError
-from closedloop.tuning.hpsearch_space import (  # noqa: F401  (re-exported: the public API)
-    ACTIVATIONS,
-    ALGOS,
-    EXTRA,
-    FILE_KEYS,
-    OBJECTIVE,
-    ON_POLICY,
-    POLICIES,
-    RANGE_KEYS,
-    REPORTED,
-    RESERVED,
-    SearchSpace,
-    algorithm_class,
-    check_counts,
-    check_envs,
-    check_seeds,
-    check_space,
-    load_ranges,
-    make_out_dir,
-    open_storage,
-    rule_kind,
-    study_name_for,
-)
+from closedloop.tuning.hpsearch_space import ACTIVATIONS, algorithm_class, rule_kind
 
 
 def sample(
