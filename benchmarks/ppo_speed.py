@@ -121,7 +121,8 @@ def _training_pair():
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     from closedloop.training.env import make_training_env
-    from closedloop.training.spec import load_rl_spec, sb3_kwargs
+    from closedloop.training.sb3_args import sb3_kwargs
+    from closedloop.training.spec import load_rl_spec
 
     spec = load_rl_spec("ppo")
     hp = spec.hyperparams_for(ENV_ID)
@@ -139,7 +140,7 @@ def _training_pair():
         clip_obs=norm["clip_obs"],
         gamma=norm["gamma"],
     )
-    return ours, null, sb3_kwargs(spec, hp, 1), spec.n_envs
+    return ours, null, sb3_kwargs(hp, 1), spec.n_envs
 
 
 def setups(quick: bool) -> dict:

@@ -32,13 +32,8 @@ from closedloop._parallel import check_workers, parallel_map
 from closedloop.controllers.sources import resolve_controller, resolve_controllers
 from closedloop.evaluation import rows_from_folder, run_grid, write_html_report
 from closedloop.evaluation.episode_inputs import check_env_overrides
-from closedloop.evaluation.grid import (
-    TRAJECTORIES_DIR,
-    grid_specs,
-    play_spec,
-    resolve_patients,
-    trajectory_path,
-)
+from closedloop.evaluation.episode_spec import TRAJECTORIES_DIR, trajectory_path
+from closedloop.evaluation.grid import grid_specs, play_spec, resolve_patients
 from closedloop.evaluation.suite import (
     DEFAULT,
     PRIMARY_METRICS,

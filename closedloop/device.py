@@ -62,7 +62,8 @@ import math
 
 import numpy as np
 
-from closedloop._config import ConfigError, as_real_array, param, validate
+from closedloop._config import ConfigError, param, validate
+from closedloop.device_inputs import check_limit_inputs, check_n_pulses, flat_f64
 from closedloop.device_limits import LIMIT_FLAGS, limit_many, limit_one, ramp, ramp_many
 from closedloop.device_report import (
     InterventionCounter,
@@ -157,86 +158,6 @@ class DeviceParams:
         return self.charge_density_limit_uc_per_cm2 * self.contact_area_cm2(contact_length_mm)
 
 
-def _index_text(bad: np.ndarray) -> str:
-    """``[i]`` / ``[i, j]`` of the first True entry of ``bad``, or ``""`` for a 0-d array."""
-    if bad.ndim == 0:
-        return ""
-    return str(list(np.argwhere(bad)[0].tolist()))
-
-
-def _checked(
-    name: str, value, lo: float = -math.inf, lo_open: bool = False, need: str = "must be finite"
-) -> float | np.ndarray:
-    """``value`` as a float or float64 array; ConfigError naming the first bad entry.
-
-    An entry is bad if it is not finite or lies below ``lo`` (at ``lo`` too if ``lo_open``).
-    Python numbers take a fast scalar path; for arrays NaN propagates through the ``min`` and
-    ``max`` reductions, so two reductions screen the whole array. Anything but real numbers
-    (strings, bytes, dicts, None, bool or complex values, ragged lists) is refused by
-    :func:`closedloop._config.as_real_array`.
-    """
-    if type(value) in (float, int):
-        mn = mx = float(value)
-        a = None
-    else:
-        try:
-            a = as_real_array(name, value)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc}; {name} {need}") from None
-        if a.size == 0:
-            return a
-        mn, mx = np.minimum.reduce(a, axis=None), np.maximum.reduce(a, axis=None)
-    if (mn > lo if lo_open else mn >= lo) and -math.inf < mn and mx < math.inf:
-        return mn if a is None else a
-    a = np.asarray(value, dtype=np.float64) if a is None else a
-    bad = ~np.isfinite(a) | ((a <= lo) if lo_open else (a < lo))
-    v = float(a[tuple(np.argwhere(bad)[0])]) if a.ndim else float(a)
-    raise ConfigError(f"{name}{_index_text(bad)}={v!r} {need}")
-
-
-def _check_inputs(
-    requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params, contact_length_mm
-) -> tuple:
-    """Validate and convert the inputs of :func:`apply_limits` (see there)."""
-    if not isinstance(params, DeviceParams):
-        raise ConfigError(f"params must be a DeviceParams, got {type(params).__name__}")
-    checked = (
-        _checked("requested_ma", requested_ma),
-        _checked("previous_ma", previous_ma),
-        _checked("pw_us", pw_us, 0.0, True, "must be finite and > 0 µs"),
-        _checked("impedance_ohm", impedance_ohm, 0.0, True, "must be finite and > 0 Ω"),
-        _checked("min_ma", min_ma, 0.0, False, "must be finite and >= 0 mA"),
-        _checked("max_ma", max_ma, 0.0, False, "must be finite and >= 0 mA"),
-        _checked("contact_length_mm", contact_length_mm, 0.0, True, "must be finite and > 0 mm"),
-    )
-    lo, hi = checked[4], checked[5]
-    if (hi < lo) if type(lo) is type(hi) is float else np.less(hi, lo).any():
-        raise ConfigError(
-            f"max_ma < min_ma at {_index_text(np.less(hi, lo)) or 'scalar'}: "
-            "the clinician window [min_ma, max_ma] is empty"
-        )
-    return checked
-
-
-def _flat(value, shape: tuple, size: int) -> np.ndarray:
-    """``value`` (float or float64 array) broadcast to ``shape``, as a 1-D float64 array.
-
-    A writable C-contiguous array of the full shape is used as is (a view; :func:`limit_many`
-    does not write to its inputs); anything else is copied into a new array. Either way
-    :func:`limit_many` sees one array type, hence a single compiled specialisation.
-    """
-    if (
-        type(value) is np.ndarray
-        and value.shape == shape
-        and value.flags.c_contiguous
-        and value.flags.writeable
-    ):
-        return value if value.ndim == 1 else value.reshape(size)
-    out = np.empty(size)
-    out.reshape(shape)[...] = value
-    return out
-
-
 def apply_limits(
     requested_ma,
     previous_ma,
@@ -264,9 +185,10 @@ def apply_limits(
         max_ma: Clinician maximum current (mA), >= ``min_ma``.
         params: The device limits.
         contact_length_mm: Length of the stimulating contact (mm), > 0; sets the contact area.
-        n_pulses: Pulses delivered at this request, an int in [1, :data:`MAX_PULSES`]. The
-            device ramps pulse by pulse (:func:`ramp`): each pulse changes by at most
-            ``params.max_step_ma`` from the one before.
+        n_pulses: Pulses delivered at this request, an int in [1,
+            :data:`~closedloop.device_inputs.MAX_PULSES`]. The device ramps pulse by pulse
+            (:func:`ramp`): each pulse changes by at most ``params.max_step_ma`` from the one
+            before.
 
     Returns:
         ``(delivered_ma, flags)``: the delivered current (float64 array of the broadcast shape)
@@ -278,31 +200,22 @@ def apply_limits(
         ConfigError: If an input is non-finite or out of range; the message names the argument
             and, for arrays, the first offending index.
     """
-    req, prev, pw, imp, lo, hi, length = _check_inputs(
-        requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, params, contact_length_mm
+    if not isinstance(params, DeviceParams):
+        raise ConfigError(f"params must be a DeviceParams, got {type(params).__name__}")
+    req, prev, pw, imp, lo, hi, length = check_limit_inputs(
+        requested_ma, previous_ma, pw_us, impedance_ohm, min_ma, max_ma, contact_length_mm
     )
-    n = _check_n_pulses(n_pulses)
+    n = check_n_pulses(n_pulses)
     try:
         shape = np.broadcast(req, prev, pw, imp, lo, hi, length).shape
     except ValueError as err:
         raise ConfigError(f"apply_limits: input shapes do not broadcast ({err})") from None
     if not shape and n == 1:  # one patient, one pulse: the scalar kernel directly
-        d, f = limit_one(
-            float(req),
-            float(prev),
-            float(pw),
-            float(imp),
-            float(lo),
-            float(hi),
-            float(params.max_current_ma),
-            float(params.max_step_ma),
-            float(params.max_charge_uc(length)),
-            float(params.compliance_v),
-        )
+        d, f = apply_limits_scalar(req, prev, pw, imp, lo, hi, params, length)
         return np.array(d), np.array(f, dtype=np.int8)
     size = math.prod(shape)
     flat = [
-        _flat(v, shape, size) for v in (req, prev, pw, imp, lo, hi, params.max_charge_uc(length))
+        flat_f64(v, shape, size) for v in (req, prev, pw, imp, lo, hi, params.max_charge_uc(length))
     ]
     if n == 1:
         delivered, flags = np.empty(size), np.empty(size, dtype=np.int8)
@@ -338,21 +251,6 @@ def apply_limits(
         np.empty(size, dtype=np.int8),
     )
     return delivered.reshape(*shape, n), flags.reshape(*shape, n)
-
-
-MAX_PULSES = 1_000_000
-"""Largest ``n_pulses`` of :func:`apply_limits` (its outputs hold one entry per pulse)."""
-
-
-def _check_n_pulses(n_pulses) -> int:
-    """``n_pulses`` as an int; ConfigError unless it is an integer in [1, MAX_PULSES]."""
-    if (
-        isinstance(n_pulses, (int, np.integer))
-        and not isinstance(n_pulses, bool)
-        and 1 <= n_pulses <= MAX_PULSES
-    ):
-        return int(n_pulses)
-    raise ConfigError(f"n_pulses={n_pulses!r} must be an integer in [1, {MAX_PULSES}]")
 
 
 def apply_limits_scalar(

@@ -108,6 +108,7 @@ LAYERS = {
     "": 3,  # the package itself: it registers the envs
     "patients": 2,
     "device": 2,
+    "device_inputs": 2,
     "device_limits": 2,
     "device_report": 2,
     "disturbances": 2,

@@ -193,7 +193,7 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_results(cli, tmp_path
 
 def test_trace_figures_replay_only_the_episodes_they_draw(tiny, tmp_path):
     """Without saved trajectories, the benchmark replays the drawn episodes bit for bit."""
-    from closedloop.evaluation.grid import TRAJECTORIES_DIR
+    from closedloop.evaluation.episode_spec import TRAJECTORIES_DIR
     from closedloop.evaluation.trajectory import load_trajectory
 
     out = tmp_path / "run"

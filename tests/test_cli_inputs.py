@@ -15,7 +15,7 @@ from closedloop import _io
 from closedloop._config import ConfigError
 from closedloop._parallel import MAX_WORKERS, parallel_map
 from closedloop.benchmark import Suite, load_suite, run_benchmark
-from closedloop.evaluation.grid import EpisodeSpec, episode_path, finished_row
+from closedloop.evaluation.episode_spec import EpisodeSpec, episode_path, finished_row
 
 CLINIC = "closedloop/ECAPClinic-Test-v0"
 SUITE = f"""

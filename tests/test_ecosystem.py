@@ -255,25 +255,30 @@ def test_hpsearch_cli_parses_and_checks_its_arguments():
 
 def test_sb3_kwargs_converts_schedules_activations_and_caps_the_batch():
     pytest.importorskip("torch")
-    from closedloop.tuning.hpsearch_trial import sb3_kwargs
+    from closedloop.training.sb3_args import sb3_kwargs
+    from closedloop.tuning.hpsearch_trial import rollout_size
 
-    kw = sb3_kwargs(
-        "ppo",
-        {
-            "batch_size": 256,
-            "n_steps": 16,
-            "learning_rate": "lin_1e-3",
-            "policy_kwargs": {"activation_fn": "relu"},
-        },
-        n_envs=4,
-    )
+    hp = {
+        "batch_size": 256,
+        "n_steps": 16,
+        "learning_rate": "lin_1e-3",
+        "train_freq": [4, "step"],
+        "policy_kwargs": {"activation_fn": "relu"},
+    }
+    assert rollout_size("ppo", hp, 4) == 64 and rollout_size("sac", hp, 4) is None
+    kw = sb3_kwargs(hp, rollout_size=rollout_size("ppo", hp, 4))
     assert kw["batch_size"] == 64 and kw["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert kw["learning_rate"](1.0) == pytest.approx(1e-3) and kw["train_freq"] == (4, "step")
     assert kw["policy_kwargs"]["activation_fn"].__name__ == "ReLU"
-    assert sb3_kwargs("ppo", {}, n_envs=4) == {}
+    assert sb3_kwargs(hp)["batch_size"] == 256  # no rollout size: not capped
+    noise = sb3_kwargs({"action_noise_sigma": 0.2}, n_actions=2)["action_noise"]
+    assert noise._sigma.tolist() == [0.2, 0.2] and "action_noise_sigma" not in sb3_kwargs({})
+    assert sb3_kwargs({}) == {}
     with pytest.raises(ConfigError, match="activation_fn='swish'"):
-        sb3_kwargs("ppo", {"policy_kwargs": {"activation_fn": "swish"}}, n_envs=1)
-    with pytest.raises(ConfigError, match="lin_<number>"):
-        sb3_kwargs("ppo", {"learning_rate": "fast"}, n_envs=1)
+        sb3_kwargs({"policy_kwargs": {"activation_fn": "swish"}})
+    for bad in ("fast", "lin_x", "lin_nan"):
+        with pytest.raises(ConfigError, match="lin_<number>"):
+            sb3_kwargs({"learning_rate": bad})
 
 
 # -- Gymnasium's module:id form -------------------------------------------------------------------

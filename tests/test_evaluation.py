@@ -27,7 +27,8 @@ from closedloop.evaluation import (
     write_report,
 )
 from closedloop.evaluation.episode_runner import EPISODE_METRICS
-from closedloop.evaluation.grid import EPISODES_DIR, grid_specs
+from closedloop.evaluation.episode_spec import EPISODES_DIR
+from closedloop.evaluation.grid import grid_specs
 from closedloop.evaluation.report import LEADERBOARD_METRICS, report_card
 from closedloop.evaluation.stats import resample, row_statistic
 from closedloop.evaluation.trace_figures import worst_patient

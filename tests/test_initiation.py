@@ -2,7 +2,7 @@
 
 The kernel shifts each diameter class's SFAP template by the SFAP-weighted mean initiation
 delay of its recruited fibres; the NumPy reference must agree with it, and the public laws
-(``recording.initiation_delay_ms``, ``recording.conduction_velocity_m_s``) are the kernel's.
+(``latency.initiation_delay_ms``, ``latency.conduction_velocity_m_s``) are the kernel's.
 """
 
 import json
@@ -18,12 +18,8 @@ import closedloop.fidelity
 from closedloop._config import ConfigError
 from closedloop.neural import PULSE_DTYPE, ModelParams, NeuralModel
 from closedloop.neural.kernels import PulseInputs, run_pulses
+from closedloop.neural.latency import TEMPLATE_RATIO, conduction_velocity_m_s, initiation_delay_ms
 from closedloop.neural.params import ResponseParams
-from closedloop.neural.recording import (
-    TEMPLATE_RATIO,
-    conduction_velocity_m_s,
-    initiation_delay_ms,
-)
 from closedloop.neural.reference import run_pulses_reference
 
 SMALL = ModelParams().replace(population={"n_fibres": 256})

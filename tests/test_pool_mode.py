@@ -17,6 +17,7 @@ from closedloop._config import ConfigError
 from closedloop.neural import PULSE_DTYPE, ModelParams, NeuralModel
 from closedloop.neural.batch import run_pulses_batch, stack
 from closedloop.neural.kernels import PulseInputs, run_pulses
+from closedloop.neural.latency import initiation_table
 from closedloop.neural.params import ExcitabilityParams, ResponseParams
 from closedloop.neural.pool import (
     fired_fraction,
@@ -26,7 +27,6 @@ from closedloop.neural.pool import (
     pool_regen_table,
     pool_rho_max,
 )
-from closedloop.neural.recording import initiation_table
 from closedloop.neural.rng import Z_MAX, fmix32_np, hash_normal_np
 
 N_FIBRES = 256

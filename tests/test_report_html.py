@@ -15,7 +15,8 @@ import pytest
 from closedloop._config import ConfigError
 from closedloop.cli import main
 from closedloop.evaluation import rows_from_folder, run_grid, write_html_report, write_report
-from closedloop.evaluation.html import parse_report_card, readable
+from closedloop.evaluation.html_tables import parse_report_card
+from closedloop.evaluation.numbers import readable
 from closedloop.evaluation.reopen import rankable
 
 ENV = "closedloop/ECAPClinic-Test-v0"

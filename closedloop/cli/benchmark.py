@@ -21,6 +21,13 @@ def add_parsers(sub) -> None:
         "resumes when started again, and a run folder takes more controllers: the "
         "report covers every controller in it.",
     )
+    _selection_options(p.add_argument_group("what is played"))
+    _run_options(p.add_argument_group("run folder and output"))
+    p.set_defaults(run=run_benchmark_cli)
+
+
+def _selection_options(p) -> None:
+    """The suite, controllers, envs, patients and seeds of a benchmark run."""
     p.add_argument(
         "--quick",
         action="store_true",
@@ -49,6 +56,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--envs", metavar="ID,ID", help="only these env ids (comma list)")
     p.add_argument("--patients", type=int, metavar="N", help="only the first N patients")
     p.add_argument("--seeds", metavar="S,S", help="episode seeds (comma list of integers)")
+
+
+def _run_options(p) -> None:
+    """Workers, the run folder, and what is written and shown."""
     p.add_argument(
         "--workers",
         type=int,
@@ -69,7 +80,6 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=run_benchmark_cli)
 
 
 def suite_from_args(args: argparse.Namespace):

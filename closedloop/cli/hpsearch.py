@@ -30,6 +30,13 @@ def add_parsers(sub) -> None:
         'is held out. Writes best.toml (a [hyperparams."<env>"] fragment for a '
         "spec) and trials.json to --out.",
     )
+    _study_options(p.add_argument_group("the study"))
+    _scoring_options(p.add_argument_group("training and scoring of a trial"))
+    p.set_defaults(run=run_hpsearch)
+
+
+def _study_options(p) -> None:
+    """Algorithm, env, ranges, trials, seed and the optuna study's storage."""
     p.add_argument("--algo", default="ppo", choices=tuple(ALGOS), help="algorithm (default ppo)")
     p.add_argument("--env", default=DEFAULT_ID, help=f"env id trained on (default {DEFAULT_ID})")
     p.add_argument("--trials", type=int, default=20, help="trials to run (default 20)")
@@ -54,6 +61,10 @@ def add_parsers(sub) -> None:
         help="optuna storage to resume a study, e.g. sqlite:///hpsearch.db",
     )
     p.add_argument("--study", default=None, help="study name (default hpsearch-<algo>-<env>)")
+
+
+def _scoring_options(p) -> None:
+    """Training length and threads of a trial, and its scoring episodes."""
     p.add_argument(
         "--eval-patients",
         type=int,
@@ -87,7 +98,6 @@ def add_parsers(sub) -> None:
         default=1,
         help="torch CPU threads (default 1, fastest for small networks)",
     )
-    p.set_defaults(run=run_hpsearch)
 
 
 def resolve_ranges(algo: str, ranges: str | None) -> Path:

@@ -36,8 +36,9 @@ from closedloop.evaluation.episode_runner import (
     EpisodeResult,
     run_episode,
 )
+from closedloop.evaluation.episode_spec import EpisodeSpec
 from closedloop.evaluation.folder import Report, write_report
-from closedloop.evaluation.grid import EpisodeSpec, grid_specs, play_spec, run_grid
+from closedloop.evaluation.grid import grid_specs, play_spec, run_grid
 from closedloop.evaluation.html import write_html_report
 from closedloop.evaluation.paired import probability_of_improvement
 from closedloop.evaluation.ranking import (

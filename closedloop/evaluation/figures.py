@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError
-from closedloop.evaluation.grid import trajectory_path
+from closedloop.evaluation.episode_spec import trajectory_path
 from closedloop.evaluation.schema import SCHEMA
 from closedloop.evaluation.simulate import window_along
 from closedloop.evaluation.summary import check_metrics, groups, score_matrix

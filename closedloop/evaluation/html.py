@@ -15,7 +15,6 @@ per-patient report card; and relative links to the raw files. Every text is esca
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -25,11 +24,17 @@ from typing import Any
 from closedloop._config import ConfigError
 from closedloop._io import write_text_atomic
 from closedloop.evaluation.figures import slug
-from closedloop.evaluation.numbers import display, readable, scaled, shown_unit
+from closedloop.evaluation.html_tables import (
+    board_table,
+    card_table,
+    escape,
+    kv_table,
+    parse_report_card,
+)
+from closedloop.evaluation.numbers import display, scaled, shown_unit
 from closedloop.evaluation.report import (
     LEADERBOARD_METRICS,
     RANKING_LEGEND,
-    SCHEMA,
     leaderboard,
 )
 
@@ -72,29 +77,6 @@ details summary{cursor:pointer;color:#2a4d9b;margin:6px 0}
 """
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _ci(row: Mapping[str, Any], key: str, metric: str | None) -> str:
-    """``value`` with its CI beneath (``metric`` None: a probability, shown as is)."""
-
-    def fmt(k):
-        return (
-            readable(row.get(k)) if metric is None else scaled(row.get(k), metric, key != "value")
-        )
-
-    return f"{fmt(key)}<span class=ci>[{fmt(key + '_lo')}, {fmt(key + '_hi')}]</span>"
-
-
-def _head(metric: str, extra: str = "", unit_suffix: str = "") -> str:
-    title, unit = display(metric)[0], shown_unit(metric, bool(unit_suffix))
-    return (
-        f"<th title='{_e(metric)}: {_e(SCHEMA.get(metric, ''))}'>{_e(extra or title)}"
-        f"<span class=unit>{_e(unit)}</span></th>"
-    )
-
-
 def _load(run: Path) -> dict[str, Any]:
     """summary.json's summary, paired rows and meta (None -> NaN); ConfigError if absent."""
     path = run / "summary.json"
@@ -132,46 +114,6 @@ def _board(data: Mapping[str, Any]) -> tuple[dict[str, list[dict]], list[str]]:
     return board, metrics
 
 
-def _board_table(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
-    """One env's leaderboard: rank groups shaded, ties as ``1=``, CIs under the values."""
-    ranked = bool(rows) and "ranking" in rows[0]
-    p0 = rows[0]["ranking"] if ranked else {}
-    base = p0.get("baseline") or ""
-    head = ["<th>#</th><th class=l>controller</th>"]
-    if ranked:
-        head.append(_head(p0["metric"], f"{display(p0['metric'])[0]} ({p0['stat']})"))
-        if base:
-            head += [
-                _head(p0["metric"], f"Δ vs {base}", "diff"),
-                f"<th>P(better than {_e(base)})<span class=unit>0.5 = same</span></th>",
-                f"<th>vs {_e(base)}</th>",
-            ]
-    head += [_head(m) for m in metrics]
-    body, last = [], None
-    for r in rows:
-        p = r.get("ranking", {})
-        group = p.get("group", r["rank"])
-        cls = f"g{group % 2}" + (" top" if last is not None and group != last else "")
-        cls += " base" if r["controller"] == base else ""
-        last = group
-        cells = [f"<td>{_e(r['rank_label'])}</td><td class='l name'>{_e(r['controller'])}</td>"]
-        if ranked:
-            cells.append(f"<td>{_ci(p, 'value', p['metric'])}</td>")
-            if base:
-                verdict = p.get("vs_baseline", "")
-                cells += [
-                    f"<td>{_ci(p, 'diff', p['metric'])}</td>",
-                    f"<td>{_ci(p, 'poi', None)}</td>",
-                    f"<td class='l {_e(verdict)}'>{_e(verdict)}</td>",
-                ]
-        cells += [f"<td>{_ci(r, m, m)}</td>" for m in metrics]
-        body.append(f"<tr class='{cls}'>{''.join(cells)}</tr>")
-    return (
-        f"<div class=wrap><table class=board><thead><tr>{''.join(head)}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
-
-
 def _ranking_note(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows or "ranking" not in rows[0]:
         return (
@@ -188,9 +130,9 @@ def _ranking_note(rows: Sequence[Mapping[str, Any]]) -> str:
     )
     base = f"; Δ and P(better) against {p['baseline']}" if p["baseline"] else ""
     return (
-        f"<p class=note>Ranked on the paired {_e(p['stat'])} of <b>{_e(title)}</b> "
-        f"(<code>{_e(p['metric'])}</code>, {better} is better) over "
-        f"{_e(p['n_patients'])} patients; {_e(mcid)}{_e(base)}. Metric columns: "
+        f"<p class=note>Ranked on the paired {escape(p['stat'])} of <b>{escape(title)}</b> "
+        f"(<code>{escape(p['metric'])}</code>, {better} is better) over "
+        f"{escape(p['n_patients'])} patients; {escape(mcid)}{escape(base)}. Metric columns: "
         f"{LEADERBOARD_STAT} across patients and seeds, 95 % bootstrap CI beneath.</p>"
     )
 
@@ -198,8 +140,8 @@ def _ranking_note(rows: Sequence[Mapping[str, Any]]) -> str:
 def _img(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
-        f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
+        f"<figure><img alt='{escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
     )
 
 
@@ -233,78 +175,6 @@ def _figures(run: Path, env_id: str, metric: str | None) -> tuple[str, str]:
     return figs, traces
 
 
-def parse_report_card(text: str) -> tuple[str, dict[str, list[tuple[str, list, list]]]]:
-    """``(legend, env -> [(patient, header, rows)])`` of a ``report_card.md``."""
-    legend, env, patient, out = [], None, None, {}
-    for line in text.splitlines():
-        if line.startswith("## "):
-            env, patient = line[3:].strip(), None
-            out[env] = []
-        elif line.startswith("### ") and env is not None:
-            patient = line[4:].strip()
-            out[env].append((patient, [], []))
-        elif line.startswith("|") and patient is not None:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            _, head, rows = out[env][-1]
-            if all(set(c) <= {"-", ":"} for c in cells):
-                continue
-            if head:
-                rows.append(cells)
-            else:
-                head.extend(cells)
-        elif env is None and line.strip() and not line.startswith("#"):
-            legend.append(line.strip())
-    return " ".join(legend), out
-
-
-def _card_cell(text: str) -> str:
-    """A report-card cell as it is (its numbers are already in display units), ⚠ highlighted."""
-    flag = "⚠" in text
-    raw = text.replace("⚠", "").strip()
-    shown = "–" if raw in ("", "-") else raw
-    return f"<td class=flag>{_e(shown)} ⚠</td>" if flag else f"<td>{_e(shown)}</td>"
-
-
-def _card_table(tables: Sequence[tuple[str, list, list]]) -> str:
-    """One env's report card: a patient column spanning its controllers' rows."""
-    if not tables:
-        return ""
-    metrics = [h.split(" (")[0] for h in tables[0][1][1:]]  # "mad_uv (µV)" -> "mad_uv"
-    head = "<th class=l>patient</th><th class=l>controller</th>" + "".join(
-        _head(m) for m in metrics
-    )
-    body = []
-    for k, (patient, _, rows) in enumerate(tables):
-        for i, cells in enumerate(rows):
-            first = f"<td class=l rowspan={len(rows)}>{_e(patient)}</td>" if i == 0 else ""
-            body.append(
-                f"<tr class='g{k % 2}{' top' if i == 0 else ''}'>{first}"
-                f"<td class=l>{_e(cells[0])}</td>"
-                + "".join(_card_cell(c) for c in cells[1:])
-                + "</tr>"
-            )
-    return (
-        f"<div class=wrap><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
-        "</tbody></table></div>"
-    )
-
-
-def _kv_table(items: Mapping[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(_plain(v))}</td></tr>"
-        for k, v in items.items()
-    )
-    return f"<table>{rows}</table>"
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return ", ".join(map(str, value)) or "(none)"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} = {v}" for k, v in value.items()) or "(none)"
-    return str(value)
-
-
 def _front(run: Path, data: Mapping[str, Any], board: Mapping[str, list]) -> list[str]:
     """Suite, machine, raw files and left-out controllers."""
     meta, suite = data["meta"], data["suite"] or data["meta"].get("suite")
@@ -321,23 +191,25 @@ def _front(run: Path, data: Mapping[str, Any], board: Mapping[str, list]) -> lis
     machine = meta.get("machine")
     if machine and "workers" in meta:
         machine = {**machine, "workers": meta["workers"]}
-    files = " · ".join(f"<a href='{_e(n)}'>{_e(n)}</a>" for n in RAW_FILES if (run / n).is_file())
+    files = " · ".join(
+        f"<a href='{escape(n)}'>{escape(n)}</a>" for n in RAW_FILES if (run / n).is_file()
+    )
     parts = [
         "<div class=cards><section><h2 id=suite>Suite</h2>",
-        _kv_table(suite) if suite else "<p>Suite: not recorded.</p>",
+        kv_table(suite) if suite else "<p>Suite: not recorded.</p>",
         "</section><section><h2>Played</h2>",
-        _kv_table(played),
+        kv_table(played),
         "<h2 id=machine>Machine</h2>",
-        _kv_table(machine) if machine else "<p>Machine: not recorded.</p>",
+        kv_table(machine) if machine else "<p>Machine: not recorded.</p>",
         f"<h2 id=files>Raw files</h2><p>{files or 'none'}</p></section></div>",
-        f"<h2 id=reading>Reading the leaderboards</h2><p class=note>{_e(RANKING_LEGEND)} "
+        f"<h2 id=reading>Reading the leaderboards</h2><p class=note>{escape(RANKING_LEGEND)} "
         "Shaded bands are rank groups; a thick line starts the next group.</p>",
     ]
     left = meta.get("left_out") or []
     if left:
         rows = "".join(
-            f"<tr><td class=l>{_e(x.get('controller'))}</td><td class=l>"
-            f"{_e(x.get('env_id'))}</td><td class=l>{_e(x.get('reason'))}</td></tr>"
+            f"<tr><td class=l>{escape(x.get('controller'))}</td><td class=l>"
+            f"{escape(x.get('env_id'))}</td><td class=l>{escape(x.get('reason'))}</td></tr>"
             for x in left
         )
         parts.append(
@@ -360,7 +232,7 @@ def html_report(run_dir: str | Path) -> str:
     ids = {e: "env-" + slug(e.split("/")[-1]).lower() for e in board}
     name = (data["suite"] or {}).get("name") or run.name
     toc = "".join(
-        f"<li><a href='#{ids[e]}'>{_e(e)}</a>: <a href='#{ids[e]}-board'>"
+        f"<li><a href='#{ids[e]}'>{escape(e)}</a>: <a href='#{ids[e]}-board'>"
         f"leaderboard</a> · <a href='#{ids[e]}-figs'>figures</a> · <a href="
         f"'#{ids[e]}-traces'>traces</a> · <a href='#{ids[e]}-card'>report card</a>"
         "</li>"
@@ -369,9 +241,9 @@ def html_report(run_dir: str | Path) -> str:
     extra = "<li><a href='#left-out'>left out</a></li>" if data["meta"].get("left_out") else ""
     parts = [
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Benchmark "
-        f"{_e(name)}</title><style>{CSS}</style></head><body>",
-        f"<h1>Benchmark report: {_e(name)}</h1><p class=note>Run folder "
-        f"<code>{_e(run.resolve().name)}</code>.</p>",
+        f"{escape(name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>Benchmark report: {escape(name)}</h1><p class=note>Run folder "
+        f"<code>{escape(run.resolve().name)}</code>.</p>",
         "<nav><b>Contents</b><ul><li><a href='#suite'>suite</a> · <a href='#machine'>"
         f"machine</a> · <a href='#files'>raw files</a> · <a href='#reading'>reading the "
         f"leaderboards</a></li>{extra}{toc}</ul></nav>",
@@ -409,17 +281,17 @@ def _env_section(
     mine = [x for x in left if x.get("env_id") == env_id]
     gone = (
         "<p class=warn>Left out here: "
-        + "; ".join(f"{_e(x.get('controller'))}: {_e(x.get('reason'))}" for x in mine)
+        + "; ".join(f"{escape(x.get('controller'))}: {escape(x.get('reason'))}" for x in mine)
         + "</p>"
         if mine
         else ""
     )
     closed = "" if len(card) <= 6 else " (click to open)"
     return [
-        f"<h2 id={anchor}>{_e(env_id)}{_e(scen)}</h2>",
+        f"<h2 id={anchor}>{escape(env_id)}{escape(scen)}</h2>",
         f"<h3 id={anchor}-board>Leaderboard</h3>",
         _ranking_note(rows),
-        _board_table(rows, metrics),
+        board_table(rows, metrics),
         gone,
         f"<h3 id={anchor}-figs>Comparison figures</h3>",
         figs,
@@ -427,7 +299,7 @@ def _env_section(
         traces,
         f"<h3 id={anchor}-card>Per-patient report card</h3>",
         f"<details{'' if closed else ' open'}><summary>{len(card)} patients{closed}"
-        f"</summary><p class=note>{_e(legend)}</p>{_card_table(card)}</details>"
+        f"</summary><p class=note>{escape(legend)}</p>{card_table(card)}</details>"
         if card
         else "<p class=note>No report card (report_card.md absent).</p>",
     ]

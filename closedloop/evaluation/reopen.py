@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError
+from closedloop.evaluation.episode_spec import EPISODE_FORMAT, EPISODES_DIR, trajectory_path
 from closedloop.evaluation.folder import write_report
-from closedloop.evaluation.grid import EPISODE_FORMAT, EPISODES_DIR, trajectory_path
 from closedloop.evaluation.html import write_html_report
 from closedloop.evaluation.ranking import DEFAULT_PRIMARY
 from closedloop.evaluation.report import results_doc, write_csv, write_json

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from closedloop.evaluation.episode_spec import trajectory_path
 from closedloop.evaluation.figures import _load_saved, representative_patient, slug, with_window
-from closedloop.evaluation.grid import trajectory_path
 from closedloop.evaluation.rank_figures import paired_by_env
 from closedloop.evaluation.summary import groups, score_matrix
 from closedloop.plots._save import new_figure, save_png

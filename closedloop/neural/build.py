@@ -14,6 +14,7 @@ from closedloop._config import ConfigError
 from closedloop.neural import fibre as fibre_model
 from closedloop.neural import geometry
 from closedloop.neural.kernels import FLOOR_BLOCK
+from closedloop.neural.latency import conduction_velocity_m_s, initiation_table
 from closedloop.neural.layout import (
     KernelParams,
     KernelTables,
@@ -21,12 +22,7 @@ from closedloop.neural.layout import (
 from closedloop.neural.params import ModelParams
 from closedloop.neural.pool import pool_regen_table
 from closedloop.neural.population import Fibres, contact_sources
-from closedloop.neural.recording import (
-    ORDER_PW_US,
-    conduction_velocity_m_s,
-    initiation_table,
-    recruited_template,
-)
+from closedloop.neural.recording import ORDER_PW_US, recruited_template
 from closedloop.neural.rng import fmix32_np
 
 DEFAULT_CSF_MM = 3.5
@@ -62,42 +58,12 @@ def build_tables(
         params.response,
         params.recording,
     )
+    fibres, rheo, q, order = _threshold_tables(params, fibres)
     grid = geometry.csf_grid()
-    src_x, src_w = contact_sources(lead)
-    span = 2.0 * lead.pitch_mm + lead.contact_length_mm
-    rheo, q = geometry.sd_tables(
-        fibres.diameter_um,
-        fibres.lateral_mm,
-        fibres.depth_mm,
-        fibres.node_phase,
-        grid,
-        src_x,
-        src_w,
-        lead.lateral_offset_mm,
-        exc.sigma_long_s_per_mm,
-        exc.sigma_trans_s_per_mm,
-        span,
-        exc.threshold_scale,
-    )
-    rheo, q = rheo.astype(np.float32), q.astype(np.float32)  # stored as float32
-    order = screening_order(rheo, q)
-    fibres = fibres.take(order)
-    rheo, q = np.ascontiguousarray(rheo[:, order]), np.ascontiguousarray(q[:, order])
     sfap = geometry.sfap_weight_table(
         fibres.diameter_um, fibres.lateral_mm, fibres.depth_mm, grid, lead.lateral_offset_mm, resp
     ).astype(np.float32)
-    edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
-    cls = np.clip(np.searchsorted(edges, fibres.diameter_um) - 1, 0, pop.n_classes - 1)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    cv = conduction_velocity_m_s(centres, resp)
-    if not (cv >= MIN_CV_M_S).all():
-        raise ConfigError(
-            f"response.cv_intercept_m_s={resp.cv_intercept_m_s:g} gives a conduction velocity "
-            f"of {cv.min():.3g} m/s at {centres.min():.3g} µm; valid range: cv_intercept_m_s >= "
-            f"{MIN_CV_M_S:g} - cv_per_um * {centres.min():.3g} = "
-            f"{MIN_CV_M_S - resp.cv_per_um * centres.min():.3g} m/s"
-        )
-    delay = lead.recording_distance_mm / cv  # mm / (mm/ms) = ms
+    cls, delay = _classes(params, fibres.diameter_um)
     n_s = int(round(recp.window_ms * recp.fs_hz * 1e-3))
     first = slice(0, max(1, int(MIX_RECRUITED_FRACTION * order.size)))  # lowest reference keys
     g_ref = _reference_cell()
@@ -129,6 +95,57 @@ def build_tables(
         ),
         pool_regen_ms=pool_regen_table(exc.jitter_rel if exc.pool_fraction else 0.0, init),
     )
+
+
+def _threshold_tables(params: ModelParams, fibres: Fibres) -> tuple:
+    """The fibres in screening order and their strength-duration tables.
+
+    Returns:
+        ``(fibres, rheo_ma, q_ma, order)``: the reordered fibres, the rheobase and charge terms
+        (mA, float32, CSF grid x fibre, in that order) and the permutation applied.
+    """
+    lead, exc = params.lead, params.excitability
+    src_x, src_w = contact_sources(lead)
+    span = 2.0 * lead.pitch_mm + lead.contact_length_mm
+    rheo, q = geometry.sd_tables(
+        fibres.diameter_um,
+        fibres.lateral_mm,
+        fibres.depth_mm,
+        fibres.node_phase,
+        geometry.csf_grid(),
+        src_x,
+        src_w,
+        lead.lateral_offset_mm,
+        exc.sigma_long_s_per_mm,
+        exc.sigma_trans_s_per_mm,
+        span,
+        exc.threshold_scale,
+    )
+    rheo, q = rheo.astype(np.float32), q.astype(np.float32)  # stored as float32
+    order = screening_order(rheo, q)
+    rheo, q = np.ascontiguousarray(rheo[:, order]), np.ascontiguousarray(q[:, order])
+    return fibres.take(order), rheo, q, order
+
+
+def _classes(params: ModelParams, diameter_um: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each fibre's diameter class and each class's conduction delay to the recording (ms).
+
+    Raises:
+        ConfigError: If a class's conduction velocity is below ``MIN_CV_M_S``.
+    """
+    pop, resp = params.population, params.response
+    edges = np.linspace(pop.diameter_min_um, pop.diameter_max_um, pop.n_classes + 1)
+    cls = np.clip(np.searchsorted(edges, diameter_um) - 1, 0, pop.n_classes - 1)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    cv = conduction_velocity_m_s(centres, resp)
+    if not (cv >= MIN_CV_M_S).all():
+        raise ConfigError(
+            f"response.cv_intercept_m_s={resp.cv_intercept_m_s:g} gives a conduction velocity "
+            f"of {cv.min():.3g} m/s at {centres.min():.3g} µm; valid range: cv_intercept_m_s >= "
+            f"{MIN_CV_M_S:g} - cv_per_um * {centres.min():.3g} = "
+            f"{MIN_CV_M_S - resp.cv_per_um * centres.min():.3g} m/s"
+        )
+    return cls, params.lead.recording_distance_mm / cv  # mm / (mm/ms) = ms
 
 
 def _reference_cell() -> int:

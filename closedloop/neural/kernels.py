@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from closedloop.neural.estimators import clipped, n1_latency, n1p2, template_estimate
+from closedloop.neural.latency import delay_at
 from closedloop.neural.layout import (
     PULSE_DTYPE,
     KernelParams,
@@ -39,7 +40,7 @@ from closedloop.neural.layout import (
     new_work,
 )
 from closedloop.neural.pool import fired_fraction, pool_fire
-from closedloop.neural.recording import delay_at, refresh_templates, synthesise
+from closedloop.neural.recording import refresh_templates, synthesise
 from closedloop.neural.rng import Z_MAX, fmix32, hash_normal, pulse_key
 
 __all__ = [  # the layout is re-exported: callers import it from here
@@ -250,7 +251,7 @@ def fire(state, work, tables, kparams, current_ma, pw_us, j, f, n):
     span from the first to the last of them, masked, took twice as long: the recruited fibres
     are interleaved with many that do not fire), and their SFAP weights ``w`` are added per
     class in fibre order, into ``work.class_acc``,
-    and ``w`` times their initiation delay (ms, :func:`~closedloop.neural.recording.delay_at`
+    and ``w`` times their initiation delay (ms, :func:`~closedloop.neural.latency.delay_at`
     at ``u = th / current``) into ``work.class_delay``.
     """
     th, idx, acc, dacc = work.th, work.idx, work.class_acc, work.class_delay

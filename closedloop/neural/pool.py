@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from closedloop.neural.recording import delay_at
+from closedloop.neural.latency import delay_at
 from closedloop.neural.rng import IH_SCALE, Z_MAX
 
 __all__ = [
@@ -137,7 +137,7 @@ def fired_regen(current_ma, th_ma, jitter_rel, table):
 
     A member with draw ``z`` fires at ``u = th (1 + jitter_rel z) / current`` and starts its
     spike the regenerative delay ``R(u)`` (``table``: ``KernelTables.init_delay_ms``, read as
-    :func:`~closedloop.neural.recording.delay_at` does) after its charging time. ``R`` is
+    :func:`~closedloop.neural.latency.delay_at` does) after its charging time. ``R`` is
     convex and steep near ``u = 1`` (logarithmic, capped), so the mean ``E[R(u) | fired]`` of
     the members lies above ``R(E[u | fired])`` (Jensen; by up to ~0.04 ms for a partly firing
     pool), and all-or-none fibres fire at their own draws' delays. The mean is taken over the

@@ -15,7 +15,8 @@ from closedloop.neural.kernels import (
     KernelState,
     KernelTables,
 )
-from closedloop.neural.recording import NOISE_SALT, ORDER_PW_US, SUPPORT_WIDTHS, TEMPLATE_RATIO
+from closedloop.neural.latency import TEMPLATE_RATIO
+from closedloop.neural.recording import NOISE_SALT, ORDER_PW_US, SUPPORT_WIDTHS
 from closedloop.neural.reference_tables import (
     _exp,
     _seq_sum,

@@ -22,9 +22,9 @@ class ResponseParams:
     A recruited fibre (current I, its jittered threshold th this pulse, r = I / th >= 1) fires
     at ``initiation_offset + initiation_pw_fraction * PW / r + min(initiation_log *
     ln(1 + initiation_ratio_scale / (r - 1)), initiation_log_max)`` ms after the pulse onset
-    (:func:`closedloop.neural.recording.initiation_delay_ms`; PW the cathodic phase, ms) and
+    (:func:`closedloop.neural.latency.initiation_delay_ms`; PW the cathodic phase, ms) and
     conducts at ``cv_per_um * D + cv_intercept_m_s`` m/s
-    (:func:`closedloop.neural.recording.conduction_velocity_m_s`). Against MRG (37 °C, point
+    (:func:`closedloop.neural.latency.conduction_velocity_m_s`). Against MRG (37 °C, point
     source at 3 mm, D 5.7/10/16 µm, PW 100/300 µs, I/th 1.001-3) the delay law is within
     0.04 ms (rms 0.02 ms); it has no diameter term (MRG's small fibres start ~0.02 ms later).
     """

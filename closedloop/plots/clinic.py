@@ -173,6 +173,31 @@ def ecap_axis_top(
 
 def _ecap_panel(ax, t, traj, n: int, unscored=None) -> None:
     """ECAP (measured and true) against the target and the window; spikes clipped and marked."""
+    _window_band(ax, t, traj, n)
+    _unscored_spans(ax, t, traj, unscored)
+    tt, ymax = _ecap_lines(ax, t, traj, n)
+    _mark_events(ax, t, traj.event, EVENT_TYPES)
+    top = ecap_axis_top(traj.ecap_true_uv, traj.target_uv, traj.window_hi_uv)
+    over = ymax > top
+    if np.any(over):
+        ax.plot(
+            tt[over],
+            np.full(np.count_nonzero(over), top),
+            "^",
+            color="tab:red",
+            ms=5,
+            clip_on=False,
+            zorder=30,
+            label=f"true ECAP above the axis (peak {np.nanmax(ymax):.0f} µV)",
+        )
+    ax.set_ylim(0.0, top)
+    ax.set_ylabel("ECAP (µV)")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=4, frameon=False)
+    ax.grid(alpha=0.3)
+
+
+def _window_band(ax, t, traj, n: int) -> None:
+    """The therapeutic window (ECAP at perception to discomfort, µV) as a shaded band."""
     tb, lo = binned(t, traj.window_lo_uv, n)[:2]
     hi = binned(t, traj.window_hi_uv, n)[1]
     ax.fill_between(tb, lo, hi, color="tab:green", alpha=0.1, step="post", lw=0)
@@ -185,6 +210,10 @@ def _ecap_panel(ax, t, traj, n: int, unscored=None) -> None:
         alpha=0.3,
         label="therapeutic window (ECAP at perception to discomfort)",
     )
+
+
+def _unscored_spans(ax, t, traj, unscored) -> None:
+    """Grey the warm-up and hatch the unscored stretches (``unscored``: a bool per pulse)."""
     k = int(np.searchsorted(traj.t_s, traj.t_s[0] + traj.warmup_s))
     if traj.warmup_s > 0 and k > 0:
         ax.axvspan(
@@ -208,6 +237,14 @@ def _ecap_panel(ax, t, traj, n: int, unscored=None) -> None:
                 zorder=0,
                 label=None if j else "not scored (the env's unscored postures)",
             )
+
+
+def _ecap_lines(ax, t, traj, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Measured and true ECAP (µV, binned if ``n > 1``) and the target.
+
+    Returns:
+        ``(t_bins, true_max)``: the bins' times and the true ECAP's maximum in each bin (µV).
+    """
     tm, m = binned(t, traj.ecap_uv, n)[:2]
     tt, mean, ymin, ymax = binned(t, traj.ecap_true_uv, n)
     per = f", {BIN_S:g}-s means" if n > 1 else ""
@@ -226,24 +263,7 @@ def _ecap_panel(ax, t, traj, n: int, unscored=None) -> None:
     ax.axhline(
         traj.target_uv, color="black", ls="--", lw=1.0, label=f"target {traj.target_uv:.1f} µV"
     )
-    _mark_events(ax, t, traj.event, EVENT_TYPES)
-    top = ecap_axis_top(traj.ecap_true_uv, traj.target_uv, traj.window_hi_uv)
-    over = ymax > top
-    if np.any(over):
-        ax.plot(
-            tt[over],
-            np.full(np.count_nonzero(over), top),
-            "^",
-            color="tab:red",
-            ms=5,
-            clip_on=False,
-            zorder=30,
-            label=f"true ECAP above the axis (peak {np.nanmax(ymax):.0f} µV)",
-        )
-    ax.set_ylim(0.0, top)
-    ax.set_ylabel("ECAP (µV)")
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=4, frameon=False)
-    ax.grid(alpha=0.3)
+    return tt, ymax
 
 
 def _current_panel(ax, t, traj, n: int) -> None:

@@ -33,7 +33,8 @@ from closedloop.training.run_config import (
     TrainResult,
     clear_run,
 )
-from closedloop.training.spec import algorithm_class, sb3_kwargs
+from closedloop.training.sb3_args import sb3_kwargs
+from closedloop.training.spec import algorithm_class
 from closedloop.training.validation import evaluate, is_better, validation_patients
 
 
@@ -114,7 +115,7 @@ class Run:
         self._threads()
         self.norm = self._env()
         n_actions = int(self.norm.action_space.shape[0])
-        kwargs = sb3_kwargs(spec, self.cfg.hyperparams, n_actions)
+        kwargs = sb3_kwargs(self.cfg.hyperparams, n_actions)
         self.model = algorithm_class(spec.algorithm)(
             spec.policy, self.norm, seed=self.cfg.seed, device="cpu", verbose=0, **kwargs
         )

@@ -266,51 +266,6 @@ def check_hyperparams(algorithm: str, policy: str, hp: Mapping[str, Any], where:
     rules.check_combination(hp, where)
 
 
-def parse_schedule(value: float | str, name: str) -> Any:
-    """A float, or ``"lin_<float>"`` (rl-baselines3-zoo): a linear decay to 0 over training."""
-    if isinstance(value, str):
-        try:
-            start = float(value.removeprefix("lin_")) if value.startswith("lin_") else None
-        except ValueError:
-            start = None
-        if start is None:
-            raise ConfigError(f"{name}={value!r} is invalid; valid: a number or 'lin_<number>'")
-        from stable_baselines3.common.utils import LinearSchedule
-
-        return LinearSchedule(start, 0.0, 1.0)
-    return value
-
-
-def sb3_kwargs(spec: RLAgentSpec, hp: Mapping[str, Any], n_actions: int) -> dict[str, Any]:
-    """Constructor keyword arguments for SB3 from validated spec hyperparameters."""
-    import numpy as np
-    import torch.nn as nn
-
-    kw = {k: v for k, v in hp.items() if k != "action_noise_sigma"}
-    for key in ("learning_rate", "clip_range"):
-        if key in kw:
-            kw[key] = parse_schedule(kw[key], key)
-    if isinstance(kw.get("train_freq"), list):
-        kw["train_freq"] = tuple(kw["train_freq"])
-    pk = dict(kw.pop("policy_kwargs", {}))
-    if "activation_fn" in pk:
-        pk["activation_fn"] = {
-            "tanh": nn.Tanh,
-            "relu": nn.ReLU,
-            "elu": nn.ELU,
-            "leaky_relu": nn.LeakyReLU,
-            "gelu": nn.GELU,
-        }[pk["activation_fn"]]
-    if pk:
-        kw["policy_kwargs"] = pk
-    sigma = hp.get("action_noise_sigma")
-    if sigma:
-        from stable_baselines3.common.noise import NormalActionNoise
-
-        kw["action_noise"] = NormalActionNoise(np.zeros(n_actions), np.full(n_actions, sigma))
-    return kw
-
-
 def parse_rl_spec(doc: Mapping[str, Any], where: str = "spec") -> RLAgentSpec:
     """Validate a parsed spec document (see the module docstring).
 

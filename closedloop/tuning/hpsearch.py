@@ -52,6 +52,7 @@ from closedloop.controllers import SB3Policy
 from closedloop.envs.vector import ECAPVectorEnv
 from closedloop.evaluation import run_episode
 from closedloop.patients.cohort import load_cohort, tuning_session
+from closedloop.training.sb3_args import sb3_kwargs
 from closedloop.training.search_ranges import with_values
 from closedloop.tuning.hpsearch_space import (  # noqa: F401  (re-exported: the public API)
     ACTIVATIONS,
@@ -76,7 +77,7 @@ from closedloop.tuning.hpsearch_space import (  # noqa: F401  (re-exported: the 
     rule_kind,
     study_name_for,
 )
-from closedloop.tuning.hpsearch_trial import sample, sb3_kwargs
+from closedloop.tuning.hpsearch_trial import rollout_size, sample
 
 
 class NormalizedPredictor:
@@ -147,7 +148,7 @@ def train_trial(setup: TrialSetup, hp: Mapping[str, Any], seed: int) -> Normaliz
         seed=seed,
         verbose=0,
         device="cpu",
-        **sb3_kwargs(setup.algo, hp, space.n_envs, venv.action_space.shape[0]),
+        **sb3_kwargs(hp, venv.action_space.shape[0], rollout_size(setup.algo, hp, space.n_envs)),
     )
     model.learn(total_timesteps=setup.steps)
     if vecnorm is not None:
