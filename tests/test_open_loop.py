@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from closedloop._config import ConfigError
 from closedloop.disturbances import EVENT_TYPES
 from closedloop.evaluation.simulate import open_loop
 from closedloop.patients.calibration import calibrate
@@ -87,3 +88,54 @@ def test_trajectory_saves_and_plots(tmp_path, setup):
 
     trace = load_scenario("clinic").sample(patient.posture_csf_mm, 50.0, 0)
     assert plot_scenario(trace, tmp_path / "sc.png").stat().st_size > 10_000
+
+
+def test_open_loop_is_an_episode_of_the_open_loop_controller(setup, run):
+    """The same runner: the env episode of OpenLoop with the same seed, bit for bit."""
+    from closedloop.controllers import OpenLoop
+    from closedloop.evaluation.episode_runner import run_episode
+    from closedloop.evaluation.simulate import OPEN_LOOP_ENV
+
+    patient, _, cal = setup
+    overrides = {
+        "scenario": "clinic",
+        "episode_s": 450.0,
+        "rate_hz": cal.rate_hz,
+        "pw_us": cal.pw_us,
+        "pulses_per_step": 1,
+        "action_mode": "absolute",
+    }
+    episode = run_episode(OpenLoop(), OPEN_LOOP_ENV, "default", 0, overrides).trajectory
+    for name in ("t_s", "csf_mm", "posture", "current_ma", "ecap_uv", "ecap_true_uv", "sensation"):
+        assert np.array_equal(getattr(episode, name), getattr(run, name)), name
+
+
+def test_the_device_limits_an_open_loop_current(setup):
+    patient, model, cal = setup
+    high = min(4.0 * cal.comfort_ma, 25.5)
+    run = open_loop(patient, "clinic", high, cal, seed=0, duration_s=20, with_window=False)
+    assert run.current_ma.max() <= cal.max_ma + 1e-9
+    # the first pulse slews from the comfort current (the device's step limit), then holds
+    assert cal.comfort_ma < run.current_ma[0] < run.current_ma[1]
+    assert np.allclose(run.current_ma[1:], min(high, cal.max_ma))
+    with pytest.raises(ConfigError, match="current_ma"):
+        open_loop(patient, "clinic", 4.01 * cal.comfort_ma, cal, duration_s=20)
+
+
+def test_reset_takes_patient_scenario_and_calibration_objects(setup):
+    from closedloop.disturbances import load_scenario
+    from closedloop.envs.ecap_env import ECAPTrackingEnv
+
+    patient, _, cal = setup
+    env = ECAPTrackingEnv("closedloop/ECAPTracking-v0", episode_s=30.0)
+    scenario = load_scenario("walking")
+    _, info = env.reset(seed=1, options={"patient": patient, "scenario": scenario})
+    assert env.patient is patient and info["patient_id"] == "default"
+    by_id = ECAPTrackingEnv("closedloop/ECAPTracking-v0", episode_s=30.0)
+    by_id.reset(seed=1, options={"patient": "default", "scenario": "walking"})
+    assert np.array_equal(env.trace.csf_mm, by_id.trace.csf_mm)
+    other = calibrate(get_patient("test-000"))
+    with pytest.raises(ConfigError, match="calibration"):
+        env.reset(seed=1, options={"patient": patient, "calibration": other})
+    with pytest.raises(ConfigError, match="CalibrationRecord"):
+        env.reset(seed=1, options={"calibration": "default"})

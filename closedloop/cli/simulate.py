@@ -37,7 +37,8 @@ def add_parsers(sub) -> None:
         "open-loop",
         help="run a fixed current through a scenario",
         description="Calibrate the patient, deliver the comfort current (or "
-        "--current-ma) through the scenario, print clinical metrics.",
+        "--current-ma) through the scenario as one episode of the open-loop controller "
+        "(one pulse per step; the device's limits apply), print clinical metrics.",
     )
     o.add_argument("--patient", default="default", metavar="ID", help="patient id")
     o.add_argument("--scenario", default="clinic", help="scenario id (default clinic)")
@@ -45,7 +46,8 @@ def add_parsers(sub) -> None:
         "--current-ma",
         type=float,
         default=None,
-        help="fixed current (mA); default the calibrated comfort current",
+        help="fixed current (mA), at most 4x the comfort current; default the calibrated "
+        "comfort current",
     )
     o.add_argument("--seed", type=int, default=0, help="seed of scenario and noise (default 0)")
     o.add_argument("--duration-s", type=float, default=None, help="override the duration (s)")

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium.utils import seeding
 
-from closedloop.disturbances import load_scenario
+from closedloop._config import ConfigError
+from closedloop.disturbances import Scenario, load_scenario
 from closedloop.envs import model_store
 from closedloop.patients.calibration import calibrate
 from closedloop.patients.calibration_cache import patient_calibration
@@ -54,8 +55,10 @@ class ModelSlot:
         return self._model
 
 
-def choose_patient(patient_id: str, split: str, rng: np.random.Generator) -> Patient:
-    """The named patient, or a draw from the split's cohort with ``rng``."""
+def choose_patient(patient_id: str | Patient, split: str, rng: np.random.Generator) -> Patient:
+    """The patient given, the named patient, or a draw from the split's cohort with ``rng``."""
+    if isinstance(patient_id, Patient):
+        return patient_id
     if patient_id:
         return get_patient(patient_id)
     cohort = load_cohort(split)
@@ -78,15 +81,31 @@ def draw_episode(
     cfg = spec.config
     patient = choose_patient(opts.get("patient", cfg.patient), opts.get("split", cfg.split), rng)
     model = models.of(patient)
-    calibration = _calibration(patient, cfg.pw_us, cfg.rate_hz)
+    calibration = opts.get("calibration") or _calibration(patient, cfg.pw_us, cfg.rate_hz)
+    _check_calibration(calibration, patient, cfg)
     target_uv = float(opts.get("target_uv", calibration.target_uv))
-    scenario = load_scenario(opts.get("scenario", cfg.scenario), duration_s=cfg.episode_s)
+    scenario = opts.get("scenario", cfg.scenario)
+    if isinstance(scenario, Scenario):
+        scenario = scenario.replace(duration_s=cfg.episode_s)
+    else:
+        scenario = load_scenario(scenario, duration_s=cfg.episode_s)
     trace_ss, noise_ss = episode_seeds(int(rng.integers(2**63)), patient)
     trace = scenario.sample(patient.posture_csf_now_mm, cfg.rate_hz, trace_ss)
     model.reset(noise_ss)
-    if prefetch and not cfg.patient:  # what an unseeded reset draws next
+    if prefetch and not cfg.patient and "patient" not in opts:  # what a reset draws next
         model_store.prefetch(choose_patient("", cfg.split, copy.deepcopy(rng)))
     return Draw(patient, model, calibration, target_uv, trace)
+
+
+def _check_calibration(cal, patient: Patient, cfg) -> None:
+    """ConfigError unless a given calibration is the patient's, at the env's pulse width/rate."""
+    got = (cal.patient_id, float(cal.pw_us), float(cal.rate_hz))
+    want = (patient.patient_id, float(cfg.pw_us), float(cfg.rate_hz))
+    if got != want:
+        raise ConfigError(
+            f"options['calibration'] is of patient {got[0]!r} at {got[1]:g} µs, {got[2]:g} Hz; "
+            f"the episode's patient is {want[0]!r} at {want[1]:g} µs, {want[2]:g} Hz"
+        )
 
 
 class PatientSlot:

@@ -119,25 +119,30 @@ class ECAPTrackingEnv(gym.Env):
     ## Arguments
     ``gymnasium.make(id, render_mode=None, **overrides)``: any field of
     :class:`~closedloop.envs.config.EnvConfig`, plus ``reward={...}`` and ``device={...}``.
-    ``reset(options=...)`` accepts ``patient``, ``split``, ``scenario`` and ``target_uv``.
+    ``reset(options=...)`` accepts ``patient``, ``split``, ``scenario``, ``target_uv`` and
+    ``calibration``; ``patient`` may be a :class:`~closedloop.patients.patient.Patient` and
+    ``scenario`` a :class:`~closedloop.disturbances.Scenario` (objects made in Python), and
+    ``calibration`` is the patient's :class:`~closedloop.patients.calibration.CalibrationRecord`
+    at the env's pulse width and rate (its calibration otherwise).
 
     ## Version History
-    * v0: initial version. Issue 20 (same id): every variant steps through the one control step
-      (:mod:`closedloop.envs.step`); trajectories are unchanged, bit for bit. The info keys are
-      one list (:data:`closedloop.envs.step_info.STEP_KEYS`); the vector env's info has every
-      per-step key, as arrays (its ``limit_flags`` is now ``device_flags``). Issue 19 (same
+    * v0: initial version. Issue 20 (same id): reset options may be objects (above), which
+      :func:`closedloop.evaluation.simulate.open_loop` uses; every variant steps through the one
+      control step (:mod:`closedloop.envs.step`); trajectories are unchanged, bit for bit. The info
+      keys are one list (:data:`closedloop.envs.step_info.STEP_KEYS`); the vector env's info has
+      every per-step key, as arrays (its ``limit_flags`` is now ``device_flags``). Issue 19 (same
       id): the reset's ``info`` has the step's keys, and every step's has the reset's;
-      ``posture_code``; ``device_limits`` at every step (the counts so far). Issue 18 (same id):
-      the scenario trace and the recording noise are seeded by the reset seed and the patient
-      together, and the daily-living scenarios start in the long-run posture mix; daily living
-      is an hour of a waking day with sway (the Test id plays the whole hour); the cohorts carry
-      targets below perception, migrated leads (the trace uses ``Patient.posture_csf_now_mm``)
-      and per-patient recording noise; the clinic ids score prone separately
-      (``unscored_postures``). Issue 16 (same id): with several pulses per step the device ramps
-      pulse by pulse (at most ``max_step_ma`` from one pulse to the next, each pulse at its own
-      impedance) instead of moving the whole step's change on its first pulse; the device
-      settings can only tighten the hard limits; ``info`` gained ``impedance_ohm``,
-      ``csf_clipped`` and the per-pulse arrays, and ``device_limits`` counts pulses.
+      ``posture_code``; ``device_limits`` at every step (the counts so far). Issue 18 (same id): the
+      scenario trace and the recording noise are seeded by the reset seed and the patient together,
+      and the daily-living scenarios start in the long-run posture mix; daily living is an hour of a
+      waking day with sway (the Test id plays the whole hour); the cohorts carry targets below
+      perception, migrated leads (the trace uses ``Patient.posture_csf_now_mm``) and per-patient
+      recording noise; the clinic ids score prone separately (``unscored_postures``). Issue 16 (same
+      id): with several pulses per step the device ramps pulse by pulse (at most ``max_step_ma``
+      from one pulse to the next, each pulse at its own impedance) instead of moving the whole
+      step's change on its first pulse; the device settings can only tighten the hard limits;
+      ``info`` gained ``impedance_ohm``, ``csf_clipped`` and the per-pulse arrays, and
+      ``device_limits`` counts pulses.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}

@@ -14,12 +14,18 @@ from typing import Any
 import numpy as np
 
 from closedloop._config import ConfigError, as_real_array, check_value, short_repr
+from closedloop.disturbances import Scenario
 from closedloop.envs.config import EnvConfig
+from closedloop.patients.calibration import CalibrationRecord
+from closedloop.patients.patient import Patient
 
 ECAP_BOUND_UV = 2000.0
 """Bound of the observed and targeted ECAP (µV)."""
-RESET_OPTIONS = ("patient", "split", "scenario", "target_uv")
+RESET_OPTIONS = ("patient", "split", "scenario", "target_uv", "calibration")
 """Keys ``reset(options=...)`` accepts."""
+OBJECT_OPTIONS = {"patient": Patient, "scenario": Scenario, "calibration": CalibrationRecord}
+"""Options that may also be given as the object itself (a patient not in a cohort, a scenario
+built in Python, a calibration record made with other postures)."""
 
 _TARGET_META = {"lo": 0.0, "lo_open": True, "hi": ECAP_BOUND_UV, "unit": "µV"}
 
@@ -28,7 +34,10 @@ def reset_options(options: Any) -> dict:
     """``reset``'s options checked: a dict of :data:`RESET_OPTIONS` with values of their types.
 
     ``patient``, ``split`` and ``scenario`` are checked as the fields of
-    :class:`~closedloop.envs.config.EnvConfig`; ``target_uv`` is a real number in (0, 2000] µV.
+    :class:`~closedloop.envs.config.EnvConfig`, unless they are a
+    :class:`~closedloop.patients.patient.Patient` or a :class:`~closedloop.disturbances.Scenario`;
+    ``calibration`` must be a :class:`~closedloop.patients.calibration.CalibrationRecord`;
+    ``target_uv`` is a real number in (0, 2000] µV.
     """
     if options is None:
         return {}
@@ -44,6 +53,12 @@ def reset_options(options: Any) -> dict:
         )
     fields = EnvConfig.__dataclass_fields__
     for key, value in options.items():
+        if key in OBJECT_OPTIONS and isinstance(value, OBJECT_OPTIONS[key]):
+            continue
+        if key == "calibration":
+            raise ConfigError(
+                f"options['calibration']={short_repr(value)} must be a CalibrationRecord"
+            )
         meta = _TARGET_META if key == "target_uv" else fields[key].metadata
         check_value(f"options[{key!r}]", value, meta, "real" if key == "target_uv" else None)
     return dict(options)

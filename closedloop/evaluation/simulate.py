@@ -12,21 +12,32 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from closedloop._config import ConfigError, check_value, short_repr
 from closedloop._io import check_memory
+from closedloop.controllers.base import ControlContext
+from closedloop.controllers.open_loop import OpenLoop, OpenLoopParams
 from closedloop.disturbances import Scenario, load_scenario
+from closedloop.envs.ecap_env import ECAPTrackingEnv
 from closedloop.evaluation.episode_inputs import check_seed
+from closedloop.evaluation.episode_runner import play, to_trajectory
 from closedloop.evaluation.trajectory import BYTES_PER_PULSE, Trajectory
 from closedloop.patients.calibration import CalibrationRecord, calibrate, window_table
-from closedloop.patients.patient import Patient, episode_seeds
-from closedloop.patients.perception import sensation
+from closedloop.patients.patient import Patient
 
+MAX_FRACTION = OpenLoopParams.__dataclass_fields__["comfort_fraction"].metadata["hi"]
+"""Largest ``comfort_fraction`` of the open-loop controller (:class:`OpenLoopParams`)."""
 WINDOW_GRID_POINTS = 9
 """CSF thicknesses at which the ECAP window is measured for a trajectory (interpolated between)."""
+
+
+OPEN_LOOP_ENV = "closedloop/ECAPTracking-v0"
+"""The env an open-loop run is an episode of, with one pulse per step and absolute currents at
+the calibration's pulse width and rate (its other settings do not change a fixed current)."""
 
 
 def open_loop(
@@ -39,52 +50,81 @@ def open_loop(
     model=None,
     with_window: bool = True,
 ) -> Trajectory:
-    """Deliver a fixed current through a scenario and record every pulse.
+    """Deliver a fixed current through a scenario: one episode of the open-loop controller.
+
+    The run is an episode like any other (:func:`~closedloop.evaluation.episode_runner.play`):
+    :class:`~closedloop.controllers.OpenLoop` drives :data:`OPEN_LOOP_ENV` for ``patient``
+    through ``scenario``, one pulse per step, and the device model's limits apply to every
+    pulse (a current above the clinician maximum is delivered at that maximum).
 
     Args:
         patient: The patient.
         scenario: A :class:`~closedloop.disturbances.Scenario` or a library scenario id.
-        current_ma: Fixed current (mA), in [0, 25.5]; the calibrated comfort current if None.
+        current_ma: Fixed current (mA), in [0, 4 x comfort] (the open-loop controller's
+            range) and at most 25.5; the calibrated comfort current if None.
         calibration: The patient's calibration; made with :func:`calibrate` if None.
-        seed: Seed of the scenario draws and of the recording noise, with the patient's id
-            (:func:`~closedloop.patients.patient.episode_seeds`: patients live different days).
+        seed: Seed of the episode's ``reset`` (scenario draws and recording noise, with the
+            patient's id: patients live different days), as for any env episode.
         duration_s: Override of the scenario's duration (s).
-        model: The patient's neural model, to avoid rebuilding it.
+        model: The patient's neural model, for the window sweeps (built if None).
         with_window: Measure the ECAP window along the trajectory's CSF range (for plots).
 
     Returns:
-        The :class:`Trajectory`.
+        The :class:`Trajectory` (one entry per pulse; ``frac_recruited`` is NaN, as for every
+        env episode).
 
     Raises:
         ConfigError: If an argument is invalid, or the run would not fit in the available
             memory (:data:`BYTES_PER_PULSE` per pulse).
     """
     seed = check_seed(seed)
+    scenario = _scenario(scenario, duration_s)
+    cal = calibrate(patient, model=model) if calibration is None else calibration
+    fraction = _comfort_fraction(current_ma, cal.comfort_ma)
+    check_run_memory(scenario.duration_s, cal.rate_hz)
+    env = ECAPTrackingEnv(
+        OPEN_LOOP_ENV,
+        rate_hz=cal.rate_hz,
+        pw_us=cal.pw_us,
+        pulses_per_step=1,
+        action_mode="absolute",
+        episode_s=scenario.duration_s,
+    )
+    options = {"patient": patient, "scenario": scenario, "calibration": cal}
+    try:
+        obs, info = env.reset(seed=seed, options=options)
+        context = ControlContext.from_env(env.spec_.config, env.calibration, info["target_uv"])
+        log = play(OpenLoop(OpenLoopParams(comfort_fraction=fraction)), context, env, obs)
+    finally:
+        env.close()
+    traj = dataclasses.replace(to_trajectory(env, info["target_uv"], log), scenario=scenario.name)
+    if not with_window:
+        return traj
+    lo, hi = window_along(patient, model or env.model, traj.csf_mm, cal.pw_us, cal.rate_hz)
+    return dataclasses.replace(traj, window_lo_uv=lo, window_hi_uv=hi)
+
+
+def _scenario(scenario, duration_s: float | None) -> Scenario:
+    """``scenario`` (a Scenario or a library id) with ``duration_s`` if given."""
     if not isinstance(scenario, str | Scenario):
         raise ConfigError(
             f"scenario={short_repr(scenario)} must be a library scenario id, "
             "the path of a .toml file, or a Scenario"
         )
     if isinstance(scenario, str):
-        scenario = (
-            load_scenario(scenario)
-            if duration_s is None
-            else load_scenario(scenario, duration_s=duration_s)
-        )
-    elif duration_s is not None:
-        scenario = scenario.replace(duration_s=duration_s)
-    model = patient.model() if model is None else model
-    cal = calibrate(patient, model=model) if calibration is None else calibration
-    current = cal.comfort_ma if current_ma is None else current_ma
-    check_value("current_ma", current, {"lo": 0.0, "hi": 25.5, "unit": "mA"})
-    check_run_memory(scenario.duration_s, cal.rate_hz)
-    scenario_ss, noise_ss = episode_seeds(seed, patient)
-    trace = scenario.sample(patient.posture_csf_now_mm, cal.rate_hz, scenario_ss)
-    model.reset(noise_ss)
-    n = trace.t_s.size
-    cur = np.full(n, float(current))
-    rec = model.stimulate(cur, cal.pw_us, trace.csf_mm, 1.0 / cal.rate_hz)
-    return make_trajectory(patient, scenario.name, cal, trace, cur, rec, model, with_window)
+        if duration_s is None:
+            return load_scenario(scenario)
+        return load_scenario(scenario, duration_s=duration_s)
+    return scenario if duration_s is None else scenario.replace(duration_s=duration_s)
+
+
+def _comfort_fraction(current_ma: float | None, comfort_ma: float) -> float:
+    """The open-loop controller's ``comfort_fraction`` for a fixed ``current_ma`` (mA)."""
+    if current_ma is None:
+        return 1.0
+    hi = min(MAX_FRACTION * comfort_ma, 25.5)
+    check_value("current_ma", current_ma, {"lo": 0.0, "hi": hi, "unit": "mA"})
+    return float(current_ma) / comfort_ma if comfort_ma > 0.0 else 0.0
 
 
 def check_run_memory(duration_s: float, rate_hz: float) -> None:
@@ -103,57 +143,6 @@ def check_run_memory(duration_s: float, rate_hz: float) -> None:
         f"duration_s={duration_s:g} at rate_hz={rate_hz:g} ({n:.3g} pulses)",
         n * BYTES_PER_PULSE,
         "shorten duration_s",
-    )
-
-
-def make_trajectory(
-    patient: Patient,
-    scenario_name: str,
-    cal: CalibrationRecord,
-    trace,
-    current_ma: np.ndarray,
-    rec: np.ndarray,
-    model=None,
-    with_window: bool = True,
-) -> Trajectory:
-    """Assemble a :class:`Trajectory` from a disturbance trace and the pulse records.
-
-    Args:
-        patient: The patient.
-        scenario_name: Scenario id.
-        cal: The calibration record (target, pulse width, rate, warm-up).
-        trace: The :class:`~closedloop.disturbances.DisturbanceTrace`.
-        current_ma: Delivered current per pulse (mA).
-        rec: Pulse records (``PULSE_DTYPE``) of the neural model.
-        model: The patient's model, needed if ``with_window``.
-        with_window: Measure the ECAP window across the trace's CSF range.
-    """
-    feel = sensation(rec["frac_recruited"], trace.t_s, cal.rate_hz, patient.perception)
-    lo = hi = np.full(trace.t_s.size, np.nan)
-    if with_window and model is not None:
-        lo, hi = window_along(patient, model, trace.csf_mm, cal.pw_us, cal.rate_hz)
-    return Trajectory(
-        patient_id=patient.patient_id,
-        scenario=scenario_name,
-        rate_hz=cal.rate_hz,
-        pw_us=cal.pw_us,
-        target_uv=cal.target_uv,
-        discomfort_level=patient.perception.discomfort_level,
-        warmup_s=cal.warmup_s,
-        t_s=trace.t_s,
-        posture=trace.posture,
-        csf_mm=trace.csf_mm,
-        event=trace.event,
-        impedance_ohm=patient.impedance_ohm * trace.impedance_scale,
-        current_ma=current_ma,
-        ecap_uv=rec["ecap_uv"],
-        ecap_true_uv=rec["ecap_true_uv"],
-        detected=rec["detected"],
-        frac_recruited=rec["frac_recruited"],
-        sensation=feel,
-        charge_uc=rec["charge_uc"],
-        window_lo_uv=lo,
-        window_hi_uv=hi,
     )
 
 
