@@ -81,8 +81,11 @@ def draw_episode(
     cfg = spec.config
     patient = choose_patient(opts.get("patient", cfg.patient), opts.get("split", cfg.split), rng)
     model = models.of(patient)
-    calibration = opts.get("calibration") or _calibration(patient, cfg.pw_us, cfg.rate_hz)
-    _check_calibration(calibration, patient, cfg)
+    calibration = opts.get("calibration")
+    if calibration is None:
+        calibration = _calibration(patient, cfg.pw_us, cfg.rate_hz)
+    else:
+        _check_calibration(calibration, patient, cfg)
     target_uv = float(opts.get("target_uv", calibration.target_uv))
     scenario = opts.get("scenario", cfg.scenario)
     if isinstance(scenario, Scenario):

@@ -18,6 +18,7 @@ from closedloop._config import ConfigError, check_table, check_value, range_text
 from closedloop.envs.config import load_suite, with_overrides
 from closedloop.patients.cohort import load_cohort
 from closedloop.training import hyperparams as rules
+from closedloop.training.hyperparams import ACTIVATIONS  # noqa: F401  (re-exported)
 from closedloop.training.inputs import check_eval_episode
 from closedloop.training.search_ranges import SEARCH_KEYS, check_search_range
 from closedloop.training.spec import (
@@ -82,7 +83,6 @@ REPORTED = (
     "env_return",
 )
 """Clinical metrics averaged over the validation episodes of each trial."""
-ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu")
 
 
 @dataclasses.dataclass(frozen=True)
