@@ -29,11 +29,12 @@ import closedloop
 from closedloop._config import ConfigError, short_repr
 from closedloop._io import write_text_atomic
 from closedloop._parallel import check_workers, parallel_map
+from closedloop._ray import MAX_RETRIES, check_retries, cluster_cpus
 from closedloop.controllers.sources import resolve_controller, resolve_controllers
 from closedloop.evaluation import rows_from_folder, run_grid, write_html_report
 from closedloop.evaluation.episode_inputs import check_env_overrides
 from closedloop.evaluation.episode_spec import TRAJECTORIES_DIR, trajectory_path
-from closedloop.evaluation.grid import grid_specs, play_spec, resolve_patients
+from closedloop.evaluation.grid import check_ray, grid_specs, play_spec, resolve_patients
 from closedloop.evaluation.suite import (
     DEFAULT,
     PRIMARY_METRICS,
@@ -185,6 +186,8 @@ def run_benchmark(
     plots: bool = True,
     fresh: bool = False,
     save_trajectories: bool = False,
+    ray: bool | str = False,
+    max_retries: int = MAX_RETRIES,
 ):
     """Play a suite and write its report; resumes an interrupted run in the same folder.
 
@@ -204,6 +207,11 @@ def run_benchmark(
         fresh: Discard finished episodes in the folder instead of resuming.
         save_trajectories: Also keep every episode's trajectory (``trajectories/*.npz``; an
             hour of daily living is tens of MB).
+        ray: Play on Ray instead of local processes (``workers`` is then ignored): True
+            starts or joins a local Ray instance, a string is a cluster's address
+            (``HOST:PORT``, ``auto``). This process writes every episode as it arrives, so the
+            run folder, resume and report are those of a local run.
+        max_retries: With ``ray``, re-runs of a task whose worker process or node died.
 
     Returns:
         The :class:`closedloop.evaluation.Report` (leaderboard text in ``.text``).
@@ -220,6 +228,8 @@ def run_benchmark(
     patients = patients_of(suite)
     validate_envs(suite)
     n_workers = check_workers((os.cpu_count() or 1) if workers is None else workers)
+    check_ray(ray)
+    check_retries(max_retries)
     earlier = [] if fresh or not (out / "episodes").is_dir() else rows_from_folder(out)
     labels = set(controllers) | {r["controller"] for r in earlier}
     if suite.baseline not in labels:
@@ -228,6 +238,7 @@ def run_benchmark(
             f"the run folder's); valid: {', '.join(sorted(labels))}"
         )
     recorded = _claim_folder(out, suite, fresh)
+    placement: dict[str, int] = {}
     rows = run_grid(
         controllers,
         list(suite.env_ids),
@@ -238,8 +249,12 @@ def run_benchmark(
         out_dir=out,
         env_overrides=dict(suite.env_overrides) or None,
         save_trajectories=save_trajectories,
+        ray=ray,
+        max_retries=max_retries,
+        placement=placement if ray is not False else None,
     )
-    report, rows = _write_report(out, rows, recorded, n_workers, plots)
+    executor = _executor(n_workers, ray, placement)
+    report, rows = _write_report(out, rows, recorded, executor, plots)
     if plots:
         replayable = {**_resolvable(recorded.controllers), **controllers}
         report.paths.update(
@@ -249,7 +264,20 @@ def run_benchmark(
     return report
 
 
-def _write_report(out: Path, rows: list[dict], suite: Suite, workers: int, plots: bool):
+def _executor(workers: int, ray: bool | str, placement: dict[str, int]) -> dict[str, Any]:
+    """Where the episodes ran, for the report's metadata (and said on stderr for Ray)."""
+    if ray is False:
+        return {"workers": workers}
+    if placement:
+        print(
+            f"Ray: played {sum(placement.values())} episodes on {len(placement)} node(s): "
+            + ", ".join(f"{n[:8]} {k}" for n, k in sorted(placement.items())),
+            file=sys.stderr,
+        )
+    return {"ray": "local" if ray is True else ray, "ray_cpus": cluster_cpus()}
+
+
+def _write_report(out: Path, rows: list[dict], suite: Suite, executor: dict, plots: bool):
     """The report of every episode in the folder (this run's and any other it holds).
 
     Controllers that cannot be ranked with the others (other episodes than the baseline's)
@@ -262,7 +290,7 @@ def _write_report(out: Path, rows: list[dict], suite: Suite, workers: int, plots
 
     played = {r["episode"] for r in rows}
     rows = rows + [r for r in rows_from_folder(out) if r["episode"] not in played]
-    meta = {"suite": suite.to_dict(), "machine": machine(), "workers": workers}
+    meta = {"suite": suite.to_dict(), "machine": machine(), **executor}
     report, kept, left = report_rows(out, rows, suite.baseline, meta, plots)
     for item in left:
         print(

@@ -183,7 +183,9 @@ def test_batches_group_cells_by_controller_env_and_overrides(monkeypatch):
     for g in groups:
         assert len({(specs[i].controller, specs[i].env_id) for i in g}) == 1
     assert sorted(i for g in groups for i in g) == list(range(len(specs)))
-    assert [len(g) for g in batches(specs, workers=4)] == [2] * 12  # work for every worker
+    # two batches per worker in all, each within one group
+    assert [len(g) for g in batches(specs, workers=4)] == [3] * 8
+    assert [len(g) for g in batches(specs, workers=12)] == [1] * 24
     monkeypatch.setattr(grid, "MAX_BATCH", 4)
     assert [len(g) for g in batches(specs)] == [4, 2] * 4
 

@@ -78,3 +78,35 @@ def check_out_path(option: str, path: str | None) -> None:
         raise ConfigError(f"{option}={path!r}: the directory does not exist")
     if Path(path).is_dir():
         raise ConfigError(f"{option}={path!r} is a directory; valid: a file path")
+
+
+def add_ray_options(p, task: str) -> None:
+    """``--ray [ADDRESS]`` and ``--max-retries``; each ``task`` is then a Ray task."""
+    from closedloop._ray import MAX_RETRIES
+
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="ADDRESS",
+        help=f'run each {task} as a Ray task (pip install "closedloop[ray]"): without '
+        "ADDRESS start or join a local Ray instance (RAY_ADDRESS or `ray start` on this "
+        "machine), with HOST:PORT join that cluster; results are written here as they arrive",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=MAX_RETRIES,
+        metavar="N",
+        help=f"with --ray, re-runs of a task whose worker or node died (default {MAX_RETRIES})",
+    )
+
+
+def check_ray_options(args) -> None:
+    """Check ``--ray`` and ``--max-retries`` (ConfigError naming the option)."""
+    from closedloop._ray import check_address, check_retries
+
+    if args.ray is not True and args.ray is not False:
+        check_address(args.ray, "--ray")
+    check_retries(args.max_retries, "--max-retries")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from closedloop.cli._common import PROG, parse_int_list, parse_names
+from closedloop.cli._common import (
+    PROG,
+    add_ray_options,
+    check_ray_options,
+    parse_int_list,
+    parse_names,
+)
 
 
 def add_parsers(sub) -> None:
@@ -23,6 +29,7 @@ def add_parsers(sub) -> None:
     )
     _selection_options(p.add_argument_group("what is played"))
     _run_options(p.add_argument_group("run folder and output"))
+    add_ray_options(p.add_argument_group("Ray (more than one machine)"), "episode batch")
     p.set_defaults(run=run_benchmark_cli)
 
 
@@ -64,7 +71,7 @@ def _run_options(p) -> None:
         "--workers",
         type=int,
         default=None,
-        help="local worker processes, 1-256 (default: one per CPU)",
+        help="local worker processes, 1-256 (default: one per CPU; ignored with --ray)",
     )
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/benchmark-<suite>)")
     p.add_argument(
@@ -117,6 +124,7 @@ def run_benchmark_cli(args: argparse.Namespace) -> int:
     """Run the ``benchmark`` subcommand."""
     from closedloop.benchmark import run_benchmark
 
+    check_ray_options(args)
     suite = suite_from_args(args)
     report = run_benchmark(
         suite,
@@ -126,6 +134,8 @@ def run_benchmark_cli(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
         fresh=args.fresh,
         save_trajectories=args.save_trajectories,
+        ray=args.ray,
+        max_retries=args.max_retries,
     )
     print(report.text)
     folder = report.paths["leaderboard.md"].parent

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError
+from closedloop._io import nan_to_none, write_text_atomic
 from closedloop.controllers.sources import source_id
 from closedloop.evaluation.schema import SCHEMA
 
@@ -115,3 +116,14 @@ def finished_row(out_dir: str | Path, spec: EpisodeSpec) -> dict[str, Any] | Non
             "afresh"
         ) from None
     return {k: float("nan") if v is None else v for k, v in row.items()}
+
+
+def write_episode(out_dir: str | Path, spec: EpisodeSpec, row: dict[str, Any], trajectory=None):
+    """Write one played cell into a run folder, atomically (and its trajectory, if given)."""
+    out = Path(out_dir)
+    if trajectory is not None:
+        trajectory.save(out / TRAJECTORIES_DIR / f"{spec.key()}.npz")
+    doc = {"format": EPISODE_FORMAT, "spec": spec.identity(), "row": row}
+    write_text_atomic(
+        episode_path(out, spec), json.dumps(nan_to_none(doc), indent=1, default=repr) + "\n"
+    )

@@ -26,15 +26,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError, short_repr
-from closedloop._io import nan_to_none, write_text_atomic
 from closedloop._parallel import check_workers, parallel_map
+from closedloop._ray import MAX_RETRIES, check_address, check_retries, connect, ray_map
 from closedloop.controllers.registry import list_agents
 from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.episode_inputs import (
@@ -45,18 +44,20 @@ from closedloop.evaluation.episode_inputs import (
 )
 from closedloop.evaluation.episode_runner import run_episode
 from closedloop.evaluation.episode_spec import (
-    EPISODE_FORMAT,
     EPISODES_DIR,
     TRAJECTORIES_DIR,
     EpisodeSpec,
-    episode_path,
     finished_row,
+    write_episode,
 )
 from closedloop.patients.cohort import load_cohort
 from closedloop.patients.cohort_draw import SPLITS
 
 MAX_BATCH = 16
 """Most episodes played together in one vector env (memory: each holds its step log)."""
+
+BATCHES_PER_WORKER = 2
+"""Batches per worker process or Ray CPU that :func:`batches` aims at."""
 
 
 def resolve_patients(patients: str | Iterable[str]) -> list[str]:
@@ -202,47 +203,58 @@ def play_spec(spec: EpisodeSpec, make_controller: Callable[[str], Any] | None = 
     )
 
 
-def _run_job(job: _Job) -> list[dict[str, Any]]:
-    """Worker entry point: play a batch of cells, write their files, return their rows."""
+def _results(job: _Job) -> list:
+    """Play a batch of cells through the native vector env; one :class:`EpisodeResult` each."""
     first = job.specs[0]
-    results = run_episodes(
+    return run_episodes(
         functools.partial(first.build, job.make_controller),
         first.env_id,
         [(spec.patient, spec.seed) for spec in job.specs],
         dict(first.env_overrides),
         name=first.controller,
     )
-    return [_finish(job, spec, result) for spec, result in zip(job.specs, results, strict=True)]
 
 
-def _finish(job: _Job, spec: EpisodeSpec, result) -> dict[str, Any]:
-    """Write the files of one played cell (with ``out_dir``); its row."""
-    row = {"episode": spec.key(), **result.row()}
-    if job.out_dir is not None:
-        out = Path(job.out_dir)
-        if job.save_trajectory:
-            result.trajectory.save(out / TRAJECTORIES_DIR / f"{spec.key()}.npz")
-        doc = {"format": EPISODE_FORMAT, "spec": spec.identity(), "row": row}
-        write_text_atomic(
-            episode_path(out, spec), json.dumps(nan_to_none(doc), indent=1, default=repr) + "\n"
+def _run_job(job: _Job) -> list[dict[str, Any]]:
+    """Local worker entry point: play a batch of cells, write their files, return their rows."""
+    rows = []
+    for spec, result in zip(job.specs, _results(job), strict=True):
+        row = {"episode": spec.key(), **result.row()}
+        if job.out_dir is not None:
+            write_episode(
+                job.out_dir, spec, row, result.trajectory if job.save_trajectory else None
+            )
+        rows.append(row)
+    return rows
+
+
+def _ray_job(job: _Job) -> list[tuple[dict[str, Any], Any]]:
+    """Ray task: play a batch of cells; ``(row, trajectory or None)`` each (the driver writes)."""
+    return [
+        (
+            {"episode": spec.key(), **result.row()},
+            result.trajectory if job.save_trajectory else None,
         )
-    return row
+        for spec, result in zip(job.specs, _results(job), strict=True)
+    ]
 
 
 def batches(specs: Sequence[EpisodeSpec], workers: int = 1) -> list[list[int]]:
     """Indices of ``specs`` grouped into batches that one vector env can play together.
 
     Cells of the same controller label and source, env id and overrides, in order, split into
-    at most :data:`MAX_BATCH` episodes and, where there are enough, into at least ``workers``
-    batches per group so that every worker has work.
+    batches of at most :data:`MAX_BATCH` episodes, and small enough that there are about
+    :data:`BATCHES_PER_WORKER` batches per worker in all (so that every worker has work and the
+    last ones finish together), but no smaller than needed: a batch plays its episodes faster
+    than they play one at a time.
     """
     groups: dict[tuple, list[int]] = {}
     for i, spec in enumerate(specs):
         key = (spec.controller, spec.source_id(), spec.env_id, spec.env_overrides)
         groups.setdefault(key, []).append(i)
+    size = max(1, min(MAX_BATCH, math.ceil(len(specs) / (BATCHES_PER_WORKER * workers))))
     out = []
     for idx in groups.values():
-        size = max(1, min(MAX_BATCH, math.ceil(len(idx) / workers)))
         out.extend(idx[j : j + size] for j in range(0, len(idx), size))
     return out
 
@@ -259,6 +271,9 @@ def run_grid(
     env_overrides: Mapping[str, Any] | None = None,
     make_controller: Callable[[str], Any] | None = None,
     save_trajectories: bool = False,
+    ray: bool | str = False,
+    max_retries: int = MAX_RETRIES,
+    placement: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Play every controller on every env, patient and seed; one result row per episode.
 
@@ -267,22 +282,32 @@ def run_grid(
         env_ids: Registered ids.
         patients: A split name (``test`` for the held-out cohort) or patient ids.
         seeds: Fixed, distinct seeds.
-        workers: Local worker processes (1: in this process).
+        workers: Local worker processes (1: in this process); ignored with ``ray``.
         progress: Show a progress bar.
         out_dir: Run folder: finished episodes are written there and skipped when re-run.
         env_overrides: ``gymnasium.make`` overrides for every env (e.g. ``{"episode_s": 20}``).
         make_controller: Spec name -> controller, picklable (a top-level function); by default
             ``closedloop.controllers.registry.make_controller``.
         save_trajectories: With ``out_dir``, also save each trajectory as ``.npz``.
+        ray: Play on Ray instead of local processes: True starts or joins a local Ray
+            instance, a string is the address of a cluster (:func:`closedloop._ray.connect`).
+            Each batch is a Ray task; this process writes every result as it arrives.
+        max_retries: With ``ray``, re-runs of a task whose worker or node died.
+        placement: With ``ray``, a dict this fills with Ray node id -> episodes it played.
 
     Returns:
         Rows in grid order (controller, env, patient, seed): ``episode`` (the key), then the
-        columns of :data:`closedloop.evaluation.report.SCHEMA`.
+        columns of :data:`closedloop.evaluation.report.SCHEMA`. The rows (all but ``wall_s``)
+        do not depend on ``workers`` or ``ray``.
     """
     specs = grid_specs(controllers, env_ids, patients, seeds, env_overrides)
     if make_controller is None:
         _check_spec_names(specs)
     workers = check_workers(workers)
+    address = check_ray(ray)
+    max_retries = check_retries(max_retries)
+    if placement is not None and not isinstance(placement, dict):
+        raise ConfigError(f"placement={short_repr(placement)} must be a dict (or None)")
     if save_trajectories and out_dir is None:
         raise ConfigError("save_trajectories=True needs out_dir (where the .npz files go)")
     rows: list[dict | None] = [None] * len(specs)
@@ -291,18 +316,70 @@ def run_grid(
             (Path(out_dir) / sub).mkdir(parents=True, exist_ok=True)
         rows = [finished_row(out_dir, s) for s in specs]
     todo = [i for i, row in enumerate(rows) if row is None]
-    groups = [[todo[j] for j in batch] for batch in batches([specs[i] for i in todo], workers)]
-    jobs = [
-        _Job(
-            tuple(specs[i] for i in group),
-            make_controller,
-            None if out_dir is None else str(out_dir),
-            save_trajectories,
+    if ray is False:
+        _play_local(
+            specs, todo, rows, workers, progress, out_dir, make_controller, save_trajectories
         )
-        for group in groups
-    ]
+    else:
+        _play_ray(
+            specs,
+            todo,
+            rows,
+            address,
+            max_retries,
+            progress,
+            out_dir,
+            placement,
+            _Job((), make_controller, None, save_trajectories),
+        )
+    return rows
+
+
+def _play_ray(specs, todo, rows, address, max_retries, progress, out_dir, placement, proto):
+    """Play the cells ``todo`` as Ray tasks (``proto``: the job fields) and write them here."""
+    n_cpus = connect(address) if todo else 1
+    groups = _groups(specs, todo, n_cpus)
+    jobs = [dataclasses.replace(proto, specs=tuple(specs[i] for i in g)) for g in groups]
+    results = ray_map(
+        _ray_job,
+        jobs,
+        max_retries=max_retries,
+        progress=progress,
+        desc="episodes",
+        unit="episode",
+        weights=[len(g) for g in groups],
+        nodes=placement,
+    )
+    for k, pairs in results:
+        for i, (row, trajectory) in zip(groups[k], pairs, strict=True):
+            if out_dir is not None:
+                write_episode(out_dir, specs[i], row, trajectory)
+            rows[i] = row
+
+
+def check_ray(ray: Any) -> str | None:
+    """The Ray address of ``ray`` (False: no Ray; True: local; a string: an address)."""
+    if ray is False or ray is True:
+        return None
+    if not isinstance(ray, str):
+        raise ConfigError(
+            f"ray={short_repr(ray)} is invalid; valid: False (local processes), True (start or "
+            "join a local Ray instance) or the address of a Ray cluster (HOST:PORT, 'auto')"
+        )
+    return check_address(ray, "ray")
+
+
+def _groups(specs: Sequence[EpisodeSpec], todo: list[int], workers: int) -> list[list[int]]:
+    """Indices (into ``specs``) of the unplayed cells ``todo``, in :func:`batches`."""
+    return [[todo[j] for j in batch] for batch in batches([specs[i] for i in todo], workers)]
+
+
+def _play_local(specs, todo, rows, workers, progress, out_dir, make_controller, save) -> None:
+    """Play the cells ``todo`` in local processes (which write them); fill in ``rows``."""
+    groups = _groups(specs, todo, workers)
+    out = None if out_dir is None else str(out_dir)
+    jobs = [_Job(tuple(specs[i] for i in g), make_controller, out, save) for g in groups]
     played = parallel_map(_run_job, jobs, workers, progress, "episode batches", "batch")
     for group, batch_rows in zip(groups, played, strict=True):
         for i, row in zip(group, batch_rows, strict=True):
             rows[i] = row
-    return rows

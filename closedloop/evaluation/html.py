@@ -189,8 +189,8 @@ def _front(run: Path, data: Mapping[str, Any], board: Mapping[str, list]) -> lis
         ),
     }
     machine = meta.get("machine")
-    if machine and "workers" in meta:
-        machine = {**machine, "workers": meta["workers"]}
+    if machine:
+        machine = {**machine, **{k: meta[k] for k in ("workers", "ray", "ray_cpus") if k in meta}}
     files = " · ".join(
         f"<a href='{escape(n)}'>{escape(n)}</a>" for n in RAW_FILES if (run / n).is_file()
     )
