@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,13 @@ def check_controller(obj: Any, where: str) -> Any:
     if hasattr(obj, "reset") and not callable(obj.reset):
         raise ConfigError(f"{where}: {type(obj).__name__}.reset is not callable")
     return obj
+
+
+def source_id(source: str | Callable) -> str:
+    """A stable text naming a source: the spec name, or the factory's ``source_id``."""
+    if isinstance(source, str):
+        return source
+    sid = getattr(source, "source_id", None)
+    if isinstance(sid, str):
+        return sid
+    return f"{getattr(source, '__module__', '?')}:{getattr(source, '__qualname__', repr(source))}"

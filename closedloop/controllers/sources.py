@@ -37,7 +37,7 @@ from typing import Any
 
 from closedloop._config import ConfigError, short_repr
 from closedloop.controllers.base import Controller
-from closedloop.controllers.objects import check_controller, load_object
+from closedloop.controllers.objects import check_controller, load_object, source_id
 from closedloop.controllers.registry import list_agents, make_controller, read_spec_file
 from closedloop.training.policy import TrainedPolicyFactory, model_dir, zoo_policies
 
@@ -234,16 +234,6 @@ def resolve_controllers(
                 )
             out.setdefault(label, source)
     return out
-
-
-def source_id(source: str | Callable) -> str:
-    """A stable text naming a source: the spec name, or the factory's ``source_id``."""
-    if isinstance(source, str):
-        return source
-    sid = getattr(source, "source_id", None)
-    if isinstance(sid, str):
-        return sid
-    return f"{getattr(source, '__module__', '?')}:{getattr(source, '__qualname__', repr(source))}"
 
 
 def build_controller(source: str | Callable) -> Any:

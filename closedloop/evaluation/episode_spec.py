@@ -11,7 +11,7 @@ from typing import Any
 
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, write_text_atomic
-from closedloop.controllers.sources import source_id
+from closedloop.controllers.objects import source_id
 from closedloop.evaluation.schema import SCHEMA
 
 EPISODE_FORMAT = "closedloop.episode/1"
@@ -44,7 +44,7 @@ class EpisodeSpec:
     env_overrides: tuple[tuple[str, Any], ...] = ()
 
     def source_id(self) -> str:
-        """A stable text naming the source (:func:`closedloop.controllers.sources.source_id`).
+        """A stable text naming the source (:func:`closedloop.controllers.objects.source_id`).
 
         The spec name, the factory's own ``source_id``, or its ``module:qualname``.
         """

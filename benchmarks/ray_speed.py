@@ -1,0 +1,232 @@
+"""What Ray costs and gives: the benchmark grid on local workers against Ray tasks.
+
+Two parts, each timed from a clean run folder in this one process, one after the other:
+
+* **overhead**: the suite's whole grid (``--suite``, default: the embedded default suite) on
+  ``--cpus`` local worker processes, then on a local Ray instance with as many CPUs (Ray's start
+  counted). The ratio is Ray's cost on one machine.
+* **scaling**: a cut of the suite (``--patients`` patients, one seed) on 1 and ``--cpus`` local
+  workers, Ray with 1 and ``--cpus`` CPUs, and a two-node Ray cluster on this machine
+  (``ray.cluster_utils.Cluster``, one CPU per node): episodes per second against workers.
+
+For every Ray run the driver's cost per result is measured: this process's CPU time
+(``time.process_time``, Ray's client threads included) and the time spent writing episode files,
+per episode. From the per-episode CPU cost and the driver's cost the script projects a 64-core
+cluster: episodes per second, and the share of the driver's capacity that would take.
+
+    python benchmarks/ray_speed.py                    # default suite: about 35 min on 2 cores
+    python benchmarks/ray_speed.py --suite quick      # a few minutes
+    python benchmarks/ray_speed.py --skip-overhead    # the scaling part only
+
+Figures go to stdout and ``--out`` (markdown and JSON, default
+``benchmarks/results/ray_speed.{md,json}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from closedloop._io import write_text_atomic
+from closedloop.benchmark import SUITES, controllers_of, machine, patients_of
+from closedloop.evaluation import grid
+
+PROJECTED_CPUS = 64
+
+
+def _timed_grid(suite, cpus: int, ray) -> dict:
+    """Play ``suite``'s grid into a fresh folder: wall s, episodes, driver CPU and write s."""
+    spent = {"write_s": 0.0}
+    real_write = grid.write_episode
+
+    def timed_write(*args, **kwargs):
+        t = time.perf_counter()
+        real_write(*args, **kwargs)
+        spent["write_s"] += time.perf_counter() - t
+
+    grid.write_episode = timed_write
+    out = Path(tempfile.mkdtemp(prefix="ray-speed-"))
+    placement: dict[str, int] = {}
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    try:
+        rows = grid.run_grid(
+            controllers_of(suite),
+            list(suite.env_ids),
+            patients_of(suite),
+            list(suite.seeds),
+            workers=cpus,
+            progress=False,
+            out_dir=out,
+            env_overrides=dict(suite.env_overrides) or None,
+            ray=ray,
+            placement=placement if ray is not False else None,
+        )
+    finally:
+        grid.write_episode = real_write
+        shutil.rmtree(out, ignore_errors=True)
+    wall = time.perf_counter() - t0
+    n = len(rows)
+    return {
+        "episodes": n,
+        "wall_s": wall,
+        "episodes_per_s": n / wall,
+        "driver_cpu_ms_per_episode": 1e3 * (time.process_time() - cpu0) / n,
+        "write_ms_per_episode": 1e3 * spent["write_s"] / n,
+        "nodes": len(placement) if ray is not False else 0,
+    }
+
+
+def _ray_run(suite, cpus: int, two_nodes: bool = False) -> dict:
+    """The grid on a fresh Ray instance (``cpus`` CPUs, or two nodes of one), its start timed."""
+    import ray
+
+    ray.shutdown()
+    cluster = None
+    t0 = time.perf_counter()
+    if two_nodes:
+        from ray.cluster_utils import Cluster
+
+        cluster = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+        )
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
+    start_s = time.perf_counter() - t0
+    try:
+        res = _timed_grid(suite, cpus, True)
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+    res["wall_s"] += start_s
+    res["episodes_per_s"] = res["episodes"] / res["wall_s"]
+    res["ray_start_s"] = start_s
+    return res
+
+
+def overhead(suite, cpus: int) -> dict:
+    """Local workers then Ray, same CPUs, the whole suite."""
+    local = _timed_grid(suite, cpus, False)
+    print(f"  local, {cpus} workers: {local['wall_s']:.1f} s", flush=True)
+    on_ray = _ray_run(suite, cpus)
+    print(f"  Ray, {cpus} CPUs: {on_ray['wall_s']:.1f} s", flush=True)
+    return {"local": local, "ray": on_ray, "ratio": on_ray["wall_s"] / local["wall_s"]}
+
+
+def scaling(suite, cpus: int) -> dict:
+    """Episodes per second against workers, local and Ray, and on two Ray nodes."""
+    runs = {}
+    for k in sorted({1, cpus}):
+        runs[f"local {k}"] = _timed_grid(suite, k, False)
+        print(f"  local {k}: {runs[f'local {k}']['episodes_per_s']:.2f} episodes/s", flush=True)
+        runs[f"Ray {k}"] = _ray_run(suite, k)
+        print(f"  Ray {k}: {runs[f'Ray {k}']['episodes_per_s']:.2f} episodes/s", flush=True)
+    runs["Ray two nodes x 1"] = _ray_run(suite, 2, two_nodes=True)
+    print(f"  Ray 2 nodes: {runs['Ray two nodes x 1']['episodes_per_s']:.2f} ep/s", flush=True)
+    return runs
+
+
+def projection(runs: dict, cpus: int) -> dict:
+    """A 64-core cluster from the per-episode CPU cost and the driver's cost per result."""
+    best = runs[f"Ray {cpus}"]
+    cpu_s_per_episode = cpus / best["episodes_per_s"]
+    rate = PROJECTED_CPUS / cpu_s_per_episode
+    driver_ms = max(r["driver_cpu_ms_per_episode"] for k, r in runs.items() if k.startswith("Ray"))
+    capacity = 1e3 / driver_ms
+    return {
+        "cpu_s_per_episode": cpu_s_per_episode,
+        "episodes_per_s_at_64": rate,
+        "driver_capacity_episodes_per_s": capacity,
+        "driver_share_at_64": rate / capacity,
+    }
+
+
+def markdown(doc: dict) -> str:
+    """The figures as a markdown report."""
+    lines = [
+        "# Ray against local workers (benchmarks/ray_speed.py)",
+        "",
+        f"Machine: {doc['machine']['processor']}, {doc['machine']['cpus']} CPUs; "
+        f"Ray {doc['ray_version']}.",
+        "",
+    ]
+    if "overhead" in doc:
+        o = doc["overhead"]
+        lines += [
+            f"## Overhead: suite `{doc['suite']}`, {o['local']['episodes']} episodes, "
+            f"{doc['cpus']} CPUs",
+            "",
+            "| run | wall s | episodes/s |",
+            "|---|---:|---:|",
+            f"| local workers | {o['local']['wall_s']:.1f} | {o['local']['episodes_per_s']:.2f} |",
+            f"| Ray (start {o['ray']['ray_start_s']:.1f} s included) | {o['ray']['wall_s']:.1f} "
+            f"| {o['ray']['episodes_per_s']:.2f} |",
+            "",
+            f"Ray / local wall time: **{o['ratio']:.3f}**.",
+            "",
+        ]
+    if "scaling" in doc:
+        s = doc["scaling"]
+        lines += [
+            f"## Scaling: {next(iter(s.values()))['episodes']} episodes",
+            "",
+            "| run | nodes | episodes/s | driver CPU ms/episode | write ms/episode |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {k} | {r['nodes'] or '-'} | {r['episodes_per_s']:.2f} | "
+            f"{r['driver_cpu_ms_per_episode']:.2f} | {r['write_ms_per_episode']:.2f} |"
+            for k, r in s.items()
+        ]
+        p = doc["projection"]
+        lines += [
+            "",
+            f"Projection, {PROJECTED_CPUS} cores: {p['cpu_s_per_episode']:.2f} CPU s per episode "
+            f"-> {p['episodes_per_s_at_64']:.1f} episodes/s; the driver handles up to "
+            f"{p['driver_capacity_episodes_per_s']:.0f} results/s, so it would be "
+            f"{100 * p['driver_share_at_64']:.1f} % busy.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=sorted(SUITES), default="default")
+    ap.add_argument("--cpus", type=int, default=2, help="workers / Ray CPUs (default 2)")
+    ap.add_argument("--patients", type=int, default=4, help="patients in the scaling part")
+    ap.add_argument("--skip-overhead", action="store_true", help="only the scaling part")
+    ap.add_argument("--out", default="benchmarks/results/ray_speed", help="output stem")
+    args = ap.parse_args(argv)
+    import ray
+
+    suite = SUITES[args.suite]
+    doc = {
+        "suite": suite.name,
+        "cpus": args.cpus,
+        "machine": machine(),
+        "ray_version": ray.__version__,
+    }
+    if not args.skip_overhead:
+        print(f"overhead, suite {suite.name}:", flush=True)
+        doc["overhead"] = overhead(suite, args.cpus)
+    cut = dataclasses.replace(suite, n_patients=args.patients, seeds=(suite.seeds[0],))
+    print(f"scaling, {args.patients} patients:", flush=True)
+    doc["scaling"] = scaling(cut, args.cpus)
+    doc["projection"] = projection(doc["scaling"], args.cpus)
+    text = markdown(doc)
+    print(text)
+    write_text_atomic(Path(args.out + ".md"), text)
+    write_text_atomic(Path(args.out + ".json"), json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
