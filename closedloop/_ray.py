@@ -53,6 +53,18 @@ def check_address(address: Any, name: str = "ray_address") -> str | None:
     return address
 
 
+def check_ray(ray: Any, name: str = "ray") -> str | None:
+    """The Ray address of ``ray`` (False: no Ray; True: local; a string: an address)."""
+    if ray is False or ray is True:
+        return None
+    if not isinstance(ray, str):
+        raise ConfigError(
+            f"{name}={short_repr(ray)} is invalid; valid: False (local processes), True (start or "
+            "join a local Ray instance) or the address of a Ray cluster (HOST:PORT, 'auto')"
+        )
+    return check_address(ray, name)
+
+
 def check_retries(max_retries: Any, name: str = "max_retries") -> int:
     """``max_retries`` as an int in [0, 100]; ConfigError naming ``name`` otherwise."""
     if not is_integer(max_retries) or not 0 <= int(max_retries) <= 100:

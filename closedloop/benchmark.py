@@ -29,12 +29,12 @@ import closedloop
 from closedloop._config import ConfigError, short_repr
 from closedloop._io import write_text_atomic
 from closedloop._parallel import check_workers, parallel_map
-from closedloop._ray import MAX_RETRIES, check_retries, cluster_cpus
+from closedloop._ray import MAX_RETRIES, check_ray, check_retries, cluster_cpus
 from closedloop.controllers.sources import resolve_controller, resolve_controllers
 from closedloop.evaluation import rows_from_folder, run_grid, write_html_report
 from closedloop.evaluation.episode_inputs import check_env_overrides
 from closedloop.evaluation.episode_spec import TRAJECTORIES_DIR, trajectory_path
-from closedloop.evaluation.grid import check_ray, grid_specs, play_spec, resolve_patients
+from closedloop.evaluation.grid import grid_specs, play_spec, resolve_patients
 from closedloop.evaluation.suite import (
     DEFAULT,
     PRIMARY_METRICS,

@@ -33,3 +33,13 @@ def tracking_env():
     env.prefetch_next_patient = False
     env.reset(seed=0)
     return env
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance with two CPUs for one test module (skipped without Ray)."""
+    ray = pytest.importorskip("ray")
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()

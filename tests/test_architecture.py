@@ -41,7 +41,19 @@ def _imported(name: str, path: Path, modules: dict) -> set[str]:
                 target = target.rpartition(".")[0]
             if target.startswith("closedloop") and target != name:
                 found.add(target)
+                found.update(_outer_packages(target, name))
     return found
+
+
+def _outer_packages(target: str, name: str) -> list[str]:
+    """The packages whose ``__init__`` importing ``target`` runs, from the importer ``name``.
+
+    Importing ``a.b.c`` runs ``a/b/__init__.py`` first, unless ``a.b`` is a package of the
+    importer itself (it is already being imported then).
+    """
+    parts = target.split(".")
+    outer = [".".join(parts[:k]) for k in range(2, len(parts))]
+    return [p for p in outer if not (name == p or name.startswith(p + "."))]
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -117,6 +129,7 @@ LAYERS = {
     "_config": 0,
     "_io": 0,
     "_parallel": 0,
+    "_ray": 0,
     "_jit_cache": 0,
     "_lazy": 0,
     "_specdirs": 0,

@@ -21,15 +21,6 @@ GRID = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray instance with two CPUs for this module's tests."""
-    ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
-
-
 def _without_wall_time(rows):
     """The rows without their timing, NaN as None (NaN != NaN)."""
     return nan_to_none([{k: v for k, v in r.items() if k != "wall_s"} for r in rows])

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from closedloop._config import ConfigError
-from closedloop.cli._common import PROG
+from closedloop.cli._common import PROG, add_ray_options, check_ray_options, parse_int_list
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,7 +43,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--env", default=DEFAULT_ENV, help=f"training env id (default {DEFAULT_ENV})")
     p.add_argument("--steps", type=int, help="env steps, summed over parallel patients")
     p.add_argument("--out", help="run folder (default runs/train-<agent>)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    seeding = p.add_mutually_exclusive_group()
+    seeding.add_argument(
+        "--seed", type=int, default=0, help="seed of every random draw (default 0)"
+    )
+    seeding.add_argument(
+        "--seeds",
+        metavar="S,S",
+        help="train once per seed, each in OUT/seed-<seed>, then summarise across seeds "
+        "(seeds.md, seeds.json, learning_curves.png)",
+    )
     p.add_argument("--n-envs", type=int, help="parallel patients (default: the spec's)")
     p.add_argument("--name", help="label of the trained models (default: the agent's name)")
     mode = p.add_mutually_exclusive_group()
@@ -71,6 +80,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
     p.add_argument("--list", action="store_true", help="list the RL agent specs and exit")
+    sweep = p.add_argument_group("several seeds (--seeds)")
+    sweep.add_argument(
+        "--workers", type=int, default=1, help="local processes training seeds at once (default 1)"
+    )
+    add_ray_options(sweep, "seed's training")
     p.set_defaults(run=run_train)
 
 
@@ -147,22 +161,21 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     if args.steps is None:
         raise ConfigError("--steps is required (env steps, summed over parallel patients)")
+    if args.seeds is None and (args.ray is not False or args.workers != 1):
+        raise ConfigError("--ray and --workers train several seeds at once: give --seeds S,S")
     out = args.out or f"runs/train-{args.agent}"
-    resume = True if args.resume else False if args.fresh else None
+    kwargs = dict(
+        n_envs=args.n_envs,
+        resume=True if args.resume else False if args.fresh else None,
+        hyperparams=parse_assignments("--set", args.set),
+        env_overrides=parse_assignments("--env-kw", args.env_kw),
+        name=args.name,
+        options=options_from_args(args),
+    )
     try:
-        result = train(
-            args.agent,
-            args.env,
-            args.steps,
-            out,
-            args.seed,
-            n_envs=args.n_envs,
-            resume=resume,
-            hyperparams=parse_assignments("--set", args.set),
-            env_overrides=parse_assignments("--env-kw", args.env_kw),
-            name=args.name,
-            options=options_from_args(args),
-        )
+        if args.seeds is not None:
+            return _train_seeds(args, out, kwargs)
+        result = train(args.agent, args.env, args.steps, out, args.seed, **kwargs)
     except KeyboardInterrupt:
         print(
             f"{PROG} train: interrupted; the same command resumes from the newest checkpoint "
@@ -181,4 +194,26 @@ def run_train(args: argparse.Namespace) -> int:
         f"mad {metrics.get('mad_uv', float('nan')):.2f} µV over {val.get('n_episodes', 0)} "
         f"episodes; card: {result.model_dir / 'card.md'}"
     )
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace, out: str, kwargs: dict) -> int:
+    """``train --seeds``: one run per seed (local processes or Ray tasks) and the summary."""
+    from closedloop.training.seeds import train_seeds
+
+    check_ray_options(args)
+    sweep = train_seeds(
+        args.agent,
+        args.env,
+        args.steps,
+        out,
+        parse_int_list("--seeds", args.seeds),
+        workers=args.workers,
+        ray=args.ray,
+        max_retries=args.max_retries,
+        progress=not args.no_progress,
+        **kwargs,
+    )
+    print(sweep.paths["seeds.md"].read_text(encoding="utf-8"))
+    print(f"runs: {', '.join(str(p) for p in sweep.runs.values())}", file=sys.stderr)
     return 0

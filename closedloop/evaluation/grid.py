@@ -33,7 +33,7 @@ from typing import Any
 
 from closedloop._config import ConfigError, short_repr
 from closedloop._parallel import check_workers, parallel_map
-from closedloop._ray import MAX_RETRIES, check_address, check_retries, connect, ray_map
+from closedloop._ray import MAX_RETRIES, check_ray, check_retries, connect, ray_map
 from closedloop.controllers.registry import list_agents
 from closedloop.evaluation.batch_runner import run_episodes
 from closedloop.evaluation.episode_inputs import (
@@ -355,18 +355,6 @@ def _play_ray(specs, todo, rows, address, max_retries, progress, out_dir, placem
             if out_dir is not None:
                 write_episode(out_dir, specs[i], row, trajectory)
             rows[i] = row
-
-
-def check_ray(ray: Any) -> str | None:
-    """The Ray address of ``ray`` (False: no Ray; True: local; a string: an address)."""
-    if ray is False or ray is True:
-        return None
-    if not isinstance(ray, str):
-        raise ConfigError(
-            f"ray={short_repr(ray)} is invalid; valid: False (local processes), True (start or "
-            "join a local Ray instance) or the address of a Ray cluster (HOST:PORT, 'auto')"
-        )
-    return check_address(ray, "ray")
 
 
 def _groups(specs: Sequence[EpisodeSpec], todo: list[int], workers: int) -> list[list[int]]:

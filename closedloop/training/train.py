@@ -111,6 +111,25 @@ def train(
         return Run(cfg).execute(resume, list(callbacks))
 
 
+def train_config(
+    agent: str | Path | RLAgentSpec,
+    env_id: str,
+    total_steps: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    *,
+    n_envs: int | None = None,
+    hyperparams: Mapping[str, Any] | None = None,
+    env_overrides: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    options: TrainOptions | None = None,
+) -> RunConfig:
+    """Check the arguments of :func:`train` (the same names) without training; the config."""
+    return _config(
+        agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
+    )
+
+
 def _config(
     agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
 ) -> RunConfig:
