@@ -221,6 +221,8 @@ def main(argv=None) -> int:
     import ray
 
     suite = SUITES[args.suite]
+    print("warm-up (numba cache)", flush=True)
+    warm_up(suite)
     doc = {
         "suite": suite.name,
         "cpus": args.cpus,
