@@ -36,16 +36,6 @@ TINY_RANGES = {
 EVAL_S = 11.0  # just past the 10 s calibration warm-up, so that some steps are scored
 
 
-@pytest.fixture
-def one_thread():
-    """Torch on one thread (small networks on a busy 2-core machine), restored afterwards."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ppo_script():
     """``benchmarks/scripts/ppo_single_file.py`` imported as a module."""

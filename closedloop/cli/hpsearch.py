@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from closedloop._config import ConfigError
+from closedloop.cli._common import add_ray_options, check_ray_options
 from closedloop.envs.ecap_env import DEFAULT_ID
 from closedloop.tuning.hpsearch import ALGOS
 
@@ -32,6 +33,15 @@ def add_parsers(sub) -> None:
     )
     _study_options(p.add_argument_group("the study"))
     _scoring_options(p.add_argument_group("training and scoring of a trial"))
+    ray = p.add_argument_group("Ray Tune (trials on a Ray cluster)")
+    add_ray_options(ray, "trial")
+    ray.add_argument(
+        "--max-concurrent-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --ray, most trials at once (default: one per CPU of the cluster)",
+    )
     p.set_defaults(run=run_hpsearch)
 
 
@@ -134,6 +144,11 @@ def run_hpsearch(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--threads={args.threads} is out of range; valid range [1, {MAX_THREADS}]"
         )
+    check_ray_options(args)
+    if args.max_concurrent_trials is not None:
+        from closedloop._parallel import check_workers
+
+        check_workers(args.max_concurrent_trials, "--max-concurrent-trials")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -151,6 +166,9 @@ def run_hpsearch(args: argparse.Namespace) -> int:
         env_overrides=_episode("--episode-s", args.episode_s),
         eval_overrides=_episode("--eval-episode-s", args.eval_episode_s),
         out_dir=args.out,
+        ray=args.ray,
+        max_concurrent_trials=args.max_concurrent_trials,
+        max_retries=args.max_retries,
     )
     print(result.to_toml(), end="")
     m = result.best_metrics

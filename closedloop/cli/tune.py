@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from closedloop.cli._common import PROG, parse_int_list
+from closedloop.cli._common import PROG, add_ray_options, check_ray_options, parse_int_list
 
 
 def add_parsers(sub) -> None:
@@ -38,6 +38,7 @@ def add_parsers(sub) -> None:
         help="spec .toml file to write, its folder created before tuning (default: "
         "<agents folder>/<agent>-tuned.toml)",
     )
+    add_ray_options(p.add_argument_group("Ray (each evaluation's episodes on a cluster)"), "batch")
     p.set_defaults(run=run_tune)
 
 
@@ -46,6 +47,7 @@ def run_tune(args: argparse.Namespace) -> int:
     from closedloop._specdirs import spec_dir
     from closedloop.tuning.controller import DEFAULT_GAINS, TuningProblem, tune
 
+    check_ray_options(args)
     seeds = tuple(parse_int_list("--seeds", args.seeds))
     problem = TuningProblem(
         args.agent,
@@ -56,7 +58,7 @@ def run_tune(args: argparse.Namespace) -> int:
         budget=args.budget,
     )
     path = args.out or spec_dir("agents") / f"{args.agent}-tuned.toml"
-    doc = tune(problem, workers=args.workers, out=path)
+    doc = tune(problem, workers=args.workers, out=path, ray=args.ray, max_retries=args.max_retries)
     rec = doc["tuning"]
     print(
         f"{doc['name']}: J {rec['objective_before']:.4f} -> {rec['objective_after']:.4f} "

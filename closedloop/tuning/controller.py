@@ -30,6 +30,7 @@ import numpy as np
 
 from closedloop._config import ConfigError, check_value
 from closedloop._io import toml_literal, write_text_atomic
+from closedloop._ray import MAX_RETRIES, check_ray, check_retries
 from closedloop.controllers.registry import load_agent_spec, make_controller
 from closedloop.evaluation import run_grid
 from closedloop.patients.cohort import load_cohort, tuning_session
@@ -155,8 +156,10 @@ def _candidate(agent: str, params: Mapping[str, float]):
 class _Evaluator:
     """Counts and caches objective evaluations of log-gain vectors."""
 
-    def __init__(self, problem: TuningProblem, patients: list[str], workers: int) -> None:
-        self.problem, self.patients, self.workers = problem, patients, workers
+    def __init__(
+        self, problem: TuningProblem, patients: list[str], workers: int, ray: dict[str, Any]
+    ) -> None:
+        self.problem, self.patients, self.workers, self.ray = problem, patients, workers, ray
         self.names = list(problem.gains)
         self.history: list[tuple[dict[str, float], float]] = []
 
@@ -174,6 +177,7 @@ class _Evaluator:
             list(p.seeds),
             workers=self.workers,
             progress=False,
+            **self.ray,
         )
         value = objective(rows, p.w_over, p.w_under)
         self.history.append((params, value))
@@ -181,7 +185,13 @@ class _Evaluator:
 
 
 def tune(
-    problem: TuningProblem, workers: int = 1, progress: bool = True, out: str | Path | None = None
+    problem: TuningProblem,
+    workers: int = 1,
+    progress: bool = True,
+    out: str | Path | None = None,
+    *,
+    ray: bool | str = False,
+    max_retries: int = MAX_RETRIES,
 ) -> dict[str, Any]:
     """Search the gains; returns the tuned spec as a dict with its ``[tuning]`` record.
 
@@ -193,6 +203,10 @@ def tune(
             the file (``my-pid.toml`` holds the spec ``my-pid``, the label a benchmark gives
             it); its folder is created and checked before the search, so a bad path fails at
             once. Without it the spec is called ``<agent>-tuned``.
+        ray: Play each evaluation's episodes as Ray tasks (``workers`` is then ignored): True
+            starts or joins a local Ray instance, a string is a cluster's address. The search
+            itself (Nelder-Mead) is sequential; the episodes of one evaluation run at once.
+        max_retries: With ``ray``, re-runs of a task whose worker or node died.
 
     Raises:
         ConfigError: On a bad argument, an unknown gain or an ``out`` that cannot be written.
@@ -209,6 +223,8 @@ def tune(
         raise ConfigError(
             f"workers={workers!r} is out of range; valid: an integer in [1, {MAX_WORKERS}]"
         )
+    check_ray(ray)
+    on_ray = {} if ray is False else {"ray": ray, "max_retries": check_retries(max_retries)}
     path = None if out is None else prepare_out(out)
     base = load_agent_spec(problem.agent)
     fields = dataclasses.asdict(base.params)
@@ -221,7 +237,7 @@ def tune(
     t0 = time.perf_counter()
     with tuning_session(f"tuning {problem.agent}"):
         patients = [p.patient_id for p in load_cohort(problem.split)[: problem.n_patients]]
-        ev = _Evaluator(problem, patients, workers)
+        ev = _Evaluator(problem, patients, workers, on_ray)
         bounds = [(math.log(lo), math.log(hi)) for lo, hi in problem.gains.values()]
         x0 = np.array([_start(fields[k], lo, hi) for k, (lo, hi) in problem.gains.items()])
         before = ev(x0)

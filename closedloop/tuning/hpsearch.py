@@ -48,6 +48,8 @@ from typing import Any
 
 from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, toml_literal, write_text_atomic
+from closedloop._parallel import check_workers
+from closedloop._ray import MAX_RETRIES, check_ray, check_retries
 from closedloop.controllers import SB3Policy
 from closedloop.envs.vector import ECAPVectorEnv
 from closedloop.evaluation import run_episode
@@ -235,6 +237,9 @@ def search(
     env_overrides: Mapping[str, Any] | None = None,
     eval_overrides: Mapping[str, Any] | None = None,
     out_dir: str | Path | None = None,
+    ray: bool | str = False,
+    max_concurrent_trials: int | None = None,
+    max_retries: int = MAX_RETRIES,
 ) -> SearchResult:
     """Search ``agent_algo``'s hyperparameters over ``ranges`` with optuna (TPE sampler).
 
@@ -253,6 +258,11 @@ def search(
         env_overrides: ``gymnasium.make`` overrides of the training env (e.g. ``episode_s``).
         eval_overrides: ``gymnasium.make`` overrides of the scoring episodes.
         out_dir: If given, ``best.toml`` and ``trials.json`` are written there.
+        ray: Run the trials on Ray Tune (:mod:`closedloop.tuning.hpsearch_ray`): True starts
+            or joins a local Ray instance, a string is a cluster's address.
+        max_concurrent_trials: With ``ray``, most trials at once (default: as many as the
+            cluster has CPUs).
+        max_retries: With ``ray``, re-runs of a trial whose worker or node died.
 
     Returns:
         The :class:`SearchResult`.
@@ -266,6 +276,12 @@ def search(
     check_space(agent_algo, space)
     check_counts(
         n_trials=n_trials, steps_per_trial=steps_per_trial, eval_patients=eval_patients, seed=seed
+    )
+    address, max_retries = check_ray(ray), check_retries(max_retries)
+    concurrent = (
+        None
+        if max_concurrent_trials is None
+        else check_workers(max_concurrent_trials, "max_concurrent_trials")
     )
     start = time.perf_counter()
     with tuning_session("hpsearch"):
@@ -283,14 +299,31 @@ def search(
         )
         if out_dir is not None:
             make_out_dir(out_dir)
-        study = optuna.create_study(
-            study_name=study_name_for(study_name, agent_algo, env_id),
-            storage=open_storage(storage),
-            direction="maximize",
-            load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed),
-        )
-        study.optimize(lambda trial: _objective(trial, setup, seed), n_trials=n_trials)
+        name, store = study_name_for(study_name, agent_algo, env_id), open_storage(storage)
+        if ray is False:
+            study = optuna.create_study(
+                study_name=name,
+                storage=store,
+                direction="maximize",
+                load_if_exists=True,
+                sampler=optuna.samplers.TPESampler(seed=seed),
+            )
+            study.optimize(lambda trial: _objective(trial, setup, seed), n_trials=n_trials)
+        else:
+            from closedloop.tuning.hpsearch_ray import run_on_ray
+
+            study = run_on_ray(
+                optuna,
+                setup,
+                n_trials=n_trials,
+                seed=seed,
+                study_name=name,
+                storage=store,
+                address=address,
+                max_concurrent=concurrent,
+                max_retries=max_retries,
+                out_dir=out_dir,
+            )
     result = _result(study, setup, time.perf_counter() - start)
     if out_dir is not None:
         write_result(result, out_dir)
