@@ -49,7 +49,16 @@ def _timed_grid(suite, cpus: int, ray) -> dict:
         real_write(*args, **kwargs)
         spent["write_s"] += time.perf_counter() - t
 
-    grid.write_episode = timed_write
+    real_map = grid.ray_map
+
+    def timed_map(*args, **kwargs):  # the driver's time handling each task's result
+        for item in real_map(*args, **kwargs):
+            t = time.perf_counter()
+            yield item
+            spent["handle_s"] += time.perf_counter() - t
+
+    spent["handle_s"] = 0.0
+    grid.write_episode, grid.ray_map = timed_write, timed_map
     out = Path(tempfile.mkdtemp(prefix="ray-speed-"))
     placement: dict[str, int] = {}
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -67,7 +76,7 @@ def _timed_grid(suite, cpus: int, ray) -> dict:
             placement=placement if ray is not False else None,
         )
     finally:
-        grid.write_episode = real_write
+        grid.write_episode, grid.ray_map = real_write, real_map
         shutil.rmtree(out, ignore_errors=True)
     wall = time.perf_counter() - t0
     n = len(rows)
@@ -77,6 +86,7 @@ def _timed_grid(suite, cpus: int, ray) -> dict:
         "episodes_per_s": n / wall,
         "driver_cpu_ms_per_episode": 1e3 * (time.process_time() - cpu0) / n,
         "write_ms_per_episode": 1e3 * spent["write_s"] / n,
+        "handle_ms_per_episode": 1e3 * spent["handle_s"] / n,
         "nodes": len(placement) if ray is not False else 0,
     }
 
@@ -146,18 +156,25 @@ def scaling(suite, cpus: int) -> dict:
     return runs
 
 
-def projection(runs: dict, cpus: int) -> dict:
-    """A 64-core cluster from the per-episode CPU cost and the driver's cost per result."""
+def projection(runs: dict, cpus: int, driver: dict) -> dict:
+    """A 64-core cluster from the per-episode CPU cost and the driver's cost per result.
+
+    The driver's cost per result is its time handling one (writing the episode file, the
+    progress bar, receiving the row) in ``driver``; its Ray client threads' CPU time grows with
+    the run's wall time, not with results, and is reported as a share of one core.
+    """
     best = runs[f"Ray {cpus}"]
     cpu_s_per_episode = cpus / best["episodes_per_s"]
     rate = PROJECTED_CPUS / cpu_s_per_episode
-    driver_ms = max(r["driver_cpu_ms_per_episode"] for k, r in runs.items() if k.startswith("Ray"))
-    capacity = 1e3 / driver_ms
+    capacity = 1e3 / driver["handle_ms_per_episode"]
+    busy = driver["driver_cpu_ms_per_episode"] * driver["episodes"] / 1e3 / driver["wall_s"]
     return {
         "cpu_s_per_episode": cpu_s_per_episode,
         "episodes_per_s_at_64": rate,
+        "driver_handle_ms_per_episode": driver["handle_ms_per_episode"],
         "driver_capacity_episodes_per_s": capacity,
         "driver_share_at_64": rate / capacity,
+        "driver_cpu_share_of_a_core": busy,
     }
 
 
@@ -167,7 +184,7 @@ def markdown(doc: dict) -> str:
         "# Ray against local workers (benchmarks/ray_speed.py)",
         "",
         f"Machine: {doc['machine']['processor']}, {doc['machine']['cpus']} CPUs; "
-        f"Ray {doc['ray_version']}.",
+        f"Ray {doc['ray_version']}." + (f" ({doc['reused']}.)" if "reused" in doc else ""),
         "",
     ]
     if "overhead" in doc:
@@ -190,21 +207,28 @@ def markdown(doc: dict) -> str:
         lines += [
             f"## Scaling: {next(iter(s.values()))['episodes']} episodes",
             "",
-            "| run | nodes | episodes/s | driver CPU ms/episode | write ms/episode |",
-            "|---|---:|---:|---:|---:|",
+            "| run | nodes | episodes/s |",
+            "|---|---:|---:|",
         ]
         lines += [
-            f"| {k} | {r['nodes'] or '-'} | {r['episodes_per_s']:.2f} | "
-            f"{r['driver_cpu_ms_per_episode']:.2f} | {r['write_ms_per_episode']:.2f} |"
-            for k, r in s.items()
+            f"| {k} | {r['nodes'] or '-'} | {r['episodes_per_s']:.2f} |" for k, r in s.items()
         ]
-        p = doc["projection"]
+    if "projection" in doc:
+        p, d = doc["projection"], doc["driver"]
         lines += [
             "",
+            f"## The driver: Ray, {doc['cpus']} CPUs, {d['episodes']} episodes",
+            "",
+            f"Handling one episode's result (receive, write `episodes/<key>.json`, progress): "
+            f"**{p['driver_handle_ms_per_episode']:.2f} ms** ({d['write_ms_per_episode']:.2f} ms "
+            f"of it writing the file); the driver process used "
+            f"{100 * p['driver_cpu_share_of_a_core']:.1f} % of one core in all (Ray's client "
+            "threads included).",
+            "",
             f"Projection, {PROJECTED_CPUS} cores: {p['cpu_s_per_episode']:.2f} CPU s per episode "
-            f"-> {p['episodes_per_s_at_64']:.1f} episodes/s; the driver handles up to "
-            f"{p['driver_capacity_episodes_per_s']:.0f} results/s, so it would be "
-            f"{100 * p['driver_share_at_64']:.1f} % busy.",
+            f"(Ray, {doc['cpus']} CPUs above) -> {p['episodes_per_s_at_64']:.1f} episodes/s; "
+            f"the driver handles up to {p['driver_capacity_episodes_per_s']:.0f} results/s, so "
+            f"it would be {100 * p['driver_share_at_64']:.1f} % busy.",
             "",
         ]
     return "\n".join(lines)
@@ -217,6 +241,12 @@ def main(argv=None) -> int:
     ap.add_argument("--patients", type=int, default=2, help="patients in the scaling part")
     ap.add_argument("--skip-overhead", action="store_true", help="only the scaling part")
     ap.add_argument("--out", default="benchmarks/results/ray_speed", help="output stem")
+    ap.add_argument(
+        "--reuse",
+        metavar="JSON",
+        help="take the overhead and scaling parts from an earlier run's JSON; run only the "
+        "driver part",
+    )
     args = ap.parse_args(argv)
     import ray
 
@@ -229,13 +259,21 @@ def main(argv=None) -> int:
         "machine": machine(),
         "ray_version": ray.__version__,
     }
-    if not args.skip_overhead:
+    if not args.skip_overhead and not args.reuse:
         print(f"overhead, suite {suite.name}:", flush=True)
         doc["overhead"] = overhead(suite, args.cpus)
-    cut = dataclasses.replace(suite, n_patients=args.patients, seeds=(suite.seeds[0],))
-    print(f"scaling, {args.patients} patients:", flush=True)
-    doc["scaling"] = scaling(cut, args.cpus)
-    doc["projection"] = projection(doc["scaling"], args.cpus)
+    if args.reuse:
+        old = json.loads(Path(args.reuse).read_text())
+        doc.update({k: old[k] for k in ("overhead", "scaling") if k in old})
+        doc["reused"] = f"overhead and scaling from {args.reuse}"
+    else:
+        cut = dataclasses.replace(suite, n_patients=args.patients, seeds=(suite.seeds[0],))
+        print(f"scaling, {args.patients} patients:", flush=True)
+        doc["scaling"] = scaling(cut, args.cpus)
+    one = dataclasses.replace(suite, n_patients=1, seeds=(suite.seeds[0],))
+    print("driver cost, 1 patient:", flush=True)
+    doc["driver"] = _ray_run(one, args.cpus)
+    doc["projection"] = projection(doc["scaling"], args.cpus, doc["driver"])
     text = markdown(doc)
     print(text)
     write_text_atomic(Path(args.out + ".md"), text)

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shlex
+import socket
 import sys
 
 import numpy as np
@@ -145,8 +146,16 @@ def test_a_run_folder_is_locked_while_in_use(tmp_path):
         tiny("ppo", tmp_path)
     (tmp_path / ".lock").write_text("999999999")  # no such process: stale
     with RunLock(tmp_path):
-        assert (tmp_path / ".lock").read_text() == str(os.getpid())
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()} {socket.gethostname()}"
     assert not (tmp_path / ".lock").exists()
+    # another host's lock (a shared filesystem): refused unless that host is known to be gone
+    (tmp_path / ".lock").write_text("999999999 elsewhere")
+    with pytest.raises(ConfigError, match="process 999999999 on host 'elsewhere'.*delete"):
+        RunLock(tmp_path).__enter__()
+    with pytest.raises(ConfigError, match="on host 'elsewhere'"):
+        RunLock(tmp_path, host_gone=lambda host: host != "elsewhere").__enter__()
+    with RunLock(tmp_path, host_gone=lambda host: host == "elsewhere"):
+        assert (tmp_path / ".lock").read_text().startswith(f"{os.getpid()} ")
 
 
 def test_wall_clock_budget_stops_the_run(tmp_path):

@@ -98,10 +98,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=20, help="training iterations")
     ap.add_argument("--env-runners", type=int, default=1, help="Ray env-runner processes")
-    ap.add_argument("--batch", type=int, default=1000, help="env steps per iteration")
+    ap.add_argument("--batch", type=int, default=2000, help="env steps per iteration")
     ap.add_argument("--epochs", type=int, default=4, help="SGD epochs per iteration")
     ap.add_argument("--lr", type=float, default=3e-4, help="learning rate")
-    ap.add_argument("--episode-s", type=float, default=60.0, help="simulated episode length (s)")
+    ap.add_argument(
+        "--episode-s", type=float, default=20.0, help="simulated episode length (s; 50 steps/s)"
+    )
     ap.add_argument("--eval-patients", type=int, default=2, help="validation patients played")
     ap.add_argument("--seed", type=int, default=0, help="RLlib's seed")
     ap.add_argument("--out", default=None, help="save the algorithm checkpoint here")
@@ -109,14 +111,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import ray
 
-    ray.init(address=args.address, include_dashboard=False, logging_level="WARNING")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=args.address, include_dashboard=False, logging_level="WARNING")
     algo = build(args)
     for i in range(args.iterations):
         t0 = time.perf_counter()
         result = algo.train()
         runners = result.get("env_runners", {})
+        ret = runners.get("episode_return_mean", float("nan"))  # NaN: no episode ended yet
         print(
-            f"iteration {i + 1}: return {runners.get('episode_return_mean', float('nan')):.2f}, "
+            f"iteration {i + 1}: return {ret:.2f}, "
             f"{runners.get('num_env_steps_sampled_lifetime', 0)} env steps, "
             f"{time.perf_counter() - t0:.1f} s",
             flush=True,
@@ -129,7 +134,8 @@ def main(argv=None) -> int:
             f"above discomfort {m['time_above_discomfort_frac']:.3f}, mad {m['mad_uv']:.2f} uV"
         )
     algo.stop()
-    ray.shutdown()
+    if started:
+        ray.shutdown()
     return 0
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,16 +136,19 @@ def latest_checkpoint(out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 class RunLock:
-    """``<out>/.lock`` holding this process's id while a run uses the folder.
+    """``<out>/.lock`` holding this process's id and host while a run uses the folder.
 
-    A lock left by a process that no longer exists is taken over.
+    A lock left by a process of this host that no longer exists is taken over. A lock of
+    another host (a shared filesystem) cannot be checked from here: it is taken over only if
+    ``host_gone(host)`` says that host is gone (a lost Ray node, :func:`ray_host_gone`).
 
     Raises:
-        ConfigError: On entry, if a live process holds the folder.
+        ConfigError: On entry, if a live process (or one of another host) holds the folder.
     """
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, host_gone: Callable[[str], bool] | None = None) -> None:
         self.path = Path(out_dir) / ".lock"
+        self.host_gone = host_gone
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,28 +156,52 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                pid = _read_pid(self.path)
-                if pid is not None and _alive(pid):
-                    raise ConfigError(
-                        f"{self.path.parent} is in use by another training run "
-                        f"(process {pid}); wait for it or use another --out"
-                    ) from None
+                self._check_holder()
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
+                fh.write(f"{os.getpid()} {socket.gethostname()}")
             return self
         raise ConfigError(f"could not lock {self.path}")
+
+    def _check_holder(self) -> None:
+        """Raise ConfigError unless the lock's process is known to be gone."""
+        pid, host = _read_lock(self.path)
+        if host not in (None, socket.gethostname()):
+            if self.host_gone is not None and self.host_gone(host):
+                return
+            raise ConfigError(
+                f"{self.path.parent} is in use by process {pid} on host {host!r}; if that "
+                f"run is gone, delete {self.path}"
+            )
+        if pid is not None and _alive(pid):
+            raise ConfigError(
+                f"{self.path.parent} is in use by another training run "
+                f"(process {pid}); wait for it or use another --out"
+            )
 
     def __exit__(self, *exc: Any) -> None:
         self.path.unlink(missing_ok=True)
 
 
-def _read_pid(path: Path) -> int | None:
+def _read_lock(path: Path) -> tuple[int | None, str | None]:
+    """The process id and host of a lock file (host None: written before hosts were kept)."""
     try:
-        return int(path.read_text().strip())
+        pid, _, host = path.read_text().strip().partition(" ")
+        return int(pid), host or None
     except (OSError, ValueError):
-        return None
+        return None, None
+
+
+def ray_host_gone(host: str) -> bool:
+    """In a Ray task: whether no live node of the cluster runs on ``host``."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    alive = {n.get("NodeManagerHostname") for n in ray.nodes() if n.get("Alive")}
+    return host not in alive
 
 
 def _alive(pid: int) -> bool:

@@ -165,9 +165,10 @@ def _config_kwargs(kwargs: dict) -> dict:
 
 def _train_one(job: _SeedJob) -> dict[str, Any]:
     """Worker entry point: train one seed; its steps, wall-clock and validation metrics."""
+    from closedloop.training.checkpoints import ray_host_gone
     from closedloop.training.train import train
 
-    result = train(*job.args, job.out_dir, job.seed, **job.kwargs)
+    result = train(*job.args, job.out_dir, job.seed, **job.kwargs, host_gone=ray_host_gone)
     val = result.card.get("validation") or {}
     return {
         "seed": job.seed,

@@ -42,7 +42,7 @@ held-out test cohort cannot be touched (training on a ``*-Test-v0`` env raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ def train(
     name: str | None = None,
     options: TrainOptions | None = None,
     callbacks: Sequence[Any] = (),
+    host_gone: Callable[[str], bool] | None = None,
 ) -> TrainResult:
     """Train an RL agent on the native vector env, checkpointing and validating as it goes.
 
@@ -95,6 +96,8 @@ def train(
         name: Controller label of the trained models (default: the agent's name).
         options: Logging, checkpoint and validation settings (:class:`TrainOptions`).
         callbacks: Extra SB3 callbacks.
+        host_gone: Host name -> whether that machine is gone, to take over a lock of another
+            host on a shared filesystem (:class:`~closedloop.training.checkpoints.RunLock`).
 
     Returns:
         The :class:`TrainResult`.
@@ -107,7 +110,7 @@ def train(
     cfg = _config(
         agent, env_id, total_steps, out_dir, seed, n_envs, hyperparams, env_overrides, name, options
     )
-    with RunLock(cfg.out_dir), tuning_session(f"training {cfg.spec.name} on {env_id}"):
+    with RunLock(cfg.out_dir, host_gone), tuning_session(f"training {cfg.spec.name} on {env_id}"):
         return Run(cfg).execute(resume, list(callbacks))
 
 
