@@ -50,11 +50,7 @@ from closedloop._config import ConfigError
 from closedloop._io import nan_to_none, toml_literal, write_text_atomic
 from closedloop._parallel import check_workers
 from closedloop._ray import MAX_RETRIES, check_ray, check_retries
-from closedloop.controllers import SB3Policy
-from closedloop.envs.vector import ECAPVectorEnv
-from closedloop.evaluation import run_episode
 from closedloop.patients.cohort import load_cohort, tuning_session
-from closedloop.training.sb3_args import sb3_kwargs
 from closedloop.training.search_ranges import with_values
 from closedloop.tuning.hpsearch_space import (  # noqa: F401  (re-exported: the public API)
     ACTIVATIONS,
@@ -79,95 +75,13 @@ from closedloop.tuning.hpsearch_space import (  # noqa: F401  (re-exported: the 
     rule_kind,
     study_name_for,
 )
-from closedloop.tuning.hpsearch_trial import rollout_size, sample
-
-
-class NormalizedPredictor:
-    """An SB3 model whose ``predict`` sees observations normalised by frozen VecNormalize stats.
-
-    Args:
-        model: The trained SB3 model.
-        vecnorm: The training ``VecNormalize`` (or None: observations pass unchanged).
-    """
-
-    def __init__(self, model: Any, vecnorm: Any = None) -> None:
-        self.model, self.vecnorm = model, vecnorm
-
-    def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        """``model.predict`` on the normalised observation."""
-        if self.vecnorm is not None:
-            obs = self.vecnorm.normalize_obs(obs)
-        return self.model.predict(
-            obs, state=state, episode_start=episode_start, deterministic=deterministic
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialSetup:
-    """Everything one trial needs besides its sampled hyperparameters.
-
-    Attributes:
-        algo: Key of :data:`ALGOS`.
-        env_id: Registered env id trained on (its spec's cohort, normally ``train``).
-        steps: Env steps of training per trial (over all sub-envs).
-        space: The search space (fixed values, n_envs, normalisation).
-        env_overrides: ``gymnasium.make`` overrides of the training env, e.g. ``episode_s``.
-        eval_patients: Patient ids the policy is scored on.
-        eval_seeds: Episode seeds of the scoring.
-        eval_overrides: ``gymnasium.make`` overrides of the scoring episodes.
-    """
-
-    algo: str
-    env_id: str
-    steps: int
-    space: SearchSpace
-    env_overrides: Mapping[str, Any]
-    eval_patients: tuple[str, ...]
-    eval_seeds: tuple[int, ...]
-    eval_overrides: Mapping[str, Any]
-
-
-def train_trial(setup: TrialSetup, hp: Mapping[str, Any], seed: int) -> NormalizedPredictor:
-    """Train ``setup.algo`` with ``hp`` for ``setup.steps`` steps; the trained predictor."""
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    from closedloop.envs.sb3 import SB3VecEnv
-
-    space = setup.space
-    venv = SB3VecEnv(ECAPVectorEnv(space.n_envs, setup.env_id, **setup.env_overrides))
-    venv.seed(seed)
-    vecnorm = None
-    if space.normalize_obs or space.normalize_reward:
-        gamma = float(hp.get("gamma", 0.99))
-        venv = vecnorm = VecNormalize(
-            venv, norm_obs=space.normalize_obs, norm_reward=space.normalize_reward, gamma=gamma
-        )
-    cls = algorithm_class(setup.algo)
-    policy = POLICIES.get(setup.algo, "MlpPolicy")
-    model = cls(
-        policy,
-        venv,
-        seed=seed,
-        verbose=0,
-        device="cpu",
-        **sb3_kwargs(hp, venv.action_space.shape[0], rollout_size(setup.algo, hp, space.n_envs)),
-    )
-    model.learn(total_timesteps=setup.steps)
-    if vecnorm is not None:
-        vecnorm.training = False
-    venv.close()
-    return NormalizedPredictor(model, vecnorm if space.normalize_obs else None)
-
-
-def score(predictor: NormalizedPredictor, setup: TrialSetup) -> dict[str, float]:
-    """Mean clinical metrics (:data:`REPORTED`) of ``predictor`` over the scoring episodes."""
-    controller = SB3Policy(predictor)
-    rows = [
-        run_episode(controller, setup.env_id, patient, seed, setup.eval_overrides).metrics
-        for patient in setup.eval_patients
-        for seed in setup.eval_seeds
-    ]
-    return {k: float(sum(r[k] for r in rows) / len(rows)) for k in REPORTED}
+from closedloop.tuning.hpsearch_trial import (  # noqa: F401  (re-exported: the public API)
+    NormalizedPredictor,
+    TrialSetup,
+    sample,
+    score,
+    train_trial,
+)
 
 
 def _import_optuna():

@@ -4,9 +4,10 @@
 (``tune.Tuner``) with the same optuna TPE sampler through Tune's ``OptunaSearch`` (same seed,
 study name and storage, so a study started locally continues on Ray and back), at most
 ``max_concurrent_trials`` at a time. Each trial trains and scores exactly as a local trial
-(:func:`~closedloop.tuning.hpsearch.train_trial`, :func:`~closedloop.tuning.hpsearch.score`, on
-the validation cohort) inside its own :func:`~closedloop.patients.cohort.tuning_session`, so the
-held-out test cohort stays out of reach in the workers too. Trial ``k`` of the study trains with
+(:func:`~closedloop.tuning.hpsearch_trial.train_trial` and
+:func:`~closedloop.tuning.hpsearch_trial.score`, on the validation cohort) inside its own
+:func:`~closedloop.patients.cohort.tuning_session`, so the held-out test cohort stays out of
+reach in the workers too. Trial ``k`` of the study trains with
 seed ``seed + k``, as locally. Tune keeps its own records under ``<out_dir>/ray-tune``.
 """
 
@@ -39,7 +40,7 @@ def _trainable(config: Mapping[str, Any], setup: Any, seed: int) -> None:
     from ray import tune
 
     from closedloop.patients.cohort import tuning_session
-    from closedloop.tuning.hpsearch import score, train_trial
+    from closedloop.tuning.hpsearch_trial import score, train_trial
 
     start = time.perf_counter()
     number = int(config[TRIAL_NUMBER])
