@@ -1,7 +1,7 @@
 """The RLlib example (benchmarks/scripts/rllib_ppo.py): one PPO iteration on a closedloop id.
 
-Needs RLlib's own dependencies (``pip install "ray[rllib]"``, which pins its Gymnasium); skipped
-without them.
+Needs RLlib's own dependencies (``closedloop[rllib]``, in the test extra; or ``ray[rllib]``,
+which pins an older Gymnasium); skipped without them.
 """
 
 import importlib.util

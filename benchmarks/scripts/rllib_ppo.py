@@ -10,10 +10,11 @@ played on validation patients by :func:`closedloop.evaluation.run_episode`, whic
 clinical metrics. Training uses the training cohort; nothing here touches the held-out test
 cohort.
 
-Install (``ray[rllib]`` pins its own Gymnasium: 1.2.2 for Ray 2.60; use a separate venv if you
-need the newest Gymnasium elsewhere)::
+Install either ``ray[rllib]`` (it pins its own Gymnasium: 1.2.2 for Ray 2.60) or closedloop's
+``rllib`` extra (RLlib's dependencies without that pin; tested with Gymnasium 1.4.0)::
 
     pip install torch==2.13.0 && pip install closedloop "ray[rllib]==2.60.0"
+    pip install torch==2.13.0 && pip install "closedloop[rllib]"
 
 Usage::
 
