@@ -94,3 +94,19 @@ def test_cli_seed_options(cli, tmp_path):
     code, _, err = cli(*base, "--seeds", "0,x")
     assert code == 2 and "--seeds='0,x' must be a comma-separated list" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_trains_several_seeds_and_prints_the_summary(cli, tmp_path):
+    code, out, err = cli(
+        "train", "--agent", "ppo", "--steps", "128", "--seeds", "1,2", "--workers", "2",
+        "--out", str(tmp_path / "sweep"), "--n-envs", "2", "--set", "n_steps=64",
+        "--set", "batch_size=64", "--set", "n_epochs=1", "--env-kw", "episode_s=12",
+        "--eval-every", "128", "--eval-patients", "1", "--checkpoint-every", "128",
+        "--no-progress", "--no-tensorboard",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "| 95 % CI |" in out and "| 1 | 128 |" in out and "| 2 | 128 |" in out
+    for seed in (1, 2):
+        card = json.loads((tmp_path / "sweep" / f"seed-{seed}" / "final" / "card.json").read_text())
+        assert card["seed"] == seed and f"--seed {seed} " in card["command"]
+    assert (tmp_path / "sweep" / "learning_curves.png").is_file()
