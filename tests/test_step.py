@@ -26,6 +26,7 @@ CASES = [
     ("closedloop/ECAPPulseShape-v0", {}),  # pulse width and rate per step
     ("closedloop/ECAPWaveform-v0", {}),  # the sweep in the observation
     ("closedloop/ECAPCoughStorm-v0", {"pulses_per_step": 3}),
+    ("closedloop/ECAPHighRate-v0", {"reward": {"window": 1.0, "charge": 0.3}}),
 ]
 
 
@@ -65,6 +66,25 @@ def test_control_step_equals_the_numpy_reference(env_id, kwargs):
         seen_flags |= info["device_flags"]
     if kwargs.get("action_mode") == "absolute":  # full swings: the ramp limits act
         assert seen_flags
+
+
+def test_window_reward_is_the_fraction_of_pulses_in_the_window():
+    """With only the window weight, a step's reward is its time in window (issue 22)."""
+    only = {"tracking": 0.0, "discomfort": 0.0, "charge": 0.0, "window": 2.0}
+    env = gym.make("closedloop/ECAPTracking-v0", episode_s=6.0, reward=only)
+    base = gym.make("closedloop/ECAPTracking-v0", episode_s=6.0)
+    env.reset(seed=5)
+    base.reset(seed=5)
+    rng = np.random.default_rng(2)
+    rewards, inside = [], []
+    for a in rng.uniform(-1.0, 1.0, (300, 1)).astype(np.float32):
+        _, reward, _, _, info = env.step(a)
+        _, reward_0, _, _, info_0 = base.step(a)
+        assert info["ecap_true_uv"] == info_0["ecap_true_uv"]  # the weights change no dynamics
+        rewards.append(reward)
+        inside.append(info["in_window"])
+    assert rewards == [2.0 * float(w) for w in inside]
+    assert 0 < sum(inside) < len(inside)  # both kinds of step were seen
 
 
 def test_pairwise_sum_is_numpys_sum_bit_for_bit():

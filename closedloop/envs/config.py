@@ -49,11 +49,20 @@ class RewardWeights:
         1e3,
         doc="weight of charge per pulse / the comfort charge per pulse",
     )
+    window: float = param(
+        0.0,
+        "1",
+        "design choice (issue 22: the benchmark's primary metric as a reward term)",
+        0.0,
+        1e3,
+        doc="bonus per control step spent in the therapeutic window (1 <= sensation < "
+        "discomfort), as the fraction of the step's pulses",
+    )
 
     def __post_init__(self) -> None:
         validate(self, "reward.")
 
-    def reward(self, err_uv, target_uv, above, charge_uc, comfort_charge_uc):
+    def reward(self, err_uv, target_uv, above, charge_uc, comfort_charge_uc, in_window=0.0):
         """The step reward (floats or arrays over patients), the formula of the env docstring.
 
         Args:
@@ -62,6 +71,7 @@ class RewardWeights:
             above: Fraction of the step's pulses above discomfort.
             charge_uc: Mean charge per phase per pulse (µC).
             comfort_charge_uc: Charge per phase at the comfort current (µC).
+            in_window: Fraction of the step's pulses in the therapeutic window.
         """
         return reward_formula(
             self.tracking,
@@ -72,22 +82,37 @@ class RewardWeights:
             above,
             charge_uc,
             comfort_charge_uc,
+            self.window,
+            in_window,
         )
 
 
 def reward_formula(
-    w_tracking, w_discomfort, w_charge, err_uv, target_uv, above, charge_uc, comfort_charge_uc
+    w_tracking,
+    w_discomfort,
+    w_charge,
+    err_uv,
+    target_uv,
+    above,
+    charge_uc,
+    comfort_charge_uc,
+    w_window,
+    in_window,
 ):
     """:meth:`RewardWeights.reward` with the weights as arguments: the one copy of the formula.
 
     Plain arithmetic, so that NumPy arrays, Python floats and compiled code
-    (:mod:`closedloop.envs.step`) share it.
+    (:mod:`closedloop.envs.step`) share it. The window term is added only when its weight is
+    not zero, so that the rewards of the other weights stay bit for bit what they were.
     """
-    return (
+    r = (
         -w_tracking * err_uv / target_uv
         - w_discomfort * above
         - w_charge * charge_uc / comfort_charge_uc
     )
+    if w_window != 0.0:
+        r = r + w_window * in_window
+    return r
 
 
 @dataclasses.dataclass(frozen=True)

@@ -104,6 +104,10 @@ class ECAPTrackingEnv(gym.Env):
         r = - tracking * mean|ECAP_true - target| / target
             - discomfort * (fraction of the step's pulses above discomfort)
             - charge * charge_per_pulse / comfort_charge_per_pulse
+            + window * (fraction of the step's pulses in the window, 1 <= sensation < discomfort)
+
+    ``window`` is 0 in the registered specs: pass ``reward={"window": 1.0}`` to reward the
+    benchmark's primary metric, time in window, directly (issue 22).
 
     ## Starting State
     The device delivers the calibrated comfort current; the fibres are at rest; the ECAP

@@ -82,6 +82,7 @@ def episode_params(spec, patient, calibration, target_uv: float, last: int) -> n
         "w_tracking": rw.tracking,
         "w_discomfort": rw.discomfort,
         "w_charge": rw.charge,
+        "w_window": rw.window,
         "comfort_charge_uc": max(calibration.comfort_ma * calibration.pw_us * 1e-3, 1e-6),
         "bound_uv": ECAP_BOUND_UV,
         "last": last,

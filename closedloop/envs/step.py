@@ -142,11 +142,12 @@ def control_step(p, a0, a1, a2, b, kernel, work):
         work,
     )
     out, n = b.out[p], b.out.shape[1]
-    level, hits, detected, feel = st.level, 0, 0, 0.0
+    level, hits, inside, detected, feel = st.level, 0, 0, 0, 0.0
     for j in range(n):
         level = smooth_step(level, out[j].frac_recruited * factor, keep)
         feel = level / prm.perception_fraction
         hits += feel >= prm.discomfort_level
+        inside += feel >= 1.0 and feel < prm.discomfort_level
         detected += out[j].detected
     st.level = level
     st.t_s += n / rate
@@ -163,6 +164,8 @@ def control_step(p, a0, a1, a2, b, kernel, work):
         res.above_frac,
         res.charge_uc,
         prm.comfort_charge_uc,
+        prm.w_window,
+        inside / n,
     )
     res.ecap_true_uv = pairwise_sum(out.ecap_true_uv, n) / n
     res.sensation, res.current_ma = feel, st.current_ma

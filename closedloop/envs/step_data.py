@@ -43,6 +43,7 @@ PARAMS_DTYPE = np.dtype(
         ("w_tracking", np.float64),  # reward weights
         ("w_discomfort", np.float64),
         ("w_charge", np.float64),
+        ("w_window", np.float64),
         ("comfort_charge_uc", np.float64),  # charge per phase at the comfort current (µC)
         ("bound_uv", np.float64),  # bound of the observed ECAP (µV)
         ("last", np.int64),  # last index of the patient's scenario trace

@@ -107,6 +107,8 @@ def reference_step(ep: Episode, runner, action) -> None:
         above,
         charge,
         float(prm["comfort_charge_uc"]),
+        float(prm["w_window"]),
+        float(np.mean((feel >= 1.0) & (feel < prm["discomfort_level"]))),
     )
     res["ecap_uv"], res["ecap_true_uv"] = ecap, float(rec["ecap_true_uv"].mean())
     res["sensation"], res["above_frac"], res["charge_uc"] = feel[-1], above, charge
