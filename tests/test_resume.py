@@ -46,6 +46,7 @@ HP = {
         "gradient_steps=1",
         TINY_NET,
     ],
+    "residual-ppo": ["n_steps=64", "batch_size=64", "n_epochs=2", TINY_NET],
     "recurrent-ppo": [
         "n_steps=64",
         "batch_size=64",
@@ -268,6 +269,7 @@ def run_in_process(agent, out, steps, extra, callbacks=()):
     ("agent", "extra"),
     [
         ("ppo", ["use_sde=true"]),  # gSDE: exploration matrices drawn before a checkpoint
+        ("residual-ppo", []),  # the base controller's state is in the checkpoint
         pytest.param("td3", [], marks=pytest.mark.slow),
         pytest.param("recurrent-ppo", [], marks=pytest.mark.slow),  # LSTM states
     ],

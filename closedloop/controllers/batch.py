@@ -219,6 +219,26 @@ class BatchController(Controller):
             float(obs.target_uv),
         )
 
+    def reset_row(self, row: int, context: ControlContext) -> None:
+        """Start a new episode in row ``row`` of :meth:`reset_many`, the other rows untouched.
+
+        For a training env whose sub-environments restart one at a time. ``context`` must share
+        the batch's control settings (:data:`SHARED_FIELDS`).
+        """
+        if self.context is None:
+            raise ConfigError(f"{type(self).__name__}.reset_row called before reset_many")
+        row = int(_check_rows(np.array([row]), self._step_rows.size, 1)[0])
+        contexts = list(self.contexts)
+        contexts[row] = context
+        check_contexts(contexts, f"{type(self).__name__}.reset_row")
+        const, state = self._episode_arrays([context])
+        self._const[row], self._state[row] = const[0], state[0]
+        self._min_ma[row] = float(context.calibration.min_ma)
+        self._max_ma[row] = float(context.calibration.max_ma)
+        self._t_rows_s[row], self._step_rows[row] = 0.0, 0
+        self.contexts = tuple(contexts)
+        self.context = contexts[0]
+
     def predict_many(self, obs: Any, rows: Any = None) -> np.ndarray:
         """Actions for the episodes ``rows`` (all if None) from their observations.
 
@@ -236,6 +256,19 @@ class BatchController(Controller):
                 :attr:`batch_ready`, on a bad shape of ``obs`` or ``rows``, a non-finite
                 observation, or a non-finite requested current.
         """
+        want, previous, r = self._currents(obs, rows)
+        return self.actions_for(want, previous, r)
+
+    def currents_many(self, obs: Any, rows: Any = None) -> np.ndarray:
+        """The currents (mA, float64) :meth:`predict_many` would ask for; the clocks advance.
+
+        The same arguments and errors as :meth:`predict_many`; :meth:`actions_for` turns the
+        currents (or currents changed by a residual policy) into the env's actions.
+        """
+        return self._currents(obs, rows)[0]
+
+    def _currents(self, obs: Any, rows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(wanted currents, delivered currents, rows)`` of a step; the clocks advance."""
         ctx, name = self.context, type(self).__name__
         if ctx is None:
             raise ConfigError(f"{name}.predict_many called before reset_many(contexts)")
@@ -267,11 +300,29 @@ class BatchController(Controller):
             raise ConfigError(
                 f"{name} produced current_ma={short_repr(want.tolist())}; must be finite"
             )
+        if rows is None:
+            self._t_rows_s += ctx.dt_s
+            self._step_rows += 1
+        else:
+            self._t_rows_s[r] += ctx.dt_s
+            self._step_rows[r] += 1
+        return want, current, r
+
+    def actions_for(self, want_ma: Any, previous_ma: Any, rows: Any) -> np.ndarray:
+        """The env's actions (M, n_actions), float32, that ask for currents ``want_ma``.
+
+        Args:
+            want_ma: Currents to ask for (mA), one per row.
+            previous_ma: Currents delivered at the previous step (mA), one per row.
+            rows: The episodes (indices of :meth:`reset_many`) of the rows.
+        """
+        ctx = self.context
+        r = np.asarray(rows, np.int64)
         a = np.empty(r.size)
         _actions_many(
             ACTION_MODES.index(ctx.action_mode),
-            want,
-            current,
+            np.asarray(want_ma, np.float64),
+            np.asarray(previous_ma, np.float64),
             r,
             self._min_ma,
             self._max_ma,
@@ -281,10 +332,4 @@ class BatchController(Controller):
         )
         actions = np.zeros((r.size, ctx.n_actions), np.float32)
         actions[:, 0] = a
-        if rows is None:
-            self._t_rows_s += ctx.dt_s
-            self._step_rows += 1
-        else:
-            self._t_rows_s[r] += ctx.dt_s
-            self._step_rows[r] += 1
         return actions

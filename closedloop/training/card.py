@@ -112,6 +112,7 @@ def build_card(
             "gamma": hyperparams.get("gamma", 0.99),
         },
         "n_envs": n_envs,
+        "residual": residual_table(spec),
         "seed": seed,
         "training": dict(training),
         "validation": dict(validation) if validation else None,
@@ -119,6 +120,12 @@ def build_card(
         "command": command,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def residual_table(spec: Any) -> dict[str, Any] | None:
+    """The spec's resolved ``[residual]`` table (every field), or None for a plain agent."""
+    params = spec.residual_params()
+    return None if params is None else dataclasses.asdict(params)
 
 
 def validation_summary(
@@ -163,6 +170,7 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         f"patients, seed {card['seed']}",
         f"- normalisation: observations {card['normalization']['obs']}, rewards "
         f"{card['normalization']['reward']}",
+        f"- residual: corrects `{card['residual']}`" if card.get("residual") else "- residual: no",
         f"- training: {tr['steps']:,} env steps in {tr['wall_clock_s']:.0f} s "
         f"({tr['env_steps_per_s']:,.0f} steps/s); selected: {tr['selection']}"
         + (f"; resumed at {tr['resumed_at']}" if tr.get("resumed_at") else ""),

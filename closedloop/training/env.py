@@ -45,6 +45,7 @@ def make_training_env(
     gamma: float = 0.99,
     clip_obs: float = 10.0,
     overrides: Mapping[str, Any] | None = None,
+    residual: Any = None,
 ):
     """The wrapped vector env SB3 trains on (see the module docstring).
 
@@ -56,6 +57,9 @@ def make_training_env(
         gamma: Discount of that return (the algorithm's ``gamma``).
         clip_obs: Clip of the normalised observations.
         overrides: ``gymnasium.make`` keyword overrides, e.g. ``{"episode_s": 10.0}`` (s).
+        residual: A :class:`~closedloop.training.residual.ResidualParams`: the agent corrects
+            that base controller (:class:`~closedloop.training.residual_env.ResidualVecEnv`
+            inside the monitor). None: the agent sets the current.
 
     Returns:
         A ``VecNormalize`` in training mode.
@@ -68,6 +72,10 @@ def make_training_env(
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ConfigError(f"n_envs={n_envs!r} is out of range; valid range [1, inf)")
     venv = SB3VecEnv(ECAPVectorEnv(n_envs, env_id, **dict(overrides or {})), INFO_KEYS)
+    if residual is not None:
+        from closedloop.training.residual_env import ResidualVecEnv
+
+        venv = ResidualVecEnv(venv, residual)
     return VecNormalize(
         VecMonitor(venv),
         norm_obs=normalize_obs,

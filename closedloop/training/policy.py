@@ -306,7 +306,7 @@ def model_dir(path: str | Path) -> Path:
     )
 
 
-def load_trained(path: str | Path, device: str = "cpu") -> TrainedPolicy:
+def load_trained(path: str | Path, device: str = "cpu") -> TrainedPolicy | Any:
     """Load a trained model folder (or a training run's best model) as a controller.
 
     Args:
@@ -316,7 +316,9 @@ def load_trained(path: str | Path, device: str = "cpu") -> TrainedPolicy:
 
     Returns:
         A :class:`TrainedPolicy`; call ``reset(context)`` before playing it. Its ``card``
-        attribute holds the model card, its ``name`` the card's name.
+        attribute holds the model card, its ``name`` the card's name. A residual agent (its
+        card has a ``residual`` table) comes as a
+        :class:`~closedloop.training.residual.ResidualPolicy` around it.
 
     Raises:
         ConfigError: If the folder holds no model, or its algorithm's package is missing.
@@ -327,7 +329,12 @@ def load_trained(path: str | Path, device: str = "cpu") -> TrainedPolicy:
     model = cls.load(str(folder / MODEL_FILE), device=device)
     paths = [p for p in (folder / OBS_NORM_FILE, folder / NORM_FILE) if p.is_file()]
     normalizer = ObsNormalizer.load(paths[0]) if paths else None
-    return TrainedPolicy(model, normalizer, name=card.get("name", "sb3"), card=card)
+    policy = TrainedPolicy(model, normalizer, name=card.get("name", "sb3"), card=card)
+    if card.get("residual"):
+        from closedloop.training.residual import ResidualParams, ResidualPolicy
+
+        return ResidualPolicy(policy, ResidualParams.from_table(card["residual"]))
+    return policy
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,6 +108,7 @@ class Run:
             gamma=float(self.cfg.hyperparams.get("gamma", 0.99)),
             clip_obs=spec.clip_obs,
             overrides=self.cfg.env_overrides,
+            residual=spec.residual_params(),
         )
 
     def _fresh(self) -> None:
@@ -267,6 +268,7 @@ class Run:
                 validation_patients(opts.eval_patients),
                 opts.eval_seeds,
                 overrides,
+                self.cfg.spec.residual_params(),
             )
         summary = cards.validation_summary(rows, self.cfg.env_id, step, overrides)
         summary["wall_clock_s"] = self.wall_clock_s()

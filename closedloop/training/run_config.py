@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from closedloop._config import ConfigError, param, validate
+from closedloop.training.card import residual_table
 from closedloop.training.spec import RLAgentSpec
 
 RUN_FILE = "run.json"
@@ -130,6 +131,7 @@ class RunConfig:
             "n_envs": self.n_envs,
             "hyperparams": dict(self.hyperparams),
             "env_overrides": dict(self.env_overrides),
+            **({"residual": residual_table(self.spec)} if self.spec.residual else {}),
         }
 
     def command(self) -> str:

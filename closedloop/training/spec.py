@@ -23,6 +23,10 @@ A spec is one TOML file (kept in ``agents/rl/``, apart from the controller specs
     n_steps = { choices = [128, 256, 512] }
     "policy_kwargs.log_std_init" = { low = -3.0, high = 0.0 }
 
+    [residual]                           # optional: the agent corrects a base controller
+    base = "clinical-loop"               # (closedloop.training.residual)
+    scale = 0.1
+
 A search key is a hyperparameter or ``policy_kwargs.<key>``; :func:`with_values` applies a set of
 searched values to the hyperparameters (``train(..., hyperparams=...)`` takes the result).
 
@@ -74,6 +78,7 @@ SPEC_KEYS = (
     "clip_obs",
     "hyperparams",
     "search",
+    "residual",
 )
 RESERVED = (
     "self",
@@ -116,6 +121,9 @@ class RLAgentSpec:
         clip_obs: Clip normalised observations to ``[-clip_obs, clip_obs]``.
         hyperparams: Section (``default`` or an env id) -> constructor keyword arguments.
         search: Hyperparameter -> search range (``low``/``high``/``log`` or ``choices``).
+        residual: The ``[residual]`` table (fields of
+            :class:`~closedloop.training.residual.ResidualParams`); empty: the agent sets the
+            current itself.
     """
 
     name: str = param("", "text", "spec file", doc="agent name")
@@ -144,6 +152,7 @@ class RLAgentSpec:
     )
     hyperparams: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     search: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    residual: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"{self.name or 'spec'}: "
@@ -165,6 +174,15 @@ class RLAgentSpec:
         _sections(self.hyperparams, self.name)  # values: when a run or search uses them
         if not isinstance(self.search, Mapping):
             raise ConfigError(f"{where}search={self.search!r} must be a table of ranges")
+        self.residual_params()  # checks the table
+
+    def residual_params(self):
+        """The :class:`~closedloop.training.residual.ResidualParams`, or None if not residual."""
+        from closedloop.training.residual import ResidualParams
+
+        if not isinstance(self.residual, Mapping):
+            raise ConfigError(f"{self.name}: [residual] must be a table, not {self.residual!r}")
+        return ResidualParams.from_table(self.residual)
 
     @property
     def on_policy(self) -> bool:

@@ -42,6 +42,7 @@ def evaluate(
     patients: Sequence[str],
     seeds: Sequence[int],
     overrides: Mapping[str, Any],
+    residual: Any = None,
 ) -> list[dict[str, Any]]:
     """Play the model (deterministic actions) on every patient x seed; the result rows.
 
@@ -53,8 +54,14 @@ def evaluate(
         patients: Patient ids.
         seeds: Episode seeds.
         overrides: ``gymnasium.make`` overrides, e.g. ``{"episode_s": 60.0}`` (s).
+        residual: The :class:`~closedloop.training.residual.ResidualParams` of a residual
+            agent (None: the model sets the current).
     """
     controller = TrainedPolicy(model, ObsNormalizer.from_vecnormalize(norm), name=name)
+    if residual is not None:
+        from closedloop.training.residual import ResidualPolicy
+
+        controller = ResidualPolicy(controller, residual)
     return [
         run_episode(controller, env_id, patient, seed, dict(overrides)).row()
         for patient in patients
