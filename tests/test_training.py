@@ -307,3 +307,21 @@ def test_shipped_specs_parse_and_a_missing_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "sb3_contrib", None)
     with pytest.raises(ConfigError, match=r"sb3-contrib.*closedloop\[rl\]"):
         algorithm_class("RecurrentPPO")
+
+
+def test_selection_by_time_in_window_or_by_the_return():
+    from closedloop.training import TrainOptions
+    from closedloop.training.validation import is_better
+
+    a = {"time_in_window_frac": 0.90, "env_return": -50.0, "mad_uv": 3.0}
+    b = {"time_in_window_frac": 0.85, "env_return": -20.0, "mad_uv": 3.0}
+    tie = {**a, "mad_uv": 2.0}
+    assert is_better(a, b) and not is_better(b, a)  # time in window by default
+    assert is_better(b, a, "env_return") and not is_better(a, b, "env_return")
+    assert is_better(tie, a) and is_better(tie, a, "time_in_window_frac")  # ties: lower mad
+    assert is_better({"time_in_window_frac": float("nan")}, None)  # nothing yet
+    assert not is_better({"time_in_window_frac": float("nan")}, b)  # NaN ranks last
+    with pytest.raises(ConfigError, match="select_by='mad_uv' is unknown"):
+        is_better(a, b, "mad_uv")
+    with pytest.raises(ConfigError, match="select_by"):
+        TrainOptions(select_by="mad_uv")

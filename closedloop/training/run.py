@@ -163,7 +163,7 @@ class Run:
             return best
         val = json.loads(path.read_text(encoding="utf-8")).get("validation") or {}
         metrics = val.get("metrics") or {}
-        if metrics and is_better(metrics, best and best["metrics"]):
+        if metrics and is_better(metrics, best and best["metrics"], self.cfg.options.select_by):
             return {"step": val.get("step"), "metrics": metrics}
         return best
 
@@ -284,13 +284,15 @@ class Run:
             self.model.logger.record(
                 f"validation/{key}", float(summary["metrics"].get(key, float("nan")))
             )
-        if is_better(summary["metrics"], self.best and self.best["metrics"]):
+        select = self.cfg.options.select_by
+        if is_better(summary["metrics"], self.best and self.best["metrics"], select):
             self.best = {"step": step, "metrics": summary["metrics"]}
-            tiw = summary["metrics"].get("time_in_window_frac", float("nan"))
+            value = summary["metrics"].get(select, float("nan"))
+            what = "time in window" if select == "time_in_window_frac" else select
             self._save_model(
                 "best",
                 summary,
-                f"best validation time in window ({tiw:.4f}; "
+                f"best validation {what} ({value:.4f}; "
                 f"ties: lower mad_uv) of {len(self.evaluations)} evaluations, "
                 f"at step {step}",
             )

@@ -17,6 +17,7 @@ from typing import Any
 from closedloop._config import ConfigError, param, validate
 from closedloop.training.card import residual_table
 from closedloop.training.spec import RLAgentSpec
+from closedloop.training.validation import SELECT_BY
 
 RUN_FILE = "run.json"
 EVALUATIONS_FILE = "evaluations.json"
@@ -47,6 +48,14 @@ class TrainOptions:
     )
     eval_episode_s: float = param(
         0.0, "s", "design choice", 0.0, 86_400.0, doc="validation episode length (0: the env's)"
+    )
+    select_by: str = param(
+        "time_in_window_frac",
+        "1",
+        "design choice",
+        choices=SELECT_BY,
+        doc="validation metric that picks the best model: time in window (ties: lower "
+        "mad_uv), or env_return (the reward's own trade-off, e.g. with a charge price)",
     )
     checkpoint_every: int = param(
         100_000, "steps", "design choice", 0, None, doc="checkpoint period (0: only at the end)"

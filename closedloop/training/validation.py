@@ -21,9 +21,11 @@ from closedloop.training.policy import ObsNormalizer, TrainedPolicy
 
 SPLIT = "validation"
 PRIMARY = "time_in_window_frac"
-"""Selection metric (higher is better)."""
+"""Default selection metric (higher is better)."""
 TIE_BREAK = "mad_uv"
 """Tie-break metric (lower is better)."""
+SELECT_BY = (PRIMARY, "env_return")
+"""Selection metrics (higher is better); :data:`TIE_BREAK` breaks ties of either."""
 
 
 def validation_patients(n: int) -> list[str]:
@@ -69,12 +71,22 @@ def evaluate(
     ]
 
 
-def _key(metrics: Mapping[str, float]) -> tuple[float, float]:
+def _key(metrics: Mapping[str, float], select_by: str) -> tuple[float, float]:
     """Sort key, larger is better; NaN ranks last."""
-    tiw, mad = metrics.get(PRIMARY, math.nan), metrics.get(TIE_BREAK, math.nan)
-    return (tiw if math.isfinite(tiw) else -math.inf, -mad if math.isfinite(mad) else -math.inf)
+    main, mad = metrics.get(select_by, math.nan), metrics.get(TIE_BREAK, math.nan)
+    return (main if math.isfinite(main) else -math.inf, -mad if math.isfinite(mad) else -math.inf)
 
 
-def is_better(candidate: Mapping[str, float], best: Mapping[str, float] | None) -> bool:
-    """Whether validation metrics ``candidate`` beat ``best`` (None: nothing yet)."""
-    return best is None or _key(candidate) > _key(best)
+def is_better(
+    candidate: Mapping[str, float], best: Mapping[str, float] | None, select_by: str = PRIMARY
+) -> bool:
+    """Whether validation metrics ``candidate`` beat ``best`` (None: nothing yet).
+
+    Args:
+        candidate: Mean validation metrics of a model.
+        best: Those of the best model so far, or None.
+        select_by: A metric of :data:`SELECT_BY` (higher is better; ties: lower mad_uv).
+    """
+    if select_by not in SELECT_BY:
+        raise ConfigError(f"select_by={select_by!r} is unknown; valid: {', '.join(SELECT_BY)}")
+    return best is None or _key(candidate, select_by) > _key(best, select_by)
