@@ -74,6 +74,7 @@ def test_bad_ray_arguments_of_hpsearch_are_named(kwargs, message):
         search("ppo", ENV, 1, 64, RANGES, **SEARCH, **kwargs)
 
 
+@pytest.mark.slow  # minutes on 2 cores; pytest -m slow runs it
 def test_tune_on_ray_finds_the_same_gains(local_ray, tmp_path):
     from closedloop.tuning.controller import DEFAULT_GAINS, TuningProblem, tune
 

@@ -14,6 +14,7 @@ pytest.importorskip("ray.rllib.algorithms.ppo")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scripts" / "rllib_ppo.py"
 
 
+@pytest.mark.slow  # minutes on 2 cores; pytest -m slow runs it
 def test_one_iteration_on_an_env_runner_then_a_clinical_episode(local_ray, capsys):
     spec = importlib.util.spec_from_file_location("rllib_ppo", SCRIPT)
     script = importlib.util.module_from_spec(spec)

@@ -33,6 +33,7 @@ def _params(model_dir):
     return {k: v.numpy().copy() for k, v in policy.state_dict().items()}
 
 
+@pytest.mark.slow  # minutes on 2 cores; pytest -m slow runs it
 def test_seeds_on_ray_train_as_locally_and_are_summarised(local_ray, tmp_path):
     on_ray = train_seeds("ppo", ENV, 256, tmp_path / "ray", [0, 5], ray=True, progress=False, **KW)
     local = train_seeds("ppo", ENV, 256, tmp_path / "local", [0, 5], progress=False, **KW)
