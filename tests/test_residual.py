@@ -16,6 +16,7 @@ from closedloop.evaluation import run_episode
 from closedloop.training.residual import (
     FEATURES,
     JUMP_MEMORY_S,
+    UNDETECTED_MEMORY_S,
     Residual,
     ResidualParams,
     ResidualPolicy,
@@ -108,7 +109,7 @@ def test_the_jump_timer_restarts_at_a_jump_of_the_measured_ecap(tracking_env):
 
     def since(ecap, detected=1.0):
         x[0], x[h] = ecap, detected
-        return res.observe(x[None])[0, -1] * JUMP_MEMORY_S
+        return res.observe(x[None])[0, -2] * JUMP_MEMORY_S
 
     assert since(10.0) == pytest.approx(JUMP_MEMORY_S)  # nothing seen yet: long ago
     assert since(12.9) == pytest.approx(JUMP_MEMORY_S)  # 2.9 µV < 0.3 x 10 µV
@@ -116,6 +117,25 @@ def test_the_jump_timer_restarts_at_a_jump_of_the_measured_ecap(tracking_env):
     assert since(16.5) == pytest.approx(dt)
     assert since(0.0, detected=0.0) == pytest.approx(2 * dt)  # not detected: no jump
     assert since(16.0) == pytest.approx(3 * dt)  # compared with the last detected ECAP
+
+
+def test_the_undetected_timer_counts_steps_without_a_detected_ecap(tracking_env):
+    env = tracking_env
+    obs, _ = env.reset(seed=0)
+    from closedloop.controllers import ControlContext
+
+    ctx = ControlContext.from_env(env.unwrapped.spec_.config, env.unwrapped.calibration, 10.0)
+    res = Residual(ResidualParams())
+    res.reset_many([ctx])
+    h, dt = ctx.history, ctx.dt_s
+    x = np.zeros(obs.size)
+    x[3 * h], x[2 * h] = 10.0, 2.0
+    seen = []
+    for detected in (1.0, 0.0, 0.0, 0.4, 1.0, *([0.0] * 200)):
+        x[h] = detected
+        seen.append(res.observe(x[None])[0, -1] * UNDETECTED_MEMORY_S)
+    assert seen[:5] == pytest.approx([0.0, dt, 2 * dt, 3 * dt, 0.0])  # 0.4 < half the pulses
+    assert seen[-1] == UNDETECTED_MEMORY_S  # clipped
 
 
 def test_reset_row_starts_one_episode_and_leaves_the_others(tracking_env):

@@ -41,10 +41,13 @@ FEATURES = (
     "discomfort_over_target",  # ECAP at discomfort (reference posture) / target
     "max_over_comfort",  # clinician upper limit / comfort_ma
     "since_jump",  # time since the last jump of the measured ECAP / JUMP_MEMORY_S, at most 1
+    "undetected",  # time since the last detected ECAP / UNDETECTED_MEMORY_S, at most 1
 )
 """Features appended to the env's observation, in order (dimensionless)."""
 JUMP_MEMORY_S = 10.0
 """Time since the last jump is clipped here (s)."""
+UNDETECTED_MEMORY_S = 2.0
+"""Time without a detected ECAP is clipped here (s; the clinical loop falls back after 1 s)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +122,7 @@ class Residual:
         self.base.reset_many(contexts)
         n = len(contexts)
         self._static = np.zeros((n, 4))
-        self._since = np.zeros(n)
+        self._since, self._undetected = np.zeros(n), np.zeros(n)
         self._last = np.full(n, np.nan)
         self._want, self._previous = np.zeros(n), np.zeros(n)
         for i, ctx in enumerate(contexts):
@@ -140,6 +143,7 @@ class Residual:
             float(cal.max_ma) / comfort,
         )
         self._since[i], self._last[i] = JUMP_MEMORY_S, np.nan
+        self._undetected[i] = 0.0
 
     def observe(self, obs: Any, rows: Any = None) -> np.ndarray:
         """The agent's observations (M, D + len(FEATURES)), float32; the base steps once.
@@ -159,6 +163,8 @@ class Residual:
         dt = self.base.context.dt_s
         self._since[r] = np.where(jump, 0.0, np.minimum(self._since[r] + dt, JUMP_MEMORY_S))
         self._last[r] = np.where(detected >= 0.5, ecap, last)
+        lost = np.minimum(self._undetected[r] + dt, UNDETECTED_MEMORY_S)
+        self._undetected[r] = np.where(detected >= 0.5, 0.0, lost)
         comfort, ratio_p, ratio_d, ratio_max = self._static[r].T
         feats = np.stack(
             [
@@ -169,6 +175,7 @@ class Residual:
                 ratio_d,
                 ratio_max,
                 self._since[r] / JUMP_MEMORY_S,
+                self._undetected[r] / UNDETECTED_MEMORY_S,
             ],
             axis=1,
         )
