@@ -230,3 +230,31 @@ def test_trained_residual_agent_plays_batched_as_one_by_one(tmp_path):
 
 def _same(a, b):
     return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def test_the_guard_allows_only_lowering_near_the_discomfort_ecap(tracking_env):
+    env = tracking_env
+    obs, info = env.reset(seed=0)
+    from closedloop.controllers import ControlContext
+
+    cal = env.unwrapped.calibration
+    ctx = ControlContext.from_env(env.unwrapped.spec_.config, cal, info["target_uv"])
+    ctx = dataclasses.replace(ctx, max_delta_ma=25.0)  # actions that do not clip at ±1
+    ref = next(p for p in cal.postures if p.posture == cal.reference_posture)
+    h = ctx.history
+    free, guarded = Residual(ResidualParams()), Residual(ResidualParams(guard_rel=0.8))
+    x = np.array(obs, np.float64)
+    x[h], x[2 * h] = 1.0, cal.comfort_ma
+    for ecap, blocked in (
+        (0.79 * ref.discomfort_ecap_uv, False),
+        (0.8 * ref.discomfort_ecap_uv, True),
+    ):
+        x[0] = ecap
+        out = {}
+        for name, res in (("free", free), ("guarded", guarded)):
+            res.reset_many([ctx])
+            res.observe(x[None])
+            out[name] = [res.act(np.array([[a]]))[0, 0] for a in (-1.0, 1.0)]
+        assert out["guarded"][0] == out["free"][0]  # lowering: always allowed
+        up, base = out["guarded"][1], out["free"][1]
+        assert bool(up < base) is blocked and bool(up == base) is not blocked

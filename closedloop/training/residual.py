@@ -66,6 +66,15 @@ class ResidualParams:
         lo_open=True,
         doc="correction at action ±1, as a fraction of the comfort current",
     )
+    guard_rel: float = param(
+        0.0,
+        "1",
+        "design choice (issue 22: the narrow-margin patients' overstimulation)",
+        0.0,
+        10.0,
+        doc="no positive correction while the newest measured ECAP is at or above this "
+        "fraction of the calibrated discomfort ECAP (reference posture); 0: no guard",
+    )
     jump_rel: float = param(
         0.3,
         "1",
@@ -121,7 +130,8 @@ class Residual:
         """Start one episode per context."""
         self.base.reset_many(contexts)
         n = len(contexts)
-        self._static = np.zeros((n, 4))
+        self._static = np.zeros((n, 5))
+        self._ecap = np.zeros(n)
         self._since, self._undetected = np.zeros(n), np.zeros(n)
         self._last = np.full(n, np.nan)
         self._want, self._previous = np.zeros(n), np.zeros(n)
@@ -141,6 +151,7 @@ class Residual:
             ctx.target_uv / max(float(ref.perception_ecap_uv), 1e-3),
             float(ref.discomfort_ecap_uv) / ctx.target_uv,
             float(cal.max_ma) / comfort,
+            float(ref.discomfort_ecap_uv),
         )
         self._since[i], self._last[i] = JUMP_MEMORY_S, np.nan
         self._undetected[i] = 0.0
@@ -157,7 +168,7 @@ class Residual:
         want = self.base.currents_many(x, rows)
         h = self.base.context.history
         ecap, detected, current, target = x[:, 0], x[:, h], x[:, 2 * h], x[:, 3 * h]
-        self._want[r], self._previous[r] = want, current
+        self._want[r], self._previous[r], self._ecap[r] = want, current, ecap
         last = self._last[r]
         jump = (detected >= 0.5) & (np.abs(ecap - last) > self.params.jump_rel * target)
         dt = self.base.context.dt_s
@@ -165,7 +176,7 @@ class Residual:
         self._last[r] = np.where(detected >= 0.5, ecap, last)
         lost = np.minimum(self._undetected[r] + dt, UNDETECTED_MEMORY_S)
         self._undetected[r] = np.where(detected >= 0.5, 0.0, lost)
-        comfort, ratio_p, ratio_d, ratio_max = self._static[r].T
+        comfort, ratio_p, ratio_d, ratio_max, _ = self._static[r].T
         feats = np.stack(
             [
                 (want - current) / comfort,
@@ -185,6 +196,9 @@ class Residual:
         """The env's actions (M, n_actions) for the agent's ``actions`` (M, >= 1) in [-1, 1]."""
         a = np.clip(np.asarray(actions, np.float64).reshape(len(actions), -1)[:, 0], -1.0, 1.0)
         r = np.arange(a.size) if rows is None else np.asarray(rows, np.int64)
+        guard = self.params.guard_rel
+        if guard > 0.0:  # near discomfort the agent may only lower the current
+            a = np.where(self._ecap[r] >= guard * self._static[r, 4], np.minimum(a, 0.0), a)
         want = self._want[r] + a * self.params.scale * self._static[r, 0]
         return self.base.actions_for(want, self._previous[r], r)
 
