@@ -258,3 +258,28 @@ def test_the_guard_allows_only_lowering_near_the_discomfort_ecap(tracking_env):
         assert out["guarded"][0] == out["free"][0]  # lowering: always allowed
         up, base = out["guarded"][1], out["free"][1]
         assert bool(up < base) is blocked and bool(up == base) is not blocked
+
+
+def test_scale_up_slows_only_the_rise(tracking_env):
+    env = tracking_env
+    obs, info = env.reset(seed=0)
+    from closedloop.controllers import ControlContext
+
+    cal = env.unwrapped.calibration
+    ctx = ControlContext.from_env(env.unwrapped.spec_.config, cal, info["target_uv"])
+    ctx = dataclasses.replace(ctx, max_delta_ma=25.0)  # actions that do not clip at ±1
+    out = {}
+    for name, params in (
+        ("same", ResidualParams(scale=0.1)),
+        ("slow", ResidualParams(scale=0.1, scale_up=0.02)),
+    ):
+        res = Residual(params)
+        res.reset_many([ctx])
+        res.observe(np.array(obs, np.float64)[None])
+        out[name] = [res.act(np.array([[a]]))[0, 0] for a in (-1.0, 0.0, 1.0)]
+    (dn, zero, up), (dn_s, zero_s, up_s) = out["same"], out["slow"]
+    assert dn_s == dn and zero_s == zero  # lowering and no correction: unchanged
+    assert up - zero > 0.0
+    assert up_s - zero == pytest.approx(0.2 * (up - zero), rel=1e-9)
+    with pytest.raises(ConfigError, match="residual.scale_up"):
+        ResidualParams(scale_up=-0.1)

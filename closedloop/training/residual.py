@@ -66,6 +66,17 @@ class ResidualParams:
         lo_open=True,
         doc="correction at action ±1, as a fraction of the comfort current",
     )
+    scale_up: float = param(
+        0.0,
+        "1",
+        "design choice (issue 22: a low-SNR patient's ECAP is detected only above discomfort, "
+        "so a fast rise skips the band where the device could see it coming)",
+        0.0,
+        10.0,
+        doc="positive correction at action +1, as a fraction of the comfort current (the base "
+        "integrates from the delivered current, so this caps the agent's rise per step); "
+        "0: the same as scale",
+    )
     guard_rel: float = param(
         0.0,
         "1",
@@ -199,7 +210,8 @@ class Residual:
         guard = self.params.guard_rel
         if guard > 0.0:  # near discomfort the agent may only lower the current
             a = np.where(self._ecap[r] >= guard * self._static[r, 4], np.minimum(a, 0.0), a)
-        want = self._want[r] + a * self.params.scale * self._static[r, 0]
+        up = self.params.scale_up or self.params.scale
+        want = self._want[r] + a * np.where(a > 0.0, up, self.params.scale) * self._static[r, 0]
         return self.base.actions_for(want, self._previous[r], r)
 
 
