@@ -12,7 +12,10 @@ Reads ``summary.json`` (statistics across patients and seeds with bootstrap CIs)
 3. (issue 18) for each env's primary metric, the paired differences that show whether the suite
    separates controllers: the clinical loop against P, every closed loop against open loop, and
    the best controller against the median one (mean over patients and seeds, 95 % hierarchical
-   paired-bootstrap CI, probability of improvement; ``closedloop.evaluation.ranking``).
+   paired-bootstrap CI, probability of improvement; ``closedloop.evaluation.ranking``);
+4. (issue 22) on daily living (test cohort), every controller against the clinical loop: the
+   paired difference in time in window, overstimulation events per hour and charge per pulse,
+   and whether it is better on the first with no more of the other two (charge within 2 %).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from closedloop.evaluation.ranking import paired_differences
 
 CLINIC = "closedloop/ECAPClinic-Test-v0"
 COUGH = "closedloop/ECAPCoughStorm-Test-v0"
+DAILY = "closedloop/ECAPTracking-Test-v0"
+CHARGE_TOLERANCE = 0.02
+"""Charge per pulse may exceed the clinical loop's by this fraction and count as no more
+(issue 22)."""
 BASELINE = "open-loop"
 
 
@@ -152,6 +159,37 @@ def headline_table(rows: list[dict], primary: dict[str, str], baseline: str) -> 
     return lines
 
 
+def beats_clinical_table(rows: list[dict], env_id: str = DAILY) -> list[str]:
+    """Markdown: every controller against the clinical loop on time in window, overstimulation
+    events per hour and charge per pulse (issue 22's goal), best first."""
+    mine = [r for r in rows if r["env_id"] == env_id]
+    if not any(r["controller"] == "clinical-loop" for r in mine):
+        return [f"(no clinical-loop rows on {env_id})"]
+    diffs = {
+        m: {d["controller"]: d for d in paired_differences(mine, env_id, m, "clinical-loop")}
+        for m in ("time_in_window_frac", "overstim_events_per_hour", "charge_per_pulse_uc")
+    }
+    base = {m: _mean([r[m] for r in mine if r["controller"] == "clinical-loop"]) for m in diffs}
+    lines = [
+        f"Clinical loop: time in window {base['time_in_window_frac']:.3f}, "
+        f"{base['overstim_events_per_hour']:.2f} overstimulation events per hour, "
+        f"{base['charge_per_pulse_uc']:.4f} µC per pulse.",
+        "",
+        "| controller | Δ time in window [95 % CI] | Δ overstim events/h [95 % CI] | "
+        "charge per pulse ratio | meets all three |",
+        "|---|---|---|---|---|",
+    ]
+    order = sorted(
+        diffs["time_in_window_frac"], key=lambda c: -diffs["time_in_window_frac"][c]["diff"]
+    )
+    for c in (c for c in order if c != "clinical-loop"):
+        win, over, charge = (diffs[m][c] for m in diffs)
+        ratio = 1.0 + charge["diff"] / base["charge_per_pulse_uc"]
+        ok = win["diff_lo"] > 0 and over["diff"] <= 0 and ratio <= 1.0 + CHARGE_TOLERANCE
+        lines.append(f"| {c} | {_ci(win)} | {_ci(over)} | {ratio:.3f} | {'yes' if ok else 'no'} |")
+    return lines
+
+
 def _pair(rows: list[dict], env_id: str, metric: str, c: str, ref: str) -> dict:
     """The paired difference ``c - ref`` of :func:`paired_differences`."""
     return next(x for x in paired_differences(rows, env_id, metric, ref) if x["controller"] == c)
@@ -191,6 +229,14 @@ def main(argv=None) -> int:
             "## Cough storm, test cohort: overstimulation events",
             "",
             *cough_table(doc),
+            "",
+            "## Daily living, test cohort: against the clinical loop (issue 22)",
+            "",
+            "Paired differences over the same patients and seeds; 'meets all three': time in "
+            "window better with a CI above 0, no more overstimulation events per hour (mean), "
+            f"charge per pulse at most {CHARGE_TOLERANCE:.0%} above the clinical loop's.",
+            "",
+            *beats_clinical_table(rows),
             "",
         ]
     )

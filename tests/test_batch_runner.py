@@ -190,7 +190,7 @@ def test_batches_group_cells_by_controller_env_and_overrides(monkeypatch):
     assert [len(g) for g in batches(specs)] == [4, 2] * 4
 
 
-@pytest.mark.parametrize("agent", ["ppo-tracking", "sac-tracking"])
+@pytest.mark.parametrize("agent", ["ppo-tracking", "sac-tracking", "residual-ppo-tracking"])
 def test_trained_policies_play_alike_in_a_batch(agent):
     from pathlib import Path
 
