@@ -219,7 +219,11 @@ def test_trained_residual_agent_plays_batched_as_one_by_one(tmp_path):
     )
     ctl = load_trained(tmp_path)
     assert isinstance(ctl, ResidualPolicy) and ctl.batch_ready
-    assert ctl.card["residual"] == dataclasses.asdict(ResidualParams())
+    from closedloop.training.spec import load_rl_spec
+
+    params = load_rl_spec("residual-ppo").residual_params()  # scale_up and the guard set
+    assert params.scale_up > 0.0 and params.guard_rel > 0.0
+    assert ctl.card["residual"] == dataclasses.asdict(params) and ctl.residual.params == params
     episodes = [("validation-003", 0), ("validation-007", 1), ("validation-001", 0)]
     many = run_episodes(TrainedPolicyFactory(str(tmp_path)), ENV, episodes, OVERRIDES)
     for (patient, seed), res in zip(episodes, many, strict=True):
@@ -232,14 +236,18 @@ def _same(a, b):
     return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
 
 
-def test_the_guard_allows_only_lowering_near_the_discomfort_ecap(tracking_env):
-    env = tracking_env
-    obs, info = env.reset(seed=0)
+def _wide_context(env):
+    """The env's first observation, its calibration and a context whose actions do not clip."""
     from closedloop.controllers import ControlContext
 
+    obs, info = env.reset(seed=0)
     cal = env.unwrapped.calibration
     ctx = ControlContext.from_env(env.unwrapped.spec_.config, cal, info["target_uv"])
-    ctx = dataclasses.replace(ctx, max_delta_ma=25.0)  # actions that do not clip at ±1
+    return obs, cal, dataclasses.replace(ctx, max_delta_ma=25.0)  # no clipping at ±1
+
+
+def test_the_guard_allows_only_lowering_near_the_discomfort_ecap(tracking_env):
+    obs, cal, ctx = _wide_context(tracking_env)
     ref = next(p for p in cal.postures if p.posture == cal.reference_posture)
     h = ctx.history
     free, guarded = Residual(ResidualParams()), Residual(ResidualParams(guard_rel=0.8))
@@ -261,13 +269,7 @@ def test_the_guard_allows_only_lowering_near_the_discomfort_ecap(tracking_env):
 
 
 def test_scale_up_slows_only_the_rise(tracking_env):
-    env = tracking_env
-    obs, info = env.reset(seed=0)
-    from closedloop.controllers import ControlContext
-
-    cal = env.unwrapped.calibration
-    ctx = ControlContext.from_env(env.unwrapped.spec_.config, cal, info["target_uv"])
-    ctx = dataclasses.replace(ctx, max_delta_ma=25.0)  # actions that do not clip at ±1
+    obs, _, ctx = _wide_context(tracking_env)
     out = {}
     for name, params in (
         ("same", ResidualParams(scale=0.1)),
