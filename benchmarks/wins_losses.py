@@ -232,7 +232,8 @@ def trace_figure(sources: dict, env_id: str, patient: str, seed: int, overrides:
         ax[0].plot(t[sl], np.asarray(tr.sensation)[sl], lw=0.8, label=key)
         ax[1].plot(t[sl], np.asarray(tr.current_ma)[sl], lw=0.8, label=key)
     ax[0].axhspan(1.0, lvl, color="green", alpha=0.1, label="window")
-    ax[0].set_ylabel("sensation (x perception)")
+    ax[0].set_yscale("symlog", linthresh=1.0)  # perception at 1, discomfort up to ~100x
+    ax[0].set_ylabel("sensation (x perception, symlog)")
     ax[1].set_ylabel("current (mA)")
     ax[1].set_xlabel("time (s)")
     ax[0].legend(fontsize=8)
