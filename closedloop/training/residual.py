@@ -69,8 +69,8 @@ class ResidualParams:
     scale_up: float = param(
         0.0,
         "1",
-        "design choice (issue 22: a low-SNR patient's ECAP is detected only above discomfort, "
-        "so a fast rise skips the band where the device could see it coming)",
+        "design choice (issue 22: where the ECAP is detected only near discomfort, a fast "
+        "rise skips the band in which the device could see it coming)",
         0.0,
         10.0,
         doc="positive correction at action +1, as a fraction of the comfort current (the base "
